@@ -1,0 +1,337 @@
+//! The key hierarchy.
+//!
+//! ```text
+//! unseal key (Shamir shares, or DIR/unseal.key in evaluation mode)
+//!   └─ opens ─> root key (random 256 bits, stored only wrapped under the unseal key)
+//!        └─ HKDF-SHA256 ─> key-encryption key (KEK)
+//!             └─ wraps ─> data key (random 256 bits, one per secret version)
+//!                  └─ encrypts ─> the version's fields
+//! ```
+//!
+//! Every encryption is AES-256-GCM (see `aead`). The associated data of a data key and of a
+//! value names the secret id and version they belong to ([`Binding`]), so a ciphertext copied
+//! into another row fails to decrypt. The wrapped root key's GCM tag is the check value that
+//! tells a wrong unseal key (or a wrong set of shares) from the right one: a wrong key is
+//! reported as [`CryptoError::WrongUnsealKey`] and never used.
+//!
+//! The unseal key wraps the root key instead of being it so that changing the shares (rekey)
+//! rewraps 32 bytes instead of re-encrypting every secret.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::{CryptoError, SecretBytes, aead, random_bytes};
+
+/// Associated data of the wrapped root key.
+const ROOT_KEY_AAD: &[u8] = b"chaperone/root-key/v1";
+/// HKDF `info` for the key-encryption key. A new purpose gets a new label, never a reused one.
+const KEK_INFO: &[u8] = b"chaperone/kek/v1";
+const DATA_KEY_AAD: &[u8] = b"chaperone/data-key/v1";
+const VALUE_AAD: &[u8] = b"chaperone/secret-value/v1";
+
+/// The key that opens the root key. Reconstructed from shares or read from a key file.
+pub struct UnsealKey(Zeroizing<[u8; 32]>);
+
+impl UnsealKey {
+    /// A fresh random unseal key.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        random_bytes(key.as_mut());
+        Self(key)
+    }
+
+    /// Wraps raw key bytes (from combined shares).
+    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes, for splitting into shares.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Text form for a key file: standard base64 of the 32 bytes.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(self.0.as_ref()))
+    }
+
+    /// Parses the text form written by [`UnsealKey::to_text`]; surrounding whitespace is ignored.
+    pub fn from_text(text: &str) -> Result<Self, CryptoError> {
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| CryptoError::KeyEncoding("the unseal key is not valid base64"))?,
+        );
+        let mut key = Zeroizing::new([0u8; 32]);
+        if bytes.len() != key.len() {
+            return Err(CryptoError::KeyEncoding("the unseal key must be 32 bytes"));
+        }
+        key.copy_from_slice(&bytes);
+        Ok(Self(key))
+    }
+}
+
+impl fmt::Debug for UnsealKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UnsealKey([redacted])")
+    }
+}
+
+/// The root of the key hierarchy. Exists in memory only while the server is unsealed.
+pub struct RootKey(Zeroizing<[u8; 32]>);
+
+impl RootKey {
+    /// A fresh random root key, made once when a server is initialised.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        random_bytes(key.as_mut());
+        Self(key)
+    }
+
+    /// Encrypts the root key under `unseal` for storage.
+    pub fn wrap(&self, unseal: &UnsealKey) -> WrappedRootKey {
+        WrappedRootKey(aead::seal(&unseal.0, ROOT_KEY_AAD, self.0.as_ref()))
+    }
+
+    /// Derives the keyring used while unsealed.
+    pub fn keyring(&self) -> Keyring {
+        let mut kek = Zeroizing::new([0u8; 32]);
+        Hkdf::<Sha256>::new(None, self.0.as_ref())
+            .expand(KEK_INFO, kek.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Keyring { kek }
+    }
+}
+
+impl fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootKey([redacted])")
+    }
+}
+
+/// The root key encrypted under the unseal key, as stored in the database. Not secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedRootKey(Vec<u8>);
+
+impl WrappedRootKey {
+    /// Takes the stored bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes to store.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Opens the root key with `unseal`. A wrong key is detected by the GCM tag and reported
+    /// as [`CryptoError::WrongUnsealKey`].
+    pub fn open(&self, unseal: &UnsealKey) -> Result<RootKey, CryptoError> {
+        let bytes = Zeroizing::new(aead::open(&unseal.0, ROOT_KEY_AAD, &self.0).map_err(
+            |err| match err {
+                CryptoError::Decrypt => CryptoError::WrongUnsealKey,
+                other => other,
+            },
+        )?);
+        let mut key = Zeroizing::new([0u8; 32]);
+        if bytes.len() != key.len() {
+            return Err(CryptoError::Malformed(
+                "the stored root key has the wrong length",
+            ));
+        }
+        key.copy_from_slice(&bytes);
+        Ok(RootKey(key))
+    }
+}
+
+impl fmt::Debug for WrappedRootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WrappedRootKey({} bytes)", self.0.len())
+    }
+}
+
+/// What a secret version's ciphertexts are bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The secret's stable database id.
+    pub secret_id: i64,
+    /// The version number within that secret.
+    pub version: u64,
+}
+
+impl Binding {
+    fn aad(&self, label: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(label.len() + 17);
+        aad.extend_from_slice(label);
+        aad.push(0);
+        aad.extend_from_slice(&self.secret_id.to_be_bytes());
+        aad.extend_from_slice(&self.version.to_be_bytes());
+        aad
+    }
+}
+
+/// One secret version as stored: its wrapped data key and its encrypted value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    /// The data key, encrypted under the KEK.
+    pub wrapped_key: Vec<u8>,
+    /// The value, encrypted under the data key.
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for SealedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SealedValue {{ wrapped_key: {} bytes, ciphertext: {} bytes }}",
+            self.wrapped_key.len(),
+            self.ciphertext.len()
+        )
+    }
+}
+
+/// The keys of an unsealed server. Only obtainable from a [`RootKey`].
+pub struct Keyring {
+    kek: Zeroizing<[u8; 32]>,
+}
+
+impl Keyring {
+    /// Encrypts `plaintext` under a fresh data key bound to `binding`.
+    pub fn seal(&self, binding: Binding, plaintext: &[u8]) -> SealedValue {
+        let mut data_key = Zeroizing::new([0u8; 32]);
+        random_bytes(data_key.as_mut());
+        SealedValue {
+            wrapped_key: aead::seal(&self.kek, &binding.aad(DATA_KEY_AAD), data_key.as_ref()),
+            ciphertext: aead::seal(&data_key, &binding.aad(VALUE_AAD), plaintext),
+        }
+    }
+
+    /// Decrypts a value sealed for `binding`. Fails if either ciphertext was altered or was
+    /// sealed for another secret id or version.
+    pub fn open(&self, binding: Binding, sealed: &SealedValue) -> Result<SecretBytes, CryptoError> {
+        let key_bytes = Zeroizing::new(aead::open(
+            &self.kek,
+            &binding.aad(DATA_KEY_AAD),
+            &sealed.wrapped_key,
+        )?);
+        let mut data_key = Zeroizing::new([0u8; 32]);
+        if key_bytes.len() != data_key.len() {
+            return Err(CryptoError::Malformed("a data key has the wrong length"));
+        }
+        data_key.copy_from_slice(&key_bytes);
+        let plaintext = aead::open(&data_key, &binding.aad(VALUE_AAD), &sealed.ciphertext)?;
+        Ok(SecretBytes::new(plaintext))
+    }
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keyring([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyring() -> Keyring {
+        RootKey::generate().keyring()
+    }
+
+    const B: Binding = Binding {
+        secret_id: 42,
+        version: 3,
+    };
+
+    #[test]
+    fn envelope_round_trip() {
+        let ring = keyring();
+        let sealed = ring.seal(B, b"s3cr3t");
+        assert_eq!(ring.open(B, &sealed).unwrap().expose(), b"s3cr3t");
+        assert!(!sealed.ciphertext.windows(6).any(|w| w == b"s3cr3t"));
+    }
+
+    #[test]
+    fn any_changed_byte_fails_with_a_clear_error() {
+        let ring = keyring();
+        let sealed = ring.seal(B, b"value");
+        for i in 0..sealed.wrapped_key.len() {
+            let mut bad = sealed.clone();
+            bad.wrapped_key[i] ^= 0x80;
+            let err = ring.open(B, &bad).unwrap_err();
+            assert!(err.to_string().contains("ciphertext"), "{err}");
+        }
+        for i in 0..sealed.ciphertext.len() {
+            let mut bad = sealed.clone();
+            bad.ciphertext[i] ^= 0x80;
+            assert!(ring.open(B, &bad).is_err(), "ciphertext byte {i}");
+        }
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_row_fails() {
+        let ring = keyring();
+        let sealed = ring.seal(B, b"value");
+        let other_secret = Binding { secret_id: 43, ..B };
+        let other_version = Binding { version: 4, ..B };
+        assert!(matches!(
+            ring.open(other_secret, &sealed),
+            Err(CryptoError::Decrypt)
+        ));
+        assert!(matches!(
+            ring.open(other_version, &sealed),
+            Err(CryptoError::Decrypt)
+        ));
+        // Swapping the data key of one version with another's also fails.
+        let second = ring.seal(other_version, b"value");
+        let mixed = SealedValue {
+            wrapped_key: second.wrapped_key,
+            ..sealed
+        };
+        assert!(ring.open(B, &mixed).is_err());
+    }
+
+    #[test]
+    fn keyrings_from_different_roots_cannot_open_each_other() {
+        let sealed = keyring().seal(B, b"value");
+        assert!(keyring().open(B, &sealed).is_err());
+    }
+
+    #[test]
+    fn wrong_unseal_key_is_detected() {
+        let root = RootKey::generate();
+        let unseal = UnsealKey::generate();
+        let wrapped = root.wrap(&unseal);
+        let reopened = wrapped.open(&unseal).unwrap();
+        let sealed = root.keyring().seal(B, b"x");
+        assert_eq!(reopened.keyring().open(B, &sealed).unwrap().expose(), b"x");
+        assert!(matches!(
+            wrapped.open(&UnsealKey::generate()),
+            Err(CryptoError::WrongUnsealKey)
+        ));
+    }
+
+    #[test]
+    fn unseal_key_text_round_trip_and_errors() {
+        let key = UnsealKey::generate();
+        let back = UnsealKey::from_text(&format!("{}\n", key.to_text().as_str())).unwrap();
+        assert_eq!(back.expose(), key.expose());
+        assert!(UnsealKey::from_text("not base64!").is_err());
+        assert!(UnsealKey::from_text("AAAA").is_err());
+    }
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let key = UnsealKey::generate();
+        assert_eq!(format!("{key:?}"), "UnsealKey([redacted])");
+        assert_eq!(format!("{:?}", RootKey::generate()), "RootKey([redacted])");
+        assert_eq!(format!("{:?}", keyring()), "Keyring([redacted])");
+        let plain = SecretBytes::new(b"hunter2".to_vec());
+        assert!(!format!("{plain:?}").contains("hunter2"));
+    }
+}

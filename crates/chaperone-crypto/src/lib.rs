@@ -1,0 +1,25 @@
+//! Chaperone's cryptography: the key hierarchy, AEAD envelopes, Shamir secret sharing and
+//! API tokens. Every primitive comes from RustCrypto; this crate only composes them and writes
+//! down the parameters (see `docs/crypto.md`).
+//!
+//! Secret material lives in newtypes that zeroize on drop, print as `[redacted]` and do not
+//! implement `Serialize`.
+
+mod aead;
+mod error;
+mod keys;
+mod secret;
+pub mod shamir;
+pub mod token;
+
+pub use error::CryptoError;
+pub use keys::{Binding, Keyring, RootKey, SealedValue, UnsealKey, WrappedRootKey};
+pub use secret::SecretBytes;
+
+/// Fills `buf` from the operating system's CSPRNG.
+///
+/// A failing system RNG is not recoverable for a key-management service: we abort the
+/// operation loudly instead of continuing with weak randomness.
+pub fn random_bytes(buf: &mut [u8]) {
+    getrandom::getrandom(buf).expect("the operating system's random number generator failed");
+}

@@ -1,0 +1,186 @@
+//! The keyring row (the wrapped root key and how it is unsealed) and API token records.
+
+use chaperone_core::Timestamp;
+use chaperone_crypto::WrappedRootKey;
+use chaperone_crypto::token::TokenHash;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Store, StoreError, db};
+
+/// How a server's unseal key is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealConfig {
+    /// In a key file beside the data (`chaperone up`; evaluation only).
+    KeyFile,
+    /// Split into Shamir shares held by people (`chaperone init`).
+    Shamir {
+        /// Number of shares made.
+        shares: u8,
+        /// Number of shares needed.
+        threshold: u8,
+    },
+}
+
+/// The stored keyring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyringRecord {
+    /// The root key, encrypted under the unseal key.
+    pub wrapped_root_key: WrappedRootKey,
+    /// How the unseal key is held.
+    pub seal: SealConfig,
+    /// When the server was initialised.
+    pub created_at: Timestamp,
+}
+
+/// A stored API token: its hash and what it may do, never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public identifier, safe to log and show.
+    pub id: String,
+    /// SHA-256 of the token.
+    pub hash: TokenHash,
+    /// A label for people.
+    pub name: String,
+    /// The role the token acts with.
+    pub role: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Store {
+    /// Stores the keyring and the first admin token together. Fails with
+    /// [`StoreError::AlreadyInitialized`] if a keyring exists.
+    pub async fn initialize(
+        &self,
+        keyring: &KeyringRecord,
+        admin: &TokenRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting initialisation"))?;
+        let (kind, shares, threshold) = match keyring.seal {
+            SealConfig::KeyFile => ("key-file", 1, 1),
+            SealConfig::Shamir { shares, threshold } => ("shamir", shares, threshold),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO keyring (id, wrapped_root_key, seal_kind, shares, threshold, created_at) \
+             VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(keyring.wrapped_root_key.as_bytes().to_vec())
+        .bind(kind)
+        .bind(i64::from(shares))
+        .bind(i64::from(threshold))
+        .bind(keyring.created_at.unix_nanos())
+        .execute(&mut *tx)
+        .await
+        .map_err(db("storing the keyring"))?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        insert_token(&mut *tx, admin).await?;
+        tx.commit().await.map_err(db("committing initialisation"))?;
+        Ok(())
+    }
+
+    /// The keyring, or `None` before initialisation.
+    pub async fn keyring(&self) -> Result<Option<KeyringRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT wrapped_root_key, seal_kind, shares, threshold, created_at \
+             FROM keyring WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading the keyring"))?;
+        let Some(row) = row else { return Ok(None) };
+        let read = |row: &AnyRow| -> Result<KeyringRecord, sqlx::Error> {
+            let kind: String = row.try_get("seal_kind")?;
+            let shares: i64 = row.try_get("shares")?;
+            let threshold: i64 = row.try_get("threshold")?;
+            let seal = match kind.as_str() {
+                "key-file" => Some(SealConfig::KeyFile),
+                "shamir" => u8::try_from(shares)
+                    .ok()
+                    .zip(u8::try_from(threshold).ok())
+                    .map(|(shares, threshold)| SealConfig::Shamir { shares, threshold }),
+                _ => None,
+            };
+            Ok(KeyringRecord {
+                wrapped_root_key: WrappedRootKey::from_bytes(row.try_get("wrapped_root_key")?),
+                seal: seal.ok_or_else(|| sqlx::Error::Decode("unknown seal kind".into()))?,
+                created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+            })
+        };
+        read(&row)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("keyring row: {e}")))
+    }
+
+    /// Stores a new token record.
+    pub async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        insert_token(&self.pool, token).await
+    }
+
+    /// The token with this hash, if any (expired and revoked ones included: the caller
+    /// decides, with its clock).
+    pub async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, token_hash, name, role, created_at, expires_at, revoked_at \
+             FROM tokens WHERE token_hash = $1",
+        )
+        .bind(hash.as_bytes().to_vec())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("looking up a token"))?;
+        row.map(|row| token_from_row(&row)).transpose()
+    }
+}
+
+async fn insert_token<'e, E>(executor: E, token: &TokenRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&token.id)
+    .bind(token.hash.as_bytes().to_vec())
+    .bind(&token.name)
+    .bind(&token.role)
+    .bind(token.created_at.unix_nanos())
+    .bind(token.expires_at.map(Timestamp::unix_nanos))
+    .bind(token.revoked_at.map(Timestamp::unix_nanos))
+    .execute(executor)
+    .await
+    .map_err(db("storing a token"))?;
+    Ok(())
+}
+
+fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
+    let read = || -> Result<TokenRecord, sqlx::Error> {
+        let hash: Vec<u8> = row.try_get("token_hash")?;
+        Ok(TokenRecord {
+            id: row.try_get("id")?,
+            hash: TokenHash::from_slice(&hash)
+                .ok_or_else(|| sqlx::Error::Decode("token hash is not 32 bytes".into()))?,
+            name: row.try_get("name")?,
+            role: row.try_get("role")?,
+            created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+            expires_at: row
+                .try_get::<Option<i64>, _>("expires_at")?
+                .map(Timestamp::from_unix_nanos),
+            revoked_at: row
+                .try_get::<Option<i64>, _>("revoked_at")?
+                .map(Timestamp::from_unix_nanos),
+        })
+    };
+    read().map_err(|e| StoreError::Corrupt(format!("token row: {e}")))
+}

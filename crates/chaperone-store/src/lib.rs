@@ -1,0 +1,301 @@
+//! Chaperone's persistence: one [`Store`] over SQLite (the embedded default) or PostgreSQL
+//! (several server nodes sharing one database).
+//!
+//! Both backends run the same SQL through sqlx's runtime-selected `Any` driver: queries use
+//! `$N` placeholders and portable SQL (`ON CONFLICT`, `RETURNING`), and only the schema
+//! migrations are written per backend (`migrations/sqlite`, `migrations/postgres`). The
+//! conformance suite in `tests/conformance.rs` runs every behaviour on both.
+//!
+//! What is stored is already encrypted or hashed by the caller: this crate sees wrapped keys,
+//! ciphertexts and token hashes, never a secret in clear.
+//!
+//! Every read returns `Result<Option<T>, StoreError>`: a database failure is an error, never
+//! "not found".
+
+mod keyring;
+mod migrate;
+mod secrets;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+pub use keyring::{KeyringRecord, SealConfig, TokenRecord};
+pub use secrets::{KvSettings, MetadataUpdate, StoredVersion};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed or could not be reached.
+    #[error("database error while {context}: {source}")]
+    Database {
+        /// What the store was doing.
+        context: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A key/value rule refused the operation (check-and-set, limits).
+    #[error(transparent)]
+    Kv(#[from] chaperone_core::KvError),
+    /// `initialize` was called on a database that already has a keyring.
+    #[error("this database is already initialised")]
+    AlreadyInitialized,
+    /// The database URL is not `sqlite://PATH` or `postgres://...`.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// A stored row breaks an invariant (a negative version, unparsable metadata).
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer Chaperone.
+    #[error("the database schema is at version {found}; this binary knows up to {known}")]
+    SchemaTooNew {
+        /// The newest migration applied to the database.
+        found: i64,
+        /// The newest migration this binary has.
+        known: i64,
+    },
+    /// The SQLite file or its directory could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Maps a driver error to [`StoreError::Database`] with what the store was doing.
+fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database { context, source }
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A parsed `database_url`: `sqlite://PATH` or `postgres://...` (`postgresql://` too).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    url: String,
+}
+
+impl DatabaseUrl {
+    /// Parses `text`, refusing other schemes.
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        if let Some(path) = text.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::InvalidUrl("sqlite:// needs a file path".into()));
+            }
+            return Ok(Self {
+                backend: Backend::Sqlite,
+                url: text.to_owned(),
+            });
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(Self {
+                backend: Backend::Postgres,
+                url: text.to_owned(),
+            });
+        }
+        Err(StoreError::InvalidUrl(
+            "expected sqlite://PATH or postgres://USER@HOST/DB".to_owned(),
+        ))
+    }
+
+    /// A URL for the SQLite file at `path`.
+    pub fn sqlite_file(path: &Path) -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            url: format!("sqlite://{}", path.display()),
+        }
+    }
+
+    /// The backend this URL selects.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The SQLite file path, for SQLite URLs.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self.backend {
+            Backend::Sqlite => {
+                let rest = self
+                    .url
+                    .strip_prefix("sqlite://")
+                    .expect("checked at parse");
+                Some(Path::new(rest.split('?').next().unwrap_or(rest)))
+            }
+            Backend::Postgres => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    /// Prints the URL without a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl DatabaseUrl {
+    /// The URL with any password replaced by `***`, for messages and logs.
+    pub fn redacted(&self) -> String {
+        let Some(scheme_end) = self.url.find("://") else {
+            return self.url.clone();
+        };
+        let rest = &self.url[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => match rest[..at].find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &self.url[..scheme_end + 3],
+                    &rest[..colon],
+                    &rest[at..]
+                ),
+                None => self.url.clone(),
+            },
+            None => self.url.clone(),
+        }
+    }
+}
+
+/// SQLite settings applied to every connection: WAL for concurrent readers, `synchronous =
+/// FULL` so a committed transaction survives power loss, and a busy timeout so concurrent
+/// writers wait for each other instead of failing.
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = ON",
+];
+
+/// The database handle. Cheap to clone; all clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, creating the SQLite file (mode 0600) if needed, and applies migrations.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        // Registers the compiled-in drivers with sqlx's `Any` driver; idempotent.
+        sqlx::any::install_default_drivers();
+        let backend = url.backend;
+        let mut connect_url = url.url.clone();
+        if let Some(path) = url.sqlite_path() {
+            create_private_file(path)?;
+            connect_url = format!("sqlite://{}", path.display());
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in SQLITE_PRAGMAS {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&connect_url)
+            .await
+            .map_err(db("connecting"))?;
+        let store = Self { pool, backend };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("pinging"))?;
+        Ok(())
+    }
+
+    /// Closes every connection (and, for SQLite, checkpoints the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Creates `path` (and its parent directory) readable by the owner only, if it is missing.
+/// SQLite gives its `-wal` and `-shm` files the same permissions as the database file.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::CreateFile {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(err)?;
+    Ok(())
+}
+
+/// Converts a stored non-negative integer.
+fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}: {value}")))
+}
+
+/// Converts a number for storage; version numbers never approach `i64::MAX`.
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).expect("version numbers stay below i64::MAX")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://a/b.db").unwrap().backend(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://a/b.db?mode=rwc")
+                .unwrap()
+                .sqlite_path()
+                .unwrap(),
+            Path::new("a/b.db")
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://x/y").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        let url = DatabaseUrl::parse("postgres://me:s3cret@db:5432/c").unwrap();
+        assert_eq!(url.redacted(), "postgres://me:***@db:5432/c");
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
+}

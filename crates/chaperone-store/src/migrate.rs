@@ -1,0 +1,77 @@
+//! Schema migrations, embedded in the binary, applied in order at connect.
+//!
+//! Each migration runs in its own transaction together with the insert that records it. The
+//! insert comes first and uses `ON CONFLICT DO NOTHING`: on PostgreSQL a second node
+//! migrating at the same moment waits on the unique key and then sees the row; on SQLite the
+//! insert takes the write lock. Either way each migration is applied exactly once.
+
+use crate::{Backend, Store, StoreError, db};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS chaperone_migrations \
+         (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+    )
+    .execute(&store.pool)
+    .await
+    .map_err(db("creating the migrations table"))?;
+
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM chaperone_migrations")
+        .fetch_one(&store.pool)
+        .await
+        .map_err(db("reading the schema version"))?;
+    if let Some(found) = found.filter(|&f| f > known) {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+
+    for migration in MIGRATIONS {
+        let mut tx = store
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a migration"))?;
+        let claimed = sqlx::query(
+            "INSERT INTO chaperone_migrations (version, name) VALUES ($1, $2) \
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(migration.version)
+        .bind(migration.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("recording a migration"))?
+        .rows_affected();
+        if claimed == 0 {
+            continue;
+        }
+        let sql = match store.backend {
+            Backend::Sqlite => migration.sqlite,
+            Backend::Postgres => migration.postgres,
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("applying a migration"))?;
+        tx.commit().await.map_err(db("committing a migration"))?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
+    }
+    Ok(())
+}

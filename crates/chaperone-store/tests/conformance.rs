@@ -1,0 +1,476 @@
+//! The storage conformance suite: every behaviour runs once on SQLite and once on PostgreSQL.
+//!
+//! PostgreSQL runs when `CHAPERONE_TEST_POSTGRES_URL` points at a server where the user may
+//! create databases (`cargo xtask test` starts one); each test gets its own database. When
+//! `CHAPERONE_TEST_REQUIRE_POSTGRES=1` a missing URL fails the PostgreSQL tests instead of
+//! skipping them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chaperone_core::{
+    Cas, KvError, MaxVersions, SecretPath, SecretPrefix, Timestamp, VersionState,
+};
+use chaperone_crypto::token::ApiToken;
+use chaperone_crypto::{Keyring, RootKey, UnsealKey};
+use chaperone_store::{
+    DatabaseUrl, KeyringRecord, KvSettings, MetadataUpdate, SealConfig, Store, StoreError,
+    TokenRecord,
+};
+
+struct Fixture {
+    url: DatabaseUrl,
+    store: Store,
+    ring: Keyring,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Option<Fixture> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::sqlite_file(&dir.path().join("test.db"));
+    let store = Store::connect(&url).await.unwrap();
+    Some(Fixture {
+        url,
+        store,
+        ring: RootKey::generate().keyring(),
+        _dir: Some(dir),
+    })
+}
+
+async fn postgres() -> Option<Fixture> {
+    let Ok(base) = std::env::var("CHAPERONE_TEST_POSTGRES_URL") else {
+        if std::env::var("CHAPERONE_TEST_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+            panic!("CHAPERONE_TEST_REQUIRE_POSTGRES=1 but CHAPERONE_TEST_POSTGRES_URL is unset");
+        }
+        eprintln!("skipping: CHAPERONE_TEST_POSTGRES_URL is unset (cargo xtask test sets it)");
+        return None;
+    };
+    let name = format!("conformance_{}", hex(&random16()));
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (root, _) = base.rsplit_once('/').expect("URL with a database name");
+    let url = DatabaseUrl::parse(&format!("{root}/{name}")).unwrap();
+    let store = Store::connect(&url).await.unwrap();
+    Some(Fixture {
+        url,
+        store,
+        ring: RootKey::generate().keyring(),
+        _dir: None,
+    })
+}
+
+fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    chaperone_crypto::random_bytes(&mut b);
+    b
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(f) = super::sqlite().await { super::$name(&f).await }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(f) = super::postgres().await { super::$name(&f).await }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    versions_are_written_and_read,
+    check_and_set,
+    old_versions_are_pruned,
+    delete_undelete_destroy,
+    listing_by_prefix,
+    deleting_a_secret_never_reuses_its_id,
+    keyring_and_tokens,
+    concurrent_writers_with_the_same_cas,
+    metadata_updates,
+    a_closed_database_is_an_error_not_absence,
+    migrations_are_idempotent,
+);
+
+fn path(p: &str) -> SecretPath {
+    SecretPath::parse(p).unwrap()
+}
+
+fn t(n: i64) -> Timestamp {
+    Timestamp::from_unix_nanos(1_700_000_000_000_000_000 + n)
+}
+
+const DEFAULTS: KvSettings = KvSettings {
+    max_versions: MaxVersions::DEFAULT,
+    cas_required: false,
+};
+
+async fn put(f: &Fixture, p: &str, value: &str, cas: Cas) -> Result<u64, StoreError> {
+    f.store
+        .put_version(&path(p), cas, DEFAULTS, t(1), |b| {
+            f.ring.seal(b, value.as_bytes())
+        })
+        .await
+        .map(|meta| meta.version)
+}
+
+async fn read(f: &Fixture, p: &str, version: Option<u64>) -> Option<String> {
+    let stored = f.store.read_version(&path(p), version).await.unwrap()?;
+    let sealed = stored.sealed.as_ref()?;
+    let plain = f.ring.open(stored.binding(), sealed).unwrap();
+    Some(String::from_utf8(plain.expose().to_vec()).unwrap())
+}
+
+async fn versions_are_written_and_read(f: &Fixture) {
+    assert_eq!(put(f, "team/db", "one", Cas::None).await.unwrap(), 1);
+    assert_eq!(put(f, "team/db", "two", Cas::None).await.unwrap(), 2);
+    assert_eq!(read(f, "team/db", None).await.as_deref(), Some("two"));
+    assert_eq!(read(f, "team/db", Some(1)).await.as_deref(), Some("one"));
+    assert_eq!(read(f, "team/db", Some(3)).await, None);
+    assert_eq!(read(f, "team/other", None).await, None);
+    let stored = f
+        .store
+        .read_version(&path("team/db"), Some(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.current_version, 2);
+    assert_eq!(stored.meta.state, VersionState::Active);
+    assert_eq!(stored.meta.created_at, t(1));
+}
+
+async fn check_and_set(f: &Fixture) {
+    assert_eq!(put(f, "cas", "a", Cas::Version(0)).await.unwrap(), 1);
+    let err = put(f, "cas", "b", Cas::Version(0)).await.unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Kv(KvError::CasMismatch {
+            expected: 0,
+            current: 1
+        })
+    ));
+    assert!(put(f, "cas", "b", Cas::Version(2)).await.is_err());
+    assert_eq!(put(f, "cas", "b", Cas::Version(1)).await.unwrap(), 2);
+    // A refused write changes nothing, not even for an absent secret.
+    assert!(put(f, "absent", "x", Cas::Version(4)).await.is_err());
+    assert_eq!(f.store.metadata(&path("absent")).await.unwrap(), None);
+    // cas_required from the server settings and from the secret's own metadata.
+    let strict = KvSettings {
+        cas_required: true,
+        ..DEFAULTS
+    };
+    let err = f
+        .store
+        .put_version(&path("cas"), Cas::None, strict, t(2), |b| {
+            f.ring.seal(b, b"c")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Kv(KvError::CasRequired)));
+    let update = MetadataUpdate {
+        cas_required: Some(true),
+        ..Default::default()
+    };
+    f.store
+        .update_metadata(&path("cas"), &update, t(3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        put(f, "cas", "c", Cas::None).await.unwrap_err(),
+        StoreError::Kv(KvError::CasRequired)
+    ));
+    assert_eq!(put(f, "cas", "c", Cas::Version(2)).await.unwrap(), 3);
+}
+
+async fn old_versions_are_pruned(f: &Fixture) {
+    let settings = KvSettings {
+        max_versions: MaxVersions::new(3).unwrap(),
+        ..DEFAULTS
+    };
+    for i in 1..=5 {
+        let value = format!("v{i}");
+        f.store
+            .put_version(&path("p"), Cas::None, settings, t(i), |b| {
+                f.ring.seal(b, value.as_bytes())
+            })
+            .await
+            .unwrap();
+    }
+    let meta = f.store.metadata(&path("p")).await.unwrap().unwrap();
+    assert_eq!(meta.current_version, 5);
+    assert_eq!(meta.oldest_version, 3);
+    assert_eq!(
+        meta.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert_eq!(read(f, "p", Some(2)).await, None);
+    assert_eq!(read(f, "p", Some(3)).await.as_deref(), Some("v3"));
+    // A per-secret maximum overrides the server's.
+    let update = MetadataUpdate {
+        max_versions: Some(Some(MaxVersions::new(1).unwrap())),
+        ..Default::default()
+    };
+    f.store
+        .update_metadata(&path("p"), &update, t(9))
+        .await
+        .unwrap();
+    put(f, "p", "v6", Cas::None).await.unwrap();
+    let meta = f.store.metadata(&path("p")).await.unwrap().unwrap();
+    assert_eq!(
+        meta.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [6]
+    );
+}
+
+async fn delete_undelete_destroy(f: &Fixture) {
+    for v in ["a", "b", "c"] {
+        put(f, "d", v, Cas::None).await.unwrap();
+    }
+    let p = path("d");
+    // Deleting with no versions deletes the current one.
+    assert!(f.store.delete_versions(&p, &[], t(10)).await.unwrap());
+    let current = f.store.read_version(&p, None).await.unwrap().unwrap();
+    assert_eq!(current.meta.state, VersionState::Deleted(t(10)));
+    assert!(f.store.delete_versions(&p, &[1], t(11)).await.unwrap());
+    assert!(f.store.undelete_versions(&p, &[1, 3], t(12)).await.unwrap());
+    assert_eq!(read(f, "d", Some(3)).await.as_deref(), Some("c"));
+    assert!(f.store.destroy_versions(&p, &[2], t(13)).await.unwrap());
+    let destroyed = f.store.read_version(&p, Some(2)).await.unwrap().unwrap();
+    assert_eq!(destroyed.meta.state, VersionState::Destroyed(t(13)));
+    assert!(destroyed.sealed.is_none());
+    // Destroyed is final: undelete and delete leave it destroyed.
+    f.store.undelete_versions(&p, &[2], t(14)).await.unwrap();
+    f.store.delete_versions(&p, &[2], t(15)).await.unwrap();
+    let meta = f.store.metadata(&p).await.unwrap().unwrap();
+    assert_eq!(meta.versions[1].state, VersionState::Destroyed(t(13)));
+    assert_eq!(meta.versions[0].state, VersionState::Active);
+    // Unknown secrets report false; unknown versions are ignored.
+    assert!(
+        !f.store
+            .delete_versions(&path("nope"), &[], t(16))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .destroy_versions(&path("nope"), &[1], t(16))
+            .await
+            .unwrap()
+    );
+    assert!(f.store.delete_versions(&p, &[99], t(16)).await.unwrap());
+}
+
+async fn listing_by_prefix(f: &Fixture) {
+    for p in ["team/a", "team/b/c", "team/b/d", "teamx", "other/x"] {
+        put(f, p, "v", Cas::None).await.unwrap();
+    }
+    let list = |p: &'static str| async move {
+        f.store
+            .list(&SecretPrefix::parse(p).unwrap())
+            .await
+            .unwrap()
+    };
+    assert_eq!(list("team").await, ["a", "b/"]);
+    assert_eq!(list("team/b/").await, ["c", "d"]);
+    assert_eq!(list("").await, ["other/", "team/", "teamx"]);
+    assert!(list("missing").await.is_empty());
+    // `_` is not a wildcard.
+    put(f, "a_b/x", "v", Cas::None).await.unwrap();
+    put(f, "axb/y", "v", Cas::None).await.unwrap();
+    assert_eq!(list("a_b").await, ["x"]);
+}
+
+async fn deleting_a_secret_never_reuses_its_id(f: &Fixture) {
+    put(f, "gone", "old", Cas::None).await.unwrap();
+    let before = f
+        .store
+        .read_version(&path("gone"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(f.store.delete_secret(&path("gone")).await.unwrap());
+    assert_eq!(f.store.metadata(&path("gone")).await.unwrap(), None);
+    assert!(!f.store.delete_secret(&path("gone")).await.unwrap());
+    put(f, "gone", "new", Cas::Version(0)).await.unwrap();
+    let after = f
+        .store
+        .read_version(&path("gone"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(before.secret_id, after.secret_id);
+    assert_eq!(after.meta.version, 1);
+    // The old ciphertext does not open under the new row's binding.
+    assert!(
+        f.ring
+            .open(after.binding(), before.sealed.as_ref().unwrap())
+            .is_err()
+    );
+}
+
+async fn keyring_and_tokens(f: &Fixture) {
+    assert_eq!(f.store.keyring().await.unwrap(), None);
+    let unseal = UnsealKey::generate();
+    let record = KeyringRecord {
+        wrapped_root_key: RootKey::generate().wrap(&unseal),
+        seal: SealConfig::Shamir {
+            shares: 5,
+            threshold: 3,
+        },
+        created_at: t(1),
+    };
+    let token = ApiToken::generate();
+    let admin = TokenRecord {
+        id: "tok_admin".into(),
+        hash: token.hash(),
+        name: "initial admin".into(),
+        role: "admin".into(),
+        created_at: t(1),
+        expires_at: None,
+        revoked_at: None,
+    };
+    f.store.initialize(&record, &admin).await.unwrap();
+    assert_eq!(f.store.keyring().await.unwrap(), Some(record.clone()));
+    assert!(record.wrapped_root_key.open(&unseal).is_ok());
+    let again = TokenRecord {
+        id: "tok_other".into(),
+        hash: ApiToken::generate().hash(),
+        ..admin.clone()
+    };
+    assert!(matches!(
+        f.store.initialize(&record, &again).await,
+        Err(StoreError::AlreadyInitialized)
+    ));
+    assert_eq!(
+        f.store.token_by_hash(&token.hash()).await.unwrap(),
+        Some(admin.clone())
+    );
+    assert_eq!(
+        f.store
+            .token_by_hash(&ApiToken::generate().hash())
+            .await
+            .unwrap(),
+        None
+    );
+    // The failed second initialisation stored nothing.
+    assert_eq!(f.store.token_by_hash(&again.hash).await.unwrap(), None);
+    let expiring = TokenRecord {
+        id: "tok_ci".into(),
+        hash: ApiToken::generate().hash(),
+        expires_at: Some(t(100)),
+        ..admin
+    };
+    f.store.insert_token(&expiring).await.unwrap();
+    assert_eq!(
+        f.store.token_by_hash(&expiring.hash).await.unwrap(),
+        Some(expiring)
+    );
+}
+
+async fn concurrent_writers_with_the_same_cas(f: &Fixture) {
+    let ring = Arc::new(RootKey::generate().keyring());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = f.store.clone();
+        let ring = ring.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .put_version(&path("race"), Cas::Version(0), DEFAULTS, t(i), |b| {
+                    ring.seal(b, format!("writer {i}").as_bytes())
+                })
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Kv(KvError::CasMismatch { .. })) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let meta = f.store.metadata(&path("race")).await.unwrap().unwrap();
+    assert_eq!(meta.current_version, 1);
+}
+
+async fn metadata_updates(f: &Fixture) {
+    let custom = BTreeMap::from([("owner".to_owned(), "payments".to_owned())]);
+    let update = MetadataUpdate {
+        custom_metadata: Some(custom.clone()),
+        ..Default::default()
+    };
+    f.store
+        .update_metadata(&path("m"), &update, t(5))
+        .await
+        .unwrap();
+    let meta = f.store.metadata(&path("m")).await.unwrap().unwrap();
+    assert_eq!(meta.custom_metadata, custom);
+    assert_eq!(meta.current_version, 0);
+    assert!(meta.versions.is_empty());
+    // Metadata without versions does not show up in listings.
+    assert!(
+        f.store
+            .list(&SecretPrefix::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    put(f, "m", "v", Cas::Version(0)).await.unwrap();
+    let meta = f.store.metadata(&path("m")).await.unwrap().unwrap();
+    assert_eq!(meta.custom_metadata, custom);
+    assert_eq!(meta.current_version, 1);
+}
+
+async fn a_closed_database_is_an_error_not_absence(f: &Fixture) {
+    put(f, "x", "v", Cas::None).await.unwrap();
+    f.store.close().await;
+    assert!(matches!(
+        f.store.read_version(&path("x"), None).await,
+        Err(StoreError::Database { .. })
+    ));
+    assert!(matches!(
+        f.store.metadata(&path("x")).await,
+        Err(StoreError::Database { .. })
+    ));
+    assert!(matches!(
+        f.store.token_by_hash(&ApiToken::generate().hash()).await,
+        Err(StoreError::Database { .. })
+    ));
+    assert!(matches!(
+        f.store.keyring().await,
+        Err(StoreError::Database { .. })
+    ));
+}
+
+async fn migrations_are_idempotent(f: &Fixture) {
+    put(f, "kept", "v", Cas::None).await.unwrap();
+    // Running the migrations again on the same database changes nothing.
+    let again = Store::connect(&f.url).await.unwrap();
+    let stored = again
+        .read_version(&path("kept"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.meta.version, 1);
+    again.close().await;
+}

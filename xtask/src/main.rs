@@ -1,0 +1,252 @@
+//! Project automation, in Rust so it runs wherever cargo does.
+//!
+//! `cargo xtask test` runs the whole test suite, starting what it needs: a throwaway
+//! PostgreSQL from Debian's `postgresql` package (installed with apt-get when missing and
+//! running as root), on loopback and a free port, in a temporary directory, stopped and
+//! removed afterwards. `cargo xtask ci` adds the format and lint checks that `.ci/run` runs.
+
+use std::env;
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("ci") => ci(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 test [ARGS...]  run every test, with a throwaway PostgreSQL (ARGS go to cargo test)\n  \
+                 ci              cargo fmt --check, clippy -D warnings, then test"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn ci() -> Result {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    test(&[])
+}
+
+fn test(extra: &[String]) -> Result {
+    let postgres = Postgres::start()?;
+    let outcome = run(cargo()
+        .args(["test", "--workspace", "--locked"])
+        .args(extra)
+        .env("CHAPERONE_TEST_POSTGRES_URL", postgres.url())
+        .env("CHAPERONE_TEST_REQUIRE_POSTGRES", "1"));
+    drop(postgres);
+    outcome
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .into()
+}
+
+fn run(command: &mut Command) -> Result {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed: {status}"))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// A PostgreSQL cluster in a temporary directory, stopped and removed on drop.
+struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_postgres_user: bool,
+}
+
+impl Postgres {
+    fn start() -> Result<Self> {
+        let bin = match find_postgres_bin() {
+            Some(bin) => bin,
+            None => {
+                install_postgres()?;
+                find_postgres_bin().ok_or("the postgresql package installed no initdb")?
+            }
+        };
+        // initdb and postgres refuse to run as root: as root, run them as the `postgres`
+        // system user that Debian's package creates.
+        let as_postgres_user = is_root();
+        let dir = env::temp_dir().join(format!("chaperone-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if as_postgres_user {
+            run(Command::new("chown").arg("postgres:postgres").arg(&dir))?;
+        }
+        let port = free_port()?;
+        let pg = Self {
+            bin,
+            dir,
+            port,
+            as_postgres_user,
+        };
+        let data = pg.dir.join("data");
+        pg.run_tool(
+            "initdb",
+            &[
+                OsStr::new("-D"),
+                data.as_os_str(),
+                OsStr::new("-U"),
+                OsStr::new("postgres"),
+                OsStr::new("-A"),
+                OsStr::new("trust"),
+                OsStr::new("--no-sync"),
+            ],
+        )?;
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=200",
+            pg.dir.display()
+        );
+        let log = pg.dir.join("postgres.log");
+        pg.run_tool(
+            "pg_ctl",
+            &[
+                OsStr::new("-D"),
+                data.as_os_str(),
+                OsStr::new("-l"),
+                log.as_os_str(),
+                OsStr::new("-o"),
+                OsStr::new(&options),
+                OsStr::new("-w"),
+                OsStr::new("start"),
+            ],
+        )?;
+        eprintln!(
+            "xtask: PostgreSQL is running on 127.0.0.1:{port} ({})",
+            pg.dir.display()
+        );
+        Ok(pg)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn run_tool(&self, tool: &str, args: &[&OsStr]) -> Result {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        command.args(args).current_dir(&self.dir);
+        run(&mut command)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = self.run_tool(
+            "pg_ctl",
+            &[
+                OsStr::new("-D"),
+                data.as_os_str(),
+                OsStr::new("-m"),
+                OsStr::new("fast"),
+                OsStr::new("-w"),
+                OsStr::new("stop"),
+            ],
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The newest `/usr/lib/postgresql/N/bin` with an `initdb`, or a directory on `PATH` with one.
+fn find_postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    env::split_paths(&env::var_os("PATH")?)
+        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+}
+
+fn install_postgres() -> Result {
+    if !is_root() {
+        return Err(
+            "PostgreSQL is needed for the tests: install Debian's `postgresql` package \
+                    (apt-get install postgresql) or run as root so xtask can install it"
+                .into(),
+        );
+    }
+    eprintln!("xtask: installing Debian's postgresql package");
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "postgresql",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
