@@ -36,6 +36,13 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+/// Where the current time comes from. Code that needs "now" takes a `Clock` (or a
+/// `Timestamp` read from one) so that tests can move time instead of sleeping.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,1 +1,71 @@
-fn main() {}
+//! The `chaperone` command: runs the server (`up`, `init`, `server`) and talks to one
+//! (`unseal`, `seal`, `secret ...`). It parses arguments and wires the library crates
+//! together; the logic lives in those crates.
+
+mod client;
+mod cmd;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Work safely with outside developers, contractors and vendors.
+#[derive(Parser, Debug)]
+#[command(name = "chaperone", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an evaluation server on SQLite in a data directory (created and unsealed for you).
+    Up(cmd::server::UpArgs),
+    /// Initialise a production database: print unseal shares and the first admin token once.
+    Init(cmd::server::InitArgs),
+    /// Run the server from a configuration file; it starts sealed.
+    Server(cmd::server::ServerArgs),
+    /// Give unseal shares to a sealed server (prompted, or one per line on stdin).
+    Unseal(cmd::seal::UnsealArgs),
+    /// Seal a running server: its keys leave memory until the next unseal.
+    Seal(client::ClientArgs),
+    /// Store and read secrets.
+    #[command(subcommand)]
+    Secret(cmd::secret::SecretCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => cmd::server::up(args),
+        Command::Init(args) => cmd::server::init(args),
+        Command::Server(args) => cmd::server::server(args),
+        Command::Unseal(args) => cmd::seal::unseal(args),
+        Command::Seal(args) => cmd::seal::seal(args),
+        Command::Secret(command) => cmd::secret::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where `chaperone up` keeps its data by default.
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("chaperone-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,440 @@
+//! `/api/v1/secrets/...`: versioned secrets.
+//!
+//! The layout follows KV version 2: `data/` reads and writes versions, `metadata/` manages a
+//! secret as a whole, `delete/`, `undelete/` and `destroy/` act on chosen versions, `list/`
+//! lists by prefix. A version's value is a map of string fields, stored as a JSON object
+//! encrypted under its own data key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chaperone_core::{
+    Cas, MaxVersions, SecretMetadata, SecretPath, SecretPrefix, VersionMeta, VersionState,
+};
+use chaperone_crypto::Keyring;
+use chaperone_store::MetadataUpdate;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiJson;
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+/// A new version to write.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WriteRequest {
+    /// The fields of the new version.
+    data: BTreeMap<String, String>,
+    /// Check-and-set: the current version this write replaces; `0` means "only if absent".
+    cas: Option<u64>,
+}
+
+/// The version a write created.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WriteResponse {
+    path: String,
+    version: u64,
+    /// RFC 3339 with nanoseconds.
+    created_time: String,
+}
+
+/// One version's value.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReadResponse {
+    path: String,
+    version: u64,
+    created_time: String,
+    /// The fields (secret).
+    data: serde_json::Value,
+    custom_metadata: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct ReadQuery {
+    /// The version to read; the current one when absent or 0.
+    version: Option<u64>,
+}
+
+/// Versions to act on.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VersionsRequest {
+    versions: Vec<u64>,
+}
+
+/// A secret's own settings.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetadataRequest {
+    /// Versions to keep; 0 returns to the server default.
+    max_versions: Option<u32>,
+    cas_required: Option<bool>,
+    /// Replaces the custom metadata (not secret; visible in listings and metadata reads).
+    custom_metadata: Option<BTreeMap<String, String>>,
+}
+
+/// A version's metadata.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VersionInfo {
+    version: u64,
+    created_time: String,
+    /// Empty when not deleted.
+    deletion_time: String,
+    destroyed: bool,
+}
+
+/// A secret's metadata.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MetadataResponse {
+    path: String,
+    current_version: u64,
+    oldest_version: u64,
+    /// 0 means the server default.
+    max_versions: u32,
+    cas_required: bool,
+    custom_metadata: BTreeMap<String, String>,
+    created_time: String,
+    updated_time: String,
+    versions: Vec<VersionInfo>,
+}
+
+/// Keys under a prefix; folders end with `/`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ListResponse {
+    keys: Vec<String>,
+}
+
+fn unsealed(state: &AppState) -> Result<Arc<Keyring>, ApiError> {
+    state.keyring().ok_or_else(ApiError::sealed)
+}
+
+/// Writes a new version.
+#[utoipa::path(put, path = "/api/v1/secrets/data/{path}", request_body = WriteRequest,
+    params(("path" = String, Path, description = "Secret path, e.g. team/payments/db")),
+    responses((status = 200, body = WriteResponse), (status = 400, body = super::ErrorBody),
+        (status = 409, description = "check-and-set mismatch", body = super::ErrorBody),
+        (status = 503, description = "sealed", body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn write(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<WriteRequest>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let keyring = unsealed(&state)?;
+    let plaintext = zeroize::Zeroizing::new(
+        serde_json::to_vec(&body.data).expect("a string map always serialises"),
+    );
+    drop(body.data);
+    let cas = body.cas.map_or(Cas::None, Cas::Version);
+    let now = state.clock.now();
+    let meta = state
+        .store
+        .put_version(&path, cas, state.settings.kv, now, |binding| {
+            keyring.seal(binding, &plaintext)
+        })
+        .await?;
+    tracing::info!(token = %caller.token_id, path = %path, version = meta.version, "secret written");
+    Ok(Json(WriteResponse {
+        path: path.to_string(),
+        version: meta.version,
+        created_time: meta.created_at.to_rfc3339(),
+    }))
+}
+
+/// Reads a version (the current one by default).
+#[utoipa::path(get, path = "/api/v1/secrets/data/{path}", params(("path" = String, Path), ReadQuery),
+    responses((status = 200, body = ReadResponse),
+        (status = 404, description = "absent, deleted or destroyed", body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn read(
+    _caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Json<ReadResponse>, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let keyring = unsealed(&state)?;
+    let version = query.version.filter(|&v| v > 0);
+    let stored = state
+        .store
+        .read_version(&path, version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(match version {
+                Some(v) => format!("secret `{path}` has no version {v}"),
+                None => format!("no secret at `{path}`"),
+            })
+        })?;
+    let number = stored.meta.version;
+    let sealed = match (stored.meta.state, &stored.sealed) {
+        (VersionState::Active, Some(sealed)) => sealed,
+        (VersionState::Deleted(at), _) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "version_deleted",
+                format!(
+                    "version {number} of `{path}` was deleted at {}; undelete it to read it",
+                    at.to_rfc3339()
+                ),
+            ));
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "version_destroyed",
+                format!("version {number} of `{path}` was destroyed"),
+            ));
+        }
+    };
+    let plaintext = keyring.open(stored.binding(), sealed)?;
+    let data = serde_json::from_slice(plaintext.expose()).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "integrity",
+            "a stored secret decrypted to a value that is not a JSON object",
+        )
+    })?;
+    let custom_metadata = state
+        .store
+        .metadata(&path)
+        .await?
+        .map(|m| m.custom_metadata)
+        .unwrap_or_default();
+    Ok(Json(ReadResponse {
+        path: path.to_string(),
+        version: number,
+        created_time: stored.meta.created_at.to_rfc3339(),
+        data,
+        custom_metadata,
+    }))
+}
+
+/// Soft-deletes the current version.
+#[utoipa::path(delete, path = "/api/v1/secrets/data/{path}", params(("path" = String, Path)),
+    responses((status = 204), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn delete_latest(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    change(&caller, &state, &path, &[], Change::Delete).await
+}
+
+/// Soft-deletes versions.
+#[utoipa::path(post, path = "/api/v1/secrets/delete/{path}", request_body = VersionsRequest,
+    params(("path" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete_versions(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<VersionsRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(
+        &caller,
+        &state,
+        &path,
+        &required(body.versions)?,
+        Change::Delete,
+    )
+    .await
+}
+
+/// Restores soft-deleted versions.
+#[utoipa::path(post, path = "/api/v1/secrets/undelete/{path}", request_body = VersionsRequest,
+    params(("path" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn undelete_versions(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<VersionsRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(
+        &caller,
+        &state,
+        &path,
+        &required(body.versions)?,
+        Change::Undelete,
+    )
+    .await
+}
+
+/// Destroys versions' data for good; their metadata stays.
+#[utoipa::path(post, path = "/api/v1/secrets/destroy/{path}", request_body = VersionsRequest,
+    params(("path" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn destroy_versions(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<VersionsRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(
+        &caller,
+        &state,
+        &path,
+        &required(body.versions)?,
+        Change::Destroy,
+    )
+    .await
+}
+
+/// A secret's metadata and version history.
+#[utoipa::path(get, path = "/api/v1/secrets/metadata/{path}", params(("path" = String, Path)),
+    responses((status = 200, body = MetadataResponse), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn metadata(
+    _caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+) -> Result<Json<MetadataResponse>, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let meta = state
+        .store
+        .metadata(&path)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no secret at `{path}`")))?;
+    Ok(Json(metadata_response(meta)))
+}
+
+/// Changes a secret's own settings.
+#[utoipa::path(put, path = "/api/v1/secrets/metadata/{path}", request_body = MetadataRequest,
+    params(("path" = String, Path)), responses((status = 204), (status = 400, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn update_metadata(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<MetadataRequest>,
+) -> Result<StatusCode, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let max_versions = match body.max_versions {
+        None => None,
+        Some(0) => Some(None),
+        Some(n) => Some(Some(MaxVersions::new(n)?)),
+    };
+    let update = MetadataUpdate {
+        max_versions,
+        cas_required: body.cas_required,
+        custom_metadata: body.custom_metadata,
+    };
+    state
+        .store
+        .update_metadata(&path, &update, state.clock.now())
+        .await?;
+    tracing::info!(token = %caller.token_id, path = %path, "secret metadata updated");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a secret with all its versions and metadata.
+#[utoipa::path(delete, path = "/api/v1/secrets/metadata/{path}", params(("path" = String, Path)),
+    responses((status = 204), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn delete_secret(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    if !state.store.delete_secret(&path).await? {
+        return Err(ApiError::not_found(format!("no secret at `{path}`")));
+    }
+    tracing::info!(token = %caller.token_id, path = %path, "secret deleted with all versions");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists keys under a prefix.
+#[utoipa::path(get, path = "/api/v1/secrets/list/{prefix}", params(("prefix" = String, Path)),
+    responses((status = 200, body = ListResponse)), security(("bearer" = [])))]
+pub(crate) async fn list(
+    _caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(prefix): Path<String>,
+) -> Result<Json<ListResponse>, ApiError> {
+    let prefix = SecretPrefix::parse(&prefix)?;
+    Ok(Json(ListResponse {
+        keys: state.store.list(&prefix).await?,
+    }))
+}
+
+/// Lists top-level keys.
+#[utoipa::path(get, path = "/api/v1/secrets/list",
+    responses((status = 200, body = ListResponse)), security(("bearer" = [])))]
+pub(crate) async fn list_root(
+    _caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<ListResponse>, ApiError> {
+    Ok(Json(ListResponse {
+        keys: state.store.list(&SecretPrefix::default()).await?,
+    }))
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Delete,
+    Undelete,
+    Destroy,
+}
+
+async fn change(
+    caller: &Caller,
+    state: &AppState,
+    path: &str,
+    versions: &[u64],
+    change: Change,
+) -> Result<StatusCode, ApiError> {
+    let path = SecretPath::parse(path)?;
+    let now = state.clock.now();
+    let found = match change {
+        Change::Delete => state.store.delete_versions(&path, versions, now).await?,
+        Change::Undelete => state.store.undelete_versions(&path, versions, now).await?,
+        Change::Destroy => state.store.destroy_versions(&path, versions, now).await?,
+    };
+    if !found {
+        return Err(ApiError::not_found(format!("no secret at `{path}`")));
+    }
+    tracing::info!(token = %caller.token_id, path = %path, ?versions, ?change, "versions changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn required(versions: Vec<u64>) -> Result<Vec<u64>, ApiError> {
+    if versions.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`versions` must not be empty",
+        ));
+    }
+    Ok(versions)
+}
+
+fn version_info(meta: &VersionMeta) -> VersionInfo {
+    VersionInfo {
+        version: meta.version,
+        created_time: meta.created_at.to_rfc3339(),
+        deletion_time: meta
+            .deletion_time()
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
+        destroyed: meta.destroyed(),
+    }
+}
+
+fn metadata_response(meta: SecretMetadata) -> MetadataResponse {
+    MetadataResponse {
+        path: meta.path.to_string(),
+        current_version: meta.current_version,
+        oldest_version: meta.oldest_version,
+        max_versions: meta.max_versions.map_or(0, MaxVersions::get),
+        cas_required: meta.cas_required,
+        created_time: meta.created_at.to_rfc3339(),
+        updated_time: meta.updated_at.to_rfc3339(),
+        versions: meta.versions.iter().map(version_info).collect(),
+        custom_metadata: meta.custom_metadata,
+    }
+}

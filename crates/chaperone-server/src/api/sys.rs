@@ -1,0 +1,85 @@
+//! `/api/v1/health` and `/api/v1/sys/...`: liveness, seal status, unseal and seal.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::ApiJson;
+use crate::auth::Caller;
+use crate::{ApiError, AppState, SealStatus};
+
+/// Liveness.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok` when the process answers.
+    status: &'static str,
+    initialized: bool,
+    sealed: bool,
+}
+
+/// Whether the process is up; 200 even while sealed.
+#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = Health)))]
+pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+    // A database failure while loading the keyring shows as "not initialised" here; the
+    // readiness endpoint reports it properly.
+    let status = state.seal_status().await.ok();
+    Json(Health {
+        status: "ok",
+        initialized: status.as_ref().is_some_and(|s| s.initialized),
+        sealed: status.as_ref().is_none_or(|s| s.sealed),
+    })
+}
+
+/// The seal state and unseal progress.
+#[utoipa::path(get, path = "/api/v1/sys/seal-status", responses((status = 200, body = SealStatus)))]
+pub(crate) async fn seal_status(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<SealStatus>, ApiError> {
+    Ok(Json(state.seal_status().await?))
+}
+
+/// One unseal share, or a reset of the progress.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnsealRequest {
+    /// A share as printed by `chaperone init`.
+    share: Option<String>,
+    /// Discard the shares given so far.
+    #[serde(default)]
+    reset: bool,
+}
+
+/// Gives one share; the server unseals when the threshold is met.
+#[utoipa::path(post, path = "/api/v1/sys/unseal", request_body = UnsealRequest,
+    responses((status = 200, body = SealStatus),
+        (status = 400, description = "invalid or wrong share", body = super::ErrorBody)))]
+pub(crate) async fn unseal(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<UnsealRequest>,
+) -> Result<Json<SealStatus>, ApiError> {
+    if body.reset {
+        state.reset_unseal();
+        return Ok(Json(state.seal_status().await?));
+    }
+    let share = body
+        .share
+        .map(zeroize::Zeroizing::new)
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "give `share` or `reset`"))?;
+    Ok(Json(state.submit_share(&share).await?))
+}
+
+/// Seals the server: the keys leave memory until the next unseal.
+#[utoipa::path(post, path = "/api/v1/sys/seal", responses((status = 204),
+    (status = 503, description = "already sealed", body = super::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn seal(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<StatusCode, ApiError> {
+    state.seal();
+    tracing::warn!(token = %caller.token_id, "sealed through the API");
+    Ok(StatusCode::NO_CONTENT)
+}

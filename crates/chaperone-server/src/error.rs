@@ -1,0 +1,151 @@
+//! `ApiError`: the one place where failures become HTTP responses.
+//!
+//! Every error is `{"error": {"code": "...", "message": "..."}}` with a fitting status. A
+//! message never contains a secret value, a token or a key; storage and decryption failures
+//! are logged in full on the server and answered with a short, stable message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chaperone_core::{KvError, PathError};
+use chaperone_crypto::CryptoError;
+use chaperone_store::StoreError;
+use serde::Serialize;
+
+use crate::SealError;
+
+/// An error answer of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine-readable code, e.g. `cas_mismatch`.
+    pub code: &'static str,
+    /// What went wrong and, where possible, what to do.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn sealed() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sealed",
+            "the server is sealed; unseal it with `chaperone unseal`",
+        )
+    }
+
+    pub(crate) fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Kv(kv) => kv.into(),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    "the database failed; the server log has the details",
+                )
+            }
+        }
+    }
+}
+
+impl From<KvError> for ApiError {
+    fn from(err: KvError) -> Self {
+        let (status, code) = match err {
+            KvError::CasRequired => (StatusCode::BAD_REQUEST, "cas_required"),
+            KvError::CasMismatch { .. } => (StatusCode::CONFLICT, "cas_mismatch"),
+            _ => (StatusCode::BAD_REQUEST, "invalid_request"),
+        };
+        let message = match err {
+            KvError::CasMismatch { expected, current } => {
+                format!("{err} (expected {expected}, current version is {current})")
+            }
+            other => other.to_string(),
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(err: PathError) -> Self {
+        Self::bad_request("invalid_path", format!("invalid secret path: {err}"))
+    }
+}
+
+impl From<CryptoError> for ApiError {
+    fn from(err: CryptoError) -> Self {
+        tracing::error!(error = %err, "a stored ciphertext failed to decrypt");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "integrity",
+            "a stored secret failed its integrity check and was not returned",
+        )
+    }
+}
+
+impl From<SealError> for ApiError {
+    fn from(err: SealError) -> Self {
+        match err {
+            SealError::NotInitialized => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_initialized",
+                err.to_string(),
+            ),
+            SealError::Crypto(CryptoError::WrongUnsealKey) => Self::bad_request(
+                "wrong_shares",
+                "the shares do not open this server's root key; progress was reset",
+            ),
+            SealError::Crypto(crypto) => Self::bad_request("invalid_share", crypto.to_string()),
+            SealError::Store(store) => store.into(),
+        }
+    }
+}

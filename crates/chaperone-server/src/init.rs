@@ -1,0 +1,44 @@
+//! Initialisation: storing a new keyring and the first admin token.
+//!
+//! The caller generates the unseal key and the token and keeps them safe (key file, shares,
+//! terminal) before calling [`initialize`], so a crash in between never leaves a database
+//! whose key was lost.
+
+use chaperone_core::Timestamp;
+use chaperone_crypto::token::ApiToken;
+use chaperone_crypto::{RootKey, UnsealKey, random_bytes};
+use chaperone_store::{KeyringRecord, SealConfig, Store, StoreError, TokenRecord};
+
+/// Stores a fresh root key wrapped under `unseal`, and `admin` as an admin token that does
+/// not expire. Fails with [`StoreError::AlreadyInitialized`] on an initialised database.
+pub async fn initialize(
+    store: &Store,
+    unseal: &UnsealKey,
+    seal: SealConfig,
+    admin: &ApiToken,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let keyring = KeyringRecord {
+        wrapped_root_key: RootKey::generate().wrap(unseal),
+        seal,
+        created_at: now,
+    };
+    let record = TokenRecord {
+        id: new_token_id(),
+        hash: admin.hash(),
+        name: "initial admin".to_owned(),
+        role: "admin".to_owned(),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+    };
+    store.initialize(&keyring, &record).await
+}
+
+/// A public token identifier: `tok_` and 16 hex digits.
+fn new_token_id() -> String {
+    let mut bytes = [0u8; 8];
+    random_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("tok_{hex}")
+}

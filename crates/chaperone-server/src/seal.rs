@@ -1,0 +1,233 @@
+//! Sealed and unsealed: the server holds the keyring in memory only while unsealed.
+//!
+//! Unsealing collects shares until the threshold is met, combines them into the unseal key
+//! and opens the stored root key with it. A wrong combination is caught by the root key's
+//! authentication tag (the check value) and discards the collected shares; the keyring is
+//! only ever built from a root key that authenticated.
+
+use std::sync::{Arc, RwLock};
+
+use chaperone_crypto::shamir::{self, Share};
+use chaperone_crypto::{CryptoError, Keyring, UnsealKey};
+use chaperone_store::{KeyringRecord, SealConfig, StoreError};
+use serde::Serialize;
+
+use crate::AppState;
+
+/// The in-memory seal state.
+#[derive(Debug, Default)]
+pub(crate) struct SealState(RwLock<Inner>);
+
+#[derive(Debug, Default)]
+enum Inner {
+    /// No keyring loaded yet (not initialised, or not yet read from the store).
+    #[default]
+    Unknown,
+    Sealed {
+        record: KeyringRecord,
+        shares: Vec<Share>,
+    },
+    Unsealed {
+        record: KeyringRecord,
+        keyring: Arc<Keyring>,
+    },
+}
+
+/// What `seal-status` reports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct SealStatus {
+    /// Whether the server has a keyring.
+    pub initialized: bool,
+    /// Whether the keyring is locked.
+    pub sealed: bool,
+    /// `shamir` or `key-file`; absent before initialisation.
+    pub seal_kind: Option<&'static str>,
+    /// Shares made at initialisation.
+    pub shares: u8,
+    /// Shares needed to unseal.
+    pub threshold: u8,
+    /// Shares given so far in the current unseal attempt.
+    pub progress: u8,
+}
+
+/// Why sealing or unsealing failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The store has no keyring: run `chaperone init` (or `chaperone up`).
+    #[error("the server is not initialised; run `chaperone init` (or `chaperone up`)")]
+    NotInitialized,
+    /// A share, the shares together, or the unseal key were wrong.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The store failed while loading the keyring.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppState {
+    /// The keyring, if unsealed.
+    pub(crate) fn keyring(&self) -> Option<Arc<Keyring>> {
+        match &*self.seal.0.read().expect("seal lock poisoned") {
+            Inner::Unsealed { keyring, .. } => Some(keyring.clone()),
+            _ => None,
+        }
+    }
+
+    /// The current seal status, loading the keyring record if it was not loaded yet.
+    pub async fn seal_status(&self) -> Result<SealStatus, SealError> {
+        self.load().await?;
+        Ok(self.status())
+    }
+
+    /// Adds one share; unseals when the threshold is met. A wrong combination discards the
+    /// collected shares and fails with [`CryptoError::WrongUnsealKey`].
+    pub async fn submit_share(&self, text: &str) -> Result<SealStatus, SealError> {
+        let share = Share::from_text(text)?;
+        if !self.load().await? {
+            return Err(SealError::NotInitialized);
+        }
+        let mut inner = self.seal.0.write().expect("seal lock poisoned");
+        let Inner::Sealed { record, shares } = &mut *inner else {
+            drop(inner);
+            return Ok(self.status());
+        };
+        match record.seal {
+            SealConfig::KeyFile => {
+                return Err(CryptoError::InvalidShare(
+                    "this server unseals from its key file, not from shares".into(),
+                )
+                .into());
+            }
+            SealConfig::Shamir { threshold, .. } if share.threshold() != threshold => {
+                return Err(CryptoError::InvalidShare(format!(
+                    "this share belongs to a split with threshold {}, the server needs {threshold}",
+                    share.threshold()
+                ))
+                .into());
+            }
+            SealConfig::Shamir { .. } => {}
+        }
+        if let Some(first) = shares.first()
+            && !first.same_set(&share)
+        {
+            shares.clear();
+            return Err(CryptoError::Combine(
+                "the share comes from a different key split than the ones before it; \
+                 progress was reset"
+                    .into(),
+            )
+            .into());
+        }
+        if shares.iter().any(|s| s.index() == share.index()) {
+            return Err(
+                CryptoError::Combine(format!("share {} was already given", share.index())).into(),
+            );
+        }
+        shares.push(share);
+        if shares.len() < usize::from(shares[0].threshold()) {
+            drop(inner);
+            return Ok(self.status());
+        }
+        let combined = shamir::combine(shares);
+        shares.clear();
+        let key = UnsealKey::from_bytes(combined?);
+        let root = record.wrapped_root_key.open(&key)?;
+        *inner = Inner::Unsealed {
+            record: record.clone(),
+            keyring: Arc::new(root.keyring()),
+        };
+        drop(inner);
+        tracing::info!("unsealed with shares");
+        Ok(self.status())
+    }
+
+    /// Unseals with a whole unseal key (the key file of `chaperone up`).
+    pub async fn unseal_with_key(&self, key: &UnsealKey) -> Result<SealStatus, SealError> {
+        if !self.load().await? {
+            return Err(SealError::NotInitialized);
+        }
+        let mut inner = self.seal.0.write().expect("seal lock poisoned");
+        if let Inner::Sealed { record, .. } = &*inner {
+            let root = record.wrapped_root_key.open(key)?;
+            *inner = Inner::Unsealed {
+                record: record.clone(),
+                keyring: Arc::new(root.keyring()),
+            };
+            tracing::info!("unsealed with the key file");
+        }
+        drop(inner);
+        Ok(self.status())
+    }
+
+    /// Seals: drops the keyring (its keys zeroize) and any unseal progress.
+    pub fn seal(&self) {
+        let mut inner = self.seal.0.write().expect("seal lock poisoned");
+        if let Inner::Unsealed { record, .. } | Inner::Sealed { record, .. } = &*inner {
+            *inner = Inner::Sealed {
+                record: record.clone(),
+                shares: Vec::new(),
+            };
+            tracing::info!("sealed");
+        }
+    }
+
+    /// Discards shares given so far.
+    pub fn reset_unseal(&self) {
+        if let Inner::Sealed { shares, .. } = &mut *self.seal.0.write().expect("seal lock poisoned")
+        {
+            shares.clear();
+        }
+    }
+
+    /// Loads the keyring record if it is not loaded yet. `false` if the store has none.
+    async fn load(&self) -> Result<bool, SealError> {
+        if !matches!(
+            *self.seal.0.read().expect("seal lock poisoned"),
+            Inner::Unknown
+        ) {
+            return Ok(true);
+        }
+        let Some(record) = self.store.keyring().await? else {
+            return Ok(false);
+        };
+        let mut inner = self.seal.0.write().expect("seal lock poisoned");
+        if matches!(*inner, Inner::Unknown) {
+            *inner = Inner::Sealed {
+                record,
+                shares: Vec::new(),
+            };
+        }
+        Ok(true)
+    }
+
+    fn status(&self) -> SealStatus {
+        let inner = self.seal.0.read().expect("seal lock poisoned");
+        let (record, sealed, progress) = match &*inner {
+            Inner::Unknown => {
+                return SealStatus {
+                    initialized: false,
+                    sealed: true,
+                    seal_kind: None,
+                    shares: 0,
+                    threshold: 0,
+                    progress: 0,
+                };
+            }
+            Inner::Sealed { record, shares } => (record, true, shares.len()),
+            Inner::Unsealed { record, .. } => (record, false, 0),
+        };
+        let (kind, shares, threshold) = match record.seal {
+            SealConfig::KeyFile => ("key-file", 1, 1),
+            SealConfig::Shamir { shares, threshold } => ("shamir", shares, threshold),
+        };
+        SealStatus {
+            initialized: true,
+            sealed,
+            seal_kind: Some(kind),
+            shares,
+            threshold,
+            progress: u8::try_from(progress).unwrap_or(u8::MAX),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! A small blocking client for the native API, used by the CLI's client commands.
+//!
+//! The token comes only from `CHAPERONE_TOKEN`, never from a flag, so it does not show up in
+//! process listings or shell history.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::Value;
+
+/// Where the server is.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ClientArgs {
+    /// Server address.
+    #[arg(long, env = "CHAPERONE_ADDR", default_value = "http://127.0.0.1:8420")]
+    pub(crate) addr: String,
+}
+
+/// A connection to one server.
+pub(crate) struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<zeroize::Zeroizing<String>>,
+}
+
+/// Which HTTP method a call uses.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Method {
+    Get,
+    Put,
+    Post,
+    Delete,
+}
+
+impl Client {
+    /// A client for `args.addr`, with the token from `CHAPERONE_TOKEN` if set.
+    pub(crate) fn new(args: &ClientArgs) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let token = std::env::var("CHAPERONE_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()));
+        Self {
+            agent,
+            base: args.addr.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    /// Like [`Client::new`], but fails when no token is set.
+    pub(crate) fn authenticated(args: &ClientArgs) -> anyhow::Result<Self> {
+        let client = Self::new(args);
+        if client.token.is_none() {
+            bail!(
+                "CHAPERONE_TOKEN is not set; for a `chaperone up` server: \
+                 export CHAPERONE_TOKEN=$(cat chaperone-data/admin.token)"
+            );
+        }
+        Ok(client)
+    }
+
+    /// Calls `path` (under `/api/v1`) and returns the JSON answer (`Null` for 204). Error
+    /// answers become errors carrying the server's message and code.
+    pub(crate) fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}/api/v1/{path}", self.base);
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.as_str()));
+        let result = match method {
+            Method::Get | Method::Delete => {
+                let mut request = match method {
+                    Method::Get => self.agent.get(&url),
+                    _ => self.agent.delete(&url),
+                };
+                if let Some(auth) = &auth {
+                    request = request.header("Authorization", auth);
+                }
+                request.call()
+            }
+            Method::Put | Method::Post => {
+                let mut request = match method {
+                    Method::Put => self.agent.put(&url),
+                    _ => self.agent.post(&url),
+                };
+                if let Some(auth) = &auth {
+                    request = request.header("Authorization", auth);
+                }
+                match body {
+                    Some(body) => request.send_json(body),
+                    None => request.send_empty(),
+                }
+            }
+        };
+        let mut response = result.map_err(|e| {
+            anyhow!(
+                "cannot reach Chaperone at {}: {e} (is the server running?)",
+                self.base
+            )
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the answer from {}", self.base))?;
+        if (200..300).contains(&status) {
+            if text.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).context("the server answered with invalid JSON");
+        }
+        let error: Option<(String, String)> =
+            serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+                let e = v.get("error")?;
+                Some((
+                    e.get("code")?.as_str()?.to_owned(),
+                    e.get("message")?.as_str()?.to_owned(),
+                ))
+            });
+        match error {
+            Some((code, message)) => Err(anyhow!("{message} [{code}, HTTP {status}]")),
+            None => Err(anyhow!("the server answered HTTP {status}")),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per group of subcommands.
+
+pub(crate) mod seal;
+pub(crate) mod secret;
+pub(crate) mod server;

@@ -1,0 +1,334 @@
+//! `chaperone secret ...`: store and read secrets through the API.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::client::{Client, ClientArgs, Method};
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum SecretCommand {
+    /// Write a new version: `key=value`, `key=@file` (file contents) or `key=-` (stdin).
+    Put {
+        path: String,
+        /// Fields as key=value, key=@file or key=-.
+        #[arg(required = true)]
+        fields: Vec<String>,
+        /// Check-and-set: the current version this write replaces (0: only if absent).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Read a version (the current one by default).
+    Get {
+        path: String,
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print only this field's value.
+        #[arg(long)]
+        field: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List keys under a prefix (folders end with `/`).
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Soft-delete versions (the current one by default); undelete restores them.
+    Delete {
+        path: String,
+        /// Versions, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        versions: Vec<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restore soft-deleted versions.
+    Undelete {
+        path: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        versions: Vec<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Destroy versions' data for good (their metadata stays).
+    Destroy {
+        path: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        versions: Vec<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a secret's versions and their states.
+    History {
+        path: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+pub(crate) fn run(command: SecretCommand) -> anyhow::Result<()> {
+    match command {
+        SecretCommand::Put {
+            path,
+            fields,
+            cas,
+            client,
+        } => {
+            let data = parse_fields(&fields, &mut std::io::stdin().lock())?;
+            let mut body = json!({ "data": data });
+            if let Some(cas) = cas {
+                body["cas"] = json!(cas);
+            }
+            let answer = Client::authenticated(&client)?.call(
+                Method::Put,
+                &format!("secrets/data/{path}"),
+                Some(&body),
+            )?;
+            println!("Wrote version {} of {path}.", answer["version"]);
+        }
+        SecretCommand::Get {
+            path,
+            version,
+            field,
+            format,
+            client,
+        } => {
+            let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let answer = Client::authenticated(&client)?.call(
+                Method::Get,
+                &format!("secrets/data/{path}{query}"),
+                None,
+            )?;
+            if let Some(field) = field {
+                match answer["data"].get(&field).and_then(Value::as_str) {
+                    Some(value) => println!("{value}"),
+                    None => bail!(
+                        "version {} of {path} has no field `{field}`",
+                        answer["version"]
+                    ),
+                }
+            } else if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!("path     {path}");
+                println!("version  {}", answer["version"]);
+                println!("created  {}", answer["created_time"].as_str().unwrap_or(""));
+                println!();
+                if let Some(data) = answer["data"].as_object() {
+                    let width = data.keys().map(String::len).max().unwrap_or(0);
+                    for (key, value) in data {
+                        println!("{key:width$}  {}", value.as_str().unwrap_or_default());
+                    }
+                }
+            }
+        }
+        SecretCommand::List {
+            prefix,
+            format,
+            client,
+        } => {
+            let route = if prefix.is_empty() {
+                "secrets/list".to_owned()
+            } else {
+                format!("secrets/list/{prefix}")
+            };
+            let answer = Client::authenticated(&client)?.call(Method::Get, &route, None)?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&answer["keys"])?);
+            } else {
+                for key in answer["keys"].as_array().into_iter().flatten() {
+                    println!("{}", key.as_str().unwrap_or_default());
+                }
+            }
+        }
+        SecretCommand::Delete {
+            path,
+            versions,
+            client,
+        } => {
+            let client = Client::authenticated(&client)?;
+            if versions.is_empty() {
+                client.call(Method::Delete, &format!("secrets/data/{path}"), None)?;
+                println!("Deleted the current version of {path} (undelete restores it).");
+            } else {
+                let body = json!({ "versions": versions });
+                client.call(Method::Post, &format!("secrets/delete/{path}"), Some(&body))?;
+                println!("Deleted versions {versions:?} of {path} (undelete restores them).");
+            }
+        }
+        SecretCommand::Undelete {
+            path,
+            versions,
+            client,
+        } => {
+            let body = json!({ "versions": versions });
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("secrets/undelete/{path}"),
+                Some(&body),
+            )?;
+            println!("Restored versions {versions:?} of {path}.");
+        }
+        SecretCommand::Destroy {
+            path,
+            versions,
+            client,
+        } => {
+            let body = json!({ "versions": versions });
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("secrets/destroy/{path}"),
+                Some(&body),
+            )?;
+            println!("Destroyed the data of versions {versions:?} of {path}.");
+        }
+        SecretCommand::History {
+            path,
+            format,
+            client,
+        } => {
+            let answer = Client::authenticated(&client)?.call(
+                Method::Get,
+                &format!("secrets/metadata/{path}"),
+                None,
+            )?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!("{:<8} {:<32} STATE", "VERSION", "CREATED");
+                for v in answer["versions"].as_array().into_iter().flatten() {
+                    let state = if v["destroyed"] == Value::Bool(true) {
+                        "destroyed".to_owned()
+                    } else if let Some(at) = v["deletion_time"].as_str().filter(|s| !s.is_empty()) {
+                        format!("deleted {at}")
+                    } else {
+                        "active".to_owned()
+                    };
+                    let current = if v["version"] == answer["current_version"] {
+                        " (current)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{:<8} {:<32} {state}{current}",
+                        v["version"].as_u64().unwrap_or_default(),
+                        v["created_time"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `key=value`, `key=@file` and `key=-` arguments. Only one field may read `stdin`.
+fn parse_fields(
+    fields: &[String],
+    stdin: &mut impl std::io::Read,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut data = BTreeMap::new();
+    let mut stdin_used = false;
+    for field in fields {
+        let Some((key, value)) = field.split_once('=') else {
+            bail!(
+                "field `{}` must be key=value, key=@file or key=-",
+                field_name(field)
+            );
+        };
+        if key.is_empty() {
+            bail!("a field has an empty key");
+        }
+        let value = if value == "-" {
+            if stdin_used {
+                bail!("only one field can be read from stdin");
+            }
+            stdin_used = true;
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .context("reading a value from stdin")?;
+            // A value typed or piped with `echo` ends with one newline that is not part of it.
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            text
+        } else if let Some(file) = value.strip_prefix('@') {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading the value of `{key}` from {file}"))?
+        } else {
+            value.to_owned()
+        };
+        if data.insert(key.to_owned(), value).is_some() {
+            bail!("field `{key}` is given twice");
+        }
+    }
+    Ok(data)
+}
+
+/// The part of a malformed field argument that is safe to echo: never a value.
+fn field_name(field: &str) -> String {
+    field
+        .chars()
+        .take(32)
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_from_arguments_files_and_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key.pem");
+        std::fs::write(&file, "-----BEGIN-----\nabc\n").unwrap();
+        let args = vec![
+            "user=app".to_owned(),
+            format!("cert=@{}", file.display()),
+            "password=-".to_owned(),
+            "url=a=b".to_owned(),
+        ];
+        let data = parse_fields(&args, &mut "s3cr3t\n".as_bytes()).unwrap();
+        assert_eq!(data["user"], "app");
+        assert_eq!(data["cert"], "-----BEGIN-----\nabc\n");
+        assert_eq!(data["password"], "s3cr3t");
+        assert_eq!(data["url"], "a=b");
+    }
+
+    #[test]
+    fn bad_fields_are_refused_without_echoing_values() {
+        let err = parse_fields(&["novalue".into()], &mut "".as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("key=value"));
+        let err = parse_fields(&["a=-".into(), "b=-".into()], &mut "x".as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("only one"));
+        let err = parse_fields(&["a=1".into(), "a=2".into()], &mut "".as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("twice"));
+        let err = parse_fields(&["k=@/nonexistent/file".into()], &mut "".as_bytes()).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/file"));
+        let err = parse_fields(&["hunter2-secret".into()], &mut "".as_bytes()).unwrap_err();
+        assert!(!err.to_string().contains("-secret"));
+    }
+}

@@ -1,0 +1,312 @@
+//! `chaperone up`, `chaperone init` and `chaperone server`: running a server.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use chaperone_core::Clock;
+use chaperone_crypto::UnsealKey;
+use chaperone_crypto::shamir;
+use chaperone_crypto::token::ApiToken;
+use chaperone_server::{AppState, Settings, SystemClock};
+use chaperone_store::{DatabaseUrl, SealConfig, Store, StoreError};
+
+use crate::config::{Config, Layers};
+
+/// `chaperone up`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct UpArgs {
+    /// Data directory: database, unseal key and admin token.
+    #[arg(long, default_value_os_t = crate::default_data_dir())]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "CHAPERONE_LISTEN", default_value = "127.0.0.1:8420")]
+    listen: SocketAddr,
+}
+
+/// `chaperone init`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct InitArgs {
+    /// Number of unseal shares to make.
+    #[arg(long, default_value_t = 5)]
+    shares: u8,
+    /// Number of shares needed to unseal.
+    #[arg(long, default_value_t = 3)]
+    threshold: u8,
+    /// Configuration file (for `database_url`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Database URL; overrides the file and CHAPERONE_DATABASE_URL.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// `chaperone server`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServerArgs {
+    /// Configuration file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on; overrides the file and CHAPERONE_LISTEN.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Database URL; overrides the file and CHAPERONE_DATABASE_URL.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+const EVALUATION_WARNING: &str = "\
+WARNING: the unseal key is stored beside the data it protects, so anyone who can read
+the data directory can read every secret. This set-up is for evaluation only. For
+production, use `chaperone init` (Shamir shares held by people) and `chaperone server`.";
+
+pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
+    init_logging("info")?;
+    runtime()?.block_on(async {
+        create_private_dir(&args.data)?;
+        let database = args.data.join("chaperone.db");
+        let key_path = args.data.join("unseal.key");
+        let token_path = args.data.join("admin.token");
+        let store = Store::connect(&DatabaseUrl::sqlite_file(&database)).await?;
+        let clock = SystemClock;
+        let first_run = store.keyring().await?.is_none();
+        let key = if first_run {
+            // The key and the token reach their files (synced) before the database refers
+            // to them; an interrupted first run is simply repeated.
+            let key = UnsealKey::generate();
+            let token = ApiToken::generate();
+            write_private(&key_path, key.to_text().as_bytes())?;
+            write_private(&token_path, format!("{}\n", token.expose()).as_bytes())?;
+            chaperone_server::initialize(&store, &key, SealConfig::KeyFile, &token, clock.now())
+                .await?;
+            key
+        } else {
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(&key_path).with_context(|| {
+                    format!(
+                        "the database in {} is initialised but its unseal key {} cannot be read",
+                        args.data.display(),
+                        key_path.display()
+                    )
+                })?);
+            UnsealKey::from_text(&text)
+                .with_context(|| format!("reading {}", key_path.display()))?
+        };
+        let state = Arc::new(AppState::new(
+            store.clone(),
+            Arc::new(clock),
+            Settings::default(),
+        ));
+        state.unseal_with_key(&key).await?;
+        drop(key);
+        let listener = bind(args.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut out = std::io::stdout().lock();
+        if first_run {
+            writeln!(
+                out,
+                "Initialised a new Chaperone in {}/",
+                args.data.display()
+            )?;
+            writeln!(out, "  created the SQLite database  {}", database.display())?;
+            writeln!(
+                out,
+                "  generated the root key; wrote the unseal key to {} (mode 0600)",
+                key_path.display()
+            )?;
+            writeln!(
+                out,
+                "  wrote an admin API token to {} (mode 0600)",
+                token_path.display()
+            )?;
+        } else {
+            writeln!(
+                out,
+                "Opened {}/ and unsealed it with {}",
+                args.data.display(),
+                key_path.display()
+            )?;
+        }
+        writeln!(out, "\n{EVALUATION_WARNING}\n")?;
+        writeln!(out, "Try it:")?;
+        writeln!(
+            out,
+            "  export CHAPERONE_TOKEN=$(cat {})",
+            token_path.display()
+        )?;
+        writeln!(
+            out,
+            "  chaperone secret put team/db password=-   # reads the value from stdin"
+        )?;
+        writeln!(out, "  chaperone secret get team/db\n")?;
+        writeln!(
+            out,
+            "Listening on http://{addr} (unsealed). Stop with Ctrl-C."
+        )?;
+        out.flush()?;
+        drop(out);
+        chaperone_server::serve(listener, state, shutdown_signal()).await?;
+        store.close().await;
+        Ok(())
+    })
+}
+
+pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
+    let layers = Layers::load(
+        args.config.as_deref(),
+        &[("database_url", "--database-url", args.database_url)],
+    )?;
+    let config = layers.validate()?;
+    init_logging(&config.log_level)?;
+    runtime()?.block_on(async {
+        let store = Store::connect(&config.database_url).await?;
+        if store.keyring().await?.is_some() {
+            bail!("{:?} is already initialised", config.database_url);
+        }
+        let key = UnsealKey::generate();
+        let shares = shamir::split(key.expose(), args.shares, args.threshold)?;
+        let token = ApiToken::generate();
+        let seal = SealConfig::Shamir { shares: args.shares, threshold: args.threshold };
+        match chaperone_server::initialize(&store, &key, seal, &token, SystemClock.now()).await {
+            Err(StoreError::AlreadyInitialized) => {
+                bail!("{:?} was initialised by someone else meanwhile", config.database_url)
+            }
+            other => other?,
+        }
+        store.close().await;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "Initialised {:?}.\n\nThe unseal key was split into {} shares; any {} of them unseal the server.\n\
+             Give each share to a different person. They are shown only now and stored nowhere.\n",
+            config.database_url, args.shares, args.threshold
+        )?;
+        for share in &shares {
+            writeln!(out, "Unseal share {}: {}", share.index(), share.to_text().as_str())?;
+        }
+        writeln!(out, "\nInitial admin token: {}", token.expose())?;
+        writeln!(out, "(shown once; the server keeps only its hash)\n")?;
+        writeln!(out, "Next: start `chaperone server --config FILE`, then run `chaperone unseal`.")?;
+        Ok(())
+    })
+}
+
+pub(crate) fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let layers = Layers::load(
+        args.config.as_deref(),
+        &[
+            ("listen", "--listen", args.listen),
+            ("database_url", "--database-url", args.database_url),
+        ],
+    )?;
+    let config = layers.validate()?;
+    init_logging(&config.log_level)?;
+    runtime()?.block_on(run_server(config))
+}
+
+async fn run_server(config: Config) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database_url).await?;
+    let settings = Settings {
+        kv: config.kv,
+        max_request_bytes: config.max_request_bytes,
+    };
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        settings,
+    ));
+    if let Some(path) = &config.unseal_key_file {
+        tracing::warn!(path = %path.display(), "unsealing from a key file: evaluation only");
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read unseal_key_file {}", path.display()))?,
+        );
+        state.unseal_with_key(&UnsealKey::from_text(&text)?).await?;
+    }
+    let status = state.seal_status().await?;
+    let listener = bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let what = match (status.initialized, status.sealed) {
+        (false, _) => "not initialised: run `chaperone init`",
+        (true, true) => "sealed: run `chaperone unseal`",
+        (true, false) => "unsealed",
+    };
+    println!(
+        "Listening on http://{addr} ({what}). Database: {:?}",
+        config.database_url
+    );
+    std::io::stdout().flush()?;
+    chaperone_server::serve(listener, state, shutdown_signal()).await?;
+    store.close().await;
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid log filter")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM; the server then finishes in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
+
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Writes `contents` to `path` readable by the owner only, and syncs it to disk.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(contents)?;
+    file.sync_all()
+        .with_context(|| format!("cannot sync {}", path.display()))
+}

@@ -1,0 +1,285 @@
+//! Server configuration from three layers: a TOML file, `CHAPERONE_*` environment variables
+//! and command-line flags. Flags win over the environment, which wins over the file. Every
+//! value is validated at start; an error names the key and where its value came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use chaperone_core::MaxVersions;
+use chaperone_store::{DatabaseUrl, KvSettings};
+
+/// Every configuration key, with its environment variable and meaning.
+pub(crate) const KEYS: &[(&str, &str, &str)] = &[
+    (
+        "listen",
+        "CHAPERONE_LISTEN",
+        "address to listen on (default 127.0.0.1:8420)",
+    ),
+    (
+        "database_url",
+        "CHAPERONE_DATABASE_URL",
+        "sqlite://PATH or postgres://USER@HOST/DB",
+    ),
+    (
+        "unseal_key_file",
+        "CHAPERONE_UNSEAL_KEY_FILE",
+        "unseal automatically from this key file (evaluation only)",
+    ),
+    (
+        "max_versions",
+        "CHAPERONE_MAX_VERSIONS",
+        "versions kept per secret (default 10)",
+    ),
+    (
+        "cas_required",
+        "CHAPERONE_CAS_REQUIRED",
+        "require check-and-set on every write",
+    ),
+    (
+        "max_request_bytes",
+        "CHAPERONE_MAX_REQUEST_BYTES",
+        "largest request body (default 1 MiB)",
+    ),
+    (
+        "log_level",
+        "CHAPERONE_LOG",
+        "log filter, e.g. info or chaperone_server=debug",
+    ),
+];
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    File(PathBuf),
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "config file {}", path.display()),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// Raw values by key, before validation.
+#[derive(Default, Debug)]
+pub(crate) struct Layers(BTreeMap<&'static str, (String, Source)>);
+
+impl Layers {
+    /// Reads the file (if any), then the environment, then applies `flags`.
+    pub(crate) fn load(
+        file: Option<&Path>,
+        flags: &[(&'static str, &'static str, Option<String>)],
+    ) -> anyhow::Result<Self> {
+        let mut layers = Self::default();
+        if let Some(path) = file {
+            layers.read_file(path)?;
+        }
+        for &(key, var, _) in KEYS {
+            if let Ok(value) = std::env::var(var) {
+                layers.0.insert(key, (value, Source::Env(var)));
+            }
+        }
+        for (key, flag, value) in flags {
+            if let Some(value) = value {
+                layers.0.insert(key, (value.clone(), Source::Flag(flag)));
+            }
+        }
+        Ok(layers)
+    }
+
+    fn read_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+        for (name, value) in table {
+            let Some(&(key, _, _)) = KEYS.iter().find(|(k, _, _)| *k == name) else {
+                let known: Vec<&str> = KEYS.iter().map(|(k, _, _)| *k).collect();
+                bail!(
+                    "config file {}: unknown key `{name}` (known keys: {})",
+                    path.display(),
+                    known.join(", ")
+                );
+            };
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => bail!(
+                    "config key `{key}` in {}: expected a string, number or boolean, found {}",
+                    path.display(),
+                    other.type_str()
+                ),
+            };
+            self.0.insert(key, (text, Source::File(path.to_owned())));
+        }
+        Ok(())
+    }
+
+    fn parse<T>(
+        &self,
+        key: &'static str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> anyhow::Result<Option<T>> {
+        let Some((text, source)) = self.0.get(key) else {
+            return Ok(None);
+        };
+        match parse(text.trim()) {
+            Some(value) => Ok(Some(value)),
+            None => bail!("config key `{key}` (from {source}): {text:?} is not {expected}"),
+        }
+    }
+
+    /// Validates every key into a [`Config`].
+    pub(crate) fn validate(&self) -> anyhow::Result<Config> {
+        let listen = self
+            .parse("listen", "a socket address like 127.0.0.1:8420", |s| {
+                s.parse().ok()
+            })?
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8420)));
+        let database_url = match self.0.get("database_url") {
+            None => bail!(
+                "config key `database_url` is required: set it in the config file, \
+                 CHAPERONE_DATABASE_URL or --database-url (sqlite://PATH or postgres://...)"
+            ),
+            Some((text, source)) => DatabaseUrl::parse(text.trim())
+                .map_err(|e| anyhow::anyhow!("config key `database_url` (from {source}): {e}"))?,
+        };
+        let unseal_key_file = self.parse("unseal_key_file", "a path", |s| {
+            (!s.is_empty()).then(|| PathBuf::from(s))
+        })?;
+        let max_versions = self
+            .parse("max_versions", "a number from 1 to 10000", |s| {
+                s.parse().ok().and_then(|n| MaxVersions::new(n).ok())
+            })?
+            .unwrap_or_default();
+        let cas_required = self
+            .parse("cas_required", "true or false", |s| s.parse().ok())?
+            .unwrap_or(false);
+        let max_request_bytes = self
+            .parse(
+                "max_request_bytes",
+                "a number of bytes from 1024 to 67108864",
+                |s| {
+                    s.parse()
+                        .ok()
+                        .filter(|n| (1024..=64 * 1024 * 1024).contains(n))
+                },
+            )?
+            .unwrap_or(1024 * 1024);
+        let log_level = self
+            .parse("log_level", "a log filter like `info`", |s| {
+                tracing_subscriber::EnvFilter::try_new(s)
+                    .ok()
+                    .map(|_| s.to_owned())
+            })?
+            .unwrap_or_else(|| "info".to_owned());
+        Ok(Config {
+            listen,
+            database_url,
+            unseal_key_file,
+            kv: KvSettings {
+                max_versions,
+                cas_required,
+            },
+            max_request_bytes,
+            log_level,
+        })
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) listen: SocketAddr,
+    pub(crate) database_url: DatabaseUrl,
+    pub(crate) unseal_key_file: Option<PathBuf>,
+    pub(crate) kv: KvSettings,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) log_level: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(entries: &[(&'static str, &str, Source)]) -> Layers {
+        Layers(
+            entries
+                .iter()
+                .map(|(k, v, s)| (*k, (v.to_string(), s.clone())))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn errors_name_the_key_and_its_source() {
+        let l = layers(&[
+            (
+                "database_url",
+                "sqlite://x.db",
+                Source::Flag("--database-url"),
+            ),
+            ("listen", "nowhere", Source::Env("CHAPERONE_LISTEN")),
+        ]);
+        let err = l.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`listen`") && err.contains("CHAPERONE_LISTEN"),
+            "{err}"
+        );
+        let l = layers(&[("database_url", "mysql://x", Source::File("c.toml".into()))]);
+        let err = l.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`database_url`") && err.contains("c.toml"),
+            "{err}"
+        );
+        let err = Layers::default().validate().unwrap_err().to_string();
+        assert!(err.contains("`database_url` is required"), "{err}");
+        let l = layers(&[
+            (
+                "database_url",
+                "sqlite://x.db",
+                Source::Flag("--database-url"),
+            ),
+            ("max_versions", "0", Source::Env("CHAPERONE_MAX_VERSIONS")),
+        ]);
+        assert!(
+            l.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`max_versions`")
+        );
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\ndatabase_url = \"sqlite://a.db\"\nmax_versions = 3\n",
+        )
+        .unwrap();
+        let mut l = Layers::default();
+        l.read_file(&file).unwrap();
+        let config = l.validate().unwrap();
+        assert_eq!(config.listen.port(), 1);
+        assert_eq!(config.kv.max_versions.get(), 3);
+        // A later layer overrides an earlier one.
+        l.0.insert("listen", ("127.0.0.1:2".into(), Source::Flag("--listen")));
+        assert_eq!(l.validate().unwrap().listen.port(), 2);
+        std::fs::write(&file, "lisen = 1\n").unwrap();
+        let err = Layers::default().read_file(&file).unwrap_err().to_string();
+        assert!(err.contains("unknown key `lisen`"), "{err}");
+    }
+}
