@@ -306,6 +306,25 @@ mod tests {
         assert!(!format!("{:?}", shares[0]).contains(&text[5..15]));
     }
 
+    #[test]
+    fn a_wrong_share_is_caught_by_the_root_key_check_value() {
+        let unseal = crate::UnsealKey::generate();
+        let wrapped = crate::RootKey::generate().wrap(&unseal);
+        let mut shares = split(unseal.expose(), 5, 3).unwrap();
+        // Well-formed (its checksum is recomputed on encoding) but wrong.
+        shares[0].y[0] ^= 0x55;
+        let reparsed = Share::from_text(&shares[0].to_text()).unwrap();
+        let key = crate::UnsealKey::from_bytes(
+            combine(&[reparsed, shares[1].clone(), shares[2].clone()]).unwrap(),
+        );
+        assert!(matches!(
+            wrapped.open(&key),
+            Err(CryptoError::WrongUnsealKey)
+        ));
+        let good = crate::UnsealKey::from_bytes(combine(&shares[1..4]).unwrap());
+        assert!(wrapped.open(&good).is_ok());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 

@@ -63,7 +63,7 @@ the data directory can read every secret. This set-up is for evaluation only. Fo
 production, use `chaperone init` (Shamir shares held by people) and `chaperone server`.";
 
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
-    init_logging("info")?;
+    init_logging(std::env::var("CHAPERONE_LOG").as_deref().unwrap_or("info"))?;
     runtime()?.block_on(async {
         create_private_dir(&args.data)?;
         let database = args.data.join("chaperone.db");

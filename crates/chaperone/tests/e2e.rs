@@ -1,0 +1,563 @@
+//! End-to-end tests through the built `chaperone` binary: a real server process on
+//! 127.0.0.1 and a free port, driven by the real CLI.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chaperone");
+
+/// A running server process, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    banner: String,
+}
+
+impl Server {
+    /// Starts `chaperone ARGS` and waits for its "Listening on" line.
+    fn start(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .envs(env.iter().copied())
+            .env("CHAPERONE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chaperone");
+        let mut banner = String::new();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(rest) = line.strip_prefix("Listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr,
+            banner,
+        }
+    }
+
+    /// Runs a CLI command against this server with `token`.
+    fn cli(&self, token: &str, args: &[&str], stdin: &str) -> Output {
+        run_cli(&self.addr, token, args, stdin)
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_cli(addr: &str, token: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("CHAPERONE_ADDR", addr)
+        .env("CHAPERONE_TOKEN", token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Stdout of a command that must succeed.
+fn ok(output: Output) -> String {
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        output.status.success(),
+        "command failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    stdout
+}
+
+/// Stderr of a command that must fail.
+fn fails(output: Output) -> String {
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        !output.status.success(),
+        "command should have failed\nstdout: {stdout}"
+    );
+    stderr
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn quick_start_tour_survives_a_restart_and_stores_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = [
+        "up",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let server = Server::start(&up, dir.path(), &[]);
+    assert!(
+        server.banner.contains("evaluation only"),
+        "{}",
+        server.banner
+    );
+    assert!(server.banner.contains("unseal.key"), "{}", server.banner);
+    #[cfg(unix)]
+    for file in ["unseal.key", "admin.token", "chaperone.db"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
+    assert!(token.starts_with("chp_"));
+
+    // Values that must never appear in the database files.
+    let first = "first-Wq8vNfH2kZ";
+    let second = "second-Lm3xPq9rTb";
+    let from_file = "file-Jd7sKa2mPq";
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, from_file).unwrap();
+
+    let put = ok(server.cli(
+        token,
+        &["secret", "put", "team/db", "password=-", "user=app"],
+        &format!("{first}\n"),
+    ));
+    assert!(put.contains("version 1"), "{put}");
+    let cert_arg = format!("cert=@{}", cert.display());
+    ok(server.cli(
+        token,
+        &[
+            "secret",
+            "put",
+            "team/db",
+            "password=-",
+            &cert_arg,
+            "--cas",
+            "1",
+        ],
+        second,
+    ));
+    // A stale check-and-set is refused and changes nothing.
+    let err = fails(server.cli(
+        token,
+        &["secret", "put", "team/db", "password=x", "--cas", "1"],
+        "",
+    ));
+    assert!(
+        err.contains("check-and-set") && err.contains("cas_mismatch"),
+        "{err}"
+    );
+    let err = fails(server.cli(
+        token,
+        &["secret", "put", "team/db", "password=x", "--cas", "0"],
+        "",
+    ));
+    assert!(err.contains("check-and-set"), "{err}");
+    ok(server.cli(
+        token,
+        &["secret", "put", "team/other", "k=v", "--cas", "0"],
+        "",
+    ));
+
+    let get = |args: &[&str]| ok(server.cli(token, args, ""));
+    assert_eq!(
+        get(&["secret", "get", "team/db", "--field", "password"]).trim(),
+        second
+    );
+    assert_eq!(
+        get(&["secret", "get", "team/db", "--field", "cert"]).trim(),
+        from_file
+    );
+    assert_eq!(
+        get(&[
+            "secret",
+            "get",
+            "team/db",
+            "--version",
+            "1",
+            "--field",
+            "password"
+        ])
+        .trim(),
+        first
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&get(&["secret", "get", "team/db", "--format", "json"])).unwrap();
+    assert_eq!(json["version"], 2);
+    assert_eq!(json["data"]["user"], serde_json::Value::Null);
+    assert_eq!(
+        get(&["secret", "list"]).lines().collect::<Vec<_>>(),
+        ["team/"]
+    );
+    assert_eq!(
+        get(&["secret", "list", "team"]).lines().collect::<Vec<_>>(),
+        ["db", "other"]
+    );
+
+    // Soft delete hides the version; undelete restores it; destroy removes its data.
+    ok(server.cli(token, &["secret", "delete", "team/db"], ""));
+    let err = fails(server.cli(token, &["secret", "get", "team/db"], ""));
+    assert!(err.contains("version_deleted"), "{err}");
+    ok(server.cli(
+        token,
+        &["secret", "undelete", "team/db", "--versions", "2"],
+        "",
+    ));
+    assert_eq!(
+        get(&["secret", "get", "team/db", "--field", "password"]).trim(),
+        second
+    );
+    ok(server.cli(
+        token,
+        &["secret", "destroy", "team/db", "--versions", "1"],
+        "",
+    ));
+    let err = fails(server.cli(token, &["secret", "get", "team/db", "--version", "1"], ""));
+    assert!(err.contains("version_destroyed"), "{err}");
+    let history = get(&["secret", "history", "team/db"]);
+    assert!(
+        history
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains("destroyed")),
+        "{history}"
+    );
+    assert!(
+        history
+            .lines()
+            .any(|l| l.starts_with("2 ") && l.contains("active")),
+        "{history}"
+    );
+
+    // Bad input gets a clear error.
+    let err = fails(server.cli(token, &["secret", "get", "team/../db"], ""));
+    assert!(
+        err.contains("invalid_path") || err.contains("not_found"),
+        "{err}"
+    );
+    let err = fails(server.cli("chp_wrong", &["secret", "list"], ""));
+    assert!(err.contains("invalid token"), "{err}");
+    let err = fails(server.cli("", &["secret", "list"], ""));
+    assert!(err.contains("CHAPERONE_TOKEN"), "{err}");
+
+    // A hard kill loses nothing that was acknowledged.
+    server.kill();
+    for file in files_in(&data) {
+        let bytes = std::fs::read(&file).unwrap();
+        for value in [first, second, from_file] {
+            assert!(
+                !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                "{value} found in plaintext in {}",
+                file.display()
+            );
+        }
+    }
+    let server = Server::start(&up, dir.path(), &[]);
+    assert!(server.banner.contains("Opened"), "{}", server.banner);
+    assert_eq!(
+        ok(server.cli(
+            token,
+            &["secret", "get", "team/db", "--field", "password"],
+            ""
+        ))
+        .trim(),
+        second
+    );
+    assert_eq!(
+        ok(server.cli(
+            token,
+            &[
+                "secret",
+                "get",
+                "team/db",
+                "--version",
+                "2",
+                "--field",
+                "cert"
+            ],
+            ""
+        ))
+        .trim(),
+        from_file
+    );
+}
+
+#[test]
+fn production_mode_starts_sealed_and_unseals_with_a_threshold_of_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("chaperone.toml");
+    let db = dir.path().join("prod.db");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    let init = ok(run_cli(
+        "",
+        "",
+        &[
+            "init",
+            "--shares",
+            "5",
+            "--threshold",
+            "3",
+            "--config",
+            config,
+        ],
+        "",
+    ));
+    let shares: Vec<&str> = init
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .map(|l| l.split(": ").nth(1).unwrap())
+        .collect();
+    assert_eq!(shares.len(), 5, "{init}");
+    let token = init
+        .lines()
+        .find_map(|l| l.strip_prefix("Initial admin token: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // Shares are shown once and stored nowhere.
+    let db_bytes = std::fs::read(&db).unwrap();
+    assert!(
+        !db_bytes
+            .windows(20)
+            .any(|w| w == &shares[0].as_bytes()[5..25])
+    );
+    let again = fails(run_cli("", "", &["init", "--config", config], ""));
+    assert!(again.contains("already initialised"), "{again}");
+
+    let server = Server::start(&["server", "--config", config], dir.path(), &[]);
+    assert!(server.banner.contains("sealed"), "{}", server.banner);
+    let err = fails(server.cli(&token, &["secret", "list"], ""));
+    assert!(err.contains("sealed") && err.contains("503"), "{err}");
+
+    // A mistyped share is caught by its checksum.
+    let mut typo = shares[0].to_owned();
+    let last = typo.pop().unwrap();
+    typo.push(if last == 'A' { 'B' } else { 'A' });
+    let err = fails(server.cli("", &["unseal"], &format!("{typo}\n")));
+    assert!(
+        err.contains("checksum") || err.contains("invalid share"),
+        "{err}"
+    );
+    // Shares from another initialisation are refused.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_url = format!("sqlite://{}", other_dir.path().join("o.db").display());
+    let other = ok(run_cli(
+        "",
+        "",
+        &[
+            "init",
+            "--shares",
+            "3",
+            "--threshold",
+            "3",
+            "--database-url",
+            &other_url,
+        ],
+        "",
+    ));
+    let foreign = other
+        .lines()
+        .find_map(|l| l.strip_prefix("Unseal share 1: "))
+        .unwrap();
+    let err = fails(server.cli("", &["unseal"], &format!("{}\n{foreign}\n", shares[0])));
+    assert!(err.contains("different key split"), "{err}");
+    // Too few shares leave it sealed; the server keeps the progress between calls.
+    let err = fails(server.cli("", &["unseal"], &format!("{}\n", shares[1])));
+    assert!(err.contains("still sealed"), "{err}");
+    let out = ok(server.cli("", &["unseal"], &format!("{}\n{}\n", shares[2], shares[4])));
+    assert!(out.contains("Unsealed"), "{out}");
+
+    ok(server.cli(&token, &["secret", "put", "prod/api", "key=k1"], ""));
+    assert_eq!(
+        ok(server.cli(&token, &["secret", "get", "prod/api", "--field", "key"], "")).trim(),
+        "k1"
+    );
+    ok(server.cli(&token, &["seal"], ""));
+    let err = fails(server.cli(&token, &["secret", "get", "prod/api"], ""));
+    assert!(err.contains("sealed"), "{err}");
+    // Any other three shares unseal it again.
+    ok(server.cli(
+        "",
+        &["unseal"],
+        &format!("{}\n{}\n{}\n", shares[0], shares[1], shares[3]),
+    ));
+    assert_eq!(
+        ok(server.cli(&token, &["secret", "get", "prod/api", "--field", "key"], "")).trim(),
+        "k1"
+    );
+}
+
+#[test]
+fn configuration_errors_name_the_key_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\ndatabse_url = \"sqlite://x.db\"\n",
+    )
+    .unwrap();
+    let err = fails(run_cli(
+        "",
+        "",
+        &["server", "--config", config.to_str().unwrap()],
+        "",
+    ));
+    assert!(err.contains("unknown key `databse_url`"), "{err}");
+
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let out = Command::new(BIN)
+        .args(["server", "--database-url", &url])
+        .env("CHAPERONE_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    let err = fails(out);
+    assert!(
+        err.contains("`listen`") && err.contains("CHAPERONE_LISTEN"),
+        "{err}"
+    );
+
+    // The flag beats the environment, which beats the file.
+    std::fs::write(
+        &config,
+        "listen = \"bad\"\ndatabase_url = \"mysql://nope\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &[
+            "server",
+            "--config",
+            config.to_str().unwrap(),
+            "--database-url",
+            &url,
+        ],
+        dir.path(),
+        &[("CHAPERONE_LISTEN", "127.0.0.1:0")],
+    );
+    assert!(
+        server.banner.contains("not initialised"),
+        "{}",
+        server.banner
+    );
+}
+
+#[test]
+fn api_errors_are_json_and_bodies_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(
+        &[
+            "up",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+        &[],
+    );
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = |p: &str| format!("{}/api/v1/{p}", server.addr);
+    let error = |mut r: ureq::http::Response<ureq::Body>| -> (u16, serde_json::Value) {
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
+        )
+    };
+
+    let (status, body) = error(agent.get(url("secrets/list")).call().unwrap());
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthenticated");
+
+    let auth = format!("Bearer {token}");
+    let big = "x".repeat(2 * 1024 * 1024);
+    let (status, body) = error(
+        agent
+            .put(url("secrets/data/big"))
+            .header("Authorization", &auth)
+            .send(format!("{{\"data\":{{\"k\":\"{big}\"}}}}"))
+            .unwrap(),
+    );
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "body_too_large");
+
+    // A wrong-typed value is refused without echoing it.
+    let (status, body) = error(
+        agent
+            .put(url("secrets/data/x"))
+            .header("Authorization", &auth)
+            .send("{\"data\":{\"k\":987654321}}")
+            .unwrap(),
+    );
+    assert_eq!(status, 400);
+    assert!(!body.to_string().contains("987654321"), "{body}");
+
+    let (status, body) = error(agent.get(url("openapi.json")).call().unwrap());
+    assert_eq!(status, 200);
+    for path in [
+        "/api/v1/secrets/data/{path}",
+        "/api/v1/sys/unseal",
+        "/api/v1/health",
+    ] {
+        assert!(
+            body["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    let (status, body) = error(agent.get(url("health")).call().unwrap());
+    assert_eq!(
+        (status, &body["sealed"]),
+        (200, &serde_json::Value::Bool(false))
+    );
+}
