@@ -4,6 +4,7 @@
 //! PostgreSQL from Debian's `postgresql` package (installed with apt-get when missing and
 //! running as root), on loopback and a free port, in a temporary directory, stopped and
 //! removed afterwards. `cargo xtask ci` adds the format and lint checks that `.ci/run` runs.
+//! `cargo xtask bench` runs `bench/secrets.sh` against SQLite and that PostgreSQL.
 
 use std::env;
 use std::ffi::OsStr;
@@ -16,12 +17,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("ci") => ci(),
+        Some("bench") => bench(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test [ARGS...]  run every test, with a throwaway PostgreSQL (ARGS go to cargo test)\n  \
-                 ci              cargo fmt --check, clippy -D warnings, then test"
+                 ci              cargo fmt --check, clippy -D warnings, then test\n  \
+                 bench           release build, throwaway PostgreSQL, then bench/secrets.sh"
             );
             return ExitCode::from(2);
         }
@@ -58,6 +61,16 @@ fn test(extra: &[String]) -> Result {
         .args(extra)
         .env("CHAPERONE_TEST_POSTGRES_URL", postgres.url())
         .env("CHAPERONE_TEST_REQUIRE_POSTGRES", "1"));
+    drop(postgres);
+    outcome
+}
+
+fn bench() -> Result {
+    run(cargo().args(["build", "--release", "--locked", "--package", "chaperone"]))?;
+    let postgres = Postgres::start()?;
+    let outcome = run(Command::new("bash")
+        .arg(workspace_root().join("bench/secrets.sh"))
+        .env("CHAPERONE_BENCH_POSTGRES_URL", postgres.url()));
     drop(postgres);
     outcome
 }

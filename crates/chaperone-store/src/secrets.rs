@@ -38,6 +38,8 @@ pub struct StoredVersion {
     pub meta: VersionMeta,
     /// The encrypted value; `None` once destroyed.
     pub sealed: Option<SealedValue>,
+    /// The secret's custom metadata (not secret).
+    pub custom_metadata: BTreeMap<String, String>,
 }
 
 impl StoredVersion {
@@ -149,8 +151,8 @@ impl Store {
         version: Option<u64>,
     ) -> Result<Option<StoredVersion>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.id, s.current_version, v.version, v.created_at, v.deleted_at, \
-             v.destroyed_at, v.wrapped_key, v.ciphertext \
+            "SELECT s.id, s.current_version, s.custom_metadata, v.version, v.created_at, \
+             v.deleted_at, v.destroyed_at, v.wrapped_key, v.ciphertext \
              FROM secrets s JOIN secret_versions v ON v.secret_id = s.id \
              WHERE s.path = $1 AND v.version = \
              (CASE WHEN $2 = 0 THEN s.current_version ELSE $2 END)",
@@ -162,6 +164,7 @@ impl Store {
         .map_err(db("reading a secret"))?;
         let Some(row) = row else { return Ok(None) };
         let read = || -> Result<StoredVersion, sqlx::Error> {
+            let custom: String = row.try_get("custom_metadata")?;
             let wrapped_key: Option<Vec<u8>> = row.try_get("wrapped_key")?;
             let ciphertext: Option<Vec<u8>> = row.try_get("ciphertext")?;
             Ok(StoredVersion {

@@ -200,18 +200,12 @@ pub(crate) async fn read(
             "a stored secret decrypted to a value that is not a JSON object",
         )
     })?;
-    let custom_metadata = state
-        .store
-        .metadata(&path)
-        .await?
-        .map(|m| m.custom_metadata)
-        .unwrap_or_default();
     Ok(Json(ReadResponse {
         path: path.to_string(),
         version: number,
         created_time: stored.meta.created_at.to_rfc3339(),
         data,
-        custom_metadata,
+        custom_metadata: stored.custom_metadata,
     }))
 }
 
