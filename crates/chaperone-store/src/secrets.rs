@@ -177,6 +177,8 @@ impl Store {
                         wrapped_key,
                         ciphertext,
                     }),
+                custom_metadata: serde_json::from_str(&custom)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             })
         };
         read()

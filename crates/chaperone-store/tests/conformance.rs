@@ -439,7 +439,12 @@ async fn metadata_updates(f: &Fixture) {
     let meta = f.store.metadata(&path("m")).await.unwrap().unwrap();
     assert_eq!(meta.custom_metadata, custom);
     assert_eq!(meta.current_version, 1);
-    let stored = f.store.read_version(&path("m"), None).await.unwrap().unwrap();
+    let stored = f
+        .store
+        .read_version(&path("m"), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.custom_metadata, custom);
 }
 
