@@ -55,7 +55,7 @@ fn ci() -> Result {
 }
 
 fn test(extra: &[String]) -> Result {
-    let postgres = Postgres::start()?;
+    let postgres = Postgres::start(false)?;
     let outcome = run(cargo()
         .args(["test", "--workspace", "--locked"])
         .args(extra)
@@ -67,7 +67,8 @@ fn test(extra: &[String]) -> Result {
 
 fn bench() -> Result {
     run(cargo().args(["build", "--release", "--locked", "--package", "chaperone"]))?;
-    let postgres = Postgres::start()?;
+    // Measured with fsync on, as in production.
+    let postgres = Postgres::start(true)?;
     let outcome = run(Command::new("bash")
         .arg(workspace_root().join("bench/secrets.sh"))
         .env("CHAPERONE_BENCH_POSTGRES_URL", postgres.url()));
@@ -115,7 +116,8 @@ struct Postgres {
 }
 
 impl Postgres {
-    fn start() -> Result<Self> {
+    /// Starts the cluster; `durable` keeps fsync on (off makes tests faster).
+    fn start(durable: bool) -> Result<Self> {
         let bin = match find_postgres_bin() {
             Some(bin) => bin,
             None => {
@@ -154,8 +156,9 @@ impl Postgres {
             ],
         )?;
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=200",
-            pg.dir.display()
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={} -c max_connections=200",
+            pg.dir.display(),
+            if durable { "on" } else { "off" }
         );
         let log = pg.dir.join("postgres.log");
         pg.run_tool(

@@ -61,7 +61,7 @@ impl Store {
         admin: &TokenRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self
-            .pool
+            .writer
             .begin()
             .await
             .map_err(db("starting initialisation"))?;
@@ -125,7 +125,7 @@ impl Store {
 
     /// Stores a new token record.
     pub async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        insert_token(&self.pool, token).await
+        insert_token(&self.writer, token).await
     }
 
     /// The token with this hash, if any (expired and revoked ones included: the caller

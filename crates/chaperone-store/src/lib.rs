@@ -181,10 +181,16 @@ const SQLITE_PRAGMAS: [&str; 4] = [
     "PRAGMA foreign_keys = ON",
 ];
 
-/// The database handle. Cheap to clone; all clones share one connection pool.
+/// The database handle. Cheap to clone; all clones share the connection pools.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads.
     pool: AnyPool,
+    /// Write transactions. For SQLite a separate pool of one connection: SQLite allows one
+    /// writer at a time, and queueing writers in the pool is fair and fast, where letting them
+    /// contend for the file lock makes them sleep in SQLite's busy handler (seconds of tail
+    /// latency under load). For PostgreSQL the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -199,30 +205,48 @@ impl Store {
             create_private_file(path)?;
             connect_url = format!("sqlite://{}", path.display());
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 8,
-                Backend::Postgres => 16,
-            })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in SQLITE_PRAGMAS {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+        let pool = pool_options(backend, 8, 16)
             .connect(&connect_url)
             .await
             .map_err(db("connecting"))?;
-        let store = Self { pool, backend };
+        let writer = match backend {
+            Backend::Sqlite => pool_options(backend, 1, 1)
+                .connect(&connect_url)
+                .await
+                .map_err(db("connecting the writer"))?,
+            Backend::Postgres => pool.clone(),
+        };
+        let store = Self {
+            pool,
+            writer,
+            backend,
+        };
         migrate::run(&store).await?;
         Ok(store)
     }
+}
 
+/// Pool settings: `sqlite` or `postgres` connections at most, and SQLite's pragmas on each.
+fn pool_options(backend: Backend, sqlite: u32, postgres: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(match backend {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        })
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    for pragma in SQLITE_PRAGMAS {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+}
+
+impl Store {
     /// Which backend this store uses.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -239,6 +263,7 @@ impl Store {
 
     /// Closes every connection (and, for SQLite, checkpoints the WAL).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

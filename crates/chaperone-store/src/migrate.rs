@@ -26,13 +26,13 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
         "CREATE TABLE IF NOT EXISTS chaperone_migrations \
          (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
     )
-    .execute(&store.pool)
+    .execute(&store.writer)
     .await
     .map_err(db("creating the migrations table"))?;
 
     let known = MIGRATIONS.last().map_or(0, |m| m.version);
     let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM chaperone_migrations")
-        .fetch_one(&store.pool)
+        .fetch_one(&store.writer)
         .await
         .map_err(db("reading the schema version"))?;
     if let Some(found) = found.filter(|&f| f > known) {
@@ -41,7 +41,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
 
     for migration in MIGRATIONS {
         let mut tx = store
-            .pool
+            .writer
             .begin()
             .await
             .map_err(db("starting a migration"))?;

@@ -74,7 +74,7 @@ impl Store {
         now: Timestamp,
         seal: impl FnOnce(Binding) -> SealedValue + Send,
     ) -> Result<VersionMeta, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db("starting a write"))?;
+        let mut tx = self.writer.begin().await.map_err(db("starting a write"))?;
         sqlx::query(
             "INSERT INTO secrets (path, current_version, oldest_version, max_versions, \
              cas_required, custom_metadata, created_at, updated_at) \
@@ -278,7 +278,7 @@ impl Store {
 
     /// Removes the secret with all its versions and metadata. `false` if it did not exist.
     pub async fn delete_secret(&self, path: &SecretPath) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db("starting a delete"))?;
+        let mut tx = self.writer.begin().await.map_err(db("starting a delete"))?;
         sqlx::query(
             "DELETE FROM secret_versions WHERE secret_id IN (SELECT id FROM secrets WHERE path = $1)",
         )
@@ -304,7 +304,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self
-            .pool
+            .writer
             .begin()
             .await
             .map_err(db("starting a metadata update"))?;
@@ -363,7 +363,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tx = self
-            .pool
+            .writer
             .begin()
             .await
             .map_err(db("starting a version change"))?;
