@@ -95,7 +95,8 @@ impl AppState {
         match record.seal {
             SealConfig::KeyFile => {
                 return Err(CryptoError::InvalidShare(
-                    "this server unseals from its key file, not from shares".into(),
+                    "this server unseals from its key file, not from shares; restart it to unseal"
+                        .into(),
                 )
                 .into());
             }

@@ -165,13 +165,15 @@ pub(crate) fn run(command: SecretCommand) -> anyhow::Result<()> {
             versions,
             client,
         } => {
-            let client = Client::authenticated(&client)?;
             if versions.is_empty() {
-                client.call(Method::Delete, &format!("secrets/data/{path}"), None)?;
+                Client::authenticated(&client)?.call(
+                    Method::Delete,
+                    &format!("secrets/data/{path}"),
+                    None,
+                )?;
                 println!("Deleted the current version of {path} (undelete restores it).");
             } else {
-                let body = json!({ "versions": versions });
-                client.call(Method::Post, &format!("secrets/delete/{path}"), Some(&body))?;
+                post_versions(&client, "delete", &path, &versions)?;
                 println!("Deleted versions {versions:?} of {path} (undelete restores them).");
             }
         }
@@ -180,12 +182,7 @@ pub(crate) fn run(command: SecretCommand) -> anyhow::Result<()> {
             versions,
             client,
         } => {
-            let body = json!({ "versions": versions });
-            Client::authenticated(&client)?.call(
-                Method::Post,
-                &format!("secrets/undelete/{path}"),
-                Some(&body),
-            )?;
+            post_versions(&client, "undelete", &path, &versions)?;
             println!("Restored versions {versions:?} of {path}.");
         }
         SecretCommand::Destroy {
@@ -193,12 +190,7 @@ pub(crate) fn run(command: SecretCommand) -> anyhow::Result<()> {
             versions,
             client,
         } => {
-            let body = json!({ "versions": versions });
-            Client::authenticated(&client)?.call(
-                Method::Post,
-                &format!("secrets/destroy/{path}"),
-                Some(&body),
-            )?;
+            post_versions(&client, "destroy", &path, &versions)?;
             println!("Destroyed the data of versions {versions:?} of {path}.");
         }
         SecretCommand::History {
@@ -237,6 +229,22 @@ pub(crate) fn run(command: SecretCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Calls `secrets/{action}/{path}` with a list of versions.
+fn post_versions(
+    client: &ClientArgs,
+    action: &str,
+    path: &str,
+    versions: &[u64],
+) -> anyhow::Result<()> {
+    let body = json!({ "versions": versions });
+    Client::authenticated(client)?.call(
+        Method::Post,
+        &format!("secrets/{action}/{path}"),
+        Some(&body),
+    )?;
     Ok(())
 }
 
