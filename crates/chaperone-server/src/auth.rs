@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chaperone_crypto::token::ApiToken;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, SealError};
 
 /// An authenticated, authorised caller.
 #[derive(Debug, Clone)]
@@ -28,9 +28,14 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        // A sealed server answers 503 before looking at credentials.
+        // A sealed (or not yet initialised) server answers 503 before looking at credentials.
         if state.keyring().is_none() {
-            return Err(ApiError::sealed());
+            let status = state.seal_status().await?;
+            return Err(if status.initialized {
+                ApiError::sealed()
+            } else {
+                SealError::NotInitialized.into()
+            });
         }
         let unauthenticated = |message: &str| {
             ApiError::new(
