@@ -6,6 +6,7 @@
 //! which versions a write prunes) live next to those types.
 
 pub mod path;
+pub mod policy;
 pub mod secret;
 pub mod time;
 

@@ -8,9 +8,11 @@
 mod aead;
 mod error;
 mod keys;
+pub mod password;
 mod secret;
 pub mod shamir;
 pub mod token;
+pub mod totp;
 
 pub use error::CryptoError;
 pub use keys::{Binding, Keyring, RootKey, SealedValue, UnsealKey, WrappedRootKey};

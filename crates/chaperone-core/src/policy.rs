@@ -1,0 +1,641 @@
+//! The authorisation decision: one pure function, [`decide`], that every route calls.
+//!
+//! Deny by default: a request is allowed only when a rule says yes. The rules, in order:
+//!
+//! 1. The person must be active and, if they belong to a vendor, the vendor must be active.
+//! 2. The action must be among the capabilities of the person's role, or (for secret actions)
+//!    among the capabilities of an unexpired grant whose prefix covers the path.
+//! 3. A token with an explicit scope may only do what its scope lists, whatever its role.
+//! 4. Reading secret data classified `confidential` or higher needs a TOTP verification on
+//!    the session within the step-up window; a scoped automation token satisfies it with its
+//!    scope instead.
+//!
+//! Reasons explain a denial without saying whether the resource exists.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{SecretPath, Timestamp};
+
+/// A person's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Runs the server: everything.
+    Admin,
+    /// Security and compliance: people, vendors, grants, classification; secret metadata.
+    Security,
+    /// Asset owner who approves access; secret metadata, data through grants.
+    Approver,
+    /// Internal staff: data on paths classified up to `internal`, more through grants.
+    Member,
+    /// External contractor: nothing but what grants give.
+    Contractor,
+    /// Reads metadata (and, later, the ledger); never secret data.
+    Auditor,
+}
+
+impl Role {
+    /// Every role, for tables and tests.
+    pub const ALL: [Role; 6] = [
+        Role::Admin,
+        Role::Security,
+        Role::Approver,
+        Role::Member,
+        Role::Contractor,
+        Role::Auditor,
+    ];
+
+    /// The role's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Security => "security",
+            Role::Approver => "approver",
+            Role::Member => "member",
+            Role::Contractor => "contractor",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Whether MFA is required by default for this role.
+    pub fn mfa_required_by_default(self) -> bool {
+        matches!(self, Role::Admin | Role::Security | Role::Contractor)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown role `{s}` (roles: admin, security, approver, member, contractor, auditor)"
+            )
+        })
+    }
+}
+
+/// What a request wants to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Read a secret version's data.
+    SecretRead,
+    /// Write a new version.
+    SecretWrite,
+    /// Soft-delete or undelete versions.
+    SecretDelete,
+    /// Destroy versions or delete a secret with its metadata.
+    SecretDestroy,
+    /// List keys and read metadata and history.
+    SecretList,
+    /// Change a secret's own settings.
+    SecretMetadataWrite,
+    /// Seal the server.
+    Seal,
+    /// Manage people, vendors and enrolments.
+    ManagePeople,
+    /// Add and remove grants.
+    ManageGrants,
+    /// Manage path classifications.
+    ManageClassification,
+    /// Create, list and revoke one's own tokens.
+    OwnTokens,
+}
+
+impl Action {
+    /// Whether the action is on secret paths (and so can be granted).
+    pub fn is_secret_action(self) -> bool {
+        self.capability().is_some()
+    }
+
+    /// The grantable capability this action needs, if it is a secret action.
+    pub fn capability(self) -> Option<Capability> {
+        match self {
+            Action::SecretRead => Some(Capability::Read),
+            Action::SecretWrite | Action::SecretMetadataWrite => Some(Capability::Write),
+            Action::SecretDelete => Some(Capability::Delete),
+            Action::SecretDestroy => Some(Capability::Destroy),
+            Action::SecretList => Some(Capability::List),
+            _ => None,
+        }
+    }
+}
+
+/// A capability on secret paths, as held in grants and token scopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    /// Read data.
+    Read,
+    /// Write versions and settings.
+    Write,
+    /// Soft-delete and undelete.
+    Delete,
+    /// Destroy data for good.
+    Destroy,
+    /// List keys and read metadata.
+    List,
+}
+
+impl Capability {
+    /// The capability's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Read => "read",
+            Capability::Write => "write",
+            Capability::Delete => "delete",
+            Capability::Destroy => "destroy",
+            Capability::List => "list",
+        }
+    }
+}
+
+impl FromStr for Capability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(Capability::Read),
+            "write" => Ok(Capability::Write),
+            "delete" => Ok(Capability::Delete),
+            "destroy" => Ok(Capability::Destroy),
+            "list" => Ok(Capability::List),
+            _ => Err(format!(
+                "unknown capability `{s}` (capabilities: read, write, delete, destroy, list)"
+            )),
+        }
+    }
+}
+
+/// A path classification level, lowest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    /// Public.
+    Public,
+    /// Internal (the default of unclassified paths).
+    #[default]
+    Internal,
+    /// Confidential: reads need step-up.
+    Confidential,
+    /// Regulated: reads need step-up.
+    Regulated,
+}
+
+impl Level {
+    /// The level's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Public => "public",
+            Level::Internal => "internal",
+            Level::Confidential => "confidential",
+            Level::Regulated => "regulated",
+        }
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "public" => Ok(Level::Public),
+            "internal" => Ok(Level::Internal),
+            "confidential" => Ok(Level::Confidential),
+            "regulated" => Ok(Level::Regulated),
+            _ => Err(format!(
+                "unknown level `{s}` (levels: public, internal, confidential, regulated)"
+            )),
+        }
+    }
+}
+
+/// Capabilities on paths under a prefix, held by a grant or a token scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathRule {
+    /// Paths equal to this prefix or under it (`team/db` covers `team/db` and `team/db/x`;
+    /// an empty prefix covers everything).
+    pub prefix: String,
+    /// What may be done there.
+    pub capabilities: Vec<Capability>,
+    /// When the rule stops applying, if ever.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl PathRule {
+    /// Whether this rule allows `capability` on `path` at `now`.
+    pub fn allows(
+        &self,
+        capability: Capability,
+        path: Option<&SecretPath>,
+        now: Timestamp,
+    ) -> bool {
+        if self.expires_at.is_some_and(|at| at <= now) || !self.capabilities.contains(&capability) {
+            return false;
+        }
+        match path {
+            Some(path) => covers(&self.prefix, path.as_str()),
+            // Listing the root or a folder: allowed when the rule's prefix lies below it.
+            None => true,
+        }
+    }
+}
+
+fn covers(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether an account or vendor may act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Active.
+    Active,
+    /// Disabled, suspended or terminated.
+    Inactive,
+}
+
+/// Who is asking, as resolved from their token.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The person's role.
+    pub role: Role,
+    /// The person's own standing.
+    pub person: Standing,
+    /// The standing of the person's vendor, if they belong to one.
+    pub vendor: Option<Standing>,
+    /// The person's unexpired and expired grants (expiry is checked here).
+    pub grants: Vec<PathRule>,
+    /// For a scoped (automation) token: the only things it may do.
+    pub scope: Option<Vec<PathRule>>,
+    /// When this session last verified a TOTP code.
+    pub mfa_verified_at: Option<Timestamp>,
+}
+
+/// What the request touches.
+#[derive(Clone, Copy, Debug)]
+pub enum Resource<'a> {
+    /// One secret path, with its classification.
+    Secret(&'a SecretPath, Level),
+    /// A listing of the root or a folder.
+    Listing,
+    /// Server-wide administration.
+    System,
+}
+
+/// The circumstances of the request.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    /// The server clock's now.
+    pub now: Timestamp,
+    /// How long a TOTP verification satisfies step-up, in nanoseconds.
+    pub step_up_window_nanos: i64,
+}
+
+/// Why a request was refused. The text is safe to show to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The account is disabled.
+    PersonInactive,
+    /// The person's vendor is suspended or terminated.
+    VendorInactive,
+    /// Neither the role nor a grant allows the action here.
+    NotPermitted,
+    /// The token's scope does not include the action here.
+    OutsideScope,
+    /// A fresh TOTP verification is needed.
+    StepUpRequired,
+}
+
+impl Reason {
+    /// A stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::PersonInactive => "person_inactive",
+            Reason::VendorInactive => "vendor_inactive",
+            Reason::NotPermitted => "not_permitted",
+            Reason::OutsideScope => "outside_scope",
+            Reason::StepUpRequired => "step_up_required",
+        }
+    }
+
+    /// An explanation that does not reveal whether the resource exists.
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::PersonInactive => "the account is disabled",
+            Reason::VendorInactive => "the account's vendor is not active",
+            Reason::NotPermitted => "neither your role nor a grant allows this here",
+            Reason::OutsideScope => "the token's scope does not allow this here",
+            Reason::StepUpRequired => {
+                "this path needs a recent TOTP verification: run `chaperone verify --totp CODE`"
+            }
+        }
+    }
+}
+
+/// The outcome of [`decide`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// Why not, when it may not.
+    pub reasons: Vec<Reason>,
+}
+
+impl Decision {
+    fn allow() -> Self {
+        Self {
+            allowed: true,
+            reasons: Vec::new(),
+        }
+    }
+
+    fn deny(reason: Reason) -> Self {
+        Self {
+            allowed: false,
+            reasons: vec![reason],
+        }
+    }
+}
+
+/// Decides whether `principal` may do `action` on `resource`.
+pub fn decide(
+    principal: &Principal,
+    action: Action,
+    resource: Resource<'_>,
+    context: Context,
+) -> Decision {
+    if principal.person == Standing::Inactive {
+        return Decision::deny(Reason::PersonInactive);
+    }
+    if principal.vendor == Some(Standing::Inactive) {
+        return Decision::deny(Reason::VendorInactive);
+    }
+    let path = match resource {
+        Resource::Secret(path, _) => Some(path),
+        Resource::Listing | Resource::System => None,
+    };
+    let level = match resource {
+        Resource::Secret(_, level) => level,
+        _ => Level::Internal,
+    };
+    let by_role = role_allows(principal.role, action, level);
+    let by_grant = action.capability().is_some_and(|cap| {
+        principal
+            .grants
+            .iter()
+            .any(|g| g.allows(cap, path, context.now))
+    });
+    if !by_role && !by_grant {
+        return Decision::deny(Reason::NotPermitted);
+    }
+    if let Some(scope) = &principal.scope {
+        let in_scope = match action.capability() {
+            Some(cap) => scope.iter().any(|rule| rule.allows(cap, path, context.now)),
+            // Scoped tokens are for automation on secrets; they never administer.
+            None => action == Action::OwnTokens,
+        };
+        if !in_scope {
+            return Decision::deny(Reason::OutsideScope);
+        }
+    }
+    if action == Action::SecretRead && level >= Level::Confidential && principal.scope.is_none() {
+        let fresh = principal.mfa_verified_at.is_some_and(|at| {
+            context.now.unix_nanos() - at.unix_nanos() <= context.step_up_window_nanos
+        });
+        if !fresh {
+            return Decision::deny(Reason::StepUpRequired);
+        }
+    }
+    Decision::allow()
+}
+
+/// What each role may do without a grant.
+fn role_allows(role: Role, action: Action, level: Level) -> bool {
+    use Action::*;
+    match role {
+        Role::Admin => true,
+        Role::Security => matches!(
+            action,
+            SecretList | ManagePeople | ManageGrants | ManageClassification | OwnTokens
+        ),
+        Role::Approver | Role::Auditor => matches!(action, SecretList | OwnTokens),
+        Role::Member => match action {
+            SecretList | OwnTokens => true,
+            SecretRead | SecretWrite | SecretDelete | SecretMetadataWrite => {
+                level <= Level::Internal
+            }
+            _ => false,
+        },
+        Role::Contractor => matches!(action, OwnTokens),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000_000;
+
+    fn at(minutes: i64) -> Timestamp {
+        Timestamp::from_unix_nanos(1_800_000_000_000_000_000 + minutes * MIN)
+    }
+
+    fn ctx(minutes: i64) -> Context {
+        Context {
+            now: at(minutes),
+            step_up_window_nanos: 15 * MIN,
+        }
+    }
+
+    fn person(role: Role) -> Principal {
+        Principal {
+            role,
+            person: Standing::Active,
+            vendor: None,
+            grants: Vec::new(),
+            scope: None,
+            mfa_verified_at: None,
+        }
+    }
+
+    fn rule(prefix: &str, caps: &[Capability], expires: Option<Timestamp>) -> PathRule {
+        PathRule {
+            prefix: prefix.into(),
+            capabilities: caps.to_vec(),
+            expires_at: expires,
+        }
+    }
+
+    fn path(p: &str) -> SecretPath {
+        SecretPath::parse(p).unwrap()
+    }
+
+    #[test]
+    fn contractors_start_with_nothing_and_get_exactly_their_grants() {
+        let mut c = person(Role::Contractor);
+        c.vendor = Some(Standing::Active);
+        let db = path("acme/db");
+        let secret = Resource::Secret(&db, Level::Internal);
+        assert_eq!(
+            decide(&c, Action::SecretRead, secret, ctx(0)),
+            Decision::deny(Reason::NotPermitted)
+        );
+        c.grants
+            .push(rule("acme", &[Capability::Read], Some(at(60))));
+        assert!(decide(&c, Action::SecretRead, secret, ctx(0)).allowed);
+        assert!(!decide(&c, Action::SecretWrite, secret, ctx(0)).allowed);
+        // The grant ends by itself.
+        assert!(!decide(&c, Action::SecretRead, secret, ctx(60)).allowed);
+        // A prefix covers whole segments only.
+        let other = path("acmex/db");
+        assert!(
+            !decide(
+                &c,
+                Action::SecretRead,
+                Resource::Secret(&other, Level::Internal),
+                ctx(0)
+            )
+            .allowed
+        );
+        assert!(!decide(&c, Action::ManagePeople, Resource::System, ctx(0)).allowed);
+    }
+
+    #[test]
+    fn inactive_people_and_vendors_are_refused_first() {
+        let mut admin = person(Role::Admin);
+        admin.person = Standing::Inactive;
+        assert_eq!(
+            decide(&admin, Action::Seal, Resource::System, ctx(0)).reasons,
+            [Reason::PersonInactive]
+        );
+        let mut c = person(Role::Contractor);
+        c.vendor = Some(Standing::Inactive);
+        c.grants.push(rule("", &[Capability::Read], None));
+        let p = path("x");
+        assert_eq!(
+            decide(
+                &c,
+                Action::SecretRead,
+                Resource::Secret(&p, Level::Public),
+                ctx(0)
+            )
+            .reasons,
+            [Reason::VendorInactive]
+        );
+    }
+
+    #[test]
+    fn confidential_reads_need_a_recent_totp_verification() {
+        let mut m = person(Role::Member);
+        m.grants.push(rule("fin", &[Capability::Read], None));
+        let p = path("fin/ledger");
+        let r = Resource::Secret(&p, Level::Confidential);
+        assert_eq!(
+            decide(&m, Action::SecretRead, r, ctx(0)).reasons,
+            [Reason::StepUpRequired]
+        );
+        m.mfa_verified_at = Some(at(0));
+        assert!(decide(&m, Action::SecretRead, r, ctx(15)).allowed);
+        assert_eq!(
+            decide(&m, Action::SecretRead, r, ctx(16)).reasons,
+            [Reason::StepUpRequired]
+        );
+        // Listing and metadata need no step-up.
+        assert!(decide(&m, Action::SecretList, r, ctx(60)).allowed);
+    }
+
+    #[test]
+    fn scoped_tokens_are_limited_to_their_scope_and_skip_step_up() {
+        let mut admin = person(Role::Admin);
+        admin.scope = Some(vec![rule("ci", &[Capability::Read], None)]);
+        let ci = path("ci/deploy-key");
+        let prod = path("prod/db");
+        let r = Resource::Secret(&ci, Level::Regulated);
+        assert!(decide(&admin, Action::SecretRead, r, ctx(0)).allowed);
+        assert_eq!(
+            decide(&admin, Action::SecretWrite, r, ctx(0)).reasons,
+            [Reason::OutsideScope]
+        );
+        let r = Resource::Secret(&prod, Level::Internal);
+        assert_eq!(
+            decide(&admin, Action::SecretRead, r, ctx(0)).reasons,
+            [Reason::OutsideScope]
+        );
+        assert_eq!(
+            decide(&admin, Action::Seal, Resource::System, ctx(0)).reasons,
+            [Reason::OutsideScope]
+        );
+        // A scope never widens a role.
+        let mut c = person(Role::Contractor);
+        c.scope = Some(vec![rule("", &[Capability::Read], None)]);
+        assert_eq!(
+            decide(&c, Action::SecretRead, r, ctx(0)).reasons,
+            [Reason::NotPermitted]
+        );
+    }
+
+    #[test]
+    fn role_matrix() {
+        let p = path("team/x");
+        let internal = Resource::Secret(&p, Level::Internal);
+        let confidential = Resource::Secret(&p, Level::Confidential);
+        let cases = [
+            (Role::Admin, Action::Seal, Resource::System, true),
+            (Role::Security, Action::Seal, Resource::System, false),
+            (Role::Security, Action::ManageGrants, Resource::System, true),
+            (Role::Security, Action::SecretRead, internal, false),
+            (Role::Security, Action::SecretList, internal, true),
+            (Role::Member, Action::SecretRead, internal, true),
+            (Role::Member, Action::SecretWrite, internal, true),
+            (Role::Member, Action::SecretWrite, confidential, false),
+            (Role::Member, Action::SecretDestroy, internal, false),
+            (Role::Auditor, Action::SecretRead, internal, false),
+            (Role::Auditor, Action::SecretList, Resource::Listing, true),
+            (
+                Role::Approver,
+                Action::ManageGrants,
+                Resource::System,
+                false,
+            ),
+            (
+                Role::Contractor,
+                Action::SecretList,
+                Resource::Listing,
+                false,
+            ),
+            (Role::Contractor, Action::OwnTokens, Resource::System, true),
+        ];
+        for (role, action, resource, allowed) in cases {
+            let mut principal = person(role);
+            principal.mfa_verified_at = Some(at(0));
+            assert_eq!(
+                decide(&principal, action, resource, ctx(0)).allowed,
+                allowed,
+                "{role} {action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        assert!("root".parse::<Role>().is_err());
+        assert_eq!(
+            "confidential".parse::<Level>().unwrap(),
+            Level::Confidential
+        );
+        assert!(Level::Regulated > Level::Confidential && Level::Internal > Level::Public);
+        assert_eq!("list".parse::<Capability>().unwrap(), Capability::List);
+    }
+}
