@@ -7,7 +7,7 @@
 use chaperone_core::Timestamp;
 use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::{RootKey, UnsealKey, random_bytes};
-use chaperone_store::{KeyringRecord, SealConfig, Store, StoreError, TokenRecord};
+use chaperone_store::{KeyringRecord, SealConfig, Store, StoreError, TokenKind, TokenRecord};
 
 /// Stores a fresh root key wrapped under `unseal`, and `admin` as an admin token that does
 /// not expire. Fails with [`StoreError::AlreadyInitialized`] on an initialised database.
@@ -31,6 +31,10 @@ pub async fn initialize(
         created_at: now,
         expires_at: None,
         revoked_at: None,
+        person_id: None,
+        kind: TokenKind::Api,
+        scope: None,
+        mfa_verified_at: None,
     };
     store.initialize(&keyring, &record).await
 }

@@ -50,6 +50,33 @@ pub struct TokenRecord {
     pub expires_at: Option<Timestamp>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
+    /// The person it belongs to; `None` for the initial admin token.
+    pub person_id: Option<String>,
+    /// API token or login session.
+    pub kind: TokenKind,
+    /// For a scoped token, its scope as JSON (`[{"prefix": ..., "capabilities": [...]}]`).
+    pub scope: Option<String>,
+    /// When this session last verified a TOTP code (step-up).
+    pub mfa_verified_at: Option<Timestamp>,
+}
+
+/// What a token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Made with `token create`, for scripts and automation.
+    Api,
+    /// Made by a login.
+    Session,
+}
+
+impl TokenKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Api => "api",
+            TokenKind::Session => "session",
+        }
+    }
 }
 
 impl Store {
@@ -131,25 +158,78 @@ impl Store {
     /// The token with this hash, if any (expired and revoked ones included: the caller
     /// decides, with its clock).
     pub async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, token_hash, name, role, created_at, expires_at, revoked_at \
-             FROM tokens WHERE token_hash = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"
+        ))
         .bind(hash.as_bytes().to_vec())
         .fetch_optional(&self.pool)
         .await
         .map_err(db("looking up a token"))?;
         row.map(|row| token_from_row(&row)).transpose()
     }
+
+    /// The tokens of `person_id` (all personless tokens when `None`), newest first.
+    pub async fn list_tokens(
+        &self,
+        person_id: Option<&str>,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens \
+             WHERE ($1 = '' AND person_id IS NULL) OR person_id = $1 ORDER BY created_at DESC"
+        ))
+        .bind(person_id.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing tokens"))?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// The token with this id.
+    pub async fn token_by_id(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a token"))?;
+        row.map(|row| token_from_row(&row)).transpose()
+    }
+
+    /// Revokes a token. `false` if it does not exist or was already revoked.
+    pub async fn revoke_token(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let changed =
+            sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now.unix_nanos())
+                .execute(&self.writer)
+                .await
+                .map_err(db("revoking a token"))?
+                .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Records a TOTP verification on a session, for step-up.
+    pub async fn mark_token_verified(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tokens SET mfa_verified_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now.unix_nanos())
+            .execute(&self.writer)
+            .await
+            .map_err(db("recording a verification"))?;
+        Ok(())
+    }
 }
+
+const TOKEN_COLUMNS: &str = "id, token_hash, name, role, created_at, expires_at, revoked_at, \
+     person_id, kind, scope, mfa_verified_at";
 
 async fn insert_token<'e, E>(executor: E, token: &TokenRecord) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at, \
+         person_id, kind, scope, mfa_verified_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&token.id)
     .bind(token.hash.as_bytes().to_vec())
@@ -158,6 +238,10 @@ where
     .bind(token.created_at.unix_nanos())
     .bind(token.expires_at.map(Timestamp::unix_nanos))
     .bind(token.revoked_at.map(Timestamp::unix_nanos))
+    .bind(&token.person_id)
+    .bind(token.kind.as_str())
+    .bind(&token.scope)
+    .bind(token.mfa_verified_at.map(Timestamp::unix_nanos))
     .execute(executor)
     .await
     .map_err(db("storing a token"))?;
@@ -179,6 +263,16 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
                 .map(Timestamp::from_unix_nanos),
             revoked_at: row
                 .try_get::<Option<i64>, _>("revoked_at")?
+                .map(Timestamp::from_unix_nanos),
+            person_id: row.try_get("person_id")?,
+            kind: match row.try_get::<String, _>("kind")?.as_str() {
+                "api" => TokenKind::Api,
+                "session" => TokenKind::Session,
+                other => return Err(sqlx::Error::Decode(format!("token kind {other}").into())),
+            },
+            scope: row.try_get("scope")?,
+            mfa_verified_at: row
+                .try_get::<Option<i64>, _>("mfa_verified_at")?
                 .map(Timestamp::from_unix_nanos),
         })
     };

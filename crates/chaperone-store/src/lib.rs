@@ -12,6 +12,7 @@
 //! Every read returns `Result<Option<T>, StoreError>`: a database failure is an error, never
 //! "not found".
 
+mod identity;
 mod keyring;
 mod migrate;
 mod secrets;
@@ -22,7 +23,8 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-pub use keyring::{KeyringRecord, SealConfig, TokenRecord};
+pub use identity::{GrantRecord, PersonRecord, VendorRecord};
+pub use keyring::{KeyringRecord, SealConfig, TokenKind, TokenRecord};
 pub use secrets::{KvSettings, MetadataUpdate, StoredVersion};
 
 /// Why a store operation failed.

@@ -14,8 +14,8 @@ use chaperone_core::{
 use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::{Keyring, RootKey, UnsealKey};
 use chaperone_store::{
-    DatabaseUrl, KeyringRecord, KvSettings, MetadataUpdate, SealConfig, Store, StoreError,
-    TokenRecord,
+    DatabaseUrl, GrantRecord, KeyringRecord, KvSettings, MetadataUpdate, PersonRecord, SealConfig,
+    Store, StoreError, TokenKind, TokenRecord, VendorRecord,
 };
 
 struct Fixture {
@@ -109,6 +109,10 @@ conformance!(
     metadata_updates,
     a_closed_database_is_an_error_not_absence,
     migrations_are_idempotent,
+    people_vendors_and_enrolment,
+    totp_steps_and_recovery_codes_are_used_once,
+    grants_classifications_and_failures,
+    tokens_of_people,
 );
 
 fn path(p: &str) -> SecretPath {
@@ -347,6 +351,10 @@ async fn keyring_and_tokens(f: &Fixture) {
         created_at: t(1),
         expires_at: None,
         revoked_at: None,
+        person_id: None,
+        kind: TokenKind::Api,
+        scope: None,
+        mfa_verified_at: None,
     };
     f.store.initialize(&record, &admin).await.unwrap();
     assert_eq!(f.store.keyring().await.unwrap(), Some(record.clone()));
@@ -480,4 +488,264 @@ async fn migrations_are_idempotent(f: &Fixture) {
         .unwrap();
     assert_eq!(stored.meta.version, 1);
     again.close().await;
+}
+
+fn vendor(id: &str) -> VendorRecord {
+    VendorRecord {
+        id: id.into(),
+        name: format!("{id} Ltd"),
+        status: "active".into(),
+        allowed_networks: vec!["10.0.0.0/8".into()],
+        created_at: t(0),
+    }
+}
+
+fn person_record(id: &str, vendor: Option<&str>) -> PersonRecord {
+    PersonRecord {
+        id: id.into(),
+        name: format!("name-{id}"),
+        email: Some(format!("{id}@example.com")),
+        role: "contractor".into(),
+        vendor_id: vendor.map(Into::into),
+        disabled_at: None,
+        password_hash: None,
+        totp_secret: None,
+        totp_last_step: None,
+        allowed_networks: Vec::new(),
+        created_at: t(0),
+    }
+}
+
+async fn people_vendors_and_enrolment(f: &Fixture) {
+    let v = vendor("v1");
+    f.store.insert_vendor(&v).await.unwrap();
+    assert_eq!(f.store.vendor("v1 Ltd").await.unwrap(), Some(v.clone()));
+    assert!(
+        f.store
+            .update_vendor("v1", "suspended", &[], t(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.store.vendor("v1").await.unwrap().unwrap().status,
+        "suspended"
+    );
+    assert_eq!(f.store.vendor("nope").await.unwrap(), None);
+
+    let p = person_record("p1", Some("v1"));
+    let code = [7u8; 32];
+    f.store.insert_person(&p, &code, t(100)).await.unwrap();
+    assert_eq!(f.store.person("name-p1").await.unwrap(), Some(p.clone()));
+    // A second person with the same name is refused, and adds no enrolment code.
+    let dup = PersonRecord {
+        id: "p2".into(),
+        ..p.clone()
+    };
+    assert!(
+        f.store
+            .insert_person(&dup, &[8u8; 32], t(100))
+            .await
+            .is_err()
+    );
+    assert_eq!(f.store.person("p2").await.unwrap(), None);
+
+    // An expired or unknown code does nothing.
+    let recovery = [[1u8; 32], [2u8; 32]];
+    let enrol = |code: [u8; 32], now: Timestamp| {
+        let store = f.store.clone();
+        async move {
+            store
+                .complete_enrolment(
+                    &code,
+                    now,
+                    "$argon2id$x",
+                    |id| format!("sealed:{id}").into_bytes(),
+                    &recovery,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(enrol(code, t(100)).await, None);
+    assert_eq!(enrol([9u8; 32], t(1)).await, None);
+    let enrolled = enrol(code, t(1)).await.unwrap();
+    assert_eq!(enrolled.password_hash.as_deref(), Some("$argon2id$x"));
+    assert_eq!(enrolled.totp_secret.as_deref(), Some(&b"sealed:p1"[..]));
+    // A code works once.
+    assert_eq!(enrol(code, t(2)).await, None);
+
+    assert!(f.store.set_person_disabled("p1", Some(t(5))).await.unwrap());
+    assert_eq!(
+        f.store.person("p1").await.unwrap().unwrap().disabled_at,
+        Some(t(5))
+    );
+    assert!(
+        f.store
+            .set_person_networks("p1", &["127.0.0.1/32".into()])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.store.list_people().await.unwrap()[0].allowed_networks,
+        ["127.0.0.1/32"]
+    );
+}
+
+async fn totp_steps_and_recovery_codes_are_used_once(f: &Fixture) {
+    let p = person_record("p1", None);
+    f.store.insert_person(&p, &[3u8; 32], t(100)).await.unwrap();
+    f.store
+        .complete_enrolment(&[3u8; 32], t(1), "h", |_| vec![1], &[[4u8; 32]])
+        .await
+        .unwrap();
+    assert!(f.store.accept_totp_step("p1", 10).await.unwrap());
+    assert!(!f.store.accept_totp_step("p1", 10).await.unwrap());
+    assert!(!f.store.accept_totp_step("p1", 9).await.unwrap());
+    assert!(f.store.accept_totp_step("p1", 11).await.unwrap());
+    assert!(
+        f.store
+            .use_recovery_code("p1", &[4u8; 32], t(2))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .use_recovery_code("p1", &[4u8; 32], t(3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .use_recovery_code("p1", &[5u8; 32], t(3))
+            .await
+            .unwrap()
+    );
+}
+
+async fn grants_classifications_and_failures(f: &Fixture) {
+    f.store
+        .insert_person(&person_record("p1", None), &[3u8; 32], t(100))
+        .await
+        .unwrap();
+    let grant = GrantRecord {
+        id: "g1".into(),
+        person_id: "p1".into(),
+        prefix: "acme/".into(),
+        capabilities: vec!["read".into(), "list".into()],
+        expires_at: t(50),
+        created_at: t(0),
+        created_by: "tok_admin".into(),
+        revoked_at: None,
+    };
+    f.store.insert_grant(&grant).await.unwrap();
+    assert_eq!(f.store.grants_of("p1").await.unwrap(), [grant]);
+    assert!(f.store.revoke_grant("g1", t(2)).await.unwrap());
+    assert!(!f.store.revoke_grant("g1", t(3)).await.unwrap());
+    assert!(f.store.grants_of("p1").await.unwrap().is_empty());
+
+    f.store
+        .set_classification("fin", "confidential", t(0))
+        .await
+        .unwrap();
+    f.store
+        .set_classification("fin", "regulated", t(1))
+        .await
+        .unwrap();
+    f.store
+        .set_classification("pub", "public", t(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.classifications().await.unwrap(),
+        [
+            ("fin".to_owned(), "regulated".to_owned()),
+            ("pub".to_owned(), "public".to_owned())
+        ]
+    );
+    assert!(f.store.remove_classification("pub").await.unwrap());
+    assert!(!f.store.remove_classification("pub").await.unwrap());
+
+    let subjects = ["account:ada".to_owned(), "ip:127.0.0.1".to_owned()];
+    for i in 0..3 {
+        f.store
+            .record_auth_failure(&subjects, t(i * 10))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        f.store
+            .auth_failures_since("account:ada", t(0))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        f.store
+            .auth_failures_since("account:ada", t(15))
+            .await
+            .unwrap(),
+        1
+    );
+    f.store.clear_auth_failures("account:ada").await.unwrap();
+    assert_eq!(
+        f.store
+            .auth_failures_since("account:ada", t(0))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        f.store
+            .auth_failures_since("ip:127.0.0.1", t(0))
+            .await
+            .unwrap(),
+        3
+    );
+}
+
+async fn tokens_of_people(f: &Fixture) {
+    f.store
+        .insert_person(&person_record("p1", None), &[3u8; 32], t(100))
+        .await
+        .unwrap();
+    let session = TokenRecord {
+        id: "tok_s".into(),
+        hash: ApiToken::generate().hash(),
+        name: "login".into(),
+        role: "contractor".into(),
+        created_at: t(1),
+        expires_at: Some(t(100)),
+        revoked_at: None,
+        person_id: Some("p1".into()),
+        kind: TokenKind::Session,
+        scope: Some("[]".into()),
+        mfa_verified_at: None,
+    };
+    f.store.insert_token(&session).await.unwrap();
+    assert_eq!(
+        f.store.list_tokens(Some("p1")).await.unwrap(),
+        std::slice::from_ref(&session)
+    );
+    assert!(f.store.list_tokens(None).await.unwrap().is_empty());
+    f.store.mark_token_verified("tok_s", t(5)).await.unwrap();
+    assert_eq!(
+        f.store
+            .token_by_id("tok_s")
+            .await
+            .unwrap()
+            .unwrap()
+            .mfa_verified_at,
+        Some(t(5))
+    );
+    assert!(f.store.revoke_token("tok_s", t(6)).await.unwrap());
+    assert!(!f.store.revoke_token("tok_s", t(7)).await.unwrap());
+    assert_eq!(
+        f.store
+            .token_by_hash(&session.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(t(6))
+    );
 }

@@ -1,0 +1,527 @@
+//! People, vendors, enrolment codes, recovery codes, grants, path classifications and failed
+//! authentication attempts.
+//!
+//! Secrets among them are stored only in protected form: passwords as Argon2id PHC strings,
+//! TOTP secrets encrypted by the caller, enrolment and recovery codes as SHA-256.
+
+use chaperone_core::Timestamp;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Store, StoreError, db};
+
+/// A vendor (minimal record).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorRecord {
+    /// Public identifier.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Lifecycle status, e.g. `active`, `suspended`, `terminated`.
+    pub status: String,
+    /// CIDR allowlist for all of the vendor's people; empty means no restriction.
+    pub allowed_networks: Vec<String>,
+    /// When it was added.
+    pub created_at: Timestamp,
+}
+
+/// A person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonRecord {
+    /// Public identifier.
+    pub id: String,
+    /// Unique login name.
+    pub name: String,
+    /// Contact address.
+    pub email: Option<String>,
+    /// Role name.
+    pub role: String,
+    /// The vendor the person belongs to, for contractors.
+    pub vendor_id: Option<String>,
+    /// When the account was disabled.
+    pub disabled_at: Option<Timestamp>,
+    /// Argon2id PHC string, once enrolled.
+    pub password_hash: Option<String>,
+    /// The TOTP secret, encrypted by the caller, once enrolled.
+    pub totp_secret: Option<Vec<u8>>,
+    /// The last TOTP step accepted (codes are accepted once).
+    pub totp_last_step: Option<i64>,
+    /// CIDR allowlist; empty means no restriction.
+    pub allowed_networks: Vec<String>,
+    /// When the person was added.
+    pub created_at: Timestamp,
+}
+
+/// A grant: capabilities on a path prefix until a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Public identifier.
+    pub id: String,
+    /// Who holds it.
+    pub person_id: String,
+    /// Paths it covers.
+    pub prefix: String,
+    /// Capability names (`read`, `write`, ...).
+    pub capabilities: Vec<String>,
+    /// When it ends.
+    pub expires_at: Timestamp,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// Who made it (a person or token id).
+    pub created_by: String,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+const PERSON_COLUMNS: &str = "id, name, email, role, vendor_id, disabled_at, password_hash, \
+     totp_secret, totp_last_step, allowed_networks, created_at";
+
+impl Store {
+    /// Adds a vendor.
+    pub async fn insert_vendor(&self, vendor: &VendorRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO vendors (id, name, status, allowed_networks, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&vendor.id)
+        .bind(&vendor.name)
+        .bind(&vendor.status)
+        .bind(json_list(&vendor.allowed_networks))
+        .bind(vendor.created_at.unix_nanos())
+        .execute(&self.writer)
+        .await
+        .map_err(db("adding a vendor"))?;
+        Ok(())
+    }
+
+    /// The vendor with this id or name.
+    pub async fn vendor(&self, id_or_name: &str) -> Result<Option<VendorRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, status, allowed_networks, created_at FROM vendors \
+             WHERE id = $1 OR name = $1",
+        )
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a vendor"))?;
+        row.map(|row| {
+            let read = || -> Result<VendorRecord, sqlx::Error> {
+                Ok(VendorRecord {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    status: row.try_get("status")?,
+                    allowed_networks: parse_list(&row.try_get::<String, _>("allowed_networks")?)?,
+                    created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+                })
+            };
+            read().map_err(|e| StoreError::Corrupt(format!("vendor row: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Changes a vendor's status and network allowlist.
+    pub async fn update_vendor(
+        &self,
+        id: &str,
+        status: &str,
+        allowed_networks: &[String],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE vendors SET status = $2, allowed_networks = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(json_list(allowed_networks))
+        .bind(now.unix_nanos())
+        .execute(&self.writer)
+        .await
+        .map_err(db("updating a vendor"))?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Adds a person together with their enrolment code (hashed).
+    pub async fn insert_person(
+        &self,
+        person: &PersonRecord,
+        enrolment_code_hash: &[u8; 32],
+        enrolment_expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting to add a person"))?;
+        sqlx::query(&format!(
+            "INSERT INTO people ({PERSON_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&person.id)
+        .bind(&person.name)
+        .bind(&person.email)
+        .bind(&person.role)
+        .bind(&person.vendor_id)
+        .bind(person.disabled_at.map(Timestamp::unix_nanos))
+        .bind(&person.password_hash)
+        .bind(&person.totp_secret)
+        .bind(person.totp_last_step)
+        .bind(json_list(&person.allowed_networks))
+        .bind(person.created_at.unix_nanos())
+        .execute(&mut *tx)
+        .await
+        .map_err(db("adding a person"))?;
+        sqlx::query(
+            "INSERT INTO enrolments (code_hash, person_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(enrolment_code_hash.to_vec())
+        .bind(&person.id)
+        .bind(person.created_at.unix_nanos())
+        .bind(enrolment_expires_at.unix_nanos())
+        .execute(&mut *tx)
+        .await
+        .map_err(db("storing an enrolment code"))?;
+        tx.commit().await.map_err(db("committing a new person"))?;
+        Ok(())
+    }
+
+    /// The person with this id or login name.
+    pub async fn person(&self, id_or_name: &str) -> Result<Option<PersonRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PERSON_COLUMNS} FROM people WHERE id = $1 OR name = $1"
+        ))
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a person"))?;
+        row.map(|row| person_from_row(&row)).transpose()
+    }
+
+    /// Every person, by name.
+    pub async fn list_people(&self) -> Result<Vec<PersonRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PERSON_COLUMNS} FROM people ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing people"))?;
+        rows.iter().map(person_from_row).collect()
+    }
+
+    /// Disables (`Some(now)`) or re-enables (`None`) a person.
+    pub async fn set_person_disabled(
+        &self,
+        id: &str,
+        disabled_at: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query("UPDATE people SET disabled_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(disabled_at.map(Timestamp::unix_nanos))
+            .execute(&self.writer)
+            .await
+            .map_err(db("disabling a person"))?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Sets a person's network allowlist.
+    pub async fn set_person_networks(
+        &self,
+        id: &str,
+        networks: &[String],
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query("UPDATE people SET allowed_networks = $2 WHERE id = $1")
+            .bind(id)
+            .bind(json_list(networks))
+            .execute(&self.writer)
+            .await
+            .map_err(db("setting networks"))?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Uses an enrolment code: if it is unused and unexpired at `now`, sets the person's
+    /// password hash, encrypted TOTP secret and recovery code hashes, and returns the person.
+    /// `None` if the code is unknown, used or expired.
+    pub async fn complete_enrolment(
+        &self,
+        code_hash: &[u8; 32],
+        now: Timestamp,
+        password_hash: &str,
+        seal_totp: impl FnOnce(&str) -> Vec<u8> + Send,
+        recovery_hashes: &[[u8; 32]],
+    ) -> Result<Option<PersonRecord>, StoreError> {
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting an enrolment"))?;
+        let person_id: Option<String> = sqlx::query_scalar(
+            "UPDATE enrolments SET used_at = $2 \
+             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING person_id",
+        )
+        .bind(code_hash.to_vec())
+        .bind(now.unix_nanos())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("using an enrolment code"))?;
+        let Some(person_id) = person_id else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE people SET password_hash = $2, totp_secret = $3, totp_last_step = NULL \
+             WHERE id = $1",
+        )
+        .bind(&person_id)
+        .bind(password_hash)
+        .bind(seal_totp(&person_id))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("storing credentials"))?;
+        sqlx::query("DELETE FROM recovery_codes WHERE person_id = $1")
+            .bind(&person_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("replacing recovery codes"))?;
+        for hash in recovery_hashes {
+            sqlx::query("INSERT INTO recovery_codes (person_id, code_hash) VALUES ($1, $2)")
+                .bind(&person_id)
+                .bind(hash.to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("storing recovery codes"))?;
+        }
+        tx.commit().await.map_err(db("committing an enrolment"))?;
+        self.person(&person_id).await
+    }
+
+    /// Records that TOTP step `step` was used, if it is later than the last one used. `false`
+    /// means the code was already used (or a later one was): reject it. Atomic, so two
+    /// concurrent logins with the same code cannot both succeed.
+    pub async fn accept_totp_step(&self, person_id: &str, step: i64) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE people SET totp_last_step = $2 \
+             WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        )
+        .bind(person_id)
+        .bind(step)
+        .execute(&self.writer)
+        .await
+        .map_err(db("recording a TOTP step"))?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Uses a recovery code once. `false` if unknown or already used.
+    pub async fn use_recovery_code(
+        &self,
+        person_id: &str,
+        code_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $3 \
+             WHERE person_id = $1 AND code_hash = $2 AND used_at IS NULL",
+        )
+        .bind(person_id)
+        .bind(code_hash.to_vec())
+        .bind(now.unix_nanos())
+        .execute(&self.writer)
+        .await
+        .map_err(db("using a recovery code"))?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Adds a grant.
+    pub async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO grants (id, person_id, prefix, capabilities, expires_at, created_at, \
+             created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&grant.id)
+        .bind(&grant.person_id)
+        .bind(&grant.prefix)
+        .bind(json_list(&grant.capabilities))
+        .bind(grant.expires_at.unix_nanos())
+        .bind(grant.created_at.unix_nanos())
+        .bind(&grant.created_by)
+        .execute(&self.writer)
+        .await
+        .map_err(db("adding a grant"))?;
+        Ok(())
+    }
+
+    /// Revokes a grant. `false` if it does not exist or was already revoked.
+    pub async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let changed =
+            sqlx::query("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now.unix_nanos())
+                .execute(&self.writer)
+                .await
+                .map_err(db("revoking a grant"))?
+                .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// A person's unrevoked grants (expired ones included: the caller checks expiry).
+    pub async fn grants_of(&self, person_id: &str) -> Result<Vec<GrantRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, person_id, prefix, capabilities, expires_at, created_at, created_by, \
+             revoked_at FROM grants WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at",
+        )
+        .bind(person_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading grants"))?;
+        rows.iter()
+            .map(|row| {
+                let read = || -> Result<GrantRecord, sqlx::Error> {
+                    Ok(GrantRecord {
+                        id: row.try_get("id")?,
+                        person_id: row.try_get("person_id")?,
+                        prefix: row.try_get("prefix")?,
+                        capabilities: parse_list(&row.try_get::<String, _>("capabilities")?)?,
+                        expires_at: Timestamp::from_unix_nanos(row.try_get("expires_at")?),
+                        created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+                        created_by: row.try_get("created_by")?,
+                        revoked_at: row
+                            .try_get::<Option<i64>, _>("revoked_at")?
+                            .map(Timestamp::from_unix_nanos),
+                    })
+                };
+                read().map_err(|e| StoreError::Corrupt(format!("grant row: {e}")))
+            })
+            .collect()
+    }
+
+    /// Sets the classification level of a path prefix.
+    pub async fn set_classification(
+        &self,
+        prefix: &str,
+        level: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO classifications (prefix, level, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (prefix) DO UPDATE SET level = $2, updated_at = $3",
+        )
+        .bind(prefix)
+        .bind(level)
+        .bind(now.unix_nanos())
+        .execute(&self.writer)
+        .await
+        .map_err(db("classifying a path"))?;
+        Ok(())
+    }
+
+    /// Removes a prefix's classification. `false` if it had none.
+    pub async fn remove_classification(&self, prefix: &str) -> Result<bool, StoreError> {
+        let changed = sqlx::query("DELETE FROM classifications WHERE prefix = $1")
+            .bind(prefix)
+            .execute(&self.writer)
+            .await
+            .map_err(db("removing a classification"))?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Every classified prefix with its level, by prefix.
+    pub async fn classifications(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT prefix, level FROM classifications ORDER BY prefix")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading classifications"))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("prefix")
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    row.try_get("level")
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records a failed authentication attempt for each subject.
+    pub async fn record_auth_failure(
+        &self,
+        subjects: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting to record a failure"))?;
+        for subject in subjects {
+            sqlx::query("INSERT INTO auth_failures (subject, at) VALUES ($1, $2)")
+                .bind(subject)
+                .bind(now.unix_nanos())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("recording a failure"))?;
+        }
+        tx.commit().await.map_err(db("committing a failure"))?;
+        Ok(())
+    }
+
+    /// Failed attempts of `subject` at or after `since`.
+    pub async fn auth_failures_since(
+        &self,
+        subject: &str,
+        since: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM auth_failures WHERE subject = $1 AND at >= $2",
+        )
+        .bind(subject)
+        .bind(since.unix_nanos())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("counting failures"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Forgets the failures of `subject` (an admin lifting a lockout, or a success).
+    pub async fn clear_auth_failures(&self, subject: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
+            .bind(subject)
+            .execute(&self.writer)
+            .await
+            .map_err(db("clearing failures"))?;
+        Ok(())
+    }
+}
+
+fn person_from_row(row: &AnyRow) -> Result<PersonRecord, StoreError> {
+    let read = || -> Result<PersonRecord, sqlx::Error> {
+        Ok(PersonRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            role: row.try_get("role")?,
+            vendor_id: row.try_get("vendor_id")?,
+            disabled_at: row
+                .try_get::<Option<i64>, _>("disabled_at")?
+                .map(Timestamp::from_unix_nanos),
+            password_hash: row.try_get("password_hash")?,
+            totp_secret: row.try_get("totp_secret")?,
+            totp_last_step: row.try_get("totp_last_step")?,
+            allowed_networks: parse_list(&row.try_get::<String, _>("allowed_networks")?)?,
+            created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+        })
+    };
+    read().map_err(|e| StoreError::Corrupt(format!("person row: {e}")))
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).expect("a string list always serialises")
+}
+
+fn parse_list(text: &str) -> Result<Vec<String>, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
