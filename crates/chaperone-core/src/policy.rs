@@ -418,6 +418,26 @@ pub fn decide(
     Decision::allow()
 }
 
+/// Whether a listed key (`full_key`, a path or a folder ending in `/`) may be shown to
+/// `principal`: always when the role may list, otherwise only keys on the way to, or under, a
+/// grant's prefix with the `list` capability. Listings never reveal paths outside grants.
+pub fn visible_in_listing(principal: &Principal, full_key: &str, now: Timestamp) -> bool {
+    let key = full_key.trim_end_matches('/');
+    let folder = full_key.ends_with('/');
+    let listable = |rule: &PathRule| {
+        let prefix = rule.prefix.trim_end_matches('/');
+        rule.expires_at.is_none_or(|at| at > now)
+            && rule.capabilities.contains(&Capability::List)
+            && (covers(prefix, key) || (folder && covers(key, prefix)))
+    };
+    let allowed = role_allows(principal.role, Action::SecretList, Level::Public)
+        || principal.grants.iter().any(listable);
+    match &principal.scope {
+        Some(scope) => allowed && scope.iter().any(listable),
+        None => allowed,
+    }
+}
+
 /// What each role may do without a grant.
 fn role_allows(role: Role, action: Action, level: Level) -> bool {
     use Action::*;
@@ -623,6 +643,23 @@ mod tests {
                 "{role} {action:?}"
             );
         }
+    }
+
+    #[test]
+    fn listings_show_only_what_grants_cover() {
+        let mut c = person(Role::Contractor);
+        c.grants.push(rule(
+            "acme/app",
+            &[Capability::List, Capability::Read],
+            None,
+        ));
+        let now = at(0);
+        assert!(visible_in_listing(&c, "acme/", now));
+        assert!(visible_in_listing(&c, "acme/app/", now));
+        assert!(visible_in_listing(&c, "acme/app/db", now));
+        assert!(!visible_in_listing(&c, "acme/other", now));
+        assert!(!visible_in_listing(&c, "globex/", now));
+        assert!(visible_in_listing(&person(Role::Auditor), "globex/", now));
     }
 
     #[test]
