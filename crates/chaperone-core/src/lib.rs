@@ -15,4 +15,4 @@ pub use path::{PathError, SecretPath, SecretPrefix};
 pub use secret::{
     Cas, KvError, MaxVersions, SecretMetadata, VersionMeta, VersionState, check_cas, pruned_below,
 };
-pub use time::{Clock, Timestamp};
+pub use time::{Clock, Timestamp, parse_duration};

@@ -278,6 +278,8 @@ pub struct Principal {
     pub scope: Option<Vec<PathRule>>,
     /// When this session last verified a TOTP code.
     pub mfa_verified_at: Option<Timestamp>,
+    /// Whether the client address is inside the person's and the vendor's allowlists.
+    pub network_allowed: bool,
 }
 
 /// What the request touches.
@@ -313,6 +315,8 @@ pub enum Reason {
     OutsideScope,
     /// A fresh TOTP verification is needed.
     StepUpRequired,
+    /// The client address is outside the allowlist.
+    NetworkNotAllowed,
 }
 
 impl Reason {
@@ -324,6 +328,7 @@ impl Reason {
             Reason::NotPermitted => "not_permitted",
             Reason::OutsideScope => "outside_scope",
             Reason::StepUpRequired => "step_up_required",
+            Reason::NetworkNotAllowed => "network_not_allowed",
         }
     }
 
@@ -336,6 +341,9 @@ impl Reason {
             Reason::OutsideScope => "the token's scope does not allow this here",
             Reason::StepUpRequired => {
                 "this path needs a recent TOTP verification: run `chaperone verify --totp CODE`"
+            }
+            Reason::NetworkNotAllowed => {
+                "requests from this network are not allowed for the account"
             }
         }
     }
@@ -378,6 +386,9 @@ pub fn decide(
     }
     if principal.vendor == Some(Standing::Inactive) {
         return Decision::deny(Reason::VendorInactive);
+    }
+    if !principal.network_allowed {
+        return Decision::deny(Reason::NetworkNotAllowed);
     }
     let path = match resource {
         Resource::Secret(path, _) => Some(path),
@@ -484,6 +495,7 @@ mod tests {
             grants: Vec::new(),
             scope: None,
             mfa_verified_at: None,
+            network_allowed: true,
         }
     }
 
@@ -550,6 +562,16 @@ mod tests {
             )
             .reasons,
             [Reason::VendorInactive]
+        );
+    }
+
+    #[test]
+    fn outside_the_allowlist_nothing_is_allowed() {
+        let mut admin = person(Role::Admin);
+        admin.network_allowed = false;
+        assert_eq!(
+            decide(&admin, Action::OwnTokens, Resource::System, ctx(0)).reasons,
+            [Reason::NetworkNotAllowed]
         );
     }
 

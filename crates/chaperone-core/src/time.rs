@@ -36,6 +36,35 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// This instant plus `seconds` (saturating).
+    pub fn plus_secs(self, seconds: i64) -> Self {
+        Self(self.0.saturating_add(seconds.saturating_mul(1_000_000_000)))
+    }
+
+    /// Whole seconds since the epoch (for TOTP steps).
+    pub fn unix_secs(self) -> u64 {
+        u64::try_from(self.0.div_euclid(1_000_000_000)).unwrap_or(0)
+    }
+}
+
+/// Parses a duration such as `90s`, `30m`, `8h` or `7d` into seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let bad = || format!("`{text}` is not a duration like 30m, 8h or 7d");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(unit).filter(|&s| s > 0).ok_or_else(bad)
+}
+
 /// Where the current time comes from. Code that needs "now" takes a `Clock` (or a
 /// `Timestamp` read from one) so that tests can move time instead of sleeping.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -46,6 +75,22 @@ pub trait Clock: Send + Sync + fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("8h"), Ok(8 * 3600));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("7d"), Ok(7 * 86_400));
+        for bad in ["", "h", "8", "8x", "-1h", "0m", "99999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Timestamp::from_unix_nanos(1_500_000_000)
+                .plus_secs(2)
+                .unix_secs(),
+            3
+        );
+    }
 
     #[test]
     fn formats_rfc3339_with_nanoseconds() {

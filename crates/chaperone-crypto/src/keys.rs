@@ -33,6 +33,7 @@ const ROOT_KEY_AAD: &[u8] = b"chaperone/root-key/v1";
 const KEK_INFO: &[u8] = b"chaperone/kek/v1";
 const DATA_KEY_AAD: &[u8] = b"chaperone/data-key/v1";
 const VALUE_AAD: &[u8] = b"chaperone/secret-value/v1";
+const FIELD_AAD: &[u8] = b"chaperone/field/v1";
 
 /// The key that opens the root key. Reconstructed from shares or read from a key file.
 pub struct UnsealKey(Zeroizing<[u8; 32]>);
@@ -229,6 +230,35 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// Encrypts a small secret field (such as a TOTP secret) directly under the KEK, bound to
+    /// its `purpose` and `owner` (e.g. `"totp"`, a person id), so it cannot be moved to another
+    /// owner or used for another purpose.
+    pub fn seal_field(&self, purpose: &str, owner: &str, plaintext: &[u8]) -> Vec<u8> {
+        aead::seal(&self.kek, &field_aad(purpose, owner), plaintext)
+    }
+
+    /// Decrypts a field sealed by [`Keyring::seal_field`] with the same purpose and owner.
+    pub fn open_field(
+        &self,
+        purpose: &str,
+        owner: &str,
+        sealed: &[u8],
+    ) -> Result<SecretBytes, CryptoError> {
+        aead::open(&self.kek, &field_aad(purpose, owner), sealed).map(SecretBytes::new)
+    }
+}
+
+fn field_aad(purpose: &str, owner: &str) -> Vec<u8> {
+    let mut aad = FIELD_AAD.to_vec();
+    for part in [purpose, owner] {
+        aad.push(0);
+        aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
+    aad
+}
+
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Keyring([redacted])")
@@ -294,6 +324,18 @@ mod tests {
             ..sealed
         };
         assert!(ring.open(B, &mixed).is_err());
+    }
+
+    #[test]
+    fn fields_are_bound_to_purpose_and_owner() {
+        let ring = keyring();
+        let sealed = ring.seal_field("totp", "p1", b"secret");
+        assert_eq!(
+            ring.open_field("totp", "p1", &sealed).unwrap().expose(),
+            b"secret"
+        );
+        assert!(ring.open_field("totp", "p2", &sealed).is_err());
+        assert!(ring.open_field("other", "p1", &sealed).is_err());
     }
 
     #[test]

@@ -145,9 +145,9 @@ pub fn recovery_codes(count: usize) -> Vec<Zeroizing<String>> {
         .collect()
 }
 
-/// The stored form of a recovery code: SHA-256 of its normalised text (no dashes or spaces,
+/// The stored form of a recovery or enrolment code: SHA-256 of its normalised text (no dashes or spaces,
 /// upper case).
-pub fn recovery_code_hash(code: &str) -> [u8; 32] {
+pub fn code_hash(code: &str) -> [u8; 32] {
     let normal: Zeroizing<String> = Zeroizing::new(
         code.chars()
             .filter(|c| c.is_ascii_alphanumeric())
@@ -206,7 +206,7 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), 10);
         let spaced = codes[0].replace('-', " ").to_lowercase();
-        assert_eq!(recovery_code_hash(&codes[0]), recovery_code_hash(&spaced));
-        assert_ne!(recovery_code_hash(&codes[0]), recovery_code_hash(&codes[1]));
+        assert_eq!(code_hash(&codes[0]), code_hash(&spaced));
+        assert_ne!(code_hash(&codes[0]), code_hash(&codes[1]));
     }
 }

@@ -1,24 +1,84 @@
-//! Token authentication and the authorisation decision.
+//! Authentication (who is asking) and the authorisation middleware (may they).
 //!
-//! A request carries `Authorization: Bearer <token>`. The token is hashed and looked up; it
-//! must exist, not be revoked and not be expired at the server clock's "now". Every route
-//! that needs a caller takes [`Caller`]; the only role so far is `admin`, which may do
-//! everything, and any other role is denied, so access is refused unless a rule allows it.
+//! Every route is registered with the action it performs (see `api::routes`). The
+//! [`authorize`] middleware looks the matched route up, authenticates the bearer token,
+//! resolves the caller into a [`Principal`] (role, account and vendor standing, grants, token
+//! scope, step-up time, network allowlist), classifies the secret path if there is one, and
+//! asks `chaperone_core::policy::decide`. Handlers only run after an allow; a route missing
+//! from the table is refused (fail closed).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chaperone_core::net::{Cidr, allowed};
+use chaperone_core::policy::{
+    Capability, Context, Level, PathRule, Principal, Resource, Role, Standing, decide,
+};
+use chaperone_core::{SecretPath, Timestamp};
 use chaperone_crypto::token::ApiToken;
+use chaperone_store::{StoreError, TokenKind};
+use serde::{Deserialize, Serialize};
 
+use crate::api::{On, RouteTable};
 use crate::{ApiError, AppState, SealError};
 
-/// An authenticated, authorised caller.
+/// An authenticated, authorised caller, available to handlers of protected routes.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     /// The token's public id (never the token).
     pub(crate) token_id: String,
+    /// The person, unless this is the initial admin token.
+    pub(crate) person_id: Option<String>,
+    /// API token or session.
+    pub(crate) kind: TokenKind,
+    /// What the policy decision saw.
+    pub(crate) principal: Principal,
+}
+
+/// A rule as written in a token scope or a grant request.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleBody {
+    /// Path prefix (`""` for everything).
+    pub(crate) prefix: String,
+    /// Capabilities: read, write, delete, destroy, list.
+    pub(crate) capabilities: Vec<String>,
+}
+
+impl RuleBody {
+    pub(crate) fn to_rule(&self, expires_at: Option<Timestamp>) -> Result<PathRule, ApiError> {
+        let capabilities = parse_capabilities(&self.capabilities)?;
+        let prefix = self.prefix.trim_end_matches('/');
+        if !prefix.is_empty() {
+            SecretPath::parse(prefix)?;
+        }
+        Ok(PathRule {
+            prefix: prefix.to_owned(),
+            capabilities,
+            expires_at,
+        })
+    }
+}
+
+pub(crate) fn parse_capabilities(names: &[String]) -> Result<Vec<Capability>, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "give at least one capability",
+        ));
+    }
+    names
+        .iter()
+        .map(|c| {
+            c.parse()
+                .map_err(|e: String| ApiError::bad_request("invalid_request", e))
+        })
+        .collect()
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {
@@ -26,51 +86,314 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        _state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        // A sealed (or not yet initialised) server answers 503 before looking at credentials.
-        if state.keyring().is_none() {
-            let status = state.seal_status().await?;
-            return Err(if status.initialized {
-                ApiError::sealed()
-            } else {
-                SealError::NotInitialized.into()
-            });
-        }
-        let unauthenticated = |message: &str| {
+        // Set only by `authorize`; its absence means a route escaped the policy table.
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                message.to_owned(),
+                StatusCode::FORBIDDEN,
+                "no_policy",
+                "this route has no policy",
             )
-        };
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthenticated("missing `Authorization: Bearer <token>` header"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
-        let record = state
+        })
+    }
+}
+
+/// The authorisation middleware; see the module documentation.
+pub(crate) async fn authorize(
+    State((state, table)): State<(Arc<AppState>, RouteTable)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match check(&state, &table, request).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn check(
+    state: &AppState,
+    table: &RouteTable,
+    request: Request,
+) -> Result<Request, ApiError> {
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let Some(route) = matched
+        .as_deref()
+        .and_then(|p| table.find(request.method(), p))
+    else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_policy",
+            "this route has no policy",
+        ));
+    };
+    let Some(action) = route.action else {
+        return Ok(request);
+    };
+    let (mut parts, body) = request.into_parts();
+    let caller = authenticate(state, &parts.headers, peer(&parts)).await?;
+    let now = state.clock.now();
+    let secret_path;
+    let resource = match route.on {
+        On::Secret => {
+            let params = RawPathParams::from_request_parts(&mut parts, &())
+                .await
+                .map_err(|_| ApiError::bad_request("invalid_path", "missing secret path"))?;
+            let raw = params.iter().map(|(_, v)| v).next().unwrap_or_default();
+            secret_path = SecretPath::parse(raw)?;
+            Resource::Secret(&secret_path, state.classify(&secret_path).await?)
+        }
+        On::Listing => Resource::Listing,
+        On::System => Resource::System,
+    };
+    let context = Context {
+        now,
+        step_up_window_nanos: state
+            .settings
+            .auth
+            .step_up_secs
+            .saturating_mul(1_000_000_000),
+    };
+    let decision = decide(&caller.principal, action, resource, context);
+    if !decision.allowed {
+        let reason = decision
+            .reasons
+            .first()
+            .copied()
+            .expect("a denial has a reason");
+        tracing::info!(token = %caller.token_id, route = %route.path, ?action, reason = reason.code(), "denied");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            reason.code(),
+            reason.message(),
+        ));
+    }
+    parts.extensions.insert(caller);
+    Ok(Request::from_parts(parts, body))
+}
+
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub(crate) fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted: &[Cidr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.iter().any(|net| net.contains(peer)) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.iter().any(|net| net.contains(*ip)))
+            .unwrap_or(peer),
+    )
+}
+
+/// Resolves the bearer token of a request into a [`Caller`]. 401 for a missing, unknown,
+/// expired or revoked token; 503 while sealed.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Caller, ApiError> {
+    // A sealed (or not yet initialised) server answers 503 before looking at credentials.
+    if state.keyring().is_none() {
+        let status = state.seal_status().await?;
+        return Err(if status.initialized {
+            ApiError::sealed()
+        } else {
+            SealError::NotInitialized.into()
+        });
+    }
+    let unauthenticated = |message: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            message.to_owned(),
+        )
+    };
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| unauthenticated("missing `Authorization: Bearer <token>` header"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+    let record = state
+        .store
+        .token_by_hash(&ApiToken::from_presented(token).hash())
+        .await?
+        .ok_or_else(|| unauthenticated("invalid token"))?;
+    let now = state.clock.now();
+    if record.revoked_at.is_some() || record.expires_at.is_some_and(|at| at <= now) {
+        return Err(unauthenticated("the token was revoked or has expired"));
+    }
+    let ip = client_ip(headers, peer, &state.settings.auth.trusted_proxies);
+    let mut principal = Principal {
+        role: parse_role(&record.role)?,
+        person: Standing::Active,
+        vendor: None,
+        grants: Vec::new(),
+        scope: record.scope.as_deref().map(parse_scope).transpose()?,
+        mfa_verified_at: record.mfa_verified_at,
+        network_allowed: true,
+    };
+    if let Some(person_id) = &record.person_id {
+        let person = state
             .store
-            .token_by_hash(&ApiToken::from_presented(token).hash())
+            .person(person_id)
             .await?
             .ok_or_else(|| unauthenticated("invalid token"))?;
-        let now = state.clock.now();
-        if record.revoked_at.is_some() || record.expires_at.is_some_and(|at| at <= now) {
-            return Err(unauthenticated("the token was revoked or has expired"));
-        }
-        if record.role != "admin" {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("the role `{}` may not use this route", record.role),
-            ));
-        }
-        Ok(Self {
-            token_id: record.id,
+        let standing = state.standing(&person).await?;
+        principal.role = parse_role(&person.role)?;
+        principal.person = standing.person;
+        principal.vendor = standing.vendor;
+        principal.network_allowed =
+            ip.is_none_or(|ip| standing.networks.iter().all(|list| allowed(list, ip)));
+        principal.grants = state
+            .store
+            .grants_of(person_id)
+            .await?
+            .iter()
+            .map(|g| PathRule {
+                prefix: g.prefix.clone(),
+                capabilities: g
+                    .capabilities
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+                    .collect(),
+                expires_at: Some(g.expires_at),
+            })
+            .collect();
+    }
+    Ok(Caller {
+        token_id: record.id,
+        person_id: record.person_id,
+        kind: record.kind,
+        principal,
+    })
+}
+
+fn parse_role(text: &str) -> Result<Role, ApiError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown role `{text}`")).into())
+}
+
+fn parse_scope(json: &str) -> Result<Vec<PathRule>, ApiError> {
+    let rules: Vec<RuleBody> = serde_json::from_str(json)
+        .map_err(|e| ApiError::from(StoreError::Corrupt(format!("token scope: {e}"))))?;
+    rules.iter().map(|r| r.to_rule(None)).collect()
+}
+
+/// A person's standing, as the policy and the login see it.
+pub(crate) struct PersonStanding {
+    pub(crate) person: Standing,
+    pub(crate) vendor: Option<Standing>,
+    /// The person's and the vendor's allowlists (each empty when unrestricted).
+    pub(crate) networks: Vec<Vec<Cidr>>,
+}
+
+impl AppState {
+    /// Resolves whether a person and their vendor are active, and their allowlists.
+    pub(crate) async fn standing(
+        &self,
+        person: &chaperone_store::PersonRecord,
+    ) -> Result<PersonStanding, ApiError> {
+        let parse = |list: &[String]| -> Result<Vec<Cidr>, ApiError> {
+            list.iter()
+                .map(|n| n.parse().map_err(|e: String| StoreError::Corrupt(e).into()))
+                .collect()
+        };
+        let mut networks = vec![parse(&person.allowed_networks)?];
+        let vendor = match &person.vendor_id {
+            Some(id) => {
+                let vendor = self.store.vendor(id).await?;
+                if let Some(v) = &vendor {
+                    networks.push(parse(&v.allowed_networks)?);
+                }
+                Some(match vendor.as_ref().map(|v| v.status.as_str()) {
+                    Some("suspended" | "offboarding" | "terminated") | None => Standing::Inactive,
+                    Some(_) => Standing::Active,
+                })
+            }
+            None => None,
+        };
+        let person = if person.disabled_at.is_some() {
+            Standing::Inactive
+        } else {
+            Standing::Active
+        };
+        Ok(PersonStanding {
+            person,
+            vendor,
+            networks,
         })
+    }
+
+    /// The classification of `path`: the level of the longest classified prefix covering it,
+    /// `internal` when none does.
+    pub(crate) async fn classify(&self, path: &SecretPath) -> Result<Level, ApiError> {
+        let mut best: Option<(usize, Level)> = None;
+        for (prefix, level) in self.store.classifications().await? {
+            let p = prefix.trim_end_matches('/');
+            let covers = path.as_str() == p
+                || path
+                    .as_str()
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.starts_with('/'));
+            if covers && best.is_none_or(|(len, _)| p.len() > len) {
+                let level = level
+                    .parse()
+                    .map_err(|e: String| ApiError::from(StoreError::Corrupt(e)))?;
+                best = Some((p.len(), level));
+            }
+        }
+        Ok(best.map_or(Level::Internal, |(_, level)| level))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.7".parse().unwrap());
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(&headers, ip("10.0.0.5"), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(&headers, ip("198.51.100.1"), &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_ip(&HeaderMap::new(), ip("10.0.0.5"), &trusted),
+            ip("10.0.0.5")
+        );
     }
 }

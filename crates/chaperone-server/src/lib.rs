@@ -16,12 +16,12 @@ mod state;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use api::openapi_document;
+pub use api::{openapi_document, route_table};
 pub use clock::SystemClock;
 pub use error::ApiError;
 pub use init::initialize;
 pub use seal::{SealError, SealStatus};
-pub use state::{AppState, Settings};
+pub use state::{AppState, AuthSettings, Settings};
 
 /// The router with every route, for tests and embedding.
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -34,7 +34,8 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -4,17 +4,21 @@
 use std::sync::Arc;
 
 use chaperone_core::Clock;
+use chaperone_core::net::Cidr;
+use chaperone_core::policy::Role;
 use chaperone_store::{KvSettings, Store};
 
 use crate::seal::SealState;
 
 /// Server settings that handlers read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// Key/value defaults (versions kept, check-and-set required).
     pub kv: KvSettings,
     /// Largest accepted request body, in bytes.
     pub max_request_bytes: usize,
+    /// Login, MFA, lockout and session settings.
+    pub auth: AuthSettings,
 }
 
 impl Default for Settings {
@@ -22,6 +26,50 @@ impl Default for Settings {
         Self {
             kv: KvSettings::default(),
             max_request_bytes: 1024 * 1024,
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+/// How people authenticate.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// Roles that must give a TOTP code (or a recovery code) at login.
+    pub mfa_roles: Vec<Role>,
+    /// Failed attempts (per account and per client address) that lock logins.
+    pub lockout_threshold: u64,
+    /// The window in which failures count; a lockout lifts when it has passed.
+    pub lockout_window_secs: i64,
+    /// The delay after the first failure; it doubles with each further failure (capped at
+    /// eight seconds).
+    pub failure_delay_ms: u64,
+    /// How long a login session lasts.
+    pub session_ttl_secs: i64,
+    /// The longest lifetime an API token may be given.
+    pub max_token_ttl_secs: i64,
+    /// How long a TOTP verification satisfies step-up on a session.
+    pub step_up_secs: i64,
+    /// How long an enrolment code stays valid.
+    pub enrolment_ttl_secs: i64,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mfa_roles: Role::ALL
+                .into_iter()
+                .filter(|r| r.mfa_required_by_default())
+                .collect(),
+            lockout_threshold: 10,
+            lockout_window_secs: 15 * 60,
+            failure_delay_ms: 250,
+            session_ttl_secs: 12 * 3600,
+            max_token_ttl_secs: 90 * 24 * 3600,
+            step_up_secs: 15 * 60,
+            enrolment_ttl_secs: 72 * 3600,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use chaperone_core::MaxVersions;
+use chaperone_core::net::Cidr;
+use chaperone_core::policy::Role;
+use chaperone_core::{MaxVersions, parse_duration};
+use chaperone_server::AuthSettings;
 use chaperone_store::{DatabaseUrl, KvSettings};
 
 /// Every configuration key, with its environment variable and meaning.
@@ -184,7 +187,70 @@ impl Layers {
                     .map(|_| s.to_owned())
             })?
             .unwrap_or_else(|| "info".to_owned());
+        let mut auth = AuthSettings::default();
+        if let Some(roles) = self.parse("mfa_roles", "a comma-separated list of roles", |s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| r.parse::<Role>().ok())
+                .collect::<Option<Vec<_>>>()
+        })? {
+            auth.mfa_roles = roles;
+        }
+        let dangerous = self
+            .parse(
+                "dangerously_allow_contractors_without_mfa",
+                "true or false",
+                |s| s.parse().ok(),
+            )?
+            .unwrap_or(false);
+        if !auth.mfa_roles.contains(&Role::Contractor) && !dangerous {
+            bail!(
+                "config key `mfa_roles` leaves out `contractor`; contractors without MFA also need \
+                 dangerously_allow_contractors_without_mfa = true"
+            );
+        }
+        if let Some(n) = self.parse("lockout_threshold", "a number from 1 to 1000", |s| {
+            s.parse().ok().filter(|n| (1..=1000).contains(n))
+        })? {
+            auth.lockout_threshold = n;
+        }
+        let duration = |key| {
+            self.parse(key, "a duration like 15m or 12h", |s| {
+                parse_duration(s).ok()
+            })
+        };
+        if let Some(secs) = duration("lockout_window")? {
+            auth.lockout_window_secs = secs;
+        }
+        if let Some(secs) = duration("session_ttl")? {
+            auth.session_ttl_secs = secs;
+        }
+        if let Some(secs) = duration("step_up_window")? {
+            auth.step_up_secs = secs;
+        }
+        if let Some(ms) = self.parse(
+            "auth_failure_delay_ms",
+            "a number of milliseconds up to 10000",
+            |s| s.parse().ok().filter(|&n| n <= 10_000),
+        )? {
+            auth.failure_delay_ms = ms;
+        }
+        if let Some(proxies) = self.parse(
+            "trusted_proxies",
+            "comma-separated CIDRs like 10.0.0.0/8",
+            |s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.parse::<Cidr>().ok())
+                    .collect::<Option<Vec<_>>>()
+            },
+        )? {
+            auth.trusted_proxies = proxies;
+        }
         Ok(Config {
+            auth,
             listen,
             database_url,
             unseal_key_file,
@@ -207,6 +273,7 @@ pub(crate) struct Config {
     pub(crate) kv: KvSettings,
     pub(crate) max_request_bytes: usize,
     pub(crate) log_level: String,
+    pub(crate) auth: AuthSettings,
 }
 
 #[cfg(test)]

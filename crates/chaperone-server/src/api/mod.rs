@@ -1,6 +1,8 @@
 //! The native API under `/api/v1`: routes, the JSON body extractor, and the OpenAPI
 //! document generated from the handlers' annotations.
 
+mod admin;
+mod auth;
 mod secrets;
 mod sys;
 
@@ -9,48 +11,341 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::routing::{MethodFilter, MethodRouter};
+use chaperone_core::policy::Action;
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
 use crate::{ApiError, AppState};
 
+/// What a route's authorisation looks at besides the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum On {
+    /// The secret path in the route's `{*path}` parameter.
+    Secret,
+    /// A listing (the root or a folder).
+    Listing,
+    /// Nothing in particular: server-wide administration or the caller's own things.
+    System,
+}
+
+/// One method on one path, with the action the policy decides on (`None`: public).
+#[derive(Clone, Debug)]
+pub(crate) struct RouteSpec {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) action: Option<Action>,
+    pub(crate) on: On,
+}
+
+/// Every route of the native API: the one table both the router and the authorisation
+/// middleware are built from. A route cannot be added without saying who may call it.
+fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
+    use Action::*;
+    use Method as M;
+    fn r<H, T>(
+        method: Method,
+        path: &'static str,
+        action: Option<Action>,
+        on: On,
+        handler: H,
+    ) -> (RouteSpec, MethodRouter<Arc<AppState>>)
+    where
+        H: Handler<T, Arc<AppState>>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        (
+            RouteSpec {
+                method,
+                path,
+                action,
+                on,
+            },
+            axum::routing::on(filter, handler),
+        )
+    }
+    const DATA: &str = "/api/v1/secrets/data/{*path}";
+    const META: &str = "/api/v1/secrets/metadata/{*path}";
+    vec![
+        r(M::GET, "/api/v1/health", None, On::System, sys::health),
+        r(
+            M::GET,
+            "/api/v1/openapi.json",
+            None,
+            On::System,
+            openapi_json,
+        ),
+        r(
+            M::GET,
+            "/api/v1/sys/seal-status",
+            None,
+            On::System,
+            sys::seal_status,
+        ),
+        r(M::POST, "/api/v1/sys/unseal", None, On::System, sys::unseal),
+        r(
+            M::POST,
+            "/api/v1/sys/seal",
+            Some(Seal),
+            On::System,
+            sys::seal,
+        ),
+        r(M::GET, DATA, Some(SecretRead), On::Secret, secrets::read),
+        r(M::PUT, DATA, Some(SecretWrite), On::Secret, secrets::write),
+        r(M::POST, DATA, Some(SecretWrite), On::Secret, secrets::write),
+        r(
+            M::DELETE,
+            DATA,
+            Some(SecretDelete),
+            On::Secret,
+            secrets::delete_latest,
+        ),
+        r(
+            M::GET,
+            META,
+            Some(SecretList),
+            On::Secret,
+            secrets::metadata,
+        ),
+        r(
+            M::PUT,
+            META,
+            Some(SecretMetadataWrite),
+            On::Secret,
+            secrets::update_metadata,
+        ),
+        r(
+            M::DELETE,
+            META,
+            Some(SecretDestroy),
+            On::Secret,
+            secrets::delete_secret,
+        ),
+        r(
+            M::POST,
+            "/api/v1/secrets/delete/{*path}",
+            Some(SecretDelete),
+            On::Secret,
+            secrets::delete_versions,
+        ),
+        r(
+            M::POST,
+            "/api/v1/secrets/undelete/{*path}",
+            Some(SecretDelete),
+            On::Secret,
+            secrets::undelete_versions,
+        ),
+        r(
+            M::POST,
+            "/api/v1/secrets/destroy/{*path}",
+            Some(SecretDestroy),
+            On::Secret,
+            secrets::destroy_versions,
+        ),
+        r(
+            M::GET,
+            "/api/v1/secrets/list",
+            Some(SecretList),
+            On::Listing,
+            secrets::list_root,
+        ),
+        r(
+            M::GET,
+            "/api/v1/secrets/list/{*prefix}",
+            Some(SecretList),
+            On::Listing,
+            secrets::list,
+        ),
+        r(M::POST, "/api/v1/auth/login", None, On::System, auth::login),
+        r(
+            M::POST,
+            "/api/v1/auth/enroll",
+            None,
+            On::System,
+            auth::enroll,
+        ),
+        r(
+            M::POST,
+            "/api/v1/auth/verify",
+            Some(OwnTokens),
+            On::System,
+            auth::verify,
+        ),
+        r(
+            M::GET,
+            "/api/v1/auth/self",
+            Some(OwnTokens),
+            On::System,
+            auth::whoami,
+        ),
+        r(
+            M::GET,
+            "/api/v1/auth/tokens",
+            Some(OwnTokens),
+            On::System,
+            auth::list_tokens,
+        ),
+        r(
+            M::POST,
+            "/api/v1/auth/tokens",
+            Some(OwnTokens),
+            On::System,
+            auth::create_token,
+        ),
+        r(
+            M::DELETE,
+            "/api/v1/auth/tokens/{id}",
+            Some(OwnTokens),
+            On::System,
+            auth::revoke_token,
+        ),
+        r(
+            M::GET,
+            "/api/v1/people",
+            Some(ManagePeople),
+            On::System,
+            admin::list_people,
+        ),
+        r(
+            M::POST,
+            "/api/v1/people",
+            Some(ManagePeople),
+            On::System,
+            admin::add_person,
+        ),
+        r(
+            M::POST,
+            "/api/v1/people/{name}/disable",
+            Some(ManagePeople),
+            On::System,
+            admin::disable_person,
+        ),
+        r(
+            M::POST,
+            "/api/v1/people/{name}/enable",
+            Some(ManagePeople),
+            On::System,
+            admin::enable_person,
+        ),
+        r(
+            M::POST,
+            "/api/v1/people/{name}/unlock",
+            Some(ManagePeople),
+            On::System,
+            admin::unlock_person,
+        ),
+        r(
+            M::PUT,
+            "/api/v1/people/{name}/networks",
+            Some(ManagePeople),
+            On::System,
+            admin::set_person_networks,
+        ),
+        r(
+            M::POST,
+            "/api/v1/vendors",
+            Some(ManagePeople),
+            On::System,
+            admin::add_vendor,
+        ),
+        r(
+            M::GET,
+            "/api/v1/vendors/{name}",
+            Some(ManagePeople),
+            On::System,
+            admin::show_vendor,
+        ),
+        r(
+            M::PUT,
+            "/api/v1/vendors/{name}",
+            Some(ManagePeople),
+            On::System,
+            admin::update_vendor,
+        ),
+        r(
+            M::GET,
+            "/api/v1/grants",
+            Some(ManageGrants),
+            On::System,
+            admin::list_grants,
+        ),
+        r(
+            M::POST,
+            "/api/v1/grants",
+            Some(ManageGrants),
+            On::System,
+            admin::add_grant,
+        ),
+        r(
+            M::DELETE,
+            "/api/v1/grants/{id}",
+            Some(ManageGrants),
+            On::System,
+            admin::revoke_grant,
+        ),
+        r(
+            M::GET,
+            "/api/v1/classifications",
+            Some(SecretList),
+            On::Listing,
+            admin::list_classifications,
+        ),
+        r(
+            M::PUT,
+            "/api/v1/classifications",
+            Some(ManageClassification),
+            On::System,
+            admin::set_classification,
+        ),
+        r(
+            M::DELETE,
+            "/api/v1/classifications/{*prefix}",
+            Some(ManageClassification),
+            On::System,
+            admin::remove_classification,
+        ),
+    ]
+}
+
+/// The route table: method, path pattern and action (`None` for public routes).
+pub fn route_table() -> Vec<(Method, &'static str, Option<Action>)> {
+    routes()
+        .into_iter()
+        .map(|(spec, _)| (spec.method, spec.path, spec.action))
+        .collect()
+}
+
+/// The route table, as the authorisation middleware consults it.
+#[derive(Clone, Debug)]
+pub(crate) struct RouteTable(Arc<Vec<RouteSpec>>);
+
+impl RouteTable {
+    /// The entry of the route `path` (a pattern, as matched) for `method`.
+    pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&RouteSpec> {
+        self.0
+            .iter()
+            .find(|spec| spec.method == method && spec.path == path)
+    }
+}
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let limit = state.settings.max_request_bytes;
-    Router::new()
-        .route("/api/v1/health", get(sys::health))
-        .route("/api/v1/openapi.json", get(openapi_json))
-        .route("/api/v1/sys/seal-status", get(sys::seal_status))
-        .route("/api/v1/sys/unseal", post(sys::unseal))
-        .route("/api/v1/sys/seal", post(sys::seal))
-        .route(
-            "/api/v1/secrets/data/{*path}",
-            get(secrets::read)
-                .put(secrets::write)
-                .post(secrets::write)
-                .delete(secrets::delete_latest),
-        )
-        .route(
-            "/api/v1/secrets/metadata/{*path}",
-            get(secrets::metadata)
-                .put(secrets::update_metadata)
-                .delete(secrets::delete_secret),
-        )
-        .route(
-            "/api/v1/secrets/delete/{*path}",
-            post(secrets::delete_versions),
-        )
-        .route(
-            "/api/v1/secrets/undelete/{*path}",
-            post(secrets::undelete_versions),
-        )
-        .route(
-            "/api/v1/secrets/destroy/{*path}",
-            post(secrets::destroy_versions),
-        )
-        .route("/api/v1/secrets/list", get(secrets::list_root))
-        .route("/api/v1/secrets/list/{*prefix}", get(secrets::list))
+    let (specs, handlers): (Vec<RouteSpec>, Vec<_>) = routes().into_iter().unzip();
+    let router = specs
+        .iter()
+        .zip(handlers)
+        .fold(Router::new(), |router, (spec, handler)| {
+            router.route(spec.path, handler)
+        });
+    let table = RouteTable(Arc::new(specs));
+    router
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), table),
+            crate::auth::authorize,
+        ))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use chaperone_core::policy::visible_in_listing;
 use chaperone_core::{
     Cas, MaxVersions, SecretMetadata, SecretPath, SecretPrefix, VersionMeta, VersionState,
 };
@@ -347,26 +348,42 @@ pub(crate) async fn delete_secret(
 #[utoipa::path(get, path = "/api/v1/secrets/list/{prefix}", params(("prefix" = String, Path)),
     responses((status = 200, body = ListResponse)), security(("bearer" = [])))]
 pub(crate) async fn list(
-    _caller: Caller,
+    caller: Caller,
     State(state): State<Arc<AppState>>,
     Path(prefix): Path<String>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let prefix = SecretPrefix::parse(&prefix)?;
-    Ok(Json(ListResponse {
-        keys: state.store.list(&prefix).await?,
-    }))
+    list_visible(&caller, &state, &prefix).await
 }
 
 /// Lists top-level keys.
 #[utoipa::path(get, path = "/api/v1/secrets/list",
     responses((status = 200, body = ListResponse)), security(("bearer" = [])))]
 pub(crate) async fn list_root(
-    _caller: Caller,
+    caller: Caller,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<ListResponse>, ApiError> {
-    Ok(Json(ListResponse {
-        keys: state.store.list(&SecretPrefix::default()).await?,
-    }))
+    list_visible(&caller, &state, &SecretPrefix::default()).await
+}
+
+/// The keys under `prefix` that the caller may see: all of them for roles that list, only
+/// those on the way to or under their grants for everyone else.
+async fn list_visible(
+    caller: &Caller,
+    state: &AppState,
+    prefix: &SecretPrefix,
+) -> Result<Json<ListResponse>, ApiError> {
+    let now = state.clock.now();
+    let keys = state
+        .store
+        .list(prefix)
+        .await?
+        .into_iter()
+        .filter(|key| {
+            visible_in_listing(&caller.principal, &format!("{}{key}", prefix.as_str()), now)
+        })
+        .collect();
+    Ok(Json(ListResponse { keys }))
 }
 
 #[derive(Clone, Copy, Debug)]

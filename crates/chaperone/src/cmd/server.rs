@@ -211,6 +211,7 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
     let settings = Settings {
         kv: config.kv,
         max_request_bytes: config.max_request_bytes,
+        auth: config.auth,
     };
     let state = Arc::new(AppState::new(
         store.clone(),

@@ -1,0 +1,518 @@
+//! Administration: people, vendors, grants and path classifications.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chaperone_core::net::Cidr;
+use chaperone_core::policy::{Level, Role};
+use chaperone_core::{SecretPath, parse_duration};
+use chaperone_crypto::password::{code_hash, recovery_codes};
+use chaperone_store::{GrantRecord, PersonRecord, VendorRecord};
+use serde::{Deserialize, Serialize};
+
+use super::ApiJson;
+use super::auth::new_id;
+use crate::auth::{Caller, parse_capabilities};
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddPersonRequest {
+    name: String,
+    role: String,
+    vendor: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct AddPersonResponse {
+    id: String,
+    name: String,
+    /// One-time code for `chaperone enroll`.
+    enrolment_code: String,
+    expires_time: String,
+}
+
+/// Adds a person and returns their one-time enrolment code.
+pub(crate) async fn add_person(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<AddPersonRequest>,
+) -> Result<Json<AddPersonResponse>, ApiError> {
+    let role: Role = body
+        .role
+        .parse()
+        .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
+    validate_name(&body.name)?;
+    let vendor_id = match (&body.vendor, role) {
+        (Some(name), _) => Some(
+            state
+                .store
+                .vendor(name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("no vendor `{name}`")))?
+                .id,
+        ),
+        (None, Role::Contractor) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "a contractor belongs to a vendor: give --vendor",
+            ));
+        }
+        (None, _) => None,
+    };
+    if state.store.person(&body.name).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("`{}` already exists", body.name),
+        ));
+    }
+    let now = state.clock.now();
+    let person = PersonRecord {
+        id: new_id("per"),
+        name: body.name,
+        email: body.email,
+        role: role.to_string(),
+        vendor_id,
+        disabled_at: None,
+        password_hash: None,
+        totp_secret: None,
+        totp_last_step: None,
+        allowed_networks: Vec::new(),
+        created_at: now,
+    };
+    let code = recovery_codes(1).pop().expect("one code");
+    let expires = now.plus_secs(state.settings.auth.enrolment_ttl_secs);
+    state
+        .store
+        .insert_person(&person, &code_hash(&code), expires)
+        .await?;
+    tracing::info!(by = %caller.token_id, person = %person.name, role = %person.role, "person added");
+    Ok(Json(AddPersonResponse {
+        id: person.id,
+        name: person.name,
+        enrolment_code: code.to_string(),
+        expires_time: expires.to_rfc3339(),
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct PersonInfo {
+    id: String,
+    name: String,
+    email: Option<String>,
+    role: String,
+    vendor_id: Option<String>,
+    disabled: bool,
+    enrolled: bool,
+    allowed_networks: Vec<String>,
+}
+
+/// Everyone, without credentials.
+pub(crate) async fn list_people(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<PersonInfo>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .list_people()
+            .await?
+            .into_iter()
+            .map(|p| PersonInfo {
+                enrolled: p.password_hash.is_some(),
+                disabled: p.disabled_at.is_some(),
+                id: p.id,
+                name: p.name,
+                email: p.email,
+                role: p.role,
+                vendor_id: p.vendor_id,
+                allowed_networks: p.allowed_networks,
+            })
+            .collect(),
+    ))
+}
+
+async fn person_id(state: &AppState, name: &str) -> Result<String, ApiError> {
+    Ok(state
+        .store
+        .person(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no person `{name}`")))?
+        .id)
+}
+
+/// Disables a person: logins and existing tokens stop working at once.
+pub(crate) async fn disable_person(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = person_id(&state, &name).await?;
+    state
+        .store
+        .set_person_disabled(&id, Some(state.clock.now()))
+        .await?;
+    tracing::warn!(by = %caller.token_id, person = %name, "person disabled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Re-enables a person.
+pub(crate) async fn enable_person(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = person_id(&state, &name).await?;
+    state.store.set_person_disabled(&id, None).await?;
+    tracing::info!(by = %caller.token_id, person = %name, "person enabled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lifts a login lockout on an account.
+pub(crate) async fn unlock_person(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    person_id(&state, &name).await?;
+    state
+        .store
+        .clear_auth_failures(&format!("account:{name}"))
+        .await?;
+    tracing::info!(by = %caller.token_id, person = %name, "account unlocked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NetworksRequest {
+    networks: Vec<String>,
+}
+
+/// Sets a person's network allowlist (empty: unrestricted).
+pub(crate) async fn set_person_networks(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<NetworksRequest>,
+) -> Result<StatusCode, ApiError> {
+    let networks = normalise_networks(&body.networks)?;
+    let id = person_id(&state, &name).await?;
+    state.store.set_person_networks(&id, &networks).await?;
+    tracing::info!(by = %caller.token_id, person = %name, ?networks, "networks set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VendorRequest {
+    name: Option<String>,
+    status: Option<String>,
+    networks: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct VendorInfo {
+    id: String,
+    name: String,
+    status: String,
+    allowed_networks: Vec<String>,
+}
+
+impl From<VendorRecord> for VendorInfo {
+    fn from(v: VendorRecord) -> Self {
+        Self {
+            id: v.id,
+            name: v.name,
+            status: v.status,
+            allowed_networks: v.allowed_networks,
+        }
+    }
+}
+
+const VENDOR_STATUSES: [&str; 6] = [
+    "prospect",
+    "onboarding",
+    "active",
+    "suspended",
+    "offboarding",
+    "terminated",
+];
+
+fn validate_status(status: &str) -> Result<(), ApiError> {
+    if VENDOR_STATUSES.contains(&status) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_request",
+            format!("status must be one of {}", VENDOR_STATUSES.join(", ")),
+        ))
+    }
+}
+
+/// Adds a vendor (status `active` unless given).
+pub(crate) async fn add_vendor(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<VendorRequest>,
+) -> Result<Json<VendorInfo>, ApiError> {
+    let name = body
+        .name
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "give `name`"))?;
+    validate_name(&name)?;
+    let status = body.status.unwrap_or_else(|| "active".to_owned());
+    validate_status(&status)?;
+    if state.store.vendor(&name).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("vendor `{name}` already exists"),
+        ));
+    }
+    let vendor = VendorRecord {
+        id: new_id("ven"),
+        name,
+        status,
+        allowed_networks: normalise_networks(body.networks.as_deref().unwrap_or_default())?,
+        created_at: state.clock.now(),
+    };
+    state.store.insert_vendor(&vendor).await?;
+    tracing::info!(by = %caller.token_id, vendor = %vendor.name, "vendor added");
+    Ok(Json(vendor.into()))
+}
+
+/// Shows a vendor.
+pub(crate) async fn show_vendor(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<VendorInfo>, ApiError> {
+    let vendor = state
+        .store
+        .vendor(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no vendor `{name}`")))?;
+    Ok(Json(vendor.into()))
+}
+
+/// Changes a vendor's status or allowlist. A suspended or terminated vendor's people lose
+/// access at once.
+pub(crate) async fn update_vendor(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<VendorRequest>,
+) -> Result<Json<VendorInfo>, ApiError> {
+    let vendor = state
+        .store
+        .vendor(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no vendor `{name}`")))?;
+    let status = body.status.unwrap_or(vendor.status.clone());
+    validate_status(&status)?;
+    let networks = match &body.networks {
+        Some(n) => normalise_networks(n)?,
+        None => vendor.allowed_networks.clone(),
+    };
+    state
+        .store
+        .update_vendor(&vendor.id, &status, &networks, state.clock.now())
+        .await?;
+    tracing::warn!(by = %caller.token_id, vendor = %vendor.name, %status, "vendor updated");
+    Ok(Json(VendorInfo {
+        status,
+        allowed_networks: networks,
+        ..vendor.into()
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrantRequest {
+    person: String,
+    prefix: String,
+    capabilities: Vec<String>,
+    /// A duration such as `7d`; grants always end.
+    ttl: String,
+}
+
+#[derive(Serialize)]
+pub(crate) struct GrantInfo {
+    id: String,
+    person_id: String,
+    prefix: String,
+    capabilities: Vec<String>,
+    expires_time: String,
+    created_by: String,
+}
+
+impl From<GrantRecord> for GrantInfo {
+    fn from(g: GrantRecord) -> Self {
+        Self {
+            id: g.id,
+            person_id: g.person_id,
+            prefix: g.prefix,
+            capabilities: g.capabilities,
+            expires_time: g.expires_at.to_rfc3339(),
+            created_by: g.created_by,
+        }
+    }
+}
+
+/// Grants capabilities on a path prefix to a person until a time.
+pub(crate) async fn add_grant(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<GrantRequest>,
+) -> Result<Json<GrantInfo>, ApiError> {
+    let capabilities = parse_capabilities(&body.capabilities)?;
+    let prefix = body.prefix.trim_end_matches('/');
+    SecretPath::parse(prefix)?;
+    let ttl = parse_duration(&body.ttl).map_err(|e| ApiError::bad_request("invalid_request", e))?;
+    let person = person_id(&state, &body.person).await?;
+    if caller.person_id.as_deref() == Some(person.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "self_grant",
+            "nobody may grant access to themselves",
+        ));
+    }
+    let now = state.clock.now();
+    let grant = GrantRecord {
+        id: new_id("gra"),
+        person_id: person,
+        prefix: prefix.to_owned(),
+        capabilities: capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
+        expires_at: now.plus_secs(ttl),
+        created_at: now,
+        created_by: caller.person_id.clone().unwrap_or(caller.token_id.clone()),
+        revoked_at: None,
+    };
+    state.store.insert_grant(&grant).await?;
+    tracing::info!(by = %caller.token_id, grant = %grant.id, person = %body.person, prefix = %grant.prefix, "grant added");
+    Ok(Json(grant.into()))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct GrantQuery {
+    person: String,
+}
+
+/// A person's active grants.
+pub(crate) async fn list_grants(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<GrantQuery>,
+) -> Result<Json<Vec<GrantInfo>>, ApiError> {
+    let id = person_id(&state, &query.person).await?;
+    let now = state.clock.now();
+    Ok(Json(
+        state
+            .store
+            .grants_of(&id)
+            .await?
+            .into_iter()
+            .filter(|g| g.expires_at > now)
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+/// Revokes a grant.
+pub(crate) async fn revoke_grant(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store.revoke_grant(&id, state.clock.now()).await? {
+        return Err(ApiError::not_found("no such active grant"));
+    }
+    tracing::info!(by = %caller.token_id, grant = %id, "grant revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Classification {
+    prefix: String,
+    level: String,
+}
+
+/// Classified prefixes; unlisted paths are `internal`.
+pub(crate) async fn list_classifications(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<Classification>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .classifications()
+            .await?
+            .into_iter()
+            .map(|(prefix, level)| Classification { prefix, level })
+            .collect(),
+    ))
+}
+
+/// Classifies a path prefix.
+pub(crate) async fn set_classification(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<Classification>,
+) -> Result<StatusCode, ApiError> {
+    let level: Level = body
+        .level
+        .parse()
+        .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
+    let prefix = body.prefix.trim_end_matches('/');
+    SecretPath::parse(prefix)?;
+    state
+        .store
+        .set_classification(prefix, level.as_str(), state.clock.now())
+        .await?;
+    tracing::info!(by = %caller.token_id, prefix, level = level.as_str(), "classification set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a prefix's classification.
+pub(crate) async fn remove_classification(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(prefix): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !state
+        .store
+        .remove_classification(prefix.trim_end_matches('/'))
+        .await?
+    {
+        return Err(ApiError::not_found(format!("`{prefix}` is not classified")));
+    }
+    tracing::info!(by = %caller.token_id, prefix, "classification removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_request",
+            "names are 1 to 64 of A-Z a-z 0-9 . _ - @",
+        ))
+    }
+}
+
+fn normalise_networks(networks: &[String]) -> Result<Vec<String>, ApiError> {
+    networks
+        .iter()
+        .map(|n| {
+            n.parse::<Cidr>()
+                .map(|c| c.to_string())
+                .map_err(|e| ApiError::bad_request("invalid_request", e))
+        })
+        .collect()
+}

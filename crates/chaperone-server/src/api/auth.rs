@@ -1,0 +1,522 @@
+//! `/api/v1/auth/...`: login, enrolment, step-up verification and the caller's own tokens.
+//!
+//! Brute force: every failed password, TOTP or recovery code counts against the account and
+//! the client address. Each failure is answered after a delay that doubles with the count;
+//! at the threshold (default 10 in 15 minutes) logins are refused until the window passes or
+//! an admin unlocks the account. Unknown accounts cost the same Argon2id work and get the
+//! same answers as wrong passwords, so answers do not reveal which accounts exist.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chaperone_core::policy::{Role, Standing};
+use chaperone_core::{Timestamp, parse_duration};
+use chaperone_crypto::password::{
+    self, Password, check_new_password, code_hash, dummy_password_hash, hash_password,
+    verify_password,
+};
+use chaperone_crypto::random_bytes;
+use chaperone_crypto::token::ApiToken;
+use chaperone_crypto::totp::{self, TotpSecret};
+use chaperone_store::{PersonRecord, TokenKind, TokenRecord};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::ApiJson;
+use crate::auth::{Caller, RuleBody, client_ip};
+use crate::{ApiError, AppState};
+
+/// Name shown by authenticator apps.
+const ISSUER: &str = "Chaperone";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginRequest {
+    user: String,
+    password: Zeroizing<String>,
+    totp: Option<String>,
+    recovery_code: Option<Zeroizing<String>>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct LoginResponse {
+    token: String,
+    token_id: String,
+    expires_time: String,
+    person: String,
+    role: String,
+}
+
+/// Logs in with a password and, where the role needs it, a TOTP or recovery code.
+pub(crate) async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    unsealed(&state)?;
+    let ip = client_ip(
+        &headers,
+        Some(peer.ip()),
+        &state.settings.auth.trusted_proxies,
+    );
+    let subjects = subjects(&body.user, ip);
+    state.check_lockout(&subjects).await?;
+    let password = Password::new(body.password.to_string());
+    let person = state
+        .store
+        .person(&body.user)
+        .await?
+        .filter(|p| p.name == body.user);
+    let hash = person
+        .as_ref()
+        .and_then(|p| p.password_hash.as_deref())
+        .unwrap_or(dummy_password_hash());
+    let password_ok = verify_password(&password, hash);
+    let Some(person) = person.filter(|p| password_ok && p.password_hash.is_some()) else {
+        return Err(state.fail(&subjects, "invalid user name or password").await);
+    };
+    let standing = state.standing(&person).await?;
+    if standing.person == Standing::Inactive || standing.vendor == Some(Standing::Inactive) {
+        // The password was right, so saying why is no help to a guesser.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "account_inactive",
+            "the account or its vendor is not active",
+        ));
+    }
+    if let Some(ip) = ip
+        && !standing
+            .networks
+            .iter()
+            .all(|list| chaperone_core::net::allowed(list, ip))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "network_not_allowed",
+            "logins from this network are not allowed for the account",
+        ));
+    }
+    let role: Role = person
+        .role
+        .parse()
+        .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
+    let now = state.clock.now();
+    let mut verified_at = None;
+    if let Some(code) = &body.totp {
+        if !state.check_totp(&person, code).await? {
+            return Err(state
+                .fail(&subjects, "the TOTP code is wrong or was already used")
+                .await);
+        }
+        verified_at = Some(now);
+    } else if let Some(code) = &body.recovery_code {
+        if !state
+            .store
+            .use_recovery_code(&person.id, &code_hash(code), now)
+            .await?
+        {
+            return Err(state
+                .fail(&subjects, "the recovery code is wrong or was already used")
+                .await);
+        }
+        tracing::warn!(person = %person.name, "logged in with a recovery code");
+    } else if state.settings.auth.mfa_roles.contains(&role) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "mfa_required",
+            "this account needs a TOTP code (or a recovery code) to log in",
+        ));
+    }
+    state.store.clear_auth_failures(&subjects[0]).await?;
+    let ttl = state.settings.auth.session_ttl_secs;
+    let (token, record) = new_token(
+        &person.name,
+        Some(&person),
+        role,
+        TokenKind::Session,
+        now,
+        ttl,
+        None,
+    );
+    let record = TokenRecord {
+        mfa_verified_at: verified_at,
+        ..record
+    };
+    state.store.insert_token(&record).await?;
+    tracing::info!(person = %person.name, token = %record.id, "logged in");
+    Ok(Json(LoginResponse {
+        token: token.expose().to_owned(),
+        token_id: record.id,
+        expires_time: now.plus_secs(ttl).to_rfc3339(),
+        person: person.name,
+        role: role.to_string(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnrollRequest {
+    code: Zeroizing<String>,
+    password: Zeroizing<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct EnrollResponse {
+    person: String,
+    totp_secret: String,
+    otpauth_uri: String,
+    recovery_codes: Vec<String>,
+}
+
+/// Uses an enrolment code: sets the password and returns the new TOTP secret and recovery
+/// codes, once.
+pub(crate) async fn enroll(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let keyring = unsealed(&state)?;
+    let ip = client_ip(
+        &headers,
+        Some(peer.ip()),
+        &state.settings.auth.trusted_proxies,
+    );
+    let subjects: Vec<String> = ip.map(|ip| format!("ip:{ip}")).into_iter().collect();
+    state.check_lockout(&subjects).await?;
+    let password = Password::new(body.password.to_string());
+    check_new_password(&password)
+        .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
+    let phc = hash_password(&password);
+    let secret = TotpSecret::generate();
+    let codes = password::recovery_codes(10);
+    let hashes: Vec<[u8; 32]> = codes.iter().map(|c| code_hash(c)).collect();
+    let now = state.clock.now();
+    let person = state
+        .store
+        .complete_enrolment(
+            &code_hash(&body.code),
+            now,
+            &phc,
+            |id| keyring.seal_field("totp", id, secret.expose()),
+            &hashes,
+        )
+        .await?;
+    let Some(person) = person else {
+        return Err(state
+            .fail(&subjects, "the enrolment code is unknown, used or expired")
+            .await);
+    };
+    tracing::info!(person = %person.name, "enrolled");
+    Ok(Json(EnrollResponse {
+        otpauth_uri: secret.otpauth_uri(ISSUER, &person.name).to_string(),
+        totp_secret: secret.to_base32().to_string(),
+        recovery_codes: codes.iter().map(|c| c.to_string()).collect(),
+        person: person.name,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyRequest {
+    totp: String,
+}
+
+/// Verifies a TOTP code on the calling session, for step-up.
+pub(crate) async fn verify(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<VerifyRequest>,
+) -> Result<StatusCode, ApiError> {
+    let Some(person_id) = &caller.person_id else {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "this token belongs to no person",
+        ));
+    };
+    let person = state
+        .store
+        .person(person_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such person"))?;
+    let ip = client_ip(
+        &headers,
+        Some(peer.ip()),
+        &state.settings.auth.trusted_proxies,
+    );
+    let subjects = subjects(&person.name, ip);
+    state.check_lockout(&subjects).await?;
+    if !state.check_totp(&person, &body.totp).await? {
+        return Err(state
+            .fail(&subjects, "the TOTP code is wrong or was already used")
+            .await);
+    }
+    state
+        .store
+        .mark_token_verified(&caller.token_id, state.clock.now())
+        .await?;
+    tracing::info!(person = %person.name, token = %caller.token_id, "step-up verified");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub(crate) struct SelfResponse {
+    token_id: String,
+    kind: &'static str,
+    person: Option<String>,
+    role: String,
+}
+
+/// Who the token belongs to.
+pub(crate) async fn whoami(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<SelfResponse>, ApiError> {
+    let person = match &caller.person_id {
+        Some(id) => state.store.person(id).await?.map(|p| p.name),
+        None => None,
+    };
+    Ok(Json(SelfResponse {
+        token_id: caller.token_id,
+        kind: caller.kind.as_str(),
+        person,
+        role: caller.principal.role.to_string(),
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct TokenInfo {
+    id: String,
+    name: String,
+    kind: &'static str,
+    created_time: String,
+    expires_time: String,
+    revoked: bool,
+    scope: Option<serde_json::Value>,
+}
+
+/// The caller's tokens (never their values).
+pub(crate) async fn list_tokens(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    let tokens = state.store.list_tokens(caller.person_id.as_deref()).await?;
+    Ok(Json(
+        tokens
+            .into_iter()
+            .map(|t| TokenInfo {
+                id: t.id,
+                name: t.name,
+                kind: t.kind.as_str(),
+                created_time: t.created_at.to_rfc3339(),
+                expires_time: t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
+                revoked: t.revoked_at.is_some(),
+                scope: t.scope.and_then(|s| serde_json::from_str(&s).ok()),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateTokenRequest {
+    name: Option<String>,
+    /// A duration such as `8h`; required, tokens always expire.
+    ttl: String,
+    scope: Option<Vec<RuleBody>>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct CreateTokenResponse {
+    token: String,
+    id: String,
+    expires_time: String,
+}
+
+/// Makes an API token for the caller, acting with the caller's role, optionally scoped.
+pub(crate) async fn create_token(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<CreateTokenRequest>,
+) -> Result<Json<CreateTokenResponse>, ApiError> {
+    let ttl = parse_duration(&body.ttl).map_err(|e| ApiError::bad_request("invalid_request", e))?;
+    if ttl > state.settings.auth.max_token_ttl_secs {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "ttl is longer than the {} s the server allows",
+                state.settings.auth.max_token_ttl_secs
+            ),
+        ));
+    }
+    let scope = match &body.scope {
+        Some(rules) => {
+            for rule in rules {
+                rule.to_rule(None)?;
+            }
+            Some(serde_json::to_string(rules).expect("rules serialise"))
+        }
+        None => None,
+    };
+    let person = match &caller.person_id {
+        Some(id) => state.store.person(id).await?,
+        None => None,
+    };
+    let now = state.clock.now();
+    let name = body.name.unwrap_or_else(|| "api token".to_owned());
+    let (token, record) = new_token(
+        &name,
+        person.as_ref(),
+        caller.principal.role,
+        TokenKind::Api,
+        now,
+        ttl,
+        scope,
+    );
+    state.store.insert_token(&record).await?;
+    tracing::info!(by = %caller.token_id, token = %record.id, "token created");
+    Ok(Json(CreateTokenResponse {
+        token: token.expose().to_owned(),
+        id: record.id,
+        expires_time: now.plus_secs(ttl).to_rfc3339(),
+    }))
+}
+
+/// Revokes one of the caller's tokens (an admin may revoke any).
+pub(crate) async fn revoke_token(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let token = state.store.token_by_id(&id).await?;
+    let mine = token
+        .as_ref()
+        .is_some_and(|t| t.person_id == caller.person_id);
+    if token.is_none() || !(mine || caller.principal.role == Role::Admin) {
+        return Err(ApiError::not_found("no such token"));
+    }
+    state.store.revoke_token(&id, state.clock.now()).await?;
+    tracing::info!(by = %caller.token_id, token = %id, "token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new token and its record.
+pub(crate) fn new_token(
+    name: &str,
+    person: Option<&PersonRecord>,
+    role: Role,
+    kind: TokenKind,
+    now: Timestamp,
+    ttl_secs: i64,
+    scope: Option<String>,
+) -> (ApiToken, TokenRecord) {
+    let token = ApiToken::generate();
+    let record = TokenRecord {
+        id: new_id("tok"),
+        hash: token.hash(),
+        name: name.to_owned(),
+        role: role.to_string(),
+        created_at: now,
+        expires_at: Some(now.plus_secs(ttl_secs)),
+        revoked_at: None,
+        person_id: person.map(|p| p.id.clone()),
+        kind,
+        scope,
+        mfa_verified_at: None,
+    };
+    (token, record)
+}
+
+/// A public identifier: `PREFIX_` and 16 hex digits.
+pub(crate) fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 8];
+    random_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}_{hex}")
+}
+
+fn unsealed(state: &AppState) -> Result<Arc<chaperone_crypto::Keyring>, ApiError> {
+    state.keyring().ok_or_else(ApiError::sealed)
+}
+
+fn subjects(user: &str, ip: Option<IpAddr>) -> Vec<String> {
+    let mut subjects = vec![format!("account:{user}")];
+    subjects.extend(ip.map(|ip| format!("ip:{ip}")));
+    subjects
+}
+
+impl AppState {
+    /// 429 when any subject reached the failure threshold within the window.
+    pub(crate) async fn check_lockout(&self, subjects: &[String]) -> Result<(), ApiError> {
+        let auth = &self.settings.auth;
+        let since = self.clock.now().plus_secs(-auth.lockout_window_secs);
+        for subject in subjects {
+            if self.store.auth_failures_since(subject, since).await? >= auth.lockout_threshold {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "locked",
+                    "too many failed attempts; try again later or ask an administrator to unlock the account",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failure for every subject, waits the growing delay, and returns the 401.
+    pub(crate) async fn fail(&self, subjects: &[String], message: &str) -> ApiError {
+        let now = self.clock.now();
+        if let Err(err) = self.store.record_auth_failure(subjects, now).await {
+            return err.into();
+        }
+        let since = now.plus_secs(-self.settings.auth.lockout_window_secs);
+        let mut count = 1;
+        for subject in subjects {
+            match self.store.auth_failures_since(subject, since).await {
+                Ok(n) => count = count.max(n),
+                Err(err) => return err.into(),
+            }
+        }
+        let delay = self
+            .settings
+            .auth
+            .failure_delay_ms
+            .saturating_mul(1 << (count - 1).min(10))
+            .min(8_000);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        tracing::info!(subjects = ?subjects, failures = count, "authentication failed");
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+    }
+
+    /// Checks a TOTP code for `person` and consumes its step. `false` if wrong or reused.
+    pub(crate) async fn check_totp(
+        &self,
+        person: &PersonRecord,
+        code: &str,
+    ) -> Result<bool, ApiError> {
+        let keyring = self.keyring().ok_or_else(ApiError::sealed)?;
+        let Some(sealed) = &person.totp_secret else {
+            return Ok(false);
+        };
+        let secret = TotpSecret::from_bytes(
+            keyring
+                .open_field("totp", &person.id, sealed)?
+                .expose()
+                .to_vec(),
+        );
+        let last = person.totp_last_step.and_then(|s| u64::try_from(s).ok());
+        let Some(step) = totp::verify(&secret, code, self.clock.now().unix_secs(), last) else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .accept_totp_step(&person.id, i64::try_from(step).unwrap_or(i64::MAX))
+            .await?)
+    }
+}
