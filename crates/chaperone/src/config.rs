@@ -329,6 +329,52 @@ mod tests {
     }
 
     #[test]
+    fn contractors_keep_mfa_unless_dangerously_told_otherwise() {
+        let base = (
+            "database_url",
+            "sqlite://x.db",
+            Source::Flag("--database-url"),
+        );
+        let mfa = |roles| ("mfa_roles", roles, Source::Env("CHAPERONE_MFA_ROLES"));
+        let err = layers(&[base.clone(), mfa("admin,security")])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dangerously_allow_contractors_without_mfa"),
+            "{err}"
+        );
+        let dangerous = (
+            "dangerously_allow_contractors_without_mfa",
+            "true",
+            Source::Env("X"),
+        );
+        let config = layers(&[base.clone(), mfa("admin"), dangerous])
+            .validate()
+            .unwrap();
+        assert_eq!(config.auth.mfa_roles, [Role::Admin]);
+        let err = layers(&[base.clone(), mfa("admin,root")])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`mfa_roles`"), "{err}");
+        let proxies = (
+            "trusted_proxies",
+            "10.0.0.0/8, ::1",
+            Source::Env("CHAPERONE_TRUSTED_PROXIES"),
+        );
+        assert_eq!(
+            layers(&[base, proxies])
+                .validate()
+                .unwrap()
+                .auth
+                .trusted_proxies
+                .len(),
+            2
+        );
+    }
+
+    #[test]
     fn file_then_env_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
