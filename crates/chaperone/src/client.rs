@@ -1,7 +1,10 @@
 //! A small blocking client for the native API, used by the CLI's client commands.
 //!
-//! The token comes only from `CHAPERONE_TOKEN`, never from a flag, so it does not show up in
-//! process listings or shell history.
+//! The token comes from `CHAPERONE_TOKEN` or from the session file `chaperone login` writes
+//! (`$XDG_CONFIG_HOME/chaperone/token` or `~/.config/chaperone/token`, mode 0600), never
+//! from a flag, so it does not show up in process listings or shell history. The server
+//! address comes from `--addr`, `CHAPERONE_ADDR`, the address saved by `chaperone login`, or
+//! `http://127.0.0.1:8420`, in that order.
 
 use std::time::Duration;
 
@@ -11,9 +14,10 @@ use serde_json::Value;
 /// Where the server is.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ClientArgs {
-    /// Server address.
-    #[arg(long, env = "CHAPERONE_ADDR", default_value = "http://127.0.0.1:8420")]
-    pub(crate) addr: String,
+    /// Server address (default: the one saved by `chaperone login`, else
+    /// http://127.0.0.1:8420).
+    #[arg(long, env = "CHAPERONE_ADDR")]
+    pub(crate) addr: Option<String>,
 }
 
 /// A connection to one server.
@@ -42,11 +46,17 @@ impl Client {
             .into();
         let token = std::env::var("CHAPERONE_TOKEN")
             .ok()
+            .or_else(|| session::read("token"))
             .filter(|t| !t.trim().is_empty())
             .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()));
+        let addr = args
+            .addr
+            .clone()
+            .or_else(|| session::read("addr").map(|a| a.trim().to_owned()))
+            .unwrap_or_else(|| "http://127.0.0.1:8420".to_owned());
         Self {
             agent,
-            base: args.addr.trim_end_matches('/').to_owned(),
+            base: addr.trim_end_matches('/').to_owned(),
             token,
         }
     }
@@ -56,8 +66,8 @@ impl Client {
         let client = Self::new(args);
         if client.token.is_none() {
             bail!(
-                "CHAPERONE_TOKEN is not set; for a `chaperone up` server: \
-                 export CHAPERONE_TOKEN=$(cat chaperone-data/admin.token)"
+                "not logged in: run `chaperone login USER`, or set CHAPERONE_TOKEN (for a \
+                 `chaperone up` server: export CHAPERONE_TOKEN=$(cat chaperone-data/admin.token))"
             );
         }
         Ok(client)
@@ -129,6 +139,56 @@ impl Client {
         match error {
             Some((code, message)) => Err(anyhow!("{message} [{code}, HTTP {status}]")),
             None => Err(anyhow!("the server answered HTTP {status}")),
+        }
+    }
+}
+
+impl Client {
+    /// The server's base address.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+/// The session files `chaperone login` writes.
+pub(crate) mod session {
+    use std::path::PathBuf;
+
+    use anyhow::Context as _;
+
+    /// `$XDG_CONFIG_HOME/chaperone` or `~/.config/chaperone`.
+    pub(crate) fn dir() -> Option<PathBuf> {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|d| d.join("chaperone"))
+    }
+
+    /// Reads a session file, if present.
+    pub(crate) fn read(name: &str) -> Option<String> {
+        std::fs::read_to_string(dir()?.join(name)).ok()
+    }
+
+    /// Writes a session file readable by the owner only.
+    pub(crate) fn write(name: &str, contents: &str) -> anyhow::Result<PathBuf> {
+        let dir = dir().context("neither XDG_CONFIG_HOME nor HOME is set")?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(name);
+        crate::cmd::server::write_private(&path, contents.as_bytes())?;
+        Ok(path)
+    }
+
+    /// Removes a session file.
+    pub(crate) fn remove(name: &str) {
+        if let Some(dir) = dir() {
+            let _ = std::fs::remove_file(dir.join(name));
         }
     }
 }

@@ -34,6 +34,29 @@ enum Command {
     /// Store and read secrets.
     #[command(subcommand)]
     Secret(cmd::secret::SecretCommand),
+    /// Manage people (admin, security).
+    #[command(subcommand)]
+    User(cmd::identity::UserCommand),
+    /// Set your password and TOTP with an enrolment code.
+    Enroll(cmd::identity::EnrollArgs),
+    /// Log in; the session token is saved for later commands.
+    Login(cmd::identity::LoginArgs),
+    /// Revoke the saved session and forget it.
+    Logout(client::ClientArgs),
+    /// Verify a TOTP code on this session (step-up for confidential paths).
+    Verify(cmd::identity::VerifyArgs),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(cmd::identity::TokenCommand),
+    /// Grant access to path prefixes (admin, security).
+    #[command(subcommand)]
+    Grant(cmd::identity::GrantCommand),
+    /// Manage vendors (admin, security).
+    #[command(subcommand)]
+    Vendor(cmd::identity::VendorCommand),
+    /// Classify path prefixes (admin, security).
+    #[command(subcommand)]
+    Classify(cmd::identity::ClassifyCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +68,15 @@ fn main() -> ExitCode {
         Command::Unseal(args) => cmd::seal::unseal(args),
         Command::Seal(args) => cmd::seal::seal(args),
         Command::Secret(command) => cmd::secret::run(command),
+        Command::User(command) => cmd::identity::user(command),
+        Command::Enroll(args) => cmd::identity::enroll(args),
+        Command::Login(args) => cmd::identity::login(args),
+        Command::Logout(args) => cmd::identity::logout(args),
+        Command::Verify(args) => cmd::identity::verify(args),
+        Command::Token(command) => cmd::identity::token(command),
+        Command::Grant(command) => cmd::identity::grant(command),
+        Command::Vendor(command) => cmd::identity::vendor(command),
+        Command::Classify(command) => cmd::identity::classify(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

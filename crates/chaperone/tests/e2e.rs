@@ -67,10 +67,20 @@ impl Drop for Server {
 }
 
 fn run_cli(addr: &str, token: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
+    // No session file from a login elsewhere may stand in for the token under test.
+    let no_config = std::env::temp_dir().join("chaperone-e2e-no-config");
+    run_cli_with(addr, token, &no_config, args, stdin)
+}
+
+fn run_cli_with(addr: &str, token: &str, config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut command = Command::new(BIN);
+    if !token.is_empty() {
+        command.env("CHAPERONE_TOKEN", token);
+    }
+    let mut child = command
         .args(args)
+        .env("XDG_CONFIG_HOME", config)
         .env("CHAPERONE_ADDR", addr)
-        .env("CHAPERONE_TOKEN", token)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -521,16 +531,24 @@ fn api_errors_are_json_and_bodies_are_limited() {
     assert_eq!(body["error"]["code"], "unauthenticated");
 
     let auth = format!("Bearer {token}");
-    let big = "x".repeat(2 * 1024 * 1024);
-    let (status, body) = error(
-        agent
-            .put(url("secrets/data/big"))
-            .header("Authorization", &auth)
-            .send(format!("{{\"data\":{{\"k\":\"{big}\"}}}}"))
-            .unwrap(),
-    );
-    assert_eq!(status, 413);
-    assert_eq!(body["error"]["code"], "body_too_large");
+    // A body declared larger than the limit is refused before it is sent.
+    let mut socket =
+        std::net::TcpStream::connect(server.addr.trim_start_matches("http://")).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        socket,
+        "PUT /api/v1/secrets/data/big HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        2 * 1024 * 1024
+    )
+    .unwrap();
+    let mut answer = [0u8; 4096];
+    let n = std::io::Read::read(&mut socket, &mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
 
     // A wrong-typed value is refused without echoing it.
     let (status, body) = error(
@@ -560,4 +578,150 @@ fn api_errors_are_json_and_bodies_are_limited() {
         (status, &body["sealed"]),
         (200, &serde_json::Value::Bool(false))
     );
+}
+
+#[test]
+fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(
+        &[
+            "up",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+        &[],
+    );
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    ok(server.cli(
+        &admin,
+        &["secret", "put", "acme/app/db", "password=granted-Xy7"],
+        "",
+    ));
+    ok(server.cli(
+        &admin,
+        &["secret", "put", "globex/db", "password=other-Qp2"],
+        "",
+    ));
+    ok(server.cli(&admin, &["vendor", "add", "acme"], ""));
+    let added = ok(server.cli(
+        &admin,
+        &[
+            "user",
+            "add",
+            "carol",
+            "--role",
+            "contractor",
+            "--vendor",
+            "acme",
+            "--json",
+        ],
+        "",
+    ));
+    let added: serde_json::Value = serde_json::from_str(&added).unwrap();
+    let code = added["enrolment_code"].as_str().unwrap();
+
+    let password = "carol-password-Vb93kLm";
+    let enrolled = ok(server.cli(
+        "",
+        &["enroll", code, "--password-stdin", "--json"],
+        &format!("{password}\n"),
+    ));
+    let enrolled: serde_json::Value = serde_json::from_str(&enrolled).unwrap();
+    let secret =
+        chaperone_crypto::totp::TotpSecret::from_base32(enrolled["totp_secret"].as_str().unwrap())
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let totp = format!(
+        "{:06}",
+        chaperone_crypto::totp::code_at(&secret, chaperone_crypto::totp::step_at(now), 6)
+    );
+
+    let home = dir.path().join("home");
+    let carol = |args: &[&str], stdin: &str| run_cli_with(&server.addr, "", &home, args, stdin);
+    // Without the second factor the password is worth nothing.
+    let err = fails(carol(
+        &["login", "carol", "--password-stdin"],
+        &format!("{password}\n"),
+    ));
+    assert!(err.contains("mfa_required"), "{err}");
+    let out = ok(carol(
+        &["login", "carol", "--password-stdin", "--totp", &totp],
+        &format!("{password}\n"),
+    ));
+    assert!(out.contains("Logged in as carol (contractor)"), "{out}");
+    #[cfg(unix)]
+    assert_eq!(mode(&home.join("chaperone/token")), 0o600);
+
+    // Nothing until a grant; then exactly the grant.
+    let err = fails(carol(&["secret", "get", "acme/app/db"], ""));
+    assert!(err.contains("not_permitted"), "{err}");
+    ok(server.cli(
+        &admin,
+        &[
+            "grant",
+            "add",
+            "carol",
+            "acme/app",
+            "--capabilities",
+            "read,list",
+            "--ttl",
+            "1h",
+        ],
+        "",
+    ));
+    assert_eq!(
+        ok(carol(
+            &["secret", "get", "acme/app/db", "--field", "password"],
+            ""
+        ))
+        .trim(),
+        "granted-Xy7"
+    );
+    assert!(fails(carol(&["secret", "get", "globex/db"], "")).contains("not_permitted"));
+    assert_eq!(ok(carol(&["secret", "list"], "")).trim(), "acme/");
+
+    // A scoped token, shown once, listed without its value.
+    let token = ok(carol(
+        &["token", "create", "--ttl", "1h", "--scope", "acme/app:read"],
+        "",
+    ));
+    let token = token.trim();
+    assert!(token.starts_with("chp_"));
+    let listed = ok(carol(&["token", "list"], ""));
+    assert!(
+        !listed.contains(token) && listed.contains("api"),
+        "{listed}"
+    );
+    assert_eq!(
+        ok(run_cli_with(
+            &server.addr,
+            token,
+            &home,
+            &["secret", "get", "acme/app/db", "--field", "password"],
+            ""
+        ))
+        .trim(),
+        "granted-Xy7"
+    );
+
+    // Suspending the vendor stops the session at once.
+    ok(server.cli(
+        &admin,
+        &["vendor", "set", "acme", "--status", "suspended"],
+        "",
+    ));
+    assert!(fails(carol(&["secret", "get", "acme/app/db"], "")).contains("vendor_inactive"));
+    ok(server.cli(&admin, &["vendor", "set", "acme", "--status", "active"], ""));
+    ok(carol(&["logout"], ""));
+    assert!(fails(carol(&["secret", "list"], "")).contains("not logged in"));
 }

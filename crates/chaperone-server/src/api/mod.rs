@@ -13,6 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter};
 use chaperone_core::policy::Action;
 use serde::de::DeserializeOwned;
@@ -348,7 +349,31 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         ))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                // A declared length over the limit is refused before any of the body is read.
+                let declared = request
+                    .headers()
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<usize>().ok());
+                async move {
+                    if declared.is_some_and(|n| n > limit) {
+                        return body_too_large().into_response();
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
         .with_state(state)
+}
+
+fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the request body is larger than the server accepts",
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -439,11 +464,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 BytesRejection::FailedToBufferBody(_)
                     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
                 {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "the request body is larger than the server accepts",
-                    )
+                    body_too_large()
                 }
                 other => ApiError::bad_request("invalid_body", other.body_text()),
             })?;

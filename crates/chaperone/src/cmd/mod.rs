@@ -1,5 +1,6 @@
 //! One module per group of subcommands.
 
+pub(crate) mod identity;
 pub(crate) mod seal;
 pub(crate) mod secret;
 pub(crate) mod server;

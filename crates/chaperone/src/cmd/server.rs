@@ -297,7 +297,7 @@ fn create_private_dir(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes `contents` to `path` readable by the owner only, and syncs it to disk.
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

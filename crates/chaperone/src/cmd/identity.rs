@@ -1,0 +1,602 @@
+//! People and access: `user`, `enroll`, `login`, `logout`, `verify`, `token`, `grant`,
+//! `vendor` and `classify`.
+
+use std::io::{BufRead as _, IsTerminal as _};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::client::{Client, ClientArgs, Method, session};
+
+/// `chaperone user ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum UserCommand {
+    /// Add a person; prints a one-time enrolment code (valid 72 h).
+    Add {
+        name: String,
+        /// admin, security, approver, member, contractor or auditor.
+        #[arg(long)]
+        role: String,
+        /// The vendor a contractor belongs to.
+        #[arg(long)]
+        vendor: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List people.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Disable a person: logins and existing tokens stop working at once.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Re-enable a person.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Lift a login lockout.
+    Unlock {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set the networks (CIDR) a person may connect from; none lifts the restriction.
+    Networks {
+        name: String,
+        networks: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `chaperone enroll`.
+#[derive(Args, Debug)]
+pub(crate) struct EnrollArgs {
+    /// The enrolment code from `chaperone user add`.
+    code: String,
+    /// Read the new password from the first line of stdin instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Print JSON (with the TOTP secret and recovery codes), for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `chaperone login`.
+#[derive(Args, Debug)]
+pub(crate) struct LoginArgs {
+    user: String,
+    /// Server address; saved for later commands.
+    #[arg(long)]
+    server: Option<String>,
+    /// Read the password from the first line of stdin instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+    /// The current TOTP code (prompted when needed and stdin is a terminal).
+    #[arg(long)]
+    totp: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `chaperone verify`.
+#[derive(Args, Debug)]
+pub(crate) struct VerifyArgs {
+    /// The current TOTP code.
+    #[arg(long)]
+    totp: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `chaperone token ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum TokenCommand {
+    /// Make an API token (shown once; it always expires).
+    Create {
+        /// Lifetime, e.g. 8h or 30d.
+        #[arg(long)]
+        ttl: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Limit the token to PREFIX:CAP[,CAP...] (repeatable), e.g. ci:read,list.
+        #[arg(long)]
+        scope: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List your tokens (never their values).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `chaperone grant ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum GrantCommand {
+    /// Grant capabilities on a path prefix to a person, until a time.
+    Add {
+        person: String,
+        prefix: String,
+        /// read, write, delete, destroy, list (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        capabilities: Vec<String>,
+        /// How long, e.g. 7d.
+        #[arg(long)]
+        ttl: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A person's active grants.
+    List {
+        person: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a grant by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `chaperone vendor ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum VendorCommand {
+    /// Add a vendor.
+    Add {
+        name: String,
+        /// Networks (CIDR) the vendor's people may connect from.
+        #[arg(long, value_delimiter = ',')]
+        networks: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a vendor's status (active, suspended, terminated, ...) or networks.
+    Set {
+        name: String,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        networks: Option<Vec<String>>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `chaperone classify ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum ClassifyCommand {
+    /// Classify a path prefix: public, internal, confidential or regulated.
+    Set {
+        prefix: String,
+        level: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List classified prefixes (others are internal).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a prefix's classification.
+    Remove {
+        prefix: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
+            name,
+            role,
+            vendor,
+            email,
+            json: as_json,
+            client,
+        } => {
+            let body = json!({ "name": name, "role": role, "vendor": vendor, "email": email });
+            let answer =
+                Client::authenticated(&client)?.call(Method::Post, "people", Some(&body))?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!("Added {name} ({role}).");
+                println!(
+                    "Enrolment code (one use, until {}):",
+                    str_of(&answer["expires_time"])
+                );
+                println!("  {}", str_of(&answer["enrolment_code"]));
+                println!("They run: chaperone enroll CODE");
+            }
+        }
+        UserCommand::List { client } => {
+            let answer = Client::authenticated(&client)?.call(Method::Get, "people", None)?;
+            println!(
+                "{:<24} {:<11} {:<9} {:<9} NETWORKS",
+                "NAME", "ROLE", "ENROLLED", "DISABLED"
+            );
+            for p in answer.as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<11} {:<9} {:<9} {}",
+                    str_of(&p["name"]),
+                    str_of(&p["role"]),
+                    p["enrolled"],
+                    p["disabled"],
+                    p["allowed_networks"]
+                        .as_array()
+                        .map(|n| n.len())
+                        .unwrap_or(0)
+                );
+            }
+        }
+        UserCommand::Disable { name, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("people/{name}/disable"),
+                None,
+            )?;
+            println!("Disabled {name}: logins and existing tokens stop working now.");
+        }
+        UserCommand::Enable { name, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("people/{name}/enable"),
+                None,
+            )?;
+            println!("Enabled {name}.");
+        }
+        UserCommand::Unlock { name, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("people/{name}/unlock"),
+                None,
+            )?;
+            println!("Unlocked {name}.");
+        }
+        UserCommand::Networks {
+            name,
+            networks,
+            client,
+        } => {
+            let body = json!({ "networks": networks });
+            Client::authenticated(&client)?.call(
+                Method::Put,
+                &format!("people/{name}/networks"),
+                Some(&body),
+            )?;
+            println!("Set the networks of {name}.");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    let password = if args.password_stdin {
+        first_line_of_stdin()?
+    } else {
+        let first = Zeroizing::new(rpassword::prompt_password(
+            "New password (12+ characters): ",
+        )?);
+        let again = Zeroizing::new(rpassword::prompt_password("Again: ")?);
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    };
+    let body = json!({ "code": args.code.trim(), "password": password.as_str() });
+    let answer = Client::new(&args.client).call(Method::Post, "auth/enroll", Some(&body))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let uri = str_of(&answer["otpauth_uri"]);
+    println!(
+        "Enrolled {}. Add this account to your authenticator app:\n",
+        str_of(&answer["person"])
+    );
+    println!("{}", qr(uri)?);
+    println!("  {uri}");
+    println!("  secret: {}\n", str_of(&answer["totp_secret"]));
+    println!("Recovery codes (each works once; keep them offline):");
+    for code in answer["recovery_codes"].as_array().into_iter().flatten() {
+        println!("  {}", str_of(code));
+    }
+    Ok(())
+}
+
+pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let mut client_args = args.client.clone();
+    if let Some(server) = &args.server {
+        client_args.addr = Some(server.clone());
+    }
+    let password = if args.password_stdin {
+        first_line_of_stdin()?
+    } else {
+        Zeroizing::new(rpassword::prompt_password(format!(
+            "Password for {}: ",
+            args.user
+        ))?)
+    };
+    let totp = match args.totp {
+        Some(code) => Some(code),
+        None if std::io::stdin().is_terminal() => {
+            let code = rpassword::prompt_password("TOTP code (empty if none): ")?;
+            (!code.trim().is_empty()).then_some(code)
+        }
+        None => None,
+    };
+    let mut body = json!({ "user": args.user, "password": password.as_str() });
+    if let Some(code) = totp {
+        body["totp"] = json!(code.trim());
+    }
+    let client = Client::new(&client_args);
+    let answer = client.call(Method::Post, "auth/login", Some(&body))?;
+    let token = Zeroizing::new(str_of(&answer["token"]).to_owned());
+    let path = session::write("token", &token)?;
+    session::write("addr", client.base())?;
+    println!(
+        "Logged in as {} ({}); the session lasts until {}.\nSaved to {}.",
+        str_of(&answer["person"]),
+        str_of(&answer["role"]),
+        str_of(&answer["expires_time"]),
+        path.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn logout(args: ClientArgs) -> anyhow::Result<()> {
+    let client = Client::authenticated(&args)?;
+    let me = client.call(Method::Get, "auth/self", None)?;
+    client.call(
+        Method::Delete,
+        &format!("auth/tokens/{}", str_of(&me["token_id"])),
+        None,
+    )?;
+    session::remove("token");
+    println!("Logged out; the session token is revoked.");
+    Ok(())
+}
+
+pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let body = json!({ "totp": args.totp.trim() });
+    Client::authenticated(&args.client)?.call(Method::Post, "auth/verify", Some(&body))?;
+    println!("Verified: this session may read confidential paths for the next minutes.");
+    Ok(())
+}
+
+pub(crate) fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            ttl,
+            name,
+            scope,
+            client,
+        } => {
+            let mut body = json!({ "ttl": ttl, "name": name });
+            if !scope.is_empty() {
+                body["scope"] = Value::Array(
+                    scope
+                        .iter()
+                        .map(|s| parse_scope(s))
+                        .collect::<Result<_, _>>()?,
+                );
+            }
+            let answer =
+                Client::authenticated(&client)?.call(Method::Post, "auth/tokens", Some(&body))?;
+            println!("{}", str_of(&answer["token"]));
+            eprintln!(
+                "Token {} (shown once) expires at {}.",
+                str_of(&answer["id"]),
+                str_of(&answer["expires_time"])
+            );
+        }
+        TokenCommand::List { client } => {
+            let answer = Client::authenticated(&client)?.call(Method::Get, "auth/tokens", None)?;
+            println!(
+                "{:<22} {:<8} {:<32} {:<8} NAME",
+                "ID", "KIND", "EXPIRES", "REVOKED"
+            );
+            for t in answer.as_array().into_iter().flatten() {
+                println!(
+                    "{:<22} {:<8} {:<32} {:<8} {}",
+                    str_of(&t["id"]),
+                    str_of(&t["kind"]),
+                    str_of(&t["expires_time"]),
+                    t["revoked"],
+                    str_of(&t["name"])
+                );
+            }
+        }
+        TokenCommand::Revoke { id, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Delete,
+                &format!("auth/tokens/{id}"),
+                None,
+            )?;
+            println!("Revoked {id}.");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
+    match command {
+        GrantCommand::Add {
+            person,
+            prefix,
+            capabilities,
+            ttl,
+            client,
+        } => {
+            let body = json!({ "person": person, "prefix": prefix, "capabilities": capabilities, "ttl": ttl });
+            let answer =
+                Client::authenticated(&client)?.call(Method::Post, "grants", Some(&body))?;
+            println!(
+                "Granted {} on {prefix} to {person} until {} ({}).",
+                capabilities.join(","),
+                str_of(&answer["expires_time"]),
+                str_of(&answer["id"])
+            );
+        }
+        GrantCommand::List { person, client } => {
+            let answer = Client::authenticated(&client)?.call(
+                Method::Get,
+                &format!("grants?person={person}"),
+                None,
+            )?;
+            for g in answer.as_array().into_iter().flatten() {
+                println!(
+                    "{}  {}  {}  until {}",
+                    str_of(&g["id"]),
+                    str_of(&g["prefix"]),
+                    g["capabilities"]
+                        .as_array()
+                        .map(|c| c.iter().map(str_of).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default(),
+                    str_of(&g["expires_time"])
+                );
+            }
+        }
+        GrantCommand::Revoke { id, client } => {
+            Client::authenticated(&client)?.call(Method::Delete, &format!("grants/{id}"), None)?;
+            println!("Revoked {id}.");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn vendor(command: VendorCommand) -> anyhow::Result<()> {
+    match command {
+        VendorCommand::Add {
+            name,
+            networks,
+            client,
+        } => {
+            let body = json!({ "name": name, "networks": networks });
+            Client::authenticated(&client)?.call(Method::Post, "vendors", Some(&body))?;
+            println!("Added vendor {name}.");
+        }
+        VendorCommand::Set {
+            name,
+            status,
+            networks,
+            client,
+        } => {
+            let body = json!({ "status": status, "networks": networks });
+            let answer = Client::authenticated(&client)?.call(
+                Method::Put,
+                &format!("vendors/{name}"),
+                Some(&body),
+            )?;
+            println!("Vendor {name} is {}.", str_of(&answer["status"]));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn classify(command: ClassifyCommand) -> anyhow::Result<()> {
+    match command {
+        ClassifyCommand::Set {
+            prefix,
+            level,
+            client,
+        } => {
+            let body = json!({ "prefix": prefix, "level": level });
+            Client::authenticated(&client)?.call(Method::Put, "classifications", Some(&body))?;
+            println!("{prefix} is {level}.");
+        }
+        ClassifyCommand::List { client } => {
+            let answer =
+                Client::authenticated(&client)?.call(Method::Get, "classifications", None)?;
+            for c in answer.as_array().into_iter().flatten() {
+                println!("{:<40} {}", str_of(&c["prefix"]), str_of(&c["level"]));
+            }
+        }
+        ClassifyCommand::Remove { prefix, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Delete,
+                &format!("classifications/{prefix}"),
+                None,
+            )?;
+            println!("{prefix} is no longer classified (internal).");
+        }
+    }
+    Ok(())
+}
+
+/// `PREFIX:CAP[,CAP...]` into a scope rule.
+fn parse_scope(text: &str) -> anyhow::Result<Value> {
+    let (prefix, caps) = text.rsplit_once(':').with_context(|| {
+        format!("scope `{text}` must be PREFIX:CAP[,CAP...], e.g. ci:read,list")
+    })?;
+    Ok(
+        json!({ "prefix": prefix, "capabilities": caps.split(',').map(str::trim).collect::<Vec<_>>() }),
+    )
+}
+
+fn first_line_of_stdin() -> anyhow::Result<Zeroizing<String>> {
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    if trimmed.is_empty() {
+        bail!("no password on stdin");
+    }
+    Ok(trimmed)
+}
+
+fn str_of(value: &Value) -> &str {
+    value.as_str().unwrap_or_default()
+}
+
+/// The QR code of `text` in terminal block characters.
+fn qr(text: &str) -> anyhow::Result<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).context("making the QR code")?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse() {
+        assert_eq!(
+            parse_scope("ci/deploy:read,list").unwrap(),
+            json!({ "prefix": "ci/deploy", "capabilities": ["read", "list"] })
+        );
+        assert!(parse_scope("nocolon").is_err());
+        assert!(qr("otpauth://totp/x").unwrap().lines().count() > 10);
+    }
+}
