@@ -17,7 +17,7 @@ use super::auth::new_id;
 use crate::auth::{Caller, parse_capabilities};
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddPersonRequest {
     name: String,
@@ -26,7 +26,7 @@ pub(crate) struct AddPersonRequest {
     email: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AddPersonResponse {
     id: String,
     name: String,
@@ -35,6 +35,7 @@ pub(crate) struct AddPersonResponse {
     expires_time: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/people", request_body = AddPersonRequest, responses((status = 200, body = AddPersonResponse), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Adds a person and returns their one-time enrolment code.
 pub(crate) async fn add_person(
     caller: Caller,
@@ -99,7 +100,7 @@ pub(crate) async fn add_person(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct PersonInfo {
     id: String,
     name: String,
@@ -111,6 +112,7 @@ pub(crate) struct PersonInfo {
     allowed_networks: Vec<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/people", responses((status = 200, body = Vec<PersonInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Everyone, without credentials.
 pub(crate) async fn list_people(
     State(state): State<Arc<AppState>>,
@@ -144,6 +146,7 @@ async fn person_id(state: &AppState, name: &str) -> Result<String, ApiError> {
         .id)
 }
 
+#[utoipa::path(post, path = "/api/v1/people/{name}/disable", params(("name" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Disables a person: logins and existing tokens stop working at once.
 pub(crate) async fn disable_person(
     caller: Caller,
@@ -159,6 +162,7 @@ pub(crate) async fn disable_person(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/people/{name}/enable", params(("name" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Re-enables a person.
 pub(crate) async fn enable_person(
     caller: Caller,
@@ -171,6 +175,7 @@ pub(crate) async fn enable_person(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/people/{name}/unlock", params(("name" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Lifts a login lockout on an account.
 pub(crate) async fn unlock_person(
     caller: Caller,
@@ -186,12 +191,13 @@ pub(crate) async fn unlock_person(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NetworksRequest {
     networks: Vec<String>,
 }
 
+#[utoipa::path(put, path = "/api/v1/people/{name}/networks", params(("name" = String, Path)), request_body = NetworksRequest, responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Sets a person's network allowlist (empty: unrestricted).
 pub(crate) async fn set_person_networks(
     caller: Caller,
@@ -206,7 +212,7 @@ pub(crate) async fn set_person_networks(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VendorRequest {
     name: Option<String>,
@@ -214,7 +220,7 @@ pub(crate) struct VendorRequest {
     networks: Option<Vec<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct VendorInfo {
     id: String,
     name: String,
@@ -253,6 +259,7 @@ fn validate_status(status: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/vendors", request_body = VendorRequest, responses((status = 200, body = VendorInfo), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Adds a vendor (status `active` unless given).
 pub(crate) async fn add_vendor(
     caller: Caller,
@@ -284,6 +291,7 @@ pub(crate) async fn add_vendor(
     Ok(Json(vendor.into()))
 }
 
+#[utoipa::path(get, path = "/api/v1/vendors/{name}", params(("name" = String, Path)), responses((status = 200, body = VendorInfo), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Shows a vendor.
 pub(crate) async fn show_vendor(
     State(state): State<Arc<AppState>>,
@@ -297,6 +305,7 @@ pub(crate) async fn show_vendor(
     Ok(Json(vendor.into()))
 }
 
+#[utoipa::path(put, path = "/api/v1/vendors/{name}", params(("name" = String, Path)), request_body = VendorRequest, responses((status = 200, body = VendorInfo), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Changes a vendor's status or allowlist. A suspended or terminated vendor's people lose
 /// access at once.
 pub(crate) async fn update_vendor(
@@ -328,7 +337,7 @@ pub(crate) async fn update_vendor(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GrantRequest {
     person: String,
@@ -338,7 +347,7 @@ pub(crate) struct GrantRequest {
     ttl: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct GrantInfo {
     id: String,
     person_id: String,
@@ -361,6 +370,7 @@ impl From<GrantRecord> for GrantInfo {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/grants", request_body = GrantRequest, responses((status = 200, body = GrantInfo), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Grants capabilities on a path prefix to a person until a time.
 pub(crate) async fn add_grant(
     caller: Caller,
@@ -400,6 +410,7 @@ pub(crate) struct GrantQuery {
     person: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/grants", params(("person" = String, Query)), responses((status = 200, body = Vec<GrantInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// A person's active grants.
 pub(crate) async fn list_grants(
     State(state): State<Arc<AppState>>,
@@ -419,6 +430,7 @@ pub(crate) async fn list_grants(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/grants/{id}", params(("id" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Revokes a grant.
 pub(crate) async fn revoke_grant(
     caller: Caller,
@@ -432,13 +444,14 @@ pub(crate) async fn revoke_grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Classification {
     prefix: String,
     level: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/classifications", responses((status = 200, body = Vec<Classification>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Classified prefixes; unlisted paths are `internal`.
 pub(crate) async fn list_classifications(
     State(state): State<Arc<AppState>>,
@@ -454,6 +467,7 @@ pub(crate) async fn list_classifications(
     ))
 }
 
+#[utoipa::path(put, path = "/api/v1/classifications", request_body = Classification, responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Classifies a path prefix.
 pub(crate) async fn set_classification(
     caller: Caller,
@@ -474,6 +488,7 @@ pub(crate) async fn set_classification(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/v1/classifications/{prefix}", params(("prefix" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Removes a prefix's classification.
 pub(crate) async fn remove_classification(
     caller: Caller,

@@ -33,16 +33,18 @@ use crate::{ApiError, AppState};
 /// Name shown by authenticator apps.
 const ISSUER: &str = "Chaperone";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
     user: String,
+    #[schema(value_type = String)]
     password: Zeroizing<String>,
     totp: Option<String>,
+    #[schema(value_type = Option<String>)]
     recovery_code: Option<Zeroizing<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct LoginResponse {
     token: String,
     token_id: String,
@@ -51,6 +53,7 @@ pub(crate) struct LoginResponse {
     role: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest, responses((status = 200, body = LoginResponse), (status = 401, body = super::ErrorBody), (status = 429, description = "locked", body = super::ErrorBody)))]
 /// Logs in with a password and, where the role needs it, a TOTP or recovery code.
 pub(crate) async fn login(
     State(state): State<Arc<AppState>>,
@@ -158,14 +161,16 @@ pub(crate) async fn login(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnrollRequest {
+    #[schema(value_type = String)]
     code: Zeroizing<String>,
+    #[schema(value_type = String)]
     password: Zeroizing<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct EnrollResponse {
     person: String,
     totp_secret: String,
@@ -173,6 +178,7 @@ pub(crate) struct EnrollResponse {
     recovery_codes: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/enroll", request_body = EnrollRequest, responses((status = 200, body = EnrollResponse), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody)))]
 /// Uses an enrolment code: sets the password and returns the new TOTP secret and recovery
 /// codes, once.
 pub(crate) async fn enroll(
@@ -221,12 +227,13 @@ pub(crate) async fn enroll(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerifyRequest {
     totp: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/verify", request_body = VerifyRequest, responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Verifies a TOTP code on the calling session, for step-up.
 pub(crate) async fn verify(
     caller: Caller,
@@ -266,7 +273,7 @@ pub(crate) async fn verify(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SelfResponse {
     token_id: String,
     kind: &'static str,
@@ -274,6 +281,7 @@ pub(crate) struct SelfResponse {
     role: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/self", responses((status = 200, body = SelfResponse), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Who the token belongs to.
 pub(crate) async fn whoami(
     caller: Caller,
@@ -291,7 +299,7 @@ pub(crate) async fn whoami(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct TokenInfo {
     id: String,
     name: String,
@@ -302,6 +310,7 @@ pub(crate) struct TokenInfo {
     scope: Option<serde_json::Value>,
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/tokens", responses((status = 200, body = Vec<TokenInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// The caller's tokens (never their values).
 pub(crate) async fn list_tokens(
     caller: Caller,
@@ -324,7 +333,7 @@ pub(crate) async fn list_tokens(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTokenRequest {
     name: Option<String>,
@@ -333,13 +342,14 @@ pub(crate) struct CreateTokenRequest {
     scope: Option<Vec<RuleBody>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct CreateTokenResponse {
     token: String,
     id: String,
     expires_time: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/tokens", request_body = CreateTokenRequest, responses((status = 200, body = CreateTokenResponse), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Makes an API token for the caller, acting with the caller's role, optionally scoped.
 pub(crate) async fn create_token(
     caller: Caller,
@@ -389,6 +399,7 @@ pub(crate) async fn create_token(
     }))
 }
 
+#[utoipa::path(delete, path = "/api/v1/auth/tokens/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Revokes one of the caller's tokens (an admin may revoke any).
 pub(crate) async fn revoke_token(
     caller: Caller,

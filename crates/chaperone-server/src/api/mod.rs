@@ -388,6 +388,7 @@ async fn not_found() -> ApiError {
     ),
     paths(
         sys::health,
+        openapi_json,
         sys::seal_status,
         sys::unseal,
         sys::seal,
@@ -402,6 +403,28 @@ async fn not_found() -> ApiError {
         secrets::destroy_versions,
         secrets::list,
         secrets::list_root,
+        auth::login,
+        auth::enroll,
+        auth::verify,
+        auth::whoami,
+        auth::list_tokens,
+        auth::create_token,
+        auth::revoke_token,
+        admin::add_person,
+        admin::list_people,
+        admin::disable_person,
+        admin::enable_person,
+        admin::unlock_person,
+        admin::set_person_networks,
+        admin::add_vendor,
+        admin::show_vendor,
+        admin::update_vendor,
+        admin::add_grant,
+        admin::list_grants,
+        admin::revoke_grant,
+        admin::list_classifications,
+        admin::set_classification,
+        admin::remove_classification,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
@@ -413,6 +436,8 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(openapi_document())
 }
@@ -486,5 +511,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             };
             ApiError::bad_request("invalid_body", message)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc = serde_json::to_value(openapi_document()).unwrap();
+        for (method, path, _) in route_table() {
+            let path = path
+                .replace("{*path}", "{path}")
+                .replace("{*prefix}", "{prefix}");
+            let entry = &doc["paths"][&path];
+            // The `POST` alias of a write is the same operation as `PUT`.
+            let method = method.as_str().to_lowercase();
+            let documented = entry.get(&method).is_some()
+                || (method == "post"
+                    && path.starts_with("/api/v1/secrets/data/")
+                    && entry.get("put").is_some());
+            assert!(documented, "{method} {path} is not in the OpenAPI document");
+        }
     }
 }
