@@ -48,6 +48,21 @@ impl Server {
         }
     }
 
+    /// `chaperone up` in a new temporary directory (data in `DIR/data`).
+    fn up() -> (tempfile::TempDir, Self) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let args = [
+            "up",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        let server = Self::start(&args, dir.path(), &[]);
+        (dir, server)
+    }
+
     /// Runs a CLI command against this server with `token`.
     fn cli(&self, token: &str, args: &[&str], stdin: &str) -> Output {
         run_cli(&self.addr, token, args, stdin)
@@ -496,19 +511,8 @@ fn configuration_errors_name_the_key_and_flags_win() {
 
 #[test]
 fn api_errors_are_json_and_bodies_are_limited() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, server) = Server::up();
     let data = dir.path().join("data");
-    let server = Server::start(
-        &[
-            "up",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        dir.path(),
-        &[],
-    );
     let token = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
         .trim()
@@ -582,19 +586,8 @@ fn api_errors_are_json_and_bodies_are_limited() {
 
 #[test]
 fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, server) = Server::up();
     let data = dir.path().join("data");
-    let server = Server::start(
-        &[
-            "up",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        dir.path(),
-        &[],
-    );
     let admin = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
         .trim()
