@@ -1,0 +1,13 @@
+//! Chaperone's tamper-evident ledger, as pure functions and types.
+//!
+//! - [`merkle`]: RFC 9162 hashing, tree heads, inclusion and consistency proofs (and their
+//!   subtree generalisations), generated from any store of complete-subtree hashes.
+//! - [`note`]: C2SP signed notes with Ed25519 signatures and verifier keys.
+//! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
+//!
+//! This crate does no I/O of its own: storage, clocks and networks belong to its callers,
+//! which is what lets an auditor run the same verification code offline.
+
+pub mod checkpoint;
+pub mod merkle;
+pub mod note;
