@@ -65,6 +65,95 @@ pub trait HashReader {
     fn node(&self, level: u8, index: u64) -> Result<Hash, ProofError>;
 }
 
+/// Stored hashes by (level, index): what a caller fetched from storage for one proof.
+#[derive(Clone, Debug, Default)]
+pub struct NodeMap(pub std::collections::HashMap<(u8, u64), Hash>);
+
+impl HashReader for NodeMap {
+    fn node(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
+        self.0
+            .get(&(level, index))
+            .copied()
+            .ok_or_else(|| ProofError::Read {
+                level,
+                index,
+                reason: "not fetched".into(),
+            })
+    }
+}
+
+/// The stored hashes that `run` reads, found by running it against a reader that records
+/// requests and answers with placeholders. Lets async storage fetch exactly the O(log n)
+/// hashes a proof needs in one query, then run it for real against a [`NodeMap`].
+pub fn nodes_needed<T>(
+    run: impl FnOnce(&dyn HashReader) -> Result<T, ProofError>,
+) -> Vec<(u8, u64)> {
+    struct Recorder(std::cell::RefCell<Vec<(u8, u64)>>);
+    impl HashReader for Recorder {
+        fn node(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
+            self.0.borrow_mut().push((level, index));
+            Ok([0; 32])
+        }
+    }
+    let recorder = Recorder(Default::default());
+    let _ = run(&recorder);
+    let mut nodes = recorder.0.into_inner();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
+}
+
+/// The stored hashes that appending `leaves` to a tree of `size` leaves creates: each leaf at
+/// level 0, and every subtree the append completes. `reader` supplies the left siblings that
+/// existed before (see [`append_needs`]).
+pub fn append(
+    size: u64,
+    leaves: &[Hash],
+    reader: &(impl HashReader + ?Sized),
+) -> Result<Vec<(u8, u64, Hash)>, ProofError> {
+    let mut created: std::collections::HashMap<(u8, u64), Hash> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let mut index = size + i as u64;
+        let mut level = 0u8;
+        let mut hash = *leaf;
+        loop {
+            created.insert((level, index), hash);
+            out.push((level, index, hash));
+            if index & 1 == 0 {
+                break;
+            }
+            let left = match created.get(&(level, index - 1)) {
+                Some(h) => *h,
+                None => reader.node(level, index - 1)?,
+            };
+            hash = node_hash(&left, &hash);
+            level += 1;
+            index >>= 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The stored hashes (existing before the append) that [`append`] reads.
+pub fn append_needs(size: u64, count: u64) -> Vec<(u8, u64)> {
+    let mut needs = Vec::new();
+    for n in size..size + count {
+        let (mut index, mut level) = (n, 0u8);
+        while index & 1 == 1 {
+            // The left sibling existed before if all its leaves did.
+            if index << level <= size {
+                needs.push((level, index - 1));
+            }
+            index >>= 1;
+            level += 1;
+        }
+    }
+    needs.sort_unstable();
+    needs.dedup();
+    needs
+}
+
 /// Leaf hashes in memory, for tests and small trees.
 impl HashReader for [Hash] {
     fn node(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
@@ -399,6 +488,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn appends_store_every_complete_subtree() {
+        let all = leaves(300);
+        let mut stored = NodeMap::default();
+        let mut size = 0u64;
+        for batch in [1usize, 2, 5, 64, 100, 128] {
+            let new = &all[size as usize..size as usize + batch];
+            let needs = append_needs(size, batch as u64);
+            for (level, index) in &needs {
+                assert!(
+                    stored.0.contains_key(&(*level, *index)),
+                    "missing {level}/{index}"
+                );
+            }
+            for (level, index, hash) in append(size, new, &stored).unwrap() {
+                stored.0.insert((level, index), hash);
+            }
+            size += batch as u64;
+            assert_eq!(
+                root(size, &stored).unwrap(),
+                mth_in_memory(&all[..size as usize])
+            );
+        }
+        // A proof needs only the nodes it names.
+        let needed = nodes_needed(|r| inclusion_proof(7, size, r));
+        let subset = NodeMap(needed.iter().map(|k| (*k, stored.0[k])).collect());
+        let proof = inclusion_proof(7, size, &subset).unwrap();
+        verify_inclusion(7, size, &all[7], &proof, &root(size, &stored).unwrap()).unwrap();
+        assert!(needed.len() <= 2 * 64);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod identity;
 mod keyring;
+mod ledger;
 mod migrate;
 mod secrets;
 

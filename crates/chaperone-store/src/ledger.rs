@@ -1,0 +1,133 @@
+//! Ledger storage: entries, the hashes of every complete subtree, and the tree size.
+//!
+//! An append reads the left siblings it completes (O(log n) rows), writes the new entries and
+//! hashes, and moves the size, in one transaction ordered by the `ledger_head` row. Proofs
+//! and tree heads read only the hashes they name (see `chaperone_ledger::merkle`).
+
+use chaperone_ledger::merkle::{self, Hash, NodeMap};
+use sqlx::Row;
+
+use crate::{Store, StoreError, db, to_i64, to_u64};
+
+impl Store {
+    /// Appends entries (canonical bytes); returns the index of the first one. The entries get
+    /// consecutive indices, in order.
+    pub async fn append_ledger(&self, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting a ledger append"))?;
+        let size: i64 =
+            sqlx::query_scalar("UPDATE ledger_head SET size = size WHERE id = 1 RETURNING size")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("locking the ledger"))?;
+        let size = to_u64(size, "ledger size")?;
+        let mut existing = NodeMap::default();
+        for (level, index) in merkle::append_needs(size, entries.len() as u64) {
+            let hash: Vec<u8> =
+                sqlx::query_scalar("SELECT hash FROM ledger_hashes WHERE level = $1 AND idx = $2")
+                    .bind(i64::from(level))
+                    .bind(to_i64(index))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("reading a ledger hash"))?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("ledger hash {level}/{index} is missing"))
+                    })?;
+            existing.0.insert((level, index), to_hash(hash)?);
+        }
+        let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let nodes = merkle::append(size, &leaves, &existing)
+            .map_err(|e| StoreError::Corrupt(format!("ledger append: {e}")))?;
+        for (i, body) in entries.iter().enumerate() {
+            sqlx::query("INSERT INTO ledger_entries (seq, body) VALUES ($1, $2)")
+                .bind(to_i64(size + i as u64))
+                .bind(body.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("storing a ledger entry"))?;
+        }
+        for (level, index, hash) in nodes {
+            sqlx::query("INSERT INTO ledger_hashes (level, idx, hash) VALUES ($1, $2, $3)")
+                .bind(i64::from(level))
+                .bind(to_i64(index))
+                .bind(hash.to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("storing a ledger hash"))?;
+        }
+        sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
+            .bind(to_i64(size + entries.len() as u64))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("moving the ledger size"))?;
+        tx.commit()
+            .await
+            .map_err(db("committing a ledger append"))?;
+        Ok(size)
+    }
+
+    /// The number of entries.
+    pub async fn ledger_size(&self) -> Result<u64, StoreError> {
+        let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("reading the ledger size"))?;
+        to_u64(size, "ledger size")
+    }
+
+    /// Entries `[start, end)` with their indices.
+    pub async fn ledger_entries(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, body FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+        )
+        .bind(to_i64(start))
+        .bind(to_i64(end))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading ledger entries"))?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row
+                    .try_get("seq")
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let body: Vec<u8> = row
+                    .try_get("body")
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((to_u64(seq, "ledger index")?, body))
+            })
+            .collect()
+    }
+
+    /// The stored hashes at `nodes` (level, index). A missing one is an error: the tree is
+    /// complete by construction.
+    pub async fn ledger_nodes(&self, nodes: &[(u8, u64)]) -> Result<NodeMap, StoreError> {
+        let mut map = NodeMap::default();
+        for &(level, index) in nodes {
+            let hash: Vec<u8> =
+                sqlx::query_scalar("SELECT hash FROM ledger_hashes WHERE level = $1 AND idx = $2")
+                    .bind(i64::from(level))
+                    .bind(to_i64(index))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db("reading a ledger hash"))?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("ledger hash {level}/{index} is missing"))
+                    })?;
+            map.0.insert((level, index), to_hash(hash)?);
+        }
+        Ok(map)
+    }
+}
+
+fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a ledger hash is not 32 bytes".into()))
+}
