@@ -4,10 +4,12 @@
 //!   subtree generalisations), generated from any store of complete-subtree hashes.
 //! - [`note`]: C2SP signed notes with Ed25519 signatures and verifier keys.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
+//! - [`entry`]: the ledger entry and its canonical JSON bytes.
 //!
 //! This crate does no I/O of its own: storage, clocks and networks belong to its callers,
 //! which is what lets an auditor run the same verification code offline.
 
 pub mod checkpoint;
+pub mod entry;
 pub mod merkle;
 pub mod note;
