@@ -411,8 +411,9 @@ pub fn decide(
     if let Some(scope) = &principal.scope {
         let in_scope = match action.capability() {
             Some(cap) => scope.iter().any(|rule| rule.allows(cap, path, context.now)),
-            // Scoped tokens are for automation on secrets; they never administer.
-            None => action == Action::OwnTokens,
+            // Scoped tokens are for automation on secrets: they never administer, and never
+            // mint tokens (a new token could otherwise shed the scope).
+            None => false,
         };
         if !in_scope {
             return Decision::deny(Reason::OutsideScope);
@@ -614,6 +615,11 @@ mod tests {
         );
         assert_eq!(
             decide(&admin, Action::Seal, Resource::System, ctx(0)).reasons,
+            [Reason::OutsideScope]
+        );
+        // Nor may it mint a token, which could shed the scope.
+        assert_eq!(
+            decide(&admin, Action::OwnTokens, Resource::System, ctx(0)).reasons,
             [Reason::OutsideScope]
         );
         // A scope never widens a role.

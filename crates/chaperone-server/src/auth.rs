@@ -183,30 +183,51 @@ fn peer(parts: &Parts) -> Option<IpAddr> {
 }
 
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
-/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+/// `X-Forwarded-For` entry that is not itself a trusted proxy. Entries are read from the right
+/// (the part the trusted proxies wrote); an entry that does not parse ends the walk with an
+/// unknown address (`None`), never with an entry further left that the client could have
+/// written. `ip:port` and `[v6]:port` forms are accepted.
 pub(crate) fn client_ip(
     headers: &HeaderMap,
     peer: Option<IpAddr>,
     trusted: &[Cidr],
 ) -> Option<IpAddr> {
     let peer = peer?;
-    if !trusted.iter().any(|net| net.contains(peer)) {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = headers
+    let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.to_str().ok())
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
+        .map(str::trim)
         .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !trusted.iter().any(|net| net.contains(*ip)))
-            .unwrap_or(peer),
-    )
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let ip = entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())?;
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// Whether a client at `ip` passes every allowlist in `networks` (each empty list allows all).
+/// An unknown address passes only when there is no list at all.
+pub(crate) fn network_allowed(networks: &[Vec<Cidr>], ip: Option<IpAddr>) -> bool {
+    match ip {
+        Some(ip) => networks.iter().all(|list| allowed(list, ip)),
+        None => networks.iter().all(Vec::is_empty),
+    }
 }
 
 /// Resolves the bearer token of a request into a [`Caller`]. 401 for a missing, unknown,
@@ -269,8 +290,7 @@ pub(crate) async fn authenticate(
         principal.role = parse_role(&person.role)?;
         principal.person = standing.person;
         principal.vendor = standing.vendor;
-        principal.network_allowed =
-            ip.is_none_or(|ip| standing.networks.iter().all(|list| allowed(list, ip)));
+        principal.network_allowed = network_allowed(&standing.networks, ip);
         principal.grants = state
             .store
             .grants_of(person_id)
@@ -332,9 +352,11 @@ impl AppState {
                 if let Some(v) = &vendor {
                     networks.push(parse(&v.allowed_networks)?);
                 }
+                // Only these statuses let a vendor's people in; every other (and any future
+                // one) keeps them out.
                 Some(match vendor.as_ref().map(|v| v.status.as_str()) {
-                    Some("suspended" | "offboarding" | "terminated") | None => Standing::Inactive,
-                    Some(_) => Standing::Active,
+                    Some("active" | "onboarding") => Standing::Active,
+                    _ => Standing::Inactive,
                 })
             }
             None => None,

@@ -443,6 +443,15 @@ fn network_allowlists_apply_to_logins_and_tokens() {
         Some("10.1.2.3"),
     );
     assert_eq!(status, 200);
+    // A forwarded address that cannot be read is unknown, and unknown is outside the list.
+    let (status, _) = s.call(
+        "GET",
+        "/api/v1/auth/self",
+        Some(&token),
+        None,
+        Some("10.1.2.3, garbage"),
+    );
+    assert_eq!(status, 403);
     // A vendor's list applies to all its people.
     s.ok(
         "POST",
@@ -537,6 +546,15 @@ fn confidential_reads_need_step_up_and_scoped_tokens_carry_scope() {
         s.ok("GET", "/api/v1/secrets/data/fin/ledger", Some(&token), None)["data"]["k"],
         "v"
     );
+    // A scoped automation token reads within its scope without step-up, and nothing else.
+    let scoped = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&token),
+        Some(json!({ "ttl": "1h", "scope": [{ "prefix": "fin", "capabilities": ["read"] }] })),
+    );
+    let scoped = scoped["token"].as_str().unwrap().to_owned();
+    s.remember(&scoped);
     // The verification lasts 15 minutes.
     s.clock.advance_secs(16 * 60);
     assert_eq!(
@@ -550,15 +568,30 @@ fn confidential_reads_need_step_up_and_scoped_tokens_carry_scope() {
         .0,
         403
     );
-    // A scoped automation token reads within its scope without step-up, and nothing else.
-    let scoped = s.ok(
+    // Minting a token needs a fresh verification too.
+    let (status, body) = s.call(
         "POST",
         "/api/v1/auth/tokens",
         Some(&token),
-        Some(json!({ "ttl": "1h", "scope": [{ "prefix": "fin", "capabilities": ["read"] }] })),
+        Some(json!({ "ttl": "1h" })),
+        None,
     );
-    let scoped = scoped["token"].as_str().unwrap().to_owned();
-    s.remember(&scoped);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("step_up_required"))
+    );
+    // A scoped token may not mint tokens (which could shed its scope).
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&scoped),
+        Some(json!({ "ttl": "90d" })),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("outside_scope"))
+    );
     assert_eq!(
         s.ok(
             "GET",
@@ -699,6 +732,39 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
         None,
     );
     assert_eq!(status, 403);
+    // Security staff cannot make admins, nor touch an admin's account.
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/people",
+        Some(&sue),
+        Some(json!({ "name": "eve", "role": "admin" })),
+        None,
+    );
+    assert_eq!(status, 403);
+    s.ok(
+        "POST",
+        "/api/v1/people",
+        Some(&s.admin),
+        Some(json!({ "name": "boss", "role": "admin" })),
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/api/v1/people/boss/disable",
+            Some(&sue),
+            None,
+            None
+        )
+        .0,
+        403
+    );
+    // They can manage contractors.
+    s.ok("POST", "/api/v1/people/cy/disable", Some(&sue), None);
+    assert_eq!(
+        s.call("GET", "/api/v1/auth/self", Some(&token), None, None)
+            .0,
+        403
+    );
     s.assert_no_secret_logged();
 }
 

@@ -486,6 +486,31 @@ impl Store {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    /// Forgets the attempts recorded for `subjects` at `at` (an attempt that succeeded).
+    pub async fn forget_auth_failure(
+        &self,
+        subjects: &[String],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting to forget an attempt"))?;
+        for subject in subjects {
+            sqlx::query("DELETE FROM auth_failures WHERE subject = $1 AND at = $2")
+                .bind(subject)
+                .bind(at.unix_nanos())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("forgetting an attempt"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(db("committing a forgotten attempt"))?;
+        Ok(())
+    }
+
     /// Forgets the failures of `subject` (an admin lifting a lockout, or a success).
     pub async fn clear_auth_failures(&self, subject: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM auth_failures WHERE subject = $1")

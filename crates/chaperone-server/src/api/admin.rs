@@ -47,6 +47,7 @@ pub(crate) async fn add_person(
         .parse()
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
     validate_name(&body.name)?;
+    may_manage(&caller, role)?;
     let vendor_id = match (&body.vendor, role) {
         (Some(name), _) => Some(
             state
@@ -137,6 +138,34 @@ pub(crate) async fn list_people(
     ))
 }
 
+/// Refuses a non-admin caller acting on an `admin` or `security` account: otherwise security
+/// staff could make themselves admins (or disable the admins).
+fn may_manage(caller: &Caller, role: Role) -> Result<(), ApiError> {
+    if caller.principal.role != Role::Admin && matches!(role, Role::Admin | Role::Security) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+            "only an admin may create or change admin and security accounts",
+        ));
+    }
+    Ok(())
+}
+
+/// The id of the person `name`, after checking the caller may manage them.
+async fn managed_person(state: &AppState, caller: &Caller, name: &str) -> Result<String, ApiError> {
+    let person = state
+        .store
+        .person(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no person `{name}`")))?;
+    let role: Role = person
+        .role
+        .parse()
+        .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
+    may_manage(caller, role)?;
+    Ok(person.id)
+}
+
 async fn person_id(state: &AppState, name: &str) -> Result<String, ApiError> {
     Ok(state
         .store
@@ -153,7 +182,7 @@ pub(crate) async fn disable_person(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = person_id(&state, &name).await?;
+    let id = managed_person(&state, &caller, &name).await?;
     state
         .store
         .set_person_disabled(&id, Some(state.clock.now()))
@@ -169,7 +198,7 @@ pub(crate) async fn enable_person(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = person_id(&state, &name).await?;
+    let id = managed_person(&state, &caller, &name).await?;
     state.store.set_person_disabled(&id, None).await?;
     tracing::info!(by = %caller.token_id, person = %name, "person enabled");
     Ok(StatusCode::NO_CONTENT)
@@ -182,10 +211,10 @@ pub(crate) async fn unlock_person(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    person_id(&state, &name).await?;
+    managed_person(&state, &caller, &name).await?;
     state
         .store
-        .clear_auth_failures(&format!("account:{name}"))
+        .clear_auth_failures(&super::auth::account_subject(&name))
         .await?;
     tracing::info!(by = %caller.token_id, person = %name, "account unlocked");
     Ok(StatusCode::NO_CONTENT)
@@ -206,7 +235,7 @@ pub(crate) async fn set_person_networks(
     ApiJson(body): ApiJson<NetworksRequest>,
 ) -> Result<StatusCode, ApiError> {
     let networks = normalise_networks(&body.networks)?;
-    let id = person_id(&state, &name).await?;
+    let id = managed_person(&state, &caller, &name).await?;
     state.store.set_person_networks(&id, &networks).await?;
     tracing::info!(by = %caller.token_id, person = %name, ?networks, "networks set");
     Ok(StatusCode::NO_CONTENT)

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::ApiJson;
-use crate::auth::{Caller, RuleBody, client_ip};
+use crate::auth::{Caller, RuleBody, client_ip, network_allowed};
 use crate::{ApiError, AppState};
 
 /// Name shown by authenticator apps.
@@ -67,8 +67,7 @@ pub(crate) async fn login(
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
-    let subjects = subjects(&body.user, ip);
-    state.check_lockout(&subjects).await?;
+    let attempt = state.begin_attempt(subjects(&body.user, ip)).await?;
     let password = Password::new(body.password.to_string());
     let person = state
         .store
@@ -81,7 +80,7 @@ pub(crate) async fn login(
         .unwrap_or(dummy_password_hash());
     let password_ok = verify_password(&password, hash);
     let Some(person) = person.filter(|p| password_ok && p.password_hash.is_some()) else {
-        return Err(state.fail(&subjects, "invalid user name or password").await);
+        return Err(state.fail(&attempt, "invalid user name or password").await);
     };
     let standing = state.standing(&person).await?;
     if standing.person == Standing::Inactive || standing.vendor == Some(Standing::Inactive) {
@@ -92,12 +91,7 @@ pub(crate) async fn login(
             "the account or its vendor is not active",
         ));
     }
-    if let Some(ip) = ip
-        && !standing
-            .networks
-            .iter()
-            .all(|list| chaperone_core::net::allowed(list, ip))
-    {
+    if !network_allowed(&standing.networks, ip) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "network_not_allowed",
@@ -113,7 +107,7 @@ pub(crate) async fn login(
     if let Some(code) = &body.totp {
         if !state.check_totp(&person, code).await? {
             return Err(state
-                .fail(&subjects, "the TOTP code is wrong or was already used")
+                .fail(&attempt, "the TOTP code is wrong or was already used")
                 .await);
         }
         verified_at = Some(now);
@@ -124,7 +118,7 @@ pub(crate) async fn login(
             .await?
         {
             return Err(state
-                .fail(&subjects, "the recovery code is wrong or was already used")
+                .fail(&attempt, "the recovery code is wrong or was already used")
                 .await);
         }
         tracing::warn!(person = %person.name, "logged in with a recovery code");
@@ -135,7 +129,7 @@ pub(crate) async fn login(
             "this account needs a TOTP code (or a recovery code) to log in",
         ));
     }
-    state.store.clear_auth_failures(&subjects[0]).await?;
+    state.succeed(&attempt).await?;
     let ttl = state.settings.auth.session_ttl_secs;
     let (token, record) = new_token(
         &person.name,
@@ -193,8 +187,9 @@ pub(crate) async fn enroll(
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
-    let subjects: Vec<String> = ip.map(|ip| format!("ip:{ip}")).into_iter().collect();
-    state.check_lockout(&subjects).await?;
+    let attempt = state
+        .begin_attempt(ip.map(ip_subject).into_iter().collect())
+        .await?;
     let password = Password::new(body.password.to_string());
     check_new_password(&password)
         .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
@@ -215,9 +210,10 @@ pub(crate) async fn enroll(
         .await?;
     let Some(person) = person else {
         return Err(state
-            .fail(&subjects, "the enrolment code is unknown, used or expired")
+            .fail(&attempt, "the enrolment code is unknown, used or expired")
             .await);
     };
+    state.succeed(&attempt).await?;
     tracing::info!(person = %person.name, "enrolled");
     Ok(Json(EnrollResponse {
         otpauth_uri: secret.otpauth_uri(ISSUER, &person.name).to_string(),
@@ -258,13 +254,13 @@ pub(crate) async fn verify(
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
-    let subjects = subjects(&person.name, ip);
-    state.check_lockout(&subjects).await?;
+    let attempt = state.begin_attempt(subjects(&person.name, ip)).await?;
     if !state.check_totp(&person, &body.totp).await? {
         return Err(state
-            .fail(&subjects, "the TOTP code is wrong or was already used")
+            .fail(&attempt, "the TOTP code is wrong or was already used")
             .await);
     }
+    state.succeed(&attempt).await?;
     state
         .store
         .mark_token_verified(&caller.token_id, state.clock.now())
@@ -366,6 +362,24 @@ pub(crate) async fn create_token(
             ),
         ));
     }
+    // Minting a token needs a recent TOTP verification: a token (scoped ones skip step-up)
+    // must not be obtainable with a password alone.
+    let window = state
+        .settings
+        .auth
+        .step_up_secs
+        .saturating_mul(1_000_000_000);
+    let fresh = caller
+        .principal
+        .mfa_verified_at
+        .is_some_and(|at| state.clock.now().unix_nanos() - at.unix_nanos() <= window);
+    if caller.person_id.is_some() && !fresh {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "step_up_required",
+            "creating a token needs a recent TOTP verification: run `chaperone verify --totp CODE`",
+        ));
+    }
     let scope = match &body.scope {
         Some(rules) => {
             for rule in rules {
@@ -458,51 +472,93 @@ fn unsealed(state: &AppState) -> Result<Arc<chaperone_crypto::Keyring>, ApiError
 }
 
 fn subjects(user: &str, ip: Option<IpAddr>) -> Vec<String> {
-    let mut subjects = vec![format!("account:{user}")];
-    subjects.extend(ip.map(|ip| format!("ip:{ip}")));
+    let mut subjects = vec![account_subject(user)];
+    subjects.extend(ip.map(ip_subject));
     subjects
 }
 
-impl AppState {
-    /// 429 when any subject reached the failure threshold within the window.
-    pub(crate) async fn check_lockout(&self, subjects: &[String]) -> Result<(), ApiError> {
-        let auth = &self.settings.auth;
-        let since = self.clock.now().plus_secs(-auth.lockout_window_secs);
-        for subject in subjects {
-            if self.store.auth_failures_since(subject, since).await? >= auth.lockout_threshold {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "locked",
-                    "too many failed attempts; try again later or ask an administrator to unlock the account",
-                ));
-            }
+/// The lockout subject of an account name. Hashed, because people sometimes type their
+/// password into the user-name field, and failures are stored and logged.
+pub(crate) fn account_subject(user: &str) -> String {
+    let digest = code_hash(&format!("account-subject:{user}"));
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("account:{hex}")
+}
+
+/// The lockout subject of a client address: the address for IPv4, the /64 for IPv6 (an
+/// attacker usually holds a whole /64).
+fn ip_subject(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
-        Ok(())
+    }
+}
+
+/// One authentication attempt. It is counted before the credentials are checked, so that
+/// guesses sent in parallel count as much as guesses sent one after another.
+pub(crate) struct Attempt {
+    subjects: Vec<String>,
+    at: Timestamp,
+    failures: u64,
+}
+
+impl AppState {
+    /// Counts an attempt for every subject; 429 when any subject is past the threshold
+    /// within the window (the refused attempt still counts).
+    pub(crate) async fn begin_attempt(&self, subjects: Vec<String>) -> Result<Attempt, ApiError> {
+        let auth = &self.settings.auth;
+        let at = self.clock.now();
+        self.store.record_auth_failure(&subjects, at).await?;
+        let since = at.plus_secs(-auth.lockout_window_secs);
+        let mut failures = 0;
+        for subject in &subjects {
+            failures = failures.max(self.store.auth_failures_since(subject, since).await?);
+        }
+        if failures > auth.lockout_threshold {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "locked",
+                "too many failed attempts; try again later or ask an administrator to unlock the account",
+            ));
+        }
+        Ok(Attempt {
+            subjects,
+            at,
+            failures,
+        })
     }
 
-    /// Records a failure for every subject, waits the growing delay, and returns the 401.
-    pub(crate) async fn fail(&self, subjects: &[String], message: &str) -> ApiError {
-        let now = self.clock.now();
-        if let Err(err) = self.store.record_auth_failure(subjects, now).await {
-            return err.into();
-        }
-        let since = now.plus_secs(-self.settings.auth.lockout_window_secs);
-        let mut count = 1;
-        for subject in subjects {
-            match self.store.auth_failures_since(subject, since).await {
-                Ok(n) => count = count.max(n),
-                Err(err) => return err.into(),
-            }
-        }
+    /// The attempt failed: it stays counted; answer after a delay that doubles with the
+    /// failures (at most eight seconds).
+    pub(crate) async fn fail(&self, attempt: &Attempt, message: &str) -> ApiError {
         let delay = self
             .settings
             .auth
             .failure_delay_ms
-            .saturating_mul(1 << (count - 1).min(10))
+            .saturating_mul(1 << attempt.failures.saturating_sub(1).min(10))
             .min(8_000);
         tokio::time::sleep(Duration::from_millis(delay)).await;
-        tracing::info!(subjects = ?subjects, failures = count, "authentication failed");
+        tracing::info!(failures = attempt.failures, "authentication failed");
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+    }
+
+    /// The attempt succeeded: it no longer counts, and the account's earlier failures are
+    /// forgiven (the address's are not).
+    pub(crate) async fn succeed(&self, attempt: &Attempt) -> Result<(), ApiError> {
+        self.store
+            .forget_auth_failure(&attempt.subjects, attempt.at)
+            .await?;
+        for subject in attempt
+            .subjects
+            .iter()
+            .filter(|s| s.starts_with("account:"))
+        {
+            self.store.clear_auth_failures(subject).await?;
+        }
+        Ok(())
     }
 
     /// Checks a TOTP code for `person` and consumes its step. `false` if wrong or reused.
