@@ -106,6 +106,8 @@ pub enum Action {
     ManageClassification,
     /// Create, list and revoke one's own tokens.
     OwnTokens,
+    /// Read the ledger: checkpoints, proofs and entries (contractors see only their own).
+    ReadLedger,
 }
 
 impl Action {
@@ -457,9 +459,15 @@ fn role_allows(role: Role, action: Action, level: Level) -> bool {
         Role::Admin => true,
         Role::Security => matches!(
             action,
-            SecretList | ManagePeople | ManageGrants | ManageClassification | OwnTokens
+            SecretList
+                | ManagePeople
+                | ManageGrants
+                | ManageClassification
+                | OwnTokens
+                | ReadLedger
         ),
-        Role::Approver | Role::Auditor => matches!(action, SecretList | OwnTokens),
+        Role::Auditor => matches!(action, SecretList | OwnTokens | ReadLedger),
+        Role::Approver => matches!(action, SecretList | OwnTokens),
         Role::Member => match action {
             SecretList | OwnTokens => true,
             SecretRead | SecretWrite | SecretDelete | SecretMetadataWrite => {
@@ -467,7 +475,8 @@ fn role_allows(role: Role, action: Action, level: Level) -> bool {
             }
             _ => false,
         },
-        Role::Contractor => matches!(action, OwnTokens),
+        // A contractor's ledger reads are filtered to entries about themselves.
+        Role::Contractor => matches!(action, OwnTokens | ReadLedger),
     }
 }
 

@@ -785,6 +785,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
     const LISTERS: &[&str] = &["admin", "security", "approver", "member", "auditor"];
     const MEMBERS: &[&str] = &["admin", "member"];
     const ADMIN: &[&str] = &["admin"];
+    const LEDGER: &[&str] = &["admin", "security", "auditor", "contractor"];
     const SECURITY: &[&str] = &["admin", "security"];
     Some(match (method, path) {
         ("GET", "/api/v1/health")
@@ -808,6 +809,8 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("GET", "/api/v1/auth/tokens")
         | ("POST", "/api/v1/auth/tokens")
         | ("DELETE", "/api/v1/auth/tokens/{id}") => ALL,
+        ("GET", "/api/v1/ledger/key") => return None,
+        ("GET", p) if p.starts_with("/api/v1/ledger/") => LEDGER,
         (_, p) if p.starts_with("/api/v1/people") || p.starts_with("/api/v1/vendors") => SECURITY,
         (_, p) if p.starts_with("/api/v1/grants") || p.starts_with("/api/v1/classifications") => {
             SECURITY
@@ -957,5 +960,130 @@ fn authorisation_matrix_covers_every_route_role_and_credential_state() {
             }
         }
     }
+    s.assert_no_secret_logged();
+}
+
+// ---------------------------------------------------------------------------------------
+// Ledger reads
+
+#[test]
+fn checkpoints_are_signed_and_proofs_verify_against_them() {
+    use base64::Engine as _;
+    use chaperone_ledger::checkpoint::Checkpoint;
+    use chaperone_ledger::merkle;
+    use chaperone_ledger::note::{Verifier, open};
+
+    let s = Server::start();
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme" })),
+    );
+    let c = s.person("cleo", "contractor", Some("acme"));
+    let cleo = s.login(&c);
+    let me = s.ok("GET", "/api/v1/people", Some(&s.admin), None);
+    let cleo_id = me
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cleo")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let entry = |i: u64, person: &str| {
+        format!(r#"{{"actor":{{"person":"{person}"}},"seq":{i}}}"#).into_bytes()
+    };
+    let first: Vec<Vec<u8>> = (0..10)
+        .map(|i| entry(i, if i % 3 == 0 { &cleo_id } else { "per_other" }))
+        .collect();
+    s.runtime
+        .block_on(s.state.store().append_ledger(&first))
+        .unwrap();
+
+    let get_text = |path: &str, token: Option<&str>| {
+        let url = format!("{}{path}", s.addr);
+        let mut request = s.agent.get(&url);
+        if let Some(t) = token {
+            request = request.header("Authorization", &format!("Bearer {t}"));
+        }
+        request.call().unwrap().body_mut().read_to_string().unwrap()
+    };
+    let verifier: Verifier = get_text("/api/v1/ledger/key", None).trim().parse().unwrap();
+    let note = get_text("/api/v1/ledger/checkpoint", Some(&s.admin));
+    let old = Checkpoint::parse(&open(note.as_bytes(), std::slice::from_ref(&verifier)).unwrap())
+        .unwrap();
+    assert_eq!(old.size, 10);
+    assert_eq!(old.origin, verifier.name());
+
+    let more: Vec<Vec<u8>> = (10..25).map(|i| entry(i, "per_other")).collect();
+    s.runtime
+        .block_on(s.state.store().append_ledger(&more))
+        .unwrap();
+    let note = get_text("/api/v1/ledger/checkpoint", Some(&s.admin));
+    let new = Checkpoint::parse(&open(note.as_bytes(), std::slice::from_ref(&verifier)).unwrap())
+        .unwrap();
+    assert_eq!(new.size, 25);
+
+    let decode = |v: &Value| -> Vec<merkle::Hash> {
+        v["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(h.as_str().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let proof = decode(&s.ok(
+        "GET",
+        "/api/v1/ledger/proof/inclusion?index=3&size=25",
+        Some(&s.admin),
+        None,
+    ));
+    merkle::verify_inclusion(3, 25, &merkle::leaf_hash(&first[3]), &proof, &new.root).unwrap();
+    assert!(
+        merkle::verify_inclusion(3, 25, &merkle::leaf_hash(&first[4]), &proof, &new.root).is_err()
+    );
+    let proof = decode(&s.ok(
+        "GET",
+        "/api/v1/ledger/proof/consistency?old=10&new=25",
+        Some(&s.admin),
+        None,
+    ));
+    merkle::verify_consistency(10, 25, &proof, &old.root, &new.root).unwrap();
+    assert_eq!(
+        s.call(
+            "GET",
+            "/api/v1/ledger/proof/inclusion?index=3&size=99",
+            Some(&s.admin),
+            None,
+            None
+        )
+        .0,
+        400
+    );
+
+    // Auditors read everything; a contractor only entries about themselves.
+    let all = s.ok(
+        "GET",
+        "/api/v1/ledger/entries?start=0&end=25",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(all.as_array().unwrap().len(), 25);
+    let own = s.ok("GET", "/api/v1/ledger/entries?start=0", Some(&cleo), None);
+    let seqs: Vec<u64> = own
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [0, 3, 6, 9]);
     s.assert_no_secret_logged();
 }

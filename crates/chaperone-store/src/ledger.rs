@@ -126,6 +126,68 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The ledger's origin and sealed signing seed, if made.
+    pub async fn ledger_key(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let row = sqlx::query("SELECT origin, sealed_seed FROM ledger_key WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading the ledger key"))?;
+        row.map(|row| {
+            Ok((
+                row.try_get("origin")
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                row.try_get("sealed_seed")
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Stores the ledger key unless one exists; returns the one in force (another node may
+    /// have made it first).
+    pub async fn create_ledger_key(
+        &self,
+        origin: &str,
+        sealed_seed: &[u8],
+        now: chaperone_core::Timestamp,
+    ) -> Result<(String, Vec<u8>), StoreError> {
+        sqlx::query(
+            "INSERT INTO ledger_key (id, origin, sealed_seed, created_at) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(origin)
+        .bind(sealed_seed)
+        .bind(now.unix_nanos())
+        .execute(&self.writer)
+        .await
+        .map_err(db("storing the ledger key"))?;
+        self.ledger_key()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the ledger key vanished".into()))
+    }
+
+    /// Remembers a checkpoint handed out.
+    pub async fn record_checkpoint(
+        &self,
+        size: u64,
+        note: &str,
+        now: chaperone_core::Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ledger_checkpoints (size, note, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(to_i64(size))
+        .bind(note)
+        .bind(now.unix_nanos())
+        .execute(&self.writer)
+        .await
+        .map_err(db("storing a checkpoint"))?;
+        Ok(())
+    }
+}
+
 fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
     bytes
         .try_into()

@@ -33,6 +33,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_ledger.sql"),
         postgres: include_str!("../migrations/postgres/0003_ledger.sql"),
     },
+    Migration {
+        version: 4,
+        name: "ledger key",
+        sqlite: include_str!("../migrations/sqlite/0004_ledger_key.sql"),
+        postgres: include_str!("../migrations/postgres/0004_ledger_key.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {

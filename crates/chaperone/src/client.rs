@@ -144,6 +144,31 @@ impl Client {
 }
 
 impl Client {
+    /// GETs `path` (under `/api/v1`) and returns the body as text (for signed notes and keys).
+    pub(crate) fn text(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("{}/api/v1/{path}", self.base);
+        let mut request = self.agent.get(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
+        }
+        let mut response = request.call().map_err(|e| {
+            anyhow!(
+                "cannot reach Chaperone at {}: {e} (is the server running?)",
+                self.base
+            )
+        })?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string()?;
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            bail!("{message} [HTTP {status}]");
+        }
+        Ok(text)
+    }
+
     /// The server's base address.
     pub(crate) fn base(&self) -> &str {
         &self.base

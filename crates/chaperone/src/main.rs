@@ -57,6 +57,9 @@ enum Command {
     /// Classify path prefixes (admin, security).
     #[command(subcommand)]
     Classify(cmd::identity::ClassifyCommand),
+    /// Read the tamper-evident ledger: verifier key and signed checkpoints.
+    #[command(subcommand)]
+    Ledger(cmd::ledger::LedgerCommand),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Grant(command) => cmd::identity::grant(command),
         Command::Vendor(command) => cmd::identity::vendor(command),
         Command::Classify(command) => cmd::identity::classify(command),
+        Command::Ledger(command) => cmd::ledger::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -577,6 +577,14 @@ fn api_errors_are_json_and_bodies_are_limited() {
             "{path} missing from OpenAPI"
         );
     }
+    // The ledger's key and a checkpoint it signed, through the CLI.
+    let key = ok(server.cli("", &["ledger", "key"], ""));
+    let verifier: chaperone_ledger::note::Verifier = key.trim().parse().unwrap();
+    let note = ok(server.cli(&token, &["ledger", "checkpoint"], ""));
+    let text = chaperone_ledger::note::open(note.as_bytes(), &[verifier]).unwrap();
+    let checkpoint = chaperone_ledger::checkpoint::Checkpoint::parse(&text).unwrap();
+    assert!(checkpoint.origin.starts_with("chaperone-"));
+
     let (status, body) = error(agent.get(url("health")).call().unwrap());
     assert_eq!(
         (status, &body["sealed"]),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod ledger;
 mod secrets;
 mod sys;
 
@@ -308,6 +309,35 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             On::System,
             admin::remove_classification,
         ),
+        r(M::GET, "/api/v1/ledger/key", None, On::System, ledger::key),
+        r(
+            M::GET,
+            "/api/v1/ledger/checkpoint",
+            Some(ReadLedger),
+            On::System,
+            ledger::checkpoint,
+        ),
+        r(
+            M::GET,
+            "/api/v1/ledger/entries",
+            Some(ReadLedger),
+            On::System,
+            ledger::entries,
+        ),
+        r(
+            M::GET,
+            "/api/v1/ledger/proof/inclusion",
+            Some(ReadLedger),
+            On::System,
+            ledger::inclusion,
+        ),
+        r(
+            M::GET,
+            "/api/v1/ledger/proof/consistency",
+            Some(ReadLedger),
+            On::System,
+            ledger::consistency,
+        ),
     ]
 }
 
@@ -425,6 +455,11 @@ async fn not_found() -> ApiError {
         admin::list_classifications,
         admin::set_classification,
         admin::remove_classification,
+        ledger::key,
+        ledger::checkpoint,
+        ledger::entries,
+        ledger::inclusion,
+        ledger::consistency,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)

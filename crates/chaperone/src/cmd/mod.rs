@@ -1,6 +1,7 @@
 //! One module per group of subcommands.
 
 pub(crate) mod identity;
+pub(crate) mod ledger;
 pub(crate) mod seal;
 pub(crate) mod secret;
 pub(crate) mod server;
