@@ -111,6 +111,24 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name in the ledger, e.g. `secret.read`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::SecretRead => "secret.read",
+            Action::SecretWrite => "secret.write",
+            Action::SecretDelete => "secret.delete",
+            Action::SecretDestroy => "secret.destroy",
+            Action::SecretList => "secret.list",
+            Action::SecretMetadataWrite => "secret.metadata_write",
+            Action::Seal => "sys.seal",
+            Action::ManagePeople => "people.manage",
+            Action::ManageGrants => "grants.manage",
+            Action::ManageClassification => "classification.manage",
+            Action::OwnTokens => "tokens.own",
+            Action::ReadLedger => "ledger.read",
+        }
+    }
+
     /// Whether the action is on secret paths (and so can be granted).
     pub fn is_secret_action(self) -> bool {
         self.capability().is_some()

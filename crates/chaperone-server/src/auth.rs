@@ -21,10 +21,12 @@ use chaperone_core::policy::{
 };
 use chaperone_core::{SecretPath, Timestamp};
 use chaperone_crypto::token::ApiToken;
+use chaperone_ledger::entry::{Actor, Outcome};
 use chaperone_store::{StoreError, TokenKind};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{On, RouteTable};
+use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState, SealError};
 
 /// An authenticated, authorised caller, available to handlers of protected routes.
@@ -34,6 +36,8 @@ pub(crate) struct Caller {
     pub(crate) token_id: String,
     /// The person, unless this is the initial admin token.
     pub(crate) person_id: Option<String>,
+    /// The person's vendor, for contractors.
+    pub(crate) vendor_id: Option<String>,
     /// API token or session.
     pub(crate) kind: TokenKind,
     /// What the policy decision saw.
@@ -130,11 +134,36 @@ async fn check(
             "this route has no policy",
         ));
     };
-    let Some(action) = route.action else {
-        return Ok(request);
-    };
     let (mut parts, body) = request.into_parts();
-    let caller = authenticate(state, &parts.headers, peer(&parts)).await?;
+    let user_agent = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let info = RequestInfo::new(
+        client_ip(
+            &parts.headers,
+            peer(&parts),
+            &state.settings.auth.trusted_proxies,
+        ),
+        user_agent,
+    );
+    parts.extensions.insert(info.clone());
+    let Some(action) = route.action else {
+        return Ok(Request::from_parts(parts, body));
+    };
+    let caller = match authenticate(state, &parts.headers, peer(&parts)).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            // Refused credentials are recorded; a sealed server has nothing to record with.
+            if error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN {
+                let mut record = Record::new(action.as_str(), route.path, Outcome::Denied);
+                record.reasons.push(error.code.to_owned());
+                state.record(&info, Actor::default(), record).await?;
+            }
+            return Err(error);
+        }
+    };
     let now = state.clock.now();
     let secret_path;
     let resource = match route.on {
@@ -165,6 +194,17 @@ async fn check(
             .copied()
             .expect("a denial has a reason");
         tracing::info!(token = %caller.token_id, route = %route.path, ?action, reason = reason.code(), "denied");
+        let resource = match resource {
+            Resource::Secret(path, _) => path.as_str(),
+            _ => route.path,
+        };
+        let mut record = Record::new(action.as_str(), resource, Outcome::Denied);
+        record.reasons = decision
+            .reasons
+            .iter()
+            .map(|r| r.code().to_owned())
+            .collect();
+        state.record(&info, caller.actor(), record).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             reason.code(),
@@ -280,6 +320,7 @@ pub(crate) async fn authenticate(
         mfa_verified_at: record.mfa_verified_at,
         network_allowed: true,
     };
+    let mut vendor_id = None;
     if let Some(person_id) = &record.person_id {
         let person = state
             .store
@@ -287,6 +328,7 @@ pub(crate) async fn authenticate(
             .await?
             .ok_or_else(|| unauthenticated("invalid token"))?;
         let standing = state.standing(&person).await?;
+        vendor_id.clone_from(&person.vendor_id);
         principal.role = parse_role(&person.role)?;
         principal.person = standing.person;
         principal.vendor = standing.vendor;
@@ -310,6 +352,7 @@ pub(crate) async fn authenticate(
     Ok(Caller {
         token_id: record.id,
         person_id: record.person_id,
+        vendor_id,
         kind: record.kind,
         principal,
     })

@@ -10,6 +10,7 @@ mod auth;
 mod clock;
 mod error;
 mod init;
+mod record;
 mod seal;
 mod state;
 

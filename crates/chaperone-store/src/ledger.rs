@@ -4,6 +4,7 @@
 //! hashes, and moves the size, in one transaction ordered by the `ledger_head` row. Proofs
 //! and tree heads read only the hashes they name (see `chaperone_ledger::merkle`).
 
+use chaperone_ledger::entry::Event;
 use chaperone_ledger::merkle::{self, Hash, NodeMap};
 use sqlx::Row;
 
@@ -13,6 +14,29 @@ impl Store {
     /// Appends entries (canonical bytes); returns the index of the first one. The entries get
     /// consecutive indices, in order.
     pub async fn append_ledger(&self, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
+        self.append_with(entries.len(), |_| entries.to_vec()).await
+    }
+
+    /// Appends events; each gets its index (`seq`) inside its canonical bytes. Returns the
+    /// index of the first.
+    pub async fn append_events(&self, events: &[Event]) -> Result<u64, StoreError> {
+        self.append_with(events.len(), |first| {
+            events
+                .iter()
+                .zip(first..)
+                .map(|(event, seq)| event.to_entry(seq))
+                .collect()
+        })
+        .await
+    }
+
+    /// Appends `count` entries built by `build` from the index of the first, which is known
+    /// only once the append holds the ledger's lock.
+    async fn append_with(
+        &self,
+        count: usize,
+        build: impl FnOnce(u64) -> Vec<Vec<u8>> + Send,
+    ) -> Result<u64, StoreError> {
         let mut tx = self
             .writer
             .begin()
@@ -24,6 +48,8 @@ impl Store {
                 .await
                 .map_err(db("locking the ledger"))?;
         let size = to_u64(size, "ledger size")?;
+        let entries = build(size);
+        debug_assert_eq!(entries.len(), count);
         let mut existing = NodeMap::default();
         for (level, index) in merkle::append_needs(size, entries.len() as u64) {
             let hash: Vec<u8> =

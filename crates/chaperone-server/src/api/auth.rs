@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -28,7 +29,9 @@ use zeroize::Zeroizing;
 
 use super::ApiJson;
 use crate::auth::{Caller, RuleBody, client_ip, network_allowed};
+use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
+use chaperone_ledger::entry::{Actor, Outcome};
 
 /// Name shown by authenticator apps.
 const ISSUER: &str = "Chaperone";
@@ -53,17 +56,16 @@ pub(crate) struct LoginResponse {
     role: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest, responses((status = 200, body = LoginResponse), (status = 401, body = super::ErrorBody), (status = 429, description = "locked", body = super::ErrorBody)))]
 /// Logs in with a password and, where the role needs it, a TOTP or recovery code.
-pub(crate) async fn login(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<LoginRequest>,
+async fn login_inner(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: LoginRequest,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    unsealed(&state)?;
+    unsealed(state)?;
     let ip = client_ip(
-        &headers,
+        headers,
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
@@ -153,6 +155,51 @@ pub(crate) async fn login(
         person: person.name,
         role: role.to_string(),
     }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest, responses((status = 200, body = LoginResponse), (status = 401, body = super::ErrorBody), (status = 429, description = "locked", body = super::ErrorBody)))]
+/// Logs in with a password and, where the role needs it, a TOTP or recovery code. Every
+/// success and failure is recorded in the ledger before the answer.
+pub(crate) async fn login(
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let user = body.user.clone();
+    let result = login_inner(&state, peer, &headers, body).await;
+    if result
+        .as_ref()
+        .is_err_and(|e| e.status == StatusCode::SERVICE_UNAVAILABLE)
+    {
+        return result;
+    }
+    // The resource is the account when it exists, else the hashed name: a password typed
+    // into the user field must not reach the ledger.
+    let person = state.store.person(&user).await?.filter(|p| p.name == user);
+    let actor = Actor {
+        person: person.as_ref().map(|p| p.id.clone()),
+        vendor: person.as_ref().and_then(|p| p.vendor_id.clone()),
+        token: result.as_ref().ok().map(|r| r.token_id.clone()),
+    };
+    let resource = person
+        .as_ref()
+        .map_or_else(|| account_subject(&user), |p| p.name.clone());
+    let mut record = Record::new(
+        "auth.login",
+        &resource,
+        if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Denied
+        },
+    );
+    if let Err(error) = &result {
+        record.reasons.push(error.code.to_owned());
+    }
+    state.record(&info, actor, record).await?;
+    result
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -22,7 +23,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::ApiJson;
 use crate::auth::Caller;
+use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
+use chaperone_ledger::entry::Outcome;
 
 /// A new version to write.
 #[derive(Deserialize, ToSchema)]
@@ -154,8 +157,9 @@ pub(crate) async fn write(
         (status = 404, description = "absent, deleted or destroyed", body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn read(
-    _caller: Caller,
+    caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
     Query(query): Query<ReadQuery>,
 ) -> Result<Json<ReadResponse>, ApiError> {
@@ -194,6 +198,10 @@ pub(crate) async fn read(
         }
     };
     let plaintext = keyring.open(stored.binding(), sealed)?;
+    // The read is recorded (durably) before the value leaves the server.
+    let mut record = Record::new("secret.read", path.as_str(), Outcome::Success);
+    record.details.insert("version".into(), number.into());
+    state.record(&info, caller.actor(), record).await?;
     let data = serde_json::from_slice(plaintext.expose()).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

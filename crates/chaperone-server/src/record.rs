@@ -1,0 +1,95 @@
+//! Recording events in the ledger before answering.
+//!
+//! Denials, secret reads and logins are appended (durably: the append commits before the
+//! response is sent) and the request fails with a storage error if the append fails, so
+//! nothing is returned that was not recorded. What an event carries is in `docs/ledger.md`:
+//! ids, paths and outcomes, never a secret, password, code or token.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use chaperone_crypto::random_bytes;
+use chaperone_ledger::entry::{Actor, Event, Outcome};
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+/// Facts about the request that every event carries.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestInfo {
+    pub(crate) request_id: String,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) user_agent: Option<String>,
+}
+
+impl RequestInfo {
+    pub(crate) fn new(client_ip: Option<IpAddr>, user_agent: Option<String>) -> Self {
+        let mut id = [0u8; 8];
+        random_bytes(&mut id);
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        // Bounded so a hostile User-Agent cannot bloat the ledger.
+        let user_agent = user_agent.map(|ua| ua.chars().take(256).collect());
+        Self {
+            request_id: format!("req_{hex}"),
+            client_ip,
+            user_agent,
+        }
+    }
+}
+
+/// What happened, to be recorded.
+pub(crate) struct Record<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) resource: &'a str,
+    pub(crate) outcome: Outcome,
+    pub(crate) reasons: Vec<String>,
+    pub(crate) details: BTreeMap<String, serde_json::Value>,
+}
+
+impl Record<'_> {
+    pub(crate) fn new<'a>(action: &'a str, resource: &'a str, outcome: Outcome) -> Record<'a> {
+        Record {
+            action,
+            resource,
+            outcome,
+            reasons: Vec::new(),
+            details: BTreeMap::new(),
+        }
+    }
+}
+
+impl Caller {
+    /// The caller as a ledger actor.
+    pub(crate) fn actor(&self) -> Actor {
+        Actor {
+            person: self.person_id.clone(),
+            vendor: self.vendor_id.clone(),
+            token: Some(self.token_id.clone()),
+        }
+    }
+}
+
+impl AppState {
+    /// Appends one event; an error here must stop the request.
+    pub(crate) async fn record(
+        &self,
+        info: &RequestInfo,
+        actor: Actor,
+        record: Record<'_>,
+    ) -> Result<(), ApiError> {
+        let event = Event {
+            time: self.clock.now().to_rfc3339(),
+            actor,
+            action: record.action.to_owned(),
+            resource: record.resource.to_owned(),
+            outcome: record.outcome,
+            reasons: record.reasons,
+            request_id: info.request_id.clone(),
+            client_ip: info.client_ip.map(|ip| ip.to_string()),
+            user_agent: info.user_agent.clone(),
+            details: record.details,
+        };
+        self.store.append_events(&[event]).await?;
+        Ok(())
+    }
+}
