@@ -77,7 +77,14 @@ impl AppState {
         actor: Actor,
         record: Record<'_>,
     ) -> Result<(), ApiError> {
-        let event = Event {
+        let event = self.event(info, actor, record);
+        self.store.append_events(&[event]).await?;
+        Ok(())
+    }
+
+    /// The event for `record`, to append on its own or in a change's transaction.
+    pub(crate) fn event(&self, info: &RequestInfo, actor: Actor, record: Record<'_>) -> Event {
+        Event {
             time: self.clock.now().to_rfc3339(),
             actor,
             action: record.action.to_owned(),
@@ -88,8 +95,6 @@ impl AppState {
             client_ip: info.client_ip.map(|ip| ip.to_string()),
             user_agent: info.user_agent.clone(),
             details: record.details,
-        };
-        self.store.append_events(&[event]).await?;
-        Ok(())
+        }
     }
 }

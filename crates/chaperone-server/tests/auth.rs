@@ -725,11 +725,14 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
     assert!(find("secret.read", "acme/app/db", "success"));
     assert!(find("secret.read", "globex/db", "denied"));
     assert!(find("auth.login", "cy", "success"));
+    // Writes are recorded in the same transaction as the change.
+    assert!(find("secret.write", "acme/app/db", "success"));
+    assert!(find("secret.write", "globex/db", "success"));
     let denial = entries
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["resource"] == "globex/db")
+        .find(|e| e["resource"] == "globex/db" && e["outcome"] == "denied")
         .unwrap();
     assert_eq!(denial["reasons"], json!(["not_permitted"]));
     assert!(

@@ -42,9 +42,43 @@ impl Store {
             .begin()
             .await
             .map_err(db("starting a ledger append"))?;
+        let first = append_in_tx(&mut tx, count, build).await?;
+        tx.commit()
+            .await
+            .map_err(db("committing a ledger append"))?;
+        Ok(first)
+    }
+}
+
+/// Appends `events` inside the caller's transaction, so that a change and its record commit
+/// together or not at all.
+pub(crate) async fn append_events_in_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    append_in_tx(tx, events.len(), |first| {
+        events
+            .iter()
+            .zip(first..)
+            .map(|(event, seq)| event.to_entry(seq))
+            .collect()
+    })
+    .await?;
+    Ok(())
+}
+
+async fn append_in_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    count: usize,
+    build: impl FnOnce(u64) -> Vec<Vec<u8>> + Send,
+) -> Result<u64, StoreError> {
+    {
         let size: i64 =
             sqlx::query_scalar("UPDATE ledger_head SET size = size WHERE id = 1 RETURNING size")
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await
                 .map_err(db("locking the ledger"))?;
         let size = to_u64(size, "ledger size")?;
@@ -56,7 +90,7 @@ impl Store {
                 sqlx::query_scalar("SELECT hash FROM ledger_hashes WHERE level = $1 AND idx = $2")
                     .bind(i64::from(level))
                     .bind(to_i64(index))
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await
                     .map_err(db("reading a ledger hash"))?
                     .ok_or_else(|| {
@@ -71,7 +105,7 @@ impl Store {
             sqlx::query("INSERT INTO ledger_entries (seq, body) VALUES ($1, $2)")
                 .bind(to_i64(size + i as u64))
                 .bind(body.as_slice())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(db("storing a ledger entry"))?;
         }
@@ -80,21 +114,20 @@ impl Store {
                 .bind(i64::from(level))
                 .bind(to_i64(index))
                 .bind(hash.to_vec())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(db("storing a ledger hash"))?;
         }
         sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
             .bind(to_i64(size + entries.len() as u64))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(db("moving the ledger size"))?;
-        tx.commit()
-            .await
-            .map_err(db("committing a ledger append"))?;
         Ok(size)
     }
+}
 
+impl Store {
     /// The number of entries.
     pub async fn ledger_size(&self) -> Result<u64, StoreError> {
         let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")

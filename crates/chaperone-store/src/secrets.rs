@@ -16,6 +16,9 @@ use chaperone_crypto::{Binding, SealedValue};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use chaperone_ledger::entry::Event;
+
+use crate::ledger::append_events_in_tx;
 use crate::{Store, StoreError, db, to_i64, to_u64};
 
 /// Server-wide key/value settings that apply where a secret sets nothing of its own.
@@ -72,6 +75,7 @@ impl Store {
         cas: Cas,
         settings: KvSettings,
         now: Timestamp,
+        events: &[Event],
         seal: impl FnOnce(Binding) -> SealedValue + Send,
     ) -> Result<VersionMeta, StoreError> {
         let mut tx = self.writer.begin().await.map_err(db("starting a write"))?;
@@ -134,6 +138,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db("updating a secret"))?;
+        append_events_in_tx(&mut tx, events).await?;
         tx.commit().await.map_err(db("committing a write"))?;
         Ok(VersionMeta {
             version,
@@ -248,8 +253,9 @@ impl Store {
         path: &SecretPath,
         versions: &[u64],
         now: Timestamp,
+        events: &[Event],
     ) -> Result<bool, StoreError> {
-        self.change_versions(path, versions, VersionChange::Delete, now)
+        self.change_versions(path, versions, VersionChange::Delete, now, events)
             .await
     }
 
@@ -259,8 +265,9 @@ impl Store {
         path: &SecretPath,
         versions: &[u64],
         now: Timestamp,
+        events: &[Event],
     ) -> Result<bool, StoreError> {
-        self.change_versions(path, versions, VersionChange::Undelete, now)
+        self.change_versions(path, versions, VersionChange::Undelete, now, events)
             .await
     }
 
@@ -271,13 +278,18 @@ impl Store {
         path: &SecretPath,
         versions: &[u64],
         now: Timestamp,
+        events: &[Event],
     ) -> Result<bool, StoreError> {
-        self.change_versions(path, versions, VersionChange::Destroy, now)
+        self.change_versions(path, versions, VersionChange::Destroy, now, events)
             .await
     }
 
     /// Removes the secret with all its versions and metadata. `false` if it did not exist.
-    pub async fn delete_secret(&self, path: &SecretPath) -> Result<bool, StoreError> {
+    pub async fn delete_secret(
+        &self,
+        path: &SecretPath,
+        events: &[Event],
+    ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await.map_err(db("starting a delete"))?;
         sqlx::query(
             "DELETE FROM secret_versions WHERE secret_id IN (SELECT id FROM secrets WHERE path = $1)",
@@ -292,6 +304,9 @@ impl Store {
             .await
             .map_err(db("deleting a secret"))?
             .rows_affected();
+        if deleted > 0 {
+            append_events_in_tx(&mut tx, events).await?;
+        }
         tx.commit().await.map_err(db("committing a delete"))?;
         Ok(deleted > 0)
     }
@@ -302,6 +317,7 @@ impl Store {
         path: &SecretPath,
         update: &MetadataUpdate,
         now: Timestamp,
+        events: &[Event],
     ) -> Result<(), StoreError> {
         let mut tx = self
             .writer
@@ -349,6 +365,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db("updating a secret"))?;
+        append_events_in_tx(&mut tx, events).await?;
         tx.commit()
             .await
             .map_err(db("committing a metadata update"))?;
@@ -361,6 +378,7 @@ impl Store {
         versions: &[u64],
         change: VersionChange,
         now: Timestamp,
+        events: &[Event],
     ) -> Result<bool, StoreError> {
         let mut tx = self
             .writer
@@ -410,6 +428,7 @@ impl Store {
                 .await
                 .map_err(db("changing a version"))?;
         }
+        append_events_in_tx(&mut tx, events).await?;
         tx.commit()
             .await
             .map_err(db("committing a version change"))?;

@@ -114,6 +114,7 @@ conformance!(
     grants_classifications_and_failures,
     tokens_of_people,
     ledger_appends_and_proofs,
+    changes_and_their_events_commit_together,
 );
 
 fn path(p: &str) -> SecretPath {
@@ -131,7 +132,7 @@ const DEFAULTS: KvSettings = KvSettings {
 
 async fn put(f: &Fixture, p: &str, value: &str, cas: Cas) -> Result<u64, StoreError> {
     f.store
-        .put_version(&path(p), cas, DEFAULTS, t(1), |b| {
+        .put_version(&path(p), cas, DEFAULTS, t(1), &[], |b| {
             f.ring.seal(b, value.as_bytes())
         })
         .await
@@ -185,7 +186,7 @@ async fn check_and_set(f: &Fixture) {
     };
     let err = f
         .store
-        .put_version(&path("cas"), Cas::None, strict, t(2), |b| {
+        .put_version(&path("cas"), Cas::None, strict, t(2), &[], |b| {
             f.ring.seal(b, b"c")
         })
         .await
@@ -196,7 +197,7 @@ async fn check_and_set(f: &Fixture) {
         ..Default::default()
     };
     f.store
-        .update_metadata(&path("cas"), &update, t(3))
+        .update_metadata(&path("cas"), &update, t(3), &[])
         .await
         .unwrap();
     assert!(matches!(
@@ -214,7 +215,7 @@ async fn old_versions_are_pruned(f: &Fixture) {
     for i in 1..=5 {
         let value = format!("v{i}");
         f.store
-            .put_version(&path("p"), Cas::None, settings, t(i), |b| {
+            .put_version(&path("p"), Cas::None, settings, t(i), &[], |b| {
                 f.ring.seal(b, value.as_bytes())
             })
             .await
@@ -235,7 +236,7 @@ async fn old_versions_are_pruned(f: &Fixture) {
         ..Default::default()
     };
     f.store
-        .update_metadata(&path("p"), &update, t(9))
+        .update_metadata(&path("p"), &update, t(9), &[])
         .await
         .unwrap();
     put(f, "p", "v6", Cas::None).await.unwrap();
@@ -252,36 +253,54 @@ async fn delete_undelete_destroy(f: &Fixture) {
     }
     let p = path("d");
     // Deleting with no versions deletes the current one.
-    assert!(f.store.delete_versions(&p, &[], t(10)).await.unwrap());
+    assert!(f.store.delete_versions(&p, &[], t(10), &[]).await.unwrap());
     let current = f.store.read_version(&p, None).await.unwrap().unwrap();
     assert_eq!(current.meta.state, VersionState::Deleted(t(10)));
-    assert!(f.store.delete_versions(&p, &[1], t(11)).await.unwrap());
-    assert!(f.store.undelete_versions(&p, &[1, 3], t(12)).await.unwrap());
+    assert!(f.store.delete_versions(&p, &[1], t(11), &[]).await.unwrap());
+    assert!(
+        f.store
+            .undelete_versions(&p, &[1, 3], t(12), &[])
+            .await
+            .unwrap()
+    );
     assert_eq!(read(f, "d", Some(3)).await.as_deref(), Some("c"));
-    assert!(f.store.destroy_versions(&p, &[2], t(13)).await.unwrap());
+    assert!(
+        f.store
+            .destroy_versions(&p, &[2], t(13), &[])
+            .await
+            .unwrap()
+    );
     let destroyed = f.store.read_version(&p, Some(2)).await.unwrap().unwrap();
     assert_eq!(destroyed.meta.state, VersionState::Destroyed(t(13)));
     assert!(destroyed.sealed.is_none());
     // Destroyed is final: undelete and delete leave it destroyed.
-    f.store.undelete_versions(&p, &[2], t(14)).await.unwrap();
-    f.store.delete_versions(&p, &[2], t(15)).await.unwrap();
+    f.store
+        .undelete_versions(&p, &[2], t(14), &[])
+        .await
+        .unwrap();
+    f.store.delete_versions(&p, &[2], t(15), &[]).await.unwrap();
     let meta = f.store.metadata(&p).await.unwrap().unwrap();
     assert_eq!(meta.versions[1].state, VersionState::Destroyed(t(13)));
     assert_eq!(meta.versions[0].state, VersionState::Active);
     // Unknown secrets report false; unknown versions are ignored.
     assert!(
         !f.store
-            .delete_versions(&path("nope"), &[], t(16))
+            .delete_versions(&path("nope"), &[], t(16), &[])
             .await
             .unwrap()
     );
     assert!(
         !f.store
-            .destroy_versions(&path("nope"), &[1], t(16))
+            .destroy_versions(&path("nope"), &[1], t(16), &[])
             .await
             .unwrap()
     );
-    assert!(f.store.delete_versions(&p, &[99], t(16)).await.unwrap());
+    assert!(
+        f.store
+            .delete_versions(&p, &[99], t(16), &[])
+            .await
+            .unwrap()
+    );
 }
 
 async fn listing_by_prefix(f: &Fixture) {
@@ -312,9 +331,9 @@ async fn deleting_a_secret_never_reuses_its_id(f: &Fixture) {
         .await
         .unwrap()
         .unwrap();
-    assert!(f.store.delete_secret(&path("gone")).await.unwrap());
+    assert!(f.store.delete_secret(&path("gone"), &[]).await.unwrap());
     assert_eq!(f.store.metadata(&path("gone")).await.unwrap(), None);
-    assert!(!f.store.delete_secret(&path("gone")).await.unwrap());
+    assert!(!f.store.delete_secret(&path("gone"), &[]).await.unwrap());
     put(f, "gone", "new", Cas::Version(0)).await.unwrap();
     let after = f
         .store
@@ -403,7 +422,7 @@ async fn concurrent_writers_with_the_same_cas(f: &Fixture) {
         let ring = ring.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .put_version(&path("race"), Cas::Version(0), DEFAULTS, t(i), |b| {
+                .put_version(&path("race"), Cas::Version(0), DEFAULTS, t(i), &[], |b| {
                     ring.seal(b, format!("writer {i}").as_bytes())
                 })
                 .await
@@ -429,7 +448,7 @@ async fn metadata_updates(f: &Fixture) {
         ..Default::default()
     };
     f.store
-        .update_metadata(&path("m"), &update, t(5))
+        .update_metadata(&path("m"), &update, t(5), &[])
         .await
         .unwrap();
     let meta = f.store.metadata(&path("m")).await.unwrap().unwrap();
@@ -807,5 +826,95 @@ async fn ledger_appends_and_proofs(f: &Fixture) {
     assert_eq!(
         merkle::root(308, &nodes).unwrap(),
         merkle::root(308, &leaves[..]).unwrap()
+    );
+}
+
+fn event(action: &str) -> chaperone_ledger::entry::Event {
+    chaperone_ledger::entry::Event {
+        time: t(0).to_rfc3339(),
+        actor: Default::default(),
+        action: action.into(),
+        resource: "x".into(),
+        outcome: chaperone_ledger::entry::Outcome::Success,
+        reasons: Vec::new(),
+        request_id: "req".into(),
+        client_ip: None,
+        user_agent: None,
+        details: Default::default(),
+    }
+}
+
+async fn changes_and_their_events_commit_together(f: &Fixture) {
+    let write = event("secret.write");
+    f.store
+        .put_version(
+            &path("x"),
+            Cas::Version(0),
+            DEFAULTS,
+            t(1),
+            std::slice::from_ref(&write),
+            |b| f.ring.seal(b, b"v"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.store.ledger_size().await.unwrap(), 1);
+    // A refused change records nothing.
+    assert!(
+        f.store
+            .put_version(
+                &path("x"),
+                Cas::Version(0),
+                DEFAULTS,
+                t(2),
+                std::slice::from_ref(&write),
+                |b| f.ring.seal(b, b"w")
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(f.store.ledger_size().await.unwrap(), 1);
+    f.store
+        .delete_versions(&path("x"), &[1], t(3), &[event("secret.delete")])
+        .await
+        .unwrap();
+    f.store
+        .update_metadata(
+            &path("x"),
+            &MetadataUpdate::default(),
+            t(4),
+            &[event("secret.metadata_write")],
+        )
+        .await
+        .unwrap();
+    assert!(
+        !f.store
+            .delete_secret(&path("nope"), &[event("secret.destroy")])
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .delete_secret(&path("x"), &[event("secret.destroy")])
+            .await
+            .unwrap()
+    );
+    let entries = f.store.ledger_entries(0, 10).await.unwrap();
+    let actions: Vec<String> = entries
+        .iter()
+        .map(|(_, e)| {
+            serde_json::from_slice::<serde_json::Value>(e).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "secret.write",
+            "secret.delete",
+            "secret.metadata_write",
+            "secret.destroy"
+        ]
     );
 }

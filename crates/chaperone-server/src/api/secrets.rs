@@ -126,6 +126,7 @@ fn unsealed(state: &AppState) -> Result<Arc<Keyring>, ApiError> {
 pub(crate) async fn write(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
     ApiJson(body): ApiJson<WriteRequest>,
 ) -> Result<Json<WriteResponse>, ApiError> {
@@ -137,11 +138,21 @@ pub(crate) async fn write(
     drop(body.data);
     let cas = body.cas.map_or(Cas::None, Cas::Version);
     let now = state.clock.now();
+    let mut record = Record::new("secret.write", path.as_str(), Outcome::Success);
+    if let Cas::Version(v) = cas {
+        record.details.insert("cas".into(), v.into());
+    }
+    let event = state.event(&info, caller.actor(), record);
     let meta = state
         .store
-        .put_version(&path, cas, state.settings.kv, now, |binding| {
-            keyring.seal(binding, &plaintext)
-        })
+        .put_version(
+            &path,
+            cas,
+            state.settings.kv,
+            now,
+            std::slice::from_ref(&event),
+            |binding| keyring.seal(binding, &plaintext),
+        )
         .await?;
     tracing::info!(token = %caller.token_id, path = %path, version = meta.version, "secret written");
     Ok(Json(WriteResponse {
@@ -224,9 +235,10 @@ pub(crate) async fn read(
 pub(crate) async fn delete_latest(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    change(&caller, &state, &path, &[], Change::Delete).await
+    change(&caller, &state, &info, &path, &[], Change::Delete).await
 }
 
 /// Soft-deletes versions.
@@ -236,12 +248,14 @@ pub(crate) async fn delete_latest(
 pub(crate) async fn delete_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
     ApiJson(body): ApiJson<VersionsRequest>,
 ) -> Result<StatusCode, ApiError> {
     change(
         &caller,
         &state,
+        &info,
         &path,
         &required(body.versions)?,
         Change::Delete,
@@ -256,12 +270,14 @@ pub(crate) async fn delete_versions(
 pub(crate) async fn undelete_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
     ApiJson(body): ApiJson<VersionsRequest>,
 ) -> Result<StatusCode, ApiError> {
     change(
         &caller,
         &state,
+        &info,
         &path,
         &required(body.versions)?,
         Change::Undelete,
@@ -276,12 +292,14 @@ pub(crate) async fn undelete_versions(
 pub(crate) async fn destroy_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
     ApiJson(body): ApiJson<VersionsRequest>,
 ) -> Result<StatusCode, ApiError> {
     change(
         &caller,
         &state,
+        &info,
         &path,
         &required(body.versions)?,
         Change::Destroy,
@@ -314,6 +332,7 @@ pub(crate) async fn metadata(
 pub(crate) async fn update_metadata(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
     ApiJson(body): ApiJson<MetadataRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -328,9 +347,11 @@ pub(crate) async fn update_metadata(
         cas_required: body.cas_required,
         custom_metadata: body.custom_metadata,
     };
+    let record = Record::new("secret.metadata_write", path.as_str(), Outcome::Success);
+    let events = [state.event(&info, caller.actor(), record)];
     state
         .store
-        .update_metadata(&path, &update, state.clock.now())
+        .update_metadata(&path, &update, state.clock.now(), &events)
         .await?;
     tracing::info!(token = %caller.token_id, path = %path, "secret metadata updated");
     Ok(StatusCode::NO_CONTENT)
@@ -342,10 +363,13 @@ pub(crate) async fn update_metadata(
 pub(crate) async fn delete_secret(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let path = SecretPath::parse(&path)?;
-    if !state.store.delete_secret(&path).await? {
+    let record = Record::new("secret.delete_all", path.as_str(), Outcome::Success);
+    let events = [state.event(&info, caller.actor(), record)];
+    if !state.store.delete_secret(&path, &events).await? {
         return Err(ApiError::not_found(format!("no secret at `{path}`")));
     }
     tracing::info!(token = %caller.token_id, path = %path, "secret deleted with all versions");
@@ -404,16 +428,40 @@ enum Change {
 async fn change(
     caller: &Caller,
     state: &AppState,
+    info: &RequestInfo,
     path: &str,
     versions: &[u64],
     change: Change,
 ) -> Result<StatusCode, ApiError> {
     let path = SecretPath::parse(path)?;
     let now = state.clock.now();
+    let action = match change {
+        Change::Delete => "secret.delete",
+        Change::Undelete => "secret.undelete",
+        Change::Destroy => "secret.destroy",
+    };
+    let mut record = Record::new(action, path.as_str(), Outcome::Success);
+    record.details.insert("versions".into(), versions.into());
+    let events = [state.event(info, caller.actor(), record)];
     let found = match change {
-        Change::Delete => state.store.delete_versions(&path, versions, now).await?,
-        Change::Undelete => state.store.undelete_versions(&path, versions, now).await?,
-        Change::Destroy => state.store.destroy_versions(&path, versions, now).await?,
+        Change::Delete => {
+            state
+                .store
+                .delete_versions(&path, versions, now, &events)
+                .await?
+        }
+        Change::Undelete => {
+            state
+                .store
+                .undelete_versions(&path, versions, now, &events)
+                .await?
+        }
+        Change::Destroy => {
+            state
+                .store
+                .destroy_versions(&path, versions, now, &events)
+                .await?
+        }
     };
     if !found {
         return Err(ApiError::not_found(format!("no secret at `{path}`")));
