@@ -108,6 +108,8 @@ pub enum Action {
     OwnTokens,
     /// Read the ledger: checkpoints, proofs and entries (contractors see only their own).
     ReadLedger,
+    /// Read the whole ledger as tlog tiles and entry bundles, for verification.
+    AuditLedger,
 }
 
 impl Action {
@@ -126,6 +128,7 @@ impl Action {
             Action::ManageClassification => "classification.manage",
             Action::OwnTokens => "tokens.own",
             Action::ReadLedger => "ledger.read",
+            Action::AuditLedger => "ledger.audit",
         }
     }
 
@@ -483,8 +486,9 @@ fn role_allows(role: Role, action: Action, level: Level) -> bool {
                 | ManageClassification
                 | OwnTokens
                 | ReadLedger
+                | AuditLedger
         ),
-        Role::Auditor => matches!(action, SecretList | OwnTokens | ReadLedger),
+        Role::Auditor => matches!(action, SecretList | OwnTokens | ReadLedger | AuditLedger),
         Role::Approver => matches!(action, SecretList | OwnTokens),
         Role::Member => match action {
             SecretList | OwnTokens => true,

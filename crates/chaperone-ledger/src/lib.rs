@@ -5,11 +5,15 @@
 //! - [`note`]: C2SP signed notes with Ed25519 signatures and verifier keys.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
 //! - [`entry`]: the ledger entry and its canonical JSON bytes.
+//! - [`audit`]: full verification of a log from its bundles, naming the first bad entry.
+//! - [`tiles`]: C2SP tlog-tiles: tile paths, entry bundles, the tree's right edge.
 //!
 //! This crate does no I/O of its own: storage, clocks and networks belong to its callers,
 //! which is what lets an auditor run the same verification code offline.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod tiles;

@@ -78,7 +78,7 @@ impl AppState {
         record: Record<'_>,
     ) -> Result<(), ApiError> {
         let event = self.event(info, actor, record);
-        self.store.append_events(&[event]).await?;
+        self.store.append_events(vec![event]).await?;
         Ok(())
     }
 

@@ -842,6 +842,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
     const ADMIN: &[&str] = &["admin"];
     const LEDGER: &[&str] = &["admin", "security", "auditor", "contractor"];
     const SECURITY: &[&str] = &["admin", "security"];
+    const AUDIT: &[&str] = &["admin", "security", "auditor"];
     Some(match (method, path) {
         ("GET", "/api/v1/health")
         | ("GET", "/api/v1/openapi.json")
@@ -865,6 +866,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("POST", "/api/v1/auth/tokens")
         | ("DELETE", "/api/v1/auth/tokens/{id}") => ALL,
         ("GET", "/api/v1/ledger/key") => return None,
+        ("GET", "/api/v1/ledger/tile/{*path}") => AUDIT,
         ("GET", p) if p.starts_with("/api/v1/ledger/") => LEDGER,
         (_, p) if p.starts_with("/api/v1/people") || p.starts_with("/api/v1/vendors") => SECURITY,
         (_, p) if p.starts_with("/api/v1/grants") || p.starts_with("/api/v1/classifications") => {
@@ -1056,7 +1058,7 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
     // Logins are already in the ledger; the appended entries follow them.
     let base = s.runtime.block_on(s.state.store().ledger_size()).unwrap();
     s.runtime
-        .block_on(s.state.store().append_ledger(&first))
+        .block_on(s.state.store().append_ledger(first.clone()))
         .unwrap();
 
     let get_text = |path: &str, token: Option<&str>| {
@@ -1076,7 +1078,7 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
 
     let more: Vec<Vec<u8>> = (10..25).map(|i| entry(i, "per_other")).collect();
     s.runtime
-        .block_on(s.state.store().append_ledger(&more))
+        .block_on(s.state.store().append_ledger(more))
         .unwrap();
     let note = get_text("/api/v1/ledger/checkpoint", Some(&s.admin));
     let new = Checkpoint::parse(&open(note.as_bytes(), std::slice::from_ref(&verifier)).unwrap())

@@ -1,133 +1,355 @@
-//! Ledger storage: entries, the hashes of every complete subtree, and the tree size.
+//! Ledger storage with group commit: entries and hashes as C2SP tlog-tiles, and every change
+//! committed in the same transaction as its entries.
 //!
-//! An append reads the left siblings it completes (O(log n) rows), writes the new entries and
-//! hashes, and moves the size, in one transaction ordered by the `ledger_head` row. Proofs
-//! and tree heads read only the hashes they name (see `chaperone_ledger::merkle`).
+//! One committer task per store owns appends. Callers queue jobs (a change to run plus the
+//! entries it produces, or entries alone); the committer takes every job waiting, runs each
+//! in its own savepoint inside one transaction, appends their entries to the tree's right
+//! edge in memory, writes the tiles and bundles the batch touched, moves the size, and
+//! commits once. So concurrent requests share one durable write (one fsync on SQLite, one
+//! WAL flush on PostgreSQL), and a change and its entries commit together or not at all. A
+//! job that fails rolls back to its savepoint and fails alone; a failed commit fails the
+//! batch, and the edge is reloaded from the database.
+//!
+//! The `ledger_head` row is the lock that orders appends: the committer takes it first. With
+//! PostgreSQL several nodes append to one log; a committer that finds the size moved since
+//! its last batch reloads the edge (O(log n) rows) before appending.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use chaperone_ledger::entry::Event;
-use chaperone_ledger::merkle::{self, Hash, NodeMap};
-use sqlx::Row;
+use chaperone_ledger::merkle::HashReader;
+use chaperone_ledger::tiles::{
+    Edge, MAX_ENTRY, TileId, TileKind, Tiles, WIDTH, bundle_prefix, split_tile, tiles_needed,
+};
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{Store, StoreError, db, to_i64, to_u64};
+
+/// A boxed future borrowing the connection.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A change run inside the batch's transaction; returns the events to record with it.
+type Work = Box<
+    dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Vec<Event>, StoreError>>
+        + Send,
+>;
+
+/// Most jobs in one batch: bounds the transaction's size and the latency of its first job.
+const MAX_BATCH: usize = 4096;
+/// Queued jobs before callers wait: back-pressure instead of unbounded memory.
+const QUEUE: usize = 16_384;
+
+enum Payload {
+    Events(Vec<Event>),
+    Raw(Vec<Vec<u8>>),
+}
+
+struct Job {
+    work: Option<Work>,
+    payload: Payload,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// The handle to a store's committer.
+pub(crate) struct Committer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Committer")
+    }
+}
+
+impl Committer {
+    /// Starts the committer task on `writer`. It ends when the last handle is dropped.
+    pub(crate) fn start(writer: AnyPool) -> Arc<Self> {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(writer, rx));
+        Arc::new(Self { jobs })
+    }
+}
+
+async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>) {
+    let mut edge: Option<Edge> = None;
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let jobs = std::mem::take(&mut batch);
+        if let Err(e) = commit_batch(&writer, &mut edge, jobs).await {
+            tracing::error!(error = %e, "a ledger batch failed");
+        }
+    }
+}
+
+/// Runs and commits one batch, answering every job.
+async fn commit_batch(
+    writer: &AnyPool,
+    edge: &mut Option<Edge>,
+    jobs: Vec<Job>,
+) -> Result<(), StoreError> {
+    let mut pending: Vec<(oneshot::Sender<Result<u64, StoreError>>, u64)> = Vec::new();
+    let outcome = async {
+        let mut tx = writer
+            .begin()
+            .await
+            .map_err(db("starting a ledger batch"))?;
+        let size: i64 =
+            sqlx::query_scalar("UPDATE ledger_head SET size = size WHERE id = 1 RETURNING size")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("locking the ledger"))?;
+        let size = to_u64(size, "ledger size")?;
+        let current = match edge.take() {
+            Some(e) if e.size() == size => e,
+            _ => load_edge(&mut tx, size).await?,
+        };
+        let mut next = current.clone();
+        for job in jobs {
+            let first = next.size();
+            let result = run_job(&mut tx, &mut next, job.work, job.payload).await;
+            match result {
+                Ok(()) => pending.push((job.reply, first)),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        for write in next.take_writes() {
+            store_write(&mut tx, write.id, &write.data).await?;
+        }
+        sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
+            .bind(to_i64(next.size()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("moving the ledger size"))?;
+        tx.commit().await.map_err(db("committing a ledger batch"))?;
+        Ok::<Edge, StoreError>(next)
+    }
+    .await;
+    match outcome {
+        Ok(next) => {
+            *edge = Some(next);
+            for (reply, first) in pending {
+                let _ = reply.send(Ok(first));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // The edge is reloaded from what the database holds at the next batch.
+            *edge = None;
+            let message = e.to_string();
+            for (reply, _) in pending {
+                let _ = reply.send(Err(StoreError::LedgerWrite(message.clone())));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs one job in a savepoint and appends its entries to `edge`; on error nothing of it
+/// remains in the transaction or the edge.
+async fn run_job(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    edge: &mut Edge,
+    work: Option<Work>,
+    payload: Payload,
+) -> Result<(), StoreError> {
+    let Some(work) = work else {
+        return append_entries(edge, payload);
+    };
+    let mut savepoint = sqlx::Acquire::begin(&mut **tx)
+        .await
+        .map_err(db("starting a change"))?;
+    let mut events = match work(&mut savepoint).await {
+        Ok(events) => events,
+        Err(e) => {
+            savepoint
+                .rollback()
+                .await
+                .map_err(db("rolling back a change"))?;
+            return Err(e);
+        }
+    };
+    if let Payload::Events(more) = payload {
+        events.extend(more);
+    }
+    let mut attempt = edge.clone();
+    if let Err(e) = append_entries(&mut attempt, Payload::Events(events)) {
+        savepoint
+            .rollback()
+            .await
+            .map_err(db("rolling back a change"))?;
+        return Err(e);
+    }
+    savepoint.commit().await.map_err(db("releasing a change"))?;
+    *edge = attempt;
+    Ok(())
+}
+
+/// Appends a job's entries, all or none.
+fn append_entries(edge: &mut Edge, payload: Payload) -> Result<(), StoreError> {
+    let first = edge.size();
+    let entries: Vec<Vec<u8>> = match payload {
+        Payload::Raw(entries) => entries,
+        Payload::Events(events) => events
+            .iter()
+            .zip(first..)
+            .map(|(event, seq)| event.to_entry(seq))
+            .collect(),
+    };
+    if let Some(big) = entries.iter().find(|e| e.len() > MAX_ENTRY) {
+        return Err(StoreError::EntryTooLarge(big.len()));
+    }
+    for entry in &entries {
+        edge.append(entry).expect("sizes checked above");
+    }
+    Ok(())
+}
+
+async fn load_edge(conn: &mut AnyConnection, size: u64) -> Result<Edge, StoreError> {
+    let mut parts = HashMap::new();
+    for id in Edge::parts_needed(size) {
+        let data = read_part(conn, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("ledger {} is missing", id.path())))?;
+        parts.insert(id, data);
+    }
+    Edge::resume(size, &parts).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+async fn store_write(conn: &mut AnyConnection, id: TileId, data: &[u8]) -> Result<(), StoreError> {
+    let query = match id.kind {
+        TileKind::Entries => sqlx::query(
+            "INSERT INTO ledger_bundles (idx, width, data) VALUES ($1, $2, $3) \
+             ON CONFLICT (idx) DO UPDATE SET width = excluded.width, data = excluded.data",
+        )
+        .bind(to_i64(id.index))
+        .bind(to_i64(id.width))
+        .bind(data),
+        TileKind::Hashes(level) => sqlx::query(
+            "INSERT INTO ledger_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width, data = excluded.data",
+        )
+        .bind(i64::from(level))
+        .bind(to_i64(id.index))
+        .bind(to_i64(id.width))
+        .bind(data),
+    };
+    query
+        .execute(conn)
+        .await
+        .map_err(db("storing a ledger tile"))?;
+    Ok(())
+}
+
+/// The stored tile or bundle at `id`'s address cut to `id.width`, or `None` if what is
+/// stored is narrower (not written yet).
+async fn read_part(conn: &mut AnyConnection, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+    let row = match id.kind {
+        TileKind::Entries => {
+            sqlx::query("SELECT width, data FROM ledger_bundles WHERE idx = $1")
+                .bind(to_i64(id.index))
+                .fetch_optional(conn)
+                .await
+        }
+        TileKind::Hashes(level) => {
+            sqlx::query("SELECT width, data FROM ledger_tiles WHERE level = $1 AND idx = $2")
+                .bind(i64::from(level))
+                .bind(to_i64(id.index))
+                .fetch_optional(conn)
+                .await
+        }
+    }
+    .map_err(db("reading a ledger tile"))?;
+    let Some(row) = row else { return Ok(None) };
+    let width: i64 = row
+        .try_get("width")
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let data: Vec<u8> = row
+        .try_get("data")
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if to_u64(width, "tile width")? < id.width {
+        return Ok(None);
+    }
+    Ok(Some(cut(id, data)))
+}
+
+/// The first `id.width` items of a stored tile or bundle. A stored row that holds fewer is
+/// returned whole, for the verifier to report.
+fn cut(id: TileId, mut data: Vec<u8>) -> Vec<u8> {
+    match id.kind {
+        TileKind::Hashes(_) => data.truncate(32 * id.width as usize),
+        TileKind::Entries => {
+            let (entries, _) = bundle_prefix(&data);
+            if entries.len() as u64 > id.width {
+                let keep: usize = entries[..id.width as usize]
+                    .iter()
+                    .map(|e| 2 + e.len())
+                    .sum();
+                data.truncate(keep);
+            }
+        }
+    }
+    data
+}
 
 impl Store {
     /// Appends entries (canonical bytes); returns the index of the first one. The entries get
     /// consecutive indices, in order.
-    pub async fn append_ledger(&self, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
-        self.append_with(entries.len(), |_| entries.to_vec()).await
+    pub async fn append_ledger(&self, entries: Vec<Vec<u8>>) -> Result<u64, StoreError> {
+        self.submit(None, Payload::Raw(entries)).await
     }
 
-    /// Appends events; each gets its index (`seq`) inside its canonical bytes. Returns the
-    /// index of the first.
-    pub async fn append_events(&self, events: &[Event]) -> Result<u64, StoreError> {
-        self.append_with(events.len(), |first| {
-            events
-                .iter()
-                .zip(first..)
-                .map(|(event, seq)| event.to_entry(seq))
-                .collect()
-        })
-        .await
+    /// Appends events durably; each gets its index (`seq`) inside its canonical bytes.
+    /// Returns the index of the first.
+    pub async fn append_events(&self, events: Vec<Event>) -> Result<u64, StoreError> {
+        self.submit(None, Payload::Events(events)).await
     }
 
-    /// Appends `count` entries built by `build` from the index of the first, which is known
-    /// only once the append holds the ledger's lock.
-    async fn append_with(
+    /// Runs `work` in a transaction that also appends the events it returns, and returns its
+    /// value once both are durable. `work` runs on the committer, in a savepoint of a batch
+    /// shared with other requests: it must only touch the database through the connection.
+    pub(crate) async fn change<T: Send + 'static>(
         &self,
-        count: usize,
-        build: impl FnOnce(u64) -> Vec<Vec<u8>> + Send,
-    ) -> Result<u64, StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting a ledger append"))?;
-        let first = append_in_tx(&mut tx, count, build).await?;
-        tx.commit()
-            .await
-            .map_err(db("committing a ledger append"))?;
-        Ok(first)
+        work: impl for<'c> FnOnce(
+            &'c mut AnyConnection,
+        ) -> BoxFuture<'c, Result<(T, Vec<Event>), StoreError>>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
+        let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let out = Arc::clone(&slot);
+        let work: Work = Box::new(move |conn| {
+            Box::pin(async move {
+                let (value, events) = work(conn).await?;
+                *out.lock().expect("unpoisoned") = Some(value);
+                Ok(events)
+            })
+        });
+        self.submit(Some(work), Payload::Events(Vec::new())).await?;
+        let value = slot.lock().expect("unpoisoned").take();
+        value.ok_or_else(|| StoreError::LedgerWrite("a change returned no value".into()))
     }
-}
 
-/// Appends `events` inside the caller's transaction, so that a change and its record commit
-/// together or not at all.
-pub(crate) async fn append_events_in_tx(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    events: &[Event],
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    append_in_tx(tx, events.len(), |first| {
-        events
-            .iter()
-            .zip(first..)
-            .map(|(event, seq)| event.to_entry(seq))
-            .collect()
-    })
-    .await?;
-    Ok(())
-}
-
-async fn append_in_tx(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    count: usize,
-    build: impl FnOnce(u64) -> Vec<Vec<u8>> + Send,
-) -> Result<u64, StoreError> {
-    {
-        let size: i64 =
-            sqlx::query_scalar("UPDATE ledger_head SET size = size WHERE id = 1 RETURNING size")
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(db("locking the ledger"))?;
-        let size = to_u64(size, "ledger size")?;
-        let entries = build(size);
-        debug_assert_eq!(entries.len(), count);
-        let mut existing = NodeMap::default();
-        for (level, index) in merkle::append_needs(size, entries.len() as u64) {
-            let hash: Vec<u8> =
-                sqlx::query_scalar("SELECT hash FROM ledger_hashes WHERE level = $1 AND idx = $2")
-                    .bind(i64::from(level))
-                    .bind(to_i64(index))
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(db("reading a ledger hash"))?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("ledger hash {level}/{index} is missing"))
-                    })?;
-            existing.0.insert((level, index), to_hash(hash)?);
-        }
-        let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
-        let nodes = merkle::append(size, &leaves, &existing)
-            .map_err(|e| StoreError::Corrupt(format!("ledger append: {e}")))?;
-        for (i, body) in entries.iter().enumerate() {
-            sqlx::query("INSERT INTO ledger_entries (seq, body) VALUES ($1, $2)")
-                .bind(to_i64(size + i as u64))
-                .bind(body.as_slice())
-                .execute(&mut **tx)
-                .await
-                .map_err(db("storing a ledger entry"))?;
-        }
-        for (level, index, hash) in nodes {
-            sqlx::query("INSERT INTO ledger_hashes (level, idx, hash) VALUES ($1, $2, $3)")
-                .bind(i64::from(level))
-                .bind(to_i64(index))
-                .bind(hash.to_vec())
-                .execute(&mut **tx)
-                .await
-                .map_err(db("storing a ledger hash"))?;
-        }
-        sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
-            .bind(to_i64(size + entries.len() as u64))
-            .execute(&mut **tx)
+    async fn submit(&self, work: Option<Work>, payload: Payload) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::LedgerWrite("the ledger committer has stopped".into());
+        self.committer
+            .jobs
+            .send(Job {
+                work,
+                payload,
+                reply,
+            })
             .await
-            .map_err(db("moving the ledger size"))?;
-        Ok(size)
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
-}
 
-impl Store {
     /// The number of entries.
     pub async fn ledger_size(&self) -> Result<u64, StoreError> {
         let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
@@ -137,51 +359,73 @@ impl Store {
         to_u64(size, "ledger size")
     }
 
-    /// Entries `[start, end)` with their indices.
+    /// The tile or bundle `id` (cut to its width), or `None` if the log has not reached it.
+    pub async fn ledger_tile(&self, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db("reading a tile"))?;
+        read_part(&mut conn, id).await
+    }
+
+    /// The hash tiles that answer `nodes` (tree level, index), for proofs and tree heads.
+    pub async fn ledger_tiles_for(&self, nodes: &[(u8, u64)]) -> Result<Tiles, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db("reading tiles"))?;
+        let mut tiles = Tiles::default();
+        for (level, index, width) in tiles_needed(nodes) {
+            let id = TileId {
+                kind: TileKind::Hashes(level),
+                index,
+                width,
+            };
+            let data = read_part(&mut conn, id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("ledger {} is missing", id.path())))?;
+            let hashes =
+                split_tile(level, index, &data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tiles.0.insert((level, index), hashes);
+        }
+        // Every node asked for must now be answerable.
+        for &(level, index) in nodes {
+            tiles
+                .node(level, index)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
+        Ok(tiles)
+    }
+
+    /// Entries `[start, end)` with their indices (fewer if the log is shorter).
     pub async fn ledger_entries(
         &self,
         start: u64,
         end: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let end = end.min(self.ledger_size().await?);
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
         let rows = sqlx::query(
-            "SELECT seq, body FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+            "SELECT idx, data FROM ledger_bundles WHERE idx >= $1 AND idx <= $2 ORDER BY idx",
         )
-        .bind(to_i64(start))
-        .bind(to_i64(end))
+        .bind(to_i64(start / WIDTH))
+        .bind(to_i64((end - 1) / WIDTH))
         .fetch_all(&self.pool)
         .await
         .map_err(db("reading ledger entries"))?;
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row
-                    .try_get("seq")
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let body: Vec<u8> = row
-                    .try_get("body")
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok((to_u64(seq, "ledger index")?, body))
-            })
-            .collect()
-    }
-
-    /// The stored hashes at `nodes` (level, index). A missing one is an error: the tree is
-    /// complete by construction.
-    pub async fn ledger_nodes(&self, nodes: &[(u8, u64)]) -> Result<NodeMap, StoreError> {
-        let mut map = NodeMap::default();
-        for &(level, index) in nodes {
-            let hash: Vec<u8> =
-                sqlx::query_scalar("SELECT hash FROM ledger_hashes WHERE level = $1 AND idx = $2")
-                    .bind(i64::from(level))
-                    .bind(to_i64(index))
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db("reading a ledger hash"))?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("ledger hash {level}/{index} is missing"))
-                    })?;
-            map.0.insert((level, index), to_hash(hash)?);
+        for row in rows {
+            let idx: i64 = row
+                .try_get("idx")
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let data: Vec<u8> = row
+                .try_get("data")
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let first = to_u64(idx, "bundle index")? * WIDTH;
+            let (entries, _) = bundle_prefix(&data);
+            for (seq, entry) in (first..).zip(entries) {
+                if seq >= start && seq < end {
+                    out.push((seq, entry.to_vec()));
+                }
+            }
         }
-        Ok(map)
+        Ok(out)
     }
 }
 
@@ -245,10 +489,27 @@ impl Store {
         .map_err(db("storing a checkpoint"))?;
         Ok(())
     }
-}
 
-fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("a ledger hash is not 32 bytes".into()))
+    /// The largest checkpoint made so far: (size, signed note, unix nanos).
+    pub async fn latest_checkpoint(&self) -> Result<Option<(u64, String, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, note, created_at FROM ledger_checkpoints ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading the latest checkpoint"))?;
+        row.map(|row| {
+            let size: i64 = row
+                .try_get("size")
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((
+                to_u64(size, "checkpoint size")?,
+                row.try_get("note")
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                row.try_get("created_at")
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ))
+        })
+        .transpose()
+    }
 }

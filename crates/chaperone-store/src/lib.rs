@@ -53,6 +53,13 @@ pub enum StoreError {
     /// A stored row breaks an invariant (a negative version, unparsable metadata).
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
+    /// A ledger entry is larger than a tlog bundle can hold.
+    #[error("a ledger entry of {0} bytes is too large to record")]
+    EntryTooLarge(usize),
+    /// The ledger batch holding this request's entries failed to commit, so neither the
+    /// change nor its entries were stored.
+    #[error("the ledger could not record the request: {0}")]
+    LedgerWrite(String),
     /// The database was written by a newer Chaperone.
     #[error("the database schema is at version {found}; this binary knows up to {known}")]
     SchemaTooNew {
@@ -195,6 +202,8 @@ pub struct Store {
     /// latency under load). For PostgreSQL the same pool as reads.
     writer: AnyPool,
     backend: Backend,
+    /// Appends to the ledger, with every change that records itself (see [`ledger`]).
+    committer: std::sync::Arc<ledger::Committer>,
 }
 
 impl Store {
@@ -219,10 +228,12 @@ impl Store {
                 .map_err(db("connecting the writer"))?,
             Backend::Postgres => pool.clone(),
         };
+        let committer = ledger::Committer::start(writer.clone());
         let store = Self {
             pool,
             writer,
             backend,
+            committer,
         };
         migrate::run(&store).await?;
         Ok(store)

@@ -18,8 +18,8 @@ use sqlx::any::AnyRow;
 
 use chaperone_ledger::entry::Event;
 
-use crate::ledger::append_events_in_tx;
 use crate::{Store, StoreError, db, to_i64, to_u64};
+use sqlx::AnyConnection;
 
 /// Server-wide key/value settings that apply where a secret sets nothing of its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,75 +76,16 @@ impl Store {
         settings: KvSettings,
         now: Timestamp,
         events: &[Event],
-        seal: impl FnOnce(Binding) -> SealedValue + Send,
+        seal: impl FnOnce(Binding) -> SealedValue + Send + 'static,
     ) -> Result<VersionMeta, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db("starting a write"))?;
-        sqlx::query(
-            "INSERT INTO secrets (path, current_version, oldest_version, max_versions, \
-             cas_required, custom_metadata, created_at, updated_at) \
-             VALUES ($1, 0, 0, 0, 0, '{}', $2, $2) ON CONFLICT (path) DO NOTHING",
-        )
-        .bind(path.as_str())
-        .bind(now.unix_nanos())
-        .execute(&mut *tx)
-        .await
-        .map_err(db("creating a secret"))?;
-        let row = sqlx::query(
-            "UPDATE secrets SET updated_at = $2 WHERE path = $1 \
-             RETURNING id, current_version, oldest_version, max_versions, cas_required",
-        )
-        .bind(path.as_str())
-        .bind(now.unix_nanos())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db("locking a secret"))?;
-        let head = SecretHead::from_row(&row)?;
-
-        check_cas(
-            head.current_version,
-            cas,
-            head.cas_required || settings.cas_required,
-        )?;
-        let version = head.current_version + 1;
-        let sealed = seal(Binding {
-            secret_id: head.id,
-            version,
-        });
-        sqlx::query(
-            "INSERT INTO secret_versions (secret_id, version, created_at, wrapped_key, ciphertext) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(head.id)
-        .bind(to_i64(version))
-        .bind(now.unix_nanos())
-        .bind(sealed.wrapped_key)
-        .bind(sealed.ciphertext)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("storing a version"))?;
-
-        let keep = head.max_versions.unwrap_or(settings.max_versions);
-        let oldest = pruned_below(version, keep).max(head.oldest_version.max(1));
-        sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1 AND version < $2")
-            .bind(head.id)
-            .bind(to_i64(oldest))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("pruning old versions"))?;
-        sqlx::query("UPDATE secrets SET current_version = $2, oldest_version = $3 WHERE id = $1")
-            .bind(head.id)
-            .bind(to_i64(version))
-            .bind(to_i64(oldest))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("updating a secret"))?;
-        append_events_in_tx(&mut tx, events).await?;
-        tx.commit().await.map_err(db("committing a write"))?;
-        Ok(VersionMeta {
-            version,
-            created_at: now,
-            state: VersionState::Active,
+        let (path, events) = (path.clone(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let meta = put_version_in(conn, &path, cas, settings, now, seal).await?;
+                Ok((meta, events))
+            })
         })
+        .await
     }
 
     /// Reads `version` of `path` (the current one when `None`). `None` if the secret or the
@@ -290,25 +231,14 @@ impl Store {
         path: &SecretPath,
         events: &[Event],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db("starting a delete"))?;
-        sqlx::query(
-            "DELETE FROM secret_versions WHERE secret_id IN (SELECT id FROM secrets WHERE path = $1)",
-        )
-        .bind(path.as_str())
-        .execute(&mut *tx)
+        let (path, events) = (path.clone(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let deleted = delete_secret_in(conn, &path).await?;
+                Ok((deleted, if deleted { events } else { Vec::new() }))
+            })
+        })
         .await
-        .map_err(db("deleting versions"))?;
-        let deleted = sqlx::query("DELETE FROM secrets WHERE path = $1")
-            .bind(path.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("deleting a secret"))?
-            .rows_affected();
-        if deleted > 0 {
-            append_events_in_tx(&mut tx, events).await?;
-        }
-        tx.commit().await.map_err(db("committing a delete"))?;
-        Ok(deleted > 0)
     }
 
     /// Changes a secret's own settings, creating its metadata if the secret is new.
@@ -319,57 +249,14 @@ impl Store {
         now: Timestamp,
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting a metadata update"))?;
-        sqlx::query(
-            "INSERT INTO secrets (path, current_version, oldest_version, max_versions, \
-             cas_required, custom_metadata, created_at, updated_at) \
-             VALUES ($1, 0, 0, 0, 0, '{}', $2, $2) ON CONFLICT (path) DO NOTHING",
-        )
-        .bind(path.as_str())
-        .bind(now.unix_nanos())
-        .execute(&mut *tx)
+        let (path, update, events) = (path.clone(), update.clone(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                update_metadata_in(conn, &path, &update, now).await?;
+                Ok(((), events))
+            })
+        })
         .await
-        .map_err(db("creating a secret"))?;
-        if let Some(max) = update.max_versions {
-            sqlx::query("UPDATE secrets SET max_versions = $2 WHERE path = $1")
-                .bind(path.as_str())
-                .bind(max.map_or(0, |m| i64::from(m.get())))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("updating max_versions"))?;
-        }
-        if let Some(required) = update.cas_required {
-            sqlx::query("UPDATE secrets SET cas_required = $2 WHERE path = $1")
-                .bind(path.as_str())
-                .bind(i64::from(required))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("updating cas_required"))?;
-        }
-        if let Some(custom) = &update.custom_metadata {
-            let json = serde_json::to_string(custom).expect("a string map always serialises");
-            sqlx::query("UPDATE secrets SET custom_metadata = $2 WHERE path = $1")
-                .bind(path.as_str())
-                .bind(json)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("updating custom metadata"))?;
-        }
-        sqlx::query("UPDATE secrets SET updated_at = $2 WHERE path = $1")
-            .bind(path.as_str())
-            .bind(now.unix_nanos())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("updating a secret"))?;
-        append_events_in_tx(&mut tx, events).await?;
-        tx.commit()
-            .await
-            .map_err(db("committing a metadata update"))?;
-        Ok(())
     }
 
     async fn change_versions(
@@ -380,60 +267,209 @@ impl Store {
         now: Timestamp,
         events: &[Event],
     ) -> Result<bool, StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
+        let (path, versions, events) = (path.clone(), versions.to_vec(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let found = change_versions_in(conn, &path, &versions, change, now).await?;
+                Ok((found, if found { events } else { Vec::new() }))
+            })
+        })
+        .await
+    }
+}
+
+async fn put_version_in(
+    conn: &mut AnyConnection,
+    path: &SecretPath,
+    cas: Cas,
+    settings: KvSettings,
+    now: Timestamp,
+    seal: impl FnOnce(Binding) -> SealedValue,
+) -> Result<VersionMeta, StoreError> {
+    sqlx::query(
+        "INSERT INTO secrets (path, current_version, oldest_version, max_versions, \
+         cas_required, custom_metadata, created_at, updated_at) \
+         VALUES ($1, 0, 0, 0, 0, '{}', $2, $2) ON CONFLICT (path) DO NOTHING",
+    )
+    .bind(path.as_str())
+    .bind(now.unix_nanos())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("creating a secret"))?;
+    let row = sqlx::query(
+        "UPDATE secrets SET updated_at = $2 WHERE path = $1 \
+         RETURNING id, current_version, oldest_version, max_versions, cas_required",
+    )
+    .bind(path.as_str())
+    .bind(now.unix_nanos())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db("locking a secret"))?;
+    let head = SecretHead::from_row(&row)?;
+
+    check_cas(
+        head.current_version,
+        cas,
+        head.cas_required || settings.cas_required,
+    )?;
+    let version = head.current_version + 1;
+    let sealed = seal(Binding {
+        secret_id: head.id,
+        version,
+    });
+    sqlx::query(
+        "INSERT INTO secret_versions (secret_id, version, created_at, wrapped_key, ciphertext) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(head.id)
+    .bind(to_i64(version))
+    .bind(now.unix_nanos())
+    .bind(sealed.wrapped_key)
+    .bind(sealed.ciphertext)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("storing a version"))?;
+
+    let keep = head.max_versions.unwrap_or(settings.max_versions);
+    let oldest = pruned_below(version, keep).max(head.oldest_version.max(1));
+    sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1 AND version < $2")
+        .bind(head.id)
+        .bind(to_i64(oldest))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("pruning old versions"))?;
+    sqlx::query("UPDATE secrets SET current_version = $2, oldest_version = $3 WHERE id = $1")
+        .bind(head.id)
+        .bind(to_i64(version))
+        .bind(to_i64(oldest))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("updating a secret"))?;
+    Ok(VersionMeta {
+        version,
+        created_at: now,
+        state: VersionState::Active,
+    })
+}
+
+async fn delete_secret_in(conn: &mut AnyConnection, path: &SecretPath) -> Result<bool, StoreError> {
+    sqlx::query(
+        "DELETE FROM secret_versions WHERE secret_id IN (SELECT id FROM secrets WHERE path = $1)",
+    )
+    .bind(path.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("deleting versions"))?;
+    let deleted = sqlx::query("DELETE FROM secrets WHERE path = $1")
+        .bind(path.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db("deleting a secret"))?
+        .rows_affected();
+    Ok(deleted > 0)
+}
+
+async fn update_metadata_in(
+    conn: &mut AnyConnection,
+    path: &SecretPath,
+    update: &MetadataUpdate,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO secrets (path, current_version, oldest_version, max_versions, \
+         cas_required, custom_metadata, created_at, updated_at) \
+         VALUES ($1, 0, 0, 0, 0, '{}', $2, $2) ON CONFLICT (path) DO NOTHING",
+    )
+    .bind(path.as_str())
+    .bind(now.unix_nanos())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("creating a secret"))?;
+    if let Some(max) = update.max_versions {
+        sqlx::query("UPDATE secrets SET max_versions = $2 WHERE path = $1")
+            .bind(path.as_str())
+            .bind(max.map_or(0, |m| i64::from(m.get())))
+            .execute(&mut *conn)
             .await
-            .map_err(db("starting a version change"))?;
-        let row = sqlx::query(
-            "UPDATE secrets SET updated_at = $2 WHERE path = $1 \
-             RETURNING id, current_version, oldest_version, max_versions, cas_required",
-        )
+            .map_err(db("updating max_versions"))?;
+    }
+    if let Some(required) = update.cas_required {
+        sqlx::query("UPDATE secrets SET cas_required = $2 WHERE path = $1")
+            .bind(path.as_str())
+            .bind(i64::from(required))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("updating cas_required"))?;
+    }
+    if let Some(custom) = &update.custom_metadata {
+        let json = serde_json::to_string(custom).expect("a string map always serialises");
+        sqlx::query("UPDATE secrets SET custom_metadata = $2 WHERE path = $1")
+            .bind(path.as_str())
+            .bind(json)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("updating custom metadata"))?;
+    }
+    sqlx::query("UPDATE secrets SET updated_at = $2 WHERE path = $1")
         .bind(path.as_str())
         .bind(now.unix_nanos())
-        .fetch_optional(&mut *tx)
+        .execute(&mut *conn)
         .await
-        .map_err(db("locking a secret"))?;
-        let Some(row) = row else { return Ok(false) };
-        let head = SecretHead::from_row(&row)?;
-        let current = [head.current_version];
-        let versions = if versions.is_empty() {
-            &current[..]
-        } else {
-            versions
-        };
-        let sql = match change {
-            VersionChange::Delete => {
-                "UPDATE secret_versions SET deleted_at = $3 WHERE secret_id = $1 AND version = $2 \
-                 AND deleted_at IS NULL AND destroyed_at IS NULL"
-            }
-            VersionChange::Undelete => {
-                "UPDATE secret_versions SET deleted_at = NULL WHERE secret_id = $1 \
-                 AND version = $2 AND destroyed_at IS NULL"
-            }
-            VersionChange::Destroy => {
-                "UPDATE secret_versions SET destroyed_at = $3, deleted_at = NULL, \
-                 wrapped_key = NULL, ciphertext = NULL \
-                 WHERE secret_id = $1 AND version = $2 AND destroyed_at IS NULL"
-            }
-        };
-        for &version in versions {
-            let query = sqlx::query(sql).bind(head.id).bind(to_i64(version));
-            let query = match change {
-                VersionChange::Undelete => query,
-                VersionChange::Delete | VersionChange::Destroy => query.bind(now.unix_nanos()),
-            };
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(db("changing a version"))?;
+        .map_err(db("updating a secret"))?;
+    Ok(())
+}
+
+async fn change_versions_in(
+    conn: &mut AnyConnection,
+    path: &SecretPath,
+    versions: &[u64],
+    change: VersionChange,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "UPDATE secrets SET updated_at = $2 WHERE path = $1 \
+         RETURNING id, current_version, oldest_version, max_versions, cas_required",
+    )
+    .bind(path.as_str())
+    .bind(now.unix_nanos())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("locking a secret"))?;
+    let Some(row) = row else { return Ok(false) };
+    let head = SecretHead::from_row(&row)?;
+    let current = [head.current_version];
+    let versions = if versions.is_empty() {
+        &current[..]
+    } else {
+        versions
+    };
+    let sql = match change {
+        VersionChange::Delete => {
+            "UPDATE secret_versions SET deleted_at = $3 WHERE secret_id = $1 AND version = $2 \
+             AND deleted_at IS NULL AND destroyed_at IS NULL"
         }
-        append_events_in_tx(&mut tx, events).await?;
-        tx.commit()
+        VersionChange::Undelete => {
+            "UPDATE secret_versions SET deleted_at = NULL WHERE secret_id = $1 \
+             AND version = $2 AND destroyed_at IS NULL"
+        }
+        VersionChange::Destroy => {
+            "UPDATE secret_versions SET destroyed_at = $3, deleted_at = NULL, \
+             wrapped_key = NULL, ciphertext = NULL \
+             WHERE secret_id = $1 AND version = $2 AND destroyed_at IS NULL"
+        }
+    };
+    for &version in versions {
+        let query = sqlx::query(sql).bind(head.id).bind(to_i64(version));
+        let query = match change {
+            VersionChange::Undelete => query,
+            VersionChange::Delete | VersionChange::Destroy => query.bind(now.unix_nanos()),
+        };
+        query
+            .execute(&mut *conn)
             .await
-            .map_err(db("committing a version change"))?;
-        Ok(true)
+            .map_err(db("changing a version"))?;
     }
+    Ok(true)
 }
 
 #[derive(Clone, Copy)]

@@ -21,7 +21,7 @@ use chaperone_store::{
 struct Fixture {
     url: DatabaseUrl,
     store: Store,
-    ring: Keyring,
+    ring: Arc<Keyring>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -32,7 +32,7 @@ async fn sqlite() -> Option<Fixture> {
     Some(Fixture {
         url,
         store,
-        ring: RootKey::generate().keyring(),
+        ring: Arc::new(RootKey::generate().keyring()),
         _dir: Some(dir),
     })
 }
@@ -61,7 +61,7 @@ async fn postgres() -> Option<Fixture> {
     Some(Fixture {
         url,
         store,
-        ring: RootKey::generate().keyring(),
+        ring: Arc::new(RootKey::generate().keyring()),
         _dir: None,
     })
 }
@@ -130,11 +130,25 @@ const DEFAULTS: KvSettings = KvSettings {
     cas_required: false,
 };
 
+/// Seals `value` with the fixture's keyring for the binding the store gives it.
+fn seal(
+    f: &Fixture,
+    value: &[u8],
+) -> impl FnOnce(chaperone_crypto::Binding) -> chaperone_crypto::SealedValue + Send + 'static {
+    let (ring, value) = (Arc::clone(&f.ring), value.to_vec());
+    move |b| ring.seal(b, &value)
+}
+
 async fn put(f: &Fixture, p: &str, value: &str, cas: Cas) -> Result<u64, StoreError> {
     f.store
-        .put_version(&path(p), cas, DEFAULTS, t(1), &[], |b| {
-            f.ring.seal(b, value.as_bytes())
-        })
+        .put_version(
+            &path(p),
+            cas,
+            DEFAULTS,
+            t(1),
+            &[],
+            seal(f, value.as_bytes()),
+        )
         .await
         .map(|meta| meta.version)
 }
@@ -186,9 +200,7 @@ async fn check_and_set(f: &Fixture) {
     };
     let err = f
         .store
-        .put_version(&path("cas"), Cas::None, strict, t(2), &[], |b| {
-            f.ring.seal(b, b"c")
-        })
+        .put_version(&path("cas"), Cas::None, strict, t(2), &[], seal(f, b"c"))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Kv(KvError::CasRequired)));
@@ -215,9 +227,14 @@ async fn old_versions_are_pruned(f: &Fixture) {
     for i in 1..=5 {
         let value = format!("v{i}");
         f.store
-            .put_version(&path("p"), Cas::None, settings, t(i), &[], |b| {
-                f.ring.seal(b, value.as_bytes())
-            })
+            .put_version(
+                &path("p"),
+                Cas::None,
+                settings,
+                t(i),
+                &[],
+                seal(f, value.as_bytes()),
+            )
             .await
             .unwrap();
     }
@@ -422,9 +439,14 @@ async fn concurrent_writers_with_the_same_cas(f: &Fixture) {
         let ring = ring.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .put_version(&path("race"), Cas::Version(0), DEFAULTS, t(i), &[], |b| {
-                    ring.seal(b, format!("writer {i}").as_bytes())
-                })
+                .put_version(
+                    &path("race"),
+                    Cas::Version(0),
+                    DEFAULTS,
+                    t(i),
+                    &[],
+                    move |b| ring.seal(b, format!("writer {i}").as_bytes()),
+                )
                 .await
         }));
     }
@@ -780,7 +802,7 @@ async fn ledger_appends_and_proofs(f: &Fixture) {
     for batch in [1usize, 2, 61, 100, 136] {
         let first = f
             .store
-            .append_ledger(&entries[size..size + batch])
+            .append_ledger(entries[size..size + batch].to_vec())
             .await
             .unwrap();
         assert_eq!(first, size as u64);
@@ -790,11 +812,11 @@ async fn ledger_appends_and_proofs(f: &Fixture) {
     let leaves: Vec<merkle::Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
     let expected = merkle::root(300, &leaves[..]).unwrap();
     let needed = merkle::nodes_needed(|r| merkle::root(300, r));
-    let nodes = f.store.ledger_nodes(&needed).await.unwrap();
+    let nodes = f.store.ledger_tiles_for(&needed).await.unwrap();
     assert_eq!(merkle::root(300, &nodes).unwrap(), expected);
     // An inclusion proof from the stored hashes verifies against the head.
     let needed = merkle::nodes_needed(|r| merkle::inclusion_proof(123, 300, r));
-    let nodes = f.store.ledger_nodes(&needed).await.unwrap();
+    let nodes = f.store.ledger_tiles_for(&needed).await.unwrap();
     let proof = merkle::inclusion_proof(123, 300, &nodes).unwrap();
     merkle::verify_inclusion(123, 300, &leaves[123], &proof, &expected).unwrap();
     let read = f.store.ledger_entries(298, 400).await.unwrap();
@@ -808,7 +830,7 @@ async fn ledger_appends_and_proofs(f: &Fixture) {
         let store = f.store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .append_ledger(&[format!("c{i}").into_bytes()])
+                .append_ledger(vec![format!("c{i}").into_bytes()])
                 .await
                 .unwrap()
         }));
@@ -822,7 +844,7 @@ async fn ledger_appends_and_proofs(f: &Fixture) {
     let all = f.store.ledger_entries(0, 308).await.unwrap();
     let leaves: Vec<merkle::Hash> = all.iter().map(|(_, e)| merkle::leaf_hash(e)).collect();
     let needed = merkle::nodes_needed(|r| merkle::root(308, r));
-    let nodes = f.store.ledger_nodes(&needed).await.unwrap();
+    let nodes = f.store.ledger_tiles_for(&needed).await.unwrap();
     assert_eq!(
         merkle::root(308, &nodes).unwrap(),
         merkle::root(308, &leaves[..]).unwrap()
@@ -853,7 +875,7 @@ async fn changes_and_their_events_commit_together(f: &Fixture) {
             DEFAULTS,
             t(1),
             std::slice::from_ref(&write),
-            |b| f.ring.seal(b, b"v"),
+            seal(f, b"v"),
         )
         .await
         .unwrap();
@@ -867,7 +889,7 @@ async fn changes_and_their_events_commit_together(f: &Fixture) {
                 DEFAULTS,
                 t(2),
                 std::slice::from_ref(&write),
-                |b| f.ring.seal(b, b"w")
+                seal(f, b"w")
             )
             .await
             .is_err()

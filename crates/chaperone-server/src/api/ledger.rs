@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::header;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -16,7 +16,8 @@ use chaperone_core::policy::Role;
 use chaperone_crypto::random_bytes;
 use chaperone_ledger::checkpoint::Checkpoint;
 use chaperone_ledger::merkle::{self, Hash};
-use chaperone_ledger::note::Signer;
+use chaperone_ledger::note::{self, Signer};
+use chaperone_ledger::tiles::{self, TileId};
 use chaperone_store::StoreError;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -63,10 +64,109 @@ impl AppState {
     /// The tree head of the current ledger.
     async fn ledger_head(&self) -> Result<(u64, Hash), ApiError> {
         let size = self.store.ledger_size().await?;
-        let needed = merkle::nodes_needed(|r| merkle::root(size, r));
-        let nodes = self.store.ledger_nodes(&needed).await?;
-        let root = merkle::root(size, &nodes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let root = self.ledger_root(size).await?;
         Ok((size, root))
+    }
+
+    /// The tree head at `size`, from the stored tiles.
+    async fn ledger_root(&self, size: u64) -> Result<Hash, ApiError> {
+        let needed = merkle::nodes_needed(|r| merkle::root(size, r));
+        let tiles = self.store.ledger_tiles_for(&needed).await?;
+        Ok(merkle::root(size, &tiles).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+    }
+
+    /// The signed checkpoint of the current ledger: the latest one made if the log has not
+    /// grown since, otherwise a new one. A new checkpoint is signed only after checking that
+    /// it is consistent with the latest one made before (so checkpoints never go backwards
+    /// or fork, whatever happened to the database in between), and is kept.
+    pub(crate) async fn checkpoint_now(&self) -> Result<String, ApiError> {
+        let signer = self.ledger_signer().await?;
+        let verifier = signer.verifier();
+        let (size, root) = self.ledger_head().await?;
+        let latest = self.store.latest_checkpoint().await?;
+        if let Some((old_size, note, _)) = &latest {
+            let old = note::open(note.as_bytes(), std::slice::from_ref(&verifier))
+                .ok()
+                .and_then(|text| Checkpoint::parse(&text).ok())
+                .ok_or_else(|| {
+                    inconsistent(format!(
+                        "the checkpoint kept at size {old_size} does not verify"
+                    ))
+                })?;
+            if old.size > size {
+                return Err(inconsistent(format!(
+                    "the ledger holds {size} entries but a checkpoint at {} was made: entries were removed",
+                    old.size
+                )));
+            }
+            if old.size == size {
+                if old.root != root {
+                    return Err(inconsistent(format!(
+                        "the ledger's head at {size} differs from its checkpoint: entries were changed"
+                    )));
+                }
+                return Ok(note.clone());
+            }
+            if old.size > 0 {
+                let needed = merkle::nodes_needed(|r| merkle::consistency_proof(old.size, size, r));
+                let tiles = self.store.ledger_tiles_for(&needed).await?;
+                let proof = merkle::consistency_proof(old.size, size, &tiles)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                merkle::verify_consistency(old.size, size, &proof, &old.root, &root).map_err(
+                    |_| {
+                        inconsistent(format!(
+                            "the ledger is not an extension of its checkpoint at {}: entries were changed",
+                            old.size
+                        ))
+                    },
+                )?;
+            }
+        }
+        let body = Checkpoint {
+            origin: verifier.name().to_owned(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let signed = signer
+            .sign(&body.to_text())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store
+            .record_checkpoint(size, &signed, self.clock.now())
+            .await?;
+        Ok(signed)
+    }
+}
+
+fn inconsistent(message: String) -> ApiError {
+    tracing::error!(%message, "the ledger failed its consistency check; no checkpoint signed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ledger_inconsistent",
+        message,
+    )
+}
+
+/// Signs checkpoints at least once a second while entries arrive, until the task is
+/// dropped. Sealed servers and errors are retried at the next tick.
+pub(crate) async fn checkpoints(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.keyring().is_none() {
+            continue;
+        }
+        let grown = match (
+            state.store.ledger_size().await,
+            state.store.latest_checkpoint().await,
+        ) {
+            (Ok(size), Ok(latest)) => latest.is_none_or(|(s, _, _)| s < size),
+            _ => false,
+        };
+        if grown && let Err(e) = state.checkpoint_now().await {
+            tracing::warn!(error = %e.message, "checkpoint not made");
+        }
     }
 }
 
@@ -80,28 +180,52 @@ pub(crate) async fn key(State(state): State<Arc<AppState>>) -> Result<impl IntoR
     ))
 }
 
-/// A fresh signed checkpoint (C2SP tlog-checkpoint as a signed note).
+/// The signed checkpoint of the current log (C2SP tlog-checkpoint as a signed note); the
+/// tlog-tiles `checkpoint` path.
 #[utoipa::path(get, path = "/api/v1/ledger/checkpoint", responses((status = 200, description = "signed note", content_type = "text/plain")), security(("bearer" = [])))]
 pub(crate) async fn checkpoint(
     _caller: Caller,
     State(state): State<Arc<AppState>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let signer = state.ledger_signer().await?;
-    let (size, root) = state.ledger_head().await?;
-    let body = Checkpoint {
-        origin: signer.verifier().name().to_owned(),
-        size,
-        root,
-        extensions: Vec::new(),
-    };
-    let note = signer
-        .sign(&body.to_text())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    state
+    let note = state.checkpoint_now().await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        note,
+    ))
+}
+
+/// A tlog-tiles hash tile or entry bundle: `tile/<L>/<N>[.p/<W>]` or
+/// `tile/entries/<N>[.p/<W>]`. Full tiles never change and may be cached forever.
+#[utoipa::path(get, path = "/api/v1/ledger/tile/{path}", params(("path" = String, Path, description = "e.g. 0/x001/234.p/7 or entries/000")),
+    responses((status = 200, description = "tile bytes", content_type = "application/octet-stream"), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn tile(
+    _caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = TileId::parse(&format!("tile/{path}"))
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let data = state
         .store
-        .record_checkpoint(size, &note, state.clock.now())
-        .await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
+        .ledger_tile(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{} is not in the log yet", id.path())))?;
+    let cache = if id.width == tiles::WIDTH {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-store"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        data,
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -135,7 +259,7 @@ pub(crate) async fn inclusion(
 ) -> Result<Json<ProofResponse>, ApiError> {
     check_size(&state, q.size).await?;
     let needed = merkle::nodes_needed(|r| merkle::inclusion_proof(q.index, q.size, r));
-    let nodes = state.store.ledger_nodes(&needed).await?;
+    let nodes = state.store.ledger_tiles_for(&needed).await?;
     let proof = merkle::inclusion_proof(q.index, q.size, &nodes).map_err(proof_error)?;
     Ok(Json(ProofResponse {
         proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
@@ -151,7 +275,7 @@ pub(crate) async fn consistency(
 ) -> Result<Json<ProofResponse>, ApiError> {
     check_size(&state, q.new).await?;
     let needed = merkle::nodes_needed(|r| merkle::consistency_proof(q.old, q.new, r));
-    let nodes = state.store.ledger_nodes(&needed).await?;
+    let nodes = state.store.ledger_tiles_for(&needed).await?;
     let proof = merkle::consistency_proof(q.old, q.new, &nodes).map_err(proof_error)?;
     Ok(Json(ProofResponse {
         proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),

@@ -4,6 +4,8 @@
 mod admin;
 mod auth;
 mod ledger;
+
+pub(crate) use ledger::checkpoints;
 mod secrets;
 mod sys;
 
@@ -333,6 +335,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         r(
             M::GET,
+            "/api/v1/ledger/tile/{*path}",
+            Some(AuditLedger),
+            On::System,
+            ledger::tile,
+        ),
+        r(
+            M::GET,
             "/api/v1/ledger/proof/consistency",
             Some(ReadLedger),
             On::System,
@@ -460,6 +469,7 @@ async fn not_found() -> ApiError {
         ledger::entries,
         ledger::inclusion,
         ledger::consistency,
+        ledger::tile,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)

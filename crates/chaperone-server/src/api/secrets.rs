@@ -151,7 +151,7 @@ pub(crate) async fn write(
             state.settings.kv,
             now,
             std::slice::from_ref(&event),
-            |binding| keyring.seal(binding, &plaintext),
+            move |binding| keyring.seal(binding, &plaintext),
         )
         .await?;
     tracing::info!(token = %caller.token_id, path = %path, version = meta.version, "secret written");

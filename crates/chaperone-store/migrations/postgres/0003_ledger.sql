@@ -1,15 +1,18 @@
--- The ledger: entries by sequence number, and the hashes of every complete subtree of the
--- RFC 9162 tree (level, index), from which tlog tiles and proofs are read.
-CREATE TABLE ledger_entries (
-    seq  BIGINT PRIMARY KEY,
-    body BYTEA    NOT NULL
-);
-
-CREATE TABLE ledger_hashes (
+-- The ledger as C2SP tlog-tiles: hash tiles by (tile level, index) and entry bundles by
+-- index, each row holding the widest version written so far (a partial tile grows until it
+-- is full; its first items never change). Proofs read O(log n) tiles.
+CREATE TABLE ledger_tiles (
     level BIGINT NOT NULL,
     idx   BIGINT NOT NULL,
-    hash  BYTEA    NOT NULL,
+    width BIGINT NOT NULL,
+    data  BYTEA    NOT NULL,
     PRIMARY KEY (level, idx)
+);
+
+CREATE TABLE ledger_bundles (
+    idx   BIGINT PRIMARY KEY,
+    width BIGINT NOT NULL,
+    data  BYTEA    NOT NULL
 );
 
 -- The tree size; the row is the lock that orders appends.
