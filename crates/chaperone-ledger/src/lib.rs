@@ -6,6 +6,7 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
 //! - [`entry`]: the ledger entry and its canonical JSON bytes.
 //! - [`audit`]: full verification of a log from its bundles, naming the first bad entry.
+//! - [`proof`]: C2SP tlog-proof files, verified offline.
 //! - [`tiles`]: C2SP tlog-tiles: tile paths, entry bundles, the tree's right edge.
 //!
 //! This crate does no I/O of its own: storage, clocks and networks belong to its callers,
@@ -16,4 +17,5 @@ pub mod checkpoint;
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 pub mod tiles;

@@ -109,16 +109,23 @@ pub(crate) async fn authorize(
     request: Request,
     next: Next,
 ) -> Response {
-    match check(&state, &table, request).await {
+    let mut request_id = None;
+    let mut response = match check(&state, &table, request, &mut request_id).await {
         Ok(request) => next.run(request).await,
         Err(error) => error.into_response(),
+    };
+    // The id the request's ledger entries carry, so a client can find them.
+    if let Some(id) = request_id.and_then(|id| axum::http::HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert("x-request-id", id);
     }
+    response
 }
 
 async fn check(
     state: &AppState,
     table: &RouteTable,
     request: Request,
+    request_id: &mut Option<String>,
 ) -> Result<Request, ApiError> {
     let matched = request
         .extensions()
@@ -149,6 +156,7 @@ async fn check(
         user_agent,
     );
     parts.extensions.insert(info.clone());
+    *request_id = Some(info.request_id.clone());
     let Some(action) = route.action else {
         return Ok(Request::from_parts(parts, body));
     };

@@ -11,6 +11,10 @@ use chaperone_store::{KeyringRecord, SealConfig, Store, StoreError, TokenKind, T
 
 /// Stores a fresh root key wrapped under `unseal`, and `admin` as an admin token that does
 /// not expire. Fails with [`StoreError::AlreadyInitialized`] on an initialised database.
+///
+/// The ledger's signing key is made here too, sealed under the new keyring, so that it
+/// exists before the first entry: a ledger that has entries but no key is refused as
+/// tampered with.
 pub async fn initialize(
     store: &Store,
     unseal: &UnsealKey,
@@ -18,8 +22,9 @@ pub async fn initialize(
     admin: &ApiToken,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let root = RootKey::generate();
     let keyring = KeyringRecord {
-        wrapped_root_key: RootKey::generate().wrap(unseal),
+        wrapped_root_key: root.wrap(unseal),
         seal,
         created_at: now,
     };
@@ -36,7 +41,10 @@ pub async fn initialize(
         scope: None,
         mfa_verified_at: None,
     };
-    store.initialize(&keyring, &record).await
+    store.initialize(&keyring, &record, &[]).await?;
+    let (origin, sealed_seed) = crate::api::new_ledger_key(&root.keyring());
+    store.create_ledger_key(&origin, &sealed_seed, now).await?;
+    Ok(())
 }
 
 /// A public token identifier: `tok_` and 16 hex digits.

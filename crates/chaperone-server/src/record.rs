@@ -2,8 +2,11 @@
 //!
 //! Denials, secret reads and logins are appended (durably: the append commits before the
 //! response is sent) and the request fails with a storage error if the append fails, so
-//! nothing is returned that was not recorded. What an event carries is in `docs/ledger.md`:
-//! ids, paths and outcomes, never a secret, password, code or token.
+//! nothing is returned that was not recorded. State changes (secrets, people, vendors,
+//! grants, classifications, tokens, enrolments, a login's session) pass their events to the
+//! store method that makes the change, which commits both in one transaction. What an event
+//! carries is in `docs/ledger.md`: ids, paths and outcomes, never a secret, password, code or
+//! token.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

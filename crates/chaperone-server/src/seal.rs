@@ -83,6 +83,12 @@ impl AppState {
     /// Adds one share; unseals when the threshold is met. A wrong combination discards the
     /// collected shares and fails with [`CryptoError::WrongUnsealKey`].
     pub async fn submit_share(&self, text: &str) -> Result<SealStatus, SealError> {
+        let status = self.add_share(text).await?;
+        self.ready_ledger().await;
+        Ok(status)
+    }
+
+    async fn add_share(&self, text: &str) -> Result<SealStatus, SealError> {
         let share = Share::from_text(text)?;
         if !self.load().await? {
             return Err(SealError::NotInitialized);
@@ -145,6 +151,12 @@ impl AppState {
 
     /// Unseals with a whole unseal key (the key file of `chaperone up`).
     pub async fn unseal_with_key(&self, key: &UnsealKey) -> Result<SealStatus, SealError> {
+        let status = self.open_with_key(key).await?;
+        self.ready_ledger().await;
+        Ok(status)
+    }
+
+    async fn open_with_key(&self, key: &UnsealKey) -> Result<SealStatus, SealError> {
         if !self.load().await? {
             return Err(SealError::NotInitialized);
         }
@@ -159,6 +171,18 @@ impl AppState {
         }
         drop(inner);
         Ok(self.status())
+    }
+
+    /// Makes the ledger's signing key, if it is not made yet, as soon as the keyring is
+    /// available: before the first request can record an entry (a ledger with entries but no
+    /// key is refused). A failure leaves the server unsealed; checkpoints report it.
+    async fn ready_ledger(&self) {
+        if self.keyring().is_none() {
+            return;
+        }
+        if let Err(e) = self.ledger_signer().await {
+            tracing::warn!(error = %e.message, "the ledger signing key is not available");
+        }
     }
 
     /// Seals: drops the keyring (its keys zeroize) and any unseal progress.

@@ -246,6 +246,28 @@ impl Server {
             .unwrap();
     }
 
+    /// Every ledger entry so far, parsed, read from the store.
+    fn ledger(&self) -> Vec<Value> {
+        let store = self.state.store();
+        let size = self.runtime.block_on(store.ledger_size()).unwrap();
+        self.runtime
+            .block_on(store.ledger_entries(0, size))
+            .unwrap()
+            .iter()
+            .map(|(_, e)| serde_json::from_slice(e).unwrap())
+            .collect()
+    }
+
+    /// The successful entries with this action and resource.
+    fn recorded(&self, action: &str, resource: &str) -> Vec<Value> {
+        self.ledger()
+            .into_iter()
+            .filter(|e| {
+                e["action"] == action && e["resource"] == resource && e["outcome"] == "success"
+            })
+            .collect()
+    }
+
     /// Checks the captured logs for every secret value this server handed out.
     fn assert_no_secret_logged(&self) {
         let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
@@ -411,6 +433,10 @@ fn failures_lock_accounts_and_addresses_without_revealing_accounts() {
     // An admin lifts it.
     s.ok("POST", "/api/v1/people/ada/unlock", Some(&s.admin), None);
     assert_eq!(login("ada", &ada.password, "198.51.100.51").0, 200);
+    // The unlock changed the account's state, so it is recorded; one with nothing to lift
+    // is not.
+    s.ok("POST", "/api/v1/people/ada/unlock", Some(&s.admin), None);
+    assert_eq!(s.recorded("person.unlock", "ada").len(), 1);
 
     // Ten failures from one address lock that address, for every account, known or not.
     for _ in 0..10 {
@@ -728,6 +754,65 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
     // Writes are recorded in the same transaction as the change.
     assert!(find("secret.write", "acme/app/db", "success"));
     assert!(find("secret.write", "globex/db", "success"));
+    // So are the other changes, with their non-secret details.
+    let vendor = s.recorded("vendor.create", "acme");
+    assert_eq!(vendor.len(), 1);
+    assert_eq!(vendor[0]["details"]["status"], "active");
+    let vendor_id = vendor[0]["details"]["vendor_id"].as_str().unwrap();
+    let created = s.recorded("person.create", "cy");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["details"]["role"], "contractor");
+    assert_eq!(created[0]["details"]["vendor_id"], vendor_id);
+    let cy_id = created[0]["details"]["person_id"].as_str().unwrap();
+    let enrolled = s.recorded("auth.enroll", "cy");
+    assert_eq!(enrolled.len(), 1);
+    assert_eq!(enrolled[0]["actor"]["person"], cy_id);
+    let grant_id = grant["id"].as_str().unwrap();
+    let granted = s.recorded("grant.create", grant_id);
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0]["details"]["person_id"], cy_id);
+    assert_eq!(granted[0]["details"]["prefix"], "acme/app");
+    assert_eq!(
+        granted[0]["details"]["capabilities"],
+        json!(["read", "list"])
+    );
+    assert_eq!(granted[0]["details"]["expires_time"], grant["expires_time"]);
+    // The login's session was stored with its entry, which names the session's id.
+    let login = s.recorded("auth.login", "cy");
+    assert_eq!(login.len(), 1);
+    let session = s.ok("GET", "/api/v1/auth/tokens", Some(&token), None);
+    assert_eq!(login[0]["actor"]["token"], session[0]["id"]);
+    assert_eq!(login[0]["details"]["second_factor"], "totp");
+    // Tokens: made and revoked once; a second revocation changes nothing and records
+    // nothing.
+    let admin_id = s.ok("GET", "/api/v1/auth/self", Some(&s.admin), None)["token_id"].clone();
+    let made = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&s.admin),
+        Some(json!({ "name": "ci", "ttl": "1h", "scope": [{ "prefix": "acme", "capabilities": ["read"] }] })),
+    );
+    s.remember(made["token"].as_str().unwrap());
+    let made_id = made["id"].as_str().unwrap();
+    for _ in 0..2 {
+        s.ok(
+            "DELETE",
+            &format!("/api/v1/auth/tokens/{made_id}"),
+            Some(&s.admin),
+            None,
+        );
+    }
+    let create = s.recorded("token.create", made_id);
+    assert_eq!(create.len(), 1);
+    assert_eq!(create[0]["actor"]["token"], admin_id);
+    assert_eq!(create[0]["details"]["name"], "ci");
+    assert_eq!(create[0]["details"]["kind"], "api");
+    assert_eq!(
+        create[0]["details"]["scope"],
+        json!([{ "prefix": "acme", "capabilities": ["read"] }])
+    );
+    assert_eq!(create[0]["details"]["expires_time"], made["expires_time"]);
+    assert_eq!(s.recorded("token.revoke", made_id).len(), 1);
     let denial = entries
         .as_array()
         .unwrap()
@@ -820,6 +905,24 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
             .0,
         403
     );
+    // The revocation, the refused attempts (no change) and the disabling are in the ledger.
+    assert_eq!(s.recorded("grant.revoke", id).len(), 1);
+    let grants = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "grant.create");
+    assert_eq!(grants.count(), 1, "the refused self-grant recorded nothing");
+    assert!(s.recorded("person.create", "eve").is_empty());
+    assert!(s.recorded("person.disable", "boss").is_empty());
+    assert_eq!(
+        s.recorded("person.create", "boss")[0]["details"]["role"],
+        "admin"
+    );
+    let disabled = s.recorded("person.disable", "cy");
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0]["details"]["person_id"], cy_id);
+    let sue_session = s.ok("GET", "/api/v1/auth/self", Some(&sue), None)["token_id"].clone();
+    assert_eq!(disabled[0]["actor"]["token"], sue_session);
     s.assert_no_secret_logged();
 }
 

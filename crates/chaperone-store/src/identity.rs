@@ -3,10 +3,16 @@
 //!
 //! Secrets among them are stored only in protected form: passwords as Argon2id PHC strings,
 //! TOTP secrets encrypted by the caller, enrolment and recovery codes as SHA-256.
+//!
+//! Every state change takes the ledger events that describe it and commits them in the same
+//! transaction (see [`Store::change`]); a change that did not happen (an unknown id, a used
+//! code) records nothing. Failed-attempt counters, TOTP steps and recovery codes are
+//! bookkeeping of the login that uses them, which the login's own entry records.
 
 use chaperone_core::Timestamp;
-use sqlx::Row;
+use chaperone_ledger::entry::Event;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use crate::{Store, StoreError, db};
 
@@ -77,21 +83,31 @@ const PERSON_COLUMNS: &str = "id, name, email, role, vendor_id, disabled_at, pas
      totp_secret, totp_last_step, allowed_networks, created_at";
 
 impl Store {
-    /// Adds a vendor.
-    pub async fn insert_vendor(&self, vendor: &VendorRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO vendors (id, name, status, allowed_networks, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind(&vendor.id)
-        .bind(&vendor.name)
-        .bind(&vendor.status)
-        .bind(json_list(&vendor.allowed_networks))
-        .bind(vendor.created_at.unix_nanos())
-        .execute(&self.writer)
+    /// Adds a vendor, recording `events` with it.
+    pub async fn insert_vendor(
+        &self,
+        vendor: &VendorRecord,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let (vendor, events) = (vendor.clone(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO vendors (id, name, status, allowed_networks, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(&vendor.id)
+                .bind(&vendor.name)
+                .bind(&vendor.status)
+                .bind(json_list(&vendor.allowed_networks))
+                .bind(vendor.created_at.unix_nanos())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("adding a vendor"))?;
+                Ok(((), events))
+            })
+        })
         .await
-        .map_err(db("adding a vendor"))?;
-        Ok(())
     }
 
     /// The vendor with this id or name.
@@ -119,71 +135,60 @@ impl Store {
         .transpose()
     }
 
-    /// Changes a vendor's status and network allowlist.
+    /// Changes a vendor's status and network allowlist. `false` (and nothing recorded) if the
+    /// vendor does not exist.
     pub async fn update_vendor(
         &self,
         id: &str,
         status: &str,
         allowed_networks: &[String],
         now: Timestamp,
+        events: &[Event],
     ) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE vendors SET status = $2, allowed_networks = $3, updated_at = $4 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(status)
-        .bind(json_list(allowed_networks))
-        .bind(now.unix_nanos())
-        .execute(&self.writer)
+        let (id, status, networks) = (
+            id.to_owned(),
+            status.to_owned(),
+            json_list(allowed_networks),
+        );
+        let events = events.to_vec();
+        self.change(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query(
+                    "UPDATE vendors SET status = $2, allowed_networks = $3, updated_at = $4 \
+                     WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(&status)
+                .bind(&networks)
+                .bind(now.unix_nanos())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("updating a vendor"))?
+                .rows_affected()
+                    > 0;
+                Ok((changed, if changed { events } else { Vec::new() }))
+            })
+        })
         .await
-        .map_err(db("updating a vendor"))?
-        .rows_affected();
-        Ok(changed > 0)
     }
 
-    /// Adds a person together with their enrolment code (hashed).
+    /// Adds a person together with their enrolment code (hashed), recording `events` with
+    /// them.
     pub async fn insert_person(
         &self,
         person: &PersonRecord,
         enrolment_code_hash: &[u8; 32],
         enrolment_expires_at: Timestamp,
+        events: &[Event],
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting to add a person"))?;
-        sqlx::query(&format!(
-            "INSERT INTO people ({PERSON_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(&person.id)
-        .bind(&person.name)
-        .bind(&person.email)
-        .bind(&person.role)
-        .bind(&person.vendor_id)
-        .bind(person.disabled_at.map(Timestamp::unix_nanos))
-        .bind(&person.password_hash)
-        .bind(&person.totp_secret)
-        .bind(person.totp_last_step)
-        .bind(json_list(&person.allowed_networks))
-        .bind(person.created_at.unix_nanos())
-        .execute(&mut *tx)
+        let (person, code_hash, events) = (person.clone(), *enrolment_code_hash, events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                insert_person_in(conn, &person, &code_hash, enrolment_expires_at).await?;
+                Ok(((), events))
+            })
+        })
         .await
-        .map_err(db("adding a person"))?;
-        sqlx::query(
-            "INSERT INTO enrolments (code_hash, person_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(enrolment_code_hash.to_vec())
-        .bind(&person.id)
-        .bind(person.created_at.unix_nanos())
-        .bind(enrolment_expires_at.unix_nanos())
-        .execute(&mut *tx)
-        .await
-        .map_err(db("storing an enrolment code"))?;
-        tx.commit().await.map_err(db("committing a new person"))?;
-        Ok(())
     }
 
     /// The person with this id or login name.
@@ -209,91 +214,105 @@ impl Store {
         rows.iter().map(person_from_row).collect()
     }
 
-    /// Disables (`Some(now)`) or re-enables (`None`) a person.
+    /// Disables (`Some(now)`) or re-enables (`None`) a person. `false` (and nothing
+    /// recorded) if the person does not exist.
     pub async fn set_person_disabled(
         &self,
         id: &str,
         disabled_at: Option<Timestamp>,
+        events: &[Event],
     ) -> Result<bool, StoreError> {
-        let changed = sqlx::query("UPDATE people SET disabled_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(disabled_at.map(Timestamp::unix_nanos))
-            .execute(&self.writer)
-            .await
-            .map_err(db("disabling a person"))?
-            .rows_affected();
-        Ok(changed > 0)
+        let (id, events) = (id.to_owned(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query("UPDATE people SET disabled_at = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(disabled_at.map(Timestamp::unix_nanos))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("disabling a person"))?
+                    .rows_affected()
+                    > 0;
+                Ok((changed, if changed { events } else { Vec::new() }))
+            })
+        })
+        .await
     }
 
-    /// Sets a person's network allowlist.
+    /// Sets a person's network allowlist. `false` (and nothing recorded) if the person does
+    /// not exist.
     pub async fn set_person_networks(
         &self,
         id: &str,
         networks: &[String],
+        events: &[Event],
     ) -> Result<bool, StoreError> {
-        let changed = sqlx::query("UPDATE people SET allowed_networks = $2 WHERE id = $1")
-            .bind(id)
-            .bind(json_list(networks))
-            .execute(&self.writer)
-            .await
-            .map_err(db("setting networks"))?
-            .rows_affected();
-        Ok(changed > 0)
+        let (id, networks, events) = (id.to_owned(), json_list(networks), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query("UPDATE people SET allowed_networks = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(&networks)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("setting networks"))?
+                    .rows_affected()
+                    > 0;
+                Ok((changed, if changed { events } else { Vec::new() }))
+            })
+        })
+        .await
+    }
+
+    /// The person an enrolment code was made for, whatever the code's state (used, expired),
+    /// so the caller can describe the enrolment before attempting it. `None` if the code is
+    /// unknown.
+    pub async fn enrolment_person(
+        &self,
+        code_hash: &[u8; 32],
+    ) -> Result<Option<PersonRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PERSON_COLUMNS} FROM people \
+             WHERE id = (SELECT person_id FROM enrolments WHERE code_hash = $1)"
+        ))
+        .bind(code_hash.to_vec())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading an enrolment"))?;
+        row.map(|row| person_from_row(&row)).transpose()
     }
 
     /// Uses an enrolment code: if it is unused and unexpired at `now`, sets the person's
-    /// password hash, encrypted TOTP secret and recovery code hashes, and returns the person.
-    /// `None` if the code is unknown, used or expired.
+    /// password hash, encrypted TOTP secret and recovery code hashes, records `events`, and
+    /// returns the person. `None` (and nothing recorded) if the code is unknown, used or
+    /// expired.
     pub async fn complete_enrolment(
         &self,
         code_hash: &[u8; 32],
         now: Timestamp,
         password_hash: &str,
-        seal_totp: impl FnOnce(&str) -> Vec<u8> + Send,
+        seal_totp: impl FnOnce(&str) -> Vec<u8> + Send + 'static,
         recovery_hashes: &[[u8; 32]],
+        events: &[Event],
     ) -> Result<Option<PersonRecord>, StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting an enrolment"))?;
-        let person_id: Option<String> = sqlx::query_scalar(
-            "UPDATE enrolments SET used_at = $2 \
-             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING person_id",
-        )
-        .bind(code_hash.to_vec())
-        .bind(now.unix_nanos())
-        .fetch_optional(&mut *tx)
+        let (code_hash, password_hash) = (*code_hash, password_hash.to_owned());
+        let (recovery_hashes, events) = (recovery_hashes.to_vec(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let person = complete_enrolment_in(
+                    conn,
+                    &code_hash,
+                    now,
+                    &password_hash,
+                    seal_totp,
+                    &recovery_hashes,
+                )
+                .await?;
+                let events = if person.is_some() { events } else { Vec::new() };
+                Ok((person, events))
+            })
+        })
         .await
-        .map_err(db("using an enrolment code"))?;
-        let Some(person_id) = person_id else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "UPDATE people SET password_hash = $2, totp_secret = $3, totp_last_step = NULL \
-             WHERE id = $1",
-        )
-        .bind(&person_id)
-        .bind(password_hash)
-        .bind(seal_totp(&person_id))
-        .execute(&mut *tx)
-        .await
-        .map_err(db("storing credentials"))?;
-        sqlx::query("DELETE FROM recovery_codes WHERE person_id = $1")
-            .bind(&person_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("replacing recovery codes"))?;
-        for hash in recovery_hashes {
-            sqlx::query("INSERT INTO recovery_codes (person_id, code_hash) VALUES ($1, $2)")
-                .bind(&person_id)
-                .bind(hash.to_vec())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("storing recovery codes"))?;
-        }
-        tx.commit().await.map_err(db("committing an enrolment"))?;
-        self.person(&person_id).await
     }
 
     /// Records that TOTP step `step` was used, if it is later than the last one used. `false`
@@ -334,36 +353,60 @@ impl Store {
         Ok(changed > 0)
     }
 
-    /// Adds a grant.
-    pub async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO grants (id, person_id, prefix, capabilities, expires_at, created_at, \
-             created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&grant.id)
-        .bind(&grant.person_id)
-        .bind(&grant.prefix)
-        .bind(json_list(&grant.capabilities))
-        .bind(grant.expires_at.unix_nanos())
-        .bind(grant.created_at.unix_nanos())
-        .bind(&grant.created_by)
-        .execute(&self.writer)
+    /// Adds a grant, recording `events` with it.
+    pub async fn insert_grant(
+        &self,
+        grant: &GrantRecord,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let (grant, events) = (grant.clone(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO grants (id, person_id, prefix, capabilities, expires_at, \
+                     created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&grant.id)
+                .bind(&grant.person_id)
+                .bind(&grant.prefix)
+                .bind(json_list(&grant.capabilities))
+                .bind(grant.expires_at.unix_nanos())
+                .bind(grant.created_at.unix_nanos())
+                .bind(&grant.created_by)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("adding a grant"))?;
+                Ok(((), events))
+            })
+        })
         .await
-        .map_err(db("adding a grant"))?;
-        Ok(())
     }
 
-    /// Revokes a grant. `false` if it does not exist or was already revoked.
-    pub async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let changed =
-            sqlx::query("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id)
+    /// Revokes a grant. `false` (and nothing recorded) if it does not exist or was already
+    /// revoked.
+    pub async fn revoke_grant(
+        &self,
+        id: &str,
+        now: Timestamp,
+        events: &[Event],
+    ) -> Result<bool, StoreError> {
+        let (id, events) = (id.to_owned(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query(
+                    "UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(&id)
                 .bind(now.unix_nanos())
-                .execute(&self.writer)
+                .execute(&mut *conn)
                 .await
                 .map_err(db("revoking a grant"))?
-                .rows_affected();
-        Ok(changed > 0)
+                .rows_affected()
+                    > 0;
+                Ok((changed, if changed { events } else { Vec::new() }))
+            })
+        })
+        .await
     }
 
     /// A person's unrevoked grants (expired ones included: the caller checks expiry).
@@ -397,35 +440,53 @@ impl Store {
             .collect()
     }
 
-    /// Sets the classification level of a path prefix.
+    /// Sets the classification level of a path prefix, recording `events` with it.
     pub async fn set_classification(
         &self,
         prefix: &str,
         level: &str,
         now: Timestamp,
+        events: &[Event],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO classifications (prefix, level, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (prefix) DO UPDATE SET level = $2, updated_at = $3",
-        )
-        .bind(prefix)
-        .bind(level)
-        .bind(now.unix_nanos())
-        .execute(&self.writer)
+        let (prefix, level, events) = (prefix.to_owned(), level.to_owned(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO classifications (prefix, level, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (prefix) DO UPDATE SET level = $2, updated_at = $3",
+                )
+                .bind(&prefix)
+                .bind(&level)
+                .bind(now.unix_nanos())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("classifying a path"))?;
+                Ok(((), events))
+            })
+        })
         .await
-        .map_err(db("classifying a path"))?;
-        Ok(())
     }
 
-    /// Removes a prefix's classification. `false` if it had none.
-    pub async fn remove_classification(&self, prefix: &str) -> Result<bool, StoreError> {
-        let changed = sqlx::query("DELETE FROM classifications WHERE prefix = $1")
-            .bind(prefix)
-            .execute(&self.writer)
-            .await
-            .map_err(db("removing a classification"))?
-            .rows_affected();
-        Ok(changed > 0)
+    /// Removes a prefix's classification. `false` (and nothing recorded) if it had none.
+    pub async fn remove_classification(
+        &self,
+        prefix: &str,
+        events: &[Event],
+    ) -> Result<bool, StoreError> {
+        let (prefix, events) = (prefix.to_owned(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query("DELETE FROM classifications WHERE prefix = $1")
+                    .bind(&prefix)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("removing a classification"))?
+                    .rows_affected()
+                    > 0;
+                Ok((changed, if changed { events } else { Vec::new() }))
+            })
+        })
+        .await
     }
 
     /// Every classified prefix with its level, by prefix.
@@ -511,7 +572,7 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the failures of `subject` (an admin lifting a lockout, or a success).
+    /// Forgets the failures of `subject` (after a success).
     pub async fn clear_auth_failures(&self, subject: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
             .bind(subject)
@@ -520,6 +581,116 @@ impl Store {
             .map_err(db("clearing failures"))?;
         Ok(())
     }
+
+    /// An administrator lifting a lockout: forgets the failures of `subject` and records
+    /// `events`. `false` (and nothing recorded) if there were none to forget.
+    pub async fn lift_lockout(&self, subject: &str, events: &[Event]) -> Result<bool, StoreError> {
+        let (subject, events) = (subject.to_owned(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let cleared = sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
+                    .bind(&subject)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("clearing failures"))?
+                    .rows_affected()
+                    > 0;
+                Ok((cleared, if cleared { events } else { Vec::new() }))
+            })
+        })
+        .await
+    }
+}
+
+async fn insert_person_in(
+    conn: &mut AnyConnection,
+    person: &PersonRecord,
+    enrolment_code_hash: &[u8; 32],
+    enrolment_expires_at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO people ({PERSON_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(&person.id)
+    .bind(&person.name)
+    .bind(&person.email)
+    .bind(&person.role)
+    .bind(&person.vendor_id)
+    .bind(person.disabled_at.map(Timestamp::unix_nanos))
+    .bind(&person.password_hash)
+    .bind(&person.totp_secret)
+    .bind(person.totp_last_step)
+    .bind(json_list(&person.allowed_networks))
+    .bind(person.created_at.unix_nanos())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("adding a person"))?;
+    sqlx::query(
+        "INSERT INTO enrolments (code_hash, person_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(enrolment_code_hash.to_vec())
+    .bind(&person.id)
+    .bind(person.created_at.unix_nanos())
+    .bind(enrolment_expires_at.unix_nanos())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("storing an enrolment code"))?;
+    Ok(())
+}
+
+async fn complete_enrolment_in(
+    conn: &mut AnyConnection,
+    code_hash: &[u8; 32],
+    now: Timestamp,
+    password_hash: &str,
+    seal_totp: impl FnOnce(&str) -> Vec<u8>,
+    recovery_hashes: &[[u8; 32]],
+) -> Result<Option<PersonRecord>, StoreError> {
+    let person_id: Option<String> = sqlx::query_scalar(
+        "UPDATE enrolments SET used_at = $2 \
+         WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING person_id",
+    )
+    .bind(code_hash.to_vec())
+    .bind(now.unix_nanos())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("using an enrolment code"))?;
+    let Some(person_id) = person_id else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "UPDATE people SET password_hash = $2, totp_secret = $3, totp_last_step = NULL \
+         WHERE id = $1",
+    )
+    .bind(&person_id)
+    .bind(password_hash)
+    .bind(seal_totp(&person_id))
+    .execute(&mut *conn)
+    .await
+    .map_err(db("storing credentials"))?;
+    sqlx::query("DELETE FROM recovery_codes WHERE person_id = $1")
+        .bind(&person_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("replacing recovery codes"))?;
+    for hash in recovery_hashes {
+        sqlx::query("INSERT INTO recovery_codes (person_id, code_hash) VALUES ($1, $2)")
+            .bind(&person_id)
+            .bind(hash.to_vec())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("storing recovery codes"))?;
+    }
+    let row = sqlx::query(&format!(
+        "SELECT {PERSON_COLUMNS} FROM people WHERE id = $1"
+    ))
+    .bind(&person_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("reading an enrolled person"))?;
+    row.map(|row| person_from_row(&row)).transpose()
 }
 
 fn person_from_row(row: &AnyRow) -> Result<PersonRecord, StoreError> {

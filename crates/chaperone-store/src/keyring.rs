@@ -1,10 +1,14 @@
 //! The keyring row (the wrapped root key and how it is unsealed) and API token records.
+//!
+//! Making and revoking tokens, and initialisation, take the ledger events that describe them
+//! and commit them in the same transaction (see [`Store::change`]).
 
 use chaperone_core::Timestamp;
 use chaperone_crypto::WrappedRootKey;
 use chaperone_crypto::token::TokenHash;
-use sqlx::Row;
+use chaperone_ledger::entry::Event;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use crate::{Store, StoreError, db};
 
@@ -80,41 +84,23 @@ impl TokenKind {
 }
 
 impl Store {
-    /// Stores the keyring and the first admin token together. Fails with
-    /// [`StoreError::AlreadyInitialized`] if a keyring exists.
+    /// Stores the keyring and the first admin token together, recording `events` with them.
+    /// Fails with [`StoreError::AlreadyInitialized`] (storing and recording nothing) if a
+    /// keyring exists.
     pub async fn initialize(
         &self,
         keyring: &KeyringRecord,
         admin: &TokenRecord,
+        events: &[Event],
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting initialisation"))?;
-        let (kind, shares, threshold) = match keyring.seal {
-            SealConfig::KeyFile => ("key-file", 1, 1),
-            SealConfig::Shamir { shares, threshold } => ("shamir", shares, threshold),
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO keyring (id, wrapped_root_key, seal_kind, shares, threshold, created_at) \
-             VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(keyring.wrapped_root_key.as_bytes().to_vec())
-        .bind(kind)
-        .bind(i64::from(shares))
-        .bind(i64::from(threshold))
-        .bind(keyring.created_at.unix_nanos())
-        .execute(&mut *tx)
+        let (keyring, admin, events) = (keyring.clone(), admin.clone(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                initialize_in(conn, &keyring, &admin).await?;
+                Ok(((), events))
+            })
+        })
         .await
-        .map_err(db("storing the keyring"))?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(StoreError::AlreadyInitialized);
-        }
-        insert_token(&mut *tx, admin).await?;
-        tx.commit().await.map_err(db("committing initialisation"))?;
-        Ok(())
     }
 
     /// The keyring, or `None` before initialisation.
@@ -150,9 +136,20 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("keyring row: {e}")))
     }
 
-    /// Stores a new token record.
-    pub async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        insert_token(&self.writer, token).await
+    /// Stores a new token record, recording `events` with it.
+    pub async fn insert_token(
+        &self,
+        token: &TokenRecord,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let (token, events) = (token.clone(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                insert_token_in(conn, &token).await?;
+                Ok(((), events))
+            })
+        })
+        .await
     }
 
     /// The token with this hash, if any (expired and revoked ones included: the caller
@@ -194,17 +191,31 @@ impl Store {
         row.map(|row| token_from_row(&row)).transpose()
     }
 
-    /// Revokes a token. `false` if it does not exist or was already revoked.
-    pub async fn revoke_token(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let changed =
-            sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id)
+    /// Revokes a token. `false` (and nothing recorded) if it does not exist or was already
+    /// revoked.
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        now: Timestamp,
+        events: &[Event],
+    ) -> Result<bool, StoreError> {
+        let (id, events) = (id.to_owned(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query(
+                    "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(&id)
                 .bind(now.unix_nanos())
-                .execute(&self.writer)
+                .execute(&mut *conn)
                 .await
                 .map_err(db("revoking a token"))?
-                .rows_affected();
-        Ok(changed > 0)
+                .rows_affected()
+                    > 0;
+                Ok((changed, if changed { events } else { Vec::new() }))
+            })
+        })
+        .await
     }
 
     /// Records a TOTP verification on a session, for step-up.
@@ -222,10 +233,35 @@ impl Store {
 const TOKEN_COLUMNS: &str = "id, token_hash, name, role, created_at, expires_at, revoked_at, \
      person_id, kind, scope, mfa_verified_at";
 
-async fn insert_token<'e, E>(executor: E, token: &TokenRecord) -> Result<(), StoreError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+async fn initialize_in(
+    conn: &mut AnyConnection,
+    keyring: &KeyringRecord,
+    admin: &TokenRecord,
+) -> Result<(), StoreError> {
+    let (kind, shares, threshold) = match keyring.seal {
+        SealConfig::KeyFile => ("key-file", 1, 1),
+        SealConfig::Shamir { shares, threshold } => ("shamir", shares, threshold),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO keyring (id, wrapped_root_key, seal_kind, shares, threshold, created_at) \
+         VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(keyring.wrapped_root_key.as_bytes().to_vec())
+    .bind(kind)
+    .bind(i64::from(shares))
+    .bind(i64::from(threshold))
+    .bind(keyring.created_at.unix_nanos())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("storing the keyring"))?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(StoreError::AlreadyInitialized);
+    }
+    insert_token_in(conn, admin).await
+}
+
+async fn insert_token_in(conn: &mut AnyConnection, token: &TokenRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at, \
          person_id, kind, scope, mfa_verified_at) \
@@ -242,7 +278,7 @@ where
     .bind(token.kind.as_str())
     .bind(&token.scope)
     .bind(token.mfa_verified_at.map(Timestamp::unix_nanos))
-    .execute(executor)
+    .execute(&mut *conn)
     .await
     .map_err(db("storing a token"))?;
     Ok(())

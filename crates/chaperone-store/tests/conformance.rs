@@ -115,6 +115,7 @@ conformance!(
     tokens_of_people,
     ledger_appends_and_proofs,
     changes_and_their_events_commit_together,
+    identity_and_token_changes_record_only_what_happened,
 );
 
 fn path(p: &str) -> SecretPath {
@@ -393,7 +394,7 @@ async fn keyring_and_tokens(f: &Fixture) {
         scope: None,
         mfa_verified_at: None,
     };
-    f.store.initialize(&record, &admin).await.unwrap();
+    f.store.initialize(&record, &admin, &[]).await.unwrap();
     assert_eq!(f.store.keyring().await.unwrap(), Some(record.clone()));
     assert!(record.wrapped_root_key.open(&unseal).is_ok());
     let again = TokenRecord {
@@ -402,7 +403,7 @@ async fn keyring_and_tokens(f: &Fixture) {
         ..admin.clone()
     };
     assert!(matches!(
-        f.store.initialize(&record, &again).await,
+        f.store.initialize(&record, &again, &[]).await,
         Err(StoreError::AlreadyInitialized)
     ));
     assert_eq!(
@@ -424,7 +425,7 @@ async fn keyring_and_tokens(f: &Fixture) {
         expires_at: Some(t(100)),
         ..admin
     };
-    f.store.insert_token(&expiring).await.unwrap();
+    f.store.insert_token(&expiring, &[]).await.unwrap();
     assert_eq!(
         f.store.token_by_hash(&expiring.hash).await.unwrap(),
         Some(expiring)
@@ -560,11 +561,11 @@ fn person_record(id: &str, vendor: Option<&str>) -> PersonRecord {
 
 async fn people_vendors_and_enrolment(f: &Fixture) {
     let v = vendor("v1");
-    f.store.insert_vendor(&v).await.unwrap();
+    f.store.insert_vendor(&v, &[]).await.unwrap();
     assert_eq!(f.store.vendor("v1 Ltd").await.unwrap(), Some(v.clone()));
     assert!(
         f.store
-            .update_vendor("v1", "suspended", &[], t(1))
+            .update_vendor("v1", "suspended", &[], t(1), &[])
             .await
             .unwrap()
     );
@@ -576,7 +577,7 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
 
     let p = person_record("p1", Some("v1"));
     let code = [7u8; 32];
-    f.store.insert_person(&p, &code, t(100)).await.unwrap();
+    f.store.insert_person(&p, &code, t(100), &[]).await.unwrap();
     assert_eq!(f.store.person("name-p1").await.unwrap(), Some(p.clone()));
     // A second person with the same name is refused, and adds no enrolment code.
     let dup = PersonRecord {
@@ -585,7 +586,7 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
     };
     assert!(
         f.store
-            .insert_person(&dup, &[8u8; 32], t(100))
+            .insert_person(&dup, &[8u8; 32], t(100), &[])
             .await
             .is_err()
     );
@@ -603,6 +604,7 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
                     "$argon2id$x",
                     |id| format!("sealed:{id}").into_bytes(),
                     &recovery,
+                    &[],
                 )
                 .await
                 .unwrap()
@@ -616,14 +618,19 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
     // A code works once.
     assert_eq!(enrol(code, t(2)).await, None);
 
-    assert!(f.store.set_person_disabled("p1", Some(t(5))).await.unwrap());
+    assert!(
+        f.store
+            .set_person_disabled("p1", Some(t(5)), &[])
+            .await
+            .unwrap()
+    );
     assert_eq!(
         f.store.person("p1").await.unwrap().unwrap().disabled_at,
         Some(t(5))
     );
     assert!(
         f.store
-            .set_person_networks("p1", &["127.0.0.1/32".into()])
+            .set_person_networks("p1", &["127.0.0.1/32".into()], &[])
             .await
             .unwrap()
     );
@@ -635,9 +642,12 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
 
 async fn totp_steps_and_recovery_codes_are_used_once(f: &Fixture) {
     let p = person_record("p1", None);
-    f.store.insert_person(&p, &[3u8; 32], t(100)).await.unwrap();
     f.store
-        .complete_enrolment(&[3u8; 32], t(1), "h", |_| vec![1], &[[4u8; 32]])
+        .insert_person(&p, &[3u8; 32], t(100), &[])
+        .await
+        .unwrap();
+    f.store
+        .complete_enrolment(&[3u8; 32], t(1), "h", |_| vec![1], &[[4u8; 32]], &[])
         .await
         .unwrap();
     assert!(f.store.accept_totp_step("p1", 10).await.unwrap());
@@ -666,7 +676,7 @@ async fn totp_steps_and_recovery_codes_are_used_once(f: &Fixture) {
 
 async fn grants_classifications_and_failures(f: &Fixture) {
     f.store
-        .insert_person(&person_record("p1", None), &[3u8; 32], t(100))
+        .insert_person(&person_record("p1", None), &[3u8; 32], t(100), &[])
         .await
         .unwrap();
     let grant = GrantRecord {
@@ -679,22 +689,22 @@ async fn grants_classifications_and_failures(f: &Fixture) {
         created_by: "tok_admin".into(),
         revoked_at: None,
     };
-    f.store.insert_grant(&grant).await.unwrap();
+    f.store.insert_grant(&grant, &[]).await.unwrap();
     assert_eq!(f.store.grants_of("p1").await.unwrap(), [grant]);
-    assert!(f.store.revoke_grant("g1", t(2)).await.unwrap());
-    assert!(!f.store.revoke_grant("g1", t(3)).await.unwrap());
+    assert!(f.store.revoke_grant("g1", t(2), &[]).await.unwrap());
+    assert!(!f.store.revoke_grant("g1", t(3), &[]).await.unwrap());
     assert!(f.store.grants_of("p1").await.unwrap().is_empty());
 
     f.store
-        .set_classification("fin", "confidential", t(0))
+        .set_classification("fin", "confidential", t(0), &[])
         .await
         .unwrap();
     f.store
-        .set_classification("fin", "regulated", t(1))
+        .set_classification("fin", "regulated", t(1), &[])
         .await
         .unwrap();
     f.store
-        .set_classification("pub", "public", t(1))
+        .set_classification("pub", "public", t(1), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -704,8 +714,8 @@ async fn grants_classifications_and_failures(f: &Fixture) {
             ("pub".to_owned(), "public".to_owned())
         ]
     );
-    assert!(f.store.remove_classification("pub").await.unwrap());
-    assert!(!f.store.remove_classification("pub").await.unwrap());
+    assert!(f.store.remove_classification("pub", &[]).await.unwrap());
+    assert!(!f.store.remove_classification("pub", &[]).await.unwrap());
 
     let subjects = ["account:ada".to_owned(), "ip:127.0.0.1".to_owned()];
     for i in 0..3 {
@@ -747,7 +757,7 @@ async fn grants_classifications_and_failures(f: &Fixture) {
 
 async fn tokens_of_people(f: &Fixture) {
     f.store
-        .insert_person(&person_record("p1", None), &[3u8; 32], t(100))
+        .insert_person(&person_record("p1", None), &[3u8; 32], t(100), &[])
         .await
         .unwrap();
     let session = TokenRecord {
@@ -763,7 +773,7 @@ async fn tokens_of_people(f: &Fixture) {
         scope: Some("[]".into()),
         mfa_verified_at: None,
     };
-    f.store.insert_token(&session).await.unwrap();
+    f.store.insert_token(&session, &[]).await.unwrap();
     assert_eq!(
         f.store.list_tokens(Some("p1")).await.unwrap(),
         std::slice::from_ref(&session)
@@ -779,8 +789,8 @@ async fn tokens_of_people(f: &Fixture) {
             .mfa_verified_at,
         Some(t(5))
     );
-    assert!(f.store.revoke_token("tok_s", t(6)).await.unwrap());
-    assert!(!f.store.revoke_token("tok_s", t(7)).await.unwrap());
+    assert!(f.store.revoke_token("tok_s", t(6), &[]).await.unwrap());
+    assert!(!f.store.revoke_token("tok_s", t(7), &[]).await.unwrap());
     assert_eq!(
         f.store
             .token_by_hash(&session.hash)
@@ -937,6 +947,158 @@ async fn changes_and_their_events_commit_together(f: &Fixture) {
             "secret.delete",
             "secret.metadata_write",
             "secret.destroy"
+        ]
+    );
+}
+
+/// The actions of the ledger's entries, in order.
+async fn ledger_actions(f: &Fixture) -> Vec<String> {
+    let size = f.store.ledger_size().await.unwrap();
+    f.store
+        .ledger_entries(0, size)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, e)| {
+            serde_json::from_slice::<serde_json::Value>(e).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
+    f.store
+        .insert_vendor(&vendor("v1"), &[event("vendor.create")])
+        .await
+        .unwrap();
+    // A duplicate is refused and records nothing.
+    assert!(
+        f.store
+            .insert_vendor(&vendor("v1"), &[event("vendor.create")])
+            .await
+            .is_err()
+    );
+    assert_eq!(ledger_actions(f).await, ["vendor.create"]);
+    // Revoking a token that does not exist changes nothing and records nothing.
+    assert!(
+        !f.store
+            .revoke_token("tok_missing", t(1), &[event("token.revoke")])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .update_vendor("nope", "suspended", &[], t(1), &[event("vendor.update")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(f.store.ledger_size().await.unwrap(), 1);
+    // A real vendor update records exactly one entry, with the change.
+    assert!(
+        f.store
+            .update_vendor("v1", "suspended", &[], t(2), &[event("vendor.update")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(ledger_actions(f).await, ["vendor.create", "vendor.update"]);
+    assert_eq!(
+        f.store.vendor("v1").await.unwrap().unwrap().status,
+        "suspended"
+    );
+    // An enrolment code records only when it is used, once.
+    f.store
+        .insert_person(
+            &person_record("p1", Some("v1")),
+            &[3u8; 32],
+            t(100),
+            &[event("person.create")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .enrolment_person(&[3u8; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "p1"
+    );
+    assert_eq!(f.store.enrolment_person(&[4u8; 32]).await.unwrap(), None);
+    for expected in [true, false] {
+        let enrolled = f
+            .store
+            .complete_enrolment(
+                &[3u8; 32],
+                t(3),
+                "h",
+                |_| vec![1],
+                &[],
+                &[event("auth.enroll")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(enrolled.is_some(), expected);
+    }
+    // A token made and revoked twice: one entry each for what happened.
+    let token = TokenRecord {
+        id: "tok_1".into(),
+        hash: ApiToken::generate().hash(),
+        name: "ci".into(),
+        role: "member".into(),
+        created_at: t(4),
+        expires_at: Some(t(100)),
+        revoked_at: None,
+        person_id: Some("p1".into()),
+        kind: TokenKind::Api,
+        scope: None,
+        mfa_verified_at: None,
+    };
+    f.store
+        .insert_token(&token, &[event("token.create")])
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .revoke_token("tok_1", t(5), &[event("token.revoke")])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .revoke_token("tok_1", t(6), &[event("token.revoke")])
+            .await
+            .unwrap()
+    );
+    // An unlock with nothing to forget records nothing; one that lifts failures does.
+    assert!(
+        !f.store
+            .lift_lockout("account:x", &[event("person.unlock")])
+            .await
+            .unwrap()
+    );
+    f.store
+        .record_auth_failure(&["account:x".to_owned()], t(7))
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .lift_lockout("account:x", &[event("person.unlock")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ledger_actions(f).await,
+        [
+            "vendor.create",
+            "vendor.update",
+            "person.create",
+            "auth.enroll",
+            "token.create",
+            "token.revoke",
+            "person.unlock",
         ]
     );
 }

@@ -21,6 +21,7 @@ pub(crate) struct ClientArgs {
 }
 
 /// A connection to one server.
+#[derive(Clone)]
 pub(crate) struct Client {
     agent: ureq::Agent,
     base: String,
@@ -146,6 +147,14 @@ impl Client {
 impl Client {
     /// GETs `path` (under `/api/v1`) and returns the body as text (for signed notes and keys).
     pub(crate) fn text(&self, path: &str) -> anyhow::Result<String> {
+        let bytes = self
+            .bytes(path)?
+            .ok_or_else(|| anyhow!("{path} was not found [HTTP 404]"))?;
+        String::from_utf8(bytes).with_context(|| format!("{path} is not text"))
+    }
+
+    /// GETs `path` (under `/api/v1`) as bytes; `None` for 404 (a tile not written yet).
+    pub(crate) fn bytes(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let url = format!("{}/api/v1/{path}", self.base);
         let mut request = self.agent.get(&url);
         if let Some(token) = &self.token {
@@ -158,15 +167,23 @@ impl Client {
             )
         })?;
         let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string()?;
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .with_context(|| format!("reading {path} from {}", self.base))?;
+        if status == 404 && path.starts_with("ledger/tile/") {
+            return Ok(None);
+        }
         if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<Value>(&text)
+            let message = serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| format!("HTTP {status}"));
             bail!("{message} [HTTP {status}]");
         }
-        Ok(text)
+        Ok(Some(body))
     }
 
     /// The server's base address.

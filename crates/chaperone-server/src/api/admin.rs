@@ -1,21 +1,45 @@
 //! Administration: people, vendors, grants and path classifications.
+//!
+//! Every change is recorded in the ledger in the same transaction as the change (actions
+//! `person.*`, `vendor.*`, `grant.*`, `classification.*`, listed in `docs/ledger.md`); a
+//! change that does not happen records nothing.
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chaperone_core::net::Cidr;
 use chaperone_core::policy::{Level, Role};
 use chaperone_core::{SecretPath, parse_duration};
 use chaperone_crypto::password::{code_hash, recovery_codes};
+use chaperone_ledger::entry::{Event, Outcome};
 use chaperone_store::{GrantRecord, PersonRecord, VendorRecord};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::ApiJson;
 use super::auth::new_id;
 use crate::auth::{Caller, parse_capabilities};
+use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
+
+/// The event for a successful change by `caller`, with `details` (non-secret facts only).
+fn change_event<const N: usize>(
+    state: &AppState,
+    info: &RequestInfo,
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    details: [(&str, Value); N],
+) -> Event {
+    let mut record = Record::new(action, resource, Outcome::Success);
+    record.details = details
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+    state.event(info, caller.actor(), record)
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +64,7 @@ pub(crate) struct AddPersonResponse {
 pub(crate) async fn add_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<AddPersonRequest>,
 ) -> Result<Json<AddPersonResponse>, ApiError> {
     let role: Role = body
@@ -88,9 +113,22 @@ pub(crate) async fn add_person(
     };
     let code = recovery_codes(1).pop().expect("one code");
     let expires = now.plus_secs(state.settings.auth.enrolment_ttl_secs);
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "person.create",
+        &person.name,
+        [
+            ("person_id", person.id.clone().into()),
+            ("role", person.role.clone().into()),
+            ("vendor_id", person.vendor_id.clone().into()),
+            ("enrolment_expires_time", expires.to_rfc3339().into()),
+        ],
+    );
     state
         .store
-        .insert_person(&person, &code_hash(&code), expires)
+        .insert_person(&person, &code_hash(&code), expires, &[event])
         .await?;
     tracing::info!(by = %caller.token_id, person = %person.name, role = %person.role, "person added");
     Ok(Json(AddPersonResponse {
@@ -151,8 +189,13 @@ fn may_manage(caller: &Caller, role: Role) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The id of the person `name`, after checking the caller may manage them.
-async fn managed_person(state: &AppState, caller: &Caller, name: &str) -> Result<String, ApiError> {
+/// The id and login name of the person `name` (a name or an id), after checking the caller
+/// may manage them.
+async fn managed_person(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<(String, String), ApiError> {
     let person = state
         .store
         .person(name)
@@ -163,7 +206,7 @@ async fn managed_person(state: &AppState, caller: &Caller, name: &str) -> Result
         .parse()
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
     may_manage(caller, role)?;
-    Ok(person.id)
+    Ok((person.id, person.name))
 }
 
 async fn person_id(state: &AppState, name: &str) -> Result<String, ApiError> {
@@ -180,12 +223,21 @@ async fn person_id(state: &AppState, name: &str) -> Result<String, ApiError> {
 pub(crate) async fn disable_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = managed_person(&state, &caller, &name).await?;
+    let (id, name) = managed_person(&state, &caller, &name).await?;
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "person.disable",
+        &name,
+        [("person_id", id.clone().into())],
+    );
     state
         .store
-        .set_person_disabled(&id, Some(state.clock.now()))
+        .set_person_disabled(&id, Some(state.clock.now()), &[event])
         .await?;
     tracing::warn!(by = %caller.token_id, person = %name, "person disabled");
     Ok(StatusCode::NO_CONTENT)
@@ -196,27 +248,47 @@ pub(crate) async fn disable_person(
 pub(crate) async fn enable_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = managed_person(&state, &caller, &name).await?;
-    state.store.set_person_disabled(&id, None).await?;
+    let (id, name) = managed_person(&state, &caller, &name).await?;
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "person.enable",
+        &name,
+        [("person_id", id.clone().into())],
+    );
+    state.store.set_person_disabled(&id, None, &[event]).await?;
     tracing::info!(by = %caller.token_id, person = %name, "person enabled");
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/people/{name}/unlock", params(("name" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Lifts a login lockout on an account.
+/// Lifts a login lockout on an account (recorded only if there were failures to forget).
 pub(crate) async fn unlock_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    managed_person(&state, &caller, &name).await?;
-    state
+    let (id, name) = managed_person(&state, &caller, &name).await?;
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "person.unlock",
+        &name,
+        [("person_id", id.into())],
+    );
+    if state
         .store
-        .clear_auth_failures(&super::auth::account_subject(&name))
-        .await?;
-    tracing::info!(by = %caller.token_id, person = %name, "account unlocked");
+        .lift_lockout(&super::auth::account_subject(&name), &[event])
+        .await?
+    {
+        tracing::info!(by = %caller.token_id, person = %name, "account unlocked");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -231,12 +303,27 @@ pub(crate) struct NetworksRequest {
 pub(crate) async fn set_person_networks(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<NetworksRequest>,
 ) -> Result<StatusCode, ApiError> {
     let networks = normalise_networks(&body.networks)?;
-    let id = managed_person(&state, &caller, &name).await?;
-    state.store.set_person_networks(&id, &networks).await?;
+    let (id, name) = managed_person(&state, &caller, &name).await?;
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "person.networks",
+        &name,
+        [
+            ("person_id", id.clone().into()),
+            ("networks", networks.clone().into()),
+        ],
+    );
+    state
+        .store
+        .set_person_networks(&id, &networks, &[event])
+        .await?;
     tracing::info!(by = %caller.token_id, person = %name, ?networks, "networks set");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -293,6 +380,7 @@ fn validate_status(status: &str) -> Result<(), ApiError> {
 pub(crate) async fn add_vendor(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<VendorRequest>,
 ) -> Result<Json<VendorInfo>, ApiError> {
     let name = body
@@ -315,7 +403,19 @@ pub(crate) async fn add_vendor(
         allowed_networks: normalise_networks(body.networks.as_deref().unwrap_or_default())?,
         created_at: state.clock.now(),
     };
-    state.store.insert_vendor(&vendor).await?;
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "vendor.create",
+        &vendor.name,
+        [
+            ("vendor_id", vendor.id.clone().into()),
+            ("status", vendor.status.clone().into()),
+            ("networks", vendor.allowed_networks.clone().into()),
+        ],
+    );
+    state.store.insert_vendor(&vendor, &[event]).await?;
     tracing::info!(by = %caller.token_id, vendor = %vendor.name, "vendor added");
     Ok(Json(vendor.into()))
 }
@@ -340,6 +440,7 @@ pub(crate) async fn show_vendor(
 pub(crate) async fn update_vendor(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<VendorRequest>,
 ) -> Result<Json<VendorInfo>, ApiError> {
@@ -354,9 +455,22 @@ pub(crate) async fn update_vendor(
         Some(n) => normalise_networks(n)?,
         None => vendor.allowed_networks.clone(),
     };
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "vendor.update",
+        &vendor.name,
+        [
+            ("vendor_id", vendor.id.clone().into()),
+            ("status", status.clone().into()),
+            ("previous_status", vendor.status.clone().into()),
+            ("networks", networks.clone().into()),
+        ],
+    );
     state
         .store
-        .update_vendor(&vendor.id, &status, &networks, state.clock.now())
+        .update_vendor(&vendor.id, &status, &networks, state.clock.now(), &[event])
         .await?;
     tracing::warn!(by = %caller.token_id, vendor = %vendor.name, %status, "vendor updated");
     Ok(Json(VendorInfo {
@@ -404,6 +518,7 @@ impl From<GrantRecord> for GrantInfo {
 pub(crate) async fn add_grant(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<GrantRequest>,
 ) -> Result<Json<GrantInfo>, ApiError> {
     let capabilities = parse_capabilities(&body.capabilities)?;
@@ -429,7 +544,20 @@ pub(crate) async fn add_grant(
         created_by: caller.person_id.clone().unwrap_or(caller.token_id.clone()),
         revoked_at: None,
     };
-    state.store.insert_grant(&grant).await?;
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "grant.create",
+        &grant.id,
+        [
+            ("person_id", grant.person_id.clone().into()),
+            ("prefix", grant.prefix.clone().into()),
+            ("capabilities", grant.capabilities.clone().into()),
+            ("expires_time", grant.expires_at.to_rfc3339().into()),
+        ],
+    );
+    state.store.insert_grant(&grant, &[event]).await?;
     tracing::info!(by = %caller.token_id, grant = %grant.id, person = %body.person, prefix = %grant.prefix, "grant added");
     Ok(Json(grant.into()))
 }
@@ -464,9 +592,15 @@ pub(crate) async fn list_grants(
 pub(crate) async fn revoke_grant(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store.revoke_grant(&id, state.clock.now()).await? {
+    let event = change_event(&state, &info, &caller, "grant.revoke", &id, []);
+    if !state
+        .store
+        .revoke_grant(&id, state.clock.now(), &[event])
+        .await?
+    {
         return Err(ApiError::not_found("no such active grant"));
     }
     tracing::info!(by = %caller.token_id, grant = %id, "grant revoked");
@@ -501,6 +635,7 @@ pub(crate) async fn list_classifications(
 pub(crate) async fn set_classification(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<Classification>,
 ) -> Result<StatusCode, ApiError> {
     let level: Level = body
@@ -509,9 +644,17 @@ pub(crate) async fn set_classification(
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
     let prefix = body.prefix.trim_end_matches('/');
     SecretPath::parse(prefix)?;
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "classification.set",
+        prefix,
+        [("level", level.as_str().into())],
+    );
     state
         .store
-        .set_classification(prefix, level.as_str(), state.clock.now())
+        .set_classification(prefix, level.as_str(), state.clock.now(), &[event])
         .await?;
     tracing::info!(by = %caller.token_id, prefix, level = level.as_str(), "classification set");
     Ok(StatusCode::NO_CONTENT)
@@ -522,13 +665,12 @@ pub(crate) async fn set_classification(
 pub(crate) async fn remove_classification(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(prefix): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !state
-        .store
-        .remove_classification(prefix.trim_end_matches('/'))
-        .await?
-    {
+    let trimmed = prefix.trim_end_matches('/');
+    let event = change_event(&state, &info, &caller, "classification.remove", trimmed, []);
+    if !state.store.remove_classification(trimmed, &[event]).await? {
         return Err(ApiError::not_found(format!("`{prefix}` is not classified")));
     }
     tracing::info!(by = %caller.token_id, prefix, "classification removed");

@@ -6,6 +6,7 @@
 //! an admin unlocks the account. Unknown accounts cost the same Argon2id work and get the
 //! same answers as wrong passwords, so answers do not reveal which accounts exist.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,13 +57,22 @@ pub(crate) struct LoginResponse {
     role: String,
 }
 
-/// Logs in with a password and, where the role needs it, a TOTP or recovery code.
+/// A login that passed every check: the session to store and the answer to give once it is.
+struct Session {
+    person: PersonRecord,
+    record: TokenRecord,
+    second_factor: &'static str,
+    response: LoginResponse,
+}
+
+/// Checks a login with a password and, where the role needs it, a TOTP or recovery code.
+/// The session is not stored yet: it is stored with its ledger entry.
 async fn login_inner(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
     body: LoginRequest,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<Session, ApiError> {
     unsealed(state)?;
     let ip = client_ip(
         headers,
@@ -106,6 +116,7 @@ async fn login_inner(
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
     let now = state.clock.now();
     let mut verified_at = None;
+    let mut second_factor = "none";
     if let Some(code) = &body.totp {
         if !state.check_totp(&person, code).await? {
             return Err(state
@@ -113,6 +124,7 @@ async fn login_inner(
                 .await);
         }
         verified_at = Some(now);
+        second_factor = "totp";
     } else if let Some(code) = &body.recovery_code {
         if !state
             .store
@@ -124,6 +136,7 @@ async fn login_inner(
                 .await);
         }
         tracing::warn!(person = %person.name, "logged in with a recovery code");
+        second_factor = "recovery_code";
     } else if state.settings.auth.mfa_roles.contains(&role) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -146,20 +159,25 @@ async fn login_inner(
         mfa_verified_at: verified_at,
         ..record
     };
-    state.store.insert_token(&record).await?;
-    tracing::info!(person = %person.name, token = %record.id, "logged in");
-    Ok(Json(LoginResponse {
+    let response = LoginResponse {
         token: token.expose().to_owned(),
-        token_id: record.id,
+        token_id: record.id.clone(),
         expires_time: now.plus_secs(ttl).to_rfc3339(),
-        person: person.name,
+        person: person.name.clone(),
         role: role.to_string(),
-    }))
+    };
+    Ok(Session {
+        person,
+        record,
+        second_factor,
+        response,
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest, responses((status = 200, body = LoginResponse), (status = 401, body = super::ErrorBody), (status = 429, description = "locked", body = super::ErrorBody)))]
 /// Logs in with a password and, where the role needs it, a TOTP or recovery code. Every
-/// success and failure is recorded in the ledger before the answer.
+/// success and failure is recorded in the ledger before the answer; a success's session is
+/// stored in the same transaction as its entry.
 pub(crate) async fn login(
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
@@ -168,12 +186,31 @@ pub(crate) async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let user = body.user.clone();
-    let result = login_inner(&state, peer, &headers, body).await;
-    if result
-        .as_ref()
-        .is_err_and(|e| e.status == StatusCode::SERVICE_UNAVAILABLE)
-    {
-        return result;
+    let error = match login_inner(&state, peer, &headers, body).await {
+        Ok(session) => {
+            let person = &session.person;
+            let actor = Actor {
+                person: Some(person.id.clone()),
+                vendor: person.vendor_id.clone(),
+                token: Some(session.record.id.clone()),
+            };
+            let mut record = Record::new("auth.login", &person.name, Outcome::Success);
+            record
+                .details
+                .insert("second_factor".into(), session.second_factor.into());
+            let event = state.event(&info, actor, record);
+            match state.store.insert_token(&session.record, &[event]).await {
+                Ok(()) => {
+                    tracing::info!(person = %person.name, token = %session.record.id, "logged in");
+                    return Ok(Json(session.response));
+                }
+                Err(e) => ApiError::from(e),
+            }
+        }
+        Err(error) => error,
+    };
+    if error.status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(error);
     }
     // The resource is the account when it exists, else the hashed name: a password typed
     // into the user field must not reach the ledger.
@@ -181,25 +218,15 @@ pub(crate) async fn login(
     let actor = Actor {
         person: person.as_ref().map(|p| p.id.clone()),
         vendor: person.as_ref().and_then(|p| p.vendor_id.clone()),
-        token: result.as_ref().ok().map(|r| r.token_id.clone()),
+        token: None,
     };
     let resource = person
         .as_ref()
         .map_or_else(|| account_subject(&user), |p| p.name.clone());
-    let mut record = Record::new(
-        "auth.login",
-        &resource,
-        if result.is_ok() {
-            Outcome::Success
-        } else {
-            Outcome::Denied
-        },
-    );
-    if let Err(error) = &result {
-        record.reasons.push(error.code.to_owned());
-    }
+    let mut record = Record::new("auth.login", &resource, Outcome::Denied);
+    record.reasons.push(error.code.to_owned());
     state.record(&info, actor, record).await?;
-    result
+    Err(error)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -221,9 +248,10 @@ pub(crate) struct EnrollResponse {
 
 #[utoipa::path(post, path = "/api/v1/auth/enroll", request_body = EnrollRequest, responses((status = 200, body = EnrollResponse), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody)))]
 /// Uses an enrolment code: sets the password and returns the new TOTP secret and recovery
-/// codes, once.
+/// codes, once. A completed enrolment is recorded (`auth.enroll`) in the same transaction.
 pub(crate) async fn enroll(
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<EnrollRequest>,
@@ -245,20 +273,37 @@ pub(crate) async fn enroll(
     let codes = password::recovery_codes(10);
     let hashes: Vec<[u8; 32]> = codes.iter().map(|c| code_hash(c)).collect();
     let now = state.clock.now();
+    let code = code_hash(&body.code);
+    let unusable = "the enrolment code is unknown, used or expired";
+    // Who the code is for, to describe the enrolment; using the code decides whether it
+    // happens (the code may be used or expired), and records it only if it does.
+    let Some(person) = state.store.enrolment_person(&code).await? else {
+        return Err(state.fail(&attempt, unusable).await);
+    };
+    let actor = Actor {
+        person: Some(person.id.clone()),
+        vendor: person.vendor_id.clone(),
+        token: None,
+    };
+    let event = state.event(
+        &info,
+        actor,
+        Record::new("auth.enroll", &person.name, Outcome::Success),
+    );
+    let sealing = secret.clone();
     let person = state
         .store
         .complete_enrolment(
-            &code_hash(&body.code),
+            &code,
             now,
             &phc,
-            |id| keyring.seal_field("totp", id, secret.expose()),
+            move |id| keyring.seal_field("totp", id, sealing.expose()),
             &hashes,
+            &[event],
         )
         .await?;
     let Some(person) = person else {
-        return Err(state
-            .fail(&attempt, "the enrolment code is unknown, used or expired")
-            .await);
+        return Err(state.fail(&attempt, unusable).await);
     };
     state.succeed(&attempt).await?;
     tracing::info!(person = %person.name, "enrolled");
@@ -397,6 +442,7 @@ pub(crate) struct CreateTokenResponse {
 pub(crate) async fn create_token(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> Result<Json<CreateTokenResponse>, ApiError> {
     let ttl = parse_duration(&body.ttl).map_err(|e| ApiError::bad_request("invalid_request", e))?;
@@ -451,7 +497,10 @@ pub(crate) async fn create_token(
         ttl,
         scope,
     );
-    state.store.insert_token(&record).await?;
+    let mut event = Record::new("token.create", &record.id, Outcome::Success);
+    event.details = token_details(&record);
+    let event = state.event(&info, caller.actor(), event);
+    state.store.insert_token(&record, &[event]).await?;
     tracing::info!(by = %caller.token_id, token = %record.id, "token created");
     Ok(Json(CreateTokenResponse {
         token: token.expose().to_owned(),
@@ -465,18 +514,52 @@ pub(crate) async fn create_token(
 pub(crate) async fn revoke_token(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let token = state.store.token_by_id(&id).await?;
     let mine = token
         .as_ref()
         .is_some_and(|t| t.person_id == caller.person_id);
-    if token.is_none() || !(mine || caller.principal.role == Role::Admin) {
+    let Some(token) = token.filter(|_| mine || caller.principal.role == Role::Admin) else {
         return Err(ApiError::not_found("no such token"));
+    };
+    let mut record = Record::new("token.revoke", &token.id, Outcome::Success);
+    record
+        .details
+        .insert("kind".into(), token.kind.as_str().into());
+    if let Some(owner) = &token.person_id {
+        record
+            .details
+            .insert("person_id".into(), owner.clone().into());
     }
-    state.store.revoke_token(&id, state.clock.now()).await?;
-    tracing::info!(by = %caller.token_id, token = %id, "token revoked");
+    let event = state.event(&info, caller.actor(), record);
+    // Revoking a revoked token changes nothing and records nothing.
+    if state
+        .store
+        .revoke_token(&id, state.clock.now(), &[event])
+        .await?
+    {
+        tracing::info!(by = %caller.token_id, token = %id, "token revoked");
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The ledger details of a new token: what it may do, never its value. The token's id is the
+/// event's resource.
+fn token_details(token: &TokenRecord) -> BTreeMap<String, serde_json::Value> {
+    let mut details = BTreeMap::new();
+    details.insert("name".into(), token.name.clone().into());
+    details.insert("kind".into(), token.kind.as_str().into());
+    details.insert("role".into(), token.role.clone().into());
+    if let Some(expires) = token.expires_at {
+        details.insert("expires_time".into(), expires.to_rfc3339().into());
+    }
+    if let Some(scope) = &token.scope {
+        let scope = serde_json::from_str(scope).unwrap_or_else(|_| scope.clone().into());
+        details.insert("scope".into(), scope);
+    }
+    details
 }
 
 /// A new token and its record.

@@ -1,6 +1,6 @@
 //! `/api/v1/ledger/...`: the verifier key, signed checkpoints, proofs and entries.
 //!
-//! The signing key is an Ed25519 seed made on first use, stored encrypted under the keyring
+//! The signing key is an Ed25519 seed made at initialisation, stored encrypted under the keyring
 //! (bound to the purpose `ledger-signing-key` and the log's origin), so it exists in clear only
 //! in memory of an unsealed server.
 
@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chaperone_core::policy::Role;
-use chaperone_crypto::random_bytes;
+use chaperone_crypto::{Keyring, random_bytes};
 use chaperone_ledger::checkpoint::Checkpoint;
 use chaperone_ledger::merkle::{self, Hash};
 use chaperone_ledger::note::{self, Signer};
@@ -30,6 +30,21 @@ const KEY_PURPOSE: &str = "ledger-signing-key";
 /// Most entries one request returns.
 const MAX_ENTRIES: u64 = 1000;
 
+/// A new ledger origin, `chaperone-<8 hex digits>/ledger`, and a new Ed25519 signing seed
+/// sealed under `keyring` (bound to the purpose and the origin).
+pub(crate) fn new_ledger_key(keyring: &Keyring) -> (String, Vec<u8>) {
+    let mut id = [0u8; 4];
+    random_bytes(&mut id);
+    let origin = format!(
+        "chaperone-{}/ledger",
+        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let mut seed = Zeroizing::new([0u8; 32]);
+    random_bytes(seed.as_mut());
+    let sealed = keyring.seal_field(KEY_PURPOSE, &origin, seed.as_ref());
+    (origin, sealed)
+}
+
 impl AppState {
     /// The ledger's signer, made (and stored sealed) on first use.
     pub(crate) async fn ledger_signer(&self) -> Result<Signer, ApiError> {
@@ -37,15 +52,14 @@ impl AppState {
         let (origin, sealed) = match self.store.ledger_key().await? {
             Some(key) => key,
             None => {
-                let mut id = [0u8; 4];
-                random_bytes(&mut id);
-                let origin = format!(
-                    "chaperone-{}/ledger",
-                    id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                );
-                let mut seed = Zeroizing::new([0u8; 32]);
-                random_bytes(seed.as_mut());
-                let sealed = keyring.seal_field(KEY_PURPOSE, &origin, seed.as_ref());
+                // A log that has entries had a key; making a new one would let whoever
+                // deleted it start a fresh history under a new name.
+                if self.store.ledger_size().await? > 0 {
+                    return Err(inconsistent(
+                        "the ledger has entries but its signing key is missing".to_owned(),
+                    ));
+                }
+                let (origin, sealed) = new_ledger_key(&keyring);
                 self.store
                     .create_ledger_key(&origin, &sealed, self.clock.now())
                     .await?
@@ -321,4 +335,102 @@ pub(crate) async fn entries(
         }
     }
     Ok(Json(out))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub(crate) struct SearchQuery {
+    /// Person id of the actor.
+    actor: Option<String>,
+    /// Vendor id of the actor.
+    vendor: Option<String>,
+    /// Action, e.g. `secret.read`; a trailing `.` matches a family (`secret.`).
+    action: Option<String>,
+    /// Resource prefix, e.g. a secret path prefix.
+    resource: Option<String>,
+    /// Earliest time, RFC 3339 or a prefix of one (`2026-11-25`).
+    since: Option<String>,
+    /// Latest time (exclusive), same form.
+    until: Option<String>,
+    /// First index to scan (default 0).
+    start: Option<u64>,
+    /// Most entries to return (default and cap 1000).
+    limit: Option<usize>,
+}
+
+/// Matching entries and where to continue.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SearchResponse {
+    entries: Vec<serde_json::Value>,
+    /// The index to pass as `start` for more, if the scan stopped at `limit`.
+    next: Option<u64>,
+}
+
+/// Entries filtered by actor, vendor, action, resource prefix and time range, oldest first,
+/// for investigations. A contractor sees only entries in which they are the actor.
+#[utoipa::path(get, path = "/api/v1/ledger/search", params(SearchQuery), responses((status = 200, body = SearchResponse)), security(("bearer" = [])))]
+pub(crate) async fn search(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    const CHUNK: u64 = 4096;
+    let limit = q
+        .limit
+        .unwrap_or(MAX_ENTRIES as usize)
+        .clamp(1, MAX_ENTRIES as usize);
+    let own_only = caller.principal.role == Role::Contractor;
+    let size = state.store.ledger_size().await?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut out = Vec::new();
+    let mut at = q.start.unwrap_or(0);
+    while at < size {
+        let rows = state
+            .store
+            .ledger_entries(at, at.saturating_add(CHUNK))
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for (seq, body) in rows {
+            at = seq + 1;
+            let entry: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::from(StoreError::Corrupt(format!("ledger entry {seq}: {e}")))
+            })?;
+            let person = entry["actor"]["person"].as_str();
+            if own_only && person != caller.person_id.as_deref() {
+                continue;
+            }
+            let action = text(&entry["action"]);
+            let time = text(&entry["time"]);
+            let keep = q.actor.as_deref().is_none_or(|a| person == Some(a))
+                && q.vendor
+                    .as_deref()
+                    .is_none_or(|v| entry["actor"]["vendor"].as_str() == Some(v))
+                && q.action.as_deref().is_none_or(|a| {
+                    if a.ends_with('.') {
+                        action.starts_with(a)
+                    } else {
+                        action == a
+                    }
+                })
+                && q.resource
+                    .as_deref()
+                    .is_none_or(|r| text(&entry["resource"]).starts_with(r))
+                && q.since.as_deref().is_none_or(|s| time.as_str() >= s)
+                && q.until.as_deref().is_none_or(|u| time.as_str() < u);
+            if keep {
+                out.push(entry);
+                if out.len() == limit {
+                    return Ok(Json(SearchResponse {
+                        entries: out,
+                        next: (at < size).then_some(at),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(Json(SearchResponse {
+        entries: out,
+        next: None,
+    }))
 }

@@ -5,7 +5,7 @@ mod admin;
 mod auth;
 mod ledger;
 
-pub(crate) use ledger::checkpoints;
+pub(crate) use ledger::{checkpoints, new_ledger_key};
 mod secrets;
 mod sys;
 
@@ -335,6 +335,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         r(
             M::GET,
+            "/api/v1/ledger/search",
+            Some(ReadLedger),
+            On::System,
+            ledger::search,
+        ),
+        r(
+            M::GET,
             "/api/v1/ledger/tile/{*path}",
             Some(AuditLedger),
             On::System,
@@ -470,6 +477,7 @@ async fn not_found() -> ApiError {
         ledger::inclusion,
         ledger::consistency,
         ledger::tile,
+        ledger::search,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)

@@ -1,8 +1,26 @@
 //! `chaperone ledger ...`: the tamper-evident ledger.
+//!
+//! `verify` recomputes the whole tree from the entry bundles, offline from an export or over
+//! the API, and remembers the last checkpoint it verified (and the log's key, on first use)
+//! under `$XDG_CONFIG_HOME/chaperone/checkpoints/`, so that a later run also proves the log
+//! only grew since: a truncated or rewritten history fails even under a valid new signature.
 
-use clap::Subcommand;
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
-use crate::client::{Client, ClientArgs};
+use anyhow::{Context, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chaperone_ledger::audit::Audit;
+use chaperone_ledger::checkpoint::Checkpoint;
+use chaperone_ledger::note::{self, Verifier};
+use chaperone_ledger::proof::TlogProof;
+use chaperone_ledger::tiles::{self, TileId, TileKind, WIDTH, split_tile};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::client::{Client, ClientArgs, Method, session};
 
 /// `chaperone ledger ...`
 #[derive(Subcommand, Debug)]
@@ -12,11 +30,89 @@ pub(crate) enum LedgerCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Print a fresh signed checkpoint of the ledger.
+    /// Print a signed checkpoint of the ledger as it is now.
     Checkpoint {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Write the ledger as static tlog-tiles files (checkpoint, tiles, entry bundles) to DIR.
+    /// Full tiles already in DIR are kept, so a repeated export fetches only what is new.
+    Export {
+        /// Target directory (created if missing).
+        dir: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Recompute the whole ledger and check it against its signed checkpoint and the last
+    /// checkpoint verified before. Names the first bad entry on tampering.
+    Verify(VerifyArgs),
+    /// Write a C2SP tlog-proof that entry INDEX is in the ledger, to stdout.
+    Prove {
+        /// The entry's index.
+        index: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Check a tlog-proof file offline.
+    VerifyProof {
+        /// The proof file (`-` for stdin).
+        file: PathBuf,
+        /// The ledger's verifier key, or a file holding it.
+        #[arg(long)]
+        key: String,
+        /// The entry to check (default: the entry the proof carries).
+        #[arg(long)]
+        entry: Option<PathBuf>,
+    },
+    /// Find entries by actor, vendor, action, resource prefix and time, oldest first.
+    Search(SearchArgs),
+}
+
+/// `chaperone ledger verify`
+#[derive(Args, Debug)]
+pub(crate) struct VerifyArgs {
+    /// An export made by `chaperone ledger export` (or any tlog-tiles directory).
+    #[arg(required_unless_present = "server", conflicts_with = "server")]
+    dir: Option<PathBuf>,
+    /// Read the ledger from this server instead (needs an auditor, security or admin
+    /// session).
+    #[arg(long)]
+    server: Option<String>,
+    /// The verifier key (`name+hex8+base64`) or a file holding it. Default: the key saved
+    /// on the first verification of this log.
+    #[arg(long)]
+    key: Option<String>,
+}
+
+/// `chaperone ledger search`
+#[derive(Args, Debug)]
+pub(crate) struct SearchArgs {
+    /// Person id of the actor.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Vendor id of the actor.
+    #[arg(long)]
+    vendor: Option<String>,
+    /// Action, e.g. `secret.read`, or a family ending in `.` (`secret.`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Resource prefix, e.g. `team/payments/`.
+    #[arg(long)]
+    resource: Option<String>,
+    /// From this time (RFC 3339 or a prefix, e.g. `2026-11-25`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Until this time (exclusive).
+    #[arg(long)]
+    until: Option<String>,
+    /// Print at most this many entries.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print entries as JSON lines.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub(crate) fn run(command: LedgerCommand) -> anyhow::Result<()> {
@@ -28,6 +124,430 @@ pub(crate) fn run(command: LedgerCommand) -> anyhow::Result<()> {
                 Client::authenticated(&client)?.text("ledger/checkpoint")?
             )
         }
+        LedgerCommand::Export { dir, client } => export(&Client::authenticated(&client)?, &dir)?,
+        LedgerCommand::Verify(args) => verify(&args)?,
+        LedgerCommand::Prove { index, client } => {
+            print!(
+                "{}",
+                prove(&Client::authenticated(&client)?, index)?.to_text()
+            )
+        }
+        LedgerCommand::VerifyProof { file, key, entry } => verify_proof(&file, &key, entry)?,
+        LedgerCommand::Search(args) => search(&args)?,
     }
     Ok(())
+}
+
+/// Where the log's files come from.
+enum Source {
+    Dir(PathBuf),
+    Server(Client),
+}
+
+impl Source {
+    /// The file at `path` (tlog-tiles layout), `None` if absent.
+    fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self {
+            Source::Dir(dir) => match std::fs::read(dir.join(path)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("reading {}", dir.join(path).display())),
+            },
+            Source::Server(client) => client.bytes(&format!("ledger/{path}")),
+        }
+    }
+
+    fn need(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        self.get(path)?
+            .ok_or_else(|| anyhow!("the log has no {path}: it is incomplete"))
+    }
+}
+
+fn export(client: &Client, dir: &Path) -> anyhow::Result<()> {
+    let source = Source::Server(client.clone());
+    let note = source.need("checkpoint")?;
+    let size = unverified_checkpoint(&note)?.size;
+    let mut fetched = 0usize;
+    for id in tiles::tiles_for_size(size) {
+        let path = dir.join(id.path());
+        if id.width == WIDTH && path.exists() {
+            continue;
+        }
+        let data = source.need(&id.path())?;
+        write_file(&path, &data)?;
+        fetched += 1;
+    }
+    // The checkpoint last: a reader of the directory never sees one whose tiles are missing.
+    write_file(&dir.join("checkpoint"), &note)?;
+    println!(
+        "exported {size} entries to {} ({fetched} tiles fetched)",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn write_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The checkpoint body, before its signature is checked (to learn the origin).
+fn unverified_checkpoint(note: &[u8]) -> anyhow::Result<Checkpoint> {
+    let text = std::str::from_utf8(note).context("the checkpoint is not UTF-8")?;
+    let body = text
+        .split_once("\n\n")
+        .map(|(body, _)| format!("{body}\n"))
+        .context("the checkpoint is not a signed note")?;
+    Checkpoint::parse(&body).map_err(|e| anyhow!("the checkpoint is malformed: {e}"))
+}
+
+/// A verifier key given as text or as a file holding it.
+fn parse_key(text: &str) -> anyhow::Result<Verifier> {
+    if let Ok(key) = text.trim().parse() {
+        return Ok(key);
+    }
+    let from_file = std::fs::read_to_string(text)
+        .with_context(|| format!("--key is neither a verifier key nor a readable file: {text}"))?;
+    from_file
+        .trim()
+        .parse()
+        .map_err(|e| anyhow!("{text} does not hold a verifier key: {e:?}"))
+}
+
+/// What `verify` remembers of a log: its key and the last checkpoint verified.
+struct Remembered {
+    dir: PathBuf,
+    stem: String,
+}
+
+impl Remembered {
+    fn for_origin(origin: &str) -> anyhow::Result<Self> {
+        let dir = session::dir()
+            .context("neither XDG_CONFIG_HOME nor HOME is set")?
+            .join("checkpoints");
+        let stem: String = origin
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Ok(Self { dir, stem })
+    }
+
+    fn path(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", self.stem))
+    }
+
+    fn key(&self) -> anyhow::Result<Option<Verifier>> {
+        match std::fs::read_to_string(self.path("key")) {
+            Ok(text) => Ok(Some(text.trim().parse().map_err(|e| {
+                anyhow!(
+                    "{} is not a verifier key: {e:?}",
+                    self.path("key").display()
+                )
+            })?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn checkpoint(&self) -> Option<String> {
+        std::fs::read_to_string(self.path("checkpoint")).ok()
+    }
+
+    fn save(&self, key: &Verifier, note: &[u8]) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        if self.key()?.is_none() {
+            write_file(&self.path("key"), format!("{key}\n").as_bytes())?;
+        }
+        write_file(&self.path("checkpoint"), note)
+    }
+}
+
+fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
+    let source = match (&args.dir, &args.server) {
+        (Some(dir), _) => Source::Dir(dir.clone()),
+        (None, Some(server)) => Source::Server(Client::authenticated(&ClientArgs {
+            addr: Some(server.clone()),
+        })?),
+        (None, None) => bail!("give an export directory or --server URL"),
+    };
+    let note = source.need("checkpoint")?;
+    let origin = unverified_checkpoint(&note)?.origin;
+    let remembered = Remembered::for_origin(&origin)?;
+    let key = match (&args.key, remembered.key()?) {
+        (Some(text), _) => parse_key(text)?,
+        (None, Some(saved)) => saved,
+        (None, None) => match &source {
+            Source::Server(client) => {
+                let key = parse_key(&client.text("ledger/key")?)?;
+                eprintln!(
+                    "note: no key given or saved for {origin}; trusting the server's key {key} \
+                     from now on (pass --key to pin it yourself)"
+                );
+                key
+            }
+            Source::Dir(_) => bail!(
+                "no verifier key for {origin}: pass --key (print it with `chaperone ledger key`)"
+            ),
+        },
+    };
+    let text = note::open(&note, std::slice::from_ref(&key)).map_err(|e| {
+        anyhow!("TAMPERED: the checkpoint is not signed by the ledger key {key}: {e}")
+    })?;
+    let checkpoint = Checkpoint::parse(&text).map_err(|e| anyhow!("malformed checkpoint: {e}"))?;
+    if checkpoint.origin != key.name() {
+        bail!(
+            "the checkpoint names the log {} but the key is for {}",
+            checkpoint.origin,
+            key.name()
+        );
+    }
+    let earlier = match remembered.checkpoint() {
+        Some(old) => {
+            let text = note::open(old.as_bytes(), std::slice::from_ref(&key)).map_err(|e| {
+                anyhow!(
+                    "the checkpoint remembered in {} does not verify with this key ({e}); \
+                     was the log's key replaced?",
+                    remembered.path("checkpoint").display()
+                )
+            })?;
+            Some(Checkpoint::parse(&text).map_err(|e| anyhow!("remembered checkpoint: {e}"))?)
+        }
+        None => None,
+    };
+    if let Some(old) = &earlier
+        && old.size > checkpoint.size
+    {
+        bail!(
+            "TAMPERED: entry {}: missing; the log was truncated to {} entries, but a checkpoint \
+             of {} entries was verified before",
+            checkpoint.size,
+            checkpoint.size,
+            old.size
+        );
+    }
+    let earlier_sizes: Vec<u64> = earlier.iter().map(|c| c.size).collect();
+    let mut audit = Audit::new(checkpoint.size, &earlier_sizes);
+    let bundles: Vec<(u64, u64)> = audit.bundles().collect();
+    for (index, width) in bundles {
+        let bundle = source.need(
+            &TileId {
+                kind: TileKind::Entries,
+                index,
+                width,
+            }
+            .path(),
+        )?;
+        let leaf_id = TileId {
+            kind: TileKind::Hashes(0),
+            index,
+            width,
+        };
+        let leaves = match source.get(&leaf_id.path())? {
+            Some(data) => Some(split_tile(0, index, &data).map_err(|e| anyhow!("TAMPERED: {e}"))?),
+            None => None,
+        };
+        audit
+            .bundle(index, width, &bundle, leaves.as_deref())
+            .map_err(|p| anyhow!("TAMPERED: {p}"))?;
+    }
+    let (root, heads) = audit.finish().map_err(|p| anyhow!("TAMPERED: {p}"))?;
+    if root != checkpoint.root {
+        bail!(
+            "TAMPERED: the {} entries do not hash to the root the checkpoint signs",
+            checkpoint.size
+        );
+    }
+    if let Some(old) = &earlier
+        && heads.get(&old.size) != Some(&old.root)
+    {
+        bail!(
+            "TAMPERED: the first {} entries differ from the ones a checkpoint verified before \
+             covered: history was rewritten and re-signed",
+            old.size
+        );
+    }
+    remembered.save(&key, &note)?;
+    let since = earlier
+        .map(|c| format!(", consistent with the {} entries verified before", c.size))
+        .unwrap_or_default();
+    println!(
+        "ledger verified: {} entries, root {}{since}",
+        checkpoint.size,
+        STANDARD.encode(root)
+    );
+    Ok(())
+}
+
+fn prove(client: &Client, index: u64) -> anyhow::Result<TlogProof> {
+    let note = client
+        .bytes("ledger/checkpoint")?
+        .context("the server has no checkpoint")?;
+    let size = unverified_checkpoint(&note)?.size;
+    if index >= size {
+        bail!("the ledger has {size} entries; there is no entry {index}");
+    }
+    let id = TileId {
+        kind: TileKind::Entries,
+        index: index / WIDTH,
+        width: (size - index / WIDTH * WIDTH).min(WIDTH),
+    };
+    let bundle = client
+        .bytes(&format!("ledger/{}", id.path()))?
+        .with_context(|| format!("the server has no {}", id.path()))?;
+    let entries = tiles::split_bundle(id.index, &bundle)?;
+    let entry = entries
+        .get((index % WIDTH) as usize)
+        .with_context(|| format!("entry {index} is missing from its bundle"))?;
+    let answer = client.call(
+        Method::Get,
+        &format!("ledger/proof/inclusion?index={index}&size={size}"),
+        None,
+    )?;
+    let hashes = answer["proof"]
+        .as_array()
+        .context("the server's proof has no hashes")?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|s| STANDARD.decode(s).ok())
+                .and_then(|b| b.try_into().ok())
+                .context("the server's proof holds a malformed hash")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let proof = TlogProof {
+        extra: Some(entry.to_vec()),
+        index,
+        hashes,
+        checkpoint: String::from_utf8(note).context("the checkpoint is not UTF-8")?,
+    };
+    Ok(proof)
+}
+
+fn verify_proof(file: &Path, key: &str, entry: Option<PathBuf>) -> anyhow::Result<()> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading the proof from stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let key = parse_key(key)?;
+    let proof = TlogProof::parse(&text)?;
+    let entry = entry
+        .map(|p| std::fs::read(&p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let checkpoint = proof.verify(std::slice::from_ref(&key), entry.as_deref())?;
+    println!(
+        "proof verified: entry {} is in {} (size {}), signed by {key}",
+        proof.index, checkpoint.origin, checkpoint.size
+    );
+    Ok(())
+}
+
+fn search(args: &SearchArgs) -> anyhow::Result<()> {
+    let client = Client::authenticated(&args.client)?;
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    for (name, value) in [
+        ("actor", &args.actor),
+        ("vendor", &args.vendor),
+        ("action", &args.action),
+        ("resource", &args.resource),
+        ("since", &args.since),
+        ("until", &args.until),
+    ] {
+        if let Some(value) = value {
+            params.push((name, value));
+        }
+    }
+    let query: String = params
+        .iter()
+        .map(|(k, v)| format!("&{k}={}", encode(v)))
+        .collect();
+    let mut printed = 0usize;
+    let mut start = 0u64;
+    let mut out = std::io::stdout().lock();
+    while printed < args.limit {
+        let limit = (args.limit - printed).min(1000);
+        let answer = client.call(
+            Method::Get,
+            &format!("ledger/search?start={start}&limit={limit}{query}"),
+            None,
+        )?;
+        let entries = answer["entries"].as_array().cloned().unwrap_or_default();
+        for entry in &entries {
+            if args.json {
+                writeln!(out, "{entry}")?;
+            } else {
+                writeln!(out, "{}", summary(entry))?;
+            }
+        }
+        printed += entries.len();
+        match answer["next"].as_u64() {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    if printed == 0 {
+        eprintln!("no matching entries");
+    }
+    Ok(())
+}
+
+/// One line per entry: index, time, outcome, action, resource, actor.
+fn summary(entry: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let actor = &entry["actor"];
+    let who: HashMap<&str, String> = ["person", "vendor", "token"]
+        .into_iter()
+        .filter_map(|k| actor[k].as_str().map(|v| (k, v.to_owned())))
+        .collect();
+    let mut who_text = who.get("person").cloned().unwrap_or_else(|| "-".into());
+    if let Some(v) = who.get("vendor") {
+        who_text.push_str(&format!(" ({v})"));
+    }
+    let reasons = entry["reasons"]
+        .as_array()
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            format!(
+                " [{}]",
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{:>8}  {}  {:<8} {:<22} {:<30} {}  {}{reasons}",
+        entry["seq"],
+        s(&entry["time"]),
+        s(&entry["outcome"]),
+        s(&entry["action"]),
+        s(&entry["resource"]),
+        who_text,
+        s(&entry["client_ip"]),
+    )
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

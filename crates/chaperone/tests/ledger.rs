@@ -1,0 +1,303 @@
+//! The ledger end to end, on a real database: tampering with stored entries is caught by
+//! `chaperone ledger verify`, which names the entry; a server killed with SIGKILL under write
+//! load loses no entry of a request it acknowledged. Each test runs on SQLite and on
+//! PostgreSQL (`CHAPERONE_TEST_POSTGRES_URL`, set by `cargo xtask test`).
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chaperone_ledger::checkpoint::Checkpoint;
+use chaperone_ledger::note::Signer;
+use chaperone_ledger::tiles::{encode_bundle, split_bundle};
+use common::{Db, Node, fails, ok};
+use zeroize::Zeroizing;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// Writes `count` secrets through the API; each write appends one entry.
+fn write_secrets(node: &Node, prefix: &str, count: usize) {
+    let agent = agent();
+    for i in 0..count {
+        let response = agent
+            .put(&format!("{}/api/v1/secrets/data/{prefix}/{i}", node.addr()))
+            .header("Authorization", &format!("Bearer {}", node.token))
+            .send_json(serde_json::json!({ "data": { "v": format!("value {i}") } }))
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// Reads bundle `index` from the database as its entries.
+fn read_bundle(url: &str, index: i64) -> Vec<Vec<u8>> {
+    let data: Vec<u8> = query_one(url, "SELECT data FROM ledger_bundles WHERE idx = $1", index);
+    split_bundle(index as u64, &data)
+        .unwrap()
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn query_one(url: &str, sql: &str, bind: i64) -> Vec<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        let value: Vec<u8> = sqlx::query_scalar(sql)
+            .bind(bind)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        value
+    })
+}
+
+/// Stores `entries` as bundle `index`, as someone with write access to the database would.
+fn write_bundle(url: &str, index: i64, entries: &[Vec<u8>]) {
+    let data = encode_bundle(entries.iter().map(Vec::as_slice)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        sqlx::query("UPDATE ledger_bundles SET data = $1 WHERE idx = $2")
+            .bind(data)
+            .bind(index)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+}
+
+fn verify_server(node: &Node, config: &Path) -> std::process::Output {
+    node.cli(config, &["ledger", "verify", "--server", node.addr()])
+}
+
+fn tampering_is_detected_and_named(db: Db) {
+    let url = db.url.clone();
+    let mut node = Node::init(db);
+    let config = tempfile::tempdir().unwrap();
+    write_secrets(&node, "t", 300);
+
+    let key = ok(node.cli(config.path(), &["ledger", "key"]));
+    let key = key.trim();
+    let first = ok(verify_server(&node, config.path()));
+    assert!(first.contains("ledger verified"), "{first}");
+    // The export verifies offline with the key.
+    let export = tempfile::tempdir().unwrap();
+    let dir = export.path().to_str().unwrap();
+    ok(node.cli(config.path(), &["ledger", "export", dir]));
+    let offline = ok(node.cli(config.path(), &["ledger", "verify", dir, "--key", key]));
+    assert!(offline.contains("ledger verified"), "{offline}");
+
+    let original = read_bundle(&url, 0);
+    assert_eq!(original.len(), 256);
+    let cases: Vec<(&str, u64, Vec<Vec<u8>>)> = vec![
+        ("one byte changed", 44, {
+            let mut e = original.clone();
+            let at = e[44]
+                .windows(12)
+                .position(|w| w == b"\"resource\":\"")
+                .unwrap()
+                + 12;
+            e[44][at] ^= 0x01;
+            e
+        }),
+        ("an entry deleted", 10, {
+            let mut e = original.clone();
+            e.remove(10);
+            e
+        }),
+        ("two entries swapped", 20, {
+            let mut e = original.clone();
+            e.swap(20, 21);
+            e
+        }),
+    ];
+    for (what, index, tampered) in cases {
+        write_bundle(&url, 0, &tampered);
+        let err = fails(verify_server(&node, config.path()));
+        assert!(
+            err.contains("TAMPERED") && err.contains(&format!("entry {index}:")),
+            "{what}: {err}"
+        );
+        write_bundle(&url, 0, &original);
+        ok(verify_server(&node, config.path()));
+    }
+
+    // A checkpoint re-signed with another key under the same name.
+    let note = std::fs::read_to_string(export.path().join("checkpoint")).unwrap();
+    let body = note.split_once("\n\n").unwrap().0.to_owned() + "\n";
+    let checkpoint = Checkpoint::parse(&body).unwrap();
+    let forger = Signer::new(&checkpoint.origin, &Zeroizing::new([9u8; 32])).unwrap();
+    std::fs::write(
+        export.path().join("checkpoint"),
+        forger.sign(&checkpoint.to_text()).unwrap(),
+    )
+    .unwrap();
+    let err = fails(node.cli(config.path(), &["ledger", "verify", dir, "--key", key]));
+    assert!(err.contains("not signed by the ledger key"), "{err}");
+
+    // Truncated below a checkpoint: the server itself refuses to sign the shorter log...
+    let size = checkpoint.size;
+    node.kill();
+    common::sql(&url, &["UPDATE ledger_head SET size = 100 WHERE id = 1"]);
+    node.start();
+    let err = fails(verify_server(&node, config.path()));
+    assert!(err.contains("entries were removed"), "{err}");
+    // ...and with the server's own checkpoints deleted too, the verifier's memory catches it.
+    common::sql(&url, &["DELETE FROM ledger_checkpoints"]);
+    let err = fails(verify_server(&node, config.path()));
+    assert!(
+        err.contains("TAMPERED") && err.contains("truncated") && err.contains("entry 10"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{size} entries was verified before")),
+        "{err}"
+    );
+}
+
+#[test]
+fn tampering_with_sqlite_is_detected_and_named() {
+    tampering_is_detected_and_named(Db::sqlite());
+}
+
+#[test]
+fn tampering_with_postgres_is_detected_and_named() {
+    if let Some(db) = Db::postgres() {
+        tampering_is_detected_and_named(db);
+    }
+}
+
+fn random_below(n: u64) -> u64 {
+    use std::io::Read as _;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    u64::from_le_bytes(b) % n
+}
+
+/// Writers and readers hammer the server while it is killed and restarted; every request
+/// answered 2xx must have its entry afterwards, and the whole log must verify.
+fn acknowledged_requests_survive_kills(db: Db) {
+    const KILLS: usize = 20;
+    const CLIENTS: usize = 4;
+    let mut node = Node::init(db);
+    let config = tempfile::tempdir().unwrap();
+    let addr = Arc::new(Mutex::new(node.addr().to_owned()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let (addr, stop, acked) = (addr.clone(), stop.clone(), acked.clone());
+        let token = node.token.clone();
+        clients.push(std::thread::spawn(move || {
+            let agent = agent();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let base = addr.lock().unwrap().clone();
+                let url = format!("{base}/api/v1/secrets/data/crash/{c}/{}", i % 50);
+                let auth = format!("Bearer {token}");
+                let response = if i.is_multiple_of(3) {
+                    agent.get(&url).header("Authorization", &auth).call()
+                } else {
+                    agent
+                        .put(&url)
+                        .header("Authorization", &auth)
+                        .send_json(serde_json::json!({ "data": { "n": i.to_string() } }))
+                };
+                match response {
+                    Ok(r) if r.status().is_success() => {
+                        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+                        acked.lock().unwrap().push(id);
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }));
+    }
+    for _ in 0..KILLS {
+        std::thread::sleep(Duration::from_millis(50 + random_below(250)));
+        node.kill();
+        node.start();
+        *addr.lock().unwrap() = node.addr().to_owned();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 100,
+        "only {} requests succeeded",
+        acked.len()
+    );
+
+    // Every acknowledged request id is in the ledger.
+    let agent = agent();
+    let mut recorded = HashSet::new();
+    let mut start = 0u64;
+    loop {
+        let mut response = agent
+            .get(&format!(
+                "{}/api/v1/ledger/entries?start={start}&end={}",
+                node.addr(),
+                start + 1000
+            ))
+            .header("Authorization", &format!("Bearer {}", node.token))
+            .call()
+            .unwrap();
+        let entries: Vec<serde_json::Value> = response.body_mut().read_json().unwrap();
+        if entries.is_empty() {
+            break;
+        }
+        start += entries.len() as u64;
+        for e in entries {
+            recorded.insert(e["request_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let missing: Vec<&String> = acked.iter().filter(|id| !recorded.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged requests have no entry, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        missing.first()
+    );
+    let verified = ok(verify_server(&node, config.path()));
+    assert!(verified.contains("ledger verified"), "{verified}");
+}
+
+#[test]
+fn acknowledged_requests_survive_kills_on_sqlite() {
+    acknowledged_requests_survive_kills(Db::sqlite());
+}
+
+#[test]
+fn acknowledged_requests_survive_kills_on_postgres() {
+    if let Some(db) = Db::postgres() {
+        acknowledged_requests_survive_kills(db);
+    }
+}
