@@ -4,7 +4,8 @@
 //! PostgreSQL from Debian's `postgresql` package (installed with apt-get when missing and
 //! running as root), on loopback and a free port, in a temporary directory, stopped and
 //! removed afterwards. `cargo xtask ci` adds the format and lint checks that `.ci/run` runs.
-//! `cargo xtask bench` runs `bench/secrets.sh` against SQLite and that PostgreSQL.
+//! `cargo xtask bench [ledger|secrets]` runs the ledger benchmark (`cargo bench`) and
+//! `bench/secrets.sh`, each against SQLite and that PostgreSQL (with fsync on).
 
 use std::env;
 use std::ffi::OsStr;
@@ -17,14 +18,15 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("ci") => ci(),
-        Some("bench") => bench(),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test [ARGS...]  run every test, with a throwaway PostgreSQL (ARGS go to cargo test)\n  \
                  ci              cargo fmt --check, clippy -D warnings, then test\n  \
-                 bench           release build, throwaway PostgreSQL, then bench/secrets.sh"
+                 bench [WHICH]   throwaway PostgreSQL, then the ledger benchmark and/or\n                  \
+                 bench/secrets.sh (WHICH: ledger or secrets; default both)"
             );
             return ExitCode::from(2);
         }
@@ -65,13 +67,36 @@ fn test(extra: &[String]) -> Result {
     outcome
 }
 
-fn bench() -> Result {
-    run(cargo().args(["build", "--release", "--locked", "--package", "chaperone"]))?;
+fn bench(which: Option<&str>) -> Result {
+    let (ledger, secrets) = match which {
+        None => (true, true),
+        Some("ledger") => (true, false),
+        Some("secrets") => (false, true),
+        Some(other) => return Err(format!("unknown benchmark {other:?}: ledger or secrets")),
+    };
+    if secrets {
+        run(cargo().args(["build", "--release", "--locked", "--package", "chaperone"]))?;
+    }
     // Measured with fsync on, as in production.
     let postgres = Postgres::start(true)?;
-    let outcome = run(Command::new("bash")
-        .arg(workspace_root().join("bench/secrets.sh"))
-        .env("CHAPERONE_BENCH_POSTGRES_URL", postgres.url()));
+    let mut outcome = Ok(());
+    if ledger {
+        outcome = run(cargo()
+            .args([
+                "bench",
+                "--locked",
+                "-p",
+                "chaperone-store",
+                "--bench",
+                "ledger",
+            ])
+            .env("CHAPERONE_BENCH_POSTGRES_URL", postgres.url()));
+    }
+    if secrets && outcome.is_ok() {
+        outcome = run(Command::new("bash")
+            .arg(workspace_root().join("bench/secrets.sh"))
+            .env("CHAPERONE_BENCH_POSTGRES_URL", postgres.url()));
+    }
     drop(postgres);
     outcome
 }

@@ -68,7 +68,7 @@ impl Audit {
     }
 
     /// The bundles to feed, in order: (index, width).
-    pub fn bundles(&self) -> impl Iterator<Item = (u64, u64)> + use<> {
+    pub fn wanted(&self) -> impl Iterator<Item = (u64, u64)> + use<> {
         let size = self.size;
         (0..size.div_ceil(WIDTH)).map(move |i| (i, (size - i * WIDTH).min(WIDTH)))
     }
@@ -82,61 +82,52 @@ impl Audit {
         data: &[u8],
         leaf_tile: Option<&[Hash]>,
     ) -> Result<(), Problem> {
-        let first = index * WIDTH;
-        if first != self.builder.size() {
-            return Err(Problem::log(format!(
-                "bundle {index} fed out of order (expected entry {})",
-                self.builder.size()
-            )));
+        self.bundles(&[BundleInput {
+            index,
+            width,
+            data,
+            leaf_tile,
+        }])
+    }
+
+    /// Feeds the next bundles, in order. Their entries are checked and hashed on all cores;
+    /// the tree is then extended in order, so the first problem reported is the first in
+    /// the log.
+    pub fn bundles(&mut self, inputs: &[BundleInput<'_>]) -> Result<(), Problem> {
+        let mut expected = self.builder.size();
+        for input in inputs {
+            if input.index * WIDTH != expected {
+                return Err(Problem::log(format!(
+                    "bundle {} fed out of order (expected entry {expected})",
+                    input.index
+                )));
+            }
+            expected += input.width;
         }
-        let (entries, whole) = bundle_prefix(data);
-        for (offset, entry) in entries.iter().enumerate().take(width as usize) {
-            let at = first + offset as u64;
-            match entry_seq(entry) {
-                Some(seq) if seq == at => {}
-                Some(seq) => {
-                    return Err(Problem::at(
-                        at,
-                        format!(
-                            "holds the entry numbered {seq}: entries were deleted, inserted or moved"
-                        ),
-                    ));
-                }
-                None => {
-                    return Err(Problem::at(
-                        at,
-                        "is not a ledger entry (no sequence number)",
-                    ));
-                }
-            }
-            let leaf = leaf_hash(entry);
-            if let Some(tile) = leaf_tile {
-                match tile.get(offset) {
-                    Some(stored) if *stored == leaf => {}
-                    Some(_) => {
-                        return Err(Problem::at(
-                            at,
-                            "does not match the hash stored when it was written: it was changed",
-                        ));
-                    }
-                    None => return Err(Problem::at(at, "has no stored hash (its tile is short)")),
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let results: Vec<Result<Vec<Hash>, Problem>> = if threads < 2 || inputs.len() < 2 {
+            inputs.iter().map(leaves_of).collect()
+        } else {
+            let chunk = inputs.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = inputs
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || part.iter().map(leaves_of).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("a hashing thread panicked"))
+                    .collect()
+            })
+        };
+        for result in results {
+            for leaf in result? {
+                self.builder.push(leaf);
+                let size = self.builder.size();
+                if let Some(head) = self.heads.get_mut(&size) {
+                    *head = Some(self.builder.root());
                 }
             }
-            self.builder.push(leaf);
-            let size = self.builder.size();
-            if let Some(head) = self.heads.get_mut(&size) {
-                *head = Some(self.builder.root());
-            }
-        }
-        if (entries.len() as u64) < width {
-            let what = if whole { "is missing" } else { "is cut short" };
-            return Err(Problem::at(
-                first + entries.len() as u64,
-                format!(
-                    "{what}: bundle {index} holds {} whole entries of its {width}",
-                    entries.len()
-                ),
-            ));
         }
         Ok(())
     }
@@ -159,20 +150,94 @@ impl Audit {
     }
 }
 
+/// One entry bundle to audit.
+#[derive(Clone, Copy, Debug)]
+pub struct BundleInput<'a> {
+    /// Bundle index.
+    pub index: u64,
+    /// Entries it must hold.
+    pub width: u64,
+    /// The bundle's bytes.
+    pub data: &'a [u8],
+    /// The stored level-0 tile of the same entries, if the log serves it.
+    pub leaf_tile: Option<&'a [Hash]>,
+}
+
+/// Checks one bundle's entries and returns their leaf hashes.
+fn leaves_of(input: &BundleInput<'_>) -> Result<Vec<Hash>, Problem> {
+    let first = input.index * WIDTH;
+    let (entries, whole) = bundle_prefix(input.data);
+    let mut leaves = Vec::with_capacity(input.width as usize);
+    for (offset, entry) in entries.iter().enumerate().take(input.width as usize) {
+        let at = first + offset as u64;
+        match entry_seq(entry) {
+            Some(seq) if seq == at => {}
+            Some(seq) => {
+                return Err(Problem::at(
+                    at,
+                    format!(
+                        "holds the entry numbered {seq}: entries were deleted, inserted or moved"
+                    ),
+                ));
+            }
+            None => {
+                return Err(Problem::at(
+                    at,
+                    "is not a ledger entry (no sequence number)",
+                ));
+            }
+        }
+        let leaf = leaf_hash(entry);
+        if let Some(tile) = input.leaf_tile {
+            match tile.get(offset) {
+                Some(stored) if *stored == leaf => {}
+                Some(_) => {
+                    return Err(Problem::at(
+                        at,
+                        "does not match the hash stored when it was written: it was changed",
+                    ));
+                }
+                None => return Err(Problem::at(at, "has no stored hash (its tile is short)")),
+            }
+        }
+        leaves.push(leaf);
+    }
+    if (entries.len() as u64) < input.width {
+        let what = if whole { "is missing" } else { "is cut short" };
+        return Err(Problem::at(
+            first + entries.len() as u64,
+            format!(
+                "{what}: bundle {} holds {} whole entries of its {}",
+                input.index,
+                entries.len(),
+                input.width
+            ),
+        ));
+    }
+    Ok(leaves)
+}
+
 /// The top-level `seq` of a canonical entry. Keys are sorted, so `seq` follows `details`
 /// and only the strings `time` and `user_agent` come after it; a quote inside a JSON string
 /// is always escaped, so the last `"seq":` in the bytes is the top-level key.
 fn entry_seq(entry: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"seq\":";
-    let at = entry.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
-    let digits: &[u8] = {
-        let rest = &entry[at..];
-        let end = rest
-            .iter()
-            .position(|b| !b.is_ascii_digit())
-            .unwrap_or(rest.len());
-        &rest[..end]
+    // Scan back for the key's closing `":`, then compare the rest: cheaper than comparing
+    // every window.
+    let mut end = entry.len();
+    let at = loop {
+        let colon = entry[..end].iter().rposition(|&b| b == b':')?;
+        if colon + 1 >= KEY.len() && &entry[colon + 1 - KEY.len()..=colon] == KEY {
+            break colon + 1;
+        }
+        end = colon;
     };
+    let rest = &entry[at..];
+    let len = rest
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let digits = &rest[..len];
     if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
         return None;
     }
@@ -238,7 +303,7 @@ mod tests {
         earlier: &[u64],
     ) -> Result<(Hash, BTreeMap<u64, Hash>), Problem> {
         let mut audit = Audit::new(log.size, earlier);
-        for (i, w) in audit.bundles().collect::<Vec<_>>() {
+        for (i, w) in audit.wanted().collect::<Vec<_>>() {
             let tile = tiles.then(|| log.leaf_tiles[i as usize].as_slice());
             audit.bundle(i, w, &log.bundles[i as usize], tile)?;
         }

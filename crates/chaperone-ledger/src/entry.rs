@@ -111,6 +111,51 @@ impl Event {
     }
 }
 
+/// An event's canonical bytes with the sequence number left open, so that the costly part
+/// (building and sorting the JSON) happens where the event is made, and the appender only
+/// splices in the number it assigns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryTemplate {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl EntryTemplate {
+    /// The entry at index `seq`: the same bytes as [`Event::to_entry`].
+    pub fn entry(&self, seq: u64) -> Vec<u8> {
+        let digits = seq.to_string();
+        let mut out = Vec::with_capacity(self.head.len() + digits.len() + self.tail.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(digits.as_bytes());
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    /// The length of the entry at index `seq`.
+    pub fn len_at(&self, seq: u64) -> usize {
+        self.head.len() + seq.to_string().len() + self.tail.len()
+    }
+}
+
+impl Event {
+    /// The entry with its sequence number left open.
+    pub fn template(&self) -> EntryTemplate {
+        const KEY: &[u8] = b"\"seq\":0";
+        let bytes = self.to_entry(0);
+        // Keys are sorted, so the top-level `seq` follows `details`; only the strings `time`
+        // and `user_agent` come after it, and a quote inside a string is always escaped, so
+        // the last `"seq":` is the top-level key.
+        let at = bytes
+            .windows(KEY.len())
+            .rposition(|w| w == KEY)
+            .expect("every entry has a seq");
+        EntryTemplate {
+            head: bytes[..at + KEY.len() - 1].to_vec(),
+            tail: bytes[at + KEY.len()..].to_vec(),
+        }
+    }
+}
+
 /// Canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace, serde_json's
 /// shortest number and string escapes.
 pub fn canonical(value: &Value) -> Vec<u8> {
@@ -166,5 +211,17 @@ mod tests {
         let parsed: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(canonical(&parsed), bytes);
         assert_ne!(event().to_entry(8), bytes);
+    }
+
+    #[test]
+    fn templates_give_the_same_bytes() {
+        let mut e = event();
+        e.user_agent = Some("x \"seq\":0 y".into());
+        e.details.insert("seq".into(), Value::from(0));
+        let template = e.template();
+        for seq in [0, 7, 10, 123_456_789_012] {
+            assert_eq!(template.entry(seq), e.to_entry(seq));
+            assert_eq!(template.len_at(seq), e.to_entry(seq).len());
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chaperone_ledger::audit::Audit;
+use chaperone_ledger::audit::{Audit, BundleInput};
 use chaperone_ledger::entry::{Actor, Event, Outcome};
 use chaperone_ledger::merkle;
 use chaperone_ledger::tiles::{TileId, TileKind, split_bundle, split_tile};
@@ -141,9 +141,20 @@ async fn verification(store: &Store, size: u64) {
 
     let start = Instant::now();
     let mut audit = Audit::new(size, &[]);
-    for (i, (data, tile)) in bundles.iter().zip(&tiles).enumerate() {
-        let width = (size - i as u64 * 256).min(256);
-        audit.bundle(i as u64, width, data, Some(tile)).unwrap();
+    let inputs: Vec<BundleInput<'_>> = bundles
+        .iter()
+        .zip(&tiles)
+        .enumerate()
+        .map(|(i, (data, tile))| BundleInput {
+            index: i as u64,
+            width: (size - i as u64 * 256).min(256),
+            data,
+            leaf_tile: Some(tile),
+        })
+        .collect();
+    // As `chaperone ledger verify` feeds them: 64 bundles at a time.
+    for part in inputs.chunks(64) {
+        audit.bundles(part).unwrap();
     }
     let (root, _) = audit.finish().unwrap();
     let verify = start.elapsed().as_secs_f64();

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use chaperone_ledger::entry::Event;
+use chaperone_ledger::entry::{EntryTemplate, Event};
 use chaperone_ledger::merkle::HashReader;
 use chaperone_ledger::tiles::{
     Edge, MAX_ENTRY, TileId, TileKind, Tiles, WIDTH, bundle_prefix, split_tile, tiles_needed,
@@ -44,7 +44,7 @@ const MAX_BATCH: usize = 4096;
 const QUEUE: usize = 16_384;
 
 enum Payload {
-    Events(Vec<Event>),
+    Templates(Vec<EntryTemplate>),
     Raw(Vec<Vec<u8>>),
 }
 
@@ -78,6 +78,22 @@ async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>) {
     let mut edge: Option<Edge> = None;
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Requests answered by the last commit are building their next jobs right now:
+        // give them a moment to join this batch rather than commit a handful alone. Ends as
+        // soon as a round brings nothing new, so a quiet server does not wait.
+        loop {
+            tokio::task::yield_now().await;
+            let before = batch.len();
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() == before || batch.len() >= MAX_BATCH {
+                break;
+            }
+        }
         let jobs = std::mem::take(&mut batch);
         if let Err(e) = commit_batch(&writer, &mut edge, jobs).await {
             tracing::error!(error = %e, "a ledger batch failed");
@@ -164,7 +180,7 @@ async fn run_job(
     let mut savepoint = sqlx::Acquire::begin(&mut **tx)
         .await
         .map_err(db("starting a change"))?;
-    let mut events = match work(&mut savepoint).await {
+    let events = match work(&mut savepoint).await {
         Ok(events) => events,
         Err(e) => {
             savepoint
@@ -174,40 +190,52 @@ async fn run_job(
             return Err(e);
         }
     };
-    if let Payload::Events(more) = payload {
-        events.extend(more);
+    let mut templates: Vec<EntryTemplate> = events.iter().map(Event::template).collect();
+    if let Payload::Templates(more) = payload {
+        templates.extend(more);
     }
-    let mut attempt = edge.clone();
-    if let Err(e) = append_entries(&mut attempt, Payload::Events(events)) {
-        savepoint
-            .rollback()
-            .await
-            .map_err(db("rolling back a change"))?;
-        return Err(e);
-    }
+    let entries = match entries_at(edge.size(), Payload::Templates(templates)) {
+        Ok(entries) => entries,
+        Err(e) => {
+            savepoint
+                .rollback()
+                .await
+                .map_err(db("rolling back a change"))?;
+            return Err(e);
+        }
+    };
     savepoint.commit().await.map_err(db("releasing a change"))?;
-    *edge = attempt;
+    append(edge, &entries);
     Ok(())
 }
 
 /// Appends a job's entries, all or none.
 fn append_entries(edge: &mut Edge, payload: Payload) -> Result<(), StoreError> {
-    let first = edge.size();
+    let entries = entries_at(edge.size(), payload)?;
+    append(edge, &entries);
+    Ok(())
+}
+
+/// A job's entries numbered from `first`, each checked to fit a bundle.
+fn entries_at(first: u64, payload: Payload) -> Result<Vec<Vec<u8>>, StoreError> {
     let entries: Vec<Vec<u8>> = match payload {
         Payload::Raw(entries) => entries,
-        Payload::Events(events) => events
+        Payload::Templates(templates) => templates
             .iter()
             .zip(first..)
-            .map(|(event, seq)| event.to_entry(seq))
+            .map(|(template, seq)| template.entry(seq))
             .collect(),
     };
-    if let Some(big) = entries.iter().find(|e| e.len() > MAX_ENTRY) {
-        return Err(StoreError::EntryTooLarge(big.len()));
+    match entries.iter().find(|e| e.len() > MAX_ENTRY) {
+        Some(big) => Err(StoreError::EntryTooLarge(big.len())),
+        None => Ok(entries),
     }
-    for entry in &entries {
-        edge.append(entry).expect("sizes checked above");
+}
+
+fn append(edge: &mut Edge, entries: &[Vec<u8>]) {
+    for entry in entries {
+        edge.append(entry).expect("sizes checked by entries_at");
     }
-    Ok(())
 }
 
 async fn load_edge(conn: &mut AnyConnection, size: u64) -> Result<Edge, StoreError> {
@@ -307,7 +335,8 @@ impl Store {
     /// Appends events durably; each gets its index (`seq`) inside its canonical bytes.
     /// Returns the index of the first.
     pub async fn append_events(&self, events: Vec<Event>) -> Result<u64, StoreError> {
-        self.submit(None, Payload::Events(events)).await
+        let templates = events.iter().map(Event::template).collect();
+        self.submit(None, Payload::Templates(templates)).await
     }
 
     /// Runs `work` in a transaction that also appends the events it returns, and returns its
@@ -330,7 +359,8 @@ impl Store {
                 Ok(events)
             })
         });
-        self.submit(Some(work), Payload::Events(Vec::new())).await?;
+        self.submit(Some(work), Payload::Templates(Vec::new()))
+            .await?;
         let value = slot.lock().expect("unpoisoned").take();
         value.ok_or_else(|| StoreError::LedgerWrite("a change returned no value".into()))
     }
@@ -365,22 +395,58 @@ impl Store {
         read_part(&mut conn, id).await
     }
 
-    /// The hash tiles that answer `nodes` (tree level, index), for proofs and tree heads.
+    /// The hash tiles that answer `nodes` (tree level, index), for proofs and tree heads,
+    /// read in one query.
     pub async fn ledger_tiles_for(&self, nodes: &[(u8, u64)]) -> Result<Tiles, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db("reading tiles"))?;
+        let needed = tiles_needed(nodes);
         let mut tiles = Tiles::default();
-        for (level, index, width) in tiles_needed(nodes) {
-            let id = TileId {
-                kind: TileKind::Hashes(level),
-                index,
-                width,
-            };
-            let data = read_part(&mut conn, id)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("ledger {} is missing", id.path())))?;
-            let hashes =
-                split_tile(level, index, &data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tiles.0.insert((level, index), hashes);
+        if !needed.is_empty() {
+            let filter: Vec<String> = (0..needed.len())
+                .map(|i| format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "SELECT level, idx, width, data FROM ledger_tiles WHERE {}",
+                filter.join(" OR ")
+            );
+            let mut query = sqlx::query(&sql);
+            for &(level, index, _) in &needed {
+                query = query.bind(i64::from(level)).bind(to_i64(index));
+            }
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("reading tiles"))?;
+            let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let mut found: HashMap<(u8, u64), (u64, Vec<u8>)> = HashMap::new();
+            for row in rows {
+                let level: i64 = row.try_get("level").map_err(corrupt)?;
+                let index: i64 = row.try_get("idx").map_err(corrupt)?;
+                let width: i64 = row.try_get("width").map_err(corrupt)?;
+                let level = u8::try_from(level)
+                    .map_err(|_| StoreError::Corrupt(format!("tile level {level}")))?;
+                found.insert(
+                    (level, to_u64(index, "tile index")?),
+                    (
+                        to_u64(width, "tile width")?,
+                        row.try_get("data").map_err(corrupt)?,
+                    ),
+                );
+            }
+            for (level, index, width) in needed {
+                let id = TileId {
+                    kind: TileKind::Hashes(level),
+                    index,
+                    width,
+                };
+                let missing = || StoreError::Corrupt(format!("ledger {} is missing", id.path()));
+                let (stored, data) = found.remove(&(level, index)).ok_or_else(missing)?;
+                if stored < width {
+                    return Err(missing());
+                }
+                let hashes = split_tile(level, index, &cut(id, data))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                tiles.0.insert((level, index), hashes);
+            }
         }
         // Every node asked for must now be answerable.
         for &(level, index) in nodes {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chaperone_ledger::audit::Audit;
+use chaperone_ledger::audit::{Audit, BundleInput};
 use chaperone_ledger::checkpoint::Checkpoint;
 use chaperone_ledger::note::{self, Verifier};
 use chaperone_ledger::proof::TlogProof;
@@ -338,27 +338,43 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     }
     let earlier_sizes: Vec<u64> = earlier.iter().map(|c| c.size).collect();
     let mut audit = Audit::new(checkpoint.size, &earlier_sizes);
-    let bundles: Vec<(u64, u64)> = audit.bundles().collect();
-    for (index, width) in bundles {
-        let bundle = source.need(
-            &TileId {
-                kind: TileKind::Entries,
+    let wanted: Vec<(u64, u64)> = audit.wanted().collect();
+    // Fetched 64 bundles at a time, then checked and hashed on all cores.
+    for part in wanted.chunks(64) {
+        let mut fetched = Vec::with_capacity(part.len());
+        for &(index, width) in part {
+            let bundle = source.need(
+                &TileId {
+                    kind: TileKind::Entries,
+                    index,
+                    width,
+                }
+                .path(),
+            )?;
+            let leaf_id = TileId {
+                kind: TileKind::Hashes(0),
                 index,
                 width,
-            }
-            .path(),
-        )?;
-        let leaf_id = TileId {
-            kind: TileKind::Hashes(0),
-            index,
-            width,
-        };
-        let leaves = match source.get(&leaf_id.path())? {
-            Some(data) => Some(split_tile(0, index, &data).map_err(|e| anyhow!("TAMPERED: {e}"))?),
-            None => None,
-        };
+            };
+            let leaves = match source.get(&leaf_id.path())? {
+                Some(data) => {
+                    Some(split_tile(0, index, &data).map_err(|e| anyhow!("TAMPERED: {e}"))?)
+                }
+                None => None,
+            };
+            fetched.push((index, width, bundle, leaves));
+        }
+        let inputs: Vec<BundleInput<'_>> = fetched
+            .iter()
+            .map(|(index, width, data, leaves)| BundleInput {
+                index: *index,
+                width: *width,
+                data,
+                leaf_tile: leaves.as_deref(),
+            })
+            .collect();
         audit
-            .bundle(index, width, &bundle, leaves.as_deref())
+            .bundles(&inputs)
             .map_err(|p| anyhow!("TAMPERED: {p}"))?;
     }
     let (root, heads) = audit.finish().map_err(|p| anyhow!("TAMPERED: {p}"))?;
