@@ -1188,6 +1188,36 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
         .unwrap();
     assert_eq!(new.size, base + 25);
 
+    // The same log as tlog tiles: partial tiles cut to the width asked for.
+    let get_bytes = |path: &str| {
+        let mut response = s
+            .agent
+            .get(&format!("{}/api/v1/ledger/{path}", s.addr))
+            .header("Authorization", &format!("Bearer {}", s.admin))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_vec().unwrap())
+    };
+    let size = base + 25;
+    assert!(size < 256, "the test expects one partial tile");
+    let (status, tile) = get_bytes(&format!("tile/0/000.p/{size}"));
+    assert_eq!(status, 200);
+    assert_eq!(tile.len() as u64, 32 * size);
+    let at = (32 * (base + 3)) as usize;
+    assert_eq!(tile[at..at + 32], merkle::leaf_hash(&first[3]));
+    let (status, narrow) = get_bytes(&format!("tile/0/000.p/{}", base + 4));
+    assert_eq!((status, narrow.as_slice()), (200, &tile[..at + 32]));
+    let (status, bundle) = get_bytes(&format!("tile/entries/000.p/{size}"));
+    assert_eq!(status, 200);
+    let entries = chaperone_ledger::tiles::split_bundle(0, &bundle).unwrap();
+    assert_eq!(entries.len() as u64, size);
+    assert_eq!(entries[(base + 3) as usize], first[3].as_slice());
+    assert_eq!(get_bytes(&format!("tile/0/000.p/{}", size + 1)).0, 404);
+    assert_eq!(get_bytes("tile/0/000").0, 404);
+    assert_eq!(get_bytes("tile/0/5").0, 400);
+    assert_eq!(get_bytes("tile/9/000").0, 400);
+
     let decode = |v: &Value| -> Vec<merkle::Hash> {
         v["proof"]
             .as_array()

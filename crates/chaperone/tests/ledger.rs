@@ -107,6 +107,57 @@ fn tampering_is_detected_and_named(db: Db) {
     let offline = ok(node.cli(config.path(), &["ledger", "verify", dir, "--key", key]));
     assert!(offline.contains("ledger verified"), "{offline}");
 
+    // A tlog-proof of one entry verifies offline, and not once changed.
+    let proof = ok(node.cli(config.path(), &["ledger", "prove", "42"]));
+    assert!(
+        proof.starts_with("c2sp.org/tlog-proof@v1\nextra "),
+        "{proof}"
+    );
+    let proof_file = export.path().join("42.tlog-proof");
+    std::fs::write(&proof_file, &proof).unwrap();
+    let proof_path = proof_file.to_str().unwrap();
+    let checked = ok(node.cli(
+        config.path(),
+        &["ledger", "verify-proof", proof_path, "--key", key],
+    ));
+    assert!(checked.contains("entry 42"), "{checked}");
+    std::fs::write(&proof_file, proof.replace("index 42\n", "index 43\n")).unwrap();
+    let err = fails(node.cli(
+        config.path(),
+        &["ledger", "verify-proof", proof_path, "--key", key],
+    ));
+    assert!(err.contains("not at index 43"), "{err}");
+
+    // Search finds the writes to one path, and only those.
+    let found = ok(node.cli(
+        config.path(),
+        &[
+            "ledger",
+            "search",
+            "--action",
+            "secret.write",
+            "--resource",
+            "t/12",
+            "--json",
+        ],
+    ));
+    let found: Vec<serde_json::Value> = found
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let resources: HashSet<&str> = found
+        .iter()
+        .map(|e| e["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        HashSet::from([
+            "t/12", "t/120", "t/121", "t/122", "t/123", "t/124", "t/125", "t/126", "t/127",
+            "t/128", "t/129"
+        ])
+    );
+    assert!(found.iter().all(|e| e["action"] == "secret.write"));
+
     let original = read_bundle(&url, 0);
     assert_eq!(original.len(), 256);
     let cases: Vec<(&str, u64, Vec<Vec<u8>>)> = vec![
