@@ -34,6 +34,8 @@ const KEK_INFO: &[u8] = b"chaperone/kek/v1";
 const DATA_KEY_AAD: &[u8] = b"chaperone/data-key/v1";
 const VALUE_AAD: &[u8] = b"chaperone/secret-value/v1";
 const FIELD_AAD: &[u8] = b"chaperone/field/v1";
+/// HKDF `info` for the MAC key of values that must be matched later without being stored.
+const MAC_INFO: &[u8] = b"chaperone/mac/v1";
 
 /// The key that opens the root key. Reconstructed from shares or read from a key file.
 pub struct UnsealKey(Zeroizing<[u8; 32]>);
@@ -101,11 +103,14 @@ impl RootKey {
 
     /// Derives the keyring used while unsealed.
     pub fn keyring(&self) -> Keyring {
+        let hkdf = Hkdf::<Sha256>::new(None, self.0.as_ref());
         let mut kek = Zeroizing::new([0u8; 32]);
-        Hkdf::<Sha256>::new(None, self.0.as_ref())
-            .expand(KEK_INFO, kek.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Keyring { kek }
+        let mut mac_key = Zeroizing::new([0u8; 32]);
+        for (info, key) in [(KEK_INFO, &mut kek), (MAC_INFO, &mut mac_key)] {
+            hkdf.expand(info, key.as_mut())
+                .expect("32 bytes is a valid HKDF-SHA256 output length");
+        }
+        Keyring { kek, mac_key }
     }
 }
 
@@ -199,6 +204,7 @@ impl fmt::Debug for SealedValue {
 /// The keys of an unsealed server. Only obtainable from a [`RootKey`].
 pub struct Keyring {
     kek: Zeroizing<[u8; 32]>,
+    mac_key: Zeroizing<[u8; 32]>,
 }
 
 impl Keyring {
@@ -249,6 +255,22 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// HMAC-SHA256 of `value` for `purpose` under a key derived from the root key: lets a
+    /// value that must not be stored (a name typed at a login, which may be a password) be
+    /// matched later, as Vault's audit devices do. Without the root key the MAC says nothing
+    /// about the value, however guessable it is.
+    pub fn mac(&self, purpose: &str, value: &[u8]) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(self.mac_key.as_ref())
+            .expect("HMAC takes any key length");
+        mac.update(&(purpose.len() as u64).to_be_bytes());
+        mac.update(purpose.as_bytes());
+        mac.update(value);
+        mac.finalize().into_bytes().into()
+    }
+}
+
 fn field_aad(purpose: &str, owner: &str) -> Vec<u8> {
     let mut aad = FIELD_AAD.to_vec();
     for part in [purpose, owner] {
@@ -271,6 +293,18 @@ mod tests {
 
     fn keyring() -> Keyring {
         RootKey::generate().keyring()
+    }
+
+    #[test]
+    fn macs_are_keyed_and_separated_by_purpose() {
+        let root = RootKey::generate();
+        let (a, b) = (root.keyring(), root.keyring());
+        assert_eq!(a.mac("p", b"hunter2"), b.mac("p", b"hunter2"));
+        assert_ne!(a.mac("p", b"hunter2"), a.mac("q", b"hunter2"));
+        assert_ne!(a.mac("p", b"hunter2"), a.mac("p", b"hunter3"));
+        // Purpose and value cannot be shifted into each other.
+        assert_ne!(a.mac("pa", b"b"), a.mac("p", b"ab"));
+        assert_ne!(a.mac("p", b"hunter2"), keyring().mac("p", b"hunter2"));
     }
 
     const B: Binding = Binding {

@@ -132,22 +132,57 @@ impl Audit {
         Ok(())
     }
 
-    /// The recomputed head of the whole log, and the heads at the earlier sizes asked for.
-    pub fn finish(self) -> Result<(Hash, BTreeMap<u64, Hash>), Problem> {
+    /// The recomputed log: its head, the heads at the earlier sizes asked for, and the hashes
+    /// its upper tiles must hold.
+    pub fn finish(self) -> Result<Audited, Problem> {
         if self.builder.size() != self.size {
             return Err(Problem::at(
                 self.builder.size(),
                 format!("is missing: the log claims {} entries", self.size),
             ));
         }
-        let root = self.builder.root();
-        let heads = self
-            .heads
-            .into_iter()
-            .filter_map(|(size, head)| head.map(|h| (size, h)))
-            .collect();
-        Ok((root, heads))
+        Ok(Audited {
+            root: self.builder.root(),
+            heads: self
+                .heads
+                .into_iter()
+                .filter_map(|(size, head)| head.map(|h| (size, h)))
+                .collect(),
+            upper: self.builder.upper_levels(),
+        })
     }
+}
+
+/// What an audit recomputed.
+#[derive(Clone, Debug)]
+pub struct Audited {
+    /// The tree head.
+    pub root: Hash,
+    /// Heads at the earlier sizes asked for.
+    pub heads: BTreeMap<u64, Hash>,
+    /// The hashes of hash tiles at levels 1, 2, ... (`upper[0]` is level 1).
+    pub upper: Vec<Vec<Hash>>,
+}
+
+impl Audited {
+    /// Checks a stored hash tile at level 1 or above against the recomputed hashes.
+    pub fn check_tile(&self, level: u8, index: u64, hashes: &[Hash]) -> Result<(), Problem> {
+        let start = (index * WIDTH) as usize;
+        let expected = usize::from(level)
+            .checked_sub(1)
+            .and_then(|l| self.upper.get(l))
+            .and_then(|hashes| hashes.get(start..start + hashes_len(hashes, start)));
+        match expected {
+            Some(expected) if expected == hashes => Ok(()),
+            _ => Err(Problem::log(format!(
+                "hash tile {level}/{index} differs from the hashes of the entries: it was changed"
+            ))),
+        }
+    }
+}
+
+fn hashes_len(all: &[Hash], start: usize) -> usize {
+    all.len().saturating_sub(start).min(WIDTH as usize)
 }
 
 /// One entry bundle to audit.
@@ -201,6 +236,33 @@ fn leaves_of(input: &BundleInput<'_>) -> Result<Vec<Hash>, Problem> {
             }
         }
         leaves.push(leaf);
+    }
+    if let Some(tile) = input.leaf_tile
+        && tile.len() as u64 != input.width
+    {
+        return Err(Problem::at(
+            first,
+            format!(
+                "its level-0 tile holds {} hashes where {} are due",
+                tile.len(),
+                input.width
+            ),
+        ));
+    }
+    if entries.len() as u64 > input.width {
+        return Err(Problem::at(
+            first + input.width,
+            format!(
+                "bundle {} holds more than its {} entries: something was added",
+                input.index, input.width
+            ),
+        ));
+    }
+    if !whole && entries.len() as u64 == input.width {
+        return Err(Problem::at(
+            first + input.width,
+            format!("bundle {} has bytes after its last entry", input.index),
+        ));
     }
     if (entries.len() as u64) < input.width {
         let what = if whole { "is missing" } else { "is cut short" };
@@ -307,7 +369,7 @@ mod tests {
             let tile = tiles.then(|| log.leaf_tiles[i as usize].as_slice());
             audit.bundle(i, w, &log.bundles[i as usize], tile)?;
         }
-        audit.finish()
+        audit.finish().map(|a| (a.root, a.heads))
     }
 
     fn rebundle(log: &mut Log, b: usize, f: impl FnOnce(&mut Vec<Vec<u8>>)) {
@@ -358,6 +420,13 @@ mod tests {
         let mut l = log(600);
         rebundle(&mut l, 2, |e| e.swap(3, 4));
         assert_eq!(run(&l, false, &[]).unwrap_err().index, Some(512 + 3));
+
+        let mut l = log(600);
+        l.bundles[2].extend_from_slice(&[0, 1, b'x']);
+        assert_eq!(run(&l, false, &[]).unwrap_err().index, Some(600));
+        let mut l = log(600);
+        l.bundles[1].push(0);
+        assert_eq!(run(&l, false, &[]).unwrap_err().index, Some(512));
 
         let mut l = log(600);
         let cut = l.bundles[2].len() - 3;

@@ -141,6 +141,12 @@ impl TlogProof {
         let text =
             note::open(self.checkpoint.as_bytes(), verifiers).map_err(TlogProofError::Signature)?;
         let checkpoint = Checkpoint::parse(&text).map_err(TlogProofError::Checkpoint)?;
+        // The signature is by a key of that name; the log the checkpoint names must be it.
+        if !verifiers.iter().any(|v| v.name() == checkpoint.origin) {
+            return Err(TlogProofError::Malformed(
+                "the checkpoint names a log other than the key's",
+            ));
+        }
         let entry = match (entry, self.extra.as_deref()) {
             (Some(given), Some(carried)) if given != carried => {
                 return Err(TlogProofError::EntryMismatch);

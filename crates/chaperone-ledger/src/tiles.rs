@@ -257,7 +257,7 @@ pub fn join_tile(hashes: &[Hash]) -> Vec<u8> {
 }
 
 /// The root of a perfect subtree given its `2^k` bottom hashes.
-fn perfect_root(hashes: &[Hash]) -> Hash {
+pub fn perfect_root(hashes: &[Hash]) -> Hash {
     debug_assert!(hashes.len().is_power_of_two());
     let mut level: Vec<Hash> = hashes.to_vec();
     while level.len() > 1 {
@@ -505,6 +505,8 @@ pub struct TreeBuilder {
     size: u64,
     /// Perfect subtrees, largest (leftmost) first, as (height, hash).
     stack: Vec<(u32, Hash)>,
+    /// The hash of every complete subtree of height 8, in order: the level-1 tile hashes.
+    level8: Vec<Hash>,
 }
 
 impl TreeBuilder {
@@ -524,6 +526,9 @@ impl TreeBuilder {
             self.stack.pop();
             hash = node_hash(&left, &hash);
             height += 1;
+            if height == u32::from(HEIGHT) {
+                self.level8.push(hash);
+            }
         }
         self.stack.push((height, hash));
         self.size += 1;
@@ -532,6 +537,24 @@ impl TreeBuilder {
     /// Leaves so far.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The hashes every hash tile above level 0 holds, recomputed: `[0]` for tile level 1
+    /// (one hash per 256 leaves), `[1]` for level 2, and so on while any is complete.
+    pub fn upper_levels(&self) -> Vec<Vec<Hash>> {
+        let mut levels = vec![self.level8.clone()];
+        loop {
+            let below = levels.last().expect("one level at least");
+            if below.len() < WIDTH as usize {
+                break;
+            }
+            let next: Vec<Hash> = below
+                .chunks_exact(WIDTH as usize)
+                .map(perfect_root)
+                .collect();
+            levels.push(next);
+        }
+        levels
     }
 
     /// The head of the tree so far.

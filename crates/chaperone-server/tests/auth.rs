@@ -1283,6 +1283,48 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
         400
     );
 
+    // Numbers beyond what is stored are refused or not found, and the server keeps
+    // recording: a hostile version or tile index cannot stop the ledger's committer.
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/data/big/x",
+        Some(&s.admin),
+        Some(json!({ "data": { "v": "1" } })),
+    );
+    let huge = json!({ "versions": [u64::MAX] });
+    let status = s
+        .call(
+            "POST",
+            "/api/v1/secrets/delete/big/x",
+            Some(&s.admin),
+            Some(huge),
+            None,
+        )
+        .0;
+    assert!(status < 500, "{status}");
+    let status = s
+        .call(
+            "GET",
+            &format!("/api/v1/secrets/data/big/x?version={}", u64::MAX),
+            Some(&s.admin),
+            None,
+            None,
+        )
+        .0;
+    assert_eq!(status, 404);
+    let status = s
+        .call(
+            "GET",
+            "/api/v1/ledger/tile/0/x018/x446/x744/x073/x709/x551/615",
+            Some(&s.admin),
+            None,
+            None,
+        )
+        .0;
+    assert_eq!(status, 404);
+    let read = s.ok("GET", "/api/v1/secrets/data/big/x", Some(&s.admin), None);
+    assert_eq!(read["data"]["v"], "1");
+
     // Auditors read everything; a contractor only entries about themselves.
     let all = s.ok(
         "GET",

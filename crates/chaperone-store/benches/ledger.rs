@@ -156,7 +156,7 @@ async fn verification(store: &Store, size: u64) {
     for part in inputs.chunks(64) {
         audit.bundles(part).unwrap();
     }
-    let (root, _) = audit.finish().unwrap();
+    let root = audit.finish().unwrap().root;
     let verify = start.elapsed().as_secs_f64();
 
     let start = Instant::now();

@@ -95,8 +95,25 @@ async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let jobs = std::mem::take(&mut batch);
-        if let Err(e) = commit_batch(&writer, &mut edge, jobs).await {
-            tracing::error!(error = %e, "a ledger batch failed");
+        // Each batch runs in its own task, so that a panic in a change fails that batch (its
+        // callers see their replies dropped, and the transaction rolls back) instead of
+        // stopping the committer and with it every later request.
+        let pool = writer.clone();
+        let mut current = edge.take();
+        let task = tokio::spawn(async move {
+            let outcome = commit_batch(&pool, &mut current, jobs).await;
+            (current, outcome)
+        });
+        match task.await {
+            Ok((next, outcome)) => {
+                edge = next;
+                if let Err(e) = outcome {
+                    tracing::error!(error = %e, "a ledger batch failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a ledger batch panicked; nothing of it was stored")
+            }
         }
     }
 }
@@ -108,6 +125,7 @@ async fn commit_batch(
     jobs: Vec<Job>,
 ) -> Result<(), StoreError> {
     let mut pending: Vec<(oneshot::Sender<Result<u64, StoreError>>, u64)> = Vec::new();
+    let mut jobs = jobs.into_iter();
     let outcome = async {
         let mut tx = writer
             .begin()
@@ -124,7 +142,7 @@ async fn commit_batch(
             _ => load_edge(&mut tx, size).await?,
         };
         let mut next = current.clone();
-        for job in jobs {
+        for job in jobs.by_ref() {
             let first = next.size();
             let result = run_job(&mut tx, &mut next, job.work, job.payload).await;
             match result {
@@ -158,7 +176,11 @@ async fn commit_batch(
             // The edge is reloaded from what the database holds at the next batch.
             *edge = None;
             let message = e.to_string();
-            for (reply, _) in pending {
+            let unanswered = pending
+                .into_iter()
+                .map(|(reply, _)| reply)
+                .chain(jobs.map(|job| job.reply));
+            for reply in unanswered {
                 let _ = reply.send(Err(StoreError::LedgerWrite(message.clone())));
             }
             Err(e)

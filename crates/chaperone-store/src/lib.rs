@@ -305,9 +305,11 @@ fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}: {value}")))
 }
 
-/// Converts a number for storage; version numbers never approach `i64::MAX`.
+/// Converts a number for a query. Stored numbers (versions, ledger indices) never approach
+/// `i64::MAX`, so a larger one (from a request) saturates and matches nothing, rather than
+/// panicking where a hostile request can reach it.
 fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).expect("version numbers stay below i64::MAX")
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

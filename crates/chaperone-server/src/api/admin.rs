@@ -274,6 +274,7 @@ pub(crate) async fn unlock_person(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (id, name) = managed_person(&state, &caller, &name).await?;
+    let keyring = state.keyring().ok_or_else(ApiError::sealed)?;
     let event = change_event(
         &state,
         &info,
@@ -284,7 +285,7 @@ pub(crate) async fn unlock_person(
     );
     if state
         .store
-        .lift_lockout(&super::auth::account_subject(&name), &[event])
+        .lift_lockout(&super::auth::account_subject(&keyring, &name), &[event])
         .await?
     {
         tracing::info!(by = %caller.token_id, person = %name, "account unlocked");

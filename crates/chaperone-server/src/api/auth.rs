@@ -21,9 +21,9 @@ use chaperone_crypto::password::{
     self, Password, check_new_password, code_hash, dummy_password_hash, hash_password,
     verify_password,
 };
-use chaperone_crypto::random_bytes;
 use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::totp::{self, TotpSecret};
+use chaperone_crypto::{Keyring, random_bytes};
 use chaperone_store::{PersonRecord, TokenKind, TokenRecord};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -73,13 +73,15 @@ async fn login_inner(
     headers: &HeaderMap,
     body: LoginRequest,
 ) -> Result<Session, ApiError> {
-    unsealed(state)?;
+    let keyring = unsealed(state)?;
     let ip = client_ip(
         headers,
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
-    let attempt = state.begin_attempt(subjects(&body.user, ip)).await?;
+    let attempt = state
+        .begin_attempt(subjects(&keyring, &body.user, ip))
+        .await?;
     let password = Password::new(body.password.to_string());
     let person = state
         .store
@@ -212,8 +214,9 @@ pub(crate) async fn login(
     if error.status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(error);
     }
-    // The resource is the account when it exists, else the hashed name: a password typed
+    // The resource is the account when it exists, else a MAC of the name: a password typed
     // into the user field must not reach the ledger.
+    let keyring = unsealed(&state)?;
     let person = state.store.person(&user).await?.filter(|p| p.name == user);
     let actor = Actor {
         person: person.as_ref().map(|p| p.id.clone()),
@@ -222,7 +225,7 @@ pub(crate) async fn login(
     };
     let resource = person
         .as_ref()
-        .map_or_else(|| account_subject(&user), |p| p.name.clone());
+        .map_or_else(|| account_subject(&keyring, &user), |p| p.name.clone());
     let mut record = Record::new("auth.login", &resource, Outcome::Denied);
     record.reasons.push(error.code.to_owned());
     state.record(&info, actor, record).await?;
@@ -346,7 +349,10 @@ pub(crate) async fn verify(
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
-    let attempt = state.begin_attempt(subjects(&person.name, ip)).await?;
+    let keyring = unsealed(&state)?;
+    let attempt = state
+        .begin_attempt(subjects(&keyring, &person.name, ip))
+        .await?;
     if !state.check_totp(&person, &body.totp).await? {
         return Err(state
             .fail(&attempt, "the TOTP code is wrong or was already used")
@@ -601,17 +607,19 @@ fn unsealed(state: &AppState) -> Result<Arc<chaperone_crypto::Keyring>, ApiError
     state.keyring().ok_or_else(ApiError::sealed)
 }
 
-fn subjects(user: &str, ip: Option<IpAddr>) -> Vec<String> {
-    let mut subjects = vec![account_subject(user)];
+fn subjects(keyring: &Keyring, user: &str, ip: Option<IpAddr>) -> Vec<String> {
+    let mut subjects = vec![account_subject(keyring, user)];
     subjects.extend(ip.map(ip_subject));
     subjects
 }
 
-/// The lockout subject of an account name. Hashed, because people sometimes type their
-/// password into the user-name field, and failures are stored and logged.
-pub(crate) fn account_subject(user: &str) -> String {
-    let digest = code_hash(&format!("account-subject:{user}"));
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+/// The lockout subject of an account name, also the ledger resource of a login to an
+/// account that does not exist: an HMAC under the keyring's MAC key, because people sometimes
+/// type their password into the user-name field, and failures are stored and recorded. An
+/// unkeyed hash of a password could be reversed by guessing.
+pub(crate) fn account_subject(keyring: &Keyring, user: &str) -> String {
+    let mac = keyring.mac("account-subject", user.as_bytes());
+    let hex: String = mac[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("account:{hex}")
 }
 

@@ -96,8 +96,11 @@ impl AppState {
     pub(crate) async fn checkpoint_now(&self) -> Result<String, ApiError> {
         let signer = self.ledger_signer().await?;
         let verifier = signer.verifier();
-        let (size, root) = self.ledger_head().await?;
+        // The latest checkpoint first, the head second: the log only grows, so a checkpoint
+        // made meanwhile (by the background task, or another node) cannot look newer than
+        // the head read after it.
         let latest = self.store.latest_checkpoint().await?;
+        let (size, root) = self.ledger_head().await?;
         if let Some((old_size, note, _)) = &latest {
             let old = note::open(note.as_bytes(), std::slice::from_ref(&verifier))
                 .ok()
@@ -361,7 +364,8 @@ pub(crate) struct SearchQuery {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SearchResponse {
     entries: Vec<serde_json::Value>,
-    /// The index to pass as `start` for more, if the scan stopped at `limit`.
+    /// The index to pass as `start` to continue, if the scan stopped before the end of the
+    /// log (at `limit` matches, or after 65,536 entries scanned).
     next: Option<u64>,
 }
 
@@ -374,6 +378,9 @@ pub(crate) async fn search(
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     const CHUNK: u64 = 4096;
+    // Entries scanned per request, matching or not: bounds the cost of one call; `next`
+    // continues the scan.
+    const SCAN: u64 = 65_536;
     let limit = q
         .limit
         .unwrap_or(MAX_ENTRIES as usize)
@@ -383,7 +390,8 @@ pub(crate) async fn search(
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let mut out = Vec::new();
     let mut at = q.start.unwrap_or(0);
-    while at < size {
+    let stop = at.saturating_add(SCAN).min(size);
+    while at < stop {
         let rows = state
             .store
             .ledger_entries(at, at.saturating_add(CHUNK))
@@ -431,6 +439,6 @@ pub(crate) async fn search(
     }
     Ok(Json(SearchResponse {
         entries: out,
-        next: None,
+        next: (at < size).then_some(at),
     }))
 }

@@ -82,6 +82,10 @@ pub(crate) struct VerifyArgs {
     /// on the first verification of this log.
     #[arg(long)]
     key: Option<String>,
+    /// Neither check against nor update the last checkpoint verified before (for an
+    /// archived export older than that checkpoint).
+    #[arg(long)]
+    no_remember: bool,
 }
 
 /// `chaperone ledger search`
@@ -167,6 +171,7 @@ fn export(client: &Client, dir: &Path) -> anyhow::Result<()> {
     let source = Source::Server(client.clone());
     let note = source.need("checkpoint")?;
     let size = unverified_checkpoint(&note)?.size;
+    check_size(size)?;
     let mut fetched = 0usize;
     for id in tiles::tiles_for_size(size) {
         let path = dir.join(id.path());
@@ -194,6 +199,17 @@ fn write_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The largest log this tool handles (2^40 entries): a checkpoint claiming more is refused
+/// before anything is sized from it.
+const MAX_SIZE: u64 = 1 << 40;
+
+fn check_size(size: u64) -> anyhow::Result<()> {
+    if size > MAX_SIZE {
+        bail!("the checkpoint claims {size} entries, more than this tool handles ({MAX_SIZE})");
+    }
+    Ok(())
 }
 
 /// The checkpoint body, before its signature is checked (to learn the origin).
@@ -312,7 +328,13 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
             key.name()
         );
     }
-    let earlier = match remembered.checkpoint() {
+    check_size(checkpoint.size)?;
+    let remembered_checkpoint = if args.no_remember {
+        None
+    } else {
+        remembered.checkpoint()
+    };
+    let earlier = match remembered_checkpoint {
         Some(old) => {
             let text = note::open(old.as_bytes(), std::slice::from_ref(&key)).map_err(|e| {
                 anyhow!(
@@ -330,7 +352,8 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     {
         bail!(
             "TAMPERED: entry {}: missing; the log was truncated to {} entries, but a checkpoint \
-             of {} entries was verified before",
+             of {} entries was verified before (to check an archived export older than that \
+             checkpoint, pass --no-remember)",
             checkpoint.size,
             checkpoint.size,
             old.size
@@ -360,7 +383,14 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
                 Some(data) => {
                     Some(split_tile(0, index, &data).map_err(|e| anyhow!("TAMPERED: {e}"))?)
                 }
-                None => None,
+                None => {
+                    eprintln!(
+                        "warning: the log has no {}: changed entries there are caught by the \
+                         root, but cannot be named",
+                        leaf_id.path()
+                    );
+                    None
+                }
             };
             fetched.push((index, width, bundle, leaves));
         }
@@ -377,7 +407,8 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
             .bundles(&inputs)
             .map_err(|p| anyhow!("TAMPERED: {p}"))?;
     }
-    let (root, heads) = audit.finish().map_err(|p| anyhow!("TAMPERED: {p}"))?;
+    let audited = audit.finish().map_err(|p| anyhow!("TAMPERED: {p}"))?;
+    let (root, heads) = (audited.root, &audited.heads);
     if root != checkpoint.root {
         bail!(
             "TAMPERED: the {} entries do not hash to the root the checkpoint signs",
@@ -393,13 +424,27 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
             old.size
         );
     }
-    remembered.save(&key, &note)?;
+    // The tiles above level 0 (what proofs are made from) must match the entries too.
+    for id in tiles::tiles_for_size(checkpoint.size) {
+        let TileKind::Hashes(level @ 1..) = id.kind else {
+            continue;
+        };
+        let data = source.need(&id.path())?;
+        let hashes = split_tile(level, id.index, &data).map_err(|e| anyhow!("TAMPERED: {e}"))?;
+        audited
+            .check_tile(level, id.index, &hashes)
+            .map_err(|p| anyhow!("TAMPERED: {p}"))?;
+    }
+    if !args.no_remember {
+        remembered.save(&key, &note)?;
+    }
     let since = earlier
         .map(|c| format!(", consistent with the {} entries verified before", c.size))
         .unwrap_or_default();
     println!(
-        "ledger verified: {} entries, root {}{since}",
+        "ledger verified: {} entries of {}, root {}, signed by {key}{since}",
         checkpoint.size,
+        checkpoint.origin,
         STANDARD.encode(root)
     );
     Ok(())
