@@ -86,6 +86,10 @@ fn write_bundle(url: &str, index: i64, entries: &[Vec<u8>]) {
     });
 }
 
+fn unverified_size(note: &str) -> u64 {
+    note.lines().nth(1).unwrap().parse().unwrap()
+}
+
 fn verify_server(node: &Node, config: &Path) -> std::process::Output {
     node.cli(config, &["ledger", "verify", "--server", node.addr()])
 }
@@ -158,6 +162,28 @@ fn tampering_is_detected_and_named(db: Db) {
     );
     assert!(found.iter().all(|e| e["action"] == "secret.write"));
 
+    // Sealing and unsealing are recorded.
+    ok(node.cli(config.path(), &["seal"]));
+    ok(common::run_cli(
+        node.addr(),
+        "",
+        &["unseal"],
+        &format!("{}\n", node.share),
+    ));
+    let sys = ok(node.cli(
+        config.path(),
+        &["ledger", "search", "--action", "sys.", "--json"],
+    ));
+    let actions: Vec<String> = sys
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["\"sys.unseal\"", "\"sys.seal\"", "\"sys.unseal\""],
+        "{sys}"
+    );
+
     let original = read_bundle(&url, 0);
     assert_eq!(original.len(), 256);
     let cases: Vec<(&str, u64, Vec<Vec<u8>>)> = vec![
@@ -207,7 +233,8 @@ fn tampering_is_detected_and_named(db: Db) {
     assert!(err.contains("not signed by the ledger key"), "{err}");
 
     // Truncated below a checkpoint: the server itself refuses to sign the shorter log...
-    let size = checkpoint.size;
+    let size = unverified_size(&ok(node.cli(config.path(), &["ledger", "checkpoint"])));
+    ok(verify_server(&node, config.path()));
     node.kill();
     common::sql(&url, &["UPDATE ledger_head SET size = 100 WHERE id = 1"]);
     node.start();

@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
+use chaperone_ledger::entry::{Actor, Outcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiJson;
 use crate::auth::Caller;
+use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState, SealStatus};
 
 /// Liveness.
@@ -59,6 +61,7 @@ pub(crate) struct UnsealRequest {
         (status = 400, description = "invalid or wrong share", body = super::ErrorBody)))]
 pub(crate) async fn unseal(
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<UnsealRequest>,
 ) -> Result<Json<SealStatus>, ApiError> {
     if body.reset {
@@ -69,7 +72,26 @@ pub(crate) async fn unseal(
         .share
         .map(zeroize::Zeroizing::new)
         .ok_or_else(|| ApiError::bad_request("invalid_request", "give `share` or `reset`"))?;
-    Ok(Json(state.submit_share(&share).await?))
+    let was_sealed = state.keyring().is_none();
+    match state.submit_share(&share).await {
+        // The unseal completes with this share: recorded (shares are anonymous).
+        Ok(status) if was_sealed && !status.sealed => {
+            let record = Record::new("sys.unseal", "", Outcome::Success);
+            state.record(&info, Actor::default(), record).await?;
+            Ok(Json(status))
+        }
+        Ok(status) => Ok(Json(status)),
+        Err(e) => {
+            let error = ApiError::from(e);
+            // A wrong combination of shares is worth an entry; a malformed share is not.
+            if error.code == "wrong_shares" {
+                let mut record = Record::new("sys.unseal", "", Outcome::Failure);
+                record.reasons.push(error.code.to_owned());
+                state.record(&info, Actor::default(), record).await?;
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Seals the server: the keys leave memory until the next unseal.
@@ -78,8 +100,13 @@ pub(crate) async fn unseal(
 pub(crate) async fn seal(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
 ) -> Result<StatusCode, ApiError> {
+    let record = Record::new("sys.seal", "", Outcome::Success);
+    let recorded = state.record(&info, caller.actor(), record).await;
+    // Sealing protects; it happens even if its entry could not be written.
     state.seal();
     tracing::warn!(token = %caller.token_id, "sealed through the API");
+    recorded?;
     Ok(StatusCode::NO_CONTENT)
 }
