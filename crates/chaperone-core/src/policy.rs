@@ -110,6 +110,8 @@ pub enum Action {
     ReadLedger,
     /// Read the whole ledger as tlog tiles and entry bundles, for verification.
     AuditLedger,
+    /// See which secrets engines are mounted (Vault clients ask before every call).
+    ReadMounts,
 }
 
 impl Action {
@@ -129,6 +131,7 @@ impl Action {
             Action::OwnTokens => "tokens.own",
             Action::ReadLedger => "ledger.read",
             Action::AuditLedger => "ledger.audit",
+            Action::ReadMounts => "sys.mounts",
         }
     }
 
@@ -487,18 +490,22 @@ fn role_allows(role: Role, action: Action, level: Level) -> bool {
                 | OwnTokens
                 | ReadLedger
                 | AuditLedger
+                | ReadMounts
         ),
-        Role::Auditor => matches!(action, SecretList | OwnTokens | ReadLedger | AuditLedger),
-        Role::Approver => matches!(action, SecretList | OwnTokens),
+        Role::Auditor => matches!(
+            action,
+            SecretList | OwnTokens | ReadLedger | AuditLedger | ReadMounts
+        ),
+        Role::Approver => matches!(action, SecretList | OwnTokens | ReadMounts),
         Role::Member => match action {
-            SecretList | OwnTokens => true,
+            SecretList | OwnTokens | ReadMounts => true,
             SecretRead | SecretWrite | SecretDelete | SecretMetadataWrite => {
                 level <= Level::Internal
             }
             _ => false,
         },
         // A contractor's ledger reads are filtered to entries about themselves.
-        Role::Contractor => matches!(action, OwnTokens | ReadLedger),
+        Role::Contractor => matches!(action, OwnTokens | ReadLedger | ReadMounts),
     }
 }
 

@@ -280,6 +280,23 @@ pub(crate) fn network_allowed(networks: &[Vec<Cidr>], ip: Option<IpAddr>) -> boo
 
 /// Resolves the bearer token of a request into a [`Caller`]. 401 for a missing, unknown,
 /// expired or revoked token; 503 while sealed.
+/// The header Vault clients send their token in.
+const VAULT_TOKEN: &str = "x-vault-token";
+
+/// The token the request presents: `Authorization: Bearer <token>`, or (for Vault clients)
+/// `X-Vault-Token: <token>`.
+pub(crate) fn presented_token(headers: &HeaderMap) -> Option<zeroize::Zeroizing<String>> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    let vault = headers.get(VAULT_TOKEN).and_then(|h| h.to_str().ok());
+    bearer
+        .or(vault)
+        .filter(|t| !t.is_empty())
+        .map(|t| zeroize::Zeroizing::new(t.to_owned()))
+}
+
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -301,14 +318,16 @@ pub(crate) async fn authenticate(
             message.to_owned(),
         )
     };
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| unauthenticated("missing `Authorization: Bearer <token>` header"))?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
+    if headers.get(axum::http::header::AUTHORIZATION).is_none()
+        && headers.get(VAULT_TOKEN).is_none()
+    {
+        return Err(unauthenticated(
+            "missing `Authorization: Bearer <token>` header",
+        ));
+    }
+    let token = presented_token(headers)
         .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+    let token = token.as_str();
     let record = state
         .store
         .token_by_hash(&ApiToken::from_presented(token).hash())

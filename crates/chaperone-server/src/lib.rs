@@ -13,6 +13,7 @@ mod init;
 mod record;
 mod seal;
 mod state;
+mod vault;
 
 use std::future::Future;
 use std::sync::Arc;

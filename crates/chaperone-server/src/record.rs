@@ -27,13 +27,24 @@ pub(crate) struct RequestInfo {
 
 impl RequestInfo {
     pub(crate) fn new(client_ip: Option<IpAddr>, user_agent: Option<String>) -> Self {
-        let mut id = [0u8; 8];
+        // A random (version 4) UUID, the form Vault clients see as `request_id`.
+        let mut id = [0u8; 16];
         random_bytes(&mut id);
+        id[6] = (id[6] & 0x0f) | 0x40;
+        id[8] = (id[8] & 0x3f) | 0x80;
         let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
         // Bounded so a hostile User-Agent cannot bloat the ledger.
         let user_agent = user_agent.map(|ua| ua.chars().take(256).collect());
         Self {
-            request_id: format!("req_{hex}"),
+            request_id: uuid,
             client_ip,
             user_agent,
         }

@@ -6,7 +6,7 @@ mod auth;
 mod ledger;
 
 pub(crate) use ledger::{checkpoints, new_ledger_key};
-mod secrets;
+pub(crate) mod secrets;
 mod sys;
 
 use std::sync::Arc;
@@ -44,310 +44,313 @@ pub(crate) struct RouteSpec {
     pub(crate) on: On,
 }
 
-/// Every route of the native API: the one table both the router and the authorisation
-/// middleware are built from. A route cannot be added without saying who may call it.
+/// One route-table entry: the route's spec and its handler.
+pub(crate) fn route<H, T>(
+    method: Method,
+    path: &'static str,
+    action: Option<Action>,
+    on: On,
+    handler: H,
+) -> (RouteSpec, MethodRouter<Arc<AppState>>)
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+    (
+        RouteSpec {
+            method,
+            path,
+            action,
+            on,
+        },
+        axum::routing::on(filter, handler),
+    )
+}
+
+/// Every route, native (`/api/v1`) and Vault-compatible (`/v1`): the one table both the
+/// router and the authorisation middleware are built from. A route cannot be added without
+/// saying who may call it.
 fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
     use Action::*;
     use Method as M;
-    fn r<H, T>(
-        method: Method,
-        path: &'static str,
-        action: Option<Action>,
-        on: On,
-        handler: H,
-    ) -> (RouteSpec, MethodRouter<Arc<AppState>>)
-    where
-        H: Handler<T, Arc<AppState>>,
-        T: 'static,
-    {
-        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
-        (
-            RouteSpec {
-                method,
-                path,
-                action,
-                on,
-            },
-            axum::routing::on(filter, handler),
-        )
-    }
     const DATA: &str = "/api/v1/secrets/data/{*path}";
     const META: &str = "/api/v1/secrets/metadata/{*path}";
     vec![
-        r(M::GET, "/api/v1/health", None, On::System, sys::health),
-        r(
+        route(M::GET, "/api/v1/health", None, On::System, sys::health),
+        route(
             M::GET,
             "/api/v1/openapi.json",
             None,
             On::System,
             openapi_json,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/sys/seal-status",
             None,
             On::System,
             sys::seal_status,
         ),
-        r(M::POST, "/api/v1/sys/unseal", None, On::System, sys::unseal),
-        r(
+        route(M::POST, "/api/v1/sys/unseal", None, On::System, sys::unseal),
+        route(
             M::POST,
             "/api/v1/sys/seal",
             Some(Seal),
             On::System,
             sys::seal,
         ),
-        r(M::GET, DATA, Some(SecretRead), On::Secret, secrets::read),
-        r(M::PUT, DATA, Some(SecretWrite), On::Secret, secrets::write),
-        r(M::POST, DATA, Some(SecretWrite), On::Secret, secrets::write),
-        r(
+        route(M::GET, DATA, Some(SecretRead), On::Secret, secrets::read),
+        route(M::PUT, DATA, Some(SecretWrite), On::Secret, secrets::write),
+        route(M::POST, DATA, Some(SecretWrite), On::Secret, secrets::write),
+        route(
             M::DELETE,
             DATA,
             Some(SecretDelete),
             On::Secret,
             secrets::delete_latest,
         ),
-        r(
+        route(
             M::GET,
             META,
             Some(SecretList),
             On::Secret,
             secrets::metadata,
         ),
-        r(
+        route(
             M::PUT,
             META,
             Some(SecretMetadataWrite),
             On::Secret,
             secrets::update_metadata,
         ),
-        r(
+        route(
             M::DELETE,
             META,
             Some(SecretDestroy),
             On::Secret,
             secrets::delete_secret,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/secrets/delete/{*path}",
             Some(SecretDelete),
             On::Secret,
             secrets::delete_versions,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/secrets/undelete/{*path}",
             Some(SecretDelete),
             On::Secret,
             secrets::undelete_versions,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/secrets/destroy/{*path}",
             Some(SecretDestroy),
             On::Secret,
             secrets::destroy_versions,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/secrets/list",
             Some(SecretList),
             On::Listing,
             secrets::list_root,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/secrets/list/{*prefix}",
             Some(SecretList),
             On::Listing,
             secrets::list,
         ),
-        r(M::POST, "/api/v1/auth/login", None, On::System, auth::login),
-        r(
+        route(M::POST, "/api/v1/auth/login", None, On::System, auth::login),
+        route(
             M::POST,
             "/api/v1/auth/enroll",
             None,
             On::System,
             auth::enroll,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/auth/verify",
             Some(OwnTokens),
             On::System,
             auth::verify,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/auth/self",
             Some(OwnTokens),
             On::System,
             auth::whoami,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/auth/tokens",
             Some(OwnTokens),
             On::System,
             auth::list_tokens,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/auth/tokens",
             Some(OwnTokens),
             On::System,
             auth::create_token,
         ),
-        r(
+        route(
             M::DELETE,
             "/api/v1/auth/tokens/{id}",
             Some(OwnTokens),
             On::System,
             auth::revoke_token,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/people",
             Some(ManagePeople),
             On::System,
             admin::list_people,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/people",
             Some(ManagePeople),
             On::System,
             admin::add_person,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/people/{name}/disable",
             Some(ManagePeople),
             On::System,
             admin::disable_person,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/people/{name}/enable",
             Some(ManagePeople),
             On::System,
             admin::enable_person,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/people/{name}/unlock",
             Some(ManagePeople),
             On::System,
             admin::unlock_person,
         ),
-        r(
+        route(
             M::PUT,
             "/api/v1/people/{name}/networks",
             Some(ManagePeople),
             On::System,
             admin::set_person_networks,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/vendors",
             Some(ManagePeople),
             On::System,
             admin::add_vendor,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/vendors/{name}",
             Some(ManagePeople),
             On::System,
             admin::show_vendor,
         ),
-        r(
+        route(
             M::PUT,
             "/api/v1/vendors/{name}",
             Some(ManagePeople),
             On::System,
             admin::update_vendor,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/grants",
             Some(ManageGrants),
             On::System,
             admin::list_grants,
         ),
-        r(
+        route(
             M::POST,
             "/api/v1/grants",
             Some(ManageGrants),
             On::System,
             admin::add_grant,
         ),
-        r(
+        route(
             M::DELETE,
             "/api/v1/grants/{id}",
             Some(ManageGrants),
             On::System,
             admin::revoke_grant,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/classifications",
             Some(SecretList),
             On::Listing,
             admin::list_classifications,
         ),
-        r(
+        route(
             M::PUT,
             "/api/v1/classifications",
             Some(ManageClassification),
             On::System,
             admin::set_classification,
         ),
-        r(
+        route(
             M::DELETE,
             "/api/v1/classifications/{*prefix}",
             Some(ManageClassification),
             On::System,
             admin::remove_classification,
         ),
-        r(M::GET, "/api/v1/ledger/key", None, On::System, ledger::key),
-        r(
+        route(M::GET, "/api/v1/ledger/key", None, On::System, ledger::key),
+        route(
             M::GET,
             "/api/v1/ledger/checkpoint",
             Some(ReadLedger),
             On::System,
             ledger::checkpoint,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/ledger/entries",
             Some(ReadLedger),
             On::System,
             ledger::entries,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/ledger/proof/inclusion",
             Some(ReadLedger),
             On::System,
             ledger::inclusion,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/ledger/search",
             Some(ReadLedger),
             On::System,
             ledger::search,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/ledger/tile/{*path}",
             Some(AuditLedger),
             On::System,
             ledger::tile,
         ),
-        r(
+        route(
             M::GET,
             "/api/v1/ledger/proof/consistency",
             Some(ReadLedger),
@@ -355,6 +358,9 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             ledger::consistency,
         ),
     ]
+    .into_iter()
+    .chain(crate::vault::routes())
+    .collect()
 }
 
 /// The route table: method, path pattern and action (`None` for public routes).
@@ -372,6 +378,12 @@ pub(crate) struct RouteTable(Arc<Vec<RouteSpec>>);
 impl RouteTable {
     /// The entry of the route `path` (a pattern, as matched) for `method`.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&RouteSpec> {
+        // axum answers HEAD with the GET handler, without the body; so does the policy.
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         self.0
             .iter()
             .find(|spec| spec.method == method && spec.path == path)
@@ -388,7 +400,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             router.route(spec.path, handler)
         });
     let table = RouteTable(Arc::new(specs));
-    router
+    let router: Router = router
         .route_layer(axum::middleware::from_fn_with_state(
             (state.clone(), table),
             crate::auth::authorize,
@@ -411,7 +423,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 }
             },
         ))
-        .with_state(state)
+        .with_state(state);
+    // The Vault layer must see requests before routing (it rewrites `LIST`), so it wraps
+    // the whole router rather than its routes.
+    Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::from_fn(crate::vault::compat))
 }
 
 fn body_too_large() -> ApiError {
@@ -574,7 +591,11 @@ mod tests {
     #[test]
     fn every_route_is_in_the_openapi_document() {
         let doc = serde_json::to_value(openapi_document()).unwrap();
-        for (method, path, _) in route_table() {
+        // The Vault-compatible routes (`/v1/`) are described by Vault's API documentation.
+        for (method, path, _) in route_table()
+            .into_iter()
+            .filter(|(_, p, _)| p.starts_with("/api/"))
+        {
             let path = path
                 .replace("{*path}", "{path}")
                 .replace("{*prefix}", "{prefix}");

@@ -17,7 +17,7 @@ use chaperone_core::{
     Cas, MaxVersions, SecretMetadata, SecretPath, SecretPrefix, VersionMeta, VersionState,
 };
 use chaperone_crypto::Keyring;
-use chaperone_store::MetadataUpdate;
+use chaperone_store::{MetadataUpdate, StoredVersion};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -109,7 +109,7 @@ pub(crate) struct MetadataResponse {
 /// Keys under a prefix; folders end with `/`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ListResponse {
-    keys: Vec<String>,
+    pub(crate) keys: Vec<String>,
 }
 
 fn unsealed(state: &AppState) -> Result<Arc<Keyring>, ApiError> {
@@ -131,22 +131,40 @@ pub(crate) async fn write(
     ApiJson(body): ApiJson<WriteRequest>,
 ) -> Result<Json<WriteResponse>, ApiError> {
     let path = SecretPath::parse(&path)?;
-    let keyring = unsealed(&state)?;
     let plaintext = zeroize::Zeroizing::new(
         serde_json::to_vec(&body.data).expect("a string map always serialises"),
     );
     drop(body.data);
     let cas = body.cas.map_or(Cas::None, Cas::Version);
+    let meta = write_version(&state, &caller, &info, &path, cas, plaintext).await?;
+    Ok(Json(WriteResponse {
+        path: path.to_string(),
+        version: meta.version,
+        created_time: meta.created_at.to_rfc3339(),
+    }))
+}
+
+/// Writes `plaintext` (a JSON object's bytes) as a new version of `path`, recorded in the
+/// same transaction; shared by the native and the Vault-compatible API.
+pub(crate) async fn write_version(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    path: &SecretPath,
+    cas: Cas,
+    plaintext: zeroize::Zeroizing<Vec<u8>>,
+) -> Result<VersionMeta, ApiError> {
+    let keyring = unsealed(state)?;
     let now = state.clock.now();
     let mut record = Record::new("secret.write", path.as_str(), Outcome::Success);
     if let Cas::Version(v) = cas {
         record.details.insert("cas".into(), v.into());
     }
-    let event = state.event(&info, caller.actor(), record);
+    let event = state.event(info, caller.actor(), record);
     let meta = state
         .store
         .put_version(
-            &path,
+            path,
             cas,
             state.settings.kv,
             now,
@@ -155,11 +173,7 @@ pub(crate) async fn write(
         )
         .await?;
     tracing::info!(token = %caller.token_id, path = %path, version = meta.version, "secret written");
-    Ok(Json(WriteResponse {
-        path: path.to_string(),
-        version: meta.version,
-        created_time: meta.created_at.to_rfc3339(),
-    }))
+    Ok(meta)
 }
 
 /// Reads a version (the current one by default).
@@ -175,44 +189,79 @@ pub(crate) async fn read(
     Query(query): Query<ReadQuery>,
 ) -> Result<Json<ReadResponse>, ApiError> {
     let path = SecretPath::parse(&path)?;
-    let keyring = unsealed(&state)?;
     let version = query.version.filter(|&v| v > 0);
-    let stored = state
-        .store
-        .read_version(&path, version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(match version {
+    let found = read_value(&state, &caller, &info, &path, version).await?;
+    let (stored, data) = match found {
+        Some(Found::Value { stored, data }) => (stored, data),
+        Some(Found::Gone(stored)) => {
+            let number = stored.meta.version;
+            return Err(match stored.meta.state {
+                VersionState::Deleted(at) => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "version_deleted",
+                    format!(
+                        "version {number} of `{path}` was deleted at {}; undelete it to read it",
+                        at.to_rfc3339()
+                    ),
+                ),
+                _ => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "version_destroyed",
+                    format!("version {number} of `{path}` was destroyed"),
+                ),
+            });
+        }
+        None => {
+            return Err(ApiError::not_found(match version {
                 Some(v) => format!("secret `{path}` has no version {v}"),
                 None => format!("no secret at `{path}`"),
-            })
-        })?;
-    let number = stored.meta.version;
+            }));
+        }
+    };
+    Ok(Json(ReadResponse {
+        path: path.to_string(),
+        version: stored.meta.version,
+        created_time: stored.meta.created_at.to_rfc3339(),
+        data,
+        custom_metadata: stored.custom_metadata,
+    }))
+}
+
+/// What a read found.
+pub(crate) enum Found {
+    /// An active version and its value (recorded as read).
+    Value {
+        stored: StoredVersion,
+        data: serde_json::Value,
+    },
+    /// A deleted or destroyed version: nothing returned, nothing recorded.
+    Gone(StoredVersion),
+}
+
+/// Reads `version` (the current one when `None`) of `path`; `None` when absent. A value is
+/// recorded (durably) before it is returned; shared by the native and the Vault API.
+pub(crate) async fn read_value(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    path: &SecretPath,
+    version: Option<u64>,
+) -> Result<Option<Found>, ApiError> {
+    let keyring = unsealed(state)?;
+    let Some(stored) = state.store.read_version(path, version).await? else {
+        return Ok(None);
+    };
     let sealed = match (stored.meta.state, &stored.sealed) {
         (VersionState::Active, Some(sealed)) => sealed,
-        (VersionState::Deleted(at), _) => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "version_deleted",
-                format!(
-                    "version {number} of `{path}` was deleted at {}; undelete it to read it",
-                    at.to_rfc3339()
-                ),
-            ));
-        }
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "version_destroyed",
-                format!("version {number} of `{path}` was destroyed"),
-            ));
-        }
+        _ => return Ok(Some(Found::Gone(stored))),
     };
     let plaintext = keyring.open(stored.binding(), sealed)?;
     // The read is recorded (durably) before the value leaves the server.
     let mut record = Record::new("secret.read", path.as_str(), Outcome::Success);
-    record.details.insert("version".into(), number.into());
-    state.record(&info, caller.actor(), record).await?;
+    record
+        .details
+        .insert("version".into(), stored.meta.version.into());
+    state.record(info, caller.actor(), record).await?;
     let data = serde_json::from_slice(plaintext.expose()).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -220,13 +269,7 @@ pub(crate) async fn read(
             "a stored secret decrypted to a value that is not a JSON object",
         )
     })?;
-    Ok(Json(ReadResponse {
-        path: path.to_string(),
-        version: number,
-        created_time: stored.meta.created_at.to_rfc3339(),
-        data,
-        custom_metadata: stored.custom_metadata,
-    }))
+    Ok(Some(Found::Value { stored, data }))
 }
 
 /// Soft-deletes the current version.
@@ -347,14 +390,26 @@ pub(crate) async fn update_metadata(
         cas_required: body.cas_required,
         custom_metadata: body.custom_metadata,
     };
+    apply_metadata(&state, &caller, &info, &path, &update).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes a secret's own settings, recorded in the same transaction.
+pub(crate) async fn apply_metadata(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    path: &SecretPath,
+    update: &MetadataUpdate,
+) -> Result<(), ApiError> {
     let record = Record::new("secret.metadata_write", path.as_str(), Outcome::Success);
-    let events = [state.event(&info, caller.actor(), record)];
+    let events = [state.event(info, caller.actor(), record)];
     state
         .store
-        .update_metadata(&path, &update, state.clock.now(), &events)
+        .update_metadata(path, update, state.clock.now(), &events)
         .await?;
     tracing::info!(token = %caller.token_id, path = %path, "secret metadata updated");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Deletes a secret with all its versions and metadata.
@@ -367,13 +422,27 @@ pub(crate) async fn delete_secret(
     Path(path): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let path = SecretPath::parse(&path)?;
-    let record = Record::new("secret.delete_all", path.as_str(), Outcome::Success);
-    let events = [state.event(&info, caller.actor(), record)];
-    if !state.store.delete_secret(&path, &events).await? {
+    if !delete_all(&state, &caller, &info, &path).await? {
         return Err(ApiError::not_found(format!("no secret at `{path}`")));
     }
-    tracing::info!(token = %caller.token_id, path = %path, "secret deleted with all versions");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a secret with all its versions, recorded in the same transaction; `false` if
+/// there was none.
+pub(crate) async fn delete_all(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    path: &SecretPath,
+) -> Result<bool, ApiError> {
+    let record = Record::new("secret.delete_all", path.as_str(), Outcome::Success);
+    let events = [state.event(info, caller.actor(), record)];
+    let deleted = state.store.delete_secret(path, &events).await?;
+    if deleted {
+        tracing::info!(token = %caller.token_id, path = %path, "secret deleted with all versions");
+    }
+    Ok(deleted)
 }
 
 /// Lists keys under a prefix.
@@ -400,7 +469,7 @@ pub(crate) async fn list_root(
 
 /// The keys under `prefix` that the caller may see: all of them for roles that list, only
 /// those on the way to or under their grants for everyone else.
-async fn list_visible(
+pub(crate) async fn list_visible(
     caller: &Caller,
     state: &AppState,
     prefix: &SecretPrefix,
@@ -419,13 +488,13 @@ async fn list_visible(
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Change {
+pub(crate) enum Change {
     Delete,
     Undelete,
     Destroy,
 }
 
-async fn change(
+pub(crate) async fn change(
     caller: &Caller,
     state: &AppState,
     info: &RequestInfo,
@@ -470,7 +539,7 @@ async fn change(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn required(versions: Vec<u64>) -> Result<Vec<u64>, ApiError> {
+pub(crate) fn required(versions: Vec<u64>) -> Result<Vec<u64>, ApiError> {
     if versions.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_request",

@@ -1,0 +1,355 @@
+//! KV version 2 at `secret/`: the same secrets, versions and ledger entries as the native
+//! `/api/v1/secrets` API, in Vault's shapes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chaperone_core::{Cas, MaxVersions, SecretPath, SecretPrefix, VersionMeta};
+use chaperone_store::MetadataUpdate;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{envelope, errors, no_content, reply};
+use crate::api::ApiJson;
+use crate::api::secrets::{
+    Change, Found, apply_metadata, change, delete_all as delete_all_versions, list_visible,
+    read_value, required, write_version,
+};
+use crate::auth::Caller;
+use crate::record::RequestInfo;
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize)]
+pub(crate) struct VersionQuery {
+    version: Option<u64>,
+}
+
+/// A version's metadata as Vault shows it: `deletion_time` empty when unset,
+/// `custom_metadata` null when none.
+fn version_metadata(meta: &VersionMeta, custom: &BTreeMap<String, String>) -> Value {
+    json!({
+        "created_time": meta.created_at.to_rfc3339(),
+        "custom_metadata": custom_value(custom),
+        "deletion_time": meta.deletion_time().map(|t| t.to_rfc3339()).unwrap_or_default(),
+        "destroyed": meta.destroyed(),
+        "version": meta.version,
+    })
+}
+
+fn custom_value(custom: &BTreeMap<String, String>) -> Value {
+    if custom.is_empty() {
+        Value::Null
+    } else {
+        json!(custom)
+    }
+}
+
+/// `GET secret/data/:path[?version=N]`.
+pub(crate) async fn read(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> Result<Response, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let version = query.version.filter(|&v| v > 0);
+    Ok(
+        match read_value(&state, &caller, &info, &path, version).await? {
+            Some(Found::Value { stored, data }) => {
+                let metadata = version_metadata(&stored.meta, &stored.custom_metadata);
+                reply(
+                    StatusCode::OK,
+                    &envelope(&info, json!({ "data": data, "metadata": metadata })),
+                )
+            }
+            // Vault answers a deleted or destroyed version with 404 and the full envelope.
+            Some(Found::Gone(stored)) => {
+                let metadata = version_metadata(&stored.meta, &stored.custom_metadata);
+                reply(
+                    StatusCode::NOT_FOUND,
+                    &envelope(&info, json!({ "data": null, "metadata": metadata })),
+                )
+            }
+            None => reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WriteBody {
+    data: Option<Map<String, Value>>,
+    #[serde(default)]
+    options: WriteOptions,
+}
+
+#[derive(Deserialize, Default)]
+struct WriteOptions {
+    cas: Option<u64>,
+}
+
+/// `POST|PUT secret/data/:path` with `{"data": {...}, "options": {"cas": N}}`.
+pub(crate) async fn write(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<WriteBody>,
+) -> Result<Response, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let Some(data) = body.data else {
+        return Ok(errors(StatusCode::BAD_REQUEST, "no data provided"));
+    };
+    let plaintext = zeroize::Zeroizing::new(
+        serde_json::to_vec(&data).expect("a JSON object always serialises"),
+    );
+    drop(data);
+    let cas = body.options.cas.map_or(Cas::None, Cas::Version);
+    let meta = match write_version(&state, &caller, &info, &path, cas, plaintext).await {
+        Ok(meta) => meta,
+        // Vault's check-and-set failures are 400 with its exact messages.
+        Err(e) if e.code == "cas_mismatch" => {
+            return Ok(errors(
+                StatusCode::BAD_REQUEST,
+                "check-and-set parameter did not match the current version",
+            ));
+        }
+        Err(e) if e.code == "cas_required" => {
+            return Ok(errors(
+                StatusCode::BAD_REQUEST,
+                "check-and-set parameter required for this call",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let custom = state
+        .store
+        .metadata(&path)
+        .await?
+        .map(|m| m.custom_metadata)
+        .unwrap_or_default();
+    Ok(reply(
+        StatusCode::OK,
+        &envelope(&info, version_metadata(&meta, &custom)),
+    ))
+}
+
+/// `DELETE secret/data/:path`: soft-deletes the current version.
+pub(crate) async fn delete_latest(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+) -> Result<Response, ApiError> {
+    versions_change(&caller, &state, &info, &path, &[], Change::Delete).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct VersionsBody {
+    #[serde(default)]
+    versions: Vec<u64>,
+}
+
+/// `POST secret/delete/:path` with `{"versions": [...]}`.
+pub(crate) async fn delete_versions(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<VersionsBody>,
+) -> Result<Response, ApiError> {
+    let versions = required(body.versions)?;
+    versions_change(&caller, &state, &info, &path, &versions, Change::Delete).await
+}
+
+/// `POST secret/undelete/:path`.
+pub(crate) async fn undelete_versions(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<VersionsBody>,
+) -> Result<Response, ApiError> {
+    let versions = required(body.versions)?;
+    versions_change(&caller, &state, &info, &path, &versions, Change::Undelete).await
+}
+
+/// `POST secret/destroy/:path`.
+pub(crate) async fn destroy_versions(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<VersionsBody>,
+) -> Result<Response, ApiError> {
+    let versions = required(body.versions)?;
+    versions_change(&caller, &state, &info, &path, &versions, Change::Destroy).await
+}
+
+/// Vault answers 204 for version changes, also on a path with no secret.
+async fn versions_change(
+    caller: &Caller,
+    state: &AppState,
+    info: &RequestInfo,
+    path: &str,
+    versions: &[u64],
+    kind: Change,
+) -> Result<Response, ApiError> {
+    match change(caller, state, info, path, versions, kind).await {
+        Ok(_) => Ok(no_content()),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(no_content()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET secret/metadata/:path`.
+pub(crate) async fn metadata(
+    _caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+) -> Result<Response, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let Some(meta) = state.store.metadata(&path).await? else {
+        return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
+    };
+    let versions: Map<String, Value> = meta
+        .versions
+        .iter()
+        .map(|v| {
+            (
+                v.version.to_string(),
+                json!({
+                    "created_time": v.created_at.to_rfc3339(),
+                    "deletion_time": v.deletion_time().map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    "destroyed": v.destroyed(),
+                }),
+            )
+        })
+        .collect();
+    let data = json!({
+        "cas_required": meta.cas_required,
+        "created_time": meta.created_at.to_rfc3339(),
+        "current_version": meta.current_version,
+        "custom_metadata": custom_value(&meta.custom_metadata),
+        "delete_version_after": "0s",
+        "max_versions": meta.max_versions.map_or(0, MaxVersions::get),
+        "oldest_version": meta.oldest_version,
+        "updated_time": meta.updated_at.to_rfc3339(),
+        "versions": versions,
+    });
+    Ok(reply(StatusCode::OK, &envelope(&info, data)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MetadataBody {
+    max_versions: Option<u32>,
+    cas_required: Option<bool>,
+    delete_version_after: Option<String>,
+    custom_metadata: Option<BTreeMap<String, String>>,
+}
+
+/// `POST secret/metadata/:path`.
+pub(crate) async fn write_metadata(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<MetadataBody>,
+) -> Result<Response, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    if body
+        .delete_version_after
+        .as_deref()
+        .is_some_and(|d| !matches!(d, "" | "0" | "0s"))
+    {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            "delete_version_after is not supported; versions are kept until deleted",
+        ));
+    }
+    let max_versions = match body.max_versions {
+        None => None,
+        Some(0) => Some(None),
+        Some(n) => Some(Some(MaxVersions::new(n)?)),
+    };
+    let update = MetadataUpdate {
+        max_versions,
+        cas_required: body.cas_required,
+        custom_metadata: body.custom_metadata,
+    };
+    apply_metadata(&state, &caller, &info, &path, &update).await?;
+    Ok(no_content())
+}
+
+/// `DELETE secret/metadata/:path`: the secret with all its versions.
+pub(crate) async fn delete_all(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+) -> Result<Response, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    delete_all_versions(&state, &caller, &info, &path).await?;
+    Ok(no_content())
+}
+
+/// `LIST secret/metadata/:prefix` (rewritten to this route by `compat`).
+pub(crate) async fn list(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(prefix): Path<String>,
+) -> Result<Response, ApiError> {
+    let prefix = SecretPrefix::parse(&prefix)?;
+    list_keys(&caller, &state, &info, &prefix).await
+}
+
+/// `LIST secret/metadata/`.
+pub(crate) async fn list_root(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+) -> Result<Response, ApiError> {
+    list_keys(&caller, &state, &info, &SecretPrefix::default()).await
+}
+
+async fn list_keys(
+    caller: &Caller,
+    state: &AppState,
+    info: &RequestInfo,
+    prefix: &SecretPrefix,
+) -> Result<Response, ApiError> {
+    let keys = list_visible(caller, state, prefix).await?.0.keys;
+    if keys.is_empty() {
+        return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
+    }
+    Ok(reply(
+        StatusCode::OK,
+        &envelope(info, json!({ "keys": keys })),
+    ))
+}
+
+/// `GET secret/config`: the server-wide settings (set in Chaperone's configuration file).
+pub(crate) async fn config(
+    _caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+) -> Response {
+    let kv = state.settings.kv;
+    reply(
+        StatusCode::OK,
+        &envelope(
+            &info,
+            json!({
+                "cas_required": kv.cas_required,
+                "delete_version_after": "0s",
+                "max_versions": kv.max_versions.get(),
+            }),
+        ),
+    )
+}

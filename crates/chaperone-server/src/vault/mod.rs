@@ -1,0 +1,284 @@
+//! `/v1/...`: the HashiCorp Vault / OpenBao HTTP API, so that existing clients (hvac, the
+//! `vault` and `bao` CLIs, CI jobs) work against Chaperone unmodified.
+//!
+//! The routes are part of the one route table (`api::routes`): each declares the `Action`
+//! it performs, and the same authorisation middleware, policy decision and ledger apply as
+//! for the native API. This module only speaks Vault's wire format:
+//!
+//! - [`compat`] runs before routing: it turns Vault's `LIST` verb (and `?list=true`) into a
+//!   `GET` of the listing route, and turns every error answer of a `/v1/` route that a
+//!   handler did not format itself into Vault's `{"errors": [...]}`, with 403 (never 401)
+//!   for a missing or bad token and `Vault is sealed` for a sealed server.
+//! - Handlers answer with [`envelope`] (`request_id`, `lease_id`, `renewable`,
+//!   `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`).
+//! - Tokens come from `X-Vault-Token` or `Authorization: Bearer` (see `auth::authenticate`).
+
+mod kv;
+mod sys;
+mod token;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use chaperone_core::policy::Action;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::api::{On, RouteSpec, route};
+use crate::record::RequestInfo;
+
+/// The mount Chaperone's secrets appear under, as a KV version 2 engine.
+pub(crate) const MOUNT: &str = "secret/";
+
+/// Marks a response already in Vault's format.
+#[derive(Clone, Copy)]
+struct Formatted;
+
+/// Every `/v1/` route, for the route table.
+pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
+    use Action::*;
+    use Method as M;
+    const DATA: &str = "/v1/secret/data/{*path}";
+    const META: &str = "/v1/secret/metadata/{*path}";
+    vec![
+        route(M::GET, "/v1/sys/health", None, On::System, sys::health),
+        route(
+            M::GET,
+            "/v1/sys/seal-status",
+            None,
+            On::System,
+            sys::seal_status,
+        ),
+        route(M::GET, "/v1/sys/init", None, On::System, sys::init),
+        route(
+            M::GET,
+            "/v1/sys/mounts",
+            Some(ReadMounts),
+            On::System,
+            sys::mounts,
+        ),
+        route(
+            M::GET,
+            "/v1/sys/internal/ui/mounts/{*path}",
+            Some(ReadMounts),
+            On::System,
+            sys::ui_mount,
+        ),
+        route(
+            M::GET,
+            "/v1/auth/token/lookup-self",
+            Some(OwnTokens),
+            On::System,
+            token::lookup_self,
+        ),
+        route(
+            M::POST,
+            "/v1/auth/token/lookup-self",
+            Some(OwnTokens),
+            On::System,
+            token::lookup_self,
+        ),
+        route(M::GET, DATA, Some(SecretRead), On::Secret, kv::read),
+        route(M::POST, DATA, Some(SecretWrite), On::Secret, kv::write),
+        route(M::PUT, DATA, Some(SecretWrite), On::Secret, kv::write),
+        route(
+            M::DELETE,
+            DATA,
+            Some(SecretDelete),
+            On::Secret,
+            kv::delete_latest,
+        ),
+        route(M::GET, META, Some(SecretList), On::Secret, kv::metadata),
+        route(
+            M::POST,
+            META,
+            Some(SecretMetadataWrite),
+            On::Secret,
+            kv::write_metadata,
+        ),
+        route(
+            M::PUT,
+            META,
+            Some(SecretMetadataWrite),
+            On::Secret,
+            kv::write_metadata,
+        ),
+        route(
+            M::DELETE,
+            META,
+            Some(SecretDestroy),
+            On::Secret,
+            kv::delete_all,
+        ),
+        route(
+            M::GET,
+            "/v1/secret/list",
+            Some(SecretList),
+            On::Listing,
+            kv::list_root,
+        ),
+        route(
+            M::GET,
+            "/v1/secret/list/{*prefix}",
+            Some(SecretList),
+            On::Listing,
+            kv::list,
+        ),
+        route(
+            M::POST,
+            "/v1/secret/delete/{*path}",
+            Some(SecretDelete),
+            On::Secret,
+            kv::delete_versions,
+        ),
+        route(
+            M::PUT,
+            "/v1/secret/delete/{*path}",
+            Some(SecretDelete),
+            On::Secret,
+            kv::delete_versions,
+        ),
+        route(
+            M::POST,
+            "/v1/secret/undelete/{*path}",
+            Some(SecretDelete),
+            On::Secret,
+            kv::undelete_versions,
+        ),
+        route(
+            M::PUT,
+            "/v1/secret/undelete/{*path}",
+            Some(SecretDelete),
+            On::Secret,
+            kv::undelete_versions,
+        ),
+        route(
+            M::POST,
+            "/v1/secret/destroy/{*path}",
+            Some(SecretDestroy),
+            On::Secret,
+            kv::destroy_versions,
+        ),
+        route(
+            M::PUT,
+            "/v1/secret/destroy/{*path}",
+            Some(SecretDestroy),
+            On::Secret,
+            kv::destroy_versions,
+        ),
+        route(
+            M::GET,
+            "/v1/secret/config",
+            Some(ReadMounts),
+            On::System,
+            kv::config,
+        ),
+    ]
+}
+
+/// A Vault response envelope around `data`.
+pub(crate) fn envelope(info: &RequestInfo, data: Value) -> Value {
+    json!({
+        "request_id": info.request_id,
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": data,
+        "wrap_info": null,
+        "warnings": null,
+        "auth": null,
+        "mount_type": "kv",
+    })
+}
+
+/// A JSON answer in Vault's format, exempt from [`compat`]'s error rewriting.
+pub(crate) fn reply(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.extensions_mut().insert(Formatted);
+    response
+}
+
+/// Vault's error answer: `{"errors": [message]}`.
+pub(crate) fn errors(status: StatusCode, message: &str) -> Response {
+    reply(status, &json!({ "errors": [message] }))
+}
+
+/// 204 No Content, as Vault answers writes that return nothing.
+pub(crate) fn no_content() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.extensions_mut().insert(Formatted);
+    response
+}
+
+/// Largest error body rewritten; native error bodies are small.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The Vault layer: `LIST` and `?list=true` become the listing route before routing, and
+/// error answers become Vault's format after. Other paths pass untouched.
+pub(crate) async fn compat(mut request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/v1/") {
+        return next.run(request).await;
+    }
+    rewrite_list(&mut request);
+    let response = next.run(request).await;
+    if response.status().as_u16() < 400 || response.extensions().get::<Formatted>().is_some() {
+        return response;
+    }
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    let native: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let code = native["error"]["code"].as_str().unwrap_or_default();
+    let message = native["error"]["message"]
+        .as_str()
+        .unwrap_or("request failed")
+        .to_owned();
+    match (status, code) {
+        // Vault answers 403 for a missing, unknown, expired or revoked token, as for a
+        // policy denial; the reason is in the ledger.
+        (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
+            errors(StatusCode::FORBIDDEN, "permission denied")
+        }
+        (_, "sealed") => errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed"),
+        (_, "not_initialized") => {
+            errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is not initialized")
+        }
+        _ => errors(status, &message),
+    }
+}
+
+/// `LIST /v1/secret/metadata/P` and `GET ...?list=true` → `GET /v1/secret/list/P`.
+fn rewrite_list(request: &mut Request) {
+    let is_list = request.method().as_str() == "LIST"
+        || (request.method() == Method::GET
+            && request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "list=true")));
+    if !is_list {
+        return;
+    }
+    let path = request.uri().path();
+    let listed = match path.strip_prefix("/v1/secret/metadata") {
+        Some("" | "/") => Some("/v1/secret/list".to_owned()),
+        Some(rest) => rest
+            .strip_prefix('/')
+            .map(|prefix| format!("/v1/secret/list/{prefix}")),
+        None => None,
+    };
+    *request.method_mut() = Method::GET;
+    if let Some(listed) = listed
+        && let Ok(uri) = listed.parse::<Uri>()
+    {
+        *request.uri_mut() = uri;
+    }
+}

@@ -1,0 +1,145 @@
+//! `sys/health`, `sys/seal-status`, `sys/init`, `sys/mounts` and
+//! `sys/internal/ui/mounts/:path`, as Vault clients expect them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chaperone_store::Backend;
+use serde_json::{Value, json};
+
+use super::{MOUNT, envelope, errors, reply};
+use crate::auth::Caller;
+use crate::record::RequestInfo;
+use crate::{ApiError, AppState};
+
+/// The version clients see; Vault clients compare it only for features.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn status_override(query: &HashMap<String, String>, key: &str, default: u16) -> StatusCode {
+    query
+        .get(key)
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or_else(|| StatusCode::from_u16(default).expect("a valid default"))
+}
+
+/// `GET|HEAD sys/health`: 200 unsealed, 503 sealed, 501 not initialised; `activecode`,
+/// `sealedcode`, `uninitcode` (and `standbycode`, never used: there are no standbys)
+/// override them.
+pub(crate) async fn health(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let status = state.seal_status().await?;
+    let code = match (status.initialized, status.sealed) {
+        (false, _) => status_override(&query, "uninitcode", 501),
+        (true, true) => status_override(&query, "sealedcode", 503),
+        (true, false) => status_override(&query, "activecode", 200),
+    };
+    let body = json!({
+        "initialized": status.initialized,
+        "sealed": status.sealed,
+        "standby": false,
+        "performance_standby": false,
+        "replication_performance_mode": "disabled",
+        "replication_dr_mode": "disabled",
+        "server_time_utc": state.clock.now().unix_secs(),
+        "version": VERSION,
+        "cluster_name": "chaperone",
+        "cluster_id": "",
+    });
+    Ok(reply(code, &body))
+}
+
+/// `GET sys/seal-status`.
+pub(crate) async fn seal_status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let status = state.seal_status().await?;
+    let storage = match state.store.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgresql",
+    };
+    let body = json!({
+        "type": "shamir",
+        "initialized": status.initialized,
+        "sealed": status.sealed,
+        "t": status.threshold,
+        "n": status.shares,
+        "progress": status.progress,
+        "nonce": "",
+        "version": VERSION,
+        "build_date": "",
+        "migration": false,
+        "recovery_seal": false,
+        "storage_type": storage,
+    });
+    Ok(reply(StatusCode::OK, &body))
+}
+
+/// `GET sys/init`.
+pub(crate) async fn init(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let status = state.seal_status().await?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({ "initialized": status.initialized }),
+    ))
+}
+
+/// The one secrets engine: Chaperone's secrets as KV version 2 at `secret/`.
+fn kv_mount() -> Value {
+    json!({
+        "accessor": "kv_chaperone",
+        "config": {
+            "default_lease_ttl": 0,
+            "force_no_cache": false,
+            "max_lease_ttl": 0,
+        },
+        "description": "Chaperone secrets",
+        "external_entropy_access": false,
+        "local": false,
+        "options": { "version": "2" },
+        "plugin_version": "",
+        "running_plugin_version": "",
+        "running_sha256": "",
+        "seal_wrap": false,
+        "type": "kv",
+        "uuid": "00000000-0000-4000-8000-000000000001",
+    })
+}
+
+/// `GET sys/mounts`: the mounts both at the top level (older clients) and under `data`.
+pub(crate) async fn mounts(_caller: Caller, Extension(info): Extension<RequestInfo>) -> Response {
+    let mounts = json!({ MOUNT: kv_mount() });
+    let mut body = envelope(&info, mounts.clone());
+    body["mount_type"] = Value::String(String::new());
+    if let (Some(body), Some(mounts)) = (body.as_object_mut(), mounts.as_object()) {
+        for (path, mount) in mounts {
+            body.insert(path.clone(), mount.clone());
+        }
+    }
+    reply(StatusCode::OK, &body)
+}
+
+/// `GET sys/internal/ui/mounts/:path`: which mount serves `path` (the `vault kv` and `bao
+/// kv` commands ask before every call).
+pub(crate) async fn ui_mount(
+    _caller: Caller,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+) -> Response {
+    let under_secret = format!("{}/", path.trim_end_matches('/')).starts_with(MOUNT);
+    if !under_secret {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            &format!("no mount serves {path:?}; Chaperone's secrets are at {MOUNT}"),
+        );
+    }
+    let mut mount = kv_mount();
+    mount["path"] = Value::String(MOUNT.to_owned());
+    let mut body = envelope(&info, mount);
+    body["mount_type"] = Value::String(String::new());
+    reply(StatusCode::OK, &body)
+}
