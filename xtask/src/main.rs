@@ -3,7 +3,8 @@
 //! `cargo xtask test` runs the whole test suite, starting what it needs: a throwaway
 //! PostgreSQL from Debian's `postgresql` package (installed with apt-get when missing and
 //! running as root), on loopback and a free port, in a temporary directory, stopped and
-//! removed afterwards. `cargo xtask ci` adds the format and lint checks that `.ci/run` runs.
+//! removed afterwards; and a Python virtualenv in `target/pyenv` with the Vault clients
+//! (hvac) the compatibility tests drive. `cargo xtask ci` adds the format and lint checks that `.ci/run` runs.
 //! `cargo xtask bench [ledger|secrets]` runs the ledger benchmark (`cargo bench`) and
 //! `bench/secrets.sh`, each against SQLite and that PostgreSQL (with fsync on).
 
@@ -57,14 +58,54 @@ fn ci() -> Result {
 }
 
 fn test(extra: &[String]) -> Result {
+    let python = python_clients()?;
     let postgres = Postgres::start(false)?;
     let outcome = run(cargo()
         .args(["test", "--workspace", "--locked"])
         .args(extra)
         .env("CHAPERONE_TEST_POSTGRES_URL", postgres.url())
-        .env("CHAPERONE_TEST_REQUIRE_POSTGRES", "1"));
+        .env("CHAPERONE_TEST_REQUIRE_POSTGRES", "1")
+        .env("CHAPERONE_TEST_PYTHON", &python)
+        .env("CHAPERONE_TEST_REQUIRE_CLIENTS", "1"));
     drop(postgres);
     outcome
+}
+
+/// A virtualenv in `target/pyenv` with the Vault clients the tests drive, at the versions
+/// pinned in `crates/chaperone/tests/vault/requirements.txt` (reinstalled when that file
+/// changes). Returns its Python.
+fn python_clients() -> Result<PathBuf> {
+    let root = workspace_root();
+    let requirements = root.join("crates/chaperone/tests/vault/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let venv = root.join("target/pyenv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("chaperone-requirements.txt");
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted) {
+        return Ok(python);
+    }
+    eprintln!(
+        "xtask: installing the Vault clients into {}",
+        venv.display()
+    );
+    run(Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg("--clear")
+        .arg(&venv))?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements))?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(python)
 }
 
 fn bench(which: Option<&str>) -> Result {

@@ -1090,7 +1090,11 @@ fn authorisation_matrix_covers_every_route_role_and_credential_state() {
         let body = (method != "GET" && method != "DELETE").then(|| json!({}));
         let status = |token: Option<&str>| s.call(method, &path, token, body.clone(), None).0;
         // Vault's API answers 403 where the native one says 401.
-        let refused = if pattern.starts_with("/v1/") { 403 } else { 401 };
+        let refused = if pattern.starts_with("/v1/") {
+            403
+        } else {
+            401
+        };
         assert_eq!(status(None), refused, "{method} {pattern} without a token");
         assert_eq!(
             status(Some("chp_unknown")),

@@ -297,3 +297,72 @@ impl Node {
         run_cli_with(self.addr(), &self.token, config, args, "")
     }
 }
+
+/// A contractor of `vendor`, added and enrolled through the CLI and logged in with TOTP;
+/// returns their session token. The vendor is added if missing.
+pub(crate) fn contractor_token(addr: &str, admin: &str, name: &str, vendor: &str) -> String {
+    let _ = run_cli(addr, admin, &["vendor", "add", vendor], "");
+    let added = ok(run_cli(
+        addr,
+        admin,
+        &[
+            "user",
+            "add",
+            name,
+            "--role",
+            "contractor",
+            "--vendor",
+            vendor,
+            "--json",
+        ],
+        "",
+    ));
+    let added: serde_json::Value = serde_json::from_str(&added).unwrap();
+    let code = added["enrolment_code"].as_str().unwrap();
+    let password = format!("{name}-password-Vb93kLm");
+    let enrolled = ok(run_cli(
+        addr,
+        "",
+        &["enroll", code, "--password-stdin", "--json"],
+        &format!("{password}\n"),
+    ));
+    let enrolled: serde_json::Value = serde_json::from_str(&enrolled).unwrap();
+    let secret =
+        chaperone_crypto::totp::TotpSecret::from_base32(enrolled["totp_secret"].as_str().unwrap())
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let totp = format!(
+        "{:06}",
+        chaperone_crypto::totp::code_at(&secret, chaperone_crypto::totp::step_at(now), 6)
+    );
+    let home = tempfile::tempdir().unwrap();
+    ok(run_cli_with(
+        addr,
+        "",
+        home.path(),
+        &["login", name, "--password-stdin", "--totp", &totp],
+        &format!("{password}\n"),
+    ));
+    std::fs::read_to_string(home.path().join("chaperone/token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The Python with the Vault clients installed (`CHAPERONE_TEST_PYTHON`, set by `cargo
+/// xtask test`); `None` (and a note) without it, unless `CHAPERONE_TEST_REQUIRE_CLIENTS=1`.
+pub(crate) fn python() -> Option<PathBuf> {
+    match std::env::var_os("CHAPERONE_TEST_PYTHON") {
+        Some(python) => Some(PathBuf::from(python)),
+        None => {
+            if std::env::var("CHAPERONE_TEST_REQUIRE_CLIENTS").as_deref() == Ok("1") {
+                panic!("CHAPERONE_TEST_REQUIRE_CLIENTS=1 but CHAPERONE_TEST_PYTHON is unset");
+            }
+            eprintln!("skipping: CHAPERONE_TEST_PYTHON is unset (cargo xtask test sets it)");
+            None
+        }
+    }
+}

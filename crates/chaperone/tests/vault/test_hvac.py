@@ -1,0 +1,184 @@
+"""hvac, the Python Vault client, against Chaperone's Vault-compatible API.
+
+Run by `crates/chaperone/tests/vault_clients.rs`, which starts a server and passes:
+VAULT_ADDR, CHAPERONE_ADMIN_TOKEN, CHAPERONE_CONTRACTOR_TOKEN (a contractor without any
+grant). The tests run in file order; the sealed-server test comes last.
+"""
+
+import os
+
+import hvac
+import hvac.exceptions
+import pytest
+import requests
+
+ADDR = os.environ["VAULT_ADDR"]
+ADMIN = os.environ["CHAPERONE_ADMIN_TOKEN"]
+CONTRACTOR = os.environ["CHAPERONE_CONTRACTOR_TOKEN"]
+
+
+@pytest.fixture
+def client():
+    return hvac.Client(url=ADDR, token=ADMIN)
+
+
+def kv(client):
+    return client.secrets.kv.v2
+
+
+ENVELOPE = {"request_id", "lease_id", "renewable", "lease_duration", "data", "wrap_info", "warnings", "auth"}
+
+
+def test_token_is_authenticated_and_looks_itself_up(client):
+    assert client.is_authenticated()
+    me = client.auth.token.lookup_self()
+    assert ENVELOPE <= set(me)
+    assert me["data"]["id"] == ADMIN
+    assert me["data"]["accessor"].startswith("tok_")
+    assert me["data"]["policies"] == ["admin"]
+
+
+def test_a_bad_token_is_forbidden_not_unauthorized():
+    bad = hvac.Client(url=ADDR, token="chp_not-a-token")
+    assert not bad.is_authenticated()
+    with pytest.raises(hvac.exceptions.Forbidden):
+        kv(bad).read_secret_version(path="anything", raise_on_deleted_version=True)
+    response = requests.get(f"{ADDR}/v1/secret/data/anything")
+    assert response.status_code == 403
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == {"errors": ["permission denied"]}
+
+
+def test_health_seal_status_init_and_mounts(client):
+    health = client.sys.read_health_status(method="GET")
+    assert health["initialized"] is True and health["sealed"] is False
+    # Status-code overrides, and HEAD without a body.
+    response = requests.get(f"{ADDR}/v1/sys/health?activecode=299")
+    assert response.status_code == 299
+    head = requests.head(f"{ADDR}/v1/sys/health")
+    assert head.status_code == 200 and head.content == b""
+    status = client.sys.read_seal_status()
+    assert status["sealed"] is False and status["type"] == "shamir"
+    assert client.sys.is_initialized() is True
+    mounts = client.sys.list_mounted_secrets_engines()
+    assert mounts["data"]["secret/"]["type"] == "kv"
+    assert mounts["data"]["secret/"]["options"] == {"version": "2"}
+    ui = client.adapter.get("/v1/sys/internal/ui/mounts/secret/app/db")
+    assert ui["data"]["path"] == "secret/" and ui["data"]["options"]["version"] == "2"
+
+
+def test_write_read_versions_and_metadata(client):
+    written = kv(client).create_or_update_secret(path="hvac/app", secret={"user": "app", "n": 1})
+    assert ENVELOPE <= set(written)
+    assert written["data"]["version"] == 1
+    assert written["data"]["deletion_time"] == ""
+    assert written["data"]["destroyed"] is False
+    kv(client).create_or_update_secret(path="hvac/app", secret={"user": "app2"}, cas=1)
+
+    read = kv(client).read_secret_version(path="hvac/app", raise_on_deleted_version=True)
+    assert read["data"]["data"] == {"user": "app2"}
+    meta = read["data"]["metadata"]
+    assert meta["version"] == 2 and meta["deletion_time"] == "" and meta["custom_metadata"] is None
+    # created_time is RFC 3339 with nanoseconds.
+    assert meta["created_time"].endswith("Z") and len(meta["created_time"].split(".")[1]) == 10
+    old = kv(client).read_secret_version(path="hvac/app", version=1, raise_on_deleted_version=True)
+    assert old["data"]["data"] == {"user": "app", "n": 1}
+
+    kv(client).update_metadata(path="hvac/app", max_versions=5, custom_metadata={"owner": "payments"})
+    metadata = kv(client).read_secret_metadata(path="hvac/app")["data"]
+    assert metadata["current_version"] == 2
+    assert metadata["max_versions"] == 5
+    assert metadata["custom_metadata"] == {"owner": "payments"}
+    assert set(metadata["versions"]) == {"1", "2"}
+    assert metadata["versions"]["1"]["destroyed"] is False
+
+
+def test_check_and_set_failures_have_vaults_messages(client):
+    kv(client).create_or_update_secret(path="hvac/cas", secret={"v": "1"}, cas=0)
+    with pytest.raises(hvac.exceptions.InvalidRequest) as mismatch:
+        kv(client).create_or_update_secret(path="hvac/cas", secret={"v": "2"}, cas=0)
+    assert mismatch.value.errors == ["check-and-set parameter did not match the current version"]
+    kv(client).update_metadata(path="hvac/cas", cas_required=True)
+    with pytest.raises(hvac.exceptions.InvalidRequest) as required:
+        kv(client).create_or_update_secret(path="hvac/cas", secret={"v": "2"})
+    assert required.value.errors == ["check-and-set parameter required for this call"]
+    kv(client).create_or_update_secret(path="hvac/cas", secret={"v": "2"}, cas=1)
+
+
+def test_delete_undelete_destroy(client):
+    kv(client).create_or_update_secret(path="hvac/del", secret={"v": "1"})
+    kv(client).create_or_update_secret(path="hvac/del", secret={"v": "2"})
+    kv(client).delete_latest_version_of_secret(path="hvac/del")
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        kv(client).read_secret_version(path="hvac/del", raise_on_deleted_version=True)
+    # A deleted version is a 404 carrying the whole envelope.
+    response = requests.get(f"{ADDR}/v1/secret/data/hvac/del", headers={"X-Vault-Token": ADMIN})
+    assert response.status_code == 404
+    body = response.json()
+    assert ENVELOPE <= set(body)
+    assert body["data"]["data"] is None
+    assert body["data"]["metadata"]["deletion_time"] != ""
+    deleted = kv(client).read_secret_version(path="hvac/del", raise_on_deleted_version=False)
+    assert deleted["data"]["data"] is None
+
+    kv(client).undelete_secret_versions(path="hvac/del", versions=[2])
+    assert kv(client).read_secret_version(path="hvac/del", raise_on_deleted_version=True)["data"]["data"] == {"v": "2"}
+
+    kv(client).destroy_secret_versions(path="hvac/del", versions=[1])
+    versions = kv(client).read_secret_metadata(path="hvac/del")["data"]["versions"]
+    assert versions["1"]["destroyed"] is True
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        kv(client).read_secret_version(path="hvac/del", version=1, raise_on_deleted_version=True)
+
+    kv(client).delete_metadata_and_all_versions(path="hvac/del")
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        kv(client).read_secret_metadata(path="hvac/del")
+
+
+def test_list(client):
+    for name in ("a", "b", "dir/c"):
+        kv(client).create_or_update_secret(path=f"hvac/list/{name}", secret={"v": name})
+    keys = kv(client).list_secrets(path="hvac/list")["data"]["keys"]
+    assert keys == ["a", "b", "dir/"]
+    # The `?list=true` form answers the same.
+    response = requests.get(
+        f"{ADDR}/v1/secret/metadata/hvac/list?list=true", headers={"X-Vault-Token": ADMIN}
+    )
+    assert response.json()["data"]["keys"] == ["a", "b", "dir/"]
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        kv(client).list_secrets(path="hvac/nothing-here")
+
+
+def test_config(client):
+    config = kv(client).read_configuration()["data"]
+    assert config["max_versions"] > 0 and config["cas_required"] is False
+
+
+def test_a_contractor_without_a_grant_is_forbidden(client):
+    kv(client).create_or_update_secret(path="acme/app/db", secret={"password": "p"})
+    contractor = hvac.Client(url=ADDR, token=CONTRACTOR)
+    assert contractor.is_authenticated()
+    with pytest.raises(hvac.exceptions.Forbidden):
+        kv(contractor).read_secret_version(path="acme/app/db", raise_on_deleted_version=True)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        kv(contractor).create_or_update_secret(path="acme/app/db", secret={"password": "x"})
+
+
+def test_unknown_routes_answer_with_errors(client):
+    response = requests.get(f"{ADDR}/v1/nope/thing", headers={"X-Vault-Token": ADMIN})
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/json"
+    assert isinstance(response.json()["errors"], list)
+
+
+def test_zz_a_sealed_server_answers_503(client):
+    response = requests.post(f"{ADDR}/api/v1/sys/seal", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert response.status_code == 204
+    with pytest.raises(hvac.exceptions.VaultDown):
+        kv(client).read_secret_version(path="hvac/app", raise_on_deleted_version=True)
+    response = requests.get(f"{ADDR}/v1/secret/data/hvac/app", headers={"X-Vault-Token": ADMIN})
+    assert response.status_code == 503
+    assert response.json() == {"errors": ["Vault is sealed"]}
+    assert client.sys.read_seal_status()["sealed"] is True
+    assert requests.get(f"{ADDR}/v1/sys/health").status_code == 503
+    assert requests.get(f"{ADDR}/v1/sys/health?sealedcode=200").status_code == 200
