@@ -1,6 +1,7 @@
-//! Real Vault clients against Chaperone's Vault-compatible API: the `hvac` suite in
-//! `tests/vault/test_hvac.py`, run by the Python that `cargo xtask test` prepares (a
-//! virtualenv with the versions pinned in `tests/vault/requirements.txt`).
+//! Real Vault clients against Chaperone's Vault-compatible API, run by the Python that
+//! `cargo xtask test` prepares (a virtualenv with the versions pinned in
+//! `tests/vault/requirements.txt`): the `hvac` suite, the `bao` CLI, and the contract test
+//! that sends the same requests to a real OpenBao (`bao server`) and compares the answers.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::process::Command;
 use common::{Server, contractor_token, python};
 
 #[test]
-fn hvac_suite_passes() {
+fn vault_clients_and_openbao_agree_with_chaperone() {
     let Some(python) = python() else { return };
     let (dir, server) = Server::up();
     let admin = std::fs::read_to_string(dir.path().join("data/admin.token"))
@@ -18,13 +19,15 @@ fn hvac_suite_passes() {
         .trim()
         .to_owned();
     let contractor = contractor_token(&server.addr, &admin, "carol", "acme");
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vault/test_hvac.py");
-    let output = Command::new(python)
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vault");
+    let bao = python.with_file_name("bao");
+    let output = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(&suite)
         .env("VAULT_ADDR", &server.addr)
         .env("CHAPERONE_ADMIN_TOKEN", &admin)
         .env("CHAPERONE_CONTRACTOR_TOKEN", &contractor)
+        .env("BAO_BIN", &bao)
         .env_remove("VAULT_TOKEN")
         .output()
         .expect("run pytest");
@@ -32,7 +35,7 @@ fn hvac_suite_passes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "the hvac suite failed\n{stdout}\n{stderr}"
+        "the Vault client suite failed\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("passed"), "{stdout}");
     eprintln!("{stdout}");

@@ -234,11 +234,14 @@ pub(crate) async fn metadata(
     let data = json!({
         "cas_required": meta.cas_required,
         "created_time": meta.created_at.to_rfc3339(),
+        "current_metadata_version": 0,
         "current_version": meta.current_version,
         "custom_metadata": custom_value(&meta.custom_metadata),
         "delete_version_after": "0s",
         "max_versions": meta.max_versions.map_or(0, MaxVersions::get),
-        "oldest_version": meta.oldest_version,
+        "metadata_cas_required": false,
+        // Vault reports 0 until max_versions has removed an old version.
+        "oldest_version": if meta.oldest_version <= 1 { 0 } else { meta.oldest_version },
         "updated_time": meta.updated_at.to_rfc3339(),
         "versions": versions,
     });
@@ -349,6 +352,7 @@ pub(crate) async fn config(
                 "cas_required": kv.cas_required,
                 "delete_version_after": "0s",
                 "max_versions": kv.max_versions.get(),
+                "metadata_cas_required": false,
             }),
         ),
     )

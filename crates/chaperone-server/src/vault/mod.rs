@@ -191,19 +191,26 @@ pub(crate) fn envelope(info: &RequestInfo, data: Value) -> Value {
         "wrap_info": null,
         "warnings": null,
         "auth": null,
-        "mount_type": "kv",
     })
 }
 
 /// A JSON answer in Vault's format, exempt from [`compat`]'s error rewriting.
 pub(crate) fn reply(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
+    vault_headers(&mut response);
+    response
+}
+
+/// `Content-Type: application/json` and `Cache-Control: no-store` on every answer, as
+/// OpenBao sends them; and the mark that the answer is in Vault's format.
+fn vault_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response.extensions_mut().insert(Formatted);
-    response
 }
 
 /// Vault's error answer: `{"errors": [message]}`.
@@ -214,7 +221,7 @@ pub(crate) fn errors(status: StatusCode, message: &str) -> Response {
 /// 204 No Content, as Vault answers writes that return nothing.
 pub(crate) fn no_content() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.extensions_mut().insert(Formatted);
+    vault_headers(&mut response);
     response
 }
 
@@ -228,6 +235,7 @@ pub(crate) async fn compat(mut request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     rewrite_list(&mut request);
+    let route = request.uri().path()["/v1/".len()..].to_owned();
     let response = next.run(request).await;
     if response.status().as_u16() < 400 || response.extensions().get::<Formatted>().is_some() {
         return response;
@@ -252,6 +260,10 @@ pub(crate) async fn compat(mut request: Request, next: Next) -> Response {
         (_, "not_initialized") => {
             errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is not initialized")
         }
+        (StatusCode::NOT_FOUND, "not_found") if message.starts_with("no such route") => errors(
+            StatusCode::NOT_FOUND,
+            &format!("no handler for route {route:?}. route entry not found."),
+        ),
         _ => errors(status, &message),
     }
 }

@@ -44,7 +44,6 @@ pub(crate) async fn health(
         "initialized": status.initialized,
         "sealed": status.sealed,
         "standby": false,
-        "performance_standby": false,
         "replication_performance_mode": "disabled",
         "replication_dr_mode": "disabled",
         "server_time_utc": state.clock.now().unix_secs(),
@@ -70,10 +69,12 @@ pub(crate) async fn seal_status(State(state): State<Arc<AppState>>) -> Result<Re
         "n": status.shares,
         "progress": status.progress,
         "nonce": "",
-        "version": VERSION,
-        "build_date": "",
-        "migration": false,
         "recovery_seal": false,
+        "version": VERSION,
+        "commit_date": "",
+        "migration": false,
+        "cluster_name": "chaperone",
+        "cluster_id": "",
         "storage_type": storage,
     });
     Ok(reply(StatusCode::OK, &body))
@@ -97,6 +98,7 @@ fn kv_mount() -> Value {
             "force_no_cache": false,
             "max_lease_ttl": 0,
         },
+        "deprecation_status": "supported",
         "description": "Chaperone secrets",
         "external_entropy_access": false,
         "local": false,
@@ -114,7 +116,6 @@ fn kv_mount() -> Value {
 pub(crate) async fn mounts(_caller: Caller, Extension(info): Extension<RequestInfo>) -> Response {
     let mounts = json!({ MOUNT: kv_mount() });
     let mut body = envelope(&info, mounts.clone());
-    body["mount_type"] = Value::String(String::new());
     if let (Some(body), Some(mounts)) = (body.as_object_mut(), mounts.as_object()) {
         for (path, mount) in mounts {
             body.insert(path.clone(), mount.clone());
@@ -139,7 +140,5 @@ pub(crate) async fn ui_mount(
     }
     let mut mount = kv_mount();
     mount["path"] = Value::String(MOUNT.to_owned());
-    let mut body = envelope(&info, mount);
-    body["mount_type"] = Value::String(String::new());
-    reply(StatusCode::OK, &body)
+    reply(StatusCode::OK, &envelope(&info, mount))
 }

