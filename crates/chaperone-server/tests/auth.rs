@@ -972,7 +972,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("GET", "/v1/sys/health" | "/v1/sys/seal-status" | "/v1/sys/init") => return None,
         ("GET", "/v1/sys/mounts" | "/v1/sys/internal/ui/mounts/{*path}" | "/v1/secret/config")
         | ("GET" | "POST", "/v1/auth/token/lookup-self") => ALL,
-        ("GET" | "PUT" | "POST" | "DELETE", "/v1/secret/data/{*path}") => MEMBERS,
+        ("GET" | "PUT" | "POST" | "PATCH" | "DELETE", "/v1/secret/data/{*path}") => MEMBERS,
         ("GET", "/v1/secret/metadata/{*path}") => LISTERS,
         ("PUT" | "POST", "/v1/secret/metadata/{*path}") => MEMBERS,
         ("DELETE", "/v1/secret/metadata/{*path}") => ADMIN,

@@ -112,7 +112,7 @@ pub(crate) struct ListResponse {
     pub(crate) keys: Vec<String>,
 }
 
-fn unsealed(state: &AppState) -> Result<Arc<Keyring>, ApiError> {
+pub(crate) fn unsealed(state: &AppState) -> Result<Arc<Keyring>, ApiError> {
     state.keyring().ok_or_else(ApiError::sealed)
 }
 
@@ -251,17 +251,29 @@ pub(crate) async fn read_value(
     let Some(stored) = state.store.read_version(path, version).await? else {
         return Ok(None);
     };
-    let sealed = match (stored.meta.state, &stored.sealed) {
-        (VersionState::Active, Some(sealed)) => sealed,
-        _ => return Ok(Some(Found::Gone(stored))),
+    let Some(data) = decrypt(&keyring, &stored)? else {
+        return Ok(Some(Found::Gone(stored)));
     };
-    let plaintext = keyring.open(stored.binding(), sealed)?;
     // The read is recorded (durably) before the value leaves the server.
     let mut record = Record::new("secret.read", path.as_str(), Outcome::Success);
     record
         .details
         .insert("version".into(), stored.meta.version.into());
     state.record(info, caller.actor(), record).await?;
+    Ok(Some(Found::Value { stored, data }))
+}
+
+/// The value of an active version; `None` for a deleted or destroyed one. Not recorded:
+/// callers that return the value record the read first.
+pub(crate) fn decrypt(
+    keyring: &Keyring,
+    stored: &StoredVersion,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let sealed = match (stored.meta.state, &stored.sealed) {
+        (VersionState::Active, Some(sealed)) => sealed,
+        _ => return Ok(None),
+    };
+    let plaintext = keyring.open(stored.binding(), sealed)?;
     let data = serde_json::from_slice(plaintext.expose()).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -269,7 +281,7 @@ pub(crate) async fn read_value(
             "a stored secret decrypted to a value that is not a JSON object",
         )
     })?;
-    Ok(Some(Found::Value { stored, data }))
+    Ok(Some(data))
 }
 
 /// Soft-deletes the current version.

