@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, contractor_token, python};
+use common::{Server, contractor_token, enrol, python};
 
 #[test]
 fn vault_clients_and_openbao_agree_with_chaperone() {
@@ -19,6 +19,10 @@ fn vault_clients_and_openbao_agree_with_chaperone() {
         .trim()
         .to_owned();
     let contractor = contractor_token(&server.addr, &admin, "carol", "acme");
+    // Enrolled, never logged in: their TOTP codes are unused, for the userpass logins.
+    let (dave_password, dave_totp) =
+        enrol(&server.addr, &admin, "dave", "contractor", Some("acme"));
+    let (erin_password, _) = enrol(&server.addr, &admin, "erin", "member", None);
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vault");
     let bao = python.with_file_name("bao");
     let output = Command::new(&python)
@@ -28,6 +32,11 @@ fn vault_clients_and_openbao_agree_with_chaperone() {
         .env("CHAPERONE_ADMIN_TOKEN", &admin)
         .env("CHAPERONE_CONTRACTOR_TOKEN", &contractor)
         .env("BAO_BIN", &bao)
+        .env("CHAPERONE_MFA_USER", "dave")
+        .env("CHAPERONE_MFA_PASSWORD", &dave_password)
+        .env("CHAPERONE_MFA_TOTP_SECRET", &dave_totp)
+        .env("CHAPERONE_MEMBER_USER", "erin")
+        .env("CHAPERONE_MEMBER_PASSWORD", &erin_password)
         .env_remove("VAULT_TOKEN")
         .output()
         .expect("run pytest");

@@ -40,21 +40,21 @@ const ISSUER: &str = "Chaperone";
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
-    user: String,
+    pub(crate) user: String,
     #[schema(value_type = String)]
-    password: Zeroizing<String>,
-    totp: Option<String>,
+    pub(crate) password: Zeroizing<String>,
+    pub(crate) totp: Option<String>,
     #[schema(value_type = Option<String>)]
-    recovery_code: Option<Zeroizing<String>>,
+    pub(crate) recovery_code: Option<Zeroizing<String>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct LoginResponse {
-    token: String,
-    token_id: String,
-    expires_time: String,
-    person: String,
-    role: String,
+    pub(crate) token: String,
+    pub(crate) token_id: String,
+    pub(crate) expires_time: String,
+    pub(crate) person: String,
+    pub(crate) role: String,
 }
 
 /// A login that passed every check: the session to store and the answer to give once it is.
@@ -187,8 +187,22 @@ pub(crate) async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    Ok(Json(
+        perform_login(&state, &info, peer, &headers, body).await?,
+    ))
+}
+
+/// A login through either API: checked, recorded (success or failure) and, on success, the
+/// session stored in the same transaction as its entry.
+pub(crate) async fn perform_login(
+    state: &AppState,
+    info: &RequestInfo,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: LoginRequest,
+) -> Result<LoginResponse, ApiError> {
     let user = body.user.clone();
-    let error = match login_inner(&state, peer, &headers, body).await {
+    let error = match login_inner(state, peer, headers, body).await {
         Ok(session) => {
             let person = &session.person;
             let actor = Actor {
@@ -200,11 +214,11 @@ pub(crate) async fn login(
             record
                 .details
                 .insert("second_factor".into(), session.second_factor.into());
-            let event = state.event(&info, actor, record);
+            let event = state.event(info, actor, record);
             match state.store.insert_token(&session.record, &[event]).await {
                 Ok(()) => {
                     tracing::info!(person = %person.name, token = %session.record.id, "logged in");
-                    return Ok(Json(session.response));
+                    return Ok(session.response);
                 }
                 Err(e) => ApiError::from(e),
             }
@@ -216,7 +230,7 @@ pub(crate) async fn login(
     }
     // The resource is the account when it exists, else a MAC of the name: a password typed
     // into the user field must not reach the ledger.
-    let keyring = unsealed(&state)?;
+    let keyring = unsealed(state)?;
     let person = state.store.person(&user).await?.filter(|p| p.name == user);
     let actor = Actor {
         person: person.as_ref().map(|p| p.id.clone()),
@@ -228,7 +242,7 @@ pub(crate) async fn login(
         .map_or_else(|| account_subject(&keyring, &user), |p| p.name.clone());
     let mut record = Record::new("auth.login", &resource, Outcome::Denied);
     record.reasons.push(error.code.to_owned());
-    state.record(&info, actor, record).await?;
+    state.record(info, actor, record).await?;
     Err(error)
 }
 
@@ -452,6 +466,38 @@ pub(crate) async fn create_token(
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> Result<Json<CreateTokenResponse>, ApiError> {
     let ttl = parse_duration(&body.ttl).map_err(|e| ApiError::bad_request("invalid_request", e))?;
+    let scope = match &body.scope {
+        Some(rules) => {
+            for rule in rules {
+                rule.to_rule(None)?;
+            }
+            Some(serde_json::to_string(rules).expect("rules serialise"))
+        }
+        None => None,
+    };
+    let name = body.name.unwrap_or_else(|| "api token".to_owned());
+    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, scope).await?;
+    Ok(Json(CreateTokenResponse {
+        token: token.expose().to_owned(),
+        id: record.id,
+        expires_time: record
+            .expires_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
+    }))
+}
+
+/// Makes an API token for the caller, with the caller's role, expiring after `ttl` seconds
+/// (at most the server's maximum), recorded in the same transaction. Shared by the native
+/// and the Vault API.
+pub(crate) async fn mint_token(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    name: &str,
+    ttl: i64,
+    scope: Option<String>,
+) -> Result<(ApiToken, TokenRecord), ApiError> {
     if ttl > state.settings.auth.max_token_ttl_secs {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -479,23 +525,13 @@ pub(crate) async fn create_token(
             "creating a token needs a recent TOTP verification: run `chaperone verify --totp CODE`",
         ));
     }
-    let scope = match &body.scope {
-        Some(rules) => {
-            for rule in rules {
-                rule.to_rule(None)?;
-            }
-            Some(serde_json::to_string(rules).expect("rules serialise"))
-        }
-        None => None,
-    };
     let person = match &caller.person_id {
         Some(id) => state.store.person(id).await?,
         None => None,
     };
     let now = state.clock.now();
-    let name = body.name.unwrap_or_else(|| "api token".to_owned());
     let (token, record) = new_token(
-        &name,
+        name,
         person.as_ref(),
         caller.principal.role,
         TokenKind::Api,
@@ -505,14 +541,10 @@ pub(crate) async fn create_token(
     );
     let mut event = Record::new("token.create", &record.id, Outcome::Success);
     event.details = token_details(&record);
-    let event = state.event(&info, caller.actor(), event);
+    let event = state.event(info, caller.actor(), event);
     state.store.insert_token(&record, &[event]).await?;
     tracing::info!(by = %caller.token_id, token = %record.id, "token created");
-    Ok(Json(CreateTokenResponse {
-        token: token.expose().to_owned(),
-        id: record.id,
-        expires_time: now.plus_secs(ttl).to_rfc3339(),
-    }))
+    Ok((token, record))
 }
 
 #[utoipa::path(delete, path = "/api/v1/auth/tokens/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
@@ -524,12 +556,27 @@ pub(crate) async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let token = state.store.token_by_id(&id).await?;
-    let mine = token
-        .as_ref()
-        .is_some_and(|t| t.person_id == caller.person_id);
-    let Some(token) = token.filter(|_| mine || caller.principal.role == Role::Admin) else {
+    let Some(token) = token.filter(|t| may_manage_token(&caller, t)) else {
         return Err(ApiError::not_found("no such token"));
     };
+    revoke(&state, &caller, &info, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether `caller` may see or revoke `token`: their own, or any for an admin.
+pub(crate) fn may_manage_token(caller: &Caller, token: &TokenRecord) -> bool {
+    token.person_id == caller.person_id || caller.principal.role == Role::Admin
+}
+
+/// Revokes `token`, recorded in the same transaction; revoking a revoked token changes and
+/// records nothing. Shared by the native and the Vault API.
+pub(crate) async fn revoke(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    token: &TokenRecord,
+) -> Result<(), ApiError> {
+    let id = &token.id;
     let mut record = Record::new("token.revoke", &token.id, Outcome::Success);
     record
         .details
@@ -539,16 +586,15 @@ pub(crate) async fn revoke_token(
             .details
             .insert("person_id".into(), owner.clone().into());
     }
-    let event = state.event(&info, caller.actor(), record);
-    // Revoking a revoked token changes nothing and records nothing.
+    let event = state.event(info, caller.actor(), record);
     if state
         .store
-        .revoke_token(&id, state.clock.now(), &[event])
+        .revoke_token(id, state.clock.now(), &[event])
         .await?
     {
         tracing::info!(by = %caller.token_id, token = %id, "token revoked");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// The ledger details of a new token: what it may do, never its value. The token's id is the

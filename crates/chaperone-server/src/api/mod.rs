@@ -2,7 +2,7 @@
 //! document generated from the handlers' annotations.
 
 mod admin;
-mod auth;
+pub(crate) mod auth;
 mod ledger;
 
 pub(crate) use ledger::{checkpoints, new_ledger_key};

@@ -20,6 +20,7 @@ mod token;
 use std::sync::Arc;
 
 use axum::extract::Request;
+use axum::handler::Handler;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -44,7 +45,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
     use Method as M;
     const DATA: &str = "/v1/secret/data/{*path}";
     const META: &str = "/v1/secret/metadata/{*path}";
-    vec![
+    let mut routes = vec![
         route(M::GET, "/v1/sys/health", None, On::System, sys::health),
         route(
             M::GET,
@@ -75,16 +76,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             On::System,
             token::lookup_self,
         ),
-        route(
-            M::POST,
-            "/v1/auth/token/lookup-self",
-            Some(OwnTokens),
-            On::System,
-            token::lookup_self,
-        ),
         route(M::GET, DATA, Some(SecretRead), On::Secret, kv::read),
-        route(M::POST, DATA, Some(SecretWrite), On::Secret, kv::write),
-        route(M::PUT, DATA, Some(SecretWrite), On::Secret, kv::write),
         route(M::PATCH, DATA, Some(SecretWrite), On::Secret, kv::patch),
         route(
             M::DELETE,
@@ -94,20 +86,6 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             kv::delete_latest,
         ),
         route(M::GET, META, Some(SecretList), On::Secret, kv::metadata),
-        route(
-            M::POST,
-            META,
-            Some(SecretMetadataWrite),
-            On::Secret,
-            kv::write_metadata,
-        ),
-        route(
-            M::PUT,
-            META,
-            Some(SecretMetadataWrite),
-            On::Secret,
-            kv::write_metadata,
-        ),
         route(
             M::DELETE,
             META,
@@ -130,54 +108,110 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             kv::list,
         ),
         route(
-            M::POST,
-            "/v1/secret/delete/{*path}",
-            Some(SecretDelete),
-            On::Secret,
-            kv::delete_versions,
-        ),
-        route(
-            M::PUT,
-            "/v1/secret/delete/{*path}",
-            Some(SecretDelete),
-            On::Secret,
-            kv::delete_versions,
-        ),
-        route(
-            M::POST,
-            "/v1/secret/undelete/{*path}",
-            Some(SecretDelete),
-            On::Secret,
-            kv::undelete_versions,
-        ),
-        route(
-            M::PUT,
-            "/v1/secret/undelete/{*path}",
-            Some(SecretDelete),
-            On::Secret,
-            kv::undelete_versions,
-        ),
-        route(
-            M::POST,
-            "/v1/secret/destroy/{*path}",
-            Some(SecretDestroy),
-            On::Secret,
-            kv::destroy_versions,
-        ),
-        route(
-            M::PUT,
-            "/v1/secret/destroy/{*path}",
-            Some(SecretDestroy),
-            On::Secret,
-            kv::destroy_versions,
-        ),
-        route(
             M::GET,
             "/v1/secret/config",
             Some(ReadMounts),
             On::System,
             kv::config,
         ),
+    ];
+    // Vault takes writes as POST or PUT alike (hvac sends POST, the CLIs PUT).
+    routes.extend(both(
+        "/v1/auth/token/lookup-self",
+        Some(OwnTokens),
+        On::System,
+        token::lookup_self,
+    ));
+    routes.extend(both(
+        "/v1/auth/token/create",
+        Some(OwnTokens),
+        On::System,
+        token::create,
+    ));
+    routes.extend(both(
+        "/v1/auth/token/renew-self",
+        Some(OwnTokens),
+        On::System,
+        token::renew_self,
+    ));
+    routes.extend(both(
+        "/v1/auth/token/revoke-self",
+        Some(OwnTokens),
+        On::System,
+        token::revoke_self,
+    ));
+    routes.extend(both(
+        "/v1/auth/token/lookup",
+        Some(OwnTokens),
+        On::System,
+        token::lookup,
+    ));
+    routes.extend(both(
+        "/v1/auth/token/revoke",
+        Some(OwnTokens),
+        On::System,
+        token::revoke_token,
+    ));
+    routes.extend(both(
+        "/v1/auth/token/lookup-accessor",
+        Some(OwnTokens),
+        On::System,
+        token::lookup_accessor,
+    ));
+    routes.extend(both(
+        "/v1/auth/token/revoke-accessor",
+        Some(OwnTokens),
+        On::System,
+        token::revoke_accessor,
+    ));
+    routes.extend(both(
+        "/v1/auth/userpass/login/{user}",
+        None,
+        On::System,
+        token::userpass_login,
+    ));
+    routes.extend(both(DATA, Some(SecretWrite), On::Secret, kv::write));
+    routes.extend(both(
+        META,
+        Some(SecretMetadataWrite),
+        On::Secret,
+        kv::write_metadata,
+    ));
+    routes.extend(both(
+        "/v1/secret/delete/{*path}",
+        Some(SecretDelete),
+        On::Secret,
+        kv::delete_versions,
+    ));
+    routes.extend(both(
+        "/v1/secret/undelete/{*path}",
+        Some(SecretDelete),
+        On::Secret,
+        kv::undelete_versions,
+    ));
+    routes.extend(both(
+        "/v1/secret/destroy/{*path}",
+        Some(SecretDestroy),
+        On::Secret,
+        kv::destroy_versions,
+    ));
+    routes
+}
+
+/// The same handler for `POST` and `PUT`.
+fn both<H, T>(
+    path: &'static str,
+    action: Option<Action>,
+    on: On,
+    handler: H,
+) -> [(RouteSpec, MethodRouter<Arc<AppState>>); 2]
+where
+    H: Handler<T, Arc<AppState>> + Clone,
+    T: 'static,
+{
+    [
+        route(Method::POST, path, action, on, handler.clone()),
+        route(Method::PUT, path, action, on, handler),
     ]
 }
 

@@ -1,15 +1,22 @@
 //! `auth/token/...`: Chaperone's tokens as Vault tokens.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chaperone_store::TokenKind;
+use chaperone_core::parse_duration;
+use chaperone_crypto::token::ApiToken;
+use chaperone_store::{TokenKind, TokenRecord};
+use serde::Deserialize;
 use serde_json::json;
+use zeroize::Zeroizing;
 
-use super::{envelope, reply};
+use super::{envelope, errors, no_content, reply};
+use crate::api::ApiJson;
+use crate::api::auth::{LoginRequest, may_manage_token, mint_token, perform_login, revoke};
 use crate::auth::{Caller, presented_token};
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
@@ -22,11 +29,19 @@ pub(crate) async fn lookup_self(
     Extension(info): Extension<RequestInfo>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let record = state
-        .store
-        .token_by_id(&caller.token_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the token was removed"))?;
+    let record = own_record(&state, &caller).await?;
+    let token = presented_token(&headers).unwrap_or_default();
+    Ok(describe(&state, &info, &record, &token).await)
+}
+
+/// Vault's description of a token; `id` is the token itself when the caller presented it,
+/// empty for a lookup by accessor.
+async fn describe(
+    state: &AppState,
+    info: &RequestInfo,
+    record: &TokenRecord,
+    id: &str,
+) -> Response {
     let now = state.clock.now();
     let ttl = record
         .expires_at
@@ -41,22 +56,22 @@ pub(crate) async fn lookup_self(
         (Some(_), TokenKind::Api) => "auth/token/create",
     };
     let mut body = envelope(
-        &info,
+        info,
         json!({
             "accessor": record.id,
             "creation_time": record.created_at.unix_secs(),
             "creation_ttl": creation_ttl,
             "display_name": format!("token-{}", record.name),
-            "entity_id": caller.person_id.clone().unwrap_or_default(),
+            "entity_id": record.person_id.clone().unwrap_or_default(),
             "expire_time": record.expires_at.map(|t| t.to_rfc3339()),
             "explicit_max_ttl": 0,
-            "id": presented_token(&headers).unwrap_or_default(),
+            "id": id,
             "issue_time": record.created_at.to_rfc3339(),
             "meta": null,
             "num_uses": 0,
             "orphan": true,
             "path": path,
-            "policies": [caller.principal.role.as_str()],
+            "policies": [record.role],
             "renewable": false,
             "ttl": ttl,
             "type": "service",
@@ -70,5 +85,267 @@ pub(crate) async fn lookup_self(
         data.remove("issue_time");
         data.remove("renewable");
     }
-    Ok(reply(StatusCode::OK, &body))
+    reply(StatusCode::OK, &body)
+}
+
+/// Vault's `auth` block for a token Chaperone just issued.
+fn auth_block(token: &str, record: &TokenRecord, role: &str, now_secs: u64) -> serde_json::Value {
+    json!({
+        "client_token": token,
+        "accessor": record.id,
+        "policies": [role],
+        "token_policies": [role],
+        "metadata": null,
+        "lease_duration": record.expires_at.map_or(0, |e| e.unix_secs().saturating_sub(now_secs)),
+        "renewable": false,
+        "entity_id": record.person_id.clone().unwrap_or_default(),
+        "token_type": "service",
+        "orphan": true,
+        "mfa_requirement": null,
+        "num_uses": 0,
+    })
+}
+
+fn auth_reply(
+    info: &RequestInfo,
+    auth: serde_json::Value,
+    warnings: Option<Vec<&str>>,
+) -> Response {
+    let mut body = envelope(info, serde_json::Value::Null);
+    body["auth"] = auth;
+    if let Some(warnings) = warnings {
+        body["warnings"] = json!(warnings);
+    }
+    reply(StatusCode::OK, &body)
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct CreateBody {
+    ttl: Option<String>,
+    display_name: Option<String>,
+    #[serde(default)]
+    num_uses: u64,
+}
+
+/// `POST auth/token/create`: an API token for the caller, with the caller's role (Vault
+/// policies in the request are not Chaperone's permissions and are ignored). Tokens always
+/// expire: without `ttl`, the server's maximum applies.
+pub(crate) async fn create(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // An empty body asks for the defaults.
+    let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|_| ApiError::bad_request("invalid_body", "the body is not a token request"))?
+    };
+    if body.num_uses > 0 {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            "num_uses is not supported: Chaperone tokens are limited by time",
+        ));
+    }
+    let ttl = match body.ttl.as_deref() {
+        Some(ttl) => {
+            parse_duration(ttl).map_err(|e| ApiError::bad_request("invalid_request", e))?
+        }
+        None => state.settings.auth.max_token_ttl_secs,
+    };
+    let name = body
+        .display_name
+        .unwrap_or_else(|| "vault client".to_owned());
+    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, None).await?;
+    let now = state.clock.now().unix_secs();
+    let auth = auth_block(token.expose(), &record, caller.principal.role.as_str(), now);
+    Ok(auth_reply(&info, auth, None))
+}
+
+/// `POST auth/token/renew-self`: Chaperone tokens are not renewable, so the answer carries
+/// the unchanged remaining TTL and says so, as Vault does for a token at its maximum TTL.
+pub(crate) async fn renew_self(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let record = own_record(&state, &caller).await?;
+    let token = presented_token(&headers).unwrap_or_default();
+    let now = state.clock.now().unix_secs();
+    let auth = auth_block(&token, &record, caller.principal.role.as_str(), now);
+    Ok(auth_reply(
+        &info,
+        auth,
+        Some(vec![
+            "Chaperone tokens are not renewable; the TTL is unchanged",
+        ]),
+    ))
+}
+
+/// `POST auth/token/revoke-self`.
+pub(crate) async fn revoke_self(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+) -> Result<Response, ApiError> {
+    let record = own_record(&state, &caller).await?;
+    revoke(&state, &caller, &info, &record).await?;
+    Ok(no_content())
+}
+
+async fn own_record(state: &AppState, caller: &Caller) -> Result<TokenRecord, ApiError> {
+    state
+        .store
+        .token_by_id(&caller.token_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the token was removed"))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TokenBody {
+    token: Zeroizing<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AccessorBody {
+    accessor: String,
+}
+
+/// The token record a caller may look up or revoke: their own, or any for an admin.
+/// Anything else is "bad token", whether it exists or not.
+async fn managed_by_token(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+) -> Result<Option<TokenRecord>, ApiError> {
+    let hash = ApiToken::from_presented(token).hash();
+    Ok(state
+        .store
+        .token_by_hash(&hash)
+        .await?
+        .filter(|t| may_manage_token(caller, t)))
+}
+
+async fn managed_by_accessor(
+    state: &AppState,
+    caller: &Caller,
+    accessor: &str,
+) -> Result<Option<TokenRecord>, ApiError> {
+    Ok(state
+        .store
+        .token_by_id(accessor)
+        .await?
+        .filter(|t| may_manage_token(caller, t)))
+}
+
+/// `POST auth/token/lookup` with `{"token": ...}`.
+pub(crate) async fn lookup(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<Response, ApiError> {
+    match managed_by_token(&state, &caller, &body.token).await? {
+        Some(record) => Ok(describe(&state, &info, &record, &body.token).await),
+        None => Ok(errors(StatusCode::FORBIDDEN, "bad token")),
+    }
+}
+
+/// `POST auth/token/lookup-accessor` with `{"accessor": ...}`; `id` is empty, as in Vault.
+pub(crate) async fn lookup_accessor(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<AccessorBody>,
+) -> Result<Response, ApiError> {
+    match managed_by_accessor(&state, &caller, &body.accessor).await? {
+        Some(record) => Ok(describe(&state, &info, &record, "").await),
+        None => Ok(errors(StatusCode::BAD_REQUEST, "invalid accessor")),
+    }
+}
+
+/// `POST auth/token/revoke` with `{"token": ...}`.
+pub(crate) async fn revoke_token(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<Response, ApiError> {
+    if let Some(record) = managed_by_token(&state, &caller, &body.token).await? {
+        revoke(&state, &caller, &info, &record).await?;
+    }
+    // Like Vault: revoking an unknown token is not an error.
+    Ok(no_content())
+}
+
+/// `POST auth/token/revoke-accessor` with `{"accessor": ...}`.
+pub(crate) async fn revoke_accessor(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<AccessorBody>,
+) -> Result<Response, ApiError> {
+    match managed_by_accessor(&state, &caller, &body.accessor).await? {
+        Some(record) => {
+            revoke(&state, &caller, &info, &record).await?;
+            Ok(no_content())
+        }
+        None => Ok(errors(StatusCode::BAD_REQUEST, "invalid accessor")),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UserpassBody {
+    password: Zeroizing<String>,
+}
+
+/// `POST auth/userpass/login/:user` with `{"password": ...}`; a person who needs MFA sends
+/// the TOTP code in `X-Vault-MFA` (`CODE`, or `METHOD:CODE` as Vault's login MFA does).
+/// The same checks, lockout and ledger entries as the native login.
+pub(crate) async fn userpass_login(
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<UserpassBody>,
+) -> Result<Response, ApiError> {
+    let totp = headers
+        .get("x-vault-mfa")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.rsplit(':').next().unwrap_or(v).trim().to_owned());
+    let request = LoginRequest {
+        user,
+        password: body.password,
+        totp,
+        recovery_code: None,
+    };
+    let login = match perform_login(&state, &info, peer, &headers, request).await {
+        Ok(login) => login,
+        Err(e) if e.code == "mfa_required" => {
+            return Ok(errors(
+                StatusCode::BAD_REQUEST,
+                "this account needs a TOTP code: send it in the X-Vault-MFA header",
+            ));
+        }
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            return Ok(errors(
+                StatusCode::BAD_REQUEST,
+                "invalid username or password",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let record = state
+        .store
+        .token_by_id(&login.token_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the session was removed"))?;
+    let now = state.clock.now().unix_secs();
+    let mut auth = auth_block(&login.token, &record, &login.role, now);
+    auth["metadata"] = json!({ "username": login.person });
+    Ok(auth_reply(&info, auth, None))
 }

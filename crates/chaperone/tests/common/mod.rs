@@ -298,25 +298,21 @@ impl Node {
     }
 }
 
-/// A contractor of `vendor`, added and enrolled through the CLI and logged in with TOTP;
-/// returns their session token. The vendor is added if missing.
-pub(crate) fn contractor_token(addr: &str, admin: &str, name: &str, vendor: &str) -> String {
-    let _ = run_cli(addr, admin, &["vendor", "add", vendor], "");
-    let added = ok(run_cli(
-        addr,
-        admin,
-        &[
-            "user",
-            "add",
-            name,
-            "--role",
-            "contractor",
-            "--vendor",
-            vendor,
-            "--json",
-        ],
-        "",
-    ));
+/// A person added and enrolled through the CLI (a contractor of `vendor` if given; the
+/// vendor is added if missing): returns their password and TOTP secret (base32).
+pub(crate) fn enrol(
+    addr: &str,
+    admin: &str,
+    name: &str,
+    role: &str,
+    vendor: Option<&str>,
+) -> (String, String) {
+    let mut args = vec!["user", "add", name, "--role", role, "--json"];
+    if let Some(vendor) = vendor {
+        let _ = run_cli(addr, admin, &["vendor", "add", vendor], "");
+        args.extend(["--vendor", vendor]);
+    }
+    let added = ok(run_cli(addr, admin, &args, ""));
     let added: serde_json::Value = serde_json::from_str(&added).unwrap();
     let code = added["enrolment_code"].as_str().unwrap();
     let password = format!("{name}-password-Vb93kLm");
@@ -327,23 +323,38 @@ pub(crate) fn contractor_token(addr: &str, admin: &str, name: &str, vendor: &str
         &format!("{password}\n"),
     ));
     let enrolled: serde_json::Value = serde_json::from_str(&enrolled).unwrap();
-    let secret =
-        chaperone_crypto::totp::TotpSecret::from_base32(enrolled["totp_secret"].as_str().unwrap())
-            .unwrap();
+    let secret = enrolled["totp_secret"].as_str().unwrap().to_owned();
+    (password, secret)
+}
+
+/// The current TOTP code for a base32 secret.
+pub(crate) fn totp_now(secret: &str) -> String {
+    let secret = chaperone_crypto::totp::TotpSecret::from_base32(secret).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let totp = format!(
+    format!(
         "{:06}",
         chaperone_crypto::totp::code_at(&secret, chaperone_crypto::totp::step_at(now), 6)
-    );
+    )
+}
+
+/// A contractor of `vendor`, enrolled and logged in with TOTP: returns their session token.
+pub(crate) fn contractor_token(addr: &str, admin: &str, name: &str, vendor: &str) -> String {
+    let (password, secret) = enrol(addr, admin, name, "contractor", Some(vendor));
     let home = tempfile::tempdir().unwrap();
     ok(run_cli_with(
         addr,
         "",
         home.path(),
-        &["login", name, "--password-stdin", "--totp", &totp],
+        &[
+            "login",
+            name,
+            "--password-stdin",
+            "--totp",
+            &totp_now(&secret),
+        ],
         &format!("{password}\n"),
     ));
     std::fs::read_to_string(home.path().join("chaperone/token"))

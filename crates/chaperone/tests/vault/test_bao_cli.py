@@ -68,6 +68,18 @@ def test_token_lookup():
     assert looked["data"]["accessor"].startswith("tok_")
 
 
+def test_login_with_userpass():
+    user, password = os.environ["CHAPERONE_MEMBER_USER"], os.environ["CHAPERONE_MEMBER_PASSWORD"]
+    result = bao(
+        "login", "-method=userpass", "-format=json", "-no-store", f"username={user}", f"password={password}",
+        token="",
+    )
+    auth = json.loads(result.stdout)["auth"]
+    assert auth["metadata"] == {"username": user}
+    looked = json.loads(bao("token", "lookup", "-format=json", token=auth["client_token"]).stdout)
+    assert looked["data"]["policies"] == ["member"]
+
+
 def test_a_bad_token_is_refused():
     result = bao("kv", "get", "secret/cli/app", token="chp_bad", check=False)
     assert result.returncode != 0

@@ -16,6 +16,25 @@ import requests
 ADDR = os.environ["VAULT_ADDR"]
 ADMIN = os.environ["CHAPERONE_ADMIN_TOKEN"]
 CONTRACTOR = os.environ["CHAPERONE_CONTRACTOR_TOKEN"]
+MFA_USER = os.environ["CHAPERONE_MFA_USER"]
+MFA_PASSWORD = os.environ["CHAPERONE_MFA_PASSWORD"]
+MFA_SECRET = os.environ["CHAPERONE_MFA_TOTP_SECRET"]
+
+
+def totp(secret_b32, at=None):
+    """RFC 6238 (SHA-1, 6 digits, 30 s), written out so the test trusts no library."""
+    import base64
+    import hashlib
+    import hmac
+    import struct
+    import time
+
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    step = int((time.time() if at is None else at) // 30)
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    code = (struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF) % 1_000_000
+    return f"{code:06d}"
 
 
 @pytest.fixture
@@ -48,6 +67,63 @@ def test_a_bad_token_is_forbidden_not_unauthorized():
     assert response.status_code == 403
     assert response.headers["Content-Type"] == "application/json"
     assert response.json() == {"errors": ["permission denied"]}
+
+
+def test_tokens_create_lookup_renew_and_revoke(client):
+    made = client.auth.token.create(ttl="1h", display_name="ci")
+    assert ENVELOPE <= set(made) and made["data"] is None
+    auth = made["auth"]
+    assert auth["lease_duration"] == 3600 and auth["renewable"] is False
+    assert auth["accessor"].startswith("tok_")
+    child = hvac.Client(url=ADDR, token=auth["client_token"])
+    assert child.is_authenticated()
+    assert child.auth.token.lookup_self()["data"]["accessor"] == auth["accessor"]
+
+    looked = client.auth.token.lookup(token=auth["client_token"])["data"]
+    assert looked["id"] == auth["client_token"] and looked["display_name"] == "token-ci"
+    by_accessor = client.auth.token.lookup_accessor(accessor=auth["accessor"])["data"]
+    assert by_accessor["id"] == "" and by_accessor["accessor"] == auth["accessor"]
+    renewed = child.auth.token.renew_self()
+    assert renewed["auth"]["lease_duration"] <= 3600 and renewed["warnings"]
+
+    child.auth.token.revoke_self()
+    assert not child.is_authenticated()
+
+    second = client.auth.token.create(ttl="10m")["auth"]
+    client.auth.token.revoke_accessor(accessor=second["accessor"])
+    assert not hvac.Client(url=ADDR, token=second["client_token"]).is_authenticated()
+    third = client.auth.token.create(ttl="10m")["auth"]
+    client.auth.token.revoke(token=third["client_token"])
+    assert not hvac.Client(url=ADDR, token=third["client_token"]).is_authenticated()
+
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client.auth.token.lookup(token="chp_not-a-token")
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        client.auth.token.lookup_accessor(accessor="tok_none")
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        client.auth.token.create(ttl="1h", num_uses=3)
+
+
+def test_userpass_login_needs_the_totp_code_in_the_mfa_header():
+    plain = hvac.Client(url=ADDR)
+    with pytest.raises(hvac.exceptions.InvalidRequest) as no_code:
+        plain.auth.userpass.login(username=MFA_USER, password=MFA_PASSWORD)
+    assert "X-Vault-MFA" in no_code.value.errors[0]
+    with pytest.raises(hvac.exceptions.InvalidRequest) as wrong:
+        plain.auth.userpass.login(username=MFA_USER, password="not-the-password")
+    assert wrong.value.errors == ["invalid username or password"]
+
+    session = requests.Session()
+    session.headers["X-Vault-MFA"] = f"totp:{totp(MFA_SECRET)}"
+    mfa = hvac.Client(url=ADDR, session=session)
+    login = mfa.auth.userpass.login(username=MFA_USER, password=MFA_PASSWORD)
+    assert login["auth"]["metadata"] == {"username": MFA_USER}
+    assert login["auth"]["policies"] == ["contractor"]
+    user = hvac.Client(url=ADDR, token=login["auth"]["client_token"])
+    assert user.is_authenticated()
+    # The same code a second time is a replay.
+    with pytest.raises(hvac.exceptions.VaultError):
+        mfa.auth.userpass.login(username=MFA_USER, password=MFA_PASSWORD)
 
 
 def test_health_seal_status_init_and_mounts(client):
