@@ -111,7 +111,20 @@ pub(crate) async fn authorize(
 ) -> Response {
     let mut request_id = None;
     let mut response = match check(&state, &table, request, &mut request_id).await {
-        Ok(request) => next.run(request).await,
+        Ok(request) => {
+            // Who asked and the request's facts travel back with the answer, for layers
+            // that act on it (Vault response wrapping records who wrapped what).
+            let actor = request.extensions().get::<Caller>().map(Caller::actor);
+            let info = request.extensions().get::<RequestInfo>().cloned();
+            let mut response = next.run(request).await;
+            if let Some(actor) = actor {
+                response.extensions_mut().insert(actor);
+            }
+            if let Some(info) = info {
+                response.extensions_mut().insert(info);
+            }
+            response
+        }
         Err(error) => error.into_response(),
     };
     // The id the request's ledger entries carry, so a client can find them.

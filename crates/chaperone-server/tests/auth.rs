@@ -970,7 +970,11 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("DELETE", "/api/v1/auth/tokens/{id}") => ALL,
         ("GET", "/api/v1/ledger/key") => return None,
         ("GET", "/v1/sys/health" | "/v1/sys/seal-status" | "/v1/sys/init")
-        | ("POST" | "PUT", "/v1/auth/userpass/login/{user}") => return None,
+        | ("POST" | "PUT", "/v1/auth/userpass/login/{user}")
+        | ("POST" | "PUT", "/v1/sys/wrapping/unwrap" | "/v1/sys/wrapping/lookup") => {
+            return None;
+        }
+        ("POST" | "PUT", "/v1/sys/wrapping/wrap") => ALL,
         ("POST" | "PUT", p) if p.starts_with("/v1/auth/token/") => ALL,
         ("GET", "/v1/sys/mounts" | "/v1/sys/internal/ui/mounts/{*path}" | "/v1/secret/config")
         | ("GET" | "POST", "/v1/auth/token/lookup-self") => ALL,

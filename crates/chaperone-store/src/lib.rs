@@ -17,6 +17,7 @@ mod keyring;
 mod ledger;
 mod migrate;
 mod secrets;
+mod wrapping;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,7 @@ use sqlx::any::AnyPoolOptions;
 pub use identity::{GrantRecord, PersonRecord, VendorRecord};
 pub use keyring::{KeyringRecord, SealConfig, TokenKind, TokenRecord};
 pub use secrets::{KvSettings, MetadataUpdate, StoredVersion};
+pub use wrapping::WrappedRecord;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

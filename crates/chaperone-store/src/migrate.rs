@@ -39,6 +39,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_ledger_key.sql"),
         postgres: include_str!("../migrations/postgres/0004_ledger_key.sql"),
     },
+    Migration {
+        version: 5,
+        name: "response wrapping",
+        sqlite: include_str!("../migrations/sqlite/0005_wrapping.sql"),
+        postgres: include_str!("../migrations/postgres/0005_wrapping.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {

@@ -116,6 +116,7 @@ conformance!(
     ledger_appends_and_proofs,
     changes_and_their_events_commit_together,
     identity_and_token_changes_record_only_what_happened,
+    wrapped_responses_are_taken_once,
 );
 
 fn path(p: &str) -> SecretPath {
@@ -1101,4 +1102,59 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
             "person.unlock",
         ]
     );
+}
+
+async fn wrapped_responses_are_taken_once(f: &Fixture) {
+    use chaperone_store::WrappedRecord;
+    let token = ApiToken::generate();
+    let record = WrappedRecord {
+        hash: token.hash(),
+        accessor: "wrap_1".into(),
+        sealed: vec![1, 2, 3],
+        creation_path: "secret/data/x".into(),
+        created_at: t(0),
+        expires_at: t(100),
+    };
+    f.store
+        .insert_wrapped(&record, &[event("wrap.create")])
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.wrapped(&token.hash(), t(1)).await.unwrap(),
+        Some(record.clone())
+    );
+    let before = f.store.ledger_size().await.unwrap();
+    let taken = f
+        .store
+        .take_wrapped(&token.hash(), t(2), |_| vec![event("wrap.unwrap")])
+        .await
+        .unwrap();
+    assert_eq!(taken, Some(record));
+    assert_eq!(f.store.ledger_size().await.unwrap(), before + 1);
+    // Once only, and nothing recorded for a miss.
+    let again = f
+        .store
+        .take_wrapped(&token.hash(), t(3), |_| vec![event("wrap.unwrap")])
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+    assert_eq!(f.store.ledger_size().await.unwrap(), before + 1);
+    // An expired one is neither shown nor handed out.
+    let late = ApiToken::generate();
+    let expired = WrappedRecord {
+        hash: late.hash(),
+        accessor: "wrap_2".into(),
+        sealed: vec![4],
+        creation_path: "sys/wrapping/wrap".into(),
+        created_at: t(0),
+        expires_at: t(10),
+    };
+    f.store.insert_wrapped(&expired, &[]).await.unwrap();
+    assert_eq!(f.store.wrapped(&late.hash(), t(10)).await.unwrap(), None);
+    let taken = f
+        .store
+        .take_wrapped(&late.hash(), t(11), |_| vec![event("wrap.unwrap")])
+        .await
+        .unwrap();
+    assert_eq!(taken, None);
 }

@@ -400,6 +400,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             router.route(spec.path, handler)
         });
     let table = RouteTable(Arc::new(specs));
+    let state_for_vault = Arc::clone(&state);
     let router: Router = router
         .route_layer(axum::middleware::from_fn_with_state(
             (state.clone(), table),
@@ -428,7 +429,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     // the whole router rather than its routes.
     Router::new()
         .fallback_service(router)
-        .layer(axum::middleware::from_fn(crate::vault::compat))
+        .layer(axum::middleware::from_fn_with_state(
+            state_for_vault,
+            crate::vault::compat,
+        ))
 }
 
 fn body_too_large() -> ApiError {

@@ -16,16 +16,18 @@
 mod kv;
 mod sys;
 mod token;
+mod wrapping;
 
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use chaperone_core::policy::Action;
+use chaperone_ledger::entry::Actor;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -34,6 +36,12 @@ use crate::record::RequestInfo;
 
 /// The mount Chaperone's secrets appear under, as a KV version 2 engine.
 pub(crate) const MOUNT: &str = "secret/";
+
+/// The header that asks for a wrapped answer.
+pub(crate) const WRAP_TTL: &str = "x-vault-wrap-ttl";
+
+/// Largest answer that can be wrapped.
+const MAX_WRAPPED: usize = 32 * 1024 * 1024;
 
 /// Marks a response already in Vault's format.
 #[derive(Clone, Copy)]
@@ -170,6 +178,24 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         On::System,
         token::userpass_login,
     ));
+    routes.extend(both(
+        "/v1/sys/wrapping/unwrap",
+        None,
+        On::System,
+        wrapping::unwrap,
+    ));
+    routes.extend(both(
+        "/v1/sys/wrapping/lookup",
+        None,
+        On::System,
+        wrapping::lookup,
+    ));
+    routes.extend(both(
+        "/v1/sys/wrapping/wrap",
+        Some(OwnTokens),
+        On::System,
+        wrapping::wrap_data,
+    ));
     routes.extend(both(DATA, Some(SecretWrite), On::Secret, kv::write));
     routes.extend(both(
         META,
@@ -265,13 +291,31 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The Vault layer: `LIST` and `?list=true` become the listing route before routing, and
 /// error answers become Vault's format after. Other paths pass untouched.
-pub(crate) async fn compat(mut request: Request, next: Next) -> Response {
+pub(crate) async fn compat(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if !request.uri().path().starts_with("/v1/") {
         return next.run(request).await;
     }
     rewrite_list(&mut request);
     let route = request.uri().path()["/v1/".len()..].to_owned();
+    let wrap_ttl = request
+        .headers()
+        .get(WRAP_TTL)
+        .map(|v| v.to_str().map(str::to_owned));
     let response = next.run(request).await;
+    // A successful answer with data is wrapped when asked (never the wrapping routes'
+    // own answers, apart from `wrap`).
+    let wrappable = !route.starts_with("sys/wrapping/") || route == "sys/wrapping/wrap";
+    if let Some(ttl) = wrap_ttl
+        && wrappable
+        && response.status() == StatusCode::OK
+        && response.extensions().get::<Formatted>().is_some()
+    {
+        return wrap_answer(&state, &route, ttl, response).await;
+    }
     if response.status().as_u16() < 400 || response.extensions().get::<Formatted>().is_some() {
         return response;
     }
@@ -300,6 +344,46 @@ pub(crate) async fn compat(mut request: Request, next: Next) -> Response {
             &format!("no handler for route {route:?}. route entry not found."),
         ),
         _ => errors(status, &message),
+    }
+}
+
+/// Replaces an answer by its wrapping.
+async fn wrap_answer(
+    state: &AppState,
+    route: &str,
+    ttl: Result<String, axum::http::header::ToStrError>,
+    response: Response,
+) -> Response {
+    let ttl = match ttl
+        .map_err(|e| e.to_string())
+        .and_then(|t| wrapping::parse_ttl(&t))
+    {
+        Ok(ttl) => ttl,
+        Err(e) => {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid X-Vault-Wrap-TTL: {e}"),
+            );
+        }
+    };
+    let actor = response
+        .extensions()
+        .get::<Actor>()
+        .cloned()
+        .unwrap_or_default();
+    let Some(info) = response.extensions().get::<RequestInfo>().cloned() else {
+        return errors(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the answer cannot be wrapped",
+        );
+    };
+    let body = match axum::body::to_bytes(response.into_body(), MAX_WRAPPED).await {
+        Ok(body) => body,
+        Err(_) => return errors(StatusCode::BAD_REQUEST, "the answer is too large to wrap"),
+    };
+    match wrapping::wrap(state, &info, actor, route, ttl, &body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 

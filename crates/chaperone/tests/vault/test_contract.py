@@ -91,6 +91,7 @@ UNCOMPARED = {
     "cluster_name", "cluster_id", "server_time_utc", "id", "issue_time", "creation_time",
     "display_name", "policies", "entity_id", "expire_time", "storage_type", "commit_date",
     "description", "running_plugin_version", "plugin_version", "version", "nonce",
+    "token",
     "t", "n", "max_versions",
     # Replication modes depend on the storage a server runs on.
     "replication_performance_mode", "replication_dr_mode",
@@ -184,6 +185,24 @@ def test_tokens_and_refusals_match(openbao):
         theirs = call(addr, bad, "GET", "secret/data/x")
         assert ours[0] == theirs[0] == 403
         assert ours[2] == theirs[2] == {"errors": ["permission denied"]}
+
+
+def test_wrapping_matches(openbao):
+    addr, token = openbao
+    answers = []
+    for base, tok in ((CHAPERONE, ADMIN), (addr, token)):
+        requests.post(f"{base}/v1/secret/data/contract/w", headers={"X-Vault-Token": tok}, json={"data": {"a": "b"}})
+        wrapped = requests.get(
+            f"{base}/v1/secret/data/contract/w", headers={"X-Vault-Token": tok, "X-Vault-Wrap-TTL": "60"}
+        )
+        wrap_token = wrapped.json()["wrap_info"]["token"]
+        lookup = requests.post(f"{base}/v1/sys/wrapping/lookup", json={"token": wrap_token})
+        first = requests.post(f"{base}/v1/sys/wrapping/unwrap", headers={"X-Vault-Token": wrap_token})
+        second = requests.post(f"{base}/v1/sys/wrapping/unwrap", headers={"X-Vault-Token": wrap_token})
+        answers.append([wrapped, lookup, first, second])
+    for name, ours, theirs in zip(["wrapped read", "lookup", "unwrap", "unwrap again"], *answers):
+        assert ours.status_code == theirs.status_code, f"{name}: {ours.status_code} vs {theirs.status_code}: {ours.text} / {theirs.text}"
+        same_shape(ours.json(), theirs.json(), name)
 
 
 def test_mounts_describe_secret_alike(openbao):

@@ -212,6 +212,30 @@ def test_delete_undelete_destroy(client):
         kv(client).read_secret_metadata(path="hvac/del")
 
 
+def test_response_wrapping_hands_out_once(client):
+    kv(client).create_or_update_secret(path="hvac/wrapped", secret={"api_key": "k-123"})
+    wrapped = client.adapter.get("/v1/secret/data/hvac/wrapped", wrap_ttl="60s")
+    assert wrapped["data"] is None
+    info = wrapped["wrap_info"]
+    assert info["ttl"] == 60 and info["creation_path"] == "secret/data/hvac/wrapped"
+    props = client.adapter.post("/v1/sys/wrapping/lookup", json={"token": info["token"]})["data"]
+    assert props["creation_path"] == "secret/data/hvac/wrapped" and props["creation_ttl"] == 60
+
+    # Anyone holding the wrapping token unwraps it, once.
+    holder = hvac.Client(url=ADDR, token=info["token"])
+    unwrapped = holder.sys.unwrap()
+    assert unwrapped["data"]["data"] == {"api_key": "k-123"}
+    with pytest.raises(hvac.exceptions.InvalidRequest) as again:
+        hvac.Client(url=ADDR, token=ADMIN).sys.unwrap(token=info["token"])
+    assert again.value.errors == ["wrapping token is not valid or does not exist"]
+
+    made = client.sys.wrap(payload={"note": "hi"}, ttl=120)
+    assert made["wrap_info"]["ttl"] == 120
+    assert client.sys.unwrap(token=made["wrap_info"]["token"])["data"] == {"note": "hi"}
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        client.adapter.post("/v1/sys/wrapping/wrap", json={"note": "hi"})
+
+
 def test_list(client):
     for name in ("a", "b", "dir/c"):
         kv(client).create_or_update_secret(path=f"hvac/list/{name}", secret={"v": name})

@@ -1,0 +1,205 @@
+//! Response wrapping: `X-Vault-Wrap-TTL` on a request turns its answer into a single-use
+//! wrapping token; `sys/wrapping/unwrap` hands the answer out once, `sys/wrapping/lookup`
+//! describes it, `sys/wrapping/wrap` wraps data the caller gives.
+//!
+//! The answer is sealed under the keyring (purpose `wrapped-response`, bound to the wrapping
+//! token's accessor) and stored with the SHA-256 of the token, never the token. Taking it
+//! deletes it in the same transaction as its ledger entry (`wrap.unwrap`), so a second
+//! unwrap finds nothing. Creating one is recorded as `wrap.create`, by the caller.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chaperone_core::parse_duration;
+use chaperone_crypto::random_bytes;
+use chaperone_crypto::token::ApiToken;
+use chaperone_ledger::entry::{Actor, Outcome};
+use chaperone_store::WrappedRecord;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use super::{envelope, errors, reply};
+use crate::api::ApiJson;
+use crate::api::secrets::unsealed;
+use crate::auth::{Caller, presented_token};
+use crate::record::{Record, RequestInfo};
+use crate::{ApiError, AppState};
+
+/// The keyring purpose wrapped answers are sealed for.
+const PURPOSE: &str = "wrapped-response";
+const INVALID: &str = "wrapping token is not valid or does not exist";
+
+/// A wrap TTL as Vault clients send it: seconds (`300`) or a duration (`5m`).
+pub(crate) fn parse_ttl(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    match text.parse::<i64>() {
+        Ok(secs) if secs > 0 => Ok(secs),
+        Ok(_) => Err("the wrap TTL must be positive".into()),
+        Err(_) => parse_duration(text),
+    }
+}
+
+/// Wraps `body` (the answer of `creation_path`) for `ttl` seconds: stores it sealed, records
+/// `wrap.create`, and answers with `wrap_info` only.
+pub(crate) async fn wrap(
+    state: &AppState,
+    info: &RequestInfo,
+    actor: Actor,
+    creation_path: &str,
+    ttl: i64,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if ttl > state.settings.auth.max_token_ttl_secs {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the wrap TTL is longer than the {} s the server allows",
+                state.settings.auth.max_token_ttl_secs
+            ),
+        ));
+    }
+    let keyring = unsealed(state)?;
+    let token = ApiToken::generate();
+    let mut id = [0u8; 8];
+    random_bytes(&mut id);
+    let accessor = format!(
+        "wrap_{}",
+        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let now = state.clock.now();
+    let record = WrappedRecord {
+        hash: token.hash(),
+        accessor: accessor.clone(),
+        sealed: keyring.seal_field(PURPOSE, &accessor, body),
+        creation_path: creation_path.to_owned(),
+        created_at: now,
+        expires_at: now.plus_secs(ttl),
+    };
+    let mut event = Record::new("wrap.create", creation_path, Outcome::Success);
+    event
+        .details
+        .insert("accessor".into(), accessor.clone().into());
+    event.details.insert("ttl".into(), ttl.into());
+    let event = state.event(info, actor, event);
+    state.store.insert_wrapped(&record, &[event]).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({
+            "request_id": "",
+            "lease_id": "",
+            "renewable": false,
+            "lease_duration": 0,
+            "data": null,
+            "wrap_info": {
+                "token": token.expose(),
+                "accessor": accessor,
+                "ttl": ttl,
+                "creation_time": now.to_rfc3339(),
+                "creation_path": creation_path,
+            },
+            "warnings": null,
+            "auth": null,
+        }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct TokenBody {
+    token: Option<Zeroizing<String>>,
+}
+
+/// The wrapping token: `{"token": ...}` in the body, else the request's token header.
+fn wrapping_token(headers: &HeaderMap, body: &[u8]) -> Option<Zeroizing<String>> {
+    let from_body = serde_json::from_slice::<TokenBody>(body)
+        .ok()
+        .and_then(|b| b.token)
+        .filter(|t| !t.is_empty());
+    from_body.or_else(|| presented_token(headers))
+}
+
+/// `POST sys/wrapping/unwrap`: the wrapped answer, once.
+pub(crate) async fn unwrap(
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let keyring = unsealed(&state)?;
+    let Some(token) = wrapping_token(&headers, &body) else {
+        return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
+    };
+    let hash = ApiToken::from_presented(&token).hash();
+    let recorder = Arc::clone(&state);
+    let request = info.clone();
+    let taken = state
+        .store
+        .take_wrapped(&hash, state.clock.now(), move |record| {
+            let mut event = Record::new("wrap.unwrap", &record.creation_path, Outcome::Success);
+            event
+                .details
+                .insert("accessor".into(), record.accessor.clone().into());
+            vec![recorder.event(&request, Actor::default(), event)]
+        })
+        .await?;
+    let Some(record) = taken else {
+        return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
+    };
+    let plain = keyring.open_field(PURPOSE, &record.accessor, &record.sealed)?;
+    let answer: Value = serde_json::from_slice(plain.expose()).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "integrity",
+            "a wrapped answer decrypted to something that is not JSON",
+        )
+    })?;
+    Ok(reply(StatusCode::OK, &answer))
+}
+
+/// `POST sys/wrapping/lookup`: when and where a wrapping token was made.
+pub(crate) async fn lookup(
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let Some(token) = wrapping_token(&headers, &body) else {
+        return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
+    };
+    let hash = ApiToken::from_presented(&token).hash();
+    let Some(record) = state.store.wrapped(&hash, state.clock.now()).await? else {
+        return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
+    };
+    let ttl = record.expires_at.unix_secs() - record.created_at.unix_secs();
+    Ok(reply(
+        StatusCode::OK,
+        &envelope(
+            &info,
+            json!({
+                "creation_path": record.creation_path,
+                "creation_time": record.created_at.to_rfc3339(),
+                "creation_ttl": ttl,
+            }),
+        ),
+    ))
+}
+
+/// `POST sys/wrapping/wrap`: wraps the JSON object given (the `X-Vault-Wrap-TTL` header is
+/// required; the wrapping itself happens in `compat`, as for any wrapped answer).
+pub(crate) async fn wrap_data(
+    _caller: Caller,
+    Extension(info): Extension<RequestInfo>,
+    headers: HeaderMap,
+    ApiJson(data): ApiJson<Map<String, Value>>,
+) -> Response {
+    if headers.get(super::WRAP_TTL).is_none() {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "sys/wrapping/wrap needs the X-Vault-Wrap-TTL header",
+        );
+    }
+    reply(StatusCode::OK, &envelope(&info, Value::Object(data)))
+}

@@ -1,0 +1,121 @@
+//! Wrapped responses (Vault's response wrapping): stored sealed, looked up by the hash of
+//! their wrapping token, and taken exactly once.
+
+use chaperone_core::Timestamp;
+use chaperone_crypto::token::TokenHash;
+use chaperone_ledger::entry::Event;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Store, StoreError, db};
+
+/// A wrapped response, sealed by the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedRecord {
+    /// SHA-256 of the wrapping token.
+    pub hash: TokenHash,
+    /// The wrapping token's public id.
+    pub accessor: String,
+    /// The response, sealed under the keyring.
+    pub sealed: Vec<u8>,
+    /// The API path whose response was wrapped.
+    pub creation_path: String,
+    /// When it was wrapped.
+    pub created_at: Timestamp,
+    /// When it can no longer be unwrapped.
+    pub expires_at: Timestamp,
+}
+
+const COLUMNS: &str = "token_hash, accessor, sealed, creation_path, created_at, expires_at";
+
+fn from_row(row: &AnyRow) -> Result<WrappedRecord, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("wrapped response: {e}"));
+    let hash: Vec<u8> = row.try_get("token_hash").map_err(corrupt)?;
+    Ok(WrappedRecord {
+        hash: TokenHash::from_slice(&hash)
+            .ok_or_else(|| StoreError::Corrupt("a wrapping token hash is not 32 bytes".into()))?,
+        accessor: row.try_get("accessor").map_err(corrupt)?,
+        sealed: row.try_get("sealed").map_err(corrupt)?,
+        creation_path: row.try_get("creation_path").map_err(corrupt)?,
+        created_at: Timestamp::from_unix_nanos(row.try_get("created_at").map_err(corrupt)?),
+        expires_at: Timestamp::from_unix_nanos(row.try_get("expires_at").map_err(corrupt)?),
+    })
+}
+
+impl Store {
+    /// Stores a wrapped response, with its events, in one transaction.
+    pub async fn insert_wrapped(
+        &self,
+        record: &WrappedRecord,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let (record, events) = (record.clone(), events.to_vec());
+        self.change(move |conn| {
+            Box::pin(async move {
+                sqlx::query(&format!(
+                    "INSERT INTO wrapped_responses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                ))
+                .bind(record.hash.as_bytes().to_vec())
+                .bind(&record.accessor)
+                .bind(&record.sealed)
+                .bind(&record.creation_path)
+                .bind(record.created_at.unix_nanos())
+                .bind(record.expires_at.unix_nanos())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("storing a wrapped response"))?;
+                Ok(((), events))
+            })
+        })
+        .await
+    }
+
+    /// The wrapped response of this token, if it exists and has not expired.
+    pub async fn wrapped(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<WrappedRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM wrapped_responses WHERE token_hash = $1"
+        ))
+        .bind(hash.as_bytes().to_vec())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a wrapped response"))?;
+        Ok(row
+            .map(|r| from_row(&r))
+            .transpose()?
+            .filter(|r| r.expires_at > now))
+    }
+
+    /// Takes the wrapped response of this token: deletes it and returns it, once, with the
+    /// events `events_for` makes for it committed in the same transaction. `None` (and
+    /// nothing recorded) if there is none or it expired (an expired one is deleted too).
+    pub async fn take_wrapped(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        events_for: impl FnOnce(&WrappedRecord) -> Vec<Event> + Send + 'static,
+    ) -> Result<Option<WrappedRecord>, StoreError> {
+        let hash = hash.as_bytes().to_vec();
+        self.change(move |conn| {
+            Box::pin(async move {
+                let row = sqlx::query(&format!(
+                    "DELETE FROM wrapped_responses WHERE token_hash = $1 RETURNING {COLUMNS}"
+                ))
+                .bind(hash)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("taking a wrapped response"))?;
+                let record = row
+                    .map(|r| from_row(&r))
+                    .transpose()?
+                    .filter(|r| r.expires_at > now);
+                let events = record.as_ref().map(events_for).unwrap_or_default();
+                Ok((record, events))
+            })
+        })
+        .await
+    }
+}
