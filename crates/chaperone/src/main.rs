@@ -60,6 +60,8 @@ enum Command {
     /// Read the tamper-evident ledger: verifier key and signed checkpoints.
     #[command(subcommand)]
     Ledger(cmd::ledger::LedgerCommand),
+    /// Scan files and directories for leaked credentials (exit 1 on findings).
+    Scan(cmd::scan::ScanArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +83,15 @@ fn main() -> ExitCode {
         Command::Vendor(command) => cmd::identity::vendor(command),
         Command::Classify(command) => cmd::identity::classify(command),
         Command::Ledger(command) => cmd::ledger::run(command),
+        Command::Scan(args) => {
+            return match cmd::scan::run(args) {
+                Ok(code) => code,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

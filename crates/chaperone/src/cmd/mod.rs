@@ -2,6 +2,7 @@
 
 pub(crate) mod identity;
 pub(crate) mod ledger;
+pub(crate) mod scan;
 pub(crate) mod seal;
 pub(crate) mod secret;
 pub(crate) mod server;

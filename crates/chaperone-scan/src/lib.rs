@@ -1,0 +1,16 @@
+//! Chaperone's deliverable scanner: leaked credentials in what contractors deliver.
+//!
+//! - [`rules`]: the rule format (TOML; the built-in set is `rules/secrets.toml`), compiled
+//!   with regex-automata (ASCII classes, byte input), and the placeholder and entropy filters.
+//! - [`scan`]: an Aho-Corasick keyword prefilter, then the regexes of the rules whose keywords
+//!   occur, line by line; files and directories with binary sniffing and a size limit.
+//! - [`output`]: text, JSON and SARIF 2.1.0.
+//!
+//! A finding never holds the secret: only a redacted form and a 64-bit fingerprint.
+
+pub mod output;
+pub mod rules;
+pub mod scan;
+
+pub use rules::{RuleError, RuleSet, Severity};
+pub use scan::{Finding, Report, ScanError, Scanner};

@@ -1,0 +1,380 @@
+//! Scanning bytes and paths.
+//!
+//! One Aho-Corasick pass (ASCII case-insensitive) over a file finds every rule keyword; only
+//! the lines holding a keyword are searched with the regexes of the rules it belongs to.
+//! A match counts when its secret is not a placeholder, reaches the rule's entropy, and the
+//! line carries no `chaperone:allow` comment.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use aho_corasick::AhoCorasick;
+use regex_automata::Input;
+
+use crate::rules::{Rule, RuleSet, Severity, entropy, is_placeholder};
+
+/// The inline comment that accepts a finding on its line.
+pub const ALLOW: &[u8] = b"chaperone:allow";
+
+/// One finding. The secret itself is never kept: only a redacted form.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// File (as given, or inside a directory given).
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based byte column of the secret.
+    pub column: usize,
+    /// Rule id.
+    pub rule: String,
+    /// Rule description.
+    pub description: String,
+    /// Severity.
+    pub severity: Severity,
+    /// The secret, redacted.
+    pub redacted: String,
+    /// The line with the secret redacted, shortened.
+    pub context: String,
+    /// Stable id of the finding, for baselines (see [`fingerprint`]).
+    pub fingerprint: String,
+}
+
+/// What a scan of paths saw.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// Findings, by path and line.
+    pub findings: Vec<Finding>,
+    /// Files read and searched.
+    pub files_scanned: u64,
+    /// Bytes searched.
+    pub bytes_scanned: u64,
+    /// Files skipped as binary.
+    pub skipped_binary: u64,
+    /// Files skipped for their size.
+    pub skipped_large: u64,
+}
+
+/// Why a scan could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanError {
+    /// A path could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A compiled scanner.
+#[derive(Debug)]
+pub struct Scanner {
+    rules: RuleSet,
+    keywords: AhoCorasick,
+    /// For each keyword, the rules it belongs to.
+    keyword_rules: Vec<Vec<usize>>,
+    /// Files larger than this are skipped.
+    pub max_file_size: u64,
+}
+
+impl Scanner {
+    /// A scanner for `rules`, skipping files over 10 MiB.
+    pub fn new(rules: RuleSet) -> Self {
+        let mut words: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        for (index, rule) in rules.rules().iter().enumerate() {
+            for keyword in &rule.spec.keywords {
+                match words.iter().position(|w| w == keyword) {
+                    Some(at) => keyword_rules[at].push(index),
+                    None => {
+                        words.push(keyword.clone());
+                        keyword_rules.push(vec![index]);
+                    }
+                }
+            }
+        }
+        let keywords = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&words)
+            .expect("literal keywords always build");
+        Self {
+            rules,
+            keywords,
+            keyword_rules,
+            max_file_size: 10 * 1024 * 1024,
+        }
+    }
+
+    /// The rules in use.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Findings in `data`, named `path`.
+    pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
+        let line_starts: Vec<usize> = std::iter::once(0).chain(memchr_lines(data)).collect();
+        // (line index, rule index) pairs to search.
+        let mut candidates: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for hit in self.keywords.find_overlapping_iter(data) {
+            let line = line_starts.partition_point(|&s| s <= hit.start()) - 1;
+            for &rule in &self.keyword_rules[hit.pattern().as_usize()] {
+                candidates.insert((line, rule));
+            }
+        }
+        let mut findings = Vec::new();
+        for (line, rule) in candidates {
+            let start = line_starts[line];
+            let end = line_starts
+                .get(line + 1)
+                .map_or(data.len(), |&next| next - 1);
+            let text = &data[start..end];
+            if contains(text, ALLOW) {
+                continue;
+            }
+            findings.extend(self.search_line(path, line + 1, text, &self.rules.rules()[rule]));
+        }
+        findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
+        findings.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.rule == b.rule);
+        findings
+    }
+
+    fn search_line(&self, path: &str, line: usize, text: &[u8], rule: &Rule) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut caps = rule.regex.create_captures();
+        let mut at = 0;
+        while at <= text.len() {
+            rule.regex
+                .search_captures(&Input::new(text).range(at..), &mut caps);
+            let Some(whole) = caps.get_match() else { break };
+            at = if whole.end() > whole.start() {
+                whole.end()
+            } else {
+                whole.end() + 1
+            };
+            let Some(secret) = caps.get_group(rule.spec.secret_group) else {
+                continue;
+            };
+            let value = &text[secret.start..secret.end];
+            let matched = &text[whole.start()..whole.end()];
+            let has_keyword = rule
+                .spec
+                .keywords
+                .iter()
+                .any(|k| contains(&matched.to_ascii_lowercase(), k.as_bytes()));
+            if value.is_empty()
+                || !has_keyword
+                || is_placeholder(value)
+                || rule.spec.entropy.is_some_and(|min| entropy(value) < min)
+            {
+                continue;
+            }
+            out.push(Finding {
+                path: path.to_owned(),
+                line,
+                column: secret.start + 1,
+                rule: rule.spec.id.clone(),
+                description: rule.spec.description.clone(),
+                severity: rule.spec.severity,
+                redacted: redact(value),
+                context: context(text, secret.start, secret.end),
+                fingerprint: fingerprint(&rule.spec.id, path, value),
+            });
+        }
+        out
+    }
+
+    /// Scans files and directories (recursively, hidden files included, `.git` directories
+    /// and symbolic links not followed), skipping binary and oversized files.
+    pub fn scan_paths(&self, paths: &[PathBuf]) -> Result<Report, ScanError> {
+        let mut report = Report::default();
+        let mut stack: Vec<PathBuf> = paths.to_vec();
+        stack.reverse();
+        while let Some(path) = stack.pop() {
+            let io = |source| ScanError::Io {
+                path: path.clone(),
+                source,
+            };
+            let meta = std::fs::symlink_metadata(&path).map_err(io)?;
+            if meta.is_dir() {
+                if path.file_name().is_some_and(|n| n == ".git") {
+                    continue;
+                }
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
+                    .map_err(io)?
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<Result<_, _>>()
+                    .map_err(io)?;
+                entries.sort();
+                entries.reverse();
+                stack.extend(entries);
+            } else if meta.is_file() {
+                if meta.len() > self.max_file_size {
+                    report.skipped_large += 1;
+                    continue;
+                }
+                let data = std::fs::read(&path).map_err(io)?;
+                if is_binary(&data) {
+                    report.skipped_binary += 1;
+                    continue;
+                }
+                report.files_scanned += 1;
+                report.bytes_scanned += data.len() as u64;
+                report
+                    .findings
+                    .extend(self.scan_bytes(&display(&path), &data));
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Binary by content: a NUL byte in the first 8 KiB, as git decides.
+pub fn is_binary(data: &[u8]) -> bool {
+    data[..data.len().min(8192)].contains(&0)
+}
+
+fn memchr_lines(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    data.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The first four characters and the length: enough to recognise a secret one holds,
+/// useless to anyone who does not.
+pub fn redact(secret: &[u8]) -> String {
+    if secret.len() < 12 {
+        return format!("****({} chars)", secret.len());
+    }
+    let head = String::from_utf8_lossy(&secret[..4]);
+    format!("{head}****({} chars)", secret.len())
+}
+
+fn context(line: &[u8], start: usize, end: usize) -> String {
+    let from = start.saturating_sub(60);
+    let to = (end + 60).min(line.len());
+    let mut out = String::new();
+    if from > 0 {
+        out.push('…');
+    }
+    out.push_str(&String::from_utf8_lossy(&line[from..start]));
+    out.push_str(&redact(&line[start..end]));
+    out.push_str(&String::from_utf8_lossy(&line[end..to]));
+    if to < line.len() {
+        out.push('…');
+    }
+    out.trim().to_owned()
+}
+
+/// FNV-1a 64 of the rule, the path and the secret: stable across runs for baselines, and
+/// too short to help anyone guess the secret.
+pub fn fingerprint(rule: &str, path: &str, secret: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [rule.as_bytes(), path.as_bytes(), secret] {
+        for &b in part.iter().chain([0u8].iter()) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanner() -> Scanner {
+        Scanner::new(RuleSet::builtin().unwrap())
+    }
+
+    #[test]
+    fn every_rule_finds_its_examples_and_not_its_counter_examples() {
+        let scanner = scanner();
+        let mut failures = Vec::new();
+        for rule in scanner.rules.rules() {
+            assert!(
+                !rule.spec.examples.is_empty(),
+                "{} has no examples",
+                rule.spec.id
+            );
+            for example in &rule.spec.examples {
+                let found = scanner.scan_bytes("x", example.as_bytes());
+                if !found.iter().any(|f| f.rule == rule.spec.id) {
+                    failures.push(format!("{}: missed {example:?}", rule.spec.id));
+                }
+            }
+            for counter in &rule.spec.counter_examples {
+                let found = scanner.scan_bytes("x", counter.as_bytes());
+                if found.iter().any(|f| f.rule == rule.spec.id) {
+                    failures.push(format!("{}: flagged {counter:?}", rule.spec.id));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(scanner.rules.rules().len() >= 150);
+    }
+
+    #[test]
+    fn placeholders_and_allow_comments_are_not_findings() {
+        let scanner = scanner();
+        let text = b"AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n\
+                     token = \"ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n\
+                     password = \"${DB_PASSWORD}\"\n\
+                     key = \"<your-key>\"\n\
+                     ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo # chaperone:allow\n";
+        let found = scanner.scan_bytes("t", text);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn findings_carry_place_and_never_the_secret() {
+        let scanner = scanner();
+        let secret = "ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo";
+        let text = format!("first line\nconst token = \"{secret}\";\n");
+        let found = scanner.scan_bytes("src/app.js", text.as_bytes());
+        let f = found
+            .iter()
+            .find(|f| f.rule.contains("github"))
+            .unwrap_or_else(|| panic!("{found:?}"));
+        assert_eq!((f.line, f.column), (2, 16));
+        let shown = serde_json::to_string(f).unwrap();
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(
+            f.context.starts_with("const token = \"ghp_****"),
+            "{}",
+            f.context
+        );
+    }
+
+    #[test]
+    fn directories_skip_binary_large_and_git_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo";
+        std::fs::write(dir.path().join(".env"), format!("GITHUB_TOKEN={secret}\n")).unwrap();
+        std::fs::write(dir.path().join("blob.bin"), format!("\0{secret}")).unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/config"), secret).unwrap();
+        std::fs::write(dir.path().join("big.txt"), format!("{secret}\n").repeat(10)).unwrap();
+        let mut scanner = scanner();
+        scanner.max_file_size = 100;
+        let report = scanner.scan_paths(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(report.findings[0].path.ends_with(".env"));
+        assert_eq!((report.skipped_binary, report.skipped_large), (1, 1));
+        assert!(matches!(
+            scanner.scan_paths(&[dir.path().join("missing")]),
+            Err(ScanError::Io { .. })
+        ));
+    }
+}

@@ -1,0 +1,105 @@
+//! `chaperone scan` end to end: exit codes, formats, user rules, and no secret in any output.
+
+mod common;
+
+use std::process::Command;
+
+use common::BIN;
+
+const SECRET: &str = "ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo";
+
+fn scan(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).arg("scan").args(args).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn scan_reports_in_every_format_and_sets_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), format!("GITHUB_TOKEN={SECRET}\n")).unwrap();
+    std::fs::write(dir.path().join("clean.txt"), "nothing to see\n").unwrap();
+    let root = dir.path().to_str().unwrap();
+
+    let (code, out, _) = scan(&[root]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(".env:1:14") && out.contains("ghp_****"),
+        "{out}"
+    );
+    assert!(!out.contains(SECRET));
+
+    let (code, out, _) = scan(&[root, "--format", "json"]);
+    assert_eq!(code, 1);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["files_scanned"], 2);
+    assert!(!out.contains(SECRET));
+
+    let (code, out, _) = scan(&[root, "--format", "sarif"]);
+    assert_eq!(code, 1);
+    let sarif: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let result = &sarif["runs"][0]["results"][0];
+    assert_eq!(
+        result["locations"][0]["physicalLocation"]["region"]["startLine"],
+        1
+    );
+    let rule_index = result["ruleIndex"].as_u64().unwrap() as usize;
+    assert_eq!(
+        sarif["runs"][0]["tool"]["driver"]["rules"][rule_index]["id"],
+        result["ruleId"]
+    );
+    assert!(!out.contains(SECRET));
+
+    // A clean file: exit 0. A missing path: exit 2 with a message.
+    let (code, _, _) = scan(&[dir.path().join("clean.txt").to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let (code, _, err) = scan(&[dir.path().join("missing").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn user_rules_add_and_disable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.cfg"),
+        "acme_key = acme_q8Zr2LmX9vTp4WkN7sYd\n",
+    )
+    .unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"acme-key\"\ndescription = \"ACME API key\"\nseverity = \"medium\"\n\
+         keywords = [\"acme_\"]\nregex = '''\\b(acme_[A-Za-z0-9]{20})\\b'''\nsecret_group = 1\n",
+    )
+    .unwrap();
+    let target = dir.path().join("app.cfg");
+    let (code, out, _) = scan(&[
+        target.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\"acme-key\""), "{out}");
+    // A medium finding below --fail-on high: reported, exit 0.
+    let (code, out, _) = scan(&[
+        target.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+        "--fail-on",
+        "high",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("acme-key"), "{out}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[rule]]\nid = \"x\"\n").unwrap();
+    let (code, _, err) = scan(&[target.to_str().unwrap(), "--rules", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("rules"), "{err}");
+}
