@@ -5,6 +5,7 @@
 //! here at the edge, and the rules about them (which version a check-and-set may replace,
 //! which versions a write prunes) live next to those types.
 
+pub mod governance;
 pub mod net;
 pub mod path;
 pub mod policy;

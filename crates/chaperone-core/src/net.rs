@@ -73,6 +73,20 @@ pub fn allowed(allowlist: &[Cidr], ip: IpAddr) -> bool {
     allowlist.is_empty() || allowlist.iter().any(|net| net.contains(ip))
 }
 
+/// Networks are stored and exchanged in their text form (`10.0.0.0/8`).
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,15 +6,21 @@
 //! 2. The action must be among the capabilities of the person's role, or (for secret actions)
 //!    among the capabilities of an unexpired grant whose prefix covers the path.
 //! 3. A token with an explicit scope may only do what its scope lists, whatever its role.
-//! 4. Reading secret data classified `confidential` or higher needs a TOTP verification on
-//!    the session within the step-up window; a scoped automation token satisfies it with its
-//!    scope instead.
+//! 4. The path's classification level may restrict networks, and its continuous gate
+//!    ([`crate::governance::gate`]) must pass: the vendor's agreements and evidence, and the
+//!    person's acknowledgements, as they stand at this moment.
+//! 5. Reading secret data at a level with step-up needs a TOTP verification on the session
+//!    within the step-up window; a scoped automation token satisfies it with its scope
+//!    instead.
 //!
 //! Reasons explain a denial without saying whether the resource exists.
 
 use std::fmt;
 use std::str::FromStr;
 
+use std::net::IpAddr;
+
+use crate::governance::{Compliance, LevelPolicy, gate};
 use crate::{SecretPath, Timestamp};
 
 /// A person's role.
@@ -81,6 +87,20 @@ impl FromStr for Role {
     }
 }
 
+/// Roles are stored and exchanged by name (`approver`).
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// What a request wants to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -112,6 +132,19 @@ pub enum Action {
     AuditLedger,
     /// See which secrets engines are mounted (Vault clients ask before every call).
     ReadMounts,
+    /// Read vendors, agreements, evidence, levels, review campaigns.
+    ReadGovernance,
+    /// Manage vendors, agreements, evidence, policy documents, levels, review campaigns.
+    ManageGovernance,
+    /// Ask for access, extend one's grants, read and acknowledge policies, read one's own
+    /// requests and notifications.
+    RequestAccess,
+    /// Approve or deny access requests (the level says whose approval counts).
+    ApproveAccess,
+    /// Grant access at once without approval, flagged for review.
+    BreakGlass,
+    /// Certify or revoke items of an access review.
+    ReviewAccess,
 }
 
 impl Action {
@@ -132,6 +165,12 @@ impl Action {
             Action::ReadLedger => "ledger.read",
             Action::AuditLedger => "ledger.audit",
             Action::ReadMounts => "sys.mounts",
+            Action::ReadGovernance => "governance.read",
+            Action::ManageGovernance => "governance.manage",
+            Action::RequestAccess => "access.request",
+            Action::ApproveAccess => "access.approve",
+            Action::BreakGlass => "grants.break_glass",
+            Action::ReviewAccess => "reviews.decide",
         }
     }
 
@@ -193,48 +232,6 @@ impl FromStr for Capability {
             "list" => Ok(Capability::List),
             _ => Err(format!(
                 "unknown capability `{s}` (capabilities: read, write, delete, destroy, list)"
-            )),
-        }
-    }
-}
-
-/// A path classification level, lowest first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Level {
-    /// Public.
-    Public,
-    /// Internal (the default of unclassified paths).
-    #[default]
-    Internal,
-    /// Confidential: reads need step-up.
-    Confidential,
-    /// Regulated: reads need step-up.
-    Regulated,
-}
-
-impl Level {
-    /// The level's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Public => "public",
-            Level::Internal => "internal",
-            Level::Confidential => "confidential",
-            Level::Regulated => "regulated",
-        }
-    }
-}
-
-impl FromStr for Level {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "public" => Ok(Level::Public),
-            "internal" => Ok(Level::Internal),
-            "confidential" => Ok(Level::Confidential),
-            "regulated" => Ok(Level::Regulated),
-            _ => Err(format!(
-                "unknown level `{s}` (levels: public, internal, confidential, regulated)"
             )),
         }
     }
@@ -306,13 +303,16 @@ pub struct Principal {
     pub mfa_verified_at: Option<Timestamp>,
     /// Whether the client address is inside the person's and the vendor's allowlists.
     pub network_allowed: bool,
+    /// What the continuous gate looks at, read for this request when the path's level has
+    /// requirements (`None`: nothing to check, as for a token without a person).
+    pub compliance: Option<Compliance>,
 }
 
 /// What the request touches.
 #[derive(Clone, Copy, Debug)]
 pub enum Resource<'a> {
-    /// One secret path, with its classification.
-    Secret(&'a SecretPath, Level),
+    /// One secret path, with its classification level.
+    Secret(&'a SecretPath, &'a LevelPolicy),
     /// A listing of the root or a folder.
     Listing,
     /// Server-wide administration.
@@ -326,10 +326,12 @@ pub struct Context {
     pub now: Timestamp,
     /// How long a TOTP verification satisfies step-up, in nanoseconds.
     pub step_up_window_nanos: i64,
+    /// The client's address, as the server believes it.
+    pub client: Option<IpAddr>,
 }
 
 /// Why a request was refused. The text is safe to show to the caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
     /// The account is disabled.
     PersonInactive,
@@ -343,11 +345,16 @@ pub enum Reason {
     StepUpRequired,
     /// The client address is outside the allowlist.
     NetworkNotAllowed,
+    /// The path's level admits no access from this network.
+    LevelNetworkNotAllowed,
+    /// The continuous gate refused: the sentence says which requirement is unmet
+    /// (`agreement DPA of vendor acme expired on 2026-10-01`).
+    Compliance(String),
 }
 
 impl Reason {
     /// A stable code.
-    pub fn code(self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             Reason::PersonInactive => "person_inactive",
             Reason::VendorInactive => "vendor_inactive",
@@ -355,11 +362,13 @@ impl Reason {
             Reason::OutsideScope => "outside_scope",
             Reason::StepUpRequired => "step_up_required",
             Reason::NetworkNotAllowed => "network_not_allowed",
+            Reason::LevelNetworkNotAllowed => "level_network_not_allowed",
+            Reason::Compliance(_) => "compliance",
         }
     }
 
     /// An explanation that does not reveal whether the resource exists.
-    pub fn message(self) -> &'static str {
+    pub fn message(&self) -> &str {
         match self {
             Reason::PersonInactive => "the account is disabled",
             Reason::VendorInactive => "the account's vendor is not active",
@@ -371,6 +380,10 @@ impl Reason {
             Reason::NetworkNotAllowed => {
                 "requests from this network are not allowed for the account"
             }
+            Reason::LevelNetworkNotAllowed => {
+                "paths at this classification level are not reachable from this network"
+            }
+            Reason::Compliance(sentence) => sentence,
         }
     }
 }
@@ -421,10 +434,11 @@ pub fn decide(
         Resource::Listing | Resource::System => None,
     };
     let level = match resource {
-        Resource::Secret(_, level) => level,
-        _ => Level::Internal,
+        Resource::Secret(_, level) => Some(level),
+        _ => None,
     };
-    let by_role = role_allows(principal.role, action, level);
+    let staff_access = level.is_none_or(|l| l.staff_access);
+    let by_role = role_allows(principal.role, action, staff_access);
     let by_grant = action.capability().is_some_and(|cap| {
         principal
             .grants
@@ -445,7 +459,18 @@ pub fn decide(
             return Decision::deny(Reason::OutsideScope);
         }
     }
-    if action == Action::SecretRead && level >= Level::Confidential && principal.scope.is_none() {
+    if let Some(level) = level {
+        if !level.network_allows(context.client) {
+            return Decision::deny(Reason::LevelNetworkNotAllowed);
+        }
+        if let Some(compliance) = &principal.compliance
+            && let Err(sentence) = gate(level, compliance, context.now)
+        {
+            return Decision::deny(Reason::Compliance(sentence));
+        }
+    }
+    let step_up = level.is_some_and(|l| l.step_up);
+    if action == Action::SecretRead && step_up && principal.scope.is_none() {
         let fresh = principal.mfa_verified_at.is_some_and(|at| {
             context.now.unix_nanos() - at.unix_nanos() <= context.step_up_window_nanos
         });
@@ -468,7 +493,7 @@ pub fn visible_in_listing(principal: &Principal, full_key: &str, now: Timestamp)
             && rule.capabilities.contains(&Capability::List)
             && (covers(prefix, key) || (folder && covers(key, prefix)))
     };
-    let allowed = role_allows(principal.role, Action::SecretList, Level::Public)
+    let allowed = role_allows(principal.role, Action::SecretList, true)
         || principal.grants.iter().any(listable);
     match &principal.scope {
         Some(scope) => allowed && scope.iter().any(listable),
@@ -476,8 +501,9 @@ pub fn visible_in_listing(principal: &Principal, full_key: &str, now: Timestamp)
     }
 }
 
-/// What each role may do without a grant.
-fn role_allows(role: Role, action: Action, level: Level) -> bool {
+/// What each role may do without a grant; `staff_access` is the path level's (members
+/// read and write only where it is set).
+fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
     use Action::*;
     match role {
         Role::Admin => true,
@@ -491,21 +517,39 @@ fn role_allows(role: Role, action: Action, level: Level) -> bool {
                 | ReadLedger
                 | AuditLedger
                 | ReadMounts
+                | ReadGovernance
+                | ManageGovernance
+                | RequestAccess
+                | ApproveAccess
+                | ReviewAccess
         ),
         Role::Auditor => matches!(
             action,
-            SecretList | OwnTokens | ReadLedger | AuditLedger | ReadMounts
+            SecretList
+                | OwnTokens
+                | ReadLedger
+                | AuditLedger
+                | ReadMounts
+                | ReadGovernance
+                | RequestAccess
         ),
-        Role::Approver => matches!(action, SecretList | OwnTokens | ReadMounts),
+        Role::Approver => matches!(
+            action,
+            SecretList
+                | OwnTokens
+                | ReadMounts
+                | ReadGovernance
+                | RequestAccess
+                | ApproveAccess
+                | ReviewAccess
+        ),
         Role::Member => match action {
-            SecretList | OwnTokens | ReadMounts => true,
-            SecretRead | SecretWrite | SecretDelete | SecretMetadataWrite => {
-                level <= Level::Internal
-            }
+            SecretList | OwnTokens | ReadMounts | RequestAccess => true,
+            SecretRead | SecretWrite | SecretDelete | SecretMetadataWrite => staff_access,
             _ => false,
         },
         // A contractor's ledger reads are filtered to entries about themselves.
-        Role::Contractor => matches!(action, OwnTokens | ReadLedger | ReadMounts),
+        Role::Contractor => matches!(action, OwnTokens | ReadLedger | ReadMounts | RequestAccess),
     }
 }
 
@@ -523,6 +567,7 @@ mod tests {
         Context {
             now: at(minutes),
             step_up_window_nanos: 15 * MIN,
+            client: Some("192.0.2.7".parse().unwrap()),
         }
     }
 
@@ -535,7 +580,17 @@ mod tests {
             scope: None,
             mfa_verified_at: None,
             network_allowed: true,
+            compliance: None,
         }
+    }
+
+    fn level(name: &str) -> &'static LevelPolicy {
+        Box::leak(Box::new(
+            LevelPolicy::defaults()
+                .into_iter()
+                .find(|l| l.name == name)
+                .unwrap(),
+        ))
     }
 
     fn rule(prefix: &str, caps: &[Capability], expires: Option<Timestamp>) -> PathRule {
@@ -555,7 +610,7 @@ mod tests {
         let mut c = person(Role::Contractor);
         c.vendor = Some(Standing::Active);
         let db = path("acme/db");
-        let secret = Resource::Secret(&db, Level::Internal);
+        let secret = Resource::Secret(&db, level("internal"));
         assert_eq!(
             decide(&c, Action::SecretRead, secret, ctx(0)),
             Decision::deny(Reason::NotPermitted)
@@ -572,7 +627,7 @@ mod tests {
             !decide(
                 &c,
                 Action::SecretRead,
-                Resource::Secret(&other, Level::Internal),
+                Resource::Secret(&other, level("internal")),
                 ctx(0)
             )
             .allowed
@@ -596,7 +651,7 @@ mod tests {
             decide(
                 &c,
                 Action::SecretRead,
-                Resource::Secret(&p, Level::Public),
+                Resource::Secret(&p, level("public")),
                 ctx(0)
             )
             .reasons,
@@ -619,7 +674,7 @@ mod tests {
         let mut m = person(Role::Member);
         m.grants.push(rule("fin", &[Capability::Read], None));
         let p = path("fin/ledger");
-        let r = Resource::Secret(&p, Level::Confidential);
+        let r = Resource::Secret(&p, level("confidential"));
         assert_eq!(
             decide(&m, Action::SecretRead, r, ctx(0)).reasons,
             [Reason::StepUpRequired]
@@ -640,13 +695,13 @@ mod tests {
         admin.scope = Some(vec![rule("ci", &[Capability::Read], None)]);
         let ci = path("ci/deploy-key");
         let prod = path("prod/db");
-        let r = Resource::Secret(&ci, Level::Regulated);
+        let r = Resource::Secret(&ci, level("regulated"));
         assert!(decide(&admin, Action::SecretRead, r, ctx(0)).allowed);
         assert_eq!(
             decide(&admin, Action::SecretWrite, r, ctx(0)).reasons,
             [Reason::OutsideScope]
         );
-        let r = Resource::Secret(&prod, Level::Internal);
+        let r = Resource::Secret(&prod, level("internal"));
         assert_eq!(
             decide(&admin, Action::SecretRead, r, ctx(0)).reasons,
             [Reason::OutsideScope]
@@ -672,8 +727,8 @@ mod tests {
     #[test]
     fn role_matrix() {
         let p = path("team/x");
-        let internal = Resource::Secret(&p, Level::Internal);
-        let confidential = Resource::Secret(&p, Level::Confidential);
+        let internal = Resource::Secret(&p, level("internal"));
+        let confidential = Resource::Secret(&p, level("confidential"));
         let cases = [
             (Role::Admin, Action::Seal, Resource::System, true),
             (Role::Security, Action::Seal, Resource::System, false),
@@ -734,11 +789,52 @@ mod tests {
             assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
         }
         assert!("root".parse::<Role>().is_err());
-        assert_eq!(
-            "confidential".parse::<Level>().unwrap(),
-            Level::Confidential
-        );
-        assert!(Level::Regulated > Level::Confidential && Level::Internal > Level::Public);
         assert_eq!("list".parse::<Capability>().unwrap(), Capability::List);
+    }
+
+    #[test]
+    fn the_gate_and_level_networks_apply_to_grants_too() {
+        use crate::governance::{AgreementFacts, AgreementKind};
+        let mut c = person(Role::Contractor);
+        c.vendor = Some(Standing::Active);
+        c.mfa_verified_at = Some(at(0));
+        c.grants.push(rule("acme", &[Capability::Read], None));
+        let p = path("acme/db");
+        let confidential = level("confidential");
+        c.compliance = Some(Compliance {
+            vendor: Some("acme".into()),
+            person: "cy".into(),
+            ..Compliance::default()
+        });
+        let r = Resource::Secret(&p, confidential);
+        assert_eq!(
+            decide(&c, Action::SecretRead, r, ctx(0)).reasons,
+            [Reason::Compliance(
+                "vendor acme has no signed NDA agreement in effect".into()
+            )]
+        );
+        c.compliance
+            .as_mut()
+            .unwrap()
+            .agreements
+            .push(AgreementFacts {
+                kind: AgreementKind::Nda,
+                signed_at: Some(at(-10)),
+                effective_at: None,
+                expires_at: Some(at(5)),
+                terminated_at: None,
+            });
+        assert!(decide(&c, Action::SecretRead, r, ctx(0)).allowed);
+        assert_eq!(
+            decide(&c, Action::SecretRead, r, ctx(5)).reasons[0].code(),
+            "compliance"
+        );
+        let mut fenced = confidential.clone();
+        fenced.networks = vec!["10.0.0.0/8".parse().unwrap()];
+        let r = Resource::Secret(&p, &fenced);
+        assert_eq!(
+            decide(&c, Action::SecretRead, r, ctx(0)).reasons,
+            [Reason::LevelNetworkNotAllowed]
+        );
     }
 }

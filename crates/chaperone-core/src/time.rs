@@ -48,6 +48,23 @@ impl Timestamp {
     }
 }
 
+/// Timestamps in stored documents are RFC 3339 text, as shown everywhere else.
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = OffsetDateTime::parse(&text, &Rfc3339).map_err(serde::de::Error::custom)?;
+        i64::try_from(parsed.unix_timestamp_nanos())
+            .map(Timestamp::from_unix_nanos)
+            .map_err(|_| serde::de::Error::custom("timestamp out of range"))
+    }
+}
+
 /// Parses a duration such as `90s`, `30m`, `8h` or `7d` into seconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let text = text.trim();

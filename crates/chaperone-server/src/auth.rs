@@ -15,9 +15,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chaperone_core::governance::{AcknowledgementFacts, Compliance, LevelPolicy, VendorStatus};
 use chaperone_core::net::{Cidr, allowed};
 use chaperone_core::policy::{
-    Capability, Context, Level, PathRule, Principal, Resource, Role, Standing, decide,
+    Capability, Context, PathRule, Principal, Resource, Role, Standing, decide,
 };
 use chaperone_core::{SecretPath, Timestamp};
 use chaperone_crypto::token::ApiToken;
@@ -173,7 +174,7 @@ async fn check(
     let Some(action) = route.action else {
         return Ok(Request::from_parts(parts, body));
     };
-    let caller = match authenticate(state, &parts.headers, peer(&parts)).await {
+    let mut caller = match authenticate(state, &parts.headers, peer(&parts)).await {
         Ok(caller) => caller,
         Err(error) => {
             // Refused credentials are recorded; a sealed server has nothing to record with.
@@ -187,6 +188,7 @@ async fn check(
     };
     let now = state.clock.now();
     let secret_path;
+    let level;
     let resource = match route.on {
         On::Secret => {
             let params = RawPathParams::from_request_parts(&mut parts, &())
@@ -194,7 +196,9 @@ async fn check(
                 .map_err(|_| ApiError::bad_request("invalid_path", "missing secret path"))?;
             let raw = params.iter().map(|(_, v)| v).next().unwrap_or_default();
             secret_path = SecretPath::parse(raw)?;
-            Resource::Secret(&secret_path, state.classify(&secret_path).await?)
+            level = state.classify(&secret_path).await?;
+            caller.principal.compliance = state.compliance(&caller, &level).await?;
+            Resource::Secret(&secret_path, &level)
         }
         On::Listing => Resource::Listing,
         On::System => Resource::System,
@@ -206,13 +210,14 @@ async fn check(
             .auth
             .step_up_secs
             .saturating_mul(1_000_000_000),
+        client: info.client_ip,
     };
     let decision = decide(&caller.principal, action, resource, context);
     if !decision.allowed {
         let reason = decision
             .reasons
             .first()
-            .copied()
+            .cloned()
             .expect("a denial has a reason");
         tracing::info!(token = %caller.token_id, route = %route.path, ?action, reason = reason.code(), "denied");
         let resource = match resource {
@@ -229,7 +234,7 @@ async fn check(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             reason.code(),
-            reason.message(),
+            reason.message().to_owned(),
         ));
     }
     parts.extensions.insert(caller);
@@ -359,6 +364,7 @@ pub(crate) async fn authenticate(
         scope: record.scope.as_deref().map(parse_scope).transpose()?,
         mfa_verified_at: record.mfa_verified_at,
         network_allowed: true,
+        compliance: None,
     };
     let mut vendor_id = None;
     if let Some(person_id) = &record.person_id {
@@ -437,9 +443,14 @@ impl AppState {
                 }
                 // Only these statuses let a vendor's people in; every other (and any future
                 // one) keeps them out.
-                Some(match vendor.as_ref().map(|v| v.status.as_str()) {
-                    Some("active" | "onboarding") => Standing::Active,
-                    _ => Standing::Inactive,
+                let admits = vendor
+                    .as_ref()
+                    .and_then(|v| v.status.parse::<VendorStatus>().ok())
+                    .is_some_and(VendorStatus::admits_people);
+                Some(if admits {
+                    Standing::Active
+                } else {
+                    Standing::Inactive
                 })
             }
             None => None,
@@ -456,25 +467,70 @@ impl AppState {
         })
     }
 
-    /// The classification of `path`: the level of the longest classified prefix covering it,
-    /// `internal` when none does.
-    pub(crate) async fn classify(&self, path: &SecretPath) -> Result<Level, ApiError> {
-        let mut best: Option<(usize, Level)> = None;
-        for (prefix, level) in self.store.classifications().await? {
-            let p = prefix.trim_end_matches('/');
-            let covers = path.as_str() == p
-                || path
-                    .as_str()
-                    .strip_prefix(p)
-                    .is_some_and(|rest| rest.starts_with('/'));
-            if covers && best.is_none_or(|(len, _)| p.len() > len) {
-                let level = level
-                    .parse()
-                    .map_err(|e: String| ApiError::from(StoreError::Corrupt(e)))?;
-                best = Some((p.len(), level));
-            }
+    /// The classification level of `path`: that of the longest classified prefix covering
+    /// it, the default level when none does.
+    pub(crate) async fn classify(&self, path: &SecretPath) -> Result<LevelPolicy, ApiError> {
+        let levels = crate::api::governance::levels(self).await?;
+        let classifications = self.store.classifications().await?;
+        crate::api::governance::level_of(&levels, &classifications, path.as_str()).cloned()
+    }
+
+    /// What the continuous gate needs to decide on `level` for `caller`, read now; `None`
+    /// when the level asks for nothing that applies to the caller (so most requests read
+    /// nothing more).
+    pub(crate) async fn compliance(
+        &self,
+        caller: &Caller,
+        level: &LevelPolicy,
+    ) -> Result<Option<Compliance>, ApiError> {
+        let Some(person_id) = &caller.person_id else {
+            return Ok(None);
+        };
+        let vendor_rules = !level.agreements.is_empty() || !level.evidence.is_empty();
+        let vendor_id = caller.vendor_id.as_ref().filter(|_| vendor_rules);
+        if vendor_id.is_none() && level.acknowledgements.is_empty() {
+            return Ok(None);
         }
-        Ok(best.map_or(Level::Internal, |(_, level)| level))
+        let person = self
+            .store
+            .person(person_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("the caller no longer exists"))?;
+        let mut compliance = Compliance {
+            person: person.name,
+            ..Compliance::default()
+        };
+        if let Some(vendor_id) = vendor_id {
+            let vendor = self.store.vendor(vendor_id).await?;
+            compliance.vendor = Some(vendor.map_or_else(|| vendor_id.clone(), |v| v.name));
+            compliance.agreements = crate::api::governance::agreements_of(self, vendor_id)
+                .await?
+                .iter()
+                .map(|(_, a)| a.facts())
+                .collect();
+            compliance.evidence = crate::api::governance::evidence_of(self, vendor_id)
+                .await?
+                .iter()
+                .map(|(_, e)| e.facts())
+                .collect();
+        }
+        if !level.acknowledgements.is_empty() {
+            let policies = crate::api::governance::policies(self).await?;
+            let acknowledged = crate::api::governance::acknowledged(self, person_id).await?;
+            compliance.acknowledgements = level
+                .acknowledgements
+                .iter()
+                .map(|name| AcknowledgementFacts {
+                    policy: name.clone(),
+                    latest: policies
+                        .get(name)
+                        .and_then(|v| v.last())
+                        .map(|v| v.version()),
+                    acknowledged: acknowledged.get(name).copied(),
+                })
+                .collect();
+        }
+        Ok(Some(compliance))
     }
 }
 

@@ -86,6 +86,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Kv(kv) => kv.into(),
+            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 Self::new(

@@ -10,6 +10,7 @@ mod auth;
 mod clock;
 mod error;
 mod init;
+mod notify;
 mod record;
 mod seal;
 mod state;
@@ -22,6 +23,7 @@ pub use api::{openapi_document, route_table};
 pub use clock::SystemClock;
 pub use error::ApiError;
 pub use init::initialize;
+pub use notify::{NotifySettings, SweepReport};
 pub use seal::{SealError, SealStatus};
 pub use state::{AppState, AuthSettings, Settings};
 
@@ -37,10 +39,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let checkpoints = tokio::spawn(api::checkpoints(Arc::clone(&state)));
+    let sweep = tokio::spawn(notify::background(Arc::clone(&state)));
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     checkpoints.abort();
+    sweep.abort();
     served
 }

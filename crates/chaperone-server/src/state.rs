@@ -19,6 +19,8 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// Login, MFA, lockout and session settings.
     pub auth: AuthSettings,
+    /// Where notifications go and how often the governance sweep runs.
+    pub notify: crate::notify::NotifySettings,
 }
 
 impl Default for Settings {
@@ -27,6 +29,7 @@ impl Default for Settings {
             kv: KvSettings::default(),
             max_request_bytes: 1024 * 1024,
             auth: AuthSettings::default(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 }

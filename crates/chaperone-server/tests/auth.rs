@@ -317,7 +317,7 @@ fn login_needs_the_second_factor_and_each_code_works_once() {
         "POST",
         "/api/v1/vendors",
         Some(&s.admin),
-        Some(json!({ "name": "acme" })),
+        Some(json!({ "name": "acme", "status": "active" })),
     );
     let c = s.person("carol", "contractor", Some("acme"));
     let login = |body: Value| s.call("POST", "/api/v1/auth/login", None, Some(body), None);
@@ -499,7 +499,7 @@ fn network_allowlists_apply_to_logins_and_tokens() {
         "POST",
         "/api/v1/vendors",
         Some(&s.admin),
-        Some(json!({ "name": "acme", "networks": ["192.0.2.0/24"] })),
+        Some(json!({ "name": "acme", "status": "active", "networks": ["192.0.2.0/24"] })),
     );
     let c = s.person("cal", "contractor", Some("acme"));
     let body = json!({ "user": "cal", "password": c.password, "totp": s.code(&c, 0) });
@@ -544,7 +544,7 @@ fn confidential_reads_need_step_up_and_scoped_tokens_carry_scope() {
         Some(&s.admin),
         Some(json!({ "prefix": "fin", "level": "confidential" })),
     );
-    s.ok("POST", "/api/v1/grants", Some(&s.admin), Some(json!({ "person": "max", "prefix": "fin", "capabilities": ["read", "list"], "ttl": "7d" })));
+    s.ok("POST", "/api/v1/grants", Some(&s.admin), Some(json!({ "person": "max", "prefix": "fin", "capabilities": ["read", "list"], "ttl": "7d", "reason": "incident 7" })));
     // A member logs in without TOTP (not required for members): no step-up yet.
     let body = json!({ "user": "max", "password": m.password });
     let token = s.ok("POST", "/api/v1/auth/login", None, Some(body))["token"]
@@ -684,7 +684,7 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
         "POST",
         "/api/v1/vendors",
         Some(&s.admin),
-        Some(json!({ "name": "acme" })),
+        Some(json!({ "name": "acme", "status": "active" })),
     );
     let c = s.person("cy", "contractor", Some("acme"));
     for path in ["acme/app/db", "acme/other", "globex/db"] {
@@ -707,7 +707,7 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
         .0,
         403
     );
-    let grant = s.ok("POST", "/api/v1/grants", Some(&s.admin), Some(json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read", "list"], "ttl": "1h" })));
+    let grant = s.ok("POST", "/api/v1/grants", Some(&s.admin), Some(json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read", "list"], "ttl": "1h", "reason": "incident 7" })));
     assert_eq!(
         s.ok(
             "GET",
@@ -868,7 +868,7 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
         "POST",
         "/api/v1/grants",
         Some(&sue),
-        Some(json!({ "person": "sue", "prefix": "x", "capabilities": ["read"], "ttl": "1h" })),
+        Some(json!({ "person": "sue", "prefix": "x", "capabilities": ["read"], "ttl": "1h", "reason": "incident 7" })),
         None,
     );
     assert_eq!(status, 403);
@@ -946,6 +946,8 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
     const LEDGER: &[&str] = &["admin", "security", "auditor", "contractor"];
     const SECURITY: &[&str] = &["admin", "security"];
     const AUDIT: &[&str] = &["admin", "security", "auditor"];
+    const GOVERNANCE_READERS: &[&str] = &["admin", "security", "approver", "auditor"];
+    const APPROVERS: &[&str] = &["admin", "security", "approver"];
     Some(match (method, path) {
         ("GET", "/api/v1/health")
         | ("GET", "/api/v1/openapi.json")
@@ -987,8 +989,35 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("PUT" | "POST", "/v1/secret/destroy/{*path}") => ADMIN,
         ("GET", "/api/v1/ledger/tile/{*path}") => AUDIT,
         ("GET", p) if p.starts_with("/api/v1/ledger/") => LEDGER,
-        (_, p) if p.starts_with("/api/v1/people") || p.starts_with("/api/v1/vendors") => SECURITY,
-        (_, p) if p.starts_with("/api/v1/grants") || p.starts_with("/api/v1/classifications") => {
+        ("GET", "/api/v1/policies" | "/api/v1/requests" | "/api/v1/notifications")
+        | ("POST", "/api/v1/policies/{name}/acknowledge" | "/api/v1/requests")
+        | ("POST", "/api/v1/grants/{id}/extend") => ALL,
+        ("POST", "/api/v1/requests/{id}/approve" | "/api/v1/requests/{id}/deny")
+        | ("POST", "/api/v1/reviews/{id}/items/{item}") => APPROVERS,
+        ("POST", "/api/v1/grants") => ADMIN,
+        ("GET", p)
+            if p.starts_with("/api/v1/vendors")
+                || p.starts_with("/api/v1/documents")
+                || p.starts_with("/api/v1/levels")
+                || p.starts_with("/api/v1/reviews") =>
+        {
+            GOVERNANCE_READERS
+        }
+        (_, p)
+            if [
+                "/api/v1/people",
+                "/api/v1/vendors",
+                "/api/v1/agreements",
+                "/api/v1/documents",
+                "/api/v1/policies",
+                "/api/v1/levels",
+                "/api/v1/reviews",
+                "/api/v1/grants",
+                "/api/v1/classifications",
+            ]
+            .iter()
+            .any(|prefix| p.starts_with(prefix)) =>
+        {
             SECURITY
         }
         _ => panic!("route {method} {path} has no entry in the authorisation matrix"),
@@ -1001,6 +1030,7 @@ fn concrete(pattern: &str) -> String {
         .replace("{*prefix}", "team")
         .replace("{name}", "victim")
         .replace("{id}", "tok_none")
+        .replace("{item}", "item-1")
         .replace("{user}", "nobody")
 }
 
@@ -1011,13 +1041,13 @@ fn authorisation_matrix_covers_every_route_role_and_credential_state() {
         "POST",
         "/api/v1/vendors",
         Some(&s.admin),
-        Some(json!({ "name": "acme" })),
+        Some(json!({ "name": "acme", "status": "active" })),
     );
     s.ok(
         "POST",
         "/api/v1/vendors",
         Some(&s.admin),
-        Some(json!({ "name": "badco" })),
+        Some(json!({ "name": "badco", "status": "active" })),
     );
     s.ok(
         "POST",
@@ -1048,7 +1078,7 @@ fn authorisation_matrix_covers_every_route_role_and_credential_state() {
         "PUT",
         "/api/v1/vendors/badco",
         Some(&s.admin),
-        Some(json!({ "status": "suspended" })),
+        Some(json!({ "status": "suspended", "reason": "breach under investigation" })),
     );
     let revoked = tokens[0].1.clone();
     let revoked = {
@@ -1166,7 +1196,7 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
         "POST",
         "/api/v1/vendors",
         Some(&s.admin),
-        Some(json!({ "name": "acme" })),
+        Some(json!({ "name": "acme", "status": "active" })),
     );
     let c = s.person("cleo", "contractor", Some("acme"));
     let cleo = s.login(&c);

@@ -16,8 +16,8 @@ use sqlx::{AnyConnection, Row};
 
 use crate::{Store, StoreError, db};
 
-/// A vendor (minimal record).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A vendor.
+#[derive(Clone, Debug, PartialEq)]
 pub struct VendorRecord {
     /// Public identifier.
     pub id: String,
@@ -27,6 +27,9 @@ pub struct VendorRecord {
     pub status: String,
     /// CIDR allowlist for all of the vendor's people; empty means no restriction.
     pub allowed_networks: Vec<String>,
+    /// Everything else the server keeps about the vendor (legal name, contacts, owner,
+    /// criticality, locations, sub-processors), as a JSON object.
+    pub profile: serde_json::Value,
     /// When it was added.
     pub created_at: Timestamp,
 }
@@ -77,6 +80,60 @@ pub struct GrantRecord {
     pub created_by: String,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
+    /// The access request whose approval made it.
+    pub request_id: Option<String>,
+    /// Made at once by an admin without approval; flagged for review.
+    pub break_glass: bool,
+    /// Why it was made (mandatory for break-glass).
+    pub reason: Option<String>,
+    /// When a break-glass grant was reviewed, and by whom.
+    pub reviewed: Option<(Timestamp, String)>,
+}
+
+const VENDOR_COLUMNS: &str = "id, name, status, allowed_networks, profile, created_at";
+
+fn vendor_from_row(row: &AnyRow) -> Result<VendorRecord, StoreError> {
+    let read = || -> Result<VendorRecord, sqlx::Error> {
+        Ok(VendorRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            status: row.try_get("status")?,
+            allowed_networks: parse_list(&row.try_get::<String, _>("allowed_networks")?)?,
+            profile: serde_json::from_str(&row.try_get::<String, _>("profile")?)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+        })
+    };
+    read().map_err(|e| StoreError::Corrupt(format!("vendor row: {e}")))
+}
+
+const GRANT_COLUMNS: &str = "id, person_id, prefix, capabilities, expires_at, created_at, \
+     created_by, revoked_at, request_id, break_glass, reason, reviewed_at, reviewed_by";
+
+pub(crate) fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
+    let read = || -> Result<GrantRecord, sqlx::Error> {
+        let reviewed_at: Option<i64> = row.try_get("reviewed_at")?;
+        let reviewed_by: Option<String> = row.try_get("reviewed_by")?;
+        Ok(GrantRecord {
+            id: row.try_get("id")?,
+            person_id: row.try_get("person_id")?,
+            prefix: row.try_get("prefix")?,
+            capabilities: parse_list(&row.try_get::<String, _>("capabilities")?)?,
+            expires_at: Timestamp::from_unix_nanos(row.try_get("expires_at")?),
+            created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+            created_by: row.try_get("created_by")?,
+            revoked_at: row
+                .try_get::<Option<i64>, _>("revoked_at")?
+                .map(Timestamp::from_unix_nanos),
+            request_id: row.try_get("request_id")?,
+            break_glass: row.try_get::<i64, _>("break_glass")? != 0,
+            reason: row.try_get("reason")?,
+            reviewed: reviewed_at
+                .zip(reviewed_by)
+                .map(|(at, by)| (Timestamp::from_unix_nanos(at), by)),
+        })
+    };
+    read().map_err(|e| StoreError::Corrupt(format!("grant row: {e}")))
 }
 
 const PERSON_COLUMNS: &str = "id, name, email, role, vendor_id, disabled_at, password_hash, \
@@ -94,13 +151,14 @@ impl Store {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO vendors (id, name, status, allowed_networks, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                     updated_at, profile) VALUES ($1, $2, $3, $4, $5, $5, $6)",
                 )
                 .bind(&vendor.id)
                 .bind(&vendor.name)
                 .bind(&vendor.status)
                 .bind(json_list(&vendor.allowed_networks))
                 .bind(vendor.created_at.unix_nanos())
+                .bind(vendor.profile.to_string())
                 .execute(&mut *conn)
                 .await
                 .map_err(db("adding a vendor"))?;
@@ -112,64 +170,25 @@ impl Store {
 
     /// The vendor with this id or name.
     pub async fn vendor(&self, id_or_name: &str) -> Result<Option<VendorRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, status, allowed_networks, created_at FROM vendors \
-             WHERE id = $1 OR name = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {VENDOR_COLUMNS} FROM vendors WHERE id = $1 OR name = $1"
+        ))
         .bind(id_or_name)
         .fetch_optional(&self.pool)
         .await
         .map_err(db("reading a vendor"))?;
-        row.map(|row| {
-            let read = || -> Result<VendorRecord, sqlx::Error> {
-                Ok(VendorRecord {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    status: row.try_get("status")?,
-                    allowed_networks: parse_list(&row.try_get::<String, _>("allowed_networks")?)?,
-                    created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
-                })
-            };
-            read().map_err(|e| StoreError::Corrupt(format!("vendor row: {e}")))
-        })
-        .transpose()
+        row.as_ref().map(vendor_from_row).transpose()
     }
 
-    /// Changes a vendor's status and network allowlist. `false` (and nothing recorded) if the
-    /// vendor does not exist.
-    pub async fn update_vendor(
-        &self,
-        id: &str,
-        status: &str,
-        allowed_networks: &[String],
-        now: Timestamp,
-        events: &[Event],
-    ) -> Result<bool, StoreError> {
-        let (id, status, networks) = (
-            id.to_owned(),
-            status.to_owned(),
-            json_list(allowed_networks),
-        );
-        let events = events.to_vec();
-        self.change(move |conn| {
-            Box::pin(async move {
-                let changed = sqlx::query(
-                    "UPDATE vendors SET status = $2, allowed_networks = $3, updated_at = $4 \
-                     WHERE id = $1",
-                )
-                .bind(&id)
-                .bind(&status)
-                .bind(&networks)
-                .bind(now.unix_nanos())
-                .execute(&mut *conn)
-                .await
-                .map_err(db("updating a vendor"))?
-                .rows_affected()
-                    > 0;
-                Ok((changed, if changed { events } else { Vec::new() }))
-            })
-        })
+    /// Every vendor, by name.
+    pub async fn vendors(&self) -> Result<Vec<VendorRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {VENDOR_COLUMNS} FROM vendors ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
         .await
+        .map_err(db("listing vendors"))?;
+        rows.iter().map(vendor_from_row).collect()
     }
 
     /// Adds a person together with their enrolment code (hashed), recording `events` with
@@ -362,20 +381,7 @@ impl Store {
         let (grant, events) = (grant.clone(), events.to_vec());
         self.change(move |conn| {
             Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO grants (id, person_id, prefix, capabilities, expires_at, \
-                     created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&grant.id)
-                .bind(&grant.person_id)
-                .bind(&grant.prefix)
-                .bind(json_list(&grant.capabilities))
-                .bind(grant.expires_at.unix_nanos())
-                .bind(grant.created_at.unix_nanos())
-                .bind(&grant.created_by)
-                .execute(&mut *conn)
-                .await
-                .map_err(db("adding a grant"))?;
+                insert_grant(conn, &grant).await?;
                 Ok(((), events))
             })
         })
@@ -411,33 +417,38 @@ impl Store {
 
     /// A person's unrevoked grants (expired ones included: the caller checks expiry).
     pub async fn grants_of(&self, person_id: &str) -> Result<Vec<GrantRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, person_id, prefix, capabilities, expires_at, created_at, created_by, \
-             revoked_at FROM grants WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE person_id = $1 AND revoked_at IS NULL \
+             ORDER BY created_at"
+        ))
         .bind(person_id)
         .fetch_all(&self.pool)
         .await
         .map_err(db("reading grants"))?;
-        rows.iter()
-            .map(|row| {
-                let read = || -> Result<GrantRecord, sqlx::Error> {
-                    Ok(GrantRecord {
-                        id: row.try_get("id")?,
-                        person_id: row.try_get("person_id")?,
-                        prefix: row.try_get("prefix")?,
-                        capabilities: parse_list(&row.try_get::<String, _>("capabilities")?)?,
-                        expires_at: Timestamp::from_unix_nanos(row.try_get("expires_at")?),
-                        created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
-                        created_by: row.try_get("created_by")?,
-                        revoked_at: row
-                            .try_get::<Option<i64>, _>("revoked_at")?
-                            .map(Timestamp::from_unix_nanos),
-                    })
-                };
-                read().map_err(|e| StoreError::Corrupt(format!("grant row: {e}")))
-            })
-            .collect()
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    /// Every unrevoked grant that has not expired at `now`, oldest first.
+    pub async fn active_grants(&self, now: Timestamp) -> Result<Vec<GrantRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE revoked_at IS NULL AND expires_at > $1 \
+             ORDER BY created_at"
+        ))
+        .bind(now.unix_nanos())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading grants"))?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    /// The grant with this id, revoked or not.
+    pub async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a grant"))?;
+        row.as_ref().map(grant_from_row).transpose()
     }
 
     /// Sets the classification level of a path prefix, recording `events` with it.
@@ -712,6 +723,37 @@ fn person_from_row(row: &AnyRow) -> Result<PersonRecord, StoreError> {
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("person row: {e}")))
+}
+
+pub(crate) async fn insert_grant(
+    conn: &mut AnyConnection,
+    grant: &GrantRecord,
+) -> Result<(), StoreError> {
+    let (reviewed_at, reviewed_by) = match &grant.reviewed {
+        Some((at, by)) => (Some(at.unix_nanos()), Some(by.clone())),
+        None => (None, None),
+    };
+    sqlx::query(
+        "INSERT INTO grants (id, person_id, prefix, capabilities, expires_at, created_at, \
+         created_by, request_id, break_glass, reason, reviewed_at, reviewed_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&grant.id)
+    .bind(&grant.person_id)
+    .bind(&grant.prefix)
+    .bind(json_list(&grant.capabilities))
+    .bind(grant.expires_at.unix_nanos())
+    .bind(grant.created_at.unix_nanos())
+    .bind(&grant.created_by)
+    .bind(&grant.request_id)
+    .bind(i64::from(grant.break_glass))
+    .bind(&grant.reason)
+    .bind(reviewed_at)
+    .bind(reviewed_by)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("adding a grant"))?;
+    Ok(())
 }
 
 fn json_list(items: &[String]) -> String {

@@ -12,6 +12,7 @@
 //! Every read returns `Result<Option<T>, StoreError>`: a database failure is an error, never
 //! "not found".
 
+mod governance;
 mod identity;
 mod keyring;
 mod ledger;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
+pub use governance::{DocumentRecord, Op, Record};
 pub use identity::{GrantRecord, PersonRecord, VendorRecord};
 pub use keyring::{KeyringRecord, SealConfig, TokenKind, TokenRecord};
 pub use secrets::{KvSettings, MetadataUpdate, StoredVersion};
@@ -52,6 +54,9 @@ pub enum StoreError {
     /// The database URL is not `sqlite://PATH` or `postgres://...`.
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
+    /// A change was refused because the data changed under it or already exists.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A stored row breaks an invariant (a negative version, unparsable metadata).
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),

@@ -45,6 +45,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_wrapping.sql"),
         postgres: include_str!("../migrations/postgres/0005_wrapping.sql"),
     },
+    Migration {
+        version: 6,
+        name: "governance",
+        sqlite: include_str!("../migrations/sqlite/0006_governance.sql"),
+        postgres: include_str!("../migrations/postgres/0006_governance.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {

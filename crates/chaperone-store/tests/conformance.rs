@@ -14,8 +14,8 @@ use chaperone_core::{
 use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::{Keyring, RootKey, UnsealKey};
 use chaperone_store::{
-    DatabaseUrl, GrantRecord, KeyringRecord, KvSettings, MetadataUpdate, PersonRecord, SealConfig,
-    Store, StoreError, TokenKind, TokenRecord, VendorRecord,
+    DatabaseUrl, DocumentRecord, GrantRecord, KeyringRecord, KvSettings, MetadataUpdate, Op,
+    PersonRecord, Record, SealConfig, Store, StoreError, TokenKind, TokenRecord, VendorRecord,
 };
 
 struct Fixture {
@@ -118,6 +118,7 @@ conformance!(
     identity_and_token_changes_record_only_what_happened,
     wrapped_responses_are_taken_once,
     two_stores_append_to_one_log,
+    governance_records_are_revisioned_and_atomic,
 );
 
 fn path(p: &str) -> SecretPath {
@@ -541,7 +542,15 @@ fn vendor(id: &str) -> VendorRecord {
         name: format!("{id} Ltd"),
         status: "active".into(),
         allowed_networks: vec!["10.0.0.0/8".into()],
+        profile: serde_json::json!({ "country": "DE" }),
         created_at: t(0),
+    }
+}
+
+fn suspended(id: &str) -> VendorRecord {
+    VendorRecord {
+        status: "suspended".into(),
+        ..vendor(id)
     }
 }
 
@@ -565,12 +574,11 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
     let v = vendor("v1");
     f.store.insert_vendor(&v, &[]).await.unwrap();
     assert_eq!(f.store.vendor("v1 Ltd").await.unwrap(), Some(v.clone()));
-    assert!(
-        f.store
-            .update_vendor("v1", "suspended", &[], t(1), &[])
-            .await
-            .unwrap()
-    );
+    f.store
+        .apply(vec![Op::UpdateVendor(suspended("v1"), t(1))], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(f.store.vendors().await.unwrap(), [suspended("v1")]);
     assert_eq!(
         f.store.vendor("v1").await.unwrap().unwrap().status,
         "suspended"
@@ -690,6 +698,10 @@ async fn grants_classifications_and_failures(f: &Fixture) {
         created_at: t(0),
         created_by: "tok_admin".into(),
         revoked_at: None,
+        request_id: None,
+        break_glass: true,
+        reason: Some("incident 42".into()),
+        reviewed: None,
     };
     f.store.insert_grant(&grant, &[]).await.unwrap();
     assert_eq!(f.store.grants_of("p1").await.unwrap(), [grant]);
@@ -990,20 +1002,24 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
             .await
             .unwrap()
     );
-    assert!(
-        !f.store
-            .update_vendor("nope", "suspended", &[], t(1), &[event("vendor.update")])
-            .await
-            .unwrap()
-    );
+    assert!(matches!(
+        f.store
+            .apply(
+                vec![Op::UpdateVendor(suspended("nope"), t(1))],
+                vec![event("vendor.update")]
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(f.store.ledger_size().await.unwrap(), 1);
     // A real vendor update records exactly one entry, with the change.
-    assert!(
-        f.store
-            .update_vendor("v1", "suspended", &[], t(2), &[event("vendor.update")])
-            .await
-            .unwrap()
-    );
+    f.store
+        .apply(
+            vec![Op::UpdateVendor(suspended("v1"), t(2))],
+            vec![event("vendor.update")],
+        )
+        .await
+        .unwrap();
     assert_eq!(ledger_actions(f).await, ["vendor.create", "vendor.update"]);
     assert_eq!(
         f.store.vendor("v1").await.unwrap().unwrap().status,
@@ -1219,4 +1235,160 @@ async fn two_stores_append_to_one_log(f: &Fixture) {
     let tiles = other.ledger_tiles_for(&needed).await.unwrap();
     assert_eq!(chaperone_ledger::merkle::root(size, &tiles).unwrap(), root);
     other.close().await;
+}
+
+fn record(kind: &str, id: &str, owner: Option<&str>, body: serde_json::Value) -> Record {
+    Record {
+        kind: kind.into(),
+        id: id.into(),
+        owner: owner.map(Into::into),
+        body,
+        revision: 1,
+        created_at: t(1),
+        updated_at: t(1),
+    }
+}
+
+async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
+    use serde_json::json;
+    let a1 = record("agreement", "agr_1", Some("v1"), json!({ "kind": "nda" }));
+    let a2 = record("agreement", "agr_2", Some("v2"), json!({ "kind": "dpa" }));
+    f.store
+        .apply(
+            vec![Op::Put(a1.clone()), Op::Put(a2.clone())],
+            vec![event("agreement.create")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.record("agreement", "agr_1").await.unwrap(),
+        Some(a1.clone())
+    );
+    assert_eq!(
+        f.store.records("agreement", Some("v2")).await.unwrap(),
+        std::slice::from_ref(&a2)
+    );
+    assert_eq!(f.store.records("agreement", None).await.unwrap().len(), 2);
+    assert_eq!(f.store.record("evidence", "agr_1").await.unwrap(), None);
+
+    // Creating what exists, or updating from a stale revision, is a conflict.
+    assert!(matches!(
+        f.store.apply(vec![Op::Put(a1.clone())], Vec::new()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut next = a1.clone();
+    next.body = json!({ "kind": "nda", "terminated": true });
+    next.revision = 2;
+    next.updated_at = t(5);
+    f.store
+        .apply(vec![Op::Put(next.clone())], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.record("agreement", "agr_1").await.unwrap(),
+        Some(next.clone())
+    );
+    // A second writer that also read revision 1 loses, and nothing of its change lands:
+    // not the grant before the stale update, not its ledger entry.
+    f.store
+        .insert_person(&person_record("p-x", None), &[9u8; 32], t(100), &[])
+        .await
+        .unwrap();
+    let before = f.store.ledger_size().await.unwrap();
+    let grant = GrantRecord {
+        id: "g-atomic".into(),
+        person_id: "p-x".into(),
+        prefix: "acme".into(),
+        capabilities: vec!["read".into()],
+        expires_at: t(50),
+        created_at: t(0),
+        created_by: "per_a".into(),
+        revoked_at: None,
+        request_id: Some("req_1".into()),
+        break_glass: false,
+        reason: None,
+        reviewed: None,
+    };
+    let stale = f
+        .store
+        .apply(
+            vec![Op::InsertGrant(grant.clone()), Op::Put(next.clone())],
+            vec![event("grant.create")],
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(f.store.grant("g-atomic").await.unwrap(), None);
+    assert_eq!(f.store.ledger_size().await.unwrap(), before);
+
+    // Grants: insert, extend, review, revoke, through one path.
+    f.store
+        .apply(vec![Op::InsertGrant(grant.clone())], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.active_grants(t(10)).await.unwrap(),
+        std::slice::from_ref(&grant)
+    );
+    assert!(f.store.active_grants(t(50)).await.unwrap().is_empty());
+    f.store
+        .apply(
+            vec![
+                Op::ExtendGrant {
+                    id: "g-atomic".into(),
+                    expires_at: t(90),
+                },
+                Op::ReviewGrant {
+                    id: "g-atomic".into(),
+                    at: t(11),
+                    by: "per_b".into(),
+                },
+            ],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let g = f.store.grant("g-atomic").await.unwrap().unwrap();
+    assert_eq!(g.expires_at, t(90));
+    assert_eq!(g.reviewed, Some((t(11), "per_b".into())));
+    f.store
+        .apply(
+            vec![Op::RevokeGrant {
+                id: "g-atomic".into(),
+                at: t(12),
+            }],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert!(f.store.active_grants(t(13)).await.unwrap().is_empty());
+    // A revoked grant cannot be extended.
+    assert!(matches!(
+        f.store
+            .apply(
+                vec![Op::ExtendGrant {
+                    id: "g-atomic".into(),
+                    expires_at: t(99)
+                }],
+                Vec::new()
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let doc = DocumentRecord {
+        id: "doc_1".into(),
+        owner: "agr_1".into(),
+        name: "nda.pdf".into(),
+        media_type: "application/pdf".into(),
+        size: 3,
+        sha256: "ab".repeat(32),
+        sealed: vec![1, 2, 3, 0, 255],
+        created_at: t(3),
+    };
+    f.store
+        .apply(vec![Op::PutDocument(doc.clone())], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(f.store.document("doc_1").await.unwrap(), Some(doc));
+    assert_eq!(f.store.document("doc_2").await.unwrap(), None);
 }

@@ -112,6 +112,29 @@ impl Client {
                 }
             }
         };
+        self.answer(result)
+    }
+
+    /// PUTs `content` to `path` (under `/api/v1`) as `content_type`; the JSON answer.
+    pub(crate) fn upload(
+        &self,
+        path: &str,
+        content: &[u8],
+        content_type: &str,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}/api/v1/{path}", self.base);
+        let mut request = self.agent.put(&url).header("Content-Type", content_type);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
+        }
+        self.answer(request.send(content))
+    }
+
+    /// The JSON of a successful answer, or an error carrying the server's message and code.
+    fn answer(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Value> {
         let mut response = result.map_err(|e| {
             anyhow!(
                 "cannot reach Chaperone at {}: {e} (is the server running?)",

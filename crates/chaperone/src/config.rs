@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use chaperone_core::net::Cidr;
 use chaperone_core::policy::Role;
 use chaperone_core::{MaxVersions, parse_duration};
-use chaperone_server::AuthSettings;
+use chaperone_server::{AuthSettings, NotifySettings};
 use chaperone_store::{DatabaseUrl, KvSettings};
 
 /// Every configuration key, with its environment variable and meaning.
@@ -45,6 +45,16 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "max_request_bytes",
         "CHAPERONE_MAX_REQUEST_BYTES",
         "largest request body (default 1 MiB)",
+    ),
+    (
+        "notify_webhook",
+        "CHAPERONE_NOTIFY_WEBHOOK",
+        "URL notifications (requests, approvals, reminders) are POSTed to as JSON",
+    ),
+    (
+        "sweep_interval",
+        "CHAPERONE_SWEEP_INTERVAL",
+        "how often reviews are closed and reminders sent (default 1m)",
     ),
     (
         "log_level",
@@ -249,8 +259,18 @@ impl Layers {
         )? {
             auth.trusted_proxies = proxies;
         }
+        let mut notify = NotifySettings {
+            webhook_url: self.parse("notify_webhook", "an http:// or https:// URL", |s| {
+                (s.starts_with("http://") || s.starts_with("https://")).then(|| s.to_owned())
+            })?,
+            ..NotifySettings::default()
+        };
+        if let Some(secs) = duration("sweep_interval")? {
+            notify.sweep_interval = std::time::Duration::from_secs(secs.unsigned_abs());
+        }
         Ok(Config {
             auth,
+            notify,
             listen,
             database_url,
             unseal_key_file,
@@ -274,6 +294,7 @@ pub(crate) struct Config {
     pub(crate) max_request_bytes: usize,
     pub(crate) log_level: String,
     pub(crate) auth: AuthSettings,
+    pub(crate) notify: NotifySettings,
 }
 
 #[cfg(test)]

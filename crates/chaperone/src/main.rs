@@ -48,15 +48,30 @@ enum Command {
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(cmd::identity::TokenCommand),
-    /// Grant access to path prefixes (admin, security).
+    /// Vendors: profile, lifecycle, history (admin, security; read: approver, auditor).
     #[command(subcommand)]
-    Grant(cmd::identity::GrantCommand),
-    /// Manage vendors (admin, security).
+    Vendor(cmd::governance::VendorCommand),
+    /// Agreements with vendors and their signed documents.
     #[command(subcommand)]
-    Vendor(cmd::identity::VendorCommand),
-    /// Classify path prefixes (admin, security).
+    Agreement(cmd::governance::AgreementCommand),
+    /// Evidence from vendors (SOC 2, ISO 27001, pen tests, insurance).
     #[command(subcommand)]
-    Classify(cmd::identity::ClassifyCommand),
+    Evidence(cmd::governance::EvidenceCommand),
+    /// Policy documents and acknowledgements.
+    #[command(subcommand)]
+    Policy(cmd::governance::PolicyCommand),
+    /// Path classification and level policies.
+    #[command(subcommand, alias = "classify")]
+    Classification(cmd::governance::ClassificationCommand),
+    /// Ask for access; approve or deny requests.
+    #[command(subcommand)]
+    Request(cmd::governance::RequestCommand),
+    /// Grants: list, revoke, extend, break-glass, review.
+    #[command(subcommand)]
+    Grant(cmd::governance::GrantCommand),
+    /// Access review campaigns.
+    #[command(subcommand)]
+    Review(cmd::governance::ReviewCommand),
     /// Read the tamper-evident ledger: verifier key and signed checkpoints.
     #[command(subcommand)]
     Ledger(cmd::ledger::LedgerCommand),
@@ -79,9 +94,14 @@ fn main() -> ExitCode {
         Command::Logout(args) => cmd::identity::logout(args),
         Command::Verify(args) => cmd::identity::verify(args),
         Command::Token(command) => cmd::identity::token(command),
-        Command::Grant(command) => cmd::identity::grant(command),
-        Command::Vendor(command) => cmd::identity::vendor(command),
-        Command::Classify(command) => cmd::identity::classify(command),
+        Command::Vendor(command) => cmd::governance::vendor(command),
+        Command::Agreement(command) => cmd::governance::agreement(command),
+        Command::Evidence(command) => cmd::governance::evidence(command),
+        Command::Policy(command) => cmd::governance::policy(command),
+        Command::Classification(command) => cmd::governance::classification(command),
+        Command::Request(command) => cmd::governance::request(command),
+        Command::Grant(command) => cmd::governance::grant(command),
+        Command::Review(command) => cmd::governance::review(command),
         Command::Ledger(command) => cmd::ledger::run(command),
         Command::Scan(args) => {
             return match cmd::scan::run(args) {

@@ -473,7 +473,7 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         &["secret", "put", "globex/db", "password=other-Qp2"],
         "",
     ));
-    ok(server.cli(&admin, &["vendor", "add", "acme"], ""));
+    ok(server.cli(&admin, &["vendor", "add", "acme", "--status", "active"], ""));
     let added = ok(server.cli(
         &admin,
         &[
@@ -529,20 +529,35 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     // Nothing until a grant; then exactly the grant.
     let err = fails(carol(&["secret", "get", "acme/app/db"], ""));
     assert!(err.contains("not_permitted"), "{err}");
-    ok(server.cli(
-        &admin,
+    // Carol asks; she cannot approve her own request; the admin approves.
+    let asked = ok(carol(
         &[
-            "grant",
-            "add",
-            "carol",
+            "request",
+            "create",
             "acme/app",
             "--capabilities",
             "read,list",
-            "--ttl",
+            "--duration",
             "1h",
+            "--reason",
+            "deploy the billing fix",
         ],
         "",
     ));
+    let request = asked
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(id, _)| id.to_owned())
+        .expect("the request id");
+    let refused = fails(carol(&["request", "approve", &request], ""));
+    assert!(refused.contains("not_permitted"), "{refused}");
+    let pending = ok(server.cli(&admin, &["request", "list", "--status", "pending"], ""));
+    assert!(
+        pending.contains(&request) && pending.contains("deploy the billing fix"),
+        "{pending}"
+    );
+    let approved = ok(server.cli(&admin, &["request", "approve", &request], ""));
+    assert!(approved.contains("grant gra_"), "{approved}");
     assert_eq!(
         ok(carol(
             &["secret", "get", "acme/app/db", "--field", "password"],
@@ -581,11 +596,25 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     // Suspending the vendor stops the session at once.
     ok(server.cli(
         &admin,
-        &["vendor", "set", "acme", "--status", "suspended"],
+        &[
+            "vendor",
+            "set",
+            "acme",
+            "--status",
+            "suspended",
+            "--reason",
+            "security incident",
+        ],
         "",
     ));
     assert!(fails(carol(&["secret", "get", "acme/app/db"], "")).contains("vendor_inactive"));
-    ok(server.cli(&admin, &["vendor", "set", "acme", "--status", "active"], ""));
+    ok(server.cli(
+        &admin,
+        &[
+            "vendor", "set", "acme", "--status", "active", "--reason", "resolved",
+        ],
+        "",
+    ));
     ok(carol(&["logout"], ""));
     assert!(fails(carol(&["secret", "list"], "")).contains("not logged in"));
 }

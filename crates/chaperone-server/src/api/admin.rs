@@ -1,4 +1,5 @@
-//! Administration: people, vendors, grants and path classifications.
+//! Administration: people and path classifications (vendors are in `governance`, grants
+//! in `access`).
 //!
 //! Every change is recorded in the ledger in the same transaction as the change (actions
 //! `person.*`, `vendor.*`, `grant.*`, `classification.*`, listed in `docs/ledger.md`); a
@@ -6,26 +7,26 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use chaperone_core::SecretPath;
 use chaperone_core::net::Cidr;
-use chaperone_core::policy::{Level, Role};
-use chaperone_core::{SecretPath, parse_duration};
+use chaperone_core::policy::Role;
 use chaperone_crypto::password::{code_hash, recovery_codes};
 use chaperone_ledger::entry::{Event, Outcome};
-use chaperone_store::{GrantRecord, PersonRecord, VendorRecord};
+use chaperone_store::PersonRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ApiJson;
 use super::auth::new_id;
-use crate::auth::{Caller, parse_capabilities};
+use crate::auth::Caller;
 use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
 
 /// The event for a successful change by `caller`, with `details` (non-secret facts only).
-fn change_event<const N: usize>(
+pub(super) fn change_event<const N: usize>(
     state: &AppState,
     info: &RequestInfo,
     caller: &Caller,
@@ -209,15 +210,6 @@ async fn managed_person(
     Ok((person.id, person.name))
 }
 
-async fn person_id(state: &AppState, name: &str) -> Result<String, ApiError> {
-    Ok(state
-        .store
-        .person(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no person `{name}`")))?
-        .id)
-}
-
 #[utoipa::path(post, path = "/api/v1/people/{name}/disable", params(("name" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Disables a person: logins and existing tokens stop working at once.
 pub(crate) async fn disable_person(
@@ -329,285 +321,6 @@ pub(crate) async fn set_person_networks(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct VendorRequest {
-    name: Option<String>,
-    status: Option<String>,
-    networks: Option<Vec<String>>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct VendorInfo {
-    id: String,
-    name: String,
-    status: String,
-    allowed_networks: Vec<String>,
-}
-
-impl From<VendorRecord> for VendorInfo {
-    fn from(v: VendorRecord) -> Self {
-        Self {
-            id: v.id,
-            name: v.name,
-            status: v.status,
-            allowed_networks: v.allowed_networks,
-        }
-    }
-}
-
-const VENDOR_STATUSES: [&str; 6] = [
-    "prospect",
-    "onboarding",
-    "active",
-    "suspended",
-    "offboarding",
-    "terminated",
-];
-
-fn validate_status(status: &str) -> Result<(), ApiError> {
-    if VENDOR_STATUSES.contains(&status) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_request",
-            format!("status must be one of {}", VENDOR_STATUSES.join(", ")),
-        ))
-    }
-}
-
-#[utoipa::path(post, path = "/api/v1/vendors", request_body = VendorRequest, responses((status = 200, body = VendorInfo), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Adds a vendor (status `active` unless given).
-pub(crate) async fn add_vendor(
-    caller: Caller,
-    State(state): State<Arc<AppState>>,
-    Extension(info): Extension<RequestInfo>,
-    ApiJson(body): ApiJson<VendorRequest>,
-) -> Result<Json<VendorInfo>, ApiError> {
-    let name = body
-        .name
-        .ok_or_else(|| ApiError::bad_request("invalid_request", "give `name`"))?;
-    validate_name(&name)?;
-    let status = body.status.unwrap_or_else(|| "active".to_owned());
-    validate_status(&status)?;
-    if state.store.vendor(&name).await?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "exists",
-            format!("vendor `{name}` already exists"),
-        ));
-    }
-    let vendor = VendorRecord {
-        id: new_id("ven"),
-        name,
-        status,
-        allowed_networks: normalise_networks(body.networks.as_deref().unwrap_or_default())?,
-        created_at: state.clock.now(),
-    };
-    let event = change_event(
-        &state,
-        &info,
-        &caller,
-        "vendor.create",
-        &vendor.name,
-        [
-            ("vendor_id", vendor.id.clone().into()),
-            ("status", vendor.status.clone().into()),
-            ("networks", vendor.allowed_networks.clone().into()),
-        ],
-    );
-    state.store.insert_vendor(&vendor, &[event]).await?;
-    tracing::info!(by = %caller.token_id, vendor = %vendor.name, "vendor added");
-    Ok(Json(vendor.into()))
-}
-
-#[utoipa::path(get, path = "/api/v1/vendors/{name}", params(("name" = String, Path)), responses((status = 200, body = VendorInfo), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Shows a vendor.
-pub(crate) async fn show_vendor(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> Result<Json<VendorInfo>, ApiError> {
-    let vendor = state
-        .store
-        .vendor(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no vendor `{name}`")))?;
-    Ok(Json(vendor.into()))
-}
-
-#[utoipa::path(put, path = "/api/v1/vendors/{name}", params(("name" = String, Path)), request_body = VendorRequest, responses((status = 200, body = VendorInfo), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Changes a vendor's status or allowlist. A suspended or terminated vendor's people lose
-/// access at once.
-pub(crate) async fn update_vendor(
-    caller: Caller,
-    State(state): State<Arc<AppState>>,
-    Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
-    ApiJson(body): ApiJson<VendorRequest>,
-) -> Result<Json<VendorInfo>, ApiError> {
-    let vendor = state
-        .store
-        .vendor(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no vendor `{name}`")))?;
-    let status = body.status.unwrap_or(vendor.status.clone());
-    validate_status(&status)?;
-    let networks = match &body.networks {
-        Some(n) => normalise_networks(n)?,
-        None => vendor.allowed_networks.clone(),
-    };
-    let event = change_event(
-        &state,
-        &info,
-        &caller,
-        "vendor.update",
-        &vendor.name,
-        [
-            ("vendor_id", vendor.id.clone().into()),
-            ("status", status.clone().into()),
-            ("previous_status", vendor.status.clone().into()),
-            ("networks", networks.clone().into()),
-        ],
-    );
-    state
-        .store
-        .update_vendor(&vendor.id, &status, &networks, state.clock.now(), &[event])
-        .await?;
-    tracing::warn!(by = %caller.token_id, vendor = %vendor.name, %status, "vendor updated");
-    Ok(Json(VendorInfo {
-        status,
-        allowed_networks: networks,
-        ..vendor.into()
-    }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GrantRequest {
-    person: String,
-    prefix: String,
-    capabilities: Vec<String>,
-    /// A duration such as `7d`; grants always end.
-    ttl: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct GrantInfo {
-    id: String,
-    person_id: String,
-    prefix: String,
-    capabilities: Vec<String>,
-    expires_time: String,
-    created_by: String,
-}
-
-impl From<GrantRecord> for GrantInfo {
-    fn from(g: GrantRecord) -> Self {
-        Self {
-            id: g.id,
-            person_id: g.person_id,
-            prefix: g.prefix,
-            capabilities: g.capabilities,
-            expires_time: g.expires_at.to_rfc3339(),
-            created_by: g.created_by,
-        }
-    }
-}
-
-#[utoipa::path(post, path = "/api/v1/grants", request_body = GrantRequest, responses((status = 200, body = GrantInfo), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Grants capabilities on a path prefix to a person until a time.
-pub(crate) async fn add_grant(
-    caller: Caller,
-    State(state): State<Arc<AppState>>,
-    Extension(info): Extension<RequestInfo>,
-    ApiJson(body): ApiJson<GrantRequest>,
-) -> Result<Json<GrantInfo>, ApiError> {
-    let capabilities = parse_capabilities(&body.capabilities)?;
-    let prefix = body.prefix.trim_end_matches('/');
-    SecretPath::parse(prefix)?;
-    let ttl = parse_duration(&body.ttl).map_err(|e| ApiError::bad_request("invalid_request", e))?;
-    let person = person_id(&state, &body.person).await?;
-    if caller.person_id.as_deref() == Some(person.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "self_grant",
-            "nobody may grant access to themselves",
-        ));
-    }
-    let now = state.clock.now();
-    let grant = GrantRecord {
-        id: new_id("gra"),
-        person_id: person,
-        prefix: prefix.to_owned(),
-        capabilities: capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
-        expires_at: now.plus_secs(ttl),
-        created_at: now,
-        created_by: caller.person_id.clone().unwrap_or(caller.token_id.clone()),
-        revoked_at: None,
-    };
-    let event = change_event(
-        &state,
-        &info,
-        &caller,
-        "grant.create",
-        &grant.id,
-        [
-            ("person_id", grant.person_id.clone().into()),
-            ("prefix", grant.prefix.clone().into()),
-            ("capabilities", grant.capabilities.clone().into()),
-            ("expires_time", grant.expires_at.to_rfc3339().into()),
-        ],
-    );
-    state.store.insert_grant(&grant, &[event]).await?;
-    tracing::info!(by = %caller.token_id, grant = %grant.id, person = %body.person, prefix = %grant.prefix, "grant added");
-    Ok(Json(grant.into()))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct GrantQuery {
-    person: String,
-}
-
-#[utoipa::path(get, path = "/api/v1/grants", params(("person" = String, Query)), responses((status = 200, body = Vec<GrantInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// A person's active grants.
-pub(crate) async fn list_grants(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<GrantQuery>,
-) -> Result<Json<Vec<GrantInfo>>, ApiError> {
-    let id = person_id(&state, &query.person).await?;
-    let now = state.clock.now();
-    Ok(Json(
-        state
-            .store
-            .grants_of(&id)
-            .await?
-            .into_iter()
-            .filter(|g| g.expires_at > now)
-            .map(Into::into)
-            .collect(),
-    ))
-}
-
-#[utoipa::path(delete, path = "/api/v1/grants/{id}", params(("id" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Revokes a grant.
-pub(crate) async fn revoke_grant(
-    caller: Caller,
-    State(state): State<Arc<AppState>>,
-    Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let event = change_event(&state, &info, &caller, "grant.revoke", &id, []);
-    if !state
-        .store
-        .revoke_grant(&id, state.clock.now(), &[event])
-        .await?
-    {
-        return Err(ApiError::not_found("no such active grant"));
-    }
-    tracing::info!(by = %caller.token_id, grant = %id, "grant revoked");
-    Ok(StatusCode::NO_CONTENT)
-}
-
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Classification {
@@ -639,10 +352,8 @@ pub(crate) async fn set_classification(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<Classification>,
 ) -> Result<StatusCode, ApiError> {
-    let level: Level = body
-        .level
-        .parse()
-        .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
+    let levels = super::governance::levels(&state).await?;
+    let level = super::governance::level_named(&levels, &body.level)?;
     let prefix = body.prefix.trim_end_matches('/');
     SecretPath::parse(prefix)?;
     let event = change_event(
@@ -651,13 +362,13 @@ pub(crate) async fn set_classification(
         &caller,
         "classification.set",
         prefix,
-        [("level", level.as_str().into())],
+        [("level", level.name.clone().into())],
     );
     state
         .store
-        .set_classification(prefix, level.as_str(), state.clock.now(), &[event])
+        .set_classification(prefix, &level.name, state.clock.now(), &[event])
         .await?;
-    tracing::info!(by = %caller.token_id, prefix, level = level.as_str(), "classification set");
+    tracing::info!(by = %caller.token_id, prefix, level = %level.name, "classification set");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -678,7 +389,7 @@ pub(crate) async fn remove_classification(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn validate_name(name: &str) -> Result<(), ApiError> {
+pub(super) fn validate_name(name: &str) -> Result<(), ApiError> {
     let ok = (1..=64).contains(&name.len())
         && name
             .chars()
@@ -693,7 +404,7 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn normalise_networks(networks: &[String]) -> Result<Vec<String>, ApiError> {
+pub(super) fn normalise_networks(networks: &[String]) -> Result<Vec<String>, ApiError> {
     networks
         .iter()
         .map(|n| {

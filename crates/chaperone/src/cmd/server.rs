@@ -212,6 +212,7 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         kv: config.kv,
         max_request_bytes: config.max_request_bytes,
         auth: config.auth,
+        notify: config.notify,
     };
     let state = Arc::new(AppState::new(
         store.clone(),

@@ -1,0 +1,1104 @@
+//! Access requests, approvals and grants; break-glass; access review campaigns.
+//!
+//! A grant comes from an approved request, or from break-glass (an admin, a mandatory
+//! reason, flagged for review). A request is held to the strictest level its prefix can
+//! reach: at most that level's grant duration, that many approvals by distinct people of
+//! its approver roles, never the requester. Grants end by themselves: expiry is checked at
+//! every use by the policy decision; nothing depends on a background job having run.
+//!
+//! Updates of a request or campaign name the revision they read (see
+//! `chaperone_store::governance`), so two approvals at the same moment both count or one
+//! is refused with 409, and an approval never races a denial into a grant.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use chaperone_core::Timestamp;
+use chaperone_core::governance::{LevelPolicy, parse_date};
+use chaperone_core::policy::{Capability, Role};
+use chaperone_ledger::entry::Event;
+use chaperone_store::{GrantRecord, Op, PersonRecord, Record};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::ApiJson;
+use super::admin::change_event;
+use super::auth::new_id;
+use super::governance::{
+    actor_id, body, duration, grant_prefix, levels, new_record, revise, strictest_under,
+};
+use crate::auth::{Caller, parse_capabilities};
+use crate::notify::notification;
+use crate::record::RequestInfo;
+use crate::{ApiError, AppState};
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_request", message)
+}
+
+fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, code, message)
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+/// An access request as stored.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct AccessRequest {
+    pub(crate) id: String,
+    pub(crate) person_id: String,
+    pub(crate) person: String,
+    pub(crate) vendor_id: Option<String>,
+    pub(crate) prefix: String,
+    pub(crate) capabilities: Vec<String>,
+    pub(crate) reason: String,
+    pub(crate) duration_secs: i64,
+    /// The level the request is held to.
+    pub(crate) level: String,
+    pub(crate) approvals_needed: u32,
+    #[schema(value_type = Vec<String>)]
+    pub(crate) approver_roles: Vec<Role>,
+    /// pending, approved, denied or cancelled.
+    pub(crate) status: String,
+    pub(crate) approvals: Vec<Decision>,
+    pub(crate) denial: Option<Decision>,
+    /// The grant it made (or, for an extension, extended).
+    pub(crate) grant_id: Option<String>,
+    /// For an extension: the grant to extend.
+    pub(crate) extends: Option<String>,
+    pub(crate) created_time: String,
+}
+
+/// One approver's decision.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Decision {
+    pub(crate) by: String,
+    pub(crate) comment: Option<String>,
+    pub(crate) time: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewRequest {
+    prefix: String,
+    /// read, list, write (and delete, destroy where a level allows).
+    capabilities: Vec<String>,
+    reason: String,
+    /// How long the grant should last, such as `3d`.
+    duration: String,
+}
+
+/// The people who may approve at `level`, except `requester`.
+async fn approvers(
+    state: &AppState,
+    level: &LevelPolicy,
+    requester: &str,
+) -> Result<Vec<PersonRecord>, ApiError> {
+    Ok(state
+        .store
+        .list_people()
+        .await?
+        .into_iter()
+        .filter(|p| {
+            p.id != requester
+                && p.disabled_at.is_none()
+                && p.vendor_id.is_none()
+                && p.role
+                    .parse::<Role>()
+                    .is_ok_and(|r| level.approver_roles.contains(&r))
+        })
+        .collect())
+}
+
+/// Builds a pending request after checking it against its level.
+async fn pending_request(
+    state: &AppState,
+    person: &PersonRecord,
+    prefix: &str,
+    capabilities: &[Capability],
+    reason: &str,
+    duration_secs: i64,
+    extends: Option<String>,
+) -> Result<(AccessRequest, LevelPolicy), ApiError> {
+    if reason.trim().is_empty() {
+        return Err(invalid("say why you need the access in `reason`"));
+    }
+    if capabilities.is_empty() {
+        return Err(invalid("ask for at least one capability"));
+    }
+    let levels = levels(state).await?;
+    let classifications = state.store.classifications().await?;
+    let level = strictest_under(&levels, &classifications, prefix)?.clone();
+    if duration_secs > level.max_grant_secs {
+        return Err(invalid(format!(
+            "access at level {} lasts at most {} days",
+            level.name,
+            level.max_grant_secs / 86_400
+        )));
+    }
+    let now = state.clock.now();
+    let request = AccessRequest {
+        id: new_id("req"),
+        person_id: person.id.clone(),
+        person: person.name.clone(),
+        vendor_id: person.vendor_id.clone(),
+        prefix: prefix.to_owned(),
+        capabilities: capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
+        reason: reason.to_owned(),
+        duration_secs,
+        level: level.name.clone(),
+        approvals_needed: level.approvals,
+        approver_roles: level.approver_roles.clone(),
+        status: "pending".into(),
+        approvals: Vec::new(),
+        denial: None,
+        grant_id: None,
+        extends,
+        created_time: now.to_rfc3339(),
+    };
+    Ok((request, level))
+}
+
+/// Stores a pending request, notifies its approvers and records it.
+async fn submit(
+    state: &AppState,
+    info: &RequestInfo,
+    caller: &Caller,
+    request: &AccessRequest,
+    level: &LevelPolicy,
+) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    let to: Vec<String> = approvers(state, level, &request.person_id)
+        .await?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    let action = if request.extends.is_some() {
+        "access.extend_request"
+    } else {
+        "access.request"
+    };
+    let note = notification(
+        "access_request",
+        &to,
+        &format!(
+            "{} asks for {} on {} for {} ({})",
+            request.person,
+            request.capabilities.join(", "),
+            request.prefix,
+            human_duration(request.duration_secs),
+            request.reason
+        ),
+        json!({ "request_id": request.id, "level": request.level }),
+        now,
+    );
+    let event = change_event(
+        state,
+        info,
+        caller,
+        action,
+        &request.prefix,
+        [
+            ("request_id", request.id.clone().into()),
+            ("capabilities", request.capabilities.clone().into()),
+            ("duration_secs", request.duration_secs.into()),
+            ("level", request.level.clone().into()),
+            ("extends", request.extends.clone().into()),
+        ],
+    );
+    let record = new_record(
+        "request",
+        request.id.clone(),
+        Some(request.person_id.clone()),
+        request,
+        now,
+    );
+    state
+        .store
+        .apply(vec![Op::Put(record), note], vec![event])
+        .await?;
+    Ok(())
+}
+
+fn human_duration(secs: i64) -> String {
+    if secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}m", (secs + 59) / 60)
+    }
+}
+
+async fn caller_person(state: &AppState, caller: &Caller) -> Result<PersonRecord, ApiError> {
+    let id = caller
+        .person_id
+        .as_deref()
+        .ok_or_else(|| invalid("only a person can ask for access"))?;
+    state
+        .store
+        .person(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the caller no longer exists"))
+}
+
+#[utoipa::path(post, path = "/api/v1/requests", request_body = NewRequest, responses((status = 200, body = AccessRequest), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Asks for capabilities on a path prefix for a while. Approvers are notified.
+pub(crate) async fn create_request(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(req): ApiJson<NewRequest>,
+) -> Result<Json<AccessRequest>, ApiError> {
+    let person = caller_person(&state, &caller).await?;
+    let prefix = grant_prefix(&req.prefix)?;
+    let capabilities = parse_capabilities(&req.capabilities)?;
+    let secs = duration(&req.duration)?;
+    let (request, level) = pending_request(
+        &state,
+        &person,
+        &prefix,
+        &capabilities,
+        &req.reason,
+        secs,
+        None,
+    )
+    .await?;
+    submit(&state, &info, &caller, &request, &level).await?;
+    tracing::info!(request = %request.id, person = %person.name, prefix = %prefix, "access requested");
+    Ok(Json(request))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RequestQuery {
+    status: Option<String>,
+}
+
+/// Whether `caller` may decide requests at all (their role is an approver role somewhere).
+fn is_approver_role(caller: &Caller) -> bool {
+    matches!(
+        caller.principal.role,
+        Role::Admin | Role::Security | Role::Approver
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/requests", params(("status" = Option<String>, Query, description = "pending, approved, denied or cancelled")), responses((status = 200, body = Vec<AccessRequest>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Access requests: approvers see every request they could decide, others their own.
+pub(crate) async fn list_requests(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<RequestQuery>,
+) -> Result<Json<Vec<AccessRequest>>, ApiError> {
+    let owner = if is_approver_role(&caller) {
+        None
+    } else {
+        Some(
+            caller
+                .person_id
+                .clone()
+                .ok_or_else(|| invalid("only a person has requests"))?,
+        )
+    };
+    let mut out = Vec::new();
+    for record in state.store.records("request", owner.as_deref()).await? {
+        let request: AccessRequest = body(&record)?;
+        if query.status.as_deref().is_none_or(|s| s == request.status) {
+            out.push(request);
+        }
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionRequest {
+    comment: Option<String>,
+}
+
+async fn decidable(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Record, AccessRequest), ApiError> {
+    let record = state
+        .store
+        .record("request", id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))?;
+    let request: AccessRequest = body(&record)?;
+    if request.status != "pending" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_pending",
+            format!("the request is {}", request.status),
+        ));
+    }
+    let me = actor_id(caller);
+    if me == request.person_id {
+        return Err(forbidden(
+            "self_approval",
+            "nobody may approve or deny their own request",
+        ));
+    }
+    if !request.approver_roles.contains(&caller.principal.role) {
+        let roles: Vec<&str> = request.approver_roles.iter().map(|r| r.as_str()).collect();
+        return Err(forbidden(
+            "not_an_approver",
+            format!(
+                "requests at level {} are decided by: {}",
+                request.level,
+                roles.join(", ")
+            ),
+        ));
+    }
+    Ok((record, request))
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/approve", params(("id" = String, Path)), request_body = DecisionRequest, responses((status = 200, body = AccessRequest), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Approves a request. With the last approval it needs, the grant is made (or extended).
+pub(crate) async fn approve_request(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<DecisionRequest>,
+) -> Result<Json<AccessRequest>, ApiError> {
+    let (record, mut request) = decidable(&state, &caller, &id).await?;
+    let me = actor_id(&caller);
+    if request.approvals.iter().any(|a| a.by == me) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_approved",
+            "you already approved this request; another approver must",
+        ));
+    }
+    let now = state.clock.now();
+    request.approvals.push(Decision {
+        by: me.clone(),
+        comment: req.comment.clone(),
+        time: now.to_rfc3339(),
+    });
+    let mut ops = Vec::new();
+    let mut events = vec![change_event(
+        &state,
+        &info,
+        &caller,
+        "access.approve",
+        &request.prefix,
+        [
+            ("request_id", request.id.clone().into()),
+            ("approvals", request.approvals.len().into()),
+            ("approvals_needed", request.approvals_needed.into()),
+            ("comment", req.comment.clone().into()),
+        ],
+    )];
+    if request.approvals.len() >= request.approvals_needed as usize {
+        request.status = "approved".into();
+        let expires_at = now.plus_secs(request.duration_secs);
+        let approvers: Vec<Value> = request.approvals.iter().map(|a| json!(a.by)).collect();
+        match &request.extends {
+            Some(grant_id) => {
+                ops.push(Op::ExtendGrant {
+                    id: grant_id.clone(),
+                    expires_at,
+                });
+                request.grant_id = Some(grant_id.clone());
+                events.push(change_event(
+                    &state,
+                    &info,
+                    &caller,
+                    "grant.extend",
+                    grant_id,
+                    [
+                        ("request_id", request.id.clone().into()),
+                        ("person_id", request.person_id.clone().into()),
+                        ("expires_time", expires_at.to_rfc3339().into()),
+                        ("approved_by", approvers.into()),
+                    ],
+                ));
+            }
+            None => {
+                let grant = GrantRecord {
+                    id: new_id("gra"),
+                    person_id: request.person_id.clone(),
+                    prefix: request.prefix.clone(),
+                    capabilities: request.capabilities.clone(),
+                    expires_at,
+                    created_at: now,
+                    created_by: me.clone(),
+                    revoked_at: None,
+                    request_id: Some(request.id.clone()),
+                    break_glass: false,
+                    reason: Some(request.reason.clone()),
+                    reviewed: None,
+                };
+                request.grant_id = Some(grant.id.clone());
+                events.push(grant_event(&state, &info, &caller, &grant, approvers));
+                ops.push(Op::InsertGrant(grant));
+            }
+        }
+        ops.push(notification(
+            "access_approved",
+            std::slice::from_ref(&request.person_id),
+            &format!(
+                "your access to {} is approved until {}",
+                request.prefix,
+                expires_at.to_rfc3339()
+            ),
+            json!({ "request_id": request.id, "grant_id": request.grant_id }),
+            now,
+        ));
+    }
+    ops.insert(0, Op::Put(revise(&record, &request, now)));
+    state.store.apply(ops, events).await?;
+    tracing::info!(request = %request.id, by = %me, status = %request.status, "request approved");
+    Ok(Json(request))
+}
+
+fn grant_event(
+    state: &AppState,
+    info: &RequestInfo,
+    caller: &Caller,
+    grant: &GrantRecord,
+    approved_by: Vec<Value>,
+) -> Event {
+    change_event(
+        state,
+        info,
+        caller,
+        "grant.create",
+        &grant.id,
+        [
+            ("person_id", grant.person_id.clone().into()),
+            ("prefix", grant.prefix.clone().into()),
+            ("capabilities", grant.capabilities.clone().into()),
+            ("expires_time", grant.expires_at.to_rfc3339().into()),
+            ("request_id", grant.request_id.clone().into()),
+            ("break_glass", grant.break_glass.into()),
+            ("reason", grant.reason.clone().into()),
+            ("approved_by", approved_by.into()),
+        ],
+    )
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/deny", params(("id" = String, Path)), request_body = DecisionRequest, responses((status = 200, body = AccessRequest), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Denies a request, with a comment for the requester.
+pub(crate) async fn deny_request(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<DecisionRequest>,
+) -> Result<Json<AccessRequest>, ApiError> {
+    let (record, mut request) = decidable(&state, &caller, &id).await?;
+    let now = state.clock.now();
+    request.status = "denied".into();
+    request.denial = Some(Decision {
+        by: actor_id(&caller),
+        comment: req.comment.clone(),
+        time: now.to_rfc3339(),
+    });
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "access.deny",
+        &request.prefix,
+        [
+            ("request_id", request.id.clone().into()),
+            ("comment", req.comment.clone().into()),
+        ],
+    );
+    let note = notification(
+        "access_denied",
+        std::slice::from_ref(&request.person_id),
+        &format!("your request for {} was denied", request.prefix),
+        json!({ "request_id": request.id, "comment": req.comment }),
+        now,
+    );
+    state
+        .store
+        .apply(
+            vec![Op::Put(revise(&record, &request, now)), note],
+            vec![event],
+        )
+        .await?;
+    Ok(Json(request))
+}
+
+// ---------------------------------------------------------------------------------------
+// Grants
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct GrantInfo {
+    id: String,
+    person_id: String,
+    prefix: String,
+    capabilities: Vec<String>,
+    expires_time: String,
+    created_by: String,
+    request_id: Option<String>,
+    break_glass: bool,
+    reason: Option<String>,
+    /// For break-glass grants: whether someone reviewed it yet.
+    needs_review: bool,
+    revoked: bool,
+}
+
+impl From<GrantRecord> for GrantInfo {
+    fn from(g: GrantRecord) -> Self {
+        Self {
+            needs_review: g.break_glass && g.reviewed.is_none(),
+            revoked: g.revoked_at.is_some(),
+            id: g.id,
+            person_id: g.person_id,
+            prefix: g.prefix,
+            capabilities: g.capabilities,
+            expires_time: g.expires_at.to_rfc3339(),
+            created_by: g.created_by,
+            request_id: g.request_id,
+            break_glass: g.break_glass,
+            reason: g.reason,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BreakGlassRequest {
+    person: String,
+    prefix: String,
+    capabilities: Vec<String>,
+    /// How long, such as `4h`; at most the level's maximum.
+    ttl: String,
+    /// Why this cannot wait for an approval. Mandatory.
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/grants", request_body = BreakGlassRequest, responses((status = 200, body = GrantInfo), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Break-glass: an admin grants access at once, without approval, with a mandatory reason.
+/// The grant is flagged for review, and security is notified.
+pub(crate) async fn break_glass(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<BreakGlassRequest>,
+) -> Result<Json<GrantInfo>, ApiError> {
+    if body.reason.trim().is_empty() {
+        return Err(invalid("break-glass needs a `reason`"));
+    }
+    let capabilities = parse_capabilities(&body.capabilities)?;
+    let prefix = grant_prefix(&body.prefix)?;
+    let ttl = duration(&body.ttl)?;
+    let person = state
+        .store
+        .person(&body.person)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no person `{}`", body.person)))?;
+    if caller.person_id.as_deref() == Some(person.id.as_str()) {
+        return Err(forbidden(
+            "self_grant",
+            "nobody may grant access to themselves",
+        ));
+    }
+    let levels = levels(&state).await?;
+    let level = strictest_under(&levels, &state.store.classifications().await?, &prefix)?;
+    if ttl > level.max_grant_secs {
+        return Err(invalid(format!(
+            "access at level {} lasts at most {} days",
+            level.name,
+            level.max_grant_secs / 86_400
+        )));
+    }
+    let now = state.clock.now();
+    let grant = GrantRecord {
+        id: new_id("gra"),
+        person_id: person.id.clone(),
+        prefix,
+        capabilities: capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
+        expires_at: now.plus_secs(ttl),
+        created_at: now,
+        created_by: actor_id(&caller),
+        revoked_at: None,
+        request_id: None,
+        break_glass: true,
+        reason: Some(body.reason.clone()),
+        reviewed: None,
+    };
+    let security: Vec<String> = state
+        .store
+        .list_people()
+        .await?
+        .into_iter()
+        .filter(|p| p.disabled_at.is_none() && (p.role == "security" || p.role == "admin"))
+        .filter(|p| Some(&p.id) != caller.person_id.as_ref())
+        .map(|p| p.id)
+        .collect();
+    let note = notification(
+        "break_glass",
+        &security,
+        &format!(
+            "break-glass grant to {} on {}: {}",
+            person.name, grant.prefix, body.reason
+        ),
+        json!({ "grant_id": grant.id }),
+        now,
+    );
+    let event = grant_event(&state, &info, &caller, &grant, Vec::new());
+    state
+        .store
+        .apply(vec![Op::InsertGrant(grant.clone()), note], vec![event])
+        .await?;
+    tracing::warn!(by = %caller.token_id, grant = %grant.id, person = %person.name, prefix = %grant.prefix, "break-glass grant");
+    Ok(Json(grant.into()))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct GrantQuery {
+    person: Option<String>,
+    /// `true`: only break-glass grants not yet reviewed.
+    flagged: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/api/v1/grants", params(("person" = Option<String>, Query), ("flagged" = Option<bool>, Query, description = "only break-glass grants awaiting review")), responses((status = 200, body = Vec<GrantInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Active grants: of one person, or all; or break-glass grants awaiting review.
+pub(crate) async fn list_grants(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<GrantQuery>,
+) -> Result<Json<Vec<GrantInfo>>, ApiError> {
+    let now = state.clock.now();
+    let grants = match &query.person {
+        Some(name) => {
+            let person = state
+                .store
+                .person(name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("no person `{name}`")))?;
+            state
+                .store
+                .grants_of(&person.id)
+                .await?
+                .into_iter()
+                .filter(|g| g.expires_at > now)
+                .collect()
+        }
+        None => state.store.active_grants(now).await?,
+    };
+    Ok(Json(
+        grants
+            .into_iter()
+            .filter(|g| query.flagged != Some(true) || (g.break_glass && g.reviewed.is_none()))
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/grants/{id}", params(("id" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Revokes a grant.
+pub(crate) async fn revoke_grant(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let event = change_event(&state, &info, &caller, "grant.revoke", &id, []);
+    if !state
+        .store
+        .revoke_grant(&id, state.clock.now(), &[event])
+        .await?
+    {
+        return Err(ApiError::not_found("no such active grant"));
+    }
+    tracing::info!(by = %caller.token_id, grant = %id, "grant revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExtendRequest {
+    /// The new duration, counted from the approval.
+    duration: String,
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/grants/{id}/extend", params(("id" = String, Path)), request_body = ExtendRequest, responses((status = 200, body = AccessRequest), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Asks for one's grant to be extended; like any request, it needs new approvals.
+pub(crate) async fn extend_grant(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ExtendRequest>,
+) -> Result<Json<AccessRequest>, ApiError> {
+    let person = caller_person(&state, &caller).await?;
+    let now = state.clock.now();
+    let grant = state
+        .store
+        .grant(&id)
+        .await?
+        .filter(|g| g.person_id == person.id && g.revoked_at.is_none() && g.expires_at > now)
+        .ok_or_else(|| ApiError::not_found("you hold no such active grant"))?;
+    let capabilities = parse_capabilities(&grant.capabilities)?;
+    let secs = duration(&req.duration)?;
+    let (request, level) = pending_request(
+        &state,
+        &person,
+        &grant.prefix,
+        &capabilities,
+        &req.reason,
+        secs,
+        Some(grant.id.clone()),
+    )
+    .await?;
+    submit(&state, &info, &caller, &request, &level).await?;
+    Ok(Json(request))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrantReview {
+    note: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/grants/{id}/review", params(("id" = String, Path)), request_body = GrantReview, responses((status = 204), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Marks a break-glass grant as reviewed, with a note. The admin who made it cannot.
+pub(crate) async fn review_grant(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<GrantReview>,
+) -> Result<StatusCode, ApiError> {
+    let grant = state
+        .store
+        .grant(&id)
+        .await?
+        .filter(|g| g.break_glass)
+        .ok_or_else(|| ApiError::not_found("no such break-glass grant"))?;
+    let me = actor_id(&caller);
+    if grant.created_by == me {
+        return Err(forbidden(
+            "self_review",
+            "a break-glass grant is reviewed by someone other than who made it",
+        ));
+    }
+    if grant.reviewed.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_reviewed",
+            "the grant was already reviewed",
+        ));
+    }
+    let now = state.clock.now();
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "grant.review",
+        &id,
+        [("note", req.note.into())],
+    );
+    state
+        .store
+        .apply(
+            vec![Op::ReviewGrant {
+                id,
+                at: now,
+                by: me,
+            }],
+            vec![event],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Access reviews
+
+/// A review campaign as stored.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Campaign {
+    pub(crate) id: String,
+    /// The vendor reviewed, or every vendor and grant.
+    pub(crate) vendor_id: Option<String>,
+    pub(crate) deadline: String,
+    /// The deadline in nanoseconds since the epoch.
+    pub(crate) deadline_nanos: i64,
+    /// open or closed.
+    pub(crate) status: String,
+    pub(crate) created_by: String,
+    pub(crate) items: Vec<ReviewItem>,
+}
+
+/// One thing to certify or revoke.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct ReviewItem {
+    pub(crate) id: String,
+    /// grant or account.
+    pub(crate) kind: String,
+    /// The grant or person id.
+    pub(crate) subject: String,
+    /// What it is, for the reviewer.
+    pub(crate) summary: String,
+    /// certify, revoke, or (at the deadline, undecided) expired.
+    pub(crate) decision: Option<String>,
+    pub(crate) note: Option<String>,
+    pub(crate) decided_by: Option<String>,
+    pub(crate) decided_time: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewCampaign {
+    /// One vendor's name; all vendors when absent.
+    vendor: Option<String>,
+    /// A date, an RFC 3339 instant, or a duration from now such as `14d`.
+    deadline: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/reviews", request_body = NewCampaign, responses((status = 200, body = Campaign), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Opens a review campaign listing every active grant of the vendor's people (every grant,
+/// for all vendors) and every contractor account. Undecided items are revoked at the
+/// deadline.
+pub(crate) async fn create_campaign(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(req): ApiJson<NewCampaign>,
+) -> Result<Json<Campaign>, ApiError> {
+    let now = state.clock.now();
+    let deadline = match parse_date(&req.deadline) {
+        Ok(t) => t,
+        Err(_) => now.plus_secs(duration(&req.deadline)?),
+    };
+    if deadline <= now {
+        return Err(invalid("the deadline must be in the future"));
+    }
+    let vendor = match &req.vendor {
+        Some(name) => Some(super::governance::vendor_named(&state, name).await?),
+        None => None,
+    };
+    let people = state.store.list_people().await?;
+    let in_scope = |p: &PersonRecord| match &vendor {
+        Some(v) => p.vendor_id.as_deref() == Some(v.id.as_str()),
+        None => true,
+    };
+    let mut items = Vec::new();
+    for person in people.iter().filter(|p| in_scope(p)) {
+        if person.vendor_id.is_some() && person.disabled_at.is_none() {
+            items.push(ReviewItem {
+                id: format!("item-{}", items.len() + 1),
+                kind: "account".into(),
+                subject: person.id.clone(),
+                summary: format!("contractor account {} ({})", person.name, person.role),
+                decision: None,
+                note: None,
+                decided_by: None,
+                decided_time: None,
+            });
+        }
+    }
+    for grant in state.store.active_grants(now).await? {
+        let Some(person) = people.iter().find(|p| p.id == grant.person_id) else {
+            continue;
+        };
+        if in_scope(person) {
+            items.push(ReviewItem {
+                id: format!("item-{}", items.len() + 1),
+                kind: "grant".into(),
+                subject: grant.id.clone(),
+                summary: format!(
+                    "{} may {} on {} until {}",
+                    person.name,
+                    grant.capabilities.join(", "),
+                    grant.prefix,
+                    grant.expires_at.to_rfc3339()
+                ),
+                decision: None,
+                note: None,
+                decided_by: None,
+                decided_time: None,
+            });
+        }
+    }
+    let campaign = Campaign {
+        id: new_id("rev"),
+        vendor_id: vendor.as_ref().map(|v| v.id.clone()),
+        deadline: deadline.to_rfc3339(),
+        deadline_nanos: deadline.unix_nanos(),
+        status: "open".into(),
+        created_by: actor_id(&caller),
+        items,
+    };
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "review.create",
+        &campaign.id,
+        [
+            ("vendor_id", campaign.vendor_id.clone().into()),
+            ("deadline", campaign.deadline.clone().into()),
+            ("items", campaign.items.len().into()),
+        ],
+    );
+    let record = new_record("review", campaign.id.clone(), None, &campaign, now);
+    state
+        .store
+        .apply(vec![Op::Put(record)], vec![event])
+        .await?;
+    Ok(Json(campaign))
+}
+
+#[utoipa::path(get, path = "/api/v1/reviews", responses((status = 200, body = Vec<Campaign>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Every review campaign.
+pub(crate) async fn list_campaigns(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<Campaign>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .records("review", None)
+            .await?
+            .iter()
+            .map(body)
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/reviews/{id}", params(("id" = String, Path)), responses((status = 200, body = Campaign), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// One review campaign with its items.
+pub(crate) async fn show_campaign(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Campaign>, ApiError> {
+    let record = state
+        .store
+        .record("review", &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no review `{id}`")))?;
+    Ok(Json(body(&record)?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ItemDecision {
+    /// certify or revoke.
+    decision: String,
+    note: Option<String>,
+}
+
+/// The change revoking one review item's subject.
+pub(crate) fn revoke_item(item: &ReviewItem, now: Timestamp) -> Op {
+    if item.kind == "grant" {
+        Op::RevokeGrant {
+            id: item.subject.clone(),
+            at: now,
+        }
+    } else {
+        Op::DisablePerson {
+            id: item.subject.clone(),
+            at: now,
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/reviews/{id}/items/{item}", params(("id" = String, Path), ("item" = String, Path)), request_body = ItemDecision, responses((status = 200, body = Campaign), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Certifies or revokes one item. Revoking takes effect at once (the grant is revoked, the
+/// account disabled).
+pub(crate) async fn decide_item(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path((id, item_id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<ItemDecision>,
+) -> Result<Json<Campaign>, ApiError> {
+    if !["certify", "revoke"].contains(&req.decision.as_str()) {
+        return Err(invalid("decide certify or revoke"));
+    }
+    let record = state
+        .store
+        .record("review", &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no review `{id}`")))?;
+    let mut campaign: Campaign = body(&record)?;
+    let now = state.clock.now();
+    if campaign.status != "open" || campaign.deadline_nanos <= now.unix_nanos() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "review_closed",
+            "the review is past its deadline",
+        ));
+    }
+    let me = actor_id(&caller);
+    let item = campaign
+        .items
+        .iter_mut()
+        .find(|i| i.id == item_id)
+        .ok_or_else(|| ApiError::not_found(format!("no item `{item_id}` in this review")))?;
+    if item.decision.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "decided",
+            "this item is already decided",
+        ));
+    }
+    if item.subject == me
+        || state
+            .store
+            .grant(&item.subject)
+            .await?
+            .is_some_and(|g| Some(&g.person_id) == caller.person_id.as_ref())
+    {
+        return Err(forbidden(
+            "self_review",
+            "nobody reviews their own account or grants",
+        ));
+    }
+    item.decision = Some(req.decision.clone());
+    item.note.clone_from(&req.note);
+    item.decided_by = Some(me);
+    item.decided_time = Some(now.to_rfc3339());
+    let mut ops = Vec::new();
+    if req.decision == "revoke" {
+        ops.push(revoke_item(item, now));
+    }
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "review.decide",
+        &id,
+        [
+            ("item", item.id.clone().into()),
+            ("kind", item.kind.clone().into()),
+            ("subject", item.subject.clone().into()),
+            ("decision", req.decision.clone().into()),
+            ("note", req.note.clone().into()),
+        ],
+    );
+    ops.insert(0, Op::Put(revise(&record, &campaign, now)));
+    state.store.apply(ops, vec![event]).await?;
+    Ok(Json(campaign))
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications", responses((status = 200, body = Vec<crate::notify::Notification>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Notifications: security and admins see all, everyone else those addressed to them.
+pub(crate) async fn list_notifications(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<crate::notify::Notification>>, ApiError> {
+    let everything = matches!(caller.principal.role, Role::Admin | Role::Security);
+    let me = caller.person_id.as_deref();
+    if !everything && me.is_none() {
+        return Ok(Json(Vec::new()));
+    }
+    Ok(Json(
+        state
+            .notifications(if everything { None } else { me })
+            .await?,
+    ))
+}

@@ -1,0 +1,360 @@
+//! Notifications and the governance sweep.
+//!
+//! A notification is written in the same transaction as the change it announces (an
+//! access request, an approval, a break-glass grant, a reminder), so none is lost and none
+//! announces something that did not happen. It waits in an outbox (records of kind
+//! `notification` whose owner is `outbox`) until it is delivered to the configured webhook
+//! as JSON; it is listed in the API either way. Notifications carry names, paths and
+//! dates, never a secret value.
+//!
+//! The sweep closes review campaigns past their deadline (revoking what nobody decided)
+//! and sends reminders: agreements and evidence expiring within 30, 7 and 1 days, grants
+//! expiring within a day, each once. Access decisions never depend on it: expiry and
+//! compliance are checked at every request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chaperone_core::Timestamp;
+use chaperone_core::governance::date;
+use chaperone_ledger::entry::{Actor, Event, Outcome};
+use chaperone_store::Op;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api::access::{Campaign, revoke_item};
+use crate::api::auth::new_id;
+use crate::api::governance::{agreements_of, body, evidence_of, new_record, revise};
+use crate::record::{Record as LedgerRecord, RequestInfo};
+use crate::{ApiError, AppState};
+
+const OUTBOX: &str = "outbox";
+const SENT: &str = "sent";
+
+/// A notification as stored.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Notification {
+    pub(crate) id: String,
+    /// access_request, access_approved, access_denied, break_glass, expiry_reminder, ...
+    pub(crate) kind: String,
+    /// Person ids.
+    pub(crate) to: Vec<String>,
+    pub(crate) subject: String,
+    pub(crate) details: Value,
+    pub(crate) created_time: String,
+    pub(crate) delivered_time: Option<String>,
+    pub(crate) attempts: u32,
+    pub(crate) last_error: Option<String>,
+}
+
+/// The change that queues a notification.
+pub(crate) fn notification(
+    kind: &str,
+    to: &[String],
+    subject: &str,
+    details: Value,
+    now: Timestamp,
+) -> Op {
+    let id = new_id("ntf");
+    let note = Notification {
+        id: id.clone(),
+        kind: kind.to_owned(),
+        to: to.to_vec(),
+        subject: subject.to_owned(),
+        details,
+        created_time: now.to_rfc3339(),
+        delivered_time: None,
+        attempts: 0,
+        last_error: None,
+    };
+    Op::Put(new_record(
+        "notification",
+        id,
+        Some(OUTBOX.into()),
+        &note,
+        now,
+    ))
+}
+
+/// Where notifications go.
+#[derive(Clone, Debug)]
+pub struct NotifySettings {
+    /// The URL notifications are POSTed to as JSON; none: they are only listed in the API.
+    pub webhook_url: Option<String>,
+    /// How often the sweep and the delivery run.
+    pub sweep_interval: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Review campaigns closed.
+    pub campaigns_closed: usize,
+    /// Undecided review items revoked.
+    pub items_revoked: usize,
+    /// Reminders queued.
+    pub reminders: usize,
+}
+
+fn system_event(
+    state: &AppState,
+    info: &RequestInfo,
+    action: &str,
+    resource: &str,
+    details: Value,
+) -> Event {
+    let mut record = LedgerRecord::new(action, resource, Outcome::Success);
+    if let Value::Object(map) = details {
+        record.details = map.into_iter().collect();
+    }
+    state.event(info, Actor::default(), record)
+}
+
+impl AppState {
+    /// Runs the governance sweep once (see the module documentation).
+    pub async fn sweep(&self) -> Result<SweepReport, ApiError> {
+        let info = RequestInfo::new(None, Some("chaperone-sweep".into()));
+        let now = self.clock.now();
+        let mut report = SweepReport::default();
+        for record in self.store.records("review", None).await? {
+            let mut campaign: Campaign = body(&record)?;
+            if campaign.status != "open" || campaign.deadline_nanos > now.unix_nanos() {
+                continue;
+            }
+            let mut ops = Vec::new();
+            let mut revoked = Vec::new();
+            for item in campaign.items.iter_mut().filter(|i| i.decision.is_none()) {
+                item.decision = Some("expired".into());
+                item.decided_time = Some(now.to_rfc3339());
+                item.note = Some("undecided at the deadline: revoked".into());
+                ops.push(revoke_item(item, now));
+                revoked
+                    .push(json!({ "item": item.id, "kind": item.kind, "subject": item.subject }));
+            }
+            campaign.status = "closed".into();
+            ops.insert(0, Op::Put(revise(&record, &campaign, now)));
+            report.campaigns_closed += 1;
+            report.items_revoked += revoked.len();
+            let event = system_event(
+                self,
+                &info,
+                "review.close",
+                &campaign.id,
+                json!({ "revoked": revoked }),
+            );
+            self.store.apply(ops, vec![event]).await?;
+            tracing::warn!(review = %campaign.id, revoked = report.items_revoked, "review closed at its deadline");
+        }
+        report.reminders = self.remind(now).await?;
+        Ok(report)
+    }
+
+    async fn remind(&self, now: Timestamp) -> Result<usize, ApiError> {
+        let day = 86_400;
+        let security: Vec<String> = self
+            .store
+            .list_people()
+            .await?
+            .into_iter()
+            .filter(|p| p.disabled_at.is_none() && p.role == "security")
+            .map(|p| p.id)
+            .collect();
+        let mut due: Vec<(String, Vec<String>, String, Value)> = Vec::new();
+        let threshold = |expires: Timestamp, days: &[i64]| {
+            let left = expires.unix_nanos() - now.unix_nanos();
+            days.iter()
+                .copied()
+                .filter(|d| left > 0 && left <= d * day * 1_000_000_000)
+                .min()
+        };
+        let vendors = self.store.vendors().await?;
+        for vendor in &vendors {
+            if vendor.status == "terminated" {
+                continue;
+            }
+            let owner: Vec<String> = match vendor.profile.get("owner").and_then(Value::as_str) {
+                Some(owner) => vec![owner.to_owned()],
+                None => security.clone(),
+            };
+            let mut items = Vec::new();
+            for (record, a) in agreements_of(self, &vendor.id).await? {
+                if a.terminated_at.is_none() {
+                    items.push((
+                        record.id,
+                        format!("agreement {}", a.kind.label()),
+                        a.expires_at,
+                    ));
+                }
+            }
+            for (record, e) in evidence_of(self, &vendor.id).await? {
+                items.push((
+                    record.id,
+                    format!("evidence {}", e.kind.label()),
+                    e.expires_at,
+                ));
+            }
+            for (id, what, expires) in items {
+                let Some(expires) = expires else { continue };
+                if let Some(days) = threshold(expires, &[30, 7, 1]) {
+                    due.push((
+                        format!("{id}/{days}d"),
+                        owner.clone(),
+                        format!("{what} of vendor {} expires on {}", vendor.name, date(expires)),
+                        json!({ "vendor_id": vendor.id, "record": id, "expires": date(expires), "within_days": days }),
+                    ));
+                }
+            }
+        }
+        for grant in self.store.active_grants(now).await? {
+            if threshold(grant.expires_at, &[1]).is_none() {
+                continue;
+            }
+            let person = self.store.person(&grant.person_id).await?;
+            let vendor = person
+                .as_ref()
+                .and_then(|p| p.vendor_id.as_ref())
+                .and_then(|id| vendors.iter().find(|v| &v.id == id));
+            let mut to = vec![grant.person_id.clone()];
+            if let Some(owner) = vendor
+                .and_then(|v| v.profile.get("owner"))
+                .and_then(Value::as_str)
+            {
+                to.push(owner.to_owned());
+            }
+            due.push((
+                format!("{}/1d", grant.id),
+                to,
+                format!(
+                    "grant on {} for {} ends at {}",
+                    grant.prefix,
+                    person.map_or(grant.person_id.clone(), |p| p.name),
+                    grant.expires_at.to_rfc3339()
+                ),
+                json!({ "grant_id": grant.id, "expires_time": grant.expires_at.to_rfc3339() }),
+            ));
+        }
+        let mut sent = 0;
+        for (key, to, subject, details) in due {
+            if self.store.record("reminder", &key).await?.is_some() {
+                continue;
+            }
+            let marker = new_record("reminder", key, None, &json!({}), now);
+            self.store
+                .apply(
+                    vec![
+                        Op::Put(marker),
+                        notification("expiry_reminder", &to, &subject, details, now),
+                    ],
+                    Vec::new(),
+                )
+                .await?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Delivers queued notifications to the webhook; returns how many were delivered.
+    /// Without a webhook it does nothing. A failed delivery is retried on the next run.
+    pub async fn deliver_notifications(&self) -> Result<usize, ApiError> {
+        let Some(url) = self.settings.notify.webhook_url.clone() else {
+            return Ok(0);
+        };
+        let mut delivered = 0;
+        for record in self.store.records("notification", Some(OUTBOX)).await? {
+            let mut note: Notification = body(&record)?;
+            let mut recipients = Vec::new();
+            for id in &note.to {
+                if let Some(p) = self.store.person(id).await? {
+                    recipients.push(json!({ "id": p.id, "name": p.name, "email": p.email }));
+                }
+            }
+            let payload = json!({
+                "id": note.id,
+                "kind": note.kind,
+                "subject": note.subject,
+                "to": recipients,
+                "details": note.details,
+                "time": note.created_time,
+            });
+            let target = url.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .build()
+                    .into();
+                agent
+                    .post(&target)
+                    .send_json(&payload)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            let now = self.clock.now();
+            note.attempts += 1;
+            let mut updated = match outcome {
+                Ok(()) => {
+                    delivered += 1;
+                    note.delivered_time = Some(now.to_rfc3339());
+                    note.last_error = None;
+                    revise(&record, &note, now)
+                }
+                Err(error) => {
+                    tracing::warn!(notification = %note.id, %error, "webhook delivery failed");
+                    note.last_error = Some(error);
+                    revise(&record, &note, now)
+                }
+            };
+            if note.delivered_time.is_some() {
+                updated.owner = Some(SENT.into());
+            }
+            self.store.apply(vec![Op::Put(updated)], Vec::new()).await?;
+        }
+        Ok(delivered)
+    }
+
+    /// Notifications addressed to `person_id`, or all of them, newest first.
+    pub(crate) async fn notifications(
+        &self,
+        person_id: Option<&str>,
+    ) -> Result<Vec<Notification>, ApiError> {
+        let mut out = Vec::new();
+        for owner in [OUTBOX, SENT] {
+            for record in self.store.records("notification", Some(owner)).await? {
+                let note: Notification = body(&record)?;
+                if person_id.is_none_or(|id| note.to.iter().any(|t| t == id)) {
+                    out.push((record.created_at, note));
+                }
+            }
+        }
+        out.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        Ok(out.into_iter().map(|(_, n)| n).collect())
+    }
+}
+
+/// Runs the sweep and the delivery every interval, for as long as the server runs.
+pub(crate) async fn background(state: Arc<AppState>) {
+    let mut ticker = tokio::time::interval(state.settings.notify.sweep_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if state.keyring().is_none() {
+            continue;
+        }
+        if let Err(error) = state.sweep().await {
+            tracing::error!(?error, "governance sweep failed");
+        }
+        if let Err(error) = state.deliver_notifications().await {
+            tracing::error!(?error, "notification delivery failed");
+        }
+    }
+}

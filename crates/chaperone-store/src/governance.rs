@@ -1,0 +1,336 @@
+//! Governance records (agreements, evidence, policy documents and acknowledgements, level
+//! policies, access requests, review campaigns, vendor status history, notifications),
+//! sealed documents, and [`Store::apply`]: several changes to them, to grants, vendors and
+//! people, committed together with their ledger entries or not at all.
+//!
+//! A record is a JSON body under `(kind, id)` with an `owner` (the vendor, person, request
+//! or campaign it belongs to) that queries select on. The server owns the bodies' shapes;
+//! the store only keeps them and guards concurrent updates with a revision number: an
+//! update names the revision it read, and a stale update fails with
+//! [`StoreError::Conflict`] instead of overwriting someone else's change (two approvers
+//! approving at once both count, neither is lost).
+
+use chaperone_core::Timestamp;
+use chaperone_ledger::entry::Event;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::identity::{GrantRecord, VendorRecord, insert_grant};
+use crate::{Store, StoreError, db};
+
+/// One governance record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// What it is (`agreement`, `evidence`, `request`, ...).
+    pub kind: String,
+    /// Its identifier, unique within its kind.
+    pub id: String,
+    /// What it belongs to (a vendor, person, request or campaign id).
+    pub owner: Option<String>,
+    /// Its content.
+    pub body: serde_json::Value,
+    /// Incremented by every update; 1 for a new record.
+    pub revision: i64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A sealed document (a signed agreement, an audit report).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentRecord {
+    /// Its identifier.
+    pub id: String,
+    /// The record it is attached to.
+    pub owner: String,
+    /// The uploaded file name.
+    pub name: String,
+    /// The media type given at upload.
+    pub media_type: String,
+    /// The plaintext's size in bytes.
+    pub size: i64,
+    /// The plaintext's SHA-256, lowercase hex.
+    pub sha256: String,
+    /// The content, sealed by the caller under the keyring.
+    pub sealed: Vec<u8>,
+    /// When it was uploaded.
+    pub created_at: Timestamp,
+}
+
+/// One change within [`Store::apply`].
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Creates `record` (which must not exist yet) or, when `record.revision` is above 1,
+    /// replaces the revision before it.
+    Put(Record),
+    /// Adds a grant.
+    InsertGrant(GrantRecord),
+    /// Revokes an unrevoked grant; a grant already revoked is left as it is.
+    RevokeGrant {
+        /// The grant.
+        id: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Moves an unrevoked grant's expiry.
+    ExtendGrant {
+        /// The grant.
+        id: String,
+        /// The new expiry.
+        expires_at: Timestamp,
+    },
+    /// Marks a break-glass grant as reviewed.
+    ReviewGrant {
+        /// The grant.
+        id: String,
+        /// When.
+        at: Timestamp,
+        /// By whom.
+        by: String,
+    },
+    /// Replaces a vendor's status, allowlist and profile.
+    UpdateVendor(VendorRecord, Timestamp),
+    /// Disables an enabled account.
+    DisablePerson {
+        /// The person.
+        id: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Stores a document.
+    PutDocument(DocumentRecord),
+}
+
+const RECORD_COLUMNS: &str = "kind, id, owner, body, revision, created_at, updated_at";
+
+fn record_from_row(row: &AnyRow) -> Result<Record, StoreError> {
+    let read = || -> Result<Record, sqlx::Error> {
+        Ok(Record {
+            kind: row.try_get("kind")?,
+            id: row.try_get("id")?,
+            owner: row.try_get("owner")?,
+            body: serde_json::from_str(&row.try_get::<String, _>("body")?)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            revision: row.try_get("revision")?,
+            created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+            updated_at: Timestamp::from_unix_nanos(row.try_get("updated_at")?),
+        })
+    };
+    read().map_err(|e| StoreError::Corrupt(format!("governance record: {e}")))
+}
+
+impl Store {
+    /// Applies `ops` in order and records `events`, in one transaction: all of it or none.
+    /// A stale [`Op::Put`] fails the whole change with [`StoreError::Conflict`].
+    pub async fn apply(&self, ops: Vec<Op>, events: Vec<Event>) -> Result<(), StoreError> {
+        self.change(move |conn| {
+            Box::pin(async move {
+                for op in &ops {
+                    apply_one(conn, op).await?;
+                }
+                Ok(((), events))
+            })
+        })
+        .await
+    }
+
+    /// The record `kind`/`id`.
+    pub async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE kind = $1 AND id = $2"
+        ))
+        .bind(kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a governance record"))?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// Records of `kind`, those of `owner` only when given, oldest first.
+    pub async fn records(
+        &self,
+        kind: &str,
+        owner: Option<&str>,
+    ) -> Result<Vec<Record>, StoreError> {
+        let rows =
+            match owner {
+                Some(owner) => {
+                    sqlx::query(&format!(
+                        "SELECT {RECORD_COLUMNS} FROM records WHERE kind = $1 AND owner = $2 \
+                 ORDER BY created_at, id"
+                    ))
+                    .bind(kind)
+                    .bind(owner)
+                    .fetch_all(&self.pool)
+                    .await
+                }
+                None => sqlx::query(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM records WHERE kind = $1 ORDER BY created_at, id"
+                ))
+                .bind(kind)
+                .fetch_all(&self.pool)
+                .await,
+            }
+            .map_err(db("reading governance records"))?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// The document `id`.
+    pub async fn document(&self, id: &str) -> Result<Option<DocumentRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, owner, name, media_type, size, sha256, sealed, created_at \
+             FROM documents WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a document"))?;
+        row.map(|row| {
+            let read = || -> Result<DocumentRecord, sqlx::Error> {
+                Ok(DocumentRecord {
+                    id: row.try_get("id")?,
+                    owner: row.try_get("owner")?,
+                    name: row.try_get("name")?,
+                    media_type: row.try_get("media_type")?,
+                    size: row.try_get("size")?,
+                    sha256: row.try_get("sha256")?,
+                    sealed: row.try_get("sealed")?,
+                    created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+                })
+            };
+            read().map_err(|e| StoreError::Corrupt(format!("document row: {e}")))
+        })
+        .transpose()
+    }
+}
+
+async fn apply_one(conn: &mut AnyConnection, op: &Op) -> Result<(), StoreError> {
+    match op {
+        Op::Put(record) if record.revision <= 1 => {
+            let inserted = sqlx::query(
+                "INSERT INTO records (kind, id, owner, body, revision, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 1, $5, $6) ON CONFLICT (kind, id) DO NOTHING",
+            )
+            .bind(&record.kind)
+            .bind(&record.id)
+            .bind(&record.owner)
+            .bind(record.body.to_string())
+            .bind(record.created_at.unix_nanos())
+            .bind(record.updated_at.unix_nanos())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("adding a governance record"))?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "{} `{}` already exists",
+                    record.kind, record.id
+                )));
+            }
+        }
+        Op::Put(record) => {
+            let updated = sqlx::query(
+                "UPDATE records SET owner = $3, body = $4, revision = $5, updated_at = $6 \
+                 WHERE kind = $1 AND id = $2 AND revision = $7",
+            )
+            .bind(&record.kind)
+            .bind(&record.id)
+            .bind(&record.owner)
+            .bind(record.body.to_string())
+            .bind(record.revision)
+            .bind(record.updated_at.unix_nanos())
+            .bind(record.revision - 1)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("updating a governance record"))?
+            .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "{} `{}` was changed by someone else; read it again",
+                    record.kind, record.id
+                )));
+            }
+        }
+        Op::InsertGrant(grant) => insert_grant(conn, grant).await?,
+        Op::RevokeGrant { id, at } => {
+            sqlx::query("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(at.unix_nanos())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("revoking a grant"))?;
+        }
+        Op::ExtendGrant { id, expires_at } => {
+            let changed = sqlx::query(
+                "UPDATE grants SET expires_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .bind(expires_at.unix_nanos())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("extending a grant"))?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!("grant `{id}` was revoked")));
+            }
+        }
+        Op::ReviewGrant { id, at, by } => {
+            sqlx::query("UPDATE grants SET reviewed_at = $2, reviewed_by = $3 WHERE id = $1")
+                .bind(id)
+                .bind(at.unix_nanos())
+                .bind(by)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("reviewing a grant"))?;
+        }
+        Op::UpdateVendor(vendor, at) => {
+            let changed = sqlx::query(
+                "UPDATE vendors SET status = $2, allowed_networks = $3, profile = $4, \
+                 updated_at = $5 WHERE id = $1",
+            )
+            .bind(&vendor.id)
+            .bind(&vendor.status)
+            .bind(serde_json::to_string(&vendor.allowed_networks).expect("strings serialise"))
+            .bind(vendor.profile.to_string())
+            .bind(at.unix_nanos())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("updating a vendor"))?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "vendor `{}` does not exist",
+                    vendor.id
+                )));
+            }
+        }
+        Op::DisablePerson { id, at } => {
+            sqlx::query("UPDATE people SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL")
+                .bind(id)
+                .bind(at.unix_nanos())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("disabling a person"))?;
+        }
+        Op::PutDocument(doc) => {
+            sqlx::query(
+                "INSERT INTO documents (id, owner, name, media_type, size, sha256, sealed, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&doc.id)
+            .bind(&doc.owner)
+            .bind(&doc.name)
+            .bind(&doc.media_type)
+            .bind(doc.size)
+            .bind(&doc.sha256)
+            .bind(&doc.sealed)
+            .bind(doc.created_at.unix_nanos())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("storing a document"))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1006 @@
+//! Third-party governance from the command line: `vendor`, `agreement`, `evidence`,
+//! `policy`, `classification`, `request`, `grant` and `review`. Each subcommand is one API
+//! call; lists print one line per item, `show` prints the JSON the server answered.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::client::{Client, ClientArgs, Method};
+
+fn str_of(value: &Value) -> &str {
+    value.as_str().unwrap_or("-")
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn items(value: &Value) -> impl Iterator<Item = &Value> {
+    value.as_array().into_iter().flatten()
+}
+
+fn joined(value: &Value) -> String {
+    items(value).map(str_of).collect::<Vec<_>>().join(",")
+}
+
+/// Reads a JSON object from a file (`-` for standard input).
+fn json_file(path: &PathBuf) -> anyhow::Result<Value> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// Inserts the given options into a JSON body, leaving out those not given.
+fn body(fields: &[(&str, Option<Value>)]) -> Value {
+    let mut map = serde_json::Map::new();
+    for (key, value) in fields {
+        if let Some(value) = value {
+            map.insert((*key).to_owned(), value.clone());
+        }
+    }
+    Value::Object(map)
+}
+
+fn opt(text: &Option<String>) -> Option<Value> {
+    text.as_ref().map(|t| json!(t))
+}
+
+/// Options shared by `vendor add` and `vendor set`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct VendorFields {
+    /// Networks (CIDR) the vendor's people may connect from.
+    #[arg(long, value_delimiter = ',')]
+    networks: Option<Vec<String>>,
+    /// The accountable internal owner (a person's name).
+    #[arg(long)]
+    owner: Option<String>,
+    /// low, standard, important or critical.
+    #[arg(long)]
+    criticality: Option<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    #[arg(long)]
+    country: Option<String>,
+    #[arg(long)]
+    legal_name: Option<String>,
+    /// The vendor this one is a sub-processor of.
+    #[arg(long)]
+    parent: Option<String>,
+    /// More profile fields as a JSON object (contacts, identifiers, processing_locations,
+    /// storage_locations, functions, ports, protocols); `-` reads standard input.
+    #[arg(long)]
+    profile: Option<PathBuf>,
+}
+
+impl VendorFields {
+    fn into_body(self, mut base: Value) -> anyhow::Result<Value> {
+        if let Some(path) = &self.profile {
+            let Value::Object(extra) = json_file(path)? else {
+                anyhow::bail!("--profile must hold a JSON object");
+            };
+            base.as_object_mut().expect("an object").extend(extra);
+        }
+        let fields = body(&[
+            ("networks", self.networks.map(|n| json!(n))),
+            ("owner", opt(&self.owner)),
+            ("criticality", opt(&self.criticality)),
+            ("country", opt(&self.country)),
+            ("legal_name", opt(&self.legal_name)),
+            ("parent", opt(&self.parent)),
+        ]);
+        if let Value::Object(fields) = fields {
+            base.as_object_mut().expect("an object").extend(fields);
+        }
+        Ok(base)
+    }
+}
+
+/// `chaperone vendor ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum VendorCommand {
+    /// Add a vendor (status prospect unless --status onboarding or active).
+    Add {
+        name: String,
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        fields: VendorFields,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List vendors.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a vendor with its agreements, evidence and history.
+    Show {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a vendor's profile or networks, or move it through its lifecycle
+    /// (prospect, onboarding, active, suspended, offboarding, terminated) with a reason.
+    Set {
+        name: String,
+        #[arg(long, requires = "reason")]
+        status: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        fields: VendorFields,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn vendor(command: VendorCommand) -> anyhow::Result<()> {
+    match command {
+        VendorCommand::Add {
+            name,
+            status,
+            fields,
+            client,
+        } => {
+            let base = body(&[("name", Some(json!(name))), ("status", opt(&status))]);
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                "vendors",
+                Some(&fields.into_body(base)?),
+            )?;
+            println!(
+                "Added vendor {name} ({}, {}).",
+                str_of(&answer["status"]),
+                str_of(&answer["id"])
+            );
+        }
+        VendorCommand::List { client } => {
+            let answer = Client::authenticated(&client)?.call(Method::Get, "vendors", None)?;
+            for v in items(&answer) {
+                println!(
+                    "{:<24} {:<12} {:<10} {}",
+                    str_of(&v["name"]),
+                    str_of(&v["status"]),
+                    v["criticality"].as_str().unwrap_or("-"),
+                    str_of(&v["id"])
+                );
+            }
+        }
+        VendorCommand::Show { name, client } => {
+            print_json(&Client::authenticated(&client)?.call(
+                Method::Get,
+                &format!("vendors/{name}"),
+                None,
+            )?)?;
+        }
+        VendorCommand::Set {
+            name,
+            status,
+            reason,
+            fields,
+            client,
+        } => {
+            let base = body(&[("status", opt(&status)), ("reason", opt(&reason))]);
+            let answer = Client::authenticated(&client)?.call(
+                Method::Put,
+                &format!("vendors/{name}"),
+                Some(&fields.into_body(base)?),
+            )?;
+            println!("Vendor {name} is {}.", str_of(&answer["status"]));
+        }
+    }
+    Ok(())
+}
+
+/// `chaperone agreement ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum AgreementCommand {
+    /// Record an agreement (a renewal is a new agreement of the same kind).
+    Add {
+        vendor: String,
+        /// nda, msa, sow, dpa, sla, baa, escrow or other.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        title: Option<String>,
+        /// Dates as 2026-10-01.
+        #[arg(long)]
+        signed: Option<String>,
+        #[arg(long)]
+        effective: Option<String>,
+        /// The first day it no longer applies.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Key clauses as a JSON object (audit_rights, ip_ownership,
+        /// breach_notification_hours, sla_uptime_percent, incident_response_hours,
+        /// termination_data, termination_data_days, escrow); `-` reads standard input.
+        #[arg(long)]
+        clauses: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A vendor's agreements with their status today.
+    List {
+        vendor: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// End an agreement early.
+    Terminate {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// When (today if not given).
+        #[arg(long)]
+        date: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Upload the signed document (stored encrypted, with its SHA-256).
+    Upload {
+        id: String,
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download the signed document.
+    Download {
+        id: String,
+        out: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn agreement(command: AgreementCommand) -> anyhow::Result<()> {
+    match command {
+        AgreementCommand::Add {
+            vendor,
+            kind,
+            title,
+            signed,
+            effective,
+            expires,
+            clauses,
+            client,
+        } => {
+            let clauses = clauses.as_ref().map(json_file).transpose()?;
+            let request = body(&[
+                ("kind", Some(json!(kind))),
+                ("title", opt(&title)),
+                ("signed", opt(&signed)),
+                ("effective", opt(&effective)),
+                ("expires", opt(&expires)),
+                ("clauses", clauses),
+            ]);
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("vendors/{vendor}/agreements"),
+                Some(&request),
+            )?;
+            println!(
+                "Recorded {} {} of {vendor} ({}).",
+                str_of(&answer["kind"]),
+                str_of(&answer["id"]),
+                str_of(&answer["status"])
+            );
+        }
+        AgreementCommand::List { vendor, client } => {
+            let answer = Client::authenticated(&client)?.call(
+                Method::Get,
+                &format!("vendors/{vendor}/agreements"),
+                None,
+            )?;
+            for a in items(&answer) {
+                println!(
+                    "{}  {:<7} {:<10} effective {}  expires {}  {}",
+                    str_of(&a["id"]),
+                    str_of(&a["kind"]),
+                    str_of(&a["status"]),
+                    str_of(&a["effective"]),
+                    str_of(&a["expires"]),
+                    a["document"]["sha256"]
+                        .as_str()
+                        .map_or("no document".to_owned(), |h| format!("sha256:{h}"))
+                );
+            }
+        }
+        AgreementCommand::Terminate {
+            id,
+            reason,
+            date,
+            client,
+        } => {
+            let request = body(&[("reason", Some(json!(reason))), ("date", opt(&date))]);
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("agreements/{id}/terminate"),
+                Some(&request),
+            )?;
+            println!("Terminated {id}.");
+        }
+        AgreementCommand::Upload { id, file, client } => upload(&id, &file, &client)?,
+        AgreementCommand::Download { id, out, client } => download(&id, &out, &client)?,
+    }
+    Ok(())
+}
+
+fn upload(id: &str, file: &PathBuf, client: &ClientArgs) -> anyhow::Result<()> {
+    let content = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("document");
+    let media_type = match file.extension().and_then(|e| e.to_str()) {
+        Some("pdf") => "application/pdf",
+        Some("txt" | "md") => "text/plain",
+        _ => "application/octet-stream",
+    };
+    let answer = Client::authenticated(client)?.upload(
+        &format!("documents/{id}?name={}", percent(name)),
+        &content,
+        media_type,
+    )?;
+    println!(
+        "Stored {name} for {id} ({} bytes, sha256:{}).",
+        answer["size"],
+        str_of(&answer["sha256"])
+    );
+    Ok(())
+}
+
+fn download(id: &str, out: &PathBuf, client: &ClientArgs) -> anyhow::Result<()> {
+    let bytes = Client::authenticated(client)?
+        .bytes(&format!("documents/{id}"))?
+        .context("no document")?;
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    println!("Wrote {} ({} bytes).", out.display(), bytes.len());
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `chaperone evidence ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum EvidenceCommand {
+    /// Record evidence: an audit report, a certificate, an insurance policy.
+    Add {
+        vendor: String,
+        /// soc2-type1, soc2-type2, iso27001, pentest, insurance or other.
+        #[arg(long)]
+        kind: String,
+        /// The first day it is no longer valid.
+        #[arg(long)]
+        expires: String,
+        #[arg(long)]
+        issuer: Option<String>,
+        #[arg(long)]
+        period_start: Option<String>,
+        #[arg(long)]
+        period_end: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A vendor's evidence with its status today.
+    List {
+        vendor: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Upload the document (stored encrypted, with its SHA-256).
+    Upload {
+        id: String,
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download the document.
+    Download {
+        id: String,
+        out: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn evidence(command: EvidenceCommand) -> anyhow::Result<()> {
+    match command {
+        EvidenceCommand::Add {
+            vendor,
+            kind,
+            expires,
+            issuer,
+            period_start,
+            period_end,
+            client,
+        } => {
+            let request = body(&[
+                ("kind", Some(json!(kind))),
+                ("expires", Some(json!(expires))),
+                ("issuer", opt(&issuer)),
+                ("period_start", opt(&period_start)),
+                ("period_end", opt(&period_end)),
+            ]);
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("vendors/{vendor}/evidence"),
+                Some(&request),
+            )?;
+            println!(
+                "Recorded {} {} of {vendor} ({}).",
+                str_of(&answer["kind"]),
+                str_of(&answer["id"]),
+                str_of(&answer["status"])
+            );
+        }
+        EvidenceCommand::List { vendor, client } => {
+            let answer = Client::authenticated(&client)?.call(
+                Method::Get,
+                &format!("vendors/{vendor}/evidence"),
+                None,
+            )?;
+            for e in items(&answer) {
+                println!(
+                    "{}  {:<11} {:<8} expires {}  {}",
+                    str_of(&e["id"]),
+                    str_of(&e["kind"]),
+                    str_of(&e["status"]),
+                    str_of(&e["expires"]),
+                    e["issuer"].as_str().unwrap_or("")
+                );
+            }
+        }
+        EvidenceCommand::Upload { id, file, client } => upload(&id, &file, &client)?,
+        EvidenceCommand::Download { id, out, client } => download(&id, &out, &client)?,
+    }
+    Ok(())
+}
+
+/// `chaperone policy ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum PolicyCommand {
+    /// Publish a policy document (again, for a new version).
+    Publish {
+        name: String,
+        #[arg(long)]
+        title: String,
+        /// The text; `-` reads standard input.
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The latest version of every policy.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a policy's latest text.
+    Show {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Acknowledge that you read a policy's latest version.
+    Acknowledge {
+        name: String,
+        /// The version you read.
+        #[arg(long)]
+        version: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Publish {
+            name,
+            title,
+            file,
+            client,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                "policies",
+                Some(&json!({ "name": name, "title": title, "text": text })),
+            )?;
+            println!("Published {name} version {}.", answer["version"]);
+        }
+        PolicyCommand::List { client } => {
+            let answer = Client::authenticated(&client)?.call(Method::Get, "policies", None)?;
+            for p in items(&answer) {
+                println!(
+                    "{:<24} v{:<4} {}",
+                    str_of(&p["name"]),
+                    p["version"],
+                    str_of(&p["title"])
+                );
+            }
+        }
+        PolicyCommand::Show { name, client } => {
+            let answer = Client::authenticated(&client)?.call(Method::Get, "policies", None)?;
+            let policy = items(&answer)
+                .find(|p| p["name"] == name.as_str())
+                .with_context(|| format!("no policy `{name}`"))?;
+            println!(
+                "{} (version {})\n\n{}",
+                str_of(&policy["title"]),
+                policy["version"],
+                str_of(&policy["text"])
+            );
+        }
+        PolicyCommand::Acknowledge {
+            name,
+            version,
+            client,
+        } => {
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("policies/{name}/acknowledge"),
+                Some(&json!({ "version": version })),
+            )?;
+            println!("Acknowledged {name} version {version}.");
+        }
+    }
+    Ok(())
+}
+
+/// `chaperone classification ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum ClassificationCommand {
+    /// Classify a path prefix at a level (public, internal, confidential, regulated, or
+    /// one you defined).
+    Set {
+        prefix: String,
+        level: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List classified prefixes (others are internal).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a prefix's classification.
+    Remove {
+        prefix: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every level with its access policy.
+    Levels {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Define a level or change its access policy, from a JSON file (see
+    /// docs/governance.md); `-` reads standard input.
+    Level {
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn classification(command: ClassificationCommand) -> anyhow::Result<()> {
+    match command {
+        ClassificationCommand::Set {
+            prefix,
+            level,
+            client,
+        } => {
+            let body = json!({ "prefix": prefix, "level": level });
+            Client::authenticated(&client)?.call(Method::Put, "classifications", Some(&body))?;
+            println!("{prefix} is {level}.");
+        }
+        ClassificationCommand::List { client } => {
+            let answer =
+                Client::authenticated(&client)?.call(Method::Get, "classifications", None)?;
+            for c in items(&answer) {
+                println!("{:<40} {}", str_of(&c["prefix"]), str_of(&c["level"]));
+            }
+        }
+        ClassificationCommand::Remove { prefix, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Delete,
+                &format!("classifications/{prefix}"),
+                None,
+            )?;
+            println!("{prefix} is no longer classified (internal).");
+        }
+        ClassificationCommand::Levels { client } => {
+            print_json(&Client::authenticated(&client)?.call(Method::Get, "levels", None)?)?;
+        }
+        ClassificationCommand::Level { name, file, client } => {
+            let mut level = json_file(&file)?;
+            level["name"] = json!(name);
+            Client::authenticated(&client)?.call(
+                Method::Put,
+                &format!("levels/{name}"),
+                Some(&level),
+            )?;
+            println!("Level {name} set.");
+        }
+    }
+    Ok(())
+}
+
+/// `chaperone request ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum RequestCommand {
+    /// Ask for access to a path prefix.
+    Create {
+        prefix: String,
+        /// read, list, write (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        capabilities: Vec<String>,
+        /// How long, e.g. 3d.
+        #[arg(long)]
+        duration: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Requests: approvers see all they could decide, others their own.
+    List {
+        /// pending, approved, denied.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve a request.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Deny a request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn request(command: RequestCommand) -> anyhow::Result<()> {
+    match command {
+        RequestCommand::Create {
+            prefix,
+            capabilities,
+            duration,
+            reason,
+            client,
+        } => {
+            let body = json!({ "prefix": prefix, "capabilities": capabilities, "duration": duration, "reason": reason });
+            let answer =
+                Client::authenticated(&client)?.call(Method::Post, "requests", Some(&body))?;
+            println!(
+                "Requested {} on {prefix} ({}): needs {} approval(s) at level {}.",
+                capabilities.join(","),
+                str_of(&answer["id"]),
+                answer["approvals_needed"],
+                str_of(&answer["level"])
+            );
+        }
+        RequestCommand::List { status, client } => {
+            let path = match &status {
+                Some(s) => format!("requests?status={}", percent(s)),
+                None => "requests".to_owned(),
+            };
+            let answer = Client::authenticated(&client)?.call(Method::Get, &path, None)?;
+            for r in items(&answer) {
+                println!(
+                    "{}  {:<9} {:<16} {:<30} {:<12} {}/{} approvals  {}",
+                    str_of(&r["id"]),
+                    str_of(&r["status"]),
+                    str_of(&r["person"]),
+                    str_of(&r["prefix"]),
+                    joined(&r["capabilities"]),
+                    r["approvals"].as_array().map_or(0, Vec::len),
+                    r["approvals_needed"],
+                    str_of(&r["reason"])
+                );
+            }
+        }
+        RequestCommand::Approve {
+            id,
+            comment,
+            client,
+        } => {
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("requests/{id}/approve"),
+                Some(&json!({ "comment": comment })),
+            )?;
+            match answer["grant_id"].as_str() {
+                Some(grant) => println!("Approved {id}: grant {grant}."),
+                None => println!(
+                    "Approved {id}: {}/{} approvals.",
+                    answer["approvals"].as_array().map_or(0, Vec::len),
+                    answer["approvals_needed"]
+                ),
+            }
+        }
+        RequestCommand::Deny {
+            id,
+            comment,
+            client,
+        } => {
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("requests/{id}/deny"),
+                Some(&json!({ "comment": comment })),
+            )?;
+            println!("Denied {id}.");
+        }
+    }
+    Ok(())
+}
+
+/// `chaperone grant ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum GrantCommand {
+    /// Break-glass: grant at once without approval (admin only); flagged for review.
+    BreakGlass {
+        person: String,
+        prefix: String,
+        /// read, write, delete, destroy, list (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        capabilities: Vec<String>,
+        /// How long, e.g. 4h.
+        #[arg(long)]
+        ttl: String,
+        /// Why this cannot wait for an approval.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Active grants: one person's, all, or break-glass grants awaiting review.
+    List {
+        #[arg(long)]
+        person: Option<String>,
+        #[arg(long)]
+        flagged: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a grant by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ask for your grant to be extended (needs new approvals).
+    Extend {
+        id: String,
+        #[arg(long)]
+        duration: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Mark a break-glass grant as reviewed.
+    Review {
+        id: String,
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
+    match command {
+        GrantCommand::BreakGlass {
+            person,
+            prefix,
+            capabilities,
+            ttl,
+            reason,
+            client,
+        } => {
+            let body = json!({ "person": person, "prefix": prefix, "capabilities": capabilities, "ttl": ttl, "reason": reason });
+            let answer =
+                Client::authenticated(&client)?.call(Method::Post, "grants", Some(&body))?;
+            println!(
+                "Granted {} on {prefix} to {person} until {} ({}); flagged for review.",
+                capabilities.join(","),
+                str_of(&answer["expires_time"]),
+                str_of(&answer["id"])
+            );
+        }
+        GrantCommand::List {
+            person,
+            flagged,
+            client,
+        } => {
+            let mut query = Vec::new();
+            if let Some(p) = &person {
+                query.push(format!("person={}", percent(p)));
+            }
+            if flagged {
+                query.push("flagged=true".to_owned());
+            }
+            let path = if query.is_empty() {
+                "grants".to_owned()
+            } else {
+                format!("grants?{}", query.join("&"))
+            };
+            let answer = Client::authenticated(&client)?.call(Method::Get, &path, None)?;
+            for g in items(&answer) {
+                println!(
+                    "{}  {}  {}  {}  until {}{}",
+                    str_of(&g["id"]),
+                    str_of(&g["person_id"]),
+                    str_of(&g["prefix"]),
+                    joined(&g["capabilities"]),
+                    str_of(&g["expires_time"]),
+                    if g["needs_review"] == true {
+                        "  [break-glass, needs review]"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        GrantCommand::Revoke { id, client } => {
+            Client::authenticated(&client)?.call(Method::Delete, &format!("grants/{id}"), None)?;
+            println!("Revoked {id}.");
+        }
+        GrantCommand::Extend {
+            id,
+            duration,
+            reason,
+            client,
+        } => {
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("grants/{id}/extend"),
+                Some(&json!({ "duration": duration, "reason": reason })),
+            )?;
+            println!(
+                "Asked to extend {id} ({}): needs {} approval(s).",
+                str_of(&answer["id"]),
+                answer["approvals_needed"]
+            );
+        }
+        GrantCommand::Review { id, note, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("grants/{id}/review"),
+                Some(&json!({ "note": note })),
+            )?;
+            println!("Reviewed {id}.");
+        }
+    }
+    Ok(())
+}
+
+/// `chaperone review ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum ReviewCommand {
+    /// Open an access review of one vendor (or all): undecided items are revoked at the
+    /// deadline.
+    Create {
+        #[arg(long)]
+        vendor: Option<String>,
+        /// A date (2026-12-15) or a duration from now (14d).
+        #[arg(long)]
+        deadline: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Review campaigns.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A campaign with its items.
+    Show {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Certify or revoke one item.
+    Decide {
+        id: String,
+        item: String,
+        /// certify or revoke.
+        decision: String,
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn review(command: ReviewCommand) -> anyhow::Result<()> {
+    match command {
+        ReviewCommand::Create {
+            vendor,
+            deadline,
+            client,
+        } => {
+            let body = body(&[
+                ("vendor", opt(&vendor)),
+                ("deadline", Some(json!(deadline))),
+            ]);
+            let answer =
+                Client::authenticated(&client)?.call(Method::Post, "reviews", Some(&body))?;
+            println!(
+                "Opened review {} with {} items, due {}.",
+                str_of(&answer["id"]),
+                answer["items"].as_array().map_or(0, Vec::len),
+                str_of(&answer["deadline"])
+            );
+        }
+        ReviewCommand::List { client } => {
+            let answer = Client::authenticated(&client)?.call(Method::Get, "reviews", None)?;
+            for r in items(&answer) {
+                let all = r["items"].as_array().map_or(0, Vec::len);
+                let open = items(&r["items"])
+                    .filter(|i| i["decision"].is_null())
+                    .count();
+                println!(
+                    "{}  {:<7} due {}  {open}/{all} undecided",
+                    str_of(&r["id"]),
+                    str_of(&r["status"]),
+                    str_of(&r["deadline"])
+                );
+            }
+        }
+        ReviewCommand::Show { id, client } => {
+            print_json(&Client::authenticated(&client)?.call(
+                Method::Get,
+                &format!("reviews/{id}"),
+                None,
+            )?)?;
+        }
+        ReviewCommand::Decide {
+            id,
+            item,
+            decision,
+            note,
+            client,
+        } => {
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("reviews/{id}/items/{item}"),
+                Some(&json!({ "decision": decision, "note": note })),
+            )?;
+            println!("{item}: {decision}.");
+        }
+    }
+    Ok(())
+}
