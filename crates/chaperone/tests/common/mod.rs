@@ -309,7 +309,12 @@ pub(crate) fn enrol(
 ) -> (String, String) {
     let mut args = vec!["user", "add", name, "--role", role, "--json"];
     if let Some(vendor) = vendor {
-        let _ = run_cli(addr, admin, &["vendor", "add", vendor], "");
+        let _ = run_cli(
+            addr,
+            admin,
+            &["vendor", "add", vendor, "--status", "active"],
+            "",
+        );
         args.extend(["--vendor", vendor]);
     }
     let added = ok(run_cli(addr, admin, &args, ""));
