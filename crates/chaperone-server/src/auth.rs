@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use chaperone_core::governance::{AcknowledgementFacts, Compliance, LevelPolicy, VendorStatus};
 use chaperone_core::net::{Cidr, allowed};
 use chaperone_core::policy::{
-    Capability, Context, PathRule, Principal, Resource, Role, Standing, decide,
+    Capability, Context, PathRule, Principal, Reason, Resource, Role, Standing, decide,
 };
 use chaperone_core::{SecretPath, Timestamp};
 use chaperone_crypto::token::ApiToken;
@@ -230,6 +230,13 @@ async fn check(
             .iter()
             .map(|r| r.code().to_owned())
             .collect();
+        // The gate's sentence names the unmet requirement (never a secret): auditors see
+        // why, not only that.
+        if let Reason::Compliance(sentence) = &reason {
+            record
+                .details
+                .insert("explanation".to_owned(), sentence.clone().into());
+        }
         state.record(&info, caller.actor(), record).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -104,7 +104,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(M::GET, DATA, Some(SecretRead), On::Secret, secrets::read),
         route(M::PUT, DATA, Some(SecretWrite), On::Secret, secrets::write),
-        route(M::POST, DATA, Some(SecretWrite), On::Secret, secrets::write),
+        route(
+            M::POST,
+            DATA,
+            Some(SecretWrite),
+            On::Secret,
+            secrets::write_post,
+        ),
         route(
             M::DELETE,
             DATA,
@@ -631,6 +637,7 @@ async fn not_found() -> ApiError {
         sys::seal,
         secrets::read,
         secrets::write,
+        secrets::write_post,
         secrets::delete_latest,
         secrets::metadata,
         secrets::update_metadata,

@@ -116,6 +116,23 @@ pub(crate) fn unsealed(state: &AppState) -> Result<Arc<Keyring>, ApiError> {
     state.keyring().ok_or_else(ApiError::sealed)
 }
 
+/// Writes a new version (`POST` does the same as `PUT`).
+#[utoipa::path(post, path = "/api/v1/secrets/data/{path}", request_body = WriteRequest,
+    params(("path" = String, Path, description = "Secret path, e.g. team/payments/db")),
+    responses((status = 200, body = WriteResponse), (status = 400, body = super::ErrorBody),
+        (status = 409, description = "check-and-set mismatch", body = super::ErrorBody),
+        (status = 503, description = "sealed", body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn write_post(
+    caller: Caller,
+    state: State<Arc<AppState>>,
+    info: Extension<RequestInfo>,
+    path: Path<String>,
+    body: ApiJson<WriteRequest>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    write(caller, state, info, path, body).await
+}
+
 /// Writes a new version.
 #[utoipa::path(put, path = "/api/v1/secrets/data/{path}", request_body = WriteRequest,
     params(("path" = String, Path, description = "Secret path, e.g. team/payments/db")),

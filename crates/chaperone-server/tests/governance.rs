@@ -1,0 +1,884 @@
+//! Third-party governance through the HTTP API of an in-process server with a manual clock
+//! (time is moved, never slept): the vendor lifecycle, approved requests held to their
+//! level, the continuous compliance gate, break-glass, access reviews, reminders and their
+//! delivery, sealed documents, acknowledgements, and isolation between vendors.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::mpsc;
+
+use common::Server;
+use serde_json::{Value, json};
+
+// The harness clock starts at 2027-01-15T08:00:00Z.
+const DAY: i64 = 86_400;
+
+fn vendor(s: &Server, name: &str) {
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": name, "status": "active" })),
+    );
+}
+
+fn write(s: &Server, path: &str, value: &str) {
+    s.remember(value);
+    s.ok(
+        "PUT",
+        &format!("/api/v1/secrets/data/{path}"),
+        Some(&s.admin),
+        Some(json!({ "data": { "password": value } })),
+    );
+}
+
+fn agreement(s: &Server, vendor: &str, body: Value) -> Value {
+    s.ok(
+        "POST",
+        &format!("/api/v1/vendors/{vendor}/agreements"),
+        Some(&s.admin),
+        Some(body),
+    )
+}
+
+fn error(s: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, String) {
+    let (status, value) = s.call(method, path, Some(token), body, None);
+    (
+        status,
+        value["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read() {
+    let s = Server::start();
+    let ann = s.person("ann", "approver", None);
+    let sam = s.person("sam", "security", None);
+    let ann_t = s.login(&ann);
+    let sam_t = s.login(&sam);
+
+    // Onboarding: prospect → onboarding → active, each transition with a reason.
+    let created = s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({
+            "name": "acme", "owner": "sam", "criticality": "critical", "country": "de",
+            "contacts": [{ "name": "Ada", "email": "ada@acme.example", "role": "security" }],
+            "storage_locations": ["eu-central-1"], "ports": [443], "protocols": ["https"]
+        })),
+    );
+    assert_eq!(created["status"], "prospect");
+    assert_eq!(created["country"], "DE");
+    let refused = s.call(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "active", "reason": "skip ahead" })),
+        None,
+    );
+    assert_eq!(refused.0, 400);
+    assert_eq!(
+        refused.1["error"]["message"],
+        "a prospect vendor cannot become active (it can become: onboarding, terminated)"
+    );
+    assert_eq!(
+        error(
+            &s,
+            "PUT",
+            "/api/v1/vendors/acme",
+            &s.admin,
+            Some(json!({ "status": "onboarding" }))
+        ),
+        (400, "invalid_request".into()),
+        "a transition needs a reason"
+    );
+    for (status, reason) in [
+        ("onboarding", "MSA signed"),
+        ("active", "paperwork complete"),
+    ] {
+        s.clock.advance_secs(60);
+        s.ok(
+            "PUT",
+            "/api/v1/vendors/acme",
+            Some(&s.admin),
+            Some(json!({ "status": status, "reason": reason })),
+        );
+    }
+    let shown = s.ok("GET", "/api/v1/vendors/acme", Some(&ann_t), None);
+    assert_eq!(shown["status"], "active");
+    let history: Vec<(&str, &str)> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["to"].as_str().unwrap(), h["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("onboarding", "MSA signed"),
+            ("active", "paperwork complete")
+        ]
+    );
+
+    // NDA (no end), DPA (ends 2027-01-17), SOC 2 Type II (valid to mid-2027).
+    agreement(&s, "acme", json!({ "kind": "nda", "signed": "2026-01-01" }));
+    let dpa = agreement(
+        &s,
+        "acme",
+        json!({ "kind": "dpa", "signed": "2026-01-10", "effective": "2026-02-01",
+                "expires": "2027-01-17",
+                "clauses": { "breach_notification_hours": 72, "termination_data": "destroy",
+                             "termination_data_days": 30, "audit_rights": true } }),
+    );
+    assert_eq!(dpa["status"], "active");
+    assert_eq!(dpa["clauses"]["breach_notification_hours"], 72);
+    s.ok(
+        "POST",
+        "/api/v1/vendors/acme/evidence",
+        Some(&s.admin),
+        Some(json!({ "kind": "soc2-type2", "issuer": "Example LLP",
+                     "period_start": "2026-01-01", "period_end": "2026-06-30",
+                     "expires": "2027-07-01" })),
+    );
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "acme/prod", "level": "regulated" })),
+    );
+    write(&s, "acme/prod/db", "regulated-Yq71mZ");
+
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/data/acme/prod/db", &cy_t, None),
+        (403, "not_permitted".into())
+    );
+
+    // The request is held to the level: at most 7 days, two approvals, never oneself.
+    let ask = |duration: &str| {
+        s.call(
+            "POST",
+            "/api/v1/requests",
+            Some(&cy_t),
+            Some(
+                json!({ "prefix": "acme/prod", "capabilities": ["read", "list"],
+                         "reason": "migrate the billing database", "duration": duration }),
+            ),
+            None,
+        )
+    };
+    let (status, body) = ask("8d");
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "access at level regulated lasts at most 7 days"
+    );
+    let (status, request) = ask("3d");
+    assert_eq!(status, 200, "{request}");
+    assert_eq!(request["level"], "regulated");
+    assert_eq!(request["approvals_needed"], 2);
+    let id = request["id"].as_str().unwrap().to_owned();
+    let approve = |token: &str| {
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            token,
+            Some(json!({ "comment": "ok" })),
+        )
+    };
+    assert_eq!(approve(&cy_t), (403, "not_permitted".into()));
+    // An approver's own request cannot be approved by that approver.
+    let own = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&ann_t),
+        Some(
+            json!({ "prefix": "ops", "capabilities": ["read"], "reason": "on call",
+                     "duration": "1d" }),
+        ),
+    );
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{}/approve", own["id"].as_str().unwrap()),
+            &ann_t,
+            Some(json!({})),
+        ),
+        (403, "self_approval".into())
+    );
+    // Approvers were told.
+    let told = s.ok("GET", "/api/v1/notifications", Some(&ann_t), None);
+    assert!(
+        told.as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "access_request" && n["details"]["request_id"] == id.as_str()),
+        "{told}"
+    );
+    let first = s.ok(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&ann_t),
+        Some(json!({ "comment": "for the migration" })),
+    );
+    assert_eq!(first["status"], "pending");
+    assert_eq!(approve(&ann_t), (409, "already_approved".into()));
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/data/acme/prod/db", &cy_t, None),
+        (403, "not_permitted".into()),
+        "one approval of two grants nothing"
+    );
+    let second = s.ok(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&sam_t),
+        Some(json!({})),
+    );
+    assert_eq!(second["status"], "approved");
+    let grant_id = second["grant_id"].as_str().unwrap().to_owned();
+    assert_eq!(approve(&sam_t), (409, "not_pending".into()));
+    let read = s.ok(
+        "GET",
+        "/api/v1/secrets/data/acme/prod/db",
+        Some(&cy_t),
+        None,
+    );
+    assert_eq!(read["data"]["password"], "regulated-Yq71mZ");
+    let created = s.recorded("grant.create", &grant_id);
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["details"]["request_id"], id.as_str());
+
+    // The DPA expires at midnight on 2027-01-17: the next read is refused with that reason,
+    // through both APIs, and the refusal is in the ledger with it.
+    s.clock.advance_secs(2 * DAY);
+    let cy_t = s.login(&cy);
+    let (status, body) = s.call(
+        "GET",
+        "/api/v1/secrets/data/acme/prod/db",
+        Some(&cy_t),
+        None,
+        None,
+    );
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "compliance");
+    assert_eq!(
+        body["error"]["message"],
+        "agreement DPA of vendor acme expired on 2027-01-17"
+    );
+    let (status, _) = s.call(
+        "GET",
+        "/v1/secret/data/acme/prod/db",
+        Some(&cy_t),
+        None,
+        None,
+    );
+    assert_eq!(status, 403);
+    let denial = s
+        .ledger()
+        .into_iter()
+        .rev()
+        .find(|e| {
+            e["action"] == "secret.read"
+                && e["resource"] == "acme/prod/db"
+                && e["outcome"] == "denied"
+        })
+        .expect("the denial is recorded");
+    assert_eq!(denial["reasons"], json!(["compliance"]));
+    assert_eq!(
+        denial["details"]["explanation"],
+        "agreement DPA of vendor acme expired on 2027-01-17"
+    );
+
+    // A renewal restores access at once.
+    agreement(
+        &s,
+        "acme",
+        json!({ "kind": "dpa", "signed": "2027-01-16", "effective": "2027-01-17",
+                "expires": "2028-01-17" }),
+    );
+    let read = s.ok(
+        "GET",
+        "/api/v1/secrets/data/acme/prod/db",
+        Some(&cy_t),
+        None,
+    );
+    assert_eq!(read["data"]["password"], "regulated-Yq71mZ");
+    let listed = s.ok(
+        "GET",
+        "/api/v1/vendors/acme/agreements",
+        Some(&s.admin),
+        None,
+    );
+    let mut statuses: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap(), a["status"].as_str().unwrap()))
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [("dpa", "active"), ("dpa", "expired"), ("nda", "active")]
+    );
+
+    // The grant ends by itself (3 days after approval), without any sweep.
+    s.clock.advance_secs(DAY + 3600);
+    let cy_t = s.login(&cy);
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/data/acme/prod/db", &cy_t, None),
+        (403, "not_permitted".into())
+    );
+    s.assert_no_secret_logged();
+}
+
+#[test]
+fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let sam = s.person("sam", "security", None);
+    let ann = s.person("ann", "approver", None);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cz = s.person("cz", "contractor", Some("acme"));
+    let sam_t = s.login(&sam);
+    let ann_t = s.login(&ann);
+    write(&s, "acme/app/db", "internal-Kd82nQ");
+
+    // Break-glass is for admins, needs a reason and stays within the level's maximum.
+    let glass = |token: &str, body: Value| error(&s, "POST", "/api/v1/grants", token, Some(body));
+    let body = json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read", "list"],
+                       "ttl": "30d", "reason": "production incident 12" });
+    assert_eq!(glass(&sam_t, body.clone()), (403, "not_permitted".into()));
+    let mut no_reason = body.clone();
+    no_reason["reason"] = json!("  ");
+    assert_eq!(glass(&s.admin, no_reason), (400, "invalid_request".into()));
+    let mut too_long = body.clone();
+    too_long["ttl"] = json!("100d");
+    assert_eq!(glass(&s.admin, too_long), (400, "invalid_request".into()));
+    let grant = s.ok("POST", "/api/v1/grants", Some(&s.admin), Some(body));
+    let grant_id = grant["id"].as_str().unwrap().to_owned();
+    assert_eq!(grant["break_glass"], true);
+    assert_eq!(grant["needs_review"], true);
+    let flagged = s.ok("GET", "/api/v1/grants?flagged=true", Some(&sam_t), None);
+    assert_eq!(flagged.as_array().unwrap().len(), 1);
+    let cy_t = s.login(&cy);
+    s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);
+    // Reviewed by someone other than whoever broke the glass.
+    let review = |token: &str| {
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/grants/{grant_id}/review"),
+            token,
+            Some(json!({ "note": "incident 12 confirmed" })),
+        )
+    };
+    assert_eq!(review(&s.admin), (403, "self_review".into()));
+    s.ok(
+        "POST",
+        &format!("/api/v1/grants/{grant_id}/review"),
+        Some(&sam_t),
+        Some(json!({ "note": "incident 12 confirmed" })),
+    );
+    assert_eq!(review(&sam_t), (409, "already_reviewed".into()));
+    let flagged = s.ok("GET", "/api/v1/grants?flagged=true", Some(&sam_t), None);
+    assert!(flagged.as_array().unwrap().is_empty());
+
+    // A review of acme: both accounts and the grant. Ann certifies cy, revokes cz; nobody
+    // decides the grant.
+    let campaign = s.ok(
+        "POST",
+        "/api/v1/reviews",
+        Some(&sam_t),
+        Some(json!({ "vendor": "acme", "deadline": "7d" })),
+    );
+    let id = campaign["id"].as_str().unwrap().to_owned();
+    let items = campaign["items"].as_array().unwrap();
+    let item = |kind: &str, summary: &str| {
+        items
+            .iter()
+            .find(|i| i["kind"] == kind && i["summary"].as_str().unwrap().contains(summary))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(items.len(), 3, "{campaign}");
+    let decide = |token: &str, item: &str, decision: &str| {
+        s.call(
+            "POST",
+            &format!("/api/v1/reviews/{id}/items/{item}"),
+            Some(token),
+            Some(json!({ "decision": decision, "note": "checked with the owner" })),
+            None,
+        )
+    };
+    assert_eq!(decide(&ann_t, &item("account", "cy "), "certify").0, 200);
+    assert_eq!(decide(&ann_t, &item("account", "cz "), "revoke").0, 200);
+    assert_eq!(decide(&ann_t, &item("account", "cy "), "revoke").0, 409);
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({ "user": "cz", "password": cz.password, "totp": s.code(&cz, 0) })),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("account_inactive")),
+        "a revoked account is disabled at once"
+    );
+
+    // Past the deadline: no more decisions; the sweep revokes the undecided grant.
+    s.clock.advance_secs(8 * DAY);
+    let ann_t = s.login(&ann);
+    assert_eq!(decide(&ann_t, &item("grant", "cy may"), "certify").0, 409);
+    let report = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!((report.campaigns_closed, report.items_revoked), (1, 1));
+    let again = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(again.campaigns_closed, 0, "a closed review stays closed");
+    let closed = s.ok(
+        "GET",
+        &format!("/api/v1/reviews/{id}"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(closed["status"], "closed");
+    let grant_item = closed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "grant")
+        .unwrap()
+        .clone();
+    assert_eq!(grant_item["decision"], "expired");
+    let cy_t = s.login(&cy);
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/data/acme/app/db", &cy_t, None),
+        (403, "not_permitted".into())
+    );
+    let entries = s.recorded("review.close", &id);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0]["details"]["revoked"][0]["subject"],
+        grant_id.as_str()
+    );
+    s.assert_no_secret_logged();
+}
+
+#[test]
+fn a_contractor_never_reads_lists_or_learns_of_another_vendors_paths() {
+    let s = Server::start();
+    vendor(&s, "alpha");
+    vendor(&s, "beta");
+    let ca = s.person("ca", "contractor", Some("alpha"));
+    let cb = s.person("cb", "contractor", Some("beta"));
+    write(&s, "alpha/app/db", "alpha-Wq83nM");
+    write(&s, "beta/app/db", "beta-Pz02kD");
+    write(&s, "beta/plans/launch", "beta-Lk29sV");
+    for (who, prefix) in [("ca", "alpha"), ("cb", "beta")] {
+        s.ok(
+            "POST",
+            "/api/v1/grants",
+            Some(&s.admin),
+            Some(
+                json!({ "person": who, "prefix": prefix, "capabilities": ["read", "list"],
+                         "ttl": "7d", "reason": "project work" }),
+            ),
+        );
+    }
+    let ca_t = s.login(&ca);
+    let cb_t = s.login(&cb);
+    s.ok(
+        "GET",
+        "/api/v1/secrets/data/alpha/app/db",
+        Some(&ca_t),
+        None,
+    );
+    s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cb_t),
+        Some(json!({ "prefix": "beta/plans", "capabilities": ["write"],
+                     "reason": "launch notes", "duration": "1d" })),
+    );
+
+    // Reading an existing and a missing path of beta answer exactly alike, in both APIs.
+    for api in [
+        "/api/v1/secrets/data",
+        "/v1/secret/data",
+        "/api/v1/secrets/metadata",
+    ] {
+        let existing = s.call(
+            "GET",
+            &format!("{api}/beta/app/db"),
+            Some(&ca_t),
+            None,
+            None,
+        );
+        let missing = s.call(
+            "GET",
+            &format!("{api}/beta/nothing"),
+            Some(&ca_t),
+            None,
+            None,
+        );
+        assert_eq!(existing.0, 403, "{api}");
+        assert_eq!(existing.1["error"], missing.1["error"], "{api}");
+        assert_eq!(existing.1["errors"], missing.1["errors"], "{api}");
+    }
+    // Listings show only alpha.
+    assert_eq!(
+        s.ok("GET", "/api/v1/secrets/list", Some(&ca_t), None)["keys"],
+        json!(["alpha/"])
+    );
+    let beta = s.call("GET", "/api/v1/secrets/list/beta", Some(&ca_t), None, None);
+    assert!(
+        beta.0 == 403 || beta.1["keys"] == json!([]),
+        "a listing of beta shows nothing: {beta:?}"
+    );
+    let vault = s.call(
+        "GET",
+        "/v1/secret/metadata/?list=true",
+        Some(&ca_t),
+        None,
+        None,
+    );
+    assert_eq!(vault.0, 200, "{vault:?}");
+    assert_eq!(vault.1["data"]["keys"], json!(["alpha/"]));
+    let vault_beta = s.call(
+        "GET",
+        "/v1/secret/metadata/beta?list=true",
+        Some(&ca_t),
+        None,
+        None,
+    );
+    assert!(
+        !vault_beta.1.to_string().contains("plans") && !vault_beta.1.to_string().contains("app"),
+        "{vault_beta:?}"
+    );
+    // Nor through requests, notifications, vendors or the ledger.
+    let requests = s.ok("GET", "/api/v1/requests", Some(&ca_t), None);
+    assert_eq!(requests, json!([]));
+    let notes = s.ok("GET", "/api/v1/notifications", Some(&ca_t), None);
+    assert!(!notes.to_string().contains("beta"), "{notes}");
+    assert_eq!(
+        error(&s, "GET", "/api/v1/vendors", &ca_t, None),
+        (403, "not_permitted".into())
+    );
+    assert_eq!(
+        error(&s, "GET", "/api/v1/vendors/beta", &ca_t, None),
+        (403, "not_permitted".into())
+    );
+    let entries = s.ok("GET", "/api/v1/ledger/entries?start=0", Some(&ca_t), None);
+    let text = entries.to_string();
+    assert!(
+        !text.contains("beta/plans") && !text.contains("launch notes"),
+        "{text}"
+    );
+    s.assert_no_secret_logged();
+}
+
+/// A one-route HTTP server that accepts `count` POSTs and hands their bodies over.
+fn webhook(count: usize) -> (String, mpsc::Receiver<Value>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(count) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            tx.send(serde_json::from_slice(&body).unwrap()).unwrap();
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn reminders_are_sent_once_per_threshold_and_delivered_to_the_webhook() {
+    let (url, received) = webhook(5);
+    let s = Server::start_with(|settings| settings.notify.webhook_url = Some(url));
+    let sam = s.person("sam", "security", None);
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme", "status": "active", "owner": "sam" })),
+    );
+    // The NDA ends 20 days from now (2027-02-04).
+    agreement(
+        &s,
+        "acme",
+        json!({ "kind": "nda", "signed": "2026-01-01", "expires": "2027-02-04" }),
+    );
+    let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().reminders;
+    assert_eq!(sweep(), 1, "within 30 days");
+    assert_eq!(sweep(), 0, "once per threshold");
+    s.clock.advance_secs(14 * DAY);
+    assert_eq!(sweep(), 1, "within 7 days");
+    s.clock.advance_secs(5 * DAY + 12 * 3600);
+    assert_eq!(sweep(), 1, "within a day");
+    assert_eq!(sweep(), 0);
+    // A grant ending within a day is announced too.
+    s.person("cy", "contractor", Some("acme"));
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "12h", "reason": "hotfix" }),
+        ),
+    );
+    // Break-glass notified security; the grant reminder follows.
+    assert_eq!(sweep(), 1);
+
+    let delivered = s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    assert_eq!(delivered, 5);
+    assert_eq!(
+        s.runtime.block_on(s.state.deliver_notifications()).unwrap(),
+        0,
+        "each notification is delivered once"
+    );
+    let bodies: Vec<Value> = received.iter().take(5).collect();
+    let subjects: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        subjects
+            .iter()
+            .filter(|s| **s == "agreement NDA of vendor acme expires on 2027-02-04")
+            .count()
+            == 3,
+        "{subjects:?}"
+    );
+    assert!(
+        bodies.iter().all(|b| b["to"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "sam")),
+        "the vendor's owner (and security, of break-glass) is told: {bodies:?}"
+    );
+    assert!(bodies.iter().any(|b| b["kind"] == "break_glass"));
+    assert!(bodies.iter().any(|b| {
+        b["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("grant on acme for cy ends at")
+    }));
+    let listed = s.ok("GET", "/api/v1/notifications", Some(&s.login(&sam)), None);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["delivered_time"].is_string()),
+        "{listed}"
+    );
+}
+
+#[test]
+fn documents_are_sealed_and_acknowledgements_gate_access() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let nda = agreement(&s, "acme", json!({ "kind": "nda", "signed": "2026-01-01" }));
+    let id = nda["id"].as_str().unwrap();
+
+    // The signed document: stored sealed, returned intact with its SHA-256.
+    let content = b"%PDF-1.7 NDA between us and acme, marker Hx73LqPz".repeat(100);
+    let upload = ureq::http::Request::builder()
+        .method("PUT")
+        .uri(format!("{}/api/v1/documents/{id}?name=nda.pdf", s.addr))
+        .header("Authorization", format!("Bearer {}", s.admin))
+        .header("Content-Type", "application/pdf")
+        .body(content.clone())
+        .unwrap();
+    let mut answer = s.agent.run(upload).unwrap();
+    assert_eq!(answer.status(), 200);
+    let stored: Value = serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    let expected_hash: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(stored["sha256"], expected_hash.as_str());
+    let download = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}/api/v1/documents/{id}", s.addr))
+        .header("Authorization", format!("Bearer {}", s.admin))
+        .body(())
+        .unwrap();
+    let mut answer = s.agent.run(download).unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["x-content-sha256"].to_str().unwrap(),
+        expected_hash
+    );
+    assert_eq!(answer.body_mut().read_to_vec().unwrap(), content);
+    for file in ["t.db", "t.db-wal"] {
+        if let Ok(bytes) = std::fs::read(s._dir.path().join(file)) {
+            assert!(
+                !bytes.windows(16).any(|w| w == b"marker Hx73LqPz "),
+                "{file} holds the document in clear"
+            );
+        }
+    }
+    let shown = s.ok(
+        "GET",
+        "/api/v1/vendors/acme/agreements",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(shown[0]["document"]["sha256"], expected_hash.as_str());
+
+    // A level that needs the acceptable-use policy acknowledged.
+    let mut confidential = s
+        .ok("GET", "/api/v1/levels", Some(&s.admin), None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "confidential")
+        .unwrap()
+        .clone();
+    confidential["acknowledgements"] = json!(["acceptable-use"]);
+    s.ok(
+        "PUT",
+        "/api/v1/levels/confidential",
+        Some(&s.admin),
+        Some(confidential),
+    );
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "acme/keys", "level": "confidential" })),
+    );
+    assert_eq!(
+        error(
+            &s,
+            "PUT",
+            "/api/v1/classifications",
+            &s.admin,
+            Some(json!({ "prefix": "x", "level": "top-secret" }))
+        ),
+        (400, "invalid_request".into())
+    );
+    write(&s, "acme/keys/signing", "confidential-Mv61pX");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme/keys", "capabilities": ["read"],
+                     "ttl": "7d", "reason": "key rotation" }),
+        ),
+    );
+    let cy_t = s.login(&cy);
+    let read = || {
+        let (status, body) = s.call(
+            "GET",
+            "/api/v1/secrets/data/acme/keys/signing",
+            Some(&cy_t),
+            None,
+            None,
+        );
+        (status, body["error"]["message"].as_str().map(str::to_owned))
+    };
+    assert_eq!(
+        read(),
+        (
+            403,
+            Some("policy acceptable-use has not been published".into())
+        )
+    );
+    let publish = |text: &str| {
+        s.ok(
+            "POST",
+            "/api/v1/policies",
+            Some(&s.admin),
+            Some(json!({ "name": "acceptable-use", "title": "Acceptable use", "text": text })),
+        )
+    };
+    assert_eq!(
+        publish("Use our systems only for the work agreed.")["version"],
+        1
+    );
+    assert_eq!(
+        read(),
+        (
+            403,
+            Some("cy has not acknowledged version 1 of policy acceptable-use".into())
+        )
+    );
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            "/api/v1/policies/acceptable-use/acknowledge",
+            &cy_t,
+            Some(json!({ "version": 2 }))
+        ),
+        (400, "invalid_request".into())
+    );
+    s.ok(
+        "POST",
+        "/api/v1/policies/acceptable-use/acknowledge",
+        Some(&cy_t),
+        Some(json!({ "version": 1 })),
+    );
+    assert_eq!(read().0, 200);
+    // A new version must be acknowledged again.
+    assert_eq!(
+        publish("Use our systems only for the work agreed. No AI uploads.")["version"],
+        2
+    );
+    assert_eq!(read().0, 403);
+    s.assert_no_secret_logged();
+}
+
+#[test]
+fn the_openapi_document_describes_every_native_route() {
+    let document = serde_json::to_value(chaperone_server::openapi_document()).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let mut missing = Vec::new();
+    for (method, pattern, _) in chaperone_server::route_table() {
+        if !pattern.starts_with("/api/v1/") {
+            continue;
+        }
+        let documented = pattern.replace("{*", "{");
+        let method = method.as_str().to_ascii_lowercase();
+        if paths
+            .get(&documented)
+            .and_then(|p| p.get(&method))
+            .is_none()
+        {
+            missing.push(format!("{method} {documented}"));
+        }
+    }
+    assert!(missing.is_empty(), "undocumented routes: {missing:?}");
+}
