@@ -477,8 +477,8 @@ impl AppState {
     /// The classification level of `path`: that of the longest classified prefix covering
     /// it, the default level when none does.
     pub(crate) async fn classify(&self, path: &SecretPath) -> Result<LevelPolicy, ApiError> {
-        let levels = crate::api::governance::levels(self).await?;
-        let classifications = self.store.classifications().await?;
+        let (classifications, stored) = self.store.classification_rules().await?;
+        let levels = crate::api::governance::merge_levels(&stored)?;
         crate::api::governance::level_of(&levels, &classifications, path.as_str()).cloned()
     }
 

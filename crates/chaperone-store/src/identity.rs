@@ -518,6 +518,34 @@ impl Store {
             .collect()
     }
 
+    /// The classified prefixes and the stored level policies (JSON bodies), in one round
+    /// trip: every secret request needs both to classify its path.
+    pub async fn classification_rules(
+        &self,
+    ) -> Result<(Vec<(String, String)>, Vec<String>), StoreError> {
+        let rows = sqlx::query(
+            "SELECT 'c' AS kind, prefix AS a, level AS b FROM classifications \
+             UNION ALL SELECT 'l' AS kind, id AS a, body AS b FROM records WHERE kind = 'level'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading classifications"))?;
+        let (mut classifications, mut levels) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let get = |column: &str| -> Result<String, StoreError> {
+                row.try_get(column)
+                    .map_err(|e| StoreError::Corrupt(format!("classification row: {e}")))
+            };
+            if get("kind")? == "c" {
+                classifications.push((get("a")?, get("b")?));
+            } else {
+                levels.push(get("b")?);
+            }
+        }
+        classifications.sort();
+        Ok((classifications, levels))
+    }
+
     /// Records a failed authentication attempt for each subject.
     pub async fn record_auth_failure(
         &self,

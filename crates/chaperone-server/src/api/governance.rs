@@ -1300,9 +1300,16 @@ pub(crate) struct LevelSchema {
 /// Every level: the built-in ones, replaced by stored ones of the same name, plus stored
 /// new ones; by rank.
 pub(crate) async fn levels(state: &AppState) -> Result<Vec<LevelPolicy>, ApiError> {
+    let (_, stored) = state.store.classification_rules().await?;
+    merge_levels(&stored)
+}
+
+/// The built-in levels with the stored ones (JSON bodies) applied over them, by rank.
+pub(crate) fn merge_levels(stored: &[String]) -> Result<Vec<LevelPolicy>, ApiError> {
     let mut levels = LevelPolicy::defaults();
-    for record in state.store.records("level", None).await? {
-        let level: LevelPolicy = body(&record)?;
+    for text in stored {
+        let level: LevelPolicy = serde_json::from_str(text)
+            .map_err(|e| StoreError::Corrupt(format!("level policy: {e}")))?;
         match levels.iter_mut().find(|l| l.name == level.name) {
             Some(slot) => *slot = level,
             None => levels.push(level),
