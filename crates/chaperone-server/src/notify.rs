@@ -4,7 +4,7 @@
 //! access request, an approval, a break-glass grant, a reminder), so none is lost and none
 //! announces something that did not happen. It waits in an outbox (records of kind
 //! `notification` whose owner is `outbox`) until it is delivered to the configured webhook
-//! as JSON; it is listed in the API either way. Notifications carry names, paths and
+//! as JSON and mailed through the configured SMTP relay; it is listed in the API either way. Notifications carry names, paths and
 //! dates, never a secret value.
 //!
 //! The sweep closes review campaigns past their deadline (revoking what nobody decided)
@@ -45,6 +45,9 @@ pub(crate) struct Notification {
     pub(crate) delivered_time: Option<String>,
     pub(crate) attempts: u32,
     pub(crate) last_error: Option<String>,
+    /// The channels (`webhook`, `email`) that took it.
+    #[serde(default)]
+    pub(crate) channels_done: Vec<String>,
 }
 
 /// The change that queues a notification.
@@ -66,6 +69,7 @@ pub(crate) fn notification(
         delivered_time: None,
         attempts: 0,
         last_error: None,
+        channels_done: Vec::new(),
     };
     Op::Put(new_record(
         "notification",
@@ -79,8 +83,10 @@ pub(crate) fn notification(
 /// Where notifications go.
 #[derive(Clone, Debug)]
 pub struct NotifySettings {
-    /// The URL notifications are POSTed to as JSON; none: they are only listed in the API.
+    /// The URL notifications are POSTed to as JSON.
     pub webhook_url: Option<String>,
+    /// The SMTP relay notifications are mailed through, to the recipients' addresses.
+    pub smtp: Option<crate::mail::SmtpSettings>,
     /// How often the sweep and the delivery run.
     pub sweep_interval: Duration,
 }
@@ -89,6 +95,7 @@ impl Default for NotifySettings {
     fn default() -> Self {
         Self {
             webhook_url: None,
+            smtp: None,
             sweep_interval: Duration::from_secs(60),
         }
     }
@@ -262,59 +269,95 @@ impl AppState {
         Ok(sent)
     }
 
-    /// Delivers queued notifications to the webhook; returns how many were delivered.
-    /// Without a webhook it does nothing. A failed delivery is retried on the next run.
+    /// Delivers queued notifications to every configured channel (the webhook, email);
+    /// returns how many were delivered. Each channel is tried until it succeeds once; a
+    /// notification is delivered when every configured channel has taken it. Without any
+    /// channel it does nothing.
     pub async fn deliver_notifications(&self) -> Result<usize, ApiError> {
-        let Some(url) = self.settings.notify.webhook_url.clone() else {
+        let settings = &self.settings.notify;
+        if settings.webhook_url.is_none() && settings.smtp.is_none() {
             return Ok(0);
-        };
+        }
         let mut delivered = 0;
         for record in self.store.records("notification", Some(OUTBOX)).await? {
             let mut note: Notification = body(&record)?;
             let mut recipients = Vec::new();
+            let mut emails = Vec::new();
             for id in &note.to {
                 if let Some(p) = self.store.person(id).await? {
+                    if let Some(email) = p.email.as_ref().filter(|e| crate::mail::valid_address(e))
+                    {
+                        emails.push(email.clone());
+                    }
                     recipients.push(json!({ "id": p.id, "name": p.name, "email": p.email }));
                 }
             }
-            let payload = json!({
-                "id": note.id,
-                "kind": note.kind,
-                "subject": note.subject,
-                "to": recipients,
-                "details": note.details,
-                "time": note.created_time,
-            });
-            let target = url.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .timeout_global(Some(Duration::from_secs(10)))
-                    .build()
-                    .into();
-                agent
-                    .post(&target)
-                    .send_json(&payload)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            let mut errors = Vec::new();
+            if let Some(url) = &settings.webhook_url
+                && !note.channels_done.iter().any(|c| c == "webhook")
+            {
+                let payload = json!({
+                    "id": note.id,
+                    "kind": note.kind,
+                    "subject": note.subject,
+                    "to": recipients,
+                    "details": note.details,
+                    "time": note.created_time,
+                });
+                let target = url.clone();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .timeout_global(Some(Duration::from_secs(10)))
+                        .build()
+                        .into();
+                    agent
+                        .post(&target)
+                        .send_json(&payload)
+                        .map(|_| ())
+                        .map_err(|e| format!("webhook: {e}"))
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                match outcome {
+                    Ok(()) => note.channels_done.push("webhook".into()),
+                    Err(e) => errors.push(e),
+                }
+            }
+            if let Some(smtp) = &settings.smtp
+                && !note.channels_done.iter().any(|c| c == "email")
+            {
+                // Nobody to write to (no address on file) counts as done.
+                let text = format!(
+                    "{}\n\n{}\n\nSent by Chaperone ({}, {}).",
+                    note.subject,
+                    serde_json::to_string_pretty(&note.details).unwrap_or_default(),
+                    note.kind,
+                    note.created_time
+                );
+                let outcome = if emails.is_empty() {
+                    Ok(())
+                } else {
+                    crate::mail::send(smtp, &emails, &note.subject, &text).await
+                };
+                match outcome {
+                    Ok(()) => note.channels_done.push("email".into()),
+                    Err(e) => errors.push(format!("email: {e}")),
+                }
+            }
             let now = self.clock.now();
             note.attempts += 1;
-            let mut updated = match outcome {
-                Ok(()) => {
-                    delivered += 1;
-                    note.delivered_time = Some(now.to_rfc3339());
-                    note.last_error = None;
-                    revise(&record, &note, now)
-                }
-                Err(error) => {
-                    tracing::warn!(notification = %note.id, %error, "webhook delivery failed");
-                    note.last_error = Some(error);
-                    revise(&record, &note, now)
-                }
-            };
-            if note.delivered_time.is_some() {
+            let done = errors.is_empty();
+            if done {
+                delivered += 1;
+                note.delivered_time = Some(now.to_rfc3339());
+                note.last_error = None;
+            } else {
+                let error = errors.join("; ");
+                tracing::warn!(notification = %note.id, %error, "notification delivery failed");
+                note.last_error = Some(error);
+            }
+            let mut updated = revise(&record, &note, now);
+            if done {
                 updated.owner = Some(SENT.into());
             }
             self.store.apply(vec![Op::Put(updated)], Vec::new()).await?;

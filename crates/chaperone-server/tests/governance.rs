@@ -882,3 +882,94 @@ fn the_openapi_document_describes_every_native_route() {
     }
     assert!(missing.is_empty(), "undocumented routes: {missing:?}");
 }
+
+/// A fake SMTP relay on loopback that accepts `count` messages and hands over each
+/// transcript (commands and data).
+fn smtp_relay(count: usize) -> (String, mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(count) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut transcript = String::new();
+            stream.write_all(b"220 relay.test ESMTP\r\n").unwrap();
+            let mut in_data = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 {
+                    break;
+                }
+                transcript.push_str(&line);
+                let reply: &[u8] = if in_data {
+                    if line != ".\r\n" {
+                        continue;
+                    }
+                    in_data = false;
+                    b"250 2.0.0 queued\r\n"
+                } else if line.starts_with("EHLO") {
+                    b"250-relay.test\r\n250 8BITMIME\r\n"
+                } else if line.starts_with("DATA") {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                } else if line.starts_with("QUIT") {
+                    stream.write_all(b"221 bye\r\n").unwrap();
+                    break;
+                } else {
+                    b"250 ok\r\n"
+                };
+                stream.write_all(reply).unwrap();
+            }
+            tx.send(transcript).unwrap();
+        }
+    });
+    (relay, rx)
+}
+
+#[test]
+fn notifications_are_mailed_through_the_smtp_relay() {
+    let (relay, mails) = smtp_relay(1);
+    let s = Server::start_with(|settings| {
+        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
+            relay,
+            from: "chaperone@example.com".into(),
+        });
+    });
+    s.person_with_email("ann", "approver", None, Some("ann@example.com"));
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cy_t),
+        Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                     "reason": "line one\r\nBcc: evil@example.net", "duration": "1d" })),
+    );
+    let delivered = s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    assert_eq!(delivered, 1);
+    let transcript = mails.recv().unwrap();
+    assert!(
+        transcript.contains("MAIL FROM:<chaperone@example.com>\r\n"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("RCPT TO:<ann@example.com>\r\n"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains(
+            "Subject: cy asks for read on acme/app for 1d (line one  Bcc: evil@example.net)"
+        ),
+        "{transcript}"
+    );
+    // The text a requester typed cannot start a header line.
+    let data = transcript.split_once("DATA\r\n").unwrap().1;
+    let headers = data.split_once("\r\n\r\n").unwrap().0;
+    assert!(!headers.contains("\r\nBcc:"), "{headers}");
+    assert_eq!(
+        s.runtime.block_on(s.state.deliver_notifications()).unwrap(),
+        0
+    );
+}

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use chaperone_core::net::Cidr;
 use chaperone_core::policy::Role;
 use chaperone_core::{MaxVersions, parse_duration};
-use chaperone_server::{AuthSettings, NotifySettings};
+use chaperone_server::{AuthSettings, NotifySettings, SmtpSettings};
 use chaperone_store::{DatabaseUrl, KvSettings};
 
 /// Every configuration key, with its environment variable and meaning.
@@ -50,6 +50,16 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "notify_webhook",
         "CHAPERONE_NOTIFY_WEBHOOK",
         "URL notifications (requests, approvals, reminders) are POSTed to as JSON",
+    ),
+    (
+        "smtp_relay",
+        "CHAPERONE_SMTP_RELAY",
+        "host:port of an SMTP relay notifications are mailed through (plain SMTP: a local MTA)",
+    ),
+    (
+        "smtp_from",
+        "CHAPERONE_SMTP_FROM",
+        "the sender address of notification mail (required with smtp_relay)",
     ),
     (
         "sweep_interval",
@@ -264,6 +274,19 @@ impl Layers {
                 (s.starts_with("http://") || s.starts_with("https://")).then(|| s.to_owned())
             })?,
             ..NotifySettings::default()
+        };
+        let relay = self.parse("smtp_relay", "host:port", |s| {
+            s.rsplit_once(':')
+                .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                .map(|_| s.to_owned())
+        })?;
+        let from = self.parse("smtp_from", "an address like chaperone@example.com", |s| {
+            chaperone_server::valid_mail_address(s).then(|| s.to_owned())
+        })?;
+        notify.smtp = match (relay, from) {
+            (Some(relay), Some(from)) => Some(SmtpSettings { relay, from }),
+            (None, None) => None,
+            _ => bail!("config keys `smtp_relay` and `smtp_from` go together"),
         };
         if let Some(secs) = duration("sweep_interval")? {
             notify.sweep_interval = std::time::Duration::from_secs(secs.unsigned_abs());

@@ -191,7 +191,18 @@ impl Server {
 
     /// Adds and enrols a person; returns their password and TOTP secret.
     pub(crate) fn person(&self, name: &str, role: &str, vendor: Option<&str>) -> Person {
-        let mut body = json!({ "name": name, "role": role });
+        self.person_with_email(name, role, vendor, None)
+    }
+
+    /// Like [`Server::person`], with an email address on file.
+    pub(crate) fn person_with_email(
+        &self,
+        name: &str,
+        role: &str,
+        vendor: Option<&str>,
+        email: Option<&str>,
+    ) -> Person {
+        let mut body = json!({ "name": name, "role": role, "email": email });
         if let Some(v) = vendor {
             body["vendor"] = json!(v);
         }

@@ -1,0 +1,162 @@
+//! A minimal SMTP client (RFC 5321) for notifications: one message to a relay, in plain
+//! SMTP, the way a local MTA (Postfix, an SMTP sidecar) accepts mail and carries it onward
+//! over TLS. It speaks EHLO, MAIL, RCPT, DATA and QUIT, nothing else: no authentication and
+//! no STARTTLS, so the relay belongs on loopback or a private network (see
+//! `docs/governance.md`). Messages carry names, paths and dates, never a secret value.
+//!
+//! Header injection is impossible by construction: addresses and the subject are refused or
+//! cleaned of CR and LF before they reach the wire, and the body is dot-stuffed.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Where and as whom mail is sent.
+#[derive(Clone, Debug)]
+pub struct SmtpSettings {
+    /// The relay, `host:port`.
+    pub relay: String,
+    /// The sender address.
+    pub from: String,
+}
+
+/// Whether `address` is a plain `local@domain` address with nothing that could break a
+/// command or a header.
+pub fn valid_address(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && address.len() <= 254
+        && address.chars().all(|c| {
+            c.is_ascii_graphic() && !matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\\')
+        })
+}
+
+/// Sends one message; the error says which step failed and what the relay answered.
+pub(crate) async fn send(
+    settings: &SmtpSettings,
+    to: &[String],
+    subject: &str,
+    body: &str,
+) -> Result<(), String> {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        send_inner(settings, to, subject, body),
+    )
+    .await
+    .map_err(|_| format!("SMTP relay {} timed out", settings.relay))?
+}
+
+async fn send_inner(
+    settings: &SmtpSettings,
+    to: &[String],
+    subject: &str,
+    body: &str,
+) -> Result<(), String> {
+    if !valid_address(&settings.from) || to.iter().any(|a| !valid_address(a)) || to.is_empty() {
+        return Err("invalid sender or recipient address".into());
+    }
+    let stream = TcpStream::connect(&settings.relay)
+        .await
+        .map_err(|e| format!("connecting to SMTP relay {}: {e}", settings.relay))?;
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    expect(&mut read, 220, "greeting").await?;
+    command(&mut write, "EHLO chaperone").await?;
+    expect(&mut read, 250, "EHLO").await?;
+    command(&mut write, &format!("MAIL FROM:<{}>", settings.from)).await?;
+    expect(&mut read, 250, "MAIL FROM").await?;
+    for address in to {
+        command(&mut write, &format!("RCPT TO:<{address}>")).await?;
+        expect(&mut read, 250, "RCPT TO").await?;
+    }
+    command(&mut write, "DATA").await?;
+    expect(&mut read, 354, "DATA").await?;
+    let subject: String = subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut message = format!(
+        "From: Chaperone <{}>\r\nTo: {}\r\nSubject: {subject}\r\nContent-Type: text/plain; \
+         charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n",
+        settings.from,
+        to.join(", ")
+    );
+    for line in body.lines() {
+        // Dot-stuffing (RFC 5321 §4.5.2): a line starting with a dot gets another.
+        if line.starts_with('.') {
+            message.push('.');
+        }
+        message.push_str(line);
+        message.push_str("\r\n");
+    }
+    message.push_str(".\r\n");
+    write
+        .write_all(message.as_bytes())
+        .await
+        .map_err(|e| format!("sending the message: {e}"))?;
+    expect(&mut read, 250, "end of DATA").await?;
+    command(&mut write, "QUIT").await?;
+    // The message is accepted; a relay that hangs up without answering QUIT changes nothing.
+    let _ = expect(&mut read, 221, "QUIT").await;
+    Ok(())
+}
+
+async fn command(write: &mut tokio::net::tcp::OwnedWriteHalf, line: &str) -> Result<(), String> {
+    write
+        .write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .map_err(|e| format!("writing to the SMTP relay: {e}"))
+}
+
+/// Reads one (possibly multi-line) reply and checks its code.
+async fn expect(
+    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    code: u16,
+    step: &str,
+) -> Result<(), String> {
+    loop {
+        let mut line = String::new();
+        let n = read
+            .read_line(&mut line)
+            .await
+            .map_err(|e| format!("reading the SMTP relay's answer to {step}: {e}"))?;
+        if n == 0 {
+            return Err(format!("the SMTP relay closed the connection at {step}"));
+        }
+        let got: Option<u16> = line.get(..3).and_then(|c| c.parse().ok());
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        if last {
+            return match got {
+                Some(got) if got == code || (code == 250 && got == 251) => Ok(()),
+                _ => Err(format!(
+                    "the SMTP relay refused {step}: {}",
+                    line.trim_end()
+                )),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_that_could_inject_are_refused() {
+        assert!(valid_address("ann@example.com"));
+        for bad in [
+            "ann",
+            "@example.com",
+            "ann@localhost",
+            "ann@example.com\r\nRCPT TO:<x@y.z>",
+            "a b@example.com",
+            "<ann@example.com>",
+        ] {
+            assert!(!valid_address(bad), "{bad}");
+        }
+    }
+}
