@@ -462,7 +462,10 @@ impl AppState {
             }
             None => None,
         };
-        let person = if person.disabled_at.is_some() {
+        // An account past its own end date acts no more, whether or not the sweep has
+        // disabled it yet.
+        let ended = person.ends_at.is_some_and(|end| end <= self.clock.now());
+        let person = if person.disabled_at.is_some() || ended {
             Standing::Inactive
         } else {
             Standing::Active

@@ -100,6 +100,20 @@ pub enum Op {
     },
     /// Stores a document.
     PutDocument(DocumentRecord),
+    /// Revokes every unrevoked token (sessions and API tokens) of a person.
+    RevokeTokensOf {
+        /// The person.
+        person_id: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Sets or clears a person's end date.
+    SetPersonEnd {
+        /// The person.
+        id: String,
+        /// The end date.
+        ends_at: Option<Timestamp>,
+    },
 }
 
 const RECORD_COLUMNS: &str = "kind, id, owner, body, revision, created_at, updated_at";
@@ -313,6 +327,30 @@ async fn apply_one(conn: &mut AnyConnection, op: &Op) -> Result<(), StoreError> 
                 .execute(&mut *conn)
                 .await
                 .map_err(db("disabling a person"))?;
+        }
+        Op::RevokeTokensOf { person_id, at } => {
+            sqlx::query(
+                "UPDATE tokens SET revoked_at = $2 WHERE person_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(person_id)
+            .bind(at.unix_nanos())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("revoking a person's tokens"))?;
+        }
+        Op::SetPersonEnd { id, ends_at } => {
+            let changed = sqlx::query("UPDATE people SET ends_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(ends_at.map(Timestamp::unix_nanos))
+                .execute(&mut *conn)
+                .await
+                .map_err(db("setting an end date"))?
+                .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "person `{id}` does not exist"
+                )));
+            }
         }
         Op::PutDocument(doc) => {
             sqlx::query(

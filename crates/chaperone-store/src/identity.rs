@@ -59,6 +59,8 @@ pub struct PersonRecord {
     pub allowed_networks: Vec<String>,
     /// When the person was added.
     pub created_at: Timestamp,
+    /// The account's own end date, past which it acts no more.
+    pub ends_at: Option<Timestamp>,
 }
 
 /// A grant: capabilities on a path prefix until a time.
@@ -137,7 +139,7 @@ pub(crate) fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
 }
 
 const PERSON_COLUMNS: &str = "id, name, email, role, vendor_id, disabled_at, password_hash, \
-     totp_secret, totp_last_step, allowed_networks, created_at";
+     totp_secret, totp_last_step, allowed_networks, created_at, ends_at";
 
 impl Store {
     /// Adds a vendor, recording `events` with it.
@@ -649,7 +651,7 @@ async fn insert_person_in(
 ) -> Result<(), StoreError> {
     sqlx::query(&format!(
         "INSERT INTO people ({PERSON_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     ))
     .bind(&person.id)
     .bind(&person.name)
@@ -662,6 +664,7 @@ async fn insert_person_in(
     .bind(person.totp_last_step)
     .bind(json_list(&person.allowed_networks))
     .bind(person.created_at.unix_nanos())
+    .bind(person.ends_at.map(Timestamp::unix_nanos))
     .execute(&mut *conn)
     .await
     .map_err(db("adding a person"))?;
@@ -748,6 +751,9 @@ fn person_from_row(row: &AnyRow) -> Result<PersonRecord, StoreError> {
             totp_last_step: row.try_get("totp_last_step")?,
             allowed_networks: parse_list(&row.try_get::<String, _>("allowed_networks")?)?,
             created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+            ends_at: row
+                .try_get::<Option<i64>, _>("ends_at")?
+                .map(Timestamp::from_unix_nanos),
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("person row: {e}")))

@@ -51,6 +51,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_governance.sql"),
         postgres: include_str!("../migrations/postgres/0006_governance.sql"),
     },
+    Migration {
+        version: 7,
+        name: "hand-off",
+        sqlite: include_str!("../migrations/sqlite/0007_handoff.sql"),
+        postgres: include_str!("../migrations/postgres/0007_handoff.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {

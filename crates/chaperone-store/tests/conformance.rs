@@ -567,6 +567,7 @@ fn person_record(id: &str, vendor: Option<&str>) -> PersonRecord {
         totp_last_step: None,
         allowed_networks: Vec::new(),
         created_at: t(0),
+        ends_at: None,
     }
 }
 

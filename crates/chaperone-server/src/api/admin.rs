@@ -49,6 +49,8 @@ pub(crate) struct AddPersonRequest {
     role: String,
     vendor: Option<String>,
     email: Option<String>,
+    /// The account's end date (`2027-03-31`): past it, the account acts no more.
+    ends: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -111,6 +113,12 @@ pub(crate) async fn add_person(
         totp_last_step: None,
         allowed_networks: Vec::new(),
         created_at: now,
+        ends_at: body
+            .ends
+            .as_deref()
+            .map(chaperone_core::governance::parse_date)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_request", e))?,
     };
     let code = recovery_codes(1).pop().expect("one code");
     let expires = now.plus_secs(state.settings.auth.enrolment_ttl_secs);
