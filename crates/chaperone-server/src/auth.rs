@@ -43,6 +43,8 @@ pub(crate) struct Caller {
     pub(crate) kind: TokenKind,
     /// What the policy decision saw.
     pub(crate) principal: Principal,
+    /// The client's address, as the server believes it.
+    pub(crate) client_ip: Option<IpAddr>,
 }
 
 /// A rule as written in a token scope or a grant request.
@@ -403,6 +405,7 @@ pub(crate) async fn authenticate(
             .collect();
     }
     Ok(Caller {
+        client_ip: ip,
         token_id: record.id,
         person_id: record.person_id,
         vendor_id,

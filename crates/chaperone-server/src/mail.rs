@@ -4,8 +4,10 @@
 //! no STARTTLS, so the relay belongs on loopback or a private network (see
 //! `docs/governance.md`). Messages carry names, paths and dates, never a secret value.
 //!
-//! Header injection is impossible by construction: addresses and the subject are refused or
-//! cleaned of CR and LF before they reach the wire, and the body is dot-stuffed.
+//! Typed text (a request's reason) cannot add headers or end the message early: addresses
+//! with anything but plain address characters are refused; the subject loses its control
+//! characters and is RFC 2047-encoded when not ASCII; the body's lines lose stray CRs, are
+//! cut at 998 octets and are dot-stuffed.
 
 use std::time::Duration;
 
@@ -75,22 +77,19 @@ async fn send_inner(
     }
     command(&mut write, "DATA").await?;
     expect(&mut read, 354, "DATA").await?;
-    let subject: String = subject
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let subject = header_text(subject);
     let mut message = format!(
         "From: Chaperone <{}>\r\nTo: {}\r\nSubject: {subject}\r\nContent-Type: text/plain; \
          charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n",
         settings.from,
         to.join(", ")
     );
-    for line in body.lines() {
+    for line in body_lines(body) {
         // Dot-stuffing (RFC 5321 §4.5.2): a line starting with a dot gets another.
         if line.starts_with('.') {
             message.push('.');
         }
-        message.push_str(line);
+        message.push_str(&line);
         message.push_str("\r\n");
     }
     message.push_str(".\r\n");
@@ -103,6 +102,44 @@ async fn send_inner(
     // The message is accepted; a relay that hangs up without answering QUIT changes nothing.
     let _ = expect(&mut read, 221, "QUIT").await;
     Ok(())
+}
+
+/// A header value: control characters become spaces, at most 200 characters, and an
+/// RFC 2047 encoded word when it is not plain ASCII.
+fn header_text(text: &str) -> String {
+    use base64::Engine;
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if clean.is_ascii() {
+        clean
+    } else {
+        format!(
+            "=?utf-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(clean.as_bytes())
+        )
+    }
+}
+
+/// The body's lines without CR or other line breaks, none longer than 998 octets.
+fn body_lines(body: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in body.split('\n') {
+        let line: String = line.chars().filter(|&c| c != '\r').collect();
+        let mut rest = line.as_str();
+        while rest.len() > 998 {
+            let mut cut = 998;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push(rest[..cut].to_owned());
+            rest = &rest[cut..];
+        }
+        out.push(rest.to_owned());
+    }
+    out
 }
 
 async fn command(write: &mut tokio::net::tcp::OwnedWriteHalf, line: &str) -> Result<(), String> {
@@ -144,6 +181,17 @@ async fn expect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_text_cannot_break_out() {
+        assert_eq!(header_text("a\r\nBcc: x"), "a  Bcc: x");
+        assert_eq!(header_text("Grüße"), "=?utf-8?B?R3LDvMOfZQ==?=");
+        let lines = body_lines("one\r.\rtwo\nthree");
+        assert_eq!(lines, ["one.two", "three"]);
+        let long = "é".repeat(700);
+        assert!(body_lines(&long).iter().all(|l| l.len() <= 998));
+        assert_eq!(body_lines(&long).concat(), long);
+    }
 
     #[test]
     fn addresses_that_could_inject_are_refused() {

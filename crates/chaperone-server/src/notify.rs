@@ -30,6 +30,23 @@ use crate::{ApiError, AppState};
 
 const OUTBOX: &str = "outbox";
 const SENT: &str = "sent";
+/// Notifications that could not be delivered in [`MAX_ATTEMPTS`] tries.
+const FAILED: &str = "failed";
+/// Delivery attempts (one per sweep) before a notification is given up; it stays listed.
+const MAX_ATTEMPTS: u32 = 50;
+
+/// `Ok(true)` when `result` lost a race with another change of the same record (which then
+/// stands), `Ok(false)` when it was applied; other errors pass.
+fn skip_conflict(result: Result<(), chaperone_store::StoreError>) -> Result<bool, ApiError> {
+    match result {
+        Ok(()) => Ok(false),
+        Err(chaperone_store::StoreError::Conflict(what)) => {
+            tracing::info!(%what, "sweep skipped a record changed meanwhile");
+            Ok(true)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
 
 /// A notification as stored.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -149,8 +166,7 @@ impl AppState {
             }
             campaign.status = "closed".into();
             ops.insert(0, Op::Put(revise(&record, &campaign, now)));
-            report.campaigns_closed += 1;
-            report.items_revoked += revoked.len();
+            let count = revoked.len();
             let event = system_event(
                 self,
                 &info,
@@ -158,7 +174,12 @@ impl AppState {
                 &campaign.id,
                 json!({ "revoked": revoked }),
             );
-            self.store.apply(ops, vec![event]).await?;
+            // A decision made at this very moment wins; the next sweep closes the review.
+            if skip_conflict(self.store.apply(ops, vec![event]).await)? {
+                continue;
+            }
+            report.campaigns_closed += 1;
+            report.items_revoked += count;
             tracing::warn!(review = %campaign.id, revoked = report.items_revoked, "review closed at its deadline");
         }
         report.reminders = self.remind(now).await?;
@@ -255,7 +276,8 @@ impl AppState {
                 continue;
             }
             let marker = new_record("reminder", key, None, &json!({}), now);
-            self.store
+            let queued = self
+                .store
                 .apply(
                     vec![
                         Op::Put(marker),
@@ -263,8 +285,11 @@ impl AppState {
                     ],
                     Vec::new(),
                 )
-                .await?;
-            sent += 1;
+                .await;
+            // Another node queued it first.
+            if !skip_conflict(queued)? {
+                sent += 1;
+            }
         }
         Ok(sent)
     }
@@ -359,8 +384,11 @@ impl AppState {
             let mut updated = revise(&record, &note, now);
             if done {
                 updated.owner = Some(SENT.into());
+            } else if note.attempts >= MAX_ATTEMPTS {
+                tracing::error!(notification = %note.id, "notification given up after {MAX_ATTEMPTS} attempts");
+                updated.owner = Some(FAILED.into());
             }
-            self.store.apply(vec![Op::Put(updated)], Vec::new()).await?;
+            skip_conflict(self.store.apply(vec![Op::Put(updated)], Vec::new()).await)?;
         }
         Ok(delivered)
     }
@@ -371,7 +399,7 @@ impl AppState {
         person_id: Option<&str>,
     ) -> Result<Vec<Notification>, ApiError> {
         let mut out = Vec::new();
-        for owner in [OUTBOX, SENT] {
+        for owner in [OUTBOX, SENT, FAILED] {
             for record in self.store.records("notification", Some(owner)).await? {
                 let note: Notification = body(&record)?;
                 if person_id.is_none_or(|id| note.to.iter().any(|t| t == id)) {

@@ -739,14 +739,17 @@ fn documents_are_sealed_and_acknowledgements_gate_access() {
         expected_hash
     );
     assert_eq!(answer.body_mut().read_to_vec().unwrap(), content);
+    let mut searched = 0;
     for file in ["t.db", "t.db-wal"] {
         if let Ok(bytes) = std::fs::read(s._dir.path().join(file)) {
+            searched += bytes.len();
             assert!(
-                !bytes.windows(16).any(|w| w == b"marker Hx73LqPz "),
+                !bytes.windows(15).any(|w| w == b"marker Hx73LqPz"),
                 "{file} holds the document in clear"
             );
         }
     }
+    assert!(searched > content.len(), "the database files were read");
     let shown = s.ok(
         "GET",
         "/api/v1/vendors/acme/agreements",
@@ -972,4 +975,172 @@ fn notifications_are_mailed_through_the_smtp_relay() {
         s.runtime.block_on(s.state.deliver_notifications()).unwrap(),
         0
     );
+}
+
+#[test]
+fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let sam = s.person("sam", "security", None);
+    let sam_t = s.login(&sam);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "acme/prod", "level": "regulated" })),
+    );
+    // Every token without a person is one actor: a second root token is no second approver.
+    let second_root = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&s.admin),
+        Some(json!({ "ttl": "1h" })),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.remember(&second_root);
+    let request = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cy_t),
+        Some(
+            json!({ "prefix": "acme/prod", "capabilities": ["read"], "reason": "audit",
+                     "duration": "1d" }),
+        ),
+    );
+    let approve = format!(
+        "/api/v1/requests/{}/approve",
+        request["id"].as_str().unwrap()
+    );
+    s.ok("POST", &approve, Some(&s.admin), Some(json!({})));
+    assert_eq!(
+        error(&s, "POST", &approve, &second_root, Some(json!({}))),
+        (409, "already_approved".into())
+    );
+
+    // Staff roles do not belong to vendors.
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            "/api/v1/people",
+            &s.admin,
+            Some(json!({ "name": "vic", "role": "approver", "vendor": "acme" }))
+        ),
+        (400, "invalid_request".into())
+    );
+
+    // Whoever holds a break-glass grant does not review it, even from security; an
+    // unreviewed grant stays flagged after it ends.
+    let glass = s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "sam", "prefix": "ops", "capabilities": ["read"],
+                     "ttl": "1h", "reason": "incident 9" }),
+        ),
+    );
+    let review = format!("/api/v1/grants/{}/review", glass["id"].as_str().unwrap());
+    assert_eq!(
+        error(&s, "POST", &review, &sam_t, Some(json!({ "note": "fine" }))),
+        (403, "self_review".into())
+    );
+    s.clock.advance_secs(2 * 3600);
+    let flagged = s.ok("GET", "/api/v1/grants?flagged=true", Some(&s.admin), None);
+    assert_eq!(flagged.as_array().unwrap().len(), 1, "{flagged}");
+    assert_eq!(flagged[0]["id"], glass["id"]);
+
+    // Terminating a vendor disables its accounts and revokes their tokens in the same step.
+    for (status, reason) in [("suspended", "breach"), ("terminated", "contract ended")] {
+        s.ok(
+            "PUT",
+            "/api/v1/vendors/acme",
+            Some(&s.admin),
+            Some(json!({ "status": status, "reason": reason })),
+        );
+    }
+    let people = s.ok("GET", "/api/v1/people", Some(&s.admin), None);
+    let cy_row = people
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cy")
+        .unwrap()
+        .clone();
+    assert_eq!(cy_row["disabled"], true, "{cy_row}");
+    assert_eq!(
+        error(&s, "GET", "/api/v1/auth/self", &cy_t, None).0,
+        401,
+        "the session was revoked"
+    );
+    assert_eq!(
+        s.recorded("vendor.update", "acme").len(),
+        2,
+        "an update that changes nothing records nothing"
+    );
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({})),
+    );
+    assert_eq!(s.recorded("vendor.update", "acme").len(), 2);
+}
+
+#[test]
+fn listings_and_classifications_follow_the_gate_and_the_grants() {
+    let s = Server::start();
+    vendor(&s, "alpha");
+    vendor(&s, "beta");
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "alpha/keys", "level": "confidential" })),
+    );
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "beta/plans", "level": "regulated" })),
+    );
+    write(&s, "alpha/keys/signing", "alpha-keys-Gh27sL");
+    write(&s, "alpha/app/db", "alpha-app-Mn38dK");
+    let ca = s.person("ca", "contractor", Some("alpha"));
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "ca", "prefix": "alpha", "capabilities": ["read", "list"],
+                     "ttl": "7d", "reason": "project" }),
+        ),
+    );
+    let ca_t = s.login(&ca);
+    // No NDA: the confidential folder is not even listed; the internal one is.
+    assert_eq!(
+        s.ok("GET", "/api/v1/secrets/list/alpha", Some(&ca_t), None)["keys"],
+        json!(["app/"])
+    );
+    agreement(
+        &s,
+        "alpha",
+        json!({ "kind": "nda", "signed": "2026-01-01" }),
+    );
+    assert_eq!(
+        s.ok("GET", "/api/v1/secrets/list/alpha", Some(&ca_t), None)["keys"],
+        json!(["app/", "keys/"])
+    );
+    // Classified prefixes are shown only where the grantee could list.
+    let classified = s.ok("GET", "/api/v1/classifications", Some(&ca_t), None);
+    assert_eq!(
+        classified,
+        json!([{ "prefix": "alpha/keys", "level": "confidential" }])
+    );
+    let all = s.ok("GET", "/api/v1/classifications", Some(&s.admin), None);
+    assert_eq!(all.as_array().unwrap().len(), 2);
 }

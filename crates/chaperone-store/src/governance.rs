@@ -89,8 +89,17 @@ pub enum Op {
         /// By whom.
         by: String,
     },
-    /// Replaces a vendor's status, allowlist and profile.
-    UpdateVendor(VendorRecord, Timestamp),
+    /// Replaces a vendor's status, allowlist and profile, provided its status is still
+    /// `previous_status` (a change made on a stale read, say a profile edit racing a
+    /// suspension, fails instead of reinstating the vendor).
+    UpdateVendor {
+        /// The vendor as it should be.
+        vendor: VendorRecord,
+        /// The status the change was decided on.
+        previous_status: String,
+        /// When.
+        at: Timestamp,
+    },
     /// Disables an enabled account.
     DisablePerson {
         /// The person.
@@ -291,31 +300,45 @@ async fn apply_one(conn: &mut AnyConnection, op: &Op) -> Result<(), StoreError> 
             }
         }
         Op::ReviewGrant { id, at, by } => {
-            sqlx::query("UPDATE grants SET reviewed_at = $2, reviewed_by = $3 WHERE id = $1")
-                .bind(id)
-                .bind(at.unix_nanos())
-                .bind(by)
-                .execute(&mut *conn)
-                .await
-                .map_err(db("reviewing a grant"))?;
+            let changed = sqlx::query(
+                "UPDATE grants SET reviewed_at = $2, reviewed_by = $3 \
+                 WHERE id = $1 AND break_glass = 1 AND reviewed_at IS NULL",
+            )
+            .bind(id)
+            .bind(at.unix_nanos())
+            .bind(by)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("reviewing a grant"))?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "grant `{id}` is not a break-glass grant awaiting review"
+                )));
+            }
         }
-        Op::UpdateVendor(vendor, at) => {
+        Op::UpdateVendor {
+            vendor,
+            previous_status,
+            at,
+        } => {
             let changed = sqlx::query(
                 "UPDATE vendors SET status = $2, allowed_networks = $3, profile = $4, \
-                 updated_at = $5 WHERE id = $1",
+                 updated_at = $5 WHERE id = $1 AND status = $6",
             )
             .bind(&vendor.id)
             .bind(&vendor.status)
             .bind(serde_json::to_string(&vendor.allowed_networks).expect("strings serialise"))
             .bind(vendor.profile.to_string())
             .bind(at.unix_nanos())
+            .bind(previous_status)
             .execute(&mut *conn)
             .await
             .map_err(db("updating a vendor"))?
             .rows_affected();
             if changed == 0 {
                 return Err(StoreError::Conflict(format!(
-                    "vendor `{}` does not exist",
+                    "vendor `{}` does not exist or changed status meanwhile; read it again",
                     vendor.id
                 )));
             }

@@ -443,6 +443,19 @@ impl Store {
         rows.iter().map(grant_from_row).collect()
     }
 
+    /// Break-glass grants nobody has reviewed yet, expired and revoked ones included (an
+    /// emergency grant must be reviewed even after it ended).
+    pub async fn unreviewed_break_glass(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE break_glass = 1 AND reviewed_at IS NULL \
+             ORDER BY created_at"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading grants"))?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
     /// The grant with this id, revoked or not.
     pub async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))

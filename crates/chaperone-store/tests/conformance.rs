@@ -576,10 +576,31 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
     f.store.insert_vendor(&v, &[]).await.unwrap();
     assert_eq!(f.store.vendor("v1 Ltd").await.unwrap(), Some(v.clone()));
     f.store
-        .apply(vec![Op::UpdateVendor(suspended("v1"), t(1))], Vec::new())
+        .apply(
+            vec![Op::UpdateVendor {
+                vendor: suspended("v1"),
+                previous_status: "active".into(),
+                at: t(1),
+            }],
+            Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(f.store.vendors().await.unwrap(), [suspended("v1")]);
+    // A change decided on a stale status is refused.
+    assert!(matches!(
+        f.store
+            .apply(
+                vec![Op::UpdateVendor {
+                    vendor: vendor("v1"),
+                    previous_status: "active".into(),
+                    at: t(2),
+                }],
+                Vec::new()
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(
         f.store.vendor("v1").await.unwrap().unwrap().status,
         "suspended"
@@ -1006,7 +1027,11 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
     assert!(matches!(
         f.store
             .apply(
-                vec![Op::UpdateVendor(suspended("nope"), t(1))],
+                vec![Op::UpdateVendor {
+                    vendor: suspended("nope"),
+                    previous_status: "active".into(),
+                    at: t(1),
+                }],
                 vec![event("vendor.update")]
             )
             .await,
@@ -1016,7 +1041,11 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
     // A real vendor update records exactly one entry, with the change.
     f.store
         .apply(
-            vec![Op::UpdateVendor(suspended("v1"), t(2))],
+            vec![Op::UpdateVendor {
+                vendor: suspended("v1"),
+                previous_status: "active".into(),
+                at: t(2),
+            }],
             vec![event("vendor.update")],
         )
         .await
@@ -1306,7 +1335,7 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
         created_by: "per_a".into(),
         revoked_at: None,
         request_id: Some("req_1".into()),
-        break_glass: false,
+        break_glass: true,
         reason: None,
         reviewed: None,
     };
@@ -1330,6 +1359,11 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
         f.store.active_grants(t(10)).await.unwrap(),
         std::slice::from_ref(&grant)
     );
+    assert_eq!(
+        f.store.unreviewed_break_glass().await.unwrap(),
+        std::slice::from_ref(&grant),
+        "listed for review whether or not it has expired"
+    );
     assert!(f.store.active_grants(t(50)).await.unwrap().is_empty());
     f.store
         .apply(
@@ -1351,6 +1385,21 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
     let g = f.store.grant("g-atomic").await.unwrap().unwrap();
     assert_eq!(g.expires_at, t(90));
     assert_eq!(g.reviewed, Some((t(11), "per_b".into())));
+    assert!(f.store.unreviewed_break_glass().await.unwrap().is_empty());
+    // A second review is refused.
+    assert!(matches!(
+        f.store
+            .apply(
+                vec![Op::ReviewGrant {
+                    id: "g-atomic".into(),
+                    at: t(12),
+                    by: "per_c".into()
+                }],
+                Vec::new()
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     f.store
         .apply(
             vec![Op::RevokeGrant {

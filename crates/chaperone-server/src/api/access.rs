@@ -223,6 +223,13 @@ async fn submit(
     Ok(())
 }
 
+fn level_rank(levels: &[LevelPolicy], name: &str) -> u32 {
+    levels
+        .iter()
+        .find(|l| l.name == name)
+        .map_or(u32::MAX, |l| l.rank)
+}
+
 fn human_duration(secs: i64) -> String {
     if secs % 86_400 == 0 {
         format!("{}d", secs / 86_400)
@@ -292,7 +299,7 @@ pub(crate) async fn list_requests(
     State(state): State<Arc<AppState>>,
     Query(query): Query<RequestQuery>,
 ) -> Result<Json<Vec<AccessRequest>>, ApiError> {
-    let owner = if is_approver_role(&caller) {
+    let owner = if is_approver_role(&caller) && caller.vendor_id.is_none() {
         None
     } else {
         Some(
@@ -328,7 +335,7 @@ async fn decidable(
         .record("request", id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))?;
-    let request: AccessRequest = body(&record)?;
+    let mut request: AccessRequest = body(&record)?;
     if request.status != "pending" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -343,6 +350,38 @@ async fn decidable(
             "nobody may approve or deny their own request",
         ));
     }
+    if caller.vendor_id.is_some() {
+        return Err(forbidden(
+            "not_an_approver",
+            "requests are decided by the business's own staff",
+        ));
+    }
+    // The request is held to its level as it is now, not as it was when filed: a prefix
+    // classified stricter since, or a tightened level, asks more of this approval.
+    let levels = levels(state).await?;
+    let current = strictest_under(
+        &levels,
+        &state.store.classifications().await?,
+        &request.prefix,
+    )?;
+    if request.duration_secs > current.max_grant_secs {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "policy_changed",
+            format!(
+                "access at level {} now lasts at most {} days: deny this request and ask again",
+                current.name,
+                current.max_grant_secs / 86_400
+            ),
+        ));
+    }
+    if current.approvals > request.approvals_needed
+        || current.rank > level_rank(&levels, &request.level)
+    {
+        request.approvals_needed = request.approvals_needed.max(current.approvals);
+        request.level.clone_from(&current.name);
+        request.approver_roles.clone_from(&current.approver_roles);
+    }
     if !request.approver_roles.contains(&caller.principal.role) {
         let roles: Vec<&str> = request.approver_roles.iter().map(|r| r.as_str()).collect();
         return Err(forbidden(
@@ -354,6 +393,19 @@ async fn decidable(
             ),
         ));
     }
+    // Earlier approvals count only while their authors still may approve.
+    let people = state.store.list_people().await?;
+    request.approvals.retain(|a| {
+        people.iter().any(|p| {
+            p.id == a.by
+                && p.disabled_at.is_none()
+                && p.vendor_id.is_none()
+                && p.role
+                    .parse::<Role>()
+                    .is_ok_and(|r| request.approver_roles.contains(&r))
+        }) || (a.by == super::governance::ROOT_ACTOR
+            && request.approver_roles.contains(&Role::Admin))
+    });
     Ok((record, request))
 }
 
@@ -670,6 +722,10 @@ pub(crate) async fn list_grants(
     Query(query): Query<GrantQuery>,
 ) -> Result<Json<Vec<GrantInfo>>, ApiError> {
     let now = state.clock.now();
+    if query.flagged == Some(true) && query.person.is_none() {
+        let flagged = state.store.unreviewed_break_glass().await?;
+        return Ok(Json(flagged.into_iter().map(Into::into).collect()));
+    }
     let grants = match &query.person {
         Some(name) => {
             let person = state
@@ -779,10 +835,10 @@ pub(crate) async fn review_grant(
         .filter(|g| g.break_glass)
         .ok_or_else(|| ApiError::not_found("no such break-glass grant"))?;
     let me = actor_id(&caller);
-    if grant.created_by == me {
+    if grant.created_by == me || grant.person_id == me {
         return Err(forbidden(
             "self_review",
-            "a break-glass grant is reviewed by someone other than who made it",
+            "a break-glass grant is reviewed by someone other than who made or holds it",
         ));
     }
     if grant.reviewed.is_some() {
@@ -1034,6 +1090,12 @@ pub(crate) async fn decide_item(
         ));
     }
     let me = actor_id(&caller);
+    if caller.vendor_id.is_some() {
+        return Err(forbidden(
+            "not_permitted",
+            "access reviews are decided by the business's own staff",
+        ));
+    }
     let item = campaign
         .items
         .iter_mut()
@@ -1096,9 +1158,14 @@ pub(crate) async fn list_notifications(
     if !everything && me.is_none() {
         return Ok(Json(Vec::new()));
     }
-    Ok(Json(
-        state
-            .notifications(if everything { None } else { me })
-            .await?,
-    ))
+    let mut notes = state
+        .notifications(if everything { None } else { me })
+        .await?;
+    if !everything {
+        // Delivery errors name internal endpoints; they are for security's eyes.
+        for note in &mut notes {
+            note.last_error = None;
+        }
+    }
+    Ok(Json(notes))
 }

@@ -77,6 +77,12 @@ pub(crate) async fn add_person(
     validate_name(&body.name)?;
     may_manage(&caller, role)?;
     let vendor_id = match (&body.vendor, role) {
+        (Some(_), role) if role != Role::Contractor => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "only contractors belong to a vendor; staff roles are the business's own",
+            ));
+        }
         (Some(name), _) => Some(
             state
                 .store
@@ -339,14 +345,25 @@ pub(crate) struct Classification {
 #[utoipa::path(get, path = "/api/v1/classifications", responses((status = 200, body = Vec<Classification>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Classified prefixes; unlisted paths are `internal`.
 pub(crate) async fn list_classifications(
+    caller: Caller,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<Classification>>, ApiError> {
+    // A grantee sees only the classified prefixes its listings would show it: a prefix
+    // names a path, and other vendors' paths are none of its business.
+    let now = state.clock.now();
     Ok(Json(
         state
             .store
             .classifications()
             .await?
             .into_iter()
+            .filter(|(prefix, _)| {
+                chaperone_core::policy::visible_in_listing(
+                    &caller.principal,
+                    &format!("{prefix}/"),
+                    now,
+                )
+            })
             .map(|(prefix, level)| Classification { prefix, level })
             .collect(),
     ))

@@ -71,13 +71,19 @@ pub(crate) fn body<T: for<'de> Deserialize<'de>>(record: &Record) -> Result<T, A
         .map_err(|e| StoreError::Corrupt(format!("{} `{}`: {e}", record.kind, record.id)).into())
 }
 
-/// Who did it, for records: the person, or the token for a person-less token.
+/// Who acted, for records and for separation of duties: the person, or [`ROOT_ACTOR`] for
+/// every token that belongs to no person (the initial admin token and the tokens it made).
+/// All such tokens are one actor, so whoever holds them cannot approve a request twice or
+/// review their own break-glass grant.
 pub(crate) fn actor_id(caller: &Caller) -> String {
     caller
         .person_id
         .clone()
-        .unwrap_or_else(|| caller.token_id.clone())
+        .unwrap_or_else(|| ROOT_ACTOR.to_owned())
 }
+
+/// The actor of tokens that belong to no person.
+pub(crate) const ROOT_ACTOR: &str = "root";
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_request", message)
@@ -464,7 +470,35 @@ pub(crate) async fn update_vendor(
             details.push(("reason", json!(reason)));
         }
     }
-    ops.insert(0, Op::UpdateVendor(updated.clone(), now));
+    if updated == vendor {
+        // Nothing changes, so nothing is recorded.
+        return Ok(Json(vendor_info(&state, updated).await?));
+    }
+    if updated.status == VendorStatus::Terminated.as_str() && vendor.status != updated.status {
+        // A terminated vendor's accounts are disabled and their tokens revoked with it.
+        for person in state.store.list_people().await? {
+            if person.vendor_id.as_deref() == Some(vendor.id.as_str()) {
+                if person.disabled_at.is_none() {
+                    ops.push(Op::DisablePerson {
+                        id: person.id.clone(),
+                        at: now,
+                    });
+                }
+                ops.push(Op::RevokeTokensOf {
+                    person_id: person.id,
+                    at: now,
+                });
+            }
+        }
+    }
+    ops.insert(
+        0,
+        Op::UpdateVendor {
+            vendor: updated.clone(),
+            previous_status: vendor.status.clone(),
+            at: now,
+        },
+    );
     let mut record = crate::record::Record::new(
         "vendor.update",
         &vendor.name,
@@ -965,8 +999,14 @@ pub(crate) async fn put_document(
         .unwrap_or("application/octet-stream")
         .to_owned();
     let name = query.name.unwrap_or_else(|| format!("{id}.bin"));
-    if name.len() > 200 || name.contains(['/', '\\']) || name.chars().any(char::is_control) {
-        return Err(invalid("give a plain file name of at most 200 characters"));
+    // Plain ASCII names only: they travel back in a Content-Disposition header.
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ' | '(' | ')'));
+    if name.is_empty() || name.len() > 200 || !plain {
+        return Err(invalid(
+            "give a file name of at most 200 of A-Z a-z 0-9 . - _ ( ) and space",
+        ));
     }
     let doc_id = new_id("doc");
     let sha256: String = Sha256::digest(&content)

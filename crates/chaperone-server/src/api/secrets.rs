@@ -504,15 +504,35 @@ pub(crate) async fn list_visible(
     prefix: &SecretPrefix,
 ) -> Result<Json<ListResponse>, ApiError> {
     let now = state.clock.now();
-    let keys = state
-        .store
-        .list(prefix)
-        .await?
-        .into_iter()
-        .filter(|key| {
-            visible_in_listing(&caller.principal, &format!("{}{key}", prefix.as_str()), now)
-        })
-        .collect();
+    let (classifications, stored) = state.store.classification_rules().await?;
+    let levels = super::governance::merge_levels(&stored)?;
+    // A key is shown only if its level admits the caller now: its networks, and the
+    // continuous gate (an expired agreement hides key names too, not only values).
+    let mut admitted: std::collections::HashMap<String, bool> = Default::default();
+    let mut keys = Vec::new();
+    for key in state.store.list(prefix).await? {
+        let full = format!("{}{key}", prefix.as_str());
+        if !visible_in_listing(&caller.principal, &full, now) {
+            continue;
+        }
+        let level =
+            super::governance::level_of(&levels, &classifications, full.trim_end_matches('/'))?;
+        let ok = match admitted.get(&level.name) {
+            Some(ok) => *ok,
+            None => {
+                let ok = level.network_allows(caller.client_ip)
+                    && match state.compliance(caller, level).await? {
+                        Some(c) => chaperone_core::governance::gate(level, &c, now).is_ok(),
+                        None => true,
+                    };
+                admitted.insert(level.name.clone(), ok);
+                ok
+            }
+        };
+        if ok {
+            keys.push(key);
+        }
+    }
     Ok(Json(ListResponse { keys }))
 }
 
