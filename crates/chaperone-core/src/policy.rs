@@ -145,6 +145,10 @@ pub enum Action {
     BreakGlass,
     /// Certify or revoke items of an access review.
     ReviewAccess,
+    /// Read and work on findings (everyone sees their own; security all).
+    TrackFindings,
+    /// Create, list and revoke one's share links.
+    Share,
 }
 
 impl Action {
@@ -171,6 +175,8 @@ impl Action {
             Action::ApproveAccess => "access.approve",
             Action::BreakGlass => "grants.break_glass",
             Action::ReviewAccess => "reviews.decide",
+            Action::TrackFindings => "findings.track",
+            Action::Share => "shares.manage",
         }
     }
 
@@ -522,6 +528,8 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
                 | RequestAccess
                 | ApproveAccess
                 | ReviewAccess
+                | TrackFindings
+                | Share
         ),
         Role::Auditor => matches!(
             action,
@@ -532,6 +540,7 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
                 | ReadMounts
                 | ReadGovernance
                 | RequestAccess
+                | TrackFindings
         ),
         Role::Approver => matches!(
             action,
@@ -542,9 +551,11 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
                 | RequestAccess
                 | ApproveAccess
                 | ReviewAccess
+                | TrackFindings
+                | Share
         ),
         Role::Member => match action {
-            SecretList | OwnTokens | ReadMounts | RequestAccess => true,
+            SecretList | OwnTokens | ReadMounts | RequestAccess | TrackFindings | Share => true,
             SecretRead | SecretWrite | SecretDelete | SecretMetadataWrite => staff_access,
             _ => false,
         },

@@ -11,6 +11,7 @@ mod keys;
 pub mod password;
 mod secret;
 pub mod shamir;
+pub mod share;
 pub mod token;
 pub mod totp;
 

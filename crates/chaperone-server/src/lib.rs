@@ -12,6 +12,7 @@ mod error;
 mod init;
 mod mail;
 mod notify;
+mod pages;
 mod record;
 mod seal;
 mod state;

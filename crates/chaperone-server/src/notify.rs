@@ -104,8 +104,13 @@ pub struct NotifySettings {
     pub webhook_url: Option<String>,
     /// The SMTP relay notifications are mailed through, to the recipients' addresses.
     pub smtp: Option<crate::mail::SmtpSettings>,
+    /// The address people reach this server at (`https://chaperone.example.com`), for
+    /// links in mail.
+    pub public_url: Option<String>,
     /// How often the sweep and the delivery run.
     pub sweep_interval: Duration,
+    /// Contractor accounts that do not log in for this long are disabled by the sweep.
+    pub disable_after_inactive: Option<Duration>,
 }
 
 impl Default for NotifySettings {
@@ -113,7 +118,9 @@ impl Default for NotifySettings {
         Self {
             webhook_url: None,
             smtp: None,
+            public_url: None,
             sweep_interval: Duration::from_secs(60),
+            disable_after_inactive: None,
         }
     }
 }
@@ -127,6 +134,15 @@ pub struct SweepReport {
     pub items_revoked: usize,
     /// Reminders queued.
     pub reminders: usize,
+    /// Findings opened for attestations past their due date.
+    pub attestations_overdue: usize,
+    /// Contractor accounts disabled: their end date passed, or they did not log in for
+    /// longer than allowed.
+    pub accounts_disabled: usize,
+    /// Share links past their expiry whose content was destroyed.
+    pub shares_expired: usize,
+    /// Rotation findings resolved because a new version was written.
+    pub findings_resolved: usize,
 }
 
 fn system_event(
@@ -183,7 +199,68 @@ impl AppState {
             tracing::warn!(review = %campaign.id, revoked = report.items_revoked, "review closed at its deadline");
         }
         report.reminders = self.remind(now).await?;
+        report.attestations_overdue = crate::api::offboard::overdue_attestations(self, now).await?;
+        report.accounts_disabled = self.disable_lapsed_accounts(now, &info).await?;
+        report.shares_expired = crate::api::shares::expire_shares(self).await?;
+        report.findings_resolved = crate::api::rotation::resolve_rotated(self, now).await?;
         Ok(report)
+    }
+
+    /// Disables contractor accounts past their end date, or idle for longer than
+    /// `disable_after_inactive` (counted from their last login, or their creation when they
+    /// never logged in). Terminated vendors' accounts are disabled with the termination.
+    async fn disable_lapsed_accounts(
+        &self,
+        now: Timestamp,
+        info: &RequestInfo,
+    ) -> Result<usize, ApiError> {
+        let idle_limit = self.settings.notify.disable_after_inactive;
+        let last = self.store.last_logins().await?;
+        let mut disabled = 0;
+        for person in self.store.list_people().await? {
+            if person.disabled_at.is_some() || person.vendor_id.is_none() {
+                continue;
+            }
+            let ended = person.ends_at.is_some_and(|end| end <= now);
+            let last_seen = last
+                .iter()
+                .find(|(id, _)| id == &person.id)
+                .and_then(|(_, at)| *at)
+                .unwrap_or(person.created_at);
+            let idle = idle_limit.is_some_and(|limit| {
+                now.unix_nanos() - last_seen.unix_nanos()
+                    > i64::try_from(limit.as_nanos()).unwrap_or(i64::MAX)
+            });
+            if !ended && !idle {
+                continue;
+            }
+            let why = if ended { "end_date" } else { "inactive" };
+            let event = system_event(
+                self,
+                info,
+                "person.disable",
+                &person.name,
+                json!({ "person_id": person.id, "why": why, "last_login": last_seen }),
+            );
+            self.store
+                .apply(
+                    vec![
+                        Op::DisablePerson {
+                            id: person.id.clone(),
+                            at: now,
+                        },
+                        Op::RevokeTokensOf {
+                            person_id: person.id.clone(),
+                            at: now,
+                        },
+                    ],
+                    vec![event],
+                )
+                .await?;
+            tracing::warn!(person = %person.name, why, "account disabled");
+            disabled += 1;
+        }
+        Ok(disabled)
     }
 
     async fn remind(&self, now: Timestamp) -> Result<usize, ApiError> {

@@ -651,6 +651,8 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
     const AUDIT: &[&str] = &["admin", "security", "auditor"];
     const GOVERNANCE_READERS: &[&str] = &["admin", "security", "approver", "auditor"];
     const APPROVERS: &[&str] = &["admin", "security", "approver"];
+    const FINDINGS: &[&str] = &["admin", "security", "approver", "member", "auditor"];
+    const SHARERS: &[&str] = &["admin", "security", "approver", "member"];
     Some(match (method, path) {
         ("GET", "/api/v1/health")
         | ("GET", "/api/v1/openapi.json")
@@ -674,6 +676,18 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("POST", "/api/v1/auth/tokens")
         | ("DELETE", "/api/v1/auth/tokens/{id}") => ALL,
         ("GET", "/api/v1/ledger/key") => return None,
+        ("GET" | "POST", "/api/v1/attestations/{token}")
+        | ("GET", "/api/v1/shares/{id}/info")
+        | ("POST", "/api/v1/shares/{id}/open")
+        | ("GET" | "POST", "/api/v1/secret-requests/submit/{token}")
+        | ("GET", "/s/{id}" | "/r/{token}" | "/a/{token}")
+        | ("GET", "/static/chaperone.js" | "/static/chaperone.css") => return None,
+        ("POST", "/api/v1/secret-requests/{*path}") => MEMBERS,
+        ("PUT", "/api/v1/rotation/{*path}") => MEMBERS,
+        ("GET", "/api/v1/secrets/stale") => LISTERS,
+        ("POST", "/api/v1/vendors/{name}/offboard") => SECURITY,
+        (_, p) if p.starts_with("/api/v1/findings") => FINDINGS,
+        (_, p) if p.starts_with("/api/v1/shares") => SHARERS,
         ("GET", "/v1/sys/health" | "/v1/sys/seal-status" | "/v1/sys/init")
         | ("POST" | "PUT", "/v1/auth/userpass/login/{user}")
         | ("POST" | "PUT", "/v1/sys/wrapping/unwrap" | "/v1/sys/wrapping/lookup") => {
@@ -734,6 +748,7 @@ fn concrete(pattern: &str) -> String {
         .replace("{name}", "victim")
         .replace("{id}", "tok_none")
         .replace("{item}", "item-1")
+        .replace("{token}", "tok_none")
         .replace("{user}", "nobody")
 }
 

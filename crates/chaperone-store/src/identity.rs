@@ -443,6 +443,41 @@ impl Store {
         rows.iter().map(grant_from_row).collect()
     }
 
+    /// Every grant a person ever held, revoked and expired ones included, oldest first.
+    pub async fn grants_ever_of(&self, person_id: &str) -> Result<Vec<GrantRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE person_id = $1 ORDER BY created_at"
+        ))
+        .bind(person_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading grants"))?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    /// When each person last logged in (started a session), `None` for never.
+    pub async fn last_logins(&self) -> Result<Vec<(String, Option<Timestamp>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id AS id, MAX(t.created_at) AS last FROM people p LEFT JOIN tokens t \
+             ON t.person_id = p.id AND t.kind = 'session' GROUP BY p.id ORDER BY p.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading last logins"))?;
+        rows.iter()
+            .map(|row| {
+                let read = || -> Result<(String, Option<Timestamp>), sqlx::Error> {
+                    Ok((
+                        row.try_get("id")?,
+                        row.try_get::<Option<i64>, _>("last")?
+                            .map(Timestamp::from_unix_nanos),
+                    ))
+                };
+                read().map_err(|e| StoreError::Corrupt(format!("login row: {e}")))
+            })
+            .collect()
+    }
+
     /// Break-glass grants nobody has reviewed yet, expired and revoked ones included (an
     /// emergency grant must be reviewed even after it ended).
     pub async fn unreviewed_break_glass(&self) -> Result<Vec<GrantRecord>, StoreError> {

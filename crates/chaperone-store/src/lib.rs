@@ -18,6 +18,7 @@ mod keyring;
 mod ledger;
 mod migrate;
 mod secrets;
+mod shares;
 mod wrapping;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use governance::{DocumentRecord, Op, Record};
 pub use identity::{GrantRecord, PersonRecord, VendorRecord};
 pub use keyring::{KeyringRecord, SealConfig, TokenKind, TokenRecord};
 pub use secrets::{KvSettings, MetadataUpdate, StoredVersion};
+pub use shares::{Opened, ShareRecord};
 pub use wrapping::WrappedRecord;
 
 /// Why a store operation failed.
@@ -189,13 +191,16 @@ impl DatabaseUrl {
 }
 
 /// SQLite settings applied to every connection: WAL for concurrent readers, `synchronous =
-/// FULL` so a committed transaction survives power loss, and a busy timeout so concurrent
-/// writers wait for each other instead of failing.
-const SQLITE_PRAGMAS: [&str; 4] = [
+/// FULL` so a committed transaction survives power loss, a busy timeout so concurrent
+/// writers wait for each other instead of failing, and `secure_delete` so that destroyed
+/// data (a destroyed version, a used-up share) is overwritten with zeros in the file rather
+/// than left in free pages.
+const SQLITE_PRAGMAS: [&str; 5] = [
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
     "PRAGMA busy_timeout = 10000",
     "PRAGMA foreign_keys = ON",
+    "PRAGMA secure_delete = ON",
 ];
 
 /// The database handle. Cheap to clone; all clones share the connection pools.

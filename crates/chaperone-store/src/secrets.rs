@@ -186,6 +186,25 @@ impl Store {
         Ok(prefix.children(paths.iter().map(String::as_str)))
     }
 
+    /// Every written secret at or under `prefix` (all of them for an empty prefix), by
+    /// path.
+    pub async fn secret_paths(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.trim_end_matches('/');
+        let folder = format!("{prefix}/");
+        let len = i64::try_from(folder.len()).expect("prefixes are short");
+        let paths: Vec<String> = sqlx::query_scalar(
+            "SELECT path FROM secrets WHERE current_version > 0 AND ($1 = '' OR path = $1 \
+             OR substr(path, 1, CAST($3 AS INTEGER)) = $2) ORDER BY path",
+        )
+        .bind(prefix)
+        .bind(&folder)
+        .bind(len)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing secrets"))?;
+        Ok(paths)
+    }
+
     /// Soft-deletes `versions` (or the current version when empty). Versions that do not
     /// exist, or are already deleted or destroyed, are left alone. `false` if the secret does
     /// not exist.

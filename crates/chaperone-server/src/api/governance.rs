@@ -300,6 +300,24 @@ pub(crate) struct StatusChange {
     time: String,
 }
 
+impl StatusChange {
+    pub(crate) fn new(
+        from: VendorStatus,
+        to: VendorStatus,
+        by: String,
+        reason: String,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            from: from.to_string(),
+            to: to.to_string(),
+            by,
+            reason,
+            time: now.to_rfc3339(),
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/api/v1/vendors", request_body = VendorRequest, responses((status = 200, body = VendorInfo), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Adds a vendor, in status `prospect` unless `onboarding` or `active` is given.
 pub(crate) async fn add_vendor(
@@ -451,13 +469,7 @@ pub(crate) async fn update_vendor(
                 .filter(|r| !r.trim().is_empty())
                 .ok_or_else(|| invalid("a status change needs a `reason`"))?;
             updated.status = to.to_string();
-            let change = StatusChange {
-                from: from.to_string(),
-                to: to.to_string(),
-                by: actor_id(&caller),
-                reason: reason.clone(),
-                time: now.to_rfc3339(),
-            };
+            let change = StatusChange::new(from, to, actor_id(&caller), reason.clone(), now);
             ops.push(Op::Put(new_record(
                 "vendor_status",
                 new_id("vst"),
@@ -538,10 +550,10 @@ pub(crate) struct Clauses {
     incident_response_hours: Option<u32>,
     /// On termination: `return`, `destroy` or `return_or_destroy` the business's data...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    termination_data: Option<String>,
+    pub(crate) termination_data: Option<String>,
     /// ...within this many days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    termination_data_days: Option<u32>,
+    pub(crate) termination_data_days: Option<u32>,
     /// Escrow terms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     escrow: Option<String>,

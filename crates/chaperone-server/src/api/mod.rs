@@ -4,8 +4,12 @@
 pub(crate) mod access;
 mod admin;
 pub(crate) mod auth;
+mod findings;
 pub(crate) mod governance;
 mod ledger;
+pub(crate) mod offboard;
+pub(crate) mod rotation;
+pub(crate) mod shares;
 
 pub(crate) use ledger::{checkpoints, new_ledger_key};
 pub(crate) mod secrets;
@@ -470,6 +474,155 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             access::list_notifications,
         ),
         route(
+            M::POST,
+            "/api/v1/vendors/{name}/offboard",
+            Some(ManageGovernance),
+            On::System,
+            offboard::offboard_vendor,
+        ),
+        route(
+            M::POST,
+            "/api/v1/people/{name}/offboard",
+            Some(ManagePeople),
+            On::System,
+            offboard::offboard_person,
+        ),
+        route(
+            M::GET,
+            "/api/v1/attestations/{token}",
+            None,
+            On::System,
+            offboard::show_attestation,
+        ),
+        route(
+            M::POST,
+            "/api/v1/attestations/{token}",
+            None,
+            On::System,
+            offboard::submit_attestation,
+        ),
+        route(
+            M::GET,
+            "/api/v1/findings",
+            Some(TrackFindings),
+            On::System,
+            findings::list_findings,
+        ),
+        route(
+            M::GET,
+            "/api/v1/findings/{id}",
+            Some(TrackFindings),
+            On::System,
+            findings::show_finding,
+        ),
+        route(
+            M::POST,
+            "/api/v1/findings/{id}",
+            Some(TrackFindings),
+            On::System,
+            findings::update_finding,
+        ),
+        route(
+            M::POST,
+            "/api/v1/shares",
+            Some(Share),
+            On::System,
+            shares::create_share,
+        ),
+        route(
+            M::GET,
+            "/api/v1/shares",
+            Some(Share),
+            On::System,
+            shares::list_shares,
+        ),
+        route(
+            M::PUT,
+            SHARE_CONTENT,
+            Some(Share),
+            On::System,
+            shares::put_share_content,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/shares/{id}",
+            Some(Share),
+            On::System,
+            shares::revoke_share,
+        ),
+        route(
+            M::GET,
+            "/api/v1/shares/{id}/info",
+            None,
+            On::System,
+            shares::share_info,
+        ),
+        route(
+            M::POST,
+            "/api/v1/shares/{id}/open",
+            None,
+            On::System,
+            shares::open_share,
+        ),
+        route(
+            M::POST,
+            "/api/v1/secret-requests/{*path}",
+            Some(SecretWrite),
+            On::Secret,
+            shares::create_secret_request,
+        ),
+        route(
+            M::GET,
+            "/api/v1/secret-requests/submit/{token}",
+            None,
+            On::System,
+            shares::show_secret_request,
+        ),
+        route(
+            M::POST,
+            "/api/v1/secret-requests/submit/{token}",
+            None,
+            On::System,
+            shares::submit_secret_request,
+        ),
+        route(M::GET, "/s/{id}", None, On::System, crate::pages::share),
+        route(
+            M::GET,
+            "/r/{token}",
+            None,
+            On::System,
+            crate::pages::request,
+        ),
+        route(M::GET, "/a/{token}", None, On::System, crate::pages::attest),
+        route(
+            M::GET,
+            "/static/chaperone.js",
+            None,
+            On::System,
+            crate::pages::script,
+        ),
+        route(
+            M::GET,
+            "/static/chaperone.css",
+            None,
+            On::System,
+            crate::pages::style,
+        ),
+        route(
+            M::GET,
+            "/api/v1/secrets/stale",
+            Some(SecretList),
+            On::Listing,
+            rotation::stale,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/rotation/{*path}",
+            Some(SecretMetadataWrite),
+            On::Secret,
+            rotation::set_policy,
+        ),
+        route(
             M::GET,
             "/api/v1/classifications",
             Some(SecretList),
@@ -573,6 +726,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .iter()
         .zip(handlers)
         .fold(Router::new(), |router, (spec, handler)| {
+            // Share links carry files up to 25 MiB; every other body keeps the server's limit.
+            let handler = if spec.path == SHARE_CONTENT {
+                handler.layer(DefaultBodyLimit::max(shares::MAX_SEALED_BYTES))
+            } else {
+                handler
+            };
             router.route(spec.path, handler)
         });
     let table = RouteTable(Arc::new(specs));
@@ -587,6 +746,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| {
                 // A declared length over the limit is refused before any of the body is read.
+                let limit = if is_share_content(request.uri().path()) {
+                    limit.max(shares::MAX_SEALED_BYTES)
+                } else {
+                    limit
+                };
                 let declared = request
                     .headers()
                     .get(axum::http::header::CONTENT_LENGTH)
@@ -609,6 +773,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             state_for_vault,
             crate::vault::compat,
         ))
+}
+
+/// The route that takes a share link's sealed content.
+const SHARE_CONTENT: &str = "/api/v1/shares/{id}/content";
+
+fn is_share_content(path: &str) -> bool {
+    path.strip_prefix("/api/v1/shares/")
+        .and_then(|rest| rest.strip_suffix("/content"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 fn body_too_large() -> ApiError {
@@ -690,6 +863,24 @@ async fn not_found() -> ApiError {
         access::show_campaign,
         access::decide_item,
         access::list_notifications,
+        rotation::stale,
+        rotation::set_policy,
+        shares::create_share,
+        shares::list_shares,
+        shares::put_share_content,
+        shares::revoke_share,
+        shares::share_info,
+        shares::open_share,
+        shares::create_secret_request,
+        shares::show_secret_request,
+        shares::submit_secret_request,
+        offboard::offboard_vendor,
+        offboard::offboard_person,
+        offboard::show_attestation,
+        offboard::submit_attestation,
+        findings::list_findings,
+        findings::show_finding,
+        findings::update_finding,
         admin::list_classifications,
         admin::set_classification,
         admin::remove_classification,

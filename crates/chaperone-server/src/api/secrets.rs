@@ -25,7 +25,7 @@ use super::ApiJson;
 use crate::auth::Caller;
 use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
-use chaperone_ledger::entry::Outcome;
+use chaperone_ledger::entry::{Actor, Outcome};
 
 /// A new version to write.
 #[derive(Deserialize, ToSchema)]
@@ -153,7 +153,7 @@ pub(crate) async fn write(
     );
     drop(body.data);
     let cas = body.cas.map_or(Cas::None, Cas::Version);
-    let meta = write_version(&state, &caller, &info, &path, cas, plaintext).await?;
+    let meta = write_version(&state, caller.actor(), &info, &path, cas, plaintext).await?;
     Ok(Json(WriteResponse {
         path: path.to_string(),
         version: meta.version,
@@ -165,7 +165,7 @@ pub(crate) async fn write(
 /// same transaction; shared by the native and the Vault-compatible API.
 pub(crate) async fn write_version(
     state: &AppState,
-    caller: &Caller,
+    actor: Actor,
     info: &RequestInfo,
     path: &SecretPath,
     cas: Cas,
@@ -177,7 +177,8 @@ pub(crate) async fn write_version(
     if let Cas::Version(v) = cas {
         record.details.insert("cas".into(), v.into());
     }
-    let event = state.event(info, caller.actor(), record);
+    let token = actor.token.clone().unwrap_or_default();
+    let event = state.event(info, actor, record);
     let meta = state
         .store
         .put_version(
@@ -189,7 +190,7 @@ pub(crate) async fn write_version(
             move |binding| keyring.seal(binding, &plaintext),
         )
         .await?;
-    tracing::info!(token = %caller.token_id, path = %path, version = meta.version, "secret written");
+    tracing::info!(%token, path = %path, version = meta.version, "secret written");
     Ok(meta)
 }
 

@@ -109,7 +109,7 @@ pub(crate) async fn write(
     );
     drop(data);
     let cas = body.options.cas.map_or(Cas::None, Cas::Version);
-    let meta = match write_version(&state, &caller, &info, &path, cas, plaintext).await {
+    let meta = match write_version(&state, caller.actor(), &info, &path, cas, plaintext).await {
         Ok(meta) => meta,
         // Vault's check-and-set failures are 400 with its exact messages.
         Err(e) if e.code == "cas_mismatch" => {
@@ -180,7 +180,7 @@ pub(crate) async fn patch(
     drop(merged);
     let meta = match write_version(
         &state,
-        &caller,
+        caller.actor(),
         &info,
         &path,
         Cas::Version(current),

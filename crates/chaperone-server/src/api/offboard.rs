@@ -1,0 +1,789 @@
+//! Offboarding a person or a whole vendor, the blast radius that follows, and the vendor's
+//! attestation that it returned or destroyed the business's data.
+//!
+//! Offboarding first cuts access, in one transaction with its ledger entry: the vendor
+//! moves to `offboarding` (or `terminated` when it never got further than onboarding), every
+//! grant of its people is revoked, their accounts disabled, their tokens and sessions
+//! revoked, their pending requests closed. Then the blast radius is computed from the ledger
+//! (every secret version its people read) and the grants (every secret any grant of theirs
+//! covered, and its versions), and a rotation finding is opened for each secret, owned by
+//! the secret's owner. Reading the whole ledger is linear in its size; offboarding is rare.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use chaperone_core::governance::{VendorStatus, date};
+use chaperone_core::{SecretPath, Timestamp};
+use chaperone_ledger::entry::Outcome;
+use chaperone_store::{Op, PersonRecord, VendorRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::ApiJson;
+use super::access::AccessRequest;
+use super::admin::change_event;
+use super::auth::new_id;
+use super::findings::{NewFinding, new_finding};
+use super::governance::{
+    StatusChange, actor_id, agreements_of, body, duration, merge_levels, new_record, revise,
+    vendor_named,
+};
+use crate::auth::Caller;
+use crate::record::{Record as LedgerRecord, RequestInfo};
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OffboardRequest {
+    reason: String,
+    /// How soon exposed secrets must be rotated, such as `7d` (the default).
+    rotate_within: Option<String>,
+    /// How long the vendor has to attest return or destruction of data; by default the
+    /// days its agreement gives, else 30 days.
+    attest_within: Option<String>,
+}
+
+/// One secret the offboarded people could have taken with them.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Exposure {
+    pub(crate) path: String,
+    /// Versions they read (from the ledger).
+    pub(crate) versions_read: Vec<u64>,
+    /// Versions that existed under a grant they held.
+    pub(crate) versions_held: Vec<u64>,
+    /// The grant prefixes that covered it.
+    pub(crate) granted_under: Vec<String>,
+    pub(crate) level: String,
+    pub(crate) finding_id: String,
+}
+
+/// The attestation link handed to the vendor's contact.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct AttestationLink {
+    /// `/a/<token>`: the token is shown once, here; the server keeps only its SHA-256.
+    pub(crate) path: String,
+    pub(crate) due: String,
+    /// Contacts it was mailed to (when mail and `public_url` are configured).
+    pub(crate) mailed_to: Vec<String>,
+}
+
+/// What an offboarding did and found.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct OffboardReport {
+    pub(crate) id: String,
+    /// The vendor or person offboarded.
+    pub(crate) subject: String,
+    pub(crate) vendor_id: Option<String>,
+    pub(crate) reason: String,
+    pub(crate) people: Vec<String>,
+    pub(crate) grants_revoked: usize,
+    pub(crate) requests_closed: usize,
+    pub(crate) blast_radius: Vec<Exposure>,
+    pub(crate) attestation: Option<AttestationLink>,
+    pub(crate) time: String,
+}
+
+/// An attestation as stored (under the SHA-256 of its token).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Attestation {
+    pub(crate) vendor_id: String,
+    pub(crate) vendor: String,
+    pub(crate) offboarding_id: String,
+    /// What the agreement asks, in words.
+    pub(crate) terms: String,
+    pub(crate) due: String,
+    #[schema(value_type = i64)]
+    pub(crate) due_nanos: i64,
+    /// pending or submitted.
+    pub(crate) status: String,
+    pub(crate) signed: Option<SignedAttestation>,
+    pub(crate) finding_id: Option<String>,
+}
+
+/// What the vendor's contact signed.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SignedAttestation {
+    pub(crate) name: String,
+    pub(crate) email: String,
+    /// returned, destroyed or returned_and_destroyed.
+    pub(crate) action: String,
+    pub(crate) statement: String,
+    pub(crate) time: String,
+    pub(crate) client_ip: Option<String>,
+    /// SHA-256 of the canonical JSON of the fields above.
+    pub(crate) sha256: String,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_request", message)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[utoipa::path(post, path = "/api/v1/vendors/{name}/offboard", params(("name" = String, Path)), request_body = OffboardRequest, responses((status = 200, body = OffboardReport), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Offboards a vendor: cuts all its people's access at once, reports the blast radius,
+/// opens a rotation finding per exposed secret and issues the attestation link.
+pub(crate) async fn offboard_vendor(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<OffboardRequest>,
+) -> Result<Json<OffboardReport>, ApiError> {
+    let vendor = vendor_named(&state, &name).await?;
+    let people: Vec<PersonRecord> = state
+        .store
+        .list_people()
+        .await?
+        .into_iter()
+        .filter(|p| p.vendor_id.as_deref() == Some(vendor.id.as_str()))
+        .collect();
+    Ok(Json(
+        offboard(&state, &info, &caller, people, Some(vendor), &req).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/people/{name}/offboard", params(("name" = String, Path)), request_body = OffboardRequest, responses((status = 200, body = OffboardReport), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Offboards one person: the same as a vendor's offboarding, for one account.
+pub(crate) async fn offboard_person(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<OffboardRequest>,
+) -> Result<Json<OffboardReport>, ApiError> {
+    let person = state
+        .store
+        .person(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no person `{name}`")))?;
+    if caller.person_id.as_deref() == Some(person.id.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "self_offboard",
+            "nobody offboards themselves",
+        ));
+    }
+    if matches!(person.role.as_str(), "admin" | "security")
+        && caller.principal.role != chaperone_core::policy::Role::Admin
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+            "only admins offboard admin and security accounts",
+        ));
+    }
+    Ok(Json(
+        offboard(&state, &info, &caller, vec![person], None, &req).await?,
+    ))
+}
+
+async fn offboard(
+    state: &AppState,
+    info: &RequestInfo,
+    caller: &Caller,
+    people: Vec<PersonRecord>,
+    vendor: Option<VendorRecord>,
+    req: &OffboardRequest,
+) -> Result<OffboardReport, ApiError> {
+    if req.reason.trim().is_empty() {
+        return Err(invalid("give a `reason`"));
+    }
+    let rotate_within = duration(req.rotate_within.as_deref().unwrap_or("7d"))?;
+    let now = state.clock.now();
+    let id = new_id("off");
+    let subject = match (&vendor, people.first()) {
+        (Some(v), _) => v.name.clone(),
+        (None, Some(p)) => p.name.clone(),
+        (None, None) => return Err(invalid("nobody to offboard")),
+    };
+
+    // 1. Cut access, in one transaction.
+    let mut ops = Vec::new();
+    if let Some(vendor) = &vendor {
+        let from: VendorStatus = vendor.status.parse().map_err(invalid)?;
+        let to = [VendorStatus::Offboarding, VendorStatus::Terminated]
+            .into_iter()
+            .find(|to| from.check_transition(*to).is_ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "already_offboarded",
+                    format!("vendor {} is {from}", vendor.name),
+                )
+            })?;
+        let mut updated = vendor.clone();
+        updated.status = to.to_string();
+        ops.push(Op::UpdateVendor {
+            vendor: updated,
+            previous_status: vendor.status.clone(),
+            at: now,
+        });
+        let change = StatusChange::new(from, to, actor_id(caller), req.reason.clone(), now);
+        ops.push(Op::Put(new_record(
+            "vendor_status",
+            new_id("vst"),
+            Some(vendor.id.clone()),
+            &change,
+            now,
+        )));
+    }
+    let mut grants_revoked = 0;
+    let mut requests_closed = 0;
+    for person in &people {
+        if person.disabled_at.is_none() {
+            ops.push(Op::DisablePerson {
+                id: person.id.clone(),
+                at: now,
+            });
+        }
+        ops.push(Op::RevokeTokensOf {
+            person_id: person.id.clone(),
+            at: now,
+        });
+        for grant in state.store.grants_of(&person.id).await? {
+            grants_revoked += 1;
+            ops.push(Op::RevokeGrant {
+                id: grant.id,
+                at: now,
+            });
+        }
+        for record in state.store.records("request", Some(&person.id)).await? {
+            let mut request: AccessRequest = body(&record)?;
+            if request.status == "pending" {
+                requests_closed += 1;
+                request.status = "cancelled".into();
+                request.denial = Some(super::access::Decision {
+                    by: actor_id(caller),
+                    comment: Some(format!("offboarded: {}", req.reason)),
+                    time: now.to_rfc3339(),
+                });
+                ops.push(Op::Put(revise(&record, &request, now)));
+            }
+        }
+    }
+    let names: Vec<String> = people.iter().map(|p| p.name.clone()).collect();
+    let action = if vendor.is_some() {
+        "vendor.offboard"
+    } else {
+        "person.offboard"
+    };
+    let event = change_event(
+        state,
+        info,
+        caller,
+        action,
+        &subject,
+        [
+            ("offboarding_id", id.clone().into()),
+            ("people", names.clone().into()),
+            ("grants_revoked", grants_revoked.into()),
+            ("requests_closed", requests_closed.into()),
+            ("reason", req.reason.clone().into()),
+        ],
+    );
+    state.store.apply(ops, vec![event]).await?;
+    tracing::warn!(by = %caller.token_id, %subject, people = names.len(), "offboarded");
+
+    // 2. The blast radius, and a rotation finding per secret.
+    let blast = blast_radius(state, &people).await?;
+    let (classifications, stored) = state.store.classification_rules().await?;
+    let levels = merge_levels(&stored)?;
+    let vendor_owner = vendor
+        .as_ref()
+        .and_then(|v| v.profile.get("owner"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut ops = Vec::new();
+    let mut exposures = Vec::new();
+    for (path, (read, held, prefixes)) in blast {
+        let level = super::governance::level_of(&levels, &classifications, &path)?;
+        let severity = match level.rank {
+            r if r >= 30 => "critical",
+            r if r >= 20 => "high",
+            r if r >= 10 => "medium",
+            _ => "low",
+        };
+        let owner = secret_owner(state, &path).await?.or(vendor_owner.clone());
+        let (op, finding) = new_finding(
+            NewFinding {
+                source: "offboarding",
+                severity,
+                title: format!("rotate {path}: exposed to offboarded {subject}"),
+                subject: path.clone(),
+                vendor_id: vendor.as_ref().map(|v| v.id.clone()),
+                owner,
+                due: now.plus_secs(rotate_within),
+                details: json!({
+                    "offboarding_id": id,
+                    "versions_read": read,
+                    "versions_held": held,
+                    "people": names,
+                }),
+            },
+            now,
+        );
+        ops.push(op);
+        ops.push(Op::Put(new_record(
+            "exposure",
+            format!("{path}@{id}"),
+            Some(path.clone()),
+            &json!({ "path": path, "since": now, "offboarding_id": id, "finding_id": finding.id }),
+            now,
+        )));
+        exposures.push(Exposure {
+            path,
+            versions_read: read.into_iter().collect(),
+            versions_held: held.into_iter().collect(),
+            granted_under: prefixes.into_iter().collect(),
+            level: level.name.clone(),
+            finding_id: finding.id,
+        });
+    }
+
+    // 3. The attestation link, for a vendor.
+    let attestation = match &vendor {
+        Some(vendor) => Some(attestation_link(state, &mut ops, vendor, &id, req, now).await?),
+        None => None,
+    };
+    let report = OffboardReport {
+        id: id.clone(),
+        subject: subject.clone(),
+        vendor_id: vendor.as_ref().map(|v| v.id.clone()),
+        reason: req.reason.clone(),
+        people: names,
+        grants_revoked,
+        requests_closed,
+        blast_radius: exposures,
+        attestation: attestation.clone(),
+        time: now.to_rfc3339(),
+    };
+    // The stored report never holds the attestation token.
+    let mut stored = report.clone();
+    if let Some(link) = &mut stored.attestation {
+        link.path = "/a/…".into();
+    }
+    ops.push(Op::Put(new_record(
+        "offboarding",
+        id.clone(),
+        report.vendor_id.clone(),
+        &stored,
+        now,
+    )));
+    let event = change_event(
+        state,
+        info,
+        caller,
+        "offboarding.report",
+        &subject,
+        [
+            ("offboarding_id", id.into()),
+            (
+                "secrets",
+                report
+                    .blast_radius
+                    .iter()
+                    .map(|e| e.path.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
+            (
+                "findings",
+                report
+                    .blast_radius
+                    .iter()
+                    .map(|e| e.finding_id.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
+            (
+                "attestation_due",
+                attestation.as_ref().map(|a| a.due.clone()).into(),
+            ),
+        ],
+    );
+    state.store.apply(ops, vec![event]).await?;
+    if let (Some(vendor), Some(link)) = (&vendor, &report.attestation) {
+        let mailed = mail_attestation(state, vendor, link).await;
+        let mut report = report;
+        if let Some(a) = &mut report.attestation {
+            a.mailed_to = mailed;
+        }
+        return Ok(report);
+    }
+    Ok(report)
+}
+
+type Blast = BTreeMap<String, (BTreeSet<u64>, BTreeSet<u64>, BTreeSet<String>)>;
+
+/// Every secret `people` read (from the ledger) or held a grant for (from the grants), with
+/// the versions read, the versions that existed under the grants, and the grant prefixes.
+async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast, ApiError> {
+    let ids: BTreeSet<&str> = people.iter().map(|p| p.id.as_str()).collect();
+    let mut blast = Blast::new();
+    let size = state.store.ledger_size().await?;
+    let mut start = 0;
+    while start < size {
+        let end = (start + 4096).min(size);
+        for (_, bytes) in state.store.ledger_entries(start, end).await? {
+            let entry: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| chaperone_store::StoreError::Corrupt(format!("ledger entry: {e}")))?;
+            let by_them = entry["actor"]["person"]
+                .as_str()
+                .is_some_and(|p| ids.contains(p));
+            if by_them && entry["action"] == "secret.read" && entry["outcome"] == "success" {
+                let path = entry["resource"].as_str().unwrap_or_default().to_owned();
+                let slot = blast.entry(path).or_default();
+                if let Some(v) = entry["details"]["version"].as_u64() {
+                    slot.0.insert(v);
+                }
+            }
+        }
+        start = end;
+    }
+    for person in people {
+        for grant in state.store.grants_ever_of(&person.id).await? {
+            for path in state.store.secret_paths(&grant.prefix).await? {
+                let versions: Vec<u64> = match SecretPath::parse(&path) {
+                    Ok(p) => state
+                        .store
+                        .metadata(&p)
+                        .await?
+                        .map(|m| {
+                            m.versions
+                                .iter()
+                                .filter(|v| {
+                                    !v.destroyed()
+                                        && v.created_at
+                                            < grant.revoked_at.unwrap_or(grant.expires_at)
+                                })
+                                .map(|v| v.version)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                let slot = blast.entry(path).or_default();
+                slot.1.extend(versions);
+                slot.2.insert(grant.prefix.clone());
+            }
+        }
+    }
+    Ok(blast)
+}
+
+/// The owner of a secret: the person its `owner` custom metadata names, if any.
+async fn secret_owner(state: &AppState, path: &str) -> Result<Option<String>, ApiError> {
+    let Ok(path) = SecretPath::parse(path) else {
+        return Ok(None);
+    };
+    let Some(meta) = state.store.metadata(&path).await? else {
+        return Ok(None);
+    };
+    match meta.custom_metadata.get("owner") {
+        Some(name) => Ok(state.store.person(name).await?.map(|p| p.id)),
+        None => Ok(None),
+    }
+}
+
+async fn attestation_link(
+    state: &AppState,
+    ops: &mut Vec<Op>,
+    vendor: &VendorRecord,
+    offboarding_id: &str,
+    req: &OffboardRequest,
+    now: Timestamp,
+) -> Result<AttestationLink, ApiError> {
+    let mut terms = "return or destroy all of the business's data you hold".to_owned();
+    let mut days = 30;
+    for (_, agreement) in agreements_of(state, &vendor.id).await? {
+        if let Some(what) = &agreement.clauses.termination_data {
+            let verb = match what.as_str() {
+                "return" => "return",
+                "destroy" => "destroy",
+                _ => "return or destroy",
+            };
+            if let Some(d) = agreement.clauses.termination_data_days {
+                days = i64::from(d);
+            }
+            terms = format!(
+                "{verb} all of the business's data you hold within {days} days, as your {} \
+                 requires",
+                agreement.kind.label()
+            );
+        }
+    }
+    let within = match &req.attest_within {
+        Some(text) => duration(text)?,
+        None => days * 86_400,
+    };
+    let mut raw = [0u8; 32];
+    chaperone_crypto::random_bytes(&mut raw);
+    use base64::Engine;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let key = hex(&Sha256::digest(token.as_bytes()));
+    let due = now.plus_secs(within);
+    let attestation = Attestation {
+        vendor_id: vendor.id.clone(),
+        vendor: vendor.name.clone(),
+        offboarding_id: offboarding_id.to_owned(),
+        terms,
+        due: date(due),
+        due_nanos: due.unix_nanos(),
+        status: "pending".into(),
+        signed: None,
+        finding_id: None,
+    };
+    ops.push(Op::Put(new_record(
+        "attestation",
+        key,
+        Some(vendor.id.clone()),
+        &attestation,
+        now,
+    )));
+    Ok(AttestationLink {
+        path: format!("/a/{token}"),
+        due: date(due),
+        mailed_to: Vec::new(),
+    })
+}
+
+/// Mails the attestation link to the vendor's contacts; the addresses it reached.
+async fn mail_attestation(
+    state: &AppState,
+    vendor: &VendorRecord,
+    link: &AttestationLink,
+) -> Vec<String> {
+    let (Some(smtp), Some(base)) = (
+        &state.settings.notify.smtp,
+        &state.settings.notify.public_url,
+    ) else {
+        return Vec::new();
+    };
+    let emails: Vec<String> = vendor
+        .profile
+        .get("contacts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("email").and_then(Value::as_str))
+        .filter(|e| crate::mail::valid_address(e))
+        .map(str::to_owned)
+        .collect();
+    if emails.is_empty() {
+        return Vec::new();
+    }
+    let text = format!(
+        "Our work with {} has ended. Please confirm, by {}, that you returned or destroyed our \
+         data as your agreement requires:\n\n{}{}\n\nThe link works once.",
+        vendor.name,
+        link.due,
+        base.trim_end_matches('/'),
+        link.path
+    );
+    match crate::mail::send(
+        smtp,
+        &emails,
+        "Please confirm return or destruction of data",
+        &text,
+    )
+    .await
+    {
+        Ok(()) => emails,
+        Err(error) => {
+            tracing::warn!(vendor = %vendor.name, %error, "attestation mail failed");
+            Vec::new()
+        }
+    }
+}
+
+/// What the attestation page shows before signing.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AttestationView {
+    vendor: String,
+    terms: String,
+    due: String,
+    status: String,
+}
+
+async fn attestation_record(
+    state: &AppState,
+    token: &str,
+) -> Result<(chaperone_store::Record, Attestation), ApiError> {
+    let key = hex(&Sha256::digest(token.as_bytes()));
+    let record = state
+        .store
+        .record("attestation", &key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("this link is not valid"))?;
+    let attestation = body(&record)?;
+    Ok((record, attestation))
+}
+
+#[utoipa::path(get, path = "/api/v1/attestations/{token}", params(("token" = String, Path)), responses((status = 200, body = AttestationView), (status = 404, body = super::ErrorBody)))]
+/// What the vendor is asked to attest (the link's token is the credential).
+pub(crate) async fn show_attestation(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<Json<AttestationView>, ApiError> {
+    let (_, a) = attestation_record(&state, &token).await?;
+    Ok(Json(AttestationView {
+        vendor: a.vendor,
+        terms: a.terms,
+        due: a.due,
+        status: a.status,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttestationSubmit {
+    name: String,
+    email: String,
+    /// returned, destroyed or returned_and_destroyed.
+    action: String,
+    statement: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/attestations/{token}", params(("token" = String, Path)), request_body = AttestationSubmit, responses((status = 200, body = SignedAttestation), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+/// Signs the attestation, once: who, when, what, and their statement, kept with its SHA-256
+/// and recorded in the ledger.
+pub(crate) async fn submit_attestation(
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(token): Path<String>,
+    ApiJson(req): ApiJson<AttestationSubmit>,
+) -> Result<Json<SignedAttestation>, ApiError> {
+    let (record, mut attestation) = attestation_record(&state, &token).await?;
+    if attestation.status != "pending" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_attested",
+            "this attestation was already signed",
+        ));
+    }
+    if !["returned", "destroyed", "returned_and_destroyed"].contains(&req.action.as_str()) {
+        return Err(invalid(
+            "action is returned, destroyed or returned_and_destroyed",
+        ));
+    }
+    if req.name.trim().is_empty() || req.name.len() > 200 {
+        return Err(invalid("sign with your name"));
+    }
+    if !crate::mail::valid_address(&req.email) {
+        return Err(invalid("give a valid email address"));
+    }
+    if req.statement.trim().is_empty() || req.statement.len() > 4000 {
+        return Err(invalid("the statement is 1 to 4000 characters"));
+    }
+    let now = state.clock.now();
+    let client_ip = info.client_ip.map(|ip| ip.to_string());
+    let canonical = json!({
+        "vendor": attestation.vendor,
+        "offboarding_id": attestation.offboarding_id,
+        "terms": attestation.terms,
+        "name": req.name,
+        "email": req.email,
+        "action": req.action,
+        "statement": req.statement,
+        "time": now.to_rfc3339(),
+        "client_ip": client_ip,
+    });
+    let sha256 = hex(&Sha256::digest(canonical.to_string().as_bytes()));
+    let signed = SignedAttestation {
+        name: req.name.clone(),
+        email: req.email.clone(),
+        action: req.action.clone(),
+        statement: req.statement.clone(),
+        time: now.to_rfc3339(),
+        client_ip,
+        sha256: sha256.clone(),
+    };
+    attestation.status = "submitted".into();
+    attestation.signed = Some(signed.clone());
+    let mut entry = LedgerRecord::new("attestation.submit", &attestation.vendor, Outcome::Success);
+    entry.details = [
+        ("vendor_id", json!(attestation.vendor_id)),
+        ("offboarding_id", json!(attestation.offboarding_id)),
+        ("name", json!(req.name)),
+        ("email", json!(req.email)),
+        ("action", json!(req.action)),
+        ("statement", json!(req.statement)),
+        ("sha256", json!(sha256)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let event = state.event(&info, chaperone_ledger::entry::Actor::default(), entry);
+    state
+        .store
+        .apply(
+            vec![Op::Put(revise(&record, &attestation, now))],
+            vec![event],
+        )
+        .await?;
+    Ok(Json(signed))
+}
+
+/// Opens a finding for each attestation past its due date and still unsigned.
+pub(crate) async fn overdue_attestations(
+    state: &AppState,
+    now: Timestamp,
+) -> Result<usize, ApiError> {
+    let mut opened = 0;
+    for record in state.store.records("attestation", None).await? {
+        let mut attestation: Attestation = body(&record)?;
+        if attestation.status != "pending"
+            || attestation.finding_id.is_some()
+            || attestation.due_nanos > now.unix_nanos()
+        {
+            continue;
+        }
+        let owner = state
+            .store
+            .vendor(&attestation.vendor_id)
+            .await?
+            .and_then(|v| {
+                v.profile
+                    .get("owner")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        let (op, finding) = new_finding(
+            NewFinding {
+                source: "attestation",
+                severity: "high",
+                title: format!(
+                    "vendor {} has not attested return or destruction of data (due {})",
+                    attestation.vendor, attestation.due
+                ),
+                subject: attestation.vendor.clone(),
+                vendor_id: Some(attestation.vendor_id.clone()),
+                owner,
+                due: now.plus_secs(7 * 86_400),
+                details: json!({ "offboarding_id": attestation.offboarding_id }),
+            },
+            now,
+        );
+        attestation.finding_id = Some(finding.id);
+        let applied = state
+            .store
+            .apply(
+                vec![op, Op::Put(revise(&record, &attestation, now))],
+                Vec::new(),
+            )
+            .await;
+        match applied {
+            Ok(()) => opened += 1,
+            Err(chaperone_store::StoreError::Conflict(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(opened)
+}

@@ -1,0 +1,192 @@
+//! Rotation: a secret's rotation policy (its maximum age), the list of secrets due for
+//! rotation, and exposures.
+//!
+//! A rotation is a new version: the ledger's `secret.write` entry says who wrote it and
+//! when. A secret is stale when its current version is older than its policy allows, or
+//! when it is exposed: someone who read it or held a grant for it lost access (an
+//! offboarding), and no version was written since. The sweep resolves an exposure's
+//! rotation finding once a newer version exists.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use chaperone_core::policy::visible_in_listing;
+use chaperone_core::{SecretPath, Timestamp, parse_duration};
+use chaperone_store::Op;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ApiJson;
+use super::admin::change_event;
+use super::findings::Finding;
+use super::governance::{body, new_record, revise};
+use crate::auth::Caller;
+use crate::record::RequestInfo;
+use crate::{ApiError, AppState};
+
+/// A rotation policy as stored (under the secret's path).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct RotationPolicy {
+    pub(crate) path: String,
+    pub(crate) max_age_secs: i64,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotationRequest {
+    /// The longest a version may stay current, such as `90d`.
+    max_age: String,
+}
+
+#[utoipa::path(put, path = "/api/v1/rotation/{path}", params(("path" = String, Path)), request_body = RotationRequest, responses((status = 200, body = RotationPolicy), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Sets a secret's rotation policy.
+pub(crate) async fn set_policy(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(req): ApiJson<RotationRequest>,
+) -> Result<Json<RotationPolicy>, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let max_age_secs =
+        parse_duration(&req.max_age).map_err(|e| ApiError::bad_request("invalid_request", e))?;
+    let policy = RotationPolicy {
+        path: path.as_str().to_owned(),
+        max_age_secs,
+    };
+    let now = state.clock.now();
+    let op = match state.store.record("rotation", path.as_str()).await? {
+        Some(existing) => Op::Put(revise(&existing, &policy, now)),
+        None => Op::Put(new_record(
+            "rotation",
+            path.as_str().to_owned(),
+            None,
+            &policy,
+            now,
+        )),
+    };
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "rotation.set",
+        path.as_str(),
+        [("max_age_secs", max_age_secs.into())],
+    );
+    state.store.apply(vec![op], vec![event]).await?;
+    Ok(Json(policy))
+}
+
+/// A secret due for rotation.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Stale {
+    path: String,
+    /// `overdue` (older than its policy) or `exposed` (exposed — rotate).
+    reason: String,
+    /// The current version and when it was written.
+    version: u64,
+    version_time: String,
+    /// When it should have been rotated.
+    due: String,
+    /// The rotation finding, for an exposure.
+    finding_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/secrets/stale", responses((status = 200, body = Vec<Stale>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Secrets due for rotation that the caller may list: past their maximum age, or exposed.
+pub(crate) async fn stale(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<Stale>>, ApiError> {
+    let now = state.clock.now();
+    let mut out = Vec::new();
+    for record in state.store.records("rotation", None).await? {
+        let policy: RotationPolicy = body(&record)?;
+        let Some((version, at)) = current(&state, &policy.path).await? else {
+            continue;
+        };
+        let due = at.plus_secs(policy.max_age_secs);
+        if due <= now && visible_in_listing(&caller.principal, &policy.path, now) {
+            out.push(Stale {
+                path: policy.path,
+                reason: "overdue".into(),
+                version,
+                version_time: at.to_rfc3339(),
+                due: due.to_rfc3339(),
+                finding_id: None,
+            });
+        }
+    }
+    for record in state.store.records("exposure", None).await? {
+        let path = record.body["path"].as_str().unwrap_or_default().to_owned();
+        let Some((version, at)) = current(&state, &path).await? else {
+            continue;
+        };
+        if at <= record.created_at && visible_in_listing(&caller.principal, &path, now) {
+            out.push(Stale {
+                path,
+                reason: "exposed".into(),
+                version,
+                version_time: at.to_rfc3339(),
+                due: record.created_at.to_rfc3339(),
+                finding_id: record.body["finding_id"].as_str().map(str::to_owned),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path).then(a.reason.cmp(&b.reason)));
+    Ok(Json(out))
+}
+
+/// The current version of `path` and when it was written.
+async fn current(state: &AppState, path: &str) -> Result<Option<(u64, Timestamp)>, ApiError> {
+    let Ok(path) = SecretPath::parse(path) else {
+        return Ok(None);
+    };
+    Ok(state.store.metadata(&path).await?.and_then(|m| {
+        m.versions
+            .iter()
+            .find(|v| v.version == m.current_version)
+            .map(|v| (v.version, v.created_at))
+    }))
+}
+
+/// Resolves open rotation findings whose secret got a new version since; how many.
+pub(crate) async fn resolve_rotated(state: &AppState, now: Timestamp) -> Result<usize, ApiError> {
+    let mut resolved = 0;
+    for record in state.store.records("finding", None).await? {
+        let mut finding: Finding = body(&record)?;
+        if finding.source != "offboarding"
+            || !["open", "in_progress"].contains(&finding.status.as_str())
+        {
+            continue;
+        }
+        let Some((version, at)) = current(state, &finding.subject).await? else {
+            continue;
+        };
+        if at <= record.created_at {
+            continue;
+        }
+        finding.status = "resolved".into();
+        finding.history.push(super::findings::FindingChange {
+            time: now.to_rfc3339(),
+            by: "chaperone".into(),
+            status: "resolved".into(),
+            note: Some(format!(
+                "rotated: version {version} written at {} (its author is in the ledger)",
+                at.to_rfc3339()
+            )),
+        });
+        finding.details["rotated_version"] = Value::from(version);
+        match state
+            .store
+            .apply(vec![Op::Put(revise(&record, &finding, now))], Vec::new())
+            .await
+        {
+            Ok(()) => resolved += 1,
+            Err(chaperone_store::StoreError::Conflict(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(resolved)
+}

@@ -1,0 +1,632 @@
+//! One-time share links and request-a-secret links.
+//!
+//! A share's content is encrypted by the client that creates it, under a key that exists
+//! only in the link's URL fragment (`chaperone_crypto::share`): this server stores and hands
+//! out ciphertext it cannot read, so neither it, its logs nor its database ever hold the
+//! plaintext or the key. It enforces the rest: expiry (24 hours by default, at most 30
+//! days), views (1 by default), an optional passphrase (Argon2id; wrong guesses are counted
+//! per link and per address and locked out like logins), and an optional recipient who must
+//! present a session verified with TOTP. Used-up, expired and revoked content is destroyed.
+//!
+//! A request-a-secret link lets someone without an account put one secret into one path,
+//! once: its token is the credential, stored only as a SHA-256.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chaperone_core::policy::Role;
+use chaperone_core::{Cas, SecretPath, parse_duration};
+use chaperone_crypto::password::{Password, hash_password, verify_password};
+use chaperone_ledger::entry::{Actor, Outcome};
+use chaperone_store::{Op, Opened, ShareRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::ApiJson;
+use super::admin::change_event;
+use super::auth::new_id;
+use super::governance::{actor_id, body, new_record, revise};
+use crate::auth::Caller;
+use crate::record::{Record as LedgerRecord, RequestInfo};
+use crate::{ApiError, AppState};
+
+/// The largest file a share carries.
+pub(crate) const MAX_SHARE_BYTES: usize = 25 * 1024 * 1024;
+/// The ciphertext of the largest share: the content, a header of at most 4 KiB with its
+/// length, and the format byte, nonce and tag.
+pub(crate) const MAX_SEALED_BYTES: usize = MAX_SHARE_BYTES + 4096 + 4 + 1 + 12 + 16;
+const DEFAULT_TTL: i64 = 24 * 3600;
+const MAX_TTL: i64 = 30 * 86_400;
+/// Wrong passphrases per link (and per address) in the lockout window before opens are
+/// refused.
+const PASSPHRASE_ATTEMPTS: u64 = 5;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_request", message)
+}
+
+fn gone() -> ApiError {
+    // One answer for unknown, used up, expired and revoked: a link reveals nothing more.
+    ApiError::not_found("this link has expired, was used up or was revoked")
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewShare {
+    /// What it is, for lists and for the recipient (`db password for the migration`).
+    label: String,
+    /// The ciphertext's exact size in bytes.
+    size: usize,
+    /// How long the link works: `24h` by default, at most `30d`.
+    expires: Option<String>,
+    /// How many times it can be opened: 1 by default, at most 100.
+    views: Option<i64>,
+    /// A passphrase the recipient must give as well.
+    passphrase: Option<String>,
+    /// The only person who may open it (they must be logged in with TOTP).
+    recipient: Option<String>,
+    /// Where the content came from, for the ledger (`secret:team/db@3`, `text`, `file`).
+    source: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ShareInfo {
+    id: String,
+    label: String,
+    created_by: String,
+    created_time: String,
+    expires_time: String,
+    max_views: i64,
+    views: i64,
+    needs_passphrase: bool,
+    recipient: Option<String>,
+    /// live, waiting (no content yet), used, expired or revoked.
+    state: String,
+}
+
+impl From<ShareRecord> for ShareInfo {
+    fn from(s: ShareRecord) -> Self {
+        let state = match (&s.destroyed, s.has_content) {
+            (Some((_, why)), _) => why.clone(),
+            (None, true) => "live".into(),
+            (None, false) => "waiting".into(),
+        };
+        Self {
+            id: s.id,
+            label: s.label,
+            created_by: s.created_by,
+            created_time: s.created_at.to_rfc3339(),
+            expires_time: s.expires_at.to_rfc3339(),
+            max_views: s.max_views,
+            views: s.views,
+            needs_passphrase: s.passphrase_hash.is_some(),
+            recipient: s.restricted_to,
+            state,
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/shares", request_body = NewShare, responses((status = 200, body = ShareInfo), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Creates a share link; its ciphertext follows with `PUT /api/v1/shares/{id}/content`.
+pub(crate) async fn create_share(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(req): ApiJson<NewShare>,
+) -> Result<Json<ShareInfo>, ApiError> {
+    if req.label.trim().is_empty() || req.label.len() > 200 {
+        return Err(invalid("give a label of 1 to 200 characters"));
+    }
+    if req.size == 0 || req.size > MAX_SEALED_BYTES {
+        return Err(invalid("a share carries at most 25 MiB"));
+    }
+    let ttl = match &req.expires {
+        Some(text) => parse_duration(text).map_err(invalid)?,
+        None => DEFAULT_TTL,
+    };
+    if ttl > MAX_TTL {
+        return Err(invalid("a share link works for at most 30 days"));
+    }
+    let views = req.views.unwrap_or(1);
+    if !(1..=100).contains(&views) {
+        return Err(invalid("views is 1 to 100"));
+    }
+    let passphrase_hash = match &req.passphrase {
+        Some(p) if p.chars().count() < 8 => {
+            return Err(invalid("a passphrase has at least 8 characters"));
+        }
+        Some(p) => Some(hash_password(&Password::new(p.clone()))),
+        None => None,
+    };
+    let recipient = match &req.recipient {
+        Some(name) => Some(
+            state
+                .store
+                .person(name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("no person `{name}`")))?
+                .id,
+        ),
+        None => None,
+    };
+    let now = state.clock.now();
+    let share = ShareRecord {
+        id: new_id("shr"),
+        created_by: actor_id(&caller),
+        created_at: now,
+        expires_at: now.plus_secs(ttl),
+        max_views: views,
+        views: 0,
+        passphrase_hash,
+        restricted_to: recipient,
+        label: req.label.clone(),
+        size: i64::try_from(req.size).unwrap_or(i64::MAX),
+        has_content: false,
+        destroyed: None,
+    };
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "share.create",
+        &share.id,
+        [
+            ("label", share.label.clone().into()),
+            ("expires_time", share.expires_at.to_rfc3339().into()),
+            ("max_views", views.into()),
+            ("passphrase", share.passphrase_hash.is_some().into()),
+            ("recipient", share.restricted_to.clone().into()),
+            ("size", share.size.into()),
+            ("source", req.source.clone().into()),
+        ],
+    );
+    state.store.insert_share(&share, &[event]).await?;
+    Ok(Json(share.into()))
+}
+
+#[utoipa::path(put, path = "/api/v1/shares/{id}/content", params(("id" = String, Path)), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 204), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Uploads a share's ciphertext, once, by its creator.
+pub(crate) async fn put_share_content(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+    content: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let share = state.store.share(&id).await?.ok_or_else(gone)?;
+    if share.created_by != actor_id(&caller) {
+        return Err(ApiError::not_found("no such share of yours"));
+    }
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "share.upload",
+        &id,
+        [("size", content.len().into())],
+    );
+    if !state
+        .store
+        .put_share_content(&id, content.to_vec(), &[event])
+        .await?
+    {
+        return Err(invalid(
+            "the content is already there, or its size is not the one announced",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/shares", responses((status = 200, body = Vec<ShareInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Share links: one's own; security and admins see all.
+pub(crate) async fn list_shares(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<ShareInfo>>, ApiError> {
+    let all = matches!(caller.principal.role, Role::Admin | Role::Security);
+    let me = actor_id(&caller);
+    Ok(Json(
+        state
+            .store
+            .shares(if all { None } else { Some(&me) })
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/shares/{id}", params(("id" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Revokes a share link: its content is destroyed now. Its creator, security or an admin.
+pub(crate) async fn revoke_share(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let share = state.store.share(&id).await?.ok_or_else(gone)?;
+    let manager = matches!(caller.principal.role, Role::Admin | Role::Security);
+    if share.created_by != actor_id(&caller) && !manager {
+        return Err(ApiError::not_found("no such share of yours"));
+    }
+    let event = change_event(&state, &info, &caller, "share.revoke", &id, []);
+    if !state
+        .store
+        .destroy_share(&id, "revoked", state.clock.now(), &[event])
+        .await?
+    {
+        return Err(gone());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the recipient's page shows before opening.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ShareTeaser {
+    label: String,
+    needs_passphrase: bool,
+    /// Whether the recipient must log in first.
+    restricted: bool,
+    expires_time: String,
+    views_left: i64,
+}
+
+async fn live_share(state: &AppState, id: &str) -> Result<ShareRecord, ApiError> {
+    let share = state.store.share(id).await?.ok_or_else(gone)?;
+    if !share.has_content || share.expires_at <= state.clock.now() {
+        return Err(gone());
+    }
+    Ok(share)
+}
+
+#[utoipa::path(get, path = "/api/v1/shares/{id}/info", params(("id" = String, Path)), responses((status = 200, body = ShareTeaser), (status = 404, body = super::ErrorBody)))]
+/// What a link holds (its label) and what opening it needs; opening is a separate step.
+pub(crate) async fn share_info(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ShareTeaser>, ApiError> {
+    let share = live_share(&state, &id).await?;
+    Ok(Json(ShareTeaser {
+        label: share.label,
+        needs_passphrase: share.passphrase_hash.is_some(),
+        restricted: share.restricted_to.is_some(),
+        expires_time: share.expires_at.to_rfc3339(),
+        views_left: share.max_views - share.views,
+    }))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OpenShare {
+    passphrase: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/shares/{id}/open", params(("id" = String, Path)), request_body = OpenShare, responses((status = 200, content_type = "application/octet-stream", description = "the sealed content"), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 429, body = super::ErrorBody)))]
+/// Opens a link: one view of its ciphertext (the last view destroys it). A restricted link
+/// needs its recipient's TOTP-verified session as bearer token.
+pub(crate) async fn open_share(
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<OpenShare>,
+) -> Result<Response, ApiError> {
+    let share = live_share(&state, &id).await?;
+    let mut actor = Actor::default();
+    let refuse = |reason: &'static str, actor: Actor| {
+        let state = &state;
+        let info = &info;
+        let id = &id;
+        async move {
+            let mut record = LedgerRecord::new("share.open", id, Outcome::Denied);
+            record.reasons.push(reason.to_owned());
+            state.record(info, actor, record).await
+        }
+    };
+    if let Some(recipient) = &share.restricted_to {
+        let caller = if crate::auth::presented_token(&headers).is_some() {
+            crate::auth::authenticate(&state, &headers, info.client_ip)
+                .await
+                .ok()
+        } else {
+            None
+        };
+        let allowed = caller.as_ref().is_some_and(|c| {
+            c.person_id.as_deref() == Some(recipient.as_str())
+                && c.principal.mfa_verified_at.is_some()
+                && c.principal.person == chaperone_core::policy::Standing::Active
+        });
+        if let Some(c) = &caller {
+            actor = c.actor();
+        }
+        if !allowed {
+            refuse("not_recipient", actor).await?;
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_recipient",
+                "this link is for someone else: log in as its recipient, with your TOTP code",
+            ));
+        }
+    }
+    if let Some(hash) = &share.passphrase_hash {
+        let subjects = vec![
+            format!("share:{id}"),
+            format!(
+                "share-ip:{}",
+                info.client_ip.map_or("unknown".into(), |ip| ip.to_string())
+            ),
+        ];
+        let window = state.settings.auth.lockout_window_secs;
+        let since = state.clock.now().plus_secs(-window);
+        for subject in &subjects {
+            if state.store.auth_failures_since(subject, since).await? >= PASSPHRASE_ATTEMPTS {
+                refuse("locked", actor.clone()).await?;
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "locked",
+                    "too many wrong passphrases: try again later",
+                ));
+            }
+        }
+        let given = req.passphrase.clone().unwrap_or_default();
+        let hash = hash.clone();
+        let right =
+            tokio::task::spawn_blocking(move || verify_password(&Password::new(given), &hash))
+                .await
+                .unwrap_or(false);
+        if !right {
+            state
+                .store
+                .record_auth_failure(&subjects, state.clock.now())
+                .await?;
+            refuse("wrong_passphrase", actor.clone()).await?;
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong_passphrase",
+                "the passphrase is wrong",
+            ));
+        }
+    }
+    let now = state.clock.now();
+    let mut record = LedgerRecord::new("share.open", &id, Outcome::Success);
+    record
+        .details
+        .insert("max_views".to_owned(), share.max_views.into());
+    let event = state.event(&info, actor, record);
+    match state.store.open_share(&id, now, &[event]).await? {
+        Opened::Content { ciphertext, .. } => Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            ciphertext,
+        )
+            .into_response()),
+        Opened::Gone => Err(gone()),
+    }
+}
+
+/// Destroys the content of expired shares; how many.
+pub(crate) async fn expire_shares(state: &AppState) -> Result<usize, ApiError> {
+    let now = state.clock.now();
+    let info = RequestInfo::new(None, Some("chaperone-sweep".into()));
+    let mut destroyed = 0;
+    for id in state.store.expired_shares(now).await? {
+        let event = state.event(
+            &info,
+            Actor::default(),
+            LedgerRecord::new("share.expire", &id, Outcome::Success),
+        );
+        if state
+            .store
+            .destroy_share(&id, "expired", now, &[event])
+            .await?
+        {
+            destroyed += 1;
+        }
+    }
+    Ok(destroyed)
+}
+
+// ---------------------------------------------------------------------------------------
+// Request-a-secret links
+
+/// A request-a-secret link as stored (under the SHA-256 of its token).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SecretRequest {
+    pub(crate) path: String,
+    pub(crate) note: String,
+    pub(crate) created_by: String,
+    pub(crate) expires_time: String,
+    #[schema(value_type = i64)]
+    pub(crate) expires_nanos: i64,
+    /// open or used.
+    pub(crate) status: String,
+    pub(crate) version: Option<u64>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSecretRequest {
+    /// What to ask for, shown on the page (`the production API key for the billing service`).
+    note: String,
+    /// How long the link works: `72h` by default, at most `30d`.
+    expires: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SecretRequestLink {
+    /// `/r/<token>`: shown once; the server keeps only its SHA-256.
+    path: String,
+    expires_time: String,
+}
+
+fn token_key(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[utoipa::path(post, path = "/api/v1/secret-requests/{path}", params(("path" = String, Path, description = "where the secret will be written")), request_body = NewSecretRequest, responses((status = 200, body = SecretRequestLink), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Makes a one-time link through which someone without an account writes one secret into
+/// `path` (the caller must be allowed to write there).
+pub(crate) async fn create_secret_request(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(req): ApiJson<NewSecretRequest>,
+) -> Result<Json<SecretRequestLink>, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    if req.note.trim().is_empty() || req.note.len() > 500 {
+        return Err(invalid("say what you ask for in 1 to 500 characters"));
+    }
+    let ttl = match &req.expires {
+        Some(text) => parse_duration(text).map_err(invalid)?,
+        None => 72 * 3600,
+    };
+    if ttl > MAX_TTL {
+        return Err(invalid("a request link works for at most 30 days"));
+    }
+    let mut raw = [0u8; 32];
+    chaperone_crypto::random_bytes(&mut raw);
+    use base64::Engine;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let now = state.clock.now();
+    let expires = now.plus_secs(ttl);
+    let request = SecretRequest {
+        path: path.as_str().to_owned(),
+        note: req.note.clone(),
+        created_by: actor_id(&caller),
+        expires_time: expires.to_rfc3339(),
+        expires_nanos: expires.unix_nanos(),
+        status: "open".into(),
+        version: None,
+    };
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "secret_request.create",
+        path.as_str(),
+        [
+            ("note", req.note.into()),
+            ("expires_time", expires.to_rfc3339().into()),
+        ],
+    );
+    state
+        .store
+        .apply(
+            vec![Op::Put(new_record(
+                "secret_request",
+                token_key(&token),
+                Some(request.created_by.clone()),
+                &request,
+                now,
+            ))],
+            vec![event],
+        )
+        .await?;
+    Ok(Json(SecretRequestLink {
+        path: format!("/r/{token}"),
+        expires_time: expires.to_rfc3339(),
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SecretRequestView {
+    note: String,
+    expires_time: String,
+}
+
+async fn open_request(
+    state: &AppState,
+    token: &str,
+) -> Result<(chaperone_store::Record, SecretRequest), ApiError> {
+    let record = state
+        .store
+        .record("secret_request", &token_key(token))
+        .await?
+        .ok_or_else(gone)?;
+    let request: SecretRequest = body(&record)?;
+    if request.status != "open" || request.expires_nanos <= state.clock.now().unix_nanos() {
+        return Err(gone());
+    }
+    Ok((record, request))
+}
+
+#[utoipa::path(get, path = "/api/v1/secret-requests/submit/{token}", params(("token" = String, Path)), responses((status = 200, body = SecretRequestView), (status = 404, body = super::ErrorBody)))]
+/// What a request-a-secret link asks for (never the path it writes to).
+pub(crate) async fn show_secret_request(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<Json<SecretRequestView>, ApiError> {
+    let (_, request) = open_request(&state, &token).await?;
+    Ok(Json(SecretRequestView {
+        note: request.note,
+        expires_time: request.expires_time,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretSubmission {
+    /// The secret's fields (`{"api_key": "..."}`).
+    data: std::collections::BTreeMap<String, String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/secret-requests/submit/{token}", params(("token" = String, Path)), request_body = SecretSubmission, responses((status = 204), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+/// Writes the submitted secret into the requested path, once.
+pub(crate) async fn submit_secret_request(
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(token): Path<String>,
+    ApiJson(req): ApiJson<SecretSubmission>,
+) -> Result<StatusCode, ApiError> {
+    let (record, mut request) = open_request(&state, &token).await?;
+    if req.data.is_empty() || req.data.values().all(String::is_empty) {
+        return Err(invalid("submit at least one non-empty field"));
+    }
+    let path = SecretPath::parse(&request.path)?;
+    let plaintext = zeroize::Zeroizing::new(
+        serde_json::to_vec(&req.data).expect("a string map always serialises"),
+    );
+    drop(req);
+    // Mark the link used first, in its own transaction: a second submission racing this
+    // one fails on the revision instead of writing twice.
+    let now = state.clock.now();
+    request.status = "used".into();
+    let mut used = LedgerRecord::new("secret_request.submit", path.as_str(), Outcome::Success);
+    used.details
+        .insert("requested_by".into(), json!(request.created_by));
+    let event = state.event(&info, Actor::default(), used);
+    state
+        .store
+        .apply(vec![Op::Put(revise(&record, &request, now))], vec![event])
+        .await
+        .map_err(|e| match e {
+            chaperone_store::StoreError::Conflict(_) => gone(),
+            other => other.into(),
+        })?;
+    let written = super::secrets::write_version(
+        &state,
+        Actor {
+            person: None,
+            vendor: None,
+            token: Some(format!("secret-request:{}", &token_key(&token)[..16])),
+        },
+        &info,
+        &path,
+        Cas::None,
+        plaintext,
+    )
+    .await?;
+    tracing::info!(path = %path, version = written.version, "secret submitted through a request link");
+    Ok(StatusCode::NO_CONTENT)
+}

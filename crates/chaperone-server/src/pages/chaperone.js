@@ -1,0 +1,154 @@
+'use strict';
+// The pages Chaperone serves to people without an account: opening a share link
+// (decrypted here with WebCrypto; the key never leaves this page), answering a request for
+// a secret, and signing an offboarding attestation. No third-party code, no inline script:
+// the Content-Security-Policy allows this file only.
+
+const $ = (selector) => document.querySelector(selector);
+
+function show(id) {
+  for (const section of document.querySelectorAll('section')) {
+    section.hidden = section.id !== id;
+  }
+}
+
+function fail(message) {
+  $('#error').textContent = message;
+  show('error-box');
+}
+
+function done(message) {
+  $('#done').textContent = message;
+  show('done-box');
+}
+
+function base64urlBytes(text) {
+  let b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+  while (b64.length % 4) b64 += '=';
+  const binary = atob(b64);
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
+async function errorOf(response, fallback) {
+  try {
+    const body = await response.json();
+    return (body.error && body.error.message) || fallback;
+  } catch (_) {
+    return fallback;
+  }
+}
+
+async function postJson(url, body, headers) {
+  return fetch(url, {
+    method: 'POST',
+    headers: Object.assign({ 'Content-Type': 'application/json' }, headers || {}),
+    body: JSON.stringify(body),
+    credentials: 'omit',
+    cache: 'no-store',
+  });
+}
+
+function token() {
+  return location.pathname.split('/').pop();
+}
+
+// Format: 1 ‖ nonce (12) ‖ AES-256-GCM(ciphertext ‖ tag), associated data
+// "chaperone-share:" ‖ id; plaintext: u32 BE header length ‖ header JSON ‖ content.
+async function decrypt(id, keyText, sealed) {
+  if (sealed[0] !== 1) throw new Error('unknown format');
+  const key = await crypto.subtle.importKey('raw', base64urlBytes(keyText), 'AES-GCM', false, ['decrypt']);
+  const plain = new Uint8Array(await crypto.subtle.decrypt(
+    { name: 'AES-GCM', iv: sealed.slice(1, 13), additionalData: new TextEncoder().encode('chaperone-share:' + id) },
+    key,
+    sealed.slice(13),
+  ));
+  const length = new DataView(plain.buffer, plain.byteOffset, 4).getUint32(0);
+  const header = JSON.parse(new TextDecoder().decode(plain.slice(4, 4 + length)));
+  return { header, content: plain.slice(4 + length) };
+}
+
+async function sharePage() {
+  const id = token();
+  const keyText = location.hash.slice(1);
+  // The key stays in this page's memory only: out of the address bar and the history.
+  history.replaceState(null, '', location.pathname);
+  if (!keyText) return fail('This link is incomplete: the part after # (its key) is missing.');
+  const info = await fetch('/api/v1/shares/' + encodeURIComponent(id) + '/info', { cache: 'no-store' });
+  if (!info.ok) return fail(await errorOf(info, 'This link has expired, was used up or was revoked.'));
+  const meta = await info.json();
+  $('#label').textContent = meta.label;
+  $('#pass-row').hidden = !meta.needs_passphrase;
+  $('#login-row').hidden = !meta.restricted;
+  show('share-box');
+  $('#reveal').addEventListener('click', async () => {
+    const headers = {};
+    if (meta.restricted) {
+      const login = await postJson('/api/v1/auth/login', {
+        user: $('#user').value, password: $('#password').value, totp: $('#totp').value,
+      });
+      if (!login.ok) return fail(await errorOf(login, 'The login failed.'));
+      headers.Authorization = 'Bearer ' + (await login.json()).token;
+    }
+    const passphrase = meta.needs_passphrase ? $('#passphrase').value : null;
+    const opened = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/open', { passphrase }, headers);
+    if (!opened.ok) return fail(await errorOf(opened, 'The link could not be opened.'));
+    let result;
+    try {
+      result = await decrypt(id, keyText, new Uint8Array(await opened.arrayBuffer()));
+    } catch (_) {
+      return fail('The content could not be decrypted: the link is damaged or its key is wrong.');
+    }
+    if (result.header.type === 'file') {
+      const blob = new Blob([result.content], { type: result.header.media_type || 'application/octet-stream' });
+      const link = $('#download');
+      link.href = URL.createObjectURL(blob);
+      link.download = result.header.name || 'download';
+      link.textContent = 'Download ' + (result.header.name || 'the file');
+      show('file-box');
+    } else {
+      $('#secret').textContent = new TextDecoder().decode(result.content);
+      show('secret-box');
+    }
+  });
+}
+
+async function requestPage() {
+  const id = token();
+  const info = await fetch('/api/v1/secret-requests/submit/' + encodeURIComponent(id), { cache: 'no-store' });
+  if (!info.ok) return fail(await errorOf(info, 'This link has expired or was already used.'));
+  $('#note').textContent = (await info.json()).note;
+  show('request-box');
+  $('#submit').addEventListener('click', async () => {
+    const data = {};
+    data[$('#field').value || 'value'] = $('#value').value;
+    const sent = await postJson('/api/v1/secret-requests/submit/' + encodeURIComponent(id), { data });
+    $('#value').value = '';
+    if (!sent.ok) return fail(await errorOf(sent, 'The secret could not be submitted.'));
+    done('Thank you: the secret was stored. You can close this page.');
+  });
+}
+
+async function attestPage() {
+  const id = token();
+  const info = await fetch('/api/v1/attestations/' + encodeURIComponent(id), { cache: 'no-store' });
+  if (!info.ok) return fail(await errorOf(info, 'This link is not valid.'));
+  const meta = await info.json();
+  if (meta.status !== 'pending') return done('This confirmation was already received. Thank you.');
+  $('#vendor').textContent = meta.vendor;
+  $('#terms').textContent = meta.terms;
+  $('#due').textContent = meta.due;
+  show('attest-box');
+  $('#attest').addEventListener('click', async () => {
+    const sent = await postJson('/api/v1/attestations/' + encodeURIComponent(id), {
+      name: $('#signer').value, email: $('#email').value,
+      action: $('#action').value, statement: $('#statement').value,
+    });
+    if (!sent.ok) return fail(await errorOf(sent, 'The confirmation could not be sent.'));
+    const signed = await sent.json();
+    done('Signed and recorded (SHA-256 ' + signed.sha256 + '). Thank you.');
+  });
+}
+
+const pages = { share: sharePage, request: requestPage, attest: attestPage };
+const page = pages[$('#app').dataset.page];
+if (page) page().catch(() => fail('Something went wrong; reload the page to try again.'));

@@ -1,0 +1,73 @@
+//! The few HTML pages Chaperone serves, to people who may have no account: opening a share
+//! link (`/s/<id>`), answering a request for a secret (`/r/<token>`) and signing an
+//! offboarding attestation (`/a/<token>`). One static page and one script, compiled in.
+//!
+//! Every page answer carries a strict Content-Security-Policy (this origin's script and
+//! style only, no inline code, no framing, no forms posting elsewhere), `no-referrer` (the
+//! link's path never leaks to another site) and `no-store`. A share's key stays in the URL
+//! fragment, which browsers never send; the script reads it and removes it from the
+//! address bar.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+const PAGE: &str = include_str!("page.html");
+const SCRIPT: &str = include_str!("chaperone.js");
+const STYLE: &str = include_str!("chaperone.css");
+
+/// The Content-Security-Policy of every page.
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+fn page(kind: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PAGE.replace("{{PAGE}}", kind),
+    )
+        .into_response()
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The share link page.
+pub(crate) async fn share() -> Response {
+    page("share")
+}
+
+/// The request-a-secret page.
+pub(crate) async fn request() -> Response {
+    page("request")
+}
+
+/// The attestation page.
+pub(crate) async fn attest() -> Response {
+    page("attest")
+}
+
+/// The pages' script.
+pub(crate) async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// The pages' style sheet.
+pub(crate) async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}
