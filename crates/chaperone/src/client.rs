@@ -62,6 +62,15 @@ impl Client {
         }
     }
 
+    /// A client for the server at `base` that presents no token.
+    pub(crate) fn anonymous(base: &str) -> Self {
+        let mut client = Self::new(&ClientArgs {
+            addr: Some(base.to_owned()),
+        });
+        client.token = None;
+        client
+    }
+
     /// Like [`Client::new`], but fails when no token is set.
     pub(crate) fn authenticated(args: &ClientArgs) -> anyhow::Result<Self> {
         let client = Self::new(args);
@@ -128,6 +137,41 @@ impl Client {
             request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
         }
         self.answer(request.send(content))
+    }
+
+    /// POSTs `body` (JSON) to `path` (under `/api/v1`) and returns the answer's bytes.
+    pub(crate) fn post_for_bytes(&self, path: &str, body: &Value) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}/api/v1/{path}", self.base);
+        let mut request = self.agent.post(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
+        }
+        let mut response = request.send_json(body).map_err(|e| {
+            anyhow!(
+                "cannot reach Chaperone at {}: {e} (is the server running?)",
+                self.base
+            )
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .with_context(|| format!("reading {path} from {}", self.base))?;
+        if !(200..300).contains(&status) {
+            let error = serde_json::from_slice::<Value>(&bytes).ok();
+            let message = error
+                .as_ref()
+                .and_then(|v| v["error"]["message"].as_str())
+                .unwrap_or("the request failed");
+            let code = error
+                .as_ref()
+                .and_then(|v| v["error"]["code"].as_str())
+                .unwrap_or("error");
+            bail!("{message} [{code}, HTTP {status}]");
+        }
+        Ok(bytes)
     }
 
     /// The JSON of a successful answer, or an error carrying the server's message and code.

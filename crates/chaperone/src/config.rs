@@ -62,6 +62,16 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "the sender address of notification mail (required with smtp_relay)",
     ),
     (
+        "public_url",
+        "CHAPERONE_PUBLIC_URL",
+        "the address people reach this server at, for links in mail (https://...)",
+    ),
+    (
+        "disable_after_inactive",
+        "CHAPERONE_DISABLE_AFTER_INACTIVE",
+        "disable contractor accounts that do not log in for this long (e.g. 90d)",
+    ),
+    (
         "sweep_interval",
         "CHAPERONE_SWEEP_INTERVAL",
         "how often reviews are closed and reminders sent (default 1m)",
@@ -288,6 +298,14 @@ impl Layers {
             (None, None) => None,
             _ => bail!("config keys `smtp_relay` and `smtp_from` go together"),
         };
+        notify.public_url = self.parse("public_url", "an http:// or https:// URL", |s| {
+            (s.starts_with("http://") || s.starts_with("https://"))
+                .then(|| s.trim_end_matches('/').to_owned())
+        })?;
+        if let Some(secs) = duration("disable_after_inactive")? {
+            notify.disable_after_inactive =
+                Some(std::time::Duration::from_secs(secs.unsigned_abs()));
+        }
         if let Some(secs) = duration("sweep_interval")? {
             notify.sweep_interval = std::time::Duration::from_secs(secs.unsigned_abs());
         }

@@ -72,6 +72,12 @@ enum Command {
     /// Access review campaigns.
     #[command(subcommand)]
     Review(cmd::governance::ReviewCommand),
+    /// Findings: secrets to rotate, overdue attestations, ...
+    #[command(subcommand)]
+    Finding(cmd::governance::FindingCommand),
+    /// One-time share links and request-a-secret links.
+    #[command(subcommand)]
+    Share(cmd::share::ShareCommand),
     /// Read the tamper-evident ledger: verifier key and signed checkpoints.
     #[command(subcommand)]
     Ledger(cmd::ledger::LedgerCommand),
@@ -102,6 +108,8 @@ fn main() -> ExitCode {
         Command::Request(command) => cmd::governance::request(command),
         Command::Grant(command) => cmd::governance::grant(command),
         Command::Review(command) => cmd::governance::review(command),
+        Command::Finding(command) => cmd::governance::finding(command),
+        Command::Share(command) => cmd::share::run(command),
         Command::Ledger(command) => cmd::ledger::run(command),
         Command::Scan(args) => {
             return match cmd::scan::run(args) {

@@ -125,6 +125,21 @@ pub(crate) enum VendorCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Offboard a vendor: every grant revoked, every account disabled, tokens and sessions
+    /// revoked, pending requests closed; prints the blast radius and the attestation link.
+    Offboard {
+        name: String,
+        #[arg(long)]
+        reason: String,
+        /// How soon exposed secrets must be rotated (default 7d).
+        #[arg(long)]
+        rotate_within: Option<String>,
+        /// How long the vendor has to attest (default: its agreement's days, else 30d).
+        #[arg(long)]
+        attest_within: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Change a vendor's profile or networks, or move it through its lifecycle
     /// (prospect, onboarding, active, suspended, offboarding, terminated) with a reason.
     Set {
@@ -169,6 +184,30 @@ pub(crate) fn vendor(command: VendorCommand) -> anyhow::Result<()> {
                     str_of(&v["status"]),
                     v["criticality"].as_str().unwrap_or("-"),
                     str_of(&v["id"])
+                );
+            }
+        }
+        VendorCommand::Offboard {
+            name,
+            reason,
+            rotate_within,
+            attest_within,
+            client,
+        } => {
+            let client = Client::authenticated(&client)?;
+            let body = json!({ "reason": reason, "rotate_within": rotate_within,
+                               "attest_within": attest_within });
+            let report = client.call(
+                Method::Post,
+                &format!("vendors/{name}/offboard"),
+                Some(&body),
+            )?;
+            print_report(&report);
+            if let Some(path) = report["attestation"]["path"].as_str() {
+                println!(
+                    "Attestation link for {name}'s contact (due {}): {}{path}",
+                    str_of(&report["attestation"]["due"]),
+                    client.base()
                 );
             }
         }
@@ -1000,6 +1039,121 @@ pub(crate) fn review(command: ReviewCommand) -> anyhow::Result<()> {
                 Some(&json!({ "decision": decision, "note": note })),
             )?;
             println!("{item}: {decision}.");
+        }
+    }
+    Ok(())
+}
+
+/// Prints an offboarding report: what was cut, and the blast radius.
+pub(crate) fn print_report(report: &Value) {
+    println!(
+        "Offboarded {} ({}): {} grant(s) revoked, {} request(s) closed, accounts disabled and \
+         tokens revoked: {}.",
+        str_of(&report["subject"]),
+        str_of(&report["id"]),
+        report["grants_revoked"],
+        report["requests_closed"],
+        joined(&report["people"])
+    );
+    let exposed = report["blast_radius"].as_array().map_or(0, Vec::len);
+    println!("Blast radius: {exposed} secret(s) to rotate.");
+    for e in items(&report["blast_radius"]) {
+        let versions = |v: &Value| {
+            items(v)
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        println!(
+            "  {:<40} {:<12} read v{}  held v{}  finding {}",
+            str_of(&e["path"]),
+            str_of(&e["level"]),
+            versions(&e["versions_read"]),
+            versions(&e["versions_held"]),
+            str_of(&e["finding_id"])
+        );
+    }
+}
+
+/// `chaperone finding ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum FindingCommand {
+    /// Findings (yours; security and auditors see all).
+    List {
+        /// open, in_progress, resolved or risk_accepted.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One finding with its history.
+    Show {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Move a finding (a note is required to resolve it or accept its risk), or reassign it.
+    Update {
+        id: String,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        due: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn finding(command: FindingCommand) -> anyhow::Result<()> {
+    match command {
+        FindingCommand::List { status, client } => {
+            let path = match &status {
+                Some(s) => format!("findings?status={}", percent(s)),
+                None => "findings".to_owned(),
+            };
+            let answer = Client::authenticated(&client)?.call(Method::Get, &path, None)?;
+            for f in items(&answer) {
+                println!(
+                    "{}  {:<13} {:<8} due {}  {}",
+                    str_of(&f["id"]),
+                    str_of(&f["status"]),
+                    str_of(&f["severity"]),
+                    &str_of(&f["due"])[..10.min(str_of(&f["due"]).len())],
+                    str_of(&f["title"])
+                );
+            }
+        }
+        FindingCommand::Show { id, client } => {
+            print_json(&Client::authenticated(&client)?.call(
+                Method::Get,
+                &format!("findings/{id}"),
+                None,
+            )?)?;
+        }
+        FindingCommand::Update {
+            id,
+            status,
+            note,
+            owner,
+            due,
+            client,
+        } => {
+            let request = body(&[
+                ("status", opt(&status)),
+                ("note", opt(&note)),
+                ("owner", opt(&owner)),
+                ("due", opt(&due)),
+            ]);
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("findings/{id}"),
+                Some(&request),
+            )?;
+            println!("{id} is {}.", str_of(&answer["status"]));
         }
     }
     Ok(())

@@ -24,9 +24,24 @@ pub(crate) enum UserCommand {
         vendor: Option<String>,
         #[arg(long)]
         email: Option<String>,
+        /// The account's end date (2027-03-31): past it, the account acts no more.
+        #[arg(long)]
+        ends: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Offboard a person: grants revoked, account disabled, tokens and sessions revoked,
+    /// pending requests closed; prints the blast radius (secrets to rotate).
+    Offboard {
+        name: String,
+        #[arg(long)]
+        reason: String,
+        /// How soon exposed secrets must be rotated (default 7d).
+        #[arg(long)]
+        rotate_within: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -140,10 +155,11 @@ pub(crate) fn user(command: UserCommand) -> anyhow::Result<()> {
             role,
             vendor,
             email,
+            ends,
             json: as_json,
             client,
         } => {
-            let body = json!({ "name": name, "role": role, "vendor": vendor, "email": email });
+            let body = json!({ "name": name, "role": role, "vendor": vendor, "email": email, "ends": ends });
             let answer =
                 Client::authenticated(&client)?.call(Method::Post, "people", Some(&body))?;
             if as_json {
@@ -157,6 +173,20 @@ pub(crate) fn user(command: UserCommand) -> anyhow::Result<()> {
                 println!("  {}", str_of(&answer["enrolment_code"]));
                 println!("They run: chaperone enroll CODE");
             }
+        }
+        UserCommand::Offboard {
+            name,
+            reason,
+            rotate_within,
+            client,
+        } => {
+            let body = json!({ "reason": reason, "rotate_within": rotate_within });
+            let report = Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("people/{name}/offboard"),
+                Some(&body),
+            )?;
+            crate::cmd::governance::print_report(&report);
         }
         UserCommand::List { client } => {
             let answer = Client::authenticated(&client)?.call(Method::Get, "people", None)?;

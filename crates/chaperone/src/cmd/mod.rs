@@ -7,3 +7,4 @@ pub(crate) mod scan;
 pub(crate) mod seal;
 pub(crate) mod secret;
 pub(crate) mod server;
+pub(crate) mod share;

@@ -69,6 +69,20 @@ pub(crate) enum SecretCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Secrets due for rotation: past their maximum age, or exposed (read or granted to
+    /// someone who lost access since).
+    Stale {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set a secret's rotation policy: the longest a version may stay current.
+    Rotation {
+        path: String,
+        #[arg(long)]
+        max_age: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show a secret's versions and their states.
     History {
         path: String,
@@ -192,6 +206,36 @@ pub(crate) fn run(command: SecretCommand) -> anyhow::Result<()> {
         } => {
             post_versions(&client, "destroy", &path, &versions)?;
             println!("Destroyed the data of versions {versions:?} of {path}.");
+        }
+        SecretCommand::Stale { client } => {
+            let answer =
+                Client::authenticated(&client)?.call(Method::Get, "secrets/stale", None)?;
+            for s in answer.as_array().into_iter().flatten() {
+                let reason = match s["reason"].as_str() {
+                    Some("exposed") => "exposed — rotate",
+                    _ => "overdue",
+                };
+                println!(
+                    "{:<40} {:<17} v{} written {}  due {}",
+                    s["path"].as_str().unwrap_or("-"),
+                    reason,
+                    s["version"],
+                    s["version_time"].as_str().unwrap_or("-"),
+                    s["due"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        SecretCommand::Rotation {
+            path,
+            max_age,
+            client,
+        } => {
+            Client::authenticated(&client)?.call(
+                Method::Put,
+                &format!("rotation/{path}"),
+                Some(&serde_json::json!({ "max_age": max_age })),
+            )?;
+            println!("{path} must be rotated every {max_age}.");
         }
         SecretCommand::History {
             path,

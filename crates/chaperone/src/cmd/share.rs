@@ -1,0 +1,308 @@
+//! `chaperone share ...`: one-time links. The content is sealed here, under a key that only
+//! the printed link carries (after `#`); the server stores ciphertext it cannot open.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use chaperone_crypto::share::{self, ShareKey};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::client::{Client, ClientArgs, Method};
+
+/// The largest file a link carries.
+const MAX_FILE: u64 = 25 * 1024 * 1024;
+
+/// `chaperone share ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum ShareCommand {
+    /// Share a secret, text from standard input, or a file, through a one-time link.
+    Create {
+        /// A secret's path (its fields as JSON, or one field with --field).
+        #[arg(long, conflicts_with_all = ["text_stdin", "file"])]
+        secret: Option<String>,
+        #[arg(long, requires = "secret")]
+        field: Option<String>,
+        /// Read the text to share from standard input.
+        #[arg(long, conflicts_with = "file")]
+        text_stdin: bool,
+        /// A file of at most 25 MiB.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// What it is, shown to the recipient and in lists (never the content).
+        #[arg(long)]
+        label: Option<String>,
+        /// How long the link works (default 24h, at most 30d).
+        #[arg(long)]
+        expires: Option<String>,
+        /// How many times it can be opened (default 1).
+        #[arg(long)]
+        views: Option<i64>,
+        /// Require a passphrase too: read from CHAPERONE_SHARE_PASSPHRASE, else prompted.
+        #[arg(long)]
+        passphrase: bool,
+        /// The only person who may open it (they log in with TOTP to open it).
+        #[arg(long)]
+        recipient: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Open a link: text goes to standard output, a file to --out (or its own name).
+    Open {
+        url: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The link needs a passphrase: read from CHAPERONE_SHARE_PASSPHRASE, else prompted.
+        #[arg(long)]
+        passphrase: bool,
+    },
+    /// Your links (security and admins: all of them).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a link: its content is destroyed now.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a one-time link through which someone without an account puts a secret into
+    /// PATH.
+    Request {
+        path: String,
+        /// What to ask for, shown on the page.
+        #[arg(long)]
+        note: String,
+        /// How long the link works (default 72h, at most 30d).
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn passphrase() -> anyhow::Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var("CHAPERONE_SHARE_PASSPHRASE") {
+        return Ok(Zeroizing::new(p));
+    }
+    Ok(Zeroizing::new(rpassword::prompt_password("Passphrase: ")?))
+}
+
+pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
+    match command {
+        ShareCommand::Create {
+            secret,
+            field,
+            text_stdin,
+            file,
+            label,
+            expires,
+            views,
+            passphrase: with_passphrase,
+            recipient,
+            client,
+        } => {
+            let client = Client::authenticated(&client)?;
+            let (header, content, source, default_label) =
+                content(&client, secret, field, text_stdin, file)?;
+            let header = serde_json::to_vec(&header)?;
+            let size = 1 + 12 + 16 + 4 + header.len() + content.len();
+            let mut body = json!({
+                "label": label.unwrap_or(default_label),
+                "size": size,
+                "source": source,
+            });
+            if let Some(e) = expires {
+                body["expires"] = json!(e);
+            }
+            if let Some(v) = views {
+                body["views"] = json!(v);
+            }
+            if let Some(r) = recipient {
+                body["recipient"] = json!(r);
+            }
+            if with_passphrase {
+                body["passphrase"] = json!(passphrase()?.as_str());
+            }
+            let created = client.call(Method::Post, "shares", Some(&body))?;
+            let id = created["id"].as_str().context("the server gave no id")?;
+            let key = ShareKey::generate();
+            let sealed = share::seal(&key, id, &header, &content);
+            client.upload(
+                &format!("shares/{id}/content"),
+                &sealed,
+                "application/octet-stream",
+            )?;
+            eprintln!(
+                "Share {id}: {} view(s), until {}. Send the link over a channel you trust; \
+                 whoever holds it can open it.",
+                created["max_views"],
+                created["expires_time"].as_str().unwrap_or("-")
+            );
+            println!("{}/s/{id}#{}", client.base(), key.to_fragment().as_str());
+        }
+        ShareCommand::Open {
+            url,
+            out,
+            passphrase: with_passphrase,
+        } => open(&url, out, with_passphrase)?,
+        ShareCommand::List { client } => {
+            let answer = Client::authenticated(&client)?.call(Method::Get, "shares", None)?;
+            for s in answer.as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<8} {}/{} views  until {}  {}",
+                    s["id"].as_str().unwrap_or("-"),
+                    s["state"].as_str().unwrap_or("-"),
+                    s["views"],
+                    s["max_views"],
+                    s["expires_time"].as_str().unwrap_or("-"),
+                    s["label"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ShareCommand::Revoke { id, client } => {
+            Client::authenticated(&client)?.call(Method::Delete, &format!("shares/{id}"), None)?;
+            println!("Revoked {id}: its content is destroyed.");
+        }
+        ShareCommand::Request {
+            path,
+            note,
+            expires,
+            client,
+        } => {
+            let client = Client::authenticated(&client)?;
+            let mut body = json!({ "note": note });
+            if let Some(e) = expires {
+                body["expires"] = json!(e);
+            }
+            let answer = client.call(
+                Method::Post,
+                &format!("secret-requests/{path}"),
+                Some(&body),
+            )?;
+            eprintln!(
+                "Whoever opens this link can write {path} once, until {}.",
+                answer["expires_time"].as_str().unwrap_or("-")
+            );
+            println!(
+                "{}{}",
+                client.base(),
+                answer["path"].as_str().context("no link")?
+            );
+        }
+    }
+    Ok(())
+}
+
+type Content = (Value, Zeroizing<Vec<u8>>, String, String);
+
+fn content(
+    client: &Client,
+    secret: Option<String>,
+    field: Option<String>,
+    text_stdin: bool,
+    file: Option<PathBuf>,
+) -> anyhow::Result<Content> {
+    if let Some(path) = secret {
+        let answer = client.call(Method::Get, &format!("secrets/data/{path}"), None)?;
+        let data = &answer["data"];
+        let text = match &field {
+            Some(f) => data[f]
+                .as_str()
+                .with_context(|| format!("{path} has no field `{f}`"))?
+                .to_owned(),
+            None => serde_json::to_string_pretty(data)?,
+        };
+        let version = answer["version"].as_u64().unwrap_or(0);
+        return Ok((
+            json!({ "type": "text" }),
+            Zeroizing::new(text.into_bytes()),
+            format!("secret:{path}@{version}"),
+            format!("secret {path}"),
+        ));
+    }
+    if let Some(file) = file {
+        let size = std::fs::metadata(&file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .len();
+        if size > MAX_FILE {
+            bail!("{} is larger than 25 MiB", file.display());
+        }
+        let bytes = Zeroizing::new(std::fs::read(&file)?);
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file")
+            .to_owned();
+        return Ok((
+            json!({ "type": "file", "name": name, "media_type": "application/octet-stream" }),
+            bytes,
+            "file".into(),
+            format!("file {name}"),
+        ));
+    }
+    if text_stdin {
+        let mut text = Zeroizing::new(Vec::new());
+        std::io::stdin().take(MAX_FILE + 1).read_to_end(&mut text)?;
+        if text.len() as u64 > MAX_FILE {
+            bail!("the text is larger than 25 MiB");
+        }
+        return Ok((
+            json!({ "type": "text" }),
+            text,
+            "text".into(),
+            "text".into(),
+        ));
+    }
+    bail!("say what to share: --secret PATH, --text-stdin or --file FILE")
+}
+
+fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Result<()> {
+    let (link, fragment) = url
+        .split_once('#')
+        .context("the link has no key: the part after # is missing")?;
+    let (base, id) = link
+        .rsplit_once("/s/")
+        .context("this is not a share link (…/s/<id>#<key>)")?;
+    let key = ShareKey::from_fragment(fragment)?;
+    // The session's token goes only to the server it belongs to: a link may point anywhere.
+    let configured = Client::new(&ClientArgs { addr: None });
+    let client = if configured.base() == base.trim_end_matches('/') {
+        configured
+    } else {
+        Client::anonymous(base)
+    };
+    let info = client.call(Method::Get, &format!("shares/{id}/info"), None)?;
+    let mut body = json!({});
+    if with_passphrase || info["needs_passphrase"] == true {
+        body["passphrase"] = json!(passphrase()?.as_str());
+    }
+    let sealed = client.post_for_bytes(&format!("shares/{id}/open"), &body)?;
+    let (header, content) =
+        share::open(&key, id, &sealed).context("the content does not decrypt with this link")?;
+    let header: Value = serde_json::from_slice(&header).context("a damaged header")?;
+    if header["type"] == "file" {
+        let target = out.unwrap_or_else(|| {
+            PathBuf::from(
+                std::path::Path::new(header["name"].as_str().unwrap_or("download"))
+                    .file_name()
+                    .unwrap_or_else(|| std::ffi::OsStr::new("download")),
+            )
+        });
+        std::fs::write(&target, content.as_slice())
+            .with_context(|| format!("writing {}", target.display()))?;
+        eprintln!("Wrote {} ({} bytes).", target.display(), content.len());
+    } else {
+        match out {
+            Some(target) => std::fs::write(&target, content.as_slice())?,
+            None => {
+                use std::io::Write;
+                std::io::stdout().write_all(&content)?;
+            }
+        }
+    }
+    Ok(())
+}
