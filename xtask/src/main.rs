@@ -4,7 +4,8 @@
 //! PostgreSQL from Debian's `postgresql` package (installed with apt-get when missing and
 //! running as root), on loopback and a free port, in a temporary directory, stopped and
 //! removed afterwards; and a Python virtualenv in `target/pyenv` with the Vault clients
-//! (hvac) the compatibility tests drive. `cargo xtask ci` adds the format and lint checks that `.ci/run` runs.
+//! (hvac) the compatibility tests drive; and Debian's `chromium` and `chromium-driver` for
+//! the browser test (installed when missing). `cargo xtask ci` adds the format and lint checks that `.ci/run` runs.
 //! `cargo xtask bench [ledger|secrets|vault]` runs the ledger benchmark (`cargo bench`) and
 //! `bench/secrets.sh`, each against SQLite and that PostgreSQL (with fsync on), and
 //! `bench/vault.sh`, Chaperone's Vault API against OpenBao.
@@ -59,6 +60,7 @@ fn ci() -> Result {
 
 fn test(extra: &[String]) -> Result {
     let python = python_clients()?;
+    let (chromedriver, chromium) = browser()?;
     let postgres = Postgres::start(false)?;
     let outcome = run(cargo()
         .args(["test", "--workspace", "--locked"])
@@ -66,7 +68,10 @@ fn test(extra: &[String]) -> Result {
         .env("CHAPERONE_TEST_POSTGRES_URL", postgres.url())
         .env("CHAPERONE_TEST_REQUIRE_POSTGRES", "1")
         .env("CHAPERONE_TEST_PYTHON", &python)
-        .env("CHAPERONE_TEST_REQUIRE_CLIENTS", "1"));
+        .env("CHAPERONE_TEST_REQUIRE_CLIENTS", "1")
+        .env("CHAPERONE_TEST_CHROMEDRIVER", chromedriver)
+        .env("CHAPERONE_TEST_CHROMIUM", chromium)
+        .env("CHAPERONE_TEST_REQUIRE_BROWSER", "1"));
     drop(postgres);
     outcome
 }
@@ -318,25 +323,39 @@ fn find_postgres_bin() -> Option<PathBuf> {
         .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
 }
 
-fn install_postgres() -> Result {
-    if !is_root() {
-        return Err(
-            "PostgreSQL is needed for the tests: install Debian's `postgresql` package \
-                    (apt-get install postgresql) or run as root so xtask can install it"
-                .into(),
-        );
+/// Debian's Chromium and its WebDriver server, for the browser test (installed with
+/// apt-get when missing): the paths of `chromedriver` and `chromium`.
+fn browser() -> Result<(PathBuf, PathBuf)> {
+    let driver = PathBuf::from("/usr/bin/chromedriver");
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    if !driver.exists() || !chromium.exists() {
+        apt_install(
+            &["chromium", "chromium-driver"],
+            "Chromium (for the browser test)",
+        )?;
     }
-    eprintln!("xtask: installing Debian's postgresql package");
+    Ok((driver, chromium))
+}
+
+/// Installs Debian packages, updating the package lists first; needs root.
+fn apt_install(packages: &[&str], what: &str) -> Result {
+    if !is_root() {
+        return Err(format!(
+            "{what} is needed for the tests: install Debian's {} package(s) or run as root so \
+             xtask can install them",
+            packages.join(", ")
+        ));
+    }
+    eprintln!("xtask: installing {}", packages.join(", "));
     run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "postgresql",
-        ])
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn install_postgres() -> Result {
+    apt_install(&["postgresql"], "PostgreSQL")
 }
 
 fn free_port() -> Result<u16> {

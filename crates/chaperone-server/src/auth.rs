@@ -362,6 +362,30 @@ pub(crate) async fn authenticate(
         .ok_or_else(|| unauthenticated("invalid token"))?;
     let now = state.clock.now();
     if record.revoked_at.is_some() || record.expires_at.is_some_and(|at| at <= now) {
+        // A token revoked because its owner was disabled or offboarded says so (403): the
+        // identity is known, and barred; logging in again would not help.
+        if record.revoked_at.is_some()
+            && let Some(person_id) = &record.person_id
+            && let Some(person) = state.store.person(person_id).await?
+        {
+            let standing = state.standing(&person).await?;
+            if standing.person == Standing::Inactive {
+                let reason = chaperone_core::policy::Reason::PersonInactive;
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    reason.code(),
+                    reason.message().to_owned(),
+                ));
+            }
+            if standing.vendor == Some(Standing::Inactive) {
+                let reason = chaperone_core::policy::Reason::VendorInactive;
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    reason.code(),
+                    reason.message().to_owned(),
+                ));
+            }
+        }
         return Err(unauthenticated("the token was revoked or has expired"));
     }
     let ip = client_ip(headers, peer, &state.settings.auth.trusted_proxies);

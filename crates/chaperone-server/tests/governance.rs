@@ -1073,9 +1073,9 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         .clone();
     assert_eq!(cy_row["disabled"], true, "{cy_row}");
     assert_eq!(
-        error(&s, "GET", "/api/v1/auth/self", &cy_t, None).0,
-        401,
-        "the session was revoked"
+        error(&s, "GET", "/api/v1/auth/self", &cy_t, None),
+        (403, "person_inactive".into()),
+        "the session was revoked, and says why"
     );
     assert_eq!(
         s.recorded("vendor.update", "acme").len(),

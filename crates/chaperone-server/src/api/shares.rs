@@ -276,9 +276,24 @@ pub(crate) struct ShareTeaser {
     views_left: i64,
 }
 
+/// A share that can be opened; an expired one is destroyed on the spot.
 async fn live_share(state: &AppState, id: &str) -> Result<ShareRecord, ApiError> {
     let share = state.store.share(id).await?.ok_or_else(gone)?;
-    if !share.has_content || share.expires_at <= state.clock.now() {
+    if !share.has_content {
+        return Err(gone());
+    }
+    let now = state.clock.now();
+    if share.expires_at <= now {
+        let info = RequestInfo::new(None, Some("chaperone".into()));
+        let event = state.event(
+            &info,
+            Actor::default(),
+            LedgerRecord::new("share.expire", id, Outcome::Success),
+        );
+        state
+            .store
+            .destroy_share(id, "expired", now, &[event])
+            .await?;
         return Err(gone());
     }
     Ok(share)

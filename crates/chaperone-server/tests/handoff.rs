@@ -1,0 +1,842 @@
+//! Safe hand-off and clean exit through the HTTP API of an in-process server with a manual
+//! clock: share links (the server never holds plaintext or key), request-a-secret links,
+//! offboarding with its blast radius, rotation findings and attestation, and accounts that
+//! lapse. One test drives a real headless Chromium through WebDriver.
+
+mod common;
+
+use std::time::Duration;
+
+use chaperone_crypto::share::{self, ShareKey};
+use common::{Server, logs};
+use serde_json::{Value, json};
+
+const DAY: i64 = 86_400;
+
+fn vendor(s: &Server, name: &str) {
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": name, "status": "active" })),
+    );
+}
+
+fn write(s: &Server, path: &str, value: &str) {
+    s.remember(value);
+    s.ok(
+        "PUT",
+        &format!("/api/v1/secrets/data/{path}"),
+        Some(&s.admin),
+        Some(json!({ "data": { "password": value } })),
+    );
+}
+
+fn error(s: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, String) {
+    let (status, value) = s.call(method, path, Some(token), body, None);
+    (
+        status,
+        value["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// Sends raw bytes; the status and the body.
+fn raw(s: &Server, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", s.addr))
+        .header("Content-Type", "application/octet-stream");
+    if let Some(t) = token {
+        request = request.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut answer = s.agent.run(request.body(body).unwrap()).unwrap();
+    let status = answer.status().as_u16();
+    let bytes = answer
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_vec()
+        .unwrap();
+    (status, bytes)
+}
+
+/// Opens a share: the status and the body.
+fn open(s: &Server, id: &str, token: Option<&str>, passphrase: Option<&str>) -> (u16, Vec<u8>) {
+    let mut request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/api/v1/shares/{id}/open", s.addr))
+        .header("Content-Type", "application/json");
+    if let Some(t) = token {
+        request = request.header("Authorization", format!("Bearer {t}"));
+    }
+    let body = json!({ "passphrase": passphrase }).to_string();
+    let mut answer = s.agent.run(request.body(body).unwrap()).unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.body_mut().read_to_vec().unwrap())
+}
+
+/// Creates a text share as `token`, sealed here; its id and key.
+fn share_text(s: &Server, token: &str, text: &str, extra: Value) -> (String, ShareKey) {
+    let header = br#"{"type":"text"}"#;
+    let mut body = json!({ "label": "db password", "size": 33 + header.len() + text.len() });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let created = s.ok("POST", "/api/v1/shares", Some(token), Some(body));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let key = ShareKey::generate();
+    let sealed = share::seal(&key, &id, header, text.as_bytes());
+    let (status, _) = raw(
+        s,
+        "PUT",
+        &format!("/api/v1/shares/{id}/content"),
+        Some(token),
+        sealed,
+    );
+    assert_eq!(status, 204);
+    (id, key)
+}
+
+fn database_bytes(s: &Server) -> Vec<u8> {
+    let mut all = Vec::new();
+    for file in ["t.db", "t.db-wal"] {
+        if let Ok(bytes) = std::fs::read(s._dir.path().join(file)) {
+            all.extend(bytes);
+        }
+    }
+    assert!(!all.is_empty(), "the database files were read");
+    all
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn share_links_hold_only_ciphertext_open_once_and_lock_out_guessing() {
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    let ann_t = s.login(&ann);
+    let plaintext = "db password: Zt93-kQ71-mV02";
+    let (id, key) = share_text(
+        &s,
+        &ann_t,
+        plaintext,
+        json!({ "passphrase": "correct horse 42" }),
+    );
+    let fragment = key.to_fragment().to_string();
+
+    let info = s.ok("GET", &format!("/api/v1/shares/{id}/info"), None, None);
+    assert_eq!(info["needs_passphrase"], true);
+    assert_eq!(info["views_left"], 1);
+
+    // Wrong passphrases are counted: after five, even the right one waits.
+    for _ in 0..5 {
+        assert_eq!(open(&s, &id, None, Some("wrong guess 1")).0, 403);
+    }
+    assert_eq!(open(&s, &id, None, Some("correct horse 42")).0, 429);
+    s.clock.advance_secs(16 * 60);
+    let (status, sealed) = open(&s, &id, None, Some("correct horse 42"));
+    assert_eq!(status, 200);
+    let (_, content) = share::open(&key, &id, &sealed).unwrap();
+    assert_eq!(content.as_slice(), plaintext.as_bytes());
+    // Used up: gone, and destroyed.
+    assert_eq!(open(&s, &id, None, Some("correct horse 42")).0, 404);
+    assert_eq!(
+        s.call(
+            "GET",
+            &format!("/api/v1/shares/{id}/info"),
+            None,
+            None,
+            None
+        )
+        .0,
+        404
+    );
+    let listed = s.ok("GET", "/api/v1/shares", Some(&ann_t), None);
+    assert_eq!(listed[0]["state"], "used");
+
+    // Neither the database nor the logs ever held the plaintext or the key.
+    let db = database_bytes(&s);
+    assert!(
+        !contains(&db, plaintext.as_bytes()),
+        "plaintext in the database"
+    );
+    assert!(!contains(&db, fragment.as_bytes()), "key in the database");
+    let logged = logs().lock().unwrap().clone();
+    assert!(
+        !contains(&logged, plaintext.as_bytes()),
+        "plaintext in the logs"
+    );
+    assert!(!contains(&logged, fragment.as_bytes()), "key in the logs");
+    assert!(
+        !contains(&logged, b"correct horse 42"),
+        "passphrase in the logs"
+    );
+
+    // Every create, open and failed open is in the ledger.
+    let entries: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["resource"] == id.as_str())
+        .collect();
+    let outcomes: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes[0], ("share.create".into(), "success".into()));
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|(a, o)| a == "share.open" && o == "denied")
+            .count(),
+        6
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|(a, o)| a == "share.open" && o == "success")
+            .count(),
+        1
+    );
+    let ledger_text: String = entries.iter().map(Value::to_string).collect();
+    assert!(!ledger_text.contains(&fragment) && !ledger_text.contains("correct horse"));
+}
+
+#[test]
+fn shares_expire_are_revoked_and_can_be_for_one_person() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let ann = s.person("ann", "member", None);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let ann_t = s.login(&ann);
+    let cy_t = s.login(&cy);
+
+    // Limits.
+    let too_big = json!({ "label": "x", "size": 26 * 1024 * 1024 });
+    assert_eq!(
+        error(&s, "POST", "/api/v1/shares", &ann_t, Some(too_big)),
+        (400, "invalid_request".into())
+    );
+    let too_long = json!({ "label": "x", "size": 10, "expires": "31d" });
+    assert_eq!(
+        error(&s, "POST", "/api/v1/shares", &ann_t, Some(too_long)),
+        (400, "invalid_request".into())
+    );
+
+    // Expiry destroys.
+    let (expiring, _) = share_text(&s, &ann_t, "short-lived-Qw81", json!({ "expires": "1h" }));
+    s.clock.advance_secs(2 * 3600);
+    let ann_t = s.login(&ann);
+    assert_eq!(open(&s, &expiring, None, None).0, 404);
+    let report = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(
+        report.shares_expired, 0,
+        "the attempt to open it destroyed it"
+    );
+    let (expiring, _) = share_text(&s, &ann_t, "short-lived-Qw82", json!({ "expires": "1h" }));
+    s.clock.advance_secs(2 * 3600);
+    let report = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(report.shares_expired, 1);
+    let ann_t = s.login(&ann);
+    let states: Vec<Value> = s
+        .ok("GET", "/api/v1/shares", Some(&ann_t), None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["id"] == expiring.as_str())
+        .map(|x| x["state"].clone())
+        .collect();
+    assert_eq!(states, [json!("expired")]);
+
+    // Revoked by its creator.
+    let (revoked, _) = share_text(&s, &ann_t, "revoked-Lp02", json!({}));
+    s.ok(
+        "DELETE",
+        &format!("/api/v1/shares/{revoked}"),
+        Some(&ann_t),
+        None,
+    );
+    assert_eq!(open(&s, &revoked, None, None).0, 404);
+
+    // For cy only, who must log in with TOTP.
+    let cy_t = if s
+        .call("GET", "/api/v1/auth/self", Some(&cy_t), None, None)
+        .0
+        == 200
+    {
+        cy_t
+    } else {
+        s.login(&cy)
+    };
+    let (mine, key) = share_text(
+        &s,
+        &ann_t,
+        "for-cy-Vb27",
+        json!({ "recipient": "cy", "views": 2 }),
+    );
+    assert_eq!(open(&s, &mine, None, None).0, 403);
+    assert_eq!(open(&s, &mine, Some(&ann_t), None).0, 403);
+    let (status, sealed) = open(&s, &mine, Some(&cy_t), None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        share::open(&key, &mine, &sealed).unwrap().1.as_slice(),
+        b"for-cy-Vb27"
+    );
+    // A second view is allowed (views: 2), then none.
+    assert_eq!(open(&s, &mine, Some(&cy_t), None).0, 200);
+    assert_eq!(open(&s, &mine, Some(&cy_t), None).0, 404);
+}
+
+#[test]
+fn a_request_link_lets_an_outsider_write_one_secret_once() {
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    s.login(&ann);
+    let link = s.ok(
+        "POST",
+        "/api/v1/secret-requests/partners/stripe/api",
+        Some(&s.admin),
+        Some(json!({ "note": "the live Stripe key for the shop" })),
+    );
+    let path = link["path"].as_str().unwrap().to_owned();
+    let token = path.trim_start_matches("/r/").to_owned();
+    let shown = s.ok(
+        "GET",
+        &format!("/api/v1/secret-requests/submit/{token}"),
+        None,
+        None,
+    );
+    assert_eq!(shown["note"], "the live Stripe key for the shop");
+    assert!(
+        shown.get("path").is_none(),
+        "the page never learns the path"
+    );
+    s.remember("sk_live_outsider_Tq71");
+    let submit = |value: &str| {
+        s.call(
+            "POST",
+            &format!("/api/v1/secret-requests/submit/{token}"),
+            None,
+            Some(json!({ "data": { "api_key": value } })),
+            None,
+        )
+        .0
+    };
+    assert_eq!(submit("sk_live_outsider_Tq71"), 204);
+    assert_eq!(submit("sk_live_second_try"), 404, "the link works once");
+    let read = s.ok(
+        "GET",
+        "/api/v1/secrets/data/partners/stripe/api",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(read["data"]["api_key"], "sk_live_outsider_Tq71");
+    assert_eq!(read["version"], 1);
+    let writes = s.recorded("secret.write", "partners/stripe/api");
+    assert_eq!(writes.len(), 1);
+    assert!(
+        writes[0]["actor"]["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("secret-request:")
+    );
+    s.assert_no_secret_logged();
+}
+
+#[test]
+fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    vendor(&s, "beta");
+    let ann = s.person("ann", "member", None);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cz = s.person("cz", "contractor", Some("acme"));
+    let cb = s.person("cb", "contractor", Some("beta"));
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "contacts": [{ "name": "Ada", "email": "ada@acme.example" }] })),
+    );
+    s.ok(
+        "POST",
+        "/api/v1/vendors/acme/agreements",
+        Some(&s.admin),
+        Some(json!({ "kind": "dpa", "signed": "2026-01-01",
+                     "clauses": { "termination_data": "destroy", "termination_data_days": 14 } })),
+    );
+    write(&s, "acme/app/db", "app-db-v1-Hk27");
+    write(&s, "acme/app/db", "app-db-v2-Hk28");
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&s.admin),
+        Some(json!({ "custom_metadata": { "owner": "ann" } })),
+    );
+    write(&s, "acme/app/api", "app-api-Jm38");
+    write(&s, "acme/ci/token", "ci-token-Rt20");
+    write(&s, "beta/app/db", "beta-db-Ws61");
+    write(&s, "ops/root", "ops-root-Pq45");
+    let grant = |who: &str, prefix: &str| {
+        s.ok(
+            "POST",
+            "/api/v1/grants",
+            Some(&s.admin),
+            Some(
+                json!({ "person": who, "prefix": prefix, "capabilities": ["read", "list"],
+                         "ttl": "30d", "reason": "project" }),
+            ),
+        );
+    };
+    grant("cy", "acme/app");
+    grant("cz", "acme/ci");
+    grant("cb", "beta");
+    let cy_t = s.login(&cy);
+    let cz_t = s.login(&cz);
+    let cb_t = s.login(&cb);
+    s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);
+    let api_token = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&cy_t),
+        Some(json!({ "ttl": "30d" })),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.remember(&api_token);
+    let pending = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cz_t),
+        Some(
+            json!({ "prefix": "acme/app", "capabilities": ["read"], "reason": "more",
+                     "duration": "1d" }),
+        ),
+    );
+
+    let report = s.ok(
+        "POST",
+        "/api/v1/vendors/acme/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "contract ended" })),
+    );
+    assert_eq!(report["grants_revoked"], 2);
+    assert_eq!(report["requests_closed"], 1);
+
+    // Every token of acme's people is refused on its next request, in both APIs.
+    for token in [&cy_t, &cz_t, &api_token] {
+        assert_eq!(
+            s.call("GET", "/api/v1/auth/self", Some(token), None, None)
+                .0,
+            403
+        );
+        assert_eq!(
+            s.call("GET", "/v1/auth/token/lookup-self", Some(token), None, None)
+                .0,
+            403
+        );
+    }
+    // beta is untouched.
+    s.ok("GET", "/api/v1/secrets/data/beta/app/db", Some(&cb_t), None);
+    let request = s.ok("GET", "/api/v1/requests", Some(&s.admin), None);
+    let closed = request
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == pending["id"])
+        .unwrap();
+    assert_eq!(closed["status"], "cancelled");
+
+    // The blast radius: exactly what they read or held a grant for.
+    let mut radius: Vec<(String, Value, Value)> = report["blast_radius"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_owned(),
+                e["versions_read"].clone(),
+                e["versions_held"].clone(),
+            )
+        })
+        .collect();
+    radius.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        radius,
+        [
+            ("acme/app/api".to_owned(), json!([]), json!([1])),
+            ("acme/app/db".to_owned(), json!([2]), json!([1, 2])),
+            ("acme/ci/token".to_owned(), json!([]), json!([1])),
+        ]
+    );
+    // A rotation finding for each, owned by the secret's owner where it has one.
+    let findings = s.ok(
+        "GET",
+        "/api/v1/findings?source=offboarding",
+        Some(&s.admin),
+        None,
+    );
+    let mut subjects: Vec<&str> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["subject"].as_str().unwrap())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["acme/app/api", "acme/app/db", "acme/ci/token"]);
+    let db_finding = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "acme/app/db")
+        .unwrap()
+        .clone();
+    let ann_t = s.login(&ann);
+    let mine = s.ok("GET", "/api/v1/findings", Some(&ann_t), None);
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["id"], db_finding["id"]);
+    // `secret stale` shows the three as exposed; a new version rotates one.
+    let stale = s.ok("GET", "/api/v1/secrets/stale", Some(&s.admin), None);
+    assert_eq!(stale.as_array().unwrap().len(), 3, "{stale}");
+    assert!(
+        stale
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["reason"] == "exposed")
+    );
+    s.clock.advance_secs(60);
+    write(&s, "acme/app/db", "app-db-v3-rotated");
+    let sweep = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(sweep.findings_resolved, 1);
+    let stale = s.ok("GET", "/api/v1/secrets/stale", Some(&s.admin), None);
+    assert_eq!(stale.as_array().unwrap().len(), 2);
+    let resolved = s.ok(
+        "GET",
+        &format!("/api/v1/findings/{}", db_finding["id"].as_str().unwrap()),
+        Some(&ann_t),
+        None,
+    );
+    assert_eq!(resolved["status"], "resolved");
+
+    // Findings move with a note; owners may not reassign.
+    let other = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "acme/ci/token")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/findings/{other}"),
+            &s.admin,
+            Some(json!({ "status": "risk_accepted" }))
+        ),
+        (400, "invalid_request".into())
+    );
+    let accepted = s.ok(
+        "POST",
+        &format!("/api/v1/findings/{other}"),
+        Some(&s.admin),
+        Some(json!({ "status": "risk_accepted", "note": "token already expired at the CI side" })),
+    );
+    assert_eq!(accepted["history"].as_array().unwrap().len(), 2);
+
+    // The attestation: terms from the DPA, signed once, recorded.
+    let link = report["attestation"]["path"].as_str().unwrap();
+    let token = link.trim_start_matches("/a/");
+    let view = s.ok("GET", &format!("/api/v1/attestations/{token}"), None, None);
+    assert_eq!(view["status"], "pending");
+    assert!(
+        view["terms"]
+            .as_str()
+            .unwrap()
+            .starts_with("destroy all of the business's data you hold within 14 days"),
+        "{view}"
+    );
+    let sign = json!({ "name": "Ada Lovelace", "email": "ada@acme.example",
+                       "action": "destroyed", "statement": "All copies were wiped on 2027-01-20." });
+    let signed = s.ok(
+        "POST",
+        &format!("/api/v1/attestations/{token}"),
+        None,
+        Some(sign.clone()),
+    );
+    assert_eq!(signed["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        s.call(
+            "POST",
+            &format!("/api/v1/attestations/{token}"),
+            None,
+            Some(sign),
+            None
+        )
+        .0,
+        409
+    );
+    let recorded = s.recorded("attestation.submit", "acme");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["details"]["sha256"], signed["sha256"]);
+    assert!(
+        !s.ledger().iter().any(|e| e.to_string().contains(token)),
+        "the attestation token is never in the ledger"
+    );
+
+    // beta's offboarding, unattested past its due date, opens a finding.
+    let beta = s.ok(
+        "POST",
+        "/api/v1/vendors/beta/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "vendor failed", "attest_within": "10d" })),
+    );
+    assert_eq!(beta["blast_radius"].as_array().unwrap().len(), 1);
+    s.clock.advance_secs(11 * DAY);
+    let sweep = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(sweep.attestations_overdue, 1);
+    let overdue = s.ok(
+        "GET",
+        "/api/v1/findings?source=attestation",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(overdue.as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.ok(
+            "POST",
+            "/api/v1/vendors/acme/offboard",
+            Some(&s.admin),
+            Some(json!({ "reason": "again" })),
+        )["blast_radius"]
+            .as_array()
+            .map_or(0, Vec::len),
+        3,
+        "offboarding an offboarding vendor terminates it"
+    );
+    s.assert_no_secret_logged();
+}
+
+#[test]
+fn accounts_lapse_at_their_end_date_and_after_idle_time() {
+    let s = Server::start_with(|settings| {
+        settings.notify.disable_after_inactive = Some(Duration::from_secs(30 * 86_400));
+    });
+    vendor(&s, "acme");
+    let body =
+        json!({ "name": "cy", "role": "contractor", "vendor": "acme", "ends": "2027-02-01" });
+    s.ok("POST", "/api/v1/people", Some(&s.admin), Some(body));
+    let idle = s.person("cz", "contractor", Some("acme"));
+    let staff = s.person("ann", "member", None);
+    let cz_t = s.login(&idle);
+    let ann_t = s.login(&staff);
+    s.clock.advance_secs(20 * DAY);
+    let report = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(report.accounts_disabled, 1, "cy's end date passed");
+    s.clock.advance_secs(11 * DAY);
+    let report = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(
+        report.accounts_disabled, 1,
+        "cz has not logged in for 31 days"
+    );
+    assert_eq!(
+        error(&s, "GET", "/api/v1/auth/self", &cz_t, None),
+        (403, "person_inactive".into())
+    );
+    let people = s.ok("GET", "/api/v1/people", Some(&s.admin), None);
+    let disabled: Vec<&str> = people
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["disabled"] == true)
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(disabled, ["cy", "cz"], "staff accounts do not lapse");
+    let _ = ann_t;
+    assert_eq!(
+        s.recorded("person.disable", "cz")[0]["details"]["why"],
+        "inactive"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A real browser
+
+/// The WebDriver server (`chromedriver`) to drive Chromium with, from the environment.
+fn chromedriver() -> Option<(String, String)> {
+    let driver = std::env::var("CHAPERONE_TEST_CHROMEDRIVER").ok();
+    let browser = std::env::var("CHAPERONE_TEST_CHROMIUM").ok();
+    match (driver, browser) {
+        (Some(d), Some(b)) => Some((d, b)),
+        _ if std::env::var("CHAPERONE_TEST_REQUIRE_BROWSER").as_deref() == Ok("1") => {
+            panic!(
+                "CHAPERONE_TEST_REQUIRE_BROWSER=1 but CHAPERONE_TEST_CHROMEDRIVER or CHAPERONE_TEST_CHROMIUM is unset"
+            )
+        }
+        _ => {
+            eprintln!("skipping the browser test: run it through `cargo xtask test`");
+            None
+        }
+    }
+}
+
+struct Driver {
+    child: std::process::Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start(binary: &str) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            agent,
+        };
+        for _ in 0..100 {
+            if driver
+                .get("/status")
+                .is_some_and(|v| v["value"]["ready"] == true)
+            {
+                return driver;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("chromedriver did not become ready");
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let mut answer = self.agent.get(format!("{}{path}", self.base)).call().ok()?;
+        answer.body_mut().read_json().ok()
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let mut answer = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .send_json(&body)
+            .unwrap();
+        answer.body_mut().read_json().unwrap()
+    }
+
+    /// Waits (bounded) for an element matching `css` to be displayed; its WebDriver id.
+    fn displayed(&self, session: &str, css: &str) -> String {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            let found = self.post(
+                &format!("/session/{session}/element"),
+                json!({ "using": "css selector", "value": css }),
+            );
+            if let Some(id) = found["value"]["element-6066-11e4-a52e-4f735466cecf"].as_str() {
+                let shown = self
+                    .get(&format!("/session/{session}/element/{id}/displayed"))
+                    .unwrap_or_default();
+                if shown["value"] == true {
+                    return id.to_owned();
+                }
+                last = shown;
+            } else {
+                last = found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let page = self.get(&format!("/session/{session}/source"));
+        let log = self.post(
+            &format!("/session/{session}/se/log"),
+            json!({ "type": "browser" }),
+        );
+        panic!("{css} never appeared ({last}); the page: {page:?}; the console: {log}");
+    }
+}
+
+#[test]
+fn a_browser_opens_a_share_link_and_reads_the_secret_from_the_page() {
+    let Some((driver_binary, browser)) = chromedriver() else {
+        return;
+    };
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    let ann_t = s.login(&ann);
+    let secret = "prod-db: Kx82-Lm01-Qz55";
+    let (id, key) = share_text(&s, &ann_t, secret, json!({}));
+    let url = format!("{}/s/{id}#{}", s.addr, key.to_fragment().as_str());
+
+    // The page itself: a strict policy, nothing cached, no referrer.
+    let page = s.agent.get(format!("{}/s/{id}", s.addr)).call().unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+
+    let driver = Driver::start(&driver_binary);
+    let session = driver.post(
+        "/session",
+        json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": browser,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage"]
+            }
+        } } }),
+    );
+    let session = session["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no WebDriver session: {session}"))
+        .to_owned();
+    driver.post(&format!("/session/{session}/url"), json!({ "url": url }));
+    let reveal = driver.displayed(&session, "#reveal");
+    // The key has left the address bar before anything is revealed.
+    let address = driver.get(&format!("/session/{session}/url")).unwrap();
+    assert!(
+        !address["value"].as_str().unwrap().contains('#'),
+        "{address}"
+    );
+    driver.post(
+        &format!("/session/{session}/element/{reveal}/click"),
+        json!({}),
+    );
+    let shown = driver.displayed(&session, "#secret");
+    let text = driver
+        .get(&format!("/session/{session}/element/{shown}/text"))
+        .unwrap();
+    assert_eq!(text["value"], secret);
+    let _ = driver
+        .agent
+        .delete(format!("{}/session/{session}", driver.base))
+        .call();
+    // Opened once: the link is used up.
+    assert_eq!(open(&s, &id, None, None).0, 404);
+}
