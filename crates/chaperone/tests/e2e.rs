@@ -618,3 +618,82 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     ok(carol(&["logout"], ""));
     assert!(fails(carol(&["secret", "list"], "")).contains("not logged in"));
 }
+
+#[test]
+fn share_links_are_sealed_and_opened_by_the_cli() {
+    let (dir, server) = Server::up();
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let token = token.trim();
+    let value = "shared-Xv72-Kp19";
+    ok(server.cli(
+        token,
+        &["secret", "put", "team/db", "password=-"],
+        &format!("{value}\n"),
+    ));
+    let link = ok(server.cli(
+        token,
+        &[
+            "share", "create", "--secret", "team/db", "--field", "password",
+        ],
+        "",
+    ));
+    let link = link.trim().to_owned();
+    assert!(link.contains("/s/shr_") && link.contains('#'), "{link}");
+    // Anyone with the link opens it once, without an account.
+    let opened = ok(run_cli(&server.addr, "", &["share", "open", &link], ""));
+    assert_eq!(opened, value);
+    let again = fails(run_cli(&server.addr, "", &["share", "open", &link], ""));
+    assert!(again.contains("used up"), "{again}");
+    // Without the fragment there is nothing to decrypt with.
+    let (without_key, _) = link.split_once('#').unwrap();
+    assert!(
+        fails(run_cli(
+            &server.addr,
+            "",
+            &["share", "open", without_key],
+            ""
+        ))
+        .contains("key")
+    );
+
+    // A file travels the same way.
+    let file = dir.path().join("dump.bin");
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let link = ok(server.cli(
+        token,
+        &[
+            "share",
+            "create",
+            "--file",
+            file.to_str().unwrap(),
+            "--views",
+            "2",
+        ],
+        "",
+    ));
+    let out = dir.path().join("received.bin");
+    ok(run_cli(
+        &server.addr,
+        "",
+        &["share", "open", link.trim(), "--out", out.to_str().unwrap()],
+        "",
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    let listed = ok(server.cli(token, &["share", "list"], ""));
+    assert!(
+        listed.contains("used") && listed.contains("live"),
+        "{listed}"
+    );
+
+    // The database never held the value in a share, nor the key.
+    let key = link.trim().split_once('#').unwrap().1.to_owned();
+    for path in files_in(&dir.path().join("data")) {
+        let content = std::fs::read(&path).unwrap();
+        assert!(
+            !content.windows(key.len()).any(|w| w == key.as_bytes()),
+            "{} holds a share key",
+            path.display()
+        );
+    }
+}

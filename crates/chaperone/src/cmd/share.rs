@@ -269,7 +269,9 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
         .context("this is not a share link (…/s/<id>#<key>)")?;
     let key = ShareKey::from_fragment(fragment)?;
     // The session's token goes only to the server it belongs to: a link may point anywhere.
-    let configured = Client::new(&ClientArgs { addr: None });
+    let configured = Client::new(&ClientArgs {
+        addr: std::env::var("CHAPERONE_ADDR").ok(),
+    });
     let client = if configured.base() == base.trim_end_matches('/') {
         configured
     } else {
