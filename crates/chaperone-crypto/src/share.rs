@@ -48,6 +48,25 @@ impl std::fmt::Debug for ShareKey {
     }
 }
 
+/// The proof that a client holds a link's key, without giving the key away: lowercase hex
+/// of SHA-256(`chaperone-share-open:` ‖ id ‖ `:` ‖ key). The server keeps only its
+/// SHA-256 and asks for the proof before it shows or hands out anything, so knowing a
+/// link's id (from a list or the ledger) is not enough to use up its views or probe its
+/// passphrase.
+pub fn open_proof(key: &ShareKey, id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"chaperone-share-open:");
+    hasher.update(id.as_bytes());
+    hasher.update(b":");
+    hasher.update(key.0.as_ref());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn aad(id: &str) -> Vec<u8> {
     [b"chaperone-share:".as_slice(), id.as_bytes()].concat()
 }
@@ -98,5 +117,8 @@ mod tests {
         let again = ShareKey::from_fragment(&key.to_fragment()).unwrap();
         assert!(open(&again, "shr_1", &blob).is_ok());
         assert!(ShareKey::from_fragment("short").is_err());
+        assert_eq!(open_proof(&key, "shr_1"), open_proof(&again, "shr_1"));
+        assert_ne!(open_proof(&key, "shr_1"), open_proof(&key, "shr_2"));
+        assert_eq!(open_proof(&key, "shr_1").len(), 64);
     }
 }

@@ -242,7 +242,8 @@ impl AppState {
                 &person.name,
                 json!({ "person_id": person.id, "why": why, "last_login": last_seen }),
             );
-            self.store
+            let applied = self
+                .store
                 .apply(
                     vec![
                         Op::DisablePerson {
@@ -256,7 +257,10 @@ impl AppState {
                     ],
                     vec![event],
                 )
-                .await?;
+                .await;
+            if skip_conflict(applied)? {
+                continue;
+            }
             tracing::warn!(person = %person.name, why, "account disabled");
             disabled += 1;
         }

@@ -677,8 +677,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("DELETE", "/api/v1/auth/tokens/{id}") => ALL,
         ("GET", "/api/v1/ledger/key") => return None,
         ("GET" | "POST", "/api/v1/attestations/{token}")
-        | ("GET", "/api/v1/shares/{id}/info")
-        | ("POST", "/api/v1/shares/{id}/open")
+        | ("POST", "/api/v1/shares/{id}/info" | "/api/v1/shares/{id}/open")
         | ("GET" | "POST", "/api/v1/secret-requests/submit/{token}")
         | ("GET", "/s/{id}" | "/r/{token}" | "/a/{token}")
         | ("GET", "/static/chaperone.js" | "/static/chaperone.css") => return None,

@@ -40,12 +40,22 @@ fn error(s: &Server, method: &str, path: &str, token: &str, body: Option<Value>)
     )
 }
 
-/// Sends raw bytes; the status and the body.
-fn raw(s: &Server, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
+/// Sends raw bytes, with a key proof if given; the status and the body.
+fn raw(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+    proof: Option<&str>,
+) -> (u16, Vec<u8>) {
     let mut request = ureq::http::Request::builder()
         .method(method)
         .uri(format!("{}{path}", s.addr))
         .header("Content-Type", "application/octet-stream");
+    if let Some(p) = proof {
+        request = request.header("X-Share-Proof", p);
+    }
     if let Some(t) = token {
         request = request.header("Authorization", format!("Bearer {t}"));
     }
@@ -60,8 +70,14 @@ fn raw(s: &Server, method: &str, path: &str, token: Option<&str>, body: Vec<u8>)
     (status, bytes)
 }
 
-/// Opens a share: the status and the body.
-fn open(s: &Server, id: &str, token: Option<&str>, passphrase: Option<&str>) -> (u16, Vec<u8>) {
+/// Opens a share with its key's proof: the status and the body.
+fn open(
+    s: &Server,
+    id: &str,
+    key: &ShareKey,
+    token: Option<&str>,
+    passphrase: Option<&str>,
+) -> (u16, Vec<u8>) {
     let mut request = ureq::http::Request::builder()
         .method("POST")
         .uri(format!("{}/api/v1/shares/{id}/open", s.addr))
@@ -69,7 +85,7 @@ fn open(s: &Server, id: &str, token: Option<&str>, passphrase: Option<&str>) -> 
     if let Some(t) = token {
         request = request.header("Authorization", format!("Bearer {t}"));
     }
-    let body = json!({ "passphrase": passphrase }).to_string();
+    let body = json!({ "proof": share::open_proof(key, id), "passphrase": passphrase }).to_string();
     let mut answer = s.agent.run(request.body(body).unwrap()).unwrap();
     let status = answer.status().as_u16();
     (status, answer.body_mut().read_to_vec().unwrap())
@@ -86,13 +102,12 @@ fn share_text(s: &Server, token: &str, text: &str, extra: Value) -> (String, Sha
     let id = created["id"].as_str().unwrap().to_owned();
     let key = ShareKey::generate();
     let sealed = share::seal(&key, &id, header, text.as_bytes());
-    let (status, _) = raw(
-        s,
-        "PUT",
-        &format!("/api/v1/shares/{id}/content"),
-        Some(token),
-        sealed,
-    );
+    let path = format!("/api/v1/shares/{id}/content");
+    // Without the key's proof the upload is refused.
+    let (status, _) = raw(s, "PUT", &path, Some(token), sealed.clone(), None);
+    assert_eq!(status, 400);
+    let proof = share::open_proof(&key, &id);
+    let (status, _) = raw(s, "PUT", &path, Some(token), sealed, Some(&proof));
     assert_eq!(status, 204);
     (id, key)
 }
@@ -126,28 +141,53 @@ fn share_links_hold_only_ciphertext_open_once_and_lock_out_guessing() {
     );
     let fragment = key.to_fragment().to_string();
 
-    let info = s.ok("GET", &format!("/api/v1/shares/{id}/info"), None, None);
+    let proof = share::open_proof(&key, &id);
+    let info = s.ok(
+        "POST",
+        &format!("/api/v1/shares/{id}/info"),
+        None,
+        Some(json!({ "proof": proof })),
+    );
     assert_eq!(info["needs_passphrase"], true);
     assert_eq!(info["views_left"], 1);
+    // Knowing the id without the key gets nothing, not even the label.
+    let stranger = ShareKey::generate();
+    let probe = json!({ "proof": share::open_proof(&stranger, &id) });
+    assert_eq!(
+        s.call(
+            "POST",
+            &format!("/api/v1/shares/{id}/info"),
+            None,
+            Some(probe),
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        open(&s, &id, &stranger, None, Some("correct horse 42")).0,
+        404
+    );
 
-    // Wrong passphrases are counted: after five, even the right one waits.
-    for _ in 0..5 {
-        assert_eq!(open(&s, &id, None, Some("wrong guess 1")).0, 403);
+    // Every guess counts before it is checked: past the lockout threshold (10), even the
+    // right passphrase waits.
+    for _ in 0..10 {
+        assert_eq!(open(&s, &id, &key, None, Some("wrong guess 1")).0, 403);
     }
-    assert_eq!(open(&s, &id, None, Some("correct horse 42")).0, 429);
+    assert_eq!(open(&s, &id, &key, None, Some("correct horse 42")).0, 429);
     s.clock.advance_secs(16 * 60);
-    let (status, sealed) = open(&s, &id, None, Some("correct horse 42"));
+    let (status, sealed) = open(&s, &id, &key, None, Some("correct horse 42"));
     assert_eq!(status, 200);
     let (_, content) = share::open(&key, &id, &sealed).unwrap();
     assert_eq!(content.as_slice(), plaintext.as_bytes());
     // Used up: gone, and destroyed.
-    assert_eq!(open(&s, &id, None, Some("correct horse 42")).0, 404);
+    assert_eq!(open(&s, &id, &key, None, Some("correct horse 42")).0, 404);
     assert_eq!(
         s.call(
-            "GET",
+            "POST",
             &format!("/api/v1/shares/{id}/info"),
             None,
-            None,
+            Some(json!({ "proof": proof })),
             None
         )
         .0,
@@ -195,7 +235,8 @@ fn share_links_hold_only_ciphertext_open_once_and_lock_out_guessing() {
             .iter()
             .filter(|(a, o)| a == "share.open" && o == "denied")
             .count(),
-        6
+        11,
+        "ten wrong passphrases and one refused while locked"
     );
     assert_eq!(
         outcomes
@@ -230,10 +271,10 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     );
 
     // Expiry destroys.
-    let (expiring, _) = share_text(&s, &ann_t, "short-lived-Qw81", json!({ "expires": "1h" }));
+    let (expiring, ekey) = share_text(&s, &ann_t, "short-lived-Qw81", json!({ "expires": "1h" }));
     s.clock.advance_secs(2 * 3600);
     let ann_t = s.login(&ann);
-    assert_eq!(open(&s, &expiring, None, None).0, 404);
+    assert_eq!(open(&s, &expiring, &ekey, None, None).0, 404);
     let report = s.runtime.block_on(s.state.sweep()).unwrap();
     assert_eq!(
         report.shares_expired, 0,
@@ -255,14 +296,14 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     assert_eq!(states, [json!("expired")]);
 
     // Revoked by its creator.
-    let (revoked, _) = share_text(&s, &ann_t, "revoked-Lp02", json!({}));
+    let (revoked, rkey) = share_text(&s, &ann_t, "revoked-Lp02", json!({}));
     s.ok(
         "DELETE",
         &format!("/api/v1/shares/{revoked}"),
         Some(&ann_t),
         None,
     );
-    assert_eq!(open(&s, &revoked, None, None).0, 404);
+    assert_eq!(open(&s, &revoked, &rkey, None, None).0, 404);
 
     // For cy only, who must log in with TOTP.
     let cy_t = if s
@@ -280,17 +321,17 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
         "for-cy-Vb27",
         json!({ "recipient": "cy", "views": 2 }),
     );
-    assert_eq!(open(&s, &mine, None, None).0, 403);
-    assert_eq!(open(&s, &mine, Some(&ann_t), None).0, 403);
-    let (status, sealed) = open(&s, &mine, Some(&cy_t), None);
+    assert_eq!(open(&s, &mine, &key, None, None).0, 403);
+    assert_eq!(open(&s, &mine, &key, Some(&ann_t), None).0, 403);
+    let (status, sealed) = open(&s, &mine, &key, Some(&cy_t), None);
     assert_eq!(status, 200);
     assert_eq!(
         share::open(&key, &mine, &sealed).unwrap().1.as_slice(),
         b"for-cy-Vb27"
     );
     // A second view is allowed (views: 2), then none.
-    assert_eq!(open(&s, &mine, Some(&cy_t), None).0, 200);
-    assert_eq!(open(&s, &mine, Some(&cy_t), None).0, 404);
+    assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 200);
+    assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 404);
 }
 
 #[test]
@@ -340,6 +381,64 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
     assert_eq!(read["version"], 1);
     let writes = s.recorded("secret.write", "partners/stripe/api");
     assert_eq!(writes.len(), 1);
+
+    // A link cannot overwrite a secret written after it was made; it stays usable for a
+    // new attempt only if the write can happen, and it dies with its maker's account.
+    let ops = s.person("ops", "member", None);
+    let ops_t = s.login(&ops);
+    let link = s.ok(
+        "POST",
+        "/api/v1/secret-requests/team/deploy-key",
+        Some(&ops_t),
+        Some(json!({ "note": "the deploy key" })),
+    );
+    let pinned = link["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/r/")
+        .to_owned();
+    write(&s, "team/deploy-key", "written-meanwhile-Ux02");
+    let (status, body) = s.call(
+        "POST",
+        &format!("/api/v1/secret-requests/submit/{pinned}"),
+        None,
+        Some(json!({ "data": { "key": "from-outside-Ux03" } })),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("changed_meanwhile"))
+    );
+    let read = s.ok(
+        "GET",
+        "/api/v1/secrets/data/team/deploy-key",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(read["data"]["password"], "written-meanwhile-Ux02");
+    let link = s.ok(
+        "POST",
+        "/api/v1/secret-requests/team/other-key",
+        Some(&ops_t),
+        Some(json!({ "note": "another key" })),
+    );
+    let orphan = link["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/r/")
+        .to_owned();
+    s.ok("POST", "/api/v1/people/ops/disable", Some(&s.admin), None);
+    assert_eq!(
+        s.call(
+            "POST",
+            &format!("/api/v1/secret-requests/submit/{orphan}"),
+            None,
+            Some(json!({ "data": { "key": "late-Ux04" } })),
+            None,
+        )
+        .0,
+        404
+    );
     assert!(
         writes[0]["actor"]["token"]
             .as_str()
@@ -553,6 +652,35 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
         Some(json!({ "status": "risk_accepted", "note": "token already expired at the CI side" })),
     );
     assert_eq!(accepted["history"].as_array().unwrap().len(), 2);
+    // A closed finding only reopens; its owner cannot accept a risk.
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/findings/{other}"),
+            &s.admin,
+            Some(json!({ "status": "in_progress" }))
+        ),
+        (409, "invalid_transition".into())
+    );
+    let ann_t = s.login(&ann);
+    let own = format!("/api/v1/findings/{}", db_finding["id"].as_str().unwrap());
+    s.ok(
+        "POST",
+        &own,
+        Some(&ann_t),
+        Some(json!({ "status": "open", "note": "the old value is still in a CI cache" })),
+    );
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &own,
+            &ann_t,
+            Some(json!({ "status": "risk_accepted", "note": "fine" }))
+        ),
+        (403, "not_permitted".into())
+    );
 
     // The attestation: terms from the DPA, signed once, recorded.
     let link = report["attestation"]["path"].as_str().unwrap();
@@ -838,5 +966,5 @@ fn a_browser_opens_a_share_link_and_reads_the_secret_from_the_page() {
         .delete(format!("{}/session/{session}", driver.base))
         .call();
     // Opened once: the link is used up.
-    assert_eq!(open(&s, &id, None, None).0, 404);
+    assert_eq!(open(&s, &id, &key, None, None).0, 404);
 }

@@ -27,6 +27,8 @@ pub struct ShareRecord {
     pub views: i64,
     /// Argon2id PHC string of the passphrase, if one is required.
     pub passphrase_hash: Option<String>,
+    /// SHA-256 (hex) of the proof that a client holds the link's key.
+    pub proof_hash: String,
     /// The only person who may open it, if restricted.
     pub restricted_to: Option<String>,
     /// What it is, for lists (never the content).
@@ -40,7 +42,8 @@ pub struct ShareRecord {
 }
 
 const COLUMNS: &str = "id, created_by, created_at, expires_at, max_views, views, \
-     passphrase_hash, restricted_to, label, size, content IS NOT NULL AS has_content, \
+     passphrase_hash, proof_hash, restricted_to, label, size, \
+     content IS NOT NULL AS has_content, \
      destroyed_at, destroyed_why";
 
 fn from_row(row: &AnyRow) -> Result<ShareRecord, StoreError> {
@@ -59,6 +62,7 @@ fn from_row(row: &AnyRow) -> Result<ShareRecord, StoreError> {
             max_views: row.try_get("max_views")?,
             views: row.try_get("views")?,
             passphrase_hash: row.try_get("passphrase_hash")?,
+            proof_hash: row.try_get("proof_hash")?,
             restricted_to: row.try_get("restricted_to")?,
             label: row.try_get("label")?,
             size: row.try_get("size")?,
@@ -96,8 +100,8 @@ impl Store {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO shares (id, created_by, created_at, expires_at, max_views, \
-                     views, passphrase_hash, restricted_to, label, size) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9)",
+                     views, passphrase_hash, restricted_to, label, size, proof_hash) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10)",
                 )
                 .bind(&share.id)
                 .bind(&share.created_by)
@@ -108,6 +112,7 @@ impl Store {
                 .bind(&share.restricted_to)
                 .bind(&share.label)
                 .bind(share.size)
+                .bind(&share.proof_hash)
                 .execute(&mut *conn)
                 .await
                 .map_err(db("adding a share"))?;
@@ -149,25 +154,27 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Stores a share's ciphertext, once, if it has the size announced. `false` (and
-    /// nothing recorded) otherwise.
+    /// Stores a share's ciphertext and the hash of its key proof, once, if it has the size
+    /// announced. `false` (and nothing recorded) otherwise.
     pub async fn put_share_content(
         &self,
         id: &str,
         ciphertext: Vec<u8>,
+        proof_hash: &str,
         events: &[Event],
     ) -> Result<bool, StoreError> {
-        let (id, events) = (id.to_owned(), events.to_vec());
+        let (id, proof_hash, events) = (id.to_owned(), proof_hash.to_owned(), events.to_vec());
         let size = i64::try_from(ciphertext.len()).unwrap_or(i64::MAX);
         self.change(move |conn| {
             Box::pin(async move {
                 let changed = sqlx::query(
-                    "UPDATE shares SET content = $2 WHERE id = $1 AND content IS NULL \
-                     AND destroyed_at IS NULL AND views = 0 AND size = $3",
+                    "UPDATE shares SET content = $2, proof_hash = $4 WHERE id = $1 \
+                     AND content IS NULL AND destroyed_at IS NULL AND views = 0 AND size = $3",
                 )
                 .bind(&id)
                 .bind(&ciphertext)
                 .bind(size)
+                .bind(&proof_hash)
                 .execute(&mut *conn)
                 .await
                 .map_err(db("storing a share"))?

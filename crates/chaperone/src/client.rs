@@ -124,15 +124,20 @@ impl Client {
         self.answer(result)
     }
 
-    /// PUTs `content` to `path` (under `/api/v1`) as `content_type`; the JSON answer.
+    /// PUTs `content` to `path` (under `/api/v1`) as `content_type`, with `headers`; the
+    /// JSON answer.
     pub(crate) fn upload(
         &self,
         path: &str,
         content: &[u8],
         content_type: &str,
+        headers: &[(&str, &str)],
     ) -> anyhow::Result<Value> {
         let url = format!("{}/api/v1/{path}", self.base);
         let mut request = self.agent.put(&url).header("Content-Type", content_type);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
         }

@@ -228,6 +228,30 @@ pub(crate) async fn update_finding(
             format!("status is one of {}", STATUSES.join(", ")),
         ));
     }
+    let allowed = match finding.status.as_str() {
+        "open" => ["in_progress", "resolved", "risk_accepted"].as_slice(),
+        "in_progress" => ["open", "resolved", "risk_accepted"].as_slice(),
+        // Closed findings only reopen.
+        _ => ["open"].as_slice(),
+    };
+    if status != finding.status && !allowed.contains(&status.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            format!(
+                "a {} finding can become: {}",
+                finding.status,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    if status == "risk_accepted" && !manager {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+            "only security accepts a risk; resolve the finding or ask security",
+        ));
+    }
     let closing = status == "resolved" || status == "risk_accepted";
     if closing && req.note.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(ApiError::bad_request(

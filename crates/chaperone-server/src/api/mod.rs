@@ -551,7 +551,7 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             shares::revoke_share,
         ),
         route(
-            M::GET,
+            M::POST,
             "/api/v1/shares/{id}/info",
             None,
             On::System,

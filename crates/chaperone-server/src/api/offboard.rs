@@ -236,6 +236,7 @@ async fn offboard(
     }
     let mut grants_revoked = 0;
     let mut requests_closed = 0;
+    let mut shares_to_destroy = Vec::new();
     for person in &people {
         if person.disabled_at.is_none() {
             ops.push(Op::DisablePerson {
@@ -253,6 +254,24 @@ async fn offboard(
                 id: grant.id,
                 at: now,
             });
+        }
+        // The links they made stop working: share links lose their content, request links
+        // close.
+        for share in state.store.shares(Some(&person.id)).await? {
+            if share.destroyed.is_none() {
+                shares_to_destroy.push(share.id);
+            }
+        }
+        for record in state
+            .store
+            .records("secret_request", Some(&person.id))
+            .await?
+        {
+            let mut link: super::shares::SecretRequest = body(&record)?;
+            if link.status == "open" {
+                link.status = "revoked".into();
+                ops.push(Op::Put(revise(&record, &link, now)));
+            }
         }
         for record in state.store.records("request", Some(&person.id)).await? {
             let mut request: AccessRequest = body(&record)?;
@@ -289,6 +308,20 @@ async fn offboard(
         ],
     );
     state.store.apply(ops, vec![event]).await?;
+    for share in shares_to_destroy {
+        let event = change_event(
+            state,
+            info,
+            caller,
+            "share.revoke",
+            &share,
+            [("why", "offboarding".into())],
+        );
+        state
+            .store
+            .destroy_share(&share, "revoked", now, &[event])
+            .await?;
+    }
     tracing::warn!(by = %caller.token_id, %subject, people = names.len(), "offboarded");
 
     // 2. The blast radius, and a rotation finding per secret.
@@ -449,6 +482,10 @@ async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast
     }
     for person in people {
         for grant in state.store.grants_ever_of(&person.id).await? {
+            // Only a grant that let them read could let them take a value away.
+            if !grant.capabilities.iter().any(|c| c == "read") {
+                continue;
+            }
             for path in state.store.secret_paths(&grant.prefix).await? {
                 let versions: Vec<u64> = match SecretPath::parse(&path) {
                     Ok(p) => state
@@ -469,6 +506,10 @@ async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast
                         .unwrap_or_default(),
                     Err(_) => Vec::new(),
                 };
+                // A secret written only after the grant ended was never within reach.
+                if versions.is_empty() {
+                    continue;
+                }
                 let slot = blast.entry(path).or_default();
                 slot.1.extend(versions);
                 slot.2.insert(grant.prefix.clone());
@@ -487,7 +528,13 @@ async fn secret_owner(state: &AppState, path: &str) -> Result<Option<String>, Ap
         return Ok(None);
     };
     match meta.custom_metadata.get("owner") {
-        Some(name) => Ok(state.store.person(name).await?.map(|p| p.id)),
+        // A disabled owner cannot act on the finding; the vendor's owner gets it instead.
+        Some(name) => Ok(state
+            .store
+            .person(name)
+            .await?
+            .filter(|p| p.disabled_at.is_none())
+            .map(|p| p.id)),
         None => Ok(None),
     }
 }
@@ -771,12 +818,28 @@ pub(crate) async fn overdue_attestations(
             },
             now,
         );
+        let mut entry =
+            LedgerRecord::new("attestation.overdue", &attestation.vendor, Outcome::Success);
+        entry.details = [
+            ("vendor_id", json!(attestation.vendor_id)),
+            ("offboarding_id", json!(attestation.offboarding_id)),
+            ("due", json!(attestation.due)),
+            ("finding_id", json!(finding.id)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let event = state.event(
+            &RequestInfo::new(None, Some("chaperone-sweep".into())),
+            chaperone_ledger::entry::Actor::default(),
+            entry,
+        );
         attestation.finding_id = Some(finding.id);
         let applied = state
             .store
             .apply(
                 vec![op, Op::Put(revise(&record, &attestation, now))],
-                Vec::new(),
+                vec![event],
             )
             .await;
         match applied {

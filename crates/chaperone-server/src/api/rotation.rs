@@ -178,9 +178,26 @@ pub(crate) async fn resolve_rotated(state: &AppState, now: Timestamp) -> Result<
             )),
         });
         finding.details["rotated_version"] = Value::from(version);
+        let mut entry = crate::record::Record::new(
+            "finding.update",
+            &finding.id,
+            chaperone_ledger::entry::Outcome::Success,
+        );
+        entry.details.insert("status".into(), "resolved".into());
+        entry
+            .details
+            .insert("previous_status".into(), record.body["status"].clone());
+        entry
+            .details
+            .insert("rotated_version".into(), version.into());
+        let event = state.event(
+            &RequestInfo::new(None, Some("chaperone-sweep".into())),
+            chaperone_ledger::entry::Actor::default(),
+            entry,
+        );
         match state
             .store
-            .apply(vec![Op::Put(revise(&record, &finding, now))], Vec::new())
+            .apply(vec![Op::Put(revise(&record, &finding, now))], vec![event])
             .await
         {
             Ok(()) => resolved += 1,

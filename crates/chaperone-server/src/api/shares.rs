@@ -4,8 +4,9 @@
 //! only in the link's URL fragment (`chaperone_crypto::share`): this server stores and hands
 //! out ciphertext it cannot read, so neither it, its logs nor its database ever hold the
 //! plaintext or the key. It enforces the rest: expiry (24 hours by default, at most 30
-//! days), views (1 by default), an optional passphrase (Argon2id; wrong guesses are counted
-//! per link and per address and locked out like logins), and an optional recipient who must
+//! days), views (1 by default), an optional passphrase (Argon2id; guesses are counted per
+//! link and per address before they are checked, and locked out like logins), and an
+//! optional recipient who must
 //! present a session verified with TOTP. Used-up, expired and revoked content is destroyed.
 //!
 //! A request-a-secret link lets someone without an account put one secret into one path,
@@ -42,9 +43,6 @@ pub(crate) const MAX_SHARE_BYTES: usize = 25 * 1024 * 1024;
 pub(crate) const MAX_SEALED_BYTES: usize = MAX_SHARE_BYTES + 4096 + 4 + 1 + 12 + 16;
 const DEFAULT_TTL: i64 = 24 * 3600;
 const MAX_TTL: i64 = 30 * 86_400;
-/// Wrong passphrases per link (and per address) in the lockout window before opens are
-/// refused.
-const PASSPHRASE_ATTEMPTS: u64 = 5;
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_request", message)
@@ -163,6 +161,7 @@ pub(crate) async fn create_share(
         max_views: views,
         views: 0,
         passphrase_hash,
+        proof_hash: String::new(),
         restricted_to: recipient,
         label: req.label.clone(),
         size: i64::try_from(req.size).unwrap_or(i64::MAX),
@@ -189,15 +188,23 @@ pub(crate) async fn create_share(
     Ok(Json(share.into()))
 }
 
-#[utoipa::path(put, path = "/api/v1/shares/{id}/content", params(("id" = String, Path)), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 204), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Uploads a share's ciphertext, once, by its creator.
+#[utoipa::path(put, path = "/api/v1/shares/{id}/content", params(("id" = String, Path), ("X-Share-Proof" = String, Header, description = "the key proof: hex SHA-256 of `chaperone-share-open:` ‖ id ‖ `:` ‖ key")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 204), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Uploads a share's ciphertext, once, by its creator, with the proof that opening it will
+/// require.
 pub(crate) async fn put_share_content(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     content: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    let proof = headers
+        .get("x-share-proof")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or_else(|| invalid("send the key proof in X-Share-Proof (64 hex digits)"))?;
+    let proof_hash = proof_hash(proof);
     let share = state.store.share(&id).await?.ok_or_else(gone)?;
     if share.created_by != actor_id(&caller) {
         return Err(ApiError::not_found("no such share of yours"));
@@ -212,7 +219,7 @@ pub(crate) async fn put_share_content(
     );
     if !state
         .store
-        .put_share_content(&id, content.to_vec(), &[event])
+        .put_share_content(&id, content.to_vec(), &proof_hash, &[event])
         .await?
     {
         return Err(invalid(
@@ -276,10 +283,25 @@ pub(crate) struct ShareTeaser {
     views_left: i64,
 }
 
-/// A share that can be opened; an expired one is destroyed on the spot.
-async fn live_share(state: &AppState, id: &str) -> Result<ShareRecord, ApiError> {
+/// The stored form of a key proof.
+fn proof_hash(proof: &str) -> String {
+    Sha256::digest(proof.to_ascii_lowercase().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A share that can be opened by whoever holds its key (shown by `proof`); an expired one
+/// is destroyed on the spot. Without the right proof the link is answered as gone.
+async fn live_share(state: &AppState, id: &str, proof: &str) -> Result<ShareRecord, ApiError> {
     let share = state.store.share(id).await?.ok_or_else(gone)?;
-    if !share.has_content {
+    let given = proof_hash(proof);
+    if !share.has_content
+        || !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            share.proof_hash.as_bytes(),
+        ))
+    {
         return Err(gone());
     }
     let now = state.clock.now();
@@ -299,13 +321,22 @@ async fn live_share(state: &AppState, id: &str) -> Result<ShareRecord, ApiError>
     Ok(share)
 }
 
-#[utoipa::path(get, path = "/api/v1/shares/{id}/info", params(("id" = String, Path)), responses((status = 200, body = ShareTeaser), (status = 404, body = super::ErrorBody)))]
-/// What a link holds (its label) and what opening it needs; opening is a separate step.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShareProof {
+    /// The key proof (see `chaperone_crypto::share::open_proof`).
+    proof: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/shares/{id}/info", params(("id" = String, Path)), request_body = ShareProof, responses((status = 200, body = ShareTeaser), (status = 404, body = super::ErrorBody)))]
+/// What a link holds (its label) and what opening it needs, for whoever holds its key;
+/// opening is a separate step.
 pub(crate) async fn share_info(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    ApiJson(req): ApiJson<ShareProof>,
 ) -> Result<Json<ShareTeaser>, ApiError> {
-    let share = live_share(&state, &id).await?;
+    let share = live_share(&state, &id, &req.proof).await?;
     Ok(Json(ShareTeaser {
         label: share.label,
         needs_passphrase: share.passphrase_hash.is_some(),
@@ -315,9 +346,11 @@ pub(crate) async fn share_info(
     }))
 }
 
-#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OpenShare {
+    /// The key proof.
+    proof: String,
     passphrase: Option<String>,
 }
 
@@ -331,7 +364,7 @@ pub(crate) async fn open_share(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<OpenShare>,
 ) -> Result<Response, ApiError> {
-    let share = live_share(&state, &id).await?;
+    let share = live_share(&state, &id, &req.proof).await?;
     let mut actor = Actor::default();
     let refuse = |reason: &'static str, actor: Actor| {
         let state = &state;
@@ -369,6 +402,8 @@ pub(crate) async fn open_share(
         }
     }
     if let Some(hash) = &share.passphrase_hash {
+        // Counted before it is checked, like a login: parallel guesses cannot slip past
+        // the lockout.
         let subjects = vec![
             format!("share:{id}"),
             format!(
@@ -376,18 +411,13 @@ pub(crate) async fn open_share(
                 info.client_ip.map_or("unknown".into(), |ip| ip.to_string())
             ),
         ];
-        let window = state.settings.auth.lockout_window_secs;
-        let since = state.clock.now().plus_secs(-window);
-        for subject in &subjects {
-            if state.store.auth_failures_since(subject, since).await? >= PASSPHRASE_ATTEMPTS {
+        let attempt = match state.begin_attempt(subjects).await {
+            Ok(attempt) => attempt,
+            Err(locked) => {
                 refuse("locked", actor.clone()).await?;
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "locked",
-                    "too many wrong passphrases: try again later",
-                ));
+                return Err(locked);
             }
-        }
+        };
         let given = req.passphrase.clone().unwrap_or_default();
         let hash = hash.clone();
         let right =
@@ -395,17 +425,15 @@ pub(crate) async fn open_share(
                 .await
                 .unwrap_or(false);
         if !right {
-            state
-                .store
-                .record_auth_failure(&subjects, state.clock.now())
-                .await?;
             refuse("wrong_passphrase", actor.clone()).await?;
+            let _slowed = state.fail(&attempt, "wrong passphrase").await;
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "wrong_passphrase",
                 "the passphrase is wrong",
             ));
         }
+        state.succeed(&attempt).await?;
     }
     let now = state.clock.now();
     let mut record = LedgerRecord::new("share.open", &id, Outcome::Success);
@@ -462,7 +490,9 @@ pub(crate) struct SecretRequest {
     pub(crate) expires_nanos: i64,
     /// open or used.
     pub(crate) status: String,
-    pub(crate) version: Option<u64>,
+    /// The path's version when the link was made (0: none): the outsider's write must come
+    /// next, so a leaked link cannot overwrite a secret someone wrote since.
+    pub(crate) after_version: u64,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -515,6 +545,11 @@ pub(crate) async fn create_secret_request(
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
     let now = state.clock.now();
     let expires = now.plus_secs(ttl);
+    let after_version = state
+        .store
+        .metadata(&path)
+        .await?
+        .map_or(0, |m| m.current_version);
     let request = SecretRequest {
         path: path.as_str().to_owned(),
         note: req.note.clone(),
@@ -522,7 +557,7 @@ pub(crate) async fn create_secret_request(
         expires_time: expires.to_rfc3339(),
         expires_nanos: expires.unix_nanos(),
         status: "open".into(),
-        version: None,
+        after_version,
     };
     let event = change_event(
         &state,
@@ -604,44 +639,84 @@ pub(crate) async fn submit_secret_request(
     Path(token): Path<String>,
     ApiJson(req): ApiJson<SecretSubmission>,
 ) -> Result<StatusCode, ApiError> {
+    // A sealed server can write nothing: refuse before the link is touched.
+    super::secrets::unsealed(&state)?;
     let (record, mut request) = open_request(&state, &token).await?;
     if req.data.is_empty() || req.data.values().all(String::is_empty) {
         return Err(invalid("submit at least one non-empty field"));
+    }
+    // The link acts for whoever made it: if they may no longer act, neither may it.
+    if request.created_by != super::governance::ROOT_ACTOR {
+        let creator = state.store.person(&request.created_by).await?;
+        let active = match &creator {
+            Some(p) => state.standing(p).await?.person == chaperone_core::policy::Standing::Active,
+            None => false,
+        };
+        if !active {
+            return Err(gone());
+        }
     }
     let path = SecretPath::parse(&request.path)?;
     let plaintext = zeroize::Zeroizing::new(
         serde_json::to_vec(&req.data).expect("a string map always serialises"),
     );
     drop(req);
-    // Mark the link used first, in its own transaction: a second submission racing this
-    // one fails on the revision instead of writing twice.
+    // Claim the link first (a racing second submission fails on the revision), then write;
+    // if the write fails, the claim is given back, so the secret is never lost with the
+    // link. The write records `secret.write`; `secret_request.submit` follows it.
     let now = state.clock.now();
     request.status = "used".into();
-    let mut used = LedgerRecord::new("secret_request.submit", path.as_str(), Outcome::Success);
-    used.details
-        .insert("requested_by".into(), json!(request.created_by));
-    let event = state.event(&info, Actor::default(), used);
+    let claimed = revise(&record, &request, now);
     state
         .store
-        .apply(vec![Op::Put(revise(&record, &request, now))], vec![event])
+        .apply(vec![Op::Put(claimed.clone())], Vec::new())
         .await
         .map_err(|e| match e {
             chaperone_store::StoreError::Conflict(_) => gone(),
             other => other.into(),
         })?;
+    let actor = Actor {
+        person: None,
+        vendor: None,
+        token: Some(format!("secret-request:{}", &token_key(&token)[..16])),
+    };
     let written = super::secrets::write_version(
         &state,
-        Actor {
-            person: None,
-            vendor: None,
-            token: Some(format!("secret-request:{}", &token_key(&token)[..16])),
-        },
+        actor,
         &info,
         &path,
-        Cas::None,
+        Cas::Version(request.after_version),
         plaintext,
     )
-    .await?;
+    .await;
+    let written = match written {
+        Ok(meta) => meta,
+        Err(error) => {
+            request.status = "open".into();
+            let _ = state
+                .store
+                .apply(
+                    vec![Op::Put(revise(&claimed, &request, state.clock.now()))],
+                    Vec::new(),
+                )
+                .await;
+            return Err(if error.code == "cas_mismatch" {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "changed_meanwhile",
+                    "the secret was changed since this link was made; ask for a new link",
+                )
+            } else {
+                error
+            });
+        }
+    };
+    let mut used = LedgerRecord::new("secret_request.submit", path.as_str(), Outcome::Success);
+    used.details
+        .insert("requested_by".into(), json!(request.created_by));
+    used.details
+        .insert("version".into(), json!(written.version));
+    state.record(&info, Actor::default(), used).await?;
     tracing::info!(path = %path, version = written.version, "secret submitted through a request link");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -67,13 +67,30 @@ async function decrypt(id, keyText, sealed) {
   return { header, content: plain.slice(4 + length) };
 }
 
+// Proof that this page holds the key, without sending it: hex SHA-256 of
+// "chaperone-share-open:" ‖ id ‖ ":" ‖ key (chaperone_crypto::share::open_proof).
+async function openProof(id, keyBytes) {
+  const prefix = new TextEncoder().encode('chaperone-share-open:' + id + ':');
+  const data = new Uint8Array(prefix.length + keyBytes.length);
+  data.set(prefix);
+  data.set(keyBytes, prefix.length);
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 async function sharePage() {
   const id = token();
   const keyText = location.hash.slice(1);
   // The key stays in this page's memory only: out of the address bar and the history.
   history.replaceState(null, '', location.pathname);
   if (!keyText) return fail('This link is incomplete: the part after # (its key) is missing.');
-  const info = await fetch('/api/v1/shares/' + encodeURIComponent(id) + '/info', { cache: 'no-store' });
+  let proof;
+  try {
+    proof = await openProof(id, base64urlBytes(keyText));
+  } catch (_) {
+    return fail('This link is damaged: its key cannot be read.');
+  }
+  const info = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/info', { proof });
   if (!info.ok) return fail(await errorOf(info, 'This link has expired, was used up or was revoked.'));
   const meta = await info.json();
   $('#label').textContent = meta.label;
@@ -82,15 +99,23 @@ async function sharePage() {
   show('share-box');
   $('#reveal').addEventListener('click', async () => {
     const headers = {};
+    let session = null;
     if (meta.restricted) {
       const login = await postJson('/api/v1/auth/login', {
         user: $('#user').value, password: $('#password').value, totp: $('#totp').value,
       });
       if (!login.ok) return fail(await errorOf(login, 'The login failed.'));
-      headers.Authorization = 'Bearer ' + (await login.json()).token;
+      session = await login.json();
+      headers.Authorization = 'Bearer ' + session.token;
     }
     const passphrase = meta.needs_passphrase ? $('#passphrase').value : null;
-    const opened = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/open', { passphrase }, headers);
+    const opened = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/open', { proof, passphrase }, headers);
+    if (session) {
+      // The session existed only to open this link: end it.
+      await fetch('/api/v1/auth/tokens/' + encodeURIComponent(session.token_id), {
+        method: 'DELETE', headers: { Authorization: 'Bearer ' + session.token }, credentials: 'omit',
+      }).catch(() => {});
+    }
     if (!opened.ok) return fail(await errorOf(opened, 'The link could not be opened.'));
     let result;
     try {
@@ -99,7 +124,8 @@ async function sharePage() {
       return fail('The content could not be decrypted: the link is damaged or its key is wrong.');
     }
     if (result.header.type === 'file') {
-      const blob = new Blob([result.content], { type: result.header.media_type || 'application/octet-stream' });
+      // Always a download, whatever type the sender claimed.
+      const blob = new Blob([result.content], { type: 'application/octet-stream' });
       const link = $('#download');
       link.href = URL.createObjectURL(blob);
       link.download = result.header.name || 'download';

@@ -14,6 +14,7 @@ CREATE TABLE shares (
     max_views       BIGINT NOT NULL,
     views           BIGINT NOT NULL,
     passphrase_hash TEXT,
+    proof_hash      TEXT    NOT NULL,
     restricted_to   TEXT,
     label           TEXT    NOT NULL,
     size            BIGINT NOT NULL,

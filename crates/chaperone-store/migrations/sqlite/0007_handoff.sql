@@ -14,6 +14,7 @@ CREATE TABLE shares (
     max_views       INTEGER NOT NULL,
     views           INTEGER NOT NULL,
     passphrase_hash TEXT,
+    proof_hash      TEXT    NOT NULL,
     restricted_to   TEXT,
     label           TEXT    NOT NULL,
     size            INTEGER NOT NULL,

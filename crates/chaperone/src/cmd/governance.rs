@@ -385,6 +385,7 @@ fn upload(id: &str, file: &PathBuf, client: &ClientArgs) -> anyhow::Result<()> {
         &format!("documents/{id}?name={}", percent(name)),
         &content,
         media_type,
+        &[],
     )?;
     println!(
         "Stored {name} for {id} ({} bytes, sha256:{}).",

@@ -131,10 +131,12 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
             let id = created["id"].as_str().context("the server gave no id")?;
             let key = ShareKey::generate();
             let sealed = share::seal(&key, id, &header, &content);
+            let proof = share::open_proof(&key, id);
             client.upload(
                 &format!("shares/{id}/content"),
                 &sealed,
                 "application/octet-stream",
+                &[("X-Share-Proof", &proof)],
             )?;
             eprintln!(
                 "Share {id}: {} view(s), until {}. Send the link over a channel you trust; \
@@ -267,6 +269,13 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     let (base, id) = link
         .rsplit_once("/s/")
         .context("this is not a share link (…/s/<id>#<key>)")?;
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bail!("this is not a share link (…/s/<id>#<key>)");
+    }
     let key = ShareKey::from_fragment(fragment)?;
     // The session's token goes only to the server it belongs to: a link may point anywhere.
     let configured = Client::new(&ClientArgs {
@@ -277,8 +286,13 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     } else {
         Client::anonymous(base)
     };
-    let info = client.call(Method::Get, &format!("shares/{id}/info"), None)?;
-    let mut body = json!({});
+    let proof = share::open_proof(&key, id);
+    let info = client.call(
+        Method::Post,
+        &format!("shares/{id}/info"),
+        Some(&json!({ "proof": proof })),
+    )?;
+    let mut body = json!({ "proof": proof });
     if with_passphrase || info["needs_passphrase"] == true {
         body["passphrase"] = json!(passphrase()?.as_str());
     }
@@ -294,8 +308,13 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
                     .unwrap_or_else(|| std::ffi::OsStr::new("download")),
             )
         });
-        std::fs::write(&target, content.as_slice())
-            .with_context(|| format!("writing {}", target.display()))?;
+        // Never over an existing file: the name came from whoever made the link.
+        let mut written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .with_context(|| format!("creating {} (it must not exist yet)", target.display()))?;
+        std::io::Write::write_all(&mut written, content.as_slice())?;
         eprintln!("Wrote {} ({} bytes).", target.display(), content.len());
     } else {
         match out {
