@@ -15,7 +15,8 @@ use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::{Keyring, RootKey, UnsealKey};
 use chaperone_store::{
     DatabaseUrl, DocumentRecord, GrantRecord, KeyringRecord, KvSettings, MetadataUpdate, Op,
-    PersonRecord, Record, SealConfig, Store, StoreError, TokenKind, TokenRecord, VendorRecord,
+    Opened, PersonRecord, Record, SealConfig, ShareRecord, Store, StoreError, TokenKind,
+    TokenRecord, VendorRecord,
 };
 
 struct Fixture {
@@ -119,6 +120,7 @@ conformance!(
     wrapped_responses_are_taken_once,
     two_stores_append_to_one_log,
     governance_records_are_revisioned_and_atomic,
+    shares_are_opened_a_counted_number_of_times_and_destroyed,
 );
 
 fn path(p: &str) -> SecretPath {
@@ -1441,4 +1443,134 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
         .unwrap();
     assert_eq!(f.store.document("doc_1").await.unwrap(), Some(doc));
     assert_eq!(f.store.document("doc_2").await.unwrap(), None);
+}
+
+fn share_record(id: &str, views: i64, expires: i64) -> ShareRecord {
+    ShareRecord {
+        id: id.into(),
+        created_by: "per_a".into(),
+        created_at: t(0),
+        expires_at: t(expires),
+        max_views: views,
+        views: 0,
+        passphrase_hash: None,
+        proof_hash: String::new(),
+        restricted_to: None,
+        label: "db password".into(),
+        size: 5,
+        has_content: false,
+        destroyed: None,
+    }
+}
+
+async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) {
+    f.store
+        .insert_share(&share_record("shr_1", 2, 100), &[event("share.create")])
+        .await
+        .unwrap();
+    // Nothing to open before the content arrives; content of the wrong size is refused.
+    assert_eq!(
+        f.store.open_share("shr_1", t(1), &[]).await.unwrap(),
+        Opened::Gone
+    );
+    assert!(
+        !f.store
+            .put_share_content("shr_1", vec![1, 2, 3], "p", &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .put_share_content(
+                "shr_1",
+                vec![9, 8, 7, 6, 5],
+                "proof",
+                &[event("share.upload")]
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .put_share_content("shr_1", vec![0; 5], "p", &[])
+            .await
+            .unwrap(),
+        "once"
+    );
+    let stored = f.store.share("shr_1").await.unwrap().unwrap();
+    assert!(stored.has_content);
+    assert_eq!(stored.proof_hash, "proof");
+    let before = f.store.ledger_size().await.unwrap();
+    assert_eq!(
+        f.store
+            .open_share("shr_1", t(2), &[event("share.open")])
+            .await
+            .unwrap(),
+        Opened::Content {
+            ciphertext: vec![9, 8, 7, 6, 5],
+            last: false
+        }
+    );
+    assert_eq!(
+        f.store
+            .open_share("shr_1", t(3), &[event("share.open")])
+            .await
+            .unwrap(),
+        Opened::Content {
+            ciphertext: vec![9, 8, 7, 6, 5],
+            last: true
+        }
+    );
+    assert_eq!(
+        f.store
+            .open_share("shr_1", t(4), &[event("share.open")])
+            .await
+            .unwrap(),
+        Opened::Gone
+    );
+    assert_eq!(
+        f.store.ledger_size().await.unwrap(),
+        before + 2,
+        "only opens that returned content"
+    );
+    let used = f.store.share("shr_1").await.unwrap().unwrap();
+    assert!(!used.has_content);
+    assert_eq!(used.views, 2);
+    assert_eq!(used.destroyed, Some((t(3), "used".into())));
+
+    // Expiry destroys at the first open after it, or when swept.
+    for id in ["shr_2", "shr_3"] {
+        f.store
+            .insert_share(&share_record(id, 1, 10), &[])
+            .await
+            .unwrap();
+        f.store
+            .put_share_content(id, vec![1; 5], "p", &[])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        f.store.open_share("shr_2", t(10), &[]).await.unwrap(),
+        Opened::Gone
+    );
+    assert_eq!(
+        f.store.share("shr_2").await.unwrap().unwrap().destroyed,
+        Some((t(10), "expired".into()))
+    );
+    assert_eq!(f.store.expired_shares(t(11)).await.unwrap(), ["shr_3"]);
+    assert!(
+        f.store
+            .destroy_share("shr_3", "expired", t(11), &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .destroy_share("shr_3", "revoked", t(12), &[event("share.revoke")])
+            .await
+            .unwrap()
+    );
+    assert!(f.store.expired_shares(t(12)).await.unwrap().is_empty());
+    assert_eq!(f.store.shares(Some("per_a")).await.unwrap().len(), 3);
+    assert!(f.store.shares(Some("per_b")).await.unwrap().is_empty());
 }
