@@ -4,6 +4,8 @@
 //!   with regex-automata (ASCII classes, byte input), and the placeholder and entropy filters.
 //! - [`scan`]: an Aho-Corasick keyword prefilter, then the regexes of the rules whose keywords
 //!   occur, line by line; files and directories with binary sniffing and a size limit.
+//! - `sensitive`: payment card numbers (issuer ranges and Luhn), IBANs (country lengths and
+//!   mod-97) and US Social Security numbers (issued ranges), checked on every line.
 //! - [`output`]: text, JSON and SARIF 2.1.0.
 //!
 //! A finding never holds the secret: only a redacted form and a 64-bit fingerprint.
@@ -11,6 +13,7 @@
 pub mod output;
 pub mod rules;
 pub mod scan;
+mod sensitive;
 
 pub use rules::{RuleError, RuleSet, Severity};
 pub use scan::{Finding, Report, ScanError, Scanner};

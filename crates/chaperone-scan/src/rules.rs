@@ -127,6 +127,8 @@ pub const BUILTIN: &str = include_str!("../rules/secrets.toml");
 #[derive(Debug)]
 pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
+    /// Ids turned off by `disable` lists, including the sensitive-data detectors'.
+    pub(crate) disabled: Vec<String>,
 }
 
 impl RuleSet {
@@ -145,6 +147,7 @@ impl RuleSet {
 
     fn load(files: &[&str]) -> Result<Self, RuleError> {
         let mut specs: Vec<RuleSpec> = Vec::new();
+        let mut disabled = Vec::new();
         for text in files {
             let file: RuleFile =
                 toml::from_str(text).map_err(|e| RuleError::Toml(e.to_string()))?;
@@ -153,12 +156,13 @@ impl RuleSet {
                 specs.push(spec);
             }
             specs.retain(|s| !file.disable.contains(&s.id));
+            disabled.extend(file.disable);
         }
         let rules = specs
             .into_iter()
             .map(compile)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { rules })
+        Ok(Self { rules, disabled })
     }
 
     /// The rules, in order.

@@ -12,6 +12,7 @@ use aho_corasick::AhoCorasick;
 use regex_automata::Input;
 
 use crate::rules::{Rule, RuleSet, Severity, entropy, is_placeholder};
+use crate::sensitive::{Kind, detect};
 
 /// The inline comment that accepts a finding on its line.
 pub const ALLOW: &[u8] = b"chaperone:allow";
@@ -37,6 +38,10 @@ pub struct Finding {
     pub context: String,
     /// Stable id of the finding, for baselines (see [`fingerprint`]).
     pub fingerprint: String,
+    /// Where the value ends in its line (bytes), to redact it in the other findings'
+    /// context too.
+    #[serde(skip)]
+    end: usize,
 }
 
 /// What a scan of paths saw.
@@ -136,8 +141,60 @@ impl Scanner {
             }
             findings.extend(self.search_line(path, line + 1, text, &self.rules.rules()[rule]));
         }
+        // Sensitive data has no keyword to look for: every line is checked, cheaply.
+        let kinds: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| !self.rules.disabled.iter().any(|d| d == k.id()))
+            .collect();
+        if !kinds.is_empty() {
+            for (line, &start) in line_starts.iter().enumerate() {
+                let end = line_starts
+                    .get(line + 1)
+                    .map_or(data.len(), |&next| next - 1);
+                let text = &data[start..end];
+                if contains(text, ALLOW) {
+                    continue;
+                }
+                for found in detect(text) {
+                    if !kinds.contains(&found.kind) {
+                        continue;
+                    }
+                    let value = &text[found.start..found.end];
+                    findings.push(Finding {
+                        path: path.to_owned(),
+                        line: line + 1,
+                        column: found.start + 1,
+                        rule: found.kind.id().to_owned(),
+                        description: found.kind.description().to_owned(),
+                        severity: Severity::High,
+                        redacted: redact(value),
+                        context: String::new(),
+                        fingerprint: fingerprint(found.kind.id(), path, value),
+                        end: found.end,
+                    });
+                }
+            }
+        }
         findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
         findings.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.rule == b.rule);
+        // Each context shows its line with every value found on it redacted, not only its
+        // own.
+        let spans: Vec<(usize, usize, usize)> = findings
+            .iter()
+            .map(|f| (f.line, f.column - 1, f.end))
+            .collect();
+        for finding in &mut findings {
+            let start = line_starts[finding.line - 1];
+            let end = line_starts
+                .get(finding.line)
+                .map_or(data.len(), |&next| next - 1);
+            let on_line: Vec<(usize, usize)> = spans
+                .iter()
+                .filter(|(line, _, _)| *line == finding.line)
+                .map(|&(_, a, b)| (a, b))
+                .collect();
+            finding.context = context(&data[start..end], finding.column - 1, finding.end, &on_line);
+        }
         findings
     }
 
@@ -179,8 +236,9 @@ impl Scanner {
                 description: rule.spec.description.clone(),
                 severity: rule.spec.severity,
                 redacted: redact(value),
-                context: context(text, secret.start, secret.end),
+                context: String::new(),
                 fingerprint: fingerprint(&rule.spec.id, path, value),
+                end: secret.end,
             });
         }
         out
@@ -261,16 +319,32 @@ pub fn redact(secret: &[u8]) -> String {
     format!("{head}****({} chars)", secret.len())
 }
 
-fn context(line: &[u8], start: usize, end: usize) -> String {
+/// Up to 60 bytes either side of `start..end` in `line`, with every span in `redacted`
+/// (which includes `start..end`) shown redacted.
+fn context(line: &[u8], start: usize, end: usize, redacted: &[(usize, usize)]) -> String {
+    let mut spans: Vec<(usize, usize)> = redacted.to_vec();
+    spans.sort_unstable();
     let from = start.saturating_sub(60);
     let to = (end + 60).min(line.len());
     let mut out = String::new();
     if from > 0 {
         out.push('…');
     }
-    out.push_str(&String::from_utf8_lossy(&line[from..start]));
-    out.push_str(&redact(&line[start..end]));
-    out.push_str(&String::from_utf8_lossy(&line[end..to]));
+    let mut at = from;
+    for (a, b) in spans {
+        if b <= at || a >= to {
+            continue;
+        }
+        if a > at {
+            out.push_str(&String::from_utf8_lossy(&line[at..a]));
+        }
+        // A span cut by the window is still redacted whole.
+        out.push_str(&redact(&line[a..b]));
+        at = b;
+    }
+    if at < to {
+        out.push_str(&String::from_utf8_lossy(&line[at..to]));
+    }
     if to < line.len() {
         out.push('…');
     }
@@ -323,6 +397,35 @@ mod tests {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         assert!(scanner.rules.rules().len() >= 150);
+    }
+
+    #[test]
+    fn sensitive_data_is_found_redacted_and_can_be_turned_off() {
+        let data = b"name,card,iban,ssn\nAda,4539 1488 0343 6467,DE89 3704 0044 0532 0130 00,536-22-8709\nBob,4539148803436467 # chaperone:allow\n";
+        let found = scanner().scan_bytes("customers.csv", data);
+        let rules: Vec<&str> = found.iter().map(|f| f.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            ["payment-card-number", "iban", "us-social-security-number"]
+        );
+        assert!(
+            found
+                .iter()
+                .all(|f| f.line == 2 && f.severity == Severity::High)
+        );
+        for f in &found {
+            assert!(!f.redacted.contains("0343") && !f.context.contains("0343 6467"));
+            assert!(!f.context.contains("8709") && !f.context.contains("0130 00"));
+        }
+        let quiet = Scanner::new(
+            RuleSet::with_user_files(&["disable = [\"payment-card-number\", \"iban\"]"]).unwrap(),
+        );
+        let rules: Vec<String> = quiet
+            .scan_bytes("customers.csv", data)
+            .into_iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(rules, ["us-social-security-number"]);
     }
 
     #[test]
