@@ -131,7 +131,7 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn prefix(digits: &[u8], n: usize) -> u32 {
