@@ -15,5 +15,5 @@ pub mod rules;
 pub mod scan;
 mod sensitive;
 
-pub use rules::{RuleError, RuleSet, Severity};
+pub use rules::{Category, RuleError, RuleSet, Severity};
 pub use scan::{Finding, Report, ScanError, Scanner};

