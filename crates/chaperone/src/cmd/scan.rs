@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chaperone_scan::{RuleSet, Scanner, Severity, output};
+use chaperone_scan::{Baseline, RuleSet, Scanner, Severity, output};
 
 /// `chaperone scan`
 #[derive(clap::Args, Debug)]
@@ -27,6 +27,12 @@ pub(crate) struct ScanArgs {
     /// Skip files larger than this many bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     max_file_size: u64,
+    /// Accept the findings listed in this baseline file: only new ones are reported.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Write every finding of this scan to a baseline file (to review and commit), and exit 0.
+    #[arg(long, conflicts_with = "baseline")]
+    write_baseline: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -43,7 +49,27 @@ pub(crate) fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let mut scanner = Scanner::new(rules);
     scanner.max_file_size = args.max_file_size;
-    let report = scanner.scan_paths(&args.paths)?;
+    let mut report = scanner.scan_paths(&args.paths)?;
+    if let Some(path) = &args.write_baseline {
+        std::fs::write(path, Baseline::of(&report).to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "Wrote {} accepted finding(s) to {}: review it before you commit it.",
+            report.findings.len(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(path) = &args.baseline {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let baseline =
+            Baseline::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let accepted = baseline.apply(&mut report);
+        if accepted > 0 {
+            eprintln!("{accepted} finding(s) accepted by {}.", path.display());
+        }
+    }
     let text = match format {
         "json" => output::json(&report),
         "sarif" => output::sarif(&report, scanner.rules()),
