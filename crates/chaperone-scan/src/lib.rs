@@ -8,9 +8,12 @@
 //!   mod-97) and US Social Security numbers (issued ranges), checked on every line.
 //! - [`output`]: text, JSON and SARIF 2.1.0.
 //! - [`baseline`]: accepted findings, by fingerprint.
+//! - `archive`: zip, tar and tar.gz members, scanned as files (`a.zip!dir/file`) within
+//!   limits against zip bombs.
 //!
 //! A finding never holds the secret: only a redacted form and a 64-bit fingerprint.
 
+mod archive;
 pub mod baseline;
 pub mod output;
 pub mod rules;

