@@ -261,50 +261,114 @@ impl Scanner {
     /// Scans files and directories (recursively, hidden files included, `.git` directories
     /// and symbolic links not followed), skipping binary and oversized files.
     pub fn scan_paths(&self, paths: &[PathBuf]) -> Result<Report, ScanError> {
+        self.scan_paths_with(paths, &|_| {})
+    }
+
+    /// Like [`Scanner::scan_paths`], on every core, calling `progress` with the bytes of
+    /// each file (or archive) as it is done. Files are read one at a time per thread, so
+    /// memory stays bounded by the per-file limit times the number of threads.
+    pub fn scan_paths_with(
+        &self,
+        paths: &[PathBuf],
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Report, ScanError> {
+        let files = walk(paths)?;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(files.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<Report, ScanError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut report = Report::default();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((path, size)) = files.get(i) else {
+                                break;
+                            };
+                            self.scan_file(path, *size, &mut report)?;
+                            progress(*size);
+                        }
+                        Ok(report)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a scan thread panicked"))
+                .collect()
+        });
         let mut report = Report::default();
-        let mut stack: Vec<PathBuf> = paths.to_vec();
-        stack.reverse();
-        while let Some(path) = stack.pop() {
-            let io = |source| ScanError::Io {
-                path: path.clone(),
-                source,
-            };
-            let meta = std::fs::symlink_metadata(&path).map_err(io)?;
-            if meta.is_dir() {
-                if path.file_name().is_some_and(|n| n == ".git") {
-                    continue;
-                }
-                let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
-                    .map_err(io)?
-                    .map(|e| e.map(|e| e.path()))
-                    .collect::<Result<_, _>>()
-                    .map_err(io)?;
-                entries.sort();
-                entries.reverse();
-                stack.extend(entries);
-            } else if meta.is_file() {
-                if let Some(kind) = crate::archive::Kind::of(&path) {
-                    self.scan_archive(&path, kind, &mut report).map_err(io)?;
-                    continue;
-                }
-                if meta.len() > self.max_file_size {
-                    report.skipped_large += 1;
-                    continue;
-                }
-                let data = std::fs::read(&path).map_err(io)?;
-                if is_binary(&data) {
-                    report.skipped_binary += 1;
-                    continue;
-                }
-                report.files_scanned += 1;
-                report.bytes_scanned += data.len() as u64;
-                report
-                    .findings
-                    .extend(self.scan_bytes(&display(&path), &data));
-            }
+        for part in results {
+            let part = part?;
+            report.findings.extend(part.findings);
+            report.files_scanned += part.files_scanned;
+            report.bytes_scanned += part.bytes_scanned;
+            report.skipped_binary += part.skipped_binary;
+            report.skipped_large += part.skipped_large;
         }
+        report.findings.sort_by(|a, b| {
+            (&a.path, a.line, a.column, &a.rule).cmp(&(&b.path, b.line, b.column, &b.rule))
+        });
         Ok(report)
     }
+
+    fn scan_file(&self, path: &Path, size: u64, report: &mut Report) -> Result<(), ScanError> {
+        let io = |source| ScanError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(kind) = crate::archive::Kind::of(path) {
+            return self.scan_archive(path, kind, report).map_err(io);
+        }
+        if size > self.max_file_size {
+            report.skipped_large += 1;
+            return Ok(());
+        }
+        let data = std::fs::read(path).map_err(io)?;
+        if is_binary(&data) {
+            report.skipped_binary += 1;
+            return Ok(());
+        }
+        report.files_scanned += 1;
+        report.bytes_scanned += data.len() as u64;
+        report
+            .findings
+            .extend(self.scan_bytes(&display(path), &data));
+        Ok(())
+    }
+}
+
+/// The files under `paths` with their sizes, in order (directories recursively, hidden
+/// files included, `.git` directories and symbolic links not followed).
+fn walk(paths: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>, ScanError> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    stack.reverse();
+    while let Some(path) = stack.pop() {
+        let io = |source| ScanError::Io {
+            path: path.clone(),
+            source,
+        };
+        let meta = std::fs::symlink_metadata(&path).map_err(io)?;
+        if meta.is_dir() {
+            if path.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
+                .map_err(io)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            entries.sort();
+            entries.reverse();
+            stack.extend(entries);
+        } else if meta.is_file() {
+            files.push((path, meta.len()));
+        }
+    }
+    Ok(files)
 }
 
 fn display(path: &Path) -> String {

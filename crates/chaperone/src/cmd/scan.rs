@@ -49,7 +49,9 @@ pub(crate) fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let mut scanner = Scanner::new(rules);
     scanner.max_file_size = args.max_file_size;
-    let mut report = scanner.scan_paths(&args.paths)?;
+    let bar = Progress::new();
+    let mut report = scanner.scan_paths_with(&args.paths, &|bytes| bar.advance(bytes))?;
+    bar.finish();
     if let Some(path) = &args.write_baseline {
         std::fs::write(path, Baseline::of(&report).to_json())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -82,4 +84,48 @@ pub(crate) fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A progress bar on a terminal for scans that take longer than a second; nothing in pipes
+/// or CI.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    start: std::time::Instant,
+    shown: std::sync::atomic::AtomicBool,
+    wanted: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        let wanted = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} scanned {bytes} in {elapsed} ({bytes_per_sec})",
+            )
+            .expect("a valid template"),
+        );
+        Self {
+            bar,
+            start: std::time::Instant::now(),
+            shown: std::sync::atomic::AtomicBool::new(false),
+            wanted,
+        }
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+        if self.wanted
+            && self.start.elapsed() > std::time::Duration::from_secs(1)
+            && !self.shown.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
