@@ -8,6 +8,7 @@
 //!   mod-97) and US Social Security numbers (issued ranges), checked on every line.
 //! - [`output`]: text, JSON and SARIF 2.1.0.
 //! - [`baseline`]: accepted findings, by fingerprint.
+//! - `history`: every blob of a git repository's history, once, with gix.
 //! - `archive`: zip, tar and tar.gz members, scanned as files (`a.zip!dir/file`) within
 //!   limits against zip bombs.
 //!
@@ -15,6 +16,7 @@
 
 mod archive;
 pub mod baseline;
+mod history;
 pub mod output;
 pub mod rules;
 pub mod scan;

@@ -62,6 +62,20 @@ pub struct Report {
     pub skipped_large: u64,
 }
 
+impl Report {
+    /// Adds `other`'s findings and counts, keeping findings ordered by path and line.
+    pub fn merge(&mut self, other: Report) {
+        self.findings.extend(other.findings);
+        self.files_scanned += other.files_scanned;
+        self.bytes_scanned += other.bytes_scanned;
+        self.skipped_binary += other.skipped_binary;
+        self.skipped_large += other.skipped_large;
+        self.findings.sort_by(|a, b| {
+            (&a.path, a.line, a.column, &a.rule).cmp(&(&b.path, b.line, b.column, &b.rule))
+        });
+    }
+}
+
 /// Why a scan could not run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -301,16 +315,8 @@ impl Scanner {
         });
         let mut report = Report::default();
         for part in results {
-            let part = part?;
-            report.findings.extend(part.findings);
-            report.files_scanned += part.files_scanned;
-            report.bytes_scanned += part.bytes_scanned;
-            report.skipped_binary += part.skipped_binary;
-            report.skipped_large += part.skipped_large;
+            report.merge(part?);
         }
-        report.findings.sort_by(|a, b| {
-            (&a.path, a.line, a.column, &a.rule).cmp(&(&b.path, b.line, b.column, &b.rule))
-        });
         Ok(report)
     }
 

@@ -140,3 +140,35 @@ fn a_baseline_accepts_reviewed_findings_and_reports_only_new_ones() {
     let (code, _, err) = scan(&[root, "--baseline", "/nonexistent/baseline.json"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn history_finds_what_was_committed_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("app.py"), format!("TOKEN = '{SECRET}'\n")).unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+    std::fs::write(repo.join("app.py"), "TOKEN = os.environ['TOKEN']\n").unwrap();
+    git(&["commit", "-q", "-am", "oops"]);
+    let root = repo.to_str().unwrap();
+    let (code, out, _) = scan(&[root]);
+    assert_eq!(code, 0, "the work tree is clean: {out}");
+    let (code, out, _) = scan(&[root, "--history"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(":app.py:1:") && !out.contains(SECRET), "{out}");
+}

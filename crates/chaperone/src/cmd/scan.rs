@@ -27,6 +27,10 @@ pub(crate) struct ScanArgs {
     /// Skip files larger than this many bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     max_file_size: u64,
+    /// Also scan the whole history of each path that is a git repository (every blob of
+    /// every branch and tag, once).
+    #[arg(long)]
+    history: bool,
     /// Accept the findings listed in this baseline file: only new ones are reported.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -51,6 +55,18 @@ pub(crate) fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     scanner.max_file_size = args.max_file_size;
     let bar = Progress::new();
     let mut report = scanner.scan_paths_with(&args.paths, &|bytes| bar.advance(bytes))?;
+    if args.history {
+        for path in &args.paths {
+            if path.join(".git").exists() || path.join("HEAD").is_file() {
+                report.merge(scanner.scan_git_history(path, &|bytes| bar.advance(bytes))?);
+            } else {
+                eprintln!(
+                    "{} is not a git repository: its history is not scanned",
+                    path.display()
+                );
+            }
+        }
+    }
     bar.finish();
     if let Some(path) = &args.write_baseline {
         std::fs::write(path, Baseline::of(&report).to_json())
