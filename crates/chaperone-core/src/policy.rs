@@ -149,6 +149,8 @@ pub enum Action {
     TrackFindings,
     /// Create, list and revoke one's share links.
     Share,
+    /// Submit deliverables (contractors, for their vendor) and read their review.
+    Deliverables,
 }
 
 impl Action {
@@ -177,6 +179,7 @@ impl Action {
             Action::ReviewAccess => "reviews.decide",
             Action::TrackFindings => "findings.track",
             Action::Share => "shares.manage",
+            Action::Deliverables => "deliverables.use",
         }
     }
 
@@ -530,6 +533,7 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
                 | ReviewAccess
                 | TrackFindings
                 | Share
+                | Deliverables
         ),
         Role::Auditor => matches!(
             action,
@@ -541,6 +545,7 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
                 | ReadGovernance
                 | RequestAccess
                 | TrackFindings
+                | Deliverables
         ),
         Role::Approver => matches!(
             action,
@@ -560,7 +565,10 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
             _ => false,
         },
         // A contractor's ledger reads are filtered to entries about themselves.
-        Role::Contractor => matches!(action, OwnTokens | ReadLedger | ReadMounts | RequestAccess),
+        Role::Contractor => matches!(
+            action,
+            OwnTokens | ReadLedger | ReadMounts | RequestAccess | Deliverables
+        ),
     }
 }
 

@@ -8,7 +8,7 @@
 //! files, not opened.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use crate::scan::{Report, Scanner, is_binary};
@@ -57,6 +57,17 @@ impl Scanner {
         report: &mut Report,
     ) -> std::io::Result<()> {
         let name = path.to_string_lossy().into_owned();
+        self.scan_archive_from(&name, kind, BufReader::new(File::open(path)?), report)
+    }
+
+    /// Scans the members of an archive read from `source`, naming them `name!member`.
+    pub(crate) fn scan_archive_from<R: Read + Seek>(
+        &self,
+        name: &str,
+        kind: Kind,
+        source: R,
+        report: &mut Report,
+    ) -> std::io::Result<()> {
         let mut expanded = 0u64;
         let mut members = 0usize;
         let mut take = |member: String, reader: &mut dyn Read, report: &mut Report| {
@@ -84,8 +95,7 @@ impl Scanner {
         };
         match kind {
             Kind::Zip => {
-                let mut zip = zip::ZipArchive::new(BufReader::new(File::open(path)?))
-                    .map_err(std::io::Error::other)?;
+                let mut zip = zip::ZipArchive::new(source).map_err(std::io::Error::other)?;
                 for i in 0..zip.len() {
                     let mut member = zip.by_index(i).map_err(std::io::Error::other)?;
                     if !member.is_file() {
@@ -98,11 +108,10 @@ impl Scanner {
                 }
             }
             Kind::Tar | Kind::TarGz => {
-                let file = BufReader::new(File::open(path)?);
                 let reader: Box<dyn Read> = if kind == Kind::TarGz {
-                    Box::new(flate2::read::GzDecoder::new(file))
+                    Box::new(flate2::read::GzDecoder::new(source))
                 } else {
-                    Box::new(file)
+                    Box::new(source)
                 };
                 let mut tar = tar::Archive::new(reader);
                 for entry in tar.entries()? {
@@ -118,6 +127,25 @@ impl Scanner {
             }
         }
         Ok(())
+    }
+
+    /// Scans an upload held in memory: the members of an archive (by `name`'s extension),
+    /// or the bytes as one file.
+    pub fn scan_upload(&self, name: &str, data: &[u8]) -> Result<Report, std::io::Error> {
+        let mut report = Report::default();
+        match Kind::of(Path::new(name)) {
+            Some(kind) => {
+                self.scan_archive_from(name, kind, std::io::Cursor::new(data), &mut report)?;
+            }
+            None if data.len() as u64 > self.max_file_size => report.skipped_large += 1,
+            None if is_binary(data) => report.skipped_binary += 1,
+            None => {
+                report.files_scanned = 1;
+                report.bytes_scanned = data.len() as u64;
+                report.findings = self.scan_bytes(name, data);
+            }
+        }
+        Ok(report)
     }
 }
 

@@ -24,4 +24,4 @@ mod sensitive;
 
 pub use baseline::Baseline;
 pub use rules::{Category, RuleError, RuleSet, Severity};
-pub use scan::{Finding, Report, ScanError, Scanner};
+pub use scan::{Finding, KNOWN_VALUE, Report, ScanError, Scanner};

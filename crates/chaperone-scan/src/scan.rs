@@ -45,7 +45,14 @@ pub struct Finding {
     /// Whether the value is redacted in contexts (secrets and sensitive data; not code).
     #[serde(skip)]
     mask: bool,
+    /// For a value the caller registered with [`Scanner::with_known_values`]: its label.
+    /// Never serialised: the caller decides who may learn which value it was.
+    #[serde(skip)]
+    pub known: Option<String>,
 }
+
+/// The rule id of values registered with [`Scanner::with_known_values`].
+pub const KNOWN_VALUE: &str = "known-value";
 
 /// What a scan of paths saw.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -95,6 +102,8 @@ pub enum ScanError {
 #[derive(Debug)]
 pub struct Scanner {
     rules: RuleSet,
+    /// Values to find verbatim (a vault's secrets), with their labels.
+    known: Option<(AhoCorasick, Vec<String>)>,
     keywords: AhoCorasick,
     /// For each keyword, the rules it belongs to.
     keyword_rules: Vec<Vec<usize>>,
@@ -124,10 +133,33 @@ impl Scanner {
             .expect("literal keywords always build");
         Self {
             rules,
+            known: None,
             keywords,
             keyword_rules,
             max_file_size: 10 * 1024 * 1024,
         }
+    }
+
+    /// Also finds these values verbatim (values shorter than 8 bytes are ignored), reporting
+    /// rule `known-value` with the value's label in [`Finding::known`]. The values live
+    /// only in this scanner's memory; a finding's fingerprint covers the label, never the
+    /// value, and an allow comment does not hide them.
+    pub fn with_known_values(mut self, values: &[(&[u8], String)]) -> Self {
+        let kept: Vec<(&[u8], String)> = values
+            .iter()
+            .filter(|(v, _)| v.len() >= 8)
+            .map(|(v, l)| (*v, l.clone()))
+            .collect();
+        if kept.is_empty() {
+            self.known = None;
+            return self;
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(kept.iter().map(|(v, _)| v))
+            .expect("literal values always build");
+        self.known = Some((automaton, kept.into_iter().map(|(_, l)| l).collect()));
+        self
     }
 
     /// The rules in use.
@@ -191,8 +223,30 @@ impl Scanner {
                         fingerprint: fingerprint(found.kind.id(), path, value),
                         end: found.end,
                         mask: true,
+                        known: None,
                     });
                 }
+            }
+        }
+        if let Some((automaton, labels)) = &self.known {
+            for hit in automaton.find_iter(data) {
+                let line = line_starts.partition_point(|&s| s <= hit.start()) - 1;
+                let start = hit.start() - line_starts[line];
+                let label = &labels[hit.pattern().as_usize()];
+                findings.push(Finding {
+                    path: path.to_owned(),
+                    line: line + 1,
+                    column: start + 1,
+                    rule: KNOWN_VALUE.to_owned(),
+                    description: "A value stored in Chaperone's vault".to_owned(),
+                    severity: Severity::Critical,
+                    redacted: redact(&data[hit.start()..hit.end()]),
+                    context: String::new(),
+                    fingerprint: fingerprint(KNOWN_VALUE, path, label.as_bytes()),
+                    end: start + hit.len(),
+                    mask: true,
+                    known: Some(label.clone()),
+                });
             }
         }
         findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
@@ -267,6 +321,7 @@ impl Scanner {
                 fingerprint: fingerprint(&rule.spec.id, path, value),
                 end: secret.end,
                 mask: !code,
+                known: None,
             });
         }
         out
@@ -547,6 +602,34 @@ mod tests {
             );
             assert!(!f.context.contains("R2x9bQ7mVt4Lk8Zp1Ws6"), "{}", f.context);
         }
+    }
+
+    #[test]
+    fn known_values_are_found_even_when_allowed_and_never_fingerprinted() {
+        let value: &[u8] = b"Vault-Secret-Zq81-Lm02";
+        let scanner = scanner().with_known_values(&[
+            (value, "prod/db#password".to_owned()),
+            (b"short", "ignored#x".to_owned()),
+        ]);
+        let found = scanner.scan_bytes(
+            "app.env",
+            b"X=1\nDB=Vault-Secret-Zq81-Lm02 # chaperone:allow\nshort\n",
+        );
+        let known: Vec<&Finding> = found.iter().filter(|f| f.rule == KNOWN_VALUE).collect();
+        assert_eq!(known.len(), 1);
+        assert_eq!((known[0].line, known[0].column), (2, 4));
+        assert_eq!(known[0].known.as_deref(), Some("prod/db#password"));
+        assert_eq!(
+            known[0].fingerprint,
+            fingerprint(KNOWN_VALUE, "app.env", b"prod/db#password"),
+            "the fingerprint covers the label, not the value"
+        );
+        assert!(!known[0].context.contains("Zq81-Lm02"));
+        let json = serde_json::to_string(&known[0]).unwrap();
+        assert!(
+            !json.contains("prod/db"),
+            "the label is never serialised: {json}"
+        );
     }
 
     #[test]

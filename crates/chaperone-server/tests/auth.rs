@@ -653,6 +653,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
     const APPROVERS: &[&str] = &["admin", "security", "approver"];
     const FINDINGS: &[&str] = &["admin", "security", "approver", "member", "auditor"];
     const SHARERS: &[&str] = &["admin", "security", "approver", "member"];
+    const DELIVERABLES: &[&str] = &["admin", "security", "auditor", "contractor"];
     Some(match (method, path) {
         ("GET", "/api/v1/health")
         | ("GET", "/api/v1/openapi.json")
@@ -686,6 +687,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("GET", "/api/v1/secrets/stale") => LISTERS,
         ("POST", "/api/v1/vendors/{name}/offboard") => SECURITY,
         (_, p) if p.starts_with("/api/v1/findings") => FINDINGS,
+        (_, p) if p.starts_with("/api/v1/deliverables") => DELIVERABLES,
         (_, p) if p.starts_with("/api/v1/shares") => SHARERS,
         ("GET", "/v1/sys/health" | "/v1/sys/seal-status" | "/v1/sys/init")
         | ("POST" | "PUT", "/v1/auth/userpass/login/{user}")

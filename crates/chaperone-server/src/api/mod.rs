@@ -4,6 +4,7 @@
 pub(crate) mod access;
 mod admin;
 pub(crate) mod auth;
+mod deliverables;
 mod findings;
 pub(crate) mod governance;
 mod ledger;
@@ -623,6 +624,27 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             rotation::set_policy,
         ),
         route(
+            M::POST,
+            DELIVERABLES,
+            Some(Deliverables),
+            On::System,
+            deliverables::submit,
+        ),
+        route(
+            M::GET,
+            "/api/v1/deliverables",
+            Some(Deliverables),
+            On::System,
+            deliverables::list,
+        ),
+        route(
+            M::GET,
+            "/api/v1/deliverables/{id}",
+            Some(Deliverables),
+            On::System,
+            deliverables::show,
+        ),
+        route(
             M::GET,
             "/api/v1/classifications",
             Some(SecretList),
@@ -727,10 +749,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .zip(handlers)
         .fold(Router::new(), |router, (spec, handler)| {
             // Share links carry files up to 25 MiB; every other body keeps the server's limit.
-            let handler = if spec.path == SHARE_CONTENT {
-                handler.layer(DefaultBodyLimit::max(shares::MAX_SEALED_BYTES))
-            } else {
-                handler
+            let handler = match large_body(spec.path) {
+                Some(max) => handler.layer(DefaultBodyLimit::max(max)),
+                None => handler,
             };
             router.route(spec.path, handler)
         });
@@ -748,6 +769,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 // A declared length over the limit is refused before any of the body is read.
                 let limit = if is_share_content(request.uri().path()) {
                     limit.max(shares::MAX_SEALED_BYTES)
+                } else if request.uri().path() == DELIVERABLES {
+                    limit.max(deliverables::MAX_DELIVERABLE_BYTES)
                 } else {
                     limit
                 };
@@ -777,6 +800,17 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 
 /// The route that takes a share link's sealed content.
 const SHARE_CONTENT: &str = "/api/v1/shares/{id}/content";
+/// The route that takes deliverables.
+const DELIVERABLES: &str = "/api/v1/deliverables";
+
+/// The body limit of the routes that take files, above the server's usual limit.
+fn large_body(route: &str) -> Option<usize> {
+    match route {
+        SHARE_CONTENT => Some(shares::MAX_SEALED_BYTES),
+        DELIVERABLES => Some(deliverables::MAX_DELIVERABLE_BYTES),
+        _ => None,
+    }
+}
 
 fn is_share_content(path: &str) -> bool {
     path.strip_prefix("/api/v1/shares/")
@@ -863,6 +897,9 @@ async fn not_found() -> ApiError {
         access::show_campaign,
         access::decide_item,
         access::list_notifications,
+        deliverables::submit,
+        deliverables::list,
+        deliverables::show,
         rotation::stale,
         rotation::set_policy,
         shares::create_share,

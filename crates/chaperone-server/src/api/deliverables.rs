@@ -1,0 +1,369 @@
+//! Deliverables: what a contractor hands over (an archive or a file) is scanned before it is
+//! accepted: leaked credentials, sensitive data, malicious code, and any value currently
+//! stored in this vault.
+//!
+//! The vault check decrypts the current version of every secret into memory for the length
+//! of the scan, hands the values to the scanner's in-memory automaton and drops them; no
+//! value, and no hash of one, is written anywhere or shown to the submitter, who learns only
+//! that a value of the vault appears at a file and line. Security sees which secret (its
+//! path and field, never its value) in the finding's details.
+//!
+//! Each finding becomes a tracked finding (source `deliverable`) for the vendor; the
+//! deliverable is accepted once every one of them is resolved or its risk accepted. The
+//! status is derived when read, never stored.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use chaperone_core::SecretPath;
+use chaperone_core::policy::Role;
+use chaperone_scan::{KNOWN_VALUE, RuleSet, Scanner};
+use chaperone_store::Op;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::admin::change_event;
+use super::auth::new_id;
+use super::findings::{Finding, NewFinding, new_finding};
+use super::governance::{actor_id, body, new_record, vendor_named};
+use crate::auth::Caller;
+use crate::record::RequestInfo;
+use crate::{ApiError, AppState};
+
+/// The largest deliverable accepted in one upload.
+pub(crate) const MAX_DELIVERABLE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A deliverable as stored.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Deliverable {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) vendor_id: String,
+    pub(crate) submitted_by: String,
+    pub(crate) size: usize,
+    pub(crate) sha256: String,
+    pub(crate) files_scanned: u64,
+    pub(crate) bytes_scanned: u64,
+    pub(crate) skipped: u64,
+    /// The findings it opened.
+    pub(crate) findings: Vec<String>,
+    pub(crate) time: String,
+}
+
+/// One finding of a deliverable, as its submitter may see it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Item {
+    finding_id: String,
+    path: String,
+    line: u64,
+    rule: String,
+    description: String,
+    severity: String,
+    /// The value redacted (or, for malicious code, the code).
+    shown: String,
+    /// The finding's status: open, in_progress, resolved, risk_accepted.
+    status: String,
+}
+
+/// A deliverable with its status and findings.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DeliverableView {
+    #[serde(flatten)]
+    deliverable: Deliverable,
+    /// `accepted` once every finding is resolved or its risk accepted, else `in_review`.
+    status: String,
+    open_findings: usize,
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SubmitQuery {
+    /// The file's name (its extension says how to read it: .zip, .tar, .tar.gz, ...).
+    name: String,
+    /// For staff submitting on a vendor's behalf: the vendor.
+    vendor: Option<String>,
+}
+
+/// Every current secret value (string fields of at least 8 bytes), labelled `path#field`.
+async fn vault_values(state: &AppState) -> Result<Vec<(Zeroizing<Vec<u8>>, String)>, ApiError> {
+    let keyring = super::secrets::unsealed(state)?;
+    let mut out = Vec::new();
+    for path in state.store.secret_paths("").await? {
+        let Ok(parsed) = SecretPath::parse(&path) else {
+            continue;
+        };
+        let Some(stored) = state.store.read_version(&parsed, None).await? else {
+            continue;
+        };
+        let Some(Value::Object(fields)) = super::secrets::decrypt(&keyring, &stored)? else {
+            continue;
+        };
+        for (field, value) in fields {
+            if let Value::String(text) = value
+                && text.len() >= 8
+            {
+                out.push((Zeroizing::new(text.into_bytes()), format!("{path}#{field}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn view(deliverable: Deliverable, findings: &[Finding], for_security: bool) -> DeliverableView {
+    let items: Vec<Item> = findings
+        .iter()
+        .map(|f| Item {
+            finding_id: f.id.clone(),
+            path: f.details["path"].as_str().unwrap_or_default().to_owned(),
+            line: f.details["line"].as_u64().unwrap_or(0),
+            rule: f.details["rule"].as_str().unwrap_or_default().to_owned(),
+            description: f.details["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            severity: f.severity.clone(),
+            shown: match (for_security, f.details["secret"].as_str()) {
+                (true, Some(secret)) => format!("value of {secret}"),
+                _ => f.details["shown"].as_str().unwrap_or_default().to_owned(),
+            },
+            status: f.status.clone(),
+        })
+        .collect();
+    let open = findings
+        .iter()
+        .filter(|f| !matches!(f.status.as_str(), "resolved" | "risk_accepted"))
+        .count();
+    DeliverableView {
+        deliverable,
+        status: if open == 0 { "accepted" } else { "in_review" }.into(),
+        open_findings: open,
+        items,
+    }
+}
+
+fn sees_all(caller: &Caller) -> bool {
+    matches!(
+        caller.principal.role,
+        Role::Admin | Role::Security | Role::Auditor
+    )
+}
+
+#[utoipa::path(post, path = "/api/v1/deliverables", params(("name" = String, Query, description = "the file's name, e.g. release-1.4.zip"), ("vendor" = Option<String>, Query, description = "for staff: the vendor it is from")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, body = DeliverableView), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 413, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Submits a deliverable (an archive or a file) for the caller's vendor; it is scanned at
+/// once and its findings are opened for review.
+pub(crate) async fn submit(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Query(query): Query<SubmitQuery>,
+    content: Bytes,
+) -> Result<Json<DeliverableView>, ApiError> {
+    let name = query.name.trim().to_owned();
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if name.is_empty() || name.len() > 200 || !plain {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "name the file with 1 to 200 of A-Z a-z 0-9 . - _",
+        ));
+    }
+    if content.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the upload is empty",
+        ));
+    }
+    let vendor_id = match (&caller.vendor_id, &query.vendor) {
+        (Some(own), None) => own.clone(),
+        (None, Some(name)) => vendor_named(&state, name).await?.id,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_permitted",
+                "a contractor submits for their own vendor only",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "say which vendor the deliverable is from: ?vendor=NAME",
+            ));
+        }
+    };
+    let vendor = state
+        .store
+        .vendor(&vendor_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such vendor"))?;
+    let values = vault_values(&state).await?;
+    let name_for_scan = name.clone();
+    let data = content.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let known: Vec<(&[u8], String)> = values
+            .iter()
+            .map(|(v, label)| (v.as_slice(), label.clone()))
+            .collect();
+        let scanner = Scanner::new(RuleSet::builtin().expect("the built-in rules compile"))
+            .with_known_values(&known);
+        scanner.scan_upload(&name_for_scan, &data)
+        // `values` (and the scanner's copy) are dropped here, at the end of the scan.
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "scan", e.to_string()))?
+    .map_err(|e| {
+        ApiError::bad_request(
+            "unreadable",
+            format!("the deliverable could not be read as {name}: {e}"),
+        )
+    })?;
+
+    let now = state.clock.now();
+    let id = new_id("dlv");
+    let owner = vendor
+        .profile
+        .get("owner")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut ops = Vec::new();
+    let mut findings = Vec::new();
+    let mut vault_matches = 0;
+    for f in &report.findings {
+        let severity = f.severity.as_str();
+        if f.rule == KNOWN_VALUE {
+            vault_matches += 1;
+        }
+        let (op, finding) = new_finding(
+            NewFinding {
+                source: "deliverable",
+                severity,
+                title: format!(
+                    "{} in {} of {name}, line {}",
+                    f.rule,
+                    member(&f.path),
+                    f.line
+                ),
+                subject: id.clone(),
+                vendor_id: Some(vendor.id.clone()),
+                owner: owner.clone(),
+                due: now.plus_secs(7 * 86_400),
+                details: json!({
+                    "deliverable_id": id,
+                    "path": member(&f.path),
+                    "line": f.line,
+                    "rule": f.rule,
+                    "description": f.description,
+                    "shown": f.redacted,
+                    "fingerprint": f.fingerprint,
+                    // Which vault secret (path and field, never the value): for security.
+                    "secret": f.known,
+                }),
+            },
+            now,
+        );
+        ops.push(op);
+        findings.push(finding);
+    }
+    let deliverable = Deliverable {
+        id: id.clone(),
+        name: name.clone(),
+        vendor_id: vendor.id.clone(),
+        submitted_by: actor_id(&caller),
+        size: content.len(),
+        sha256: Sha256::digest(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        files_scanned: report.files_scanned,
+        bytes_scanned: report.bytes_scanned,
+        skipped: report.skipped_binary + report.skipped_large,
+        findings: findings.iter().map(|f| f.id.clone()).collect(),
+        time: now.to_rfc3339(),
+    };
+    ops.push(Op::Put(new_record(
+        "deliverable",
+        id.clone(),
+        Some(vendor.id.clone()),
+        &deliverable,
+        now,
+    )));
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "deliverable.submit",
+        &id,
+        [
+            ("vendor_id", vendor.id.clone().into()),
+            ("name", name.clone().into()),
+            ("size", content.len().into()),
+            ("sha256", deliverable.sha256.clone().into()),
+            ("findings", findings.len().into()),
+            ("vault_matches", vault_matches.into()),
+        ],
+    );
+    state.store.apply(ops, vec![event]).await?;
+    tracing::info!(deliverable = %id, vendor = %vendor.name, findings = findings.len(), "deliverable scanned");
+    Ok(Json(view(deliverable, &findings, sees_all(&caller))))
+}
+
+/// The member path without the upload's name (`a.zip!src/x` → `src/x`).
+fn member(path: &str) -> String {
+    path.split_once('!').map_or(path, |(_, m)| m).to_owned()
+}
+
+async fn findings_of(
+    state: &AppState,
+    deliverable: &Deliverable,
+) -> Result<Vec<Finding>, ApiError> {
+    let mut out = Vec::new();
+    for id in &deliverable.findings {
+        if let Some(record) = state.store.record("finding", id).await? {
+            out.push(body(&record)?);
+        }
+    }
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/api/v1/deliverables", responses((status = 200, body = Vec<DeliverableView>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Deliverables: a contractor sees their vendor's; security, admins and auditors all.
+pub(crate) async fn list(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<DeliverableView>>, ApiError> {
+    let all = sees_all(&caller);
+    let owner = if all { None } else { caller.vendor_id.clone() };
+    if !all && owner.is_none() {
+        return Ok(Json(Vec::new()));
+    }
+    let mut out = Vec::new();
+    for record in state.store.records("deliverable", owner.as_deref()).await? {
+        let deliverable: Deliverable = body(&record)?;
+        let findings = findings_of(&state, &deliverable).await?;
+        out.push(view(deliverable, &findings, all));
+    }
+    Ok(Json(out))
+}
+
+#[utoipa::path(get, path = "/api/v1/deliverables/{id}", params(("id" = String, Path)), responses((status = 200, body = DeliverableView), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// One deliverable, with its status as of now.
+pub(crate) async fn show(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<DeliverableView>, ApiError> {
+    let record = state
+        .store
+        .record("deliverable", &id)
+        .await?
+        .filter(|r| sees_all(&caller) || (r.owner.is_some() && r.owner == caller.vendor_id))
+        .ok_or_else(|| ApiError::not_found(format!("no deliverable `{id}`")))?;
+    let deliverable: Deliverable = body(&record)?;
+    let findings = findings_of(&state, &deliverable).await?;
+    Ok(Json(view(deliverable, &findings, sees_all(&caller))))
+}
