@@ -297,6 +297,9 @@ impl Scanner {
             let value = &text[secret.start..secret.end];
             let matched = &text[whole.start()..whole.end()];
             let code = rule.spec.category == Category::Malicious;
+            // Install instructions in documentation (`curl … | sh` in a README) are shown to
+            // people, not run by a build: still reported, at low severity.
+            let documented = code && is_documentation(path);
             let has_keyword = rule
                 .spec
                 .keywords
@@ -314,8 +317,19 @@ impl Scanner {
                 line,
                 column: secret.start + 1,
                 rule: rule.spec.id.clone(),
-                description: rule.spec.description.clone(),
-                severity: rule.spec.severity,
+                description: if documented {
+                    format!(
+                        "{} (in documentation: check the instructions are meant)",
+                        rule.spec.description
+                    )
+                } else {
+                    rule.spec.description.clone()
+                },
+                severity: if documented {
+                    Severity::Low
+                } else {
+                    rule.spec.severity
+                },
                 redacted: if code { shorten(value) } else { redact(value) },
                 context: String::new(),
                 fingerprint: fingerprint(&rule.spec.id, path, value),
@@ -460,6 +474,18 @@ pub fn redact(secret: &[u8]) -> String {
     }
     let head = String::from_utf8_lossy(&secret[..4]);
     format!("{head}****({} chars)", secret.len())
+}
+
+/// Whether `path` names documentation (Markdown, reStructuredText, AsciiDoc, plain text).
+fn is_documentation(path: &str) -> bool {
+    let name = path
+        .rsplit(['/', '!', ':'])
+        .next()
+        .unwrap_or(path)
+        .to_ascii_lowercase();
+    [".md", ".markdown", ".rst", ".adoc", ".txt"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 /// Matched code as a finding shows it: at most 120 characters.
@@ -630,6 +656,20 @@ mod tests {
             !json.contains("prod/db"),
             "the label is never serialised: {json}"
         );
+    }
+
+    #[test]
+    fn install_instructions_in_documentation_are_low_severity() {
+        let line = b"Install: `curl -fsSL https://get.example.net/install | sh`\n";
+        let in_readme = scanner().scan_bytes("README.md", line);
+        assert_eq!(in_readme.len(), 1);
+        assert_eq!(in_readme[0].severity, Severity::Low);
+        assert!(in_readme[0].description.contains("in documentation"));
+        let in_script = scanner().scan_bytes("scripts/setup.sh", line);
+        assert_eq!(in_script[0].severity, Severity::Critical);
+        // A postinstall that only rebuilds native code is no finding at all.
+        let hook = b"\"postinstall\": \"node-gyp rebuild\"\n";
+        assert!(scanner().scan_bytes("package.json", hook).is_empty());
     }
 
     #[test]

