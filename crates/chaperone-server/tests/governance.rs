@@ -170,17 +170,54 @@ fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read()
             None,
         )
     };
-    let (status, body) = ask("8d");
-    assert_eq!(status, 400);
+    // The contractor is not told how the prefix is classified; an over-long request is
+    // refused when an approver tries to approve it.
+    let (status, too_long) = ask("8d");
+    assert_eq!(status, 200, "{too_long}");
     assert_eq!(
-        body["error"]["message"],
-        "access at level regulated lasts at most 7 days"
+        (
+            too_long["level"].as_str(),
+            too_long["approvals_needed"].as_u64()
+        ),
+        (Some(""), Some(0))
+    );
+    let (status, refused) = s.call(
+        "POST",
+        &format!(
+            "/api/v1/requests/{}/approve",
+            too_long["id"].as_str().unwrap()
+        ),
+        Some(&ann_t),
+        Some(json!({})),
+        None,
+    );
+    assert_eq!(status, 409);
+    assert_eq!(
+        refused["error"]["message"],
+        "access at level regulated now lasts at most 7 days: deny this request and ask again"
+    );
+    s.ok(
+        "POST",
+        &format!("/api/v1/requests/{}/deny", too_long["id"].as_str().unwrap()),
+        Some(&ann_t),
+        Some(json!({ "comment": "7 days at most" })),
     );
     let (status, request) = ask("3d");
     assert_eq!(status, 200, "{request}");
-    assert_eq!(request["level"], "regulated");
-    assert_eq!(request["approvals_needed"], 2);
     let id = request["id"].as_str().unwrap().to_owned();
+    // Approvers see the level it is held to.
+    let pending = s.ok("GET", "/api/v1/requests?status=pending", Some(&ann_t), None);
+    let held = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (held["level"].as_str(), held["approvals_needed"].as_u64()),
+        (Some("regulated"), Some(2))
+    );
     let approve = |token: &str| {
         error(
             &s,
@@ -561,9 +598,40 @@ fn a_contractor_never_reads_lists_or_learns_of_another_vendors_paths() {
         !vault_beta.1.to_string().contains("plans") && !vault_beta.1.to_string().contains("app"),
         "{vault_beta:?}"
     );
+    // Asking for another vendor's prefix reveals nothing about how it is classified.
+    let probe = |prefix: &str| {
+        let mut answer = s.ok(
+            "POST",
+            "/api/v1/requests",
+            Some(&ca_t),
+            Some(
+                json!({ "prefix": prefix, "capabilities": ["read"], "reason": "probe",
+                         "duration": "30d" }),
+            ),
+        );
+        for volatile in ["id", "prefix", "created_time"] {
+            answer[volatile] = Value::Null;
+        }
+        answer
+    };
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "beta/plans", "level": "regulated" })),
+    );
+    assert_eq!(probe("beta/plans"), probe("beta/nothing"));
     // Nor through requests, notifications, vendors or the ledger.
     let requests = s.ok("GET", "/api/v1/requests", Some(&ca_t), None);
-    assert_eq!(requests, json!([]));
+    assert!(
+        requests
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["person"] == "ca" && r["level"] == ""),
+        "{requests}"
+    );
+    assert!(!requests.to_string().contains("launch notes"));
     let notes = s.ok("GET", "/api/v1/notifications", Some(&ca_t), None);
     assert!(!notes.to_string().contains("beta"), "{notes}");
     assert_eq!(
@@ -577,7 +645,7 @@ fn a_contractor_never_reads_lists_or_learns_of_another_vendors_paths() {
     let entries = s.ok("GET", "/api/v1/ledger/entries?start=0", Some(&ca_t), None);
     let text = entries.to_string();
     assert!(
-        !text.contains("beta/plans") && !text.contains("launch notes"),
+        !text.contains("regulated") && !text.contains("launch notes"),
         "{text}"
     );
     s.assert_no_secret_logged();

@@ -132,7 +132,9 @@ async fn pending_request(
     let levels = levels(state).await?;
     let classifications = state.store.classifications().await?;
     let level = strictest_under(&levels, &classifications, prefix)?.clone();
-    if duration_secs > level.max_grant_secs {
+    // A vendor's people are not told how a prefix is classified (it would let them probe
+    // other vendors' paths): their over-long requests are refused at approval instead.
+    if person.vendor_id.is_none() && duration_secs > level.max_grant_secs {
         return Err(invalid(format!(
             "access at level {} lasts at most {} days",
             level.name,
@@ -205,7 +207,6 @@ async fn submit(
             ("request_id", request.id.clone().into()),
             ("capabilities", request.capabilities.clone().into()),
             ("duration_secs", request.duration_secs.into()),
-            ("level", request.level.clone().into()),
             ("extends", request.extends.clone().into()),
         ],
     );
@@ -221,6 +222,17 @@ async fn submit(
         .apply(vec![Op::Put(record), note], vec![event])
         .await?;
     Ok(())
+}
+
+/// A request as its caller may see it: without the level it is held to (and so without the
+/// approvals and approvers that would give the level away) for a vendor's people.
+fn as_seen_by(caller: &Caller, mut request: AccessRequest) -> AccessRequest {
+    if caller.vendor_id.is_some() {
+        request.level = String::new();
+        request.approvals_needed = 0;
+        request.approver_roles.clear();
+    }
+    request
 }
 
 fn level_rank(levels: &[LevelPolicy], name: &str) -> u32 {
@@ -276,7 +288,7 @@ pub(crate) async fn create_request(
     .await?;
     submit(&state, &info, &caller, &request, &level).await?;
     tracing::info!(request = %request.id, person = %person.name, prefix = %prefix, "access requested");
-    Ok(Json(request))
+    Ok(Json(as_seen_by(&caller, request)))
 }
 
 #[derive(Deserialize)]
@@ -313,7 +325,7 @@ pub(crate) async fn list_requests(
     for record in state.store.records("request", owner.as_deref()).await? {
         let request: AccessRequest = body(&record)?;
         if query.status.as_deref().is_none_or(|s| s == request.status) {
-            out.push(request);
+            out.push(as_seen_by(&caller, request));
         }
     }
     Ok(Json(out))
@@ -329,6 +341,7 @@ async fn decidable(
     state: &AppState,
     caller: &Caller,
     id: &str,
+    approving: bool,
 ) -> Result<(Record, AccessRequest), ApiError> {
     let record = state
         .store
@@ -364,7 +377,7 @@ async fn decidable(
         &state.store.classifications().await?,
         &request.prefix,
     )?;
-    if request.duration_secs > current.max_grant_secs {
+    if approving && request.duration_secs > current.max_grant_secs {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "policy_changed",
@@ -418,7 +431,7 @@ pub(crate) async fn approve_request(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    let (record, mut request) = decidable(&state, &caller, &id).await?;
+    let (record, mut request) = decidable(&state, &caller, &id, true).await?;
     let me = actor_id(&caller);
     if request.approvals.iter().any(|a| a.by == me) {
         return Err(ApiError::new(
@@ -442,6 +455,7 @@ pub(crate) async fn approve_request(
         &request.prefix,
         [
             ("request_id", request.id.clone().into()),
+            ("level", request.level.clone().into()),
             ("approvals", request.approvals.len().into()),
             ("approvals_needed", request.approvals_needed.into()),
             ("comment", req.comment.clone().into()),
@@ -545,7 +559,7 @@ pub(crate) async fn deny_request(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<AccessRequest>, ApiError> {
-    let (record, mut request) = decidable(&state, &caller, &id).await?;
+    let (record, mut request) = decidable(&state, &caller, &id, false).await?;
     let now = state.clock.now();
     request.status = "denied".into();
     request.denial = Some(Decision {
@@ -810,7 +824,7 @@ pub(crate) async fn extend_grant(
     )
     .await?;
     submit(&state, &info, &caller, &request, &level).await?;
-    Ok(Json(request))
+    Ok(Json(as_seen_by(&caller, request)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
