@@ -8,30 +8,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 
-use common::Server;
+use common::{Server, error, vendor, write};
 use serde_json::{Value, json};
 
 // The harness clock starts at 2027-01-15T08:00:00Z.
 const DAY: i64 = 86_400;
-
-fn vendor(s: &Server, name: &str) {
-    s.ok(
-        "POST",
-        "/api/v1/vendors",
-        Some(&s.admin),
-        Some(json!({ "name": name, "status": "active" })),
-    );
-}
-
-fn write(s: &Server, path: &str, value: &str) {
-    s.remember(value);
-    s.ok(
-        "PUT",
-        &format!("/api/v1/secrets/data/{path}"),
-        Some(&s.admin),
-        Some(json!({ "data": { "password": value } })),
-    );
-}
 
 fn agreement(s: &Server, vendor: &str, body: Value) -> Value {
     s.ok(
@@ -39,14 +20,6 @@ fn agreement(s: &Server, vendor: &str, body: Value) -> Value {
         &format!("/api/v1/vendors/{vendor}/agreements"),
         Some(&s.admin),
         Some(body),
-    )
-}
-
-fn error(s: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, String) {
-    let (status, value) = s.call(method, path, Some(token), body, None);
-    (
-        status,
-        value["error"]["code"].as_str().unwrap_or("").to_owned(),
     )
 }
 

@@ -8,37 +8,10 @@ mod common;
 use std::time::Duration;
 
 use chaperone_crypto::share::{self, ShareKey};
-use common::{Server, logs};
+use common::{Server, error, logs, vendor, write};
 use serde_json::{Value, json};
 
 const DAY: i64 = 86_400;
-
-fn vendor(s: &Server, name: &str) {
-    s.ok(
-        "POST",
-        "/api/v1/vendors",
-        Some(&s.admin),
-        Some(json!({ "name": name, "status": "active" })),
-    );
-}
-
-fn write(s: &Server, path: &str, value: &str) {
-    s.remember(value);
-    s.ok(
-        "PUT",
-        &format!("/api/v1/secrets/data/{path}"),
-        Some(&s.admin),
-        Some(json!({ "data": { "password": value } })),
-    );
-}
-
-fn error(s: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, String) {
-    let (status, value) = s.call(method, path, Some(token), body, None);
-    (
-        status,
-        value["error"]["code"].as_str().unwrap_or("").to_owned(),
-    )
-}
 
 /// Sends raw bytes, with a key proof if given; the status and the body.
 fn raw(

@@ -24,7 +24,6 @@ use chaperone_scan::{KNOWN_VALUE, RuleSet, Scanner};
 use chaperone_store::Op;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::admin::change_event;
@@ -275,10 +274,7 @@ pub(crate) async fn submit(
         vendor_id: vendor.id.clone(),
         submitted_by: actor_id(&caller),
         size: content.len(),
-        sha256: Sha256::digest(&content)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: super::sha256_hex(&content),
         files_scanned: report.files_scanned,
         bytes_scanned: report.bytes_scanned,
         skipped: report.skipped_binary + report.skipped_large,

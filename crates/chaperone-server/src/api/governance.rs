@@ -24,7 +24,6 @@ use chaperone_core::{Timestamp, parse_duration};
 use chaperone_store::{DocumentRecord, Op, Record, StoreError, VendorRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::ApiJson;
 use super::admin::{change_event, normalise_networks, validate_name};
@@ -1021,10 +1020,7 @@ pub(crate) async fn put_document(
         ));
     }
     let doc_id = new_id("doc");
-    let sha256: String = Sha256::digest(&content)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256: String = super::sha256_hex(&content);
     let now = state.clock.now();
     let reference = DocumentRef {
         id: doc_id.clone(),
@@ -1096,10 +1092,7 @@ pub(crate) async fn get_document(
             StoreError::Corrupt(format!("document `{}` is missing", reference.id))
         })?;
     let plain = keyring.open_field(DOCUMENT_PURPOSE, &document.id, &document.sealed)?;
-    let digest: String = Sha256::digest(plain.expose())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest: String = super::sha256_hex(plain.expose());
     if digest != document.sha256 {
         return Err(StoreError::Corrupt(format!(
             "document `{}` does not match its SHA-256",
@@ -1218,10 +1211,7 @@ pub(crate) async fn publish_policy(
         .and_then(|v| v.last())
         .map_or(1, |v| v.version + 1);
     let now = state.clock.now();
-    let sha256: String = Sha256::digest(req.text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256: String = super::sha256_hex(req.text.as_bytes());
     let policy = PolicyVersion {
         name: req.name.clone(),
         version,

@@ -21,7 +21,6 @@ use chaperone_ledger::entry::Outcome;
 use chaperone_store::{Op, PersonRecord, VendorRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::ApiJson;
 use super::access::AccessRequest;
@@ -120,10 +119,6 @@ pub(crate) struct SignedAttestation {
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_request", message)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[utoipa::path(post, path = "/api/v1/vendors/{name}/offboard", params(("name" = String, Path)), request_body = OffboardRequest, responses((status = 200, body = OffboardReport), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
@@ -574,7 +569,7 @@ async fn attestation_link(
     chaperone_crypto::random_bytes(&mut raw);
     use base64::Engine;
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-    let key = hex(&Sha256::digest(token.as_bytes()));
+    let key = super::sha256_hex(token.as_bytes());
     let due = now.plus_secs(within);
     let attestation = Attestation {
         vendor_id: vendor.id.clone(),
@@ -663,7 +658,7 @@ async fn attestation_record(
     state: &AppState,
     token: &str,
 ) -> Result<(chaperone_store::Record, Attestation), ApiError> {
-    let key = hex(&Sha256::digest(token.as_bytes()));
+    let key = super::sha256_hex(token.as_bytes());
     let record = state
         .store
         .record("attestation", &key)
@@ -742,7 +737,7 @@ pub(crate) async fn submit_attestation(
         "time": now.to_rfc3339(),
         "client_ip": client_ip,
     });
-    let sha256 = hex(&Sha256::digest(canonical.to_string().as_bytes()));
+    let sha256 = super::sha256_hex(canonical.to_string().as_bytes());
     let signed = SignedAttestation {
         name: req.name.clone(),
         email: req.email.clone(),

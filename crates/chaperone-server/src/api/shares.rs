@@ -26,7 +26,6 @@ use chaperone_ledger::entry::{Actor, Outcome};
 use chaperone_store::{Op, Opened, ShareRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::ApiJson;
 use super::admin::change_event;
@@ -285,10 +284,7 @@ pub(crate) struct ShareTeaser {
 
 /// The stored form of a key proof.
 fn proof_hash(proof: &str) -> String {
-    Sha256::digest(proof.to_ascii_lowercase().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::sha256_hex(proof.to_ascii_lowercase().as_bytes())
 }
 
 /// A share that can be opened by whoever holds its key (shown by `proof`); an expired one
@@ -512,10 +508,7 @@ pub(crate) struct SecretRequestLink {
 }
 
 fn token_key(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::sha256_hex(token.as_bytes())
 }
 
 #[utoipa::path(post, path = "/api/v1/secret-requests/{path}", params(("path" = String, Path, description = "where the secret will be written")), request_body = NewSecretRequest, responses((status = 200, body = SecretRequestLink), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]

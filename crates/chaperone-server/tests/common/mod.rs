@@ -325,3 +325,39 @@ pub(crate) struct Person {
     pub(crate) totp: TotpSecret,
     pub(crate) recovery: Vec<String>,
 }
+
+/// Adds an active vendor.
+pub(crate) fn vendor(s: &Server, name: &str) {
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": name, "status": "active" })),
+    );
+}
+
+/// Writes a secret `{"password": value}` as the admin (the value must never be logged).
+pub(crate) fn write(s: &Server, path: &str, value: &str) {
+    s.remember(value);
+    s.ok(
+        "PUT",
+        &format!("/api/v1/secrets/data/{path}"),
+        Some(&s.admin),
+        Some(json!({ "data": { "password": value } })),
+    );
+}
+
+/// A call's status and error code.
+pub(crate) fn error(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, String) {
+    let (status, value) = s.call(method, path, Some(token), body, None);
+    (
+        status,
+        value["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
