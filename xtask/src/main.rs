@@ -61,6 +61,9 @@ fn ci() -> Result {
 fn test(extra: &[String]) -> Result {
     let python = python_clients()?;
     let (chromedriver, chromium) = browser()?;
+    if !Path::new("/usr/bin/curl").exists() {
+        apt_install(&["curl", "ca-certificates"], "curl (for the TLS test)")?;
+    }
     let postgres = Postgres::start(false)?;
     let outcome = run(cargo()
         .args(["test", "--workspace", "--locked"])

@@ -113,6 +113,11 @@ pub(crate) async fn authorize(
     next: Next,
 ) -> Response {
     let mut request_id = None;
+    let label = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| table.find(request.method(), m.as_str()))
+        .map(|route| crate::observe::RouteLabel(route.path));
     let mut response = match check(&state, &table, request, &mut request_id).await {
         Ok(request) => {
             // Who asked and the request's facts travel back with the answer, for layers
@@ -130,6 +135,9 @@ pub(crate) async fn authorize(
         }
         Err(error) => error.into_response(),
     };
+    if let Some(label) = label {
+        response.extensions_mut().insert(label);
+    }
     // The id the request's ledger entries carry, so a client can find them.
     if let Some(id) = request_id.and_then(|id| axum::http::HeaderValue::from_str(&id).ok()) {
         response.headers_mut().insert("x-request-id", id);
@@ -163,7 +171,12 @@ async fn check(
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let info = RequestInfo::new(
+    let id = parts
+        .extensions
+        .get::<crate::observe::RequestId>()
+        .map_or_else(crate::record::new_request_id, |id| id.0.clone());
+    let info = RequestInfo::with_id(
+        id,
         client_ip(
             &parts.headers,
             peer(&parts),

@@ -10,12 +10,15 @@ mod auth;
 mod clock;
 mod error;
 mod init;
+mod listen;
 mod mail;
 mod notify;
+mod observe;
 mod pages;
 mod record;
 mod seal;
 mod state;
+mod tls;
 mod vault;
 
 use std::future::Future;
@@ -25,29 +28,48 @@ pub use api::{openapi_document, route_table};
 pub use clock::SystemClock;
 pub use error::ApiError;
 pub use init::initialize;
+pub use listen::ServeOptions;
 pub use mail::{SmtpSettings, valid_address as valid_mail_address};
 pub use notify::{NotifySettings, SweepReport};
+pub use observe::metrics_router;
 pub use seal::{SealError, SealStatus};
 pub use state::{AppState, AuthSettings, Settings};
+pub use tls::{TlsCertificate, TlsError, ensure_self_signed};
 
 /// The router with every route, for tests and embedding.
 pub fn router(state: Arc<AppState>) -> axum::Router {
     api::router(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves `state` on `listener` with the default [`ServeOptions`] (plaintext) until
+/// `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, ServeOptions::default(), shutdown).await
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight requests finish, and signs a last checkpoint over everything recorded.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let checkpoints = tokio::spawn(api::checkpoints(Arc::clone(&state)));
     let sweep = tokio::spawn(notify::background(Arc::clone(&state)));
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = listen::run(listener, router(Arc::clone(&state)), options, shutdown).await;
     checkpoints.abort();
     sweep.abort();
+    // Every acknowledged change is committed already; the last checkpoint makes the
+    // ledger's final size signed and visible to auditors.
+    if state.keyring().is_some()
+        && let Err(error) = state.checkpoint_now().await
+    {
+        tracing::warn!(error = %error.message, "no final checkpoint");
+    }
     served
 }

@@ -27,27 +27,41 @@ pub(crate) struct RequestInfo {
 
 impl RequestInfo {
     pub(crate) fn new(client_ip: Option<IpAddr>, user_agent: Option<String>) -> Self {
-        // A random (version 4) UUID, the form Vault clients see as `request_id`.
+        Self::with_id(new_request_id(), client_ip, user_agent)
+    }
+
+    /// The facts of a request that already has its id.
+    pub(crate) fn with_id(
+        request_id: String,
+        client_ip: Option<IpAddr>,
+        user_agent: Option<String>,
+    ) -> Self {
+        // Bounded so a hostile User-Agent cannot bloat the ledger.
+        let user_agent = user_agent.map(|ua| ua.chars().take(256).collect());
+        Self {
+            request_id,
+            client_ip,
+            user_agent,
+        }
+    }
+}
+
+/// A request id: a random (version 4) UUID, the form Vault clients see as `request_id`.
+pub(crate) fn new_request_id() -> String {
+    {
         let mut id = [0u8; 16];
         random_bytes(&mut id);
         id[6] = (id[6] & 0x0f) | 0x40;
         id[8] = (id[8] & 0x3f) | 0x80;
         let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let uuid = format!(
+        format!(
             "{}-{}-{}-{}-{}",
             &hex[..8],
             &hex[8..12],
             &hex[12..16],
             &hex[16..20],
             &hex[20..]
-        );
-        // Bounded so a hostile User-Agent cannot bloat the ledger.
-        let user_agent = user_agent.map(|ua| ua.chars().take(256).collect());
-        Self {
-            request_id: uuid,
-            client_ip,
-            user_agent,
-        }
+        )
     }
 }
 

@@ -21,6 +21,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Where notifications go and how often the governance sweep runs.
     pub notify: crate::notify::NotifySettings,
+    /// The bearer token `/metrics` asks for on the main listener; without one, metrics are
+    /// served only on a separate listener (`metrics_listen`).
+    pub metrics_token: Option<zeroize::Zeroizing<String>>,
 }
 
 impl Default for Settings {
@@ -30,6 +33,7 @@ impl Default for Settings {
             max_request_bytes: 1024 * 1024,
             auth: AuthSettings::default(),
             notify: crate::notify::NotifySettings::default(),
+            metrics_token: None,
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct AppState {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
     pub(crate) seal: SealState,
+    pub(crate) metrics: crate::observe::Metrics,
 }
 
 impl AppState {
@@ -94,6 +99,7 @@ impl AppState {
             clock,
             settings,
             seal: SealState::default(),
+            metrics: crate::observe::Metrics::default(),
         }
     }
 

@@ -18,12 +18,46 @@ pub(crate) struct ClientArgs {
     /// http://127.0.0.1:8420).
     #[arg(long, env = "CHAPERONE_ADDR")]
     pub(crate) addr: Option<String>,
+    /// PEM file of the CA (or the self-signed certificate) that signs the server's TLS
+    /// certificate, for private CAs; public servers are checked against Mozilla's roots.
+    #[arg(long, env = "CHAPERONE_CACERT")]
+    pub(crate) ca_cert: Option<std::path::PathBuf>,
+}
+
+/// An HTTP agent that verifies TLS certificates against `ca_cert` when given, else against
+/// Mozilla's roots. Verification is never switched off: there is no `--insecure`.
+fn agent(ca_cert: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)));
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+        let certs = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+        if certs.is_empty() {
+            bail!("{} holds no PEM certificate", path.display());
+        }
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    Ok(config.build().into())
 }
 
 /// A connection to one server.
 #[derive(Clone)]
 pub(crate) struct Client {
-    agent: ureq::Agent,
+    /// The agent, or why it could not be made (an unreadable CA file), reported at first use.
+    agent: Result<ureq::Agent, String>,
     base: String,
     token: Option<zeroize::Zeroizing<String>>,
 }
@@ -40,11 +74,11 @@ pub(crate) enum Method {
 impl Client {
     /// A client for `args.addr`, with the token from `CHAPERONE_TOKEN` if set.
     pub(crate) fn new(args: &ClientArgs) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let ca_cert = args
+            .ca_cert
+            .clone()
+            .or_else(|| std::env::var_os("CHAPERONE_CACERT").map(Into::into));
+        let agent = agent(ca_cert.as_deref()).map_err(|e| format!("{e:#}"));
         let token = std::env::var("CHAPERONE_TOKEN")
             .ok()
             .or_else(|| session::read("token"))
@@ -66,6 +100,7 @@ impl Client {
     pub(crate) fn anonymous(base: &str) -> Self {
         let mut client = Self::new(&ClientArgs {
             addr: Some(base.to_owned()),
+            ca_cert: None,
         });
         client.token = None;
         client
@@ -81,6 +116,21 @@ impl Client {
             );
         }
         Ok(client)
+    }
+
+    /// The error for a request that got no answer, with a hint at the likely cause.
+    fn unreachable(&self, error: &ureq::Error) -> anyhow::Error {
+        let hint = if error.to_string().contains("certificate") {
+            "the server's TLS certificate is not trusted; for a private CA or a self-signed \
+             certificate, pass --ca-cert FILE or set CHAPERONE_CACERT"
+        } else {
+            "is the server running?"
+        };
+        anyhow!("cannot reach Chaperone at {}: {error} ({hint})", self.base)
+    }
+
+    fn agent(&self) -> anyhow::Result<&ureq::Agent> {
+        self.agent.as_ref().map_err(|e| anyhow!("{e}"))
     }
 
     /// Calls `path` (under `/api/v1`) and returns the JSON answer (`Null` for 204). Error
@@ -99,8 +149,8 @@ impl Client {
         let result = match method {
             Method::Get | Method::Delete => {
                 let mut request = match method {
-                    Method::Get => self.agent.get(&url),
-                    _ => self.agent.delete(&url),
+                    Method::Get => self.agent()?.get(&url),
+                    _ => self.agent()?.delete(&url),
                 };
                 if let Some(auth) = &auth {
                     request = request.header("Authorization", auth);
@@ -109,8 +159,8 @@ impl Client {
             }
             Method::Put | Method::Post => {
                 let mut request = match method {
-                    Method::Put => self.agent.put(&url),
-                    _ => self.agent.post(&url),
+                    Method::Put => self.agent()?.put(&url),
+                    _ => self.agent()?.post(&url),
                 };
                 if let Some(auth) = &auth {
                     request = request.header("Authorization", auth);
@@ -134,7 +184,7 @@ impl Client {
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Value> {
         let url = format!("{}/api/v1/{path}", self.base);
-        let mut request = self.agent.put(&url).header("Content-Type", content_type);
+        let mut request = self.agent()?.put(&url).header("Content-Type", content_type);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -147,16 +197,11 @@ impl Client {
     /// POSTs `body` (JSON) to `path` (under `/api/v1`) and returns the answer's bytes.
     pub(crate) fn post_for_bytes(&self, path: &str, body: &Value) -> anyhow::Result<Vec<u8>> {
         let url = format!("{}/api/v1/{path}", self.base);
-        let mut request = self.agent.post(&url);
+        let mut request = self.agent()?.post(&url);
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
         }
-        let mut response = request.send_json(body).map_err(|e| {
-            anyhow!(
-                "cannot reach Chaperone at {}: {e} (is the server running?)",
-                self.base
-            )
-        })?;
+        let mut response = request.send_json(body).map_err(|e| self.unreachable(&e))?;
         let status = response.status().as_u16();
         let bytes = response
             .body_mut()
@@ -184,12 +229,7 @@ impl Client {
         &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> anyhow::Result<Value> {
-        let mut response = result.map_err(|e| {
-            anyhow!(
-                "cannot reach Chaperone at {}: {e} (is the server running?)",
-                self.base
-            )
-        })?;
+        let mut response = result.map_err(|e| self.unreachable(&e))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
@@ -228,16 +268,11 @@ impl Client {
     /// GETs `path` (under `/api/v1`) as bytes; `None` for 404 (a tile not written yet).
     pub(crate) fn bytes(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let url = format!("{}/api/v1/{path}", self.base);
-        let mut request = self.agent.get(&url);
+        let mut request = self.agent()?.get(&url);
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
         }
-        let mut response = request.call().map_err(|e| {
-            anyhow!(
-                "cannot reach Chaperone at {}: {e} (is the server running?)",
-                self.base
-            )
-        })?;
+        let mut response = request.call().map_err(|e| self.unreachable(&e))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()

@@ -22,6 +22,51 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "address to listen on (default 127.0.0.1:8420)",
     ),
     (
+        "tls_cert",
+        "CHAPERONE_TLS_CERT",
+        "PEM certificate chain (leaf first) to serve TLS with; reloaded on SIGHUP",
+    ),
+    (
+        "tls_key",
+        "CHAPERONE_TLS_KEY",
+        "PEM private key of tls_cert",
+    ),
+    (
+        "dangerously_allow_plaintext",
+        "CHAPERONE_DANGEROUSLY_ALLOW_PLAINTEXT",
+        "listen without TLS on a non-loopback address (behind a TLS-terminating proxy only)",
+    ),
+    (
+        "request_timeout",
+        "CHAPERONE_REQUEST_TIMEOUT",
+        "time allowed for a whole request (default 60s)",
+    ),
+    (
+        "header_read_timeout",
+        "CHAPERONE_HEADER_READ_TIMEOUT",
+        "time allowed for a request's headers and between keep-alive requests (default 10s)",
+    ),
+    (
+        "max_connections",
+        "CHAPERONE_MAX_CONNECTIONS",
+        "connections open at once (default 4096)",
+    ),
+    (
+        "metrics_listen",
+        "CHAPERONE_METRICS_LISTEN",
+        "a separate address serving Prometheus metrics at /metrics without a token",
+    ),
+    (
+        "metrics_token",
+        "CHAPERONE_METRICS_TOKEN",
+        "bearer token for /metrics on the main listener (without it, /metrics is not served there)",
+    ),
+    (
+        "log_format",
+        "CHAPERONE_LOG_FORMAT",
+        "text (default) or json",
+    ),
+    (
         "database_url",
         "CHAPERONE_DATABASE_URL",
         "sqlite://PATH or postgres://USER@HOST/DB",
@@ -82,6 +127,9 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "log filter, e.g. info or chaperone_server=debug",
     ),
 ];
+
+/// Keys whose values are secrets.
+const SECRET_KEYS: &[&str] = &["metrics_token"];
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug)]
@@ -169,6 +217,10 @@ impl Layers {
         };
         match parse(text.trim()) {
             Some(value) => Ok(Some(value)),
+            // A secret's value is never repeated in an error (errors reach terminals and logs).
+            None if SECRET_KEYS.contains(&key) => {
+                bail!("config key `{key}` (from {source}): the value is not {expected}")
+            }
             None => bail!("config key `{key}` (from {source}): {text:?} is not {expected}"),
         }
     }
@@ -309,7 +361,57 @@ impl Layers {
         if let Some(secs) = duration("sweep_interval")? {
             notify.sweep_interval = std::time::Duration::from_secs(secs.unsigned_abs());
         }
+        let tls_cert = self.parse("tls_cert", "a path", |s| {
+            (!s.is_empty()).then(|| PathBuf::from(s))
+        })?;
+        let tls_key = self.parse("tls_key", "a path", |s| {
+            (!s.is_empty()).then(|| PathBuf::from(s))
+        })?;
+        let tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("config keys `tls_cert` and `tls_key` go together"),
+        };
+        let allow_plaintext = self
+            .parse("dangerously_allow_plaintext", "true or false", |s| {
+                s.parse().ok()
+            })?
+            .unwrap_or(false);
+        check_transport(listen, tls.is_some(), allow_plaintext)?;
+        let mut serve = chaperone_server::ServeOptions::default();
+        if let Some(secs) = duration("request_timeout")? {
+            serve.request_timeout = positive(secs, "request_timeout")?;
+        }
+        if let Some(secs) = duration("header_read_timeout")? {
+            serve.header_read_timeout = positive(secs, "header_read_timeout")?;
+        }
+        if let Some(n) = self.parse("max_connections", "a number from 1 to 1000000", |s| {
+            s.parse().ok().filter(|n| (1..=1_000_000).contains(n))
+        })? {
+            serve.max_connections = n;
+        }
+        let metrics_listen = self.parse(
+            "metrics_listen",
+            "a socket address like 127.0.0.1:9420",
+            |s| s.parse().ok(),
+        )?;
+        let metrics_token =
+            self.parse("metrics_token", "a token of at least 16 characters", |s| {
+                (s.len() >= 16).then(|| zeroize::Zeroizing::new(s.to_owned()))
+            })?;
+        let log_format = self
+            .parse("log_format", "text or json", |s| match s {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            })?
+            .unwrap_or_default();
         Ok(Config {
+            tls,
+            serve,
+            metrics_listen,
+            metrics_token,
+            log_format,
             auth,
             notify,
             listen,
@@ -325,10 +427,50 @@ impl Layers {
     }
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Refuses plaintext HTTP on an address other hosts can reach: tokens and secrets would
+/// cross the network in the clear. A TLS-terminating proxy on the same host is the one
+/// reason to allow it, and it must be said explicitly.
+pub(crate) fn check_transport(
+    listen: SocketAddr,
+    tls: bool,
+    allow_plaintext: bool,
+) -> anyhow::Result<()> {
+    if !tls && !listen.ip().is_loopback() && !allow_plaintext {
+        bail!(
+            "refusing to listen on {listen} without TLS: set tls_cert and tls_key (or use \
+             `chaperone up --tls`), listen on 127.0.0.1, or, behind a TLS-terminating proxy, \
+             set dangerously_allow_plaintext = true"
+        );
+    }
+    Ok(())
+}
+
+fn positive(secs: i64, key: &str) -> anyhow::Result<std::time::Duration> {
+    if secs <= 0 {
+        bail!("config key `{key}` must be longer than zero");
+    }
+    Ok(std::time::Duration::from_secs(secs.unsigned_abs()))
+}
+
 /// A validated configuration.
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    pub(crate) serve: chaperone_server::ServeOptions,
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    pub(crate) metrics_token: Option<zeroize::Zeroizing<String>>,
+    pub(crate) log_format: LogFormat,
     pub(crate) database_url: DatabaseUrl,
     pub(crate) unseal_key_file: Option<PathBuf>,
     pub(crate) kv: KvSettings,
@@ -456,5 +598,47 @@ mod tests {
         std::fs::write(&file, "lisen = 1\n").unwrap();
         let err = Layers::default().read_file(&file).unwrap_err().to_string();
         assert!(err.contains("unknown key `lisen`"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_is_for_loopback_unless_dangerously_allowed() {
+        let file = Source::File("c.toml".into());
+        let base = [("database_url", "sqlite://a.db", file.clone())];
+        let with = |extra: &[(&'static str, &str, Source)]| {
+            let mut entries = base.to_vec();
+            entries.extend_from_slice(extra);
+            layers(&entries).validate()
+        };
+        assert!(with(&[("listen", "127.0.0.1:8420", file.clone())]).is_ok());
+        assert!(with(&[("listen", "[::1]:8420", file.clone())]).is_ok());
+        let err = with(&[("listen", "0.0.0.0:8420", file.clone())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without TLS"), "{err}");
+        let allowed = with(&[
+            ("listen", "0.0.0.0:8420", file.clone()),
+            ("dangerously_allow_plaintext", "true", file.clone()),
+        ]);
+        assert!(allowed.is_ok());
+        // TLS needs both halves; a certificate alone is an error, not plaintext.
+        let err = with(&[("tls_cert", "c.pem", file.clone())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`tls_cert` and `tls_key` go together"),
+            "{err}"
+        );
+        let tls = with(&[
+            ("listen", "0.0.0.0:8420", file.clone()),
+            ("tls_cert", "c.pem", file.clone()),
+            ("tls_key", "k.pem", file.clone()),
+        ])
+        .unwrap();
+        assert!(tls.tls.is_some());
+        let err = with(&[("metrics_token", "short", file.clone())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 16"), "{err}");
+        assert!(!err.contains("short\""), "the token is not echoed: {err}");
     }
 }

@@ -240,6 +240,7 @@ pub(crate) async fn perform_login(
     let resource = person
         .as_ref()
         .map_or_else(|| account_subject(&keyring, &user), |p| p.name.clone());
+    state.metrics.login_failed();
     let mut record = Record::new("auth.login", &resource, Outcome::Denied);
     record.reasons.push(error.code.to_owned());
     state.record(info, actor, record).await?;

@@ -87,6 +87,20 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         route(M::GET, "/api/v1/health", None, On::System, sys::health),
         route(
             M::GET,
+            "/api/v1/ready",
+            None,
+            On::System,
+            crate::observe::ready,
+        ),
+        route(
+            M::GET,
+            "/metrics",
+            None,
+            On::System,
+            crate::observe::metrics,
+        ),
+        route(
+            M::GET,
             "/api/v1/openapi.json",
             None,
             On::System,
@@ -793,8 +807,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback_service(router)
         .layer(axum::middleware::from_fn_with_state(
-            state_for_vault,
+            Arc::clone(&state_for_vault),
             crate::vault::compat,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state_for_vault,
+            crate::observe::layer,
         ))
 }
 
@@ -839,6 +857,13 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such route; the API is described at /api/v1/openapi.json")
 }
 
+/// The answer to a route that does not exist.
+pub(crate) fn not_found_response() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    ApiError::not_found("no such route; the API is described at /api/v1/openapi.json")
+        .into_response()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -847,6 +872,7 @@ async fn not_found() -> ApiError {
     ),
     paths(
         sys::health,
+        crate::observe::ready,
         openapi_json,
         sys::seal_status,
         sys::unseal,

@@ -11,7 +11,7 @@ use chaperone_core::{Clock, Timestamp};
 use chaperone_crypto::UnsealKey;
 use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::totp::{self, TotpSecret};
-use chaperone_server::{AppState, AuthSettings, Settings};
+use chaperone_server::{AppState, AuthSettings, ServeOptions, Settings};
 use chaperone_store::{DatabaseUrl, SealConfig, Store};
 use serde_json::{Value, json};
 
@@ -77,6 +77,14 @@ impl Server {
 
     /// Starts a server whose settings `configure` may change first.
     pub(crate) fn start_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_serving(configure, ServeOptions::default())
+    }
+
+    /// Starts a server with these settings and connection limits.
+    pub(crate) fn start_serving(
+        configure: impl FnOnce(&mut Settings),
+        options: ServeOptions,
+    ) -> Self {
         logs();
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000_000_000_000)));
@@ -107,9 +115,10 @@ impl Server {
             state.unseal_with_key(&key).await.unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr: SocketAddr = listener.local_addr().unwrap();
-            tokio::spawn(chaperone_server::serve(
+            tokio::spawn(chaperone_server::serve_with(
                 listener,
                 state.clone(),
+                options,
                 std::future::pending(),
             ));
             (state, addr)

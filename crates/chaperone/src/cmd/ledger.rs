@@ -294,6 +294,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         (Some(dir), _) => Source::Dir(dir.clone()),
         (None, Some(server)) => Source::Server(Client::authenticated(&ClientArgs {
             addr: Some(server.clone()),
+            ca_cert: None,
         })?),
         (None, None) => bail!("give an export directory or --server URL"),
     };

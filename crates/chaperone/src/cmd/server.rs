@@ -10,10 +10,10 @@ use chaperone_core::Clock;
 use chaperone_crypto::UnsealKey;
 use chaperone_crypto::shamir;
 use chaperone_crypto::token::ApiToken;
-use chaperone_server::{AppState, Settings, SystemClock};
+use chaperone_server::{AppState, ServeOptions, Settings, SystemClock, TlsCertificate};
 use chaperone_store::{DatabaseUrl, SealConfig, Store, StoreError};
 
-use crate::config::{Config, Layers};
+use crate::config::{Config, Layers, LogFormat};
 
 /// `chaperone up`.
 #[derive(clap::Args, Debug)]
@@ -24,6 +24,10 @@ pub(crate) struct UpArgs {
     /// Address to listen on.
     #[arg(long, env = "CHAPERONE_LISTEN", default_value = "127.0.0.1:8420")]
     listen: SocketAddr,
+    /// Serve HTTPS with a self-signed certificate for localhost, made in the data directory
+    /// on first use (tls.crt, tls.key); its fingerprint is printed.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// `chaperone init`.
@@ -63,9 +67,26 @@ the data directory can read every secret. This set-up is for evaluation only. Fo
 production, use `chaperone init` (Shamir shares held by people) and `chaperone server`.";
 
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
-    init_logging(std::env::var("CHAPERONE_LOG").as_deref().unwrap_or("info"))?;
+    let format = match std::env::var("CHAPERONE_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("text") => LogFormat::Text,
+        Ok("json") => LogFormat::Json,
+        Ok(other) => bail!("CHAPERONE_LOG_FORMAT is {other:?}; use text or json"),
+    };
+    init_logging(
+        std::env::var("CHAPERONE_LOG").as_deref().unwrap_or("info"),
+        format,
+    )?;
+    crate::config::check_transport(args.listen, args.tls, false)?;
     runtime()?.block_on(async {
         create_private_dir(&args.data)?;
+        let tls = if args.tls {
+            let (cert, key) = (args.data.join("tls.crt"), args.data.join("tls.key"));
+            chaperone_server::ensure_self_signed(&cert, &key)?;
+            Some((cert, key))
+        } else {
+            None
+        };
+        let options = serve_options(ServeOptions::default(), tls.as_ref())?;
         let database = args.data.join("chaperone.db");
         let key_path = args.data.join("unseal.key");
         let token_path = args.data.join("admin.token");
@@ -141,13 +162,34 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
             "  chaperone secret put team/db password=-   # reads the value from stdin"
         )?;
         writeln!(out, "  chaperone secret get team/db\n")?;
+        if let Some(certificate) = &options.tls {
+            let cert = tls.as_ref().map(|(cert, _)| cert.display().to_string());
+            writeln!(
+                out,
+                "TLS certificate {} (self-signed for localhost)\n  SHA-256 fingerprint {}\n  \
+                 export CHAPERONE_CACERT={}",
+                cert.as_deref().unwrap_or_default(),
+                certificate.fingerprint(),
+                cert.as_deref().unwrap_or_default(),
+            )?;
+            writeln!(
+                out,
+                "  export CHAPERONE_ADDR=https://localhost:{}\n",
+                addr.port()
+            )?;
+        }
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         writeln!(
             out,
-            "Listening on http://{addr} (unsealed). Stop with Ctrl-C."
+            "Listening on {scheme}://{addr} (unsealed). Stop with Ctrl-C."
         )?;
         out.flush()?;
         drop(out);
-        chaperone_server::serve(listener, state, shutdown_signal()).await?;
+        chaperone_server::serve_with(listener, state, options, shutdown_signal()).await?;
         store.close().await;
         Ok(())
     })
@@ -159,7 +201,7 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         &[("database_url", "--database-url", args.database_url)],
     )?;
     let config = layers.validate()?;
-    init_logging(&config.log_level)?;
+    init_logging(&config.log_level, config.log_format)?;
     runtime()?.block_on(async {
         let store = Store::connect(&config.database_url).await?;
         if store.keyring().await?.is_some() {
@@ -202,7 +244,7 @@ pub(crate) fn server(args: ServerArgs) -> anyhow::Result<()> {
         ],
     )?;
     let config = layers.validate()?;
-    init_logging(&config.log_level)?;
+    init_logging(&config.log_level, config.log_format)?;
     runtime()?.block_on(run_server(config))
 }
 
@@ -213,7 +255,9 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         max_request_bytes: config.max_request_bytes,
         auth: config.auth,
         notify: config.notify,
+        metrics_token: config.metrics_token,
     };
+    let options = serve_options(config.serve, config.tls.as_ref())?;
     let state = Arc::new(AppState::new(
         store.clone(),
         Arc::new(SystemClock),
@@ -235,12 +279,33 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         (true, true) => "sealed: run `chaperone unseal`",
         (true, false) => "unsealed",
     };
+    if let Some(metrics) = config.metrics_listen {
+        let listener = bind(metrics).await?;
+        println!("Metrics on http://{}/metrics", listener.local_addr()?);
+        let router = chaperone_server::metrics_router(Arc::clone(&state));
+        tokio::spawn(async move {
+            if let Err(error) = axum_serve(listener, router).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+    }
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "Listening on http://{addr} ({what}). Database: {:?}",
+        "Listening on {scheme}://{addr} ({what}). Database: {:?}",
         config.database_url
     );
+    if let Some(certificate) = &options.tls {
+        println!(
+            "TLS certificate SHA-256 fingerprint {}",
+            certificate.fingerprint()
+        );
+    }
     std::io::stdout().flush()?;
-    chaperone_server::serve(listener, state, shutdown_signal()).await?;
+    chaperone_server::serve_with(listener, state, options, shutdown_signal()).await?;
     store.close().await;
     Ok(())
 }
@@ -258,13 +323,68 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {addr}"))
 }
 
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid log filter")?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        // One object per line; the request span's fields (its id) ride on every event.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     Ok(())
+}
+
+/// Loads the TLS certificate, if any, into `options`, and reloads it on every SIGHUP.
+fn serve_options(
+    mut options: ServeOptions,
+    tls: Option<&(PathBuf, PathBuf)>,
+) -> anyhow::Result<ServeOptions> {
+    if let Some((cert, key)) = tls {
+        let certificate = Arc::new(TlsCertificate::load(cert, key)?);
+        reload_on_hangup(Arc::clone(&certificate));
+        options.tls = Some(certificate);
+    }
+    Ok(options)
+}
+
+fn reload_on_hangup(certificate: Arc<TlsCertificate>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP; the TLS certificate will not be reloaded");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match certificate.reload() {
+                Ok(()) => tracing::info!(
+                    fingerprint = %certificate.fingerprint(),
+                    "TLS certificate reloaded"
+                ),
+                Err(error) => tracing::error!(
+                    %error,
+                    "TLS certificate not reloaded; the current one stays in use"
+                ),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(certificate);
+}
+
+/// Serves a small plaintext router (the metrics listener).
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM; the server then finishes in-flight requests.

@@ -280,6 +280,7 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     // The session's token goes only to the server it belongs to: a link may point anywhere.
     let configured = Client::new(&ClientArgs {
         addr: std::env::var("CHAPERONE_ADDR").ok(),
+        ca_cert: None,
     });
     let client = if configured.base() == base.trim_end_matches('/') {
         configured

@@ -18,13 +18,23 @@ pub(crate) struct Server {
 impl Server {
     /// Starts `chaperone ARGS` and waits for its "Listening on" line.
     pub(crate) fn start(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_logging(args, cwd, env, Stdio::inherit())
+    }
+
+    /// Like [`Server::start`], with the server's log (stderr) going to `log`.
+    pub(crate) fn start_logging(
+        args: &[&str],
+        cwd: &Path,
+        env: &[(&str, &str)],
+        log: impl Into<Stdio>,
+    ) -> Self {
         let mut child = Command::new(BIN)
             .args(args)
             .current_dir(cwd)
-            .envs(env.iter().copied())
             .env("CHAPERONE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start chaperone");
         let mut banner = String::new();
@@ -67,6 +77,15 @@ impl Server {
     /// Runs a CLI command against this server with `token`.
     pub(crate) fn cli(&self, token: &str, args: &[&str], stdin: &str) -> Output {
         run_cli(&self.addr, token, args, stdin)
+    }
+
+    /// Sends `signal` (e.g. "TERM", "HUP") to the server process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     pub(crate) fn kill(mut self) {

@@ -1,0 +1,191 @@
+//! The accept loop: TCP (and TLS) connections served by hyper with the limits a server on a
+//! network needs, and a graceful shutdown.
+//!
+//! Limits, and why:
+//! - `header_read_timeout`: a client has this long to send a request's headers (also the
+//!   idle time allowed between keep-alive requests), so a slow-loris client that trickles
+//!   headers is cut off.
+//! - `request_timeout`: the whole request, body and handler included. A client trickling a
+//!   body is answered 408 and disconnected. A change already handed to the store commits or
+//!   not as a whole; only the answer is lost.
+//! - `handshake_timeout`: a TLS handshake that does not finish in time is dropped.
+//! - `max_header_bytes`: hyper's read buffer; a larger header block is refused with 431.
+//! - `max_connections`: connections over this number are closed at once, so memory stays
+//!   bounded whatever clients do.
+//!
+//! Shutdown: the listener closes, in-flight requests finish (up to `shutdown_grace`), idle
+//! keep-alive connections close, and then the caller flushes the ledger (`store.close()`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::IntoResponse;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::Semaphore;
+use tower_service::Service as _;
+
+use crate::{ApiError, TlsCertificate};
+
+/// How connections are served.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// TLS, when set; plaintext HTTP otherwise.
+    pub tls: Option<Arc<TlsCertificate>>,
+    /// Time allowed for a request's headers (and between keep-alive requests).
+    pub header_read_timeout: Duration,
+    /// Time allowed for a whole request.
+    pub request_timeout: Duration,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Largest header block, in bytes.
+    pub max_header_bytes: usize,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// HSTS under TLS: two years, as browsers' preload lists expect. Subdomains are left to the
+/// operator (a load balancer can add `includeSubDomains`), since Chaperone cannot know them.
+const HSTS: &str = "max-age=63072000";
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub(crate) async fn run(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let options = Arc::new(options);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection refused: max_connections reached");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let app = app.clone();
+        let options = Arc::clone(&options);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let (tls, timeout) = (options.tls.is_some(), options.request_timeout);
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                handle(app.clone(), peer, tls, timeout, request)
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(options.header_read_timeout)
+                .max_buf_size(options.max_header_bytes);
+            let served = match &options.tls {
+                Some(certificate) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(certificate.config());
+                    let stream = match tokio::time::timeout(
+                        options.handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.shutdown_grace) => {
+            tracing::warn!("requests still running after the shutdown grace period were cut off");
+        }
+    }
+    Ok(())
+}
+
+async fn handle(
+    mut app: Router,
+    peer: SocketAddr,
+    tls: bool,
+    timeout: Duration,
+    mut request: Request<Incoming>,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let request = request.map(axum::body::Body::new);
+    let mut response = match tokio::time::timeout(timeout, app.call(request)).await {
+        Ok(response) => response?,
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request took too long and was abandoned",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    };
+    if tls {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
+    Ok(response)
+}

@@ -1,0 +1,256 @@
+//! The server on a network: security headers, connection limits and timeouts, metrics and
+//! readiness.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use chaperone_server::ServeOptions;
+use common::Server;
+
+fn host_port(server: &Server) -> String {
+    server.addr.trim_start_matches("http://").to_owned()
+}
+
+/// Everything the server sends on `stream` until it closes the connection (or 20 s pass,
+/// which fails the test).
+fn read_until_closed(stream: &mut TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn raw(server: &Server, request: &str) -> String {
+    let mut stream = TcpStream::connect(host_port(server)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    read_until_closed(&mut stream)
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn every_answer_carries_the_security_headers() {
+    let s = Server::start();
+    let api = raw(
+        &s,
+        "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(api.starts_with("HTTP/1.1 200"), "{api}");
+    assert_eq!(header(&api, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(header(&api, "referrer-policy"), Some("no-referrer"));
+    assert_eq!(header(&api, "cache-control"), Some("no-store"));
+    // HSTS only under TLS (tested end to end with the binary).
+    assert_eq!(header(&api, "strict-transport-security"), None);
+    let id = header(&api, "x-request-id").expect("a request id");
+    assert_eq!(id.len(), 36);
+
+    // Errors and unknown routes too.
+    let missing = raw(
+        &s,
+        "GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert_eq!(header(&missing, "x-content-type-options"), Some("nosniff"));
+
+    // Every HTML answer forbids framing and loads nothing from elsewhere.
+    let page = raw(
+        &s,
+        "GET /s/abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let csp = header(&page, "content-security-policy").expect("a CSP");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(header(&page, "x-frame-options"), Some("DENY"));
+
+    // The request id of an answer is the one its ledger entry carries.
+    let (status, _) = s.call(
+        "GET",
+        "/api/v1/secrets/data/none/here",
+        Some("not-a-token"),
+        None,
+        None,
+    );
+    assert_eq!(status, 401);
+    let entry = s
+        .ledger()
+        .into_iter()
+        .rev()
+        .find(|e| e["action"] == "secret.read")
+        .expect("the refusal is recorded");
+    let recorded = entry["request_id"].as_str().unwrap().to_owned();
+    let logs = String::from_utf8_lossy(&common::logs().lock().unwrap()).into_owned();
+    assert!(
+        logs.contains(&recorded),
+        "the log lines carry the request id"
+    );
+    // Tokens, valid or not, never reach the logs.
+    assert!(!logs.contains("not-a-token") && !logs.contains(s.admin.as_str()));
+}
+
+#[test]
+fn slow_and_oversized_clients_are_cut_off() {
+    let s = Server::start_serving(
+        |_| {},
+        ServeOptions {
+            header_read_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+            max_header_bytes: 16 * 1024,
+            ..ServeOptions::default()
+        },
+    );
+    // Slow loris: headers that never end. The server closes the connection on its own.
+    let mut stream = TcpStream::connect(host_port(&s)).unwrap();
+    stream
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        if stream.write_all(b"X-Slow: 1\r\n").is_err() {
+            break;
+        }
+    }
+    let answer = read_until_closed(&mut stream);
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    // A body trickled slower than the request timeout allows: 408, then the connection closes.
+    let mut stream = TcpStream::connect(host_port(&s)).unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/sys/unseal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..12 {
+                std::thread::sleep(Duration::from_millis(300));
+                if stream.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let answer = read_until_closed(&mut stream);
+    writer.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+
+    // A header block over the limit is refused.
+    let big = format!(
+        "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let mut stream = TcpStream::connect(host_port(&s)).unwrap();
+    let _ = stream.write_all(big.as_bytes());
+    let answer = read_until_closed(&mut stream);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+
+    // The server still answers everyone else.
+    let (status, _) = s.call("GET", "/api/v1/health", None, None, None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn metrics_need_their_token_and_count_requests() {
+    let token = "metrics-token-0123456789";
+    let s = Server::start_with(|settings| {
+        settings.metrics_token = Some(zeroize::Zeroizing::new(token.to_owned()));
+    });
+    s.ok("GET", "/api/v1/health", None, None);
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(serde_json::json!({"user": "nobody", "password": "wrong password 1"})),
+        None,
+    );
+    assert_eq!(status, 401);
+
+    let (status, _) = s.call("GET", "/metrics", None, None, None);
+    assert_eq!(status, 401, "no token");
+    let (status, _) = s.call(
+        "GET",
+        "/metrics",
+        Some("wrong-token-0123456789"),
+        None,
+        None,
+    );
+    assert_eq!(status, 401, "wrong token");
+
+    let mut response = s
+        .agent
+        .get(format!("{}/metrics", s.addr))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.body_mut().read_to_string().unwrap();
+    for expected in [
+        "chaperone_http_requests_total{route=\"/api/v1/health\",method=\"GET\",status=\"200\"} 1",
+        "chaperone_http_request_duration_seconds_count{route=\"/api/v1/health\",method=\"GET\",status=\"200\"} 1",
+        "chaperone_login_failures_total 1",
+        "chaperone_sealed 0",
+        "chaperone_database_up 1",
+        "chaperone_grants_active 0",
+        "chaperone_ledger_entries ",
+        "chaperone_ledger_checkpoint_age_seconds ",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    // Metrics name route templates, never a secret's path or a token.
+    assert!(!text.contains(token));
+
+    // Without a token configured, the main listener has no metrics route.
+    let plain = Server::start();
+    let (status, _) = plain.call("GET", "/metrics", Some(token), None, None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn readiness_follows_the_seal_and_the_database() {
+    let s = Server::start();
+    let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
+    assert_eq!((status, body["ready"].as_bool()), (200, Some(true)));
+
+    s.ok("POST", "/api/v1/sys/seal", Some(&s.admin.clone()), None);
+    let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
+    assert_eq!(status, 503);
+    assert_eq!(body["reasons"], serde_json::json!(["sealed"]));
+    // Liveness stays up while sealed.
+    let (status, _) = s.call("GET", "/api/v1/health", None, None, None);
+    assert_eq!(status, 200);
+
+    s.unseal();
+    let (status, _) = s.call("GET", "/api/v1/ready", None, None, None);
+    assert_eq!(status, 200);
+
+    // The database goes away: not ready.
+    s.runtime.block_on(s.state.store().close());
+    let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
+    assert_eq!(status, 503);
+    assert_eq!(body["reasons"], serde_json::json!(["database_unreachable"]));
+}

@@ -1,0 +1,262 @@
+//! Running Chaperone in production: TLS end to end (the CLI and curl), certificate reload on
+//! SIGHUP, the refusal of plaintext on a public address, JSON logs and a graceful shutdown.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{BIN, Server, fails, ok, run_cli};
+use sha2::{Digest as _, Sha256};
+
+/// The SHA-256 fingerprint of the first certificate in a PEM file, as `AB:CD:...`.
+fn fingerprint(pem: &Path) -> String {
+    let text = std::fs::read_to_string(pem).unwrap();
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed (cargo xtask test installs it)")
+}
+
+/// `chaperone up --tls` in a new directory.
+fn up_tls(dir: &Path, env: &[(&str, &str)], log: std::fs::File) -> Server {
+    let data = dir.join("data");
+    Server::start_logging(
+        &[
+            "up",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--tls",
+        ],
+        dir,
+        env,
+        log,
+    )
+}
+
+#[test]
+fn tls_end_to_end_with_the_generated_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let server = up_tls(
+        dir.path(),
+        &[("CHAPERONE_LOG", "info"), ("CHAPERONE_LOG_FORMAT", "json")],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let data = dir.path().join("data");
+    let cert = data.join("tls.crt");
+    let cert_arg = cert.to_str().unwrap();
+    assert!(
+        server.addr.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.addr
+    );
+    #[cfg(unix)]
+    assert_eq!(common::mode(&data.join("tls.key")), 0o600);
+
+    // The fingerprint printed is the certificate's.
+    let printed = server
+        .banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SHA-256 fingerprint "))
+        .expect("the fingerprint is printed");
+    assert_eq!(printed, fingerprint(&cert));
+
+    // curl with the certificate as its CA: HSTS and the other headers.
+    let url = format!("{}/api/v1/ready", server.addr);
+    let answer = curl(&["-i", "--cacert", cert_arg, &url]);
+    let text = String::from_utf8_lossy(&answer.stdout).to_lowercase();
+    assert!(answer.status.success(), "{answer:?}");
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("strict-transport-security: max-age=63072000"),
+        "{text}"
+    );
+    assert!(text.contains("x-content-type-options: nosniff"), "{text}");
+    // Without it, curl refuses the self-signed certificate; plaintext gets no answer.
+    assert!(!curl(&[&url]).status.success());
+    let plain = url.replace("https://", "http://");
+    let answer = curl(&["-i", &plain]);
+    assert!(!String::from_utf8_lossy(&answer.stdout).contains("200 OK"));
+
+    // The CLI verifies the certificate: refused without the CA, with a hint.
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
+    let value = "tls-protected-value-81f3";
+    let error = fails(server.cli(token, &["secret", "put", "team/db", "password=-"], value));
+    assert!(error.contains("--ca-cert"), "{error}");
+    // With CHAPERONE_CACERT, and with --ca-cert.
+    let with_ca = |args: &[&str], stdin: &str| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("CHAPERONE_TOKEN", token)
+            .env("CHAPERONE_ADDR", &server.addr)
+            .env("CHAPERONE_CACERT", &cert)
+            .env("XDG_CONFIG_HOME", dir.path());
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    ok(with_ca(&["secret", "put", "team/db", "password=-"], value));
+    let read = ok(run_cli(
+        &server.addr,
+        token,
+        &["secret", "get", "team/db", "--ca-cert", cert_arg],
+        "",
+    ));
+    assert!(read.contains(value), "{read}");
+
+    // SIGHUP loads a new certificate from the same files; new connections get it.
+    let other = tempfile::tempdir().unwrap();
+    let donor = up_tls(
+        other.path(),
+        &[],
+        std::fs::File::create(other.path().join("log")).unwrap(),
+    );
+    donor.kill();
+    let new_cert = other.path().join("data/tls.crt");
+    let old_cert = other.path().join("old.crt");
+    std::fs::copy(&cert, &old_cert).unwrap();
+    std::fs::copy(other.path().join("data/tls.key"), data.join("tls.key")).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    server.signal("HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if curl(&["--cacert", new_cert.to_str().unwrap(), &url])
+            .status
+            .success()
+        {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reloaded, "the new certificate is served after SIGHUP");
+    assert!(
+        !curl(&["--cacert", old_cert.to_str().unwrap(), &url])
+            .status
+            .success(),
+        "the old certificate is no longer served"
+    );
+    // The server kept running through the reload.
+    ok(with_ca(&["secret", "get", "team/db"], ""));
+
+    // SIGTERM: a clean exit, with a last checkpoint over every entry.
+    let mut server = server;
+    server.signal("TERM");
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let (size, checkpointed) = ledger_head(&data.join("chaperone.db"));
+    assert!(size > 0);
+    assert_eq!(checkpointed, size, "the final checkpoint covers the ledger");
+
+    // The log is JSON, one object per line, every request line with its request id; no
+    // token or secret value in it.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let mut requests = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if event["message"] == "request" {
+            requests += 1;
+            assert_eq!(
+                event["span"]["id"].as_str().map(str::len),
+                Some(36),
+                "{line}"
+            );
+            assert!(
+                event["route"].is_string() && event["status"].is_number(),
+                "{line}"
+            );
+        }
+    }
+    assert!(requests >= 4, "{log}");
+    assert!(!log.contains(value) && !log.contains(token));
+}
+
+fn ledger_head(db: &Path) -> (i64, i64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let checkpointed: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(size), 0) FROM ledger_checkpoints")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        (size, checkpointed)
+    })
+}
+
+#[test]
+fn plaintext_on_a_public_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Command::new(BIN)
+        .args([
+            "up",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    let error = fails(up);
+    assert!(
+        error.contains("refusing to listen on 0.0.0.0:0 without TLS"),
+        "{error}"
+    );
+    assert!(!data.exists(), "nothing is created");
+
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let server = Command::new(BIN)
+        .args(["server", "--listen", "0.0.0.0:0", "--database-url", &url])
+        .output()
+        .unwrap();
+    let error = fails(server);
+    assert!(error.contains("dangerously_allow_plaintext"), "{error}");
+}
