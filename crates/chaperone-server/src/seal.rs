@@ -180,8 +180,15 @@ impl AppState {
         if self.keyring().is_none() {
             return;
         }
-        if let Err(e) = self.ledger_signer().await {
-            tracing::warn!(error = %e.message, "the ledger signing key is not available");
+        match self.ledger_signer().await {
+            // The public half is kept beside the sealed seed, for backups and restores.
+            Ok(signer) => {
+                let verifier = signer.verifier().to_string();
+                if let Err(e) = self.store.set_ledger_verifier(&verifier).await {
+                    tracing::warn!(error = %e, "the ledger verifier key was not recorded");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e.message, "the ledger signing key is not available"),
         }
     }
 

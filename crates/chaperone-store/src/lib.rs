@@ -12,6 +12,7 @@
 //! Every read returns `Result<Option<T>, StoreError>`: a database failure is an error, never
 //! "not found".
 
+mod backup;
 mod governance;
 mod identity;
 mod keyring;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
+pub use backup::{AuditError, PgSnapshot, postgres_clear, postgres_has_tables};
 pub use governance::{DocumentRecord, Op, Record};
 pub use identity::{GrantRecord, PersonRecord, VendorRecord};
 pub use keyring::{KeyringRecord, SealConfig, TokenKind, TokenRecord};
@@ -77,6 +79,9 @@ pub enum StoreError {
         /// The newest migration this binary has.
         known: i64,
     },
+    /// The operation does not apply to this backend.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The SQLite file or its directory could not be created.
     #[error("cannot create {}: {source}", path.display())]
     CreateFile {

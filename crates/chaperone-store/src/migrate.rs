@@ -57,6 +57,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_handoff.sql"),
         postgres: include_str!("../migrations/postgres/0007_handoff.sql"),
     },
+    Migration {
+        version: 8,
+        name: "operations",
+        sqlite: include_str!("../migrations/sqlite/0008_operations.sql"),
+        postgres: include_str!("../migrations/postgres/0008_operations.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {

@@ -83,12 +83,18 @@ enum Command {
     Ledger(cmd::ledger::LedgerCommand),
     /// Scan files and directories for leaked credentials (exit 1 on findings).
     Scan(cmd::scan::ScanArgs),
+    /// Take a consistent online backup of the database, with a manifest.
+    Backup(cmd::backup::BackupArgs),
+    /// Restore a backup into an empty data directory or database, verifying its ledger.
+    Restore(cmd::backup::RestoreArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => cmd::server::up(args),
+        Command::Backup(args) => cmd::backup::backup(args),
+        Command::Restore(args) => cmd::backup::restore(args),
         Command::Init(args) => cmd::server::init(args),
         Command::Server(args) => cmd::server::server(args),
         Command::Unseal(args) => cmd::seal::unseal(args),

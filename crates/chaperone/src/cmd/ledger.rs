@@ -223,7 +223,7 @@ fn unverified_checkpoint(note: &[u8]) -> anyhow::Result<Checkpoint> {
 }
 
 /// A verifier key given as text or as a file holding it.
-fn parse_key(text: &str) -> anyhow::Result<Verifier> {
+pub(crate) fn parse_key(text: &str) -> anyhow::Result<Verifier> {
     if let Ok(key) = text.trim().parse() {
         return Ok(key);
     }

@@ -1,5 +1,6 @@
 //! One module per group of subcommands.
 
+pub(crate) mod backup;
 pub(crate) mod governance;
 pub(crate) mod identity;
 pub(crate) mod ledger;
