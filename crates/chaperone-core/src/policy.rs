@@ -118,6 +118,8 @@ pub enum Action {
     SecretMetadataWrite,
     /// Seal the server.
     Seal,
+    /// Rekey the unseal shares and rotate the key-encryption key.
+    ManageKeys,
     /// Manage people, vendors and enrolments.
     ManagePeople,
     /// Add and remove grants.
@@ -164,6 +166,7 @@ impl Action {
             Action::SecretList => "secret.list",
             Action::SecretMetadataWrite => "secret.metadata_write",
             Action::Seal => "sys.seal",
+            Action::ManageKeys => "sys.keys",
             Action::ManagePeople => "people.manage",
             Action::ManageGrants => "grants.manage",
             Action::ManageClassification => "classification.manage",

@@ -101,18 +101,50 @@ impl RootKey {
         WrappedRootKey(aead::seal(&unseal.0, ROOT_KEY_AAD, self.0.as_ref()))
     }
 
-    /// Derives the keyring used while unsealed.
+    /// Derives the keyring used while unsealed, at key-encryption-key generation 0.
     pub fn keyring(&self) -> Keyring {
-        let hkdf = Hkdf::<Sha256>::new(None, self.0.as_ref());
-        let mut kek = Zeroizing::new([0u8; 32]);
+        self.keyring_at(0)
+    }
+
+    /// Derives the keyring whose new keys are wrapped under KEK generation `generation`.
+    pub fn keyring_at(&self, generation: u32) -> Keyring {
         let mut mac_key = Zeroizing::new([0u8; 32]);
-        for (info, key) in [(KEK_INFO, &mut kek), (MAC_INFO, &mut mac_key)] {
-            hkdf.expand(info, key.as_mut())
-                .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Hkdf::<Sha256>::new(None, self.0.as_ref())
+            .expand(MAC_INFO, mac_key.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Keyring {
+            keks: (0..=generation).map(|g| derive_kek(&self.0, g)).collect(),
+            root: self.0.clone(),
+            mac_key,
         }
-        Keyring { kek, mac_key }
     }
 }
+
+/// The key-encryption key of `generation`, derived from the root key with HKDF-SHA256.
+///
+/// Generations are derived rather than stored: nothing more to keep or back up, and the KEKs
+/// are independent of each other (HKDF outputs for different `info`), so a KEK that leaked
+/// says nothing about the next generation. Rotating the KEK does not help against a leaked
+/// root key; a new root key means re-encrypting everything. Generation 0 keeps the `info`
+/// of the first release, so existing data opens unchanged.
+fn derive_kek(root: &[u8; 32], generation: u32) -> Zeroizing<[u8; 32]> {
+    let mut info = KEK_INFO.to_vec();
+    if generation > 0 {
+        info.extend_from_slice(format!("/generation/{generation}").as_bytes());
+    }
+    let mut kek = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(None, root)
+        .expand(&info, kek.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    kek
+}
+
+/// First byte of a blob wrapped under a KEK generation above 0: `GENERATION_TAG ‖ generation
+/// (u32, big-endian) ‖ AEAD blob`. A blob of generation 0 is a bare AEAD blob, whose first
+/// byte is the AEAD format (1), so blobs written before generations existed read unchanged.
+/// The header is not authenticated on its own: a changed generation picks another KEK, and
+/// the GCM tag then fails.
+const GENERATION_TAG: u8 = 2;
 
 impl fmt::Debug for RootKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -202,30 +234,116 @@ impl fmt::Debug for SealedValue {
 }
 
 /// The keys of an unsealed server. Only obtainable from a [`RootKey`].
+///
+/// It keeps the root key (in zeroizing memory, like the KEKs) so that it can open blobs of a
+/// KEK generation newer than its own, which another node may have started, and derive the
+/// next generation when the KEK is rotated.
 pub struct Keyring {
-    kek: Zeroizing<[u8; 32]>,
+    /// KEKs of generations 0 ..= current; new keys are wrapped under the last.
+    keks: Vec<Zeroizing<[u8; 32]>>,
+    root: Zeroizing<[u8; 32]>,
     mac_key: Zeroizing<[u8; 32]>,
 }
 
+/// The KEK generation a wrapped blob was made under.
+pub fn generation_of(blob: &[u8]) -> u32 {
+    match blob {
+        [GENERATION_TAG, a, b, c, d, ..] => u32::from_be_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    }
+}
+
 impl Keyring {
+    /// The KEK generation new keys are wrapped under.
+    pub fn generation(&self) -> u32 {
+        u32::try_from(self.keks.len() - 1).expect("generations fit in u32")
+    }
+
+    /// The same keys, with new keys wrapped under `generation`.
+    pub fn at_generation(&self, generation: u32) -> Keyring {
+        Keyring {
+            keks: (0..=generation)
+                .map(|g| derive_kek(&self.root, g))
+                .collect(),
+            root: self.root.clone(),
+            mac_key: self.mac_key.clone(),
+        }
+    }
+
+    /// Wraps `plaintext` under the current KEK.
+    fn kek_seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let generation = self.generation();
+        let kek = self.keks.last().expect("generation 0 always exists");
+        let blob = aead::seal(kek, aad, plaintext);
+        if generation == 0 {
+            return blob;
+        }
+        let mut out = Vec::with_capacity(5 + blob.len());
+        out.push(GENERATION_TAG);
+        out.extend_from_slice(&generation.to_be_bytes());
+        out.extend_from_slice(&blob);
+        out
+    }
+
+    /// Unwraps a blob made by [`Keyring::kek_seal`] under any generation.
+    fn kek_open(&self, aad: &[u8], blob: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let (generation, body) = match blob {
+            [GENERATION_TAG, rest @ ..] if rest.len() >= 4 => (generation_of(blob), &rest[4..]),
+            [GENERATION_TAG, ..] => return Err(CryptoError::Malformed("truncated generation")),
+            _ => (0, blob),
+        };
+        match self.keks.get(generation as usize) {
+            Some(kek) => aead::open(kek, aad, body),
+            None => aead::open(&derive_kek(&self.root, generation), aad, body),
+        }
+    }
+
     /// Encrypts `plaintext` under a fresh data key bound to `binding`.
     pub fn seal(&self, binding: Binding, plaintext: &[u8]) -> SealedValue {
         let mut data_key = Zeroizing::new([0u8; 32]);
         random_bytes(data_key.as_mut());
         SealedValue {
-            wrapped_key: aead::seal(&self.kek, &binding.aad(DATA_KEY_AAD), data_key.as_ref()),
+            wrapped_key: self.kek_seal(&binding.aad(DATA_KEY_AAD), data_key.as_ref()),
             ciphertext: aead::seal(&data_key, &binding.aad(VALUE_AAD), plaintext),
         }
+    }
+
+    /// A data key wrapped under an older KEK generation, wrapped again under the current one
+    /// (the value's ciphertext does not change); `None` when it is current already.
+    pub fn rewrap_data_key(
+        &self,
+        binding: Binding,
+        wrapped_key: &[u8],
+    ) -> Result<Option<Vec<u8>>, CryptoError> {
+        if generation_of(wrapped_key) >= self.generation() {
+            return Ok(None);
+        }
+        let aad = binding.aad(DATA_KEY_AAD);
+        let data_key = Zeroizing::new(self.kek_open(&aad, wrapped_key)?);
+        Ok(Some(self.kek_seal(&aad, &data_key)))
+    }
+
+    /// A field sealed under an older KEK generation, sealed again under the current one;
+    /// `None` when it is current already.
+    pub fn reseal_field(
+        &self,
+        purpose: &str,
+        owner: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, CryptoError> {
+        if generation_of(sealed) >= self.generation() {
+            return Ok(None);
+        }
+        let aad = field_aad(purpose, owner);
+        let plain = Zeroizing::new(self.kek_open(&aad, sealed)?);
+        Ok(Some(self.kek_seal(&aad, &plain)))
     }
 
     /// Decrypts a value sealed for `binding`. Fails if either ciphertext was altered or was
     /// sealed for another secret id or version.
     pub fn open(&self, binding: Binding, sealed: &SealedValue) -> Result<SecretBytes, CryptoError> {
-        let key_bytes = Zeroizing::new(aead::open(
-            &self.kek,
-            &binding.aad(DATA_KEY_AAD),
-            &sealed.wrapped_key,
-        )?);
+        let key_bytes =
+            Zeroizing::new(self.kek_open(&binding.aad(DATA_KEY_AAD), &sealed.wrapped_key)?);
         let mut data_key = Zeroizing::new([0u8; 32]);
         if key_bytes.len() != data_key.len() {
             return Err(CryptoError::Malformed("a data key has the wrong length"));
@@ -241,7 +359,7 @@ impl Keyring {
     /// its `purpose` and `owner` (e.g. `"totp"`, a person id), so it cannot be moved to another
     /// owner or used for another purpose.
     pub fn seal_field(&self, purpose: &str, owner: &str, plaintext: &[u8]) -> Vec<u8> {
-        aead::seal(&self.kek, &field_aad(purpose, owner), plaintext)
+        self.kek_seal(&field_aad(purpose, owner), plaintext)
     }
 
     /// Decrypts a field sealed by [`Keyring::seal_field`] with the same purpose and owner.
@@ -251,7 +369,8 @@ impl Keyring {
         owner: &str,
         sealed: &[u8],
     ) -> Result<SecretBytes, CryptoError> {
-        aead::open(&self.kek, &field_aad(purpose, owner), sealed).map(SecretBytes::new)
+        self.kek_open(&field_aad(purpose, owner), sealed)
+            .map(SecretBytes::new)
     }
 }
 
@@ -409,5 +528,69 @@ mod tests {
         assert_eq!(format!("{:?}", keyring()), "Keyring([redacted])");
         let plain = SecretBytes::new(b"hunter2".to_vec());
         assert!(!format!("{plain:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn kek_generations_rotate_without_losing_anything() {
+        let root = RootKey::generate();
+        let old = root.keyring();
+        const B: Binding = Binding {
+            secret_id: 7,
+            version: 3,
+        };
+        let value = old.seal(B, b"written before");
+        let field = old.seal_field("totp", "person-1", b"totp secret");
+        assert_eq!(generation_of(&value.wrapped_key), 0);
+        assert_eq!(value.wrapped_key[0], 1, "generation 0 blobs are unchanged");
+
+        // The next generation opens the old blobs and wraps new keys under itself.
+        let new = old.at_generation(1);
+        assert_eq!(new.generation(), 1);
+        assert_eq!(new.open(B, &value).unwrap().expose(), b"written before");
+        let during = new.seal(B, b"written during");
+        assert_eq!(generation_of(&during.wrapped_key), 1);
+
+        // Re-wrapping moves a data key to generation 1 without touching the ciphertext.
+        let rewrapped = new.rewrap_data_key(B, &value.wrapped_key).unwrap().unwrap();
+        assert_eq!(generation_of(&rewrapped), 1);
+        let moved = SealedValue {
+            wrapped_key: rewrapped.clone(),
+            ciphertext: value.ciphertext.clone(),
+        };
+        assert_eq!(new.open(B, &moved).unwrap().expose(), b"written before");
+        assert!(new.rewrap_data_key(B, &rewrapped).unwrap().is_none());
+        let resealed = new
+            .reseal_field("totp", "person-1", &field)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            new.open_field("totp", "person-1", &resealed)
+                .unwrap()
+                .expose(),
+            b"totp secret"
+        );
+        assert!(
+            new.reseal_field("totp", "person-2", &field).is_err(),
+            "bound to its owner"
+        );
+
+        // A keyring still at generation 0 (another node) opens generation-1 blobs too.
+        assert_eq!(old.open(B, &during).unwrap().expose(), b"written during");
+        // A keyring from another root key opens none of them.
+        let other = RootKey::generate().keyring_at(1);
+        assert!(other.open(B, &moved).is_err());
+
+        // A forged generation header picks another KEK and fails authentication.
+        let mut forged = rewrapped.clone();
+        forged[4] = 2;
+        let forged = SealedValue {
+            wrapped_key: forged,
+            ciphertext: value.ciphertext.clone(),
+        };
+        assert!(new.open(B, &forged).is_err());
+        assert!(matches!(
+            new.open_field("totp", "person-1", &[GENERATION_TAG, 0, 0]),
+            Err(CryptoError::Malformed(_))
+        ));
     }
 }

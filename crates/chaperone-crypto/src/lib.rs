@@ -16,7 +16,7 @@ pub mod token;
 pub mod totp;
 
 pub use error::CryptoError;
-pub use keys::{Binding, Keyring, RootKey, SealedValue, UnsealKey, WrappedRootKey};
+pub use keys::{Binding, Keyring, RootKey, SealedValue, UnsealKey, WrappedRootKey, generation_of};
 pub use secret::SecretBytes;
 
 /// Fills `buf` from the operating system's CSPRNG.

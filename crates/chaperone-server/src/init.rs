@@ -24,6 +24,8 @@ pub async fn initialize(
 ) -> Result<(), StoreError> {
     let root = RootKey::generate();
     let keyring = KeyringRecord {
+        kek_generation: 0,
+        rewrapped_generation: 0,
         wrapped_root_key: root.wrap(unseal),
         seal,
         created_at: now,

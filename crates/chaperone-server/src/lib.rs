@@ -10,6 +10,7 @@ mod auth;
 mod clock;
 mod error;
 mod init;
+mod keys;
 mod listen;
 mod mail;
 mod notify;
@@ -61,9 +62,11 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let checkpoints = tokio::spawn(api::checkpoints(Arc::clone(&state)));
     let sweep = tokio::spawn(notify::background(Arc::clone(&state)));
+    let rewrap = tokio::spawn(keys::background(Arc::clone(&state)));
     let served = listen::run(listener, router(Arc::clone(&state)), options, shutdown).await;
     checkpoints.abort();
     sweep.abort();
+    rewrap.abort();
     // Every acknowledged change is committed already; the last checkpoint makes the
     // ledger's final size signed and visible to auditors.
     if state.keyring().is_some()

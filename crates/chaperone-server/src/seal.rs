@@ -83,6 +83,7 @@ impl AppState {
     /// Adds one share; unseals when the threshold is met. A wrong combination discards the
     /// collected shares and fails with [`CryptoError::WrongUnsealKey`].
     pub async fn submit_share(&self, text: &str) -> Result<SealStatus, SealError> {
+        self.refresh_record().await?;
         let status = self.add_share(text).await?;
         self.ready_ledger().await;
         Ok(status)
@@ -142,7 +143,7 @@ impl AppState {
         let root = record.wrapped_root_key.open(&key)?;
         *inner = Inner::Unsealed {
             record: record.clone(),
-            keyring: Arc::new(root.keyring()),
+            keyring: Arc::new(root.keyring_at(record.kek_generation)),
         };
         drop(inner);
         tracing::info!("unsealed with shares");
@@ -160,12 +161,13 @@ impl AppState {
         if !self.load().await? {
             return Err(SealError::NotInitialized);
         }
+        self.refresh_record().await?;
         let mut inner = self.seal.0.write().expect("seal lock poisoned");
         if let Inner::Sealed { record, .. } = &*inner {
             let root = record.wrapped_root_key.open(key)?;
             *inner = Inner::Unsealed {
                 record: record.clone(),
-                keyring: Arc::new(root.keyring()),
+                keyring: Arc::new(root.keyring_at(record.kek_generation)),
             };
             tracing::info!("unsealed with the key file");
         }
@@ -209,6 +211,52 @@ impl AppState {
         if let Inner::Sealed { shares, .. } = &mut *self.seal.0.write().expect("seal lock poisoned")
         {
             shares.clear();
+        }
+    }
+
+    /// While sealed, reads the keyring record again: another node may have rekeyed or
+    /// started a new key generation since it was loaded.
+    async fn refresh_record(&self) -> Result<(), SealError> {
+        if !matches!(
+            *self.seal.0.read().expect("seal lock poisoned"),
+            Inner::Sealed { .. }
+        ) {
+            return Ok(());
+        }
+        let Some(fresh) = self.store.keyring().await? else {
+            return Ok(());
+        };
+        if let Inner::Sealed { record, shares } =
+            &mut *self.seal.0.write().expect("seal lock poisoned")
+            && *record != fresh
+        {
+            // Shares given for the old wrapping cannot open the new one.
+            if record.wrapped_root_key != fresh.wrapped_root_key {
+                shares.clear();
+            }
+            *record = fresh;
+        }
+        Ok(())
+    }
+
+    /// The keyring record and keyring of an unsealed server.
+    pub(crate) fn unsealed_record(&self) -> Option<(KeyringRecord, Arc<Keyring>)> {
+        match &*self.seal.0.read().expect("seal lock poisoned") {
+            Inner::Unsealed { record, keyring } => Some((record.clone(), keyring.clone())),
+            _ => None,
+        }
+    }
+
+    /// Replaces the keyring record (and keyring) of an unsealed server after a rekey or a
+    /// new key generation. Nothing happens if the server was sealed meanwhile.
+    pub(crate) fn replace_unsealed(&self, record: KeyringRecord, keyring: Arc<Keyring>) {
+        if let Inner::Unsealed {
+            record: current,
+            keyring: current_keyring,
+        } = &mut *self.seal.0.write().expect("seal lock poisoned")
+        {
+            *current = record;
+            *current_keyring = keyring;
         }
     }
 

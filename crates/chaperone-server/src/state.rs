@@ -89,6 +89,7 @@ pub struct AppState {
     pub(crate) settings: Settings,
     pub(crate) seal: SealState,
     pub(crate) metrics: crate::observe::Metrics,
+    pub(crate) rewrap: crate::keys::Rewrap,
 }
 
 impl AppState {
@@ -100,6 +101,7 @@ impl AppState {
             settings,
             seal: SealState::default(),
             metrics: crate::observe::Metrics::default(),
+            rewrap: crate::keys::Rewrap::default(),
         }
     }
 

@@ -664,7 +664,9 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("POST", "/api/v1/sys/unseal")
         | ("POST", "/api/v1/auth/login")
         | ("POST", "/api/v1/auth/enroll") => return None,
-        ("POST", "/api/v1/sys/seal") => ADMIN,
+        ("POST", "/api/v1/sys/seal")
+        | ("POST", "/api/v1/sys/rekey" | "/api/v1/sys/rotate")
+        | ("GET", "/api/v1/sys/rotate") => ADMIN,
         ("GET" | "PUT" | "POST" | "DELETE", "/api/v1/secrets/data/{*path}") => MEMBERS,
         ("GET", "/api/v1/secrets/metadata/{*path}") => LISTERS,
         ("PUT", "/api/v1/secrets/metadata/{*path}") => MEMBERS,

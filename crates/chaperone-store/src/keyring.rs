@@ -35,6 +35,10 @@ pub struct KeyringRecord {
     pub seal: SealConfig,
     /// When the server was initialised.
     pub created_at: Timestamp,
+    /// The key-encryption-key generation new keys are wrapped under.
+    pub kek_generation: u32,
+    /// Every stored key is wrapped under this generation or a later one.
+    pub rewrapped_generation: u32,
 }
 
 /// A stored API token: its hash and what it may do, never the token itself.
@@ -106,8 +110,8 @@ impl Store {
     /// The keyring, or `None` before initialisation.
     pub async fn keyring(&self) -> Result<Option<KeyringRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT wrapped_root_key, seal_kind, shares, threshold, created_at \
-             FROM keyring WHERE id = 1",
+            "SELECT wrapped_root_key, seal_kind, shares, threshold, created_at, kek_generation, \
+             rewrapped_generation FROM keyring WHERE id = 1",
         )
         .fetch_optional(&self.pool)
         .await
@@ -129,6 +133,8 @@ impl Store {
                 wrapped_root_key: WrappedRootKey::from_bytes(row.try_get("wrapped_root_key")?),
                 seal: seal.ok_or_else(|| sqlx::Error::Decode("unknown seal kind".into()))?,
                 created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+                kek_generation: generation(row.try_get("kek_generation")?)?,
+                rewrapped_generation: generation(row.try_get("rewrapped_generation")?)?,
             })
         };
         read(&row)
@@ -232,6 +238,10 @@ impl Store {
 
 const TOKEN_COLUMNS: &str = "id, token_hash, name, role, created_at, expires_at, revoked_at, \
      person_id, kind, scope, mfa_verified_at";
+
+fn generation(value: i64) -> Result<u32, sqlx::Error> {
+    u32::try_from(value).map_err(|_| sqlx::Error::Decode("a key generation out of range".into()))
+}
 
 async fn initialize_in(
     conn: &mut AnyConnection,

@@ -378,6 +378,8 @@ async fn keyring_and_tokens(f: &Fixture) {
     assert_eq!(f.store.keyring().await.unwrap(), None);
     let unseal = UnsealKey::generate();
     let record = KeyringRecord {
+        kek_generation: 0,
+        rewrapped_generation: 0,
         wrapped_root_key: RootKey::generate().wrap(&unseal),
         seal: SealConfig::Shamir {
             shares: 5,

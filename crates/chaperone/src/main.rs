@@ -83,6 +83,9 @@ enum Command {
     Ledger(cmd::ledger::LedgerCommand),
     /// Scan files and directories for leaked credentials (exit 1 on findings).
     Scan(cmd::scan::ScanArgs),
+    /// Key management: rekey the unseal shares, rotate the key-encryption key (admin).
+    #[command(subcommand)]
+    Operator(cmd::operator::OperatorCommand),
     /// Take a consistent online backup of the database, with a manifest.
     Backup(cmd::backup::BackupArgs),
     /// Restore a backup into an empty data directory or database, verifying its ledger.
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => cmd::server::up(args),
         Command::Backup(args) => cmd::backup::backup(args),
+        Command::Operator(command) => cmd::operator::run(command),
         Command::Restore(args) => cmd::backup::restore(args),
         Command::Init(args) => cmd::server::init(args),
         Command::Server(args) => cmd::server::server(args),

@@ -534,3 +534,145 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
     let leftovers: Vec<_> = std::fs::read_dir(&target).unwrap().collect();
     assert!(leftovers.is_empty(), "no staging file left behind");
 }
+
+#[test]
+fn rekey_issues_new_shares_and_retires_the_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    let (shares, token) = init(&url);
+    let old: Vec<&str> = shares.iter().map(String::as_str).collect();
+    let server = serve(&url, dir.path(), &old[..3]);
+    ok(server.cli(
+        &token,
+        &["secret", "put", "prod/db", "password=before-rekey"],
+        "",
+    ));
+
+    // Shares of another initialisation do not open this root key; nothing changes.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_url = format!("sqlite://{}", other_dir.path().join("other.db").display());
+    let (foreign, _) = init(&other_url);
+    let error = fails(server.cli(
+        &token,
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        &format!("{}\n", foreign[..3].join("\n")),
+    ));
+    assert!(error.contains("do not open"), "{error}");
+    // Too few current shares: nothing is sent.
+    let error = fails(server.cli(
+        &token,
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        &format!("{}\n", old[..2].join("\n")),
+    ));
+    assert!(error.contains("2 of 3"), "{error}");
+
+    let out = ok(server.cli(
+        &token,
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        &format!("{}\n{}\n{}\n", old[4], old[1], old[3]),
+    ));
+    let new: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .map(|l| l.split(": ").nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(new.len(), 3, "{out}");
+    // The new shares are stored nowhere.
+    let db = std::fs::read(dir.path().join("keys.db")).unwrap();
+    assert!(!db.windows(20).any(|w| w == &new[0].as_bytes()[5..25]));
+
+    // Sealed, the old shares no longer unseal; two new shares do.
+    ok(server.cli(&token, &["seal"], ""));
+    let error = fails(server.cli("", &["unseal"], &format!("{}\n", old[..3].join("\n"))));
+    assert!(error.contains("the server needs 2"), "{error}");
+    ok(server.cli("", &["unseal"], &format!("{}\n{}\n", new[2], new[0])));
+
+    // Back to a 5-of-3 split: the original shares have the right shape again, and still
+    // open nothing.
+    let out = ok(server.cli(
+        &token,
+        &["operator", "rekey", "--shares", "5", "--threshold", "3"],
+        &format!("{}\n{}\n", new[0], new[1]),
+    ));
+    let new: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .map(|l| l.split(": ").nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(new.len(), 5, "{out}");
+    ok(server.cli(&token, &["seal"], ""));
+    let error = fails(server.cli("", &["unseal"], &format!("{}\n", old[..3].join("\n"))));
+    assert!(error.contains("do not open"), "{error}");
+    ok(server.cli(
+        "",
+        &["unseal"],
+        &format!("{}\n{}\n{}\n", new[4], new[0], new[2]),
+    ));
+    let value = ok(server.cli(
+        &token,
+        &["secret", "get", "prod/db", "--field", "password"],
+        "",
+    ));
+    assert_eq!(value.trim(), "before-rekey");
+
+    // A restarted server needs the new shares too.
+    server.kill();
+    let server = serve(
+        &url,
+        dir.path(),
+        &[new[0].as_str(), new[1].as_str(), new[3].as_str()],
+    );
+    let value = ok(server.cli(
+        &token,
+        &["secret", "get", "prod/db", "--field", "password"],
+        "",
+    ));
+    assert_eq!(value.trim(), "before-rekey");
+
+    // The rekey and the refused attempt are in the ledger, without any share.
+    let ledger = ok(server.cli(&token, &["ledger", "search", "--action", "sys.rekey"], ""));
+    assert!(
+        ledger.contains("success") && ledger.contains("failure"),
+        "{ledger}"
+    );
+    for share in old.iter().copied().chain(new.iter().map(String::as_str)) {
+        assert!(!ledger.contains(share));
+    }
+
+    // `chaperone up` servers unseal from their key file and cannot be rekeyed.
+    let (up_dir, up) = Server::up();
+    let up_token = std::fs::read_to_string(up_dir.path().join("data/admin.token")).unwrap();
+    let error = fails(up.cli(
+        up_token.trim(),
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        "",
+    ));
+    assert!(error.contains("key file"), "{error}");
+}
+
+#[test]
+fn rotate_from_the_cli_waits_for_the_rewrapping() {
+    let (dir, server) = Server::up();
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let token = token.trim();
+    for i in 0..20 {
+        ok(server.cli(
+            token,
+            &["secret", "put", &format!("r/s{i}"), &format!("v=value-{i}")],
+            "",
+        ));
+    }
+    let out = ok(server.cli(token, &["operator", "rotate"], ""));
+    assert!(out.contains("generation 1 started"), "{out}");
+    assert!(out.contains("wrapped under generation 1 or later"), "{out}");
+    let status = ok(server.cli(token, &["operator", "rotate", "--status"], ""));
+    assert!(status.contains("Generation 1;"), "{status}");
+    for i in 0..20 {
+        let value = ok(server.cli(
+            token,
+            &["secret", "get", &format!("r/s{i}"), "--field", "v"],
+            "",
+        ));
+        assert_eq!(value.trim(), format!("value-{i}"));
+    }
+}

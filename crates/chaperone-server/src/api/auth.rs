@@ -34,6 +34,9 @@ use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
 use chaperone_ledger::entry::{Actor, Outcome};
 
+/// What a TOTP secret is sealed for (its owner is the person's id).
+pub(crate) const TOTP_PURPOSE: &str = "totp";
+
 /// Name shown by authenticator apps.
 const ISSUER: &str = "Chaperone";
 
@@ -315,7 +318,7 @@ pub(crate) async fn enroll(
             &code,
             now,
             &phc,
-            move |id| keyring.seal_field("totp", id, sealing.expose()),
+            move |id| keyring.seal_field(TOTP_PURPOSE, id, sealing.expose()),
             &hashes,
             &[event],
         )
@@ -758,7 +761,7 @@ impl AppState {
         };
         let secret = TotpSecret::from_bytes(
             keyring
-                .open_field("totp", &person.id, sealed)?
+                .open_field(TOTP_PURPOSE, &person.id, sealed)?
                 .expose()
                 .to_vec(),
         );

@@ -961,7 +961,7 @@ pub(crate) async fn list_evidence(
 // ---------------------------------------------------------------------------------------
 // Documents
 
-const DOCUMENT_PURPOSE: &str = "document";
+pub(crate) const DOCUMENT_PURPOSE: &str = "document";
 
 #[derive(Deserialize)]
 pub(crate) struct DocumentQuery {

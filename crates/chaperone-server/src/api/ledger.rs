@@ -26,7 +26,7 @@ use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 /// The keyring purpose of the ledger's signing seed.
-const KEY_PURPOSE: &str = "ledger-signing-key";
+pub(crate) const KEY_PURPOSE: &str = "ledger-signing-key";
 /// Most entries one request returns.
 const MAX_ENTRIES: u64 = 1000;
 

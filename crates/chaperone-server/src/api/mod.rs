@@ -7,7 +7,7 @@ pub(crate) mod auth;
 mod deliverables;
 mod findings;
 pub(crate) mod governance;
-mod ledger;
+pub(crate) mod ledger;
 pub(crate) mod offboard;
 pub(crate) mod rotation;
 pub(crate) mod shares;
@@ -114,6 +114,27 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             sys::seal_status,
         ),
         route(M::POST, "/api/v1/sys/unseal", None, On::System, sys::unseal),
+        route(
+            M::POST,
+            "/api/v1/sys/rekey",
+            Some(ManageKeys),
+            On::System,
+            crate::keys::rekey,
+        ),
+        route(
+            M::POST,
+            "/api/v1/sys/rotate",
+            Some(ManageKeys),
+            On::System,
+            crate::keys::rotate,
+        ),
+        route(
+            M::GET,
+            "/api/v1/sys/rotate",
+            Some(ManageKeys),
+            On::System,
+            crate::keys::rotation_status,
+        ),
         route(
             M::POST,
             "/api/v1/sys/seal",
@@ -873,6 +894,9 @@ pub(crate) fn not_found_response() -> axum::response::Response {
     paths(
         sys::health,
         crate::observe::ready,
+        crate::keys::rekey,
+        crate::keys::rotate,
+        crate::keys::rotation_status,
         openapi_json,
         sys::seal_status,
         sys::unseal,
@@ -996,7 +1020,7 @@ impl utoipa::Modify for BearerAuth {
 /// The error envelope of every failed request.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct ErrorBody {
+pub(crate) struct ErrorBody {
     error: ErrorDetail,
 }
 

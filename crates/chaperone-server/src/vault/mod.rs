@@ -16,7 +16,7 @@
 mod kv;
 mod sys;
 mod token;
-mod wrapping;
+pub(crate) mod wrapping;
 
 use std::sync::Arc;
 

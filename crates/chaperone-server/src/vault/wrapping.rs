@@ -30,7 +30,7 @@ use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
 
 /// The keyring purpose wrapped answers are sealed for.
-const PURPOSE: &str = "wrapped-response";
+pub(crate) const PURPOSE: &str = "wrapped-response";
 const INVALID: &str = "wrapping token is not valid or does not exist";
 
 /// A wrap TTL as Vault clients send it: seconds (`300`) or a duration (`5m`).

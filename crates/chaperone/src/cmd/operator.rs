@@ -1,0 +1,184 @@
+//! `chaperone operator rekey` and `chaperone operator rotate`: key management on a running
+//! server (admin).
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::client::{Client, ClientArgs, Method};
+
+/// `chaperone operator ...`.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum OperatorCommand {
+    /// Issue new unseal shares for the same root key; the current shares stop working.
+    /// A quorum of current shares is asked for (prompted, or one per line on stdin).
+    Rekey {
+        /// Number of new shares.
+        #[arg(long)]
+        shares: u8,
+        /// Number of new shares needed to unseal.
+        #[arg(long)]
+        threshold: u8,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a new key-encryption-key generation and re-wrap every stored key under it.
+    Rotate {
+        /// Only show the generation and the progress of re-wrapping.
+        #[arg(long)]
+        status: bool,
+        /// Return once the generation has started, without waiting for the re-wrapping.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn run(command: OperatorCommand) -> anyhow::Result<()> {
+    match command {
+        OperatorCommand::Rekey {
+            shares,
+            threshold,
+            client,
+        } => rekey(&Client::authenticated(&client)?, shares, threshold),
+        OperatorCommand::Rotate {
+            status,
+            no_wait,
+            client,
+        } => rotate(&Client::authenticated(&client)?, status, no_wait),
+    }
+}
+
+fn rekey(client: &Client, shares: u8, threshold: u8) -> anyhow::Result<()> {
+    let status = client.call(Method::Get, "sys/seal-status", None)?;
+    if status["seal_kind"] != "shamir" {
+        bail!(
+            "this server unseals from a key file; rekeying is for servers made with `chaperone init`"
+        );
+    }
+    let needed = status["threshold"].as_u64().unwrap_or(0);
+    let interactive = std::io::stdin().is_terminal();
+    let mut lines = std::io::stdin().lock().lines();
+    let mut current: Vec<Zeroizing<String>> = Vec::new();
+    while (current.len() as u64) < needed {
+        let share = if interactive {
+            Zeroizing::new(rpassword::prompt_password(format!(
+                "Current unseal share ({} of {needed}): ",
+                current.len() + 1
+            ))?)
+        } else {
+            match lines.next() {
+                Some(line) => Zeroizing::new(line?),
+                None => bail!(
+                    "stdin ended after {} of {needed} current shares; nothing was changed",
+                    current.len()
+                ),
+            }
+        };
+        if !share.trim().is_empty() {
+            current.push(Zeroizing::new(share.trim().to_owned()));
+        }
+    }
+    let body = json!({
+        "current_shares": current.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "shares": shares,
+        "threshold": threshold,
+    });
+    let answer = client.call(Method::Post, "sys/rekey", Some(&body))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Rekeyed. The old shares no longer unseal this server. Any {threshold} of these {shares} \
+         new shares do.\nGive each to a different person; they are shown only now and stored \
+         nowhere.\n"
+    )?;
+    for (i, share) in answer["shares"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        writeln!(
+            out,
+            "Unseal share {}: {}",
+            i + 1,
+            share.as_str().unwrap_or_default()
+        )?;
+    }
+    Ok(())
+}
+
+fn rotate(client: &Client, status_only: bool, no_wait: bool) -> anyhow::Result<()> {
+    let mut status = if status_only {
+        client.call(Method::Get, "sys/rotate", None)?
+    } else {
+        let status = client.call(Method::Post, "sys/rotate", None)?;
+        println!(
+            "Key-encryption key generation {} started: new keys are wrapped under it.",
+            status["generation"]
+        );
+        status
+    };
+    if status_only || no_wait {
+        print_status(&status);
+        return Ok(());
+    }
+    let progress_line = std::io::stderr().is_terminal();
+    // Bounded: a pass that makes no progress for ten minutes is reported, not waited for.
+    let mut stalled = 0;
+    let mut last_scanned = 0;
+    while status["rewrapped_generation"] != status["generation"] {
+        std::thread::sleep(Duration::from_millis(500));
+        status = client.call(Method::Get, "sys/rotate", None)?;
+        let scanned = status["progress"]["scanned"].as_u64().unwrap_or(0);
+        if progress_line {
+            eprint!(
+                "\rRe-wrapping: {scanned} of {} keys looked at, {} re-wrapped",
+                status["progress"]["total"], status["progress"]["rewrapped"]
+            );
+        }
+        if let Some(error) = status["progress"]["error"].as_str() {
+            eprintln!();
+            bail!("re-wrapping stopped: {error} (the server retries; check with --status)");
+        }
+        stalled = if scanned == last_scanned {
+            stalled + 1
+        } else {
+            0
+        };
+        last_scanned = scanned;
+        if stalled > 1200 {
+            bail!("re-wrapping has made no progress for ten minutes; check with --status");
+        }
+    }
+    if progress_line {
+        eprintln!();
+    }
+    print_status(&status);
+    Ok(())
+}
+
+fn print_status(status: &Value) {
+    println!(
+        "Generation {}; every stored key is wrapped under generation {} or later.",
+        status["generation"], status["rewrapped_generation"]
+    );
+    let progress = &status["progress"];
+    if progress["target"].as_u64().is_some_and(|t| t > 0) {
+        println!(
+            "Last pass{}: {} of {} keys looked at, {} re-wrapped.",
+            if progress["running"] == true {
+                " (running)"
+            } else {
+                ""
+            },
+            progress["scanned"],
+            progress["total"],
+            progress["rewrapped"]
+        );
+    }
+}
