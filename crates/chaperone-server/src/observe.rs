@@ -50,14 +50,15 @@ pub(crate) async fn layer(
         .map_or("unmatched", |r| r.0);
     let status = response.status().as_u16();
     state.metrics.observe(route, method, status, elapsed);
+    // The ledger already records every request that matters, with this id; the access line
+    // is for debugging (`chaperone_server::observe=debug`), except for server errors.
+    let ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        tracing::info!(
-            method,
-            route,
-            status,
-            ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
+        if status >= 500 {
+            tracing::warn!(method, route, status, ms, "request");
+        } else {
+            tracing::debug!(method, route, status, ms, "request");
+        }
     });
     security_headers(response.headers_mut());
     if let Ok(value) = HeaderValue::from_str(&id) {

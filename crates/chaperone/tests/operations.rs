@@ -62,7 +62,10 @@ fn tls_end_to_end_with_the_generated_certificate() {
     let log_path = dir.path().join("server.log");
     let server = up_tls(
         dir.path(),
-        &[("CHAPERONE_LOG", "info"), ("CHAPERONE_LOG_FORMAT", "json")],
+        &[
+            ("CHAPERONE_LOG", "info,chaperone_server::observe=debug"),
+            ("CHAPERONE_LOG_FORMAT", "json"),
+        ],
         std::fs::File::create(&log_path).unwrap(),
     );
     let data = dir.path().join("data");
