@@ -126,6 +126,46 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "CHAPERONE_LOG",
         "log filter, e.g. info or chaperone_server=debug",
     ),
+    (
+        "mfa_roles",
+        "CHAPERONE_MFA_ROLES",
+        "roles that need TOTP at login (default admin,security,contractor)",
+    ),
+    (
+        "dangerously_allow_contractors_without_mfa",
+        "CHAPERONE_DANGEROUSLY_ALLOW_CONTRACTORS_WITHOUT_MFA",
+        "needed to leave contractor out of mfa_roles",
+    ),
+    (
+        "lockout_threshold",
+        "CHAPERONE_LOCKOUT_THRESHOLD",
+        "failures (per account, per address) before logins are refused (default 10)",
+    ),
+    (
+        "lockout_window",
+        "CHAPERONE_LOCKOUT_WINDOW",
+        "window failures count in (default 15m)",
+    ),
+    (
+        "auth_failure_delay_ms",
+        "CHAPERONE_AUTH_FAILURE_DELAY_MS",
+        "delay after a first failed login, doubling per failure (default 250)",
+    ),
+    (
+        "session_ttl",
+        "CHAPERONE_SESSION_TTL",
+        "login session lifetime (default 12h)",
+    ),
+    (
+        "step_up_window",
+        "CHAPERONE_STEP_UP_WINDOW",
+        "how long a TOTP step-up allows confidential reads (default 15m)",
+    ),
+    (
+        "trusted_proxies",
+        "CHAPERONE_TRUSTED_PROXIES",
+        "CIDRs of proxies whose X-Forwarded-For is believed",
+    ),
 ];
 
 /// Keys whose values are secrets.
@@ -640,5 +680,26 @@ mod tests {
             .to_string();
         assert!(err.contains("at least 16"), "{err}");
         assert!(!err.contains("short\""), "the token is not echoed: {err}");
+    }
+
+    #[test]
+    fn every_key_is_documented_for_operators() {
+        let doc = include_str!("../../../docs/operators.md");
+        for (key, var, _) in KEYS {
+            let row = format!("| `{key}` | `{var}` |");
+            assert!(doc.contains(&row), "docs/operators.md has no row {row}");
+        }
+        // And every documented key is accepted.
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let Some(key) = line.split('`').nth(1) else {
+                continue;
+            };
+            if line.contains("`CHAPERONE_") {
+                assert!(
+                    KEYS.iter().any(|(k, _, _)| *k == key),
+                    "docs/operators.md documents `{key}`, which the configuration refuses"
+                );
+            }
+        }
     }
 }
