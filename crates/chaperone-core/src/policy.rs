@@ -120,6 +120,8 @@ pub enum Action {
     Seal,
     /// Rekey the unseal shares and rotate the key-encryption key.
     ManageKeys,
+    /// Have a backup's manifest signed.
+    Backup,
     /// Manage people, vendors and enrolments.
     ManagePeople,
     /// Add and remove grants.
@@ -167,6 +169,7 @@ impl Action {
             Action::SecretMetadataWrite => "secret.metadata_write",
             Action::Seal => "sys.seal",
             Action::ManageKeys => "sys.keys",
+            Action::Backup => "sys.backup",
             Action::ManagePeople => "people.manage",
             Action::ManageGrants => "grants.manage",
             Action::ManageClassification => "classification.manage",

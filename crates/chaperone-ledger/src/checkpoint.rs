@@ -7,6 +7,11 @@ use base64::engine::general_purpose::STANDARD;
 use crate::merkle::Hash;
 use crate::note::NoteError;
 
+/// The first word of the extension line that makes a checkpoint a backup statement:
+/// `chaperone-backup/1 <backend> <sha256 of the snapshot> <bytes>`. The server signs one for
+/// each backup, after checking that the snapshot's ledger head is its own at that size.
+pub const BACKUP_EXTENSION: &str = "chaperone-backup/1";
+
 /// A tree head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {

@@ -29,6 +29,27 @@ pub struct PgSnapshot {
 }
 
 impl PgSnapshot {
+    /// The latest signed checkpoint at or below `size` and the verifier key, as the
+    /// snapshot holds them.
+    pub async fn ledger_facts(
+        &mut self,
+        size: u64,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        let note: Option<String> = sqlx::query_scalar(
+            "SELECT note FROM ledger_checkpoints WHERE size <= $1 ORDER BY size DESC LIMIT 1",
+        )
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .fetch_optional(&mut *self.connection)
+        .await
+        .map_err(db("reading a checkpoint"))?;
+        let verifier: Option<Option<String>> =
+            sqlx::query_scalar("SELECT verifier FROM ledger_key WHERE id = 1")
+                .fetch_optional(&mut *self.connection)
+                .await
+                .map_err(db("reading the ledger verifier"))?;
+        Ok((note, verifier.flatten()))
+    }
+
     /// Ends the snapshot's transaction.
     pub async fn finish(mut self) -> Result<(), StoreError> {
         sqlx::query("COMMIT")

@@ -228,12 +228,36 @@ pub struct Store {
 impl Store {
     /// Connects, creating the SQLite file (mode 0600) if needed, and applies migrations.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let store = Self::open(url, true).await?;
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Connects to an existing database without changing its schema (for backups, which
+    /// must not migrate a database that running servers use): the schema must be the one
+    /// this binary knows.
+    pub async fn connect_existing(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        if let Some(path) = url.sqlite_path()
+            && !path.exists()
+        {
+            return Err(StoreError::Unsupported(
+                "the SQLite database does not exist",
+            ));
+        }
+        let store = Self::open(url, false).await?;
+        migrate::check(&store).await?;
+        Ok(store)
+    }
+
+    async fn open(url: &DatabaseUrl, create: bool) -> Result<Self, StoreError> {
         // Registers the compiled-in drivers with sqlx's `Any` driver; idempotent.
         sqlx::any::install_default_drivers();
         let backend = url.backend;
         let mut connect_url = url.url.clone();
         if let Some(path) = url.sqlite_path() {
-            create_private_file(path)?;
+            if create {
+                create_private_file(path)?;
+            }
             connect_url = format!("sqlite://{}", path.display());
         }
         let pool = pool_options(backend, 8, 16)
@@ -248,14 +272,12 @@ impl Store {
             Backend::Postgres => pool.clone(),
         };
         let committer = ledger::Committer::start(writer.clone());
-        let store = Self {
+        Ok(Self {
             pool,
             writer,
             backend,
             committer,
-        };
-        migrate::run(&store).await?;
-        Ok(store)
+        })
     }
 }
 

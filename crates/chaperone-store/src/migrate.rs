@@ -65,6 +65,23 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Checks that the database's schema is exactly the one this binary knows.
+pub(crate) async fn check(store: &Store) -> Result<(), StoreError> {
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM chaperone_migrations")
+        .fetch_one(&store.pool)
+        .await
+        .map_err(db("reading the schema version"))?;
+    match found {
+        Some(found) if found > known => Err(StoreError::SchemaTooNew { found, known }),
+        Some(found) if found == known => Ok(()),
+        _ => Err(StoreError::Unsupported(
+            "the database's schema is older than this binary's: start the server of this \
+             version on it once (it migrates), then back it up",
+        )),
+    }
+}
+
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS chaperone_migrations \

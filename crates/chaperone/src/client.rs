@@ -294,6 +294,17 @@ impl Client {
     }
 
     /// The server's base address.
+    /// Whether a token is set.
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// The same client with `token` instead of its own.
+    pub(crate) fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(zeroize::Zeroizing::new(token.trim().to_owned()));
+        self
+    }
+
     pub(crate) fn base(&self) -> &str {
         &self.base
     }

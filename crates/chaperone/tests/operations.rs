@@ -358,9 +358,8 @@ fn backup_during_writes(source: &str, target: &str) {
     }
     let before = acknowledged.lock().unwrap().len();
     let out = dir.path().join("backup");
-    let report = ok(run_cli(
-        "",
-        "",
+    let report = ok(server.cli(
+        &token,
         &["backup", out.to_str().unwrap(), "--database-url", source],
         "",
     ));
@@ -372,23 +371,33 @@ fn backup_during_writes(source: &str, target: &str) {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert!(manifest["ledger"]["size"].as_u64().unwrap() > before as u64);
+    let key = ok(server.cli(&token, &["ledger", "key"], ""));
+    let key = key.trim();
     server.kill();
 
-    let restored = ok(run_cli(
-        "",
-        "",
-        &["restore", out.to_str().unwrap(), "--database-url", target],
-        "",
-    ));
-    assert!(restored.contains("Ledger verified"), "{restored}");
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            out.to_str().unwrap(),
+            "--database-url",
+            target,
+            "--key",
+            key,
+        ];
+        args.extend_from_slice(extra);
+        run_cli("", "", &args, "")
+    };
+    let restored = ok(restore(&[]));
+    assert!(
+        restored.contains("Verified: the signed statement"),
+        "{restored}"
+    );
     // A second restore over the now-full target is refused.
-    let again = fails(run_cli(
-        "",
-        "",
-        &["restore", out.to_str().unwrap(), "--database-url", target],
-        "",
-    ));
-    assert!(again.contains("--force"), "{again}");
+    let again = fails(restore(&[]));
+    assert!(
+        again.contains("--force") || again.contains("not empty"),
+        "{again}"
+    );
 
     // The restored database opens with the same shares and holds every acknowledged write
     // from before the backup, and none made after it finished.
@@ -441,18 +450,14 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
     let (dir, server) = Server::up();
     let data = dir.path().join("data");
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
     for i in 0..5 {
-        ok(server.cli(
-            token.trim(),
-            &["secret", "put", &format!("t/s{i}"), "v=x"],
-            "",
-        ));
+        ok(server.cli(token, &["secret", "put", &format!("t/s{i}"), "v=x"], ""));
     }
-    // The background task signs a checkpoint within a second of the last entry.
-    std::thread::sleep(Duration::from_millis(1500));
     let out = dir.path().join("backup");
+    // With --data, the directory's admin token asks the server to sign the manifest.
     ok(run_cli(
-        "",
+        &server.addr,
         "",
         &[
             "backup",
@@ -462,32 +467,61 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
         ],
         "",
     ));
+    // Into an existing directory: refused.
+    let error = fails(server.cli(
+        token,
+        &[
+            "backup",
+            out.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        "",
+    ));
+    assert!(error.contains("new directory"), "{error}");
+    let key = ok(server.cli(token, &["ledger", "key"], ""));
+    let key = key.trim().to_owned();
+    // Another server's key, for a restore that must refuse it.
+    let (_other_dir, other) = Server::up();
+    let other_token = std::fs::read_to_string(_other_dir.path().join("data/admin.token")).unwrap();
+    let other_key = ok(other.cli(other_token.trim(), &["ledger", "key"], ""));
     server.kill();
 
-    // A flipped byte in the snapshot: the SHA-256 no longer matches.
+    let target = dir.path().join("restored");
+    let restore = |key: &str| {
+        run_cli(
+            "",
+            "",
+            &[
+                "restore",
+                out.to_str().unwrap(),
+                "--data",
+                target.to_str().unwrap(),
+                "--key",
+                key,
+            ],
+            "",
+        )
+    };
+    let error = fails(restore(other_key.trim()));
+    assert!(error.contains("not signed by the ledger key"), "{error}");
+
+    // A flipped byte in the snapshot: the copy's hash no longer matches the signed one.
     let snapshot = out.join("chaperone.db");
     let original = std::fs::read(&snapshot).unwrap();
-    let target = dir.path().join("restored");
     let mut bytes = original.clone();
     let last = bytes.len() - 100;
     bytes[last] ^= 1;
     std::fs::write(&snapshot, &bytes).unwrap();
-    let error = fails(run_cli(
-        "",
-        "",
-        &[
-            "restore",
-            out.to_str().unwrap(),
-            "--data",
-            target.to_str().unwrap(),
-        ],
-        "",
-    ));
-    assert!(error.contains("does not match the manifest"), "{error}");
+    let error = fails(restore(&key));
+    assert!(
+        error.contains("does not match the signed statement"),
+        "{error}"
+    );
     assert!(!target.join("chaperone.db").exists());
 
-    // An entry rewritten inside the snapshot, with the manifest's hash fixed to match: the
-    // ledger audit finds it, and nothing is restored.
+    // An admin token planted in the snapshot, with the manifest's hash "fixed" to match:
+    // the manifest no longer matches the statement the server signed.
     std::fs::write(&snapshot, &original).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -498,16 +532,13 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", snapshot.display()))
             .await
             .unwrap();
-        let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM ledger_bundles WHERE idx = 0")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&data).replace("t/s1", "t/s9");
-        sqlx::query("UPDATE ledger_bundles SET data = $1 WHERE idx = 0")
-            .bind(text.into_bytes())
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO tokens (id, token_hash, name, role, created_at) \
+             VALUES ('tok_planted', x'00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff', 'planted', 'admin', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
         conn.close().await.unwrap();
     });
     let manifest_path = out.join("manifest.json");
@@ -521,6 +552,18 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
         .into();
     manifest["bytes"] = bytes.len().into();
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let error = fails(restore(&key));
+    assert!(
+        error.contains("does not match the statement signed for it"),
+        "{error}"
+    );
+    assert!(!target.join("chaperone.db").exists(), "nothing restored");
+    let leftovers: Vec<_> = std::fs::read_dir(&target)
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "no staging file left behind");
+
+    // Without a key there is no restore at all.
     let error = fails(run_cli(
         "",
         "",
@@ -532,10 +575,7 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
         ],
         "",
     ));
-    assert!(error.contains("does not verify"), "{error}");
-    assert!(!target.join("chaperone.db").exists(), "nothing restored");
-    let leftovers: Vec<_> = std::fs::read_dir(&target).unwrap().collect();
-    assert!(leftovers.is_empty(), "no staging file left behind");
+    assert!(error.contains("--key"), "{error}");
 }
 
 #[test]

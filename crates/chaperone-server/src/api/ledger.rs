@@ -84,9 +84,7 @@ impl AppState {
 
     /// The tree head at `size`, from the stored tiles.
     async fn ledger_root(&self, size: u64) -> Result<Hash, ApiError> {
-        let needed = merkle::nodes_needed(|r| merkle::root(size, r));
-        let tiles = self.store.ledger_tiles_for(&needed).await?;
-        Ok(merkle::root(size, &tiles).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        Ok(self.store.ledger_root(size).await?)
     }
 
     /// The signed checkpoint of the current ledger: the latest one made if the log has not
@@ -441,4 +439,94 @@ pub(crate) async fn search(
         entries: out,
         next: (at < size).then_some(at),
     }))
+}
+
+/// What `chaperone backup` asks the server to vouch for.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackupRequest {
+    /// `sqlite` or `postgres`.
+    backend: String,
+    /// SHA-256 of the snapshot file, lowercase hex.
+    sha256: String,
+    /// Size of the snapshot file in bytes.
+    bytes: u64,
+    /// Ledger entries in the snapshot.
+    ledger_size: u64,
+    /// The ledger's root at `ledger_size`, base64.
+    ledger_root: String,
+}
+
+/// The signed backup statement.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct BackupStatement {
+    /// A signed note: a checkpoint at the snapshot's ledger size with the extension line
+    /// `chaperone-backup/1 <backend> <sha256> <bytes>`.
+    statement: String,
+}
+
+/// Signs a backup's manifest with the ledger key, after checking that the snapshot's ledger
+/// head is this ledger's head at that size. A restore checks the statement against the
+/// verifier key before it reads anything else from the backup, so a backup altered after it
+/// was taken (the snapshot, or the manifest beside it) is refused.
+#[utoipa::path(post, path = "/api/v1/sys/backup", request_body = BackupRequest,
+    responses((status = 200, body = BackupStatement)), security(("bearer" = [])))]
+pub(crate) async fn sign_backup(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    axum::Extension(info): axum::Extension<crate::record::RequestInfo>,
+    super::ApiJson(body): super::ApiJson<BackupRequest>,
+) -> Result<Json<BackupStatement>, ApiError> {
+    let bad = |message: &str| ApiError::bad_request("invalid_backup", message.to_owned());
+    if !matches!(body.backend.as_str(), "sqlite" | "postgres") {
+        return Err(bad("the backend is sqlite or postgres"));
+    }
+    if body.sha256.len() != 64
+        || !body
+            .sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(bad("sha256 is 64 lowercase hex digits"));
+    }
+    let root: Hash = STANDARD
+        .decode(&body.ledger_root)
+        .ok()
+        .and_then(|r| r.try_into().ok())
+        .ok_or_else(|| bad("ledger_root is a base64 SHA-256"))?;
+    let size = state.store.ledger_size().await?;
+    if body.ledger_size > size || state.ledger_root(body.ledger_size).await? != root {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ledger_mismatch",
+            "the snapshot's ledger is not this server's ledger: it cannot be vouched for",
+        ));
+    }
+    let signer = state.ledger_signer().await?;
+    let checkpoint = Checkpoint {
+        origin: signer.verifier().name().to_owned(),
+        size: body.ledger_size,
+        root,
+        extensions: vec![format!(
+            "{} {} {} {}",
+            chaperone_ledger::checkpoint::BACKUP_EXTENSION,
+            body.backend,
+            body.sha256,
+            body.bytes
+        )],
+    };
+    let statement = signer
+        .sign(&checkpoint.to_text())
+        .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
+    let mut record =
+        crate::record::Record::new("sys.backup", "", chaperone_ledger::entry::Outcome::Success);
+    record
+        .details
+        .insert("sha256".into(), body.sha256.clone().into());
+    record.details.insert("bytes".into(), body.bytes.into());
+    record
+        .details
+        .insert("ledger_size".into(), body.ledger_size.into());
+    state.record(&info, caller.actor(), record).await?;
+    Ok(Json(BackupStatement { statement }))
 }

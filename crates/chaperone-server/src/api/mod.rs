@@ -123,6 +123,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(
             M::POST,
+            "/api/v1/sys/backup",
+            Some(Backup),
+            On::System,
+            ledger::sign_backup,
+        ),
+        route(
+            M::POST,
             "/api/v1/sys/rotate",
             Some(ManageKeys),
             On::System,
@@ -895,6 +902,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         sys::health,
         crate::observe::ready,
         crate::keys::rekey,
+        ledger::sign_backup,
         crate::keys::rotate,
         crate::keys::rotation_status,
         openapi_json,

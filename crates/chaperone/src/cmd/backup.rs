@@ -1,18 +1,24 @@
-//! `chaperone backup` and `chaperone restore`: online snapshots with a manifest, and restores
-//! that verify the ledger before the data is used.
+//! `chaperone backup` and `chaperone restore`: online snapshots with a signed manifest, and
+//! restores that check the signature and the ledger before the data is used.
 //!
-//! A backup is a directory: the snapshot (`chaperone.db` for SQLite, `chaperone.pgdump` for
-//! PostgreSQL, in `pg_dump`'s custom format) and `manifest.json`. The snapshot is the
+//! A backup is a new directory: the snapshot (`chaperone.db` for SQLite, `chaperone.pgdump`
+//! for PostgreSQL, in `pg_dump`'s custom format) and `manifest.json`. The snapshot is the
 //! database as stored, so every secret in it stays encrypted under the root key; the unseal
-//! key or shares are never part of a backup. The manifest holds the snapshot's SHA-256, the
-//! ledger's size and Merkle root in the snapshot, the latest signed checkpoint at or below
-//! that size, and the ledger's verifier key.
+//! key or shares are never part of a backup. The manifest holds the snapshot's SHA-256 and
+//! size, the ledger's size and root in the snapshot, the latest signed checkpoint at or
+//! below that size, and a *statement* the running server signed with the ledger key: a
+//! checkpoint at the snapshot's ledger size whose extension line names the snapshot's hash
+//! (the server checks the head against its own ledger first, and records `sys.backup`).
 //!
-//! A restore checks the SHA-256, loads the snapshot beside the target (SQLite) or into the
-//! empty target database (PostgreSQL), recomputes the whole ledger from its entries, and
-//! checks it against the manifest's root and against every signed checkpoint the database
-//! holds. Only then does the SQLite file take the target's place; a PostgreSQL target that
-//! fails is emptied again.
+//! Trust, and why: everything in the backup directory can be rewritten by whoever can write
+//! to where backups are kept, the manifest included. So a restore trusts only the key the
+//! operator gives with `--key` (printed by `chaperone ledger key`, kept apart from the
+//! backups). It checks the statement's signature first, then copies the snapshot to a
+//! private staging file and checks the copy's hash against the statement, and only then
+//! lets PostgreSQL or SQLite read it. It then recomputes the whole ledger from its entries
+//! and checks it against the statement and every signed checkpoint the database holds. Only
+//! then does the SQLite file take the target's place (a replaced database is kept beside it);
+//! PostgreSQL is restored only into an empty database, which is emptied again on failure.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -27,6 +33,9 @@ use chaperone_store::{Backend, DatabaseUrl, Store};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use chaperone_ledger::checkpoint::BACKUP_EXTENSION;
+
+use crate::client::{Client, ClientArgs, Method};
 use crate::cmd::server::runtime;
 use crate::config::Layers;
 
@@ -64,10 +73,14 @@ impl DatabaseArgs {
 /// `chaperone backup`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BackupArgs {
-    /// Directory to write the backup into (created; must be empty if it exists).
+    /// Directory to write the backup into (created; it must not exist).
     out: PathBuf,
     #[command(flatten)]
     database: DatabaseArgs,
+    /// The running server, which signs the manifest (an admin token in CHAPERONE_TOKEN;
+    /// with --data, the directory's admin.token is used when it is unset).
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// `chaperone restore`.
@@ -77,13 +90,13 @@ pub(crate) struct RestoreArgs {
     backup: PathBuf,
     #[command(flatten)]
     database: DatabaseArgs,
-    /// Replace a target that already holds data.
+    /// Replace a SQLite database that already exists (it is kept beside, renamed). A
+    /// PostgreSQL target must be an empty database.
     #[arg(long)]
     force: bool,
-    /// The ledger's verifier key (or a file holding it), to check the checkpoints against
-    /// a key you hold rather than the one in the manifest.
+    /// The ledger's verifier key, or a file holding it (`chaperone ledger key` prints it).
     #[arg(long)]
-    key: Option<String>,
+    key: String,
 }
 
 /// What `manifest.json` holds.
@@ -100,6 +113,9 @@ struct Manifest {
 
 #[derive(Serialize, Deserialize, Debug)]
 struct LedgerState {
+    /// The server's signed statement: a checkpoint at `size` with the extension line
+    /// `chaperone-backup/1 <backend> <sha256> <bytes>`.
+    statement: String,
     /// Entries in the snapshot.
     size: u64,
     /// The Merkle root at `size`, base64.
@@ -112,98 +128,187 @@ struct LedgerState {
 
 pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let url = args.database.url()?;
-    if let Some(path) = url.sqlite_path()
-        && !path.exists()
+    let mut client = Client::new(&args.client);
+    if !client.has_token()
+        && let Some(dir) = &args.database.data
+        && let Ok(token) = std::fs::read_to_string(dir.join("admin.token"))
     {
-        bail!("{} does not exist", path.display());
+        client = client.with_token(&token);
     }
-    create_empty_dir(&args.out)?;
-    runtime()?.block_on(async {
-        let store = Store::connect(&url)
-            .await
-            .with_context(|| format!("cannot open {}", url.redacted()))?;
-        let (snapshot_name, ledger) = match store.backend() {
-            Backend::Sqlite => {
-                let name = "chaperone.db";
-                let path = args.out.join(name);
-                store.snapshot_into(&path).await?;
-                set_private(&path)?;
-                // The copy is read through its own store, as a restore will read it.
-                let copy = Store::connect(&DatabaseUrl::sqlite_file(&path)).await?;
-                let state = ledger_state(&copy, copy.ledger_size().await?).await;
-                copy.close().await;
-                for suffix in ["-wal", "-shm"] {
-                    let _ = std::fs::remove_file(args.out.join(format!("{name}{suffix}")));
-                }
-                (name, state?)
-            }
-            Backend::Postgres => {
-                let name = "chaperone.pgdump";
-                let path = args.out.join(name);
-                let snapshot = store.export_snapshot().await?;
-                let size = snapshot.ledger_size;
-                let (bare, password) = url.split_password();
-                let mut dump = Command::new(postgres_tool("pg_dump")?);
-                dump.args(["--format=custom", "--no-owner", "--no-privileges"])
-                    .arg(format!("--snapshot={}", snapshot.id))
-                    .arg("--file")
-                    .arg(&path)
-                    .arg("--dbname")
-                    .arg(&bare);
-                if let Some(password) = &password {
-                    dump.env("PGPASSWORD", password.as_str());
-                }
-                let status = dump.status().context("cannot run pg_dump")?;
-                snapshot.finish().await?;
-                if !status.success() {
-                    bail!("pg_dump failed ({status})");
-                }
-                set_private(&path)?;
-                // Tiles and checkpoints at or below `size` never change, so the live
-                // database gives the snapshot's head.
-                (name, ledger_state(&store, size).await?)
-            }
-        };
-        store.close().await;
-        let path = args.out.join(snapshot_name);
-        let (sha256, bytes) = sha256_file(&path)?;
-        let manifest = Manifest {
-            format: FORMAT.to_owned(),
-            created_at: chaperone_server::SystemClock.now().to_rfc3339(),
-            backend: backend_name(url.backend()).to_owned(),
-            snapshot: snapshot_name.to_owned(),
-            sha256,
-            bytes,
-            ledger,
-        };
-        let text = serde_json::to_string_pretty(&manifest)? + "\n";
-        crate::cmd::server::write_private(&args.out.join(MANIFEST), text.as_bytes())?;
-        println!(
-            "Backed up {} to {}: {} bytes, SHA-256 {}\nLedger: {} entries{}",
-            url.redacted(),
-            args.out.display(),
-            manifest.bytes,
-            manifest.sha256,
-            manifest.ledger.size,
-            match &manifest.ledger.checkpoint {
-                Some(_) => ", with its latest signed checkpoint",
-                None => " (no signed checkpoint yet)",
-            }
+    if !client.has_token() {
+        bail!(
+            "a backup's manifest is signed by the running server: set CHAPERONE_TOKEN to an \
+             admin token (and CHAPERONE_ADDR to the server)"
         );
-        println!(
-            "The snapshot is encrypted as stored. Keep the unseal key or shares apart from it."
-        );
-        Ok(())
+    }
+    create_new_dir(&args.out)?;
+    let result = runtime()?.block_on(take_backup(&args, &url, &client));
+    if result.is_err() {
+        // Nothing half-written is left to be mistaken for a backup.
+        let _ = std::fs::remove_dir_all(&args.out);
+    }
+    let manifest = result?;
+    println!(
+        "Backed up {} to {}: {} bytes, SHA-256 {}\nLedger: {} entries; the manifest is signed \
+         by the ledger key.",
+        url.redacted(),
+        args.out.display(),
+        manifest.bytes,
+        manifest.sha256,
+        manifest.ledger.size,
+    );
+    println!(
+        "The snapshot is encrypted as stored. Keep the unseal key or shares, and the ledger's \
+         verifier key (`chaperone ledger key`), apart from it."
+    );
+    Ok(())
+}
+
+async fn take_backup(
+    args: &BackupArgs,
+    url: &DatabaseUrl,
+    client: &Client,
+) -> anyhow::Result<Manifest> {
+    let store = Store::connect_existing(url)
+        .await
+        .with_context(|| format!("cannot open {}", url.redacted()))?;
+    let (snapshot_name, ledger) = match store.backend() {
+        Backend::Sqlite => {
+            let name = "chaperone.db";
+            let path = args.out.join(name);
+            create_private_file(&path)?;
+            store.snapshot_into(&path).await?;
+            // The copy is read through its own store, as a restore will read it.
+            let copy = Store::connect_existing(&DatabaseUrl::sqlite_file(&path)).await?;
+            let size = copy.ledger_size().await?;
+            let facts = (
+                copy.checkpoint_at_most(size).await?.map(|(_, note)| note),
+                copy.ledger_verifier().await?,
+            );
+            let state = ledger_state(&copy, size, facts).await;
+            copy.close().await;
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(args.out.join(format!("{name}{suffix}")));
+            }
+            (name, state?)
+        }
+        Backend::Postgres => {
+            let name = "chaperone.pgdump";
+            let path = args.out.join(name);
+            create_private_file(&path)?;
+            let mut snapshot = store.export_snapshot().await?;
+            let size = snapshot.ledger_size;
+            let facts = snapshot.ledger_facts(size).await?;
+            let (bare, password) = url.split_password();
+            let mut dump = Command::new(postgres_tool("pg_dump")?);
+            dump.args(["--format=custom", "--no-owner", "--no-privileges"])
+                .arg(format!("--snapshot={}", snapshot.id))
+                .arg("--file")
+                .arg(&path)
+                .arg("--dbname")
+                .arg(&bare);
+            if let Some(password) = &password {
+                dump.env("PGPASSWORD", password.as_str());
+            }
+            let status = dump.status().context("cannot run pg_dump")?;
+            snapshot.finish().await?;
+            if !status.success() {
+                bail!("pg_dump failed ({status})");
+            }
+            // Hash tiles up to `size` never change once written, so the live database
+            // gives the snapshot's root.
+            (name, ledger_state(&store, size, facts).await?)
+        }
+    };
+    store.close().await;
+    let (sha256, bytes) = sha256_file(&args.out.join(snapshot_name))?;
+    let backend = backend_name(url.backend());
+    let answer = client.call(
+        Method::Post,
+        "sys/backup",
+        Some(&serde_json::json!({
+            "backend": backend,
+            "sha256": sha256,
+            "bytes": bytes,
+            "ledger_size": ledger.size,
+            "ledger_root": ledger.root,
+        })),
+    )?;
+    let statement = answer["statement"]
+        .as_str()
+        .context("the server did not return a signed statement")?
+        .to_owned();
+    let manifest = Manifest {
+        format: FORMAT.to_owned(),
+        created_at: chaperone_server::SystemClock.now().to_rfc3339(),
+        backend: backend.to_owned(),
+        snapshot: snapshot_name.to_owned(),
+        sha256,
+        bytes,
+        ledger: LedgerState {
+            statement,
+            ..ledger
+        },
+    };
+    let text = serde_json::to_string_pretty(&manifest)? + "\n";
+    crate::cmd::server::write_private(&args.out.join(MANIFEST), text.as_bytes())?;
+    Ok(manifest)
+}
+
+async fn ledger_state(
+    store: &Store,
+    size: u64,
+    (checkpoint, verifier): (Option<String>, Option<String>),
+) -> anyhow::Result<LedgerState> {
+    let root = store.ledger_root(size).await?;
+    Ok(LedgerState {
+        statement: String::new(),
+        size,
+        root: base64::engine::general_purpose::STANDARD.encode(root),
+        checkpoint,
+        verifier,
     })
 }
 
-async fn ledger_state(store: &Store, size: u64) -> anyhow::Result<LedgerState> {
-    let root = store.ledger_root(size).await?;
-    Ok(LedgerState {
-        size,
-        root: base64::engine::general_purpose::STANDARD.encode(root),
-        checkpoint: store.checkpoint_at_most(size).await?.map(|(_, note)| note),
-        verifier: store.ledger_verifier().await?,
+/// What the server's signed statement vouches for.
+struct Statement {
+    size: u64,
+    root: String,
+    backend: String,
+    sha256: String,
+    bytes: u64,
+}
+
+/// Checks the statement's signature with `key` and reads what it vouches for.
+fn open_statement(note_text: &str, key: &Verifier) -> anyhow::Result<Statement> {
+    let body = note::open(note_text.as_bytes(), std::slice::from_ref(key))
+        .map_err(|e| anyhow!("the backup's manifest is not signed by the ledger key {key}: {e}"))?;
+    let checkpoint = Checkpoint::parse(&body).map_err(|e| anyhow!("the statement: {e}"))?;
+    if checkpoint.origin != key.name() {
+        bail!(
+            "the statement names the log {}, not {}",
+            checkpoint.origin,
+            key.name()
+        );
+    }
+    let claim = checkpoint
+        .extensions
+        .iter()
+        .find_map(|line| {
+            line.strip_prefix(BACKUP_EXTENSION)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .context("the signed note is a checkpoint, not a backup statement")?;
+    let fields: Vec<&str> = claim.split(' ').collect();
+    let [backend, sha256, bytes] = fields[..] else {
+        bail!("the backup statement is malformed");
+    };
+    Ok(Statement {
+        size: checkpoint.size,
+        root: base64::engine::general_purpose::STANDARD.encode(checkpoint.root),
+        backend: backend.to_owned(),
+        sha256: sha256.to_owned(),
+        bytes: bytes.parse().context("the backup statement is malformed")?,
     })
 }
 
@@ -218,70 +323,81 @@ pub(crate) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
             manifest.format
         );
     }
+    // The signature first: nothing else in the directory is trusted before it.
+    let key = crate::cmd::ledger::parse_key(&args.key)?;
+    let statement = open_statement(&manifest.ledger.statement, &key)?;
+    if (
+        &statement.backend,
+        &statement.sha256,
+        statement.bytes,
+        statement.size,
+        &statement.root,
+    ) != (
+        &manifest.backend,
+        &manifest.sha256,
+        manifest.bytes,
+        manifest.ledger.size,
+        &manifest.ledger.root,
+    ) {
+        bail!("the manifest does not match the statement signed for it: it was altered");
+    }
     if manifest.snapshot.contains(['/', '\\']) || manifest.snapshot.starts_with('.') {
         bail!("the manifest names an invalid snapshot file");
     }
-    let snapshot = args.backup.join(&manifest.snapshot);
-    let (sha256, bytes) = sha256_file(&snapshot)?;
-    if sha256 != manifest.sha256 || bytes != manifest.bytes {
-        bail!(
-            "{} does not match the manifest (SHA-256 {sha256}, {bytes} bytes; the manifest says \
-             {}, {} bytes): the backup is damaged or was altered",
-            snapshot.display(),
-            manifest.sha256,
-            manifest.bytes
-        );
-    }
-    let key = match (&args.key, &manifest.ledger.verifier) {
-        (Some(text), in_manifest) => {
-            let key = crate::cmd::ledger::parse_key(text)?;
-            if in_manifest.as_deref().is_some_and(|m| m != key.to_string()) {
-                bail!("the manifest's ledger key is not the key given with --key");
-            }
-            Some(key)
-        }
-        (None, Some(text)) => {
-            let key: Verifier = text
-                .parse()
-                .map_err(|e| anyhow!("the manifest's ledger key is malformed: {e:?}"))?;
-            eprintln!(
-                "note: checking the ledger against the key in the manifest, {key}; pass --key \
-                 to check it against a key you hold"
-            );
-            Some(key)
-        }
-        (None, None) => None,
-    };
-    if manifest.ledger.checkpoint.is_some() && key.is_none() {
-        bail!("the manifest holds no ledger key: pass --key (see `chaperone ledger key`)");
-    }
     let url = args.database.url()?;
-    let backend = backend_name(url.backend());
-    if backend != manifest.backend {
+    if backend_name(url.backend()) != statement.backend {
         bail!(
             "this is a {} backup; restore it into a {} database",
-            manifest.backend,
-            manifest.backend
+            statement.backend,
+            statement.backend
         );
     }
     runtime()?.block_on(async {
         match url.backend() {
-            Backend::Sqlite => {
-                restore_sqlite(&args, &manifest, &snapshot, &url, key.as_ref()).await
-            }
-            Backend::Postgres => {
-                restore_postgres(&args, &manifest, &snapshot, &url, key.as_ref()).await
-            }
+            Backend::Sqlite => restore_sqlite(&args, &manifest, &statement, &key, &url).await,
+            Backend::Postgres => restore_postgres(&args, &manifest, &statement, &key, &url).await,
         }
     })
+}
+
+/// Copies the snapshot to `staging` (created new, mode 0600) and checks the copy against the
+/// statement: what is read afterwards is exactly what was signed for.
+fn stage(
+    args: &RestoreArgs,
+    manifest: &Manifest,
+    statement: &Statement,
+    staging: &Path,
+) -> anyhow::Result<()> {
+    let source = args.backup.join(&manifest.snapshot);
+    create_private_file(staging)?;
+    let mut from = std::fs::File::open(&source)
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .open(staging)
+        .with_context(|| format!("cannot write {}", staging.display()))?;
+    std::io::copy(&mut from, &mut to)
+        .with_context(|| format!("cannot copy {} to {}", source.display(), staging.display()))?;
+    to.sync_all()?;
+    let (sha256, bytes) = sha256_file(staging)?;
+    if sha256 != statement.sha256 || bytes != statement.bytes {
+        bail!(
+            "{} does not match the signed statement (SHA-256 {sha256}, {bytes} bytes; signed: \
+             {}, {} bytes): the backup is damaged or was altered",
+            source.display(),
+            statement.sha256,
+            statement.bytes
+        );
+    }
+    Ok(())
 }
 
 async fn restore_sqlite(
     args: &RestoreArgs,
     manifest: &Manifest,
-    snapshot: &Path,
+    statement: &Statement,
+    key: &Verifier,
     url: &DatabaseUrl,
-    key: Option<&Verifier>,
 ) -> anyhow::Result<()> {
     let target = url.sqlite_path().context("a SQLite URL has a path")?;
     if target.exists() && !args.force {
@@ -311,19 +427,33 @@ async fn restore_sqlite(
         }
     };
     remove_staging();
-    std::fs::copy(snapshot, &staging)
-        .with_context(|| format!("cannot copy the snapshot to {}", staging.display()))?;
-    set_private(&staging)?;
-    let store = Store::connect(&DatabaseUrl::sqlite_file(&staging)).await?;
-    let checked = verify(&store, manifest, key).await;
-    store.close().await;
+    let checked = async {
+        stage(args, manifest, statement, &staging)?;
+        let store = Store::connect(&DatabaseUrl::sqlite_file(&staging)).await?;
+        let checked = verify(&store, manifest, statement, key).await;
+        store.close().await;
+        checked
+    }
+    .await;
     if let Err(error) = checked {
         remove_staging();
         return Err(error.context(format!("{} was left as it was", target.display())));
     }
-    // The old database's journal must not be applied to the restored file.
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", target.display()));
+    // A replaced database is moved aside with its journal, never deleted.
+    if target.exists() {
+        let stamp = chaperone_server::SystemClock.now().unix_secs();
+        for suffix in ["", "-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{suffix}", target.display()));
+            if from.exists() {
+                let to = format!("{}.replaced-{stamp}{suffix}", target.display());
+                std::fs::rename(&from, &to)
+                    .with_context(|| format!("cannot move {} aside", from.display()))?;
+            }
+        }
+        println!(
+            "The database it replaced was kept as {}.replaced-{stamp}.",
+            target.display()
+        );
     }
     std::fs::rename(&staging, target)
         .with_context(|| format!("cannot move the restored database to {}", target.display()))?;
@@ -339,44 +469,58 @@ async fn restore_sqlite(
 async fn restore_postgres(
     args: &RestoreArgs,
     manifest: &Manifest,
-    snapshot: &Path,
+    statement: &Statement,
+    key: &Verifier,
     url: &DatabaseUrl,
-    key: Option<&Verifier>,
 ) -> anyhow::Result<()> {
     if chaperone_store::postgres_has_tables(url).await? {
-        if !args.force {
-            bail!(
-                "{} already holds tables; restoring over it needs --force (stop the servers \
-                 first)",
-                url.redacted()
-            );
+        bail!(
+            "{} is not empty: restore into a new, empty database and point the servers at it \
+             (a PostgreSQL database is never replaced in place{})",
+            url.redacted(),
+            if args.force {
+                ", even with --force"
+            } else {
+                ""
+            }
+        );
+    }
+    let mut staging = std::env::temp_dir();
+    let mut id = [0u8; 8];
+    chaperone_crypto::random_bytes(&mut id);
+    staging.push(format!(
+        "chaperone-restore-{}.pgdump",
+        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ));
+    let result = async {
+        stage(args, manifest, statement, &staging)?;
+        let (bare, password) = url.split_password();
+        let mut command = Command::new(postgres_tool("pg_restore")?);
+        command
+            .args([
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--single-transaction",
+            ])
+            .arg("--dbname")
+            .arg(&bare)
+            .arg(&staging);
+        if let Some(password) = &password {
+            command.env("PGPASSWORD", password.as_str());
         }
-        chaperone_store::postgres_clear(url).await?;
+        let status = command.status().context("cannot run pg_restore")?;
+        if !status.success() {
+            bail!("pg_restore failed ({status})");
+        }
+        let store = Store::connect(url).await?;
+        let checked = verify(&store, manifest, statement, key).await;
+        store.close().await;
+        checked
     }
-    let (bare, password) = url.split_password();
-    let mut command = Command::new(postgres_tool("pg_restore")?);
-    command
-        .args([
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            "--single-transaction",
-        ])
-        .arg("--dbname")
-        .arg(&bare)
-        .arg(snapshot);
-    if let Some(password) = &password {
-        command.env("PGPASSWORD", password.as_str());
-    }
-    let status = command.status().context("cannot run pg_restore")?;
-    if !status.success() {
-        chaperone_store::postgres_clear(url).await?;
-        bail!("pg_restore failed ({status}); the target was emptied again");
-    }
-    let store = Store::connect(url).await?;
-    let checked = verify(&store, manifest, key).await;
-    store.close().await;
-    if let Err(error) = checked {
+    .await;
+    let _ = std::fs::remove_file(&staging);
+    if let Err(error) = result {
         chaperone_store::postgres_clear(url).await?;
         return Err(error.context("the target database was emptied again"));
     }
@@ -385,35 +529,40 @@ async fn restore_postgres(
     Ok(())
 }
 
-/// Checks a restored database against the manifest: same ledger size, the entries
-/// recomputed into the manifest's root, and every kept checkpoint signed by the key and
-/// matching the recomputed head at its size.
-async fn verify(store: &Store, manifest: &Manifest, key: Option<&Verifier>) -> anyhow::Result<()> {
-    let stored_key = store.ledger_verifier().await?;
-    if let (Some(stored), Some(key)) = (&stored_key, key)
-        && *stored != key.to_string()
-    {
-        bail!("the restored database names another ledger key than the one checked against");
-    }
+/// Checks a restored database against the signed statement: the same ledger size, the
+/// entries recomputed into the signed root, and every kept checkpoint signed by the key
+/// and matching the recomputed head at its size.
+async fn verify(
+    store: &Store,
+    manifest: &Manifest,
+    statement: &Statement,
+    key: &Verifier,
+) -> anyhow::Result<()> {
     let checkpoints = store.checkpoints().await?;
     let sizes: Vec<u64> = checkpoints.iter().map(|(size, _)| *size).collect();
     let (size, audited) = store
         .audit_ledger(&sizes)
         .await
         .map_err(|e| anyhow!("the restored ledger does not verify: {e}"))?;
-    if size != manifest.ledger.size {
+    if size != statement.size {
         bail!(
-            "the restored ledger holds {size} entries; the manifest says {}",
-            manifest.ledger.size
+            "the restored ledger holds {size} entries; the signed statement says {}",
+            statement.size
         );
     }
     let root = base64::engine::general_purpose::STANDARD.encode(audited.root);
-    if root != manifest.ledger.root {
-        bail!("the restored ledger's root differs from the manifest's: entries were changed");
+    if root != statement.root {
+        bail!("the restored ledger's root differs from the signed one: entries were changed");
+    }
+    if store
+        .ledger_verifier()
+        .await?
+        .is_some_and(|stored| stored != key.to_string())
+    {
+        bail!("the restored database names another ledger key than {key}");
     }
     let mut verified = 0;
     for (at, text) in checkpoints.iter().filter(|(at, _)| *at <= size) {
-        let key = key.context("the database holds signed checkpoints but no key was given")?;
         let body = note::open(text.as_bytes(), std::slice::from_ref(key))
             .map_err(|e| anyhow!("the checkpoint at {at} is not signed by {key}: {e}"))?;
         let checkpoint =
@@ -429,7 +578,10 @@ async fn verify(store: &Store, manifest: &Manifest, key: Option<&Verifier>) -> a
     {
         bail!("the manifest's checkpoint is not among the restored database's checkpoints");
     }
-    println!("Ledger verified: {size} entries, {verified} signed checkpoints match them.");
+    println!(
+        "Verified: the signed statement, the snapshot's SHA-256, and the ledger's {size} \
+         entries against it and {verified} signed checkpoints."
+    );
     Ok(())
 }
 
@@ -447,8 +599,8 @@ fn backend_name(backend: Backend) -> &'static str {
     }
 }
 
-/// `pg_dump` or `pg_restore`: from PATH, else the newest in Debian's
-/// /usr/lib/postgresql/<version>/bin (which must be at least the server's version).
+/// `pg_dump` or `pg_restore`: the newest in Debian's /usr/lib/postgresql/<version>/bin
+/// (it must be at least the server's version), else the one on PATH.
 fn postgres_tool(name: &str) -> anyhow::Result<PathBuf> {
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -495,27 +647,33 @@ fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
     Ok((hex, bytes))
 }
 
-fn create_empty_dir(path: &Path) -> anyhow::Result<()> {
-    if path.exists() {
-        let mut entries =
-            std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if entries.next().is_some() {
-            bail!("{} exists and is not empty", path.display());
-        }
-    }
+/// Creates `path` as a new directory, mode 0700; an existing path is refused, so a backup
+/// never lands in a directory someone else prepared.
+fn create_new_dir(path: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(path)
-        .with_context(|| format!("cannot create {}", path.display()))
+    builder.create(path).with_context(|| {
+        if path.exists() {
+            format!(
+                "{} exists; a backup goes into a new directory",
+                path.display()
+            )
+        } else {
+            format!("cannot create {}", path.display())
+        }
+    })
 }
 
-fn set_private(path: &Path) -> anyhow::Result<()> {
+/// Creates `path` as a new empty file, mode 0600 (never following a symbolic link or
+/// reusing a file someone else made); tools then write into it.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-    let _ = path;
-    Ok(())
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .with_context(|| format!("cannot create {}", path.display()))
 }
