@@ -1,26 +1,35 @@
-//! Key management on a running server: `POST /api/v1/sys/rekey` (new unseal shares for the
-//! same root key) and `/api/v1/sys/rotate` (a new key-encryption-key generation, with the
-//! re-wrapping of every stored key in the background).
+//! Key management on a running server: `POST /api/v1/sys/rekey` and `/sys/rekey/verify`
+//! (new unseal shares for the same root key) and `/api/v1/sys/rotate` (a new
+//! key-encryption-key generation, with the re-wrapping of every stored key in the
+//! background).
 //!
-//! Rekey needs a quorum of the current shares: they are combined, must open the stored root
-//! key, and the root key is wrapped again under a new unseal key that is split into the new
-//! shares. The old shares combine into the old unseal key, which opens nothing any more. The
-//! new shares are answered once and stored nowhere.
+//! Rekey is two steps, so that new shares that never reached anyone cannot lock the server
+//! out. The first takes a quorum of the current shares, which must open the stored root key,
+//! makes a new unseal key and answers its split, and changes nothing stored: the new
+//! wrapping waits in this node's memory (ten minutes at most). The second takes a quorum of
+//! the *new* shares back; only then is the root key's new wrapping stored, with its ledger
+//! entry. The old shares then combine into the old unseal key, which opens nothing stored
+//! any more. The root key itself does not change: old shares still open backups taken
+//! before the rekey, which must be destroyed if a share was exposed.
 //!
 //! Rotation starts generation `g + 1` in the store (with its ledger entry) and swaps the
 //! keyring in memory, so every key wrapped from then on uses the new KEK. A background pass
 //! then walks every sealed blob (data keys, TOTP secrets, the ledger seed, documents,
 //! wrapped responses) and re-wraps those of older generations, each with a compare-and-swap
-//! so that concurrent writes win. Old generations stay derivable from the root key, so a blob
-//! not yet re-wrapped opens at any moment. The pass resumes after a restart (the store keeps
-//! which generation is complete) and records its completion in the ledger.
+//! so that concurrent writes win. Requests that took the old keyring before the swap may
+//! still write under it, so after the first pass the task waits until no request holds the
+//! old keyring, then passes again, and records the generation complete only after a pass
+//! that found nothing left to re-wrap. Old generations stay derivable from the root key, so
+//! a blob not yet re-wrapped opens at any moment. The pass resumes after a restart (the
+//! store keeps which generation is complete), backs off when it fails, and records its
+//! completion in the ledger.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use axum::extract::State;
 use axum::{Extension, Json};
 use chaperone_crypto::shamir::{self, Share};
-use chaperone_crypto::{Binding, Keyring, UnsealKey};
+use chaperone_crypto::{Binding, Keyring, UnsealKey, WrappedRootKey};
 use chaperone_ledger::entry::{Actor, Outcome};
 use chaperone_store::{SealConfig, SealedItem, SealedKey, SealedKind, StoreError};
 use serde::{Deserialize, Serialize};
@@ -49,17 +58,77 @@ pub(crate) struct RewrapProgress {
     error: Option<String>,
 }
 
-/// The shared progress record.
-#[derive(Debug, Default)]
-pub(crate) struct Rewrap(Mutex<RewrapProgress>);
+/// Key-management state kept in memory: the pass's progress, the keyrings retired by a
+/// rotation (held weakly, to know when no request uses them any more), and a rekey waiting
+/// for its new shares.
+#[derive(Default)]
+pub(crate) struct Rewrap {
+    progress: Mutex<RewrapProgress>,
+    retired: Mutex<Vec<Weak<Keyring>>>,
+    pending: Mutex<Option<PendingRekey>>,
+}
+
+impl std::fmt::Debug for Rewrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rewrap").finish_non_exhaustive()
+    }
+}
+
+/// A rekey whose new shares have not come back yet.
+struct PendingRekey {
+    nonce: String,
+    /// The root key wrapped under the new unseal key.
+    wrapped: WrappedRootKey,
+    /// The wrapping it replaces (the compare-and-swap's old value).
+    replaces: WrappedRootKey,
+    seal: SealConfig,
+    expires: std::time::Instant,
+}
+
+/// How long a started rekey waits for its new shares.
+const REKEY_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Rewrap {
     fn update(&self, change: impl FnOnce(&mut RewrapProgress)) {
-        change(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        change(&mut self.progress.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     fn snapshot(&self) -> RewrapProgress {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Drops a rekey waiting for its new shares (the server is sealing).
+    pub(crate) fn forget_pending(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn retire(&self, keyring: &Arc<Keyring>) {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.retain(|k| k.strong_count() > 0);
+        retired.push(Arc::downgrade(keyring));
+    }
+
+    /// Whether a request may still hold a keyring from before the last swap.
+    fn retired_in_use(&self) -> bool {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.retain(|k| k.strong_count() > 0);
+        !retired.is_empty()
+    }
+}
+
+impl AppState {
+    /// Moves the in-memory keyring to `generation` unless it is there already (or beyond).
+    fn advance_generation(&self, generation: u32) {
+        self.update_unsealed(|record, keyring| {
+            if keyring.generation() < generation {
+                self.rewrap.retire(keyring);
+                *keyring = Arc::new(keyring.at_generation(generation));
+            }
+            record.kek_generation = record.kek_generation.max(generation);
+        });
     }
 }
 
@@ -76,15 +145,63 @@ pub(crate) struct RekeyRequest {
     threshold: u8,
 }
 
-/// The new shares, shown once.
+/// The new shares, shown once; nothing changes until they come back.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct RekeyResponse {
-    /// The new unseal shares; the old ones no longer unseal.
+    /// Identifies this rekey in `/sys/rekey/verify`.
+    nonce: String,
+    /// The new unseal shares.
     shares: Vec<String>,
     threshold: u8,
 }
 
-/// Issues new unseal shares for the same root key.
+/// The second step: a quorum of the new shares.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RekeyVerifyRequest {
+    nonce: String,
+    /// At least the new threshold of the new shares.
+    #[schema(value_type = Vec<String>)]
+    shares: Vec<Zeroizing<String>>,
+}
+
+/// The outcome of the second step.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RekeyVerifyResponse {
+    /// Always true: the new shares are in force and the old ones open nothing.
+    rekeyed: bool,
+}
+
+fn parse_shares(texts: &[Zeroizing<String>], needed: u8) -> Result<Vec<Share>, ApiError> {
+    let shares = texts
+        .iter()
+        .map(|text| Share::from_text(text.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request("invalid_share", e.to_string()))?;
+    if shares.len() < usize::from(needed) {
+        return Err(ApiError::bad_request(
+            "invalid_share",
+            format!("{} shares given; {needed} are needed", shares.len()),
+        ));
+    }
+    Ok(shares)
+}
+
+/// Records a refused rekey step and answers `wrong_shares`.
+async fn refused<T>(
+    state: &AppState,
+    info: &RequestInfo,
+    caller: &Caller,
+    message: &str,
+) -> Result<T, ApiError> {
+    let mut record = Record::new("sys.rekey", "", Outcome::Failure);
+    record.reasons.push("wrong_shares".into());
+    state.record(info, caller.actor(), record).await?;
+    Err(ApiError::bad_request("wrong_shares", message.to_owned()))
+}
+
+/// Starts a rekey: checks a quorum of the current shares and answers the new split. Nothing
+/// stored changes until `/api/v1/sys/rekey/verify` gets the new shares back.
 #[utoipa::path(post, path = "/api/v1/sys/rekey", request_body = RekeyRequest,
     responses((status = 200, body = RekeyResponse),
         (status = 400, description = "shares missing or wrong", body = crate::api::ErrorBody)),
@@ -95,7 +212,7 @@ pub(crate) async fn rekey(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<RekeyRequest>,
 ) -> Result<Json<RekeyResponse>, ApiError> {
-    let (record, keyring) = state.unsealed_record().ok_or_else(ApiError::sealed)?;
+    let (record, _) = state.unsealed_record().ok_or_else(ApiError::sealed)?;
     let SealConfig::Shamir { threshold, .. } = record.seal else {
         return Err(ApiError::bad_request(
             "key_file",
@@ -103,71 +220,137 @@ pub(crate) async fn rekey(
              initialised with `chaperone init`",
         ));
     };
-    let invalid = |message: String| ApiError::bad_request("invalid_share", message);
     if body.threshold < 2 || body.shares < body.threshold {
         return Err(ApiError::bad_request(
             "invalid_split",
             "the threshold must be at least 2 and at most the number of shares",
         ));
     }
-    let given = body
-        .current_shares
-        .iter()
-        .map(|text| Share::from_text(text.trim()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(e.to_string()))?;
-    if given.len() < usize::from(threshold) {
-        return Err(invalid(format!(
-            "{} current shares given; {threshold} are needed",
-            given.len()
-        )));
-    }
-    let refused = |state: Arc<AppState>, info: RequestInfo, caller: Caller| async move {
-        let mut record = Record::new("sys.rekey", "", Outcome::Failure);
-        record.reasons.push("wrong_shares".into());
-        state.record(&info, caller.actor(), record).await?;
-        Err::<Json<RekeyResponse>, ApiError>(ApiError::bad_request(
-            "wrong_shares",
-            "the shares do not open this server's root key",
-        ))
-    };
-    let Ok(combined) = shamir::combine(&given) else {
-        return refused(state, info, caller).await;
-    };
-    let old_key = UnsealKey::from_bytes(combined);
-    let Ok(root) = record.wrapped_root_key.open(&old_key) else {
-        return refused(state, info, caller).await;
+    let given = parse_shares(&body.current_shares, threshold)?;
+    let root = match shamir::combine(&given)
+        .map(UnsealKey::from_bytes)
+        .and_then(|key| record.wrapped_root_key.open(&key))
+    {
+        Ok(root) => root,
+        Err(_) => {
+            return refused(
+                &state,
+                &info,
+                &caller,
+                "the shares do not open this server's root key",
+            )
+            .await;
+        }
     };
     let new_key = UnsealKey::generate();
     let new_shares = shamir::split(new_key.expose(), body.shares, body.threshold)
         .map_err(|e| ApiError::bad_request("invalid_split", e.to_string()))?;
-    let wrapped = root.wrap(&new_key);
-    let seal = SealConfig::Shamir {
-        shares: body.shares,
-        threshold: body.threshold,
-    };
-    let mut entry = Record::new("sys.rekey", "", Outcome::Success);
-    entry.details.insert("shares".into(), body.shares.into());
-    entry
-        .details
-        .insert("threshold".into(), body.threshold.into());
-    let event = state.event(&info, caller.actor(), entry);
-    state
-        .store
-        .rekey(&record.wrapped_root_key, &wrapped, seal, &[event])
-        .await?;
-    let mut updated = record;
-    updated.wrapped_root_key = wrapped;
-    updated.seal = seal;
-    state.replace_unsealed(updated, keyring);
-    tracing::warn!(token = %caller.token_id, "rekeyed: new unseal shares issued");
+    let mut nonce = [0u8; 16];
+    chaperone_crypto::random_bytes(&mut nonce);
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    *state
+        .rewrap
+        .pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(PendingRekey {
+        nonce: nonce.clone(),
+        wrapped: root.wrap(&new_key),
+        replaces: record.wrapped_root_key,
+        seal: SealConfig::Shamir {
+            shares: body.shares,
+            threshold: body.threshold,
+        },
+        expires: std::time::Instant::now() + REKEY_WINDOW,
+    });
+    tracing::warn!(token = %caller.token_id, "rekey started: new shares issued, waiting for them to come back");
     Ok(Json(RekeyResponse {
+        nonce,
         shares: new_shares
             .iter()
             .map(|s| s.to_text().as_str().to_owned())
             .collect(),
         threshold: body.threshold,
     }))
+}
+
+/// Completes a rekey: a quorum of the new shares must open the new wrapping; then it is
+/// stored (with its ledger entry) and the old shares open nothing.
+#[utoipa::path(post, path = "/api/v1/sys/rekey/verify", request_body = RekeyVerifyRequest,
+    responses((status = 200, body = RekeyVerifyResponse),
+        (status = 400, description = "shares missing or wrong, or no rekey started", body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn rekey_verify(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<RekeyVerifyRequest>,
+) -> Result<Json<RekeyVerifyResponse>, ApiError> {
+    state.unsealed_record().ok_or_else(ApiError::sealed)?;
+    let pending = {
+        let mut slot = state
+            .rewrap
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match slot.take() {
+            Some(p) if p.expires > std::time::Instant::now() && p.nonce == body.nonce => p,
+            other => {
+                // Another nonce leaves the rekey in progress alone; an expired one is dropped.
+                if let Some(p) = other
+                    && p.expires > std::time::Instant::now()
+                {
+                    *slot = Some(p);
+                }
+                return Err(ApiError::bad_request(
+                    "no_rekey",
+                    "no rekey with this nonce is waiting on this server (they last ten \
+                     minutes); nothing was changed",
+                ));
+            }
+        }
+    };
+    let SealConfig::Shamir { threshold, .. } = pending.seal else {
+        return Err(ApiError::bad_request("no_rekey", "no rekey is waiting"));
+    };
+    let opened = parse_shares(&body.shares, threshold).and_then(|shares| {
+        shamir::combine(&shares)
+            .map(UnsealKey::from_bytes)
+            .and_then(|key| pending.wrapped.open(&key))
+            .map_err(|_| ApiError::bad_request("wrong_shares", "wrong shares"))
+    });
+    if opened.is_err() {
+        // The rekey stays open for the right shares.
+        *state
+            .rewrap
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(pending);
+        return refused(
+            &state,
+            &info,
+            &caller,
+            "the shares do not open the new wrapping; the rekey is still waiting for them",
+        )
+        .await;
+    }
+    let (shares, threshold) = match pending.seal {
+        SealConfig::Shamir { shares, threshold } => (shares, threshold),
+        SealConfig::KeyFile => (1, 1),
+    };
+    let mut entry = Record::new("sys.rekey", "", Outcome::Success);
+    entry.details.insert("shares".into(), shares.into());
+    entry.details.insert("threshold".into(), threshold.into());
+    let event = state.event(&info, caller.actor(), entry);
+    state
+        .store
+        .rekey(&pending.replaces, &pending.wrapped, pending.seal, &[event])
+        .await?;
+    state.update_unsealed(|record, _| {
+        record.wrapped_root_key = pending.wrapped.clone();
+        record.seal = pending.seal;
+    });
+    tracing::warn!(token = %caller.token_id, "rekeyed: the new unseal shares are in force");
+    Ok(Json(RekeyVerifyResponse { rekeyed: true }))
 }
 
 /// The key generation and the re-wrapping pass.
@@ -199,9 +382,8 @@ pub(crate) async fn rotate(
         .store
         .start_kek_generation(record.kek_generation, &[event])
         .await?;
-    let mut updated = record;
-    updated.kek_generation = generation;
-    state.replace_unsealed(updated, Arc::new(keyring.at_generation(generation)));
+    drop(keyring);
+    state.advance_generation(generation);
     tracing::warn!(token = %caller.token_id, generation, "key-encryption key rotated");
     rotation_status(State(state)).await
 }
@@ -224,36 +406,35 @@ pub(crate) async fn rotation_status(
     }))
 }
 
-/// The background task: while unsealed, whenever the stored generation is ahead of the
-/// re-wrapped one, runs a pass.
+/// The background task: while unsealed, follows the stored generation (another node may
+/// have started one) and, whenever it is ahead of the re-wrapped one, runs passes until a
+/// pass finds nothing left. Failures back off (1 s doubling to 5 minutes).
 pub(crate) async fn background(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = std::time::Duration::from_secs(1);
     loop {
-        tick.tick().await;
-        let Some((_, keyring)) = state.unsealed_record() else {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if state.unsealed_record().is_none() {
             continue;
-        };
+        }
         let Ok(Some(stored)) = state.store.keyring().await else {
             continue;
         };
+        // New keys follow the newest generation, whichever node started it.
+        state.advance_generation(stored.kek_generation);
         if stored.rewrapped_generation >= stored.kek_generation {
             continue;
         }
-        // Another node may have started the generation: wrap into it here too.
-        let keyring = if keyring.generation() < stored.kek_generation {
-            let newer = Arc::new(keyring.at_generation(stored.kek_generation));
-            state.replace_unsealed(stored, Arc::clone(&newer));
-            newer
-        } else {
-            keyring
-        };
-        if let Err(error) = pass(&state, &keyring).await {
-            tracing::error!(%error, "re-wrapping stopped; it resumes in a moment");
-            state.rewrap.update(|p| {
-                p.running = false;
-                p.error = Some(error.to_string());
-            });
+        match complete(&state).await {
+            Ok(()) => backoff = std::time::Duration::from_secs(1),
+            Err(error) => {
+                tracing::error!(%error, retry_in_secs = backoff.as_secs(), "re-wrapping stopped");
+                state.rewrap.update(|p| {
+                    p.running = false;
+                    p.error = Some(error.to_string());
+                });
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(300));
+            }
         }
     }
 }
@@ -265,9 +446,16 @@ enum PassError {
     Store(#[from] StoreError),
     #[error("a sealed {kind:?} blob does not open; it was left as it is")]
     Unreadable { kind: SealedKind },
+    #[error("blobs of older generations keep appearing; the generation stays incomplete")]
+    NotConverging,
 }
 
-async fn pass(state: &AppState, keyring: &Keyring) -> Result<(), PassError> {
+/// Re-wraps everything under the current generation and records it complete once a pass,
+/// made after no request holds an older keyring, finds nothing left to re-wrap.
+async fn complete(state: &AppState) -> Result<(), PassError> {
+    let Some((_, keyring)) = state.unsealed_record() else {
+        return Ok(());
+    };
     let target = keyring.generation();
     let mut total = 0;
     for kind in SealedKind::ALL {
@@ -281,7 +469,59 @@ async fn pass(state: &AppState, keyring: &Keyring) -> Result<(), PassError> {
             ..RewrapProgress::default()
         };
     });
+    for _ in 0..10 {
+        let rewrapped = pass(state, &keyring).await?;
+        // Requests that took the older keyring before the swap may still write under it.
+        let mut waited = 0;
+        while state.rewrap.retired_in_use() && waited < 600 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            waited += 1;
+        }
+        if rewrapped == 0 && !state.rewrap.retired_in_use() {
+            return finish(state, target).await;
+        }
+        if state
+            .unsealed_record()
+            .is_none_or(|(_, k)| k.generation() != target)
+        {
+            // Sealed, or a newer generation started: the next round takes over.
+            state.rewrap.update(|p| p.running = false);
+            return Ok(());
+        }
+    }
+    Err(PassError::NotConverging)
+}
+
+async fn finish(state: &AppState, target: u32) -> Result<(), PassError> {
+    let progress = state.rewrap.snapshot();
+    let info = RequestInfo::new(None, Some("chaperone-rotation".into()));
+    let mut entry = Record::new("sys.rotate.complete", "", Outcome::Success);
+    entry.details.insert("generation".into(), target.into());
+    entry
+        .details
+        .insert("rewrapped".into(), progress.rewrapped.into());
+    let event = state.event(&info, Actor::default(), entry);
+    if state.store.finish_kek_generation(target, &[event]).await? {
+        tracing::info!(
+            generation = target,
+            rewrapped = progress.rewrapped,
+            "every stored key is wrapped under the current generation"
+        );
+        state.update_unsealed(|record, _| {
+            record.rewrapped_generation = record.rewrapped_generation.max(target);
+        });
+    }
+    state.rewrap.update(|p| {
+        p.running = false;
+        p.error = None;
+    });
+    Ok(())
+}
+
+/// One walk over every sealed blob; how many it re-wrapped.
+async fn pass(state: &AppState, keyring: &Keyring) -> Result<u64, PassError> {
     let mut unreadable = None;
+    let mut total_rewrapped = 0;
     for kind in SealedKind::ALL {
         let mut after: Option<SealedKey> = None;
         loop {
@@ -302,6 +542,7 @@ async fn pass(state: &AppState, keyring: &Keyring) -> Result<(), PassError> {
             } else {
                 state.store.replace_sealed(kind, &changes).await?
             };
+            total_rewrapped += rewrapped;
             let scanned = page.len() as u64;
             state.rewrap.update(|p| {
                 p.scanned += scanned;
@@ -311,30 +552,10 @@ async fn pass(state: &AppState, keyring: &Keyring) -> Result<(), PassError> {
             tokio::task::yield_now().await;
         }
     }
-    if let Some(error) = unreadable {
-        return Err(error);
+    match unreadable {
+        Some(error) => Err(error),
+        None => Ok(total_rewrapped),
     }
-    let progress = state.rewrap.snapshot();
-    let info = RequestInfo::new(None, Some("chaperone-rotation".into()));
-    let mut entry = Record::new("sys.rotate.complete", "", Outcome::Success);
-    entry.details.insert("generation".into(), target.into());
-    entry
-        .details
-        .insert("rewrapped".into(), progress.rewrapped.into());
-    let event = state.event(&info, Actor::default(), entry);
-    if state.store.finish_kek_generation(target, &[event]).await? {
-        tracing::info!(
-            generation = target,
-            rewrapped = progress.rewrapped,
-            "every stored key is wrapped under the current generation"
-        );
-        let fresh = state.store.keyring().await?;
-        if let (Some(fresh), Some((_, keyring))) = (fresh, state.unsealed_record()) {
-            state.replace_unsealed(fresh, keyring);
-        }
-    }
-    state.rewrap.update(|p| p.running = false);
-    Ok(())
 }
 
 /// The blob wrapped under the current generation, `None` when it is already, `Err` when it

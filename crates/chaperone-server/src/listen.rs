@@ -9,12 +9,15 @@
 //!   body is answered 408 and disconnected. A change already handed to the store commits or
 //!   not as a whole; only the answer is lost.
 //! - `handshake_timeout`: a TLS handshake that does not finish in time is dropped.
+//! - `write_timeout`: a write to the client that makes no progress for this long ends the
+//!   connection, so a client that stops reading an answer cannot keep its slot.
 //! - `max_header_bytes`: hyper's read buffer; a larger header block is refused with 431.
 //! - `max_connections`: connections over this number are closed at once, so memory stays
 //!   bounded whatever clients do.
 //!
-//! Shutdown: the listener closes, in-flight requests finish (up to `shutdown_grace`), idle
-//! keep-alive connections close, and then the caller flushes the ledger (`store.close()`).
+//! Shutdown: the listener closes, in-flight requests finish (up to `shutdown_grace`, after
+//! which the connections still open are aborted and awaited), idle keep-alive connections
+//! close, and only then is the last checkpoint signed and the ledger flushed.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +47,8 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout: Duration,
+    /// Time a write to the client may make no progress.
+    pub write_timeout: Duration,
     /// Largest header block, in bytes.
     pub max_header_bytes: usize,
     /// Most connections open at once.
@@ -59,6 +64,7 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_connections: 4096,
             shutdown_grace: Duration::from_secs(30),
@@ -78,6 +84,7 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let options = Arc::new(options);
     tokio::pin!(shutdown);
@@ -95,15 +102,18 @@ pub(crate) async fn run(
                 }
             },
         };
+        // Finished connection tasks are reaped as new ones arrive.
+        while connections.try_join_next().is_some() {}
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!(%peer, "connection refused: max_connections reached");
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let stream = WriteDeadline::new(stream, options.write_timeout);
         let watcher = graceful.watcher();
         let app = app.clone();
         let options = Arc::clone(&options);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _slot = slot;
             let (tls, timeout) = (options.tls.is_some(), options.request_timeout);
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -154,7 +164,89 @@ pub(crate) async fn run(
             tracing::warn!("requests still running after the shutdown grace period were cut off");
         }
     }
+    // Nothing may still be running when the caller signs the last checkpoint.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A stream whose writes fail once they make no progress for `timeout`: the client stopped
+/// reading (or its window is closed), and it must not hold a connection slot for that.
+struct WriteDeadline<T> {
+    inner: T,
+    timeout: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Called when a write is pending: starts the clock, or reports that it ran out.
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let timeout = self.timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Ready(result) => {
+                self.stalled = None;
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => self.check(cx).map(|r| r.map(|()| 0)),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Ready(result) => {
+                self.stalled = None;
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => self.check(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn handle(
@@ -169,6 +261,7 @@ async fn handle(
     let mut response = match tokio::time::timeout(timeout, app.call(request)).await {
         Ok(response) => response?,
         Err(_) => {
+            // Built here, outside the router: it gets the same headers as every answer.
             let mut response = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
@@ -178,6 +271,7 @@ async fn handle(
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            crate::observe::security_headers(response.headers_mut());
             response
         }
     };
@@ -188,4 +282,39 @@ async fn handle(
         );
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        // A pipe that holds 64 bytes, whose reader never reads.
+        let (client, server) = tokio::io::duplex(64);
+        let mut server = WriteDeadline::new(server, Duration::from_millis(200));
+        let error = server.write_all(&[7u8; 4096]).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        drop(client);
+
+        // A reader that keeps reading is never cut off, however long the whole write takes.
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut server = WriteDeadline::new(server, Duration::from_millis(200));
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut total = 0;
+            let mut buf = [0u8; 16];
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break total,
+                    Ok(n) => total += n,
+                }
+            }
+        });
+        server.write_all(&[7u8; 2048]).await.unwrap();
+        drop(server);
+        assert_eq!(reader.await.unwrap(), 2048);
+    }
 }

@@ -75,7 +75,7 @@ pub(crate) async fn layer(
 const HTML_CSP: &str = "default-src 'none'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-fn security_headers(headers: &mut HeaderMap) {
+pub(crate) fn security_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -196,6 +196,7 @@ impl AppState {
 
     /// Seals: drops the keyring (its keys zeroize) and any unseal progress.
     pub fn seal(&self) {
+        self.rewrap.forget_pending();
         let mut inner = self.seal.0.write().expect("seal lock poisoned");
         if let Inner::Unsealed { record, .. } | Inner::Sealed { record, .. } = &*inner {
             *inner = Inner::Sealed {
@@ -247,16 +248,17 @@ impl AppState {
         }
     }
 
-    /// Replaces the keyring record (and keyring) of an unsealed server after a rekey or a
-    /// new key generation. Nothing happens if the server was sealed meanwhile.
-    pub(crate) fn replace_unsealed(&self, record: KeyringRecord, keyring: Arc<Keyring>) {
-        if let Inner::Unsealed {
-            record: current,
-            keyring: current_keyring,
-        } = &mut *self.seal.0.write().expect("seal lock poisoned")
+    /// Changes the keyring record (and keyring) of an unsealed server in place, under the
+    /// lock, so that concurrent changes (a rekey, a new generation) each keep the other's.
+    /// Nothing happens if the server was sealed meanwhile.
+    pub(crate) fn update_unsealed(
+        &self,
+        change: impl FnOnce(&mut KeyringRecord, &mut Arc<Keyring>),
+    ) {
+        if let Inner::Unsealed { record, keyring } =
+            &mut *self.seal.0.write().expect("seal lock poisoned")
         {
-            *current = record;
-            *current_keyring = keyring;
+            change(record, keyring);
         }
     }
 

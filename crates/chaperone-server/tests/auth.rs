@@ -666,6 +666,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("POST", "/api/v1/auth/enroll") => return None,
         ("POST", "/api/v1/sys/seal")
         | ("POST", "/api/v1/sys/rekey" | "/api/v1/sys/rotate" | "/api/v1/sys/backup")
+        | ("POST", "/api/v1/sys/rekey/verify")
         | ("GET", "/api/v1/sys/rotate") => ADMIN,
         ("GET" | "PUT" | "POST" | "DELETE", "/api/v1/secrets/data/{*path}") => MEMBERS,
         ("GET", "/api/v1/secrets/metadata/{*path}") => LISTERS,

@@ -609,6 +609,66 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
     ));
     assert!(error.contains("2 of 3"), "{error}");
 
+    // A first step whose new shares never come back changes nothing.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let post = |path: &str, body: serde_json::Value| {
+        let mut response = agent
+            .post(format!("{}/api/v1/{path}", server.addr))
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response
+                .body_mut()
+                .read_json::<serde_json::Value>()
+                .unwrap(),
+        )
+    };
+    let (status, started) = post(
+        "sys/rekey",
+        serde_json::json!({ "current_shares": &old[..3], "shares": 3, "threshold": 2 }),
+    );
+    assert_eq!(status, 200, "{started}");
+    let unused: Vec<String> = started["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    let (status, answer) = post(
+        "sys/rekey/verify",
+        serde_json::json!({ "nonce": "0000", "shares": &unused[..2] }),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("no_rekey"))
+    );
+    let (status, answer) = post(
+        "sys/rekey/verify",
+        serde_json::json!({ "nonce": started["nonce"], "shares": &old[..2] }),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("wrong_shares")),
+        "{answer}"
+    );
+    ok(server.cli(&token, &["seal"], ""));
+    ok(server.cli("", &["unseal"], &format!("{}\n", old[..3].join("\n"))));
+    // Sealing dropped the waiting rekey: its shares cannot complete it any more.
+    let (status, answer) = post(
+        "sys/rekey/verify",
+        serde_json::json!({ "nonce": started["nonce"], "shares": &unused[..2] }),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("no_rekey"))
+    );
+
     let out = ok(server.cli(
         &token,
         &["operator", "rekey", "--shares", "3", "--threshold", "2"],

@@ -123,6 +123,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(
             M::POST,
+            "/api/v1/sys/rekey/verify",
+            Some(ManageKeys),
+            On::System,
+            crate::keys::rekey_verify,
+        ),
+        route(
+            M::POST,
             "/api/v1/sys/backup",
             Some(Backup),
             On::System,
@@ -902,6 +909,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         sys::health,
         crate::observe::ready,
         crate::keys::rekey,
+        crate::keys::rekey_verify,
         ledger::sign_backup,
         crate::keys::rotate,
         crate::keys::rotation_status,

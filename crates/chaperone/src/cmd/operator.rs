@@ -89,27 +89,43 @@ fn rekey(client: &Client, shares: u8, threshold: u8) -> anyhow::Result<()> {
         "threshold": threshold,
     });
     let answer = client.call(Method::Post, "sys/rekey", Some(&body))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Rekeyed. The old shares no longer unseal this server. Any {threshold} of these {shares} \
-         new shares do.\nGive each to a different person; they are shown only now and stored \
-         nowhere.\n"
-    )?;
-    for (i, share) in answer["shares"]
+    let new: Vec<&str> = answer["shares"]
         .as_array()
         .into_iter()
         .flatten()
-        .enumerate()
-    {
-        writeln!(
-            out,
-            "Unseal share {}: {}",
-            i + 1,
-            share.as_str().unwrap_or_default()
-        )?;
+        .filter_map(Value::as_str)
+        .collect();
+    // The shares are written out before they are put in force: if they cannot be shown,
+    // nothing changes and the current shares keep working.
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "New unseal shares: any {threshold} of these {shares} unseal this server once the rekey \
+         completes.\nGive each to a different person; they are shown only now and stored \
+         nowhere.\n"
+    )?;
+    for (i, share) in new.iter().enumerate() {
+        writeln!(out, "Unseal share {}: {share}", i + 1)?;
     }
-    Ok(())
+    out.flush()?;
+    drop(out);
+    let verified = client.call(
+        Method::Post,
+        "sys/rekey/verify",
+        Some(&json!({
+            "nonce": answer["nonce"],
+            "shares": new.iter().take(usize::from(threshold)).collect::<Vec<_>>(),
+        })),
+    );
+    match verified {
+        Ok(_) => {
+            println!("\nRekeyed: the shares above are in force; the old shares open nothing.");
+            Ok(())
+        }
+        Err(error) => bail!(
+            "the shares above were NOT put in force ({error}); the current shares still unseal"
+        ),
+    }
 }
 
 fn rotate(client: &Client, status_only: bool, no_wait: bool) -> anyhow::Result<()> {
