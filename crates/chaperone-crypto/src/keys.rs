@@ -113,7 +113,8 @@ impl RootKey {
             .expand(MAC_INFO, mac_key.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         Keyring {
-            keks: (0..=generation).map(|g| derive_kek(&self.0, g)).collect(),
+            generation,
+            kek: derive_kek(&self.0, generation),
             root: self.0.clone(),
             mac_key,
         }
@@ -239,8 +240,10 @@ impl fmt::Debug for SealedValue {
 /// KEK generation newer than its own, which another node may have started, and derive the
 /// next generation when the KEK is rotated.
 pub struct Keyring {
-    /// KEKs of generations 0 ..= current; new keys are wrapped under the last.
-    keks: Vec<Zeroizing<[u8; 32]>>,
+    /// The generation new keys are wrapped under, and its KEK. Older generations are derived
+    /// when a blob of theirs is opened (one HKDF), so nothing grows with the generation.
+    generation: u32,
+    kek: Zeroizing<[u8; 32]>,
     root: Zeroizing<[u8; 32]>,
     mac_key: Zeroizing<[u8; 32]>,
 }
@@ -256,15 +259,14 @@ pub fn generation_of(blob: &[u8]) -> u32 {
 impl Keyring {
     /// The KEK generation new keys are wrapped under.
     pub fn generation(&self) -> u32 {
-        u32::try_from(self.keks.len() - 1).expect("generations fit in u32")
+        self.generation
     }
 
     /// The same keys, with new keys wrapped under `generation`.
     pub fn at_generation(&self, generation: u32) -> Keyring {
         Keyring {
-            keks: (0..=generation)
-                .map(|g| derive_kek(&self.root, g))
-                .collect(),
+            generation,
+            kek: derive_kek(&self.root, generation),
             root: self.root.clone(),
             mac_key: self.mac_key.clone(),
         }
@@ -272,9 +274,8 @@ impl Keyring {
 
     /// Wraps `plaintext` under the current KEK.
     fn kek_seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let generation = self.generation();
-        let kek = self.keks.last().expect("generation 0 always exists");
-        let blob = aead::seal(kek, aad, plaintext);
+        let generation = self.generation;
+        let blob = aead::seal(&self.kek, aad, plaintext);
         if generation == 0 {
             return blob;
         }
@@ -292,9 +293,10 @@ impl Keyring {
             [GENERATION_TAG, ..] => return Err(CryptoError::Malformed("truncated generation")),
             _ => (0, blob),
         };
-        match self.keks.get(generation as usize) {
-            Some(kek) => aead::open(kek, aad, body),
-            None => aead::open(&derive_kek(&self.root, generation), aad, body),
+        if generation == self.generation {
+            aead::open(&self.kek, aad, body)
+        } else {
+            aead::open(&derive_kek(&self.root, generation), aad, body)
         }
     }
 

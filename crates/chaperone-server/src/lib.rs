@@ -34,7 +34,7 @@ pub use mail::{SmtpSettings, valid_address as valid_mail_address};
 pub use notify::{NotifySettings, SweepReport};
 pub use observe::metrics_router;
 pub use seal::{SealError, SealStatus};
-pub use state::{AppState, AuthSettings, Settings};
+pub use state::{AppState, AuthSettings, BearerToken, Settings};
 pub use tls::{TlsCertificate, TlsError, ensure_self_signed};
 
 /// The router with every route, for tests and embedding.
@@ -50,6 +50,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_with(listener, state, ServeOptions::default(), shutdown).await
+}
+
+/// Serves a small router of its own (the metrics listener) with `options`' limits.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listen::run(listener, router, options, shutdown).await
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets

@@ -267,13 +267,13 @@ pub(crate) async fn render(state: &AppState) -> String {
             age,
         );
     }
-    if let Ok(grants) = state.store.active_grants(state.clock.now()).await {
+    if let Ok(grants) = state.store.count_active_grants(state.clock.now()).await {
         gauge(
             &mut out,
             "chaperone_grants_active",
             "Grants in force now.",
             "gauge",
-            grants.len(),
+            grants,
         );
     }
     out
@@ -282,7 +282,7 @@ pub(crate) async fn render(state: &AppState) -> String {
 /// `/metrics`: with `metrics_token` set, the token is required as a bearer token; without it,
 /// this route does not exist on the main listener (use `metrics_listen`).
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let Some(expected) = state.settings.metrics_token.as_deref() else {
+    let Some(expected) = state.settings.metrics_token.as_ref().map(|t| t.expose()) else {
         return crate::api::not_found_response();
     };
     let given = headers

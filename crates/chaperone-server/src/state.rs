@@ -23,7 +23,30 @@ pub struct Settings {
     pub notify: crate::notify::NotifySettings,
     /// The bearer token `/metrics` asks for on the main listener; without one, metrics are
     /// served only on a separate listener (`metrics_listen`).
-    pub metrics_token: Option<zeroize::Zeroizing<String>>,
+    pub metrics_token: Option<BearerToken>,
+}
+
+/// A bearer token from the configuration. Its `Debug` output is redacted, so printing the
+/// settings never prints it.
+#[derive(Clone)]
+pub struct BearerToken(zeroize::Zeroizing<String>);
+
+impl BearerToken {
+    /// Wraps `token`.
+    pub fn new(token: String) -> Self {
+        Self(zeroize::Zeroizing::new(token))
+    }
+
+    /// The token, for comparison.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken([redacted])")
+    }
 }
 
 impl Default for Settings {

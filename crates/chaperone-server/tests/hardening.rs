@@ -178,7 +178,7 @@ fn slow_and_oversized_clients_are_cut_off() {
 fn metrics_need_their_token_and_count_requests() {
     let token = "metrics-token-0123456789";
     let s = Server::start_with(|settings| {
-        settings.metrics_token = Some(zeroize::Zeroizing::new(token.to_owned()));
+        settings.metrics_token = Some(chaperone_server::BearerToken::new(token.to_owned()));
     });
     s.ok("GET", "/api/v1/health", None, None);
     let (status, _) = s.call(

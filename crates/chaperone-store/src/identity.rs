@@ -443,6 +443,18 @@ impl Store {
         rows.iter().map(grant_from_row).collect()
     }
 
+    /// How many grants are in force at `now`.
+    pub async fn count_active_grants(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM grants WHERE revoked_at IS NULL AND expires_at > $1",
+        )
+        .bind(now.unix_nanos())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("counting grants"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Every grant a person ever held, revoked and expired ones included, oldest first.
     pub async fn grants_ever_of(&self, person_id: &str) -> Result<Vec<GrantRecord>, StoreError> {
         let rows = sqlx::query(&format!(

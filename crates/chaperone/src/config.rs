@@ -437,7 +437,7 @@ impl Layers {
         )?;
         let metrics_token =
             self.parse("metrics_token", "a token of at least 16 characters", |s| {
-                (s.len() >= 16).then(|| zeroize::Zeroizing::new(s.to_owned()))
+                (s.len() >= 16).then(|| chaperone_server::BearerToken::new(s.to_owned()))
             })?;
         let log_format = self
             .parse("log_format", "text or json", |s| match s {
@@ -509,7 +509,7 @@ pub(crate) struct Config {
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
     pub(crate) serve: chaperone_server::ServeOptions,
     pub(crate) metrics_listen: Option<SocketAddr>,
-    pub(crate) metrics_token: Option<zeroize::Zeroizing<String>>,
+    pub(crate) metrics_token: Option<chaperone_server::BearerToken>,
     pub(crate) log_format: LogFormat,
     pub(crate) database_url: DatabaseUrl,
     pub(crate) unseal_key_file: Option<PathBuf>,

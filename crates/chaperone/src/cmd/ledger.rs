@@ -86,6 +86,9 @@ pub(crate) struct VerifyArgs {
     /// archived export older than that checkpoint).
     #[arg(long)]
     no_remember: bool,
+    /// PEM file of the CA that signs the server's TLS certificate (with --server).
+    #[arg(long, env = "CHAPERONE_CACERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// `chaperone ledger search`
@@ -294,7 +297,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         (Some(dir), _) => Source::Dir(dir.clone()),
         (None, Some(server)) => Source::Server(Client::authenticated(&ClientArgs {
             addr: Some(server.clone()),
-            ca_cert: None,
+            ca_cert: args.ca_cert.clone(),
         })?),
         (None, None) => bail!("give an export directory or --server URL"),
     };

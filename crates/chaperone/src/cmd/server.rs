@@ -282,9 +282,23 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
     if let Some(metrics) = config.metrics_listen {
         let listener = bind(metrics).await?;
         println!("Metrics on http://{}/metrics", listener.local_addr()?);
+        if !metrics.ip().is_loopback() {
+            tracing::warn!(
+                %metrics,
+                "metrics are served in plaintext without a token on a non-loopback address"
+            );
+        }
         let router = chaperone_server::metrics_router(Arc::clone(&state));
+        // Its own small limits: a flood of scrapers cannot take the main listener's slots.
+        let options = ServeOptions {
+            max_connections: 64,
+            ..ServeOptions::default()
+        };
         tokio::spawn(async move {
-            if let Err(error) = axum_serve(listener, router).await {
+            let served =
+                chaperone_server::serve_router(listener, router, options, std::future::pending())
+                    .await;
+            if let Err(error) = served {
                 tracing::error!(%error, "the metrics listener stopped");
             }
         });
@@ -347,14 +361,15 @@ fn serve_options(
     tls: Option<&(PathBuf, PathBuf)>,
 ) -> anyhow::Result<ServeOptions> {
     if let Some((cert, key)) = tls {
-        let certificate = Arc::new(TlsCertificate::load(cert, key)?);
-        reload_on_hangup(Arc::clone(&certificate));
-        options.tls = Some(certificate);
+        options.tls = Some(Arc::new(TlsCertificate::load(cert, key)?));
     }
+    reload_on_hangup(options.tls.clone());
     Ok(options)
 }
 
-fn reload_on_hangup(certificate: Arc<TlsCertificate>) {
+/// SIGHUP reloads the TLS certificate. It is caught even without TLS, so that a SIGHUP sent
+/// by habit never kills the server without its graceful shutdown.
+fn reload_on_hangup(certificate: Option<Arc<TlsCertificate>>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -363,6 +378,10 @@ fn reload_on_hangup(certificate: Arc<TlsCertificate>) {
             return;
         };
         while hangups.recv().await.is_some() {
+            let Some(certificate) = &certificate else {
+                tracing::info!("SIGHUP: no TLS certificate to reload");
+                continue;
+            };
             match certificate.reload() {
                 Ok(()) => tracing::info!(
                     fingerprint = %certificate.fingerprint(),
@@ -377,14 +396,6 @@ fn reload_on_hangup(certificate: Arc<TlsCertificate>) {
     });
     #[cfg(not(unix))]
     drop(certificate);
-}
-
-/// Serves a small plaintext router (the metrics listener).
-async fn axum_serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM; the server then finishes in-flight requests.
