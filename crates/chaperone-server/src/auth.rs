@@ -520,9 +520,31 @@ impl AppState {
     /// The classification level of `path`: that of the longest classified prefix covering
     /// it, the default level when none does.
     pub(crate) async fn classify(&self, path: &SecretPath) -> Result<LevelPolicy, ApiError> {
+        let rules = self.classification_rules().await?;
+        crate::api::governance::level_of(&rules.levels, &rules.classifications, path.as_str())
+            .cloned()
+    }
+
+    /// Classified prefixes and level policies, parsed; kept while the store's data
+    /// generation stays the same (see `Store::data_generation`).
+    async fn classification_rules(&self) -> Result<Arc<ClassificationRules>, ApiError> {
+        let generation = self.store.data_generation();
+        if let Some(generation) = generation
+            && let Some((at, rules)) = &*self.rules.lock().unwrap_or_else(|e| e.into_inner())
+            && *at == generation
+        {
+            return Ok(Arc::clone(rules));
+        }
         let (classifications, stored) = self.store.classification_rules().await?;
-        let levels = crate::api::governance::merge_levels(&stored)?;
-        crate::api::governance::level_of(&levels, &classifications, path.as_str()).cloned()
+        let rules = Arc::new(ClassificationRules {
+            levels: crate::api::governance::merge_levels(&stored)?,
+            classifications,
+        });
+        if let Some(generation) = generation {
+            *self.rules.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((generation, Arc::clone(&rules)));
+        }
+        Ok(rules)
     }
 
     /// What the continuous gate needs to decide on `level` for `caller`, read now; `None`
@@ -607,4 +629,11 @@ mod tests {
             ip("10.0.0.5")
         );
     }
+}
+
+/// Classified prefixes and the level policies, as one request reads them.
+#[derive(Debug)]
+pub(crate) struct ClassificationRules {
+    levels: Vec<LevelPolicy>,
+    classifications: Vec<(String, String)>,
 }

@@ -113,6 +113,8 @@ pub struct AppState {
     pub(crate) seal: SealState,
     pub(crate) metrics: crate::observe::Metrics,
     pub(crate) rewrap: crate::keys::Rewrap,
+    /// Parsed classification rules and the data generation they were read at.
+    pub(crate) rules: std::sync::Mutex<Option<(u64, Arc<crate::auth::ClassificationRules>)>>,
 }
 
 impl AppState {
@@ -125,6 +127,7 @@ impl AppState {
             seal: SealState::default(),
             metrics: crate::observe::Metrics::default(),
             rewrap: crate::keys::Rewrap::default(),
+            rules: std::sync::Mutex::new(None),
         }
     }
 

@@ -161,6 +161,12 @@ impl Store {
     /// The token with this hash, if any (expired and revoked ones included: the caller
     /// decides, with its clock).
     pub async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        // The generation is read before the database: a record read while a change commits
+        // is kept under the older generation, which that commit has already left behind.
+        let generation = self.data_generation();
+        if let Some(record) = generation.and_then(|g| self.cache.tokens.get(hash.as_bytes(), g)) {
+            return Ok(Some(record));
+        }
         let row = sqlx::query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"
         ))
@@ -168,7 +174,17 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(db("looking up a token"))?;
-        row.map(|row| token_from_row(&row)).transpose()
+        let record = row.map(|row| token_from_row(&row)).transpose()?;
+        // Only known tokens are kept, so random guesses cannot crowd them out.
+        if let (Some(generation), Some(record)) = (generation, &record) {
+            self.cache.put(
+                &self.cache.tokens,
+                *hash.as_bytes(),
+                generation,
+                record.clone(),
+            );
+        }
+        Ok(record)
     }
 
     /// The tokens of `person_id` (all personless tokens when `None`), newest first.
@@ -226,12 +242,13 @@ impl Store {
 
     /// Records a TOTP verification on a session, for step-up.
     pub async fn mark_token_verified(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tokens SET mfa_verified_at = $2 WHERE id = $1")
+        let written = sqlx::query("UPDATE tokens SET mfa_verified_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now.unix_nanos())
             .execute(&self.writer)
-            .await
-            .map_err(db("recording a verification"))?;
+            .await;
+        self.changed();
+        written.map_err(db("recording a verification"))?;
         Ok(())
     }
 }

@@ -263,7 +263,10 @@ impl Store {
         for (key, old, new) in changes {
             replaced += replace_one(&mut tx, kind, key, old, new).await?;
         }
-        tx.commit().await.map_err(db("committing a re-wrap"))?;
+        let committed = tx.commit().await.map_err(db("committing a re-wrap"));
+        // Cached versions hold the blobs replaced here.
+        self.changed();
+        committed?;
         Ok(replaced)
     }
 }

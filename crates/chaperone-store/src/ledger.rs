@@ -66,15 +66,16 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Starts the committer task on `writer`. It ends when the last handle is dropped.
-    pub(crate) fn start(writer: AnyPool) -> Arc<Self> {
+    /// Starts the committer task on `writer`; `generation` moves after every batch that
+    /// committed a change. It ends when the last handle is dropped.
+    pub(crate) fn start(writer: AnyPool, cache: Arc<crate::cache::Cache>) -> Arc<Self> {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, rx));
+        tokio::spawn(run(writer, rx, cache));
         Arc::new(Self { jobs })
     }
 }
 
-async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>) {
+async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>, cache: Arc<crate::cache::Cache>) {
     let mut edge: Option<Edge> = None;
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -95,13 +96,15 @@ async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let jobs = std::mem::take(&mut batch);
+        let changes = jobs.iter().any(|job| job.work.is_some());
         // Each batch runs in its own task, so that a panic in a change fails that batch (its
         // callers see their replies dropped, and the transaction rolls back) instead of
         // stopping the committer and with it every later request.
         let pool = writer.clone();
         let mut current = edge.take();
+        let moved = Arc::clone(&cache);
         let task = tokio::spawn(async move {
-            let outcome = commit_batch(&pool, &mut current, jobs).await;
+            let outcome = commit_batch(&pool, &mut current, jobs, changes.then_some(&*moved)).await;
             (current, outcome)
         });
         match task.await {
@@ -123,6 +126,7 @@ async fn commit_batch(
     writer: &AnyPool,
     edge: &mut Option<Edge>,
     jobs: Vec<Job>,
+    cache: Option<&crate::cache::Cache>,
 ) -> Result<(), StoreError> {
     let mut pending: Vec<(oneshot::Sender<Result<u64, StoreError>>, u64)> = Vec::new();
     let mut jobs = jobs.into_iter();
@@ -164,6 +168,12 @@ async fn commit_batch(
         Ok::<Edge, StoreError>(next)
     }
     .await;
+    // Whatever the outcome, a batch that ran changes may have changed what caches hold (a
+    // failed commit may still have reached the disk), and it moves the generation before
+    // any caller is answered.
+    if let Some(cache) = cache {
+        cache.invalidate();
+    }
     match outcome {
         Ok(next) => {
             *edge = Some(next);

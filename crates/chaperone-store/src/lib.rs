@@ -13,6 +13,7 @@
 //! "not found".
 
 mod backup;
+mod cache;
 mod governance;
 mod identity;
 mod keyring;
@@ -223,6 +224,8 @@ pub struct Store {
     backend: Backend,
     /// Appends to the ledger, with every change that records itself (see [`ledger`]).
     committer: std::sync::Arc<ledger::Committer>,
+    /// What every request reads, kept while nothing changed (see [`Store::data_generation`]).
+    cache: std::sync::Arc<cache::Cache>,
 }
 
 impl Store {
@@ -271,12 +274,14 @@ impl Store {
                 .map_err(db("connecting the writer"))?,
             Backend::Postgres => pool.clone(),
         };
-        let committer = ledger::Committer::start(writer.clone());
+        let cache = std::sync::Arc::new(cache::Cache::default());
+        let committer = ledger::Committer::start(writer.clone(), cache.clone());
         Ok(Self {
             pool,
             writer,
             backend,
             committer,
+            cache,
         })
     }
 }
@@ -302,6 +307,23 @@ fn pool_options(backend: Backend, sqlite: u32, postgres: u32) -> AnyPoolOptions 
 }
 
 impl Store {
+    /// A number that moves whenever a change is committed on this node: what was read under
+    /// one generation may be kept and reused while the generation stays the same.
+    ///
+    /// Security decision: only SQLite has one. A SQLite database is served by one process,
+    /// so every change to it passes through this store and moves the generation before its
+    /// caller is answered (a revocation is in force for the very next request). PostgreSQL
+    /// may be written by other nodes, whose changes this node cannot see happen, so with it
+    /// nothing is cached and every request reads the database.
+    pub fn data_generation(&self) -> Option<u64> {
+        (self.backend == Backend::Sqlite).then(|| self.cache.generation())
+    }
+
+    /// Moves the data generation after a write outside the committer.
+    pub(crate) fn changed(&self) {
+        self.cache.invalidate();
+    }
+
     /// Which backend this store uses.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -96,6 +96,24 @@ impl Store {
         path: &SecretPath,
         version: Option<u64>,
     ) -> Result<Option<StoredVersion>, StoreError> {
+        let generation = self.data_generation();
+        let key = (path.as_str().to_owned(), version.unwrap_or(0));
+        if let Some(stored) = generation.and_then(|g| self.cache.versions.get(&key, g)) {
+            return Ok(Some(stored));
+        }
+        let stored = self.read_version_uncached(path, version).await?;
+        if let (Some(generation), Some(stored)) = (generation, &stored) {
+            self.cache
+                .put(&self.cache.versions, key, generation, stored.clone());
+        }
+        Ok(stored)
+    }
+
+    async fn read_version_uncached(
+        &self,
+        path: &SecretPath,
+        version: Option<u64>,
+    ) -> Result<Option<StoredVersion>, StoreError> {
         let row = sqlx::query(
             "SELECT s.id, s.current_version, s.custom_metadata, v.version, v.created_at, \
              v.deleted_at, v.destroyed_at, v.wrapped_key, v.ciphertext \

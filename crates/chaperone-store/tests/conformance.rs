@@ -121,6 +121,7 @@ conformance!(
     two_stores_append_to_one_log,
     governance_records_are_revisioned_and_atomic,
     shares_are_opened_a_counted_number_of_times_and_destroyed,
+    cached_reads_follow_every_change,
 );
 
 fn path(p: &str) -> SecretPath {
@@ -1575,4 +1576,73 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
     assert!(f.store.expired_shares(t(12)).await.unwrap().is_empty());
     assert_eq!(f.store.shares(Some("per_a")).await.unwrap().len(), 3);
     assert!(f.store.shares(Some("per_b")).await.unwrap().is_empty());
+}
+
+/// Reads that are cached (SQLite) see every change at once; with PostgreSQL nothing is
+/// cached at all.
+async fn cached_reads_follow_every_change(f: &Fixture) {
+    let before = f.store.data_generation();
+    match f.store.backend() {
+        chaperone_store::Backend::Sqlite => assert!(before.is_some()),
+        chaperone_store::Backend::Postgres => assert_eq!(before, None),
+    }
+    put(f, "cache/a", "one", Cas::None).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(read(f, "cache/a", None).await.as_deref(), Some("one"));
+        assert_eq!(read(f, "cache/a", Some(1)).await.as_deref(), Some("one"));
+    }
+    let generation = f.store.data_generation();
+    put(f, "cache/a", "two", Cas::None).await.unwrap();
+    if let (Some(old), Some(new)) = (generation, f.store.data_generation()) {
+        assert!(new > old, "a change moves the generation");
+    }
+    assert_eq!(read(f, "cache/a", None).await.as_deref(), Some("two"));
+    assert!(
+        f.store
+            .destroy_versions(&path("cache/a"), &[1], t(20), &[])
+            .await
+            .unwrap()
+    );
+    let destroyed = f
+        .store
+        .read_version(&path("cache/a"), Some(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        destroyed.sealed.is_none(),
+        "a destroyed version is not served from memory"
+    );
+
+    let token = TokenRecord {
+        id: "tok_cache".into(),
+        hash: ApiToken::generate().hash(),
+        name: "cached".into(),
+        role: "member".into(),
+        created_at: t(1),
+        expires_at: None,
+        revoked_at: None,
+        person_id: None,
+        kind: TokenKind::Api,
+        scope: None,
+        mfa_verified_at: None,
+    };
+    f.store.insert_token(&token, &[]).await.unwrap();
+    for _ in 0..2 {
+        let found = f.store.token_by_hash(&token.hash).await.unwrap().unwrap();
+        assert_eq!(found.revoked_at, None);
+    }
+    f.store
+        .mark_token_verified("tok_cache", t(3))
+        .await
+        .unwrap();
+    let found = f.store.token_by_hash(&token.hash).await.unwrap().unwrap();
+    assert_eq!(found.mfa_verified_at, Some(t(3)));
+    assert!(f.store.revoke_token("tok_cache", t(4), &[]).await.unwrap());
+    let found = f.store.token_by_hash(&token.hash).await.unwrap().unwrap();
+    assert_eq!(
+        found.revoked_at,
+        Some(t(4)),
+        "a revocation is seen by the next lookup"
+    );
 }
