@@ -248,11 +248,6 @@ impl Store {
             .map_err(db("recording the ledger verifier"))?;
         Ok(())
     }
-
-    /// Whether the database holds no Chaperone data (no keyring, no ledger entries).
-    pub async fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.keyring().await?.is_none() && self.ledger_size().await? == 0)
-    }
 }
 
 /// Why a ledger audit failed.

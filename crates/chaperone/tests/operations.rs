@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{BIN, Server, fails, ok, run_cli};
+use common::{BIN, Server, fails, ok, run_cli, shares_in};
 use sha2::{Digest as _, Sha256};
 
 /// The SHA-256 fingerprint of the first certificate in a PEM file, as `AB:CD:...`.
@@ -280,11 +280,7 @@ fn init(url: &str) -> (Vec<String>, String) {
         ],
         "",
     ));
-    let shares = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .map(|l| l.split(": ").nth(1).unwrap().to_owned())
-        .collect();
+    let shares = shares_in(&out);
     let token = out
         .lines()
         .find_map(|l| l.strip_prefix("Initial admin token: "))
@@ -674,11 +670,7 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
         &["operator", "rekey", "--shares", "3", "--threshold", "2"],
         &format!("{}\n{}\n{}\n", old[4], old[1], old[3]),
     ));
-    let new: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .map(|l| l.split(": ").nth(1).unwrap().to_owned())
-        .collect();
+    let new: Vec<String> = shares_in(&out);
     assert_eq!(new.len(), 3, "{out}");
     // The new shares are stored nowhere.
     let db = std::fs::read(dir.path().join("keys.db")).unwrap();
@@ -697,11 +689,7 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
         &["operator", "rekey", "--shares", "5", "--threshold", "3"],
         &format!("{}\n{}\n", new[0], new[1]),
     ));
-    let new: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .map(|l| l.split(": ").nth(1).unwrap().to_owned())
-        .collect();
+    let new: Vec<String> = shares_in(&out);
     assert_eq!(new.len(), 5, "{out}");
     ok(server.cli(&token, &["seal"], ""));
     let error = fails(server.cli("", &["unseal"], &format!("{}\n", old[..3].join("\n"))));

@@ -409,13 +409,7 @@ async fn restore_sqlite(
     let dir = target.parent().unwrap_or(Path::new("."));
     if !dir.exists() {
         // A data directory is the owner's only, as `chaperone up` makes it.
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::cmd::server::create_private_dir(dir)?;
     }
     let staging = dir.join(format!(
         ".{}.restoring",

@@ -418,7 +418,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -136,6 +136,15 @@ pub(crate) fn run_cli_with(
     child.wait_with_output().unwrap()
 }
 
+/// The unseal shares printed by `chaperone init` or `chaperone operator rekey`.
+pub(crate) fn shares_in(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .map(|l| l.split(": ").nth(1).unwrap().to_owned())
+        .collect()
+}
+
 /// Stdout of a command that must succeed.
 pub(crate) fn ok(output: Output) -> String {
     let stdout = String::from_utf8(output.stdout).unwrap();
