@@ -132,17 +132,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(db("reading a checkpoint"))?;
-        row.map(|row| {
-            let size: i64 = row
-                .try_get("size")
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok((
-                u64::try_from(size).map_err(|_| StoreError::Corrupt("negative size".into()))?,
-                row.try_get("note")
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            ))
-        })
-        .transpose()
+        row.as_ref().map(checkpoint_row).transpose()
     }
 
     /// Every signed checkpoint kept: (size, note), smallest first.
@@ -151,18 +141,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading the checkpoints"))?;
-        rows.into_iter()
-            .map(|row| {
-                let size: i64 = row
-                    .try_get("size")
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok((
-                    u64::try_from(size).map_err(|_| StoreError::Corrupt("negative size".into()))?,
-                    row.try_get("note")
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                ))
-            })
-            .collect()
+        rows.iter().map(checkpoint_row).collect()
     }
 
     /// Recomputes the whole ledger from its entry bundles: every entry's leaf against the
@@ -248,6 +227,16 @@ impl Store {
             .map_err(db("recording the ledger verifier"))?;
         Ok(())
     }
+}
+
+/// A `(size, note)` row of `ledger_checkpoints`.
+fn checkpoint_row(row: &sqlx::any::AnyRow) -> Result<(u64, String), StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let size: i64 = row.try_get("size").map_err(corrupt)?;
+    Ok((
+        u64::try_from(size).map_err(|_| StoreError::Corrupt("negative size".into()))?,
+        row.try_get("note").map_err(corrupt)?,
+    ))
 }
 
 /// Why a ledger audit failed.

@@ -112,27 +112,14 @@ fn tls_end_to_end_with_the_generated_certificate() {
     assert!(error.contains("--ca-cert"), "{error}");
     // With CHAPERONE_CACERT, and with --ca-cert.
     let with_ca = |args: &[&str], stdin: &str| {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env("CHAPERONE_TOKEN", token)
-            .env("CHAPERONE_ADDR", &server.addr)
-            .env("CHAPERONE_CACERT", &cert)
-            .env("XDG_CONFIG_HOME", dir.path());
-        let mut child = command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        common::run_cli_env(
+            &server.addr,
+            token,
+            dir.path(),
+            &[("CHAPERONE_CACERT", cert.as_path())],
+            args,
+            stdin,
+        )
     };
     ok(with_ca(&["secret", "put", "team/db", "password=-"], value));
     let read = ok(run_cli(

@@ -114,7 +114,20 @@ pub(crate) fn run_cli_with(
     args: &[&str],
     stdin: &str,
 ) -> Output {
+    run_cli_env(addr, token, config, &[], args, stdin)
+}
+
+/// Like [`run_cli_with`], with more environment variables.
+pub(crate) fn run_cli_env(
+    addr: &str,
+    token: &str,
+    config: &Path,
+    env: &[(&str, &Path)],
+    args: &[&str],
+    stdin: &str,
+) -> Output {
     let mut command = Command::new(BIN);
+    command.envs(env.iter().copied());
     if !token.is_empty() {
         command.env("CHAPERONE_TOKEN", token);
     }
