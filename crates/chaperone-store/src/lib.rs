@@ -35,7 +35,7 @@ pub use governance::{DocumentRecord, Op, Record};
 pub use identity::{GrantRecord, PersonRecord, VendorRecord};
 pub use keyring::{KeyringRecord, SealConfig, TokenKind, TokenRecord};
 pub use keys::{SealedItem, SealedKey, SealedKind};
-pub use secrets::{KvSettings, MetadataUpdate, StoredVersion};
+pub use secrets::{KvSettings, MetadataUpdate, StoredVersion, WrittenVersion};
 pub use shares::{Opened, ShareRecord};
 pub use wrapping::WrappedRecord;
 
@@ -219,7 +219,8 @@ pub struct Store {
     /// Write transactions. For SQLite a separate pool of one connection: SQLite allows one
     /// writer at a time, and queueing writers in the pool is fair and fast, where letting them
     /// contend for the file lock makes them sleep in SQLite's busy handler (seconds of tail
-    /// latency under load). For PostgreSQL the same pool as reads.
+    /// latency under load); it is opened on the committer's thread (see
+    /// [`ledger::Committer::start_sqlite`]). For PostgreSQL the same pool as reads.
     writer: AnyPool,
     backend: Backend,
     /// Appends to the ledger, with every change that records itself (see [`ledger`]).
@@ -267,15 +268,21 @@ impl Store {
             .connect(&connect_url)
             .await
             .map_err(db("connecting"))?;
-        let writer = match backend {
-            Backend::Sqlite => pool_options(backend, 1, 1)
-                .connect(&connect_url)
-                .await
-                .map_err(db("connecting the writer"))?,
-            Backend::Postgres => pool.clone(),
-        };
         let cache = std::sync::Arc::new(cache::Cache::default());
-        let committer = ledger::Committer::start(writer.clone(), cache.clone());
+        let (writer, committer) = match backend {
+            Backend::Sqlite => {
+                ledger::Committer::start_sqlite(
+                    pool_options(backend, 1, 1),
+                    connect_url,
+                    cache.clone(),
+                )
+                .await?
+            }
+            Backend::Postgres => (
+                pool.clone(),
+                ledger::Committer::start(pool.clone(), cache.clone()),
+            ),
+        };
         Ok(Self {
             pool,
             writer,

@@ -63,6 +63,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_operations.sql"),
         postgres: include_str!("../migrations/postgres/0008_operations.sql"),
     },
+    Migration {
+        version: 9,
+        name: "bundle chunks",
+        sqlite: include_str!("../migrations/sqlite/0009_bundle_chunks.sql"),
+        postgres: include_str!("../migrations/postgres/0009_bundle_chunks.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

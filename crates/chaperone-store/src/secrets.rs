@@ -66,6 +66,16 @@ pub struct MetadataUpdate {
     pub custom_metadata: Option<BTreeMap<String, String>>,
 }
 
+/// What a write made: the new version, and the secret's custom metadata (which Vault's
+/// write answer shows).
+#[derive(Clone, Debug)]
+pub struct WrittenVersion {
+    /// The new version.
+    pub meta: VersionMeta,
+    /// The secret's custom metadata.
+    pub custom_metadata: BTreeMap<String, String>,
+}
+
 impl Store {
     /// Writes a new version of `path`. `seal` encrypts the value for the binding the new
     /// version gets; it runs inside the transaction, after check-and-set has passed.
@@ -77,12 +87,12 @@ impl Store {
         now: Timestamp,
         events: &[Event],
         seal: impl FnOnce(Binding) -> SealedValue + Send + 'static,
-    ) -> Result<VersionMeta, StoreError> {
+    ) -> Result<WrittenVersion, StoreError> {
         let (path, events) = (path.clone(), events.to_vec());
         self.change(move |conn| {
             Box::pin(async move {
-                let meta = put_version_in(conn, &path, cas, settings, now, seal).await?;
-                Ok((meta, events))
+                let written = put_version_in(conn, &path, cas, settings, now, seal).await?;
+                Ok((written, events))
             })
         })
         .await
@@ -322,34 +332,33 @@ async fn put_version_in(
     settings: KvSettings,
     now: Timestamp,
     seal: impl FnOnce(Binding) -> SealedValue,
-) -> Result<VersionMeta, StoreError> {
-    sqlx::query(
+) -> Result<WrittenVersion, StoreError> {
+    // One statement creates the secret if needed, takes its row and moves it to the new
+    // version. Check-and-set then judges the version it replaced; a failure rolls the job's
+    // savepoint back, so nothing of it stays. (Fewer statements: each is a round trip on
+    // the path every queued change waits for.)
+    let row = sqlx::query(
         "INSERT INTO secrets (path, current_version, oldest_version, max_versions, \
          cas_required, custom_metadata, created_at, updated_at) \
-         VALUES ($1, 0, 0, 0, 0, '{}', $2, $2) ON CONFLICT (path) DO NOTHING",
-    )
-    .bind(path.as_str())
-    .bind(now.unix_nanos())
-    .execute(&mut *conn)
-    .await
-    .map_err(db("creating a secret"))?;
-    let row = sqlx::query(
-        "UPDATE secrets SET updated_at = $2 WHERE path = $1 \
-         RETURNING id, current_version, oldest_version, max_versions, cas_required",
+         VALUES ($1, 1, 1, 0, 0, '{}', $2, $2) \
+         ON CONFLICT (path) DO UPDATE SET current_version = secrets.current_version + 1, \
+         updated_at = excluded.updated_at \
+         RETURNING id, current_version, oldest_version, max_versions, cas_required, \
+         custom_metadata",
     )
     .bind(path.as_str())
     .bind(now.unix_nanos())
     .fetch_one(&mut *conn)
     .await
-    .map_err(db("locking a secret"))?;
+    .map_err(db("writing a secret"))?;
     let head = SecretHead::from_row(&row)?;
-
-    check_cas(
-        head.current_version,
-        cas,
-        head.cas_required || settings.cas_required,
-    )?;
-    let version = head.current_version + 1;
+    let version = head.current_version;
+    check_cas(version - 1, cas, head.cas_required || settings.cas_required)?;
+    let custom: String = row
+        .try_get("custom_metadata")
+        .map_err(|e| StoreError::Corrupt(format!("secret row: {e}")))?;
+    let custom_metadata = serde_json::from_str(&custom)
+        .map_err(|e| StoreError::Corrupt(format!("custom metadata: {e}")))?;
     let sealed = seal(Binding {
         secret_id: head.id,
         version,
@@ -369,23 +378,27 @@ async fn put_version_in(
 
     let keep = head.max_versions.unwrap_or(settings.max_versions);
     let oldest = pruned_below(version, keep).max(head.oldest_version.max(1));
-    sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1 AND version < $2")
-        .bind(head.id)
-        .bind(to_i64(oldest))
-        .execute(&mut *conn)
-        .await
-        .map_err(db("pruning old versions"))?;
-    sqlx::query("UPDATE secrets SET current_version = $2, oldest_version = $3 WHERE id = $1")
-        .bind(head.id)
-        .bind(to_i64(version))
-        .bind(to_i64(oldest))
-        .execute(&mut *conn)
-        .await
-        .map_err(db("updating a secret"))?;
-    Ok(VersionMeta {
-        version,
-        created_at: now,
-        state: VersionState::Active,
+    if oldest != head.oldest_version {
+        sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1 AND version < $2")
+            .bind(head.id)
+            .bind(to_i64(oldest))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("pruning old versions"))?;
+        sqlx::query("UPDATE secrets SET oldest_version = $2 WHERE id = $1")
+            .bind(head.id)
+            .bind(to_i64(oldest))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("updating a secret"))?;
+    }
+    Ok(WrittenVersion {
+        meta: VersionMeta {
+            version,
+            created_at: now,
+            state: VersionState::Active,
+        },
+        custom_metadata,
     })
 }
 

@@ -21,6 +21,8 @@ use chaperone_store::{
 
 struct Fixture {
     url: DatabaseUrl,
+    /// The same database for a plain sqlx connection, to change what the store cannot.
+    raw: String,
     store: Store,
     ring: Arc<Keyring>,
     _dir: Option<tempfile::TempDir>,
@@ -31,6 +33,7 @@ async fn sqlite() -> Option<Fixture> {
     let url = DatabaseUrl::sqlite_file(&dir.path().join("test.db"));
     let store = Store::connect(&url).await.unwrap();
     Some(Fixture {
+        raw: format!("sqlite://{}", dir.path().join("test.db").display()),
         url,
         store,
         ring: Arc::new(RootKey::generate().keyring()),
@@ -60,6 +63,7 @@ async fn postgres() -> Option<Fixture> {
     let url = DatabaseUrl::parse(&format!("{root}/{name}")).unwrap();
     let store = Store::connect(&url).await.unwrap();
     Some(Fixture {
+        raw: format!("{root}/{name}"),
         url,
         store,
         ring: Arc::new(RootKey::generate().keyring()),
@@ -115,6 +119,7 @@ conformance!(
     grants_classifications_and_failures,
     tokens_of_people,
     ledger_appends_and_proofs,
+    partial_bundles_are_appended_in_chunks,
     changes_and_their_events_commit_together,
     identity_and_token_changes_record_only_what_happened,
     wrapped_responses_are_taken_once,
@@ -157,7 +162,7 @@ async fn put(f: &Fixture, p: &str, value: &str, cas: Cas) -> Result<u64, StoreEr
             seal(f, value.as_bytes()),
         )
         .await
-        .map(|meta| meta.version)
+        .map(|written| written.meta.version)
 }
 
 async fn read(f: &Fixture, p: &str, version: Option<u64>) -> Option<String> {
@@ -224,6 +229,38 @@ async fn check_and_set(f: &Fixture) {
         StoreError::Kv(KvError::CasRequired)
     ));
     assert_eq!(put(f, "cas", "c", Cas::Version(2)).await.unwrap(), 3);
+    // A secret made by a metadata write alone gets version 1, and a write answers the
+    // secret's custom metadata.
+    let update = MetadataUpdate {
+        custom_metadata: Some([("owner".to_owned(), "ops".to_owned())].into()),
+        ..Default::default()
+    };
+    f.store
+        .update_metadata(&path("by-metadata"), &update, t(4), &[])
+        .await
+        .unwrap();
+    let written = f
+        .store
+        .put_version(
+            &path("by-metadata"),
+            Cas::Version(0),
+            DEFAULTS,
+            t(5),
+            &[],
+            seal(f, b"m"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.meta.version, 1);
+    assert_eq!(written.custom_metadata, update.custom_metadata.unwrap());
+    let meta = f
+        .store
+        .metadata(&path("by-metadata"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((meta.current_version, meta.oldest_version), (1, 1));
+    assert_eq!(read(f, "by-metadata", None).await.as_deref(), Some("m"));
 }
 
 async fn old_versions_are_pruned(f: &Fixture) {
@@ -900,6 +937,88 @@ async fn ledger_appends_and_proofs(f: &Fixture) {
         merkle::root(308, &nodes).unwrap(),
         merkle::root(308, &leaves[..]).unwrap()
     );
+}
+
+/// A partial bundle grows by chunks, also after one stored whole (as older versions did),
+/// and a bundle that fills is stored whole without its chunks.
+async fn partial_bundles_are_appended_in_chunks(f: &Fixture) {
+    use chaperone_ledger::tiles::{TileId, TileKind, encode_bundle};
+    let entries: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| format!("{{\"entry\":{i}}}").into_bytes())
+        .collect();
+    let bundle = |index: u64, width: u64| TileId {
+        kind: TileKind::Entries,
+        index,
+        width,
+    };
+    let encoded = |range: std::ops::Range<usize>| {
+        encode_bundle(entries[range].iter().map(Vec::as_slice)).unwrap()
+    };
+    f.store.append_ledger(entries[..10].to_vec()).await.unwrap();
+    // The older layout: the partial bundle as one row, no chunks.
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&f.raw).await.unwrap();
+    sqlx::query("DELETE FROM ledger_bundle_chunks")
+        .execute(&raw)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO ledger_bundles (idx, width, data) VALUES (0, 10, $1)")
+        .bind(encoded(0..10))
+        .execute(&raw)
+        .await
+        .unwrap();
+    f.store
+        .append_ledger(entries[10..15].to_vec())
+        .await
+        .unwrap();
+    f.store
+        .append_ledger(entries[15..20].to_vec())
+        .await
+        .unwrap();
+    let tile = f.store.ledger_tile(bundle(0, 20)).await.unwrap().unwrap();
+    assert_eq!(tile, encoded(0..20));
+    let tile = f.store.ledger_tile(bundle(0, 12)).await.unwrap().unwrap();
+    assert_eq!(tile, encoded(0..12));
+    assert_eq!(f.store.ledger_tile(bundle(0, 21)).await.unwrap(), None);
+    let read = f.store.ledger_entries(5, 20).await.unwrap();
+    assert_eq!(read.len(), 15);
+    assert!(read.iter().all(|(seq, e)| *e == entries[*seq as usize]));
+    // Fill bundle 0 and start bundle 1, from a store that loads the edge afresh.
+    let again = Store::connect(&f.url).await.unwrap();
+    again
+        .append_ledger(entries[20..270].to_vec())
+        .await
+        .unwrap();
+    again
+        .append_ledger(entries[270..300].to_vec())
+        .await
+        .unwrap();
+    let tile = again.ledger_tile(bundle(0, 256)).await.unwrap().unwrap();
+    assert_eq!(tile, encoded(0..256));
+    let tile = again.ledger_tile(bundle(1, 44)).await.unwrap().unwrap();
+    assert_eq!(tile, encoded(256..300));
+    let chunks: Vec<i64> =
+        sqlx::query_scalar("SELECT idx FROM ledger_bundle_chunks ORDER BY idx, first")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    assert_eq!(chunks, [1, 1], "bundle 0 is whole, bundle 1 is two chunks");
+    let read = again.ledger_entries(0, 300).await.unwrap();
+    assert_eq!(
+        read.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        entries
+    );
+    // A chunk that does not follow what is stored is reported, not skipped.
+    sqlx::query("UPDATE ledger_bundle_chunks SET first = 40 WHERE first = 14")
+        .execute(&raw)
+        .await
+        .unwrap();
+    assert!(matches!(
+        again.ledger_tile(bundle(1, 44)).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    raw.close().await;
+    again.close().await;
 }
 
 fn event(action: &str) -> chaperone_ledger::entry::Event {

@@ -17,7 +17,7 @@ use chaperone_core::{
     Cas, MaxVersions, SecretMetadata, SecretPath, SecretPrefix, VersionMeta, VersionState,
 };
 use chaperone_crypto::Keyring;
-use chaperone_store::{MetadataUpdate, StoredVersion};
+use chaperone_store::{MetadataUpdate, StoredVersion, WrittenVersion};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -153,11 +153,11 @@ pub(crate) async fn write(
     );
     drop(body.data);
     let cas = body.cas.map_or(Cas::None, Cas::Version);
-    let meta = write_version(&state, caller.actor(), &info, &path, cas, plaintext).await?;
+    let written = write_version(&state, caller.actor(), &info, &path, cas, plaintext).await?;
     Ok(Json(WriteResponse {
         path: path.to_string(),
-        version: meta.version,
-        created_time: meta.created_at.to_rfc3339(),
+        version: written.meta.version,
+        created_time: written.meta.created_at.to_rfc3339(),
     }))
 }
 
@@ -170,7 +170,7 @@ pub(crate) async fn write_version(
     path: &SecretPath,
     cas: Cas,
     plaintext: zeroize::Zeroizing<Vec<u8>>,
-) -> Result<VersionMeta, ApiError> {
+) -> Result<WrittenVersion, ApiError> {
     let keyring = unsealed(state)?;
     let now = state.clock.now();
     let mut record = Record::new("secret.write", path.as_str(), Outcome::Success);
@@ -179,7 +179,7 @@ pub(crate) async fn write_version(
     }
     let token = actor.token.clone().unwrap_or_default();
     let event = state.event(info, actor, record);
-    let meta = state
+    let written = state
         .store
         .put_version(
             path,
@@ -190,8 +190,8 @@ pub(crate) async fn write_version(
             move |binding| keyring.seal(binding, &plaintext),
         )
         .await?;
-    tracing::info!(%token, path = %path, version = meta.version, "secret written");
-    Ok(meta)
+    tracing::info!(%token, path = %path, version = written.meta.version, "secret written");
+    Ok(written)
 }
 
 /// Reads a version (the current one by default).

@@ -683,7 +683,7 @@ pub(crate) async fn submit_secret_request(
     )
     .await;
     let written = match written {
-        Ok(meta) => meta,
+        Ok(written) => written.meta,
         Err(error) => {
             request.status = "open".into();
             let _ = state

@@ -109,8 +109,8 @@ pub(crate) async fn write(
     );
     drop(data);
     let cas = body.options.cas.map_or(Cas::None, Cas::Version);
-    let meta = match write_version(&state, caller.actor(), &info, &path, cas, plaintext).await {
-        Ok(meta) => meta,
+    let written = match write_version(&state, caller.actor(), &info, &path, cas, plaintext).await {
+        Ok(written) => written,
         // Vault's check-and-set failures are 400 with its exact messages.
         Err(e) if e.code == "cas_mismatch" => {
             return Ok(errors(
@@ -126,15 +126,12 @@ pub(crate) async fn write(
         }
         Err(e) => return Err(e),
     };
-    let custom = state
-        .store
-        .metadata(&path)
-        .await?
-        .map(|m| m.custom_metadata)
-        .unwrap_or_default();
     Ok(reply(
         StatusCode::OK,
-        &envelope(&info, version_metadata(&meta, &custom)),
+        &envelope(
+            &info,
+            version_metadata(&written.meta, &written.custom_metadata),
+        ),
     ))
 }
 
@@ -178,7 +175,7 @@ pub(crate) async fn patch(
         serde_json::to_vec(&merged).expect("a JSON object always serialises"),
     );
     drop(merged);
-    let meta = match write_version(
+    let written = match write_version(
         &state,
         caller.actor(),
         &info,
@@ -188,7 +185,7 @@ pub(crate) async fn patch(
     )
     .await
     {
-        Ok(meta) => meta,
+        Ok(written) => written,
         Err(e) if e.code == "cas_mismatch" => {
             return Ok(errors(
                 StatusCode::BAD_REQUEST,
@@ -197,10 +194,12 @@ pub(crate) async fn patch(
         }
         Err(e) => return Err(e),
     };
-    let custom = stored.custom_metadata;
     Ok(reply(
         StatusCode::OK,
-        &envelope(&info, version_metadata(&meta, &custom)),
+        &envelope(
+            &info,
+            version_metadata(&written.meta, &written.custom_metadata),
+        ),
     ))
 }
 
