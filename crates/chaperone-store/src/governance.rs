@@ -12,8 +12,10 @@
 
 use chaperone_core::Timestamp;
 use chaperone_ledger::entry::Event;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+
+use crate::conn::Conn;
 
 use crate::identity::{GrantRecord, VendorRecord, insert_grant};
 use crate::{Store, StoreError, db};
@@ -229,7 +231,7 @@ impl Store {
     }
 }
 
-async fn apply_one(conn: &mut AnyConnection, op: &Op) -> Result<(), StoreError> {
+async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
     match op {
         Op::Put(record) if record.revision <= 1 => {
             let inserted = sqlx::query(

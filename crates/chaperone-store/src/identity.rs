@@ -11,8 +11,10 @@
 
 use chaperone_core::Timestamp;
 use chaperone_ledger::entry::Event;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+
+use crate::conn::Conn;
 
 use crate::{Store, StoreError, db};
 
@@ -704,7 +706,7 @@ impl Store {
 }
 
 async fn insert_person_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     person: &PersonRecord,
     enrolment_code_hash: &[u8; 32],
     enrolment_expires_at: Timestamp,
@@ -743,7 +745,7 @@ async fn insert_person_in(
 }
 
 async fn complete_enrolment_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     code_hash: &[u8; 32],
     now: Timestamp,
     password_hash: &str,
@@ -820,7 +822,7 @@ fn person_from_row(row: &AnyRow) -> Result<PersonRecord, StoreError> {
 }
 
 pub(crate) async fn insert_grant(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     grant: &GrantRecord,
 ) -> Result<(), StoreError> {
     let (reviewed_at, reviewed_by) = match &grant.reviewed {

@@ -7,8 +7,10 @@ use chaperone_core::Timestamp;
 use chaperone_crypto::WrappedRootKey;
 use chaperone_crypto::token::TokenHash;
 use chaperone_ledger::entry::Event;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+
+use crate::conn::Conn;
 
 use crate::{Store, StoreError, db};
 
@@ -261,7 +263,7 @@ fn generation(value: i64) -> Result<u32, sqlx::Error> {
 }
 
 async fn initialize_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     keyring: &KeyringRecord,
     admin: &TokenRecord,
 ) -> Result<(), StoreError> {
@@ -288,7 +290,7 @@ async fn initialize_in(
     insert_token_in(conn, admin).await
 }
 
-async fn insert_token_in(conn: &mut AnyConnection, token: &TokenRecord) -> Result<(), StoreError> {
+async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at, \
          person_id, kind, scope, mfa_verified_at) \

@@ -261,7 +261,8 @@ impl Store {
             .map_err(db("starting a re-wrap"))?;
         let mut replaced = 0;
         for (key, old, new) in changes {
-            replaced += replace_one(&mut tx, kind, key, old, new).await?;
+            replaced +=
+                replace_one(&mut crate::conn::Conn::Any(&mut tx), kind, key, old, new).await?;
         }
         let committed = tx.commit().await.map_err(db("committing a re-wrap"));
         // Cached versions hold the blobs replaced here.
@@ -272,7 +273,7 @@ impl Store {
 }
 
 async fn replace_one(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::conn::Conn<'_>,
     kind: SealedKind,
     key: &SealedKey,
     old: &[u8],

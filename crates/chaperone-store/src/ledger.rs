@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +25,9 @@ use chaperone_ledger::merkle::HashReader;
 use chaperone_ledger::tiles::{
     Edge, MAX_ENTRY, TileId, TileKind, Tiles, WIDTH, bundle_prefix, split_tile, tiles_needed,
 };
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyPool, Row};
+
+use crate::conn::Conn;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Store, StoreError, db, to_i64, to_u64};
@@ -34,8 +37,7 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A change run inside the batch's transaction; returns the events to record with it.
 type Work = Box<
-    dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Vec<Event>, StoreError>>
-        + Send,
+    dyn for<'c> FnOnce(&'c mut Conn<'c>) -> BoxFuture<'c, Result<Vec<Event>, StoreError>> + Send,
 >;
 
 /// Most jobs in one batch: bounds the transaction's size and the latency of its first job.
@@ -57,6 +59,10 @@ struct Job {
 /// The handle to a store's committer.
 pub(crate) struct Committer {
     jobs: mpsc::Sender<Job>,
+    /// Stops the committer once the jobs queued so far are committed ([`Committer::close`]).
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    /// Answered when the committer has stopped and closed its connection.
+    stopped: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -71,40 +77,27 @@ impl Committer {
     /// dropped.
     pub(crate) fn start(writer: AnyPool, cache: Arc<crate::cache::Cache>) -> Arc<Self> {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, rx, cache));
-        Arc::new(Self { jobs })
+        let (handle, control) = Self::handle(jobs);
+        tokio::spawn(run(Writer::Pool(writer), rx, cache, control));
+        handle
     }
 
-    /// Starts the committer for SQLite on a thread of its own, which opens the one writer
-    /// connection (`options` and `url`) and returns it with the handle.
-    ///
-    /// sqlx runs each SQLite connection on a worker thread of its own, so every statement
-    /// of a batch is a round trip between the committer and that thread, and the batch's
-    /// statements run one after another while every queued request waits. On virtual
-    /// machines, waking a thread on another, idle virtual CPU costs tens of microseconds
-    /// (150 µs per statement against 30 µs on one CPU, measured on the reference machine;
-    /// see `docs/performance.md`). So the committer runs on its own thread pinned to one
-    /// core, and opens the writer from there: the connection's worker thread inherits the
-    /// pin, and the two hand statements to each other on one core. Only placement changes:
-    /// nothing about what is written or when it is durable. The writer keeps its connection
-    /// (no idle timeout, no lifetime) so that it is not reopened from another thread.
+    /// Starts the committer for SQLite on a thread of its own, with its own connection to
+    /// the database at `path` (see [`crate::conn`]): every statement of a batch runs where
+    /// the committer is, with no hand-off to another thread, and the thread may block on
+    /// SQLite (and on its fsync) without holding up the server's runtime.
     pub(crate) async fn start_sqlite(
-        options: sqlx::any::AnyPoolOptions,
-        url: String,
+        path: PathBuf,
         cache: Arc<crate::cache::Cache>,
-    ) -> Result<(AnyPool, Arc<Self>), StoreError> {
+    ) -> Result<Arc<Self>, StoreError> {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let (opened, writer) = oneshot::channel::<Result<AnyPool, StoreError>>();
+        let (handle, control) = Self::handle(jobs);
+        let (opened, started) = oneshot::channel::<Result<(), StoreError>>();
         let not_started =
             |why: String| StoreError::LedgerWrite(format!("starting the committer: {why}"));
         std::thread::Builder::new()
             .name("ledger-committer".into())
             .spawn(move || {
-                if let Some(core) =
-                    core_affinity::get_core_ids().and_then(|ids| ids.last().copied())
-                {
-                    core_affinity::set_for_current(core);
-                }
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -115,35 +108,192 @@ impl Committer {
                         return;
                     }
                 };
-                runtime.block_on(async move {
-                    let writer = options
-                        .idle_timeout(None)
-                        .max_lifetime(None)
-                        .connect(&url)
-                        .await;
-                    match writer {
-                        Ok(writer) => {
-                            let _ = opened.send(Ok(writer.clone()));
-                            run(writer, rx, cache).await;
-                        }
-                        Err(e) => {
-                            let _ = opened.send(Err(db("connecting the writer")(e)));
-                        }
+                let conn = match open_sqlite(&path) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
                     }
-                });
+                };
+                let _ = opened.send(Ok(()));
+                let writer = Writer::Sqlite {
+                    path,
+                    conn: Some(conn),
+                };
+                runtime.block_on(run(writer, rx, cache, control));
             })
             .map_err(|e| not_started(e.to_string()))?;
-        let writer = writer
+        started
             .await
             .map_err(|_| not_started("the thread ended".into()))??;
-        Ok((writer, Arc::new(Self { jobs })))
+        Ok(handle)
+    }
+
+    fn handle(jobs: mpsc::Sender<Job>) -> (Arc<Self>, Control) {
+        let (stop, stop_rx) = oneshot::channel();
+        let (stopped_tx, stopped) = oneshot::channel();
+        let handle = Arc::new(Self {
+            jobs,
+            stop: Mutex::new(Some(stop)),
+            stopped: Mutex::new(Some(stopped)),
+        });
+        (
+            handle,
+            Control {
+                stop: stop_rx,
+                stopped: stopped_tx,
+            },
+        )
+    }
+
+    /// Commits what is queued, then stops and closes the committer's connection (with
+    /// SQLite, so that the last connection to close folds the write-ahead log into the
+    /// database file). Later changes fail with [`StoreError::LedgerWrite`].
+    pub(crate) async fn close(&self) {
+        let stop = self.stop.lock().expect("unpoisoned").take();
+        let stopped = self.stopped.lock().expect("unpoisoned").take();
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        if let Some(stopped) = stopped {
+            let _ = stopped.await;
+        }
     }
 }
 
-async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>, cache: Arc<crate::cache::Cache>) {
+/// The committer's side of [`Committer::close`].
+struct Control {
+    stop: oneshot::Receiver<()>,
+    stopped: oneshot::Sender<()>,
+}
+
+/// Where the committer writes.
+enum Writer {
+    /// A pool (PostgreSQL): one transaction per batch.
+    Pool(AnyPool),
+    /// The committer's own SQLite connection; `None` after a batch that panicked took it,
+    /// reopened at the next batch.
+    Sqlite {
+        path: PathBuf,
+        conn: Option<rusqlite::Connection>,
+    },
+}
+
+impl Writer {
+    /// The same writer without its connection, to carry on with if a batch panics.
+    fn fallback(&self) -> Self {
+        match self {
+            Writer::Pool(pool) => Writer::Pool(pool.clone()),
+            Writer::Sqlite { path, .. } => Writer::Sqlite {
+                path: path.clone(),
+                conn: None,
+            },
+        }
+    }
+}
+
+/// Opens the committer's SQLite connection with the store's settings.
+fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let failed = |e: rusqlite::Error| db("opening the ledger writer")(crate::conn::failure(e));
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    for pragma in crate::SQLITE_PRAGMAS {
+        let mut statement = conn.prepare(pragma).map_err(failed)?;
+        let mut rows = statement.raw_query();
+        while rows.next().map_err(failed)?.is_some() {}
+    }
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// One batch's transaction.
+enum Tx<'w> {
+    Pool(Option<sqlx::Transaction<'static, sqlx::Any>>),
+    Sqlite(&'w mut rusqlite::Connection),
+}
+
+impl<'w> Tx<'w> {
+    async fn begin(writer: &'w mut Writer) -> Result<Tx<'w>, StoreError> {
+        match writer {
+            Writer::Pool(pool) => Ok(Tx::Pool(Some(
+                pool.begin().await.map_err(db("starting a ledger batch"))?,
+            ))),
+            Writer::Sqlite { path, conn } => {
+                if conn.is_none() {
+                    *conn = Some(open_sqlite(path)?);
+                }
+                let conn = conn.as_mut().expect("opened above");
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .map_err(|e| db("starting a ledger batch")(crate::conn::failure(e)))?;
+                Ok(Tx::Sqlite(conn))
+            }
+        }
+    }
+
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Pool(tx) => Conn::Any(tx.as_mut().expect("until committed")),
+            Tx::Sqlite(conn) => Conn::Sqlite(conn),
+        }
+    }
+
+    async fn commit(mut self) -> Result<(), StoreError> {
+        match &mut self {
+            Tx::Pool(tx) => tx
+                .take()
+                .expect("committed once")
+                .commit()
+                .await
+                .map_err(db("committing a ledger batch")),
+            Tx::Sqlite(conn) => conn
+                .execute_batch("COMMIT")
+                .map_err(|e| db("committing a ledger batch")(crate::conn::failure(e))),
+        }
+    }
+}
+
+impl Drop for Tx<'_> {
+    /// A batch that did not commit leaves nothing behind (sqlx's transaction rolls itself
+    /// back when dropped).
+    fn drop(&mut self) {
+        if let Tx::Sqlite(conn) = self
+            && !conn.is_autocommit()
+        {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+async fn run(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<Job>,
+    cache: Arc<crate::cache::Cache>,
+    control: Control,
+) {
+    let Control { mut stop, stopped } = control;
+    let mut stopping = false;
     let mut edge: Option<Edge> = None;
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = if stopping {
+            rx.recv_many(&mut batch, MAX_BATCH).await
+        } else {
+            tokio::select! {
+                received = rx.recv_many(&mut batch, MAX_BATCH) => received,
+                _ = &mut stop => {
+                    // No new jobs; those queued are still committed, then the loop ends.
+                    rx.close();
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        if received == 0 {
+            break;
+        }
         // Requests answered by the last commit are building their next jobs right now:
         // give them a moment to join this batch rather than commit a handful alone. Ends as
         // soon as a round brings nothing new, so a quiet server does not wait.
@@ -165,15 +315,18 @@ async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>, cache: Arc<crate::cac
         // Each batch runs in its own task, so that a panic in a change fails that batch (its
         // callers see their replies dropped, and the transaction rolls back) instead of
         // stopping the committer and with it every later request.
-        let pool = writer.clone();
+        let fallback = writer.fallback();
+        let mut taken = std::mem::replace(&mut writer, fallback);
         let mut current = edge.take();
         let moved = Arc::clone(&cache);
         let task = tokio::spawn(async move {
-            let outcome = commit_batch(&pool, &mut current, jobs, changes.then_some(&*moved)).await;
-            (current, outcome)
+            let outcome =
+                commit_batch(&mut taken, &mut current, jobs, changes.then_some(&*moved)).await;
+            (taken, current, outcome)
         });
         match task.await {
-            Ok((next, outcome)) => {
+            Ok((back, next, outcome)) => {
+                writer = back;
                 edge = next;
                 if let Err(e) = outcome {
                     tracing::error!(error = %e, "a ledger batch failed");
@@ -184,11 +337,13 @@ async fn run(writer: AnyPool, mut rx: mpsc::Receiver<Job>, cache: Arc<crate::cac
             }
         }
     }
+    drop(writer);
+    let _ = stopped.send(());
 }
 
 /// Runs and commits one batch, answering every job.
 async fn commit_batch(
-    writer: &AnyPool,
+    writer: &mut Writer,
     edge: &mut Option<Edge>,
     jobs: Vec<Job>,
     cache: Option<&crate::cache::Cache>,
@@ -196,24 +351,22 @@ async fn commit_batch(
     let mut pending: Vec<(oneshot::Sender<Result<u64, StoreError>>, u64)> = Vec::new();
     let mut jobs = jobs.into_iter();
     let outcome = async {
-        let mut tx = writer
-            .begin()
-            .await
-            .map_err(db("starting a ledger batch"))?;
+        let mut tx = Tx::begin(writer).await?;
+        let mut conn = tx.conn();
         let size: i64 =
             sqlx::query_scalar("UPDATE ledger_head SET size = size WHERE id = 1 RETURNING size")
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut conn)
                 .await
                 .map_err(db("locking the ledger"))?;
         let size = to_u64(size, "ledger size")?;
         let current = match edge.take() {
             Some(e) if e.size() == size => e,
-            _ => load_edge(&mut tx, size).await?,
+            _ => load_edge(&mut conn, size).await?,
         };
         let mut next = current.clone();
         for job in jobs.by_ref() {
             let first = next.size();
-            let result = run_job(&mut tx, &mut next, job.work, job.payload).await;
+            let result = run_job(&mut conn, &mut next, job.work, job.payload).await;
             match result {
                 Ok(()) => pending.push((job.reply, first)),
                 Err(e) => {
@@ -222,14 +375,14 @@ async fn commit_batch(
             }
         }
         for write in next.take_writes() {
-            store_write(&mut tx, write.id, &write.data, current.size()).await?;
+            store_write(&mut conn, write.id, &write.data, current.size()).await?;
         }
         sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
             .bind(to_i64(next.size()))
-            .execute(&mut *tx)
+            .execute(&mut conn)
             .await
             .map_err(db("moving the ledger size"))?;
-        tx.commit().await.map_err(db("committing a ledger batch"))?;
+        tx.commit().await?;
         Ok::<Edge, StoreError>(next)
     }
     .await;
@@ -272,7 +425,7 @@ async fn commit_batch(
 /// (every statement is a round trip to the database's thread or server, on the path every
 /// queued request waits for).
 async fn run_job(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut Conn<'_>,
     edge: &mut Edge,
     work: Option<Work>,
     payload: Payload,
@@ -281,10 +434,10 @@ async fn run_job(
         return append_entries(edge, payload);
     };
     sqlx::query("SAVEPOINT job")
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(db("starting a change"))?;
-    let outcome = match work(tx).await {
+    let outcome = match work(&mut conn.reborrow()).await {
         Ok(events) => {
             let mut templates: Vec<EntryTemplate> = events.iter().map(Event::template).collect();
             if let Payload::Templates(more) = payload {
@@ -301,7 +454,7 @@ async fn run_job(
         }
         Err(e) => {
             sqlx::query("ROLLBACK TO SAVEPOINT job")
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(db("rolling back a change"))?;
             Err(e)
@@ -338,7 +491,7 @@ fn append(edge: &mut Edge, entries: &[Vec<u8>]) {
     }
 }
 
-async fn load_edge(conn: &mut AnyConnection, size: u64) -> Result<Edge, StoreError> {
+async fn load_edge(conn: &mut Conn<'_>, size: u64) -> Result<Edge, StoreError> {
     let mut parts = HashMap::new();
     for id in Edge::parts_needed(size) {
         let data = read_part(conn, id)
@@ -353,7 +506,7 @@ async fn load_edge(conn: &mut AnyConnection, size: u64) -> Result<Edge, StoreErr
 /// A partial bundle stores only the entries the batch added, as a chunk; a full one is
 /// written whole, and its chunks go.
 async fn store_write(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     id: TileId,
     data: &[u8],
     before: u64,
@@ -377,7 +530,7 @@ async fn store_write(
 }
 
 async fn store_bundle(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     id: TileId,
     data: &[u8],
     before: u64,
@@ -426,7 +579,7 @@ async fn store_bundle(
 /// Bundle `index` as far as it is stored: its `ledger_bundles` row, then the chunks that
 /// follow it. `None` if nothing of it is stored.
 async fn read_bundle(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     index: u64,
 ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
@@ -472,7 +625,7 @@ async fn read_bundle(
 
 /// The stored tile or bundle at `id`'s address cut to `id.width`, or `None` if what is
 /// stored is narrower (not written yet).
-async fn read_part(conn: &mut AnyConnection, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+async fn read_part(conn: &mut Conn<'_>, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
     let (width, data) = match id.kind {
         TileKind::Entries => match read_bundle(conn, id.index).await? {
             Some(found) => found,
@@ -541,7 +694,7 @@ impl Store {
     pub(crate) async fn change<T: Send + 'static>(
         &self,
         work: impl for<'c> FnOnce(
-            &'c mut AnyConnection,
+            &'c mut Conn<'c>,
         ) -> BoxFuture<'c, Result<(T, Vec<Event>), StoreError>>
         + Send
         + 'static,
@@ -588,7 +741,7 @@ impl Store {
     /// The tile or bundle `id` (cut to its width), or `None` if the log has not reached it.
     pub async fn ledger_tile(&self, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db("reading a tile"))?;
-        read_part(&mut conn, id).await
+        read_part(&mut Conn::Any(&mut conn), id).await
     }
 
     /// The hash tiles that answer `nodes` (tree level, index), for proofs and tree heads,
@@ -685,7 +838,7 @@ impl Store {
             *idx != last || (bundle_prefix(data).0.len() as u64) < end - last * WIDTH
         }) {
             let mut conn = self.pool.acquire().await.map_err(db("reading entries"))?;
-            if let Some((_, data)) = read_bundle(&mut conn, last).await? {
+            if let Some((_, data)) = read_bundle(&mut Conn::Any(&mut conn), last).await? {
                 if bundles.last().is_some_and(|(idx, _)| *idx == last) {
                     bundles.pop();
                 }

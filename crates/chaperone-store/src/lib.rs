@@ -14,6 +14,7 @@
 
 mod backup;
 mod cache;
+mod conn;
 mod governance;
 mod identity;
 mod keyring;
@@ -203,7 +204,7 @@ impl DatabaseUrl {
 /// writers wait for each other instead of failing, and `secure_delete` so that destroyed
 /// data (a destroyed version, a used-up share) is overwritten with zeros in the file rather
 /// than left in free pages.
-const SQLITE_PRAGMAS: [&str; 5] = [
+pub(crate) const SQLITE_PRAGMAS: [&str; 5] = [
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
     "PRAGMA busy_timeout = 10000",
@@ -219,8 +220,9 @@ pub struct Store {
     /// Write transactions. For SQLite a separate pool of one connection: SQLite allows one
     /// writer at a time, and queueing writers in the pool is fair and fast, where letting them
     /// contend for the file lock makes them sleep in SQLite's busy handler (seconds of tail
-    /// latency under load); it is opened on the committer's thread (see
-    /// [`ledger::Committer::start_sqlite`]). For PostgreSQL the same pool as reads.
+    /// latency under load). The ledger committer, which makes nearly every write, has a
+    /// connection of its own on its own thread (see [`conn`]); this one serves the few
+    /// writes outside it. For PostgreSQL the same pool as reads.
     writer: AnyPool,
     backend: Backend,
     /// Appends to the ledger, with every change that records itself (see [`ledger`]).
@@ -269,16 +271,15 @@ impl Store {
             .await
             .map_err(db("connecting"))?;
         let cache = std::sync::Arc::new(cache::Cache::default());
-        let (writer, committer) = match backend {
-            Backend::Sqlite => {
-                ledger::Committer::start_sqlite(
-                    pool_options(backend, 1, 1),
-                    connect_url,
-                    cache.clone(),
-                )
-                .await?
-            }
-            Backend::Postgres => (
+        let (writer, committer) = match url.sqlite_path() {
+            Some(path) => (
+                pool_options(backend, 1, 1)
+                    .connect(&connect_url)
+                    .await
+                    .map_err(db("connecting the writer"))?,
+                ledger::Committer::start_sqlite(path.to_owned(), cache.clone()).await?,
+            ),
+            None => (
                 pool.clone(),
                 ledger::Committer::start(pool.clone(), cache.clone()),
             ),
@@ -347,6 +348,7 @@ impl Store {
 
     /// Closes every connection (and, for SQLite, checkpoints the WAL).
     pub async fn close(&self) {
+        self.committer.close().await;
         self.writer.close().await;
         self.pool.close().await;
     }

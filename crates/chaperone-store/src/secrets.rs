@@ -18,8 +18,8 @@ use sqlx::any::AnyRow;
 
 use chaperone_ledger::entry::Event;
 
+use crate::conn::Conn;
 use crate::{Store, StoreError, db, to_i64, to_u64};
-use sqlx::AnyConnection;
 
 /// Server-wide key/value settings that apply where a secret sets nothing of its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -326,7 +326,7 @@ impl Store {
 }
 
 async fn put_version_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     path: &SecretPath,
     cas: Cas,
     settings: KvSettings,
@@ -402,7 +402,7 @@ async fn put_version_in(
     })
 }
 
-async fn delete_secret_in(conn: &mut AnyConnection, path: &SecretPath) -> Result<bool, StoreError> {
+async fn delete_secret_in(conn: &mut Conn<'_>, path: &SecretPath) -> Result<bool, StoreError> {
     sqlx::query(
         "DELETE FROM secret_versions WHERE secret_id IN (SELECT id FROM secrets WHERE path = $1)",
     )
@@ -420,7 +420,7 @@ async fn delete_secret_in(conn: &mut AnyConnection, path: &SecretPath) -> Result
 }
 
 async fn update_metadata_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     path: &SecretPath,
     update: &MetadataUpdate,
     now: Timestamp,
@@ -470,7 +470,7 @@ async fn update_metadata_in(
 }
 
 async fn change_versions_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     path: &SecretPath,
     versions: &[u64],
     change: VersionChange,

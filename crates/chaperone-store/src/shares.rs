@@ -287,7 +287,7 @@ impl Store {
 }
 
 async fn destroy(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::conn::Conn<'_>,
     id: &str,
     why: &str,
     now: Timestamp,

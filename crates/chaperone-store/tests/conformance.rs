@@ -120,6 +120,7 @@ conformance!(
     tokens_of_people,
     ledger_appends_and_proofs,
     partial_bundles_are_appended_in_chunks,
+    closing_commits_then_stops,
     changes_and_their_events_commit_together,
     identity_and_token_changes_record_only_what_happened,
     wrapped_responses_are_taken_once,
@@ -1019,6 +1020,29 @@ async fn partial_bundles_are_appended_in_chunks(f: &Fixture) {
     ));
     raw.close().await;
     again.close().await;
+}
+
+/// Closing commits what was acknowledged and stops the committer; with SQLite the database
+/// file alone then holds everything (the write-ahead log is folded in).
+async fn closing_commits_then_stops(f: &Fixture) {
+    put(f, "closing/a", "one", Cas::None).await.unwrap();
+    f.store.append_ledger(vec![b"kept".to_vec()]).await.unwrap();
+    f.store.close().await;
+    assert!(matches!(
+        f.store.append_ledger(vec![b"late".to_vec()]).await,
+        Err(StoreError::LedgerWrite(_))
+    ));
+    if let Some(file) = f.url.sqlite_path() {
+        let copy = file.with_file_name("copy.db");
+        std::fs::copy(file, &copy).unwrap();
+        let store = Store::connect(&DatabaseUrl::sqlite_file(&copy))
+            .await
+            .unwrap();
+        assert_eq!(store.ledger_size().await.unwrap(), 1);
+        let stored = store.read_version(&path("closing/a"), None).await.unwrap();
+        assert_eq!(stored.map(|s| s.meta.version), Some(1));
+        store.close().await;
+    }
 }
 
 fn event(action: &str) -> chaperone_ledger::entry::Event {
