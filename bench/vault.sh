@@ -89,6 +89,7 @@ cluster_addr  = "http://127.0.0.1:$cluster_port"
 disable_mlock = true
 log_level     = "warn"
 HCL
+sync
 "$BAO" server -config="$work/bao.hcl" >"$work/bao.log" 2>&1 &
 bao_pid=$!
 pids+=("$bao_pid")
@@ -104,6 +105,8 @@ sleep 1
 measure openbao "$BAO_ADDR" "$bao_token" "$bao_pid"
 [ -s "$work/audit.log" ] || { echo "OpenBao's audit log is empty" >&2; exit 1; }
 kill "$bao_pid"; wait "$bao_pid" 2>/dev/null || true
+# Each server starts with the disk quiet: what one wrote is not flushed during the other's run.
+sync
 
 # Chaperone: `up` on SQLite, the ledger recording every request.
 port=$(free_port)
