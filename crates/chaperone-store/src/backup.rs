@@ -220,12 +220,20 @@ impl Store {
 
     /// Records the ledger's verifier key (public) unless recorded already.
     pub async fn set_ledger_verifier(&self, verifier: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ledger_key SET verifier = $1 WHERE id = 1 AND verifier IS NULL")
-            .bind(verifier)
-            .execute(&self.writer)
-            .await
-            .map_err(db("recording the ledger verifier"))?;
-        Ok(())
+        let verifier = verifier.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE ledger_key SET verifier = $1 WHERE id = 1 AND verifier IS NULL",
+                )
+                .bind(verifier)
+                .execute(conn)
+                .await
+                .map_err(db("recording the ledger verifier"))?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

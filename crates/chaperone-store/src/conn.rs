@@ -27,7 +27,7 @@ use sqlx_core::ext::ustr::UStr;
 
 /// A connection changes run on.
 pub(crate) enum Conn<'a> {
-    /// A sqlx connection (PostgreSQL, or SQLite outside the committer).
+    /// A sqlx connection (PostgreSQL, or a pooled one for reads).
     Any(&'a mut AnyConnection),
     /// The committer's own SQLite connection, inside its batch transaction.
     Sqlite(&'a mut rusqlite::Connection),

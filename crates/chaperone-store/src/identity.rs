@@ -342,17 +342,23 @@ impl Store {
     /// means the code was already used (or a later one was): reject it. Atomic, so two
     /// concurrent logins with the same code cannot both succeed.
     pub async fn accept_totp_step(&self, person_id: &str, step: i64) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE people SET totp_last_step = $2 \
-             WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
-        )
-        .bind(person_id)
-        .bind(step)
-        .execute(&self.writer)
+        let person_id = person_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query(
+                    "UPDATE people SET totp_last_step = $2 \
+                     WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                )
+                .bind(person_id)
+                .bind(step)
+                .execute(conn)
+                .await
+                .map_err(db("recording a TOTP step"))?
+                .rows_affected();
+                Ok(changed > 0)
+            })
+        })
         .await
-        .map_err(db("recording a TOTP step"))?
-        .rows_affected();
-        Ok(changed > 0)
     }
 
     /// Uses a recovery code once. `false` if unknown or already used.
@@ -362,18 +368,24 @@ impl Store {
         code_hash: &[u8; 32],
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE recovery_codes SET used_at = $3 \
-             WHERE person_id = $1 AND code_hash = $2 AND used_at IS NULL",
-        )
-        .bind(person_id)
-        .bind(code_hash.to_vec())
-        .bind(now.unix_nanos())
-        .execute(&self.writer)
+        let (person_id, code_hash) = (person_id.to_owned(), code_hash.to_vec());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $3 \
+                     WHERE person_id = $1 AND code_hash = $2 AND used_at IS NULL",
+                )
+                .bind(person_id)
+                .bind(code_hash)
+                .bind(now.unix_nanos())
+                .execute(conn)
+                .await
+                .map_err(db("using a recovery code"))?
+                .rows_affected();
+                Ok(changed > 0)
+            })
+        })
         .await
-        .map_err(db("using a recovery code"))?
-        .rows_affected();
-        Ok(changed > 0)
     }
 
     /// Adds a grant, recording `events` with it.
@@ -616,21 +628,21 @@ impl Store {
         subjects: &[String],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting to record a failure"))?;
-        for subject in subjects {
-            sqlx::query("INSERT INTO auth_failures (subject, at) VALUES ($1, $2)")
-                .bind(subject)
-                .bind(now.unix_nanos())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("recording a failure"))?;
-        }
-        tx.commit().await.map_err(db("committing a failure"))?;
-        Ok(())
+        let subjects = subjects.to_vec();
+        self.write(move |conn| {
+            Box::pin(async move {
+                for subject in subjects {
+                    sqlx::query("INSERT INTO auth_failures (subject, at) VALUES ($1, $2)")
+                        .bind(subject)
+                        .bind(now.unix_nanos())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db("recording a failure"))?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Failed attempts of `subject` at or after `since`.
@@ -656,33 +668,37 @@ impl Store {
         subjects: &[String],
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting to forget an attempt"))?;
-        for subject in subjects {
-            sqlx::query("DELETE FROM auth_failures WHERE subject = $1 AND at = $2")
-                .bind(subject)
-                .bind(at.unix_nanos())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("forgetting an attempt"))?;
-        }
-        tx.commit()
-            .await
-            .map_err(db("committing a forgotten attempt"))?;
-        Ok(())
+        let subjects = subjects.to_vec();
+        self.write(move |conn| {
+            Box::pin(async move {
+                for subject in subjects {
+                    sqlx::query("DELETE FROM auth_failures WHERE subject = $1 AND at = $2")
+                        .bind(subject)
+                        .bind(at.unix_nanos())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db("forgetting an attempt"))?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Forgets the failures of `subject` (after a success).
     pub async fn clear_auth_failures(&self, subject: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
-            .bind(subject)
-            .execute(&self.writer)
-            .await
-            .map_err(db("clearing failures"))?;
-        Ok(())
+        let subject = subject.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
+                    .bind(subject)
+                    .execute(conn)
+                    .await
+                    .map_err(db("clearing failures"))?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// An administrator lifting a lockout: forgets the failures of `subject` and records

@@ -244,14 +244,19 @@ impl Store {
 
     /// Records a TOTP verification on a session, for step-up.
     pub async fn mark_token_verified(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-        let written = sqlx::query("UPDATE tokens SET mfa_verified_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now.unix_nanos())
-            .execute(&self.writer)
-            .await;
-        self.changed();
-        written.map_err(db("recording a verification"))?;
-        Ok(())
+        let id = id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE tokens SET mfa_verified_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now.unix_nanos())
+                    .execute(conn)
+                    .await
+                    .map_err(db("recording a verification"))?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

@@ -254,21 +254,19 @@ impl Store {
         kind: SealedKind,
         changes: &[(SealedKey, Vec<u8>, Vec<u8>)],
     ) -> Result<u64, StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting a re-wrap"))?;
-        let mut replaced = 0;
-        for (key, old, new) in changes {
-            replaced +=
-                replace_one(&mut crate::conn::Conn::Any(&mut tx), kind, key, old, new).await?;
-        }
-        let committed = tx.commit().await.map_err(db("committing a re-wrap"));
-        // Cached versions hold the blobs replaced here.
-        self.changed();
-        committed?;
-        Ok(replaced)
+        // One change on the committer, so all of the page or none; the cache is emptied
+        // after it (cached versions hold the blobs replaced here).
+        let changes = changes.to_vec();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut replaced = 0;
+                for (key, old, new) in &changes {
+                    replaced += replace_one(conn, kind, key, old, new).await?;
+                }
+                Ok(replaced)
+            })
+        })
+        .await
     }
 }
 

@@ -714,6 +714,20 @@ impl Store {
         value.ok_or_else(|| StoreError::LedgerWrite("a change returned no value".into()))
     }
 
+    /// Runs `work` on the committer like [`Store::change`], recording nothing: for the few
+    /// writes that are not ledger events themselves (failed-login counters, checkpoints
+    /// made). Every write goes through the committer, so with SQLite no other connection
+    /// competes for the database's one write lock while requests wait on it.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        work: impl for<'c> FnOnce(&'c mut Conn<'c>) -> BoxFuture<'c, Result<T, StoreError>>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
+        self.change(move |conn| Box::pin(async move { Ok((work(conn).await?, Vec::new())) }))
+            .await
+    }
+
     async fn submit(&self, work: Option<Work>, payload: Payload) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::LedgerWrite("the ledger committer has stopped".into());
@@ -884,16 +898,23 @@ impl Store {
         sealed_seed: &[u8],
         now: chaperone_core::Timestamp,
     ) -> Result<(String, Vec<u8>), StoreError> {
-        sqlx::query(
-            "INSERT INTO ledger_key (id, origin, sealed_seed, created_at) VALUES (1, $1, $2, $3) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(origin)
-        .bind(sealed_seed)
-        .bind(now.unix_nanos())
-        .execute(&self.writer)
-        .await
-        .map_err(db("storing the ledger key"))?;
+        let (origin, sealed_seed) = (origin.to_owned(), sealed_seed.to_vec());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO ledger_key (id, origin, sealed_seed, created_at) \
+                     VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(origin)
+                .bind(sealed_seed)
+                .bind(now.unix_nanos())
+                .execute(conn)
+                .await
+                .map_err(db("storing the ledger key"))?;
+                Ok(())
+            })
+        })
+        .await?;
         self.ledger_key()
             .await?
             .ok_or_else(|| StoreError::Corrupt("the ledger key vanished".into()))
@@ -906,17 +927,23 @@ impl Store {
         note: &str,
         now: chaperone_core::Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ledger_checkpoints (size, note, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (size) DO NOTHING",
-        )
-        .bind(to_i64(size))
-        .bind(note)
-        .bind(now.unix_nanos())
-        .execute(&self.writer)
+        let note = note.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO ledger_checkpoints (size, note, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (size) DO NOTHING",
+                )
+                .bind(to_i64(size))
+                .bind(note)
+                .bind(now.unix_nanos())
+                .execute(conn)
+                .await
+                .map_err(db("storing a checkpoint"))?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(db("storing a checkpoint"))?;
-        Ok(())
     }
 
     /// The largest checkpoint made so far: (size, signed note, unix nanos).

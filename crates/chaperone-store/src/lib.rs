@@ -220,9 +220,10 @@ pub struct Store {
     /// Write transactions. For SQLite a separate pool of one connection: SQLite allows one
     /// writer at a time, and queueing writers in the pool is fair and fast, where letting them
     /// contend for the file lock makes them sleep in SQLite's busy handler (seconds of tail
-    /// latency under load). The ledger committer, which makes nearly every write, has a
-    /// connection of its own on its own thread (see [`conn`]); this one serves the few
-    /// writes outside it. For PostgreSQL the same pool as reads.
+    /// latency under load). Every write after the migrations goes through the ledger
+    /// committer ([`Store::change`], [`Store::write`]), which with SQLite has a connection
+    /// of its own on its own thread (see [`conn`]); this pool runs the migrations. For
+    /// PostgreSQL the same pool as reads.
     writer: AnyPool,
     backend: Backend,
     /// Appends to the ledger, with every change that records itself (see [`ledger`]).
@@ -325,11 +326,6 @@ impl Store {
     /// nothing is cached and every request reads the database.
     pub fn data_generation(&self) -> Option<u64> {
         (self.backend == Backend::Sqlite).then(|| self.cache.generation())
-    }
-
-    /// Moves the data generation after a write outside the committer.
-    pub(crate) fn changed(&self) {
-        self.cache.invalidate();
     }
 
     /// Which backend this store uses.
