@@ -138,7 +138,13 @@ fn run<'q>(
 ) -> Result<(AnyQueryResult, Vec<AnyRow>), sqlx::Error> {
     let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
     let values = arguments.map(|a| a.values.0).unwrap_or_default();
-    let mut statement = conn.prepare_cached(query.sql()).map_err(failure)?;
+    let sql = query.sql();
+    // One statement per call, as PostgreSQL's extended protocol allows: SQLite would
+    // prepare the first and silently leave the rest. (No statement here quotes a `;`.)
+    if sql.trim_end().trim_end_matches(';').contains(';') {
+        return Err(sqlx::Error::Protocol("one statement per query".into()));
+    }
+    let mut statement = conn.prepare_cached(sql).map_err(failure)?;
     for index in 1..=statement.parameter_count() {
         // Parameters are `$N` (as PostgreSQL writes them), bound by number, not position.
         let number = statement
@@ -322,4 +328,98 @@ pub(crate) fn failure(e: rusqlite::Error) -> sqlx::Error {
         message: e.to_string(),
         constraint,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::*;
+
+    fn memory() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, data BLOB, \
+             n INTEGER)",
+        )
+        .unwrap();
+        conn
+    }
+
+    #[tokio::test]
+    async fn arguments_bind_by_number_and_rows_read_as_sqlx_reads_them() {
+        let mut raw = memory();
+        let mut conn = Conn::Sqlite(&mut raw);
+        // `$2` comes first in the text: binding is by number, not position.
+        let row = sqlx::query("INSERT INTO t (n, name, data) VALUES ($2, $1, $3) RETURNING *")
+            .bind("a")
+            .bind(7_i64)
+            .bind(vec![1_u8, 2])
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<String, _>("name").unwrap(), "a");
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 7);
+        assert_eq!(row.try_get::<Vec<u8>, _>("data").unwrap(), [1, 2]);
+        let done = sqlx::query("INSERT INTO t (name) VALUES ($1)")
+            .bind("b")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+        let row = sqlx::query("SELECT data, n FROM t WHERE name = $1")
+            .bind("b")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<Option<Vec<u8>>, _>("data").unwrap(), None);
+        assert_eq!(row.try_get::<Option<i64>, _>("n").unwrap(), None);
+        // A read changes nothing, whatever the last write changed.
+        let read = sqlx::query("SELECT * FROM t")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(read.rows_affected(), 0);
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM t ORDER BY name")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(names, ["a", "b"]);
+        let none = sqlx::query("SELECT * FROM t WHERE name = $1")
+            .bind("c")
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+        assert!(none.is_none());
+    }
+
+    #[tokio::test]
+    async fn errors_keep_their_kind_and_bad_statements_are_refused() {
+        let mut raw = memory();
+        let mut conn = Conn::Sqlite(&mut raw);
+        for _ in 0..2 {
+            let _ = sqlx::query("INSERT INTO t (name) VALUES ($1)")
+                .bind("same")
+                .execute(&mut conn)
+                .await;
+        }
+        let err = sqlx::query("INSERT INTO t (name) VALUES ($1)")
+            .bind("same")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        let sqlx::Error::Database(e) = err else {
+            panic!("{err}")
+        };
+        assert!(e.is_unique_violation());
+        // Positional `?` parameters, a missing argument and two statements are refused.
+        let refused = [
+            sqlx::query("SELECT * FROM t WHERE name = ?").bind("x"),
+            sqlx::query("SELECT * FROM t WHERE name = $2").bind("x"),
+            sqlx::query("SELECT 1; SELECT 2"),
+        ];
+        for query in refused {
+            assert!(query.execute(&mut conn).await.is_err());
+        }
+    }
 }
