@@ -34,6 +34,15 @@ pub(crate) enum Conn<'a> {
 }
 
 impl Conn<'_> {
+    /// Whether a transaction is open. Only SQLite can end one by itself (on some errors);
+    /// a sqlx connection is taken to be in the transaction its caller began.
+    pub(crate) fn in_transaction(&self) -> bool {
+        match self {
+            Conn::Any(_) => true,
+            Conn::Sqlite(conn) => !conn.is_autocommit(),
+        }
+    }
+
     /// The same connection, borrowed for a shorter time (a change gets its own).
     pub(crate) fn reborrow(&mut self) -> Conn<'_> {
         match self {

@@ -222,7 +222,9 @@ impl<'w> Tx<'w> {
                 pool.begin().await.map_err(db("starting a ledger batch"))?,
             ))),
             Writer::Sqlite { path, conn } => {
-                if conn.is_none() {
+                // A connection a failed rollback left inside a transaction is replaced.
+                if conn.as_ref().is_none_or(|c| !c.is_autocommit()) {
+                    *conn = None;
                     *conn = Some(open_sqlite(path)?);
                 }
                 let conn = conn.as_mut().expect("opened above");
@@ -364,13 +366,17 @@ async fn commit_batch(
             _ => load_edge(&mut conn, size).await?,
         };
         let mut next = current.clone();
+        let mut open = None;
         for job in jobs.by_ref() {
             let first = next.size();
-            let result = run_job(&mut conn, &mut next, job.work, job.payload).await;
-            match result {
-                Ok(()) => pending.push((job.reply, first)),
-                Err(e) => {
+            match run_job(&mut conn, &mut next, job.work, job.payload, &mut open).await {
+                Ok(Ok(())) => pending.push((job.reply, first)),
+                Ok(Err(e)) => {
                     let _ = job.reply.send(Err(e));
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(StoreError::LedgerWrite(e.to_string())));
+                    return Err(e);
                 }
             }
         }
@@ -416,27 +422,43 @@ async fn commit_batch(
     }
 }
 
-/// Runs one job in a savepoint and appends its entries to `edge`; on error nothing of it
-/// remains in the transaction or the edge.
+/// Change jobs whose savepoints stay open together: then one statement folds them into the
+/// transaction, so that SQLite's bookkeeping for open savepoints (walked on every page
+/// write) stays bounded however large the batch.
+const SAVEPOINT_GROUP: usize = 64;
+
+/// Runs one job in a savepoint and appends its entries to `edge`. The inner result is the
+/// job's own (on error nothing of it remains in the transaction or the edge); the outer
+/// error means the batch cannot go on (the database failed under it).
 ///
-/// Each job opens a savepoint named `job` and never releases it: `ROLLBACK TO` undoes up to
-/// the most recent savepoint of that name (SQLite and PostgreSQL agree), which is the job's
-/// own, and the batch's `COMMIT` ends them all. That is one statement per job instead of two
-/// (every statement is a round trip to the database's thread or server, on the path every
-/// queued request waits for).
+/// Each job opens a savepoint named `job` and does not release it: `ROLLBACK TO` undoes up
+/// to the most recent savepoint of that name (SQLite and PostgreSQL agree), which is the
+/// job's own, and releasing the enclosing `jobs` savepoint (every [`SAVEPOINT_GROUP`] jobs)
+/// or the batch's `COMMIT` ends them. That is about one statement per job instead of two
+/// (every statement is on the path every queued request waits for). `open` counts the
+/// jobs of the current group; `None` before the batch's first change.
 async fn run_job(
     conn: &mut Conn<'_>,
     edge: &mut Edge,
     work: Option<Work>,
     payload: Payload,
-) -> Result<(), StoreError> {
+    open: &mut Option<usize>,
+) -> Result<Result<(), StoreError>, StoreError> {
     let Some(work) = work else {
-        return append_entries(edge, payload);
+        return Ok(append_entries(edge, payload));
     };
-    sqlx::query("SAVEPOINT job")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("starting a change"))?;
+    let statements: &[&str] = match *open {
+        None => &["SAVEPOINT jobs", "SAVEPOINT job"],
+        Some(SAVEPOINT_GROUP) => &["RELEASE SAVEPOINT jobs", "SAVEPOINT jobs", "SAVEPOINT job"],
+        Some(_) => &["SAVEPOINT job"],
+    };
+    for statement in statements {
+        sqlx::query(statement)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("starting a change"))?;
+    }
+    *open = Some(open.map_or(0, |n| n % SAVEPOINT_GROUP) + 1);
     let outcome = match work(&mut conn.reborrow()).await {
         Ok(events) => {
             let mut templates: Vec<EntryTemplate> = events.iter().map(Event::template).collect();
@@ -447,17 +469,24 @@ async fn run_job(
         }
         Err(e) => Err(e),
     };
+    // SQLite ends a transaction by itself on some failures (disk full, I/O): what follows
+    // would run outside it, so the batch stops.
+    if !conn.in_transaction() {
+        return Err(StoreError::LedgerWrite(
+            "the batch's transaction ended under a change".into(),
+        ));
+    }
     match outcome {
         Ok(entries) => {
             append(edge, &entries);
-            Ok(())
+            Ok(Ok(()))
         }
         Err(e) => {
             sqlx::query("ROLLBACK TO SAVEPOINT job")
                 .execute(&mut *conn)
                 .await
                 .map_err(db("rolling back a change"))?;
-            Err(e)
+            Ok(Err(e))
         }
     }
 }
@@ -577,48 +606,45 @@ async fn store_bundle(
 }
 
 /// Bundle `index` as far as it is stored: its `ledger_bundles` row, then the chunks that
-/// follow it. `None` if nothing of it is stored.
+/// follow it. `None` if nothing of it is stored. One statement, so one snapshot: a batch
+/// that fills the bundle meanwhile (writing it whole and deleting its chunks) is seen
+/// either wholly or not at all.
 async fn read_bundle(
     conn: &mut Conn<'_>,
     index: u64,
 ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let row = sqlx::query("SELECT width, data FROM ledger_bundles WHERE idx = $1")
-        .bind(to_i64(index))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db("reading ledger entries"))?;
-    let (mut width, mut data) = match &row {
-        Some(row) => (
-            to_u64(row.try_get("width").map_err(corrupt)?, "bundle width")?,
-            row.try_get::<Vec<u8>, _>("data").map_err(corrupt)?,
-        ),
-        None => (0, Vec::new()),
-    };
-    if width >= WIDTH {
-        return Ok(Some((width, data)));
-    }
-    let chunks = sqlx::query(
-        "SELECT first, width, data FROM ledger_bundle_chunks WHERE idx = $1 AND first >= $2 \
-         ORDER BY first",
+    let parts = sqlx::query(
+        "SELECT CAST(0 AS BIGINT) AS part, CAST(0 AS BIGINT) AS first, width, data \
+         FROM ledger_bundles WHERE idx = $1 \
+         UNION ALL \
+         SELECT CAST(1 AS BIGINT) AS part, first, width, data \
+         FROM ledger_bundle_chunks WHERE idx = $1 \
+         ORDER BY part, first",
     )
     .bind(to_i64(index))
-    .bind(to_i64(width))
     .fetch_all(conn)
     .await
     .map_err(db("reading ledger entries"))?;
-    if row.is_none() && chunks.is_empty() {
+    if parts.is_empty() {
         return Ok(None);
     }
-    for chunk in chunks {
-        let first = to_u64(chunk.try_get("first").map_err(corrupt)?, "chunk start")?;
-        if first != width {
+    let mut width = 0;
+    let mut data = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let whole = part.try_get::<i64, _>("part").map_err(corrupt)? == 0;
+        let first = to_u64(part.try_get("first").map_err(corrupt)?, "chunk start")?;
+        if !whole && first != width {
             return Err(StoreError::Corrupt(format!(
                 "ledger bundle {index}: a chunk starts at entry {first}, after {width} entries"
             )));
         }
-        width = to_u64(chunk.try_get("width").map_err(corrupt)?, "bundle width")?;
-        data.extend(chunk.try_get::<Vec<u8>, _>("data").map_err(corrupt)?);
+        width = to_u64(part.try_get("width").map_err(corrupt)?, "bundle width")?;
+        data.extend(part.try_get::<Vec<u8>, _>("data").map_err(corrupt)?);
+        // A full bundle is complete; chunks are only ever left beside a partial one.
+        if i == 0 && whole && width >= WIDTH {
+            break;
+        }
     }
     Ok(Some((width, data)))
 }
@@ -714,16 +740,26 @@ impl Store {
         value.ok_or_else(|| StoreError::LedgerWrite("a change returned no value".into()))
     }
 
-    /// Runs `work` on the committer like [`Store::change`], recording nothing: for the few
-    /// writes that are not ledger events themselves (failed-login counters, checkpoints
-    /// made). Every write goes through the committer, so with SQLite no other connection
-    /// competes for the database's one write lock while requests wait on it.
+    /// Runs `work` in a transaction of its own, recording nothing: for the few writes that
+    /// are not ledger events themselves (failed-login counters, checkpoints made).
+    ///
+    /// With SQLite it runs on the committer like [`Store::change`]: every write goes
+    /// through the committer's connection, so no other connection competes for SQLite's one
+    /// write lock while requests wait on it. PostgreSQL has no such lock, so there it runs
+    /// on a pooled connection, without waiting for a ledger batch or taking the ledger's
+    /// row lock.
     pub(crate) async fn write<T: Send + 'static>(
         &self,
         work: impl for<'c> FnOnce(&'c mut Conn<'c>) -> BoxFuture<'c, Result<T, StoreError>>
         + Send
         + 'static,
     ) -> Result<T, StoreError> {
+        if self.backend == crate::Backend::Postgres {
+            let mut tx = self.pool.begin().await.map_err(db("starting a write"))?;
+            let value = work(&mut Conn::Any(&mut tx)).await?;
+            tx.commit().await.map_err(db("committing a write"))?;
+            return Ok(value);
+        }
         self.change(move |conn| Box::pin(async move { Ok((work(conn).await?, Vec::new())) }))
             .await
     }

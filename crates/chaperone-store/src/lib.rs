@@ -223,7 +223,7 @@ pub struct Store {
     /// latency under load). Every write after the migrations goes through the ledger
     /// committer ([`Store::change`], [`Store::write`]), which with SQLite has a connection
     /// of its own on its own thread (see [`conn`]); this pool runs the migrations. For
-    /// PostgreSQL the same pool as reads.
+    /// PostgreSQL the same pool as reads (where [`Store::write`] runs directly).
     writer: AnyPool,
     backend: Backend,
     /// Appends to the ledger, with every change that records itself (see [`ledger`]).

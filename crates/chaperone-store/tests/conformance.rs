@@ -121,6 +121,7 @@ conformance!(
     ledger_appends_and_proofs,
     partial_bundles_are_appended_in_chunks,
     closing_commits_then_stops,
+    large_batches_keep_each_change_apart,
     changes_and_their_events_commit_together,
     identity_and_token_changes_record_only_what_happened,
     wrapped_responses_are_taken_once,
@@ -1043,6 +1044,58 @@ async fn closing_commits_then_stops(f: &Fixture) {
         assert_eq!(stored.map(|s| s.meta.version), Some(1));
         store.close().await;
     }
+}
+
+/// Hundreds of concurrent changes, some refused, share batches larger than a savepoint
+/// group: each stands or falls alone.
+async fn large_batches_keep_each_change_apart(f: &Fixture) {
+    let mut tasks = Vec::new();
+    for i in 0..300u32 {
+        let store = f.store.clone();
+        let ring = Arc::clone(&f.ring);
+        tasks.push(tokio::spawn(async move {
+            // Every third write asks for a version that does not exist.
+            let cas = if i % 3 == 0 {
+                Cas::Version(7)
+            } else {
+                Cas::Version(0)
+            };
+            let value = format!("v{i}");
+            store
+                .put_version(
+                    &path(&format!("batch/{i}")),
+                    cas,
+                    DEFAULTS,
+                    t(1),
+                    &[event("secret.write")],
+                    move |b| ring.seal(b, value.as_bytes()),
+                )
+                .await
+                .map(|written| written.meta.version)
+        }));
+    }
+    let mut written = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(version) => {
+                assert_ne!(i % 3, 0);
+                assert_eq!(version, 1);
+                written += 1;
+            }
+            Err(e) => {
+                assert_eq!(i % 3, 0);
+                assert!(matches!(e, StoreError::Kv(KvError::CasMismatch { .. })));
+            }
+        }
+    }
+    assert_eq!(written, 200);
+    assert_eq!(f.store.ledger_size().await.unwrap(), 200);
+    for i in [0u32, 1, 2, 298, 299] {
+        let stored = read(f, &format!("batch/{i}"), None).await;
+        assert_eq!(stored, (i % 3 != 0).then(|| format!("v{i}")));
+    }
+    let paths = f.store.secret_paths("batch").await.unwrap();
+    assert_eq!(paths.len(), 200);
 }
 
 fn event(action: &str) -> chaperone_ledger::entry::Event {
