@@ -153,6 +153,23 @@ fn seal(
     move |b| ring.seal(b, &value)
 }
 
+/// An API token created at `t(1)`, with a fresh hash, no expiry and no person.
+fn api_token(id: &str, name: &str, role: &str) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        hash: ApiToken::generate().hash(),
+        name: name.into(),
+        role: role.into(),
+        created_at: t(1),
+        expires_at: None,
+        revoked_at: None,
+        person_id: None,
+        kind: TokenKind::Api,
+        scope: None,
+        mfa_verified_at: None,
+    }
+}
+
 async fn put(f: &Fixture, p: &str, value: &str, cas: Cas) -> Result<u64, StoreError> {
     f.store
         .put_version(
@@ -429,17 +446,8 @@ async fn keyring_and_tokens(f: &Fixture) {
     };
     let token = ApiToken::generate();
     let admin = TokenRecord {
-        id: "tok_admin".into(),
         hash: token.hash(),
-        name: "initial admin".into(),
-        role: "admin".into(),
-        created_at: t(1),
-        expires_at: None,
-        revoked_at: None,
-        person_id: None,
-        kind: TokenKind::Api,
-        scope: None,
-        mfa_verified_at: None,
+        ..api_token("tok_admin", "initial admin", "admin")
     };
     f.store.initialize(&record, &admin, &[]).await.unwrap();
     assert_eq!(f.store.keyring().await.unwrap(), Some(record.clone()));
@@ -841,17 +849,11 @@ async fn tokens_of_people(f: &Fixture) {
         .await
         .unwrap();
     let session = TokenRecord {
-        id: "tok_s".into(),
-        hash: ApiToken::generate().hash(),
-        name: "login".into(),
-        role: "contractor".into(),
-        created_at: t(1),
         expires_at: Some(t(100)),
-        revoked_at: None,
         person_id: Some("p1".into()),
         kind: TokenKind::Session,
         scope: Some("[]".into()),
-        mfa_verified_at: None,
+        ..api_token("tok_s", "login", "contractor")
     };
     f.store.insert_token(&session, &[]).await.unwrap();
     assert_eq!(
@@ -1293,17 +1295,10 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
     }
     // A token made and revoked twice: one entry each for what happened.
     let token = TokenRecord {
-        id: "tok_1".into(),
-        hash: ApiToken::generate().hash(),
-        name: "ci".into(),
-        role: "member".into(),
         created_at: t(4),
         expires_at: Some(t(100)),
-        revoked_at: None,
         person_id: Some("p1".into()),
-        kind: TokenKind::Api,
-        scope: None,
-        mfa_verified_at: None,
+        ..api_token("tok_1", "ci", "member")
     };
     f.store
         .insert_token(&token, &[event("token.create")])
@@ -1810,19 +1805,7 @@ async fn cached_reads_follow_every_change(f: &Fixture) {
         "a destroyed version is not served from memory"
     );
 
-    let token = TokenRecord {
-        id: "tok_cache".into(),
-        hash: ApiToken::generate().hash(),
-        name: "cached".into(),
-        role: "member".into(),
-        created_at: t(1),
-        expires_at: None,
-        revoked_at: None,
-        person_id: None,
-        kind: TokenKind::Api,
-        scope: None,
-        mfa_verified_at: None,
-    };
+    let token = api_token("tok_cache", "cached", "member");
     f.store.insert_token(&token, &[]).await.unwrap();
     for _ in 0..2 {
         let found = f.store.token_by_hash(&token.hash).await.unwrap().unwrap();
