@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde::ser::{Serialize, SerializeMap as _, SerializeSeq as _, Serializer};
+use serde_json::Value;
 
 /// Who acted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,44 +71,7 @@ pub struct Event {
 impl Event {
     /// The canonical entry bytes for this event at index `seq`.
     pub fn to_entry(&self, seq: u64) -> Vec<u8> {
-        let mut actor = Map::new();
-        for (key, value) in [
-            ("person", &self.actor.person),
-            ("token", &self.actor.token),
-            ("vendor", &self.actor.vendor),
-        ] {
-            if let Some(value) = value {
-                actor.insert(key.to_owned(), Value::String(value.clone()));
-            }
-        }
-        let mut entry = Map::new();
-        entry.insert("action".into(), Value::String(self.action.clone()));
-        entry.insert("actor".into(), Value::Object(actor));
-        entry.insert(
-            "client_ip".into(),
-            self.client_ip.clone().map_or(Value::Null, Value::String),
-        );
-        entry.insert(
-            "details".into(),
-            Value::Object(self.details.clone().into_iter().collect()),
-        );
-        entry.insert(
-            "outcome".into(),
-            Value::String(self.outcome.as_str().into()),
-        );
-        entry.insert(
-            "reasons".into(),
-            Value::Array(self.reasons.iter().cloned().map(Value::String).collect()),
-        );
-        entry.insert("request_id".into(), Value::String(self.request_id.clone()));
-        entry.insert("resource".into(), Value::String(self.resource.clone()));
-        entry.insert("seq".into(), Value::from(seq));
-        entry.insert("time".into(), Value::String(self.time.clone()));
-        entry.insert(
-            "user_agent".into(),
-            self.user_agent.clone().map_or(Value::Null, Value::String),
-        );
-        canonical(&Value::Object(entry))
+        self.template().entry(seq)
     }
 }
 
@@ -139,38 +103,110 @@ impl EntryTemplate {
 
 impl Event {
     /// The entry with its sequence number left open.
+    ///
+    /// The fields are written in their canonical (sorted) order straight from the event,
+    /// without building a JSON tree first: this runs once per request on the hot path.
     pub fn template(&self) -> EntryTemplate {
-        const KEY: &[u8] = b"\"seq\":0";
-        let bytes = self.to_entry(0);
-        // Keys are sorted, so the top-level `seq` follows `details`; only the strings `time`
-        // and `user_agent` come after it, and a quote inside a string is always escaped, so
-        // the last `"seq":` is the top-level key.
-        let at = bytes
-            .windows(KEY.len())
-            .rposition(|w| w == KEY)
-            .expect("every entry has a seq");
-        EntryTemplate {
-            head: bytes[..at + KEY.len() - 1].to_vec(),
-            tail: bytes[at + KEY.len()..].to_vec(),
+        let mut head = Vec::with_capacity(320);
+        head.push(b'{');
+        field(&mut head, "action", &self.action);
+        head.push(b',');
+        field(&mut head, "actor", &ActorFields(&self.actor));
+        head.push(b',');
+        field(&mut head, "client_ip", &self.client_ip);
+        head.push(b',');
+        field(&mut head, "details", &CanonicalMap(self.details.iter()));
+        head.push(b',');
+        field(&mut head, "outcome", self.outcome.as_str());
+        head.push(b',');
+        field(&mut head, "reasons", &self.reasons);
+        head.push(b',');
+        field(&mut head, "request_id", &self.request_id);
+        head.push(b',');
+        field(&mut head, "resource", &self.resource);
+        head.extend_from_slice(b",\"seq\":");
+        let mut tail = Vec::with_capacity(96);
+        tail.push(b',');
+        field(&mut tail, "time", &self.time);
+        tail.push(b',');
+        field(&mut tail, "user_agent", &self.user_agent);
+        tail.push(b'}');
+        EntryTemplate { head, tail }
+    }
+}
+
+/// Writes `"key":value`; `key` is one of the entry's fixed ASCII names, which need no escape.
+fn field(out: &mut Vec<u8>, key: &str, value: &(impl Serialize + ?Sized)) {
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    serde_json::to_writer(out, value).expect("writing JSON to memory cannot fail");
+}
+
+/// The actor object: only the ids that are set, keys in sorted order.
+struct ActorFields<'a>(&'a Actor);
+
+impl Serialize for ActorFields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = [
+            ("person", &self.0.person),
+            ("token", &self.0.token),
+            ("vendor", &self.0.vendor),
+        ];
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in fields {
+            if let Some(value) = value {
+                map.serialize_entry(key, value)?;
+            }
         }
+        map.end()
+    }
+}
+
+/// A JSON value written canonically: object keys sorted by their UTF-8 bytes, at every depth.
+struct Canonical<'a>(&'a Value);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => CanonicalMap(map.iter()).serialize(serializer),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Canonical(item))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// An object's entries written in sorted key order, whatever order the iterator gives them
+/// in (serde_json's map keeps insertion order when a dependency turns `preserve_order` on).
+struct CanonicalMap<I>(I);
+
+impl<'a, I> Serialize for CanonicalMap<I>
+where
+    I: Iterator<Item = (&'a String, &'a Value)> + Clone,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<(&String, &Value)> = self.0.clone().collect();
+        if !entries.is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes()) {
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        }
+        let mut map = serializer.serialize_map(Some(entries.len()))?;
+        for (key, value) in entries {
+            map.serialize_entry(key, &Canonical(value))?;
+        }
+        map.end()
     }
 }
 
 /// Canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace, serde_json's
 /// shortest number and string escapes.
 pub fn canonical(value: &Value) -> Vec<u8> {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let ordered: BTreeMap<&String, Value> =
-                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
-                Value::Object(ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    serde_json::to_vec(&sorted(value)).expect("a JSON value always serialises")
+    serde_json::to_vec(&Canonical(value)).expect("a JSON value always serialises")
 }
 
 #[cfg(test)]
@@ -222,6 +258,96 @@ mod tests {
         for seq in [0, 7, 10, 123_456_789_012] {
             assert_eq!(template.entry(seq), e.to_entry(seq));
             assert_eq!(template.len_at(seq), e.to_entry(seq).len());
+        }
+    }
+
+    /// The entry as a JSON tree, sorted by rebuilding every object: the plain reading of the
+    /// schema in `docs/ledger.md`, against which the direct writer is checked.
+    fn tree_entry(e: &Event, seq: u64) -> Vec<u8> {
+        fn sorted(value: &Value) -> Value {
+            match value {
+                Value::Object(map) => {
+                    let ordered: BTreeMap<&String, Value> =
+                        map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                    Value::Object(ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+                }
+                Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+                other => other.clone(),
+            }
+        }
+        let actor: serde_json::Map<String, Value> = [
+            ("person", &e.actor.person),
+            ("token", &e.actor.token),
+            ("vendor", &e.actor.vendor),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), Value::String(v))))
+        .collect();
+        let entry = serde_json::json!({
+            "action": e.action,
+            "actor": actor,
+            "client_ip": e.client_ip,
+            "details": e.details,
+            "outcome": e.outcome.as_str(),
+            "reasons": e.reasons,
+            "request_id": e.request_id,
+            "resource": e.resource,
+            "seq": seq,
+            "time": e.time,
+            "user_agent": e.user_agent,
+        });
+        serde_json::to_vec(&sorted(&entry)).unwrap()
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e12f64..1e12).prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn direct_entries_match_the_sorted_tree(
+            strings in proptest::collection::vec(proptest::prelude::any::<String>(), 7),
+            ids in proptest::collection::vec(proptest::option::of(proptest::prelude::any::<String>()), 5),
+            reasons in proptest::collection::vec(proptest::prelude::any::<String>(), 0..3),
+            details in proptest::collection::btree_map(
+                proptest::prelude::any::<String>(), json_value(), 0..5),
+            outcome in 0..3u8,
+            seq in proptest::prelude::any::<u64>(),
+        ) {
+            let e = Event {
+                time: strings[0].clone(),
+                actor: Actor {
+                    person: ids[0].clone(),
+                    vendor: ids[1].clone(),
+                    token: ids[2].clone(),
+                },
+                action: strings[1].clone(),
+                resource: strings[2].clone(),
+                outcome: [Outcome::Success, Outcome::Denied, Outcome::Failure][usize::from(outcome)],
+                reasons,
+                request_id: strings[3].clone(),
+                client_ip: ids[3].clone(),
+                user_agent: ids[4].clone(),
+                details,
+            };
+            let direct = e.to_entry(seq);
+            proptest::prop_assert_eq!(&direct, &tree_entry(&e, seq));
+            proptest::prop_assert_eq!(e.template().len_at(seq), direct.len());
         }
     }
 }

@@ -48,21 +48,20 @@ impl RequestInfo {
 
 /// A request id: a random (version 4) UUID, the form Vault clients see as `request_id`.
 pub(crate) fn new_request_id() -> String {
-    {
-        let mut id = [0u8; 16];
-        random_bytes(&mut id);
-        id[6] = (id[6] & 0x0f) | 0x40;
-        id[8] = (id[8] & 0x3f) | 0x80;
-        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 16];
+    random_bytes(&mut id);
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    let mut text = String::with_capacity(36);
+    for (i, byte) in id.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
+    text
 }
 
 /// What happened, to be recorded.
@@ -124,5 +123,26 @@ impl AppState {
             user_agent: info.user_agent.clone(),
             details: record.details,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_version_4_uuids() {
+        let id = new_request_id();
+        assert_eq!(id.len(), 36, "{id}");
+        for (i, c) in id.char_indices() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                assert_eq!(c, '-', "{id}");
+            } else {
+                assert!(matches!(c, '0'..='9' | 'a'..='f'), "{id}");
+            }
+        }
+        assert_eq!(&id[14..15], "4", "{id}");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        assert_ne!(new_request_id(), id);
     }
 }
