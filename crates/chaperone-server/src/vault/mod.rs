@@ -257,7 +257,8 @@ pub(crate) fn envelope(info: &RequestInfo, data: Value) -> Value {
 
 /// A JSON answer in Vault's format, exempt from [`compat`]'s error rewriting.
 pub(crate) fn reply(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    let body = serde_json::to_vec(body).expect("a JSON value always serialises");
+    let mut response = (status, body).into_response();
     vault_headers(&mut response);
     response
 }
