@@ -9,7 +9,9 @@
 # ledger (every request below is a ledger entry, durable before the answer). Both are driven
 # through the same KV v2 paths with the same wrk settings: reads of one secret, and writes
 # over 1,000 rotating keys. Prints req/s, p50 and p99 latency and RSS after the load for
-# each, and Chaperone's ratios.
+# each, and Chaperone's ratios. First comes `sys/health`, which neither server records or
+# stores anything for: what each HTTP stack does with nothing to do, the ceiling the other
+# two are measured under on this machine.
 #
 # Knobs: DURATION (10s), CONNECTIONS (32), THREADS (2).
 set -euo pipefail
@@ -50,11 +52,14 @@ measure() { # $1 = name, $2 = address, $3 = token, $4 = server pid
   local name=$1 addr=$2 token=$3 pid=$4
   curl -sf -X POST -H "X-Vault-Token: $token" -d '{"data":{"password":"bench-value-0123456789abcdef"}}' \
     "$addr/v1/secret/data/bench/read" >/dev/null
-  for op in read write; do
+  for op in health read write; do
     local url="$addr/v1/secret/data/bench/read"
     [ "$op" = write ] && url="$addr/"
+    [ "$op" = health ] && url="$addr/v1/sys/health"
     local out
-    out=$(BENCH_TOKEN=$token wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/$op.lua" "$url")
+    local script="$work/$op.lua"
+    [ "$op" = health ] && script="$work/read.lua"
+    out=$(BENCH_TOKEN=$token wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$url")
     if echo "$out" | grep -q 'Non-2xx'; then echo "$out" >&2; echo "errors during $name $op" >&2; exit 1; fi
     local rps p50 p99 rss
     rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
@@ -133,7 +138,7 @@ rows = {}
 for line in open(sys.argv[1]):
     name, op, rps, p50, p99, rss = line.split()
     rows[(name, op)] = (float(rps), ms(p50), ms(p99), int(rss))
-for op in ("read", "write"):
+for op in ("health", "read", "write"):
     c, o = rows[("chaperone", op)], rows[("openbao", op)]
     print(
         f"ratio {op:5}  throughput {c[0] / o[0]:.1f}x   p50 {c[1] / o[1]:.2f}x   p99 {c[2] / o[2]:.2f}x   "
