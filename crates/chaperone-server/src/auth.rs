@@ -525,10 +525,10 @@ impl AppState {
             .cloned()
     }
 
-    /// Classified prefixes and level policies, parsed; kept while the store's data
-    /// generation stays the same (see `Store::data_generation`).
+    /// Classified prefixes and level policies, parsed; kept while the store's access
+    /// generation stays the same (see `Store::access_generation`).
     async fn classification_rules(&self) -> Result<Arc<ClassificationRules>, ApiError> {
-        let generation = self.store.data_generation();
+        let generation = self.store.access_generation();
         if let Some(generation) = generation
             && let Some((at, rules)) = &*self.rules.lock().unwrap_or_else(|e| e.into_inner())
             && *at == generation

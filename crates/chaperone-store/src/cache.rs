@@ -2,11 +2,18 @@
 //! changes: token records by hash and stored secret versions (still sealed) by path and
 //! version. See [`crate::Store::data_generation`] for when caching is allowed at all.
 //!
-//! Every committed change moves the generation and empties the maps before its caller is
-//! answered, so a revocation, a new grant or a destroyed version is seen by the very next
-//! request, and a destroyed version's ciphertext does not linger in memory. An entry carries
-//! the generation read *before* the database was: a row read while a change commits is
-//! filed under a generation that commit has already left, and is never served.
+//! Each map has a generation, and a committed change moves it and empties the map before
+//! its caller is answered, so a revocation, a new grant or a destroyed version is seen by
+//! the very next request, and a destroyed version's ciphertext does not linger in memory.
+//! An entry carries the generation read *before* the database was: a row read while a
+//! change commits is filed under a generation that commit has already left, and is never
+//! served.
+//!
+//! Every change empties the versions. Only a change declared to write secrets alone
+//! ([`Touches::Secrets`]: the `secrets` and `secret_versions` tables, which no token, grant
+//! or classification is read from) leaves the tokens, so that a busy writer of secrets does
+//! not send every other request's authorisation back to the database. Any other change,
+//! and any change not declared, empties everything.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -18,47 +25,47 @@ use crate::{StoredVersion, TokenRecord};
 /// Most entries per map; a full map is emptied.
 const CAPACITY: usize = 10_000;
 
+/// What a committed change may have written: what it must empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Touches {
+    /// Only secrets' values and metadata: the `secrets` and `secret_versions` tables.
+    Secrets,
+    /// Anything at all: the default.
+    Anything,
+}
+
 /// The caches of one store.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    generation: AtomicU64,
+    /// Token records, by hash; emptied by every change but those to secrets alone.
     pub(crate) tokens: Map<[u8; 32], TokenRecord>,
+    /// Stored secret versions (still sealed), by path and version; emptied by every change.
     pub(crate) versions: Map<(String, u64), StoredVersion>,
 }
 
 impl Cache {
-    /// The current generation.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Something changed: every entry is dropped.
-    pub(crate) fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.tokens.clear();
-        self.versions.clear();
-    }
-
-    /// Keeps `value` under `generation` unless the generation moved meanwhile.
-    pub(crate) fn put<K: Hash + Eq, V>(&self, map: &Map<K, V>, key: K, generation: u64, value: V) {
-        let mut entries = map.lock();
-        if self.generation() != generation {
-            return;
+    /// A change that may have written what `touched` says was committed.
+    pub(crate) fn invalidate(&self, touched: Touches) {
+        self.versions.invalidate();
+        if touched == Touches::Anything {
+            self.tokens.invalidate();
         }
-        if entries.len() >= CAPACITY {
-            entries.clear();
-        }
-        entries.insert(key, (generation, value));
     }
 }
 
 /// One map of entries filed under the generation they were read at.
 #[derive(Debug)]
-pub(crate) struct Map<K, V>(Mutex<HashMap<K, (u64, V)>>);
+pub(crate) struct Map<K, V> {
+    generation: AtomicU64,
+    entries: Mutex<HashMap<K, (u64, V)>>,
+}
 
 impl<K, V> Default for Map<K, V> {
     fn default() -> Self {
-        Self(Mutex::new(HashMap::new()))
+        Self {
+            generation: AtomicU64::new(0),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -70,14 +77,65 @@ impl<K: Hash + Eq, V: Clone> Map<K, V> {
             .filter(|(at, _)| *at == generation)
             .map(|(_, value)| value.clone())
     }
+
+    /// Keeps `value` under `generation` unless the generation moved meanwhile.
+    pub(crate) fn put(&self, key: K, generation: u64, value: V) {
+        let mut entries = self.lock();
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, (generation, value));
+    }
 }
 
 impl<K, V> Map<K, V> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (u64, V)>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// The current generation: read it before reading the database.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
-    fn clear(&self) {
+    /// Something this map holds may have changed: every entry is dropped.
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (u64, V)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_served_only_under_the_generation_it_was_read_at() {
+        let map: Map<u32, &str> = Map::default();
+        let read_at = map.generation();
+        map.put(1, read_at, "one");
+        assert_eq!(map.get(&1, read_at), Some("one"));
+        map.invalidate();
+        assert_eq!(map.get(&1, read_at), None);
+        assert_eq!(map.get(&1, map.generation()), None, "emptied");
+        // A row read before a change committed is not kept after it.
+        map.put(1, read_at, "stale");
+        assert_eq!(map.get(&1, map.generation()), None);
+    }
+
+    #[test]
+    fn changes_to_secrets_alone_keep_the_tokens() {
+        let cache = Cache::default();
+        let (tokens, versions) = (cache.tokens.generation(), cache.versions.generation());
+        cache.invalidate(Touches::Secrets);
+        assert_eq!(cache.tokens.generation(), tokens);
+        assert!(cache.versions.generation() > versions);
+        let versions = cache.versions.generation();
+        cache.invalidate(Touches::Anything);
+        assert!(cache.tokens.generation() > tokens);
+        assert!(cache.versions.generation() > versions);
     }
 }

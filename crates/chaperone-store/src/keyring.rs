@@ -165,7 +165,7 @@ impl Store {
     pub async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         // The generation is read before the database: a record read while a change commits
         // is kept under the older generation, which that commit has already left behind.
-        let generation = self.data_generation();
+        let generation = self.access_generation();
         if let Some(record) = generation.and_then(|g| self.cache.tokens.get(hash.as_bytes(), g)) {
             return Ok(Some(record));
         }
@@ -179,12 +179,9 @@ impl Store {
         let record = row.map(|row| token_from_row(&row)).transpose()?;
         // Only known tokens are kept, so random guesses cannot crowd them out.
         if let (Some(generation), Some(record)) = (generation, &record) {
-            self.cache.put(
-                &self.cache.tokens,
-                *hash.as_bytes(),
-                generation,
-                record.clone(),
-            );
+            self.cache
+                .tokens
+                .put(*hash.as_bytes(), generation, record.clone());
         }
         Ok(record)
     }

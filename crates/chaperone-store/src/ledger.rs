@@ -27,6 +27,7 @@ use chaperone_ledger::tiles::{
 };
 use sqlx::{AnyPool, Row};
 
+use crate::cache::Touches;
 use crate::conn::Conn;
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,7 +52,8 @@ enum Payload {
 }
 
 struct Job {
-    work: Option<Work>,
+    /// The change to run, and what it may write; `None` for events alone.
+    work: Option<(Touches, Work)>,
     payload: Payload,
     reply: oneshot::Sender<Result<u64, StoreError>>,
 }
@@ -313,7 +315,11 @@ async fn run(
             }
         }
         let jobs = std::mem::take(&mut batch);
-        let changes = jobs.iter().any(|job| job.work.is_some());
+        // What the batch's changes may have written, for what the caches must drop.
+        let touched = jobs
+            .iter()
+            .filter_map(|job| job.work.as_ref().map(|(touches, _)| *touches))
+            .reduce(|a, b| if a == b { a } else { Touches::Anything });
         // Each batch runs in its own task, so that a panic in a change fails that batch (its
         // callers see their replies dropped, and the transaction rolls back) instead of
         // stopping the committer and with it every later request.
@@ -322,8 +328,13 @@ async fn run(
         let mut current = edge.take();
         let moved = Arc::clone(&cache);
         let task = tokio::spawn(async move {
-            let outcome =
-                commit_batch(&mut taken, &mut current, jobs, changes.then_some(&*moved)).await;
+            let outcome = commit_batch(
+                &mut taken,
+                &mut current,
+                jobs,
+                touched.map(|t| (&*moved, t)),
+            )
+            .await;
             (taken, current, outcome)
         });
         match task.await {
@@ -348,7 +359,7 @@ async fn commit_batch(
     writer: &mut Writer,
     edge: &mut Option<Edge>,
     jobs: Vec<Job>,
-    cache: Option<&crate::cache::Cache>,
+    cache: Option<(&crate::cache::Cache, Touches)>,
 ) -> Result<(), StoreError> {
     let mut pending: Vec<(oneshot::Sender<Result<u64, StoreError>>, u64)> = Vec::new();
     let mut jobs = jobs.into_iter();
@@ -369,7 +380,8 @@ async fn commit_batch(
         let mut open = None;
         for job in jobs.by_ref() {
             let first = next.size();
-            match run_job(&mut conn, &mut next, job.work, job.payload, &mut open).await {
+            let work = job.work.map(|(_, work)| work);
+            match run_job(&mut conn, &mut next, work, job.payload, &mut open).await {
                 Ok(Ok(())) => pending.push((job.reply, first)),
                 Ok(Err(e)) => {
                     let _ = job.reply.send(Err(e));
@@ -395,8 +407,8 @@ async fn commit_batch(
     // Whatever the outcome, a batch that ran changes may have changed what caches hold (a
     // failed commit may still have reached the disk), and it moves the generation before
     // any caller is answered.
-    if let Some(cache) = cache {
-        cache.invalidate();
+    if let Some((cache, touched)) = cache {
+        cache.invalidate(touched);
     }
     match outcome {
         Ok(next) => {
@@ -725,6 +737,23 @@ impl Store {
         + Send
         + 'static,
     ) -> Result<T, StoreError> {
+        self.change_touching(Touches::Anything, work).await
+    }
+
+    /// [`Store::change`] for a change that writes only what `touches` says, so that the
+    /// caches keep the rest (see `cache`). Security decision: a change declared to touch
+    /// [`Touches::Secrets`] that wrote a token, a person, a grant or a classification would
+    /// leave authorisation reading the old one; only the secrets module declares it, for
+    /// statements on the `secrets` and `secret_versions` tables alone.
+    pub(crate) async fn change_touching<T: Send + 'static>(
+        &self,
+        touches: Touches,
+        work: impl for<'c> FnOnce(
+            &'c mut Conn<'c>,
+        ) -> BoxFuture<'c, Result<(T, Vec<Event>), StoreError>>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
         let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
         let out = Arc::clone(&slot);
         let work: Work = Box::new(move |conn| {
@@ -734,7 +763,7 @@ impl Store {
                 Ok(events)
             })
         });
-        self.submit(Some(work), Payload::Templates(Vec::new()))
+        self.submit(Some((touches, work)), Payload::Templates(Vec::new()))
             .await?;
         let value = slot.lock().expect("unpoisoned").take();
         value.ok_or_else(|| StoreError::LedgerWrite("a change returned no value".into()))
@@ -764,7 +793,11 @@ impl Store {
             .await
     }
 
-    async fn submit(&self, work: Option<Work>, payload: Payload) -> Result<u64, StoreError> {
+    async fn submit(
+        &self,
+        work: Option<(Touches, Work)>,
+        payload: Payload,
+    ) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::LedgerWrite("the ledger committer has stopped".into());
         self.committer

@@ -325,7 +325,14 @@ impl Store {
     /// may be written by other nodes, whose changes this node cannot see happen, so with it
     /// nothing is cached and every request reads the database.
     pub fn data_generation(&self) -> Option<u64> {
-        (self.backend == Backend::Sqlite).then(|| self.cache.generation())
+        (self.backend == Backend::Sqlite).then(|| self.cache.versions.generation())
+    }
+
+    /// Like [`Store::data_generation`], but left where it is by changes that write only
+    /// secrets' values and metadata: what authorisation reads (tokens, people, grants,
+    /// classifications and levels) may be kept under it. Every other change moves it.
+    pub fn access_generation(&self) -> Option<u64> {
+        (self.backend == Backend::Sqlite).then(|| self.cache.tokens.generation())
     }
 
     /// Which backend this store uses.

@@ -18,6 +18,7 @@ use sqlx::any::AnyRow;
 
 use chaperone_ledger::entry::Event;
 
+use crate::cache::Touches;
 use crate::conn::Conn;
 use crate::{Store, StoreError, db, to_i64, to_u64};
 
@@ -89,7 +90,7 @@ impl Store {
         seal: impl FnOnce(Binding) -> SealedValue + Send + 'static,
     ) -> Result<WrittenVersion, StoreError> {
         let (path, events) = (path.clone(), events.to_vec());
-        self.change(move |conn| {
+        self.change_touching(Touches::Secrets, move |conn| {
             Box::pin(async move {
                 let written = put_version_in(conn, &path, cas, settings, now, seal).await?;
                 Ok((written, events))
@@ -113,8 +114,7 @@ impl Store {
         }
         let stored = self.read_version_uncached(path, version).await?;
         if let (Some(generation), Some(stored)) = (generation, &stored) {
-            self.cache
-                .put(&self.cache.versions, key, generation, stored.clone());
+            self.cache.versions.put(key, generation, stored.clone());
         }
         Ok(stored)
     }
@@ -279,7 +279,7 @@ impl Store {
         events: &[Event],
     ) -> Result<bool, StoreError> {
         let (path, events) = (path.clone(), events.to_vec());
-        self.change(move |conn| {
+        self.change_touching(Touches::Secrets, move |conn| {
             Box::pin(async move {
                 let deleted = delete_secret_in(conn, &path).await?;
                 Ok((deleted, if deleted { events } else { Vec::new() }))
@@ -297,7 +297,7 @@ impl Store {
         events: &[Event],
     ) -> Result<(), StoreError> {
         let (path, update, events) = (path.clone(), update.clone(), events.to_vec());
-        self.change(move |conn| {
+        self.change_touching(Touches::Secrets, move |conn| {
             Box::pin(async move {
                 update_metadata_in(conn, &path, &update, now).await?;
                 Ok(((), events))
@@ -315,7 +315,7 @@ impl Store {
         events: &[Event],
     ) -> Result<bool, StoreError> {
         let (path, versions, events) = (path.clone(), versions.to_vec(), events.to_vec());
-        self.change(move |conn| {
+        self.change_touching(Touches::Secrets, move |conn| {
             Box::pin(async move {
                 let found = change_versions_in(conn, &path, &versions, change, now).await?;
                 Ok((found, if found { events } else { Vec::new() }))

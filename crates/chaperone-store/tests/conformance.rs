@@ -1824,4 +1824,21 @@ async fn cached_reads_follow_every_change(f: &Fixture) {
         Some(t(4)),
         "a revocation is seen by the next lookup"
     );
+
+    // Changes to secrets alone keep what authorisation reads; any other change moves it.
+    let access = f.store.access_generation();
+    let data = f.store.data_generation();
+    put(f, "cache/b", "one", Cas::None).await.unwrap();
+    assert!(f.store.delete_secret(&path("cache/b"), &[]).await.unwrap());
+    assert_eq!(f.store.access_generation(), access);
+    if let (Some(old), Some(new)) = (data, f.store.data_generation()) {
+        assert!(new > old, "a change to a secret moves the data generation");
+    }
+    f.store
+        .insert_token(&api_token("tok_cache_2", "other", "member"), &[])
+        .await
+        .unwrap();
+    if let (Some(old), Some(new)) = (access, f.store.access_generation()) {
+        assert!(new > old, "a new token moves the access generation");
+    }
 }
