@@ -303,6 +303,10 @@ fn pool_options(backend: Backend, sqlite: u32, postgres: u32) -> AnyPoolOptions 
             Backend::Postgres => postgres,
         })
         .acquire_timeout(Duration::from_secs(30))
+        // A pooled PostgreSQL connection is pinged before use, since the server may have
+        // closed it. A SQLite connection is a file this process holds open: the ping would
+        // only add a round trip to sqlx's worker thread in front of every query.
+        .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
