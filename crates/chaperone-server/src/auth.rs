@@ -379,7 +379,7 @@ pub(crate) async fn authenticate(
         // identity is known, and barred; logging in again would not help.
         if record.revoked_at.is_some()
             && let Some(person_id) = &record.person_id
-            && let Some(person) = state.store.person(person_id).await?
+            && let Some(person) = state.store.acting_person(person_id).await?
         {
             let standing = state.standing(&person).await?;
             if standing.person == Standing::Inactive {
@@ -416,7 +416,7 @@ pub(crate) async fn authenticate(
     if let Some(person_id) = &record.person_id {
         let person = state
             .store
-            .person(person_id)
+            .acting_person(person_id)
             .await?
             .ok_or_else(|| unauthenticated("invalid token"))?;
         let standing = state.standing(&person).await?;
@@ -541,8 +541,11 @@ impl AppState {
             classifications,
         });
         if let Some(generation) = generation {
-            *self.rules.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((generation, Arc::clone(&rules)));
+            let mut kept = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+            // A slower reader does not replace rules read under a newer generation.
+            if kept.as_ref().is_none_or(|(at, _)| *at < generation) {
+                *kept = Some((generation, Arc::clone(&rules)));
+            }
         }
         Ok(rules)
     }
@@ -565,7 +568,7 @@ impl AppState {
         }
         let person = self
             .store
-            .person(person_id)
+            .acting_person(person_id)
             .await?
             .ok_or_else(|| ApiError::not_found("the caller no longer exists"))?;
         let mut compliance = Compliance {

@@ -20,7 +20,7 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{StoredVersion, TokenRecord};
+use crate::{GrantRecord, PersonRecord, StoredVersion, TokenRecord, VendorRecord};
 
 /// Most entries per map; a full map is emptied.
 const CAPACITY: usize = 10_000;
@@ -34,11 +34,29 @@ pub(crate) enum Touches {
     Anything,
 }
 
+impl Touches {
+    /// What two changes committed together may have written.
+    pub(crate) fn join(self, other: Touches) -> Touches {
+        if self == other {
+            self
+        } else {
+            Touches::Anything
+        }
+    }
+}
+
 /// The caches of one store.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    /// Token records, by hash; emptied by every change but those to secrets alone.
+    /// Token records, by hash. This and the three maps below are what authorisation reads:
+    /// emptied by every change but those to secrets alone.
     pub(crate) tokens: Map<[u8; 32], TokenRecord>,
+    /// People as authorisation sees them (no password hash, no TOTP), by id.
+    pub(crate) people: Map<String, PersonRecord>,
+    /// Vendors, by the id or name asked for.
+    pub(crate) vendors: Map<String, VendorRecord>,
+    /// A person's unrevoked grants, by person id.
+    pub(crate) grants: Map<String, Vec<GrantRecord>>,
     /// Stored secret versions (still sealed), by path and version; emptied by every change.
     pub(crate) versions: Map<(String, u64), StoredVersion>,
 }
@@ -49,6 +67,9 @@ impl Cache {
         self.versions.invalidate();
         if touched == Touches::Anything {
             self.tokens.invalidate();
+            self.people.invalidate();
+            self.vendors.invalidate();
+            self.grants.invalidate();
         }
     }
 }
@@ -127,15 +148,69 @@ mod tests {
     }
 
     #[test]
-    fn changes_to_secrets_alone_keep_the_tokens() {
+    fn a_batch_touches_what_any_of_its_changes_touch() {
+        use Touches::{Anything, Secrets};
+        assert_eq!(Secrets.join(Secrets), Secrets);
+        assert_eq!(Secrets.join(Anything), Anything);
+        assert_eq!(Anything.join(Secrets), Anything);
+        assert_eq!(Anything.join(Anything), Anything);
+    }
+
+    /// Security decision (see `Store::change_touching`): only the secrets module, whose
+    /// statements write the `secrets` and `secret_versions` tables alone, may declare a
+    /// change that leaves the cached tokens.
+    #[test]
+    fn only_the_secrets_module_declares_changes_to_secrets_alone() {
+        let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        let mut declared = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let code = text
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("//"))
+                    .any(|line| {
+                        line.contains("Touches::Secrets")
+                            || (line.contains("Touches::{") && line.contains("Secrets"))
+                    });
+                // This file defines `Touches` and tests it.
+                if code && name != "cache.rs" {
+                    declared.push(name);
+                }
+            }
+        }
+        assert_eq!(declared, ["secrets.rs"]);
+    }
+
+    #[test]
+    fn changes_to_secrets_alone_keep_what_authorisation_reads() {
         let cache = Cache::default();
-        let (tokens, versions) = (cache.tokens.generation(), cache.versions.generation());
+        let access = |c: &Cache| {
+            [
+                c.tokens.generation(),
+                c.people.generation(),
+                c.vendors.generation(),
+                c.grants.generation(),
+            ]
+        };
+        let (before, versions) = (access(&cache), cache.versions.generation());
         cache.invalidate(Touches::Secrets);
-        assert_eq!(cache.tokens.generation(), tokens);
+        assert_eq!(access(&cache), before);
         assert!(cache.versions.generation() > versions);
         let versions = cache.versions.generation();
         cache.invalidate(Touches::Anything);
-        assert!(cache.tokens.generation() > tokens);
+        assert!(
+            access(&cache)
+                .iter()
+                .zip(before)
+                .all(|(now, was)| *now > was)
+        );
         assert!(cache.versions.generation() > versions);
     }
 }

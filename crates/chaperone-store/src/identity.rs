@@ -172,16 +172,21 @@ impl Store {
         .await
     }
 
-    /// The vendor with this id or name.
+    /// The vendor with this id or name. Kept in memory on SQLite while nothing but secrets
+    /// changes (see [`Store::access_generation`]).
     pub async fn vendor(&self, id_or_name: &str) -> Result<Option<VendorRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {VENDOR_COLUMNS} FROM vendors WHERE id = $1 OR name = $1"
-        ))
-        .bind(id_or_name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("reading a vendor"))?;
-        row.as_ref().map(vendor_from_row).transpose()
+        let read = async {
+            let row = sqlx::query(&format!(
+                "SELECT {VENDOR_COLUMNS} FROM vendors WHERE id = $1 OR name = $1"
+            ))
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a vendor"))?;
+            row.as_ref().map(vendor_from_row).transpose()
+        };
+        self.cached(&self.cache.vendors, id_or_name.to_owned(), read)
+            .await
     }
 
     /// Every vendor, by name.
@@ -224,6 +229,24 @@ impl Store {
         .await
         .map_err(db("reading a person"))?;
         row.map(|row| person_from_row(&row)).transpose()
+    }
+
+    /// The person as authorisation sees them on every request: [`Store::person`] without
+    /// the password hash and the TOTP fields (`None`). Kept in memory on SQLite while
+    /// nothing but secrets changes (see [`Store::access_generation`]).
+    ///
+    /// Security decision: credentials are not kept in a long-lived cache, and logins,
+    /// which check them, read the person from the database each time.
+    pub async fn acting_person(&self, id: &str) -> Result<Option<PersonRecord>, StoreError> {
+        let read = async {
+            Ok(self.person(id).await?.map(|person| PersonRecord {
+                password_hash: None,
+                totp_secret: None,
+                totp_last_step: None,
+                ..person
+            }))
+        };
+        self.cached(&self.cache.people, id.to_owned(), read).await
     }
 
     /// Every person, by name.
@@ -431,17 +454,26 @@ impl Store {
         .await
     }
 
-    /// A person's unrevoked grants (expired ones included: the caller checks expiry).
+    /// A person's unrevoked grants (expired ones included: the caller checks expiry). Kept
+    /// in memory on SQLite while nothing but secrets changes (see
+    /// [`Store::access_generation`]).
     pub async fn grants_of(&self, person_id: &str) -> Result<Vec<GrantRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE person_id = $1 AND revoked_at IS NULL \
-             ORDER BY created_at"
-        ))
-        .bind(person_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("reading grants"))?;
-        rows.iter().map(grant_from_row).collect()
+        let read = async {
+            let rows = sqlx::query(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE person_id = $1 AND revoked_at IS NULL \
+                 ORDER BY created_at"
+            ))
+            .bind(person_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading grants"))?;
+            rows.iter()
+                .map(grant_from_row)
+                .collect::<Result<_, _>>()
+                .map(Some)
+        };
+        let grants = self.cached(&self.cache.grants, person_id.to_owned(), read);
+        Ok(grants.await?.unwrap_or_default())
     }
 
     /// Every unrevoked grant that has not expired at `now`, oldest first.

@@ -163,27 +163,18 @@ impl Store {
     /// The token with this hash, if any (expired and revoked ones included: the caller
     /// decides, with its clock).
     pub async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        // The generation is read before the database: a record read while a change commits
-        // is kept under the older generation, which that commit has already left behind.
-        let generation = self.access_generation();
-        if let Some(record) = generation.and_then(|g| self.cache.tokens.get(hash.as_bytes(), g)) {
-            return Ok(Some(record));
-        }
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"
-        ))
-        .bind(hash.as_bytes().to_vec())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("looking up a token"))?;
-        let record = row.map(|row| token_from_row(&row)).transpose()?;
-        // Only known tokens are kept, so random guesses cannot crowd them out.
-        if let (Some(generation), Some(record)) = (generation, &record) {
-            self.cache
-                .tokens
-                .put(*hash.as_bytes(), generation, record.clone());
-        }
-        Ok(record)
+        let read = async {
+            let row = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"
+            ))
+            .bind(hash.as_bytes().to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("looking up a token"))?;
+            row.map(|row| token_from_row(&row)).transpose()
+        };
+        self.cached(&self.cache.tokens, *hash.as_bytes(), read)
+            .await
     }
 
     /// The tokens of `person_id` (all personless tokens when `None`), newest first.

@@ -319,7 +319,7 @@ async fn run(
         let touched = jobs
             .iter()
             .filter_map(|job| job.work.as_ref().map(|(touches, _)| *touches))
-            .reduce(|a, b| if a == b { a } else { Touches::Anything });
+            .reduce(Touches::join);
         // Each batch runs in its own task, so that a panic in a change fails that batch (its
         // callers see their replies dropped, and the transaction rolls back) instead of
         // stopping the committer and with it every later request.

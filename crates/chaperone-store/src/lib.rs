@@ -332,6 +332,27 @@ impl Store {
         (self.backend == Backend::Sqlite).then(|| self.cache.versions.generation())
     }
 
+    /// `read` with `map` in front of it, on SQLite (see [`Store::data_generation`]): what
+    /// `map` holds for `key` under its current generation, or else what `read` finds, kept
+    /// under the generation taken before `read` ran. Only found values are kept, so that
+    /// lookups of what does not exist cannot crowd out what does.
+    pub(crate) async fn cached<K: std::hash::Hash + Eq, V: Clone>(
+        &self,
+        map: &cache::Map<K, V>,
+        key: K,
+        read: impl std::future::Future<Output = Result<Option<V>, StoreError>>,
+    ) -> Result<Option<V>, StoreError> {
+        let generation = (self.backend == Backend::Sqlite).then(|| map.generation());
+        if let Some(value) = generation.and_then(|g| map.get(&key, g)) {
+            return Ok(Some(value));
+        }
+        let value = read.await?;
+        if let (Some(generation), Some(value)) = (generation, &value) {
+            map.put(key, generation, value.clone());
+        }
+        Ok(value)
+    }
+
     /// Like [`Store::data_generation`], but left where it is by changes that write only
     /// secrets' values and metadata: what authorisation reads (tokens, people, grants,
     /// classifications and levels) may be kept under it. Every other change moves it.

@@ -107,16 +107,13 @@ impl Store {
         path: &SecretPath,
         version: Option<u64>,
     ) -> Result<Option<StoredVersion>, StoreError> {
-        let generation = self.data_generation();
         let key = (path.as_str().to_owned(), version.unwrap_or(0));
-        if let Some(stored) = generation.and_then(|g| self.cache.versions.get(&key, g)) {
-            return Ok(Some(stored));
-        }
-        let stored = self.read_version_uncached(path, version).await?;
-        if let (Some(generation), Some(stored)) = (generation, &stored) {
-            self.cache.versions.put(key, generation, stored.clone());
-        }
-        Ok(stored)
+        self.cached(
+            &self.cache.versions,
+            key,
+            self.read_version_uncached(path, version),
+        )
+        .await
     }
 
     async fn read_version_uncached(

@@ -1826,19 +1826,85 @@ async fn cached_reads_follow_every_change(f: &Fixture) {
     );
 
     // Changes to secrets alone keep what authorisation reads; any other change moves it.
+    let other = api_token("tok_cache_2", "other", "member");
+    f.store.insert_token(&other, &[]).await.unwrap();
+    assert!(f.store.token_by_hash(&other.hash).await.unwrap().is_some());
     let access = f.store.access_generation();
     let data = f.store.data_generation();
     put(f, "cache/b", "one", Cas::None).await.unwrap();
+    let metadata = MetadataUpdate {
+        max_versions: None,
+        cas_required: Some(false),
+        custom_metadata: None,
+    };
+    f.store
+        .update_metadata(&path("cache/b"), &metadata, t(5), &[])
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .delete_versions(&path("cache/b"), &[1], t(5), &[])
+            .await
+            .unwrap()
+    );
     assert!(f.store.delete_secret(&path("cache/b"), &[]).await.unwrap());
     assert_eq!(f.store.access_generation(), access);
     if let (Some(old), Some(new)) = (data, f.store.data_generation()) {
         assert!(new > old, "a change to a secret moves the data generation");
     }
+    let found = f.store.token_by_hash(&other.hash).await.unwrap().unwrap();
+    assert_eq!(found.revoked_at, None);
+    assert!(
+        f.store
+            .revoke_token("tok_cache_2", t(6), &[])
+            .await
+            .unwrap()
+    );
+    if let (Some(old), Some(new)) = (access, f.store.access_generation()) {
+        assert!(new > old, "a revocation moves the access generation");
+    }
+    let found = f.store.token_by_hash(&other.hash).await.unwrap().unwrap();
+    assert_eq!(
+        found.revoked_at,
+        Some(t(6)),
+        "a revocation after writes to secrets is seen by the next lookup"
+    );
+
+    // People as authorisation sees them: without credentials, and changed at once.
+    let enrolled = PersonRecord {
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        totp_secret: Some(vec![1, 2, 3]),
+        ..person_record("p_cache", None)
+    };
     f.store
-        .insert_token(&api_token("tok_cache_2", "other", "member"), &[])
+        .insert_person(&enrolled, &[4u8; 32], t(100), &[])
         .await
         .unwrap();
-    if let (Some(old), Some(new)) = (access, f.store.access_generation()) {
-        assert!(new > old, "a new token moves the access generation");
-    }
+    let stored = f.store.person("p_cache").await.unwrap().unwrap();
+    assert!(stored.password_hash.is_some() && stored.totp_secret.is_some());
+    let acting = f.store.acting_person("p_cache").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            acting.password_hash,
+            acting.totp_secret,
+            acting.totp_last_step
+        ),
+        (None, None, None)
+    );
+    assert_eq!(acting.name, enrolled.name);
+    put(f, "cache/c", "one", Cas::None).await.unwrap();
+    let acting = f.store.acting_person("p_cache").await.unwrap().unwrap();
+    assert_eq!(acting.disabled_at, None);
+    assert!(
+        f.store
+            .set_person_disabled("p_cache", Some(t(7)), &[])
+            .await
+            .unwrap()
+    );
+    let acting = f.store.acting_person("p_cache").await.unwrap().unwrap();
+    assert_eq!(
+        acting.disabled_at,
+        Some(t(7)),
+        "a disabled person is seen as disabled by the next request"
+    );
 }
