@@ -1,6 +1,7 @@
 //! What authorisation and secret reads fetch on every request, kept in memory while nothing
-//! changes: token records by hash and stored secret versions (still sealed) by path and
-//! version. See [`crate::Store::data_generation`] for when caching is allowed at all.
+//! changes: token records by hash; people (without credentials), vendors and grants by id;
+//! stored secret versions (still sealed) by path and version. See
+//! [`crate::Store::data_generation`] for when caching is allowed at all.
 //!
 //! Each map has a generation, and a committed change moves it and empties the map before
 //! its caller is answered, so a revocation, a new grant or a destroyed version is seen by
@@ -11,9 +12,9 @@
 //!
 //! Every change empties the versions. Only a change declared to write secrets alone
 //! ([`Touches::Secrets`]: the `secrets` and `secret_versions` tables, which no token, grant
-//! or classification is read from) leaves the tokens, so that a busy writer of secrets does
-//! not send every other request's authorisation back to the database. Any other change,
-//! and any change not declared, empties everything.
+//! or classification is read from) leaves the tokens, people, vendors and grants, so that
+//! a busy writer of secrets does not send every other request's authorisation back to the
+//! database. Any other change, and any change not declared, empties everything.
 
 use std::collections::HashMap;
 use std::hash::Hash;

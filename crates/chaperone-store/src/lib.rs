@@ -334,8 +334,9 @@ impl Store {
 
     /// `read` with `map` in front of it, on SQLite (see [`Store::data_generation`]): what
     /// `map` holds for `key` under its current generation, or else what `read` finds, kept
-    /// under the generation taken before `read` ran. Only found values are kept, so that
-    /// lookups of what does not exist cannot crowd out what does.
+    /// under the generation taken before `read` ran. Only what `read` finds (`Some`) is
+    /// kept, so that lookups of what does not exist cannot crowd out what does (a person's
+    /// grants, even none, are found: the person exists).
     pub(crate) async fn cached<K: std::hash::Hash + Eq, V: Clone>(
         &self,
         map: &cache::Map<K, V>,
@@ -354,8 +355,9 @@ impl Store {
     }
 
     /// Like [`Store::data_generation`], but left where it is by changes that write only
-    /// secrets' values and metadata: what authorisation reads (tokens, people, grants,
-    /// classifications and levels) may be kept under it. Every other change moves it.
+    /// secrets' values and metadata: what authorisation reads (tokens, people, vendors,
+    /// grants, classifications and levels) may be kept under it. Every other change moves
+    /// it.
     pub fn access_generation(&self) -> Option<u64> {
         (self.backend == Backend::Sqlite).then(|| self.cache.tokens.generation())
     }
