@@ -16,6 +16,9 @@ set -euo pipefail
 A=${1:?usage: bench/ab.sh BINARY_A BINARY_B [read|write|metadata|health|contractor]}
 B=${2:?usage: bench/ab.sh BINARY_A BINARY_B [read|write|metadata|health|contractor]}
 OP=${3:-read}
+A=$(realpath "$A")
+B=$(realpath "$B")
+cd "$(dirname "$0")/.."
 case $OP in
   read | write | metadata | health | contractor) ;;
   *) echo "unknown OP $OP: read, write, metadata, health or contractor" >&2; exit 2 ;;
@@ -84,21 +87,7 @@ start() {
   esac
   curl -sf -o /dev/null -H "X-Vault-Token: $token" "$addr$path" || [ "$OP" = write ] ||
     { echo "$name: $OP fails before the load" >&2; exit 1; }
-  if [ "$OP" = write ]; then
-    cat >"$dir/wrk.lua" <<LUA
-local n = 0
-wrk.method = "POST"
-wrk.headers["X-Vault-Token"] = "$token"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"data":{"password":"bench-value-0123456789abcdef","user":"app"}}'
-request = function()
-  n = n + 1
-  return wrk.format(nil, "/v1/secret/data/bench/write/" .. (n % 1000))
-end
-LUA
-  else
-    echo "wrk.headers['X-Vault-Token'] = '$token'" >"$dir/wrk.lua"
-  fi
+  echo "$token" >"$dir/token"
   echo "$path" >"$dir/path"
 }
 
@@ -107,7 +96,10 @@ measure() {
   local dir=$work/$1 pid out t0 t1 requests rps
   pid=$(cat "$dir/pid")
   t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$dir/wrk.lua" "$(cat "$dir/addr")$(cat "$dir/path")")
+  local script=bench/vault-read.lua
+  [ "$OP" = write ] && script=bench/vault-write.lua
+  out=$(BENCH_TOKEN=$(cat "$dir/token") wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$script" \
+    "$(cat "$dir/addr")$(cat "$dir/path")")
   t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   if echo "$out" | grep -q 'Non-2xx'; then echo "$out" >&2; echo "errors from $1" >&2; exit 1; fi
   requests=$(echo "$out" | awk '/requests in/ {print $1}')

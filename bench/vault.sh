@@ -32,21 +32,6 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-cat > "$work/read.lua" <<'LUA'
-wrk.headers["X-Vault-Token"] = os.getenv("BENCH_TOKEN")
-LUA
-cat > "$work/write.lua" <<'LUA'
-local n = 0
-wrk.method = "POST"
-wrk.headers["X-Vault-Token"] = os.getenv("BENCH_TOKEN")
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"data":{"password":"bench-value-0123456789abcdef","user":"app"}}'
-request = function()
-  n = n + 1
-  return wrk.format(nil, "/v1/secret/data/bench/write/" .. (n % 1000))
-end
-LUA
-
 results="$work/results.txt"
 measure() { # $1 = name, $2 = address, $3 = token, $4 = server pid
   local name=$1 addr=$2 token=$3 pid=$4
@@ -57,8 +42,8 @@ measure() { # $1 = name, $2 = address, $3 = token, $4 = server pid
     [ "$op" = write ] && url="$addr/"
     [ "$op" = health ] && url="$addr/v1/sys/health"
     local out
-    local script="$work/$op.lua"
-    [ "$op" = health ] && script="$work/read.lua"
+    local script=bench/vault-$op.lua
+    [ "$op" = health ] && script=bench/vault-read.lua
     out=$(BENCH_TOKEN=$token wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$url")
     if echo "$out" | grep -q 'Non-2xx'; then echo "$out" >&2; echo "errors during $name $op" >&2; exit 1; fi
     local rps p50 p99 rss
