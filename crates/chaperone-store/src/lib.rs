@@ -20,6 +20,7 @@ mod identity;
 mod keyring;
 mod keys;
 mod ledger;
+mod lock;
 mod migrate;
 mod secrets;
 mod shares;
@@ -36,6 +37,7 @@ pub use governance::{DocumentRecord, Op, Record};
 pub use identity::{GrantRecord, PersonRecord, VendorRecord};
 pub use keyring::{KeyringRecord, SealConfig, TokenKind, TokenRecord};
 pub use keys::{SealedItem, SealedKey, SealedKind};
+pub use lock::{DatabaseLock, lock_path};
 pub use secrets::{KvSettings, MetadataUpdate, StoredVersion, WrittenVersion};
 pub use shares::{Opened, ShareRecord};
 pub use wrapping::WrappedRecord;
@@ -94,6 +96,18 @@ pub enum StoreError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// Another process holds the SQLite database (see [`lock_path`]).
+    #[error(
+        "{} is in use by {}: one process at a time serves a SQLite database; stop it first",
+        database.display(),
+        holder.map_or("another process".to_owned(), |pid| format!("process {pid}"))
+    )]
+    InUse {
+        /// The database.
+        database: PathBuf,
+        /// The process holding it, as its lock file says.
+        holder: Option<u32>,
     },
 }
 
@@ -230,10 +244,15 @@ pub struct Store {
     committer: std::sync::Arc<ledger::Committer>,
     /// What every request reads, kept while nothing changed (see [`Store::data_generation`]).
     cache: std::sync::Arc<cache::Cache>,
+    /// SQLite opened by [`Store::connect`]: this process's hold on the database (see
+    /// [`lock`]), released by [`Store::close`] or when the last clone is dropped.
+    lock: Option<std::sync::Arc<lock::DatabaseLock>>,
 }
 
 impl Store {
-    /// Connects, creating the SQLite file (mode 0600) if needed, and applies migrations.
+    /// Connects, creating the SQLite file (mode 0600) if needed, and applies migrations. A
+    /// SQLite database is locked for this process until the store is closed: if another
+    /// process holds it, this fails with [`StoreError::InUse`].
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
         let store = Self::open(url, true).await?;
         migrate::run(&store).await?;
@@ -242,7 +261,7 @@ impl Store {
 
     /// Connects to an existing database without changing its schema (for backups, which
     /// must not migrate a database that running servers use): the schema must be the one
-    /// this binary knows.
+    /// this binary knows. It takes no lock, so that it can read beside a running server.
     pub async fn connect_existing(url: &DatabaseUrl) -> Result<Self, StoreError> {
         if let Some(path) = url.sqlite_path()
             && !path.exists()
@@ -261,9 +280,11 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = url.backend;
         let mut connect_url = url.url.clone();
+        let mut lock = None;
         if let Some(path) = url.sqlite_path() {
             if create {
                 create_private_file(path)?;
+                lock = Some(std::sync::Arc::new(lock::DatabaseLock::acquire(path)?));
             }
             connect_url = format!("sqlite://{}", path.display());
         }
@@ -291,6 +312,7 @@ impl Store {
             backend,
             committer,
             cache,
+            lock,
         })
     }
 }
@@ -376,11 +398,15 @@ impl Store {
         Ok(())
     }
 
-    /// Closes every connection (and, for SQLite, checkpoints the WAL).
+    /// Closes every connection (and, for SQLite, checkpoints the WAL), then lets go of the
+    /// database's lock.
     pub async fn close(&self) {
         self.committer.close().await;
         self.writer.close().await;
         self.pool.close().await;
+        if let Some(lock) = &self.lock {
+            lock.release();
+        }
     }
 }
 

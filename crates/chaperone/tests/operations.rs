@@ -251,6 +251,120 @@ fn plaintext_on_a_public_address_is_refused() {
     assert!(error.contains("dangerously_allow_plaintext"), "{error}");
 }
 
+/// One process at a time on a SQLite database: a second `up`, an `init` and a forced
+/// restore onto a database a server is running on are refused, name the server's process and
+/// change nothing. Once the server is gone, even killed, the database opens again.
+#[test]
+fn a_served_sqlite_database_is_refused_to_a_second_process() {
+    let (dir, server) = Server::up();
+    let data = dir.path().join("data");
+    let url = format!("sqlite://{}", data.join("chaperone.db").display());
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
+    ok(server.cli(
+        token,
+        &["secret", "put", "team/db", "password=-"],
+        "kept-41d9",
+    ));
+    let holder = format!("is in use by process {}", server.child.id());
+
+    // Were it not refused, a second server would run on: it gets 20 s to exit.
+    let mut second = Command::new(BIN)
+        .args([
+            "up",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("CHAPERONE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if second.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if second.try_wait().unwrap().is_none() {
+        second.kill().unwrap();
+        panic!("a second server started on a database a server is running on");
+    }
+    let error = fails(second.wait_with_output().unwrap());
+    assert!(error.contains(&holder), "{error}");
+    let error = fails(run_cli("", "", &["init", "--database-url", &url], ""));
+    assert!(error.contains(&holder), "{error}");
+
+    let backup = dir.path().join("backup");
+    ok(server.cli(
+        token,
+        &["backup", backup.to_str().unwrap(), "--database-url", &url],
+        "",
+    ));
+    let key = ok(server.cli(token, &["ledger", "key"], ""));
+    let restore = || {
+        run_cli(
+            "",
+            "",
+            &[
+                "restore",
+                backup.to_str().unwrap(),
+                "--database-url",
+                &url,
+                "--key",
+                key.trim(),
+                "--force",
+            ],
+            "",
+        )
+    };
+    let error = fails(restore());
+    assert!(error.contains(&holder), "{error}");
+    let names = |dir: &Path| -> Vec<String> {
+        common::files_in(dir)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        !names(&data)
+            .iter()
+            .any(|n| n.contains("replaced") || n.contains("restoring")),
+        "{:?}",
+        names(&data)
+    );
+    let read = ok(server.cli(
+        token,
+        &["secret", "get", "team/db", "--field", "password"],
+        "",
+    ));
+    assert_eq!(read.trim(), "kept-41d9");
+
+    // A killed server leaves no lock behind: the kernel drops it with the process.
+    server.kill();
+    let restored = ok(restore());
+    assert!(restored.contains("Verified"), "{restored}");
+    let server = Server::start(
+        &[
+            "up",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+        &[],
+    );
+    let read = ok(server.cli(
+        token,
+        &["secret", "get", "team/db", "--field", "password"],
+        "",
+    ));
+    assert_eq!(read.trim(), "kept-41d9");
+}
+
 /// `chaperone init` on `url` (5 shares, threshold 3): the shares and the admin token.
 fn init(url: &str) -> (Vec<String>, String) {
     let out = ok(run_cli(
@@ -541,10 +655,14 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
         "{error}"
     );
     assert!(!target.join("chaperone.db").exists(), "nothing restored");
+    // Only the database's lock file, which is never removed, stays.
     let leftovers: Vec<_> = std::fs::read_dir(&target)
-        .map(|d| d.collect())
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
-    assert!(leftovers.is_empty(), "no staging file left behind");
+    assert!(
+        leftovers.iter().all(|name| name == "chaperone.db.lock"),
+        "no staging file left behind: {leftovers:?}"
+    );
 
     // Without a key there is no restore at all.
     let error = fails(run_cli(

@@ -411,12 +411,15 @@ async fn restore_sqlite(
         // A data directory is the owner's only, as `chaperone up` makes it.
         crate::cmd::server::create_private_dir(dir)?;
     }
+    // Held until the restored database is in place: a server still running on the target
+    // is refused here, before anything is staged, and none can start on it meanwhile.
+    let _lock = chaperone_store::DatabaseLock::acquire(target)?;
     let staging = dir.join(format!(
         ".{}.restoring",
         target.file_name().and_then(|n| n.to_str()).unwrap_or("db")
     ));
     let remove_staging = || {
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", ".lock"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", staging.display()));
         }
     };
