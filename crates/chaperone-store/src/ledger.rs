@@ -783,6 +783,9 @@ impl Store {
         + Send
         + 'static,
     ) -> Result<T, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         if self.backend == crate::Backend::Postgres {
             let mut tx = self.pool.begin().await.map_err(db("starting a write"))?;
             let value = work(&mut Conn::Any(&mut tx)).await?;
@@ -798,6 +801,9 @@ impl Store {
         work: Option<(Touches, Work)>,
         payload: Payload,
     ) -> Result<u64, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::LedgerWrite("the ledger committer has stopped".into());
         self.committer

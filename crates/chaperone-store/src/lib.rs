@@ -85,6 +85,9 @@ pub enum StoreError {
         /// The newest migration this binary has.
         known: i64,
     },
+    /// A change was asked of a store opened only to read ([`Store::connect_existing`]).
+    #[error("this store was opened for a backup and only reads")]
+    ReadOnly,
     /// The operation does not apply to this backend.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -247,6 +250,9 @@ pub struct Store {
     /// SQLite opened by [`Store::connect`]: this process's hold on the database (see
     /// [`lock`]), released by [`Store::close`] or when the last clone is dropped.
     lock: Option<std::sync::Arc<lock::DatabaseLock>>,
+    /// Opened by [`Store::connect_existing`] (a backup's store): every change is refused,
+    /// since it holds no lock and another process may be serving the database.
+    read_only: bool,
 }
 
 impl Store {
@@ -261,7 +267,9 @@ impl Store {
 
     /// Connects to an existing database without changing its schema (for backups, which
     /// must not migrate a database that running servers use): the schema must be the one
-    /// this binary knows. It takes no lock, so that it can read beside a running server.
+    /// this binary knows. It takes no lock, so that it can read beside a running server, and
+    /// for the same reason it only reads: every change through it fails with
+    /// [`StoreError::ReadOnly`].
     pub async fn connect_existing(url: &DatabaseUrl) -> Result<Self, StoreError> {
         if let Some(path) = url.sqlite_path()
             && !path.exists()
@@ -283,8 +291,11 @@ impl Store {
         let mut lock = None;
         if let Some(path) = url.sqlite_path() {
             if create {
-                create_private_file(path)?;
+                // The lock before the file: a process refused here leaves no empty database
+                // behind (a restore would take one for a database to move aside).
+                create_parent_dir(path)?;
                 lock = Some(std::sync::Arc::new(lock::DatabaseLock::acquire(path)?));
+                create_private_file(path)?;
             }
             connect_url = format!("sqlite://{}", path.display());
         }
@@ -313,6 +324,7 @@ impl Store {
             committer,
             cache,
             lock,
+            read_only: !create,
         })
     }
 }
@@ -404,9 +416,23 @@ impl Store {
         self.committer.close().await;
         self.writer.close().await;
         self.pool.close().await;
+        // A clone used after this must not answer from memory what the database, which
+        // another process may now open, no longer says.
+        self.cache.invalidate(cache::Touches::Anything);
         if let Some(lock) = &self.lock {
             lock.release();
         }
+    }
+}
+
+/// Creates the directory `path` is in, if it is missing.
+fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateFile {
+            path: parent.to_owned(),
+            source,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -417,9 +443,7 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
+    create_parent_dir(path)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]

@@ -575,22 +575,44 @@ async fn a_closed_database_is_an_error_not_absence(f: &Fixture) {
     ));
 }
 
-/// Another store on the fixture's database while its own is open. A second server cannot
-/// take a SQLite database (its lock refuses, naming this process), but a store that takes no
-/// lock (a backup's) can still be opened beside it, and its committer must keep the log
-/// whole too.
-async fn second_store(f: &Fixture) -> Store {
-    let Some(path) = f.url.sqlite_path() else {
-        return Store::connect(&f.url).await.unwrap();
+/// Another store to write the fixture's database while its own is open: a second node on
+/// PostgreSQL; `None` on SQLite, which one store at a time writes. There a second store is
+/// refused, naming this process, and a backup's store (which takes no lock) reads but
+/// refuses every change.
+async fn second_store(f: &Fixture) -> Option<Store> {
+    let Some(file) = f.url.sqlite_path() else {
+        return Some(Store::connect(&f.url).await.unwrap());
     };
     match Store::connect(&f.url).await {
         Err(StoreError::InUse { database, holder }) => {
-            assert_eq!(database, path);
+            assert_eq!(database, file);
             assert_eq!(holder, Some(std::process::id()));
         }
         other => panic!("a second store took a held SQLite database: {other:?}"),
     }
-    Store::connect_existing(&f.url).await.unwrap()
+    let backup = Store::connect_existing(&f.url).await.unwrap();
+    let size = f.store.ledger_size().await.unwrap();
+    assert_eq!(backup.ledger_size().await.unwrap(), size);
+    assert!(matches!(
+        backup.append_events(vec![event("backup.write")]).await,
+        Err(StoreError::ReadOnly)
+    ));
+    assert!(matches!(
+        backup
+            .put_version(
+                &path("refused"),
+                Cas::None,
+                DEFAULTS,
+                t(1),
+                &[],
+                seal(f, b"v")
+            )
+            .await,
+        Err(StoreError::ReadOnly)
+    ));
+    assert_eq!(f.store.ledger_size().await.unwrap(), size);
+    backup.close().await;
+    None
 }
 
 async fn migrations_are_idempotent(f: &Fixture) {
@@ -1007,7 +1029,8 @@ async fn partial_bundles_are_appended_in_chunks(f: &Fixture) {
     assert_eq!(read.len(), 15);
     assert!(read.iter().all(|(seq, e)| *e == entries[*seq as usize]));
     // Fill bundle 0 and start bundle 1, from a store that loads the edge afresh.
-    let again = second_store(f).await;
+    f.store.close().await;
+    let again = Store::connect(&f.url).await.unwrap();
     again
         .append_ledger(entries[20..270].to_vec())
         .await
@@ -1427,7 +1450,9 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
 async fn two_stores_append_to_one_log(f: &Fixture) {
     use chaperone_ledger::audit::{Audit, BundleInput};
     use chaperone_ledger::tiles::{TileId, TileKind, split_tile};
-    let other = second_store(f).await;
+    let Some(other) = second_store(f).await else {
+        return;
+    };
     let start = f.store.ledger_size().await.unwrap();
     let mut tasks = Vec::new();
     for (n, store) in [f.store.clone(), other.clone()].into_iter().enumerate() {

@@ -400,20 +400,21 @@ async fn restore_sqlite(
     url: &DatabaseUrl,
 ) -> anyhow::Result<()> {
     let target = url.sqlite_path().context("a SQLite URL has a path")?;
-    if target.exists() && !args.force {
-        bail!(
-            "{} exists; restoring over it needs --force (stop the server first)",
-            target.display()
-        );
-    }
     let dir = target.parent().unwrap_or(Path::new("."));
     if !dir.exists() {
         // A data directory is the owner's only, as `chaperone up` makes it.
         crate::cmd::server::create_private_dir(dir)?;
     }
     // Held until the restored database is in place: a server still running on the target
-    // is refused here, before anything is staged, and none can start on it meanwhile.
+    // is refused here, before anything is staged, and none can start on it (or create it)
+    // meanwhile, so what is checked next stays true.
     let _lock = chaperone_store::DatabaseLock::acquire(target)?;
+    if target.exists() && !args.force {
+        bail!(
+            "{} exists; restoring over it needs --force (stop the server first)",
+            target.display()
+        );
+    }
     let staging = dir.join(format!(
         ".{}.restoring",
         target.file_name().and_then(|n| n.to_str()).unwrap_or("db")
