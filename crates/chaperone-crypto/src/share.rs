@@ -60,11 +60,7 @@ pub fn open_proof(key: &ShareKey, id: &str) -> String {
     hasher.update(id.as_bytes());
     hasher.update(b":");
     hasher.update(key.0.as_ref());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 fn aad(id: &str) -> Vec<u8> {

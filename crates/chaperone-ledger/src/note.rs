@@ -129,7 +129,7 @@ impl fmt::Debug for Verifier {
 }
 
 fn hex8(id: &[u8; 4]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(id)
 }
 
 /// A private key that signs notes. Zeroized on drop; `Debug` is redacted.

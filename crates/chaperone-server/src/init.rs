@@ -6,7 +6,7 @@
 
 use chaperone_core::Timestamp;
 use chaperone_crypto::token::ApiToken;
-use chaperone_crypto::{RootKey, UnsealKey, random_bytes};
+use chaperone_crypto::{RootKey, UnsealKey};
 use chaperone_store::{KeyringRecord, SealConfig, Store, StoreError, TokenKind, TokenRecord};
 
 /// Stores a fresh root key wrapped under `unseal`, and `admin` as an admin token that does
@@ -31,7 +31,7 @@ pub async fn initialize(
         created_at: now,
     };
     let record = TokenRecord {
-        id: new_token_id(),
+        id: crate::api::auth::new_id("tok"),
         hash: admin.hash(),
         name: "initial admin".to_owned(),
         role: "admin".to_owned(),
@@ -47,12 +47,4 @@ pub async fn initialize(
     let (origin, sealed_seed) = crate::api::new_ledger_key(&root.keyring());
     store.create_ledger_key(&origin, &sealed_seed, now).await?;
     Ok(())
-}
-
-/// A public token identifier: `tok_` and 16 hex digits.
-fn new_token_id() -> String {
-    let mut bytes = [0u8; 8];
-    random_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("tok_{hex}")
 }

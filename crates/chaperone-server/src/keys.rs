@@ -247,7 +247,7 @@ pub(crate) async fn rekey(
         .map_err(|e| ApiError::bad_request("invalid_split", e.to_string()))?;
     let mut nonce = [0u8; 16];
     chaperone_crypto::random_bytes(&mut nonce);
-    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let nonce = hex::encode(nonce);
     *state
         .rewrap
         .pending

@@ -48,18 +48,20 @@ impl RequestInfo {
 
 /// A request id: a random (version 4) UUID, the form Vault clients see as `request_id`.
 pub(crate) fn new_request_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 16];
     random_bytes(&mut id);
     id[6] = (id[6] & 0x0f) | 0x40;
     id[8] = (id[8] & 0x3f) | 0x80;
+    let digits = hex::encode(id);
     let mut text = String::with_capacity(36);
-    for (i, byte) in id.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
+    for (i, group) in [0..8, 8..12, 12..16, 16..20, 20..32]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
             text.push('-');
         }
-        text.push(char::from(HEX[usize::from(byte >> 4)]));
-        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        text.push_str(&digits[group]);
     }
     text
 }

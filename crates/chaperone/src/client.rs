@@ -6,10 +6,27 @@
 //! address comes from `--addr`, `CHAPERONE_ADDR`, the address saved by `chaperone login`, or
 //! `http://127.0.0.1:8420`, in that order.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
+
+/// Percent-encodes a query value: everything but RFC 3986's unreserved characters.
+pub(crate) fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b));
+            }
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
 
 /// Where the server is.
 #[derive(clap::Args, Debug, Clone)]
@@ -350,5 +367,17 @@ pub(crate) mod session {
         if let Some(dir) = dir() {
             let _ = std::fs::remove_file(dir.join(name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_keep_only_unreserved_characters() {
+        assert_eq!(query_value("Az09-._~"), "Az09-._~");
+        assert_eq!(query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(query_value(""), "");
     }
 }

@@ -649,8 +649,7 @@ pub(crate) fn new_token(
 pub(crate) fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 8];
     random_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}_{hex}")
+    format!("{prefix}_{}", hex::encode(bytes))
 }
 
 fn unsealed(state: &AppState) -> Result<Arc<chaperone_crypto::Keyring>, ApiError> {
@@ -669,8 +668,7 @@ fn subjects(keyring: &Keyring, user: &str, ip: Option<IpAddr>) -> Vec<String> {
 /// unkeyed hash of a password could be reversed by guessing.
 pub(crate) fn account_subject(keyring: &Keyring, user: &str) -> String {
     let mac = keyring.mac("account-subject", user.as_bytes());
-    let hex: String = mac[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("account:{hex}")
+    format!("account:{}", hex::encode(&mac[..16]))
 }
 
 /// The lockout subject of a client address: the address for IPv4, the /64 for IPv6 (an

@@ -35,10 +35,7 @@ const MAX_ENTRIES: u64 = 1000;
 pub(crate) fn new_ledger_key(keyring: &Keyring) -> (String, Vec<u8>) {
     let mut id = [0u8; 4];
     random_bytes(&mut id);
-    let origin = format!(
-        "chaperone-{}/ledger",
-        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let origin = format!("chaperone-{}/ledger", hex::encode(id));
     let mut seed = Zeroizing::new([0u8; 32]);
     random_bytes(seed.as_mut());
     let sealed = keyring.seal_field(KEY_PURPOSE, &origin, seed.as_ref());

@@ -874,10 +874,7 @@ fn is_share_content(path: &str) -> bool {
 /// Lowercase hex SHA-256 of `bytes` (documents, policy texts, link tokens, deliverables).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn body_too_large() -> ApiError {

@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chaperone_core::parse_duration;
-use chaperone_crypto::random_bytes;
 use chaperone_crypto::token::ApiToken;
 use chaperone_ledger::entry::{Actor, Outcome};
 use chaperone_store::WrappedRecord;
@@ -64,12 +63,7 @@ pub(crate) async fn wrap(
     }
     let keyring = unsealed(state)?;
     let token = ApiToken::generate();
-    let mut id = [0u8; 8];
-    random_bytes(&mut id);
-    let accessor = format!(
-        "wrap_{}",
-        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let accessor = crate::api::auth::new_id("wrap");
     let now = state.clock.now();
     let record = WrappedRecord {
         hash: token.hash(),

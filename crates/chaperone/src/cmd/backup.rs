@@ -486,10 +486,7 @@ async fn restore_postgres(
     let mut staging = std::env::temp_dir();
     let mut id = [0u8; 8];
     chaperone_crypto::random_bytes(&mut id);
-    staging.push(format!(
-        "chaperone-restore-{}.pgdump",
-        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ));
+    staging.push(format!("chaperone-restore-{}.pgdump", hex::encode(id)));
     let result = async {
         stage(args, manifest, statement, &staging)?;
         let (bare, password) = url.split_password();
@@ -637,12 +634,7 @@ fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((hex, bytes))
+    Ok((hex::encode(hasher.finalize()), bytes))
 }
 
 /// Creates `path` as a new directory, mode 0700; an existing path is refused, so a backup

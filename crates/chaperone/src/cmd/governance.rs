@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::{Client, ClientArgs, Method};
+use crate::client::{Client, ClientArgs, Method, query_value};
 
 fn str_of(value: &Value) -> &str {
     value.as_str().unwrap_or("-")
@@ -382,7 +382,7 @@ fn upload(id: &str, file: &PathBuf, client: &ClientArgs) -> anyhow::Result<()> {
         _ => "application/octet-stream",
     };
     let answer = Client::authenticated(client)?.upload(
-        &format!("documents/{id}?name={}", percent(name)),
+        &format!("documents/{id}?name={}", query_value(name)),
         &content,
         media_type,
         &[],
@@ -402,18 +402,6 @@ fn download(id: &str, out: &PathBuf, client: &ClientArgs) -> anyhow::Result<()> 
     std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     println!("Wrote {} ({} bytes).", out.display(), bytes.len());
     Ok(())
-}
-
-/// Percent-encodes a query value.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `chaperone evidence ...`
@@ -753,7 +741,7 @@ pub(crate) fn request(command: RequestCommand) -> anyhow::Result<()> {
         }
         RequestCommand::List { status, client } => {
             let path = match &status {
-                Some(s) => format!("requests?status={}", percent(s)),
+                Some(s) => format!("requests?status={}", query_value(s)),
                 None => "requests".to_owned(),
             };
             let answer = Client::authenticated(&client)?.call(Method::Get, &path, None)?;
@@ -887,7 +875,7 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
         } => {
             let mut query = Vec::new();
             if let Some(p) = &person {
-                query.push(format!("person={}", percent(p)));
+                query.push(format!("person={}", query_value(p)));
             }
             if flagged {
                 query.push("flagged=true".to_owned());
@@ -1113,7 +1101,7 @@ pub(crate) fn finding(command: FindingCommand) -> anyhow::Result<()> {
     match command {
         FindingCommand::List { status, client } => {
             let path = match &status {
-                Some(s) => format!("findings?status={}", percent(s)),
+                Some(s) => format!("findings?status={}", query_value(s)),
                 None => "findings".to_owned(),
             };
             let answer = Client::authenticated(&client)?.call(Method::Get, &path, None)?;

@@ -535,7 +535,7 @@ fn search(args: &SearchArgs) -> anyhow::Result<()> {
     }
     let query: String = params
         .iter()
-        .map(|(k, v)| format!("&{k}={}", encode(v)))
+        .map(|(k, v)| format!("&{k}={}", crate::client::query_value(v)))
         .collect();
     let mut printed = 0usize;
     let mut start = 0u64;
@@ -602,17 +602,4 @@ fn summary(entry: &Value) -> String {
         who_text,
         s(&entry["client_ip"]),
     )
-}
-
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
