@@ -10,18 +10,19 @@
 #
 # OP: read (Vault KV v2 read of one secret, admin token), write (over 1,000 rotating keys),
 # metadata (Vault metadata read), health (`sys/health`), contractor (a read by a contractor
-# with a break-glass grant, logged in with password and TOTP).
+# with a break-glass grant, logged in with password and TOTP), compliance (the same read on a
+# `confidential` path, whose level asks for the vendor's NDA, on file).
 # Knobs: ROUNDS (6), DURATION (4s), CONNECTIONS (32), THREADS (2).
 set -euo pipefail
-A=${1:?usage: bench/ab.sh BINARY_A BINARY_B [read|write|metadata|health|contractor]}
-B=${2:?usage: bench/ab.sh BINARY_A BINARY_B [read|write|metadata|health|contractor]}
+A=${1:?usage: bench/ab.sh BINARY_A BINARY_B [read|write|metadata|health|contractor|compliance]}
+B=${2:?usage: bench/ab.sh BINARY_A BINARY_B [read|write|metadata|health|contractor|compliance]}
 OP=${3:-read}
 A=$(realpath "$A")
 B=$(realpath "$B")
 cd "$(dirname "$0")/.."
 case $OP in
-  read | write | metadata | health | contractor) ;;
-  *) echo "unknown OP $OP: read, write, metadata, health or contractor" >&2; exit 2 ;;
+  read | write | metadata | health | contractor | compliance) ;;
+  *) echo "unknown OP $OP: read, write, metadata, health, contractor or compliance" >&2; exit 2 ;;
 esac
 ROUNDS=${ROUNDS:-6}
 DURATION=${DURATION:-4s}
@@ -67,7 +68,7 @@ start() {
     metadata) path=/v1/secret/metadata/bench/read ;;
     health) path=/v1/sys/health ;;
     write) path=/ ;;
-    contractor)
+    contractor | compliance)
       local code secret
       export CHAPERONE_ADDR=$addr HOME=$dir/home
       CHAPERONE_TOKEN=$admin "$bin" vendor add acme --status active >/dev/null
@@ -77,6 +78,11 @@ start() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["totp_secret"])')
       echo "carol-bench-password-Vb93kLm" | "$bin" login carol --password-stdin --totp "$(totp "$secret")" >/dev/null
       token=$(cat "$(find "$dir/home" -name token -path '*chaperone*' | head -1)")
+      if [ "$OP" = compliance ]; then
+        CHAPERONE_TOKEN=$admin "$bin" agreement add acme --kind nda --signed 2026-01-01 >/dev/null
+        CHAPERONE_TOKEN=$admin "$bin" agreement add acme --kind dpa --signed 2026-01-01 >/dev/null
+        CHAPERONE_TOKEN=$admin "$bin" classification set acme/ confidential >/dev/null
+      fi
       CHAPERONE_TOKEN=$admin "$bin" grant break-glass carol acme/ --capabilities read --ttl 4h \
         --reason "bench/ab.sh" >/dev/null
       curl -sf -X POST -H "X-Vault-Token: $admin" -d '{"data":{"password":"x"}}' \

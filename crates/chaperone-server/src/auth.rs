@@ -529,30 +529,24 @@ impl AppState {
     /// generation stays the same (see `Store::access_generation`).
     async fn classification_rules(&self) -> Result<Arc<ClassificationRules>, ApiError> {
         let generation = self.store.access_generation();
-        if let Some(generation) = generation
-            && let Some((at, rules)) = &*self.rules.lock().unwrap_or_else(|e| e.into_inner())
-            && *at == generation
-        {
-            return Ok(Arc::clone(rules));
+        if let Some(rules) = self.rules.get(generation, &()) {
+            return Ok(rules);
         }
         let (classifications, stored) = self.store.classification_rules().await?;
         let rules = Arc::new(ClassificationRules {
             levels: crate::api::governance::merge_levels(&stored)?,
             classifications,
         });
-        if let Some(generation) = generation {
-            let mut kept = self.rules.lock().unwrap_or_else(|e| e.into_inner());
-            // A slower reader does not replace rules read under a newer generation.
-            if kept.as_ref().is_none_or(|(at, _)| *at < generation) {
-                *kept = Some((generation, Arc::clone(&rules)));
-            }
-        }
+        self.rules.put(generation, (), Arc::clone(&rules));
         Ok(rules)
     }
 
-    /// What the continuous gate needs to decide on `level` for `caller`, read now; `None`
-    /// when the level asks for nothing that applies to the caller (so most requests read
-    /// nothing more).
+    /// What the continuous gate needs to decide on `level` for `caller`: `None` when the
+    /// level asks for nothing that applies to the caller (so most requests read nothing
+    /// more). The facts are dates and versions, which the gate compares with the clock at each
+    /// request (an expiry needs no change to take effect), so they are kept while the access
+    /// generation stays the same: an agreement added or terminated, evidence, a policy
+    /// version or an acknowledgement recorded is a change, and moves it.
     pub(crate) async fn compliance(
         &self,
         caller: &Caller,
@@ -565,6 +559,11 @@ impl AppState {
         let vendor_id = caller.vendor_id.as_ref().filter(|_| vendor_rules);
         if vendor_id.is_none() && level.acknowledgements.is_empty() {
             return Ok(None);
+        }
+        let generation = self.store.access_generation();
+        let key = (person_id.clone(), level.name.clone());
+        if let Some(kept) = self.compliance.get(generation, &key) {
+            return Ok(Some(kept));
         }
         let person = self
             .store
@@ -605,6 +604,7 @@ impl AppState {
                 })
                 .collect();
         }
+        self.compliance.put(generation, key, compliance.clone());
         Ok(Some(compliance))
     }
 }

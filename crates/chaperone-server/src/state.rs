@@ -113,8 +113,66 @@ pub struct AppState {
     pub(crate) seal: SealState,
     pub(crate) metrics: crate::observe::Metrics,
     pub(crate) rewrap: crate::keys::Rewrap,
-    /// Parsed classification rules and the data generation they were read at.
-    pub(crate) rules: std::sync::Mutex<Option<(u64, Arc<crate::auth::ClassificationRules>)>>,
+    /// Parsed classification rules.
+    pub(crate) rules: Derived<(), Arc<crate::auth::ClassificationRules>>,
+    /// What the compliance gate reads of a person and their vendor, by person id and level.
+    pub(crate) compliance: Derived<(String, String), chaperone_core::governance::Compliance>,
+}
+
+/// What authorisation derives from the store (parsed classification rules, a person's
+/// compliance facts), kept while the store's access generation stays the same (see
+/// `Store::access_generation`): a change that could alter it moves the generation, and the
+/// next request reads afresh. Without a generation (PostgreSQL) nothing is kept.
+///
+/// Callers take the generation *before* reading the store, so a value read while a change
+/// commits is filed under a generation that change has left, and never served.
+#[derive(Debug)]
+pub(crate) struct Derived<K, V> {
+    kept: std::sync::Mutex<(u64, std::collections::HashMap<K, V>)>,
+}
+
+impl<K, V> Default for Derived<K, V> {
+    fn default() -> Self {
+        Self {
+            kept: std::sync::Mutex::new((0, std::collections::HashMap::new())),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Derived<K, V> {
+    /// Most values kept; a full cache is emptied.
+    const CAPACITY: usize = 10_000;
+
+    /// What is kept for `key` under `generation`.
+    pub(crate) fn get(&self, generation: Option<u64>, key: &K) -> Option<V> {
+        let generation = generation?;
+        let kept = self.lock();
+        if kept.0 != generation {
+            return None;
+        }
+        kept.1.get(key).cloned()
+    }
+
+    /// Keeps `value`, read under `generation`. A newer generation empties what was kept; a
+    /// value read under an older one than is kept is dropped.
+    pub(crate) fn put(&self, generation: Option<u64>, key: K, value: V) {
+        let Some(generation) = generation else {
+            return;
+        };
+        let mut kept = self.lock();
+        if generation < kept.0 {
+            return;
+        }
+        if generation > kept.0 || kept.1.len() >= Self::CAPACITY {
+            kept.1.clear();
+            kept.0 = generation;
+        }
+        kept.1.insert(key, value);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, std::collections::HashMap<K, V>)> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl AppState {
@@ -127,12 +185,38 @@ impl AppState {
             seal: SealState::default(),
             metrics: crate::observe::Metrics::default(),
             rewrap: crate::keys::Rewrap::default(),
-            rules: std::sync::Mutex::new(None),
+            rules: Derived::default(),
+            compliance: Derived::default(),
         }
     }
 
     /// The store, for the binary's own start-up steps.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Derived;
+
+    #[test]
+    fn derived_values_are_served_only_under_the_generation_they_were_read_at() {
+        let derived: Derived<&str, u32> = Derived::default();
+        assert_eq!(derived.get(Some(0), &"a"), None);
+        derived.put(Some(3), "a", 1);
+        assert_eq!(derived.get(Some(3), &"a"), Some(1));
+        assert_eq!(derived.get(Some(4), &"a"), None, "a newer generation");
+        assert_eq!(derived.get(None, &"a"), None, "no generation, nothing kept");
+        // A slower reader's value, read under an older generation, is dropped.
+        derived.put(Some(2), "b", 2);
+        assert_eq!(derived.get(Some(2), &"b"), None);
+        assert_eq!(derived.get(Some(3), &"b"), None);
+        // A newer generation empties what was kept under the older one.
+        derived.put(Some(5), "c", 3);
+        assert_eq!(derived.get(Some(5), &"c"), Some(3));
+        assert_eq!(derived.get(Some(5), &"a"), None);
+        derived.put(None, "d", 4);
+        assert_eq!(derived.get(Some(5), &"d"), None);
     }
 }
