@@ -14,20 +14,26 @@
 //! - `max_header_bytes`: hyper's read buffer; a larger header block is refused with 431.
 //! - `max_connections`: connections over this number are closed at once, so memory stays
 //!   bounded whatever clients do.
+//! - `max_connections_per_address`: one client address (an IPv6 client: its /64, which one
+//!   holder usually has whole) may hold no more, so that a single client cannot take every
+//!   slot and lock everyone else out. Trusted proxies are exempt: every client behind one
+//!   connects from its address.
 //!
 //! Shutdown: the listener closes, in-flight requests finish (up to `shutdown_grace`, after
 //! which the connections still open are aborted and awaited), idle keep-alive connections
 //! close, and only then is the last checkpoint signed and the ledger flushed.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::IntoResponse;
+use chaperone_core::net::Cidr;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -53,6 +59,10 @@ pub struct ServeOptions {
     pub max_header_bytes: usize,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections open at once from one client address (IPv6: one /64).
+    pub max_connections_per_address: usize,
+    /// Trusted proxies, which `max_connections_per_address` does not limit.
+    pub proxies: Vec<Cidr>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -67,6 +77,8 @@ impl Default for ServeOptions {
             write_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_connections: 4096,
+            max_connections_per_address: 512,
+            proxies: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -86,6 +98,7 @@ pub(crate) async fn run(
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let options = Arc::new(options);
     tokio::pin!(shutdown);
     loop {
@@ -104,6 +117,17 @@ pub(crate) async fn run(
         };
         // Finished connection tasks are reaped as new ones arrive.
         while connections.try_join_next().is_some() {}
+        let address_slot = if options.proxies.iter().any(|p| p.contains(peer.ip())) {
+            None
+        } else {
+            match per_address.take(peer.ip(), options.max_connections_per_address) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::warn!(%peer, "connection refused: max_connections_per_address reached");
+                    continue;
+                }
+            }
+        };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!(%peer, "connection refused: max_connections reached");
             continue;
@@ -114,7 +138,7 @@ pub(crate) async fn run(
         let app = app.clone();
         let options = Arc::clone(&options);
         connections.spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, address_slot);
             let (tls, timeout) = (options.tls.is_some(), options.request_timeout);
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 handle(app.clone(), peer, tls, timeout, request)
@@ -168,6 +192,58 @@ pub(crate) async fn run(
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The connections open per client address (see [`client_key`]).
+#[derive(Debug, Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    /// One more connection from `ip`, unless it already holds `max`.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let key = client_key(ip);
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+/// A connection's place in its address's count, given back when the connection ends.
+#[derive(Debug)]
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What connections are counted under: an IPv4 address (also when mapped into IPv6), or
+/// the /64 of an IPv6 address, as login lockouts count failures.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
 }
 
 /// A stream whose writes fail once they make no progress for `timeout`: the client stopped
@@ -316,5 +392,38 @@ mod tests {
         server.write_all(&[7u8; 2048]).await.unwrap();
         drop(server);
         assert_eq!(reader.await.unwrap(), 2048);
+    }
+
+    #[test]
+    fn connections_are_counted_per_ipv4_address_and_per_ipv6_64() {
+        let counts = Arc::new(PerAddress::default());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let first = counts.take(ip("192.0.2.1"), 2).unwrap();
+        let second = counts.take(ip("::ffff:192.0.2.1"), 2).unwrap();
+        assert!(
+            counts.take(ip("192.0.2.1"), 2).is_none(),
+            "a third is refused"
+        );
+        assert!(
+            counts.take(ip("192.0.2.2"), 2).is_some(),
+            "another address is not"
+        );
+        let v6 = counts.take(ip("2001:db8:1:2::1"), 1).unwrap();
+        assert!(
+            counts.take(ip("2001:db8:1:2:ffff::9"), 1).is_none(),
+            "the same /64"
+        );
+        assert!(
+            counts.take(ip("2001:db8:1:3::1"), 1).is_some(),
+            "another /64"
+        );
+        drop(first);
+        let third = counts.take(ip("192.0.2.1"), 2).unwrap();
+        drop((second, third, v6));
+        let open = counts.0.lock().unwrap();
+        assert!(
+            open.is_empty(),
+            "closed connections leave no count: {open:?}"
+        );
     }
 }

@@ -174,6 +174,78 @@ fn slow_and_oversized_clients_are_cut_off() {
     assert_eq!(status, 200);
 }
 
+/// A connection to `server` from the loopback address `source` (all of 127.0.0.0/8 is this
+/// machine), with a health request answered on it: `None` if the server closed it instead.
+fn served_from(server: &Server, source: &str) -> Option<TcpStream> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let target = host_port(server).parse().unwrap();
+    let stream = runtime.block_on(socket.connect(target)).unwrap();
+    let mut stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = stream.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 4096];
+    match stream.read(&mut buf) {
+        Ok(n) if n > 0 => {
+            let answer = String::from_utf8_lossy(&buf[..n]);
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            Some(stream)
+        }
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+        Err(e) => panic!("the server neither answered nor closed the connection: {e}"),
+    }
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let s = Server::start_serving(
+        |_| {},
+        ServeOptions {
+            max_connections: 6,
+            max_connections_per_address: 2,
+            proxies: vec!["127.0.0.9".parse().unwrap()],
+            ..ServeOptions::default()
+        },
+    );
+    let first = served_from(&s, "127.0.0.1").expect("first connection");
+    let _second = served_from(&s, "127.0.0.1").expect("second connection");
+    assert!(
+        served_from(&s, "127.0.0.1").is_none(),
+        "a third from one address is closed at once"
+    );
+    // A trusted proxy carries many clients: it is held to the server's limit only.
+    let _proxied: Vec<TcpStream> = (0..3)
+        .map(|_| served_from(&s, "127.0.0.9").expect("a proxy's connection"))
+        .collect();
+    let _other = served_from(&s, "127.0.0.2").expect("another address");
+    assert!(
+        served_from(&s, "127.0.0.3").is_none(),
+        "max_connections holds for every address"
+    );
+    // A closed connection gives its place back, to its address and to the server.
+    drop(first);
+    let mut again = None;
+    for _ in 0..100 {
+        again = served_from(&s, "127.0.0.1");
+        if again.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        again.is_some(),
+        "the closed connection's place was not given back"
+    );
+}
+
 #[test]
 fn metrics_need_their_token_and_count_requests() {
     let token = "metrics-token-0123456789";

@@ -52,6 +52,11 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "connections open at once (default 4096)",
     ),
     (
+        "max_connections_per_address",
+        "CHAPERONE_MAX_CONNECTIONS_PER_ADDRESS",
+        "connections open at once from one client address or IPv6 /64; trusted proxies are not limited (default 512)",
+    ),
+    (
         "metrics_listen",
         "CHAPERONE_METRICS_LISTEN",
         "a separate address serving Prometheus metrics at /metrics without a token",
@@ -430,6 +435,15 @@ impl Layers {
         })? {
             serve.max_connections = n;
         }
+        if let Some(n) = self.parse(
+            "max_connections_per_address",
+            "a number from 1 to 1000000",
+            |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
+        )? {
+            serve.max_connections_per_address = n;
+        }
+        // Every client behind a proxy connects from the proxy's address.
+        serve.proxies = auth.trusted_proxies.clone();
         let metrics_listen = self.parse(
             "metrics_listen",
             "a socket address like 127.0.0.1:9420",
@@ -607,15 +621,25 @@ mod tests {
             "10.0.0.0/8, ::1",
             Source::Env("CHAPERONE_TRUSTED_PROXIES"),
         );
-        assert_eq!(
-            layers(&[base, proxies])
-                .validate()
-                .unwrap()
-                .auth
-                .trusted_proxies
-                .len(),
-            2
+        let config = layers(&[base.clone(), proxies]).validate().unwrap();
+        assert_eq!(config.auth.trusted_proxies.len(), 2);
+        // Trusted proxies are not held to the per-address connection limit.
+        assert_eq!(config.serve.proxies, config.auth.trusted_proxies);
+        assert_eq!(config.serve.max_connections_per_address, 512);
+        let per_address = (
+            "max_connections_per_address",
+            "64",
+            Source::Env("CHAPERONE_MAX_CONNECTIONS_PER_ADDRESS"),
         );
+        let config = layers(&[base.clone(), per_address]).validate().unwrap();
+        assert_eq!(config.serve.max_connections_per_address, 64);
+        let zero = (
+            "max_connections_per_address",
+            "0",
+            Source::Env("CHAPERONE_MAX_CONNECTIONS_PER_ADDRESS"),
+        );
+        let err = layers(&[base, zero]).validate().unwrap_err().to_string();
+        assert!(err.contains("max_connections_per_address"), "{err}");
     }
 
     #[test]
