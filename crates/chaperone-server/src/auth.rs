@@ -560,8 +560,14 @@ impl AppState {
         if vendor_id.is_none() && level.acknowledgements.is_empty() {
             return Ok(None);
         }
+        // The key is what the facts are read for, not the level's name: the level may have
+        // been read under an older generation than the one taken here.
         let generation = self.store.access_generation();
-        let key = (person_id.clone(), level.name.clone());
+        let key = (
+            person_id.clone(),
+            vendor_id.cloned(),
+            level.acknowledgements.clone(),
+        );
         if let Some(kept) = self.compliance.get(generation, &key) {
             return Ok(Some(kept));
         }

@@ -59,7 +59,8 @@ pub async fn serve_router(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listen::run(listener, router, options, shutdown).await
+    // No trusted proxies here: every address is held to `max_connections_per_address`.
+    listen::run(listener, router, options, Vec::new(), shutdown).await
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets
@@ -73,7 +74,9 @@ pub async fn serve_with(
     let checkpoints = tokio::spawn(api::checkpoints(Arc::clone(&state)));
     let sweep = tokio::spawn(notify::background(Arc::clone(&state)));
     let rewrap = tokio::spawn(keys::background(Arc::clone(&state)));
-    let served = listen::run(listener, router(Arc::clone(&state)), options, shutdown).await;
+    let proxies = state.settings.auth.trusted_proxies.clone();
+    let app = router(Arc::clone(&state));
+    let served = listen::run(listener, app, options, proxies, shutdown).await;
     checkpoints.abort();
     sweep.abort();
     rewrap.abort();

@@ -59,10 +59,9 @@ pub struct ServeOptions {
     pub max_header_bytes: usize,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Most connections open at once from one client address (IPv6: one /64).
+    /// Most connections open at once from one client address (IPv6: one /64); trusted
+    /// proxies (`AuthSettings::trusted_proxies`) are not limited by it.
     pub max_connections_per_address: usize,
-    /// Trusted proxies, which `max_connections_per_address` does not limit.
-    pub proxies: Vec<Cidr>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -78,7 +77,6 @@ impl Default for ServeOptions {
             max_header_bytes: 64 * 1024,
             max_connections: 4096,
             max_connections_per_address: 512,
-            proxies: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -88,11 +86,13 @@ impl Default for ServeOptions {
 /// operator (a load balancer can add `includeSubDomains`), since Chaperone cannot know them.
 const HSTS: &str = "max-age=63072000";
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves; connections from `proxies` are not
+/// held to `max_connections_per_address`.
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
     app: Router,
     options: ServeOptions,
+    proxies: Vec<Cidr>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -117,7 +117,7 @@ pub(crate) async fn run(
         };
         // Finished connection tasks are reaped as new ones arrive.
         while connections.try_join_next().is_some() {}
-        let address_slot = if options.proxies.iter().any(|p| p.contains(peer.ip())) {
+        let address_slot = if proxies.iter().any(|p| p.contains(peer.ip())) {
             None
         } else {
             match per_address.take(peer.ip(), options.max_connections_per_address) {
@@ -203,11 +203,11 @@ impl PerAddress {
     fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
         let key = client_key(ip);
         let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(key).or_insert(0);
-        if *count >= max {
+        let count = open.get(&key).copied().unwrap_or(0);
+        if count >= max {
             return None;
         }
-        *count += 1;
+        open.insert(key, count + 1);
         Some(AddressSlot {
             counts: Arc::clone(self),
             key,
@@ -420,10 +420,14 @@ mod tests {
         drop(first);
         let third = counts.take(ip("192.0.2.1"), 2).unwrap();
         drop((second, third, v6));
+        assert!(
+            counts.take(ip("192.0.2.7"), 0).is_none(),
+            "a limit of 0 refuses all"
+        );
         let open = counts.0.lock().unwrap();
         assert!(
             open.is_empty(),
-            "closed connections leave no count: {open:?}"
+            "closed or refused connections leave no count: {open:?}"
         );
     }
 }

@@ -115,9 +115,15 @@ pub struct AppState {
     pub(crate) rewrap: crate::keys::Rewrap,
     /// Parsed classification rules.
     pub(crate) rules: Derived<(), Arc<crate::auth::ClassificationRules>>,
-    /// What the compliance gate reads of a person and their vendor, by person id and level.
-    pub(crate) compliance: Derived<(String, String), chaperone_core::governance::Compliance>,
+    /// What the compliance gate reads of a person and their vendor (see `compliance`).
+    pub(crate) compliance: Derived<ComplianceKey, chaperone_core::governance::Compliance>,
 }
+
+/// What a person's compliance facts are read for: the person, their vendor when the level
+/// asks for agreements or evidence, and the policies the level asks them to acknowledge.
+/// Everything the facts depend on besides the store's data is in it, so a level read under
+/// an older generation than the facts can never file them for a level that asks for more.
+pub(crate) type ComplianceKey = (String, Option<String>, Vec<String>);
 
 /// What authorisation derives from the store (parsed classification rules, a person's
 /// compliance facts), kept while the store's access generation stays the same (see

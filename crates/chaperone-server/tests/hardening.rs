@@ -207,11 +207,10 @@ fn served_from(server: &Server, source: &str) -> Option<TcpStream> {
 #[test]
 fn one_address_cannot_take_every_connection() {
     let s = Server::start_serving(
-        |_| {},
+        |settings| settings.auth.trusted_proxies = vec!["127.0.0.9".parse().unwrap()],
         ServeOptions {
             max_connections: 6,
             max_connections_per_address: 2,
-            proxies: vec!["127.0.0.9".parse().unwrap()],
             ..ServeOptions::default()
         },
     );

@@ -442,8 +442,7 @@ impl Layers {
         )? {
             serve.max_connections_per_address = n;
         }
-        // Every client behind a proxy connects from the proxy's address.
-        serve.proxies = auth.trusted_proxies.clone();
+
         let metrics_listen = self.parse(
             "metrics_listen",
             "a socket address like 127.0.0.1:9420",
@@ -623,8 +622,6 @@ mod tests {
         );
         let config = layers(&[base.clone(), proxies]).validate().unwrap();
         assert_eq!(config.auth.trusted_proxies.len(), 2);
-        // Trusted proxies are not held to the per-address connection limit.
-        assert_eq!(config.serve.proxies, config.auth.trusted_proxies);
         assert_eq!(config.serve.max_connections_per_address, 512);
         let per_address = (
             "max_connections_per_address",

@@ -292,6 +292,7 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         // Its own small limits: a flood of scrapers cannot take the main listener's slots.
         let options = ServeOptions {
             max_connections: 64,
+            max_connections_per_address: 8,
             ..ServeOptions::default()
         };
         tokio::spawn(async move {
