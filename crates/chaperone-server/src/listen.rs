@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -99,6 +99,7 @@ pub(crate) async fn run(
     let mut connections = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let per_address = Arc::new(PerAddress::default());
+    let mut refusals = Refusals::default();
     let options = Arc::new(options);
     tokio::pin!(shutdown);
     loop {
@@ -123,13 +124,13 @@ pub(crate) async fn run(
             match per_address.take(peer.ip(), options.max_connections_per_address) {
                 Some(slot) => Some(slot),
                 None => {
-                    tracing::warn!(%peer, "connection refused: max_connections_per_address reached");
+                    refusals.note(peer, "max_connections_per_address", Instant::now());
                     continue;
                 }
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%peer, "connection refused: max_connections reached");
+            refusals.note(peer, "max_connections", Instant::now());
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -192,6 +193,31 @@ pub(crate) async fn run(
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Refused connections, logged at most once a second with how many were refused since the
+/// last line: a client must not be able to grow the log as fast as it can connect.
+#[derive(Debug, Default)]
+struct Refusals {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Refusals {
+    /// Counts a connection from `peer` refused for `limit`; whether a line was logged.
+    fn note(&mut self, peer: SocketAddr, limit: &'static str, now: Instant) -> bool {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        tracing::warn!(%peer, refused = self.since, "connection refused: {limit} reached");
+        self.last = Some(now);
+        self.since = 0;
+        true
+    }
 }
 
 /// The connections open per client address (see [`client_key`]).
@@ -429,5 +455,20 @@ mod tests {
             open.is_empty(),
             "closed or refused connections leave no count: {open:?}"
         );
+    }
+
+    #[test]
+    fn refused_connections_are_logged_at_most_once_a_second() {
+        let mut refusals = Refusals::default();
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let start = Instant::now();
+        assert!(refusals.note(peer, "max_connections", start));
+        let logged = (1..=1000)
+            .filter(|ms| refusals.note(peer, "max_connections", start + Duration::from_millis(*ms)))
+            .count();
+        assert_eq!(logged, 1, "one more line, at the first second");
+        assert_eq!(refusals.since, 0);
+        assert!(!refusals.note(peer, "max_connections", start + Duration::from_millis(1500)));
+        assert_eq!(refusals.since, 1, "counted for the next line");
     }
 }
