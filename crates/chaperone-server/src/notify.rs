@@ -34,6 +34,13 @@ const SENT: &str = "sent";
 const FAILED: &str = "failed";
 /// Delivery attempts (one per sweep) before a notification is given up; it stays listed.
 const MAX_ATTEMPTS: u32 = 50;
+/// How long a node that is delivering a notification holds it. Every node of a cluster runs
+/// the delivery, so a node first claims a notification (a compare-and-swap on its record)
+/// and the others leave it alone until the claim runs out. One attempt takes at most 30 s
+/// (10 s for the webhook, 20 s for the mail relay); a claim four times that long outlives
+/// the attempt, and a node that stopped in the middle of one delays the notification by at
+/// most this long instead of losing it.
+const CLAIM_SECS: i64 = 120;
 
 /// `Ok(true)` when `result` lost a race with another change of the same record (which then
 /// stands), `Ok(false)` when it was applied; other errors pass.
@@ -65,6 +72,17 @@ pub(crate) struct Notification {
     /// The channels (`webhook`, `email`) that took it.
     #[serde(default)]
     pub(crate) channels_done: Vec<String>,
+    /// Until when a node delivering it holds it (see [`CLAIM_SECS`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub(crate) claimed_until: Option<Timestamp>,
+}
+
+impl Notification {
+    /// Whether a delivery may claim it at `now`: nobody holds it, or the claim ran out.
+    fn claimable(&self, now: Timestamp) -> bool {
+        self.claimed_until.is_none_or(|until| until <= now)
+    }
 }
 
 /// The change that queues a notification.
@@ -87,6 +105,7 @@ pub(crate) fn notification(
         attempts: 0,
         last_error: None,
         channels_done: Vec::new(),
+        claimed_until: None,
     };
     Op::Put(new_record(
         "notification",
@@ -378,7 +397,8 @@ impl AppState {
     /// Delivers queued notifications to every configured channel (the webhook, email);
     /// returns how many were delivered. Each channel is tried until it succeeds once; a
     /// notification is delivered when every configured channel has taken it. Without any
-    /// channel it does nothing.
+    /// channel it does nothing. A notification another delivery holds (on this node or
+    /// another) is left to it.
     pub async fn deliver_notifications(&self) -> Result<usize, ApiError> {
         let settings = &self.settings.notify;
         if settings.webhook_url.is_none() && settings.smtp.is_none() {
@@ -387,6 +407,19 @@ impl AppState {
         let mut delivered = 0;
         for record in self.store.records("notification", Some(OUTBOX)).await? {
             let mut note: Notification = body(&record)?;
+            let now = self.clock.now();
+            if !note.claimable(now) {
+                continue;
+            }
+            note.claimed_until = Some(now.plus_secs(CLAIM_SECS));
+            let record = revise(&record, &note, now);
+            if skip_conflict(
+                self.store
+                    .apply(vec![Op::Put(record.clone())], Vec::new())
+                    .await,
+            )? {
+                continue;
+            }
             let mut recipients = Vec::new();
             let mut emails = Vec::new();
             for id in &note.to {
@@ -452,6 +485,7 @@ impl AppState {
             }
             let now = self.clock.now();
             note.attempts += 1;
+            note.claimed_until = None;
             let done = errors.is_empty();
             if done {
                 delivered += 1;
@@ -508,5 +542,37 @@ pub(crate) async fn background(state: Arc<AppState>) {
         if let Err(error) = state.deliver_notifications().await {
             tracing::error!(?error, "notification delivery failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_holds_a_notification_until_it_runs_out() {
+        let now = Timestamp::from_unix_nanos(1_800_000_000_000_000_000);
+        let Op::Put(record) = notification("test", &[], "subject", json!({}), now) else {
+            unreachable!("a notification is a record")
+        };
+        let mut note: Notification = body(&record).unwrap();
+        assert!(note.claimable(now), "a new notification is free");
+        note.claimed_until = Some(now.plus_secs(CLAIM_SECS));
+        assert!(!note.claimable(now));
+        assert!(!note.claimable(now.plus_secs(CLAIM_SECS - 1)));
+        assert!(
+            note.claimable(now.plus_secs(CLAIM_SECS)),
+            "a claim runs out"
+        );
+        // The claim is stored with the record, and absent from a record that has none.
+        let stored = serde_json::to_value(&note).unwrap();
+        assert!(stored["claimed_until"].is_string(), "{stored}");
+        note.claimed_until = None;
+        assert!(
+            serde_json::to_value(&note)
+                .unwrap()
+                .get("claimed_until")
+                .is_none()
+        );
     }
 }

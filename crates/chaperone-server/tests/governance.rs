@@ -741,6 +741,65 @@ fn reminders_are_sent_once_per_threshold_and_delivered_to_the_webhook() {
 }
 
 #[test]
+fn concurrent_deliveries_post_each_notification_once() {
+    // Every node of a cluster delivers notifications; two deliveries at once stand for two
+    // nodes. The receiver would take more than three posts: it must get exactly three.
+    let (url, received) = webhook(6);
+    let s = Server::start_with(|settings| settings.notify.webhook_url = Some(url));
+    s.person("sam", "security", None);
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme", "status": "active", "owner": "sam" })),
+    );
+    for kind in ["nda", "dpa", "msa"] {
+        agreement(
+            &s,
+            "acme",
+            json!({ "kind": kind, "signed": "2026-01-01", "expires": "2027-02-04" }),
+        );
+    }
+    assert_eq!(s.runtime.block_on(s.state.sweep()).unwrap().reminders, 3);
+
+    let (a, b) = s.runtime.block_on(async {
+        tokio::join!(
+            s.state.deliver_notifications(),
+            s.state.deliver_notifications()
+        )
+    });
+    assert_eq!(a.unwrap() + b.unwrap(), 3, "each delivered by one of them");
+    let mut ids: Vec<String> = received
+        .iter()
+        .take(3)
+        .map(|body| body["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "three different notifications: {ids:?}");
+    assert!(
+        received
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "a notification was posted twice"
+    );
+    assert_eq!(
+        s.runtime.block_on(s.state.deliver_notifications()).unwrap(),
+        0,
+        "nothing is left to deliver"
+    );
+    let listed = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
+    assert!(
+        listed.as_array().unwrap().iter().all(|n| {
+            n["delivered_time"].is_string()
+                && n["attempts"] == 1
+                && n.get("claimed_until").is_none()
+        }),
+        "{listed}"
+    );
+}
+
+#[test]
 fn documents_are_sealed_and_acknowledgements_gate_access() {
     let s = Server::start();
     vendor(&s, "acme");
