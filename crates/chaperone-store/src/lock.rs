@@ -24,11 +24,31 @@ use std::sync::Mutex;
 
 use crate::StoreError;
 
-/// The lock file of the SQLite database at `database`.
+/// The lock file of the SQLite database at `database`: beside the file the path resolves to,
+/// so that every spelling of one database (a symbolic link to it or to a directory above
+/// it, `..`, a relative path) takes the same lock. SQLite resolves symbolic links the same
+/// way, and keeps its `-wal` and `-shm` files beside the target. A database not created
+/// yet resolves through its directory.
 pub fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
+    let mut name = resolved(database).into_os_string();
     name.push(".lock");
     PathBuf::from(name)
+}
+
+/// `database` with every symbolic link resolved, as far as the file system allows; the path
+/// as given when even its directory cannot be resolved (opening the lock then reports why).
+fn resolved(database: &Path) -> PathBuf {
+    if let Ok(path) = std::fs::canonicalize(database) {
+        return path;
+    }
+    let Some(name) = database.file_name() else {
+        return database.to_owned();
+    };
+    let directory = match database.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(directory).map_or_else(|_| database.to_owned(), |dir| dir.join(name))
 }
 
 /// A held lock on a SQLite database; released by [`DatabaseLock::release`] or when dropped.
@@ -100,6 +120,51 @@ mod tests {
         let again = DatabaseLock::acquire(&database).expect("lock after release");
         drop(again);
         DatabaseLock::acquire(&database).expect("lock after drop");
-        assert_eq!(lock_path(&database), dir.path().join("chaperone.db.lock"));
+        let dir_resolved = std::fs::canonicalize(dir.path()).expect("resolve");
+        assert_eq!(lock_path(&database), dir_resolved.join("chaperone.db.lock"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_path_to_one_database_takes_the_same_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        let database = data.join("chaperone.db");
+        std::fs::write(&database, b"").expect("database file");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("other dir");
+        let file_link = elsewhere.join("link.db");
+        std::os::unix::fs::symlink(&database, &file_link).expect("link to the file");
+        let dir_link = dir.path().join("data-link");
+        std::os::unix::fs::symlink(&data, &dir_link).expect("link to the directory");
+
+        let held = DatabaseLock::acquire(&database).expect("first lock");
+        for other in [
+            file_link,
+            dir_link.join("chaperone.db"),
+            elsewhere.join("..").join("data").join("chaperone.db"),
+        ] {
+            assert_eq!(
+                lock_path(&other),
+                lock_path(&database),
+                "{}",
+                other.display()
+            );
+            assert!(
+                matches!(DatabaseLock::acquire(&other), Err(StoreError::InUse { .. })),
+                "{} took a second lock",
+                other.display()
+            );
+        }
+        // A database not created yet, through a linked directory, resolves the same way.
+        let new = lock_path(&dir_link.join("new.db"));
+        assert_eq!(
+            new,
+            std::fs::canonicalize(&data)
+                .expect("resolve")
+                .join("new.db.lock")
+        );
+        drop(held);
     }
 }
