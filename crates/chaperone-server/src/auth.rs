@@ -212,7 +212,9 @@ async fn check(
             let raw = params.iter().map(|(_, v)| v).next().unwrap_or_default();
             secret_path = SecretPath::parse(raw)?;
             level = state.classify(&secret_path).await?;
-            caller.principal.compliance = state.compliance(&caller, &level).await?;
+            caller.principal.compliance = state
+                .compliance(caller.person_id.as_ref(), caller.vendor_id.as_ref(), &level)
+                .await?;
             Resource::Secret(&secret_path, &level)
         }
         On::Listing => Resource::Listing,
@@ -402,45 +404,30 @@ pub(crate) async fn authenticate(
         return Err(unauthenticated("the token was revoked or has expired"));
     }
     let ip = client_ip(headers, peer, &state.settings.auth.trusted_proxies);
-    let mut principal = Principal {
-        role: parse_role(&record.role)?,
-        person: Standing::Active,
-        vendor: None,
-        grants: Vec::new(),
-        scope: record.scope.as_deref().map(parse_scope).transpose()?,
-        mfa_verified_at: record.mfa_verified_at,
-        network_allowed: true,
-        compliance: None,
-    };
     let mut vendor_id = None;
-    if let Some(person_id) = &record.person_id {
-        let person = state
-            .store
-            .acting_person(person_id)
-            .await?
-            .ok_or_else(|| unauthenticated("invalid token"))?;
-        let standing = state.standing(&person).await?;
-        vendor_id.clone_from(&person.vendor_id);
-        principal.role = parse_role(&person.role)?;
-        principal.person = standing.person;
-        principal.vendor = standing.vendor;
-        principal.network_allowed = network_allowed(&standing.networks, ip);
-        principal.grants = state
-            .store
-            .grants_of(person_id)
-            .await?
-            .iter()
-            .map(|g| PathRule {
-                prefix: g.prefix.clone(),
-                capabilities: g
-                    .capabilities
-                    .iter()
-                    .filter_map(|c| c.parse().ok())
-                    .collect(),
-                expires_at: Some(g.expires_at),
-            })
-            .collect();
-    }
+    let mut principal = match &record.person_id {
+        Some(person_id) => {
+            let person = state
+                .store
+                .acting_person(person_id)
+                .await?
+                .ok_or_else(|| unauthenticated("invalid token"))?;
+            vendor_id.clone_from(&person.vendor_id);
+            state.person_principal(&person, ip).await?
+        }
+        None => Principal {
+            role: parse_role(&record.role)?,
+            person: Standing::Active,
+            vendor: None,
+            grants: Vec::new(),
+            scope: None,
+            mfa_verified_at: None,
+            network_allowed: true,
+            compliance: None,
+        },
+    };
+    principal.scope = record.scope.as_deref().map(parse_scope).transpose()?;
+    principal.mfa_verified_at = record.mfa_verified_at;
     Ok(Caller {
         client_ip: ip,
         token_id: record.id,
@@ -471,6 +458,42 @@ pub(crate) struct PersonStanding {
 }
 
 impl AppState {
+    /// `person` as the policy sees them apart from any token (no scope, no MFA time): their
+    /// role, their standing and their vendor's, whether `ip` is inside their allowlists,
+    /// and their grants.
+    pub(crate) async fn person_principal(
+        &self,
+        person: &chaperone_store::PersonRecord,
+        ip: Option<IpAddr>,
+    ) -> Result<Principal, ApiError> {
+        let standing = self.standing(person).await?;
+        let grants = self
+            .store
+            .grants_of(&person.id)
+            .await?
+            .iter()
+            .map(|g| PathRule {
+                prefix: g.prefix.clone(),
+                capabilities: g
+                    .capabilities
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+                    .collect(),
+                expires_at: Some(g.expires_at),
+            })
+            .collect();
+        Ok(Principal {
+            role: parse_role(&person.role)?,
+            person: standing.person,
+            vendor: standing.vendor,
+            grants,
+            scope: None,
+            mfa_verified_at: None,
+            network_allowed: network_allowed(&standing.networks, ip),
+            compliance: None,
+        })
+    }
+
     /// Resolves whether a person and their vendor are active, and their allowlists.
     pub(crate) async fn standing(
         &self,
@@ -549,14 +572,15 @@ impl AppState {
     /// version or an acknowledgement recorded is a change, and moves it.
     pub(crate) async fn compliance(
         &self,
-        caller: &Caller,
+        person_id: Option<&String>,
+        vendor_id: Option<&String>,
         level: &LevelPolicy,
     ) -> Result<Option<Compliance>, ApiError> {
-        let Some(person_id) = &caller.person_id else {
+        let Some(person_id) = person_id else {
             return Ok(None);
         };
         let vendor_rules = !level.agreements.is_empty() || !level.evidence.is_empty();
-        let vendor_id = caller.vendor_id.as_ref().filter(|_| vendor_rules);
+        let vendor_id = vendor_id.filter(|_| vendor_rules);
         if vendor_id.is_none() && level.acknowledgements.is_empty() {
             return Ok(None);
         }

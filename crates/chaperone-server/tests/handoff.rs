@@ -422,6 +422,99 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
 }
 
 #[test]
+fn a_request_link_writes_only_while_its_maker_still_may() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    let grant = |ttl: &str| {
+        s.ok(
+            "POST",
+            "/api/v1/grants",
+            Some(&s.admin),
+            Some(
+                json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read", "write"],
+                         "ttl": ttl, "reason": "key handover" }),
+            ),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let id = grant("1h");
+    let link = s.ok(
+        "POST",
+        "/api/v1/secret-requests/acme/app/deploy-key",
+        Some(&cy_t),
+        Some(json!({ "note": "the deploy key" })),
+    );
+    let token = link["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/r/")
+        .to_owned();
+    let submit = |value: &str| {
+        s.call(
+            "POST",
+            &format!("/api/v1/secret-requests/submit/{token}"),
+            None,
+            Some(json!({ "data": { "key": value } })),
+            None,
+        )
+        .0
+    };
+
+    // The grant that let the contractor make the link is revoked: the link writes nothing,
+    // and the refusal is recorded with its reason.
+    s.ok(
+        "DELETE",
+        &format!("/api/v1/grants/{id}"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(submit("after-revocation-Wq81"), 404);
+    let refused: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "secret_request.submit")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "denied");
+    assert_eq!(refused[0]["reasons"], json!(["not_permitted"]));
+    assert!(refused[0]["details"]["requested_by"].is_string());
+    assert!(s.recorded("secret.write", "acme/app/deploy-key").is_empty());
+
+    // A suspended vendor's contractor cannot write through a link either.
+    grant("1h");
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "suspended", "reason": "audit finding" })),
+    );
+    assert_eq!(submit("while-suspended-Wq82"), 404);
+    assert!(s.recorded("secret.write", "acme/app/deploy-key").is_empty());
+
+    // Access restored: the link was never used, so it works.
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "active", "reason": "finding closed" })),
+    );
+    s.remember("restored-Wq83");
+    assert_eq!(submit("restored-Wq83"), 204);
+    let read = s.ok(
+        "GET",
+        "/api/v1/secrets/data/acme/app/deploy-key",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(read["data"]["key"], "restored-Wq83");
+    assert_eq!(s.recorded("secret.write", "acme/app/deploy-key").len(), 1);
+}
+
+#[test]
 fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
     let s = Server::start();
     vendor(&s, "acme");

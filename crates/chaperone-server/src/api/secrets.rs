@@ -522,7 +522,10 @@ pub(crate) async fn list_visible(
             Some(ok) => *ok,
             None => {
                 let ok = level.network_allows(caller.client_ip)
-                    && match state.compliance(caller, level).await? {
+                    && match state
+                        .compliance(caller.person_id.as_ref(), caller.vendor_id.as_ref(), level)
+                        .await?
+                    {
                         Some(c) => chaperone_core::governance::gate(level, &c, now).is_ok(),
                         None => true,
                     };

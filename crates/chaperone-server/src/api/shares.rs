@@ -19,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chaperone_core::policy::Role;
+use chaperone_core::policy::{Action, Context, Resource, Role, decide};
 use chaperone_core::{Cas, SecretPath, parse_duration};
 use chaperone_crypto::password::{Password, hash_password, verify_password};
 use chaperone_ledger::entry::{Actor, Outcome};
@@ -624,6 +624,60 @@ pub(crate) struct SecretSubmission {
     data: std::collections::BTreeMap<String, String>,
 }
 
+/// The link acts for whoever made it, with what they may do at the moment it is used: a
+/// maker whose account or vendor was disabled, whose grant was revoked or ran out, or whose
+/// vendor no longer meets the path's compliance gate cannot write through it either. The
+/// policy decides as for the maker writing the path themselves, except for where the request
+/// comes from: the maker's own allowlists bound where they act from, and the submitter is
+/// someone else, so only the path's level's networks are held against the submitter's
+/// address. A refusal is recorded and answered as a dead link (404); the link stays open, so
+/// a renewed grant revives it. Links made by tokens of no person (the initial admin's) have
+/// no standing to lose.
+async fn maker_may_write(
+    state: &AppState,
+    info: &RequestInfo,
+    request: &SecretRequest,
+    path: &SecretPath,
+) -> Result<(), ApiError> {
+    if request.created_by == super::governance::ROOT_ACTOR {
+        return Ok(());
+    }
+    let Some(maker) = state.store.acting_person(&request.created_by).await? else {
+        return Err(gone());
+    };
+    let level = state.classify(path).await?;
+    let mut principal = state.person_principal(&maker, None).await?;
+    principal.network_allowed = true;
+    principal.compliance = state
+        .compliance(Some(&maker.id), maker.vendor_id.as_ref(), &level)
+        .await?;
+    let context = Context {
+        now: state.clock.now(),
+        step_up_window_nanos: 0,
+        client: info.client_ip,
+    };
+    let decision = decide(
+        &principal,
+        Action::SecretWrite,
+        Resource::Secret(path, &level),
+        context,
+    );
+    if decision.allowed {
+        return Ok(());
+    }
+    let mut refused = LedgerRecord::new("secret_request.submit", path.as_str(), Outcome::Denied);
+    refused.reasons = decision
+        .reasons
+        .iter()
+        .map(|r| r.code().to_owned())
+        .collect();
+    refused
+        .details
+        .insert("requested_by".into(), json!(request.created_by));
+    state.record(info, Actor::default(), refused).await?;
+    Err(gone())
+}
+
 #[utoipa::path(post, path = "/api/v1/secret-requests/submit/{token}", params(("token" = String, Path)), request_body = SecretSubmission, responses((status = 204), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 /// Writes the submitted secret into the requested path, once.
 pub(crate) async fn submit_secret_request(
@@ -638,18 +692,8 @@ pub(crate) async fn submit_secret_request(
     if req.data.is_empty() || req.data.values().all(String::is_empty) {
         return Err(invalid("submit at least one non-empty field"));
     }
-    // The link acts for whoever made it: if they may no longer act, neither may it.
-    if request.created_by != super::governance::ROOT_ACTOR {
-        let creator = state.store.person(&request.created_by).await?;
-        let active = match &creator {
-            Some(p) => state.standing(p).await?.person == chaperone_core::policy::Standing::Active,
-            None => false,
-        };
-        if !active {
-            return Err(gone());
-        }
-    }
     let path = SecretPath::parse(&request.path)?;
+    maker_may_write(&state, &info, &request, &path).await?;
     let plaintext = zeroize::Zeroizing::new(
         serde_json::to_vec(&req.data).expect("a string map always serialises"),
     );
