@@ -61,18 +61,31 @@ pub fn sarif(report: &Report, rules: &RuleSet) -> String {
     let mut fired: Vec<&str> = report.findings.iter().map(|f| f.rule.as_str()).collect();
     fired.sort_unstable();
     fired.dedup();
+    // Every rule that fired is described, so that each result's `ruleIndex` points at its
+    // own rule: the rule set's rules, and the others (sensitive data, vault values, a
+    // file cut short) from their first finding.
     let driver_rules: Vec<Value> = fired
         .iter()
-        .filter_map(|id| rules.rules().iter().find(|r| r.spec.id == *id))
-        .map(|r| {
+        .map(|id| {
+            let (description, severity) = match rules.rules().iter().find(|r| r.spec.id == *id) {
+                Some(r) => (r.spec.description.as_str(), r.spec.severity),
+                None => {
+                    let first = report
+                        .findings
+                        .iter()
+                        .find(|f| f.rule == *id)
+                        .expect("a fired rule has a finding");
+                    (first.description.as_str(), first.severity)
+                }
+            };
             json!({
-                "id": r.spec.id,
-                "name": r.spec.id,
-                "shortDescription": { "text": r.spec.description },
-                "fullDescription": { "text": format!("{} found in the scanned files.", r.spec.description) },
-                "defaultConfiguration": { "level": level(r.spec.severity) },
+                "id": id,
+                "name": id,
+                "shortDescription": { "text": description },
+                "fullDescription": { "text": format!("{description} found in the scanned files.") },
+                "defaultConfiguration": { "level": level(severity) },
                 "properties": {
-                    "security-severity": security_severity(r.spec.severity),
+                    "security-severity": security_severity(severity),
                     "tags": ["security", "secret"],
                 },
             })
@@ -113,4 +126,36 @@ pub fn sarif(report: &Report, rules: &RuleSet) -> String {
         }],
     });
     serde_json::to_string_pretty(&doc).expect("SARIF always serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{RuleSet, Scanner};
+
+    #[test]
+    fn every_sarif_result_points_at_its_own_rule() {
+        let rules = RuleSet::builtin().unwrap();
+        let scanner = Scanner::new(RuleSet::builtin().unwrap())
+            .with_known_values(&[(b"Vault-Secret-Zq81-Lm02".as_slice(), "a#b".to_owned())]);
+        let findings = scanner.scan_bytes(
+            "x.sh",
+            b"GITHUB_TOKEN=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo\n\
+              card 4539 1488 0343 6467\nVault-Secret-Zq81-Lm02\n",
+        );
+        let report = crate::scan::Report {
+            findings,
+            ..Default::default()
+        };
+        let sarif: serde_json::Value =
+            serde_json::from_str(&super::sarif(&report, &rules)).unwrap();
+        let driver = sarif["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap();
+        let results = sarif["runs"][0]["results"].as_array().unwrap();
+        assert_eq!(results.len(), 3, "{results:?}");
+        for result in results {
+            let index = result["ruleIndex"].as_u64().unwrap() as usize;
+            assert_eq!(driver[index]["id"], result["ruleId"], "{result}");
+        }
+    }
 }

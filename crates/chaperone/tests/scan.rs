@@ -198,6 +198,9 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
                  errors = list(jsonschema.Draft4Validator(schema).iter_errors(report))\n\
                  [print(e.message, list(e.path)) for e in errors]\n\
                  assert len(report['runs'][0]['results']) >= 3\n\
+                 rules = report['runs'][0]['tool']['driver']['rules']\n\
+                 for r in report['runs'][0]['results']:\n\
+                 \x20   assert rules[r['ruleIndex']]['id'] == r['ruleId'], r\n\
                  sys.exit(1 if errors else 0)\n";
     let out = Command::new(python)
         .args(["-c", check])
