@@ -4,14 +4,17 @@
 //! Limits keep a hostile archive from exhausting the machine: a member larger than the
 //! scanner's per-file limit is skipped (its size is read, never trusted), and an archive
 //! stops being read after [`MAX_MEMBERS`] members or [`MAX_EXPANDED`] bytes expanded (a zip
-//! bomb), which the report counts as skipped. Archives inside archives are scanned as plain
-//! files, not opened.
+//! bomb), which the report counts as skipped. Every byte inflated counts towards that
+//! limit: those of skipped members too, and for tar, the declared size of each member, which
+//! is inflated to be skipped past. An archive also stops at the scanner's `max_findings`,
+//! with a `too-many-findings` finding. Archives inside archives are scanned as plain files,
+//! not opened.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-use crate::scan::{Report, Scanner, is_binary};
+use crate::scan::{Report, Scanner, is_binary, too_many};
 
 /// Members read from one archive at most.
 pub(crate) const MAX_MEMBERS: usize = 100_000;
@@ -41,11 +44,13 @@ impl Kind {
     }
 }
 
-/// Reads one member (at most `limit` bytes; `None` when larger).
-fn read_member(reader: &mut dyn Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+/// Reads one member (at most `limit` bytes; `None` when larger), and how many bytes that
+/// inflated.
+fn read_member(reader: &mut dyn Read, limit: u64) -> std::io::Result<(u64, Option<Vec<u8>>)> {
     let mut data = Vec::new();
     reader.take(limit + 1).read_to_end(&mut data)?;
-    Ok((data.len() as u64 <= limit).then_some(data))
+    let read = data.len() as u64;
+    Ok((read, (read <= limit).then_some(data)))
 }
 
 impl Scanner {
@@ -68,31 +73,52 @@ impl Scanner {
         source: R,
         report: &mut Report,
     ) -> std::io::Result<()> {
+        self.scan_archive_with_limit(name, kind, source, report, MAX_EXPANDED)
+    }
+
+    /// [`Scanner::scan_archive_from`] with `max_expanded` in place of [`MAX_EXPANDED`].
+    fn scan_archive_with_limit<R: Read + Seek>(
+        &self,
+        name: &str,
+        kind: Kind,
+        source: R,
+        report: &mut Report,
+        max_expanded: u64,
+    ) -> std::io::Result<()> {
         let mut expanded = 0u64;
         let mut members = 0usize;
-        let mut take = |member: String, reader: &mut dyn Read, report: &mut Report| {
-            members += 1;
-            if members > MAX_MEMBERS || expanded > MAX_EXPANDED {
-                report.skipped_large += 1;
-                return Ok::<bool, std::io::Error>(false);
-            }
-            match read_member(reader, self.max_file_size)? {
-                None => report.skipped_large += 1,
-                Some(data) if is_binary(&data) => {
-                    expanded += data.len() as u64;
-                    report.skipped_binary += 1;
+        let first_finding = report.findings.len();
+        // `declared`: bytes the archive will inflate for this member whether or not it is
+        // read (a tar member's size: the stream is inflated to skip past it).
+        let mut take =
+            |member: String, reader: &mut dyn Read, declared: u64, report: &mut Report| {
+                members += 1;
+                expanded = expanded.saturating_add(declared);
+                if members > MAX_MEMBERS || expanded > max_expanded {
+                    report.skipped_large += 1;
+                    return Ok::<bool, std::io::Error>(false);
                 }
-                Some(data) => {
-                    expanded += data.len() as u64;
-                    report.files_scanned += 1;
-                    report.bytes_scanned += data.len() as u64;
-                    report
-                        .findings
-                        .extend(self.scan_bytes(&format!("{name}!{member}"), &data));
+                let (read, data) = read_member(reader, self.max_file_size)?;
+                if declared == 0 {
+                    expanded = expanded.saturating_add(read);
                 }
-            }
-            Ok(true)
-        };
+                match data {
+                    None => report.skipped_large += 1,
+                    Some(data) if is_binary(&data) => report.skipped_binary += 1,
+                    Some(data) => {
+                        report.files_scanned += 1;
+                        report.bytes_scanned += data.len() as u64;
+                        report
+                            .findings
+                            .extend(self.scan_bytes(&format!("{name}!{member}"), &data));
+                        if report.findings.len() - first_finding >= self.max_findings {
+                            report.findings.push(too_many(name, self.max_findings));
+                            return Ok(false);
+                        }
+                    }
+                }
+                Ok(true)
+            };
         match kind {
             Kind::Zip => {
                 let mut zip = zip::ZipArchive::new(source).map_err(std::io::Error::other)?;
@@ -102,7 +128,7 @@ impl Scanner {
                         continue;
                     }
                     let member_name = member.name().to_owned();
-                    if !take(member_name, &mut member, report)? {
+                    if !take(member_name, &mut member, 0, report)? {
                         break;
                     }
                 }
@@ -120,7 +146,8 @@ impl Scanner {
                         continue;
                     }
                     let member_name = entry.path()?.to_string_lossy().into_owned();
-                    if !take(member_name, &mut entry, report)? {
+                    let declared = entry.size();
+                    if !take(member_name, &mut entry, declared, report)? {
                         break;
                     }
                 }
@@ -217,6 +244,89 @@ mod tests {
         );
         assert_eq!(report.files_scanned, 3);
         assert_eq!(report.skipped_binary, 1);
+    }
+
+    #[test]
+    fn every_byte_inflated_counts_towards_the_archive_limit() {
+        // Oversized members are skipped, but what was inflated to find that out counts: a
+        // zip of many of them stops at the expansion limit, not after reading them all.
+        let mut buffer = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buffer);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let big = vec![b'a'; 64 * 1024];
+        for i in 0..40 {
+            zip.start_file(format!("big{i}.txt"), options).unwrap();
+            zip.write_all(&big).unwrap();
+        }
+        zip.finish().unwrap();
+        let mut scanner = Scanner::new(RuleSet::builtin().unwrap());
+        scanner.max_file_size = 1024;
+        let mut report = crate::scan::Report::default();
+        scanner
+            .scan_archive_with_limit(
+                "bomb.zip",
+                super::Kind::Zip,
+                std::io::Cursor::new(buffer.into_inner()),
+                &mut report,
+                10 * 1025,
+            )
+            .unwrap();
+        // Each skipped member inflated 1,025 bytes: the eleventh goes past the limit, the
+        // twelfth is refused, and the archive is read no further (of 40 members).
+        assert_eq!(report.skipped_large, 12);
+        assert_eq!(report.files_scanned, 0);
+
+        // A tar member's declared size counts before it is read (skipping it inflates it).
+        let mut tar = tar::Builder::new(Vec::new());
+        for i in 0..3 {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(big.len() as u64);
+            header.set_cksum();
+            tar.append_data(&mut header, format!("big{i}.txt"), &big[..])
+                .unwrap();
+        }
+        let mut report = crate::scan::Report::default();
+        scanner
+            .scan_archive_with_limit(
+                "bomb.tar",
+                super::Kind::Tar,
+                std::io::Cursor::new(tar.into_inner().unwrap()),
+                &mut report,
+                100 * 1024,
+            )
+            .unwrap();
+        assert_eq!(
+            report.skipped_large, 2,
+            "the second member is refused unread"
+        );
+    }
+
+    #[test]
+    fn an_archive_stops_at_the_findings_limit() {
+        let mut buffer = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buffer);
+        let options = zip::write::SimpleFileOptions::default();
+        for i in 0..20 {
+            zip.start_file(format!("part{i}.csv"), options).unwrap();
+            zip.write_all(&b"536-22-8709\n".repeat(5)).unwrap();
+        }
+        zip.finish().unwrap();
+        let mut scanner = Scanner::new(RuleSet::builtin().unwrap());
+        scanner.max_findings = 12;
+        let report = scanner
+            .scan_upload("data.zip", &buffer.into_inner())
+            .unwrap();
+        assert_eq!(
+            report.files_scanned, 3,
+            "the third member reaches the limit"
+        );
+        assert_eq!(report.findings.len(), 16);
+        let last = report.findings.last().unwrap();
+        assert_eq!(
+            (last.rule.as_str(), last.path.as_str()),
+            (crate::scan::TOO_MANY, "data.zip")
+        );
     }
 
     #[test]

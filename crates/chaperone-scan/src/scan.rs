@@ -54,6 +54,32 @@ pub struct Finding {
 /// The rule id of values registered with [`Scanner::with_known_values`].
 pub const KNOWN_VALUE: &str = "known-value";
 
+/// The rule id of the finding that closes a file's list when it holds more findings than
+/// [`Scanner::max_findings_per_file`], or an upload's when it reached
+/// [`Scanner::max_findings`].
+pub const TOO_MANY: &str = "too-many-findings";
+
+/// The finding that says the scan of `path` stopped after `limit` findings.
+pub(crate) fn too_many(path: &str, limit: usize) -> Finding {
+    Finding {
+        path: path.to_owned(),
+        line: 1,
+        column: 1,
+        rule: TOO_MANY.to_owned(),
+        description: format!(
+            "More than {limit} findings: the scan stopped there and lists no more, and shows \
+             no lines; review the whole content"
+        ),
+        severity: Severity::High,
+        redacted: String::new(),
+        context: String::new(),
+        fingerprint: fingerprint(TOO_MANY, path, b""),
+        end: 0,
+        mask: false,
+        known: None,
+    }
+}
+
 /// What a scan of paths saw.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Report {
@@ -109,10 +135,18 @@ pub struct Scanner {
     keyword_rules: Vec<Vec<usize>>,
     /// Files larger than this are skipped.
     pub max_file_size: u64,
+    /// Findings listed for one file at most (see [`TOO_MANY`]). Security decision: a file
+    /// made of matches (a million social security numbers on one line) would otherwise
+    /// make the scanner hold, and the server store, a finding for each.
+    pub max_findings_per_file: usize,
+    /// Findings listed for one upload or archive at most, every member together; the scan
+    /// stops there (see [`TOO_MANY`]).
+    pub max_findings: usize,
 }
 
 impl Scanner {
-    /// A scanner for `rules`, skipping files over 10 MiB.
+    /// A scanner for `rules`, skipping files over 10 MiB, listing 1,000 findings per file
+    /// and per archive or upload at most.
     pub fn new(rules: RuleSet) -> Self {
         let mut words: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
@@ -137,6 +171,8 @@ impl Scanner {
             keywords,
             keyword_rules,
             max_file_size: 10 * 1024 * 1024,
+            max_findings_per_file: 1_000,
+            max_findings: 1_000,
         }
     }
 
@@ -167,9 +203,51 @@ impl Scanner {
         &self.rules
     }
 
-    /// Findings in `data`, named `path`.
+    /// Findings in `data`, named `path`: at most [`Scanner::max_findings_per_file`], then one
+    /// [`TOO_MANY`] finding that says the file holds more. Vault values are looked for first,
+    /// so that padding a file with other findings cannot push them out of the list.
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
+        let limit = self.max_findings_per_file;
         let line_starts: Vec<usize> = std::iter::once(0).chain(memchr_lines(data)).collect();
+        let line_end = |line: usize| {
+            line_starts
+                .get(line + 1)
+                .map_or(data.len(), |&next| next - 1)
+        };
+        let mut findings = Vec::new();
+        // Spans to redact that belong to no finding of their own: the later lines of a vault
+        // value that runs over several lines (a PEM key).
+        let mut continued: Vec<(usize, usize, usize)> = Vec::new();
+        if let Some((automaton, labels)) = &self.known {
+            for hit in automaton.find_iter(data) {
+                if findings.len() > limit {
+                    break;
+                }
+                let line = line_starts.partition_point(|&s| s <= hit.start()) - 1;
+                let start = hit.start() - line_starts[line];
+                let label = &labels[hit.pattern().as_usize()];
+                let mut later = line + 1;
+                while later < line_starts.len() && line_starts[later] < hit.end() {
+                    let to = hit.end().min(line_end(later)) - line_starts[later];
+                    continued.push((later + 1, 0, to));
+                    later += 1;
+                }
+                findings.push(Finding {
+                    path: path.to_owned(),
+                    line: line + 1,
+                    column: start + 1,
+                    rule: KNOWN_VALUE.to_owned(),
+                    description: "A value stored in Chaperone's vault".to_owned(),
+                    severity: Severity::Critical,
+                    redacted: redact(&data[hit.start()..hit.end()]),
+                    context: String::new(),
+                    fingerprint: fingerprint(KNOWN_VALUE, path, label.as_bytes()),
+                    end: hit.end().min(line_end(line)) - line_starts[line],
+                    mask: true,
+                    known: Some(label.clone()),
+                });
+            }
+        }
         // (line index, rule index) pairs to search.
         let mut candidates: BTreeSet<(usize, usize)> = BTreeSet::new();
         for hit in self.keywords.find_overlapping_iter(data) {
@@ -180,17 +258,21 @@ impl Scanner {
                 }
             }
         }
-        let mut findings = Vec::new();
         for (line, rule) in candidates {
-            let start = line_starts[line];
-            let end = line_starts
-                .get(line + 1)
-                .map_or(data.len(), |&next| next - 1);
-            let text = &data[start..end];
+            let Some(room) = (limit + 1).checked_sub(findings.len()).filter(|&n| n > 0) else {
+                break;
+            };
+            let text = &data[line_starts[line]..line_end(line)];
             if contains(text, ALLOW) {
                 continue;
             }
-            findings.extend(self.search_line(path, line + 1, text, &self.rules.rules()[rule]));
+            findings.extend(self.search_line(
+                path,
+                line + 1,
+                text,
+                &self.rules.rules()[rule],
+                room,
+            ));
         }
         // Sensitive data has no keyword to look for: every line is checked, cheaply.
         let kinds: Vec<Kind> = Kind::ALL
@@ -198,15 +280,15 @@ impl Scanner {
             .filter(|k| !self.rules.disabled.iter().any(|d| d == k.id()))
             .collect();
         if !kinds.is_empty() {
-            for (line, &start) in line_starts.iter().enumerate() {
-                let end = line_starts
-                    .get(line + 1)
-                    .map_or(data.len(), |&next| next - 1);
-                let text = &data[start..end];
+            'lines: for (line, &start) in line_starts.iter().enumerate() {
+                let text = &data[start..line_end(line)];
                 if contains(text, ALLOW) {
                     continue;
                 }
                 for found in detect(text) {
+                    if findings.len() > limit {
+                        break 'lines;
+                    }
                     if !kinds.contains(&found.kind) {
                         continue;
                     }
@@ -228,44 +310,35 @@ impl Scanner {
                 }
             }
         }
-        if let Some((automaton, labels)) = &self.known {
-            for hit in automaton.find_iter(data) {
-                let line = line_starts.partition_point(|&s| s <= hit.start()) - 1;
-                let start = hit.start() - line_starts[line];
-                let label = &labels[hit.pattern().as_usize()];
-                findings.push(Finding {
-                    path: path.to_owned(),
-                    line: line + 1,
-                    column: start + 1,
-                    rule: KNOWN_VALUE.to_owned(),
-                    description: "A value stored in Chaperone's vault".to_owned(),
-                    severity: Severity::Critical,
-                    redacted: redact(&data[hit.start()..hit.end()]),
-                    context: String::new(),
-                    fingerprint: fingerprint(KNOWN_VALUE, path, label.as_bytes()),
-                    end: start + hit.len(),
-                    mask: true,
-                    known: Some(label.clone()),
-                });
-            }
-        }
+        let more = findings.len() > limit;
+        findings.truncate(limit);
         findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
         findings.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.rule == b.rule);
         // Each context shows its line with every value found on it redacted, not only its
         // own.
-        let spans: Vec<(usize, usize, usize)> = findings
+        let mut spans: Vec<(usize, usize, usize)> = findings
             .iter()
             .filter(|f| f.mask)
             .map(|f| (f.line, f.column - 1, f.end))
+            .chain(continued)
             .collect();
+        spans.sort_unstable();
         for finding in &mut findings {
             let start = line_starts[finding.line - 1];
-            let end = line_starts
-                .get(finding.line)
-                .map_or(data.len(), |&next| next - 1);
-            let on_line: Vec<(usize, usize)> = spans
+            let end = line_end(finding.line - 1);
+            if more {
+                // The scan stopped before the end of the file, so a line shown here could
+                // hold a value it never reached: nothing of the lines is shown.
+                if !finding.mask {
+                    finding.redacted =
+                        redact(&data[start + finding.column - 1..start + finding.end]);
+                }
+                continue;
+            }
+            let first = spans.partition_point(|&(line, _, _)| line < finding.line);
+            let on_line: Vec<(usize, usize)> = spans[first..]
                 .iter()
-                .filter(|(line, _, _)| *line == finding.line)
+                .take_while(|(line, _, _)| *line == finding.line)
                 .map(|&(_, a, b)| (a, b))
                 .collect();
             finding.context = context(&data[start..end], finding.column - 1, finding.end, &on_line);
@@ -275,14 +348,25 @@ impl Scanner {
                     shorten_masked(&data[start..end], finding.column - 1, finding.end, &on_line);
             }
         }
+        if more {
+            findings.push(too_many(path, limit));
+        }
         findings
     }
 
-    fn search_line(&self, path: &str, line: usize, text: &[u8], rule: &Rule) -> Vec<Finding> {
+    /// The findings of `rule` on one line, `room` at most.
+    fn search_line(
+        &self,
+        path: &str,
+        line: usize,
+        text: &[u8],
+        rule: &Rule,
+        room: usize,
+    ) -> Vec<Finding> {
         let mut out = Vec::new();
         let mut caps = rule.regex.create_captures();
         let mut at = 0;
-        while at <= text.len() {
+        while at <= text.len() && out.len() < room {
             rule.regex
                 .search_captures(&Input::new(text).range(at..), &mut caps);
             let Some(whole) = caps.get_match() else { break };
@@ -655,6 +739,59 @@ mod tests {
         assert!(
             !json.contains("prod/db"),
             "the label is never serialised: {json}"
+        );
+    }
+
+    #[test]
+    fn a_vault_value_over_several_lines_is_found_and_hidden_on_each() {
+        let key: &[u8] = b"-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END KEY-----";
+        let scanner = scanner().with_known_values(&[(key, "prod/tls#key".to_owned())]);
+        let mut data = b"# deploy\n".to_vec();
+        data.extend_from_slice(key);
+        // Another finding on a later line of the key shows that line, without the key.
+        data.extend_from_slice(b" 536-22-8709\nend\n");
+        let found = scanner.scan_bytes("deploy/key.pem", &data);
+        let known: Vec<&Finding> = found.iter().filter(|f| f.rule == KNOWN_VALUE).collect();
+        assert_eq!(known.len(), 1, "{found:?}");
+        assert_eq!((known[0].line, known[0].column), (2, 1));
+        let ssn = found
+            .iter()
+            .find(|f| f.rule == "us-social-security-number")
+            .expect("the number after the key is found");
+        assert_eq!(ssn.line, 5);
+        for f in &found {
+            for part in ["MIIEvQIBADANBgkq", "BKcwggSjAgEAAoIB", "END KEY"] {
+                assert!(!f.context.contains(part), "{}: {}", f.rule, f.context);
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_of_matches_yields_a_bounded_list_that_says_so() {
+        let value: &[u8] = b"Vault-Secret-Zq81-Lm02";
+        let mut scanner = scanner().with_known_values(&[(value, "prod/db#password".to_owned())]);
+        scanner.max_findings_per_file = 50;
+        // Numbers first and one vault value last, all on one line: the vault value is kept.
+        let mut data = b"536-22-8709 ".repeat(10_000);
+        data.extend_from_slice(b"Vault-Secret-Zq81-Lm02\n");
+        let found = scanner.scan_bytes("dump.txt", &data);
+        assert_eq!(found.len(), 51, "the limit, then one that says so");
+        assert_eq!(found.last().unwrap().rule, TOO_MANY);
+        assert_eq!(found.last().unwrap().severity, Severity::High);
+        assert!(found.iter().any(|f| f.rule == KNOWN_VALUE));
+        assert!(
+            found.iter().all(|f| f.context.is_empty()),
+            "a file the scan did not finish shows none of its lines"
+        );
+        // Under the limit, nothing changes.
+        scanner.max_findings_per_file = 1_000;
+        let few = b"536-22-8709 ".repeat(20);
+        let found = scanner.scan_bytes("few.txt", &few);
+        assert_eq!(found.len(), 20);
+        assert!(
+            found
+                .iter()
+                .all(|f| f.rule != TOO_MANY && !f.context.is_empty())
         );
     }
 

@@ -214,7 +214,16 @@ pub(crate) async fn submit(
         // `values` (and the scanner's copy) are dropped here, at the end of the scan.
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "scan", e.to_string()))?
+    .map_err(|e| {
+        // A panic's message could quote what was scanned: neither the log nor the answer
+        // carries it.
+        tracing::error!(panicked = e.is_panic(), "the deliverable scan failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "scan",
+            "the deliverable could not be scanned",
+        )
+    })?
     .map_err(|e| {
         ApiError::bad_request(
             "unreadable",
