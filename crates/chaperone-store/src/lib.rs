@@ -194,25 +194,51 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    /// The URL with any password replaced by `***`, for messages and logs.
+    /// The URL with any password replaced by `***`, for messages and logs: the one in the
+    /// user information (`user:password@`) and the value of any query parameter whose name
+    /// holds `password` (`?password=`, `sslpassword=`), which the PostgreSQL driver accepts
+    /// too.
     pub fn redacted(&self) -> String {
-        let Some(scheme_end) = self.url.find("://") else {
-            return self.url.clone();
+        let (url, query) = match self.url.split_once('?') {
+            Some((url, query)) => (url, Some(query)),
+            None => (self.url.as_str(), None),
         };
-        let rest = &self.url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => match rest[..at].find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &self.url[..scheme_end + 3],
-                    &rest[..colon],
-                    &rest[at..]
-                ),
-                None => self.url.clone(),
-            },
-            None => self.url.clone(),
+        let mut out = redact_user_info(url);
+        if let Some(query) = query {
+            let parameters: Vec<String> = query
+                .split('&')
+                .map(|parameter| match parameter.split_once('=') {
+                    Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => parameter.to_owned(),
+                })
+                .collect();
+            out.push('?');
+            out.push_str(&parameters.join("&"));
         }
+        out
+    }
+}
+
+/// `url` (without its query) with the password of its user information replaced by `***`.
+fn redact_user_info(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -490,5 +516,15 @@ mod tests {
         let url = DatabaseUrl::parse("postgres://me:s3cret@db:5432/c").unwrap();
         assert_eq!(url.redacted(), "postgres://me:***@db:5432/c");
         assert!(!format!("{url:?}").contains("s3cret"));
+        let url = DatabaseUrl::parse(
+            "postgres://me@db/c?sslmode=require&password=s3cret&sslpassword=k3y&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(
+            url.redacted(),
+            "postgres://me@db/c?sslmode=require&password=***&sslpassword=***&application_name=x"
+        );
+        let url = DatabaseUrl::parse("postgres://me:s3cret@db?Password=again").unwrap();
+        assert_eq!(url.redacted(), "postgres://me:***@db?Password=***");
     }
 }
