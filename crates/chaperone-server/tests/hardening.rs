@@ -325,3 +325,37 @@ fn readiness_follows_the_seal_and_the_database() {
     assert_eq!(status, 503);
     assert_eq!(body["reasons"], serde_json::json!(["database_unreachable"]));
 }
+
+#[test]
+fn a_version_change_names_a_bounded_list_of_versions() {
+    let s = Server::start();
+    common::write(&s, "team/db", "v1-Rk31");
+    common::write(&s, "team/db", "v2-Rk32");
+    let many: Vec<u64> = (1..=1_001).collect();
+    for route in [
+        "/api/v1/secrets/delete/team/db",
+        "/v1/secret/delete/team/db",
+    ] {
+        let (status, body) = s.call(
+            "POST",
+            route,
+            Some(&s.admin),
+            Some(serde_json::json!({ "versions": many })),
+            None,
+        );
+        assert_eq!(status, 400, "{route}: {body}");
+        assert!(body.to_string().contains("at most 1000 versions"), "{body}");
+    }
+    // Repeats are one version: 1,001 copies of one number is a list of one.
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/secrets/delete/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "versions": vec![1; 1_001] })),
+        None,
+    );
+    assert_eq!(status, 204, "{body}");
+    let deletes = s.recorded("secret.delete", "team/db");
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(deletes[0]["details"]["versions"], serde_json::json!([1]));
+}

@@ -592,11 +592,25 @@ pub(crate) async fn change(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) fn required(versions: Vec<u64>) -> Result<Vec<u64>, ApiError> {
+/// Versions named in one delete, undelete or destroy at most. Each is a statement on the
+/// ledger's committer, which every other change waits behind, and the ledger entry lists
+/// them all.
+const MAX_VERSIONS_PER_CHANGE: usize = 1_000;
+
+/// The versions a delete, undelete or destroy names: at least one, each once, in order.
+pub(crate) fn required(mut versions: Vec<u64>) -> Result<Vec<u64>, ApiError> {
+    versions.sort_unstable();
+    versions.dedup();
     if versions.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_request",
             "`versions` must not be empty",
+        ));
+    }
+    if versions.len() > MAX_VERSIONS_PER_CHANGE {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("`versions` names at most {MAX_VERSIONS_PER_CHANGE} versions at once"),
         ));
     }
     Ok(versions)
