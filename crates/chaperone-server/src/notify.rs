@@ -162,6 +162,8 @@ pub struct SweepReport {
     pub shares_expired: usize,
     /// Rotation findings resolved because a new version was written.
     pub findings_resolved: usize,
+    /// Wrapped responses (Vault API) that expired unopened and were removed.
+    pub wrapped_expired: usize,
 }
 
 fn system_event(
@@ -222,6 +224,7 @@ impl AppState {
         report.accounts_disabled = self.disable_lapsed_accounts(now, &info).await?;
         report.shares_expired = crate::api::shares::expire_shares(self).await?;
         report.findings_resolved = crate::api::rotation::resolve_rotated(self, now).await?;
+        report.wrapped_expired = crate::vault::wrapping::expire(self, &info, now).await?;
         Ok(report)
     }
 

@@ -359,3 +359,51 @@ fn a_version_change_names_a_bounded_list_of_versions() {
     assert_eq!(deletes.len(), 1, "{deletes:?}");
     assert_eq!(deletes[0]["details"]["versions"], serde_json::json!([1]));
 }
+
+#[test]
+fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
+    let s = Server::start();
+    common::write(&s, "team/db", "wrapped-Tx71");
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = ureq::http::Request::builder()
+            .method("GET")
+            .uri(format!("{}{path}", s.addr))
+            .header("X-Vault-Wrap-TTL", "60");
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
+        let mut answer = s.agent.run(request.body(()).unwrap()).unwrap();
+        let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+        (answer.status().as_u16(), body)
+    };
+    // Open routes answer as usual: nothing is stored or recorded for an anonymous caller.
+    for path in ["/v1/sys/health", "/v1/sys/seal-status", "/v1/sys/init"] {
+        let (status, body) = get(path, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.get("wrap_info").is_none(), "{path}: {body}");
+        assert!(body.get("initialized").is_some(), "{path}: {body}");
+    }
+    let wrapped_entries = || {
+        s.ledger()
+            .into_iter()
+            .filter(|e| e["action"].as_str().unwrap().starts_with("wrap."))
+            .count()
+    };
+    assert_eq!(wrapped_entries(), 0);
+
+    let (status, body) = get("/v1/secret/data/team/db", Some(&s.admin));
+    assert_eq!(status, 200, "{body}");
+    let accessor = body["wrap_info"]["accessor"].as_str().unwrap().to_owned();
+    assert_eq!(wrapped_entries(), 1, "wrap.create");
+    let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().wrapped_expired;
+    assert_eq!(sweep(), 0, "not expired yet");
+    s.clock.advance_secs(61);
+    assert_eq!(sweep(), 1);
+    assert_eq!(sweep(), 0, "removed once");
+    let expired = s.recorded("wrap.expire", "sys/wrapping");
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(
+        expired[0]["details"]["accessors"],
+        serde_json::json!([accessor])
+    );
+}

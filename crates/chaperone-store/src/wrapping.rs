@@ -89,6 +89,48 @@ impl Store {
             .filter(|r| r.expires_at > now))
     }
 
+    /// Deletes up to `limit` wrapped responses that expired by `now`, unopened, with the
+    /// events `events_for` makes for their accessors in the same transaction; returns the
+    /// accessors.
+    pub async fn purge_expired_wrapped(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        events_for: impl FnOnce(&[String]) -> Vec<Event> + Send + 'static,
+    ) -> Result<Vec<String>, StoreError> {
+        // Most sweeps find none: they commit nothing (a commit empties the caches).
+        let any: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM wrapped_responses WHERE expires_at <= $1 LIMIT 1")
+                .bind(now.unix_nanos())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("reading expired wrapped responses"))?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        self.change(move |conn| {
+            Box::pin(async move {
+                let accessors: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM wrapped_responses WHERE token_hash IN \
+                     (SELECT token_hash FROM wrapped_responses WHERE expires_at <= $1 \
+                      ORDER BY expires_at LIMIT $2) RETURNING accessor",
+                )
+                .bind(now.unix_nanos())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db("removing expired wrapped responses"))?;
+                let events = if accessors.is_empty() {
+                    Vec::new()
+                } else {
+                    events_for(&accessors)
+                };
+                Ok((accessors, events))
+            })
+        })
+        .await
+    }
+
     /// Takes the wrapped response of this token: deletes it and returns it, once, with the
     /// events `events_for` makes for it committed in the same transaction. `None` (and
     /// nothing recorded) if there is none or it expired (an expired one is deleted too).

@@ -42,6 +42,29 @@ pub(crate) fn parse_ttl(text: &str) -> Result<i64, String> {
     }
 }
 
+/// Wrapped responses removed by one sweep at most; the next sweep takes the rest.
+const EXPIRE_PER_SWEEP: u32 = 500;
+
+/// Removes wrapped responses that expired unopened (by the sweep), recording
+/// `wrap.expire` with their accessors; returns how many. Without it, wrapped responses
+/// nobody unwraps would stay stored, sealed, for good.
+pub(crate) async fn expire(
+    state: &AppState,
+    info: &RequestInfo,
+    now: chaperone_core::Timestamp,
+) -> Result<usize, ApiError> {
+    let record = Record::new("wrap.expire", "sys/wrapping", Outcome::Success);
+    let mut event = state.event(info, Actor::default(), record);
+    let removed = state
+        .store
+        .purge_expired_wrapped(now, EXPIRE_PER_SWEEP, move |accessors| {
+            event.details.insert("accessors".into(), json!(accessors));
+            vec![event]
+        })
+        .await?;
+    Ok(removed.len())
+}
+
 /// Wraps `body` (the answer of `creation_path`) for `ttl` seconds: stores it sealed, records
 /// `wrap.create`, and answers with `wrap_info` only.
 pub(crate) async fn wrap(
