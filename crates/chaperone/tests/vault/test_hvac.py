@@ -102,6 +102,14 @@ def test_tokens_create_lookup_renew_and_revoke(client):
         client.auth.token.lookup_accessor(accessor="tok_none")
     with pytest.raises(hvac.exceptions.InvalidRequest):
         client.auth.token.create(ttl="1h", num_uses=3)
+    # A restriction that cannot be honoured is refused, not dropped.
+    with pytest.raises(hvac.exceptions.InvalidRequest) as narrower:
+        client.auth.token.create(ttl="1h", policies=["ci-readonly"])
+    assert "policies are not supported" in narrower.value.errors[0]
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        client.auth.token.create(ttl="1h", period="24h")
+    assert client.auth.token.create(ttl="1h", policies=["default"])["auth"]["lease_duration"] == 3600
+    assert client.auth.token.create(ttl="1h", explicit_max_ttl="10m")["auth"]["lease_duration"] == 600
 
 
 def test_userpass_login_needs_the_totp_code_in_the_mfa_header():
