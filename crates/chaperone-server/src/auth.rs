@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use chaperone_core::governance::{AcknowledgementFacts, Compliance, LevelPolicy, VendorStatus};
 use chaperone_core::net::{Cidr, allowed};
 use chaperone_core::policy::{
-    Capability, Context, PathRule, Principal, Reason, Resource, Role, Standing, decide,
+    Action, Capability, Context, Decision, PathRule, Principal, Reason, Resource, Role, Standing,
+    decide,
 };
 use chaperone_core::{SecretPath, Timestamp};
 use chaperone_crypto::token::ApiToken;
@@ -492,6 +493,37 @@ impl AppState {
             network_allowed: network_allowed(&standing.networks, ip),
             compliance: None,
         })
+    }
+
+    /// The policy's decision on `action` over the secret at `path` for `principal` (with
+    /// the compliance facts of `person_id` and `vendor_id`), as at a request from `client`
+    /// now: for decisions made outside the request layer, on someone's behalf.
+    pub(crate) async fn decide_on_secret(
+        &self,
+        mut principal: Principal,
+        person_id: Option<&String>,
+        vendor_id: Option<&String>,
+        action: Action,
+        path: &SecretPath,
+        client: Option<IpAddr>,
+    ) -> Result<Decision, ApiError> {
+        let level = self.classify(path).await?;
+        principal.compliance = self.compliance(person_id, vendor_id, &level).await?;
+        let context = Context {
+            now: self.clock.now(),
+            step_up_window_nanos: self
+                .settings
+                .auth
+                .step_up_secs
+                .saturating_mul(1_000_000_000),
+            client,
+        };
+        Ok(decide(
+            &principal,
+            action,
+            Resource::Secret(path, &level),
+            context,
+        ))
     }
 
     /// Resolves whether a person and their vendor are active, and their allowlists.

@@ -1078,12 +1078,66 @@ fn a_deliverable_is_scanned_for_vault_values_and_accepted_once_reviewed() {
     assert!(rules.contains(&"known-value"), "{rules:?}");
     assert!(rules.contains(&"download-and-execute-shell"), "{rules:?}");
     assert!(rules.iter().any(|r| r.starts_with("github")), "{rules:?}");
-    // The submitter learns where, not which secret, and never the value.
+    // The submitter never learns which secret, or the value; and where only for a secret
+    // they may read (else a file of guesses, one per line, would say which one is stored).
     assert!(
         !text.contains("prod/db") && !text.contains(vault_value),
         "{text}"
     );
     let id = answer["id"].as_str().unwrap().to_owned();
+    let vault_item = |answer: &Value| {
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["rule"] == "known-value")
+            .cloned()
+            .unwrap()
+    };
+    let hidden = vault_item(&answer);
+    assert_eq!(
+        (hidden["path"].as_str(), hidden["line"].as_u64()),
+        (Some(""), Some(0)),
+        "{hidden}"
+    );
+    assert!(
+        hidden["description"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read"),
+        "{hidden}"
+    );
+    let github = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["rule"].as_str().unwrap().starts_with("github"))
+        .unwrap();
+    assert_eq!(
+        (github["path"].as_str(), github["line"].as_u64()),
+        (Some("setup.sh"), Some(2))
+    );
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "prod/db", "capabilities": ["read"],
+                     "ttl": "1h", "reason": "fixing the setup script" }),
+        ),
+    );
+    let mine = s.ok(
+        "GET",
+        &format!("/api/v1/deliverables/{id}"),
+        Some(&cy_t),
+        None,
+    );
+    let shown = vault_item(&mine);
+    assert_eq!(
+        (shown["path"].as_str(), shown["line"].as_u64()),
+        (Some("setup.sh"), Some(1)),
+        "{shown}"
+    );
     // Security sees which secret it was (its path, not its value).
     let seen = s.ok(
         "GET",

@@ -4,14 +4,20 @@
 //!
 //! The vault check decrypts the current version of every secret into memory for the length
 //! of the scan, hands the values to the scanner's in-memory automaton and drops them; no
-//! value, and no hash of one, is written anywhere or shown to the submitter, who learns only
-//! that a value of the vault appears at a file and line. Security sees which secret (its
-//! path and field, never its value) in the finding's details.
+//! value, and no hash of one, is written anywhere or shown to the submitter. Security sees
+//! which secret (its path and field, never its value) in the finding's details.
+//!
+//! Security decision: the submitter learns where a vault value appears (file and line) only
+//! for a secret they may read themselves. For any other, they learn that the deliverable
+//! holds a vault value, not where: otherwise an upload of a million guesses, one per line,
+//! would say which guess is a stored secret. Each such match is a critical finding that
+//! security sees at once.
 //!
 //! Each finding becomes a tracked finding (source `deliverable`) for the vendor; the
 //! deliverable is accepted once every one of them is resolved or its risk accepted. The
 //! status is derived when read, never stored.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -19,7 +25,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chaperone_core::SecretPath;
-use chaperone_core::policy::Role;
+use chaperone_core::policy::{Action, Role};
 use chaperone_scan::{KNOWN_VALUE, RuleSet, Scanner};
 use chaperone_store::Op;
 use serde::{Deserialize, Serialize};
@@ -113,24 +119,93 @@ async fn vault_values(state: &AppState) -> Result<Vec<(Zeroizing<Vec<u8>>, Strin
     Ok(out)
 }
 
-fn view(deliverable: Deliverable, findings: &[Finding], for_security: bool) -> DeliverableView {
+/// Who looks at a deliverable: security (which sees which secret a vault value is), or
+/// the submitter's side, which sees where a vault value is only for the secrets in
+/// `readable` (labels `path#field`).
+enum Viewer {
+    Security,
+    Submitter { readable: HashSet<String> },
+}
+
+impl Viewer {
+    /// The viewer `caller` is, for these findings.
+    async fn of(
+        state: &AppState,
+        caller: &Caller,
+        findings: &[Finding],
+    ) -> Result<Viewer, ApiError> {
+        if sees_all(caller) {
+            return Ok(Viewer::Security);
+        }
+        let mut readable = HashSet::new();
+        for label in findings.iter().filter_map(|f| f.details["secret"].as_str()) {
+            if readable.contains(label) {
+                continue;
+            }
+            let path = label.rsplit_once('#').map_or(label, |(path, _)| path);
+            let Ok(path) = SecretPath::parse(path) else {
+                continue;
+            };
+            let decision = state
+                .decide_on_secret(
+                    caller.principal.clone(),
+                    caller.person_id.as_ref(),
+                    caller.vendor_id.as_ref(),
+                    Action::SecretRead,
+                    &path,
+                    caller.client_ip,
+                )
+                .await?;
+            if decision.allowed {
+                readable.insert(label.to_owned());
+            }
+        }
+        Ok(Viewer::Submitter { readable })
+    }
+
+    /// Whether this viewer is told where the finding is.
+    fn sees_where(&self, finding: &Finding) -> bool {
+        match (self, finding.details["secret"].as_str()) {
+            (Viewer::Submitter { readable }, Some(label)) => readable.contains(label),
+            _ => true,
+        }
+    }
+}
+
+fn view(deliverable: Deliverable, findings: &[Finding], viewer: &Viewer) -> DeliverableView {
     let items: Vec<Item> = findings
         .iter()
-        .map(|f| Item {
-            finding_id: f.id.clone(),
-            path: f.details["path"].as_str().unwrap_or_default().to_owned(),
-            line: f.details["line"].as_u64().unwrap_or(0),
-            rule: f.details["rule"].as_str().unwrap_or_default().to_owned(),
-            description: f.details["description"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            severity: f.severity.clone(),
-            shown: match (for_security, f.details["secret"].as_str()) {
-                (true, Some(secret)) => format!("value of {secret}"),
-                _ => f.details["shown"].as_str().unwrap_or_default().to_owned(),
-            },
-            status: f.status.clone(),
+        .map(|f| {
+            if !viewer.sees_where(f) {
+                return Item {
+                    finding_id: f.id.clone(),
+                    path: String::new(),
+                    line: 0,
+                    rule: f.details["rule"].as_str().unwrap_or_default().to_owned(),
+                    description: "A value stored in Chaperone's vault, of a secret you cannot \
+                                  read: security has its location and will contact you"
+                        .to_owned(),
+                    severity: f.severity.clone(),
+                    shown: String::new(),
+                    status: f.status.clone(),
+                };
+            }
+            Item {
+                finding_id: f.id.clone(),
+                path: f.details["path"].as_str().unwrap_or_default().to_owned(),
+                line: f.details["line"].as_u64().unwrap_or(0),
+                rule: f.details["rule"].as_str().unwrap_or_default().to_owned(),
+                description: f.details["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                severity: f.severity.clone(),
+                shown: match (viewer, f.details["secret"].as_str()) {
+                    (Viewer::Security, Some(secret)) => format!("value of {secret}"),
+                    _ => f.details["shown"].as_str().unwrap_or_default().to_owned(),
+                },
+                status: f.status.clone(),
+            }
         })
         .collect();
     let open = findings
@@ -314,7 +389,8 @@ pub(crate) async fn submit(
     );
     state.store.apply(ops, vec![event]).await?;
     tracing::info!(deliverable = %id, vendor = %vendor.name, findings = findings.len(), "deliverable scanned");
-    Ok(Json(view(deliverable, &findings, sees_all(&caller))))
+    let viewer = Viewer::of(&state, &caller, &findings).await?;
+    Ok(Json(view(deliverable, &findings, &viewer)))
 }
 
 /// The member path without the upload's name (`a.zip!src/x` → `src/x`).
@@ -350,7 +426,8 @@ pub(crate) async fn list(
     for record in state.store.records("deliverable", owner.as_deref()).await? {
         let deliverable: Deliverable = body(&record)?;
         let findings = findings_of(&state, &deliverable).await?;
-        out.push(view(deliverable, &findings, all));
+        let viewer = Viewer::of(&state, &caller, &findings).await?;
+        out.push(view(deliverable, &findings, &viewer));
     }
     Ok(Json(out))
 }
@@ -370,5 +447,6 @@ pub(crate) async fn show(
         .ok_or_else(|| ApiError::not_found(format!("no deliverable `{id}`")))?;
     let deliverable: Deliverable = body(&record)?;
     let findings = findings_of(&state, &deliverable).await?;
-    Ok(Json(view(deliverable, &findings, sees_all(&caller))))
+    let viewer = Viewer::of(&state, &caller, &findings).await?;
+    Ok(Json(view(deliverable, &findings, &viewer)))
 }

@@ -19,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chaperone_core::policy::{Action, Context, Resource, Role, decide};
+use chaperone_core::policy::{Action, Role};
 use chaperone_core::{Cas, SecretPath, parse_duration};
 use chaperone_crypto::password::{Password, hash_password, verify_password};
 use chaperone_ledger::entry::{Actor, Outcome};
@@ -645,23 +645,18 @@ async fn maker_may_write(
     let Some(maker) = state.store.acting_person(&request.created_by).await? else {
         return Err(gone());
     };
-    let level = state.classify(path).await?;
     let mut principal = state.person_principal(&maker, None).await?;
     principal.network_allowed = true;
-    principal.compliance = state
-        .compliance(Some(&maker.id), maker.vendor_id.as_ref(), &level)
+    let decision = state
+        .decide_on_secret(
+            principal,
+            Some(&maker.id),
+            maker.vendor_id.as_ref(),
+            Action::SecretWrite,
+            path,
+            info.client_ip,
+        )
         .await?;
-    let context = Context {
-        now: state.clock.now(),
-        step_up_window_nanos: 0,
-        client: info.client_ip,
-    };
-    let decision = decide(
-        &principal,
-        Action::SecretWrite,
-        Resource::Secret(path, &level),
-        context,
-    );
     if decision.allowed {
         return Ok(());
     }
