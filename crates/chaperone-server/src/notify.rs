@@ -164,6 +164,8 @@ pub struct SweepReport {
     pub findings_resolved: usize,
     /// Wrapped responses (Vault API) that expired unopened and were removed.
     pub wrapped_expired: usize,
+    /// Failed login attempts older than the lockout window, forgotten.
+    pub failures_forgotten: u64,
 }
 
 fn system_event(
@@ -225,6 +227,10 @@ impl AppState {
         report.shares_expired = crate::api::shares::expire_shares(self).await?;
         report.findings_resolved = crate::api::rotation::resolve_rotated(self, now).await?;
         report.wrapped_expired = crate::vault::wrapping::expire(self, &info, now).await?;
+        report.failures_forgotten = self
+            .store
+            .prune_auth_failures(now.plus_secs(-self.settings.auth.lockout_window_secs))
+            .await?;
         Ok(report)
     }
 

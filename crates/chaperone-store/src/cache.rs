@@ -10,11 +10,14 @@
 //! change commits is filed under a generation that commit has already left, and is never
 //! served.
 //!
-//! Every change empties the versions. Only a change declared to write secrets alone
-//! ([`Touches::Secrets`]: the `secrets` and `secret_versions` tables, which no token, grant
-//! or classification is read from) leaves the tokens, people, vendors and grants, so that
-//! a busy writer of secrets does not send every other request's authorisation back to the
-//! database. Any other change, and any change not declared, empties everything.
+//! Every change empties the versions, but one declared to write only what no cache holds
+//! ([`Touches::Uncached`]: the failed-attempt counters), which empties nothing, so that a
+//! stream of failed logins cannot send every request back to the database. Only a change
+//! declared to write secrets alone ([`Touches::Secrets`]: the `secrets` and
+//! `secret_versions` tables, which no token, grant or classification is read from) leaves
+//! the tokens, people, vendors and grants, so that a busy writer of secrets does not send
+//! every other request's authorisation back to the database. Any other change, and any
+//! change not declared, empties everything.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -26,9 +29,12 @@ use crate::{GrantRecord, PersonRecord, StoredVersion, TokenRecord, VendorRecord}
 /// Most entries per map; a full map is emptied.
 const CAPACITY: usize = 10_000;
 
-/// What a committed change may have written: what it must empty.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a committed change may have written: what it must empty. Ordered from the least
+/// to the most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Touches {
+    /// Only tables no cache reads: the `auth_failures` counters.
+    Uncached,
     /// Only secrets' values and metadata: the `secrets` and `secret_versions` tables.
     Secrets,
     /// Anything at all: the default.
@@ -36,13 +42,9 @@ pub(crate) enum Touches {
 }
 
 impl Touches {
-    /// What two changes committed together may have written.
+    /// What two changes committed together may have written: the more of the two.
     pub(crate) fn join(self, other: Touches) -> Touches {
-        if self == other {
-            self
-        } else {
-            Touches::Anything
-        }
+        self.max(other)
     }
 }
 
@@ -65,6 +67,9 @@ pub(crate) struct Cache {
 impl Cache {
     /// A change that may have written what `touched` says was committed.
     pub(crate) fn invalidate(&self, touched: Touches) {
+        if touched == Touches::Uncached {
+            return;
+        }
         self.versions.invalidate();
         if touched == Touches::Anything {
             self.tokens.invalidate();
@@ -150,16 +155,20 @@ mod tests {
 
     #[test]
     fn a_batch_touches_what_any_of_its_changes_touch() {
-        use Touches::{Anything, Secrets};
+        use Touches::{Anything, Secrets, Uncached};
         assert_eq!(Secrets.join(Secrets), Secrets);
         assert_eq!(Secrets.join(Anything), Anything);
         assert_eq!(Anything.join(Secrets), Anything);
         assert_eq!(Anything.join(Anything), Anything);
+        assert_eq!(Uncached.join(Uncached), Uncached);
+        assert_eq!(Uncached.join(Secrets), Secrets);
+        assert_eq!(Anything.join(Uncached), Anything);
     }
 
     /// Security decision (see `Store::change_touching`): only the secrets module, whose
     /// statements write the `secrets` and `secret_versions` tables alone, may declare a
-    /// change that leaves the cached tokens.
+    /// change that leaves the cached tokens; and only the failed-attempt counters of the
+    /// identity module a change that leaves everything.
     #[test]
     fn only_the_secrets_module_declares_changes_to_secrets_alone() {
         let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
@@ -187,6 +196,59 @@ mod tests {
             }
         }
         assert_eq!(declared, ["secrets.rs"]);
+    }
+
+    #[test]
+    fn only_the_failed_attempt_counters_declare_changes_that_empty_nothing() {
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut declared = Vec::new();
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() || name == "cache.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                if line.contains("Touches::Uncached") || line.contains("write_uncached(") {
+                    declared.push((name.clone(), line.trim().to_owned()));
+                }
+            }
+        }
+        declared.sort();
+        let files: Vec<&str> = declared.iter().map(|(f, _)| f.as_str()).collect();
+        // The definition of `write_uncached` (ledger.rs), and its callers on `auth_failures`.
+        assert!(
+            files
+                .iter()
+                .all(|f| *f == "identity.rs" || *f == "ledger.rs"),
+            "{declared:?}"
+        );
+        let text = std::fs::read_to_string(source.join("identity.rs")).unwrap();
+        for chunk in text.split("write_uncached(").skip(1) {
+            let body: String = chunk.chars().take(700).collect();
+            assert!(
+                body.contains("auth_failures") && !body.contains("INSERT INTO tokens"),
+                "a write_uncached that is not on auth_failures: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn changes_to_uncached_tables_empty_nothing() {
+        let cache = Cache::default();
+        let all = |c: &Cache| {
+            [
+                c.tokens.generation(),
+                c.people.generation(),
+                c.vendors.generation(),
+                c.grants.generation(),
+                c.versions.generation(),
+            ]
+        };
+        let before = all(&cache);
+        cache.invalidate(Touches::Uncached);
+        assert_eq!(all(&cache), before);
     }
 
     #[test]

@@ -661,7 +661,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let subjects = subjects.to_vec();
-        self.write(move |conn| {
+        self.write_uncached(move |conn| {
             Box::pin(async move {
                 for subject in subjects {
                     sqlx::query("INSERT INTO auth_failures (subject, at) VALUES ($1, $2)")
@@ -701,7 +701,7 @@ impl Store {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let subjects = subjects.to_vec();
-        self.write(move |conn| {
+        self.write_uncached(move |conn| {
             Box::pin(async move {
                 for subject in subjects {
                     sqlx::query("DELETE FROM auth_failures WHERE subject = $1 AND at = $2")
@@ -720,7 +720,7 @@ impl Store {
     /// Forgets the failures of `subject` (after a success).
     pub async fn clear_auth_failures(&self, subject: &str) -> Result<(), StoreError> {
         let subject = subject.to_owned();
-        self.write(move |conn| {
+        self.write_uncached(move |conn| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
                     .bind(subject)
@@ -728,6 +728,23 @@ impl Store {
                     .await
                     .map_err(db("clearing failures"))?;
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Forgets failed attempts made before `before`: they no longer count towards any
+    /// lockout (the window is shorter), and would otherwise be kept for good.
+    pub async fn prune_auth_failures(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write_uncached(move |conn| {
+            Box::pin(async move {
+                let removed = sqlx::query("DELETE FROM auth_failures WHERE at < $1")
+                    .bind(before.unix_nanos())
+                    .execute(conn)
+                    .await
+                    .map_err(db("removing old failures"))?
+                    .rows_affected();
+                Ok(removed)
             })
         })
         .await

@@ -129,6 +129,8 @@ conformance!(
     governance_records_are_revisioned_and_atomic,
     shares_are_opened_a_counted_number_of_times_and_destroyed,
     cached_reads_follow_every_change,
+    failed_attempts_keep_the_caches_and_old_ones_go,
+    expired_wrapped_responses_are_purged,
 );
 
 fn path(p: &str) -> SecretPath {
@@ -1950,5 +1952,105 @@ async fn cached_reads_follow_every_change(f: &Fixture) {
         acting.disabled_at,
         Some(t(7)),
         "a disabled person is seen as disabled by the next request"
+    );
+}
+
+/// Failed-login counters are read by no cache: writing them empties none (a stream of
+/// failed logins would otherwise send every request back to the database), and those older
+/// than the window are removed.
+async fn failed_attempts_keep_the_caches_and_old_ones_go(f: &Fixture) {
+    let (data, access) = (f.store.data_generation(), f.store.access_generation());
+    let subjects = vec!["user:mallory".to_owned()];
+    f.store.record_auth_failure(&subjects, t(1)).await.unwrap();
+    f.store.record_auth_failure(&subjects, t(5)).await.unwrap();
+    f.store.forget_auth_failure(&subjects, t(5)).await.unwrap();
+    f.store.record_auth_failure(&subjects, t(6)).await.unwrap();
+    assert_eq!(f.store.data_generation(), data);
+    assert_eq!(f.store.access_generation(), access);
+    assert_eq!(
+        f.store
+            .auth_failures_since("user:mallory", t(0))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(f.store.prune_auth_failures(t(6)).await.unwrap(), 1);
+    assert_eq!(
+        f.store
+            .auth_failures_since("user:mallory", t(0))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(f.store.data_generation(), data);
+    // Any other change still moves them.
+    put(f, "cache/failures", "one", Cas::None).await.unwrap();
+    if let (Some(old), Some(new)) = (data, f.store.data_generation()) {
+        assert!(new > old);
+    }
+}
+
+/// Wrapped responses past their expiry are removed in bounds, with their events; the
+/// unexpired stay.
+async fn expired_wrapped_responses_are_purged(f: &Fixture) {
+    use chaperone_crypto::token::ApiToken;
+    use chaperone_store::WrappedRecord;
+    let mut tokens = Vec::new();
+    for (n, expires) in [(1, 10), (2, 11), (3, 12), (4, 100)] {
+        let token = ApiToken::generate();
+        f.store
+            .insert_wrapped(
+                &WrappedRecord {
+                    hash: token.hash(),
+                    accessor: format!("wrap_{n}"),
+                    sealed: vec![1, 2, 3],
+                    creation_path: "secret/data/x".into(),
+                    created_at: t(1),
+                    expires_at: t(expires),
+                },
+                &[],
+            )
+            .await
+            .unwrap();
+        tokens.push(token);
+    }
+    let size = f.store.ledger_size().await.unwrap();
+    let events = |accessors: &[String]| vec![event(&format!("wrap.expire {}", accessors.len()))];
+    assert!(
+        f.store
+            .purge_expired_wrapped(t(5), 10, events)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        f.store.ledger_size().await.unwrap(),
+        size,
+        "nothing to record"
+    );
+    let mut first = f
+        .store
+        .purge_expired_wrapped(t(50), 2, events)
+        .await
+        .unwrap();
+    first.sort();
+    assert_eq!(
+        first,
+        ["wrap_1", "wrap_2"],
+        "the oldest first, at most the limit"
+    );
+    let rest = f
+        .store
+        .purge_expired_wrapped(t(50), 2, events)
+        .await
+        .unwrap();
+    assert_eq!(rest, ["wrap_3"]);
+    assert_eq!(f.store.ledger_size().await.unwrap(), size + 2);
+    assert!(
+        f.store
+            .wrapped(&tokens[3].hash(), t(50))
+            .await
+            .unwrap()
+            .is_some()
     );
 }
