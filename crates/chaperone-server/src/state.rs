@@ -117,6 +117,10 @@ pub struct AppState {
     pub(crate) rules: Derived<(), Arc<crate::auth::ClassificationRules>>,
     /// What the compliance gate reads of a person and their vendor (see `compliance`).
     pub(crate) compliance: Derived<ComplianceKey, chaperone_core::governance::Compliance>,
+    /// The largest tree head (size, root) this process signed or checked a checkpoint for:
+    /// what the database's checkpoints are held to, so that deleting them does not let the
+    /// server sign a fork (see `checkpoint_now`).
+    pub(crate) ledger_pin: std::sync::Mutex<Option<(u64, chaperone_ledger::merkle::Hash)>>,
 }
 
 /// What a person's compliance facts are read for: the person, their vendor when the level
@@ -193,6 +197,7 @@ impl AppState {
             rewrap: crate::keys::Rewrap::default(),
             rules: Derived::default(),
             compliance: Derived::default(),
+            ledger_pin: std::sync::Mutex::new(None),
         }
     }
 

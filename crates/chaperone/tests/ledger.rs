@@ -251,6 +251,20 @@ fn tampering_is_detected_and_named(db: Db) {
         err.contains(&format!("{size} entries was verified before")),
         "{err}"
     );
+
+    // A running server remembers the largest checkpoint it signed: with the kept
+    // checkpoints deleted under it, it signs nothing more.
+    write_secrets(&node, "after", 3);
+    let signed = unverified_size(&ok(node.cli(config.path(), &["ledger", "checkpoint"])));
+    assert!(signed > 100, "{signed}");
+    common::sql(&url, &["DELETE FROM ledger_checkpoints"]);
+    write_secrets(&node, "later", 2);
+    let err = fails(node.cli(config.path(), &["ledger", "checkpoint"]));
+    assert!(
+        err.contains(&format!("signed a checkpoint at {signed}"))
+            && err.contains("checkpoints were removed"),
+        "{err}"
+    );
 }
 
 #[test]

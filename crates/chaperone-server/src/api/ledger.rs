@@ -86,8 +86,10 @@ impl AppState {
 
     /// The signed checkpoint of the current ledger: the latest one made if the log has not
     /// grown since, otherwise a new one. A new checkpoint is signed only after checking that
-    /// it is consistent with the latest one made before (so checkpoints never go backwards
-    /// or fork, whatever happened to the database in between), and is kept.
+    /// it is consistent with the latest one kept in the database and with the largest one
+    /// this process signed or checked (so checkpoints never go backwards or fork, whatever
+    /// happened to the database meanwhile, and deleting kept checkpoints is noticed), and
+    /// is kept.
     pub(crate) async fn checkpoint_now(&self) -> Result<String, ApiError> {
         let signer = self.ledger_signer().await?;
         let verifier = signer.verifier();
@@ -96,42 +98,39 @@ impl AppState {
         // the head read after it.
         let latest = self.store.latest_checkpoint().await?;
         let (size, root) = self.ledger_head().await?;
-        if let Some((old_size, note, _)) = &latest {
-            let old = note::open(note.as_bytes(), std::slice::from_ref(&verifier))
-                .ok()
-                .and_then(|text| Checkpoint::parse(&text).ok())
-                .ok_or_else(|| {
-                    inconsistent(format!(
-                        "the checkpoint kept at size {old_size} does not verify"
-                    ))
-                })?;
-            if old.size > size {
-                return Err(inconsistent(format!(
-                    "the ledger holds {size} entries but a checkpoint at {} was made: entries were removed",
-                    old.size
-                )));
-            }
-            if old.size == size {
-                if old.root != root {
-                    return Err(inconsistent(format!(
-                        "the ledger's head at {size} differs from its checkpoint: entries were changed"
-                    )));
-                }
-                return Ok(note.clone());
-            }
-            if old.size > 0 {
-                let needed = merkle::nodes_needed(|r| merkle::consistency_proof(old.size, size, r));
-                let tiles = self.store.ledger_tiles_for(&needed).await?;
-                let proof = merkle::consistency_proof(old.size, size, &tiles)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                merkle::verify_consistency(old.size, size, &proof, &old.root, &root).map_err(
-                    |_| {
+        let pinned = *self.ledger_pin.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = match &latest {
+            Some((old_size, note, _)) => {
+                let old = note::open(note.as_bytes(), std::slice::from_ref(&verifier))
+                    .ok()
+                    .and_then(|text| Checkpoint::parse(&text).ok())
+                    .ok_or_else(|| {
                         inconsistent(format!(
-                            "the ledger is not an extension of its checkpoint at {}: entries were changed",
-                            old.size
+                            "the checkpoint kept at size {old_size} does not verify"
                         ))
-                    },
-                )?;
+                    })?;
+                Some((old.size, old.root, note.clone()))
+            }
+            None => None,
+        };
+        if let Some((pin_size, _)) = pinned
+            && kept
+                .as_ref()
+                .is_none_or(|(kept_size, _, _)| *kept_size < pin_size)
+        {
+            return Err(inconsistent(format!(
+                "this server signed a checkpoint at {pin_size} that the database no longer \
+                 keeps: checkpoints were removed"
+            )));
+        }
+        if let Some((pin_size, pin_root)) = pinned {
+            self.check_extends(pin_size, &pin_root, size, &root).await?;
+        }
+        if let Some((old_size, old_root, note)) = &kept {
+            self.check_extends(*old_size, old_root, size, &root).await?;
+            if *old_size == size {
+                self.pin_ledger(size, root);
+                return Ok(note.clone());
             }
         }
         let body = Checkpoint {
@@ -146,7 +145,52 @@ impl AppState {
         self.store
             .record_checkpoint(size, &signed, self.clock.now())
             .await?;
+        self.pin_ledger(size, root);
         Ok(signed)
+    }
+
+    /// Checks that the tree head (`size`, `root`) extends the one at `old_size` with
+    /// `old_root` (equal sizes: the same root), from the stored tiles.
+    async fn check_extends(
+        &self,
+        old_size: u64,
+        old_root: &Hash,
+        size: u64,
+        root: &Hash,
+    ) -> Result<(), ApiError> {
+        if old_size > size {
+            return Err(inconsistent(format!(
+                "the ledger holds {size} entries but a checkpoint at {old_size} was made: entries were removed"
+            )));
+        }
+        if old_size == size {
+            if old_root != root {
+                return Err(inconsistent(format!(
+                    "the ledger's head at {size} differs from its checkpoint: entries were changed"
+                )));
+            }
+            return Ok(());
+        }
+        if old_size > 0 {
+            let needed = merkle::nodes_needed(|r| merkle::consistency_proof(old_size, size, r));
+            let tiles = self.store.ledger_tiles_for(&needed).await?;
+            let proof = merkle::consistency_proof(old_size, size, &tiles)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            merkle::verify_consistency(old_size, size, &proof, old_root, root).map_err(|_| {
+                inconsistent(format!(
+                    "the ledger is not an extension of its checkpoint at {old_size}: entries were changed"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Remembers (`size`, `root`) as checked, if it is the largest so far.
+    fn pin_ledger(&self, size: u64, root: Hash) {
+        let mut pin = self.ledger_pin.lock().unwrap_or_else(|e| e.into_inner());
+        if pin.is_none_or(|(pinned, _)| pinned < size) {
+            *pin = Some((size, root));
+        }
     }
 }
 
@@ -491,8 +535,22 @@ pub(crate) async fn sign_backup(
         .ok()
         .and_then(|r| r.try_into().ok())
         .ok_or_else(|| bad("ledger_root is a base64 SHA-256"))?;
-    let size = state.store.ledger_size().await?;
-    if body.ledger_size > size || state.ledger_root(body.ledger_size).await? != root {
+    // The ledger is checked against its checkpoints first (and a checkpoint signed of its
+    // head), then the snapshot's tree head against that head: a statement is only ever
+    // signed for a prefix of the history the checkpoints vouch for.
+    let head = state.checkpoint_now().await?;
+    let verifier = state.ledger_signer().await?.verifier();
+    let head = note::open(head.as_bytes(), std::slice::from_ref(&verifier))
+        .ok()
+        .and_then(|text| Checkpoint::parse(&text).ok())
+        .ok_or_else(|| inconsistent("the checkpoint just made does not verify".to_owned()))?;
+    let matches = body.ledger_size <= head.size
+        && state.ledger_root(body.ledger_size).await? == root
+        && state
+            .check_extends(body.ledger_size, &root, head.size, &head.root)
+            .await
+            .is_ok();
+    if !matches {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "ledger_mismatch",
