@@ -407,3 +407,72 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
         serde_json::json!([accessor])
     );
 }
+
+#[test]
+fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
+    let s = Server::start();
+    common::vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    common::write(&s, "acme/app/db", "wrapped-Qn52");
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            serde_json::json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read"],
+                                  "ttl": "1h", "reason": "deploy" }),
+        ),
+    );
+    let wrap = |token: &str| {
+        let request = ureq::http::Request::builder()
+            .method("GET")
+            .uri(format!("{}/v1/secret/data/acme/app/db", s.addr))
+            .header("X-Vault-Token", token)
+            .header("X-Vault-Wrap-TTL", "1h")
+            .body(())
+            .unwrap();
+        let mut answer = s.agent.run(request).unwrap();
+        assert_eq!(answer.status().as_u16(), 200);
+        let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+        body["wrap_info"]["token"].as_str().unwrap().to_owned()
+    };
+    let unwrap = |token: &str| {
+        s.call(
+            "POST",
+            "/v1/sys/wrapping/unwrap",
+            None,
+            Some(serde_json::json!({ "token": token })),
+            None,
+        )
+    };
+    let by_contractor = wrap(&cy_t);
+    let by_admin = wrap(&s.admin);
+    s.ok("POST", "/api/v1/people/cy/disable", Some(&s.admin), None);
+
+    let (status, body) = unwrap(&by_contractor);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({ "errors": ["wrapping token is not valid or does not exist"] })
+    );
+    let refused: Vec<serde_json::Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "wrap.unwrap")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "denied");
+    assert_eq!(
+        refused[0]["reasons"],
+        serde_json::json!(["person_inactive"])
+    );
+    // Taken: re-enabling the maker does not bring it back.
+    s.ok("POST", "/api/v1/people/cy/enable", Some(&s.admin), None);
+    assert_eq!(unwrap(&by_contractor).0, 400);
+
+    // What a token of no person wrapped has no maker to lose.
+    let (status, body) = unwrap(&by_admin);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["data"]["password"], "wrapped-Qn52");
+}

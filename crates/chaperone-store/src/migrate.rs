@@ -69,6 +69,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_bundle_chunks.sql"),
         postgres: include_str!("../migrations/postgres/0009_bundle_chunks.sql"),
     },
+    Migration {
+        version: 10,
+        name: "wrapped by",
+        sqlite: include_str!("../migrations/sqlite/0010_wrapped_by.sql"),
+        postgres: include_str!("../migrations/postgres/0010_wrapped_by.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

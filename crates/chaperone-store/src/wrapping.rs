@@ -24,9 +24,13 @@ pub struct WrappedRecord {
     pub created_at: Timestamp,
     /// When it can no longer be unwrapped.
     pub expires_at: Timestamp,
+    /// The person who wrapped it; `None` for tokens of no person (and responses wrapped
+    /// before this was kept).
+    pub created_by: Option<String>,
 }
 
-const COLUMNS: &str = "token_hash, accessor, sealed, creation_path, created_at, expires_at";
+const COLUMNS: &str =
+    "token_hash, accessor, sealed, creation_path, created_at, expires_at, created_by";
 
 fn from_row(row: &AnyRow) -> Result<WrappedRecord, StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("wrapped response: {e}"));
@@ -39,6 +43,7 @@ fn from_row(row: &AnyRow) -> Result<WrappedRecord, StoreError> {
         creation_path: row.try_get("creation_path").map_err(corrupt)?,
         created_at: Timestamp::from_unix_nanos(row.try_get("created_at").map_err(corrupt)?),
         expires_at: Timestamp::from_unix_nanos(row.try_get("expires_at").map_err(corrupt)?),
+        created_by: row.try_get("created_by").map_err(corrupt)?,
     })
 }
 
@@ -53,7 +58,7 @@ impl Store {
         self.change(move |conn| {
             Box::pin(async move {
                 sqlx::query(&format!(
-                    "INSERT INTO wrapped_responses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                    "INSERT INTO wrapped_responses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 ))
                 .bind(record.hash.as_bytes().to_vec())
                 .bind(&record.accessor)
@@ -61,6 +66,7 @@ impl Store {
                 .bind(&record.creation_path)
                 .bind(record.created_at.unix_nanos())
                 .bind(record.expires_at.unix_nanos())
+                .bind(record.created_by.clone())
                 .execute(&mut *conn)
                 .await
                 .map_err(db("storing a wrapped response"))?;

@@ -1401,6 +1401,7 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
         creation_path: "secret/data/x".into(),
         created_at: t(0),
         expires_at: t(100),
+        created_by: Some("per_wrapper".into()),
     };
     f.store
         .insert_wrapped(&record, &[event("wrap.create")])
@@ -1435,6 +1436,7 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
         creation_path: "sys/wrapping/wrap".into(),
         created_at: t(0),
         expires_at: t(10),
+        created_by: None,
     };
     f.store.insert_wrapped(&expired, &[]).await.unwrap();
     assert_eq!(f.store.wrapped(&late.hash(), t(10)).await.unwrap(), None);
@@ -2007,6 +2009,7 @@ async fn expired_wrapped_responses_are_purged(f: &Fixture) {
                     creation_path: "secret/data/x".into(),
                     created_at: t(1),
                     expires_at: t(expires),
+                    created_by: None,
                 },
                 &[],
             )

@@ -95,6 +95,7 @@ pub(crate) async fn wrap(
         creation_path: creation_path.to_owned(),
         created_at: now,
         expires_at: now.plus_secs(ttl),
+        created_by: actor.person.clone(),
     };
     let mut event = Record::new("wrap.create", creation_path, Outcome::Success);
     event
@@ -138,6 +139,33 @@ fn wrapping_token(headers: &HeaderMap, body: &[u8]) -> Option<Zeroizing<String>>
     from_body.or_else(|| presented_token(headers))
 }
 
+/// Why the person who wrapped a response may no longer have it handed out (the policy's
+/// reason code), or `None` when they may. Security decision: a wrapping token is a bearer
+/// credential, but it acts for its maker: once they are disabled or offboarded, or their
+/// vendor no longer admits them, what they wrapped is not handed out, as what they
+/// themselves could no longer read. Responses wrapped by tokens of no person, or before the
+/// maker was kept, have no maker to lose.
+async fn creator_refused(
+    state: &AppState,
+    created_by: Option<&str>,
+) -> Result<Option<&'static str>, ApiError> {
+    use chaperone_core::policy::{Reason, Standing};
+    let Some(person_id) = created_by else {
+        return Ok(None);
+    };
+    let Some(person) = state.store.acting_person(person_id).await? else {
+        return Ok(Some(Reason::PersonInactive.code()));
+    };
+    let standing = state.standing(&person).await?;
+    Ok(if standing.person == Standing::Inactive {
+        Some(Reason::PersonInactive.code())
+    } else if standing.vendor == Some(Standing::Inactive) {
+        Some(Reason::VendorInactive.code())
+    } else {
+        None
+    })
+}
+
 /// `POST sys/wrapping/unwrap`: the wrapped answer, once.
 pub(crate) async fn unwrap(
     State(state): State<Arc<AppState>>,
@@ -150,12 +178,23 @@ pub(crate) async fn unwrap(
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
     let hash = ApiToken::from_presented(&token).hash();
+    let now = state.clock.now();
+    let Some(found) = state.store.wrapped(&hash, now).await? else {
+        return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
+    };
+    let refused = creator_refused(&state, found.created_by.as_deref()).await?;
     let recorder = Arc::clone(&state);
     let request = info.clone();
     let taken = state
         .store
-        .take_wrapped(&hash, state.clock.now(), move |record| {
-            let mut event = Record::new("wrap.unwrap", &record.creation_path, Outcome::Success);
+        .take_wrapped(&hash, now, move |record| {
+            let outcome = if refused.is_some() {
+                Outcome::Denied
+            } else {
+                Outcome::Success
+            };
+            let mut event = Record::new("wrap.unwrap", &record.creation_path, outcome);
+            event.reasons.extend(refused.map(str::to_owned));
             event
                 .details
                 .insert("accessor".into(), record.accessor.clone().into());
@@ -165,6 +204,11 @@ pub(crate) async fn unwrap(
     let Some(record) = taken else {
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
+    // A wrapping its maker could no longer read is dead: taken (so it cannot be tried
+    // again), recorded as denied, and answered as one that does not exist.
+    if refused.is_some() {
+        return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
+    }
     let plain = keyring.open_field(PURPOSE, &record.accessor, &record.sealed)?;
     let answer: Value = serde_json::from_slice(plain.expose()).map_err(|_| {
         ApiError::new(
