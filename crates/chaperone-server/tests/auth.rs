@@ -1129,3 +1129,57 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
     assert!(own.len() >= 4);
     s.assert_no_secret_logged();
 }
+
+#[test]
+fn a_password_alone_does_not_forgive_wrong_totp_codes() {
+    // A member may log in with the password alone. Wrong step-up codes count against the
+    // account, and such a login must not wipe them, or knowing the password would allow
+    // guessing the second factor forever. Each request comes from a new address, so only
+    // the account's count can lock.
+    let s = Server::start();
+    let mia = s.person("mia", "member", None);
+    let mut address = 0;
+    // Attempts are told apart by their time: the test clock moves a second between them.
+    let mut from = || {
+        address += 1;
+        s.clock.advance_secs(1);
+        format!("198.51.100.{address}")
+    };
+    let password_login = |from: &str| {
+        s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": "mia", "password": mia.password })),
+            Some(from),
+        )
+    };
+    let (status, body) = password_login(&from());
+    assert_eq!(status, 200, "{body}");
+    let session = body["token"].as_str().unwrap().to_owned();
+    let wrong = if s.code(&mia, 0) == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let verify = |code: &str, from: &str| {
+        s.call(
+            "POST",
+            "/api/v1/auth/verify",
+            Some(&session),
+            Some(json!({ "totp": code })),
+            Some(from),
+        )
+        .0
+    };
+    for _ in 0..3 {
+        for _ in 0..3 {
+            assert_eq!(verify(wrong, &from()), 401);
+        }
+        assert_eq!(password_login(&from()).0, 200, "under the threshold");
+    }
+    assert_eq!(verify(wrong, &from()), 401);
+    // Ten wrong codes in the window: the eleventh attempt is refused, even with the right
+    // code.
+    assert_eq!(verify(&s.code(&mia, 0), &from()), 429);
+}

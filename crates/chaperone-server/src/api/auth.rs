@@ -149,7 +149,9 @@ async fn login_inner(
             "this account needs a TOTP code (or a recovery code) to log in",
         ));
     }
-    state.succeed(&attempt).await?;
+    // Without a second factor, only an account that has none proved everything.
+    let proven_all = second_factor != "none" || person.totp_secret.is_none();
+    state.succeed(&attempt, proven_all).await?;
     let ttl = state.settings.auth.session_ttl_secs;
     let (token, record) = new_token(
         &person.name,
@@ -326,7 +328,7 @@ pub(crate) async fn enroll(
     let Some(person) = person else {
         return Err(state.fail(&attempt, unusable).await);
     };
-    state.succeed(&attempt).await?;
+    state.succeed(&attempt, true).await?;
     tracing::info!(person = %person.name, "enrolled");
     Ok(Json(EnrollResponse {
         otpauth_uri: secret.otpauth_uri(ISSUER, &person.name).to_string(),
@@ -376,7 +378,7 @@ pub(crate) async fn verify(
             .fail(&attempt, "the TOTP code is wrong or was already used")
             .await);
     }
-    state.succeed(&attempt).await?;
+    state.succeed(&attempt, true).await?;
     state
         .store
         .mark_token_verified(&caller.token_id, state.clock.now())
@@ -731,12 +733,24 @@ impl AppState {
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
     }
 
-    /// The attempt succeeded: it no longer counts, and the account's earlier failures are
-    /// forgiven (the address's are not).
-    pub(crate) async fn succeed(&self, attempt: &Attempt) -> Result<(), ApiError> {
+    /// The attempt succeeded: it no longer counts. The account's earlier failures are
+    /// forgiven only when it proved every factor the account has (`proven_all`: the
+    /// password and a TOTP or recovery code, or a TOTP code for a session's step-up); the
+    /// address's never are. Security decision: a login with the password alone, which
+    /// roles without mandatory MFA may make, does not forgive earlier wrong TOTP codes, or
+    /// whoever knows a password could log in between every few guesses of the second factor
+    /// and never reach the lockout.
+    pub(crate) async fn succeed(
+        &self,
+        attempt: &Attempt,
+        proven_all: bool,
+    ) -> Result<(), ApiError> {
         self.store
             .forget_auth_failure(&attempt.subjects, attempt.at)
             .await?;
+        if !proven_all {
+            return Ok(());
+        }
         for subject in attempt
             .subjects
             .iter()

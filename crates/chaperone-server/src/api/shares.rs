@@ -429,7 +429,7 @@ pub(crate) async fn open_share(
                 "the passphrase is wrong",
             ));
         }
-        state.succeed(&attempt).await?;
+        state.succeed(&attempt, true).await?;
     }
     let now = state.clock.now();
     let mut record = LedgerRecord::new("share.open", &id, Outcome::Success);
