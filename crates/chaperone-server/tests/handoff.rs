@@ -302,6 +302,19 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
         share::open(&key, &mine, &sealed).unwrap().1.as_slice(),
         b"for-cy-Vb27"
     );
+    // Not while the recipient's vendor is suspended: their session still names them, but
+    // they may not act.
+    let vendor_status = |status: &str| {
+        s.ok(
+            "PUT",
+            "/api/v1/vendors/acme",
+            Some(&s.admin),
+            Some(json!({ "status": status, "reason": "review" })),
+        );
+    };
+    vendor_status("suspended");
+    assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 403);
+    vendor_status("active");
     // A second view is allowed (views: 2), then none.
     assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 200);
     assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 404);

@@ -380,10 +380,14 @@ pub(crate) async fn open_share(
         } else {
             None
         };
+        // The recipient as the policy sees them now: logged in with their TOTP code, their
+        // account and their vendor active, from a network their allowlists admit.
         let allowed = caller.as_ref().is_some_and(|c| {
             c.person_id.as_deref() == Some(recipient.as_str())
                 && c.principal.mfa_verified_at.is_some()
                 && c.principal.person == chaperone_core::policy::Standing::Active
+                && c.principal.vendor != Some(chaperone_core::policy::Standing::Inactive)
+                && c.principal.network_allowed
         });
         if let Some(c) = &caller {
             actor = c.actor();
@@ -400,11 +404,13 @@ pub(crate) async fn open_share(
     if let Some(hash) = &share.passphrase_hash {
         // Counted before it is checked, like a login: parallel guesses cannot slip past
         // the lockout.
+        // The address counts as logins count it (IPv6: its /64), apart from them.
         let subjects = vec![
             format!("share:{id}"),
             format!(
-                "share-ip:{}",
-                info.client_ip.map_or("unknown".into(), |ip| ip.to_string())
+                "share-{}",
+                info.client_ip
+                    .map_or_else(|| "ip:unknown".to_owned(), super::auth::ip_subject)
             ),
         ];
         let attempt = match state.begin_attempt(subjects).await {
