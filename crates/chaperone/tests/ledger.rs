@@ -265,6 +265,27 @@ fn tampering_is_detected_and_named(db: Db) {
             && err.contains("checkpoints were removed"),
         "{err}"
     );
+
+    // The whole ledger and its key deleted: the server starts a new log under a new name,
+    // which the verifier, remembering which log this server served, refuses.
+    node.kill();
+    common::sql(
+        &url,
+        &[
+            "DELETE FROM ledger_key",
+            "DELETE FROM ledger_checkpoints",
+            "DELETE FROM ledger_tiles",
+            "DELETE FROM ledger_bundles",
+            "DELETE FROM ledger_bundle_chunks",
+            "UPDATE ledger_head SET size = 0 WHERE id = 1",
+        ],
+    );
+    node.start();
+    let err = fails(verify_server(&node, config.path()));
+    assert!(
+        err.contains("TAMPERED") && err.contains("served the log"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -244,22 +244,47 @@ struct Remembered {
     stem: String,
 }
 
+/// `text` as a file name: letters, digits, `.` and `-` kept, anything else `_`.
+fn file_stem(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl Remembered {
     fn for_origin(origin: &str) -> anyhow::Result<Self> {
         let dir = session::dir()
             .context("neither XDG_CONFIG_HOME nor HOME is set")?
             .join("checkpoints");
-        let stem: String = origin
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        Ok(Self { dir, stem })
+        Ok(Self {
+            dir,
+            stem: file_stem(origin),
+        })
+    }
+
+    /// Where the log's name last verified from the server at `addr` is kept. Security
+    /// decision: keys are remembered by the log's name, which the server states; a server
+    /// whose key and log were deleted starts a new log under a new name, for which nothing
+    /// is remembered. Remembering which log each server address served catches that: a
+    /// server that changes its log's name is refused until `--key` pins the new one.
+    fn server_path(&self, addr: &str) -> PathBuf {
+        self.dir.join(format!(
+            "server-{}.origin",
+            file_stem(addr.trim_end_matches('/'))
+        ))
+    }
+
+    /// The log's name last verified from the server at `addr`.
+    fn server_origin(&self, addr: &str) -> Option<String> {
+        std::fs::read_to_string(self.server_path(addr))
+            .ok()
+            .map(|text| text.trim().to_owned())
     }
 
     fn path(&self, ext: &str) -> PathBuf {
@@ -304,6 +329,17 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     let note = source.need("checkpoint")?;
     let origin = unverified_checkpoint(&note)?.origin;
     let remembered = Remembered::for_origin(&origin)?;
+    if let (Some(addr), None, false) = (&args.server, &args.key, args.no_remember)
+        && let Some(before) = remembered.server_origin(addr)
+        && before != origin
+    {
+        bail!(
+            "TAMPERED: the server at {addr} served the log {before} before, and now serves \
+             {origin}: a new log name and key start a new history, and the old one was \
+             not verified here. If the log was replaced on purpose, pin its new key with \
+             --key (print it with `chaperone ledger key`)"
+        );
+    }
     let key = match (&args.key, remembered.key()?) {
         (Some(text), _) => parse_key(text)?,
         (None, Some(saved)) => saved,
@@ -441,6 +477,12 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     }
     if !args.no_remember {
         remembered.save(&key, &note)?;
+        if let Some(addr) = &args.server {
+            write_file(
+                &remembered.server_path(addr),
+                format!("{origin}\n").as_bytes(),
+            )?;
+        }
     }
     let since = earlier
         .map(|c| format!(", consistent with the {} entries verified before", c.size))

@@ -264,6 +264,8 @@ pub(crate) struct Node {
     pub(crate) share: String,
     pub(crate) token: String,
     pub(crate) server: Option<Server>,
+    /// Where it listens: a free port at the first start, the same one after a restart.
+    listen: String,
 }
 
 impl Node {
@@ -300,12 +302,13 @@ impl Node {
             share,
             token,
             server: None,
+            listen: "127.0.0.1:0".to_owned(),
         };
         node.start();
         node
     }
 
-    /// Starts the server (after a stop or a kill) and unseals it.
+    /// Starts the server (after a stop or a kill) and unseals it, at the address it had.
     pub(crate) fn start(&mut self) {
         let server = Server::start(
             &[
@@ -313,12 +316,17 @@ impl Node {
                 "--database-url",
                 &self.db.url,
                 "--listen",
-                "127.0.0.1:0",
+                &self.listen,
             ],
             self.db.dir.path(),
             &[],
         );
         ok(server.cli("", &["unseal"], &format!("{}\n", self.share)));
+        self.listen = server
+            .addr
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
         self.server = Some(server);
     }
 
