@@ -467,9 +467,21 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
         refused[0]["reasons"],
         serde_json::json!(["person_inactive"])
     );
-    // Taken: re-enabling the maker does not bring it back.
+    // Taken: re-enabling the maker does not bring it back, nor the session disabling
+    // revoked; the maker logs in again.
     s.ok("POST", "/api/v1/people/cy/enable", Some(&s.admin), None);
     assert_eq!(unwrap(&by_contractor).0, 400);
+    assert_eq!(
+        s.call("GET", "/api/v1/auth/self", Some(&cy_t), None, None)
+            .0,
+        401
+    );
+    let again = s.login(&cy);
+    assert_eq!(
+        s.call("GET", "/api/v1/auth/self", Some(&again), None, None)
+            .0,
+        200
+    );
 
     // What a token of no person wrapped has no maker to lose.
     let (status, body) = unwrap(&by_admin);

@@ -15,7 +15,7 @@ use chaperone_core::net::Cidr;
 use chaperone_core::policy::Role;
 use chaperone_crypto::password::{code_hash, recovery_codes};
 use chaperone_ledger::entry::{Event, Outcome};
-use chaperone_store::PersonRecord;
+use chaperone_store::{Op, PersonRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -225,7 +225,10 @@ async fn managed_person(
 }
 
 #[utoipa::path(post, path = "/api/v1/people/{name}/disable", params(("name" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Disables a person: logins and existing tokens stop working at once.
+/// Disables a person: logins stop working, and every session and API token they hold is
+/// revoked, in one change, as the sweep does for lapsed accounts. Re-enabling brings none
+/// of them back (a token taken before the account was disabled must not come back to life
+/// with it): the person logs in again.
 pub(crate) async fn disable_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -241,11 +244,24 @@ pub(crate) async fn disable_person(
         &name,
         [("person_id", id.clone().into())],
     );
+    let now = state.clock.now();
     state
         .store
-        .set_person_disabled(&id, Some(state.clock.now()), &[event])
+        .apply(
+            vec![
+                Op::DisablePerson {
+                    id: id.clone(),
+                    at: now,
+                },
+                Op::RevokeTokensOf {
+                    person_id: id,
+                    at: now,
+                },
+            ],
+            vec![event],
+        )
         .await?;
-    tracing::warn!(by = %caller.token_id, person = %name, "person disabled");
+    tracing::warn!(by = %caller.token_id, person = %name, "person disabled; their tokens revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 
