@@ -528,6 +528,37 @@ fn a_request_link_writes_only_while_its_maker_still_may() {
 }
 
 #[test]
+fn offboarding_a_person_destroys_the_share_links_they_made_with_the_access_cut() {
+    let s = Server::start();
+    let mo = s.person("mo", "member", None);
+    let mo_t = s.login(&mo);
+    let (link, key) = share_text(&s, &mo_t, "from-mo-Hk40", json!({}));
+    s.ok(
+        "POST",
+        "/api/v1/people/mo/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "left the project" })),
+    );
+    assert_eq!(open(&s, &link, &key, None, None).0, 404);
+    let entries = s.ledger();
+    let offboard = entries
+        .iter()
+        .position(|e| e["action"] == "person.offboard")
+        .expect("person.offboard recorded");
+    let revoked: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "share.revoke" && e["resource"] == link.as_str())
+        .collect();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["details"]["why"], "offboarding");
+    // Recorded right after the access cut.
+    assert_eq!(
+        revoked[0]["seq"].as_u64().unwrap(),
+        entries[offboard]["seq"].as_u64().unwrap() + 1
+    );
+}
+
+#[test]
 fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
     let s = Server::start();
     vendor(&s, "acme");
@@ -598,7 +629,6 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
                      "duration": "1d" }),
         ),
     );
-
     let report = s.ok(
         "POST",
         "/api/v1/vendors/acme/offboard",

@@ -111,6 +111,15 @@ pub enum Op {
     },
     /// Stores a document.
     PutDocument(DocumentRecord),
+    /// Destroys a share link's content (if not destroyed yet), recording why.
+    DestroyShare {
+        /// The share.
+        id: String,
+        /// Why (`revoked`, `expired`, ...).
+        why: String,
+        /// When.
+        at: Timestamp,
+    },
     /// Revokes every unrevoked token (sessions and API tokens) of a person.
     RevokeTokensOf {
         /// The person.
@@ -352,6 +361,9 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
                 .execute(&mut *conn)
                 .await
                 .map_err(db("disabling a person"))?;
+        }
+        Op::DestroyShare { id, why, at } => {
+            crate::shares::destroy(conn, id, why, *at).await?;
         }
         Op::RevokeTokensOf { person_id, at } => {
             sqlx::query(

@@ -286,7 +286,7 @@ impl Store {
     }
 }
 
-async fn destroy(
+pub(crate) async fn destroy(
     conn: &mut crate::conn::Conn<'_>,
     id: &str,
     why: &str,

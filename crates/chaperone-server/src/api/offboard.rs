@@ -302,21 +302,25 @@ async fn offboard(
             ("reason", req.reason.clone().into()),
         ],
     );
-    state.store.apply(ops, vec![event]).await?;
+    // Their share links lose their content in the same change as the access cut, so none
+    // can be opened in between.
+    let mut events = vec![event];
     for share in shares_to_destroy {
-        let event = change_event(
+        events.push(change_event(
             state,
             info,
             caller,
             "share.revoke",
             &share,
             [("why", "offboarding".into())],
-        );
-        state
-            .store
-            .destroy_share(&share, "revoked", now, &[event])
-            .await?;
+        ));
+        ops.push(Op::DestroyShare {
+            id: share,
+            why: "revoked".into(),
+            at: now,
+        });
     }
+    state.store.apply(ops, events).await?;
     tracing::warn!(by = %caller.token_id, %subject, people = names.len(), "offboarded");
 
     // 2. The blast radius, and a rotation finding per secret.
