@@ -323,6 +323,23 @@ pub struct Principal {
     pub compliance: Option<Compliance>,
 }
 
+impl Principal {
+    /// An active principal with `role` and nothing else: no vendor, grants, scope or MFA
+    /// time, from an allowed network, with no compliance facts.
+    pub fn of_role(role: Role) -> Self {
+        Self {
+            role,
+            person: Standing::Active,
+            vendor: None,
+            grants: Vec::new(),
+            scope: None,
+            mfa_verified_at: None,
+            network_allowed: true,
+            compliance: None,
+        }
+    }
+}
+
 /// What the request touches.
 #[derive(Clone, Copy, Debug)]
 pub enum Resource<'a> {
@@ -597,16 +614,7 @@ mod tests {
     }
 
     fn person(role: Role) -> Principal {
-        Principal {
-            role,
-            person: Standing::Active,
-            vendor: None,
-            grants: Vec::new(),
-            scope: None,
-            mfa_verified_at: None,
-            network_allowed: true,
-            compliance: None,
-        }
+        Principal::of_role(role)
     }
 
     fn level(name: &str) -> &'static LevelPolicy {

@@ -416,16 +416,7 @@ pub(crate) async fn authenticate(
             vendor_id.clone_from(&person.vendor_id);
             state.person_principal(&person, ip).await?
         }
-        None => Principal {
-            role: parse_role(&record.role)?,
-            person: Standing::Active,
-            vendor: None,
-            grants: Vec::new(),
-            scope: None,
-            mfa_verified_at: None,
-            network_allowed: true,
-            compliance: None,
-        },
+        None => Principal::of_role(parse_role(&record.role)?),
     };
     principal.scope = record.scope.as_deref().map(parse_scope).transpose()?;
     principal.mfa_verified_at = record.mfa_verified_at;
@@ -484,14 +475,11 @@ impl AppState {
             })
             .collect();
         Ok(Principal {
-            role: parse_role(&person.role)?,
             person: standing.person,
             vendor: standing.vendor,
             grants,
-            scope: None,
-            mfa_verified_at: None,
             network_allowed: network_allowed(&standing.networks, ip),
-            compliance: None,
+            ..Principal::of_role(parse_role(&person.role)?)
         })
     }
 

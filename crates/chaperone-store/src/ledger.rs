@@ -769,27 +769,6 @@ impl Store {
         value.ok_or_else(|| StoreError::LedgerWrite("a change returned no value".into()))
     }
 
-    /// [`Store::write`] for statements on tables that no cache reads (the failed-attempt
-    /// counters): the caches are kept. Security decision: only those counters may use it
-    /// (a unit test in `cache` holds it to them).
-    pub(crate) async fn write_uncached<T: Send + 'static>(
-        &self,
-        work: impl for<'c> FnOnce(&'c mut Conn<'c>) -> BoxFuture<'c, Result<T, StoreError>>
-        + Send
-        + 'static,
-    ) -> Result<T, StoreError> {
-        if self.read_only {
-            return Err(StoreError::ReadOnly);
-        }
-        if self.backend == crate::Backend::Postgres {
-            return self.write(work).await;
-        }
-        self.change_touching(Touches::Uncached, move |conn| {
-            Box::pin(async move { Ok((work(conn).await?, Vec::new())) })
-        })
-        .await
-    }
-
     /// Runs `work` in a transaction of its own, recording nothing: for the few writes that
     /// are not ledger events themselves (failed-login counters, checkpoints made).
     ///
@@ -804,6 +783,28 @@ impl Store {
         + Send
         + 'static,
     ) -> Result<T, StoreError> {
+        self.write_touching(Touches::Anything, work).await
+    }
+
+    /// [`Store::write`] for statements on tables that no cache reads (the failed-attempt
+    /// counters): the caches are kept. Security decision: only those counters may use it
+    /// (a unit test in `cache` holds it to them).
+    pub(crate) async fn write_uncached<T: Send + 'static>(
+        &self,
+        work: impl for<'c> FnOnce(&'c mut Conn<'c>) -> BoxFuture<'c, Result<T, StoreError>>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_touching(Touches::Uncached, work).await
+    }
+
+    async fn write_touching<T: Send + 'static>(
+        &self,
+        touches: Touches,
+        work: impl for<'c> FnOnce(&'c mut Conn<'c>) -> BoxFuture<'c, Result<T, StoreError>>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly);
         }
@@ -813,8 +814,10 @@ impl Store {
             tx.commit().await.map_err(db("committing a write"))?;
             return Ok(value);
         }
-        self.change(move |conn| Box::pin(async move { Ok((work(conn).await?, Vec::new())) }))
-            .await
+        self.change_touching(touches, move |conn| {
+            Box::pin(async move { Ok((work(conn).await?, Vec::new())) })
+        })
+        .await
     }
 
     async fn submit(
