@@ -199,8 +199,18 @@ impl DatabaseUrl {
     /// holds `password` (`?password=`, `sslpassword=`), which the PostgreSQL driver accepts
     /// too.
     pub fn redacted(&self) -> String {
-        let (url, query) = match self.url.split_once('?') {
-            Some((url, query)) => (url, Some(query)),
+        // The query starts at the first `?` after the user information (a password may
+        // hold a `?` itself).
+        let after_user = self.url.find("://").map_or(0, |scheme| {
+            let rest = &self.url[scheme + 3..];
+            let authority = rest.find('/').unwrap_or(rest.len());
+            scheme + 3 + rest[..authority].rfind('@').map_or(0, |at| at + 1)
+        });
+        let (url, query) = match self.url[after_user..].find('?') {
+            Some(q) => (
+                &self.url[..after_user + q],
+                Some(&self.url[after_user + q + 1..]),
+            ),
             None => (self.url.as_str(), None),
         };
         let mut out = redact_user_info(url);
@@ -526,5 +536,7 @@ mod tests {
         );
         let url = DatabaseUrl::parse("postgres://me:s3cret@db?Password=again").unwrap();
         assert_eq!(url.redacted(), "postgres://me:***@db?Password=***");
+        let url = DatabaseUrl::parse("postgres://me:pa?ss@db/c?sslmode=require").unwrap();
+        assert_eq!(url.redacted(), "postgres://me:***@db/c?sslmode=require");
     }
 }

@@ -96,9 +96,12 @@ impl AppState {
         // The latest checkpoint first, the head second: the log only grows, so a checkpoint
         // made meanwhile (by the background task, or another node) cannot look newer than
         // the head read after it.
+        // The pin before both: it only ever names a checkpoint already kept, so the latest
+        // one read after it is at least as large unless checkpoints were removed (read after
+        // them, a checkpoint signed meanwhile by another request would look removed).
+        let pinned = *self.ledger_pin.lock().unwrap_or_else(|e| e.into_inner());
         let latest = self.store.latest_checkpoint().await?;
         let (size, root) = self.ledger_head().await?;
-        let pinned = *self.ledger_pin.lock().unwrap_or_else(|e| e.into_inner());
         let kept = match &latest {
             Some((old_size, note, _)) => {
                 let old = note::open(note.as_bytes(), std::slice::from_ref(&verifier))
