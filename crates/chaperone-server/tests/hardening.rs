@@ -406,6 +406,35 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
         expired[0]["details"]["accessors"],
         serde_json::json!([accessor])
     );
+
+    // A login proves who asks with its password: its answer is wrapped when asked.
+    let mo = s.person("mo", "member", None);
+    let request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/v1/auth/userpass/login/mo", s.addr))
+        .header("X-Vault-Wrap-TTL", "5m0s")
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({ "password": mo.password }).to_string())
+        .unwrap();
+    let mut answer = s.agent.run(request).unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+    assert!(body["auth"].is_null(), "{body}");
+    assert_eq!(body["wrap_info"]["ttl"], 300, "{body}");
+    let (status, unwrapped) = s.call(
+        "POST",
+        "/v1/sys/wrapping/unwrap",
+        None,
+        Some(serde_json::json!({ "token": body["wrap_info"]["token"] })),
+        None,
+    );
+    assert_eq!(status, 200, "{unwrapped}");
+    assert!(
+        unwrapped["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("chp_")
+    );
 }
 
 #[test]

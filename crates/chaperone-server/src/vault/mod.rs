@@ -308,12 +308,13 @@ pub(crate) async fn compat(
         .map(|v| v.to_str().map(str::to_owned));
     let response = next.run(request).await;
     // A successful answer with data is wrapped when asked (never the wrapping routes'
-    // own answers, apart from `wrap`), and only for a caller who presented a token: each
-    // wrapping is stored and recorded, which an anonymous request must not cause. Open
-    // routes (`sys/health`, `sys/seal-status`, `sys/init`) answer unwrapped, as OpenBao's
-    // do.
+    // own answers, apart from `wrap`), and only for a caller who proved who they are: a
+    // token, or the password of a successful login. Each wrapping is stored and recorded,
+    // which an anonymous request must not cause. Open routes (`sys/health`,
+    // `sys/seal-status`, `sys/init`) answer unwrapped, as OpenBao's do.
     let wrappable = (!route.starts_with("sys/wrapping/") || route == "sys/wrapping/wrap")
-        && response.extensions().get::<Actor>().is_some();
+        && (response.extensions().get::<Actor>().is_some()
+            || route.starts_with("auth/userpass/login/"));
     if let Some(ttl) = wrap_ttl
         && wrappable
         && response.status() == StatusCode::OK

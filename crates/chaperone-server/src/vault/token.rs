@@ -7,13 +7,13 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chaperone_core::parse_duration;
 use chaperone_crypto::token::ApiToken;
 use chaperone_store::{TokenKind, TokenRecord};
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::wrapping::duration;
 use super::{envelope, errors, no_content, reply};
 use crate::api::ApiJson;
 use crate::api::auth::{LoginRequest, may_manage_token, mint_token, perform_login, revoke};
@@ -140,14 +140,10 @@ impl CreateBody {
     /// granted in part. The defaults clients send (`policies` empty or `["default"]`, a
     /// `service` token, no period) pass.
     fn unsupported(&self) -> Option<&'static str> {
-        // Unset, empty, or zero in any unit (`0`, `0s`).
+        // Unset, empty, or zero (`0`, `0s`).
         let zero = |d: &Option<String>| {
-            d.as_deref().is_none_or(|d| {
-                d.trim()
-                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-                    .chars()
-                    .all(|c| c == '0')
-            })
+            d.as_deref()
+                .is_none_or(|d| d.trim().is_empty() || duration(d) == Ok(0))
         };
         if self.num_uses > 0 {
             Some("num_uses is not supported: Chaperone tokens are limited by time")
@@ -194,17 +190,18 @@ pub(crate) async fn create(
     if let Some(message) = body.unsupported() {
         return Ok(errors(StatusCode::BAD_REQUEST, message));
     }
-    let duration =
-        |text: &str| parse_duration(text).map_err(|e| ApiError::bad_request("invalid_request", e));
-    let mut ttl = match body.ttl.as_deref() {
-        Some(ttl) => duration(ttl)?,
-        None => state.settings.auth.max_token_ttl_secs,
+    // Unset, empty and zero all mean "the default", as in Vault.
+    let seconds = |text: Option<&str>| match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(text) => duration(text).map_err(|e| ApiError::bad_request("invalid_request", e)),
+        None => Ok(0),
     };
-    if let Some(max) = body.explicit_max_ttl.as_deref().filter(|m| !m.is_empty()) {
-        let max = duration(max)?;
-        if max > 0 {
-            ttl = ttl.min(max);
-        }
+    let mut ttl = match seconds(body.ttl.as_deref())? {
+        0 => state.settings.auth.max_token_ttl_secs,
+        ttl => ttl,
+    };
+    let max = seconds(body.explicit_max_ttl.as_deref())?;
+    if max > 0 {
+        ttl = ttl.min(max);
     }
     let name = body
         .display_name
@@ -417,6 +414,8 @@ mod tests {
             r#"{"ttl": "1h", "display_name": "ci", "no_parent": false, "renewable": true, "num_uses": 0}"#,
             r#"{"policies": null, "type": "", "period": "", "explicit_max_ttl": ""}"#,
             r#"{"policies": ["default"], "type": "service", "period": "0s", "id": ""}"#,
+            // What `bao token create -ttl=10m` sends: Go durations, zero for unset.
+            r#"{"ttl": "10m0s", "explicit_max_ttl": "0s", "period": "0s", "num_uses": 0}"#,
         ] {
             assert_eq!(body(ok).unsupported(), None, "{ok}");
         }
@@ -430,6 +429,26 @@ mod tests {
         ] {
             let message = body(refused).unsupported().unwrap_or_default();
             assert!(message.contains(why), "{refused}: {message:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_read_as_vault_clients_write_them() {
+        use super::duration;
+        for (text, seconds) in [
+            ("3600", 3600),
+            ("0", 0),
+            ("0s", 0),
+            ("10m0s", 600),
+            ("1h30m", 5400),
+            ("2h0m0s", 7200),
+            ("7d", 7 * 86_400),
+            (" 5m ", 300),
+        ] {
+            assert_eq!(duration(text), Ok(seconds), "{text}");
+        }
+        for bad in ["", "-5", "5x", "m", "1.5h", "10m0", "99999999999999999999s"] {
+            assert!(duration(bad).is_err(), "{bad}");
         }
     }
 }

@@ -13,7 +13,6 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chaperone_core::parse_duration;
 use chaperone_crypto::token::ApiToken;
 use chaperone_ledger::entry::{Actor, Outcome};
 use chaperone_store::WrappedRecord;
@@ -32,14 +31,48 @@ use crate::{ApiError, AppState};
 pub(crate) const PURPOSE: &str = "wrapped-response";
 const INVALID: &str = "wrapping token is not valid or does not exist";
 
-/// A wrap TTL as Vault clients send it: seconds (`300`) or a duration (`5m`).
+/// A wrap TTL as Vault clients send it: seconds (`300`) or a duration (`5m`, `5m0s`).
 pub(crate) fn parse_ttl(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    match text.parse::<i64>() {
-        Ok(secs) if secs > 0 => Ok(secs),
-        Ok(_) => Err("the wrap TTL must be positive".into()),
-        Err(_) => parse_duration(text),
+    match duration(text)? {
+        0 => Err("the wrap TTL must be positive".into()),
+        secs => Ok(secs),
     }
+}
+
+/// A duration as Vault clients send it, in seconds: a bare number of seconds (`3600`), or
+/// Go's form, number-unit pairs with `s`, `m`, `h` (and `d`), as the `bao` CLI formats
+/// them (`10m0s`, `1h30m`, `0s`). Zero is a duration (clients send `0s` for "unset").
+pub(crate) fn duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let bad = || format!("`{text}` is not a duration like 300, 5m or 1h30m0s");
+    if let Ok(secs) = text.parse::<i64>() {
+        return u64::try_from(secs).map(|_| secs).map_err(|_| bad());
+    }
+    let mut total: i64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let unit_len = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len() - digits);
+        let number: i64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit = match &rest[digits..digits + unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        total = number
+            .checked_mul(unit)
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(bad)?;
+        rest = &rest[digits + unit_len..];
+    }
+    if text.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 /// Wrapped responses removed by one sweep at most; the next sweep takes the rest.
