@@ -1143,6 +1143,8 @@ fn a_deliverable_is_scanned_for_vault_values_and_accepted_once_reviewed() {
         (Some(""), Some(0)),
         "{hidden}"
     );
+    // Last, though it is on line 1: its neighbours in file order would place it.
+    assert_eq!(answer["items"].as_array().unwrap().last(), Some(&hidden));
     assert!(
         hidden["description"]
             .as_str()

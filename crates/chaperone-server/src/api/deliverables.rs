@@ -173,8 +173,14 @@ impl Viewer {
 }
 
 fn view(deliverable: Deliverable, findings: &[Finding], viewer: &Viewer) -> DeliverableView {
-    let items: Vec<Item> = findings
-        .iter()
+    // Findings come in file and line order: one whose place is hidden would still be placed
+    // by its neighbours, so the hidden ones go last, ordered by their (random) ids.
+    let (mut hidden, shown): (Vec<&Finding>, Vec<&Finding>) =
+        findings.iter().partition(|f| !viewer.sees_where(f));
+    hidden.sort_by(|a, b| a.id.cmp(&b.id));
+    let items: Vec<Item> = shown
+        .into_iter()
+        .chain(hidden)
         .map(|f| {
             if !viewer.sees_where(f) {
                 return Item {
