@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-use crate::scan::{Report, Scanner, is_binary, too_many};
+use crate::scan::{Report, Scanner, Search, TOO_MANY, is_binary, too_many};
 
 /// Members read from one archive at most.
 pub(crate) const MAX_MEMBERS: usize = 100_000;
@@ -53,7 +53,95 @@ fn read_member(reader: &mut dyn Read, limit: u64) -> std::io::Result<(u64, Optio
     Ok((read, (read <= limit).then_some(data)))
 }
 
+/// What one archive has used of its limits.
+struct Budget {
+    /// Bytes inflated so far.
+    expanded: u64,
+    /// Entries met so far.
+    members: usize,
+    /// Bytes it may inflate.
+    max_expanded: u64,
+    /// Findings listed so far (without `too-many-findings`).
+    found: usize,
+    /// Vault values listed after the findings limit was reached.
+    vault_found: usize,
+    /// Whether the findings limit was reached (and said so).
+    stopped: bool,
+}
+
+impl Budget {
+    /// Counts an entry that inflates `declared` bytes; `false` once past a limit.
+    fn admit(&mut self, declared: u64) -> bool {
+        self.members += 1;
+        self.expanded = self.expanded.saturating_add(declared);
+        self.members <= MAX_MEMBERS && self.expanded <= self.max_expanded
+    }
+}
+
 impl Scanner {
+    /// Reads and scans one member of archive `name`; `false` when the archive must stop.
+    /// `declared`: bytes the archive inflates for this member whether or not it is read (a
+    /// tar member's size), 0 when only what is read is inflated (zip).
+    fn take(
+        &self,
+        name: &str,
+        member: &str,
+        reader: &mut dyn Read,
+        declared: u64,
+        budget: &mut Budget,
+        report: &mut Report,
+    ) -> std::io::Result<bool> {
+        if !budget.admit(declared) {
+            report.skipped_large += 1;
+            return Ok(false);
+        }
+        let (read, data) = read_member(reader, self.max_file_size)?;
+        if declared == 0 {
+            budget.expanded = budget.expanded.saturating_add(read);
+        }
+        let data = match data {
+            None => {
+                report.skipped_large += 1;
+                return Ok(true);
+            }
+            Some(data) if is_binary(&data) => {
+                report.skipped_binary += 1;
+                return Ok(true);
+            }
+            Some(data) => data,
+        };
+        report.files_scanned += 1;
+        report.bytes_scanned += data.len() as u64;
+        let path = format!("{name}!{member}");
+        let room = self.max_findings.saturating_sub(budget.found);
+        if room > 0 {
+            let found = self.scan_limited(
+                &path,
+                &data,
+                room.min(self.max_findings_per_file),
+                Search::Everything,
+            );
+            budget.found += found.iter().filter(|f| f.rule != TOO_MANY).count();
+            report.findings.extend(found);
+            return Ok(true);
+        }
+        // Past the findings limit the archive says so once, and its later members are
+        // searched for vault values alone, so that no number of other findings can hide
+        // one.
+        if !budget.stopped {
+            budget.stopped = true;
+            report.findings.push(too_many(name, self.max_findings));
+        }
+        let room = self.max_findings.saturating_sub(budget.vault_found);
+        if room == 0 {
+            return Ok(false);
+        }
+        let found = self.scan_limited(&path, &data, room, Search::VaultValues);
+        budget.vault_found += found.iter().filter(|f| f.rule != TOO_MANY).count();
+        report.findings.extend(found);
+        Ok(true)
+    }
+
     /// Scans the members of the archive at `path` into `report`.
     pub(crate) fn scan_archive(
         &self,
@@ -85,40 +173,14 @@ impl Scanner {
         report: &mut Report,
         max_expanded: u64,
     ) -> std::io::Result<()> {
-        let mut expanded = 0u64;
-        let mut members = 0usize;
-        let first_finding = report.findings.len();
-        // `declared`: bytes the archive will inflate for this member whether or not it is
-        // read (a tar member's size: the stream is inflated to skip past it).
-        let mut take =
-            |member: String, reader: &mut dyn Read, declared: u64, report: &mut Report| {
-                members += 1;
-                expanded = expanded.saturating_add(declared);
-                if members > MAX_MEMBERS || expanded > max_expanded {
-                    report.skipped_large += 1;
-                    return Ok::<bool, std::io::Error>(false);
-                }
-                let (read, data) = read_member(reader, self.max_file_size)?;
-                if declared == 0 {
-                    expanded = expanded.saturating_add(read);
-                }
-                match data {
-                    None => report.skipped_large += 1,
-                    Some(data) if is_binary(&data) => report.skipped_binary += 1,
-                    Some(data) => {
-                        report.files_scanned += 1;
-                        report.bytes_scanned += data.len() as u64;
-                        report
-                            .findings
-                            .extend(self.scan_bytes(&format!("{name}!{member}"), &data));
-                        if report.findings.len() - first_finding >= self.max_findings {
-                            report.findings.push(too_many(name, self.max_findings));
-                            return Ok(false);
-                        }
-                    }
-                }
-                Ok(true)
-            };
+        let mut budget = Budget {
+            expanded: 0,
+            members: 0,
+            max_expanded,
+            found: 0,
+            vault_found: 0,
+            stopped: false,
+        };
         match kind {
             Kind::Zip => {
                 let mut zip = zip::ZipArchive::new(source).map_err(std::io::Error::other)?;
@@ -128,7 +190,7 @@ impl Scanner {
                         continue;
                     }
                     let member_name = member.name().to_owned();
-                    if !take(member_name, &mut member, 0, report)? {
+                    if !self.take(name, &member_name, &mut member, 0, &mut budget, report)? {
                         break;
                     }
                 }
@@ -142,12 +204,24 @@ impl Scanner {
                 let mut tar = tar::Archive::new(reader);
                 for entry in tar.entries()? {
                     let mut entry = entry?;
+                    // Every entry's body is inflated to skip past it, read or not.
+                    let declared = entry.size();
                     if !entry.header().entry_type().is_file() {
+                        if !budget.admit(declared) {
+                            report.skipped_large += 1;
+                            break;
+                        }
                         continue;
                     }
                     let member_name = entry.path()?.to_string_lossy().into_owned();
-                    let declared = entry.size();
-                    if !take(member_name, &mut entry, declared, report)? {
+                    if !self.take(
+                        name,
+                        &member_name,
+                        &mut entry,
+                        declared,
+                        &mut budget,
+                        report,
+                    )? {
                         break;
                     }
                 }
@@ -300,10 +374,41 @@ mod tests {
             report.skipped_large, 2,
             "the second member is refused unread"
         );
+
+        // Entries that are not files (directories here) are inflated to be skipped too.
+        let mut tar = tar::Builder::new(Vec::new());
+        for i in 0..3 {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(big.len() as u64);
+            header.set_cksum();
+            tar.append_data(&mut header, format!("dir{i}/"), &big[..])
+                .unwrap();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(4);
+        header.set_cksum();
+        tar.append_data(&mut header, "after.txt", &b"text"[..])
+            .unwrap();
+        let mut report = crate::scan::Report::default();
+        scanner
+            .scan_archive_with_limit(
+                "dirs.tar",
+                super::Kind::Tar,
+                std::io::Cursor::new(tar.into_inner().unwrap()),
+                &mut report,
+                100 * 1024,
+            )
+            .unwrap();
+        assert_eq!(
+            (report.skipped_large, report.files_scanned),
+            (1, 0),
+            "stopped at the second directory"
+        );
     }
 
     #[test]
-    fn an_archive_stops_at_the_findings_limit() {
+    fn an_archive_lists_a_bounded_number_of_findings_but_every_vault_value() {
         let mut buffer = std::io::Cursor::new(Vec::new());
         let mut zip = zip::ZipWriter::new(&mut buffer);
         let options = zip::write::SimpleFileOptions::default();
@@ -311,21 +416,39 @@ mod tests {
             zip.start_file(format!("part{i}.csv"), options).unwrap();
             zip.write_all(&b"536-22-8709\n".repeat(5)).unwrap();
         }
+        // A vault value in the last member, after far more findings than the limit.
+        zip.start_file("last/.env", options).unwrap();
+        zip.write_all(b"DB=Vault-Secret-Zq81-Lm02\n536-22-8709\n")
+            .unwrap();
         zip.finish().unwrap();
-        let mut scanner = Scanner::new(RuleSet::builtin().unwrap());
+        let mut scanner = Scanner::new(RuleSet::builtin().unwrap()).with_known_values(&[(
+            b"Vault-Secret-Zq81-Lm02".as_slice(),
+            "prod/db#password".to_owned(),
+        )]);
         scanner.max_findings = 12;
         let report = scanner
             .scan_upload("data.zip", &buffer.into_inner())
             .unwrap();
+        let rules: Vec<(&str, &str)> = report
+            .findings
+            .iter()
+            .map(|f| (f.path.as_str(), f.rule.as_str()))
+            .collect();
+        // Five, five, then two of the third member's five and its own note; the archive's
+        // note; then, of everything after, the vault value alone.
+        assert_eq!(report.findings.len(), 15, "{rules:?}");
         assert_eq!(
-            report.files_scanned, 3,
-            "the third member reaches the limit"
+            rules[12..],
+            [
+                ("data.zip!part2.csv", crate::scan::TOO_MANY),
+                ("data.zip", crate::scan::TOO_MANY),
+                ("data.zip!last/.env", crate::scan::KNOWN_VALUE),
+            ]
         );
-        assert_eq!(report.findings.len(), 16);
-        let last = report.findings.last().unwrap();
-        assert_eq!(
-            (last.rule.as_str(), last.path.as_str()),
-            (crate::scan::TOO_MANY, "data.zip")
+        assert_eq!(report.files_scanned, 21, "every member is still read");
+        assert!(
+            report.findings[14].context.is_empty(),
+            "a member searched for vault values alone shows no line"
         );
     }
 

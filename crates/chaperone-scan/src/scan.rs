@@ -54,6 +54,15 @@ pub struct Finding {
 /// The rule id of values registered with [`Scanner::with_known_values`].
 pub const KNOWN_VALUE: &str = "known-value";
 
+/// What a scan looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Search {
+    /// Every rule, sensitive data and vault values.
+    Everything,
+    /// Vault values alone: what an archive past its findings limit is still searched for.
+    VaultValues,
+}
+
 /// The rule id of the finding that closes a file's list when it holds more findings than
 /// [`Scanner::max_findings_per_file`], or an upload's when it reached
 /// [`Scanner::max_findings`].
@@ -67,8 +76,8 @@ pub(crate) fn too_many(path: &str, limit: usize) -> Finding {
         column: 1,
         rule: TOO_MANY.to_owned(),
         description: format!(
-            "More than {limit} findings: the scan stopped there and lists no more, and shows \
-             no lines; review the whole content"
+            "More than {limit} findings: past them, the content was searched only for values \
+             stored in the vault, and no lines are shown; review the whole content"
         ),
         severity: Severity::High,
         redacted: String::new(),
@@ -207,7 +216,18 @@ impl Scanner {
     /// [`TOO_MANY`] finding that says the file holds more. Vault values are looked for first,
     /// so that padding a file with other findings cannot push them out of the list.
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
-        let limit = self.max_findings_per_file;
+        self.scan_limited(path, data, self.max_findings_per_file, Search::Everything)
+    }
+
+    /// [`Scanner::scan_bytes`] with `limit` findings at most, looking for what `search`
+    /// says.
+    pub(crate) fn scan_limited(
+        &self,
+        path: &str,
+        data: &[u8],
+        limit: usize,
+        search: Search,
+    ) -> Vec<Finding> {
         let line_starts: Vec<usize> = std::iter::once(0).chain(memchr_lines(data)).collect();
         let line_end = |line: usize| {
             line_starts
@@ -250,7 +270,12 @@ impl Scanner {
         }
         // (line index, rule index) pairs to search.
         let mut candidates: BTreeSet<(usize, usize)> = BTreeSet::new();
-        for hit in self.keywords.find_overlapping_iter(data) {
+        let everything = search == Search::Everything;
+        for hit in self
+            .keywords
+            .find_overlapping_iter(data)
+            .take_while(|_| everything)
+        {
             let line = line_starts.partition_point(|&s| s <= hit.start()) - 1;
             for &rule in &self.keyword_rules[hit.pattern().as_usize()] {
                 if self.rules.rules()[rule].spec.applies_to(path) {
@@ -277,7 +302,7 @@ impl Scanner {
         // Sensitive data has no keyword to look for: every line is checked, cheaply.
         let kinds: Vec<Kind> = Kind::ALL
             .into_iter()
-            .filter(|k| !self.rules.disabled.iter().any(|d| d == k.id()))
+            .filter(|k| everything && !self.rules.disabled.iter().any(|d| d == k.id()))
             .collect();
         if !kinds.is_empty() {
             'lines: for (line, &start) in line_starts.iter().enumerate() {
@@ -311,6 +336,8 @@ impl Scanner {
             }
         }
         let more = findings.len() > limit;
+        // A search for vault values alone did not look at the lines for anything else.
+        let hide_lines = more || !everything;
         findings.truncate(limit);
         findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
         findings.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.rule == b.rule);
@@ -326,9 +353,10 @@ impl Scanner {
         for finding in &mut findings {
             let start = line_starts[finding.line - 1];
             let end = line_end(finding.line - 1);
-            if more {
-                // The scan stopped before the end of the file, so a line shown here could
-                // hold a value it never reached: nothing of the lines is shown.
+            if hide_lines {
+                // The scan stopped before the end of the file, or looked for vault values
+                // only, so a line shown here could hold a value it never reached: nothing
+                // of the lines is shown.
                 if !finding.mask {
                     finding.redacted =
                         redact(&data[start + finding.column - 1..start + finding.end]);
