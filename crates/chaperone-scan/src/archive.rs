@@ -352,54 +352,49 @@ mod tests {
         assert_eq!(report.files_scanned, 0);
 
         // A tar member's declared size counts before it is read (skipping it inflates it).
-        let mut tar = tar::Builder::new(Vec::new());
-        for i in 0..3 {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(big.len() as u64);
-            header.set_cksum();
-            tar.append_data(&mut header, format!("big{i}.txt"), &big[..])
+        let tar_of = |entries: &[(&str, tar::EntryType, &[u8])]| {
+            let mut tar = tar::Builder::new(Vec::new());
+            for (name, kind, data) in entries {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(*kind);
+                header.set_size(data.len() as u64);
+                header.set_cksum();
+                tar.append_data(&mut header, name, *data).unwrap();
+            }
+            tar.into_inner().unwrap()
+        };
+        let scan_tar = |tar: Vec<u8>| {
+            let mut report = crate::scan::Report::default();
+            scanner
+                .scan_archive_with_limit(
+                    "bomb.tar",
+                    super::Kind::Tar,
+                    std::io::Cursor::new(tar),
+                    &mut report,
+                    100 * 1024,
+                )
                 .unwrap();
-        }
-        let mut report = crate::scan::Report::default();
-        scanner
-            .scan_archive_with_limit(
-                "bomb.tar",
-                super::Kind::Tar,
-                std::io::Cursor::new(tar.into_inner().unwrap()),
-                &mut report,
-                100 * 1024,
-            )
-            .unwrap();
+            report
+        };
+        let file = tar::EntryType::Regular;
+        let report = scan_tar(tar_of(&[
+            ("big0.txt", file, &big),
+            ("big1.txt", file, &big),
+            ("big2.txt", file, &big),
+        ]));
         assert_eq!(
             report.skipped_large, 2,
             "the second member is refused unread"
         );
 
         // Entries that are not files (directories here) are inflated to be skipped too.
-        let mut tar = tar::Builder::new(Vec::new());
-        for i in 0..3 {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_size(big.len() as u64);
-            header.set_cksum();
-            tar.append_data(&mut header, format!("dir{i}/"), &big[..])
-                .unwrap();
-        }
-        let mut header = tar::Header::new_gnu();
-        header.set_size(4);
-        header.set_cksum();
-        tar.append_data(&mut header, "after.txt", &b"text"[..])
-            .unwrap();
-        let mut report = crate::scan::Report::default();
-        scanner
-            .scan_archive_with_limit(
-                "dirs.tar",
-                super::Kind::Tar,
-                std::io::Cursor::new(tar.into_inner().unwrap()),
-                &mut report,
-                100 * 1024,
-            )
-            .unwrap();
+        let dir = tar::EntryType::Directory;
+        let report = scan_tar(tar_of(&[
+            ("dir0/", dir, &big),
+            ("dir1/", dir, &big),
+            ("dir2/", dir, &big),
+            ("after.txt", file, b"text"),
+        ]));
         assert_eq!(
             (report.skipped_large, report.files_scanned),
             (1, 0),
