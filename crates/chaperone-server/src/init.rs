@@ -42,6 +42,7 @@ pub async fn initialize(
         kind: TokenKind::Api,
         scope: None,
         mfa_verified_at: None,
+        parent_id: None,
     };
     store.initialize(&keyring, &record, &[]).await?;
     let (origin, sealed_seed) = crate::api::new_ledger_key(&root.keyring());

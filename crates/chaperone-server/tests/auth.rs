@@ -1183,3 +1183,68 @@ fn a_password_alone_does_not_forgive_wrong_totp_codes() {
     // code.
     assert_eq!(verify(&s.code(&mia, 0), &from()), 429);
 }
+
+#[test]
+fn tokens_made_through_the_vault_api_end_with_the_session_that_made_them() {
+    let s = Server::start();
+    let mia = s.person("mia", "member", None);
+    let body = json!({ "user": "mia", "password": mia.password, "totp": s.code(&mia, 0) });
+    let login = s.ok("POST", "/api/v1/auth/login", None, Some(body));
+    let session = login["token"].as_str().unwrap().to_owned();
+    let session_id = login["token_id"].as_str().unwrap().to_owned();
+    s.remember(&session);
+
+    // A Vault child asks for more than the session has left: it gets what the session has.
+    let made = s.ok(
+        "POST",
+        "/v1/auth/token/create",
+        Some(&session),
+        Some(json!({ "ttl": "1000h" })),
+    );
+    let child = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    let child_id = made["auth"]["accessor"].as_str().unwrap().to_owned();
+    s.remember(&child);
+    assert_eq!(made["auth"]["orphan"], false);
+    let looked = s.ok("GET", "/v1/auth/token/lookup-self", Some(&child), None);
+    assert_eq!(looked["data"]["expire_time"], login["expires_time"]);
+    assert_eq!(looked["data"]["orphan"], false);
+    let created = s.recorded("token.create", &child_id);
+    assert_eq!(created[0]["details"]["parent_id"], session_id.as_str());
+    // A native token is made to outlive the session (a CI token): it has no parent.
+    let native = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&session),
+        Some(json!({ "ttl": "48h" })),
+    );
+    let native = native["token"].as_str().unwrap().to_owned();
+    s.remember(&native);
+    let listed = s.ok("GET", "/api/v1/auth/tokens", Some(&session), None);
+    let parent_of = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .map(|t| t["parent"].clone())
+            .unwrap()
+    };
+    assert_eq!(parent_of(&child_id), session_id.as_str());
+    assert_eq!(parent_of(&session_id), Value::Null);
+
+    // Ending the session ends the child, recorded as revoked with it.
+    let path = format!("/api/v1/auth/tokens/{session_id}");
+    assert_eq!(s.call("DELETE", &path, Some(&session), None, None).0, 204);
+    let lookup = |token: &str| {
+        s.call("GET", "/v1/auth/token/lookup-self", Some(token), None, None)
+            .0
+    };
+    assert_eq!(lookup(&child), 403);
+    assert_eq!(lookup(&native), 200);
+    let revoked = s.recorded("token.revoke", &child_id);
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["details"]["revoked_with"], session_id.as_str());
+    let own = s.recorded("token.revoke", &session_id);
+    assert!(own[0]["details"].get("revoked_with").is_none(), "{own:?}");
+    s.assert_no_secret_logged();
+}

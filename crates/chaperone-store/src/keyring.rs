@@ -68,6 +68,9 @@ pub struct TokenRecord {
     pub scope: Option<String>,
     /// When this session last verified a TOTP code (step-up).
     pub mfa_verified_at: Option<Timestamp>,
+    /// The token this one was made from (Vault's token tree), whose revocation revokes it;
+    /// `None` for an orphan.
+    pub parent_id: Option<String>,
 }
 
 /// What a token is for.
@@ -144,7 +147,8 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("keyring row: {e}")))
     }
 
-    /// Stores a new token record, recording `events` with it.
+    /// Stores a new token record, recording `events` with it. A token with a parent is
+    /// stored only while the parent is not revoked ([`StoreError::Conflict`] otherwise).
     pub async fn insert_token(
         &self,
         token: &TokenRecord,
@@ -203,28 +207,56 @@ impl Store {
         row.map(|row| token_from_row(&row)).transpose()
     }
 
-    /// Revokes a token. `false` (and nothing recorded) if it does not exist or was already
-    /// revoked.
+    /// Revokes a token and every token made from it, its children's children included,
+    /// recording `event_for` of each in the same transaction. Returns the tokens revoked,
+    /// the token itself first: none (and nothing recorded) if it does not exist or was
+    /// already revoked.
+    ///
+    /// Changes are serialised by the ledger's lock (every batch takes it first, on every
+    /// node), so a child stored at the same moment is either committed before and revoked
+    /// here, or refused after ([`Store::insert_token`]): no child outlives a revocation.
     pub async fn revoke_token(
         &self,
         id: &str,
         now: Timestamp,
-        events: &[Event],
-    ) -> Result<bool, StoreError> {
-        let (id, events) = (id.to_owned(), events.to_vec());
+        event_for: impl Fn(&TokenRecord) -> Event + Send + 'static,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let id = id.to_owned();
         self.change(move |conn| {
             Box::pin(async move {
-                let changed = sqlx::query(
-                    "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                )
-                .bind(&id)
-                .bind(now.unix_nanos())
-                .execute(&mut *conn)
-                .await
-                .map_err(db("revoking a token"))?
-                .rows_affected()
-                    > 0;
-                Ok((changed, if changed { events } else { Vec::new() }))
+                let sql = |column: &str| {
+                    format!(
+                        "UPDATE tokens SET revoked_at = $2 WHERE {column} = $1 \
+                         AND revoked_at IS NULL RETURNING {TOKEN_COLUMNS}"
+                    )
+                };
+                let (by_id, by_parent) = (sql("id"), sql("parent_id"));
+                let rows = sqlx::query(&by_id)
+                    .bind(id)
+                    .bind(now.unix_nanos())
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db("revoking a token"))?;
+                let mut revoked = rows
+                    .iter()
+                    .map(token_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Breadth first; a token already revoked had its own children revoked then.
+                let mut next = 0;
+                while let Some(parent) = revoked.get(next).map(|t| t.id.clone()) {
+                    next += 1;
+                    let rows = sqlx::query(&by_parent)
+                        .bind(parent)
+                        .bind(now.unix_nanos())
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(db("revoking the tokens made from a token"))?;
+                    for row in &rows {
+                        revoked.push(token_from_row(row)?);
+                    }
+                }
+                let events = revoked.iter().map(&event_for).collect();
+                Ok((revoked, events))
             })
         })
         .await
@@ -249,7 +281,7 @@ impl Store {
 }
 
 const TOKEN_COLUMNS: &str = "id, token_hash, name, role, created_at, expires_at, revoked_at, \
-     person_id, kind, scope, mfa_verified_at";
+     person_id, kind, scope, mfa_verified_at, parent_id";
 
 fn generation(value: i64) -> Result<u32, sqlx::Error> {
     u32::try_from(value).map_err(|_| sqlx::Error::Decode("a key generation out of range".into()))
@@ -284,10 +316,23 @@ async fn initialize_in(
 }
 
 async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(), StoreError> {
+    if let Some(parent) = &token.parent_id {
+        let live = sqlx::query("SELECT id FROM tokens WHERE id = $1 AND revoked_at IS NULL")
+            .bind(parent)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading a token's parent"))?
+            .is_some();
+        if !live {
+            return Err(StoreError::Conflict(
+                "the token it would be made from is revoked".into(),
+            ));
+        }
+    }
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at, \
-         person_id, kind, scope, mfa_verified_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         person_id, kind, scope, mfa_verified_at, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&token.id)
     .bind(token.hash.as_bytes().to_vec())
@@ -300,6 +345,7 @@ async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(),
     .bind(token.kind.as_str())
     .bind(&token.scope)
     .bind(token.mfa_verified_at.map(Timestamp::unix_nanos))
+    .bind(&token.parent_id)
     .execute(&mut *conn)
     .await
     .map_err(db("storing a token"))?;
@@ -332,6 +378,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
             mfa_verified_at: row
                 .try_get::<Option<i64>, _>("mfa_verified_at")?
                 .map(Timestamp::from_unix_nanos),
+            parent_id: row.try_get("parent_id")?,
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("token row: {e}")))

@@ -75,6 +75,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_wrapped_by.sql"),
         postgres: include_str!("../migrations/postgres/0010_wrapped_by.sql"),
     },
+    Migration {
+        version: 11,
+        name: "token parent",
+        sqlite: include_str!("../migrations/sqlite/0011_token_parent.sql"),
+        postgres: include_str!("../migrations/postgres/0011_token_parent.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

@@ -118,6 +118,7 @@ conformance!(
     totp_steps_and_recovery_codes_are_used_once,
     grants_classifications_and_failures,
     tokens_of_people,
+    token_trees_are_revoked_whole,
     ledger_appends_and_proofs,
     partial_bundles_are_appended_in_chunks,
     closing_commits_then_stops,
@@ -169,6 +170,7 @@ fn api_token(id: &str, name: &str, role: &str) -> TokenRecord {
         kind: TokenKind::Api,
         scope: None,
         mfa_verified_at: None,
+        parent_id: None,
     }
 }
 
@@ -914,8 +916,10 @@ async fn tokens_of_people(f: &Fixture) {
             .mfa_verified_at,
         Some(t(5))
     );
-    assert!(f.store.revoke_token("tok_s", t(6), &[]).await.unwrap());
-    assert!(!f.store.revoke_token("tok_s", t(7), &[]).await.unwrap());
+    let revoked = f.store.revoke_token("tok_s", t(6), revoke_event).await;
+    assert_eq!(revoked.unwrap().len(), 1);
+    let again = f.store.revoke_token("tok_s", t(7), revoke_event).await;
+    assert!(again.unwrap().is_empty());
     assert_eq!(
         f.store
             .token_by_hash(&session.hash)
@@ -925,6 +929,135 @@ async fn tokens_of_people(f: &Fixture) {
             .revoked_at,
         Some(t(6))
     );
+}
+
+fn revoke_event(token: &TokenRecord) -> chaperone_ledger::entry::Event {
+    chaperone_ledger::entry::Event {
+        resource: token.id.clone(),
+        ..event("token.revoke")
+    }
+}
+
+fn child_token(id: &str, parent: &str) -> TokenRecord {
+    TokenRecord {
+        parent_id: Some(parent.into()),
+        ..api_token(id, id, "admin")
+    }
+}
+
+async fn token_trees_are_revoked_whole(f: &Fixture) {
+    let store = f.store.clone();
+    let insert = move |token: TokenRecord| {
+        let store = store.clone();
+        async move { store.insert_token(&token, &[]).await }
+    };
+    insert(api_token("tok_root", "root", "admin"))
+        .await
+        .unwrap();
+    insert(api_token("tok_orphan", "orphan", "admin"))
+        .await
+        .unwrap();
+    for (id, parent) in [
+        ("tok_a", "tok_root"),
+        ("tok_b", "tok_root"),
+        ("tok_a1", "tok_a"),
+        ("tok_a11", "tok_a1"),
+    ] {
+        insert(child_token(id, parent)).await.unwrap();
+    }
+    assert_eq!(
+        f.store
+            .token_by_id("tok_a11")
+            .await
+            .unwrap()
+            .unwrap()
+            .parent_id,
+        Some("tok_a1".into())
+    );
+    let ids = |tokens: Vec<TokenRecord>| tokens.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let size = f.store.ledger_size().await.unwrap();
+
+    // A branch alone, then the whole tree: a token revoked before is not revoked again.
+    let branch = f.store.revoke_token("tok_b", t(5), revoke_event).await;
+    assert_eq!(ids(branch.unwrap()), ["tok_b"]);
+    let tree = f.store.revoke_token("tok_root", t(6), revoke_event).await;
+    assert_eq!(
+        ids(tree.unwrap()),
+        ["tok_root", "tok_a", "tok_a1", "tok_a11"]
+    );
+    for (id, at) in [
+        ("tok_root", Some(t(6))),
+        ("tok_a11", Some(t(6))),
+        ("tok_b", Some(t(5))),
+        ("tok_orphan", None),
+    ] {
+        let token = f.store.token_by_id(id).await.unwrap().unwrap();
+        assert_eq!(token.revoked_at, at, "{id}");
+        // The cached read by hash sees the revocation too.
+        let cached = f.store.token_by_hash(&token.hash).await.unwrap().unwrap();
+        assert_eq!(cached.revoked_at, at, "{id}");
+    }
+    assert!(
+        f.store
+            .revoke_token("tok_root", t(7), revoke_event)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One entry per token revoked, in the same transactions.
+    let entries = f.store.ledger_entries(size, size + 10).await.unwrap();
+    let resources: Vec<String> = entries
+        .iter()
+        .map(|(_, e)| {
+            let entry: serde_json::Value = serde_json::from_slice(e).unwrap();
+            entry["resource"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        resources,
+        ["tok_b", "tok_root", "tok_a", "tok_a1", "tok_a11"]
+    );
+
+    // Nothing is made from a revoked token.
+    let late = f
+        .store
+        .insert_token(&child_token("tok_late", "tok_a1"), &[])
+        .await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(f.store.token_by_id("tok_late").await.unwrap(), None);
+
+    // Children and grandchildren made while their root is revoked (changes are serialised
+    // by the ledger's lock): each is refused or revoked, never left valid.
+    insert(api_token("tok_busy", "busy", "admin"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let insert = insert.clone();
+        tasks.push(tokio::spawn(async move {
+            let child = format!("tok_c{i}");
+            if insert(child_token(&child, "tok_busy")).await.is_ok() {
+                let _ = insert(child_token(&format!("tok_g{i}"), &child)).await;
+            }
+        }));
+        if i == 8 {
+            let store = f.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let revoked = store.revoke_token("tok_busy", t(8), revoke_event).await;
+                assert!(!revoked.unwrap().is_empty());
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for i in 0..16 {
+        for id in [format!("tok_c{i}"), format!("tok_g{i}")] {
+            if let Some(token) = f.store.token_by_id(&id).await.unwrap() {
+                assert_eq!(token.revoked_at, Some(t(8)), "{id} outlived its root");
+            }
+        }
+    }
 }
 
 async fn ledger_appends_and_proofs(f: &Fixture) {
@@ -1266,10 +1399,11 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
     assert_eq!(ledger_actions(f).await, ["vendor.create"]);
     // Revoking a token that does not exist changes nothing and records nothing.
     assert!(
-        !f.store
-            .revoke_token("tok_missing", t(1), &[event("token.revoke")])
+        f.store
+            .revoke_token("tok_missing", t(1), revoke_event)
             .await
             .unwrap()
+            .is_empty()
     );
     assert!(matches!(
         f.store
@@ -1349,16 +1483,18 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
         .await
         .unwrap();
     assert!(
-        f.store
-            .revoke_token("tok_1", t(5), &[event("token.revoke")])
+        !f.store
+            .revoke_token("tok_1", t(5), revoke_event)
             .await
             .unwrap()
+            .is_empty()
     );
     assert!(
-        !f.store
-            .revoke_token("tok_1", t(6), &[event("token.revoke")])
+        f.store
+            .revoke_token("tok_1", t(6), revoke_event)
             .await
             .unwrap()
+            .is_empty()
     );
     // An unlock with nothing to forget records nothing; one that lifts failures does.
     assert!(
@@ -1865,7 +2001,8 @@ async fn cached_reads_follow_every_change(f: &Fixture) {
         .unwrap();
     let found = f.store.token_by_hash(&token.hash).await.unwrap().unwrap();
     assert_eq!(found.mfa_verified_at, Some(t(3)));
-    assert!(f.store.revoke_token("tok_cache", t(4), &[]).await.unwrap());
+    let revoked = f.store.revoke_token("tok_cache", t(4), revoke_event).await;
+    assert_eq!(revoked.unwrap().len(), 1);
     let found = f.store.token_by_hash(&token.hash).await.unwrap().unwrap();
     assert_eq!(
         found.revoked_at,
@@ -1902,12 +2039,11 @@ async fn cached_reads_follow_every_change(f: &Fixture) {
     }
     let found = f.store.token_by_hash(&other.hash).await.unwrap().unwrap();
     assert_eq!(found.revoked_at, None);
-    assert!(
-        f.store
-            .revoke_token("tok_cache_2", t(6), &[])
-            .await
-            .unwrap()
-    );
+    let revoked = f
+        .store
+        .revoke_token("tok_cache_2", t(6), revoke_event)
+        .await;
+    assert_eq!(revoked.unwrap().len(), 1);
     if let (Some(old), Some(new)) = (access, f.store.access_generation()) {
         assert!(new > old, "a revocation moves the access generation");
     }

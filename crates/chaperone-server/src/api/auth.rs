@@ -422,6 +422,8 @@ pub(crate) struct TokenInfo {
     expires_time: String,
     revoked: bool,
     scope: Option<serde_json::Value>,
+    /// The token this one was made from through the Vault API; revoking it revokes this one.
+    parent: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/tokens", responses((status = 200, body = Vec<TokenInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
@@ -442,6 +444,7 @@ pub(crate) async fn list_tokens(
                 expires_time: t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
                 revoked: t.revoked_at.is_some(),
                 scope: t.scope.and_then(|s| serde_json::from_str(&s).ok()),
+                parent: t.parent_id,
             })
             .collect(),
     ))
@@ -482,7 +485,7 @@ pub(crate) async fn create_token(
         None => None,
     };
     let name = body.name.unwrap_or_else(|| "api token".to_owned());
-    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, scope).await?;
+    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, scope, None).await?;
     Ok(Json(CreateTokenResponse {
         token: token.expose().to_owned(),
         id: record.id,
@@ -496,6 +499,10 @@ pub(crate) async fn create_token(
 /// Makes an API token for the caller, with the caller's role, expiring after `ttl` seconds
 /// (at most the server's maximum), recorded in the same transaction. Shared by the native
 /// and the Vault API.
+///
+/// With a `parent` (the Vault API's token tree), the token is revoked with it and expires
+/// no later than it. Native tokens have none: they are made to outlive the login session
+/// that made them (a CI token), and end with their owner's account or on their own.
 pub(crate) async fn mint_token(
     state: &AppState,
     caller: &Caller,
@@ -503,6 +510,7 @@ pub(crate) async fn mint_token(
     name: &str,
     ttl: i64,
     scope: Option<String>,
+    parent: Option<&TokenRecord>,
 ) -> Result<(ApiToken, TokenRecord), ApiError> {
     if ttl > state.settings.auth.max_token_ttl_secs {
         return Err(ApiError::bad_request(
@@ -536,7 +544,7 @@ pub(crate) async fn mint_token(
         None => None,
     };
     let now = state.clock.now();
-    let (token, record) = new_token(
+    let (token, mut record) = new_token(
         name,
         person.as_ref(),
         caller.principal.role,
@@ -545,6 +553,13 @@ pub(crate) async fn mint_token(
         ttl,
         scope,
     );
+    if let Some(parent) = parent {
+        record.parent_id = Some(parent.id.clone());
+        record.expires_at = match (record.expires_at, parent.expires_at) {
+            (Some(own), Some(theirs)) => Some(own.min(theirs)),
+            (own, theirs) => own.or(theirs),
+        };
+    }
     let mut event = Record::new("token.create", &record.id, Outcome::Success);
     event.details = token_details(&record);
     let event = state.event(info, caller.actor(), event);
@@ -574,31 +589,46 @@ pub(crate) fn may_manage_token(caller: &Caller, token: &TokenRecord) -> bool {
     token.person_id == caller.person_id || caller.principal.role == Role::Admin
 }
 
-/// Revokes `token`, recorded in the same transaction; revoking a revoked token changes and
-/// records nothing. Shared by the native and the Vault API.
+/// Revokes `token` and the tokens made from it (Vault's token tree), one `token.revoke`
+/// entry each, recorded in the same transaction; a descendant's entry names the token whose
+/// revocation took it (`revoked_with`). Revoking a revoked token changes and records
+/// nothing. Shared by the native and the Vault API.
 pub(crate) async fn revoke(
     state: &AppState,
     caller: &Caller,
     info: &RequestInfo,
     token: &TokenRecord,
 ) -> Result<(), ApiError> {
-    let id = &token.id;
-    let mut record = Record::new("token.revoke", &token.id, Outcome::Success);
-    record
-        .details
-        .insert("kind".into(), token.kind.as_str().into());
-    if let Some(owner) = &token.person_id {
-        record
-            .details
-            .insert("person_id".into(), owner.clone().into());
-    }
-    let event = state.event(info, caller.actor(), record);
-    if state
+    let id = token.id.clone();
+    let base = state.event(
+        info,
+        caller.actor(),
+        Record::new("token.revoke", "", Outcome::Success),
+    );
+    let root = id.clone();
+    let event_for = move |t: &TokenRecord| {
+        let mut event = base.clone();
+        event.resource = t.id.clone();
+        event.details.insert("kind".into(), t.kind.as_str().into());
+        if let Some(owner) = &t.person_id {
+            event
+                .details
+                .insert("person_id".into(), owner.clone().into());
+        }
+        if t.id != root {
+            event
+                .details
+                .insert("revoked_with".into(), root.clone().into());
+        }
+        event
+    };
+    let revoked = state
         .store
-        .revoke_token(id, state.clock.now(), &[event])
-        .await?
-    {
-        tracing::info!(by = %caller.token_id, token = %id, "token revoked");
+        .revoke_token(&id, state.clock.now(), event_for)
+        .await?;
+    if !revoked.is_empty() {
+        let with = revoked.len() - 1;
+        tracing::info!(by = %caller.token_id, token = %id, with, "token revoked");
     }
     Ok(())
 }
@@ -616,6 +646,9 @@ fn token_details(token: &TokenRecord) -> BTreeMap<String, serde_json::Value> {
     if let Some(scope) = &token.scope {
         let scope = serde_json::from_str(scope).unwrap_or_else(|_| scope.clone().into());
         details.insert("scope".into(), scope);
+    }
+    if let Some(parent) = &token.parent_id {
+        details.insert("parent_id".into(), parent.clone().into());
     }
     details
 }
@@ -643,6 +676,7 @@ pub(crate) fn new_token(
         kind,
         scope,
         mfa_verified_at: None,
+        parent_id: None,
     };
     (token, record)
 }

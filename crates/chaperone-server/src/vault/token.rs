@@ -7,6 +7,7 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use chaperone_core::policy::Role;
 use chaperone_crypto::token::ApiToken;
 use chaperone_store::{TokenKind, TokenRecord};
 use serde::Deserialize;
@@ -69,7 +70,7 @@ async fn describe(
             "issue_time": record.created_at.to_rfc3339(),
             "meta": null,
             "num_uses": 0,
-            "orphan": true,
+            "orphan": record.parent_id.is_none(),
             "path": path,
             "policies": [record.role],
             "renewable": false,
@@ -100,7 +101,7 @@ fn auth_block(token: &str, record: &TokenRecord, role: &str, now_secs: u64) -> s
         "renewable": false,
         "entity_id": record.person_id.clone().unwrap_or_default(),
         "token_type": "service",
-        "orphan": true,
+        "orphan": record.parent_id.is_none(),
         "mfa_requirement": null,
         "num_uses": 0,
     })
@@ -131,6 +132,8 @@ pub(crate) struct CreateBody {
     #[serde(rename = "type")]
     kind: Option<String>,
     id: Option<String>,
+    #[serde(default)]
+    no_parent: bool,
 }
 
 impl CreateBody {
@@ -172,8 +175,12 @@ impl CreateBody {
 /// `POST auth/token/create`: an API token for the caller, with the caller's role. A request
 /// for what Chaperone tokens cannot be (Vault policies, a use count, a period) is refused
 /// ([`CreateBody::unsupported`]). Tokens always expire: without `ttl`, the server's maximum
-/// applies, and `explicit_max_ttl` shortens it. Like every Chaperone token, it outlives the
-/// token that created it (an orphan, in Vault's terms): revoke it by itself.
+/// applies, and `explicit_max_ttl` shortens it.
+///
+/// As in Vault, the new token is a child of the token that made it: it expires no later
+/// than its parent, and revoking the parent (or a login session ending with `revoke-self`)
+/// revokes it. Only an admin may ask for an orphan (`no_parent`), as only root or sudo may
+/// in Vault.
 pub(crate) async fn create(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -203,10 +210,22 @@ pub(crate) async fn create(
     if max > 0 {
         ttl = ttl.min(max);
     }
+    if body.no_parent && caller.principal.role != Role::Admin {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            "root or sudo privileges required to create orphan token",
+        ));
+    }
+    let parent = if body.no_parent {
+        None
+    } else {
+        Some(own_record(&state, &caller).await?)
+    };
     let name = body
         .display_name
         .unwrap_or_else(|| "vault client".to_owned());
-    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, None).await?;
+    let (token, record) =
+        mint_token(&state, &caller, &info, &name, ttl, None, parent.as_ref()).await?;
     let now = state.clock.now().unix_secs();
     let auth = auth_block(token.expose(), &record, caller.principal.role.as_str(), now);
     Ok(auth_reply(&info, auth, None))

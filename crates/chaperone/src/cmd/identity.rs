@@ -371,17 +371,20 @@ pub(crate) fn token(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::List { client } => {
             let answer = Client::authenticated(&client)?.call(Method::Get, "auth/tokens", None)?;
+            // PARENT: the token whose revocation revokes this one (made through the Vault API).
             println!(
-                "{:<22} {:<8} {:<32} {:<8} NAME",
-                "ID", "KIND", "EXPIRES", "REVOKED"
+                "{:<22} {:<8} {:<32} {:<8} {:<22} NAME",
+                "ID", "KIND", "EXPIRES", "REVOKED", "PARENT"
             );
             for t in answer.as_array().into_iter().flatten() {
+                let parent = t["parent"].as_str().unwrap_or("-");
                 println!(
-                    "{:<22} {:<8} {:<32} {:<8} {}",
+                    "{:<22} {:<8} {:<32} {:<8} {:<22} {}",
                     str_of(&t["id"]),
                     str_of(&t["kind"]),
                     str_of(&t["expires_time"]),
                     t["revoked"],
+                    parent,
                     str_of(&t["name"])
                 );
             }

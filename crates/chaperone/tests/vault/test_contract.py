@@ -187,6 +187,34 @@ def test_tokens_and_refusals_match(openbao):
         assert ours[2] == theirs[2] == {"errors": ["permission denied"]}
 
 
+def test_token_trees_match(openbao):
+    """Tokens made with auth/token/create are children of the token that made them."""
+    addr, root = openbao
+    seen = []
+    for base, admin in ((CHAPERONE, ADMIN), (addr, root)):
+        steps = []
+
+        def step(token, method, path, body=None):
+            status, _, parsed = call(base, token, method, path, body)
+            auth = (parsed or {}).get("auth") or {}
+            data = (parsed or {}).get("data") or {}
+            steps.append((path, status, auth.get("orphan", data.get("orphan"))))
+            return auth.get("client_token")
+
+        child = step(admin, "POST", "auth/token/create", {"ttl": "1h"})
+        grandchild = step(child, "POST", "auth/token/create", {"ttl": "1h"})
+        orphan = step(admin, "POST", "auth/token/create", {"ttl": "1h", "no_parent": True})
+        step(grandchild, "GET", "auth/token/lookup-self")
+        step(child, "POST", "auth/token/revoke-self")
+        step(grandchild, "GET", "auth/token/lookup-self")
+        step(orphan, "GET", "auth/token/lookup-self")
+        seen.append(steps)
+    ours, theirs = seen
+    assert ours == theirs
+    assert [orphan for _, _, orphan in theirs[:4]] == [False, False, True, False]
+    assert theirs[5][1] == 403
+
+
 def test_wrapping_matches(openbao):
     addr, token = openbao
     answers = []

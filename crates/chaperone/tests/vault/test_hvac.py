@@ -75,9 +75,16 @@ def test_tokens_create_lookup_renew_and_revoke(client):
     auth = made["auth"]
     assert auth["lease_duration"] == 3600 and auth["renewable"] is False
     assert auth["accessor"].startswith("tok_")
+    assert auth["orphan"] is False
     child = hvac.Client(url=ADDR, token=auth["client_token"])
     assert child.is_authenticated()
     assert child.auth.token.lookup_self()["data"]["accessor"] == auth["accessor"]
+    # As in Vault, tokens form a tree: revoking one revokes what was made from it.
+    grandchild = hvac.Client(url=ADDR, token=child.auth.token.create(ttl="2h")["auth"]["client_token"])
+    grandchild_info = grandchild.auth.token.lookup_self()["data"]
+    assert grandchild_info["orphan"] is False and grandchild_info["ttl"] <= 3600
+    orphan = client.auth.token.create(ttl="10m", no_parent=True)["auth"]
+    assert orphan["orphan"] is True
 
     looked = client.auth.token.lookup(token=auth["client_token"])["data"]
     assert looked["id"] == auth["client_token"] and looked["display_name"] == "token-ci"
@@ -88,6 +95,8 @@ def test_tokens_create_lookup_renew_and_revoke(client):
 
     child.auth.token.revoke_self()
     assert not child.is_authenticated()
+    assert not grandchild.is_authenticated()
+    assert hvac.Client(url=ADDR, token=orphan["client_token"]).is_authenticated()
 
     second = client.auth.token.create(ttl="10m")["auth"]
     client.auth.token.revoke_accessor(accessor=second["accessor"])
@@ -129,6 +138,14 @@ def test_userpass_login_needs_the_totp_code_in_the_mfa_header():
     assert login["auth"]["policies"] == ["contractor"]
     user = hvac.Client(url=ADDR, token=login["auth"]["client_token"])
     assert user.is_authenticated()
+    # A token made with the session ends with it; only an admin may make an orphan.
+    made = hvac.Client(url=ADDR, token=user.auth.token.create(ttl="1h")["auth"]["client_token"])
+    assert made.auth.token.lookup_self()["data"]["policies"] == ["contractor"]
+    with pytest.raises(hvac.exceptions.InvalidRequest) as orphan:
+        user.auth.token.create(ttl="1h", no_parent=True)
+    assert orphan.value.errors == ["root or sudo privileges required to create orphan token"]
+    user.auth.token.revoke_self()
+    assert not user.is_authenticated() and not made.is_authenticated()
     # The same code a second time is a replay.
     with pytest.raises(hvac.exceptions.VaultError):
         mfa.auth.userpass.login(username=MFA_USER, password=MFA_PASSWORD)
