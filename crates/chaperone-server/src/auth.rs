@@ -404,6 +404,21 @@ pub(crate) async fn authenticate(
         }
         return Err(unauthenticated("the token was revoked or has expired"));
     }
+    if record.kind == TokenKind::Session {
+        let idle = state.settings.auth.session_idle_secs;
+        let last = record.last_used_at.unwrap_or(record.created_at);
+        if now.unix_nanos() - last.unix_nanos() > idle.saturating_mul(1_000_000_000) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session_idle",
+                format!(
+                    "the session was unused for longer than the server allows ({idle} s): \
+                     log in again"
+                ),
+            ));
+        }
+        note_session_use(state, &record.id, last, now).await?;
+    }
     let ip = client_ip(headers, peer, &state.settings.auth.trusted_proxies);
     let mut vendor_id = None;
     let mut principal = match &record.person_id {
@@ -428,6 +443,43 @@ pub(crate) async fn authenticate(
         kind: record.kind,
         principal,
     })
+}
+
+/// How stale a session's recorded use may be: it is written at most once in this many
+/// seconds per session, so idleness is judged to the minute and an active session costs
+/// one write a minute, not one per request.
+pub(crate) const SESSION_MARK_SECS: i64 = 60;
+
+/// Records that a session was used `now`, if its record (`last`) is a minute old or more
+/// and this process has not recorded it in the last minute. The record is in the store, so
+/// that every node and a restarted one judge idleness alike.
+async fn note_session_use(
+    state: &AppState,
+    id: &str,
+    last: Timestamp,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let stale =
+        |at: Timestamp| now.unix_nanos() - at.unix_nanos() >= SESSION_MARK_SECS * 1_000_000_000;
+    if !stale(last) {
+        return Ok(());
+    }
+    {
+        let mut marks = state
+            .session_marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if marks.get(id).is_some_and(|&at| !stale(at)) {
+            return Ok(());
+        }
+        // Marks older than a minute decide nothing: they go before the map grows large.
+        if marks.len() >= 10_000 {
+            marks.retain(|_, at| !stale(*at));
+        }
+        marks.insert(id.to_owned(), now);
+    }
+    state.store.mark_token_used(id, now).await?;
+    Ok(())
 }
 
 fn parse_role(text: &str) -> Result<Role, ApiError> {

@@ -43,6 +43,7 @@ pub async fn initialize(
         scope: None,
         mfa_verified_at: None,
         parent_id: None,
+        last_used_at: None,
     };
     store.initialize(&keyring, &record, &[]).await?;
     let (origin, sealed_seed) = crate::api::new_ledger_key(&root.keyring());

@@ -544,8 +544,12 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
         s.ok("GET", "/api/v1/secrets/list/acme", Some(&token), None)["keys"],
         json!(["app/"])
     );
-    // Grants end by themselves and can be revoked.
-    s.clock.advance_secs(3601);
+    // Grants end by themselves and can be revoked. (The session, used meanwhile, lasts.)
+    for _ in 0..2 {
+        s.clock.advance_secs(1500);
+        s.ok("GET", "/api/v1/auth/self", Some(&token), None);
+    }
+    s.clock.advance_secs(601);
     assert_eq!(
         s.call(
             "GET",
@@ -1247,4 +1251,51 @@ fn tokens_made_through_the_vault_api_end_with_the_session_that_made_them() {
     let own = s.recorded("token.revoke", &session_id);
     assert!(own[0]["details"].get("revoked_with").is_none(), "{own:?}");
     s.assert_no_secret_logged();
+}
+
+#[test]
+fn sessions_end_after_half_an_hour_unused_and_api_tokens_do_not() {
+    let s = Server::start();
+    let mia = s.person("mia", "member", None);
+    let session = s.login(&mia);
+    let native = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&session),
+        Some(json!({ "ttl": "48h" })),
+    );
+    let api = native["token"].as_str().unwrap().to_owned();
+    s.remember(&api);
+    let me = |token: &str| s.call("GET", "/api/v1/auth/self", Some(token), None, None);
+
+    // Used every 29 minutes, a session lasts.
+    for _ in 0..4 {
+        s.clock.advance_secs(29 * 60);
+        assert_eq!(me(&session).0, 200);
+    }
+    // Unused for 31 minutes, it ends, and says why; the API token made with it still works.
+    s.clock.advance_secs(31 * 60);
+    let (status, body) = me(&session);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "session_idle", "{body}");
+    assert_eq!(me(&api).0, 200);
+    // Through the Vault API too.
+    let vault = s.call(
+        "GET",
+        "/v1/auth/token/lookup-self",
+        Some(&session),
+        None,
+        None,
+    );
+    assert_eq!(vault.0, 403);
+
+    // What decides is the use recorded in the store (so a restarted server or another
+    // node judges alike): the session made 40 minutes ago was used 20 minutes ago.
+    let fresh = s.login(&mia);
+    s.clock.advance_secs(20 * 60);
+    assert_eq!(me(&fresh).0, 200);
+    s.clock.advance_secs(20 * 60);
+    assert_eq!(me(&fresh).0, 200, "used 20 minutes ago");
+    s.clock.advance_secs(31 * 60);
+    assert_eq!(me(&fresh).0, 401);
 }

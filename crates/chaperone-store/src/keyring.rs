@@ -71,6 +71,9 @@ pub struct TokenRecord {
     /// The token this one was made from (Vault's token tree), whose revocation revokes it;
     /// `None` for an orphan.
     pub parent_id: Option<String>,
+    /// When the session was last used, as recorded by [`Store::mark_token_used`]; `None`
+    /// before the first record.
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// What a token is for.
@@ -262,6 +265,27 @@ impl Store {
         .await
     }
 
+    /// Records that a token was used at `at` (never moving the record back). Callers record
+    /// at most about once a minute per token: it is a write, and it empties the caches.
+    pub async fn mark_token_used(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE tokens SET last_used_at = $2 WHERE id = $1 \
+                     AND (last_used_at IS NULL OR last_used_at < $2)",
+                )
+                .bind(id)
+                .bind(at.unix_nanos())
+                .execute(conn)
+                .await
+                .map_err(db("recording a token's use"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     /// Records a TOTP verification on a session, for step-up.
     pub async fn mark_token_verified(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
         let id = id.to_owned();
@@ -281,7 +305,7 @@ impl Store {
 }
 
 const TOKEN_COLUMNS: &str = "id, token_hash, name, role, created_at, expires_at, revoked_at, \
-     person_id, kind, scope, mfa_verified_at, parent_id";
+     person_id, kind, scope, mfa_verified_at, parent_id, last_used_at";
 
 fn generation(value: i64) -> Result<u32, sqlx::Error> {
     u32::try_from(value).map_err(|_| sqlx::Error::Decode("a key generation out of range".into()))
@@ -331,8 +355,8 @@ async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(),
     }
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at, \
-         person_id, kind, scope, mfa_verified_at, parent_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         person_id, kind, scope, mfa_verified_at, parent_id, last_used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&token.id)
     .bind(token.hash.as_bytes().to_vec())
@@ -346,6 +370,7 @@ async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(),
     .bind(&token.scope)
     .bind(token.mfa_verified_at.map(Timestamp::unix_nanos))
     .bind(&token.parent_id)
+    .bind(token.last_used_at.map(Timestamp::unix_nanos))
     .execute(&mut *conn)
     .await
     .map_err(db("storing a token"))?;
@@ -379,6 +404,9 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
                 .try_get::<Option<i64>, _>("mfa_verified_at")?
                 .map(Timestamp::from_unix_nanos),
             parent_id: row.try_get("parent_id")?,
+            last_used_at: row
+                .try_get::<Option<i64>, _>("last_used_at")?
+                .map(Timestamp::from_unix_nanos),
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("token row: {e}")))

@@ -81,6 +81,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_token_parent.sql"),
         postgres: include_str!("../migrations/postgres/0011_token_parent.sql"),
     },
+    Migration {
+        version: 12,
+        name: "session activity",
+        sqlite: include_str!("../migrations/sqlite/0012_session_activity.sql"),
+        postgres: include_str!("../migrations/postgres/0012_session_activity.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

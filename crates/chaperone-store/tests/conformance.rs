@@ -171,6 +171,7 @@ fn api_token(id: &str, name: &str, role: &str) -> TokenRecord {
         scope: None,
         mfa_verified_at: None,
         parent_id: None,
+        last_used_at: None,
     }
 }
 

@@ -162,6 +162,11 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "login session lifetime (default 12h)",
     ),
     (
+        "session_idle",
+        "CHAPERONE_SESSION_IDLE",
+        "a login session unused this long ends (default 30m, at least 2m)",
+    ),
+    (
         "step_up_window",
         "CHAPERONE_STEP_UP_WINDOW",
         "how long a TOTP step-up allows confidential reads (default 15m)",
@@ -352,6 +357,12 @@ impl Layers {
         }
         if let Some(secs) = duration("session_ttl")? {
             auth.session_ttl_secs = secs;
+        }
+        // Use is recorded to the minute, so a shorter idle limit would end sessions in use.
+        if let Some(secs) = self.parse("session_idle", "a duration of 2m or more", |s| {
+            parse_duration(s).ok().filter(|&secs| secs >= 120)
+        })? {
+            auth.session_idle_secs = secs;
         }
         if let Some(secs) = duration("step_up_window")? {
             auth.step_up_secs = secs;
@@ -637,6 +648,28 @@ mod tests {
         );
         let err = layers(&[base, zero]).validate().unwrap_err().to_string();
         assert!(err.contains("max_connections_per_address"), "{err}");
+    }
+
+    #[test]
+    fn sessions_idle_out_after_half_an_hour_unless_told_and_never_under_two_minutes() {
+        let base = (
+            "database_url",
+            "sqlite://x.db",
+            Source::Flag("--database-url"),
+        );
+        let idle = |value| ("session_idle", value, Source::Env("CHAPERONE_SESSION_IDLE"));
+        let config = layers(std::slice::from_ref(&base)).validate().unwrap();
+        assert_eq!(config.auth.session_idle_secs, 30 * 60);
+        let config = layers(&[base.clone(), idle("2h")]).validate().unwrap();
+        assert_eq!(config.auth.session_idle_secs, 2 * 3600);
+        let err = layers(&[base, idle("90s")])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`session_idle`") && err.contains("2m or more"),
+            "{err}"
+        );
     }
 
     #[test]

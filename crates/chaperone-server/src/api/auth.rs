@@ -677,6 +677,7 @@ pub(crate) fn new_token(
         scope,
         mfa_verified_at: None,
         parent_id: None,
+        last_used_at: None,
     };
     (token, record)
 }
