@@ -126,7 +126,13 @@ impl AppState {
                  keeps: checkpoints were removed"
             )));
         }
-        if let Some((pin_size, pin_root)) = pinned {
+        // When the pin is the kept checkpoint itself (the usual case), checking the kept one
+        // below checks both.
+        if let Some((pin_size, pin_root)) = pinned
+            && kept.as_ref().is_none_or(|(kept_size, kept_root, _)| {
+                (*kept_size, kept_root) != (pin_size, &pin_root)
+            })
+        {
             self.check_extends(pin_size, &pin_root, size, &root).await?;
         }
         if let Some((old_size, old_root, note)) = &kept {
