@@ -286,6 +286,13 @@ fn tampering_is_detected_and_named(db: Db) {
         err.contains("TAMPERED") && err.contains("served the log"),
         "{err}"
     );
+    // The address is remembered without its case.
+    let shouted = node.addr().to_ascii_uppercase();
+    let err = fails(node.cli(config.path(), &["ledger", "verify", "--server", &shouted]));
+    assert!(
+        err.contains("TAMPERED") && err.contains("served the log"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -272,12 +272,12 @@ impl Remembered {
     /// decision: keys are remembered by the log's name, which the server states; a server
     /// whose key and log were deleted starts a new log under a new name, for which nothing
     /// is remembered. Remembering which log each server address served catches that: a
-    /// server that changes its log's name is refused until `--key` pins the new one.
+    /// server that changes its log's name is refused until `--key` pins the new one. The
+    /// address is compared without case (host names have none), so `HTTPS://Node1` and
+    /// `https://node1` share one memory.
     fn server_path(&self, addr: &str) -> PathBuf {
-        self.dir.join(format!(
-            "server-{}.origin",
-            file_stem(addr.trim_end_matches('/'))
-        ))
+        let addr = addr.trim_end_matches('/').to_ascii_lowercase();
+        self.dir.join(format!("server-{}.origin", file_stem(&addr)))
     }
 
     /// The log's name last verified from the server at `addr`.
