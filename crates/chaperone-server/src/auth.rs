@@ -24,7 +24,7 @@ use chaperone_core::policy::{
 use chaperone_core::{SecretPath, Timestamp};
 use chaperone_crypto::token::ApiToken;
 use chaperone_ledger::entry::{Actor, Outcome};
-use chaperone_store::{StoreError, TokenKind};
+use chaperone_store::{StoreError, TokenKind, TokenRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{On, RouteTable};
@@ -404,20 +404,40 @@ pub(crate) async fn authenticate(
         }
         return Err(unauthenticated("the token was revoked or has expired"));
     }
+    let idle_secs = state.settings.auth.session_idle_secs;
+    let idle = |what: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "session_idle",
+            format!(
+                "{what} was unused for longer than the server allows ({idle_secs} s): \
+                 log in again"
+            ),
+        )
+    };
     if record.kind == TokenKind::Session {
-        let idle = state.settings.auth.session_idle_secs;
-        let last = record.last_used_at.unwrap_or(record.created_at);
-        if now.unix_nanos() - last.unix_nanos() > idle.saturating_mul(1_000_000_000) {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "session_idle",
-                format!(
-                    "the session was unused for longer than the server allows ({idle} s): \
-                     log in again"
-                ),
-            ));
-        }
+        let Some(last) = idle_since(state, &record, now) else {
+            return Err(idle("the session"));
+        };
         note_session_use(state, &record.id, last, now).await?;
+    }
+    // A person's token made from their session (through the Vault API) ends with it, idle
+    // included; the session's own use is what counts, not the child's. (A person's child
+    // tokens make no tokens, so one level is the whole tree.)
+    if record.person_id.is_some()
+        && let Some(parent) = &record.parent_id
+    {
+        let parent = state
+            .store
+            .token_by_id(parent)
+            .await?
+            .ok_or_else(|| unauthenticated("invalid token"))?;
+        if parent.revoked_at.is_some() || parent.expires_at.is_some_and(|at| at <= now) {
+            return Err(unauthenticated("the token was revoked or has expired"));
+        }
+        if parent.kind == TokenKind::Session && idle_since(state, &parent, now).is_none() {
+            return Err(idle("the session this token was made from"));
+        }
     }
     let ip = client_ip(headers, peer, &state.settings.auth.trusted_proxies);
     let mut vendor_id = None;
@@ -443,6 +463,14 @@ pub(crate) async fn authenticate(
         kind: record.kind,
         principal,
     })
+}
+
+/// When the session `record` was last used, as recorded; `None` once it has been unused for
+/// longer than the server allows.
+fn idle_since(state: &AppState, record: &TokenRecord, now: Timestamp) -> Option<Timestamp> {
+    let limit = state.settings.auth.session_idle_secs;
+    let last = record.last_used_at.unwrap_or(record.created_at);
+    (now.unix_nanos() - last.unix_nanos() <= limit.saturating_mul(1_000_000_000)).then_some(last)
 }
 
 /// How stale a session's recorded use may be: it is written at most once in this many
@@ -478,7 +506,15 @@ async fn note_session_use(
         }
         marks.insert(id.to_owned(), now);
     }
-    state.store.mark_token_used(id, now).await?;
+    if let Err(e) = state.store.mark_token_used(id, now).await {
+        // Not recorded: the next request tries again.
+        let mut marks = state
+            .session_marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        marks.remove(id);
+        return Err(e.into());
+    }
     Ok(())
 }
 

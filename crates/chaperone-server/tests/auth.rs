@@ -1266,16 +1266,26 @@ fn sessions_end_after_half_an_hour_unused_and_api_tokens_do_not() {
     );
     let api = native["token"].as_str().unwrap().to_owned();
     s.remember(&api);
+    let made = s.ok("POST", "/v1/auth/token/create", Some(&session), None);
+    let child = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    s.remember(&child);
     let me = |token: &str| s.call("GET", "/api/v1/auth/self", Some(token), None, None);
 
-    // Used every 29 minutes, a session lasts.
+    // Used every 29 minutes, a session lasts, and so does the Vault token made from it.
     for _ in 0..4 {
         s.clock.advance_secs(29 * 60);
         assert_eq!(me(&session).0, 200);
+        assert_eq!(me(&child).0, 200);
     }
-    // Unused for 31 minutes, it ends, and says why; the API token made with it still works.
-    s.clock.advance_secs(31 * 60);
+    // Unused for 31 minutes, it ends, and says why, even though its child was used
+    // meanwhile; the child ends with it. The native API token made with it still works.
+    s.clock.advance_secs(15 * 60);
+    assert_eq!(me(&child).0, 200);
+    s.clock.advance_secs(16 * 60);
     let (status, body) = me(&session);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "session_idle", "{body}");
+    let (status, body) = me(&child);
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "session_idle", "{body}");
     assert_eq!(me(&api).0, 200);

@@ -119,6 +119,7 @@ conformance!(
     grants_classifications_and_failures,
     tokens_of_people,
     token_trees_are_revoked_whole,
+    the_upgrade_counts_live_sessions_as_just_used,
     ledger_appends_and_proofs,
     partial_bundles_are_appended_in_chunks,
     closing_commits_then_stops,
@@ -1059,6 +1060,63 @@ async fn token_trees_are_revoked_whole(f: &Fixture) {
             }
         }
     }
+}
+
+async fn the_upgrade_counts_live_sessions_as_just_used(f: &Fixture) {
+    let session = |id: &str, revoked: bool| TokenRecord {
+        kind: TokenKind::Session,
+        revoked_at: revoked.then(|| t(2)),
+        ..api_token(id, id, "admin")
+    };
+    for token in [
+        session("tok_live", false),
+        session("tok_gone", true),
+        api_token("tok_api", "api", "admin"),
+    ] {
+        f.store.insert_token(&token, &[]).await.unwrap();
+    }
+    // Schema version 12's update, as run at the upgrade.
+    let migration = if f.url.backend() == chaperone_store::Backend::Postgres {
+        include_str!("../migrations/postgres/0012_session_activity.sql")
+    } else {
+        include_str!("../migrations/sqlite/0012_session_activity.sql")
+    };
+    let update = migration
+        .split(';')
+        .map(|statement| {
+            let lines = statement
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"));
+            lines.collect::<Vec<_>>().join("\n")
+        })
+        .find(|statement| statement.trim_start().starts_with("UPDATE"))
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&f.raw).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sqlx::query(&update).execute(&raw).await.unwrap();
+    // Read without the store, whose caches are not told of a raw write.
+    let used = |id: &'static str| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<i64>>("SELECT last_used_at FROM tokens WHERE id = $1")
+                .bind(id)
+                .fetch_one(&raw)
+                .await
+                .unwrap()
+        }
+    };
+    let live = used("tok_live")
+        .await
+        .expect("a live session is marked used");
+    let live = Timestamp::from_unix_nanos(live).unix_secs();
+    assert!(live.abs_diff(now) < 60, "{live} vs {now}");
+    assert_eq!(used("tok_gone").await, None);
+    assert_eq!(used("tok_api").await, None);
+    raw.close().await;
 }
 
 async fn ledger_appends_and_proofs(f: &Fixture) {

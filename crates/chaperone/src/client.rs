@@ -267,11 +267,33 @@ impl Client {
                 ))
             });
         match error {
-            Some((code, message)) => Err(anyhow!("{message} [{code}, HTTP {status}]")),
+            Some((code, message)) => Err(Refused {
+                status,
+                code,
+                message,
+            }
+            .into()),
             None => Err(anyhow!("the server answered HTTP {status}")),
         }
     }
 }
+
+/// An answer of the server's that refuses the request, with its error code and message:
+/// callers that must tell refusals apart (`logout` after the session ended) downcast to it.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) status: u16,
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}, HTTP {}]", self.message, self.code, self.status)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 impl Client {
     /// GETs `path` (under `/api/v1`) and returns the body as text (for signed notes and keys).

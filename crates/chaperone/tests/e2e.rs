@@ -615,8 +615,15 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         ],
         "",
     ));
+    let saved = std::fs::read_to_string(home.join("chaperone/token")).unwrap();
     ok(carol(&["logout"], ""));
     assert!(fails(carol(&["secret", "list"], "")).contains("not logged in"));
+    // A session that already ended (here revoked; idle or expired alike) still logs out:
+    // the saved copy goes.
+    std::fs::write(home.join("chaperone/token"), saved).unwrap();
+    let out = ok(carol(&["logout"], ""));
+    assert!(out.contains("had already ended"), "{out}");
+    assert!(!home.join("chaperone/token").exists());
 }
 
 #[test]

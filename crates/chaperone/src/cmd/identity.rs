@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::client::{Client, ClientArgs, Method, session};
+use crate::client::{Client, ClientArgs, Method, Refused, session};
 
 /// `chaperone user ...`
 #[derive(Subcommand, Debug)]
@@ -325,7 +325,16 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
 
 pub(crate) fn logout(args: ClientArgs) -> anyhow::Result<()> {
     let client = Client::authenticated(&args)?;
-    let me = client.call(Method::Get, "auth/self", None)?;
+    let me = match client.call(Method::Get, "auth/self", None) {
+        Ok(me) => me,
+        // Expired, revoked or idle: nothing is left to revoke, only the saved copy.
+        Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 401) => {
+            session::remove("token");
+            println!("The session had already ended ({e}); removed it from this machine.");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     client.call(
         Method::Delete,
         &format!("auth/tokens/{}", str_of(&me["token_id"])),
