@@ -199,7 +199,7 @@ impl AppState {
                 item.decision = Some("expired".into());
                 item.decided_time = Some(now.to_rfc3339());
                 item.note = Some("undecided at the deadline: revoked".into());
-                ops.push(revoke_item(item, now));
+                ops.extend(revoke_item(item, now));
                 revoked
                     .push(json!({ "item": item.id, "kind": item.kind, "subject": item.subject }));
             }

@@ -377,6 +377,7 @@ fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
     assert_eq!(flagged.as_array().unwrap().len(), 1);
     let cy_t = s.login(&cy);
     s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);
+    let cz_t = s.login(&cz);
     // Reviewed by someone other than whoever broke the glass.
     let review = |token: &str| {
         error(
@@ -442,6 +443,14 @@ fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
         (403, Some("account_inactive")),
         "a revoked account is disabled at once"
     );
+    // Its session was revoked with it: enabling the account again brings it back only
+    // through a new login.
+    s.ok("POST", "/api/v1/people/cz/enable", Some(&s.admin), None);
+    let self_of = |token: &str| {
+        s.call("GET", "/api/v1/auth/self", Some(token), None, None)
+            .0
+    };
+    assert_eq!(self_of(&cz_t), 401);
 
     // Past the deadline: no more decisions; the sweep revokes the undecided grant.
     s.clock.advance_secs(8 * DAY);

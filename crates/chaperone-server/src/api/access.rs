@@ -1061,18 +1061,26 @@ pub(crate) struct ItemDecision {
     note: Option<String>,
 }
 
-/// The change revoking one review item's subject.
-pub(crate) fn revoke_item(item: &ReviewItem, now: Timestamp) -> Op {
+/// The changes revoking one review item's subject: a grant is revoked; an account is
+/// disabled and its sessions and tokens revoked, as `user disable` does, so that enabling it
+/// again brings none of them back.
+pub(crate) fn revoke_item(item: &ReviewItem, now: Timestamp) -> Vec<Op> {
     if item.kind == "grant" {
-        Op::RevokeGrant {
+        vec![Op::RevokeGrant {
             id: item.subject.clone(),
             at: now,
-        }
+        }]
     } else {
-        Op::DisablePerson {
-            id: item.subject.clone(),
-            at: now,
-        }
+        vec![
+            Op::DisablePerson {
+                id: item.subject.clone(),
+                at: now,
+            },
+            Op::RevokeTokensOf {
+                person_id: item.subject.clone(),
+                at: now,
+            },
+        ]
     }
 }
 
@@ -1140,7 +1148,7 @@ pub(crate) async fn decide_item(
     item.decided_time = Some(now.to_rfc3339());
     let mut ops = Vec::new();
     if req.decision == "revoke" {
-        ops.push(revoke_item(item, now));
+        ops.extend(revoke_item(item, now));
     }
     let event = change_event(
         &state,
