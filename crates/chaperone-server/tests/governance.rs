@@ -1253,3 +1253,126 @@ fn listings_and_classifications_follow_the_gate_and_the_grants() {
     let all = s.ok("GET", "/api/v1/classifications", Some(&s.admin), None);
     assert_eq!(all.as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_wide_request_is_held_to_every_level_it_reaches() {
+    let s = Server::start();
+    let mo = s.person("mo", "member", None);
+    let ann = s.person("ann", "approver", None);
+    let sam = s.person("sam", "security", None);
+    let (mo_t, ann_t, sam_t) = (s.login(&mo), s.login(&ann), s.login(&sam));
+    let level = |name: &str| {
+        s.ok("GET", "/api/v1/levels", Some(&s.admin), None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let put_level = |body: Value| {
+        let path = format!("/api/v1/levels/{}", body["name"].as_str().unwrap());
+        s.ok("PUT", &path, Some(&s.admin), Some(body));
+    };
+    // Ranked below regulated, but stricter in every term that approval decides.
+    let mut pci = level("internal");
+    pci["name"] = json!("pci");
+    pci["rank"] = json!(5);
+    pci["approvals"] = json!(3);
+    pci["max_grant_secs"] = json!(86_400);
+    pci["approver_roles"] = json!(["security", "admin"]);
+    put_level(pci.clone());
+    for (prefix, level) in [("ops/cards", "pci"), ("ops/prod", "regulated")] {
+        s.ok(
+            "PUT",
+            "/api/v1/classifications",
+            Some(&s.admin),
+            Some(json!({ "prefix": prefix, "level": level })),
+        );
+    }
+    let ask = |prefix: &str, duration: &str| {
+        s.call(
+            "POST",
+            "/api/v1/requests",
+            Some(&mo_t),
+            Some(json!({ "prefix": prefix, "capabilities": ["read"],
+                         "reason": "quarterly reconciliation", "duration": duration })),
+            None,
+        )
+    };
+    let decide = |id: &str, token: &str, verb: &str| {
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{id}/{verb}"),
+            token,
+            Some(json!({ "comment": "checked" })),
+        )
+    };
+
+    // A grant on `ops` reaches both: the shorter longest grant, the more approvals, and only
+    // the roles both levels name.
+    let (status, body) = ask("ops", "3d");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1 days"),
+        "{body}"
+    );
+    let (status, wide) = ask("ops", "12h");
+    assert_eq!(status, 200, "{wide}");
+    assert_eq!(wide["approvals_needed"], 3, "{wide}");
+    let wide_id = wide["id"].as_str().unwrap();
+    assert_eq!(
+        decide(wide_id, &ann_t, "approve"),
+        (403, "not_an_approver".into())
+    );
+
+    // Roles taken off a level after a request was filed approve it no more.
+    let (status, narrow) = ask("ops/prod", "1d");
+    assert_eq!(status, 200, "{narrow}");
+    let narrow_id = narrow["id"].as_str().unwrap();
+    let mut regulated = level("regulated");
+    regulated["approver_roles"] = json!(["security"]);
+    put_level(regulated);
+    assert_eq!(
+        decide(narrow_id, &ann_t, "approve"),
+        (403, "not_an_approver".into())
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            &format!("/api/v1/requests/{narrow_id}/approve"),
+            Some(&sam_t),
+            Some(json!({})),
+            None
+        )
+        .0,
+        200
+    );
+
+    // Levels approved by different roles: nobody approves one grant over both, and the
+    // request can still be denied.
+    pci["approver_roles"] = json!(["admin"]);
+    put_level(pci);
+    let (status, body) = ask("ops", "12h");
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "levels_disagree", "{body}");
+    assert_eq!(
+        decide(wide_id, &s.admin, "approve"),
+        (409, "levels_disagree".into())
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            &format!("/api/v1/requests/{wide_id}/deny"),
+            Some(&sam_t),
+            Some(json!({ "comment": "too wide" })),
+            None
+        )
+        .0,
+        200
+    );
+}

@@ -27,7 +27,8 @@ use super::ApiJson;
 use super::admin::change_event;
 use super::auth::new_id;
 use super::governance::{
-    actor_id, body, duration, grant_prefix, levels, new_record, revise, strictest_under,
+    actor_id, body, duration, grant_prefix, levels, levels_disagree, new_record, revise,
+    strictest_under,
 };
 use crate::auth::{Caller, parse_capabilities};
 use crate::notify::notification;
@@ -84,7 +85,7 @@ pub(crate) struct Decision {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewRequest {
     prefix: String,
-    /// read, list, write (and delete, destroy where a level allows).
+    /// Any of read, list, write, delete, destroy; approvers see what is asked.
     capabilities: Vec<String>,
     reason: String,
     /// How long the grant should last, such as `3d`.
@@ -131,15 +132,19 @@ async fn pending_request(
     }
     let levels = levels(state).await?;
     let classifications = state.store.classifications().await?;
-    let level = strictest_under(&levels, &classifications, prefix)?.clone();
+    let level = strictest_under(&levels, &classifications, prefix)?;
     // A vendor's people are not told how a prefix is classified (it would let them probe
-    // other vendors' paths): their over-long requests are refused at approval instead.
+    // other vendors' paths): their over-long or too-wide requests are refused at approval
+    // instead.
     if person.vendor_id.is_none() && duration_secs > level.max_grant_secs {
         return Err(invalid(format!(
             "access at level {} lasts at most {} days",
             level.name,
             level.max_grant_secs / 86_400
         )));
+    }
+    if person.vendor_id.is_none() && level.approver_roles.is_empty() {
+        return Err(levels_disagree(prefix));
     }
     let now = state.clock.now();
     let request = AccessRequest {
@@ -393,7 +398,18 @@ async fn decidable(
     {
         request.approvals_needed = request.approvals_needed.max(current.approvals);
         request.level.clone_from(&current.name);
-        request.approver_roles.clone_from(&current.approver_roles);
+    }
+    // Who may approve is the level's say as it is now: roles taken off a level since the
+    // request was filed approve it no more.
+    request.approver_roles.clone_from(&current.approver_roles);
+    if request.approver_roles.is_empty() {
+        if approving {
+            return Err(levels_disagree(&request.prefix));
+        }
+        // Nobody may approve it; the approvers of its highest level may still deny it.
+        if let Some(top) = levels.iter().find(|l| l.name == current.name) {
+            request.approver_roles.clone_from(&top.approver_roles);
+        }
     }
     if !request.approver_roles.contains(&caller.principal.role) {
         let roles: Vec<&str> = request.approver_roles.iter().map(|r| r.as_str()).collect();

@@ -1437,24 +1437,48 @@ pub(crate) fn level_of<'a>(
     })
 }
 
-/// The strictest level any path under `prefix` can have: the prefix's own level, or a
-/// stricter one classified below it. A grant on `prefix` reaches all of them, so its
-/// request is held to the strictest.
-pub(crate) fn strictest_under<'a>(
-    levels: &'a [LevelPolicy],
+/// What a grant on `prefix` is held to. It reaches the prefix's own level and every level
+/// classified below it, so it takes the strictest of each term, whatever the levels' ranks
+/// say: the most approvals, the shortest longest grant, and only the approver roles every
+/// one of them names (none, when they name different roles: nobody may then approve a grant
+/// that wide). Its name and rank are those of the highest-ranked level it reaches.
+pub(crate) fn strictest_under(
+    levels: &[LevelPolicy],
     classifications: &[(String, String)],
     prefix: &str,
-) -> Result<&'a LevelPolicy, ApiError> {
-    let mut strictest = level_of(levels, classifications, prefix)?;
+) -> Result<LevelPolicy, ApiError> {
+    let mut reached = vec![level_of(levels, classifications, prefix)?];
     for (classified, name) in classifications {
         if covers(prefix, classified.trim_end_matches('/'))
             && let Some(level) = levels.iter().find(|l| &l.name == name)
-            && level.rank > strictest.rank
         {
-            strictest = level;
+            reached.push(level);
         }
     }
-    Ok(strictest)
+    let top = reached.iter().fold(
+        reached[0],
+        |top, &level| if level.rank > top.rank { level } else { top },
+    );
+    let mut held = top.clone();
+    for level in &reached {
+        held.approvals = held.approvals.max(level.approvals);
+        held.max_grant_secs = held.max_grant_secs.min(level.max_grant_secs);
+        held.approver_roles
+            .retain(|role| level.approver_roles.contains(role));
+    }
+    Ok(held)
+}
+
+/// The refusal of a grant whose prefix reaches levels approved by different roles.
+pub(crate) fn levels_disagree(prefix: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "levels_disagree",
+        format!(
+            "paths under `{prefix}` are classified at levels approved by different roles, so \
+             nobody may approve one grant on all of them: ask for the narrower prefixes"
+        ),
+    )
 }
 
 fn covers(prefix: &str, path: &str) -> bool {
