@@ -306,8 +306,12 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether the PostgreSQL database at `url` has any table in its `public` schema. Checked
-/// without running migrations, so that a restore target is judged as found.
+/// Whether the PostgreSQL database at `url` has anything (a table, index, sequence or
+/// view) in its `public` schema. Checked without running migrations, so that a restore
+/// target is judged as found. Security decision: the catalog (`pg_class`) is read, not
+/// `information_schema`, which lists only what the connecting role has privileges on: a
+/// role that owns the schema but was granted nothing on the tables would see a live
+/// database as empty.
 pub async fn postgres_has_tables(url: &crate::DatabaseUrl) -> Result<bool, StoreError> {
     use sqlx::Connection as _;
     sqlx::any::install_default_drivers();
@@ -315,7 +319,8 @@ pub async fn postgres_has_tables(url: &crate::DatabaseUrl) -> Result<bool, Store
         .await
         .map_err(db("connecting"))?;
     let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        "SELECT COUNT(*) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
     )
     .fetch_one(&mut conn)
     .await

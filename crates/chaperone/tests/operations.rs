@@ -495,6 +495,9 @@ fn backup_during_writes(source: &str, target: &str) {
         again.contains("--force") || again.contains("not empty"),
         "{again}"
     );
+    if target.starts_with("postgres") {
+        a_database_the_restorer_cannot_read_is_not_empty(&out, key);
+    }
 
     // The restored database opens with the same shares and holds every acknowledged write
     // from before the backup, and none made after it finished.
@@ -532,6 +535,44 @@ fn backup_during_writes_and_restore_on_sqlite() {
         dir.path().join("restored/chaperone.db").display()
     );
     backup_during_writes(&source, &target);
+}
+
+/// A role that owns a database's `public` schema but was granted nothing on its tables sees
+/// none of them in `information_schema`; the restore must still find the database in use,
+/// refuse it, and leave it alone.
+fn a_database_the_restorer_cannot_read_is_not_empty(backup: &Path, key: &str) {
+    let live = common::Db::postgres().unwrap();
+    let role = format!("restorer_{}", live.url.rsplit('_').next().unwrap());
+    let (scheme_user, rest) = live.url.split_once('@').unwrap();
+    let (scheme, _) = scheme_user.split_once("://").unwrap();
+    let database = live.url.rsplit('/').next().unwrap();
+    common::sql(
+        &live.url,
+        &[
+            &format!("CREATE ROLE {role} LOGIN"),
+            &format!("ALTER DATABASE {database} OWNER TO {role}"),
+            &format!("ALTER SCHEMA public OWNER TO {role}"),
+            "CREATE TABLE public.payroll (id INTEGER)",
+            "REVOKE ALL ON public.payroll FROM PUBLIC",
+            "INSERT INTO public.payroll VALUES (1)",
+        ],
+    );
+    let as_restorer = format!("{scheme}://{role}@{rest}");
+    let refused = fails(run_cli(
+        "",
+        "",
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--database-url",
+            &as_restorer,
+            "--key",
+            key,
+        ],
+        "",
+    ));
+    assert!(refused.contains("not empty"), "{refused}");
+    common::sql(&live.url, &["SELECT id FROM public.payroll"]);
 }
 
 #[test]

@@ -487,6 +487,10 @@ async fn restore_postgres(
     let mut id = [0u8; 8];
     chaperone_crypto::random_bytes(&mut id);
     staging.push(format!("chaperone-restore-{}.pgdump", hex::encode(id)));
+    // Only what this restore put there is ever dropped: a failure before `pg_restore` has
+    // succeeded (a damaged backup, a missing tool, an object already there) leaves the
+    // target as it was, since `--single-transaction` restores all or nothing.
+    let mut restored = false;
     let result = async {
         stage(args, manifest, statement, &staging)?;
         let (bare, password) = url.split_password();
@@ -508,6 +512,7 @@ async fn restore_postgres(
         if !status.success() {
             bail!("pg_restore failed ({status})");
         }
+        restored = true;
         let store = Store::connect(url).await?;
         let checked = verify(&store, manifest, statement, key).await;
         store.close().await;
@@ -516,6 +521,9 @@ async fn restore_postgres(
     .await;
     let _ = std::fs::remove_file(&staging);
     if let Err(error) = result {
+        if !restored {
+            return Err(error.context("nothing was restored; the target database is unchanged"));
+        }
         chaperone_store::postgres_clear(url).await?;
         return Err(error.context("the target database was emptied again"));
     }
