@@ -484,11 +484,32 @@ fn backup_during_writes(source: &str, target: &str) {
         args.extend_from_slice(extra);
         run_cli("", "", &args, "")
     };
+    // A journal left without its database (the database deleted, the journal not) is
+    // moved aside, not replayed onto the restored file.
+    let stray = target
+        .strip_prefix("sqlite://")
+        .map(|path| std::path::PathBuf::from(format!("{path}-wal")));
+    if let Some(stray) = &stray {
+        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+        std::fs::write(stray, b"a journal of another database").unwrap();
+    }
     let restored = ok(restore(&[]));
     assert!(
         restored.contains("Verified: the signed statement"),
         "{restored}"
     );
+    if let Some(stray) = &stray {
+        let dir = stray.parent().unwrap();
+        let kept = std::fs::read_dir(dir).unwrap().flatten().find(|e| {
+            let name = e.file_name().into_string().unwrap();
+            name.contains(".replaced-") && name.ends_with("-wal")
+        });
+        let kept = kept.expect("the stray journal was moved aside");
+        assert_eq!(
+            std::fs::read(kept.path()).unwrap(),
+            b"a journal of another database"
+        );
+    }
     // A second restore over the now-full target is refused.
     let again = fails(restore(&[]));
     assert!(

@@ -437,11 +437,17 @@ async fn restore_sqlite(
         remove_staging();
         return Err(error.context(format!("{} was left as it was", target.display())));
     }
-    // A replaced database is moved aside with its journal, never deleted.
-    if target.exists() {
+    // A replaced database is moved aside with its journal, never deleted. So is a journal
+    // left without its database: SQLite would replay it onto the restored file, which would
+    // then no longer be the one verified.
+    let beside = |suffix: &str| PathBuf::from(format!("{}{suffix}", target.display()));
+    if ["", "-wal", "-shm"]
+        .iter()
+        .any(|suffix| beside(suffix).exists())
+    {
         let stamp = chaperone_server::SystemClock.now().unix_secs();
         for suffix in ["", "-wal", "-shm"] {
-            let from = PathBuf::from(format!("{}{suffix}", target.display()));
+            let from = beside(suffix);
             if from.exists() {
                 let to = format!("{}.replaced-{stamp}{suffix}", target.display());
                 std::fs::rename(&from, &to)
@@ -449,7 +455,7 @@ async fn restore_sqlite(
             }
         }
         println!(
-            "The database it replaced was kept as {}.replaced-{stamp}.",
+            "What it replaced was kept as {}.replaced-{stamp}*.",
             target.display()
         );
     }
