@@ -469,16 +469,26 @@ async fn complete(state: &AppState) -> Result<(), PassError> {
             ..RewrapProgress::default()
         };
     });
+    let started = std::time::Instant::now();
     for _ in 0..10 {
-        let rewrapped = pass(state, &keyring).await?;
-        // Requests that took the older keyring before the swap may still write under it.
+        // Requests that took the older keyring before the swap may still write under it:
+        // a pass counts only if none was held when it started, so that no such write can
+        // land behind it.
         let mut waited = 0;
         while state.rewrap.retired_in_use() && waited < 600 {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             waited += 1;
         }
-        if rewrapped == 0 && !state.rewrap.retired_in_use() {
-            return finish(state, target).await;
+        let clean = !state.rewrap.retired_in_use();
+        let rewrapped = pass(state, &keyring).await?;
+        if rewrapped == 0 && clean {
+            let grace = cluster_grace(state);
+            if started.elapsed() >= grace {
+                return finish(state, target).await;
+            }
+            // Other nodes may still write under the older KEK: wait them out, then one more
+            // pass must find nothing too.
+            tokio::time::sleep(grace.saturating_sub(started.elapsed())).await;
         }
         if state
             .unsealed_record()
@@ -491,6 +501,21 @@ async fn complete(state: &AppState) -> Result<(), PassError> {
     }
     Err(PassError::NotConverging)
 }
+
+/// How long after starting a generation a pass must wait before it may record it complete.
+/// Other nodes seal under the older KEK until their next poll (each second) sees the new
+/// generation, and their requests that took it before may write for as long as a request
+/// lasts (`request_timeout`, 60 s by default). With SQLite one process serves the database,
+/// and its own requests are tracked (`retired_in_use`), so there is nothing to wait for.
+fn cluster_grace(state: &AppState) -> std::time::Duration {
+    match state.store.backend() {
+        chaperone_store::Backend::Sqlite => std::time::Duration::ZERO,
+        chaperone_store::Backend::Postgres => CLUSTER_GRACE,
+    }
+}
+
+/// See [`cluster_grace`]: the poll interval and the default request time limit, doubled.
+const CLUSTER_GRACE: std::time::Duration = std::time::Duration::from_secs(2 * (1 + 60));
 
 async fn finish(state: &AppState, target: u32) -> Result<(), PassError> {
     let progress = state.rewrap.snapshot();
