@@ -150,8 +150,9 @@ pub(crate) struct RekeyRequest {
 pub(crate) struct RekeyResponse {
     /// Identifies this rekey in `/sys/rekey/verify`.
     nonce: String,
-    /// The new unseal shares.
-    shares: Vec<String>,
+    /// The new unseal shares (zeroed once the answer is written).
+    #[schema(value_type = Vec<String>)]
+    shares: Vec<Zeroizing<String>>,
     threshold: u8,
 }
 
@@ -265,10 +266,7 @@ pub(crate) async fn rekey(
     tracing::warn!(token = %caller.token_id, "rekey started: new shares issued, waiting for them to come back");
     Ok(Json(RekeyResponse {
         nonce,
-        shares: new_shares
-            .iter()
-            .map(|s| s.to_text().as_str().to_owned())
-            .collect(),
+        shares: new_shares.iter().map(|s| s.to_text()).collect(),
         threshold: body.threshold,
     }))
 }
