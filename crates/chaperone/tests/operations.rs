@@ -498,6 +498,11 @@ fn backup_during_writes(source: &str, target: &str) {
         restored.contains("Verified: the signed statement"),
         "{restored}"
     );
+    // Dated by the server's signature, not by the manifest, which anyone could edit.
+    assert!(
+        restored.contains("Restored the backup signed by the server at 20"),
+        "{restored}"
+    );
     if let Some(stray) = &stray {
         let dir = stray.parent().unwrap();
         let kept = std::fs::read_dir(dir).unwrap().flatten().find(|e| {

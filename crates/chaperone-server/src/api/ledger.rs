@@ -511,7 +511,7 @@ pub(crate) struct BackupRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct BackupStatement {
     /// A signed note: a checkpoint at the snapshot's ledger size with the extension line
-    /// `chaperone-backup/1 <backend> <sha256> <bytes>`.
+    /// `chaperone-backup/1 <backend> <sha256> <bytes> <signed at, RFC 3339>`.
     statement: String,
 }
 
@@ -571,12 +571,15 @@ pub(crate) async fn sign_backup(
         origin: signer.verifier().name().to_owned(),
         size: body.ledger_size,
         root,
+        // The server's time is signed too: the manifest's date is not, so an older backup
+        // could otherwise pass for a newer one and bring back access revoked since.
         extensions: vec![format!(
-            "{} {} {} {}",
+            "{} {} {} {} {}",
             chaperone_ledger::checkpoint::BACKUP_EXTENSION,
             body.backend,
             body.sha256,
-            body.bytes
+            body.bytes,
+            state.clock.now().to_rfc3339()
         )],
     };
     let statement = signer

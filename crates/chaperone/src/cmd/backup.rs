@@ -277,6 +277,8 @@ struct Statement {
     backend: String,
     sha256: String,
     bytes: u64,
+    /// When the server signed it; statements from before the time was signed have none.
+    signed_at: Option<String>,
 }
 
 /// Checks the statement's signature with `key` and reads what it vouches for.
@@ -300,8 +302,10 @@ fn open_statement(note_text: &str, key: &Verifier) -> anyhow::Result<Statement> 
         })
         .context("the signed note is a checkpoint, not a backup statement")?;
     let fields: Vec<&str> = claim.split(' ').collect();
-    let [backend, sha256, bytes] = fields[..] else {
-        bail!("the backup statement is malformed");
+    let (backend, sha256, bytes, signed_at) = match fields[..] {
+        [backend, sha256, bytes] => (backend, sha256, bytes, None),
+        [backend, sha256, bytes, at] => (backend, sha256, bytes, Some(at.to_owned())),
+        _ => bail!("the backup statement is malformed"),
     };
     Ok(Statement {
         size: checkpoint.size,
@@ -309,6 +313,7 @@ fn open_statement(note_text: &str, key: &Verifier) -> anyhow::Result<Statement> 
         backend: backend.to_owned(),
         sha256: sha256.to_owned(),
         bytes: bytes.parse().context("the backup statement is malformed")?,
+        signed_at,
     })
 }
 
@@ -462,7 +467,7 @@ async fn restore_sqlite(
     std::fs::rename(&staging, target)
         .with_context(|| format!("cannot move the restored database to {}", target.display()))?;
     remove_staging();
-    report(manifest, &target.display().to_string());
+    report(manifest, statement, &target.display().to_string());
     println!(
         "Start the server on it with its unseal key (for `chaperone up`, copy unseal.key into \
          the data directory) or unseal it with its shares."
@@ -533,7 +538,7 @@ async fn restore_postgres(
         chaperone_store::postgres_clear(url).await?;
         return Err(error.context("the target database was emptied again"));
     }
-    report(manifest, &url.redacted());
+    report(manifest, statement, &url.redacted());
     println!("Start the servers on it and unseal them with the shares.");
     Ok(())
 }
@@ -594,10 +599,19 @@ async fn verify(
     Ok(())
 }
 
-fn report(manifest: &Manifest, target: &str) {
+/// What was restored, dated by the server's signature: the manifest's own date is not
+/// signed, so it is shown only for a statement from before the time was signed.
+fn report(manifest: &Manifest, statement: &Statement, target: &str) {
+    let when = match &statement.signed_at {
+        Some(at) => format!("signed by the server at {at}"),
+        None => format!(
+            "of {} (a date the statement does not sign)",
+            manifest.created_at
+        ),
+    };
     println!(
-        "Restored the backup of {} ({} ledger entries) into {target}.",
-        manifest.created_at, manifest.ledger.size
+        "Restored the backup {when} ({} ledger entries) into {target}.",
+        manifest.ledger.size
     );
 }
 
