@@ -183,6 +183,26 @@ fn system_event(
 }
 
 impl AppState {
+    /// Whether a review item's grant is still in force (not revoked, not expired), or its
+    /// account still enabled.
+    async fn review_item_in_force(
+        &self,
+        item: &crate::api::access::ReviewItem,
+        now: chaperone_core::Timestamp,
+    ) -> Result<bool, ApiError> {
+        Ok(if item.kind == "grant" {
+            self.store
+                .grant(&item.subject)
+                .await?
+                .is_some_and(|g| g.revoked_at.is_none() && g.expires_at > now)
+        } else {
+            self.store
+                .person(&item.subject)
+                .await?
+                .is_some_and(|p| p.disabled_at.is_none())
+        })
+    }
+
     /// Runs the governance sweep once (see the module documentation).
     pub async fn sweep(&self) -> Result<SweepReport, ApiError> {
         let info = RequestInfo::new(None, Some("chaperone-sweep".into()));
@@ -194,14 +214,21 @@ impl AppState {
                 continue;
             }
             let mut ops = Vec::new();
-            let mut revoked = Vec::new();
+            let (mut revoked, mut ended) = (Vec::new(), Vec::new());
             for item in campaign.items.iter_mut().filter(|i| i.decision.is_none()) {
                 item.decision = Some("expired".into());
                 item.decided_time = Some(now.to_rfc3339());
-                item.note = Some("undecided at the deadline: revoked".into());
-                ops.extend(revoke_item(item, now));
-                revoked
-                    .push(json!({ "item": item.id, "kind": item.kind, "subject": item.subject }));
+                let summary =
+                    json!({ "item": item.id, "kind": item.kind, "subject": item.subject });
+                // The ledger says what the sweep revoked, not what had ended by itself.
+                if self.review_item_in_force(item, now).await? {
+                    item.note = Some("undecided at the deadline: revoked".into());
+                    ops.extend(revoke_item(item, now));
+                    revoked.push(summary);
+                } else {
+                    item.note = Some("undecided at the deadline: had already ended".into());
+                    ended.push(summary);
+                }
             }
             campaign.status = "closed".into();
             ops.insert(0, Op::Put(revise(&record, &campaign, now)));
@@ -211,7 +238,7 @@ impl AppState {
                 &info,
                 "review.close",
                 &campaign.id,
-                json!({ "revoked": revoked }),
+                json!({ "revoked": revoked, "already_ended": ended }),
             );
             // A decision made at this very moment wins; the next sweep closes the review.
             if skip_conflict(self.store.apply(ops, vec![event]).await)? {

@@ -486,6 +486,43 @@ fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
         entries[0]["details"]["revoked"][0]["subject"],
         grant_id.as_str()
     );
+
+    // A grant that ended by itself before the deadline is not reported as revoked.
+    let short = s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read"],
+                     "ttl": "1d", "reason": "production incident 13" }),
+        ),
+    );
+    let short_id = short["id"].as_str().unwrap().to_owned();
+    let sam_t = s.login(&sam);
+    let second = s.ok(
+        "POST",
+        "/api/v1/reviews",
+        Some(&sam_t),
+        Some(json!({ "vendor": "acme", "deadline": "7d" })),
+    );
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    s.clock.advance_secs(8 * DAY);
+    s.runtime.block_on(s.state.sweep()).unwrap();
+    let entry = s.recorded("review.close", &second_id).remove(0);
+    let subjects = |key: &str| -> Vec<String> {
+        entry["details"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["subject"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        subjects("already_ended"),
+        std::slice::from_ref(&short_id),
+        "{entry}"
+    );
+    assert!(!subjects("revoked").contains(&short_id), "{entry}");
     s.assert_no_secret_logged();
 }
 
