@@ -288,17 +288,16 @@ pub(crate) fn client_ip(
     if !is_trusted(peer) {
         return Some(peer);
     }
-    let entries: Vec<&str> = headers
+    // Split as bytes: a byte that is not text in an entry the client wrote (further left)
+    // must not hide the entries the trusted proxies wrote after it.
+    let entries: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .map(|v| v.to_str().ok())
-        .collect::<Option<Vec<_>>>()?
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .collect();
     let mut client = peer;
     for entry in entries.iter().rev() {
+        let entry = std::str::from_utf8(entry).ok()?.trim();
         let ip = entry
             .parse::<IpAddr>()
             .ok()
@@ -769,6 +768,19 @@ mod tests {
             client_ip(&HeaderMap::new(), ip("10.0.0.5"), &trusted),
             ip("10.0.0.5")
         );
+        // Bytes that are not text in what the client wrote do not hide what the proxy
+        // appended after them; reached while walking from the right, they end the walk.
+        let garbled = |value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "x-forwarded-for",
+                axum::http::HeaderValue::from_bytes(value).unwrap(),
+            );
+            client_ip(&headers, ip("10.0.0.5"), &trusted)
+        };
+        assert_eq!(garbled(b"\xff, 203.0.113.7"), ip("203.0.113.7"));
+        assert_eq!(garbled(b"203.0.113.7, \xff"), None);
+        assert_eq!(garbled(b"\xff\xfe"), None);
     }
 }
 

@@ -285,9 +285,7 @@ pub(crate) async fn enroll(
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
-    let attempt = state
-        .begin_attempt(ip.map(ip_subject).into_iter().collect())
-        .await?;
+    let attempt = state.begin_attempt(vec![address_subject(ip)]).await?;
     let password = Password::new(body.password.to_string());
     check_new_password(&password)
         .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
@@ -694,9 +692,14 @@ fn unsealed(state: &AppState) -> Result<Arc<chaperone_crypto::Keyring>, ApiError
 }
 
 fn subjects(keyring: &Keyring, user: &str, ip: Option<IpAddr>) -> Vec<String> {
-    let mut subjects = vec![account_subject(keyring, user)];
-    subjects.extend(ip.map(ip_subject));
-    subjects
+    vec![account_subject(keyring, user), address_subject(ip)]
+}
+
+/// The lockout subject of a client's address; clients whose address is unknown (a garbled
+/// `X-Forwarded-For` from behind a trusted proxy) share one, so that hiding the address does
+/// not lift the per-address limit.
+pub(crate) fn address_subject(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "ip:unknown".to_owned(), ip_subject)
 }
 
 /// The lockout subject of an account name, also the ledger resource of a login to an

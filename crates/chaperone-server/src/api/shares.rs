@@ -407,11 +407,7 @@ pub(crate) async fn open_share(
         // The address counts as logins count it (IPv6: its /64), apart from them.
         let subjects = vec![
             format!("share:{id}"),
-            format!(
-                "share-{}",
-                info.client_ip
-                    .map_or_else(|| "ip:unknown".to_owned(), super::auth::ip_subject)
-            ),
+            format!("share-{}", super::auth::address_subject(info.client_ip)),
         ];
         let attempt = match state.begin_attempt(subjects).await {
             Ok(attempt) => attempt,
