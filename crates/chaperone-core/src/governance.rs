@@ -215,9 +215,12 @@ impl AgreementFacts {
         let Some(signed) = self.signed_at else {
             return AgreementStatus::Draft;
         };
+        // An agreement dated to take effect before its signature (an "as of" date) binds
+        // nobody until it is signed.
+        let starts = self.effective_at.map_or(signed, |e| e.max(signed));
         if self.expires_at.is_some_and(|e| e <= now) {
             AgreementStatus::Expired
-        } else if self.effective_at.unwrap_or(signed) > now {
+        } else if starts > now {
             AgreementStatus::Pending
         } else {
             AgreementStatus::Active
@@ -593,6 +596,11 @@ mod tests {
         a.signed_at = None;
         a.terminated_at = None;
         assert_eq!(a.status(day("2026-06-01")), AgreementStatus::Draft);
+        // Effective "as of" a date before it is signed: pending until the signature.
+        a.signed_at = Some(day("2026-06-01"));
+        a.effective_at = Some(day("2026-03-01"));
+        assert_eq!(a.status(day("2026-05-15")), AgreementStatus::Pending);
+        assert_eq!(a.status(day("2026-06-01")), AgreementStatus::Active);
         let e = EvidenceFacts {
             kind: EvidenceKind::Iso27001,
             valid_from: Some(day("2026-03-01")),
