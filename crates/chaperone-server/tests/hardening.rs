@@ -435,6 +435,29 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
             .unwrap()
             .starts_with("chp_")
     );
+
+    // A wrap TTL that does not parse is refused before the read: nothing is read or
+    // recorded as given.
+    let reads = || s.recorded("secret.read", "team/db").len();
+    let before = reads();
+    let request = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}/v1/secret/data/team/db", s.addr))
+        .header("X-Vault-Token", &s.admin)
+        .header("X-Vault-Wrap-TTL", "soon")
+        .body(())
+        .unwrap();
+    let mut answer = s.agent.run(request).unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("X-Vault-Wrap-TTL"),
+        "{body}"
+    );
+    assert_eq!(reads(), before);
 }
 
 #[test]

@@ -302,10 +302,22 @@ pub(crate) async fn compat(
     }
     rewrite_list(&mut request);
     let route = request.uri().path()["/v1/".len()..].to_owned();
-    let wrap_ttl = request
-        .headers()
-        .get(WRAP_TTL)
-        .map(|v| v.to_str().map(str::to_owned));
+    // Checked before the request runs: a read or a token made, recorded, and then refused
+    // for a bad header would be an answer recorded as given that nobody received.
+    let wrap_ttl = match request.headers().get(WRAP_TTL).map(|v| {
+        v.to_str()
+            .map_err(|e| e.to_string())
+            .and_then(wrapping::parse_ttl)
+    }) {
+        None => None,
+        Some(Ok(ttl)) => Some(ttl),
+        Some(Err(e)) => {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid X-Vault-Wrap-TTL: {e}"),
+            );
+        }
+    };
     let response = next.run(request).await;
     // A successful answer with data is wrapped when asked (never the wrapping routes'
     // own answers, apart from `wrap`), and only for a caller who proved who they are: a
@@ -354,24 +366,7 @@ pub(crate) async fn compat(
 }
 
 /// Replaces an answer by its wrapping.
-async fn wrap_answer(
-    state: &AppState,
-    route: &str,
-    ttl: Result<String, axum::http::header::ToStrError>,
-    response: Response,
-) -> Response {
-    let ttl = match ttl
-        .map_err(|e| e.to_string())
-        .and_then(|t| wrapping::parse_ttl(&t))
-    {
-        Ok(ttl) => ttl,
-        Err(e) => {
-            return errors(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid X-Vault-Wrap-TTL: {e}"),
-            );
-        }
-    };
+async fn wrap_answer(state: &AppState, route: &str, ttl: i64, response: Response) -> Response {
     let actor = response
         .extensions()
         .get::<Actor>()
