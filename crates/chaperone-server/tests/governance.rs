@@ -1266,11 +1266,33 @@ fn listings_and_classifications_follow_the_gate_and_the_grants() {
                      "ttl": "7d", "reason": "project" }),
         ),
     );
+    s.ok(
+        "PUT",
+        "/api/v1/rotation/alpha/keys/signing",
+        Some(&s.admin),
+        Some(json!({ "max_age": "1d" })),
+    );
+    s.clock.advance_secs(2 * DAY);
     let ca_t = s.login(&ca);
-    // No NDA: the confidential folder is not even listed; the internal one is.
+    // No NDA: the confidential folder is not even listed; the internal one is. Nor is the
+    // overdue key under it, nor the classified prefix.
     assert_eq!(
         s.ok("GET", "/api/v1/secrets/list/alpha", Some(&ca_t), None)["keys"],
         json!(["app/"])
+    );
+    let stale_paths = |token: &str| -> Vec<String> {
+        s.ok("GET", "/api/v1/secrets/stale", Some(token), None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(stale_paths(&s.admin), ["alpha/keys/signing"]);
+    assert!(stale_paths(&ca_t).is_empty());
+    assert_eq!(
+        s.ok("GET", "/api/v1/classifications", Some(&ca_t), None),
+        json!([])
     );
     agreement(
         &s,
@@ -1281,6 +1303,7 @@ fn listings_and_classifications_follow_the_gate_and_the_grants() {
         s.ok("GET", "/api/v1/secrets/list/alpha", Some(&ca_t), None)["keys"],
         json!(["app/", "keys/"])
     );
+    assert_eq!(stale_paths(&ca_t), ["alpha/keys/signing"]);
     // Classified prefixes are shown only where the grantee could list.
     let classified = s.ok("GET", "/api/v1/classifications", Some(&ca_t), None);
     assert_eq!(

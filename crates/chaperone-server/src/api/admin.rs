@@ -366,23 +366,17 @@ pub(crate) async fn list_classifications(
 ) -> Result<Json<Vec<Classification>>, ApiError> {
     // A grantee sees only the classified prefixes its listings would show it: a prefix
     // names a path, and other vendors' paths are none of its business.
-    let now = state.clock.now();
-    Ok(Json(
-        state
-            .store
-            .classifications()
+    let mut listing = super::secrets::Listing::new(&state).await?;
+    let mut shown = Vec::new();
+    for (prefix, level) in state.store.classifications().await? {
+        if listing
+            .shows(&state, &caller, &format!("{prefix}/"))
             .await?
-            .into_iter()
-            .filter(|(prefix, _)| {
-                chaperone_core::policy::visible_in_listing(
-                    &caller.principal,
-                    &format!("{prefix}/"),
-                    now,
-                )
-            })
-            .map(|(prefix, level)| Classification { prefix, level })
-            .collect(),
-    ))
+        {
+            shown.push(Classification { prefix, level });
+        }
+    }
+    Ok(Json(shown))
 }
 
 #[utoipa::path(put, path = "/api/v1/classifications", request_body = Classification, responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]

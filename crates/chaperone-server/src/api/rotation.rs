@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use chaperone_core::policy::visible_in_listing;
 use chaperone_core::{SecretPath, Timestamp, parse_duration};
 use chaperone_store::Op;
 use serde::{Deserialize, Serialize};
@@ -100,6 +99,8 @@ pub(crate) async fn stale(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<Stale>>, ApiError> {
     let now = state.clock.now();
+    // Shown as a listing would show the path: its level must admit the caller now.
+    let mut listing = super::secrets::Listing::new(&state).await?;
     let mut out = Vec::new();
     for record in state.store.records("rotation", None).await? {
         let policy: RotationPolicy = body(&record)?;
@@ -107,7 +108,7 @@ pub(crate) async fn stale(
             continue;
         };
         let due = at.plus_secs(policy.max_age_secs);
-        if due <= now && visible_in_listing(&caller.principal, &policy.path, now) {
+        if due <= now && listing.shows(&state, &caller, &policy.path).await? {
             out.push(Stale {
                 path: policy.path,
                 reason: "overdue".into(),
@@ -123,7 +124,7 @@ pub(crate) async fn stale(
         let Some((version, at)) = current(&state, &path).await? else {
             continue;
         };
-        if at <= record.created_at && visible_in_listing(&caller.principal, &path, now) {
+        if at <= record.created_at && listing.shows(&state, &caller, &path).await? {
             out.push(Stale {
                 path,
                 reason: "exposed".into(),

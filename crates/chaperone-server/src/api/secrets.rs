@@ -504,40 +504,69 @@ pub(crate) async fn list_visible(
     state: &AppState,
     prefix: &SecretPrefix,
 ) -> Result<Json<ListResponse>, ApiError> {
-    let now = state.clock.now();
-    let (classifications, stored) = state.store.classification_rules().await?;
-    let levels = super::governance::merge_levels(&stored)?;
-    // A key is shown only if its level admits the caller now: its networks, and the
-    // continuous gate (an expired agreement hides key names too, not only values).
-    let mut admitted: std::collections::HashMap<String, bool> = Default::default();
+    let mut listing = Listing::new(state).await?;
     let mut keys = Vec::new();
     for key in state.store.list(prefix).await? {
         let full = format!("{}{key}", prefix.as_str());
-        if !visible_in_listing(&caller.principal, &full, now) {
-            continue;
-        }
-        let level =
-            super::governance::level_of(&levels, &classifications, full.trim_end_matches('/'))?;
-        let ok = match admitted.get(&level.name) {
-            Some(ok) => *ok,
-            None => {
-                let ok = level.network_allows(caller.client_ip)
-                    && match state
-                        .compliance(caller.person_id.as_ref(), caller.vendor_id.as_ref(), level)
-                        .await?
-                    {
-                        Some(c) => chaperone_core::governance::gate(level, &c, now).is_ok(),
-                        None => true,
-                    };
-                admitted.insert(level.name.clone(), ok);
-                ok
-            }
-        };
-        if ok {
+        if listing.shows(state, caller, &full).await? {
             keys.push(key);
         }
     }
     Ok(Json(ListResponse { keys }))
+}
+
+/// Whether paths may be shown to a caller in a listing (`list_visible`, and every other
+/// answer that names secret paths, such as the stale-secrets list): the path must be on the
+/// way to or under what the caller may list, and its level must admit the caller now, by
+/// its networks and the continuous gate (an expired agreement hides key names too, not only
+/// values). The level decisions are kept for the one answer.
+pub(crate) struct Listing {
+    now: chaperone_core::Timestamp,
+    levels: Vec<chaperone_core::governance::LevelPolicy>,
+    classifications: Vec<(String, String)>,
+    admitted: std::collections::HashMap<String, bool>,
+}
+
+impl Listing {
+    pub(crate) async fn new(state: &AppState) -> Result<Self, ApiError> {
+        let (classifications, stored) = state.store.classification_rules().await?;
+        Ok(Self {
+            now: state.clock.now(),
+            levels: super::governance::merge_levels(&stored)?,
+            classifications,
+            admitted: Default::default(),
+        })
+    }
+
+    /// Whether `path` (a key, or a folder ending in `/`) may be shown to `caller`.
+    pub(crate) async fn shows(
+        &mut self,
+        state: &AppState,
+        caller: &Caller,
+        path: &str,
+    ) -> Result<bool, ApiError> {
+        if !visible_in_listing(&caller.principal, path, self.now) {
+            return Ok(false);
+        }
+        let level = super::governance::level_of(
+            &self.levels,
+            &self.classifications,
+            path.trim_end_matches('/'),
+        )?;
+        if let Some(ok) = self.admitted.get(&level.name) {
+            return Ok(*ok);
+        }
+        let ok = level.network_allows(caller.client_ip)
+            && match state
+                .compliance(caller.person_id.as_ref(), caller.vendor_id.as_ref(), level)
+                .await?
+            {
+                Some(c) => chaperone_core::governance::gate(level, &c, self.now).is_ok(),
+                None => true,
+            };
+        self.admitted.insert(level.name.clone(), ok);
+        Ok(ok)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
