@@ -99,6 +99,9 @@ pub enum Op {
         vendor: VendorRecord,
         /// The status the change was decided on.
         previous_status: String,
+        /// The vendor's `updated_at` as read: a change made meanwhile (another edit of its
+        /// profile or allowlist) fails the update instead of being overwritten.
+        previous_updated_at: Timestamp,
         /// When.
         at: Timestamp,
     },
@@ -331,25 +334,30 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
         Op::UpdateVendor {
             vendor,
             previous_status,
+            previous_updated_at,
             at,
         } => {
+            // Always later than the time it was decided on, so that the next update's
+            // comparison tells the two apart even within one clock tick.
+            let updated_at = at.unix_nanos().max(previous_updated_at.unix_nanos() + 1);
             let changed = sqlx::query(
                 "UPDATE vendors SET status = $2, allowed_networks = $3, profile = $4, \
-                 updated_at = $5 WHERE id = $1 AND status = $6",
+                 updated_at = $5 WHERE id = $1 AND status = $6 AND updated_at = $7",
             )
             .bind(&vendor.id)
             .bind(&vendor.status)
             .bind(serde_json::to_string(&vendor.allowed_networks).expect("strings serialise"))
             .bind(vendor.profile.to_string())
-            .bind(at.unix_nanos())
+            .bind(updated_at)
             .bind(previous_status)
+            .bind(previous_updated_at.unix_nanos())
             .execute(&mut *conn)
             .await
             .map_err(db("updating a vendor"))?
             .rows_affected();
             if changed == 0 {
                 return Err(StoreError::Conflict(format!(
-                    "vendor `{}` does not exist or changed status meanwhile; read it again",
+                    "vendor `{}` does not exist or changed meanwhile; read it again",
                     vendor.id
                 )));
             }

@@ -34,6 +34,9 @@ pub struct VendorRecord {
     pub profile: serde_json::Value,
     /// When it was added.
     pub created_at: Timestamp,
+    /// When it last changed: an update names the one it was decided on, and fails if the
+    /// vendor changed since ([`crate::Op::UpdateVendor`]).
+    pub updated_at: Timestamp,
 }
 
 /// A person.
@@ -94,7 +97,7 @@ pub struct GrantRecord {
     pub reviewed: Option<(Timestamp, String)>,
 }
 
-const VENDOR_COLUMNS: &str = "id, name, status, allowed_networks, profile, created_at";
+const VENDOR_COLUMNS: &str = "id, name, status, allowed_networks, profile, created_at, updated_at";
 
 fn vendor_from_row(row: &AnyRow) -> Result<VendorRecord, StoreError> {
     let read = || -> Result<VendorRecord, sqlx::Error> {
@@ -106,6 +109,7 @@ fn vendor_from_row(row: &AnyRow) -> Result<VendorRecord, StoreError> {
             profile: serde_json::from_str(&row.try_get::<String, _>("profile")?)
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
+            updated_at: Timestamp::from_unix_nanos(row.try_get("updated_at")?),
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("vendor row: {e}")))

@@ -643,6 +643,7 @@ fn vendor(id: &str) -> VendorRecord {
         allowed_networks: vec!["10.0.0.0/8".into()],
         profile: serde_json::json!({ "country": "DE" }),
         created_at: t(0),
+        updated_at: t(0),
     }
 }
 
@@ -679,13 +680,43 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
             vec![Op::UpdateVendor {
                 vendor: suspended("v1"),
                 previous_status: "active".into(),
+                previous_updated_at: t(0),
                 at: t(1),
             }],
             Vec::new(),
         )
         .await
         .unwrap();
-    assert_eq!(f.store.vendors().await.unwrap(), [suspended("v1")]);
+    let stored = VendorRecord {
+        updated_at: t(1),
+        ..suspended("v1")
+    };
+    assert_eq!(
+        f.store.vendors().await.unwrap(),
+        std::slice::from_ref(&stored)
+    );
+    // A change decided on a stale read is refused, even with the status unchanged: another
+    // edit of the profile or allowlist came first.
+    let stale_edit = f
+        .store
+        .apply(
+            vec![Op::UpdateVendor {
+                vendor: VendorRecord {
+                    allowed_networks: Vec::new(),
+                    ..suspended("v1")
+                },
+                previous_status: "suspended".into(),
+                previous_updated_at: t(0),
+                at: t(2),
+            }],
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        matches!(stale_edit, Err(StoreError::Conflict(_))),
+        "{stale_edit:?}"
+    );
+    assert_eq!(f.store.vendors().await.unwrap(), [stored]);
     // A change decided on a stale status is refused.
     assert!(matches!(
         f.store
@@ -693,6 +724,7 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
                 vec![Op::UpdateVendor {
                     vendor: vendor("v1"),
                     previous_status: "active".into(),
+                    previous_updated_at: t(0),
                     at: t(2),
                 }],
                 Vec::new()
@@ -1470,6 +1502,7 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
                 vec![Op::UpdateVendor {
                     vendor: suspended("nope"),
                     previous_status: "active".into(),
+                    previous_updated_at: t(0),
                     at: t(1),
                 }],
                 vec![event("vendor.update")]
@@ -1484,6 +1517,7 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
             vec![Op::UpdateVendor {
                 vendor: suspended("v1"),
                 previous_status: "active".into(),
+                previous_updated_at: t(0),
                 at: t(2),
             }],
             vec![event("vendor.update")],

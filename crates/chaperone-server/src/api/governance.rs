@@ -352,6 +352,7 @@ pub(crate) async fn add_vendor(
         allowed_networks: normalise_networks(body.networks.as_deref().unwrap_or_default())?,
         profile: serde_json::to_value(&profile).expect("profiles serialise"),
         created_at: state.clock.now(),
+        updated_at: state.clock.now(),
     };
     let event = change_event(
         &state,
@@ -507,6 +508,7 @@ pub(crate) async fn update_vendor(
         Op::UpdateVendor {
             vendor: updated.clone(),
             previous_status: vendor.status.clone(),
+            previous_updated_at: vendor.updated_at,
             at: now,
         },
     );

@@ -218,6 +218,7 @@ async fn offboard(
         ops.push(Op::UpdateVendor {
             vendor: updated,
             previous_status: vendor.status.clone(),
+            previous_updated_at: vendor.updated_at,
             at: now,
         });
         let change = StatusChange::new(from, to, actor_id(caller), req.reason.clone(), now);
