@@ -78,11 +78,16 @@ async fn send_inner(
     command(&mut write, "DATA").await?;
     expect(&mut read, 354, "DATA").await?;
     let subject = header_text(subject);
+    // Recipients are in the envelope only: a reminder goes to a contractor and their
+    // vendor's owner, who need not learn each other's addresses.
+    let shown = match to {
+        [one] => format!("<{one}>"),
+        _ => "undisclosed-recipients:;".to_owned(),
+    };
     let mut message = format!(
-        "From: Chaperone <{}>\r\nTo: {}\r\nSubject: {subject}\r\nContent-Type: text/plain; \
-         charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n",
+        "From: Chaperone <{}>\r\nTo: {shown}\r\nSubject: {subject}\r\nContent-Type: \
+         text/plain; charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n",
         settings.from,
-        to.join(", ")
     );
     for line in body_lines(body) {
         // Dot-stuffing (RFC 5321 §4.5.2): a line starting with a dot gets another.
@@ -104,8 +109,9 @@ async fn send_inner(
     Ok(())
 }
 
-/// A header value: control characters become spaces, at most 200 characters, and an
-/// RFC 2047 encoded word when it is not plain ASCII.
+/// A header value: control characters become spaces, at most 200 characters, and RFC 2047
+/// encoded words when it is not plain ASCII: each at most 75 characters (45 bytes of text,
+/// whole characters), one per folded line, as strict relays require.
 fn header_text(text: &str) -> String {
     use base64::Engine;
     let clean: String = text
@@ -114,13 +120,23 @@ fn header_text(text: &str) -> String {
         .take(200)
         .collect();
     if clean.is_ascii() {
-        clean
-    } else {
-        format!(
-            "=?utf-8?B?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(clean.as_bytes())
-        )
+        return clean;
     }
+    let mut words = Vec::new();
+    let mut rest = clean.as_str();
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(45);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (word, tail) = rest.split_at(cut);
+        words.push(format!(
+            "=?utf-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(word.as_bytes())
+        ));
+        rest = tail;
+    }
+    words.join("\r\n ")
 }
 
 /// The body's lines without CR or other line breaks, none longer than 998 octets.
@@ -186,6 +202,24 @@ mod tests {
     fn typed_text_cannot_break_out() {
         assert_eq!(header_text("a\r\nBcc: x"), "a  Bcc: x");
         assert_eq!(header_text("Grüße"), "=?utf-8?B?R3LDvMOfZQ==?=");
+        // Long text becomes several encoded words of at most 75 characters, folded.
+        let long = header_text(&"🔑".repeat(200));
+        let words: Vec<&str> = long.split("\r\n ").collect();
+        assert!(words.len() > 1);
+        for word in &words {
+            assert!(word.len() <= 75 && word.starts_with("=?utf-8?B?"), "{word}");
+        }
+        let decoded: Vec<u8> = words
+            .iter()
+            .flat_map(|w| {
+                use base64::Engine;
+                let b64 = &w["=?utf-8?B?".len()..w.len() - 2];
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "🔑".repeat(200));
         let lines = body_lines("one\r.\rtwo\nthree");
         assert_eq!(lines, ["one.two", "three"]);
         let long = "é".repeat(700);

@@ -1117,6 +1117,10 @@ fn notifications_are_mailed_through_the_smtp_relay() {
     let data = transcript.split_once("DATA\r\n").unwrap().1;
     let headers = data.split_once("\r\n\r\n").unwrap().0;
     assert!(!headers.contains("\r\nBcc:"), "{headers}");
+    assert!(
+        headers.contains("\r\nTo: <ann@example.com>\r\n"),
+        "{headers}"
+    );
     assert_eq!(
         s.runtime.block_on(s.state.deliver_notifications()).unwrap(),
         0
