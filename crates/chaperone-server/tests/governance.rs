@@ -1227,6 +1227,12 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         (403, "person_inactive".into()),
         "the session was revoked, and says why"
     );
+    let updates = s.recorded("vendor.update", "acme");
+    assert_eq!(
+        updates[1]["details"]["people_disabled"][0]["name"], "cy",
+        "the termination names the accounts it disabled: {}",
+        updates[1]
+    );
     assert_eq!(
         s.recorded("vendor.update", "acme").len(),
         2,

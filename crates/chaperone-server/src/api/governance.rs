@@ -487,7 +487,9 @@ pub(crate) async fn update_vendor(
         return Ok(Json(vendor_info(&state, updated).await?));
     }
     if updated.status == VendorStatus::Terminated.as_str() && vendor.status != updated.status {
-        // A terminated vendor's accounts are disabled and their tokens revoked with it.
+        // A terminated vendor's accounts are disabled and their tokens revoked with it; the
+        // entry names the accounts it disabled.
+        let mut disabled = Vec::new();
         for person in state.store.list_people().await? {
             if person.vendor_id.as_deref() == Some(vendor.id.as_str()) {
                 if person.disabled_at.is_none() {
@@ -495,6 +497,7 @@ pub(crate) async fn update_vendor(
                         id: person.id.clone(),
                         at: now,
                     });
+                    disabled.push(json!({ "person_id": person.id, "name": person.name }));
                 }
                 ops.push(Op::RevokeTokensOf {
                     person_id: person.id,
@@ -502,6 +505,7 @@ pub(crate) async fn update_vendor(
                 });
             }
         }
+        details.push(("people_disabled", json!(disabled)));
     }
     ops.insert(
         0,
