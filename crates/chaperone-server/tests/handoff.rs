@@ -720,6 +720,16 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
             .iter()
             .all(|x| x["reason"] == "exposed")
     );
+    // A new version that keeps an exposed value is no rotation: the same value again, or
+    // an older exposed one put back.
+    for same in ["app-db-v2-Hk28", "app-db-v1-Hk27"] {
+        s.clock.advance_secs(60);
+        write(&s, "acme/app/db", same);
+        let sweep = s.runtime.block_on(s.state.sweep()).unwrap();
+        assert_eq!(sweep.findings_resolved, 0, "{same}");
+        let stale = s.ok("GET", "/api/v1/secrets/stale", Some(&s.admin), None);
+        assert_eq!(stale.as_array().unwrap().len(), 3, "{stale}");
+    }
     s.clock.advance_secs(60);
     write(&s, "acme/app/db", "app-db-v3-rotated");
     let sweep = s.runtime.block_on(s.state.sweep()).unwrap();

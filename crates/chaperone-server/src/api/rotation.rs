@@ -124,7 +124,15 @@ pub(crate) async fn stale(
         let Some((version, at)) = current(&state, &path).await? else {
             continue;
         };
-        if at <= record.created_at && listing.shows(&state, &caller, &path).await? {
+        // Exposed until its finding is closed: by the sweep once the value has changed, or
+        // by a person.
+        let finding = record.body["finding_id"].as_str().unwrap_or_default();
+        let open = match state.store.record("finding", finding).await? {
+            Some(finding) => ["open", "in_progress"]
+                .contains(&finding.body["status"].as_str().unwrap_or_default()),
+            None => at <= record.created_at,
+        };
+        if open && listing.shows(&state, &caller, &path).await? {
             out.push(Stale {
                 path,
                 reason: "exposed".into(),
@@ -152,8 +160,78 @@ async fn current(state: &AppState, path: &str) -> Result<Option<(u64, Timestamp)
     }))
 }
 
-/// Resolves open rotation findings whose secret got a new version since; how many.
+/// Whether `path` was rotated since `exposed_at`: its current version is newer, and no value
+/// of a version kept from before `exposed_at` is still in it (every field changed or
+/// removed). A new version that keeps an exposed value (a change to another field, the same
+/// value written again, an older value put back) is no rotation. Security decision: when the
+/// current version or the one current at `exposed_at` cannot be opened (deleted, destroyed),
+/// it is not judged rotated; a person closes the finding instead.
+async fn rotated_since(
+    state: &AppState,
+    keyring: &chaperone_crypto::Keyring,
+    path: &str,
+    exposed_at: Timestamp,
+) -> Result<Option<(u64, Timestamp)>, ApiError> {
+    let Ok(path) = SecretPath::parse(path) else {
+        return Ok(None);
+    };
+    let Some(meta) = state.store.metadata(&path).await? else {
+        return Ok(None);
+    };
+    let Some(now) = meta
+        .versions
+        .iter()
+        .find(|v| v.version == meta.current_version)
+    else {
+        return Ok(None);
+    };
+    if now.created_at <= exposed_at {
+        return Ok(None);
+    }
+    let open = |version: u64| {
+        let path = &path;
+        async move {
+            match state.store.read_version(path, Some(version)).await? {
+                Some(stored) => super::secrets::decrypt(keyring, &stored),
+                None => Ok(None),
+            }
+        }
+    };
+    let Some(Value::Object(new)) = open(now.version).await? else {
+        return Ok(None);
+    };
+    let mut exposed: Vec<_> = meta
+        .versions
+        .iter()
+        .filter(|v| v.created_at <= exposed_at)
+        .map(|v| v.version)
+        .collect();
+    exposed.sort_unstable();
+    // The version current at `exposed_at` must be there to compare with; older ones are
+    // compared when they still open.
+    if let Some(&then) = exposed.last()
+        && open(then).await?.is_none()
+    {
+        return Ok(None);
+    }
+    for version in exposed {
+        if let Some(Value::Object(old)) = open(version).await?
+            && old
+                .iter()
+                .any(|(field, value)| new.get(field) == Some(value))
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some((now.version, now.created_at)))
+}
+
+/// Resolves open rotation findings whose secret was rotated since ([`rotated_since`]); how
+/// many. Sealed, it resolves none: values must be compared.
 pub(crate) async fn resolve_rotated(state: &AppState, now: Timestamp) -> Result<usize, ApiError> {
+    let Some(keyring) = state.keyring() else {
+        return Ok(0);
+    };
     let mut resolved = 0;
     for record in state.store.records("finding", None).await? {
         let mut finding: Finding = body(&record)?;
@@ -162,12 +240,11 @@ pub(crate) async fn resolve_rotated(state: &AppState, now: Timestamp) -> Result<
         {
             continue;
         }
-        let Some((version, at)) = current(state, &finding.subject).await? else {
+        let Some((version, at)) =
+            rotated_since(state, &keyring, &finding.subject, record.created_at).await?
+        else {
             continue;
         };
-        if at <= record.created_at {
-            continue;
-        }
         finding.status = "resolved".into();
         finding.history.push(super::findings::FindingChange {
             time: now.to_rfc3339(),
