@@ -46,6 +46,9 @@ pub(crate) struct Caller {
     pub(crate) principal: Principal,
     /// The client's address, as the server believes it.
     pub(crate) client_ip: Option<IpAddr>,
+    /// For a login session, its last recorded use: the request's use is recorded once the
+    /// policy allows it (a refused request keeps no session alive).
+    pub(crate) session_last_used: Option<Timestamp>,
 }
 
 /// A rule as written in a token scope or a grant request.
@@ -262,6 +265,9 @@ async fn check(
             reason.message().to_owned(),
         ));
     }
+    if let Some(last) = caller.session_last_used {
+        note_session_use(state, &caller.token_id, last, now).await?;
+    }
     parts.extensions.insert(caller);
     Ok(Request::from_parts(parts, body))
 }
@@ -414,28 +420,35 @@ pub(crate) async fn authenticate(
             ),
         )
     };
+    let mut session_last_used = None;
     if record.kind == TokenKind::Session {
         let Some(last) = idle_since(state, &record, now) else {
             return Err(idle("the session"));
         };
-        note_session_use(state, &record.id, last, now).await?;
+        session_last_used = Some(last);
     }
     // A person's token made from their session (through the Vault API) ends with it, idle
-    // included; the session's own use is what counts, not the child's. (A person's child
-    // tokens make no tokens, so one level is the whole tree.)
-    if record.person_id.is_some()
-        && let Some(parent) = &record.parent_id
-    {
-        let parent = state
-            .store
-            .token_by_id(parent)
-            .await?
-            .ok_or_else(|| unauthenticated("invalid token"))?;
-        if parent.revoked_at.is_some() || parent.expires_at.is_some_and(|at| at <= now) {
-            return Err(unauthenticated("the token was revoked or has expired"));
+    // included; the session's own use is what counts, not the child's. Every ancestor is
+    // checked, however deep the tree (a child that verified a TOTP code may make tokens).
+    if record.person_id.is_some() {
+        let mut next = record.parent_id.clone();
+        for _ in 0..MAX_TOKEN_DEPTH {
+            let Some(id) = next else { break };
+            let parent = state
+                .store
+                .token_by_id(&id)
+                .await?
+                .ok_or_else(|| unauthenticated("invalid token"))?;
+            if parent.revoked_at.is_some() || parent.expires_at.is_some_and(|at| at <= now) {
+                return Err(unauthenticated("the token was revoked or has expired"));
+            }
+            if parent.kind == TokenKind::Session && idle_since(state, &parent, now).is_none() {
+                return Err(idle("the session this token was made from"));
+            }
+            next = parent.parent_id;
         }
-        if parent.kind == TokenKind::Session && idle_since(state, &parent, now).is_none() {
-            return Err(idle("the session this token was made from"));
+        if next.is_some() {
+            return Err(unauthenticated("the token was made from too many tokens"));
         }
     }
     let ip = client_ip(headers, peer, &state.settings.auth.trusted_proxies);
@@ -461,6 +474,7 @@ pub(crate) async fn authenticate(
         vendor_id,
         kind: record.kind,
         principal,
+        session_last_used,
     })
 }
 
@@ -471,6 +485,10 @@ fn idle_since(state: &AppState, record: &TokenRecord, now: Timestamp) -> Option<
     let last = record.last_used_at.unwrap_or(record.created_at);
     (now.unix_nanos() - last.unix_nanos() <= limit.saturating_mul(1_000_000_000)).then_some(last)
 }
+
+/// The deepest chain of tokens made from tokens that authentication follows; deeper chains
+/// are refused (revocation cascades through any depth, but each request walks the chain).
+const MAX_TOKEN_DEPTH: usize = 16;
 
 /// How stale a session's recorded use may be: it is written at most once in this many
 /// seconds per session, so idleness is judged to the minute and an active session costs

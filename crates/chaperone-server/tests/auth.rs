@@ -1308,4 +1308,36 @@ fn sessions_end_after_half_an_hour_unused_and_api_tokens_do_not() {
     assert_eq!(me(&fresh).0, 200, "used 20 minutes ago");
     s.clock.advance_secs(31 * 60);
     assert_eq!(me(&fresh).0, 401);
+
+    // A refused request is no use: it does not keep the session alive.
+    let third = s.login(&mia);
+    s.clock.advance_secs(20 * 60);
+    let refused = s.call("GET", "/api/v1/people", Some(&third), None, None);
+    assert_eq!(refused.0, 403, "{}", refused.1);
+    s.clock.advance_secs(15 * 60);
+    assert_eq!(me(&third).0, 401, "idle since the login");
+
+    // However deep the tokens made from a session, they end with it: a child that verified
+    // a TOTP code makes a grandchild, and both end when the session goes idle.
+    let fourth = s.login(&mia);
+    let made = s.ok("POST", "/v1/auth/token/create", Some(&fourth), None);
+    let child = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    s.remember(&child);
+    let code = s.code(&mia, 0);
+    let verified = s.call(
+        "POST",
+        "/api/v1/auth/verify",
+        Some(&child),
+        Some(json!({ "totp": code })),
+        None,
+    );
+    assert_eq!(verified.0, 204, "{}", verified.1);
+    let made = s.ok("POST", "/v1/auth/token/create", Some(&child), None);
+    let grandchild = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    s.remember(&grandchild);
+    assert_eq!(me(&grandchild).0, 200);
+    s.clock.advance_secs(31 * 60);
+    let (status, body) = me(&grandchild);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "session_idle", "{body}");
 }

@@ -954,6 +954,29 @@ async fn tokens_of_people(f: &Fixture) {
     assert_eq!(revoked.unwrap().len(), 1);
     let again = f.store.revoke_token("tok_s", t(7), revoke_event).await;
     assert!(again.unwrap().is_empty());
+    // No token is stored for a disabled account: one decided before the disable committed
+    // would otherwise come back with the account.
+    f.store
+        .apply(
+            vec![Op::DisablePerson {
+                id: "p1".into(),
+                at: t(8),
+            }],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let late = TokenRecord {
+        id: "tok_late".into(),
+        hash: ApiToken::generate().hash(),
+        ..session.clone()
+    };
+    let refused = f.store.insert_token(&late, &[]).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(f.store.token_by_id("tok_late").await.unwrap(), None);
     assert_eq!(
         f.store
             .token_by_hash(&session.hash)
