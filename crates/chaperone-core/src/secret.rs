@@ -71,6 +71,40 @@ pub enum KvError {
     /// A maximum number of versions out of range.
     #[error("max_versions must be between 1 and {MAX_MAX_VERSIONS}, got {0}")]
     InvalidMaxVersions(u32),
+    /// Custom metadata over Vault's limits.
+    #[error("custom_metadata: {0}")]
+    CustomMetadata(String),
+}
+
+/// Most keys in a secret's custom metadata, as in Vault.
+pub const MAX_CUSTOM_METADATA_KEYS: usize = 64;
+/// Longest custom metadata key, in bytes, as in Vault.
+pub const MAX_CUSTOM_METADATA_KEY_BYTES: usize = 128;
+/// Longest custom metadata value, in bytes, as in Vault.
+pub const MAX_CUSTOM_METADATA_VALUE_BYTES: usize = 512;
+
+/// Checks custom metadata against Vault's limits. Security decision: the limits bound what
+/// one secret's settings cost in memory, since every cached version carries them.
+pub fn check_custom_metadata(metadata: &BTreeMap<String, String>) -> Result<(), KvError> {
+    if metadata.len() > MAX_CUSTOM_METADATA_KEYS {
+        return Err(KvError::CustomMetadata(format!(
+            "at most {MAX_CUSTOM_METADATA_KEYS} keys, got {}",
+            metadata.len()
+        )));
+    }
+    for (key, value) in metadata {
+        if key.is_empty() || key.len() > MAX_CUSTOM_METADATA_KEY_BYTES {
+            return Err(KvError::CustomMetadata(format!(
+                "keys are 1 to {MAX_CUSTOM_METADATA_KEY_BYTES} bytes"
+            )));
+        }
+        if value.len() > MAX_CUSTOM_METADATA_VALUE_BYTES {
+            return Err(KvError::CustomMetadata(format!(
+                "the value of `{key}` is longer than {MAX_CUSTOM_METADATA_VALUE_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Decides whether a write may proceed given the secret's `current` version (0 when absent).

@@ -432,6 +432,9 @@ pub(crate) async fn apply_metadata(
     path: &SecretPath,
     update: &MetadataUpdate,
 ) -> Result<(), ApiError> {
+    if let Some(metadata) = &update.custom_metadata {
+        chaperone_core::secret::check_custom_metadata(metadata)?;
+    }
     let record = Record::new("secret.metadata_write", path.as_str(), Outcome::Success);
     let events = [state.event(info, caller.actor(), record)];
     state

@@ -155,6 +155,21 @@ pub(crate) async fn patch(
         return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
     };
     let current = stored.meta.version;
+    // Merged with the current version, the write always names it; a secret (or server)
+    // that requires check-and-set still needs the caller to give it.
+    if body.options.cas.is_none()
+        && (state.settings.kv.cas_required
+            || state
+                .store
+                .metadata(&path)
+                .await?
+                .is_some_and(|m| m.cas_required))
+    {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            "check-and-set parameter required for this call",
+        ));
+    }
     if body.options.cas.is_some_and(|cas| cas != current) {
         return Ok(errors(
             StatusCode::BAD_REQUEST,
@@ -164,13 +179,7 @@ pub(crate) async fn patch(
     let Some(Value::Object(mut merged)) = decrypt(&keyring, &stored)? else {
         return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
     };
-    for (key, value) in changes {
-        if value.is_null() {
-            merged.remove(&key);
-        } else {
-            merged.insert(key, value);
-        }
-    }
+    merge_patch(&mut merged, changes);
     let plaintext = zeroize::Zeroizing::new(
         serde_json::to_vec(&merged).expect("a JSON object always serialises"),
     );
@@ -442,4 +451,30 @@ pub(crate) async fn config(
             }),
         ),
     )
+}
+
+/// JSON Merge Patch (RFC 7396), as Vault's KV `PATCH` applies it: objects merge key by key
+/// at every depth, `null` removes a key, anything else replaces the value.
+fn merge_patch(target: &mut serde_json::Map<String, Value>, patch: serde_json::Map<String, Value>) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                target.remove(&key);
+            }
+            Value::Object(inner) => {
+                let slot = target
+                    .entry(key)
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Default::default());
+                }
+                if let Value::Object(slot) = slot {
+                    merge_patch(slot, inner);
+                }
+            }
+            other => {
+                target.insert(key, other);
+            }
+        }
+    }
 }

@@ -215,6 +215,26 @@ def test_token_trees_match(openbao):
     assert theirs[5][1] == 403
 
 
+def test_patch_matches(openbao):
+    """PATCH is a JSON merge patch at every depth, as OpenBao applies it."""
+    addr, root = openbao
+    seen = []
+    for base, token in ((CHAPERONE, ADMIN), (addr, root)):
+        url = f"{base}/v1/secret/data/contract/patch"
+        plain = {"X-Vault-Token": token}
+        requests.post(url, headers=plain, json={"data": {"db": {"user": "u", "password": "p"}, "note": "a"}})
+        patched = requests.patch(
+            url,
+            headers={**plain, "Content-Type": "application/merge-patch+json"},
+            json={"data": {"db": {"password": "x"}, "note": None}},
+        )
+        read = requests.get(url, headers=plain)
+        seen.append((patched.status_code, read.json()["data"]["data"]))
+    ours, theirs = seen
+    assert ours == theirs
+    assert theirs[1] == {"db": {"user": "u", "password": "x"}}
+
+
 def test_wrapping_matches(openbao):
     addr, token = openbao
     answers = []

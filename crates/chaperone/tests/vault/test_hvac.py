@@ -207,6 +207,35 @@ def test_check_and_set_failures_have_vaults_messages(client):
     kv(client).create_or_update_secret(path="hvac/cas", secret={"v": "2"}, cas=1)
 
 
+def test_patch_merges_at_every_depth_and_honours_check_and_set(client):
+    url = f"{ADDR}/v1/secret/data/hvac/patch"
+    headers = {"X-Vault-Token": ADMIN, "Content-Type": "application/merge-patch+json"}
+    kv(client).create_or_update_secret(
+        path="hvac/patch", secret={"db": {"user": "u", "password": "p"}, "note": "a"}
+    )
+    patched = requests.patch(url, headers=headers, json={"data": {"db": {"password": "x"}, "note": None}})
+    assert patched.status_code == 200, patched.text
+    read = kv(client).read_secret_version(path="hvac/patch", raise_on_deleted_version=True)
+    assert read["data"]["data"] == {"db": {"user": "u", "password": "x"}}
+    # A secret that requires check-and-set requires it of a patch too.
+    kv(client).update_metadata(path="hvac/patch", cas_required=True)
+    required = requests.patch(url, headers=headers, json={"data": {"note": "b"}})
+    assert required.status_code == 400
+    assert required.json()["errors"] == ["check-and-set parameter required for this call"]
+    given = requests.patch(url, headers=headers, json={"data": {"note": "b"}, "options": {"cas": 2}})
+    assert given.status_code == 200, given.text
+
+
+def test_custom_metadata_keeps_vaults_limits(client):
+    kv(client).create_or_update_secret(path="hvac/meta-limits", secret={"v": "1"})
+    for too_much in ({f"k{i}": "v" for i in range(65)}, {"k": "v" * 513}, {"k" * 129: "v"}):
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            kv(client).update_metadata(path="hvac/meta-limits", custom_metadata=too_much)
+    most = {f"k{i}": "v" * 512 for i in range(64)}
+    kv(client).update_metadata(path="hvac/meta-limits", custom_metadata=most)
+    assert kv(client).read_secret_metadata(path="hvac/meta-limits")["data"]["custom_metadata"] == most
+
+
 def test_delete_undelete_destroy(client):
     kv(client).create_or_update_secret(path="hvac/del", secret={"v": "1"})
     kv(client).create_or_update_secret(path="hvac/del", secret={"v": "2"})
