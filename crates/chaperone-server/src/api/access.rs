@@ -449,6 +449,17 @@ pub(crate) async fn approve_request(
 ) -> Result<Json<AccessRequest>, ApiError> {
     let (record, mut request) = decidable(&state, &caller, &id, true).await?;
     let me = actor_id(&caller);
+    // Security decision: a request that needs several approvals is approved by named
+    // people. Tokens of no person are one actor, `root`, but nothing ties them to a person:
+    // whoever holds the initial admin token and an admin account of their own would
+    // otherwise give two approvals.
+    if me == super::governance::ROOT_ACTOR && request.approvals_needed >= 2 {
+        return Err(forbidden(
+            "named_approvers_only",
+            "a request that needs several approvals is approved by people with accounts, \
+             not by a token of no person",
+        ));
+    }
     if request.approvals.iter().any(|a| a.by == me) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
