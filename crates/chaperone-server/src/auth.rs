@@ -480,9 +480,23 @@ pub(crate) async fn authenticate(
 
 /// When the session `record` was last used, as recorded; `None` once it has been unused for
 /// longer than the server allows.
+///
+/// The use is the later of the record's and this process's own mark: with SQLite the record
+/// may come from the cache, which recording a use does not empty (so that active sessions
+/// do not empty every cache once a minute each), and the mark is what this process wrote
+/// since. A stale record can only be older than the truth, never newer.
 fn idle_since(state: &AppState, record: &TokenRecord, now: Timestamp) -> Option<Timestamp> {
     let limit = state.settings.auth.session_idle_secs;
-    let last = record.last_used_at.unwrap_or(record.created_at);
+    let marked = state
+        .session_marks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&record.id)
+        .copied();
+    let last = record
+        .last_used_at
+        .unwrap_or(record.created_at)
+        .max(marked.unwrap_or(record.created_at));
     (now.unix_nanos() - last.unix_nanos() <= limit.saturating_mul(1_000_000_000)).then_some(last)
 }
 
@@ -517,20 +531,29 @@ async fn note_session_use(
         if marks.get(id).is_some_and(|&at| !stale(at)) {
             return Ok(());
         }
-        // Marks older than a minute decide nothing: they go before the map grows large.
+        // Marks older than the idle limit decide nothing: they go before the map grows
+        // large.
         if marks.len() >= 10_000 {
-            marks.retain(|_, at| !stale(*at));
+            let limit = state
+                .settings
+                .auth
+                .session_idle_secs
+                .saturating_mul(1_000_000_000);
+            marks.retain(|_, at| now.unix_nanos() - at.unix_nanos() <= limit);
         }
         marks.insert(id.to_owned(), now);
     }
-    if let Err(e) = state.store.mark_token_used(id, now).await {
-        // Not recorded: the next request tries again.
+    if let Err(error) = state.store.mark_token_used(id, now).await {
+        // Not recorded: the request the policy allowed still goes ahead, and the next one
+        // tries again.
+        tracing::warn!(%error, token = %id, "a session's use was not recorded");
         let mut marks = state
             .session_marks
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        marks.remove(id);
-        return Err(e.into());
+        if marks.get(id) == Some(&now) {
+            marks.remove(id);
+        }
     }
     Ok(())
 }

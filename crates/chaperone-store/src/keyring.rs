@@ -266,10 +266,13 @@ impl Store {
     }
 
     /// Records that a token was used at `at` (never moving the record back). Callers record
-    /// at most about once a minute per token: it is a write, and it empties the caches.
+    /// at most about once a minute per token. Security decision: the caches are kept (see
+    /// `write_uncached`), so a cached token record may show an older use than the store;
+    /// its only reader, the idle-session check, takes the later of it and the use the
+    /// process itself recorded, so a stale record never extends a session.
     pub async fn mark_token_used(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.write(move |conn| {
+        self.write_uncached(move |conn| {
             Box::pin(async move {
                 sqlx::query(
                     "UPDATE tokens SET last_used_at = $2 WHERE id = $1 \

@@ -950,6 +950,11 @@ async fn tokens_of_people(f: &Fixture) {
             .mfa_verified_at,
         Some(t(5))
     );
+    // A session's use is recorded, and never moved back.
+    f.store.mark_token_used("tok_s", t(5)).await.unwrap();
+    f.store.mark_token_used("tok_s", t(4)).await.unwrap();
+    let used = f.store.token_by_id("tok_s").await.unwrap().unwrap();
+    assert_eq!(used.last_used_at, Some(t(5)));
     let revoked = f.store.revoke_token("tok_s", t(6), revoke_event).await;
     assert_eq!(revoked.unwrap().len(), 1);
     let again = f.store.revoke_token("tok_s", t(7), revoke_event).await;
