@@ -160,10 +160,10 @@ async fn current(state: &AppState, path: &str) -> Result<Option<(u64, Timestamp)
     }))
 }
 
-/// Whether `path` was rotated since `exposed_at`: its current version is newer, and no value
-/// of a version kept from before `exposed_at` is still in it (every field changed or
-/// removed). A new version that keeps an exposed value (a change to another field, the same
-/// value written again, an older value put back) is no rotation. Security decision: when the
+/// Whether `path` was rotated since `exposed_at`: its current version is newer, and no
+/// credential of a version kept from before `exposed_at` is still in it ([`changed`]). A new
+/// version that keeps an exposed credential (a change to another field, the same value
+/// written again, an older value put back) is no rotation. Security decision: when the
 /// current version or the one current at `exposed_at` cannot be opened (deleted, destroyed),
 /// it is not judged rotated; a person closes the finding instead.
 async fn rotated_since(
@@ -188,16 +188,26 @@ async fn rotated_since(
     if now.created_at <= exposed_at {
         return Ok(None);
     }
+    // A version that does not open (or decrypts to something else than an object) cannot
+    // be judged: the finding stays open, and the rest of the sweep goes on.
     let open = |version: u64| {
         let path = &path;
         async move {
-            match state.store.read_version(path, Some(version)).await? {
+            let opened = match state.store.read_version(path, Some(version)).await? {
                 Some(stored) => super::secrets::decrypt(keyring, &stored),
                 None => Ok(None),
-            }
+            };
+            Ok::<_, ApiError>(match opened {
+                Ok(Some(Value::Object(fields))) => Some(fields),
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::warn!(code = error.code, path = %path, version, "a version to compare does not open");
+                    None
+                }
+            })
         }
     };
-    let Some(Value::Object(new)) = open(now.version).await? else {
+    let Some(new) = open(now.version).await? else {
         return Ok(None);
     };
     let mut exposed: Vec<_> = meta
@@ -215,15 +225,36 @@ async fn rotated_since(
         return Ok(None);
     }
     for version in exposed {
-        if let Some(Value::Object(old)) = open(version).await?
-            && old
-                .iter()
-                .any(|(field, value)| new.get(field) == Some(value))
+        if let Some(old) = open(version).await?
+            && !changed(&old, &new)
         {
             return Ok(None);
         }
     }
     Ok(Some((now.version, now.created_at)))
+}
+
+/// Whether the value `old` is gone from `new`: every credential field of `old` (by its name:
+/// a password, token, key, secret, connection string...) has another value or is gone, or,
+/// when no field is named so, every field. A user name kept beside a new password is no
+/// exposure; a password kept beside a new note is.
+fn changed(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, Value>) -> bool {
+    const CREDENTIAL: [&str; 16] = [
+        "pass", "pwd", "secret", "token", "key", "cred", "private", "auth", "cert", "pin", "otp",
+        "seed", "salt", "dsn", "url", "conn",
+    ];
+    let credential = |name: &String| {
+        let name = name.to_ascii_lowercase();
+        CREDENTIAL.iter().any(|word| name.contains(word))
+    };
+    let judged: Vec<&String> = if old.keys().any(credential) {
+        old.keys().filter(|name| credential(name)).collect()
+    } else {
+        old.keys().collect()
+    };
+    judged
+        .into_iter()
+        .all(|name| new.get(name) != old.get(name))
 }
 
 /// Resolves open rotation findings whose secret was rotated since ([`rotated_since`]); how
@@ -284,4 +315,44 @@ pub(crate) async fn resolve_rotated(state: &AppState, now: Timestamp) -> Result<
         }
     }
     Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed;
+    use serde_json::{Value, json};
+
+    fn fields(value: Value) -> serde_json::Map<String, Value> {
+        match value {
+            Value::Object(fields) => fields,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_rotation_changes_every_credential_and_nothing_else_needs_to() {
+        let rotated = |old: Value, new: Value| changed(&fields(old), &fields(new));
+        // A user name kept beside a new password.
+        assert!(rotated(
+            json!({ "username": "app", "password": "old" }),
+            json!({ "username": "app", "password": "new" })
+        ));
+        // A password kept beside a new note, or one of two keys kept.
+        assert!(!rotated(
+            json!({ "password": "old", "note": "a" }),
+            json!({ "password": "old", "note": "b" })
+        ));
+        assert!(!rotated(
+            json!({ "access_key": "a1", "secret_key": "s1" }),
+            json!({ "access_key": "a1", "secret_key": "s2" })
+        ));
+        // A removed credential is gone too.
+        assert!(rotated(json!({ "api_token": "t" }), json!({ "api_token_v2": "u" })));
+        // Without a credential name, every field must change.
+        assert!(!rotated(
+            json!({ "value": "a", "region": "eu" }),
+            json!({ "value": "b", "region": "eu" })
+        ));
+        assert!(rotated(json!({ "value": "a" }), json!({ "value": "b" })));
+    }
 }
