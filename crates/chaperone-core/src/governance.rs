@@ -207,6 +207,13 @@ pub struct AgreementFacts {
 }
 
 impl AgreementFacts {
+    /// When it binds: once signed and effective, the later of the two (an agreement dated
+    /// to take effect before its signature binds nobody until it is signed).
+    pub fn binds_from(&self) -> Option<Timestamp> {
+        let signed = self.signed_at?;
+        Some(self.effective_at.map_or(signed, |e| e.max(signed)))
+    }
+
     /// The status at `now`.
     pub fn status(&self, now: Timestamp) -> AgreementStatus {
         if self.terminated_at.is_some_and(|t| t <= now) {
@@ -215,9 +222,7 @@ impl AgreementFacts {
         let Some(signed) = self.signed_at else {
             return AgreementStatus::Draft;
         };
-        // An agreement dated to take effect before its signature (an "as of" date) binds
-        // nobody until it is signed.
-        let starts = self.effective_at.map_or(signed, |e| e.max(signed));
+        let starts = self.binds_from().unwrap_or(signed);
         if self.expires_at.is_some_and(|e| e <= now) {
             AgreementStatus::Expired
         } else if starts > now {
@@ -440,11 +445,7 @@ pub fn gate(level: &LevelPolicy, compliance: &Compliance, now: Timestamp) -> Res
             } else if let Some(a) = last(AgreementStatus::Pending) {
                 format!(
                     "agreement {label} of vendor {vendor} takes effect on {}",
-                    date(
-                        a.effective_at
-                            .or(a.signed_at)
-                            .expect("pending means a date")
-                    )
+                    date(a.binds_from().expect("pending means signed"))
                 )
             } else {
                 format!("vendor {vendor} has no signed {label} agreement in effect")
@@ -599,6 +600,7 @@ mod tests {
         // Effective "as of" a date before it is signed: pending until the signature.
         a.signed_at = Some(day("2026-06-01"));
         a.effective_at = Some(day("2026-03-01"));
+        assert_eq!(a.binds_from(), Some(day("2026-06-01")));
         assert_eq!(a.status(day("2026-05-15")), AgreementStatus::Pending);
         assert_eq!(a.status(day("2026-06-01")), AgreementStatus::Active);
         let e = EvidenceFacts {

@@ -8,7 +8,8 @@ use crate::merkle::Hash;
 use crate::note::NoteError;
 
 /// The first word of the extension line that makes a checkpoint a backup statement:
-/// `chaperone-backup/1 <backend> <sha256 of the snapshot> <bytes>`. The server signs one for
+/// `chaperone-backup/1 <backend> <sha256 of the snapshot> <bytes> <signed at, RFC 3339>`
+/// (statements signed before the time was added end at `<bytes>`). The server signs one for
 /// each backup, after checking that the snapshot's ledger head is its own at that size.
 pub const BACKUP_EXTENSION: &str = "chaperone-backup/1";
 

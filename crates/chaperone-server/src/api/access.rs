@@ -433,7 +433,8 @@ async fn decidable(
                     .parse::<Role>()
                     .is_ok_and(|r| request.approver_roles.contains(&r))
         }) || (a.by == super::governance::ROOT_ACTOR
-            && request.approver_roles.contains(&Role::Admin))
+            && request.approver_roles.contains(&Role::Admin)
+            && request.approvals_needed < 2)
     });
     Ok((record, request))
 }

@@ -365,13 +365,16 @@ pub(crate) async fn list_classifications(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<Classification>>, ApiError> {
     // A grantee sees only the classified prefixes its listings would show it: a prefix
-    // names a path, and other vendors' paths are none of its business.
+    // names a path, and other vendors' paths are none of its business. Those who manage
+    // classifications see them all, wherever they are.
+    let manages = matches!(caller.principal.role, Role::Admin | Role::Security);
     let mut listing = super::secrets::Listing::new(&state).await?;
     let mut shown = Vec::new();
     for (prefix, level) in state.store.classifications().await? {
-        if listing
-            .shows(&state, &caller, &format!("{prefix}/"))
-            .await?
+        if manages
+            || listing
+                .shows(&state, &caller, &format!("{prefix}/"))
+                .await?
         {
             shown.push(Classification { prefix, level });
         }

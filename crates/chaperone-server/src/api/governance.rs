@@ -707,10 +707,13 @@ pub(crate) async fn add_agreement(
         document: None,
         created_by: actor_id(&caller),
     };
-    if let (Some(from), Some(to)) = (
-        agreement.effective_at.or(agreement.signed_at),
-        agreement.expires_at,
-    ) && to <= from
+    // It must expire after it binds: after its effective date and after its signature.
+    let binds_from = match (agreement.effective_at, agreement.signed_at) {
+        (Some(e), Some(s)) => Some(e.max(s)),
+        (e, s) => e.or(s),
+    };
+    if let (Some(from), Some(to)) = (binds_from, agreement.expires_at)
+        && to <= from
     {
         return Err(invalid("an agreement must expire after it takes effect"));
     }

@@ -347,7 +347,10 @@ mod tests {
             json!({ "access_key": "a1", "secret_key": "s2" })
         ));
         // A removed credential is gone too.
-        assert!(rotated(json!({ "api_token": "t" }), json!({ "api_token_v2": "u" })));
+        assert!(rotated(
+            json!({ "api_token": "t" }),
+            json!({ "api_token_v2": "u" })
+        ));
         // Without a credential name, every field must change.
         assert!(!rotated(
             json!({ "value": "a", "region": "eu" }),

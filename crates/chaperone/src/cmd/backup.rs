@@ -114,7 +114,7 @@ struct Manifest {
 #[derive(Serialize, Deserialize, Debug)]
 struct LedgerState {
     /// The server's signed statement: a checkpoint at `size` with the extension line
-    /// `chaperone-backup/1 <backend> <sha256> <bytes>`.
+    /// `chaperone-backup/1 <backend> <sha256> <bytes> <signed at>`.
     statement: String,
     /// Entries in the snapshot.
     size: u64,
