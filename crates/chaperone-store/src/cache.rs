@@ -225,18 +225,22 @@ mod tests {
                 .all(|f| *f == "identity.rs" || *f == "ledger.rs" || *f == "keyring.rs"),
             "{declared:?}"
         );
-        let text = std::fs::read_to_string(source.join("keyring.rs")).unwrap();
-        for chunk in text.split("write_uncached(").skip(1) {
-            let body: String = chunk.chars().take(500).collect();
+        // What follows each `write_uncached(` call in `file`: the statement it runs.
+        let calls = |file: &str| -> Vec<String> {
+            let text = std::fs::read_to_string(source.join(file)).unwrap();
+            text.split("write_uncached(")
+                .skip(1)
+                .map(|chunk| chunk.chars().take(700).collect())
+                .collect()
+        };
+        for body in calls("keyring.rs") {
             let statement = body.split('"').nth(1).unwrap_or_default();
             assert!(
                 statement.starts_with("UPDATE tokens SET last_used_at = $2 WHERE"),
                 "a write_uncached in keyring.rs that is not the use record: {body}"
             );
         }
-        let text = std::fs::read_to_string(source.join("identity.rs")).unwrap();
-        for chunk in text.split("write_uncached(").skip(1) {
-            let body: String = chunk.chars().take(700).collect();
+        for body in calls("identity.rs") {
             assert!(
                 body.contains("auth_failures") && !body.contains("INSERT INTO tokens"),
                 "a write_uncached that is not on auth_failures: {body}"
