@@ -289,7 +289,10 @@ pub(crate) fn client_ip(
     peer: Option<IpAddr>,
     trusted: &[Cidr],
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    // An IPv4 client of a dual-stack listener (or named so by a proxy) arrives as
+    // `::ffff:a.b.c.d`: it is that IPv4 address for lockouts, limits and the ledger, not a
+    // member of one shared IPv6 /64.
+    let peer = peer?.to_canonical();
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(peer) {
         return Some(peer);
@@ -309,8 +312,8 @@ pub(crate) fn client_ip(
             .ok()
             .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
             .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())?;
-        client = ip;
-        if !is_trusted(ip) {
+        client = ip.to_canonical();
+        if !is_trusted(client) {
             break;
         }
     }
@@ -822,6 +825,28 @@ mod tests {
         assert_eq!(garbled(b"\xff, 203.0.113.7"), ip("203.0.113.7"));
         assert_eq!(garbled(b"203.0.113.7, \xff"), None);
         assert_eq!(garbled(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn ipv4_mapped_clients_are_their_ipv4_address() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        // A dual-stack listener's IPv4 peer.
+        assert_eq!(
+            client_ip(&HeaderMap::new(), ip("::ffff:192.0.2.1"), &[]),
+            ip("192.0.2.1")
+        );
+        // A mapped trusted proxy, and a mapped client named by it.
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "::ffff:203.0.113.9".parse().unwrap());
+        assert_eq!(
+            client_ip(&headers, ip("::ffff:10.0.0.5"), &trusted),
+            ip("203.0.113.9")
+        );
+        // Two IPv4 clients are two lockout subjects, not one shared IPv6 /64.
+        let subject = |s: &str| crate::api::auth::ip_subject(s.parse().unwrap());
+        assert_eq!(subject("::ffff:192.0.2.1"), "ip:192.0.2.1");
+        assert_ne!(subject("::ffff:192.0.2.1"), subject("::ffff:192.0.2.2"));
     }
 }
 

@@ -714,7 +714,7 @@ pub(crate) fn account_subject(keyring: &Keyring, user: &str) -> String {
 /// The lockout subject of a client address: the address for IPv4, the /64 for IPv6 (an
 /// attacker usually holds a whole /64).
 pub(crate) fn ip_subject(ip: IpAddr) -> String {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => format!("ip:{v4}"),
         IpAddr::V6(v6) => {
             let s = v6.segments();
