@@ -852,6 +852,8 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
     s.clock.advance_secs(11 * DAY);
     let sweep = s.runtime.block_on(s.state.sweep()).unwrap();
     assert_eq!(sweep.attestations_overdue, 1);
+    // The finding reopened by hand is not closed again by the rotation that closed it.
+    assert_eq!(sweep.findings_resolved, 0);
     let overdue = s.ok(
         "GET",
         "/api/v1/findings?source=attestation",
@@ -859,19 +861,130 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
         None,
     );
     assert_eq!(overdue.as_array().unwrap().len(), 1);
-    assert_eq!(
+    let offboarding_findings = |s: &Server| {
         s.ok(
-            "POST",
-            "/api/v1/vendors/acme/offboard",
+            "GET",
+            "/api/v1/findings?source=offboarding",
             Some(&s.admin),
-            Some(json!({ "reason": "again" })),
-        )["blast_radius"]
-            .as_array()
-            .map_or(0, Vec::len),
+            None,
+        )
+        .as_array()
+        .unwrap()
+        .len()
+    };
+    assert_eq!(offboarding_findings(&s), 4);
+    let again = s.ok(
+        "POST",
+        "/api/v1/vendors/acme/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "again" })),
+    );
+    assert_eq!(
+        again["blast_radius"].as_array().map_or(0, Vec::len),
         3,
         "offboarding an offboarding vendor terminates it"
     );
+    // The two findings still open are kept; only the accepted risk gets a new one. The
+    // attestation was signed: no second link.
+    assert_eq!(offboarding_findings(&s), 5);
+    let kept = again["blast_radius"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "acme/app/db")
+        .unwrap();
+    assert_eq!(kept["finding_id"], db_finding["id"]);
+    assert!(again["attestation"].is_null(), "{again}");
     s.assert_no_secret_logged();
+}
+
+#[test]
+fn offboarding_checks_first_and_its_findings_reach_someone_who_can_act() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let owner = s.person("olga", "member", None);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    vendor(&s, "beta");
+    s.person("cb", "contractor", Some("beta"));
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "owner": "olga" })),
+    );
+    write(&s, "acme/app/db", "app-db-v1-Hk27");
+    // A contractor named as the secret's owner (a write grant lets them set it) is no owner:
+    // contractors do not see findings.
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&s.admin),
+        Some(json!({ "max_versions": 1, "custom_metadata": { "owner": "cb" } })),
+    );
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read"],
+                     "ttl": "30d", "reason": "project" }),
+        ),
+    );
+    let cy_t = s.login(&cy);
+    s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);
+
+    // A bad option is refused before anything is cut.
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            "/api/v1/vendors/acme/offboard",
+            &s.admin,
+            Some(json!({ "reason": "ended", "attest_within": "two weeks" }))
+        ),
+        (400, "invalid_request".into())
+    );
+    assert_eq!(
+        s.ok("GET", "/api/v1/vendors/acme", Some(&s.admin), None)["status"],
+        "active"
+    );
+    s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);
+
+    // A person's offboarding: the finding goes to their vendor's owner, under the vendor.
+    s.ok(
+        "POST",
+        "/api/v1/people/cy/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "left the project" })),
+    );
+    let olga_t = s.login(&owner);
+    let mine = s.ok("GET", "/api/v1/findings", Some(&olga_t), None);
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["subject"], "acme/app/db");
+    assert_eq!(
+        mine[0]["vendor_id"].as_str().map(|v| v.starts_with("ven_")),
+        Some(true),
+        "{mine}"
+    );
+
+    // Keeping one version, a rewrite prunes the exposed version: with nothing to compare
+    // with, the finding stays open, even though the password changed nowhere.
+    s.clock.advance_secs(60);
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/data/acme/app/db",
+        Some(&s.admin),
+        Some(json!({ "data": { "password": "app-db-v1-Hk27", "note": "moved" } })),
+    );
+    let sweep = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(sweep.findings_resolved, 0);
+    let finding = s.ok(
+        "GET",
+        &format!("/api/v1/findings/{}", mine[0]["id"].as_str().unwrap()),
+        Some(&olga_t),
+        None,
+    );
+    assert_eq!(finding["status"], "open");
 }
 
 #[test]

@@ -26,7 +26,7 @@ use super::ApiJson;
 use super::access::AccessRequest;
 use super::admin::change_event;
 use super::auth::new_id;
-use super::findings::{NewFinding, new_finding};
+use super::findings::{Finding, NewFinding, new_finding};
 use super::governance::{
     StatusChange, actor_id, agreements_of, body, duration, merge_levels, new_record, revise,
     vendor_named,
@@ -190,7 +190,10 @@ async fn offboard(
     if req.reason.trim().is_empty() {
         return Err(invalid("give a `reason`"));
     }
+    // Everything the request says is checked before anything is cut: a bad value must not
+    // leave access cut with no report, findings or attestation.
     let rotate_within = duration(req.rotate_within.as_deref().unwrap_or("7d"))?;
+    let attest_within = req.attest_within.as_deref().map(duration).transpose()?;
     let now = state.clock.now();
     let id = new_id("off");
     let subject = match (&vendor, people.first()) {
@@ -328,7 +331,13 @@ async fn offboard(
     let blast = blast_radius(state, &people).await?;
     let (classifications, stored) = state.store.classification_rules().await?;
     let levels = merge_levels(&stored)?;
-    let vendor_owner = vendor
+    // A person's findings go to their vendor's owner too, as a vendor's do.
+    let owning_vendor = match (&vendor, people.first().and_then(|p| p.vendor_id.as_ref())) {
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(id)) => state.store.vendor(id).await?,
+        (None, None) => None,
+    };
+    let vendor_owner = owning_vendor
         .as_ref()
         .and_then(|v| v.profile.get("owner"))
         .and_then(Value::as_str)
@@ -336,6 +345,20 @@ async fn offboard(
     let mut ops = Vec::new();
     let mut exposures = Vec::new();
     for (path, (read, held, prefixes)) in blast {
+        // Offboarding again (an offboarding vendor, to terminate it) reports the blast
+        // radius again but does not open a second finding where one is still open.
+        if let Some(finding_id) = open_exposure(state, &path, owning_vendor.as_ref()).await? {
+            let level = super::governance::level_of(&levels, &classifications, &path)?;
+            exposures.push(Exposure {
+                path,
+                versions_read: read.into_iter().collect(),
+                versions_held: held.into_iter().collect(),
+                granted_under: prefixes.into_iter().collect(),
+                level: level.name.clone(),
+                finding_id,
+            });
+            continue;
+        }
         let level = super::governance::level_of(&levels, &classifications, &path)?;
         let severity = match level.rank {
             r if r >= 30 => "critical",
@@ -350,7 +373,7 @@ async fn offboard(
                 severity,
                 title: format!("rotate {path}: exposed to offboarded {subject}"),
                 subject: path.clone(),
-                vendor_id: vendor.as_ref().map(|v| v.id.clone()),
+                vendor_id: owning_vendor.as_ref().map(|v| v.id.clone()),
                 owner,
                 due: now.plus_secs(rotate_within),
                 details: json!({
@@ -380,10 +403,12 @@ async fn offboard(
         });
     }
 
-    // 3. The attestation link, for a vendor.
+    // 3. The attestation link, for a vendor that has none pending or signed yet.
     let attestation = match &vendor {
-        Some(vendor) => Some(attestation_link(state, &mut ops, vendor, &id, req, now).await?),
-        None => None,
+        Some(vendor) if !attestation_exists(state, &vendor.id).await? => {
+            Some(attestation_link(state, &mut ops, vendor, &id, attest_within, now).await?)
+        }
+        _ => None,
     };
     let report = OffboardReport {
         id: id.clone(),
@@ -528,15 +553,57 @@ async fn secret_owner(state: &AppState, path: &str) -> Result<Option<String>, Ap
         return Ok(None);
     };
     match meta.custom_metadata.get("owner") {
-        // A disabled owner cannot act on the finding; the vendor's owner gets it instead.
+        // A disabled owner cannot act on the finding, and a contractor (who may write the
+        // metadata under a grant) cannot see findings: the vendor's owner gets it instead.
         Some(name) => Ok(state
             .store
             .person(name)
             .await?
-            .filter(|p| p.disabled_at.is_none())
+            .filter(|p| {
+                p.disabled_at.is_none()
+                    && p.vendor_id.is_none()
+                    && p.role != chaperone_core::policy::Role::Contractor.as_str()
+            })
             .map(|p| p.id)),
         None => Ok(None),
     }
+}
+
+/// The finding of an earlier offboarding of `vendor` that exposed `path`, while it is open.
+async fn open_exposure(
+    state: &AppState,
+    path: &str,
+    vendor: Option<&VendorRecord>,
+) -> Result<Option<String>, ApiError> {
+    let Some(vendor) = vendor else {
+        return Ok(None);
+    };
+    for record in state.store.records("exposure", Some(path)).await? {
+        let Some(finding_id) = record.body["finding_id"].as_str() else {
+            continue;
+        };
+        let Some(finding) = state.store.record("finding", finding_id).await? else {
+            continue;
+        };
+        let finding: Finding = body(&finding)?;
+        if finding.vendor_id.as_deref() == Some(vendor.id.as_str())
+            && !matches!(finding.status.as_str(), "resolved" | "risk_accepted")
+        {
+            return Ok(Some(finding.id));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `vendor` already has an attestation link pending or signed.
+async fn attestation_exists(state: &AppState, vendor_id: &str) -> Result<bool, ApiError> {
+    for record in state.store.records("attestation", Some(vendor_id)).await? {
+        let attestation: Attestation = body(&record)?;
+        if matches!(attestation.status.as_str(), "pending" | "submitted") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn attestation_link(
@@ -544,7 +611,7 @@ async fn attestation_link(
     ops: &mut Vec<Op>,
     vendor: &VendorRecord,
     offboarding_id: &str,
-    req: &OffboardRequest,
+    attest_within: Option<i64>,
     now: Timestamp,
 ) -> Result<AttestationLink, ApiError> {
     let mut terms = "return or destroy all of the business's data you hold".to_owned();
@@ -566,10 +633,7 @@ async fn attestation_link(
             );
         }
     }
-    let within = match &req.attest_within {
-        Some(text) => duration(text)?,
-        None => days * 86_400,
-    };
+    let within = attest_within.unwrap_or(days * 86_400);
     let mut raw = [0u8; 32];
     chaperone_crypto::random_bytes(&mut raw);
     use base64::Engine;

@@ -217,11 +217,12 @@ async fn rotated_since(
         .map(|v| v.version)
         .collect();
     exposed.sort_unstable();
-    // The version current at `exposed_at` must be there to compare with; older ones are
-    // compared when they still open.
-    if let Some(&then) = exposed.last()
-        && open(then).await?.is_none()
-    {
+    // The version current at `exposed_at` must be there to compare with (not pruned by
+    // `max_versions`, not destroyed); older ones are compared when they still open.
+    let Some(&then) = exposed.last() else {
+        return Ok(None);
+    };
+    if open(then).await?.is_none() {
         return Ok(None);
     }
     for version in exposed {
@@ -276,6 +277,14 @@ pub(crate) async fn resolve_rotated(state: &AppState, now: Timestamp) -> Result<
         else {
             continue;
         };
+        // Reopened by hand after that rotation closed it (the old value lives on somewhere):
+        // only a later rotation closes it again.
+        if finding.details["rotated_version"]
+            .as_u64()
+            .is_some_and(|closed_by| closed_by >= version)
+        {
+            continue;
+        }
         finding.status = "resolved".into();
         finding.history.push(super::findings::FindingChange {
             time: now.to_rfc3339(),
