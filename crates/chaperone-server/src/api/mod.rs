@@ -675,7 +675,7 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         route(
             M::POST,
             DELIVERABLES,
-            Some(Deliverables),
+            Some(SubmitDeliverable),
             On::System,
             deliverables::submit,
         ),
