@@ -167,6 +167,7 @@ impl Signer {
                 "note text must end with a newline and have no blank line",
             ));
         }
+        check_text(text)?;
         let signature = self.key.sign(text.as_bytes());
         let mut blob = self.verifier().id.to_vec();
         blob.extend_from_slice(&signature.to_bytes());
@@ -199,8 +200,13 @@ pub fn open(note: &[u8], verifiers: &[Verifier]) -> Result<String, NoteError> {
             "the signatures must end with a newline",
         ));
     }
+    check_text(text)?;
+    let lines = &signatures[..signatures.len() - 1];
+    if lines.split('\n').count() > MAX_SIGNATURES {
+        return Err(NoteError::Malformed("too many signatures"));
+    }
     let mut verified = false;
-    for line in signatures[..signatures.len() - 1].split('\n') {
+    for line in lines.split('\n') {
         let rest = line.strip_prefix(DASH).ok_or(NoteError::Malformed(
             "a signature line must start with an em dash",
         ))?;
@@ -234,6 +240,20 @@ pub fn open(note: &[u8], verifiers: &[Verifier]) -> Result<String, NoteError> {
     Ok(text.to_owned())
 }
 
+/// At most this many signature lines are read (C2SP signed-note: verifiers SHOULD bound
+/// them; Go's note package reads 100).
+const MAX_SIGNATURES: usize = 100;
+
+/// C2SP signed-note: the text MUST NOT hold ASCII control characters other than newline.
+fn check_text(text: &str) -> Result<(), NoteError> {
+    if text.chars().any(|c| c.is_ascii_control() && c != '\n') {
+        return Err(NoteError::Malformed(
+            "note text holds a control character other than newline",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,8 +274,29 @@ mod tests {
         );
         // A note re-signed by another key with the same name does not pass for the first.
         let forged = other.sign("hello\nworld\n").unwrap();
-        assert!(open(forged.as_bytes(), &[verifier]).is_err());
+        assert!(open(forged.as_bytes(), std::slice::from_ref(&verifier)).is_err());
         assert!(signer.sign("no newline").is_err());
+        // Control characters other than newline are refused, signed or not.
+        assert!(signer.sign("o\n1\nroot\t\n").is_err());
+        let tabbed = format!(
+            "o\n1\nroot\t\n{}",
+            &signer.sign("o\n1\nroot\n").unwrap()["o\n1\nroot\n".len()..]
+        );
+        assert_eq!(
+            open(tabbed.as_bytes(), std::slice::from_ref(&verifier)),
+            Err(NoteError::Malformed(
+                "note text holds a control character other than newline"
+            ))
+        );
+        // A bounded number of signature lines.
+        let one = &note["hello\nworld\n\n".len()..];
+        let many = format!("hello\nworld\n\n{}", one.repeat(MAX_SIGNATURES + 1));
+        assert_eq!(
+            open(many.as_bytes(), std::slice::from_ref(&verifier)),
+            Err(NoteError::Malformed("too many signatures"))
+        );
+        let enough = format!("hello\nworld\n\n{}", one.repeat(MAX_SIGNATURES));
+        assert!(open(enough.as_bytes(), std::slice::from_ref(&verifier)).is_ok());
         assert!(!format!("{signer:?}").contains("7"));
     }
 }

@@ -138,15 +138,22 @@ impl TlogProof {
         verifiers: &[Verifier],
         entry: Option<&[u8]>,
     ) -> Result<Checkpoint, TlogProofError> {
-        let text =
-            note::open(self.checkpoint.as_bytes(), verifiers).map_err(TlogProofError::Signature)?;
-        let checkpoint = Checkpoint::parse(&text).map_err(TlogProofError::Checkpoint)?;
-        // The signature is by a key of that name; the log the checkpoint names must be it.
-        if !verifiers.iter().any(|v| v.name() == checkpoint.origin) {
+        // Only a signature by a key of the log the checkpoint names vouches for its head: a
+        // witness's cosignature alone must not, so the note is opened with those keys only.
+        let origin = self.checkpoint.split('\n').next().unwrap_or_default();
+        let log_keys: Vec<Verifier> = verifiers
+            .iter()
+            .filter(|v| v.name() == origin)
+            .cloned()
+            .collect();
+        if log_keys.is_empty() {
             return Err(TlogProofError::Malformed(
                 "the checkpoint names a log other than the key's",
             ));
         }
+        let text =
+            note::open(self.checkpoint.as_bytes(), &log_keys).map_err(TlogProofError::Signature)?;
+        let checkpoint = Checkpoint::parse(&text).map_err(TlogProofError::Checkpoint)?;
         let entry = match (entry, self.extra.as_deref()) {
             (Some(given), Some(carried)) if given != carried => {
                 return Err(TlogProofError::EntryMismatch);
@@ -241,6 +248,26 @@ mod tests {
         let mut flipped = proof.clone();
         flipped.hashes[0][0] ^= 1;
         assert!(flipped.verify(&[signer.verifier()], None).is_err());
+        // A witness's cosignature alone does not vouch for a log head: a head of the log's
+        // name signed only by the witness fails, though the log's key is given too.
+        let (mut forged, log, entries) = proof_for(2);
+        let witness = Signer::new("witness.example", &Zeroizing::new([5u8; 32])).unwrap();
+        let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let mut fake = leaves.clone();
+        fake[6] = merkle::leaf_hash(b"not in the log");
+        let head = Checkpoint {
+            origin: "example.com/ledger".into(),
+            size: 7,
+            root: merkle::root(7, &fake[..]).unwrap(),
+            extensions: vec![],
+        };
+        forged.checkpoint = witness.sign(&head.to_text()).unwrap();
+        forged.hashes = merkle::inclusion_proof(2, 7, &fake[..]).unwrap();
+        assert!(
+            forged
+                .verify(&[log.verifier(), witness.verifier()], None)
+                .is_err()
+        );
         assert!(TlogProof::parse("c2sp.org/tlog-proof@v2\nindex 1\n\nx").is_err());
         assert!(TlogProof::parse("c2sp.org/tlog-proof@v1\nindex 01\n\nx").is_err());
     }

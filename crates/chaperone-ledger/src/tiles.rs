@@ -159,35 +159,26 @@ fn encode_index(mut n: u64) -> String {
 }
 
 /// The tiles and bundles a client needs for a tree of `size` entries: every full one and
-/// the partial right edge.
-pub fn tiles_for_size(size: u64) -> Vec<TileId> {
-    let mut out = Vec::new();
-    let mut level_size = size;
-    let mut level = 0u8;
-    while level_size > 0 && level < 8 {
-        push_range(&mut out, TileKind::Hashes(level), level_size);
-        level_size /= WIDTH;
-        level += 1;
-    }
-    push_range(&mut out, TileKind::Entries, size);
-    out
-}
-
-fn push_range(out: &mut Vec<TileId>, kind: TileKind, count: u64) {
-    for index in 0..count / WIDTH {
-        out.push(TileId {
-            kind,
-            index,
-            width: WIDTH,
-        });
-    }
-    if !count.is_multiple_of(WIDTH) {
-        out.push(TileId {
-            kind,
-            index: count / WIDTH,
-            width: count % WIDTH,
-        });
-    }
+/// the partial right edge. Lazy: a size read from a checkpoint not yet verified must not
+/// make a list of billions of tiles.
+pub fn tiles_for_size(size: u64) -> impl Iterator<Item = TileId> {
+    (0u8..8)
+        .map(move |level| (TileKind::Hashes(level), size / WIDTH.pow(u32::from(level))))
+        .take_while(|&(_, count)| count > 0)
+        .chain(std::iter::once((TileKind::Entries, size)))
+        .flat_map(|(kind, count)| {
+            let full = (0..count / WIDTH).map(move |index| TileId {
+                kind,
+                index,
+                width: WIDTH,
+            });
+            let partial = (!count.is_multiple_of(WIDTH)).then_some(TileId {
+                kind,
+                index: count / WIDTH,
+                width: count % WIDTH,
+            });
+            full.chain(partial)
+        })
 }
 
 /// Frames entries as a bundle.
@@ -346,10 +337,7 @@ impl Edge {
 
     /// The partial tiles and bundle that [`Edge::resume`] needs for a tree of `size`.
     pub fn parts_needed(size: u64) -> Vec<TileId> {
-        tiles_for_size(size)
-            .into_iter()
-            .filter(|t| t.width < WIDTH)
-            .collect()
+        tiles_for_size(size).filter(|t| t.width < WIDTH).collect()
     }
 
     /// The edge of a stored tree of `size` entries, from its partial tiles and bundle
@@ -577,6 +565,25 @@ mod tests {
 
     fn entries(n: usize) -> Vec<Vec<u8>> {
         (0..n).map(|i| format!("entry {i}").into_bytes()).collect()
+    }
+
+    #[test]
+    fn tiles_for_size_lists_full_and_partial_tiles_lazily() {
+        let paths: Vec<String> = tiles_for_size(257).map(|t| t.path()).collect();
+        assert_eq!(
+            paths,
+            [
+                "tile/0/000",
+                "tile/0/001.p/1",
+                "tile/1/000.p/1",
+                "tile/entries/000",
+                "tile/entries/001.p/1"
+            ]
+        );
+        assert_eq!(tiles_for_size(0).count(), 0);
+        // A huge claimed size costs nothing until the tiles are walked.
+        let first = tiles_for_size(1 << 40).next().unwrap();
+        assert_eq!(first.path(), "tile/0/000");
     }
 
     #[test]
