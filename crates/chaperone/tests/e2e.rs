@@ -675,11 +675,23 @@ fn share_links_are_sealed_and_opened_by_the_cli() {
             "--file",
             file.to_str().unwrap(),
             "--views",
-            "2",
+            "3",
         ],
         "",
     ));
     let out = dir.path().join("received.bin");
+    std::fs::write(&out, b"already here").unwrap();
+    // A target that exists is refused before the link is opened: no view is used up, and
+    // the file is left as it was.
+    let refused = fails(run_cli(
+        &server.addr,
+        "",
+        &["share", "open", link.trim(), "--out", out.to_str().unwrap()],
+        "",
+    ));
+    assert!(refused.contains("nothing was opened"), "{refused}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"already here");
+    std::fs::remove_file(&out).unwrap();
     ok(run_cli(
         &server.addr,
         "",
@@ -687,6 +699,22 @@ fn share_links_are_sealed_and_opened_by_the_cli() {
         "",
     ));
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    // Without --out, the file keeps its name, and a name already taken gets a suffix.
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("dump.bin"), b"mine").unwrap();
+    let opened = Command::new(BIN)
+        .args(["share", "open", link.trim()])
+        .current_dir(cwd.path())
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("chaperone-e2e-no-config"),
+        )
+        .env("CHAPERONE_ADDR", &server.addr)
+        .output()
+        .unwrap();
+    assert!(opened.status.success(), "{opened:?}");
+    assert_eq!(std::fs::read(cwd.path().join("dump.bin")).unwrap(), b"mine");
+    assert_eq!(std::fs::read(cwd.path().join("dump.bin.1")).unwrap(), bytes);
     let listed = ok(server.cli(token, &["share", "list"], ""));
     assert!(
         listed.contains("used") && listed.contains("live"),

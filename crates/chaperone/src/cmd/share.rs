@@ -287,6 +287,11 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     } else {
         Client::anonymous(base)
     };
+    // The last view destroys the content on the server: where it goes is made sure of first.
+    let mut out_file = match &out {
+        Some(target) => Some((target.clone(), create_new(target)?)),
+        None => None,
+    };
     let proof = share::open_proof(&key, id);
     let info = client.call(
         Method::Post,
@@ -301,30 +306,77 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     let (header, content) =
         share::open(&key, id, &sealed).context("the content does not decrypt with this link")?;
     let header: Value = serde_json::from_slice(&header).context("a damaged header")?;
+    use std::io::Write;
     if header["type"] == "file" {
-        let target = out.unwrap_or_else(|| {
-            PathBuf::from(
-                std::path::Path::new(header["name"].as_str().unwrap_or("download"))
+        let (target, mut written) = match out_file.take() {
+            Some(opened) => opened,
+            None => {
+                let name = std::path::Path::new(header["name"].as_str().unwrap_or("download"))
                     .file_name()
-                    .unwrap_or_else(|| std::ffi::OsStr::new("download")),
-            )
-        });
-        // Never over an existing file: the name came from whoever made the link.
-        let mut written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&target)
-            .with_context(|| format!("creating {} (it must not exist yet)", target.display()))?;
-        std::io::Write::write_all(&mut written, content.as_slice())?;
+                    .unwrap_or_else(|| std::ffi::OsStr::new("download"))
+                    .to_owned();
+                free_file(&name)?
+            }
+        };
+        written
+            .write_all(content.as_slice())
+            .with_context(|| format!("writing {}", target.display()))?;
         eprintln!("Wrote {} ({} bytes).", target.display(), content.len());
     } else {
-        match out {
-            Some(target) => std::fs::write(&target, content.as_slice())?,
-            None => {
-                use std::io::Write;
-                std::io::stdout().write_all(&content)?;
-            }
+        match out_file {
+            Some((target, mut written)) => written
+                .write_all(content.as_slice())
+                .with_context(|| format!("writing {}", target.display()))?,
+            None => std::io::stdout().write_all(&content)?,
         }
     }
     Ok(())
+}
+
+/// Creates `target`, which must not exist yet.
+fn create_new(target: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .with_context(|| {
+            format!(
+                "creating {} (it must not exist yet; nothing was opened)",
+                target.display()
+            )
+        })
+}
+
+/// A new file for a received file named `name` (a name chosen by whoever made the link):
+/// never over an existing file, so `name`, else `name.1` … `name.99`, in the current
+/// directory, else in the temporary directory. The content is already opened and may be
+/// gone from the server, so a taken name or a read-only directory must not lose it.
+fn free_file(name: &std::ffi::OsStr) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let mut last = None;
+    for dir in [PathBuf::from("."), std::env::temp_dir()] {
+        for n in 0..100 {
+            let mut candidate = name.to_owned();
+            if n > 0 {
+                candidate.push(format!(".{n}"));
+            }
+            let path = dir.join(&candidate);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => return Ok((path, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "no file could be created for {} ({})",
+        name.to_string_lossy(),
+        last.map_or_else(|| "every name is taken".to_owned(), |e| e.to_string())
+    ))
 }
