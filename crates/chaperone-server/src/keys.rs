@@ -424,6 +424,7 @@ pub(crate) async fn background(state: Arc<AppState>) {
         }
         match complete(&state).await {
             Ok(()) => backoff = std::time::Duration::from_secs(1),
+            Err(PassError::Stopped) => state.rewrap.update(|p| p.running = false),
             Err(error) => {
                 tracing::error!(%error, retry_in_secs = backoff.as_secs(), "re-wrapping stopped");
                 state.rewrap.update(|p| {
@@ -446,6 +447,36 @@ enum PassError {
     Unreadable { kind: SealedKind },
     #[error("blobs of older generations keep appearing; the generation stays incomplete")]
     NotConverging,
+    /// Sealed, or a newer generation started: the keyring this pass holds must go now (a
+    /// seal drops the keys from memory at once), and the next round takes over.
+    #[error("sealed or superseded")]
+    Stopped,
+}
+
+/// Whether the keyring of generation `target` is still the one in use.
+fn still_current(state: &AppState, target: u32) -> bool {
+    state
+        .unsealed_record()
+        .is_some_and(|(_, k)| k.generation() == target)
+}
+
+/// Sleeps `duration`, waking each half second to stop early once [`still_current`] fails.
+async fn wait_current(
+    state: &AppState,
+    target: u32,
+    duration: std::time::Duration,
+) -> Result<(), PassError> {
+    let until = std::time::Instant::now() + duration;
+    loop {
+        if !still_current(state, target) {
+            return Err(PassError::Stopped);
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        tokio::time::sleep(left.min(std::time::Duration::from_millis(500))).await;
+    }
 }
 
 /// Re-wraps everything under the current generation and records it complete once a pass,
@@ -474,11 +505,11 @@ async fn complete(state: &AppState) -> Result<(), PassError> {
         // land behind it.
         let mut waited = 0;
         while state.rewrap.retired_in_use() && waited < 600 {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            wait_current(state, target, std::time::Duration::from_millis(500)).await?;
             waited += 1;
         }
         let clean = !state.rewrap.retired_in_use();
-        let rewrapped = pass(state, &keyring).await?;
+        let rewrapped = pass(state, &keyring, target).await?;
         if rewrapped == 0 && clean {
             let grace = cluster_grace(state);
             if started.elapsed() >= grace {
@@ -486,15 +517,10 @@ async fn complete(state: &AppState) -> Result<(), PassError> {
             }
             // Other nodes may still write under the older KEK: wait them out, then one more
             // pass must find nothing too.
-            tokio::time::sleep(grace.saturating_sub(started.elapsed())).await;
+            wait_current(state, target, grace.saturating_sub(started.elapsed())).await?;
         }
-        if state
-            .unsealed_record()
-            .is_none_or(|(_, k)| k.generation() != target)
-        {
-            // Sealed, or a newer generation started: the next round takes over.
-            state.rewrap.update(|p| p.running = false);
-            return Ok(());
+        if !still_current(state, target) {
+            return Err(PassError::Stopped);
         }
     }
     Err(PassError::NotConverging)
@@ -542,12 +568,15 @@ async fn finish(state: &AppState, target: u32) -> Result<(), PassError> {
 }
 
 /// One walk over every sealed blob; how many it re-wrapped.
-async fn pass(state: &AppState, keyring: &Keyring) -> Result<u64, PassError> {
+async fn pass(state: &AppState, keyring: &Keyring, target: u32) -> Result<u64, PassError> {
     let mut unreadable = None;
     let mut total_rewrapped = 0;
     for kind in SealedKind::ALL {
         let mut after: Option<SealedKey> = None;
         loop {
+            if !still_current(state, target) {
+                return Err(PassError::Stopped);
+            }
             let page = state.store.sealed_page(kind, after.as_ref(), 256).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.key.clone());
