@@ -84,8 +84,11 @@ pub enum Opened {
         /// Whether no views are left.
         last: bool,
     },
-    /// Nothing to open: unknown, used up, expired, revoked or not yet uploaded.
+    /// Nothing to open: unknown, used up, revoked or not yet uploaded.
     Gone,
+    /// Past its expiry, with its content still there: the caller destroys it and records
+    /// that (`share.expire`), as the sweep does.
+    Expired,
 }
 
 impl Store {
@@ -187,8 +190,8 @@ impl Store {
     }
 
     /// Takes one view of a share at `now`: its ciphertext, destroyed with the last view. An
-    /// expired share is destroyed instead. `events` are recorded only when content is
-    /// returned.
+    /// expired share is left as it is ([`Opened::Expired`]). `events` are recorded only when
+    /// content is returned.
     pub async fn open_share(
         &self,
         id: &str,
@@ -220,8 +223,7 @@ impl Store {
                 let (content, views, max_views, expires_at) =
                     read().map_err(|e| StoreError::Corrupt(format!("share row: {e}")))?;
                 if expires_at <= now.unix_nanos() {
-                    destroy(conn, &id, "expired", now).await?;
-                    return Ok((Opened::Gone, Vec::new()));
+                    return Ok((Opened::Expired, Vec::new()));
                 }
                 let last = views + 1 >= max_views;
                 let changed = sqlx::query(

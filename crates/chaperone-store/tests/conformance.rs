@@ -2037,7 +2037,8 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
     assert_eq!(used.views, 2);
     assert_eq!(used.destroyed, Some((t(3), "used".into())));
 
-    // Expiry destroys at the first open after it, or when swept.
+    // An expired share is not opened; whoever finds it expired (an open, the sweep)
+    // destroys it.
     for id in ["shr_2", "shr_3"] {
         f.store
             .insert_share(&share_record(id, 1, 10), &[])
@@ -2049,20 +2050,27 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
             .unwrap();
     }
     assert_eq!(
-        f.store.open_share("shr_2", t(10), &[]).await.unwrap(),
-        Opened::Gone
-    );
-    assert_eq!(
-        f.store.share("shr_2").await.unwrap().unwrap().destroyed,
-        Some((t(10), "expired".into()))
-    );
-    assert_eq!(f.store.expired_shares(t(11)).await.unwrap(), ["shr_3"]);
-    assert!(
         f.store
-            .destroy_share("shr_3", "expired", t(11), &[])
+            .open_share("shr_2", t(10), &[event("share.open")])
             .await
-            .unwrap()
+            .unwrap(),
+        Opened::Expired
     );
+    let expired = f.store.share("shr_2").await.unwrap().unwrap();
+    assert!(expired.has_content && expired.destroyed.is_none());
+    assert_eq!(expired.views, 0);
+    assert_eq!(
+        f.store.expired_shares(t(11)).await.unwrap(),
+        ["shr_2", "shr_3"]
+    );
+    for id in ["shr_2", "shr_3"] {
+        assert!(
+            f.store
+                .destroy_share(id, "expired", t(11), &[event("share.expire")])
+                .await
+                .unwrap()
+        );
+    }
     assert!(
         !f.store
             .destroy_share("shr_3", "revoked", t(12), &[event("share.revoke")])

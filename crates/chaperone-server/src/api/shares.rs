@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chaperone_core::policy::{Action, Role};
-use chaperone_core::{Cas, SecretPath, parse_duration};
+use chaperone_core::{Cas, SecretPath, Timestamp, parse_duration};
 use chaperone_crypto::password::{Password, hash_password, verify_password};
 use chaperone_ledger::entry::{Actor, Outcome};
 use chaperone_store::{Op, Opened, ShareRecord};
@@ -302,19 +302,24 @@ async fn live_share(state: &AppState, id: &str, proof: &str) -> Result<ShareReco
     }
     let now = state.clock.now();
     if share.expires_at <= now {
-        let info = RequestInfo::new(None, Some("chaperone".into()));
-        let event = state.event(
-            &info,
-            Actor::default(),
-            LedgerRecord::new("share.expire", id, Outcome::Success),
-        );
-        state
-            .store
-            .destroy_share(id, "expired", now, &[event])
-            .await?;
-        return Err(gone());
+        return Err(expire(state, id, now).await?);
     }
     Ok(share)
+}
+
+/// Destroys an expired share's content, recorded as `share.expire`; the answer to give.
+async fn expire(state: &AppState, id: &str, now: Timestamp) -> Result<ApiError, ApiError> {
+    let info = RequestInfo::new(None, Some("chaperone".into()));
+    let event = state.event(
+        &info,
+        Actor::default(),
+        LedgerRecord::new("share.expire", id, Outcome::Success),
+    );
+    state
+        .store
+        .destroy_share(id, "expired", now, &[event])
+        .await?;
+    Ok(gone())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -373,10 +378,16 @@ pub(crate) async fn open_share(
         }
     };
     if let Some(recipient) = &share.restricted_to {
+        // A token that does not authenticate is no caller; a storage error or a sealed
+        // server is an error, never a "someone else".
         let caller = if crate::auth::presented_token(&headers).is_some() {
-            crate::auth::authenticate(&state, &headers, info.client_ip)
-                .await
-                .ok()
+            match crate::auth::authenticate(&state, &headers, info.client_ip).await {
+                Ok(caller) => Some(caller),
+                Err(e) if matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
@@ -418,10 +429,17 @@ pub(crate) async fn open_share(
         };
         let given = req.passphrase.clone().unwrap_or_default();
         let hash = hash.clone();
+        // A check that did not run (its task panicked) is an error, not a wrong guess.
         let right =
             tokio::task::spawn_blocking(move || verify_password(&Password::new(given), &hash))
                 .await
-                .unwrap_or(false);
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "the passphrase check did not run; try again",
+                    )
+                })?;
         if !right {
             refuse("wrong_passphrase", actor.clone()).await?;
             let _slowed = state.fail(&attempt, "wrong passphrase").await;
@@ -449,6 +467,8 @@ pub(crate) async fn open_share(
         )
             .into_response()),
         Opened::Gone => Err(gone()),
+        // It expired while the passphrase was checked.
+        Opened::Expired => Err(expire(&state, &id, now).await?),
     }
 }
 
@@ -695,62 +715,75 @@ pub(crate) async fn submit_secret_request(
         serde_json::to_vec(&req.data).expect("a string map always serialises"),
     );
     drop(req);
-    // Claim the link first (a racing second submission fails on the revision), then write;
-    // if the write fails, the claim is given back, so the secret is never lost with the
-    // link. The write records `secret.write`; `secret_request.submit` follows it.
-    let now = state.clock.now();
-    request.status = "used".into();
-    let claimed = revise(&record, &request, now);
-    state
-        .store
-        .apply(vec![Op::Put(claimed.clone())], Vec::new())
-        .await
-        .map_err(|e| match e {
-            chaperone_store::StoreError::Conflict(_) => gone(),
-            other => other.into(),
-        })?;
-    let actor = Actor {
-        person: None,
-        vendor: None,
-        token: Some(format!("secret-request:{}", &token_key(&token)[..16])),
-    };
-    let written = super::secrets::write_version(
-        &state,
-        actor,
-        &info,
-        &path,
-        Cas::Version(request.after_version),
-        plaintext,
-    )
-    .await;
-    let written = match written {
-        Ok(written) => written.meta,
-        Err(error) => {
-            request.status = "open".into();
-            let _ = state
-                .store
-                .apply(
-                    vec![Op::Put(revise(&claimed, &request, state.clock.now()))],
-                    Vec::new(),
-                )
-                .await;
-            return Err(if error.code == "cas_mismatch" {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "changed_meanwhile",
-                    "the secret was changed since this link was made; ask for a new link",
-                )
-            } else {
-                error
-            });
-        }
-    };
-    let mut used = LedgerRecord::new("secret_request.submit", path.as_str(), Outcome::Success);
-    used.details
-        .insert("requested_by".into(), json!(request.created_by));
-    used.details
-        .insert("version".into(), json!(written.version));
-    state.record(&info, Actor::default(), used).await?;
-    tracing::info!(path = %path, version = written.version, "secret submitted through a request link");
+    // Claim, write and give back run to the end in a task of their own: a client that
+    // hangs up, or the request timeout, drops this handler, and must not leave the link
+    // claimed with nothing written.
+    let task = tokio::spawn(async move {
+        // Claim the link first (a racing second submission fails on the revision), then write;
+        // if the write fails, the claim is given back, so the secret is never lost with the
+        // link. The write records `secret.write`; `secret_request.submit` follows it.
+        let now = state.clock.now();
+        request.status = "used".into();
+        let claimed = revise(&record, &request, now);
+        state
+            .store
+            .apply(vec![Op::Put(claimed.clone())], Vec::new())
+            .await
+            .map_err(|e| match e {
+                chaperone_store::StoreError::Conflict(_) => gone(),
+                other => other.into(),
+            })?;
+        let actor = Actor {
+            person: None,
+            vendor: None,
+            token: Some(format!("secret-request:{}", &token_key(&token)[..16])),
+        };
+        let written = super::secrets::write_version(
+            &state,
+            actor,
+            &info,
+            &path,
+            Cas::Version(request.after_version),
+            plaintext,
+        )
+        .await;
+        let written = match written {
+            Ok(written) => written.meta,
+            Err(error) => {
+                request.status = "open".into();
+                let _ = state
+                    .store
+                    .apply(
+                        vec![Op::Put(revise(&claimed, &request, state.clock.now()))],
+                        Vec::new(),
+                    )
+                    .await;
+                return Err(if error.code == "cas_mismatch" {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        "changed_meanwhile",
+                        "the secret was changed since this link was made; ask for a new link",
+                    )
+                } else {
+                    error
+                });
+            }
+        };
+        let mut used = LedgerRecord::new("secret_request.submit", path.as_str(), Outcome::Success);
+        used.details
+            .insert("requested_by".into(), json!(request.created_by));
+        used.details
+            .insert("version".into(), json!(written.version));
+        state.record(&info, Actor::default(), used).await?;
+        tracing::info!(path = %path, version = written.version, "secret submitted through a request link");
+        Ok::<_, ApiError>(())
+    });
+    task.await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the submission did not complete",
+        )
+    })??;
     Ok(StatusCode::NO_CONTENT)
 }
