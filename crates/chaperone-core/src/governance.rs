@@ -243,6 +243,8 @@ pub enum EvidenceStatus {
     Valid,
     /// Past its expiry date.
     Expired,
+    /// Withdrawn before its expiry.
+    Revoked,
 }
 
 /// The dates that decide a piece of evidence's status.
@@ -254,12 +256,16 @@ pub struct EvidenceFacts {
     pub valid_from: Option<Timestamp>,
     /// The first instant it is no longer valid.
     pub expires_at: Option<Timestamp>,
+    /// When it was withdrawn, if it was.
+    pub revoked_at: Option<Timestamp>,
 }
 
 impl EvidenceFacts {
     /// The status at `now`.
     pub fn status(&self, now: Timestamp) -> EvidenceStatus {
-        if self.expires_at.is_some_and(|e| e <= now) {
+        if self.revoked_at.is_some_and(|r| r <= now) {
+            EvidenceStatus::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
             EvidenceStatus::Expired
         } else if self.valid_from.is_some_and(|f| f > now) {
             EvidenceStatus::Pending
@@ -462,18 +468,30 @@ pub fn gate(level: &LevelPolicy, compliance: &Compliance, now: Timestamp) -> Res
             }
             let wanted: Vec<&str> = group.iter().map(|k| k.label()).collect();
             let wanted = wanted.join(" or ");
-            let expired = items
-                .iter()
-                .filter(|e| e.status(now) == EvidenceStatus::Expired)
-                .max_by_key(|e| e.expires_at);
-            return Err(match expired {
-                Some(e) => format!(
-                    "evidence {} of vendor {vendor} expired on {}",
-                    e.kind.label(),
-                    date(e.expires_at.expect("expired means an expiry"))
-                ),
-                None => format!("vendor {vendor} has no valid {wanted}"),
-            });
+            let ended = |status| {
+                items
+                    .iter()
+                    .filter(move |e| e.status(now) == status)
+                    .max_by_key(|e| e.expires_at)
+            };
+            return Err(
+                match (
+                    ended(EvidenceStatus::Expired),
+                    ended(EvidenceStatus::Revoked),
+                ) {
+                    (Some(e), _) => format!(
+                        "evidence {} of vendor {vendor} expired on {}",
+                        e.kind.label(),
+                        date(e.expires_at.expect("expired means an expiry"))
+                    ),
+                    (None, Some(e)) => format!(
+                        "evidence {} of vendor {vendor} was revoked on {}",
+                        e.kind.label(),
+                        date(e.revoked_at.expect("revoked means a date"))
+                    ),
+                    (None, None) => format!("vendor {vendor} has no valid {wanted}"),
+                },
+            );
         }
     }
     for name in &level.acknowledgements {
@@ -497,9 +515,16 @@ pub fn gate(level: &LevelPolicy, compliance: &Compliance, now: Timestamp) -> Res
     Ok(())
 }
 
-/// The UTC date of `t`, as `2026-10-01`.
+/// The UTC date of `t`, as `2026-10-01`, when `t` is a midnight (what a date given alone
+/// means); the RFC 3339 instant otherwise, so that a time given (an agreement ending at
+/// noon) is shown and recorded as it is, not as the day before or after it.
 pub fn date(t: Timestamp) -> String {
-    t.to_rfc3339()[..10].to_owned()
+    let full = t.to_rfc3339();
+    if t.unix_nanos().rem_euclid(86_400 * 1_000_000_000) == 0 {
+        full[..10].to_owned()
+    } else {
+        full
+    }
 }
 
 /// Parses a date (`2026-10-01`, midnight UTC) or an RFC 3339 instant.
@@ -555,6 +580,7 @@ mod tests {
                 kind: EvidenceKind::Soc2Type2,
                 valid_from: Some(day("2026-01-01")),
                 expires_at: Some(day("2027-01-01")),
+                revoked_at: None,
             }],
             acknowledgements: Vec::new(),
         }
@@ -603,14 +629,18 @@ mod tests {
         assert_eq!(a.binds_from(), Some(day("2026-06-01")));
         assert_eq!(a.status(day("2026-05-15")), AgreementStatus::Pending);
         assert_eq!(a.status(day("2026-06-01")), AgreementStatus::Active);
-        let e = EvidenceFacts {
+        let mut e = EvidenceFacts {
             kind: EvidenceKind::Iso27001,
             valid_from: Some(day("2026-03-01")),
             expires_at: Some(day("2027-03-01")),
+            revoked_at: None,
         };
         assert_eq!(e.status(day("2026-02-01")), EvidenceStatus::Pending);
         assert_eq!(e.status(day("2026-04-01")), EvidenceStatus::Valid);
         assert_eq!(e.status(day("2027-03-01")), EvidenceStatus::Expired);
+        e.revoked_at = Some(day("2026-05-01"));
+        assert_eq!(e.status(day("2026-04-30")), EvidenceStatus::Valid);
+        assert_eq!(e.status(day("2026-05-01")), EvidenceStatus::Revoked);
     }
 
     #[test]
@@ -687,6 +717,8 @@ mod tests {
         bad.approver_roles = vec![Role::Contractor];
         assert!(bad.validate().is_err());
         assert_eq!(date(day("2026-10-01")), "2026-10-01");
+        let noon = parse_date("2026-10-01T12:00:00Z").unwrap();
+        assert_eq!(date(noon), "2026-10-01T12:00:00Z");
         assert!(parse_date("2026-13-01").is_err());
         assert!(parse_date("2026-10-01T12:00:00Z").is_ok());
     }

@@ -324,14 +324,29 @@ impl AppState {
 
     async fn remind(&self, now: Timestamp) -> Result<usize, ApiError> {
         let day = 86_400;
-        let security: Vec<String> = self
-            .store
-            .list_people()
-            .await?
-            .into_iter()
-            .filter(|p| p.disabled_at.is_none() && p.role == "security")
-            .map(|p| p.id)
-            .collect();
+        let people = self.store.list_people().await?;
+        let enabled = |id: &str| people.iter().any(|p| p.id == id && p.disabled_at.is_none());
+        // Without an owner (or with one who has left), security hears of it; admins when
+        // there is no one in security.
+        let staff = |role: &str| -> Vec<String> {
+            people
+                .iter()
+                .filter(|p| p.disabled_at.is_none() && p.role == role)
+                .map(|p| p.id.clone())
+                .collect()
+        };
+        let mut fallback = staff("security");
+        if fallback.is_empty() {
+            fallback = staff("admin");
+        }
+        let owner_of = |vendor: &chaperone_store::VendorRecord| -> Option<String> {
+            vendor
+                .profile
+                .get("owner")
+                .and_then(Value::as_str)
+                .filter(|owner| enabled(owner))
+                .map(str::to_owned)
+        };
         let mut due: Vec<(String, Vec<String>, String, Value)> = Vec::new();
         let threshold = |expires: Timestamp, days: &[i64]| {
             let left = expires.unix_nanos() - now.unix_nanos();
@@ -345,25 +360,30 @@ impl AppState {
             if vendor.status == "terminated" {
                 continue;
             }
-            let owner: Vec<String> = match vendor.profile.get("owner").and_then(Value::as_str) {
-                Some(owner) => vec![owner.to_owned()],
-                None => security.clone(),
+            let owner: Vec<String> = match owner_of(vendor) {
+                Some(owner) => vec![owner],
+                None => fallback.clone(),
+            };
+            // Each item ends at the earlier of its expiry and a termination or revocation
+            // still to come; one already past is not reminded of.
+            let ends = |expires: Option<Timestamp>, cut: Option<Timestamp>| match cut {
+                Some(cut) if cut <= now => None,
+                Some(cut) => Some(expires.map_or(cut, |e| e.min(cut))),
+                None => expires,
             };
             let mut items = Vec::new();
             for (record, a) in agreements_of(self, &vendor.id).await? {
-                if a.terminated_at.is_none() {
-                    items.push((
-                        record.id,
-                        format!("agreement {}", a.kind.label()),
-                        a.expires_at,
-                    ));
-                }
+                items.push((
+                    record.id,
+                    format!("agreement {}", a.kind.label()),
+                    ends(a.expires_at, a.terminated_at),
+                ));
             }
             for (record, e) in evidence_of(self, &vendor.id).await? {
                 items.push((
                     record.id,
                     format!("evidence {}", e.kind.label()),
-                    e.expires_at,
+                    ends(e.expires_at, e.revoked_at),
                 ));
             }
             for (id, what, expires) in items {
@@ -372,7 +392,7 @@ impl AppState {
                     due.push((
                         format!("{id}/{days}d"),
                         owner.clone(),
-                        format!("{what} of vendor {} expires on {}", vendor.name, date(expires)),
+                        format!("{what} of vendor {} ends on {}", vendor.name, date(expires)),
                         json!({ "vendor_id": vendor.id, "record": id, "expires": date(expires), "within_days": days }),
                     ));
                 }
@@ -388,14 +408,12 @@ impl AppState {
                 .and_then(|p| p.vendor_id.as_ref())
                 .and_then(|id| vendors.iter().find(|v| &v.id == id));
             let mut to = vec![grant.person_id.clone()];
-            if let Some(owner) = vendor
-                .and_then(|v| v.profile.get("owner"))
-                .and_then(Value::as_str)
-            {
-                to.push(owner.to_owned());
+            if let Some(owner) = vendor.and_then(owner_of) {
+                to.push(owner);
             }
+            // Keyed by the end too: an extended grant is reminded of again before its new end.
             due.push((
-                format!("{}/1d", grant.id),
+                format!("{}/{}/1d", grant.id, grant.expires_at.unix_nanos()),
                 to,
                 format!(
                     "grant on {} for {} ends at {}",
@@ -408,7 +426,8 @@ impl AppState {
         }
         let mut sent = 0;
         for (key, to, subject, details) in due {
-            if self.store.record("reminder", &key).await?.is_some() {
+            // Nobody to tell: no marker either, so it goes out once someone can take it.
+            if to.is_empty() || self.store.record("reminder", &key).await?.is_some() {
                 continue;
             }
             let marker = new_record("reminder", key, None, &json!({}), now);

@@ -755,7 +755,7 @@ fn reminders_are_sent_once_per_threshold_and_delivered_to_the_webhook() {
     assert!(
         subjects
             .iter()
-            .filter(|s| **s == "agreement NDA of vendor acme expires on 2027-02-04")
+            .filter(|s| **s == "agreement NDA of vendor acme ends on 2027-02-04")
             .count()
             == 3,
         "{subjects:?}"
@@ -1447,4 +1447,245 @@ fn a_wide_request_is_held_to_every_level_it_reaches() {
         .0,
         200
     );
+}
+
+#[test]
+fn terminations_come_forward_evidence_is_revoked_and_times_are_kept() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    // Confidential asks for an NDA; "audited" (a level of its own) for ISO 27001.
+    let mut audited = s
+        .ok("GET", "/api/v1/levels", Some(&s.admin), None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "internal")
+        .unwrap()
+        .clone();
+    audited["name"] = json!("audited");
+    audited["rank"] = json!(15);
+    audited["evidence"] = json!([["iso27001"]]);
+    s.ok(
+        "PUT",
+        "/api/v1/levels/audited",
+        Some(&s.admin),
+        Some(audited),
+    );
+    for (prefix, level) in [("acme/keys", "confidential"), ("acme/audit", "audited")] {
+        s.ok(
+            "PUT",
+            "/api/v1/classifications",
+            Some(&s.admin),
+            Some(json!({ "prefix": prefix, "level": level })),
+        );
+    }
+    write(&s, "acme/keys/signing", "acme-keys-Gh27sL");
+    write(&s, "acme/audit/db", "acme-audit-Mn38dK");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "7d", "reason": "project" }),
+        ),
+    );
+    // An NDA ending at noon: the ledger keeps the time, not only the day.
+    let nda = agreement(
+        &s,
+        "acme",
+        json!({ "kind": "nda", "signed": "2026-01-01", "expires": "2028-06-01T12:00:00Z" }),
+    );
+    assert_eq!(nda["expires"], "2028-06-01T12:00:00Z");
+    let id = nda["id"].as_str().unwrap();
+    assert_eq!(
+        s.recorded("agreement.create", id)[0]["details"]["expires"],
+        "2028-06-01T12:00:00Z"
+    );
+    let evidence = s.ok(
+        "POST",
+        "/api/v1/vendors/acme/evidence",
+        Some(&s.admin),
+        Some(json!({ "kind": "iso27001", "expires": "2029-01-01" })),
+    );
+    let cy_t = s.login(&cy);
+    for path in ["acme/keys/signing", "acme/audit/db"] {
+        s.ok(
+            "GET",
+            &format!("/api/v1/secrets/data/{path}"),
+            Some(&cy_t),
+            None,
+        );
+    }
+
+    // A termination with notice, then a breach: it is brought forward to now, and the
+    // next read is refused. It cannot be pushed back.
+    let terminate = |body: Value| {
+        s.call(
+            "POST",
+            &format!("/api/v1/agreements/{id}/terminate"),
+            Some(&s.admin),
+            Some(body),
+            None,
+        )
+    };
+    assert_eq!(
+        terminate(json!({ "reason": "notice given", "date": "2027-12-31" })).0,
+        200
+    );
+    assert_eq!(
+        terminate(json!({ "reason": "later", "date": "2028-01-31" })).0,
+        400
+    );
+    s.ok(
+        "GET",
+        "/api/v1/secrets/data/acme/keys/signing",
+        Some(&cy_t),
+        None,
+    );
+    let (status, _) = terminate(json!({ "reason": "breach" }));
+    assert_eq!(status, 200);
+    let refused = |path: &str| {
+        let (status, body) = s.call(
+            "GET",
+            &format!("/api/v1/secrets/data/{path}"),
+            Some(&cy_t),
+            None,
+            None,
+        );
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("compliance"))
+        );
+        body["error"]["message"].as_str().unwrap().to_owned()
+    };
+    assert!(refused("acme/keys/signing").contains("was terminated on"));
+    let entries = s.recorded("agreement.terminate", id);
+    assert_eq!(entries[1]["details"]["previously_scheduled"], "2027-12-31");
+    assert_eq!(terminate(json!({ "reason": "again" })).0, 400);
+
+    // Evidence withdrawn (its certificate revoked) counts for nothing from then on.
+    s.ok(
+        "GET",
+        "/api/v1/secrets/data/acme/audit/db",
+        Some(&cy_t),
+        None,
+    );
+    let evi = evidence["id"].as_str().unwrap();
+    let revoked = s.ok(
+        "POST",
+        &format!("/api/v1/evidence/{evi}/revoke"),
+        Some(&s.admin),
+        Some(json!({ "reason": "certificate withdrawn by the issuer" })),
+    );
+    assert_eq!(revoked["status"], "revoked");
+    assert!(
+        refused("acme/audit/db").starts_with("evidence ISO 27001 of vendor acme was revoked on"),
+        "{}",
+        refused("acme/audit/db")
+    );
+    assert_eq!(s.recorded("evidence.revoke", evi).len(), 1);
+    let cy_only = s.login(&cy);
+    assert_eq!(
+        s.call(
+            "POST",
+            &format!("/api/v1/evidence/{evi}/revoke"),
+            Some(&cy_only),
+            Some(json!({ "reason": "x" })),
+            None
+        )
+        .0,
+        403
+    );
+}
+
+#[test]
+fn reminders_reach_someone_and_follow_new_end_dates() {
+    let (url, received) = webhook(3);
+    let s = Server::start_with(|settings| settings.notify.webhook_url = Some(url));
+    // No one in security; the vendor's owner leaves.
+    let olga = s.person("olga", "member", None);
+    s.person("ada", "admin", None);
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme", "status": "active", "owner": "olga" })),
+    );
+    s.ok("POST", "/api/v1/people/olga/disable", Some(&s.admin), None);
+    assert_eq!(
+        error(
+            &s,
+            "PUT",
+            "/api/v1/vendors/acme",
+            &s.admin,
+            Some(json!({ "owner": "olga" }))
+        ),
+        (400, "invalid_request".into())
+    );
+    drop(olga);
+    // The NDA expires in a year but ends by termination in 20 days.
+    let nda = agreement(
+        &s,
+        "acme",
+        json!({ "kind": "nda", "signed": "2026-01-01", "expires": "2028-01-01" }),
+    );
+    s.ok(
+        "POST",
+        &format!(
+            "/api/v1/agreements/{}/terminate",
+            nda["id"].as_str().unwrap()
+        ),
+        Some(&s.admin),
+        Some(json!({ "reason": "notice given", "date": "2027-02-04" })),
+    );
+    let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().reminders;
+    assert_eq!(sweep(), 1, "the termination is 20 days away");
+    // A grant reminded of, then extended: reminded of again before its new end.
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let grant = s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "12h", "reason": "hotfix" }),
+        ),
+    );
+    assert_eq!(sweep(), 1);
+    let cy_t = s.login(&cy);
+    let extension = s.ok(
+        "POST",
+        &format!("/api/v1/grants/{}/extend", grant["id"].as_str().unwrap()),
+        Some(&cy_t),
+        Some(json!({ "duration": "2d", "reason": "more work" })),
+    );
+    s.ok(
+        "POST",
+        &format!(
+            "/api/v1/requests/{}/approve",
+            extension["id"].as_str().unwrap()
+        ),
+        Some(&s.admin),
+        Some(json!({})),
+    );
+    assert_eq!(sweep(), 0, "two days left");
+    s.clock.advance_secs(DAY + 3600);
+    assert_eq!(sweep(), 1, "a day before the new end");
+
+    s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    let bodies: Vec<Value> = received.iter().take(3).collect();
+    let nda_reminder = bodies
+        .iter()
+        .find(|b| b["subject"] == "agreement NDA of vendor acme ends on 2027-02-04")
+        .unwrap_or_else(|| panic!("{bodies:?}"));
+    // To an admin: nobody else is left to take it.
+    let to: Vec<&str> = nda_reminder["to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["ada"]);
 }

@@ -235,6 +235,11 @@ impl VendorRequest {
                     "a vendor's owner is a member of staff, not a contractor",
                 ));
             }
+            if person.disabled_at.is_some() {
+                return Err(invalid(format!(
+                    "{owner}'s account is disabled: a vendor's owner must be able to act"
+                )));
+            }
             profile.owner = Some(person.id);
         }
         if let Some(c) = &self.criticality {
@@ -790,11 +795,27 @@ pub(crate) async fn terminate_agreement(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no agreement `{id}`")))?;
     let mut agreement: Agreement = body(&record)?;
-    if agreement.terminated_at.is_some() {
-        return Err(invalid("the agreement is already terminated"));
-    }
     let now = state.clock.now();
     let at = optional_date(req.date.as_deref())?.unwrap_or(now);
+    // A termination already set may be brought forward (a breach during a notice period),
+    // never pushed back or repeated.
+    let previous = agreement.terminated_at;
+    match previous {
+        Some(ended) if ended <= now => {
+            return Err(invalid(format!(
+                "the agreement was already terminated on {}",
+                date(ended)
+            )));
+        }
+        Some(scheduled) if at >= scheduled => {
+            return Err(invalid(format!(
+                "the agreement is already to end on {}; a termination can only be brought \
+                 forward",
+                date(scheduled)
+            )));
+        }
+        _ => {}
+    }
     agreement.terminated_at = Some(at);
     let updated = revise(&record, &agreement, now);
     let event = change_event(
@@ -807,6 +828,7 @@ pub(crate) async fn terminate_agreement(
             ("vendor_id", agreement.vendor_id.clone().into()),
             ("kind", agreement.kind.as_str().into()),
             ("terminated", date(at).into()),
+            ("previously_scheduled", previous.map(date).into()),
             ("reason", req.reason.into()),
         ],
     );
@@ -831,6 +853,12 @@ pub(crate) struct Evidence {
     pub(crate) expires_at: Option<Timestamp>,
     pub(crate) document: Option<DocumentRef>,
     pub(crate) created_by: String,
+    /// Withdrawn before its expiry (a certificate revoked by its issuer, a wrong date):
+    /// from then on it counts for nothing.
+    #[serde(default)]
+    pub(crate) revoked_at: Option<Timestamp>,
+    #[serde(default)]
+    pub(crate) revoked_reason: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -853,11 +881,13 @@ pub(crate) struct EvidenceInfo {
     vendor_id: String,
     kind: String,
     issuer: Option<String>,
-    /// pending, valid or expired, as of now.
+    /// pending, valid, expired or revoked, as of now.
     status: String,
     period_start: Option<String>,
     period_end: Option<String>,
     expires: Option<String>,
+    revoked: Option<String>,
+    revoked_reason: Option<String>,
     document: Option<DocumentRef>,
 }
 
@@ -867,6 +897,7 @@ impl Evidence {
             kind: self.kind,
             valid_from: self.period_start,
             expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
         }
     }
 
@@ -881,6 +912,8 @@ impl Evidence {
             period_start: self.period_start.map(date),
             period_end: self.period_end.map(date),
             expires: self.expires_at.map(date),
+            revoked: self.revoked_at.map(date),
+            revoked_reason: self.revoked_reason.clone(),
             document: self.document.clone(),
         }
     }
@@ -916,6 +949,8 @@ pub(crate) async fn add_evidence(
         expires_at: Some(parse_date(&req.expires).map_err(invalid)?),
         document: None,
         created_by: actor_id(&caller),
+        revoked_at: None,
+        revoked_reason: None,
     };
     if let (Some(a), Some(b)) = (evidence.period_start, evidence.period_end)
         && b < a
@@ -965,6 +1000,58 @@ pub(crate) async fn list_evidence(
             .map(|(r, e)| e.info(&r, now))
             .collect(),
     ))
+}
+
+#[utoipa::path(post, path = "/api/v1/evidence/{id}/revoke", params(("id" = String, Path)), request_body = TerminateRequest, responses((status = 200, body = EvidenceInfo), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Withdraws a piece of evidence before its expiry (revoked by its issuer, recorded with a
+/// wrong date): from `date` (now, if not given) it satisfies no requirement.
+pub(crate) async fn revoke_evidence(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TerminateRequest>,
+) -> Result<Json<EvidenceInfo>, ApiError> {
+    if req.reason.trim().is_empty() {
+        return Err(invalid("give a `reason`"));
+    }
+    let record = state
+        .store
+        .record("evidence", &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no evidence `{id}`")))?;
+    let mut evidence: Evidence = body(&record)?;
+    let now = state.clock.now();
+    let at = optional_date(req.date.as_deref())?.unwrap_or(now);
+    if let Some(revoked) = evidence.revoked_at
+        && (revoked <= now || at >= revoked)
+    {
+        return Err(invalid(format!(
+            "the evidence is already revoked from {}",
+            date(revoked)
+        )));
+    }
+    evidence.revoked_at = Some(at);
+    evidence.revoked_reason = Some(req.reason.clone());
+    let updated = revise(&record, &evidence, now);
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "evidence.revoke",
+        &id,
+        [
+            ("vendor_id", evidence.vendor_id.clone().into()),
+            ("kind", evidence.kind.as_str().into()),
+            ("revoked", date(at).into()),
+            ("reason", req.reason.into()),
+        ],
+    );
+    state
+        .store
+        .apply(vec![Op::Put(updated.clone())], vec![event])
+        .await?;
+    Ok(Json(evidence.info(&updated, now)))
 }
 
 // ---------------------------------------------------------------------------------------

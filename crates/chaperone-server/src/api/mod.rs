@@ -377,6 +377,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             governance::list_evidence,
         ),
         route(
+            M::POST,
+            "/api/v1/evidence/{id}/revoke",
+            Some(ManageGovernance),
+            On::System,
+            governance::revoke_evidence,
+        ),
+        route(
             M::PUT,
             "/api/v1/documents/{id}",
             Some(ManageGovernance),
@@ -948,6 +955,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         governance::terminate_agreement,
         governance::add_evidence,
         governance::list_evidence,
+        governance::revoke_evidence,
         governance::put_document,
         governance::get_document,
         governance::publish_policy,

@@ -431,6 +431,17 @@ pub(crate) enum EvidenceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Withdraw evidence before its expiry (revoked by its issuer, a wrong date).
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// From when (now if not given).
+        #[arg(long)]
+        date: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Upload the document (stored encrypted, with its SHA-256).
     Upload {
         id: String,
@@ -493,6 +504,20 @@ pub(crate) fn evidence(command: EvidenceCommand) -> anyhow::Result<()> {
                     e["issuer"].as_str().unwrap_or("")
                 );
             }
+        }
+        EvidenceCommand::Revoke {
+            id,
+            reason,
+            date,
+            client,
+        } => {
+            let request = body(&[("reason", Some(json!(reason))), ("date", opt(&date))]);
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("evidence/{id}/revoke"),
+                Some(&request),
+            )?;
+            println!("Revoked {id} from {}.", str_of(&answer["revoked"]));
         }
         EvidenceCommand::Upload { id, file, client } => upload(&id, &file, &client)?,
         EvidenceCommand::Download { id, out, client } => download(&id, &out, &client)?,
