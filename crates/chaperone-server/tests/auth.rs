@@ -658,6 +658,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
     const FINDINGS: &[&str] = &["admin", "security", "approver", "member", "auditor"];
     const SHARERS: &[&str] = &["admin", "security", "approver", "member"];
     const DELIVERABLES: &[&str] = &["admin", "security", "auditor", "contractor"];
+    const SUBMITTERS: &[&str] = &["admin", "security", "contractor"];
     Some(match (method, path) {
         ("GET", "/api/v1/health")
         | ("GET", "/api/v1/ready")
@@ -697,6 +698,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("GET", "/api/v1/secrets/stale") => LISTERS,
         ("POST", "/api/v1/vendors/{name}/offboard") => SECURITY,
         (_, p) if p.starts_with("/api/v1/findings") => FINDINGS,
+        ("POST", "/api/v1/deliverables") => SUBMITTERS,
         (_, p) if p.starts_with("/api/v1/deliverables") => DELIVERABLES,
         (_, p) if p.starts_with("/api/v1/shares") => SHARERS,
         ("GET", "/v1/sys/health" | "/v1/sys/seal-status" | "/v1/sys/init")
@@ -736,6 +738,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
                 "/api/v1/people",
                 "/api/v1/vendors",
                 "/api/v1/agreements",
+                "/api/v1/evidence",
                 "/api/v1/documents",
                 "/api/v1/policies",
                 "/api/v1/levels",
