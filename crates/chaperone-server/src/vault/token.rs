@@ -226,8 +226,13 @@ pub(crate) async fn create(
         .unwrap_or_else(|| "vault client".to_owned());
     let (token, record) =
         mint_token(&state, &caller, &info, &name, ttl, None, parent.as_ref()).await?;
-    let now = state.clock.now().unix_secs();
-    let auth = auth_block(token.expose(), &record, caller.principal.role.as_str(), now);
+    // The lease as minted: a second read of the clock could fall in the next second.
+    let auth = auth_block(
+        token.expose(),
+        &record,
+        caller.principal.role.as_str(),
+        record.created_at.unix_secs(),
+    );
     Ok(auth_reply(&info, auth, None))
 }
 
@@ -411,8 +416,13 @@ pub(crate) async fn userpass_login(
         .token_by_id(&login.token_id)
         .await?
         .ok_or_else(|| ApiError::not_found("the session was removed"))?;
-    let now = state.clock.now().unix_secs();
-    let mut auth = auth_block(&login.token, &record, &login.role, now);
+    // The lease as minted, as for `create`.
+    let mut auth = auth_block(
+        &login.token,
+        &record,
+        &login.role,
+        record.created_at.unix_secs(),
+    );
     auth["metadata"] = json!({ "username": login.person });
     Ok(auth_reply(&info, auth, None))
 }
