@@ -21,6 +21,7 @@ mod seal;
 mod state;
 mod tls;
 mod vault;
+mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use observe::metrics_router;
 pub use seal::{SealError, SealStatus};
 pub use state::{AppState, AuthSettings, BearerToken, Settings};
 pub use tls::{TlsCertificate, TlsError, ensure_self_signed};
+pub use watch::{BusinessHours, WatchSettings};
 
 /// The router with every route, for tests and embedding.
 pub fn router(state: Arc<AppState>) -> axum::Router {

@@ -9,8 +9,8 @@
 //!
 //! The sweep closes review campaigns past their deadline (revoking what nobody decided)
 //! and sends reminders: agreements and evidence expiring within 30, 7 and 1 days, grants
-//! expiring within a day, each once. Access decisions never depend on it: expiry and
-//! compliance are checked at every request.
+//! expiring within a day, each once, and raises anomaly alerts (`watch`). Access decisions
+//! never depend on it: expiry and compliance are checked at every request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,9 @@ const CLAIM_SECS: i64 = 120;
 
 /// `Ok(true)` when `result` lost a race with another change of the same record (which then
 /// stands), `Ok(false)` when it was applied; other errors pass.
-fn skip_conflict(result: Result<(), chaperone_store::StoreError>) -> Result<bool, ApiError> {
+pub(crate) fn skip_conflict(
+    result: Result<(), chaperone_store::StoreError>,
+) -> Result<bool, ApiError> {
     match result {
         Ok(()) => Ok(false),
         Err(chaperone_store::StoreError::Conflict(what)) => {
@@ -130,6 +132,8 @@ pub struct NotifySettings {
     pub sweep_interval: Duration,
     /// Contractor accounts that do not log in for this long are disabled by the sweep.
     pub disable_after_inactive: Option<Duration>,
+    /// What the sweep watches the ledger for (anomaly alerts).
+    pub watch: crate::WatchSettings,
 }
 
 impl Default for NotifySettings {
@@ -140,6 +144,7 @@ impl Default for NotifySettings {
             public_url: None,
             sweep_interval: Duration::from_secs(60),
             disable_after_inactive: None,
+            watch: crate::WatchSettings::default(),
         }
     }
 }
@@ -166,6 +171,8 @@ pub struct SweepReport {
     pub wrapped_expired: usize,
     /// Failed login attempts older than the lockout window, forgotten.
     pub failures_forgotten: u64,
+    /// Anomaly alerts raised (see `watch`).
+    pub anomalies: usize,
 }
 
 fn system_event(
@@ -258,6 +265,7 @@ impl AppState {
             .store
             .prune_auth_failures(now.plus_secs(-self.settings.auth.lockout_window_secs))
             .await?;
+        report.anomalies = self.watch(now).await?;
         Ok(report)
     }
 

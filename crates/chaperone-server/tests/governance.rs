@@ -1689,3 +1689,113 @@ fn reminders_reach_someone_and_follow_new_end_dates() {
         .collect();
     assert_eq!(to, ["ada"]);
 }
+
+#[test]
+fn the_watch_raises_each_anomaly_once_to_security() {
+    let s = Server::start_with(|settings| settings.notify.watch.reads_per_hour = 5);
+    let sam = s.person("sam", "security", None);
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    write(&s, "acme/app/db", "acme-app-Hk27wQ");
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "7d", "reason": "project" }),
+        ),
+    );
+    let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().anomalies;
+    let read = |token: &str, from: Option<&str>| {
+        let (status, _) = s.call(
+            "GET",
+            "/api/v1/secrets/data/acme/app/db",
+            Some(token),
+            None,
+            from,
+        );
+        assert_eq!(status, 200);
+    };
+    // Friday morning (the test clock starts at 2027-01-15T08:01:30Z): business hours. The
+    // contractor's first network is learnt, not alerted on.
+    let cy_t = s.login(&cy);
+    read(&cy_t, None);
+    assert_eq!(sweep(), 0);
+
+    // A new network; then more reads within the hour than allowed (5).
+    read(&cy_t, Some("198.51.100.7"));
+    for _ in 0..5 {
+        read(&cy_t, None);
+    }
+    // Friday evening: a read outside business hours.
+    s.clock.advance_secs(12 * 3600);
+    let cy_t = s.login(&cy);
+    read(&cy_t, None);
+    // A burst of failed logins for an account that does not exist, from one address.
+    for _ in 0..10 {
+        let (status, _) = s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": "mallory", "password": "guess-Zq81", "totp": "000000" })),
+            Some("203.0.113.5"),
+        );
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    assert_eq!(sweep(), 5);
+    assert_eq!(sweep(), 0, "each anomaly is raised once");
+
+    let sam_t = s.login(&sam);
+    let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&sam_t), None);
+    let mut kinds: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["details"]["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "login_burst",
+            "login_burst",
+            "new_network",
+            "off_hours",
+            "unusual_volume"
+        ],
+        "{found}"
+    );
+    let network = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["details"]["kind"] == "new_network")
+        .unwrap();
+    assert_eq!(network["details"]["network"], "198.51.100.0/24");
+    assert_eq!(network["subject"], "cy");
+    assert!(
+        network["vendor_id"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("ven_"))
+    );
+    // Security is told; each alert is in the ledger.
+    let told = s.ok("GET", "/api/v1/notifications", Some(&sam_t), None);
+    assert_eq!(
+        told.as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "anomaly")
+            .count(),
+        5,
+        "{told}"
+    );
+    assert_eq!(
+        s.ledger()
+            .iter()
+            .filter(|e| e["action"] == "anomaly.detect")
+            .count(),
+        5
+    );
+    s.assert_no_secret_logged();
+}

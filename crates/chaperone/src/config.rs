@@ -127,6 +127,21 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "how often reviews are closed and reminders sent (default 1m)",
     ),
     (
+        "watch_login_burst",
+        "CHAPERONE_WATCH_LOGIN_BURST",
+        "failed logins for an account or from an address within 10 minutes that raise an alert (default 10; 0: off)",
+    ),
+    (
+        "watch_reads_per_hour",
+        "CHAPERONE_WATCH_READS_PER_HOUR",
+        "secret reads by one person within an hour above which an alert is raised (default 200; 0: off)",
+    ),
+    (
+        "watch_business_hours",
+        "CHAPERONE_WATCH_BUSINESS_HOURS",
+        "when contractors are expected to read secrets (default \"Mon-Fri 07:00-19:00 +00:00\"; off: no check)",
+    ),
+    (
         "log_level",
         "CHAPERONE_LOG",
         "log filter, e.g. info or chaperone_server=debug",
@@ -417,6 +432,29 @@ impl Layers {
         if let Some(secs) = duration("sweep_interval")? {
             notify.sweep_interval = std::time::Duration::from_secs(secs.unsigned_abs());
         }
+        if let Some(n) = self.parse("watch_login_burst", "a number from 0 to 100000", |s| {
+            s.parse::<u32>().ok().filter(|n| *n <= 100_000)
+        })? {
+            notify.watch.login_burst = n;
+        }
+        if let Some(n) = self.parse("watch_reads_per_hour", "a number from 0 to 10000000", |s| {
+            s.parse::<u32>().ok().filter(|n| *n <= 10_000_000)
+        })? {
+            notify.watch.reads_per_hour = n;
+        }
+        if let Some(hours) = self.parse(
+            "watch_business_hours",
+            "business hours like \"Mon-Fri 07:00-19:00 +01:00\", or off",
+            |s| match s {
+                "off" => Some(None),
+                hours => hours
+                    .parse::<chaperone_server::BusinessHours>()
+                    .ok()
+                    .map(Some),
+            },
+        )? {
+            notify.watch.business_hours = hours;
+        }
         let tls_cert = self.parse("tls_cert", "a path", |s| {
             (!s.is_empty()).then(|| PathBuf::from(s))
         })?;
@@ -648,6 +686,46 @@ mod tests {
         );
         let err = layers(&[base, zero]).validate().unwrap_err().to_string();
         assert!(err.contains("max_connections_per_address"), "{err}");
+    }
+
+    #[test]
+    fn the_watch_is_on_by_default_and_each_check_can_be_turned_off() {
+        let base = (
+            "database_url",
+            "sqlite://x.db",
+            Source::Flag("--database-url"),
+        );
+        let config = layers(std::slice::from_ref(&base)).validate().unwrap();
+        let watch = &config.notify.watch;
+        assert_eq!((watch.login_burst, watch.reads_per_hour), (10, 200));
+        assert!(watch.business_hours.is_some());
+        let key = |k, v| (k, v, Source::Env("X"));
+        let config = layers(&[
+            base.clone(),
+            key("watch_login_burst", "0"),
+            key("watch_reads_per_hour", "0"),
+            key("watch_business_hours", "off"),
+        ])
+        .validate()
+        .unwrap();
+        let watch = &config.notify.watch;
+        assert_eq!((watch.login_burst, watch.reads_per_hour), (0, 0));
+        assert!(watch.business_hours.is_none());
+        let config = layers(&[
+            base.clone(),
+            key("watch_business_hours", "Mon-Sat 06:00-22:00 +02:00"),
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(
+            config.notify.watch.business_hours,
+            Some("Mon-Sat 06:00-22:00 +02:00".parse().unwrap())
+        );
+        let err = layers(&[base, key("watch_business_hours", "9 to 5")])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`watch_business_hours`"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ pub(crate) mod access;
 mod admin;
 pub(crate) mod auth;
 mod deliverables;
-mod findings;
+pub(crate) mod findings;
 pub(crate) mod governance;
 pub(crate) mod ledger;
 pub(crate) mod offboard;

@@ -1,0 +1,490 @@
+//! Anomaly alerts. The sweep reads the ledger entries recorded since its last run (the
+//! ledger holds every request, so nothing is watched that is not also recorded there) and
+//! raises an alert for:
+//!
+//! - **failed-login bursts**: [`WatchSettings::login_burst`] failed logins for one account, or
+//!   from one address, within ten minutes;
+//! - **off-hours access**: a contractor's secret read outside [`WatchSettings::business_hours`];
+//! - **unusual volume**: a person's secret reads within one clock hour past
+//!   [`WatchSettings::reads_per_hour`];
+//! - **new networks**: a person's successful request from a network (IPv4 /24, IPv6 /64) not
+//!   seen for them before, once they have been seen from one.
+//!
+//! An alert is a finding (source `anomaly`, tracked until closed), a notification to
+//! security (to admins when nobody is in security) and an `anomaly.detect` ledger entry,
+//! each raised once: its key is kept as a record of kind `anomaly`. What the watch has
+//! learnt (where it stopped, recent failures and reads, each person's networks) is one
+//! record, written in the same transaction as the alerts, with a compare-and-swap, so two
+//! nodes running the sweep never raise an alert twice. Entries recorded more than a day
+//! before they are read (a server catching up on an older ledger) teach the watch but
+//! raise nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use chaperone_core::Timestamp;
+use chaperone_core::governance::parse_date;
+use chaperone_ledger::entry::Outcome;
+use chaperone_store::Op;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api::findings::{NewFinding, new_finding};
+use crate::api::governance::{body, new_record, revise};
+use crate::notify::{notification, skip_conflict};
+use crate::record::{Record as LedgerRecord, RequestInfo};
+use crate::{ApiError, AppState};
+
+/// The window of a failed-login burst.
+const BURST_WINDOW_SECS: i64 = 600;
+/// Entries read per sweep at most: a long ledger is caught up on over several sweeps.
+const ENTRIES_PER_SWEEP: u64 = 20_000;
+/// Networks remembered per person (the oldest is forgotten first).
+const NETWORKS_PER_PERSON: usize = 64;
+/// Entries older than this when read raise no alert.
+const STALE_SECS: i64 = 86_400;
+
+/// What the watch looks for.
+#[derive(Clone, Debug)]
+pub struct WatchSettings {
+    /// Failed logins for one account or from one address within ten minutes that raise an
+    /// alert; 0 turns the check off.
+    pub login_burst: u32,
+    /// Secret reads by one person within a clock hour above which an alert is raised; 0
+    /// turns the check off.
+    pub reads_per_hour: u32,
+    /// When contractors are expected to read secrets; `None` turns the check off.
+    pub business_hours: Option<BusinessHours>,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            login_burst: 10,
+            reads_per_hour: 200,
+            business_hours: Some(
+                "Mon-Fri 07:00-19:00 +00:00"
+                    .parse()
+                    .expect("the default business hours parse"),
+            ),
+        }
+    }
+}
+
+/// Days of the week and hours of the day at a fixed UTC offset: `Mon-Fri 07:00-19:00
+/// +01:00`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusinessHours {
+    /// Monday first.
+    days: [bool; 7],
+    /// Minutes after midnight, local: from `start` up to (not including) `end`.
+    start: u32,
+    end: u32,
+    offset_secs: i64,
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+impl std::str::FromStr for BusinessHours {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not business hours like `Mon-Fri 07:00-19:00 +01:00`");
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        let [days, hours, offset] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let day = |name: &str| DAYS.iter().position(|d| d.eq_ignore_ascii_case(name));
+        let (first, last) = match days.split_once('-') {
+            Some((a, b)) => (day(a).ok_or_else(bad)?, day(b).ok_or_else(bad)?),
+            None => {
+                let d = day(days).ok_or_else(bad)?;
+                (d, d)
+            }
+        };
+        let mut set = [false; 7];
+        let mut d = first;
+        loop {
+            set[d] = true;
+            if d == last {
+                break;
+            }
+            d = (d + 1) % 7;
+        }
+        let minutes = |hm: &str| -> Option<u32> {
+            let (h, m) = hm.split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+        };
+        let (start, end) = hours.split_once('-').ok_or_else(bad)?;
+        let (start, end) = (
+            minutes(start).ok_or_else(bad)?,
+            minutes(end).ok_or_else(bad)?,
+        );
+        if start >= end {
+            return Err(format!("{}: the hours must start before they end", bad()));
+        }
+        let sign = match offset.as_bytes().first() {
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            _ => return Err(bad()),
+        };
+        let offset = minutes(&offset[1..])
+            .filter(|&m| m <= 14 * 60)
+            .ok_or_else(bad)?;
+        Ok(Self {
+            days: set,
+            start,
+            end,
+            offset_secs: sign * i64::from(offset) * 60,
+        })
+    }
+}
+
+impl BusinessHours {
+    /// Whether `t` falls within these hours.
+    pub fn contains(&self, t: Timestamp) -> bool {
+        let local = t.unix_nanos().div_euclid(1_000_000_000) + self.offset_secs;
+        let days = local.div_euclid(86_400);
+        // 1970-01-01 was a Thursday (index 3, Monday first).
+        let weekday = usize::try_from((days + 3).rem_euclid(7)).expect("in 0..7");
+        let minute = u32::try_from(local.rem_euclid(86_400) / 60).expect("in a day");
+        self.days[weekday] && (self.start..self.end).contains(&minute)
+    }
+}
+
+/// What the watch has learnt, kept between sweeps (one record, `watch`/`state`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WatchState {
+    /// The first ledger entry not read yet.
+    next: u64,
+    /// Failed-login times (Unix seconds) within the burst window, by subject.
+    logins: BTreeMap<String, Vec<i64>>,
+    /// Secret reads in the current clock hour (Unix seconds / 3600), by person.
+    reads: BTreeMap<String, (i64, u32)>,
+    /// Networks each person was seen from, oldest first.
+    networks: BTreeMap<String, Vec<String>>,
+}
+
+/// One alert, before it is raised.
+struct Alert {
+    /// Raised once per key.
+    key: String,
+    kind: &'static str,
+    severity: &'static str,
+    title: String,
+    subject: String,
+    vendor_id: Option<String>,
+    seq: u64,
+    details: Value,
+}
+
+/// The network an address is counted in: its /24 (IPv4) or /64 (IPv6).
+fn network(ip: &str) -> Option<String> {
+    Some(match ip.parse::<IpAddr>().ok()?.to_canonical() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    })
+}
+
+impl WatchState {
+    /// Learns from one entry; the alerts it raises.
+    fn learn(
+        &mut self,
+        settings: &WatchSettings,
+        seq: u64,
+        entry: &Value,
+        names: &HashMap<String, String>,
+    ) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        let Some(time) = entry["time"].as_str().and_then(|t| parse_date(t).ok()) else {
+            return alerts;
+        };
+        let secs = time.unix_nanos().div_euclid(1_000_000_000);
+        let action = entry["action"].as_str().unwrap_or_default();
+        let success = entry["outcome"] == "success";
+        let person = entry["actor"]["person"].as_str();
+        let vendor = entry["actor"]["vendor"].as_str().map(str::to_owned);
+        let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+        let ip = entry["client_ip"].as_str();
+
+        if action == "auth.login" && !success && settings.login_burst > 0 {
+            let resource = entry["resource"].as_str().unwrap_or_default();
+            let mut subjects = vec![format!("account {resource}")];
+            if let Some(ip) = ip {
+                subjects.push(format!("address {ip}"));
+            }
+            for subject in subjects {
+                let times = self.logins.entry(subject.clone()).or_default();
+                times.retain(|&t| t > secs - BURST_WINDOW_SECS);
+                times.push(secs);
+                if times.len() == settings.login_burst as usize {
+                    alerts.push(Alert {
+                        key: format!("login-burst/{subject}/{}", times[0]),
+                        kind: "login_burst",
+                        severity: "high",
+                        title: format!(
+                            "{} failed logins within 10 minutes for {subject}",
+                            times.len()
+                        ),
+                        subject,
+                        vendor_id: None,
+                        seq,
+                        details: json!({ "failures": times.len(), "since": times[0] }),
+                    });
+                }
+            }
+            self.forget_logins(secs);
+            return alerts;
+        }
+        self.forget_logins(secs);
+        let Some(person) = person.filter(|_| success) else {
+            return alerts;
+        };
+
+        // Networks: learnt from every success, an alert once a person has a history.
+        if let Some(net) = ip.and_then(network) {
+            let known = self.networks.entry(person.to_owned()).or_default();
+            if !known.contains(&net) {
+                if !known.is_empty() {
+                    alerts.push(Alert {
+                        key: format!("new-network/{person}/{net}"),
+                        kind: "new_network",
+                        severity: "medium",
+                        title: format!("{} acted from a new network, {net}", name(person)),
+                        subject: name(person),
+                        vendor_id: vendor.clone(),
+                        seq,
+                        details: json!({ "network": net, "action": action,
+                                         "resource": entry["resource"] }),
+                    });
+                }
+                known.push(net);
+                if known.len() > NETWORKS_PER_PERSON {
+                    known.remove(0);
+                }
+            }
+        }
+        if action != "secret.read" {
+            return alerts;
+        }
+        if settings.reads_per_hour > 0 {
+            let hour = secs.div_euclid(3600);
+            let slot = self.reads.entry(person.to_owned()).or_insert((hour, 0));
+            if slot.0 != hour {
+                *slot = (hour, 0);
+            }
+            slot.1 += 1;
+            if slot.1 == settings.reads_per_hour + 1 {
+                alerts.push(Alert {
+                    key: format!("volume/{person}/{hour}"),
+                    kind: "unusual_volume",
+                    severity: "high",
+                    title: format!(
+                        "{} read more than {} secrets within an hour",
+                        name(person),
+                        settings.reads_per_hour
+                    ),
+                    subject: name(person),
+                    vendor_id: vendor.clone(),
+                    seq,
+                    details: json!({ "reads": slot.1, "hour_start": hour * 3600 }),
+                });
+            }
+            self.reads.retain(|_, (h, _)| *h >= hour - 1);
+        }
+        if let Some(hours) = &settings.business_hours
+            && vendor.is_some()
+            && !hours.contains(time)
+        {
+            let day = secs.div_euclid(86_400);
+            alerts.push(Alert {
+                key: format!("off-hours/{person}/{day}"),
+                kind: "off_hours",
+                severity: "medium",
+                title: format!(
+                    "{} read {} outside business hours",
+                    name(person),
+                    entry["resource"].as_str().unwrap_or_default()
+                ),
+                subject: name(person),
+                vendor_id: vendor,
+                seq,
+                details: json!({ "resource": entry["resource"], "time": entry["time"] }),
+            });
+        }
+        alerts
+    }
+
+    fn forget_logins(&mut self, secs: i64) {
+        self.logins
+            .retain(|_, times| times.last().is_some_and(|&t| t > secs - BURST_WINDOW_SECS));
+    }
+}
+
+impl AppState {
+    /// Reads the ledger entries recorded since the last run and raises their alerts; how
+    /// many were raised.
+    pub(crate) async fn watch(&self, now: Timestamp) -> Result<usize, ApiError> {
+        let settings = &self.settings.notify.watch;
+        let stored = self.store.record("watch", "state").await?;
+        let mut state: WatchState = match &stored {
+            Some(record) => body(record)?,
+            None => WatchState::default(),
+        };
+        let size = self.store.ledger_size().await?;
+        let end = size.min(state.next + ENTRIES_PER_SWEEP);
+        if state.next >= end {
+            return Ok(0);
+        }
+        let people = self.store.list_people().await?;
+        let names: HashMap<String, String> = people
+            .iter()
+            .map(|p| (p.id.clone(), p.name.clone()))
+            .collect();
+        let mut alerts = Vec::new();
+        let mut start = state.next;
+        while start < end {
+            let page = (start + 1000).min(end);
+            for (seq, bytes) in self.store.ledger_entries(start, page).await? {
+                let entry: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    chaperone_store::StoreError::Corrupt(format!("ledger entry {seq}: {e}"))
+                })?;
+                let fresh = entry["time"]
+                    .as_str()
+                    .and_then(|t| parse_date(t).ok())
+                    .is_some_and(|t| t.unix_nanos() > now.plus_secs(-STALE_SECS).unix_nanos());
+                let raised = state.learn(settings, seq, &entry, &names);
+                if fresh {
+                    alerts.extend(raised);
+                }
+            }
+            start = page;
+        }
+        state.next = end;
+
+        let staff = |role: &str| -> Vec<String> {
+            people
+                .iter()
+                .filter(|p| p.disabled_at.is_none() && p.role == role)
+                .map(|p| p.id.clone())
+                .collect()
+        };
+        let mut to = staff("security");
+        if to.is_empty() {
+            to = staff("admin");
+        }
+        let info = RequestInfo::new(None, Some("chaperone-watch".into()));
+        let mut ops = Vec::new();
+        let mut events = Vec::new();
+        let mut raised = 0;
+        for alert in alerts {
+            if self.store.record("anomaly", &alert.key).await?.is_some() {
+                continue;
+            }
+            let mut details = alert.details;
+            details["kind"] = alert.kind.into();
+            details["seq"] = alert.seq.into();
+            let (op, finding) = new_finding(
+                NewFinding {
+                    source: "anomaly",
+                    severity: alert.severity,
+                    title: alert.title.clone(),
+                    subject: alert.subject.clone(),
+                    vendor_id: alert.vendor_id.clone(),
+                    owner: None,
+                    due: now.plus_secs(86_400),
+                    details: details.clone(),
+                },
+                now,
+            );
+            ops.push(Op::Put(new_record(
+                "anomaly",
+                alert.key.clone(),
+                None,
+                &json!({ "finding_id": finding.id }),
+                now,
+            )));
+            ops.push(op);
+            if !to.is_empty() {
+                ops.push(notification(
+                    "anomaly",
+                    &to,
+                    &alert.title,
+                    json!({ "finding_id": finding.id, "kind": alert.kind, "seq": alert.seq }),
+                    now,
+                ));
+            }
+            let mut entry = LedgerRecord::new("anomaly.detect", &alert.subject, Outcome::Success);
+            entry.details.insert("kind".into(), alert.kind.into());
+            entry.details.insert("finding_id".into(), finding.id.into());
+            entry.details.insert("seq".into(), alert.seq.into());
+            events.push(self.event(&info, chaperone_ledger::entry::Actor::default(), entry));
+            raised += 1;
+        }
+        ops.insert(
+            0,
+            Op::Put(match &stored {
+                Some(record) => revise(record, &state, now),
+                None => new_record("watch", "state".into(), None, &state, now),
+            }),
+        );
+        // Another node read the same entries first: it raised their alerts.
+        if skip_conflict(self.store.apply(ops, events).await)? {
+            return Ok(0);
+        }
+        if raised > 0 {
+            tracing::warn!(raised, "anomalies detected");
+        }
+        Ok(raised)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn business_hours_parse_and_hold_at_their_offset() {
+        let hours: BusinessHours = "Mon-Fri 07:00-19:00 +01:00".parse().unwrap();
+        let at = |t: &str| hours.contains(parse_date(t).unwrap());
+        // Friday 2027-01-15.
+        assert!(at("2027-01-15T06:00:00Z"), "07:00 local");
+        assert!(!at("2027-01-15T05:59:59Z"));
+        assert!(at("2027-01-15T17:59:59Z"));
+        assert!(!at("2027-01-15T18:00:00Z"), "19:00 local");
+        assert!(!at("2027-01-16T10:00:00Z"), "a Saturday");
+        let weekend: BusinessHours = "Sat-Sun 00:00-24:00 -05:00".parse().unwrap();
+        assert!(weekend.contains(parse_date("2027-01-16T05:00:00Z").unwrap()));
+        assert!(!weekend.contains(parse_date("2027-01-16T04:59:59Z").unwrap()));
+        for bad in [
+            "Mon-Fri 07:00-19:00",
+            "Mon-Fri 19:00-07:00 +00:00",
+            "Mon-Fry 07:00-19:00 +00:00",
+            "Mon-Fri 07:00-19:00 01:00",
+            "Mon-Fri 07:00-25:00 +00:00",
+        ] {
+            assert!(bad.parse::<BusinessHours>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn networks_are_counted_per_24_and_per_64() {
+        assert_eq!(network("203.0.113.9").as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(
+            network("::ffff:203.0.113.9").as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            network("2001:db8:1:2:3:4:5:6").as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        assert_eq!(network("unknown"), None);
+    }
+}
