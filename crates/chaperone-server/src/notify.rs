@@ -134,6 +134,8 @@ pub struct NotifySettings {
     pub disable_after_inactive: Option<Duration>,
     /// What the sweep watches the ledger for (anomaly alerts).
     pub watch: crate::WatchSettings,
+    /// How often the sweep sends security a report of the period just ended (`None`: never).
+    pub report_every: Option<Duration>,
 }
 
 impl Default for NotifySettings {
@@ -145,6 +147,7 @@ impl Default for NotifySettings {
             sweep_interval: Duration::from_secs(60),
             disable_after_inactive: None,
             watch: crate::WatchSettings::default(),
+            report_every: None,
         }
     }
 }
@@ -173,6 +176,8 @@ pub struct SweepReport {
     pub failures_forgotten: u64,
     /// Anomaly alerts raised (see `watch`).
     pub anomalies: usize,
+    /// Whether a periodic report was sent.
+    pub report_sent: bool,
 }
 
 fn system_event(
@@ -266,6 +271,7 @@ impl AppState {
             .prune_auth_failures(now.plus_secs(-self.settings.auth.lockout_window_secs))
             .await?;
         report.anomalies = self.watch(now).await?;
+        report.report_sent = self.send_report(now).await?;
         Ok(report)
     }
 

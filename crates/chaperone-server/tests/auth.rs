@@ -717,7 +717,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("GET", "/v1/secret/list" | "/v1/secret/list/{*prefix}") => LISTERS,
         ("PUT" | "POST", "/v1/secret/delete/{*path}" | "/v1/secret/undelete/{*path}") => MEMBERS,
         ("PUT" | "POST", "/v1/secret/destroy/{*path}") => ADMIN,
-        ("GET", "/api/v1/ledger/tile/{*path}") => AUDIT,
+        ("GET", "/api/v1/ledger/tile/{*path}" | "/api/v1/reports") => AUDIT,
         ("GET", p) if p.starts_with("/api/v1/ledger/") => LEDGER,
         ("GET", "/api/v1/policies" | "/api/v1/requests" | "/api/v1/notifications")
         | ("POST", "/api/v1/policies/{name}/acknowledge" | "/api/v1/requests")

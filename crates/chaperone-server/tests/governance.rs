@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use common::{Server, error, vendor, write};
 use serde_json::{Value, json};
@@ -1798,4 +1799,138 @@ fn the_watch_raises_each_anomaly_once_to_security() {
         5
     );
     s.assert_no_secret_logged();
+}
+
+#[test]
+fn reports_count_a_period_and_reach_security_on_schedule() {
+    let s = Server::start_with(|settings| {
+        settings.notify.report_every = Some(Duration::from_secs(7 * DAY as u64));
+    });
+    let sam = s.person("sam", "security", None);
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    write(&s, "acme/app/db", "acme-app-Hk27wQ");
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "7d", "reason": "project" }),
+        ),
+    );
+    let cy_t = s.login(&cy);
+    for _ in 0..3 {
+        s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);
+    }
+    for _ in 0..2 {
+        let (status, _) = s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": "cy", "password": "wrong-Zq81-guess", "totp": "000000" })),
+            Some("203.0.113.5"),
+        );
+        assert_eq!(status, 401);
+    }
+    let sam_t = s.login(&sam);
+    let report = s.ok("GET", "/api/v1/reports", Some(&sam_t), None);
+    assert_eq!(report["failed_logins"]["total"], 2, "{report}");
+    assert_eq!(
+        report["failed_logins"]["by_address"],
+        json!([{ "name": "203.0.113.5", "count": 2 }])
+    );
+    let transfers = |action: &str| {
+        report["data_transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["action"] == action)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {action} in {report}"))
+    };
+    let reads = transfers("secret.read");
+    assert_eq!(reads["total"], 3);
+    assert_eq!(reads["by_person"], json!([{ "name": "cy", "count": 3 }]));
+    assert_eq!(reads["by_vendor"], json!([{ "name": "acme", "count": 3 }]));
+    assert_eq!(transfers("secret.write")["total"], 1);
+    let counts = &report["provisioning"]["counts"];
+    assert_eq!(
+        (
+            &counts["person.create"],
+            &counts["grant.create"],
+            &counts["vendor.create"]
+        ),
+        (&json!(2), &json!(1), &json!(1)),
+        "{counts}"
+    );
+    let changes = report["provisioning"]["changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["action"] == "grant.create" && c["by"] == "root"),
+        "{changes:?}"
+    );
+    // acme has no NDA: confidential paths are closed to its people.
+    let acme = &report["vendor_compliance"][0];
+    let confidential = acme["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["level"] == "confidential")
+        .unwrap();
+    assert_eq!(confidential["met"], false);
+    assert!(
+        confidential["reason"].as_str().unwrap().contains("NDA"),
+        "{confidential}"
+    );
+    // A period before any of it is empty; a bad period is refused; contractors may not ask.
+    let empty = s.ok(
+        "GET",
+        "/api/v1/reports?from=2020-01-01&to=2020-01-08",
+        Some(&sam_t),
+        None,
+    );
+    assert_eq!(
+        (&empty["entries"], &empty["failed_logins"]["total"]),
+        (&json!(0), &json!(0))
+    );
+    assert_eq!(
+        error(
+            &s,
+            "GET",
+            "/api/v1/reports?from=2027-02-01&to=2027-01-01",
+            &sam_t,
+            None
+        ),
+        (400, "invalid_request".into())
+    );
+    assert_eq!(
+        error(&s, "GET", "/api/v1/reports", &cy_t, None),
+        (403, "not_permitted".into())
+    );
+
+    // The sweep sends security the report of the week just ended, once a week (the
+    // server's own sweep, run at its start, may have sent the first).
+    let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().report_sent;
+    sweep();
+    assert!(!sweep(), "once a week");
+    s.clock.advance_secs(7 * DAY);
+    sweep();
+    assert!(!sweep(), "once a week");
+    let told = s.ok("GET", "/api/v1/notifications", Some(&s.login(&sam)), None);
+    let reports: Vec<&Value> = told
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "report")
+        .collect();
+    assert_eq!(reports.len(), 2);
+    // The second covers the week of the reads and failures above.
+    assert!(
+        reports
+            .iter()
+            .any(|n| n["details"]["failed_logins"] == 2 && n["details"]["transfers"] == 4),
+        "{reports:?}"
+    );
 }

@@ -127,6 +127,11 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "how often reviews are closed and reminders sent (default 1m)",
     ),
     (
+        "report_every",
+        "CHAPERONE_REPORT_EVERY",
+        "how often security is sent a report of the period just ended (default 7d; off: never)",
+    ),
+    (
         "watch_login_burst",
         "CHAPERONE_WATCH_LOGIN_BURST",
         "failed logins for an account or from an address within 10 minutes that raise an alert (default 10; 0: off)",
@@ -431,6 +436,21 @@ impl Layers {
         }
         if let Some(secs) = duration("sweep_interval")? {
             notify.sweep_interval = std::time::Duration::from_secs(secs.unsigned_abs());
+        }
+        // Reports are on unless turned off; the library's default (tests, embedding) is off.
+        notify.report_every = Some(std::time::Duration::from_secs(7 * 86_400));
+        if let Some(every) = self.parse(
+            "report_every",
+            "a duration of an hour or more, or off",
+            |s| match s {
+                "off" => Some(None),
+                text => chaperone_core::parse_duration(text)
+                    .ok()
+                    .filter(|secs| *secs >= 3600)
+                    .map(|secs| Some(std::time::Duration::from_secs(secs.unsigned_abs()))),
+            },
+        )? {
+            notify.report_every = every;
         }
         if let Some(n) = self.parse("watch_login_burst", "a number from 0 to 100000", |s| {
             s.parse::<u32>().ok().filter(|n| *n <= 100_000)

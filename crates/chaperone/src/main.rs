@@ -72,9 +72,12 @@ enum Command {
     /// Access review campaigns.
     #[command(subcommand)]
     Review(cmd::governance::ReviewCommand),
-    /// Findings: secrets to rotate, overdue attestations, ...
+    /// Findings: secrets to rotate, overdue attestations, anomalies, ...
     #[command(subcommand)]
     Finding(cmd::governance::FindingCommand),
+    /// A period's failed logins, data transfers, provisioning changes and anomalies, and
+    /// each vendor's compliance now (admin, security, auditor).
+    Report(cmd::governance::ReportArgs),
     /// One-time share links and request-a-secret links.
     #[command(subcommand)]
     Share(cmd::share::ShareCommand),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Grant(command) => cmd::governance::grant(command),
         Command::Review(command) => cmd::governance::review(command),
         Command::Finding(command) => cmd::governance::finding(command),
+        Command::Report(args) => cmd::governance::report(args),
         Command::Share(command) => cmd::share::run(command),
         Command::Ledger(command) => cmd::ledger::run(command),
         Command::Scan(args) => {

@@ -9,6 +9,7 @@ pub(crate) mod findings;
 pub(crate) mod governance;
 pub(crate) mod ledger;
 pub(crate) mod offboard;
+mod reports;
 pub(crate) mod rotation;
 pub(crate) mod shares;
 
@@ -759,6 +760,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(
             M::GET,
+            "/api/v1/reports",
+            Some(AuditLedger),
+            On::System,
+            reports::report,
+        ),
+        route(
+            M::GET,
             "/api/v1/ledger/proof/consistency",
             Some(ReadLedger),
             On::System,
@@ -956,6 +964,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         governance::add_evidence,
         governance::list_evidence,
         governance::revoke_evidence,
+        reports::report,
         governance::put_document,
         governance::get_document,
         governance::publish_policy,

@@ -1172,3 +1172,98 @@ pub(crate) fn finding(command: FindingCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `chaperone report`
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReportArgs {
+    /// Start of the period (a date or an RFC 3339 instant; 7 days before --to if not given).
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the period, excluded (now if not given).
+    #[arg(long)]
+    to: Option<String>,
+    /// Print the whole report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub(crate) fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    for (key, value) in [("from", &args.from), ("to", &args.to)] {
+        if let Some(value) = value {
+            query.push(format!("{key}={}", query_value(value)));
+        }
+    }
+    let path = if query.is_empty() {
+        "reports".to_owned()
+    } else {
+        format!("reports?{}", query.join("&"))
+    };
+    let report = Client::authenticated(&args.client)?.call(Method::Get, &path, None)?;
+    if args.json {
+        return print_json(&report);
+    }
+    println!(
+        "From {} to {}: {} ledger entries.",
+        str_of(&report["from"]),
+        str_of(&report["to"]),
+        report["entries"]
+    );
+    let counts = |list: &Value| -> String {
+        items(list)
+            .take(5)
+            .map(|c| format!("{} ({})", str_of(&c["name"]), c["count"]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let failed = &report["failed_logins"];
+    println!("\nFailed logins: {}", failed["total"]);
+    if failed["total"].as_u64().unwrap_or(0) > 0 {
+        println!("  accounts: {}", counts(&failed["by_account"]));
+        println!("  addresses: {}", counts(&failed["by_address"]));
+    }
+    println!("\nData transfers:");
+    for t in items(&report["data_transfers"]) {
+        println!(
+            "  {:<22} {:>7}  {}",
+            str_of(&t["action"]),
+            t["total"],
+            counts(&t["by_person"])
+        );
+    }
+    println!("\nProvisioning changes:");
+    if let Some(map) = report["provisioning"]["counts"].as_object() {
+        for (action, count) in map {
+            println!("  {action:<22} {count:>7}");
+        }
+    }
+    println!("\nAnomalies:");
+    if let Some(map) = report["anomalies"].as_object() {
+        for (kind, count) in map {
+            println!("  {kind:<22} {count:>7}");
+        }
+    }
+    println!("\nVendor compliance (now):");
+    for v in items(&report["vendor_compliance"]) {
+        let short: Vec<String> = items(&v["levels"])
+            .filter(|l| l["met"] == false)
+            .map(|l| format!("{}: {}", str_of(&l["level"]), str_of(&l["reason"])))
+            .collect();
+        println!(
+            "  {} ({}): {}",
+            str_of(&v["vendor"]),
+            str_of(&v["status"]),
+            if short.is_empty() {
+                "meets every level".to_owned()
+            } else {
+                short.join("; ")
+            }
+        );
+        for soon in items(&v["ending_soon"]) {
+            println!("    {}", soon.as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
