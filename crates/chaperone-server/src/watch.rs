@@ -19,7 +19,7 @@
 //! before they are read (a server catching up on an older ledger) teach the watch but
 //! raise nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use chaperone_core::Timestamp;
@@ -217,8 +217,10 @@ impl WatchState {
         if action == "auth.login" && !success && settings.login_burst > 0 {
             let resource = entry["resource"].as_str().unwrap_or_default();
             let mut subjects = vec![format!("account {resource}")];
-            if let Some(ip) = ip {
-                subjects.push(format!("address {ip}"));
+            // Addresses as the lockout counts them: an IPv6 client holds its whole /64.
+            if let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) {
+                let subject = crate::api::auth::ip_subject(ip);
+                subjects.push(format!("address {}", subject.trim_start_matches("ip:")));
             }
             for subject in subjects {
                 let times = self.logins.entry(subject.clone()).or_default();
@@ -240,10 +242,8 @@ impl WatchState {
                     });
                 }
             }
-            self.forget_logins(secs);
             return alerts;
         }
-        self.forget_logins(secs);
         let Some(person) = person.filter(|_| success) else {
             return alerts;
         };
@@ -322,6 +322,9 @@ impl WatchState {
         alerts
     }
 
+    /// Forgets the subjects with no failure within the window before `secs`: once per
+    /// page of entries, not per entry, so that many names tried at once cost no more than
+    /// a pass over them per page.
     fn forget_logins(&mut self, secs: i64) {
         self.logins
             .retain(|_, times| times.last().is_some_and(|&t| t > secs - BURST_WINDOW_SECS));
@@ -352,6 +355,7 @@ impl AppState {
         let mut start = state.next;
         while start < end {
             let page = (start + 1000).min(end);
+            let mut latest = None;
             for (seq, bytes) in self.store.ledger_entries(start, page).await? {
                 let entry: Value = serde_json::from_slice(&bytes).map_err(|e| {
                     chaperone_store::StoreError::Corrupt(format!("ledger entry {seq}: {e}"))
@@ -364,10 +368,24 @@ impl AppState {
                 if fresh {
                     alerts.extend(raised);
                 }
+                latest = entry["time"]
+                    .as_str()
+                    .and_then(|t| parse_date(t).ok())
+                    .or(latest);
+            }
+            if let Some(latest) = latest {
+                state.forget_logins(latest.unix_nanos().div_euclid(1_000_000_000));
             }
             start = page;
         }
         state.next = end;
+        if size - end > ENTRIES_PER_SWEEP {
+            tracing::warn!(
+                behind = size - end,
+                "the anomaly watch is behind the ledger; entries more than a day old when read \
+                 raise no alert"
+            );
+        }
 
         let staff = |role: &str| -> Vec<String> {
             people
@@ -384,8 +402,13 @@ impl AppState {
         let mut ops = Vec::new();
         let mut events = Vec::new();
         let mut raised = 0;
+        // One alert per key, within this sweep too: two inserts of one key would conflict,
+        // and the watch would never get past these entries.
+        let mut queued = HashSet::new();
         for alert in alerts {
-            if self.store.record("anomaly", &alert.key).await?.is_some() {
+            if !queued.insert(alert.key.clone())
+                || self.store.record("anomaly", &alert.key).await?.is_some()
+            {
                 continue;
             }
             let mut details = alert.details;
