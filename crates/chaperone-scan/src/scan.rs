@@ -363,10 +363,31 @@ impl Scanner {
             })
             .chain(continued)
             .collect();
-        spans.sort_unstable_by_key(|&(line, m)| (line, m.start, m.end));
+        // A vault value first among equal spans: its redaction (its length only) wins.
+        spans.sort_unstable_by_key(|&(line, m)| (line, m.start, m.end, !m.known));
         for finding in &mut findings {
             let start = line_starts[finding.line - 1];
             let end = line_end(finding.line - 1);
+            let first = spans.partition_point(|&(line, _)| line < finding.line);
+            let on_line: Vec<Mask> = spans[first..]
+                .iter()
+                .take_while(|(line, _)| *line == finding.line)
+                .map(|&(_, mask)| mask)
+                .collect();
+            // A secret a rule found that is (or is within) a vault value is shown as the
+            // vault value is: by its length only.
+            if finding.mask
+                && finding.known.is_none()
+                && on_line
+                    .iter()
+                    .any(|m| m.known && m.start < finding.end && m.end > finding.column - 1)
+            {
+                finding.redacted =
+                    redact_known(&data[start + finding.column - 1..start + finding.end]);
+                // Nor is it fingerprinted: a fast hash of a vault value would let whoever
+                // reads the finding test guesses of it offline.
+                finding.fingerprint = fingerprint(&finding.rule, path, KNOWN_VALUE.as_bytes());
+            }
             if hide_lines {
                 // The scan stopped before the end of the file, or looked for vault values
                 // only, so a line shown here could hold a value it never reached: nothing
@@ -377,12 +398,6 @@ impl Scanner {
                 }
                 continue;
             }
-            let first = spans.partition_point(|&(line, _)| line < finding.line);
-            let on_line: Vec<Mask> = spans[first..]
-                .iter()
-                .take_while(|(line, _)| *line == finding.line)
-                .map(|&(_, mask)| mask)
-                .collect();
             finding.context = context(&data[start..end], finding.column - 1, finding.end, &on_line);
             // Code is shown, but never a secret on the same line.
             if !finding.mask {
@@ -661,7 +676,7 @@ fn shorten_masked(line: &[u8], start: usize, end: usize, secrets: &[Mask]) -> St
 /// (which includes `start..end`) shown redacted.
 fn context(line: &[u8], start: usize, end: usize, redacted: &[Mask]) -> String {
     let mut spans: Vec<Mask> = redacted.to_vec();
-    spans.sort_unstable_by_key(|m| (m.start, m.end));
+    spans.sort_unstable_by_key(|m| (m.start, m.end, !m.known));
     let from = start.saturating_sub(60);
     let to = (end + 60).min(line.len());
     let mut out = String::new();
@@ -830,6 +845,29 @@ mod tests {
         );
         let known = found.iter().find(|f| f.rule == KNOWN_VALUE).unwrap();
         assert_eq!(known.redacted, "****(22 chars)");
+        // A vault value that a rule finds too is redacted as a vault value by the rule.
+        let key = b"ghp_R2x9bQ7mVt4Lk8Zp1Ws6Yc3Nd5Fh0Jg2Ua7E";
+        let scanner =
+            super::tests::scanner().with_known_values(&[(key, "ci/github#token".to_owned())]);
+        let found = scanner.scan_bytes(
+            "deploy.sh",
+            b"TOKEN=ghp_R2x9bQ7mVt4Lk8Zp1Ws6Yc3Nd5Fh0Jg2Ua7E\n",
+        );
+        let rule = found
+            .iter()
+            .find(|f| f.rule.starts_with("github"))
+            .expect("the rule finds it");
+        assert_eq!(rule.redacted, "****(40 chars)");
+        assert_eq!(
+            rule.fingerprint,
+            fingerprint(&rule.rule, "deploy.sh", KNOWN_VALUE.as_bytes())
+        );
+        for f in &found {
+            assert!(
+                !f.redacted.contains("ghp_") && !f.context.contains("ghp_"),
+                "{f:?}"
+            );
+        }
         for f in &found {
             assert!(!f.redacted.contains("Vaul"), "{}", f.redacted);
             assert!(!f.context.contains("Vaul"), "{}", f.context);

@@ -1444,8 +1444,42 @@ fn a_deliverable_never_tells_its_submitter_where_an_unreadable_vault_value_is() 
     assert_eq!(hidden(&answer), (json!(""), json!(0)), "{answer}");
     assert!(!answer.to_string().contains("prod/db"), "{answer}");
     assert!(code_shown(&answer).iter().all(|c| c.is_empty()));
-    // It still sees where, and which secret, in what someone else submitted.
+    // Nor through the findings: its own deliverable's say no more than its view.
     let id = answer["id"].as_str().unwrap();
+    let mine: Vec<Value> = s
+        .ok(
+            "GET",
+            "/api/v1/findings?source=deliverable",
+            Some(&sam_t),
+            None,
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["details"]["deliverable_id"] == id)
+        .cloned()
+        .collect();
+    assert_eq!(mine.len(), 7);
+    for finding in &mine {
+        let text = finding.to_string();
+        assert!(!text.contains("prod/db"), "{text}");
+        assert!(finding["details"]["shown"].is_null(), "{text}");
+        if finding["details"]["rule"] == "known-value" {
+            assert!(finding["details"]["line"].is_null(), "{text}");
+            assert!(
+                !finding["title"].as_str().unwrap().contains("line"),
+                "{text}"
+            );
+        }
+        let one = s.ok(
+            "GET",
+            &format!("/api/v1/findings/{}", finding["id"].as_str().unwrap()),
+            Some(&sam_t),
+            None,
+        );
+        assert_eq!(&one, finding);
+    }
+    // It still sees where, and which secret, in what someone else submitted.
     let contractors = s.ok("GET", "/api/v1/deliverables", Some(&sam_t), None);
     let theirs = contractors
         .as_array()

@@ -17,7 +17,7 @@
 //! deliverable is accepted once every one of them is resolved or its risk accepted. The
 //! status is derived when read, never stored.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -173,6 +173,57 @@ impl Viewer {
             _ => true,
         }
     }
+}
+
+/// Findings as `caller` may see them through the findings API: to whoever submitted a
+/// deliverable, its findings say no more than its view ([`view`]) does, whatever their role:
+/// a vault value they may not read is not placed, and no code is shown beside one.
+pub(crate) async fn findings_for(
+    state: &AppState,
+    caller: &Caller,
+    mut findings: Vec<Finding>,
+) -> Result<Vec<Finding>, ApiError> {
+    let mut viewers: HashMap<String, Option<(Viewer, bool)>> = HashMap::new();
+    for finding in &mut findings {
+        if finding.source != "deliverable" {
+            continue;
+        }
+        let Some(id) = finding.details["deliverable_id"]
+            .as_str()
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        if !viewers.contains_key(&id) {
+            let seen = match state.store.record("deliverable", &id).await? {
+                Some(record) => {
+                    let deliverable: Deliverable = body(&record)?;
+                    if deliverable.submitted_by == actor_id(caller) {
+                        let all = findings_of(state, &deliverable).await?;
+                        let viewer = Viewer::of(state, caller, &deliverable, &all).await?;
+                        let any_hidden = all.iter().any(|f| !viewer.sees_where(f));
+                        Some((viewer, any_hidden))
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            };
+            viewers.insert(id.clone(), seen);
+        }
+        let Some(Some((viewer, any_hidden))) = viewers.get(&id) else {
+            continue;
+        };
+        if !viewer.sees_where(finding) {
+            finding.title = "known-value in a deliverable you submitted".into();
+            for field in ["path", "line", "shown", "secret", "fingerprint"] {
+                finding.details[field] = Value::Null;
+            }
+        } else if *any_hidden {
+            finding.details["shown"] = Value::Null;
+        }
+    }
+    Ok(findings)
 }
 
 fn view(deliverable: Deliverable, findings: &[Finding], viewer: &Viewer) -> DeliverableView {

@@ -145,7 +145,9 @@ pub(crate) async fn list_findings(
             out.push(finding);
         }
     }
-    Ok(Json(out))
+    Ok(Json(
+        super::deliverables::findings_for(&state, &caller, out).await?,
+    ))
 }
 
 async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Record, ApiError> {
@@ -163,7 +165,9 @@ pub(crate) async fn show_finding(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Finding>, ApiError> {
-    Ok(Json(body(&visible(&state, &caller, &id).await?)?))
+    let finding = body(&visible(&state, &caller, &id).await?)?;
+    let mut shown = super::deliverables::findings_for(&state, &caller, vec![finding]).await?;
+    Ok(Json(shown.remove(0)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -286,5 +290,6 @@ pub(crate) async fn update_finding(
         .store
         .apply(vec![Op::Put(updated)], vec![event])
         .await?;
-    Ok(Json(finding))
+    let mut shown = super::deliverables::findings_for(&state, &caller, vec![finding]).await?;
+    Ok(Json(shown.remove(0)))
 }
