@@ -692,6 +692,16 @@ fn share_links_are_sealed_and_opened_by_the_cli() {
     assert!(refused.contains("nothing was opened"), "{refused}");
     assert_eq!(std::fs::read(&out).unwrap(), b"already here");
     std::fs::remove_file(&out).unwrap();
+    // A link that does not open leaves no empty file behind.
+    let (without_key, _) = link.trim().split_once('#').unwrap();
+    let wrong = format!("{without_key}#{}", "A".repeat(43));
+    fails(run_cli(
+        &server.addr,
+        "",
+        &["share", "open", &wrong, "--out", out.to_str().unwrap()],
+        "",
+    ));
+    assert!(!out.exists(), "an empty file was left behind");
     ok(run_cli(
         &server.addr,
         "",
@@ -699,6 +709,7 @@ fn share_links_are_sealed_and_opened_by_the_cli() {
         "",
     ));
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    assert_eq!(mode(&out), 0o600, "a received secret is its owner's only");
     // Without --out, the file keeps its name, and a name already taken gets a suffix.
     let cwd = tempfile::tempdir().unwrap();
     std::fs::write(cwd.path().join("dump.bin"), b"mine").unwrap();

@@ -287,12 +287,30 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     } else {
         Client::anonymous(base)
     };
-    // The last view destroys the content on the server: where it goes is made sure of first.
+    // The last view destroys the content on the server: where it goes is made sure of first,
+    // and removed again if nothing comes to fill it.
     let mut out_file = match &out {
         Some(target) => Some((target.clone(), create_new(target)?)),
         None => None,
     };
-    let proof = share::open_proof(&key, id);
+    let result = receive(&client, id, &key, with_passphrase, &mut out_file);
+    if result.is_err()
+        && let (Some(target), Some(_)) = (&out, &out_file)
+    {
+        let _ = std::fs::remove_file(target);
+    }
+    result
+}
+
+/// Opens the share and writes what it holds (to `out_file` when given).
+fn receive(
+    client: &Client,
+    id: &str,
+    key: &ShareKey,
+    with_passphrase: bool,
+    out_file: &mut Option<(PathBuf, std::fs::File)>,
+) -> anyhow::Result<()> {
+    let proof = share::open_proof(key, id);
     let info = client.call(
         Method::Post,
         &format!("shares/{id}/info"),
@@ -304,7 +322,7 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     }
     let sealed = client.post_for_bytes(&format!("shares/{id}/open"), &body)?;
     let (header, content) =
-        share::open(&key, id, &sealed).context("the content does not decrypt with this link")?;
+        share::open(key, id, &sealed).context("the content does not decrypt with this link")?;
     let header: Value = serde_json::from_slice(&header).context("a damaged header")?;
     use std::io::Write;
     if header["type"] == "file" {
@@ -323,7 +341,7 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
             .with_context(|| format!("writing {}", target.display()))?;
         eprintln!("Wrote {} ({} bytes).", target.display(), content.len());
     } else {
-        match out_file {
+        match out_file.take() {
             Some((target, mut written)) => written
                 .write_all(content.as_slice())
                 .with_context(|| format!("writing {}", target.display()))?,
@@ -333,18 +351,23 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     Ok(())
 }
 
+/// A new file, readable by its owner only: it will hold a secret.
+fn new_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 /// Creates `target`, which must not exist yet.
 fn create_new(target: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(target)
-        .with_context(|| {
-            format!(
-                "creating {} (it must not exist yet; nothing was opened)",
-                target.display()
-            )
-        })
+    new_file(target).with_context(|| {
+        format!(
+            "creating {} (it must not exist yet; nothing was opened)",
+            target.display()
+        )
+    })
 }
 
 /// A new file for a received file named `name` (a name chosen by whoever made the link):
@@ -360,11 +383,7 @@ fn free_file(name: &std::ffi::OsStr) -> anyhow::Result<(PathBuf, std::fs::File)>
                 candidate.push(format!(".{n}"));
             }
             let path = dir.join(&candidate);
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
+            match new_file(&path) {
                 Ok(file) => return Ok((path, file)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
