@@ -516,14 +516,14 @@ pub fn gate(level: &LevelPolicy, compliance: &Compliance, now: Timestamp) -> Res
 }
 
 /// The UTC date of `t`, as `2026-10-01`, when `t` is a midnight (what a date given alone
-/// means); the RFC 3339 instant otherwise, so that a time given (an agreement ending at
-/// noon) is shown and recorded as it is, not as the day before or after it.
+/// means); the RFC 3339 instant to the second otherwise, so that a time given (an agreement
+/// ending at noon) is shown and recorded as it is, not as the day before or after it.
 pub fn date(t: Timestamp) -> String {
-    let full = t.to_rfc3339();
-    if t.unix_nanos().rem_euclid(86_400 * 1_000_000_000) == 0 {
-        full[..10].to_owned()
+    let nanos = t.unix_nanos();
+    if nanos.rem_euclid(86_400 * 1_000_000_000) == 0 {
+        t.to_rfc3339()[..10].to_owned()
     } else {
-        full
+        Timestamp::from_unix_nanos(nanos - nanos.rem_euclid(1_000_000_000)).to_rfc3339()
     }
 }
 
@@ -719,6 +719,9 @@ mod tests {
         assert_eq!(date(day("2026-10-01")), "2026-10-01");
         let noon = parse_date("2026-10-01T12:00:00Z").unwrap();
         assert_eq!(date(noon), "2026-10-01T12:00:00Z");
+        assert_eq!(date(noon.plus_secs(1)), "2026-10-01T12:00:01Z");
+        let later = Timestamp::from_unix_nanos(noon.unix_nanos() + 123_456_789);
+        assert_eq!(date(later), "2026-10-01T12:00:00Z");
         assert!(parse_date("2026-13-01").is_err());
         assert!(parse_date("2026-10-01T12:00:00Z").is_ok());
     }

@@ -403,8 +403,9 @@ impl AppState {
             for (id, what, expires) in items {
                 let Some(expires) = expires else { continue };
                 if let Some(days) = threshold(expires, &[30, 7, 1]) {
+                    // Keyed by the end too: an end brought forward is reminded of again.
                     due.push((
-                        format!("{id}/{days}d"),
+                        format!("{id}/{}/{days}d", expires.unix_nanos()),
                         owner.clone(),
                         format!("{what} of vendor {} ends on {}", vendor.name, date(expires)),
                         json!({ "vendor_id": vendor.id, "record": id, "expires": date(expires), "within_days": days }),

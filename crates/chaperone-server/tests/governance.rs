@@ -1603,7 +1603,7 @@ fn terminations_come_forward_evidence_is_revoked_and_times_are_kept() {
 
 #[test]
 fn reminders_reach_someone_and_follow_new_end_dates() {
-    let (url, received) = webhook(3);
+    let (url, received) = webhook(6);
     let s = Server::start_with(|settings| settings.notify.webhook_url = Some(url));
     // No one in security; the vendor's owner leaves.
     let olga = s.person("olga", "member", None);
@@ -1643,6 +1643,20 @@ fn reminders_reach_someone_and_follow_new_end_dates() {
     );
     let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().reminders;
     assert_eq!(sweep(), 1, "the termination is 20 days away");
+    // A week before it; then it is brought forward, and the new end is announced.
+    s.clock.advance_secs(14 * DAY);
+    assert_eq!(sweep(), 1, "a week before");
+    s.ok(
+        "POST",
+        &format!(
+            "/api/v1/agreements/{}/terminate",
+            nda["id"].as_str().unwrap()
+        ),
+        Some(&s.admin),
+        Some(json!({ "reason": "breach", "date": "2027-01-31" })),
+    );
+    assert_eq!(sweep(), 1, "the new end");
+    assert_eq!(sweep(), 0);
     // A grant reminded of, then extended: reminded of again before its new end.
     let cy = s.person("cy", "contractor", Some("acme"));
     let grant = s.ok(
@@ -1673,10 +1687,20 @@ fn reminders_reach_someone_and_follow_new_end_dates() {
     );
     assert_eq!(sweep(), 0, "two days left");
     s.clock.advance_secs(DAY + 3600);
-    assert_eq!(sweep(), 1, "a day before the new end");
+    assert_eq!(
+        sweep(),
+        2,
+        "a day before the grant's new end, and the NDA's"
+    );
 
     s.runtime.block_on(s.state.deliver_notifications()).unwrap();
-    let bodies: Vec<Value> = received.iter().take(3).collect();
+    let bodies: Vec<Value> = received.iter().take(6).collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b["subject"] == "agreement NDA of vendor acme ends on 2027-01-31"),
+        "{bodies:?}"
+    );
     let nda_reminder = bodies
         .iter()
         .find(|b| b["subject"] == "agreement NDA of vendor acme ends on 2027-02-04")

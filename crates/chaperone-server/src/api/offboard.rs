@@ -337,11 +337,20 @@ async fn offboard(
         (None, Some(id)) => state.store.vendor(id).await?,
         (None, None) => None,
     };
-    let vendor_owner = owning_vendor
+    // An owner who has left cannot act on the findings either.
+    let vendor_owner = match owning_vendor
         .as_ref()
         .and_then(|v| v.profile.get("owner"))
         .and_then(Value::as_str)
-        .map(str::to_owned);
+    {
+        Some(id) => state
+            .store
+            .acting_person(id)
+            .await?
+            .filter(|p| p.disabled_at.is_none())
+            .map(|p| p.id),
+        None => None,
+    };
     let mut ops = Vec::new();
     let mut exposures = Vec::new();
     for (path, (read, held, prefixes)) in blast {
