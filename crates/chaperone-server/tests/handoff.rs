@@ -1464,6 +1464,7 @@ fn a_deliverable_never_tells_its_submitter_where_an_unreadable_vault_value_is() 
         let text = finding.to_string();
         assert!(!text.contains("prod/db"), "{text}");
         assert!(finding["details"]["shown"].is_null(), "{text}");
+        assert!(finding["details"]["fingerprint"].is_null(), "{text}");
         if finding["details"]["rule"] == "known-value" {
             assert!(finding["details"]["line"].is_null(), "{text}");
             assert!(

@@ -220,7 +220,10 @@ pub(crate) async fn findings_for(
                 finding.details[field] = Value::Null;
             }
         } else if *any_hidden {
+            // Neither the code beside a hidden value nor a fingerprint, which is a hash the
+            // submitter can compute for each guess, and which differs for a vault value.
             finding.details["shown"] = Value::Null;
+            finding.details["fingerprint"] = Value::Null;
         }
     }
     Ok(findings)
@@ -372,11 +375,16 @@ pub(crate) async fn submit(
 
     let now = state.clock.now();
     let id = new_id("dlv");
-    let owner = vendor
-        .profile
-        .get("owner")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    // An owner who has left cannot act on the findings.
+    let owner = match vendor.profile.get("owner").and_then(Value::as_str) {
+        Some(id) => state
+            .store
+            .acting_person(id)
+            .await?
+            .filter(|p| p.disabled_at.is_none())
+            .map(|p| p.id),
+        None => None,
+    };
     let mut ops = Vec::new();
     let mut findings = Vec::new();
     let mut vault_matches = 0;
