@@ -441,12 +441,12 @@ impl Layers {
         notify.report_every = Some(std::time::Duration::from_secs(7 * 86_400));
         if let Some(every) = self.parse(
             "report_every",
-            "a duration of an hour or more, or off",
+            "a duration from 1h to 366d, or off",
             |s| match s {
                 "off" => Some(None),
                 text => chaperone_core::parse_duration(text)
                     .ok()
-                    .filter(|secs| *secs >= 3600)
+                    .filter(|secs| (3600..=366 * 86_400).contains(secs))
                     .map(|secs| Some(std::time::Duration::from_secs(secs.unsigned_abs()))),
             },
         )? {
@@ -741,11 +741,31 @@ mod tests {
             config.notify.watch.business_hours,
             Some("Mon-Sat 06:00-22:00 +02:00".parse().unwrap())
         );
-        let err = layers(&[base, key("watch_business_hours", "9 to 5")])
+        let err = layers(&[base.clone(), key("watch_business_hours", "9 to 5")])
             .validate()
             .unwrap_err()
             .to_string();
         assert!(err.contains("`watch_business_hours`"), "{err}");
+        // Reports: weekly unless told, never more often than hourly nor rarer than yearly.
+        let every = |value| {
+            layers(&[base.clone(), key("report_every", value)])
+                .validate()
+                .map(|c| c.notify.report_every.map(|d| d.as_secs()))
+        };
+        assert_eq!(
+            layers(std::slice::from_ref(&base))
+                .validate()
+                .unwrap()
+                .notify
+                .report_every
+                .map(|d| d.as_secs()),
+            Some(7 * 86_400)
+        );
+        assert_eq!(every("off").unwrap(), None);
+        assert_eq!(every("1d").unwrap(), Some(86_400));
+        for bad in ["30m", "400d", "weekly"] {
+            assert!(every(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

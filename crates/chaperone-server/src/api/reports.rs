@@ -34,6 +34,7 @@ const TRANSFERS: &[&str] = &[
 const PROVISIONING: &[&str] = &[
     "person.create",
     "person.disable",
+    "person.enable",
     "person.unlock",
     "person.networks",
     "auth.enroll",
@@ -42,6 +43,9 @@ const PROVISIONING: &[&str] = &[
     "grant.create",
     "grant.extend",
     "grant.revoke",
+    "grant.review",
+    "review.decide",
+    "review.close",
     "access.approve",
     "access.deny",
     "vendor.create",
@@ -58,6 +62,11 @@ type Tally = (u64, HashMap<String, u64>, HashMap<String, u64>);
 
 /// Names listed per count, most first.
 const TOP: usize = 20;
+/// Distinct names counted per tally; the rest are counted under `(others)`, so that names an
+/// attacker makes up (failed logins) cannot grow a report without bound.
+const DISTINCT: usize = 10_000;
+/// The longest period a report covers.
+const MAX_PERIOD_SECS: i64 = 366 * 86_400;
 /// Provisioning changes listed (all are counted).
 const CHANGES_LISTED: usize = 1000;
 
@@ -139,6 +148,16 @@ pub(crate) struct Report {
     /// Anomaly alerts raised, by kind.
     anomalies: BTreeMap<String, u64>,
     vendor_compliance: Vec<VendorCompliance>,
+}
+
+/// Counts one more for `name`, within [`DISTINCT`] names.
+fn tally(counts: &mut HashMap<String, u64>, name: String) {
+    let name = if counts.len() >= DISTINCT && !counts.contains_key(&name) {
+        "(others)".to_owned()
+    } else {
+        name
+    };
+    *counts.entry(name).or_insert(0) += 1;
 }
 
 /// Counts per name, most first, at most [`TOP`].
@@ -224,19 +243,24 @@ impl AppState {
                 let vendor = name_of(entry["actor"]["vendor"].as_str(), &vendor_names);
                 if action == "auth.login" && !success {
                     failed.0 += 1;
-                    *failed.1.entry(resource.to_owned()).or_insert(0) += 1;
-                    let address = entry["client_ip"].as_str().unwrap_or("unknown");
-                    *failed.2.entry(address.to_owned()).or_insert(0) += 1;
+                    tally(&mut failed.1, resource.to_owned());
+                    // Addresses as the lockout counts them: an IPv6 client holds its /64.
+                    let address = entry["client_ip"]
+                        .as_str()
+                        .and_then(|ip| ip.parse().ok())
+                        .map(super::auth::ip_subject)
+                        .unwrap_or_else(|| super::auth::address_subject(None));
+                    tally(&mut failed.2, address.trim_start_matches("ip:").to_owned());
                 } else if let Some(kind) = TRANSFERS.iter().find(|a| **a == action)
                     && success
                 {
                     let slot = transfers.entry(kind).or_default();
                     slot.0 += 1;
                     if let Some(person) = person {
-                        *slot.1.entry(person).or_insert(0) += 1;
+                        tally(&mut slot.1, person);
                     }
                     if let Some(vendor) = vendor {
-                        *slot.2.entry(vendor).or_insert(0) += 1;
+                        tally(&mut slot.2, vendor);
                     }
                 } else if PROVISIONING.contains(&action) && success {
                     *provisioning.counts.entry(action.to_owned()).or_insert(0) += 1;
@@ -434,6 +458,13 @@ pub(crate) async fn report(
         return Err(ApiError::bad_request(
             "invalid_request",
             "`from` must be before `to`",
+        ));
+    }
+    // Each report reads its period's entries: a period is at most a year.
+    if to.unix_nanos() - from.unix_nanos() > MAX_PERIOD_SECS * 1_000_000_000 {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "a report covers at most 366 days",
         ));
     }
     Ok(Json(state.report(from, to).await?))

@@ -294,8 +294,10 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
         None => None,
     };
     let result = receive(&client, id, &key, with_passphrase, &mut out_file);
+    // The file was made above, so it is this command's to remove: empty, or cut short by a
+    // failed write.
     if result.is_err()
-        && let (Some(target), Some(_)) = (&out, &out_file)
+        && let Some(target) = &out
     {
         let _ = std::fs::remove_file(target);
     }
@@ -336,15 +338,26 @@ fn receive(
                 free_file(&name)?
             }
         };
-        written
-            .write_all(content.as_slice())
-            .with_context(|| format!("writing {}", target.display()))?;
+        if let Err(error) = written.write_all(content.as_slice()) {
+            let _ = std::fs::remove_file(&target);
+            return Err(error).with_context(|| {
+                format!(
+                    "writing {} (the link may be used up: ask its maker for another)",
+                    target.display()
+                )
+            });
+        }
         eprintln!("Wrote {} ({} bytes).", target.display(), content.len());
     } else {
         match out_file.take() {
-            Some((target, mut written)) => written
-                .write_all(content.as_slice())
-                .with_context(|| format!("writing {}", target.display()))?,
+            Some((target, mut written)) => {
+                written.write_all(content.as_slice()).with_context(|| {
+                    format!(
+                        "writing {} (the link may be used up: ask its maker for another)",
+                        target.display()
+                    )
+                })?;
+            }
             None => std::io::stdout().write_all(&content)?,
         }
     }
