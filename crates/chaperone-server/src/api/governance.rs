@@ -96,6 +96,23 @@ fn optional_date(text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     text.map(parse_date).transpose().map_err(invalid)
 }
 
+/// The person id of `vendor`'s owner while their account is enabled: findings and
+/// reminders go to someone who can act on them.
+pub(crate) async fn active_owner(
+    state: &AppState,
+    vendor: &VendorRecord,
+) -> Result<Option<String>, ApiError> {
+    Ok(match vendor.profile.get("owner").and_then(Value::as_str) {
+        Some(id) => state
+            .store
+            .acting_person(id)
+            .await?
+            .filter(|p| p.disabled_at.is_none())
+            .map(|p| p.id),
+        None => None,
+    })
+}
+
 pub(crate) async fn vendor_named(state: &AppState, name: &str) -> Result<VendorRecord, ApiError> {
     state
         .store

@@ -337,18 +337,8 @@ async fn offboard(
         (None, Some(id)) => state.store.vendor(id).await?,
         (None, None) => None,
     };
-    // An owner who has left cannot act on the findings either.
-    let vendor_owner = match owning_vendor
-        .as_ref()
-        .and_then(|v| v.profile.get("owner"))
-        .and_then(Value::as_str)
-    {
-        Some(id) => state
-            .store
-            .acting_person(id)
-            .await?
-            .filter(|p| p.disabled_at.is_none())
-            .map(|p| p.id),
+    let vendor_owner = match &owning_vendor {
+        Some(vendor) => super::governance::active_owner(state, vendor).await?,
         None => None,
     };
     let mut ops = Vec::new();
@@ -865,16 +855,10 @@ pub(crate) async fn overdue_attestations(
         {
             continue;
         }
-        let owner = state
-            .store
-            .vendor(&attestation.vendor_id)
-            .await?
-            .and_then(|v| {
-                v.profile
-                    .get("owner")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            });
+        let owner = match state.store.vendor(&attestation.vendor_id).await? {
+            Some(vendor) => super::governance::active_owner(state, &vendor).await?,
+            None => None,
+        };
         let (op, finding) = new_finding(
             NewFinding {
                 source: "attestation",

@@ -461,7 +461,9 @@ pub(crate) async fn report(
         ));
     }
     // Each report reads its period's entries: a period is at most a year.
-    if to.unix_nanos() - from.unix_nanos() > MAX_PERIOD_SECS * 1_000_000_000 {
+    if i128::from(to.unix_nanos()) - i128::from(from.unix_nanos())
+        > i128::from(MAX_PERIOD_SECS) * 1_000_000_000
+    {
         return Err(ApiError::bad_request(
             "invalid_request",
             "a report covers at most 366 days",
