@@ -57,6 +57,24 @@ pub(crate) fn skip_conflict(
     }
 }
 
+/// Whom the server tells when no one in particular is responsible: the enabled people in
+/// security, or the enabled admins when nobody is in security.
+pub(crate) fn security_or_admins(people: &[chaperone_store::PersonRecord]) -> Vec<String> {
+    let staff = |role: &str| -> Vec<String> {
+        people
+            .iter()
+            .filter(|p| p.disabled_at.is_none() && p.role == role)
+            .map(|p| p.id.clone())
+            .collect()
+    };
+    let security = staff("security");
+    if security.is_empty() {
+        staff("admin")
+    } else {
+        security
+    }
+}
+
 /// A notification as stored.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Notification {
@@ -342,17 +360,7 @@ impl AppState {
         let enabled = |id: &str| people.iter().any(|p| p.id == id && p.disabled_at.is_none());
         // Without an owner (or with one who has left), security hears of it; admins when
         // there is no one in security.
-        let staff = |role: &str| -> Vec<String> {
-            people
-                .iter()
-                .filter(|p| p.disabled_at.is_none() && p.role == role)
-                .map(|p| p.id.clone())
-                .collect()
-        };
-        let mut fallback = staff("security");
-        if fallback.is_empty() {
-            fallback = staff("admin");
-        }
+        let fallback = security_or_admins(&people);
         let owner_of = |vendor: &chaperone_store::VendorRecord| -> Option<String> {
             vendor
                 .profile

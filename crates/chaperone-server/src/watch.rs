@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use crate::api::findings::{NewFinding, new_finding};
 use crate::api::governance::{body, new_record, revise};
-use crate::notify::{notification, skip_conflict};
+use crate::notify::{notification, security_or_admins, skip_conflict};
 use crate::record::{Record as LedgerRecord, RequestInfo};
 use crate::{ApiError, AppState};
 
@@ -387,17 +387,7 @@ impl AppState {
             );
         }
 
-        let staff = |role: &str| -> Vec<String> {
-            people
-                .iter()
-                .filter(|p| p.disabled_at.is_none() && p.role == role)
-                .map(|p| p.id.clone())
-                .collect()
-        };
-        let mut to = staff("security");
-        if to.is_empty() {
-            to = staff("admin");
-        }
+        let to = security_or_admins(&people);
         let info = RequestInfo::new(None, Some("chaperone-watch".into()));
         let mut ops = Vec::new();
         let mut events = Vec::new();

@@ -1715,13 +1715,11 @@ fn reminders_reach_someone_and_follow_new_end_dates() {
     assert_eq!(to, ["ada"]);
 }
 
-#[test]
-fn the_watch_raises_each_anomaly_once_to_security() {
-    let s = Server::start_with(|settings| settings.notify.watch.reads_per_hour = 5);
-    let sam = s.person("sam", "security", None);
-    vendor(&s, "acme");
+/// Vendor acme, its contractor cy with a week's read grant on `acme`, and a secret there.
+fn acme_reader(s: &Server) -> common::Person {
+    vendor(s, "acme");
     let cy = s.person("cy", "contractor", Some("acme"));
-    write(&s, "acme/app/db", "acme-app-Hk27wQ");
+    write(s, "acme/app/db", "acme-app-Hk27wQ");
     s.ok(
         "POST",
         "/api/v1/grants",
@@ -1731,6 +1729,14 @@ fn the_watch_raises_each_anomaly_once_to_security() {
                      "ttl": "7d", "reason": "project" }),
         ),
     );
+    cy
+}
+
+#[test]
+fn the_watch_raises_each_anomaly_once_to_security() {
+    let s = Server::start_with(|settings| settings.notify.watch.reads_per_hour = 5);
+    let sam = s.person("sam", "security", None);
+    let cy = acme_reader(&s);
     let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().anomalies;
     let read = |token: &str, from: Option<&str>| {
         let (status, _) = s.call(
@@ -1836,18 +1842,7 @@ fn reports_count_a_period_and_reach_security_on_schedule() {
         settings.notify.report_every = Some(Duration::from_secs(7 * DAY as u64));
     });
     let sam = s.person("sam", "security", None);
-    vendor(&s, "acme");
-    let cy = s.person("cy", "contractor", Some("acme"));
-    write(&s, "acme/app/db", "acme-app-Hk27wQ");
-    s.ok(
-        "POST",
-        "/api/v1/grants",
-        Some(&s.admin),
-        Some(
-            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
-                     "ttl": "7d", "reason": "project" }),
-        ),
-    );
+    let cy = acme_reader(&s);
     let cy_t = s.login(&cy);
     for _ in 0..3 {
         s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);

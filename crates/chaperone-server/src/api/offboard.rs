@@ -344,21 +344,22 @@ async fn offboard(
     let mut ops = Vec::new();
     let mut exposures = Vec::new();
     for (path, (read, held, prefixes)) in blast {
+        let level = super::governance::level_of(&levels, &classifications, &path)?;
+        let mut exposure = Exposure {
+            path: path.clone(),
+            versions_read: read.iter().copied().collect(),
+            versions_held: held.iter().copied().collect(),
+            granted_under: prefixes.into_iter().collect(),
+            level: level.name.clone(),
+            finding_id: String::new(),
+        };
         // Offboarding again (an offboarding vendor, to terminate it) reports the blast
         // radius again but does not open a second finding where one is still open.
         if let Some(finding_id) = open_exposure(state, &path, owning_vendor.as_ref()).await? {
-            let level = super::governance::level_of(&levels, &classifications, &path)?;
-            exposures.push(Exposure {
-                path,
-                versions_read: read.into_iter().collect(),
-                versions_held: held.into_iter().collect(),
-                granted_under: prefixes.into_iter().collect(),
-                level: level.name.clone(),
-                finding_id,
-            });
+            exposure.finding_id = finding_id;
+            exposures.push(exposure);
             continue;
         }
-        let level = super::governance::level_of(&levels, &classifications, &path)?;
         let severity = match level.rank {
             r if r >= 30 => "critical",
             r if r >= 20 => "high",
@@ -392,14 +393,8 @@ async fn offboard(
             &json!({ "path": path, "since": now, "offboarding_id": id, "finding_id": finding.id }),
             now,
         )));
-        exposures.push(Exposure {
-            path,
-            versions_read: read.into_iter().collect(),
-            versions_held: held.into_iter().collect(),
-            granted_under: prefixes.into_iter().collect(),
-            level: level.name.clone(),
-            finding_id: finding.id,
-        });
+        exposure.finding_id = finding.id;
+        exposures.push(exposure);
     }
 
     // 3. The attestation link, for a vendor that has none pending or signed yet.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::governance::{agreements_of, evidence_of, levels, new_record};
-use crate::notify::{notification, skip_conflict};
+use crate::notify::{notification, security_or_admins, skip_conflict};
 use crate::{ApiError, AppState};
 
 /// Requests that moved data in or out.
@@ -393,17 +393,7 @@ impl AppState {
             return Ok(false);
         }
         let people = self.store.list_people().await?;
-        let staff = |role: &str| -> Vec<String> {
-            people
-                .iter()
-                .filter(|p| p.disabled_at.is_none() && p.role == role)
-                .map(|p| p.id.clone())
-                .collect()
-        };
-        let mut to = staff("security");
-        if to.is_empty() {
-            to = staff("admin");
-        }
+        let to = security_or_admins(&people);
         if to.is_empty() {
             return Ok(false);
         }
