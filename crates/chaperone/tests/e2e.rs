@@ -742,4 +742,30 @@ fn share_links_are_sealed_and_opened_by_the_cli() {
             path.display()
         );
     }
+
+    // The week's report, from the CLI: what was written and shared is in it.
+    let report = ok(server.cli(token, &["report"], ""));
+    assert!(report.contains("Data transfers:"), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.trim_start().starts_with("share.open")),
+        "{report}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(server.cli(token, &["report", "--json"], ""))).unwrap();
+    assert!(
+        json["data_transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["action"] == "secret.write" && t["total"] == 1),
+        "{json}"
+    );
+    let refused = fails(server.cli(
+        token,
+        &["report", "--from", "2027-02-01", "--to", "2027-01-01"],
+        "",
+    ));
+    assert!(refused.contains("before"), "{refused}");
 }
