@@ -692,6 +692,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("POST", "/api/v1/shares/{id}/info" | "/api/v1/shares/{id}/open")
         | ("GET" | "POST", "/api/v1/secret-requests/submit/{token}")
         | ("GET", "/s/{id}" | "/r/{token}" | "/a/{token}")
+        | ("GET", "/ui" | "/static/console.js")
         | ("GET", "/static/chaperone.js" | "/static/chaperone.css") => return None,
         ("POST", "/api/v1/secret-requests/{*path}") => MEMBERS,
         ("PUT", "/api/v1/rotation/{*path}") => MEMBERS,

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use chaperone_crypto::share::{self, ShareKey};
+use common::browser::Browser;
 use common::{Server, error, logs, vendor, write};
 use serde_json::{Value, json};
 
@@ -1032,119 +1033,9 @@ fn accounts_lapse_at_their_end_date_and_after_idle_time() {
 // ---------------------------------------------------------------------------------------
 // A real browser
 
-/// The WebDriver server (`chromedriver`) to drive Chromium with, from the environment.
-fn chromedriver() -> Option<(String, String)> {
-    let driver = std::env::var("CHAPERONE_TEST_CHROMEDRIVER").ok();
-    let browser = std::env::var("CHAPERONE_TEST_CHROMIUM").ok();
-    match (driver, browser) {
-        (Some(d), Some(b)) => Some((d, b)),
-        _ if std::env::var("CHAPERONE_TEST_REQUIRE_BROWSER").as_deref() == Ok("1") => {
-            panic!(
-                "CHAPERONE_TEST_REQUIRE_BROWSER=1 but CHAPERONE_TEST_CHROMEDRIVER or CHAPERONE_TEST_CHROMIUM is unset"
-            )
-        }
-        _ => {
-            eprintln!("skipping the browser test: run it through `cargo xtask test`");
-            None
-        }
-    }
-}
-
-struct Driver {
-    child: std::process::Child,
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Driver {
-    fn start(binary: &str) -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(binary)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let driver = Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            agent,
-        };
-        for _ in 0..100 {
-            if driver
-                .get("/status")
-                .is_some_and(|v| v["value"]["ready"] == true)
-            {
-                return driver;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("chromedriver did not become ready");
-    }
-
-    fn get(&self, path: &str) -> Option<Value> {
-        let mut answer = self.agent.get(format!("{}{path}", self.base)).call().ok()?;
-        answer.body_mut().read_json().ok()
-    }
-
-    fn post(&self, path: &str, body: Value) -> Value {
-        let mut answer = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .send_json(&body)
-            .unwrap();
-        answer.body_mut().read_json().unwrap()
-    }
-
-    /// Waits (bounded) for an element matching `css` to be displayed; its WebDriver id.
-    fn displayed(&self, session: &str, css: &str) -> String {
-        let mut last = Value::Null;
-        for _ in 0..100 {
-            let found = self.post(
-                &format!("/session/{session}/element"),
-                json!({ "using": "css selector", "value": css }),
-            );
-            if let Some(id) = found["value"]["element-6066-11e4-a52e-4f735466cecf"].as_str() {
-                let shown = self
-                    .get(&format!("/session/{session}/element/{id}/displayed"))
-                    .unwrap_or_default();
-                if shown["value"] == true {
-                    return id.to_owned();
-                }
-                last = shown;
-            } else {
-                last = found;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let page = self.get(&format!("/session/{session}/source"));
-        let log = self.post(
-            &format!("/session/{session}/se/log"),
-            json!({ "type": "browser" }),
-        );
-        panic!("{css} never appeared ({last}); the page: {page:?}; the console: {log}");
-    }
-}
-
 #[test]
 fn a_browser_opens_a_share_link_and_reads_the_secret_from_the_page() {
-    let Some((driver_binary, browser)) = chromedriver() else {
+    let Some(browser) = Browser::start() else {
         return;
     };
     let s = Server::start();
@@ -1160,43 +1051,13 @@ fn a_browser_opens_a_share_link_and_reads_the_secret_from_the_page() {
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
 
-    let driver = Driver::start(&driver_binary);
-    let session = driver.post(
-        "/session",
-        json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": browser,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage"]
-            }
-        } } }),
-    );
-    let session = session["value"]["sessionId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no WebDriver session: {session}"))
-        .to_owned();
-    driver.post(&format!("/session/{session}/url"), json!({ "url": url }));
-    let reveal = driver.displayed(&session, "#reveal");
+    browser.go(&url);
+    browser.displayed("#reveal");
     // The key has left the address bar before anything is revealed.
-    let address = driver.get(&format!("/session/{session}/url")).unwrap();
-    assert!(
-        !address["value"].as_str().unwrap().contains('#'),
-        "{address}"
-    );
-    driver.post(
-        &format!("/session/{session}/element/{reveal}/click"),
-        json!({}),
-    );
-    let shown = driver.displayed(&session, "#secret");
-    let text = driver
-        .get(&format!("/session/{session}/element/{shown}/text"))
-        .unwrap();
-    assert_eq!(text["value"], secret);
-    let _ = driver
-        .agent
-        .delete(format!("{}/session/{session}", driver.base))
-        .call();
+    let address = browser.url();
+    assert!(!address.contains('#'), "{address}");
+    browser.click("#reveal");
+    assert_eq!(browser.text("#secret"), secret);
     // Opened once: the link is used up.
     assert_eq!(open(&s, &id, &key, None, None).0, 404);
 }

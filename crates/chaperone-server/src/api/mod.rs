@@ -659,6 +659,14 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             On::System,
             crate::pages::script,
         ),
+        route(M::GET, "/ui", None, On::System, crate::pages::console),
+        route(
+            M::GET,
+            "/static/console.js",
+            None,
+            On::System,
+            crate::pages::console_script,
+        ),
         route(
             M::GET,
             "/static/chaperone.css",

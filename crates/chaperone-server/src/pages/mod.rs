@@ -1,6 +1,9 @@
-//! The few HTML pages Chaperone serves, to people who may have no account: opening a share
-//! link (`/s/<id>`), answering a request for a secret (`/r/<token>`) and signing an
-//! offboarding attestation (`/a/<token>`). One static page and one script, compiled in.
+//! The HTML Chaperone serves. Three pages for people who may have no account: opening a
+//! share link (`/s/<id>`), answering a request for a secret (`/r/<token>`) and signing an
+//! offboarding attestation (`/a/<token>`), from one static page and one script. And the
+//! console (`/ui`), where people with an account sign in to decide access requests, read
+//! what they may read and follow vendors, findings and the ledger; it calls the same
+//! `/api/v1` routes as the CLI, so every decision and ledger entry is the API's.
 //!
 //! Every page answer carries a strict Content-Security-Policy (this origin's script and
 //! style only, no inline code, no framing, no forms posting elsewhere), `no-referrer` (the
@@ -13,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 
 const PAGE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("chaperone.js");
+const CONSOLE: &str = include_str!("console.html");
+const CONSOLE_SCRIPT: &str = include_str!("console.js");
 const STYLE: &str = include_str!("chaperone.css");
 
 /// The Content-Security-Policy of every page.
@@ -21,6 +26,10 @@ pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src '
      frame-ancestors 'none'";
 
 fn page(kind: &str) -> Response {
+    html(PAGE.replace("{{PAGE}}", kind))
+}
+
+fn html(body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -30,7 +39,7 @@ fn page(kind: &str) -> Response {
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        PAGE.replace("{{PAGE}}", kind),
+        body,
     )
         .into_response()
 }
@@ -60,6 +69,16 @@ pub(crate) async fn request() -> Response {
 /// The attestation page.
 pub(crate) async fn attest() -> Response {
     page("attest")
+}
+
+/// The console.
+pub(crate) async fn console() -> Response {
+    html(CONSOLE.to_owned())
+}
+
+/// The console's script.
+pub(crate) async fn console_script() -> Response {
+    asset("text/javascript; charset=utf-8", CONSOLE_SCRIPT)
 }
 
 /// The pages' script.

@@ -2,6 +2,8 @@
 //! manual clock (time is moved, never slept), helpers to call it, and the captured logs.
 #![allow(dead_code)]
 
+pub(crate) mod browser;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,0 +1,480 @@
+'use strict';
+// The console: the native API (/api/v1) from a browser, for people with an account. It
+// decides nothing itself: every list, read and decision is an API call that the server
+// authorises and records like any other, so a tab this script shows is a convenience, not
+// a permission.
+//
+// No third-party code and no inline script: the Content-Security-Policy allows this file
+// only. Every text that comes from the server is put in the page as text (textContent or
+// a text node), never parsed as HTML, and no link or attribute is built from it.
+//
+// The session token is kept in sessionStorage, so a reload keeps the session and closing
+// the tab forgets it. It travels only in the Authorization header, never as a cookie, so
+// no other site can make the browser send it (no cross-site request forgery). Signing out
+// revokes it on the server, and the server ends an idle session by itself.
+
+const $ = (selector) => document.querySelector(selector);
+const STORAGE_KEY = 'chaperone.session';
+const APPROVER_ROLES = ['admin', 'security', 'approver'];
+const CAPABILITIES = ['read', 'list', 'write', 'delete', 'destroy'];
+
+let session = null; // { token, token_id, person, role }
+let names = new Map(); // person id -> name, when the caller may list people
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// An element with properties (`text`, `class`, `on<event>`, or attributes) and children
+// (nodes, or strings added as text).
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (key === 'text') node.textContent = value;
+    else if (key === 'class') node.className = value;
+    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+function table(headings, rows) {
+  return el('table', {},
+    el('thead', {}, el('tr', {}, ...headings.map((h) => el('th', { text: h })))),
+    el('tbody', {}, ...rows.map((cells) => el('tr', {}, ...cells.map((c) => el('td', {}, c))))));
+}
+
+function showError(message) {
+  const box = $('#error');
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function notice(message) {
+  const box = $('#message');
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// Runs an action, showing what went wrong instead of failing silently.
+async function guard(action) {
+  showError('');
+  try {
+    await action();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    showError(e instanceof ApiError ? e.message : 'Something went wrong: ' + e.message);
+  }
+}
+
+async function errorOf(response) {
+  try {
+    const body = await response.json();
+    if (body.error) return { code: body.error.code, message: body.error.message };
+  } catch (_) {
+    // not JSON: fall through
+  }
+  return { code: 'error', message: 'The server answered ' + response.status + '.' };
+}
+
+// One API call with the session's token; the parsed answer, or an ApiError. A 401 means
+// the session is over (signed out elsewhere, idle, expired, account disabled).
+async function api(method, path, body) {
+  const headers = { Authorization: 'Bearer ' + session.token };
+  const init = { method, headers, credentials: 'omit', cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (!response.ok) {
+    const error = await errorOf(response);
+    if (response.status === 401) end('Your session has ended (' + error.message + '). Sign in again.');
+    throw new ApiError(response.status, error.code, error.message);
+  }
+  if (response.status === 204) return null;
+  const type = response.headers.get('Content-Type') || '';
+  return type.startsWith('application/json') ? response.json() : response.text();
+}
+
+function encodePath(path) {
+  return path.split('/').map(encodeURIComponent).join('/');
+}
+
+function personName(id) {
+  return (id && names.get(id)) || id || '';
+}
+
+function day(time) {
+  return time ? time.slice(0, 10) : '';
+}
+
+function minute(time) {
+  return time ? time.slice(0, 16).replace('T', ' ') : '';
+}
+
+function duration(secs) {
+  if (secs % 86400 === 0) return secs / 86400 + 'd';
+  if (secs % 3600 === 0) return secs / 3600 + 'h';
+  return Math.round(secs / 60) + 'm';
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing in and out
+
+async function signIn(event) {
+  event.preventDefault();
+  showError('');
+  notice('');
+  const body = { user: $('#user').value, password: $('#password').value };
+  if ($('#totp').value) body.totp = $('#totp').value.trim();
+  $('#password').value = '';
+  $('#totp').value = '';
+  const response = await fetch('/api/v1/auth/login', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+    credentials: 'omit',
+    cache: 'no-store',
+  });
+  if (!response.ok) return showError((await errorOf(response)).message);
+  const login = await response.json();
+  session = { token: login.token, token_id: login.token_id, person: login.person, role: login.role };
+  sessionStorage.setItem(STORAGE_KEY, JSON.stringify(session));
+  await start();
+}
+
+async function signOut() {
+  if (session) {
+    await fetch('/api/v1/auth/tokens/' + encodeURIComponent(session.token_id), {
+      method: 'DELETE',
+      headers: { Authorization: 'Bearer ' + session.token },
+      credentials: 'omit',
+    }).catch(() => {});
+  }
+  end('You are signed out.');
+}
+
+// Forgets the session and shows the sign-in form.
+function end(message) {
+  session = null;
+  names = new Map();
+  sessionStorage.removeItem(STORAGE_KEY);
+  $('#view').replaceChildren();
+  $('#tabs').replaceChildren();
+  $('#console-box').hidden = true;
+  $('#signin-box').hidden = false;
+  notice('');
+  showError('');
+  $('#signin-box .small').textContent = message ||
+    'Your session ends when you sign out, close this tab, or leave it unused for the server\'s idle limit.';
+}
+
+// ---------------------------------------------------------------------------------------
+// Tabs
+
+const TABS = [
+  { id: 'requests', label: 'Access requests', roles: null, view: requestsView },
+  { id: 'secrets', label: 'Secrets', roles: null, view: secretsView },
+  { id: 'vendors', label: 'Vendors', roles: ['admin', 'security', 'auditor', 'approver'], view: vendorsView },
+  { id: 'findings', label: 'Findings', roles: ['admin', 'security', 'auditor', 'approver', 'member'], view: findingsView },
+  { id: 'ledger', label: 'Ledger', roles: ['admin', 'security', 'auditor', 'contractor'], view: ledgerView },
+];
+
+function tabsFor(role) {
+  return TABS.filter((t) => !t.roles || t.roles.includes(role));
+}
+
+async function start() {
+  // The stored session may be over: ask the server who it belongs to.
+  let me;
+  try {
+    me = await api('GET', '/api/v1/auth/self');
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) end('The server could not be reached: ' + e.message);
+    return;
+  }
+  session.role = me.role;
+  session.person = me.person || session.person;
+  sessionStorage.setItem(STORAGE_KEY, JSON.stringify(session));
+  $('#signin-box').hidden = true;
+  $('#console-box').hidden = false;
+  $('#who').textContent = 'Signed in as ' + session.person + ' (' + session.role + ')';
+  if (session.role === 'admin') {
+    // Admins may list people: show names instead of ids. Other roles are not asked, so
+    // that no call is made only to be refused.
+    try {
+      names = new Map((await api('GET', '/api/v1/people')).map((p) => [p.id, p.name]));
+    } catch (_) {
+      names = new Map();
+    }
+  }
+  const tabs = tabsFor(session.role);
+  $('#tabs').replaceChildren(...tabs.map((t) =>
+    el('button', { type: 'button', id: 'tab-' + t.id, text: t.label, onclick: () => openTab(t.id) })));
+  const wanted = location.hash.slice(1);
+  await openTab(tabs.some((t) => t.id === wanted) ? wanted : tabs[0].id);
+}
+
+async function openTab(id) {
+  const tab = tabsFor(session.role).find((t) => t.id === id);
+  if (!tab) return;
+  history.replaceState(null, '', '#' + id);
+  for (const button of document.querySelectorAll('#tabs button')) {
+    button.classList.toggle('current', button.id === 'tab-' + id);
+  }
+  notice('');
+  const view = el('div', { id: 'view-' + id });
+  $('#view').replaceChildren(view);
+  await guard(() => tab.view(view));
+}
+
+// ---------------------------------------------------------------------------------------
+// Access requests: approvers decide, everyone asks
+
+async function requestsView(view) {
+  const status = el('select', { id: 'request-status' },
+    ...['pending', 'approved', 'denied', 'cancelled', ''].map((s) => el('option', { value: s, text: s || 'all' })));
+  const list = el('div', { id: 'request-list' });
+  const load = async () => {
+    const query = status.value ? '?status=' + encodeURIComponent(status.value) : '';
+    const requests = await api('GET', '/api/v1/requests' + query);
+    requests.sort((a, b) => b.created_time.localeCompare(a.created_time));
+    list.replaceChildren(requests.length
+      ? table(['asked', 'who', 'prefix', 'capabilities', 'for', 'level', 'approvals', 'why', 'status', ''],
+        requests.map((r) => [
+          minute(r.created_time), r.person, el('code', { text: r.prefix }), r.capabilities.join(', '),
+          duration(r.duration_secs), r.level, r.approvals.length + ' of ' + r.approvals_needed,
+          r.reason, r.status, decide(r, load),
+        ]))
+      : el('p', { class: 'small', text: 'No requests.' }));
+  };
+  status.addEventListener('change', () => guard(load));
+  view.append(el('h2', { text: 'Access requests' }), el('label', { class: 'inline' }, 'Show ', status), list,
+    askForm(load));
+  await load();
+}
+
+// Approve and deny, for a pending request someone else made.
+function decide(request, reload) {
+  if (request.status !== 'pending' || !APPROVER_ROLES.includes(session.role) || request.person === session.person) {
+    return null;
+  }
+  const comment = el('input', { class: 'comment', placeholder: 'comment', 'aria-label': 'comment' });
+  const act = (verb) => guard(async () => {
+    const answer = await api('POST', '/api/v1/requests/' + encodeURIComponent(request.id) + '/' + verb,
+      { comment: comment.value || null });
+    await reload();
+    notice(verb === 'approve'
+      ? (answer.status === 'approved'
+        ? 'Approved: ' + answer.person + ' has ' + answer.capabilities.join(', ') + ' on ' + answer.prefix + '.'
+        : 'Your approval is recorded; ' + answer.approvals.length + ' of ' + answer.approvals_needed + ' given.')
+      : 'Denied.');
+  });
+  return el('span', { class: 'decide' }, comment,
+    el('button', { type: 'button', class: 'approve', text: 'Approve', onclick: () => act('approve') }),
+    el('button', { type: 'button', class: 'deny', text: 'Deny', onclick: () => act('deny') }));
+}
+
+function askForm(reload) {
+  const prefix = el('input', { id: 'ask-prefix', placeholder: 'team/payments/' });
+  const boxes = CAPABILITIES.map((c) => el('input', { type: 'checkbox', id: 'ask-' + c, value: c }));
+  boxes[0].checked = true;
+  const length = el('input', { id: 'ask-duration', value: '1d' });
+  const reason = el('textarea', { id: 'ask-reason', rows: '2' });
+  const form = el('form', { id: 'ask' },
+    el('h3', { text: 'Ask for access' }),
+    el('label', {}, 'Path prefix', prefix),
+    el('fieldset', {}, el('legend', { text: 'Capabilities' }),
+      ...boxes.map((box) => el('label', { class: 'inline' }, box, ' ' + box.value))),
+    el('label', {}, 'For how long (such as 4h or 3d)', length),
+    el('label', {}, 'Why', reason),
+    el('button', { type: 'submit', text: 'Ask' }));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    guard(async () => {
+      const asked = await api('POST', '/api/v1/requests', {
+        prefix: prefix.value.trim(),
+        capabilities: boxes.filter((b) => b.checked).map((b) => b.value),
+        duration: length.value.trim(),
+        reason: reason.value,
+      });
+      reason.value = '';
+      await reload();
+      // A contractor is not told how the path is classified, so not how many approvals it needs.
+      notice('Asked: request ' + asked.id + (asked.level
+        ? ' needs ' + asked.approvals_needed + ' approval(s) at level ' + asked.level + '.'
+        : ' waits for approval.'));
+    });
+  });
+  return form;
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets: list and read what the server lets the caller see
+
+async function secretsView(view, prefix) {
+  prefix = prefix || '';
+  const where = el('p', { class: 'path' });
+  const parts = prefix.split('/').filter(Boolean);
+  where.append(el('button', { type: 'button', class: 'link', text: 'secrets', onclick: () => again('') }));
+  parts.forEach((part, i) => {
+    const to = parts.slice(0, i + 1).join('/') + '/';
+    where.append(' / ', el('button', { type: 'button', class: 'link', text: part, onclick: () => again(to) }));
+  });
+  const shown = el('div', { id: 'secret' });
+  function again(to) {
+    view.replaceChildren();
+    return guard(() => secretsView(view, to));
+  }
+  const direct = el('input', { id: 'read-path', placeholder: 'team/payments/db', value: prefix });
+  const form = el('form', { id: 'read' }, el('label', {}, 'Read a path', direct),
+    el('button', { type: 'submit', text: 'Read' }));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    guard(() => readSecret(direct.value.trim(), shown));
+  });
+  view.append(el('h2', { text: 'Secrets' }), where);
+  let listing;
+  try {
+    listing = await api('GET', '/api/v1/secrets/list' + (prefix ? '/' + encodePath(prefix) : ''));
+  } catch (e) {
+    // A grant to read without listing: the path can still be read by name.
+    if (!(e instanceof ApiError && e.status === 403)) throw e;
+    listing = { keys: [] };
+  }
+  const rows = listing.keys.map((key) => [key.endsWith('/')
+    ? el('button', { type: 'button', class: 'link', 'data-path': prefix + key, text: key, onclick: () => again(prefix + key) })
+    : el('button', { type: 'button', class: 'link', 'data-path': prefix + key, text: key,
+      onclick: () => guard(() => readSecret(prefix + key, shown)) })]);
+  view.append(
+    rows.length ? table(['name'], rows) : el('p', { class: 'small', text: 'Nothing here that you may list.' }),
+    form,
+    el('p', { class: 'small', text: 'Reading a secret is recorded in the ledger, as with the CLI or the API.' }),
+    shown);
+}
+
+async function readSecret(path, box) {
+  box.replaceChildren();
+  let secret;
+  try {
+    secret = await api('GET', '/api/v1/secrets/data/' + encodePath(path));
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'step_up_required') return stepUp(path, box, e.message);
+    throw e;
+  }
+  const fields = Object.entries(secret.data).map(([name, value]) =>
+    [name, el('code', { class: 'value', text: typeof value === 'string' ? value : JSON.stringify(value) })]);
+  box.append(el('h3', {}, el('code', { text: path })),
+    el('p', { class: 'small', text: 'Version ' + secret.version + ', written ' + minute(secret.created_time) + ' UTC.' }),
+    table(['field', 'value'], fields),
+    el('button', { type: 'button', text: 'Hide', onclick: () => box.replaceChildren() }));
+}
+
+// A level that asks for a fresh second factor: verify a TOTP code on this session, then read.
+function stepUp(path, box, message) {
+  const code = el('input', { id: 'step-up-code', inputmode: 'numeric', autocomplete: 'one-time-code' });
+  const form = el('form', { id: 'step-up' },
+    el('p', { text: message }),
+    el('label', {}, 'TOTP code', code),
+    el('button', { type: 'submit', text: 'Verify and read' }));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    guard(async () => {
+      await api('POST', '/api/v1/auth/verify', { totp: code.value.trim() });
+      await readSecret(path, box);
+    });
+  });
+  box.append(form);
+}
+
+// ---------------------------------------------------------------------------------------
+// Vendors, findings, the ledger
+
+async function vendorsView(view) {
+  const detail = el('div', { id: 'vendor' });
+  const vendors = await api('GET', '/api/v1/vendors');
+  view.append(el('h2', { text: 'Vendors' }),
+    vendors.length
+      ? table(['name', 'status', 'criticality', 'owner', 'since'], vendors.map((v) => [
+        el('button', { type: 'button', class: 'link', text: v.name, onclick: () => guard(() => showVendor(v.name, detail)) }),
+        v.status, v.criticality || '', personName(v.owner), day(v.created_time),
+      ]))
+      : el('p', { class: 'small', text: 'No vendors yet.' }),
+    detail);
+}
+
+async function showVendor(name, box) {
+  const v = await api('GET', '/api/v1/vendors/' + encodeURIComponent(name));
+  box.replaceChildren(el('h3', { text: v.name + ' (' + v.status + ')' }),
+    el('h4', { text: 'Agreements' }),
+    v.agreements.length
+      ? table(['kind', 'title', 'status', 'effective', 'expires'], v.agreements.map((a) =>
+        [a.kind, a.title || '', a.status, day(a.effective), day(a.expires)]))
+      : el('p', { class: 'small', text: 'None on file.' }),
+    el('h4', { text: 'Evidence' }),
+    v.evidence.length
+      ? table(['kind', 'issuer', 'status', 'expires'], v.evidence.map((e) =>
+        [e.kind, e.issuer || '', e.status, day(e.expires)]))
+      : el('p', { class: 'small', text: 'None on file.' }));
+}
+
+async function findingsView(view) {
+  const status = el('select', { id: 'finding-status' },
+    ...['open', 'in_progress', 'resolved', 'risk_accepted', ''].map((s) => el('option', { value: s, text: s || 'all' })));
+  const list = el('div');
+  const load = async () => {
+    const query = status.value ? '?status=' + encodeURIComponent(status.value) : '';
+    const findings = await api('GET', '/api/v1/findings' + query);
+    list.replaceChildren(findings.length
+      ? table(['severity', 'title', 'about', 'source', 'owner', 'due', 'status'], findings.map((f) =>
+        [f.severity, f.title, f.subject, f.source, personName(f.owner), day(f.due), f.status]))
+      : el('p', { class: 'small', text: 'No findings.' }));
+  };
+  status.addEventListener('change', () => guard(load));
+  view.append(el('h2', { text: 'Findings' }), el('label', { class: 'inline' }, 'Show ', status), list);
+  await load();
+}
+
+const LATEST = 50;
+
+async function ledgerView(view) {
+  const checkpoint = await api('GET', '/api/v1/ledger/checkpoint');
+  const size = Number(checkpoint.split('\n')[1]);
+  const entries = size > 0
+    ? await api('GET', '/api/v1/ledger/entries?start=' + Math.max(0, size - LATEST) + '&end=' + size)
+    : [];
+  entries.reverse();
+  view.append(el('h2', { text: 'Ledger' }),
+    el('p', { text: size + ' entries. The latest signed checkpoint (verify it and the whole log offline with ' }, el('code', { text: 'chaperone ledger verify' }), '):'),
+    el('pre', { id: 'checkpoint', text: checkpoint }),
+    el('h3', { text: 'Latest entries' + (session.role === 'contractor' ? ' of yours' : '') }),
+    entries.length
+      ? table(['#', 'time', 'who', 'action', 'resource', 'outcome'], entries.map((e) => [
+        String(e.seq), minute(e.time), personName(e.actor && e.actor.person), e.action, e.resource,
+        e.outcome + (e.reasons && e.reasons.length ? ' (' + e.reasons.join(', ') + ')' : ''),
+      ]))
+      : el('p', { class: 'small', text: 'None to show.' }));
+}
+
+// ---------------------------------------------------------------------------------------
+
+$('#signin').addEventListener('submit', (event) => {
+  signIn(event).catch((e) => showError('The sign-in failed: ' + e.message));
+});
+$('#signout').addEventListener('click', () => signOut());
+try {
+  session = JSON.parse(sessionStorage.getItem(STORAGE_KEY));
+} catch (_) {
+  session = null;
+}
+if (session && session.token) {
+  start().catch((e) => end('Something went wrong: ' + e.message));
+} else {
+  end('');
+}

@@ -1,0 +1,134 @@
+//! The console (`/ui`) in a real headless Chromium against an in-process server: a
+//! contractor asks for access, an approver approves it, and the contractor reads the secret
+//! after a step-up, each through the page alone, with the API's decisions and ledger
+//! entries behind every click.
+
+mod common;
+
+use common::browser::Browser;
+use common::{Person, Server, vendor, write};
+use serde_json::json;
+
+/// Signs `person` in on the console with the current TOTP code (used once: the clock moves
+/// on to the next step).
+fn sign_in(s: &Server, browser: &Browser, person: &Person) {
+    browser.go(&format!("{}/ui", s.addr));
+    browser.type_into("#user", &person.name);
+    browser.type_into("#password", &person.password);
+    browser.type_into("#totp", &s.code(person, 0));
+    s.clock.advance_secs(30);
+    browser.click("#signin-button");
+    browser.wait_text("#who", &format!("Signed in as {}", person.name));
+}
+
+fn sign_out(browser: &Browser) {
+    browser.click("#signout");
+    browser.wait_text("#signin-box .small", "You are signed out.");
+}
+
+#[test]
+fn a_request_is_asked_approved_and_used_through_the_console() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let s = Server::start();
+    vendor(&s, "acme");
+    s.ok(
+        "POST",
+        "/api/v1/vendors/acme/agreements",
+        Some(&s.admin),
+        Some(json!({ "kind": "nda", "signed": "2026-01-01" })),
+    );
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "ops", "level": "confidential" })),
+    );
+    let value = "deploy-Wq83-Lx02-Tz61";
+    write(&s, "ops/deploy", value);
+    let ann = s.person("ann", "approver", None);
+    let cy = s.person("cy", "contractor", Some("acme"));
+
+    // The page: a strict policy, nothing cached, no referrer.
+    let page = s.agent.get(format!("{}/ui", s.addr)).call().unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers()["cache-control"], "no-store");
+
+    // A wrong password is refused on the page, and nothing is signed in.
+    browser.go(&format!("{}/ui", s.addr));
+    browser.type_into("#user", "cy");
+    browser.type_into("#password", "not-the-password");
+    browser.click("#signin-button");
+    browser.wait_text("#error", "password");
+    assert_eq!(browser.count("#console-box:not([hidden])"), 0);
+
+    // The contractor asks; the reason is shown to approvers as text, never as markup.
+    sign_in(&s, &browser, &cy);
+    // Tabs follow the role: a contractor has no vendors or findings to look at.
+    assert_eq!(browser.count("#tab-vendors"), 0);
+    assert_eq!(browser.count("#tab-ledger"), 1);
+    let reason = "rotate the deploy key <img src=x id=injected>";
+    browser.type_into("#ask-prefix", "ops/deploy");
+    browser.click("#ask-list");
+    browser.type_into("#ask-duration", "2d");
+    browser.type_into("#ask-reason", reason);
+    browser.click("#ask button[type=submit]");
+    browser.wait_text("#message", "Asked: request");
+    browser.wait_text("#request-list", "ops/deploy");
+    // No approve button on one's own request.
+    assert_eq!(browser.count("button.approve"), 0);
+    sign_out(&browser);
+
+    sign_in(&s, &browser, &ann);
+    let listed = browser.wait_text("#request-list", "cy");
+    assert!(listed.contains(reason), "{listed}");
+    assert_eq!(browser.count("#injected"), 0, "the reason became markup");
+    browser.type_into("input.comment", "for the key rotation");
+    browser.click("button.approve");
+    browser.wait_text("#message", "Approved: cy has read, list on ops/deploy.");
+    sign_out(&browser);
+
+    let approved = s.recorded("access.approve", "ops/deploy");
+    assert_eq!(approved.len(), 1, "{approved:?}");
+    let grants = s.ok("GET", "/api/v1/grants", Some(&s.admin), None);
+    assert!(
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["prefix"] == "ops/deploy" && g["capabilities"] == json!(["read", "list"])),
+        "{grants}"
+    );
+
+    // The contractor reads it. The level asks for a fresh second factor: past the step-up
+    // window, the console asks for a code and then reads.
+    sign_in(&s, &browser, &cy);
+    s.clock.advance_secs(16 * 60);
+    browser.click("#tab-secrets");
+    browser.click("button.link[data-path='ops/']");
+    browser.click("button.link[data-path='ops/deploy']");
+    browser.wait_text("#step-up", "TOTP");
+    assert!(s.recorded("secret.read", "ops/deploy").is_empty());
+    browser.type_into("#step-up-code", &s.code(&cy, 0));
+    browser.click("#step-up button[type=submit]");
+    browser.wait_text("#secret", value);
+    assert_eq!(s.recorded("secret.read", "ops/deploy").len(), 1);
+
+    // Signing out revokes the session on the server, not only in the page.
+    let session = s
+        .ledger()
+        .into_iter()
+        .rev()
+        .find(|e| e["action"] == "auth.login" && e["resource"] == "cy")
+        .unwrap();
+    let token_id = session["actor"]["token"].as_str().unwrap().to_owned();
+    sign_out(&browser);
+    let revoked = s
+        .ledger()
+        .into_iter()
+        .any(|e| e["action"] == "token.revoke" && e["resource"] == token_id.as_str());
+    assert!(revoked, "signing out left the session usable");
+    s.assert_no_secret_logged();
+}
