@@ -9,6 +9,11 @@
 //! is inflated to be skipped past. An archive also stops at the scanner's `max_findings`,
 //! with a `too-many-findings` finding. Archives inside archives are scanned as plain files,
 //! not opened.
+//!
+//! A tar's extension headers (GNU long names, PAX records) are read whole into memory by the
+//! `tar` crate before their entry reaches the loop, so the limit on expanded bytes is also
+//! enforced under the tar reader, on the stream itself ([`Bounded`]): no header can make the
+//! scan hold more than the archive may expand to.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
@@ -20,6 +25,50 @@ use crate::scan::{Report, Scanner, Search, TOO_MANY, is_binary, too_many};
 pub(crate) const MAX_MEMBERS: usize = 100_000;
 /// Bytes expanded from one archive at most.
 pub(crate) const MAX_EXPANDED: u64 = 4 * 1024 * 1024 * 1024;
+
+/// The error [`Bounded`] returns once its limit is passed.
+#[derive(Debug)]
+struct LimitReached;
+
+impl std::fmt::Display for LimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the archive expands past its limit")
+    }
+}
+
+impl std::error::Error for LimitReached {}
+
+fn is_limit(error: &std::io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<LimitReached>())
+}
+
+/// A reader that fails with [`LimitReached`] when more than `left` bytes would be read.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // At the limit: the end of the stream is fine, one more byte is not.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other(LimitReached)),
+            };
+        }
+        let room = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buf[..room])?;
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
 
 /// The kind of archive a path names, by its extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,18 +210,7 @@ impl Scanner {
         source: R,
         report: &mut Report,
     ) -> std::io::Result<()> {
-        self.scan_archive_with_limit(name, kind, source, report, MAX_EXPANDED)
-    }
-
-    /// [`Scanner::scan_archive_from`] with `max_expanded` in place of [`MAX_EXPANDED`].
-    fn scan_archive_with_limit<R: Read + Seek>(
-        &self,
-        name: &str,
-        kind: Kind,
-        source: R,
-        report: &mut Report,
-        max_expanded: u64,
-    ) -> std::io::Result<()> {
+        let max_expanded = self.max_expanded;
         let mut budget = Budget {
             expanded: 0,
             members: 0,
@@ -186,7 +224,9 @@ impl Scanner {
                 let mut zip = zip::ZipArchive::new(source).map_err(std::io::Error::other)?;
                 for i in 0..zip.len() {
                     let mut member = zip.by_index(i).map_err(std::io::Error::other)?;
-                    if !member.is_file() {
+                    // A member marked as a symbolic link is scanned too: unzip tools that
+                    // ignore the mark write it out as a regular file.
+                    if member.is_dir() {
                         continue;
                     }
                     let member_name = member.name().to_owned();
@@ -196,35 +236,54 @@ impl Scanner {
                 }
             }
             Kind::Tar | Kind::TarGz => {
+                // Every gzip member: `tar xzf` reads a concatenation of them as one stream.
                 let reader: Box<dyn Read> = if kind == Kind::TarGz {
-                    Box::new(flate2::read::GzDecoder::new(source))
+                    Box::new(flate2::read::MultiGzDecoder::new(source))
                 } else {
                     Box::new(source)
                 };
-                let mut tar = tar::Archive::new(reader);
-                for entry in tar.entries()? {
-                    let mut entry = entry?;
-                    // Every entry's body is inflated to skip past it, read or not.
-                    let declared = entry.size();
-                    if !entry.header().entry_type().is_file() {
-                        if !budget.admit(declared) {
-                            report.skipped_large += 1;
-                            break;
-                        }
-                        continue;
-                    }
-                    let member_name = entry.path()?.to_string_lossy().into_owned();
-                    if !self.take(
-                        name,
-                        &member_name,
-                        &mut entry,
-                        declared,
-                        &mut budget,
-                        report,
-                    )? {
-                        break;
-                    }
+                let reader = Bounded {
+                    inner: reader,
+                    left: max_expanded,
+                };
+                match self.scan_tar(name, reader, &mut budget, report) {
+                    Err(e) if is_limit(&e) => report.skipped_large += 1,
+                    other => other?,
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_tar(
+        &self,
+        name: &str,
+        reader: impl Read,
+        budget: &mut Budget,
+        report: &mut Report,
+    ) -> std::io::Result<()> {
+        let mut tar = tar::Archive::new(reader);
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            // Every entry's body is inflated to skip past it, read or not.
+            let declared = entry.size();
+            let kind = entry.header().entry_type();
+            // Contiguous files are regular files to every tool that extracts them.
+            if !(kind.is_file() || kind.is_contiguous()) {
+                if !budget.admit(declared) {
+                    report.skipped_large += 1;
+                    break;
+                }
+                // A sparse file has content this scan does not reassemble: counted, so
+                // that it is not taken for scanned.
+                if kind.is_gnu_sparse() {
+                    report.skipped_binary += 1;
+                }
+                continue;
+            }
+            let member_name = entry.path()?.to_string_lossy().into_owned();
+            if !self.take(name, &member_name, &mut entry, declared, budget, report)? {
+                break;
             }
         }
         Ok(())
@@ -336,14 +395,14 @@ mod tests {
         zip.finish().unwrap();
         let mut scanner = Scanner::new(RuleSet::builtin().unwrap());
         scanner.max_file_size = 1024;
+        scanner.max_expanded = 10 * 1025;
         let mut report = crate::scan::Report::default();
         scanner
-            .scan_archive_with_limit(
+            .scan_archive_from(
                 "bomb.zip",
                 super::Kind::Zip,
                 std::io::Cursor::new(buffer.into_inner()),
                 &mut report,
-                10 * 1025,
             )
             .unwrap();
         // Each skipped member inflated 1,025 bytes: the eleventh goes past the limit, the
@@ -352,26 +411,15 @@ mod tests {
         assert_eq!(report.files_scanned, 0);
 
         // A tar member's declared size counts before it is read (skipping it inflates it).
-        let tar_of = |entries: &[(&str, tar::EntryType, &[u8])]| {
-            let mut tar = tar::Builder::new(Vec::new());
-            for (name, kind, data) in entries {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(*kind);
-                header.set_size(data.len() as u64);
-                header.set_cksum();
-                tar.append_data(&mut header, name, *data).unwrap();
-            }
-            tar.into_inner().unwrap()
-        };
+        scanner.max_expanded = 100 * 1024;
         let scan_tar = |tar: Vec<u8>| {
             let mut report = crate::scan::Report::default();
             scanner
-                .scan_archive_with_limit(
+                .scan_archive_from(
                     "bomb.tar",
                     super::Kind::Tar,
                     std::io::Cursor::new(tar),
                     &mut report,
-                    100 * 1024,
                 )
                 .unwrap();
             report
@@ -400,6 +448,71 @@ mod tests {
             (1, 0),
             "stopped at the second directory"
         );
+    }
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            tar.append_data(&mut header, name, *data).unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn an_upload_hides_nothing_behind_tar_tricks_or_allow_comments() {
+        let mut scanner = Scanner::new(RuleSet::builtin().unwrap());
+        scanner.honour_allow = false;
+        // Two gzip members, as `cat a.tar.gz b.tar.gz` makes; the first tar without its end
+        // blocks, so that `tar xzf` extracts both.
+        let mut first = tar_of(&[("README", tar::EntryType::Regular, b"hello\n")]);
+        first.truncate(1024);
+        let second = tar_of(&[("x/.env", tar::EntryType::Continuous, LEAK.as_bytes())]);
+        let mut upload = gzip(&first);
+        upload.extend(gzip(&second));
+        let report = scanner.scan_upload("release.tar.gz", &upload).unwrap();
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.path == "release.tar.gz!x/.env"),
+            "{:?}",
+            report.findings
+        );
+        // The submitter's allow comment is not honoured on uploads.
+        let line = LEAK.replace('\n', " # chaperone:allow\n");
+        let report = scanner.scan_upload("env.txt", line.as_bytes()).unwrap();
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        scanner.honour_allow = true;
+        let report = scanner.scan_upload("env.txt", line.as_bytes()).unwrap();
+        assert!(report.findings.is_empty());
+    }
+
+    #[test]
+    fn a_tar_extension_header_cannot_expand_past_the_limit() {
+        // A GNU long name of 1 MiB: the tar crate reads it whole before the entry it names
+        // reaches the scan, so only the bound on the stream stops it.
+        let name = vec![b'n'; 1024 * 1024];
+        let tar = tar_of(&[
+            ("././@LongLink", tar::EntryType::GNULongName, &name),
+            ("after.env", tar::EntryType::Regular, LEAK.as_bytes()),
+        ]);
+        let mut scanner = Scanner::new(RuleSet::builtin().unwrap());
+        scanner.max_expanded = 64 * 1024;
+        let report = scanner.scan_upload("long.tar", &tar).unwrap();
+        assert_eq!((report.skipped_large, report.files_scanned), (1, 0));
+        scanner.max_expanded = 4 * 1024 * 1024;
+        let report = scanner.scan_upload("long.tar", &tar).unwrap();
+        assert_eq!((report.skipped_large, report.files_scanned), (0, 1));
     }
 
     #[test]

@@ -151,6 +151,13 @@ pub struct Scanner {
     /// Findings listed for one upload or archive at most, every member together; the scan
     /// stops there (see [`TOO_MANY`]).
     pub max_findings: usize,
+    /// Bytes one archive may expand to at most; past it the archive stops being read and
+    /// the rest counts as skipped.
+    pub max_expanded: u64,
+    /// Whether a line holding `chaperone:allow` is left out of the rules' search. Security
+    /// decision: the comment is for a team's own code (the CLI); whoever submits a
+    /// deliverable writes its lines too, so the server scans uploads with it off.
+    pub honour_allow: bool,
 }
 
 impl Scanner {
@@ -182,6 +189,8 @@ impl Scanner {
             max_file_size: 10 * 1024 * 1024,
             max_findings_per_file: 1_000,
             max_findings: 1_000,
+            max_expanded: crate::archive::MAX_EXPANDED,
+            honour_allow: true,
         }
     }
 
@@ -295,7 +304,7 @@ impl Scanner {
                 break;
             };
             let text = &data[line_starts[line]..line_end(line)];
-            if contains(text, ALLOW) {
+            if self.honour_allow && contains(text, ALLOW) {
                 continue;
             }
             findings.extend(self.search_line(
@@ -314,7 +323,7 @@ impl Scanner {
         if !kinds.is_empty() {
             'lines: for (line, &start) in line_starts.iter().enumerate() {
                 let text = &data[start..line_end(line)];
-                if contains(text, ALLOW) {
+                if self.honour_allow && contains(text, ALLOW) {
                     continue;
                 }
                 for found in detect(text) {

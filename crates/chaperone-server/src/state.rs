@@ -127,6 +127,10 @@ pub struct AppState {
     /// what the database's checkpoints are held to, so that deleting them does not let the
     /// server sign a fork (see `checkpoint_now`).
     pub(crate) ledger_pin: std::sync::Mutex<Option<(u64, chaperone_ledger::merkle::Hash)>>,
+    /// One deliverable scan at a time: a scan holds its upload expanded in memory and runs
+    /// on a blocking thread that outlives a timed-out request, so concurrent uploads would
+    /// otherwise pile up memory and CPU without bound.
+    pub(crate) scans: Arc<tokio::sync::Semaphore>,
     /// When this process last recorded each session's use in the store, so that requests
     /// arriving together record it once (see `auth::note_session_use`).
     pub(crate) session_marks:
@@ -208,6 +212,7 @@ impl AppState {
             rules: Derived::default(),
             compliance: Derived::default(),
             ledger_pin: std::sync::Mutex::new(None),
+            scans: Arc::new(tokio::sync::Semaphore::new(1)),
             session_marks: std::sync::Mutex::default(),
         }
     }

@@ -1385,3 +1385,82 @@ fn a_deliverable_never_tells_its_submitter_where_an_unreadable_vault_value_is() 
     assert_eq!(code_shown(&answer), [clean.trim_end()]);
     s.assert_no_secret_logged();
 }
+
+#[test]
+fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let vault_value = "Vault-Secret-Zq81-Lm02";
+    write(&s, "prod/db", vault_value);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let sam = s.person("sam", "security", None);
+    let (cy_t, sam_t) = (s.login(&cy), s.login(&sam));
+    let submit = |name: &str, body: Vec<u8>| {
+        let (status, bytes) = raw(
+            &s,
+            "POST",
+            &format!("/api/v1/deliverables?name={name}"),
+            Some(&cy_t),
+            body,
+            None,
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    let rules = |answer: &Value| -> Vec<String> {
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["rule"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // The value three times and a guess once: repeating guesses a different number of
+    // times must not tell which one is stored, so the value is one finding. And the
+    // submitter's allow comment hides nothing.
+    let text = format!(
+        "a={vault_value}\nb=Guess-Secret-Zq81-Lm07\nc={vault_value}\nd={vault_value}\n\
+         GITHUB=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo # chaperone:allow\n"
+    );
+    let answer = submit("conf.env", text.into_bytes());
+    let found = rules(&answer);
+    assert_eq!(
+        found.iter().filter(|r| *r == "known-value").count(),
+        1,
+        "{answer}"
+    );
+    assert!(found.iter().any(|r| r.starts_with("github")), "{found:?}");
+    assert_eq!(answer["open_findings"], 2, "{answer}");
+    // Security sees how often and where.
+    let id = answer["id"].as_str().unwrap();
+    let findings = s.ok(
+        "GET",
+        "/api/v1/findings?source=deliverable",
+        Some(&sam_t),
+        None,
+    );
+    let known = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["details"]["deliverable_id"] == id && f["details"]["rule"] == "known-value")
+        .unwrap();
+    assert_eq!(known["details"]["occurrences"], 3, "{known}");
+    assert_eq!(
+        known["details"]["places"],
+        json!([{ "path": "conf.env", "line": 1 }, { "path": "conf.env", "line": 3 },
+               { "path": "conf.env", "line": 4 }])
+    );
+
+    // A file that cannot be scanned is not taken for clean.
+    let mut binary = b"\0\0\0\0".to_vec();
+    binary.extend_from_slice(format!("\nDB={vault_value}\n").as_bytes());
+    let answer = submit("blob.bin", binary);
+    assert_eq!(answer["status"], "in_review", "{answer}");
+    assert_eq!(rules(&answer), ["unscanned-content"], "{answer}");
+    // A clean text file is accepted at once.
+    let answer = submit("notes.txt", b"nothing to see\n".to_vec());
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    s.assert_no_secret_logged();
+}

@@ -342,16 +342,26 @@ pub(crate) async fn submit(
         .vendor(&vendor_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such vendor"))?;
+    // The permit moves into the scan: it is released when the scan ends, even if this
+    // request has timed out meanwhile.
+    let permit = Arc::clone(&state.scans)
+        .acquire_owned()
+        .await
+        .expect("the scan semaphore is never closed");
     let values = vault_values(&state).await?;
     let name_for_scan = name.clone();
     let data = content.clone();
     let report = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let known: Vec<(&[u8], String)> = values
             .iter()
             .map(|(v, label)| (v.as_slice(), label.clone()))
             .collect();
-        let scanner = Scanner::new(RuleSet::builtin().expect("the built-in rules compile"))
+        let mut scanner = Scanner::new(RuleSet::builtin().expect("the built-in rules compile"))
             .with_known_values(&known);
+        // The submitter writes every line: an allow comment of theirs hides nothing.
+        scanner.honour_allow = false;
+        scanner.max_expanded = MAX_EXPANDED;
         scanner.scan_upload(&name_for_scan, &data)
         // `values` (and the scanner's copy) are dropped here, at the end of the scan.
     })
@@ -379,11 +389,30 @@ pub(crate) async fn submit(
     let mut ops = Vec::new();
     let mut findings = Vec::new();
     let mut vault_matches = 0;
+    // One finding per vault secret, however often its value occurs (with the count and the
+    // first places, for security): a submitter who may not see where a value is would
+    // otherwise tell guesses apart by repeating each a different number of times and
+    // counting the hidden findings.
+    let mut occurrences: HashMap<&str, (usize, Vec<Value>)> = HashMap::new();
+    let mut kept = Vec::new();
     for f in &report.findings {
-        let severity = f.severity.as_str();
         if f.rule == KNOWN_VALUE {
             vault_matches += 1;
+            if let Some(label) = f.known.as_deref() {
+                let (count, places) = occurrences.entry(label).or_default();
+                *count += 1;
+                if places.len() < MAX_PLACES {
+                    places.push(json!({ "path": member(&f.path), "line": f.line }));
+                }
+                if *count > 1 {
+                    continue;
+                }
+            }
         }
+        kept.push(f);
+    }
+    for f in kept {
+        let severity = f.severity.as_str();
         let (op, finding) = new_finding(
             NewFinding {
                 source: "deliverable",
@@ -408,6 +437,41 @@ pub(crate) async fn submit(
                     "fingerprint": f.fingerprint,
                     // Which vault secret (path and field, never the value): for security.
                     "secret": f.known,
+                    "occurrences": f.known.as_deref().and_then(|l| occurrences.get(l)).map(|(n, _)| n),
+                    "places": f.known.as_deref().and_then(|l| occurrences.get(l)).map(|(_, p)| p),
+                }),
+            },
+            now,
+        );
+        ops.push(op);
+        findings.push(finding);
+    }
+    // What could not be scanned is not taken for clean: it holds the deliverable in review
+    // until someone has looked at it.
+    let unscanned = report.skipped_binary + report.skipped_large;
+    if unscanned > 0 {
+        let (op, finding) = new_finding(
+            NewFinding {
+                source: "deliverable",
+                severity: "high",
+                title: format!("{unscanned} part(s) of {name} could not be scanned"),
+                subject: id.clone(),
+                vendor_id: Some(vendor.id.clone()),
+                owner: owner.clone(),
+                due: now.plus_secs(7 * 86_400),
+                details: json!({
+                    "deliverable_id": id,
+                    "path": "",
+                    "line": 0,
+                    "rule": UNSCANNED,
+                    "description": format!(
+                        "{} binary and {} over the size or archive limits: review them by hand \
+                         before accepting the deliverable",
+                        report.skipped_binary, report.skipped_large
+                    ),
+                    "shown": "",
+                    "fingerprint": null,
+                    "secret": null,
                 }),
             },
             now,
@@ -455,6 +519,16 @@ pub(crate) async fn submit(
     let viewer = Viewer::of(&state, &caller, &deliverable, &findings).await?;
     Ok(Json(view(deliverable, &findings, &viewer)))
 }
+
+/// Bytes one uploaded archive may expand to. Members are read one at a time, each at most
+/// the scanner's file limit, but a tar's extension header is held whole, up to this.
+const MAX_EXPANDED: u64 = 256 * 1024 * 1024;
+
+/// Places of one vault value kept on its finding at most.
+const MAX_PLACES: usize = 100;
+
+/// The rule of the finding that says part of a deliverable was not scanned.
+const UNSCANNED: &str = "unscanned-content";
 
 /// The member path without the upload's name (`a.zip!src/x` → `src/x`).
 fn member(path: &str) -> String {
