@@ -105,6 +105,27 @@ fn every_answer_carries_the_security_headers() {
     );
     // Tokens, valid or not, never reach the logs.
     assert!(!logs.contains("not-a-token") && !logs.contains(s.admin.as_str()));
+
+    // A full ledger tile may be kept by the client, never by a shared cache: reading it
+    // needed a token only some roles hold.
+    common::write(&s, "team/x", "tile-filler-Zq81");
+    while s.ledger().len() < 260 {
+        for _ in 0..64 {
+            s.ok("GET", "/api/v1/secrets/data/team/x", Some(&s.admin), None);
+        }
+    }
+    let tile = raw(
+        &s,
+        &format!(
+            "GET /api/v1/ledger/tile/entries/000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            s.admin
+        ),
+    );
+    assert!(tile.starts_with("HTTP/1.1 200"), "{}", &tile[..80]);
+    assert_eq!(
+        header(&tile, "cache-control"),
+        Some("private, max-age=31536000, immutable")
+    );
 }
 
 #[test]

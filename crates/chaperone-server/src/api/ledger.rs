@@ -279,8 +279,10 @@ pub(crate) async fn tile(
         .ledger_tile(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{} is not in the log yet", id.path())))?;
+    // `private`: the answer needed a token that only some roles hold, so no shared cache
+    // (a reverse proxy that ignores Authorization) may keep it for others.
     let cache = if id.width == tiles::WIDTH {
-        "public, max-age=31536000, immutable"
+        "private, max-age=31536000, immutable"
     } else {
         "no-store"
     };

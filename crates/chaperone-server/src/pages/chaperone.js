@@ -17,6 +17,20 @@ function fail(message) {
   show('error-box');
 }
 
+// A failure the visitor can correct (a wrong password, code or passphrase, a field left
+// empty): the form stays, and its button works again. A share's key is only in this page's
+// memory, so the page cannot simply be reloaded.
+function retry(message, button) {
+  $('#error').textContent = message;
+  $('#error-box').hidden = false;
+  button.disabled = false;
+}
+
+// Whether a refused answer can be tried again from the same form.
+function correctable(response) {
+  return [400, 401, 403].includes(response.status);
+}
+
 function done(message) {
   $('#done').textContent = message;
   show('done-box');
@@ -97,14 +111,19 @@ async function sharePage() {
   $('#pass-row').hidden = !meta.needs_passphrase;
   $('#login-row').hidden = !meta.restricted;
   show('share-box');
-  $('#reveal').addEventListener('click', async () => {
+  const reveal = $('#reveal');
+  reveal.addEventListener('click', async () => {
+    // One open at a time: a second click would spend a second view, and its refusal would
+    // hide what the first one showed.
+    if (reveal.disabled) return;
+    reveal.disabled = true;
     const headers = {};
     let session = null;
     if (meta.restricted) {
       const login = await postJson('/api/v1/auth/login', {
         user: $('#user').value, password: $('#password').value, totp: $('#totp').value,
       });
-      if (!login.ok) return fail(await errorOf(login, 'The login failed.'));
+      if (!login.ok) return retry(await errorOf(login, 'The login failed.'), reveal);
       session = await login.json();
       headers.Authorization = 'Bearer ' + session.token;
     }
@@ -116,7 +135,10 @@ async function sharePage() {
         method: 'DELETE', headers: { Authorization: 'Bearer ' + session.token }, credentials: 'omit',
       }).catch(() => {});
     }
-    if (!opened.ok) return fail(await errorOf(opened, 'The link could not be opened.'));
+    if (!opened.ok) {
+      const message = await errorOf(opened, 'The link could not be opened.');
+      return correctable(opened) ? retry(message, reveal) : fail(message);
+    }
     let result;
     try {
       result = await decrypt(id, keyText, new Uint8Array(await opened.arrayBuffer()));
@@ -144,12 +166,18 @@ async function requestPage() {
   if (!info.ok) return fail(await errorOf(info, 'This link has expired or was already used.'));
   $('#note').textContent = (await info.json()).note;
   show('request-box');
-  $('#submit').addEventListener('click', async () => {
+  const submit = $('#submit');
+  submit.addEventListener('click', async () => {
+    if (submit.disabled) return;
+    submit.disabled = true;
     const data = {};
     data[$('#field').value || 'value'] = $('#value').value;
     const sent = await postJson('/api/v1/secret-requests/submit/' + encodeURIComponent(id), { data });
+    if (!sent.ok) {
+      const message = await errorOf(sent, 'The secret could not be submitted.');
+      return sent.status === 400 ? retry(message, submit) : fail(message);
+    }
     $('#value').value = '';
-    if (!sent.ok) return fail(await errorOf(sent, 'The secret could not be submitted.'));
     done('Thank you: the secret was stored. You can close this page.');
   });
 }
@@ -164,12 +192,18 @@ async function attestPage() {
   $('#terms').textContent = meta.terms;
   $('#due').textContent = meta.due;
   show('attest-box');
-  $('#attest').addEventListener('click', async () => {
+  const attest = $('#attest');
+  attest.addEventListener('click', async () => {
+    if (attest.disabled) return;
+    attest.disabled = true;
     const sent = await postJson('/api/v1/attestations/' + encodeURIComponent(id), {
       name: $('#signer').value, email: $('#email').value,
       action: $('#action').value, statement: $('#statement').value,
     });
-    if (!sent.ok) return fail(await errorOf(sent, 'The confirmation could not be sent.'));
+    if (!sent.ok) {
+      const message = await errorOf(sent, 'The confirmation could not be sent.');
+      return sent.status === 400 ? retry(message, attest) : fail(message);
+    }
     const signed = await sent.json();
     done('Signed and recorded (SHA-256 ' + signed.sha256 + '). Thank you.');
   });
@@ -177,4 +211,4 @@ async function attestPage() {
 
 const pages = { share: sharePage, request: requestPage, attest: attestPage };
 const page = pages[$('#app').dataset.page];
-if (page) page().catch(() => fail('Something went wrong; reload the page to try again.'));
+if (page) page().catch(() => fail('Something went wrong; open the link you were sent again.'));

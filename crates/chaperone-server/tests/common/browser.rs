@@ -163,6 +163,14 @@ impl Browser {
         self.post(&self.in_session(&format!("/element/{id}/click")), json!({}));
     }
 
+    /// Runs `script` in the page.
+    pub(crate) fn run(&self, script: &str) {
+        self.post(
+            &self.in_session("/execute/sync"),
+            json!({ "script": script, "args": [] }),
+        );
+    }
+
     /// Types `text` into the field matching `css`, once it is displayed, replacing its value.
     pub(crate) fn type_into(&self, css: &str, text: &str) {
         let id = self.displayed(css);
