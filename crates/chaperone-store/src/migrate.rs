@@ -106,14 +106,35 @@ pub(crate) async fn check(store: &Store) -> Result<(), StoreError> {
     }
 }
 
+/// The PostgreSQL advisory lock under which the migrations table is created.
+const CREATE_LOCK: i64 = 0x6368_6170_6572_6f6e; // "chaperon"
+
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
+    let mut tx = store
+        .writer
+        .begin()
+        .await
+        .map_err(db("starting a migration"))?;
+    if store.backend == Backend::Postgres {
+        // Nodes started together on an empty database would each find no table and create
+        // it, and all but one would fail on PostgreSQL's catalogue (`CREATE TABLE IF NOT
+        // EXISTS` is not safe against itself): they take turns, until this commit.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CREATE_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("waiting for other nodes' migrations"))?;
+    }
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS chaperone_migrations \
          (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
     )
-    .execute(&store.writer)
+    .execute(&mut *tx)
     .await
     .map_err(db("creating the migrations table"))?;
+    tx.commit()
+        .await
+        .map_err(db("creating the migrations table"))?;
 
     let known = MIGRATIONS.last().map_or(0, |m| m.version);
     let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM chaperone_migrations")

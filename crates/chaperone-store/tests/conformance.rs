@@ -71,6 +71,43 @@ async fn postgres() -> Option<Fixture> {
     })
 }
 
+/// A new, empty PostgreSQL database's URL, if PostgreSQL is configured for the tests.
+async fn empty_postgres() -> Option<DatabaseUrl> {
+    let base = std::env::var("CHAPERONE_TEST_POSTGRES_URL").ok()?;
+    let name = format!("empty_{}", hex(&random16()));
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (root, _) = base.rsplit_once('/').unwrap();
+    Some(DatabaseUrl::parse(&format!("{root}/{name}")).unwrap())
+}
+
+/// Several nodes started at once on an empty database all come up: one migrates, the
+/// others wait for it (without the lock, two would create the migrations table together and
+/// one would fail on PostgreSQL's catalogue).
+#[tokio::test]
+async fn nodes_starting_together_on_an_empty_postgres_all_migrate() {
+    if postgres().await.is_none() {
+        return;
+    }
+    for _ in 0..5 {
+        let url = empty_postgres().await.unwrap();
+        let (a, b, c, d) = tokio::join!(
+            Store::connect(&url),
+            Store::connect(&url),
+            Store::connect(&url),
+            Store::connect(&url)
+        );
+        for node in [a, b, c, d] {
+            node.expect("every node starts").close().await;
+        }
+    }
+}
+
 fn random16() -> [u8; 16] {
     let mut b = [0u8; 16];
     chaperone_crypto::random_bytes(&mut b);
