@@ -213,7 +213,14 @@ pub(crate) async fn rekey(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<RekeyRequest>,
 ) -> Result<Json<RekeyResponse>, ApiError> {
-    let (record, _) = state.unsealed_record().ok_or_else(ApiError::sealed)?;
+    state.unsealed_record().ok_or_else(ApiError::sealed)?;
+    // The stored wrapping, not this node's copy from its unseal: another node may have
+    // rekeyed since, and the shares given are checked against the current one.
+    let record = state
+        .store
+        .keyring()
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the keyring is missing".into()))?;
     let SealConfig::Shamir { threshold, .. } = record.seal else {
         return Err(ApiError::bad_request(
             "key_file",
@@ -417,8 +424,15 @@ pub(crate) async fn background(state: Arc<AppState>) {
         let Ok(Some(stored)) = state.store.keyring().await else {
             continue;
         };
-        // New keys follow the newest generation, whichever node started it.
+        // New keys follow the newest generation, whichever node started it; the seal
+        // (shares and threshold) follows a rekey made on another node.
         state.advance_generation(stored.kek_generation);
+        state.update_unsealed(|record, _| {
+            if record.wrapped_root_key != stored.wrapped_root_key {
+                record.wrapped_root_key = stored.wrapped_root_key.clone();
+                record.seal = stored.seal;
+            }
+        });
         if stored.rewrapped_generation >= stored.kek_generation {
             continue;
         }

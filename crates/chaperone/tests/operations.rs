@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{BIN, Server, fails, ok, run_cli, shares_in};
+use common::{BIN, Db, Server, fails, ok, run_cli, shares_in};
 use sha2::{Digest as _, Sha256};
 
 /// The SHA-256 fingerprint of the first certificate in a PEM file, as `AB:CD:...`.
@@ -938,4 +938,57 @@ fn rotate_from_the_cli_waits_for_the_rewrapping() {
         ));
         assert_eq!(value.trim(), format!("value-{i}"));
     }
+}
+
+#[test]
+fn a_rekey_on_one_node_is_the_one_every_node_checks_on_postgres() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let (shares, token) = init(&db.url);
+    let old: Vec<&str> = shares.iter().map(String::as_str).collect();
+    let a = serve(&db.url, db.dir.path(), &old[..3]);
+    let b = serve(&db.url, db.dir.path(), &old[..3]);
+    let out = ok(a.cli(
+        &token,
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        &format!("{}\n", old[..3].join("\n")),
+    ));
+    let new: Vec<String> = shares_in(&out);
+    assert_eq!(new.len(), 3, "{out}");
+    // Node B was unsealed before the rekey: it checks the shares it is given against the
+    // stored wrapping, so the new shares work there and the retired ones do not. Its seal
+    // status follows within a second or so.
+    let threshold = || -> serde_json::Value {
+        ureq::get(format!("{}/api/v1/sys/seal-status", b.addr))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json::<serde_json::Value>()
+            .unwrap()["threshold"]
+            .clone()
+    };
+    let followed = (0..50).any(|_| {
+        let done = threshold() == 2;
+        if !done {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        done
+    });
+    assert!(followed, "{}", threshold());
+    let error = fails(b.cli(
+        &token,
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        &format!("{}\n", old[..3].join("\n")),
+    ));
+    assert!(
+        error.contains("2 of 3") || error.contains("do not open"),
+        "{error}"
+    );
+    let out = ok(b.cli(
+        &token,
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        &format!("{}\n{}\n", new[0], new[2]),
+    ));
+    assert_eq!(shares_in(&out).len(), 3, "{out}");
 }
