@@ -333,9 +333,10 @@ impl AppState {
                 .store
                 .apply(
                     vec![
-                        Op::DisablePerson {
+                        Op::DisableLapsed {
                             id: person.id.clone(),
                             at: now,
+                            ends_at: person.ends_at,
                         },
                         Op::RevokeTokensOf {
                             person_id: person.id.clone(),

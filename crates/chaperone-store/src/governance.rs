@@ -112,6 +112,18 @@ pub enum Op {
         /// When.
         at: Timestamp,
     },
+    /// Disables an account found lapsed, only if it is still as it was found: enabled, with
+    /// the end date `ends_at`; otherwise the change fails with [`StoreError::Conflict`]. So
+    /// two nodes' sweeps disable it once, and a sweep that read the account before an admin
+    /// enabled it again with a later end does not disable it again.
+    DisableLapsed {
+        /// The person.
+        id: String,
+        /// When.
+        at: Timestamp,
+        /// The end date the sweep read.
+        ends_at: Option<Timestamp>,
+    },
     /// Stores a document.
     PutDocument(DocumentRecord),
     /// Destroys a share link's content (if not destroyed yet), recording why.
@@ -369,6 +381,24 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
                 .execute(&mut *conn)
                 .await
                 .map_err(db("disabling a person"))?;
+        }
+        Op::DisableLapsed { id, at, ends_at } => {
+            let changed = sqlx::query(
+                "UPDATE people SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL \
+                 AND ends_at IS NOT DISTINCT FROM $3",
+            )
+            .bind(id)
+            .bind(at.unix_nanos())
+            .bind(ends_at.map(Timestamp::unix_nanos))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("disabling a lapsed account"))?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "person `{id}` changed since it was found lapsed"
+                )));
+            }
         }
         Op::DestroyShare { id, why, at } => {
             crate::shares::destroy(conn, id, why, *at).await?;

@@ -151,6 +151,7 @@ conformance!(
     metadata_updates,
     a_closed_database_is_an_error_not_absence,
     migrations_are_idempotent,
+    a_lapsed_account_is_disabled_once,
     people_vendors_and_enrolment,
     totp_steps_and_recovery_codes_are_used_once,
     grants_classifications_and_failures,
@@ -1446,6 +1447,50 @@ fn event(action: &str) -> chaperone_ledger::entry::Event {
         user_agent: None,
         details: Default::default(),
     }
+}
+
+async fn a_lapsed_account_is_disabled_once(f: &Fixture) {
+    f.store.insert_vendor(&vendor("v1"), &[]).await.unwrap();
+    let mut p = person_record("p1", Some("v1"));
+    p.ends_at = Some(t(5));
+    f.store
+        .insert_person(&p, &[1; 32], t(100), &[])
+        .await
+        .unwrap();
+    let disable = |ends_at| Op::DisableLapsed {
+        id: "p1".into(),
+        at: t(6),
+        ends_at,
+    };
+    let size = f.store.ledger_size().await.unwrap();
+    f.store
+        .apply(vec![disable(Some(t(5)))], vec![event("person.disable")])
+        .await
+        .unwrap();
+    // A second sweep that read the account before the first disabled it changes nothing
+    // and records nothing.
+    let again = f
+        .store
+        .apply(vec![disable(Some(t(5)))], vec![event("person.disable")])
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(f.store.ledger_size().await.unwrap(), size + 1);
+    // Enabled again with a later end: a disable decided on the old end is refused.
+    f.store.set_person_disabled("p1", None, &[]).await.unwrap();
+    f.store
+        .apply(
+            vec![Op::SetPersonEnd {
+                id: "p1".into(),
+                ends_at: Some(t(50)),
+            }],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let stale = f.store.apply(vec![disable(Some(t(5)))], Vec::new()).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let person = f.store.person("p1").await.unwrap().unwrap();
+    assert_eq!(person.disabled_at, None);
 }
 
 async fn changes_and_their_events_commit_together(f: &Fixture) {
