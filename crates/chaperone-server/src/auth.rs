@@ -28,6 +28,7 @@ use chaperone_store::{StoreError, TokenKind, TokenRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{On, RouteTable};
+use crate::error::Refused;
 use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState, SealError};
 
@@ -122,6 +123,12 @@ pub(crate) async fn authorize(
         .get::<MatchedPath>()
         .and_then(|m| table.find(request.method(), m.as_str()))
         .map(|route| crate::observe::RouteLabel(route.path));
+    let action = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| table.find(request.method(), m.as_str()))
+        .and_then(|route| route.action);
+    let path = request.uri().path().to_owned();
     let mut response = match check(&state, &table, request, &mut request_id).await {
         Ok(request) => {
             // Who asked and the request's facts travel back with the answer, for layers
@@ -129,6 +136,20 @@ pub(crate) async fn authorize(
             let actor = request.extensions().get::<Caller>().map(Caller::actor);
             let info = request.extensions().get::<RequestInfo>().cloned();
             let mut response = next.run(request).await;
+            // A handler's own refusal (approving one's own request, a role it may not
+            // manage, ...) is a denial like the policy's, and is recorded as one.
+            if let (Some(action), Some(actor), Some(info), Some(Refused(code))) = (
+                action,
+                &actor,
+                &info,
+                response.extensions().get::<Refused>().copied(),
+            ) {
+                let mut record = Record::new(action.as_str(), &path, Outcome::Denied);
+                record.reasons.push(code.to_owned());
+                if let Err(error) = state.record(info, actor.clone(), record).await {
+                    response = error.into_response();
+                }
+            }
             if let Some(actor) = actor {
                 response.extensions_mut().insert(actor);
             }

@@ -63,6 +63,11 @@ struct Inner<'a> {
     message: &'a str,
 }
 
+/// Marks a 403 answer made from an [`ApiError`], with its code: the authorisation
+/// middleware records such a refusal by a handler in the ledger, as it records its own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refused(pub(crate) &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
@@ -77,6 +82,9 @@ impl IntoResponse for ApiError {
                 "www-authenticate",
                 axum::http::HeaderValue::from_static("Bearer"),
             );
+        }
+        if self.status == StatusCode::FORBIDDEN {
+            response.extensions_mut().insert(Refused(self.code));
         }
         response
     }

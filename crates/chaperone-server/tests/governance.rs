@@ -222,6 +222,18 @@ fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read()
         ),
         (403, "self_approval".into())
     );
+    // A handler's refusal is a denial in the ledger like the policy's.
+    let refused = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "access.approve" && e["outcome"] == "denied")
+        .find(|e| e["reasons"] == json!(["self_approval"]))
+        .expect("the self-approval is recorded");
+    assert_eq!(
+        refused["resource"],
+        format!("/api/v1/requests/{}/approve", own["id"].as_str().unwrap())
+    );
+    assert!(refused["actor"]["person"].is_string(), "{refused}");
     // Approvers were told.
     let told = s.ok("GET", "/api/v1/notifications", Some(&ann_t), None);
     assert!(
