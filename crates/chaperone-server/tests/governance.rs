@@ -1186,6 +1186,65 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         );
     }
 
+    // Security, which reads no secrets, creates no account that may: it would hold the
+    // enrolment code. It creates contractors, and does not approve their requests.
+    for role in ["member", "approver"] {
+        assert_eq!(
+            error(
+                &s,
+                "POST",
+                "/api/v1/people",
+                &sam_t,
+                Some(json!({ "name": format!("sock-{role}"), "role": role }))
+            ),
+            (403, "not_permitted".into())
+        );
+    }
+    let made = s.ok(
+        "POST",
+        "/api/v1/people",
+        Some(&sam_t),
+        Some(json!({ "name": "sock", "role": "contractor", "vendor": "acme" })),
+    );
+    let password = "pw-sock-Zq81xK4mTr-long";
+    s.remember(password);
+    let enrolled = s.ok(
+        "POST",
+        "/api/v1/auth/enroll",
+        None,
+        Some(json!({ "code": made["enrolment_code"], "password": password })),
+    );
+    let sock = common::Person {
+        name: "sock".into(),
+        password: password.into(),
+        totp: chaperone_crypto::totp::TotpSecret::from_base32(
+            enrolled["totp_secret"].as_str().unwrap(),
+        )
+        .unwrap(),
+        recovery: Vec::new(),
+    };
+    let sock_t = s.login(&sock);
+    let asked = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&sock_t),
+        Some(
+            json!({ "prefix": "team/x", "capabilities": ["read"], "reason": "sock",
+                     "duration": "1d" }),
+        ),
+    );
+    let approve_sock = format!("/api/v1/requests/{}/approve", asked["id"].as_str().unwrap());
+    assert_eq!(
+        error(&s, "POST", &approve_sock, &sam_t, Some(json!({}))),
+        (403, "created_requester".into())
+    );
+    let ann = s.person("ann", "approver", None);
+    let ann_t = s.login(&ann);
+    assert_eq!(
+        s.ok("POST", &approve_sock, Some(&ann_t), Some(json!({})))["status"],
+        "approved"
+    );
+
     // Staff roles do not belong to vendors.
     assert_eq!(
         error(

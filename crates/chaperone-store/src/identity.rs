@@ -66,6 +66,8 @@ pub struct PersonRecord {
     pub created_at: Timestamp,
     /// The account's own end date, past which it acts no more.
     pub ends_at: Option<Timestamp>,
+    /// The person who created the account; `None` for the initial admin token.
+    pub created_by: Option<String>,
 }
 
 /// A grant: capabilities on a path prefix until a time.
@@ -145,7 +147,7 @@ pub(crate) fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
 }
 
 const PERSON_COLUMNS: &str = "id, name, email, role, vendor_id, disabled_at, password_hash, \
-     totp_secret, totp_last_step, allowed_networks, created_at, ends_at";
+     totp_secret, totp_last_step, allowed_networks, created_at, ends_at, created_by";
 
 impl Store {
     /// Adds a vendor, recording `events` with it.
@@ -782,7 +784,7 @@ async fn insert_person_in(
 ) -> Result<(), StoreError> {
     sqlx::query(&format!(
         "INSERT INTO people ({PERSON_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ))
     .bind(&person.id)
     .bind(&person.name)
@@ -796,6 +798,7 @@ async fn insert_person_in(
     .bind(json_list(&person.allowed_networks))
     .bind(person.created_at.unix_nanos())
     .bind(person.ends_at.map(Timestamp::unix_nanos))
+    .bind(&person.created_by)
     .execute(&mut *conn)
     .await
     .map_err(db("adding a person"))?;
@@ -885,6 +888,7 @@ fn person_from_row(row: &AnyRow) -> Result<PersonRecord, StoreError> {
             ends_at: row
                 .try_get::<Option<i64>, _>("ends_at")?
                 .map(Timestamp::from_unix_nanos),
+            created_by: row.try_get("created_by")?,
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("person row: {e}")))

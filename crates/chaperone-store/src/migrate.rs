@@ -87,6 +87,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_session_activity.sql"),
         postgres: include_str!("../migrations/postgres/0012_session_activity.sql"),
     },
+    Migration {
+        version: 13,
+        name: "person creator",
+        sqlite: include_str!("../migrations/sqlite/0013_person_creator.sql"),
+        postgres: include_str!("../migrations/postgres/0013_person_creator.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

@@ -706,6 +706,7 @@ fn person_record(id: &str, vendor: Option<&str>) -> PersonRecord {
         allowed_networks: Vec::new(),
         created_at: t(0),
         ends_at: None,
+        created_by: Some("per_creator".into()),
     }
 }
 

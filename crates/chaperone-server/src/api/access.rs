@@ -374,6 +374,19 @@ async fn decidable(
             "requests are decided by the business's own staff",
         ));
     }
+    // Whoever created the requester's account was handed its enrolment code, and may hold
+    // it: their approval would be an approval of their own request.
+    let creator = state
+        .store
+        .person(&request.person_id)
+        .await?
+        .and_then(|p| p.created_by);
+    if approving && creator.as_deref() == Some(me.as_str()) {
+        return Err(forbidden(
+            "created_requester",
+            "you created this account: another approver decides its requests",
+        ));
+    }
     // The request is held to its level as it is now, not as it was when filed: a prefix
     // classified stricter since, or a tightened level, asks more of this approval.
     let levels = levels(state).await?;
@@ -425,16 +438,18 @@ async fn decidable(
     // Earlier approvals count only while their authors still may approve.
     let people = state.store.list_people().await?;
     request.approvals.retain(|a| {
-        people.iter().any(|p| {
-            p.id == a.by
-                && p.disabled_at.is_none()
-                && p.vendor_id.is_none()
-                && p.role
-                    .parse::<Role>()
-                    .is_ok_and(|r| request.approver_roles.contains(&r))
-        }) || (a.by == super::governance::ROOT_ACTOR
-            && request.approver_roles.contains(&Role::Admin)
-            && request.approvals_needed < 2)
+        creator.as_deref() != Some(a.by.as_str())
+            && people.iter().any(|p| {
+                p.id == a.by
+                    && p.disabled_at.is_none()
+                    && p.vendor_id.is_none()
+                    && p.role
+                        .parse::<Role>()
+                        .is_ok_and(|r| request.approver_roles.contains(&r))
+            })
+            || (a.by == super::governance::ROOT_ACTOR
+                && request.approver_roles.contains(&Role::Admin)
+                && request.approvals_needed < 2)
     });
     Ok((record, request))
 }

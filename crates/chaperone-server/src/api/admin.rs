@@ -76,6 +76,18 @@ pub(crate) async fn add_person(
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
     validate_name(&body.name)?;
     may_manage(&caller, role)?;
+    // Security decision: a role that may not read secrets or approve access (security)
+    // does not create an account that may, since it is handed the account's enrolment
+    // code: it creates contractors, who get access only through approved grants, and
+    // auditors. Staff who read or approve are created by admins.
+    if caller.principal.role != Role::Admin && !matches!(role, Role::Contractor | Role::Auditor) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+            "only an admin may create staff accounts; security creates contractor and \
+             auditor accounts",
+        ));
+    }
     let vendor_id = match (&body.vendor, role) {
         (Some(_), role) if role != Role::Contractor => {
             return Err(ApiError::bad_request(
@@ -119,6 +131,7 @@ pub(crate) async fn add_person(
         totp_last_step: None,
         allowed_networks: Vec::new(),
         created_at: now,
+        created_by: caller.person_id.clone(),
         ends_at: body
             .ends
             .as_deref()
