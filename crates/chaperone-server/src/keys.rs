@@ -467,11 +467,19 @@ enum PassError {
     Stopped,
 }
 
-/// Whether the keyring of generation `target` is still the one in use.
-fn still_current(state: &AppState, target: u32) -> bool {
-    state
+/// Whether the keyring of generation `target` is still the one in use, after following a
+/// newer generation another node started: while this task runs a pass or waits, the
+/// background loop's poll does not, and new keys must not stay on the older generation
+/// for the length of a pass or of the cluster grace.
+async fn still_current(state: &AppState, target: u32) -> Result<bool, PassError> {
+    if let Some(stored) = state.store.keyring().await?
+        && stored.kek_generation > target
+    {
+        state.advance_generation(stored.kek_generation);
+    }
+    Ok(state
         .unsealed_record()
-        .is_some_and(|(_, k)| k.generation() == target)
+        .is_some_and(|(_, k)| k.generation() == target))
 }
 
 /// Sleeps `duration`, waking each half second to stop early once [`still_current`] fails.
@@ -482,7 +490,7 @@ async fn wait_current(
 ) -> Result<(), PassError> {
     let until = std::time::Instant::now() + duration;
     loop {
-        if !still_current(state, target) {
+        if !still_current(state, target).await? {
             return Err(PassError::Stopped);
         }
         let left = until.saturating_duration_since(std::time::Instant::now());
@@ -533,7 +541,7 @@ async fn complete(state: &AppState) -> Result<(), PassError> {
             // pass must find nothing too.
             wait_current(state, target, grace.saturating_sub(started.elapsed())).await?;
         }
-        if !still_current(state, target) {
+        if !still_current(state, target).await? {
             return Err(PassError::Stopped);
         }
     }
@@ -588,7 +596,7 @@ async fn pass(state: &AppState, keyring: &Keyring, target: u32) -> Result<u64, P
     for kind in SealedKind::ALL {
         let mut after: Option<SealedKey> = None;
         loop {
-            if !still_current(state, target) {
+            if !still_current(state, target).await? {
                 return Err(PassError::Stopped);
             }
             let page = state.store.sealed_page(kind, after.as_ref(), 256).await?;

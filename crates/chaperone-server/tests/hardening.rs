@@ -106,6 +106,35 @@ fn every_answer_carries_the_security_headers() {
     // Tokens, valid or not, never reach the logs.
     assert!(!logs.contains("not-a-token") && !logs.contains(s.admin.as_str()));
 
+    // A page on another site can make a browser send text/plain, not JSON: requests
+    // without credentials must be JSON, so no page can reset unseal progress or spend an
+    // account's lockout attempts.
+    for (path, body) in [
+        ("/api/v1/sys/unseal", r#"{"reset":true}"#),
+        ("/api/v1/auth/login", r#"{"user":"nobody","password":"x"}"#),
+    ] {
+        let refused = raw(
+            &s,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(refused.starts_with("HTTP/1.1 415"), "{refused}");
+    }
+    assert!(
+        !s.ledger().iter().any(|e| e["action"] == "auth.login"),
+        "a refused body is no login attempt"
+    );
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/sys/unseal",
+        None,
+        Some(serde_json::json!({ "reset": true })),
+        None,
+    );
+    assert_eq!(status, 200);
+
     // A full ledger tile may be kept by the client, never by a shared cache: reading it
     // needed a token only some roles hold.
     common::write(&s, "team/x", "tile-filler-Zq81");

@@ -992,3 +992,57 @@ fn a_rekey_on_one_node_is_the_one_every_node_checks_on_postgres() {
     ));
     assert_eq!(shares_in(&out).len(), 3, "{out}");
 }
+
+#[test]
+fn a_node_waiting_out_a_rotation_follows_a_newer_one_on_postgres() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let (shares, token) = init(&db.url);
+    let old: Vec<&str> = shares.iter().map(String::as_str).collect();
+    let a = serve(&db.url, db.dir.path(), &old[..3]);
+    let b = serve(&db.url, db.dir.path(), &old[..3]);
+    ok(a.cli(&token, &["secret", "put", "r/s", "v=value"], ""));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let call = |server: &Server, post: bool| -> (u16, serde_json::Value) {
+        let url = format!("{}/api/v1/sys/rotate", server.addr);
+        let auth = format!("Bearer {token}");
+        let mut answer = if post {
+            agent.post(&url).header("Authorization", &auth).send_empty()
+        } else {
+            agent.get(&url).header("Authorization", &auth).call()
+        }
+        .unwrap();
+        let status = answer.status().as_u16();
+        (status, answer.body_mut().read_json().unwrap())
+    };
+    let until = |what: &dyn Fn() -> bool| {
+        (0..100).any(|_| {
+            let done = what();
+            if !done {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            done
+        })
+    };
+    // A starts generation 1; on PostgreSQL its pass then waits out the cluster grace
+    // (two minutes) before it may record the generation complete.
+    assert_eq!(call(&a, true).0, 200);
+    assert!(until(&|| call(&a, false).1["progress"]["target"] == 1));
+    // B, once it has followed generation 1, starts generation 2.
+    assert!(until(&|| {
+        let (status, answer) = call(&b, true);
+        status == 200 && answer["generation"] == 2
+    }));
+    // A leaves its wait at once and works for generation 2, not after the grace.
+    assert!(
+        until(&|| call(&a, false).1["progress"]["target"] == 2),
+        "{}",
+        call(&a, false).1
+    );
+    let value = ok(a.cli(&token, &["secret", "get", "r/s", "--field", "v"], ""));
+    assert_eq!(value.trim(), "value");
+}

@@ -1083,6 +1083,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Security decision: a native request that carries no credentials (a login, an
+        // unseal share, a share link's proof) must say it is JSON. A page on any site can
+        // make a visitor's browser send a "simple" cross-origin POST (text/plain, no
+        // preflight), but not one with this type unless the server consents through CORS,
+        // which it never does: so no page can reset unseal progress or spend an account's
+        // lockout attempts through the browsers of the people who visit it. Requests with a
+        // token are out of a page's reach anyway, and the Vault-compatible routes keep
+        // Vault's leniency for its clients.
+        let headers = req.headers();
+        let credentials = headers.contains_key(axum::http::header::AUTHORIZATION)
+            || headers.contains_key("x-vault-token");
+        let json = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if req.uri().path().starts_with("/api/") && !credentials && !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON, with Content-Type: application/json",
+            ));
+        }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|rejection| match rejection {
