@@ -5,6 +5,7 @@
 
 mod common;
 
+use chaperone_core::Clock as _;
 use common::browser::Browser;
 use common::{Person, Server, vendor, write};
 use serde_json::json;
@@ -130,5 +131,24 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
         .into_iter()
         .any(|e| e["action"] == "token.revoke" && e["resource"] == token_id.as_str());
     assert!(revoked, "signing out left the session usable");
+
+    // An auditor's report of the day: the wrong password, and the read.
+    let aud = s.person("aud", "auditor", None);
+    sign_in(&s, &browser, &aud);
+    assert_eq!(browser.count("#tab-reports"), 1);
+    browser.click("#tab-reports");
+    browser.displayed("#report-period");
+    let day = |offset: i64| s.clock.now().plus_secs(offset * 86_400).to_rfc3339()[..10].to_owned();
+    browser.run(&format!(
+        "document.querySelector('#report-from').value = '{}'; \
+         document.querySelector('#report-to').value = '{}';",
+        day(0),
+        day(1)
+    ));
+    browser.click("#report-period button[type=submit]");
+    let report = browser.wait_text("#report", "Failed logins: 1");
+    assert!(report.contains("secret.read"), "{report}");
+    assert!(report.contains("acme"), "{report}");
+    sign_out(&browser);
     s.assert_no_secret_logged();
 }

@@ -184,6 +184,7 @@ const TABS = [
   { id: 'vendors', label: 'Vendors', roles: ['admin', 'security', 'auditor', 'approver'], view: vendorsView },
   { id: 'findings', label: 'Findings', roles: ['admin', 'security', 'auditor', 'approver', 'member'], view: findingsView },
   { id: 'ledger', label: 'Ledger', roles: ['admin', 'security', 'auditor', 'contractor'], view: ledgerView },
+  { id: 'reports', label: 'Reports', roles: ['admin', 'security', 'auditor'], view: reportsView },
 ];
 
 function tabsFor(role) {
@@ -460,6 +461,64 @@ async function ledgerView(view) {
         e.outcome + (e.reasons && e.reasons.length ? ' (' + e.reasons.join(', ') + ')' : ''),
       ]))
       : el('p', { class: 'small', text: 'None to show.' }));
+}
+
+function counts(list) {
+  return list.length
+    ? table(['who', 'count'], list.map((c) => [personName(c.name), String(c.count)]))
+    : el('p', { class: 'small', text: 'None.' });
+}
+
+// A period's report: failed logins, data transfers, provisioning changes, anomalies and
+// each vendor's compliance, as the API computes it from the ledger.
+async function reportsView(view) {
+  const day = (offset) => new Date(Date.now() + offset * 86400000).toISOString().slice(0, 10);
+  const from = el('input', { id: 'report-from', type: 'date', value: day(-7) });
+  const to = el('input', { id: 'report-to', type: 'date', value: day(1) });
+  const out = el('div', { id: 'report' });
+  const form = el('form', { id: 'report-period' },
+    el('label', { class: 'inline' }, 'From ', from),
+    el('label', { class: 'inline' }, 'to (not included) ', to),
+    el('button', { type: 'submit', text: 'Report' }));
+  const load = async () => {
+    const query = '?from=' + encodeURIComponent(from.value) + '&to=' + encodeURIComponent(to.value);
+    const r = await api('GET', '/api/v1/reports' + query);
+    const anomalies = Object.entries(r.anomalies);
+    const changes = Object.entries(r.provisioning.counts);
+    out.replaceChildren(
+      el('p', { class: 'small', text: r.entries + ' ledger entries from ' + minute(r.from) + ' to ' + minute(r.to) + ' UTC.' }),
+      el('h3', { text: 'Failed logins: ' + r.failed_logins.total }),
+      el('h4', { text: 'By account' }), counts(r.failed_logins.by_account),
+      el('h4', { text: 'By address' }), counts(r.failed_logins.by_address),
+      el('h3', { text: 'Data transfers' }),
+      r.data_transfers.length
+        ? table(['action', 'total', 'top people', 'top vendors'], r.data_transfers.map((t) => [
+          t.action, String(t.total),
+          t.by_person.slice(0, 5).map((c) => personName(c.name) + ' ' + c.count).join(', '),
+          t.by_vendor.slice(0, 5).map((c) => c.name + ' ' + c.count).join(', '),
+        ]))
+        : el('p', { class: 'small', text: 'None.' }),
+      el('h3', { text: 'Provisioning changes' }),
+      changes.length ? table(['action', 'count'], changes.map(([a, n]) => [a, String(n)]))
+        : el('p', { class: 'small', text: 'None.' }),
+      el('h3', { text: 'Anomalies' }),
+      anomalies.length ? table(['kind', 'count'], anomalies.map(([k, n]) => [k, String(n)]))
+        : el('p', { class: 'small', text: 'None.' }),
+      el('h3', { text: 'Vendor compliance' }),
+      r.vendor_compliance.length
+        ? table(['vendor', 'status', 'levels', 'ending soon'], r.vendor_compliance.map((v) => [
+          v.vendor, v.status,
+          v.levels.map((l) => l.level + (l.met ? ': met' : ': not met' + (l.reason ? ' (' + l.reason + ')' : ''))).join('; '),
+          v.ending_soon.join(', '),
+        ]))
+        : el('p', { class: 'small', text: 'No vendors.' }));
+  };
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    guard(load);
+  });
+  view.append(el('h2', { text: 'Reports' }), form, out);
+  await load();
 }
 
 // ---------------------------------------------------------------------------------------
