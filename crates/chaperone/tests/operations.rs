@@ -940,15 +940,23 @@ fn rotate_from_the_cli_waits_for_the_rewrapping() {
     }
 }
 
+/// Two unsealed nodes on one new PostgreSQL database (initialised with 5 shares, 3 needed):
+/// the database, the shares, the initial admin token and the nodes.
+fn two_nodes() -> Option<(Db, Vec<String>, String, Server, Server)> {
+    let db = Db::postgres()?;
+    let (shares, token) = init(&db.url);
+    let quorum: Vec<&str> = shares[..3].iter().map(String::as_str).collect();
+    let a = serve(&db.url, db.dir.path(), &quorum);
+    let b = serve(&db.url, db.dir.path(), &quorum);
+    Some((db, shares, token, a, b))
+}
+
 #[test]
 fn a_rekey_on_one_node_is_the_one_every_node_checks_on_postgres() {
-    let Some(db) = Db::postgres() else {
+    let Some((_db, shares, token, a, b)) = two_nodes() else {
         return;
     };
-    let (shares, token) = init(&db.url);
     let old: Vec<&str> = shares.iter().map(String::as_str).collect();
-    let a = serve(&db.url, db.dir.path(), &old[..3]);
-    let b = serve(&db.url, db.dir.path(), &old[..3]);
     let out = ok(a.cli(
         &token,
         &["operator", "rekey", "--shares", "3", "--threshold", "2"],
@@ -995,13 +1003,9 @@ fn a_rekey_on_one_node_is_the_one_every_node_checks_on_postgres() {
 
 #[test]
 fn a_node_waiting_out_a_rotation_follows_a_newer_one_on_postgres() {
-    let Some(db) = Db::postgres() else {
+    let Some((_db, _, token, a, b)) = two_nodes() else {
         return;
     };
-    let (shares, token) = init(&db.url);
-    let old: Vec<&str> = shares.iter().map(String::as_str).collect();
-    let a = serve(&db.url, db.dir.path(), &old[..3]);
-    let b = serve(&db.url, db.dir.path(), &old[..3]);
     ok(a.cli(&token, &["secret", "put", "r/s", "v=value"], ""));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

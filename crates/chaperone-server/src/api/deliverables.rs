@@ -411,73 +411,70 @@ pub(crate) async fn submit(
         }
         kept.push(f);
     }
-    for f in kept {
-        let severity = f.severity.as_str();
+    let mut add = |severity: &str, title: String, details: Value| {
         let (op, finding) = new_finding(
             NewFinding {
                 source: "deliverable",
                 severity,
-                title: format!(
-                    "{} in {} of {name}, line {}",
-                    f.rule,
-                    member(&f.path),
-                    f.line
-                ),
+                title,
                 subject: id.clone(),
                 vendor_id: Some(vendor.id.clone()),
                 owner: owner.clone(),
                 due: now.plus_secs(7 * 86_400),
-                details: json!({
-                    "deliverable_id": id,
-                    "path": member(&f.path),
-                    "line": f.line,
-                    "rule": f.rule,
-                    "description": f.description,
-                    "shown": f.redacted,
-                    "fingerprint": f.fingerprint,
-                    // Which vault secret (path and field, never the value): for security.
-                    "secret": f.known,
-                    "occurrences": f.known.as_deref().and_then(|l| occurrences.get(l)).map(|(n, _)| n),
-                    "places": f.known.as_deref().and_then(|l| occurrences.get(l)).map(|(_, p)| p),
-                }),
+                details,
             },
             now,
         );
         ops.push(op);
         findings.push(finding);
+    };
+    for f in kept {
+        let counted = f.known.as_deref().and_then(|l| occurrences.get(l));
+        add(
+            f.severity.as_str(),
+            format!(
+                "{} in {} of {name}, line {}",
+                f.rule,
+                member(&f.path),
+                f.line
+            ),
+            json!({
+                "deliverable_id": id,
+                "path": member(&f.path),
+                "line": f.line,
+                "rule": f.rule,
+                "description": f.description,
+                "shown": f.redacted,
+                "fingerprint": f.fingerprint,
+                // Which vault secret (path and field, never the value): for security.
+                "secret": f.known,
+                "occurrences": counted.map(|(n, _)| n),
+                "places": counted.map(|(_, p)| p),
+            }),
+        );
     }
     // What could not be scanned is not taken for clean: it holds the deliverable in review
     // until someone has looked at it.
     let unscanned = report.skipped_binary + report.skipped_large;
     if unscanned > 0 {
-        let (op, finding) = new_finding(
-            NewFinding {
-                source: "deliverable",
-                severity: "high",
-                title: format!("{unscanned} part(s) of {name} could not be scanned"),
-                subject: id.clone(),
-                vendor_id: Some(vendor.id.clone()),
-                owner: owner.clone(),
-                due: now.plus_secs(7 * 86_400),
-                details: json!({
-                    "deliverable_id": id,
-                    "path": "",
-                    "line": 0,
-                    "rule": UNSCANNED,
-                    "description": format!(
-                        "{} binary and {} over the size or archive limits: review them by hand \
-                         before accepting the deliverable",
-                        report.skipped_binary, report.skipped_large
-                    ),
-                    "shown": "",
-                    "fingerprint": null,
-                    "secret": null,
-                }),
-            },
-            now,
+        add(
+            "high",
+            format!("{unscanned} part(s) of {name} could not be scanned"),
+            json!({
+                "deliverable_id": id,
+                "path": "",
+                "line": 0,
+                "rule": UNSCANNED,
+                "description": format!(
+                    "{} binary and {} over the size or archive limits: review them by hand \
+                     before accepting the deliverable",
+                    report.skipped_binary, report.skipped_large
+                ),
+                "shown": "",
+                "fingerprint": null,
+                "secret": null,
+            }),
         );
-        ops.push(op);
-        findings.push(finding);
     }
     let deliverable = Deliverable {
         id: id.clone(),
