@@ -4,7 +4,8 @@
 //! (`$XDG_CONFIG_HOME/chaperone/token` or `~/.config/chaperone/token`, mode 0600), never
 //! from a flag, so it does not show up in process listings or shell history. The server
 //! address comes from `--addr`, `CHAPERONE_ADDR`, the address saved by `chaperone login`, or
-//! `http://127.0.0.1:8420`, in that order.
+//! `http://127.0.0.1:8420`, in that order. A saved session's token goes only to the server
+//! it was saved for, and nothing is sent over plain HTTP to a host other than this machine.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -70,6 +71,45 @@ fn agent(ca_cert: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
     Ok(config.build().into())
 }
 
+/// An address as compared and used: without trailing slashes, scheme and host lowercased.
+fn same_server(addr: &str) -> String {
+    let addr = addr.trim().trim_end_matches('/');
+    match addr.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+            let mut out = format!(
+                "{}://{}",
+                scheme.to_ascii_lowercase(),
+                host.to_ascii_lowercase()
+            );
+            if !path.is_empty() {
+                out.push('/');
+                out.push_str(path);
+            }
+            out
+        }
+        None => addr.to_owned(),
+    }
+}
+
+/// Whether `base` is `http://` to a host other than this machine.
+fn plain_http_off_loopback(base: &str) -> bool {
+    let Some(rest) = base.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    // The host without the port: `[::1]:8420`, `127.0.0.1:8420`, `localhost:8420`.
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 /// A connection to one server.
 #[derive(Clone)]
 pub(crate) struct Client {
@@ -96,31 +136,48 @@ impl Client {
             .clone()
             .or_else(|| std::env::var_os("CHAPERONE_CACERT").map(Into::into));
         let agent = agent(ca_cert.as_deref()).map_err(|e| format!("{e:#}"));
-        let token = std::env::var("CHAPERONE_TOKEN")
-            .ok()
-            .or_else(|| session::read("token"))
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()));
+        let saved_addr = session::read("addr").map(|a| same_server(&a));
         let addr = args
             .addr
             .clone()
-            .or_else(|| session::read("addr").map(|a| a.trim().to_owned()))
+            .or_else(|| saved_addr.clone())
             .unwrap_or_else(|| "http://127.0.0.1:8420".to_owned());
-        Self {
-            agent,
-            base: addr.trim_end_matches('/').to_owned(),
-            token,
-        }
+        let base = same_server(&addr);
+        // The saved session belongs to the server it was saved for: another address given
+        // with --addr or CHAPERONE_ADDR does not get it (a token set in CHAPERONE_TOKEN is
+        // sent wherever the caller says).
+        let saved_token =
+            || session::read("token").filter(|_| saved_addr.as_deref() == Some(base.as_str()));
+        let token = std::env::var("CHAPERONE_TOKEN")
+            .ok()
+            .or_else(saved_token)
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()));
+        // Passwords, tokens and unseal shares do not cross a network in clear: the server
+        // refuses plain HTTP off loopback, and so does the client.
+        let agent = agent.and_then(|agent| match plain_http_off_loopback(&base) {
+            true => Err(format!(
+                "{base} is plain HTTP to another machine: use https:// (the server serves TLS \
+                 off loopback)"
+            )),
+            false => Ok(agent),
+        });
+        Self { agent, base, token }
     }
 
     /// A client for the server at `base` that presents no token.
     pub(crate) fn anonymous(base: &str) -> Self {
-        let mut client = Self::new(&ClientArgs {
+        Self::new(&ClientArgs {
             addr: Some(base.to_owned()),
             ca_cert: None,
-        });
-        client.token = None;
-        client
+        })
+        .without_token()
+    }
+
+    /// This client, presenting no token.
+    pub(crate) fn without_token(mut self) -> Self {
+        self.token = None;
+        self
     }
 
     /// Like [`Client::new`], but fails when no token is set.
@@ -401,5 +458,37 @@ mod tests {
         assert_eq!(query_value("Az09-._~"), "Az09-._~");
         assert_eq!(query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
         assert_eq!(query_value(""), "");
+    }
+
+    #[test]
+    fn addresses_compare_without_case_or_trailing_slashes() {
+        assert_eq!(
+            same_server("HTTPS://Vault.Example.com:8443/"),
+            "https://vault.example.com:8443"
+        );
+        assert_eq!(
+            same_server("http://127.0.0.1:8420//"),
+            "http://127.0.0.1:8420"
+        );
+        assert_eq!(same_server("https://h/Base/"), "https://h/Base");
+    }
+
+    #[test]
+    fn plain_http_is_for_this_machine_only() {
+        for local in [
+            "http://127.0.0.1:8420",
+            "http://localhost:8420",
+            "http://[::1]:8420",
+            "https://vault.example.com",
+        ] {
+            assert!(!plain_http_off_loopback(local), "{local}");
+        }
+        for remote in [
+            "http://vault.example.com:8420",
+            "http://10.0.0.5",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(plain_http_off_loopback(remote), "{remote}");
+        }
     }
 }

@@ -525,6 +525,25 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     assert!(out.contains("Logged in as carol (contractor)"), "{out}");
     #[cfg(unix)]
     assert_eq!(mode(&home.join("chaperone/token")), 0o600);
+    // The saved session goes only to the server it was saved for, and nothing goes over
+    // plain HTTP to another machine.
+    let elsewhere = server.addr.replace("127.0.0.1", "localhost");
+    let err = fails(run_cli_with(
+        &elsewhere,
+        "",
+        &home,
+        &["secret", "get", "acme/app/db"],
+        "",
+    ));
+    assert!(err.contains("not logged in"), "{err}");
+    let err = fails(run_cli_with(
+        "http://192.0.2.1:8420",
+        "",
+        &home,
+        &["login", "carol", "--password-stdin", "--totp", "000000"],
+        &format!("{password}\n"),
+    ));
+    assert!(err.contains("plain HTTP"), "{err}");
 
     // Nothing until a grant; then exactly the grant.
     let err = fails(carol(&["secret", "get", "acme/app/db"], ""));

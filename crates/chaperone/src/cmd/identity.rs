@@ -263,7 +263,10 @@ pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         first
     };
     let body = json!({ "code": args.code.trim(), "password": password.as_str() });
-    let answer = Client::new(&args.client).call(Method::Post, "auth/enroll", Some(&body))?;
+    let answer =
+        Client::new(&args.client)
+            .without_token()
+            .call(Method::Post, "auth/enroll", Some(&body))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
@@ -308,7 +311,8 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
     if let Some(code) = totp {
         body["totp"] = json!(code.trim());
     }
-    let client = Client::new(&client_args);
+    // A login presents no token: a session saved for another server must not reach this one.
+    let client = Client::new(&client_args).without_token();
     let answer = client.call(Method::Post, "auth/login", Some(&body))?;
     let token = Zeroizing::new(str_of(&answer["token"]).to_owned());
     let path = session::write("token", &token)?;
