@@ -120,6 +120,18 @@ impl Rewrap {
 }
 
 impl AppState {
+    /// Follows what another node may have stored: new keys take the newest generation,
+    /// whichever node started it, and the seal (shares and threshold) follows a rekey.
+    fn follow(&self, stored: &chaperone_store::KeyringRecord) {
+        self.advance_generation(stored.kek_generation);
+        self.update_unsealed(|record, _| {
+            if record.wrapped_root_key != stored.wrapped_root_key {
+                record.wrapped_root_key = stored.wrapped_root_key.clone();
+                record.seal = stored.seal;
+            }
+        });
+    }
+
     /// Moves the in-memory keyring to `generation` unless it is there already (or beyond).
     fn advance_generation(&self, generation: u32) {
         self.update_unsealed(|record, keyring| {
@@ -424,15 +436,7 @@ pub(crate) async fn background(state: Arc<AppState>) {
         let Ok(Some(stored)) = state.store.keyring().await else {
             continue;
         };
-        // New keys follow the newest generation, whichever node started it; the seal
-        // (shares and threshold) follows a rekey made on another node.
-        state.advance_generation(stored.kek_generation);
-        state.update_unsealed(|record, _| {
-            if record.wrapped_root_key != stored.wrapped_root_key {
-                record.wrapped_root_key = stored.wrapped_root_key.clone();
-                record.seal = stored.seal;
-            }
-        });
+        state.follow(&stored);
         if stored.rewrapped_generation >= stored.kek_generation {
             continue;
         }
@@ -472,10 +476,8 @@ enum PassError {
 /// background loop's poll does not, and new keys must not stay on the older generation
 /// for the length of a pass or of the cluster grace.
 async fn still_current(state: &AppState, target: u32) -> Result<bool, PassError> {
-    if let Some(stored) = state.store.keyring().await?
-        && stored.kek_generation > target
-    {
-        state.advance_generation(stored.kek_generation);
+    if let Some(stored) = state.store.keyring().await? {
+        state.follow(&stored);
     }
     Ok(state
         .unsealed_record()

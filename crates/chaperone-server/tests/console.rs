@@ -112,6 +112,11 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
     browser.click("button.link[data-path='ops/deploy']");
     browser.wait_text("#step-up", "TOTP");
     assert!(s.recorded("secret.read", "ops/deploy").is_empty());
+    // A mistyped code is said so, and the session goes on.
+    browser.type_into("#step-up-code", "000000");
+    browser.click("#step-up button[type=submit]");
+    browser.wait_text("#error", "code");
+    assert_eq!(browser.count("#console-box:not([hidden])"), 1);
     browser.type_into("#step-up-code", &s.code(&cy, 0));
     browser.click("#step-up button[type=submit]");
     browser.wait_text("#secret", value);

@@ -1336,6 +1336,9 @@ fn a_deliverable_never_tells_its_submitter_where_an_unreadable_vault_value_is() 
         assert!(finding["details"]["fingerprint"].is_null(), "{text}");
         if finding["details"]["rule"] == "known-value" {
             assert!(finding["details"]["line"].is_null(), "{text}");
+            // Nor how often, or the places of each copy.
+            assert!(finding["details"]["places"].is_null(), "{text}");
+            assert!(finding["details"]["occurrences"].is_null(), "{text}");
             assert!(
                 !finding["title"].as_str().unwrap().contains("line"),
                 "{text}"
@@ -1444,6 +1447,9 @@ fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
         .find(|f| f["details"]["deliverable_id"] == id && f["details"]["rule"] == "known-value")
         .unwrap();
     assert_eq!(known["details"]["occurrences"], 3, "{known}");
+    // The submitter reads their own ledger entries: the count there is of secrets too.
+    let submitted = s.recorded("deliverable.submit", id);
+    assert_eq!(submitted[0]["details"]["vault_matches"], 1, "{submitted:?}");
     assert_eq!(
         known["details"]["places"],
         json!([{ "path": "conf.env", "line": 1 }, { "path": "conf.env", "line": 3 },

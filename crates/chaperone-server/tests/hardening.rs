@@ -122,6 +122,26 @@ fn every_answer_carries_the_security_headers() {
         );
         assert!(refused.starts_with("HTTP/1.1 415"), "{refused}");
     }
+    // Whatever its type, a browser's request from another site is refused, on the
+    // Vault-compatible login too.
+    for (path, body) in [
+        ("/api/v1/auth/login", r#"{"user":"nobody","password":"x"}"#),
+        ("/v1/auth/userpass/login/nobody", r#"{"password":"x"}"#),
+    ] {
+        let refused = raw(
+            &s,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nSec-Fetch-Site: cross-site\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+        // (Vault's answer to any refusal is "permission denied".)
+        assert!(
+            refused.contains("cross_site") || refused.contains("permission denied"),
+            "{refused}"
+        );
+    }
     assert!(
         !s.ledger().iter().any(|e| e["action"] == "auth.login"),
         "a refused body is no login attempt"

@@ -261,28 +261,52 @@ pub enum AuditError {
 impl crate::DatabaseUrl {
     /// The URL without its password, and the password (percent-decoded), for PostgreSQL's
     /// own tools: the password goes to them in `PGPASSWORD`, never on a command line that
-    /// other users can read in the process list.
+    /// other users can read in the process list. A password given as a query parameter
+    /// (`?password=`) is taken out the same way; other parameters that hold a password
+    /// (`sslpassword`) are dropped, and libpq then asks for them or reads them from its own
+    /// files.
     pub fn split_password(&self) -> (String, Option<zeroize::Zeroizing<String>>) {
         let url = &self.url;
         let Some(scheme_end) = url.find("://") else {
             return (url.clone(), None);
         };
-        let rest = &url[scheme_end + 3..];
+        let (main, query) = url
+            .split_once('?')
+            .map_or((url.as_str(), None), |(m, q)| (m, Some(q)));
+        let mut password = None;
+        let mut bare = main.to_owned();
+        let rest = &main[scheme_end + 3..];
         let authority_end = rest.find('/').unwrap_or(rest.len());
-        let Some(at) = rest[..authority_end].rfind('@') else {
-            return (url.clone(), None);
-        };
-        let Some(colon) = rest[..at].find(':') else {
-            return (url.clone(), None);
-        };
-        let password = percent_decode(&rest[colon + 1..at]);
-        let bare = format!(
-            "{}{}{}",
-            &url[..scheme_end + 3],
-            &rest[..colon],
-            &rest[at..]
-        );
-        (bare, Some(zeroize::Zeroizing::new(password)))
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            password = Some(zeroize::Zeroizing::new(percent_decode(
+                &rest[colon + 1..at],
+            )));
+            bare = format!(
+                "{}{}{}",
+                &main[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            );
+        }
+        if let Some(query) = query {
+            let mut kept = Vec::new();
+            for pair in query.split('&') {
+                let name = pair.split('=').next().unwrap_or_default();
+                if name.eq_ignore_ascii_case("password") {
+                    let value = pair.split_once('=').map_or("", |(_, v)| v);
+                    password = Some(zeroize::Zeroizing::new(percent_decode(value)));
+                } else if !name.to_ascii_lowercase().contains("password") {
+                    kept.push(pair);
+                }
+            }
+            if !kept.is_empty() {
+                bare.push('?');
+                bare.push_str(&kept.join("&"));
+            }
+        }
+        (bare, password)
     }
 }
 
@@ -362,5 +386,17 @@ mod tests {
             url.split_password(),
             ("postgres://app@localhost/c".into(), None)
         );
+        // A password in the query string leaves the URL too, and so does any other
+        // password-bearing parameter.
+        let url = DatabaseUrl::parse(
+            "postgres://app@db/c?sslmode=require&password=hun%26ter2&sslpassword=x&application_name=c",
+        )
+        .unwrap();
+        let (bare, password) = url.split_password();
+        assert_eq!(
+            bare,
+            "postgres://app@db/c?sslmode=require&application_name=c"
+        );
+        assert_eq!(password.as_deref().map(String::as_str), Some("hun&ter2"));
     }
 }

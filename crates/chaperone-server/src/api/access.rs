@@ -438,18 +438,17 @@ async fn decidable(
     // Earlier approvals count only while their authors still may approve.
     let people = state.store.list_people().await?;
     request.approvals.retain(|a| {
-        creator.as_deref() != Some(a.by.as_str())
-            && people.iter().any(|p| {
-                p.id == a.by
-                    && p.disabled_at.is_none()
-                    && p.vendor_id.is_none()
-                    && p.role
-                        .parse::<Role>()
-                        .is_ok_and(|r| request.approver_roles.contains(&r))
-            })
-            || (a.by == super::governance::ROOT_ACTOR
-                && request.approver_roles.contains(&Role::Admin)
-                && request.approvals_needed < 2)
+        let may_approve = people.iter().any(|p| {
+            p.id == a.by
+                && p.disabled_at.is_none()
+                && p.vendor_id.is_none()
+                && p.role
+                    .parse::<Role>()
+                    .is_ok_and(|r| request.approver_roles.contains(&r))
+        }) || (a.by == super::governance::ROOT_ACTOR
+            && request.approver_roles.contains(&Role::Admin)
+            && request.approvals_needed < 2);
+        may_approve && creator.as_deref() != Some(a.by.as_str())
     });
     Ok((record, request))
 }

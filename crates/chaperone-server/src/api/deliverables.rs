@@ -216,7 +216,15 @@ pub(crate) async fn findings_for(
         };
         if !viewer.sees_where(finding) {
             finding.title = "known-value in a deliverable you submitted".into();
-            for field in ["path", "line", "shown", "secret", "fingerprint"] {
+            for field in [
+                "path",
+                "line",
+                "shown",
+                "secret",
+                "fingerprint",
+                "occurrences",
+                "places",
+            ] {
                 finding.details[field] = Value::Null;
             }
         } else if *any_hidden {
@@ -388,7 +396,6 @@ pub(crate) async fn submit(
     let owner = super::governance::active_owner(&state, &vendor).await?;
     let mut ops = Vec::new();
     let mut findings = Vec::new();
-    let mut vault_matches = 0;
     // One finding per vault secret, however often its value occurs (with the count and the
     // first places, for security): a submitter who may not see where a value is would
     // otherwise tell guesses apart by repeating each a different number of times and
@@ -396,17 +403,16 @@ pub(crate) async fn submit(
     let mut occurrences: HashMap<&str, (usize, Vec<Value>)> = HashMap::new();
     let mut kept = Vec::new();
     for f in &report.findings {
-        if f.rule == KNOWN_VALUE {
-            vault_matches += 1;
-            if let Some(label) = f.known.as_deref() {
-                let (count, places) = occurrences.entry(label).or_default();
-                *count += 1;
-                if places.len() < MAX_PLACES {
-                    places.push(json!({ "path": member(&f.path), "line": f.line }));
-                }
-                if *count > 1 {
-                    continue;
-                }
+        if f.rule == KNOWN_VALUE
+            && let Some(label) = f.known.as_deref()
+        {
+            let (count, places) = occurrences.entry(label).or_default();
+            *count += 1;
+            if places.len() < MAX_PLACES {
+                places.push(json!({ "path": member(&f.path), "line": f.line }));
+            }
+            if *count > 1 {
+                continue;
             }
         }
         kept.push(f);
@@ -508,7 +514,8 @@ pub(crate) async fn submit(
             ("size", content.len().into()),
             ("sha256", deliverable.sha256.clone().into()),
             ("findings", findings.len().into()),
-            ("vault_matches", vault_matches.into()),
+            // Distinct vault secrets, not occurrences: the submitter reads this entry.
+            ("vault_matches", occurrences.len().into()),
         ],
     );
     state.store.apply(ops, vec![event]).await?;

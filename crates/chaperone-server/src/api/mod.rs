@@ -1083,28 +1083,44 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // Security decision: a native request that carries no credentials (a login, an
-        // unseal share, a share link's proof) must say it is JSON. A page on any site can
-        // make a visitor's browser send a "simple" cross-origin POST (text/plain, no
-        // preflight), but not one with this type unless the server consents through CORS,
-        // which it never does: so no page can reset unseal progress or spend an account's
-        // lockout attempts through the browsers of the people who visit it. Requests with a
-        // token are out of a page's reach anyway, and the Vault-compatible routes keep
-        // Vault's leniency for its clients.
+        // Security decision: a page on any site can make a visitor's browser send a
+        // "simple" cross-origin POST (text/plain or no type, no preflight). For a request
+        // that carries no credentials (a login, an unseal share, a share link's proof) that
+        // would let any page reset unseal progress or spend an account's lockout attempts
+        // through the browsers of the people who visit it. So such a request is refused
+        // when the browser says it comes from another site (`Sec-Fetch-Site`, which every
+        // current browser sends and no other client does), and on the native routes it
+        // must also say it is JSON, which a page elsewhere cannot do without the server's
+        // CORS consent, never given. Requests with a token are out of a page's reach
+        // anyway, and the Vault-compatible routes keep Vault's leniency on content types
+        // for its clients.
         let headers = req.headers();
         let credentials = headers.contains_key(axum::http::header::AUTHORIZATION)
             || headers.contains_key("x-vault-token");
-        let json = headers
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if req.uri().path().starts_with("/api/") && !credentials && !json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON, with Content-Type: application/json",
-            ));
+        if !credentials {
+            let elsewhere = headers
+                .get("sec-fetch-site")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| !matches!(v, "same-origin" | "none"));
+            if elsewhere {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "cross_site",
+                    "requests from pages of other sites are refused",
+                ));
+            }
+            let json = headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+            if req.uri().path().starts_with("/api/") && !json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as JSON, with Content-Type: application/json",
+                ));
+            }
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await

@@ -117,47 +117,57 @@ async function sharePage() {
     // hide what the first one showed.
     if (reveal.disabled) return;
     reveal.disabled = true;
-    const headers = {};
-    let session = null;
-    if (meta.restricted) {
-      const login = await postJson('/api/v1/auth/login', {
-        user: $('#user').value, password: $('#password').value, totp: $('#totp').value,
-      });
-      if (!login.ok) return retry(await errorOf(login, 'The login failed.'), reveal);
-      session = await login.json();
-      headers.Authorization = 'Bearer ' + session.token;
-    }
-    const passphrase = meta.needs_passphrase ? $('#passphrase').value : null;
-    const opened = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/open', { proof, passphrase }, headers);
-    if (session) {
-      // The session existed only to open this link: end it.
-      await fetch('/api/v1/auth/tokens/' + encodeURIComponent(session.token_id), {
-        method: 'DELETE', headers: { Authorization: 'Bearer ' + session.token }, credentials: 'omit',
-      }).catch(() => {});
-    }
-    if (!opened.ok) {
-      const message = await errorOf(opened, 'The link could not be opened.');
-      return correctable(opened) ? retry(message, reveal) : fail(message);
-    }
-    let result;
     try {
-      result = await decrypt(id, keyText, new Uint8Array(await opened.arrayBuffer()));
+      await openShare(id, keyText, proof, meta, reveal);
     } catch (_) {
-      return fail('The content could not be decrypted: the link is damaged or its key is wrong.');
-    }
-    if (result.header.type === 'file') {
-      // Always a download, whatever type the sender claimed.
-      const blob = new Blob([result.content], { type: 'application/octet-stream' });
-      const link = $('#download');
-      link.href = URL.createObjectURL(blob);
-      link.download = result.header.name || 'download';
-      link.textContent = 'Download ' + (result.header.name || 'the file');
-      show('file-box');
-    } else {
-      $('#secret').textContent = new TextDecoder().decode(result.content);
-      show('secret-box');
+      retry('The server could not be reached; try again.', reveal);
     }
   });
+}
+
+// Opens the share and shows what it holds; a refusal the visitor can correct re-enables
+// the button.
+async function openShare(id, keyText, proof, meta, reveal) {
+  const headers = {};
+  let session = null;
+  if (meta.restricted) {
+    const login = await postJson('/api/v1/auth/login', {
+      user: $('#user').value, password: $('#password').value, totp: $('#totp').value,
+    });
+    if (!login.ok) return retry(await errorOf(login, 'The login failed.'), reveal);
+    session = await login.json();
+    headers.Authorization = 'Bearer ' + session.token;
+  }
+  const passphrase = meta.needs_passphrase ? $('#passphrase').value : null;
+  const opened = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/open', { proof, passphrase }, headers);
+  if (session) {
+    // The session existed only to open this link: end it.
+    await fetch('/api/v1/auth/tokens/' + encodeURIComponent(session.token_id), {
+      method: 'DELETE', headers: { Authorization: 'Bearer ' + session.token }, credentials: 'omit',
+    }).catch(() => {});
+  }
+  if (!opened.ok) {
+    const message = await errorOf(opened, 'The link could not be opened.');
+    return correctable(opened) ? retry(message, reveal) : fail(message);
+  }
+  let result;
+  try {
+    result = await decrypt(id, keyText, new Uint8Array(await opened.arrayBuffer()));
+  } catch (_) {
+    return fail('The content could not be decrypted: the link is damaged or its key is wrong.');
+  }
+  if (result.header.type === 'file') {
+    // Always a download, whatever type the sender claimed.
+    const blob = new Blob([result.content], { type: 'application/octet-stream' });
+    const link = $('#download');
+    link.href = URL.createObjectURL(blob);
+    link.download = result.header.name || 'download';
+    link.textContent = 'Download ' + (result.header.name || 'the file');
+    show('file-box');
+  } else {
+    $('#secret').textContent = new TextDecoder().decode(result.content);
+    show('secret-box');
+  }
 }
 
 async function requestPage() {

@@ -67,7 +67,7 @@ async function guard(action) {
   try {
     await action();
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return;
+    if (!session) return; // the session ended: the sign-in form says why
     showError(e instanceof ApiError ? e.message : 'Something went wrong: ' + e.message);
   }
 }
@@ -94,7 +94,10 @@ async function api(method, path, body) {
   const response = await fetch(path, init);
   if (!response.ok) {
     const error = await errorOf(response);
-    if (response.status === 401) end('Your session has ended (' + error.message + '). Sign in again.');
+    // A wrong step-up code is a 401 too, and the session lives on.
+    if (response.status === 401 && error.code !== 'invalid_credentials') {
+      end('Your session has ended (' + error.message + '). Sign in again.');
+    }
     throw new ApiError(response.status, error.code, error.message);
   }
   if (response.status === 204) return null;
@@ -197,7 +200,7 @@ async function start() {
   try {
     me = await api('GET', '/api/v1/auth/self');
   } catch (e) {
-    if (!(e instanceof ApiError && e.status === 401)) end('The server could not be reached: ' + e.message);
+    if (session) end('The server could not be reached: ' + e.message);
     return;
   }
   session.role = me.role;
