@@ -78,10 +78,14 @@ pub fn check_new_password(password: &Password) -> Result<(), PasswordRuleError> 
     if text.chars().count() < MIN_PASSWORD_CHARS {
         return Err(PasswordRuleError::TooShort);
     }
-    let lower = text.to_lowercase();
+    let lower = zeroize::Zeroizing::new(text.to_lowercase());
     let mut chars = lower.chars();
     let first = chars.next();
-    if chars.all(|c| Some(c) == first) || COMMON_PASSWORDS.lines().any(|common| common == lower) {
+    if chars.all(|c| Some(c) == first)
+        || COMMON_PASSWORDS
+            .lines()
+            .any(|common| common == lower.as_str())
+    {
         return Err(PasswordRuleError::Common);
     }
     Ok(())

@@ -55,7 +55,7 @@ impl Share {
         bytes.extend_from_slice(self.y.as_ref());
         let sum = checksum(&bytes);
         bytes.extend_from_slice(&sum);
-        Zeroizing::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&bytes)))
+        crate::secret_text(PREFIX, &bytes)
     }
 
     /// Parses the text form; whitespace around it is ignored.

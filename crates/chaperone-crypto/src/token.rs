@@ -7,8 +7,6 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -27,10 +25,7 @@ impl ApiToken {
     pub fn generate() -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);
         random_bytes(bytes.as_mut());
-        Self(Zeroizing::new(format!(
-            "{TOKEN_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(bytes.as_ref())
-        )))
+        Self(crate::secret_text(TOKEN_PREFIX, bytes.as_ref()))
     }
 
     /// Wraps a token presented by a client. The text is not validated: an unknown token simply

@@ -1050,3 +1050,33 @@ fn a_node_waiting_out_a_rotation_follows_a_newer_one_on_postgres() {
     let value = ok(a.cli(&token, &["secret", "get", "r/s", "--field", "v"], ""));
     assert_eq!(value.trim(), "value");
 }
+
+#[test]
+fn init_stores_nothing_when_the_shares_cannot_be_written_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("init.db").display());
+    // Standard output closed before anything is written: the shares would reach nobody.
+    let mut child = Command::new(BIN)
+        .args([
+            "init",
+            "--shares",
+            "3",
+            "--threshold",
+            "2",
+            "--database-url",
+            &url,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let failed = child.wait_with_output().unwrap();
+    assert!(!failed.status.success());
+    let error = String::from_utf8_lossy(&failed.stderr);
+    assert!(error.contains("nothing was initialised"), "{error}");
+    // So the database can still be initialised, and its shares are the ones printed.
+    let (shares, _) = init(&url);
+    assert_eq!(shares.len(), 5);
+}

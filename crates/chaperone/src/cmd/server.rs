@@ -210,27 +210,59 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         let key = UnsealKey::generate();
         let shares = shamir::split(key.expose(), args.shares, args.threshold)?;
         let token = ApiToken::generate();
-        let seal = SealConfig::Shamir { shares: args.shares, threshold: args.threshold };
-        match chaperone_server::initialize(&store, &key, seal, &token, SystemClock.now()).await {
-            Err(StoreError::AlreadyInitialized) => {
-                bail!("{:?} was initialised by someone else meanwhile", config.database_url)
-            }
-            other => other?,
+        let seal = SealConfig::Shamir {
+            shares: args.shares,
+            threshold: args.threshold,
+        };
+        // The shares and the token are written out (and flushed) before anything is
+        // stored: a database initialised with shares nobody received could never be
+        // unsealed, and could not be initialised again either.
+        // Sized once, so that no copy of the shares is left behind by a reallocation.
+        let mut text = zeroize::Zeroizing::new(String::with_capacity(64 * 1024));
+        text.push_str(&format!(
+            "The unseal key was split into {} shares; any {} of them unseal the server.\n\
+             Give each share to a different person. They are shown only now and stored nowhere.\n\n",
+            args.shares, args.threshold
+        ));
+        for share in &shares {
+            let line = format!("Unseal share {}: {}\n", share.index(), share.to_text().as_str());
+            text.push_str(&zeroize::Zeroizing::new(line));
         }
-        store.close().await;
+        let line = format!("\nInitial admin token: {}\n", token.expose());
+        text.push_str(&zeroize::Zeroizing::new(line));
+        text.push_str("(shown once; the server keeps only its hash)\n\n");
         let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .context("cannot write the shares out: nothing was initialised")?;
+        let done =
+            chaperone_server::initialize(&store, &key, seal, &token, SystemClock.now()).await;
+        // The keyring is stored before the ledger's signing key, which the server also makes
+        // at its first start when missing: once the keyring is in, these shares are the ones.
+        let stored = done.is_err() && matches!(store.keyring().await, Ok(Some(_)));
+        store.close().await;
+        match done {
+            Ok(()) => {}
+            Err(StoreError::AlreadyInitialized) => bail!(
+                "{:?} was initialised by someone else meanwhile: the shares and token above \
+                 are void, discard them",
+                config.database_url
+            ),
+            Err(other) if stored => eprintln!(
+                "warning: the ledger's signing key was not made ({other}); the server makes it \
+                 at its first start"
+            ),
+            Err(other) => {
+                return Err(anyhow::Error::new(other).context(
+                    "initialising failed: the shares and token above are void, discard them",
+                ));
+            }
+        }
+        writeln!(out, "Initialised {:?}.", config.database_url)?;
         writeln!(
             out,
-            "Initialised {:?}.\n\nThe unseal key was split into {} shares; any {} of them unseal the server.\n\
-             Give each share to a different person. They are shown only now and stored nowhere.\n",
-            config.database_url, args.shares, args.threshold
+            "Next: start `chaperone server --config FILE`, then run `chaperone unseal`."
         )?;
-        for share in &shares {
-            writeln!(out, "Unseal share {}: {}", share.index(), share.to_text().as_str())?;
-        }
-        writeln!(out, "\nInitial admin token: {}", token.expose())?;
-        writeln!(out, "(shown once; the server keeps only its hash)\n")?;
-        writeln!(out, "Next: start `chaperone server --config FILE`, then run `chaperone unseal`.")?;
         Ok(())
     })
 }
@@ -438,8 +470,10 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> 
     let mut file = options
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // On the open file, not by path: the path may have been swapped for a link since.
     #[cfg(unix)]
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
     file.write_all(contents)?;
     file.sync_all()
         .with_context(|| format!("cannot sync {}", path.display()))
