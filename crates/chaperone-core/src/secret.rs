@@ -51,6 +51,9 @@ pub enum Cas {
     None,
     /// The secret's current version must be this one; `0` means "only if the secret is absent".
     Version(u64),
+    /// Like [`Cas::Version`], and that version must still be readable: the write merges
+    /// into it (a patch), so one deleted or destroyed meanwhile must not come back.
+    Merge(u64),
 }
 
 /// Why a key/value operation is refused by the rules (not by storage).
@@ -112,8 +115,10 @@ pub fn check_cas(current: u64, cas: Cas, cas_required: bool) -> Result<(), KvErr
     match cas {
         Cas::None if cas_required => Err(KvError::CasRequired),
         Cas::None => Ok(()),
-        Cas::Version(expected) if expected == current => Ok(()),
-        Cas::Version(expected) => Err(KvError::CasMismatch { expected, current }),
+        Cas::Version(expected) | Cas::Merge(expected) if expected == current => Ok(()),
+        Cas::Version(expected) | Cas::Merge(expected) => {
+            Err(KvError::CasMismatch { expected, current })
+        }
     }
 }
 

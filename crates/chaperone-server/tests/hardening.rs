@@ -428,6 +428,48 @@ fn a_version_change_names_a_bounded_list_of_versions() {
     let deletes = s.recorded("secret.delete", "team/db");
     assert_eq!(deletes.len(), 1, "{deletes:?}");
     assert_eq!(deletes[0]["details"]["versions"], serde_json::json!([1]));
+    // The entry names what the request changed: the current version when none is named,
+    // nothing for a version already deleted.
+    for (method, route, body, changed) in [
+        (
+            "DELETE",
+            "/api/v1/secrets/data/team/db",
+            None,
+            serde_json::json!([2]),
+        ),
+        (
+            "POST",
+            "/api/v1/secrets/delete/team/db",
+            Some(serde_json::json!({ "versions": [1] })),
+            serde_json::json!([]),
+        ),
+    ] {
+        s.ok(method, route, Some(&s.admin), body);
+        let last = s.recorded("secret.delete", "team/db").pop().unwrap();
+        assert_eq!(last["details"]["versions"], changed, "{last}");
+    }
+    // A write names the version it made, and what it pruned.
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "max_versions": 2 })),
+    );
+    let settings = s
+        .recorded("secret.metadata_write", "team/db")
+        .pop()
+        .unwrap();
+    assert_eq!(settings["details"]["max_versions"], 2, "{settings}");
+    common::write(&s, "team/db", "v3-Rk33");
+    let written = s.recorded("secret.write", "team/db").pop().unwrap();
+    assert_eq!(
+        (
+            &written["details"]["version"],
+            &written["details"]["pruned_below"]
+        ),
+        (&serde_json::json!(3), &serde_json::json!(2)),
+        "{written}"
+    );
 }
 
 #[test]

@@ -75,6 +75,8 @@ pub struct WrittenVersion {
     pub meta: VersionMeta,
     /// The secret's custom metadata.
     pub custom_metadata: BTreeMap<String, String>,
+    /// Versions below this one were pruned by this write (`max_versions`).
+    pub pruned_below: Option<u64>,
 }
 
 impl Store {
@@ -93,6 +95,17 @@ impl Store {
         self.change_touching(Touches::Secrets, move |conn| {
             Box::pin(async move {
                 let written = put_version_in(conn, &path, cas, settings, now, seal).await?;
+                // The entries name the version written and what it pruned, which only
+                // the transaction knows.
+                let mut events = events;
+                for event in &mut events {
+                    event
+                        .details
+                        .insert("version".into(), written.meta.version.into());
+                    if let Some(below) = written.pruned_below {
+                        event.details.insert("pruned_below".into(), below.into());
+                    }
+                }
                 Ok((written, events))
             })
         })
@@ -314,8 +327,19 @@ impl Store {
         let (path, versions, events) = (path.clone(), versions.to_vec(), events.to_vec());
         self.change_touching(Touches::Secrets, move |conn| {
             Box::pin(async move {
-                let found = change_versions_in(conn, &path, &versions, change, now).await?;
-                Ok((found, if found { events } else { Vec::new() }))
+                let Some(changed) = change_versions_in(conn, &path, &versions, change, now).await?
+                else {
+                    return Ok((false, Vec::new()));
+                };
+                // The entries name the versions this change did change (the current one
+                // when none was named; none already in the state asked for).
+                let mut events = events;
+                for event in &mut events {
+                    event
+                        .details
+                        .insert("versions".into(), changed.clone().into());
+                }
+                Ok((true, events))
             })
         })
         .await
@@ -351,6 +375,26 @@ async fn put_version_in(
     let head = SecretHead::from_row(&row)?;
     let version = head.current_version;
     check_cas(version - 1, cas, head.cas_required || settings.cas_required)?;
+    if let Cas::Merge(base) = cas {
+        // The version merged into was read before this change: a delete or destroy of it
+        // committed meanwhile leaves the version number as it was, so it is checked here.
+        let readable = sqlx::query(
+            "SELECT 1 FROM secret_versions WHERE secret_id = $1 AND version = $2 \
+             AND deleted_at IS NULL AND destroyed_at IS NULL",
+        )
+        .bind(head.id)
+        .bind(to_i64(base))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("checking the version merged into"))?;
+        if readable.is_none() {
+            return Err(chaperone_core::secret::KvError::CasMismatch {
+                expected: base,
+                current: base,
+            }
+            .into());
+        }
+    }
     let custom: String = row
         .try_get("custom_metadata")
         .map_err(|e| StoreError::Corrupt(format!("secret row: {e}")))?;
@@ -375,7 +419,8 @@ async fn put_version_in(
 
     let keep = head.max_versions.unwrap_or(settings.max_versions);
     let oldest = pruned_below(version, keep).max(head.oldest_version.max(1));
-    if oldest != head.oldest_version {
+    let pruned = (oldest != head.oldest_version).then_some(oldest);
+    if pruned.is_some() {
         sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1 AND version < $2")
             .bind(head.id)
             .bind(to_i64(oldest))
@@ -396,6 +441,7 @@ async fn put_version_in(
             state: VersionState::Active,
         },
         custom_metadata,
+        pruned_below: pruned,
     })
 }
 
@@ -472,7 +518,7 @@ async fn change_versions_in(
     versions: &[u64],
     change: VersionChange,
     now: Timestamp,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Vec<u64>>, StoreError> {
     let row = sqlx::query(
         "UPDATE secrets SET updated_at = $2 WHERE path = $1 \
          RETURNING id, current_version, oldest_version, max_versions, cas_required",
@@ -482,7 +528,7 @@ async fn change_versions_in(
     .fetch_optional(&mut *conn)
     .await
     .map_err(db("locking a secret"))?;
-    let Some(row) = row else { return Ok(false) };
+    let Some(row) = row else { return Ok(None) };
     let head = SecretHead::from_row(&row)?;
     let current = [head.current_version];
     let versions = if versions.is_empty() {
@@ -505,18 +551,23 @@ async fn change_versions_in(
              WHERE secret_id = $1 AND version = $2 AND destroyed_at IS NULL"
         }
     };
+    let mut changed = Vec::new();
     for &version in versions {
         let query = sqlx::query(sql).bind(head.id).bind(to_i64(version));
         let query = match change {
             VersionChange::Undelete => query,
             VersionChange::Delete | VersionChange::Destroy => query.bind(now.unix_nanos()),
         };
-        query
+        let rows = query
             .execute(&mut *conn)
             .await
-            .map_err(db("changing a version"))?;
+            .map_err(db("changing a version"))?
+            .rows_affected();
+        if rows > 0 && !changed.contains(&version) {
+            changed.push(version);
+        }
     }
-    Ok(true)
+    Ok(Some(changed))
 }
 
 #[derive(Clone, Copy)]

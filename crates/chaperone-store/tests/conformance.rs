@@ -144,6 +144,7 @@ conformance!(
     check_and_set,
     old_versions_are_pruned,
     delete_undelete_destroy,
+    a_merge_needs_its_version_still_readable,
     listing_by_prefix,
     deleting_a_secret_never_reuses_its_id,
     keyring_and_tokens,
@@ -369,6 +370,37 @@ async fn old_versions_are_pruned(f: &Fixture) {
         meta.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
         [6]
     );
+}
+
+/// A merge (a patch) into a version deleted or destroyed since it was read is refused: the
+/// version number has not moved, but the value merged into must not come back.
+async fn a_merge_needs_its_version_still_readable(f: &Fixture) {
+    put(f, "m", "a", Cas::None).await.unwrap();
+    assert_eq!(put(f, "m", "b", Cas::Merge(1)).await.unwrap(), 2);
+    let p = path("m");
+    assert!(f.store.delete_versions(&p, &[], t(10), &[]).await.unwrap());
+    let refused = put(f, "m", "c", Cas::Merge(2)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Kv(KvError::CasMismatch { .. }))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        f.store
+            .read_version(&p, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .version,
+        2
+    );
+    // A plain write (no merge) still goes ahead.
+    assert_eq!(put(f, "m", "d", Cas::Version(2)).await.unwrap(), 3);
+    f.store
+        .destroy_versions(&p, &[3], t(11), &[])
+        .await
+        .unwrap();
+    assert!(put(f, "m", "e", Cas::Merge(3)).await.is_err());
 }
 
 async fn delete_undelete_destroy(f: &Fixture) {

@@ -174,7 +174,7 @@ pub(crate) async fn write_version(
     let keyring = unsealed(state)?;
     let now = state.clock.now();
     let mut record = Record::new("secret.write", path.as_str(), Outcome::Success);
-    if let Cas::Version(v) = cas {
+    if let Cas::Version(v) | Cas::Merge(v) = cas {
         record.details.insert("cas".into(), v.into());
     }
     let token = actor.token.clone().unwrap_or_default();
@@ -435,7 +435,24 @@ pub(crate) async fn apply_metadata(
     if let Some(metadata) = &update.custom_metadata {
         chaperone_core::secret::check_custom_metadata(metadata)?;
     }
-    let record = Record::new("secret.metadata_write", path.as_str(), Outcome::Success);
+    // What changed, so that a lowered `max_versions` (which prunes history at the next
+    // write) is seen in the ledger; custom metadata values are the owner's notes and are
+    // not copied, only how many there are.
+    let mut record = Record::new("secret.metadata_write", path.as_str(), Outcome::Success);
+    if let Some(max) = update.max_versions {
+        let max = max.map_or(0, |m| u64::from(m.get()));
+        record.details.insert("max_versions".into(), max.into());
+    }
+    if let Some(required) = update.cas_required {
+        record
+            .details
+            .insert("cas_required".into(), required.into());
+    }
+    if let Some(custom) = &update.custom_metadata {
+        record
+            .details
+            .insert("custom_metadata_keys".into(), custom.len().into());
+    }
     let events = [state.event(info, caller.actor(), record)];
     state
         .store

@@ -189,7 +189,7 @@ pub(crate) async fn patch(
         caller.actor(),
         &info,
         &path,
-        Cas::Version(current),
+        Cas::Merge(current),
         plaintext,
     )
     .await
