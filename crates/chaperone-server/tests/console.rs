@@ -121,6 +121,20 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
     browser.click("#step-up button[type=submit]");
     browser.wait_text("#secret", value);
     assert_eq!(s.recorded("secret.read", "ops/deploy").len(), 1);
+    // Their own entries, as theirs; on a phone-sized window the page itself does not
+    // scroll sideways (wide tables scroll in their own box).
+    browser.click("#tab-ledger");
+    let mine = browser.wait_text("#view-ledger", "secret.read");
+    assert!(mine.contains("you"), "{mine}");
+    browser.resize(420, 800);
+    let widths = browser.run(
+        "return [window.innerWidth, document.documentElement.scrollWidth, \
+         document.querySelector('#view-ledger table').scrollWidth];",
+    );
+    // The ledger's table is wider than the window, and scrolls in its own box.
+    assert!(widths[2].as_i64() > widths[0].as_i64(), "{widths}");
+    assert!(widths[1].as_i64() <= widths[0].as_i64(), "{widths}");
+    browser.resize(1280, 900);
 
     // Signing out revokes the session on the server, not only in the page.
     let session = s

@@ -389,7 +389,10 @@ pub(crate) async fn verify(
 pub(crate) struct SelfResponse {
     token_id: String,
     kind: &'static str,
+    /// The person's name, if the token belongs to one.
     person: Option<String>,
+    /// The person's id, as the ledger names them.
+    person_id: Option<String>,
     role: String,
 }
 
@@ -407,6 +410,7 @@ pub(crate) async fn whoami(
         token_id: caller.token_id,
         kind: caller.kind.as_str(),
         person,
+        person_id: caller.person_id,
         role: caller.principal.role.to_string(),
     }))
 }

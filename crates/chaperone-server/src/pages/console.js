@@ -43,16 +43,18 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// A table that scrolls sideways on its own on a narrow screen, not the whole page.
 function table(headings, rows) {
-  return el('table', {},
+  return el('div', { class: 'scroll' }, el('table', {},
     el('thead', {}, el('tr', {}, ...headings.map((h) => el('th', { text: h })))),
-    el('tbody', {}, ...rows.map((cells) => el('tr', {}, ...cells.map((c) => el('td', {}, c))))));
+    el('tbody', {}, ...rows.map((cells) => el('tr', {}, ...cells.map((c) => el('td', {}, c)))))));
 }
 
 function showError(message) {
   const box = $('#error');
   box.textContent = message;
   box.hidden = !message;
+  if (message) box.scrollIntoView({ block: 'nearest' });
 }
 
 function notice(message) {
@@ -61,14 +63,23 @@ function notice(message) {
   box.hidden = !message;
 }
 
-// Runs an action, showing what went wrong instead of failing silently.
-async function guard(action) {
+// Runs an action, showing what went wrong instead of failing silently. `button`, if
+// given, is disabled meanwhile, so that a double click does not send the action twice.
+async function guard(action, button) {
   showError('');
+  notice('');
+  if (button) {
+    if (button.disabled) return;
+    button.disabled = true;
+  }
   try {
     await action();
   } catch (e) {
     if (!session) return; // the session ended: the sign-in form says why
-    showError(e instanceof ApiError ? e.message : 'Something went wrong: ' + e.message);
+    showError(e instanceof ApiError ? e.message
+      : e instanceof TypeError ? 'The server could not be reached.' : 'Something went wrong: ' + e.message);
+  } finally {
+    if (button) button.disabled = false;
   }
 }
 
@@ -110,7 +121,16 @@ function encodePath(path) {
 }
 
 function personName(id) {
+  if (id && session && id === session.person_id) return 'you';
   return (id && names.get(id)) || id || '';
+}
+
+// Who acted in a ledger entry: a person, or a token of no person (the initial admin
+// token, a service), or nobody (the server itself).
+function actorName(actor) {
+  if (actor && actor.person) return personName(actor.person);
+  if (actor && actor.token) return 'token ' + actor.token;
+  return 'server';
 }
 
 function day(time) {
@@ -168,6 +188,7 @@ function end(message) {
   session = null;
   names = new Map();
   sessionStorage.removeItem(STORAGE_KEY);
+  history.replaceState(null, '', location.pathname);
   $('#view').replaceChildren();
   $('#tabs').replaceChildren();
   $('#console-box').hidden = true;
@@ -205,6 +226,7 @@ async function start() {
   }
   session.role = me.role;
   session.person = me.person || session.person;
+  session.person_id = me.person_id;
   sessionStorage.setItem(STORAGE_KEY, JSON.stringify(session));
   $('#signin-box').hidden = true;
   $('#console-box').hidden = false;
@@ -250,12 +272,15 @@ async function requestsView(view) {
     const requests = await api('GET', '/api/v1/requests' + query);
     requests.sort((a, b) => b.created_time.localeCompare(a.created_time));
     list.replaceChildren(requests.length
-      ? table(['asked', 'who', 'prefix', 'capabilities', 'for', 'level', 'approvals', 'why', 'status', ''],
-        requests.map((r) => [
-          minute(r.created_time), r.person, el('code', { text: r.prefix }), r.capabilities.join(', '),
-          duration(r.duration_secs), r.level, r.approvals.length + ' of ' + r.approvals_needed,
-          r.reason, r.status, decide(r, load),
-        ]))
+      ? table(['asked (UTC)', 'who', 'prefix', 'capabilities', 'for', 'level', 'approvals', 'why', 'status',
+        'decisions', ''],
+      requests.map((r) => [
+        minute(r.created_time), r.person, el('code', { text: r.prefix }), r.capabilities.join(', '),
+        duration(r.duration_secs),
+        // A contractor is not told the level, nor so how many approvals it takes.
+        r.level || '-', r.level ? r.approvals.length + ' of ' + r.approvals_needed : '-',
+        r.reason, r.status, decisions(r), decide(r, load),
+      ]))
       : el('p', { class: 'small', text: 'No requests.' }));
   };
   status.addEventListener('change', () => guard(load));
@@ -264,13 +289,21 @@ async function requestsView(view) {
   await load();
 }
 
+// What approvers said: each approval and a denial, with their comments.
+function decisions(request) {
+  const said = (verb, d) => verb + (names.has(d.by) ? ' by ' + personName(d.by) : '') +
+    (d.comment ? ': ' + d.comment : '');
+  return request.approvals.map((a) => said('approved', a))
+    .concat(request.denial ? [said('denied', request.denial)] : []).join('; ');
+}
+
 // Approve and deny, for a pending request someone else made.
 function decide(request, reload) {
   if (request.status !== 'pending' || !APPROVER_ROLES.includes(session.role) || request.person === session.person) {
     return null;
   }
   const comment = el('input', { class: 'comment', placeholder: 'comment', 'aria-label': 'comment' });
-  const act = (verb) => guard(async () => {
+  const act = (verb, button) => guard(async () => {
     const answer = await api('POST', '/api/v1/requests/' + encodeURIComponent(request.id) + '/' + verb,
       { comment: comment.value || null });
     await reload();
@@ -279,10 +312,10 @@ function decide(request, reload) {
         ? 'Approved: ' + answer.person + ' has ' + answer.capabilities.join(', ') + ' on ' + answer.prefix + '.'
         : 'Your approval is recorded; ' + answer.approvals.length + ' of ' + answer.approvals_needed + ' given.')
       : 'Denied.');
-  });
+  }, button);
   return el('span', { class: 'decide' }, comment,
-    el('button', { type: 'button', class: 'approve', text: 'Approve', onclick: () => act('approve') }),
-    el('button', { type: 'button', class: 'deny', text: 'Deny', onclick: () => act('deny') }));
+    el('button', { type: 'button', class: 'approve', text: 'Approve', onclick: (e) => act('approve', e.target) }),
+    el('button', { type: 'button', class: 'deny', text: 'Deny', onclick: (e) => act('deny', e.target) }));
 }
 
 function askForm(reload) {
@@ -314,7 +347,7 @@ function askForm(reload) {
       notice('Asked: request ' + asked.id + (asked.level
         ? ' needs ' + asked.approvals_needed + ' approval(s) at level ' + asked.level + '.'
         : ' waits for approval.'));
-    });
+    }, form.querySelector('button[type=submit]'));
   });
   return form;
 }
@@ -336,12 +369,12 @@ async function secretsView(view, prefix) {
     view.replaceChildren();
     return guard(() => secretsView(view, to));
   }
-  const direct = el('input', { id: 'read-path', placeholder: 'team/payments/db', value: prefix });
+  const direct = el('input', { id: 'read-path', placeholder: (prefix || 'team/payments/') + 'name' });
   const form = el('form', { id: 'read' }, el('label', {}, 'Read a path', direct),
     el('button', { type: 'submit', text: 'Read' }));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    guard(() => readSecret(direct.value.trim(), shown));
+    guard(() => readSecret(direct.value.trim().replace(/^\/+|\/+$/g, ''), shown));
   });
   view.append(el('h2', { text: 'Secrets' }), where);
   let listing;
@@ -369,32 +402,55 @@ async function readSecret(path, box) {
   try {
     secret = await api('GET', '/api/v1/secrets/data/' + encodePath(path));
   } catch (e) {
-    if (e instanceof ApiError && e.code === 'step_up_required') return stepUp(path, box, e.message);
+    if (e instanceof ApiError && e.code === 'step_up_required') return stepUp(path, box);
     throw e;
   }
   const fields = Object.entries(secret.data).map(([name, value]) =>
     [name, el('code', { class: 'value', text: typeof value === 'string' ? value : JSON.stringify(value) })]);
   box.append(el('h3', {}, el('code', { text: path })),
-    el('p', { class: 'small', text: 'Version ' + secret.version + ', written ' + minute(secret.created_time) + ' UTC.' }),
+    el('p', { class: 'small', text: 'Version ' + secret.version + ', written ' + minute(secret.created_time) +
+      ' UTC. Shown for ' + SHOWN_SECS + ' seconds, and hidden as soon as this tab is.' }),
     table(['field', 'value'], fields),
     el('button', { type: 'button', text: 'Hide', onclick: () => box.replaceChildren() }));
+  // A value does not stay on an unattended screen.
+  clearTimeout(hideTimer);
+  hideTimer = setTimeout(() => box.replaceChildren(), SHOWN_SECS * 1000);
 }
 
+const SHOWN_SECS = 60;
+let hideTimer = null;
+
+// Values leave the page when the tab is hidden (another tab, a locked screen).
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) {
+    const shown = document.querySelector('#secret');
+    if (shown) shown.replaceChildren();
+  }
+});
+
 // A level that asks for a fresh second factor: verify a TOTP code on this session, then read.
-function stepUp(path, box, message) {
+function stepUp(path, box) {
   const code = el('input', { id: 'step-up-code', inputmode: 'numeric', autocomplete: 'one-time-code' });
+  const verify = el('button', { type: 'submit', text: 'Verify and read' });
   const form = el('form', { id: 'step-up' },
-    el('p', { text: message }),
+    el('p', { text: 'Reading ' + path + ' needs a fresh second factor: enter the current code from ' +
+      'your authenticator app.' }),
     el('label', {}, 'TOTP code', code),
-    el('button', { type: 'submit', text: 'Verify and read' }));
+    verify, ' ',
+    el('button', { type: 'button', text: 'Cancel', onclick: () => box.replaceChildren() }));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     guard(async () => {
-      await api('POST', '/api/v1/auth/verify', { totp: code.value.trim() });
+      try {
+        await api('POST', '/api/v1/auth/verify', { totp: code.value.trim() });
+      } finally {
+        code.value = '';
+      }
       await readSecret(path, box);
-    });
+    }, verify);
   });
   box.append(form);
+  code.focus();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -418,8 +474,8 @@ async function showVendor(name, box) {
   box.replaceChildren(el('h3', { text: v.name + ' (' + v.status + ')' }),
     el('h4', { text: 'Agreements' }),
     v.agreements.length
-      ? table(['kind', 'title', 'status', 'effective', 'expires'], v.agreements.map((a) =>
-        [a.kind, a.title || '', a.status, day(a.effective), day(a.expires)]))
+      ? table(['kind', 'title', 'status', 'signed', 'effective', 'expires'], v.agreements.map((a) =>
+        [a.kind, a.title || '', a.status, day(a.signed), day(a.effective), day(a.expires)]))
       : el('p', { class: 'small', text: 'None on file.' }),
     el('h4', { text: 'Evidence' }),
     v.evidence.length
@@ -459,8 +515,8 @@ async function ledgerView(view) {
     el('pre', { id: 'checkpoint', text: checkpoint }),
     el('h3', { text: 'Latest entries' + (session.role === 'contractor' ? ' of yours' : '') }),
     entries.length
-      ? table(['#', 'time', 'who', 'action', 'resource', 'outcome'], entries.map((e) => [
-        String(e.seq), minute(e.time), personName(e.actor && e.actor.person), e.action, e.resource,
+      ? table(['#', 'time (UTC)', 'who', 'action', 'resource', 'outcome'], entries.map((e) => [
+        String(e.seq), minute(e.time), actorName(e.actor), e.action, e.resource,
         e.outcome + (e.reasons && e.reasons.length ? ' (' + e.reasons.join(', ') + ')' : ''),
       ]))
       : el('p', { class: 'small', text: 'None to show.' }));
@@ -468,7 +524,7 @@ async function ledgerView(view) {
 
 function counts(list) {
   return list.length
-    ? table(['who', 'count'], list.map((c) => [personName(c.name), String(c.count)]))
+    ? table(['name', 'count'], list.map((c) => [personName(c.name), String(c.count)]))
     : el('p', { class: 'small', text: 'None.' });
 }
 
@@ -485,6 +541,7 @@ async function reportsView(view) {
     el('button', { type: 'submit', text: 'Report' }));
   const load = async () => {
     const query = '?from=' + encodeURIComponent(from.value) + '&to=' + encodeURIComponent(to.value);
+    out.replaceChildren();
     const r = await api('GET', '/api/v1/reports' + query);
     const anomalies = Object.entries(r.anomalies);
     const changes = Object.entries(r.provisioning.counts);
@@ -518,7 +575,7 @@ async function reportsView(view) {
   };
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    guard(load);
+    guard(load, form.querySelector('button[type=submit]'));
   });
   view.append(el('h2', { text: 'Reports' }), form, out);
   await load();
@@ -527,7 +584,15 @@ async function reportsView(view) {
 // ---------------------------------------------------------------------------------------
 
 $('#signin').addEventListener('submit', (event) => {
-  signIn(event).catch((e) => showError('The sign-in failed: ' + e.message));
+  const button = $('#signin-button');
+  if (button.disabled) {
+    event.preventDefault();
+    return;
+  }
+  button.disabled = true;
+  signIn(event)
+    .catch(() => showError('The sign-in failed: the server could not be reached.'))
+    .finally(() => { button.disabled = false; });
 });
 $('#signout').addEventListener('click', () => signOut());
 try {

@@ -163,11 +163,20 @@ impl Browser {
         self.post(&self.in_session(&format!("/element/{id}/click")), json!({}));
     }
 
-    /// Runs `script` in the page.
-    pub(crate) fn run(&self, script: &str) {
+    /// Runs `script` in the page; what it returns.
+    pub(crate) fn run(&self, script: &str) -> Value {
         self.post(
             &self.in_session("/execute/sync"),
             json!({ "script": script, "args": [] }),
+        )["value"]
+            .clone()
+    }
+
+    /// Sets the window's size, in CSS pixels.
+    pub(crate) fn resize(&self, width: u32, height: u32) {
+        self.post(
+            &self.in_session("/window/rect"),
+            json!({ "width": width, "height": height }),
         );
     }
 
