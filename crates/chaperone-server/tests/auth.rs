@@ -722,6 +722,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("GET", p) if p.starts_with("/api/v1/ledger/") => LEDGER,
         ("GET", "/api/v1/policies" | "/api/v1/requests" | "/api/v1/notifications")
         | ("POST", "/api/v1/policies/{name}/acknowledge" | "/api/v1/requests")
+        | ("POST", "/api/v1/requests/{id}/cancel")
         | ("POST", "/api/v1/grants/{id}/extend") => ALL,
         ("POST", "/api/v1/requests/{id}/approve" | "/api/v1/requests/{id}/deny")
         | ("POST", "/api/v1/reviews/{id}/items/{item}") => APPROVERS,

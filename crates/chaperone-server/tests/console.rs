@@ -78,8 +78,9 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
     browser.click("#ask button[type=submit]");
     browser.wait_text("#message", "Asked: request");
     browser.wait_text("#request-list", "ops/deploy");
-    // No approve button on one's own request.
+    // No approve button on one's own request; a withdraw button instead.
     assert_eq!(browser.count("button.approve"), 0);
+    assert_eq!(browser.count("button.withdraw"), 1);
     sign_out(&browser);
 
     sign_in(&s, &browser, &ann);

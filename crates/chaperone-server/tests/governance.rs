@@ -1245,6 +1245,57 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         "approved"
     );
 
+    // A requester withdraws a pending request, once; nobody else can, and it can no
+    // longer be approved.
+    let again = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&sock_t),
+        Some(
+            json!({ "prefix": "team/y", "capabilities": ["read"], "reason": "sock",
+                     "duration": "1d" }),
+        ),
+    );
+    let id = again["id"].as_str().unwrap();
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{id}/cancel"),
+            &cy_t,
+            None
+        ),
+        (404, "not_found".into())
+    );
+    let cancelled = s.ok(
+        "POST",
+        &format!("/api/v1/requests/{id}/cancel"),
+        Some(&sock_t),
+        None,
+    );
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{id}/cancel"),
+            &sock_t,
+            None
+        ),
+        (409, "not_pending".into())
+    );
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            &ann_t,
+            Some(json!({}))
+        ),
+        (409, "not_pending".into())
+    );
+    assert_eq!(s.recorded("access.cancel", "team/y").len(), 1);
+
     // Staff roles do not belong to vendors.
     assert_eq!(
         error(

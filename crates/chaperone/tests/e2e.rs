@@ -570,6 +570,29 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         .expect("the request id");
     let refused = fails(carol(&["request", "approve", &request], ""));
     assert!(refused.contains("not_permitted"), "{refused}");
+    // She is not told the level her path is at; and she can withdraw what she asked.
+    let extra = ok(carol(
+        &[
+            "request",
+            "create",
+            "acme/other",
+            "--capabilities",
+            "read",
+            "--duration",
+            "1h",
+            "--reason",
+            "not needed after all",
+        ],
+        "",
+    ));
+    assert!(extra.contains("waits for approval"), "{extra}");
+    let extra_id = extra
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(id, _)| id.to_owned())
+        .expect("the request id");
+    let withdrawn = ok(carol(&["request", "cancel", &extra_id], ""));
+    assert!(withdrawn.contains("Withdrew"), "{withdrawn}");
     let pending = ok(server.cli(&admin, &["request", "list", "--status", "pending"], ""));
     assert!(
         pending.contains(&request) && pending.contains("deploy the billing fix"),

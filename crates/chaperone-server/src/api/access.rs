@@ -637,6 +637,48 @@ pub(crate) async fn deny_request(
     Ok(Json(request))
 }
 
+#[utoipa::path(post, path = "/api/v1/requests/{id}/cancel", params(("id" = String, Path)), responses((status = 200, body = AccessRequest), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Withdraws one's own pending request; approvers can no longer approve it.
+pub(crate) async fn cancel_request(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+) -> Result<Json<AccessRequest>, ApiError> {
+    let record = state
+        .store
+        .record("request", &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))?;
+    let mut request: AccessRequest = body(&record)?;
+    // Someone else's request is not found: its existence is not the caller's business.
+    if caller.person_id.as_deref() != Some(request.person_id.as_str()) {
+        return Err(ApiError::not_found(format!("no request `{id}`")));
+    }
+    if request.status != "pending" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_pending",
+            format!("the request is {}", request.status),
+        ));
+    }
+    let now = state.clock.now();
+    request.status = "cancelled".into();
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "access.cancel",
+        &request.prefix,
+        [("request_id", request.id.clone().into())],
+    );
+    state
+        .store
+        .apply(vec![Op::Put(revise(&record, &request, now))], vec![event])
+        .await?;
+    Ok(Json(as_seen_by(&caller, request)))
+}
+
 // ---------------------------------------------------------------------------------------
 // Grants
 

@@ -462,6 +462,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             access::deny_request,
         ),
         route(
+            M::POST,
+            "/api/v1/requests/{id}/cancel",
+            Some(RequestAccess),
+            On::System,
+            access::cancel_request,
+        ),
+        route(
             M::GET,
             "/api/v1/grants",
             Some(ManageGrants),
@@ -984,6 +991,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         access::list_requests,
         access::approve_request,
         access::deny_request,
+        access::cancel_request,
         access::list_grants,
         access::break_glass,
         access::revoke_grant,

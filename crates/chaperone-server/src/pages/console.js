@@ -297,11 +297,20 @@ function decisions(request) {
     .concat(request.denial ? [said('denied', request.denial)] : []).join('; ');
 }
 
-// Approve and deny, for a pending request someone else made.
+// Approve and deny, for a pending request someone else made; withdraw, for one's own.
 function decide(request, reload) {
-  if (request.status !== 'pending' || !APPROVER_ROLES.includes(session.role) || request.person === session.person) {
-    return null;
+  if (request.status !== 'pending') return null;
+  if (request.person === session.person) {
+    return el('button', {
+      type: 'button', class: 'withdraw', text: 'Withdraw',
+      onclick: (e) => guard(async () => {
+        await api('POST', '/api/v1/requests/' + encodeURIComponent(request.id) + '/cancel');
+        await reload();
+        notice('Withdrawn.');
+      }, e.target),
+    });
   }
+  if (!APPROVER_ROLES.includes(session.role)) return null;
   const comment = el('input', { class: 'comment', placeholder: 'comment', 'aria-label': 'comment' });
   const act = (verb, button) => guard(async () => {
     const answer = await api('POST', '/api/v1/requests/' + encodeURIComponent(request.id) + '/' + verb,

@@ -742,6 +742,12 @@ pub(crate) enum RequestCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Withdraw one's own pending request.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 pub(crate) fn request(command: RequestCommand) -> anyhow::Result<()> {
@@ -756,12 +762,20 @@ pub(crate) fn request(command: RequestCommand) -> anyhow::Result<()> {
             let body = json!({ "prefix": prefix, "capabilities": capabilities, "duration": duration, "reason": reason });
             let answer =
                 Client::authenticated(&client)?.call(Method::Post, "requests", Some(&body))?;
+            // A contractor is not told the path's level, nor so the approvals it takes.
+            let level = str_of(&answer["level"]);
+            let needs = if level.is_empty() {
+                "waits for approval".to_owned()
+            } else {
+                format!(
+                    "needs {} approval(s) at level {level}",
+                    answer["approvals_needed"]
+                )
+            };
             println!(
-                "Requested {} on {prefix} ({}): needs {} approval(s) at level {}.",
+                "Requested {} on {prefix} ({}): {needs}.",
                 capabilities.join(","),
                 str_of(&answer["id"]),
-                answer["approvals_needed"],
-                str_of(&answer["level"])
             );
         }
         RequestCommand::List { status, client } => {
@@ -814,6 +828,14 @@ pub(crate) fn request(command: RequestCommand) -> anyhow::Result<()> {
                 Some(&json!({ "comment": comment })),
             )?;
             println!("Denied {id}.");
+        }
+        RequestCommand::Cancel { id, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("requests/{id}/cancel"),
+                None,
+            )?;
+            println!("Withdrew {id}.");
         }
     }
     Ok(())
