@@ -77,6 +77,12 @@ pub enum KvError {
     /// Custom metadata over Vault's limits.
     #[error("custom_metadata: {0}")]
     CustomMetadata(String),
+    /// The version a patch merges into was deleted or destroyed since it was read.
+    #[error("version {version} was deleted or destroyed meanwhile")]
+    VersionGone {
+        /// The version merged into.
+        version: u64,
+    },
 }
 
 /// Most keys in a secret's custom metadata, as in Vault.

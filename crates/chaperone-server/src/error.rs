@@ -112,6 +112,7 @@ impl From<KvError> for ApiError {
         let (status, code) = match err {
             KvError::CasRequired => (StatusCode::BAD_REQUEST, "cas_required"),
             KvError::CasMismatch { .. } => (StatusCode::CONFLICT, "cas_mismatch"),
+            KvError::VersionGone { .. } => (StatusCode::NOT_FOUND, "version_deleted"),
             _ => (StatusCode::BAD_REQUEST, "invalid_request"),
         };
         let message = match err {

@@ -470,6 +470,25 @@ fn a_version_change_names_a_bounded_list_of_versions() {
         (&serde_json::json!(3), &serde_json::json!(2)),
         "{written}"
     );
+    // Restoring a version that is not deleted changes nothing, and says so.
+    s.ok(
+        "POST",
+        "/api/v1/secrets/undelete/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "versions": [3] })),
+    );
+    let restored = s.recorded("secret.undelete", "team/db").pop().unwrap();
+    assert_eq!(restored["details"]["versions"], serde_json::json!([]));
+    // The first write of a secret made by its settings prunes nothing.
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/team/fresh",
+        Some(&s.admin),
+        Some(serde_json::json!({ "max_versions": 3 })),
+    );
+    common::write(&s, "team/fresh", "f1-Rk34");
+    let first = s.recorded("secret.write", "team/fresh").pop().unwrap();
+    assert!(first["details"].get("pruned_below").is_none(), "{first}");
 }
 
 #[test]

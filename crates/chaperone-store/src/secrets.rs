@@ -388,11 +388,7 @@ async fn put_version_in(
         .await
         .map_err(db("checking the version merged into"))?;
         if readable.is_none() {
-            return Err(chaperone_core::secret::KvError::CasMismatch {
-                expected: base,
-                current: base,
-            }
-            .into());
+            return Err(chaperone_core::secret::KvError::VersionGone { version: base }.into());
         }
     }
     let custom: String = row
@@ -419,8 +415,9 @@ async fn put_version_in(
 
     let keep = head.max_versions.unwrap_or(settings.max_versions);
     let oldest = pruned_below(version, keep).max(head.oldest_version.max(1));
-    let pruned = (oldest != head.oldest_version).then_some(oldest);
-    if pruned.is_some() {
+    // A secret made by a metadata write starts at 0: moving it to 1 prunes nothing.
+    let pruned = (oldest > head.oldest_version.max(1)).then_some(oldest);
+    if oldest != head.oldest_version {
         sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1 AND version < $2")
             .bind(head.id)
             .bind(to_i64(oldest))
@@ -543,7 +540,7 @@ async fn change_versions_in(
         }
         VersionChange::Undelete => {
             "UPDATE secret_versions SET deleted_at = NULL WHERE secret_id = $1 \
-             AND version = $2 AND destroyed_at IS NULL"
+             AND version = $2 AND deleted_at IS NOT NULL AND destroyed_at IS NULL"
         }
         VersionChange::Destroy => {
             "UPDATE secret_versions SET destroyed_at = $3, deleted_at = NULL, \

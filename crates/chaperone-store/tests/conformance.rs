@@ -381,7 +381,10 @@ async fn a_merge_needs_its_version_still_readable(f: &Fixture) {
     assert!(f.store.delete_versions(&p, &[], t(10), &[]).await.unwrap());
     let refused = put(f, "m", "c", Cas::Merge(2)).await;
     assert!(
-        matches!(refused, Err(StoreError::Kv(KvError::CasMismatch { .. }))),
+        matches!(
+            refused,
+            Err(StoreError::Kv(KvError::VersionGone { version: 2 }))
+        ),
         "{refused:?}"
     );
     assert_eq!(

@@ -407,6 +407,7 @@ async function secretsView(view, prefix) {
 
 async function readSecret(path, box) {
   box.replaceChildren();
+  clearTimeout(hideTimer);
   let secret;
   try {
     secret = await api('GET', '/api/v1/secrets/data/' + encodePath(path));
@@ -422,7 +423,6 @@ async function readSecret(path, box) {
     table(['field', 'value'], fields),
     el('button', { type: 'button', text: 'Hide', onclick: () => box.replaceChildren() }));
   // A value does not stay on an unattended screen.
-  clearTimeout(hideTimer);
   hideTimer = setTimeout(() => box.replaceChildren(), SHOWN_SECS * 1000);
 }
 
@@ -431,10 +431,9 @@ let hideTimer = null;
 
 // Values leave the page when the tab is hidden (another tab, a locked screen).
 document.addEventListener('visibilitychange', () => {
-  if (document.hidden) {
-    const shown = document.querySelector('#secret');
-    if (shown) shown.replaceChildren();
-  }
+  // (A step-up form stays: its code is fetched from the authenticator, in another app.)
+  const shown = document.querySelector('#secret');
+  if (document.hidden && shown && !shown.querySelector('#step-up')) shown.replaceChildren();
 });
 
 // A level that asks for a fresh second factor: verify a TOTP code on this session, then read.

@@ -201,6 +201,10 @@ pub(crate) async fn patch(
                 "check-and-set parameter did not match the current version",
             ));
         }
+        // Deleted or destroyed since it was read: as if the patch had come after.
+        Err(e) if e.code == "version_deleted" => {
+            return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
+        }
         Err(e) => return Err(e),
     };
     Ok(reply(
