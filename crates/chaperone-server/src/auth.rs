@@ -118,17 +118,14 @@ pub(crate) async fn authorize(
     next: Next,
 ) -> Response {
     let mut request_id = None;
-    let label = request
+    let route = request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|m| table.find(request.method(), m.as_str()))
-        .map(|route| crate::observe::RouteLabel(route.path));
-    let action = request
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|m| table.find(request.method(), m.as_str()))
-        .and_then(|route| route.action);
-    let path = request.uri().path().to_owned();
+        .and_then(|m| table.find(request.method(), m.as_str()));
+    let label = route.map(|route| crate::observe::RouteLabel(route.path));
+    let action = route.and_then(|route| route.action);
+    // Kept for a refusal's ledger entry (a shared buffer: no copy on the hot path).
+    let uri = request.uri().clone();
     let mut response = match check(&state, &table, request, &mut request_id).await {
         Ok(request) => {
             // Who asked and the request's facts travel back with the answer, for layers
@@ -144,7 +141,7 @@ pub(crate) async fn authorize(
                 &info,
                 response.extensions().get::<Refused>().copied(),
             ) {
-                let mut record = Record::new(action.as_str(), &path, Outcome::Denied);
+                let mut record = Record::new(action.as_str(), uri.path(), Outcome::Denied);
                 record.reasons.push(code.to_owned());
                 if let Err(error) = state.record(info, actor.clone(), record).await {
                     response = error.into_response();
