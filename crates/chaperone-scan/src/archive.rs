@@ -140,6 +140,9 @@ impl Scanner {
         budget: &mut Budget,
         report: &mut Report,
     ) -> std::io::Result<bool> {
+        if self.out_of_time() {
+            return Ok(false);
+        }
         if !budget.admit(declared) {
             report.skipped_large += 1;
             return Ok(false);
@@ -252,6 +255,7 @@ impl Scanner {
                 }
             }
         }
+        report.out_of_time |= self.out_of_time();
         Ok(())
     }
 
@@ -303,6 +307,7 @@ impl Scanner {
                 report.files_scanned = 1;
                 report.bytes_scanned = data.len() as u64;
                 report.findings = self.scan_bytes(name, data);
+                report.out_of_time = self.out_of_time();
             }
         }
         Ok(report)
@@ -316,6 +321,52 @@ mod tests {
     use crate::{RuleSet, Scanner};
 
     const LEAK: &str = "GITHUB_TOKEN=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo\n";
+
+    #[test]
+    fn a_scan_past_its_deadline_stops_and_says_so() {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        zip.start_file("app/.env", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(LEAK.as_bytes()).unwrap();
+        let archive = zip.finish().unwrap().into_inner();
+        let mut scanner = Scanner::new(RuleSet::builtin().unwrap());
+
+        // Time enough: everything is searched.
+        scanner.deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(3600));
+        for (name, data) in [(".env", LEAK.as_bytes()), ("d.zip", &archive[..])] {
+            let report = scanner.scan_upload(name, data).unwrap();
+            assert!(!report.out_of_time, "{name}");
+            assert_eq!(report.files_scanned, 1, "{name}");
+            assert_eq!(report.findings.len(), 1, "{name}: {:?}", report.findings);
+        }
+
+        // Past the deadline: a file's lines are not searched, an archive's members not
+        // read, and the report says the scan ran out of time rather than looking clean.
+        scanner.deadline = Some(std::time::Instant::now());
+        let report = scanner.scan_upload(".env", LEAK.as_bytes()).unwrap();
+        assert!(report.out_of_time);
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        let report = scanner.scan_upload("d.zip", &archive).unwrap();
+        assert!(report.out_of_time);
+        assert_eq!(report.files_scanned, 0);
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+
+        // A vault value is still looked for in what was read: finding it is one pass.
+        let scanner = Scanner::new(RuleSet::builtin().unwrap()).with_known_values(&[(
+            b"ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo",
+            "ci/token".into(),
+        )]);
+        let mut scanner = scanner;
+        scanner.deadline = Some(std::time::Instant::now());
+        let report = scanner.scan_upload(".env", LEAK.as_bytes()).unwrap();
+        assert!(report.out_of_time);
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(report.findings[0].known.as_deref(), Some("ci/token"));
+        assert_eq!(
+            report.findings[0].context, "",
+            "the scan stopped: no line is shown"
+        );
+    }
 
     #[test]
     fn members_of_zip_and_tar_archives_are_scanned_by_name() {

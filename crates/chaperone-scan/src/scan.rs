@@ -102,6 +102,10 @@ pub struct Report {
     pub skipped_binary: u64,
     /// Files skipped for their size.
     pub skipped_large: u64,
+    /// Whether the scan reached [`Scanner::deadline`] and stopped: what it had not
+    /// searched by then (the rest of a file, the later members of an archive) is not in
+    /// the findings.
+    pub out_of_time: bool,
 }
 
 impl Report {
@@ -112,6 +116,7 @@ impl Report {
         self.bytes_scanned += other.bytes_scanned;
         self.skipped_binary += other.skipped_binary;
         self.skipped_large += other.skipped_large;
+        self.out_of_time |= other.out_of_time;
         self.findings.sort_by(|a, b| {
             (&a.path, a.line, a.column, &a.rule).cmp(&(&b.path, b.line, b.column, &b.rule))
         });
@@ -158,6 +163,14 @@ pub struct Scanner {
     /// decision: the comment is for a team's own code (the CLI); whoever submits a
     /// deliverable writes its lines too, so the server scans uploads with it off.
     pub honour_allow: bool,
+    /// When the scan stops, if ever. Security decision: an upload is hostile input, and
+    /// however bounded each regex search is, lines crafted to hold many keywords and
+    /// near-matches make the scanner work far longer per byte than real files do. The server
+    /// sets a deadline, so that one upload cannot hold the scanner (and every upload queued
+    /// behind it) for longer; past it the scan stops and says so in
+    /// [`Report::out_of_time`], which the server turns into a finding rather than taking the
+    /// rest for clean.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Scanner {
@@ -191,7 +204,15 @@ impl Scanner {
             max_findings: 1_000,
             max_expanded: crate::archive::MAX_EXPANDED,
             honour_allow: true,
+            deadline: None,
         }
+    }
+
+    /// Whether the deadline has passed. Time only moves on, so a scan that stopped early
+    /// for it is also out of time when its caller asks afterwards.
+    pub(crate) fn out_of_time(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
     }
 
     /// Also finds these values verbatim (values shorter than 8 bytes are ignored), reporting
@@ -303,6 +324,9 @@ impl Scanner {
             let Some(room) = (limit + 1).checked_sub(findings.len()).filter(|&n| n > 0) else {
                 break;
             };
+            if self.out_of_time() {
+                break;
+            }
             let text = &data[line_starts[line]..line_end(line)];
             if self.honour_allow && contains(text, ALLOW) {
                 continue;
@@ -322,6 +346,10 @@ impl Scanner {
             .collect();
         if !kinds.is_empty() {
             'lines: for (line, &start) in line_starts.iter().enumerate() {
+                // A clock read per line would cost more than most lines' checks.
+                if line.is_multiple_of(1024) && self.out_of_time() {
+                    break;
+                }
                 let text = &data[start..line_end(line)];
                 if self.honour_allow && contains(text, ALLOW) {
                     continue;
@@ -352,8 +380,9 @@ impl Scanner {
             }
         }
         let more = findings.len() > limit;
-        // A search for vault values alone did not look at the lines for anything else.
-        let hide_lines = more || !everything;
+        // A search for vault values alone did not look at the lines for anything else, and
+        // one that ran out of time may have stopped anywhere.
+        let hide_lines = more || !everything || self.out_of_time();
         findings.truncate(limit);
         findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
         findings.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.rule == b.rule);
@@ -442,7 +471,12 @@ impl Scanner {
         let mut out = Vec::new();
         let mut caps = rule.regex.create_captures();
         let mut at = 0;
+        let mut searches = 0u32;
         while at <= text.len() && out.len() < room {
+            searches = searches.wrapping_add(1);
+            if searches.is_multiple_of(64) && self.out_of_time() {
+                break;
+            }
             rule.regex
                 .search_captures(&Input::new(text).range(at..), &mut caps);
             let Some(whole) = caps.get_match() else { break };
@@ -571,6 +605,7 @@ impl Scanner {
         report
             .findings
             .extend(self.scan_bytes(&display(path), &data));
+        report.out_of_time |= self.out_of_time();
         Ok(())
     }
 }

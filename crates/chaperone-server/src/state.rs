@@ -24,6 +24,10 @@ pub struct Settings {
     /// The bearer token `/metrics` asks for on the main listener; without one, metrics are
     /// served only on a separate listener (`metrics_listen`).
     pub metrics_token: Option<BearerToken>,
+    /// How long one deliverable's scan may run (see `Scanner::deadline`). Well under the
+    /// request timeout, so that the submitter hears the outcome, and an upload queued behind
+    /// another still has time for its own scan.
+    pub scan_time_limit: std::time::Duration,
 }
 
 /// A bearer token from the configuration. Its `Debug` output is redacted, so printing the
@@ -57,6 +61,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             notify: crate::notify::NotifySettings::default(),
             metrics_token: None,
+            scan_time_limit: std::time::Duration::from_secs(20),
         }
     }
 }

@@ -1398,6 +1398,51 @@ fn a_deliverable_never_tells_its_submitter_where_an_unreadable_vault_value_is() 
 }
 
 #[test]
+fn a_deliverable_scan_that_runs_out_of_time_is_held_not_accepted() {
+    // A limit of zero: the scan is past its deadline from the start, as one that a
+    // hostile upload kept busy would be.
+    let s = Server::start_with(|settings| settings.scan_time_limit = Duration::ZERO);
+    vendor(&s, "acme");
+    let vault_value = "Vault-Secret-Zq81-Lm02";
+    write(&s, "prod/db", vault_value);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    let text = format!("GITHUB=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo\nDB={vault_value}\n");
+    let answer = deliver(&s, &cy_t, "conf.env", "", text.into_bytes());
+    assert_eq!(answer["status"], "in_review", "{answer}");
+    assert_eq!(answer["out_of_time"], true, "{answer}");
+    let items = answer["items"].as_array().unwrap();
+    let rules: Vec<&str> = items.iter().map(|i| i["rule"].as_str().unwrap()).collect();
+    // The rules searched nothing; the vault value, found in one pass before them, still is.
+    assert!(rules.contains(&"unscanned-content"), "{answer}");
+    assert!(rules.contains(&"known-value"), "{answer}");
+    assert!(!rules.iter().any(|r| r.starts_with("github")), "{answer}");
+    let unscanned = items
+        .iter()
+        .find(|i| i["rule"] == "unscanned-content")
+        .unwrap();
+    assert_eq!(unscanned["severity"], "high");
+    assert!(
+        unscanned["description"]
+            .as_str()
+            .unwrap()
+            .contains("time limit"),
+        "{unscanned}"
+    );
+
+    // An archive's members are not read past the deadline either.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("a.txt", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut zip, b"nothing to see\n").unwrap();
+    let archive = zip.finish().unwrap().into_inner();
+    let answer = deliver(&s, &cy_t, "d.zip", "", archive);
+    assert_eq!(answer["status"], "in_review", "{answer}");
+    assert_eq!(answer["files_scanned"], 0, "{answer}");
+    assert_eq!(answer["out_of_time"], true, "{answer}");
+}
+
+#[test]
 fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
     let s = Server::start();
     vendor(&s, "acme");

@@ -55,6 +55,9 @@ pub(crate) struct Deliverable {
     pub(crate) files_scanned: u64,
     pub(crate) bytes_scanned: u64,
     pub(crate) skipped: u64,
+    /// Whether the scan stopped at its time limit before the end (older records: false).
+    #[serde(default)]
+    pub(crate) out_of_time: bool,
     /// The findings it opened.
     pub(crate) findings: Vec<String>,
     pub(crate) time: String,
@@ -359,6 +362,7 @@ pub(crate) async fn submit(
     let values = vault_values(&state).await?;
     let name_for_scan = name.clone();
     let data = content.clone();
+    let time_limit = state.settings.scan_time_limit;
     let report = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let known: Vec<(&[u8], String)> = values
@@ -370,6 +374,9 @@ pub(crate) async fn submit(
         // The submitter writes every line: an allow comment of theirs hides nothing.
         scanner.honour_allow = false;
         scanner.max_expanded = MAX_EXPANDED;
+        // From when the scan starts, not when the upload arrived: time spent waiting for
+        // another upload's scan is not taken from this one's.
+        scanner.deadline = Some(std::time::Instant::now() + time_limit);
         scanner.scan_upload(&name_for_scan, &data)
         // `values` (and the scanner's copy) are dropped here, at the end of the scan.
     })
@@ -462,19 +469,35 @@ pub(crate) async fn submit(
     // What could not be scanned is not taken for clean: it holds the deliverable in review
     // until someone has looked at it.
     let unscanned = report.skipped_binary + report.skipped_large;
-    if unscanned > 0 {
+    if unscanned > 0 || report.out_of_time {
+        let mut parts = Vec::new();
+        if unscanned > 0 {
+            parts.push(format!(
+                "{} binary and {} over the size or archive limits",
+                report.skipped_binary, report.skipped_large
+            ));
+        }
+        if report.out_of_time {
+            parts.push(format!(
+                "the scan stopped at its time limit ({} s) before the end",
+                time_limit.as_secs()
+            ));
+        }
         add(
             "high",
-            format!("{unscanned} part(s) of {name} could not be scanned"),
+            if unscanned > 0 {
+                format!("{unscanned} part(s) of {name} could not be scanned")
+            } else {
+                format!("{name} was not scanned to the end")
+            },
             json!({
                 "deliverable_id": id,
                 "path": "",
                 "line": 0,
                 "rule": UNSCANNED,
                 "description": format!(
-                    "{} binary and {} over the size or archive limits: review them by hand \
-                     before accepting the deliverable",
-                    report.skipped_binary, report.skipped_large
+                    "{}: review the deliverable by hand before accepting it",
+                    parts.join("; ")
                 ),
                 "shown": "",
                 "fingerprint": null,
@@ -492,6 +515,7 @@ pub(crate) async fn submit(
         files_scanned: report.files_scanned,
         bytes_scanned: report.bytes_scanned,
         skipped: report.skipped_binary + report.skipped_large,
+        out_of_time: report.out_of_time,
         findings: findings.iter().map(|f| f.id.clone()).collect(),
         time: now.to_rfc3339(),
     };

@@ -288,6 +288,7 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         auth: config.auth,
         notify: config.notify,
         metrics_token: config.metrics_token,
+        ..Settings::default()
     };
     let options = serve_options(config.serve, config.tls.as_ref())?;
     let state = Arc::new(AppState::new(
