@@ -130,6 +130,10 @@ pub enum Action {
     ManageClassification,
     /// Create, list and revoke one's own tokens.
     OwnTokens,
+    /// Look up, renew or revoke the very token presented (Vault's `lookup-self`,
+    /// `renew-self`, `revoke-self`; the native `auth/self`). Every role, and scoped tokens
+    /// too: a job must be able to check and end its own token.
+    SelfToken,
     /// Read the ledger: checkpoints, proofs and entries (contractors see only their own).
     ReadLedger,
     /// Read the whole ledger as tlog tiles and entry bundles, for verification.
@@ -177,6 +181,7 @@ impl Action {
             Action::ManageGrants => "grants.manage",
             Action::ManageClassification => "classification.manage",
             Action::OwnTokens => "tokens.own",
+            Action::SelfToken => "tokens.self",
             Action::ReadLedger => "ledger.read",
             Action::AuditLedger => "ledger.audit",
             Action::ReadMounts => "sys.mounts",
@@ -488,8 +493,9 @@ pub fn decide(
         let in_scope = match action.capability() {
             Some(cap) => scope.iter().any(|rule| rule.allows(cap, path, context.now)),
             // Scoped tokens are for automation on secrets: they never administer, and never
-            // mint tokens (a new token could otherwise shed the scope).
-            None => false,
+            // mint tokens (a new token could otherwise shed the scope). They may see the
+            // mounts (Vault clients ask before every call) and look up or end themselves.
+            None => matches!(action, Action::SelfToken | Action::ReadMounts),
         };
         if !in_scope {
             return Decision::deny(Reason::OutsideScope);
@@ -550,6 +556,7 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
                 | ManageGrants
                 | ManageClassification
                 | OwnTokens
+                | SelfToken
                 | ReadLedger
                 | AuditLedger
                 | ReadMounts
@@ -567,6 +574,7 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
             action,
             SecretList
                 | OwnTokens
+                | SelfToken
                 | ReadLedger
                 | AuditLedger
                 | ReadMounts
@@ -579,6 +587,7 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
             action,
             SecretList
                 | OwnTokens
+                | SelfToken
                 | ReadMounts
                 | ReadGovernance
                 | RequestAccess
@@ -588,14 +597,21 @@ fn role_allows(role: Role, action: Action, staff_access: bool) -> bool {
                 | Share
         ),
         Role::Member => match action {
-            SecretList | OwnTokens | ReadMounts | RequestAccess | TrackFindings | Share => true,
+            SecretList | OwnTokens | SelfToken | ReadMounts | RequestAccess | TrackFindings
+            | Share => true,
             SecretRead | SecretWrite | SecretDelete | SecretMetadataWrite => staff_access,
             _ => false,
         },
         // A contractor's ledger reads are filtered to entries about themselves.
         Role::Contractor => matches!(
             action,
-            OwnTokens | ReadLedger | ReadMounts | RequestAccess | Deliverables | SubmitDeliverable
+            OwnTokens
+                | SelfToken
+                | ReadLedger
+                | ReadMounts
+                | RequestAccess
+                | Deliverables
+                | SubmitDeliverable
         ),
     }
 }

@@ -366,6 +366,68 @@ pub(crate) fn presented_token(headers: &HeaderMap) -> Option<zeroize::Zeroizing<
         .map(|t| zeroize::Zeroizing::new(t.to_owned()))
 }
 
+/// Whether a token neither revoked nor expired may still be used: a session unused for
+/// longer than the server allows may not, nor a token made from a token that has ended
+/// (revoked, expired or idle), however deep the tree. For a session, its last use. Refusals
+/// are 401s; shared by authentication and Vault's token lookups, so that a lookup never
+/// calls live a token that would be refused.
+pub(crate) async fn lineage(
+    state: &AppState,
+    record: &TokenRecord,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, ApiError> {
+    let unauthenticated = |message: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            message.to_owned(),
+        )
+    };
+    let idle_secs = state.settings.auth.session_idle_secs;
+    let idle = |what: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "session_idle",
+            format!(
+                "{what} was unused for longer than the server allows ({idle_secs} s): \
+                 log in again"
+            ),
+        )
+    };
+    let mut session_last_used = None;
+    if record.kind == TokenKind::Session {
+        let Some(last) = idle_since(state, record, now) else {
+            return Err(idle("the session"));
+        };
+        session_last_used = Some(last);
+    }
+    // A person's token made from their session (through the Vault API) ends with it, idle
+    // included; the session's own use is what counts, not the child's. Every ancestor is
+    // checked, however deep the tree (a child that verified a TOTP code may make tokens).
+    if record.person_id.is_some() {
+        let mut next = record.parent_id.clone();
+        for _ in 0..MAX_TOKEN_DEPTH {
+            let Some(id) = next else { break };
+            let parent = state
+                .store
+                .token_by_id(&id)
+                .await?
+                .ok_or_else(|| unauthenticated("invalid token"))?;
+            if !parent.is_live(now) {
+                return Err(unauthenticated("the token was revoked or has expired"));
+            }
+            if parent.kind == TokenKind::Session && idle_since(state, &parent, now).is_none() {
+                return Err(idle("the session this token was made from"));
+            }
+            next = parent.parent_id;
+        }
+        if next.is_some() {
+            return Err(unauthenticated("the token was made from too many tokens"));
+        }
+    }
+    Ok(session_last_used)
+}
+
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -403,7 +465,7 @@ pub(crate) async fn authenticate(
         .await?
         .ok_or_else(|| unauthenticated("invalid token"))?;
     let now = state.clock.now();
-    if record.revoked_at.is_some() || record.expires_at.is_some_and(|at| at <= now) {
+    if !record.is_live(now) {
         // A token revoked because its owner was disabled or offboarded says so (403): the
         // identity is known, and barred; logging in again would not help.
         if record.revoked_at.is_some()
@@ -430,48 +492,7 @@ pub(crate) async fn authenticate(
         }
         return Err(unauthenticated("the token was revoked or has expired"));
     }
-    let idle_secs = state.settings.auth.session_idle_secs;
-    let idle = |what: &str| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "session_idle",
-            format!(
-                "{what} was unused for longer than the server allows ({idle_secs} s): \
-                 log in again"
-            ),
-        )
-    };
-    let mut session_last_used = None;
-    if record.kind == TokenKind::Session {
-        let Some(last) = idle_since(state, &record, now) else {
-            return Err(idle("the session"));
-        };
-        session_last_used = Some(last);
-    }
-    // A person's token made from their session (through the Vault API) ends with it, idle
-    // included; the session's own use is what counts, not the child's. Every ancestor is
-    // checked, however deep the tree (a child that verified a TOTP code may make tokens).
-    if record.person_id.is_some() {
-        let mut next = record.parent_id.clone();
-        for _ in 0..MAX_TOKEN_DEPTH {
-            let Some(id) = next else { break };
-            let parent = state
-                .store
-                .token_by_id(&id)
-                .await?
-                .ok_or_else(|| unauthenticated("invalid token"))?;
-            if parent.revoked_at.is_some() || parent.expires_at.is_some_and(|at| at <= now) {
-                return Err(unauthenticated("the token was revoked or has expired"));
-            }
-            if parent.kind == TokenKind::Session && idle_since(state, &parent, now).is_none() {
-                return Err(idle("the session this token was made from"));
-            }
-            next = parent.parent_id;
-        }
-        if next.is_some() {
-            return Err(unauthenticated("the token was made from too many tokens"));
-        }
-    }
+    let session_last_used = lineage(state, &record, now).await?;
     let ip = client_ip(headers, peer, &state.settings.auth.trusted_proxies);
     let mut vendor_id = None;
     let mut principal = match &record.person_id {

@@ -1259,6 +1259,111 @@ fn tokens_made_through_the_vault_api_end_with_the_session_that_made_them() {
 }
 
 #[test]
+fn scoped_tokens_end_themselves_and_vault_lookups_call_no_ended_token_valid() {
+    let s = Server::start();
+    let mia = s.person("mia", "member", None);
+    let session = s.login(&mia);
+    let mint = |ttl: &str| -> (String, String) {
+        let scope = json!([{ "prefix": "ci", "capabilities": ["read"] }]);
+        let made = s.ok(
+            "POST",
+            "/api/v1/auth/tokens",
+            Some(&session),
+            Some(json!({ "ttl": ttl, "scope": scope })),
+        );
+        let token = made["token"].as_str().unwrap().to_owned();
+        s.remember(&token);
+        (token, made["id"].as_str().unwrap().to_owned())
+    };
+    let (job, job_id) = mint("1h");
+    let (done, done_id) = mint("1h");
+
+    // A job's scoped token sees the mounts (Vault clients ask before every call), looks
+    // itself up, and ends itself when the job is done. It still mints nothing.
+    for path in ["/v1/sys/mounts", "/v1/sys/internal/ui/mounts/secret/ci/app"] {
+        assert_eq!(s.call("GET", path, Some(&job), None, None).0, 200, "{path}");
+    }
+    let me = s.ok("GET", "/v1/auth/token/lookup-self", Some(&job), None);
+    assert_eq!(me["data"]["accessor"], job_id.as_str());
+    assert_eq!(
+        s.ok("GET", "/api/v1/auth/self", Some(&job), None)["token_id"],
+        job_id.as_str()
+    );
+    let ended = s.call(
+        "POST",
+        "/v1/auth/token/revoke-self",
+        Some(&done),
+        None,
+        None,
+    );
+    assert_eq!(ended.0, 204, "{}", ended.1);
+    assert_eq!(s.recorded("token.revoke", &done_id).len(), 1);
+    let after = s.call("GET", "/v1/auth/token/lookup-self", Some(&done), None, None);
+    assert_eq!(after.0, 403);
+    let minted = s.call("POST", "/v1/auth/token/create", Some(&job), None, None);
+    assert_eq!(minted.0, 403, "{}", minted.1);
+
+    // A service checking the tokens presented to it is never told an ended token is valid:
+    // revoked, expired, or a session unused for too long.
+    let lookup = |token: &str| {
+        s.call(
+            "POST",
+            "/v1/auth/token/lookup",
+            Some(&s.admin),
+            Some(json!({ "token": token })),
+            None,
+        )
+        .0
+    };
+    let by_accessor = |accessor: &str| {
+        s.call(
+            "POST",
+            "/v1/auth/token/lookup-accessor",
+            Some(&s.admin),
+            Some(json!({ "accessor": accessor })),
+            None,
+        )
+        .0
+    };
+    assert_eq!((lookup(&job), by_accessor(&job_id)), (200, 200));
+    assert_eq!((lookup(&session), lookup(&done)), (200, 403));
+    assert_eq!(by_accessor(&done_id), 400);
+    s.clock.advance_secs(3601);
+    assert_eq!((lookup(&job), by_accessor(&job_id)), (403, 400));
+    assert_eq!(lookup(&session), 403, "the session was unused for an hour");
+    // Revoking what cannot be revoked any more answers as Vault does, and changes nothing.
+    let revoke = s.call(
+        "POST",
+        "/v1/auth/token/revoke-accessor",
+        Some(&s.admin),
+        Some(json!({ "accessor": job_id })),
+        None,
+    );
+    assert_eq!(revoke.0, 400, "{}", revoke.1);
+    assert!(s.recorded("token.revoke", &job_id).is_empty());
+
+    // Each refusal is a denial in the ledger, with one reason whether the token exists or
+    // not.
+    let denied = |path: &str| -> Vec<Value> {
+        s.ledger()
+            .into_iter()
+            .filter(|e| e["resource"] == path && e["outcome"] == "denied")
+            .collect()
+    };
+    let lookups = denied("/v1/auth/token/lookup");
+    assert_eq!(lookups.len(), 3, "{lookups:?}");
+    assert!(
+        lookups
+            .iter()
+            .all(|e| e["action"] == "tokens.own" && e["reasons"] == json!(["bad_token"])),
+        "{lookups:?}"
+    );
+    assert_eq!(denied("/v1/auth/token/lookup-accessor").len(), 2);
+    assert_eq!(denied("/v1/auth/token/revoke-accessor").len(), 1);
+    s.assert_no_secret_logged();
+}
+
+#[test]
 fn sessions_end_after_half_an_hour_unused_and_api_tokens_do_not() {
     let s = Server::start();
     let mia = s.person("mia", "member", None);

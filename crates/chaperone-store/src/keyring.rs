@@ -76,6 +76,14 @@ pub struct TokenRecord {
     pub last_used_at: Option<Timestamp>,
 }
 
+impl TokenRecord {
+    /// Neither revoked nor expired at `now`. (Whether it may be used also depends on its
+    /// session's idleness and its ancestors: the server checks those.)
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 /// What a token is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenKind {

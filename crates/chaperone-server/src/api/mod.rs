@@ -247,7 +247,7 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         route(
             M::GET,
             "/api/v1/auth/self",
-            Some(OwnTokens),
+            Some(SelfToken),
             On::System,
             auth::whoami,
         ),

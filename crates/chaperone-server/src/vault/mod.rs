@@ -80,7 +80,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         route(
             M::GET,
             "/v1/auth/token/lookup-self",
-            Some(OwnTokens),
+            Some(SelfToken),
             On::System,
             token::lookup_self,
         ),
@@ -126,7 +126,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
     // Vault takes writes as POST or PUT alike (hvac sends POST, the CLIs PUT).
     routes.extend(both(
         "/v1/auth/token/lookup-self",
-        Some(OwnTokens),
+        Some(SelfToken),
         On::System,
         token::lookup_self,
     ));
@@ -138,13 +138,13 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
     ));
     routes.extend(both(
         "/v1/auth/token/renew-self",
-        Some(OwnTokens),
+        Some(SelfToken),
         On::System,
         token::renew_self,
     ));
     routes.extend(both(
         "/v1/auth/token/revoke-self",
-        Some(OwnTokens),
+        Some(SelfToken),
         On::System,
         token::revoke_self,
     ));
@@ -278,6 +278,17 @@ fn vault_headers(response: &mut Response) {
 /// Vault's error answer: `{"errors": [message]}`.
 pub(crate) fn errors(status: StatusCode, message: &str) -> Response {
     reply(status, &json!({ "errors": [message] }))
+}
+
+/// `response`, marked as a handler's refusal with `code`, so that the authorisation
+/// middleware records it in the ledger as a denial (see `error::Refused`). For answers
+/// whose status Vault clients expect as they are (a 400 for an accessor one may not touch,
+/// a 204 for revoking a token one may not).
+pub(crate) fn refused(mut response: Response, code: &'static str) -> Response {
+    response
+        .extensions_mut()
+        .insert(crate::error::Refused(code));
+    response
 }
 
 /// 204 No Content, as Vault answers writes that return nothing.

@@ -15,10 +15,10 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::wrapping::duration;
-use super::{envelope, errors, no_content, reply};
+use super::{envelope, errors, no_content, refused, reply};
 use crate::api::ApiJson;
 use crate::api::auth::{LoginRequest, may_manage_token, mint_token, perform_login, revoke};
-use crate::auth::{Caller, presented_token};
+use crate::auth::{Caller, lineage, presented_token};
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
 
@@ -286,19 +286,19 @@ pub(crate) struct AccessorBody {
     accessor: String,
 }
 
-/// The token record a caller may look up or revoke: their own, or any for an admin.
-/// Anything else is "bad token", whether it exists or not.
+/// The live token record a caller may look up or revoke: their own, or any for an admin.
+/// Anything else is "bad token", whether it exists or not. Like Vault, a token that can no
+/// longer be used (revoked, expired, idle, or made from one that has ended) is not found:
+/// a service that checks the tokens presented to it through `auth/token/lookup` must
+/// never be told such a token is valid.
 async fn managed_by_token(
     state: &AppState,
     caller: &Caller,
     token: &str,
 ) -> Result<Option<TokenRecord>, ApiError> {
     let hash = ApiToken::from_presented(token).hash();
-    Ok(state
-        .store
-        .token_by_hash(&hash)
-        .await?
-        .filter(|t| may_manage_token(caller, t)))
+    let record = state.store.token_by_hash(&hash).await?;
+    managed_live(state, caller, record).await
 }
 
 async fn managed_by_accessor(
@@ -306,11 +306,27 @@ async fn managed_by_accessor(
     caller: &Caller,
     accessor: &str,
 ) -> Result<Option<TokenRecord>, ApiError> {
-    Ok(state
-        .store
-        .token_by_id(accessor)
-        .await?
-        .filter(|t| may_manage_token(caller, t)))
+    let record = state.store.token_by_id(accessor).await?;
+    managed_live(state, caller, record).await
+}
+
+async fn managed_live(
+    state: &AppState,
+    caller: &Caller,
+    record: Option<TokenRecord>,
+) -> Result<Option<TokenRecord>, ApiError> {
+    let Some(record) = record.filter(|t| may_manage_token(caller, t)) else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    if !record.is_live(now) {
+        return Ok(None);
+    }
+    match lineage(state, &record, now).await {
+        Ok(_) => Ok(Some(record)),
+        Err(refused) if refused.status == StatusCode::UNAUTHORIZED => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `POST auth/token/lookup` with `{"token": ...}`.
@@ -322,7 +338,10 @@ pub(crate) async fn lookup(
 ) -> Result<Response, ApiError> {
     match managed_by_token(&state, &caller, &body.token).await? {
         Some(record) => Ok(describe(&state, &info, &record, &body.token).await),
-        None => Ok(errors(StatusCode::FORBIDDEN, "bad token")),
+        None => Ok(refused(
+            errors(StatusCode::FORBIDDEN, "bad token"),
+            BAD_TOKEN,
+        )),
     }
 }
 
@@ -335,7 +354,10 @@ pub(crate) async fn lookup_accessor(
 ) -> Result<Response, ApiError> {
     match managed_by_accessor(&state, &caller, &body.accessor).await? {
         Some(record) => Ok(describe(&state, &info, &record, "").await),
-        None => Ok(errors(StatusCode::BAD_REQUEST, "invalid accessor")),
+        None => Ok(refused(
+            errors(StatusCode::BAD_REQUEST, "invalid accessor"),
+            BAD_TOKEN,
+        )),
     }
 }
 
@@ -346,11 +368,15 @@ pub(crate) async fn revoke_token(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response, ApiError> {
-    if let Some(record) = managed_by_token(&state, &caller, &body.token).await? {
-        revoke(&state, &caller, &info, &record).await?;
+    match managed_by_token(&state, &caller, &body.token).await? {
+        Some(record) => {
+            revoke(&state, &caller, &info, &record).await?;
+            Ok(no_content())
+        }
+        // Like Vault: revoking an unknown token is not an error. The ledger still says
+        // that nothing was revoked, and why.
+        None => Ok(refused(no_content(), BAD_TOKEN)),
     }
-    // Like Vault: revoking an unknown token is not an error.
-    Ok(no_content())
 }
 
 /// `POST auth/token/revoke-accessor` with `{"accessor": ...}`.
@@ -365,9 +391,16 @@ pub(crate) async fn revoke_accessor(
             revoke(&state, &caller, &info, &record).await?;
             Ok(no_content())
         }
-        None => Ok(errors(StatusCode::BAD_REQUEST, "invalid accessor")),
+        None => Ok(refused(
+            errors(StatusCode::BAD_REQUEST, "invalid accessor"),
+            BAD_TOKEN,
+        )),
     }
 }
+
+/// The reason recorded when a token or accessor names nothing the caller may manage: one
+/// reason whether it exists or not, so that the caller's own ledger entries do not tell.
+const BAD_TOKEN: &str = "bad_token";
 
 #[derive(Deserialize)]
 pub(crate) struct UserpassBody {
