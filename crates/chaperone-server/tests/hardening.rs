@@ -589,6 +589,57 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
         "{body}"
     );
     assert_eq!(reads(), before);
+
+    // So is one longer than the server allows: checked before the read, or before a token
+    // is made, not after it was made and recorded.
+    let wrapped = |method: &str, path: &str, ttl: &str| {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", s.addr))
+            .header("X-Vault-Token", &s.admin)
+            .header("X-Vault-Wrap-TTL", ttl)
+            .body(Vec::new())
+            .unwrap();
+        let mut answer = s.agent.run(request).unwrap();
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+        (status, body)
+    };
+    let created = || {
+        s.ledger()
+            .iter()
+            .filter(|e| e["action"] == "token.create")
+            .count()
+    };
+    let tokens_before = created();
+    for (method, path) in [
+        ("GET", "/v1/secret/data/team/db"),
+        ("POST", "/v1/auth/token/create"),
+    ] {
+        let (status, body) = wrapped(method, path, "100000h");
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["errors"][0].as_str().unwrap().contains("longer than"),
+            "{body}"
+        );
+    }
+    assert_eq!((reads(), created()), (before, tokens_before));
+
+    // `LIST` names a listing only under `metadata/`: on a secret's data it reads nothing.
+    for request in [
+        "LIST /v1/secret/data/team/db",
+        "GET /v1/secret/data/team/db?list=true",
+    ] {
+        let answer = raw(
+            &s,
+            &format!(
+                "{request} HTTP/1.1\r\nHost: x\r\nX-Vault-Token: {}\r\nConnection: close\r\n\r\n",
+                s.admin
+            ),
+        );
+        assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    }
+    assert_eq!(reads(), before);
 }
 
 #[test]

@@ -818,6 +818,11 @@ impl RouteTable {
             .iter()
             .find(|spec| spec.method == method && spec.path == path)
     }
+
+    /// Whether `path` (a pattern, as matched) is a route for some method.
+    pub(crate) fn knows(&self, path: &str) -> bool {
+        self.0.iter().any(|spec| spec.path == path)
+    }
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {

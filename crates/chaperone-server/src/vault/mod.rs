@@ -318,7 +318,7 @@ pub(crate) async fn compat(
     let wrap_ttl = match request.headers().get(WRAP_TTL).map(|v| {
         v.to_str()
             .map_err(|e| e.to_string())
-            .and_then(wrapping::parse_ttl)
+            .and_then(|ttl| wrapping::parse_ttl(ttl, state.settings.auth.max_token_ttl_secs))
     }) {
         None => None,
         Some(Ok(ttl)) => Some(ttl),
@@ -356,8 +356,12 @@ pub(crate) async fn compat(
     let code = native["error"]["code"].as_str().unwrap_or_default();
     let message = native["error"]["message"]
         .as_str()
-        .unwrap_or("request failed")
-        .to_owned();
+        .unwrap_or("request failed");
+    vault_error(status, code, message, &route)
+}
+
+/// A native error (status, code, message) as Vault says it.
+fn vault_error(status: StatusCode, code: &str, message: &str, route: &str) -> Response {
     match (status, code) {
         // Vault answers 403 for a missing, unknown, expired or revoked token, as for a
         // policy denial; the reason is in the ledger.
@@ -365,6 +369,10 @@ pub(crate) async fn compat(
             errors(StatusCode::FORBIDDEN, "permission denied")
         }
         (_, "sealed") => errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed"),
+        (_, "method_not_allowed") => errors(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "1 error occurred:\n\t* unsupported operation\n\n",
+        ),
         (_, "not_initialized") => {
             errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is not initialized")
         }
@@ -372,7 +380,7 @@ pub(crate) async fn compat(
             StatusCode::NOT_FOUND,
             &format!("no handler for route {route:?}. route entry not found."),
         ),
-        _ => errors(status, &message),
+        _ => errors(status, message),
     }
 }
 
@@ -395,7 +403,7 @@ async fn wrap_answer(state: &AppState, route: &str, ttl: i64, response: Response
     };
     match wrapping::wrap(state, &info, actor, route, ttl, &body).await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => vault_error(e.status, e.code, &e.message, route),
     }
 }
 
@@ -418,10 +426,17 @@ fn rewrite_list(request: &mut Request) {
             .map(|prefix| format!("/v1/secret/list/{prefix}")),
         None => None,
     };
-    *request.method_mut() = Method::GET;
-    if let Some(listed) = listed
-        && let Ok(uri) = listed.parse::<Uri>()
-    {
-        *request.uri_mut() = uri;
+    // Only a listing becomes a GET: a list on any other path (`LIST`, or `GET ?list=true`)
+    // is a `LIST`, which no route takes (405), so it never reads what a GET there would (a
+    // secret's value).
+    match listed.and_then(|listed| listed.parse::<Uri>().ok()) {
+        Some(uri) => {
+            *request.method_mut() = Method::GET;
+            *request.uri_mut() = uri;
+        }
+        None => {
+            *request.method_mut() =
+                Method::from_bytes(b"LIST").expect("LIST is a valid method name");
+        }
     }
 }

@@ -32,9 +32,12 @@ pub(crate) const PURPOSE: &str = "wrapped-response";
 const INVALID: &str = "wrapping token is not valid or does not exist";
 
 /// A wrap TTL as Vault clients send it: seconds (`300`) or a duration (`5m`, `5m0s`).
-pub(crate) fn parse_ttl(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_ttl(text: &str, max_secs: i64) -> Result<i64, String> {
     match duration(text)? {
         0 => Err("the wrap TTL must be positive".into()),
+        secs if secs > max_secs => Err(format!(
+            "the wrap TTL is longer than the {max_secs} s the server allows"
+        )),
         secs => Ok(secs),
     }
 }
@@ -108,15 +111,6 @@ pub(crate) async fn wrap(
     ttl: i64,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    if ttl > state.settings.auth.max_token_ttl_secs {
-        return Ok(errors(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "the wrap TTL is longer than the {} s the server allows",
-                state.settings.auth.max_token_ttl_secs
-            ),
-        ));
-    }
     let keyring = unsealed(state)?;
     let token = ApiToken::generate();
     let accessor = crate::api::auth::new_id("wrap");
@@ -260,6 +254,8 @@ pub(crate) async fn lookup(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    // Sealed, the server answers nothing about what it holds, as OpenBao does (503).
+    unsealed(&state)?;
     let Some(token) = wrapping_token(&headers, &body) else {
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };

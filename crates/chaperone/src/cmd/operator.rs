@@ -122,8 +122,25 @@ fn rekey(client: &Client, shares: u8, threshold: u8) -> anyhow::Result<()> {
             println!("\nRekeyed: the shares above are in force; the old shares open nothing.");
             Ok(())
         }
+        // Only a refusal the server answered before storing anything is a sure "no". A lost
+        // connection or a timeout says nothing: the server may have stored the new wrapping
+        // after the client gave up, and an operator told otherwise would throw away the
+        // only shares that unseal it.
+        Err(error)
+            if error
+                .downcast_ref::<crate::client::Refused>()
+                .is_some_and(|r| r.code == "wrong_shares" || r.code == "no_rekey") =>
+        {
+            bail!(
+                "the shares above were NOT put in force ({error}); the current shares still \
+                 unseal"
+            )
+        }
         Err(error) => bail!(
-            "the shares above were NOT put in force ({error}); the current shares still unseal"
+            "the rekey's outcome is unknown ({error}): the shares above may be in force. Keep \
+             BOTH the current shares and the shares above until `chaperone ledger search \
+             --action sys.rekey` shows whether a rekey was recorded just now (if it was, the \
+             shares above unseal and the current ones do not)"
         ),
     }
 }

@@ -142,6 +142,9 @@ STEPS = [
     ("GET", f"secret/metadata/{P}", None),
     ("LIST", "secret/metadata/contract", None),
     ("GET", "secret/metadata/contract?list=true", None),
+    # A list names a listing only under metadata/: on a secret's data it reads nothing.
+    ("LIST", f"secret/data/{P}", None),
+    ("GET", f"secret/data/{P}?list=true", None),
     ("POST", f"secret/metadata/{P}", {"max_versions": 3, "custom_metadata": {"owner": "payments"}}),
     ("GET", f"secret/data/{P}", None),
     ("DELETE", f"secret/data/{P}", None),

@@ -334,6 +334,9 @@ def test_zz_a_sealed_server_answers_503(client):
     response = requests.get(f"{ADDR}/v1/secret/data/hvac/app", headers={"X-Vault-Token": ADMIN})
     assert response.status_code == 503
     assert response.json() == {"errors": ["Vault is sealed"]}
+    # Nothing is said about wrappings either.
+    response = requests.post(f"{ADDR}/v1/sys/wrapping/lookup", json={"token": "chp_x"})
+    assert (response.status_code, response.json()) == (503, {"errors": ["Vault is sealed"]})
     assert client.sys.read_seal_status()["sealed"] is True
     assert requests.get(f"{ADDR}/v1/sys/health").status_code == 503
     assert requests.get(f"{ADDR}/v1/sys/health?sealedcode=200").status_code == 200
