@@ -271,6 +271,19 @@ pub struct PathRule {
     pub capabilities: Vec<Capability>,
     /// When the rule stops applying, if ever.
     pub expires_at: Option<Timestamp>,
+    /// For a grant approved through a request: what it was approved with, which the path's
+    /// level must not ask more than (see [`PathRule::meets`]). `None` for scope rules,
+    /// break-glass grants and grants made before this was kept.
+    pub terms: Option<GrantTerms>,
+}
+
+/// What a grant (or its latest extension) was approved with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantTerms {
+    /// How many distinct people approved it.
+    pub approvals: u32,
+    /// How long it was approved for, in seconds.
+    pub secs: i64,
 }
 
 impl PathRule {
@@ -289,6 +302,18 @@ impl PathRule {
             // Listing the root or a folder: allowed when the rule's prefix lies below it.
             None => true,
         }
+    }
+}
+
+impl PathRule {
+    /// Whether a grant's approval meets what `level` asks today. Security decision: a
+    /// request is held to the strictest level under its prefix when it is approved, but a
+    /// path classified stricter later (or a level made stricter) would otherwise be reached
+    /// by a grant approved for less: one approval where two are needed, or 90 days where 7
+    /// are allowed. The grant does not reach such paths until it is asked for again.
+    pub fn meets(&self, level: &LevelPolicy) -> bool {
+        self.terms
+            .is_none_or(|t| t.approvals >= level.approvals && t.secs <= level.max_grant_secs)
     }
 }
 
@@ -382,6 +407,9 @@ pub enum Reason {
     NotPermitted,
     /// The token's scope does not include the action here.
     OutsideScope,
+    /// A grant covers the path, but was approved with fewer approvals or for longer than
+    /// the path's level now allows.
+    GrantBelowLevel,
     /// A fresh TOTP verification is needed.
     StepUpRequired,
     /// The client address is outside the allowlist.
@@ -401,6 +429,7 @@ impl Reason {
             Reason::VendorInactive => "vendor_inactive",
             Reason::NotPermitted => "not_permitted",
             Reason::OutsideScope => "outside_scope",
+            Reason::GrantBelowLevel => "grant_below_level",
             Reason::StepUpRequired => "step_up_required",
             Reason::NetworkNotAllowed => "network_not_allowed",
             Reason::LevelNetworkNotAllowed => "level_network_not_allowed",
@@ -415,6 +444,10 @@ impl Reason {
             Reason::VendorInactive => "the account's vendor is not active",
             Reason::NotPermitted => "neither your role nor a grant allows this here",
             Reason::OutsideScope => "the token's scope does not allow this here",
+            Reason::GrantBelowLevel => {
+                "your grant was approved for a less strict classification than this path now \
+                 has: ask for access again"
+            }
             Reason::StepUpRequired => {
                 "this path needs a recent TOTP verification: run `chaperone verify --totp CODE`"
             }
@@ -480,13 +513,22 @@ pub fn decide(
     };
     let staff_access = level.is_none_or(|l| l.staff_access);
     let by_role = role_allows(principal.role, action, staff_access);
-    let by_grant = action.capability().is_some_and(|cap| {
+    let covering = |cap| {
         principal
             .grants
             .iter()
-            .any(|g| g.allows(cap, path, context.now))
-    });
+            .filter(move |g| g.allows(cap, path, context.now))
+    };
+    let by_grant = action
+        .capability()
+        .is_some_and(|cap| covering(cap).any(|g| level.is_none_or(|l| g.meets(l))));
     if !by_role && !by_grant {
+        // Say so when a grant covers the path but was approved for a laxer level.
+        if let (Some(cap), Some(level)) = (action.capability(), level)
+            && covering(cap).any(|g| !g.meets(level))
+        {
+            return Decision::deny(Reason::GrantBelowLevel);
+        }
         return Decision::deny(Reason::NotPermitted);
     }
     if let Some(scope) = &principal.scope {
@@ -652,6 +694,7 @@ mod tests {
             prefix: prefix.into(),
             capabilities: caps.to_vec(),
             expires_at: expires,
+            terms: None,
         }
     }
 
@@ -687,6 +730,48 @@ mod tests {
             .allowed
         );
         assert!(!decide(&c, Action::ManagePeople, Resource::System, ctx(0)).allowed);
+    }
+
+    #[test]
+    fn a_grant_reaches_only_paths_whose_level_asks_no_more_than_its_approval() {
+        let mut c = person(Role::Contractor);
+        c.vendor = Some(Standing::Active);
+        let mut grant = rule("acme", &[Capability::Write], Some(at(60)));
+        let terms = |approvals, days: i64| {
+            Some(GrantTerms {
+                approvals,
+                secs: days * 86_400,
+            })
+        };
+        grant.terms = terms(1, 30);
+        c.grants.push(grant);
+        let db = path("acme/prod/db");
+        let write = |c: &Principal, name: &str| {
+            decide(
+                c,
+                Action::SecretWrite,
+                Resource::Secret(&db, level(name)),
+                ctx(0),
+            )
+        };
+        // Approved once for 30 days: enough where one approval and 30 days are allowed...
+        assert!(write(&c, "internal").allowed);
+        assert!(write(&c, "confidential").allowed);
+        // ...not on a path regulated since (two approvals, at most 7 days).
+        let below = Decision::deny(Reason::GrantBelowLevel);
+        assert_eq!(write(&c, "regulated"), below);
+        c.grants[0].terms = terms(2, 30);
+        assert_eq!(write(&c, "regulated"), below, "approved for too long");
+        c.grants[0].terms = terms(1, 7);
+        assert_eq!(write(&c, "regulated"), below, "approved by one person");
+        c.grants[0].terms = terms(2, 7);
+        assert!(write(&c, "regulated").allowed);
+        // A break-glass grant is held to no approval.
+        c.grants[0].terms = None;
+        assert!(write(&c, "regulated").allowed);
+        // A role that allows it needs no grant at all.
+        let admin = person(Role::Admin);
+        assert!(write(&admin, "regulated").allowed);
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl RuleBody {
             prefix: prefix.to_owned(),
             capabilities,
             expires_at,
+            terms: None,
         })
     }
 }
@@ -656,6 +657,7 @@ impl AppState {
                     .filter_map(|c| c.parse().ok())
                     .collect(),
                 expires_at: Some(g.expires_at),
+                terms: g.terms,
             })
             .collect();
         Ok(Principal {

@@ -1573,6 +1573,88 @@ fn a_wide_request_is_held_to_every_level_it_reaches() {
 }
 
 #[test]
+fn a_grant_does_not_reach_a_path_classified_stricter_after_its_approval() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let ann = s.person("ann", "approver", None);
+    let sam = s.person("sam", "security", None);
+    let (cy_t, ann_t, sam_t) = (s.login(&cy), s.login(&ann), s.login(&sam));
+    for path in ["acme/prod/db", "acme/dev/db"] {
+        write(&s, path, "v-Qm41-Zr88");
+    }
+    // Two approvals and at most a week, with nothing else asked of the vendor.
+    let mut strict = s
+        .ok("GET", "/api/v1/levels", Some(&s.admin), None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "internal")
+        .unwrap()
+        .clone();
+    strict["name"] = json!("strict");
+    strict["rank"] = json!(6);
+    strict["approvals"] = json!(2);
+    strict["max_grant_secs"] = json!(7 * 86_400);
+    s.ok("PUT", "/api/v1/levels/strict", Some(&s.admin), Some(strict));
+    let ask = |prefix: &str, duration: &str| -> String {
+        let asked = s.ok(
+            "POST",
+            "/api/v1/requests",
+            Some(&cy_t),
+            Some(json!({ "prefix": prefix, "capabilities": ["read"],
+                         "reason": "release", "duration": duration })),
+        );
+        asked["id"].as_str().unwrap().to_owned()
+    };
+    let approve = |id: &str, token: &str| {
+        let path = format!("/api/v1/requests/{id}/approve");
+        s.ok("POST", &path, Some(token), Some(json!({})));
+    };
+    let read = |path: &str| {
+        s.call(
+            "GET",
+            &format!("/api/v1/secrets/data/{path}"),
+            Some(&cy_t),
+            None,
+            None,
+        )
+    };
+
+    // One approval for 30 days on `acme`, when all of it is internal.
+    let wide = ask("acme", "30d");
+    approve(&wide, &ann_t);
+    assert_eq!(read("acme/prod/db").0, 200);
+
+    // `acme/prod` is classified stricter afterwards: the grant no longer reaches it, and
+    // says why; the rest of `acme` stays within it.
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "acme/prod", "level": "strict" })),
+    );
+    let (status, body) = read("acme/prod/db");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "grant_below_level", "{body}");
+    assert_eq!(read("acme/dev/db").0, 200);
+    let denied: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["resource"] == "acme/prod/db" && e["outcome"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["reasons"], json!(["grant_below_level"]));
+
+    // Asked for again, as the level asks now, it is reached again.
+    let narrow = ask("acme/prod", "7d");
+    approve(&narrow, &ann_t);
+    assert_eq!(read("acme/prod/db").0, 403, "one approval of two");
+    approve(&narrow, &sam_t);
+    assert_eq!(read("acme/prod/db").0, 200);
+}
+
+#[test]
 fn terminations_come_forward_evidence_is_revoked_and_times_are_kept() {
     let s = Server::start();
     vendor(&s, "acme");

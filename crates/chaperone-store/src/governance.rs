@@ -11,6 +11,7 @@
 //! approving at once both count, neither is lost).
 
 use chaperone_core::Timestamp;
+use chaperone_core::policy::GrantTerms;
 use chaperone_ledger::entry::Event;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -75,12 +76,14 @@ pub enum Op {
         /// When.
         at: Timestamp,
     },
-    /// Moves an unrevoked grant's expiry.
+    /// Moves an unrevoked grant's expiry, with what the extension was approved with.
     ExtendGrant {
         /// The grant.
         id: String,
         /// The new expiry.
         expires_at: Timestamp,
+        /// The extension's approvals and length.
+        terms: GrantTerms,
     },
     /// Marks a break-glass grant as reviewed.
     ReviewGrant {
@@ -311,12 +314,19 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
                 .await
                 .map_err(db("revoking a grant"))?;
         }
-        Op::ExtendGrant { id, expires_at } => {
+        Op::ExtendGrant {
+            id,
+            expires_at,
+            terms,
+        } => {
             let changed = sqlx::query(
-                "UPDATE grants SET expires_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                "UPDATE grants SET expires_at = $2, approvals = $3, term_secs = $4 \
+                 WHERE id = $1 AND revoked_at IS NULL",
             )
             .bind(id)
             .bind(expires_at.unix_nanos())
+            .bind(i64::from(terms.approvals))
+            .bind(terms.secs)
             .execute(&mut *conn)
             .await
             .map_err(db("extending a grant"))?

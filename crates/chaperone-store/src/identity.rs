@@ -10,6 +10,7 @@
 //! bookkeeping of the login that uses them, which the login's own entry records.
 
 use chaperone_core::Timestamp;
+use chaperone_core::policy::GrantTerms;
 use chaperone_ledger::entry::Event;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -97,6 +98,10 @@ pub struct GrantRecord {
     pub reason: Option<String>,
     /// When a break-glass grant was reviewed, and by whom.
     pub reviewed: Option<(Timestamp, String)>,
+    /// What the grant (or its latest extension) was approved with; `None` for break-glass
+    /// grants and grants made before this was kept. The policy holds the grant to it at
+    /// every request (`PathRule::terms`).
+    pub terms: Option<GrantTerms>,
 }
 
 const VENDOR_COLUMNS: &str = "id, name, status, allowed_networks, profile, created_at, updated_at";
@@ -118,7 +123,8 @@ fn vendor_from_row(row: &AnyRow) -> Result<VendorRecord, StoreError> {
 }
 
 const GRANT_COLUMNS: &str = "id, person_id, prefix, capabilities, expires_at, created_at, \
-     created_by, revoked_at, request_id, break_glass, reason, reviewed_at, reviewed_by";
+     created_by, revoked_at, request_id, break_glass, reason, reviewed_at, reviewed_by, \
+     approvals, term_secs";
 
 pub(crate) fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
     let read = || -> Result<GrantRecord, sqlx::Error> {
@@ -141,6 +147,17 @@ pub(crate) fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
             reviewed: reviewed_at
                 .zip(reviewed_by)
                 .map(|(at, by)| (Timestamp::from_unix_nanos(at), by)),
+            terms: match (
+                row.try_get::<Option<i64>, _>("approvals")?,
+                row.try_get::<Option<i64>, _>("term_secs")?,
+            ) {
+                (Some(approvals), Some(secs)) => Some(GrantTerms {
+                    approvals: u32::try_from(approvals)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    secs,
+                }),
+                _ => None,
+            },
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("grant row: {e}")))
@@ -904,8 +921,9 @@ pub(crate) async fn insert_grant(
     };
     sqlx::query(
         "INSERT INTO grants (id, person_id, prefix, capabilities, expires_at, created_at, \
-         created_by, request_id, break_glass, reason, reviewed_at, reviewed_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         created_by, request_id, break_glass, reason, reviewed_at, reviewed_by, approvals, \
+         term_secs) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&grant.id)
     .bind(&grant.person_id)
@@ -919,6 +937,8 @@ pub(crate) async fn insert_grant(
     .bind(&grant.reason)
     .bind(reviewed_at)
     .bind(reviewed_by)
+    .bind(grant.terms.map(|t| i64::from(t.approvals)))
+    .bind(grant.terms.map(|t| t.secs))
     .execute(&mut *conn)
     .await
     .map_err(db("adding a grant"))?;

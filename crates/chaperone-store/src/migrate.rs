@@ -93,6 +93,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_person_creator.sql"),
         postgres: include_str!("../migrations/postgres/0013_person_creator.sql"),
     },
+    Migration {
+        version: 14,
+        name: "grant terms",
+        sqlite: include_str!("../migrations/sqlite/0014_grant_terms.sql"),
+        postgres: include_str!("../migrations/postgres/0014_grant_terms.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

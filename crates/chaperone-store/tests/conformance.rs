@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chaperone_core::policy::GrantTerms;
 use chaperone_core::{
     Cas, KvError, MaxVersions, SecretPath, SecretPrefix, Timestamp, VersionState,
 };
@@ -927,6 +928,7 @@ async fn grants_classifications_and_failures(f: &Fixture) {
         revoked_at: None,
         request_id: None,
         break_glass: true,
+        terms: None,
         reason: Some("incident 42".into()),
         reviewed: None,
     };
@@ -1957,6 +1959,10 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
         break_glass: true,
         reason: None,
         reviewed: None,
+        terms: Some(GrantTerms {
+            approvals: 1,
+            secs: 50,
+        }),
     };
     let stale = f
         .store
@@ -1990,6 +1996,10 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
                 Op::ExtendGrant {
                     id: "g-atomic".into(),
                     expires_at: t(90),
+                    terms: GrantTerms {
+                        approvals: 2,
+                        secs: 80,
+                    },
                 },
                 Op::ReviewGrant {
                     id: "g-atomic".into(),
@@ -2003,6 +2013,14 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
         .unwrap();
     let g = f.store.grant("g-atomic").await.unwrap().unwrap();
     assert_eq!(g.expires_at, t(90));
+    // The extension's approvals and length replace the grant's.
+    assert_eq!(
+        g.terms,
+        Some(GrantTerms {
+            approvals: 2,
+            secs: 80
+        })
+    );
     assert_eq!(g.reviewed, Some((t(11), "per_b".into())));
     assert!(f.store.unreviewed_break_glass().await.unwrap().is_empty());
     // A second review is refused.
@@ -2036,7 +2054,11 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
             .apply(
                 vec![Op::ExtendGrant {
                     id: "g-atomic".into(),
-                    expires_at: t(99)
+                    expires_at: t(99),
+                    terms: GrantTerms {
+                        approvals: 1,
+                        secs: 9
+                    },
                 }],
                 Vec::new()
             )

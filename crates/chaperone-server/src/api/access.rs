@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chaperone_core::Timestamp;
 use chaperone_core::governance::{LevelPolicy, parse_date};
-use chaperone_core::policy::{Capability, Role};
+use chaperone_core::policy::{Capability, GrantTerms, Role};
 use chaperone_ledger::entry::Event;
 use chaperone_store::{GrantRecord, Op, PersonRecord, Record};
 use serde::{Deserialize, Serialize};
@@ -507,11 +507,16 @@ pub(crate) async fn approve_request(
         request.status = "approved".into();
         let expires_at = now.plus_secs(request.duration_secs);
         let approvers: Vec<Value> = request.approvals.iter().map(|a| json!(a.by)).collect();
+        let terms = GrantTerms {
+            approvals: u32::try_from(request.approvals.len()).unwrap_or(u32::MAX),
+            secs: request.duration_secs,
+        };
         match &request.extends {
             Some(grant_id) => {
                 ops.push(Op::ExtendGrant {
                     id: grant_id.clone(),
                     expires_at,
+                    terms,
                 });
                 request.grant_id = Some(grant_id.clone());
                 events.push(change_event(
@@ -542,6 +547,7 @@ pub(crate) async fn approve_request(
                     break_glass: false,
                     reason: Some(request.reason.clone()),
                     reviewed: None,
+                    terms: Some(terms),
                 };
                 request.grant_id = Some(grant.id.clone());
                 events.push(grant_event(&state, &info, &caller, &grant, approvers));
@@ -777,6 +783,8 @@ pub(crate) async fn break_glass(
         break_glass: true,
         reason: Some(body.reason.clone()),
         reviewed: None,
+        // An emergency override, reviewed afterwards: held to no level's approvals.
+        terms: None,
     };
     let security: Vec<String> = state
         .store
