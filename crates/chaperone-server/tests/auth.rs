@@ -1142,9 +1142,9 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
 #[test]
 fn a_password_alone_does_not_forgive_wrong_totp_codes() {
     // A member may log in with the password alone. Wrong step-up codes count against the
-    // account, and such a login must not wipe them, or knowing the password would allow
+    // person, and such a login must not wipe them, or knowing the password would allow
     // guessing the second factor forever. Each request comes from a new address, so only
-    // the account's count can lock.
+    // the person's count can lock.
     let s = Server::start();
     let mia = s.person("mia", "member", None);
     let mut address = 0;
@@ -1191,6 +1191,67 @@ fn a_password_alone_does_not_forgive_wrong_totp_codes() {
     // Ten wrong codes in the window: the eleventh attempt is refused, even with the right
     // code.
     assert_eq!(verify(&s.code(&mia, 0), &from()), 429);
+}
+
+#[test]
+fn wrong_passwords_for_a_name_do_not_lock_its_signed_in_owner_out_of_step_up() {
+    let s = Server::start();
+    let sam = s.person("sam", "security", None);
+    let session = s.login(&sam);
+    // Anyone who knows the name can lock its logins...
+    for attempt in 0..12 {
+        let (status, _) = s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": "sam", "password": format!("guess-{attempt}") })),
+            Some(&format!("203.0.113.{attempt}")),
+        );
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({ "user": "sam", "password": sam.password, "totp": s.code(&sam, 0) })),
+        None,
+    );
+    assert_eq!(status, 429);
+    // ...but not the step-up of a session already open: only that session's own wrong
+    // codes count there.
+    s.clock.advance_secs(30);
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/auth/verify",
+        Some(&session),
+        Some(json!({ "totp": s.code(&sam, 0) })),
+        None,
+    );
+    assert_eq!(status, 204, "{body}");
+    // The session's own wrong codes lock step-up, until an administrator unlocks the person.
+    let verify = |code: &str| {
+        s.clock.advance_secs(1);
+        s.call(
+            "POST",
+            "/api/v1/auth/verify",
+            Some(&session),
+            Some(json!({ "totp": code })),
+            None,
+        )
+        .0
+    };
+    let wrong = if s.code(&sam, 0) == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    for _ in 0..10 {
+        assert_eq!(verify(wrong), 401);
+    }
+    s.clock.advance_secs(30);
+    assert_eq!(verify(&s.code(&sam, 0)), 429);
+    s.ok("POST", "/api/v1/people/sam/unlock", Some(&s.admin), None);
+    assert_eq!(verify(&s.code(&sam, 0)), 204);
 }
 
 #[test]

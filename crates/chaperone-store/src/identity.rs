@@ -773,19 +773,26 @@ impl Store {
         .await
     }
 
-    /// An administrator lifting a lockout: forgets the failures of `subject` and records
+    /// An administrator lifting a lockout: forgets the failures of `subjects` and records
     /// `events`. `false` (and nothing recorded) if there were none to forget.
-    pub async fn lift_lockout(&self, subject: &str, events: &[Event]) -> Result<bool, StoreError> {
-        let (subject, events) = (subject.to_owned(), events.to_vec());
+    pub async fn lift_lockout(
+        &self,
+        subjects: &[String],
+        events: &[Event],
+    ) -> Result<bool, StoreError> {
+        let (subjects, events) = (subjects.to_vec(), events.to_vec());
         self.change(move |conn| {
             Box::pin(async move {
-                let cleared = sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
-                    .bind(&subject)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("clearing failures"))?
-                    .rows_affected()
-                    > 0;
+                let mut cleared = false;
+                for subject in &subjects {
+                    cleared |= sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
+                        .bind(subject)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db("clearing failures"))?
+                        .rows_affected()
+                        > 0;
+                }
                 Ok((cleared, if cleared { events } else { Vec::new() }))
             })
         })

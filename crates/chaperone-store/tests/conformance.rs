@@ -1740,7 +1740,7 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
     // An unlock with nothing to forget records nothing; one that lifts failures does.
     assert!(
         !f.store
-            .lift_lockout("account:x", &[event("person.unlock")])
+            .lift_lockout(&["account:x".into()], &[event("person.unlock")])
             .await
             .unwrap()
     );
@@ -1750,7 +1750,7 @@ async fn identity_and_token_changes_record_only_what_happened(f: &Fixture) {
         .unwrap();
     assert!(
         f.store
-            .lift_lockout("account:x", &[event("person.unlock")])
+            .lift_lockout(&["account:x".into()], &[event("person.unlock")])
             .await
             .unwrap()
     );

@@ -316,11 +316,17 @@ pub(crate) async fn unlock_person(
         &caller,
         "person.unlock",
         &name,
-        [("person_id", id.into())],
+        [("person_id", id.clone().into())],
     );
     if state
         .store
-        .lift_lockout(&super::auth::account_subject(&keyring, &name), &[event])
+        .lift_lockout(
+            &[
+                super::auth::account_subject(&keyring, &name),
+                super::auth::step_up_subject(&id),
+            ],
+            &[event],
+        )
         .await?
     {
         tracing::info!(by = %caller.token_id, person = %name, "account unlocked");
