@@ -1328,6 +1328,49 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
     let flagged = s.ok("GET", "/api/v1/grants?flagged=true", Some(&s.admin), None);
     assert_eq!(flagged.as_array().unwrap().len(), 1, "{flagged}");
     assert_eq!(flagged[0]["id"], glass["id"]);
+    // Nor does whoever created the holder's account (security made `sock`).
+    let (sam_t, ann_t, sock_t) = (s.login(&sam), s.login(&ann), s.login(&sock));
+    let glass = s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "sock", "prefix": "team", "capabilities": ["read"],
+                     "ttl": "1h", "reason": "incident 10" }),
+        ),
+    );
+    let review = format!("/api/v1/grants/{}/review", glass["id"].as_str().unwrap());
+    assert_eq!(
+        error(&s, "POST", &review, &sam_t, Some(json!({ "note": "fine" }))),
+        (403, "self_review".into())
+    );
+
+    // A disabled account asks for nothing any more: its pending requests are closed with
+    // it, so enabling it again does not bring an approvable request back.
+    let pending = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&sock_t),
+        Some(
+            json!({ "prefix": "team/z", "capabilities": ["read"], "reason": "sock",
+                     "duration": "1d" }),
+        ),
+    );
+    let id = pending["id"].as_str().unwrap();
+    s.ok("POST", "/api/v1/people/sock/disable", Some(&s.admin), None);
+    let disabled = s.recorded("person.disable", "sock");
+    assert_eq!(disabled[0]["details"]["requests_closed"], 1, "{disabled:?}");
+    s.ok("POST", "/api/v1/people/sock/enable", Some(&s.admin), None);
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            &ann_t,
+            Some(json!({}))
+        ),
+        (409, "not_pending".into())
+    );
 
     // Terminating a vendor disables its accounts and revokes their tokens in the same step.
     for (status, reason) in [("suspended", "breach"), ("terminated", "contract ended")] {
@@ -1337,6 +1380,13 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
             Some(&s.admin),
             Some(json!({ "status": status, "reason": reason })),
         );
+        if status == "suspended" {
+            // A suspended vendor's people get nothing: their requests can only be denied.
+            assert_eq!(
+                error(&s, "POST", &approve, &ann_t, Some(json!({}))),
+                (409, "requester_inactive".into())
+            );
+        }
     }
     let people = s.ok("GET", "/api/v1/people", Some(&s.admin), None);
     let cy_row = people
@@ -1347,12 +1397,22 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         .unwrap()
         .clone();
     assert_eq!(cy_row["disabled"], true, "{cy_row}");
+    // What the account asked for before is closed with it.
+    assert_eq!(
+        error(&s, "POST", &approve, &ann_t, Some(json!({}))),
+        (409, "not_pending".into())
+    );
     assert_eq!(
         error(&s, "GET", "/api/v1/auth/self", &cy_t, None),
         (403, "person_inactive".into()),
         "the session was revoked, and says why"
     );
     let updates = s.recorded("vendor.update", "acme");
+    assert_eq!(
+        updates[1]["details"]["requests_closed"], 1,
+        "{}",
+        updates[1]
+    );
     assert_eq!(
         updates[1]["details"]["people_disabled"][0]["name"], "cy",
         "the termination names the accounts it disabled: {}",

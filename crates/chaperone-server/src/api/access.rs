@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chaperone_core::Timestamp;
 use chaperone_core::governance::{LevelPolicy, parse_date};
-use chaperone_core::policy::{Capability, GrantTerms, Role};
+use chaperone_core::policy::{Capability, GrantTerms, Role, Standing};
 use chaperone_ledger::entry::Event;
 use chaperone_store::{GrantRecord, Op, PersonRecord, Record};
 use serde::{Deserialize, Serialize};
@@ -374,13 +374,29 @@ async fn decidable(
             "requests are decided by the business's own staff",
         ));
     }
+    let requester = state.store.person(&request.person_id).await?;
+    // A disabled or ended account (or one whose vendor is no longer active) gets nothing:
+    // its request can only be denied.
+    if approving {
+        let active = match &requester {
+            Some(person) => {
+                let standing = state.standing(person).await?;
+                standing.person == Standing::Active
+                    && standing.vendor.is_none_or(|v| v == Standing::Active)
+            }
+            None => false,
+        };
+        if !active {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "requester_inactive",
+                "the requester's account or vendor is not active: deny the request",
+            ));
+        }
+    }
     // Whoever created the requester's account was handed its enrolment code, and may hold
     // it: their approval would be an approval of their own request.
-    let creator = state
-        .store
-        .person(&request.person_id)
-        .await?
-        .and_then(|p| p.created_by);
+    let creator = requester.and_then(|p| p.created_by);
     if approving && creator.as_deref() == Some(me.as_str()) {
         return Err(forbidden(
             "created_requester",
@@ -435,21 +451,30 @@ async fn decidable(
             ),
         ));
     }
-    // Earlier approvals count only while their authors still may approve.
+    // Earlier approvals count only while their authors still may approve: still active
+    // (not disabled, not past their end date), of a role the level names.
     let people = state.store.list_people().await?;
-    request.approvals.retain(|a| {
-        let may_approve = people.iter().any(|p| {
-            p.id == a.by
-                && p.disabled_at.is_none()
-                && p.vendor_id.is_none()
-                && p.role
-                    .parse::<Role>()
-                    .is_ok_and(|r| request.approver_roles.contains(&r))
-        }) || (a.by == super::governance::ROOT_ACTOR
-            && request.approver_roles.contains(&Role::Admin)
-            && request.approvals_needed < 2);
-        may_approve && creator.as_deref() != Some(a.by.as_str())
-    });
+    let mut kept = Vec::new();
+    for a in std::mem::take(&mut request.approvals) {
+        let may_approve = match people.iter().find(|p| p.id == a.by) {
+            Some(p) => {
+                p.vendor_id.is_none()
+                    && p.role
+                        .parse::<Role>()
+                        .is_ok_and(|r| request.approver_roles.contains(&r))
+                    && state.standing(p).await?.person == Standing::Active
+            }
+            None => {
+                a.by == super::governance::ROOT_ACTOR
+                    && request.approver_roles.contains(&Role::Admin)
+                    && request.approvals_needed < 2
+            }
+        };
+        if may_approve && creator.as_deref() != Some(a.by.as_str()) {
+            kept.push(a);
+        }
+    }
+    request.approvals = kept;
     Ok((record, request))
 }
 
@@ -641,6 +666,37 @@ pub(crate) async fn deny_request(
         )
         .await?;
     Ok(Json(request))
+}
+
+/// Whether `actor` created the account of `person_id`.
+async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Result<bool, ApiError> {
+    Ok(state
+        .store
+        .person(person_id)
+        .await?
+        .and_then(|p| p.created_by)
+        .is_some_and(|by| by == actor))
+}
+
+/// The changes that close a person's pending requests, as cancelled by `closer` (an
+/// account disabled or offboarded asks for nothing any more: approving such a request later
+/// would hand access back with the account, without a fresh request).
+pub(crate) async fn close_pending(
+    state: &AppState,
+    person_id: &str,
+    closer: &Decision,
+    now: Timestamp,
+) -> Result<Vec<Op>, ApiError> {
+    let mut ops = Vec::new();
+    for record in state.store.records("request", Some(person_id)).await? {
+        let mut request: AccessRequest = body(&record)?;
+        if request.status == "pending" {
+            request.status = "cancelled".into();
+            request.denial = Some(closer.clone());
+            ops.push(Op::Put(revise(&record, &request, now)));
+        }
+    }
+    Ok(ops)
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/cancel", params(("id" = String, Path)), responses((status = 200, body = AccessRequest), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
@@ -941,10 +997,14 @@ pub(crate) async fn review_grant(
         .filter(|g| g.break_glass)
         .ok_or_else(|| ApiError::not_found("no such break-glass grant"))?;
     let me = actor_id(&caller);
-    if grant.created_by == me || grant.person_id == me {
+    if grant.created_by == me
+        || grant.person_id == me
+        || created_account(&state, &grant.person_id, &me).await?
+    {
         return Err(forbidden(
             "self_review",
-            "a break-glass grant is reviewed by someone other than who made or holds it",
+            "a break-glass grant is reviewed by someone other than who made or holds it, or \
+             created the holder's account",
         ));
     }
     if grant.reviewed.is_some() {
@@ -1222,16 +1282,19 @@ pub(crate) async fn decide_item(
             "this item is already decided",
         ));
     }
-    if item.subject == me
-        || state
-            .store
-            .grant(&item.subject)
-            .await?
-            .is_some_and(|g| Some(&g.person_id) == caller.person_id.as_ref())
+    // Whose account or grant it is: nobody reviews their own, nor one whose account they
+    // created (they were handed its enrolment code, as for approvals).
+    let holder = if item.kind == "grant" {
+        state.store.grant(&item.subject).await?.map(|g| g.person_id)
+    } else {
+        Some(item.subject.clone())
+    };
+    if let Some(holder) = holder
+        && (holder == me || created_account(&state, &holder, &me).await?)
     {
         return Err(forbidden(
             "self_review",
-            "nobody reviews their own account or grants",
+            "nobody reviews their own account or grants, or those of an account they created",
         ));
     }
     item.decision = Some(req.decision.clone());

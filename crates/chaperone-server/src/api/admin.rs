@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::ApiJson;
 use super::auth::new_id;
+use super::governance::actor_id;
 use crate::auth::Caller;
 use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
@@ -249,31 +250,36 @@ pub(crate) async fn disable_person(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (id, name) = managed_person(&state, &caller, &name).await?;
+    let now = state.clock.now();
+    let closer = super::access::Decision {
+        by: actor_id(&caller),
+        comment: Some("the account was disabled".into()),
+        time: now.to_rfc3339(),
+    };
+    let closed = super::access::close_pending(&state, &id, &closer, now).await?;
     let event = change_event(
         &state,
         &info,
         &caller,
         "person.disable",
         &name,
-        [("person_id", id.clone().into())],
+        [
+            ("person_id", id.clone().into()),
+            ("requests_closed", closed.len().into()),
+        ],
     );
-    let now = state.clock.now();
-    state
-        .store
-        .apply(
-            vec![
-                Op::DisablePerson {
-                    id: id.clone(),
-                    at: now,
-                },
-                Op::RevokeTokensOf {
-                    person_id: id,
-                    at: now,
-                },
-            ],
-            vec![event],
-        )
-        .await?;
+    let mut ops = vec![
+        Op::DisablePerson {
+            id: id.clone(),
+            at: now,
+        },
+        Op::RevokeTokensOf {
+            person_id: id,
+            at: now,
+        },
+    ];
+    ops.extend(closed);
+    state.store.apply(ops, vec![event]).await?;
     tracing::warn!(by = %caller.token_id, person = %name, "person disabled; their tokens revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -512,8 +512,17 @@ pub(crate) async fn update_vendor(
         // A terminated vendor's accounts are disabled and their tokens revoked with it; the
         // entry names the accounts it disabled.
         let mut disabled = Vec::new();
+        let closer = super::access::Decision {
+            by: actor_id(&caller),
+            comment: Some(format!("vendor {} terminated", vendor.name)),
+            time: now.to_rfc3339(),
+        };
+        let mut requests_closed = 0;
         for person in state.store.list_people().await? {
             if person.vendor_id.as_deref() == Some(vendor.id.as_str()) {
+                let closed = super::access::close_pending(&state, &person.id, &closer, now).await?;
+                requests_closed += closed.len();
+                ops.extend(closed);
                 if person.disabled_at.is_none() {
                     ops.push(Op::DisablePerson {
                         id: person.id.clone(),
@@ -528,6 +537,7 @@ pub(crate) async fn update_vendor(
             }
         }
         details.push(("people_disabled", json!(disabled)));
+        details.push(("requests_closed", json!(requests_closed)));
     }
     ops.insert(
         0,

@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ApiJson;
-use super::access::AccessRequest;
 use super::admin::change_event;
 use super::auth::new_id;
 use super::findings::{Finding, NewFinding, new_finding};
@@ -272,19 +271,14 @@ async fn offboard(
                 ops.push(Op::Put(revise(&record, &link, now)));
             }
         }
-        for record in state.store.records("request", Some(&person.id)).await? {
-            let mut request: AccessRequest = body(&record)?;
-            if request.status == "pending" {
-                requests_closed += 1;
-                request.status = "cancelled".into();
-                request.denial = Some(super::access::Decision {
-                    by: actor_id(caller),
-                    comment: Some(format!("offboarded: {}", req.reason)),
-                    time: now.to_rfc3339(),
-                });
-                ops.push(Op::Put(revise(&record, &request, now)));
-            }
-        }
+        let closer = super::access::Decision {
+            by: actor_id(caller),
+            comment: Some(format!("offboarded: {}", req.reason)),
+            time: now.to_rfc3339(),
+        };
+        let closed = super::access::close_pending(state, &person.id, &closer, now).await?;
+        requests_closed += closed.len();
+        ops.extend(closed);
     }
     let names: Vec<String> = people.iter().map(|p| p.name.clone()).collect();
     let action = if vendor.is_some() {
