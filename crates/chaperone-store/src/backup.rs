@@ -204,6 +204,21 @@ impl Store {
                 "the hash tiles give another head than the entries: they were changed".into(),
             ));
         }
+        // Every tile above level 0 (what proofs are made from) must match the entries too,
+        // not only the nodes the head needs: a changed one would serve wrong proofs.
+        for id in chaperone_ledger::tiles::tiles_for_size(size) {
+            let TileKind::Hashes(level @ 1..) = id.kind else {
+                continue;
+            };
+            let data = self.ledger_tile(id).await?.ok_or_else(|| {
+                AuditError::Problem(format!("the hash tile {} is missing", id.path()))
+            })?;
+            let hashes = split_tile(level, id.index, &data)
+                .map_err(|e| AuditError::Problem(e.to_string()))?;
+            audited
+                .check_tile(level, id.index, &hashes)
+                .map_err(|p| AuditError::Problem(p.to_string()))?;
+        }
         debug_assert!(size.div_ceil(WIDTH) as usize == wanted.len());
         Ok((size, audited))
     }

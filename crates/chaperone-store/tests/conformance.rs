@@ -162,6 +162,7 @@ conformance!(
     the_upgrade_counts_live_sessions_as_just_used,
     ledger_appends_and_proofs,
     partial_bundles_are_appended_in_chunks,
+    a_changed_upper_hash_tile_fails_the_audit,
     closing_commits_then_stops,
     large_batches_keep_each_change_apart,
     changes_and_their_events_commit_together,
@@ -1316,6 +1317,35 @@ async fn ledger_appends_and_proofs(f: &Fixture) {
 
 /// A partial bundle grows by chunks, also after one stored whole (as older versions did),
 /// and a bundle that fills is stored whole without its chunks.
+async fn a_changed_upper_hash_tile_fails_the_audit(f: &Fixture) {
+    // Past 65,536 entries the head is made from a level-2 node: the level-1 hashes under it
+    // are read by proofs only, so the audit must check them on their own.
+    let size = 65_536 + 100;
+    for start in (0..size).step_by(8192) {
+        let events = (start..(start + 8192).min(size))
+            .map(|_| event("test.fill"))
+            .collect();
+        f.store.append_events(events).await.unwrap();
+    }
+    let (audited_size, _) = f.store.audit_ledger(&[]).await.unwrap();
+    assert_eq!(audited_size, size as u64);
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&f.raw).await.unwrap();
+    let mut tile: Vec<u8> =
+        sqlx::query_scalar("SELECT data FROM ledger_tiles WHERE level = 1 AND idx = 0")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    tile[5 * 32] ^= 1;
+    sqlx::query("UPDATE ledger_tiles SET data = $1 WHERE level = 1 AND idx = 0")
+        .bind(tile)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let changed = f.store.audit_ledger(&[]).await.unwrap_err().to_string();
+    assert!(changed.contains("tile"), "{changed}");
+}
+
 async fn partial_bundles_are_appended_in_chunks(f: &Fixture) {
     use chaperone_ledger::tiles::{TileId, TileKind, encode_bundle};
     let entries: Vec<Vec<u8>> = (0..300u32)

@@ -535,7 +535,14 @@ async fn restore_postgres(
         if !restored {
             return Err(error.context("nothing was restored; the target database is unchanged"));
         }
-        chaperone_store::postgres_clear(url).await?;
+        // The verification's failure is what matters: a failure to clear up after it must
+        // not hide it, nor leave the operator to believe the database is usable.
+        if let Err(clear) = chaperone_store::postgres_clear(url).await {
+            return Err(error.context(format!(
+                "emptying the target database failed too ({clear}): it still holds the \
+                 restore that did not verify; do not start a server on it, empty it by hand"
+            )));
+        }
         return Err(error.context("the target database was emptied again"));
     }
     report(manifest, statement, &url.redacted());
