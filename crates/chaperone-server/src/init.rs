@@ -45,8 +45,9 @@ pub async fn initialize(
         parent_id: None,
         last_used_at: None,
     };
-    store.initialize(&keyring, &record, &[]).await?;
     let (origin, sealed_seed) = crate::api::new_ledger_key(&root.keyring());
-    store.create_ledger_key(&origin, &sealed_seed, now).await?;
+    store
+        .initialize(&keyring, &record, (&origin, &sealed_seed), &[])
+        .await?;
     Ok(())
 }

@@ -104,19 +104,25 @@ impl TokenKind {
 }
 
 impl Store {
-    /// Stores the keyring and the first admin token together, recording `events` with them.
-    /// Fails with [`StoreError::AlreadyInitialized`] (storing and recording nothing) if a
-    /// keyring exists.
+    /// Stores the keyring, the first admin token and the ledger's signing key (`origin`, its
+    /// seed sealed under the new keyring) together, recording `events` with them. Fails with
+    /// [`StoreError::AlreadyInitialized`] (storing and recording nothing) if a keyring
+    /// exists. One transaction: a keyring stored without its ledger key would leave a ledger
+    /// that, once it holds an entry, no key may be made for any more.
     pub async fn initialize(
         &self,
         keyring: &KeyringRecord,
         admin: &TokenRecord,
+        ledger_key: (&str, &[u8]),
         events: &[Event],
     ) -> Result<(), StoreError> {
         let (keyring, admin, events) = (keyring.clone(), admin.clone(), events.to_vec());
+        let (origin, sealed_seed) = (ledger_key.0.to_owned(), ledger_key.1.to_vec());
         self.change(move |conn| {
             Box::pin(async move {
                 initialize_in(conn, &keyring, &admin).await?;
+                crate::ledger::insert_ledger_key(conn, &origin, &sealed_seed, keyring.created_at)
+                    .await?;
                 Ok(((), events))
             })
         })

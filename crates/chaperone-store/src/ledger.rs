@@ -999,19 +999,7 @@ impl Store {
     ) -> Result<(String, Vec<u8>), StoreError> {
         let (origin, sealed_seed) = (origin.to_owned(), sealed_seed.to_vec());
         self.write(move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO ledger_key (id, origin, sealed_seed, created_at) \
-                     VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(origin)
-                .bind(sealed_seed)
-                .bind(now.unix_nanos())
-                .execute(conn)
-                .await
-                .map_err(db("storing the ledger key"))?;
-                Ok(())
-            })
+            Box::pin(async move { insert_ledger_key(conn, &origin, &sealed_seed, now).await })
         })
         .await?;
         self.ledger_key()
@@ -1067,4 +1055,24 @@ impl Store {
         })
         .transpose()
     }
+}
+
+/// Stores the ledger's signing key unless one is stored (the first one stays).
+pub(crate) async fn insert_ledger_key(
+    conn: &mut Conn<'_>,
+    origin: &str,
+    sealed_seed: &[u8],
+    now: chaperone_core::Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO ledger_key (id, origin, sealed_seed, created_at) \
+         VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(origin)
+    .bind(sealed_seed)
+    .bind(now.unix_nanos())
+    .execute(conn)
+    .await
+    .map_err(db("storing the ledger key"))?;
+    Ok(())
 }

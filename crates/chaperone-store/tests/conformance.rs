@@ -530,8 +530,16 @@ async fn keyring_and_tokens(f: &Fixture) {
         hash: token.hash(),
         ..api_token("tok_admin", "initial admin", "admin")
     };
-    f.store.initialize(&record, &admin, &[]).await.unwrap();
+    f.store
+        .initialize(&record, &admin, ("log.example/first", b"sealed-seed"), &[])
+        .await
+        .unwrap();
     assert_eq!(f.store.keyring().await.unwrap(), Some(record.clone()));
+    // The ledger's signing key is stored with the keyring, in the same transaction.
+    assert_eq!(
+        f.store.ledger_key().await.unwrap(),
+        Some(("log.example/first".to_owned(), b"sealed-seed".to_vec()))
+    );
     assert!(record.wrapped_root_key.open(&unseal).is_ok());
     let again = TokenRecord {
         id: "tok_other".into(),
@@ -539,9 +547,19 @@ async fn keyring_and_tokens(f: &Fixture) {
         ..admin.clone()
     };
     assert!(matches!(
-        f.store.initialize(&record, &again, &[]).await,
+        f.store
+            .initialize(&record, &again, ("log.example/second", b"other"), &[])
+            .await,
         Err(StoreError::AlreadyInitialized)
     ));
+    assert_eq!(
+        f.store
+            .ledger_key()
+            .await
+            .unwrap()
+            .map(|(origin, _)| origin),
+        Some("log.example/first".to_owned())
+    );
     assert_eq!(
         f.store.token_by_hash(&token.hash()).await.unwrap(),
         Some(admin.clone())

@@ -237,8 +237,9 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
             .context("cannot write the shares out: nothing was initialised")?;
         let done =
             chaperone_server::initialize(&store, &key, seal, &token, SystemClock.now()).await;
-        // The keyring is stored before the ledger's signing key, which the server also makes
-        // at its first start when missing: once the keyring is in, these shares are the ones.
+        // The keyring, the token and the ledger's signing key are stored in one transaction;
+        // an error after its commit (a lost connection) still leaves them stored, and then
+        // these shares are the ones.
         let stored = done.is_err() && matches!(store.keyring().await, Ok(Some(_)));
         store.close().await;
         match done {
@@ -249,8 +250,8 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
                 config.database_url
             ),
             Err(other) if stored => eprintln!(
-                "warning: the ledger's signing key was not made ({other}); the server makes it \
-                 at its first start"
+                "warning: initialising reported an error ({other}), but the keyring is stored: \
+                 the shares and token above are the ones"
             ),
             Err(other) => {
                 return Err(anyhow::Error::new(other).context(
