@@ -97,6 +97,23 @@ impl Share {
         Ok(share)
     }
 
+    /// A digest of the whole share, to recognise it later without keeping it. Security
+    /// decision: the server stores one per share at initialisation and rekey, so that a share
+    /// that is not one of its own (made up by anyone who can reach the unseal endpoint) is
+    /// refused before it joins the unseal progress, where it would discard the real shares
+    /// given so far. A share's `y` is 256 bits that reveal nothing of the key below the
+    /// threshold (with a threshold of 1 it is the key, which the stored wrapping already lets
+    /// one test), so its SHA-256 under a label of its own gives nothing to guess with.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"chaperone unseal share digest v1");
+        hash.update(self.set_id);
+        hash.update([self.threshold, self.x]);
+        hash.update(self.y.as_ref());
+        hash.finalize().into()
+    }
+
     /// Whether `other` belongs to the same split as `self`.
     pub fn same_set(&self, other: &Share) -> bool {
         self.set_id == other.set_id && self.threshold == other.threshold

@@ -5,12 +5,15 @@
 //! whose key was lost.
 
 use chaperone_core::Timestamp;
+use chaperone_crypto::shamir::Share;
 use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::{RootKey, UnsealKey};
 use chaperone_store::{KeyringRecord, SealConfig, Store, StoreError, TokenKind, TokenRecord};
 
 /// Stores a fresh root key wrapped under `unseal`, and `admin` as an admin token that does
 /// not expire. Fails with [`StoreError::AlreadyInitialized`] on an initialised database.
+/// For a Shamir seal, `shares` are the unseal key's shares: their digests are stored, never
+/// the shares (see `Share::digest`); empty for a key file.
 ///
 /// The ledger's signing key is made here too, sealed under the new keyring, so that it
 /// exists before the first entry: a ledger that has entries but no key is refused as
@@ -19,6 +22,7 @@ pub async fn initialize(
     store: &Store,
     unseal: &UnsealKey,
     seal: SealConfig,
+    shares: &[Share],
     admin: &ApiToken,
     now: Timestamp,
 ) -> Result<(), StoreError> {
@@ -29,6 +33,7 @@ pub async fn initialize(
         wrapped_root_key: root.wrap(unseal),
         seal,
         created_at: now,
+        share_digests: crate::seal::share_digests(shares),
     };
     let record = TokenRecord {
         id: crate::api::auth::new_id("tok"),

@@ -82,6 +82,8 @@ struct PendingRekey {
     /// The wrapping it replaces (the compare-and-swap's old value).
     replaces: WrappedRootKey,
     seal: SealConfig,
+    /// The new shares' digests (see `Share::digest`).
+    share_digests: Vec<String>,
     expires: std::time::Instant,
 }
 
@@ -280,6 +282,7 @@ pub(crate) async fn rekey(
             shares: body.shares,
             threshold: body.threshold,
         },
+        share_digests: crate::seal::share_digests(&new_shares),
         expires: std::time::Instant::now() + REKEY_WINDOW,
     });
     tracing::warn!(token = %caller.token_id, "rekey started: new shares issued, waiting for them to come back");
@@ -360,7 +363,13 @@ pub(crate) async fn rekey_verify(
     let event = state.event(&info, caller.actor(), entry);
     state
         .store
-        .rekey(&pending.replaces, &pending.wrapped, pending.seal, &[event])
+        .rekey(
+            &pending.replaces,
+            &pending.wrapped,
+            pending.seal,
+            &pending.share_digests,
+            &[event],
+        )
         .await?;
     state.update_unsealed(|record, _| {
         record.wrapped_root_key = pending.wrapped.clone();

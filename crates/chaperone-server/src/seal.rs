@@ -65,6 +65,13 @@ pub enum SealError {
     Store(#[from] StoreError),
 }
 
+/// The digests stored for `shares` (see `Share::digest`), by index.
+pub(crate) fn share_digests(shares: &[Share]) -> Vec<String> {
+    let mut sorted: Vec<&Share> = shares.iter().collect();
+    sorted.sort_by_key(|s| s.index());
+    sorted.iter().map(|s| hex::encode(s.digest())).collect()
+}
+
 impl AppState {
     /// The keyring, if unsealed.
     pub(crate) fn keyring(&self) -> Option<Arc<Keyring>> {
@@ -115,6 +122,22 @@ impl AppState {
                 .into());
             }
             SealConfig::Shamir { .. } => {}
+        }
+        // A share that is not one of this server's own is refused before it joins: it leaves
+        // the shares given so far as they are. (Keyrings stored before digests were kept are
+        // checked only when the threshold is met.)
+        if !record.share_digests.is_empty()
+            && record
+                .share_digests
+                .get(usize::from(share.index()) - 1)
+                .is_none_or(|d| *d != hex::encode(share.digest()))
+        {
+            return Err(CryptoError::InvalidShare(
+                "this is not one of this server's unseal shares (an old share from before a \
+                 rekey, or another server's); the shares given so far are kept"
+                    .into(),
+            )
+            .into());
         }
         if let Some(first) = shares.first()
             && !first.same_set(&share)

@@ -41,6 +41,9 @@ pub struct KeyringRecord {
     pub kek_generation: u32,
     /// Every stored key is wrapped under this generation or a later one.
     pub rewrapped_generation: u32,
+    /// For a Shamir seal, the digest of each unseal share (`Share::digest`, hex), by index;
+    /// empty for a key file and for keyrings stored before digests were kept.
+    pub share_digests: Vec<String>,
 }
 
 /// A stored API token: its hash and what it may do, never the token itself.
@@ -133,7 +136,7 @@ impl Store {
     pub async fn keyring(&self) -> Result<Option<KeyringRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT wrapped_root_key, seal_kind, shares, threshold, created_at, kek_generation, \
-             rewrapped_generation FROM keyring WHERE id = 1",
+             rewrapped_generation, share_digests FROM keyring WHERE id = 1",
         )
         .fetch_optional(&self.pool)
         .await
@@ -157,6 +160,12 @@ impl Store {
                 created_at: Timestamp::from_unix_nanos(row.try_get("created_at")?),
                 kek_generation: generation(row.try_get("kek_generation")?)?,
                 rewrapped_generation: generation(row.try_get("rewrapped_generation")?)?,
+                share_digests: match row.try_get::<Option<String>, _>("share_digests")? {
+                    Some(text) => {
+                        serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+                    }
+                    None => Vec::new(),
+                },
             })
         };
         read(&row)
@@ -338,14 +347,15 @@ async fn initialize_in(
         SealConfig::Shamir { shares, threshold } => ("shamir", shares, threshold),
     };
     let inserted = sqlx::query(
-        "INSERT INTO keyring (id, wrapped_root_key, seal_kind, shares, threshold, created_at) \
-         VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO keyring (id, wrapped_root_key, seal_kind, shares, threshold, created_at, \
+         share_digests) VALUES (1, $1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
     )
     .bind(keyring.wrapped_root_key.as_bytes().to_vec())
     .bind(kind)
     .bind(i64::from(shares))
     .bind(i64::from(threshold))
     .bind(keyring.created_at.unix_nanos())
+    .bind(digests_column(&keyring.share_digests))
     .execute(&mut *conn)
     .await
     .map_err(db("storing the keyring"))?
@@ -354,6 +364,12 @@ async fn initialize_in(
         return Err(StoreError::AlreadyInitialized);
     }
     insert_token_in(conn, admin).await
+}
+
+/// The `share_digests` column: NULL when there are none.
+pub(crate) fn digests_column(digests: &[String]) -> Option<String> {
+    (!digests.is_empty())
+        .then(|| serde_json::to_string(digests).expect("a string list always serialises"))
 }
 
 async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(), StoreError> {

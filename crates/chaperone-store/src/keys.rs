@@ -81,9 +81,11 @@ impl Store {
         old: &WrappedRootKey,
         new: &WrappedRootKey,
         seal: SealConfig,
+        share_digests: &[String],
         events: &[Event],
     ) -> Result<(), StoreError> {
         let (old, new, events) = (old.clone(), new.clone(), events.to_vec());
+        let digests = crate::keyring::digests_column(share_digests);
         let (kind, shares, threshold) = match seal {
             SealConfig::KeyFile => ("key-file", 1, 1),
             SealConfig::Shamir { shares, threshold } => ("shamir", shares, threshold),
@@ -92,13 +94,14 @@ impl Store {
             Box::pin(async move {
                 let changed = sqlx::query(
                     "UPDATE keyring SET wrapped_root_key = $1, seal_kind = $2, shares = $3, \
-                     threshold = $4 WHERE id = 1 AND wrapped_root_key = $5",
+                     threshold = $4, share_digests = $6 WHERE id = 1 AND wrapped_root_key = $5",
                 )
                 .bind(new.as_bytes().to_vec())
                 .bind(kind)
                 .bind(i64::from(shares))
                 .bind(i64::from(threshold))
                 .bind(old.as_bytes().to_vec())
+                .bind(digests)
                 .execute(&mut *conn)
                 .await
                 .map_err(db("storing the new root key wrapping"))?

@@ -99,6 +99,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_grant_terms.sql"),
         postgres: include_str!("../migrations/postgres/0014_grant_terms.sql"),
     },
+    Migration {
+        version: 15,
+        name: "share digests",
+        sqlite: include_str!("../migrations/sqlite/0015_share_digests.sql"),
+        postgres: include_str!("../migrations/postgres/0015_share_digests.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

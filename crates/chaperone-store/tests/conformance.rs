@@ -524,6 +524,8 @@ async fn keyring_and_tokens(f: &Fixture) {
             threshold: 3,
         },
         created_at: t(1),
+        // Kept as they are given, by share index.
+        share_digests: (1..=5).map(|i| format!("{i:064x}")).collect(),
     };
     let token = ApiToken::generate();
     let admin = TokenRecord {

@@ -110,9 +110,16 @@ impl Server {
         let url = DatabaseUrl::sqlite_file(&dir.path().join("t.db"));
         let (state, addr) = runtime.block_on(async {
             let store = Store::connect(&url).await.unwrap();
-            chaperone_server::initialize(&store, &key, SealConfig::KeyFile, &admin, clock.now())
-                .await
-                .unwrap();
+            chaperone_server::initialize(
+                &store,
+                &key,
+                SealConfig::KeyFile,
+                &[],
+                &admin,
+                clock.now(),
+            )
+            .await
+            .unwrap();
             let state = Arc::new(AppState::new(store, clock.clone(), settings));
             state.unseal_with_key(&key).await.unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

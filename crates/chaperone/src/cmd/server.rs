@@ -100,8 +100,15 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
             let token = ApiToken::generate();
             write_private(&key_path, key.to_text().as_bytes())?;
             write_private(&token_path, format!("{}\n", token.expose()).as_bytes())?;
-            chaperone_server::initialize(&store, &key, SealConfig::KeyFile, &token, clock.now())
-                .await?;
+            chaperone_server::initialize(
+                &store,
+                &key,
+                SealConfig::KeyFile,
+                &[],
+                &token,
+                clock.now(),
+            )
+            .await?;
             key
         } else {
             let text =
@@ -236,7 +243,8 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
             .and_then(|()| out.flush())
             .context("cannot write the shares out: nothing was initialised")?;
         let done =
-            chaperone_server::initialize(&store, &key, seal, &token, SystemClock.now()).await;
+            chaperone_server::initialize(&store, &key, seal, &shares, &token, SystemClock.now())
+                .await;
         // The keyring, the token and the ledger's signing key are stored in one transaction;
         // an error after its commit (a lost connection) still leaves them stored, and then
         // these shares are the ones.
