@@ -498,9 +498,14 @@ fn backup_during_writes(source: &str, target: &str) {
         restored.contains("Verified: the signed statement"),
         "{restored}"
     );
-    // Dated by the server's signature, not by the manifest, which anyone could edit.
+    // Dated by the server's signature, not by the manifest, which anyone could edit; and
+    // by the newest entry, which the signed root covers.
     assert!(
         restored.contains("Restored the backup signed by the server at 20"),
+        "{restored}"
+    );
+    assert!(
+        restored.contains("Its newest ledger entry was recorded at 20"),
         "{restored}"
     );
     if let Some(stray) = &stray {

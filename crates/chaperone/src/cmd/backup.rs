@@ -603,6 +603,18 @@ async fn verify(
         "Verified: the signed statement, the snapshot's SHA-256, and the ledger's {size} \
          entries against it and {verified} signed checkpoints."
     );
+    // The newest entry's time is covered by the signed root: unlike the signing time (which
+    // an admin could have had put on an old snapshot), it dates what the snapshot holds.
+    if let Some((_, newest)) = store
+        .ledger_entries(size.saturating_sub(1), size)
+        .await?
+        .pop()
+        && let Some(time) = serde_json::from_slice::<serde_json::Value>(&newest)
+            .ok()
+            .and_then(|entry| entry["time"].as_str().map(str::to_owned))
+    {
+        println!("Its newest ledger entry was recorded at {time}.");
+    }
     Ok(())
 }
 
