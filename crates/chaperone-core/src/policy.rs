@@ -523,8 +523,10 @@ pub fn decide(
         .capability()
         .is_some_and(|cap| covering(cap).any(|g| level.is_none_or(|l| g.meets(l))));
     if !by_role && !by_grant {
-        // Say so when a grant covers the path but was approved for a laxer level.
-        if let (Some(cap), Some(level)) = (action.capability(), level)
+        // Say so when a grant covers the path but was approved for a laxer level; not to a
+        // vendor's people, who are never told how a path is classified (that would let them
+        // probe paths under their grant for the stricter ones).
+        if let (Some(cap), Some(level), None) = (action.capability(), level, principal.vendor)
             && covering(cap).any(|g| !g.meets(level))
         {
             return Decision::deny(Reason::GrantBelowLevel);
@@ -734,8 +736,8 @@ mod tests {
 
     #[test]
     fn a_grant_reaches_only_paths_whose_level_asks_no_more_than_its_approval() {
-        let mut c = person(Role::Contractor);
-        c.vendor = Some(Standing::Active);
+        // Staff who read only through grants.
+        let mut c = person(Role::Approver);
         let mut grant = rule("acme", &[Capability::Write], Some(at(60)));
         let terms = |approvals, days: i64| {
             Some(GrantTerms {
@@ -766,6 +768,16 @@ mod tests {
         assert_eq!(write(&c, "regulated"), below, "approved by one person");
         c.grants[0].terms = terms(2, 7);
         assert!(write(&c, "regulated").allowed);
+        // A vendor's people are not told why: that would say how the path is classified.
+        let mut contractor = person(Role::Contractor);
+        contractor.vendor = Some(Standing::Active);
+        contractor.grants = c.grants.clone();
+        contractor.grants[0].terms = terms(1, 30);
+        assert_eq!(
+            write(&contractor, "regulated"),
+            Decision::deny(Reason::NotPermitted)
+        );
+        assert!(write(&contractor, "internal").allowed);
         // A break-glass grant is held to no approval.
         c.grants[0].terms = None;
         assert!(write(&c, "regulated").allowed);

@@ -182,14 +182,10 @@ async fn check(
         .as_deref()
         .and_then(|p| table.find(request.method(), p))
     else {
-        // A route with another method (`LIST` on a secret's data): 405 to a caller with a
-        // valid token, as OpenBao answers; without one, the refusal of any request.
+        // A route with another method (`LIST` on a secret's data): 405, whoever asks and
+        // before any credential is looked at, so that the answer says nothing of a token
+        // (a live one and a dead one would otherwise be told apart, unrecorded).
         if matched.as_deref().is_some_and(|p| table.knows(p)) {
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip());
-            authenticate(state, request.headers(), peer).await?;
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

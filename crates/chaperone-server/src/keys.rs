@@ -374,6 +374,7 @@ pub(crate) async fn rekey_verify(
     state.update_unsealed(|record, _| {
         record.wrapped_root_key = pending.wrapped.clone();
         record.seal = pending.seal;
+        record.share_digests.clone_from(&pending.share_digests);
     });
     tracing::warn!(token = %caller.token_id, "rekeyed: the new unseal shares are in force");
     Ok(Json(RekeyVerifyResponse { rekeyed: true }))

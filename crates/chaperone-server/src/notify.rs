@@ -253,7 +253,7 @@ impl AppState {
                 // The ledger says what the sweep revoked, not what had ended by itself.
                 if self.review_item_in_force(item, now).await? {
                     item.note = Some("undecided at the deadline: revoked".into());
-                    ops.extend(revoke_item(item, now));
+                    ops.extend(revoke_item(self, item, "chaperone-sweep", now).await?);
                     revoked.push(summary);
                 } else {
                     item.note = Some("undecided at the deadline: had already ended".into());

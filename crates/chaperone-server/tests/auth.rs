@@ -1228,7 +1228,8 @@ fn wrong_passwords_for_a_name_do_not_lock_its_signed_in_owner_out_of_step_up() {
         None,
     );
     assert_eq!(status, 204, "{body}");
-    // The session's own wrong codes lock step-up, until an administrator unlocks the person.
+    // A right code forgives the wrong ones before it; the session's own wrong codes lock
+    // step-up, until an administrator unlocks the person.
     let verify = |code: &str| {
         s.clock.advance_secs(1);
         s.call(
@@ -1245,6 +1246,18 @@ fn wrong_passwords_for_a_name_do_not_lock_its_signed_in_owner_out_of_step_up() {
     } else {
         "000000"
     };
+    for _ in 0..9 {
+        assert_eq!(verify(wrong), 401);
+    }
+    s.clock.advance_secs(30);
+    assert_eq!(verify(&s.code(&sam, 0)), 204);
+    assert_eq!(verify(wrong), 401);
+    s.clock.advance_secs(30);
+    assert_eq!(
+        verify(&s.code(&sam, 0)),
+        204,
+        "the nine before were forgiven"
+    );
     for _ in 0..10 {
         assert_eq!(verify(wrong), 401);
     }
@@ -1422,6 +1435,41 @@ fn scoped_tokens_end_themselves_and_vault_lookups_call_no_ended_token_valid() {
     assert_eq!(denied("/v1/auth/token/lookup-accessor").len(), 2);
     assert_eq!(denied("/v1/auth/token/revoke-accessor").len(), 1);
     s.assert_no_secret_logged();
+}
+
+#[test]
+fn a_vault_lookup_does_not_call_valid_the_token_of_a_suspended_vendors_contractor() {
+    let s = Server::start();
+    common::vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let session = s.login(&cy);
+    let lookup = || {
+        s.call(
+            "POST",
+            "/v1/auth/token/lookup",
+            Some(&s.admin),
+            Some(json!({ "token": session })),
+            None,
+        )
+        .0
+    };
+    assert_eq!(lookup(), 200);
+    // Suspending the vendor revokes nothing (its people work again if it comes back), but
+    // while it lasts the token is refused every action: it is no valid token.
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "suspended", "reason": "breach" })),
+    );
+    assert_eq!(lookup(), 403);
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "active", "reason": "resolved" })),
+    );
+    assert_eq!(lookup(), 200);
 }
 
 #[test]

@@ -441,8 +441,27 @@ fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
             None,
         )
     };
+    // cz has a request pending: revoking the account closes it.
+    let pending = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cz_t),
+        Some(
+            json!({ "prefix": "acme/app", "capabilities": ["read"], "reason": "deploy",
+                     "duration": "1d" }),
+        ),
+    );
+    let pending = pending["id"].as_str().unwrap().to_owned();
     assert_eq!(decide(&ann_t, &item("account", "cy "), "certify").0, 200);
     assert_eq!(decide(&ann_t, &item("account", "cz "), "revoke").0, 200);
+    let requests = s.ok("GET", "/api/v1/requests", Some(&s.admin), None);
+    let closed = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == pending.as_str())
+        .unwrap();
+    assert_eq!(closed["status"], "cancelled", "{closed}");
     assert_eq!(decide(&ann_t, &item("account", "cy "), "revoke").0, 409);
     let (status, body) = s.call(
         "POST",
@@ -1686,8 +1705,9 @@ fn a_grant_does_not_reach_a_path_classified_stricter_after_its_approval() {
     approve(&wide, &ann_t);
     assert_eq!(read("acme/prod/db").0, 200);
 
-    // `acme/prod` is classified stricter afterwards: the grant no longer reaches it, and
-    // says why; the rest of `acme` stays within it.
+    // `acme/prod` is classified stricter afterwards: the grant no longer reaches it (the
+    // contractor is not told why, which would say how the path is classified); the rest of
+    // `acme` stays within it.
     s.ok(
         "PUT",
         "/api/v1/classifications",
@@ -1696,7 +1716,7 @@ fn a_grant_does_not_reach_a_path_classified_stricter_after_its_approval() {
     );
     let (status, body) = read("acme/prod/db");
     assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["code"], "grant_below_level", "{body}");
+    assert_eq!(body["error"]["code"], "not_permitted", "{body}");
     assert_eq!(read("acme/dev/db").0, 200);
     let denied: Vec<Value> = s
         .ledger()
@@ -1704,7 +1724,7 @@ fn a_grant_does_not_reach_a_path_classified_stricter_after_its_approval() {
         .filter(|e| e["resource"] == "acme/prod/db" && e["outcome"] == "denied")
         .collect();
     assert_eq!(denied.len(), 1, "{denied:?}");
-    assert_eq!(denied[0]["reasons"], json!(["grant_below_level"]));
+    assert_eq!(denied[0]["reasons"], json!(["not_permitted"]));
 
     // Asked for again, as the level asks now, it is reached again.
     let narrow = ask("acme/prod", "7d");

@@ -1335,8 +1335,6 @@ async fn ledger_appends_and_proofs(f: &Fixture) {
     );
 }
 
-/// A partial bundle grows by chunks, also after one stored whole (as older versions did),
-/// and a bundle that fills is stored whole without its chunks.
 async fn a_changed_upper_hash_tile_fails_the_audit(f: &Fixture) {
     // Past 65,536 entries the head is made from a level-2 node: the level-1 hashes under it
     // are read by proofs only, so the audit must check them on their own.
@@ -1366,6 +1364,8 @@ async fn a_changed_upper_hash_tile_fails_the_audit(f: &Fixture) {
     assert!(changed.contains("tile"), "{changed}");
 }
 
+/// A partial bundle grows by chunks, also after one stored whole (as older versions did),
+/// and a bundle that fills is stored whole without its chunks.
 async fn partial_bundles_are_appended_in_chunks(f: &Fixture) {
     use chaperone_ledger::tiles::{TileId, TileKind, encode_bundle};
     let entries: Vec<Vec<u8>> = (0..300u32)

@@ -1216,14 +1216,25 @@ pub(crate) struct ItemDecision {
 /// The changes revoking one review item's subject: a grant is revoked; an account is
 /// disabled and its sessions and tokens revoked, as `user disable` does, so that enabling it
 /// again brings none of them back.
-pub(crate) fn revoke_item(item: &ReviewItem, now: Timestamp) -> Vec<Op> {
+pub(crate) async fn revoke_item(
+    state: &AppState,
+    item: &ReviewItem,
+    by: &str,
+    now: Timestamp,
+) -> Result<Vec<Op>, ApiError> {
     if item.kind == "grant" {
-        vec![Op::RevokeGrant {
+        Ok(vec![Op::RevokeGrant {
             id: item.subject.clone(),
             at: now,
-        }]
+        }])
     } else {
-        vec![
+        // Its pending requests close with it, as with `user disable`.
+        let closer = Decision {
+            by: by.to_owned(),
+            comment: Some("the account was revoked by an access review".into()),
+            time: now.to_rfc3339(),
+        };
+        let mut ops = vec![
             Op::DisablePerson {
                 id: item.subject.clone(),
                 at: now,
@@ -1232,7 +1243,9 @@ pub(crate) fn revoke_item(item: &ReviewItem, now: Timestamp) -> Vec<Op> {
                 person_id: item.subject.clone(),
                 at: now,
             },
-        ]
+        ];
+        ops.extend(close_pending(state, &item.subject, &closer, now).await?);
+        Ok(ops)
     }
 }
 
@@ -1299,11 +1312,11 @@ pub(crate) async fn decide_item(
     }
     item.decision = Some(req.decision.clone());
     item.note.clone_from(&req.note);
-    item.decided_by = Some(me);
+    item.decided_by = Some(me.clone());
     item.decided_time = Some(now.to_rfc3339());
     let mut ops = Vec::new();
     if req.decision == "revoke" {
-        ops.extend(revoke_item(item, now));
+        ops.extend(revoke_item(&state, item, &me, now).await?);
     }
     let event = change_event(
         &state,

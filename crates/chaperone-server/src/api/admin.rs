@@ -15,7 +15,7 @@ use chaperone_core::net::Cidr;
 use chaperone_core::policy::Role;
 use chaperone_crypto::password::{code_hash, recovery_codes};
 use chaperone_ledger::entry::{Event, Outcome};
-use chaperone_store::{Op, PersonRecord};
+use chaperone_store::{Op, PersonRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -250,36 +250,46 @@ pub(crate) async fn disable_person(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (id, name) = managed_person(&state, &caller, &name).await?;
-    let now = state.clock.now();
-    let closer = super::access::Decision {
-        by: actor_id(&caller),
-        comment: Some("the account was disabled".into()),
-        time: now.to_rfc3339(),
-    };
-    let closed = super::access::close_pending(&state, &id, &closer, now).await?;
-    let event = change_event(
-        &state,
-        &info,
-        &caller,
-        "person.disable",
-        &name,
-        [
-            ("person_id", id.clone().into()),
-            ("requests_closed", closed.len().into()),
-        ],
-    );
-    let mut ops = vec![
-        Op::DisablePerson {
-            id: id.clone(),
-            at: now,
-        },
-        Op::RevokeTokensOf {
-            person_id: id,
-            at: now,
-        },
-    ];
-    ops.extend(closed);
-    state.store.apply(ops, vec![event]).await?;
+    // The pending requests are read before the change that closes them; a request approved,
+    // withdrawn or filed meanwhile makes the change conflict, and it is read again.
+    for attempt in 1.. {
+        let now = state.clock.now();
+        let closer = super::access::Decision {
+            by: actor_id(&caller),
+            comment: Some("the account was disabled".into()),
+            time: now.to_rfc3339(),
+        };
+        let closed = super::access::close_pending(&state, &id, &closer, now).await?;
+        let event = change_event(
+            &state,
+            &info,
+            &caller,
+            "person.disable",
+            &name,
+            [
+                ("person_id", id.clone().into()),
+                ("requests_closed", closed.len().into()),
+            ],
+        );
+        let mut ops = vec![
+            Op::DisablePerson {
+                id: id.clone(),
+                at: now,
+            },
+            Op::RevokeTokensOf {
+                person_id: id.clone(),
+                at: now,
+            },
+        ];
+        ops.extend(closed);
+        match state.store.apply(ops, vec![event]).await {
+            Err(StoreError::Conflict(_)) if attempt < 3 => {}
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
     tracing::warn!(by = %caller.token_id, person = %name, "person disabled; their tokens revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -800,7 +800,7 @@ impl AppState {
         for subject in attempt
             .subjects
             .iter()
-            .filter(|s| s.starts_with("account:"))
+            .filter(|s| s.starts_with("account:") || s.starts_with("step-up:"))
         {
             self.store.clear_auth_failures(subject).await?;
         }

@@ -7,7 +7,7 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chaperone_core::policy::Role;
+use chaperone_core::policy::{Role, Standing};
 use chaperone_crypto::token::ApiToken;
 use chaperone_store::{TokenKind, TokenRecord};
 use serde::Deserialize;
@@ -321,6 +321,21 @@ async fn managed_live(
     let now = state.clock.now();
     if !record.is_live(now) {
         return Ok(None);
+    }
+    // A token whose owner may not act (disabled, past their end date, a vendor no longer
+    // active) is refused every action, so it is no valid token either.
+    if let Some(person_id) = &record.person_id {
+        let active = match state.store.acting_person(person_id).await? {
+            Some(person) => {
+                let standing = state.standing(&person).await?;
+                standing.person == Standing::Active
+                    && standing.vendor.is_none_or(|v| v == Standing::Active)
+            }
+            None => false,
+        };
+        if !active {
+            return Ok(None);
+        }
     }
     match lineage(state, &record, now).await {
         Ok(_) => Ok(Some(record)),
