@@ -630,6 +630,13 @@ pub(crate) struct PersonStanding {
     pub(crate) networks: Vec<Vec<Cidr>>,
 }
 
+impl PersonStanding {
+    /// Whether the person may act at all: active, and of an active vendor if any.
+    pub(crate) fn active(&self) -> bool {
+        self.person == Standing::Active && self.vendor.is_none_or(|v| v == Standing::Active)
+    }
+}
+
 impl AppState {
     /// `person` as the policy sees them apart from any token (no scope, no MFA time): their
     /// role, their standing and their vendor's, whether `ip` is inside their allowlists,

@@ -379,11 +379,7 @@ async fn decidable(
     // its request can only be denied.
     if approving {
         let active = match &requester {
-            Some(person) => {
-                let standing = state.standing(person).await?;
-                standing.person == Standing::Active
-                    && standing.vendor.is_none_or(|v| v == Standing::Active)
-            }
+            Some(person) => state.standing(person).await?.active(),
             None => false,
         };
         if !active {

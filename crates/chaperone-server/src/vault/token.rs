@@ -7,7 +7,7 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chaperone_core::policy::{Role, Standing};
+use chaperone_core::policy::Role;
 use chaperone_crypto::token::ApiToken;
 use chaperone_store::{TokenKind, TokenRecord};
 use serde::Deserialize;
@@ -326,11 +326,7 @@ async fn managed_live(
     // active) is refused every action, so it is no valid token either.
     if let Some(person_id) = &record.person_id {
         let active = match state.store.acting_person(person_id).await? {
-            Some(person) => {
-                let standing = state.standing(&person).await?;
-                standing.person == Standing::Active
-                    && standing.vendor.is_none_or(|v| v == Standing::Active)
-            }
+            Some(person) => state.standing(&person).await?.active(),
             None => false,
         };
         if !active {
