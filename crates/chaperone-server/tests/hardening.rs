@@ -643,6 +643,73 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
 }
 
 #[test]
+fn a_leaked_wrapping_is_revoked_by_its_accessor_by_its_maker_or_an_admin() {
+    let s = Server::start();
+    common::write(&s, "team/db", "wrapped-Vr61");
+    let mia = s.person("mia", "member", None);
+    let bob = s.person("bob", "member", None);
+    let (mia_t, bob_t) = (s.login(&mia), s.login(&bob));
+    let wrap = |token: &str| {
+        let request = ureq::http::Request::builder()
+            .method("GET")
+            .uri(format!("{}/v1/secret/data/team/db", s.addr))
+            .header("X-Vault-Token", token)
+            .header("X-Vault-Wrap-TTL", "1h")
+            .body(())
+            .unwrap();
+        let mut answer = s.agent.run(request).unwrap();
+        assert_eq!(answer.status().as_u16(), 200);
+        let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+        let info = &body["wrap_info"];
+        s.remember(info["token"].as_str().unwrap());
+        (
+            info["token"].as_str().unwrap().to_owned(),
+            info["accessor"].as_str().unwrap().to_owned(),
+        )
+    };
+    let revoke = |token: &str, accessor: &str| {
+        s.call(
+            "POST",
+            "/v1/auth/token/revoke-accessor",
+            Some(token),
+            Some(serde_json::json!({ "accessor": accessor })),
+            None,
+        )
+        .0
+    };
+    let unwrap = |wrapping: &str| {
+        s.call(
+            "POST",
+            "/v1/sys/wrapping/unwrap",
+            None,
+            Some(serde_json::json!({ "token": wrapping })),
+            None,
+        )
+        .0
+    };
+    let (first, first_accessor) = wrap(&mia_t);
+    let (second, second_accessor) = wrap(&mia_t);
+    // Someone else may not, and learns nothing of it.
+    assert_eq!(revoke(&bob_t, &first_accessor), 400);
+    // Its maker may; an admin may revoke anyone's.
+    assert_eq!(revoke(&mia_t, &first_accessor), 204);
+    assert_eq!(revoke(&s.admin, &second_accessor), 204);
+    assert_eq!(revoke(&s.admin, &second_accessor), 400, "once");
+    assert_eq!((unwrap(&first), unwrap(&second)), (400, 400));
+    let revoked = s
+        .ledger()
+        .iter()
+        .filter(|e| e["action"] == "wrap.revoke" && e["outcome"] == "success")
+        .count();
+    assert_eq!(revoked, 2);
+    // The one left alone still opens, once.
+    let (third, third_accessor) = wrap(&mia_t);
+    assert_eq!(revoke(&bob_t, &third_accessor), 400);
+    assert_eq!(unwrap(&third), 200);
+    s.assert_no_secret_logged();
+}
+
+#[test]
 fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     let s = Server::start();
     common::vendor(&s, "acme");

@@ -137,6 +137,46 @@ impl Store {
         .await
     }
 
+    /// Revokes the wrapped response with this accessor: deletes it, unread, if
+    /// `events_for` allows it (returns the events to record with the deletion). `None`, and
+    /// nothing deleted or recorded, if there is none, it expired, or it was not allowed.
+    pub async fn revoke_wrapped(
+        &self,
+        accessor: &str,
+        now: Timestamp,
+        events_for: impl FnOnce(&WrappedRecord) -> Option<Vec<Event>> + Send + 'static,
+    ) -> Result<Option<WrappedRecord>, StoreError> {
+        let accessor = accessor.to_owned();
+        self.change(move |conn| {
+            Box::pin(async move {
+                let row = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM wrapped_responses WHERE accessor = $1"
+                ))
+                .bind(&accessor)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("reading a wrapped response"))?;
+                let Some(record) = row
+                    .map(|r| from_row(&r))
+                    .transpose()?
+                    .filter(|r| r.expires_at > now)
+                else {
+                    return Ok((None, Vec::new()));
+                };
+                let Some(events) = events_for(&record) else {
+                    return Ok((None, Vec::new()));
+                };
+                sqlx::query("DELETE FROM wrapped_responses WHERE accessor = $1")
+                    .bind(&accessor)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("revoking a wrapped response"))?;
+                Ok((Some(record), events))
+            })
+        })
+        .await
+    }
+
     /// Takes the wrapped response of this token: deletes it and returns it, once, with the
     /// events `events_for` makes for it committed in the same transaction. `None` (and
     /// nothing recorded) if there is none or it expired (an expired one is deleted too).

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chaperone_core::policy::Role;
 use chaperone_crypto::token::ApiToken;
+use chaperone_ledger::entry::Outcome;
 use chaperone_store::{TokenKind, TokenRecord};
 use serde::Deserialize;
 use serde_json::json;
@@ -19,7 +20,7 @@ use super::{envelope, errors, no_content, refused, reply};
 use crate::api::ApiJson;
 use crate::api::auth::{LoginRequest, may_manage_token, mint_token, perform_login, revoke};
 use crate::auth::{Caller, lineage, presented_token};
-use crate::record::RequestInfo;
+use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
 
 /// `GET|POST auth/token/lookup-self`. Like Vault, `id` is the token the caller presented
@@ -390,13 +391,42 @@ pub(crate) async fn revoke_token(
     }
 }
 
-/// `POST auth/token/revoke-accessor` with `{"accessor": ...}`.
+/// `POST auth/token/revoke-accessor` with `{"accessor": ...}`. A wrapping token's accessor
+/// (`wrap_...`, as `wrap_info.accessor` gives it) revokes that wrapping unread, as in Vault:
+/// for whoever wrapped it, or an admin, so that a wrapping token that leaked can be made
+/// useless without holding it.
 pub(crate) async fn revoke_accessor(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<AccessorBody>,
 ) -> Result<Response, ApiError> {
+    if body.accessor.starts_with("wrap_") {
+        let admin = caller.principal.role == Role::Admin;
+        let me = caller.person_id.clone();
+        let (recorder, request, actor) = (Arc::clone(&state), info.clone(), caller.actor());
+        let revoked = state
+            .store
+            .revoke_wrapped(&body.accessor, state.clock.now(), move |record| {
+                let mine = me.is_some() && record.created_by == me;
+                (admin || mine).then(|| {
+                    let mut event =
+                        Record::new("wrap.revoke", &record.creation_path, Outcome::Success);
+                    event
+                        .details
+                        .insert("accessor".into(), record.accessor.clone().into());
+                    vec![recorder.event(&request, actor, event)]
+                })
+            })
+            .await?;
+        return Ok(match revoked {
+            Some(_) => no_content(),
+            None => refused(
+                errors(StatusCode::BAD_REQUEST, "invalid accessor"),
+                BAD_TOKEN,
+            ),
+        });
+    }
     match managed_by_accessor(&state, &caller, &body.accessor).await? {
         Some(record) => {
             revoke(&state, &caller, &info, &record).await?;
