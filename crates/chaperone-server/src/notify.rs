@@ -524,15 +524,27 @@ impl AppState {
                 });
                 let target = url.clone();
                 let outcome = tokio::task::spawn_blocking(move || {
+                    // Security decision: redirects are not followed. ureq would turn the POST
+                    // into a body-less GET on a 301/302 and count its 2xx as delivered, and a
+                    // receiver could point the server at any address; only a 2xx answer of
+                    // the configured URL itself delivers.
                     let agent: ureq::Agent = ureq::Agent::config_builder()
                         .timeout_global(Some(Duration::from_secs(10)))
+                        .max_redirects(0)
                         .build()
                         .into();
-                    agent
+                    let response = agent
                         .post(&target)
                         .send_json(&payload)
-                        .map(|_| ())
-                        .map_err(|e| format!("webhook: {e}"))
+                        .map_err(|e| format!("webhook: {e}"))?;
+                    if response.status().is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "webhook: answered HTTP {} (redirects are not followed)",
+                            response.status().as_u16()
+                        ))
+                    }
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));

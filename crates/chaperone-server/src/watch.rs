@@ -216,7 +216,15 @@ impl WatchState {
 
         if action == "auth.login" && !success && settings.login_burst > 0 {
             let resource = entry["resource"].as_str().unwrap_or_default();
-            let mut subjects = vec![format!("account {resource}")];
+            // Names that belong to no account are one subject: each made-up name is a new
+            // resource (a MAC of the name), and anyone could otherwise raise a high alert,
+            // and notify security, for every ten requests.
+            let account = if person.is_some() {
+                format!("account {resource}")
+            } else {
+                "accounts that do not exist".to_owned()
+            };
+            let mut subjects = vec![account];
             // Addresses as the lockout counts them: an IPv6 client holds its whole /64.
             if let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) {
                 let subject = crate::api::auth::ip_subject(ip);
@@ -244,7 +252,10 @@ impl WatchState {
             }
             return alerts;
         }
-        let Some(person) = person.filter(|_| success) else {
+        // Who acted: the person, or the token for a token of no person (the initial admin
+        // token and the tokens it made), which is watched the same way.
+        let token = entry["actor"]["token"].as_str();
+        let Some(person) = person.or(token).filter(|_| success) else {
             return alerts;
         };
 

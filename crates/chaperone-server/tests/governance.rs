@@ -819,6 +819,72 @@ fn reminders_are_sent_once_per_threshold_and_delivered_to_the_webhook() {
 }
 
 #[test]
+fn a_webhook_that_redirects_is_not_followed_nor_counted_delivered() {
+    // The receiver answers every request with a redirect to itself; it records what it got.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, requests) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(
+                    b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\
+                      Connection: close\r\n\r\n",
+                )
+                .unwrap();
+            tx.send(first.trim().to_owned()).unwrap();
+        }
+    });
+    let s = Server::start_with(|settings| settings.notify.webhook_url = Some(url));
+    let sam = s.person("sam", "security", None);
+    vendor(&s, "acme");
+    s.person("cy", "contractor", Some("acme"));
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "1h", "reason": "incident 7" }),
+        ),
+    );
+    let delivered = s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    assert_eq!(delivered, 0);
+    assert_eq!(
+        requests.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "POST /hook HTTP/1.1"
+    );
+    assert!(
+        requests.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the redirect was not followed"
+    );
+    let listed = s.ok("GET", "/api/v1/notifications", Some(&s.login(&sam)), None);
+    let note = &listed[0];
+    assert!(note["delivered_time"].is_null(), "{note}");
+    assert!(
+        note["last_error"].as_str().unwrap().contains("HTTP 302"),
+        "{note}"
+    );
+}
+
+#[test]
 fn concurrent_deliveries_post_each_notification_once() {
     // Every node of a cluster delivers notifications; two deliveries at once stand for two
     // nodes. The receiver would take more than three posts: it must get exactly three.
@@ -2116,6 +2182,35 @@ fn the_watch_raises_each_anomaly_once_to_security() {
             .filter(|e| e["action"] == "anomaly.detect")
             .count(),
         6
+    );
+
+    // Names that do not exist are one subject, whatever the name: trying many raises one
+    // alert, not one per ten requests. (From a new address each: no address bursts.)
+    s.clock.advance_secs(3600);
+    for n in 0..30 {
+        let (status, _) = s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": format!("ghost-{}", n / 10), "password": "guess-Zq81" })),
+            Some(&format!("198.18.0.{n}")),
+        );
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    assert_eq!(sweep(), 1);
+    // A token of no person is watched too: the initial admin token reading past the limit.
+    for _ in 0..6 {
+        read(&s.admin, None);
+    }
+    assert_eq!(sweep(), 1);
+    let sam_t = s.login(&sam);
+    let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&sam_t), None);
+    assert!(
+        found.as_array().unwrap().iter().any(|f| {
+            f["details"]["kind"] == "unusual_volume"
+                && f["subject"].as_str().is_some_and(|s| s.starts_with("tok_"))
+        }),
+        "{found}"
     );
     s.assert_no_secret_logged();
 }

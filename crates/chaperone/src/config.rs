@@ -198,8 +198,9 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Keys whose values are secrets.
-const SECRET_KEYS: &[&str] = &["metrics_token"];
+/// Keys whose values are secrets, never repeated in an error. A webhook URL often carries
+/// its receiver's credential in its path (Slack, Teams), so it is one.
+const SECRET_KEYS: &[&str] = &["metrics_token", "notify_webhook"];
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug)]
