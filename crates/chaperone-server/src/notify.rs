@@ -41,6 +41,13 @@ const MAX_ATTEMPTS: u32 = 50;
 /// the attempt, and a node that stopped in the middle of one delays the notification by at
 /// most this long instead of losing it.
 const CLAIM_SECS: i64 = 120;
+/// Notifications in a row whose delivery failed, after which a pass stops: a receiver that
+/// is down (or drops connections until the timeout) would otherwise hold the pass, and the
+/// sweep that runs after it, for a timeout per queued notification. What is left waits for
+/// the next pass, without an attempt counted.
+const FAILURES_PER_PASS: usize = 3;
+/// How long one pass goes on delivering; what is left waits for the next.
+const PASS_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `Ok(true)` when `result` lost a race with another change of the same record (which then
 /// stands), `Ok(false)` when it was applied; other errors pass.
@@ -484,7 +491,12 @@ impl AppState {
             return Ok(0);
         }
         let mut delivered = 0;
+        let started = std::time::Instant::now();
+        let mut failures_in_a_row = 0;
         for record in self.store.records("notification", Some(OUTBOX)).await? {
+            if failures_in_a_row >= FAILURES_PER_PASS || started.elapsed() > PASS_TIME {
+                break;
+            }
             let mut note: Notification = body(&record)?;
             let now = self.clock.now();
             if !note.claimable(now) {
@@ -578,6 +590,7 @@ impl AppState {
             note.attempts += 1;
             note.claimed_until = None;
             let done = errors.is_empty();
+            failures_in_a_row = if done { 0 } else { failures_in_a_row + 1 };
             if done {
                 delivered += 1;
                 note.delivered_time = Some(now.to_rfc3339());

@@ -885,6 +885,45 @@ fn a_webhook_that_redirects_is_not_followed_nor_counted_delivered() {
 }
 
 #[test]
+fn a_receiver_that_is_down_stops_a_delivery_pass_after_three_failures() {
+    // A port nothing listens on: every post fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let s = Server::start_with(|settings| settings.notify.webhook_url = Some(url));
+    let sam = s.person("sam", "security", None);
+    vendor(&s, "acme");
+    s.person("cy", "contractor", Some("acme"));
+    for n in 0..5 {
+        s.ok(
+            "POST",
+            "/api/v1/grants",
+            Some(&s.admin),
+            Some(json!({ "person": "cy", "prefix": format!("acme/p{n}"),
+                         "capabilities": ["read"], "ttl": "1h", "reason": "incident" })),
+        );
+    }
+    assert_eq!(
+        s.runtime.block_on(s.state.deliver_notifications()).unwrap(),
+        0
+    );
+    // Three were tried and failed; the pass stopped there, and the other two wait for the
+    // next one without an attempt counted.
+    let listed = s.ok("GET", "/api/v1/notifications", Some(&s.login(&sam)), None);
+    let tried = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["last_error"].is_string())
+        .count();
+    assert_eq!(
+        (listed.as_array().unwrap().len(), tried),
+        (5, 3),
+        "{listed}"
+    );
+}
+
+#[test]
 fn concurrent_deliveries_post_each_notification_once() {
     // Every node of a cluster delivers notifications; two deliveries at once stand for two
     // nodes. The receiver would take more than three posts: it must get exactly three.
