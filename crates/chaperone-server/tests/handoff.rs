@@ -900,6 +900,72 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
 }
 
 #[test]
+fn a_second_exposure_counts_a_rotation_from_itself_not_from_the_first() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let alice = s.person("alice", "contractor", Some("acme"));
+    let bob = s.person("bob", "contractor", Some("acme"));
+    let put = |password: &str, api_key: &str| {
+        s.clock.advance_secs(1);
+        s.remember(password);
+        s.remember(api_key);
+        s.ok(
+            "PUT",
+            "/api/v1/secrets/data/acme/db",
+            Some(&s.admin),
+            Some(json!({ "data": { "password": password, "api_key": api_key } })),
+        );
+    };
+    put("P3-Zq81-first", "K3-Lm02-first");
+    for person in ["alice", "bob"] {
+        s.ok(
+            "POST",
+            "/api/v1/grants",
+            Some(&s.admin),
+            Some(
+                json!({ "person": person, "prefix": "acme", "capabilities": ["read"],
+                         "ttl": "30d", "reason": "project" }),
+            ),
+        );
+    }
+    let read = |person: &common::Person| {
+        let token = s.login(person);
+        s.ok("GET", "/api/v1/secrets/data/acme/db", Some(&token), None);
+    };
+    let offboard = |name: &str| {
+        s.clock.advance_secs(1);
+        s.ok(
+            "POST",
+            &format!("/api/v1/people/{name}/offboard"),
+            Some(&s.admin),
+            Some(json!({ "reason": "left the project" })),
+        )
+    };
+    let resolved = || {
+        s.clock.advance_secs(1);
+        s.runtime
+            .block_on(s.state.sweep())
+            .unwrap()
+            .findings_resolved
+    };
+    read(&alice);
+    let first = offboard("alice");
+    let finding = first["blast_radius"][0]["finding_id"].clone();
+    // Only the password rotated: the api key alice read still stands.
+    put("P4-Zq81-second", "K3-Lm02-first");
+    assert_eq!(resolved(), 0);
+    // Bob reads the new password, and is offboarded while the finding is open.
+    read(&bob);
+    let second = offboard("bob");
+    assert_eq!(second["blast_radius"][0]["finding_id"], finding);
+    // The api key rotates: everything alice saw is gone, but not the password bob saw.
+    put("P4-Zq81-second", "K5-Lm02-third");
+    assert_eq!(resolved(), 0, "bob knows the live password");
+    put("P6-Zq81-third", "K5-Lm02-third");
+    assert_eq!(resolved(), 1);
+}
+
+#[test]
 fn offboarding_checks_first_and_its_findings_reach_someone_who_can_act() {
     let s = Server::start();
     vendor(&s, "acme");

@@ -349,8 +349,14 @@ async fn offboard(
         };
         // Offboarding again (an offboarding vendor, to terminate it) reports the blast
         // radius again but does not open a second finding where one is still open.
-        if let Some(finding_id) = open_exposure(state, &path, owning_vendor.as_ref()).await? {
-            exposure.finding_id = finding_id;
+        if let Some(found) = open_exposure(state, &path, owning_vendor.as_ref()).await? {
+            let mut finding: Finding = body(&found)?;
+            exposure.finding_id = finding.id.clone();
+            // The value may have changed since the finding opened (a partial rotation), and
+            // these people may know the newer one: only a rotation after this exposure
+            // closes the finding now.
+            finding.details["exposed_at"] = Value::from(now.unix_nanos());
+            ops.push(Op::Put(revise(&found, &finding, now)));
             exposures.push(exposure);
             continue;
         }
@@ -562,7 +568,7 @@ async fn open_exposure(
     state: &AppState,
     path: &str,
     vendor: Option<&VendorRecord>,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<chaperone_store::Record>, ApiError> {
     let Some(vendor) = vendor else {
         return Ok(None);
     };
@@ -570,14 +576,14 @@ async fn open_exposure(
         let Some(finding_id) = record.body["finding_id"].as_str() else {
             continue;
         };
-        let Some(finding) = state.store.record("finding", finding_id).await? else {
+        let Some(record) = state.store.record("finding", finding_id).await? else {
             continue;
         };
-        let finding: Finding = body(&finding)?;
+        let finding: Finding = body(&record)?;
         if finding.vendor_id.as_deref() == Some(vendor.id.as_str())
             && !matches!(finding.status.as_str(), "resolved" | "risk_accepted")
         {
-            return Ok(Some(finding.id));
+            return Ok(Some(record));
         }
     }
     Ok(None)

@@ -272,8 +272,12 @@ pub(crate) async fn resolve_rotated(state: &AppState, now: Timestamp) -> Result<
         {
             continue;
         }
+        // From the latest exposure: an offboarding that found the finding open moved it.
+        let exposed_at = finding.details["exposed_at"]
+            .as_i64()
+            .map_or(record.created_at, Timestamp::from_unix_nanos);
         let Some((version, at)) =
-            rotated_since(state, &keyring, &finding.subject, record.created_at).await?
+            rotated_since(state, &keyring, &finding.subject, exposed_at).await?
         else {
             continue;
         };
