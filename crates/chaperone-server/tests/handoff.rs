@@ -224,6 +224,27 @@ fn share_links_hold_only_ciphertext_open_once_and_lock_out_guessing() {
 }
 
 #[test]
+fn a_share_link_works_only_while_its_maker_may_act() {
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    let ann_t = s.login(&ann);
+    let (id, key) = share_text(&s, &ann_t, "maker-bound-Qw83", json!({ "views": 5 }));
+    assert_eq!(open(&s, &id, &key, None, None).0, 200);
+    // Disabled (not offboarded): the link is gone meanwhile, and uses up no view.
+    s.ok("POST", "/api/v1/people/ann/disable", Some(&s.admin), None);
+    assert_eq!(open(&s, &id, &key, None, None).0, 404);
+    s.ok("POST", "/api/v1/people/ann/enable", Some(&s.admin), None);
+    assert_eq!(open(&s, &id, &key, None, None).0, 200);
+    let info = s.ok(
+        "POST",
+        &format!("/api/v1/shares/{id}/info"),
+        None,
+        Some(json!({ "proof": share::open_proof(&key, &id) })),
+    );
+    assert_eq!(info["views_left"], 3, "{info}");
+}
+
+#[test]
 fn shares_expire_are_revoked_and_can_be_for_one_person() {
     let s = Server::start();
     vendor(&s, "acme");

@@ -304,6 +304,18 @@ async fn live_share(state: &AppState, id: &str, proof: &str) -> Result<ShareReco
     if share.expires_at <= now {
         return Err(expire(state, id, now).await?);
     }
+    // A link hands out what its maker shared only while the maker may act (as request
+    // links and wrapped Vault answers do): disabled, past their end date, or of a vendor no
+    // longer active, the link is gone, and back if they are. Offboarding destroys it.
+    if share.created_by != super::governance::ROOT_ACTOR {
+        let active = match state.store.acting_person(&share.created_by).await? {
+            Some(maker) => state.standing(&maker).await?.active(),
+            None => false,
+        };
+        if !active {
+            return Err(gone());
+        }
+    }
     Ok(share)
 }
 
