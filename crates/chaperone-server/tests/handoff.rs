@@ -987,6 +987,47 @@ fn a_second_exposure_counts_a_rotation_from_itself_not_from_the_first() {
 }
 
 #[test]
+fn a_secret_an_offboarded_person_wrote_is_in_the_blast_radius() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    // A write-only grant: cy sets the deploy key and never reads it back.
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme/deploy", "capabilities": ["write"],
+                     "ttl": "30d", "reason": "set up the pipeline" }),
+        ),
+    );
+    let cy_t = s.login(&cy);
+    s.remember("deploy-key-Xv93");
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/data/acme/deploy/key",
+        Some(&cy_t),
+        Some(json!({ "data": { "key": "deploy-key-Xv93" } })),
+    );
+    let report = s.ok(
+        "POST",
+        "/api/v1/people/cy/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "left the project" })),
+    );
+    let blast = report["blast_radius"].as_array().unwrap();
+    assert_eq!(blast.len(), 1, "{report}");
+    assert_eq!(blast[0]["path"], "acme/deploy/key");
+    assert_eq!(blast[0]["versions_written"], json!([1]));
+    assert_eq!(blast[0]["versions_read"], json!([]));
+    assert!(
+        blast[0]["finding_id"]
+            .as_str()
+            .is_some_and(|f| !f.is_empty())
+    );
+}
+
+#[test]
 fn offboarding_checks_first_and_its_findings_reach_someone_who_can_act() {
     let s = Server::start();
     vendor(&s, "acme");

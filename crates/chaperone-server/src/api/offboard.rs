@@ -51,6 +51,9 @@ pub(crate) struct Exposure {
     pub(crate) path: String,
     /// Versions they read (from the ledger).
     pub(crate) versions_read: Vec<u64>,
+    /// Versions they wrote (from the ledger): they know those values without reading them.
+    #[serde(default)]
+    pub(crate) versions_written: Vec<u64>,
     /// Versions that existed under a grant they held.
     pub(crate) versions_held: Vec<u64>,
     /// The grant prefixes that covered it.
@@ -337,11 +340,18 @@ async fn offboard(
     };
     let mut ops = Vec::new();
     let mut exposures = Vec::new();
-    for (path, (read, held, prefixes)) in blast {
+    for (path, reach) in blast {
+        let Reach {
+            read,
+            written,
+            held,
+            prefixes,
+        } = reach;
         let level = super::governance::level_of(&levels, &classifications, &path)?;
         let mut exposure = Exposure {
             path: path.clone(),
             versions_read: read.iter().copied().collect(),
+            versions_written: written.iter().copied().collect(),
             versions_held: held.iter().copied().collect(),
             granted_under: prefixes.into_iter().collect(),
             level: level.name.clone(),
@@ -379,6 +389,7 @@ async fn offboard(
                 details: json!({
                     "offboarding_id": id,
                     "versions_read": read,
+                    "versions_written": written,
                     "versions_held": held,
                     "people": names,
                 }),
@@ -472,10 +483,24 @@ async fn offboard(
     Ok(report)
 }
 
-type Blast = BTreeMap<String, (BTreeSet<u64>, BTreeSet<u64>, BTreeSet<String>)>;
+/// What the offboarded people could have taken of one secret.
+#[derive(Default)]
+struct Reach {
+    /// Versions read (from the ledger).
+    read: BTreeSet<u64>,
+    /// Versions written (from the ledger).
+    written: BTreeSet<u64>,
+    /// Versions that existed under a read grant.
+    held: BTreeSet<u64>,
+    /// The grant prefixes that covered it.
+    prefixes: BTreeSet<String>,
+}
 
-/// Every secret `people` read (from the ledger) or held a grant for (from the grants), with
-/// the versions read, the versions that existed under the grants, and the grant prefixes.
+type Blast = BTreeMap<String, Reach>;
+
+/// Every secret `people` read or wrote (from the ledger) or held a read grant for (from the
+/// grants), with the versions read, the versions written, the versions that existed under
+/// the grants, and the grant prefixes.
 async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast, ApiError> {
     let ids: BTreeSet<&str> = people.iter().map(|p| p.id.as_str()).collect();
     let mut blast = Blast::new();
@@ -489,11 +514,19 @@ async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast
             let by_them = entry["actor"]["person"]
                 .as_str()
                 .is_some_and(|p| ids.contains(p));
-            if by_them && entry["action"] == "secret.read" && entry["outcome"] == "success" {
+            let action = entry["action"].as_str().unwrap_or_default();
+            if by_them
+                && (action == "secret.read" || action == "secret.write")
+                && entry["outcome"] == "success"
+            {
                 let path = entry["resource"].as_str().unwrap_or_default().to_owned();
                 let slot = blast.entry(path).or_default();
                 if let Some(v) = entry["details"]["version"].as_u64() {
-                    slot.0.insert(v);
+                    if action == "secret.read" {
+                        slot.read.insert(v);
+                    } else {
+                        slot.written.insert(v);
+                    }
                 }
             }
         }
@@ -530,8 +563,8 @@ async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast
                     continue;
                 }
                 let slot = blast.entry(path).or_default();
-                slot.1.extend(versions);
-                slot.2.insert(grant.prefix.clone());
+                slot.held.extend(versions);
+                slot.prefixes.insert(grant.prefix.clone());
             }
         }
     }

@@ -1101,10 +1101,11 @@ pub(crate) fn print_report(report: &Value) {
                 .join(",")
         };
         println!(
-            "  {:<40} {:<12} read v{}  held v{}  finding {}",
+            "  {:<40} {:<12} read v{}  wrote v{}  held v{}  finding {}",
             str_of(&e["path"]),
             str_of(&e["level"]),
             versions(&e["versions_read"]),
+            versions(&e["versions_written"]),
             versions(&e["versions_held"]),
             str_of(&e["finding_id"])
         );
