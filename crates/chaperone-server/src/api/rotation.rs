@@ -238,7 +238,8 @@ async fn rotated_since(
 /// Whether the value `old` is gone from `new`: every credential field of `old` (by its name:
 /// a password, token, key, secret, connection string...) has another value or is gone, or,
 /// when no field is named so, every field. A user name kept beside a new password is no
-/// exposure; a password kept beside a new note is.
+/// exposure; a password kept beside a new note is, and so is an old value moved under
+/// another name (`password` to `db_password`).
 fn changed(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, Value>) -> bool {
     const CREDENTIAL: [&str; 16] = [
         "pass", "pwd", "secret", "token", "key", "cred", "private", "auth", "cert", "pin", "otp",
@@ -253,9 +254,10 @@ fn changed(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, V
     } else {
         old.keys().collect()
     };
-    judged
-        .into_iter()
-        .all(|name| new.get(name) != old.get(name))
+    judged.into_iter().all(|name| {
+        let value = &old[name];
+        new.get(name) != Some(value) && !new.values().any(|kept| kept == value)
+    })
 }
 
 /// Resolves open rotation findings whose secret was rotated since ([`rotated_since`]); how
@@ -370,5 +372,14 @@ mod tests {
             json!({ "value": "b", "region": "eu" })
         ));
         assert!(rotated(json!({ "value": "a" }), json!({ "value": "b" })));
+        // The old value under another name is the old value.
+        assert!(!rotated(
+            json!({ "password": "P3" }),
+            json!({ "db_password": "P3" })
+        ));
+        assert!(!rotated(
+            json!({ "password": "P3", "user": "app" }),
+            json!({ "PASSWORD": "P3", "user": "app" })
+        ));
     }
 }
