@@ -273,7 +273,7 @@ impl WatchState {
                         vendor_id: vendor.clone(),
                         seq,
                         details: json!({ "network": net, "action": action,
-                                         "resource": entry["resource"] }),
+                                         "resource": entry["resource"], "person_id": person }),
                     });
                 }
                 known.push(net);
@@ -305,7 +305,8 @@ impl WatchState {
                     subject: name(person),
                     vendor_id: vendor.clone(),
                     seq,
-                    details: json!({ "reads": slot.1, "hour_start": hour * 3600 }),
+                    details: json!({ "reads": slot.1, "hour_start": hour * 3600,
+                                     "person_id": person }),
                 });
             }
             self.reads.retain(|_, (h, _)| *h >= hour - 1);
@@ -327,7 +328,8 @@ impl WatchState {
                 subject: name(person),
                 vendor_id: vendor,
                 seq,
-                details: json!({ "resource": entry["resource"], "time": entry["time"] }),
+                details: json!({ "resource": entry["resource"], "time": entry["time"],
+                                 "person_id": person }),
             });
         }
         alerts

@@ -2251,6 +2251,32 @@ fn the_watch_raises_each_anomaly_once_to_security() {
         }),
         "{found}"
     );
+
+    // An anomaly about someone is closed by someone else.
+    let ada = s.person("ada", "admin", None);
+    let ada_t = s.login(&ada);
+    for _ in 0..6 {
+        read(&ada_t, None);
+    }
+    assert_eq!(sweep(), 1);
+    let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&ada_t), None);
+    let about_ada = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "ada")
+        .unwrap();
+    let path = format!("/api/v1/findings/{}", about_ada["id"].as_str().unwrap());
+    let close = json!({ "status": "risk_accepted", "note": "expected" });
+    assert_eq!(
+        error(&s, "POST", &path, &ada_t, Some(close.clone())),
+        (403, "self_review".into())
+    );
+    let sam_t = s.login(&sam);
+    assert_eq!(
+        s.ok("POST", &path, Some(&sam_t), Some(close))["status"],
+        "risk_accepted"
+    );
     s.assert_no_secret_logged();
 }
 

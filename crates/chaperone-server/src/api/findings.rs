@@ -257,6 +257,19 @@ pub(crate) async fn update_finding(
         ));
     }
     let closing = status == "resolved" || status == "risk_accepted";
+    // An anomaly about someone (their reads, their networks) is closed by someone else, as
+    // a break-glass grant is reviewed by someone other than its holder.
+    if closing
+        && status != finding.status
+        && finding.source == "anomaly"
+        && finding.details["person_id"].as_str() == Some(actor_id(&caller).as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "self_review",
+            "this anomaly is about you: someone else resolves it or accepts its risk",
+        ));
+    }
     if closing && req.note.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(ApiError::bad_request(
             "invalid_request",
