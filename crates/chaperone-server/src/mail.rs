@@ -37,13 +37,16 @@ pub fn valid_address(address: &str) -> bool {
         })
 }
 
-/// Sends one message; the error says which step failed and what the relay answered.
+/// Sends one message; the error says which step failed and what the relay answered. A
+/// recipient the relay refuses (a mistyped or deleted mailbox) does not keep the message from
+/// the others: the refused addresses are returned with the relay's answer, and only a
+/// message nobody accepted fails.
 pub(crate) async fn send(
     settings: &SmtpSettings,
     to: &[String],
     subject: &str,
     body: &str,
-) -> Result<(), String> {
+) -> Result<Vec<(String, String)>, String> {
     tokio::time::timeout(
         Duration::from_secs(20),
         send_inner(settings, to, subject, body),
@@ -57,7 +60,7 @@ async fn send_inner(
     to: &[String],
     subject: &str,
     body: &str,
-) -> Result<(), String> {
+) -> Result<Vec<(String, String)>, String> {
     if !valid_address(&settings.from) || to.iter().any(|a| !valid_address(a)) || to.is_empty() {
         return Err("invalid sender or recipient address".into());
     }
@@ -71,9 +74,18 @@ async fn send_inner(
     expect(&mut read, 250, "EHLO").await?;
     command(&mut write, &format!("MAIL FROM:<{}>", settings.from)).await?;
     expect(&mut read, 250, "MAIL FROM").await?;
+    let mut refused = Vec::new();
     for address in to {
         command(&mut write, &format!("RCPT TO:<{address}>")).await?;
-        expect(&mut read, 250, "RCPT TO").await?;
+        match expect(&mut read, 250, "RCPT TO").await {
+            Ok(()) => {}
+            Err(e) if e.starts_with(REFUSED) => refused.push((address.clone(), e)),
+            Err(e) => return Err(e),
+        }
+    }
+    if refused.len() == to.len() {
+        let answers: Vec<&str> = refused.iter().map(|(_, e)| e.as_str()).collect();
+        return Err(answers.join("; "));
     }
     command(&mut write, "DATA").await?;
     expect(&mut read, 354, "DATA").await?;
@@ -106,8 +118,11 @@ async fn send_inner(
     command(&mut write, "QUIT").await?;
     // The message is accepted; a relay that hangs up without answering QUIT changes nothing.
     let _ = expect(&mut read, 221, "QUIT").await;
-    Ok(())
+    Ok(refused)
 }
+
+/// How an answer the relay gave, but not the one expected, starts.
+const REFUSED: &str = "the SMTP relay refused";
 
 /// A header value: control characters become spaces, at most 200 characters, and RFC 2047
 /// encoded words when it is not plain ASCII: each at most 75 characters (45 bytes of text,
@@ -185,10 +200,7 @@ async fn expect(
         if last {
             return match got {
                 Some(got) if got == code || (code == 250 && got == 251) => Ok(()),
-                _ => Err(format!(
-                    "the SMTP relay refused {step}: {}",
-                    line.trim_end()
-                )),
+                _ => Err(format!("{REFUSED} {step}: {}", line.trim_end())),
             };
         }
     }

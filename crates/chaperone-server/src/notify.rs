@@ -514,7 +514,13 @@ impl AppState {
             let mut recipients = Vec::new();
             let mut emails = Vec::new();
             for id in &note.to {
-                if let Some(p) = self.store.person(id).await? {
+                // Nobody disabled since the notification was queued is written to.
+                if let Some(p) = self
+                    .store
+                    .person(id)
+                    .await?
+                    .filter(|p| p.disabled_at.is_none())
+                {
                     if let Some(email) = p.email.as_ref().filter(|e| crate::mail::valid_address(e))
                     {
                         emails.push(email.clone());
@@ -577,12 +583,21 @@ impl AppState {
                     note.created_time
                 );
                 let outcome = if emails.is_empty() {
-                    Ok(())
+                    Ok(Vec::new())
                 } else {
                     crate::mail::send(smtp, &emails, &note.subject, &text).await
                 };
                 match outcome {
-                    Ok(()) => note.channels_done.push("email".into()),
+                    Ok(refused) => {
+                        if !refused.is_empty() {
+                            let refused: Vec<&str> = refused
+                                .iter()
+                                .map(|(address, _)| address.as_str())
+                                .collect();
+                            tracing::warn!(notification = %note.id, refused = %refused.join(", "), "some recipients were refused by the mail relay");
+                        }
+                        note.channels_done.push("email".into());
+                    }
                     Err(e) => errors.push(format!("email: {e}")),
                 }
             }

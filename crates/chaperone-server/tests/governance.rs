@@ -1202,6 +1202,8 @@ fn smtp_relay(count: usize) -> (String, mpsc::Receiver<String>) {
                 } else if line.starts_with("QUIT") {
                     stream.write_all(b"221 bye\r\n").unwrap();
                     break;
+                } else if line.starts_with("RCPT TO:<gone@") {
+                    b"550 5.1.1 no such mailbox\r\n"
                 } else {
                     b"250 ok\r\n"
                 };
@@ -1211,6 +1213,45 @@ fn smtp_relay(count: usize) -> (String, mpsc::Receiver<String>) {
         }
     });
     (relay, rx)
+}
+
+#[test]
+fn a_mailbox_the_relay_refuses_does_not_keep_the_mail_from_the_others() {
+    let (relay, mails) = smtp_relay(1);
+    let s = Server::start_with(|settings| {
+        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
+            relay,
+            from: "chaperone@example.com".into(),
+        });
+    });
+    s.person_with_email("ann", "approver", None, Some("ann@example.com"));
+    s.person_with_email("bo", "approver", None, Some("gone@example.com"));
+    // Disabled since: not written to.
+    s.person_with_email("dee", "approver", None, Some("dee@example.com"));
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cy_t),
+        Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                     "reason": "deploy", "duration": "1d" })),
+    );
+    s.ok("POST", "/api/v1/people/dee/disable", Some(&s.admin), None);
+    let delivered = s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    assert_eq!(delivered, 1);
+    let transcript = mails.recv().unwrap();
+    assert!(
+        transcript.contains("RCPT TO:<ann@example.com>"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("RCPT TO:<gone@example.com>"),
+        "{transcript}"
+    );
+    assert!(!transcript.contains("dee@example.com"), "{transcript}");
+    assert!(transcript.contains("\r\nDATA\r\n"), "{transcript}");
 }
 
 #[test]

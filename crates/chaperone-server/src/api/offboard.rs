@@ -733,7 +733,11 @@ async fn mail_attestation(
     )
     .await
     {
-        Ok(()) => emails,
+        // The addresses the relay took.
+        Ok(refused) => emails
+            .into_iter()
+            .filter(|e| !refused.iter().any(|(address, _)| address == e))
+            .collect(),
         Err(error) => {
             tracing::warn!(vendor = %vendor.name, %error, "attestation mail failed");
             Vec::new()
