@@ -703,7 +703,12 @@ fn a_contractor_never_reads_lists_or_learns_of_another_vendors_paths() {
 }
 
 /// A one-route HTTP server that accepts `count` POSTs and hands their bodies over.
-fn webhook(count: usize) -> (String, mpsc::Receiver<Value>) {
+/// A receiver of HTTP requests on loopback that answers each of the first `count` with
+/// `answer`: each request's first line and body, in order.
+fn http_receiver(
+    count: usize,
+    answer: &'static [u8],
+) -> (String, mpsc::Receiver<(String, Vec<u8>)>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -711,6 +716,8 @@ fn webhook(count: usize) -> (String, mpsc::Receiver<Value>) {
         for stream in listener.incoming().take(count) {
             let mut stream = stream.unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
             let mut length = 0;
             loop {
                 let mut line = String::new();
@@ -724,10 +731,25 @@ fn webhook(count: usize) -> (String, mpsc::Receiver<Value>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            stream
-                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            tx.send(serde_json::from_slice(&body).unwrap()).unwrap();
+            stream.write_all(answer).unwrap();
+            tx.send((first.trim().to_owned(), body)).unwrap();
+        }
+    });
+    (url, rx)
+}
+
+/// A webhook that takes `count` posts: their JSON bodies, in order.
+fn webhook(count: usize) -> (String, mpsc::Receiver<Value>) {
+    let (url, raw) = http_receiver(
+        count,
+        b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (_, body) in raw {
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                break;
+            }
         }
     });
     (url, rx)
@@ -821,37 +843,11 @@ fn reminders_are_sent_once_per_threshold_and_delivered_to_the_webhook() {
 #[test]
 fn a_webhook_that_redirects_is_not_followed_nor_counted_delivered() {
     // The receiver answers every request with a redirect to itself; it records what it got.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, requests) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(4) {
-            let mut stream = stream.unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            reader.read_line(&mut first).unwrap();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            stream
-                .write_all(
-                    b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\
-                      Connection: close\r\n\r\n",
-                )
-                .unwrap();
-            tx.send(first.trim().to_owned()).unwrap();
-        }
-    });
+    let (url, requests) = http_receiver(
+        4,
+        b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\
+          Connection: close\r\n\r\n",
+    );
     let s = Server::start_with(|settings| settings.notify.webhook_url = Some(url));
     let sam = s.person("sam", "security", None);
     vendor(&s, "acme");
@@ -868,7 +864,7 @@ fn a_webhook_that_redirects_is_not_followed_nor_counted_delivered() {
     let delivered = s.runtime.block_on(s.state.deliver_notifications()).unwrap();
     assert_eq!(delivered, 0);
     assert_eq!(
-        requests.recv_timeout(Duration::from_secs(5)).unwrap(),
+        requests.recv_timeout(Duration::from_secs(5)).unwrap().0,
         "POST /hook HTTP/1.1"
     );
     assert!(
