@@ -1028,6 +1028,36 @@ fn a_secret_an_offboarded_person_wrote_is_in_the_blast_radius() {
 }
 
 #[test]
+fn a_secret_shared_with_an_offboarded_person_is_in_the_blast_radius() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    write(&s, "team/db", "team-db-Rq55");
+    let ann = s.person("ann", "member", None);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let (ann_t, cy_t) = (s.login(&ann), s.login(&cy));
+    // Shared from the vault, for cy alone, who has no grant on it; and a plain note.
+    let (id, key) = share_text(
+        &s,
+        &ann_t,
+        "team-db-Rq55",
+        json!({ "recipient": "cy", "source": "secret:team/db@1" }),
+    );
+    let (note, note_key) = share_text(&s, &ann_t, "a note", json!({ "recipient": "cy" }));
+    assert_eq!(open(&s, &id, &key, Some(&cy_t), None).0, 200);
+    assert_eq!(open(&s, &note, &note_key, Some(&cy_t), None).0, 200);
+    let report = s.ok(
+        "POST",
+        "/api/v1/people/cy/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "left the project" })),
+    );
+    let blast = report["blast_radius"].as_array().unwrap();
+    assert_eq!(blast.len(), 1, "{report}");
+    assert_eq!(blast[0]["path"], "team/db");
+    assert_eq!(blast[0]["versions_read"], json!([1]));
+}
+
+#[test]
 fn offboarding_checks_first_and_its_findings_reach_someone_who_can_act() {
     let s = Server::start();
     vendor(&s, "acme");

@@ -504,6 +504,11 @@ type Blast = BTreeMap<String, Reach>;
 async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast, ApiError> {
     let ids: BTreeSet<&str> = people.iter().map(|p| p.id.as_str()).collect();
     let mut blast = Blast::new();
+    // Share links made from a vault secret (their `share.create` names it as `source`,
+    // `secret:PATH@VERSION`), by link id: one restricted to them that they opened gave them
+    // that version.
+    let mut shared: std::collections::HashMap<String, (String, u64)> =
+        std::collections::HashMap::new();
     let size = state.store.ledger_size().await?;
     let mut start = 0;
     while start < size {
@@ -515,6 +520,27 @@ async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast
                 .as_str()
                 .is_some_and(|p| ids.contains(p));
             let action = entry["action"].as_str().unwrap_or_default();
+            let success = entry["outcome"] == "success";
+            if action == "share.create" && success {
+                if let Some((path, version)) = entry["details"]["source"]
+                    .as_str()
+                    .and_then(|s| s.strip_prefix("secret:"))
+                    .and_then(|s| s.rsplit_once('@'))
+                    .and_then(|(path, v)| Some((path.to_owned(), v.parse::<u64>().ok()?)))
+                {
+                    let id = entry["resource"].as_str().unwrap_or_default().to_owned();
+                    shared.insert(id, (path, version));
+                }
+                continue;
+            }
+            if by_them && action == "share.open" && success {
+                if let Some((path, version)) =
+                    shared.get(entry["resource"].as_str().unwrap_or_default())
+                {
+                    blast.entry(path.clone()).or_default().read.insert(*version);
+                }
+                continue;
+            }
             if by_them
                 && (action == "secret.read" || action == "secret.write")
                 && entry["outcome"] == "success"
