@@ -148,6 +148,8 @@ pub(crate) fn notification(
 pub struct NotifySettings {
     /// The URL notifications are POSTed to as JSON.
     pub webhook_url: Option<String>,
+    /// The key the webhook's posts are signed with (see `webhook_signature`).
+    pub webhook_secret: Option<crate::state::BearerToken>,
     /// The SMTP relay notifications are mailed through, to the recipients' addresses.
     pub smtp: Option<crate::mail::SmtpSettings>,
     /// The address people reach this server at (`https://chaperone.example.com`), for
@@ -167,6 +169,7 @@ impl Default for NotifySettings {
     fn default() -> Self {
         Self {
             webhook_url: None,
+            webhook_secret: None,
             smtp: None,
             public_url: None,
             sweep_interval: Duration::from_secs(60),
@@ -541,6 +544,12 @@ impl AppState {
                     "time": note.created_time,
                 });
                 let target = url.clone();
+                let body = serde_json::to_vec(&payload).expect("a JSON value always serialises");
+                let signed_at = self.clock.now().unix_secs();
+                let signature = settings
+                    .webhook_secret
+                    .as_ref()
+                    .map(|key| webhook_signature(key.expose().as_bytes(), signed_at, &body));
                 let outcome = tokio::task::spawn_blocking(move || {
                     // Security decision: redirects are not followed. ureq would turn the POST
                     // into a body-less GET on a 301/302 and count its 2xx as delivered, and a
@@ -551,9 +560,16 @@ impl AppState {
                         .max_redirects(0)
                         .build()
                         .into();
-                    let response = agent
+                    let mut request = agent
                         .post(&target)
-                        .send_json(&payload)
+                        .header("Content-Type", "application/json");
+                    if let Some(signature) = &signature {
+                        request = request
+                            .header("X-Chaperone-Timestamp", signed_at.to_string())
+                            .header("X-Chaperone-Signature", format!("sha256={signature}"));
+                    }
+                    let response = request
+                        .send(&body[..])
                         .map_err(|e| format!("webhook: {e}"))?;
                     if response.status().is_success() {
                         Ok(())
@@ -644,6 +660,21 @@ impl AppState {
         out.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         Ok(out.into_iter().map(|(_, n)| n).collect())
     }
+}
+
+/// The signature of a webhook post: hex HMAC-SHA256 under the configured key of the
+/// timestamp (Unix seconds, also sent as `X-Chaperone-Timestamp`), a dot, and the body.
+/// Security decision: the receiver checks it to know the post came from this server and
+/// was not changed, and checks the timestamp is recent so an old post cannot be replayed;
+/// signing the timestamp with the body keeps it from being moved to another post.
+pub(crate) fn webhook_signature(key: &[u8], timestamp: u64, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Runs the sweep and the delivery every interval, for as long as the server runs.

@@ -702,13 +702,27 @@ fn a_contractor_never_reads_lists_or_learns_of_another_vendors_paths() {
     s.assert_no_secret_logged();
 }
 
-/// A one-route HTTP server that accepts `count` POSTs and hands their bodies over.
+/// One request an [`http_receiver`] took.
+struct Received {
+    /// The request line.
+    line: String,
+    /// The header lines, as sent.
+    headers: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find_map(|h| {
+            let (n, v) = h.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
 /// A receiver of HTTP requests on loopback that answers each of the first `count` with
-/// `answer`: each request's first line and body, in order.
-fn http_receiver(
-    count: usize,
-    answer: &'static [u8],
-) -> (String, mpsc::Receiver<(String, Vec<u8>)>) {
+/// `answer`: each request, in order.
+fn http_receiver(count: usize, answer: &'static [u8]) -> (String, mpsc::Receiver<Received>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -719,6 +733,7 @@ fn http_receiver(
             let mut first = String::new();
             reader.read_line(&mut first).unwrap();
             let mut length = 0;
+            let mut headers = Vec::new();
             loop {
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
@@ -728,11 +743,18 @@ fn http_receiver(
                 if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap();
                 }
+                headers.push(line.trim_end().to_owned());
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             stream.write_all(answer).unwrap();
-            tx.send((first.trim().to_owned(), body)).unwrap();
+            let line = first.trim().to_owned();
+            tx.send(Received {
+                line,
+                headers,
+                body,
+            })
+            .unwrap();
         }
     });
     (url, rx)
@@ -746,8 +768,11 @@ fn webhook(count: usize) -> (String, mpsc::Receiver<Value>) {
     );
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for (_, body) in raw {
-            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+        for received in raw {
+            if tx
+                .send(serde_json::from_slice(&received.body).unwrap())
+                .is_err()
+            {
                 break;
             }
         }
@@ -864,7 +889,7 @@ fn a_webhook_that_redirects_is_not_followed_nor_counted_delivered() {
     let delivered = s.runtime.block_on(s.state.deliver_notifications()).unwrap();
     assert_eq!(delivered, 0);
     assert_eq!(
-        requests.recv_timeout(Duration::from_secs(5)).unwrap().0,
+        requests.recv_timeout(Duration::from_secs(5)).unwrap().line,
         "POST /hook HTTP/1.1"
     );
     assert!(
@@ -878,6 +903,54 @@ fn a_webhook_that_redirects_is_not_followed_nor_counted_delivered() {
         note["last_error"].as_str().unwrap().contains("HTTP 302"),
         "{note}"
     );
+}
+
+#[test]
+fn webhook_posts_are_signed_with_the_configured_key() {
+    let (url, requests) = http_receiver(1, b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+    let key = "whsec-Zq81Lm02Xv93Hk27Qw83Rq55Ab12Cd";
+    let s = Server::start_with(|settings| {
+        settings.notify.webhook_url = Some(url);
+        settings.notify.webhook_secret = Some(chaperone_server::BearerToken::new(key.into()));
+    });
+    s.remember(key);
+    s.person("sam", "security", None);
+    vendor(&s, "acme");
+    s.person("cy", "contractor", Some("acme"));
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "1h", "reason": "incident 8" }),
+        ),
+    );
+    assert_eq!(
+        s.runtime.block_on(s.state.deliver_notifications()).unwrap(),
+        1
+    );
+    let post = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    let timestamp = post.header("X-Chaperone-Timestamp").unwrap();
+    assert_eq!(
+        timestamp,
+        chaperone_core::Clock::now(&*s.clock)
+            .unix_secs()
+            .to_string()
+    );
+    // What a receiver computes: HMAC-SHA256 of the timestamp, a dot and the body.
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&post.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        post.header("X-Chaperone-Signature"),
+        Some(expected.as_str())
+    );
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(body["kind"], "break_glass");
+    s.assert_no_secret_logged();
 }
 
 #[test]

@@ -102,6 +102,11 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "URL notifications (requests, approvals, reminders) are POSTed to as JSON",
     ),
     (
+        "notify_webhook_secret",
+        "CHAPERONE_NOTIFY_WEBHOOK_SECRET",
+        "key (at least 32 characters) the webhook's posts are signed with (X-Chaperone-Signature)",
+    ),
+    (
         "smtp_relay",
         "CHAPERONE_SMTP_RELAY",
         "host:port of an SMTP relay notifications are mailed through (plain SMTP: a local MTA)",
@@ -200,7 +205,7 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
 
 /// Keys whose values are secrets, never repeated in an error. A webhook URL often carries
 /// its receiver's credential in its path (Slack, Teams), so it is one.
-const SECRET_KEYS: &[&str] = &["metrics_token", "notify_webhook"];
+const SECRET_KEYS: &[&str] = &["metrics_token", "notify_webhook", "notify_webhook_secret"];
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug)]
@@ -412,6 +417,11 @@ impl Layers {
             webhook_url: self.parse("notify_webhook", "an http:// or https:// URL", |s| {
                 (s.starts_with("http://") || s.starts_with("https://")).then(|| s.to_owned())
             })?,
+            webhook_secret: self.parse(
+                "notify_webhook_secret",
+                "a key of at least 32 characters",
+                |s| (s.len() >= 32).then(|| chaperone_server::BearerToken::new(s.to_owned())),
+            )?,
             ..NotifySettings::default()
         };
         let relay = self.parse("smtp_relay", "host:port", |s| {
