@@ -688,10 +688,10 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("POST", "/api/v1/auth/tokens")
         | ("DELETE", "/api/v1/auth/tokens/{id}") => ALL,
         ("GET", "/api/v1/ledger/key") => return None,
-        ("GET" | "POST", "/api/v1/attestations/{token}")
+        ("POST", "/api/v1/attestations/info" | "/api/v1/attestations/sign")
         | ("POST", "/api/v1/shares/{id}/info" | "/api/v1/shares/{id}/open")
-        | ("GET" | "POST", "/api/v1/secret-requests/submit/{token}")
-        | ("GET", "/s/{id}" | "/r/{token}" | "/a/{token}")
+        | ("POST", "/api/v1/request-links/info" | "/api/v1/request-links/submit")
+        | ("GET", "/s/{id}" | "/r" | "/a" | "/r/{token}" | "/a/{token}")
         | ("GET", "/ui" | "/static/console.js")
         | ("GET", "/static/chaperone.js" | "/static/chaperone.css") => return None,
         ("POST", "/api/v1/secret-requests/{*path}") => MEMBERS,

@@ -354,12 +354,12 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
         Some(json!({ "note": "the live Stripe key for the shop" })),
     );
     let path = link["path"].as_str().unwrap().to_owned();
-    let token = path.trim_start_matches("/r/").to_owned();
+    let token = path.trim_start_matches("/r#").to_owned();
     let shown = s.ok(
-        "GET",
-        &format!("/api/v1/secret-requests/submit/{token}"),
+        "POST",
+        "/api/v1/request-links/info",
         None,
-        None,
+        Some(json!({ "token": token })),
     );
     assert_eq!(shown["note"], "the live Stripe key for the shop");
     assert!(
@@ -370,9 +370,9 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
     let submit = |value: &str| {
         s.call(
             "POST",
-            &format!("/api/v1/secret-requests/submit/{token}"),
+            "/api/v1/request-links/submit",
             None,
-            Some(json!({ "data": { "api_key": value } })),
+            Some(json!({ "token": token, "data": { "api_key": value } })),
             None,
         )
         .0
@@ -403,14 +403,14 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
     let pinned = link["path"]
         .as_str()
         .unwrap()
-        .trim_start_matches("/r/")
+        .trim_start_matches("/r#")
         .to_owned();
     write(&s, "team/deploy-key", "written-meanwhile-Ux02");
     let (status, body) = s.call(
         "POST",
-        &format!("/api/v1/secret-requests/submit/{pinned}"),
+        "/api/v1/request-links/submit",
         None,
-        Some(json!({ "data": { "key": "from-outside-Ux03" } })),
+        Some(json!({ "token": pinned, "data": { "key": "from-outside-Ux03" } })),
         None,
     );
     assert_eq!(
@@ -433,15 +433,15 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
     let orphan = link["path"]
         .as_str()
         .unwrap()
-        .trim_start_matches("/r/")
+        .trim_start_matches("/r#")
         .to_owned();
     s.ok("POST", "/api/v1/people/ops/disable", Some(&s.admin), None);
     assert_eq!(
         s.call(
             "POST",
-            &format!("/api/v1/secret-requests/submit/{orphan}"),
+            "/api/v1/request-links/submit",
             None,
-            Some(json!({ "data": { "key": "late-Ux04" } })),
+            Some(json!({ "token": orphan, "data": { "key": "late-Ux04" } })),
             None,
         )
         .0,
@@ -486,14 +486,14 @@ fn a_request_link_writes_only_while_its_maker_still_may() {
     let token = link["path"]
         .as_str()
         .unwrap()
-        .trim_start_matches("/r/")
+        .trim_start_matches("/r#")
         .to_owned();
     let submit = |value: &str| {
         s.call(
             "POST",
-            &format!("/api/v1/secret-requests/submit/{token}"),
+            "/api/v1/request-links/submit",
             None,
-            Some(json!({ "data": { "key": value } })),
+            Some(json!({ "token": token, "data": { "key": value } })),
             None,
         )
         .0
@@ -825,8 +825,13 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
 
     // The attestation: terms from the DPA, signed once, recorded.
     let link = report["attestation"]["path"].as_str().unwrap();
-    let token = link.trim_start_matches("/a/");
-    let view = s.ok("GET", &format!("/api/v1/attestations/{token}"), None, None);
+    let token = link.trim_start_matches("/a#");
+    let view = s.ok(
+        "POST",
+        "/api/v1/attestations/info",
+        None,
+        Some(json!({ "token": token })),
+    );
     assert_eq!(view["status"], "pending");
     assert!(
         view["terms"]
@@ -835,24 +840,18 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
             .starts_with("destroy all of the business's data you hold within 14 days"),
         "{view}"
     );
-    let sign = json!({ "name": "Ada Lovelace", "email": "ada@acme.example",
+    let sign = json!({ "token": token, "name": "Ada Lovelace", "email": "ada@acme.example",
                        "action": "destroyed", "statement": "All copies were wiped on 2027-01-20." });
     let signed = s.ok(
         "POST",
-        &format!("/api/v1/attestations/{token}"),
+        "/api/v1/attestations/sign",
         None,
         Some(sign.clone()),
     );
     assert_eq!(signed["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(
-        s.call(
-            "POST",
-            &format!("/api/v1/attestations/{token}"),
-            None,
-            Some(sign),
-            None
-        )
-        .0,
+        s.call("POST", "/api/v1/attestations/sign", None, Some(sign), None)
+            .0,
         409
     );
     let recorded = s.recorded("attestation.submit", "acme");
@@ -1222,6 +1221,100 @@ fn a_browser_opens_a_share_link_and_reads_the_secret_from_the_page() {
     assert_eq!(browser.text("#secret"), secret);
     // Opened once: the link is used up.
     assert_eq!(open(&s, &id, &key, None, None).0, 404);
+}
+
+#[test]
+fn a_browser_answers_request_and_attestation_links_without_the_token_in_any_url() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let s = Server::start();
+    let ask = |path: &str, note: &str| {
+        s.ok(
+            "POST",
+            &format!("/api/v1/secret-requests/{path}"),
+            Some(&s.admin),
+            Some(json!({ "note": note })),
+        )["path"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let link = ask("partners/maps/api", "the Maps API key");
+    let token = link
+        .strip_prefix("/r#")
+        .expect("the token is in the fragment");
+    browser.go(&format!("{}{link}", s.addr));
+    browser.wait_text("#note", "the Maps API key");
+    // The token has left the address bar (and so the history) before anything is sent.
+    assert_eq!(browser.url(), format!("{}/r", s.addr));
+    let value = "maps-key-Zr40-Pq19";
+    s.remember(value);
+    browser.type_into("#field", "api_key");
+    browser.type_into("#value", value);
+    browser.click("#submit");
+    browser.wait_text("#done", "the secret was stored");
+    let read = s.ok(
+        "GET",
+        "/api/v1/secrets/data/partners/maps/api",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(read["data"]["api_key"], value);
+    // Used once: the same link now says so (from another page: `/r` to `/r#…` would only
+    // change the fragment, not load the page).
+    browser.go("about:blank");
+    browser.go(&format!("{}{link}", s.addr));
+    browser.wait_text("#error", "was used up");
+
+    // A link in the shape made before the token moved to the fragment still works once,
+    // and leaves the address bar too.
+    let old = ask("partners/mail/api", "the mail relay password");
+    let old_token = old.strip_prefix("/r#").unwrap();
+    browser.go(&format!("{}/r/{old_token}", s.addr));
+    browser.wait_text("#note", "the mail relay password");
+    assert_eq!(browser.url(), format!("{}/r", s.addr));
+
+    // The attestation page, from the link an offboarding makes.
+    vendor(&s, "acme");
+    s.ok(
+        "POST",
+        "/api/v1/vendors/acme/agreements",
+        Some(&s.admin),
+        Some(json!({ "kind": "dpa", "signed": "2026-01-01",
+                     "clauses": { "termination_data": "destroy", "termination_data_days": 14 } })),
+    );
+    let report = s.ok(
+        "POST",
+        "/api/v1/vendors/acme/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "contract ended" })),
+    );
+    let attest = report["attestation"]["path"].as_str().unwrap().to_owned();
+    let attest_token = attest.strip_prefix("/a#").unwrap();
+    browser.go(&format!("{}{attest}", s.addr));
+    browser.wait_text("#terms", "destroy all of the business's data");
+    assert_eq!(browser.url(), format!("{}/a", s.addr));
+    browser.type_into("#signer", "Ada Lovelace");
+    browser.type_into("#email", "ada@acme.example");
+    browser.type_into("#statement", "Every copy was wiped.");
+    browser.click("#attest");
+    browser.wait_text("#done", "Signed and recorded");
+    let signed = s.recorded("attestation.submit", "acme");
+    assert_eq!(signed.len(), 1);
+    assert_eq!(signed[0]["details"]["name"], "Ada Lovelace");
+
+    for secret in [token, old_token, attest_token] {
+        assert!(
+            !s.ledger().iter().any(|e| e.to_string().contains(secret)),
+            "a link token is never in the ledger"
+        );
+        assert!(
+            !String::from_utf8_lossy(&logs().lock().unwrap()).contains(secret),
+            "a link token is never logged"
+        );
+    }
+    s.assert_no_secret_logged();
 }
 
 #[test]

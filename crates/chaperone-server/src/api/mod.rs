@@ -553,15 +553,15 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             offboard::offboard_person,
         ),
         route(
-            M::GET,
-            "/api/v1/attestations/{token}",
+            M::POST,
+            "/api/v1/attestations/info",
             None,
             On::System,
             offboard::show_attestation,
         ),
         route(
             M::POST,
-            "/api/v1/attestations/{token}",
+            "/api/v1/attestations/sign",
             None,
             On::System,
             offboard::submit_attestation,
@@ -637,20 +637,24 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             shares::create_secret_request,
         ),
         route(
-            M::GET,
-            "/api/v1/secret-requests/submit/{token}",
+            M::POST,
+            "/api/v1/request-links/info",
             None,
             On::System,
             shares::show_secret_request,
         ),
         route(
             M::POST,
-            "/api/v1/secret-requests/submit/{token}",
+            "/api/v1/request-links/submit",
             None,
             On::System,
             shares::submit_secret_request,
         ),
         route(M::GET, "/s/{id}", None, On::System, crate::pages::share),
+        route(M::GET, "/r", None, On::System, crate::pages::request),
+        route(M::GET, "/a", None, On::System, crate::pages::attest),
+        // Links made before their token moved to the fragment: the page takes it from the
+        // path once and then clears the address bar.
         route(
             M::GET,
             "/r/{token}",
@@ -1066,6 +1070,15 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// The token of a link for someone without an account (a request-a-secret or attestation
+/// link). Links carry it after `#`, which browsers never send, and the page posts it in the
+/// body: a token in a URL path would reach proxy logs and browser history.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkToken {
+    token: String,
 }
 
 /// The error envelope of every failed request.

@@ -430,7 +430,7 @@ async fn offboard(
     // The stored report never holds the attestation token.
     let mut stored = report.clone();
     if let Some(link) = &mut stored.attestation {
-        link.path = "/a/…".into();
+        link.path = "/a#…".into();
     }
     ops.push(Op::Put(new_record(
         "offboarding",
@@ -712,7 +712,7 @@ async fn attestation_link(
         now,
     )));
     Ok(AttestationLink {
-        path: format!("/a/{token}"),
+        path: format!("/a#{token}"),
         due: date(due),
         mailed_to: Vec::new(),
     })
@@ -794,13 +794,13 @@ async fn attestation_record(
     Ok((record, attestation))
 }
 
-#[utoipa::path(get, path = "/api/v1/attestations/{token}", params(("token" = String, Path)), responses((status = 200, body = AttestationView), (status = 404, body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/attestations/info", request_body = super::LinkToken, responses((status = 200, body = AttestationView), (status = 404, body = super::ErrorBody)))]
 /// What the vendor is asked to attest (the link's token is the credential).
 pub(crate) async fn show_attestation(
     State(state): State<Arc<AppState>>,
-    Path(token): Path<String>,
+    ApiJson(link): ApiJson<super::LinkToken>,
 ) -> Result<Json<AttestationView>, ApiError> {
-    let (_, a) = attestation_record(&state, &token).await?;
+    let (_, a) = attestation_record(&state, &link.token).await?;
     Ok(Json(AttestationView {
         vendor: a.vendor,
         terms: a.terms,
@@ -812,6 +812,8 @@ pub(crate) async fn show_attestation(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AttestationSubmit {
+    /// The link's token (the part after `#`).
+    token: String,
     name: String,
     email: String,
     /// returned, destroyed or returned_and_destroyed.
@@ -819,16 +821,15 @@ pub(crate) struct AttestationSubmit {
     statement: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/attestations/{token}", params(("token" = String, Path)), request_body = AttestationSubmit, responses((status = 200, body = SignedAttestation), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/attestations/sign", request_body = AttestationSubmit, responses((status = 200, body = SignedAttestation), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 /// Signs the attestation, once: who, when, what, and their statement, kept with its SHA-256
 /// and recorded in the ledger.
 pub(crate) async fn submit_attestation(
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(token): Path<String>,
     ApiJson(req): ApiJson<AttestationSubmit>,
 ) -> Result<Json<SignedAttestation>, ApiError> {
-    let (record, mut attestation) = attestation_record(&state, &token).await?;
+    let (record, mut attestation) = attestation_record(&state, &req.token).await?;
     if attestation.status != "pending" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

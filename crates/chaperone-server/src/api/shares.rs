@@ -536,7 +536,9 @@ pub(crate) struct NewSecretRequest {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SecretRequestLink {
-    /// `/r/<token>`: shown once; the server keeps only its SHA-256.
+    /// `/r#<token>`: shown once; the server keeps only its SHA-256. The token is in the
+    /// fragment, which browsers never send: proxies and server logs see only `/r`, and the
+    /// page removes it from the address bar and sends it in a POST body.
     path: String,
     expires_time: String,
 }
@@ -611,7 +613,7 @@ pub(crate) async fn create_secret_request(
         )
         .await?;
     Ok(Json(SecretRequestLink {
-        path: format!("/r/{token}"),
+        path: format!("/r#{token}"),
         expires_time: expires.to_rfc3339(),
     }))
 }
@@ -638,13 +640,13 @@ async fn open_request(
     Ok((record, request))
 }
 
-#[utoipa::path(get, path = "/api/v1/secret-requests/submit/{token}", params(("token" = String, Path)), responses((status = 200, body = SecretRequestView), (status = 404, body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/request-links/info", request_body = super::LinkToken, responses((status = 200, body = SecretRequestView), (status = 404, body = super::ErrorBody)))]
 /// What a request-a-secret link asks for (never the path it writes to).
 pub(crate) async fn show_secret_request(
     State(state): State<Arc<AppState>>,
-    Path(token): Path<String>,
+    ApiJson(link): ApiJson<super::LinkToken>,
 ) -> Result<Json<SecretRequestView>, ApiError> {
-    let (_, request) = open_request(&state, &token).await?;
+    let (_, request) = open_request(&state, &link.token).await?;
     Ok(Json(SecretRequestView {
         note: request.note,
         expires_time: request.expires_time,
@@ -654,6 +656,8 @@ pub(crate) async fn show_secret_request(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SecretSubmission {
+    /// The link's token (the part after `#`).
+    token: String,
     /// The secret's fields (`{"api_key": "..."}`).
     data: std::collections::BTreeMap<String, String>,
 }
@@ -707,14 +711,14 @@ async fn maker_may_write(
     Err(gone())
 }
 
-#[utoipa::path(post, path = "/api/v1/secret-requests/submit/{token}", params(("token" = String, Path)), request_body = SecretSubmission, responses((status = 204), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/request-links/submit", request_body = SecretSubmission, responses((status = 204), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 /// Writes the submitted secret into the requested path, once.
 pub(crate) async fn submit_secret_request(
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(token): Path<String>,
-    ApiJson(req): ApiJson<SecretSubmission>,
+    ApiJson(mut req): ApiJson<SecretSubmission>,
 ) -> Result<StatusCode, ApiError> {
+    let token = std::mem::take(&mut req.token);
     // A sealed server can write nothing: refuse before the link is touched.
     super::secrets::unsealed(&state)?;
     let (record, mut request) = open_request(&state, &token).await?;

@@ -66,6 +66,16 @@ function token() {
   return location.pathname.split('/').pop();
 }
 
+// A request or attestation link's token: after `#` (links made before it moved there carry
+// it as the last path segment). It leaves the address bar and the history at once, and goes
+// to the server only in POST bodies, never in a URL.
+function linkToken(page) {
+  const fromHash = location.hash.slice(1);
+  const fromPath = location.pathname.split('/')[2] || '';
+  history.replaceState(null, '', '/' + page);
+  return fromHash || fromPath;
+}
+
 // Format: 1 ‖ nonce (12) ‖ AES-256-GCM(ciphertext ‖ tag), associated data
 // "chaperone-share:" ‖ id; plaintext: u32 BE header length ‖ header JSON ‖ content.
 async function decrypt(id, keyText, sealed) {
@@ -171,8 +181,9 @@ async function openShare(id, keyText, proof, meta, reveal) {
 }
 
 async function requestPage() {
-  const id = token();
-  const info = await fetch('/api/v1/secret-requests/submit/' + encodeURIComponent(id), { cache: 'no-store' });
+  const id = linkToken('r');
+  if (!id) return fail('This link is incomplete: the part after # is missing.');
+  const info = await postJson('/api/v1/request-links/info', { token: id });
   if (!info.ok) return fail(await errorOf(info, 'This link has expired or was already used.'));
   $('#note').textContent = (await info.json()).note;
   show('request-box');
@@ -182,7 +193,7 @@ async function requestPage() {
     submit.disabled = true;
     const data = {};
     data[$('#field').value || 'value'] = $('#value').value;
-    const sent = await postJson('/api/v1/secret-requests/submit/' + encodeURIComponent(id), { data });
+    const sent = await postJson('/api/v1/request-links/submit', { token: id, data });
     if (!sent.ok) {
       const message = await errorOf(sent, 'The secret could not be submitted.');
       return sent.status === 400 ? retry(message, submit) : fail(message);
@@ -193,8 +204,9 @@ async function requestPage() {
 }
 
 async function attestPage() {
-  const id = token();
-  const info = await fetch('/api/v1/attestations/' + encodeURIComponent(id), { cache: 'no-store' });
+  const id = linkToken('a');
+  if (!id) return fail('This link is incomplete: the part after # is missing.');
+  const info = await postJson('/api/v1/attestations/info', { token: id });
   if (!info.ok) return fail(await errorOf(info, 'This link is not valid.'));
   const meta = await info.json();
   if (meta.status !== 'pending') return done('This confirmation was already received. Thank you.');
@@ -206,8 +218,8 @@ async function attestPage() {
   attest.addEventListener('click', async () => {
     if (attest.disabled) return;
     attest.disabled = true;
-    const sent = await postJson('/api/v1/attestations/' + encodeURIComponent(id), {
-      name: $('#signer').value, email: $('#email').value,
+    const sent = await postJson('/api/v1/attestations/sign', {
+      token: id, name: $('#signer').value, email: $('#email').value,
       action: $('#action').value, statement: $('#statement').value,
     });
     if (!sent.ok) {

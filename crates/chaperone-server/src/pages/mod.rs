@@ -1,15 +1,15 @@
 //! The HTML Chaperone serves. Three pages for people who may have no account: opening a
-//! share link (`/s/<id>`), answering a request for a secret (`/r/<token>`) and signing an
-//! offboarding attestation (`/a/<token>`), from one static page and one script. And the
+//! share link (`/s/<id>#<key>`), answering a request for a secret (`/r#<token>`) and signing
+//! an offboarding attestation (`/a#<token>`), from one static page and one script. And the
 //! console (`/ui`), where people with an account sign in to decide access requests, read
 //! what they may read and follow vendors, findings and the ledger; it calls the same
 //! `/api/v1` routes as the CLI, so every decision and ledger entry is the API's.
 //!
 //! Every page answer carries a strict Content-Security-Policy (this origin's script and
 //! style only, no inline code, no framing, no forms posting elsewhere), `no-referrer` (the
-//! link's path never leaks to another site) and `no-store`. A share's key stays in the URL
-//! fragment, which browsers never send; the script reads it and removes it from the
-//! address bar.
+//! link's path never leaks to another site) and `no-store`. A share's key and a request or
+//! attestation link's token stay in the URL fragment, which browsers never send; the script
+//! reads them, removes them from the address bar and sends a token only in a POST body.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
