@@ -508,37 +508,8 @@ pub(crate) async fn update_vendor(
         // Nothing changes, so nothing is recorded.
         return Ok(Json(vendor_info(&state, updated).await?));
     }
-    if updated.status == VendorStatus::Terminated.as_str() && vendor.status != updated.status {
-        // A terminated vendor's accounts are disabled and their tokens revoked with it; the
-        // entry names the accounts it disabled.
-        let mut disabled = Vec::new();
-        let closer = super::access::Decision {
-            by: actor_id(&caller),
-            comment: Some(format!("vendor {} terminated", vendor.name)),
-            time: now.to_rfc3339(),
-        };
-        let mut requests_closed = 0;
-        for person in state.store.list_people().await? {
-            if person.vendor_id.as_deref() == Some(vendor.id.as_str()) {
-                let closed = super::access::close_pending(&state, &person.id, &closer, now).await?;
-                requests_closed += closed.len();
-                ops.extend(closed);
-                if person.disabled_at.is_none() {
-                    ops.push(Op::DisablePerson {
-                        id: person.id.clone(),
-                        at: now,
-                    });
-                    disabled.push(json!({ "person_id": person.id, "name": person.name }));
-                }
-                ops.push(Op::RevokeTokensOf {
-                    person_id: person.id,
-                    at: now,
-                });
-            }
-        }
-        details.push(("people_disabled", json!(disabled)));
-        details.push(("requests_closed", json!(requests_closed)));
-    }
+    let terminated =
+        updated.status == VendorStatus::Terminated.as_str() && vendor.status != updated.status;
     ops.insert(
         0,
         Op::UpdateVendor {
@@ -548,17 +519,62 @@ pub(crate) async fn update_vendor(
             at: now,
         },
     );
-    let mut record = crate::record::Record::new(
-        "vendor.update",
-        &vendor.name,
-        chaperone_ledger::entry::Outcome::Success,
-    );
-    record.details = details
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let event = state.event(&info, caller.actor(), record);
-    state.store.apply(ops, vec![event]).await?;
+    // A termination reads the pending requests before the change that closes them; a
+    // request approved, withdrawn or filed meanwhile makes the change conflict, and they are
+    // read again (as when a person is disabled).
+    for attempt in 1.. {
+        let mut ops = ops.clone();
+        let mut details = details.clone();
+        if terminated {
+            // A terminated vendor's accounts are disabled and their tokens revoked with it;
+            // the entry names the accounts it disabled.
+            let mut disabled = Vec::new();
+            let closer = super::access::Decision {
+                by: actor_id(&caller),
+                comment: Some(format!("vendor {} terminated", vendor.name)),
+                time: now.to_rfc3339(),
+            };
+            let mut requests_closed = 0;
+            for person in state.store.list_people().await? {
+                if person.vendor_id.as_deref() == Some(vendor.id.as_str()) {
+                    let closed =
+                        super::access::close_pending(&state, &person.id, &closer, now).await?;
+                    requests_closed += closed.len();
+                    ops.extend(closed);
+                    if person.disabled_at.is_none() {
+                        ops.push(Op::DisablePerson {
+                            id: person.id.clone(),
+                            at: now,
+                        });
+                        disabled.push(json!({ "person_id": person.id, "name": person.name }));
+                    }
+                    ops.push(Op::RevokeTokensOf {
+                        person_id: person.id,
+                        at: now,
+                    });
+                }
+            }
+            details.push(("people_disabled", json!(disabled)));
+            details.push(("requests_closed", json!(requests_closed)));
+        }
+        let mut record = crate::record::Record::new(
+            "vendor.update",
+            &vendor.name,
+            chaperone_ledger::entry::Outcome::Success,
+        );
+        record.details = details
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let event = state.event(&info, caller.actor(), record);
+        match state.store.apply(ops, vec![event]).await {
+            Err(chaperone_store::StoreError::Conflict(_)) if terminated && attempt < 3 => {}
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
     tracing::warn!(by = %caller.token_id, vendor = %vendor.name, status = %updated.status, "vendor updated");
     Ok(Json(vendor_info(&state, updated).await?))
 }
