@@ -748,9 +748,19 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     };
     let by_contractor = wrap(&cy_t);
     let by_admin = wrap(&s.admin);
-    s.ok("POST", "/api/v1/people/cy/disable", Some(&s.admin), None);
+    let before_suspension = wrap(&cy_t);
+    let vendor_status = |status: &str| {
+        s.ok(
+            "PUT",
+            "/api/v1/vendors/acme",
+            Some(&s.admin),
+            Some(serde_json::json!({ "status": status, "reason": "review" })),
+        );
+    };
+    vendor_status("suspended");
 
-    let (status, body) = unwrap(&by_contractor);
+    // The maker's vendor is suspended: the wrapping is taken, refused and recorded.
+    let (status, body) = unwrap(&before_suspension);
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body,
@@ -765,10 +775,16 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     assert_eq!(refused[0]["outcome"], "denied");
     assert_eq!(
         refused[0]["reasons"],
-        serde_json::json!(["person_inactive"])
+        serde_json::json!(["vendor_inactive"])
     );
-    // Taken: re-enabling the maker does not bring it back, nor the session disabling
-    // revoked; the maker logs in again.
+    // Taken: the vendor's return does not bring it back.
+    vendor_status("active");
+    assert_eq!(unwrap(&before_suspension).0, 400);
+
+    // Disabling the maker revokes what they wrapped with their tokens, in the same change
+    // (an unwrap racing it finds nothing after it): re-enabling brings back neither the
+    // wrapping nor the session; the maker logs in again.
+    s.ok("POST", "/api/v1/people/cy/disable", Some(&s.admin), None);
     s.ok("POST", "/api/v1/people/cy/enable", Some(&s.admin), None);
     assert_eq!(unwrap(&by_contractor).0, 400);
     assert_eq!(

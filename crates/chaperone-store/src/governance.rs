@@ -138,7 +138,8 @@ pub enum Op {
         /// When.
         at: Timestamp,
     },
-    /// Revokes every unrevoked token (sessions and API tokens) of a person.
+    /// Revokes every unrevoked token (sessions and API tokens) of a person and deletes the
+    /// answers they wrapped and nobody unwrapped yet.
     RevokeTokensOf {
         /// The person.
         person_id: String,
@@ -422,6 +423,13 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
             .execute(&mut *conn)
             .await
             .map_err(db("revoking a person's tokens"))?;
+            // Answers the person wrapped are tokens of theirs too: an unwrap racing this
+            // change either took its answer before it or finds nothing after it.
+            sqlx::query("DELETE FROM wrapped_responses WHERE created_by = $1")
+                .bind(person_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("revoking a person's wrapped answers"))?;
         }
         Op::SetPersonEnd { id, ends_at } => {
             let changed = sqlx::query("UPDATE people SET ends_at = $2 WHERE id = $1")
