@@ -360,6 +360,147 @@ fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read()
 }
 
 #[test]
+fn an_approver_does_not_review_the_grant_they_approved_or_extended() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let sam = s.person("sam", "security", None);
+    let ann = s.person("ann", "approver", None);
+    let bob = s.person("bob", "approver", None);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let (sam_t, ann_t, bob_t, cy_t) = (s.login(&sam), s.login(&ann), s.login(&bob), s.login(&cy));
+    let ask = |body: Value| {
+        s.ok("POST", "/api/v1/requests", Some(&cy_t), Some(body))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let approve = |token: &str, id: &str| {
+        s.ok(
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            Some(token),
+            Some(json!({ "comment": "ok" })),
+        )
+    };
+    let first = ask(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                            "reason": "deploy", "duration": "1d" }));
+    let grant = approve(&ann_t, &first)["grant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let review = |token: &str| {
+        let campaign = s.ok(
+            "POST",
+            "/api/v1/reviews",
+            Some(&sam_t),
+            Some(json!({ "vendor": "acme", "deadline": "7d" })),
+        );
+        let id = campaign["id"].as_str().unwrap().to_owned();
+        let item = campaign["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["kind"] == "grant" && i["subject"] == grant.as_str())
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/reviews/{id}/items/{item}"),
+            token,
+            Some(json!({ "decision": "certify" })),
+        )
+    };
+    assert_eq!(review(&ann_t), (403, "self_review".into()));
+    // Bob approves an extension of it: now neither of them reviews it, sam does.
+    let extension = s.ok(
+        "POST",
+        &format!("/api/v1/grants/{grant}/extend"),
+        Some(&cy_t),
+        Some(json!({ "reason": "more work", "duration": "1d" })),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    approve(&bob_t, &extension);
+    assert_eq!(review(&bob_t), (403, "self_review".into()));
+    assert_eq!(review(&ann_t), (403, "self_review".into()));
+    let (status, code) = review(&sam_t);
+    assert_eq!(status, 200, "{code}");
+
+    // An extension approved after the grant ended does not bring it back.
+    let late = s.ok(
+        "POST",
+        &format!("/api/v1/grants/{grant}/extend"),
+        Some(&cy_t),
+        Some(json!({ "reason": "still more", "duration": "1d" })),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.clock.advance_secs(2 * DAY);
+    let ann_t = s.login(&ann);
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{late}/approve"),
+            &ann_t,
+            Some(json!({})),
+        ),
+        (409, "grant_ended".into())
+    );
+
+    // Revoking the account in a review revokes its grants with it: enabling the account
+    // again brings none of them back.
+    write(&s, "acme/app/db", "reviewed-Tx30");
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read"],
+                     "ttl": "1d", "reason": "incident 7" }),
+        ),
+    );
+    let cy_t = s.login(&cy);
+    s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);
+    let sam_t = s.login(&sam);
+    let campaign = s.ok(
+        "POST",
+        "/api/v1/reviews",
+        Some(&sam_t),
+        Some(json!({ "vendor": "acme", "deadline": "7d" })),
+    );
+    let account = campaign["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "account")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(
+        "POST",
+        &format!(
+            "/api/v1/reviews/{}/items/{account}",
+            campaign["id"].as_str().unwrap()
+        ),
+        Some(&sam_t),
+        Some(json!({ "decision": "revoke" })),
+    );
+    s.ok("POST", "/api/v1/people/cy/enable", Some(&s.admin), None);
+    let cy_t = s.login(&cy);
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/data/acme/app/db", &cy_t, None),
+        (403, "not_permitted".into())
+    );
+}
+
+#[test]
 fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
     let s = Server::start();
     vendor(&s, "acme");
@@ -463,6 +604,12 @@ fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
         .unwrap();
     assert_eq!(closed["status"], "cancelled", "{closed}");
     assert_eq!(decide(&ann_t, &item("account", "cy "), "revoke").0, 409);
+    // Whoever broke the glass does not certify the grant in a review either.
+    let (status, body) = decide(&s.admin, &item("grant", "cy may"), "certify");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("self_review"))
+    );
     let (status, body) = s.call(
         "POST",
         "/api/v1/auth/login",

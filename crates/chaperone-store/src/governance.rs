@@ -76,10 +76,13 @@ pub enum Op {
         /// When.
         at: Timestamp,
     },
-    /// Moves an unrevoked grant's expiry, with what the extension was approved with.
+    /// Moves an unrevoked grant's expiry, with what the extension was approved with; a
+    /// grant that ended before `at` is not brought back (conflict).
     ExtendGrant {
         /// The grant.
         id: String,
+        /// When the extension was approved.
+        at: Timestamp,
         /// The new expiry.
         expires_at: Timestamp,
         /// The extension's approvals and length.
@@ -317,23 +320,27 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
         }
         Op::ExtendGrant {
             id,
+            at,
             expires_at,
             terms,
         } => {
             let changed = sqlx::query(
                 "UPDATE grants SET expires_at = $2, approvals = $3, term_secs = $4 \
-                 WHERE id = $1 AND revoked_at IS NULL",
+                 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $5",
             )
             .bind(id)
             .bind(expires_at.unix_nanos())
             .bind(i64::from(terms.approvals))
             .bind(terms.secs)
+            .bind(at.unix_nanos())
             .execute(&mut *conn)
             .await
             .map_err(db("extending a grant"))?
             .rows_affected();
             if changed == 0 {
-                return Err(StoreError::Conflict(format!("grant `{id}` was revoked")));
+                return Err(StoreError::Conflict(format!(
+                    "grant `{id}` was revoked or has ended"
+                )));
             }
         }
         Op::ReviewGrant { id, at, by } => {

@@ -2045,6 +2045,7 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
             vec![
                 Op::ExtendGrant {
                     id: "g-atomic".into(),
+                    at: t(11),
                     expires_at: t(90),
                     terms: GrantTerms {
                         approvals: 2,
@@ -2073,6 +2074,24 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
     );
     assert_eq!(g.reviewed, Some((t(11), "per_b".into())));
     assert!(f.store.unreviewed_break_glass().await.unwrap().is_empty());
+    // An extension approved after the grant ended does not bring it back.
+    assert!(matches!(
+        f.store
+            .apply(
+                vec![Op::ExtendGrant {
+                    id: "g-atomic".into(),
+                    at: t(90),
+                    expires_at: t(150),
+                    terms: GrantTerms {
+                        approvals: 1,
+                        secs: 60
+                    },
+                }],
+                Vec::new()
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     // A second review is refused.
     assert!(matches!(
         f.store
@@ -2104,6 +2123,7 @@ async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {
             .apply(
                 vec![Op::ExtendGrant {
                     id: "g-atomic".into(),
+                    at: t(12),
                     expires_at: t(99),
                     terms: GrantTerms {
                         approvals: 1,

@@ -534,8 +534,23 @@ pub(crate) async fn approve_request(
         };
         match &request.extends {
             Some(grant_id) => {
+                // A grant that ended meanwhile is not brought back by its extension: the
+                // requester asks again, and the request is decided as a new one.
+                let live = state
+                    .store
+                    .grant(grant_id)
+                    .await?
+                    .is_some_and(|g| g.revoked_at.is_none() && g.expires_at > now);
+                if !live {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "grant_ended",
+                        "the grant this extends was revoked or has ended; ask for access again",
+                    ));
+                }
                 ops.push(Op::ExtendGrant {
                     id: grant_id.clone(),
+                    at: now,
                     expires_at,
                     terms,
                 });
@@ -672,6 +687,26 @@ async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Resu
         .await?
         .and_then(|p| p.created_by)
         .is_some_and(|by| by == actor))
+}
+
+/// Who decided a grant: whoever made it and everyone who approved the request behind it or
+/// an extension of it.
+async fn granted_by(state: &AppState, grant: &GrantRecord) -> Result<Vec<String>, ApiError> {
+    let mut deciders = vec![grant.created_by.clone()];
+    for record in state
+        .store
+        .records("request", Some(&grant.person_id))
+        .await?
+    {
+        let request: AccessRequest = body(&record)?;
+        if request.status == "approved"
+            && (grant.request_id.as_deref() == Some(request.id.as_str())
+                || request.extends.as_deref() == Some(grant.id.as_str()))
+        {
+            deciders.extend(request.approvals.into_iter().map(|a| a.by));
+        }
+    }
+    Ok(deciders)
 }
 
 /// The changes that close a person's pending requests, as cancelled by `closer` (an
@@ -1210,8 +1245,8 @@ pub(crate) struct ItemDecision {
 }
 
 /// The changes revoking one review item's subject: a grant is revoked; an account is
-/// disabled and its sessions and tokens revoked, as `user disable` does, so that enabling it
-/// again brings none of them back.
+/// disabled, its sessions, tokens and grants revoked and its pending requests closed, so that
+/// enabling it again brings none of them back.
 pub(crate) async fn revoke_item(
     state: &AppState,
     item: &ReviewItem,
@@ -1240,7 +1275,15 @@ pub(crate) async fn revoke_item(
                 at: now,
             },
         ];
+        // Requests before grants, as offboarding reads them: a grant approved in between is
+        // either read or makes the change conflict.
         ops.extend(close_pending(state, &item.subject, &closer, now).await?);
+        for grant in state.store.grants_of(&item.subject).await? {
+            ops.push(Op::RevokeGrant {
+                id: grant.id,
+                at: now,
+            });
+        }
         Ok(ops)
     }
 }
@@ -1292,9 +1335,22 @@ pub(crate) async fn decide_item(
         ));
     }
     // Whose account or grant it is: nobody reviews their own, nor one whose account they
-    // created (they were handed its enrolment code, as for approvals).
+    // created (they were handed its enrolment code, as for approvals), nor a grant they
+    // made, approved or approved an extension of (a review is a second look, not the first
+    // one again).
     let holder = if item.kind == "grant" {
-        state.store.grant(&item.subject).await?.map(|g| g.person_id)
+        match state.store.grant(&item.subject).await? {
+            Some(grant) => {
+                if granted_by(&state, &grant).await?.contains(&me) {
+                    return Err(forbidden(
+                        "self_review",
+                        "nobody reviews a grant they made or approved",
+                    ));
+                }
+                Some(grant.person_id)
+            }
+            None => None,
+        }
     } else {
         Some(item.subject.clone())
     };

@@ -249,6 +249,17 @@ async fn offboard(
             person_id: person.id.clone(),
             at: now,
         });
+        // Pending requests are read before the grants: a request approved after this read
+        // makes the change conflict, and one approved before it left a grant the next read
+        // finds. Read the other way round, a grant approved in between would survive.
+        let closer = super::access::Decision {
+            by: actor_id(caller),
+            comment: Some(format!("offboarded: {}", req.reason)),
+            time: now.to_rfc3339(),
+        };
+        let closed = super::access::close_pending(state, &person.id, &closer, now).await?;
+        requests_closed += closed.len();
+        ops.extend(closed);
         for grant in state.store.grants_of(&person.id).await? {
             grants_revoked += 1;
             ops.push(Op::RevokeGrant {
@@ -274,14 +285,6 @@ async fn offboard(
                 ops.push(Op::Put(revise(&record, &link, now)));
             }
         }
-        let closer = super::access::Decision {
-            by: actor_id(caller),
-            comment: Some(format!("offboarded: {}", req.reason)),
-            time: now.to_rfc3339(),
-        };
-        let closed = super::access::close_pending(state, &person.id, &closer, now).await?;
-        requests_closed += closed.len();
-        ops.extend(closed);
     }
     let names: Vec<String> = people.iter().map(|p| p.name.clone()).collect();
     let action = if vendor.is_some() {
