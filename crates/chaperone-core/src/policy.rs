@@ -479,12 +479,20 @@ impl Decision {
         }
     }
 
-    fn deny(reason: Reason) -> Self {
+    /// A refusal for `reason`.
+    pub fn deny(reason: Reason) -> Self {
         Self {
             allowed: false,
             reasons: vec![reason],
         }
     }
+}
+
+/// Whether a TOTP code was verified at `at`, no longer than `window_nanos` before `now`.
+/// A verification time after `now` is not fresh: with several nodes, one whose clock runs
+/// ahead would otherwise stretch the window by the difference.
+pub fn verified_within(at: Option<Timestamp>, now: Timestamp, window_nanos: i64) -> bool {
+    at.is_some_and(|at| at <= now && now.unix_nanos() - at.unix_nanos() <= window_nanos)
 }
 
 /// Decides whether `principal` may do `action` on `resource`.
@@ -556,13 +564,16 @@ pub fn decide(
         }
     }
     let step_up = level.is_some_and(|l| l.step_up);
-    if action == Action::SecretRead && step_up && principal.scope.is_none() {
-        let fresh = principal.mfa_verified_at.is_some_and(|at| {
-            context.now.unix_nanos() - at.unix_nanos() <= context.step_up_window_nanos
-        });
-        if !fresh {
-            return Decision::deny(Reason::StepUpRequired);
-        }
+    if action == Action::SecretRead
+        && step_up
+        && principal.scope.is_none()
+        && !verified_within(
+            principal.mfa_verified_at,
+            context.now,
+            context.step_up_window_nanos,
+        )
+    {
+        return Decision::deny(Reason::StepUpRequired);
     }
     Decision::allow()
 }
@@ -702,6 +713,15 @@ mod tests {
 
     fn path(p: &str) -> SecretPath {
         SecretPath::parse(p).unwrap()
+    }
+
+    #[test]
+    fn a_verification_is_fresh_only_inside_its_window_and_never_from_the_future() {
+        let window = 15 * MIN;
+        assert!(verified_within(Some(at(0)), at(15), window));
+        assert!(!verified_within(Some(at(0)), at(16), window));
+        assert!(!verified_within(None, at(0), window));
+        assert!(!verified_within(Some(at(5)), at(4), window));
     }
 
     #[test]

@@ -274,19 +274,7 @@ async fn check(
             Resource::Secret(path, _) => path.as_str(),
             _ => route.path,
         };
-        let mut record = Record::new(action.as_str(), resource, Outcome::Denied);
-        record.reasons = decision
-            .reasons
-            .iter()
-            .map(|r| r.code().to_owned())
-            .collect();
-        // The gate's sentence names the unmet requirement (never a secret): auditors see
-        // why, not only that.
-        if let Reason::Compliance(sentence) = &reason {
-            record
-                .details
-                .insert("explanation".to_owned(), sentence.clone().into());
-        }
+        let record = Record::denied(action.as_str(), resource, &decision);
         state.record(&info, caller.actor(), record).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -701,6 +689,41 @@ impl AppState {
             Resource::Secret(path, &level),
             context,
         ))
+    }
+
+    /// The policy's decision on `action` over `path` for its maker, when someone else uses
+    /// from `client` what the maker set up earlier (a request link's submission, the unwrap
+    /// of an answer the maker wrapped): the maker's role, grants, standing and the
+    /// continuous gate as they are now. The maker's own allowlists bound where the maker
+    /// acts from, and the other party is elsewhere, so only the path's level's networks are
+    /// held against `client`. `stepped_up` stands for a step-up the maker already passed
+    /// for this use (an unwrap: the read was made, step-up included, when it was wrapped).
+    /// A maker who no longer exists is refused as inactive.
+    pub(crate) async fn maker_decision(
+        &self,
+        maker_id: &str,
+        action: Action,
+        path: &SecretPath,
+        client: Option<IpAddr>,
+        stepped_up: bool,
+    ) -> Result<Decision, ApiError> {
+        let Some(maker) = self.store.acting_person(maker_id).await? else {
+            return Ok(Decision::deny(Reason::PersonInactive));
+        };
+        let mut principal = self.person_principal(&maker, None).await?;
+        principal.network_allowed = true;
+        if stepped_up {
+            principal.mfa_verified_at = Some(self.clock.now());
+        }
+        self.decide_on_secret(
+            principal,
+            Some(&maker.id),
+            maker.vendor_id.as_ref(),
+            action,
+            path,
+            client,
+        )
+        .await
     }
 
     /// Resolves whether a person and their vendor are active, and their allowlists.

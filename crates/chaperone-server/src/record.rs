@@ -85,6 +85,29 @@ impl Record<'_> {
             details: BTreeMap::new(),
         }
     }
+
+    /// The entry of a policy refusal: its reason codes and, for the continuous gate, its
+    /// sentence (it names the unmet requirement, never a secret: auditors see why, not only
+    /// that).
+    pub(crate) fn denied<'a>(
+        action: &'a str,
+        resource: &'a str,
+        decision: &chaperone_core::policy::Decision,
+    ) -> Record<'a> {
+        let mut record = Record::new(action, resource, Outcome::Denied);
+        record.reasons = decision
+            .reasons
+            .iter()
+            .map(|r| r.code().to_owned())
+            .collect();
+        if let Some(chaperone_core::policy::Reason::Compliance(sentence)) = decision.reasons.first()
+        {
+            record
+                .details
+                .insert("explanation".to_owned(), sentence.clone().into());
+        }
+        record
+    }
 }
 
 impl Caller {

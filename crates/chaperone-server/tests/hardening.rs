@@ -716,13 +716,57 @@ fn a_leaked_wrapping_is_revoked_by_its_accessor_by_its_maker_or_an_admin() {
 }
 
 #[test]
+fn a_wrapped_read_of_a_step_up_path_is_not_asked_for_step_up_again() {
+    let s = Server::start();
+    let max = s.person("max", "member", None);
+    common::write(&s, "fin/ledger", "stepped-up-Wk70");
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(serde_json::json!({ "prefix": "fin", "level": "confidential" })),
+    );
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            serde_json::json!({ "person": "max", "prefix": "fin", "capabilities": ["read"],
+                                  "ttl": "1d", "reason": "month end" }),
+        ),
+    );
+    // Logged in with a TOTP code: the read passes step-up, and is wrapped.
+    let max_t = s.login(&max);
+    let wrapped = wrapped_read(&s, &max_t, "fin/ledger")["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Past the step-up window the maker could not read again without a code; the answer
+    // they already read is still handed out.
+    s.clock.advance_secs(20 * 60);
+    assert_eq!(
+        common::error(&s, "GET", "/api/v1/secrets/data/fin/ledger", &max_t, None),
+        (403, "step_up_required".into())
+    );
+    let (status, body) = s.call(
+        "POST",
+        "/v1/sys/wrapping/unwrap",
+        None,
+        Some(serde_json::json!({ "token": wrapped })),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["data"]["password"], "stepped-up-Wk70");
+}
+
+#[test]
 fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     let s = Server::start();
     common::vendor(&s, "acme");
     let cy = s.person("cy", "contractor", Some("acme"));
     let cy_t = s.login(&cy);
     common::write(&s, "acme/app/db", "wrapped-Qn52");
-    s.ok(
+    let grant = s.ok(
         "POST",
         "/api/v1/grants",
         Some(&s.admin),
@@ -730,7 +774,10 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
             serde_json::json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read"],
                                   "ttl": "1h", "reason": "deploy" }),
         ),
-    );
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let wrap = |token: &str| {
         wrapped_read(&s, token, "acme/app/db")["token"]
             .as_str()
@@ -780,6 +827,29 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     // Taken: the vendor's return does not bring it back.
     vendor_status("active");
     assert_eq!(unwrap(&before_suspension).0, 400);
+
+    // The policy decides at the unwrap as at a read of the maker's own now: once the grant
+    // that let them read is revoked, what they wrapped under it is not handed out.
+    let before_revocation = wrap(&cy_t);
+    s.ok(
+        "DELETE",
+        &format!("/api/v1/grants/{grant}"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(unwrap(&before_revocation).0, 400);
+    let last = s
+        .ledger()
+        .into_iter()
+        .rfind(|e| e["action"] == "wrap.unwrap")
+        .unwrap();
+    assert_eq!(
+        (&last["outcome"], &last["reasons"]),
+        (
+            &serde_json::json!("denied"),
+            &serde_json::json!(["not_permitted"])
+        )
+    );
 
     // Disabling the maker revokes what they wrapped with their tokens, in the same change
     // (an unwrap racing it finds nothing after it): re-enabling brings back neither the

@@ -529,10 +529,11 @@ pub(crate) async fn mint_token(
         .auth
         .step_up_secs
         .saturating_mul(1_000_000_000);
-    let fresh = caller
-        .principal
-        .mfa_verified_at
-        .is_some_and(|at| state.clock.now().unix_nanos() - at.unix_nanos() <= window);
+    let fresh = chaperone_core::policy::verified_within(
+        caller.principal.mfa_verified_at,
+        state.clock.now(),
+        window,
+    );
     if caller.person_id.is_some() && !fresh {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -680,30 +680,19 @@ async fn maker_may_write(
     if request.created_by == super::governance::ROOT_ACTOR {
         return Ok(());
     }
-    let Some(maker) = state.store.acting_person(&request.created_by).await? else {
-        return Err(gone());
-    };
-    let mut principal = state.person_principal(&maker, None).await?;
-    principal.network_allowed = true;
     let decision = state
-        .decide_on_secret(
-            principal,
-            Some(&maker.id),
-            maker.vendor_id.as_ref(),
+        .maker_decision(
+            &request.created_by,
             Action::SecretWrite,
             path,
             info.client_ip,
+            false,
         )
         .await?;
     if decision.allowed {
         return Ok(());
     }
-    let mut refused = LedgerRecord::new("secret_request.submit", path.as_str(), Outcome::Denied);
-    refused.reasons = decision
-        .reasons
-        .iter()
-        .map(|r| r.code().to_owned())
-        .collect();
+    let mut refused = LedgerRecord::denied("secret_request.submit", path.as_str(), &decision);
     refused
         .details
         .insert("requested_by".into(), json!(request.created_by));

@@ -13,6 +13,8 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use chaperone_core::SecretPath;
+use chaperone_core::policy::Decision;
 use chaperone_crypto::token::ApiToken;
 use chaperone_ledger::entry::{Actor, Outcome};
 use chaperone_store::WrappedRecord;
@@ -166,31 +168,56 @@ fn wrapping_token(headers: &HeaderMap, body: &[u8]) -> Option<Zeroizing<String>>
     from_body.or_else(|| presented_token(headers))
 }
 
-/// Why the person who wrapped a response may no longer have it handed out (the policy's
-/// reason code), or `None` when they may. Security decision: a wrapping token is a bearer
-/// credential, but it acts for its maker: once they are disabled or offboarded, or their
-/// vendor no longer admits them, what they wrapped is not handed out, as what they
-/// themselves could no longer read. Responses wrapped by tokens of no person, or before the
-/// maker was kept, have no maker to lose.
-async fn creator_refused(
+/// The refusal, if any, of handing out an answer its maker wrapped. Security decision: a
+/// wrapping token is a bearer credential, but it acts for its maker. What they wrapped from a
+/// secret's `data/` or `metadata/` route is handed out only while the policy would still let
+/// them read (or list) that path: their standing and their vendor's, a grant that still
+/// covers it, the continuous gate and the path's level's networks (against the unwrapper's
+/// address), as at a read of their own now. Their step-up is not asked again: the read was
+/// made, step-up included, when it was wrapped. Anything else they wrapped (a token, data of
+/// their own) is handed out while they and their vendor are active. Answers wrapped by
+/// tokens of no person, or before the maker was kept, have no maker to lose.
+async fn maker_refusal(
     state: &AppState,
-    created_by: Option<&str>,
-) -> Result<Option<&'static str>, ApiError> {
-    use chaperone_core::policy::{Reason, Standing};
-    let Some(person_id) = created_by else {
+    record: &WrappedRecord,
+    client: Option<std::net::IpAddr>,
+) -> Result<Option<Decision>, ApiError> {
+    use chaperone_core::policy::{Action, Reason, Standing};
+    let Some(maker) = record.created_by.as_deref() else {
         return Ok(None);
     };
-    let Some(person) = state.store.acting_person(person_id).await? else {
-        return Ok(Some(Reason::PersonInactive.code()));
-    };
-    let standing = state.standing(&person).await?;
-    Ok(if standing.person == Standing::Inactive {
-        Some(Reason::PersonInactive.code())
-    } else if standing.vendor == Some(Standing::Inactive) {
-        Some(Reason::VendorInactive.code())
+    let secret = [
+        ("secret/data/", Action::SecretRead),
+        ("secret/metadata/", Action::SecretList),
+    ]
+    .into_iter()
+    .find_map(|(prefix, action)| {
+        record
+            .creation_path
+            .strip_prefix(prefix)
+            .map(|path| (action, path))
+    });
+    let decision = if let Some((action, path)) = secret {
+        let path = SecretPath::parse(path)?;
+        state
+            .maker_decision(maker, action, &path, client, true)
+            .await?
     } else {
-        None
-    })
+        match state.store.acting_person(maker).await? {
+            None => Decision::deny(Reason::PersonInactive),
+            Some(person) => {
+                let standing = state.standing(&person).await?;
+                if standing.person == Standing::Inactive {
+                    Decision::deny(Reason::PersonInactive)
+                } else if standing.vendor == Some(Standing::Inactive) {
+                    Decision::deny(Reason::VendorInactive)
+                } else {
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    Ok((!decision.allowed).then_some(decision))
 }
 
 /// `POST sys/wrapping/unwrap`: the wrapped answer, once.
@@ -209,19 +236,17 @@ pub(crate) async fn unwrap(
     let Some(found) = state.store.wrapped(&hash, now).await? else {
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
-    let refused = creator_refused(&state, found.created_by.as_deref()).await?;
+    let refused = maker_refusal(&state, &found, info.client_ip).await?;
+    let refusal = refused.clone();
     let recorder = Arc::clone(&state);
     let request = info.clone();
     let taken = state
         .store
         .take_wrapped(&hash, now, move |record| {
-            let outcome = if refused.is_some() {
-                Outcome::Denied
-            } else {
-                Outcome::Success
+            let mut event = match &refusal {
+                Some(decision) => Record::denied("wrap.unwrap", &record.creation_path, decision),
+                None => Record::new("wrap.unwrap", &record.creation_path, Outcome::Success),
             };
-            let mut event = Record::new("wrap.unwrap", &record.creation_path, outcome);
-            event.reasons.extend(refused.map(str::to_owned));
             event
                 .details
                 .insert("accessor".into(), record.accessor.clone().into());
