@@ -251,6 +251,24 @@ fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read()
     );
     assert_eq!(first["status"], "pending");
     assert_eq!(approve(&ann_t), (409, "already_approved".into()));
+    // The contractor sees it pending, not that one approval of two is in: that would say
+    // the path is regulated.
+    let mine = s.ok("GET", "/api/v1/requests", Some(&cy_t), None);
+    let seen = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        (
+            seen["status"].as_str(),
+            seen["approvals"].as_array().map(Vec::len),
+            seen["level"].as_str()
+        ),
+        (Some("pending"), Some(0), Some("")),
+        "{seen}"
+    );
     assert_eq!(
         error(&s, "GET", "/api/v1/secrets/data/acme/prod/db", &cy_t, None),
         (403, "not_permitted".into()),

@@ -229,13 +229,16 @@ async fn submit(
     Ok(())
 }
 
-/// A request as its caller may see it: without the level it is held to (and so without the
-/// approvals and approvers that would give the level away) for a vendor's people.
+/// A request as its caller may see it: for a vendor's people, without the level it is held
+/// to and without what would give the level away: the approvals needed, the approver roles,
+/// and the approvals given (one approval on a request still pending says that two are
+/// needed). They see its status, and a denial's comment.
 fn as_seen_by(caller: &Caller, mut request: AccessRequest) -> AccessRequest {
     if caller.vendor_id.is_some() {
         request.level = String::new();
         request.approvals_needed = 0;
         request.approver_roles.clear();
+        request.approvals.clear();
     }
     request
 }
