@@ -578,16 +578,24 @@ pub fn decide(
     Decision::allow()
 }
 
-/// Whether a listed key (`full_key`, a path or a folder ending in `/`) may be shown to
-/// `principal`: always when the role may list, otherwise only keys on the way to, or under, a
-/// grant's prefix with the `list` capability. Listings never reveal paths outside grants.
-pub fn visible_in_listing(principal: &Principal, full_key: &str, now: Timestamp) -> bool {
+/// Whether a listed key (`full_key`, a path or a folder ending in `/`, classified `level`)
+/// may be shown to `principal`: always when the role may list, otherwise only keys on the way
+/// to, or under, a grant's prefix with the `list` capability, by a grant approved for that
+/// level (`PathRule::meets`: a path classified stricter after the approval is not listed
+/// either). Listings never reveal paths outside grants.
+pub fn visible_in_listing(
+    principal: &Principal,
+    full_key: &str,
+    level: &LevelPolicy,
+    now: Timestamp,
+) -> bool {
     let key = full_key.trim_end_matches('/');
     let folder = full_key.ends_with('/');
     let listable = |rule: &PathRule| {
         let prefix = rule.prefix.trim_end_matches('/');
         rule.expires_at.is_none_or(|at| at > now)
             && rule.capabilities.contains(&Capability::List)
+            && rule.meets(level)
             && (covers(prefix, key) || (folder && covers(key, prefix)))
     };
     let allowed = role_allows(principal.role, Action::SecretList, true)
@@ -946,12 +954,31 @@ mod tests {
             None,
         ));
         let now = at(0);
-        assert!(visible_in_listing(&c, "acme/", now));
-        assert!(visible_in_listing(&c, "acme/app/", now));
-        assert!(visible_in_listing(&c, "acme/app/db", now));
-        assert!(!visible_in_listing(&c, "acme/other", now));
-        assert!(!visible_in_listing(&c, "globex/", now));
-        assert!(visible_in_listing(&person(Role::Auditor), "globex/", now));
+        let internal = level("internal");
+        assert!(visible_in_listing(&c, "acme/", internal, now));
+        assert!(visible_in_listing(&c, "acme/app/", internal, now));
+        assert!(visible_in_listing(&c, "acme/app/db", internal, now));
+        assert!(!visible_in_listing(&c, "acme/other", internal, now));
+        assert!(!visible_in_listing(&c, "globex/", internal, now));
+        assert!(visible_in_listing(
+            &person(Role::Auditor),
+            "globex/",
+            internal,
+            now
+        ));
+        // A grant approved once for 30 days lists nothing classified regulated (two
+        // approvals, 7 days at most).
+        c.grants[0].terms = Some(GrantTerms {
+            approvals: 1,
+            secs: 30 * 24 * 3600,
+        });
+        assert!(visible_in_listing(&c, "acme/app/db", internal, now));
+        assert!(!visible_in_listing(
+            &c,
+            "acme/app/db",
+            level("regulated"),
+            now
+        ));
     }
 
     #[test]

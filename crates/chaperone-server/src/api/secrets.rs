@@ -565,14 +565,14 @@ impl Listing {
         caller: &Caller,
         path: &str,
     ) -> Result<bool, ApiError> {
-        if !visible_in_listing(&caller.principal, path, self.now) {
-            return Ok(false);
-        }
         let level = super::governance::level_of(
             &self.levels,
             &self.classifications,
             path.trim_end_matches('/'),
         )?;
+        if !visible_in_listing(&caller.principal, path, level, self.now) {
+            return Ok(false);
+        }
         if let Some(ok) = self.admitted.get(&level.name) {
             return Ok(*ok);
         }
