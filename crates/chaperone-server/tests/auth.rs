@@ -685,6 +685,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("POST", "/api/v1/auth/verify")
         | ("GET", "/api/v1/auth/self")
         | ("GET", "/api/v1/auth/tokens")
+        | ("GET", "/api/v1/auth/grants")
         | ("POST", "/api/v1/auth/tokens")
         | ("DELETE", "/api/v1/auth/tokens/{id}") => ALL,
         ("GET", "/api/v1/ledger/key") => return None,

@@ -122,6 +122,26 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
     browser.click("#step-up button[type=submit]");
     browser.wait_text("#secret", value);
     assert_eq!(s.recorded("secret.read", "ops/deploy").len(), 1);
+    // Their access, and an extension asked for from it.
+    browser.click("#tab-requests");
+    let held = browser.wait_text("#my-grants", "ops/deploy");
+    assert!(held.contains("read, list"), "{held}");
+    browser.type_into("input.extend-reason", "the rotation slipped a day");
+    browser.click("button.extend");
+    browser.wait_text("#message", "to extend your access to ops/deploy");
+    let asked = s.ok(
+        "GET",
+        "/api/v1/requests?status=pending",
+        Some(&s.admin),
+        None,
+    );
+    let extension = asked
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reason"] == "the rotation slipped a day")
+        .unwrap_or_else(|| panic!("{asked}"));
+    assert!(extension["extends"].is_string(), "{extension}");
     // Their own entries, as theirs; on a phone-sized window the page itself does not
     // scroll sideways (wide tables scroll in their own box).
     browser.click("#tab-ledger");

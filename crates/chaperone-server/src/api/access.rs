@@ -948,6 +948,29 @@ pub(crate) async fn list_grants(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/grants", responses((status = 200, body = Vec<GrantInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// The caller's own grants that have not ended: what they may use now, and the ids to ask
+/// an extension for. A token of no person holds none.
+pub(crate) async fn my_grants(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<GrantInfo>>, ApiError> {
+    let Some(person_id) = &caller.person_id else {
+        return Ok(Json(Vec::new()));
+    };
+    let now = state.clock.now();
+    Ok(Json(
+        state
+            .store
+            .grants_of(person_id)
+            .await?
+            .into_iter()
+            .filter(|g| g.expires_at > now)
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
 #[utoipa::path(delete, path = "/api/v1/grants/{id}", params(("id" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Revokes a grant.
 pub(crate) async fn revoke_grant(

@@ -470,6 +470,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(
             M::GET,
+            "/api/v1/auth/grants",
+            Some(OwnTokens),
+            On::System,
+            access::my_grants,
+        ),
+        route(
+            M::GET,
             "/api/v1/grants",
             Some(ManageGrants),
             On::System,
@@ -1005,6 +1012,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         access::break_glass,
         access::revoke_grant,
         access::extend_grant,
+        access::my_grants,
         access::review_grant,
         access::create_campaign,
         access::list_campaigns,

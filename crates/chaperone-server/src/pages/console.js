@@ -284,9 +284,37 @@ async function requestsView(view) {
       : el('p', { class: 'small', text: 'No requests.' }));
   };
   status.addEventListener('change', () => guard(load));
-  view.append(el('h2', { text: 'Access requests' }), el('label', { class: 'inline' }, 'Show ', status), list,
+  const grants = el('div', { id: 'my-grants' });
+  view.append(grants, el('h2', { text: 'Access requests' }), el('label', { class: 'inline' }, 'Show ', status), list,
     askForm(load));
-  await load();
+  await Promise.all([myGrants(grants, load), load()]);
+}
+
+// The caller's own grants that have not ended, each with a form to ask for an extension
+// (a new request, approved like any other).
+async function myGrants(box, reloadRequests) {
+  const grants = await api('GET', '/api/v1/auth/grants');
+  box.replaceChildren(el('h2', { text: 'Your access' }), grants.length
+    ? table(['prefix', 'capabilities', 'until (UTC)', ''], grants.map((g) => [
+      el('code', { text: g.prefix }), g.capabilities.join(', '), minute(g.expires_time),
+      extendForm(g, reloadRequests),
+    ]))
+    : el('p', { class: 'small', text: 'You hold no grant now.' }));
+}
+
+function extendForm(grant, reloadRequests) {
+  const length = el('input', { class: 'extend-duration', value: '1d', 'aria-label': 'for how long' });
+  const reason = el('input', { class: 'extend-reason', placeholder: 'why', 'aria-label': 'why' });
+  return el('span', { class: 'decide' }, length, reason, el('button', {
+    type: 'button', class: 'extend', text: 'Ask to extend',
+    onclick: (e) => guard(async () => {
+      const asked = await api('POST', '/api/v1/grants/' + encodeURIComponent(grant.id) + '/extend',
+        { duration: length.value.trim(), reason: reason.value });
+      reason.value = '';
+      await reloadRequests();
+      notice('Asked: request ' + asked.id + ' to extend your access to ' + grant.prefix + ' waits for approval.');
+    }, e.target),
+  }));
 }
 
 // What approvers said: each approval and a denial, with their comments.

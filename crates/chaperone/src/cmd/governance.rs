@@ -869,6 +869,11 @@ pub(crate) enum GrantCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Your own grants that have not ended, with their ids (for `grant extend`).
+    Mine {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Revoke a grant by id.
     Revoke {
         id: String,
@@ -946,6 +951,22 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
                     } else {
                         ""
                     }
+                );
+            }
+        }
+        GrantCommand::Mine { client } => {
+            let answer = Client::authenticated(&client)?.call(Method::Get, "auth/grants", None)?;
+            let grants: Vec<&serde_json::Value> = items(&answer).collect();
+            if grants.is_empty() {
+                eprintln!("You hold no grant now.");
+            }
+            for g in grants {
+                println!(
+                    "{}  {}  {}  until {}",
+                    str_of(&g["id"]),
+                    str_of(&g["prefix"]),
+                    joined(&g["capabilities"]),
+                    str_of(&g["expires_time"]),
                 );
             }
         }
