@@ -175,6 +175,42 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
     // An auditor's report of the day: the wrong password, and the read.
     let aud = s.person("aud", "auditor", None);
     sign_in(&s, &browser, &aud);
+    // The ledger, a page at a time: the newest first, then older ones (enough entries for
+    // more than two pages first).
+    for n in 0..100 {
+        s.ok(
+            "PUT",
+            "/api/v1/secrets/data/ops/counter",
+            Some(&s.admin),
+            Some(json!({ "data": { "n": n.to_string() } })),
+        );
+    }
+    browser.click("#tab-ledger");
+    let range = |text: String| -> (u64, u64) {
+        let numbers: Vec<u64> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        (numbers[0], numbers[1])
+    };
+    let (from, to) = range(browser.wait_text("#ledger-range", "Entries"));
+    assert_eq!(to + 1 - from, 50, "a full page");
+    assert_eq!(
+        browser.run("return document.querySelector('#ledger-newer').disabled;"),
+        json!(true)
+    );
+    browser.click("#ledger-older");
+    browser.wait_text("#ledger-range", &format!(" to {}", from - 1));
+    let (older_from, _) = range(browser.text("#ledger-range"));
+    assert_eq!(older_from, from.saturating_sub(50));
+    let first_row = browser.text("#view-ledger tbody tr td");
+    assert_eq!(
+        first_row,
+        (from - 1).to_string(),
+        "newest of the page first"
+    );
+    browser.click("#ledger-newer");
+    browser.wait_text("#ledger-range", &format!("Entries {from} to"));
     assert_eq!(browser.count("#tab-reports"), 1);
     browser.click("#tab-reports");
     browser.displayed("#report-period");

@@ -539,23 +539,37 @@ async function findingsView(view) {
 
 const LATEST = 50;
 
-async function ledgerView(view) {
+// The ledger, LATEST entries at a time: the newest first, then older ones page by page.
+// `end` is the sequence number after the last entry shown (the newest when not given).
+async function ledgerView(view, end) {
   const checkpoint = await api('GET', '/api/v1/ledger/checkpoint');
   const size = Number(checkpoint.split('\n')[1]);
-  const entries = size > 0
-    ? await api('GET', '/api/v1/ledger/entries?start=' + Math.max(0, size - LATEST) + '&end=' + size)
+  const upto = Math.min(end === undefined ? size : end, size);
+  const from = Math.max(0, upto - LATEST);
+  const entries = upto > from
+    ? await api('GET', '/api/v1/ledger/entries?start=' + from + '&end=' + upto)
     : [];
   entries.reverse();
+  const page = (to) => (e) => guard(async () => {
+    view.replaceChildren();
+    await ledgerView(view, to);
+  }, e.target);
+  const older = el('button', { type: 'button', id: 'ledger-older', text: 'Older', onclick: page(from) });
+  const newer = el('button', { type: 'button', id: 'ledger-newer', text: 'Newer', onclick: page(upto + LATEST) });
+  older.disabled = from === 0;
+  newer.disabled = upto >= size;
+  const mine = session.role === 'contractor' ? ' (yours only)' : '';
   view.append(el('h2', { text: 'Ledger' }),
     el('p', { text: size + ' entries. The latest signed checkpoint (verify it and the whole log offline with ' }, el('code', { text: 'chaperone ledger verify' }), '):'),
     el('pre', { id: 'checkpoint', text: checkpoint }),
-    el('h3', { text: 'Latest entries' + (session.role === 'contractor' ? ' of yours' : '') }),
+    el('h3', { id: 'ledger-range', text: upto > from ? 'Entries ' + from + ' to ' + (upto - 1) + mine : 'No entries' }),
+    el('p', { class: 'inline' }, newer, ' ', older),
     entries.length
       ? table(['#', 'time (UTC)', 'who', 'action', 'resource', 'outcome'], entries.map((e) => [
         String(e.seq), minute(e.time), actorName(e.actor), e.action, e.resource,
         e.outcome + (e.reasons && e.reasons.length ? ' (' + e.reasons.join(', ') + ')' : ''),
       ]))
-      : el('p', { class: 'small', text: 'None to show.' }));
+      : el('p', { class: 'small', text: 'None to show here.' }));
 }
 
 function counts(list) {
