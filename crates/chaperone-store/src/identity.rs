@@ -40,8 +40,8 @@ pub struct VendorRecord {
     pub updated_at: Timestamp,
 }
 
-/// A person.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A person. Its `Debug` leaves out the password hash and the TOTP secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PersonRecord {
     /// Public identifier.
     pub id: String,
@@ -69,6 +69,27 @@ pub struct PersonRecord {
     pub ends_at: Option<Timestamp>,
     /// The person who created the account; `None` for the initial admin token.
     pub created_by: Option<String>,
+}
+
+impl std::fmt::Debug for PersonRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |present: bool| if present { "<set>" } else { "<none>" };
+        f.debug_struct("PersonRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("vendor_id", &self.vendor_id)
+            .field("disabled_at", &self.disabled_at)
+            .field("password_hash", &set(self.password_hash.is_some()))
+            .field("totp_secret", &set(self.totp_secret.is_some()))
+            .field("totp_last_step", &self.totp_last_step)
+            .field("allowed_networks", &self.allowed_networks)
+            .field("created_at", &self.created_at)
+            .field("ends_at", &self.ends_at)
+            .field("created_by", &self.created_by)
+            .finish()
+    }
 }
 
 /// A grant: capabilities on a path prefix until a time.

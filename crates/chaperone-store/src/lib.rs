@@ -148,10 +148,12 @@ impl DatabaseUrl {
             });
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Ok(Self {
+            let url = Self {
                 backend: Backend::Postgres,
                 url: text.to_owned(),
-            });
+            };
+            url.check_parameters()?;
+            return Ok(url);
         }
         Err(StoreError::InvalidUrl(
             "expected sqlite://PATH or postgres://USER@HOST/DB".to_owned(),
@@ -199,20 +201,7 @@ impl DatabaseUrl {
     /// holds `password` (`?password=`, `sslpassword=`), which the PostgreSQL driver accepts
     /// too.
     pub fn redacted(&self) -> String {
-        // The query starts at the first `?` after the user information (a password may
-        // hold a `?` itself).
-        let after_user = self.url.find("://").map_or(0, |scheme| {
-            let rest = &self.url[scheme + 3..];
-            let authority = rest.find('/').unwrap_or(rest.len());
-            scheme + 3 + rest[..authority].rfind('@').map_or(0, |at| at + 1)
-        });
-        let (url, query) = match self.url[after_user..].find('?') {
-            Some(q) => (
-                &self.url[..after_user + q],
-                Some(&self.url[after_user + q + 1..]),
-            ),
-            None => (self.url.as_str(), None),
-        };
+        let (url, query) = self.split_query();
         let mut out = redact_user_info(url);
         if let Some(query) = query {
             let parameters: Vec<String> = query
@@ -228,6 +217,72 @@ impl DatabaseUrl {
             out.push_str(&parameters.join("&"));
         }
         out
+    }
+}
+
+impl DatabaseUrl {
+    /// The URL before its query, and the query. The query starts at the first `?` after the
+    /// user information (a password may hold a `?` itself).
+    fn split_query(&self) -> (&str, Option<&str>) {
+        let after_user = self.url.find("://").map_or(0, |scheme| {
+            let rest = &self.url[scheme + 3..];
+            let authority = rest.find('/').unwrap_or(rest.len());
+            scheme + 3 + rest[..authority].rfind('@').map_or(0, |at| at + 1)
+        });
+        match self.url[after_user..].find('?') {
+            Some(q) => (
+                &self.url[..after_user + q],
+                Some(&self.url[after_user + q + 1..]),
+            ),
+            None => (self.url.as_str(), None),
+        }
+    }
+
+    /// Refuses a PostgreSQL connection parameter the driver does not know. Security
+    /// decision: the driver logs an unknown parameter with its value at WARN, so a
+    /// `sslpassword=`, a `Password=` or a misspelt `pasword=` would put a credential in the
+    /// server's log. The error names the parameter, never its value.
+    fn check_parameters(&self) -> Result<(), StoreError> {
+        const KNOWN: &[&str] = &[
+            "sslmode",
+            "ssl-mode",
+            "sslrootcert",
+            "ssl-root-cert",
+            "ssl-ca",
+            "sslcert",
+            "ssl-cert",
+            "sslkey",
+            "ssl-key",
+            "statement-cache-capacity",
+            "host",
+            "hostaddr",
+            "port",
+            "dbname",
+            "user",
+            "password",
+            "application_name",
+            "options",
+        ];
+        let Some(query) = self.split_query().1 else {
+            return Ok(());
+        };
+        for parameter in query.split('&').filter(|p| !p.is_empty()) {
+            let name = parameter
+                .split_once('=')
+                .map_or(parameter, |(name, _)| name);
+            let known = KNOWN.contains(&name)
+                || name
+                    .strip_prefix("options[")
+                    .is_some_and(|rest| rest.ends_with(']'));
+            if !known {
+                let shown: String = name.chars().take(40).collect();
+                return Err(StoreError::InvalidUrl(format!(
+                    "unknown connection parameter `{shown}` (known: {})",
+                    KNOWN.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -527,15 +582,27 @@ mod tests {
         assert_eq!(url.redacted(), "postgres://me:***@db:5432/c");
         assert!(!format!("{url:?}").contains("s3cret"));
         let url = DatabaseUrl::parse(
-            "postgres://me@db/c?sslmode=require&password=s3cret&sslpassword=k3y&application_name=x",
+            "postgres://me@db/c?sslmode=require&password=s3cret&application_name=x",
         )
         .unwrap();
         assert_eq!(
             url.redacted(),
-            "postgres://me@db/c?sslmode=require&password=***&sslpassword=***&application_name=x"
+            "postgres://me@db/c?sslmode=require&password=***&application_name=x"
         );
-        let url = DatabaseUrl::parse("postgres://me:s3cret@db?Password=again").unwrap();
-        assert_eq!(url.redacted(), "postgres://me:***@db?Password=***");
+        // Parameters the driver would log with their value are refused, by name only.
+        for bad in [
+            "postgres://me@db/c?sslpassword=k3y",
+            "postgres://me:s3cret@db?Password=k3y",
+            "postgres://me@db/c?sslmode=require&pasword=k3y",
+        ] {
+            let error = DatabaseUrl::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("unknown connection parameter"), "{error}");
+            assert!(
+                !error.contains("k3y") && !error.contains("s3cret"),
+                "{error}"
+            );
+        }
+        assert!(DatabaseUrl::parse("postgres://me@db/c?options[statement_timeout]=5s").is_ok());
         let url = DatabaseUrl::parse("postgres://me:pa?ss@db/c?sslmode=require").unwrap();
         assert_eq!(url.redacted(), "postgres://me:***@db/c?sslmode=require");
     }

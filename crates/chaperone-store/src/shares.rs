@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 
 use crate::{Store, StoreError, db};
 
-/// A share link, without its content.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A share link, without its content. Its `Debug` leaves out the passphrase's hash.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ShareRecord {
     /// The link's id (in its path).
     pub id: String,
@@ -39,6 +39,25 @@ pub struct ShareRecord {
     pub has_content: bool,
     /// When the content was destroyed, and why (`used`, `expired`, `revoked`).
     pub destroyed: Option<(Timestamp, String)>,
+}
+
+impl std::fmt::Debug for ShareRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareRecord")
+            .field("id", &self.id)
+            .field("created_by", &self.created_by)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("max_views", &self.max_views)
+            .field("views", &self.views)
+            .field("passphrase", &self.passphrase_hash.is_some())
+            .field("restricted_to", &self.restricted_to)
+            .field("label", &self.label)
+            .field("size", &self.size)
+            .field("has_content", &self.has_content)
+            .field("destroyed", &self.destroyed)
+            .finish_non_exhaustive()
+    }
 }
 
 const COLUMNS: &str = "id, created_by, created_at, expires_at, max_views, views, \

@@ -225,9 +225,18 @@ impl fmt::Display for Source {
     }
 }
 
-/// Raw values by key, before validation.
-#[derive(Default, Debug)]
+/// Raw values by key, before validation. Its `Debug` shows where each key came from, never
+/// a value (some are secrets).
+#[derive(Default)]
 pub(crate) struct Layers(BTreeMap<&'static str, (String, Source)>);
+
+impl std::fmt::Debug for Layers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(key, (_, source))| (key, source)))
+            .finish()
+    }
+}
 
 impl Layers {
     /// Reads the file (if any), then the environment, then applies `flags`.
@@ -255,9 +264,20 @@ impl Layers {
     fn read_file(&mut self, path: &Path) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let table: toml::Table = text
-            .parse()
-            .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+        // Security decision: the TOML parser's own error text quotes the offending line,
+        // which may be `notify_webhook_secret = "...` with its value; only where, and the
+        // parser's short message, are shown.
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let at = e.span().map_or(0, |span| span.start);
+            let before = &text[..at.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+            anyhow::anyhow!(
+                "config file {} is not valid TOML at line {line}, column {column}: {}",
+                path.display(),
+                e.message().lines().next().unwrap_or("syntax error")
+            )
+        })?;
         for (name, value) in table {
             let Some(&(key, _, _)) = KEYS.iter().find(|(k, _, _)| *k == name) else {
                 let known: Vec<&str> = KEYS.iter().map(|(k, _, _)| *k).collect();
@@ -624,6 +644,25 @@ mod tests {
                 .map(|(k, v, s)| (*k, (v.to_string(), s.clone())))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn a_toml_error_says_where_without_quoting_the_line() {
+        let dir = std::env::temp_dir().join(format!("chaperone-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:8420\"\nnotify_webhook_secret = \"whsec-Kq81-unterminated\n",
+        )
+        .unwrap();
+        let error = format!(
+            "{:#}",
+            Layers(BTreeMap::new()).read_file(&path).unwrap_err()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(error.contains("line 2"), "{error}");
+        assert!(!error.contains("whsec-Kq81"), "{error}");
     }
 
     #[test]
