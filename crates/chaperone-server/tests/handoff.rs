@@ -343,6 +343,59 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
 }
 
 #[test]
+fn a_sealed_server_answers_no_link() {
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    let ann_t = s.login(&ann);
+    let secret = "sealed-away-Pw35";
+    let (id, key) = share_text(&s, &ann_t, secret, json!({}));
+    let asked = s.ok(
+        "POST",
+        "/api/v1/secret-requests/partners/x/api",
+        Some(&s.admin),
+        Some(json!({ "note": "the key" })),
+    );
+    let token = asked["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/r#")
+        .to_owned();
+    s.ok("POST", "/api/v1/sys/seal", Some(&s.admin.clone()), None);
+
+    assert_eq!(open(&s, &id, &key, None, None).0, 503);
+    let info = s.call(
+        "POST",
+        &format!("/api/v1/shares/{id}/info"),
+        None,
+        Some(json!({ "proof": share::open_proof(&key, &id) })),
+        None,
+    );
+    assert_eq!(info.0, 503);
+    let link = s.call(
+        "POST",
+        "/api/v1/request-links/info",
+        None,
+        Some(json!({ "token": token })),
+        None,
+    );
+    assert_eq!(link.0, 503);
+    let attestation = s.call(
+        "POST",
+        "/api/v1/attestations/info",
+        None,
+        Some(json!({ "token": "anything" })),
+        None,
+    );
+    assert_eq!(attestation.0, 503);
+    assert!(s.recorded("share.open", &id).is_empty());
+
+    // Unsealed, the link was not spent meanwhile.
+    s.unseal();
+    let (status, _) = open(&s, &id, &key, None, None);
+    assert_eq!(status, 200);
+}
+
+#[test]
 fn a_request_link_lets_an_outsider_write_one_secret_once() {
     let s = Server::start();
     let ann = s.person("ann", "member", None);

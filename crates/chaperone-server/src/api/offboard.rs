@@ -787,6 +787,8 @@ async fn attestation_record(
     state: &AppState,
     token: &str,
 ) -> Result<(chaperone_store::Record, Attestation), ApiError> {
+    // Sealed: no link answers (the server is stopped for everything but unsealing).
+    super::secrets::unsealed(state)?;
     let key = super::sha256_hex(token.as_bytes());
     let record = state
         .store

@@ -290,6 +290,9 @@ fn proof_hash(proof: &str) -> String {
 /// A share that can be opened by whoever holds its key (shown by `proof`); an expired one
 /// is destroyed on the spot. Without the right proof the link is answered as gone.
 async fn live_share(state: &AppState, id: &str, proof: &str) -> Result<ShareRecord, ApiError> {
+    // A sealed server hands nothing out, links included: sealing is the stop for everything
+    // that gives data away, whoever asks and whatever the server can decrypt.
+    super::secrets::unsealed(state)?;
     let share = state.store.share(id).await?.ok_or_else(gone)?;
     let given = proof_hash(proof);
     if !share.has_content
@@ -628,6 +631,8 @@ async fn open_request(
     state: &AppState,
     token: &str,
 ) -> Result<(chaperone_store::Record, SecretRequest), ApiError> {
+    // Sealed: no link answers, not even with its note.
+    super::secrets::unsealed(state)?;
     let record = state
         .store
         .record("secret_request", &token_key(token))
