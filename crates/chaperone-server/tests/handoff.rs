@@ -795,6 +795,14 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
             .iter()
             .all(|x| x["reason"] == "exposed")
     );
+    // Due when its finding is.
+    let db_stale = stale
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["path"] == "acme/app/db")
+        .unwrap();
+    assert_eq!(db_stale["due"], db_finding["due"], "{db_stale}");
     // A new version that keeps an exposed value is no rotation: the same value again, or
     // an older exposed one put back.
     for same in ["app-db-v2-Hk28", "app-db-v1-Hk27"] {

@@ -86,7 +86,9 @@ pub(crate) struct Stale {
     /// The current version and when it was written.
     version: u64,
     version_time: String,
-    /// When it should have been rotated.
+    /// When it should be rotated by: for an overdue secret, when it reached its maximum
+    /// age; for an exposed one, its finding's due date (the exposure's time when the finding
+    /// is gone).
     due: String,
     /// The rotation finding, for an exposure.
     finding_id: Option<String>,
@@ -127,9 +129,15 @@ pub(crate) async fn stale(
         // Exposed until its finding is closed: by the sweep once the value has changed, or
         // by a person.
         let finding = record.body["finding_id"].as_str().unwrap_or_default();
+        let mut due = record.created_at.to_rfc3339();
         let open = match state.store.record("finding", finding).await? {
-            Some(finding) => ["open", "in_progress"]
-                .contains(&finding.body["status"].as_str().unwrap_or_default()),
+            Some(finding) => {
+                if let Some(by) = finding.body["due"].as_str().filter(|d| !d.is_empty()) {
+                    by.clone_into(&mut due);
+                }
+                ["open", "in_progress"]
+                    .contains(&finding.body["status"].as_str().unwrap_or_default())
+            }
             None => at <= record.created_at,
         };
         if open && listing.shows(&state, &caller, &path).await? {
@@ -138,7 +146,7 @@ pub(crate) async fn stale(
                 reason: "exposed".into(),
                 version,
                 version_time: at.to_rfc3339(),
-                due: record.created_at.to_rfc3339(),
+                due,
                 finding_id: record.body["finding_id"].as_str().map(str::to_owned),
             });
         }

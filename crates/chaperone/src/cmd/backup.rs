@@ -687,6 +687,11 @@ fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
 /// Creates `path` as a new directory, mode 0700; an existing path is refused, so a backup
 /// never lands in a directory someone else prepared.
 fn create_new_dir(path: &Path) -> anyhow::Result<()> {
+    // Its parents are made as needed (private too); the backup directory itself must be
+    // new.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::cmd::server::create_private_dir(parent)?;
+    }
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);

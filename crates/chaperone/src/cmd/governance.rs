@@ -762,20 +762,11 @@ pub(crate) fn request(command: RequestCommand) -> anyhow::Result<()> {
             let body = json!({ "prefix": prefix, "capabilities": capabilities, "duration": duration, "reason": reason });
             let answer =
                 Client::authenticated(&client)?.call(Method::Post, "requests", Some(&body))?;
-            // A contractor is not told the path's level, nor so the approvals it takes.
-            let level = str_of(&answer["level"]);
-            let needs = if level.is_empty() {
-                "waits for approval".to_owned()
-            } else {
-                format!(
-                    "needs {} approval(s) at level {level}",
-                    answer["approvals_needed"]
-                )
-            };
             println!(
-                "Requested {} on {prefix} ({}): {needs}.",
+                "Requested {} on {prefix} ({}): {}.",
                 capabilities.join(","),
                 str_of(&answer["id"]),
+                needs(&answer)
             );
         }
         RequestCommand::List { status, client } => {
@@ -785,15 +776,27 @@ pub(crate) fn request(command: RequestCommand) -> anyhow::Result<()> {
             };
             let answer = Client::authenticated(&client)?.call(Method::Get, &path, None)?;
             for r in items(&answer) {
+                // A contractor is not told the level, nor so how many approvals it takes.
+                let approvals = if str_of(&r["level"]).is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "{}/{} approvals  ",
+                        r["approvals"].as_array().map_or(0, Vec::len),
+                        r["approvals_needed"]
+                    )
+                };
+                let grant = r["grant_id"]
+                    .as_str()
+                    .map(|g| format!("  grant {g}"))
+                    .unwrap_or_default();
                 println!(
-                    "{}  {:<9} {:<16} {:<30} {:<12} {}/{} approvals  {}",
+                    "{}  {:<9} {:<16} {:<30} {:<12} {approvals}{}{grant}",
                     str_of(&r["id"]),
                     str_of(&r["status"]),
                     str_of(&r["person"]),
                     str_of(&r["prefix"]),
                     joined(&r["capabilities"]),
-                    r["approvals"].as_array().map_or(0, Vec::len),
-                    r["approvals_needed"],
                     str_of(&r["reason"])
                 );
             }
@@ -900,6 +903,20 @@ pub(crate) enum GrantCommand {
     },
 }
 
+/// What a new request waits for: the approvals and level for staff; a contractor is not told
+/// the path's level, nor so the approvals it takes.
+fn needs(request: &Value) -> String {
+    let level = str_of(&request["level"]);
+    if level.is_empty() {
+        "waits for approval".to_owned()
+    } else {
+        format!(
+            "needs {} approval(s) at level {level}",
+            request["approvals_needed"]
+        )
+    }
+}
+
 pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
     match command {
         GrantCommand::BreakGlass {
@@ -986,9 +1003,9 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
                 Some(&json!({ "duration": duration, "reason": reason })),
             )?;
             println!(
-                "Asked to extend {id} ({}): needs {} approval(s).",
+                "Asked to extend {id} ({}): {}.",
                 str_of(&answer["id"]),
-                answer["approvals_needed"]
+                needs(&answer)
             );
         }
         GrantCommand::Review { id, note, client } => {
