@@ -39,7 +39,8 @@ impl ApiError {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "sealed",
-            "the server is sealed; unseal it with `chaperone unseal`",
+            "the server is sealed: unseal it with `chaperone unseal` (a server started with an \
+             unseal key file, such as `chaperone up`, unseals when restarted)",
         )
     }
 

@@ -48,9 +48,9 @@ pub(crate) struct RewrapProgress {
     running: bool,
     /// The generation the pass wraps into.
     target: u32,
-    /// Blobs looked at so far in this pass.
+    /// Blobs looked at so far in the current walk (a rotation may walk several times).
     scanned: u64,
-    /// Blobs re-wrapped so far in this pass.
+    /// Blobs re-wrapped so far, over every walk of the rotation.
     rewrapped: u64,
     /// Blobs stored, counted when the pass started.
     total: u64,
@@ -605,6 +605,8 @@ async fn finish(state: &AppState, target: u32) -> Result<(), PassError> {
 async fn pass(state: &AppState, keyring: &Keyring, target: u32) -> Result<u64, PassError> {
     let mut unreadable = None;
     let mut total_rewrapped = 0;
+    // A new walk: what it looked at is counted from nothing, against the total.
+    state.rewrap.update(|p| p.scanned = 0);
     for kind in SealedKind::ALL {
         let mut after: Option<SealedKey> = None;
         loop {

@@ -97,7 +97,10 @@ fn plain_http_off_loopback(base: &str) -> bool {
     let Some(rest) = base.strip_prefix("http://") else {
         return false;
     };
-    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // The host is after any user information: `http://127.0.0.1:8420@evil.example/` goes to
+    // evil.example.
+    let authority = authority.rsplit('@').next().unwrap_or_default();
     // The host without the port: `[::1]:8420`, `127.0.0.1:8420`, `localhost:8420`.
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
@@ -163,15 +166,6 @@ impl Client {
             false => Ok(agent),
         });
         Self { agent, base, token }
-    }
-
-    /// A client for the server at `base` that presents no token.
-    pub(crate) fn anonymous(base: &str) -> Self {
-        Self::new(&ClientArgs {
-            addr: Some(base.to_owned()),
-            ca_cert: None,
-        })
-        .without_token()
     }
 
     /// This client, presenting no token.
@@ -487,6 +481,8 @@ mod tests {
             "http://vault.example.com:8420",
             "http://10.0.0.5",
             "http://[2001:db8::1]:80",
+            "http://127.0.0.1:8420@evil.example/",
+            "http://localhost@evil.example",
         ] {
             assert!(plain_http_off_loopback(remote), "{remote}");
         }

@@ -27,8 +27,12 @@ fn joined(value: &Value) -> String {
     items(value).map(str_of).collect::<Vec<_>>().join(",")
 }
 
-/// Reads a JSON object from a file (`-` for standard input).
+/// Reads a JSON object given as itself (an argument starting with `{`), from a file, or
+/// (`-`) from standard input.
 fn json_file(path: &PathBuf) -> anyhow::Result<Value> {
+    if let Some(json) = path.to_str().filter(|t| t.trim_start().starts_with('{')) {
+        return serde_json::from_str(json).context("the argument is not a JSON object");
+    }
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -258,7 +262,8 @@ pub(crate) enum AgreementCommand {
         expires: Option<String>,
         /// Key clauses as a JSON object (audit_rights, ip_ownership,
         /// breach_notification_hours, sla_uptime_percent, incident_response_hours,
-        /// termination_data, termination_data_days, escrow); `-` reads standard input.
+        /// termination_data, termination_data_days, escrow): the object itself, a file
+        /// holding it, or `-` for standard input.
         #[arg(long)]
         clauses: Option<PathBuf>,
         #[command(flatten)]
@@ -1132,19 +1137,22 @@ pub(crate) fn print_report(report: &Value) {
     let exposed = report["blast_radius"].as_array().map_or(0, Vec::len);
     println!("Blast radius: {exposed} secret(s) to rotate.");
     for e in items(&report["blast_radius"]) {
-        let versions = |v: &Value| {
-            items(v)
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
+        // `read v1,2  held v3`: only what they did.
+        let versions = |what: &str, v: &Value| {
+            let list: Vec<String> = items(v).map(|n| n.to_string()).collect();
+            if list.is_empty() {
+                String::new()
+            } else {
+                format!("{what} v{}  ", list.join(","))
+            }
         };
         println!(
-            "  {:<40} {:<12} read v{}  wrote v{}  held v{}  finding {}",
+            "  {:<40} {:<12} {}{}{}finding {}",
             str_of(&e["path"]),
             str_of(&e["level"]),
-            versions(&e["versions_read"]),
-            versions(&e["versions_written"]),
-            versions(&e["versions_held"]),
+            versions("read", &e["versions_read"]),
+            versions("wrote", &e["versions_written"]),
+            versions("held", &e["versions_held"]),
             str_of(&e["finding_id"])
         );
     }

@@ -253,10 +253,9 @@ pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
     let password = if args.password_stdin {
         first_line_of_stdin()?
     } else {
-        let first = Zeroizing::new(rpassword::prompt_password(
-            "New password (12+ characters): ",
-        )?);
-        let again = Zeroizing::new(rpassword::prompt_password("Again: ")?);
+        let hint = "give the password on stdin with --password-stdin";
+        let first = super::prompt_secret("New password (12+ characters): ", hint)?;
+        let again = super::prompt_secret("Again: ", hint)?;
         if first != again {
             bail!("the passwords differ");
         }
@@ -294,16 +293,16 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
     let password = if args.password_stdin {
         first_line_of_stdin()?
     } else {
-        Zeroizing::new(rpassword::prompt_password(format!(
-            "Password for {}: ",
-            args.user
-        ))?)
+        super::prompt_secret(
+            &format!("Password for {}: ", args.user),
+            "give the password on stdin with --password-stdin",
+        )?
     };
     let totp = match args.totp {
         Some(code) => Some(code),
         None if std::io::stdin().is_terminal() => {
-            let code = rpassword::prompt_password("TOTP code (empty if none): ")?;
-            (!code.trim().is_empty()).then_some(code)
+            let code = super::prompt_secret("TOTP code (empty if none): ", "use --totp CODE")?;
+            (!code.trim().is_empty()).then(|| code.trim().to_owned())
         }
         None => None,
     };

@@ -66,10 +66,10 @@ fn rekey(client: &Client, shares: u8, threshold: u8) -> anyhow::Result<()> {
     let mut current: Vec<Zeroizing<String>> = Vec::new();
     while (current.len() as u64) < needed {
         let share = if interactive {
-            Zeroizing::new(rpassword::prompt_password(format!(
-                "Current unseal share ({} of {needed}): ",
-                current.len() + 1
-            ))?)
+            super::prompt_secret(
+                &format!("Current unseal share ({} of {needed}): ", current.len() + 1),
+                "give the shares on stdin, one per line",
+            )?
         } else {
             match lines.next() {
                 Some(line) => Zeroizing::new(line?),

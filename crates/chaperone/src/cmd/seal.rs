@@ -27,19 +27,30 @@ pub(crate) fn unseal(args: UnsealArgs) -> anyhow::Result<()> {
     }
     let interactive = std::io::stdin().is_terminal();
     let mut lines = std::io::stdin().lock().lines();
+    let mut given = 0;
     while status["sealed"] == Value::Bool(true) {
         let progress = status["progress"].as_u64().unwrap_or(0);
         let threshold = status["threshold"].as_u64().unwrap_or(0);
         let share = if interactive {
-            Zeroizing::new(rpassword::prompt_password(format!(
-                "Unseal share ({} of {threshold}): ",
-                progress + 1
-            ))?)
+            super::prompt_secret(
+                &format!("Unseal share ({} of {threshold}): ", progress + 1),
+                "give the shares on stdin, one per line",
+            )?
         } else {
             match lines.next() {
                 Some(line) => Zeroizing::new(line?),
+                // Each holder may give their own share from their own machine: one given
+                // here is a success, and the others follow.
+                None if given > 0 => {
+                    println!(
+                        "The server is still sealed: {} more share(s) needed, from other holders.",
+                        threshold.saturating_sub(progress)
+                    );
+                    return Ok(());
+                }
                 None => bail!(
-                    "stdin ended after {progress} of {threshold} shares; the server is still sealed"
+                    "stdin ended before any share; the server is still sealed ({progress} of \
+                     {threshold} given)"
                 ),
             }
         };
@@ -51,6 +62,7 @@ pub(crate) fn unseal(args: UnsealArgs) -> anyhow::Result<()> {
             "sys/unseal",
             Some(&json!({ "share": share.trim() })),
         )?;
+        given += 1;
         if status["sealed"] == Value::Bool(true) {
             println!(
                 "Share accepted: {} of {} given.",

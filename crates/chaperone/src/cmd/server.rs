@@ -267,7 +267,7 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
                 ));
             }
         }
-        writeln!(out, "Initialised {:?}.", config.database_url)?;
+        writeln!(out, "Initialised {}.", config.database_url.redacted())?;
         writeln!(
             out,
             "Next: start `chaperone server --config FILE`, then run `chaperone unseal`."

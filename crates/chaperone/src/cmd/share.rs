@@ -57,6 +57,10 @@ pub(crate) enum ShareCommand {
         /// The link needs a passphrase: read from CHAPERONE_SHARE_PASSPHRASE, else prompted.
         #[arg(long)]
         passphrase: bool,
+        /// PEM file of the CA that signs the link's server's TLS certificate (for private
+        /// CAs and self-signed servers).
+        #[arg(long, env = "CHAPERONE_CACERT")]
+        ca_cert: Option<PathBuf>,
     },
     /// Your links (security and admins: all of them).
     List {
@@ -88,7 +92,10 @@ fn passphrase() -> anyhow::Result<Zeroizing<String>> {
     if let Ok(p) = std::env::var("CHAPERONE_SHARE_PASSPHRASE") {
         return Ok(Zeroizing::new(p));
     }
-    Ok(Zeroizing::new(rpassword::prompt_password("Passphrase: ")?))
+    super::prompt_secret(
+        "Passphrase: ",
+        "set CHAPERONE_SHARE_PASSPHRASE to the link's passphrase",
+    )
 }
 
 pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
@@ -138,9 +145,13 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
                 "application/octet-stream",
                 &[("X-Share-Proof", &proof)],
             )?;
+            let who = match created["recipient"].as_str() {
+                Some(_) => "only its recipient can open it, after logging in",
+                None => "whoever holds it can open it",
+            };
             eprintln!(
                 "Share {id}: {} view(s), until {}. Send the link over a channel you trust; \
-                 whoever holds it can open it.",
+                 {who}.",
                 created["max_views"],
                 created["expires_time"].as_str().unwrap_or("-")
             );
@@ -150,7 +161,8 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
             url,
             out,
             passphrase: with_passphrase,
-        } => open(&url, out, with_passphrase)?,
+            ca_cert,
+        } => open(&url, out, with_passphrase, ca_cert)?,
         ShareCommand::List { client } => {
             let answer = Client::authenticated(&client)?.call(Method::Get, "shares", None)?;
             for s in answer.as_array().into_iter().flatten() {
@@ -262,7 +274,12 @@ fn content(
     bail!("say what to share: --secret PATH, --text-stdin or --file FILE")
 }
 
-fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Result<()> {
+fn open(
+    url: &str,
+    out: Option<PathBuf>,
+    with_passphrase: bool,
+    ca_cert: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let (link, fragment) = url
         .split_once('#')
         .context("the link has no key: the part after # is missing")?;
@@ -280,12 +297,16 @@ fn open(url: &str, out: Option<PathBuf>, with_passphrase: bool) -> anyhow::Resul
     // The session's token goes only to the server it belongs to: a link may point anywhere.
     let configured = Client::new(&ClientArgs {
         addr: std::env::var("CHAPERONE_ADDR").ok(),
-        ca_cert: None,
+        ca_cert: ca_cert.clone(),
     });
     let client = if configured.base() == base.trim_end_matches('/') {
         configured
     } else {
-        Client::anonymous(base)
+        Client::new(&ClientArgs {
+            addr: Some(base.to_owned()),
+            ca_cert,
+        })
+        .without_token()
     };
     // The last view destroys the content on the server: where it goes is made sure of first,
     // and removed again if nothing comes to fill it.
