@@ -217,12 +217,27 @@ enum Tx<'w> {
     Sqlite(&'w mut rusqlite::Connection),
 }
 
+/// Sets a PostgreSQL transaction to READ COMMITTED, whatever the database's or role's
+/// default. The batches of several nodes serialise on the `ledger_head` row's lock, and a
+/// batch that waited for it must then read the head the other node committed; under
+/// REPEATABLE READ or SERIALIZABLE (a common hardening default) it would fail instead, and
+/// every request in it with it.
+async fn read_committed(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), StoreError> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut **tx)
+        .await
+        .map_err(db("setting the isolation level"))?;
+    Ok(())
+}
+
 impl<'w> Tx<'w> {
     async fn begin(writer: &'w mut Writer) -> Result<Tx<'w>, StoreError> {
         match writer {
-            Writer::Pool(pool) => Ok(Tx::Pool(Some(
-                pool.begin().await.map_err(db("starting a ledger batch"))?,
-            ))),
+            Writer::Pool(pool) => {
+                let mut tx = pool.begin().await.map_err(db("starting a ledger batch"))?;
+                read_committed(&mut tx).await?;
+                Ok(Tx::Pool(Some(tx)))
+            }
             Writer::Sqlite { path, conn } => {
                 // A connection a failed rollback left inside a transaction is replaced.
                 if conn.as_ref().is_none_or(|c| !c.is_autocommit()) {
@@ -810,6 +825,7 @@ impl Store {
         }
         if self.backend == crate::Backend::Postgres {
             let mut tx = self.pool.begin().await.map_err(db("starting a write"))?;
+            read_committed(&mut tx).await?;
             let value = work(&mut Conn::Any(&mut tx)).await?;
             tx.commit().await.map_err(db("committing a write"))?;
             return Ok(value);

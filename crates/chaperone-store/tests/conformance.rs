@@ -74,6 +74,11 @@ async fn postgres() -> Option<Fixture> {
 
 /// A new, empty PostgreSQL database's URL, if PostgreSQL is configured for the tests.
 async fn empty_postgres() -> Option<DatabaseUrl> {
+    Some(DatabaseUrl::parse(&empty_postgres_url().await?).unwrap())
+}
+
+/// [`empty_postgres`], as text.
+async fn empty_postgres_url() -> Option<String> {
     let base = std::env::var("CHAPERONE_TEST_POSTGRES_URL").ok()?;
     let name = format!("empty_{}", hex(&random16()));
     sqlx::any::install_default_drivers();
@@ -84,7 +89,7 @@ async fn empty_postgres() -> Option<DatabaseUrl> {
         .unwrap();
     admin.close().await;
     let (root, _) = base.rsplit_once('/').unwrap();
-    Some(DatabaseUrl::parse(&format!("{root}/{name}")).unwrap())
+    Some(format!("{root}/{name}"))
 }
 
 /// Several nodes started at once on an empty database all come up: one migrates, the
@@ -107,6 +112,42 @@ async fn nodes_starting_together_on_an_empty_postgres_all_migrate() {
             node.expect("every node starts").close().await;
         }
     }
+}
+
+/// Two nodes appending at once on a database whose default isolation is SERIALIZABLE (a
+/// common hardening setting) lose nothing: the store sets READ COMMITTED itself, which the
+/// nodes' turn-taking on the ledger head relies on.
+#[tokio::test]
+async fn nodes_append_together_under_a_serializable_default() {
+    if postgres().await.is_none() {
+        return;
+    }
+    let url = empty_postgres_url().await.unwrap();
+    let strict = DatabaseUrl::parse(&format!(
+        "{url}?options=-c%20default_transaction_isolation%3Dserializable"
+    ))
+    .unwrap();
+    let (a, b) = (
+        Store::connect(&strict).await.unwrap(),
+        Store::connect(&strict).await.unwrap(),
+    );
+    let append = |store: Store| async move {
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.append_events(vec![event("node.write")]).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().expect("every append commits");
+        }
+        store
+    };
+    let (a, b) = tokio::join!(append(a), append(b));
+    assert_eq!(a.ledger_size().await.unwrap(), 80);
+    a.close().await;
+    b.close().await;
 }
 
 fn random16() -> [u8; 16] {
