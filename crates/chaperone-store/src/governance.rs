@@ -88,6 +88,14 @@ pub enum Op {
         /// The extension's approvals and length.
         terms: GrantTerms,
     },
+    /// Revokes every unrevoked grant of a person, including one made after the caller last
+    /// read them (a break-glass grant or an approval committed meanwhile).
+    RevokeGrantsOf {
+        /// The person.
+        person_id: String,
+        /// When.
+        at: Timestamp,
+    },
     /// Marks a break-glass grant as reviewed.
     ReviewGrant {
         /// The grant.
@@ -317,6 +325,16 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
                 .execute(&mut *conn)
                 .await
                 .map_err(db("revoking a grant"))?;
+        }
+        Op::RevokeGrantsOf { person_id, at } => {
+            sqlx::query(
+                "UPDATE grants SET revoked_at = $2 WHERE person_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(person_id)
+            .bind(at.unix_nanos())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("revoking a person's grants"))?;
         }
         Op::ExtendGrant {
             id,

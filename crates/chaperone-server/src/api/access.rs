@@ -1301,15 +1301,11 @@ pub(crate) async fn revoke_item(
                 at: now,
             },
         ];
-        // Requests before grants, as offboarding reads them: a grant approved in between is
-        // either read or makes the change conflict.
         ops.extend(close_pending(state, &item.subject, &closer, now).await?);
-        for grant in state.store.grants_of(&item.subject).await? {
-            ops.push(Op::RevokeGrant {
-                id: grant.id,
-                at: now,
-            });
-        }
+        ops.push(Op::RevokeGrantsOf {
+            person_id: item.subject.clone(),
+            at: now,
+        });
         Ok(ops)
     }
 }

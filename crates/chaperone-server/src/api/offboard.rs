@@ -239,12 +239,12 @@ async fn offboard(
     let mut requests_closed = 0;
     let mut shares_to_destroy = Vec::new();
     for person in &people {
-        if person.disabled_at.is_none() {
-            ops.push(Op::DisablePerson {
-                id: person.id.clone(),
-                at: now,
-            });
-        }
+        // Always, even if they were disabled when read: someone may enable them before this
+        // change commits (a disabled account stays as it is).
+        ops.push(Op::DisablePerson {
+            id: person.id.clone(),
+            at: now,
+        });
         ops.push(Op::RevokeTokensOf {
             person_id: person.id.clone(),
             at: now,
@@ -260,13 +260,13 @@ async fn offboard(
         let closed = super::access::close_pending(state, &person.id, &closer, now).await?;
         requests_closed += closed.len();
         ops.extend(closed);
-        for grant in state.store.grants_of(&person.id).await? {
-            grants_revoked += 1;
-            ops.push(Op::RevokeGrant {
-                id: grant.id,
-                at: now,
-            });
-        }
+        // Counted as read; revoked in the change by person, so a grant made after this read
+        // (a break-glass grant has no request to conflict on) is revoked too.
+        grants_revoked += state.store.grants_of(&person.id).await?.len();
+        ops.push(Op::RevokeGrantsOf {
+            person_id: person.id.clone(),
+            at: now,
+        });
         // The links they made stop working: share links lose their content, request links
         // close.
         for share in state.store.shares(Some(&person.id)).await? {
