@@ -686,6 +686,8 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("GET", "/api/v1/auth/self")
         | ("GET", "/api/v1/auth/tokens")
         | ("GET", "/api/v1/auth/grants")
+        | ("GET", "/api/v1/request-links")
+        | ("DELETE", "/api/v1/request-links/{id}")
         | ("POST", "/api/v1/auth/tokens")
         | ("DELETE", "/api/v1/auth/tokens/{id}") => ALL,
         ("GET", "/api/v1/ledger/key") => return None,

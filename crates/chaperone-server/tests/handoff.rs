@@ -510,6 +510,70 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
 }
 
 #[test]
+fn a_request_link_is_listed_for_its_maker_and_revoked_at_once() {
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    let ann_t = s.login(&ann);
+    let bo = s.person("bo", "member", None);
+    let bo_t = s.login(&bo);
+    let link = s.ok(
+        "POST",
+        "/api/v1/secret-requests/team/deploy-key",
+        Some(&ann_t),
+        Some(json!({ "note": "the deploy key" })),
+    );
+    let token = link["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/r#")
+        .to_owned();
+    let mine = s.ok("GET", "/api/v1/request-links", Some(&ann_t), None);
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(
+        (mine[0]["path"].as_str(), mine[0]["status"].as_str()),
+        (Some("team/deploy-key"), Some("open"))
+    );
+    assert!(
+        !mine.to_string().contains(&token),
+        "the token is never listed"
+    );
+    let id = mine[0]["id"].as_str().unwrap().to_owned();
+    // Someone else's link is neither listed nor revoked; security sees every link.
+    let theirs = s.ok("GET", "/api/v1/request-links", Some(&bo_t), None);
+    assert!(theirs.as_array().unwrap().is_empty(), "{theirs}");
+    let revoke = |token: &str| {
+        s.call(
+            "DELETE",
+            &format!("/api/v1/request-links/{id}"),
+            Some(token),
+            None,
+            None,
+        )
+        .0
+    };
+    assert_eq!(revoke(&bo_t), 404);
+    let all = s.ok("GET", "/api/v1/request-links", Some(&s.admin), None);
+    assert_eq!(all.as_array().unwrap().len(), 1);
+
+    assert_eq!(revoke(&ann_t), 204);
+    assert_eq!(revoke(&ann_t), 409, "revoked already");
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/request-links/submit",
+        None,
+        Some(json!({ "token": token, "data": { "key": "too-late-Nv20" } })),
+        None,
+    );
+    assert_eq!(status, 404);
+    let mine = s.ok("GET", "/api/v1/request-links", Some(&ann_t), None);
+    assert_eq!(mine[0]["status"], "revoked");
+    let revoked = s.recorded("secret_request.revoke", "team/deploy-key");
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0]["details"]["id"], id.as_str());
+    assert!(s.recorded("secret.write", "team/deploy-key").is_empty());
+}
+
+#[test]
 fn a_request_link_writes_only_while_its_maker_still_may() {
     let s = Server::start();
     vendor(&s, "acme");

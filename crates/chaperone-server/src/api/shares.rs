@@ -621,6 +621,112 @@ pub(crate) async fn create_secret_request(
     }))
 }
 
+/// A request-a-secret link as its maker (or security) sees it: never its token.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RequestLinkInfo {
+    /// The first 16 hex digits of the token's SHA-256, as the ledger names the link
+    /// (`secret-request:<id>`).
+    id: String,
+    path: String,
+    note: String,
+    created_by: String,
+    expires_time: String,
+    /// open, used, revoked or expired.
+    status: String,
+}
+
+/// The public id of a link stored under `key` (its token's SHA-256).
+fn link_id(key: &str) -> &str {
+    &key[..16.min(key.len())]
+}
+
+/// The request links `caller` may see and revoke: their own; security and admins, all.
+async fn request_links(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<(chaperone_store::Record, SecretRequest)>, ApiError> {
+    let all = matches!(caller.principal.role, Role::Admin | Role::Security);
+    let me = actor_id(caller);
+    state
+        .store
+        .records("secret_request", if all { None } else { Some(&me) })
+        .await?
+        .into_iter()
+        .map(|record| {
+            let request: SecretRequest = body(&record)?;
+            Ok((record, request))
+        })
+        .collect()
+}
+
+#[utoipa::path(get, path = "/api/v1/request-links", responses((status = 200, body = Vec<RequestLinkInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Request-a-secret links: one's own; security and admins, everyone's.
+pub(crate) async fn list_request_links(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<RequestLinkInfo>>, ApiError> {
+    let now = state.clock.now().unix_nanos();
+    let mut links: Vec<RequestLinkInfo> = request_links(&state, &caller)
+        .await?
+        .into_iter()
+        .map(|(record, r)| RequestLinkInfo {
+            id: link_id(&record.id).to_owned(),
+            status: if r.status == "open" && r.expires_nanos <= now {
+                "expired".into()
+            } else {
+                r.status
+            },
+            path: r.path,
+            note: r.note,
+            created_by: r.created_by,
+            expires_time: r.expires_time,
+        })
+        .collect();
+    links.sort_by(|a, b| b.expires_time.cmp(&a.expires_time));
+    Ok(Json(links))
+}
+
+#[utoipa::path(delete, path = "/api/v1/request-links/{id}", params(("id" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Revokes an open request link at once (a leaked one, one no longer needed): its maker,
+/// security or an admin.
+pub(crate) async fn revoke_request_link(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut found: Vec<_> = request_links(&state, &caller)
+        .await?
+        .into_iter()
+        .filter(|(record, _)| id.len() == 16 && link_id(&record.id) == id)
+        .collect();
+    let (Some((record, mut request)), None) = (found.pop(), found.pop()) else {
+        return Err(ApiError::not_found("no such request link of yours"));
+    };
+    if request.status != "open" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_open",
+            format!("the link is {}", request.status),
+        ));
+    }
+    let now = state.clock.now();
+    request.status = "revoked".into();
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "secret_request.revoke",
+        &request.path,
+        [("id", id.clone().into())],
+    );
+    state
+        .store
+        .apply(vec![Op::Put(revise(&record, &request, now))], vec![event])
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SecretRequestView {
     note: String,

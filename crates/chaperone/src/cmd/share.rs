@@ -86,6 +86,17 @@ pub(crate) enum ShareCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Your request-a-secret links (security and admins: all of them), never their tokens.
+    Requests {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke an open request-a-secret link by its id (from `share requests`).
+    RevokeRequest {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 fn passphrase() -> anyhow::Result<Zeroizing<String>> {
@@ -176,6 +187,28 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
                     s["label"].as_str().unwrap_or("")
                 );
             }
+        }
+        ShareCommand::Requests { client } => {
+            let answer =
+                Client::authenticated(&client)?.call(Method::Get, "request-links", None)?;
+            for r in answer.as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<8} {:<30} until {}  {}",
+                    r["id"].as_str().unwrap_or("-"),
+                    r["status"].as_str().unwrap_or("-"),
+                    r["path"].as_str().unwrap_or("-"),
+                    r["expires_time"].as_str().unwrap_or("-"),
+                    r["note"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ShareCommand::RevokeRequest { id, client } => {
+            Client::authenticated(&client)?.call(
+                Method::Delete,
+                &format!("request-links/{id}"),
+                None,
+            )?;
+            println!("Revoked request link {id}: it writes nothing any more.");
         }
         ShareCommand::Revoke { id, client } => {
             Client::authenticated(&client)?.call(Method::Delete, &format!("shares/{id}"), None)?;
