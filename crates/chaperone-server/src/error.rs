@@ -96,6 +96,15 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Kv(kv) => kv.into(),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::CommitUnknown(_) => {
+                tracing::error!(error = %err, "storage failure at commit");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "outcome_unknown",
+                    "the database failed while committing: the change may or may not have been \
+                     stored; look before trying again",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 Self::new(

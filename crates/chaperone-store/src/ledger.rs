@@ -259,17 +259,23 @@ impl<'w> Tx<'w> {
         }
     }
 
+    /// Commits. A failure is [`StoreError::CommitUnknown`] unless it says the database did
+    /// not apply the batch: PostgreSQL answered with an error (it rolled back), or SQLite
+    /// is still inside the transaction (dropping this rolls it back).
     async fn commit(mut self) -> Result<(), StoreError> {
         match &mut self {
-            Tx::Pool(tx) => tx
-                .take()
-                .expect("committed once")
-                .commit()
-                .await
-                .map_err(db("committing a ledger batch")),
-            Tx::Sqlite(conn) => conn
-                .execute_batch("COMMIT")
-                .map_err(|e| db("committing a ledger batch")(crate::conn::failure(e))),
+            Tx::Pool(tx) => match tx.take().expect("committed once").commit().await {
+                Ok(()) => Ok(()),
+                Err(e @ sqlx::Error::Database(_)) => Err(db("committing a ledger batch")(e)),
+                Err(e) => Err(StoreError::CommitUnknown(e.to_string())),
+            },
+            Tx::Sqlite(conn) => match conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(()),
+                Err(e) if !conn.is_autocommit() => {
+                    Err(db("committing a ledger batch")(crate::conn::failure(e)))
+                }
+                Err(e) => Err(StoreError::CommitUnknown(e.to_string())),
+            },
         }
     }
 }
@@ -437,12 +443,17 @@ async fn commit_batch(
             // The edge is reloaded from what the database holds at the next batch.
             *edge = None;
             let message = e.to_string();
+            let unknown = matches!(e, StoreError::CommitUnknown(_));
             let unanswered = pending
                 .into_iter()
                 .map(|(reply, _)| reply)
                 .chain(jobs.map(|job| job.reply));
             for reply in unanswered {
-                let _ = reply.send(Err(StoreError::LedgerWrite(message.clone())));
+                let _ = reply.send(Err(if unknown {
+                    StoreError::CommitUnknown(message.clone())
+                } else {
+                    StoreError::LedgerWrite(message.clone())
+                }));
             }
             Err(e)
         }

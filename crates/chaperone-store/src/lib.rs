@@ -73,10 +73,15 @@ pub enum StoreError {
     /// A ledger entry is larger than a tlog bundle can hold.
     #[error("a ledger entry of {0} bytes is too large to record")]
     EntryTooLarge(usize),
-    /// The ledger batch holding this request's entries failed to commit, so neither the
-    /// change nor its entries were stored.
+    /// The ledger batch holding this request's entries failed before its commit, or its
+    /// commit was refused, so neither the change nor its entries were stored.
     #[error("the ledger could not record the request: {0}")]
     LedgerWrite(String),
+    /// The ledger batch's commit failed in a way that does not say whether the database
+    /// applied it (the connection dropped after COMMIT was sent, an I/O error while SQLite
+    /// wrote its commit): the change and its entries may or may not be stored.
+    #[error("the database failed while committing; the outcome is unknown: {0}")]
+    CommitUnknown(String),
     /// The database was written by a newer Chaperone.
     #[error("the database schema is at version {found}; this binary knows up to {known}")]
     SchemaTooNew {
