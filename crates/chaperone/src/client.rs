@@ -93,7 +93,7 @@ fn same_server(addr: &str) -> String {
 }
 
 /// Whether `base` is `http://` to a host other than this machine.
-fn plain_http_off_loopback(base: &str) -> bool {
+pub(crate) fn plain_http_off_loopback(base: &str) -> bool {
     let Some(rest) = base.strip_prefix("http://") else {
         return false;
     };

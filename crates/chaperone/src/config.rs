@@ -434,9 +434,17 @@ impl Layers {
             auth.trusted_proxies = proxies;
         }
         let mut notify = NotifySettings {
-            webhook_url: self.parse("notify_webhook", "an http:// or https:// URL", |s| {
-                (s.starts_with("http://") || s.starts_with("https://")).then(|| s.to_owned())
-            })?,
+            // Security decision: posts carry names, addresses and what happened, and the URL
+            // may carry a credential: plain HTTP only to this machine (a local relay).
+            webhook_url: self.parse(
+                "notify_webhook",
+                "an https:// URL (http:// only to this machine)",
+                |s| {
+                    (s.starts_with("https://")
+                        || (s.starts_with("http://") && !crate::client::plain_http_off_loopback(s)))
+                    .then(|| s.to_owned())
+                },
+            )?,
             webhook_secret: self.parse(
                 "notify_webhook_secret",
                 "a key of at least 32 characters",
@@ -663,6 +671,33 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(error.contains("line 2"), "{error}");
         assert!(!error.contains("whsec-Kq81"), "{error}");
+    }
+
+    #[test]
+    fn webhooks_go_over_https_or_to_this_machine() {
+        let base = (
+            "database_url",
+            "sqlite://x.db",
+            Source::Flag("--database-url"),
+        );
+        let with = |url: &str| {
+            layers(&[
+                base.clone(),
+                (
+                    "notify_webhook",
+                    url,
+                    Source::Env("CHAPERONE_NOTIFY_WEBHOOK"),
+                ),
+            ])
+            .validate()
+        };
+        assert!(with("https://hooks.example.com/T0/B0/XXXX").is_ok());
+        assert!(with("http://127.0.0.1:9000/hook").is_ok());
+        let error = with("http://hooks.example.com/T0/B0/XXXX")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("notify_webhook"), "{error}");
+        assert!(!error.contains("XXXX"), "the URL is never echoed: {error}");
     }
 
     #[test]

@@ -80,8 +80,10 @@ pub(crate) enum UserCommand {
 /// `chaperone enroll`.
 #[derive(Args, Debug)]
 pub(crate) struct EnrollArgs {
-    /// The enrolment code from `chaperone user add`.
-    code: String,
+    /// The enrolment code from `chaperone user add`; asked for when not given, so that it
+    /// stays out of the shell's history and the process list.
+    #[arg(env = "CHAPERONE_ENROLMENT_CODE")]
+    code: Option<String>,
     /// Read the new password from the first line of stdin instead of prompting.
     #[arg(long)]
     password_stdin: bool,
@@ -250,6 +252,13 @@ pub(crate) fn user(command: UserCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    let code = match args.code {
+        Some(code) => Zeroizing::new(code),
+        None => super::prompt_secret(
+            "Enrolment code: ",
+            "give it as an argument or in CHAPERONE_ENROLMENT_CODE",
+        )?,
+    };
     let password = if args.password_stdin {
         first_line_of_stdin()?
     } else {
@@ -261,7 +270,7 @@ pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         }
         first
     };
-    let body = json!({ "code": args.code.trim(), "password": password.as_str() });
+    let body = json!({ "code": code.trim(), "password": password.as_str() });
     let answer =
         Client::new(&args.client)
             .without_token()

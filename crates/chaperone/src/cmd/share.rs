@@ -51,7 +51,9 @@ pub(crate) enum ShareCommand {
     },
     /// Open a link: text goes to standard output, a file to --out (or its own name).
     Open {
-        url: String,
+        /// The link; asked for when not given, so that its key stays out of the shell's
+        /// history and the process list.
+        url: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
         /// The link needs a passphrase: read from CHAPERONE_SHARE_PASSPHRASE, else prompted.
@@ -173,7 +175,13 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
             out,
             passphrase: with_passphrase,
             ca_cert,
-        } => open(&url, out, with_passphrase, ca_cert)?,
+        } => {
+            let url = match url {
+                Some(url) => Zeroizing::new(url),
+                None => super::prompt_secret("Link: ", "give the link as an argument")?,
+            };
+            open(&url, out, with_passphrase, ca_cert)?;
+        }
         ShareCommand::List { client } => {
             let answer = Client::authenticated(&client)?.call(Method::Get, "shares", None)?;
             for s in answer.as_array().into_iter().flatten() {
