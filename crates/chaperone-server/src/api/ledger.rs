@@ -274,11 +274,29 @@ pub(crate) async fn tile(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = TileId::parse(&format!("tile/{path}"))
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
-    let data = state
-        .store
-        .ledger_tile(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("{} is not in the log yet", id.path())))?;
+    let Some(data) = state.store.ledger_tile(id).await? else {
+        // A full tile the log is large enough to have, and the database does not hold, is
+        // a broken store, never "not there yet". (A partial tile may be gone once the log
+        // grew past it.)
+        let level = match id.kind {
+            tiles::TileKind::Hashes(level) => u32::from(level),
+            tiles::TileKind::Entries => 0,
+        };
+        let covers = (id.index.saturating_mul(tiles::WIDTH) + id.width)
+            .checked_shl(u32::from(tiles::HEIGHT) * level)
+            .unwrap_or(u64::MAX);
+        if id.width == tiles::WIDTH && state.store.ledger_size().await? >= covers {
+            return Err(chaperone_store::StoreError::Corrupt(format!(
+                "{} is missing from a log of its size",
+                id.path()
+            ))
+            .into());
+        }
+        return Err(ApiError::not_found(format!(
+            "{} is not in the log yet",
+            id.path()
+        )));
+    };
     // `private`: the answer needed a token that only some roles hold, so no shared cache
     // (a reverse proxy that ignores Authorization) may keep it for others.
     let cache = if id.width == tiles::WIDTH {
