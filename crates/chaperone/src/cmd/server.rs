@@ -159,11 +159,22 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         writeln!(out, "\n{EVALUATION_WARNING}\n")?;
         writeln!(out, "Try it:")?;
-        writeln!(
-            out,
-            "  export CHAPERONE_TOKEN=$(cat {})",
-            token_path.display()
-        )?;
+        if token_path.exists() {
+            writeln!(
+                out,
+                "  export CHAPERONE_TOKEN=$(cat {})",
+                token_path.display()
+            )?;
+        } else {
+            // A restored directory: the token is not part of a backup (it stays where it
+            // was written), and the initial admin token of the original still works.
+            writeln!(
+                out,
+                "  export CHAPERONE_TOKEN=...   # the admin token of the data this was \
+                 restored from ({} is not in a backup)",
+                token_path.display()
+            )?;
+        }
         writeln!(
             out,
             "  chaperone secret put team/db password=-   # reads the value from stdin"
