@@ -580,9 +580,11 @@ pub fn decide(
 
 /// Whether a listed key (`full_key`, a path or a folder ending in `/`, classified `level`)
 /// may be shown to `principal`: always when the role may list, otherwise only keys on the way
-/// to, or under, a grant's prefix with the `list` capability, by a grant approved for that
-/// level (`PathRule::meets`: a path classified stricter after the approval is not listed
-/// either). Listings never reveal paths outside grants.
+/// to, or under, a grant's prefix with the `list` capability. Keys under the prefix are
+/// shown only by a grant approved for their level (`PathRule::meets`: a path classified
+/// stricter after the approval is not listed either); the folders on the way to it are, as
+/// they name nothing the grant's holder does not know. Listings never reveal paths outside
+/// grants.
 pub fn visible_in_listing(
     principal: &Principal,
     full_key: &str,
@@ -595,8 +597,7 @@ pub fn visible_in_listing(
         let prefix = rule.prefix.trim_end_matches('/');
         rule.expires_at.is_none_or(|at| at > now)
             && rule.capabilities.contains(&Capability::List)
-            && rule.meets(level)
-            && (covers(prefix, key) || (folder && covers(key, prefix)))
+            && ((covers(prefix, key) && rule.meets(level)) || (folder && covers(key, prefix)))
     };
     let allowed = role_allows(principal.role, Action::SecretList, true)
         || principal.grants.iter().any(listable);
@@ -979,6 +980,8 @@ mod tests {
             level("regulated"),
             now
         ));
+        // The folders on the way to the grant, whatever their own level.
+        assert!(visible_in_listing(&c, "acme/", level("regulated"), now));
     }
 
     #[test]

@@ -1117,6 +1117,14 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
         )
         .0;
     assert_eq!(status, 404);
+    // A high tile level is not there yet either (its reach does not wrap around).
+    for far in ["/api/v1/ledger/tile/7/000", "/api/v1/ledger/tile/6/255"] {
+        assert_eq!(
+            s.call("GET", far, Some(&s.admin), None, None).0,
+            404,
+            "{far}"
+        );
+    }
     let read = s.ok("GET", "/api/v1/secrets/data/big/x", Some(&s.admin), None);
     assert_eq!(read["data"]["v"], "1");
 

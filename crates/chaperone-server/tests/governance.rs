@@ -470,6 +470,31 @@ fn an_approver_does_not_review_the_grant_they_approved_or_extended() {
         ),
         (409, "grant_ended".into())
     );
+    // Closed, and its requester told: it waits for no approval that cannot help.
+    let closed = s.ok(
+        "GET",
+        "/api/v1/requests?status=cancelled",
+        Some(&ann_t),
+        None,
+    );
+    assert!(
+        closed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == late.as_str()),
+        "{closed}"
+    );
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{late}/approve"),
+            &ann_t,
+            Some(json!({})),
+        ),
+        (409, "not_pending".into())
+    );
 
     // Revoking the account in a review revokes its grants with it: enabling the account
     // again brings none of them back.

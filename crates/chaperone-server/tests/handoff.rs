@@ -552,7 +552,9 @@ fn a_request_link_is_listed_for_its_maker_and_revoked_at_once() {
         .0
     };
     assert_eq!(revoke(&bo_t), 404);
-    let all = s.ok("GET", "/api/v1/request-links", Some(&s.admin), None);
+    let sam = s.person("sam", "security", None);
+    let sam_t = s.login(&sam);
+    let all = s.ok("GET", "/api/v1/request-links", Some(&sam_t), None);
     assert_eq!(all.as_array().unwrap().len(), 1);
 
     assert_eq!(revoke(&ann_t), 204);

@@ -770,10 +770,9 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
         "POST",
         "/api/v1/grants",
         Some(&s.admin),
-        Some(
-            serde_json::json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read"],
-                                  "ttl": "1h", "reason": "deploy" }),
-        ),
+        Some(serde_json::json!({ "person": "cy", "prefix": "acme/app",
+                                  "capabilities": ["read", "list"],
+                                  "ttl": "1h", "reason": "deploy" })),
     )["id"]
         .as_str()
         .unwrap()
@@ -829,8 +828,23 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     assert_eq!(unwrap(&before_suspension).0, 400);
 
     // The policy decides at the unwrap as at a read of the maker's own now: once the grant
-    // that let them read is revoked, what they wrapped under it is not handed out.
+    // that let them read is revoked, what they wrapped under it is not handed out, listings
+    // (`LIST secret/metadata/acme/app`) included.
     let before_revocation = wrap(&cy_t);
+    let listed = {
+        let request = ureq::http::Request::builder()
+            .method("GET")
+            .uri(format!("{}/v1/secret/metadata/acme/app?list=true", s.addr))
+            .header("X-Vault-Token", &cy_t)
+            .header("X-Vault-Wrap-TTL", "1h")
+            .body(())
+            .unwrap();
+        let mut answer = s.agent.run(request).unwrap();
+        assert_eq!(answer.status().as_u16(), 200);
+        let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+        body["wrap_info"]["token"].as_str().unwrap().to_owned()
+    };
+    s.remember(&listed);
     s.ok(
         "DELETE",
         &format!("/api/v1/grants/{grant}"),
@@ -838,6 +852,7 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
         None,
     );
     assert_eq!(unwrap(&before_revocation).0, 400);
+    assert_eq!(unwrap(&listed).0, 400);
     let last = s
         .ledger()
         .into_iter()
@@ -854,9 +869,21 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     // Disabling the maker revokes what they wrapped with their tokens, in the same change
     // (an unwrap racing it finds nothing after it): re-enabling brings back neither the
     // wrapping nor the session; the maker logs in again.
+    let unwraps = || {
+        s.ledger()
+            .into_iter()
+            .filter(|e| e["action"] == "wrap.unwrap")
+            .count()
+    };
+    let before = unwraps();
     s.ok("POST", "/api/v1/people/cy/disable", Some(&s.admin), None);
     s.ok("POST", "/api/v1/people/cy/enable", Some(&s.admin), None);
     assert_eq!(unwrap(&by_contractor).0, 400);
+    assert_eq!(
+        unwraps(),
+        before,
+        "deleted with the tokens: nothing was left to take (and record)"
+    );
     assert_eq!(
         s.call("GET", "/api/v1/auth/self", Some(&cy_t), None, None)
             .0,

@@ -545,10 +545,50 @@ pub(crate) async fn approve_request(
                     .await?
                     .is_some_and(|g| g.revoked_at.is_none() && g.expires_at > now);
                 if !live {
+                    // Closed, so that it does not wait for approvals that cannot help, and
+                    // the requester is told.
+                    let mut closed = request.clone();
+                    closed.approvals.pop();
+                    closed.status = "cancelled".into();
+                    closed.denial = Some(Decision {
+                        by: me.clone(),
+                        comment: Some("the grant it extends ended first".into()),
+                        time: now.to_rfc3339(),
+                    });
+                    let event = change_event(
+                        &state,
+                        &info,
+                        &caller,
+                        "access.close",
+                        &request.prefix,
+                        [
+                            ("request_id", request.id.clone().into()),
+                            ("why", "grant_ended".into()),
+                        ],
+                    );
+                    let told = notification(
+                        "access_closed",
+                        std::slice::from_ref(&request.person_id),
+                        &format!(
+                            "your request to extend your access to {} was closed: the grant \
+                             ended first; ask for access again",
+                            request.prefix
+                        ),
+                        json!({ "request_id": request.id }),
+                        now,
+                    );
+                    state
+                        .store
+                        .apply(
+                            vec![Op::Put(revise(&record, &closed, now)), told],
+                            vec![event],
+                        )
+                        .await?;
                     return Err(ApiError::new(
                         StatusCode::CONFLICT,
                         "grant_ended",
-                        "the grant this extends was revoked or has ended; ask for access again",
+                        "the grant this extends was revoked or has ended; the request is closed \
+                         and its requester told to ask for access again",
                     ));
                 }
                 ops.push(Op::ExtendGrant {

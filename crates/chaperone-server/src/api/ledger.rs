@@ -282,10 +282,11 @@ pub(crate) async fn tile(
             tiles::TileKind::Hashes(level) => u32::from(level),
             tiles::TileKind::Entries => 0,
         };
-        let covers = (id.index.saturating_mul(tiles::WIDTH) + id.width)
-            .checked_shl(u32::from(tiles::HEIGHT) * level)
-            .unwrap_or(u64::MAX);
-        if id.width == tiles::WIDTH && state.store.ledger_size().await? >= covers {
+        // The entries up to the tile's end, in 128 bits: a tile far past any log (level 7,
+        // a large index) is simply not there yet.
+        let covers = (u128::from(id.index) * u128::from(tiles::WIDTH) + u128::from(id.width))
+            .saturating_mul(u128::from(tiles::WIDTH).saturating_pow(level));
+        if id.width == tiles::WIDTH && u128::from(state.store.ledger_size().await?) >= covers {
             return Err(chaperone_store::StoreError::Corrupt(format!(
                 "{} is missing from a log of its size",
                 id.path()

@@ -65,7 +65,8 @@ pub(crate) struct Exposure {
 /// The attestation link handed to the vendor's contact.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct AttestationLink {
-    /// `/a/<token>`: the token is shown once, here; the server keeps only its SHA-256.
+    /// `/a#<token>`: the token is shown once, here (after `#`, which browsers never send);
+    /// the server keeps only its SHA-256.
     pub(crate) path: String,
     pub(crate) due: String,
     /// Contacts it was mailed to (when mail and `public_url` are configured).

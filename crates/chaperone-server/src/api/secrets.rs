@@ -565,22 +565,39 @@ impl Listing {
         caller: &Caller,
         path: &str,
     ) -> Result<bool, ApiError> {
+        self.shows_to(
+            state,
+            &caller.principal,
+            (caller.person_id.as_ref(), caller.vendor_id.as_ref()),
+            caller.client_ip,
+            path,
+        )
+        .await
+    }
+
+    /// [`Listing::shows`] for `principal`, the person and vendor whose compliance facts
+    /// apply, asking from `client`.
+    pub(crate) async fn shows_to(
+        &mut self,
+        state: &AppState,
+        principal: &chaperone_core::policy::Principal,
+        (person_id, vendor_id): (Option<&String>, Option<&String>),
+        client: Option<std::net::IpAddr>,
+        path: &str,
+    ) -> Result<bool, ApiError> {
         let level = super::governance::level_of(
             &self.levels,
             &self.classifications,
             path.trim_end_matches('/'),
         )?;
-        if !visible_in_listing(&caller.principal, path, level, self.now) {
+        if !visible_in_listing(principal, path, level, self.now) {
             return Ok(false);
         }
         if let Some(ok) = self.admitted.get(&level.name) {
             return Ok(*ok);
         }
-        let ok = level.network_allows(caller.client_ip)
-            && match state
-                .compliance(caller.person_id.as_ref(), caller.vendor_id.as_ref(), level)
-                .await?
-            {
+        let ok = level.network_allows(client)
+            && match state.compliance(person_id, vendor_id, level).await? {
                 Some(c) => chaperone_core::governance::gate(level, &c, self.now).is_ok(),
                 None => true,
             };

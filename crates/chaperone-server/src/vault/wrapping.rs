@@ -175,7 +175,8 @@ fn wrapping_token(headers: &HeaderMap, body: &[u8]) -> Option<Zeroizing<String>>
 /// covers it, the continuous gate and the path's level's networks (against the unwrapper's
 /// address), as at a read of their own now. Their step-up is not asked again: the read was
 /// made, step-up included, when it was wrapped. Anything else they wrapped (a token, data of
-/// their own) is handed out while they and their vendor are active. Answers wrapped by
+/// their own) is handed out while they and their vendor are active, and a listing while
+/// they could still list its folder. Answers wrapped by
 /// tokens of no person, or before the maker was kept, have no maker to lose.
 async fn maker_refusal(
     state: &AppState,
@@ -198,26 +199,57 @@ async fn maker_refusal(
             .map(|path| (action, path))
     });
     let decision = if let Some((action, path)) = secret {
-        let path = SecretPath::parse(path)?;
-        state
-            .maker_decision(maker, action, &path, client, true)
-            .await?
-    } else {
-        match state.store.acting_person(maker).await? {
-            None => Decision::deny(Reason::PersonInactive),
-            Some(person) => {
-                let standing = state.standing(&person).await?;
-                if standing.person == Standing::Inactive {
-                    Decision::deny(Reason::PersonInactive)
-                } else if standing.vendor == Some(Standing::Inactive) {
-                    Decision::deny(Reason::VendorInactive)
-                } else {
-                    return Ok(None);
-                }
+        match SecretPath::parse(path) {
+            Ok(path) => {
+                state
+                    .maker_decision(maker, action, &path, client, true)
+                    .await?
             }
+            // It was read under this path, so it parsed then: whatever changed, fail closed.
+            Err(_) => Decision::deny(Reason::NotPermitted),
+        }
+    } else {
+        let Some(person) = state.store.acting_person(maker).await? else {
+            return Ok(Some(Decision::deny(Reason::PersonInactive)));
+        };
+        let standing = state.standing(&person).await?;
+        if standing.person == Standing::Inactive {
+            Decision::deny(Reason::PersonInactive)
+        } else if standing.vendor == Some(Standing::Inactive) {
+            Decision::deny(Reason::VendorInactive)
+        } else if let Some(prefix) = listed_prefix(&record.creation_path) {
+            // A listing (`LIST secret/metadata/P`, stored as its `secret/list/P` route) is
+            // handed out while the maker could still list that folder, as a listing decides.
+            let mut principal = state.person_principal(&person, None).await?;
+            principal.network_allowed = true;
+            let mut listing = crate::api::secrets::Listing::new(state).await?;
+            let folder = format!("{}/", prefix.trim_end_matches('/'));
+            let shown = listing
+                .shows_to(
+                    state,
+                    &principal,
+                    (Some(&person.id), person.vendor_id.as_ref()),
+                    client,
+                    &folder,
+                )
+                .await?;
+            if shown {
+                return Ok(None);
+            }
+            Decision::deny(Reason::NotPermitted)
+        } else {
+            return Ok(None);
         }
     };
     Ok((!decision.allowed).then_some(decision))
+}
+
+/// The folder a wrapped listing was made from (`""` for the root), if it was one.
+fn listed_prefix(creation_path: &str) -> Option<&str> {
+    if creation_path == "secret/list" {
+        return Some("");
+    }
+    creation_path.strip_prefix("secret/list/")
 }
 
 /// `POST sys/wrapping/unwrap`: the wrapped answer, once.
