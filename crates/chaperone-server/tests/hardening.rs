@@ -397,6 +397,25 @@ fn readiness_follows_the_seal_and_the_database() {
 }
 
 #[test]
+fn text_with_a_nul_character_is_refused_on_every_backend() {
+    let s = Server::start();
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(serde_json::json!({ "name": "acme\u{0}corp", "status": "active" })),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{body}"
+    );
+    let listed = s.ok("GET", "/api/v1/vendors", Some(&s.admin), None);
+    assert!(listed.as_array().unwrap().is_empty(), "nothing was stored");
+}
+
+#[test]
 fn a_version_change_names_a_bounded_list_of_versions() {
     let s = Server::start();
     common::write(&s, "team/db", "v1-Rk31");
