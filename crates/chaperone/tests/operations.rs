@@ -251,6 +251,32 @@ fn plaintext_on_a_public_address_is_refused() {
     assert!(error.contains("dangerously_allow_plaintext"), "{error}");
 }
 
+/// A key file other users may read is named in the log at start; the server still starts.
+#[test]
+fn a_key_file_others_may_read_is_named_in_the_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, server) = Server::up();
+    drop(server);
+    let data = dir.path().join("data");
+    let key = data.join("unseal.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let url = format!("sqlite://{}", data.join("chaperone.db").display());
+    let log_path = dir.path().join("server.log");
+    let server = Server::start_logging(
+        &["server", "--listen", "127.0.0.1:0", "--database-url", &url],
+        dir.path(),
+        &[("CHAPERONE_UNSEAL_KEY_FILE", key.to_str().unwrap())],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    assert!(server.banner.contains("unsealed"), "{}", server.banner);
+    drop(server);
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logged.contains("the unseal key file can be read by other users"),
+        "{logged}"
+    );
+}
+
 /// One process at a time on a SQLite database: a second `up`, an `init` and a forced
 /// restore onto a database a server is running on are refused, name the server's process and
 /// change nothing. Once the server is gone, even killed, the database opens again.

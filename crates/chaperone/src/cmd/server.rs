@@ -310,6 +310,9 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         metrics_token: config.metrics_token,
         ..Settings::default()
     };
+    if let Some((_, key)) = &config.tls {
+        warn_if_others_may_read(key, "the TLS private key");
+    }
     let options = serve_options(config.serve, config.tls.as_ref())?;
     let state = Arc::new(AppState::new(
         store.clone(),
@@ -317,6 +320,7 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         settings,
     ));
     if let Some(path) = &config.unseal_key_file {
+        warn_if_others_may_read(path, "the unseal key file");
         tracing::warn!(path = %path.display(), "unsealing from a key file: evaluation only");
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(path)
@@ -470,6 +474,24 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutting down");
+}
+
+/// Warns when a file holding a key can be read by users other than its owner (mode bits
+/// for group or others): the server still starts, since the file may be shared on purpose
+/// (a group the server runs in), but the log says so.
+fn warn_if_others_may_read(path: &Path, what: &str) {
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = %format!("{mode:o}"),
+                "{what} can be read by other users; `chmod 600` it"
+            );
+        }
+    }
 }
 
 pub(crate) fn create_private_dir(path: &Path) -> anyhow::Result<()> {
