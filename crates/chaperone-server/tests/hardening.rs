@@ -903,6 +903,13 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
         before,
         "deleted with the tokens: nothing was left to take (and record)"
     );
+    // The disable's entry names the one answer still waiting.
+    let disabled = s.recorded("person.disable", "cy");
+    let named = disabled[0]["details"]["wrappings_revoked"]
+        .as_array()
+        .unwrap();
+    assert_eq!(named.len(), 1, "{disabled:?}");
+    assert!(named[0].as_str().unwrap().starts_with("wrap_"));
     assert_eq!(
         s.call("GET", "/api/v1/auth/self", Some(&cy_t), None, None)
             .0,

@@ -95,6 +95,30 @@ impl Store {
             .filter(|r| r.expires_at > now))
     }
 
+    /// The accessors of the unexpired answers `person_id` wrapped, oldest first (what
+    /// [`crate::Op::RevokeTokensOf`] deletes with their tokens).
+    pub async fn wrapped_by(
+        &self,
+        person_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT accessor FROM wrapped_responses WHERE created_by = $1 AND expires_at > $2 \
+             ORDER BY created_at",
+        )
+        .bind(person_id)
+        .bind(now.unix_nanos())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading a person's wrapped responses"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get("accessor")
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
     /// Deletes up to `limit` wrapped responses that expired by `now`, unopened, with the
     /// events `events_for` makes for their accessors in the same transaction; returns the
     /// accessors.

@@ -260,6 +260,9 @@ pub(crate) async fn disable_person(
             time: now.to_rfc3339(),
         };
         let closed = super::access::close_pending(&state, &id, &closer, now).await?;
+        // The answers they wrapped go with their tokens; the entry names them (as read
+        // here: one wrapped meanwhile goes too, unnamed).
+        let wrapped = state.store.wrapped_by(&id, now).await?;
         let event = change_event(
             &state,
             &info,
@@ -269,6 +272,7 @@ pub(crate) async fn disable_person(
             [
                 ("person_id", id.clone().into()),
                 ("requests_closed", closed.len().into()),
+                ("wrappings_revoked", wrapped.into()),
             ],
         );
         let mut ops = vec![

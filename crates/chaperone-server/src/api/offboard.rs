@@ -238,6 +238,7 @@ async fn offboard(
     }
     let mut grants_revoked = 0;
     let mut requests_closed = 0;
+    let mut wrappings_revoked = Vec::new();
     let mut shares_to_destroy = Vec::new();
     for person in &people {
         // Always, even if they were disabled when read: someone may enable them before this
@@ -250,6 +251,8 @@ async fn offboard(
             person_id: person.id.clone(),
             at: now,
         });
+        // The answers they wrapped go with their tokens; the entry names them.
+        wrappings_revoked.extend(state.store.wrapped_by(&person.id, now).await?);
         // Pending requests are read before the grants: a request approved after this read
         // makes the change conflict, and one approved before it left a grant the next read
         // finds. Read the other way round, a grant approved in between would survive.
@@ -304,6 +307,7 @@ async fn offboard(
             ("people", names.clone().into()),
             ("grants_revoked", grants_revoked.into()),
             ("requests_closed", requests_closed.into()),
+            ("wrappings_revoked", wrappings_revoked.into()),
             ("reason", req.reason.clone().into()),
         ],
     );
