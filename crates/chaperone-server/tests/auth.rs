@@ -1147,6 +1147,26 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
         .count();
     assert_eq!(own.len(), theirs);
     assert!(own.len() >= 4);
+    // A search names the actor by name or id alike; a name that names nobody is said so,
+    // except to a contractor, who is not told who exists.
+    let search = |token: &str, actor: &str| {
+        s.call(
+            "GET",
+            &format!("/api/v1/ledger/search?actor={actor}"),
+            Some(token),
+            None,
+            None,
+        )
+    };
+    let (status, by_name) = search(&s.admin, &c.name);
+    assert_eq!(status, 200);
+    let (_, by_id) = search(&s.admin, &cleo_id);
+    assert_eq!(by_name["entries"], by_id["entries"]);
+    assert_eq!(by_name["entries"].as_array().unwrap().len(), theirs);
+    assert_eq!(search(&s.admin, "nobody-here").0, 404);
+    let (status, none) = search(&cleo, "nobody-here");
+    assert_eq!(status, 200);
+    assert!(none["entries"].as_array().unwrap().is_empty());
     s.assert_no_secret_logged();
 }
 

@@ -411,9 +411,9 @@ pub(crate) async fn entries(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct SearchQuery {
-    /// Person id of the actor.
+    /// The actor: a person's id or name.
     actor: Option<String>,
-    /// Vendor id of the actor.
+    /// The actor's vendor: its id or name.
     vendor: Option<String>,
     /// Action, e.g. `secret.read`; a trailing `.` matches a family (`secret.`).
     action: Option<String>,
@@ -455,6 +455,24 @@ pub(crate) async fn search(
         .unwrap_or(MAX_ENTRIES as usize)
         .clamp(1, MAX_ENTRIES as usize);
     let own_only = caller.principal.role == Role::Contractor;
+    // Entries name people and vendors by id; a name is looked up, and one that names nobody
+    // is said so rather than answered with an empty list. A contractor, who sees only their
+    // own entries, is not told who exists: an unknown name just matches nothing.
+    let mut q = q;
+    if let Some(actor) = q.actor.as_deref().filter(|a| !a.starts_with("per_")) {
+        q.actor = match state.store.person(actor).await? {
+            Some(person) => Some(person.id),
+            None if own_only => Some(String::new()),
+            None => return Err(ApiError::not_found(format!("no person `{actor}`"))),
+        };
+    }
+    if let Some(vendor) = q.vendor.as_deref().filter(|v| !v.starts_with("ven_")) {
+        q.vendor = match state.store.vendor(vendor).await? {
+            Some(found) => Some(found.id),
+            None if own_only => Some(String::new()),
+            None => return Err(ApiError::not_found(format!("no vendor `{vendor}`"))),
+        };
+    }
     let size = state.store.ledger_size().await?;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let mut out = Vec::new();

@@ -94,10 +94,10 @@ pub(crate) struct VerifyArgs {
 /// `chaperone ledger search`
 #[derive(Args, Debug)]
 pub(crate) struct SearchArgs {
-    /// Person id of the actor.
+    /// The actor: a person's name or id.
     #[arg(long)]
     actor: Option<String>,
-    /// Vendor id of the actor.
+    /// The actor's vendor: its name or id.
     #[arg(long)]
     vendor: Option<String>,
     /// Action, e.g. `secret.read`, or a family ending in `.` (`secret.`).
