@@ -10,7 +10,8 @@ use crate::client::{Client, ClientArgs, Method};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum SecretCommand {
-    /// Write a new version: `key=value`, `key=@file` (file contents) or `key=-` (stdin).
+    /// Write a new version: `key=value`, `key=@file` (the file, exactly) or `key=-` (stdin,
+    /// less one trailing newline).
     Put {
         path: String,
         /// Fields as key=value, key=@file or key=-.
