@@ -197,16 +197,24 @@ pub(crate) fn user(command: UserCommand) -> anyhow::Result<()> {
                 "NAME", "ROLE", "ENROLLED", "DISABLED"
             );
             for p in answer.as_array().into_iter().flatten() {
+                // A JSON value does not pad itself: its text does.
+                let networks: Vec<&str> = p["allowed_networks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(serde_json::Value::as_str)
+                    .collect();
                 println!(
                     "{:<24} {:<11} {:<9} {:<9} {}",
                     str_of(&p["name"]),
                     str_of(&p["role"]),
-                    p["enrolled"],
-                    p["disabled"],
-                    p["allowed_networks"]
-                        .as_array()
-                        .map(|n| n.len())
-                        .unwrap_or(0)
+                    p["enrolled"].to_string(),
+                    p["disabled"].to_string(),
+                    if networks.is_empty() {
+                        "any".to_owned()
+                    } else {
+                        networks.join(",")
+                    }
                 );
             }
         }
@@ -404,7 +412,7 @@ pub(crate) fn token(command: TokenCommand) -> anyhow::Result<()> {
                     str_of(&t["id"]),
                     str_of(&t["kind"]),
                     str_of(&t["expires_time"]),
-                    t["revoked"],
+                    t["revoked"].to_string(),
                     parent,
                     str_of(&t["name"])
                 );
