@@ -305,6 +305,12 @@ pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
 pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
     let mut client_args = args.client.clone();
     if let Some(server) = &args.server {
+        if let Some(addr) = client_args.addr.as_ref().filter(|a| *a != server) {
+            bail!(
+                "--server {server} and --addr (or CHAPERONE_ADDR) {addr} differ: give the \
+                 server once"
+            );
+        }
         client_args.addr = Some(server.clone());
     }
     let password = if args.password_stdin {
