@@ -108,7 +108,12 @@ impl VendorStatus {
             format!("a {self} vendor cannot change status")
         } else {
             format!(
-                "a {self} vendor cannot become {to} (it can become: {})",
+                "{} {self} vendor cannot become {to} (it can become: {})",
+                if matches!(self, Self::Active | Self::Onboarding | Self::Offboarding) {
+                    "an"
+                } else {
+                    "a"
+                },
                 allowed.join(", ")
             )
         })

@@ -274,12 +274,15 @@ impl AppState {
             for item in campaign.items.iter_mut().filter(|i| i.decision.is_none()) {
                 item.decision = Some("expired".into());
                 item.decided_time = Some(now.to_rfc3339());
-                let summary =
+                let mut summary =
                     json!({ "item": item.id, "kind": item.kind, "subject": item.subject });
                 // The ledger says what the sweep revoked, not what had ended by itself.
                 if self.review_item_in_force(item, now).await? {
                     item.note = Some("undecided at the deadline: revoked".into());
-                    ops.extend(revoke_item(self, item, "chaperone-sweep", now).await?);
+                    let (revoking, wrapped) =
+                        revoke_item(self, item, "chaperone-sweep", now).await?;
+                    ops.extend(revoking);
+                    summary["wrappings_revoked"] = json!(wrapped);
                     revoked.push(summary);
                 } else {
                     item.note = Some("undecided at the deadline: had already ended".into());
@@ -353,7 +356,13 @@ impl AppState {
                 info,
                 "person.disable",
                 &person.name,
-                json!({ "person_id": person.id, "why": why, "last_login": last_seen }),
+                json!({
+                    "person_id": person.id,
+                    "why": why,
+                    "last_login": last_seen,
+                    // Deleted with their tokens; named as read here.
+                    "wrappings_revoked": self.store.wrapped_by(&person.id, now).await?,
+                }),
             );
             let applied = self
                 .store

@@ -510,6 +510,7 @@ fn an_approver_does_not_review_the_grant_they_approved_or_extended() {
     );
     let cy_t = s.login(&cy);
     s.ok("GET", "/api/v1/secrets/data/acme/app/db", Some(&cy_t), None);
+    let wrapped = common::wrapped_read(&s, &cy_t, "acme/app/db");
     let sam_t = s.login(&sam);
     let campaign = s.ok(
         "POST",
@@ -540,6 +541,92 @@ fn an_approver_does_not_review_the_grant_they_approved_or_extended() {
     assert_eq!(
         error(&s, "GET", "/api/v1/secrets/data/acme/app/db", &cy_t, None),
         (403, "not_permitted".into())
+    );
+    // What the account wrapped went with it, and the decision names it.
+    let decided = s.recorded("review.decide", campaign["id"].as_str().unwrap());
+    assert_eq!(
+        decided[0]["details"]["wrappings_revoked"],
+        json!([wrapped["accessor"]]),
+        "{decided:?}"
+    );
+    let (status, _) = s.call(
+        "POST",
+        "/v1/sys/wrapping/unwrap",
+        None,
+        Some(json!({ "token": wrapped["token"] })),
+        None,
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn terminating_a_vendor_revokes_its_peoples_grants_and_wrapped_answers() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    write(&s, "acme/app/db", "terminated-Hm41");
+    let grant = s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read"],
+                     "ttl": "1d", "reason": "incident 8" }),
+        ),
+    );
+    let cy_t = s.login(&cy);
+    let wrapped = common::wrapped_read(&s, &cy_t, "acme/app/db");
+    let grants = s.ok("GET", "/api/v1/grants", Some(&s.admin), None);
+    assert!(
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == grant["id"])
+    );
+    assert_eq!(
+        error(
+            &s,
+            "PUT",
+            "/api/v1/vendors/acme",
+            &s.admin,
+            Some(json!({ "status": "terminated", "reason": "contract ended" }))
+        ),
+        (400, "invalid_request".into()),
+        "an active vendor is suspended or offboarded first"
+    );
+    for status in ["suspended", "terminated"] {
+        s.ok(
+            "PUT",
+            "/api/v1/vendors/acme",
+            Some(&s.admin),
+            Some(json!({ "status": status, "reason": "contract ended" })),
+        );
+    }
+    let grants = s.ok("GET", "/api/v1/grants", Some(&s.admin), None);
+    assert!(
+        !grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == grant["id"]),
+        "revoked grants are no longer listed: {grants}"
+    );
+    let (status, _) = s.call(
+        "POST",
+        "/v1/sys/wrapping/unwrap",
+        None,
+        Some(json!({ "token": wrapped["token"] })),
+        None,
+    );
+    assert_eq!(status, 400, "the answer went with the vendor");
+    let update = s.recorded("vendor.update", "acme");
+    let details = &update.last().unwrap()["details"];
+    assert_eq!(details["grants_revoked"], 1, "{details}");
+    assert_eq!(
+        details["wrappings_revoked"],
+        json!([wrapped["accessor"]]),
+        "{details}"
     );
 }
 

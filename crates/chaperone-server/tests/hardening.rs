@@ -661,23 +661,6 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
     assert_eq!(reads(), before);
 }
 
-/// Reads `path` through the Vault API as `token`, wrapped for an hour: the `wrap_info` (its
-/// token remembered as a secret, so the log checks look for it).
-fn wrapped_read(s: &Server, token: &str, path: &str) -> serde_json::Value {
-    let request = ureq::http::Request::builder()
-        .method("GET")
-        .uri(format!("{}/v1/secret/data/{path}", s.addr))
-        .header("X-Vault-Token", token)
-        .header("X-Vault-Wrap-TTL", "1h")
-        .body(())
-        .unwrap();
-    let mut answer = s.agent.run(request).unwrap();
-    assert_eq!(answer.status().as_u16(), 200);
-    let body: serde_json::Value = answer.body_mut().read_json().unwrap();
-    s.remember(body["wrap_info"]["token"].as_str().unwrap());
-    body["wrap_info"].clone()
-}
-
 #[test]
 fn a_leaked_wrapping_is_revoked_by_its_accessor_by_its_maker_or_an_admin() {
     let s = Server::start();
@@ -686,7 +669,7 @@ fn a_leaked_wrapping_is_revoked_by_its_accessor_by_its_maker_or_an_admin() {
     let bob = s.person("bob", "member", None);
     let (mia_t, bob_t) = (s.login(&mia), s.login(&bob));
     let wrap = |token: &str| {
-        let info = wrapped_read(&s, token, "team/db");
+        let info = common::wrapped_read(&s, token, "team/db");
         (
             info["token"].as_str().unwrap().to_owned(),
             info["accessor"].as_str().unwrap().to_owned(),
@@ -756,7 +739,7 @@ fn a_wrapped_read_of_a_step_up_path_is_not_asked_for_step_up_again() {
     );
     // Logged in with a TOTP code: the read passes step-up, and is wrapped.
     let max_t = s.login(&max);
-    let wrapped = wrapped_read(&s, &max_t, "fin/ledger")["token"]
+    let wrapped = common::wrapped_read(&s, &max_t, "fin/ledger")["token"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -797,7 +780,7 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
         .unwrap()
         .to_owned();
     let wrap = |token: &str| {
-        wrapped_read(&s, token, "acme/app/db")["token"]
+        common::wrapped_read(&s, token, "acme/app/db")["token"]
             .as_str()
             .unwrap()
             .to_owned()

@@ -1310,20 +1310,24 @@ pub(crate) struct ItemDecision {
     note: Option<String>,
 }
 
-/// The changes revoking one review item's subject: a grant is revoked; an account is
-/// disabled, its sessions, tokens and grants revoked and its pending requests closed, so that
-/// enabling it again brings none of them back.
+/// The changes revoking one review item's subject, and the accessors of the wrapped answers
+/// they delete: a grant is revoked; an account is disabled, its sessions, tokens, grants and
+/// wrapped answers revoked and its pending requests closed, so that enabling it again brings
+/// none of them back.
 pub(crate) async fn revoke_item(
     state: &AppState,
     item: &ReviewItem,
     by: &str,
     now: Timestamp,
-) -> Result<Vec<Op>, ApiError> {
+) -> Result<(Vec<Op>, Vec<String>), ApiError> {
     if item.kind == "grant" {
-        Ok(vec![Op::RevokeGrant {
-            id: item.subject.clone(),
-            at: now,
-        }])
+        Ok((
+            vec![Op::RevokeGrant {
+                id: item.subject.clone(),
+                at: now,
+            }],
+            Vec::new(),
+        ))
     } else {
         // Its pending requests close with it, as with `user disable`.
         let closer = Decision {
@@ -1346,7 +1350,9 @@ pub(crate) async fn revoke_item(
             person_id: item.subject.clone(),
             at: now,
         });
-        Ok(ops)
+        // Named as read here: one wrapped meanwhile goes too, unnamed.
+        let wrapped = state.store.wrapped_by(&item.subject, now).await?;
+        Ok((ops, wrapped))
     }
 }
 
@@ -1428,10 +1434,11 @@ pub(crate) async fn decide_item(
     item.note.clone_from(&req.note);
     item.decided_by = Some(me.clone());
     item.decided_time = Some(now.to_rfc3339());
-    let mut ops = Vec::new();
-    if req.decision == "revoke" {
-        ops.extend(revoke_item(&state, item, &me, now).await?);
-    }
+    let (mut ops, wrappings_revoked) = if req.decision == "revoke" {
+        revoke_item(&state, item, &me, now).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let event = change_event(
         &state,
         &info,
@@ -1444,6 +1451,7 @@ pub(crate) async fn decide_item(
             ("subject", item.subject.clone().into()),
             ("decision", req.decision.clone().into()),
             ("note", req.note.clone().into()),
+            ("wrappings_revoked", wrappings_revoked.into()),
         ],
     );
     ops.insert(0, Op::Put(revise(&record, &campaign, now)));

@@ -526,9 +526,12 @@ pub(crate) async fn update_vendor(
         let mut ops = ops.clone();
         let mut details = details.clone();
         if terminated {
-            // A terminated vendor's accounts are disabled and their tokens revoked with it;
-            // the entry names the accounts it disabled.
+            // A terminated vendor's accounts are disabled, and their tokens, grants and the
+            // answers they wrapped revoked with it; the entry names the accounts it disabled
+            // and the wrapped answers (as read here: one wrapped meanwhile goes too, unnamed).
             let mut disabled = Vec::new();
+            let mut grants_revoked = 0;
+            let mut wrappings_revoked = Vec::new();
             let closer = super::access::Decision {
                 by: actor_id(&caller),
                 comment: Some(format!("vendor {} terminated", vendor.name)),
@@ -549,6 +552,14 @@ pub(crate) async fn update_vendor(
                         disabled.push(json!({ "person_id": person.id, "name": person.name }));
                     }
                     ops.push(Op::RevokeTokensOf {
+                        person_id: person.id.clone(),
+                        at: now,
+                    });
+                    wrappings_revoked.extend(state.store.wrapped_by(&person.id, now).await?);
+                    // Counted as read; revoked in the change by person, so a grant made after
+                    // this read is revoked too (as offboarding does).
+                    grants_revoked += state.store.grants_of(&person.id).await?.len();
+                    ops.push(Op::RevokeGrantsOf {
                         person_id: person.id,
                         at: now,
                     });
@@ -556,6 +567,8 @@ pub(crate) async fn update_vendor(
             }
             details.push(("people_disabled", json!(disabled)));
             details.push(("requests_closed", json!(requests_closed)));
+            details.push(("grants_revoked", json!(grants_revoked)));
+            details.push(("wrappings_revoked", json!(wrappings_revoked)));
         }
         let mut record = crate::record::Record::new(
             "vendor.update",

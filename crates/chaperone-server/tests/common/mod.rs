@@ -366,6 +366,23 @@ pub(crate) fn write(s: &Server, path: &str, value: &str) {
     );
 }
 
+/// A Vault KV v2 read of `path` wrapped for an hour: its `wrap_info` (the token remembered
+/// as a secret).
+pub(crate) fn wrapped_read(s: &Server, token: &str, path: &str) -> Value {
+    let request = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}/v1/secret/data/{path}", s.addr))
+        .header("X-Vault-Token", token)
+        .header("X-Vault-Wrap-TTL", "1h")
+        .body(())
+        .unwrap();
+    let mut answer = s.agent.run(request).unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: Value = answer.body_mut().read_json().unwrap();
+    s.remember(body["wrap_info"]["token"].as_str().unwrap());
+    body["wrap_info"].clone()
+}
+
 /// A call's status and error code.
 pub(crate) fn error(
     s: &Server,
