@@ -419,6 +419,11 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
         shown.get("path").is_none(),
         "the page never learns the path"
     );
+    assert_eq!(
+        (&shown["asked_by"], &shown["vendor"]),
+        (&json!("an administrator"), &Value::Null),
+        "{shown}"
+    );
     s.remember("sk_live_outsider_Tq71");
     let submit = |value: &str| {
         s.call(
@@ -458,6 +463,13 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
         .unwrap()
         .trim_start_matches("/r#")
         .to_owned();
+    let shown = s.ok(
+        "POST",
+        "/api/v1/request-links/info",
+        None,
+        Some(json!({ "token": pinned })),
+    );
+    assert_eq!(shown["asked_by"], "ops", "the page names who asks: {shown}");
     write(&s, "team/deploy-key", "written-meanwhile-Ux02");
     let (status, body) = s.call(
         "POST",
@@ -607,6 +619,18 @@ fn a_request_link_writes_only_while_its_maker_still_may() {
         .unwrap()
         .trim_start_matches("/r#")
         .to_owned();
+    // The page says a vendor's person asks, not the business.
+    let shown = s.ok(
+        "POST",
+        "/api/v1/request-links/info",
+        None,
+        Some(json!({ "token": token })),
+    );
+    assert_eq!(
+        (&shown["asked_by"], &shown["vendor"]),
+        (&json!("cy"), &json!("acme")),
+        "{shown}"
+    );
     let submit = |value: &str| {
         s.call(
             "POST",
@@ -1393,6 +1417,17 @@ fn a_browser_answers_request_and_attestation_links_without_the_token_in_any_url(
     browser.go("about:blank");
     browser.go(&format!("{}{link}", s.addr));
     browser.wait_text("#error", "was used up");
+    // Another link in the same tab changes only the fragment: the page loads again for it,
+    // and its token leaves the address bar too. The page names who asks.
+    let next = ask("partners/sms/api", "the SMS gateway key");
+    browser.go(&format!("{}{next}", s.addr));
+    browser.wait_text("#note", "the SMS gateway key");
+    assert_eq!(browser.url(), format!("{}/r", s.addr));
+    assert_eq!(browser.text("#asker"), "an administrator");
+    assert_eq!(
+        browser.run("return document.querySelector('#outsider').hidden"),
+        json!(true)
+    );
 
     // A link in the shape made before the token moved to the fragment still works once,
     // and leaves the address bar too.

@@ -729,8 +729,14 @@ pub(crate) async fn revoke_request_link(
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SecretRequestView {
+    /// The maker's own words.
     note: String,
     expires_time: String,
+    /// Who made the link: their name, or `an administrator` for a token of no person.
+    asked_by: String,
+    /// The maker's vendor when they are outside the business. The page says so: the note is
+    /// theirs, and what is submitted goes where they can read it.
+    vendor: Option<String>,
 }
 
 async fn open_request(
@@ -758,9 +764,29 @@ pub(crate) async fn show_secret_request(
     ApiJson(link): ApiJson<super::LinkToken>,
 ) -> Result<Json<SecretRequestView>, ApiError> {
     let (_, request) = open_request(&state, &link.token).await?;
+    // Security decision: the page names who asks. A contractor may make request links for
+    // the paths they may write, and the page is the business's own: without the name, a
+    // note like "paste the production database password" would read as the business
+    // asking.
+    let maker = match request.created_by.as_str() {
+        super::governance::ROOT_ACTOR => None,
+        id => state.store.person(id).await?,
+    };
+    let vendor = match maker.as_ref().and_then(|p| p.vendor_id.as_deref()) {
+        Some(id) => Some(
+            state
+                .store
+                .vendor(id)
+                .await?
+                .map_or_else(|| id.to_owned(), |v| v.name),
+        ),
+        None => None,
+    };
     Ok(Json(SecretRequestView {
         note: request.note,
         expires_time: request.expires_time,
+        asked_by: maker.map_or_else(|| "an administrator".to_owned(), |p| p.name),
+        vendor,
     }))
 }
 

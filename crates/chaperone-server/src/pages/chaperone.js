@@ -70,6 +70,7 @@ function token() {
 // it as the last path segment). It leaves the address bar and the history at once, and goes
 // to the server only in POST bodies, never in a URL.
 function linkToken(page) {
+  reloadOnNewLink();
   const fromHash = location.hash.slice(1);
   const fromPath = location.pathname.split('/')[2] || '';
   history.replaceState(null, '', '/' + page);
@@ -102,7 +103,14 @@ async function openProof(id, keyBytes) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+// A second link pasted into this tab changes only the fragment, which loads nothing: load
+// the page again, so the new link's token leaves the address bar too and its own page runs.
+function reloadOnNewLink() {
+  window.addEventListener('hashchange', () => location.reload());
+}
+
 async function sharePage() {
+  reloadOnNewLink();
   const id = token();
   const keyText = location.hash.slice(1);
   // The key stays in this page's memory only: out of the address bar and the history.
@@ -149,17 +157,23 @@ async function openShare(id, keyText, proof, meta, reveal) {
     headers.Authorization = 'Bearer ' + session.token;
   }
   const passphrase = meta.needs_passphrase ? $('#passphrase').value : null;
-  const opened = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/open', { proof, passphrase }, headers);
-  if (session) {
-    // The session existed only to open this link: end it.
-    await fetch('/api/v1/auth/tokens/' + encodeURIComponent(session.token_id), {
-      method: 'DELETE', headers: { Authorization: 'Bearer ' + session.token }, credentials: 'omit',
-    }).catch(() => {});
+  let opened;
+  try {
+    opened = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/open', { proof, passphrase }, headers);
+  } finally {
+    if (session) {
+      // The session existed only to open this link: end it, whatever the open answered.
+      await fetch('/api/v1/auth/tokens/' + encodeURIComponent(session.token_id), {
+        method: 'DELETE', headers: { Authorization: 'Bearer ' + session.token }, credentials: 'omit',
+      }).catch(() => {});
+    }
   }
   if (!opened.ok) {
     const message = await errorOf(opened, 'The link could not be opened.');
     return correctable(opened) ? retry(message, reveal) : fail(message);
   }
+  // What was typed to open it is not kept in the form.
+  for (const input of ['#password', '#totp', '#passphrase']) $(input).value = '';
   let result;
   try {
     result = await decrypt(id, keyText, new Uint8Array(await opened.arrayBuffer()));
@@ -173,6 +187,12 @@ async function openShare(id, keyText, proof, meta, reveal) {
     link.href = URL.createObjectURL(blob);
     link.download = result.header.name || 'download';
     link.textContent = 'Download ' + (result.header.name || 'the file');
+    // One download: the content leaves this page's memory a minute after the click.
+    link.addEventListener('click', () => setTimeout(() => {
+      URL.revokeObjectURL(link.href);
+      link.removeAttribute('href');
+      link.textContent = 'Downloaded';
+    }, 60000), { once: true });
     show('file-box');
   } else {
     $('#secret').textContent = new TextDecoder().decode(result.content);
@@ -185,7 +205,13 @@ async function requestPage() {
   if (!id) return fail('This link is incomplete: the part after # is missing.');
   const info = await postJson('/api/v1/request-links/info', { token: id });
   if (!info.ok) return fail(await errorOf(info, 'This link has expired or was already used.'));
-  $('#note').textContent = (await info.json()).note;
+  const asked = await info.json();
+  $('#asker').textContent = asked.asked_by;
+  $('#note').textContent = asked.note;
+  if (asked.vendor) {
+    $('#asker-vendor').textContent = asked.vendor;
+    $('#outsider').hidden = false;
+  }
   show('request-box');
   const submit = $('#submit');
   submit.addEventListener('click', async () => {
@@ -193,10 +219,18 @@ async function requestPage() {
     submit.disabled = true;
     const data = {};
     data[$('#field').value || 'value'] = $('#value').value;
-    const sent = await postJson('/api/v1/request-links/submit', { token: id, data });
+    let sent;
+    try {
+      sent = await postJson('/api/v1/request-links/submit', { token: id, data });
+    } catch (_) {
+      return retry('The server could not be reached; try again.', submit);
+    }
     if (!sent.ok) {
       const message = await errorOf(sent, 'The secret could not be submitted.');
-      return sent.status === 400 ? retry(message, submit) : fail(message);
+      if (sent.status === 400) return retry(message, submit);
+      // Not sent, and the form goes away: neither does the value stay behind in it.
+      $('#value').value = '';
+      return fail(message);
     }
     $('#value').value = '';
     done('Thank you: the secret was stored. You can close this page.');
@@ -218,10 +252,15 @@ async function attestPage() {
   attest.addEventListener('click', async () => {
     if (attest.disabled) return;
     attest.disabled = true;
-    const sent = await postJson('/api/v1/attestations/sign', {
-      token: id, name: $('#signer').value, email: $('#email').value,
-      action: $('#action').value, statement: $('#statement').value,
-    });
+    let sent;
+    try {
+      sent = await postJson('/api/v1/attestations/sign', {
+        token: id, name: $('#signer').value, email: $('#email').value,
+        action: $('#action').value, statement: $('#statement').value,
+      });
+    } catch (_) {
+      return retry('The server could not be reached; try again.', attest);
+    }
     if (!sent.ok) {
       const message = await errorOf(sent, 'The confirmation could not be sent.');
       return sent.status === 400 ? retry(message, attest) : fail(message);

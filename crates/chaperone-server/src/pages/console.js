@@ -173,14 +173,19 @@ async function signIn(event) {
 }
 
 async function signOut() {
+  let revoked = true;
   if (session) {
-    await fetch('/api/v1/auth/tokens/' + encodeURIComponent(session.token_id), {
+    revoked = await fetch('/api/v1/auth/tokens/' + encodeURIComponent(session.token_id), {
       method: 'DELETE',
       headers: { Authorization: 'Bearer ' + session.token },
       credentials: 'omit',
-    }).catch(() => {});
+    }).then((r) => r.ok || r.status === 401, () => false);
   }
-  end('You are signed out.');
+  // The session is forgotten here either way; if the server did not end it, it ends at the
+  // server's idle limit, and the person should know.
+  end(revoked
+    ? 'You are signed out.'
+    : 'Signed out of this page, but the server could not be told: the session ends at its idle limit.');
 }
 
 // Forgets the session and shows the sign-in form.
@@ -356,7 +361,7 @@ function decide(request, reload) {
 }
 
 function askForm(reload) {
-  const prefix = el('input', { id: 'ask-prefix', placeholder: 'team/payments/' });
+  const prefix = el('input', { id: 'ask-prefix', placeholder: 'team/payments/', autocomplete: 'off' });
   const boxes = CAPABILITIES.map((c) => el('input', { type: 'checkbox', id: 'ask-' + c, value: c }));
   boxes[0].checked = true;
   const length = el('input', { id: 'ask-duration', value: '1d' });
@@ -406,7 +411,7 @@ async function secretsView(view, prefix) {
     view.replaceChildren();
     return guard(() => secretsView(view, to));
   }
-  const direct = el('input', { id: 'read-path', placeholder: (prefix || 'team/payments/') + 'name' });
+  const direct = el('input', { id: 'read-path', placeholder: (prefix || 'team/payments/') + 'name', autocomplete: 'off' });
   const form = el('form', { id: 'read' }, el('label', {}, 'Read a path', direct),
     el('button', { type: 'submit', text: 'Read' }));
   form.addEventListener('submit', (event) => {
@@ -444,7 +449,7 @@ async function readSecret(path, box) {
     throw e;
   }
   const fields = Object.entries(secret.data).map(([name, value]) =>
-    [name, el('code', { class: 'value', text: typeof value === 'string' ? value : JSON.stringify(value) })]);
+    [name, el('code', { class: 'value', translate: 'no', text: typeof value === 'string' ? value : JSON.stringify(value) })]);
   box.append(el('h3', {}, el('code', { text: path })),
     el('p', { class: 'small', text: 'Version ' + secret.version + ', written ' + minute(secret.created_time) +
       ' UTC. Shown for ' + SHOWN_SECS + ' seconds, and hidden as soon as this tab is.' }),

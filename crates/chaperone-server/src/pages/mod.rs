@@ -38,6 +38,12 @@ fn html(body: String) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::CACHE_CONTROL, "no-store"),
+            // A page of another site that opened this one keeps no handle on it (it could
+            // send the tab to a look-alike sign-in page later).
+            (
+                header::HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            ),
         ],
         body,
     )
