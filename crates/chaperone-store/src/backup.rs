@@ -13,19 +13,32 @@ use std::path::Path;
 use chaperone_ledger::audit::{Audit, Audited, BundleInput};
 use chaperone_ledger::merkle::{self, Hash};
 use chaperone_ledger::tiles::{TileId, TileKind, WIDTH, split_tile};
-use sqlx::{Acquire as _, Row as _};
+use sqlx::Row as _;
 
 use crate::{Backend, Store, StoreError, db};
 
-/// A PostgreSQL snapshot held open for `pg_dump --snapshot`. The snapshot lives until this
-/// is dropped (or [`PgSnapshot::finish`] is called).
+/// A PostgreSQL snapshot held open for `pg_dump --snapshot`. The snapshot lives until
+/// [`PgSnapshot::finish`] ends its transaction, or until this is dropped: then its
+/// connection is closed rather than handed back to the pool, so no later query runs inside
+/// the snapshot's read-only transaction.
 #[derive(Debug)]
 pub struct PgSnapshot {
     /// The id to pass to `pg_dump --snapshot`.
     pub id: String,
     /// The ledger's size in the snapshot.
     pub ledger_size: u64,
-    connection: sqlx::pool::PoolConnection<sqlx::Any>,
+    /// Taken by `finish`.
+    connection: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            // Out of the pool; dropping the bare connection closes it, and PostgreSQL ends
+            // its transaction.
+            drop(connection.detach());
+        }
+    }
 }
 
 impl PgSnapshot {
@@ -35,16 +48,20 @@ impl PgSnapshot {
         &mut self,
         size: u64,
     ) -> Result<(Option<String>, Option<String>), StoreError> {
+        let connection = self
+            .connection
+            .as_mut()
+            .ok_or(StoreError::Unsupported("the snapshot has ended"))?;
         let note: Option<String> = sqlx::query_scalar(
             "SELECT note FROM ledger_checkpoints WHERE size <= $1 ORDER BY size DESC LIMIT 1",
         )
         .bind(i64::try_from(size).unwrap_or(i64::MAX))
-        .fetch_optional(&mut *self.connection)
+        .fetch_optional(&mut **connection)
         .await
         .map_err(db("reading a checkpoint"))?;
         let verifier: Option<Option<String>> =
             sqlx::query_scalar("SELECT verifier FROM ledger_key WHERE id = 1")
-                .fetch_optional(&mut *self.connection)
+                .fetch_optional(&mut **connection)
                 .await
                 .map_err(db("reading the ledger verifier"))?;
         Ok((note, verifier.flatten()))
@@ -52,11 +69,17 @@ impl PgSnapshot {
 
     /// Ends the snapshot's transaction.
     pub async fn finish(mut self) -> Result<(), StoreError> {
-        sqlx::query("COMMIT")
-            .execute(&mut *self.connection)
-            .await
-            .map_err(db("ending the snapshot"))?;
-        Ok(())
+        let Some(mut connection) = self.connection.take() else {
+            return Ok(());
+        };
+        match sqlx::query("COMMIT").execute(&mut *connection).await {
+            // Ended: the connection goes back to the pool.
+            Ok(_) => Ok(()),
+            Err(e) => {
+                drop(connection.detach());
+                Err(db("ending the snapshot")(e))
+            }
+        }
     }
 }
 
@@ -92,28 +115,18 @@ impl Store {
             .acquire()
             .await
             .map_err(db("connecting for a snapshot"))?;
-        let conn = connection
-            .acquire()
-            .await
-            .map_err(db("connecting for a snapshot"))?;
-        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *conn)
-            .await
-            .map_err(db("starting the snapshot"))?;
-        let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db("exporting the snapshot"))?;
-        let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db("reading the ledger size"))?;
-        Ok(PgSnapshot {
-            id,
-            ledger_size: u64::try_from(size)
-                .map_err(|_| StoreError::Corrupt("negative ledger size".into()))?,
-            connection,
-        })
+        match begin_snapshot(&mut connection).await {
+            Ok((id, ledger_size)) => Ok(PgSnapshot {
+                id,
+                ledger_size,
+                connection: Some(connection),
+            }),
+            Err(e) => {
+                // Possibly inside the transaction: closed, not pooled (see `PgSnapshot`).
+                drop(connection.detach());
+                Err(e)
+            }
+        }
     }
 
     /// The tree head at `size`, from the stored hash tiles.
@@ -253,6 +266,25 @@ impl Store {
 }
 
 /// A `(size, note)` row of `ledger_checkpoints`.
+/// Begins the snapshot's transaction on `conn`, exports it and reads the ledger size in it.
+async fn begin_snapshot(conn: &mut sqlx::AnyConnection) -> Result<(String, u64), StoreError> {
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("starting the snapshot"))?;
+    let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("exporting the snapshot"))?;
+    let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("reading the ledger size"))?;
+    let size =
+        u64::try_from(size).map_err(|_| StoreError::Corrupt("negative ledger size".into()))?;
+    Ok((id, size))
+}
+
 fn checkpoint_row(row: &sqlx::any::AnyRow) -> Result<(u64, String), StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
     let size: i64 = row.try_get("size").map_err(corrupt)?;
