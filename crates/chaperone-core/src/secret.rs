@@ -187,6 +187,8 @@ pub struct SecretMetadata {
     pub cas_required: bool,
     /// Free-form, non-secret labels.
     pub custom_metadata: BTreeMap<String, String>,
+    /// How many times the metadata was written (0 until the first metadata write).
+    pub metadata_version: u64,
     /// When the secret was first written.
     pub created_at: Timestamp,
     /// When it last changed.

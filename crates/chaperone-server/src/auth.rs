@@ -346,22 +346,22 @@ pub(crate) fn network_allowed(networks: &[Vec<Cidr>], ip: Option<IpAddr>) -> boo
     }
 }
 
-/// Resolves the bearer token of a request into a [`Caller`]. 401 for a missing, unknown,
-/// expired or revoked token; 503 while sealed.
 /// The header Vault clients send their token in.
 const VAULT_TOKEN: &str = "x-vault-token";
 
-/// The token the request presents: `Authorization: Bearer <token>`, or (for Vault clients)
-/// `X-Vault-Token: <token>`.
+/// The token the request presents: `X-Vault-Token: <token>` (Vault clients), or
+/// `Authorization: Bearer <token>`.
 pub(crate) fn presented_token(headers: &HeaderMap) -> Option<zeroize::Zeroizing<String>> {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "));
     let vault = headers.get(VAULT_TOKEN).and_then(|h| h.to_str().ok());
-    bearer
-        .or(vault)
+    // `X-Vault-Token` first, as OpenBao reads them: a gateway in front may add its own
+    // `Authorization: Bearer` to every request.
+    vault
         .filter(|t| !t.is_empty())
+        .or(bearer.filter(|t| !t.is_empty()))
         .map(|t| zeroize::Zeroizing::new(t.to_owned()))
 }
 
@@ -427,6 +427,8 @@ pub(crate) async fn lineage(
     Ok(session_last_used)
 }
 
+/// Resolves the bearer token of a request into a [`Caller`]. 401 for a missing, unknown,
+/// expired or revoked token; 503 while sealed.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,

@@ -105,6 +105,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_share_digests.sql"),
         postgres: include_str!("../migrations/postgres/0015_share_digests.sql"),
     },
+    Migration {
+        version: 16,
+        name: "metadata version",
+        sqlite: include_str!("../migrations/sqlite/0016_metadata_version.sql"),
+        postgres: include_str!("../migrations/postgres/0016_metadata_version.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

@@ -174,7 +174,8 @@ impl Store {
     pub async fn metadata(&self, path: &SecretPath) -> Result<Option<SecretMetadata>, StoreError> {
         let row = sqlx::query(
             "SELECT id, current_version, oldest_version, max_versions, cas_required, \
-             custom_metadata, created_at, updated_at FROM secrets WHERE path = $1",
+             custom_metadata, metadata_version, created_at, updated_at FROM secrets \
+             WHERE path = $1",
         )
         .bind(path.as_str())
         .fetch_optional(&self.pool)
@@ -200,6 +201,12 @@ impl Store {
             cas_required: head.cas_required,
             custom_metadata: serde_json::from_str(&custom)
                 .map_err(|e| StoreError::Corrupt(format!("custom metadata: {e}")))?,
+            metadata_version: row
+                .try_get::<i64, _>("metadata_version")
+                .map_err(corrupt)
+                .and_then(|v| {
+                    u64::try_from(v).map_err(|_| StoreError::Corrupt("metadata version".into()))
+                })?,
             created_at: Timestamp::from_unix_nanos(row.try_get("created_at").map_err(corrupt)?),
             updated_at: Timestamp::from_unix_nanos(row.try_get("updated_at").map_err(corrupt)?),
             versions: rows
@@ -210,11 +217,12 @@ impl Store {
         }))
     }
 
-    /// The direct children of `prefix`: secret names, and sub-folders ending in `/`.
+    /// The direct children of `prefix`: secret names, and sub-folders ending in `/`. A
+    /// secret with metadata and no version yet is listed, as Vault lists it.
     pub async fn list(&self, prefix: &SecretPrefix) -> Result<Vec<String>, StoreError> {
         let len = i64::try_from(prefix.as_str().len()).expect("prefixes are short");
         let paths: Vec<String> = sqlx::query_scalar(
-            "SELECT path FROM secrets WHERE substr(path, 1, CAST($2 AS INTEGER)) = $1 AND current_version > 0",
+            "SELECT path FROM secrets WHERE substr(path, 1, CAST($2 AS INTEGER)) = $1",
         )
         .bind(prefix.as_str())
         .bind(len)
@@ -500,12 +508,15 @@ async fn update_metadata_in(
             .await
             .map_err(db("updating custom metadata"))?;
     }
-    sqlx::query("UPDATE secrets SET updated_at = $2 WHERE path = $1")
-        .bind(path.as_str())
-        .bind(now.unix_nanos())
-        .execute(&mut *conn)
-        .await
-        .map_err(db("updating a secret"))?;
+    sqlx::query(
+        "UPDATE secrets SET updated_at = $2, metadata_version = metadata_version + 1 \
+         WHERE path = $1",
+    )
+    .bind(path.as_str())
+    .bind(now.unix_nanos())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("updating a secret"))?;
     Ok(())
 }
 

@@ -674,19 +674,18 @@ async fn metadata_updates(f: &Fixture) {
     let meta = f.store.metadata(&path("m")).await.unwrap().unwrap();
     assert_eq!(meta.custom_metadata, custom);
     assert_eq!(meta.current_version, 0);
+    assert_eq!(meta.metadata_version, 1, "one metadata write");
     assert!(meta.versions.is_empty());
-    // Metadata without versions does not show up in listings.
-    assert!(
-        f.store
-            .list(&SecretPrefix::default())
-            .await
-            .unwrap()
-            .is_empty()
+    // Metadata without versions is listed, as Vault lists it.
+    assert_eq!(
+        f.store.list(&SecretPrefix::default()).await.unwrap(),
+        ["m".to_owned()]
     );
     put(f, "m", "v", Cas::Version(0)).await.unwrap();
     let meta = f.store.metadata(&path("m")).await.unwrap().unwrap();
     assert_eq!(meta.custom_metadata, custom);
     assert_eq!(meta.current_version, 1);
+    assert_eq!(meta.metadata_version, 1, "a data write is not a metadata write");
     let stored = f
         .store
         .read_version(&path("m"), None)

@@ -25,7 +25,27 @@ use crate::{ApiError, AppState};
 
 #[derive(Deserialize)]
 pub(crate) struct VersionQuery {
-    version: Option<u64>,
+    version: Option<String>,
+}
+
+/// A query field read as OpenBao reads an integer: absent or empty is `None`; anything but
+/// a 64-bit integer is refused with OpenBao's message (for a 400).
+fn integer_field(field: &str, text: Option<&str>) -> Result<Option<i64>, String> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    text.parse::<i64>().map(Some).map_err(|_| {
+        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+        let why = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            "value out of range"
+        } else {
+            "invalid syntax"
+        };
+        format!(
+            "Field validation failed: error converting input for field \"{field}\": '' \
+             cannot parse value as 'int': strconv.ParseInt: {why}"
+        )
+    })
 }
 
 /// A version's metadata as Vault shows it: `deletion_time` empty when unset,
@@ -57,7 +77,13 @@ pub(crate) async fn read(
     Query(query): Query<VersionQuery>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
-    let version = query.version.filter(|&v| v > 0);
+    // As OpenBao reads it: empty, zero or negative is the current version.
+    let version = match integer_field("version", query.version.as_deref()) {
+        Ok(version) => version
+            .and_then(|v| u64::try_from(v).ok())
+            .filter(|&v| v > 0),
+        Err(message) => return Ok(errors(StatusCode::BAD_REQUEST, &message)),
+    };
     Ok(
         match read_value(&state, &caller, &info, &path, version).await? {
             Some(Found::Value { stored, data }) => {
@@ -333,7 +359,7 @@ pub(crate) async fn metadata(
     let data = json!({
         "cas_required": meta.cas_required,
         "created_time": meta.created_at.to_rfc3339(),
-        "current_metadata_version": 0,
+        "current_metadata_version": meta.metadata_version,
         "current_version": meta.current_version,
         "custom_metadata": custom_value(&meta.custom_metadata),
         "delete_version_after": "0s",
@@ -353,6 +379,43 @@ pub(crate) struct MetadataBody {
     cas_required: Option<bool>,
     delete_version_after: Option<String>,
     custom_metadata: Option<BTreeMap<String, String>>,
+    /// Check-and-set on the metadata itself, which Chaperone does not version: refused
+    /// when asked for, rather than accepted and not done.
+    metadata_cas_required: Option<bool>,
+    cas: Option<Value>,
+}
+
+impl MetadataBody {
+    /// What this body cannot have done, in Vault's words; `None` if it can.
+    fn unsupported(&self) -> Option<&'static str> {
+        if self
+            .delete_version_after
+            .as_deref()
+            .is_some_and(|d| !matches!(d, "" | "0" | "0s"))
+        {
+            return Some("delete_version_after is not supported; versions are kept until deleted");
+        }
+        if self.metadata_cas_required == Some(true)
+            || self.cas.as_ref().is_some_and(|c| !c.is_null())
+        {
+            return Some(
+                "check-and-set on metadata (metadata_cas_required, cas) is not supported; \
+                 metadata writes are not versioned",
+            );
+        }
+        None
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MetadataPatch {
+    max_versions: Option<u32>,
+    cas_required: Option<bool>,
+    delete_version_after: Option<String>,
+    /// Merged key by key: a `null` value removes the key.
+    custom_metadata: Option<BTreeMap<String, Option<String>>>,
+    metadata_cas_required: Option<bool>,
+    cas: Option<Value>,
 }
 
 /// `POST secret/metadata/:path`.
@@ -364,25 +427,70 @@ pub(crate) async fn write_metadata(
     ApiJson(body): ApiJson<MetadataBody>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
-    if body
-        .delete_version_after
-        .as_deref()
-        .is_some_and(|d| !matches!(d, "" | "0" | "0s"))
-    {
-        return Ok(errors(
-            StatusCode::BAD_REQUEST,
-            "delete_version_after is not supported; versions are kept until deleted",
-        ));
+    if let Some(message) = body.unsupported() {
+        return Ok(errors(StatusCode::BAD_REQUEST, message));
     }
-    let max_versions = match body.max_versions {
+    let update = MetadataUpdate {
+        max_versions: max_versions(body.max_versions)?,
+        cas_required: body.cas_required,
+        custom_metadata: body.custom_metadata,
+    };
+    apply_metadata(&state, &caller, &info, &path, &update).await?;
+    Ok(no_content())
+}
+
+/// A metadata body's `max_versions`: 0 returns to the server's default.
+fn max_versions(asked: Option<u32>) -> Result<Option<Option<MaxVersions>>, ApiError> {
+    Ok(match asked {
         None => None,
         Some(0) => Some(None),
         Some(n) => Some(Some(MaxVersions::new(n)?)),
+    })
+}
+
+/// `PATCH secret/metadata/:path` (`bao kv metadata patch`): the fields given change, the
+/// others stay; custom metadata is merged key by key. On a path with no metadata, 404 as
+/// in OpenBao. The merge reads the current custom metadata first, so of two patches at the
+/// same moment to different keys, one may undo the other's.
+pub(crate) async fn patch_metadata(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(path): Path<String>,
+    ApiJson(body): ApiJson<MetadataPatch>,
+) -> Result<Response, ApiError> {
+    let path = SecretPath::parse(&path)?;
+    let checked = MetadataBody {
+        max_versions: None,
+        cas_required: None,
+        delete_version_after: body.delete_version_after,
+        custom_metadata: None,
+        metadata_cas_required: body.metadata_cas_required,
+        cas: body.cas,
     };
+    if let Some(message) = checked.unsupported() {
+        return Ok(errors(StatusCode::BAD_REQUEST, message));
+    }
+    let Some(current) = state.store.metadata(&path).await? else {
+        // OpenBao's answer has no body at all.
+        let mut answer = no_content();
+        *answer.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(answer);
+    };
+    let custom_metadata = body.custom_metadata.map(|changes| {
+        let mut merged = current.custom_metadata.clone();
+        for (key, value) in changes {
+            match value {
+                Some(value) => merged.insert(key, value),
+                None => merged.remove(&key),
+            };
+        }
+        merged
+    });
     let update = MetadataUpdate {
-        max_versions,
+        max_versions: max_versions(body.max_versions)?,
         cas_required: body.cas_required,
-        custom_metadata: body.custom_metadata,
+        custom_metadata,
     };
     apply_metadata(&state, &caller, &info, &path, &update).await?;
     Ok(no_content())
@@ -400,15 +508,24 @@ pub(crate) async fn delete_all(
     Ok(no_content())
 }
 
+/// A listing's page, as OpenBao's KV engine takes it: the keys after `after` (in sorted
+/// order), at most `limit` of them (all when absent or not positive).
+#[derive(Deserialize)]
+pub(crate) struct ListPage {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
 /// `LIST secret/metadata/:prefix` (rewritten to this route by `compat`).
 pub(crate) async fn list(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     Path(prefix): Path<String>,
+    Query(page): Query<ListPage>,
 ) -> Result<Response, ApiError> {
     let prefix = SecretPrefix::parse(&prefix)?;
-    list_keys(&caller, &state, &info, &prefix).await
+    list_keys(&caller, &state, &info, &prefix, page).await
 }
 
 /// `LIST secret/metadata/`.
@@ -416,8 +533,9 @@ pub(crate) async fn list_root(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
+    Query(page): Query<ListPage>,
 ) -> Result<Response, ApiError> {
-    list_keys(&caller, &state, &info, &SecretPrefix::default()).await
+    list_keys(&caller, &state, &info, &SecretPrefix::default(), page).await
 }
 
 async fn list_keys(
@@ -425,8 +543,21 @@ async fn list_keys(
     state: &AppState,
     info: &RequestInfo,
     prefix: &SecretPrefix,
+    page: ListPage,
 ) -> Result<Response, ApiError> {
-    let keys = list_visible(caller, state, prefix).await?.0.keys;
+    let limit = match integer_field("limit", page.limit.as_deref()) {
+        Ok(limit) => limit
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0),
+        Err(message) => return Ok(errors(StatusCode::BAD_REQUEST, &message)),
+    };
+    let mut keys = list_visible(caller, state, prefix).await?.0.keys;
+    if let Some(after) = page.after.filter(|a| !a.is_empty()) {
+        keys.retain(|key| key.as_str() > after.as_str());
+    }
+    if let Some(limit) = limit {
+        keys.truncate(limit);
+    }
     if keys.is_empty() {
         return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
     }

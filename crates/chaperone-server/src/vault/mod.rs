@@ -63,6 +63,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             sys::seal_status,
         ),
         route(M::GET, "/v1/sys/init", None, On::System, sys::init),
+        route(M::GET, "/v1/sys/leader", None, On::System, sys::leader),
         route(
             M::GET,
             "/v1/sys/mounts",
@@ -94,6 +95,13 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             kv::delete_latest,
         ),
         route(M::GET, META, Some(SecretList), On::Secret, kv::metadata),
+        route(
+            M::PATCH,
+            META,
+            Some(SecretMetadataWrite),
+            On::Secret,
+            kv::patch_metadata,
+        ),
         route(
             M::DELETE,
             META,
@@ -311,7 +319,17 @@ pub(crate) async fn compat(
     if !request.uri().path().starts_with("/v1/") {
         return next.run(request).await;
     }
-    rewrite_list(&mut request);
+    // Chaperone has one tree, the root namespace: a client aimed at another namespace is
+    // told it does not exist, as OpenBao tells it, rather than served the root's secrets.
+    if let Some(namespace) = request.headers().get("x-vault-namespace") {
+        let name = namespace.to_str().unwrap_or("?").trim().trim_matches('/');
+        if !(name.is_empty() || name == "root") {
+            return errors(StatusCode::NOT_FOUND, "namespace not found");
+        }
+    }
+    if rewrite_list(&mut request).is_err() {
+        return reply(StatusCode::BAD_REQUEST, &json!({ "errors": [] }));
+    }
     let route = request.uri().path()["/v1/".len()..].to_owned();
     // Checked before the request runs: a read or a token made, recorded, and then refused
     // for a bad header would be an answer recorded as given that nobody received.
@@ -320,8 +338,8 @@ pub(crate) async fn compat(
             .map_err(|e| e.to_string())
             .and_then(|ttl| wrapping::parse_ttl(ttl, state.settings.auth.max_token_ttl_secs))
     }) {
-        None => None,
-        Some(Ok(ttl)) => Some(ttl),
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(ttl))) => Some(ttl),
         Some(Err(e)) => {
             return errors(
                 StatusCode::BAD_REQUEST,
@@ -329,6 +347,15 @@ pub(crate) async fn compat(
             );
         }
     };
+    // An unwrap asked to wrap its answer again would hand out the plaintext instead: it is
+    // refused before the wrapping is spent.
+    if wrap_ttl.is_some() && route == "sys/wrapping/unwrap" {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "X-Vault-Wrap-TTL is not supported on sys/wrapping/unwrap: unwrap, then wrap the \
+             answer with sys/wrapping/wrap",
+        );
+    }
     let response = next.run(request).await;
     // A successful answer with data is wrapped when asked (never the wrapping routes'
     // own answers, apart from `wrap`), and only for a caller who proved who they are: a
@@ -376,6 +403,17 @@ fn vault_error(status: StatusCode, code: &str, message: &str, route: &str) -> Re
         (_, "not_initialized") => {
             errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is not initialized")
         }
+        // OpenBao's own backends (`sys/`, the token store) say a path is unsupported; a
+        // path under no mount has no handler.
+        (StatusCode::NOT_FOUND, "not_found")
+            if message.starts_with("no such route")
+                && (route.starts_with("sys/") || route.starts_with("auth/token/")) =>
+        {
+            errors(
+                StatusCode::NOT_FOUND,
+                "1 error occurred:\n\t* unsupported path\n\n",
+            )
+        }
         (StatusCode::NOT_FOUND, "not_found") if message.starts_with("no such route") => errors(
             StatusCode::NOT_FOUND,
             &format!("no handler for route {route:?}. route entry not found."),
@@ -407,16 +445,29 @@ async fn wrap_answer(state: &AppState, route: &str, ttl: i64, response: Response
     }
 }
 
-/// `LIST /v1/secret/metadata/P` and `GET ...?list=true` → `GET /v1/secret/list/P`.
-fn rewrite_list(request: &mut Request) {
-    let is_list = request.method().as_str() == "LIST"
-        || (request.method() == Method::GET
-            && request
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|kv| kv == "list=true")));
+/// `LIST /v1/secret/metadata/P` and `GET ...?list=true` → `GET /v1/secret/list/P`, with
+/// the query kept (a listing's `after` and `limit`). `list` is read as Go's `ParseBool`
+/// reads it, as OpenBao does (hvac sends `list=True`); any other value is an error (a 400).
+fn rewrite_list(request: &mut Request) -> Result<(), ()> {
+    let flag = request.uri().query().and_then(|query| {
+        query
+            .split('&')
+            .find_map(|pair| match pair.split_once('=') {
+                Some(("list", value)) => Some(value),
+                None if pair == "list" => Some(""),
+                _ => None,
+            })
+    });
+    let listed_by_query = match flag {
+        None | Some("") => false,
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
+        Some(_) => return Err(()),
+    };
+    let is_list =
+        request.method().as_str() == "LIST" || (request.method() == Method::GET && listed_by_query);
     if !is_list {
-        return;
+        return Ok(());
     }
     let path = request.uri().path();
     let listed = match path.strip_prefix("/v1/secret/metadata") {
@@ -425,7 +476,11 @@ fn rewrite_list(request: &mut Request) {
             .strip_prefix('/')
             .map(|prefix| format!("/v1/secret/list/{prefix}")),
         None => None,
-    };
+    }
+    .map(|listed| match request.uri().query() {
+        Some(query) => format!("{listed}?{query}"),
+        None => listed,
+    });
     // Only a listing becomes a GET: a list on any other path (`LIST`, or `GET ?list=true`)
     // is a `LIST`, which no route takes (405), so it never reads what a GET there would (a
     // secret's value).
@@ -439,4 +494,5 @@ fn rewrite_list(request: &mut Request) {
                 Method::from_bytes(b"LIST").expect("LIST is a valid method name");
         }
     }
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `sys/health`, `sys/seal-status`, `sys/init`, `sys/mounts` and
+//! `sys/health`, `sys/seal-status`, `sys/leader`, `sys/init`, `sys/mounts` and
 //! `sys/internal/ui/mounts/:path`, as Vault clients expect them.
 
 use std::collections::HashMap;
@@ -52,6 +52,13 @@ pub(crate) async fn health(
         "cluster_id": "",
     });
     Ok(reply(code, &body))
+}
+
+/// `GET sys/leader`, which `bao status` and `vault status` call after the seal status:
+/// Chaperone has no leader election (every node on one PostgreSQL serves reads and
+/// writes), so there is no HA mode to report. Open, as in OpenBao.
+pub(crate) async fn leader() -> Response {
+    reply(StatusCode::OK, &json!({ "ha_enabled": false }))
 }
 
 /// `GET sys/seal-status`.

@@ -34,13 +34,17 @@ pub(crate) const PURPOSE: &str = "wrapped-response";
 const INVALID: &str = "wrapping token is not valid or does not exist";
 
 /// A wrap TTL as Vault clients send it: seconds (`300`) or a duration (`5m`, `5m0s`).
-pub(crate) fn parse_ttl(text: &str, max_secs: i64) -> Result<i64, String> {
+/// Zero or blank means unset (the answer is not wrapped), as for OpenBao.
+pub(crate) fn parse_ttl(text: &str, max_secs: i64) -> Result<Option<i64>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
     match duration(text)? {
-        0 => Err("the wrap TTL must be positive".into()),
+        0 => Ok(None),
         secs if secs > max_secs => Err(format!(
             "the wrap TTL is longer than the {max_secs} s the server allows"
         )),
-        secs => Ok(secs),
+        secs => Ok(Some(secs)),
     }
 }
 
@@ -133,6 +137,21 @@ pub(crate) async fn wrap(
     event.details.insert("ttl".into(), ttl.into());
     let event = state.event(info, actor, event);
     state.store.insert_wrapped(&record, &[event]).await?;
+    let mut wrap_info = json!({
+        "token": token.expose(),
+        "accessor": accessor,
+        "ttl": ttl,
+        "creation_time": now.to_rfc3339(),
+        "creation_path": shown_path(creation_path),
+    });
+    // A wrapped token (a login, a token made) names the token's accessor, as Vault's does,
+    // so that it can be tracked or revoked without unwrapping it.
+    if creation_path.starts_with("auth/")
+        && let Ok(answer) = serde_json::from_slice::<Value>(body)
+        && let Some(wrapped) = answer["auth"]["accessor"].as_str()
+    {
+        wrap_info["wrapped_accessor"] = wrapped.into();
+    }
     Ok(reply(
         StatusCode::OK,
         &json!({
@@ -141,17 +160,22 @@ pub(crate) async fn wrap(
             "renewable": false,
             "lease_duration": 0,
             "data": null,
-            "wrap_info": {
-                "token": token.expose(),
-                "accessor": accessor,
-                "ttl": ttl,
-                "creation_time": now.to_rfc3339(),
-                "creation_path": creation_path,
-            },
+            "wrap_info": wrap_info,
             "warnings": null,
             "auth": null,
         }),
     ))
+}
+
+/// A creation path as clients see it: a listing, stored under its route (`secret/list/P`),
+/// is shown as the request that made it (`secret/metadata/P/`), which clients check before
+/// they unwrap.
+fn shown_path(creation_path: &str) -> String {
+    match listed_prefix(creation_path) {
+        Some("") => "secret/metadata/".to_owned(),
+        Some(prefix) => format!("secret/metadata/{}/", prefix.trim_end_matches('/')),
+        None => creation_path.to_owned(),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -326,7 +350,7 @@ pub(crate) async fn lookup(
         &envelope(
             &info,
             json!({
-                "creation_path": record.creation_path,
+                "creation_path": shown_path(&record.creation_path),
                 "creation_time": record.created_at.to_rfc3339(),
                 "creation_ttl": ttl,
             }),
@@ -342,7 +366,12 @@ pub(crate) async fn wrap_data(
     headers: HeaderMap,
     ApiJson(data): ApiJson<Map<String, Value>>,
 ) -> Response {
-    if headers.get(super::WRAP_TTL).is_none() {
+    // A zero or blank TTL asks for nothing to be wrapped, which leaves nothing to answer.
+    let asked = headers
+        .get(super::WRAP_TTL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ttl| matches!(parse_ttl(ttl, i64::MAX), Ok(Some(_))));
+    if !asked {
         return errors(
             StatusCode::BAD_REQUEST,
             "sys/wrapping/wrap needs the X-Vault-Wrap-TTL header",

@@ -47,6 +47,24 @@ def test_kv_put_get_patch_list_and_metadata():
     assert set(metadata["data"]["versions"]) == {"1", "2"}
 
 
+def test_status_metadata_patch_and_paged_lists():
+    status = bao("status")
+    assert "Sealed" in status.stdout and "false" in status.stdout, status.stdout
+    assert json.loads(bao("status", "-format=json").stdout)["sealed"] is False
+
+    bao("kv", "put", "secret/cli/meta", "x=1")
+    bao("kv", "metadata", "put", "-custom-metadata=owner=ann", "-custom-metadata=team=x", "secret/cli/meta")
+    bao("kv", "metadata", "patch", "-custom-metadata=team=y", "-max-versions=7", "secret/cli/meta")
+    metadata = bao_json("kv", "metadata", "get", "secret/cli/meta")["data"]
+    assert metadata["custom_metadata"] == {"owner": "ann", "team": "y"}
+    assert metadata["max_versions"] == 7
+
+    for key in ("p1", "p2", "p3"):
+        bao("kv", "put", f"secret/cli/paged/{key}", "v=1")
+    page = json.loads(bao("list", "-format=json", "-after=p1", "-limit=1", "secret/metadata/cli/paged").stdout)
+    assert page == ["p2"]
+
+
 def test_kv_delete_undelete_destroy():
     bao("kv", "put", "secret/cli/del", "v=1")
     bao("kv", "put", "secret/cli/del", "v=2")

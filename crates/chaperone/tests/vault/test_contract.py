@@ -91,7 +91,7 @@ UNCOMPARED = {
     "cluster_name", "cluster_id", "server_time_utc", "id", "issue_time", "creation_time",
     "display_name", "policies", "entity_id", "expire_time", "storage_type", "commit_date",
     "description", "running_plugin_version", "plugin_version", "version", "nonce",
-    "token",
+    "token", "client_token", "wrapped_accessor", "token_policies",
     "t", "n", "max_versions",
     # Replication modes depend on the storage a server runs on.
     "replication_performance_mode", "replication_dr_mode",
@@ -160,6 +160,36 @@ STEPS = [
     ("GET", "sys/init", None),
     ("GET", f"sys/internal/ui/mounts/secret/{P}", None),
     ("GET", "nope/x", None),
+    ("GET", "sys/nope", None),
+    ("GET", "auth/token/nope", None),
+    # `list` is read as Go's ParseBool reads it (hvac sends `list=True`); a list on data/
+    # reads nothing whatever its spelling.
+    ("GET", "secret/metadata/contract?list=True", None),
+    ("GET", "secret/metadata/contract?list=1", None),
+    ("GET", f"secret/data/{P}?list=1", None),
+    ("GET", f"secret/data/{P}?list=True", None),
+    ("GET", "secret/metadata/contract?list=yes", None),
+    # Empty, zero or negative versions are the current one; what is not an integer is a 400.
+    ("GET", f"secret/data/{P}?version=-1", None),
+    ("GET", f"secret/data/{P}?version=", None),
+    ("GET", f"secret/data/{P}?version=abc", None),
+    ("GET", f"secret/data/{P}?version=99999999999999999999", None),
+    # A key with metadata and no version yet is listed, and reads as metadata.
+    ("POST", "secret/metadata/contract/only", {"max_versions": 2, "custom_metadata": {"o": "p"}}),
+    ("LIST", "secret/metadata/contract", None),
+    ("GET", "secret/metadata/contract/only", None),
+    ("GET", "secret/data/contract/only", None),
+    # Listings page with `after` and `limit`.
+    ("POST", "secret/data/contract/p/k1", {"data": {"v": "1"}}),
+    ("POST", "secret/data/contract/p/k2", {"data": {"v": "2"}}),
+    ("POST", "secret/data/contract/p/sub/k3", {"data": {"v": "3"}}),
+    ("LIST", "secret/metadata/contract/p?limit=2", None),
+    ("LIST", "secret/metadata/contract/p?after=k1", None),
+    ("LIST", "secret/metadata/contract/p?after=k1&limit=1", None),
+    ("GET", "secret/metadata/contract/p?list=true&after=k2", None),
+    ("LIST", "secret/metadata/contract/p?after=zzz", None),
+    ("LIST", "secret/metadata/contract/p?limit=0", None),
+    ("LIST", "secret/metadata/contract/p?limit=abc", None),
     ("DELETE", f"secret/metadata/{P}", None),
     ("GET", f"secret/metadata/{P}", None),
 ]
@@ -188,6 +218,62 @@ def test_tokens_and_refusals_match(openbao):
         theirs = call(addr, bad, "GET", "secret/data/x")
         assert ours[0] == theirs[0] == 403
         assert ours[2] == theirs[2] == {"errors": ["permission denied"]}
+
+
+def test_headers_and_token_edges_match(openbao):
+    addr, root = openbao
+    for base, token in ((CHAPERONE, ADMIN), (addr, root)):
+        requests.post(f"{base}/v1/secret/data/contract/h", headers={"X-Vault-Token": token}, json={"data": {"a": "b"}})
+    pairs = []
+    for base, token in ((CHAPERONE, ADMIN), (addr, root)):
+        url = f"{base}/v1/secret/data/contract/h"
+        answers = [
+            # X-Vault-Token wins over a gateway's own Authorization header.
+            requests.get(url, headers={"X-Vault-Token": token, "Authorization": "Bearer gateway-jwt"}),
+            requests.get(url, headers={"X-Vault-Token": "bogus", "Authorization": f"Bearer {token}"}),
+            # Another namespace is not the root's tree.
+            requests.get(url, headers={"X-Vault-Token": token, "X-Vault-Namespace": "ns1"}),
+            requests.get(url, headers={"X-Vault-Token": token, "X-Vault-Namespace": "root"}),
+            # A zero wrap TTL wraps nothing.
+            requests.get(url, headers={"X-Vault-Token": token, "X-Vault-Wrap-TTL": "0"}),
+            # An unknown route: refused without a token, unknown with one.
+            requests.get(f"{base}/v1/sys/nope"),
+            requests.get(f"{base}/v1/nope/x", headers={"X-Vault-Token": "bogus"}),
+            # Revoking an accessor that names no token is not an error for the root token.
+            requests.post(
+                f"{base}/v1/auth/token/revoke-accessor", headers={"X-Vault-Token": token}, json={"accessor": "bogus"}
+            ),
+            # Durations as numbers of seconds.
+            requests.post(f"{base}/v1/auth/token/create", headers={"X-Vault-Token": token}, json={"ttl": 60}),
+        ]
+        pairs.append(answers)
+    for i, (ours, theirs) in enumerate(zip(*pairs)):
+        step = f"edge {i}"
+        assert ours.status_code == theirs.status_code, f"{step}: {ours.status_code} vs {theirs.status_code}: {ours.text} / {theirs.text}"
+        if i < len(pairs[0]) - 1:
+            same_shape(ours.json(), theirs.json(), step)
+    # Chaperone's tokens are not renewable (docs/vault-compatibility.md): the lease is compared.
+    ours, theirs = pairs[0][-1].json(), pairs[1][-1].json()
+    assert ours["auth"]["lease_duration"] == theirs["auth"]["lease_duration"] == 60
+    assert pairs[0][2].json() == {"errors": ["namespace not found"]}
+
+
+def test_metadata_patch_matches(openbao):
+    addr, root = openbao
+    seen = []
+    for base, token in ((CHAPERONE, ADMIN), (addr, root)):
+        plain = {"X-Vault-Token": token}
+        merge = {**plain, "Content-Type": "application/merge-patch+json"}
+        url = f"{base}/v1/secret/metadata/contract/mp"
+        requests.post(f"{base}/v1/secret/data/contract/mp", headers=plain, json={"data": {"a": "b"}})
+        requests.post(url, headers=plain, json={"max_versions": 4, "custom_metadata": {"owner": "ann", "team": "x"}})
+        patched = requests.patch(url, headers=merge, json={"custom_metadata": {"team": None, "tier": "1"}})
+        missing = requests.patch(f"{url}-missing", headers=merge, json={"custom_metadata": {"a": "b"}})
+        data = requests.get(url, headers=plain).json()["data"]
+        seen.append((patched.status_code, missing.status_code, missing.text, data["custom_metadata"], data["max_versions"]))
+    ours, theirs = seen
+    assert ours == theirs
+    assert theirs[3] == {"owner": "ann", "tier": "1"}
 
 
 def test_token_trees_match(openbao):
@@ -250,8 +336,18 @@ def test_wrapping_matches(openbao):
         lookup = requests.post(f"{base}/v1/sys/wrapping/lookup", json={"token": wrap_token})
         first = requests.post(f"{base}/v1/sys/wrapping/unwrap", headers={"X-Vault-Token": wrap_token})
         second = requests.post(f"{base}/v1/sys/wrapping/unwrap", headers={"X-Vault-Token": wrap_token})
-        answers.append([wrapped, lookup, first, second])
-    for name, ours, theirs in zip(["wrapped read", "lookup", "unwrap", "unwrap again"], *answers):
+        # A wrapped listing names the request that made it; a wrapped token names its accessor.
+        listing = requests.request(
+            "LIST", f"{base}/v1/secret/metadata/contract", headers={"X-Vault-Token": tok, "X-Vault-Wrap-TTL": "60"}
+        )
+        made = requests.post(
+            f"{base}/v1/auth/token/create",
+            headers={"X-Vault-Token": tok, "X-Vault-Wrap-TTL": "60"},
+            json={"ttl": "1h"},
+        )
+        answers.append([wrapped, lookup, first, second, listing, made])
+    names = ["wrapped read", "lookup", "unwrap", "unwrap again", "wrapped listing", "wrapped token"]
+    for name, ours, theirs in zip(names, *answers):
         assert ours.status_code == theirs.status_code, f"{name}: {ours.status_code} vs {theirs.status_code}: {ours.text} / {theirs.text}"
         same_shape(ours.json(), theirs.json(), name)
 

@@ -300,6 +300,8 @@ def test_list(client):
         f"{ADDR}/v1/secret/metadata/hvac/list?list=true", headers={"X-Vault-Token": ADMIN}
     )
     assert response.json()["data"]["keys"] == ["a", "b", "dir/"]
+    # hvac's generic list sends `?list=True`.
+    assert client.list("secret/metadata/hvac/list")["data"]["keys"] == ["a", "b", "dir/"]
     with pytest.raises(hvac.exceptions.InvalidPath):
         kv(client).list_secrets(path="hvac/nothing-here")
 
