@@ -193,6 +193,16 @@ fn parse_shares(texts: &[Zeroizing<String>], needed: u8) -> Result<Vec<Share>, A
         .map(|text| Share::from_text(text.trim()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::bad_request("invalid_share", e.to_string()))?;
+    // The same share twice is a mistake to name, not a wrong share (which is recorded as
+    // a failed rekey).
+    for (i, share) in shares.iter().enumerate() {
+        if shares[..i].iter().any(|s| s.index() == share.index()) {
+            return Err(ApiError::bad_request(
+                "invalid_share",
+                format!("share {} was given twice", share.index()),
+            ));
+        }
+    }
     if shares.len() < usize::from(needed) {
         return Err(ApiError::bad_request(
             "invalid_share",

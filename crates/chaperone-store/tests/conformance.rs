@@ -685,7 +685,10 @@ async fn metadata_updates(f: &Fixture) {
     let meta = f.store.metadata(&path("m")).await.unwrap().unwrap();
     assert_eq!(meta.custom_metadata, custom);
     assert_eq!(meta.current_version, 1);
-    assert_eq!(meta.metadata_version, 1, "a data write is not a metadata write");
+    assert_eq!(
+        meta.metadata_version, 1,
+        "a data write is not a metadata write"
+    );
     let stored = f
         .store
         .read_version(&path("m"), None)

@@ -807,6 +807,13 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
         &format!("{}\n", old[..2].join("\n")),
     ));
     assert!(error.contains("2 of 3"), "{error}");
+    // The same share twice is named as such, not taken for a wrong share.
+    let error = fails(server.cli(
+        &token,
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        &format!("{}\n{}\n{}\n", old[0], old[1], old[0]),
+    ));
+    assert!(error.contains("was given twice"), "{error}");
 
     // A first step whose new shares never come back changes nothing.
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -868,13 +875,38 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
         (400, Some("no_rekey"))
     );
 
+    // Written to a pipe, the new shares are not put in force by the first step: they could
+    // have been lost on the way (`| head -4`). Sealed, the server still opens with the
+    // current shares, and a verification with a wrong share changes nothing.
     let out = ok(server.cli(
         &token,
         &["operator", "rekey", "--shares", "3", "--threshold", "2"],
-        &format!("{}\n{}\n{}\n", old[4], old[1], old[3]),
+        &format!("{}\n{}\n{}\n", old[0], old[1], old[2]),
     ));
-    let new: Vec<String> = shares_in(&out);
-    assert_eq!(new.len(), 3, "{out}");
+    assert!(out.contains("Not in force yet"), "{out}");
+    let nonce = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Rekey nonce: "))
+        .unwrap()
+        .to_owned();
+    let lost = shares_in(&out);
+    let error = fails(server.cli(
+        &token,
+        &["operator", "rekey", "--verify", &nonce],
+        &format!("{}\n{}\n", lost[0], old[1]),
+    ));
+    assert!(error.contains("NOT put in force"), "{error}");
+    ok(server.cli(&token, &["seal"], ""));
+    ok(server.cli("", &["unseal"], &format!("{}\n", old[2..5].join("\n"))));
+
+    let new = rekey(
+        &server,
+        &token,
+        &format!("{}\n{}\n{}\n", old[4], old[1], old[3]),
+        3,
+        2,
+    );
+    assert_eq!(new.len(), 3);
     // The new shares are stored nowhere.
     let db = std::fs::read(dir.path().join("keys.db")).unwrap();
     assert!(!db.windows(20).any(|w| w == &new[0].as_bytes()[5..25]));
@@ -887,13 +919,8 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
 
     // Back to a 5-of-3 split: the original shares have the right shape again, and still
     // open nothing.
-    let out = ok(server.cli(
-        &token,
-        &["operator", "rekey", "--shares", "5", "--threshold", "3"],
-        &format!("{}\n{}\n", new[0], new[1]),
-    ));
-    let new: Vec<String> = shares_in(&out);
-    assert_eq!(new.len(), 5, "{out}");
+    let new = rekey(&server, &token, &format!("{}\n{}\n", new[0], new[1]), 5, 3);
+    assert_eq!(new.len(), 5);
     ok(server.cli(&token, &["seal"], ""));
     let error = fails(server.cli("", &["unseal"], &format!("{}\n", old[..3].join("\n"))));
     assert!(
@@ -991,13 +1018,8 @@ fn a_rekey_on_one_node_is_the_one_every_node_checks_on_postgres() {
         return;
     };
     let old: Vec<&str> = shares.iter().map(String::as_str).collect();
-    let out = ok(a.cli(
-        &token,
-        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
-        &format!("{}\n", old[..3].join("\n")),
-    ));
-    let new: Vec<String> = shares_in(&out);
-    assert_eq!(new.len(), 3, "{out}");
+    let new = rekey(&a, &token, &format!("{}\n", old[..3].join("\n")), 3, 2);
+    assert_eq!(new.len(), 3);
     // Node B was unsealed before the rekey: it checks the shares it is given against the
     // stored wrapping, so the new shares work there and the retired ones do not. Its seal
     // status follows within a second or so.
@@ -1027,12 +1049,34 @@ fn a_rekey_on_one_node_is_the_one_every_node_checks_on_postgres() {
         error.contains("2 of 3") || error.contains("do not open"),
         "{error}"
     );
-    let out = ok(b.cli(
-        &token,
-        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
-        &format!("{}\n{}\n", new[0], new[2]),
+    let newer = rekey(&b, &token, &format!("{}\n{}\n", new[0], new[2]), 3, 2);
+    assert_eq!(newer.len(), 3);
+}
+
+/// `chaperone operator rekey` as a script runs it, its output to a pipe: the new shares,
+/// put in force by `--verify` with the first step's own output on stdin.
+fn rekey(server: &Server, token: &str, current: &str, shares: u8, threshold: u8) -> Vec<String> {
+    let (shares, threshold) = (shares.to_string(), threshold.to_string());
+    let out = ok(server.cli(
+        token,
+        &[
+            "operator",
+            "rekey",
+            "--shares",
+            &shares,
+            "--threshold",
+            &threshold,
+        ],
+        current,
     ));
-    assert_eq!(shares_in(&out).len(), 3, "{out}");
+    assert!(out.contains("Not in force yet"), "{out}");
+    let nonce = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Rekey nonce: "))
+        .expect("the first step names its nonce");
+    let done = ok(server.cli(token, &["operator", "rekey", "--verify", nonce], &out));
+    assert!(done.contains("Rekeyed"), "{done}");
+    shares_in(&out)
 }
 
 #[test]

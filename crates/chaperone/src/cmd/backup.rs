@@ -158,8 +158,10 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
         manifest.ledger.size,
     );
     println!(
-        "The snapshot is encrypted as stored. Keep the unseal key or shares, and the ledger's \
-         verifier key (`chaperone ledger key`), apart from it."
+        "Secret values, keys and TOTP secrets in the snapshot are encrypted as the database \
+         stores them; paths, people, vendors and the ledger are not: keep it as confidential \
+         as the database. Keep the unseal key or shares, and the ledger's verifier key \
+         (`chaperone ledger key`), apart from it."
     );
     Ok(())
 }

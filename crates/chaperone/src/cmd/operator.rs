@@ -14,14 +14,20 @@ use crate::client::{Client, ClientArgs, Method};
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum OperatorCommand {
     /// Issue new unseal shares for the same root key; the current shares stop working.
-    /// A quorum of current shares is asked for (prompted, or one per line on stdin).
+    /// A quorum of current shares is asked for (prompted, or one per line on stdin). Shown
+    /// on a terminal, the new shares are put in force at once; written anywhere else (a
+    /// file, a pipe), they are put in force only by `--verify NONCE` with a quorum of them.
     Rekey {
         /// Number of new shares.
-        #[arg(long)]
-        shares: u8,
+        #[arg(long, required_unless_present = "verify")]
+        shares: Option<u8>,
         /// Number of new shares needed to unseal.
-        #[arg(long)]
-        threshold: u8,
+        #[arg(long, required_unless_present = "verify")]
+        threshold: Option<u8>,
+        /// Put in force the rekey with this nonce: a quorum of its new shares is asked for
+        /// (prompted, or on stdin: one per line, or the lines the rekey printed).
+        #[arg(long, value_name = "NONCE", conflicts_with_all = ["shares", "threshold"])]
+        verify: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -43,8 +49,16 @@ pub(crate) fn run(command: OperatorCommand) -> anyhow::Result<()> {
         OperatorCommand::Rekey {
             shares,
             threshold,
+            verify,
             client,
-        } => rekey(&Client::authenticated(&client)?, shares, threshold),
+        } => {
+            let client = Client::authenticated(&client)?;
+            match (verify, shares, threshold) {
+                (Some(nonce), _, _) => verify_rekey(&client, &nonce, None),
+                (None, Some(shares), Some(threshold)) => rekey(&client, shares, threshold),
+                _ => bail!("give --shares and --threshold, or --verify NONCE"),
+            }
+        }
         OperatorCommand::Rotate {
             status,
             no_wait,
@@ -95,8 +109,10 @@ fn rekey(client: &Client, shares: u8, threshold: u8) -> anyhow::Result<()> {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
+    let nonce = answer["nonce"].as_str().unwrap_or_default().to_owned();
     // The shares are written out before they are put in force: if they cannot be shown,
     // nothing changes and the current shares keep working.
+    let on_terminal = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -108,18 +124,55 @@ fn rekey(client: &Client, shares: u8, threshold: u8) -> anyhow::Result<()> {
         writeln!(out, "Unseal share {}: {share}", i + 1)?;
     }
     out.flush()?;
+    if !on_terminal {
+        // Security decision: written to a file or a pipe, the shares may be lost without
+        // this process knowing (a reader that stops early, a disk that fills up at the far
+        // end). Put in force then, they would lock the server out for good. So they are put
+        // in force only when a quorum of them comes back from wherever they were written.
+        writeln!(
+            out,
+            "\nRekey nonce: {nonce}\nNot in force yet: the current shares still unseal. Within ten \
+             minutes, run `chaperone operator rekey --verify {nonce}` against this same server \
+             with {threshold} of the shares above (at the prompt, or on stdin)."
+        )?;
+        out.flush()?;
+        return Ok(());
+    }
     drop(out);
+    let quorum: Vec<Zeroizing<String>> = new
+        .iter()
+        .take(usize::from(threshold))
+        .map(|s| Zeroizing::new((*s).to_owned()))
+        .collect();
+    verify_rekey(client, &nonce, Some(quorum))
+}
+
+/// The second step of a rekey: a quorum of its new shares (given, or asked for) puts them in
+/// force.
+fn verify_rekey(
+    client: &Client,
+    nonce: &str,
+    given: Option<Vec<Zeroizing<String>>>,
+) -> anyhow::Result<()> {
+    let shares = match given {
+        Some(shares) => shares,
+        None => new_shares_from_holders()?,
+    };
     let verified = client.call(
         Method::Post,
         "sys/rekey/verify",
         Some(&json!({
-            "nonce": answer["nonce"],
-            "shares": new.iter().take(usize::from(threshold)).collect::<Vec<_>>(),
+            "nonce": nonce,
+            "shares": shares.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         })),
     );
     match verified {
         Ok(_) => {
-            println!("\nRekeyed: the shares above are in force; the old shares open nothing.");
+            // Said, if it can be: a closed output changes nothing done.
+            let _ = writeln!(
+                std::io::stdout(),
+                "\nRekeyed: the new shares are in force; the old shares open nothing."
+            );
             Ok(())
         }
         // Only a refusal the server answered before storing anything is a sure "no". A lost
@@ -129,20 +182,64 @@ fn rekey(client: &Client, shares: u8, threshold: u8) -> anyhow::Result<()> {
         Err(error)
             if error
                 .downcast_ref::<crate::client::Refused>()
-                .is_some_and(|r| r.code == "wrong_shares" || r.code == "no_rekey") =>
+                .is_some_and(|r| {
+                    matches!(
+                        r.code.as_str(),
+                        "wrong_shares" | "no_rekey" | "invalid_share"
+                    )
+                }) =>
         {
             bail!(
-                "the shares above were NOT put in force ({error}); the current shares still \
+                "the new shares were NOT put in force ({error}); the current shares still \
                  unseal"
             )
         }
         Err(error) => bail!(
-            "the rekey's outcome is unknown ({error}): the shares above may be in force. Keep \
-             BOTH the current shares and the shares above until `chaperone ledger search \
+            "the rekey's outcome is unknown ({error}): the new shares may be in force. Keep \
+             BOTH the current shares and the new ones until `chaperone ledger search \
              --action sys.rekey` shows whether a rekey was recorded just now (if it was, the \
-             shares above unseal and the current ones do not)"
+             new shares unseal and the current ones do not)"
         ),
     }
+}
+
+/// New shares for `--verify`: at the prompt until an empty answer, or every share on stdin
+/// (one per line, or the `Unseal share N: ...` lines a rekey printed; other lines are
+/// ignored).
+fn new_shares_from_holders() -> anyhow::Result<Vec<Zeroizing<String>>> {
+    let mut shares = Vec::new();
+    if std::io::stdin().is_terminal() {
+        loop {
+            let share = super::prompt_secret(
+                &format!(
+                    "New unseal share ({}; press Enter alone when done): ",
+                    shares.len() + 1
+                ),
+                "give the shares on stdin, one per line",
+            )?;
+            if share.trim().is_empty() {
+                break;
+            }
+            shares.push(Zeroizing::new(share.trim().to_owned()));
+        }
+    } else {
+        for line in std::io::stdin().lock().lines() {
+            let line = Zeroizing::new(line?);
+            let text = line.trim();
+            let share = match text.strip_prefix("Unseal share ") {
+                Some(rest) => rest.split_once(": ").map(|(_, share)| share.trim()),
+                None if !text.is_empty() && !text.contains(' ') => Some(text),
+                None => None,
+            };
+            if let Some(share) = share {
+                shares.push(Zeroizing::new(share.to_owned()));
+            }
+        }
+    }
+    if shares.is_empty() {
+        bail!("no new share was given; nothing was changed, and the current shares still unseal");
+    }
+    Ok(shares)
 }
 
 fn rotate(client: &Client, status_only: bool, no_wait: bool) -> anyhow::Result<()> {

@@ -278,11 +278,25 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
                 ));
             }
         }
-        writeln!(out, "Initialised {}.", config.database_url.redacted())?;
-        writeln!(
-            out,
-            "Next: start `chaperone server --config FILE`, then run `chaperone unseal`."
-        )?;
+        // A reader that stopped early (`| head`) took the shares into a pipe without reading
+        // them, and only now does writing fail: say what that leaves.
+        writeln!(out, "Initialised {}.", config.database_url.redacted())
+            .and_then(|()| {
+                writeln!(
+                    out,
+                    "Next: start `chaperone server --config FILE`, then run `chaperone unseal`."
+                )
+            })
+            .and_then(|()| out.flush())
+            .with_context(|| {
+                format!(
+                    "{} is initialised, but the output stopped: if the shares and the admin \
+                     token above did not all reach their holders, nobody can unseal it. Then \
+                     delete it (the SQLite file, or every table of the PostgreSQL database) \
+                     and run `chaperone init` again",
+                    config.database_url.redacted()
+                )
+            })?;
         Ok(())
     })
 }
