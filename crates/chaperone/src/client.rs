@@ -178,6 +178,19 @@ impl Client {
     pub(crate) fn authenticated(args: &ClientArgs) -> anyhow::Result<Self> {
         let client = Self::new(args);
         if client.token.is_none() {
+            // A session saved for another address is not sent here: say so, rather than
+            // that nobody logged in.
+            if let Some(saved) = session::read("addr").map(|a| same_server(&a))
+                && session::read("token").is_some()
+                && saved != client.base
+            {
+                bail!(
+                    "not logged in to {}: the saved session is for {saved}, and is sent only \
+                     there. Run `chaperone login USER --server {}`, or set CHAPERONE_TOKEN",
+                    client.base,
+                    client.base
+                );
+            }
             bail!(
                 "not logged in: run `chaperone login USER`, or set CHAPERONE_TOKEN (for a \
                  `chaperone up` server: export CHAPERONE_TOKEN=$(cat chaperone-data/admin.token))"
@@ -188,7 +201,13 @@ impl Client {
 
     /// The error for a request that got no answer, with a hint at the likely cause.
     fn unreachable(&self, error: &ureq::Error) -> anyhow::Error {
-        let hint = if error.to_string().contains("certificate") {
+        let text = error.to_string();
+        let hint = if text.contains("CaUsedAsEndEntity") {
+            "the server's certificate is marked as a CA (basicConstraints CA:TRUE, OpenSSL's \
+             default for `req -x509`), which TLS refuses as a server's own certificate: make it \
+             again with `-addext basicConstraints=critical,CA:FALSE`, or let `chaperone up --tls` \
+             make one"
+        } else if text.contains("certificate") {
             "the server's TLS certificate is not trusted; for a private CA or a self-signed \
              certificate, pass --ca-cert FILE or set CHAPERONE_CACERT"
         } else {

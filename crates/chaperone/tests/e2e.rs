@@ -546,7 +546,10 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         &["secret", "get", "acme/app/db"],
         "",
     ));
-    assert!(err.contains("not logged in"), "{err}");
+    assert!(
+        err.contains(&format!("the saved session is for {}", server.addr)),
+        "the error names where the session goes: {err}"
+    );
     let err = fails(run_cli_with(
         "http://192.0.2.1:8420",
         "",
