@@ -18,7 +18,24 @@ pub(crate) fn prompt_secret(
     prompt: &str,
     hint: &str,
 ) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    rpassword::prompt_password(prompt)
-        .map(zeroize::Zeroizing::new)
-        .map_err(|e| anyhow::anyhow!("cannot ask for it here ({e}): no terminal; {hint}"))
+    prompt_secret_or_end(prompt, hint)?
+        .ok_or_else(|| anyhow::anyhow!("the input ended (Ctrl-D) before a value was given"))
+}
+
+/// [`prompt_secret`], with `None` when the person ends the input (Ctrl-D) instead of
+/// answering: for prompts that ask again until they are told to stop.
+pub(crate) fn prompt_secret_or_end(
+    prompt: &str,
+    hint: &str,
+) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    match rpassword::prompt_password(prompt) {
+        Ok(answer) => Ok(Some(zeroize::Zeroizing::new(answer))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            eprintln!();
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot ask for it here ({e}): no terminal; {hint}"
+        )),
+    }
 }

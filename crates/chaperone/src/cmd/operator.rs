@@ -210,16 +210,16 @@ fn new_shares_from_holders() -> anyhow::Result<Vec<Zeroizing<String>>> {
     let mut shares = Vec::new();
     if std::io::stdin().is_terminal() {
         loop {
-            let share = super::prompt_secret(
+            let share = super::prompt_secret_or_end(
                 &format!(
-                    "New unseal share ({}; press Enter alone when done): ",
+                    "New unseal share ({}; Enter alone or Ctrl-D when done): ",
                     shares.len() + 1
                 ),
                 "give the shares on stdin, one per line",
             )?;
-            if share.trim().is_empty() {
+            let Some(share) = share.filter(|s| !s.trim().is_empty()) else {
                 break;
-            }
+            };
             shares.push(Zeroizing::new(share.trim().to_owned()));
         }
     } else {
