@@ -255,9 +255,15 @@ fn production_mode_starts_sealed_and_unseals_with_a_threshold_of_shares() {
     );
     let again = fails(run_cli("", "", &["init", "--config", config], ""));
     assert!(again.contains("already initialised"), "{again}");
+    assert!(!again.contains("DatabaseUrl("), "{again}");
 
     let server = Server::start(&["server", "--config", config], dir.path(), &[]);
     assert!(server.banner.contains("sealed"), "{}", server.banner);
+    assert!(
+        server.banner.contains("Database: sqlite://"),
+        "the banner names the database as written: {}",
+        server.banner
+    );
     let err = fails(server.cli(&token, &["secret", "list"], ""));
     assert!(err.contains("sealed") && err.contains("503"), "{err}");
 

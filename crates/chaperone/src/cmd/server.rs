@@ -223,7 +223,7 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let store = Store::connect(&config.database_url).await?;
         if store.keyring().await?.is_some() {
-            bail!("{:?} is already initialised", config.database_url);
+            bail!("{} is already initialised", config.database_url.redacted());
         }
         let key = UnsealKey::generate();
         let shares = shamir::split(key.expose(), args.shares, args.threshold)?;
@@ -264,9 +264,9 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         match done {
             Ok(()) => {}
             Err(StoreError::AlreadyInitialized) => bail!(
-                "{:?} was initialised by someone else meanwhile: the shares and token above \
+                "{} was initialised by someone else meanwhile: the shares and token above \
                  are void, discard them",
-                config.database_url
+                config.database_url.redacted()
             ),
             Err(other) if stored => eprintln!(
                 "warning: initialising reported an error ({other}), but the keyring is stored: \
@@ -381,8 +381,8 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         "http"
     };
     println!(
-        "Listening on {scheme}://{addr} ({what}). Database: {:?}",
-        config.database_url
+        "Listening on {scheme}://{addr} ({what}). Database: {}",
+        config.database_url.redacted()
     );
     if let Some(certificate) = &options.tls {
         println!(
