@@ -1158,3 +1158,20 @@ fn init_stores_nothing_when_the_shares_cannot_be_written_out() {
     let (shares, _) = init(&url);
     assert_eq!(shares.len(), 5);
 }
+
+#[test]
+fn up_on_a_database_made_by_init_says_how_to_run_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chaperone.db").display());
+    init(&url);
+    let error = fails(run_cli(
+        "",
+        "",
+        &["up", "--data", dir.path().to_str().unwrap()],
+        "",
+    ));
+    assert!(
+        error.contains("made by `chaperone init`") && error.contains("chaperone unseal"),
+        "{error}"
+    );
+}

@@ -374,7 +374,10 @@ pub(crate) fn logout(args: ClientArgs) -> anyhow::Result<()> {
 pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let body = json!({ "totp": args.totp.trim() });
     Client::authenticated(&args.client)?.call(Method::Post, "auth/verify", Some(&body))?;
-    println!("Verified: this session may read confidential paths for the next minutes.");
+    println!(
+        "Verified: for the server's step-up window (15 minutes unless configured otherwise), \
+         this session may read paths that ask for a recent code."
+    );
     Ok(())
 }
 

@@ -92,7 +92,18 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         let token_path = args.data.join("admin.token");
         let store = Store::connect(&DatabaseUrl::sqlite_file(&database)).await?;
         let clock = SystemClock;
-        let first_run = store.keyring().await?.is_none();
+        let keyring = store.keyring().await?;
+        if let Some(record) = &keyring
+            && matches!(record.seal, SealConfig::Shamir { .. })
+        {
+            bail!(
+                "the database in {} was made by `chaperone init` and unseals with shares, not \
+                 a key file: run it with `chaperone server --config FILE`, then `chaperone \
+                 unseal`",
+                args.data.display()
+            );
+        }
+        let first_run = keyring.is_none();
         let key = if first_run {
             // The key and the token reach their files (synced) before the database refers
             // to them; an interrupted first run is simply repeated.
