@@ -84,6 +84,10 @@ impl AppState {
     /// The current seal status, loading the keyring record if it was not loaded yet.
     pub async fn seal_status(&self) -> Result<SealStatus, SealError> {
         self.load().await?;
+        // Sealed, the split may have changed under this node (a rekey through another
+        // node): holders are told the split in force, not the one read at the last seal.
+        // Unsealed, this reads nothing.
+        self.refresh_record().await?;
         Ok(self.status())
     }
 

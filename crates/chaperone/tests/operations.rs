@@ -1051,6 +1051,33 @@ fn a_rekey_on_one_node_is_the_one_every_node_checks_on_postgres() {
     );
     let newer = rekey(&b, &token, &format!("{}\n{}\n", new[0], new[2]), 3, 2);
     assert_eq!(newer.len(), 3);
+
+    // A sealed node holding a share of the old split tells its holders the split in force
+    // once another node rekeys, and has dropped the share given for the old one.
+    ok(b.cli(&token, &["seal"], ""));
+    ok(b.cli("", &["unseal"], &format!("{}\n", newer[0])));
+    rekey(&a, &token, &format!("{}\n{}\n", newer[0], newer[1]), 5, 4);
+    let status: serde_json::Value = ureq::get(format!("{}/api/v1/sys/seal-status", b.addr))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(
+        (
+            &status["sealed"],
+            &status["shares"],
+            &status["threshold"],
+            &status["progress"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(5),
+            &serde_json::json!(4),
+            &serde_json::json!(0)
+        ),
+        "{status}"
+    );
 }
 
 /// `chaperone operator rekey` as a script runs it, its output to a pipe: the new shares,
