@@ -143,6 +143,8 @@ impl Client {
         let addr = args
             .addr
             .clone()
+            // An empty CHAPERONE_ADDR is no address.
+            .filter(|a| !a.trim().is_empty())
             .or_else(|| saved_addr.clone())
             .unwrap_or_else(|| "http://127.0.0.1:8420".to_owned());
         let base = same_server(&addr);

@@ -1202,3 +1202,35 @@ fn up_on_a_database_made_by_init_says_how_to_run_it() {
         "{error}"
     );
 }
+
+#[test]
+fn a_backup_with_a_configuration_file_asks_the_server_it_describes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chaperone.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("chaperone.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{url}\"\n"),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (shares, token) = init(&url);
+    let server = Server::start(&["server", "--config", config], dir.path(), &[]);
+    ok(server.cli("", &["unseal"], &format!("{}\n", shares[..3].join("\n"))));
+    ok(server.cli(&token, &["secret", "put", "b/x", "v=1"], ""));
+    // No --addr and no CHAPERONE_ADDR: the file's `listen` names the server, not the
+    // default address.
+    let out = dir.path().join("backup");
+    ok(run_cli(
+        "",
+        &token,
+        &["backup", out.to_str().unwrap(), "--config", config],
+        "",
+    ));
+    assert!(out.join("manifest.json").exists());
+}

@@ -68,6 +68,34 @@ impl DatabaseArgs {
         )?;
         Ok(layers.validate()?.database_url)
     }
+
+    /// The address of the server a configuration file describes (its `listen`, on this
+    /// machine when it listens on every address; `https` with TLS), for a backup run with
+    /// `--config` and no `--addr` or CHAPERONE_ADDR: the manifest must be signed by the
+    /// server of the database that is copied, not by the one a saved login names.
+    fn configured_server(&self) -> anyhow::Result<Option<String>> {
+        if self.config.is_none() {
+            return Ok(None);
+        }
+        let config = Layers::load(
+            self.config.as_deref(),
+            &[("database_url", "--database-url", self.database_url.clone())],
+        )?
+        .validate()?;
+        let mut listen = config.listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(match listen.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(Some(format!("{scheme}://{listen}")))
+    }
 }
 
 /// `chaperone backup`.
@@ -128,7 +156,15 @@ struct LedgerState {
 
 pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let url = args.database.url()?;
-    let mut client = Client::new(&args.client);
+    let mut client_args = args.client.clone();
+    if client_args
+        .addr
+        .as_deref()
+        .is_none_or(|a| a.trim().is_empty())
+    {
+        client_args.addr = args.database.configured_server()?;
+    }
+    let mut client = Client::new(&client_args);
     if !client.has_token()
         && let Some(dir) = &args.database.data
         && let Ok(token) = std::fs::read_to_string(dir.join("admin.token"))
@@ -225,17 +261,19 @@ async fn take_backup(
     store.close().await;
     let (sha256, bytes) = sha256_file(&args.out.join(snapshot_name))?;
     let backend = backend_name(url.backend());
-    let answer = client.call(
-        Method::Post,
-        "sys/backup",
-        Some(&serde_json::json!({
-            "backend": backend,
-            "sha256": sha256,
-            "bytes": bytes,
-            "ledger_size": ledger.size,
-            "ledger_root": ledger.root,
-        })),
-    )?;
+    let answer = client
+        .call(
+            Method::Post,
+            "sys/backup",
+            Some(&serde_json::json!({
+                "backend": backend,
+                "sha256": sha256,
+                "bytes": bytes,
+                "ledger_size": ledger.size,
+                "ledger_root": ledger.root,
+            })),
+        )
+        .with_context(|| format!("the server at {} did not sign the manifest", client.base()))?;
     let statement = answer["statement"]
         .as_str()
         .context("the server did not return a signed statement")?
