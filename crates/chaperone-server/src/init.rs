@@ -49,6 +49,7 @@ pub async fn initialize(
         mfa_verified_at: None,
         parent_id: None,
         last_used_at: None,
+        meta: Default::default(),
     };
     let (origin, sealed_seed) = crate::api::new_ledger_key(&root.keyring());
     store

@@ -77,6 +77,8 @@ pub struct TokenRecord {
     /// When the session was last used, as recorded by [`Store::mark_token_used`]; `None`
     /// before the first record.
     pub last_used_at: Option<Timestamp>,
+    /// Labels it was made with (Vault's token `meta`); not secret.
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 impl TokenRecord {
@@ -331,7 +333,7 @@ impl Store {
 }
 
 const TOKEN_COLUMNS: &str = "id, token_hash, name, role, created_at, expires_at, revoked_at, \
-     person_id, kind, scope, mfa_verified_at, parent_id, last_used_at";
+     person_id, kind, scope, mfa_verified_at, parent_id, last_used_at, meta";
 
 fn generation(value: i64) -> Result<u32, sqlx::Error> {
     u32::try_from(value).map_err(|_| sqlx::Error::Decode("a key generation out of range".into()))
@@ -404,8 +406,8 @@ async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(),
     }
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at, \
-         person_id, kind, scope, mfa_verified_at, parent_id, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         person_id, kind, scope, mfa_verified_at, parent_id, last_used_at, meta) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&token.id)
     .bind(token.hash.as_bytes().to_vec())
@@ -420,6 +422,10 @@ async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(),
     .bind(token.mfa_verified_at.map(Timestamp::unix_nanos))
     .bind(&token.parent_id)
     .bind(token.last_used_at.map(Timestamp::unix_nanos))
+    .bind(
+        (!token.meta.is_empty())
+            .then(|| serde_json::to_string(&token.meta).expect("a string map always serialises")),
+    )
     .execute(&mut *conn)
     .await
     .map_err(db("storing a token"))?;
@@ -456,6 +462,11 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
             last_used_at: row
                 .try_get::<Option<i64>, _>("last_used_at")?
                 .map(Timestamp::from_unix_nanos),
+            meta: match row.try_get::<Option<String>, _>("meta")? {
+                Some(text) => serde_json::from_str(&text)
+                    .map_err(|e| sqlx::Error::Decode(format!("token meta: {e}").into()))?,
+                None => Default::default(),
+            },
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("token row: {e}")))

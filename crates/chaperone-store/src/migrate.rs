@@ -111,6 +111,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_metadata_version.sql"),
         postgres: include_str!("../migrations/postgres/0016_metadata_version.sql"),
     },
+    Migration {
+        version: 17,
+        name: "token meta",
+        sqlite: include_str!("../migrations/sqlite/0017_token_meta.sql"),
+        postgres: include_str!("../migrations/postgres/0017_token_meta.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

@@ -255,6 +255,7 @@ fn api_token(id: &str, name: &str, role: &str) -> TokenRecord {
         mfa_verified_at: None,
         parent_id: None,
         last_used_at: None,
+        meta: Default::default(),
     }
 }
 
@@ -571,6 +572,8 @@ async fn keyring_and_tokens(f: &Fixture) {
     let token = ApiToken::generate();
     let admin = TokenRecord {
         hash: token.hash(),
+        // Labels are kept as given.
+        meta: [("job".to_owned(), "ci-42".to_owned())].into(),
         ..api_token("tok_admin", "initial admin", "admin")
     };
     f.store

@@ -486,7 +486,11 @@ pub(crate) async fn create_token(
         None => None,
     };
     let name = body.name.unwrap_or_else(|| "api token".to_owned());
-    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, scope, None).await?;
+    let minting = Minting {
+        scope,
+        ..Minting::default()
+    };
+    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, minting).await?;
     Ok(Json(CreateTokenResponse {
         token: token.expose().to_owned(),
         id: record.id,
@@ -504,15 +508,30 @@ pub(crate) async fn create_token(
 /// With a `parent` (the Vault API's token tree), the token is revoked with it and expires
 /// no later than it. Native tokens have none: they are made to outlive the login session
 /// that made them (a CI token), and end with their owner's account or on their own.
+/// What a minted token carries besides its name and lifetime.
+#[derive(Default)]
+pub(crate) struct Minting<'a> {
+    /// Its scope as JSON, for a scoped token.
+    pub(crate) scope: Option<String>,
+    /// The token it is made from (Vault's token tree); `None` for an orphan.
+    pub(crate) parent: Option<&'a TokenRecord>,
+    /// Its labels (Vault's token `meta`).
+    pub(crate) meta: std::collections::BTreeMap<String, String>,
+}
+
 pub(crate) async fn mint_token(
     state: &AppState,
     caller: &Caller,
     info: &RequestInfo,
     name: &str,
     ttl: i64,
-    scope: Option<String>,
-    parent: Option<&TokenRecord>,
+    minting: Minting<'_>,
 ) -> Result<(ApiToken, TokenRecord), ApiError> {
+    let Minting {
+        scope,
+        parent,
+        meta,
+    } = minting;
     if ttl > state.settings.auth.max_token_ttl_secs {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -555,6 +574,7 @@ pub(crate) async fn mint_token(
         ttl,
         scope,
     );
+    record.meta = meta;
     if let Some(parent) = parent {
         record.parent_id = Some(parent.id.clone());
         record.expires_at = match (record.expires_at, parent.expires_at) {
@@ -680,6 +700,7 @@ pub(crate) fn new_token(
         mfa_verified_at: None,
         parent_id: None,
         last_used_at: None,
+        meta: Default::default(),
     };
     (token, record)
 }

@@ -18,7 +18,9 @@ use zeroize::Zeroizing;
 use super::wrapping::duration;
 use super::{envelope, errors, no_content, refused, reply};
 use crate::api::ApiJson;
-use crate::api::auth::{LoginRequest, may_manage_token, mint_token, perform_login, revoke};
+use crate::api::auth::{
+    LoginRequest, Minting, may_manage_token, mint_token, perform_login, revoke,
+};
 use crate::auth::{Caller, lineage, presented_token};
 use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
@@ -69,7 +71,7 @@ async fn describe(
             "explicit_max_ttl": 0,
             "id": id,
             "issue_time": record.created_at.to_rfc3339(),
-            "meta": null,
+            "meta": labels(record),
             "num_uses": 0,
             "orphan": record.parent_id.is_none(),
             "path": path,
@@ -90,6 +92,15 @@ async fn describe(
     reply(StatusCode::OK, &body)
 }
 
+/// A token's labels as Vault shows them: `null` when there are none.
+fn labels(record: &TokenRecord) -> serde_json::Value {
+    if record.meta.is_empty() {
+        serde_json::Value::Null
+    } else {
+        json!(record.meta)
+    }
+}
+
 /// Vault's `auth` block for a token Chaperone just issued.
 fn auth_block(token: &str, record: &TokenRecord, role: &str, now_secs: u64) -> serde_json::Value {
     json!({
@@ -97,7 +108,7 @@ fn auth_block(token: &str, record: &TokenRecord, role: &str, now_secs: u64) -> s
         "accessor": record.id,
         "policies": [role],
         "token_policies": [role],
-        "metadata": null,
+        "metadata": labels(record),
         "lease_duration": record.expires_at.map_or(0, |e| e.unix_secs().saturating_sub(now_secs)),
         "renewable": false,
         "entity_id": record.person_id.clone().unwrap_or_default(),
@@ -153,6 +164,8 @@ pub(crate) struct CreateBody {
     id: Option<String>,
     #[serde(default)]
     no_parent: bool,
+    /// Labels, shown by lookups (`meta`) and in the `auth` block (`metadata`).
+    meta: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl CreateBody {
@@ -240,11 +253,19 @@ pub(crate) async fn create(
     } else {
         Some(own_record(&state, &caller).await?)
     };
+    let meta = body.meta.unwrap_or_default();
+    // Vault's limits on key/value labels, as for a secret's custom metadata.
+    chaperone_core::secret::check_custom_metadata(&meta)
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("meta: {e}")))?;
     let name = body
         .display_name
         .unwrap_or_else(|| "vault client".to_owned());
-    let (token, record) =
-        mint_token(&state, &caller, &info, &name, ttl, None, parent.as_ref()).await?;
+    let minting = Minting {
+        parent: parent.as_ref(),
+        meta,
+        ..Minting::default()
+    };
+    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, minting).await?;
     // The lease as minted: a second read of the clock could fall in the next second.
     let auth = auth_block(
         token.expose(),

@@ -88,9 +88,13 @@ def test_token_lookup():
 
 def test_token_create_and_wrapping():
     # The CLI sends Go durations (`10m0s`, and `0s` for unset).
-    made = json.loads(bao("token", "create", "-format=json", "-ttl=10m").stdout)
+    made = json.loads(bao("token", "create", "-format=json", "-ttl=10m", "-metadata=job=ci-42").stdout)
     assert made["auth"]["lease_duration"] == 600
     assert made["auth"]["client_token"].startswith("chp_")
+    # Labels are kept, and a lookup shows them.
+    assert made["auth"]["metadata"] == {"job": "ci-42"}
+    looked = json.loads(bao("token", "lookup", "-format=json", "-accessor", made["auth"]["accessor"]).stdout)
+    assert looked["data"]["meta"] == {"job": "ci-42"}
     # A restriction that cannot be honoured is refused, not dropped.
     narrower = bao("token", "create", "-policy=ci-readonly", check=False)
     assert narrower.returncode != 0 and "policies are not supported" in narrower.stderr
