@@ -199,24 +199,7 @@ async fn check(
         ));
     };
     let (mut parts, body) = request.into_parts();
-    let user_agent = parts
-        .headers
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let id = parts
-        .extensions
-        .get::<crate::observe::RequestId>()
-        .map_or_else(crate::record::new_request_id, |id| id.0.clone());
-    let info = RequestInfo::with_id(
-        id,
-        client_ip(
-            &parts.headers,
-            peer(&parts),
-            &state.settings.auth.trusted_proxies,
-        ),
-        user_agent,
-    );
+    let info = request_info(state, &parts);
     parts.extensions.insert(info.clone());
     *request_id = Some(info.request_id.clone());
     let Some(action) = route.action else {
@@ -287,6 +270,52 @@ async fn check(
     }
     parts.extensions.insert(caller);
     Ok(Request::from_parts(parts, body))
+}
+
+/// Who is asking, for the ledger: the request's id (from the access log's layer), the
+/// client's address and user agent.
+pub(crate) fn request_info(state: &AppState, parts: &Parts) -> RequestInfo {
+    let user_agent = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let id = parts
+        .extensions
+        .get::<crate::observe::RequestId>()
+        .map_or_else(crate::record::new_request_id, |id| id.0.clone());
+    RequestInfo::with_id(
+        id,
+        client_ip(
+            &parts.headers,
+            peer(parts),
+            &state.settings.auth.trusted_proxies,
+        ),
+        user_agent,
+    )
+}
+
+/// The credentials of a request to a `/v1/` route that does not exist, checked so that it
+/// is answered as OpenBao answers it (sealed, then permission denied, then not found), and a
+/// refusal is recorded as on every other route (`route.unknown`, with the reason): a token
+/// tried there is in the ledger like one tried anywhere else.
+pub(crate) async fn check_unknown_route(
+    state: &AppState,
+    request: Request,
+) -> Result<(), ApiError> {
+    let (parts, _) = request.into_parts();
+    let info = request_info(state, &parts);
+    match authenticate(state, &parts.headers, peer(&parts)).await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            if error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN {
+                let mut record = Record::new("route.unknown", "/v1/", Outcome::Denied);
+                record.reasons.push(error.code.to_owned());
+                state.record(&info, Actor::default(), record).await?;
+            }
+            Err(error)
+        }
+    }
 }
 
 fn peer(parts: &Parts) -> Option<IpAddr> {

@@ -193,16 +193,6 @@ fn parse_shares(texts: &[Zeroizing<String>], needed: u8) -> Result<Vec<Share>, A
         .map(|text| Share::from_text(text.trim()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::bad_request("invalid_share", e.to_string()))?;
-    // The same share twice is a mistake to name, not a wrong share (which is recorded as
-    // a failed rekey).
-    for (i, share) in shares.iter().enumerate() {
-        if shares[..i].iter().any(|s| s.index() == share.index()) {
-            return Err(ApiError::bad_request(
-                "invalid_share",
-                format!("share {} was given twice", share.index()),
-            ));
-        }
-    }
     if shares.len() < usize::from(needed) {
         return Err(ApiError::bad_request(
             "invalid_share",
@@ -210,6 +200,16 @@ fn parse_shares(texts: &[Zeroizing<String>], needed: u8) -> Result<Vec<Share>, A
         ));
     }
     Ok(shares)
+}
+
+/// The unseal key a quorum of shares combines into. Shares that cannot be combined (one
+/// given twice, too few, of different splits) are a mistake to name, 400 `invalid_share`,
+/// not a wrong key: only shares that combine into a key that opens nothing are recorded as
+/// a failed rekey.
+fn combine_shares(shares: &[Share]) -> Result<UnsealKey, ApiError> {
+    shamir::combine(shares)
+        .map(UnsealKey::from_bytes)
+        .map_err(|e| ApiError::bad_request("invalid_share", e.to_string()))
 }
 
 /// Records a refused rekey step and answers `wrong_shares`.
@@ -259,10 +259,8 @@ pub(crate) async fn rekey(
         ));
     }
     let given = parse_shares(&body.current_shares, threshold)?;
-    let root = match shamir::combine(&given)
-        .map(UnsealKey::from_bytes)
-        .and_then(|key| record.wrapped_root_key.open(&key))
-    {
+    let key = combine_shares(&given)?;
+    let root = match record.wrapped_root_key.open(&key) {
         Ok(root) => root,
         Err(_) => {
             return refused(
@@ -342,19 +340,35 @@ pub(crate) async fn rekey_verify(
     let SealConfig::Shamir { threshold, .. } = pending.seal else {
         return Err(ApiError::bad_request("no_rekey", "no rekey is waiting"));
     };
-    let opened = parse_shares(&body.shares, threshold).and_then(|shares| {
-        shamir::combine(&shares)
-            .map(UnsealKey::from_bytes)
-            .and_then(|key| pending.wrapped.open(&key))
-            .map_err(|_| ApiError::bad_request("wrong_shares", "wrong shares"))
+    // Every share given must be one of the new split (a share beyond the quorum is not used
+    // to combine, but a wrong one there is a mistake all the same).
+    let checked = parse_shares(&body.shares, threshold).and_then(|shares| {
+        let foreign = shares
+            .iter()
+            .find(|s| !pending.share_digests.contains(&hex::encode(s.digest())));
+        match foreign {
+            Some(share) => Err(ApiError::bad_request(
+                "invalid_share",
+                format!(
+                    "share {} is not one of this rekey's new shares",
+                    share.index()
+                ),
+            )),
+            None => combine_shares(&shares),
+        }
     });
-    if opened.is_err() {
+    let opened = checked
+        .as_ref()
+        .map(|key| pending.wrapped.open(key).is_ok());
+    if !matches!(opened, Ok(true)) {
         // The rekey stays open for the right shares.
         *state
             .rewrap
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(pending);
+        // A mistake in the shares given is named, not recorded as a failed rekey.
+        checked?;
         return refused(
             &state,
             &info,

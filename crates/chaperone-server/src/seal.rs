@@ -84,9 +84,16 @@ impl AppState {
     /// The current seal status, loading the keyring record if it was not loaded yet.
     pub async fn seal_status(&self) -> Result<SealStatus, SealError> {
         self.load().await?;
-        // Sealed, the split may have changed under this node (a rekey through another
-        // node): holders are told the split in force, not the one read at the last seal.
-        // Unsealed, this reads nothing.
+        Ok(self.status())
+    }
+
+    /// [`AppState::seal_status`] for the seal-status routes, which holders read before they
+    /// give their shares: sealed, the split may have changed under this node (a rekey
+    /// through another node), so it is read again, and shares given for the old one are
+    /// dropped. Unsealed, this reads nothing more. (Other routes answer a sealed node
+    /// without reading the database each time.)
+    pub async fn seal_status_current(&self) -> Result<SealStatus, SealError> {
+        self.load().await?;
         self.refresh_record().await?;
         Ok(self.status())
     }

@@ -549,9 +549,11 @@ fn an_approver_does_not_review_the_grant_they_approved_or_extended() {
         json!([wrapped["accessor"]]),
         "{decided:?}"
     );
+    // Deleted, not only refused: a lookup (which does not ask after the maker) finds
+    // nothing either.
     let (status, _) = s.call(
         "POST",
-        "/v1/sys/wrapping/unwrap",
+        "/v1/sys/wrapping/lookup",
         None,
         Some(json!({ "token": wrapped["token"] })),
         None,
@@ -614,12 +616,15 @@ fn terminating_a_vendor_revokes_its_peoples_grants_and_wrapped_answers() {
     );
     let (status, _) = s.call(
         "POST",
-        "/v1/sys/wrapping/unwrap",
+        "/v1/sys/wrapping/lookup",
         None,
         Some(json!({ "token": wrapped["token"] })),
         None,
     );
-    assert_eq!(status, 400, "the answer went with the vendor");
+    assert_eq!(
+        status, 400,
+        "the answer went with the vendor: deleted, not only refused"
+    );
     let update = s.recorded("vendor.update", "acme");
     let details = &update.last().unwrap()["details"];
     assert_eq!(details["grants_revoked"], 1, "{details}");

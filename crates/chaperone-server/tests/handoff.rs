@@ -337,6 +337,20 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     vendor_status("suspended");
     assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 403);
     vendor_status("active");
+    // The recipient's code must be recent, as for a step-up: a session from a login
+    // hours ago does not open it until they verify a code again.
+    s.clock.advance_secs(20 * 60);
+    s.ok("GET", "/api/v1/auth/self", Some(&cy_t), None);
+    let (status, refused) = open(&s, &mine, &key, Some(&cy_t), None);
+    assert_eq!(status, 403);
+    let refused: Value = serde_json::from_slice(&refused).unwrap();
+    assert_eq!(refused["error"]["code"], "step_up_required", "{refused}");
+    s.ok(
+        "POST",
+        "/api/v1/auth/verify",
+        Some(&cy_t),
+        Some(json!({ "totp": s.code(&cy, 0) })),
+    );
     // A second view is allowed (views: 2), then none.
     assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 200);
     assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 404);

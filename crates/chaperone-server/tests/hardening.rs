@@ -913,3 +913,27 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["data"]["password"], "wrapped-Qn52");
 }
+
+#[test]
+fn an_unknown_vault_route_answers_as_openbao_and_records_a_refused_token() {
+    let s = Server::start();
+    let (status, body) = s.call("GET", "/v1/nope/x", Some("chp_not-a-token"), None, None);
+    assert_eq!(
+        (status, body),
+        (403, serde_json::json!({ "errors": ["permission denied"] }))
+    );
+    let (status, body) = s.call("GET", "/v1/nope/x", Some(&s.admin), None, None);
+    assert_eq!(status, 404, "{body}");
+    // The token tried there is in the ledger, as on any route; the valid one is not.
+    let refused: Vec<_> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "route.unknown")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "denied");
+    assert_eq!(
+        refused[0]["reasons"],
+        serde_json::json!(["unauthenticated"])
+    );
+}

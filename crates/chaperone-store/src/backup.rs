@@ -265,7 +265,6 @@ impl Store {
     }
 }
 
-/// A `(size, note)` row of `ledger_checkpoints`.
 /// Begins the snapshot's transaction on `conn`, exports it and reads the ledger size in it.
 async fn begin_snapshot(conn: &mut sqlx::AnyConnection) -> Result<(String, u64), StoreError> {
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -285,6 +284,7 @@ async fn begin_snapshot(conn: &mut sqlx::AnyConnection) -> Result<(String, u64),
     Ok((id, size))
 }
 
+/// A `(size, note)` row of `ledger_checkpoints`.
 fn checkpoint_row(row: &sqlx::any::AnyRow) -> Result<(u64, String), StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
     let size: i64 = row.try_get("size").map_err(corrupt)?;

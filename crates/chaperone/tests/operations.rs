@@ -854,13 +854,25 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
         (status, answer["error"]["code"].as_str()),
         (400, Some("no_rekey"))
     );
+    // Shares that are not the new ones are named as such, and the rekey keeps waiting.
     let (status, answer) = post(
         "sys/rekey/verify",
         serde_json::json!({ "nonce": started["nonce"], "shares": &old[..2] }),
     );
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
-        (400, Some("wrong_shares")),
+        (400, Some("invalid_share")),
+        "{answer}"
+    );
+    // So is one beyond the quorum.
+    let (status, answer) = post(
+        "sys/rekey/verify",
+        serde_json::json!({ "nonce": started["nonce"],
+                            "shares": [&unused[0], &unused[1], old[2]] }),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_share")),
         "{answer}"
     );
     ok(server.cli(&token, &["seal"], ""));
@@ -878,12 +890,13 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
     // Written to a pipe, the new shares are not put in force by the first step: they could
     // have been lost on the way (`| head -4`). Sealed, the server still opens with the
     // current shares, and a verification with a wrong share changes nothing.
-    let out = ok(server.cli(
+    let out = first_step(
+        &server,
         &token,
-        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
         &format!("{}\n{}\n{}\n", old[0], old[1], old[2]),
-    ));
-    assert!(out.contains("Not in force yet"), "{out}");
+        3,
+        2,
+    );
     let nonce = out
         .lines()
         .find_map(|l| l.strip_prefix("Rekey nonce: "))
@@ -1080,11 +1093,12 @@ fn a_rekey_on_one_node_is_the_one_every_node_checks_on_postgres() {
     );
 }
 
-/// `chaperone operator rekey` as a script runs it, its output to a pipe: the new shares,
-/// put in force by `--verify` with the first step's own output on stdin.
-fn rekey(server: &Server, token: &str, current: &str, shares: u8, threshold: u8) -> Vec<String> {
+/// The first step of `chaperone operator rekey` with its output to a pipe: it prints the new
+/// shares and the nonce, and fails (on stderr too), since nothing is in force yet; its
+/// standard output.
+fn first_step(server: &Server, token: &str, current: &str, shares: u8, threshold: u8) -> String {
     let (shares, threshold) = (shares.to_string(), threshold.to_string());
-    let out = ok(server.cli(
+    let output = server.cli(
         token,
         &[
             "operator",
@@ -1095,8 +1109,21 @@ fn rekey(server: &Server, token: &str, current: &str, shares: u8, threshold: u8)
             &threshold,
         ],
         current,
-    ));
-    assert!(out.contains("Not in force yet"), "{out}");
+    );
+    let (stdout, stderr) = (
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    );
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Not in force yet"), "{stdout}");
+    assert!(stderr.contains("NOT in force yet"), "{stderr}");
+    stdout
+}
+
+/// `chaperone operator rekey` as a script runs it, its output to a pipe: the new shares,
+/// put in force by `--verify` with the first step's own output on stdin.
+fn rekey(server: &Server, token: &str, current: &str, shares: u8, threshold: u8) -> Vec<String> {
+    let out = first_step(server, token, current, shares, threshold);
     let nonce = out
         .lines()
         .find_map(|l| l.strip_prefix("Rekey nonce: "))

@@ -947,17 +947,15 @@ fn body_too_large() -> ApiError {
 
 async fn not_found(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-    info: Option<axum::Extension<crate::record::RequestInfo>>,
     request: Request,
 ) -> ApiError {
     // Vault's clients are told what OpenBao tells them of a route it does not serve: that
     // it is sealed, then that the token does not let them in, and only to a valid token
     // that the route does not exist.
-    if request.uri().path().starts_with("/v1/") {
-        let peer = info.and_then(|axum::Extension(info)| info.client_ip);
-        if let Err(refused) = crate::auth::authenticate(&state, request.headers(), peer).await {
-            return refused;
-        }
+    if request.uri().path().starts_with("/v1/")
+        && let Err(refused) = crate::auth::check_unknown_route(&state, request).await
+    {
+        return refused;
     }
     ApiError::not_found("no such route; the API is described at /api/v1/openapi.json")
 }

@@ -426,6 +426,30 @@ pub(crate) async fn open_share(
                 "this link is for someone else: log in as its recipient, with your TOTP code",
             ));
         }
+        // Security decision: the recipient proves a code now, as for a step-up path, not
+        // only at a login hours ago: a session token taken from their machine does not open
+        // what was shared with them. The page logs in with a code each time, so it passes.
+        let window = state
+            .settings
+            .auth
+            .step_up_secs
+            .saturating_mul(1_000_000_000);
+        let fresh = caller.as_ref().is_some_and(|c| {
+            chaperone_core::policy::verified_within(
+                c.principal.mfa_verified_at,
+                state.clock.now(),
+                window,
+            )
+        });
+        if !fresh {
+            refuse("step_up_required", actor).await?;
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "step_up_required",
+                "opening a link shared with you needs a recent TOTP code: run `chaperone \
+                 verify --totp CODE`, or open the link in a browser (it asks for the code)",
+            ));
+        }
     }
     if let Some(hash) = &share.passphrase_hash {
         // Counted before it is checked, like a login: parallel guesses cannot slip past
@@ -770,7 +794,7 @@ pub(crate) async fn show_secret_request(
     // asking.
     let maker = match request.created_by.as_str() {
         super::governance::ROOT_ACTOR => None,
-        id => state.store.person(id).await?,
+        id => Some(state.store.acting_person(id).await?.ok_or_else(gone)?),
     };
     let vendor = match maker.as_ref().and_then(|p| p.vendor_id.as_deref()) {
         Some(id) => Some(

@@ -41,7 +41,7 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
 pub(crate) async fn seal_status(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<SealStatus>, ApiError> {
-    Ok(Json(state.seal_status().await?))
+    Ok(Json(state.seal_status_current().await?))
 }
 
 /// One unseal share, or a reset of the progress.

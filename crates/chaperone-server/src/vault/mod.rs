@@ -449,23 +449,22 @@ async fn wrap_answer(state: &AppState, route: &str, ttl: i64, response: Response
 /// the query kept (a listing's `after` and `limit`). `list` is read as Go's `ParseBool`
 /// reads it, as OpenBao does (hvac sends `list=True`); any other value is an error (a 400).
 fn rewrite_list(request: &mut Request) -> Result<(), ()> {
-    let flag = request.uri().query().and_then(|query| {
-        query
-            .split('&')
-            .find_map(|pair| match pair.split_once('=') {
-                Some(("list", value)) => Some(value),
-                None if pair == "list" => Some(""),
-                _ => None,
-            })
-    });
-    let listed_by_query = match flag {
-        None | Some("") => false,
-        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
-        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
-        Some(_) => return Err(()),
-    };
-    let is_list =
-        request.method().as_str() == "LIST" || (request.method() == Method::GET && listed_by_query);
+    // Only a GET reads `list` (the first one, percent-decoded), as OpenBao's handler does.
+    let listed_by_query = request.method() == Method::GET
+        && request.uri().query().is_some_and(|q| q.contains("list"))
+        && {
+            let axum::extract::Query(pairs) =
+                axum::extract::Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+                    .map_err(|_| ())?;
+            let flag = pairs.into_iter().find(|(key, _)| key == "list");
+            match flag.as_ref().map(|(_, value)| value.as_str()) {
+                None | Some("") => false,
+                Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
+                Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
+                Some(_) => return Err(()),
+            }
+        };
+    let is_list = request.method().as_str() == "LIST" || listed_by_query;
     if !is_list {
         return Ok(());
     }

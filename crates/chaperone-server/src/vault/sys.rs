@@ -63,7 +63,7 @@ pub(crate) async fn leader() -> Response {
 
 /// `GET sys/seal-status`.
 pub(crate) async fn seal_status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let status = state.seal_status().await?;
+    let status = state.seal_status_current().await?;
     let storage = match state.store.backend() {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgresql",

@@ -476,11 +476,12 @@ pub(crate) async fn revoke_accessor(
 /// who may revoke every token, is told as OpenBao tells its root token: 200 with a warning,
 /// so that a clean-up job revoking a list of accessors goes past one that has already
 /// expired or been revoked. Anyone else gets `invalid accessor` whether it exists or not.
+/// Either way the ledger records that nothing was revoked, and why (`bad_token`).
 fn no_such_accessor(caller: &Caller, info: &RequestInfo) -> Response {
     if caller.principal.role == Role::Admin {
         let mut body = envelope(info, serde_json::Value::Null);
         body["warnings"] = json!(["No token found with this accessor"]);
-        return reply(StatusCode::OK, &body);
+        return refused(reply(StatusCode::OK, &body), BAD_TOKEN);
     }
     refused(
         errors(StatusCode::BAD_REQUEST, "invalid accessor"),

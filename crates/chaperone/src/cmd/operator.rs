@@ -136,7 +136,13 @@ fn rekey(client: &Client, shares: u8, threshold: u8) -> anyhow::Result<()> {
              with {threshold} of the shares above (at the prompt, or on stdin)."
         )?;
         out.flush()?;
-        return Ok(());
+        // Said on stderr too, and as a failure: a script that hands the new shares out and
+        // destroys the old ones must stop here, not after the rekey has lapsed.
+        bail!(
+            "the new shares are NOT in force yet (rekey nonce {nonce}): run `chaperone operator \
+             rekey --verify {nonce}` against this same server within ten minutes, with \
+             {threshold} of them; until then the current shares still unseal"
+        );
     }
     drop(out);
     let quorum: Vec<Zeroizing<String>> = new
@@ -198,7 +204,8 @@ fn verify_rekey(
             "the rekey's outcome is unknown ({error}): the new shares may be in force. Keep \
              BOTH the current shares and the new ones until `chaperone ledger search \
              --action sys.rekey` shows whether a rekey was recorded just now (if it was, the \
-             new shares unseal and the current ones do not)"
+             new shares unseal and the current ones do not; if not, `chaperone operator rekey \
+             --verify {nonce}` puts them in force within ten minutes of the first step)"
         ),
     }
 }
