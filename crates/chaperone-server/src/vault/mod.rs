@@ -331,6 +331,14 @@ pub(crate) async fn compat(
         return reply(StatusCode::BAD_REQUEST, &json!({ "errors": [] }));
     }
     let route = request.uri().path()["/v1/".len()..].to_owned();
+    // OpenBao answers HEAD on `sys/health` only. Elsewhere it would run the GET (a secret
+    // read, recorded as given) and send nothing: 405, before anything runs.
+    if request.method() == Method::HEAD && route != "sys/health" {
+        return errors(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "1 error occurred:\n\t* unsupported operation\n\n",
+        );
+    }
     // Checked before the request runs: a read or a token made, recorded, and then refused
     // for a bad header would be an answer recorded as given that nobody received.
     let wrap_ttl = match request.headers().get(WRAP_TTL).map(|v| {

@@ -19,12 +19,16 @@ use crate::{ApiError, AppState};
 /// The version clients see; Vault clients compare it only for features.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-fn status_override(query: &HashMap<String, String>, key: &str, default: u16) -> StatusCode {
-    query
-        .get(key)
-        .and_then(|v| v.parse::<u16>().ok())
-        .and_then(|code| StatusCode::from_u16(code).ok())
-        .unwrap_or_else(|| StatusCode::from_u16(default).expect("a valid default"))
+/// The status asked for with `key`, else `default`; `None` for a value that is no status
+/// code (OpenBao answers that with 400).
+fn status_override(query: &HashMap<String, String>, key: &str, default: u16) -> Option<StatusCode> {
+    match query.get(key) {
+        None => StatusCode::from_u16(default).ok(),
+        Some(value) => value
+            .parse::<u16>()
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok()),
+    }
 }
 
 /// `GET|HEAD sys/health`: 200 unsealed, 503 sealed, 501 not initialised; `activecode`,
@@ -39,6 +43,9 @@ pub(crate) async fn health(
         (false, _) => status_override(&query, "uninitcode", 501),
         (true, true) => status_override(&query, "sealedcode", 503),
         (true, false) => status_override(&query, "activecode", 200),
+    };
+    let Some(code) = code else {
+        return Ok(reply(StatusCode::BAD_REQUEST, &json!({ "errors": [] })));
     };
     let body = json!({
         "initialized": status.initialized,

@@ -156,6 +156,11 @@ STEPS = [
     ("POST", "secret/data/contract/b", {}),
     ("GET", "secret/config", None),
     ("GET", "sys/health", None),
+    ("GET", "sys/health?activecode=abc", None),
+    ("GET", "sys/health?activecode=299", None),
+    # HEAD is for sys/health only: elsewhere it would read (and record) what it never sends.
+    ("HEAD", f"secret/data/{P}", None),
+    ("HEAD", "sys/mounts", None),
     ("GET", "sys/seal-status", None),
     ("GET", "sys/init", None),
     ("GET", f"sys/internal/ui/mounts/secret/{P}", None),
