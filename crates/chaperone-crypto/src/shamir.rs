@@ -137,21 +137,7 @@ fn checksum(bytes: &[u8]) -> [u8; 4] {
 
 /// Splits `secret` into `shares` shares, any `threshold` of which rebuild it.
 pub fn split(secret: &[u8; 32], shares: u8, threshold: u8) -> Result<Vec<Share>, CryptoError> {
-    if threshold == 0 || shares == 0 {
-        return Err(CryptoError::ShareParameters(
-            "shares and threshold must be at least 1".into(),
-        ));
-    }
-    if threshold > shares {
-        return Err(CryptoError::ShareParameters(format!(
-            "threshold {threshold} is larger than the number of shares {shares}"
-        )));
-    }
-    if threshold == 1 && shares > 1 {
-        return Err(CryptoError::ShareParameters(
-            "threshold 1 with several shares would make every share the whole key".into(),
-        ));
-    }
+    check_split(shares, threshold)?;
     let mut set_id = [0u8; 4];
     random_bytes(&mut set_id);
     // coefficients[i][b]: coefficient of x^(i+1) for key byte b.
@@ -178,6 +164,27 @@ pub fn split(secret: &[u8; 32], shares: u8, threshold: u8) -> Result<Vec<Share>,
             }
         })
         .collect())
+}
+
+/// Whether `shares` shares with `threshold` needed make a valid split (what [`split`]
+/// checks first), so that a caller can refuse bad parameters before doing anything else.
+pub fn check_split(shares: u8, threshold: u8) -> Result<(), CryptoError> {
+    if threshold == 0 || shares == 0 {
+        return Err(CryptoError::ShareParameters(
+            "shares and threshold must be at least 1".into(),
+        ));
+    }
+    if threshold > shares {
+        return Err(CryptoError::ShareParameters(format!(
+            "threshold {threshold} is larger than the number of shares {shares}"
+        )));
+    }
+    if threshold == 1 && shares > 1 {
+        return Err(CryptoError::ShareParameters(
+            "threshold 1 with several shares would make every share the whole key".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Rebuilds the secret from at least `threshold` shares of one set.

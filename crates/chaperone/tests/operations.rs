@@ -1261,3 +1261,26 @@ fn a_backup_with_a_configuration_file_asks_the_server_it_describes() {
     ));
     assert!(out.join("manifest.json").exists());
 }
+
+#[test]
+fn init_refuses_a_bad_split_before_it_creates_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let url = format!("sqlite://{}", db.display());
+    let error = fails(run_cli(
+        "",
+        "",
+        &[
+            "init",
+            "--shares",
+            "3",
+            "--threshold",
+            "1",
+            "--database-url",
+            &url,
+        ],
+        "",
+    ));
+    assert!(error.contains("threshold 1"), "{error}");
+    assert!(!db.exists(), "nothing was created");
+}

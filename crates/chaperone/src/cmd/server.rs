@@ -230,6 +230,8 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         &[("database_url", "--database-url", args.database_url)],
     )?;
     let config = layers.validate()?;
+    // Bad parameters are refused before the database is created or migrated.
+    shamir::check_split(args.shares, args.threshold)?;
     init_logging(&config.log_level, config.log_format)?;
     runtime()?.block_on(async {
         let store = Store::connect(&config.database_url).await?;
