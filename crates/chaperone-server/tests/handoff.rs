@@ -1558,8 +1558,14 @@ fn a_deliverable_is_scanned_for_vault_values_and_accepted_once_reviewed() {
         (Some(""), Some(0)),
         "{hidden}"
     );
-    // Last, though it is on line 1: its neighbours in file order would place it.
+    // Last, though it is on line 1: its neighbours in file order would place it. The
+    // record's list of finding ids is in the same order, not in file order.
     assert_eq!(answer["items"].as_array().unwrap().last(), Some(&hidden));
+    assert_eq!(
+        answer["findings"].as_array().unwrap().last(),
+        Some(&hidden["finding_id"]),
+        "{answer}"
+    );
     assert!(
         hidden["description"]
             .as_str()

@@ -55,6 +55,15 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The database could not be reached when the store opened.
+    #[error("cannot reach the database at {url}")]
+    Unreachable {
+        /// Where, without its password.
+        url: String,
+        /// The driver's error (refused, unknown host, wrong password, timed out).
+        #[source]
+        source: sqlx::Error,
+    },
     /// A key/value rule refused the operation (check-and-set, limits).
     #[error(transparent)]
     Kv(#[from] chaperone_core::KvError),
@@ -394,6 +403,31 @@ impl Store {
                 create_private_file(path)?;
             }
             connect_url = format!("sqlite://{}", path.display());
+        }
+        if backend == Backend::Postgres {
+            // One connection on its own first: its error says why (refused, an unknown host,
+            // a wrong password), where the pool's would only say that it timed out, 30 s on.
+            let unreachable = |source| StoreError::Unreachable {
+                url: url.redacted(),
+                source,
+            };
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                <sqlx::AnyConnection as sqlx::Connection>::connect(&connect_url),
+            )
+            .await
+            {
+                Ok(Ok(connection)) => {
+                    let _ = sqlx::Connection::close(connection).await;
+                }
+                Ok(Err(source)) => return Err(unreachable(source)),
+                Err(_) => {
+                    return Err(unreachable(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no answer within 10 s",
+                    ))));
+                }
+            }
         }
         let pool = pool_options(backend, 8, 16)
             .connect(&connect_url)

@@ -290,6 +290,10 @@ fn view(deliverable: Deliverable, findings: &[Finding], viewer: &Viewer) -> Deli
         .iter()
         .filter(|f| !matches!(f.status.as_str(), "resolved" | "risk_accepted"))
         .count();
+    // The record lists its findings in file and line order too: shown as the items are,
+    // or a hidden one's id would be placed by its neighbours in that list.
+    let mut deliverable = deliverable;
+    deliverable.findings = items.iter().map(|i| i.finding_id.clone()).collect();
     DeliverableView {
         deliverable,
         status: if open == 0 { "accepted" } else { "in_review" }.into(),
