@@ -1928,6 +1928,37 @@ fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
     // The submitter reads their own ledger entries: the count there is of secrets too.
     let submitted = s.recorded("deliverable.submit", id);
     assert_eq!(submitted[0]["details"]["vault_matches"], 1, "{submitted:?}");
+    // Security is told at once, with counts.
+    let told = s.ok("GET", "/api/v1/notifications", Some(&sam_t), None);
+    let told: Vec<&Value> = told
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "deliverable_vault_match")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["details"]["vault_matches"], 1);
+    // Only security closes it: its owner, if not security, cannot accept the deliverable
+    // by resolving it.
+    let olga = s.person("olga", "member", None);
+    let olga_t = s.login(&olga);
+    let finding = format!("/api/v1/findings/{}", known["id"].as_str().unwrap());
+    s.ok(
+        "POST",
+        &finding,
+        Some(&sam_t),
+        Some(json!({ "owner": "olga" })),
+    );
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &finding,
+            &olga_t,
+            Some(json!({ "status": "resolved", "note": "rotated" }))
+        ),
+        (403, "not_permitted".into())
+    );
     assert_eq!(
         known["details"]["places"],
         json!([{ "path": "conf.env", "line": 1 }, { "path": "conf.env", "line": 3 },

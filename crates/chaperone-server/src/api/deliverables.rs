@@ -530,6 +530,23 @@ pub(crate) async fn submit(
         &deliverable,
         now,
     )));
+    // A stored value in a deliverable is a leak, or someone testing which values are
+    // stored: security hears of it in the same change, with counts (the findings say where).
+    if !occurrences.is_empty() {
+        let people = state.store.list_people().await?;
+        ops.push(crate::notify::notification(
+            "deliverable_vault_match",
+            &crate::notify::security_or_admins(&people),
+            &id,
+            json!({
+                "deliverable_id": id,
+                "vendor": vendor.name,
+                "submitted_by": actor_id(&caller),
+                "vault_matches": occurrences.len(),
+            }),
+            now,
+        ));
+    }
     let event = change_event(
         &state,
         &info,

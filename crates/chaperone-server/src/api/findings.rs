@@ -270,6 +270,21 @@ pub(crate) async fn update_finding(
             "this anomaly is about you: someone else resolves it or accepts its risk",
         ));
     }
+    // A deliverable that holds a value stored in the vault is security's to close: its
+    // owner (often the vendor's owner, who may not read that secret) cannot tell whether it
+    // was rotated, and closing it would accept the deliverable.
+    if closing
+        && status != finding.status
+        && !manager
+        && finding.source == "deliverable"
+        && finding.details["secret"].is_string()
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+            "a deliverable holding a value stored in the vault is closed by security",
+        ));
+    }
     if closing && req.note.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(ApiError::bad_request(
             "invalid_request",
