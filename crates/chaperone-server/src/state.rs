@@ -115,6 +115,9 @@ impl Default for AuthSettings {
     }
 }
 
+/// Deliverables read or waiting for the scan at once; more are answered 429.
+pub(crate) const MAX_QUEUED_UPLOADS: usize = 4;
+
 /// Shared state of one server.
 #[derive(Debug)]
 pub struct AppState {
@@ -136,6 +139,11 @@ pub struct AppState {
     /// on a blocking thread that outlives a timed-out request, so concurrent uploads would
     /// otherwise pile up memory and CPU without bound.
     pub(crate) scans: Arc<tokio::sync::Semaphore>,
+    /// Uploads of deliverables being read, waiting for the scan or scanned, at most
+    /// [`MAX_QUEUED_UPLOADS`]: a slot is taken before the body is read, so
+    /// that uploads waiting for the one scan cannot hold their bodies in memory without
+    /// bound (64 MiB each).
+    pub(crate) upload_slots: Arc<tokio::sync::Semaphore>,
     /// When this process last recorded each session's use in the store, so that requests
     /// arriving together record it once (see `auth::note_session_use`).
     pub(crate) session_marks:
@@ -218,6 +226,7 @@ impl AppState {
             compliance: Derived::default(),
             ledger_pin: std::sync::Mutex::new(None),
             scans: Arc::new(tokio::sync::Semaphore::new(1)),
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             session_marks: std::sync::Mutex::default(),
         }
     }

@@ -20,7 +20,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -317,8 +316,26 @@ pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     Query(query): Query<SubmitQuery>,
-    content: Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<DeliverableView>, ApiError> {
+    // A slot before the body is read (it is held until the answer): uploads waiting for
+    // the scan hold at most `MAX_QUEUED_UPLOADS` bodies in memory.
+    let Ok(_slot) = Arc::clone(&state.upload_slots).try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "other deliverables are being scanned; try again in a minute",
+        ));
+    };
+    let content = axum::body::to_bytes(body, MAX_DELIVERABLE_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the deliverable is larger than the server accepts (64 MiB)",
+            )
+        })?;
     let name = query.name.trim().to_owned();
     let plain = name
         .chars()
