@@ -1949,6 +1949,14 @@ fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
         Some(&sam_t),
         Some(json!({ "owner": "olga" })),
     );
+    // Its owner sees where in the deliverable, not which vault secret.
+    let owned = s.ok("GET", &finding, Some(&olga_t), None);
+    assert_eq!(owned["details"]["secret"], Value::Null, "{owned}");
+    assert_eq!(owned["details"]["occurrences"], 3, "{owned}");
+    assert_eq!(
+        s.ok("GET", &finding, Some(&sam_t), None)["details"]["secret"],
+        "prod/db#password"
+    );
     assert_eq!(
         error(
             &s,

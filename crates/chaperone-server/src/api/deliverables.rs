@@ -214,6 +214,12 @@ pub(crate) async fn findings_for(
             viewers.insert(id.clone(), seen);
         }
         let Some(Some((viewer, any_hidden))) = viewers.get(&id) else {
+            // Not the submitter: the finding's owner (often the vendor's owner) reviews the
+            // deliverable by its places, but which vault secret matched is for security,
+            // auditors and admins: the owner may not read or list it.
+            if !sees_all(caller) {
+                finding.details["secret"] = Value::Null;
+            }
             continue;
         };
         if !viewer.sees_where(finding) {
