@@ -37,8 +37,10 @@ use crate::{ApiError, AppState};
 
 /// The window of a failed-login burst.
 const BURST_WINDOW_SECS: i64 = 600;
-/// Entries read per sweep at most: a long ledger is caught up on over several sweeps.
-const ENTRIES_PER_SWEEP: u64 = 20_000;
+/// How long one sweep keeps reading: a flood of recorded requests (refused tokens cost an
+/// attacker nothing) must not push entries past `STALE_SECS` unread.
+const SWEEP_TIME: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Networks remembered per person (the oldest is forgotten first).
 const NETWORKS_PER_PERSON: usize = 64;
 /// Entries older than this when read raise no alert.
@@ -55,6 +57,10 @@ pub struct WatchSettings {
     pub reads_per_hour: u32,
     /// When contractors are expected to read secrets; `None` turns the check off.
     pub business_hours: Option<BusinessHours>,
+    /// Alerts raised one by one per sweep at most; the rest are counted in one more alert,
+    /// so that a flood of, say, failed logins from many networks cannot bury security in
+    /// findings and notifications.
+    pub alerts_per_sweep: usize,
 }
 
 impl Default for WatchSettings {
@@ -62,6 +68,7 @@ impl Default for WatchSettings {
         Self {
             login_burst: 10,
             reads_per_hour: 200,
+            alerts_per_sweep: 50,
             business_hours: Some(
                 "Mon-Fri 07:00-19:00 +00:00"
                     .parse()
@@ -355,8 +362,7 @@ impl AppState {
             None => WatchState::default(),
         };
         let size = self.store.ledger_size().await?;
-        let end = size.min(state.next + ENTRIES_PER_SWEEP);
-        if state.next >= end {
+        if state.next >= size {
             return Ok(0);
         }
         let people = self.store.list_people().await?;
@@ -365,9 +371,14 @@ impl AppState {
             .map(|p| (p.id.clone(), p.name.clone()))
             .collect();
         let mut alerts = Vec::new();
-        let mut start = state.next;
-        while start < end {
-            let page = (start + 1000).min(end);
+        // Alerts of entries read more than a day late, not raised one by one.
+        let mut late = 0usize;
+        let first = state.next;
+        let started = std::time::Instant::now();
+        let mut start = first;
+        // Pages of a thousand entries, until the ledger's end or the sweep's time is up.
+        while start < size && (start == first || started.elapsed() < SWEEP_TIME) {
+            let page = (start + 1000).min(size);
             let mut latest = None;
             for (seq, bytes) in self.store.ledger_entries(start, page).await? {
                 let entry: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -380,6 +391,8 @@ impl AppState {
                 let raised = state.learn(settings, seq, &entry, &names);
                 if fresh {
                     alerts.extend(raised);
+                } else {
+                    late += raised.len();
                 }
                 latest = entry["time"]
                     .as_str()
@@ -391,8 +404,9 @@ impl AppState {
             }
             start = page;
         }
+        let end = start;
         state.next = end;
-        if size - end > ENTRIES_PER_SWEEP {
+        if size > end {
             tracing::warn!(
                 behind = size - end,
                 "the anomaly watch is behind the ledger; entries more than a day old when read \
@@ -408,12 +422,46 @@ impl AppState {
         // One alert per key, within this sweep too: two inserts of one key would conflict,
         // and the watch would never get past these entries.
         let mut queued = HashSet::new();
+        let mut raising = Vec::new();
+        let mut not_raised = 0usize;
         for alert in alerts {
             if !queued.insert(alert.key.clone())
                 || self.store.record("anomaly", &alert.key).await?.is_some()
             {
                 continue;
             }
+            if raising.len() < settings.alerts_per_sweep {
+                raising.push(alert);
+            } else {
+                not_raised += 1;
+            }
+        }
+        // What was not raised one by one (past the cap, or read more than a day late) is
+        // said in one alert, so that neither a flood of alerts nor a flood of entries goes
+        // unseen.
+        if not_raised > 0 || late > 0 {
+            raising.push(Alert {
+                key: format!("watch:{first}-{end}"),
+                kind: "watch_overflow",
+                severity: "high",
+                title: format!(
+                    "{} anomalies were not raised one by one: {not_raised} past the {} a sweep \
+                     raises, {late} in entries read more than a day late",
+                    not_raised + late,
+                    settings.alerts_per_sweep
+                ),
+                subject: "ledger".into(),
+                vendor_id: None,
+                seq: end.saturating_sub(1),
+                details: json!({
+                    "not_raised": not_raised,
+                    "read_late": late,
+                    "from_seq": first,
+                    "to_seq": end,
+                }),
+            });
+        }
+        for alert in raising {
             let mut details = alert.details;
             details["kind"] = alert.kind.into();
             details["seq"] = alert.seq.into();

@@ -2795,3 +2795,59 @@ fn reports_count_a_period_and_reach_security_on_schedule() {
         "{reports:?}"
     );
 }
+
+#[test]
+fn a_flood_of_anomalies_and_a_late_watch_are_said_in_one_alert() {
+    let s = Server::start_with(|settings| settings.notify.watch.alerts_per_sweep = 2);
+    let sam = s.person("sam", "security", None);
+    let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().anomalies;
+    let burst = |from: &str| {
+        for _ in 0..10 {
+            let (status, _) = s.call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({ "user": "mallory", "password": "guess-Zq81", "totp": "000000" })),
+                Some(from),
+            );
+            assert!(status == 401 || status == 429, "{status}");
+        }
+    };
+    // Three address bursts (and the account's): two raised one by one, the rest in one.
+    for from in ["203.0.113.5", "198.51.100.5", "192.0.2.5"] {
+        burst(from);
+    }
+    assert_eq!(sweep(), 3);
+    let overflow = |found: &Value| -> Vec<Value> {
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["details"]["kind"] == "watch_overflow")
+            .cloned()
+            .collect()
+    };
+    let sam_t = s.login(&sam);
+    let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&sam_t), None);
+    let said = overflow(&found);
+    assert_eq!(said.len(), 1, "{found}");
+    assert!(
+        said[0]["details"]["not_raised"].as_u64().unwrap() >= 2,
+        "{said:?}"
+    );
+    assert_eq!(said[0]["severity"], "high");
+
+    // Entries read more than a day late raise no alert of their own, but are counted.
+    burst("100.64.0.5");
+    s.clock.advance_secs(2 * 86_400);
+    assert_eq!(sweep(), 1);
+    let sam_t = s.login(&sam);
+    let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&sam_t), None);
+    let said = overflow(&found);
+    assert_eq!(said.len(), 2, "{found}");
+    assert!(
+        said.iter()
+            .any(|f| f["details"]["read_late"].as_u64().unwrap() >= 1),
+        "{said:?}"
+    );
+}
