@@ -1925,6 +1925,15 @@ fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
         .find(|f| f["details"]["deliverable_id"] == id && f["details"]["rule"] == "known-value")
         .unwrap();
     assert_eq!(known["details"]["occurrences"], 3, "{known}");
+    // No finding keeps a fingerprint, an unkeyed hash of the value.
+    assert!(
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["details"].get("fingerprint").is_none_or(Value::is_null)),
+        "{findings}"
+    );
     // The submitter reads their own ledger entries: the count there is of secrets too.
     let submitted = s.recorded("deliverable.submit", id);
     assert_eq!(submitted[0]["details"]["vault_matches"], 1, "{submitted:?}");

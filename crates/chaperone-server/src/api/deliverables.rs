@@ -485,7 +485,9 @@ pub(crate) async fn submit(
                 "rule": f.rule,
                 "description": f.description,
                 "shown": f.redacted,
-                "fingerprint": f.fingerprint,
+                // No fingerprint: it is an unkeyed hash of the value (for CLI baselines),
+                // which would let whoever reads findings confirm a guess of a short value
+                // (an identity number, a card number) offline, and the server never uses it.
                 // Which vault secret (path and field, never the value): for security.
                 "secret": f.known,
                 "occurrences": counted.map(|(n, _)| n),
