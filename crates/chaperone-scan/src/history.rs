@@ -48,25 +48,34 @@ impl Scanner {
         }
         tips.sort();
         tips.dedup();
-        // Each blob once, named after the first commit (newest first) that holds it.
+        // Each blob once, named after the first commit (newest first) that holds it. Each
+        // tree is walked once too: commits share most of their trees, and a hostile
+        // repository nests one tree many times over ("git bomb"), which a walk of every
+        // commit's whole tree would expand a billion times over.
         let mut seen: HashSet<ObjectId> = HashSet::new();
+        let mut seen_trees: HashSet<ObjectId> = HashSet::new();
         let mut blobs: Vec<(ObjectId, String)> = Vec::new();
         let walk = repo.rev_walk(tips).all().map_err(|e| error(path, e))?;
         for info in walk {
             let info = info.map_err(|e| error(path, e))?;
             let commit = repo.find_commit(info.id).map_err(|e| error(path, e))?;
-            let tree = commit.tree().map_err(|e| error(path, e))?;
-            let mut recorder = gix::traverse::tree::Recorder::default();
-            tree.traverse()
-                .breadthfirst(&mut recorder)
-                .map_err(|e| error(path, e))?;
+            let root = commit.tree_id().map_err(|e| error(path, e))?.detach();
             let short = info.id.to_hex_with_len(12).to_string();
-            for entry in recorder.records {
-                if entry.mode.is_blob() && seen.insert(entry.oid) {
-                    blobs.push((
-                        entry.oid,
-                        format!("{short}:{}", entry.filepath.to_str_lossy()),
-                    ));
+            let mut queue = std::collections::VecDeque::from([(root, String::new())]);
+            while let Some((id, prefix)) = queue.pop_front() {
+                if !seen_trees.insert(id) {
+                    continue;
+                }
+                let tree = repo.find_tree(id).map_err(|e| error(path, e))?;
+                for entry in tree.iter() {
+                    let entry = entry.map_err(|e| error(path, e))?;
+                    let name = format!("{prefix}{}", entry.filename().to_str_lossy());
+                    let oid = entry.oid().to_owned();
+                    if entry.mode().is_tree() {
+                        queue.push_back((oid, format!("{name}/")));
+                    } else if entry.mode().is_blob() && seen.insert(oid) {
+                        blobs.push((oid, format!("{short}:{name}")));
+                    }
                 }
             }
         }
@@ -146,6 +155,70 @@ mod tests {
             .status()
             .expect("git runs");
         assert!(status.success(), "git {args:?}");
+    }
+
+    /// `git` with `stdin`, its standard output trimmed.
+    fn git_out(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("git runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "git {args:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    #[test]
+    fn a_tree_nested_many_times_over_is_walked_once() {
+        // A "git bomb": ten entries naming the same tree, nine levels deep, so a walk of
+        // every path meets the one blob a billion times.
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        git(repo, &["init", "-q", "-b", "main"]);
+        let blob = git_out(
+            repo,
+            &["hash-object", "-w", "--stdin"],
+            "TOKEN = 'ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo'\n",
+        );
+        let mut listing: String = (0..10)
+            .map(|i| format!("100644 blob {blob}\tf{i}\n"))
+            .collect();
+        let mut tree = git_out(repo, &["mktree"], &listing);
+        for _ in 0..9 {
+            listing = (0..10)
+                .map(|i| format!("040000 tree {tree}\td{i}\n"))
+                .collect();
+            tree = git_out(repo, &["mktree"], &listing);
+        }
+        let commit = git_out(repo, &["commit-tree", &tree, "-m", "bomb"], "");
+        git(repo, &["update-ref", "refs/heads/main", &commit]);
+
+        let scanner = Scanner::new(RuleSet::builtin().unwrap());
+        let report = scanner.scan_git_history(repo, &|_| {}).unwrap();
+        assert_eq!(report.files_scanned, 1);
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.rule.starts_with("github") && f.path.ends_with("d0/d0/f0")),
+            "{:?}",
+            report.findings
+        );
     }
 
     #[test]
