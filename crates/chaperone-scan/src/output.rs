@@ -5,20 +5,39 @@ use serde_json::{Value, json};
 use crate::rules::{RuleSet, Severity};
 use crate::scan::Report;
 
+/// `text` for a terminal: control characters (an escape sequence in a scanned file or a
+/// member's name could move the cursor and overwrite findings on screen) are written as
+/// Rust escapes (`\u{1b}`).
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// `file:line:column  severity  rule  redacted` lines, then a summary.
 pub fn human(report: &Report) -> String {
     let mut out = String::new();
     for f in &report.findings {
         out.push_str(&format!(
             "{}:{}:{}  {:<8}  {}  {}\n    {}\n    {}\n",
-            f.path,
+            printable(&f.path),
             f.line,
             f.column,
             f.severity.as_str(),
             f.rule,
-            f.redacted,
+            printable(&f.redacted),
             f.description,
-            f.context
+            printable(&f.context)
         ));
     }
     out.push_str(&format!(
@@ -131,6 +150,19 @@ pub fn sarif(report: &Report, rules: &RuleSet) -> String {
 #[cfg(test)]
 mod tests {
     use crate::{RuleSet, Scanner};
+
+    #[test]
+    fn terminal_text_has_no_control_characters() {
+        let mut finding = crate::scan::too_many("a\u{1b}[2Jb.env", 1);
+        finding.context = "x = 1\r\u{1b}[1A".into();
+        let report = crate::scan::Report {
+            findings: vec![finding],
+            ..crate::scan::Report::default()
+        };
+        let text = super::human(&report);
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(text.contains("a\\u{1b}[2Jb.env"), "{text}");
+    }
 
     #[test]
     fn every_sarif_result_points_at_its_own_rule() {
