@@ -144,17 +144,7 @@ mod tests {
     use crate::{RuleSet, Scanner};
 
     fn git(dir: &std::path::Path, args: &[&str]) {
-        let status = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .status()
-            .expect("git runs");
-        assert!(status.success(), "git {args:?}");
+        git_out(dir, args, "");
     }
 
     /// `git` with `stdin`, its standard output trimmed.

@@ -8,7 +8,7 @@ use crate::scan::Report;
 /// `text` for a terminal: control characters (an escape sequence in a scanned file or a
 /// member's name could move the cursor and overwrite findings on screen) are written as
 /// Rust escapes (`\u{1b}`).
-fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();
     }

@@ -2813,10 +2813,28 @@ fn a_flood_of_anomalies_and_a_late_watch_are_said_in_one_alert() {
             assert!(status == 401 || status == 429, "{status}");
         }
     };
-    // Three address bursts (and the account's): two raised one by one, the rest in one.
+    // A contractor's first network is learnt.
+    let cy = acme_reader(&s);
+    let cy_t = s.login(&cy);
+    let read = |from: &str| {
+        let (status, _) = s.call(
+            "GET",
+            "/api/v1/secrets/data/acme/app/db",
+            Some(&cy_t),
+            None,
+            Some(from),
+        );
+        assert_eq!(status, 200);
+    };
+    read("127.0.0.1");
+    assert_eq!(sweep(), 0);
+    // Three address bursts (and the account's), then the contractor from a new network:
+    // two raised one by one, the rest in one. The bursts, which anyone can cause, do not
+    // take the place of what the account did.
     for from in ["203.0.113.5", "198.51.100.5", "192.0.2.5"] {
         burst(from);
     }
+    read("100.64.2.5");
     assert_eq!(sweep(), 3);
     let overflow = |found: &Value| -> Vec<Value> {
         found
@@ -2834,6 +2852,21 @@ fn a_flood_of_anomalies_and_a_late_watch_are_said_in_one_alert() {
     assert!(
         said[0]["details"]["not_raised"].as_u64().unwrap() >= 2,
         "{said:?}"
+    );
+    assert!(
+        said[0]["details"]["not_raised_by_kind"]["login_burst"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{said:?}"
+    );
+    assert!(
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["details"]["kind"] == "new_network"),
+        "{found}"
     );
     assert_eq!(said[0]["severity"], "high");
 

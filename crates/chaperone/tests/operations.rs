@@ -864,7 +864,7 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
         (400, Some("invalid_share")),
         "{answer}"
     );
-    // So is one beyond the quorum.
+    // So is a share of another split given beyond the quorum.
     let (status, answer) = post(
         "sys/rekey/verify",
         serde_json::json!({ "nonce": started["nonce"],

@@ -190,6 +190,10 @@ pub(crate) async fn findings_for(
         if finding.source != "deliverable" {
             continue;
         }
+        // Kept by findings made before fingerprints were dropped: shown to no one.
+        if let Some(details) = finding.details.as_object_mut() {
+            details.remove("fingerprint");
+        }
         let Some(id) = finding.details["deliverable_id"]
             .as_str()
             .map(str::to_owned)
@@ -326,7 +330,7 @@ pub(crate) async fn submit(
 ) -> Result<Json<DeliverableView>, ApiError> {
     // A slot before the body is read (it is held until the answer): uploads waiting for
     // the scan hold at most `MAX_QUEUED_UPLOADS` bodies in memory.
-    let Ok(_slot) = Arc::clone(&state.upload_slots).try_acquire_owned() else {
+    let Ok(slot) = Arc::clone(&state.upload_slots).try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "busy",
@@ -391,7 +395,9 @@ pub(crate) async fn submit(
     let data = content.clone();
     let time_limit = state.settings.scan_time_limit;
     let report = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        // Both held until the scan ends, even when the request has timed out meanwhile:
+        // the scan still holds the upload.
+        let _permits = (permit, slot);
         let known: Vec<(&[u8], String)> = values
             .iter()
             .map(|(v, label)| (v.as_slice(), label.clone()))

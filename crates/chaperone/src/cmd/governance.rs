@@ -1206,7 +1206,8 @@ pub(crate) fn finding(command: FindingCommand) -> anyhow::Result<()> {
                     str_of(&f["status"]),
                     str_of(&f["severity"]),
                     &str_of(&f["due"])[..10.min(str_of(&f["due"]).len())],
-                    str_of(&f["title"])
+                    // Titles name archive members, which the submitter chose.
+                    chaperone_scan::output::printable(str_of(&f["title"]))
                 );
             }
         }

@@ -31,45 +31,31 @@ pub(crate) fn unseal(args: UnsealArgs) -> anyhow::Result<()> {
     while status["sealed"] == Value::Bool(true) {
         let progress = status["progress"].as_u64().unwrap_or(0);
         let threshold = status["threshold"].as_u64().unwrap_or(0);
-        let share = if interactive {
-            match super::prompt_secret_or_end(
+        let next = if interactive {
+            super::prompt_secret_or_end(
                 &format!(
                     "Unseal share ({} of {threshold}; Ctrl-D when done): ",
                     progress + 1
                 ),
                 "give the shares on stdin, one per line",
-            )? {
-                Some(share) => share,
-                // A holder who gave their own share and stops: the others follow.
-                None if given > 0 => {
-                    println!(
-                        "The server is still sealed: {} more share(s) needed, from other holders.",
-                        threshold.saturating_sub(progress)
-                    );
-                    return Ok(());
-                }
-                None => bail!(
-                    "no share was given; the server is still sealed ({progress} of \
-                     {threshold} given)"
-                ),
-            }
+            )?
         } else {
-            match lines.next() {
-                Some(line) => Zeroizing::new(line?),
-                // Each holder may give their own share from their own machine: one given
-                // here is a success, and the others follow.
-                None if given > 0 => {
-                    println!(
-                        "The server is still sealed: {} more share(s) needed, from other holders.",
-                        threshold.saturating_sub(progress)
-                    );
-                    return Ok(());
-                }
-                None => bail!(
-                    "stdin ended before any share; the server is still sealed ({progress} of \
-                     {threshold} given)"
-                ),
+            lines.next().transpose()?.map(Zeroizing::new)
+        };
+        let Some(share) = next else {
+            // Each holder may give their own share from their own machine: one given here
+            // is a success, and the others follow.
+            if given > 0 {
+                println!(
+                    "The server is still sealed: {} more share(s) needed, from other holders.",
+                    threshold.saturating_sub(progress)
+                );
+                return Ok(());
             }
+            bail!(
+                "no share was given; the server is still sealed ({progress} of {threshold} \
+                 given)"
+            );
         };
         if share.trim().is_empty() {
             continue;
