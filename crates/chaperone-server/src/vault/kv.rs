@@ -127,9 +127,10 @@ pub(crate) async fn write(
     ApiJson(body): ApiJson<WriteBody>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
-    let Some(data) = body.data else {
+    let Some(mut data) = body.data else {
         return Ok(errors(StatusCode::BAD_REQUEST, "no data provided"));
     };
+    data.values_mut().for_each(go_numbers);
     let plaintext = zeroize::Zeroizing::new(
         serde_json::to_vec(&data).expect("a JSON object always serialises"),
     );
@@ -173,9 +174,10 @@ pub(crate) async fn patch(
     ApiJson(body): ApiJson<WriteBody>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
-    let Some(changes) = body.data else {
+    let Some(mut changes) = body.data else {
         return Ok(errors(StatusCode::BAD_REQUEST, "no data provided"));
     };
+    changes.values_mut().for_each(go_numbers);
     let keyring = unsealed(&state)?;
     let Some(stored) = state.store.read_version(&path, None).await? else {
         return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
@@ -590,6 +592,31 @@ pub(crate) async fn config(
 
 /// JSON Merge Patch (RFC 7396), as Vault's KV `PATCH` applies it: objects merge key by key
 /// at every depth, `null` removes a key, anything else replaces the value.
+/// Writes whole numbers given with a fraction or an exponent (`1.0`, `1e3`) as the integers
+/// they are, as OpenBao does: it holds every number as a float64, which Go writes without a
+/// fraction when it has none. Integers are kept as written (OpenBao rounds those above
+/// 2^53, Chaperone does not), and other floats read back in their shortest form, which is
+/// Go's too below 1e21.
+fn go_numbers(value: &mut Value) {
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            // -0.0 stays a float: Go writes it as `-0`, which no integer is.
+            if x.fract() == 0.0 && !(x == 0.0 && x.is_sign_negative()) {
+                if x.abs() < TWO_POW_63 {
+                    *n = serde_json::Number::from(x as i64);
+                } else if x > 0.0 && x < 2.0 * TWO_POW_63 {
+                    *n = serde_json::Number::from(x as u64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(go_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(go_numbers),
+        _ => {}
+    }
+}
+
 fn merge_patch(target: &mut serde_json::Map<String, Value>, patch: serde_json::Map<String, Value>) {
     for (key, value) in patch {
         match value {
@@ -611,5 +638,29 @@ fn merge_patch(target: &mut serde_json::Map<String, Value>, patch: serde_json::M
                 target.insert(key, other);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_numbers;
+
+    fn normalised(text: &str) -> String {
+        let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+        go_numbers(&mut value);
+        value.to_string()
+    }
+
+    #[test]
+    fn whole_floats_become_integers_and_the_rest_is_kept() {
+        assert_eq!(
+            normalised(r#"{"a":1.0,"b":1e3,"c":[2.0,{"d":-3E+2}],"e":1.5,"f":1.5e-7,"g":"1.0"}"#),
+            r#"{"a":1,"b":1000,"c":[2,{"d":-300}],"e":1.5,"f":1.5e-7,"g":"1.0"}"#
+        );
+        // Integers as written, also past 2^53; 2^63 and above as unsigned up to 2^64.
+        assert_eq!(
+            normalised("[9007199254740993,-0.0,9.3e18,1e19,2e19]"),
+            "[9007199254740993,-0.0,9300000000000000000,10000000000000000000,2e+19]"
+        );
     }
 }
