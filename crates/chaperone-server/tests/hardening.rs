@@ -659,6 +659,23 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
         assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     }
     assert_eq!(reads(), before);
+
+    // HEAD on a native route that needs a credential would run the GET (a secret read,
+    // recorded as given) and send nothing: 405 before anything runs. Public routes keep it.
+    let head = |path: &str| {
+        raw(
+            &s,
+            &format!(
+                "HEAD {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                s.admin
+            ),
+        )
+    };
+    let answer = head("/api/v1/secrets/data/team/db");
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    let answer = head("/api/v1/health");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(reads(), before);
 }
 
 #[test]

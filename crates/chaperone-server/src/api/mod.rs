@@ -832,13 +832,19 @@ pub(crate) struct RouteTable(Arc<Vec<RouteSpec>>);
 
 impl RouteTable {
     /// The entry of the route `path` (a pattern, as matched) for `method`.
+    ///
+    /// axum answers HEAD with the GET handler, without the body. That is kept for public
+    /// routes (health, pages); on a route that needs a credential HEAD finds nothing, so
+    /// it is refused with 405 before anything runs: the handler would read a secret or a
+    /// report, record it as given, and send nothing.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&RouteSpec> {
-        // axum answers HEAD with the GET handler, without the body; so does the policy.
-        let method = if method == Method::HEAD {
-            &Method::GET
-        } else {
-            method
-        };
+        if method == Method::HEAD {
+            return self
+                .0
+                .iter()
+                .find(|spec| spec.method == Method::GET && spec.path == path)
+                .filter(|spec| spec.action.is_none());
+        }
         self.0
             .iter()
             .find(|spec| spec.method == method && spec.path == path)
