@@ -210,6 +210,11 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// Whether the URL holds a password (in its user information or a query parameter).
+    pub fn holds_password(&self) -> bool {
+        self.redacted() != self.url
+    }
+
     /// The URL with any password replaced by `***`, for messages and logs: the one in the
     /// user information (`user:password@`) and the value of any query parameter whose name
     /// holds `password` (`?password=`, `sslpassword=`), which the PostgreSQL driver accepts

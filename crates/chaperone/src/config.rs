@@ -302,6 +302,24 @@ impl Layers {
         Ok(())
     }
 
+    /// The config files that hold a secret (a key of [`SECRET_KEYS`], or a database URL
+    /// with a password), each with the keys that make it one.
+    pub(crate) fn files_holding_secrets(&self) -> BTreeMap<&Path, Vec<&'static str>> {
+        let mut files: BTreeMap<&Path, Vec<&'static str>> = BTreeMap::new();
+        for (&key, (text, source)) in &self.0 {
+            let Source::File(path) = source else {
+                continue;
+            };
+            let secret = SECRET_KEYS.contains(&key)
+                || (key == "database_url"
+                    && DatabaseUrl::parse(text.trim()).is_ok_and(|url| url.holds_password()));
+            if secret {
+                files.entry(path.as_path()).or_default().push(key);
+            }
+        }
+        files
+    }
+
     fn parse<T>(
         &self,
         key: &'static str,
@@ -698,6 +716,39 @@ mod tests {
             .to_string();
         assert!(error.contains("notify_webhook"), "{error}");
         assert!(!error.contains("XXXX"), "the URL is never echoed: {error}");
+    }
+
+    #[test]
+    fn files_holding_secrets_are_named_with_their_keys() {
+        let file = || Source::File("c.toml".into());
+        let l = layers(&[
+            ("database_url", "postgres://app:pw@db/chaperone", file()),
+            ("notify_webhook_secret", "whsec-x", file()),
+            (
+                "metrics_token",
+                "0123456789abcdef",
+                Source::Env("CHAPERONE_METRICS_TOKEN"),
+            ),
+            (
+                "listen",
+                "127.0.0.1:8420",
+                Source::File("other.toml".into()),
+            ),
+        ]);
+        let files = l.files_holding_secrets();
+        assert_eq!(
+            files.into_iter().collect::<Vec<_>>(),
+            [(
+                Path::new("c.toml"),
+                vec!["database_url", "notify_webhook_secret"]
+            )]
+        );
+        for url in ["postgres://app@db/chaperone", "sqlite://x.db"] {
+            let l = layers(&[("database_url", url, file())]);
+            assert!(l.files_holding_secrets().is_empty(), "{url}");
+        }
+        let l = layers(&[("database_url", "postgres://app@db/c?password=x", file())]);
+        assert_eq!(l.files_holding_secrets().len(), 1);
     }
 
     #[test]

@@ -251,7 +251,8 @@ fn plaintext_on_a_public_address_is_refused() {
     assert!(error.contains("dangerously_allow_plaintext"), "{error}");
 }
 
-/// A key file other users may read is named in the log at start; the server still starts.
+/// A key file, or a config file holding a secret, that other users may read is named in the
+/// log at start; the server still starts.
 #[test]
 fn a_key_file_others_may_read_is_named_in_the_log() {
     use std::os::unix::fs::PermissionsExt;
@@ -262,8 +263,20 @@ fn a_key_file_others_may_read_is_named_in_the_log() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let url = format!("sqlite://{}", data.join("chaperone.db").display());
     let log_path = dir.path().join("server.log");
+    // A config file holding a secret, readable by all.
+    let config = dir.path().join("chaperone.toml");
+    std::fs::write(&config, "metrics_token = \"metrics-Zq71-token-value\"\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let server = Server::start_logging(
-        &["server", "--listen", "127.0.0.1:0", "--database-url", &url],
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+        ],
         dir.path(),
         &[("CHAPERONE_UNSEAL_KEY_FILE", key.to_str().unwrap())],
         std::fs::File::create(&log_path).unwrap(),
@@ -275,6 +288,11 @@ fn a_key_file_others_may_read_is_named_in_the_log() {
         logged.contains("the unseal key file can be read by other users"),
         "{logged}"
     );
+    assert!(
+        logged.contains("the config file, which holds metrics_token, can be read by other users"),
+        "{logged}"
+    );
+    assert!(!logged.contains("Zq71"), "{logged}");
 }
 
 /// One process at a time on a SQLite database: a second `up`, an `init` and a forced

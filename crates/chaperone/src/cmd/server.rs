@@ -233,6 +233,7 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     // Bad parameters are refused before the database is created or migrated.
     shamir::check_split(args.shares, args.threshold)?;
     init_logging(&config.log_level, config.log_format)?;
+    warn_of_readable_config(&layers);
     runtime()?.block_on(async {
         let store = Store::connect(&config.database_url).await?;
         if store.keyring().await?.is_some() {
@@ -324,6 +325,7 @@ pub(crate) fn server(args: ServerArgs) -> anyhow::Result<()> {
     )?;
     let config = layers.validate()?;
     init_logging(&config.log_level, config.log_format)?;
+    warn_of_readable_config(&layers);
     runtime()?.block_on(run_server(config))
 }
 
@@ -501,6 +503,16 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutting down");
+}
+
+/// Warns of each config file holding a secret that other users may read.
+fn warn_of_readable_config(layers: &Layers) {
+    for (path, keys) in layers.files_holding_secrets() {
+        warn_if_others_may_read(
+            path,
+            &format!("the config file, which holds {},", keys.join(" and ")),
+        );
+    }
 }
 
 /// Warns when a file holding a key can be read by users other than its owner (mode bits
