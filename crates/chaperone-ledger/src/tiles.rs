@@ -212,11 +212,15 @@ pub fn split_bundle(index: u64, data: &[u8]) -> Result<Vec<&[u8]>, TileError> {
     Ok(entries)
 }
 
-/// The whole entries at the start of a bundle, and whether nothing follows them.
+/// The whole entries at the start of a bundle, and whether nothing follows them. It reads
+/// at most `WIDTH + 1` entries (one more than a bundle holds, which shows it holds too
+/// many): a hostile bundle of millions of empty entries costs no more than a real one.
 pub fn bundle_prefix(data: &[u8]) -> (Vec<&[u8]>, bool) {
     let mut out = Vec::new();
     let mut rest = data;
-    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+    while out.len() <= WIDTH as usize
+        && let Some((len, tail)) = rest.split_first_chunk::<2>()
+    {
         let len = u16::from_be_bytes(*len) as usize;
         if tail.len() < len {
             return (out, false);

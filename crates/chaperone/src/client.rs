@@ -368,16 +368,18 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 impl Client {
-    /// GETs `path` (under `/api/v1`) and returns the body as text (for signed notes and keys).
+    /// GETs `path` (under `/api/v1`) and returns the body as text (for signed notes and keys,
+    /// at most 64 KiB).
     pub(crate) fn text(&self, path: &str) -> anyhow::Result<String> {
         let bytes = self
-            .bytes(path)?
+            .bytes(path, 64 * 1024)?
             .ok_or_else(|| anyhow!("{path} was not found [HTTP 404]"))?;
         String::from_utf8(bytes).with_context(|| format!("{path} is not text"))
     }
 
-    /// GETs `path` (under `/api/v1`) as bytes; `None` for 404 (a tile not written yet).
-    pub(crate) fn bytes(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    /// GETs `path` (under `/api/v1`) as bytes, refused when longer than `limit` bytes;
+    /// `None` for 404 (a tile not written yet).
+    pub(crate) fn bytes(&self, path: &str, limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
         let url = format!("{}/api/v1/{path}", self.base);
         let mut request = self.agent()?.get(&url);
         if let Some(token) = &self.token {
@@ -388,9 +390,14 @@ impl Client {
         let body = response
             .body_mut()
             .with_config()
-            .limit(64 * 1024 * 1024)
+            .limit(limit)
             .read_to_vec()
-            .with_context(|| format!("reading {path} from {}", self.base))?;
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => {
+                    anyhow!("{} answered {path} with more than {limit} bytes", self.base)
+                }
+                e => anyhow::Error::new(e).context(format!("reading {path} from {}", self.base)),
+            })?;
         if status == 404 && path.starts_with("ledger/tile/") {
             return Ok(None);
         }

@@ -219,6 +219,25 @@ fn tampering_is_detected_and_named(db: Db) {
         ok(verify_server(&node, config.path()));
     }
 
+    // A new export into the directory of an earlier one fetches every tile again: a full
+    // bundle the server now serves changed is reported, not verified from the old copy.
+    let mut changed = original.clone();
+    let at = changed[44]
+        .windows(12)
+        .position(|w| w == b"\"resource\":\"")
+        .unwrap()
+        + 12;
+    changed[44][at] ^= 0x01;
+    write_bundle(&url, 0, &changed);
+    let err = fails(node.cli(config.path(), &["ledger", "export", dir]));
+    assert!(
+        err.contains("TAMPERED") && err.contains("serves tile/entries/000 differently"),
+        "{err}"
+    );
+    write_bundle(&url, 0, &original);
+    let again = ok(node.cli(config.path(), &["ledger", "export", dir]));
+    assert!(again.contains("already there and unchanged"), "{again}");
+
     // A checkpoint re-signed with another key under the same name.
     let note = std::fs::read_to_string(export.path().join("checkpoint")).unwrap();
     let body = note.split_once("\n\n").unwrap().0.to_owned() + "\n";
@@ -291,6 +310,73 @@ fn tampering_is_detected_and_named(db: Db) {
     let err = fails(node.cli(config.path(), &["ledger", "verify", "--server", &shouted]));
     assert!(
         err.contains("TAMPERED") && err.contains("served the log"),
+        "{err}"
+    );
+    // --no-remember is for archived exports: it does not let a replaced log through.
+    let err = fails(node.cli(
+        config.path(),
+        &["ledger", "verify", "--server", node.addr(), "--no-remember"],
+    ));
+    assert!(
+        err.contains("TAMPERED") && err.contains("served the log"),
+        "{err}"
+    );
+}
+
+/// A hostile export costs the auditor no more than a real one: a signed checkpoint claiming
+/// 2^40 entries, a bundle that is a device, or one longer than any bundle, is refused with
+/// `TAMPERED` and status 1, without sizing anything from the claim.
+#[test]
+fn a_hostile_export_is_refused_without_running_out_of_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let signer = Signer::new("hostile.example/log", &Zeroizing::new([7u8; 32])).unwrap();
+    let claim = Checkpoint::parse(&format!(
+        "hostile.example/log\n{}\n{}\n",
+        1u64 << 40,
+        "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+    ))
+    .unwrap();
+    std::fs::write(
+        dir.path().join("checkpoint"),
+        signer.sign(&claim.to_text()).unwrap(),
+    )
+    .unwrap();
+    let key = signer.verifier().to_string();
+    let verify = || {
+        common::run_cli_with(
+            "",
+            "",
+            config.path(),
+            &[
+                "ledger",
+                "verify",
+                dir.path().to_str().unwrap(),
+                "--key",
+                &key,
+            ],
+            "",
+        )
+    };
+    let err = fails(verify());
+    assert!(
+        err.contains("TAMPERED") && err.contains("no tile/entries/000"),
+        "{err}"
+    );
+    let bundle = dir.path().join("tile/entries/000");
+    std::fs::create_dir_all(bundle.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &bundle).unwrap();
+    let err = fails(verify());
+    assert!(
+        err.contains("TAMPERED") && err.contains("not a regular file"),
+        "{err}"
+    );
+    std::fs::remove_file(&bundle).unwrap();
+    let file = std::fs::File::create(&bundle).unwrap();
+    file.set_len(3 << 30).unwrap();
+    let err = fails(verify());
+    assert!(
+        err.contains("TAMPERED") && err.contains("more than a tile/entries/000 can"),
         "{err}"
     );
 }

@@ -402,7 +402,7 @@ fn upload(id: &str, file: &PathBuf, client: &ClientArgs) -> anyhow::Result<()> {
 
 fn download(id: &str, out: &PathBuf, client: &ClientArgs) -> anyhow::Result<()> {
     let bytes = Client::authenticated(client)?
-        .bytes(&format!("documents/{id}"))?
+        .bytes(&format!("documents/{id}"), 64 * 1024 * 1024)?
         .context("no document")?;
     std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     println!("Wrote {} ({} bytes).", out.display(), bytes.len());

@@ -83,7 +83,8 @@ pub(crate) struct VerifyArgs {
     #[arg(long)]
     key: Option<String>,
     /// Neither check against nor update the last checkpoint verified before (for an
-    /// archived export older than that checkpoint).
+    /// archived export older than that checkpoint). Which log a server served before is
+    /// still checked.
     #[arg(long)]
     no_remember: bool,
     /// PEM file of the CA that signs the server's TLS certificate (with --server).
@@ -151,22 +152,70 @@ enum Source {
     Server(Client),
 }
 
+/// The most bytes a file of the log can hold: a bundle, `WIDTH` entries of at most
+/// `MAX_ENTRY` bytes each with its 2-byte length; a hash tile, `WIDTH` hashes; the
+/// checkpoint, a signed note of a few signatures. Security decision: an export or a server
+/// may be hostile, so a longer file or answer is refused before it is read whole, and the
+/// auditor's machine cannot be made to run out of memory.
+fn max_bytes(path: &str) -> u64 {
+    if path.starts_with("tile/entries/") {
+        WIDTH * (2 + tiles::MAX_ENTRY as u64)
+    } else if path.starts_with("tile/") {
+        WIDTH * 32
+    } else {
+        64 * 1024
+    }
+}
+
 impl Source {
-    /// The file at `path` (tlog-tiles layout), `None` if absent.
+    /// The file at `path` (tlog-tiles layout), `None` if absent. A file longer than the
+    /// longest it can be (`max_bytes`), or not a regular file (a device, a pipe), is refused.
     fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let limit = max_bytes(path);
         match self {
-            Source::Dir(dir) => match std::fs::read(dir.join(path)) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e).with_context(|| format!("reading {}", dir.join(path).display())),
-            },
-            Source::Server(client) => client.bytes(&format!("ledger/{path}")),
+            Source::Dir(dir) => {
+                let file = dir.join(path);
+                let mut opened = match std::fs::File::open(&file) {
+                    Ok(opened) => opened,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("reading {}", file.display()));
+                    }
+                };
+                let metadata = opened
+                    .metadata()
+                    .with_context(|| format!("reading {}", file.display()))?;
+                if !metadata.is_file() {
+                    bail!("TAMPERED: {} is not a regular file", file.display());
+                }
+                if metadata.len() > limit {
+                    bail!(
+                        "TAMPERED: {} holds {} bytes, more than a {path} can ({limit})",
+                        file.display(),
+                        metadata.len()
+                    );
+                }
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut opened, limit + 1),
+                    &mut bytes,
+                )
+                .with_context(|| format!("reading {}", file.display()))?;
+                if bytes.len() as u64 > limit {
+                    bail!(
+                        "TAMPERED: {} grew past {limit} bytes while read",
+                        file.display()
+                    );
+                }
+                Ok(Some(bytes))
+            }
+            Source::Server(client) => client.bytes(&format!("ledger/{path}"), limit),
         }
     }
 
     fn need(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         self.get(path)?
-            .ok_or_else(|| anyhow!("the log has no {path}: it is incomplete"))
+            .ok_or_else(|| anyhow!("TAMPERED: the log has no {path}: it is incomplete"))
     }
 }
 
@@ -175,20 +224,35 @@ fn export(client: &Client, dir: &Path) -> anyhow::Result<()> {
     let note = source.need("checkpoint")?;
     let size = unverified_checkpoint(&note)?.size;
     check_size(size)?;
-    let mut fetched = 0usize;
+    // Every tile is fetched, also those a previous export into `dir` wrote: a full tile
+    // never changes, so one the server now serves differently is reported, not kept. Were
+    // they skipped, entries changed in the database since would be verified from the old
+    // copies and go unnoticed.
+    let (mut written, mut kept) = (0usize, 0usize);
+    let before = Source::Dir(dir.to_owned());
     for id in tiles::tiles_for_size(size) {
-        let path = dir.join(id.path());
-        if id.width == WIDTH && path.exists() {
+        let data = source.need(&id.path())?;
+        if id.width == WIDTH
+            && let Some(old) = before.get(&id.path())?
+        {
+            if old != data {
+                bail!(
+                    "TAMPERED: the server now serves {} differently from the copy exported to                      {} before: a full tile never changes",
+                    id.path(),
+                    dir.display()
+                );
+            }
+            kept += 1;
             continue;
         }
-        let data = source.need(&id.path())?;
-        write_file(&path, &data)?;
-        fetched += 1;
+        write_file(&dir.join(id.path()), &data)?;
+        written += 1;
     }
     // The checkpoint last: a reader of the directory never sees one whose tiles are missing.
     write_file(&dir.join("checkpoint"), &note)?;
     println!(
-        "exported {size} entries to {} ({fetched} tiles fetched)",
+        "exported {size} entries to {} ({written} tiles written, {kept} already there and \
+         unchanged)",
         dir.display()
     );
     Ok(())
@@ -217,12 +281,12 @@ fn check_size(size: u64) -> anyhow::Result<()> {
 
 /// The checkpoint body, before its signature is checked (to learn the origin).
 fn unverified_checkpoint(note: &[u8]) -> anyhow::Result<Checkpoint> {
-    let text = std::str::from_utf8(note).context("the checkpoint is not UTF-8")?;
+    let text = std::str::from_utf8(note).context("TAMPERED: the checkpoint is not UTF-8")?;
     let body = text
         .split_once("\n\n")
         .map(|(body, _)| format!("{body}\n"))
-        .context("the checkpoint is not a signed note")?;
-    Checkpoint::parse(&body).map_err(|e| anyhow!("the checkpoint is malformed: {e}"))
+        .context("TAMPERED: the checkpoint is not a signed note")?;
+    Checkpoint::parse(&body).map_err(|e| anyhow!("TAMPERED: the checkpoint is malformed: {e}"))
 }
 
 /// A verifier key given as text or as a file holding it.
@@ -241,11 +305,28 @@ pub(crate) fn parse_key(text: &str) -> anyhow::Result<Verifier> {
 /// What `verify` remembers of a log: its key and the last checkpoint verified.
 struct Remembered {
     dir: PathBuf,
-    stem: String,
+    origin: String,
 }
 
-/// `text` as a file name: letters, digits, `.` and `-` kept, anything else `_`.
+/// `text` as a file name: letters, digits, `.` and `-` kept, every other byte `_` and its
+/// two hex digits (`/` is `_2F`, `_` is `_5F`). Two texts never share a name, so two logs
+/// never share what is remembered of them.
 fn file_stem(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("_{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The names earlier versions gave: every byte but letters, digits, `.` and `-` became `_`,
+/// so `a/b` and `a_b` shared one. A file under such a name is read only when the log's
+/// name is not found under the new one, and only when its contents name this log.
+fn legacy_stem(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
@@ -264,7 +345,7 @@ impl Remembered {
             .join("checkpoints");
         Ok(Self {
             dir,
-            stem: file_stem(origin),
+            origin: origin.to_owned(),
         })
     }
 
@@ -282,35 +363,53 @@ impl Remembered {
 
     /// The log's name last verified from the server at `addr`.
     fn server_origin(&self, addr: &str) -> Option<String> {
+        let legacy = {
+            let addr = addr.trim_end_matches('/').to_ascii_lowercase();
+            self.dir
+                .join(format!("server-{}.origin", legacy_stem(&addr)))
+        };
         std::fs::read_to_string(self.server_path(addr))
+            .or_else(|_| std::fs::read_to_string(legacy))
             .ok()
             .map(|text| text.trim().to_owned())
     }
 
     fn path(&self, ext: &str) -> PathBuf {
-        self.dir.join(format!("{}.{ext}", self.stem))
+        self.dir.join(format!("{}.{ext}", file_stem(&self.origin)))
+    }
+
+    /// The file `ext` under the new name, else under the legacy one.
+    fn read(&self, ext: &str) -> Option<(PathBuf, String)> {
+        let legacy = self
+            .dir
+            .join(format!("{}.{ext}", legacy_stem(&self.origin)));
+        [self.path(ext), legacy]
+            .into_iter()
+            .find_map(|path| std::fs::read_to_string(&path).ok().map(|text| (path, text)))
     }
 
     fn key(&self) -> anyhow::Result<Option<Verifier>> {
-        match std::fs::read_to_string(self.path("key")) {
-            Ok(text) => Ok(Some(text.trim().parse().map_err(|e| {
-                anyhow!(
-                    "{} is not a verifier key: {e:?}",
-                    self.path("key").display()
-                )
-            })?)),
-            Err(_) => Ok(None),
-        }
+        let Some((path, text)) = self.read("key") else {
+            return Ok(None);
+        };
+        let key: Verifier = text
+            .trim()
+            .parse()
+            .map_err(|e| anyhow!("{} is not a verifier key: {e:?}", path.display()))?;
+        // A legacy file may be another log's (their names were not kept apart).
+        Ok((key.name() == self.origin).then_some(key))
     }
 
     fn checkpoint(&self) -> Option<String> {
-        std::fs::read_to_string(self.path("checkpoint")).ok()
+        self.read("checkpoint")
+            .map(|(_, text)| text)
+            .filter(|text| text.lines().next() == Some(self.origin.as_str()))
     }
 
     fn save(&self, key: &Verifier, note: &[u8]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        if self.key()?.is_none() {
+        if !self.path("key").exists() {
             write_file(&self.path("key"), format!("{key}\n").as_bytes())?;
         }
         write_file(&self.path("checkpoint"), note)
@@ -329,7 +428,9 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     let note = source.need("checkpoint")?;
     let origin = unverified_checkpoint(&note)?.origin;
     let remembered = Remembered::for_origin(&origin)?;
-    if let (Some(addr), None, false) = (&args.server, &args.key, args.no_remember)
+    // Checked under --no-remember too: that flag is for archived exports, and a server that
+    // now serves a log of another name and key would otherwise verify as a new log.
+    if let (Some(addr), None) = (&args.server, &args.key)
         && let Some(before) = remembered.server_origin(addr)
         && before != origin
     {
@@ -346,9 +447,14 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         (None, None) => match &source {
             Source::Server(client) => {
                 let key = parse_key(&client.text("ledger/key")?)?;
+                let how_long = if args.no_remember {
+                    "for this run only (--no-remember saves nothing)"
+                } else {
+                    "from now on"
+                };
                 eprintln!(
                     "note: no key given or saved for {origin}; trusting the server's key {key} \
-                     from now on (pass --key to pin it yourself)"
+                     {how_long} (pass --key to pin it yourself)"
                 );
                 key
             }
@@ -360,10 +466,11 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     let text = note::open(&note, std::slice::from_ref(&key)).map_err(|e| {
         anyhow!("TAMPERED: the checkpoint is not signed by the ledger key {key}: {e}")
     })?;
-    let checkpoint = Checkpoint::parse(&text).map_err(|e| anyhow!("malformed checkpoint: {e}"))?;
+    let checkpoint = Checkpoint::parse(&text)
+        .map_err(|e| anyhow!("TAMPERED: the checkpoint is malformed: {e}"))?;
     if checkpoint.origin != key.name() {
         bail!(
-            "the checkpoint names the log {} but the key is for {}",
+            "TAMPERED: the checkpoint names the log {} but the key is for {}",
             checkpoint.origin,
             key.name()
         );
@@ -378,8 +485,8 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         Some(old) => {
             let text = note::open(old.as_bytes(), std::slice::from_ref(&key)).map_err(|e| {
                 anyhow!(
-                    "the checkpoint remembered in {} does not verify with this key ({e}); \
-                     was the log's key replaced?",
+                    "TAMPERED: the checkpoint remembered in {} does not verify with this key \
+                     ({e}); was the log's key replaced?",
                     remembered.path("checkpoint").display()
                 )
             })?;
@@ -401,11 +508,17 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     }
     let earlier_sizes: Vec<u64> = earlier.iter().map(|c| c.size).collect();
     let mut audit = Audit::new(checkpoint.size, &earlier_sizes);
-    let wanted: Vec<(u64, u64)> = audit.wanted().collect();
-    // Fetched 64 bundles at a time, then checked and hashed on all cores.
-    for part in wanted.chunks(64) {
+    // Fetched 64 bundles at a time, then checked and hashed on all cores. The list is walked,
+    // never built: a checkpoint claiming 2^40 entries costs nothing until its first bundle
+    // is missing.
+    let mut wanted = audit.wanted();
+    loop {
+        let part: Vec<(u64, u64)> = wanted.by_ref().take(64).collect();
+        if part.is_empty() {
+            break;
+        }
         let mut fetched = Vec::with_capacity(part.len());
-        for &(index, width) in part {
+        for &(index, width) in &part {
             let bundle = source.need(
                 &TileId {
                     kind: TileKind::Entries,
@@ -498,7 +611,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
 
 fn prove(client: &Client, index: u64) -> anyhow::Result<TlogProof> {
     let note = client
-        .bytes("ledger/checkpoint")?
+        .bytes("ledger/checkpoint", max_bytes("checkpoint"))?
         .context("the server has no checkpoint")?;
     let size = unverified_checkpoint(&note)?.size;
     if index >= size {
@@ -510,7 +623,7 @@ fn prove(client: &Client, index: u64) -> anyhow::Result<TlogProof> {
         width: (size - index / WIDTH * WIDTH).min(WIDTH),
     };
     let bundle = client
-        .bytes(&format!("ledger/{}", id.path()))?
+        .bytes(&format!("ledger/{}", id.path()), max_bytes(&id.path()))?
         .with_context(|| format!("the server has no {}", id.path()))?;
     let entries = tiles::split_bundle(id.index, &bundle)?;
     let entry = entries
@@ -644,4 +757,50 @@ fn summary(entry: &Value) -> String {
         who_text,
         s(&entry["client_ip"]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_log_names_never_share_a_file_name() {
+        assert_eq!(
+            file_stem("chaperone-1a2b3c4d/ledger"),
+            "chaperone-1a2b3c4d_2Fledger"
+        );
+        let names = ["a/b", "a_b", "a_2Fb", "a:b", "a%2Fb", "é", "_C3_A9"];
+        let stems: std::collections::HashSet<String> = names.iter().map(|n| file_stem(n)).collect();
+        assert_eq!(stems.len(), names.len(), "{stems:?}");
+        // The old names did share one, which is why a legacy file is read only when its
+        // contents name the log.
+        assert_eq!(legacy_stem("a/b"), legacy_stem("a_b"));
+    }
+
+    #[test]
+    fn a_legacy_file_is_read_only_for_the_log_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer =
+            note::Signer::new("x.example/log", &zeroize::Zeroizing::new([3u8; 32])).unwrap();
+        let key = signer.verifier();
+        std::fs::write(dir.path().join("x.example_log.key"), format!("{key}\n")).unwrap();
+        std::fs::write(
+            dir.path().join("x.example_log.checkpoint"),
+            "x.example/log\n1\nAAAA\n\n",
+        )
+        .unwrap();
+        let ours = Remembered {
+            dir: dir.path().to_owned(),
+            origin: "x.example/log".into(),
+        };
+        assert_eq!(ours.key().unwrap().unwrap().to_string(), key.to_string());
+        assert!(ours.checkpoint().is_some());
+        // Another log whose old name was the same file name finds nothing.
+        let other = Remembered {
+            dir: dir.path().to_owned(),
+            origin: "x.example_log".into(),
+        };
+        assert!(other.key().unwrap().is_none());
+        assert!(other.checkpoint().is_none());
+    }
 }
