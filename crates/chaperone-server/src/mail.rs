@@ -7,7 +7,7 @@
 //! Typed text (a request's reason) cannot add headers or end the message early: addresses
 //! with anything but plain address characters are refused; the subject loses its control
 //! characters and is RFC 2047-encoded when not ASCII; the body's lines lose stray CRs, are
-//! cut at 998 octets and are dot-stuffed.
+//! cut at 998 octets and are dot-stuffed (and base64-encoded when not ASCII).
 
 use std::time::Duration;
 
@@ -37,30 +37,44 @@ pub fn valid_address(address: &str) -> bool {
         })
 }
 
-/// Sends one message; the error says which step failed and what the relay answered. A
-/// recipient the relay refuses (a mistyped or deleted mailbox) does not keep the message from
-/// the others: the refused addresses are returned with the relay's answer, and only a
-/// message nobody accepted fails.
-pub(crate) async fn send(
-    settings: &SmtpSettings,
-    to: &[String],
-    subject: &str,
-    body: &str,
-) -> Result<Vec<(String, String)>, String> {
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        send_inner(settings, to, subject, body),
-    )
-    .await
-    .map_err(|_| format!("SMTP relay {} timed out", settings.relay))?
+/// What the relay said of each recipient of a message.
+#[derive(Debug, Default)]
+pub(crate) struct Delivery {
+    /// Addresses the relay took the message for.
+    pub(crate) accepted: Vec<String>,
+    /// Addresses refused for now (a 4xx answer: greylisting, a full mailbox, too many
+    /// recipients), each with the relay's answer: worth trying again later.
+    pub(crate) deferred: Vec<(String, String)>,
+    /// Addresses refused for good (a 5xx answer: a mistyped or deleted mailbox), each with
+    /// the relay's answer: not tried again.
+    pub(crate) refused: Vec<(String, String)>,
 }
 
-async fn send_inner(
+/// One message as sent.
+pub(crate) struct Message<'a> {
+    pub(crate) to: &'a [String],
+    pub(crate) subject: &'a str,
+    pub(crate) body: &'a str,
+    /// Unique per message: the notification's id and attempt.
+    pub(crate) id: &'a str,
+    pub(crate) date: chaperone_core::Timestamp,
+}
+
+/// Sends one message. A recipient the relay refuses does not keep the message from the
+/// others: each address's fate is returned (`Delivery`). The error, for a relay that could
+/// not be reached or that refused the message itself, says which step failed and what the
+/// relay answered.
+pub(crate) async fn send(
     settings: &SmtpSettings,
-    to: &[String],
-    subject: &str,
-    body: &str,
-) -> Result<Vec<(String, String)>, String> {
+    message: &Message<'_>,
+) -> Result<Delivery, String> {
+    tokio::time::timeout(Duration::from_secs(20), send_inner(settings, message))
+        .await
+        .map_err(|_| format!("SMTP relay {} timed out", settings.relay))?
+}
+
+async fn send_inner(settings: &SmtpSettings, message: &Message<'_>) -> Result<Delivery, String> {
+    let to = message.to;
     if !valid_address(&settings.from) || to.iter().any(|a| !valid_address(a)) || to.is_empty() {
         return Err("invalid sender or recipient address".into());
     }
@@ -74,51 +88,89 @@ async fn send_inner(
     expect(&mut read, 250, "EHLO").await?;
     command(&mut write, &format!("MAIL FROM:<{}>", settings.from)).await?;
     expect(&mut read, 250, "MAIL FROM").await?;
-    let mut refused = Vec::new();
+    let mut delivery = Delivery::default();
     for address in to {
         command(&mut write, &format!("RCPT TO:<{address}>")).await?;
-        match expect(&mut read, 250, "RCPT TO").await {
-            Ok(()) => {}
-            Err(e) if e.starts_with(REFUSED) => refused.push((address.clone(), e)),
-            Err(e) => return Err(e),
+        let (code, line) = reply(&mut read, "RCPT TO").await?;
+        match code {
+            250 | 251 => delivery.accepted.push(address.clone()),
+            500..=599 => delivery.refused.push((address.clone(), line)),
+            _ => delivery.deferred.push((address.clone(), line)),
         }
     }
-    if refused.len() == to.len() {
-        let answers: Vec<&str> = refused.iter().map(|(_, e)| e.as_str()).collect();
-        return Err(answers.join("; "));
+    if delivery.accepted.is_empty() {
+        command(&mut write, "QUIT").await?;
+        return Ok(delivery);
     }
     command(&mut write, "DATA").await?;
     expect(&mut read, 354, "DATA").await?;
-    let subject = header_text(subject);
-    // Recipients are in the envelope only: a reminder goes to a contractor and their
-    // vendor's owner, who need not learn each other's addresses.
-    let shown = match to {
-        [one] => format!("<{one}>"),
-        _ => "undisclosed-recipients:;".to_owned(),
-    };
-    let mut message = format!(
-        "From: Chaperone <{}>\r\nTo: {shown}\r\nSubject: {subject}\r\nContent-Type: \
-         text/plain; charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n",
-        settings.from,
-    );
-    for line in body_lines(body) {
-        // Dot-stuffing (RFC 5321 §4.5.2): a line starting with a dot gets another.
-        if line.starts_with('.') {
-            message.push('.');
-        }
-        message.push_str(&line);
-        message.push_str("\r\n");
-    }
-    message.push_str(".\r\n");
     write
-        .write_all(message.as_bytes())
+        .write_all(format_message(&settings.from, message).as_bytes())
         .await
         .map_err(|e| format!("sending the message: {e}"))?;
     expect(&mut read, 250, "end of DATA").await?;
     command(&mut write, "QUIT").await?;
     // The message is accepted; a relay that hangs up without answering QUIT changes nothing.
     let _ = expect(&mut read, 221, "QUIT").await;
-    Ok(refused)
+    Ok(delivery)
+}
+
+/// The message as sent after DATA, ending with the lone dot: the headers RFC 5322 requires
+/// (`Date`, `From`) and those strict relays and filters look for (`Message-ID`,
+/// `MIME-Version`), and the body as 7-bit text when it is ASCII, base64 otherwise (no relay
+/// is relied on to carry 8-bit text).
+fn format_message(from: &str, message: &Message<'_>) -> String {
+    use base64::Engine;
+    let subject = header_text(message.subject);
+    // Recipients are in the envelope only: a reminder goes to a contractor and their
+    // vendor's owner, who need not learn each other's addresses.
+    let shown = match message.to {
+        [one] => format!("<{one}>"),
+        _ => "undisclosed-recipients:;".to_owned(),
+    };
+    let date =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(message.date.unix_nanos()))
+            .ok()
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc2822)
+                    .ok()
+            })
+            .unwrap_or_default();
+    let domain = from.rsplit_once('@').map_or("localhost", |(_, d)| d);
+    let id: String = message
+        .id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    let lines = body_lines(message.body);
+    let ascii = lines.iter().all(|l| l.is_ascii());
+    let encoding = if ascii { "7bit" } else { "base64" };
+    let mut out = format!(
+        "Date: {date}\r\nFrom: Chaperone <{from}>\r\nTo: {shown}\r\nSubject: {subject}\r\n\
+         Message-ID: <{id}@{domain}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; \
+         charset=utf-8\r\nContent-Transfer-Encoding: {encoding}\r\n\
+         Auto-Submitted: auto-generated\r\n\r\n",
+    );
+    let body_lines: Vec<String> = if ascii {
+        lines
+    } else {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(lines.join("\r\n"));
+        encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect()
+    };
+    for line in body_lines {
+        // Dot-stuffing (RFC 5321 §4.5.2): a line starting with a dot gets another.
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    out.push_str(".\r\n");
+    out
 }
 
 /// How an answer the relay gave, but not the one expected, starts.
@@ -180,12 +232,11 @@ async fn command(write: &mut tokio::net::tcp::OwnedWriteHalf, line: &str) -> Res
         .map_err(|e| format!("writing to the SMTP relay: {e}"))
 }
 
-/// Reads one (possibly multi-line) reply and checks its code.
-async fn expect(
+/// Reads one (possibly multi-line) reply: its code (0 when it has none) and last line.
+async fn reply(
     read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    code: u16,
     step: &str,
-) -> Result<(), String> {
+) -> Result<(u16, String), String> {
     loop {
         let mut line = String::new();
         let n = read
@@ -195,14 +246,22 @@ async fn expect(
         if n == 0 {
             return Err(format!("the SMTP relay closed the connection at {step}"));
         }
-        let got: Option<u16> = line.get(..3).and_then(|c| c.parse().ok());
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        if last {
-            return match got {
-                Some(got) if got == code || (code == 250 && got == 251) => Ok(()),
-                _ => Err(format!("{REFUSED} {step}: {}", line.trim_end())),
-            };
+        if line.as_bytes().get(3) != Some(&b'-') {
+            let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            return Ok((code, line.trim_end().to_owned()));
         }
+    }
+}
+
+/// Reads one reply and checks its code.
+async fn expect(
+    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    code: u16,
+    step: &str,
+) -> Result<(), String> {
+    match reply(read, step).await? {
+        (got, _) if got == code || (code == 250 && got == 251) => Ok(()),
+        (_, line) => Err(format!("{REFUSED} {step}: {line}")),
     }
 }
 
@@ -237,6 +296,42 @@ mod tests {
         let long = "é".repeat(700);
         assert!(body_lines(&long).iter().all(|l| l.len() <= 998));
         assert_eq!(body_lines(&long).concat(), long);
+    }
+
+    #[test]
+    fn messages_carry_the_headers_relays_require_and_non_ascii_text_as_base64() {
+        let to = ["ann@example.com".to_owned()];
+        let message = |body| Message {
+            to: &to,
+            subject: "Hello",
+            body,
+            id: "ntf_1.2",
+            // 2026-11-27T09:00:00Z
+            date: chaperone_core::Timestamp::from_unix_nanos(1_795_770_000 * 1_000_000_000),
+        };
+        let plain = format_message("chaperone@example.com", &message("one\n.two"));
+        let (headers, body) = plain.split_once("\r\n\r\n").unwrap();
+        for header in [
+            "Date: Fri, 27 Nov 2026 09:00:00 +0000",
+            "Message-ID: <ntf_1.2@example.com>",
+            "MIME-Version: 1.0",
+            "Content-Transfer-Encoding: 7bit",
+            "To: <ann@example.com>",
+        ] {
+            assert!(headers.lines().any(|l| l == header), "{header}: {headers}");
+        }
+        assert_eq!(body, "one\r\n..two\r\n.\r\n");
+        let accented = format_message("chaperone@example.com", &message("Grüße\nJosé"));
+        let (headers, body) = accented.split_once("\r\n\r\n").unwrap();
+        assert!(
+            headers.contains("Content-Transfer-Encoding: base64"),
+            "{headers}"
+        );
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(body.trim_end_matches(".\r\n").replace("\r\n", ""))
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "Grüße\r\nJosé");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! expiring within a day, each once, and raises anomaly alerts (`watch`). Access decisions
 //! never depend on it: expiry and compliance are checked at every request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,10 +31,16 @@ use crate::{ApiError, AppState};
 
 const OUTBOX: &str = "outbox";
 const SENT: &str = "sent";
-/// Notifications that could not be delivered in [`MAX_ATTEMPTS`] tries.
+/// Notifications that could not be delivered within [`GIVE_UP_SECS`].
 const FAILED: &str = "failed";
-/// Delivery attempts (one per sweep) before a notification is given up; it stays listed.
-const MAX_ATTEMPTS: u32 = 50;
+/// How long a notification is retried before it is given up (it stays listed, and security
+/// is told): a receiver down over a long weekend still gets what was queued.
+const GIVE_UP_SECS: i64 = 72 * 3600;
+/// The wait before a failed notification is tried again: a minute after the first failed
+/// attempt, doubled after each further one, at most an hour. A notification waiting for its
+/// next try is passed over, so what is queued behind it is still delivered.
+const FIRST_RETRY_SECS: i64 = 60;
+const LAST_RETRY_SECS: i64 = 3600;
 /// How long a node that is delivering a notification holds it. Every node of a cluster runs
 /// the delivery, so a node first claims a notification (a compare-and-swap on its record)
 /// and the others leave it alone until the claim runs out. One attempt takes at most 30 s
@@ -41,10 +48,11 @@ const MAX_ATTEMPTS: u32 = 50;
 /// the attempt, and a node that stopped in the middle of one delays the notification by at
 /// most this long instead of losing it.
 const CLAIM_SECS: i64 = 120;
-/// Notifications in a row whose delivery failed, after which a pass stops: a receiver that
-/// is down (or drops connections until the timeout) would otherwise hold the pass, and the
-/// sweep that runs after it, for a timeout per queued notification. What is left waits for
-/// the next pass, without an attempt counted.
+/// Failures in a row of one channel (the webhook, the mail relay), after which a pass stops
+/// using it: a receiver that is down (or drops connections until the timeout) would
+/// otherwise hold the pass, and the sweep that runs after it, for a timeout per queued
+/// notification. The other channel goes on; what is left for the channel waits for the next
+/// pass, without an attempt counted.
 const FAILURES_PER_PASS: usize = 3;
 /// How long one pass goes on delivering; what is left waits for the next.
 const PASS_TIME: std::time::Duration = std::time::Duration::from_secs(60);
@@ -103,13 +111,41 @@ pub(crate) struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub(crate) claimed_until: Option<Timestamp>,
+    /// When a failed delivery is tried again (see [`FIRST_RETRY_SECS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub(crate) next_attempt: Option<Timestamp>,
+    /// The addresses done with: the relay took the message for them, or refused them for
+    /// good. Those it refused for now are tried again, alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) emailed: Vec<String>,
+    /// The addresses the relay refused for good, each with its answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) refused: Vec<String>,
 }
 
 impl Notification {
-    /// Whether a delivery may claim it at `now`: nobody holds it, or the claim ran out.
+    /// Whether a delivery may try it at `now`: nobody holds it, or the claim ran out, and
+    /// its next try is due.
     fn claimable(&self, now: Timestamp) -> bool {
         self.claimed_until.is_none_or(|until| until <= now)
+            && self.next_attempt.is_none_or(|at| at <= now)
     }
+
+    /// What its recipients see of it: delivery errors name internal endpoints, and the
+    /// addresses written to are others' (a contractor and their vendor's owner share a
+    /// reminder); both are for security's eyes.
+    pub(crate) fn for_recipient(&mut self) {
+        self.last_error = None;
+        self.emailed.clear();
+        self.refused.clear();
+    }
+}
+
+/// The wait before the next try after `attempts` failed ones.
+fn retry_after(attempts: u32) -> i64 {
+    let doublings = attempts.saturating_sub(1).min(12);
+    (FIRST_RETRY_SECS << doublings).min(LAST_RETRY_SECS)
 }
 
 /// The change that queues a notification.
@@ -133,6 +169,9 @@ pub(crate) fn notification(
         last_error: None,
         channels_done: Vec::new(),
         claimed_until: None,
+        next_attempt: None,
+        emailed: Vec::new(),
+        refused: Vec::new(),
     };
     Op::Put(new_record(
         "notification",
@@ -509,25 +548,42 @@ impl AppState {
     }
 
     /// Delivers queued notifications to every configured channel (the webhook, email);
-    /// returns how many were delivered. Each channel is tried until it succeeds once; a
-    /// notification is delivered when every configured channel has taken it. Without any
-    /// channel it does nothing. A notification another delivery holds (on this node or
-    /// another) is left to it.
+    /// returns how many were delivered. Each channel is tried until it succeeds once (for
+    /// email: until every address took the message or was refused for good); a notification
+    /// is delivered when every configured channel has taken it. Without any channel it does
+    /// nothing. A notification another delivery holds (on this node or another), or whose
+    /// next try is not due, is passed over. One that is still not delivered
+    /// [`GIVE_UP_SECS`] after it was queued is given up, and security is told.
     pub async fn deliver_notifications(&self) -> Result<usize, ApiError> {
         let settings = &self.settings.notify;
-        if settings.webhook_url.is_none() && settings.smtp.is_none() {
+        let configured: Vec<&str> = [
+            settings.webhook_url.as_ref().map(|_| "webhook"),
+            settings.smtp.as_ref().map(|_| "email"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if configured.is_empty() {
             return Ok(0);
         }
         let mut delivered = 0;
         let started = std::time::Instant::now();
-        let mut failures_in_a_row = 0;
+        // Failures in a row, by channel: a channel that reaches FAILURES_PER_PASS is not
+        // used again in this pass.
+        let mut failing: HashMap<&str, usize> = HashMap::new();
         for record in self.store.records("notification", Some(OUTBOX)).await? {
-            if failures_in_a_row >= FAILURES_PER_PASS || started.elapsed() > PASS_TIME {
+            if started.elapsed() > PASS_TIME {
                 break;
             }
             let mut note: Notification = body(&record)?;
             let now = self.clock.now();
-            if !note.claimable(now) {
+            let usable: Vec<&str> = configured
+                .iter()
+                .copied()
+                .filter(|c| !note.channels_done.iter().any(|done| done == c))
+                .filter(|c| failing.get(c).copied().unwrap_or(0) < FAILURES_PER_PASS)
+                .collect();
+            if usable.is_empty() || !note.claimable(now) {
                 continue;
             }
             note.claimed_until = Some(now.plus_secs(CLAIM_SECS));
@@ -557,115 +613,185 @@ impl AppState {
                 }
             }
             let mut errors = Vec::new();
-            if let Some(url) = &settings.webhook_url
-                && !note.channels_done.iter().any(|c| c == "webhook")
-            {
-                let payload = json!({
-                    "id": note.id,
-                    "kind": note.kind,
-                    "subject": note.subject,
-                    "to": recipients,
-                    "details": note.details,
-                    "time": note.created_time,
-                });
-                let target = url.clone();
-                let body = serde_json::to_vec(&payload).expect("a JSON value always serialises");
-                let signed_at = self.clock.now().unix_secs();
-                let signature = settings
-                    .webhook_secret
-                    .as_ref()
-                    .map(|key| webhook_signature(key.expose().as_bytes(), signed_at, &body));
-                let outcome = tokio::task::spawn_blocking(move || {
-                    // Security decision: redirects are not followed. ureq would turn the POST
-                    // into a body-less GET on a 301/302 and count its 2xx as delivered, and a
-                    // receiver could point the server at any address; only a 2xx answer of
-                    // the configured URL itself delivers.
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .timeout_global(Some(Duration::from_secs(10)))
-                        .max_redirects(0)
-                        .build()
-                        .into();
-                    let mut request = agent
-                        .post(&target)
-                        .header("Content-Type", "application/json");
-                    if let Some(signature) = &signature {
-                        request = request
-                            .header("X-Chaperone-Timestamp", signed_at.to_string())
-                            .header("X-Chaperone-Signature", format!("sha256={signature}"));
-                    }
-                    let response = request
-                        .send(&body[..])
-                        .map_err(|e| format!("webhook: {e}"))?;
-                    if response.status().is_success() {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "webhook: answered HTTP {} (redirects are not followed)",
-                            response.status().as_u16()
-                        ))
-                    }
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                match outcome {
-                    Ok(()) => note.channels_done.push("webhook".into()),
-                    Err(e) => errors.push(e),
-                }
-            }
-            if let Some(smtp) = &settings.smtp
-                && !note.channels_done.iter().any(|c| c == "email")
-            {
-                // Nobody to write to (no address on file) counts as done.
-                let text = format!(
-                    "{}\n\n{}\n\nSent by Chaperone ({}, {}).",
-                    note.subject,
-                    serde_json::to_string_pretty(&note.details).unwrap_or_default(),
-                    note.kind,
-                    note.created_time
-                );
-                let outcome = if emails.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    crate::mail::send(smtp, &emails, &note.subject, &text).await
+            for channel in usable {
+                let outcome = match channel {
+                    "webhook" => self.post_webhook(&note, &recipients).await,
+                    _ => self.mail_notification(&mut note, &emails).await,
                 };
+                let count = failing.entry(channel).or_default();
                 match outcome {
-                    Ok(refused) => {
-                        if !refused.is_empty() {
-                            let refused: Vec<&str> = refused
-                                .iter()
-                                .map(|(address, _)| address.as_str())
-                                .collect();
-                            tracing::warn!(notification = %note.id, refused = %refused.join(", "), "some recipients were refused by the mail relay");
-                        }
-                        note.channels_done.push("email".into());
+                    Ok(()) => {
+                        *count = 0;
+                        note.channels_done.push(channel.into());
                     }
-                    Err(e) => errors.push(format!("email: {e}")),
+                    Err(e) => {
+                        *count += 1;
+                        errors.push(e);
+                    }
                 }
             }
             let now = self.clock.now();
             note.attempts += 1;
             note.claimed_until = None;
-            let done = errors.is_empty();
-            failures_in_a_row = if done { 0 } else { failures_in_a_row + 1 };
+            let done = configured
+                .iter()
+                .all(|c| note.channels_done.iter().any(|done| done == c));
+            let mut ops = Vec::new();
+            let mut owner = OUTBOX;
             if done {
                 delivered += 1;
+                owner = SENT;
                 note.delivered_time = Some(now.to_rfc3339());
                 note.last_error = None;
-            } else {
+                note.next_attempt = None;
+            } else if !errors.is_empty() {
                 let error = errors.join("; ");
                 tracing::warn!(notification = %note.id, %error, "notification delivery failed");
                 note.last_error = Some(error);
+                note.next_attempt = Some(now.plus_secs(retry_after(note.attempts)));
+                if now >= record.created_at.plus_secs(GIVE_UP_SECS) {
+                    tracing::error!(notification = %note.id, kind = %note.kind, "notification given up: not delivered within {} hours", GIVE_UP_SECS / 3600);
+                    owner = FAILED;
+                    note.next_attempt = None;
+                    // Security learns of it, by whichever channel works (unless the
+                    // notice itself is what failed: that would never end).
+                    if note.kind != "notification_failed" {
+                        let people = self.store.list_people().await?;
+                        ops.push(notification(
+                            "notification_failed",
+                            &security_or_admins(&people),
+                            &format!(
+                                "A {} notification could not be delivered within {} hours",
+                                note.kind,
+                                GIVE_UP_SECS / 3600
+                            ),
+                            json!({ "notification_id": note.id, "kind": note.kind,
+                                    "attempts": note.attempts, "last_error": note.last_error }),
+                            now,
+                        ));
+                    }
+                }
             }
             let mut updated = revise(&record, &note, now);
-            if done {
-                updated.owner = Some(SENT.into());
-            } else if note.attempts >= MAX_ATTEMPTS {
-                tracing::error!(notification = %note.id, "notification given up after {MAX_ATTEMPTS} attempts");
-                updated.owner = Some(FAILED.into());
-            }
-            skip_conflict(self.store.apply(vec![Op::Put(updated)], Vec::new()).await)?;
+            updated.owner = Some(owner.into());
+            ops.insert(0, Op::Put(updated));
+            skip_conflict(self.store.apply(ops, Vec::new()).await)?;
         }
         Ok(delivered)
+    }
+
+    /// Posts `note` to the webhook.
+    async fn post_webhook(&self, note: &Notification, recipients: &[Value]) -> Result<(), String> {
+        let settings = &self.settings.notify;
+        let Some(url) = &settings.webhook_url else {
+            return Ok(());
+        };
+        let payload = json!({
+            "id": note.id,
+            "kind": note.kind,
+            "subject": note.subject,
+            "to": recipients,
+            "details": note.details,
+            "time": note.created_time,
+        });
+        let target = url.clone();
+        let body = serde_json::to_vec(&payload).expect("a JSON value always serialises");
+        let signed_at = self.clock.now().unix_secs();
+        let signature = settings
+            .webhook_secret
+            .as_ref()
+            .map(|key| webhook_signature(key.expose().as_bytes(), signed_at, &body));
+        tokio::task::spawn_blocking(move || {
+            // Security decision: redirects are not followed. ureq would turn the POST into a
+            // body-less GET on a 301/302 and count its 2xx as delivered, and a receiver could
+            // point the server at any address; only a 2xx answer of the configured URL itself
+            // delivers.
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(10)))
+                .max_redirects(0)
+                .build()
+                .into();
+            let mut request = agent
+                .post(&target)
+                .header("Content-Type", "application/json");
+            if let Some(signature) = &signature {
+                request = request
+                    .header("X-Chaperone-Timestamp", signed_at.to_string())
+                    .header("X-Chaperone-Signature", format!("sha256={signature}"));
+            }
+            let response = request
+                .send(&body[..])
+                .map_err(|e| format!("webhook: {e}"))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "webhook: answered HTTP {} (redirects are not followed)",
+                    response.status().as_u16()
+                ))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    }
+
+    /// Mails `note` to those of `emails` not done with yet. Done when every address took it
+    /// or was refused for good (logged, and kept in `refused`); an address refused for now
+    /// is tried again at the next try, alone.
+    async fn mail_notification(
+        &self,
+        note: &mut Notification,
+        emails: &[String],
+    ) -> Result<(), String> {
+        let Some(smtp) = &self.settings.notify.smtp else {
+            return Ok(());
+        };
+        let pending: Vec<String> = emails
+            .iter()
+            .filter(|e| !note.emailed.contains(e))
+            .cloned()
+            .collect();
+        // Nobody (left) to write to counts as done.
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let text = format!(
+            "{}\n\n{}\n\nSent by Chaperone ({}, {}).",
+            note.subject,
+            serde_json::to_string_pretty(&note.details).unwrap_or_default(),
+            note.kind,
+            note.created_time
+        );
+        let id = format!("{}.{}", note.id, note.attempts + 1);
+        let message = crate::mail::Message {
+            to: &pending,
+            subject: &note.subject,
+            body: &text,
+            id: &id,
+            date: self.clock.now(),
+        };
+        let delivery = crate::mail::send(smtp, &message)
+            .await
+            .map_err(|e| format!("email: {e}"))?;
+        note.emailed.extend(delivery.accepted);
+        for (address, answer) in delivery.refused {
+            tracing::warn!(notification = %note.id, %address, %answer, "the mail relay refused a recipient for good");
+            note.refused.push(format!("{address}: {answer}"));
+            note.emailed.push(address);
+        }
+        if delivery.deferred.is_empty() {
+            Ok(())
+        } else {
+            let deferred: Vec<String> = delivery
+                .deferred
+                .iter()
+                .map(|(address, answer)| format!("{address}: {answer}"))
+                .collect();
+            Err(format!(
+                "email: deferred by the relay for {}",
+                deferred.join(", ")
+            ))
+        }
     }
 
     /// Notifications addressed to `person_id`, or all of them, newest first.

@@ -1005,6 +1005,14 @@ impl Received {
 /// A receiver of HTTP requests on loopback that answers each of the first `count` with
 /// `answer`: each request, in order.
 fn http_receiver(count: usize, answer: &'static [u8]) -> (String, mpsc::Receiver<Received>) {
+    http_receiver_by(count, move |_| answer)
+}
+
+/// Like [`http_receiver`], answering each request by its body.
+fn http_receiver_by(
+    count: usize,
+    answer: impl Fn(&[u8]) -> &'static [u8] + Send + 'static,
+) -> (String, mpsc::Receiver<Received>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -1029,7 +1037,7 @@ fn http_receiver(count: usize, answer: &'static [u8]) -> (String, mpsc::Receiver
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            stream.write_all(answer).unwrap();
+            stream.write_all(answer(&body)).unwrap();
             let line = first.trim().to_owned();
             tx.send(Received {
                 line,
@@ -1555,6 +1563,8 @@ fn smtp_relay(count: usize) -> (String, mpsc::Receiver<String>) {
                     break;
                 } else if line.starts_with("RCPT TO:<gone@") {
                     b"550 5.1.1 no such mailbox\r\n"
+                } else if line.starts_with("RCPT TO:<later@") {
+                    b"451 4.2.0 try again later\r\n"
                 } else {
                     b"250 ok\r\n"
                 };
@@ -1603,6 +1613,161 @@ fn a_mailbox_the_relay_refuses_does_not_keep_the_mail_from_the_others() {
     );
     assert!(!transcript.contains("dee@example.com"), "{transcript}");
     assert!(transcript.contains("\r\nDATA\r\n"), "{transcript}");
+}
+
+/// A notification whose webhook post fails is passed over until its next try is due, and
+/// the mail still goes: nothing queued behind it waits for it. Given up after 72 hours,
+/// security is told.
+#[test]
+fn a_failing_notification_or_channel_holds_up_no_other() {
+    let (url, posts) = http_receiver_by(20, |body| {
+        if String::from_utf8_lossy(body).contains("acme/down") {
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        } else {
+            b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+        }
+    });
+    let (relay, mails) = smtp_relay(8);
+    let s = Server::start_with(|settings| {
+        settings.notify.webhook_url = Some(url);
+        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
+            relay,
+            from: "chaperone@example.com".into(),
+        });
+    });
+    s.person_with_email("sam", "security", None, Some("sam@example.com"));
+    vendor(&s, "acme");
+    s.person("cy", "contractor", Some("acme"));
+    // Queued a second apart: delivered oldest first.
+    for prefix in [
+        "acme/down0",
+        "acme/down1",
+        "acme/down2",
+        "acme/up0",
+        "acme/up1",
+    ] {
+        s.clock.advance_secs(1);
+        s.ok(
+            "POST",
+            "/api/v1/grants",
+            Some(&s.admin),
+            Some(json!({ "person": "cy", "prefix": prefix,
+                         "capabilities": ["read"], "ttl": "1h", "reason": "incident" })),
+        );
+    }
+    let deliver = || s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    let listed = || s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
+    // The webhook fails three times and is not used again in this pass; every one is mailed.
+    assert_eq!(deliver(), 0);
+    for _ in 0..5 {
+        mails.recv().unwrap();
+    }
+    let notes = listed();
+    assert!(
+        notes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["channels_done"] == json!(["email"])),
+        "{notes}"
+    );
+    // The three that failed wait for their next try; the two behind them go through.
+    assert_eq!(deliver(), 2);
+    let mut posted = Vec::new();
+    while let Ok(post) = posts.try_recv() {
+        posted.push(String::from_utf8_lossy(&post.body).into_owned());
+    }
+    assert_eq!(posted.len(), 5, "{posted:?}");
+    assert_eq!(deliver(), 0);
+    assert!(posts.try_recv().is_err(), "not due yet");
+    // Still failing 72 hours after they were queued: given up, and security is told.
+    s.clock.advance_secs(73 * 3600);
+    assert_eq!(deliver(), 0);
+    assert_eq!(deliver(), 3);
+    for _ in 0..3 {
+        mails.recv().unwrap();
+    }
+    let notes = listed();
+    let failed: Vec<&Value> = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "notification_failed")
+        .collect();
+    assert_eq!(failed.len(), 3, "{notes}");
+    assert!(failed.iter().all(|n| n["delivered_time"].is_string()));
+    assert!(
+        failed[0]["details"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{notes}"
+    );
+}
+
+/// A recipient the relay refuses for now (4xx) is tried again at the next try, alone; one
+/// it refuses for good (5xx) is not; those who took the message get it once.
+#[test]
+fn a_recipient_the_relay_defers_is_tried_again_alone() {
+    let (relay, mails) = smtp_relay(2);
+    let s = Server::start_with(|settings| {
+        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
+            relay,
+            from: "chaperone@example.com".into(),
+        });
+    });
+    let ann = s.person_with_email("ann", "approver", None, Some("ann@example.com"));
+    s.person_with_email("lee", "approver", None, Some("later@example.com"));
+    s.person_with_email("bo", "approver", None, Some("gone@example.com"));
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cy_t),
+        Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                     "reason": "deploy", "duration": "1d" })),
+    );
+    let deliver = || s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    assert_eq!(deliver(), 0);
+    let first = mails.recv().unwrap();
+    assert!(first.contains("\r\nDATA\r\n"), "{first}");
+    let notes = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
+    let note = &notes[0];
+    assert!(
+        note["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("later@example.com: 451"),
+        "{note}"
+    );
+    assert_eq!(
+        note["emailed"],
+        json!(["ann@example.com", "gone@example.com"])
+    );
+    assert!(
+        note["refused"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("gone@example.com: 550")
+    );
+    // Recipients do not see whom else it was mailed to, nor why a delivery failed.
+    let seen = s.ok("GET", "/api/v1/notifications", Some(&s.login(&ann)), None);
+    assert!(
+        seen[0].get("emailed").is_none() && seen[0]["last_error"].is_null(),
+        "{seen}"
+    );
+    // Not due yet: nothing is sent.
+    assert_eq!(deliver(), 0);
+    s.clock.advance_secs(61);
+    assert_eq!(deliver(), 0);
+    let second = mails.recv().unwrap();
+    assert!(second.contains("RCPT TO:<later@example.com>"), "{second}");
+    assert!(
+        !second.contains("ann@") && !second.contains("gone@") && !second.contains("DATA"),
+        "{second}"
+    );
 }
 
 #[test]

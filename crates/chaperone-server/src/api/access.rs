@@ -1474,10 +1474,9 @@ pub(crate) async fn list_notifications(
         .notifications(if everything { None } else { me })
         .await?;
     if !everything {
-        // Delivery errors name internal endpoints; they are for security's eyes.
-        for note in &mut notes {
-            note.last_error = None;
-        }
+        notes
+            .iter_mut()
+            .for_each(crate::notify::Notification::for_recipient);
     }
     Ok(Json(notes))
 }

@@ -759,19 +759,17 @@ async fn mail_attestation(
         base.trim_end_matches('/'),
         link.path
     );
-    match crate::mail::send(
-        smtp,
-        &emails,
-        "Please confirm return or destruction of data",
-        &text,
-    )
-    .await
-    {
+    let id = new_id("att");
+    let message = crate::mail::Message {
+        to: &emails,
+        subject: "Please confirm return or destruction of data",
+        body: &text,
+        id: &id,
+        date: state.clock.now(),
+    };
+    match crate::mail::send(smtp, &message).await {
         // The addresses the relay took.
-        Ok(refused) => emails
-            .into_iter()
-            .filter(|e| !refused.iter().any(|(address, _)| address == e))
-            .collect(),
+        Ok(delivery) => delivery.accepted,
         Err(error) => {
             tracing::warn!(vendor = %vendor.name, %error, "attestation mail failed");
             Vec::new()
