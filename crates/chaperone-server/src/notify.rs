@@ -403,23 +403,35 @@ impl AppState {
                     "wrappings_revoked": self.store.wrapped_by(&person.id, now).await?,
                 }),
             );
-            let applied = self
-                .store
-                .apply(
-                    vec![
-                        Op::DisableLapsed {
-                            id: person.id.clone(),
-                            at: now,
-                            ends_at: person.ends_at,
-                        },
-                        Op::RevokeTokensOf {
-                            person_id: person.id.clone(),
-                            at: now,
-                        },
-                    ],
-                    vec![event],
-                )
-                .await;
+            // Its pending requests close with it, as with `user disable`: re-enabling the
+            // account brings none back. One filed meanwhile makes the change conflict, and
+            // the next sweep reads it again.
+            let closer = crate::api::access::Decision {
+                by: "chaperone-sweep".into(),
+                comment: Some(format!("the account was disabled ({why})")),
+                time: now.to_rfc3339(),
+            };
+            let closed = crate::api::access::close_pending(self, &person.id, &closer, now).await?;
+            let event = {
+                let mut event = event;
+                event
+                    .details
+                    .insert("requests_closed".into(), closed.len().into());
+                event
+            };
+            let mut ops = vec![
+                Op::DisableLapsed {
+                    id: person.id.clone(),
+                    at: now,
+                    ends_at: person.ends_at,
+                },
+                Op::RevokeTokensOf {
+                    person_id: person.id.clone(),
+                    at: now,
+                },
+            ];
+            ops.extend(closed);
+            let applied = self.store.apply(ops, vec![event]).await;
             if skip_conflict(applied)? {
                 continue;
             }

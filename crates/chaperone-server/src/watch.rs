@@ -2,7 +2,8 @@
 //! ledger holds every request, so nothing is watched that is not also recorded there) and
 //! raises an alert for:
 //!
-//! - **failed-login bursts**: [`WatchSettings::login_burst`] failed logins for one account, or
+//! - **failed-login bursts**: [`WatchSettings::login_burst`] failed logins (wrong passwords,
+//!   step-up or enrolment codes) for one account, or
 //!   from one address, within ten minutes;
 //! - **off-hours access**: a contractor's secret read outside [`WatchSettings::business_hours`];
 //! - **unusual volume**: a person's secret reads within one clock hour past
@@ -221,7 +222,12 @@ impl WatchState {
         let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
         let ip = entry["client_ip"].as_str();
 
-        if action == "auth.login" && !success && settings.login_burst > 0 {
+        // Wrong step-up codes (a stolen session guessing the second factor) and enrolment
+        // codes count with wrong passwords.
+        if matches!(action, "auth.login" | "auth.verify" | "auth.enroll")
+            && !success
+            && settings.login_burst > 0
+        {
             let resource = entry["resource"].as_str().unwrap_or_default();
             // Names that belong to no account are one subject: each made-up name is a new
             // resource (a MAC of the name), and anyone could otherwise raise a high alert,
@@ -247,7 +253,8 @@ impl WatchState {
                         kind: "login_burst",
                         severity: "high",
                         title: format!(
-                            "{} failed logins within 10 minutes for {subject}",
+                            "{} failed logins, step-up or enrolment codes within 10 minutes \
+                             for {subject}",
                             times.len()
                         ),
                         subject,

@@ -100,6 +100,47 @@ fn login_needs_the_second_factor_and_each_code_works_once() {
     );
     assert_eq!(status, 401);
     s.remember("long-enough-Jq7xPz");
+    // A disabled account's code is dead, and stays dead when the account comes back.
+    let added = s.ok(
+        "POST",
+        "/api/v1/people",
+        Some(&s.admin),
+        Some(json!({ "name": "eve", "role": "member" })),
+    );
+    let eve_code = added["enrolment_code"].as_str().unwrap().to_owned();
+    s.remember(&eve_code);
+    s.ok("POST", "/api/v1/people/eve/disable", Some(&s.admin), None);
+    s.ok("POST", "/api/v1/people/eve/enable", Some(&s.admin), None);
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/auth/enroll",
+        None,
+        Some(json!({ "code": eve_code, "password": "long-enough-Jq7xPz" })),
+        None,
+    );
+    assert_eq!(status, 401);
+    // Failed enrolments are recorded: under the account for its code, under no name for
+    // a made-up one; the code never.
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/auth/enroll",
+        None,
+        Some(json!({ "code": "made-up-code-Hq2w", "password": "long-enough-Jq7xPz" })),
+        None,
+    );
+    assert_eq!(status, 401);
+    let refused: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "auth.enroll" && e["outcome"] == "denied")
+        .map(|e| e["resource"].clone())
+        .collect();
+    assert_eq!(refused, [json!("dan"), json!("eve"), json!("")]);
+    assert!(
+        !serde_json::to_string(&s.ledger())
+            .unwrap()
+            .contains("made-up-code")
+    );
     s.assert_no_secret_logged();
 }
 
@@ -290,6 +331,25 @@ fn confidential_reads_need_step_up_and_scoped_tokens_carry_scope() {
     assert_eq!(
         s.ok("GET", "/api/v1/secrets/data/fin/ledger", Some(&token), None)["data"]["k"],
         "v"
+    );
+    // Both are in the ledger: a wrong code on a stolen session leaves a trace.
+    let verified: Vec<(String, Value)> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "auth.verify" && e["resource"] == "max")
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap().to_owned(),
+                e["reasons"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verified,
+        [
+            ("denied".to_owned(), json!(["invalid_credentials"])),
+            ("success".to_owned(), json!([]))
+        ]
     );
     // A scoped automation token reads within its scope without step-up, and nothing else.
     let scoped = s.ok(

@@ -1323,6 +1323,14 @@ fn accounts_lapse_at_their_end_date_and_after_idle_time() {
     let staff = s.person("ann", "member", None);
     let cz_t = s.login(&idle);
     let ann_t = s.login(&staff);
+    // A request filed before the account lapses closes with it.
+    let request = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cz_t),
+        Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                     "reason": "deploy", "duration": "1d" })),
+    );
     s.clock.advance_secs(20 * DAY);
     let report = s.runtime.block_on(s.state.sweep()).unwrap();
     assert_eq!(report.accounts_disabled, 1, "cy's end date passed");
@@ -1346,10 +1354,20 @@ fn accounts_lapse_at_their_end_date_and_after_idle_time() {
         .collect();
     assert_eq!(disabled, ["cy", "cz"], "staff accounts do not lapse");
     let _ = ann_t;
-    assert_eq!(
-        s.recorded("person.disable", "cz")[0]["details"]["why"],
-        "inactive"
-    );
+    let disabled = &s.recorded("person.disable", "cz")[0];
+    assert_eq!(disabled["details"]["why"], "inactive");
+    assert_eq!(disabled["details"]["requests_closed"], 1);
+    // Re-enabling the account brings the request back no more than a `user disable` does.
+    s.ok("POST", "/api/v1/people/cz/enable", Some(&s.admin), None);
+    let id = request["id"].as_str().unwrap();
+    let listed = s.ok("GET", "/api/v1/requests", Some(&s.admin), None);
+    let read = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap();
+    assert_eq!(read["status"], "cancelled", "{read}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -417,6 +417,7 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
                 .execute(&mut *conn)
                 .await
                 .map_err(db("disabling a person"))?;
+            crate::identity::end_enrolments(conn, id, *at).await?;
         }
         Op::DisableLapsed { id, at, ends_at } => {
             let changed = sqlx::query(
@@ -435,6 +436,7 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
                     "person `{id}` changed since it was found lapsed"
                 )));
             }
+            crate::identity::end_enrolments(conn, id, *at).await?;
         }
         Op::DestroyShare { id, why, at } => {
             crate::shares::destroy(conn, id, why, *at).await?;

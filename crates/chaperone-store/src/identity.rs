@@ -861,6 +861,24 @@ async fn insert_person_in(
     Ok(())
 }
 
+/// Ends the person's unused enrolment codes, as used at `at`. Security decision: a
+/// disabled account's code is dead: an intercepted code must not set the password and TOTP
+/// of an account an admin disabled on hearing of it, nor come back with the account. The
+/// person needs a new code.
+pub(crate) async fn end_enrolments(
+    conn: &mut Conn<'_>,
+    person_id: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE enrolments SET used_at = $2 WHERE person_id = $1 AND used_at IS NULL")
+        .bind(person_id)
+        .bind(at.unix_nanos())
+        .execute(&mut *conn)
+        .await
+        .map_err(db("ending enrolment codes"))?;
+    Ok(())
+}
+
 async fn complete_enrolment_in(
     conn: &mut Conn<'_>,
     code_hash: &[u8; 32],
@@ -871,7 +889,9 @@ async fn complete_enrolment_in(
 ) -> Result<Option<PersonRecord>, StoreError> {
     let person_id: Option<String> = sqlx::query_scalar(
         "UPDATE enrolments SET used_at = $2 \
-         WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING person_id",
+         WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+         AND person_id IN (SELECT id FROM people WHERE disabled_at IS NULL) \
+         RETURNING person_id",
     )
     .bind(code_hash.to_vec())
     .bind(now.unix_nanos())

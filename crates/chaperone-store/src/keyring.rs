@@ -314,10 +314,16 @@ impl Store {
         .await
     }
 
-    /// Records a TOTP verification on a session, for step-up.
-    pub async fn mark_token_verified(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-        let id = id.to_owned();
-        self.write(move |conn| {
+    /// Records a TOTP verification on a session, for step-up, with its ledger events in the
+    /// same transaction.
+    pub async fn mark_token_verified(
+        &self,
+        id: &str,
+        now: Timestamp,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let (id, events) = (id.to_owned(), events.to_vec());
+        self.change(move |conn| {
             Box::pin(async move {
                 sqlx::query("UPDATE tokens SET mfa_verified_at = $2 WHERE id = $1")
                     .bind(id)
@@ -325,7 +331,7 @@ impl Store {
                     .execute(conn)
                     .await
                     .map_err(db("recording a verification"))?;
-                Ok(())
+                Ok(((), events))
             })
         })
         .await

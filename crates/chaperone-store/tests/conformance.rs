@@ -1083,7 +1083,10 @@ async fn tokens_of_people(f: &Fixture) {
         std::slice::from_ref(&session)
     );
     assert!(f.store.list_tokens(None).await.unwrap().is_empty());
-    f.store.mark_token_verified("tok_s", t(5)).await.unwrap();
+    f.store
+        .mark_token_verified("tok_s", t(5), &[])
+        .await
+        .unwrap();
     assert_eq!(
         f.store
             .token_by_id("tok_s")
@@ -2408,7 +2411,7 @@ async fn cached_reads_follow_every_change(f: &Fixture) {
         assert_eq!(found.revoked_at, None);
     }
     f.store
-        .mark_token_verified("tok_cache", t(3))
+        .mark_token_verified("tok_cache", t(3), &[])
         .await
         .unwrap();
     let found = f.store.token_by_hash(&token.hash).await.unwrap().unwrap();

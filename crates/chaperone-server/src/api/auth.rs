@@ -286,6 +286,15 @@ pub(crate) async fn enroll(
         &state.settings.auth.trusted_proxies,
     );
     let attempt = state.begin_attempt(vec![address_subject(ip)]).await?;
+    let now = state.clock.now();
+    let code = code_hash(&body.code);
+    let unusable = "the enrolment code is unknown, used or expired";
+    // Who the code is for, to describe the enrolment; using the code decides whether it
+    // happens (the code may be used or expired), and records it only if it does. The code
+    // is looked at before the password is hashed: a made-up code costs no hashing.
+    let Some(person_for) = state.store.enrolment_person(&code).await? else {
+        return Err(enrol_failed(&state, &info, &attempt, None, unusable).await);
+    };
     let password = Password::new(body.password.to_string());
     check_new_password(&password)
         .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
@@ -293,23 +302,15 @@ pub(crate) async fn enroll(
     let secret = TotpSecret::generate();
     let codes = password::recovery_codes(10);
     let hashes: Vec<[u8; 32]> = codes.iter().map(|c| code_hash(c)).collect();
-    let now = state.clock.now();
-    let code = code_hash(&body.code);
-    let unusable = "the enrolment code is unknown, used or expired";
-    // Who the code is for, to describe the enrolment; using the code decides whether it
-    // happens (the code may be used or expired), and records it only if it does.
-    let Some(person) = state.store.enrolment_person(&code).await? else {
-        return Err(state.fail(&attempt, unusable).await);
-    };
     let actor = Actor {
-        person: Some(person.id.clone()),
-        vendor: person.vendor_id.clone(),
+        person: Some(person_for.id.clone()),
+        vendor: person_for.vendor_id.clone(),
         token: None,
     };
     let event = state.event(
         &info,
         actor,
-        Record::new("auth.enroll", &person.name, Outcome::Success),
+        Record::new("auth.enroll", &person_for.name, Outcome::Success),
     );
     let sealing = secret.clone();
     let person = state
@@ -324,7 +325,7 @@ pub(crate) async fn enroll(
         )
         .await?;
     let Some(person) = person else {
-        return Err(state.fail(&attempt, unusable).await);
+        return Err(enrol_failed(&state, &info, &attempt, Some(&person_for), unusable).await);
     };
     state.succeed(&attempt, true).await?;
     tracing::info!(person = %person.name, "enrolled");
@@ -336,17 +337,44 @@ pub(crate) async fn enroll(
     }))
 }
 
+/// A failed enrolment: recorded (`auth.enroll`, denied; under the account's name for a code
+/// issued to it but used, expired, or of a disabled account, under no name for a code never
+/// issued; the code itself never), then answered after the failure delay.
+async fn enrol_failed(
+    state: &AppState,
+    info: &RequestInfo,
+    attempt: &Attempt,
+    person: Option<&chaperone_store::PersonRecord>,
+    message: &str,
+) -> ApiError {
+    let actor = Actor {
+        person: person.map(|p| p.id.clone()),
+        vendor: person.and_then(|p| p.vendor_id.clone()),
+        token: None,
+    };
+    let resource = person.map_or("", |p| p.name.as_str());
+    let mut record = Record::new("auth.enroll", resource, Outcome::Denied);
+    record.reasons.push("invalid_credentials".into());
+    if let Err(error) = state.record(info, actor, record).await {
+        return error;
+    }
+    state.fail(attempt, message).await
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerifyRequest {
     totp: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/verify", request_body = VerifyRequest, responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Verifies a TOTP code on the calling session, for step-up.
+#[utoipa::path(post, path = "/api/v1/auth/verify", request_body = VerifyRequest, responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 429, description = "locked", body = super::ErrorBody)), security(("bearer" = [])))]
+/// Verifies a TOTP code on the calling session, for step-up. Every success and failure is
+/// recorded (`auth.verify`) before the answer; a success's verification is stored in the
+/// same transaction as its entry.
 pub(crate) async fn verify(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<StatusCode, ApiError> {
     let Some(person_id) = &caller.person_id else {
@@ -360,25 +388,43 @@ pub(crate) async fn verify(
         .person(person_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such person"))?;
-    // Security decision: step-up codes count under a subject of their own, which only a
-    // session of this person can reach. Under the account's login subject, anyone who knows
-    // the account's name could lock it with wrong passwords and so keep a signed-in person
-    // from every step-up (reading confidential data, minting tokens). Guessing stays bounded
-    // all the same: ten wrong codes in the window lock step-up, whatever the address, and a
-    // login with the password alone clears nothing here.
     unsealed(&state)?;
-    let attempt = state
-        .begin_attempt(vec![step_up_subject(&person.id)])
-        .await?;
-    if !state.check_totp(&person, &body.totp).await? {
-        return Err(state
-            .fail(&attempt, "the TOTP code is wrong or was already used")
-            .await);
+    let checked = async {
+        // Security decision: step-up codes count under a subject of their own, which only a
+        // session of this person can reach. Under the account's login subject, anyone who
+        // knows the account's name could lock it with wrong passwords and so keep a
+        // signed-in person from every step-up (reading confidential data, minting tokens).
+        // Guessing stays bounded all the same: ten wrong codes in the window lock step-up,
+        // whatever the address, and a login with the password alone clears nothing here.
+        let attempt = state
+            .begin_attempt(vec![step_up_subject(&person.id)])
+            .await?;
+        if !state.check_totp(&person, &body.totp).await? {
+            return Err(state
+                .fail(&attempt, "the TOTP code is wrong or was already used")
+                .await);
+        }
+        state.succeed(&attempt, true).await
     }
-    state.succeed(&attempt, true).await?;
+    .await;
+    if let Err(error) = checked {
+        // A wrong code on a stolen session is what this entry is for: the guesses show in
+        // the ledger, the reports and the watch's bursts.
+        if error.status != StatusCode::SERVICE_UNAVAILABLE {
+            let mut record = Record::new("auth.verify", &person.name, Outcome::Denied);
+            record.reasons.push(error.code.to_owned());
+            state.record(&info, caller.actor(), record).await?;
+        }
+        return Err(error);
+    }
+    let event = state.event(
+        &info,
+        caller.actor(),
+        Record::new("auth.verify", &person.name, Outcome::Success),
+    );
     state
         .store
-        .mark_token_verified(&caller.token_id, state.clock.now())
+        .mark_token_verified(&caller.token_id, state.clock.now(), &[event])
         .await?;
     tracing::info!(person = %person.name, token = %caller.token_id, "step-up verified");
     Ok(StatusCode::NO_CONTENT)

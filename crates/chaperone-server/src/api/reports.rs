@@ -241,7 +241,7 @@ impl AppState {
                 let resource = entry["resource"].as_str().unwrap_or_default();
                 let person = name_of(entry["actor"]["person"].as_str(), &names);
                 let vendor = name_of(entry["actor"]["vendor"].as_str(), &vendor_names);
-                if action == "auth.login" && !success {
+                if matches!(action, "auth.login" | "auth.verify" | "auth.enroll") && !success {
                     failed.0 += 1;
                     tally(&mut failed.1, resource.to_owned());
                     // Addresses as the lockout counts them: an IPv6 client holds its /64.
