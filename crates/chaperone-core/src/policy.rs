@@ -348,6 +348,13 @@ pub struct Principal {
     pub grants: Vec<PathRule>,
     /// For a scoped (automation) token: the only things it may do.
     pub scope: Option<Vec<PathRule>>,
+    /// For a scoped token, on a path whose level asks for step-up: whether a scope rule
+    /// that allows the path names a prefix itself classified at a level with step-up. Only
+    /// then does the token read there without a fresh verification (it was minted with
+    /// one): a token scoped to a whole tree (`""`) or to a folder above the classified one
+    /// was not minted for that sensitive data, and reads it only after a step-up like a
+    /// session, which such a token cannot make.
+    pub scope_steps_up: bool,
     /// When this session last verified a TOTP code.
     pub mfa_verified_at: Option<Timestamp>,
     /// Whether the client address is inside the person's and the vendor's allowlists.
@@ -367,6 +374,7 @@ impl Principal {
             vendor: None,
             grants: Vec::new(),
             scope: None,
+            scope_steps_up: false,
             mfa_verified_at: None,
             network_allowed: true,
             compliance: None,
@@ -566,7 +574,7 @@ pub fn decide(
     let step_up = level.is_some_and(|l| l.step_up);
     if action == Action::SecretRead
         && step_up
-        && principal.scope.is_none()
+        && !(principal.scope.is_some() && principal.scope_steps_up)
         && !verified_within(
             principal.mfa_verified_at,
             context.now,
@@ -876,6 +884,12 @@ mod tests {
         let ci = path("ci/deploy-key");
         let prod = path("prod/db");
         let r = Resource::Secret(&ci, level("regulated"));
+        // Step-up is skipped only when the scope was made for the step-up level's data.
+        assert_eq!(
+            decide(&admin, Action::SecretRead, r, ctx(0)).reasons,
+            [Reason::StepUpRequired]
+        );
+        admin.scope_steps_up = true;
         assert!(decide(&admin, Action::SecretRead, r, ctx(0)).allowed);
         assert_eq!(
             decide(&admin, Action::SecretWrite, r, ctx(0)).reasons,

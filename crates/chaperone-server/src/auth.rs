@@ -228,6 +228,12 @@ async fn check(
             let raw = params.iter().map(|(_, v)| v).next().unwrap_or_default();
             secret_path = SecretPath::parse(raw)?;
             level = state.classify(&secret_path).await?;
+            if level.step_up
+                && let Some(scope) = &caller.principal.scope
+            {
+                caller.principal.scope_steps_up =
+                    state.scope_steps_up(scope, &secret_path, now).await?;
+            }
             caller.principal.compliance = state
                 .compliance(caller.person_id.as_ref(), caller.vendor_id.as_ref(), &level)
                 .await?;
@@ -801,6 +807,30 @@ impl AppState {
             vendor,
             networks,
         })
+    }
+
+    /// Whether a rule of `scope` that allows reading `path` names a prefix classified, by
+    /// itself, at a level with step-up (see `Principal::scope_steps_up`).
+    async fn scope_steps_up(
+        &self,
+        scope: &[PathRule],
+        path: &SecretPath,
+        now: Timestamp,
+    ) -> Result<bool, ApiError> {
+        let rules = self.classification_rules().await?;
+        for rule in scope {
+            if rule.allows(Capability::Read, Some(path), now)
+                && crate::api::governance::level_of(
+                    &rules.levels,
+                    &rules.classifications,
+                    &rule.prefix,
+                )?
+                .step_up
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The classification level of `path`: that of the longest classified prefix covering

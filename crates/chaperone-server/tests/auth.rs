@@ -7,7 +7,7 @@
 mod common;
 
 use chaperone_server::route_table;
-use common::Server;
+use common::{Server, error};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------
@@ -360,8 +360,22 @@ fn confidential_reads_need_step_up_and_scoped_tokens_carry_scope() {
     );
     let scoped = scoped["token"].as_str().unwrap().to_owned();
     s.remember(&scoped);
+    // A token scoped to everything (or to a folder above the classified one) was not made
+    // for the confidential data: it reads there only with a step-up, which it cannot make.
+    let broad = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&token),
+        Some(json!({ "ttl": "90d", "scope": [{ "prefix": "", "capabilities": ["read"] }] })),
+    );
+    let broad = broad["token"].as_str().unwrap().to_owned();
+    s.remember(&broad);
     // The verification lasts 15 minutes.
     s.clock.advance_secs(16 * 60);
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/data/fin/ledger", &broad, None),
+        (403, "step_up_required".into())
+    );
     assert_eq!(
         s.call(
             "GET",
