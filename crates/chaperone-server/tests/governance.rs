@@ -3049,3 +3049,38 @@ fn a_flood_of_anomalies_and_a_late_watch_are_said_in_one_alert() {
         "{said:?}"
     );
 }
+
+/// Addresses mail cannot go to are refused when saved, not dropped silently at sending.
+#[test]
+fn email_addresses_are_checked_when_saved() {
+    let s = Server::start();
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/people",
+        Some(&s.admin),
+        Some(json!({ "name": "erin", "role": "member",
+                     "email": "Erin <erin@example.com>\r\nBcc: x@evil.example" })),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.to_string().contains("evil"), "{body}");
+    s.ok(
+        "POST",
+        "/api/v1/people",
+        Some(&s.admin),
+        Some(json!({ "name": "erin", "role": "member", "email": "erin@example.com" })),
+    );
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme", "status": "active",
+                     "contacts": [{ "name": "Ada", "email": "not an address" }] })),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("Ada"),
+        "{body}"
+    );
+}

@@ -664,6 +664,15 @@ fn a_request_link_writes_only_while_its_maker_still_may() {
         Some(&s.admin),
         None,
     );
+    // The page shows no form for it either: nobody types a secret that will be refused.
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/request-links/info",
+        None,
+        Some(json!({ "token": token })),
+        None,
+    );
+    assert_eq!(status, 404);
     assert_eq!(submit("after-revocation-Wq81"), 404);
     let refused: Vec<Value> = s
         .ledger()

@@ -76,6 +76,15 @@ pub(crate) async fn add_person(
         .parse()
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
     validate_name(&body.name)?;
+    // An address mail cannot be sent to is refused here, not dropped at sending.
+    if let Some(email) = body.email.as_deref()
+        && !crate::mail::valid_address(email)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "email is not a plain address such as ann@example.com",
+        ));
+    }
     may_manage(&caller, role)?;
     // Security decision: a role that may not read secrets or approve access (security)
     // does not create an account that may, since it is handed the account's enrolment

@@ -239,6 +239,18 @@ impl VendorRequest {
             profile.country = Some(country.to_ascii_uppercase());
         }
         if let Some(v) = &self.contacts {
+            // An address mail cannot be sent to is refused here, not dropped at sending.
+            if let Some(bad) = v.iter().find(|c| {
+                c.email
+                    .as_deref()
+                    .is_some_and(|e| !crate::mail::valid_address(e))
+            }) {
+                return Err(invalid(format!(
+                    "the email of contact {:?} is not a plain address such as \
+                     security@example.com",
+                    bad.name
+                )));
+            }
             profile.contacts.clone_from(v);
         }
         if let Some(owner) = &self.owner {

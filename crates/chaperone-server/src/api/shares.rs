@@ -785,9 +785,27 @@ async fn open_request(
 /// What a request-a-secret link asks for (never the path it writes to).
 pub(crate) async fn show_secret_request(
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     ApiJson(link): ApiJson<super::LinkToken>,
 ) -> Result<Json<SecretRequestView>, ApiError> {
     let (_, request) = open_request(&state, &link.token).await?;
+    // A link its maker could not write through shows no form either, so that nobody types
+    // a secret into a page that will then refuse it (the submission records the refusal).
+    if request.created_by != super::governance::ROOT_ACTOR {
+        let path = SecretPath::parse(&request.path)?;
+        let decision = state
+            .maker_decision(
+                &request.created_by,
+                Action::SecretWrite,
+                &path,
+                info.client_ip,
+                false,
+            )
+            .await?;
+        if !decision.allowed {
+            return Err(gone());
+        }
+    }
     // Security decision: the page names who asks. A contractor may make request links for
     // the paths they may write, and the page is the business's own: without the name, a
     // note like "paste the production database password" would read as the business
