@@ -8,6 +8,7 @@ use chaperone_core::net::Cidr;
 use chaperone_core::policy::Role;
 use chaperone_store::{KvSettings, Store};
 
+use crate::ApiError;
 use crate::seal::SealState;
 
 /// Server settings that handlers read.
@@ -144,6 +145,9 @@ pub struct AppState {
     /// that uploads waiting for the one scan cannot hold their bodies in memory without
     /// bound (64 MiB each).
     pub(crate) upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Argon2 runs (password and passphrase hashes and checks) at once: one per core. Each
+    /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
+    pub(crate) password_slots: Arc<tokio::sync::Semaphore>,
     /// When this process last recorded each session's use in the store, so that requests
     /// arriving together record it once (see `auth::note_session_use`).
     pub(crate) session_marks:
@@ -213,6 +217,30 @@ impl<K: std::hash::Hash + Eq, V: Clone> Derived<K, V> {
 }
 
 impl AppState {
+    /// Runs an Argon2 hash or check (`work`) on a blocking thread, at most one per core at
+    /// once. Security decision: unauthenticated requests (logins, enrolments, passphrase
+    /// guesses) each cost a 19 MiB Argon2 run; on the request workers a burst of them from
+    /// many addresses stalls every other request, and unbounded on blocking threads it would
+    /// take memory without bound. Queued here, they wait for each other, not the server.
+    pub(crate) async fn password_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let failed = || {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the password check did not run; try again",
+            )
+        };
+        let _slot = self.password_slots.acquire().await.map_err(|_| failed())?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| failed())
+    }
+}
+
+impl AppState {
     /// A sealed server over `store`. It loads the keyring from the store on first use.
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         Self {
@@ -227,6 +255,9 @@ impl AppState {
             ledger_pin: std::sync::Mutex::new(None),
             scans: Arc::new(tokio::sync::Semaphore::new(1)),
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
+            password_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            )),
             session_marks: std::sync::Mutex::default(),
         }
     }

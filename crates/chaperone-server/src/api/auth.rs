@@ -95,7 +95,10 @@ async fn login_inner(
         .as_ref()
         .and_then(|p| p.password_hash.as_deref())
         .unwrap_or(dummy_password_hash());
-    let password_ok = verify_password(&password, hash);
+    let hash = hash.to_owned();
+    let password_ok = state
+        .password_work(move || verify_password(&password, &hash))
+        .await?;
     let Some(person) = person.filter(|p| password_ok && p.password_hash.is_some()) else {
         return Err(state.fail(&attempt, "invalid user name or password").await);
     };
@@ -298,7 +301,9 @@ pub(crate) async fn enroll(
     let password = Password::new(body.password.to_string());
     check_new_password(&password)
         .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
-    let phc = hash_password(&password);
+    let phc = state
+        .password_work(move || hash_password(&password))
+        .await?;
     let secret = TotpSecret::generate();
     let codes = password::recovery_codes(10);
     let hashes: Vec<[u8; 32]> = codes.iter().map(|c| code_hash(c)).collect();

@@ -137,7 +137,10 @@ pub(crate) async fn create_share(
         Some(p) if p.chars().count() < 8 => {
             return Err(invalid("a passphrase has at least 8 characters"));
         }
-        Some(p) => Some(hash_password(&Password::new(p.clone()))),
+        Some(p) => {
+            let p = Password::new(p.clone());
+            Some(state.password_work(move || hash_password(&p)).await?)
+        }
         None => None,
     };
     let recipient = match &req.recipient {
@@ -469,16 +472,9 @@ pub(crate) async fn open_share(
         let given = req.passphrase.clone().unwrap_or_default();
         let hash = hash.clone();
         // A check that did not run (its task panicked) is an error, not a wrong guess.
-        let right =
-            tokio::task::spawn_blocking(move || verify_password(&Password::new(given), &hash))
-                .await
-                .map_err(|_| {
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "the passphrase check did not run; try again",
-                    )
-                })?;
+        let right = state
+            .password_work(move || verify_password(&Password::new(given), &hash))
+            .await?;
         if !right {
             refuse("wrong_passphrase", actor.clone()).await?;
             let _slowed = state.fail(&attempt, "wrong passphrase").await;
