@@ -686,6 +686,15 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     let out = ok(carol(&["logout"], ""));
     assert!(out.contains("had already ended"), "{out}");
     assert!(!home.join("chaperone/token").exists());
+
+    // Offboarding prints the attestation link, and says it was not mailed (no relay here).
+    let out = ok(server.cli(
+        &admin,
+        &["vendor", "offboard", "acme", "--reason", "contract ended"],
+        "",
+    ));
+    assert!(out.contains("Attestation link for acme's contact"), "{out}");
+    assert!(out.contains("It was not mailed"), "{out}");
 }
 
 #[test]

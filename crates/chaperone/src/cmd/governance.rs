@@ -213,6 +213,21 @@ pub(crate) fn vendor(command: VendorCommand) -> anyhow::Result<()> {
                     str_of(&report["attestation"]["due"]),
                     client.base()
                 );
+                let mailed: Vec<&str> = report["attestation"]["mailed_to"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                if mailed.is_empty() {
+                    println!(
+                        "It was not mailed (no mail relay or public_url set, no contact address, \
+                         or the relay refused: see the server's log). Send it to the vendor \
+                         yourself: it is shown only now, and works once."
+                    );
+                } else {
+                    println!("Mailed to {}.", mailed.join(", "));
+                }
             }
         }
         VendorCommand::Show { name, client } => {
