@@ -12,6 +12,15 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// Whether the network holds more addresses than a proxy tier would: wider than a /24
+    /// for IPv4, or a /64 for IPv6.
+    pub fn is_wide(&self) -> bool {
+        match self.network {
+            IpAddr::V4(_) => self.prefix < 24,
+            IpAddr::V6(_) => self.prefix < 64,
+        }
+    }
+
     /// Whether `ip` lies in this network. IPv4-mapped IPv6 addresses match IPv4 networks.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {

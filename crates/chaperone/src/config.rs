@@ -440,7 +440,7 @@ impl Layers {
         }
         if let Some(proxies) = self.parse(
             "trusted_proxies",
-            "comma-separated CIDRs like 10.0.0.0/8",
+            "comma-separated CIDRs like 10.0.0.5/32,10.0.1.0/28",
             |s| {
                 s.split(',')
                     .map(str::trim)

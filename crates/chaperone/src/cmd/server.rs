@@ -342,6 +342,16 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
     if let Some((_, key)) = &config.tls {
         warn_if_others_may_read(key, "the TLS private key");
     }
+    // Every host in a trusted range may say which address a request comes from, which the
+    // lockout counts and network allowlists check: a range wider than the proxies is a way
+    // around both for any host in it.
+    for cidr in settings.auth.trusted_proxies.iter().filter(|c| c.is_wide()) {
+        tracing::warn!(
+            %cidr,
+            "trusted_proxies holds a wide range: every host in it may set the client address \
+             (X-Forwarded-For) that lockouts and network allowlists use; list only the proxies"
+        );
+    }
     let options = serve_options(config.serve, config.tls.as_ref())?;
     let state = Arc::new(AppState::new(
         store.clone(),
