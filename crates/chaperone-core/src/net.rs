@@ -105,6 +105,13 @@ mod tests {
     }
 
     #[test]
+    fn ranges_wider_than_a_proxy_tier_are_wide() {
+        let wide = |s: &str| s.parse::<Cidr>().unwrap().is_wide();
+        assert!(wide("10.0.0.0/8") && wide("10.0.0.0/23") && wide("2001:db8::/48"));
+        assert!(!wide("10.0.0.0/24") && !wide("10.0.0.5") && !wide("2001:db8::/64"));
+    }
+
+    #[test]
     fn networks_contain_their_addresses() {
         let net: Cidr = "10.1.0.0/16".parse().unwrap();
         assert!(net.contains(ip("10.1.200.3")));
