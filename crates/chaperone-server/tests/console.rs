@@ -172,7 +172,7 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
         .any(|e| e["action"] == "token.revoke" && e["resource"] == token_id.as_str());
     assert!(revoked, "signing out left the session usable");
 
-    // An auditor's report of the day: the wrong password, and the read.
+    // An auditor's report of the day: the wrong password and step-up code, and the read.
     let aud = s.person("aud", "auditor", None);
     sign_in(&s, &browser, &aud);
     // The ledger, a page at a time: the newest first, then older ones (enough entries for
@@ -222,7 +222,9 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
         day(1)
     ));
     browser.click("#report-period button[type=submit]");
-    let report = browser.wait_text("#report", "Failed logins: 1");
+    // The wrong password and the wrong step-up code, both cy's.
+    let report = browser.wait_text("#report", "Failed logins: 2");
+    assert!(report.contains("cy 2"), "{report}");
     assert!(report.contains("secret.read"), "{report}");
     assert!(report.contains("acme"), "{report}");
     sign_out(&browser);
