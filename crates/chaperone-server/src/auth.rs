@@ -710,6 +710,12 @@ impl AppState {
         client: Option<IpAddr>,
     ) -> Result<Decision, ApiError> {
         let level = self.classify(path).await?;
+        if level.step_up
+            && let Some(scope) = &principal.scope
+        {
+            let steps_up = self.scope_steps_up(scope, path, self.clock.now()).await?;
+            principal.scope_steps_up = steps_up;
+        }
         principal.compliance = self.compliance(person_id, vendor_id, &level).await?;
         let context = Context {
             now: self.clock.now(),

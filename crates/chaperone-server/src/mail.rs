@@ -94,12 +94,15 @@ async fn send_inner(settings: &SmtpSettings, message: &Message<'_>) -> Result<De
         let (code, line) = reply(&mut read, "RCPT TO").await?;
         match code {
             250 | 251 => delivery.accepted.push(address.clone()),
+            // 552 to RCPT is "too many recipients", which RFC 5321 (4.5.3.1.10) says to
+            // treat as temporary.
+            552 => delivery.deferred.push((address.clone(), line)),
             500..=599 => delivery.refused.push((address.clone(), line)),
             _ => delivery.deferred.push((address.clone(), line)),
         }
     }
     if delivery.accepted.is_empty() {
-        command(&mut write, "QUIT").await?;
+        quit(read, write);
         return Ok(delivery);
     }
     command(&mut write, "DATA").await?;
@@ -109,10 +112,26 @@ async fn send_inner(settings: &SmtpSettings, message: &Message<'_>) -> Result<De
         .await
         .map_err(|e| format!("sending the message: {e}"))?;
     expect(&mut read, 250, "end of DATA").await?;
-    command(&mut write, "QUIT").await?;
-    // The message is accepted; a relay that hangs up without answering QUIT changes nothing.
-    let _ = expect(&mut read, 221, "QUIT").await;
+    // The message is accepted: what follows cannot undo that, so it is not waited for (a
+    // relay slow to answer QUIT must not make an accepted message look failed, and be
+    // sent again).
+    quit(read, write);
     Ok(delivery)
+}
+
+/// Says QUIT and waits a little for the answer, in a task of its own; its outcome changes
+/// nothing.
+fn quit(
+    mut read: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            command(&mut write, "QUIT").await?;
+            expect(&mut read, 221, "QUIT").await
+        })
+        .await;
+    });
 }
 
 /// The message as sent after DATA, ending with the lone dot: the headers RFC 5322 requires

@@ -142,6 +142,21 @@ impl Notification {
     }
 }
 
+/// What one channel made of one notification.
+enum Sent {
+    /// The channel took it.
+    Delivered,
+    /// Nothing to send on this channel (no address left to write to): done, and says
+    /// nothing of the channel's health.
+    NobodyToWrite,
+    /// This notification is to be tried again (a mailbox refused it for now); the channel
+    /// itself works.
+    Retry(String),
+    /// The channel failed (unreachable, refused the message): counts towards
+    /// [`FAILURES_PER_PASS`].
+    ChannelFailed(String),
+}
+
 /// The wait before the next try after `attempts` failed ones.
 fn retry_after(attempts: u32) -> i64 {
     let doublings = attempts.saturating_sub(1).min(12);
@@ -404,8 +419,8 @@ impl AppState {
                 }),
             );
             // Its pending requests close with it, as with `user disable`: re-enabling the
-            // account brings none back. One filed meanwhile makes the change conflict, and
-            // the next sweep reads it again.
+            // account brings none back. One filed meanwhile is left pending, and is refused
+            // approval while the account is disabled (`requester_inactive`).
             let closer = crate::api::access::Decision {
                 by: "chaperone-sweep".into(),
                 comment: Some(format!("the account was disabled ({why})")),
@@ -583,19 +598,44 @@ impl AppState {
         // Failures in a row, by channel: a channel that reaches FAILURES_PER_PASS is not
         // used again in this pass.
         let mut failing: HashMap<&str, usize> = HashMap::new();
-        for record in self.store.records("notification", Some(OUTBOX)).await? {
+        let queued = self.store.records("notification", Some(OUTBOX)).await?;
+        // One notice of given-up notifications waits at a time: a receiver down for days
+        // must not turn every queued notification into a mail to security.
+        let mut notice_waiting = queued
+            .iter()
+            .any(|r| body::<Notification>(r).is_ok_and(|n| n.kind == "notification_failed"));
+        for record in queued {
             if started.elapsed() > PASS_TIME {
                 break;
             }
             let mut note: Notification = body(&record)?;
             let now = self.clock.now();
-            let usable: Vec<&str> = configured
+            if !note.claimable(now) {
+                continue;
+            }
+            let pending: Vec<&str> = configured
                 .iter()
                 .copied()
                 .filter(|c| !note.channels_done.iter().any(|done| done == c))
+                .collect();
+            let usable: Vec<&str> = pending
+                .iter()
+                .copied()
                 .filter(|c| failing.get(c).copied().unwrap_or(0) < FAILURES_PER_PASS)
                 .collect();
-            if usable.is_empty() || !note.claimable(now) {
+            // Every configured channel took it (one was removed from the configuration
+            // since): it is delivered.
+            if pending.is_empty() {
+                note.delivered_time = Some(now.to_rfc3339());
+                note.next_attempt = None;
+                let mut updated = revise(&record, &note, now);
+                updated.owner = Some(SENT.into());
+                if !skip_conflict(self.store.apply(vec![Op::Put(updated)], Vec::new()).await)? {
+                    delivered += 1;
+                }
+                continue;
+            }
+            if usable.is_empty() {
                 continue;
             }
             note.claimed_until = Some(now.plus_secs(CLAIM_SECS));
@@ -627,16 +667,21 @@ impl AppState {
             let mut errors = Vec::new();
             for channel in usable {
                 let outcome = match channel {
-                    "webhook" => self.post_webhook(&note, &recipients).await,
+                    "webhook" => match self.post_webhook(&note, &recipients).await {
+                        Ok(()) => Sent::Delivered,
+                        Err(e) => Sent::ChannelFailed(e),
+                    },
                     _ => self.mail_notification(&mut note, &emails).await,
                 };
                 let count = failing.entry(channel).or_default();
                 match outcome {
-                    Ok(()) => {
+                    Sent::Delivered => {
                         *count = 0;
                         note.channels_done.push(channel.into());
                     }
-                    Err(e) => {
+                    Sent::NobodyToWrite => note.channels_done.push(channel.into()),
+                    Sent::Retry(e) => errors.push(e),
+                    Sent::ChannelFailed(e) => {
                         *count += 1;
                         errors.push(e);
                     }
@@ -665,20 +710,22 @@ impl AppState {
                     tracing::error!(notification = %note.id, kind = %note.kind, "notification given up: not delivered within {} hours", GIVE_UP_SECS / 3600);
                     owner = FAILED;
                     note.next_attempt = None;
-                    // Security learns of it, by whichever channel works (unless the
-                    // notice itself is what failed: that would never end).
-                    if note.kind != "notification_failed" {
+                    // Security learns of it, by whichever channel works, once until that
+                    // notice is delivered (never of a notice itself: that would not end).
+                    // It names no recipient and carries no error text: it may go to a
+                    // webhook many read, and the listing shows the rest to security.
+                    if note.kind != "notification_failed" && !notice_waiting {
+                        notice_waiting = true;
                         let people = self.store.list_people().await?;
                         ops.push(notification(
                             "notification_failed",
                             &security_or_admins(&people),
                             &format!(
-                                "A {} notification could not be delivered within {} hours",
-                                note.kind,
+                                "Notifications could not be delivered within {} hours: the \
+                                 failed ones are listed at /api/v1/notifications",
                                 GIVE_UP_SECS / 3600
                             ),
-                            json!({ "notification_id": note.id, "kind": note.kind,
-                                    "attempts": note.attempts, "last_error": note.last_error }),
+                            json!({ "notification_id": note.id, "kind": note.kind }),
                             now,
                         ));
                     }
@@ -749,23 +796,20 @@ impl AppState {
 
     /// Mails `note` to those of `emails` not done with yet. Done when every address took it
     /// or was refused for good (logged, and kept in `refused`); an address refused for now
-    /// is tried again at the next try, alone.
-    async fn mail_notification(
-        &self,
-        note: &mut Notification,
-        emails: &[String],
-    ) -> Result<(), String> {
+    /// is tried again at the next try, alone. A relay that took it for nobody and refused
+    /// everyone (it relays nothing for this server: "relaying denied") is failing, not the
+    /// recipients.
+    async fn mail_notification(&self, note: &mut Notification, emails: &[String]) -> Sent {
         let Some(smtp) = &self.settings.notify.smtp else {
-            return Ok(());
+            return Sent::NobodyToWrite;
         };
         let pending: Vec<String> = emails
             .iter()
             .filter(|e| !note.emailed.contains(e))
             .cloned()
             .collect();
-        // Nobody (left) to write to counts as done.
         if pending.is_empty() {
-            return Ok(());
+            return Sent::NobodyToWrite;
         }
         let text = format!(
             "{}\n\n{}\n\nSent by Chaperone ({}, {}).",
@@ -782,9 +826,17 @@ impl AppState {
             id: &id,
             date: self.clock.now(),
         };
-        let delivery = crate::mail::send(smtp, &message)
-            .await
-            .map_err(|e| format!("email: {e}"))?;
+        let delivery = match crate::mail::send(smtp, &message).await {
+            Ok(delivery) => delivery,
+            Err(e) => return Sent::ChannelFailed(format!("email: {e}")),
+        };
+        if delivery.accepted.is_empty() && delivery.deferred.is_empty() {
+            let answers: Vec<&str> = delivery.refused.iter().map(|(_, a)| a.as_str()).collect();
+            return Sent::ChannelFailed(format!(
+                "email: the relay refused every recipient: {}",
+                answers.join("; ")
+            ));
+        }
         note.emailed.extend(delivery.accepted);
         for (address, answer) in delivery.refused {
             tracing::warn!(notification = %note.id, %address, %answer, "the mail relay refused a recipient for good");
@@ -792,14 +844,14 @@ impl AppState {
             note.emailed.push(address);
         }
         if delivery.deferred.is_empty() {
-            Ok(())
+            Sent::Delivered
         } else {
             let deferred: Vec<String> = delivery
                 .deferred
                 .iter()
                 .map(|(address, answer)| format!("{address}: {answer}"))
                 .collect();
-            Err(format!(
+            Sent::Retry(format!(
                 "email: deferred by the relay for {}",
                 deferred.join(", ")
             ))

@@ -145,7 +145,8 @@ pub struct AppState {
     /// that uploads waiting for the one scan cannot hold their bodies in memory without
     /// bound (64 MiB each).
     pub(crate) upload_slots: Arc<tokio::sync::Semaphore>,
-    /// Argon2 runs (password and passphrase hashes and checks) at once: one per core. Each
+    /// Argon2 runs (password and passphrase hashes and checks) at once: one per core, at most
+    /// eight. Each
     /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
     pub(crate) password_slots: Arc<tokio::sync::Semaphore>,
     /// When this process last recorded each session's use in the store, so that requests
@@ -233,10 +234,19 @@ impl AppState {
                 "the password check did not run; try again",
             )
         };
-        let _slot = self.password_slots.acquire().await.map_err(|_| failed())?;
-        tokio::task::spawn_blocking(work)
+        // The slot goes with the work: a request that times out or is dropped while its
+        // hash runs does not free a slot the hash still uses.
+        let slot = Arc::clone(&self.password_slots)
+            .acquire_owned()
             .await
-            .map_err(|_| failed())
+            .map_err(|_| failed())?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(slot);
+            out
+        })
+        .await
+        .map_err(|_| failed())
     }
 }
 

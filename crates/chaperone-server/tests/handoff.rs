@@ -1377,6 +1377,31 @@ fn accounts_lapse_at_their_end_date_and_after_idle_time() {
         .find(|r| r["id"] == id)
         .unwrap();
     assert_eq!(read["status"], "cancelled", "{read}");
+
+    // A request left pending while its requester cannot act (here: the vendor is
+    // suspended) is not approved: a grant made now would come back with the account.
+    let cz_t = s.login(&idle);
+    let pending = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cz_t),
+        Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                     "reason": "deploy again", "duration": "1d" })),
+    );
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "suspended", "reason": "audit" })),
+    );
+    let approve = format!(
+        "/api/v1/requests/{}/approve",
+        pending["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        error(&s, "POST", &approve, &s.admin, Some(json!({}))),
+        (409, "requester_inactive".into())
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -228,7 +228,20 @@ impl fmt::Display for Source {
 /// Raw values by key, before validation. Its `Debug` shows where each key came from, never
 /// a value (some are secrets).
 #[derive(Default)]
-pub(crate) struct Layers(BTreeMap<&'static str, (String, Source)>);
+pub(crate) struct Layers(
+    BTreeMap<&'static str, (String, Source)>,
+    /// The secrets read from config files, by file: kept apart from the values in force, as
+    /// a file holds its secret even when the environment or a flag overrides it.
+    Vec<(PathBuf, &'static str)>,
+);
+
+/// Whether `key` with `text` is a secret: a key of [`SECRET_KEYS`], or a database URL with
+/// a password.
+fn holds_secret(key: &str, text: &str) -> bool {
+    SECRET_KEYS.contains(&key)
+        || (key == "database_url"
+            && DatabaseUrl::parse(text.trim()).is_ok_and(|url| url.holds_password()))
+}
 
 impl std::fmt::Debug for Layers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -297,6 +310,9 @@ impl Layers {
                     other.type_str()
                 ),
             };
+            if holds_secret(key, &text) {
+                self.1.push((path.to_owned(), key));
+            }
             self.0.insert(key, (text, Source::File(path.to_owned())));
         }
         Ok(())
@@ -306,16 +322,8 @@ impl Layers {
     /// with a password), each with the keys that make it one.
     pub(crate) fn files_holding_secrets(&self) -> BTreeMap<&Path, Vec<&'static str>> {
         let mut files: BTreeMap<&Path, Vec<&'static str>> = BTreeMap::new();
-        for (&key, (text, source)) in &self.0 {
-            let Source::File(path) = source else {
-                continue;
-            };
-            let secret = SECRET_KEYS.contains(&key)
-                || (key == "database_url"
-                    && DatabaseUrl::parse(text.trim()).is_ok_and(|url| url.holds_password()));
-            if secret {
-                files.entry(path.as_path()).or_default().push(key);
-            }
+        for (path, key) in &self.1 {
+            files.entry(path.as_path()).or_default().push(key);
         }
         files
     }
@@ -664,11 +672,20 @@ mod tests {
     use super::*;
 
     fn layers(entries: &[(&'static str, &str, Source)]) -> Layers {
+        let in_files = entries
+            .iter()
+            .filter(|(k, v, _)| holds_secret(k, v))
+            .filter_map(|(k, _, s)| match s {
+                Source::File(path) => Some((path.clone(), *k)),
+                _ => None,
+            })
+            .collect();
         Layers(
             entries
                 .iter()
                 .map(|(k, v, s)| (*k, (v.to_string(), s.clone())))
                 .collect(),
+            in_files,
         )
     }
 
@@ -682,10 +699,7 @@ mod tests {
             "listen = \"127.0.0.1:8420\"\nnotify_webhook_secret = \"whsec-Kq81-unterminated\n",
         )
         .unwrap();
-        let error = format!(
-            "{:#}",
-            Layers(BTreeMap::new()).read_file(&path).unwrap_err()
-        );
+        let error = format!("{:#}", Layers::default().read_file(&path).unwrap_err());
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(error.contains("line 2"), "{error}");
         assert!(!error.contains("whsec-Kq81"), "{error}");
@@ -748,6 +762,16 @@ mod tests {
             assert!(l.files_holding_secrets().is_empty(), "{url}");
         }
         let l = layers(&[("database_url", "postgres://app@db/c?password=x", file())]);
+        assert_eq!(l.files_holding_secrets().len(), 1);
+        // A file's secret counts even when the environment overrides it.
+        let l = layers(&[
+            ("metrics_token", "0123456789abcdef", file()),
+            (
+                "metrics_token",
+                "fedcba9876543210",
+                Source::Env("CHAPERONE_METRICS_TOKEN"),
+            ),
+        ]);
         assert_eq!(l.files_holding_secrets().len(), 1);
     }
 

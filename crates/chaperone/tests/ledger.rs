@@ -372,6 +372,18 @@ fn a_hostile_export_is_refused_without_running_out_of_memory() {
         "{err}"
     );
     std::fs::remove_file(&bundle).unwrap();
+    // A named pipe would block the reader forever were it opened.
+    let made = std::process::Command::new("mkfifo")
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = fails(verify());
+    assert!(
+        err.contains("TAMPERED") && err.contains("not a regular file"),
+        "{err}"
+    );
+    std::fs::remove_file(&bundle).unwrap();
     let file = std::fs::File::create(&bundle).unwrap();
     file.set_len(3 << 30).unwrap();
     let err = fails(verify());

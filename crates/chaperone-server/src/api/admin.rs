@@ -259,8 +259,10 @@ pub(crate) async fn disable_person(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (id, name) = managed_person(&state, &caller, &name).await?;
-    // The pending requests are read before the change that closes them; a request approved,
-    // withdrawn or filed meanwhile makes the change conflict, and it is read again.
+    // The pending requests are read before the change that closes them; a request approved
+    // or withdrawn meanwhile makes the change conflict, and they are read again. One filed
+    // meanwhile is left pending, and is refused approval while the account is disabled
+    // (`requester_inactive`).
     for attempt in 1.. {
         let now = state.clock.now();
         let closer = super::access::Decision {

@@ -768,8 +768,13 @@ async fn mail_attestation(
         date: state.clock.now(),
     };
     match crate::mail::send(smtp, &message).await {
-        // The addresses the relay took.
-        Ok(delivery) => delivery.accepted,
+        // The addresses the relay took; the others are named in the log.
+        Ok(delivery) => {
+            for (address, answer) in delivery.refused.iter().chain(&delivery.deferred) {
+                tracing::warn!(vendor = %vendor.name, %address, %answer, "attestation mail not taken for a contact");
+            }
+            delivery.accepted
+        }
         Err(error) => {
             tracing::warn!(vendor = %vendor.name, %error, "attestation mail failed");
             Vec::new()

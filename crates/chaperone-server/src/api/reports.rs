@@ -243,7 +243,13 @@ impl AppState {
                 let vendor = name_of(entry["actor"]["vendor"].as_str(), &vendor_names);
                 if matches!(action, "auth.login" | "auth.verify" | "auth.enroll") && !success {
                     failed.0 += 1;
-                    tally(&mut failed.1, resource.to_owned());
+                    // An enrolment code never issued names no account.
+                    let account = if resource.is_empty() {
+                        "(an unknown enrolment code)"
+                    } else {
+                        resource
+                    };
+                    tally(&mut failed.1, account.to_owned());
                     // Addresses as the lockout counts them: an IPv6 client holds its /64.
                     let address = entry["client_ip"]
                         .as_str()

@@ -596,7 +596,7 @@ pub(crate) async fn config(
 /// they are, as OpenBao does: it holds every number as a float64, which Go writes without a
 /// fraction when it has none. Integers are kept as written (OpenBao rounds those above
 /// 2^53, Chaperone does not), and other floats read back in their shortest form, which is
-/// Go's too below 1e21.
+/// Go's for the common ones (docs/vault-compatibility.md lists where they differ).
 fn go_numbers(value: &mut Value) {
     const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
     match value {

@@ -175,16 +175,14 @@ impl Source {
         match self {
             Source::Dir(dir) => {
                 let file = dir.join(path);
-                let mut opened = match std::fs::File::open(&file) {
-                    Ok(opened) => opened,
+                // Looked at before it is opened: opening a named pipe waits for a writer.
+                let metadata = match std::fs::metadata(&file) {
+                    Ok(metadata) => metadata,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => {
                         return Err(e).with_context(|| format!("reading {}", file.display()));
                     }
                 };
-                let metadata = opened
-                    .metadata()
-                    .with_context(|| format!("reading {}", file.display()))?;
                 if !metadata.is_file() {
                     bail!("TAMPERED: {} is not a regular file", file.display());
                 }
@@ -195,6 +193,8 @@ impl Source {
                         metadata.len()
                     );
                 }
+                let mut opened = std::fs::File::open(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
                 let mut bytes = Vec::new();
                 std::io::Read::read_to_end(
                     &mut std::io::Read::take(&mut opened, limit + 1),
@@ -237,7 +237,8 @@ fn export(client: &Client, dir: &Path) -> anyhow::Result<()> {
         {
             if old != data {
                 bail!(
-                    "TAMPERED: the server now serves {} differently from the copy exported to                      {} before: a full tile never changes",
+                    "TAMPERED: the server now serves {} differently from the copy exported to \
+                     {} before: a full tile never changes",
                     id.path(),
                     dir.display()
                 );
@@ -378,32 +379,61 @@ impl Remembered {
         self.dir.join(format!("{}.{ext}", file_stem(&self.origin)))
     }
 
-    /// The file `ext` under the new name, else under the legacy one.
-    fn read(&self, ext: &str) -> Option<(PathBuf, String)> {
+    /// The file `ext` under the new name, else under the legacy one (`true` for a legacy
+    /// file).
+    fn read(&self, ext: &str) -> Option<(PathBuf, String, bool)> {
         let legacy = self
             .dir
             .join(format!("{}.{ext}", legacy_stem(&self.origin)));
-        [self.path(ext), legacy]
+        [(self.path(ext), false), (legacy, true)]
             .into_iter()
-            .find_map(|path| std::fs::read_to_string(&path).ok().map(|text| (path, text)))
+            .find_map(|(path, old)| {
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|text| (path, text, old))
+            })
+    }
+
+    /// What is remembered under `ext` when it names this log (`named` says whether it
+    /// does). A legacy file that names another log is another log's (the old names were
+    /// not kept apart), and is passed over; a file under the new name cannot be another
+    /// log's, so one that names another log was changed, and is an error.
+    fn read_named(
+        &self,
+        ext: &str,
+        named: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<Option<(PathBuf, String)>> {
+        match self.read(ext) {
+            Some((path, text, legacy)) if !named(&text) => {
+                if legacy {
+                    Ok(None)
+                } else {
+                    bail!(
+                        "TAMPERED: {} does not belong to the log {}: it was changed",
+                        path.display(),
+                        self.origin
+                    )
+                }
+            }
+            Some((path, text, _)) => Ok(Some((path, text))),
+            None => Ok(None),
+        }
     }
 
     fn key(&self) -> anyhow::Result<Option<Verifier>> {
-        let Some((path, text)) = self.read("key") else {
+        let parse = |text: &str| text.trim().parse::<Verifier>();
+        let named = |text: &str| parse(text).is_ok_and(|key| key.name() == self.origin);
+        let Some((path, text)) = self.read_named("key", named)? else {
             return Ok(None);
         };
-        let key: Verifier = text
-            .trim()
-            .parse()
-            .map_err(|e| anyhow!("{} is not a verifier key: {e:?}", path.display()))?;
-        // A legacy file may be another log's (their names were not kept apart).
-        Ok((key.name() == self.origin).then_some(key))
+        parse(&text)
+            .map(Some)
+            .map_err(|e| anyhow!("{} is not a verifier key: {e:?}", path.display()))
     }
 
-    fn checkpoint(&self) -> Option<String> {
-        self.read("checkpoint")
-            .map(|(_, text)| text)
-            .filter(|text| text.lines().next() == Some(self.origin.as_str()))
+    fn checkpoint(&self) -> anyhow::Result<Option<String>> {
+        let named = |text: &str| text.lines().next() == Some(self.origin.as_str());
+        Ok(self.read_named("checkpoint", named)?.map(|(_, text)| text))
     }
 
     fn save(&self, key: &Verifier, note: &[u8]) -> anyhow::Result<()> {
@@ -479,7 +509,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     let remembered_checkpoint = if args.no_remember {
         None
     } else {
-        remembered.checkpoint()
+        remembered.checkpoint()?
     };
     let earlier = match remembered_checkpoint {
         Some(old) => {
@@ -794,13 +824,20 @@ mod tests {
             origin: "x.example/log".into(),
         };
         assert_eq!(ours.key().unwrap().unwrap().to_string(), key.to_string());
-        assert!(ours.checkpoint().is_some());
+        assert!(ours.checkpoint().unwrap().is_some());
         // Another log whose old name was the same file name finds nothing.
         let other = Remembered {
             dir: dir.path().to_owned(),
             origin: "x.example_log".into(),
         };
         assert!(other.key().unwrap().is_none());
-        assert!(other.checkpoint().is_none());
+        assert!(other.checkpoint().unwrap().is_none());
+        // Under the new name, a file of another log was changed: an error, not forgotten.
+        std::fs::write(other.path("key"), format!("{key}\n")).unwrap();
+        let err = other.key().unwrap_err().to_string();
+        assert!(
+            err.contains("TAMPERED") && err.contains("does not belong"),
+            "{err}"
+        );
     }
 }
