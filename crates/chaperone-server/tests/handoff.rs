@@ -898,6 +898,16 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
     let mine = s.ok("GET", "/api/v1/findings", Some(&ann_t), None);
     assert_eq!(mine.as_array().unwrap().len(), 1);
     assert_eq!(mine[0]["id"], db_finding["id"]);
+    // The owner is told what to rotate, in one notification.
+    let told = s.ok("GET", "/api/v1/notifications", Some(&ann_t), None);
+    let rotation: Vec<&Value> = told
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "rotation_due")
+        .collect();
+    assert_eq!(rotation.len(), 1, "{told}");
+    assert_eq!(rotation[0]["details"]["paths"], json!(["acme/app/db"]));
     // `secret stale` shows the three as exposed; a new version rotates one.
     let stale = s.ok("GET", "/api/v1/secrets/stale", Some(&s.admin), None);
     assert_eq!(stale.as_array().unwrap().len(), 3, "{stale}");
@@ -1056,6 +1066,15 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
         None,
     );
     assert_eq!(overdue.as_array().unwrap().len(), 1);
+    // Its owner is told of it (security when it has none; here nobody is in security).
+    let told = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
+    let notice = told
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "attestation_overdue")
+        .unwrap_or_else(|| panic!("{told}"));
+    assert_eq!(notice["details"]["finding_id"], overdue[0]["id"]);
     let offboarding_findings = |s: &Server| {
         s.ok(
             "GET",

@@ -348,6 +348,8 @@ async fn offboard(
     };
     let mut ops = Vec::new();
     let mut exposures = Vec::new();
+    // The paths of new rotation findings, by owner (`None`: nobody owns them).
+    let mut to_rotate: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
     for (path, reach) in blast {
         let Reach {
             read,
@@ -385,6 +387,10 @@ async fn offboard(
             _ => "low",
         };
         let owner = secret_owner(state, &path).await?.or(vendor_owner.clone());
+        to_rotate
+            .entry(owner.clone())
+            .or_default()
+            .push(path.clone());
         let (op, finding) = new_finding(
             NewFinding {
                 source: "offboarding",
@@ -414,6 +420,29 @@ async fn offboard(
         )));
         exposure.finding_id = finding.id;
         exposures.push(exposure);
+    }
+
+    // Each owner hears of the secrets they are to rotate, in the same change as the
+    // findings; security (admins when nobody is in security) of those nobody owns.
+    if !to_rotate.is_empty() {
+        let people = state.store.list_people().await?;
+        let due = date(now.plus_secs(rotate_within));
+        for (owner, paths) in to_rotate {
+            let to = match owner {
+                Some(owner) => vec![owner],
+                None => crate::notify::security_or_admins(&people),
+            };
+            ops.push(crate::notify::notification(
+                "rotation_due",
+                &to,
+                &format!(
+                    "rotate {} secret(s) exposed to offboarded {subject} by {due}",
+                    paths.len()
+                ),
+                json!({ "offboarding_id": id, "paths": paths, "due": due }),
+                now,
+            ));
+        }
     }
 
     // 3. The attestation link, for a vendor that has none pending or signed yet.
@@ -941,7 +970,7 @@ pub(crate) async fn overdue_attestations(
                 ),
                 subject: attestation.vendor.clone(),
                 vendor_id: Some(attestation.vendor_id.clone()),
-                owner,
+                owner: owner.clone(),
                 due: now.plus_secs(7 * 86_400),
                 details: json!({ "offboarding_id": attestation.offboarding_id }),
             },
@@ -963,11 +992,26 @@ pub(crate) async fn overdue_attestations(
             chaperone_ledger::entry::Actor::default(),
             entry,
         );
+        // Its owner hears of it (security, or admins, when the vendor has none).
+        let to = match &owner {
+            Some(owner) => vec![owner.clone()],
+            None => crate::notify::security_or_admins(&state.store.list_people().await?),
+        };
+        let told = crate::notify::notification(
+            "attestation_overdue",
+            &to,
+            &format!(
+                "vendor {} has not attested return or destruction of data (due {})",
+                attestation.vendor, attestation.due
+            ),
+            json!({ "finding_id": finding.id, "offboarding_id": attestation.offboarding_id }),
+            now,
+        );
         attestation.finding_id = Some(finding.id);
         let applied = state
             .store
             .apply(
-                vec![op, Op::Put(revise(&record, &attestation, now))],
+                vec![op, Op::Put(revise(&record, &attestation, now)), told],
                 vec![event],
             )
             .await;
