@@ -1528,6 +1528,14 @@ fn the_openapi_document_describes_every_native_route() {
     assert!(missing.is_empty(), "undocumented routes: {missing:?}");
 }
 
+/// Settings that mail notifications through `relay`.
+fn mail_through(settings: &mut chaperone_server::Settings, relay: String) {
+    settings.notify.smtp = Some(chaperone_server::SmtpSettings {
+        relay,
+        from: "chaperone@example.com".into(),
+    });
+}
+
 /// A fake SMTP relay on loopback that accepts `count` messages and hands over each
 /// transcript (commands and data).
 fn smtp_relay(count: usize) -> (String, mpsc::Receiver<String>) {
@@ -1579,12 +1587,7 @@ fn smtp_relay(count: usize) -> (String, mpsc::Receiver<String>) {
 #[test]
 fn a_mailbox_the_relay_refuses_does_not_keep_the_mail_from_the_others() {
     let (relay, mails) = smtp_relay(1);
-    let s = Server::start_with(|settings| {
-        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
-            relay,
-            from: "chaperone@example.com".into(),
-        });
-    });
+    let s = Server::start_with(|settings| mail_through(settings, relay));
     s.person_with_email("ann", "approver", None, Some("ann@example.com"));
     s.person_with_email("bo", "approver", None, Some("gone@example.com"));
     // Disabled since: not written to.
@@ -1630,10 +1633,7 @@ fn a_failing_notification_or_channel_holds_up_no_other() {
     let (relay, mails) = smtp_relay(8);
     let s = Server::start_with(|settings| {
         settings.notify.webhook_url = Some(url);
-        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
-            relay,
-            from: "chaperone@example.com".into(),
-        });
+        mail_through(settings, relay);
     });
     s.person_with_email("sam", "security", None, Some("sam@example.com"));
     vendor(&s, "acme");
@@ -1711,12 +1711,7 @@ fn a_failing_notification_or_channel_holds_up_no_other() {
 #[test]
 fn a_relay_that_refuses_every_recipient_has_not_delivered() {
     let (relay, mails) = smtp_relay(1);
-    let s = Server::start_with(|settings| {
-        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
-            relay,
-            from: "chaperone@example.com".into(),
-        });
-    });
+    let s = Server::start_with(|settings| mail_through(settings, relay));
     s.person_with_email("bo", "approver", None, Some("gone@example.com"));
     vendor(&s, "acme");
     let cy = s.person("cy", "contractor", Some("acme"));
@@ -1750,12 +1745,7 @@ fn a_relay_that_refuses_every_recipient_has_not_delivered() {
 #[test]
 fn a_recipient_the_relay_defers_is_tried_again_alone() {
     let (relay, mails) = smtp_relay(2);
-    let s = Server::start_with(|settings| {
-        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
-            relay,
-            from: "chaperone@example.com".into(),
-        });
-    });
+    let s = Server::start_with(|settings| mail_through(settings, relay));
     let ann = s.person_with_email("ann", "approver", None, Some("ann@example.com"));
     s.person_with_email("lee", "approver", None, Some("later@example.com"));
     s.person_with_email("bo", "approver", None, Some("gone@example.com"));
@@ -1813,12 +1803,7 @@ fn a_recipient_the_relay_defers_is_tried_again_alone() {
 #[test]
 fn notifications_are_mailed_through_the_smtp_relay() {
     let (relay, mails) = smtp_relay(1);
-    let s = Server::start_with(|settings| {
-        settings.notify.smtp = Some(chaperone_server::SmtpSettings {
-            relay,
-            from: "chaperone@example.com".into(),
-        });
-    });
+    let s = Server::start_with(|settings| mail_through(settings, relay));
     s.person_with_email("ann", "approver", None, Some("ann@example.com"));
     vendor(&s, "acme");
     let cy = s.person("cy", "contractor", Some("acme"));
