@@ -50,6 +50,29 @@ pub(crate) struct Delivery {
     pub(crate) refused: Vec<(String, String)>,
 }
 
+/// Whether a 5xx answer to RCPT is the relay refusing to relay for this server (its
+/// policy, authentication, routing: enhanced status 5.3.x, 5.4.x or 5.7.x, or a 530 or 554,
+/// or words saying so) rather than the mailbox not existing (5.1.x, 5.2.x, a bare 550). The
+/// first fails every message, and is the relay's fault; the second is the address's.
+pub(crate) fn refuses_relaying(answer: &str) -> bool {
+    let code = answer.get(..3).unwrap_or_default();
+    let enhanced = answer
+        .get(4..)
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|word| word.starts_with("5."));
+    let lower = answer.to_ascii_lowercase();
+    match enhanced {
+        Some(status) => ["5.3.", "5.4.", "5.7."]
+            .iter()
+            .any(|p| status.starts_with(p)),
+        None => {
+            matches!(code, "530" | "554")
+                || lower.contains("relay")
+                || lower.contains("authenticat")
+        }
+    }
+}
+
 /// One message as sent.
 pub(crate) struct Message<'a> {
     pub(crate) to: &'a [String],
@@ -196,8 +219,9 @@ fn format_message(from: &str, message: &Message<'_>) -> String {
 const REFUSED: &str = "the SMTP relay refused";
 
 /// A header value: control characters become spaces, at most 200 characters, and RFC 2047
-/// encoded words when it is not plain ASCII: each at most 75 characters (45 bytes of text,
-/// whole characters), one per folded line, as strict relays require.
+/// encoded words when it is not plain ASCII: each at most 60 characters (36 bytes of text,
+/// whole characters), one per folded line, so that no line passes RFC 2047's 76, the
+/// first's `Subject: ` included.
 fn header_text(text: &str) -> String {
     use base64::Engine;
     let clean: String = text
@@ -211,7 +235,7 @@ fn header_text(text: &str) -> String {
     let mut words = Vec::new();
     let mut rest = clean.as_str();
     while !rest.is_empty() {
-        let mut cut = rest.len().min(45);
+        let mut cut = rest.len().min(36);
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -292,12 +316,16 @@ mod tests {
     fn typed_text_cannot_break_out() {
         assert_eq!(header_text("a\r\nBcc: x"), "a  Bcc: x");
         assert_eq!(header_text("Grüße"), "=?utf-8?B?R3LDvMOfZQ==?=");
-        // Long text becomes several encoded words of at most 75 characters, folded.
+        // Long text becomes several encoded words, folded; with `Subject: ` before the first,
+        // no line passes 76 characters.
         let long = header_text(&"🔑".repeat(200));
         let words: Vec<&str> = long.split("\r\n ").collect();
         assert!(words.len() > 1);
         for word in &words {
-            assert!(word.len() <= 75 && word.starts_with("=?utf-8?B?"), "{word}");
+            assert!(
+                "Subject: ".len() + word.len() <= 76 && word.starts_with("=?utf-8?B?"),
+                "{word}"
+            );
         }
         let decoded: Vec<u8> = words
             .iter()
@@ -351,6 +379,28 @@ mod tests {
             .decode(body.trim_end_matches(".\r\n").replace("\r\n", ""))
             .unwrap();
         assert_eq!(String::from_utf8(decoded).unwrap(), "Grüße\r\nJosé");
+    }
+
+    #[test]
+    fn a_relay_refusing_to_relay_is_told_from_a_missing_mailbox() {
+        for relay in [
+            "550 5.7.1 Relaying denied",
+            "554 5.7.1 <x@y.z>: Relay access denied",
+            "530 5.7.0 Authentication required",
+            "550 5.4.1 Recipient address rejected: Access denied",
+            "554 Transaction failed",
+            "550 relaying not permitted",
+        ] {
+            assert!(refuses_relaying(relay), "{relay}");
+        }
+        for mailbox in [
+            "550 5.1.1 no such mailbox",
+            "550 5.2.1 mailbox disabled",
+            "553 5.1.3 bad address syntax",
+            "550 No such user",
+        ] {
+            assert!(!refuses_relaying(mailbox), "{mailbox}");
+        }
     }
 
     #[test]

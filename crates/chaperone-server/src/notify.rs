@@ -111,6 +111,10 @@ pub(crate) struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub(crate) claimed_until: Option<Timestamp>,
+    /// The tries that failed: the wait before the next grows with them, not with tries
+    /// that went well on one channel while another was skipped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) failures: u32,
     /// When a failed delivery is tried again (see [`FIRST_RETRY_SECS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -157,9 +161,13 @@ enum Sent {
     ChannelFailed(String),
 }
 
-/// The wait before the next try after `attempts` failed ones.
-fn retry_after(attempts: u32) -> i64 {
-    let doublings = attempts.saturating_sub(1).min(12);
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The wait before the next try after `failures` failed ones.
+fn retry_after(failures: u32) -> i64 {
+    let doublings = failures.saturating_sub(1).min(12);
     (FIRST_RETRY_SECS << doublings).min(LAST_RETRY_SECS)
 }
 
@@ -184,6 +192,7 @@ pub(crate) fn notification(
         last_error: None,
         channels_done: Vec::new(),
         claimed_until: None,
+        failures: 0,
         next_attempt: None,
         emailed: Vec::new(),
         refused: Vec::new(),
@@ -705,7 +714,8 @@ impl AppState {
                 let error = errors.join("; ");
                 tracing::warn!(notification = %note.id, %error, "notification delivery failed");
                 note.last_error = Some(error);
-                note.next_attempt = Some(now.plus_secs(retry_after(note.attempts)));
+                note.failures += 1;
+                note.next_attempt = Some(now.plus_secs(retry_after(note.failures)));
                 if now >= record.created_at.plus_secs(GIVE_UP_SECS) {
                     tracing::error!(notification = %note.id, kind = %note.kind, "notification given up: not delivered within {} hours", GIVE_UP_SECS / 3600);
                     owner = FAILED;
@@ -797,7 +807,8 @@ impl AppState {
     /// Mails `note` to those of `emails` not done with yet. Done when every address took it
     /// or was refused for good (logged, and kept in `refused`); an address refused for now
     /// is tried again at the next try, alone. A relay that took it for nobody and refused
-    /// everyone (it relays nothing for this server: "relaying denied") is failing, not the
+    /// everyone, at least once for a reason of its own rather than the mailbox's ("relaying
+    /// denied", authentication required: see `mail::refuses_relaying`), is failing, not the
     /// recipients.
     async fn mail_notification(&self, note: &mut Notification, emails: &[String]) -> Sent {
         let Some(smtp) = &self.settings.notify.smtp else {
@@ -830,7 +841,13 @@ impl AppState {
             Ok(delivery) => delivery,
             Err(e) => return Sent::ChannelFailed(format!("email: {e}")),
         };
-        if delivery.accepted.is_empty() && delivery.deferred.is_empty() {
+        if delivery.accepted.is_empty()
+            && delivery.deferred.is_empty()
+            && delivery
+                .refused
+                .iter()
+                .any(|(_, answer)| crate::mail::refuses_relaying(answer))
+        {
             let answers: Vec<&str> = delivery.refused.iter().map(|(_, a)| a.as_str()).collect();
             return Sent::ChannelFailed(format!(
                 "email: the relay refused every recipient: {}",

@@ -1573,6 +1573,8 @@ fn smtp_relay(count: usize) -> (String, mpsc::Receiver<String>) {
                     b"550 5.1.1 no such mailbox\r\n"
                 } else if line.starts_with("RCPT TO:<later@") {
                     b"451 4.2.0 try again later\r\n"
+                } else if line.starts_with("RCPT TO:<norelay@") {
+                    b"554 5.7.1 Relay access denied\r\n"
                 } else {
                     b"250 ok\r\n"
                 };
@@ -1706,27 +1708,30 @@ fn a_failing_notification_or_channel_holds_up_no_other() {
     assert_eq!(given_up, 3, "{notes}");
 }
 
-/// A relay that takes the message for nobody and refuses everyone relays nothing for this
-/// server: that is a failure to retry, not a delivery.
+/// A relay that takes the message for nobody, refusing to relay for this server, relays
+/// nothing: that is a failure to retry, not a delivery. A mailbox that does not exist is
+/// the address's fault, not the relay's: refused for good, alone or not.
 #[test]
-fn a_relay_that_refuses_every_recipient_has_not_delivered() {
-    let (relay, mails) = smtp_relay(1);
+fn a_relay_that_refuses_to_relay_has_not_delivered() {
+    let (relay, mails) = smtp_relay(2);
     let s = Server::start_with(|settings| mail_through(settings, relay));
     s.person_with_email("bo", "approver", None, Some("gone@example.com"));
+    s.person_with_email("cal", "approver", None, Some("norelay@example.com"));
     vendor(&s, "acme");
     let cy = s.person("cy", "contractor", Some("acme"));
     let cy_t = s.login(&cy);
-    s.ok(
-        "POST",
-        "/api/v1/requests",
-        Some(&cy_t),
-        Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
-                     "reason": "deploy", "duration": "1d" })),
-    );
-    assert_eq!(
-        s.runtime.block_on(s.state.deliver_notifications()).unwrap(),
-        0
-    );
+    let ask = |reason: &str| {
+        s.ok(
+            "POST",
+            "/api/v1/requests",
+            Some(&cy_t),
+            Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                         "reason": reason, "duration": "1d" })),
+        );
+    };
+    ask("deploy");
+    let deliver = || s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    assert_eq!(deliver(), 0);
     let transcript = mails.recv().unwrap();
     assert!(!transcript.contains("DATA"), "{transcript}");
     let notes = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
@@ -1737,6 +1742,25 @@ fn a_relay_that_refuses_every_recipient_has_not_delivered() {
             .unwrap()
             .contains("refused every recipient"),
         "{notes}"
+    );
+    // To the missing mailbox alone: refused for good, and done with.
+    s.ok("POST", "/api/v1/people/cal/disable", Some(&s.admin), None);
+    s.clock.advance_secs(1);
+    ask("deploy again");
+    assert_eq!(deliver(), 1);
+    let transcript = mails.recv().unwrap();
+    assert!(
+        transcript.contains("RCPT TO:<gone@") && !transcript.contains("DATA"),
+        "{transcript}"
+    );
+    let notes = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
+    let done = &notes[0];
+    assert!(done["delivered_time"].is_string(), "{notes}");
+    assert!(
+        done["refused"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("gone@example.com: 550")
     );
 }
 

@@ -110,6 +110,20 @@ fn tampering_is_detected_and_named(db: Db) {
     ok(node.cli(config.path(), &["ledger", "export", dir]));
     let offline = ok(node.cli(config.path(), &["ledger", "verify", dir, "--key", key]));
     assert!(offline.contains("ledger verified"), "{offline}");
+    // An export directory someone else prepared cannot turn the export into a write
+    // elsewhere: nothing is written through a symbolic link in it.
+    let planted = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), planted.path().join("tile")).unwrap();
+    let err = fails(node.cli(
+        config.path(),
+        &["ledger", "export", planted.path().to_str().unwrap()],
+    ));
+    assert!(
+        err.contains("refusing to write through the symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 
     // A tlog-proof of one entry verifies offline, and not once changed.
     let proof = ok(node.cli(config.path(), &["ledger", "prove", "42"]));

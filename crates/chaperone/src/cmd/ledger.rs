@@ -175,14 +175,30 @@ impl Source {
         match self {
             Source::Dir(dir) => {
                 let file = dir.join(path);
-                // Looked at before it is opened: opening a named pipe waits for a writer.
-                let metadata = match std::fs::metadata(&file) {
-                    Ok(metadata) => metadata,
+                // Opened without waiting (a named pipe would wait for a writer), then
+                // looked at as opened, so that nothing can be swapped in between.
+                let opened = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&file)
+                };
+                let mut opened = match opened {
+                    Ok(opened) => opened,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    // A path through something that is not a directory, or a loop of links:
+                    // the export's layout was changed.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+                        bail!("TAMPERED: {}: {e}", file.display());
+                    }
                     Err(e) => {
                         return Err(e).with_context(|| format!("reading {}", file.display()));
                     }
                 };
+                let metadata = opened
+                    .metadata()
+                    .with_context(|| format!("reading {}", file.display()))?;
                 if !metadata.is_file() {
                     bail!("TAMPERED: {} is not a regular file", file.display());
                 }
@@ -193,8 +209,6 @@ impl Source {
                         metadata.len()
                     );
                 }
-                let mut opened = std::fs::File::open(&file)
-                    .with_context(|| format!("reading {}", file.display()))?;
                 let mut bytes = Vec::new();
                 std::io::Read::read_to_end(
                     &mut std::io::Read::take(&mut opened, limit + 1),
@@ -246,11 +260,11 @@ fn export(client: &Client, dir: &Path) -> anyhow::Result<()> {
             kept += 1;
             continue;
         }
-        write_file(&dir.join(id.path()), &data)?;
+        write_file(dir, &dir.join(id.path()), &data)?;
         written += 1;
     }
     // The checkpoint last: a reader of the directory never sees one whose tiles are missing.
-    write_file(&dir.join("checkpoint"), &note)?;
+    write_file(dir, &dir.join("checkpoint"), &note)?;
     println!(
         "exported {size} entries to {} ({written} tiles written, {kept} already there and \
          unchanged)",
@@ -259,13 +273,49 @@ fn export(client: &Client, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+/// Writes `data` to `path`, a file under `base`, whole or not at all (a temporary file, then
+/// a rename). Security decision: an export directory may have been prepared by someone else,
+/// so nothing is written through a symbolic link below `base` (a link planted as `tile/` or
+/// as a file would send the write elsewhere, with the auditor's rights), and the temporary
+/// file gets a random name and is created new, so that nothing already there is followed.
+fn write_file(base: &Path, path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let no_links = || -> anyhow::Result<()> {
+        let rel = path.strip_prefix(base).unwrap_or(path);
+        let mut at = base.to_path_buf();
+        for part in rel.components() {
+            at.push(part);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "refusing to write through the symbolic link {}",
+                    at.display()
+                );
+            }
+        }
+        Ok(())
+    };
+    no_links()?;
+    let parent = path.parent().unwrap_or(base);
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    no_links()?;
+    let mut suffix = [0u8; 8];
+    chaperone_crypto::random_bytes(&mut suffix);
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{name}.{}.tmp", hex::encode(suffix)));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, data)?;
+            file.sync_all()
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -275,7 +325,10 @@ const MAX_SIZE: u64 = 1 << 40;
 
 fn check_size(size: u64) -> anyhow::Result<()> {
     if size > MAX_SIZE {
-        bail!("the checkpoint claims {size} entries, more than this tool handles ({MAX_SIZE})");
+        bail!(
+            "TAMPERED: the checkpoint claims {size} entries, more than this tool handles \
+             ({MAX_SIZE})"
+        );
     }
     Ok(())
 }
@@ -440,9 +493,9 @@ impl Remembered {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         if !self.path("key").exists() {
-            write_file(&self.path("key"), format!("{key}\n").as_bytes())?;
+            write_file(&self.dir, &self.path("key"), format!("{key}\n").as_bytes())?;
         }
-        write_file(&self.path("checkpoint"), note)
+        write_file(&self.dir, &self.path("checkpoint"), note)
     }
 }
 
@@ -622,6 +675,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         remembered.save(&key, &note)?;
         if let Some(addr) = &args.server {
             write_file(
+                &remembered.dir,
                 &remembered.server_path(addr),
                 format!("{origin}\n").as_bytes(),
             )?;
