@@ -167,62 +167,60 @@ fn max_bytes(path: &str) -> u64 {
     }
 }
 
+/// The regular file `file` (a `what`, at most `limit` bytes), `None` if absent. It is opened
+/// without waiting (a named pipe would wait for a writer), then judged as opened, so that
+/// nothing can be swapped in between: anything but a regular file, or a longer one, is
+/// refused as `TAMPERED`.
+fn read_regular(file: &Path, what: &str, limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    let opened = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(file)
+    };
+    let mut opened = match opened {
+        Ok(opened) => opened,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A path through something that is not a directory, or a loop of links: the
+        // layout was changed.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+            bail!("TAMPERED: {}: {e}", file.display());
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let metadata = opened
+        .metadata()
+        .with_context(|| format!("reading {}", file.display()))?;
+    if !metadata.is_file() {
+        bail!("TAMPERED: {} is not a regular file", file.display());
+    }
+    if metadata.len() > limit {
+        bail!(
+            "TAMPERED: {} holds {} bytes, more than a {what} can ({limit})",
+            file.display(),
+            metadata.len()
+        );
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut opened, limit + 1), &mut bytes)
+        .with_context(|| format!("reading {}", file.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "TAMPERED: {} grew past {limit} bytes while read",
+            file.display()
+        );
+    }
+    Ok(Some(bytes))
+}
+
 impl Source {
     /// The file at `path` (tlog-tiles layout), `None` if absent. A file longer than the
     /// longest it can be (`max_bytes`), or not a regular file (a device, a pipe), is refused.
     fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let limit = max_bytes(path);
         match self {
-            Source::Dir(dir) => {
-                let file = dir.join(path);
-                // Opened without waiting (a named pipe would wait for a writer), then
-                // looked at as opened, so that nothing can be swapped in between.
-                let opened = {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    std::fs::OpenOptions::new()
-                        .read(true)
-                        .custom_flags(libc::O_NONBLOCK)
-                        .open(&file)
-                };
-                let mut opened = match opened {
-                    Ok(opened) => opened,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    // A path through something that is not a directory, or a loop of links:
-                    // the export's layout was changed.
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
-                        bail!("TAMPERED: {}: {e}", file.display());
-                    }
-                    Err(e) => {
-                        return Err(e).with_context(|| format!("reading {}", file.display()));
-                    }
-                };
-                let metadata = opened
-                    .metadata()
-                    .with_context(|| format!("reading {}", file.display()))?;
-                if !metadata.is_file() {
-                    bail!("TAMPERED: {} is not a regular file", file.display());
-                }
-                if metadata.len() > limit {
-                    bail!(
-                        "TAMPERED: {} holds {} bytes, more than a {path} can ({limit})",
-                        file.display(),
-                        metadata.len()
-                    );
-                }
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(
-                    &mut std::io::Read::take(&mut opened, limit + 1),
-                    &mut bytes,
-                )
-                .with_context(|| format!("reading {}", file.display()))?;
-                if bytes.len() as u64 > limit {
-                    bail!(
-                        "TAMPERED: {} grew past {limit} bytes while read",
-                        file.display()
-                    );
-                }
-                Ok(Some(bytes))
-            }
+            Source::Dir(dir) => read_regular(&dir.join(path), path, limit),
             Source::Server(client) => client.bytes(&format!("ledger/{path}"), limit),
         }
     }
@@ -377,6 +375,17 @@ fn file_stem(text: &str) -> String {
     out
 }
 
+/// A file `verify` keeps, as text; `None` if absent. Read like an export's files (a named
+/// pipe put there would otherwise hold `verify`), and refused when it is not text.
+fn remembered_text(path: &Path) -> anyhow::Result<Option<String>> {
+    match read_regular(path, "remembered file", 64 * 1024)? {
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| anyhow!("TAMPERED: {} is not text", path.display())),
+        None => Ok(None),
+    }
+}
+
 /// The names earlier versions gave: every byte but letters, digits, `.` and `-` became `_`,
 /// so `a/b` and `a_b` shared one. A file under such a name is read only when the log's
 /// name is not found under the new one, and only when its contents name this log.
@@ -416,16 +425,17 @@ impl Remembered {
     }
 
     /// The log's name last verified from the server at `addr`.
-    fn server_origin(&self, addr: &str) -> Option<String> {
+    fn server_origin(&self, addr: &str) -> anyhow::Result<Option<String>> {
         let legacy = {
             let addr = addr.trim_end_matches('/').to_ascii_lowercase();
             self.dir
                 .join(format!("server-{}.origin", legacy_stem(&addr)))
         };
-        std::fs::read_to_string(self.server_path(addr))
-            .or_else(|_| std::fs::read_to_string(legacy))
-            .ok()
-            .map(|text| text.trim().to_owned())
+        Ok(match remembered_text(&self.server_path(addr))? {
+            Some(text) => Some(text),
+            None => remembered_text(&legacy)?,
+        }
+        .map(|text| text.trim().to_owned()))
     }
 
     fn path(&self, ext: &str) -> PathBuf {
@@ -434,17 +444,16 @@ impl Remembered {
 
     /// The file `ext` under the new name, else under the legacy one (`true` for a legacy
     /// file).
-    fn read(&self, ext: &str) -> Option<(PathBuf, String, bool)> {
+    fn read(&self, ext: &str) -> anyhow::Result<Option<(PathBuf, String, bool)>> {
         let legacy = self
             .dir
             .join(format!("{}.{ext}", legacy_stem(&self.origin)));
-        [(self.path(ext), false), (legacy, true)]
-            .into_iter()
-            .find_map(|(path, old)| {
-                std::fs::read_to_string(&path)
-                    .ok()
-                    .map(|text| (path, text, old))
-            })
+        for (path, old) in [(self.path(ext), false), (legacy, true)] {
+            if let Some(text) = remembered_text(&path)? {
+                return Ok(Some((path, text, old)));
+            }
+        }
+        Ok(None)
     }
 
     /// What is remembered under `ext` when it names this log (`named` says whether it
@@ -456,7 +465,7 @@ impl Remembered {
         ext: &str,
         named: impl Fn(&str) -> bool,
     ) -> anyhow::Result<Option<(PathBuf, String)>> {
-        match self.read(ext) {
+        match self.read(ext)? {
             Some((path, text, legacy)) if !named(&text) => {
                 if legacy {
                     Ok(None)
@@ -514,7 +523,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     // Checked under --no-remember too: that flag is for archived exports, and a server that
     // now serves a log of another name and key would otherwise verify as a new log.
     if let (Some(addr), None) = (&args.server, &args.key)
-        && let Some(before) = remembered.server_origin(addr)
+        && let Some(before) = remembered.server_origin(addr)?
         && before != origin
     {
         bail!(
@@ -886,6 +895,18 @@ mod tests {
         };
         assert!(other.key().unwrap().is_none());
         assert!(other.checkpoint().unwrap().is_none());
+        // A named pipe where a remembered file is does not hold verify.
+        let pipe = dir.path().join("x.example_2Flog.checkpoint");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&pipe)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let err = ours.checkpoint().unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_file(&pipe).unwrap();
         // Under the new name, a file of another log was changed: an error, not forgotten.
         std::fs::write(other.path("key"), format!("{key}\n")).unwrap();
         let err = other.key().unwrap_err().to_string();
