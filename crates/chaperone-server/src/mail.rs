@@ -1,26 +1,143 @@
-//! A minimal SMTP client (RFC 5321) for notifications: one message to a relay, in plain
-//! SMTP, the way a local MTA (Postfix, an SMTP sidecar) accepts mail and carries it onward
-//! over TLS. It speaks EHLO, MAIL, RCPT, DATA and QUIT, nothing else: no authentication and
-//! no STARTTLS, so the relay belongs on loopback or a private network (see
-//! `docs/governance.md`). Messages carry names, paths and dates, never a secret value.
+//! A minimal SMTP client (RFC 5321) for notifications: one message to a relay. It speaks
+//! EHLO, STARTTLS (RFC 3207), AUTH PLAIN or LOGIN (RFC 4954), MAIL, RCPT, DATA and QUIT,
+//! nothing else. Messages carry names, paths and dates, never a secret value.
+//!
+//! Security decisions:
+//! - The connection is TLS (`SmtpTls::StartTls`, `SmtpTls::Implicit`) unless the settings
+//!   say plain SMTP, which the configuration allows by default only to a relay on loopback.
+//!   STARTTLS is required, never opportunistic: a relay (or anyone between) that does not
+//!   offer it gets no message, as stripping the offer is how a downgrade works.
+//! - The relay's certificate is verified against the configured CA file or, without one, the
+//!   Mozilla roots compiled in (`webpki-roots`, as the webhook's client uses), for the
+//!   relay's host name.
+//! - Credentials are sent only inside TLS; with plain SMTP they are refused before
+//!   anything is sent. They never appear in an error.
+//! - What the relay sent after agreeing to STARTTLS but before the handshake is not
+//!   read as an answer: the connection is dropped (it could be injected by anyone between,
+//!   to be taken for the relay's answer inside TLS).
+//! - No answer line is read past 2,048 bytes, nor an answer past 100 lines.
 //!
 //! Typed text (a request's reason) cannot add headers or end the message early: addresses
 //! with anything but plain address characters are refused; the subject loses its control
 //! characters and is RFC 2047-encoded when not ASCII; the body's lines lose stray CRs, are
 //! cut at 998 octets and are dot-stuffed (and base64-encoded when not ASCII).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// Where and as whom mail is sent.
-#[derive(Clone, Debug)]
+use crate::state::BearerToken;
+
+/// How the connection to the relay is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP: for a relay on loopback (or, said so explicitly, a private network).
+    None,
+    /// Plain SMTP upgraded with STARTTLS before anything else is said; a relay that does not
+    /// offer it gets nothing.
+    StartTls,
+    /// TLS from the first byte ("implicit TLS", RFC 8314; port 465).
+    Implicit,
+}
+
+/// Where, how and as whom mail is sent.
+#[derive(Clone)]
 pub struct SmtpSettings {
     /// The relay, `host:port`.
     pub relay: String,
     /// The sender address.
     pub from: String,
+    tls: SmtpTls,
+    /// The TLS client configuration (trust anchors) and the name the relay's certificate
+    /// must hold; `None` with `SmtpTls::None`.
+    client: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    login: Option<(String, BearerToken)>,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("relay", &self.relay)
+            .field("from", &self.from)
+            .field("tls", &self.tls)
+            .field("username", &self.login.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpSettings {
+    /// Plain SMTP to `relay`, without a login.
+    pub fn new(relay: String, from: String) -> Self {
+        Self {
+            relay,
+            from,
+            tls: SmtpTls::None,
+            client: None,
+            login: None,
+        }
+    }
+
+    /// Protects the connection with `tls`, verifying the relay's certificate against the
+    /// certificates of `ca_pem` (only these) or, without it, the Mozilla roots compiled in.
+    /// Fails when the PEM holds no usable certificate or the relay's host cannot be a
+    /// certificate's name.
+    pub fn with_tls(mut self, tls: SmtpTls, ca_pem: Option<&[u8]>) -> Result<Self, String> {
+        self.tls = tls;
+        if tls == SmtpTls::None {
+            self.client = None;
+            return Ok(self);
+        }
+        let host = relay_host(&self.relay);
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| format!("`{host}` is not a host name to verify a certificate for"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_pem {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| format!("not a PEM certificate list: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("a CA certificate cannot be used: {e}"))?;
+                }
+                if roots.is_empty() {
+                    return Err("it holds no certificate".into());
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        self.client = Some((Arc::new(config), name));
+        Ok(self)
+    }
+
+    /// Logs in to the relay as `username` with `password` (AUTH PLAIN, or LOGIN when the
+    /// relay offers only that). Only inside TLS: without it, nothing is sent.
+    pub fn with_login(mut self, username: String, password: BearerToken) -> Self {
+        self.login = Some((username, password));
+        self
+    }
+
+    /// How the connection to the relay is protected.
+    pub fn tls(&self) -> SmtpTls {
+        self.tls
+    }
+}
+
+/// The host part of `host:port` (without an IPv6 address's brackets).
+pub fn relay_host(relay: &str) -> &str {
+    let host = relay.rsplit_once(':').map_or(relay, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// Whether `address` is a plain `local@domain` address with nothing that could break a
@@ -96,25 +213,65 @@ pub(crate) async fn send(
         .map_err(|_| format!("SMTP relay {} timed out", settings.relay))?
 }
 
+/// A connection to the relay, plain or TLS, read through one buffer.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Connection = BufReader<Box<dyn Io>>;
+
 async fn send_inner(settings: &SmtpSettings, message: &Message<'_>) -> Result<Delivery, String> {
     let to = message.to;
     if !valid_address(&settings.from) || to.iter().any(|a| !valid_address(a)) || to.is_empty() {
         return Err("invalid sender or recipient address".into());
     }
-    let stream = TcpStream::connect(&settings.relay)
+    let tcp = TcpStream::connect(&settings.relay)
         .await
         .map_err(|e| format!("connecting to SMTP relay {}: {e}", settings.relay))?;
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    expect(&mut read, 220, "greeting").await?;
-    command(&mut write, "EHLO chaperone").await?;
-    expect(&mut read, 250, "EHLO").await?;
-    command(&mut write, &format!("MAIL FROM:<{}>", settings.from)).await?;
-    expect(&mut read, 250, "MAIL FROM").await?;
+    let _ = tcp.set_nodelay(true);
+    let mut conn: Connection = BufReader::new(Box::new(tcp));
+    let mut secure = false;
+    if settings.tls == SmtpTls::Implicit {
+        conn = handshake(settings, conn).await?;
+        secure = true;
+    }
+    expect(&mut conn, 220, "greeting").await?;
+    let mut extensions = ehlo(&mut conn).await?;
+    if settings.tls == SmtpTls::StartTls {
+        if !extensions
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case("STARTTLS"))
+        {
+            quit(conn);
+            return Err(format!(
+                "the SMTP relay {} does not offer STARTTLS, which smtp_tls requires",
+                settings.relay
+            ));
+        }
+        command(&mut conn, "STARTTLS").await?;
+        expect(&mut conn, 220, "STARTTLS").await?;
+        if !conn.buffer().is_empty() {
+            return Err(
+                "the SMTP relay sent more than its answer to STARTTLS before the TLS \
+                 handshake; the connection was dropped"
+                    .into(),
+            );
+        }
+        conn = handshake(settings, conn).await?;
+        secure = true;
+        // What the relay offered before TLS is forgotten (RFC 3207, 4.2).
+        extensions = ehlo(&mut conn).await?;
+    }
+    if let Some((username, password)) = &settings.login {
+        if !secure {
+            return Err("refusing to send SMTP credentials without TLS".into());
+        }
+        login(&mut conn, &extensions, username, password).await?;
+    }
+    command(&mut conn, &format!("MAIL FROM:<{}>", settings.from)).await?;
+    expect(&mut conn, 250, "MAIL FROM").await?;
     let mut delivery = Delivery::default();
     for address in to {
-        command(&mut write, &format!("RCPT TO:<{address}>")).await?;
-        let (code, line) = reply(&mut read, "RCPT TO").await?;
+        command(&mut conn, &format!("RCPT TO:<{address}>")).await?;
+        let (code, line) = reply(&mut conn, "RCPT TO").await?;
         match code {
             250 | 251 => delivery.accepted.push(address.clone()),
             // 552 to RCPT is "too many recipients", which RFC 5321 (4.5.3.1.10) says to
@@ -125,33 +282,114 @@ async fn send_inner(settings: &SmtpSettings, message: &Message<'_>) -> Result<De
         }
     }
     if delivery.accepted.is_empty() {
-        quit(read, write);
+        quit(conn);
         return Ok(delivery);
     }
-    command(&mut write, "DATA").await?;
-    expect(&mut read, 354, "DATA").await?;
-    write
-        .write_all(format_message(&settings.from, message).as_bytes())
+    command(&mut conn, "DATA").await?;
+    expect(&mut conn, 354, "DATA").await?;
+    conn.write_all(format_message(&settings.from, message).as_bytes())
         .await
         .map_err(|e| format!("sending the message: {e}"))?;
-    expect(&mut read, 250, "end of DATA").await?;
+    conn.flush()
+        .await
+        .map_err(|e| format!("sending the message: {e}"))?;
+    expect(&mut conn, 250, "end of DATA").await?;
     // The message is accepted: what follows cannot undo that, so it is not waited for (a
     // relay slow to answer QUIT must not make an accepted message look failed, and be
     // sent again).
-    quit(read, write);
+    quit(conn);
     Ok(delivery)
+}
+
+/// Runs the TLS handshake over `conn`, verifying the relay's certificate.
+async fn handshake(settings: &SmtpSettings, conn: Connection) -> Result<Connection, String> {
+    let (config, name) = settings
+        .client
+        .clone()
+        .ok_or("TLS is asked for without a TLS configuration")?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, conn.into_inner())
+        .await
+        .map_err(|e| format!("TLS with SMTP relay {}: {e}", settings.relay))?;
+    Ok(BufReader::new(Box::new(tls)))
+}
+
+/// Says EHLO and returns the extensions the relay offers (`STARTTLS`, `AUTH PLAIN LOGIN`).
+async fn ehlo(conn: &mut Connection) -> Result<Vec<String>, String> {
+    command(conn, "EHLO chaperone").await?;
+    let (code, lines) = reply_lines(conn, "EHLO").await?;
+    if code != 250 {
+        return Err(format!(
+            "{REFUSED} EHLO: {}",
+            lines.last().map_or("", String::as_str)
+        ));
+    }
+    Ok(lines
+        .iter()
+        .skip(1)
+        .filter_map(|line| line.get(4..))
+        .map(|e| e.trim().to_owned())
+        .collect())
+}
+
+/// Logs in with AUTH PLAIN, or LOGIN when the relay offers only that.
+async fn login(
+    conn: &mut Connection,
+    extensions: &[String],
+    username: &str,
+    password: &BearerToken,
+) -> Result<(), String> {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| {
+        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes))
+    };
+    let offered: Vec<String> = extensions
+        .iter()
+        .filter_map(|e| {
+            let upper = e.to_ascii_uppercase();
+            upper
+                .strip_prefix("AUTH ")
+                .or_else(|| upper.strip_prefix("AUTH="))
+                .map(str::to_owned)
+        })
+        .flat_map(|m| m.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let refused = |line: String| format!("the SMTP relay refused the login: {line}");
+    if offered.iter().any(|m| m == "PLAIN") {
+        let mut credentials = zeroize::Zeroizing::new(Vec::new());
+        credentials.push(0);
+        credentials.extend_from_slice(username.as_bytes());
+        credentials.push(0);
+        credentials.extend_from_slice(password.expose().as_bytes());
+        let line = zeroize::Zeroizing::new(format!("AUTH PLAIN {}", *b64(&credentials)));
+        command(conn, &line).await?;
+    } else if offered.iter().any(|m| m == "LOGIN") {
+        command(conn, "AUTH LOGIN").await?;
+        for (step, value) in [
+            ("AUTH LOGIN", username),
+            ("the username", password.expose()),
+        ] {
+            match reply(conn, step).await? {
+                (334, _) => command(conn, &b64(value.as_bytes())).await?,
+                (_, line) => return Err(refused(line)),
+            }
+        }
+    } else {
+        return Err("the SMTP relay offers neither AUTH PLAIN nor AUTH LOGIN".into());
+    }
+    match reply(conn, "AUTH").await? {
+        (235, _) => Ok(()),
+        (_, line) => Err(refused(line)),
+    }
 }
 
 /// Says QUIT and waits a little for the answer, in a task of its own; its outcome changes
 /// nothing.
-fn quit(
-    mut read: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    mut write: tokio::net::tcp::OwnedWriteHalf,
-) {
+fn quit(mut conn: Connection) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            command(&mut write, "QUIT").await?;
-            expect(&mut read, 221, "QUIT").await
+            command(&mut conn, "QUIT").await?;
+            expect(&mut conn, 221, "QUIT").await
         })
         .await;
     });
@@ -268,41 +506,56 @@ fn body_lines(body: &str) -> Vec<String> {
     out
 }
 
-async fn command(write: &mut tokio::net::tcp::OwnedWriteHalf, line: &str) -> Result<(), String> {
-    write
-        .write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .map_err(|e| format!("writing to the SMTP relay: {e}"))
+async fn command(conn: &mut Connection, line: &str) -> Result<(), String> {
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(line.len() + 2));
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.extend_from_slice(b"\r\n");
+    async {
+        conn.write_all(&bytes).await?;
+        conn.flush().await
+    }
+    .await
+    .map_err(|e| format!("writing to the SMTP relay: {e}"))
 }
 
-/// Reads one (possibly multi-line) reply: its code (0 when it has none) and last line.
-async fn reply(
-    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    step: &str,
-) -> Result<(u16, String), String> {
+/// The longest answer line read, and the most lines of one answer.
+const MAX_LINE: u64 = 2048;
+const MAX_LINES: usize = 100;
+
+/// Reads one (possibly multi-line) reply: its code (0 when it has none) and its lines.
+async fn reply_lines(conn: &mut Connection, step: &str) -> Result<(u16, Vec<String>), String> {
+    let mut lines = Vec::new();
     loop {
         let mut line = String::new();
-        let n = read
+        let n = (&mut *conn)
+            .take(MAX_LINE)
             .read_line(&mut line)
             .await
             .map_err(|e| format!("reading the SMTP relay's answer to {step}: {e}"))?;
         if n == 0 {
             return Err(format!("the SMTP relay closed the connection at {step}"));
         }
-        if line.as_bytes().get(3) != Some(&b'-') {
+        if !line.ends_with('\n') || lines.len() == MAX_LINES {
+            return Err(format!("the SMTP relay's answer to {step} is too long"));
+        }
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line.trim_end().to_owned());
+        if last {
             let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-            return Ok((code, line.trim_end().to_owned()));
+            return Ok((code, lines));
         }
     }
 }
 
+/// Reads one reply: its code (0 when it has none) and last line.
+async fn reply(conn: &mut Connection, step: &str) -> Result<(u16, String), String> {
+    let (code, mut lines) = reply_lines(conn, step).await?;
+    Ok((code, lines.pop().unwrap_or_default()))
+}
+
 /// Reads one reply and checks its code.
-async fn expect(
-    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    code: u16,
-    step: &str,
-) -> Result<(), String> {
-    match reply(read, step).await? {
+async fn expect(conn: &mut Connection, code: u16, step: &str) -> Result<(), String> {
+    match reply(conn, step).await? {
         (got, _) if got == code || (code == 250 && got == 251) => Ok(()),
         (_, line) => Err(format!("{REFUSED} {step}: {line}")),
     }

@@ -1528,62 +1528,346 @@ fn the_openapi_document_describes_every_native_route() {
     assert!(missing.is_empty(), "undocumented routes: {missing:?}");
 }
 
-/// Settings that mail notifications through `relay`.
+/// Settings that mail notifications through `relay`, in plain SMTP.
 fn mail_through(settings: &mut chaperone_server::Settings, relay: String) {
-    settings.notify.smtp = Some(chaperone_server::SmtpSettings {
+    settings.notify.smtp = Some(chaperone_server::SmtpSettings::new(
         relay,
-        from: "chaperone@example.com".into(),
-    });
+        "chaperone@example.com".into(),
+    ));
 }
 
 /// A fake SMTP relay on loopback that accepts `count` messages and hands over each
 /// transcript (commands and data).
 fn smtp_relay(count: usize) -> (String, mpsc::Receiver<String>) {
+    let (relay, _, transcripts) = smtp_relay_offering(count, Offers::default());
+    (relay, transcripts)
+}
+
+/// What a fake relay offers beyond plain SMTP.
+#[derive(Clone, Copy, Default)]
+struct Offers {
+    /// STARTTLS, with a certificate for 127.0.0.1.
+    starttls: bool,
+    /// TLS from the first byte.
+    implicit: bool,
+    /// The AUTH mechanisms offered inside TLS (for `mailer`, `correct horse battery`), and
+    /// then required.
+    auth: Option<&'static str>,
+    /// A second answer line sent with the answer to STARTTLS, before the handshake, as
+    /// someone between could inject it.
+    inject: bool,
+}
+
+const RELAY_PASSWORD: &str = "correct horse battery";
+
+/// A fake SMTP relay offering `offers`, with the PEM of its certificate. `<TLS>` in a
+/// transcript marks where TLS began.
+fn smtp_relay_offering(count: usize, offers: Offers) -> (String, String, mpsc::Receiver<String>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let relay = listener.local_addr().unwrap().to_string();
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let pem = key.cert.pem();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![key.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.key_pair.serialize_der().into()),
+            )
+            .unwrap(),
+    );
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(count) {
-            let mut stream = stream.unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let stream = stream.unwrap();
+            let tls = |stream| {
+                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                BufReader::new(rustls::StreamOwned::new(connection, stream))
+            };
             let mut transcript = String::new();
-            stream.write_all(b"220 relay.test ESMTP\r\n").unwrap();
-            let mut in_data = false;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap() == 0 {
-                    break;
+            if offers.implicit {
+                transcript.push_str("<TLS>\r\n");
+                converse(&mut tls(stream), true, true, offers, &mut transcript);
+            } else {
+                let mut plain = BufReader::new(stream);
+                if converse(&mut plain, true, false, offers, &mut transcript) {
+                    transcript.push_str("<TLS>\r\n");
+                    converse(
+                        &mut tls(plain.into_inner()),
+                        false,
+                        true,
+                        offers,
+                        &mut transcript,
+                    );
                 }
-                transcript.push_str(&line);
-                let reply: &[u8] = if in_data {
-                    if line != ".\r\n" {
-                        continue;
-                    }
-                    in_data = false;
-                    b"250 2.0.0 queued\r\n"
-                } else if line.starts_with("EHLO") {
-                    b"250-relay.test\r\n250 8BITMIME\r\n"
-                } else if line.starts_with("DATA") {
-                    in_data = true;
-                    b"354 go ahead\r\n"
-                } else if line.starts_with("QUIT") {
-                    stream.write_all(b"221 bye\r\n").unwrap();
-                    break;
-                } else if line.starts_with("RCPT TO:<gone@") {
-                    b"550 5.1.1 no such mailbox\r\n"
-                } else if line.starts_with("RCPT TO:<later@") {
-                    b"451 4.2.0 try again later\r\n"
-                } else if line.starts_with("RCPT TO:<norelay@") {
-                    b"554 5.7.1 Relay access denied\r\n"
-                } else {
-                    b"250 ok\r\n"
-                };
-                stream.write_all(reply).unwrap();
             }
             tx.send(transcript).unwrap();
         }
     });
-    (relay, rx)
+    (relay, pem, rx)
+}
+
+/// One SMTP conversation on `stream`, written down in `transcript`; true when the client
+/// asked for STARTTLS and was told to go ahead.
+fn converse<S: Read + Write>(
+    stream: &mut BufReader<S>,
+    greet: bool,
+    tls: bool,
+    offers: Offers,
+    transcript: &mut String,
+) -> bool {
+    let say = |stream: &mut BufReader<S>, text: &str| {
+        let inner = stream.get_mut();
+        inner.write_all(text.as_bytes()).is_ok() && inner.flush().is_ok()
+    };
+    if greet && !say(stream, "220 relay.test ESMTP\r\n") {
+        return false;
+    }
+    let mut in_data = false;
+    let mut logged_in = false;
+    // The lines of an AUTH LOGIN exchange still to come: the user name, then the password.
+    let mut login: Vec<String> = Vec::new();
+    let mut login_step = 0;
+    loop {
+        let mut line = String::new();
+        match stream.read_line(&mut line) {
+            Ok(0) => return false,
+            Err(e) => {
+                transcript.push_str(&format!("<closed: {e}>\r\n"));
+                return false;
+            }
+            Ok(_) => {}
+        }
+        transcript.push_str(&line);
+        let decode = |text: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .unwrap_or_default()
+        };
+        let reply = if login_step > 0 {
+            login.push(String::from_utf8(decode(&line)).unwrap_or_default());
+            login_step -= 1;
+            if login_step == 1 {
+                "334 UGFzc3dvcmQ6\r\n".to_owned()
+            } else if login == ["mailer", RELAY_PASSWORD] {
+                logged_in = true;
+                "235 2.7.0 ok\r\n".to_owned()
+            } else {
+                "535 5.7.8 authentication failed\r\n".to_owned()
+            }
+        } else if in_data {
+            if line != ".\r\n" {
+                continue;
+            }
+            in_data = false;
+            "250 2.0.0 queued\r\n".to_owned()
+        } else if line.starts_with("EHLO") {
+            let mut answer = "250-relay.test\r\n".to_owned();
+            if offers.starttls && !tls {
+                answer.push_str("250-STARTTLS\r\n");
+            }
+            if let (Some(mechanisms), true) = (offers.auth, tls) {
+                answer.push_str(&format!("250-AUTH {mechanisms}\r\n"));
+            }
+            answer + "250 8BITMIME\r\n"
+        } else if line == "STARTTLS\r\n" && offers.starttls && !tls {
+            let injected = if offers.inject {
+                "250 2.1.0 ok\r\n"
+            } else {
+                ""
+            };
+            return say(stream, &format!("220 2.0.0 go ahead\r\n{injected}"));
+        } else if let Some(initial) = line.strip_prefix("AUTH PLAIN ") {
+            if decode(initial) == format!("\0mailer\0{RELAY_PASSWORD}").as_bytes() {
+                logged_in = true;
+                "235 2.7.0 ok\r\n".to_owned()
+            } else {
+                "535 5.7.8 authentication failed\r\n".to_owned()
+            }
+        } else if line == "AUTH LOGIN\r\n" {
+            login_step = 2;
+            "334 VXNlcm5hbWU6\r\n".to_owned()
+        } else if line.starts_with("MAIL FROM") && offers.auth.is_some() && !logged_in {
+            "530 5.7.0 authentication required\r\n".to_owned()
+        } else if line.starts_with("DATA") {
+            in_data = true;
+            "354 go ahead\r\n".to_owned()
+        } else if line.starts_with("QUIT") {
+            say(stream, "221 bye\r\n");
+            return false;
+        } else if line.starts_with("RCPT TO:<gone@") {
+            "550 5.1.1 no such mailbox\r\n".to_owned()
+        } else if line.starts_with("RCPT TO:<later@") {
+            "451 4.2.0 try again later\r\n".to_owned()
+        } else if line.starts_with("RCPT TO:<norelay@") {
+            "554 5.7.1 Relay access denied\r\n".to_owned()
+        } else {
+            "250 ok\r\n".to_owned()
+        };
+        if !say(stream, &reply) {
+            return false;
+        }
+    }
+}
+
+/// A server mailing through a relay offering `offers`, with `smtp` for its SMTP settings
+/// (given the relay's address and certificate); one notification queued for
+/// `ann@example.com`, and tried once. Returns the relay's transcript and the
+/// notification's last error, if any.
+fn mail_once(
+    offers: Offers,
+    smtp: impl FnOnce(String, &str) -> chaperone_server::SmtpSettings,
+) -> (String, Option<String>) {
+    let (relay, pem, mails) = smtp_relay_offering(1, offers);
+    let settings = smtp(relay, &pem);
+    let s = Server::start_with(|s| s.notify.smtp = Some(settings));
+    s.remember(RELAY_PASSWORD);
+    s.person_with_email("ann", "approver", None, Some("ann@example.com"));
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cy_t),
+        Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                     "reason": "deploy", "duration": "1d" })),
+    );
+    s.runtime.block_on(s.state.deliver_notifications()).unwrap();
+    let transcript = mails.recv_timeout(Duration::from_secs(30)).unwrap();
+    let notes = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
+    let error = notes[0]["last_error"].as_str().map(str::to_owned);
+    s.assert_no_secret_logged();
+    (transcript, error)
+}
+
+/// STARTTLS or TLS from the first byte, the relay's certificate verified against the
+/// configured CA, and the login (PLAIN, or LOGIN when only that is offered) inside TLS.
+#[test]
+fn mail_goes_over_tls_with_the_login_inside_it() {
+    use chaperone_server::{BearerToken, SmtpSettings, SmtpTls};
+    let with = |tls, login: bool| {
+        move |relay: String, pem: &str| {
+            let smtp = SmtpSettings::new(relay, "chaperone@example.com".into())
+                .with_tls(tls, Some(pem.as_bytes()))
+                .unwrap();
+            if login {
+                smtp.with_login("mailer".into(), BearerToken::new(RELAY_PASSWORD.into()))
+            } else {
+                smtp
+            }
+        }
+    };
+    let offers = Offers {
+        starttls: true,
+        auth: Some("PLAIN LOGIN"),
+        ..Offers::default()
+    };
+    let (transcript, error) = mail_once(offers, with(SmtpTls::StartTls, true));
+    assert_eq!(error, None, "{transcript}");
+    let tls_at = transcript
+        .find("STARTTLS\r\n<TLS>\r\nEHLO")
+        .expect(&transcript);
+    let auth_at = transcript.find("AUTH PLAIN ").expect(&transcript);
+    assert!(tls_at < auth_at, "{transcript}");
+    assert!(transcript.contains("\r\nDATA\r\n"), "{transcript}");
+    // TLS from the first byte; a relay offering LOGIN only.
+    let offers = Offers {
+        implicit: true,
+        auth: Some("LOGIN"),
+        ..Offers::default()
+    };
+    let (transcript, error) = mail_once(offers, with(SmtpTls::Implicit, true));
+    assert_eq!(error, None, "{transcript}");
+    assert!(
+        transcript.starts_with("<TLS>\r\nEHLO") && transcript.contains("AUTH LOGIN\r\n"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("\r\nDATA\r\n"), "{transcript}");
+    // STARTTLS without a login.
+    let offers = Offers {
+        starttls: true,
+        ..Offers::default()
+    };
+    let (transcript, error) = mail_once(offers, with(SmtpTls::StartTls, false));
+    assert_eq!(error, None, "{transcript}");
+    assert!(
+        transcript.contains("<TLS>") && !transcript.contains("AUTH"),
+        "{transcript}"
+    );
+}
+
+/// Where TLS cannot be had, or the login fails, no message and no password is sent, and the
+/// notification says why.
+#[test]
+fn no_mail_and_no_password_goes_where_tls_or_the_login_fails() {
+    use chaperone_server::{BearerToken, SmtpSettings, SmtpTls};
+    let login = |password: &str, tls, ca: bool| {
+        let password = password.to_owned();
+        move |relay: String, pem: &str| {
+            SmtpSettings::new(relay, "chaperone@example.com".into())
+                .with_tls(tls, ca.then_some(pem.as_bytes()))
+                .unwrap()
+                .with_login("mailer".into(), BearerToken::new(password))
+        }
+    };
+    let starttls = Offers {
+        starttls: true,
+        auth: Some("PLAIN LOGIN"),
+        ..Offers::default()
+    };
+    let cases = [
+        // A relay (or someone between) that does not offer STARTTLS.
+        (
+            Offers::default(),
+            login(RELAY_PASSWORD, SmtpTls::StartTls, true),
+            "does not offer STARTTLS",
+        ),
+        // A certificate no trusted CA signed.
+        (
+            starttls,
+            login(RELAY_PASSWORD, SmtpTls::StartTls, false),
+            "TLS with SMTP relay",
+        ),
+        // An answer injected before the handshake.
+        (
+            Offers {
+                inject: true,
+                ..starttls
+            },
+            login(RELAY_PASSWORD, SmtpTls::StartTls, true),
+            "more than its answer to STARTTLS",
+        ),
+        // Plain SMTP with a login.
+        (
+            starttls,
+            login(RELAY_PASSWORD, SmtpTls::None, true),
+            "credentials without TLS",
+        ),
+        // The wrong password.
+        (
+            starttls,
+            login("not the password", SmtpTls::StartTls, true),
+            "refused the login: 535",
+        ),
+    ];
+    for (offers, smtp, expected) in cases {
+        let (transcript, error) = mail_once(offers, smtp);
+        let error = error.unwrap_or_default();
+        assert!(error.contains(expected), "{expected}: {error}");
+        assert!(!transcript.contains("MAIL FROM"), "{transcript}");
+        if expected != "refused the login: 535" {
+            assert!(!transcript.contains("AUTH"), "{transcript}");
+        }
+        assert!(
+            !error.contains(RELAY_PASSWORD) && !error.contains("not the password"),
+            "{error}"
+        );
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use chaperone_core::net::Cidr;
 use chaperone_core::policy::Role;
 use chaperone_core::{MaxVersions, parse_duration};
-use chaperone_server::{AuthSettings, NotifySettings, SmtpSettings};
+use chaperone_server::{AuthSettings, NotifySettings, SmtpSettings, SmtpTls};
 use chaperone_store::{DatabaseUrl, KvSettings};
 
 /// Every configuration key, with its environment variable and meaning.
@@ -117,6 +117,26 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "the sender address of notification mail (required with smtp_relay)",
     ),
     (
+        "smtp_tls",
+        "CHAPERONE_SMTP_TLS",
+        "starttls, tls (implicit, port 465) or none (default: none to a relay on loopback, starttls otherwise)",
+    ),
+    (
+        "smtp_ca_file",
+        "CHAPERONE_SMTP_CA_FILE",
+        "PEM certificates the relay's certificate is verified against (default: the Mozilla roots built in)",
+    ),
+    (
+        "smtp_username",
+        "CHAPERONE_SMTP_USERNAME",
+        "user to log in to the relay as (AUTH PLAIN or LOGIN, over TLS only)",
+    ),
+    (
+        "smtp_password",
+        "CHAPERONE_SMTP_PASSWORD",
+        "password of smtp_username",
+    ),
+    (
         "public_url",
         "CHAPERONE_PUBLIC_URL",
         "the address people reach this server at, for links in mail (https://...)",
@@ -205,7 +225,12 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
 
 /// Keys whose values are secrets, never repeated in an error. A webhook URL often carries
 /// its receiver's credential in its path (Slack, Teams), so it is one.
-const SECRET_KEYS: &[&str] = &["metrics_token", "notify_webhook", "notify_webhook_secret"];
+const SECRET_KEYS: &[&str] = &[
+    "metrics_token",
+    "notify_webhook",
+    "notify_webhook_secret",
+    "smtp_password",
+];
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug)]
@@ -345,6 +370,70 @@ impl Layers {
             }
             None => bail!("config key `{key}` (from {source}): {text:?} is not {expected}"),
         }
+    }
+
+    /// The SMTP settings for `relay`: its TLS, trust anchors and login.
+    ///
+    /// Security decision: mail is sent over TLS unless the relay is on loopback or plain
+    /// SMTP is asked for (`smtp_tls = "none"`, for a relay on a private network): mail names
+    /// people, vendors, paths and one-time links. A password is sent only over TLS.
+    fn smtp(&self, relay: String, from: String) -> anyhow::Result<SmtpSettings> {
+        let host = chaperone_server::smtp_relay_host(&relay);
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let tls = self
+            .parse("smtp_tls", "starttls, tls or none", |s| match s {
+                "starttls" => Some(SmtpTls::StartTls),
+                "tls" => Some(SmtpTls::Implicit),
+                "none" => Some(SmtpTls::None),
+                _ => None,
+            })?
+            .unwrap_or(if loopback {
+                SmtpTls::None
+            } else {
+                SmtpTls::StartTls
+            });
+        let ca_file = self.parse("smtp_ca_file", "a path", |s| Some(PathBuf::from(s)))?;
+        let ca_pem = match &ca_file {
+            Some(path) if tls == SmtpTls::None => {
+                bail!(
+                    "config key `smtp_ca_file` ({}) is for TLS, but smtp_tls is none",
+                    path.display()
+                )
+            }
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read smtp_ca_file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let mut smtp = SmtpSettings::new(relay, from)
+            .with_tls(tls, ca_pem.as_deref())
+            .map_err(|e| match &ca_file {
+                Some(path) if !e.contains("host name") => {
+                    anyhow::anyhow!("smtp_ca_file {}: {e}", path.display())
+                }
+                _ => anyhow::anyhow!("config key `smtp_relay`: {e}"),
+            })?;
+        let username = self.parse("smtp_username", "a user name", |s| {
+            (!s.is_empty() && !s.contains(['\0', '\r', '\n'])).then(|| s.to_owned())
+        })?;
+        let password = self.parse("smtp_password", "a password", |s| {
+            (!s.is_empty() && !s.contains('\0'))
+                .then(|| chaperone_server::BearerToken::new(s.to_owned()))
+        })?;
+        match (username, password) {
+            (Some(_), Some(_)) if tls == SmtpTls::None => bail!(
+                "config keys `smtp_username` and `smtp_password`: a password is sent to the \
+                 relay only over TLS; set smtp_tls to starttls or tls"
+            ),
+            (Some(username), Some(password)) => smtp = smtp.with_login(username, password),
+            (None, None) => {}
+            _ => bail!("config keys `smtp_username` and `smtp_password` go together"),
+        }
+        Ok(smtp)
     }
 
     /// Validates every key into a [`Config`].
@@ -487,8 +576,15 @@ impl Layers {
             chaperone_server::valid_mail_address(s).then(|| s.to_owned())
         })?;
         notify.smtp = match (relay, from) {
-            (Some(relay), Some(from)) => Some(SmtpSettings { relay, from }),
-            (None, None) => None,
+            (Some(relay), Some(from)) => Some(self.smtp(relay, from)?),
+            (None, None) => {
+                for key in ["smtp_tls", "smtp_ca_file", "smtp_username", "smtp_password"] {
+                    if let Some((_, source)) = self.0.get(key) {
+                        bail!("config key `{key}` (from {source}) needs `smtp_relay`");
+                    }
+                }
+                None
+            }
             _ => bail!("config keys `smtp_relay` and `smtp_from` go together"),
         };
         notify.public_url = self.parse("public_url", "an http:// or https:// URL", |s| {
@@ -730,6 +826,81 @@ mod tests {
             .to_string();
         assert!(error.contains("notify_webhook"), "{error}");
         assert!(!error.contains("XXXX"), "the URL is never echoed: {error}");
+    }
+
+    #[test]
+    fn mail_goes_over_tls_off_loopback_and_a_password_only_over_tls() {
+        let with = |entries: &[(&'static str, &str)]| {
+            let mut all = vec![
+                (
+                    "database_url",
+                    "sqlite://x.db",
+                    Source::Flag("--database-url"),
+                ),
+                ("smtp_from", "chaperone@example.com", Source::Env("X")),
+            ];
+            all.extend(entries.iter().map(|&(k, v)| (k, v, Source::Env("X"))));
+            layers(&all).validate().map(|c| c.notify.smtp.unwrap())
+        };
+        let tls = |relay: &str| with(&[("smtp_relay", relay)]).unwrap().tls();
+        assert_eq!(tls("127.0.0.1:25"), SmtpTls::None);
+        assert_eq!(tls("localhost:25"), SmtpTls::None);
+        assert_eq!(tls("[::1]:25"), SmtpTls::None);
+        assert_eq!(tls("10.0.0.5:25"), SmtpTls::StartTls);
+        assert_eq!(tls("smtp.example.com:587"), SmtpTls::StartTls);
+        let relay = ("smtp_relay", "smtp.example.com:587");
+        let set = with(&[relay, ("smtp_tls", "tls")]).unwrap();
+        assert_eq!(set.tls(), SmtpTls::Implicit);
+        let plain = with(&[relay, ("smtp_tls", "none")]).unwrap();
+        assert_eq!(plain.tls(), SmtpTls::None);
+        let login = [
+            ("smtp_username", "mailer"),
+            ("smtp_password", "Kq81-s3cret"),
+        ];
+        assert!(with(&[relay, login[0], login[1]]).is_ok());
+        let error = with(&[relay, ("smtp_tls", "none"), login[0], login[1]])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("only over TLS"), "{error}");
+        assert!(!error.contains("Kq81"), "{error}");
+        let error = with(&[relay, login[1]]).unwrap_err().to_string();
+        assert!(error.contains("go together"), "{error}");
+        let error = with(&[relay, ("smtp_password", "")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("smtp_password") && error.contains("the value is not"));
+        let error = layers(&[
+            ("database_url", "sqlite://x.db", Source::Env("X")),
+            ("smtp_username", "mailer", Source::Env("X")),
+        ])
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("needs `smtp_relay`"), "{error}");
+        let error = with(&[relay, ("smtp_tls", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("starttls, tls or none"), "{error}");
+        // A CA file: read at start, and only for TLS.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let ca_path = ca.to_str().unwrap();
+        let error = with(&[relay, ("smtp_ca_file", ca_path)])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cannot read smtp_ca_file"), "{error}");
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let error = with(&[relay, ("smtp_ca_file", ca_path)])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("holds no certificate"), "{error}");
+        let key = rcgen::generate_simple_self_signed(vec!["smtp.example.com".to_owned()]).unwrap();
+        std::fs::write(&ca, key.cert.pem()).unwrap();
+        assert!(with(&[relay, ("smtp_ca_file", ca_path)]).is_ok());
+        let error = with(&[relay, ("smtp_tls", "none"), ("smtp_ca_file", ca_path)])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is for TLS"), "{error}");
     }
 
     #[test]
