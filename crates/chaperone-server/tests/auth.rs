@@ -194,6 +194,177 @@ fn failures_lock_accounts_and_addresses_without_revealing_accounts() {
     s.assert_no_secret_logged();
 }
 
+/// A lost password or authenticator: the account's credentials are cleared, its sessions
+/// and tokens end, its lockout lifts, and a new enrolment code is handed out; the person
+/// and security are told.
+#[test]
+fn a_reset_replaces_lost_credentials_and_tells_the_person_and_security() {
+    let s = Server::start();
+    common::vendor(&s, "acme");
+    let sam = s.person_with_email("sam", "security", None, Some("sam@example.com"));
+    let sam_t = s.login(&sam);
+    let cy = s.person_with_email("cy", "contractor", Some("acme"), Some("cy@example.com"));
+    let session = s.login(&cy);
+    let api_token = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&session),
+        Some(json!({ "ttl": "1h" })),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.remember(&api_token);
+    let login_from = |person: &common::Person, password: &str, from: &str| {
+        s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": person.name, "password": password,
+                         "totp": s.code(person, 0) })),
+            Some(from),
+        )
+    };
+    let login =
+        |person: &common::Person, password: &str| login_from(person, password, "203.0.113.9");
+    // The account is locked by wrong passwords from many addresses.
+    for i in 1..=10 {
+        login_from(&cy, "wrong-password-123", &format!("198.51.100.{i}"));
+    }
+    assert_eq!(login(&cy, &cy.password).0, 429);
+
+    let reset = |by: &str, name: &str| {
+        s.call(
+            "POST",
+            &format!("/api/v1/people/{name}/reset"),
+            Some(by),
+            None,
+            None,
+        )
+    };
+    let (status, first) = reset(&sam_t, "cy");
+    assert_eq!(status, 200, "{first}");
+    let (status, answer) = reset(&sam_t, "cy");
+    assert_eq!(status, 200, "{answer}");
+    let code = answer["enrolment_code"].as_str().unwrap().to_owned();
+    let first_code = first["enrolment_code"].as_str().unwrap().to_owned();
+    s.remember(&code);
+    s.remember(&first_code);
+    // What the person held is gone.
+    for token in [&session, &api_token] {
+        assert_eq!(
+            s.call("GET", "/api/v1/auth/self", Some(token), None, None)
+                .0,
+            401
+        );
+    }
+    assert_eq!(login(&cy, &cy.password).0, 401);
+    let recovery = s.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({ "user": "cy", "password": cy.password, "recovery_code": cy.recovery[1] })),
+        None,
+    );
+    assert_eq!(recovery.0, 401, "{}", recovery.1);
+    let people = s.ok("GET", "/api/v1/people", Some(&s.admin), None);
+    let listed = people
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cy")
+        .unwrap();
+    assert_eq!(listed["enrolled"], false);
+    // The first code ended with the second reset; the second enrols once.
+    let enroll = |code: &str| {
+        s.call(
+            "POST",
+            "/api/v1/auth/enroll",
+            None,
+            Some(json!({ "code": code, "password": "a-new-Passw0rd-for-cy" })),
+            None,
+        )
+    };
+    assert_ne!(enroll(&first_code).0, 200);
+    let (status, enrolled) = enroll(&code);
+    assert_eq!(status, 200, "{enrolled}");
+    s.remember(enrolled["totp_secret"].as_str().unwrap());
+    assert_ne!(enroll(&code).0, 200);
+    let renewed = common::Person {
+        name: "cy".into(),
+        password: "a-new-Passw0rd-for-cy".into(),
+        totp: chaperone_crypto::totp::TotpSecret::from_base32(
+            enrolled["totp_secret"].as_str().unwrap(),
+        )
+        .unwrap(),
+        recovery: Vec::new(),
+    };
+    s.remember(&renewed.password);
+    // The lockout was lifted with the reset.
+    let (status, body) = login(&renewed, &renewed.password);
+    assert_eq!(status, 200, "{body}");
+    let cy_t = body["token"].as_str().unwrap().to_owned();
+    s.remember(&cy_t);
+    // Whoever reset the account was handed its code, as its creator was: they do not
+    // approve its requests.
+    let asked = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cy_t),
+        Some(json!({ "prefix": "acme/app", "capabilities": ["read"],
+                     "reason": "deploy", "duration": "1d" })),
+    );
+    let id = asked["id"].as_str().unwrap();
+    let (status, body) = s.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&sam_t),
+        Some(json!({})),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("created_requester")),
+        "{body}"
+    );
+
+    // Recorded, and told to the person and to security, without the code.
+    let entries = s.recorded("person.reset", "cy");
+    assert_eq!(entries.len(), 2);
+    let notes = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
+    let told: Vec<&Value> = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "credentials_reset")
+        .collect();
+    assert_eq!(told.len(), 2, "{notes}");
+    let to: Vec<&str> = told[0]["to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(to.len(), 2, "{notes}");
+
+    // Who may reset whom: security resets contractors and auditors, not staff; nobody
+    // resets a disabled account.
+    s.person("apu", "approver", None);
+    let (status, body) = reset(&sam_t, "apu");
+    assert_eq!(status, 403, "{body}");
+    s.person("ada", "admin", None);
+    assert_eq!(reset(&sam_t, "ada").0, 403);
+    assert_eq!(reset(&s.admin, "apu").0, 200);
+    s.ok("POST", "/api/v1/people/cy/disable", Some(&s.admin), None);
+    let (status, body) = reset(&s.admin, "cy");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("disabled"))
+    );
+    assert_eq!(reset(&s.admin, "nobody").0, 404);
+    s.assert_no_secret_logged();
+}
+
 #[test]
 fn network_allowlists_apply_to_logins_and_tokens() {
     let s = Server::start();
@@ -804,6 +975,8 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("POST", "/api/v1/requests/{id}/approve" | "/api/v1/requests/{id}/deny")
         | ("POST", "/api/v1/reviews/{id}/items/{item}") => APPROVERS,
         ("POST", "/api/v1/grants") => ADMIN,
+        // On a member's account: security resets contractors and auditors only.
+        ("POST", "/api/v1/people/{name}/reset") => ADMIN,
         ("GET", p)
             if p.starts_with("/api/v1/vendors")
                 || p.starts_with("/api/v1/documents")

@@ -157,6 +157,24 @@ pub enum Op {
         /// When.
         at: Timestamp,
     },
+    /// Clears an enabled person's password, TOTP secret and recovery codes, ends their
+    /// unused enrolment codes and adds a new one (hashed), so they enrol again; a disabled
+    /// account fails the change ([`StoreError::Conflict`]). Their tokens are revoked with
+    /// [`Op::RevokeTokensOf`] in the same change.
+    ResetCredentials {
+        /// The person.
+        person_id: String,
+        /// The new enrolment code's SHA-256.
+        code_hash: [u8; 32],
+        /// When the new code expires.
+        expires_at: Timestamp,
+        /// When.
+        at: Timestamp,
+        /// Who reset it (a person id; `None` for the initial admin token).
+        by: Option<String>,
+    },
+    /// Forgets the failed attempts counted against these lockout subjects.
+    ForgetFailures(Vec<String>),
     /// Sets or clears a person's end date.
     SetPersonEnd {
         /// The person.
@@ -457,6 +475,26 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
                 .execute(&mut *conn)
                 .await
                 .map_err(db("revoking a person's wrapped answers"))?;
+        }
+        Op::ResetCredentials {
+            person_id,
+            code_hash,
+            expires_at,
+            at,
+            by,
+        } => {
+            crate::identity::reset_credentials(
+                conn,
+                person_id,
+                code_hash,
+                *expires_at,
+                *at,
+                by.as_deref(),
+            )
+            .await?;
+        }
+        Op::ForgetFailures(subjects) => {
+            crate::identity::forget_failures(conn, subjects).await?;
         }
         Op::SetPersonEnd { id, ends_at } => {
             let changed = sqlx::query("UPDATE people SET ends_at = $2 WHERE id = $1")

@@ -69,6 +69,9 @@ pub struct PersonRecord {
     pub ends_at: Option<Timestamp>,
     /// The person who created the account; `None` for the initial admin token.
     pub created_by: Option<String>,
+    /// The person who last reset the account's credentials, and so was handed its current
+    /// enrolment code; `None` when never reset (or by the initial admin token).
+    pub reset_by: Option<String>,
 }
 
 impl std::fmt::Debug for PersonRecord {
@@ -185,7 +188,7 @@ pub(crate) fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
 }
 
 const PERSON_COLUMNS: &str = "id, name, email, role, vendor_id, disabled_at, password_hash, \
-     totp_secret, totp_last_step, allowed_networks, created_at, ends_at, created_by";
+     totp_secret, totp_last_step, allowed_networks, created_at, ends_at, created_by, reset_by";
 
 impl Store {
     /// Adds a vendor, recording `events` with it.
@@ -804,21 +807,30 @@ impl Store {
         let (subjects, events) = (subjects.to_vec(), events.to_vec());
         self.change(move |conn| {
             Box::pin(async move {
-                let mut cleared = false;
-                for subject in &subjects {
-                    cleared |= sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
-                        .bind(subject)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db("clearing failures"))?
-                        .rows_affected()
-                        > 0;
-                }
+                let cleared = forget_failures(conn, &subjects).await?;
                 Ok((cleared, if cleared { events } else { Vec::new() }))
             })
         })
         .await
     }
+}
+
+/// Forgets the failed attempts counted against `subjects`; whether there were any.
+pub(crate) async fn forget_failures(
+    conn: &mut Conn<'_>,
+    subjects: &[String],
+) -> Result<bool, StoreError> {
+    let mut cleared = false;
+    for subject in subjects {
+        cleared |= sqlx::query("DELETE FROM auth_failures WHERE subject = $1")
+            .bind(subject)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("clearing failures"))?
+            .rows_affected()
+            > 0;
+    }
+    Ok(cleared)
 }
 
 async fn insert_person_in(
@@ -829,7 +841,7 @@ async fn insert_person_in(
 ) -> Result<(), StoreError> {
     sqlx::query(&format!(
         "INSERT INTO people ({PERSON_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&person.id)
     .bind(&person.name)
@@ -844,17 +856,35 @@ async fn insert_person_in(
     .bind(person.created_at.unix_nanos())
     .bind(person.ends_at.map(Timestamp::unix_nanos))
     .bind(&person.created_by)
+    .bind(&person.reset_by)
     .execute(&mut *conn)
     .await
     .map_err(db("adding a person"))?;
+    insert_enrolment(
+        conn,
+        &person.id,
+        enrolment_code_hash,
+        person.created_at,
+        enrolment_expires_at,
+    )
+    .await
+}
+
+async fn insert_enrolment(
+    conn: &mut Conn<'_>,
+    person_id: &str,
+    code_hash: &[u8; 32],
+    created_at: Timestamp,
+    expires_at: Timestamp,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO enrolments (code_hash, person_id, created_at, expires_at) \
          VALUES ($1, $2, $3, $4)",
     )
-    .bind(enrolment_code_hash.to_vec())
-    .bind(&person.id)
-    .bind(person.created_at.unix_nanos())
-    .bind(enrolment_expires_at.unix_nanos())
+    .bind(code_hash.to_vec())
+    .bind(person_id)
+    .bind(created_at.unix_nanos())
+    .bind(expires_at.unix_nanos())
     .execute(&mut *conn)
     .await
     .map_err(db("storing an enrolment code"))?;
@@ -877,6 +907,39 @@ pub(crate) async fn end_enrolments(
         .await
         .map_err(db("ending enrolment codes"))?;
     Ok(())
+}
+
+/// See [`crate::Op::ResetCredentials`].
+pub(crate) async fn reset_credentials(
+    conn: &mut Conn<'_>,
+    person_id: &str,
+    code_hash: &[u8; 32],
+    expires_at: Timestamp,
+    at: Timestamp,
+    by: Option<&str>,
+) -> Result<(), StoreError> {
+    let changed = sqlx::query(
+        "UPDATE people SET password_hash = NULL, totp_secret = NULL, totp_last_step = NULL, \
+         reset_by = $2 WHERE id = $1 AND disabled_at IS NULL",
+    )
+    .bind(person_id)
+    .bind(by)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("clearing credentials"))?
+    .rows_affected();
+    if changed == 0 {
+        return Err(StoreError::Conflict(format!(
+            "person `{person_id}` is disabled or gone"
+        )));
+    }
+    sqlx::query("DELETE FROM recovery_codes WHERE person_id = $1")
+        .bind(person_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("clearing recovery codes"))?;
+    end_enrolments(conn, person_id, at).await?;
+    insert_enrolment(conn, person_id, code_hash, at, expires_at).await
 }
 
 async fn complete_enrolment_in(
@@ -954,6 +1017,7 @@ fn person_from_row(row: &AnyRow) -> Result<PersonRecord, StoreError> {
                 .try_get::<Option<i64>, _>("ends_at")?
                 .map(Timestamp::from_unix_nanos),
             created_by: row.try_get("created_by")?,
+            reset_by: row.try_get("reset_by")?,
         })
     };
     read().map_err(|e| StoreError::Corrupt(format!("person row: {e}")))

@@ -117,6 +117,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0017_token_meta.sql"),
         postgres: include_str!("../migrations/postgres/0017_token_meta.sql"),
     },
+    Migration {
+        version: 18,
+        name: "person reset",
+        sqlite: include_str!("../migrations/sqlite/0018_person_reset.sql"),
+        postgres: include_str!("../migrations/postgres/0018_person_reset.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

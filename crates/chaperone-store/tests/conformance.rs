@@ -810,6 +810,7 @@ fn person_record(id: &str, vendor: Option<&str>) -> PersonRecord {
         created_at: t(0),
         ends_at: None,
         created_by: Some("per_creator".into()),
+        reset_by: None,
     }
 }
 
@@ -923,6 +924,34 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
     // A code works once.
     assert_eq!(enrol(code, t(2)).await, None);
 
+    // A reset clears the credentials and recovery codes, and only its new code enrols.
+    let reset = |new: [u8; 32]| Op::ResetCredentials {
+        person_id: "p1".into(),
+        code_hash: new,
+        expires_at: t(100),
+        at: t(3),
+        by: Some("per_resetter".into()),
+    };
+    f.store
+        .apply(vec![reset([10u8; 32])], Vec::new())
+        .await
+        .unwrap();
+    f.store
+        .apply(vec![reset([11u8; 32])], Vec::new())
+        .await
+        .unwrap();
+    let cleared = f.store.person("p1").await.unwrap().unwrap();
+    assert_eq!((cleared.password_hash, cleared.totp_secret), (None, None));
+    assert_eq!(cleared.reset_by.as_deref(), Some("per_resetter"));
+    assert!(
+        !f.store
+            .use_recovery_code("p1", &recovery[0], t(3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(enrol([10u8; 32], t(4)).await, None);
+    assert!(enrol([11u8; 32], t(4)).await.is_some());
+
     assert!(
         f.store
             .set_person_disabled("p1", Some(t(5)), &[])
@@ -932,6 +961,12 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
     assert_eq!(
         f.store.person("p1").await.unwrap().unwrap().disabled_at,
         Some(t(5))
+    );
+    // A disabled account is not reset.
+    let refused = f.store.apply(vec![reset([12u8; 32])], Vec::new()).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
     );
     assert!(
         f.store

@@ -687,6 +687,34 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     assert!(out.contains("had already ended"), "{out}");
     assert!(!home.join("chaperone/token").exists());
 
+    // A lost authenticator: an admin resets the account, which ends the API token, and
+    // hands over a new enrolment code.
+    let out = ok(server.cli(&admin, &["user", "reset", "carol"], ""));
+    assert!(
+        out.contains("Reset carol") && out.contains("They run: chaperone enroll CODE"),
+        "{out}"
+    );
+    let code = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Enrolment code"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    fails(run_cli_with(
+        &server.addr,
+        token,
+        &home,
+        &["secret", "get", "acme/app/db"],
+        "",
+    ));
+    let enrolled = ok(server.cli(
+        "",
+        &["enroll", &code, "--password-stdin", "--json"],
+        "carol-new-password-Qw71x\n",
+    ));
+    assert!(enrolled.contains("totp_secret"), "{enrolled}");
+
     // Offboarding prints the attestation link, and says it was not mailed (no relay here).
     let out = ok(server.cli(
         &admin,

@@ -393,13 +393,15 @@ async fn decidable(
             ));
         }
     }
-    // Whoever created the requester's account was handed its enrolment code, and may hold
-    // it: their approval would be an approval of their own request.
-    let creator = requester.and_then(|p| p.created_by);
-    if approving && creator.as_deref() == Some(me.as_str()) {
+    // Whoever created the requester's account, or reset its credentials, was handed its
+    // enrolment code, and may hold it: their approval would be an approval of their own
+    // request.
+    let handed_code = requester.as_ref().map(code_holders).unwrap_or_default();
+    if approving && handed_code.contains(&me) {
         return Err(forbidden(
             "created_requester",
-            "you created this account: another approver decides its requests",
+            "you created this account or reset its credentials: another approver decides \
+             its requests",
         ));
     }
     // The request is held to its level as it is now, not as it was when filed: a prefix
@@ -469,7 +471,7 @@ async fn decidable(
                     && request.approvals_needed < 2
             }
         };
-        if may_approve && creator.as_deref() != Some(a.by.as_str()) {
+        if may_approve && !handed_code.contains(&a.by) {
             kept.push(a);
         }
     }
@@ -728,8 +730,18 @@ async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Resu
         .store
         .person(person_id)
         .await?
-        .and_then(|p| p.created_by)
-        .is_some_and(|by| by == actor))
+        .is_some_and(|p| code_holders(&p).iter().any(|by| by == actor)))
+}
+
+/// Who was handed the enrolment code of `person`'s account, and may hold it: its creator and
+/// whoever last reset its credentials.
+fn code_holders(person: &chaperone_store::PersonRecord) -> Vec<String> {
+    person
+        .created_by
+        .iter()
+        .chain(&person.reset_by)
+        .cloned()
+        .collect()
 }
 
 /// Who decided a grant: whoever made it and everyone who approved the request behind it or
@@ -1403,7 +1415,7 @@ pub(crate) async fn decide_item(
         ));
     }
     // Whose account or grant it is: nobody reviews their own, nor one whose account they
-    // created (they were handed its enrolment code, as for approvals), nor a grant they
+    // created or reset (they were handed its enrolment code, as for approvals), nor a grant they
     // made, approved or approved an extension of (a review is a second look, not the first
     // one again).
     let holder = if item.kind == "grant" {
@@ -1427,7 +1439,8 @@ pub(crate) async fn decide_item(
     {
         return Err(forbidden(
             "self_review",
-            "nobody reviews their own account or grants, or those of an account they created",
+            "nobody reviews their own account or grants, or those of an account they created \
+             or reset",
         ));
     }
     item.decision = Some(req.decision.clone());

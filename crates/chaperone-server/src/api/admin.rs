@@ -86,18 +86,7 @@ pub(crate) async fn add_person(
         ));
     }
     may_manage(&caller, role)?;
-    // Security decision: a role that may not read secrets or approve access (security)
-    // does not create an account that may, since it is handed the account's enrolment
-    // code: it creates contractors, who get access only through approved grants, and
-    // auditors. Staff who read or approve are created by admins.
-    if caller.principal.role != Role::Admin && !matches!(role, Role::Contractor | Role::Auditor) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "not_permitted",
-            "only an admin may create staff accounts; security creates contractor and \
-             auditor accounts",
-        ));
-    }
+    may_hand_code(&caller, role)?;
     let vendor_id = match (&body.vendor, role) {
         (Some(_), role) if role != Role::Contractor => {
             return Err(ApiError::bad_request(
@@ -142,6 +131,7 @@ pub(crate) async fn add_person(
         allowed_networks: Vec::new(),
         created_at: now,
         created_by: caller.person_id.clone(),
+        reset_by: None,
         ends_at: body
             .ends
             .as_deref()
@@ -227,13 +217,30 @@ fn may_manage(caller: &Caller, role: Role) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The id and login name of the person `name` (a name or an id), after checking the caller
-/// may manage them.
-async fn managed_person(
+/// Security decision: a role that may not read secrets or approve access (security) does
+/// not hand out the enrolment code of an account that may (creating it, or resetting its
+/// credentials), since the code is the account: it does so for contractors, who get access
+/// only through approved grants, and auditors. Staff who read or approve get their codes
+/// from admins.
+fn may_hand_code(caller: &Caller, role: Role) -> Result<(), ApiError> {
+    if caller.principal.role != Role::Admin && !matches!(role, Role::Contractor | Role::Auditor) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+            "only an admin may create staff accounts or reset their credentials; security \
+             does so for contractor and auditor accounts",
+        ));
+    }
+    Ok(())
+}
+
+/// The person `name` (a name or an id) and their role, after checking the caller may
+/// manage them.
+async fn managed(
     state: &AppState,
     caller: &Caller,
     name: &str,
-) -> Result<(String, String), ApiError> {
+) -> Result<(PersonRecord, Role), ApiError> {
     let person = state
         .store
         .person(name)
@@ -244,7 +251,108 @@ async fn managed_person(
         .parse()
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
     may_manage(caller, role)?;
+    Ok((person, role))
+}
+
+/// The id and login name of the person `name` (a name or an id), after checking the caller
+/// may manage them.
+async fn managed_person(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<(String, String), ApiError> {
+    let (person, _) = managed(state, caller, name).await?;
     Ok((person.id, person.name))
+}
+
+#[utoipa::path(post, path = "/api/v1/people/{name}/reset", params(("name" = String, Path)), responses((status = 200, body = AddPersonResponse), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Resets a person's credentials, for a lost password or authenticator: their password,
+/// TOTP secret and recovery codes are cleared, every session and API token they hold is
+/// revoked with the answers they wrapped, their lockout is lifted, and a new one-time
+/// enrolment code is returned (earlier unused codes end). Grants stay. The person and
+/// security are told (never the code), so a reset nobody asked for is seen.
+pub(crate) async fn reset_person(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(name): Path<String>,
+) -> Result<Json<AddPersonResponse>, ApiError> {
+    let (person, role) = managed(&state, &caller, &name).await?;
+    may_hand_code(&caller, role)?;
+    let disabled = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "disabled",
+            format!(
+                "`{}` is disabled: enable the account before resetting it",
+                person.name
+            ),
+        )
+    };
+    if person.disabled_at.is_some() {
+        return Err(disabled());
+    }
+    let keyring = state.keyring().ok_or_else(ApiError::sealed)?;
+    let now = state.clock.now();
+    let code = recovery_codes(1).pop().expect("one code");
+    let expires = now.plus_secs(state.settings.auth.enrolment_ttl_secs);
+    let wrapped = state.store.wrapped_by(&person.id, now).await?;
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "person.reset",
+        &person.name,
+        [
+            ("person_id", person.id.clone().into()),
+            ("enrolment_expires_time", expires.to_rfc3339().into()),
+            ("wrappings_revoked", wrapped.into()),
+        ],
+    );
+    let people = state.store.list_people().await?;
+    let mut to = crate::notify::security_or_admins(&people);
+    if !to.contains(&person.id) {
+        to.push(person.id.clone());
+    }
+    let ops = vec![
+        Op::ResetCredentials {
+            person_id: person.id.clone(),
+            code_hash: code_hash(&code),
+            expires_at: expires,
+            at: now,
+            by: caller.person_id.clone(),
+        },
+        Op::RevokeTokensOf {
+            person_id: person.id.clone(),
+            at: now,
+        },
+        Op::ForgetFailures(vec![
+            super::auth::account_subject(&keyring, &person.name),
+            super::auth::step_up_subject(&person.id),
+        ]),
+        crate::notify::notification(
+            "credentials_reset",
+            &to,
+            &format!(
+                "the password and authenticator of {} were reset; they enrol again with a \
+                 new code",
+                person.name
+            ),
+            serde_json::json!({ "person_id": person.id, "by": actor_id(&caller) }),
+            now,
+        ),
+    ];
+    match state.store.apply(ops, vec![event]).await {
+        Err(StoreError::Conflict(_)) => return Err(disabled()),
+        other => other?,
+    }
+    tracing::warn!(by = %caller.token_id, person = %person.name, "credentials reset; their tokens revoked");
+    Ok(Json(AddPersonResponse {
+        id: person.id,
+        name: person.name,
+        enrolment_code: code.to_string(),
+        expires_time: expires.to_rfc3339(),
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/people/{name}/disable", params(("name" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]

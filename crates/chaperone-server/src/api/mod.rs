@@ -308,6 +308,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             admin::unlock_person,
         ),
         route(
+            M::POST,
+            "/api/v1/people/{name}/reset",
+            Some(ManagePeople),
+            On::System,
+            admin::reset_person,
+        ),
+        route(
             M::PUT,
             "/api/v1/people/{name}/networks",
             Some(ManagePeople),
@@ -1015,6 +1022,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         admin::disable_person,
         admin::enable_person,
         admin::unlock_person,
+        admin::reset_person,
         admin::set_person_networks,
         governance::add_vendor,
         governance::list_vendors,

@@ -36,6 +36,7 @@ const PROVISIONING: &[&str] = &[
     "person.disable",
     "person.enable",
     "person.unlock",
+    "person.reset",
     "person.networks",
     "auth.enroll",
     "token.create",

@@ -68,6 +68,16 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Reset a person's credentials (lost password or authenticator): password, TOTP and
+    /// recovery codes cleared, sessions and tokens revoked; prints a new enrolment code.
+    Reset {
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Set the networks (CIDR) a person may connect from; none lifts the restriction.
     Networks {
         name: String,
@@ -150,6 +160,16 @@ pub(crate) enum TokenCommand {
     },
 }
 
+/// Prints the one-time enrolment code of an answer and how it is used.
+fn print_enrolment_code(answer: &serde_json::Value) {
+    println!(
+        "Enrolment code (one use, until {}):",
+        str_of(&answer["expires_time"])
+    );
+    println!("  {}", str_of(&answer["enrolment_code"]));
+    println!("They run: chaperone enroll CODE");
+}
+
 pub(crate) fn user(command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Add {
@@ -168,12 +188,27 @@ pub(crate) fn user(command: UserCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 println!("Added {name} ({role}).");
+                print_enrolment_code(&answer);
+            }
+        }
+        UserCommand::Reset {
+            name,
+            json: as_json,
+            client,
+        } => {
+            let answer = Client::authenticated(&client)?.call(
+                Method::Post,
+                &format!("people/{name}/reset"),
+                None,
+            )?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
                 println!(
-                    "Enrolment code (one use, until {}):",
-                    str_of(&answer["expires_time"])
+                    "Reset {name}: password, authenticator and recovery codes cleared; \
+                     sessions and tokens revoked."
                 );
-                println!("  {}", str_of(&answer["enrolment_code"]));
-                println!("They run: chaperone enroll CODE");
+                print_enrolment_code(&answer);
             }
         }
         UserCommand::Offboard {
