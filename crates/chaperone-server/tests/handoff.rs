@@ -715,6 +715,117 @@ fn a_request_link_writes_only_while_its_maker_still_may() {
     assert_eq!(s.recorded("secret.write", "acme/app/deploy-key").len(), 1);
 }
 
+/// A lost attestation link is replaced: the old link stops working, the new one signs, the
+/// deadline moves only when asked, and an overdue finding is not opened twice.
+#[test]
+fn a_lost_attestation_link_is_replaced() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    vendor(&s, "beta");
+    let report = s.ok(
+        "POST",
+        "/api/v1/vendors/acme/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "contract ended", "attest_within": "10d" })),
+    );
+    let token_of = |link: &Value| {
+        link["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/a#")
+            .to_owned()
+    };
+    let first = token_of(&report["attestation"]);
+    let reissue = |vendor: &str, body: Value| {
+        s.call(
+            "POST",
+            &format!("/api/v1/vendors/{vendor}/attestation"),
+            Some(&s.admin),
+            Some(body),
+            None,
+        )
+    };
+    let (status, second) = reissue("acme", json!({}));
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["due"], report["attestation"]["due"]);
+    assert_eq!(second["mailed_to"], json!([]));
+    let second = token_of(&second);
+    assert_ne!(first, second);
+    let info = |token: &str| {
+        s.call(
+            "POST",
+            "/api/v1/attestations/info",
+            None,
+            Some(json!({ "token": token })),
+            None,
+        )
+    };
+    let sign = |token: &str| {
+        s.call(
+            "POST",
+            "/api/v1/attestations/sign",
+            None,
+            Some(
+                json!({ "token": token, "name": "Ada Lovelace", "email": "ada@acme.example",
+                         "action": "destroyed", "statement": "All copies were wiped." }),
+            ),
+            None,
+        )
+    };
+    let (status, body) = info(&first);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("replaced"))
+    );
+    assert_eq!(sign(&first).0, 410);
+    assert_eq!(info(&second).1["status"], "pending");
+
+    // Past the deadline, one finding; a new deadline, and no second finding when it passes.
+    s.clock.advance_secs(11 * DAY);
+    assert_eq!(
+        s.runtime
+            .block_on(s.state.sweep())
+            .unwrap()
+            .attestations_overdue,
+        1
+    );
+    let (status, third) = reissue("acme", json!({ "within": "7d" }));
+    assert_eq!(status, 200, "{third}");
+    assert_ne!(third["due"], report["attestation"]["due"]);
+    let third = token_of(&third);
+    assert_eq!(info(&second).0, 410);
+    s.clock.advance_secs(8 * DAY);
+    assert_eq!(
+        s.runtime
+            .block_on(s.state.sweep())
+            .unwrap()
+            .attestations_overdue,
+        0
+    );
+    let (status, signed) = sign(&third);
+    assert_eq!(status, 200, "{signed}");
+
+    // Nothing to replace once signed, nor for a vendor never offboarded; a bad deadline
+    // changes nothing.
+    let (status, body) = reissue("acme", json!({}));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_attested"))
+    );
+    assert_eq!(reissue("beta", json!({})).0, 404);
+    assert_eq!(reissue("acme", json!({ "within": "0d" })).0, 400);
+    assert_eq!(reissue("nobody", json!({})).0, 404);
+    let recorded = s.recorded("attestation.reissue", "acme");
+    assert_eq!(recorded.len(), 2);
+    let ledger = s.ledger().iter().map(Value::to_string).collect::<String>();
+    for token in [&first, &second, &third] {
+        assert!(
+            !ledger.contains(token.as_str()),
+            "a link token in the ledger"
+        );
+    }
+}
+
 #[test]
 fn offboarding_a_person_destroys_the_share_links_they_made_with_the_access_cut() {
     let s = Server::start();

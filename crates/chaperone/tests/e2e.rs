@@ -723,6 +723,13 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     ));
     assert!(out.contains("Attestation link for acme's contact"), "{out}");
     assert!(out.contains("It was not mailed"), "{out}");
+    // A lost link is replaced.
+    let out = ok(server.cli(&admin, &["vendor", "attestation", "acme"], ""));
+    assert!(
+        out.contains("The earlier attestation link of acme no longer works")
+            && out.contains("Attestation link for acme's contact"),
+        "{out}"
+    );
 }
 
 #[test]

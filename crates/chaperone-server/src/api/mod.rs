@@ -561,6 +561,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(
             M::POST,
+            "/api/v1/vendors/{name}/attestation",
+            Some(ManageGovernance),
+            On::System,
+            offboard::reissue_attestation,
+        ),
+        route(
+            M::POST,
             "/api/v1/people/{name}/offboard",
             Some(ManagePeople),
             On::System,
@@ -1075,6 +1082,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         shares::show_secret_request,
         shares::submit_secret_request,
         offboard::offboard_vendor,
+        offboard::reissue_attestation,
         offboard::offboard_person,
         offboard::show_attestation,
         offboard::submit_attestation,

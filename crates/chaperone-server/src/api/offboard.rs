@@ -724,11 +724,7 @@ async fn attestation_link(
         }
     }
     let within = attest_within.unwrap_or(days * 86_400);
-    let mut raw = [0u8; 32];
-    chaperone_crypto::random_bytes(&mut raw);
-    use base64::Engine;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-    let key = super::sha256_hex(token.as_bytes());
+    let (token, key) = link_token();
     let due = now.plus_secs(within);
     let attestation = Attestation {
         vendor_id: vendor.id.clone(),
@@ -753,6 +749,120 @@ async fn attestation_link(
         due: date(due),
         mailed_to: Vec::new(),
     })
+}
+
+/// A new link token (256 random bits, URL-safe base64) and the key its attestation is
+/// stored under (its SHA-256: the server never keeps the token).
+fn link_token() -> (String, String) {
+    use base64::Engine;
+    let mut raw = [0u8; 32];
+    chaperone_crypto::random_bytes(&mut raw);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let key = super::sha256_hex(token.as_bytes());
+    (token, key)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReissueRequest {
+    /// A new deadline, from now (such as `14d`); by default the current one stays.
+    within: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/vendors/{name}/attestation", params(("name" = String, Path)), request_body = ReissueRequest, responses((status = 200, body = AttestationLink), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Replaces the vendor's pending attestation link with a new one, for a link lost or never
+/// received: the old link stops working, the new one is returned once and mailed to the
+/// vendor's contacts as the first was. The deadline stays unless `within` gives a new one.
+pub(crate) async fn reissue_attestation(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ReissueRequest>,
+) -> Result<Json<AttestationLink>, ApiError> {
+    let vendor = vendor_named(&state, &name).await?;
+    let within = req.within.as_deref().map(duration).transpose()?;
+    if within.is_some_and(|secs| secs <= 0) {
+        return Err(invalid("`within` must be longer than zero"));
+    }
+    let mut pending = None;
+    let mut signed = false;
+    for record in state.store.records("attestation", Some(&vendor.id)).await? {
+        let attestation: Attestation = body(&record)?;
+        match attestation.status.as_str() {
+            "pending" => pending = Some((record, attestation)),
+            "submitted" => signed = true,
+            _ => {}
+        }
+    }
+    let Some((record, old)) = pending else {
+        return Err(if signed {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "already_attested",
+                format!("`{}` already signed its attestation", vendor.name),
+            )
+        } else {
+            ApiError::not_found(format!(
+                "`{}` has no pending attestation: offboarding the vendor issues one",
+                vendor.name
+            ))
+        });
+    };
+    let now = state.clock.now();
+    let due = within.map_or(Timestamp::from_unix_nanos(old.due_nanos), |secs| {
+        now.plus_secs(secs)
+    });
+    let (token, key) = link_token();
+    // The overdue finding, if one was opened, stays the attestation's: it is not opened twice.
+    let renewed = Attestation {
+        due: date(due),
+        due_nanos: due.unix_nanos(),
+        ..old.clone()
+    };
+    let replaced = Attestation {
+        status: "replaced".into(),
+        ..old
+    };
+    let event = change_event(
+        &state,
+        &info,
+        &caller,
+        "attestation.reissue",
+        &vendor.name,
+        [
+            ("vendor_id", vendor.id.clone().into()),
+            ("offboarding_id", renewed.offboarding_id.clone().into()),
+            ("due", renewed.due.clone().into()),
+        ],
+    );
+    let ops = vec![
+        Op::Put(revise(&record, &replaced, now)),
+        Op::Put(new_record(
+            "attestation",
+            key,
+            Some(vendor.id.clone()),
+            &renewed,
+            now,
+        )),
+    ];
+    match state.store.apply(ops, vec![event]).await {
+        Err(chaperone_store::StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "changed",
+                "the attestation changed meanwhile (signed, or its link replaced): look again",
+            ));
+        }
+        other => other?,
+    }
+    let mut link = AttestationLink {
+        path: format!("/a#{token}"),
+        due: renewed.due,
+        mailed_to: Vec::new(),
+    };
+    link.mailed_to = mail_attestation(&state, &vendor, &link).await;
+    Ok(Json(link))
 }
 
 /// Mails the attestation link to the vendor's contacts; the addresses it reached.
@@ -832,7 +942,14 @@ async fn attestation_record(
         .record("attestation", &key)
         .await?
         .ok_or_else(|| ApiError::not_found("this link is not valid"))?;
-    let attestation = body(&record)?;
+    let attestation: Attestation = body(&record)?;
+    if attestation.status == "replaced" {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "replaced",
+            "this link was replaced by a newer one: use the latest link you were sent",
+        ));
+    }
     Ok((record, attestation))
 }
 

@@ -144,6 +144,16 @@ pub(crate) enum VendorCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Replace an offboarded vendor's pending attestation link (lost, or never received):
+    /// the old link stops working; the new one is printed and mailed to the contacts.
+    Attestation {
+        name: String,
+        /// A new deadline from now (default: the current one stays).
+        #[arg(long)]
+        within: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Change a vendor's profile or networks, or move it through its lifecycle
     /// (prospect, onboarding, active, suspended, offboarding, terminated) with a reason.
     Set {
@@ -207,28 +217,21 @@ pub(crate) fn vendor(command: VendorCommand) -> anyhow::Result<()> {
                 Some(&body),
             )?;
             print_report(&report);
-            if let Some(path) = report["attestation"]["path"].as_str() {
-                println!(
-                    "Attestation link for {name}'s contact (due {}): {}{path}",
-                    str_of(&report["attestation"]["due"]),
-                    client.base()
-                );
-                let mailed: Vec<&str> = report["attestation"]["mailed_to"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                if mailed.is_empty() {
-                    println!(
-                        "It was not mailed (no mail relay or public_url set, no contact address, \
-                         or the relay refused: see the server's log). Send it to the vendor \
-                         yourself: it is shown only now, and works once."
-                    );
-                } else {
-                    println!("Mailed to {}.", mailed.join(", "));
-                }
-            }
+            print_attestation_link(&client, &name, &report["attestation"]);
+        }
+        VendorCommand::Attestation {
+            name,
+            within,
+            client,
+        } => {
+            let client = Client::authenticated(&client)?;
+            let link = client.call(
+                Method::Post,
+                &format!("vendors/{name}/attestation"),
+                Some(&json!({ "within": within })),
+            )?;
+            println!("The earlier attestation link of {name} no longer works.");
+            print_attestation_link(&client, &name, &link);
         }
         VendorCommand::Show { name, client } => {
             print_json(&Client::authenticated(&client)?.call(
@@ -1139,6 +1142,33 @@ pub(crate) fn review(command: ReviewCommand) -> anyhow::Result<()> {
 }
 
 /// Prints an offboarding report: what was cut, and the blast radius.
+/// Prints an attestation link (`path`, `due`, `mailed_to`) and whether it was mailed.
+fn print_attestation_link(client: &Client, name: &str, link: &Value) {
+    let Some(path) = link["path"].as_str() else {
+        return;
+    };
+    println!(
+        "Attestation link for {name}'s contact (due {}): {}{path}",
+        str_of(&link["due"]),
+        client.base()
+    );
+    let mailed: Vec<&str> = link["mailed_to"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if mailed.is_empty() {
+        println!(
+            "It was not mailed (no mail relay or public_url set, no contact address, or the \
+             relay refused: see the server's log). Send it to the vendor yourself: it is shown \
+             only now, and works once."
+        );
+    } else {
+        println!("Mailed to {}.", mailed.join(", "));
+    }
+}
+
 pub(crate) fn print_report(report: &Value) {
     println!(
         "Offboarded {} ({}): {} grant(s) revoked, {} request(s) closed, accounts disabled and \
