@@ -31,11 +31,9 @@ pub use clock::SystemClock;
 pub use error::ApiError;
 pub use init::initialize;
 pub use listen::ServeOptions;
-pub use mail::{
-    SmtpSettings, SmtpTls, relay_host as smtp_relay_host, valid_address as valid_mail_address,
-};
+pub use mail::{SmtpSettings, SmtpTls, valid_address as valid_mail_address};
 pub use notify::{NotifySettings, SweepReport};
-pub use observe::metrics_router;
+pub use observe::{host_name, metrics_router};
 pub use seal::{SealError, SealStatus};
 pub use state::{AppState, AuthSettings, BearerToken, Settings};
 pub use tls::{TlsCertificate, TlsError, ensure_self_signed};

@@ -91,8 +91,8 @@ impl SmtpSettings {
             self.client = None;
             return Ok(self);
         }
-        let host = relay_host(&self.relay);
-        let name = ServerName::try_from(host.to_owned())
+        let host = crate::observe::host_name(&self.relay);
+        let name = ServerName::try_from(host.clone())
             .map_err(|_| format!("`{host}` is not a host name to verify a certificate for"))?;
         let mut roots = rustls::RootCertStore::empty();
         match ca_pem {
@@ -130,14 +130,6 @@ impl SmtpSettings {
     pub fn tls(&self) -> SmtpTls {
         self.tls
     }
-}
-
-/// The host part of `host:port` (without an IPv6 address's brackets).
-pub fn relay_host(relay: &str) -> &str {
-    let host = relay.rsplit_once(':').map_or(relay, |(host, _)| host);
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 /// Whether `address` is a plain `local@domain` address with nothing that could break a

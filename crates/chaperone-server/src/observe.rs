@@ -42,7 +42,10 @@ pub(crate) async fn layer(
     let method = method_label(request.method());
     let started = Instant::now();
     let span = tracing::info_span!("request", id = %id);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = match &state.settings.allowed_hosts {
+        Some(allowed) if !host_allowed(request.headers(), allowed) => misdirected(),
+        _ => next.run(request).instrument(span.clone()).await,
+    };
     let elapsed = started.elapsed();
     let route = response
         .extensions()
@@ -68,6 +71,52 @@ pub(crate) async fn layer(
             .or_insert(value);
     }
     response
+}
+
+/// Whether the request's `Host` names this server: an IP address, `localhost` (or a name
+/// under it), or one of `allowed`; a request without `Host` (HTTP/1.0) passes.
+///
+/// Security decision: over plain HTTP, a page on any site can make its own name resolve to
+/// this server's address (DNS rebinding) and then call it as a page of its own origin:
+/// `Sec-Fetch-Site` says `same-origin`, so the cross-site guard on requests without
+/// credentials (`ApiJson`) would not hold, and a login or an unseal share could be sent from
+/// a visitor's browser. Such a request carries the page's name in `Host`, which is none of
+/// these: an IP address cannot be rebound, and browsers resolve `localhost` themselves.
+/// With TLS the certificate, which no such name matches, already stops it.
+pub(crate) fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = host_name(host);
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed.contains(&name)
+}
+
+/// The host of `host[:port]` (`[v6]` or `[v6]:port` for an IPv6 address), in lower case
+/// and without a trailing dot.
+pub fn host_name(authority: &str) -> String {
+    let name = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(name, _)| name),
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn misdirected() -> Response {
+    crate::ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "unknown_host",
+        "this server does not answer to that host name: use its address, or add the name to \
+         allowed_hosts (or public_url) in its configuration",
+    )
+    .into_response()
 }
 
 /// The Content-Security-Policy of an HTML answer that does not set its own: nothing loads,

@@ -29,6 +29,10 @@ pub struct Settings {
     /// request timeout, so that the submitter hears the outcome, and an upload queued behind
     /// another still has time for its own scan.
     pub scan_time_limit: std::time::Duration,
+    /// The host names a request's `Host` may give besides IP addresses and `localhost`,
+    /// lower case; `None` answers any (see `observe::host_allowed`). Set for a listener
+    /// without TLS, where it is what stops DNS rebinding.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// A bearer token from the configuration. Its `Debug` output is redacted, so printing the
@@ -63,6 +67,7 @@ impl Default for Settings {
             notify: crate::notify::NotifySettings::default(),
             metrics_token: None,
             scan_time_limit: std::time::Duration::from_secs(20),
+            allowed_hosts: None,
         }
     }
 }

@@ -47,6 +47,65 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// Without TLS, a request naming a host the server is not known by is refused before
+/// anything runs: a page whose name was rebound to this address gets nothing, not even a
+/// login attempt. Addresses, localhost and the configured names pass.
+#[test]
+fn a_request_for_another_host_name_is_refused_without_tls() {
+    let s = Server::start_with(|settings| {
+        settings.allowed_hosts = Some(vec!["vault.example.com".into()]);
+    });
+    let get = |host: &str| {
+        raw(
+            &s,
+            &format!("GET /api/v1/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    for host in [
+        "evil.example",
+        "evil.example:8420",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example",
+    ] {
+        let answer = get(host);
+        assert!(answer.starts_with("HTTP/1.1 421"), "{host}: {answer}");
+        assert!(answer.contains("unknown_host"), "{answer}");
+        assert_eq!(header(&answer, "x-content-type-options"), Some("nosniff"));
+    }
+    for host in [
+        "127.0.0.1",
+        "127.0.0.1:8420",
+        "[::1]:8420",
+        "localhost:8420",
+        "app.localhost",
+        "VAULT.example.com.",
+        "vault.example.com:443",
+    ] {
+        assert!(get(host).starts_with("HTTP/1.1 200"), "{host}");
+    }
+    let old = raw(&s, "GET /api/v1/health HTTP/1.0\r\n\r\n");
+    assert!(
+        old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"),
+        "{old}"
+    );
+    // A login from a rebound page never reaches the lockout.
+    let body = r#"{"user":"nobody","password":"wrong-password-123"}"#;
+    let login = raw(
+        &s,
+        &format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: evil.example\r\nSec-Fetch-Site: \
+             same-origin\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(login.starts_with("HTTP/1.1 421"), "{login}");
+    assert!(
+        s.ledger().iter().all(|e| e["action"] != "auth.login"),
+        "the refused login was recorded"
+    );
+}
+
 #[test]
 fn every_answer_carries_the_security_headers() {
     let s = Server::start();

@@ -221,6 +221,11 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
         "CHAPERONE_TRUSTED_PROXIES",
         "CIDRs of proxies whose X-Forwarded-For is believed",
     ),
+    (
+        "allowed_hosts",
+        "CHAPERONE_ALLOWED_HOSTS",
+        "host names (comma-separated) a listener without TLS answers to, besides IP addresses, localhost and public_url's host",
+    ),
 ];
 
 /// Keys whose values are secrets, never repeated in an error. A webhook URL often carries
@@ -378,7 +383,7 @@ impl Layers {
     /// SMTP is asked for (`smtp_tls = "none"`, for a relay on a private network): mail names
     /// people, vendors, paths and one-time links. A password is sent only over TLS.
     fn smtp(&self, relay: String, from: String) -> anyhow::Result<SmtpSettings> {
-        let host = chaperone_server::smtp_relay_host(&relay);
+        let host = chaperone_server::host_name(&relay);
         let loopback = host.eq_ignore_ascii_case("localhost")
             || host
                 .parse::<std::net::IpAddr>()
@@ -689,7 +694,35 @@ impl Layers {
                 _ => None,
             })?
             .unwrap_or_default();
+        let mut allowed_hosts = self
+            .parse(
+                "allowed_hosts",
+                "host names separated by commas, like vault.example.com",
+                |s| {
+                    s.split(',')
+                        .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                        .map(|h| {
+                            (!h.is_empty()
+                                && h.len() <= 253
+                                && h.chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
+                            .then_some(h)
+                        })
+                        .collect::<Option<Vec<String>>>()
+                },
+            )?
+            .unwrap_or_default();
+        if let Some(host) = notify
+            .public_url
+            .as_deref()
+            .and_then(|url| url.split_once("://"))
+            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        {
+            let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+            allowed_hosts.push(chaperone_server::host_name(host));
+        }
         Ok(Config {
+            allowed_hosts,
             tls,
             serve,
             metrics_listen,
@@ -761,6 +794,9 @@ pub(crate) struct Config {
     pub(crate) log_level: String,
     pub(crate) auth: AuthSettings,
     pub(crate) notify: NotifySettings,
+    /// The host names a listener without TLS answers to besides IP addresses and
+    /// `localhost`: `allowed_hosts` and `public_url`'s host.
+    pub(crate) allowed_hosts: Vec<String>,
 }
 
 #[cfg(test)]
@@ -901,6 +937,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("is for TLS"), "{error}");
+    }
+
+    #[test]
+    fn allowed_hosts_hold_the_configured_names_and_public_urls_host() {
+        let with = |entries: &[(&'static str, &str)]| {
+            let mut all = vec![(
+                "database_url",
+                "sqlite://x.db",
+                Source::Flag("--database-url"),
+            )];
+            all.extend(entries.iter().map(|&(k, v)| (k, v, Source::Env("X"))));
+            layers(&all).validate().map(|c| c.allowed_hosts)
+        };
+        assert!(with(&[]).unwrap().is_empty());
+        assert_eq!(
+            with(&[
+                ("allowed_hosts", "Vault.Example.com, ci.internal."),
+                ("public_url", "https://user@[2001:db8::1]:8443/base"),
+            ])
+            .unwrap(),
+            ["vault.example.com", "ci.internal", "2001:db8::1"]
+        );
+        assert_eq!(
+            with(&[("public_url", "https://chaperone.example.com:8443")]).unwrap(),
+            ["chaperone.example.com"]
+        );
+        for bad in ["", "a,,b", "evil.example/x", "white space"] {
+            let error = with(&[("allowed_hosts", bad)]).unwrap_err().to_string();
+            assert!(error.contains("allowed_hosts"), "{bad}: {error}");
+        }
     }
 
     #[test]

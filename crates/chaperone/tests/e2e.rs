@@ -423,7 +423,7 @@ fn api_errors_are_json_and_bodies_are_limited() {
         .unwrap();
     write!(
         socket,
-        "PUT /api/v1/secrets/data/big HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+        "PUT /api/v1/secrets/data/big HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
         2 * 1024 * 1024
     )

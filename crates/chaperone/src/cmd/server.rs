@@ -133,11 +133,12 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
             UnsealKey::from_text(&text)
                 .with_context(|| format!("reading {}", key_path.display()))?
         };
-        let state = Arc::new(AppState::new(
-            store.clone(),
-            Arc::new(clock),
-            Settings::default(),
-        ));
+        let settings = Settings {
+            // Without TLS, only addresses and localhost (DNS rebinding).
+            allowed_hosts: (!args.tls).then(Vec::new),
+            ..Settings::default()
+        };
+        let state = Arc::new(AppState::new(store.clone(), Arc::new(clock), settings));
         state.unseal_with_key(&key).await?;
         drop(key);
         let listener = bind(args.listen).await?;
@@ -337,6 +338,8 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         auth: config.auth,
         notify: config.notify,
         metrics_token: config.metrics_token,
+        // Without TLS, only the names this server is known by (DNS rebinding).
+        allowed_hosts: config.tls.is_none().then_some(config.allowed_hosts),
         ..Settings::default()
     };
     if let Some((_, key)) = &config.tls {
