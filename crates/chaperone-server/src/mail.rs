@@ -302,7 +302,15 @@ async fn handshake(settings: &SmtpSettings, conn: Connection) -> Result<Connecti
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, conn.into_inner())
         .await
-        .map_err(|e| format!("TLS with SMTP relay {}: {e}", settings.relay))?;
+        .map_err(|e| {
+            let hint = if e.to_string().contains("CaUsedAsEndEntity") {
+                "; the relay's certificate is marked as a CA: give smtp_ca_file the CA that \
+                 signed it, or make the relay's certificate with basicConstraints CA:FALSE"
+            } else {
+                ""
+            };
+            format!("TLS with SMTP relay {}: {e}{hint}", settings.relay)
+        })?;
     Ok(BufReader::new(Box::new(tls)))
 }
 

@@ -327,10 +327,44 @@ fn a_reset_replaces_lost_credentials_and_tells_the_person_and_security() {
         (403, Some("created_requester")),
         "{body}"
     );
+    // Whoever resets an account holds it: security does not reset one that holds grants
+    // (its grants would be theirs); an admin does, and the reset closes its pending
+    // requests, whose approval would go to whoever enrols next.
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read"],
+                     "ttl": "1h", "reason": "incident 7" }),
+        ),
+    );
+    let (status, body) = reset(&sam_t, "cy");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("holds_grants")),
+        "{body}"
+    );
+    let (status, body) = reset(&s.admin, "cy");
+    assert_eq!(status, 200, "{body}");
+    s.remember(body["enrolment_code"].as_str().unwrap());
+    let requests = s.ok("GET", "/api/v1/requests", Some(&s.admin), None);
+    let closed = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap();
+    assert_eq!(closed["status"], "cancelled", "{closed}");
+    assert_eq!(
+        s.recorded("person.reset", "cy")[2]["details"]["requests_closed"],
+        1
+    );
 
     // Recorded, and told to the person and to security, without the code.
     let entries = s.recorded("person.reset", "cy");
-    assert_eq!(entries.len(), 2);
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[1]["details"]["requests_closed"], 0);
     let notes = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
     let told: Vec<&Value> = notes
         .as_array()
@@ -338,7 +372,7 @@ fn a_reset_replaces_lost_credentials_and_tells_the_person_and_security() {
         .iter()
         .filter(|n| n["kind"] == "credentials_reset")
         .collect();
-    assert_eq!(told.len(), 2, "{notes}");
+    assert_eq!(told.len(), 3, "{notes}");
     let to: Vec<&str> = told[0]["to"]
         .as_array()
         .unwrap()

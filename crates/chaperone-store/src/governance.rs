@@ -172,6 +172,8 @@ pub enum Op {
         at: Timestamp,
         /// Who reset it (a person id; `None` for the initial admin token).
         by: Option<String>,
+        /// Fails the change when the person holds a grant unrevoked and unexpired at `at`.
+        refuse_if_granted: bool,
     },
     /// Forgets the failed attempts counted against these lockout subjects.
     ForgetFailures(Vec<String>),
@@ -482,7 +484,25 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
             expires_at,
             at,
             by,
+            refuse_if_granted,
         } => {
+            if *refuse_if_granted {
+                let granted = sqlx::query(
+                    "SELECT id FROM grants WHERE person_id = $1 AND revoked_at IS NULL \
+                     AND expires_at > $2",
+                )
+                .bind(person_id)
+                .bind(at.unix_nanos())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("reading a person's grants"))?
+                .is_some();
+                if granted {
+                    return Err(StoreError::Conflict(format!(
+                        "person `{person_id}` holds a grant"
+                    )));
+                }
+            }
             crate::identity::reset_credentials(
                 conn,
                 person_id,

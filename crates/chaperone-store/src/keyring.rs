@@ -182,9 +182,55 @@ impl Store {
         token: &TokenRecord,
         events: &[Event],
     ) -> Result<(), StoreError> {
+        self.insert_token_decided(token, events, DecidedOn::Nothing)
+            .await
+    }
+
+    /// Like [`Store::insert_token`], and only while what it was decided on still holds
+    /// ([`StoreError::Conflict`] otherwise): a login's token while the account has the
+    /// password hash the login verified, a token made by a request while the token that
+    /// made the request is not revoked. So a token decided just before a credentials reset
+    /// (or a revocation) committed is not stored after it.
+    pub async fn insert_token_decided(
+        &self,
+        token: &TokenRecord,
+        events: &[Event],
+        decided_on: DecidedOn,
+    ) -> Result<(), StoreError> {
         let (token, events) = (token.clone(), events.to_vec());
         self.change(move |conn| {
             Box::pin(async move {
+                match &decided_on {
+                    DecidedOn::Password(hash) => {
+                        let current: Option<Option<String>> =
+                            sqlx::query_scalar("SELECT password_hash FROM people WHERE id = $1")
+                                .bind(&token.person_id)
+                                .fetch_optional(&mut *conn)
+                                .await
+                                .map_err(db("reading a token's owner"))?;
+                        if current.flatten().as_deref() != Some(hash.as_str()) {
+                            return Err(StoreError::Conflict(
+                                "the account's credentials changed meanwhile".into(),
+                            ));
+                        }
+                    }
+                    DecidedOn::Token(id) => {
+                        let live = sqlx::query(
+                            "SELECT id FROM tokens WHERE id = $1 AND revoked_at IS NULL",
+                        )
+                        .bind(id)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db("reading the token a token is made by"))?
+                        .is_some();
+                        if !live {
+                            return Err(StoreError::Conflict(
+                                "the token that asked for it is revoked".into(),
+                            ));
+                        }
+                    }
+                    DecidedOn::Nothing => {}
+                }
                 insert_token_in(conn, &token).await?;
                 Ok(((), events))
             })
@@ -378,6 +424,17 @@ async fn initialize_in(
 pub(crate) fn digests_column(digests: &[String]) -> Option<String> {
     (!digests.is_empty())
         .then(|| serde_json::to_string(digests).expect("a string list always serialises"))
+}
+
+/// What a new token was decided on (see [`Store::insert_token_decided`]).
+#[derive(Clone, Debug)]
+pub enum DecidedOn {
+    /// A login that verified this password hash (an Argon2 PHC string, not a secret).
+    Password(String),
+    /// A request authenticated by this token (its id).
+    Token(String),
+    /// Nothing to check again.
+    Nothing,
 }
 
 async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(), StoreError> {

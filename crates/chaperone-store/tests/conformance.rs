@@ -15,8 +15,8 @@ use chaperone_core::{
 use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::{Keyring, RootKey, UnsealKey};
 use chaperone_store::{
-    DatabaseUrl, DocumentRecord, GrantRecord, KeyringRecord, KvSettings, MetadataUpdate, Op,
-    Opened, PersonRecord, Record, SealConfig, ShareRecord, Store, StoreError, TokenKind,
+    DatabaseUrl, DecidedOn, DocumentRecord, GrantRecord, KeyringRecord, KvSettings, MetadataUpdate,
+    Op, Opened, PersonRecord, Record, SealConfig, ShareRecord, Store, StoreError, TokenKind,
     TokenRecord, VendorRecord,
 };
 
@@ -931,6 +931,7 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
         expires_at: t(100),
         at: t(3),
         by: Some("per_resetter".into()),
+        refuse_if_granted: false,
     };
     f.store
         .apply(vec![reset([10u8; 32])], Vec::new())
@@ -1036,6 +1037,21 @@ async fn grants_classifications_and_failures(f: &Fixture) {
     };
     f.store.insert_grant(&grant, &[]).await.unwrap();
     assert_eq!(f.store.grants_of("p1").await.unwrap(), [grant]);
+    // A reset that must find no grant fails while one is live, and passes once it expired.
+    let reset = |at: Timestamp| Op::ResetCredentials {
+        person_id: "p1".into(),
+        code_hash: [9u8; 32],
+        expires_at: t(100),
+        at,
+        by: None,
+        refuse_if_granted: true,
+    };
+    let refused = f.store.apply(vec![reset(t(1))], Vec::new()).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    f.store.apply(vec![reset(t(50))], Vec::new()).await.unwrap();
     assert!(f.store.revoke_grant("g1", t(2), &[]).await.unwrap());
     assert!(!f.store.revoke_grant("g1", t(3), &[]).await.unwrap());
     assert!(f.store.grants_of("p1").await.unwrap().is_empty());
@@ -1140,6 +1156,37 @@ async fn tokens_of_people(f: &Fixture) {
     assert_eq!(revoked.unwrap().len(), 1);
     let again = f.store.revoke_token("tok_s", t(7), revoke_event).await;
     assert!(again.unwrap().is_empty());
+    // A token is stored only while what it was decided on holds: the password hash a login
+    // verified, the live token that asked for it.
+    f.store
+        .complete_enrolment(&[3u8; 32], t(6), "$argon2id$old", |_| vec![1], &[], &[])
+        .await
+        .unwrap()
+        .unwrap();
+    let decided = |id: &str, on: DecidedOn| {
+        let store = f.store.clone();
+        let token = TokenRecord {
+            id: id.into(),
+            hash: ApiToken::generate().hash(),
+            ..session.clone()
+        };
+        async move { store.insert_token_decided(&token, &[], on).await }
+    };
+    let stale = decided("tok_d1", DecidedOn::Password("$argon2id$other".into())).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let by_revoked = decided("tok_d2", DecidedOn::Token("tok_s".into())).await;
+    assert!(
+        matches!(by_revoked, Err(StoreError::Conflict(_))),
+        "{by_revoked:?}"
+    );
+    decided("tok_d3", DecidedOn::Password("$argon2id$old".into()))
+        .await
+        .unwrap();
+    decided("tok_d4", DecidedOn::Token("tok_d3".into()))
+        .await
+        .unwrap();
+    assert_eq!(f.store.token_by_id("tok_d1").await.unwrap(), None);
+    assert_eq!(f.store.token_by_id("tok_d2").await.unwrap(), None);
     // No token is stored for a disabled account: one decided before the disable committed
     // would otherwise come back with the account.
     f.store

@@ -367,7 +367,13 @@ impl Layers {
         let Some((text, source)) = self.0.get(key) else {
             return Ok(None);
         };
-        match parse(text.trim()) {
+        // A password is taken as written: a space it starts or ends with is its own.
+        let text_in = if key == "smtp_password" {
+            text.as_str()
+        } else {
+            text.trim()
+        };
+        match parse(text_in) {
             Some(value) => Ok(Some(value)),
             // A secret's value is never repeated in an error (errors reach terminals and logs).
             None if SECRET_KEYS.contains(&key) => {
@@ -894,6 +900,7 @@ mod tests {
             ("smtp_password", "Kq81-s3cret"),
         ];
         assert!(with(&[relay, login[0], login[1]]).is_ok());
+        assert!(with(&[relay, login[0], ("smtp_password", " spaced out ")]).is_ok());
         let error = with(&[relay, ("smtp_tls", "none"), login[0], login[1]])
             .unwrap_err()
             .to_string();

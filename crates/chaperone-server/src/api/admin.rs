@@ -268,91 +268,130 @@ async fn managed_person(
 #[utoipa::path(post, path = "/api/v1/people/{name}/reset", params(("name" = String, Path)), responses((status = 200, body = AddPersonResponse), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Resets a person's credentials, for a lost password or authenticator: their password,
 /// TOTP secret and recovery codes are cleared, every session and API token they hold is
-/// revoked with the answers they wrapped, their lockout is lifted, and a new one-time
-/// enrolment code is returned (earlier unused codes end). Grants stay. The person and
-/// security are told (never the code), so a reset nobody asked for is seen.
+/// revoked with the answers they wrapped, their pending requests are closed, their lockout
+/// is lifted, and a new one-time enrolment code is returned (earlier unused codes end).
+/// Grants stay. The person, security and the admins are told (never the code), so a reset
+/// nobody asked for is seen.
 pub(crate) async fn reset_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     Path(name): Path<String>,
 ) -> Result<Json<AddPersonResponse>, ApiError> {
-    let (person, role) = managed(&state, &caller, &name).await?;
-    may_hand_code(&caller, role)?;
-    let disabled = || {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "disabled",
-            format!(
-                "`{}` is disabled: enable the account before resetting it",
-                person.name
-            ),
-        )
-    };
-    if person.disabled_at.is_some() {
-        return Err(disabled());
-    }
     let keyring = state.keyring().ok_or_else(ApiError::sealed)?;
-    let now = state.clock.now();
-    let code = recovery_codes(1).pop().expect("one code");
-    let expires = now.plus_secs(state.settings.auth.enrolment_ttl_secs);
-    let wrapped = state.store.wrapped_by(&person.id, now).await?;
-    let event = change_event(
-        &state,
-        &info,
-        &caller,
-        "person.reset",
-        &person.name,
-        [
-            ("person_id", person.id.clone().into()),
-            ("enrolment_expires_time", expires.to_rfc3339().into()),
-            ("wrappings_revoked", wrapped.into()),
-        ],
-    );
-    let people = state.store.list_people().await?;
-    let mut to = crate::notify::security_or_admins(&people);
-    if !to.contains(&person.id) {
-        to.push(person.id.clone());
-    }
-    let ops = vec![
-        Op::ResetCredentials {
-            person_id: person.id.clone(),
-            code_hash: code_hash(&code),
-            expires_at: expires,
-            at: now,
-            by: caller.person_id.clone(),
-        },
-        Op::RevokeTokensOf {
-            person_id: person.id.clone(),
-            at: now,
-        },
-        Op::ForgetFailures(vec![
-            super::auth::account_subject(&keyring, &person.name),
-            super::auth::step_up_subject(&person.id),
-        ]),
-        crate::notify::notification(
-            "credentials_reset",
-            &to,
-            &format!(
-                "the password and authenticator of {} were reset; they enrol again with a \
-                 new code",
-                person.name
+    // Security decision: whoever resets an account holds its new enrolment code, and so the
+    // account and its grants. Security, which reads no secrets, resets a contractor only
+    // while it holds no grant, checked again in the change (`refuse_if_granted`), so a
+    // grant approved meanwhile fails it. Admins, who may read everything, reset any account.
+    let refuse_if_granted = caller.principal.role != Role::Admin;
+    for attempt in 1.. {
+        let (person, role) = managed(&state, &caller, &name).await?;
+        may_hand_code(&caller, role)?;
+        if person.disabled_at.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "disabled",
+                format!(
+                    "`{}` is disabled: enable the account before resetting it",
+                    person.name
+                ),
+            ));
+        }
+        let now = state.clock.now();
+        if refuse_if_granted
+            && state
+                .store
+                .grants_of(&person.id)
+                .await?
+                .iter()
+                .any(|g| g.expires_at > now)
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "holds_grants",
+                format!(
+                    "`{}` holds grants: an admin resets the account, or revoke its grants first",
+                    person.name
+                ),
+            ));
+        }
+        // Requests filed before the reset are closed: approving one later would hand its
+        // access to whoever enrols with the new code.
+        let closer = super::access::Decision {
+            by: actor_id(&caller),
+            comment: Some("the account's credentials were reset".into()),
+            time: now.to_rfc3339(),
+        };
+        let closed = super::access::close_pending(&state, &person.id, &closer, now).await?;
+        let code = recovery_codes(1).pop().expect("one code");
+        let expires = now.plus_secs(state.settings.auth.enrolment_ttl_secs);
+        let wrapped = state.store.wrapped_by(&person.id, now).await?;
+        let event = change_event(
+            &state,
+            &info,
+            &caller,
+            "person.reset",
+            &person.name,
+            [
+                ("person_id", person.id.clone().into()),
+                ("enrolment_expires_time", expires.to_rfc3339().into()),
+                ("requests_closed", closed.len().into()),
+                ("wrappings_revoked", wrapped.into()),
+            ],
+        );
+        let people = state.store.list_people().await?;
+        let mut to: Vec<String> = people
+            .iter()
+            .filter(|p| p.disabled_at.is_none() && matches!(p.role.as_str(), "admin" | "security"))
+            .map(|p| p.id.clone())
+            .collect();
+        if !to.contains(&person.id) {
+            to.push(person.id.clone());
+        }
+        let mut ops = vec![
+            Op::ResetCredentials {
+                person_id: person.id.clone(),
+                code_hash: code_hash(&code),
+                expires_at: expires,
+                at: now,
+                by: caller.person_id.clone(),
+                refuse_if_granted,
+            },
+            Op::RevokeTokensOf {
+                person_id: person.id.clone(),
+                at: now,
+            },
+            Op::ForgetFailures(vec![
+                super::auth::account_subject(&keyring, &person.name),
+                super::auth::step_up_subject(&person.id),
+            ]),
+            crate::notify::notification(
+                "credentials_reset",
+                &to,
+                &format!(
+                    "the password and authenticator of {} were reset; they enrol again with \
+                     a new code",
+                    person.name
+                ),
+                serde_json::json!({ "person_id": person.id, "by": actor_id(&caller) }),
+                now,
             ),
-            serde_json::json!({ "person_id": person.id, "by": actor_id(&caller) }),
-            now,
-        ),
-    ];
-    match state.store.apply(ops, vec![event]).await {
-        Err(StoreError::Conflict(_)) => return Err(disabled()),
-        other => other?,
+        ];
+        ops.extend(closed);
+        match state.store.apply(ops, vec![event]).await {
+            // Disabled, granted or a request decided meanwhile: looked at again.
+            Err(StoreError::Conflict(_)) if attempt < 3 => continue,
+            other => other?,
+        }
+        tracing::warn!(by = %caller.token_id, person = %person.name, "credentials reset; their tokens revoked");
+        return Ok(Json(AddPersonResponse {
+            id: person.id,
+            name: person.name,
+            enrolment_code: code.to_string(),
+            expires_time: expires.to_rfc3339(),
+        }));
     }
-    tracing::warn!(by = %caller.token_id, person = %person.name, "credentials reset; their tokens revoked");
-    Ok(Json(AddPersonResponse {
-        id: person.id,
-        name: person.name,
-        enrolment_code: code.to_string(),
-        expires_time: expires.to_rfc3339(),
-    }))
+    unreachable!("the loop returns")
 }
 
 #[utoipa::path(post, path = "/api/v1/people/{name}/disable", params(("name" = String, Path)), responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]

@@ -24,7 +24,7 @@ use chaperone_crypto::password::{
 use chaperone_crypto::token::ApiToken;
 use chaperone_crypto::totp::{self, TotpSecret};
 use chaperone_crypto::{Keyring, random_bytes};
-use chaperone_store::{PersonRecord, TokenKind, TokenRecord};
+use chaperone_store::{DecidedOn, PersonRecord, TokenKind, TokenRecord};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -223,7 +223,14 @@ pub(crate) async fn perform_login(
                 .details
                 .insert("second_factor".into(), session.second_factor.into());
             let event = state.event(info, actor, record);
-            match state.store.insert_token(&session.record, &[event]).await {
+            // Stored only if the password verified is still the account's: a reset that
+            // committed meanwhile revoked every session, and this one must not outlive it.
+            let decided_on = DecidedOn::Password(person.password_hash.clone().unwrap_or_default());
+            match state
+                .store
+                .insert_token_decided(&session.record, &[event], decided_on)
+                .await
+            {
                 Ok(()) => {
                     tracing::info!(person = %person.name, token = %session.record.id, "logged in");
                     return Ok(session.response);
@@ -636,7 +643,12 @@ pub(crate) async fn mint_token(
     let mut event = Record::new("token.create", &record.id, Outcome::Success);
     event.details = token_details(&record);
     let event = state.event(info, caller.actor(), event);
-    state.store.insert_token(&record, &[event]).await?;
+    // Stored only while the token that asked for it is live: one revoked meanwhile (by a
+    // reset, a disable, a logout) makes nothing.
+    state
+        .store
+        .insert_token_decided(&record, &[event], DecidedOn::Token(caller.token_id.clone()))
+        .await?;
     tracing::info!(by = %caller.token_id, token = %record.id, "token created");
     Ok((token, record))
 }
