@@ -23,6 +23,12 @@ use crate::scan::{Report, Scanner, Search, TOO_MANY, is_binary, too_many};
 
 /// Members read from one archive at most.
 pub(crate) const MAX_MEMBERS: usize = 100_000;
+/// The largest zip central directory read. The zip reader holds every entry of the
+/// directory in memory (several hundred bytes each) before the first member is read, so a
+/// directory declaring millions of entries would cost gigabytes: it is measured first, from
+/// the end record, and a zip declaring more than [`MAX_MEMBERS`] entries or a larger
+/// directory is not opened, and counts as unscanned.
+const MAX_ZIP_DIRECTORY: u64 = 16 * 1024 * 1024;
 /// Bytes expanded from one archive at most.
 pub(crate) const MAX_EXPANDED: u64 = 4 * 1024 * 1024 * 1024;
 
@@ -226,12 +232,32 @@ impl Scanner {
         };
         match kind {
             Kind::Zip => {
+                let mut source = source;
+                let declared = zip_directory(&mut source)?;
+                if declared.is_some_and(|(entries, bytes)| {
+                    entries > MAX_MEMBERS as u64 || bytes > MAX_ZIP_DIRECTORY
+                }) {
+                    report.skipped_large += 1;
+                    report.out_of_time |= self.out_of_time();
+                    return Ok(());
+                }
                 let mut zip = zip::ZipArchive::new(source).map_err(std::io::Error::other)?;
+                // The reader keys members by name, so of two with one name only the last is
+                // listed, where `unzip` and most tools write out the first: an archive
+                // whose directory holds more entries than the reader lists hides some, and
+                // what is hidden counts as unscanned.
+                if let Some((entries, _)) = declared
+                    && entries > zip.len() as u64
+                {
+                    report.skipped_binary += entries - zip.len() as u64;
+                }
                 for i in 0..zip.len() {
                     let mut member = zip.by_index(i).map_err(std::io::Error::other)?;
                     // A member marked as a symbolic link is scanned too: unzip tools that
-                    // ignore the mark write it out as a regular file.
-                    if member.is_dir() {
+                    // ignore the mark write it out as a regular file. So is a "directory"
+                    // with content (a name ending in `/` and data), which other readers
+                    // hand out as a file.
+                    if member.is_dir() && member.size() == 0 && member.compressed_size() == 0 {
                         continue;
                     }
                     let member_name = member.name().to_owned();
@@ -269,6 +295,9 @@ impl Scanner {
         report: &mut Report,
     ) -> std::io::Result<()> {
         let mut tar = tar::Archive::new(reader);
+        // Past an end-of-archive marker (two zero blocks) a second archive can follow, which
+        // `tar -i` extracts: read on to the end of the stream, as that does.
+        tar.set_ignore_zeros(true);
         for entry in tar.entries()? {
             let mut entry = entry?;
             // Every entry's body is inflated to skip past it, read or not.
@@ -342,6 +371,58 @@ fn short_name(member: &str) -> std::borrow::Cow<'_, str> {
         end -= 1;
     }
     format!("{}…(name cut at {MAX_MEMBER_NAME} bytes)", &member[..end]).into()
+}
+
+/// The most entries and bytes a zip's central directory declares, from its end record (the
+/// ZIP64 one when the classic fields are saturated); `None` when no end record is found
+/// (the zip reader then says what is wrong). Every end-record signature near the end of the
+/// archive is read, and the largest claim kept, so that a signature planted in the
+/// archive's comment cannot make the directory the reader uses look small. Leaves `source`
+/// at its start.
+fn zip_directory<R: Read + Seek>(source: &mut R) -> std::io::Result<Option<(u64, u64)>> {
+    use std::io::SeekFrom;
+    let len = source.seek(SeekFrom::End(0))?;
+    // The end record is 22 bytes plus a comment of at most 65,535.
+    let tail_len = len.min(22 + 65_535);
+    let tail_start = len - tail_len;
+    source.seek(SeekFrom::Start(tail_start))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    source.read_exact(&mut tail)?;
+    let mut declared: Option<(u64, u64)> = None;
+    for at in
+        (0..tail.len().saturating_sub(21)).filter(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
+    {
+        let entries = u64::from(u16::from_le_bytes([tail[at + 10], tail[at + 11]]));
+        let bytes = u64::from(u32::from_le_bytes(
+            tail[at + 12..at + 16].try_into().expect("four bytes"),
+        ));
+        let mut claim = (entries, bytes);
+        // ZIP64: a 20-byte locator just before the end record points at the ZIP64 end
+        // record, which holds the counts the classic fields cannot.
+        let record_at = tail_start + at as u64;
+        if (entries == 0xFFFF || bytes == 0xFFFF_FFFF) && record_at >= 20 {
+            let mut locator = [0u8; 20];
+            source.seek(SeekFrom::Start(record_at - 20))?;
+            source.read_exact(&mut locator)?;
+            let record = u64::from_le_bytes(locator[8..16].try_into().expect("eight bytes"));
+            if locator[..4] == [0x50, 0x4b, 0x06, 0x07]
+                && record.checked_add(48).is_some_and(|end| end <= len)
+            {
+                let mut head = [0u8; 48];
+                source.seek(SeekFrom::Start(record))?;
+                source.read_exact(&mut head)?;
+                if head[..4] == [0x50, 0x4b, 0x06, 0x06] {
+                    claim = (
+                        u64::from_le_bytes(head[32..40].try_into().expect("eight bytes")),
+                        u64::from_le_bytes(head[40..48].try_into().expect("eight bytes")),
+                    );
+                }
+            }
+        }
+        declared = Some(declared.map_or(claim, |(e, b)| (e.max(claim.0), b.max(claim.1))));
+    }
+    source.seek(SeekFrom::Start(0))?;
+    Ok(declared)
 }
 
 #[cfg(test)]
@@ -568,6 +649,70 @@ mod tests {
             (1, 0),
             "stopped at the second directory"
         );
+    }
+
+    /// Content other readers hand out is scanned or counted as unscanned, never dropped: a
+    /// zip member hidden by a later one of the same name, a "directory" with data, a tar
+    /// after another's end marker; and a zip whose directory is too big to hold is not
+    /// opened.
+    #[test]
+    fn content_other_readers_extract_is_never_taken_for_clean() {
+        let scanner = Scanner::new(RuleSet::builtin().unwrap());
+        let zip_of = |members: &[(&str, &str)]| {
+            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            for (name, text) in members {
+                zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                zip.write_all(text.as_bytes()).unwrap();
+            }
+            zip.finish().unwrap().into_inner()
+        };
+        // Renames every `from` to `to` (same length) in the local headers and directory.
+        let patch = |mut bytes: Vec<u8>, from: &[u8], to: &[u8]| {
+            let mut i = 0;
+            while i + from.len() <= bytes.len() {
+                if &bytes[i..i + from.len()] == from {
+                    bytes[i..i + from.len()].copy_from_slice(to);
+                }
+                i += 1;
+            }
+            bytes
+        };
+
+        // Two members named `app/.env`: the first, which `unzip` writes out, leaks.
+        let twins = patch(
+            zip_of(&[("app/.env", LEAK), ("app/.enX", "CLEAN=1\n")]),
+            b"app/.enX",
+            b"app/.env",
+        );
+        let report = scanner.scan_upload("d.zip", &twins).unwrap();
+        assert!(
+            !report.findings.is_empty() || report.skipped_binary > 0,
+            "a hidden twin looked clean: {report:?}"
+        );
+        // A name ending in `/` with data.
+        let dir = patch(zip_of(&[("app/.envX", LEAK)]), b"app/.envX", b"app/.env/");
+        let report = scanner.scan_upload("d.zip", &dir).unwrap();
+        assert_eq!(report.findings.len(), 1, "{report:?}");
+        // A directory that declares more than can be held is not opened.
+        let mut big = zip_of(&[("a.txt", "text")]);
+        let end = big.len() - 22;
+        assert_eq!(big[end..end + 4], [0x50, 0x4b, 0x05, 0x06]);
+        big[end + 12..end + 16].copy_from_slice(&(64u32 << 20).to_le_bytes());
+        let report = scanner.scan_upload("d.zip", &big).unwrap();
+        assert_eq!(
+            (report.skipped_large, report.files_scanned),
+            (1, 0),
+            "{report:?}"
+        );
+
+        // A second tar after the first's end marker, as `tar -i` reads it.
+        let file = tar::EntryType::Regular;
+        let mut hidden = tar_of(&[("README", file, b"hello")]);
+        hidden.extend(tar_of(&[("app/.env", file, LEAK.as_bytes())]));
+        let report = scanner.scan_upload("d.tar", &hidden).unwrap();
+        assert_eq!(report.findings.len(), 1, "{report:?}");
+        assert_eq!(report.files_scanned, 2);
     }
 
     fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
