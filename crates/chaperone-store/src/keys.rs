@@ -10,7 +10,7 @@ use chaperone_crypto::WrappedRootKey;
 use chaperone_ledger::entry::Event;
 use sqlx::Row as _;
 
-use crate::{SealConfig, Store, StoreError, db};
+use crate::{Backend, SealConfig, Store, StoreError, db};
 
 /// A kind of sealed blob, by where it is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +114,19 @@ impl Store {
                 Ok(((), events))
             })
         })
-        .await
+        .await?;
+        // `secure_delete` zeroes the old wrapping in the database file once its page is
+        // written back, but the write-ahead log keeps the page as it was until a checkpoint:
+        // the old shares would still open the root key from a copy of the files. The log is
+        // written back and emptied now; if a reader holds it, it is at the next checkpoint.
+        if self.backend == Backend::Sqlite
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+        {
+            tracing::warn!(error = %e, "the write-ahead log could not be emptied after a rekey");
+        }
+        Ok(())
     }
 
     /// Starts KEK generation `from + 1`, recording `events` with it. Fails with a conflict

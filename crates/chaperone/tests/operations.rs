@@ -733,6 +733,21 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
     );
     assert!(!target.join("chaperone.db").exists());
 
+    // A snapshot swapped for a link to a file that never ends: refused before a byte is
+    // copied, and nothing staged is left behind.
+    std::fs::remove_file(&snapshot).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &snapshot).unwrap();
+    let error = fails(restore(&key));
+    assert!(error.contains("regular files only"), "{error}");
+    let left: Vec<_> = std::fs::read_dir(&target)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| n.to_string_lossy().ends_with(".lock")),
+        "something was staged: {left:?}"
+    );
+    std::fs::remove_file(&snapshot).unwrap();
+
     // An admin token planted in the snapshot, with the manifest's hash "fixed" to match:
     // the manifest no longer matches the statement the server signed.
     std::fs::write(&snapshot, &original).unwrap();
@@ -930,6 +945,24 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
     ok(server.cli(&token, &["seal"], ""));
     ok(server.cli("", &["unseal"], &format!("{}\n", old[2..5].join("\n"))));
 
+    let wrapping = || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection as _;
+            let url = format!("sqlite://{}?mode=ro", dir.path().join("keys.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let bytes: Vec<u8> = sqlx::query_scalar("SELECT wrapped_root_key FROM keyring")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            bytes
+        })
+    };
+    let old_wrapping = wrapping();
     let new = rekey(
         &server,
         &token,
@@ -938,9 +971,18 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
         2,
     );
     assert_eq!(new.len(), 3);
-    // The new shares are stored nowhere.
+    // The new shares are stored nowhere, and the old wrapping of the root key, which the
+    // old shares open, is gone from the files: the write-ahead log too.
     let db = std::fs::read(dir.path().join("keys.db")).unwrap();
     assert!(!db.windows(20).any(|w| w == &new[0].as_bytes()[5..25]));
+    assert_ne!(wrapping(), old_wrapping);
+    for file in ["keys.db", "keys.db-wal"] {
+        let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(32).any(|w| w == &old_wrapping[..32]),
+            "the old wrapping is still in {file}"
+        );
+    }
 
     // Sealed, the old shares no longer unseal; two new shares do.
     ok(server.cli(&token, &["seal"], ""));
@@ -1246,6 +1288,60 @@ fn up_on_a_database_made_by_init_says_how_to_run_it() {
         error.contains("made by `chaperone init`") && error.contains("chaperone unseal"),
         "{error}"
     );
+}
+
+/// `up` keeps its keys where nobody else can swap or redirect them: it refuses a data
+/// directory others may write, a key file whose database is gone (starting anew would write
+/// over the key that opens it), and a link where it writes a key or token.
+#[test]
+fn up_refuses_a_directory_others_may_write_and_never_writes_over_a_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = |data: &std::path::Path| {
+        fails(run_cli(
+            "",
+            "",
+            &[
+                "up",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:1",
+            ],
+            "",
+        ))
+    };
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let error = up(&data);
+    assert!(error.contains("can be written by other users"), "{error}");
+    assert!(!data.join("unseal.key").exists());
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(
+        data.join("unseal.key"),
+        "the key of a database moved away\n",
+    )
+    .unwrap();
+    let error = up(&data);
+    assert!(
+        error.contains("holds unseal.key but no chaperone.db"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("unseal.key")).unwrap(),
+        "the key of a database moved away\n"
+    );
+
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, fresh.join("admin.token")).unwrap();
+    let error = up(&fresh);
+    assert!(error.contains("admin.token"), "{error}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
 }
 
 #[test]

@@ -67,8 +67,9 @@ function token() {
 }
 
 // A request or attestation link's token: after `#` (links made before it moved there carry
-// it as the last path segment). It leaves the address bar and the history at once, and goes
-// to the server only in POST bodies, never in a URL.
+// it as the last path segment). It leaves the address bar and the tab's history at once (the
+// browser's global history may have noted it before this runs), and goes to the server only
+// in POST bodies, never in a URL.
 function linkToken(page) {
   reloadOnNewLink();
   const fromHash = location.hash.slice(1);
@@ -113,7 +114,8 @@ async function sharePage() {
   reloadOnNewLink();
   const id = token();
   const keyText = location.hash.slice(1);
-  // The key stays in this page's memory only: out of the address bar and the history.
+  // The key stays in this page's memory only: out of the address bar and the tab's history
+  // (the browser's global history may have noted the link before this runs).
   history.replaceState(null, '', location.pathname);
   if (!keyText) return fail('This link is incomplete: the part after # (its key) is missing.');
   let proof;

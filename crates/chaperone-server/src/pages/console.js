@@ -201,7 +201,7 @@ function end(message) {
   notice('');
   showError('');
   $('#signin-box .small').textContent = message ||
-    'Your session ends when you sign out, close this tab, or leave it unused for the server\'s idle limit.';
+    'Sign out when you are done: closing this tab forgets your session here, but the server ends it only when it is left unused for its idle limit.';
 }
 
 // ---------------------------------------------------------------------------------------

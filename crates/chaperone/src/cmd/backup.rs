@@ -357,9 +357,42 @@ fn open_statement(note_text: &str, key: &Verifier) -> anyhow::Result<Statement> 
     })
 }
 
+/// Opens a file of a backup for reading: a regular file only, never through a final
+/// symbolic link, and without blocking on a named pipe (which could otherwise hold a
+/// restore forever). Anyone who can write where backups are kept could plant either.
+fn open_backup_file(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOFOLLOW,
+    );
+    let file = options.open(path).with_context(|| {
+        format!(
+            "cannot read {} (a backup holds regular files only)",
+            path.display()
+        )
+    })?;
+    if !file.metadata()?.is_file() {
+        bail!(
+            "{} is not a regular file: the backup was altered",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// The most a manifest may hold.
+const MAX_MANIFEST: u64 = 1024 * 1024;
+
 pub(crate) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(args.backup.join(MANIFEST))
-        .with_context(|| format!("cannot read {}", args.backup.join(MANIFEST).display()))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(open_backup_file(&args.backup.join(MANIFEST))?, MAX_MANIFEST),
+        &mut text,
+    )
+    .with_context(|| format!("cannot read {}", args.backup.join(MANIFEST).display()))?;
     let manifest: Manifest = serde_json::from_str(&text)
         .with_context(|| format!("{MANIFEST} is not a Chaperone backup manifest"))?;
     if manifest.format != FORMAT {
@@ -414,15 +447,19 @@ fn stage(
     staging: &Path,
 ) -> anyhow::Result<()> {
     let source = args.backup.join(&manifest.snapshot);
+    let from = open_backup_file(&source)?;
     create_private_file(staging)?;
-    let mut from = std::fs::File::open(&source)
-        .with_context(|| format!("cannot read {}", source.display()))?;
     let mut to = std::fs::OpenOptions::new()
         .write(true)
         .open(staging)
         .with_context(|| format!("cannot write {}", staging.display()))?;
-    std::io::copy(&mut from, &mut to)
-        .with_context(|| format!("cannot copy {} to {}", source.display(), staging.display()))?;
+    // No more than the signed size, and one byte to tell a longer file: a file that never
+    // ends (a link to a device, before it was refused) cannot fill the disk.
+    std::io::copy(
+        &mut std::io::Read::take(from, statement.bytes.saturating_add(1)),
+        &mut to,
+    )
+    .with_context(|| format!("cannot copy {} to {}", source.display(), staging.display()))?;
     to.sync_all()?;
     let (sha256, bytes) = sha256_file(staging)?;
     if sha256 != statement.sha256 || bytes != statement.bytes {

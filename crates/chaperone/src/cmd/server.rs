@@ -79,6 +79,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
     crate::config::check_transport(args.listen, args.tls, false)?;
     runtime()?.block_on(async {
         create_private_dir(&args.data)?;
+        check_private_dir(&args.data)?;
         let tls = if args.tls {
             let (cert, key) = (args.data.join("tls.crt"), args.data.join("tls.key"));
             chaperone_server::ensure_self_signed(&cert, &key)?;
@@ -90,6 +91,17 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         let database = args.data.join("chaperone.db");
         let key_path = args.data.join("unseal.key");
         let token_path = args.data.join("admin.token");
+        // A key file without its database: the database was moved or deleted (or a restore
+        // stopped halfway). Starting anew would write a new key over the one that opens it
+        // and its backups.
+        if !database.exists() && std::fs::symlink_metadata(&key_path).is_ok() {
+            bail!(
+                "{} holds unseal.key but no chaperone.db: the database was moved or deleted. \
+                 Put it back, or move unseal.key elsewhere (it opens that database and its \
+                 backups) to start a new instance here",
+                args.data.display()
+            );
+        }
         let store = Store::connect(&DatabaseUrl::sqlite_file(&database)).await?;
         let clock = SystemClock;
         let keyring = store.keyring().await?;
@@ -109,6 +121,17 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
             // to them; an interrupted first run is simply repeated.
             let key = UnsealKey::generate();
             let token = ApiToken::generate();
+            // A key file left by a first run that stopped before the database was
+            // initialised is kept aside, never written over.
+            if std::fs::symlink_metadata(&key_path).is_ok() {
+                let aside = args.data.join(format!(
+                    "unseal.key.replaced-{}",
+                    clock.now().unix_secs()
+                ));
+                std::fs::rename(&key_path, &aside)
+                    .with_context(|| format!("cannot move {} aside", key_path.display()))?;
+                tracing::warn!(kept = %aside.display(), "an unseal key without an initialised database was kept aside");
+            }
             write_private(&key_path, key.to_text().as_bytes())?;
             write_private(&token_path, format!("{}\n", token.expose()).as_bytes())?;
             chaperone_server::initialize(
@@ -556,12 +579,46 @@ pub(crate) fn create_private_dir(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", path.display()))
 }
 
-/// Writes `contents` to `path` readable by the owner only, and syncs it to disk.
+/// Refuses a data directory that someone else can write to: whoever can could swap in
+/// their own database and key file, or plant links where the keys are written. It must be
+/// writable by its owner alone, and (on Linux) owned by the user running this.
+fn check_private_dir(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.mode() & 0o022 != 0 {
+            bail!(
+                "{} can be written by other users (mode {:o}): the unseal key is kept there; \
+                 `chmod 700` it, or use a directory of your own",
+                path.display(),
+                meta.mode() & 0o7777
+            );
+        }
+        #[cfg(target_os = "linux")]
+        if let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid())
+            && meta.uid() != me
+        {
+            bail!(
+                "{} belongs to another user (uid {}): use a directory of your own",
+                path.display(),
+                meta.uid()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes `contents` to `path` readable by the owner only, and syncs it to disk. A symbolic
+/// link at `path` is refused, not followed (it could point anywhere the user may write).
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
     let mut file = options
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
