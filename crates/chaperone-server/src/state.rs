@@ -150,6 +150,9 @@ pub struct AppState {
     /// that uploads waiting for the one scan cannot hold their bodies in memory without
     /// bound (64 MiB each).
     pub(crate) upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Share contents being read or stored, at most [`MAX_QUEUED_UPLOADS`] (25 MiB each):
+    /// a slot is taken before the body is read, apart from deliverables' slots.
+    pub(crate) share_upload_slots: Arc<tokio::sync::Semaphore>,
     /// Argon2 runs (password and passphrase hashes and checks) at once: one per core, at most
     /// eight. Each
     /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
@@ -270,6 +273,7 @@ impl AppState {
             ledger_pin: std::sync::Mutex::new(None),
             scans: Arc::new(tokio::sync::Semaphore::new(1)),
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
+            share_upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             password_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             )),

@@ -264,6 +264,33 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
         error(&s, "POST", "/api/v1/shares", &ann_t, Some(too_long)),
         (400, "invalid_request".into())
     );
+    // What one person keeps in live links at once is bounded (256 MiB); a revoked link
+    // frees its room.
+    let large = json!({ "label": "x", "size": 25 * 1024 * 1024 });
+    let mut made = Vec::new();
+    for _ in 0..10 {
+        made.push(s.ok("POST", "/api/v1/shares", Some(&ann_t), Some(large.clone()))["id"].clone());
+    }
+    assert_eq!(
+        error(&s, "POST", "/api/v1/shares", &ann_t, Some(large.clone())),
+        (409, "share_quota".into())
+    );
+    let first = made[0].as_str().unwrap();
+    s.ok(
+        "DELETE",
+        &format!("/api/v1/shares/{first}"),
+        Some(&ann_t),
+        None,
+    );
+    s.ok("POST", "/api/v1/shares", Some(&ann_t), Some(large));
+    for id in &made[1..] {
+        s.ok(
+            "DELETE",
+            &format!("/api/v1/shares/{}", id.as_str().unwrap()),
+            Some(&ann_t),
+            None,
+        );
+    }
 
     // Expiry destroys.
     let (expiring, ekey) = share_text(&s, &ann_t, "short-lived-Qw81", json!({ "expires": "1h" }));

@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +41,8 @@ pub(crate) const MAX_SHARE_BYTES: usize = 25 * 1024 * 1024;
 pub(crate) const MAX_SEALED_BYTES: usize = MAX_SHARE_BYTES + 4096 + 4 + 1 + 12 + 16;
 const DEFAULT_TTL: i64 = 24 * 3600;
 const MAX_TTL: i64 = 30 * 86_400;
+/// The most one person's live share links (not yet expired, viewed out or revoked) hold.
+const MAX_LIVE_SHARE_BYTES: i64 = 256 * 1024 * 1024;
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_request", message)
@@ -122,6 +123,25 @@ pub(crate) async fn create_share(
     if req.size == 0 || req.size > MAX_SEALED_BYTES {
         return Err(invalid("a share carries at most 25 MiB"));
     }
+    // Shares are kept until their last view or expiry (up to 30 days): what one person
+    // keeps at once is bounded, so no account can fill the database's disk.
+    let now = state.clock.now();
+    let kept: i64 = state
+        .store
+        .shares(Some(&actor_id(&caller)))
+        .await?
+        .iter()
+        .filter(|s| s.destroyed.is_none() && s.expires_at > now)
+        .map(|s| s.size)
+        .sum();
+    if kept.saturating_add(i64::try_from(req.size).unwrap_or(i64::MAX)) > MAX_LIVE_SHARE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "share_quota",
+            "your live share links hold 256 MiB already: revoke some (`chaperone share \
+             revoke`) or let them expire",
+        ));
+    }
     let ttl = match &req.expires {
         Some(text) => parse_duration(text).map_err(invalid)?,
         None => DEFAULT_TTL,
@@ -199,8 +219,26 @@ pub(crate) async fn put_share_content(
     Extension(info): Extension<RequestInfo>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    content: Bytes,
+    body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
+    // A slot before the body is read (held until the answer): share uploads hold at most
+    // `MAX_QUEUED_UPLOADS` bodies in memory at once, apart from deliverables'.
+    let Ok(_slot) = Arc::clone(&state.share_upload_slots).try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "other share contents are being uploaded; try again in a moment",
+        ));
+    };
+    let content = axum::body::to_bytes(body, MAX_SEALED_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "a share's content is at most its announced size",
+            )
+        })?;
     let proof = headers
         .get("x-share-proof")
         .and_then(|v| v.to_str().ok())
@@ -221,7 +259,7 @@ pub(crate) async fn put_share_content(
     );
     if !state
         .store
-        .put_share_content(&id, content.to_vec(), &proof_hash, &[event])
+        .put_share_content(&id, Vec::from(content), &proof_hash, &[event])
         .await?
     {
         return Err(invalid(
