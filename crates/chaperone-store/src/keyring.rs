@@ -215,15 +215,7 @@ impl Store {
                         }
                     }
                     DecidedOn::Token(id) => {
-                        let live = sqlx::query(
-                            "SELECT id FROM tokens WHERE id = $1 AND revoked_at IS NULL",
-                        )
-                        .bind(id)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(db("reading the token a token is made by"))?
-                        .is_some();
-                        if !live {
+                        if !token_live(conn, id).await? {
                             return Err(StoreError::Conflict(
                                 "the token that asked for it is revoked".into(),
                             ));
@@ -437,6 +429,18 @@ pub enum DecidedOn {
     Nothing,
 }
 
+/// Whether the token `id` exists and is not revoked.
+async fn token_live(conn: &mut Conn<'_>, id: &str) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT id FROM tokens WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading a token"))?
+            .is_some(),
+    )
+}
+
 async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(), StoreError> {
     // Checked in the transaction that stores it (changes are serialised): a login or a token
     // decided just before the account was disabled stores nothing after the disable revoked
@@ -454,18 +458,12 @@ async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(),
             ));
         }
     }
-    if let Some(parent) = &token.parent_id {
-        let live = sqlx::query("SELECT id FROM tokens WHERE id = $1 AND revoked_at IS NULL")
-            .bind(parent)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db("reading a token's parent"))?
-            .is_some();
-        if !live {
-            return Err(StoreError::Conflict(
-                "the token it would be made from is revoked".into(),
-            ));
-        }
+    if let Some(parent) = &token.parent_id
+        && !token_live(conn, parent).await?
+    {
+        return Err(StoreError::Conflict(
+            "the token it would be made from is revoked".into(),
+        ));
     }
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, name, role, created_at, expires_at, revoked_at, \

@@ -330,13 +330,10 @@ pub(crate) async fn submit(
 ) -> Result<Json<DeliverableView>, ApiError> {
     // A slot before the body is read (it is held until the answer): uploads waiting for
     // the scan hold at most `MAX_QUEUED_UPLOADS` bodies in memory.
-    let Ok(slot) = Arc::clone(&state.upload_slots).try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "busy",
-            "other deliverables are being scanned; try again in a minute",
-        ));
-    };
+    let slot = super::upload_slot(
+        &state.upload_slots,
+        "other deliverables are being scanned; try again in a minute",
+    )?;
     let content = axum::body::to_bytes(body, MAX_DELIVERABLE_BYTES)
         .await
         .map_err(|_| {

@@ -1164,6 +1164,17 @@ fn has_nul_escape(json: &[u8]) -> bool {
     })
 }
 
+/// A slot of `slots`, taken before an upload's body is read so that the bodies held in
+/// memory at once are bounded; none free is `429 busy`, with `message`.
+pub(crate) fn upload_slot(
+    slots: &Arc<tokio::sync::Semaphore>,
+    message: &str,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    Arc::clone(slots)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message.to_owned()))
+}
+
 /// A JSON request body, with rejections in the API's error format.
 ///
 /// serde's messages for a wrong type or value quote the offending value (`invalid type:

@@ -223,13 +223,10 @@ pub(crate) async fn put_share_content(
 ) -> Result<StatusCode, ApiError> {
     // A slot before the body is read (held until the answer): share uploads hold at most
     // `MAX_QUEUED_UPLOADS` bodies in memory at once, apart from deliverables'.
-    let Ok(_slot) = Arc::clone(&state.share_upload_slots).try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "busy",
-            "other share contents are being uploaded; try again in a moment",
-        ));
-    };
+    let _slot = super::upload_slot(
+        &state.share_upload_slots,
+        "other share contents are being uploaded; try again in a moment",
+    )?;
     let content = axum::body::to_bytes(body, MAX_SEALED_BYTES)
         .await
         .map_err(|_| {
