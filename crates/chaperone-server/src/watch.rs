@@ -237,13 +237,19 @@ impl WatchState {
             } else {
                 "accounts that do not exist".to_owned()
             };
-            let mut subjects = vec![account];
+            // An account's burst names its person and vendor (the vendor's owner hears of
+            // it); an address's names nobody.
+            let mut subjects = vec![(account, person, vendor.clone())];
             // Addresses as the lockout counts them: an IPv6 client holds its whole /64.
             if let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) {
                 let subject = crate::api::auth::ip_subject(ip);
-                subjects.push(format!("address {}", subject.trim_start_matches("ip:")));
+                subjects.push((
+                    format!("address {}", subject.trim_start_matches("ip:")),
+                    None,
+                    None,
+                ));
             }
-            for subject in subjects {
+            for (subject, person, vendor_id) in subjects {
                 let times = self.logins.entry(subject.clone()).or_default();
                 times.retain(|&t| t > secs - BURST_WINDOW_SECS);
                 times.push(secs);
@@ -258,9 +264,10 @@ impl WatchState {
                             times.len()
                         ),
                         subject,
-                        vendor_id: None,
+                        vendor_id,
                         seq,
-                        details: json!({ "failures": times.len(), "since": times[0] }),
+                        details: json!({ "failures": times.len(), "since": times[0],
+                                         "person_id": person }),
                     });
                 }
             }

@@ -3294,6 +3294,44 @@ fn reports_count_a_period_and_reach_security_on_schedule() {
     );
 }
 
+/// A burst against a contractor's account names the person and the vendor (its owner is
+/// told); a burst from one address names nobody.
+#[test]
+fn a_login_burst_on_an_account_names_its_person_and_vendor() {
+    let s = Server::start();
+    let cy = acme_reader(&s);
+    for i in 0..10 {
+        s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": cy.name, "password": "guess-Zq81" })),
+            Some(&format!("198.51.100.{}", 10 + i)),
+        );
+    }
+    assert_eq!(s.runtime.block_on(s.state.sweep()).unwrap().anomalies, 1);
+    let found = s.ok(
+        "GET",
+        "/api/v1/findings?source=anomaly",
+        Some(&s.admin),
+        None,
+    );
+    let burst = &found[0];
+    assert_eq!(burst["details"]["kind"], "login_burst", "{found}");
+    assert!(
+        burst["vendor_id"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("ven_")),
+        "{burst}"
+    );
+    assert!(
+        burst["details"]["person_id"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("per_")),
+        "{burst}"
+    );
+}
+
 #[test]
 fn a_flood_of_anomalies_and_a_late_watch_are_said_in_one_alert() {
     let s = Server::start_with(|settings| settings.notify.watch.alerts_per_sweep = 2);
