@@ -102,64 +102,6 @@ impl Store {
         Ok(())
     }
 
-    /// Snapshots a SQLite database into a new file `name` beside it (mode 0600, in the
-    /// database's own directory) and returns its path and ledger size, so that the server
-    /// itself hashes what it signs for a backup.
-    pub async fn snapshot_beside(
-        &self,
-        name: &str,
-    ) -> Result<(std::path::PathBuf, u64), StoreError> {
-        if self.backend != Backend::Sqlite {
-            return Err(StoreError::Unsupported(
-                "a snapshot beside the database is for SQLite",
-            ));
-        }
-        let file: String =
-            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("finding the database file"))?;
-        let dir = Path::new(&file)
-            .parent()
-            .ok_or(StoreError::Unsupported("the database has no directory"))?;
-        let path = dir.join(name);
-        // Made first, empty and private, so the copy is never readable by others; VACUUM INTO
-        // writes into an empty file.
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options
-            .open(&path)
-            .map_err(|source| StoreError::CreateFile {
-                path: path.clone(),
-                source,
-            })?;
-        if let Err(e) = self.snapshot_into(&path).await {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        let copy = Store::connect_existing(&crate::DatabaseUrl::sqlite_file(&path)).await;
-        let size = match copy {
-            Ok(copy) => {
-                let size = copy.ledger_size().await;
-                copy.close().await;
-                size
-            }
-            Err(e) => Err(e),
-        };
-        for suffix in ["-wal", "-shm"] {
-            let _ = std::fs::remove_file(dir.join(format!("{name}{suffix}")));
-        }
-        match size {
-            Ok(size) => Ok((path, size)),
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(e)
-            }
-        }
-    }
-
     /// Opens a repeatable-read transaction on PostgreSQL, exports its snapshot and reads the
     /// ledger size in it.
     pub async fn export_snapshot(&self) -> Result<PgSnapshot, StoreError> {

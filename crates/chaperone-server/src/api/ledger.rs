@@ -536,15 +536,14 @@ pub(crate) async fn search(
 pub(crate) struct BackupRequest {
     /// `sqlite` or `postgres`.
     backend: String,
-    /// PostgreSQL: SHA-256 of the `pg_dump` file, lowercase hex. Not given for SQLite,
-    /// whose snapshot the server takes and hashes itself.
-    sha256: Option<String>,
-    /// PostgreSQL: size of the dump in bytes.
-    bytes: Option<u64>,
-    /// PostgreSQL: ledger entries in the dump's snapshot.
-    ledger_size: Option<u64>,
-    /// PostgreSQL: the ledger's root at `ledger_size`, base64.
-    ledger_root: Option<String>,
+    /// SHA-256 of the snapshot file, lowercase hex.
+    sha256: String,
+    /// Size of the snapshot file in bytes.
+    bytes: u64,
+    /// Ledger entries in the snapshot.
+    ledger_size: u64,
+    /// The ledger's root at `ledger_size`, base64.
+    ledger_root: String,
 }
 
 /// The signed backup statement.
@@ -553,23 +552,6 @@ pub(crate) struct BackupStatement {
     /// A signed note: a checkpoint at the snapshot's ledger size with the extension line
     /// `chaperone-backup/1 <backend> <sha256> <bytes> <signed at, RFC 3339>`.
     statement: String,
-    /// SQLite: the snapshot the server took, beside the database (mode 0600), for the
-    /// caller to move into the backup.
-    snapshot: Option<String>,
-    /// What was signed: the snapshot's SHA-256 and size, its ledger size and root.
-    sha256: String,
-    bytes: u64,
-    ledger_size: u64,
-    ledger_root: String,
-}
-
-/// SHA-256 (lowercase hex) and size of the file at `path`.
-fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
-    use sha2::Digest as _;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let bytes = std::io::copy(&mut file, &mut hasher)?;
-    Ok((hex::encode(hasher.finalize()), bytes))
 }
 
 /// Signs a backup's manifest with the ledger key, after checking that the snapshot's ledger
@@ -585,138 +567,72 @@ pub(crate) async fn sign_backup(
     super::ApiJson(body): super::ApiJson<BackupRequest>,
 ) -> Result<Json<BackupStatement>, ApiError> {
     let bad = |message: &str| ApiError::bad_request("invalid_backup", message.to_owned());
-    let backend = match (body.backend.as_str(), state.store.backend()) {
-        ("sqlite", chaperone_store::Backend::Sqlite) => "sqlite",
-        ("postgres", chaperone_store::Backend::Postgres) => "postgres",
-        ("sqlite" | "postgres", _) => return Err(bad("the backend is not this server's")),
-        _ => return Err(bad("the backend is sqlite or postgres")),
-    };
-    // Security decision: for SQLite the server takes the snapshot and hashes it itself, so
-    // that an admin token cannot get any database file signed as a backup (a token added by
-    // hand, outside the ledger, would otherwise restore as verified). A PostgreSQL dump is
-    // made by `pg_dump`, which the server does not run: its hash is the caller's word (see
-    // operations.md).
-    let mut snapshot = None;
-    let (sha256, bytes, ledger_size, root) = if backend == "sqlite" {
-        if body.sha256.is_some()
-            || body.bytes.is_some()
-            || body.ledger_size.is_some()
-            || body.ledger_root.is_some()
-        {
-            return Err(bad(
-                "for SQLite the server takes the snapshot itself: send only the backend",
-            ));
-        }
-        let mut raw = [0u8; 8];
-        chaperone_crypto::random_bytes(&mut raw);
-        let name = format!(".chaperone-backup-{}.db", hex::encode(raw));
-        let (path, size) = state.store.snapshot_beside(&name).await?;
-        let hashed = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || sha256_file(&path))
-                .await
-                .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?
-        };
-        let (sha256, bytes) = match hashed {
-            Ok(hashed) => hashed,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(StoreError::Corrupt(format!("reading the snapshot: {e}")).into());
-            }
-        };
-        snapshot = Some(path);
-        (sha256, bytes, size, state.ledger_root(size).await?)
-    } else {
-        let (Some(sha256), Some(bytes), Some(ledger_size), Some(root)) =
-            (body.sha256, body.bytes, body.ledger_size, body.ledger_root)
-        else {
-            return Err(bad(
-                "a PostgreSQL backup gives sha256, bytes, ledger_size and ledger_root",
-            ));
-        };
-        if sha256.len() != 64
-            || !sha256
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return Err(bad("sha256 is 64 lowercase hex digits"));
-        }
-        let root: Hash = STANDARD
-            .decode(&root)
-            .ok()
-            .and_then(|r| r.try_into().ok())
-            .ok_or_else(|| bad("ledger_root is a base64 SHA-256"))?;
-        (sha256, bytes, ledger_size, root)
-    };
-    let refuse = |error: ApiError| {
-        if let Some(path) = &snapshot {
-            let _ = std::fs::remove_file(path);
-        }
-        error
-    };
-    let signed = async {
-        // The ledger is checked against its checkpoints first (and a checkpoint signed of
-        // its head), then the snapshot's tree head against that head: a statement is only
-        // ever signed for a prefix of the history the checkpoints vouch for.
-        let head = state.checkpoint_now().await?;
-        let verifier = state.ledger_signer().await?.verifier();
-        let head = note::open(head.as_bytes(), std::slice::from_ref(&verifier))
-            .ok()
-            .and_then(|text| Checkpoint::parse(&text).ok())
-            .ok_or_else(|| inconsistent("the checkpoint just made does not verify".to_owned()))?;
-        let matches = ledger_size <= head.size
-            && state.ledger_root(ledger_size).await? == root
-            && state
-                .check_extends(ledger_size, &root, head.size, &head.root)
-                .await
-                .is_ok();
-        if !matches {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "ledger_mismatch",
-                "the snapshot's ledger is not this server's ledger: it cannot be vouched for",
-            ));
-        }
-        let signer = state.ledger_signer().await?;
-        let checkpoint = Checkpoint {
-            origin: signer.verifier().name().to_owned(),
-            size: ledger_size,
-            root,
-            // The server's time is signed too: the manifest's date is not, so an older
-            // backup could otherwise pass for a newer one and bring back access revoked
-            // since.
-            extensions: vec![format!(
-                "{} {backend} {sha256} {bytes} {}",
-                chaperone_ledger::checkpoint::BACKUP_EXTENSION,
-                state.clock.now().to_rfc3339()
-            )],
-        };
-        let statement = signer
-            .sign(&checkpoint.to_text())
-            .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
-        let mut record =
-            crate::record::Record::new("sys.backup", "", chaperone_ledger::entry::Outcome::Success);
-        record
-            .details
-            .insert("sha256".into(), sha256.clone().into());
-        record.details.insert("bytes".into(), bytes.into());
-        record
-            .details
-            .insert("ledger_size".into(), ledger_size.into());
-        record
-            .details
-            .insert("taken_by_server".into(), snapshot.is_some().into());
-        state.record(&info, caller.actor(), record).await?;
-        Ok(statement)
+    if !matches!(body.backend.as_str(), "sqlite" | "postgres") {
+        return Err(bad("the backend is sqlite or postgres"));
     }
-    .await;
-    let statement = signed.map_err(refuse)?;
-    Ok(Json(BackupStatement {
-        statement,
-        snapshot: snapshot.map(|p| p.display().to_string()),
-        sha256,
-        bytes,
-        ledger_size,
-        ledger_root: STANDARD.encode(root),
-    }))
+    if body.sha256.len() != 64
+        || !body
+            .sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(bad("sha256 is 64 lowercase hex digits"));
+    }
+    let root: Hash = STANDARD
+        .decode(&body.ledger_root)
+        .ok()
+        .and_then(|r| r.try_into().ok())
+        .ok_or_else(|| bad("ledger_root is a base64 SHA-256"))?;
+    // The ledger is checked against its checkpoints first (and a checkpoint signed of its
+    // head), then the snapshot's tree head against that head: a statement is only ever
+    // signed for a prefix of the history the checkpoints vouch for.
+    let head = state.checkpoint_now().await?;
+    let verifier = state.ledger_signer().await?.verifier();
+    let head = note::open(head.as_bytes(), std::slice::from_ref(&verifier))
+        .ok()
+        .and_then(|text| Checkpoint::parse(&text).ok())
+        .ok_or_else(|| inconsistent("the checkpoint just made does not verify".to_owned()))?;
+    let matches = body.ledger_size <= head.size
+        && state.ledger_root(body.ledger_size).await? == root
+        && state
+            .check_extends(body.ledger_size, &root, head.size, &head.root)
+            .await
+            .is_ok();
+    if !matches {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ledger_mismatch",
+            "the snapshot's ledger is not this server's ledger: it cannot be vouched for",
+        ));
+    }
+    let signer = state.ledger_signer().await?;
+    let checkpoint = Checkpoint {
+        origin: signer.verifier().name().to_owned(),
+        size: body.ledger_size,
+        root,
+        // The server's time is signed too: the manifest's date is not, so an older backup
+        // could otherwise pass for a newer one and bring back access revoked since.
+        extensions: vec![format!(
+            "{} {} {} {} {}",
+            chaperone_ledger::checkpoint::BACKUP_EXTENSION,
+            body.backend,
+            body.sha256,
+            body.bytes,
+            state.clock.now().to_rfc3339()
+        )],
+    };
+    let statement = signer
+        .sign(&checkpoint.to_text())
+        .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
+    let mut record =
+        crate::record::Record::new("sys.backup", "", chaperone_ledger::entry::Outcome::Success);
+    record
+        .details
+        .insert("sha256".into(), body.sha256.clone().into());
+    record.details.insert("bytes".into(), body.bytes.into());
+    record
+        .details
+        .insert("ledger_size".into(), body.ledger_size.into());
+    state.record(&info, caller.actor(), record).await?;
+    Ok(Json(BackupStatement { statement }))
 }

@@ -207,29 +207,15 @@ async fn take_backup(
     url: &DatabaseUrl,
     client: &Client,
 ) -> anyhow::Result<Manifest> {
-    let signed_by = || format!("the server at {} did not sign the manifest", client.base());
-    let backend = backend_name(url.backend());
-    let (snapshot_name, ledger, signed) = match url.backend() {
+    let store = Store::connect_existing(url)
+        .await
+        .with_context(|| format!("cannot open {}", url.redacted()))?;
+    let (snapshot_name, ledger) = match store.backend() {
         Backend::Sqlite => {
-            // The server takes the snapshot and hashes it itself (it signs nothing else for
-            // SQLite); it is moved here from beside the database.
-            let answer = client
-                .call(
-                    Method::Post,
-                    "sys/backup",
-                    Some(&serde_json::json!({ "backend": backend })),
-                )
-                .with_context(signed_by)?;
-            let taken = PathBuf::from(
-                answer["snapshot"]
-                    .as_str()
-                    .context("the server did not say where its snapshot is")?,
-            );
             let name = "chaperone.db";
             let path = args.out.join(name);
-            let moved = move_snapshot(&taken, &path);
-            let _ = std::fs::remove_file(&taken);
-            moved?;
+            create_private_file(&path)?;
+            store.snapshot_into(&path).await?;
             // The copy is read through its own store, as a restore will read it.
             let copy = Store::connect_existing(&DatabaseUrl::sqlite_file(&path)).await?;
             let size = copy.ledger_size().await?;
@@ -242,12 +228,9 @@ async fn take_backup(
             for suffix in ["-wal", "-shm"] {
                 let _ = std::fs::remove_file(args.out.join(format!("{name}{suffix}")));
             }
-            (name, state?, answer)
+            (name, state?)
         }
         Backend::Postgres => {
-            let store = Store::connect_existing(url)
-                .await
-                .with_context(|| format!("cannot open {}", url.redacted()))?;
             let name = "chaperone.pgdump";
             let path = args.out.join(name);
             create_private_file(&path)?;
@@ -272,39 +255,26 @@ async fn take_backup(
             }
             // Hash tiles up to `size` never change once written, so the live database
             // gives the snapshot's root.
-            let ledger = ledger_state(&store, size, facts).await?;
-            store.close().await;
-            let (sha256, bytes) = sha256_file(&path)?;
-            let answer = client
-                .call(
-                    Method::Post,
-                    "sys/backup",
-                    Some(&serde_json::json!({
-                        "backend": backend,
-                        "sha256": sha256,
-                        "bytes": bytes,
-                        "ledger_size": ledger.size,
-                        "ledger_root": ledger.root,
-                    })),
-                )
-                .with_context(signed_by)?;
-            (name, ledger, answer)
+            (name, ledger_state(&store, size, facts).await?)
         }
     };
-    // What is kept is what was signed.
+    store.close().await;
     let (sha256, bytes) = sha256_file(&args.out.join(snapshot_name))?;
-    if signed["sha256"] != sha256.as_str()
-        || signed["bytes"] != bytes
-        || signed["ledger_size"] != ledger.size
-        || signed["ledger_root"] != ledger.root.as_str()
-    {
-        bail!(
-            "the snapshot kept ({sha256}, {bytes} bytes, {} ledger entries) is not the one the \
-             server signed: it changed on the way",
-            ledger.size
-        );
-    }
-    let statement = signed["statement"]
+    let backend = backend_name(url.backend());
+    let answer = client
+        .call(
+            Method::Post,
+            "sys/backup",
+            Some(&serde_json::json!({
+                "backend": backend,
+                "sha256": sha256,
+                "bytes": bytes,
+                "ledger_size": ledger.size,
+                "ledger_root": ledger.root,
+            })),
+        )
+        .with_context(|| format!("the server at {} did not sign the manifest", client.base()))?;
+    let statement = answer["statement"]
         .as_str()
         .context("the server did not return a signed statement")?
         .to_owned();
@@ -323,24 +293,6 @@ async fn take_backup(
     let text = serde_json::to_string_pretty(&manifest)? + "\n";
     crate::cmd::server::write_private(&args.out.join(MANIFEST), text.as_bytes())?;
     Ok(manifest)
-}
-
-/// Moves the server's snapshot `from` to `to` (a new file, mode 0600): renamed when both are
-/// on one file system, copied otherwise.
-fn move_snapshot(from: &Path, to: &Path) -> anyhow::Result<()> {
-    if std::fs::rename(from, to).is_ok() {
-        return Ok(());
-    }
-    create_private_file(to)?;
-    let mut source = open_backup_file(from)?;
-    let mut target = std::fs::OpenOptions::new()
-        .write(true)
-        .open(to)
-        .with_context(|| format!("cannot write {}", to.display()))?;
-    std::io::copy(&mut source, &mut target)
-        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-    target.sync_all()?;
-    Ok(())
 }
 
 async fn ledger_state(
