@@ -295,9 +295,7 @@ impl Scanner {
         report: &mut Report,
     ) -> std::io::Result<()> {
         let mut tar = tar::Archive::new(reader);
-        // Past an end-of-archive marker (two zero blocks) a second archive can follow, which
-        // `tar -i` extracts: read on to the end of the stream, as that does.
-        tar.set_ignore_zeros(true);
+        let mut read_to_end = true;
         for entry in tar.entries()? {
             let mut entry = entry?;
             // Every entry's body is inflated to skip past it, read or not.
@@ -320,6 +318,7 @@ impl Scanner {
             if not_content {
                 if !budget.admit(declared) {
                     report.skipped_large += 1;
+                    read_to_end = false;
                     break;
                 }
                 // A sparse file has content this scan does not reassemble: counted, so
@@ -331,7 +330,26 @@ impl Scanner {
             }
             let member_name = entry.path()?.to_string_lossy().into_owned();
             if !self.take(name, &member_name, &mut entry, declared, budget, report)? {
+                read_to_end = false;
                 break;
+            }
+        }
+        // Past the end-of-archive marker, anything but zeros (a second archive, which
+        // `tar -i` extracts, or data hidden there) is content this scan did not read: it
+        // counts as unscanned.
+        if read_to_end {
+            let mut rest = tar.into_inner();
+            let mut block = [0u8; 8192];
+            loop {
+                // Still bounded: past the archive's limit, this fails as the entries would.
+                let n = rest.read(&mut block)?;
+                if n == 0 {
+                    break;
+                }
+                if block[..n].iter().any(|&b| b != 0) {
+                    report.skipped_binary += 1;
+                    break;
+                }
             }
         }
         Ok(())
@@ -706,13 +724,33 @@ mod tests {
             "{report:?}"
         );
 
-        // A second tar after the first's end marker, as `tar -i` reads it.
+        // A second tar after the first's end marker (`tar -i` extracts it), or any data
+        // there: unscanned. Zeros there are padding.
         let file = tar::EntryType::Regular;
         let mut hidden = tar_of(&[("README", file, b"hello")]);
         hidden.extend(tar_of(&[("app/.env", file, LEAK.as_bytes())]));
         let report = scanner.scan_upload("d.tar", &hidden).unwrap();
-        assert_eq!(report.findings.len(), 1, "{report:?}");
-        assert_eq!(report.files_scanned, 2);
+        assert_eq!(
+            (report.files_scanned, report.skipped_binary),
+            (1, 1),
+            "{report:?}"
+        );
+        let mut junk = tar_of(&[("README", file, b"hello")]);
+        junk.extend((0..1024u32).map(|i| (i % 251) as u8 | 1));
+        let report = scanner.scan_upload("d.tar", &junk).unwrap();
+        assert_eq!(
+            (report.files_scanned, report.skipped_binary),
+            (1, 1),
+            "{report:?}"
+        );
+        let mut padded = tar_of(&[("README", file, b"hello")]);
+        padded.extend([0u8; 10240]);
+        let report = scanner.scan_upload("d.tar", &padded).unwrap();
+        assert_eq!(
+            (report.files_scanned, report.skipped_binary),
+            (1, 0),
+            "{report:?}"
+        );
     }
 
     fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {

@@ -113,8 +113,9 @@ fn misdirected() -> Response {
     crate::ApiError::new(
         StatusCode::MISDIRECTED_REQUEST,
         "unknown_host",
-        "this server does not answer to that host name: use its address, or add the name to \
-         allowed_hosts (or public_url) in its configuration",
+        "this server does not answer to that host name without TLS: use its address or \
+         localhost, or name it in allowed_hosts (or public_url) in the configuration of \
+         `chaperone server` (`chaperone up` answers to addresses and localhost only)",
     )
     .into_response()
 }

@@ -153,6 +153,8 @@ pub struct AppState {
     /// Share contents being read or stored, at most [`MAX_QUEUED_UPLOADS`] (25 MiB each):
     /// a slot is taken before the body is read, apart from deliverables' slots.
     pub(crate) share_upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Who is uploading a share's content now: one upload per person at a time.
+    pub(crate) share_uploaders: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Argon2 runs (password and passphrase hashes and checks) at once: one per core, at most
     /// eight. Each
     /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
@@ -274,6 +276,7 @@ impl AppState {
             scans: Arc::new(tokio::sync::Semaphore::new(1)),
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             share_upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
+            share_uploaders: std::sync::Mutex::default(),
             password_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             )),

@@ -118,13 +118,29 @@ impl Store {
         // `secure_delete` zeroes the old wrapping in the database file once its page is
         // written back, but the write-ahead log keeps the page as it was until a checkpoint:
         // the old shares would still open the root key from a copy of the files. The log is
-        // written back and emptied now; if a reader holds it, it is at the next checkpoint.
-        if self.backend == Backend::Sqlite
-            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await
-        {
-            tracing::warn!(error = %e, "the write-ahead log could not be emptied after a rekey");
+        // written back and emptied now. A reader in the log makes the checkpoint say it is
+        // busy (a row, not an error): it is tried again for a while, then said in the log.
+        if self.backend == Backend::Sqlite {
+            for attempt in 1..=20 {
+                let busy = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&self.pool)
+                    .await
+                    .and_then(|row| row.try_get::<i64, _>(0));
+                match busy {
+                    Ok(0) => break,
+                    Ok(_) if attempt < 20 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Ok(_) => tracing::warn!(
+                        "a reader held the write-ahead log: the old root key wrapping stays in \
+                         it until the next checkpoint"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the write-ahead log could not be emptied after a rekey");
+                        break;
+                    }
+                }
+            }
         }
         Ok(())
     }

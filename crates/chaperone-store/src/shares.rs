@@ -111,15 +111,35 @@ pub enum Opened {
 }
 
 impl Store {
-    /// Adds a share without content, recording `events` with it.
+    /// Adds a share without content, recording `events` with it. With `limit`, fails with
+    /// [`StoreError::Conflict`] when its creator's live shares (not destroyed, not expired
+    /// at its creation) would hold more than `limit` bytes with it: checked in the change,
+    /// so concurrent creations cannot pass it together.
     pub async fn insert_share(
         &self,
         share: &ShareRecord,
+        limit: Option<i64>,
         events: &[Event],
     ) -> Result<(), StoreError> {
         let (share, events) = (share.clone(), events.to_vec());
         self.change(move |conn| {
             Box::pin(async move {
+                if let Some(limit) = limit {
+                    let kept: i64 = sqlx::query_scalar(
+                        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM shares \
+                         WHERE created_by = $1 AND destroyed_at IS NULL AND expires_at > $2",
+                    )
+                    .bind(&share.created_by)
+                    .bind(share.created_at.unix_nanos())
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db("reading the size of live shares"))?;
+                    if kept.saturating_add(share.size) > limit {
+                        return Err(StoreError::Conflict(format!(
+                            "live shares would hold more than {limit} bytes"
+                        )));
+                    }
+                }
                 sqlx::query(
                     "INSERT INTO shares (id, created_by, created_at, expires_at, max_views, \
                      views, passphrase_hash, restricted_to, label, size, proof_hash) \

@@ -2332,7 +2332,11 @@ fn share_record(id: &str, views: i64, expires: i64) -> ShareRecord {
 
 async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) {
     f.store
-        .insert_share(&share_record("shr_1", 2, 100), &[event("share.create")])
+        .insert_share(
+            &share_record("shr_1", 2, 100),
+            None,
+            &[event("share.create")],
+        )
         .await
         .unwrap();
     // Nothing to open before the content arrives; content of the wrong size is refused.
@@ -2409,7 +2413,7 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
     // destroys it.
     for id in ["shr_2", "shr_3"] {
         f.store
-            .insert_share(&share_record(id, 1, 10), &[])
+            .insert_share(&share_record(id, 1, 10), None, &[])
             .await
             .unwrap();
         f.store
@@ -2448,6 +2452,32 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
     assert!(f.store.expired_shares(t(12)).await.unwrap().is_empty());
     assert_eq!(f.store.shares(Some("per_a")).await.unwrap().len(), 3);
     assert!(f.store.shares(Some("per_b")).await.unwrap().is_empty());
+
+    // A limit on what one person's live shares hold counts neither the destroyed nor the
+    // expired ones, and is checked in the change.
+    let live = |id: &str, size: i64| ShareRecord {
+        created_by: "per_b".into(),
+        created_at: t(12),
+        size,
+        ..share_record(id, 1, 100)
+    };
+    for id in ["shr_4", "shr_5"] {
+        f.store
+            .insert_share(&live(id, 10), Some(25), &[])
+            .await
+            .unwrap();
+    }
+    let refused = f.store.insert_share(&live("shr_6", 10), Some(25), &[]).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(f.store.share("shr_6").await.unwrap(), None);
+    f.store
+        .destroy_share("shr_4", "revoked", t(13), &[])
+        .await
+        .unwrap();
+    f.store
+        .insert_share(&live("shr_6", 10), Some(25), &[])
+        .await
+        .unwrap();
 }
 
 /// Reads that are cached (SQLite) see every change at once; with PostgreSQL nothing is

@@ -22,7 +22,7 @@ use chaperone_core::policy::{Action, Role};
 use chaperone_core::{Cas, SecretPath, Timestamp, parse_duration};
 use chaperone_crypto::password::{Password, hash_password, verify_password};
 use chaperone_ledger::entry::{Actor, Outcome};
-use chaperone_store::{Op, Opened, ShareRecord};
+use chaperone_store::{Op, Opened, ShareRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -123,25 +123,7 @@ pub(crate) async fn create_share(
     if req.size == 0 || req.size > MAX_SEALED_BYTES {
         return Err(invalid("a share carries at most 25 MiB"));
     }
-    // Shares are kept until their last view or expiry (up to 30 days): what one person
-    // keeps at once is bounded, so no account can fill the database's disk.
-    let now = state.clock.now();
-    let kept: i64 = state
-        .store
-        .shares(Some(&actor_id(&caller)))
-        .await?
-        .iter()
-        .filter(|s| s.destroyed.is_none() && s.expires_at > now)
-        .map(|s| s.size)
-        .sum();
-    if kept.saturating_add(i64::try_from(req.size).unwrap_or(i64::MAX)) > MAX_LIVE_SHARE_BYTES {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "share_quota",
-            "your live share links hold 256 MiB already: revoke some (`chaperone share \
-             revoke`) or let them expire",
-        ));
-    }
+
     let ttl = match &req.expires {
         Some(text) => parse_duration(text).map_err(invalid)?,
         None => DEFAULT_TTL,
@@ -206,7 +188,23 @@ pub(crate) async fn create_share(
             ("source", req.source.clone().into()),
         ],
     );
-    state.store.insert_share(&share, &[event]).await?;
+    // Shares are kept until their last view or expiry (up to 30 days): what one person
+    // keeps at once is bounded, so no account can fill the database's disk.
+    match state
+        .store
+        .insert_share(&share, Some(MAX_LIVE_SHARE_BYTES), &[event])
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "share_quota",
+                "your live share links would hold more than 256 MiB: revoke some (`chaperone \
+                 share revoke`) or let them expire",
+            ));
+        }
+        other => other?,
+    }
     Ok(Json(share.into()))
 }
 
@@ -221,31 +219,38 @@ pub(crate) async fn put_share_content(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
-    // A slot before the body is read (held until the answer): share uploads hold at most
-    // `MAX_QUEUED_UPLOADS` bodies in memory at once, apart from deliverables'.
-    let _slot = super::upload_slot(
-        &state.share_upload_slots,
-        "other share contents are being uploaded; try again in a moment",
-    )?;
-    let content = axum::body::to_bytes(body, MAX_SEALED_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "a share's content is at most its announced size",
-            )
-        })?;
     let proof = headers
         .get("x-share-proof")
         .and_then(|v| v.to_str().ok())
         .filter(|p| p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()))
         .ok_or_else(|| invalid("send the key proof in X-Share-Proof (64 hex digits)"))?;
     let proof_hash = proof_hash(proof);
+    let me = actor_id(&caller);
     let share = state.store.share(&id).await?.ok_or_else(gone)?;
-    if share.created_by != actor_id(&caller) {
+    if share.created_by != me {
         return Err(ApiError::not_found("no such share of yours"));
     }
+    if share.has_content {
+        return Err(invalid("the content is already there"));
+    }
+    // Slots before the body is read (held until the answer): share uploads hold at most
+    // `MAX_QUEUED_UPLOADS` bodies in memory at once, apart from deliverables', and one
+    // person uploads one at a time, so nobody stalling uploads holds every slot.
+    let _mine = Uploading::start(&state.share_uploaders, &me)?;
+    let _slot = super::upload_slot(
+        &state.share_upload_slots,
+        "other share contents are being uploaded; try again in a moment",
+    )?;
+    let announced = usize::try_from(share.size)
+        .unwrap_or(0)
+        .min(MAX_SEALED_BYTES);
+    let content = axum::body::to_bytes(body, announced).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "a share's content is at most its announced size",
+        )
+    })?;
     let event = change_event(
         &state,
         &info,
@@ -264,6 +269,44 @@ pub(crate) async fn put_share_content(
         ));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A person's share upload in progress; ends when dropped.
+struct Uploading<'a> {
+    uploading: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    who: String,
+}
+
+impl<'a> Uploading<'a> {
+    /// Starts `who`'s upload, or `429 busy` while one of theirs is in progress.
+    fn start(
+        uploading: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+        who: &str,
+    ) -> Result<Self, ApiError> {
+        let mut set = uploading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !set.insert(who.to_owned()) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "another upload of yours is in progress; send one at a time",
+            ));
+        }
+        Ok(Self {
+            uploading,
+            who: who.to_owned(),
+        })
+    }
+}
+
+impl Drop for Uploading<'_> {
+    fn drop(&mut self) {
+        self.uploading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.who);
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/shares", responses((status = 200, body = Vec<ShareInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]

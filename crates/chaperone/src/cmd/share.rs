@@ -152,12 +152,19 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
             let key = ShareKey::generate();
             let sealed = share::seal(&key, id, &header, &content);
             let proof = share::open_proof(&key, id);
-            client.upload(
+            if let Err(error) = client.upload(
                 &format!("shares/{id}/content"),
                 &sealed,
                 "application/octet-stream",
                 &[("X-Share-Proof", &proof)],
-            )?;
+            ) {
+                // A link without content opens nothing, but would count against the quota
+                // until it expired: it goes.
+                let _ = client.call(Method::Delete, &format!("shares/{id}"), None);
+                return Err(error.context(format!(
+                    "the content did not reach the server; share {id} was revoked"
+                )));
+            }
             let who = match created["recipient"].as_str() {
                 Some(_) => "only its recipient can open it, after logging in",
                 None => "whoever holds it can open it",
