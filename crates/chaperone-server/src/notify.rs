@@ -436,11 +436,23 @@ impl AppState {
                 time: now.to_rfc3339(),
             };
             let closed = crate::api::access::close_pending(self, &person.id, &closer, now).await?;
+            // Its grants go too, so re-enabling it brings no access back without a new
+            // approval.
+            let grants_revoked = self
+                .store
+                .grants_of(&person.id)
+                .await?
+                .iter()
+                .filter(|g| g.expires_at > now)
+                .count();
             let event = {
                 let mut event = event;
                 event
                     .details
                     .insert("requests_closed".into(), closed.len().into());
+                event
+                    .details
+                    .insert("grants_revoked".into(), grants_revoked.into());
                 event
             };
             let mut ops = vec![
@@ -450,6 +462,10 @@ impl AppState {
                     ends_at: person.ends_at,
                 },
                 Op::RevokeTokensOf {
+                    person_id: person.id.clone(),
+                    at: now,
+                },
+                Op::RevokeGrantsOf {
                     person_id: person.id.clone(),
                     at: now,
                 },

@@ -2154,13 +2154,151 @@ fn notifications_are_mailed_through_the_smtp_relay() {
     );
 }
 
+/// Whoever was handed an account's enrolment code may be that account: the initial admin
+/// token approves no request of an account it made, and nobody's request is approved by an
+/// account they made.
+#[test]
+fn nobody_approves_through_an_account_whose_code_they_were_handed() {
+    let s = Server::start();
+    let ada = s.person("ada", "admin", None);
+    let ada_t = s.login(&ada);
+    let ask = |token: &str| {
+        s.ok(
+            "POST",
+            "/api/v1/requests",
+            Some(token),
+            Some(
+                json!({ "prefix": "ops/db", "capabilities": ["read"], "reason": "deploy",
+                         "duration": "1d" }),
+            ),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // dee was made by the initial admin token.
+    let dee = s.person("dee", "member", None);
+    let dee_t = s.login(&dee);
+    let asked = ask(&dee_t);
+    let approve = |id: &str, token: &str| {
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            token,
+            Some(json!({})),
+        )
+    };
+    assert_eq!(approve(&asked, &s.admin), (403, "created_requester".into()));
+    // sock was made by ada: sock does not approve ada's request.
+    let sock = s.person_made_by(&ada_t, "sock", "approver", None, None);
+    let sock_t = s.login(&sock);
+    let own = ask(&ada_t);
+    assert_eq!(approve(&own, &sock_t), (403, "created_approver".into()));
+    // An approver nobody involved made does.
+    let ann = s.person("ann", "approver", None);
+    let ann_t = s.login(&ann);
+    let approved = s.ok(
+        "POST",
+        &format!("/api/v1/requests/{own}/approve"),
+        Some(&ann_t),
+        Some(json!({})),
+    );
+    assert_eq!(approved["status"], "approved", "{approved}");
+}
+
+/// A disabled account loses its grants (enabling it again brings none back), gets no
+/// break-glass grant, and a break-glass grant is held to the longest grant of a level a
+/// path is classified at later.
+#[test]
+fn grants_end_with_the_account_and_break_glass_is_held_to_later_levels() {
+    let s = Server::start();
+    let cy = acme_reader(&s);
+    write(&s, "acme/pay/bank", "bank-Jq27");
+    let read = |token: &str, path: &str| {
+        s.call(
+            "GET",
+            &format!("/api/v1/secrets/data/{path}"),
+            Some(token),
+            None,
+            None,
+        )
+    };
+    let cy_t = s.login(&cy);
+    assert_eq!(read(&cy_t, "acme/app/db").0, 200);
+    s.ok("POST", "/api/v1/people/cy/disable", Some(&s.admin), None);
+    assert_eq!(
+        s.recorded("person.disable", "cy")[0]["details"]["grants_revoked"],
+        1
+    );
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "1d", "reason": "incident 9" }),
+        ),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("grantee_inactive"))
+    );
+    s.ok("POST", "/api/v1/people/cy/enable", Some(&s.admin), None);
+    let cy_t = s.login(&cy);
+    let (status, body) = read(&cy_t, "acme/app/db");
+    assert_eq!(status, 403, "the old grant came back: {body}");
+
+    // Break-glass for 60 days; then part of its prefix is classified at a level that grants
+    // at most a week.
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cy", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "60d", "reason": "incident 10" }),
+        ),
+    );
+    assert_eq!(read(&cy_t, "acme/pay/bank").0, 200);
+    let mut tight = s
+        .ok("GET", "/api/v1/levels", Some(&s.admin), None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "internal")
+        .unwrap()
+        .clone();
+    tight["name"] = json!("tight");
+    tight["rank"] = json!(5);
+    tight["max_grant_secs"] = json!(7 * 86_400);
+    s.ok("PUT", "/api/v1/levels/tight", Some(&s.admin), Some(tight));
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "acme/pay", "level": "tight" })),
+    );
+    // (A vendor's person is not told that the path's level is the reason.)
+    let (status, body) = read(&cy_t, "acme/pay/bank");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_permitted")),
+        "{body}"
+    );
+    assert_eq!(read(&cy_t, "acme/app/db").0, 200);
+}
+
 #[test]
 fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
     let s = Server::start();
     vendor(&s, "acme");
     let sam = s.person("sam", "security", None);
     let sam_t = s.login(&sam);
-    let cy = s.person("cy", "contractor", Some("acme"));
+    // Made by security: the initial admin token, which made no account of cy's, is held to
+    // the rule below.
+    let cy = s.person_made_by(&sam_t, "cy", "contractor", Some("acme"), None);
     let cy_t = s.login(&cy);
     s.ok(
         "PUT",
@@ -2526,7 +2664,10 @@ fn listings_and_classifications_follow_the_gate_and_the_grants() {
 #[test]
 fn a_wide_request_is_held_to_every_level_it_reaches() {
     let s = Server::start();
-    let mo = s.person("mo", "member", None);
+    let ada = s.person("ada", "admin", None);
+    let ada_t = s.login(&ada);
+    // Made by an admin of the business, so the initial admin token may decide mo's requests.
+    let mo = s.person_made_by(&ada_t, "mo", "member", None, None);
     let ann = s.person("ann", "approver", None);
     let sam = s.person("sam", "security", None);
     let (mo_t, ann_t, sam_t) = (s.login(&mo), s.login(&ann), s.login(&sam));
@@ -2886,7 +3027,7 @@ fn reminders_reach_someone_and_follow_new_end_dates() {
     let s = Server::start_with(|settings| settings.notify.webhook_url = Some(url));
     // No one in security; the vendor's owner leaves.
     let olga = s.person("olga", "member", None);
-    s.person("ada", "admin", None);
+    let ada = s.person("ada", "admin", None);
     s.ok(
         "POST",
         "/api/v1/vendors",
@@ -2955,13 +3096,15 @@ fn reminders_reach_someone_and_follow_new_end_dates() {
         Some(&cy_t),
         Some(json!({ "duration": "2d", "reason": "more work" })),
     );
+    // By an admin of the business: the initial admin token made cy's account.
+    let ada_t = s.login(&ada);
     s.ok(
         "POST",
         &format!(
             "/api/v1/requests/{}/approve",
             extension["id"].as_str().unwrap()
         ),
-        Some(&s.admin),
+        Some(&ada_t),
         Some(json!({})),
     );
     assert_eq!(sweep(), 0, "two days left");

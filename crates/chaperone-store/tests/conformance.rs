@@ -2467,8 +2467,14 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
             .await
             .unwrap();
     }
-    let refused = f.store.insert_share(&live("shr_6", 10), Some(25), &[]).await;
-    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    let refused = f
+        .store
+        .insert_share(&live("shr_6", 10), Some(25), &[])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
     assert_eq!(f.store.share("shr_6").await.unwrap(), None);
     f.store
         .destroy_share("shr_4", "revoked", t(13), &[])

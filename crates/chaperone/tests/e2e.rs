@@ -491,41 +491,37 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         "",
     ));
     ok(server.cli(&admin, &["vendor", "add", "acme", "--status", "active"], ""));
-    let added = ok(server.cli(
-        &admin,
-        &[
-            "user",
-            "add",
-            "carol",
-            "--role",
-            "contractor",
-            "--vendor",
-            "acme",
-            "--json",
-        ],
-        "",
-    ));
-    let added: serde_json::Value = serde_json::from_str(&added).unwrap();
-    let code = added["enrolment_code"].as_str().unwrap();
-
-    let password = "carol-password-Vb93kLm";
-    let enrolled = ok(server.cli(
-        "",
-        &["enroll", code, "--password-stdin", "--json"],
-        &format!("{password}\n"),
-    ));
-    let enrolled: serde_json::Value = serde_json::from_str(&enrolled).unwrap();
-    let secret =
+    // Adds a person with the admin token and enrols them: their TOTP secret.
+    let enrol = |name: &str, role: &str, vendor: Option<&str>, password: &str| {
+        let mut args = vec!["user", "add", name, "--role", role, "--json"];
+        if let Some(vendor) = vendor {
+            args.extend(["--vendor", vendor]);
+        }
+        let added: serde_json::Value =
+            serde_json::from_str(&ok(server.cli(&admin, &args, ""))).unwrap();
+        let code = added["enrolment_code"].as_str().unwrap().to_owned();
+        let enrolled: serde_json::Value = serde_json::from_str(&ok(server.cli(
+            "",
+            &["enroll", &code, "--password-stdin", "--json"],
+            &format!("{password}\n"),
+        )))
+        .unwrap();
         chaperone_crypto::totp::TotpSecret::from_base32(enrolled["totp_secret"].as_str().unwrap())
-            .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let totp = format!(
-        "{:06}",
-        chaperone_crypto::totp::code_at(&secret, chaperone_crypto::totp::step_at(now), 6)
-    );
+            .unwrap()
+    };
+    let totp_now = |secret: &chaperone_crypto::totp::TotpSecret| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        format!(
+            "{:06}",
+            chaperone_crypto::totp::code_at(secret, chaperone_crypto::totp::step_at(now), 6)
+        )
+    };
+    let password = "carol-password-Vb93kLm";
+    let secret = enrol("carol", "contractor", Some("acme"), password);
+    let totp = totp_now(&secret);
 
     let home = dir.path().join("home");
     let carol = |args: &[&str], stdin: &str| run_cli_with(&server.addr, "", &home, args, stdin);
@@ -568,7 +564,7 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     // Nothing until a grant; then exactly the grant.
     let err = fails(carol(&["secret", "get", "acme/app/db"], ""));
     assert!(err.contains("not_permitted"), "{err}");
-    // Carol asks; she cannot approve her own request; the admin approves.
+    // Carol asks; she cannot approve her own request; an approver does.
     let asked = ok(carol(
         &[
             "request",
@@ -618,7 +614,25 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         pending.contains(&request) && pending.contains("deploy the billing fix"),
         "{pending}"
     );
-    let approved = ok(server.cli(&admin, &["request", "approve", &request], ""));
+    // The initial admin token made carol's account (it was handed her enrolment code), so
+    // it does not approve her requests; an approver does.
+    let refused = fails(server.cli(&admin, &["request", "approve", &request], ""));
+    assert!(refused.contains("created_requester"), "{refused}");
+    let ann_password = "ann-password-Qz81mKt";
+    let ann_secret = enrol("ann", "approver", None, ann_password);
+    let ann_home = dir.path().join("ann");
+    let ann = |args: &[&str], stdin: &str| run_cli_with(&server.addr, "", &ann_home, args, stdin);
+    ok(ann(
+        &[
+            "login",
+            "ann",
+            "--password-stdin",
+            "--totp",
+            &totp_now(&ann_secret),
+        ],
+        &format!("{ann_password}\n"),
+    ));
+    let approved = ok(ann(&["request", "approve", &request], ""));
     assert!(approved.contains("grant gra_"), "{approved}");
     assert_eq!(
         ok(carol(

@@ -404,6 +404,23 @@ async fn decidable(
              its requests",
         ));
     }
+    // The other way round: an approver whose account the requester created (or reset) may
+    // be the requester, enrolled with the code they were handed.
+    let approver = match caller.person_id.as_deref() {
+        Some(id) => state.store.person(id).await?,
+        None => None,
+    };
+    if approving
+        && approver
+            .as_ref()
+            .is_some_and(|p| code_holders(p).contains(&request.person_id))
+    {
+        return Err(forbidden(
+            "created_approver",
+            "the requester created your account or reset its credentials: another approver \
+             decides this request",
+        ));
+    }
     // The request is held to its level as it is now, not as it was when filed: a prefix
     // classified stricter since, or a tightened level, asks more of this approval.
     let levels = levels(state).await?;
@@ -471,7 +488,11 @@ async fn decidable(
                     && request.approvals_needed < 2
             }
         };
-        if may_approve && !handed_code.contains(&a.by) {
+        let made_by_requester = people
+            .iter()
+            .find(|p| p.id == a.by)
+            .is_some_and(|p| code_holders(p).contains(&request.person_id));
+        if may_approve && !handed_code.contains(&a.by) && !made_by_requester {
             kept.push(a);
         }
     }
@@ -735,12 +756,17 @@ async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Resu
 
 /// Who was handed the enrolment code of `person`'s account, and may hold it: its creator and
 /// whoever last reset its credentials.
-fn code_holders(person: &chaperone_store::PersonRecord) -> Vec<String> {
-    person
+///
+/// An account with no creator on record was made by the initial admin token (or before
+/// creators were kept): the token is taken for its creator, so it approves none of its
+/// requests either.
+pub(crate) fn code_holders(person: &chaperone_store::PersonRecord) -> Vec<String> {
+    let creator = person
         .created_by
-        .iter()
-        .chain(&person.reset_by)
-        .cloned()
+        .clone()
+        .unwrap_or_else(|| super::governance::ROOT_ACTOR.to_owned());
+    std::iter::once(creator)
+        .chain(person.reset_by.clone())
         .collect()
 }
 
@@ -900,6 +926,14 @@ pub(crate) async fn break_glass(
         return Err(forbidden(
             "self_grant",
             "nobody may grant access to themselves",
+        ));
+    }
+    // Only an active account of an active vendor is granted anything.
+    if !state.standing(&person).await?.active() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "grantee_inactive",
+            "the account or its vendor is not active: nothing is granted to it",
         ));
     }
     let levels = levels(&state).await?;

@@ -130,7 +130,8 @@ pub(crate) async fn add_person(
         totp_last_step: None,
         allowed_networks: Vec::new(),
         created_at: now,
-        created_by: caller.person_id.clone(),
+        // The initial admin token is recorded as `root`: it holds the code as a person would.
+        created_by: Some(actor_id(&caller)),
         reset_by: None,
         ends_at: body
             .ends
@@ -354,7 +355,7 @@ pub(crate) async fn reset_person(
                 code_hash: code_hash(&code),
                 expires_at: expires,
                 at: now,
-                by: caller.person_id.clone(),
+                by: Some(actor_id(&caller)),
                 refuse_if_granted,
             },
             Op::RevokeTokensOf {
@@ -421,6 +422,15 @@ pub(crate) async fn disable_person(
         // The answers they wrapped go with their tokens; the entry names them (as read
         // here: one wrapped meanwhile goes too, unnamed).
         let wrapped = state.store.wrapped_by(&id, now).await?;
+        // Grants go with the account: re-enabling it brings no access back without a new
+        // approval.
+        let grants = state
+            .store
+            .grants_of(&id)
+            .await?
+            .iter()
+            .filter(|g| g.expires_at > now)
+            .count();
         let event = change_event(
             &state,
             &info,
@@ -430,6 +440,7 @@ pub(crate) async fn disable_person(
             [
                 ("person_id", id.clone().into()),
                 ("requests_closed", closed.len().into()),
+                ("grants_revoked", grants.into()),
                 ("wrappings_revoked", wrapped.into()),
             ],
         );
@@ -439,6 +450,10 @@ pub(crate) async fn disable_person(
                 at: now,
             },
             Op::RevokeTokensOf {
+                person_id: id.clone(),
+                at: now,
+            },
+            Op::RevokeGrantsOf {
                 person_id: id.clone(),
                 at: now,
             },

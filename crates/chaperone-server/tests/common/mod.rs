@@ -220,11 +220,24 @@ impl Server {
         vendor: Option<&str>,
         email: Option<&str>,
     ) -> Person {
+        self.person_made_by(&self.admin, name, role, vendor, email)
+    }
+
+    /// Like [`Server::person_with_email`], the account made by `maker` (who is then its
+    /// creator, and approves none of its requests).
+    pub(crate) fn person_made_by(
+        &self,
+        maker: &str,
+        name: &str,
+        role: &str,
+        vendor: Option<&str>,
+        email: Option<&str>,
+    ) -> Person {
         let mut body = json!({ "name": name, "role": role, "email": email });
         if let Some(v) = vendor {
             body["vendor"] = json!(v);
         }
-        let added = self.ok("POST", "/api/v1/people", Some(&self.admin), Some(body));
+        let added = self.ok("POST", "/api/v1/people", Some(maker), Some(body));
         let code = added["enrolment_code"].as_str().unwrap().to_owned();
         let password = format!("pw-{name}-Zq81xK4mTr");
         let enrolled = self.ok(
