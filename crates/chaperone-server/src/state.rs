@@ -153,7 +153,7 @@ pub struct AppState {
     /// Share contents being read or stored, at most [`MAX_QUEUED_UPLOADS`] (25 MiB each):
     /// a slot is taken before the body is read, apart from deliverables' slots.
     pub(crate) share_upload_slots: Arc<tokio::sync::Semaphore>,
-    /// Who is uploading a share's content now: one upload per person at a time.
+    /// The tokens uploading a share's content now: one upload per token at a time.
     pub(crate) share_uploaders: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Argon2 runs (password and passphrase hashes and checks) at once: one per core, at most
     /// eight. Each

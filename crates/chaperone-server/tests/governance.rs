@@ -2205,6 +2205,28 @@ fn nobody_approves_through_an_account_whose_code_they_were_handed() {
         Some(json!({})),
     );
     assert_eq!(approved["status"], "approved", "{approved}");
+    // Nor is a grant of ada's reviewed by a security account ada made.
+    let sock_sec = s.person_made_by(&ada_t, "sock-sec", "security", None, None);
+    let sock_sec_t = s.login(&sock_sec);
+    let glass = s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "ada", "prefix": "ops", "capabilities": ["read"],
+                     "ttl": "4h", "reason": "incident 14" }),
+        ),
+    );
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!("/api/v1/grants/{}/review", glass["id"].as_str().unwrap()),
+            &sock_sec_t,
+            Some(json!({ "note": "fine" })),
+        ),
+        (403, "self_review".into())
+    );
 }
 
 /// A disabled account loses its grants (enabling it again brings none back), gets no

@@ -177,6 +177,21 @@ pub enum Op {
     },
     /// Forgets the failed attempts counted against these lockout subjects.
     ForgetFailures(Vec<String>),
+    /// Fails the change ([`StoreError::Conflict`]) unless the token is live: what a request
+    /// authenticated by it adds is not stored after the token was revoked (by a reset, a
+    /// disable) in a change that committed meanwhile.
+    RequireLiveToken(String),
+    /// Fails the change ([`StoreError::Conflict`]) unless `owner` still has `count` records
+    /// of `kind`: one added since they were read (a request filed meanwhile) makes the
+    /// caller read again.
+    RequireRecordCount {
+        /// The records' kind.
+        kind: String,
+        /// Their owner.
+        owner: String,
+        /// How many there were when read.
+        count: usize,
+    },
     /// Sets or clears a person's end date.
     SetPersonEnd {
         /// The person.
@@ -515,6 +530,27 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
         }
         Op::ForgetFailures(subjects) => {
             crate::identity::forget_failures(conn, subjects).await?;
+        }
+        Op::RequireLiveToken(id) => {
+            if !crate::keyring::token_live(conn, id).await? {
+                return Err(StoreError::Conflict(
+                    "the token that asked is revoked".into(),
+                ));
+            }
+        }
+        Op::RequireRecordCount { kind, owner, count } => {
+            let found: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE kind = $1 AND owner = $2")
+                    .bind(kind)
+                    .bind(owner)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db("counting records"))?;
+            if usize::try_from(found).ok() != Some(*count) {
+                return Err(StoreError::Conflict(format!(
+                    "{kind} records of `{owner}` changed meanwhile"
+                )));
+            }
         }
         Op::SetPersonEnd { id, ends_at } => {
             let changed = sqlx::query("UPDATE people SET ends_at = $2 WHERE id = $1")

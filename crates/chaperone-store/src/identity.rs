@@ -1027,6 +1027,20 @@ pub(crate) async fn insert_grant(
     conn: &mut Conn<'_>,
     grant: &GrantRecord,
 ) -> Result<(), StoreError> {
+    // Checked in the change that stores it: a grant decided just before the account was
+    // disabled is not stored after the disable revoked the account's grants (enabling it
+    // again would bring it back).
+    let disabled: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT disabled_at FROM people WHERE id = $1")
+            .bind(&grant.person_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading a grant's holder"))?;
+    if !matches!(disabled, Some(None)) {
+        return Err(StoreError::Conflict(
+            "the account is disabled or gone".into(),
+        ));
+    }
     let (reviewed_at, reviewed_by) = match &grant.reviewed {
         Some((at, by)) => (Some(at.unix_nanos()), Some(by.clone())),
         None => (None, None),

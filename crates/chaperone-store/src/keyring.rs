@@ -430,7 +430,7 @@ pub enum DecidedOn {
 }
 
 /// Whether the token `id` exists and is not revoked.
-async fn token_live(conn: &mut Conn<'_>, id: &str) -> Result<bool, StoreError> {
+pub(crate) async fn token_live(conn: &mut Conn<'_>, id: &str) -> Result<bool, StoreError> {
     Ok(
         sqlx::query("SELECT id FROM tokens WHERE id = $1 AND revoked_at IS NULL")
             .bind(id)

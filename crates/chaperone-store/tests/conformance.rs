@@ -1036,7 +1036,10 @@ async fn grants_classifications_and_failures(f: &Fixture) {
         reviewed: None,
     };
     f.store.insert_grant(&grant, &[]).await.unwrap();
-    assert_eq!(f.store.grants_of("p1").await.unwrap(), [grant]);
+    assert_eq!(
+        f.store.grants_of("p1").await.unwrap(),
+        std::slice::from_ref(&grant)
+    );
     // A reset that must find no grant fails while one is live, and passes once it expired.
     let reset = |at: Timestamp| Op::ResetCredentials {
         person_id: "p1".into(),
@@ -1053,6 +1056,38 @@ async fn grants_classifications_and_failures(f: &Fixture) {
     );
     f.store.apply(vec![reset(t(50))], Vec::new()).await.unwrap();
     assert!(f.store.revoke_grant("g1", t(2), &[]).await.unwrap());
+    // What a change is decided on, checked in it: a record count that moved, a token
+    // revoked, a grant to a disabled account.
+    let count = |count| Op::RequireRecordCount {
+        kind: "request".into(),
+        owner: "p1".into(),
+        count,
+    };
+    f.store.apply(vec![count(0)], Vec::new()).await.unwrap();
+    let moved = f.store.apply(vec![count(1)], Vec::new()).await;
+    assert!(matches!(moved, Err(StoreError::Conflict(_))), "{moved:?}");
+    let revoked = f
+        .store
+        .apply(vec![Op::RequireLiveToken("tok_none".into())], Vec::new())
+        .await;
+    assert!(
+        matches!(revoked, Err(StoreError::Conflict(_))),
+        "{revoked:?}"
+    );
+    f.store
+        .set_person_disabled("p1", Some(t(3)), &[])
+        .await
+        .unwrap();
+    let late = GrantRecord {
+        id: "g_late".into(),
+        ..grant.clone()
+    };
+    let refused = f.store.insert_grant(&late, &[]).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    f.store.set_person_disabled("p1", None, &[]).await.unwrap();
     assert!(!f.store.revoke_grant("g1", t(3), &[]).await.unwrap());
     assert!(f.store.grants_of("p1").await.unwrap().is_empty());
 

@@ -222,9 +222,18 @@ async fn submit(
         request,
         now,
     );
+    // Stored only while the filer's token is live: a reset or a disable that revoked it
+    // meanwhile (and closed the requests it saw) leaves none filed after it.
     state
         .store
-        .apply(vec![Op::Put(record), note], vec![event])
+        .apply(
+            vec![
+                Op::RequireLiveToken(caller.token_id.clone()),
+                Op::Put(record),
+                note,
+            ],
+            vec![event],
+        )
         .await?;
     Ok(())
 }
@@ -745,13 +754,23 @@ pub(crate) async fn deny_request(
     Ok(Json(request))
 }
 
-/// Whether `actor` created the account of `person_id`.
+/// Whether one of `actor` and the account of `person_id` was handed the other's enrolment
+/// code (created or reset it): each may then be the other.
 async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Result<bool, ApiError> {
-    Ok(state
-        .store
-        .person(person_id)
-        .await?
-        .is_some_and(|p| code_holders(&p).iter().any(|by| by == actor)))
+    let made_by = |id: &str, maker: &str| {
+        let id = id.to_owned();
+        let maker = maker.to_owned();
+        async move {
+            Ok::<_, ApiError>(
+                state
+                    .store
+                    .person(&id)
+                    .await?
+                    .is_some_and(|p| code_holders(&p).contains(&maker)),
+            )
+        }
+    };
+    Ok(made_by(person_id, actor).await? || made_by(actor, person_id).await?)
 }
 
 /// Who was handed the enrolment code of `person`'s account, and may hold it: its creator and

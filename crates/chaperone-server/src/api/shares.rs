@@ -235,8 +235,8 @@ pub(crate) async fn put_share_content(
     }
     // Slots before the body is read (held until the answer): share uploads hold at most
     // `MAX_QUEUED_UPLOADS` bodies in memory at once, apart from deliverables', and one
-    // person uploads one at a time, so nobody stalling uploads holds every slot.
-    let _mine = Uploading::start(&state.share_uploaders, &me)?;
+    // token uploads one at a time, so one session stalling uploads holds one slot.
+    let _mine = Uploading::start(&state.share_uploaders, &caller.token_id)?;
     let _slot = super::upload_slot(
         &state.share_upload_slots,
         "other share contents are being uploaded; try again in a moment",
@@ -271,7 +271,7 @@ pub(crate) async fn put_share_content(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A person's share upload in progress; ends when dropped.
+/// A token's share upload in progress; ends when dropped.
 struct Uploading<'a> {
     uploading: &'a std::sync::Mutex<std::collections::HashSet<String>>,
     who: String,
@@ -290,7 +290,7 @@ impl<'a> Uploading<'a> {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "busy",
-                "another upload of yours is in progress; send one at a time",
+                "another upload with this token is in progress; send one at a time",
             ));
         }
         Ok(Self {
