@@ -1023,6 +1023,17 @@ fn person_from_row(row: &AnyRow) -> Result<PersonRecord, StoreError> {
     read().map_err(|e| StoreError::Corrupt(format!("person row: {e}")))
 }
 
+/// Whether the person `id` exists and is not disabled, as this change sees it.
+pub(crate) async fn person_enabled(conn: &mut Conn<'_>, id: &str) -> Result<bool, StoreError> {
+    let disabled: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT disabled_at FROM people WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading a person"))?;
+    Ok(matches!(disabled, Some(None)))
+}
+
 pub(crate) async fn insert_grant(
     conn: &mut Conn<'_>,
     grant: &GrantRecord,
@@ -1030,13 +1041,7 @@ pub(crate) async fn insert_grant(
     // Checked in the change that stores it: a grant decided just before the account was
     // disabled is not stored after the disable revoked the account's grants (enabling it
     // again would bring it back).
-    let disabled: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT disabled_at FROM people WHERE id = $1")
-            .bind(&grant.person_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db("reading a grant's holder"))?;
-    if !matches!(disabled, Some(None)) {
+    if !person_enabled(conn, &grant.person_id).await? {
         return Err(StoreError::Conflict(
             "the account is disabled or gone".into(),
         ));

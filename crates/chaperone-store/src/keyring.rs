@@ -445,18 +445,12 @@ async fn insert_token_in(conn: &mut Conn<'_>, token: &TokenRecord) -> Result<(),
     // Checked in the transaction that stores it (changes are serialised): a login or a token
     // decided just before the account was disabled stores nothing after the disable revoked
     // the account's tokens, so enabling it again brings no token back.
-    if let Some(person) = &token.person_id {
-        let disabled: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT disabled_at FROM people WHERE id = $1")
-                .bind(person)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db("reading a token's owner"))?;
-        if !matches!(disabled, Some(None)) {
-            return Err(StoreError::Conflict(
-                "the account is disabled or gone".into(),
-            ));
-        }
+    if let Some(person) = &token.person_id
+        && !crate::identity::person_enabled(conn, person).await?
+    {
+        return Err(StoreError::Conflict(
+            "the account is disabled or gone".into(),
+        ));
     }
     if let Some(parent) = &token.parent_id
         && !token_live(conn, parent).await?

@@ -491,37 +491,10 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         "",
     ));
     ok(server.cli(&admin, &["vendor", "add", "acme", "--status", "active"], ""));
-    // Adds a person with the admin token and enrols them: their TOTP secret.
-    let enrol = |name: &str, role: &str, vendor: Option<&str>, password: &str| {
-        let mut args = vec!["user", "add", name, "--role", role, "--json"];
-        if let Some(vendor) = vendor {
-            args.extend(["--vendor", vendor]);
-        }
-        let added: serde_json::Value =
-            serde_json::from_str(&ok(server.cli(&admin, &args, ""))).unwrap();
-        let code = added["enrolment_code"].as_str().unwrap().to_owned();
-        let enrolled: serde_json::Value = serde_json::from_str(&ok(server.cli(
-            "",
-            &["enroll", &code, "--password-stdin", "--json"],
-            &format!("{password}\n"),
-        )))
-        .unwrap();
-        chaperone_crypto::totp::TotpSecret::from_base32(enrolled["totp_secret"].as_str().unwrap())
-            .unwrap()
-    };
-    let totp_now = |secret: &chaperone_crypto::totp::TotpSecret| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        format!(
-            "{:06}",
-            chaperone_crypto::totp::code_at(secret, chaperone_crypto::totp::step_at(now), 6)
-        )
-    };
-    let password = "carol-password-Vb93kLm";
-    let secret = enrol("carol", "contractor", Some("acme"), password);
-    let totp = totp_now(&secret);
+    let (password, secret) =
+        common::enrol(&server.addr, &admin, "carol", "contractor", Some("acme"));
+    let password = password.as_str();
+    let totp = common::totp_now(&secret);
 
     let home = dir.path().join("home");
     let carol = |args: &[&str], stdin: &str| run_cli_with(&server.addr, "", &home, args, stdin);
@@ -618,8 +591,7 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
     // it does not approve her requests; an approver does.
     let refused = fails(server.cli(&admin, &["request", "approve", &request], ""));
     assert!(refused.contains("created_requester"), "{refused}");
-    let ann_password = "ann-password-Qz81mKt";
-    let ann_secret = enrol("ann", "approver", None, ann_password);
+    let (ann_password, ann_secret) = common::enrol(&server.addr, &admin, "ann", "approver", None);
     let ann_home = dir.path().join("ann");
     let ann = |args: &[&str], stdin: &str| run_cli_with(&server.addr, "", &ann_home, args, stdin);
     ok(ann(
@@ -628,7 +600,7 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
             "ann",
             "--password-stdin",
             "--totp",
-            &totp_now(&ann_secret),
+            &common::totp_now(&ann_secret),
         ],
         &format!("{ann_password}\n"),
     ));
