@@ -90,23 +90,32 @@ pub(crate) fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let Ok(host) = host.to_str() else {
         return false;
     };
-    let name = host_name(host);
+    // On every request: compared without allocating.
+    let name = host_part(host);
+    let under_localhost = name.len() > ".localhost".len()
+        && name.as_bytes()[name.len() - ".localhost".len()..].eq_ignore_ascii_case(b".localhost");
     name.parse::<std::net::IpAddr>().is_ok()
-        || name == "localhost"
-        || name.ends_with(".localhost")
-        || allowed.contains(&name)
+        || name.eq_ignore_ascii_case("localhost")
+        || under_localhost
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
-/// The host of `host[:port]` (`[v6]` or `[v6]:port` for an IPv6 address), in lower case
-/// and without a trailing dot.
-pub fn host_name(authority: &str) -> String {
+/// The host of `host[:port]` (`[v6]` or `[v6]:port` for an IPv6 address), without a
+/// trailing dot, as written.
+fn host_part(authority: &str) -> &str {
     let name = match authority.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => authority
             .rsplit_once(':')
             .map_or(authority, |(name, _)| name),
     };
-    name.trim_end_matches('.').to_ascii_lowercase()
+    name.trim_end_matches('.')
+}
+
+/// The host of `host[:port]` (`[v6]` or `[v6]:port` for an IPv6 address), in lower case
+/// and without a trailing dot.
+pub fn host_name(authority: &str) -> String {
+    host_part(authority).to_ascii_lowercase()
 }
 
 fn misdirected() -> Response {
