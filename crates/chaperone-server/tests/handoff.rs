@@ -1703,6 +1703,74 @@ fn a_browser_answers_request_and_attestation_links_without_the_token_in_any_url(
 }
 
 #[test]
+fn a_vault_value_copied_out_encoded_is_found_in_a_deliverable() {
+    use base64::Engine as _;
+    let s = Server::start();
+    let sam = s.person("sam", "security", None);
+    let sam_t = s.login(&sam);
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme", "status": "active", "owner": "sam" })),
+    );
+    let vault_value = "Vault-Secret-Zq81-Lm02";
+    write(&s, "prod/db", vault_value);
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    // A Kubernetes secret manifest: the value base64-encoded, with more around it.
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("u:{vault_value}"));
+    let manifest = format!("apiVersion: v1\nkind: Secret\ndata:\n  credentials: {encoded}\n");
+    let (status, bytes) = raw(
+        &s,
+        "POST",
+        "/api/v1/deliverables?name=secret.yaml",
+        Some(&cy_t),
+        manifest.into_bytes(),
+        None,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let text = String::from_utf8(bytes).unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["status"], "in_review", "{answer}");
+    assert!(
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["rule"] == "known-value"),
+        "{answer}"
+    );
+    assert!(!text.contains(&encoded[4..]), "{text}");
+    // Security sees which secret, and that it was encoded.
+    let id = answer["id"].as_str().unwrap();
+    let seen = s.ok(
+        "GET",
+        &format!("/api/v1/deliverables/{id}"),
+        Some(&sam_t),
+        None,
+    );
+    let item = seen["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["rule"] == "known-value")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&item["shown"], &item["description"], item["line"].as_u64()),
+        (
+            &json!("value of prod/db#password"),
+            &json!("A value stored in Chaperone's vault, base64-encoded"),
+            Some(4)
+        ),
+        "{seen}"
+    );
+    assert!(!seen.to_string().contains(&encoded[4..]), "{seen}");
+    s.assert_no_secret_logged();
+}
+
+#[test]
 fn a_deliverable_is_scanned_for_vault_values_and_accepted_once_reviewed() {
     let s = Server::start();
     let sam = s.person("sam", "security", None);
