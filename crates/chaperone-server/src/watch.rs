@@ -6,7 +6,8 @@
 //!   step-up or enrolment codes) for one account, or
 //!   from one address, within ten minutes;
 //! - **off-hours access**: a contractor's secret read outside [`WatchSettings::business_hours`];
-//! - **unusual volume**: a person's secret reads within one clock hour past
+//! - **unusual volume**: a person's secret reads within any hour (a sliding window, not a
+//!   clock hour, which a burst split across the hour's turn would stay under) past
 //!   [`WatchSettings::reads_per_hour`];
 //! - **new networks**: a person's successful request from a network (IPv4 /24, IPv6 /64) not
 //!   seen for them before, once they have been seen from one.
@@ -20,7 +21,7 @@
 //! before they are read (a server catching up on an older ledger) teach the watch but
 //! raise nothing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use chaperone_core::Timestamp;
@@ -38,6 +39,8 @@ use crate::{ApiError, AppState};
 
 /// The window of a failed-login burst.
 const BURST_WINDOW_SECS: i64 = 600;
+/// The window of an unusual volume of reads.
+const VOLUME_WINDOW_SECS: i64 = 3600;
 /// How long one sweep keeps reading: a flood of recorded requests (refused tokens cost an
 /// attacker nothing) must not push entries past `STALE_SECS` unread.
 const SWEEP_TIME: std::time::Duration = std::time::Duration::from_secs(15);
@@ -53,8 +56,8 @@ pub struct WatchSettings {
     /// Failed logins for one account or from one address within ten minutes that raise an
     /// alert; 0 turns the check off.
     pub login_burst: u32,
-    /// Secret reads by one person within a clock hour above which an alert is raised; 0
-    /// turns the check off.
+    /// Secret reads by one person within an hour (any hour: the window slides) above which
+    /// an alert is raised; 0 turns the check off.
     pub reads_per_hour: u32,
     /// When contractors are expected to read secrets; `None` turns the check off.
     pub business_hours: Option<BusinessHours>,
@@ -168,10 +171,23 @@ struct WatchState {
     next: u64,
     /// Failed-login times (Unix seconds) within the burst window, by subject.
     logins: BTreeMap<String, Vec<i64>>,
-    /// Secret reads in the current clock hour (Unix seconds / 3600), by person.
-    reads: BTreeMap<String, (i64, u32)>,
+    /// Recent secret reads, by person. (Records written before the window slid hold a
+    /// `reads` field instead, of counts per clock hour: it is ignored.)
+    #[serde(default)]
+    recent_reads: BTreeMap<String, RecentReads>,
     /// Networks each person was seen from, oldest first.
     networks: BTreeMap<String, Vec<String>>,
+}
+
+/// One person's secret reads within the last hour.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RecentReads {
+    /// Their times (Unix seconds), oldest first; at most one more than the limit, which
+    /// is all it takes to know the limit was passed.
+    times: VecDeque<i64>,
+    /// Whether an alert was raised since the reads last went over the limit: one alert for
+    /// a burst, however long it goes on.
+    alerted: bool,
 }
 
 /// One alert, before it is raised.
@@ -307,15 +323,19 @@ impl WatchState {
             return alerts;
         }
         if settings.reads_per_hour > 0 {
-            let hour = secs.div_euclid(3600);
-            let slot = self.reads.entry(person.to_owned()).or_insert((hour, 0));
-            if slot.0 != hour {
-                *slot = (hour, 0);
+            let limit = settings.reads_per_hour as usize;
+            let reads = self.recent_reads.entry(person.to_owned()).or_default();
+            reads.times.retain(|&t| t > secs - VOLUME_WINDOW_SECS);
+            reads.times.push_back(secs);
+            if reads.times.len() > limit + 1 {
+                reads.times.pop_front();
             }
-            slot.1 += 1;
-            if slot.1 == settings.reads_per_hour + 1 {
+            if reads.times.len() <= limit {
+                reads.alerted = false;
+            } else if !reads.alerted {
+                reads.alerted = true;
                 alerts.push(Alert {
-                    key: format!("volume/{person}/{hour}"),
+                    key: format!("volume/{person}/{seq}"),
                     kind: "unusual_volume",
                     severity: "high",
                     title: format!(
@@ -326,11 +346,11 @@ impl WatchState {
                     subject: name(person),
                     vendor_id: vendor.clone(),
                     seq,
-                    details: json!({ "reads": slot.1, "hour_start": hour * 3600,
+                    details: json!({ "reads": reads.times.len(),
+                                     "first_read": reads.times.front(),
                                      "person_id": person }),
                 });
             }
-            self.reads.retain(|_, (h, _)| *h >= hour - 1);
         }
         if let Some(hours) = &settings.business_hours
             && vendor.is_some()
@@ -356,12 +376,18 @@ impl WatchState {
         alerts
     }
 
-    /// Forgets the subjects with no failure within the window before `secs`: once per
-    /// page of entries, not per entry, so that many names tried at once cost no more than
-    /// a pass over them per page.
-    fn forget_logins(&mut self, secs: i64) {
+    /// Forgets the subjects with no failure, and the people with no read, within their
+    /// windows before `secs`: once per page of entries, not per entry, so that many names
+    /// tried at once cost no more than a pass over them per page.
+    fn forget(&mut self, secs: i64) {
         self.logins
             .retain(|_, times| times.last().is_some_and(|&t| t > secs - BURST_WINDOW_SECS));
+        self.recent_reads.retain(|_, reads| {
+            reads
+                .times
+                .back()
+                .is_some_and(|&t| t > secs - VOLUME_WINDOW_SECS)
+        });
     }
 }
 
@@ -414,7 +440,7 @@ impl AppState {
                     .or(latest);
             }
             if let Some(latest) = latest {
-                state.forget_logins(latest.unix_nanos().div_euclid(1_000_000_000));
+                state.forget(latest.unix_nanos().div_euclid(1_000_000_000));
             }
             start = page;
         }
@@ -570,6 +596,50 @@ mod tests {
         ] {
             assert!(bad.parse::<BusinessHours>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn unusual_volume_is_counted_over_any_hour_not_a_clock_hour() {
+        let settings = WatchSettings {
+            reads_per_hour: 3,
+            business_hours: None,
+            ..WatchSettings::default()
+        };
+        let names = HashMap::new();
+        let mut state = WatchState::default();
+        let mut seq = 0;
+        let mut read = |state: &mut WatchState, at: &str| {
+            seq += 1;
+            let entry = json!({ "time": at, "action": "secret.read", "outcome": "success",
+                                "actor": { "person": "per_1" }, "resource": "acme/db" });
+            let alerts = state.learn(&settings, seq, &entry, &names);
+            assert!(alerts.iter().all(|a| a.kind == "unusual_volume"));
+            alerts.len()
+        };
+        // Four reads within four seconds, two on each side of the hour's turn.
+        for at in ["10:59:58", "10:59:59", "11:00:00"] {
+            assert_eq!(read(&mut state, &format!("2027-01-15T{at}Z")), 0, "{at}");
+        }
+        assert_eq!(read(&mut state, "2027-01-15T11:00:01Z"), 1);
+        // One alert for the burst, however long it goes on.
+        assert_eq!(read(&mut state, "2027-01-15T11:00:02Z"), 0);
+        // Reads spread over more than an hour stay under the limit; four within one hour,
+        // none of them at its turn, go over it.
+        for at in ["12:30:00", "13:00:00", "13:29:00", "13:31:00"] {
+            assert_eq!(read(&mut state, &format!("2027-01-15T{at}Z")), 0, "{at}");
+        }
+        assert_eq!(read(&mut state, "2027-01-15T13:59:59Z"), 1);
+        assert_eq!(read(&mut state, "2027-01-15T14:00:00Z"), 0);
+        // The state stays bounded and forgets whoever stopped reading.
+        assert_eq!(state.recent_reads["per_1"].times.len(), 4);
+        state.forget(parse_date("2027-01-15T15:00:00Z").unwrap().unix_nanos() / 1_000_000_000);
+        assert!(state.recent_reads.is_empty());
+        // A state kept before the window slid (counts per clock hour) still loads.
+        let old: WatchState = serde_json::from_value(json!({
+            "next": 7, "logins": {}, "reads": { "per_1": [480_000, 3] }, "networks": {}
+        }))
+        .unwrap();
+        assert_eq!(old.next, 7);
     }
 
     #[test]
