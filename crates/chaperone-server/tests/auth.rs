@@ -1770,7 +1770,7 @@ fn scoped_tokens_end_themselves_and_vault_lookups_call_no_ended_token_valid() {
 }
 
 #[test]
-fn a_vault_lookup_does_not_call_valid_the_token_of_a_suspended_vendors_contractor() {
+fn a_vault_lookup_does_not_call_valid_the_token_of_a_suspended_vendors_contractor_but_revokes_it() {
     let s = Server::start();
     common::vendor(&s, "acme");
     let cy = s.person("cy", "contractor", Some("acme"));
@@ -1802,6 +1802,54 @@ fn a_vault_lookup_does_not_call_valid_the_token_of_a_suspended_vendors_contracto
         Some(json!({ "status": "active", "reason": "resolved" })),
     );
     assert_eq!(lookup(), 200);
+    // Revoked while the vendor is suspended, by token or by accessor, a token stays
+    // revoked when it comes back.
+    let other = s.login(&cy);
+    let accessor = s.ok("GET", "/api/v1/auth/self", Some(&other), None)["token_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "suspended", "reason": "breach" })),
+    );
+    let (status, body) = s.call(
+        "POST",
+        "/v1/auth/token/revoke",
+        Some(&s.admin),
+        Some(json!({ "token": session })),
+        None,
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = s.call(
+        "POST",
+        "/v1/auth/token/revoke-accessor",
+        Some(&s.admin),
+        Some(json!({ "accessor": accessor })),
+        None,
+    );
+    assert_eq!((status, &body["warnings"]), (204, &Value::Null), "{body}");
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "active", "reason": "resolved" })),
+    );
+    assert_eq!(lookup(), 403);
+    for token in [&session, &other] {
+        assert_eq!(
+            s.call("GET", "/v1/auth/token/lookup-self", Some(token), None, None)
+                .0,
+            403
+        );
+    }
+    let fresh = s.login(&cy);
+    assert_eq!(
+        s.ok("GET", "/api/v1/auth/self", Some(&fresh), None)["role"],
+        "contractor"
+    );
 }
 
 #[test]

@@ -326,34 +326,46 @@ pub(crate) struct AccessorBody {
     accessor: String,
 }
 
-/// The live token record a caller may look up or revoke: their own, or any for an admin.
+/// What a caller wants with a token it names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Lookup,
+    Revoke,
+}
+
+/// The token record a caller may look up or revoke: their own, or any for an admin.
 /// Anything else is "bad token", whether it exists or not. Like Vault, a token that can no
-/// longer be used (revoked, expired, idle, or made from one that has ended) is not found:
-/// a service that checks the tokens presented to it through `auth/token/lookup` must
-/// never be told such a token is valid.
+/// longer be used (revoked, expired, idle, or made from one that has ended) is not found
+/// (nor revoked: nothing changes): a service that checks the tokens presented to it through
+/// `auth/token/lookup` must never be told such a token is valid. A token refused only while
+/// its owner may not act (a suspended vendor's contractor) is not found by a lookup but is
+/// revoked: it would otherwise work again when they may.
 async fn managed_by_token(
     state: &AppState,
     caller: &Caller,
     token: &str,
+    purpose: Purpose,
 ) -> Result<Option<TokenRecord>, ApiError> {
     let hash = ApiToken::from_presented(token).hash();
     let record = state.store.token_by_hash(&hash).await?;
-    managed_live(state, caller, record).await
+    managed(state, caller, record, purpose).await
 }
 
 async fn managed_by_accessor(
     state: &AppState,
     caller: &Caller,
     accessor: &str,
+    purpose: Purpose,
 ) -> Result<Option<TokenRecord>, ApiError> {
     let record = state.store.token_by_id(accessor).await?;
-    managed_live(state, caller, record).await
+    managed(state, caller, record, purpose).await
 }
 
-async fn managed_live(
+async fn managed(
     state: &AppState,
     caller: &Caller,
     record: Option<TokenRecord>,
+    purpose: Purpose,
 ) -> Result<Option<TokenRecord>, ApiError> {
     let Some(record) = record.filter(|t| may_manage_token(caller, t)) else {
         return Ok(None);
@@ -363,8 +375,12 @@ async fn managed_live(
         return Ok(None);
     }
     // A token whose owner may not act (disabled, past their end date, a vendor no longer
-    // active) is refused every action, so it is no valid token either.
-    if let Some(person_id) = &record.person_id {
+    // active) is refused every action, so it is no valid token either; but it is revoked.
+    if let Some(person_id) = record
+        .person_id
+        .as_ref()
+        .filter(|_| purpose == Purpose::Lookup)
+    {
         let active = match state.store.acting_person(person_id).await? {
             Some(person) => state.standing(&person).await?.active(),
             None => false,
@@ -387,7 +403,7 @@ pub(crate) async fn lookup(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response, ApiError> {
-    match managed_by_token(&state, &caller, &body.token).await? {
+    match managed_by_token(&state, &caller, &body.token, Purpose::Lookup).await? {
         Some(record) => Ok(describe(&state, &info, &record, &body.token).await),
         None => Ok(refused(
             errors(StatusCode::FORBIDDEN, "bad token"),
@@ -403,7 +419,7 @@ pub(crate) async fn lookup_accessor(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<AccessorBody>,
 ) -> Result<Response, ApiError> {
-    match managed_by_accessor(&state, &caller, &body.accessor).await? {
+    match managed_by_accessor(&state, &caller, &body.accessor, Purpose::Lookup).await? {
         Some(record) => Ok(describe(&state, &info, &record, "").await),
         None => Ok(refused(
             errors(StatusCode::BAD_REQUEST, "invalid accessor"),
@@ -419,7 +435,7 @@ pub(crate) async fn revoke_token(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response, ApiError> {
-    match managed_by_token(&state, &caller, &body.token).await? {
+    match managed_by_token(&state, &caller, &body.token, Purpose::Revoke).await? {
         Some(record) => {
             revoke(&state, &caller, &info, &record).await?;
             Ok(no_content())
@@ -463,7 +479,7 @@ pub(crate) async fn revoke_accessor(
             None => no_such_accessor(&caller, &info),
         });
     }
-    match managed_by_accessor(&state, &caller, &body.accessor).await? {
+    match managed_by_accessor(&state, &caller, &body.accessor, Purpose::Revoke).await? {
         Some(record) => {
             revoke(&state, &caller, &info, &record).await?;
             Ok(no_content())
