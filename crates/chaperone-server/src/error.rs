@@ -105,6 +105,17 @@ impl From<StoreError> for ApiError {
                      stored; look before trying again",
                 )
             }
+            StoreError::LedgerTampered(_) => {
+                tracing::error!(error = %err, "the ledger was changed outside the server");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ledger_inconsistent",
+                    format!(
+                        "{err}; nothing more is recorded or signed until the server is \
+                         restarted: compare the database with a backup first"
+                    ),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 Self::new(

@@ -181,16 +181,23 @@ pub enum Op {
     /// authenticated by it adds is not stored after the token was revoked (by a reset, a
     /// disable) in a change that committed meanwhile.
     RequireLiveToken(String),
-    /// Fails the change ([`StoreError::Conflict`]) unless `owner` still has `count` records
-    /// of `kind`: one added since they were read (a request filed meanwhile) makes the
-    /// caller read again.
-    RequireRecordCount {
+    /// Sets these top-level fields in the body of every record of `kind` and `owner` whose
+    /// `field` is `equals` as the change runs (a new revision of each, updated `at`): what a
+    /// change must close includes records added after its caller read them (a request filed
+    /// while an account is disabled), which a list read beforehand would miss.
+    ReviseRecordsWhere {
         /// The records' kind.
         kind: String,
         /// Their owner.
         owner: String,
-        /// How many there were when read.
-        count: usize,
+        /// The body field looked at.
+        field: String,
+        /// The value it must hold.
+        equals: serde_json::Value,
+        /// The fields to set.
+        set: serde_json::Map<String, serde_json::Value>,
+        /// When.
+        at: Timestamp,
     },
     /// Sets or clears a person's end date.
     SetPersonEnd {
@@ -538,18 +545,42 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
                 ));
             }
         }
-        Op::RequireRecordCount { kind, owner, count } => {
-            let found: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE kind = $1 AND owner = $2")
-                    .bind(kind)
-                    .bind(owner)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(db("counting records"))?;
-            if usize::try_from(found).ok() != Some(*count) {
-                return Err(StoreError::Conflict(format!(
-                    "{kind} records of `{owner}` changed meanwhile"
-                )));
+        Op::ReviseRecordsWhere {
+            kind,
+            owner,
+            field,
+            equals,
+            set,
+            at,
+        } => {
+            let rows = sqlx::query(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE kind = $1 AND owner = $2"
+            ))
+            .bind(kind)
+            .bind(owner)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("reading governance records"))?;
+            for row in &rows {
+                let mut record = record_from_row(row)?;
+                let serde_json::Value::Object(body) = &mut record.body else {
+                    continue;
+                };
+                if body.get(field) != Some(equals) {
+                    continue;
+                }
+                body.extend(set.clone());
+                sqlx::query(
+                    "UPDATE records SET body = $3, revision = revision + 1, updated_at = $4 \
+                     WHERE kind = $1 AND id = $2",
+                )
+                .bind(&record.kind)
+                .bind(&record.id)
+                .bind(record.body.to_string())
+                .bind(at.unix_nanos())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("updating a governance record"))?;
             }
         }
         Op::SetPersonEnd { id, ends_at } => {

@@ -12,7 +12,11 @@
 //!
 //! The `ledger_head` row is the lock that orders appends: the committer takes it first. With
 //! PostgreSQL several nodes append to one log; a committer that finds the size moved since
-//! its last batch reloads the edge (O(log n) rows) before appending.
+//! its last batch reloads the edge (O(log n) rows) before appending. A size smaller than
+//! the one it committed, or on SQLite (one server per database) any other size, is the
+//! database changed outside the server: from then on every batch fails
+//! ([`StoreError::LedgerTampered`]), and checkpoints, signed over the head the committer
+//! wrote ([`Store::ledger_committed_head`]), are not signed over entries it did not write.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use chaperone_ledger::entry::{EntryTemplate, Event};
-use chaperone_ledger::merkle::HashReader;
+use chaperone_ledger::merkle::{Hash, HashReader};
 use chaperone_ledger::tiles::{
     Edge, MAX_ENTRY, TileId, TileKind, Tiles, WIDTH, bundle_prefix, split_tile, tiles_needed,
 };
@@ -65,6 +69,8 @@ pub(crate) struct Committer {
     stop: Mutex<Option<oneshot::Sender<()>>>,
     /// Answered when the committer has stopped and closed its connection.
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
+    /// The size and root of the tree as the committer's last successful batch left it.
+    head: Arc<Mutex<Option<(u64, Hash)>>>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -134,16 +140,19 @@ impl Committer {
     fn handle(jobs: mpsc::Sender<Job>) -> (Arc<Self>, Control) {
         let (stop, stop_rx) = oneshot::channel();
         let (stopped_tx, stopped) = oneshot::channel();
+        let head = Arc::new(Mutex::new(None));
         let handle = Arc::new(Self {
             jobs,
             stop: Mutex::new(Some(stop)),
             stopped: Mutex::new(Some(stopped)),
+            head: Arc::clone(&head),
         });
         (
             handle,
             Control {
                 stop: stop_rx,
                 stopped: stopped_tx,
+                head,
             },
         )
     }
@@ -163,10 +172,11 @@ impl Committer {
     }
 }
 
-/// The committer's side of [`Committer::close`].
+/// The committer's side of [`Committer::close`], and where it publishes its head.
 struct Control {
     stop: oneshot::Receiver<()>,
     stopped: oneshot::Sender<()>,
+    head: Arc<Mutex<Option<(u64, Hash)>>>,
 }
 
 /// Where the committer writes.
@@ -298,7 +308,11 @@ async fn run(
     cache: Arc<crate::cache::Cache>,
     control: Control,
 ) {
-    let Control { mut stop, stopped } = control;
+    let Control {
+        mut stop,
+        stopped,
+        head,
+    } = control;
     let mut stopping = false;
     let mut edge: Option<Edge> = None;
     let mut batch = Vec::new();
@@ -362,8 +376,13 @@ async fn run(
             Ok((back, next, outcome)) => {
                 writer = back;
                 edge = next;
-                if let Err(e) = outcome {
-                    tracing::error!(error = %e, "a ledger batch failed");
+                match outcome {
+                    Ok(()) => {
+                        if let Some(edge) = &edge {
+                            *head.lock().expect("unpoisoned") = Some((edge.size(), edge.root()));
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "a ledger batch failed"),
                 }
             }
             Err(e) => {
@@ -384,6 +403,7 @@ async fn commit_batch(
 ) -> Result<(), StoreError> {
     let mut pending: Vec<(oneshot::Sender<Result<u64, StoreError>>, u64)> = Vec::new();
     let mut jobs = jobs.into_iter();
+    let alone = matches!(writer, Writer::Sqlite { .. });
     let outcome = async {
         let mut tx = Tx::begin(writer).await?;
         let mut conn = tx.conn();
@@ -393,6 +413,19 @@ async fn commit_batch(
                 .await
                 .map_err(db("locking the ledger"))?;
         let size = to_u64(size, "ledger size")?;
+        // Security decision: no writer ever removes entries, and on SQLite this committer is
+        // the only writer (the database is locked to one server). A size other than the one
+        // it committed is the database changed outside it: it builds on nothing it did not
+        // write, and keeps its edge so that every later batch fails too (until a restart,
+        // which takes the database as it is). With PostgreSQL other nodes append: a larger
+        // size is theirs and is reloaded.
+        if let Some(committed) = edge.as_ref().map(Edge::size)
+            && (size < committed || (size > committed && alone))
+        {
+            return Err(StoreError::LedgerTampered(format!(
+                "the database holds {size} entries where this server committed {committed}"
+            )));
+        }
         let current = match edge.take() {
             Some(e) if e.size() == size => e,
             _ => load_edge(&mut conn, size).await?,
@@ -440,8 +473,11 @@ async fn commit_batch(
             Ok(())
         }
         Err(e) => {
-            // The edge is reloaded from what the database holds at the next batch.
-            *edge = None;
+            // The edge is reloaded from what the database holds at the next batch, unless
+            // the database was changed under it.
+            if !matches!(e, StoreError::LedgerTampered(_)) {
+                *edge = None;
+            }
             let message = e.to_string();
             let unknown = matches!(e, StoreError::CommitUnknown(_));
             let unanswered = pending
@@ -449,10 +485,10 @@ async fn commit_batch(
                 .map(|(reply, _)| reply)
                 .chain(jobs.map(|job| job.reply));
             for reply in unanswered {
-                let _ = reply.send(Err(if unknown {
-                    StoreError::CommitUnknown(message.clone())
-                } else {
-                    StoreError::LedgerWrite(message.clone())
+                let _ = reply.send(Err(match &e {
+                    StoreError::LedgerTampered(why) => StoreError::LedgerTampered(why.clone()),
+                    _ if unknown => StoreError::CommitUnknown(message.clone()),
+                    _ => StoreError::LedgerWrite(message.clone()),
                 }));
             }
             Err(e)
@@ -743,6 +779,21 @@ impl Store {
     /// consecutive indices, in order.
     pub async fn append_ledger(&self, entries: Vec<Vec<u8>>) -> Result<u64, StoreError> {
         self.submit(None, Payload::Raw(entries)).await
+    }
+
+    /// The size and root of the ledger as this server's committer wrote it, after a batch
+    /// of no entries went through it (which checks the database's size against the one it
+    /// committed). Security decision: checkpoints are signed over this, not over the head
+    /// read back from the database, so that entries added to or removed from the
+    /// database's tail by anyone but the committer are never signed. (With PostgreSQL,
+    /// entries other nodes append are read from the database.)
+    pub async fn ledger_committed_head(&self) -> Result<(u64, Hash), StoreError> {
+        self.submit(None, Payload::Raw(Vec::new())).await?;
+        self.committer
+            .head
+            .lock()
+            .expect("unpoisoned")
+            .ok_or_else(|| StoreError::LedgerWrite("no ledger batch has committed".into()))
     }
 
     /// Appends events durably; each gets its index (`seq`) inside its canonical bytes.

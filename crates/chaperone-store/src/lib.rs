@@ -86,6 +86,10 @@ pub enum StoreError {
     /// commit was refused, so neither the change nor its entries were stored.
     #[error("the ledger could not record the request: {0}")]
     LedgerWrite(String),
+    /// The ledger's size in the database is not the one this server's committer left: its
+    /// tail was changed outside the server. Every later write fails until a restart.
+    #[error("the ledger was changed in the database outside this server: {0}")]
+    LedgerTampered(String),
     /// The ledger batch's commit failed in a way that does not say whether the database
     /// applied it (the connection dropped after COMMIT was sent, an I/O error while SQLite
     /// wrote its commit): the change and its entries may or may not be stored.

@@ -204,6 +204,7 @@ conformance!(
     ledger_appends_and_proofs,
     partial_bundles_are_appended_in_chunks,
     a_changed_upper_hash_tile_fails_the_audit,
+    a_tail_changed_outside_the_committer_is_never_built_on,
     closing_commits_then_stops,
     large_batches_keep_each_change_apart,
     changes_and_their_events_commit_together,
@@ -211,6 +212,7 @@ conformance!(
     wrapped_responses_are_taken_once,
     two_stores_append_to_one_log,
     governance_records_are_revisioned_and_atomic,
+    records_are_revised_by_what_they_hold_as_the_change_runs,
     shares_are_opened_a_counted_number_of_times_and_destroyed,
     cached_reads_follow_every_change,
     failed_attempts_keep_the_caches_and_old_ones_go,
@@ -1056,16 +1058,8 @@ async fn grants_classifications_and_failures(f: &Fixture) {
     );
     f.store.apply(vec![reset(t(50))], Vec::new()).await.unwrap();
     assert!(f.store.revoke_grant("g1", t(2), &[]).await.unwrap());
-    // What a change is decided on, checked in it: a record count that moved, a token
-    // revoked, a grant to a disabled account.
-    let count = |count| Op::RequireRecordCount {
-        kind: "request".into(),
-        owner: "p1".into(),
-        count,
-    };
-    f.store.apply(vec![count(0)], Vec::new()).await.unwrap();
-    let moved = f.store.apply(vec![count(1)], Vec::new()).await;
-    assert!(matches!(moved, Err(StoreError::Conflict(_))), "{moved:?}");
+    // What a change is decided on, checked in it: a token revoked, a grant to a disabled
+    // account.
     let revoked = f
         .store
         .apply(vec![Op::RequireLiveToken("tok_none".into())], Vec::new())
@@ -1528,6 +1522,71 @@ async fn a_changed_upper_hash_tile_fails_the_audit(f: &Fixture) {
         .unwrap();
     let changed = f.store.audit_ledger(&[]).await.unwrap_err().to_string();
     assert!(changed.contains("tile"), "{changed}");
+}
+
+/// Entries removed from the database's tail (or, on SQLite, where the server is the only
+/// writer, added to it) by anyone but the committer: every later write fails, and the head
+/// the committer wrote stays the one it wrote.
+async fn a_tail_changed_outside_the_committer_is_never_built_on(f: &Fixture) {
+    let entries: Vec<Vec<u8>> = (0..5u32)
+        .map(|i| format!("{{\"entry\":{i}}}").into_bytes())
+        .collect();
+    f.store.append_ledger(entries.clone()).await.unwrap();
+    let (size, root) = f.store.ledger_committed_head().await.unwrap();
+    assert_eq!(size, 5);
+    assert_eq!(root, f.store.ledger_root(5).await.unwrap());
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&f.raw).await.unwrap();
+    let set_size = |n: i64| {
+        sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
+            .bind(n)
+            .execute(&raw)
+    };
+    // Another node appending (PostgreSQL) is taken in; on SQLite nobody else writes.
+    let sqlite = f.url.backend() == chaperone_store::Backend::Sqlite;
+    let other = match sqlite {
+        true => None,
+        false => Some(Store::connect(&f.url).await.unwrap()),
+    };
+    if let Some(other) = &other {
+        other.append_ledger(entries[..1].to_vec()).await.unwrap();
+        assert_eq!(f.store.ledger_committed_head().await.unwrap().0, 6);
+    }
+    let before = f.store.ledger_committed_head().await.unwrap();
+    // The last entry erased.
+    set_size(before.0 as i64 - 1).await.unwrap();
+    for _ in 0..2 {
+        let err = f
+            .store
+            .append_ledger(entries[..1].to_vec())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("outside this server")
+                && err.to_string().contains(&format!("committed {}", before.0)),
+            "{err}"
+        );
+        let err = f.store.ledger_committed_head().await.unwrap_err();
+        assert!(err.to_string().contains("outside this server"), "{err}");
+    }
+    // Put back, the log goes on from where the committer left it.
+    set_size(before.0 as i64).await.unwrap();
+    assert_eq!(f.store.ledger_committed_head().await.unwrap(), before);
+    if sqlite {
+        // An entry added: refused as well.
+        set_size(before.0 as i64 + 1).await.unwrap();
+        let err = f
+            .store
+            .append_ledger(entries[..1].to_vec())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("outside this server"), "{err}");
+        set_size(before.0 as i64).await.unwrap();
+        f.store.append_ledger(entries[..1].to_vec()).await.unwrap();
+    }
+    if let Some(other) = other {
+        other.close().await;
+    }
 }
 
 /// A partial bundle grows by chunks, also after one stored whole (as older versions did),
@@ -2114,6 +2173,78 @@ fn record(kind: &str, id: &str, owner: Option<&str>, body: serde_json::Value) ->
         created_at: t(1),
         updated_at: t(1),
     }
+}
+
+/// What a change closes by status includes records added after its caller read them.
+async fn records_are_revised_by_what_they_hold_as_the_change_runs(f: &Fixture) {
+    use serde_json::json;
+    let pending = record(
+        "request",
+        "req_1",
+        Some("per_1"),
+        json!({ "status": "pending" }),
+    );
+    let approved = record(
+        "request",
+        "req_2",
+        Some("per_1"),
+        json!({ "status": "approved" }),
+    );
+    let other = record(
+        "request",
+        "req_3",
+        Some("per_2"),
+        json!({ "status": "pending" }),
+    );
+    let late = record(
+        "request",
+        "req_4",
+        Some("per_1"),
+        json!({ "status": "pending" }),
+    );
+    f.store
+        .apply(
+            vec![
+                Op::Put(pending),
+                Op::Put(approved.clone()),
+                Op::Put(other.clone()),
+            ],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let mut set = serde_json::Map::new();
+    set.insert("status".into(), "cancelled".into());
+    set.insert("denial".into(), json!({ "by": "per_9" }));
+    let close = Op::ReviseRecordsWhere {
+        kind: "request".into(),
+        owner: "per_1".into(),
+        field: "status".into(),
+        equals: "pending".into(),
+        set,
+        at: t(9),
+    };
+    // Filed after the caller read the list, in the same change here: closed all the same.
+    f.store
+        .apply(vec![Op::Put(late), close], vec![event("person.disable")])
+        .await
+        .unwrap();
+    for id in ["req_1", "req_4"] {
+        let closed = f.store.record("request", id).await.unwrap().unwrap();
+        assert_eq!(
+            closed.body,
+            json!({ "status": "cancelled", "denial": { "by": "per_9" } })
+        );
+        assert_eq!((closed.revision, closed.updated_at), (2, t(9)));
+    }
+    assert_eq!(
+        f.store.record("request", "req_2").await.unwrap(),
+        Some(approved)
+    );
+    assert_eq!(
+        f.store.record("request", "req_3").await.unwrap(),
+        Some(other)
+    );
 }
 
 async fn governance_records_are_revisioned_and_atomic(f: &Fixture) {

@@ -299,6 +299,21 @@ fn tampering_is_detected_and_named(db: Db) {
         "{err}"
     );
 
+    // The newest entry erased while the server runs: it signs nothing over the shorter
+    // log, and records nothing more, rather than build on a tail it did not write.
+    write_secrets(&node, "tail", 1);
+    common::sql(
+        &url,
+        &["UPDATE ledger_head SET size = size - 1 WHERE id = 1"],
+    );
+    let err = fails(node.cli(config.path(), &["ledger", "checkpoint"]));
+    assert!(
+        err.contains("changed in the database outside this server"),
+        "{err}"
+    );
+    let err = fails(node.cli(config.path(), &["secret", "get", "tail/0"]));
+    assert!(err.contains("outside this server"), "{err}");
+
     // The whole ledger and its key deleted: the server starts a new log under a new name,
     // which the verifier, remembering which log this server served, refuses.
     node.kill();

@@ -817,17 +817,54 @@ pub(crate) async fn close_pending(
     person_id: &str,
     closer: &Decision,
     now: Timestamp,
-) -> Result<Vec<Op>, ApiError> {
-    let mut ops = Vec::new();
+) -> Result<Closing, ApiError> {
+    let mut count = 0;
     for record in state.store.records("request", Some(person_id)).await? {
-        let mut request: AccessRequest = body(&record)?;
+        let request: AccessRequest = body(&record)?;
         if request.status == "pending" {
-            request.status = "cancelled".into();
-            request.denial = Some(closer.clone());
-            ops.push(Op::Put(revise(&record, &request, now)));
+            count += 1;
         }
     }
-    Ok(ops)
+    let mut set = serde_json::Map::new();
+    set.insert("status".into(), "cancelled".into());
+    set.insert(
+        "denial".into(),
+        serde_json::to_value(closer).expect("decisions serialise"),
+    );
+    // Closed by status as the change runs, not by the list read above: a request filed
+    // after that read, before the change commits, is closed too.
+    let op = Op::ReviseRecordsWhere {
+        kind: "request".into(),
+        owner: person_id.to_owned(),
+        field: "status".into(),
+        equals: "pending".into(),
+        set,
+        at: now,
+    };
+    Ok(Closing { count, op })
+}
+
+/// The change that closes a person's pending requests, and how many there were when read
+/// (the count recorded; any filed since are closed too).
+pub(crate) struct Closing {
+    count: usize,
+    op: Op,
+}
+
+impl Closing {
+    /// The requests pending when read.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+}
+
+impl IntoIterator for Closing {
+    type Item = Op;
+    type IntoIter = std::iter::Once<Op>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        std::iter::once(self.op)
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/cancel", params(("id" = String, Path)), responses((status = 200, body = AccessRequest), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]

@@ -323,14 +323,6 @@ pub(crate) async fn reset_person(
             comment: Some("the account's credentials were reset".into()),
             time: now.to_rfc3339(),
         };
-        // Counted first: a request filed after the count makes the change conflict, and all
-        // is read again, so none filed meanwhile is left open for the next holder of the
-        // account.
-        let filed = state
-            .store
-            .records("request", Some(&person.id))
-            .await?
-            .len();
         let closed = super::access::close_pending(&state, &person.id, &closer, now).await?;
         let code = recovery_codes(1).pop().expect("one code");
         let expires = now.plus_secs(state.settings.auth.enrolment_ttl_secs);
@@ -358,11 +350,6 @@ pub(crate) async fn reset_person(
             to.push(person.id.clone());
         }
         let mut ops = vec![
-            Op::RequireRecordCount {
-                kind: "request".into(),
-                owner: person.id.clone(),
-                count: filed,
-            },
             Op::ResetCredentials {
                 person_id: person.id.clone(),
                 code_hash: code_hash(&code),
@@ -393,7 +380,7 @@ pub(crate) async fn reset_person(
         ];
         ops.extend(closed);
         match state.store.apply(ops, vec![event]).await {
-            // Disabled, granted or a request decided meanwhile: looked at again.
+            // Disabled or granted meanwhile: looked at again.
             Err(StoreError::Conflict(_)) if attempt < 3 => continue,
             other => other?,
         }

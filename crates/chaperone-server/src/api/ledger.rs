@@ -72,13 +72,6 @@ impl AppState {
         Signer::new(&origin, &seed).map_err(|e| StoreError::Corrupt(e.to_string()).into())
     }
 
-    /// The tree head of the current ledger.
-    async fn ledger_head(&self) -> Result<(u64, Hash), ApiError> {
-        let size = self.store.ledger_size().await?;
-        let root = self.ledger_root(size).await?;
-        Ok((size, root))
-    }
-
     /// The tree head at `size`, from the stored tiles.
     async fn ledger_root(&self, size: u64) -> Result<Hash, ApiError> {
         Ok(self.store.ledger_root(size).await?)
@@ -101,7 +94,9 @@ impl AppState {
         // them, a checkpoint signed meanwhile by another request would look removed).
         let pinned = *self.ledger_pin.lock().unwrap_or_else(|e| e.into_inner());
         let latest = self.store.latest_checkpoint().await?;
-        let (size, root) = self.ledger_head().await?;
+        // The head as this server's committer wrote it, not as the database holds it now:
+        // entries written into the database by anyone else are not signed.
+        let (size, root) = self.store.ledger_committed_head().await?;
         let kept = match &latest {
             Some((old_size, note, _)) => {
                 let old = note::open(note.as_bytes(), std::slice::from_ref(&verifier))
