@@ -111,8 +111,8 @@ impl From<StoreError> for ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "ledger_inconsistent",
                     format!(
-                        "{err}; nothing more is recorded or signed until the server is \
-                         restarted: compare the database with a backup first"
+                        "{err}; nothing more is recorded while it differs: compare the \
+                         database with a backup before restarting the server"
                     ),
                 )
             }

@@ -13,8 +13,8 @@
 //! The `ledger_head` row is the lock that orders appends: the committer takes it first. With
 //! PostgreSQL several nodes append to one log; a committer that finds the size moved since
 //! its last batch reloads the edge (O(log n) rows) before appending. A size smaller than
-//! the one it committed, or on SQLite (one server per database) any other size, is the
-//! database changed outside the server: from then on every batch fails
+//! the one it last committed, or on SQLite (one server per database) any other size, is the
+//! database changed outside the server: every batch fails while it lasts
 //! ([`StoreError::LedgerTampered`]), and checkpoints, signed over the head the committer
 //! wrote ([`Store::ledger_committed_head`]), are not signed over entries it did not write.
 
@@ -69,8 +69,19 @@ pub(crate) struct Committer {
     stop: Mutex<Option<oneshot::Sender<()>>>,
     /// Answered when the committer has stopped and closed its connection.
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
-    /// The size and root of the tree as the committer's last successful batch left it.
-    head: Arc<Mutex<Option<(u64, Hash)>>>,
+    /// What the committer wrote.
+    written: Arc<Mutex<Written>>,
+}
+
+/// What the committer wrote, kept across failed batches.
+#[derive(Default)]
+struct Written {
+    /// The size and root of the tree as its last successful batch left it, published
+    /// before that batch's callers are answered.
+    head: Option<(u64, Hash)>,
+    /// The size a batch whose commit's outcome is unknown would have reached: the database
+    /// may hold it.
+    unknown: Option<u64>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -140,19 +151,19 @@ impl Committer {
     fn handle(jobs: mpsc::Sender<Job>) -> (Arc<Self>, Control) {
         let (stop, stop_rx) = oneshot::channel();
         let (stopped_tx, stopped) = oneshot::channel();
-        let head = Arc::new(Mutex::new(None));
+        let written = Arc::new(Mutex::new(Written::default()));
         let handle = Arc::new(Self {
             jobs,
             stop: Mutex::new(Some(stop)),
             stopped: Mutex::new(Some(stopped)),
-            head: Arc::clone(&head),
+            written: Arc::clone(&written),
         });
         (
             handle,
             Control {
                 stop: stop_rx,
                 stopped: stopped_tx,
-                head,
+                written,
             },
         )
     }
@@ -172,11 +183,11 @@ impl Committer {
     }
 }
 
-/// The committer's side of [`Committer::close`], and where it publishes its head.
+/// The committer's side of [`Committer::close`], and where it keeps what it wrote.
 struct Control {
     stop: oneshot::Receiver<()>,
     stopped: oneshot::Sender<()>,
-    head: Arc<Mutex<Option<(u64, Hash)>>>,
+    written: Arc<Mutex<Written>>,
 }
 
 /// Where the committer writes.
@@ -311,7 +322,7 @@ async fn run(
     let Control {
         mut stop,
         stopped,
-        head,
+        written,
     } = control;
     let mut stopping = false;
     let mut edge: Option<Edge> = None;
@@ -362,10 +373,12 @@ async fn run(
         let mut taken = std::mem::replace(&mut writer, fallback);
         let mut current = edge.take();
         let moved = Arc::clone(&cache);
+        let record = Arc::clone(&written);
         let task = tokio::spawn(async move {
             let outcome = commit_batch(
                 &mut taken,
                 &mut current,
+                &record,
                 jobs,
                 touched.map(|t| (&*moved, t)),
             )
@@ -376,13 +389,8 @@ async fn run(
             Ok((back, next, outcome)) => {
                 writer = back;
                 edge = next;
-                match outcome {
-                    Ok(()) => {
-                        if let Some(edge) = &edge {
-                            *head.lock().expect("unpoisoned") = Some((edge.size(), edge.root()));
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "a ledger batch failed"),
+                if let Err(e) = outcome {
+                    tracing::error!(error = %e, "a ledger batch failed");
                 }
             }
             Err(e) => {
@@ -398,12 +406,19 @@ async fn run(
 async fn commit_batch(
     writer: &mut Writer,
     edge: &mut Option<Edge>,
+    written: &Mutex<Written>,
     jobs: Vec<Job>,
     cache: Option<(&crate::cache::Cache, Touches)>,
 ) -> Result<(), StoreError> {
     let mut pending: Vec<(oneshot::Sender<Result<u64, StoreError>>, u64)> = Vec::new();
     let mut jobs = jobs.into_iter();
     let alone = matches!(writer, Writer::Sqlite { .. });
+    let (committed, unknown) = {
+        let written = written.lock().expect("unpoisoned");
+        (written.head.map(|(size, _)| size), written.unknown)
+    };
+    // The size this batch would reach, for a commit whose outcome is unknown.
+    let mut attempted = None;
     let outcome = async {
         let mut tx = Tx::begin(writer).await?;
         let mut conn = tx.conn();
@@ -415,12 +430,13 @@ async fn commit_batch(
         let size = to_u64(size, "ledger size")?;
         // Security decision: no writer ever removes entries, and on SQLite this committer is
         // the only writer (the database is locked to one server). A size other than the one
-        // it committed is the database changed outside it: it builds on nothing it did not
-        // write, and keeps its edge so that every later batch fails too (until a restart,
-        // which takes the database as it is). With PostgreSQL other nodes append: a larger
-        // size is theirs and is reloaded.
-        if let Some(committed) = edge.as_ref().map(Edge::size)
-            && (size < committed || (size > committed && alone))
+        // it last committed (or, after a commit of unknown outcome, the one that would have
+        // reached) is the database changed outside it: it builds on nothing it did not
+        // write, and every batch fails while that lasts (a restart takes the database as it
+        // is). With PostgreSQL other nodes append: a larger size is theirs and is reloaded.
+        // Kept apart from the edge, so that no failed batch turns the check off.
+        if let Some(committed) = committed
+            && (size < committed || (alone && size != committed && unknown != Some(size)))
         {
             return Err(StoreError::LedgerTampered(format!(
                 "the database holds {size} entries where this server committed {committed}"
@@ -454,6 +470,7 @@ async fn commit_batch(
             .execute(&mut conn)
             .await
             .map_err(db("moving the ledger size"))?;
+        attempted = Some(next.size());
         tx.commit().await?;
         Ok::<Edge, StoreError>(next)
     }
@@ -466,6 +483,12 @@ async fn commit_batch(
     }
     match outcome {
         Ok(next) => {
+            // Published before anyone is answered: a caller that waited for this batch
+            // reads a head that holds it.
+            *written.lock().expect("unpoisoned") = Written {
+                head: Some((next.size(), next.root())),
+                unknown: None,
+            };
             *edge = Some(next);
             for (reply, first) in pending {
                 let _ = reply.send(Ok(first));
@@ -473,13 +496,13 @@ async fn commit_batch(
             Ok(())
         }
         Err(e) => {
-            // The edge is reloaded from what the database holds at the next batch, unless
-            // the database was changed under it.
-            if !matches!(e, StoreError::LedgerTampered(_)) {
-                *edge = None;
-            }
+            // The edge is reloaded from what the database holds at the next batch.
+            *edge = None;
             let message = e.to_string();
             let unknown = matches!(e, StoreError::CommitUnknown(_));
+            if unknown && attempted.is_some() {
+                written.lock().expect("unpoisoned").unknown = attempted;
+            }
             let unanswered = pending
                 .into_iter()
                 .map(|(reply, _)| reply)
@@ -781,19 +804,21 @@ impl Store {
         self.submit(None, Payload::Raw(entries)).await
     }
 
-    /// The size and root of the ledger as this server's committer wrote it, after a batch
-    /// of no entries went through it (which checks the database's size against the one it
-    /// committed). Security decision: checkpoints are signed over this, not over the head
-    /// read back from the database, so that entries added to or removed from the
-    /// database's tail by anyone but the committer are never signed. (With PostgreSQL,
-    /// entries other nodes append are read from the database.)
-    pub async fn ledger_committed_head(&self) -> Result<(u64, Hash), StoreError> {
+    /// The size and root of the ledger as this server's committer last wrote it, of
+    /// `at_least` entries: when it has written less (or nothing yet, or other nodes have
+    /// appended since), a batch of no entries goes through it first, which reads the
+    /// database's size (and checks it against the one it committed). Security decision:
+    /// checkpoints are signed over this, not over the head read back from the database, so
+    /// that entries added to or removed from the database's tail by anyone but the
+    /// committer are never signed. (With PostgreSQL, entries other nodes append are read
+    /// from the database.)
+    pub async fn ledger_committed_head(&self, at_least: u64) -> Result<(u64, Hash), StoreError> {
+        let written = || self.committer.written.lock().expect("unpoisoned").head;
+        if let Some(head) = written().filter(|(size, _)| *size >= at_least) {
+            return Ok(head);
+        }
         self.submit(None, Payload::Raw(Vec::new())).await?;
-        self.committer
-            .head
-            .lock()
-            .expect("unpoisoned")
-            .ok_or_else(|| StoreError::LedgerWrite("no ledger batch has committed".into()))
+        written().ok_or_else(|| StoreError::LedgerWrite("no ledger batch has committed".into()))
     }
 
     /// Appends events durably; each gets its index (`seq`) inside its canonical bytes.

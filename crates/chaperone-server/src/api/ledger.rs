@@ -95,8 +95,15 @@ impl AppState {
         let pinned = *self.ledger_pin.lock().unwrap_or_else(|e| e.into_inner());
         let latest = self.store.latest_checkpoint().await?;
         // The head as this server's committer wrote it, not as the database holds it now:
-        // entries written into the database by anyone else are not signed.
-        let (size, root) = self.store.ledger_committed_head().await?;
+        // entries written into the database by anyone else are not signed. At least as
+        // large as what was kept or pinned (with PostgreSQL, another node may have signed
+        // past what this one wrote).
+        let at_least = latest
+            .as_ref()
+            .map(|(size, _, _)| *size)
+            .max(pinned.map(|(size, _)| size))
+            .unwrap_or(0);
+        let (size, root) = self.store.ledger_committed_head(at_least).await?;
         let kept = match &latest {
             Some((old_size, note, _)) => {
                 let old = note::open(note.as_bytes(), std::slice::from_ref(&verifier))
