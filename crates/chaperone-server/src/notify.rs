@@ -427,9 +427,8 @@ impl AppState {
                     "wrappings_revoked": self.store.wrapped_by(&person.id, now).await?,
                 }),
             );
-            // Its pending requests close with it, as with `user disable`: re-enabling the
-            // account brings none back. One filed meanwhile is left pending, and is refused
-            // approval while the account is disabled (`requester_inactive`).
+            // Its pending requests close with it, as with `user disable`, also one filed
+            // meanwhile: re-enabling the account brings none back.
             let closer = crate::api::access::Decision {
                 by: "chaperone-sweep".into(),
                 comment: Some(format!("the account was disabled ({why})")),

@@ -407,10 +407,8 @@ pub(crate) async fn disable_person(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (id, name) = managed_person(&state, &caller, &name).await?;
-    // The pending requests are read before the change that closes them; a request approved
-    // or withdrawn meanwhile makes the change conflict, and they are read again. One filed
-    // meanwhile is left pending, and is refused approval while the account is disabled
-    // (`requester_inactive`).
+    // The pending requests are counted before the change, which closes every one pending as
+    // it commits, also one filed meanwhile (`close_pending`).
     for attempt in 1.. {
         let now = state.clock.now();
         let closer = super::access::Decision {

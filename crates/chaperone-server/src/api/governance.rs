@@ -531,9 +531,9 @@ pub(crate) async fn update_vendor(
             at: now,
         },
     );
-    // A termination reads the pending requests before the change that closes them; a
-    // request approved, withdrawn or filed meanwhile makes the change conflict, and they are
-    // read again (as when a person is disabled).
+    // A termination counts the pending requests before the change, which closes every one
+    // pending as it commits, also one filed meanwhile (`close_pending`); a change that
+    // conflicts (the vendor changed meanwhile) reads everything again.
     for attempt in 1.. {
         let mut ops = ops.clone();
         let mut details = details.clone();

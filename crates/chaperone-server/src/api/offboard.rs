@@ -253,9 +253,8 @@ async fn offboard(
         });
         // The answers they wrapped go with their tokens; the entry names them.
         wrappings_revoked.extend(state.store.wrapped_by(&person.id, now).await?);
-        // Pending requests are read before the grants: a request approved after this read
-        // makes the change conflict, and one approved before it left a grant the next read
-        // finds. Read the other way round, a grant approved in between would survive.
+        // Pending requests close in the change by their status, also one filed after this
+        // read; a grant approved meanwhile is revoked in the change by person (below).
         let closer = super::access::Decision {
             by: actor_id(caller),
             comment: Some(format!("offboarded: {}", req.reason)),
