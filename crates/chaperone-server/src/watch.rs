@@ -325,7 +325,13 @@ impl WatchState {
         if settings.reads_per_hour > 0 {
             let limit = settings.reads_per_hour as usize;
             let reads = self.recent_reads.entry(person.to_owned()).or_default();
-            reads.times.retain(|&t| t > secs - VOLUME_WINDOW_SECS);
+            while reads
+                .times
+                .front()
+                .is_some_and(|&t| t <= secs - VOLUME_WINDOW_SECS)
+            {
+                reads.times.pop_front();
+            }
             reads.times.push_back(secs);
             if reads.times.len() > limit + 1 {
                 reads.times.pop_front();

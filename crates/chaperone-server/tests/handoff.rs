@@ -1742,6 +1742,39 @@ fn a_vault_value_copied_out_encoded_is_found_in_a_deliverable() {
         "{answer}"
     );
     assert!(!text.contains(&encoded[4..]), "{text}");
+    // Nor does the findings API tell a submitter who may read findings (security, which may
+    // not read secrets, delivering for a vendor) how it was written.
+    let (status, bytes) = raw(
+        &s,
+        "POST",
+        "/api/v1/deliverables?name=secret.yaml&vendor=acme",
+        Some(&sam_t),
+        format!("apiVersion: v1\nkind: Secret\ndata:\n  credentials: {encoded}\n").into_bytes(),
+        None,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let own: Value = serde_json::from_slice(&bytes).unwrap();
+    let findings = s.ok(
+        "GET",
+        "/api/v1/findings?source=deliverable",
+        Some(&sam_t),
+        None,
+    );
+    let hidden = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["details"]["rule"] == "known-value" && f["details"]["deliverable_id"] == own["id"]
+        })
+        .cloned()
+        .unwrap();
+    assert!(
+        hidden["details"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("cannot read") && !d.contains("base64")),
+        "{hidden}"
+    );
     // Security sees which secret, and that it was encoded.
     let id = answer["id"].as_str().unwrap();
     let seen = s.ok(

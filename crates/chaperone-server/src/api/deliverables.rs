@@ -96,6 +96,10 @@ pub(crate) struct SubmitQuery {
     vendor: Option<String>,
 }
 
+/// What a deliverable's submitter is told of a vault value they may not read.
+const HIDDEN_VALUE: &str = "A value stored in Chaperone's vault, of a secret you cannot read: \
+                            security has its location and will contact you";
+
 /// Every current secret value (string fields of at least 8 bytes), labelled `path#field`.
 async fn vault_values(state: &AppState) -> Result<Vec<(Zeroizing<Vec<u8>>, String)>, ApiError> {
     let keyring = super::secrets::unsealed(state)?;
@@ -239,6 +243,10 @@ pub(crate) async fn findings_for(
             ] {
                 finding.details[field] = Value::Null;
             }
+            // As the deliverable's view says it: how the value was written (base64, hex)
+            // would tell which of several groups of guesses, each encoded its own way, holds
+            // the stored one.
+            finding.details["description"] = HIDDEN_VALUE.into();
         } else if *any_hidden {
             // Neither the code beside a hidden value nor a fingerprint, which is a hash the
             // submitter can compute for each guess, and which differs for a vault value.
@@ -268,9 +276,7 @@ fn view(deliverable: Deliverable, findings: &[Finding], viewer: &Viewer) -> Deli
                     path: String::new(),
                     line: 0,
                     rule: f.details["rule"].as_str().unwrap_or_default().to_owned(),
-                    description: "A value stored in Chaperone's vault, of a secret you cannot \
-                                  read: security has its location and will contact you"
-                        .to_owned(),
+                    description: HIDDEN_VALUE.to_owned(),
                     severity: f.severity.clone(),
                     shown: String::new(),
                     status: f.status.clone(),
