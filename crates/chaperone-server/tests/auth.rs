@@ -1143,6 +1143,12 @@ fn authorisation_matrix_covers_every_route_role_and_credential_state() {
         );
         let Some(allowed) = allowed else { continue };
         let body = (method != "GET" && method != "DELETE").then(|| json!({}));
+        // Listings are routed at `secret/list`, reached with `?list=true` (or Vault's
+        // `LIST`) on `secret/metadata`; asked for directly, `secret/list` is an unknown path.
+        let path = match path.strip_prefix("/v1/secret/list") {
+            Some(rest) => format!("/v1/secret/metadata{rest}?list=true"),
+            None => path,
+        };
         let status = |token: Option<&str>| s.call(method, &path, token, body.clone(), None).0;
         // Vault's API answers 403 where the native one says 401.
         let refused = if pattern.starts_with("/v1/") {

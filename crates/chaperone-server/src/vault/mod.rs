@@ -327,10 +327,26 @@ pub(crate) async fn compat(
             return errors(StatusCode::NOT_FOUND, "namespace not found");
         }
     }
+    // `secret/list/...` is where listings are routed after the rewrite below, not a path of
+    // Vault's API: asked for directly, it is one more path the mount does not have, as in
+    // OpenBao (and answered as such after the usual checks of the token).
+    if let Some(rest) = request.uri().path().strip_prefix(LISTING)
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        let unrouted = format!("{LISTING}-{rest}");
+        *request.uri_mut() = unrouted
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/v1/secret/-"));
+    }
     if rewrite_list(&mut request).is_err() {
         return reply(StatusCode::BAD_REQUEST, &json!({ "errors": [] }));
     }
     let route = request.uri().path()["/v1/".len()..].to_owned();
+    let request_id = request
+        .extensions()
+        .get::<crate::observe::RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
     // OpenBao answers HEAD on `sys/health` only. Elsewhere it would run the GET (a secret
     // read, recorded as given) and send nothing: 405, before anything runs.
     if request.method() == Method::HEAD && route != "sys/health" {
@@ -392,6 +408,25 @@ pub(crate) async fn compat(
     let message = native["error"]["message"]
         .as_str()
         .unwrap_or("request failed");
+    // A path under `secret/` that the KV v2 mount does not have: OpenBao's KV engine answers
+    // with its envelope and a warning, not an error.
+    if (status, code) == (StatusCode::NOT_FOUND, "not_found")
+        && message.starts_with("no such route")
+        && let Some(rest) = route.strip_prefix("secret/")
+    {
+        let warning = if matches!(rest, "data" | "metadata" | "delete") {
+            "Non-listing operations on the root of a K/V v2 mount are not supported."
+        } else {
+            "Invalid path for a versioned K/V secrets engine. See the API docs for the \
+             appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv get' for \
+             this operation."
+        };
+        let body = json!({
+            "request_id": request_id, "lease_id": "", "renewable": false, "lease_duration": 0,
+            "data": null, "wrap_info": null, "warnings": [warning], "auth": null,
+        });
+        return reply(StatusCode::NOT_FOUND, &body);
+    }
     vault_error(status, code, message, &route)
 }
 
@@ -453,6 +488,9 @@ async fn wrap_answer(state: &AppState, route: &str, ttl: i64, response: Response
     }
 }
 
+/// The route listings are served at (see [`rewrite_list`]).
+const LISTING: &str = "/v1/secret/list";
+
 /// `LIST /v1/secret/metadata/P` and `GET ...?list=true` → `GET /v1/secret/list/P`, with
 /// the query kept (a listing's `after` and `limit`). `list` is read as Go's `ParseBool`
 /// reads it, as OpenBao does (hvac sends `list=True`); any other value is an error (a 400).
@@ -478,10 +516,10 @@ fn rewrite_list(request: &mut Request) -> Result<(), ()> {
     }
     let path = request.uri().path();
     let listed = match path.strip_prefix("/v1/secret/metadata") {
-        Some("" | "/") => Some("/v1/secret/list".to_owned()),
+        Some("" | "/") => Some(LISTING.to_owned()),
         Some(rest) => rest
             .strip_prefix('/')
-            .map(|prefix| format!("/v1/secret/list/{prefix}")),
+            .map(|prefix| format!("{LISTING}/{prefix}")),
         None => None,
     }
     .map(|listed| match request.uri().query() {

@@ -165,6 +165,13 @@ STEPS = [
     ("GET", "sys/init", None),
     ("GET", f"sys/internal/ui/mounts/secret/{P}", None),
     ("GET", "nope/x", None),
+    # Paths the KV v2 mount does not have, among them where Chaperone routes listings.
+    ("GET", "secret/foo", None),
+    ("GET", "secret/list", None),
+    ("GET", "secret/list/contract", None),
+    ("GET", "secret/data", None),
+    ("GET", "secret/metadata", None),
+    ("GET", "secret/delete", None),
     ("GET", "sys/nope", None),
     ("GET", "auth/token/nope", None),
     # `list` is read as Go's ParseBool reads it (hvac sends `list=True`); a list on data/
