@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Secret put and get throughput through the native API on loopback, measured with wrk.
 #
-#   cargo xtask bench              # builds the release binary, starts PostgreSQL, runs this
-#   BIN=target/release/chaperone bench/secrets.sh     # SQLite only, unless
+#   cargo xtask bench              # builds the production binary, starts PostgreSQL, runs this
+#   BIN=target/production/chaperone bench/secrets.sh     # SQLite only, unless
 #   CHAPERONE_BENCH_POSTGRES_URL=postgres://... bench/secrets.sh
 #
 # Knobs: DURATION (default 10s), CONNECTIONS (default 16), THREADS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/chaperone}
+BIN=${BIN:-target/production/chaperone}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-2}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-[ -x "$BIN" ] || { echo "$BIN is missing: cargo build --release" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "$BIN is missing: cargo build --profile production -p chaperone" >&2; exit 1; }
 
 work=$(mktemp -d)
 server_pid=

