@@ -79,9 +79,40 @@ struct Written {
     /// The size and root of the tree as its last successful batch left it, published
     /// before that batch's callers are answered.
     head: Option<(u64, Hash)>,
-    /// The size a batch whose commit's outcome is unknown would have reached: the database
-    /// may hold it.
-    unknown: Option<u64>,
+    /// The size and root a batch whose commit's outcome is unknown would have reached: the
+    /// database may hold it.
+    unknown: Option<(u64, Hash)>,
+}
+
+impl Written {
+    /// Checks the database's `size` against what was written, before a batch builds on it:
+    /// the head it must match (and its root, once the edge is loaded), or an error if the
+    /// database was changed outside the committer. A batch of unknown outcome found in the
+    /// database becomes the head.
+    ///
+    /// Security decision: no writer ever removes entries, and on SQLite (`alone`) this
+    /// committer is the only writer (the database is locked to one server). A size other
+    /// than the one it last committed (or, after a commit of unknown outcome, the one that
+    /// would have reached) is the database changed outside it: it builds on nothing it did
+    /// not write, and every batch fails while that lasts (a restart takes the database as
+    /// it is). With PostgreSQL other nodes append: a larger size is theirs and is reloaded.
+    /// Kept apart from the edge, so that no failed batch turns the check off.
+    fn check(&mut self, size: u64, alone: bool) -> Result<Option<(u64, Hash)>, StoreError> {
+        let Some((committed, root)) = self.head else {
+            return Ok(None);
+        };
+        if let Some(landed) = self.unknown.filter(|(target, _)| *target == size) {
+            self.head = Some(landed);
+            self.unknown = None;
+            return Ok(Some(landed));
+        }
+        if size < committed || (alone && size != committed) {
+            return Err(StoreError::LedgerTampered(format!(
+                "the database holds {size} entries where this server committed {committed}"
+            )));
+        }
+        Ok((size == committed).then_some((committed, root)))
+    }
 }
 
 impl std::fmt::Debug for Committer {
@@ -413,11 +444,7 @@ async fn commit_batch(
     let mut pending: Vec<(oneshot::Sender<Result<u64, StoreError>>, u64)> = Vec::new();
     let mut jobs = jobs.into_iter();
     let alone = matches!(writer, Writer::Sqlite { .. });
-    let (committed, unknown) = {
-        let written = written.lock().expect("unpoisoned");
-        (written.head.map(|(size, _)| size), written.unknown)
-    };
-    // The size this batch would reach, for a commit whose outcome is unknown.
+    // The size and root this batch would reach, for a commit whose outcome is unknown.
     let mut attempted = None;
     let outcome = async {
         let mut tx = Tx::begin(writer).await?;
@@ -428,23 +455,23 @@ async fn commit_batch(
                 .await
                 .map_err(db("locking the ledger"))?;
         let size = to_u64(size, "ledger size")?;
-        // Security decision: no writer ever removes entries, and on SQLite this committer is
-        // the only writer (the database is locked to one server). A size other than the one
-        // it last committed (or, after a commit of unknown outcome, the one that would have
-        // reached) is the database changed outside it: it builds on nothing it did not
-        // write, and every batch fails while that lasts (a restart takes the database as it
-        // is). With PostgreSQL other nodes append: a larger size is theirs and is reloaded.
-        // Kept apart from the edge, so that no failed batch turns the check off.
-        if let Some(committed) = committed
-            && (size < committed || (alone && size != committed && unknown != Some(size)))
-        {
-            return Err(StoreError::LedgerTampered(format!(
-                "the database holds {size} entries where this server committed {committed}"
-            )));
-        }
+        let expected = written.lock().expect("unpoisoned").check(size, alone)?;
         let current = match edge.take() {
             Some(e) if e.size() == size => e,
-            _ => load_edge(&mut conn, size).await?,
+            _ => {
+                let loaded = load_edge(&mut conn, size).await?;
+                // Reloaded (after a failed batch) at a size this committer wrote: the tail
+                // must be the one it wrote, not only as long.
+                if let Some((_, root)) = expected
+                    && loaded.root() != root
+                {
+                    return Err(StoreError::LedgerTampered(format!(
+                        "the newest of the {size} entries in the database differ from those \
+                         this server committed"
+                    )));
+                }
+                loaded
+            }
         };
         let mut next = current.clone();
         let mut open = None;
@@ -470,7 +497,7 @@ async fn commit_batch(
             .execute(&mut conn)
             .await
             .map_err(db("moving the ledger size"))?;
-        attempted = Some(next.size());
+        attempted = Some((next.size(), next.root()));
         tx.commit().await?;
         Ok::<Edge, StoreError>(next)
     }
@@ -486,7 +513,7 @@ async fn commit_batch(
             // Published before anyone is answered: a caller that waited for this batch
             // reads a head that holds it.
             *written.lock().expect("unpoisoned") = Written {
-                head: Some((next.size(), next.root())),
+                head: attempted.or_else(|| Some((next.size(), next.root()))),
                 unknown: None,
             };
             *edge = Some(next);
@@ -805,16 +832,18 @@ impl Store {
     }
 
     /// The size and root of the ledger as this server's committer last wrote it, of
-    /// `at_least` entries: when it has written less (or nothing yet, or other nodes have
-    /// appended since), a batch of no entries goes through it first, which reads the
-    /// database's size (and checks it against the one it committed). Security decision:
+    /// `at_least` entries: when it has written less, or the database holds another size
+    /// (other nodes appended, or the database was changed), a batch of no entries goes
+    /// through it first, which reads the database's size (and checks it against the one it
+    /// committed). Security decision:
     /// checkpoints are signed over this, not over the head read back from the database, so
     /// that entries added to or removed from the database's tail by anyone but the
     /// committer are never signed. (With PostgreSQL, entries other nodes append are read
     /// from the database.)
     pub async fn ledger_committed_head(&self, at_least: u64) -> Result<(u64, Hash), StoreError> {
         let written = || self.committer.written.lock().expect("unpoisoned").head;
-        if let Some(head) = written().filter(|(size, _)| *size >= at_least) {
+        let stored = self.ledger_size().await?;
+        if let Some(head) = written().filter(|(size, _)| *size >= at_least && *size == stored) {
             return Ok(head);
         }
         self.submit(None, Payload::Raw(Vec::new())).await?;
@@ -1178,4 +1207,37 @@ pub(crate) async fn insert_ledger_key(
     .await
     .map_err(db("storing the ledger key"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_size_is_checked_across_unknown_outcomes() {
+        let root = |b: u8| [b; 32];
+        let mut written = Written {
+            head: Some((100, root(1))),
+            unknown: Some((110, root(2))),
+        };
+        // A batch of unknown outcome found in the database becomes the head...
+        assert_eq!(written.check(110, true).unwrap(), Some((110, root(2))));
+        // ...so a second one that did not land leaves the database at the head.
+        written.unknown = Some((115, root(3)));
+        assert_eq!(written.check(110, true).unwrap(), Some((110, root(2))));
+        // Any other size is refused on SQLite; on PostgreSQL a larger one is another
+        // node's, and a smaller one is refused too.
+        for (size, alone) in [(111, true), (109, true), (109, false)] {
+            assert!(
+                matches!(
+                    written.check(size, alone),
+                    Err(StoreError::LedgerTampered(_))
+                ),
+                "{size} {alone}"
+            );
+        }
+        assert_eq!(written.check(120, false).unwrap(), None);
+        // Nothing written yet: nothing to check against.
+        assert_eq!(Written::default().check(7, true).unwrap(), None);
+    }
 }
