@@ -840,6 +840,76 @@ fn a_wrapped_read_of_a_step_up_path_is_not_asked_for_step_up_again() {
     assert_eq!(body["data"]["data"]["password"], "stepped-up-Wk70");
 }
 
+/// `LIST secret/metadata/{folder}` answered wrapped; the wrapping token.
+fn wrapped_listing(s: &Server, token: &str, folder: &str) -> String {
+    let request = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}/v1/secret/metadata/{folder}?list=true", s.addr))
+        .header("X-Vault-Token", token)
+        .header("X-Vault-Wrap-TTL", "1h")
+        .body(())
+        .unwrap();
+    let mut answer = s.agent.run(request).unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+    let wrapping = body["wrap_info"]["token"].as_str().unwrap().to_owned();
+    s.remember(&wrapping);
+    wrapping
+}
+
+#[test]
+fn a_wrapped_listing_names_only_what_its_maker_may_still_list() {
+    let s = Server::start();
+    common::vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    common::write(&s, "acme/app/db", "wrapped-Qn52");
+    common::write(&s, "acme/app/api", "wrapped-Zk17");
+    let grant = |prefix: &str| {
+        s.ok(
+            "POST",
+            "/api/v1/grants",
+            Some(&s.admin),
+            Some(serde_json::json!({ "person": "cy", "prefix": prefix,
+                                      "capabilities": ["read", "list"],
+                                      "ttl": "1h", "reason": "deploy" })),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    grant("acme/app/db");
+    let api = grant("acme/app/api");
+    let unwrap = |token: &str| {
+        s.call(
+            "POST",
+            "/v1/sys/wrapping/unwrap",
+            None,
+            Some(serde_json::json!({ "token": token })),
+            None,
+        )
+    };
+    let before = wrapped_listing(&s, &cy_t, "acme/app");
+    let (status, body) = unwrap(&before);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["keys"], serde_json::json!(["api", "db"]));
+    // One grant revoked after the listing was wrapped: its key is no longer named.
+    let listed = wrapped_listing(&s, &cy_t, "acme/app");
+    s.ok(
+        "DELETE",
+        &format!("/api/v1/grants/{api}"),
+        Some(&s.admin),
+        None,
+    );
+    let (status, body) = unwrap(&listed);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["keys"], serde_json::json!(["db"]));
+    // An admin's listing names everything still.
+    let (status, body) = unwrap(&wrapped_listing(&s, &s.admin, "acme/app"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["keys"], serde_json::json!(["api", "db"]));
+}
+
 #[test]
 fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     let s = Server::start();
@@ -912,20 +982,7 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     // that let them read is revoked, what they wrapped under it is not handed out, listings
     // (`LIST secret/metadata/acme/app`) included.
     let before_revocation = wrap(&cy_t);
-    let listed = {
-        let request = ureq::http::Request::builder()
-            .method("GET")
-            .uri(format!("{}/v1/secret/metadata/acme/app?list=true", s.addr))
-            .header("X-Vault-Token", &cy_t)
-            .header("X-Vault-Wrap-TTL", "1h")
-            .body(())
-            .unwrap();
-        let mut answer = s.agent.run(request).unwrap();
-        assert_eq!(answer.status().as_u16(), 200);
-        let body: serde_json::Value = answer.body_mut().read_json().unwrap();
-        body["wrap_info"]["token"].as_str().unwrap().to_owned()
-    };
-    s.remember(&listed);
+    let listed = wrapped_listing(&s, &cy_t, "acme/app");
     s.ok(
         "DELETE",
         &format!("/api/v1/grants/{grant}"),

@@ -243,21 +243,14 @@ async fn maker_refusal(
             Decision::deny(Reason::VendorInactive)
         } else if let Some(prefix) = listed_prefix(&record.creation_path) {
             // A listing (`LIST secret/metadata/P`, stored as its `secret/list/P` route) is
-            // handed out while the maker could still list that folder, as a listing decides.
-            let mut principal = state.person_principal(&person, None).await?;
-            principal.network_allowed = true;
-            let mut listing = crate::api::secrets::Listing::new(state).await?;
+            // handed out while the maker could still list that folder, as a listing decides
+            // (and with only the keys they may still see: `MakerView::keep_listed`).
             let folder = format!("{}/", prefix.trim_end_matches('/'));
-            let shown = listing
-                .shows_to(
-                    state,
-                    &principal,
-                    (Some(&person.id), person.vendor_id.as_ref()),
-                    client,
-                    &folder,
-                )
-                .await?;
-            if shown {
+            if MakerView::of(state, &person, client)
+                .await?
+                .shows(state, &folder)
+                .await?
+            {
                 return Ok(None);
             }
             Decision::deny(Reason::NotPermitted)
@@ -266,6 +259,75 @@ async fn maker_refusal(
         }
     };
     Ok((!decision.allowed).then_some(decision))
+}
+
+/// What a listing would show a wrapping's maker now.
+struct MakerView {
+    principal: chaperone_core::policy::Principal,
+    person_id: String,
+    vendor_id: Option<String>,
+    client: Option<std::net::IpAddr>,
+    listing: crate::api::secrets::Listing,
+}
+
+impl MakerView {
+    async fn of(
+        state: &AppState,
+        person: &chaperone_store::PersonRecord,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Self, ApiError> {
+        // Where the maker asked from was checked when they wrapped; the unwrapper's address
+        // is checked by the levels' networks below.
+        let mut principal = state.person_principal(person, None).await?;
+        principal.network_allowed = true;
+        Ok(Self {
+            principal,
+            person_id: person.id.clone(),
+            vendor_id: person.vendor_id.clone(),
+            client,
+            listing: crate::api::secrets::Listing::new(state).await?,
+        })
+    }
+
+    async fn shows(&mut self, state: &AppState, path: &str) -> Result<bool, ApiError> {
+        self.listing
+            .shows_to(
+                state,
+                &self.principal,
+                (Some(&self.person_id), self.vendor_id.as_ref()),
+                self.client,
+                path,
+            )
+            .await
+    }
+
+    /// Leaves out of a wrapped listing of `prefix` the keys its maker may no longer see (a
+    /// grant on one of them revoked since), as a listing made now would: a long wrap TTL
+    /// does not outlive the access it was made under.
+    async fn keep_listed(
+        &mut self,
+        state: &AppState,
+        prefix: &str,
+        answer: &mut Value,
+    ) -> Result<(), ApiError> {
+        let Some(keys) = answer["data"]["keys"].as_array().cloned() else {
+            return Ok(());
+        };
+        let folder = match prefix.trim_end_matches('/') {
+            "" => String::new(),
+            prefix => format!("{prefix}/"),
+        };
+        let mut kept = Vec::new();
+        for key in keys {
+            if let Some(name) = key.as_str()
+                && self.shows(state, &format!("{folder}{name}")).await?
+            {
+                kept.push(key);
+            }
+        }
+        answer["data"]["keys"] = Value::Array(kept);
+        Ok(())
+    }
 }
 
 /// The folder a wrapped listing was made from (`""` for the root), if it was one.
@@ -318,13 +380,23 @@ pub(crate) async fn unwrap(
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     }
     let plain = keyring.open_field(PURPOSE, &record.accessor, &record.sealed)?;
-    let answer: Value = serde_json::from_slice(plain.expose()).map_err(|_| {
+    let mut answer: Value = serde_json::from_slice(plain.expose()).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "integrity",
             "a wrapped answer decrypted to something that is not JSON",
         )
     })?;
+    if let (Some(prefix), Some(maker)) = (
+        listed_prefix(&record.creation_path),
+        record.created_by.as_deref(),
+    ) && let Some(person) = state.store.acting_person(maker).await?
+    {
+        MakerView::of(&state, &person, info.client_ip)
+            .await?
+            .keep_listed(&state, prefix, &mut answer)
+            .await?;
+    }
     Ok(reply(StatusCode::OK, &answer))
 }
 
