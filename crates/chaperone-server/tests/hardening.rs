@@ -842,19 +842,10 @@ fn a_wrapped_read_of_a_step_up_path_is_not_asked_for_step_up_again() {
 
 /// `LIST secret/metadata/{folder}` answered wrapped; the wrapping token.
 fn wrapped_listing(s: &Server, token: &str, folder: &str) -> String {
-    let request = ureq::http::Request::builder()
-        .method("GET")
-        .uri(format!("{}/v1/secret/metadata/{folder}?list=true", s.addr))
-        .header("X-Vault-Token", token)
-        .header("X-Vault-Wrap-TTL", "1h")
-        .body(())
-        .unwrap();
-    let mut answer = s.agent.run(request).unwrap();
-    assert_eq!(answer.status().as_u16(), 200);
-    let body: serde_json::Value = answer.body_mut().read_json().unwrap();
-    let wrapping = body["wrap_info"]["token"].as_str().unwrap().to_owned();
-    s.remember(&wrapping);
-    wrapping
+    common::wrapped(s, token, &format!("secret/metadata/{folder}?list=true"))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]

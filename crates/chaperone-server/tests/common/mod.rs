@@ -382,9 +382,15 @@ pub(crate) fn write(s: &Server, path: &str, value: &str) {
 /// A Vault KV v2 read of `path` wrapped for an hour: its `wrap_info` (the token remembered
 /// as a secret).
 pub(crate) fn wrapped_read(s: &Server, token: &str, path: &str) -> Value {
+    wrapped(s, token, &format!("secret/data/{path}"))
+}
+
+/// A Vault `GET /v1/{route}` (`secret/metadata/F?list=true` for a listing) answered wrapped
+/// for an hour: its `wrap_info` (the token remembered as a secret).
+pub(crate) fn wrapped(s: &Server, token: &str, route: &str) -> Value {
     let request = ureq::http::Request::builder()
         .method("GET")
-        .uri(format!("{}/v1/secret/data/{path}", s.addr))
+        .uri(format!("{}/v1/{route}", s.addr))
         .header("X-Vault-Token", token)
         .header("X-Vault-Wrap-TTL", "1h")
         .body(())
