@@ -347,6 +347,8 @@ pub(crate) async fn compat(
         .get::<crate::observe::RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
+    // A list anywhere but under `metadata/` (left a `LIST` by `rewrite_list`).
+    let listed = request.method().as_str() == "LIST";
     // OpenBao answers HEAD on `sys/health` only. Elsewhere it would run the GET (a secret
     // read, recorded as given) and send nothing: 405, before anything runs.
     if request.method() == Method::HEAD && route != "sys/health" {
@@ -416,6 +418,10 @@ pub(crate) async fn compat(
     {
         let warning = if matches!(rest, "data" | "metadata" | "delete") {
             "Non-listing operations on the root of a K/V v2 mount are not supported."
+        } else if listed {
+            "Invalid path for a versioned K/V secrets engine. See the API docs for the \
+             appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv list' for \
+             this operation."
         } else {
             "Invalid path for a versioned K/V secrets engine. See the API docs for the \
              appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv get' for \

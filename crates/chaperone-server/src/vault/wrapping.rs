@@ -346,8 +346,13 @@ pub(crate) async fn unwrap(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let keyring = unsealed(&state)?;
+    // No token at all is refused as OpenBao refuses it (403); a token that names nothing is
+    // a 400, below.
     let Some(token) = wrapping_token(&headers, &body) else {
-        return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
+        return Ok(errors(
+            StatusCode::FORBIDDEN,
+            "error validating wrapping token: token is empty",
+        ));
     };
     let hash = ApiToken::from_presented(&token).hash();
     let now = state.clock.now();

@@ -172,6 +172,8 @@ STEPS = [
     ("GET", "secret/data", None),
     ("GET", "secret/metadata", None),
     ("GET", "secret/delete", None),
+    ("LIST", "secret/foo", None),
+    ("GET", "secret/foo?list=true", None),
     ("GET", "sys/nope", None),
     ("GET", "auth/token/nope", None),
     # `list` is read as Go's ParseBool reads it (hvac sends `list=True`); a list on data/
@@ -251,6 +253,9 @@ def test_headers_and_token_edges_match(openbao):
             # An unknown route: refused without a token, unknown with one.
             requests.get(f"{base}/v1/sys/nope"),
             requests.get(f"{base}/v1/nope/x", headers={"X-Vault-Token": "bogus"}),
+            # An unwrap without a token is refused; one naming nothing is a bad request.
+            requests.post(f"{base}/v1/sys/wrapping/unwrap", json={}),
+            requests.post(f"{base}/v1/sys/wrapping/unwrap", json={"token": "bogus"}),
             # Revoking an accessor that names no token is not an error for the root token.
             requests.post(
                 f"{base}/v1/auth/token/revoke-accessor", headers={"X-Vault-Token": token}, json={"accessor": "bogus"}
