@@ -142,8 +142,12 @@ pub enum VersionState {
     Active,
     /// Soft-deleted at this time; undelete restores it.
     Deleted(Timestamp),
-    /// Data destroyed for good at this time.
-    Destroyed(Timestamp),
+    /// Data destroyed for good at `at`. `deleted` is when it had been soft-deleted before,
+    /// if it had: Vault's clients are shown that time with a destroyed version.
+    Destroyed {
+        at: Timestamp,
+        deleted: Option<Timestamp>,
+    },
 }
 
 /// Metadata of one version. Carries no secret data.
@@ -158,17 +162,18 @@ pub struct VersionMeta {
 }
 
 impl VersionMeta {
-    /// When the version was soft-deleted, if it is.
+    /// When the version was soft-deleted, if it is (or was, before it was destroyed).
     pub fn deletion_time(&self) -> Option<Timestamp> {
         match self.state {
             VersionState::Deleted(at) => Some(at),
-            _ => None,
+            VersionState::Destroyed { deleted, .. } => deleted,
+            VersionState::Active => None,
         }
     }
 
     /// Whether the data was destroyed.
     pub fn destroyed(&self) -> bool {
-        matches!(self.state, VersionState::Destroyed(_))
+        matches!(self.state, VersionState::Destroyed { .. })
     }
 }
 

@@ -554,7 +554,8 @@ async fn change_versions_in(
              AND version = $2 AND deleted_at IS NOT NULL AND destroyed_at IS NULL"
         }
         VersionChange::Destroy => {
-            "UPDATE secret_versions SET destroyed_at = $3, deleted_at = NULL, \
+            // A deletion time stays, as Vault keeps showing it with the destroyed version.
+            "UPDATE secret_versions SET destroyed_at = $3, \
              wrapped_key = NULL, ciphertext = NULL \
              WHERE secret_id = $1 AND version = $2 AND destroyed_at IS NULL"
         }
@@ -621,7 +622,10 @@ fn version_meta(row: &AnyRow) -> Result<VersionMeta, sqlx::Error> {
     let deleted: Option<i64> = row.try_get("deleted_at")?;
     let destroyed: Option<i64> = row.try_get("destroyed_at")?;
     let state = match (destroyed, deleted) {
-        (Some(at), _) => VersionState::Destroyed(Timestamp::from_unix_nanos(at)),
+        (Some(at), deleted) => VersionState::Destroyed {
+            at: Timestamp::from_unix_nanos(at),
+            deleted: deleted.map(Timestamp::from_unix_nanos),
+        },
         (None, Some(at)) => VersionState::Deleted(Timestamp::from_unix_nanos(at)),
         (None, None) => VersionState::Active,
     };

@@ -476,7 +476,13 @@ async fn delete_undelete_destroy(f: &Fixture) {
             .unwrap()
     );
     let destroyed = f.store.read_version(&p, Some(2)).await.unwrap().unwrap();
-    assert_eq!(destroyed.meta.state, VersionState::Destroyed(t(13)));
+    assert_eq!(
+        destroyed.meta.state,
+        VersionState::Destroyed {
+            at: t(13),
+            deleted: None
+        }
+    );
     assert!(destroyed.sealed.is_none());
     // Destroyed is final: undelete and delete leave it destroyed.
     f.store
@@ -485,8 +491,30 @@ async fn delete_undelete_destroy(f: &Fixture) {
         .unwrap();
     f.store.delete_versions(&p, &[2], t(15), &[]).await.unwrap();
     let meta = f.store.metadata(&p).await.unwrap().unwrap();
-    assert_eq!(meta.versions[1].state, VersionState::Destroyed(t(13)));
+    assert_eq!(
+        meta.versions[1].state,
+        VersionState::Destroyed {
+            at: t(13),
+            deleted: None
+        }
+    );
     assert_eq!(meta.versions[0].state, VersionState::Active);
+    // A deleted version destroyed later keeps its deletion time, as Vault shows it.
+    f.store.delete_versions(&p, &[3], t(16), &[]).await.unwrap();
+    f.store
+        .destroy_versions(&p, &[3], t(17), &[])
+        .await
+        .unwrap();
+    let gone = f.store.read_version(&p, Some(3)).await.unwrap().unwrap();
+    assert_eq!(
+        gone.meta.state,
+        VersionState::Destroyed {
+            at: t(17),
+            deleted: Some(t(16))
+        }
+    );
+    assert_eq!(gone.meta.deletion_time(), Some(t(16)));
+    assert!(gone.meta.destroyed());
     // Unknown secrets report false; unknown versions are ignored.
     assert!(
         !f.store

@@ -9,11 +9,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chaperone_core::{Cas, MaxVersions, SecretPath, SecretPrefix, VersionMeta};
-use chaperone_store::MetadataUpdate;
+use chaperone_store::{MetadataUpdate, StoredVersion};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{envelope, errors, no_content, reply};
+use super::{empty, envelope, errors, no_content, reply};
 use crate::api::ApiJson;
 use crate::api::secrets::{
     Change, Found, apply_metadata, change, decrypt, delete_all as delete_all_versions,
@@ -58,6 +58,18 @@ fn version_metadata(meta: &VersionMeta, custom: &BTreeMap<String, String>) -> Va
         "destroyed": meta.destroyed(),
         "version": meta.version,
     })
+}
+
+/// 404 with the envelope around a deleted or destroyed version's metadata, as OpenBao
+/// answers a patch of it.
+fn gone(info: &RequestInfo, stored: &StoredVersion) -> Response {
+    reply(
+        StatusCode::NOT_FOUND,
+        &envelope(
+            info,
+            version_metadata(&stored.meta, &stored.custom_metadata),
+        ),
+    )
 }
 
 fn custom_value(custom: &BTreeMap<String, String>) -> Value {
@@ -179,8 +191,10 @@ pub(crate) async fn patch(
     };
     changes.values_mut().for_each(go_numbers);
     let keyring = unsealed(&state)?;
+    // OpenBao answers a patch of nothing with a bare 404, and a patch of a deleted or
+    // destroyed current version with its metadata, after the check-and-set checks.
     let Some(stored) = state.store.read_version(&path, None).await? else {
-        return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
+        return Ok(empty(StatusCode::NOT_FOUND));
     };
     let current = stored.meta.version;
     // Merged with the current version, the write always names it; a secret (or server)
@@ -205,7 +219,7 @@ pub(crate) async fn patch(
         ));
     }
     let Some(Value::Object(mut merged)) = decrypt(&keyring, &stored)? else {
-        return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
+        return Ok(gone(&info, &stored));
     };
     merge_patch(&mut merged, changes);
     let plaintext = zeroize::Zeroizing::new(
@@ -231,7 +245,10 @@ pub(crate) async fn patch(
         }
         // Deleted or destroyed since it was read: as if the patch had come after.
         Err(e) if e.code == "version_deleted" => {
-            return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
+            return Ok(match state.store.read_version(&path, None).await? {
+                Some(stored) => gone(&info, &stored),
+                None => empty(StatusCode::NOT_FOUND),
+            });
         }
         Err(e) => return Err(e),
     };
@@ -475,9 +492,7 @@ pub(crate) async fn patch_metadata(
     }
     let Some(current) = state.store.metadata(&path).await? else {
         // OpenBao's answer has no body at all.
-        let mut answer = no_content();
-        *answer.status_mut() = StatusCode::NOT_FOUND;
-        return Ok(answer);
+        return Ok(empty(StatusCode::NOT_FOUND));
     };
     let custom_metadata = body.custom_metadata.map(|changes| {
         let mut merged = current.custom_metadata.clone();

@@ -301,7 +301,13 @@ pub(crate) fn refused(mut response: Response, code: &'static str) -> Response {
 
 /// 204 No Content, as Vault answers writes that return nothing.
 pub(crate) fn no_content() -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    empty(StatusCode::NO_CONTENT)
+}
+
+/// An answer with Vault's headers and no body: OpenBao's 204, and its 404 to a `PATCH` of
+/// a secret (or metadata) that does not exist.
+pub(crate) fn empty(status: StatusCode) -> Response {
+    let mut response = status.into_response();
     vault_headers(&mut response);
     response
 }

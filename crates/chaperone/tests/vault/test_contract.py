@@ -335,10 +335,31 @@ def test_patch_matches(openbao):
             json={"data": {"db": {"password": "x"}, "note": None}},
         )
         read = requests.get(url, headers=plain)
-        seen.append((patched.status_code, read.json()["data"]["data"]))
+        # A patch of nothing is a bare 404; of a deleted, then a destroyed, current version,
+        # a 404 with that version's metadata.
+        merge = {**plain, "Content-Type": "application/merge-patch+json"}
+        missing = requests.patch(f"{url}-missing", headers=merge, json={"data": {"a": "b"}})
+        requests.delete(url, headers=plain)
+        deleted = requests.patch(url, headers=merge, json={"data": {"a": "b"}})
+        requests.post(f"{base}/v1/secret/destroy/contract/patch", headers=plain, json={"versions": [2]})
+        destroyed = requests.patch(url, headers=merge, json={"data": {"a": "b"}})
+        seen.append(
+            (
+                (patched.status_code, read.json()["data"]["data"]),
+                (missing.status_code, missing.headers["Content-Type"], missing.text),
+                (deleted.status_code, deleted.json()),
+                (destroyed.status_code, destroyed.json()),
+            )
+        )
     ours, theirs = seen
-    assert ours == theirs
-    assert theirs[1] == {"db": {"user": "u", "password": "x"}}
+    assert ours[:2] == theirs[:2]
+    assert theirs[0][1] == {"db": {"user": "u", "password": "x"}}
+    assert theirs[1] == (404, "application/json", "")
+    for step, (mine, bao) in enumerate(zip(ours[2:], theirs[2:])):
+        assert mine[0] == bao[0] == 404
+        same_shape(mine[1], bao[1], f"patch of a gone version, step {step}")
+    assert [bao[1]["data"]["destroyed"] for bao in theirs[2:]] == [False, True]
+    assert theirs[2][1]["data"]["deletion_time"] != ""
 
 
 def test_wrapping_matches(openbao):
