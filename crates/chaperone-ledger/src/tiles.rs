@@ -319,7 +319,10 @@ impl HashReader for Tiles {
 pub struct TileWrite {
     /// Where.
     pub id: TileId,
-    /// Hashes joined, or the framed bundle.
+    /// For a partial bundle, how many of its entries an earlier [`Edge::take_writes`]
+    /// handed out: `data` holds only the entries after them. 0 for everything else.
+    pub from: u64,
+    /// Hashes joined, or the framed bundle (from entry `from`).
     pub data: Vec<u8>,
 }
 
@@ -328,7 +331,13 @@ pub struct TileWrite {
 pub struct Edge {
     size: u64,
     bundle: Vec<u8>,
+    /// Entries and bytes of `bundle` already handed out by [`Edge::take_writes`].
+    taken: (u64, usize),
     levels: Vec<Vec<Hash>>,
+    /// The perfect subtrees the tree splits into, largest (leftmost) first, as (height,
+    /// hash). The head folds them, and a tile's root is the subtree folded at its height,
+    /// so neither hashes a partial tile again.
+    stack: Vec<(u32, Hash)>,
     full: Vec<TileWrite>,
     dirty: bool,
 }
@@ -366,6 +375,7 @@ impl Edge {
                         )));
                     }
                     edge.bundle = encode_bundle(entries.into_iter().take(id.width as usize))?;
+                    edge.taken = (id.width, edge.bundle.len());
                 }
                 TileKind::Hashes(level) => {
                     let hashes = split_tile(level, id.index, data)?;
@@ -381,6 +391,20 @@ impl Edge {
                         edge.levels.resize(level + 1, Vec::new());
                     }
                     edge.levels[level] = hashes[..id.width as usize].to_vec();
+                }
+            }
+        }
+        // Each level's partial tile is a run of subtrees 8·level high: split in powers of
+        // two, they are the tree's perfect subtrees, top level first.
+        for (level, hashes) in edge.levels.iter().enumerate().rev() {
+            let mut start = 0;
+            for k in (0..u32::from(HEIGHT)).rev() {
+                let run = 1usize << k;
+                if hashes.len() & run != 0 {
+                    let height = u32::from(HEIGHT) * level as u32 + k;
+                    edge.stack
+                        .push((height, perfect_root(&hashes[start..start + run])));
+                    start += run;
                 }
             }
         }
@@ -403,9 +427,19 @@ impl Edge {
                     index: self.size / WIDTH,
                     width: WIDTH,
                 },
+                from: 0,
                 data: std::mem::take(&mut self.bundle),
             });
+            self.taken = (0, 0);
         }
+        // The leaf folds into the subtrees to its left; each one folded at a multiple of
+        // 8 high is the root of the tile it completes, one level up per multiple.
+        let mut tile_roots = Vec::new();
+        fold_in(&mut self.stack, leaf, |height, hash| {
+            if height % u32::from(HEIGHT) == 0 {
+                tile_roots.push(*hash);
+            }
+        });
         let mut hash = leaf;
         let mut level = 0usize;
         loop {
@@ -417,13 +451,14 @@ impl Edge {
                 break;
             }
             let full = std::mem::take(&mut self.levels[level]);
-            hash = perfect_root(&full);
+            hash = tile_roots[level];
             self.full.push(TileWrite {
                 id: TileId {
                     kind: TileKind::Hashes(level as u8),
                     index: (self.size >> (usize::from(HEIGHT) * level)) / WIDTH,
                     width: WIDTH,
                 },
+                from: 0,
                 data: join_tile(&full),
             });
             level += 1;
@@ -434,7 +469,7 @@ impl Edge {
     }
 
     /// The tiles and bundles changed since the last call: completed ones and the current
-    /// partial ones.
+    /// partial ones, of the partial bundle only the entries not handed out before.
     pub fn take_writes(&mut self) -> Vec<TileWrite> {
         let mut out = std::mem::take(&mut self.full);
         if std::mem::take(&mut self.dirty) {
@@ -443,17 +478,20 @@ impl Edge {
         out
     }
 
-    fn partials(&self) -> Vec<TileWrite> {
+    fn partials(&mut self) -> Vec<TileWrite> {
         let mut out = Vec::new();
-        if !self.bundle.is_empty() {
+        let (from, offset) = self.taken;
+        if self.bundle.len() > offset {
             out.push(TileWrite {
                 id: TileId {
                     kind: TileKind::Entries,
                     index: self.size / WIDTH,
                     width: self.size % WIDTH,
                 },
-                data: self.bundle.clone(),
+                from,
+                data: self.bundle[offset..].to_vec(),
             });
+            self.taken = (self.size % WIDTH, self.bundle.len());
         }
         for (level, hashes) in self.levels.iter().enumerate() {
             if hashes.is_empty() {
@@ -466,28 +504,16 @@ impl Edge {
                     index: level_size / WIDTH,
                     width: hashes.len() as u64,
                 },
+                from: 0,
                 data: join_tile(hashes),
             });
         }
         out
     }
 
-    /// The partial tiles as a [`Tiles`] reader.
-    pub fn tiles(&self) -> Tiles {
-        let mut tiles = Tiles::default();
-        for (level, hashes) in self.levels.iter().enumerate() {
-            let level_size = self.size >> (usize::from(HEIGHT) * level);
-            tiles
-                .0
-                .insert((level as u8, level_size / WIDTH), hashes.clone());
-        }
-        tiles
-    }
-
     /// The tree head.
     pub fn root(&self) -> Hash {
-        crate::merkle::root(self.size, &self.tiles())
-            .expect("the edge holds every hash the head needs")
+        fold_root(&self.stack)
     }
 }
 
@@ -509,20 +535,12 @@ impl TreeBuilder {
 
     /// Adds the next leaf hash.
     pub fn push(&mut self, leaf: Hash) {
-        let mut hash = leaf;
-        let mut height = 0u32;
-        while let Some(&(h, left)) = self.stack.last() {
-            if h != height {
-                break;
-            }
-            self.stack.pop();
-            hash = node_hash(&left, &hash);
-            height += 1;
+        let level8 = &mut self.level8;
+        fold_in(&mut self.stack, leaf, |height, hash| {
             if height == u32::from(HEIGHT) {
-                self.level8.push(hash);
+                level8.push(*hash);
             }
-        }
-        self.stack.push((height, hash));
+        });
         self.size += 1;
     }
 
@@ -551,15 +569,39 @@ impl TreeBuilder {
 
     /// The head of the tree so far.
     pub fn root(&self) -> Hash {
-        let mut iter = self.stack.iter().rev();
-        let Some(&(_, mut hash)) = iter.next() else {
-            return crate::merkle::empty_root();
-        };
-        for (_, left) in iter {
-            hash = node_hash(left, &hash);
-        }
-        hash
+        fold_root(&self.stack)
     }
+}
+
+/// Adds `leaf` to `stack`, the perfect subtrees of a tree as (height, hash), largest
+/// (leftmost) first: it joins every subtree to its left as high as the one it has grown
+/// into. `folded` sees each subtree made on the way, with its height.
+fn fold_in(stack: &mut Vec<(u32, Hash)>, leaf: Hash, mut folded: impl FnMut(u32, &Hash)) {
+    let mut hash = leaf;
+    let mut height = 0u32;
+    while let Some(&(h, left)) = stack.last() {
+        if h != height {
+            break;
+        }
+        stack.pop();
+        hash = node_hash(&left, &hash);
+        height += 1;
+        folded(height, &hash);
+    }
+    stack.push((height, hash));
+}
+
+/// The head of the tree whose perfect subtrees are `stack` (RFC 9162: the right ones
+/// first, each joined under the one to its left).
+fn fold_root(stack: &[(u32, Hash)]) -> Hash {
+    let mut subtrees = stack.iter().rev();
+    let Some(&(_, mut hash)) = subtrees.next() else {
+        return crate::merkle::empty_root();
+    };
+    for (_, left) in subtrees {
+        hash = node_hash(left, &hash);
+    }
+    hash
 }
 
 #[cfg(test)]
@@ -641,6 +683,7 @@ mod tests {
         let mut edge = Edge::new();
         let mut builder = TreeBuilder::new();
         let mut stored: HashMap<TileId, Vec<u8>> = HashMap::new();
+        let mut last_take = 0;
         for (i, entry) in e.iter().enumerate() {
             edge.append(entry).unwrap();
             builder.push(leaves[i]);
@@ -650,9 +693,43 @@ mod tests {
                 assert_eq!(edge.root(), expected, "edge at {n}");
                 assert_eq!(builder.root(), expected, "builder at {n}");
             }
-            if n % 977 == 0 || n == e.len() {
+            if n % 97 == 0 || n == e.len() {
                 for w in edge.take_writes() {
-                    stored.insert(w.id, w.data);
+                    // A partial bundle comes as the entries added since the last call.
+                    if w.id.kind == TileKind::Entries {
+                        let (chunk, _) = bundle_prefix(&w.data);
+                        assert_eq!(chunk.len() as u64, w.id.width - w.from, "{}", w.id.path());
+                        let had = if last_take / 256 == w.id.index as usize && w.id.width < WIDTH {
+                            last_take % 256
+                        } else {
+                            0
+                        };
+                        assert_eq!(w.from, had as u64, "{}", w.id.path());
+                    }
+                    let mut data = match w.from {
+                        0 => Vec::new(),
+                        from => stored[&TileId {
+                            width: from,
+                            ..w.id
+                        }]
+                            .clone(),
+                    };
+                    data.extend(w.data);
+                    stored.insert(w.id, data);
+                }
+                last_take = n;
+                // Resumed from what is stored, the edge has the same head and goes on alike.
+                let parts: HashMap<TileId, Vec<u8>> = Edge::parts_needed(n as u64)
+                    .into_iter()
+                    .map(|id| (id, stored[&id].clone()))
+                    .collect();
+                let mut resumed = Edge::resume(n as u64, &parts).unwrap();
+                assert_eq!(resumed.root(), builder.root(), "resumed at {n}");
+                let mut ahead = edge.clone();
+                for extra in [b"x".as_slice(), b"y"] {
+                    resumed.append(extra).unwrap();
+                    ahead.append(extra).unwrap();
+                    assert_eq!(resumed.root(), ahead.root(), "resumed at {n}, then more");
                 }
             }
         }

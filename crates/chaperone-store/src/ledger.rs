@@ -27,7 +27,8 @@ use std::sync::{Arc, Mutex};
 use chaperone_ledger::entry::{EntryTemplate, Event};
 use chaperone_ledger::merkle::{Hash, HashReader};
 use chaperone_ledger::tiles::{
-    Edge, MAX_ENTRY, TileId, TileKind, Tiles, WIDTH, bundle_prefix, split_tile, tiles_needed,
+    Edge, MAX_ENTRY, TileId, TileKind, TileWrite, Tiles, WIDTH, bundle_prefix, split_tile,
+    tiles_needed,
 };
 use sqlx::{AnyPool, Row};
 
@@ -473,7 +474,9 @@ async fn commit_batch(
                 loaded
             }
         };
-        let mut next = current.clone();
+        // Built on in place: a batch that fails drops it, and the next reloads it.
+        let before = current.size();
+        let mut next = current;
         let mut open = None;
         for job in jobs.by_ref() {
             let first = next.size();
@@ -490,7 +493,7 @@ async fn commit_batch(
             }
         }
         for write in next.take_writes() {
-            store_write(&mut conn, write.id, &write.data, current.size()).await?;
+            store_write(&mut conn, write, before).await?;
         }
         sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
             .bind(to_i64(next.size()))
@@ -658,15 +661,11 @@ async fn load_edge(conn: &mut Conn<'_>, size: u64) -> Result<Edge, StoreError> {
 /// Stores a tile or bundle the batch touched; `before` is the log's size before the batch.
 /// A partial bundle stores only the entries the batch added, as a chunk; a full one is
 /// written whole, and its chunks go.
-async fn store_write(
-    conn: &mut Conn<'_>,
-    id: TileId,
-    data: &[u8],
-    before: u64,
-) -> Result<(), StoreError> {
+async fn store_write(conn: &mut Conn<'_>, write: TileWrite, before: u64) -> Result<(), StoreError> {
+    let TileWrite { id, from, data } = write;
     let level = match id.kind {
         TileKind::Hashes(level) => level,
-        TileKind::Entries => return store_bundle(conn, id, data, before).await,
+        TileKind::Entries => return store_bundle(conn, id, from, &data, before).await,
     };
     sqlx::query(
         "INSERT INTO ledger_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) \
@@ -675,16 +674,19 @@ async fn store_write(
     .bind(i64::from(level))
     .bind(to_i64(id.index))
     .bind(to_i64(id.width))
-    .bind(data)
+    .bind(&data)
     .execute(conn)
     .await
     .map_err(db("storing a ledger tile"))?;
     Ok(())
 }
 
+/// `data` holds a partial bundle's entries from entry `from` (those the batch added), or a
+/// full bundle whole.
 async fn store_bundle(
     conn: &mut Conn<'_>,
     id: TileId,
+    from: u64,
     data: &[u8],
     before: u64,
 ) -> Result<(), StoreError> {
@@ -695,15 +697,19 @@ async fn store_bundle(
         0
     };
     if id.width < WIDTH {
-        let (entries, _) = bundle_prefix(data);
-        let from = prefix_bytes(&entries, had);
+        if from != had {
+            return Err(StoreError::LedgerWrite(format!(
+                "ledger bundle {}: entries from {from} to store after {had} stored",
+                id.index
+            )));
+        }
         sqlx::query(
             "INSERT INTO ledger_bundle_chunks (idx, first, width, data) VALUES ($1, $2, $3, $4)",
         )
         .bind(to_i64(id.index))
         .bind(to_i64(had))
         .bind(to_i64(id.width))
-        .bind(&data[from..])
+        .bind(data)
         .execute(conn)
         .await
         .map_err(db("storing ledger entries"))?;
