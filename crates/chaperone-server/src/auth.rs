@@ -744,6 +744,44 @@ impl AppState {
         ))
     }
 
+    /// Holds `caller` to `action` on `path` as well as to the route's own action, for a
+    /// change that does what `action` does: refused (and the refusal recorded) as the request
+    /// layer refuses, with `why` in front of the policy's reason.
+    pub(crate) async fn require_also(
+        &self,
+        caller: &Caller,
+        info: &RequestInfo,
+        action: Action,
+        path: &SecretPath,
+        why: &str,
+    ) -> Result<(), ApiError> {
+        let decision = self
+            .decide_on_secret(
+                caller.principal.clone(),
+                caller.person_id.as_ref(),
+                caller.vendor_id.as_ref(),
+                action,
+                path,
+                caller.client_ip,
+            )
+            .await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        let reason = decision
+            .reasons
+            .first()
+            .cloned()
+            .expect("a denial has a reason");
+        let record = Record::denied(action.as_str(), path.as_str(), &decision);
+        self.record(info, caller.actor(), record).await?;
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            reason.code(),
+            format!("{why}: {}", reason.message()),
+        ))
+    }
+
     /// The policy's decision on `action` over `path` for its maker, when someone else uses
     /// from `client` what the maker set up earlier (a request link's submission, the unwrap
     /// of an answer the maker wrapped): the maker's role, grants, standing and the

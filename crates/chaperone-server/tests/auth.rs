@@ -977,7 +977,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("GET", "/ui" | "/static/console.js")
         | ("GET", "/static/chaperone.js" | "/static/chaperone.css") => return None,
         ("POST", "/api/v1/secret-requests/{*path}") => MEMBERS,
-        ("PUT", "/api/v1/rotation/{*path}") => MEMBERS,
+        ("PUT", "/api/v1/rotation/{*path}") => SECURITY,
         ("GET", "/api/v1/secrets/stale") => LISTERS,
         ("POST", "/api/v1/vendors/{name}/offboard") => SECURITY,
         (_, p) if p.starts_with("/api/v1/findings") => FINDINGS,

@@ -597,14 +597,51 @@ fn terminating_a_vendor_revokes_its_peoples_grants_and_wrapped_answers() {
         (400, "invalid_request".into()),
         "an active vendor is suspended or offboarded first"
     );
-    for status in ["suspended", "terminated"] {
-        s.ok(
-            "PUT",
-            "/api/v1/vendors/acme",
-            Some(&s.admin),
-            Some(json!({ "status": status, "reason": "contract ended" })),
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "suspended", "reason": "contract ended" })),
+    );
+    // Nor is a vendor whose people had access ended by a status change alone: that would
+    // skip the blast radius, the rotation findings and the attestation.
+    for status in ["offboarding", "terminated"] {
+        assert_eq!(
+            error(
+                &s,
+                "PUT",
+                "/api/v1/vendors/acme",
+                &s.admin,
+                Some(json!({ "status": status, "reason": "contract ended" }))
+            ),
+            (409, "offboard_first".into()),
+            "{status}"
         );
     }
+    let report = s.ok(
+        "POST",
+        "/api/v1/vendors/acme/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "contract ended" })),
+    );
+    assert_eq!(
+        report["blast_radius"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    // An account added since is disabled by the termination, which names it.
+    s.person("dee", "contractor", Some("acme"));
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "terminated", "reason": "contract ended" })),
+    );
+    let terminated = s.recorded("vendor.update", "acme").pop().unwrap();
+    assert_eq!(
+        terminated["details"]["people_disabled"][0]["name"], "dee",
+        "{terminated}"
+    );
     let grants = s.ok("GET", "/api/v1/grants", Some(&s.admin), None);
     assert!(
         !grants
@@ -625,8 +662,8 @@ fn terminating_a_vendor_revokes_its_peoples_grants_and_wrapped_answers() {
         status, 400,
         "the answer went with the vendor: deleted, not only refused"
     );
-    let update = s.recorded("vendor.update", "acme");
-    let details = &update.last().unwrap()["details"];
+    let offboarded = s.recorded("vendor.offboard", "acme");
+    let details = &offboarded.last().unwrap()["details"];
     assert_eq!(details["grants_revoked"], 1, "{details}");
     assert_eq!(
         details["wrappings_revoked"],
@@ -1381,6 +1418,11 @@ fn documents_are_sealed_and_acknowledgements_gate_access() {
         expected_hash
     );
     assert_eq!(answer.body_mut().read_to_vec().unwrap(), content);
+    // The download is recorded, with the document's hash and never its content.
+    let reads = s.recorded("document.read", id);
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0]["details"]["sha256"], expected_hash.as_str());
+    assert!(!reads[0].to_string().contains("Hx73LqPz"), "{}", reads[0]);
     let mut searched = 0;
     for file in ["t.db", "t.db-wal"] {
         if let Ok(bytes) = std::fs::read(s._dir.path().join(file)) {
@@ -2546,22 +2588,24 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         (409, "not_pending".into())
     );
 
-    // Terminating a vendor disables its accounts and revokes their tokens in the same step.
-    for (status, reason) in [("suspended", "breach"), ("terminated", "contract ended")] {
-        s.ok(
-            "PUT",
-            "/api/v1/vendors/acme",
-            Some(&s.admin),
-            Some(json!({ "status": status, "reason": reason })),
-        );
-        if status == "suspended" {
-            // A suspended vendor's people get nothing: their requests can only be denied.
-            assert_eq!(
-                error(&s, "POST", &approve, &ann_t, Some(json!({}))),
-                (409, "requester_inactive".into())
-            );
-        }
-    }
+    // Offboarding a vendor disables its accounts and revokes their tokens in the same step.
+    s.ok(
+        "PUT",
+        "/api/v1/vendors/acme",
+        Some(&s.admin),
+        Some(json!({ "status": "suspended", "reason": "breach" })),
+    );
+    // A suspended vendor's people get nothing: their requests can only be denied.
+    assert_eq!(
+        error(&s, "POST", &approve, &ann_t, Some(json!({}))),
+        (409, "requester_inactive".into())
+    );
+    s.ok(
+        "POST",
+        "/api/v1/vendors/acme/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "contract ended" })),
+    );
     let people = s.ok("GET", "/api/v1/people", Some(&s.admin), None);
     let cy_row = people
         .as_array()
@@ -2581,20 +2625,20 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         (403, "person_inactive".into()),
         "the session was revoked, and says why"
     );
-    let updates = s.recorded("vendor.update", "acme");
+    let offboarded = s.recorded("vendor.offboard", "acme");
     assert_eq!(
-        updates[1]["details"]["requests_closed"], 1,
+        offboarded[0]["details"]["requests_closed"], 1,
         "{}",
-        updates[1]
+        offboarded[0]
     );
     assert_eq!(
-        updates[1]["details"]["people_disabled"][0]["name"], "cy",
-        "the termination names the accounts it disabled: {}",
-        updates[1]
+        offboarded[0]["details"]["people"][0], "cy",
+        "the offboarding names the accounts it disabled: {}",
+        offboarded[0]
     );
     assert_eq!(
         s.recorded("vendor.update", "acme").len(),
-        2,
+        1,
         "an update that changes nothing records nothing"
     );
     s.ok(
@@ -2603,7 +2647,7 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         Some(&s.admin),
         Some(json!({})),
     );
-    assert_eq!(s.recorded("vendor.update", "acme").len(), 2);
+    assert_eq!(s.recorded("vendor.update", "acme").len(), 1);
 }
 
 #[test]
@@ -2640,6 +2684,38 @@ fn listings_and_classifications_follow_the_gate_and_the_grants() {
         "/api/v1/rotation/alpha/keys/signing",
         Some(&s.admin),
         Some(json!({ "max_age": "1d" })),
+    );
+    // The policy is security's: not a contractor's, even with write on the path, and never
+    // so long that it cannot fall due.
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "ca", "prefix": "alpha/keys", "capabilities": ["write"],
+                     "ttl": "1h", "reason": "rotation" }),
+        ),
+    );
+    let ca_t = s.login(&ca);
+    assert_eq!(
+        error(
+            &s,
+            "PUT",
+            "/api/v1/rotation/alpha/keys/signing",
+            &ca_t,
+            Some(json!({ "max_age": "99999d" }))
+        ),
+        (403, "not_permitted".into())
+    );
+    assert_eq!(
+        error(
+            &s,
+            "PUT",
+            "/api/v1/rotation/alpha/keys/signing",
+            &s.admin,
+            Some(json!({ "max_age": "3651d" }))
+        ),
+        (400, "invalid_request".into())
     );
     s.clock.advance_secs(2 * DAY);
     let ca_t = s.login(&ca);
@@ -3299,13 +3375,38 @@ fn the_watch_raises_each_anomaly_once_to_security() {
     assert_eq!(sweep(), 1);
     let sam_t = s.login(&sam);
     let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&sam_t), None);
-    assert!(
-        found.as_array().unwrap().iter().any(|f| {
+    let about_root = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
             f["details"]["kind"] == "unusual_volume"
                 && f["subject"].as_str().is_some_and(|s| s.starts_with("tok_"))
-        }),
-        "{found}"
-    );
+        })
+        .unwrap_or_else(|| panic!("{found}"));
+    // Neither that token nor one it made closes it: tokens of no person are one actor.
+    let path = format!("/api/v1/findings/{}", about_root["id"].as_str().unwrap());
+    let child = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&s.admin),
+        Some(json!({ "ttl": "1h" })),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for token in [&s.admin, &child] {
+        assert_eq!(
+            error(
+                &s,
+                "POST",
+                &path,
+                token,
+                Some(json!({ "status": "risk_accepted", "note": "it was me" }))
+            ),
+            (403, "self_review".into())
+        );
+    }
 
     // An anomaly about someone is closed by someone else.
     let ada = s.person("ada", "admin", None);

@@ -570,6 +570,123 @@ fn a_version_change_names_a_bounded_list_of_versions() {
 }
 
 #[test]
+fn a_name_added_twice_at_once_is_one_record_and_one_conflict() {
+    let s = Server::start();
+    for (route, body) in [
+        (
+            "/api/v1/people",
+            serde_json::json!({ "name": "racer", "role": "member" }),
+        ),
+        (
+            "/api/v1/vendors",
+            serde_json::json!({ "name": "racevendor" }),
+        ),
+    ] {
+        let statuses: Vec<(u16, String)> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| common::error(&s, "POST", route, &s.admin, Some(body.clone())))
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let made = statuses.iter().filter(|(status, _)| *status == 200).count();
+        assert_eq!(made, 1, "{route}: {statuses:?}");
+        assert!(
+            statuses
+                .iter()
+                .all(|(status, code)| *status == 200 || (*status == 409 && code == "exists")),
+            "{route}: {statuses:?}"
+        );
+    }
+}
+
+#[test]
+fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
+    let s = Server::start();
+    common::vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    let grant = |capabilities: serde_json::Value| {
+        s.ok(
+            "POST",
+            "/api/v1/grants",
+            Some(&s.admin),
+            Some(serde_json::json!({ "person": "cy", "prefix": "acme/app",
+                "capabilities": capabilities, "ttl": "1h", "reason": "migration" })),
+        )
+    };
+    let first = grant(serde_json::json!(["read", "write", "list"]));
+    for value in ["v1-Pq81", "v2-Pq82", "v3-Pq83"] {
+        common::write(&s, "acme/app/db", value);
+    }
+    // With write alone, a lower limit (which would destroy versions 1 and 2 at the next
+    // write) is refused on both APIs and recorded; other settings still change.
+    let (status, body) = s.call(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "max_versions": 1 })),
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("destroy capability"),
+        "{body}"
+    );
+    let (status, body) = s.call(
+        "POST",
+        "/v1/secret/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "max_versions": 1, "custom_metadata": { "o": "p" } })),
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    let refusals: Vec<_> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "secret.destroy"
+                && e["resource"] == "acme/app/db"
+                && e["outcome"] == "denied"
+        })
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "custom_metadata": { "owner": "cy" } })),
+    );
+    common::write(&s, "acme/app/db", "v4-Pq84");
+    let meta = s.ok(
+        "GET",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(meta["versions"].as_array().unwrap().len(), 4, "{meta}");
+    assert_eq!(meta["custom_metadata"]["owner"], "cy", "{meta}");
+    // Allowed to destroy there, the same request sets the limit.
+    s.ok(
+        "DELETE",
+        &format!("/api/v1/grants/{}", first["id"].as_str().unwrap()),
+        Some(&s.admin),
+        None,
+    );
+    grant(serde_json::json!(["read", "write", "list", "destroy"]));
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "max_versions": 1 })),
+    );
+}
+
+#[test]
 fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
     let s = Server::start();
     common::write(&s, "team/db", "wrapped-Tx71");

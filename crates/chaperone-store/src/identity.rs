@@ -17,7 +17,7 @@ use sqlx::any::AnyRow;
 
 use crate::conn::Conn;
 
-use crate::{Store, StoreError, db};
+use crate::{Store, StoreError, db, db_unique};
 
 /// A vendor.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,7 +212,10 @@ impl Store {
                 .bind(vendor.profile.to_string())
                 .execute(&mut *conn)
                 .await
-                .map_err(db("adding a vendor"))?;
+                .map_err(db_unique(
+                    "adding a vendor",
+                    format!("vendor `{}` already exists", vendor.name),
+                ))?;
                 Ok(((), events))
             })
         })
@@ -859,7 +862,10 @@ async fn insert_person_in(
     .bind(&person.reset_by)
     .execute(&mut *conn)
     .await
-    .map_err(db("adding a person"))?;
+    .map_err(db_unique(
+        "adding a person",
+        format!("`{}` already exists", person.name),
+    ))?;
     insert_enrolment(
         conn,
         &person.id,

@@ -137,6 +137,15 @@ fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Database { context, source }
 }
 
+/// Like [`db`], but a unique constraint refusing the row is [`StoreError::Conflict`] with
+/// `conflict`: two requests raced to add the same name, and the one that lost is told so.
+fn db_unique(context: &'static str, conflict: String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| match &source {
+        sqlx::Error::Database(e) if e.is_unique_violation() => StoreError::Conflict(conflict),
+        _ => StoreError::Database { context, source },
+    }
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

@@ -915,18 +915,27 @@ async fn people_vendors_and_enrolment(f: &Fixture) {
     let code = [7u8; 32];
     f.store.insert_person(&p, &code, t(100), &[]).await.unwrap();
     assert_eq!(f.store.person("name-p1").await.unwrap(), Some(p.clone()));
-    // A second person with the same name is refused, and adds no enrolment code.
+    // A second person with the same name is refused as a conflict (two adds that raced past
+    // the handler's check), and adds no enrolment code; so is a second vendor's name.
     let dup = PersonRecord {
         id: "p2".into(),
         ..p.clone()
     };
+    let refused = f.store.insert_person(&dup, &[8u8; 32], t(100), &[]).await;
     assert!(
-        f.store
-            .insert_person(&dup, &[8u8; 32], t(100), &[])
-            .await
-            .is_err()
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("already exists")),
+        "{refused:?}"
     );
     assert_eq!(f.store.person("p2").await.unwrap(), None);
+    let twin = VendorRecord {
+        id: "v2".into(),
+        ..vendor("v1")
+    };
+    let refused = f.store.insert_vendor(&twin, &[]).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("already exists")),
+        "{refused:?}"
+    );
 
     // An expired or unknown code does nothing.
     let recovery = [[1u8; 32], [2u8; 32]];

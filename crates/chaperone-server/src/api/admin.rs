@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::ApiJson;
 use super::auth::new_id;
-use super::governance::actor_id;
+use super::governance::{actor_id, exists, or_exists};
 use crate::auth::Caller;
 use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
@@ -111,11 +111,7 @@ pub(crate) async fn add_person(
         (None, _) => None,
     };
     if state.store.person(&body.name).await?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "exists",
-            format!("`{}` already exists", body.name),
-        ));
+        return Err(exists(format!("`{}` already exists", body.name)));
     }
     let now = state.clock.now();
     let person = PersonRecord {
@@ -158,7 +154,8 @@ pub(crate) async fn add_person(
     state
         .store
         .insert_person(&person, &code_hash(&code), expires, &[event])
-        .await?;
+        .await
+        .map_err(or_exists)?;
     tracing::info!(by = %caller.token_id, person = %person.name, role = %person.role, "person added");
     Ok(Json(AddPersonResponse {
         id: person.id,

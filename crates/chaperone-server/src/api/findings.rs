@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::ApiJson;
 use super::admin::change_event;
 use super::auth::new_id;
-use super::governance::{actor_id, body, new_record, revise};
+use super::governance::{ROOT_ACTOR, actor_id, body, new_record, revise};
 use crate::auth::Caller;
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
@@ -258,11 +258,20 @@ pub(crate) async fn update_finding(
     }
     let closing = status == "resolved" || status == "risk_accepted";
     // An anomaly about someone (their reads, their networks) is closed by someone else, as
-    // a break-glass grant is reviewed by someone other than its holder.
+    // a break-glass grant is reviewed by someone other than its holder. It names a person,
+    // or a token of no person: all of those (the initial admin token and the tokens it
+    // made) are one actor, `root`, as for approvals.
+    let subject = finding.details["person_id"].as_str().map(|id| {
+        if id.starts_with("per_") {
+            id
+        } else {
+            ROOT_ACTOR
+        }
+    });
     if closing
         && status != finding.status
         && finding.source == "anomaly"
-        && finding.details["person_id"].as_str() == Some(actor_id(&caller).as_str())
+        && subject == Some(actor_id(&caller).as_str())
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

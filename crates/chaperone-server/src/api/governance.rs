@@ -81,6 +81,19 @@ pub(crate) fn actor_id(caller: &Caller) -> String {
         .unwrap_or_else(|| ROOT_ACTOR.to_owned())
 }
 
+/// 409 `exists`: a name already taken.
+pub(crate) fn exists(message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "exists", message)
+}
+
+/// A store error as [`exists`] when it is a name taken meanwhile.
+pub(crate) fn or_exists(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict(message) => exists(message),
+        other => other.into(),
+    }
+}
+
 /// The actor of tokens that belong to no person.
 pub(crate) const ROOT_ACTOR: &str = "root";
 
@@ -371,11 +384,7 @@ pub(crate) async fn add_vendor(
         ));
     }
     if state.store.vendor(&name).await?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "exists",
-            format!("vendor `{name}` already exists"),
-        ));
+        return Err(exists(format!("vendor `{name}` already exists")));
     }
     let mut profile = VendorProfile::default();
     body.apply_to(&state, None, &mut profile).await?;
@@ -401,7 +410,12 @@ pub(crate) async fn add_vendor(
             ("profile", vendor.profile.clone()),
         ],
     );
-    state.store.insert_vendor(&vendor, &[event]).await?;
+    // Checked above, but another request may have added the name since.
+    state
+        .store
+        .insert_vendor(&vendor, &[event])
+        .await
+        .map_err(or_exists)?;
     tracing::info!(by = %caller.token_id, vendor = %vendor.name, "vendor added");
     Ok(Json(vendor_info(&state, vendor).await?))
 }
@@ -497,6 +511,25 @@ pub(crate) async fn update_vendor(
         let to: VendorStatus = parse(status)?;
         if from != to {
             from.check_transition(to).map_err(invalid)?;
+            // Ending a vendor whose people may have had access is an offboarding: it cuts
+            // that access, reports what they could reach and opens the rotation findings and
+            // the attestation. A status change alone would skip all of that, so only a
+            // prospect (whose people were never let in) or a vendor already offboarding is
+            // terminated here.
+            if to == VendorStatus::Offboarding
+                || (to == VendorStatus::Terminated
+                    && !matches!(from, VendorStatus::Prospect | VendorStatus::Offboarding))
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "offboard_first",
+                    format!(
+                        "a {from} vendor is ended by offboarding it (`chaperone vendor offboard \
+                         {}`), which cuts its people's access and reports what they could reach",
+                        vendor.name
+                    ),
+                ));
+            }
             let reason = body
                 .reason
                 .clone()
@@ -1238,7 +1271,9 @@ pub(crate) async fn put_document(
 #[utoipa::path(get, path = "/api/v1/documents/{id}", params(("id" = String, Path, description = "an agreement or evidence id")), responses((status = 200, content_type = "application/octet-stream"), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Downloads the current document of an agreement or evidence, checked against its SHA-256.
 pub(crate) async fn get_document(
+    caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let keyring = super::secrets::unsealed(&state)?;
@@ -1264,6 +1299,19 @@ pub(crate) async fn get_document(
         ))
         .into());
     }
+    // A decrypted document is given out like a secret's value: recorded first.
+    let mut record = crate::record::Record::new(
+        "document.read",
+        &id,
+        chaperone_ledger::entry::Outcome::Success,
+    );
+    record
+        .details
+        .insert("document_id".into(), document.id.clone().into());
+    record
+        .details
+        .insert("sha256".into(), document.sha256.clone().into());
+    state.record(&info, caller.actor(), record).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
         document.name.replace('"', "")

@@ -727,11 +727,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             On::Listing,
             rotation::stale,
         ),
+        // A rotation policy is a control over those who hold a secret, not a setting of the
+        // secret: set by security, never by a grant that may write there.
         route(
             M::PUT,
             "/api/v1/rotation/{*path}",
-            Some(SecretMetadataWrite),
-            On::Secret,
+            Some(ManageGovernance),
+            On::System,
             rotation::set_policy,
         ),
         route(

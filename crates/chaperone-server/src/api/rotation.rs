@@ -38,6 +38,9 @@ pub(crate) struct RotationRequest {
     max_age: String,
 }
 
+/// The longest `max_age`: ten years.
+const MAX_AGE_LIMIT_SECS: i64 = 3650 * 86_400;
+
 #[utoipa::path(put, path = "/api/v1/rotation/{path}", params(("path" = String, Path)), request_body = RotationRequest, responses((status = 200, body = RotationPolicy), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Sets a secret's rotation policy.
 pub(crate) async fn set_policy(
@@ -50,6 +53,14 @@ pub(crate) async fn set_policy(
     let path = SecretPath::parse(&path)?;
     let max_age_secs =
         parse_duration(&req.max_age).map_err(|e| ApiError::bad_request("invalid_request", e))?;
+    // A policy that can never fall due is no policy: it would only hide the secret from the
+    // stale list.
+    if max_age_secs > MAX_AGE_LIMIT_SECS {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "a rotation's max_age is at most 3650d",
+        ));
+    }
     let policy = RotationPolicy {
         path: path.as_str().to_owned(),
         max_age_secs,
@@ -247,7 +258,8 @@ async fn rotated_since(
 /// a password, token, key, secret, connection string...) has another value or is gone, or,
 /// when no field is named so, every field. A user name kept beside a new password is no
 /// exposure; a password kept beside a new note is, and so is an old value moved under
-/// another name (`password` to `db_password`).
+/// another name (`password` to `db_password`), written with spaces around it, or kept inside
+/// another value (a password inside a new connection string) at any depth.
 fn changed(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, Value>) -> bool {
     const CREDENTIAL: [&str; 16] = [
         "pass", "pwd", "secret", "token", "key", "cred", "private", "auth", "cert", "pin", "otp",
@@ -264,8 +276,26 @@ fn changed(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, V
     };
     judged.into_iter().all(|name| {
         let value = &old[name];
-        new.get(name) != Some(value) && !new.values().any(|kept| kept == value)
+        new.get(name) != Some(value) && !new.values().any(|kept| holds(kept, value))
     })
+}
+
+/// Whether `new` (a value of the new version) still holds the old value `old`: equal to it,
+/// or, for text, equal once trimmed or, from 8 characters on (as the deliverable scanner
+/// searches vault values), found inside any text of `new`, at any depth.
+fn holds(new: &Value, old: &Value) -> bool {
+    if new == old {
+        return true;
+    }
+    match (new, old.as_str().map(str::trim)) {
+        (_, Some("")) => false,
+        (Value::String(text), Some(old)) => {
+            text.trim() == old || (old.len() >= 8 && text.contains(old))
+        }
+        (Value::Array(items), _) => items.iter().any(|item| holds(item, old)),
+        (Value::Object(fields), _) => fields.values().any(|field| holds(field, old)),
+        _ => false,
+    }
 }
 
 /// Resolves open rotation findings whose secret was rotated since ([`rotated_since`]); how
@@ -388,6 +418,28 @@ mod tests {
         assert!(!rotated(
             json!({ "password": "P3", "user": "app" }),
             json!({ "PASSWORD": "P3", "user": "app" })
+        ));
+        // Nor is it rotated with a space added, or kept inside another value at any depth.
+        assert!(!rotated(
+            json!({ "password": "ACME-DB-PASS-1" }),
+            json!({ "password": "ACME-DB-PASS-1 " })
+        ));
+        assert!(!rotated(
+            json!({ "password": "P1-old-secret", "dsn": "postgres://app:P1-old-secret@db1/x" }),
+            json!({ "password": "P2-new-secret", "dsn": "postgres://app:P1-old-secret@db2/x" })
+        ));
+        assert!(!rotated(
+            json!({ "token": "tok-0123456789" }),
+            json!({ "token": "new-token-value", "old": { "list": ["tok-0123456789"] } })
+        ));
+        // A short value is judged whole: "42" inside another value is a coincidence.
+        assert!(rotated(
+            json!({ "pin": "42" }),
+            json!({ "pin": "77", "url": "https://x.example/42" })
+        ));
+        assert!(rotated(
+            json!({ "password": "P1-old-secret", "dsn": "postgres://app:P1-old-secret@db1/x" }),
+            json!({ "password": "P2-new-secret", "dsn": "postgres://app:P2-new-secret@db2/x" })
         ));
     }
 }

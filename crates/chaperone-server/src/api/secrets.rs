@@ -435,6 +435,19 @@ pub(crate) async fn apply_metadata(
     if let Some(metadata) = &update.custom_metadata {
         chaperone_core::secret::check_custom_metadata(metadata)?;
     }
+    // A lower limit destroys the versions past it at the next write: whoever sets one must
+    // be allowed to destroy versions there, or a write grant would erase history.
+    if update.max_versions.is_some() {
+        state
+            .require_also(
+                caller,
+                info,
+                chaperone_core::policy::Action::SecretDestroy,
+                path,
+                "setting max_versions prunes versions, which needs the destroy capability",
+            )
+            .await?;
+    }
     // What changed, so that a lowered `max_versions` (which prunes history at the next
     // write) is seen in the ledger; custom metadata values are the owner's notes and are
     // not copied, only how many there are.

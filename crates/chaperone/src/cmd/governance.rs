@@ -155,7 +155,8 @@ pub(crate) enum VendorCommand {
         client: ClientArgs,
     },
     /// Change a vendor's profile or networks, or move it through its lifecycle
-    /// (prospect, onboarding, active, suspended, offboarding, terminated) with a reason.
+    /// (prospect, onboarding, active, suspended, terminated) with a reason. A vendor whose
+    /// people had access is ended with `vendor offboard`, then terminated here.
     Set {
         name: String,
         #[arg(long, requires = "reason")]
