@@ -1752,6 +1752,33 @@ fn scoped_tokens_end_themselves_and_vault_lookups_call_no_ended_token_valid() {
         (revoke.0, &revoke.1),
         (400, &json!({ "errors": ["invalid accessor"] }))
     );
+    // A token by value: refused, never a 204 that would say it was revoked, whether it is
+    // someone else's live token or gone; an admin revoking one that is gone gets 204.
+    let live = s.login(&max);
+    let other = s.person("ora", "member", None);
+    let other_t = s.login(&other);
+    for token in [&live, &job] {
+        let revoke = s.call(
+            "POST",
+            "/v1/auth/token/revoke",
+            Some(&other_t),
+            Some(json!({ "token": token })),
+            None,
+        );
+        assert_eq!(
+            (revoke.0, &revoke.1),
+            (403, &json!({ "errors": ["permission denied"] }))
+        );
+    }
+    assert_eq!(lookup(&live), 200, "left alive");
+    let revoke = s.call(
+        "POST",
+        "/v1/auth/token/revoke",
+        Some(&s.admin),
+        Some(json!({ "token": job })),
+        None,
+    );
+    assert_eq!(revoke.0, 204, "{}", revoke.1);
 
     // Each refusal is a denial in the ledger, with one reason whether the token exists or
     // not.
@@ -1772,6 +1799,7 @@ fn scoped_tokens_end_themselves_and_vault_lookups_call_no_ended_token_valid() {
     assert_eq!(denied("/v1/auth/token/lookup-accessor").len(), 2);
     // The admin's (answered 200 with a warning) and the member's.
     assert_eq!(denied("/v1/auth/token/revoke-accessor").len(), 2);
+    assert_eq!(denied("/v1/auth/token/revoke").len(), 3);
     s.assert_no_secret_logged();
 }
 

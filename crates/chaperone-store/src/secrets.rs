@@ -527,12 +527,13 @@ async fn change_versions_in(
     change: VersionChange,
     now: Timestamp,
 ) -> Result<Option<Vec<u64>>, StoreError> {
+    // Locks the secret's row; `updated_at` stays the time of its last write or metadata
+    // change, as Vault's `updated_time` (deleting a version is neither).
     let row = sqlx::query(
-        "UPDATE secrets SET updated_at = $2 WHERE path = $1 \
+        "UPDATE secrets SET updated_at = updated_at WHERE path = $1 \
          RETURNING id, current_version, oldest_version, max_versions, cas_required",
     )
     .bind(path.as_str())
-    .bind(now.unix_nanos())
     .fetch_optional(&mut *conn)
     .await
     .map_err(db("locking a secret"))?;

@@ -457,8 +457,14 @@ async fn delete_undelete_destroy(f: &Fixture) {
         put(f, "d", v, Cas::None).await.unwrap();
     }
     let p = path("d");
+    let written = f.store.metadata(&p).await.unwrap().unwrap().updated_at;
     // Deleting with no versions deletes the current one.
     assert!(f.store.delete_versions(&p, &[], t(10), &[]).await.unwrap());
+    // A version's state is not an update of the secret (Vault's `updated_time` stays).
+    assert_eq!(
+        f.store.metadata(&p).await.unwrap().unwrap().updated_at,
+        written
+    );
     let current = f.store.read_version(&p, None).await.unwrap().unwrap();
     assert_eq!(current.meta.state, VersionState::Deleted(t(10)));
     assert!(f.store.delete_versions(&p, &[1], t(11), &[]).await.unwrap());

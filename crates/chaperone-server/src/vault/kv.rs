@@ -13,7 +13,7 @@ use chaperone_store::{MetadataUpdate, StoredVersion};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{empty, envelope, errors, no_content, reply};
+use super::{empty, envelope, errors, no_content, reply, weak};
 use crate::api::ApiJson;
 use crate::api::secrets::{
     Change, Found, apply_metadata, change, decrypt, delete_all as delete_all_versions,
@@ -121,13 +121,20 @@ pub(crate) async fn read(
 #[derive(Deserialize)]
 pub(crate) struct WriteBody {
     data: Option<Map<String, Value>>,
-    #[serde(default)]
-    options: WriteOptions,
+    options: Option<WriteOptions>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct WriteOptions {
+    #[serde(default, deserialize_with = "weak::integer")]
     cas: Option<u64>,
+}
+
+impl WriteBody {
+    /// `options.cas`, if given.
+    fn cas(&self) -> Option<u64> {
+        self.options.as_ref().and_then(|o| o.cas)
+    }
 }
 
 /// `POST|PUT secret/data/:path` with `{"data": {...}, "options": {"cas": N}}`.
@@ -139,6 +146,7 @@ pub(crate) async fn write(
     ApiJson(body): ApiJson<WriteBody>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
+    let cas = body.cas().map_or(Cas::None, Cas::Version);
     let Some(mut data) = body.data else {
         return Ok(errors(StatusCode::BAD_REQUEST, "no data provided"));
     };
@@ -147,7 +155,6 @@ pub(crate) async fn write(
         serde_json::to_vec(&data).expect("a JSON object always serialises"),
     );
     drop(data);
-    let cas = body.options.cas.map_or(Cas::None, Cas::Version);
     let written = match write_version(&state, caller.actor(), &info, &path, cas, plaintext).await {
         Ok(written) => written,
         // Vault's check-and-set failures are 400 with its exact messages.
@@ -186,6 +193,7 @@ pub(crate) async fn patch(
     ApiJson(body): ApiJson<WriteBody>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
+    let cas = body.cas();
     let Some(mut changes) = body.data else {
         return Ok(errors(StatusCode::BAD_REQUEST, "no data provided"));
     };
@@ -199,7 +207,7 @@ pub(crate) async fn patch(
     let current = stored.meta.version;
     // Merged with the current version, the write always names it; a secret (or server)
     // that requires check-and-set still needs the caller to give it.
-    if body.options.cas.is_none()
+    if cas.is_none()
         && (state.settings.kv.cas_required
             || state
                 .store
@@ -212,7 +220,7 @@ pub(crate) async fn patch(
             "check-and-set parameter required for this call",
         ));
     }
-    if body.options.cas.is_some_and(|cas| cas != current) {
+    if cas.is_some_and(|cas| cas != current) {
         return Ok(errors(
             StatusCode::BAD_REQUEST,
             "check-and-set parameter did not match the current version",
@@ -273,29 +281,8 @@ pub(crate) async fn delete_latest(
 
 #[derive(Deserialize)]
 pub(crate) struct VersionsBody {
-    #[serde(default, deserialize_with = "numbers")]
+    #[serde(default, deserialize_with = "weak::integers")]
     versions: Vec<u64>,
-}
-
-/// Version numbers as numbers or as decimal strings (the `bao` and `vault` CLIs send
-/// strings; Vault accepts both).
-fn numbers<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Number {
-        Int(u64),
-        Text(String),
-    }
-    Vec::<Number>::deserialize(deserializer)?
-        .into_iter()
-        .map(|n| match n {
-            Number::Int(n) => Ok(n),
-            Number::Text(text) => text
-                .trim()
-                .parse()
-                .map_err(|_| serde::de::Error::custom("versions must be numbers")),
-        })
-        .collect()
 }
 
 /// `POST secret/delete/:path` with `{"versions": [...]}`.
@@ -394,10 +381,14 @@ pub(crate) async fn metadata(
 
 #[derive(Deserialize)]
 pub(crate) struct MetadataBody {
+    #[serde(default, deserialize_with = "weak::integer")]
     max_versions: Option<u32>,
+    #[serde(default, deserialize_with = "weak::boolean")]
     cas_required: Option<bool>,
     delete_version_after: Option<String>,
-    custom_metadata: Option<BTreeMap<String, String>>,
+    /// Null clears it, as `{}` does.
+    #[serde(default, deserialize_with = "weak::pairs")]
+    custom_metadata: Option<Option<BTreeMap<String, String>>>,
     /// Check-and-set on the metadata itself, which Chaperone does not version: refused
     /// when asked for, rather than accepted and not done.
     metadata_cas_required: Option<bool>,
@@ -428,11 +419,15 @@ impl MetadataBody {
 
 #[derive(Deserialize)]
 pub(crate) struct MetadataPatch {
+    #[serde(default, deserialize_with = "weak::integer")]
     max_versions: Option<u32>,
+    #[serde(default, deserialize_with = "weak::boolean")]
     cas_required: Option<bool>,
     delete_version_after: Option<String>,
-    /// Merged key by key: a `null` value removes the key.
-    custom_metadata: Option<BTreeMap<String, Option<String>>>,
+    /// Merged key by key: a `null` value removes the key, and `null` for the whole of it
+    /// removes every key. Values are text only, as OpenBao's patch takes them.
+    #[serde(default, deserialize_with = "weak::nullable")]
+    custom_metadata: Option<Option<BTreeMap<String, Option<String>>>>,
     metadata_cas_required: Option<bool>,
     cas: Option<Value>,
 }
@@ -452,7 +447,7 @@ pub(crate) async fn write_metadata(
     let update = MetadataUpdate {
         max_versions: max_versions(body.max_versions)?,
         cas_required: body.cas_required,
-        custom_metadata: body.custom_metadata,
+        custom_metadata: body.custom_metadata.map(Option::unwrap_or_default),
     };
     apply_metadata(&state, &caller, &info, &path, &update).await?;
     Ok(no_content())
@@ -495,6 +490,9 @@ pub(crate) async fn patch_metadata(
         return Ok(empty(StatusCode::NOT_FOUND));
     };
     let custom_metadata = body.custom_metadata.map(|changes| {
+        let Some(changes) = changes else {
+            return BTreeMap::new();
+        };
         let mut merged = current.custom_metadata.clone();
         for (key, value) in changes {
             match value {

@@ -16,6 +16,7 @@
 mod kv;
 mod sys;
 mod token;
+mod weak;
 pub(crate) mod wrapping;
 
 use std::sync::Arc;
@@ -327,10 +328,45 @@ pub(crate) async fn compat(
     }
     // Chaperone has one tree, the root namespace: a client aimed at another namespace is
     // told it does not exist, as OpenBao tells it, rather than served the root's secrets.
+    // As in OpenBao, the seal status and leader are the server's whatever the namespace
+    // (`bao status` works with `BAO_NAMESPACE` set), health and init are refused in one,
+    // and a sealed server says so first.
     if let Some(namespace) = request.headers().get("x-vault-namespace") {
         let name = namespace.to_str().unwrap_or("?").trim().trim_matches('/');
         if !(name.is_empty() || name == "root") {
-            return errors(StatusCode::NOT_FOUND, "namespace not found");
+            match request.uri().path() {
+                "/v1/sys/seal-status" | "/v1/sys/leader" => {}
+                _ if state.keyring().is_none() => {}
+                "/v1/sys/health" | "/v1/sys/init" => {
+                    return errors(
+                        StatusCode::BAD_REQUEST,
+                        "operation unavailable in namespaces",
+                    );
+                }
+                _ => return errors(StatusCode::NOT_FOUND, "namespace not found"),
+            }
+        }
+    }
+    // A PATCH is a JSON merge patch or nothing, as OpenBao has it, before any token is
+    // looked at: a client that sends another type learns so instead of a different patch.
+    if request.method() == Method::PATCH {
+        let given = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let media = given.split(';').next().unwrap_or_default().trim();
+        if media.is_empty() {
+            return errors(StatusCode::BAD_REQUEST, "mime: no media type");
+        }
+        if !media.eq_ignore_ascii_case("application/merge-patch+json") {
+            return errors(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!(
+                    "PATCH requires Content-Type of application/merge-patch+json, provided \
+                     {media}"
+                ),
+            );
         }
     }
     // `secret/list/...` is where listings are routed after the rewrite below, not a path of

@@ -55,9 +55,9 @@ async fn describe(
     });
     // How the token was made, in Vault's terms: the initial admin token is the root token.
     let path = match (record.person_id.as_ref(), record.kind) {
-        (None, _) => "auth/token/root",
-        (Some(_), TokenKind::Session) => "auth/userpass/login",
-        (Some(_), TokenKind::Api) => "auth/token/create",
+        (None, _) => "auth/token/root".to_owned(),
+        (Some(_), TokenKind::Session) => format!("auth/userpass/login/{}", record.name),
+        (Some(_), TokenKind::Api) => "auth/token/create".to_owned(),
     };
     let mut body = envelope(
         info,
@@ -92,9 +92,12 @@ async fn describe(
     reply(StatusCode::OK, &body)
 }
 
-/// A token's labels as Vault shows them: `null` when there are none.
+/// A token's labels as Vault shows them: a login session's name its user (`username`), as
+/// those of a userpass login's token do; `null` when there are none.
 fn labels(record: &TokenRecord) -> serde_json::Value {
-    if record.meta.is_empty() {
+    if record.kind == TokenKind::Session && record.person_id.is_some() {
+        json!({ "username": record.name })
+    } else if record.meta.is_empty() {
         serde_json::Value::Null
     } else {
         json!(record.meta)
@@ -152,8 +155,9 @@ pub(crate) struct CreateBody {
     #[serde(default, deserialize_with = "duration_field")]
     ttl: Option<String>,
     display_name: Option<String>,
-    #[serde(default)]
-    num_uses: u64,
+    #[serde(default, deserialize_with = "super::weak::integer")]
+    num_uses: Option<u64>,
+    #[serde(default, deserialize_with = "super::weak::strings")]
     policies: Option<Vec<String>>,
     #[serde(default, deserialize_with = "duration_field")]
     explicit_max_ttl: Option<String>,
@@ -162,10 +166,11 @@ pub(crate) struct CreateBody {
     #[serde(rename = "type")]
     kind: Option<String>,
     id: Option<String>,
-    #[serde(default)]
-    no_parent: bool,
+    #[serde(default, deserialize_with = "super::weak::boolean")]
+    no_parent: Option<bool>,
     /// Labels, shown by lookups (`meta`) and in the `auth` block (`metadata`).
-    meta: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "super::weak::pairs")]
+    meta: Option<Option<std::collections::BTreeMap<String, String>>>,
 }
 
 impl CreateBody {
@@ -180,7 +185,7 @@ impl CreateBody {
             d.as_deref()
                 .is_none_or(|d| d.trim().is_empty() || duration(d) == Ok(0))
         };
-        if self.num_uses > 0 {
+        if self.num_uses.is_some_and(|n| n > 0) {
             Some("num_uses is not supported: Chaperone tokens are limited by time")
         } else if self.policies.iter().flatten().any(|p| p != "default") {
             Some(
@@ -242,18 +247,19 @@ pub(crate) async fn create(
     if max > 0 {
         ttl = ttl.min(max);
     }
-    if body.no_parent && caller.principal.role != Role::Admin {
+    let no_parent = body.no_parent.unwrap_or(false);
+    if no_parent && caller.principal.role != Role::Admin {
         return Ok(errors(
             StatusCode::BAD_REQUEST,
             "root or sudo privileges required to create orphan token",
         ));
     }
-    let parent = if body.no_parent {
+    let parent = if no_parent {
         None
     } else {
         Some(own_record(&state, &caller).await?)
     };
-    let meta = body.meta.unwrap_or_default();
+    let meta = body.meta.flatten().unwrap_or_default();
     // Vault's limits on key/value labels, as for a secret's custom metadata.
     chaperone_core::secret::check_custom_metadata(&meta)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("meta: {e}")))?;
@@ -440,9 +446,15 @@ pub(crate) async fn revoke_token(
             revoke(&state, &caller, &info, &record).await?;
             Ok(no_content())
         }
-        // Like Vault: revoking an unknown token is not an error. The ledger still says
-        // that nothing was revoked, and why.
-        None => Ok(refused(no_content(), BAD_TOKEN)),
+        // Like Vault's root token, an admin revoking a token that is gone is not told of an
+        // error (a clean-up job goes on); anyone else is refused, whether the token exists
+        // or not, as a token of OpenBao's default policy is: never told it was revoked when
+        // it was not. The ledger says that nothing was revoked, and why.
+        None if caller.principal.role == Role::Admin => Ok(refused(no_content(), BAD_TOKEN)),
+        None => Ok(refused(
+            errors(StatusCode::FORBIDDEN, "permission denied"),
+            BAD_TOKEN,
+        )),
     }
 }
 
@@ -557,13 +569,12 @@ pub(crate) async fn userpass_login(
         .await?
         .ok_or_else(|| ApiError::not_found("the session was removed"))?;
     // The lease as minted, as for `create`.
-    let mut auth = auth_block(
+    let auth = auth_block(
         &login.token,
         &record,
         &login.role,
         record.created_at.unix_secs(),
     );
-    auth["metadata"] = json!({ "username": login.person });
     Ok(auth_reply(&info, auth, None))
 }
 

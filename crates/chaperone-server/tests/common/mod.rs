@@ -168,7 +168,13 @@ impl Server {
             if let Some(ip) = from {
                 request = request.header("X-Forwarded-For", ip);
             }
+            // Vault's PATCH takes JSON merge patches only.
+            let patch = method == "PATCH" && path.starts_with("/v1/");
+            if patch {
+                request = request.header("Content-Type", "application/merge-patch+json");
+            }
             match &body {
+                Some(body) if patch => self.agent.run(request.body(body.to_string()).unwrap()),
                 Some(body) => self.agent.run(
                     request
                         .header("Content-Type", "application/json")

@@ -422,3 +422,72 @@ def test_numbers_read_back_as_openbao_writes_them(openbao):
     ours, theirs = seen
     assert ours == theirs
     assert theirs["a"] == ("int", "1") and theirs["p"] == ("int", "4")
+
+
+def test_loosely_typed_bodies_match(openbao):
+    """Fields as scripts send them (numbers and booleans as text, lists as one string) are
+    read as OpenBao reads them, and what it refuses is refused."""
+    addr, root = openbao
+    seen = []
+    for base, token in ((CHAPERONE, ADMIN), (addr, root)):
+        plain = {"X-Vault-Token": token}
+        merge = {**plain, "Content-Type": "application/merge-patch+json"}
+        data = f"{base}/v1/secret/data/contract/loose"
+        meta = f"{base}/v1/secret/metadata/contract/loose"
+        steps = []
+
+        def status(answer):
+            steps.append(answer.status_code)
+            return answer
+
+        def metadata():
+            found = requests.get(meta, headers=plain).json()["data"]
+            steps.append((found["custom_metadata"], found["max_versions"], found["cas_required"]))
+            return found
+
+        for value in ("1", "2", "3"):
+            status(requests.post(data, headers=plain, json={"data": {"v": value}, "options": None}))
+        status(requests.post(data, headers=plain, json={"data": {"v": "4"}, "options": {"cas": "3"}}))
+        status(requests.post(meta, headers=plain, json={"max_versions": "8", "cas_required": "t"}))
+        status(requests.post(meta, headers=plain, json={"custom_metadata": {"n": 1, "b": True, "s": "x"}}))
+        metadata()
+        status(requests.post(meta, headers=plain, json={"cas_required": 0, "custom_metadata": None}))
+        metadata()
+        for bad in (
+            {"max_versions": "x"},
+            {"max_versions": 3.5},
+            {"cas_required": 2},
+            {"custom_metadata": {"k": ""}},
+            {"custom_metadata": "a=b"},
+        ):
+            status(requests.post(meta, headers=plain, json=bad))
+        status(requests.patch(meta, headers=merge, json={"custom_metadata": {"a": "b", "c": "d"}}))
+        status(requests.patch(meta, headers=merge, json={"custom_metadata": None}))
+        metadata()
+        # Versions as one string, as booleans, and with a negative that names nothing.
+        status(requests.post(f"{base}/v1/secret/delete/contract/loose", headers=plain, json={"versions": "1,2"}))
+        status(requests.post(f"{base}/v1/secret/undelete/contract/loose", headers=plain, json={"versions": [True, -1]}))
+        status(requests.post(f"{base}/v1/secret/destroy/contract/loose", headers=plain, json={"versions": [" 1"]}))
+        status(requests.post(f"{base}/v1/secret/destroy/contract/loose", headers=plain, json={"versions": "1, 2"}))
+        found = metadata()
+        steps.append([(v, found["versions"][v]["deletion_time"] != "") for v in sorted(found["versions"])])
+        # Deleting a version is not an update of the secret.
+        before = found["updated_time"]
+        status(requests.delete(data, headers=plain))
+        steps.append(metadata()["updated_time"] == before)
+        # A PATCH is a merge patch or is refused before anything else.
+        wrong = status(requests.patch(data, headers={**plain, "Content-Type": "application/json"}, json={"data": {}}))
+        steps.append(wrong.json())
+        status(requests.patch(data, headers={"X-Vault-Token": "bogus"}, data="{}"))
+        # Token requests with policies as text and labels as numbers.
+        status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", "policies": "default"}))
+        made = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", "meta": {"a": 1}}))
+        steps.append(made.json()["auth"]["metadata"])
+        # Another namespace: the seal status is the server's; health and init are refused.
+        for path in ("sys/seal-status", "sys/leader", "sys/health", "sys/init", "sys/mounts"):
+            status(requests.get(f"{base}/v1/{path}", headers={**plain, "X-Vault-Namespace": "ns1"}))
+        seen.append(steps)
+    ours, theirs = seen
+    assert len(ours) == len(theirs)
+    for i, (mine, bao) in enumerate(zip(ours, theirs)):
+        assert mine == bao, f"step {i}: {mine!r} vs {bao!r}"

@@ -138,6 +138,10 @@ def test_userpass_login_needs_the_totp_code_in_the_mfa_header():
     assert login["auth"]["policies"] == ["contractor"]
     user = hvac.Client(url=ADDR, token=login["auth"]["client_token"])
     assert user.is_authenticated()
+    # The token keeps naming its user, as a userpass token does.
+    looked_up = user.auth.token.lookup_self()["data"]
+    assert looked_up["meta"] == {"username": MFA_USER}
+    assert looked_up["path"] == f"auth/userpass/login/{MFA_USER}"
     # A token made with the session ends with it; only an admin may make an orphan.
     made = hvac.Client(url=ADDR, token=user.auth.token.create(ttl="1h")["auth"]["client_token"])
     assert made.auth.token.lookup_self()["data"]["policies"] == ["contractor"]

@@ -1,0 +1,217 @@
+//! Request fields read as OpenBao reads them: its field decoding is weakly typed (Go's
+//! `mapstructure` with `WeaklyTypedInput`), so scripts that build bodies from text (curl,
+//! shell, templating) send `"max_versions": "3"` or `"versions": "1,2"` and expect them to
+//! work. These deserializers take exactly what OpenBao takes for each kind of field, and
+//! refuse what it refuses (`" 1"` is not a version, `2` is not a boolean).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
+use serde_json::Value;
+
+/// An integer: a JSON integer or a decimal string, strictly (no spaces, no fraction). Null
+/// or absent is `None`.
+pub(crate) fn integer<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let bad = || D::Error::custom("expected an integer");
+    let n = match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => int(&value).ok_or_else(bad)?,
+    };
+    T::try_from(n).map(Some).map_err(|_| bad())
+}
+
+/// A boolean: `true`/`false`, what Go's `strconv.ParseBool` reads (`1`, `t`, `TRUE`, `0`,
+/// `f`, `False`, ...), or the numbers 1 and 0. Null or absent is `None`.
+pub(crate) fn boolean<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<bool>, D::Error> {
+    let text = match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Bool(b)) => return Ok(Some(b)),
+        Some(Value::String(text)) => text,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(D::Error::custom("expected a boolean")),
+    };
+    match text.as_str() {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(Some(true)),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(Some(false)),
+        _ => Err(D::Error::custom("expected a boolean")),
+    }
+}
+
+/// A list of integers (OpenBao's comma-separated integer slice): a list of integers,
+/// decimal strings or booleans (1 and 0), one integer, or one string of integers separated
+/// by commas. Negative numbers name nothing that exists and are dropped; null or absent is
+/// an empty list.
+pub(crate) fn integers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+    let bad = || D::Error::custom("expected integers");
+    let all: Vec<i64> = match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::Bool(b) => Some(i64::from(*b)),
+                other => int(other),
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?,
+        Some(Value::String(text)) => text
+            .split(',')
+            .map(|part| part.parse().ok())
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?,
+        Some(value @ Value::Number(_)) => vec![int(&value).ok_or_else(bad)?],
+        Some(_) => return Err(bad()),
+    };
+    Ok(all
+        .into_iter()
+        .filter_map(|n| u64::try_from(n).ok())
+        .collect())
+}
+
+/// A list of strings: a list, or one string of items separated by commas (Vault's
+/// `policies`). Null or absent is `None`.
+pub(crate) fn strings<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(text) => Ok(text),
+                _ => Err(D::Error::custom("expected a list of strings")),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(_) => Err(D::Error::custom("expected a list of strings")),
+    }
+}
+
+/// Pairs of text (Vault's key-value pairs: `meta`, `custom_metadata`): values given as
+/// numbers are their text, booleans `1` and `0`, null empty. `Some(None)` when the field is
+/// given as null (which clears custom metadata), `None` when absent. An empty list is an
+/// empty map, as OpenBao decodes it.
+pub(crate) fn pairs<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<BTreeMap<String, String>>>, D::Error> {
+    let bad = || D::Error::custom("expected an object of strings");
+    match Value::deserialize(deserializer)? {
+        Value::Null => Ok(Some(None)),
+        Value::Array(items) if items.is_empty() => Ok(Some(Some(BTreeMap::new()))),
+        Value::Object(fields) => fields
+            .into_iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    Value::String(text) => text,
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => if b { "1" } else { "0" }.to_owned(),
+                    Value::Null => String::new(),
+                    _ => return Err(bad()),
+                };
+                Ok((key, text))
+            })
+            .collect::<Result<_, _>>()
+            .map(|map| Some(Some(map))),
+        _ => Err(bad()),
+    }
+}
+
+/// A field whose null means something (clearing it): `Some(None)` when given as null, `None`
+/// when absent.
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A JSON integer or a strict decimal string.
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default, deserialize_with = "integer")]
+        n: Option<u32>,
+        #[serde(default, deserialize_with = "boolean")]
+        b: Option<bool>,
+        #[serde(default, deserialize_with = "integers")]
+        versions: Vec<u64>,
+        #[serde(default, deserialize_with = "strings")]
+        policies: Option<Vec<String>>,
+        #[serde(default, deserialize_with = "pairs")]
+        meta: Option<Option<BTreeMap<String, String>>>,
+    }
+
+    fn body(value: Value) -> Result<Body, serde_json::Error> {
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn fields_are_read_as_openbao_reads_them() {
+        // Taken as OpenBao takes them.
+        let b = body(
+            json!({ "n": "3", "b": "t", "versions": "1,2", "policies": "default, x",
+                             "meta": { "a": 1.5, "b": true, "c": "x" } }),
+        )
+        .unwrap();
+        assert_eq!((b.n, b.b), (Some(3), Some(true)));
+        assert_eq!(b.versions, [1, 2]);
+        assert_eq!(b.policies.unwrap(), ["default", "x"]);
+        let meta = b.meta.unwrap().unwrap();
+        assert_eq!(
+            meta.values().map(String::as_str).collect::<Vec<_>>(),
+            ["1.5", "1", "x"]
+        );
+        let b = body(json!({ "b": 0, "versions": [3, "4", true, -1], "meta": null })).unwrap();
+        assert_eq!(b.b, Some(false));
+        assert_eq!(b.versions, [3, 4, 1]);
+        assert_eq!(b.meta, Some(None));
+        let b = body(json!({ "versions": 7, "meta": [] })).unwrap();
+        assert_eq!(b.versions, [7]);
+        assert_eq!(b.meta, Some(Some(BTreeMap::new())));
+        let b = body(json!({})).unwrap();
+        assert_eq!((b.n, b.b, b.versions.len(), b.meta), (None, None, 0, None));
+        // Refused as OpenBao refuses them.
+        for bad in [
+            json!({ "n": "x" }),
+            json!({ "n": 3.5 }),
+            json!({ "n": -1 }),
+            json!({ "b": 2 }),
+            json!({ "b": "yes" }),
+            json!({ "versions": [" 1"] }),
+            json!({ "versions": "1, 2" }),
+            json!({ "versions": [1.0] }),
+            json!({ "versions": { "a": 1 } }),
+            json!({ "policies": 3 }),
+            json!({ "meta": "a=b" }),
+            json!({ "meta": { "a": [1] } }),
+        ] {
+            assert!(body(bad.clone()).is_err(), "{bad}");
+        }
+    }
+}
