@@ -334,6 +334,52 @@ fn production_mode_starts_sealed_and_unseals_with_a_threshold_of_shares() {
         ok(server.cli(&token, &["secret", "get", "prod/api", "--field", "key"], "")).trim(),
         "k1"
     );
+    // And through Vault's `sys/unseal` (`bao operator unseal`): the seal status after each
+    // share, a reset, and the threshold met.
+    ok(server.cli(&token, &["seal"], ""));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let unseal = |body: serde_json::Value| -> (u16, serde_json::Value) {
+        let mut answer = agent
+            .put(format!("{}/v1/sys/unseal", server.addr))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap())
+    };
+    let (status, body) = unseal(serde_json::json!({ "key": "chs1-not-a-share" }));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"][0].is_string(), "{body}");
+    let (status, body) = unseal(serde_json::json!({ "key": shares[4] }));
+    assert_eq!(
+        (status, &body["sealed"], &body["progress"], &body["t"]),
+        (
+            200,
+            &serde_json::json!(true),
+            &serde_json::json!(1),
+            &serde_json::json!(3)
+        ),
+        "{body}"
+    );
+    let (_, body) = unseal(serde_json::json!({ "reset": true }));
+    assert_eq!(body["progress"], 0, "{body}");
+    for share in [shares[2], shares[3]] {
+        unseal(serde_json::json!({ "key": share }));
+    }
+    let (status, body) = unseal(serde_json::json!({ "key": shares[4] }));
+    assert_eq!(
+        (status, &body["sealed"]),
+        (200, &serde_json::json!(false)),
+        "{body}"
+    );
+    assert_eq!(
+        ok(server.cli(&token, &["secret", "get", "prod/api", "--field", "key"], "")).trim(),
+        "k1"
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub(crate) mod shares;
 
 pub(crate) use ledger::{checkpoints, new_ledger_key};
 pub(crate) mod secrets;
-mod sys;
+pub(crate) mod sys;
 
 use std::sync::Arc;
 

@@ -64,12 +64,24 @@ pub(crate) async fn unseal(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<UnsealRequest>,
 ) -> Result<Json<SealStatus>, ApiError> {
-    if body.reset {
+    Ok(Json(
+        give_share(&state, &info, body.share, body.reset).await?,
+    ))
+}
+
+/// One unseal share (`share`), or a reset of the progress; the seal status after it. The
+/// native and the Vault unseal both come here.
+pub(crate) async fn give_share(
+    state: &AppState,
+    info: &RequestInfo,
+    share: Option<String>,
+    reset: bool,
+) -> Result<SealStatus, ApiError> {
+    if reset {
         state.reset_unseal();
-        return Ok(Json(state.seal_status().await?));
+        return Ok(state.seal_status().await?);
     }
-    let share = body
-        .share
+    let share = share
         .map(zeroize::Zeroizing::new)
         .ok_or_else(|| ApiError::bad_request("invalid_request", "give `share` or `reset`"))?;
     let was_sealed = state.keyring().is_none();
@@ -77,17 +89,17 @@ pub(crate) async fn unseal(
         // The unseal completes with this share: recorded (shares are anonymous).
         Ok(status) if was_sealed && !status.sealed => {
             let record = Record::new("sys.unseal", "", Outcome::Success);
-            state.record(&info, Actor::default(), record).await?;
-            Ok(Json(status))
+            state.record(info, Actor::default(), record).await?;
+            Ok(status)
         }
-        Ok(status) => Ok(Json(status)),
+        Ok(status) => Ok(status),
         Err(e) => {
             let error = ApiError::from(e);
             // A wrong combination of shares is worth an entry; a malformed share is not.
             if error.code == "wrong_shares" {
                 let mut record = Record::new("sys.unseal", "", Outcome::Failure);
                 record.reasons.push(error.code.to_owned());
-                state.record(&info, Actor::default(), record).await?;
+                state.record(info, Actor::default(), record).await?;
             }
             Err(error)
         }

@@ -187,6 +187,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         On::System,
         token::userpass_login,
     ));
+    routes.extend(both("/v1/sys/unseal", None, On::System, sys::unseal));
     routes.extend(both(
         "/v1/sys/wrapping/unwrap",
         None,

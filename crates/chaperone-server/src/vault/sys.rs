@@ -94,6 +94,33 @@ pub(crate) async fn seal_status(State(state): State<Arc<AppState>>) -> Result<Re
     Ok(reply(StatusCode::OK, &body))
 }
 
+/// `POST|PUT sys/unseal` (`bao operator unseal`): one share as `key` (as `chaperone init`
+/// printed it), or `reset`, through the native unseal; the answer is the seal status.
+pub(crate) async fn unseal(
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    crate::api::ApiJson(body): crate::api::ApiJson<UnsealBody>,
+) -> Result<Response, ApiError> {
+    if body.migrate {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            "seal migration is not supported",
+        ));
+    }
+    crate::api::sys::give_share(&state, &info, body.key, body.reset).await?;
+    seal_status(State(state)).await
+}
+
+/// The body of `sys/unseal`.
+#[derive(serde::Deserialize)]
+pub(crate) struct UnsealBody {
+    key: Option<String>,
+    #[serde(default, deserialize_with = "super::weak::boolean_or_false")]
+    reset: bool,
+    #[serde(default, deserialize_with = "super::weak::boolean_or_false")]
+    migrate: bool,
+}
+
 /// `GET sys/init`.
 pub(crate) async fn init(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let status = state.seal_status().await?;

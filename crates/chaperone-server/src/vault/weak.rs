@@ -44,6 +44,13 @@ pub(crate) fn boolean<'de, D: Deserializer<'de>>(
     }
 }
 
+/// [`boolean`], absent or null being `false`.
+pub(crate) fn boolean_or_false<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<bool, D::Error> {
+    boolean(deserializer).map(Option::unwrap_or_default)
+}
+
 /// A list of integers (OpenBao's comma-separated integer slice): a list of integers,
 /// decimal strings or booleans (1 and 0), one integer, or one string of integers separated
 /// by commas. Negative numbers name nothing that exists and are dropped; null or absent is
