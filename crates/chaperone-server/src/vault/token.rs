@@ -327,6 +327,13 @@ pub(crate) struct TokenBody {
     token: Zeroizing<String>,
 }
 
+/// The body of `auth/token/lookup`: the token is optional there.
+#[derive(Deserialize)]
+pub(crate) struct LookupBody {
+    #[serde(default)]
+    token: Zeroizing<String>,
+}
+
 #[derive(Deserialize)]
 pub(crate) struct AccessorBody {
     accessor: String,
@@ -402,13 +409,18 @@ async fn managed(
     }
 }
 
-/// `POST auth/token/lookup` with `{"token": ...}`.
+/// `POST auth/token/lookup` with `{"token": ...}`; without one (or with an empty one), the
+/// caller's own token, as in OpenBao.
 pub(crate) async fn lookup(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    ApiJson(body): ApiJson<TokenBody>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LookupBody>,
 ) -> Result<Response, ApiError> {
+    if body.token.is_empty() {
+        return lookup_self(caller, State(state), Extension(info), headers).await;
+    }
     match managed_by_token(&state, &caller, &body.token, Purpose::Lookup).await? {
         Some(record) => Ok(describe(&state, &info, &record, &body.token).await),
         None => Ok(refused(

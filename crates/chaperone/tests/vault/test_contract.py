@@ -260,6 +260,8 @@ def test_headers_and_token_edges_match(openbao):
             requests.post(
                 f"{base}/v1/auth/token/revoke-accessor", headers={"X-Vault-Token": token}, json={"accessor": "bogus"}
             ),
+            # A lookup naming no token looks up the caller's.
+            requests.post(f"{base}/v1/auth/token/lookup", headers={"X-Vault-Token": token}, json={}),
             # Durations as numbers of seconds.
             requests.post(f"{base}/v1/auth/token/create", headers={"X-Vault-Token": token}, json={"ttl": 60}),
         ]
