@@ -107,9 +107,9 @@ pub fn check_custom_metadata(metadata: &BTreeMap<String, String>) -> Result<(), 
                 "keys are 1 to {MAX_CUSTOM_METADATA_KEY_BYTES} bytes"
             )));
         }
-        if value.is_empty() || value.len() > MAX_CUSTOM_METADATA_VALUE_BYTES {
+        if value.len() > MAX_CUSTOM_METADATA_VALUE_BYTES {
             return Err(KvError::CustomMetadata(format!(
-                "the value of `{key}` is 1 to {MAX_CUSTOM_METADATA_VALUE_BYTES} bytes"
+                "the value of `{key}` is longer than {MAX_CUSTOM_METADATA_VALUE_BYTES} bytes"
             )));
         }
     }

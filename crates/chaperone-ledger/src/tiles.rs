@@ -314,7 +314,8 @@ impl HashReader for Tiles {
     }
 }
 
-/// A tile or bundle to store, replacing any narrower one at the same address.
+/// A tile or bundle to store: a tile or a full bundle replaces any narrower one at the same
+/// address; a partial bundle's entries from `from` on are added after those stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TileWrite {
     /// Where.

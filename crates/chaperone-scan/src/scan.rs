@@ -687,6 +687,8 @@ enum Encoding {
     Verbatim,
     Base64,
     Hex,
+    /// Percent-encoded, as in a URL or a connection string (`p%40ss` for `p@ss`).
+    Percent,
 }
 
 impl Encoding {
@@ -713,16 +715,29 @@ impl Encoding {
             Encoding::Verbatim => "A value stored in Chaperone's vault",
             Encoding::Base64 => "A value stored in Chaperone's vault, base64-encoded",
             Encoding::Hex => "A value stored in Chaperone's vault, hex-encoded",
+            Encoding::Percent => "A value stored in Chaperone's vault, percent-encoded",
         }
     }
 }
 
 /// The patterns that find `value` (at least 8 bytes): itself; its hex digits in lower and
-/// upper case; and its base64, in the standard and the URL-safe alphabet, for each of the
+/// upper case; percent-encoded (every byte but RFC 3986's unreserved ones, with upper and
+/// lower hex digits), when that differs; and its base64, in the standard and the URL-safe
+/// alphabet, for each of the
 /// three places in a 3-byte group the value can start at inside a longer encoded text. The
 /// characters that also depend on the bytes around the value (a group it shares with them,
 /// at either end) are left out, so that the pattern is found wherever the value sits: each
 /// covers all of the value but at most two bytes at either end, in 8 characters at least.
+/// The texts that hold `value` encoded as the scanner finds vault values (itself
+/// included), for code that must tell whether an old value lives on inside a new one (a
+/// rotation). A value shorter than 8 bytes is only itself, as the scanner ignores it.
+pub fn encoded_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    if value.len() < 8 {
+        return vec![Zeroizing::new(value.to_vec())];
+    }
+    encodings(value).into_iter().map(|(form, _)| form).collect()
+}
+
 fn encodings(value: &[u8]) -> Vec<(Zeroizing<Vec<u8>>, Encoding)> {
     use base64::Engine as _;
     use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -732,6 +747,24 @@ fn encodings(value: &[u8]) -> Vec<(Zeroizing<Vec<u8>>, Encoding)> {
         (Zeroizing::new(hex.to_ascii_uppercase()), Encoding::Hex),
         (hex, Encoding::Hex),
     ];
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if !value.iter().all(|&b| unreserved(b)) {
+        for digits in [b"0123456789ABCDEF", b"0123456789abcdef"] {
+            let mut percent = Zeroizing::new(Vec::with_capacity(value.len() * 3));
+            for &b in value {
+                if unreserved(b) {
+                    percent.push(b);
+                } else {
+                    percent.extend([
+                        b'%',
+                        digits[usize::from(b >> 4)],
+                        digits[usize::from(b & 15)],
+                    ]);
+                }
+            }
+            out.push((percent, Encoding::Percent));
+        }
+    }
     for skip in 0..3 {
         let whole = (value.len() - skip) / 3 * 3;
         let part = &value[skip..skip + whole];
@@ -1108,6 +1141,20 @@ mod tests {
                 "A value stored in Chaperone's vault, hex-encoded"
             );
             assert_eq!(code(&found), (String::new(), hex.len(), String::new()));
+        }
+        // Percent-encoded, as in a URL, with either case of hex digits.
+        for url in [
+            "Vault-Secret-Zq81-Lm02~%3F%3E",
+            "Vault-Secret-Zq81-Lm02~%3f%3e",
+        ] {
+            let found = scanner.scan_bytes("x.sh", line(url).as_bytes());
+            let known: Vec<&Finding> = found.iter().filter(|f| f.rule == KNOWN_VALUE).collect();
+            assert_eq!(known.len(), 1, "{url}: {found:?}");
+            assert_eq!(
+                known[0].description,
+                "A value stored in Chaperone's vault, percent-encoded"
+            );
+            assert_eq!(code(&found), (String::new(), url.len(), String::new()));
         }
         // Another value's encodings are not taken for this one.
         let mut other = value.to_vec();

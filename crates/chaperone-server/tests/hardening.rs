@@ -570,6 +570,36 @@ fn a_version_change_names_a_bounded_list_of_versions() {
 }
 
 #[test]
+fn a_vault_patch_that_is_no_merge_patch_is_refused_before_the_token_is_looked_at() {
+    let s = Server::start();
+    let before = s.ledger().len();
+    for (header, status, message) in [
+        (
+            "Content-Type: application/json\r\n",
+            "415",
+            "PATCH requires Content-Type of application/merge-patch+json, provided application/json",
+        ),
+        ("", "400", "mime: no media type"),
+    ] {
+        let answer = raw(
+            &s,
+            &format!(
+                "PATCH /v1/secret/data/team/db HTTP/1.1\r\nHost: x\r\nX-Vault-Token: not-a-token\r\n\
+                 {header}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+        );
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(answer.contains(message), "{answer}");
+    }
+    assert_eq!(s.ledger().len(), before, "nothing is recorded");
+}
+
+/// Whether the requests overlap depends on timing: the store's conformance test covers the
+/// conflict itself deterministically; this one checks what callers are answered.
+#[test]
 fn a_name_added_twice_at_once_is_one_record_and_one_conflict() {
     let s = Server::start();
     for (route, body) in [
@@ -655,6 +685,30 @@ fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
         })
         .collect();
     assert_eq!(refusals.len(), 2, "{refusals:?}");
+    let cy_id = s.ok("GET", "/api/v1/auth/self", Some(&cy_t), None)["person_id"].clone();
+    assert!(
+        refusals.iter().all(|r| r["actor"]["person"] == cy_id),
+        "{refusals:?}"
+    );
+    // Nothing of a refused request was applied.
+    let meta = s.ok(
+        "GET",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(meta["custom_metadata"], serde_json::json!({}), "{meta}");
+    assert_eq!(meta["max_versions"], 0, "{meta}");
+    // Raising the limit, or giving it as it is, destroys nothing: a write grant does it
+    // (clients such as Terraform's send it with every metadata write).
+    for limit in [20, 20] {
+        s.ok(
+            "POST",
+            "/v1/secret/metadata/acme/app/db",
+            Some(&cy_t),
+            Some(serde_json::json!({ "max_versions": limit })),
+        );
+    }
     s.ok(
         "PUT",
         "/api/v1/secrets/metadata/acme/app/db",

@@ -281,21 +281,38 @@ fn changed(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, V
 }
 
 /// Whether `new` (a value of the new version) still holds the old value `old`: equal to it,
-/// or, for text, equal once trimmed or, from 8 characters on (as the deliverable scanner
-/// searches vault values), found inside any text of `new`, at any depth.
+/// or, for text, equal once trimmed or, from 8 bytes on, found inside any text of `new` at
+/// any depth, verbatim or encoded as the deliverable scanner finds vault values (hex,
+/// base64, percent-encoded: a password inside a connection string).
 fn holds(new: &Value, old: &Value) -> bool {
     if new == old {
         return true;
     }
-    match (new, old.as_str().map(str::trim)) {
-        (_, Some("")) => false,
-        (Value::String(text), Some(old)) => {
-            text.trim() == old || (old.len() >= 8 && text.contains(old))
+    let Some(text) = old.as_str().map(str::trim).filter(|t| !t.is_empty()) else {
+        return contains(new, &|kept| kept == old);
+    };
+    let forms = chaperone_scan::scan::encoded_forms(text.as_bytes());
+    contains(new, &|kept| {
+        kept.as_str().is_some_and(|kept| {
+            kept.trim() == text
+                || (text.len() >= 8
+                    && forms.iter().any(|form| {
+                        kept.as_bytes()
+                            .windows(form.len())
+                            .any(|w| w == form.as_slice())
+                    }))
+        })
+    })
+}
+
+/// Whether `value`, or any value inside it at any depth, is one `matches` accepts.
+fn contains(value: &Value, matches: &dyn Fn(&Value) -> bool) -> bool {
+    matches(value)
+        || match value {
+            Value::Array(items) => items.iter().any(|item| contains(item, matches)),
+            Value::Object(fields) => fields.values().any(|field| contains(field, matches)),
+            _ => false,
         }
-        (Value::Array(items), _) => items.iter().any(|item| holds(item, old)),
-        (Value::Object(fields), _) => fields.values().any(|field| holds(field, old)),
-        _ => false,
-    }
 }
 
 /// Resolves open rotation findings whose secret was rotated since ([`rotated_since`]); how
@@ -431,6 +448,15 @@ mod tests {
         assert!(!rotated(
             json!({ "token": "tok-0123456789" }),
             json!({ "token": "new-token-value", "old": { "list": ["tok-0123456789"] } })
+        ));
+        // Nor kept encoded: percent-encoded in a URL, or in base64.
+        assert!(!rotated(
+            json!({ "password": "p@ss:w0rd/Xy" }),
+            json!({ "password": "new-pass-Qw81", "url": "postgres://app:p%40ss%3Aw0rd%2FXy@db/x" })
+        ));
+        assert!(!rotated(
+            json!({ "password": "p@ss:w0rd/Xy" }),
+            json!({ "password": "new-pass-Qw81", "basic": "YXBwOnBAc3M6dzByZC9YeQ==" })
         ));
         // A short value is judged whole: "42" inside another value is a coincidence.
         assert!(rotated(

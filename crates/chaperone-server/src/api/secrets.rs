@@ -86,7 +86,7 @@ pub(crate) struct MetadataRequest {
 pub(crate) struct VersionInfo {
     version: u64,
     created_time: String,
-    /// Empty when not deleted.
+    /// When the version was deleted (also if it was destroyed after); empty if never.
     deletion_time: String,
     destroyed: bool,
 }
@@ -435,9 +435,25 @@ pub(crate) async fn apply_metadata(
     if let Some(metadata) = &update.custom_metadata {
         chaperone_core::secret::check_custom_metadata(metadata)?;
     }
-    // A lower limit destroys the versions past it at the next write: whoever sets one must
-    // be allowed to destroy versions there, or a write grant would erase history.
-    if update.max_versions.is_some() {
+    // A lower limit destroys the versions past it at the next write: whoever lowers it must
+    // be allowed to destroy versions there, or a write grant would erase history at once.
+    // (Raising it, or setting it again, needs nothing more: clients that always send it, such
+    // as Terraform's, keep working with a write grant.) The limit is compared as it applies:
+    // the secret's own, or the server's when it has none.
+    let applied =
+        |limit: Option<MaxVersions>| limit.unwrap_or(state.settings.kv.max_versions).get();
+    let lowered = match update.max_versions {
+        Some(asked) => {
+            let current = state
+                .store
+                .metadata(path)
+                .await?
+                .and_then(|m| m.max_versions);
+            applied(asked) < applied(current)
+        }
+        None => false,
+    };
+    if lowered {
         state
             .require_also(
                 caller,

@@ -34,9 +34,12 @@ fn integer_field(field: &str, text: Option<&str>) -> Result<Option<i64>, String>
     let Some(text) = text.filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    text.parse::<i64>().map(Some).map_err(|_| {
+    weak::decimal(text).map(Some).ok_or_else(|| {
         let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-        let why = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let why = if !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'))
+        {
             "value out of range"
         } else {
             "invalid syntax"
@@ -60,16 +63,36 @@ fn version_metadata(meta: &VersionMeta, custom: &BTreeMap<String, String>) -> Va
     })
 }
 
-/// 404 with the envelope around a deleted or destroyed version's metadata, as OpenBao
-/// answers a patch of it.
-fn gone(info: &RequestInfo, stored: &StoredVersion) -> Response {
-    reply(
+/// The answer to a patch of a deleted or destroyed current version: OpenBao's 404 with the
+/// version's metadata, to a caller who may read metadata there; a bare 404 to one who may
+/// only write (the custom metadata is not theirs to see).
+async fn patch_of_gone(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    path: &SecretPath,
+    stored: &StoredVersion,
+) -> Result<Response, ApiError> {
+    let decision = state
+        .decide_on_secret(
+            caller.principal.clone(),
+            caller.person_id.as_ref(),
+            caller.vendor_id.as_ref(),
+            chaperone_core::policy::Action::SecretList,
+            path,
+            caller.client_ip,
+        )
+        .await?;
+    if !decision.allowed {
+        return Ok(empty(StatusCode::NOT_FOUND));
+    }
+    Ok(reply(
         StatusCode::NOT_FOUND,
         &envelope(
             info,
             version_metadata(&stored.meta, &stored.custom_metadata),
         ),
-    )
+    ))
 }
 
 fn custom_value(custom: &BTreeMap<String, String>) -> Value {
@@ -227,7 +250,7 @@ pub(crate) async fn patch(
         ));
     }
     let Some(Value::Object(mut merged)) = decrypt(&keyring, &stored)? else {
-        return Ok(gone(&info, &stored));
+        return patch_of_gone(&state, &caller, &info, &path, &stored).await;
     };
     merge_patch(&mut merged, changes);
     let plaintext = zeroize::Zeroizing::new(
@@ -253,10 +276,10 @@ pub(crate) async fn patch(
         }
         // Deleted or destroyed since it was read: as if the patch had come after.
         Err(e) if e.code == "version_deleted" => {
-            return Ok(match state.store.read_version(&path, None).await? {
-                Some(stored) => gone(&info, &stored),
-                None => empty(StatusCode::NOT_FOUND),
-            });
+            return match state.store.read_version(&path, None).await? {
+                Some(stored) => patch_of_gone(&state, &caller, &info, &path, &stored).await,
+                None => Ok(empty(StatusCode::NOT_FOUND)),
+            };
         }
         Err(e) => return Err(e),
     };
@@ -444,6 +467,15 @@ pub(crate) async fn write_metadata(
     if let Some(message) = body.unsupported() {
         return Ok(errors(StatusCode::BAD_REQUEST, message));
     }
+    if let Some(refused) = body
+        .custom_metadata
+        .iter()
+        .flatten()
+        .flatten()
+        .find_map(|(key, value)| empty_value(key, value))
+    {
+        return Ok(refused);
+    }
     let update = MetadataUpdate {
         max_versions: max_versions(body.max_versions)?,
         cas_required: body.cas_required,
@@ -451,6 +483,20 @@ pub(crate) async fn write_metadata(
     };
     apply_metadata(&state, &caller, &info, &path, &update).await?;
     Ok(no_content())
+}
+
+/// OpenBao's refusal of an empty custom metadata value, for the values a request gives (a
+/// value stored empty before stays, and does not block changes to other keys).
+fn empty_value(key: &str, value: &str) -> Option<Response> {
+    value.is_empty().then(|| {
+        errors(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "custom_metadata validation failed: length of value for key \"{key}\" is 0 \
+                 but must be 0 < len(value) <= 512"
+            ),
+        )
+    })
 }
 
 /// A metadata body's `max_versions`: 0 returns to the server's default.
@@ -484,6 +530,15 @@ pub(crate) async fn patch_metadata(
     };
     if let Some(message) = checked.unsupported() {
         return Ok(errors(StatusCode::BAD_REQUEST, message));
+    }
+    if let Some(refused) = body
+        .custom_metadata
+        .iter()
+        .flatten()
+        .flatten()
+        .find_map(|(key, value)| value.as_deref().and_then(|value| empty_value(key, value)))
+    {
+        return Ok(refused);
     }
     let Some(current) = state.store.metadata(&path).await? else {
         // OpenBao's answer has no body at all.

@@ -337,12 +337,14 @@ pub(crate) async fn compat(
         if !(name.is_empty() || name == "root") {
             match request.uri().path() {
                 "/v1/sys/seal-status" | "/v1/sys/leader" => {}
-                _ if state.keyring().is_none() => {}
                 "/v1/sys/health" | "/v1/sys/init" => {
                     return errors(
                         StatusCode::BAD_REQUEST,
                         "operation unavailable in namespaces",
                     );
+                }
+                _ if state.keyring().is_none() => {
+                    return errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed");
                 }
                 _ => return errors(StatusCode::NOT_FOUND, "namespace not found"),
             }
@@ -554,9 +556,7 @@ fn rewrite_list(request: &mut Request) -> Result<(), ()> {
             let flag = pairs.into_iter().find(|(key, _)| key == "list");
             match flag.as_ref().map(|(_, value)| value.as_str()) {
                 None | Some("") => false,
-                Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
-                Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
-                Some(_) => return Err(()),
+                Some(value) => weak::go_bool(value).ok_or(())?,
             }
         };
     let is_list = request.method().as_str() == "LIST" || listed_by_query;

@@ -1,8 +1,11 @@
 //! Request fields read as OpenBao reads them: its field decoding is weakly typed (Go's
 //! `mapstructure` with `WeaklyTypedInput`), so scripts that build bodies from text (curl,
 //! shell, templating) send `"max_versions": "3"` or `"versions": "1,2"` and expect them to
-//! work. These deserializers take exactly what OpenBao takes for each kind of field, and
-//! refuse what it refuses (`" 1"` is not a version, `2` is not a boolean).
+//! work. These deserializers take what OpenBao takes for each kind of field and refuse what
+//! it refuses (`" 1"` is not a version, `2` is not a boolean), with one deliberate
+//! exception: integers in text are decimal only. OpenBao reads them as Go's
+//! `strconv.ParseInt(s, 0, 64)` does, so `"010"` is 8 there and `"0x10"` 16; here those
+//! are refused rather than read as another number (a destroyed version cannot come back).
 
 use std::collections::BTreeMap;
 
@@ -37,11 +40,28 @@ pub(crate) fn boolean<'de, D: Deserializer<'de>>(
         Some(Value::Number(n)) => n.to_string(),
         Some(_) => return Err(D::Error::custom("expected a boolean")),
     };
-    match text.as_str() {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(Some(true)),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(Some(false)),
-        _ => Err(D::Error::custom("expected a boolean")),
+    go_bool(&text)
+        .map(Some)
+        .ok_or_else(|| D::Error::custom("expected a boolean"))
+}
+
+/// Go's `strconv.ParseBool`: `1`, `t`, `T`, `TRUE`, `true`, `True` and their `false` forms.
+pub(crate) fn go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
+}
+
+/// An integer written in decimal, with an optional sign: no spaces, no leading zeros, no
+/// `_`, no base prefix (see the module's note).
+pub(crate) fn decimal(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let plain = digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.is_empty()
+        && (digits == "0" || !digits.starts_with('0'));
+    plain.then(|| text.parse().ok()).flatten()
 }
 
 /// [`boolean`], absent or null being `false`.
@@ -69,7 +89,7 @@ pub(crate) fn integers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec
             .ok_or_else(bad)?,
         Some(Value::String(text)) => text
             .split(',')
-            .map(|part| part.parse().ok())
+            .map(decimal)
             .collect::<Option<_>>()
             .ok_or_else(bad)?,
         Some(value @ Value::Number(_)) => vec![int(&value).ok_or_else(bad)?],
@@ -150,7 +170,7 @@ where
 fn int(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64(),
-        Value::String(text) => text.parse().ok(),
+        Value::String(text) => decimal(text),
         _ => None,
     }
 }
@@ -198,6 +218,8 @@ mod tests {
         assert_eq!(b.b, Some(false));
         assert_eq!(b.versions, [3, 4, 1]);
         assert_eq!(b.meta, Some(None));
+        let b = body(json!({ "n": "+7", "versions": ["0", "-3", "10"] })).unwrap();
+        assert_eq!((b.n, b.versions), (Some(7), vec![0, 10]));
         let b = body(json!({ "versions": 7, "meta": [] })).unwrap();
         assert_eq!(b.versions, [7]);
         assert_eq!(b.meta, Some(Some(BTreeMap::new())));
@@ -213,6 +235,12 @@ mod tests {
             json!({ "versions": [" 1"] }),
             json!({ "versions": "1, 2" }),
             json!({ "versions": [1.0] }),
+            json!({ "versions": "010" }),
+            json!({ "versions": ["0x10"] }),
+            json!({ "versions": "1_0" }),
+            json!({ "versions": "" }),
+            json!({ "n": "010" }),
+            json!({ "n": "" }),
             json!({ "versions": { "a": 1 } }),
             json!({ "policies": 3 }),
             json!({ "meta": "a=b" }),
