@@ -176,6 +176,7 @@ impl From<SealError> for ApiError {
                 "the shares do not open this server's root key; progress was reset",
             ),
             SealError::Crypto(crypto) => Self::bad_request("invalid_share", crypto.to_string()),
+            SealError::ForeignShare(why) => Self::bad_request("invalid_share", why),
             SealError::Store(store) => store.into(),
         }
     }

@@ -278,11 +278,29 @@ pub(crate) async fn rekey(
     let mut nonce = [0u8; 16];
     chaperone_crypto::random_bytes(&mut nonce);
     let nonce = hex::encode(nonce);
-    *state
+    let mut pending = state
         .rewrap
         .pending
         .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(PendingRekey {
+        .unwrap_or_else(|e| e.into_inner());
+    // One rekey waits at a time, and a second never silently replaces it: the holders of
+    // the first one's new shares would hold shares that never come into force.
+    if let Some(waiting) = pending
+        .as_ref()
+        .filter(|p| p.expires > std::time::Instant::now())
+    {
+        let left = waiting.expires - std::time::Instant::now();
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "rekey_pending",
+            format!(
+                "another rekey is waiting for its new shares (for {} more seconds): verify \
+                 it, or start again once it has expired",
+                left.as_secs() + 1
+            ),
+        ));
+    }
+    *pending = Some(PendingRekey {
         nonce: nonce.clone(),
         wrapped: root.wrap(&new_key),
         replaces: record.wrapped_root_key,

@@ -60,6 +60,10 @@ pub enum SealError {
     /// A share, the shares together, or the unseal key were wrong.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// A well-formed share that is not one of this server's: one a rekey retired (which may
+    /// have leaked), or another server's. Answered as any invalid share; recorded.
+    #[error("{0}")]
+    ForeignShare(String),
     /// The store failed while loading the keyring.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -143,12 +147,11 @@ impl AppState {
                 .get(usize::from(share.index()) - 1)
                 .is_none_or(|d| *d != hex::encode(share.digest()))
         {
-            return Err(CryptoError::InvalidShare(
+            return Err(SealError::ForeignShare(
                 "this is not one of this server's unseal shares (an old share from before a \
                  rekey, or another server's); the shares given so far are kept"
                     .into(),
-            )
-            .into());
+            ));
         }
         if let Some(first) = shares.first()
             && !first.same_set(&share)

@@ -26,6 +26,21 @@ fn quick_start_tour_survives_a_restart_and_stores_no_plaintext() {
         server.banner
     );
     assert!(server.banner.contains("unseal.key"), "{}", server.banner);
+    // The keys in its memory never reach a core file.
+    #[cfg(target_os = "linux")]
+    {
+        let limits =
+            std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        assert_eq!(
+            core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+            ["0", "0"],
+            "{core}"
+        );
+    }
     #[cfg(unix)]
     for file in ["unseal.key", "admin.token", "chaperone.db"] {
         assert_eq!(mode(&data.join(file)), 0o600, "{file}");
@@ -175,8 +190,25 @@ fn quick_start_tour_survives_a_restart_and_stores_no_plaintext() {
             );
         }
     }
-    let server = Server::start(&up, dir.path(), &[]);
+    // A key or token loosened to others' eyes since is named at the restart.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let readable = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(data.join("unseal.key"), readable).unwrap();
+    }
+    let log = dir.path().join("restart.log");
+    let server = Server::start_logging(&up, dir.path(), &[], std::fs::File::create(&log).unwrap());
     assert!(server.banner.contains("Opened"), "{}", server.banner);
+    #[cfg(unix)]
+    {
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.contains("the unseal key can be read by other users"),
+            "{logged}"
+        );
+        assert!(!logged.contains("the admin token can be read"), "{logged}");
+    }
     assert_eq!(
         ok(server.cli(
             token,

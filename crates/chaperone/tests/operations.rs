@@ -887,6 +887,17 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
         (status, answer["error"]["code"].as_str()),
         (400, Some("no_rekey"))
     );
+    // A second rekey does not replace the one waiting: the holders of its shares would hold
+    // shares that never come into force.
+    let (status, answer) = post(
+        "sys/rekey",
+        serde_json::json!({ "current_shares": &old[..3], "shares": 3, "threshold": 2 }),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("rekey_pending")),
+        "{answer}"
+    );
     // Shares that are not the new ones are named as such, and the rekey keeps waiting.
     let (status, answer) = post(
         "sys/rekey/verify",
@@ -1034,6 +1045,12 @@ fn rekey_issues_new_shares_and_retires_the_old_ones() {
     );
     for share in old.iter().copied().chain(new.iter().map(String::as_str)) {
         assert!(!ledger.contains(share));
+    }
+    // So is the retired share given to unseal (it may have leaked), by its reason only.
+    let unseals = ok(server.cli(&token, &["ledger", "search", "--action", "sys.unseal"], ""));
+    assert!(unseals.contains("foreign_share"), "{unseals}");
+    for share in old.iter().copied().chain(new.iter().map(String::as_str)) {
+        assert!(!unseals.contains(share));
     }
 
     // `chaperone up` servers unseal from their key file and cannot be rekeyed.

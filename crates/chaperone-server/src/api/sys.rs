@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::ApiJson;
 use crate::auth::Caller;
 use crate::record::{Record, RequestInfo};
-use crate::{ApiError, AppState, SealStatus};
+use crate::{ApiError, AppState, SealError, SealStatus};
 
 /// Liveness.
 #[derive(Serialize, ToSchema)]
@@ -78,7 +78,11 @@ pub(crate) async fn give_share(
     reset: bool,
 ) -> Result<SealStatus, ApiError> {
     if reset {
+        // Anyone may reset (a holder who gave a wrong share starts again); a stream of
+        // resets keeps a server sealed, so each is in the log for operators to see. Not in
+        // the ledger: an anonymous caller could fill it.
         state.reset_unseal();
+        tracing::warn!(client = ?info.client_ip, "unseal progress reset");
         return Ok(state.seal_status().await?);
     }
     let share = share
@@ -94,12 +98,18 @@ pub(crate) async fn give_share(
         }
         Ok(status) => Ok(status),
         Err(e) => {
+            // A wrong combination of shares, and a share a rekey retired (it may have
+            // leaked) or another server's, are worth an entry; a mistyped share is not.
+            let reason = match &e {
+                SealError::ForeignShare(_) => Some("foreign_share"),
+                _ => None,
+            };
             let error = ApiError::from(e);
-            // A wrong combination of shares is worth an entry; a malformed share is not.
-            if error.code == "wrong_shares" {
+            if let Some(reason) = reason.or((error.code == "wrong_shares").then_some(error.code)) {
                 let mut record = Record::new("sys.unseal", "", Outcome::Failure);
-                record.reasons.push(error.code.to_owned());
+                record.reasons.push(reason.to_owned());
                 state.record(info, Actor::default(), record).await?;
+                tracing::warn!(client = ?info.client_ip, reason, "unseal share refused");
             }
             Err(error)
         }

@@ -67,6 +67,7 @@ the data directory can read every secret. This set-up is for evaluation only. Fo
 production, use `chaperone init` (Shamir shares held by people) and `chaperone server`.";
 
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
+    keep_memory_private()?;
     let format = match std::env::var("CHAPERONE_LOG_FORMAT").as_deref() {
         Err(_) | Ok("text") => LogFormat::Text,
         Ok("json") => LogFormat::Json,
@@ -145,6 +146,9 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
             .await?;
             key
         } else {
+            // Created 0600; loosened since, anyone on the machine could read every secret.
+            warn_if_others_may_read(&key_path, "the unseal key");
+            warn_if_others_may_read(&token_path, "the admin token");
             let text =
                 zeroize::Zeroizing::new(std::fs::read_to_string(&key_path).with_context(|| {
                     format!(
@@ -340,6 +344,7 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn server(args: ServerArgs) -> anyhow::Result<()> {
+    keep_memory_private()?;
     let layers = Layers::load(
         args.config.as_deref(),
         &[
@@ -444,6 +449,27 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     chaperone_server::serve_with(listener, state, options, shutdown_signal()).await?;
     store.close().await;
+    Ok(())
+}
+
+/// Security decision: a server holds the unseal key, the root key and every KEK in memory
+/// while unsealed, and copies of them can outlive a seal on thread stacks and in freed
+/// memory. A core dump (a crash, `gcore`, systemd-coredump, apport) would write them to disk,
+/// and another process of the same user could read them through ptrace or `/proc/PID/mem`.
+/// So, before any key is read, the process is marked not dumpable (`PR_SET_DUMPABLE` 0: no
+/// core file, no ptrace or memory reads by other unprivileged processes) and its core size
+/// limit (soft and hard) is set to 0. Memory images by root or of the whole machine (swap,
+/// VM snapshots) stay out of reach of any process; operations.md says so.
+fn keep_memory_private() -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("cannot mark the process not dumpable")?;
+    let none = rustix::process::Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Core, none)
+        .context("cannot turn core dumps off")?;
     Ok(())
 }
 
@@ -597,9 +623,7 @@ fn check_private_dir(path: &Path) -> anyhow::Result<()> {
             );
         }
         #[cfg(target_os = "linux")]
-        if let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid())
-            && meta.uid() != me
-        {
+        if meta.uid() != rustix::process::getuid().as_raw() {
             bail!(
                 "{} belongs to another user (uid {}): use a directory of your own",
                 path.display(),
