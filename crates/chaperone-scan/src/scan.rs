@@ -720,27 +720,24 @@ impl Encoding {
     }
 }
 
-/// The patterns that find `value` (at least 8 bytes): itself; its hex digits in lower and
-/// upper case; percent-encoded (every byte but RFC 3986's unreserved ones, with upper and
-/// lower hex digits), when that differs; and its base64, in the standard and the URL-safe
-/// alphabet, for each of the
-/// three places in a 3-byte group the value can start at inside a longer encoded text. The
-/// characters that also depend on the bytes around the value (a group it shares with them,
-/// at either end) are left out, so that the pattern is found wherever the value sits: each
-/// covers all of the value but at most two bytes at either end, in 8 characters at least.
-/// The texts that hold `value` encoded as the scanner finds vault values (itself
-/// included), for code that must tell whether an old value lives on inside a new one (a
-/// rotation). A value shorter than 8 bytes is only itself, as the scanner ignores it.
-pub fn encoded_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
-    if value.len() < 8 {
-        return vec![Zeroizing::new(value.to_vec())];
+/// The texts that hold all of `value`, encoded as the scanner also finds vault values:
+/// itself; its hex digits in lower and upper case; and its percent-encoding (every byte but
+/// RFC 3986's unreserved ones, with upper and lower hex digits), when that differs. For code
+/// that must tell whether an old value lives on inside a new one (a rotation). Base64 is left
+/// out: inside a longer base64 text a value shares its end groups with the bytes around it,
+/// so its patterns leave up to two bytes at either end out, and would also match a value
+/// that only shares the middle. Nothing for an empty value.
+pub fn whole_value_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    if value.is_empty() {
+        return Vec::new();
     }
-    encodings(value).into_iter().map(|(form, _)| form).collect()
+    whole_forms(value)
+        .into_iter()
+        .map(|(form, _)| form)
+        .collect()
 }
 
-fn encodings(value: &[u8]) -> Vec<(Zeroizing<Vec<u8>>, Encoding)> {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+fn whole_forms(value: &[u8]) -> Vec<(Zeroizing<Vec<u8>>, Encoding)> {
     let hex = Zeroizing::new(hex::encode(value).into_bytes());
     let mut out = vec![
         (Zeroizing::new(value.to_vec()), Encoding::Verbatim),
@@ -765,6 +762,19 @@ fn encodings(value: &[u8]) -> Vec<(Zeroizing<Vec<u8>>, Encoding)> {
             out.push((percent, Encoding::Percent));
         }
     }
+    out
+}
+
+/// The patterns that find `value` (at least 8 bytes): its [`whole_value_forms`], and its
+/// base64, in the standard and the URL-safe alphabet, for each of the three places in a
+/// 3-byte group the value can start at inside a longer encoded text. The characters that
+/// also depend on the bytes around the value (a group it shares with them, at either end)
+/// are left out, so that the pattern is found wherever the value sits: each covers all of
+/// the value but at most two bytes at either end, in 8 characters at least.
+fn encodings(value: &[u8]) -> Vec<(Zeroizing<Vec<u8>>, Encoding)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut out = whole_forms(value);
     for skip in 0..3 {
         let whole = (value.len() - skip) / 3 * 3;
         let part = &value[skip..skip + whole];

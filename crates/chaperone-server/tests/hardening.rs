@@ -182,15 +182,25 @@ fn every_answer_carries_the_security_headers() {
         assert!(refused.starts_with("HTTP/1.1 415"), "{refused}");
     }
     // Whatever its type, a browser's request from another site is refused, on the
-    // Vault-compatible login too.
-    for (path, body) in [
+    // Vault-compatible login and unseal too; a browser too old to say so by
+    // `Sec-Fetch-Site` is known by its `Origin`.
+    let cases = [
         ("/api/v1/auth/login", r#"{"user":"nobody","password":"x"}"#),
         ("/v1/auth/userpass/login/nobody", r#"{"password":"x"}"#),
-    ] {
+        ("/v1/sys/unseal", r#"{"reset":true}"#),
+    ];
+    for ((path, body), from) in cases.iter().flat_map(|case| {
+        [
+            "Sec-Fetch-Site: cross-site\r\n",
+            "Origin: https://elsewhere.example\r\n",
+            "Origin: null\r\n",
+        ]
+        .map(|from| (case, from))
+    }) {
         let refused = raw(
             &s,
             &format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nSec-Fetch-Site: cross-site\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n{from}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             ),
         );
@@ -201,6 +211,16 @@ fn every_answer_carries_the_security_headers() {
             "{refused}"
         );
     }
+    // From the server's own origin (its console), an old browser is let through.
+    let body = r#"{"reset":true}"#;
+    let allowed = raw(
+        &s,
+        &format!(
+            "POST /api/v1/sys/unseal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nOrigin: http://x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
     assert!(
         !s.ledger().iter().any(|e| e["action"] == "auth.login"),
         "a refused body is no login attempt"
@@ -709,6 +729,16 @@ fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
             Some(serde_json::json!({ "max_versions": limit })),
         );
     }
+    // Dropping the secret's own limit for the server's (0) is lowering it: the server's may
+    // be lowered later.
+    let (status, body) = s.call(
+        "POST",
+        "/v1/secret/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "max_versions": 0 })),
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
     s.ok(
         "PUT",
         "/api/v1/secrets/metadata/acme/app/db",

@@ -1203,10 +1203,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let credentials = headers.contains_key(axum::http::header::AUTHORIZATION)
             || headers.contains_key("x-vault-token");
         if !credentials {
-            let elsewhere = headers
-                .get("sec-fetch-site")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| !matches!(v, "same-origin" | "none"));
+            // A browser too old to send `Sec-Fetch-Site` still names the page's origin in
+            // `Origin` on a cross-origin POST: one that is not this server's host is
+            // elsewhere (checked only then, so that a proxy that rewrites `Host` does not
+            // lock out current browsers).
+            let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+            let foreign_origin = fetch_site.is_none()
+                && headers
+                    .get(axum::http::header::ORIGIN)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|origin| {
+                        let host = headers
+                            .get(axum::http::header::HOST)
+                            .and_then(|v| v.to_str().ok());
+                        origin.split_once("://").map(|(_, rest)| rest) != host
+                    });
+            let elsewhere =
+                foreign_origin || fetch_site.is_some_and(|v| !matches!(v, "same-origin" | "none"));
             if elsewhere {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,

@@ -281,26 +281,27 @@ fn changed(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, V
 }
 
 /// Whether `new` (a value of the new version) still holds the old value `old`: equal to it,
-/// or, for text, equal once trimmed or, from 8 bytes on, found inside any text of `new` at
-/// any depth, verbatim or encoded as the deliverable scanner finds vault values (hex,
-/// base64, percent-encoded: a password inside a connection string).
+/// or, for text, equal once trimmed or, from 8 bytes on, found whole inside any text of `new`
+/// at any depth, verbatim, hex- or percent-encoded (a password inside a connection string).
+/// Empty text is no credential, and held by nothing.
 fn holds(new: &Value, old: &Value) -> bool {
-    if new == old {
-        return true;
-    }
-    let Some(text) = old.as_str().map(str::trim).filter(|t| !t.is_empty()) else {
+    let Some(text) = old.as_str().map(str::trim) else {
         return contains(new, &|kept| kept == old);
     };
-    let forms = chaperone_scan::scan::encoded_forms(text.as_bytes());
+    if text.is_empty() {
+        return false;
+    }
+    let forms: Vec<String> = if text.len() >= 8 {
+        chaperone_scan::scan::whole_value_forms(text.as_bytes())
+            .iter()
+            .filter_map(|form| std::str::from_utf8(form).ok().map(str::to_owned))
+            .collect()
+    } else {
+        Vec::new()
+    };
     contains(new, &|kept| {
         kept.as_str().is_some_and(|kept| {
-            kept.trim() == text
-                || (text.len() >= 8
-                    && forms.iter().any(|form| {
-                        kept.as_bytes()
-                            .windows(form.len())
-                            .any(|w| w == form.as_slice())
-                    }))
+            kept.trim() == text || forms.iter().any(|form| kept.contains(form.as_str()))
         })
     })
 }
@@ -449,14 +450,20 @@ mod tests {
             json!({ "token": "tok-0123456789" }),
             json!({ "token": "new-token-value", "old": { "list": ["tok-0123456789"] } })
         ));
-        // Nor kept encoded: percent-encoded in a URL, or in base64.
+        // Nor kept encoded: percent-encoded in a URL, or in hex.
         assert!(!rotated(
             json!({ "password": "p@ss:w0rd/Xy" }),
             json!({ "password": "new-pass-Qw81", "url": "postgres://app:p%40ss%3Aw0rd%2FXy@db/x" })
         ));
         assert!(!rotated(
             json!({ "password": "p@ss:w0rd/Xy" }),
-            json!({ "password": "new-pass-Qw81", "basic": "YXBwOnBAc3M6dzByZC9YeQ==" })
+            json!({ "password": "new-pass-Qw81", "hex": hex::encode("p@ss:w0rd/Xy") })
+        ));
+        // A new value that shares only most of the old one (a bumped digit) is rotated,
+        // also inside base64 (which is not searched: it would match such near misses).
+        assert!(rotated(
+            json!({ "password": "hunter2-2024" }),
+            json!({ "password": "hunter2-2025", "auth": "Ym9iOmh1bnRlcjItMjAyNQ==" })
         ));
         // A short value is judged whole: "42" inside another value is a coincidence.
         assert!(rotated(

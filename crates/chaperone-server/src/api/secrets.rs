@@ -439,7 +439,9 @@ pub(crate) async fn apply_metadata(
     // be allowed to destroy versions there, or a write grant would erase history at once.
     // (Raising it, or setting it again, needs nothing more: clients that always send it, such
     // as Terraform's, keep working with a write grant.) The limit is compared as it applies:
-    // the secret's own, or the server's when it has none.
+    // the secret's own, or the server's when it has none. Dropping the secret's own limit
+    // for the server's counts as lowering it whatever they are now, since the server's may
+    // be lowered later (or differ on another node).
     let applied =
         |limit: Option<MaxVersions>| limit.unwrap_or(state.settings.kv.max_versions).get();
     let lowered = match update.max_versions {
@@ -449,7 +451,7 @@ pub(crate) async fn apply_metadata(
                 .metadata(path)
                 .await?
                 .and_then(|m| m.max_versions);
-            applied(asked) < applied(current)
+            (asked.is_none() && current.is_some()) || applied(asked) < applied(current)
         }
         None => false,
     };

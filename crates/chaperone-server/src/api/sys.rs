@@ -98,18 +98,18 @@ pub(crate) async fn give_share(
         }
         Ok(status) => Ok(status),
         Err(e) => {
-            // A wrong combination of shares, and a share a rekey retired (it may have
-            // leaked) or another server's, are worth an entry; a mistyped share is not.
-            let reason = match &e {
-                SealError::ForeignShare(_) => Some("foreign_share"),
-                _ => None,
-            };
+            // A wrong combination of shares is worth an entry. A well-formed share that is
+            // not one of this server's (one a rekey retired may have leaked) is logged, not
+            // recorded: anyone can make one up (its checksum is public), and the ledger must
+            // not grow at an anonymous caller's will. A mistyped share is neither.
+            if matches!(e, SealError::ForeignShare(_)) {
+                tracing::warn!(client = ?info.client_ip, "an unseal share that is not one of this server's was refused");
+            }
             let error = ApiError::from(e);
-            if let Some(reason) = reason.or((error.code == "wrong_shares").then_some(error.code)) {
+            if error.code == "wrong_shares" {
                 let mut record = Record::new("sys.unseal", "", Outcome::Failure);
-                record.reasons.push(reason.to_owned());
+                record.reasons.push(error.code.to_owned());
                 state.record(info, Actor::default(), record).await?;
-                tracing::warn!(client = ?info.client_ip, reason, "unseal share refused");
             }
             Err(error)
         }

@@ -63,36 +63,16 @@ fn version_metadata(meta: &VersionMeta, custom: &BTreeMap<String, String>) -> Va
     })
 }
 
-/// The answer to a patch of a deleted or destroyed current version: OpenBao's 404 with the
-/// version's metadata, to a caller who may read metadata there; a bare 404 to one who may
-/// only write (the custom metadata is not theirs to see).
-async fn patch_of_gone(
-    state: &AppState,
-    caller: &Caller,
-    info: &RequestInfo,
-    path: &SecretPath,
-    stored: &StoredVersion,
-) -> Result<Response, ApiError> {
-    let decision = state
-        .decide_on_secret(
-            caller.principal.clone(),
-            caller.person_id.as_ref(),
-            caller.vendor_id.as_ref(),
-            chaperone_core::policy::Action::SecretList,
-            path,
-            caller.client_ip,
-        )
-        .await?;
-    if !decision.allowed {
-        return Ok(empty(StatusCode::NOT_FOUND));
-    }
-    Ok(reply(
+/// 404 with the envelope around a deleted or destroyed version's metadata, as OpenBao
+/// answers a patch of it (a successful write answers with the same metadata).
+fn gone(info: &RequestInfo, stored: &StoredVersion) -> Response {
+    reply(
         StatusCode::NOT_FOUND,
         &envelope(
             info,
             version_metadata(&stored.meta, &stored.custom_metadata),
         ),
-    ))
+    )
 }
 
 fn custom_value(custom: &BTreeMap<String, String>) -> Value {
@@ -250,7 +230,7 @@ pub(crate) async fn patch(
         ));
     }
     let Some(Value::Object(mut merged)) = decrypt(&keyring, &stored)? else {
-        return patch_of_gone(&state, &caller, &info, &path, &stored).await;
+        return Ok(gone(&info, &stored));
     };
     merge_patch(&mut merged, changes);
     let plaintext = zeroize::Zeroizing::new(
@@ -277,7 +257,7 @@ pub(crate) async fn patch(
         // Deleted or destroyed since it was read: as if the patch had come after.
         Err(e) if e.code == "version_deleted" => {
             return match state.store.read_version(&path, None).await? {
-                Some(stored) => patch_of_gone(&state, &caller, &info, &path, &stored).await,
+                Some(stored) => Ok(gone(&info, &stored)),
                 None => Ok(empty(StatusCode::NOT_FOUND)),
             };
         }

@@ -337,7 +337,7 @@ pub(crate) async fn compat(
         if !(name.is_empty() || name == "root") {
             match request.uri().path() {
                 "/v1/sys/seal-status" | "/v1/sys/leader" => {}
-                "/v1/sys/health" | "/v1/sys/init" => {
+                "/v1/sys/health" | "/v1/sys/init" | "/v1/sys/unseal" => {
                     return errors(
                         StatusCode::BAD_REQUEST,
                         "operation unavailable in namespaces",

@@ -107,6 +107,16 @@ pub(crate) async fn unseal(
             "seal migration is not supported",
         ));
     }
+    // As OpenBao answers them.
+    if body.reset && state.keyring().is_some() {
+        return Ok(errors(StatusCode::BAD_REQUEST, "vault is unsealed"));
+    }
+    if body.key.is_none() && !body.reset {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            "'key' must be specified in request body as JSON, or 'reset' set to true",
+        ));
+    }
     crate::api::sys::give_share(&state, &info, body.key, body.reset).await?;
     seal_status(State(state)).await
 }

@@ -458,8 +458,10 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
 /// and another process of the same user could read them through ptrace or `/proc/PID/mem`.
 /// So, before any key is read, the process is marked not dumpable (`PR_SET_DUMPABLE` 0: no
 /// core file, no ptrace or memory reads by other unprivileged processes) and its core size
-/// limit (soft and hard) is set to 0. Memory images by root or of the whole machine (swap,
-/// VM snapshots) stay out of reach of any process; operations.md says so.
+/// limit (soft and hard) is set to 0 (the first on Linux, the second on every Unix). Memory
+/// images by root or of the whole machine (swap, VM snapshots) stay out of reach of any
+/// process; crypto.md says so.
+#[cfg(unix)]
 fn keep_memory_private() -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -470,6 +472,11 @@ fn keep_memory_private() -> anyhow::Result<()> {
     };
     rustix::process::setrlimit(rustix::process::Resource::Core, none)
         .context("cannot turn core dumps off")?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_memory_private() -> anyhow::Result<()> {
     Ok(())
 }
 
@@ -622,7 +629,7 @@ fn check_private_dir(path: &Path) -> anyhow::Result<()> {
                 meta.mode() & 0o7777
             );
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         if meta.uid() != rustix::process::getuid().as_raw() {
             bail!(
                 "{} belongs to another user (uid {}): use a directory of your own",
