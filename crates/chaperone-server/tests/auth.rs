@@ -990,6 +990,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
             return None;
         }
         ("POST" | "PUT", "/v1/sys/wrapping/wrap") => ALL,
+        ("POST" | "PUT", "/v1/sys/seal") => ADMIN,
         ("POST" | "PUT", p) if p.starts_with("/v1/auth/token/") => ALL,
         ("GET", "/v1/sys/mounts" | "/v1/sys/internal/ui/mounts/{*path}" | "/v1/secret/config")
         | ("GET" | "POST", "/v1/auth/token/lookup-self") => ALL,
@@ -1197,7 +1198,7 @@ fn authorisation_matrix_covers_every_route_role_and_credential_state() {
             } else {
                 assert_eq!(got, 403, "{method} {pattern} as {role}");
             }
-            if pattern == "/api/v1/sys/seal" && got == 204 {
+            if matches!(pattern, "/api/v1/sys/seal" | "/v1/sys/seal") && got == 204 {
                 s.unseal();
             }
         }
@@ -1647,6 +1648,75 @@ fn tokens_made_through_the_vault_api_end_with_the_session_that_made_them() {
     assert_eq!(revoked[0]["details"]["revoked_with"], session_id.as_str());
     let own = s.recorded("token.revoke", &session_id);
     assert!(own[0]["details"].get("revoked_with").is_none(), "{own:?}");
+    s.assert_no_secret_logged();
+}
+
+#[test]
+fn a_vault_token_asked_with_the_default_policy_can_only_manage_itself() {
+    let s = Server::start();
+    common::write(&s, "team/db", "default-policy-Vx42");
+    let made = s.ok(
+        "POST",
+        "/v1/auth/token/create",
+        Some(&s.admin),
+        Some(json!({ "policies": ["default"], "ttl": "1h" })),
+    );
+    assert_eq!(made["auth"]["policies"], json!(["default"]), "{made}");
+    let token = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    s.remember(&token);
+    // It looks itself up and ends itself; it reads, lists and makes nothing.
+    let looked = s.ok("GET", "/v1/auth/token/lookup-self", Some(&token), None);
+    assert_eq!(looked["data"]["policies"], json!(["default"]));
+    for (method, path, body) in [
+        ("GET", "/v1/secret/data/team/db", None),
+        ("GET", "/v1/secret/metadata/team?list=true", None),
+        (
+            "POST",
+            "/v1/auth/token/create",
+            Some(json!({ "ttl": "1h" })),
+        ),
+        ("GET", "/api/v1/people", None),
+    ] {
+        let (status, body) = s.call(method, path, Some(&token), body, None);
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        // A valid token is told why, after Vault's words.
+        if path.starts_with("/v1/") {
+            assert_eq!(body["errors"][0], "permission denied", "{body}");
+            assert!(
+                body["errors"][1]
+                    .as_str()
+                    .is_some_and(|why| !why.is_empty()),
+                "{body}"
+            );
+        }
+    }
+    // Without `policies`, a child has its maker's permissions; `lease` is `ttl`'s old name.
+    let made = s.ok(
+        "POST",
+        "/v1/auth/token/create",
+        Some(&s.admin),
+        Some(json!({ "lease": "1h" })),
+    );
+    assert_eq!(made["auth"]["policies"], json!(["admin"]));
+    assert_eq!(made["auth"]["lease_duration"], 3600, "{made}");
+    s.remember(made["auth"]["client_token"].as_str().unwrap());
+    // Anyone but an admin asking for an orphan is refused, and the refusal recorded.
+    let mia = s.person("mia", "member", None);
+    let session = s.login(&mia);
+    let (status, body) = s.call(
+        "POST",
+        "/v1/auth/token/create",
+        Some(&session),
+        Some(json!({ "no_parent": true, "ttl": "1h" })),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    let refused: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["outcome"] == "denied" && e["reasons"] == json!(["orphan_not_permitted"]))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
     s.assert_no_secret_logged();
 }
 

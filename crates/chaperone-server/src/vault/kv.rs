@@ -422,10 +422,12 @@ impl MetadataBody {
 
 #[derive(Deserialize)]
 pub(crate) struct MetadataPatch {
-    #[serde(default, deserialize_with = "weak::integer")]
-    max_versions: Option<u32>,
-    #[serde(default, deserialize_with = "weak::boolean")]
-    cas_required: Option<bool>,
+    /// `null` resets it (to the server's), as OpenBao's patch does.
+    #[serde(default, deserialize_with = "weak::patched_integer")]
+    max_versions: Option<Option<u32>>,
+    /// `null` resets it (to `false`).
+    #[serde(default, deserialize_with = "weak::patched_boolean")]
+    cas_required: Option<Option<bool>>,
     delete_version_after: Option<String>,
     /// Merged key by key: a `null` value removes the key, and `null` for the whole of it
     /// removes every key. Values are text only, as OpenBao's patch takes them.
@@ -538,8 +540,8 @@ pub(crate) async fn patch_metadata(
         merged
     });
     let update = MetadataUpdate {
-        max_versions: max_versions(body.max_versions)?,
-        cas_required: body.cas_required,
+        max_versions: max_versions(body.max_versions.map(|n| n.unwrap_or(0)))?,
+        cas_required: body.cas_required.map(|c| c.unwrap_or(false)),
         custom_metadata,
     };
     apply_metadata(&state, &caller, &info, &path, &update).await?;

@@ -188,6 +188,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         token::userpass_login,
     ));
     routes.extend(both("/v1/sys/unseal", None, On::System, sys::unseal));
+    routes.extend(both("/v1/sys/seal", Some(Seal), On::System, sys::seal));
     routes.extend(both(
         "/v1/sys/wrapping/unwrap",
         None,
@@ -485,10 +486,16 @@ pub(crate) async fn compat(
 fn vault_error(status: StatusCode, code: &str, message: &str, route: &str) -> Response {
     match (status, code) {
         // Vault answers 403 for a missing, unknown, expired or revoked token, as for a
-        // policy denial; the reason is in the ledger.
-        (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
-            errors(StatusCode::FORBIDDEN, "permission denied")
-        }
+        // policy denial; the reason is in the ledger, and nothing more is said of a token
+        // that does not work.
+        (StatusCode::UNAUTHORIZED, _) => errors(StatusCode::FORBIDDEN, "permission denied"),
+        // A valid token refused by the policy is told why, after Vault's words, as the
+        // native API tells it (an agreement missing, a step-up due, a capability lacking):
+        // `bao` prints every error, hvac keeps them in the exception.
+        (StatusCode::FORBIDDEN, _) => reply(
+            StatusCode::FORBIDDEN,
+            &json!({ "errors": ["permission denied", message] }),
+        ),
         (_, "sealed") => errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed"),
         (_, "method_not_allowed") => errors(
             StatusCode::METHOD_NOT_ALLOWED,

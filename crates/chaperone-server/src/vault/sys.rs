@@ -131,6 +131,16 @@ pub(crate) struct UnsealBody {
     migrate: bool,
 }
 
+/// `POST|PUT sys/seal` (`bao operator seal`): the native seal, for an admin; 204.
+pub(crate) async fn seal(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+) -> Result<Response, ApiError> {
+    crate::api::sys::seal(caller, State(state), Extension(info)).await?;
+    Ok(super::no_content())
+}
+
 /// `GET sys/init`.
 pub(crate) async fn init(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let status = state.seal_status().await?;

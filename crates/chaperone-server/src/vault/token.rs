@@ -75,7 +75,7 @@ async fn describe(
             "num_uses": 0,
             "orphan": record.parent_id.is_none(),
             "path": path,
-            "policies": [record.role],
+            "policies": [policy_of(record)],
             "renewable": false,
             "ttl": ttl,
             "type": "service",
@@ -90,6 +90,19 @@ async fn describe(
         data.remove("renewable");
     }
     reply(StatusCode::OK, &body)
+}
+
+/// The scope of a token made for OpenBao's default policy: no rules.
+const NO_RULES: &str = "[]";
+
+/// The policy a token shows Vault's clients: `default` for one made for it (scoped, with no
+/// rules), otherwise its owner's role.
+fn policy_of(record: &TokenRecord) -> &str {
+    if record.scope.as_deref() == Some(NO_RULES) {
+        "default"
+    } else {
+        &record.role
+    }
 }
 
 /// A token's labels as Vault shows them: a login session's name its user (`username`), as
@@ -152,7 +165,8 @@ fn duration_field<'de, D: serde::Deserializer<'de>>(
 
 #[derive(Deserialize, Default)]
 pub(crate) struct CreateBody {
-    #[serde(default, deserialize_with = "duration_field")]
+    /// `lease` is its old name, which older scripts still send.
+    #[serde(default, alias = "lease", deserialize_with = "duration_field")]
     ttl: Option<String>,
     display_name: Option<String>,
     #[serde(default, deserialize_with = "super::weak::integer")]
@@ -248,10 +262,15 @@ pub(crate) async fn create(
         ttl = ttl.min(max);
     }
     let no_parent = body.no_parent.unwrap_or(false);
+    // An orphan outlives the session it was made with (and a revocation of it): asked for
+    // by anyone but an admin, the refusal is recorded.
     if no_parent && caller.principal.role != Role::Admin {
-        return Ok(errors(
-            StatusCode::BAD_REQUEST,
-            "root or sudo privileges required to create orphan token",
+        return Ok(refused(
+            errors(
+                StatusCode::BAD_REQUEST,
+                "root or sudo privileges required to create orphan token",
+            ),
+            "orphan_not_permitted",
         ));
     }
     let parent = if no_parent {
@@ -266,17 +285,24 @@ pub(crate) async fn create(
     let name = body
         .display_name
         .unwrap_or_else(|| "vault client".to_owned());
+    // `policies: ["default"]` asks for OpenBao's default policy: a token that can only look
+    // itself up, renew and revoke itself. That is a scoped token with no rules, never one
+    // with its creator's permissions (which is what no `policies` at all asks for).
+    let default_only = body
+        .policies
+        .as_ref()
+        .is_some_and(|p| !p.is_empty() && p.iter().all(|p| p == "default"));
     let minting = Minting {
+        scope: default_only.then(|| NO_RULES.to_owned()),
         parent: parent.as_ref(),
         meta,
-        ..Minting::default()
     };
     let (token, record) = mint_token(&state, &caller, &info, &name, ttl, minting).await?;
     // The lease as minted: a second read of the clock could fall in the next second.
     let auth = auth_block(
         token.expose(),
         &record,
-        caller.principal.role.as_str(),
+        policy_of(&record),
         record.created_at.unix_secs(),
     );
     Ok(auth_reply(&info, auth, None))
@@ -293,7 +319,7 @@ pub(crate) async fn renew_self(
     let record = own_record(&state, &caller).await?;
     let token = presented_token(&headers).unwrap_or_default();
     let now = state.clock.now().unix_secs();
-    let auth = auth_block(&token, &record, caller.principal.role.as_str(), now);
+    let auth = auth_block(&token, &record, policy_of(&record), now);
     Ok(auth_reply(
         &info,
         auth,

@@ -156,6 +156,22 @@ pub(crate) fn pairs<'de, D: Deserializer<'de>>(
     }
 }
 
+/// [`integer`] in a merge patch: absent is `None`, null `Some(None)` (reset the setting).
+pub(crate) fn patched_integer<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    integer(deserializer).map(Some)
+}
+
+/// [`boolean`] in a merge patch: absent is `None`, null `Some(None)` (reset the setting).
+pub(crate) fn patched_boolean<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<bool>>, D::Error> {
+    boolean(deserializer).map(Some)
+}
+
 /// A field whose null means something (clearing it): `Some(None)` when given as null, `None`
 /// when absent.
 pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>

@@ -466,6 +466,10 @@ def test_loosely_typed_bodies_match(openbao):
         status(requests.patch(meta, headers=merge, json={"custom_metadata": {"a": "b", "c": "d"}}))
         status(requests.patch(meta, headers=merge, json={"custom_metadata": None}))
         metadata()
+        # In a patch, null resets a setting.
+        status(requests.post(meta, headers=plain, json={"cas_required": True, "max_versions": 7}))
+        status(requests.patch(meta, headers=merge, json={"cas_required": None, "max_versions": None}))
+        metadata()
         # Versions as one string, as booleans, and with a negative that names nothing.
         status(requests.post(f"{base}/v1/secret/delete/contract/loose", headers=plain, json={"versions": "1,2"}))
         status(requests.post(f"{base}/v1/secret/undelete/contract/loose", headers=plain, json={"versions": [True, -1]}))
