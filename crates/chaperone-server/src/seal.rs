@@ -164,7 +164,13 @@ impl AppState {
             )
             .into());
         }
-        if shares.iter().any(|s| s.index() == share.index()) {
+        if let Some(given) = shares.iter().find(|s| s.index() == share.index()) {
+            // The same share again (a client retrying after a lost answer) changes nothing
+            // and is no error, as in OpenBao; another share with that number is.
+            if given.digest() == share.digest() {
+                drop(inner);
+                return Ok(self.status());
+            }
             return Err(
                 CryptoError::Combine(format!("share {} was already given", share.index())).into(),
             );

@@ -397,6 +397,13 @@ fn production_mode_starts_sealed_and_unseals_with_a_threshold_of_shares() {
         ),
         "{body}"
     );
+    // The same share again (a retry after a lost answer) changes nothing, as in OpenBao.
+    let (status, body) = unseal(serde_json::json!({ "key": shares[4] }));
+    assert_eq!(
+        (status, &body["progress"]),
+        (200, &serde_json::json!(1)),
+        "{body}"
+    );
     let (_, body) = unseal(serde_json::json!({ "reset": true }));
     assert_eq!(body["progress"], 0, "{body}");
     for share in [shares[2], shares[3]] {
