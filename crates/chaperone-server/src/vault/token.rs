@@ -55,6 +55,7 @@ async fn describe(
     });
     // How the token was made, in Vault's terms: the initial admin token is the root token.
     let path = match (record.person_id.as_ref(), record.kind) {
+        (None, _) if record.parent_id.is_some() => "auth/token/create".to_owned(),
         (None, _) => "auth/token/root".to_owned(),
         (Some(_), TokenKind::Session) => format!("auth/userpass/login/{}", record.name),
         (Some(_), TokenKind::Api) => "auth/token/create".to_owned(),
@@ -135,17 +136,25 @@ fn auth_block(token: &str, record: &TokenRecord, role: &str, now_secs: u64) -> s
     })
 }
 
-fn auth_reply(
-    info: &RequestInfo,
-    auth: serde_json::Value,
-    warnings: Option<Vec<&str>>,
-) -> Response {
+fn auth_reply(info: &RequestInfo, auth: serde_json::Value, warnings: &[String]) -> Response {
     let mut body = envelope(info, serde_json::Value::Null);
     body["auth"] = auth;
-    if let Some(warnings) = warnings {
+    if !warnings.is_empty() {
         body["warnings"] = json!(warnings);
     }
     reply(StatusCode::OK, &body)
+}
+
+/// Seconds as OpenBao writes a duration in its warnings: `768h`, `30m`, `1h30m`.
+fn go_duration(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() { "0s".to_owned() } else { out }
 }
 
 /// A duration field as Vault clients send it: a string (`"1h"`, `"3600"`) or a number of
@@ -257,9 +266,22 @@ pub(crate) async fn create(
         0 => state.settings.auth.max_token_ttl_secs,
         ttl => ttl,
     };
+    // A TTL over the server's maximum (or the request's `explicit_max_ttl`) is capped to it,
+    // with OpenBao's warning: the token lives less than asked, never more.
+    let mut limit = state.settings.auth.max_token_ttl_secs;
     let max = seconds(body.explicit_max_ttl.as_deref())?;
     if max > 0 {
-        ttl = ttl.min(max);
+        limit = limit.min(max);
+    }
+    let mut warnings = Vec::new();
+    if ttl > limit {
+        warnings.push(format!(
+            "TTL of \"{}\" exceeded the effective max_ttl of \"{}\"; TTL value is capped \
+             accordingly",
+            go_duration(ttl),
+            go_duration(limit)
+        ));
+        ttl = limit;
     }
     let no_parent = body.no_parent.unwrap_or(false);
     // An orphan outlives the session it was made with (and a revocation of it): asked for
@@ -305,7 +327,7 @@ pub(crate) async fn create(
         policy_of(&record),
         record.created_at.unix_secs(),
     );
-    Ok(auth_reply(&info, auth, None))
+    Ok(auth_reply(&info, auth, &warnings))
 }
 
 /// `POST auth/token/renew-self`: Chaperone tokens are not renewable, so the answer carries
@@ -323,9 +345,7 @@ pub(crate) async fn renew_self(
     Ok(auth_reply(
         &info,
         auth,
-        Some(vec![
-            "Chaperone tokens are not renewable; the TTL is unchanged",
-        ]),
+        &["Chaperone tokens are not renewable; the TTL is unchanged".to_owned()],
     ))
 }
 
@@ -613,7 +633,7 @@ pub(crate) async fn userpass_login(
         &login.role,
         record.created_at.unix_secs(),
     );
-    Ok(auth_reply(&info, auth, None))
+    Ok(auth_reply(&info, auth, &[]))
 }
 
 #[cfg(test)]

@@ -489,6 +489,17 @@ def test_loosely_typed_bodies_match(openbao):
         status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", "policies": "default"}))
         made = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", "meta": {"a": 1}}))
         steps.append(made.json()["auth"]["metadata"])
+        # A made token's path; a TTL over a maximum is capped, with OpenBao's warning.
+        child = made.json()["auth"]["client_token"]
+        steps.append(requests.get(f"{base}/v1/auth/token/lookup-self", headers={"X-Vault-Token": child}).json()["data"]["path"])
+        capped = status(
+            requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", "explicit_max_ttl": "30m"})
+        ).json()
+        steps.append((capped["warnings"], capped["auth"]["lease_duration"]))
+        capped = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1000000h"})).json()
+        steps.append(
+            [w.startswith('TTL of "1000000h" exceeded the effective max_ttl of "') for w in capped["warnings"]]
+        )
         # Another namespace: the seal status is the server's; health and init are refused.
         for path in ("sys/seal-status", "sys/leader", "sys/health", "sys/init", "sys/mounts"):
             status(requests.get(f"{base}/v1/{path}", headers={**plain, "X-Vault-Namespace": "ns1"}))
