@@ -165,6 +165,16 @@ fn every_answer_carries_the_security_headers() {
     // Tokens, valid or not, never reach the logs.
     assert!(!logs.contains("not-a-token") && !logs.contains(s.admin.as_str()));
 
+    // A POST as a browser sends it, with `headers` (each ending in CRLF).
+    let post = |path: &str, headers: &str, body: &str| {
+        raw(
+            &s,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
     // A page on another site can make a browser send text/plain, not JSON: requests
     // without credentials must be JSON, so no page can reset unseal progress or spend an
     // account's lockout attempts.
@@ -172,13 +182,7 @@ fn every_answer_carries_the_security_headers() {
         ("/api/v1/sys/unseal", r#"{"reset":true}"#),
         ("/api/v1/auth/login", r#"{"user":"nobody","password":"x"}"#),
     ] {
-        let refused = raw(
-            &s,
-            &format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            ),
-        );
+        let refused = post(path, "Content-Type: text/plain\r\n", body);
         assert!(refused.starts_with("HTTP/1.1 415"), "{refused}");
     }
     // Whatever its type, a browser's request from another site is refused, on the
@@ -197,13 +201,7 @@ fn every_answer_carries_the_security_headers() {
         ]
         .map(|from| (case, from))
     }) {
-        let refused = raw(
-            &s,
-            &format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n{from}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            ),
-        );
+        let refused = post(path, &format!("Content-Type: text/plain\r\n{from}"), body);
         assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
         // (Vault's answer to any refusal is "permission denied".)
         assert!(
@@ -212,13 +210,10 @@ fn every_answer_carries_the_security_headers() {
         );
     }
     // From the server's own origin (its console), an old browser is let through.
-    let body = r#"{"reset":true}"#;
-    let allowed = raw(
-        &s,
-        &format!(
-            "POST /api/v1/sys/unseal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nOrigin: http://x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
+    let allowed = post(
+        "/api/v1/sys/unseal",
+        "Content-Type: application/json\r\nOrigin: http://x\r\n",
+        r#"{"reset":true}"#,
     );
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
     assert!(
