@@ -823,6 +823,38 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
         s.ok("GET", "/api/v1/secrets/list/acme", Some(&token), None)["keys"],
         json!(["app/"])
     );
+    // Each listing is recorded with how many keys it showed, never the keys.
+    for (prefix, shown) in [("", 1), ("acme/", 1)] {
+        let listed = s.recorded("secret.list", prefix);
+        assert_eq!(listed.len(), 1, "{prefix}: {listed:?}");
+        assert_eq!(listed[0]["details"], json!({ "keys": shown }));
+        assert!(
+            listed[0]["actor"]["person"]
+                .as_str()
+                .unwrap()
+                .starts_with("per_")
+        );
+    }
+    // So is a metadata read (versions and times, no value), before it is answered.
+    s.ok(
+        "GET",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&token),
+        None,
+    );
+    let read = s.recorded("secret.list", "acme/app/db");
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0]["details"], json!({ "metadata": true }));
+    // The Vault API records the same.
+    s.ok(
+        "GET",
+        "/v1/secret/metadata/acme?list=true",
+        Some(&token),
+        None,
+    );
+    s.ok("GET", "/v1/secret/metadata/acme/app/db", Some(&token), None);
+    assert_eq!(s.recorded("secret.list", "acme/").len(), 2);
+    assert_eq!(s.recorded("secret.list", "acme/app/db").len(), 2);
     // Grants end by themselves and can be revoked. (The session, used meanwhile, lasts.)
     for _ in 0..2 {
         s.clock.advance_secs(1500);

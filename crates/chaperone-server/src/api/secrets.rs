@@ -385,8 +385,9 @@ pub(crate) async fn destroy_versions(
     responses((status = 200, body = MetadataResponse), (status = 404, body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn metadata(
-    _caller: Caller,
+    caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
 ) -> Result<Json<MetadataResponse>, ApiError> {
     let path = SecretPath::parse(&path)?;
@@ -395,7 +396,22 @@ pub(crate) async fn metadata(
         .metadata(&path)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no secret at `{path}`")))?;
+    record_metadata_read(&state, &caller, &info, &path).await?;
     Ok(Json(metadata_response(meta)))
+}
+
+/// Records (durably) that `caller` read the metadata of `path` (its versions, times and
+/// custom metadata), before the answer is sent; shared by the native and the Vault API.
+/// A missing secret is not recorded, as a read of one is not.
+pub(crate) async fn record_metadata_read(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    path: &SecretPath,
+) -> Result<(), ApiError> {
+    let mut record = Record::new("secret.list", path.as_str(), Outcome::Success);
+    record.details.insert("metadata".into(), true.into());
+    state.record(info, caller.actor(), record).await
 }
 
 /// Changes a secret's own settings.
@@ -532,10 +548,11 @@ pub(crate) async fn delete_all(
 pub(crate) async fn list(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
     Path(prefix): Path<String>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let prefix = SecretPrefix::parse(&prefix)?;
-    list_visible(&caller, &state, &prefix).await
+    list_visible(&caller, &state, &info, &prefix).await
 }
 
 /// Lists top-level keys.
@@ -544,15 +561,20 @@ pub(crate) async fn list(
 pub(crate) async fn list_root(
     caller: Caller,
     State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
 ) -> Result<Json<ListResponse>, ApiError> {
-    list_visible(&caller, &state, &SecretPrefix::default()).await
+    list_visible(&caller, &state, &info, &SecretPrefix::default()).await
 }
 
 /// The keys under `prefix` that the caller may see: all of them for roles that list, only
-/// those on the way to or under their grants for everyone else.
+/// those on the way to or under their grants for everyone else. The listing is recorded
+/// (durably) before it is returned, with how many keys the caller may see there (never the
+/// keys themselves: names can say more than an entry should, and an auditor can list the
+/// prefix).
 pub(crate) async fn list_visible(
     caller: &Caller,
     state: &AppState,
+    info: &RequestInfo,
     prefix: &SecretPrefix,
 ) -> Result<Json<ListResponse>, ApiError> {
     let mut listing = Listing::new(state).await?;
@@ -563,6 +585,9 @@ pub(crate) async fn list_visible(
             keys.push(key);
         }
     }
+    let mut record = Record::new("secret.list", prefix.as_str(), Outcome::Success);
+    record.details.insert("keys".into(), keys.len().into());
+    state.record(info, caller.actor(), record).await?;
     Ok(Json(ListResponse { keys }))
 }
 

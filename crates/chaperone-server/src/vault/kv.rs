@@ -17,7 +17,7 @@ use super::{empty, envelope, errors, no_content, reply, weak};
 use crate::api::ApiJson;
 use crate::api::secrets::{
     Change, Found, apply_metadata, change, decrypt, delete_all as delete_all_versions,
-    list_visible, read_value, required, unsealed, write_version,
+    list_visible, read_value, record_metadata_read, required, unsealed, write_version,
 };
 use crate::auth::Caller;
 use crate::record::RequestInfo;
@@ -342,7 +342,7 @@ async fn versions_change(
 
 /// `GET secret/metadata/:path`.
 pub(crate) async fn metadata(
-    _caller: Caller,
+    caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     Path(path): Path<String>,
@@ -351,6 +351,7 @@ pub(crate) async fn metadata(
     let Some(meta) = state.store.metadata(&path).await? else {
         return Ok(reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })));
     };
+    record_metadata_read(&state, &caller, &info, &path).await?;
     let versions: Map<String, Value> = meta
         .versions
         .iter()
@@ -603,7 +604,7 @@ async fn list_keys(
             .filter(|&n| n > 0),
         Err(message) => return Ok(errors(StatusCode::BAD_REQUEST, &message)),
     };
-    let mut keys = list_visible(caller, state, prefix).await?.0.keys;
+    let mut keys = list_visible(caller, state, info, prefix).await?.0.keys;
     if let Some(after) = page.after.filter(|a| !a.is_empty()) {
         keys.retain(|key| key.as_str() > after.as_str());
     }
