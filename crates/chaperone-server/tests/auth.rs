@@ -54,6 +54,31 @@ fn login_needs_the_second_factor_and_each_code_works_once() {
     let (status, _) =
         login(json!({ "user": "carol", "password": c.password, "recovery_code": c.recovery[0] }));
     assert_eq!(status, 401);
+    let (status, body) =
+        login(json!({ "user": "carol", "password": "not-hers", "totp": s.code(&c, 1) }));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    // The ledger names the factor that was wrong (a right password with a wrong code means
+    // someone else may know the password); the answers all say `invalid_credentials`.
+    let refused: Vec<(Value, Value)> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "auth.login" && e["outcome"] == "denied")
+        .map(|e| (e["reasons"].clone(), e["details"].clone()))
+        .collect();
+    let wrong = |factor: &str| (json!(["invalid_credentials"]), json!({ "wrong": factor }));
+    assert_eq!(
+        refused,
+        [
+            (json!(["mfa_required"]), json!({})),
+            wrong("totp"),
+            wrong("totp"),
+            wrong("recovery_code"),
+            wrong("password"),
+        ]
+    );
 
     // The session works, and knows who it is.
     let me = s.ok("GET", "/api/v1/auth/self", Some(&token), None);

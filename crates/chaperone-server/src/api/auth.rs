@@ -68,6 +68,26 @@ struct Session {
     response: LoginResponse,
 }
 
+/// A refused login, and which credential was wrong when one was. The answer's code is
+/// `invalid_credentials` for each; the ledger entry also names the factor, since a right
+/// password with a wrong second factor means someone else may know the password.
+struct Refusal {
+    error: ApiError,
+    wrong: Option<&'static str>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self { error, wrong: None }
+    }
+}
+
+impl From<chaperone_store::StoreError> for Refusal {
+    fn from(error: chaperone_store::StoreError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
 /// Checks a login with a password and, where the role needs it, a TOTP or recovery code.
 /// The session is not stored yet: it is stored with its ledger entry.
 async fn login_inner(
@@ -75,7 +95,7 @@ async fn login_inner(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: LoginRequest,
-) -> Result<Session, ApiError> {
+) -> Result<Session, Refusal> {
     let keyring = unsealed(state)?;
     let ip = client_ip(
         headers,
@@ -100,7 +120,10 @@ async fn login_inner(
         .password_work(move || verify_password(&password, &hash))
         .await?;
     let Some(person) = person.filter(|p| password_ok && p.password_hash.is_some()) else {
-        return Err(state.fail(&attempt, "invalid user name or password").await);
+        return Err(Refusal {
+            error: state.fail(&attempt, "invalid user name or password").await,
+            wrong: Some("password"),
+        });
     };
     let standing = state.standing(&person).await?;
     if standing.person == Standing::Inactive || standing.vendor == Some(Standing::Inactive) {
@@ -109,14 +132,16 @@ async fn login_inner(
             StatusCode::FORBIDDEN,
             "account_inactive",
             "the account or its vendor is not active",
-        ));
+        )
+        .into());
     }
     if !network_allowed(&standing.networks, ip) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "network_not_allowed",
             "logins from this network are not allowed for the account",
-        ));
+        )
+        .into());
     }
     let role: Role = person
         .role
@@ -127,9 +152,12 @@ async fn login_inner(
     let mut second_factor = "none";
     if let Some(code) = &body.totp {
         if !state.check_totp(&person, code).await? {
-            return Err(state
-                .fail(&attempt, "the TOTP code is wrong or was already used")
-                .await);
+            return Err(Refusal {
+                error: state
+                    .fail(&attempt, "the TOTP code is wrong or was already used")
+                    .await,
+                wrong: Some("totp"),
+            });
         }
         verified_at = Some(now);
         second_factor = "totp";
@@ -139,9 +167,12 @@ async fn login_inner(
             .use_recovery_code(&person.id, &code_hash(code), now)
             .await?
         {
-            return Err(state
-                .fail(&attempt, "the recovery code is wrong or was already used")
-                .await);
+            return Err(Refusal {
+                error: state
+                    .fail(&attempt, "the recovery code is wrong or was already used")
+                    .await,
+                wrong: Some("recovery_code"),
+            });
         }
         tracing::warn!(person = %person.name, "logged in with a recovery code");
         second_factor = "recovery_code";
@@ -150,7 +181,8 @@ async fn login_inner(
             StatusCode::UNAUTHORIZED,
             "mfa_required",
             "this account needs a TOTP code (or a recovery code) to log in",
-        ));
+        )
+        .into());
     }
     // Without a second factor, only an account that has none proved everything.
     let proven_all = second_factor != "none" || person.totp_secret.is_none();
@@ -210,7 +242,7 @@ pub(crate) async fn perform_login(
     body: LoginRequest,
 ) -> Result<LoginResponse, ApiError> {
     let user = body.user.clone();
-    let error = match login_inner(state, peer, headers, body).await {
+    let (error, wrong) = match login_inner(state, peer, headers, body).await {
         Ok(session) => {
             let person = &session.person;
             let actor = Actor {
@@ -235,10 +267,10 @@ pub(crate) async fn perform_login(
                     tracing::info!(person = %person.name, token = %session.record.id, "logged in");
                     return Ok(session.response);
                 }
-                Err(e) => ApiError::from(e),
+                Err(e) => (ApiError::from(e), None),
             }
         }
-        Err(error) => error,
+        Err(refusal) => (refusal.error, refusal.wrong),
     };
     if error.status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(error);
@@ -258,6 +290,9 @@ pub(crate) async fn perform_login(
     state.metrics.login_failed();
     let mut record = Record::new("auth.login", &resource, Outcome::Denied);
     record.reasons.push(error.code.to_owned());
+    if let Some(wrong) = wrong {
+        record.details.insert("wrong".into(), wrong.into());
+    }
     state.record(info, actor, record).await?;
     Err(error)
 }
