@@ -682,10 +682,37 @@ mod tests {
             ("2h0m0s", 7200),
             ("7d", 7 * 86_400),
             (" 5m ", 300),
+            // Go's fractions and units below a second.
+            ("1.5h", 5400),
+            (".5m", 30),
+            ("1.h", 3600),
+            ("1h.5m", 3630),
+            ("2.999s", 2),
+            ("1500ms", 1),
+            ("90000000us", 90),
+            ("2\u{b5}s3s", 3),
+            ("0.0000000001h", 1),
+            // Under a second is a second, never zero ("unset": the longest TTL).
+            ("500ms", 1),
+            ("1ns", 1),
+            ("0ms", 0),
         ] {
             assert_eq!(duration(text), Ok(seconds), "{text}");
         }
-        for bad in ["", "-5", "5x", "m", "1.5h", "10m0", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "-5",
+            "-1h",
+            "5x",
+            "m",
+            "10m0",
+            "1.5",
+            ".h",
+            "1..5h",
+            "1h-5m",
+            "99999999999999999999s",
+            "99999999999999999999999999999999999999999h",
+        ] {
             assert!(duration(bad).is_err(), "{bad}");
         }
     }

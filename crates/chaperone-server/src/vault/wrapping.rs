@@ -49,39 +49,70 @@ pub(crate) fn parse_ttl(text: &str, max_secs: i64) -> Result<Option<i64>, String
 }
 
 /// A duration as Vault clients send it, in seconds: a bare number of seconds (`3600`), or
-/// Go's form, number-unit pairs with `s`, `m`, `h` (and `d`), as the `bao` CLI formats
-/// them (`10m0s`, `1h30m`, `0s`). Zero is a duration (clients send `0s` for "unset").
+/// Go's form (`time.ParseDuration`, which OpenBao reads them with): number-unit pairs,
+/// each number with an optional fraction, units `ns`, `us` (`µs`), `ms`, `s`, `m`, `h`, and
+/// `d` as OpenBao also takes (`10m0s`, `1h30m`, `1.5h`, `0s`). Zero is a duration (clients
+/// send `0s` for "unset"). Negative durations are refused.
+///
+/// Security decision: a part of a second is dropped, except that a duration under one
+/// second counts as one second. Zero means "unset", which for a token is the server's
+/// maximum: `500ms` must not become the longest TTL there is.
 pub(crate) fn duration(text: &str) -> Result<i64, String> {
+    const SECOND: u128 = 1_000_000_000;
     let text = text.trim();
-    let bad = || format!("`{text}` is not a duration like 300, 5m or 1h30m0s");
+    let bad = || format!("`{text}` is not a duration like 300, 5m, 1.5h or 1h30m0s");
     if let Ok(secs) = text.parse::<i64>() {
         return u64::try_from(secs).map(|_| secs).map_err(|_| bad());
-    }
-    let mut total: i64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let unit_len = rest[digits..]
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len() - digits);
-        let number: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        let unit = match &rest[digits..digits + unit_len] {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(bad()),
-        };
-        total = number
-            .checked_mul(unit)
-            .and_then(|n| total.checked_add(n))
-            .ok_or_else(bad)?;
-        rest = &rest[digits + unit_len..];
     }
     if text.is_empty() {
         return Err(bad());
     }
-    Ok(total)
+    let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let mut nanos: u128 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (whole, after) = rest.split_at(digits(rest));
+        let (fraction, after) = match after.strip_prefix('.') {
+            Some(after) => after.split_at(digits(after)),
+            None => ("", after),
+        };
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(bad());
+        }
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let per: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => SECOND,
+            "m" => 60 * SECOND,
+            "h" => 3_600 * SECOND,
+            "d" => 86_400 * SECOND,
+            _ => return Err(bad()),
+        };
+        let whole: u128 = match whole {
+            "" => 0,
+            whole => whole.parse().map_err(|_| bad())?,
+        };
+        let mut part = whole.checked_mul(per).ok_or_else(bad)?;
+        // Each digit of the fraction is worth a tenth of the one before; digits past a
+        // nanosecond add nothing.
+        let mut scale = per;
+        for digit in fraction.bytes() {
+            scale /= 10;
+            part += u128::from(digit - b'0') * scale;
+        }
+        nanos = nanos.checked_add(part).ok_or_else(bad)?;
+        rest = next;
+    }
+    let secs = match nanos / SECOND {
+        0 if nanos > 0 => 1,
+        secs => secs,
+    };
+    i64::try_from(secs).map_err(|_| bad())
 }
 
 /// Wrapped responses removed by one sweep at most; the next sweep takes the rest.

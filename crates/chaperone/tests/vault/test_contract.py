@@ -500,6 +500,14 @@ def test_loosely_typed_bodies_match(openbao):
         steps.append(
             [w.startswith('TTL of "1000000h" exceeded the effective max_ttl of "') for w in capped["warnings"]]
         )
+        # Go's durations: fractions, and units below a second.
+        for ttl in ("1.5h", "90m30.5s", "1h.5m", "3600000ms"):
+            made = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": ttl})).json()
+            steps.append(made["auth"]["lease_duration"])
+        wrapped = status(
+            requests.get(f"{base}/v1/auth/token/lookup-self", headers={**plain, "X-Vault-Wrap-TTL": "1.5m"})
+        ).json()
+        steps.append(wrapped["wrap_info"]["ttl"])
         # Another namespace: the seal status is the server's; health and init are refused.
         for path in ("sys/seal-status", "sys/leader", "sys/health", "sys/init", "sys/mounts"):
             status(requests.get(f"{base}/v1/{path}", headers={**plain, "X-Vault-Namespace": "ns1"}))
