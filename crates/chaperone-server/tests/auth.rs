@@ -1047,7 +1047,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
             return None;
         }
         ("POST" | "PUT", "/v1/sys/wrapping/wrap") => ALL,
-        ("POST" | "PUT", "/v1/sys/seal") => ADMIN,
+        ("POST" | "PUT", "/v1/sys/seal" | "/v1/auth/token/create-orphan") => ADMIN,
         ("POST" | "PUT", p) if p.starts_with("/v1/auth/token/") => ALL,
         ("GET", "/v1/sys/mounts" | "/v1/sys/internal/ui/mounts/{*path}" | "/v1/secret/config")
         | ("GET" | "POST", "/v1/auth/token/lookup-self") => ALL,
@@ -1690,6 +1690,58 @@ fn tokens_made_through_the_vault_api_end_with_the_session_that_made_them() {
     };
     assert_eq!(parent_of(&child_id), session_id.as_str());
     assert_eq!(parent_of(&session_id), Value::Null);
+    // Only an admin makes an orphan through `create-orphan`, as through `no_parent`; the
+    // refusal is recorded.
+    let (status, body) = s.call(
+        "POST",
+        "/v1/auth/token/create-orphan",
+        Some(&session),
+        Some(json!({ "ttl": "1h" })),
+        None,
+    );
+    assert_eq!(
+        (status, &body),
+        (403, &json!({ "errors": ["permission denied"] }))
+    );
+    let refusals = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["reasons"] == json!(["orphan_not_permitted"]))
+        .count();
+    assert_eq!(refusals, 1);
+    let orphan = s.ok(
+        "POST",
+        "/v1/auth/token/create-orphan",
+        Some(&s.admin),
+        Some(json!({ "ttl": "1h" })),
+    );
+    assert_eq!(orphan["auth"]["orphan"], true);
+    let orphan = orphan["auth"]["client_token"].as_str().unwrap().to_owned();
+    s.remember(&orphan);
+    // `renew` of a token one may look up answers its unchanged TTL; of another's, no.
+    let renewed = s.ok(
+        "POST",
+        "/v1/auth/token/renew",
+        Some(&session),
+        Some(json!({ "token": child, "increment": "1h" })),
+    );
+    assert_eq!(renewed["auth"]["accessor"], child_id.as_str());
+    assert_eq!(
+        renewed["auth"]["lease_duration"],
+        looked["data"]["ttl"].as_i64().unwrap()
+    );
+    assert_eq!(renewed["warnings"].as_array().unwrap().len(), 1);
+    let (status, body) = s.call(
+        "POST",
+        "/v1/auth/token/renew",
+        Some(&session),
+        Some(json!({ "token": orphan })),
+        None,
+    );
+    assert_eq!(
+        (status, &body),
+        (403, &json!({ "errors": ["permission denied"] }))
+    );
 
     // Ending the session ends the child, recorded as revoked with it.
     let path = format!("/api/v1/auth/tokens/{session_id}");

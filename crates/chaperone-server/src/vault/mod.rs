@@ -146,6 +146,18 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         token::create,
     ));
     routes.extend(both(
+        "/v1/auth/token/create-orphan",
+        Some(OwnTokens),
+        On::System,
+        token::create_orphan,
+    ));
+    routes.extend(both(
+        "/v1/auth/token/renew",
+        Some(OwnTokens),
+        On::System,
+        token::renew,
+    ));
+    routes.extend(both(
         "/v1/auth/token/renew-self",
         Some(SelfToken),
         On::System,

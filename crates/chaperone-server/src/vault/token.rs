@@ -247,11 +247,39 @@ pub(crate) async fn create(
     Extension(info): Extension<RequestInfo>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    create_token(caller, &state, &info, &body, false).await
+}
+
+/// `POST auth/token/create-orphan` (`bao token create -orphan`): `create` with `no_parent`,
+/// so for an admin only. Anyone else is refused as OpenBao refuses a token whose policy
+/// does not name the path, and the refusal is recorded.
+pub(crate) async fn create_orphan(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if caller.principal.role != Role::Admin {
+        return Ok(refused(
+            errors(StatusCode::FORBIDDEN, "permission denied"),
+            "orphan_not_permitted",
+        ));
+    }
+    create_token(caller, &state, &info, &body, true).await
+}
+
+async fn create_token(
+    caller: Caller,
+    state: &Arc<AppState>,
+    info: &RequestInfo,
+    body: &[u8],
+    orphan: bool,
+) -> Result<Response, ApiError> {
     // An empty body asks for the defaults.
     let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
         CreateBody::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice(body)
             .map_err(|_| ApiError::bad_request("invalid_body", "the body is not a token request"))?
     };
     if let Some(message) = body.unsupported() {
@@ -283,7 +311,7 @@ pub(crate) async fn create(
         ));
         ttl = limit;
     }
-    let no_parent = body.no_parent.unwrap_or(false);
+    let no_parent = orphan || body.no_parent.unwrap_or(false);
     // An orphan outlives the session it was made with (and a revocation of it): asked for
     // by anyone but an admin, the refusal is recorded.
     if no_parent && caller.principal.role != Role::Admin {
@@ -298,7 +326,7 @@ pub(crate) async fn create(
     let parent = if no_parent {
         None
     } else {
-        Some(own_record(&state, &caller).await?)
+        Some(own_record(state, &caller).await?)
     };
     let meta = body.meta.flatten().unwrap_or_default();
     // Vault's limits on key/value labels, as for a secret's custom metadata.
@@ -319,7 +347,7 @@ pub(crate) async fn create(
         parent: parent.as_ref(),
         meta,
     };
-    let (token, record) = mint_token(&state, &caller, &info, &name, ttl, minting).await?;
+    let (token, record) = mint_token(state, &caller, info, &name, ttl, minting).await?;
     // The lease as minted: a second read of the clock could fall in the next second.
     let auth = auth_block(
         token.expose(),
@@ -327,8 +355,11 @@ pub(crate) async fn create(
         policy_of(&record),
         record.created_at.unix_secs(),
     );
-    Ok(auth_reply(&info, auth, &warnings))
+    Ok(auth_reply(info, auth, &warnings))
 }
+
+/// The warning of a renewal: the TTL stays as it is.
+const NOT_RENEWABLE: &str = "Chaperone tokens are not renewable; the TTL is unchanged";
 
 /// `POST auth/token/renew-self`: Chaperone tokens are not renewable, so the answer carries
 /// the unchanged remaining TTL and says so, as Vault does for a token at its maximum TTL.
@@ -342,11 +373,34 @@ pub(crate) async fn renew_self(
     let token = presented_token(&headers).unwrap_or_default();
     let now = state.clock.now().unix_secs();
     let auth = auth_block(&token, &record, policy_of(&record), now);
-    Ok(auth_reply(
-        &info,
-        auth,
-        &["Chaperone tokens are not renewable; the TTL is unchanged".to_owned()],
-    ))
+    Ok(auth_reply(&info, auth, &[NOT_RENEWABLE.to_owned()]))
+}
+
+/// `POST auth/token/renew` with `{"token": ...}` (`bao token renew TOKEN`): for a token the
+/// caller may look up (their own, or any for an admin), the unchanged TTL, as `renew-self`
+/// answers. An admin naming no live token is told so (400, as OpenBao tells root); anyone
+/// else is refused (403) whether the token exists or not, as for `revoke`.
+pub(crate) async fn renew(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<Response, ApiError> {
+    match managed_by_token(&state, &caller, &body.token, Purpose::Lookup).await? {
+        Some(record) => {
+            let now = state.clock.now().unix_secs();
+            let auth = auth_block(&body.token, &record, policy_of(&record), now);
+            Ok(auth_reply(&info, auth, &[NOT_RENEWABLE.to_owned()]))
+        }
+        None if caller.principal.role == Role::Admin => Ok(refused(
+            errors(StatusCode::BAD_REQUEST, "token not found"),
+            BAD_TOKEN,
+        )),
+        None => Ok(refused(
+            errors(StatusCode::FORBIDDEN, "permission denied"),
+            BAD_TOKEN,
+        )),
+    }
 }
 
 /// `POST auth/token/revoke-self`.

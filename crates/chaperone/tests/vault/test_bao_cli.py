@@ -98,6 +98,12 @@ def test_token_create_and_wrapping():
     # A restriction that cannot be honoured is refused, not dropped.
     narrower = bao("token", "create", "-policy=ci-readonly", check=False)
     assert narrower.returncode != 0 and "policies are not supported" in narrower.stderr
+    # `-orphan` goes to `create-orphan`; `token renew TOKEN` to `renew`.
+    orphan = json.loads(bao("token", "create", "-format=json", "-orphan", "-ttl=1.5h").stdout)
+    assert orphan["auth"]["orphan"] is True and orphan["auth"]["lease_duration"] == 5400
+    renewed = json.loads(bao("token", "renew", "-format=json", orphan["auth"]["client_token"]).stdout)
+    assert renewed["auth"]["accessor"] == orphan["auth"]["accessor"]
+    assert 0 < renewed["auth"]["lease_duration"] <= 5400
     bao("kv", "put", "secret/cli/wrapped", "k=v")
     wrapped = json.loads(bao("kv", "get", "-format=json", "-wrap-ttl=5m", "secret/cli/wrapped").stdout)
     assert wrapped["wrap_info"]["ttl"] == 300

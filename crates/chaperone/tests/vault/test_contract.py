@@ -316,11 +316,17 @@ def test_token_trees_match(openbao):
         step(child, "POST", "auth/token/revoke-self")
         step(grandchild, "GET", "auth/token/lookup-self")
         step(orphan, "GET", "auth/token/lookup-self")
+        # `create-orphan` makes an orphan without `no_parent`; `renew` names the token.
+        made = step(admin, "POST", "auth/token/create-orphan", {"ttl": "1h"})
+        step(made, "GET", "auth/token/lookup-self")
+        step(admin, "POST", "auth/token/renew", {"token": made})
+        step(admin, "POST", "auth/token/renew", {"token": "not-a-token"})
         seen.append(steps)
     ours, theirs = seen
     assert ours == theirs
     assert [orphan for _, _, orphan in theirs[:4]] == [False, False, True, False]
     assert theirs[5][1] == 403
+    assert [orphan for _, _, orphan in theirs[7:10]] == [True, True, True]
 
 
 def test_patch_matches(openbao):
