@@ -244,12 +244,7 @@ async fn check(
     };
     let context = Context {
         now,
-        step_up_window_nanos: state
-            .settings
-            .auth
-            .step_up_secs
-            .saturating_mul(1_000_000_000),
-        client: info.client_ip,
+        ..state.context(info.client_ip)
     };
     let decision = decide(&caller.principal, action, resource, context);
     if !decision.allowed {
@@ -727,7 +722,17 @@ impl AppState {
             principal.scope_steps_up = steps_up;
         }
         principal.compliance = self.compliance(person_id, vendor_id, &level).await?;
-        let context = Context {
+        Ok(decide(
+            &principal,
+            action,
+            Resource::Secret(path, &level),
+            self.context(client),
+        ))
+    }
+
+    /// The circumstances of a decision made now for a request from `client`.
+    pub(crate) fn context(&self, client: Option<IpAddr>) -> Context {
+        Context {
             now: self.clock.now(),
             step_up_window_nanos: self
                 .settings
@@ -735,13 +740,7 @@ impl AppState {
                 .step_up_secs
                 .saturating_mul(1_000_000_000),
             client,
-        };
-        Ok(decide(
-            &principal,
-            action,
-            Resource::Secret(path, &level),
-            context,
-        ))
+        }
     }
 
     /// Holds `caller` to `action` on `path` as well as to the route's own action, for a

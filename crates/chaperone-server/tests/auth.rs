@@ -880,6 +880,42 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
     s.ok("GET", "/v1/secret/metadata/acme/app/db", Some(&token), None);
     assert_eq!(s.recorded("secret.list", "acme/").len(), 2);
     assert_eq!(s.recorded("secret.list", "acme/app/db").len(), 2);
+    // `sys/capabilities-self` says what the same decisions allow, path by path, and records
+    // nothing.
+    let before = s.ledger().len();
+    let paths = [
+        "secret/data/acme/app/db",
+        "secret/metadata/acme/app/db",
+        "secret/metadata/acme",
+        "secret/metadata/globex",
+        "secret/data/globex/db",
+        "secret/destroy/acme/app/db",
+        "auth/token/lookup-self",
+        "sys/seal",
+    ];
+    let caps = s.ok(
+        "POST",
+        "/v1/sys/capabilities-self",
+        Some(&token),
+        Some(json!({ "paths": paths })),
+    );
+    assert_eq!(
+        caps["data"],
+        json!({
+            "secret/data/acme/app/db": ["read"],
+            // Its metadata, and a listing under it (the grant covers the folder).
+            "secret/metadata/acme/app/db": ["list", "read"],
+            // A folder on the way to the grant is listed, as listings show it.
+            "secret/metadata/acme": ["list"],
+            "secret/metadata/globex": ["deny"],
+            "secret/data/globex/db": ["deny"],
+            "secret/destroy/acme/app/db": ["deny"],
+            "auth/token/lookup-self": ["read", "update"],
+            "sys/seal": ["deny"],
+        })
+    );
+    assert_eq!(caps["secret/data/acme/app/db"], json!(["read"]));
+    assert_eq!(s.ledger().len(), before);
     // Grants end by themselves and can be revoked. (The session, used meanwhile, lasts.)
     for _ in 0..2 {
         s.clock.advance_secs(1500);
@@ -1046,7 +1082,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         | ("POST" | "PUT", "/v1/sys/wrapping/unwrap" | "/v1/sys/wrapping/lookup" | "/v1/sys/unseal") => {
             return None;
         }
-        ("POST" | "PUT", "/v1/sys/wrapping/wrap") => ALL,
+        ("POST" | "PUT", "/v1/sys/wrapping/wrap" | "/v1/sys/capabilities-self") => ALL,
         ("POST" | "PUT", "/v1/sys/seal" | "/v1/auth/token/create-orphan") => ADMIN,
         ("POST" | "PUT", p) if p.starts_with("/v1/auth/token/") => ALL,
         ("GET", "/v1/sys/mounts" | "/v1/sys/internal/ui/mounts/{*path}" | "/v1/secret/config")

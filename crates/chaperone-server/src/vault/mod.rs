@@ -13,6 +13,7 @@
 //!   `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`).
 //! - Tokens come from `X-Vault-Token` or `Authorization: Bearer` (see `auth::authenticate`).
 
+mod capabilities;
 mod kv;
 mod sys;
 mod token;
@@ -198,6 +199,12 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         None,
         On::System,
         token::userpass_login,
+    ));
+    routes.extend(both(
+        "/v1/sys/capabilities-self",
+        Some(SelfToken),
+        On::System,
+        capabilities::capabilities_self,
     ));
     routes.extend(both("/v1/sys/unseal", None, On::System, sys::unseal));
     routes.extend(both("/v1/sys/seal", Some(Seal), On::System, sys::seal));

@@ -86,6 +86,14 @@ def test_token_lookup():
     assert looked["data"]["accessor"].startswith("tok_")
 
 
+def test_token_capabilities():
+    # The admin token's, by name, from the same decisions every request passes.
+    out = bao("token", "capabilities", "secret/data/cli/app").stdout.strip()
+    assert out == "create, delete, patch, read, update", out
+    out = bao("token", "capabilities", "sys/seal").stdout.strip()
+    assert out == "update", out
+
+
 def test_token_create_and_wrapping():
     # The CLI sends Go durations (`10m0s`, and `0s` for unset).
     made = json.loads(bao("token", "create", "-format=json", "-ttl=10m", "-metadata=job=ci-42").stdout)

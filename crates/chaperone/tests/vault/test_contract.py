@@ -527,3 +527,40 @@ def test_loosely_typed_bodies_match(openbao):
     assert len(ours) == len(theirs)
     for i, (mine, bao) in enumerate(zip(ours, theirs)):
         assert mine == bao, f"step {i}: {mine!r} vs {bao!r}"
+
+
+def test_capabilities_match(openbao):
+    """`sys/capabilities-self` answers each path at the top level and under `data`, adds
+    `capabilities` for `path`, and denies a token of the default policy alike."""
+    addr, root = openbao
+    seen = []
+    for base, admin in ((CHAPERONE, ADMIN), (addr, root)):
+        url = f"{base}/v1/sys/capabilities-self"
+        plain = {"X-Vault-Token": admin}
+        paths = ["secret/data/contract/cap", "secret/metadata/contract/"]
+        made = requests.post(
+            f"{base}/v1/auth/token/create", headers=plain, json={"policies": ["default"], "ttl": "1h"}
+        ).json()["auth"]["client_token"]
+        answers = [
+            requests.post(url, headers=plain, json={"paths": paths}),
+            requests.post(url, headers=plain, json={"path": "secret/data/contract/cap"}),
+            requests.post(url, headers=plain, json={"paths": ",".join(paths)}),
+            requests.post(url, headers=plain, json={}),
+            requests.get(url, headers=plain),
+            requests.post(url, headers={"X-Vault-Token": made}, json={"paths": paths}),
+        ]
+        steps = []
+        for answer in answers:
+            body = answer.json()
+            if "errors" in body:
+                steps.append((answer.status_code, body))
+                continue
+            # Root holds `["root"]` everywhere in OpenBao; the admin token holds each
+            # capability by name here. Both are lists of names.
+            assert all(isinstance(v, list) and v for k, v in body["data"].items()), body
+            steps.append((answer.status_code, sorted(body), sorted(body["data"])))
+        steps.append(answers[-1].json()["data"])
+        seen.append(steps)
+    ours, theirs = seen
+    assert ours == theirs
+    assert theirs[-1] == {p: ["deny"] for p in ["secret/data/contract/cap", "secret/metadata/contract/"]}
