@@ -1085,7 +1085,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("POST" | "PUT", "/v1/sys/wrapping/wrap" | "/v1/sys/capabilities-self") => ALL,
         ("POST" | "PUT", "/v1/sys/seal" | "/v1/auth/token/create-orphan") => ADMIN,
         ("POST" | "PUT", p) if p.starts_with("/v1/auth/token/") => ALL,
-        ("GET", "/v1/sys/mounts" | "/v1/sys/internal/ui/mounts/{*path}" | "/v1/secret/config")
+        ("GET", "/v1/sys/mounts" | "/v1/sys/auth" | "/v1/sys/internal/ui/mounts/{*path}" | "/v1/secret/config")
         | ("GET" | "POST", "/v1/auth/token/lookup-self") => ALL,
         ("GET" | "PUT" | "POST" | "PATCH" | "DELETE", "/v1/secret/data/{*path}") => MEMBERS,
         ("GET", "/v1/secret/metadata/{*path}") => LISTERS,

@@ -21,9 +21,9 @@ use axum::response::Response;
 use chaperone_core::SecretPath;
 use chaperone_core::policy::{Resource, Role, decide};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
-use super::{envelope, errors, reply};
+use super::{envelope_flat, errors, reply};
 use crate::api::secrets::Listing;
 use crate::api::{ApiJson, On, RouteSpec};
 use crate::auth::Caller;
@@ -71,12 +71,7 @@ pub(crate) async fn capabilities_self(
     if let Some(path) = single.first() {
         data.insert("capabilities".to_owned(), data[path.as_str()].clone());
     }
-    // Vault gives each path at the top level too, for its older clients.
-    let mut answer = envelope(&info, Value::Object(data.clone()));
-    if let Value::Object(top) = &mut answer {
-        top.extend(data);
-    }
-    Ok(reply(StatusCode::OK, &answer))
+    Ok(reply(StatusCode::OK, &envelope_flat(&info, data)))
 }
 
 /// The Vault routes' specs, taken once from the route table.

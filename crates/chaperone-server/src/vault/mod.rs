@@ -75,6 +75,13 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(
             M::GET,
+            "/v1/sys/auth",
+            Some(ReadMounts),
+            On::System,
+            sys::auth,
+        ),
+        route(
+            M::GET,
             "/v1/sys/internal/ui/mounts/{*path}",
             Some(ReadMounts),
             On::System,
@@ -283,6 +290,17 @@ pub(crate) fn envelope(info: &RequestInfo, data: Value) -> Value {
         "warnings": null,
         "auth": null,
     })
+}
+
+/// [`envelope`] with each of `data`'s fields also at the top level, as Vault answers the
+/// `sys/` listings (`sys/mounts`, `sys/auth`, `sys/capabilities-self`) for its older
+/// clients.
+pub(crate) fn envelope_flat(info: &RequestInfo, data: serde_json::Map<String, Value>) -> Value {
+    let mut body = envelope(info, Value::Object(data.clone()));
+    if let Value::Object(top) = &mut body {
+        top.extend(data);
+    }
+    body
 }
 
 /// A JSON answer in Vault's format, exempt from [`compat`]'s error rewriting.

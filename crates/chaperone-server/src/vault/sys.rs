@@ -9,9 +9,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chaperone_store::Backend;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{MOUNT, envelope, errors, reply};
+use super::{MOUNT, envelope, envelope_flat, errors, reply};
 use crate::auth::Caller;
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
@@ -175,14 +175,53 @@ fn kv_mount() -> Value {
 
 /// `GET sys/mounts`: the mounts both at the top level (older clients) and under `data`.
 pub(crate) async fn mounts(_caller: Caller, Extension(info): Extension<RequestInfo>) -> Response {
-    let mounts = json!({ MOUNT: kv_mount() });
-    let mut body = envelope(&info, mounts.clone());
-    if let (Some(body), Some(mounts)) = (body.as_object_mut(), mounts.as_object()) {
-        for (path, mount) in mounts {
-            body.insert(path.clone(), mount.clone());
-        }
-    }
-    reply(StatusCode::OK, &body)
+    let mut mounts = Map::new();
+    mounts.insert(MOUNT.to_owned(), kv_mount());
+    reply(StatusCode::OK, &envelope_flat(&info, mounts))
+}
+
+/// `GET sys/auth` (`bao auth list`): the two ways to a token, `token/` and `userpass/`
+/// (Chaperone's people, with TOTP through `X-Vault-MFA`), as OpenBao describes them.
+pub(crate) async fn auth(_caller: Caller, Extension(info): Extension<RequestInfo>) -> Response {
+    let method = |kind: &str, description: &str, uuid: &str| {
+        json!({
+            "accessor": format!("auth_{kind}_chaperone"),
+            "config": {
+                "default_lease_ttl": 0,
+                "force_no_cache": false,
+                "max_lease_ttl": 0,
+                "token_type": "default-service",
+            },
+            "description": description,
+            "external_entropy_access": false,
+            "local": false,
+            "options": null,
+            "plugin_version": "",
+            "running_plugin_version": "",
+            "running_sha256": "",
+            "seal_wrap": false,
+            "type": kind,
+            "uuid": uuid,
+        })
+    };
+    let mut userpass = method(
+        "userpass",
+        "Chaperone people: password, and TOTP through X-Vault-MFA",
+        "00000000-0000-4000-8000-000000000003",
+    );
+    // As OpenBao shows it: on the auth method, not on the built-in token store.
+    userpass["deprecation_status"] = json!("supported");
+    let mut methods = Map::new();
+    methods.insert(
+        "token/".to_owned(),
+        method(
+            "token",
+            "token based credentials",
+            "00000000-0000-4000-8000-000000000002",
+        ),
+    );
+    methods.insert("userpass/".to_owned(), userpass);
+    reply(StatusCode::OK, &envelope_flat(&info, methods))
 }
 
 /// `GET sys/internal/ui/mounts/:path`: which mount serves `path` (the `vault kv` and `bao

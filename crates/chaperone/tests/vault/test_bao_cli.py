@@ -86,6 +86,11 @@ def test_token_lookup():
     assert looked["data"]["accessor"].startswith("tok_")
 
 
+def test_auth_list():
+    listed = json.loads(bao("auth", "list", "-format=json").stdout)
+    assert {path: method["type"] for path, method in listed.items()} == {"token/": "token", "userpass/": "userpass"}
+
+
 def test_token_capabilities():
     # The admin token's, by name, from the same decisions every request passes.
     out = bao("token", "capabilities", "secret/data/cli/app").stdout.strip()

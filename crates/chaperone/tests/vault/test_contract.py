@@ -77,6 +77,7 @@ disable_mlock = true
             subprocess.check_call(
                 [BAO, "secrets", "enable", "-path=secret", "-version=2", "kv"], env=env, stdout=subprocess.DEVNULL
             )
+            subprocess.check_call([BAO, "auth", "enable", "userpass"], env=env, stdout=subprocess.DEVNULL)
             yield addr, token
         finally:
             server.terminate()
@@ -405,6 +406,15 @@ def test_mounts_describe_secret_alike(openbao):
     assert ours[0] == theirs[0] == 200
     same_shape(ours[2]["data"]["secret/"], theirs[2]["data"]["secret/"], "sys/mounts secret/")
     same_shape(ours[2]["secret/"], theirs[2]["secret/"], "sys/mounts (top level) secret/")
+
+
+def test_auth_methods_describe_alike(openbao):
+    """`sys/auth` (`bao auth list`) against an OpenBao with userpass enabled."""
+    addr, token = openbao
+    ours = call(CHAPERONE, ADMIN, "GET", "sys/auth")
+    theirs = call(addr, token, "GET", "sys/auth")
+    assert ours[0] == theirs[0] == 200
+    same_shape(ours[2], theirs[2], "sys/auth")
 
 
 def test_numbers_read_back_as_openbao_writes_them(openbao):
