@@ -26,6 +26,9 @@ enum Inner {
     Sealed {
         record: KeyringRecord,
         shares: Vec<Share>,
+        /// Names the current unseal attempt (a random UUID made at its first share), as
+        /// OpenBao's `nonce` does; shown only while shares are held.
+        nonce: String,
     },
     Unsealed {
         record: KeyringRecord,
@@ -48,6 +51,10 @@ pub struct SealStatus {
     pub threshold: u8,
     /// Shares given so far in the current unseal attempt.
     pub progress: u8,
+    /// The current unseal attempt's id while shares are held, else empty: a nonce that
+    /// changes tells operators someone else reset or restarted the attempt. Random, so
+    /// it says nothing of the shares.
+    pub nonce: String,
 }
 
 /// Why sealing or unsealing failed.
@@ -117,7 +124,12 @@ impl AppState {
             return Err(SealError::NotInitialized);
         }
         let mut inner = self.seal.0.write().expect("seal lock poisoned");
-        let Inner::Sealed { record, shares } = &mut *inner else {
+        let Inner::Sealed {
+            record,
+            shares,
+            nonce,
+        } = &mut *inner
+        else {
             drop(inner);
             return Ok(self.status());
         };
@@ -174,6 +186,9 @@ impl AppState {
             return Err(
                 CryptoError::Combine(format!("share {} was already given", share.index())).into(),
             );
+        }
+        if shares.is_empty() {
+            *nonce = crate::record::new_request_id();
         }
         shares.push(share);
         if shares.len() < usize::from(shares[0].threshold()) {
@@ -245,6 +260,7 @@ impl AppState {
             *inner = Inner::Sealed {
                 record: record.clone(),
                 shares: Vec::new(),
+                nonce: String::new(),
             };
             tracing::info!("sealed");
         }
@@ -270,7 +286,7 @@ impl AppState {
         let Some(fresh) = self.store.keyring().await? else {
             return Ok(());
         };
-        if let Inner::Sealed { record, shares } =
+        if let Inner::Sealed { record, shares, .. } =
             &mut *self.seal.0.write().expect("seal lock poisoned")
             && *record != fresh
         {
@@ -321,6 +337,7 @@ impl AppState {
             *inner = Inner::Sealed {
                 record,
                 shares: Vec::new(),
+                nonce: String::new(),
             };
         }
         Ok(true)
@@ -328,7 +345,7 @@ impl AppState {
 
     fn status(&self) -> SealStatus {
         let inner = self.seal.0.read().expect("seal lock poisoned");
-        let (record, sealed, progress) = match &*inner {
+        let (record, sealed, progress, nonce) = match &*inner {
             Inner::Unknown => {
                 return SealStatus {
                     initialized: false,
@@ -337,10 +354,15 @@ impl AppState {
                     shares: 0,
                     threshold: 0,
                     progress: 0,
+                    nonce: String::new(),
                 };
             }
-            Inner::Sealed { record, shares } => (record, true, shares.len()),
-            Inner::Unsealed { record, .. } => (record, false, 0),
+            Inner::Sealed {
+                record,
+                shares,
+                nonce,
+            } => (record, true, shares.len(), nonce.as_str()),
+            Inner::Unsealed { record, .. } => (record, false, 0, ""),
         };
         let (kind, shares, threshold) = match record.seal {
             SealConfig::KeyFile => ("key-file", 1, 1),
@@ -353,6 +375,11 @@ impl AppState {
             shares,
             threshold,
             progress: u8::try_from(progress).unwrap_or(u8::MAX),
+            nonce: if progress == 0 {
+                String::new()
+            } else {
+                nonce.to_owned()
+            },
         }
     }
 }

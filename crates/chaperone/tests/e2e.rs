@@ -397,17 +397,26 @@ fn production_mode_starts_sealed_and_unseals_with_a_threshold_of_shares() {
         ),
         "{body}"
     );
+    // The attempt has a nonce while it holds shares, as in OpenBao.
+    let nonce = body["nonce"].as_str().unwrap().to_owned();
+    assert_eq!(nonce.len(), 36, "{body}");
     // The same share again (a retry after a lost answer) changes nothing, as in OpenBao.
     let (status, body) = unseal(serde_json::json!({ "key": shares[4] }));
     assert_eq!(
-        (status, &body["progress"]),
-        (200, &serde_json::json!(1)),
+        (status, &body["progress"], body["nonce"].as_str()),
+        (200, &serde_json::json!(1), Some(nonce.as_str())),
         "{body}"
     );
     let (_, body) = unseal(serde_json::json!({ "reset": true }));
-    assert_eq!(body["progress"], 0, "{body}");
+    assert_eq!(
+        (&body["progress"], &body["nonce"]),
+        (&serde_json::json!(0), &serde_json::json!("")),
+        "{body}"
+    );
+    // A new attempt is another nonce.
     for share in [shares[2], shares[3]] {
-        unseal(serde_json::json!({ "key": share }));
+        let (_, body) = unseal(serde_json::json!({ "key": share }));
+        assert_ne!(body["nonce"].as_str().unwrap(), nonce, "{body}");
     }
     let (status, body) = unseal(serde_json::json!({ "key": shares[4] }));
     assert_eq!(

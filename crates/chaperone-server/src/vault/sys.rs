@@ -82,7 +82,7 @@ pub(crate) async fn seal_status(State(state): State<Arc<AppState>>) -> Result<Re
         "t": status.threshold,
         "n": status.shares,
         "progress": status.progress,
-        "nonce": "",
+        "nonce": status.nonce,
         "recovery_seal": false,
         "version": VERSION,
         "commit_date": "",
