@@ -888,6 +888,7 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
         "secret/metadata/acme/app/db",
         "secret/metadata/acme",
         "secret/metadata/globex",
+        "secret/metadata/acme/../globex",
         "secret/data/globex/db",
         "secret/destroy/acme/app/db",
         "auth/token/lookup-self",
@@ -908,6 +909,8 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
             // A folder on the way to the grant is listed, as listings show it.
             "secret/metadata/acme": ["list"],
             "secret/metadata/globex": ["deny"],
+            // Not a path a listing takes: nothing, as the listing itself is refused.
+            "secret/metadata/acme/../globex": ["deny"],
             "secret/data/globex/db": ["deny"],
             "secret/destroy/acme/app/db": ["deny"],
             "auth/token/lookup-self": ["read", "update"],

@@ -18,8 +18,8 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use chaperone_core::SecretPath;
 use chaperone_core::policy::{Resource, Role, decide};
+use chaperone_core::{SecretPath, SecretPrefix};
 use serde::Deserialize;
 use serde_json::{Map, json};
 
@@ -38,22 +38,25 @@ const MAX_PATHS: usize = 100;
 pub(crate) struct Body {
     #[serde(default, deserialize_with = "super::weak::strings")]
     paths: Option<Vec<String>>,
-    /// One path, answered also as `capabilities` (Vault's older form).
+    /// Vault's older name, read only when `paths` is not given.
     #[serde(default, deserialize_with = "super::weak::strings")]
     path: Option<Vec<String>>,
 }
 
 /// `POST|PUT sys/capabilities-self` with `paths` (a list, or one string of paths separated
-/// by commas) or `path`.
+/// by commas), or `path` when there is no `paths`, as OpenBao reads them. A question about
+/// one path is also answered as `capabilities` (Vault's older form).
 pub(crate) async fn capabilities_self(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<Body>,
 ) -> Result<Response, ApiError> {
-    let single = body.path.unwrap_or_default();
-    let mut paths = body.paths.unwrap_or_default();
-    paths.extend(single.iter().cloned());
+    let paths = body
+        .paths
+        .filter(|p| !p.is_empty())
+        .or(body.path)
+        .unwrap_or_default();
     if paths.is_empty() {
         return Ok(errors(StatusCode::BAD_REQUEST, "paths must be supplied"));
     }
@@ -64,11 +67,12 @@ pub(crate) async fn capabilities_self(
         ));
     }
     let mut data = Map::new();
+    let mut listing = Listing::new(&state).await?;
     for path in &paths {
-        let found = of(&state, &caller, path).await?;
+        let found = of(&state, &caller, &mut listing, path).await?;
         data.insert(path.clone(), json!(found));
     }
-    if let Some(path) = single.first() {
+    if let [path] = paths.as_slice() {
         data.insert("capabilities".to_owned(), data[path.as_str()].clone());
     }
     Ok(reply(StatusCode::OK, &envelope_flat(&info, data)))
@@ -80,7 +84,12 @@ static ROUTES: LazyLock<Vec<RouteSpec>> =
 
 /// The capabilities `caller` has on `path` (a Vault path, `secret/data/app/db`), sorted;
 /// `["deny"]` for none.
-async fn of(state: &AppState, caller: &Caller, path: &str) -> Result<Vec<&'static str>, ApiError> {
+async fn of(
+    state: &AppState,
+    caller: &Caller,
+    listing: &mut Listing,
+    path: &str,
+) -> Result<Vec<&'static str>, ApiError> {
     let path = path.trim_start_matches('/');
     let full = format!("/v1/{path}");
     let mut found = BTreeSet::new();
@@ -130,7 +139,7 @@ async fn of(state: &AppState, caller: &Caller, path: &str) -> Result<Vec<&'stati
         }
     }
     if let Some(folder) = listed_folder(path)
-        && may_list(state, caller, &folder).await?
+        && may_list(state, caller, listing, &folder).await?
     {
         found.insert("list");
     }
@@ -155,24 +164,30 @@ fn method_capabilities(method: &Method, pattern: &str) -> &'static [&'static str
 }
 
 /// The folder a `LIST` of `path` would list (`""` for the root, else ending in `/`), for
-/// paths under `secret/metadata`.
+/// paths under `secret/metadata` that a listing would take (`SecretPrefix`: no `..`).
 fn listed_folder(path: &str) -> Option<String> {
     let rest = path.strip_prefix("secret/metadata")?;
     if !rest.is_empty() && !rest.starts_with('/') {
         return None;
     }
     let folder = rest.trim_matches('/');
-    Some(if folder.is_empty() {
-        String::new()
-    } else {
-        format!("{folder}/")
-    })
+    if folder.is_empty() {
+        return Some(String::new());
+    }
+    SecretPrefix::parse(folder)
+        .ok()
+        .map(|prefix| prefix.as_str().to_owned())
 }
 
 /// Whether a listing of `folder` would be allowed and show it: the route's decision, then
 /// the folder as a listing of its parent would show it (the root is shown to whoever may
 /// list).
-async fn may_list(state: &AppState, caller: &Caller, folder: &str) -> Result<bool, ApiError> {
+async fn may_list(
+    state: &AppState,
+    caller: &Caller,
+    listing: &mut Listing,
+    folder: &str,
+) -> Result<bool, ApiError> {
     let route = decide(
         &caller.principal,
         chaperone_core::policy::Action::SecretList,
@@ -185,10 +200,7 @@ async fn may_list(state: &AppState, caller: &Caller, folder: &str) -> Result<boo
     if folder.is_empty() {
         return Ok(true);
     }
-    Listing::new(state)
-        .await?
-        .shows(state, caller, folder)
-        .await
+    listing.shows(state, caller, folder).await
 }
 
 /// The parameter `path` gives a route `pattern` (`""` when it has none), if it matches:
@@ -253,6 +265,8 @@ mod tests {
         );
         assert_eq!(listed_folder("secret/metadata/a/"), Some("a/".to_owned()));
         assert_eq!(listed_folder("secret/metadatax"), None);
+        assert_eq!(listed_folder("secret/metadata/a/../b"), None);
+        assert_eq!(listed_folder("secret/metadata/a//b"), None);
         assert_eq!(listed_folder("secret/data/a"), None);
     }
 }

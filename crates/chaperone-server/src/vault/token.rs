@@ -750,6 +750,7 @@ mod tests {
             ("500ms", 1),
             ("1ns", 1),
             ("0ms", 0),
+            ("+1h", 3600),
         ] {
             assert_eq!(duration(text), Ok(seconds), "{text}");
         }
@@ -766,6 +767,18 @@ mod tests {
             "1h-5m",
             "99999999999999999999s",
             "99999999999999999999999999999999999999999h",
+            // Past what 128 bits hold once the fraction is added.
+            "340282366920938463463374607431768211.9us",
+            "94522879700260684295381835.9h",
+            // Units and characters Go does not take.
+            "1\u{b5}",
+            "1\u{3bc}",
+            "5\u{e9}",
+            ".",
+            "\u{b5}s",
+            "+",
+            "++1h",
+            "1h+1m",
         ] {
             assert!(duration(bad).is_err(), "{bad}");
         }

@@ -52,7 +52,8 @@ pub(crate) fn parse_ttl(text: &str, max_secs: i64) -> Result<Option<i64>, String
 /// Go's form (`time.ParseDuration`, which OpenBao reads them with): number-unit pairs,
 /// each number with an optional fraction, units `ns`, `us` (`µs`), `ms`, `s`, `m`, `h`, and
 /// `d` as OpenBao also takes (`10m0s`, `1h30m`, `1.5h`, `0s`). Zero is a duration (clients
-/// send `0s` for "unset"). Negative durations are refused.
+/// send `0s` for "unset"). A leading `+` is allowed, as in Go; negative durations are
+/// refused.
 ///
 /// Security decision: a part of a second is dropped, except that a duration under one
 /// second counts as one second. Zero means "unset", which for a token is the server's
@@ -64,6 +65,7 @@ pub(crate) fn duration(text: &str) -> Result<i64, String> {
     if let Ok(secs) = text.parse::<i64>() {
         return u64::try_from(secs).map(|_| secs).map_err(|_| bad());
     }
+    let text = text.strip_prefix('+').unwrap_or(text);
     if text.is_empty() {
         return Err(bad());
     }
@@ -103,7 +105,9 @@ pub(crate) fn duration(text: &str) -> Result<i64, String> {
         let mut scale = per;
         for digit in fraction.bytes() {
             scale /= 10;
-            part += u128::from(digit - b'0') * scale;
+            part = part
+                .checked_add(u128::from(digit - b'0') * scale)
+                .ok_or_else(bad)?;
         }
         nanos = nanos.checked_add(part).ok_or_else(bad)?;
         rest = next;

@@ -555,6 +555,9 @@ def test_capabilities_match(openbao):
             requests.post(url, headers=plain, json={"paths": paths}),
             requests.post(url, headers=plain, json={"path": "secret/data/contract/cap"}),
             requests.post(url, headers=plain, json={"paths": ",".join(paths)}),
+            # One path in `paths` is answered as `capabilities` too; `path` yields to `paths`.
+            requests.post(url, headers=plain, json={"paths": paths[:1]}),
+            requests.post(url, headers=plain, json={"paths": paths, "path": "secret/data/other"}),
             requests.post(url, headers=plain, json={}),
             requests.get(url, headers=plain),
             requests.post(url, headers={"X-Vault-Token": made}, json={"paths": paths}),
