@@ -238,6 +238,33 @@ impl WatchState {
         let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
         let ip = entry["client_ip"].as_str();
 
+        // The right password with a wrong second factor, from a network the person has not
+        // been seen acting from: someone else may hold the password. (From a known network it
+        // is most likely the person's own typing; failures count for bursts either way.)
+        if action == "auth.login"
+            && !success
+            && let Some(wrong @ ("totp" | "recovery_code")) = entry["details"]["wrong"].as_str()
+            && let (Some(person), Some(net)) = (person, ip.and_then(network))
+            && self
+                .networks
+                .get(person)
+                .is_some_and(|known| !known.is_empty() && !known.contains(&net))
+        {
+            alerts.push(Alert {
+                key: format!("password-known/{person}/{net}"),
+                kind: "password_known",
+                severity: "high",
+                title: format!(
+                    "{}'s password was given from a new network, {net}, with a wrong second \
+                     factor",
+                    name(person)
+                ),
+                subject: name(person),
+                vendor_id: vendor.clone(),
+                seq,
+                details: json!({ "network": net, "wrong": wrong, "person_id": person }),
+            });
+        }
         // Wrong step-up codes (a stolen session guessing the second factor) and enrolment
         // codes count with wrong passwords.
         if matches!(action, "auth.login" | "auth.verify" | "auth.enroll")
@@ -646,6 +673,49 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(old.next, 7);
+    }
+
+    #[test]
+    fn a_right_password_with_a_wrong_code_from_a_new_network_is_an_alert() {
+        let settings = WatchSettings {
+            business_hours: None,
+            ..WatchSettings::default()
+        };
+        let names = HashMap::from([("per_1".to_owned(), "ann".to_owned())]);
+        let mut state = WatchState::default();
+        let login = |outcome: &str, ip: &str, wrong: Option<&str>| {
+            let mut entry = json!({ "time": "2027-01-15T10:00:00Z", "action": "auth.login",
+                                    "outcome": outcome, "resource": "ann", "client_ip": ip,
+                                    "actor": { "person": "per_1" }, "details": {} });
+            if let Some(wrong) = wrong {
+                entry["details"]["wrong"] = json!(wrong);
+            }
+            entry
+        };
+        let kinds = |alerts: Vec<Alert>| -> Vec<(&'static str, String)> {
+            alerts.into_iter().map(|a| (a.kind, a.key)).collect()
+        };
+        // Nothing is known of a person never seen: no network is new to them yet.
+        let first = login("denied", "203.0.113.9", Some("totp"));
+        assert!(kinds(state.learn(&settings, 1, &first, &names)).is_empty());
+        state.learn(&settings, 2, &login("success", "203.0.113.9", None), &names);
+        // From the known network: a typo, not an alert.
+        let known = login("denied", "203.0.113.10", Some("totp"));
+        assert!(kinds(state.learn(&settings, 3, &known, &names)).is_empty());
+        // A wrong password from a new network says nothing of the password.
+        let guess = login("denied", "198.51.100.7", Some("password"));
+        assert!(kinds(state.learn(&settings, 4, &guess, &names)).is_empty());
+        for (seq, wrong) in [(5, "totp"), (6, "recovery_code")] {
+            let stolen = login("denied", "198.51.100.7", Some(wrong));
+            assert_eq!(
+                kinds(state.learn(&settings, seq, &stolen, &names)),
+                [(
+                    "password_known",
+                    "password-known/per_1/198.51.100.0/24".to_owned()
+                )],
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

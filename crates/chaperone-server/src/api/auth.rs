@@ -70,7 +70,11 @@ struct Session {
 
 /// A refused login, and which credential was wrong when one was. The answer's code is
 /// `invalid_credentials` for each; the ledger entry also names the factor, since a right
-/// password with a wrong second factor means someone else may know the password.
+/// password with a wrong second factor means someone else may know the password (the
+/// anomaly watch raises `password_known` for one from a new network). Security decision:
+/// the answer's message still says which factor was wrong. A login without a code must be
+/// told `mfa_required` once its password is right, so the password's correctness is learnt
+/// either way; the lockout bounds how many passwords can be tried.
 struct Refusal {
     error: ApiError,
     wrong: Option<&'static str>,
