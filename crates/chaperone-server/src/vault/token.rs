@@ -358,8 +358,17 @@ async fn create_token(
     Ok(auth_reply(info, auth, &warnings))
 }
 
-/// The warning of a renewal: the TTL stays as it is.
-const NOT_RENEWABLE: &str = "Chaperone tokens are not renewable; the TTL is unchanged";
+/// The answer to a renewal of `token`: its unchanged remaining TTL, with a warning that says
+/// so.
+fn renewed(state: &AppState, info: &RequestInfo, token: &str, record: &TokenRecord) -> Response {
+    let now = state.clock.now().unix_secs();
+    let auth = auth_block(token, record, policy_of(record), now);
+    auth_reply(
+        info,
+        auth,
+        &["Chaperone tokens are not renewable; the TTL is unchanged".to_owned()],
+    )
+}
 
 /// `POST auth/token/renew-self`: Chaperone tokens are not renewable, so the answer carries
 /// the unchanged remaining TTL and says so, as Vault does for a token at its maximum TTL.
@@ -371,9 +380,7 @@ pub(crate) async fn renew_self(
 ) -> Result<Response, ApiError> {
     let record = own_record(&state, &caller).await?;
     let token = presented_token(&headers).unwrap_or_default();
-    let now = state.clock.now().unix_secs();
-    let auth = auth_block(&token, &record, policy_of(&record), now);
-    Ok(auth_reply(&info, auth, &[NOT_RENEWABLE.to_owned()]))
+    Ok(renewed(&state, &info, &token, &record))
 }
 
 /// `POST auth/token/renew` with `{"token": ...}` (`bao token renew TOKEN`): for a token the
@@ -387,11 +394,7 @@ pub(crate) async fn renew(
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response, ApiError> {
     match managed_by_token(&state, &caller, &body.token, Purpose::Lookup).await? {
-        Some(record) => {
-            let now = state.clock.now().unix_secs();
-            let auth = auth_block(&body.token, &record, policy_of(&record), now);
-            Ok(auth_reply(&info, auth, &[NOT_RENEWABLE.to_owned()]))
-        }
+        Some(record) => Ok(renewed(&state, &info, &body.token, &record)),
         None if caller.principal.role == Role::Admin => Ok(refused(
             errors(StatusCode::BAD_REQUEST, "token not found"),
             BAD_TOKEN,
