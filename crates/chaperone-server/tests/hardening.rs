@@ -490,6 +490,43 @@ fn text_with_a_nul_character_is_refused_on_every_backend() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_is_named_by_its_field_and_never_quoted() {
+    let s = Server::start();
+    let secret = "wrong-place-Zq81";
+    s.remember(secret);
+    let (status, body) = s.call(
+        "PUT",
+        "/api/v1/secrets/data/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "data": { "k": "v" }, "cas": secret })),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "`cas` has the wrong type or is out of range (line 1, column 25)"
+    );
+    let (status, body) = s.call(
+        "POST",
+        "/v1/secret/data/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "data": { "k": "v" }, "options": { "cas": secret } })),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    let message = body["errors"][0].as_str().unwrap();
+    assert!(
+        message.starts_with("`options.cas` has the wrong type"),
+        "{message}"
+    );
+    assert!(!body.to_string().contains(secret));
+    // (A login, so that the check below knows the logs were captured.)
+    let max = s.person("max", "member", None);
+    s.login(&max);
+    s.assert_no_secret_logged();
+}
+
+#[test]
 fn a_version_change_names_a_bounded_list_of_versions() {
     let s = Server::start();
     common::write(&s, "team/db", "v1-Rk31");

@@ -1260,25 +1260,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "text may not contain NUL characters (\\u0000)",
             ));
         }
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|err| {
-            let message = match err.classify() {
-                serde_json::error::Category::Data => {
-                    let text = err.to_string();
-                    if text.starts_with("missing field") || text.starts_with("unknown field") {
-                        text
-                    } else {
-                        format!(
-                            "a value has the wrong type or is out of range at line {} column {}",
-                            err.line(),
-                            err.column()
-                        )
-                    }
-                }
-                _ => format!("the request body is not valid JSON: {err}"),
-            };
-            ApiError::bad_request("invalid_body", message)
-        })
+        parse_body(&bytes).map(ApiJson)
     }
+}
+
+/// Reads a JSON request body. A value of the wrong type is named by its field (`options.cas`,
+/// `versions[1]`) and position, never quoted: serde's own message would repeat the value,
+/// and a value in the wrong place may be a secret.
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let parsed = match serde_path_to_error::deserialize(&mut reader) {
+        Ok(value) => reader
+            .end()
+            .map(|()| value)
+            .map_err(|e| (".".to_owned(), e)),
+        Err(err) => Err((err.path().to_string(), err.into_inner())),
+    };
+    parsed.map_err(|(field, err)| {
+        let message = match err.classify() {
+            serde_json::error::Category::Data => {
+                let text = err.to_string();
+                if text.starts_with("missing field") || text.starts_with("unknown field") {
+                    text
+                } else if field == "." {
+                    format!(
+                        "a value has the wrong type or is out of range at line {} column {}",
+                        err.line(),
+                        err.column()
+                    )
+                } else {
+                    format!(
+                        "`{field}` has the wrong type or is out of range (line {}, column {})",
+                        err.line(),
+                        err.column()
+                    )
+                }
+            }
+            _ => format!("the request body is not valid JSON: {err}"),
+        };
+        ApiError::bad_request("invalid_body", message)
+    })
 }
 
 #[cfg(test)]
