@@ -1781,6 +1781,30 @@ fn tokens_made_through_the_vault_api_end_with_the_session_that_made_them() {
         (status, &body),
         (403, &json!({ "errors": ["permission denied"] }))
     );
+    // A token is minted only within the step-up window; capabilities-self says so too.
+    let can_create = || {
+        let body = json!({ "paths": ["auth/token/create", "auth/token/lookup-self"] });
+        s.ok(
+            "POST",
+            "/v1/sys/capabilities-self",
+            Some(&session),
+            Some(body),
+        )["data"]
+            .clone()
+    };
+    assert_eq!(can_create()["auth/token/create"], json!(["update"]));
+    s.clock.advance_secs(16 * 60);
+    let after = can_create();
+    assert_eq!(after["auth/token/create"], json!(["deny"]));
+    assert_eq!(after["auth/token/lookup-self"], json!(["read", "update"]));
+    let (status, _) = s.call(
+        "POST",
+        "/v1/auth/token/create",
+        Some(&session),
+        Some(json!({ "ttl": "1h" })),
+        None,
+    );
+    assert_eq!(status, 403);
 
     // Ending the session ends the child, recorded as revoked with it.
     let path = format!("/api/v1/auth/tokens/{session_id}");

@@ -616,6 +616,23 @@ pub(crate) struct Minting<'a> {
     pub(crate) meta: std::collections::BTreeMap<String, String>,
 }
 
+/// Whether `caller` may mint a token now. A person's token needs a recent TOTP
+/// verification: a token (scoped ones skip step-up) must not be obtainable with a password
+/// alone. Tokens of no person (the initial admin token's) have no second factor to ask for.
+pub(crate) fn may_mint(state: &AppState, caller: &Caller) -> bool {
+    let window = state
+        .settings
+        .auth
+        .step_up_secs
+        .saturating_mul(1_000_000_000);
+    caller.person_id.is_none()
+        || chaperone_core::policy::verified_within(
+            caller.principal.mfa_verified_at,
+            state.clock.now(),
+            window,
+        )
+}
+
 pub(crate) async fn mint_token(
     state: &AppState,
     caller: &Caller,
@@ -638,19 +655,7 @@ pub(crate) async fn mint_token(
             ),
         ));
     }
-    // Minting a token needs a recent TOTP verification: a token (scoped ones skip step-up)
-    // must not be obtainable with a password alone.
-    let window = state
-        .settings
-        .auth
-        .step_up_secs
-        .saturating_mul(1_000_000_000);
-    let fresh = chaperone_core::policy::verified_within(
-        caller.principal.mfa_verified_at,
-        state.clock.now(),
-        window,
-    );
-    if caller.person_id.is_some() && !fresh {
+    if !may_mint(state, caller) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "step_up_required",

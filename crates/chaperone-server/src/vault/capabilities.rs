@@ -60,6 +60,9 @@ pub(crate) async fn capabilities_self(
     if paths.is_empty() {
         return Ok(errors(StatusCode::BAD_REQUEST, "paths must be supplied"));
     }
+    if paths.iter().any(|p| p.trim().is_empty()) {
+        return Ok(errors(StatusCode::BAD_REQUEST, "missing path"));
+    }
     if paths.len() > MAX_PATHS {
         return Ok(errors(
             StatusCode::BAD_REQUEST,
@@ -101,9 +104,7 @@ async fn of(
         let Some(param) = matched(spec.path, &full) else {
             continue;
         };
-        // The route's own check, which the policy does not see: only an admin makes an
-        // orphan (`token::create_orphan`).
-        if spec.path == "/v1/auth/token/create-orphan" && caller.principal.role != Role::Admin {
+        if refused_by_handler(state, caller, spec.path) {
             continue;
         }
         let allowed = match (spec.action, spec.on) {
@@ -147,6 +148,19 @@ async fn of(
         found.insert("deny");
     }
     Ok(found.into_iter().collect())
+}
+
+/// Whether the handler of `route` refuses `caller` by a check of its own, which the policy
+/// does not make: minting a token needs a recent step-up (`api::auth::may_mint`), and only
+/// an admin makes an orphan (`token::create_orphan`).
+fn refused_by_handler(state: &AppState, caller: &Caller, route: &str) -> bool {
+    match route {
+        "/v1/auth/token/create" => !crate::api::auth::may_mint(state, caller),
+        "/v1/auth/token/create-orphan" => {
+            caller.principal.role != Role::Admin || !crate::api::auth::may_mint(state, caller)
+        }
+        _ => false,
+    }
 }
 
 /// What a method on a route is, in Vault's capabilities.

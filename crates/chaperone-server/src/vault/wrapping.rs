@@ -36,7 +36,9 @@ const INVALID: &str = "wrapping token is not valid or does not exist";
 /// A wrap TTL as Vault clients send it: seconds (`300`) or a duration (`5m`, `5m0s`).
 /// Zero or blank means unset (the answer is not wrapped), as for OpenBao.
 pub(crate) fn parse_ttl(text: &str, max_secs: i64) -> Result<Option<i64>, String> {
-    if text.trim().is_empty() {
+    // A header's value comes without the spaces around it.
+    let text = text.trim();
+    if text.is_empty() {
         return Ok(None);
     }
     match duration(text)? {
@@ -52,15 +54,14 @@ pub(crate) fn parse_ttl(text: &str, max_secs: i64) -> Result<Option<i64>, String
 /// Go's form (`time.ParseDuration`, which OpenBao reads them with): number-unit pairs,
 /// each number with an optional fraction, units `ns`, `us` (`µs`), `ms`, `s`, `m`, `h`, and
 /// `d` as OpenBao also takes (`10m0s`, `1h30m`, `1.5h`, `0s`). Zero is a duration (clients
-/// send `0s` for "unset"). A leading `+` is allowed, as in Go; negative durations are
-/// refused.
+/// send `0s` for "unset"). A leading `+` is allowed, as in Go; spaces and negative
+/// durations are refused, as OpenBao refuses them.
 ///
 /// Security decision: a part of a second is dropped, except that a duration under one
 /// second counts as one second. Zero means "unset", which for a token is the server's
 /// maximum: `500ms` must not become the longest TTL there is.
 pub(crate) fn duration(text: &str) -> Result<i64, String> {
     const SECOND: u128 = 1_000_000_000;
-    let text = text.trim();
     let bad = || format!("`{text}` is not a duration like 300, 5m, 1.5h or 1h30m0s");
     if let Ok(secs) = text.parse::<i64>() {
         return u64::try_from(secs).map(|_| secs).map_err(|_| bad());
