@@ -1703,6 +1703,11 @@ fn tokens_made_through_the_vault_api_end_with_the_session_that_made_them() {
     let child_id = made["auth"]["accessor"].as_str().unwrap().to_owned();
     s.remember(&child);
     assert_eq!(made["auth"]["orphan"], false);
+    let warned = made["warnings"][0].as_str().unwrap();
+    assert!(
+        warned.starts_with("TTL of \"1000h\" exceeded the parent token's remaining TTL of \""),
+        "{warned}"
+    );
     let looked = s.ok("GET", "/v1/auth/token/lookup-self", Some(&child), None);
     assert_eq!(looked["data"]["expire_time"], login["expires_time"]);
     assert_eq!(looked["data"]["orphan"], false);

@@ -328,6 +328,22 @@ async fn create_token(
     } else {
         Some(own_record(state, &caller).await?)
     };
+    // A child expires no later than its parent (`mint_token`): said, not done silently.
+    if let Some(ends) = parent.as_ref().and_then(|p| p.expires_at) {
+        let left = i64::try_from(
+            ends.unix_secs()
+                .saturating_sub(state.clock.now().unix_secs()),
+        )
+        .unwrap_or(i64::MAX);
+        if left < ttl {
+            warnings.push(format!(
+                "TTL of \"{}\" exceeded the parent token's remaining TTL of \"{}\"; the \
+                 token expires with its parent",
+                go_duration(ttl),
+                go_duration(left)
+            ));
+        }
+    }
     let meta = body.meta.flatten().unwrap_or_default();
     // Vault's limits on key/value labels, as for a secret's custom metadata.
     chaperone_core::secret::check_custom_metadata(&meta)
