@@ -77,9 +77,12 @@ fn share_text(s: &Server, token: &str, text: &str, extra: Value) -> (String, Sha
     let key = ShareKey::generate();
     let sealed = share::seal(&key, &id, header, text.as_bytes());
     let path = format!("/api/v1/shares/{id}/content");
-    // Without the key's proof the upload is refused.
-    let (status, _) = raw(s, "PUT", &path, Some(token), sealed.clone(), None);
+    // Without the key's proof the upload is refused, before its body is read. (Sent with no
+    // body: the server answers and closes without reading one, and a client still writing
+    // a body would see the connection close instead of the answer.)
+    let (status, answer) = raw(s, "PUT", &path, Some(token), Vec::new(), None);
     assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&answer).contains("X-Share-Proof"));
     let proof = share::open_proof(&key, &id);
     let (status, _) = raw(s, "PUT", &path, Some(token), sealed, Some(&proof));
     assert_eq!(status, 204);
