@@ -633,6 +633,13 @@ pub(crate) fn may_mint(state: &AppState, caller: &Caller) -> bool {
         )
 }
 
+/// Whether `caller` may mint a token without a parent (Vault's orphan): an admin only, as
+/// only root or sudo may in Vault. An orphan outlives the session it was made with and that
+/// session's revocation.
+pub(crate) fn may_orphan(caller: &Caller) -> bool {
+    caller.principal.role == Role::Admin
+}
+
 pub(crate) async fn mint_token(
     state: &AppState,
     caller: &Caller,

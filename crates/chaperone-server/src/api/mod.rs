@@ -50,6 +50,29 @@ pub(crate) struct RouteSpec {
     pub(crate) path: &'static str,
     pub(crate) action: Option<Action>,
     pub(crate) on: On,
+    /// A check the handler makes itself, beyond the decision on `action`.
+    pub(crate) guard: Option<Guard>,
+}
+
+/// A check a route's handler makes of its own, beyond the policy's decision on the route's
+/// action. It is kept on the route so that `sys/capabilities-self` answers what the handler
+/// would do, from the functions the handler calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// Minting a token: a person's token needs a recent step-up (`auth::may_mint`).
+    Mint,
+    /// Minting a token without a parent: an admin's (`auth::may_orphan`), as for `Mint`.
+    MintOrphan,
+}
+
+impl Guard {
+    /// Whether the handler's own check lets `caller` through now.
+    pub(crate) fn allows(self, state: &AppState, caller: &crate::auth::Caller) -> bool {
+        match self {
+            Guard::Mint => auth::may_mint(state, caller),
+            Guard::MintOrphan => auth::may_orphan(caller) && auth::may_mint(state, caller),
+        }
+    }
 }
 
 /// One route-table entry: the route's spec and its handler.
@@ -71,8 +94,23 @@ where
             path,
             action,
             on,
+            guard: None,
         },
         axum::routing::on(filter, handler),
+    )
+}
+
+/// A route-table entry whose handler makes the check `guard` of its own.
+pub(crate) fn guarded(
+    guard: Guard,
+    (spec, handler): (RouteSpec, MethodRouter<Arc<AppState>>),
+) -> (RouteSpec, MethodRouter<Arc<AppState>>) {
+    (
+        RouteSpec {
+            guard: Some(guard),
+            ..spec
+        },
+        handler,
     )
 }
 
@@ -258,12 +296,15 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             On::System,
             auth::list_tokens,
         ),
-        route(
-            M::POST,
-            "/api/v1/auth/tokens",
-            Some(OwnTokens),
-            On::System,
-            auth::create_token,
+        guarded(
+            Guard::Mint,
+            route(
+                M::POST,
+                "/api/v1/auth/tokens",
+                Some(OwnTokens),
+                On::System,
+                auth::create_token,
+            ),
         ),
         route(
             M::DELETE,

@@ -18,7 +18,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use chaperone_core::policy::{Resource, Role, decide};
+use chaperone_core::policy::{Resource, decide};
 use chaperone_core::{SecretPath, SecretPrefix};
 use serde::Deserialize;
 use serde_json::{Map, json};
@@ -104,7 +104,7 @@ async fn of(
         let Some(param) = matched(spec.path, &full) else {
             continue;
         };
-        if refused_by_handler(state, caller, spec.path) {
+        if spec.guard.is_some_and(|guard| !guard.allows(state, caller)) {
             continue;
         }
         let allowed = match (spec.action, spec.on) {
@@ -148,19 +148,6 @@ async fn of(
         found.insert("deny");
     }
     Ok(found.into_iter().collect())
-}
-
-/// Whether the handler of `route` refuses `caller` by a check of its own, which the policy
-/// does not make: minting a token needs a recent step-up (`api::auth::may_mint`), and only
-/// an admin makes an orphan (`token::create_orphan`).
-fn refused_by_handler(state: &AppState, caller: &Caller, route: &str) -> bool {
-    match route {
-        "/v1/auth/token/create" => !crate::api::auth::may_mint(state, caller),
-        "/v1/auth/token/create-orphan" => {
-            caller.principal.role != Role::Admin || !crate::api::auth::may_mint(state, caller)
-        }
-        _ => false,
-    }
 }
 
 /// What a method on a route is, in Vault's capabilities.

@@ -33,7 +33,7 @@ use chaperone_ledger::entry::Actor;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{On, RouteSpec, route};
+use crate::api::{Guard, On, RouteSpec, guarded, route};
 use crate::record::RequestInfo;
 
 /// The mount Chaperone's secrets appear under, as a KV version 2 engine.
@@ -147,18 +147,24 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         On::System,
         token::lookup_self,
     ));
-    routes.extend(both(
-        "/v1/auth/token/create",
-        Some(OwnTokens),
-        On::System,
-        token::create,
-    ));
-    routes.extend(both(
-        "/v1/auth/token/create-orphan",
-        Some(OwnTokens),
-        On::System,
-        token::create_orphan,
-    ));
+    routes.extend(
+        both(
+            "/v1/auth/token/create",
+            Some(OwnTokens),
+            On::System,
+            token::create,
+        )
+        .map(|r| guarded(Guard::Mint, r)),
+    );
+    routes.extend(
+        both(
+            "/v1/auth/token/create-orphan",
+            Some(OwnTokens),
+            On::System,
+            token::create_orphan,
+        )
+        .map(|r| guarded(Guard::MintOrphan, r)),
+    );
     routes.extend(both(
         "/v1/auth/token/renew",
         Some(OwnTokens),

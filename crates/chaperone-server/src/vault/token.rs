@@ -19,7 +19,7 @@ use super::wrapping::duration;
 use super::{envelope, errors, no_content, refused, reply};
 use crate::api::ApiJson;
 use crate::api::auth::{
-    LoginRequest, Minting, may_manage_token, mint_token, perform_login, revoke,
+    LoginRequest, Minting, may_manage_token, may_orphan, mint_token, perform_login, revoke,
 };
 use crate::auth::{Caller, lineage, presented_token};
 use crate::record::{Record, RequestInfo};
@@ -259,7 +259,7 @@ pub(crate) async fn create_orphan(
     Extension(info): Extension<RequestInfo>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if caller.principal.role != Role::Admin {
+    if !may_orphan(&caller) {
         return Ok(refused(
             errors(StatusCode::FORBIDDEN, "permission denied"),
             "orphan_not_permitted",
@@ -314,7 +314,7 @@ async fn create_token(
     let no_parent = orphan || body.no_parent.unwrap_or(false);
     // An orphan outlives the session it was made with (and a revocation of it): asked for
     // by anyone but an admin, the refusal is recorded.
-    if no_parent && caller.principal.role != Role::Admin {
+    if no_parent && !may_orphan(&caller) {
         return Ok(refused(
             errors(
                 StatusCode::BAD_REQUEST,
