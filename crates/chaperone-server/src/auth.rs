@@ -432,7 +432,7 @@ pub(crate) async fn lineage(
     }
     // A person's token made from their session (through the Vault API) ends with it, idle
     // included; the session's own use is what counts, not the child's. Every ancestor is
-    // checked, however deep the tree (a child that verified a TOTP code may make tokens).
+    // checked, however deep the tree.
     if record.person_id.is_some() {
         let mut next = record.parent_id.clone();
         for _ in 0..MAX_TOKEN_DEPTH {

@@ -600,8 +600,63 @@ fn confidential_reads_need_step_up_and_scoped_tokens_carry_scope() {
     );
     let broad = broad["token"].as_str().unwrap().to_owned();
     s.remember(&broad);
-    // The verification lasts 15 minutes.
+    // Tokens that are not a login session (an API token, a Vault child of the session)
+    // cannot step up, even with the right code: their verification would outlive the
+    // session (a child would mint tokens that survive the logout).
+    let unscoped = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&token),
+        Some(json!({ "ttl": "8h" })),
+    );
+    let unscoped = unscoped["token"].as_str().unwrap().to_owned();
+    s.remember(&unscoped);
+    let child = s.ok(
+        "POST",
+        "/v1/auth/token/create",
+        Some(&token),
+        Some(json!({ "ttl": "1h" })),
+    );
+    let child = child["auth"]["client_token"].as_str().unwrap().to_owned();
+    s.remember(&child);
     s.clock.advance_secs(16 * 60);
+    for other in [&unscoped, &child] {
+        assert_eq!(
+            error(
+                &s,
+                "POST",
+                "/api/v1/auth/verify",
+                other,
+                Some(json!({ "totp": s.code(&m, 0) }))
+            ),
+            (403, "session_required".into())
+        );
+    }
+    assert_eq!(
+        error(
+            &s,
+            "GET",
+            "/api/v1/secrets/data/fin/ledger",
+            &unscoped,
+            None
+        ),
+        (403, "step_up_required".into())
+    );
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&unscoped),
+        Some(json!({ "ttl": "30d" })),
+        None,
+    );
+    assert_eq!(status, 403, "a token that cannot step up mints nothing");
+    let refusals = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["outcome"] == "denied" && e["reasons"] == json!(["session_required"]))
+        .count();
+    assert_eq!(refusals, 2, "both refusals are recorded");
+    // The verification lasts 15 minutes (the session's is already older).
     assert_eq!(
         error(&s, "GET", "/api/v1/secrets/data/fin/ledger", &broad, None),
         (403, "step_up_required".into())
@@ -2197,8 +2252,8 @@ fn sessions_end_after_half_an_hour_unused_and_api_tokens_do_not() {
     s.clock.advance_secs(15 * 60);
     assert_eq!(me(&third).0, 401, "idle since the login");
 
-    // However deep the tokens made from a session, they end with it: a child that verified
-    // a TOTP code makes a grandchild, and both end when the session goes idle.
+    // A child of a session makes no tokens of its own: it cannot step up (that is the
+    // session's), so the tree under a session is one level deep, and ends with it.
     let fourth = s.login(&mia);
     let made = s.ok("POST", "/v1/auth/token/create", Some(&fourth), None);
     let child = made["auth"]["client_token"].as_str().unwrap().to_owned();
@@ -2211,13 +2266,12 @@ fn sessions_end_after_half_an_hour_unused_and_api_tokens_do_not() {
         Some(json!({ "totp": code })),
         None,
     );
-    assert_eq!(verified.0, 204, "{}", verified.1);
-    let made = s.ok("POST", "/v1/auth/token/create", Some(&child), None);
-    let grandchild = made["auth"]["client_token"].as_str().unwrap().to_owned();
-    s.remember(&grandchild);
-    assert_eq!(me(&grandchild).0, 200);
+    assert_eq!(verified.0, 403, "{}", verified.1);
+    let (status, body) = s.call("POST", "/v1/auth/token/create", Some(&child), None, None);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(me(&child).0, 200);
     s.clock.advance_secs(31 * 60);
-    let (status, body) = me(&grandchild);
+    let (status, body) = me(&child);
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "session_idle", "{body}");
 }

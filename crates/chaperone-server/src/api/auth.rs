@@ -434,6 +434,20 @@ pub(crate) async fn verify(
             "this token belongs to no person",
         ));
     };
+    // Security decision: a step-up is made on a login session only. An API token or a
+    // token made from a session (the Vault API's children) that could verify a code would
+    // carry the verification past its session: a ten-minute child would mint a month-long
+    // token that outlives the logout, and a token minted for a script would read
+    // step-up data. Refused (403, recorded by the authorisation layer) before any code is
+    // checked, so such a token cannot spend the person's step-up attempts either.
+    if caller.kind != TokenKind::Session {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_required",
+            "a step-up is made on a login session, not with a token: log in \
+             (`chaperone login`) and run `chaperone verify` there",
+        ));
+    }
     let person = state
         .store
         .person(person_id)
