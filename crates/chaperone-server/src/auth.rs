@@ -205,14 +205,15 @@ async fn check(
     let Some(action) = route.action else {
         return Ok(Request::from_parts(parts, body));
     };
-    let mut caller = match authenticate(state, &parts.headers, peer(&parts)).await {
+    let mut caller = match authenticate_known(state, &parts.headers, peer(&parts)).await {
         Ok(caller) => caller,
-        Err(error) => {
+        Err(BadCredential { error, actor }) => {
             // Refused credentials are recorded; a sealed server has nothing to record with.
             if error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN {
-                let mut record = Record::new(action.as_str(), route.path, Outcome::Denied);
+                let resource = refused_resource(route.on, &mut parts).await;
+                let mut record = Record::new(action.as_str(), &resource, Outcome::Denied);
                 record.reasons.push(error.code.to_owned());
-                state.record(&info, Actor::default(), record).await?;
+                state.record(&info, actor, record).await?;
             }
             return Err(error);
         }
@@ -255,10 +256,10 @@ async fn check(
             .expect("a denial has a reason");
         tracing::info!(token = %caller.token_id, route = %route.path, ?action, reason = reason.code(), "denied");
         let resource = match resource {
-            Resource::Secret(path, _) => path.as_str(),
-            _ => route.path,
+            Resource::Secret(path, _) => path.as_str().to_owned(),
+            _ => refused_resource(route.on, &mut parts).await,
         };
-        let record = Record::denied(action.as_str(), resource, &decision);
+        let record = Record::denied(action.as_str(), &resource, &decision);
         state.record(&info, caller.actor(), record).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -271,6 +272,41 @@ async fn check(
     }
     parts.extensions.insert(caller);
     Ok(Request::from_parts(parts, body))
+}
+
+/// The longest request path a refusal's entry carries whole; a longer one is cut there.
+const MAX_RECORDED_PATH: usize = 512;
+
+/// What a refused request was aimed at, for its ledger entry: the secret path or the
+/// listed folder as the route's successes record them, else the request's own path (such
+/// as `/api/v1/requests/req_.../approve`), never the route's pattern. A secret path or
+/// folder that is not valid is recorded as the request's path; a path is cut at
+/// [`MAX_RECORDED_PATH`] bytes, so that no request can make an entry too large to append.
+async fn refused_resource(on: On, parts: &mut Parts) -> String {
+    let raw = match on {
+        On::Secret | On::Listing => RawPathParams::from_request_parts(parts, &())
+            .await
+            .ok()
+            .and_then(|params| params.iter().next().map(|(_, v)| v.to_owned())),
+        On::System => None,
+    };
+    let named = match (on, raw) {
+        (On::Secret, Some(raw)) => SecretPath::parse(&raw).ok().map(|p| p.as_str().to_owned()),
+        (On::Listing, Some(raw)) => chaperone_core::SecretPrefix::parse(&raw)
+            .ok()
+            .map(|p| p.as_str().to_owned()),
+        // The root listing.
+        (On::Listing, None) => Some(String::new()),
+        _ => None,
+    };
+    named.unwrap_or_else(|| {
+        let path = parts.uri.path();
+        let mut end = path.len().min(MAX_RECORDED_PATH);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        path[..end].to_owned()
+    })
 }
 
 /// Who is asking, for the ledger: the request's id (from the access log's layer), the
@@ -306,13 +342,13 @@ pub(crate) async fn check_unknown_route(
 ) -> Result<(), ApiError> {
     let (parts, _) = request.into_parts();
     let info = request_info(state, &parts);
-    match authenticate(state, &parts.headers, peer(&parts)).await {
+    match authenticate_known(state, &parts.headers, peer(&parts)).await {
         Ok(_) => Ok(()),
-        Err(error) => {
+        Err(BadCredential { error, actor }) => {
             if error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN {
                 let mut record = Record::new("route.unknown", "/v1/", Outcome::Denied);
                 record.reasons.push(error.code.to_owned());
-                state.record(&info, Actor::default(), record).await?;
+                state.record(&info, actor, record).await?;
             }
             Err(error)
         }
@@ -464,14 +500,50 @@ pub(crate) async fn authenticate(
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Result<Caller, ApiError> {
+    authenticate_known(state, headers, peer)
+        .await
+        .map_err(|refused| refused.error)
+}
+
+/// A credential refused by [`authenticate_known`], with whose it is when the server knows
+/// the token (revoked, expired, its owner offboarded, the session it was made from ended):
+/// the refusal's ledger entry names that person and token, so that an auditor sees an
+/// offboarded contractor's attempts under their name. An unknown token names nobody.
+pub(crate) struct BadCredential {
+    pub(crate) error: ApiError,
+    pub(crate) actor: Actor,
+}
+
+impl From<ApiError> for BadCredential {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            actor: Actor::default(),
+        }
+    }
+}
+
+impl From<StoreError> for BadCredential {
+    fn from(error: StoreError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+/// [`authenticate`], telling whose a known token is when it is refused.
+pub(crate) async fn authenticate_known(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Caller, BadCredential> {
     // A sealed (or not yet initialised) server answers 503 before looking at credentials.
     if state.keyring().is_none() {
-        let status = state.seal_status().await?;
+        let status = state.seal_status().await.map_err(ApiError::from)?;
         return Err(if status.initialized {
             ApiError::sealed()
         } else {
             SealError::NotInitialized.into()
-        });
+        }
+        .into());
     }
     let unauthenticated = |message: &str| {
         ApiError::new(
@@ -483,9 +555,7 @@ pub(crate) async fn authenticate(
     if headers.get(axum::http::header::AUTHORIZATION).is_none()
         && headers.get(VAULT_TOKEN).is_none()
     {
-        return Err(unauthenticated(
-            "missing `Authorization: Bearer <token>` header",
-        ));
+        return Err(unauthenticated("missing `Authorization: Bearer <token>` header").into());
     }
     let token = presented_token(headers)
         .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
@@ -495,35 +565,63 @@ pub(crate) async fn authenticate(
         .token_by_hash(&ApiToken::from_presented(token).hash())
         .await?
         .ok_or_else(|| unauthenticated("invalid token"))?;
+    // Whose the token is, for the entry of a refusal from here on.
+    let owner = |vendor: Option<String>| Actor {
+        person: record.person_id.clone(),
+        vendor,
+        token: Some(record.id.clone()),
+    };
     let now = state.clock.now();
     if !record.is_live(now) {
+        let mut vendor = None;
         // A token revoked because its owner was disabled or offboarded says so (403): the
         // identity is known, and barred; logging in again would not help.
-        if record.revoked_at.is_some()
-            && let Some(person_id) = &record.person_id
+        if let Some(person_id) = &record.person_id
             && let Some(person) = state.store.acting_person(person_id).await?
         {
+            vendor.clone_from(&person.vendor_id);
             let standing = state.standing(&person).await?;
-            if standing.person == Standing::Inactive {
-                let reason = chaperone_core::policy::Reason::PersonInactive;
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    reason.code(),
-                    reason.message().to_owned(),
-                ));
-            }
-            if standing.vendor == Some(Standing::Inactive) {
-                let reason = chaperone_core::policy::Reason::VendorInactive;
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    reason.code(),
-                    reason.message().to_owned(),
-                ));
+            let barred = if standing.person == Standing::Inactive {
+                Some(chaperone_core::policy::Reason::PersonInactive)
+            } else if standing.vendor == Some(Standing::Inactive) {
+                Some(chaperone_core::policy::Reason::VendorInactive)
+            } else {
+                None
+            };
+            if let Some(reason) = barred.filter(|_| record.revoked_at.is_some()) {
+                return Err(BadCredential {
+                    error: ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        reason.code(),
+                        reason.message().to_owned(),
+                    ),
+                    actor: owner(vendor),
+                });
             }
         }
-        return Err(unauthenticated("the token was revoked or has expired"));
+        return Err(BadCredential {
+            error: unauthenticated("the token was revoked or has expired"),
+            actor: owner(vendor),
+        });
     }
-    let session_last_used = lineage(state, &record, now).await?;
+    let session_last_used = match lineage(state, &record, now).await {
+        Ok(last) => last,
+        Err(error) if error.status == StatusCode::UNAUTHORIZED => {
+            let vendor = match &record.person_id {
+                Some(id) => state
+                    .store
+                    .acting_person(id)
+                    .await?
+                    .and_then(|p| p.vendor_id),
+                None => None,
+            };
+            return Err(BadCredential {
+                error,
+                actor: owner(vendor),
+            });
+        }
+        Err(error) => return Err(error.into()),
+    };
     let ip = client_ip(headers, peer, &state.settings.auth.trusted_proxies);
     let mut vendor_id = None;
     let mut principal = match &record.person_id {

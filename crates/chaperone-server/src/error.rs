@@ -23,6 +23,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and, where possible, what to do.
     pub message: String,
+    /// Whether the answer is the operation's own refusal, recorded in the ledger as a
+    /// denial (every 403 is; see [`ApiError::refusal`] for the others).
+    refusal: bool,
 }
 
 impl ApiError {
@@ -32,7 +35,17 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            refusal: status == StatusCode::FORBIDDEN,
         }
+    }
+
+    /// The same answer, marked as a refusal by the operation of what the caller asked,
+    /// such as approving a request already approved or one over its level's longest grant
+    /// (409): the authorisation middleware records it as a denial with its code, as it
+    /// records every 403. Input that is merely malformed is not marked.
+    pub(crate) fn refusal(mut self) -> Self {
+        self.refusal = true;
+        self
     }
 
     pub(crate) fn sealed() -> Self {
@@ -64,8 +77,9 @@ struct Inner<'a> {
     message: &'a str,
 }
 
-/// Marks a 403 answer made from an [`ApiError`], with its code: the authorisation
-/// middleware records such a refusal by a handler in the ledger, as it records its own.
+/// Marks a refusal answer made from an [`ApiError`] (every 403, and those marked with
+/// [`ApiError::refusal`]), with its code: the authorisation middleware records such a
+/// refusal by a handler in the ledger, as it records its own.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Refused(pub(crate) &'static str);
 
@@ -84,7 +98,7 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
-        if self.status == StatusCode::FORBIDDEN {
+        if self.refusal {
             response.extensions_mut().insert(Refused(self.code));
         }
         response

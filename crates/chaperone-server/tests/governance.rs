@@ -170,6 +170,24 @@ fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read()
         refused["error"]["message"],
         "access at level regulated now lasts at most 7 days: deny this request and ask again"
     );
+    // The operation's own refusals are denials in the ledger, 409s as well as 403s, with
+    // the request's path, never the route's pattern.
+    let denied = |code: &str| {
+        s.ledger()
+            .into_iter()
+            .filter(|e| e["action"] == "access.approve" && e["outcome"] == "denied")
+            .filter(|e| e["reasons"] == json!([code]))
+            .collect::<Vec<_>>()
+    };
+    let policy_changed = denied("policy_changed");
+    assert_eq!(policy_changed.len(), 1, "{policy_changed:?}");
+    assert_eq!(
+        policy_changed[0]["resource"],
+        format!(
+            "/api/v1/requests/{}/approve",
+            too_long["id"].as_str().unwrap()
+        )
+    );
     s.ok(
         "POST",
         &format!("/api/v1/requests/{}/deny", too_long["id"].as_str().unwrap()),
@@ -251,6 +269,13 @@ fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read()
     );
     assert_eq!(first["status"], "pending");
     assert_eq!(approve(&ann_t), (409, "already_approved".into()));
+    let twice = denied("already_approved");
+    assert_eq!(twice.len(), 1, "{twice:?}");
+    assert_eq!(
+        twice[0]["resource"],
+        format!("/api/v1/requests/{id}/approve")
+    );
+    assert!(twice[0]["actor"]["person"].is_string(), "{}", twice[0]);
     // The contractor sees it pending, not that one approval of two is in: that would say
     // the path is regulated.
     let mine = s.ok("GET", "/api/v1/requests", Some(&cy_t), None);
@@ -2625,6 +2650,52 @@ fn separation_of_duties_holds_for_root_tokens_grantees_and_vendor_staff() {
         (403, "person_inactive".into()),
         "the session was revoked, and says why"
     );
+    // The offboarded account's attempts are recorded under its name, with what they
+    // aimed at: the secret path on both APIs, the request's path elsewhere.
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/data/acme/prod/db", &cy_t, None),
+        (403, "person_inactive".into())
+    );
+    let (status, _) = s.call(
+        "GET",
+        "/v1/secret/data/acme/prod/db",
+        Some(&cy_t),
+        None,
+        None,
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/list/acme/prod", &cy_t, None),
+        (403, "person_inactive".into())
+    );
+    assert_eq!(
+        error(&s, "GET", "/api/v1/vendors/acme", &cy_t, None),
+        (403, "person_inactive".into())
+    );
+    let attempts: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["outcome"] == "denied" && e["reasons"] == json!(["person_inactive"]))
+        .collect();
+    let resources: Vec<&str> = attempts
+        .iter()
+        .map(|e| e["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            "/api/v1/auth/self",
+            "acme/prod/db",
+            "acme/prod/db",
+            "acme/prod/",
+            "/api/v1/vendors/acme"
+        ],
+        "{attempts:?}"
+    );
+    for attempt in &attempts {
+        assert_eq!(attempt["actor"]["person"], cy_row["id"], "{attempt}");
+        assert!(attempt["actor"]["token"].is_string(), "{attempt}");
+    }
     let offboarded = s.recorded("vendor.offboard", "acme");
     assert_eq!(
         offboarded[0]["details"]["requests_closed"], 1,

@@ -367,6 +367,20 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     vendor_status("suspended");
     assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 403);
     vendor_status("active");
+    // Logged in with a recovery code, the recipient is told to verify a TOTP code, not
+    // that the link is someone else's.
+    let rescued = s.ok(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({ "user": "cy", "password": cy.password, "recovery_code": cy.recovery[0] })),
+    );
+    let rescued = rescued["token"].as_str().unwrap().to_owned();
+    s.remember(&rescued);
+    let (status, refused) = open(&s, &mine, &key, Some(&rescued), None);
+    assert_eq!(status, 403);
+    let refused: Value = serde_json::from_slice(&refused).unwrap();
+    assert_eq!(refused["error"]["code"], "step_up_required", "{refused}");
     // The recipient's code must be recent, as for a step-up: a session from a login
     // hours ago does not open it until they verify a code again.
     s.clock.advance_secs(20 * 60);

@@ -141,7 +141,8 @@ async fn pending_request(
             "access at level {} lasts at most {} days",
             level.name,
             level.max_grant_secs / 86_400
-        )));
+        ))
+        .refusal());
     }
     if person.vendor_id.is_none() && level.approver_roles.is_empty() {
         return Err(levels_disagree(prefix));
@@ -371,7 +372,8 @@ async fn decidable(
             StatusCode::CONFLICT,
             "not_pending",
             format!("the request is {}", request.status),
-        ));
+        )
+        .refusal());
     }
     let me = actor_id(caller);
     if me == request.person_id {
@@ -399,7 +401,8 @@ async fn decidable(
                 StatusCode::CONFLICT,
                 "requester_inactive",
                 "the requester's account or vendor is not active: deny the request",
-            ));
+            )
+            .refusal());
         }
     }
     // Whoever created the requester's account, or reset its credentials, was handed its
@@ -447,7 +450,8 @@ async fn decidable(
                 current.name,
                 current.max_grant_secs / 86_400
             ),
-        ));
+        )
+        .refusal());
     }
     if current.approvals > request.approvals_needed
         || current.rank > level_rank(&levels, &request.level)
@@ -536,7 +540,8 @@ pub(crate) async fn approve_request(
             StatusCode::CONFLICT,
             "already_approved",
             "you already approved this request; another approver must",
-        ));
+        )
+        .refusal());
     }
     let now = state.clock.now();
     request.approvals.push(Decision {
@@ -990,7 +995,8 @@ pub(crate) async fn break_glass(
             StatusCode::CONFLICT,
             "grantee_inactive",
             "the account or its vendor is not active: nothing is granted to it",
-        ));
+        )
+        .refusal());
     }
     let levels = levels(&state).await?;
     let level = strictest_under(&levels, &state.store.classifications().await?, &prefix)?;
@@ -999,7 +1005,8 @@ pub(crate) async fn break_glass(
             "access at level {} lasts at most {} days",
             level.name,
             level.max_grant_secs / 86_400
-        )));
+        ))
+        .refusal());
     }
     let now = state.clock.now();
     let grant = GrantRecord {

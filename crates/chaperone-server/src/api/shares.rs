@@ -487,11 +487,11 @@ pub(crate) async fn open_share(
         } else {
             None
         };
-        // The recipient as the policy sees them now: logged in with their TOTP code, their
-        // account and their vendor active, from a network their allowlists admit.
+        // The recipient as the policy sees them now: their account and their vendor
+        // active, from a network their allowlists admit. Their TOTP code is asked for next,
+        // so that a recipient logged in without one (a recovery code) is told to verify.
         let allowed = caller.as_ref().is_some_and(|c| {
             c.person_id.as_deref() == Some(recipient.as_str())
-                && c.principal.mfa_verified_at.is_some()
                 && c.principal.person == chaperone_core::policy::Standing::Active
                 && c.principal.vendor != Some(chaperone_core::policy::Standing::Inactive)
                 && c.principal.network_allowed
