@@ -129,7 +129,7 @@ pub(crate) struct WriteBody {
 
 #[derive(Deserialize)]
 struct WriteOptions {
-    #[serde(default, deserialize_with = "weak::integer")]
+    #[serde(default, deserialize_with = "weak::cas")]
     cas: Option<u64>,
 }
 
@@ -389,7 +389,8 @@ pub(crate) struct MetadataBody {
     max_versions: Option<u32>,
     #[serde(default, deserialize_with = "weak::boolean")]
     cas_required: Option<bool>,
-    delete_version_after: Option<String>,
+    #[serde(default, deserialize_with = "weak::duration")]
+    delete_version_after: Option<i64>,
     /// Null clears it, as `{}` does.
     #[serde(default, deserialize_with = "weak::pairs")]
     custom_metadata: Option<Option<BTreeMap<String, String>>>,
@@ -402,11 +403,7 @@ pub(crate) struct MetadataBody {
 impl MetadataBody {
     /// What this body cannot have done, in Vault's words; `None` if it can.
     fn unsupported(&self) -> Option<&'static str> {
-        if self
-            .delete_version_after
-            .as_deref()
-            .is_some_and(|d| !matches!(d, "" | "0" | "0s"))
-        {
+        if self.delete_version_after.is_some_and(|secs| secs != 0) {
             return Some("delete_version_after is not supported; versions are kept until deleted");
         }
         if self.metadata_cas_required == Some(true)
@@ -429,7 +426,8 @@ pub(crate) struct MetadataPatch {
     /// `null` resets it (to `false`).
     #[serde(default, deserialize_with = "weak::patched_boolean")]
     cas_required: Option<Option<bool>>,
-    delete_version_after: Option<String>,
+    #[serde(default, deserialize_with = "weak::duration")]
+    delete_version_after: Option<i64>,
     /// Merged key by key: a `null` value removes the key, and `null` for the whole of it
     /// removes every key. Values are text only, as OpenBao's patch takes them.
     #[serde(default, deserialize_with = "weak::nullable")]

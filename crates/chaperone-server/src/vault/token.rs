@@ -66,7 +66,7 @@ async fn describe(
             "accessor": record.id,
             "creation_time": record.created_at.unix_secs(),
             "creation_ttl": creation_ttl,
-            "display_name": format!("token-{}", record.name),
+            "display_name": display_name(record),
             "entity_id": record.person_id.clone().unwrap_or_default(),
             "expire_time": record.expires_at.map(|t| t.to_rfc3339()),
             "explicit_max_ttl": 0,
@@ -348,9 +348,7 @@ async fn create_token(
     // Vault's limits on key/value labels, as for a secret's custom metadata.
     chaperone_core::secret::check_custom_metadata(&meta)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("meta: {e}")))?;
-    let name = body
-        .display_name
-        .unwrap_or_else(|| "vault client".to_owned());
+    let name = body.display_name.unwrap_or_default();
     // `policies: ["default"]` asks for OpenBao's default policy: a token that can only look
     // itself up, renew and revoke itself. That is a scoped token with no rules, never one
     // with its creator's permissions (which is what no `policies` at all asks for).
@@ -431,6 +429,31 @@ pub(crate) async fn revoke_self(
     let record = own_record(&state, &caller).await?;
     revoke(&state, &caller, &info, &record).await?;
     Ok(no_content())
+}
+
+/// A token's `display_name` as OpenBao makes it: `root` for the root token,
+/// `userpass-NAME` for a login, and for a created token `token`, or `token-` and its given
+/// name with every character but ASCII letters, digits and `-` made a `-`, less one
+/// trailing `-`.
+fn display_name(record: &TokenRecord) -> String {
+    match (record.person_id.as_ref(), record.kind) {
+        (None, _) if record.parent_id.is_none() => "root".to_owned(),
+        (Some(_), TokenKind::Session) => format!("userpass-{}", record.name),
+        _ if record.name.is_empty() => "token".to_owned(),
+        _ => {
+            let name: String = format!("token-{}", record.name)
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            name.strip_suffix('-').unwrap_or(&name).to_owned()
+        }
+    }
 }
 
 async fn own_record(state: &AppState, caller: &Caller) -> Result<TokenRecord, ApiError> {

@@ -28,6 +28,42 @@ where
     T::try_from(n).map(Some).map_err(|_| bad())
 }
 
+/// A check-and-set version (`options.cas`), as OpenBao decodes it: present, it is an
+/// integer ([`integer`]), a boolean (1 or 0), or null, which is 0 (the secret must not
+/// exist yet). Go decodes a null into the integer's zero value; reading it as "no cas"
+/// instead would let a write OpenBao refuses overwrite the secret. Absent, the field is
+/// `None` (`#[serde(default)]`).
+pub(crate) fn cas<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let bad = || D::Error::custom("expected an integer");
+    let n = match Value::deserialize(deserializer)? {
+        Value::Null => 0,
+        Value::Bool(b) => i64::from(b),
+        value => int(&value).ok_or_else(bad)?,
+    };
+    u64::try_from(n).map(Some).map_err(|_| bad())
+}
+
+/// A duration in seconds, as OpenBao's duration fields take it: a number of seconds, or
+/// text that [`super::wrapping::duration`] reads (`"0s"`, `"1h30m"`, `"90"`), the empty
+/// text being zero. Null or absent is `None`.
+pub(crate) fn duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let bad = || D::Error::custom("expected a duration");
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.is_empty() => Ok(Some(0)),
+        Some(Value::String(text)) => super::wrapping::duration(&text)
+            .map(Some)
+            .map_err(|_| bad()),
+        Some(value @ Value::Number(_)) => match int(&value) {
+            Some(secs) if secs >= 0 => Ok(Some(secs)),
+            _ => Err(bad()),
+        },
+        Some(_) => Err(bad()),
+    }
+}
+
 /// A boolean: `true`/`false`, what Go's `strconv.ParseBool` reads (`1`, `t`, `TRUE`, `0`,
 /// `f`, `False`, ...), or the numbers 1 and 0. Null or absent is `None`.
 pub(crate) fn boolean<'de, D: Deserializer<'de>>(
@@ -208,6 +244,42 @@ mod tests {
         policies: Option<Vec<String>>,
         #[serde(default, deserialize_with = "pairs")]
         meta: Option<Option<BTreeMap<String, String>>>,
+        #[serde(default, deserialize_with = "cas")]
+        cas: Option<u64>,
+        #[serde(default, deserialize_with = "duration")]
+        after: Option<i64>,
+    }
+
+    #[test]
+    fn a_null_cas_is_zero_and_absent_is_none() {
+        let cas = |value: Value| body(value).map(|b| b.cas);
+        assert_eq!(cas(json!({})).unwrap(), None);
+        assert_eq!(cas(json!({ "cas": null })).unwrap(), Some(0));
+        assert_eq!(cas(json!({ "cas": true })).unwrap(), Some(1));
+        assert_eq!(cas(json!({ "cas": "4" })).unwrap(), Some(4));
+        for bad in [json!("x"), json!(-1), json!(1.5), json!([1])] {
+            assert!(cas(json!({ "cas": bad })).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_are_seconds_or_go_text() {
+        let after = |value: Value| body(json!({ "after": value })).map(|b| b.after);
+        for (value, secs) in [
+            (json!(0), 0),
+            (json!(""), 0),
+            (json!("0h"), 0),
+            (json!("0m0s"), 0),
+            (json!(90), 90),
+            (json!("90"), 90),
+            (json!("1h30m"), 5400),
+        ] {
+            assert_eq!(after(value.clone()).unwrap(), Some(secs), "{value}");
+        }
+        assert_eq!(after(Value::Null).unwrap(), None);
+        for bad in [json!(-1), json!("soon"), json!(true), json!(1.5)] {
+            assert!(after(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     fn body(value: Value) -> Result<Body, serde_json::Error> {

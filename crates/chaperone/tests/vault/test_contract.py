@@ -466,6 +466,15 @@ def test_loosely_typed_bodies_match(openbao):
         for value in ("1", "2", "3"):
             status(requests.post(data, headers=plain, json={"data": {"v": value}, "options": None}))
         status(requests.post(data, headers=plain, json={"data": {"v": "4"}, "options": {"cas": "3"}}))
+        # A null cas is 0 (the secret must not exist yet), as Go decodes it; true is 1.
+        status(requests.post(data, headers=plain, json={"data": {"v": "x"}, "options": {"cas": None}}))
+        status(requests.post(data, headers=plain, json={"data": {"v": "x"}, "options": {"cas": True}}))
+        fresh = f"{base}/v1/secret/data/contract/loose-new"
+        status(requests.post(fresh, headers=plain, json={"data": {"v": "1"}, "options": {"cas": None}}))
+        status(requests.post(fresh, headers=plain, json={"data": {"v": "2"}, "options": {"cas": None}}))
+        # Every spelling of a zero delete_version_after is taken (any other is not supported).
+        for zero in (0, "0", "0s", "0h", "0m0s", ""):
+            status(requests.post(meta, headers=plain, json={"delete_version_after": zero}))
         status(requests.post(meta, headers=plain, json={"max_versions": "8", "cas_required": "t"}))
         status(requests.post(meta, headers=plain, json={"custom_metadata": {"n": 1, "b": True, "s": "x"}}))
         metadata()
@@ -505,6 +514,15 @@ def test_loosely_typed_bodies_match(openbao):
         status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", "policies": "default"}))
         made = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", "meta": {"a": 1}}))
         steps.append(made.json()["auth"]["metadata"])
+        # Display names: the root token's, and made ones' with no name, an empty one, and
+        # one with characters OpenBao replaces.
+        lookup = f"{base}/v1/auth/token/lookup-self"
+        steps.append(requests.get(lookup, headers=plain).json()["data"]["display_name"])
+        for name in (None, "", "ci", "My CI job!"):
+            asked = {"ttl": "1h"} if name is None else {"ttl": "1h", "display_name": name}
+            named = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json=asked)).json()
+            got = requests.get(lookup, headers={"X-Vault-Token": named["auth"]["client_token"]}).json()
+            steps.append(got["data"]["display_name"])
         # A made token's path; a TTL over a maximum is capped, with OpenBao's warning.
         child = made.json()["auth"]["client_token"]
         steps.append(requests.get(f"{base}/v1/auth/token/lookup-self", headers={"X-Vault-Token": child}).json()["data"]["path"])
