@@ -124,6 +124,7 @@ pub(crate) async fn authorize(
         .get::<MatchedPath>()
         .and_then(|m| table.find(request.method(), m.as_str()));
     let label = route.map(|route| crate::observe::RouteLabel(route.path));
+    let route_pattern = route.map(|route| route.path);
     let action = route.and_then(|route| route.action);
     // Kept for a refusal's ledger entry (a shared buffer: no copy on the hot path).
     let uri = request.uri().clone();
@@ -142,7 +143,11 @@ pub(crate) async fn authorize(
                 &info,
                 response.extensions().get::<Refused>().copied(),
             ) {
-                let mut record = Record::new(action.as_str(), uri.path(), Outcome::Denied);
+                let resource = match route_pattern {
+                    Some(pattern) => route_resource(pattern, uri.path()),
+                    None => uri.path().to_owned(),
+                };
+                let mut record = Record::new(action.as_str(), &resource, Outcome::Denied);
                 record.reasons.push(code.to_owned());
                 if let Err(error) = state.record(info, actor.clone(), record).await {
                     response = error.into_response();
@@ -210,7 +215,7 @@ async fn check(
         Err(BadCredential { error, actor }) => {
             // Refused credentials are recorded; a sealed server has nothing to record with.
             if error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN {
-                let resource = refused_resource(route.on, &mut parts).await;
+                let resource = refused_resource(route, &mut parts).await;
                 let mut record = Record::new(action.as_str(), &resource, Outcome::Denied);
                 record.reasons.push(error.code.to_owned());
                 state.record(&info, actor, record).await?;
@@ -257,7 +262,7 @@ async fn check(
         tracing::info!(token = %caller.token_id, route = %route.path, ?action, reason = reason.code(), "denied");
         let resource = match resource {
             Resource::Secret(path, _) => path.as_str().to_owned(),
-            _ => refused_resource(route.on, &mut parts).await,
+            _ => refused_resource(route, &mut parts).await,
         };
         let record = Record::denied(action.as_str(), &resource, &decision);
         state.record(&info, caller.actor(), record).await?;
@@ -274,39 +279,69 @@ async fn check(
     Ok(Request::from_parts(parts, body))
 }
 
-/// The longest request path a refusal's entry carries whole; a longer one is cut there.
-const MAX_RECORDED_PATH: usize = 512;
-
 /// What a refused request was aimed at, for its ledger entry: the secret path or the
-/// listed folder as the route's successes record them, else the request's own path (such
-/// as `/api/v1/requests/req_.../approve`), never the route's pattern. A secret path or
-/// folder that is not valid is recorded as the request's path; a path is cut at
-/// [`MAX_RECORDED_PATH`] bytes, so that no request can make an entry too large to append.
-async fn refused_resource(on: On, parts: &mut Parts) -> String {
-    let raw = match on {
+/// listed folder as the route's successes record them, else the route's pattern with its
+/// parameters filled in ([`route_resource`]). A secret path or folder that is not valid is
+/// recorded as the latter.
+async fn refused_resource(route: &crate::api::RouteSpec, parts: &mut Parts) -> String {
+    let raw = match route.on {
         On::Secret | On::Listing => RawPathParams::from_request_parts(parts, &())
             .await
             .ok()
             .and_then(|params| params.iter().next().map(|(_, v)| v.to_owned())),
         On::System => None,
     };
-    let named = match (on, raw) {
+    let named = match (route.on, raw) {
         (On::Secret, Some(raw)) => SecretPath::parse(&raw).ok().map(|p| p.as_str().to_owned()),
         (On::Listing, Some(raw)) => chaperone_core::SecretPrefix::parse(&raw)
             .ok()
             .map(|p| p.as_str().to_owned()),
-        // The root listing.
-        (On::Listing, None) => Some(String::new()),
+        // The root listing, whose route has no parameter.
+        (On::Listing, None) if !route.path.contains('{') => Some(String::new()),
         _ => None,
     };
-    named.unwrap_or_else(|| {
-        let path = parts.uri.path();
-        let mut end = path.len().min(MAX_RECORDED_PATH);
-        while !path.is_char_boundary(end) {
-            end -= 1;
+    named.unwrap_or_else(|| route_resource(route.path, parts.uri.path()))
+}
+
+/// The request's path as a ledger resource: the route's `pattern` with each parameter
+/// replaced by what the request gave for it (`/api/v1/requests/req_.../approve`), when
+/// that is plainly an id, a name or a path of such segments; otherwise the parameter stays
+/// as written in the pattern (`/api/v1/auth/tokens/{id}`).
+///
+/// Security decision: a path parameter is whatever the client typed, and the ledger keeps
+/// it for ever. A token pasted where its id belongs, or any long or odd text, must not
+/// reach it, so only segments of at most 64 letters, digits, `.`, `_`, `-` or `@` (not
+/// `.` or `..`), not starting like a Chaperone token, and not percent-encoded, are written (and, for a
+/// route's trailing path, a valid secret path, which is what secret routes record anyway);
+/// this also bounds the entry's size whatever the request.
+pub(crate) fn route_resource(pattern: &str, path: &str) -> String {
+    fn plain(segment: &str) -> bool {
+        (1..=64).contains(&segment.len())
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+            && !segment.starts_with(chaperone_crypto::token::TOKEN_PREFIX)
+            && !segment.bytes().all(|b| b == b'.')
+    }
+    let mut given = path.split('/');
+    let mut out = Vec::new();
+    for part in pattern.split('/') {
+        if part.starts_with("{*") {
+            let rest: Vec<&str> = given.by_ref().collect();
+            let rest_text = rest.join("/");
+            let filled = (rest.len() <= 16 && rest.iter().all(|s| plain(s)))
+                || SecretPath::parse(&rest_text).is_ok();
+            out.push(if filled { rest_text } else { part.to_owned() });
+            break;
         }
-        path[..end].to_owned()
-    })
+        let segment = given.next().unwrap_or_default();
+        out.push(if part.starts_with('{') && plain(segment) {
+            segment.to_owned()
+        } else {
+            part.to_owned()
+        });
+    }
+    out.join("/")
 }
 
 /// Who is asking, for the ledger: the request's id (from the access log's layer), the
@@ -580,15 +615,20 @@ pub(crate) async fn authenticate_known(
             && let Some(person) = state.store.acting_person(person_id).await?
         {
             vendor.clone_from(&person.vendor_id);
-            let standing = state.standing(&person).await?;
-            let barred = if standing.person == Standing::Inactive {
-                Some(chaperone_core::policy::Reason::PersonInactive)
-            } else if standing.vendor == Some(Standing::Inactive) {
-                Some(chaperone_core::policy::Reason::VendorInactive)
-            } else {
-                None
+            let standing = match record.revoked_at {
+                Some(_) => Some(state.standing(&person).await?),
+                None => None,
             };
-            if let Some(reason) = barred.filter(|_| record.revoked_at.is_some()) {
+            let barred = match standing {
+                Some(s) if s.person == Standing::Inactive => {
+                    Some(chaperone_core::policy::Reason::PersonInactive)
+                }
+                Some(s) if s.vendor == Some(Standing::Inactive) => {
+                    Some(chaperone_core::policy::Reason::VendorInactive)
+                }
+                _ => None,
+            };
+            if let Some(reason) = barred {
                 return Err(BadCredential {
                     error: ApiError::new(
                         StatusCode::FORBIDDEN,
@@ -626,11 +666,12 @@ pub(crate) async fn authenticate_known(
     let mut vendor_id = None;
     let mut principal = match &record.person_id {
         Some(person_id) => {
-            let person = state
-                .store
-                .acting_person(person_id)
-                .await?
-                .ok_or_else(|| unauthenticated("invalid token"))?;
+            let Some(person) = state.store.acting_person(person_id).await? else {
+                return Err(BadCredential {
+                    error: unauthenticated("invalid token"),
+                    actor: owner(None),
+                });
+            };
             vendor_id.clone_from(&person.vendor_id);
             state.person_principal(&person, ip).await?
         }
@@ -1086,6 +1127,69 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_request_path_keeps_ids_and_names_never_tokens_or_odd_text() {
+        let long = format!("/api/v1/vendors/{}", "a".repeat(65));
+        let cases = [
+            (
+                "/api/v1/requests/{id}/approve",
+                "/api/v1/requests/req_0123456789abcdef/approve",
+                "/api/v1/requests/req_0123456789abcdef/approve",
+            ),
+            (
+                "/api/v1/vendors/{name}",
+                "/api/v1/vendors/acme",
+                "/api/v1/vendors/acme",
+            ),
+            // A token pasted where its id belongs is never written.
+            (
+                "/api/v1/auth/tokens/{id}",
+                "/api/v1/auth/tokens/chp_q8NnZ3kTbW0vYx2LmR5sJ7dA9fGhUoPeCiKtV1wXyz4",
+                "/api/v1/auth/tokens/{id}",
+            ),
+            // Nor long, encoded or odd text.
+            (
+                "/api/v1/vendors/{name}",
+                long.as_str(),
+                "/api/v1/vendors/{name}",
+            ),
+            (
+                "/api/v1/vendors/{name}",
+                "/api/v1/vendors/%61cme",
+                "/api/v1/vendors/{name}",
+            ),
+            (
+                "/api/v1/vendors/{name}",
+                "/api/v1/vendors/a b",
+                "/api/v1/vendors/{name}",
+            ),
+            // A trailing path: plain segments or a valid secret path.
+            (
+                "/v1/secret/metadata/{*path}",
+                "/v1/secret/metadata/acme/app/db",
+                "/v1/secret/metadata/acme/app/db",
+            ),
+            (
+                "/api/v1/ledger/tile/{*path}",
+                "/api/v1/ledger/tile/0/x001/234",
+                "/api/v1/ledger/tile/0/x001/234",
+            ),
+            (
+                "/v1/secret/metadata/{*path}",
+                "/v1/secret/metadata/a/../b",
+                "/v1/secret/metadata/{*path}",
+            ),
+            (
+                "/api/v1/auth/self",
+                "/api/v1/auth/self",
+                "/api/v1/auth/self",
+            ),
+        ];
+        for (pattern, path, recorded) in cases {
+            assert_eq!(route_resource(pattern, path), recorded, "{path}");
+        }
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -719,7 +719,14 @@ fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
     assert_eq!(glass(&s.admin, no_reason), (400, "invalid_request".into()));
     let mut too_long = body.clone();
     too_long["ttl"] = json!("100d");
-    assert_eq!(glass(&s.admin, too_long), (400, "invalid_request".into()));
+    assert_eq!(glass(&s.admin, too_long), (400, "grant_too_long".into()));
+    // Refused by the operation, it is a denial in the ledger like the policy's.
+    assert!(
+        s.ledger().into_iter().any(|e| e["outcome"] == "denied"
+            && e["reasons"] == json!(["grant_too_long"])
+            && e["resource"] == "/api/v1/grants"),
+        "the refused break-glass grant is recorded"
+    );
     let grant = s.ok("POST", "/api/v1/grants", Some(&s.admin), Some(body));
     let grant_id = grant["id"].as_str().unwrap().to_owned();
     assert_eq!(grant["break_glass"], true);

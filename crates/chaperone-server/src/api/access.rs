@@ -39,6 +39,19 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_request", message)
 }
 
+/// A grant asked for longer than `level` allows: the operation's refusal, recorded.
+fn too_long(level: &LevelPolicy) -> ApiError {
+    ApiError::bad_request(
+        "grant_too_long",
+        format!(
+            "access at level {} lasts at most {} days",
+            level.name,
+            level.max_grant_secs / 86_400
+        ),
+    )
+    .refusal()
+}
+
 fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, code, message)
 }
@@ -137,12 +150,7 @@ async fn pending_request(
     // other vendors' paths): their over-long or too-wide requests are refused at approval
     // instead.
     if person.vendor_id.is_none() && duration_secs > level.max_grant_secs {
-        return Err(invalid(format!(
-            "access at level {} lasts at most {} days",
-            level.name,
-            level.max_grant_secs / 86_400
-        ))
-        .refusal());
+        return Err(too_long(&level));
     }
     if person.vendor_id.is_none() && level.approver_roles.is_empty() {
         return Err(levels_disagree(prefix));
@@ -464,7 +472,7 @@ async fn decidable(
     request.approver_roles.clone_from(&current.approver_roles);
     if request.approver_roles.is_empty() {
         if approving {
-            return Err(levels_disagree(&request.prefix));
+            return Err(levels_disagree(&request.prefix).refusal());
         }
         // Nobody may approve it; the approvers of its highest level may still deny it.
         if let Some(top) = levels.iter().find(|l| l.name == current.name) {
@@ -895,7 +903,8 @@ pub(crate) async fn cancel_request(
             StatusCode::CONFLICT,
             "not_pending",
             format!("the request is {}", request.status),
-        ));
+        )
+        .refusal());
     }
     let now = state.clock.now();
     request.status = "cancelled".into();
@@ -1001,12 +1010,7 @@ pub(crate) async fn break_glass(
     let levels = levels(&state).await?;
     let level = strictest_under(&levels, &state.store.classifications().await?, &prefix)?;
     if ttl > level.max_grant_secs {
-        return Err(invalid(format!(
-            "access at level {} lasts at most {} days",
-            level.name,
-            level.max_grant_secs / 86_400
-        ))
-        .refusal());
+        return Err(too_long(&level));
     }
     let now = state.clock.now();
     let grant = GrantRecord {
@@ -1218,7 +1222,8 @@ pub(crate) async fn review_grant(
             StatusCode::CONFLICT,
             "already_reviewed",
             "the grant was already reviewed",
-        ));
+        )
+        .refusal());
     }
     let now = state.clock.now();
     let event = change_event(
@@ -1490,7 +1495,8 @@ pub(crate) async fn decide_item(
             StatusCode::CONFLICT,
             "review_closed",
             "the review is past its deadline",
-        ));
+        )
+        .refusal());
     }
     let me = actor_id(&caller);
     if caller.vendor_id.is_some() {
@@ -1509,7 +1515,8 @@ pub(crate) async fn decide_item(
             StatusCode::CONFLICT,
             "decided",
             "this item is already decided",
-        ));
+        )
+        .refusal());
     }
     // Whose account or grant it is: nobody reviews their own, nor one whose account they
     // created or reset (they were handed its enrolment code, as for approvals), nor a grant they
