@@ -1,7 +1,6 @@
 //! `sys/health`, `sys/seal-status`, `sys/leader`, `sys/init`, `sys/mounts` and
 //! `sys/internal/ui/mounts/:path`, as Vault clients expect them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -19,10 +18,18 @@ use crate::{ApiError, AppState};
 /// The version clients see; Vault clients compare it only for features.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The first value given for `key`, as Go's `Query()[key][0]` reads it.
+fn first<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> {
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// The status asked for with `key`, else `default`; `None` for a value that is no status
 /// code (OpenBao answers that with 400).
-fn status_override(query: &HashMap<String, String>, key: &str, default: u16) -> Option<StatusCode> {
-    match query.get(key) {
+fn status_override(query: &[(String, String)], key: &str, default: u16) -> Option<StatusCode> {
+    match first(query, key) {
         None => StatusCode::from_u16(default).ok(),
         Some(value) => value
             .parse::<u16>()
@@ -33,13 +40,20 @@ fn status_override(query: &HashMap<String, String>, key: &str, default: u16) -> 
 
 /// `GET|HEAD sys/health`: 200 unsealed, 503 sealed, 501 not initialised; `activecode`,
 /// `sealedcode`, `uninitcode` (and `standbycode`, never used: there are no standbys)
-/// override them.
+/// override them. As in OpenBao, every override given must be a status code and
+/// `standbyok` a boolean, whichever applies (else 400), and the first of a repeated one
+/// counts.
 pub(crate) async fn health(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let status = state.seal_status().await?;
+    let valid = ["uninitcode", "sealedcode", "standbycode", "activecode"]
+        .into_iter()
+        .all(|key| status_override(&query, key, 200).is_some())
+        && first(&query, "standbyok").is_none_or(|v| super::weak::go_bool(v).is_some());
     let code = match (status.initialized, status.sealed) {
+        _ if !valid => None,
         (false, _) => status_override(&query, "uninitcode", 501),
         (true, true) => status_override(&query, "sealedcode", 503),
         (true, false) => status_override(&query, "activecode", 200),

@@ -55,8 +55,8 @@ async fn describe(
     });
     // How the token was made, in Vault's terms: the initial admin token is the root token.
     let path = match (record.person_id.as_ref(), record.kind) {
-        (None, _) if record.parent_id.is_some() => "auth/token/create".to_owned(),
-        (None, _) => "auth/token/root".to_owned(),
+        _ if is_root(record) => "auth/token/root".to_owned(),
+        (None, _) => "auth/token/create".to_owned(),
         (Some(_), TokenKind::Session) => format!("auth/userpass/login/{}", record.name),
         (Some(_), TokenKind::Api) => "auth/token/create".to_owned(),
     };
@@ -431,13 +431,20 @@ pub(crate) async fn revoke_self(
     Ok(no_content())
 }
 
+/// Whether `record` is the initial admin token, Vault's root token: of no person, made from
+/// no token, and the only token that never expires (every minted one does). The admin
+/// token's orphans are not.
+fn is_root(record: &TokenRecord) -> bool {
+    record.person_id.is_none() && record.parent_id.is_none() && record.expires_at.is_none()
+}
+
 /// A token's `display_name` as OpenBao makes it: `root` for the root token,
 /// `userpass-NAME` for a login, and for a created token `token`, or `token-` and its given
 /// name with every character but ASCII letters, digits and `-` made a `-`, less one
 /// trailing `-`.
 fn display_name(record: &TokenRecord) -> String {
     match (record.person_id.as_ref(), record.kind) {
-        (None, _) if record.parent_id.is_none() => "root".to_owned(),
+        _ if is_root(record) => "root".to_owned(),
         (Some(_), TokenKind::Session) => format!("userpass-{}", record.name),
         _ if record.name.is_empty() => "token".to_owned(),
         _ => {

@@ -159,6 +159,14 @@ STEPS = [
     ("GET", "sys/health", None),
     ("GET", "sys/health?activecode=abc", None),
     ("GET", "sys/health?activecode=299", None),
+    # Every override given is checked, whichever applies, and the first of a repeated one
+    # counts; standbyok is a boolean.
+    ("GET", "sys/health?sealedcode=abc", None),
+    ("GET", "sys/health?uninitcode=abc", None),
+    ("GET", "sys/health?standbycode=abc", None),
+    ("GET", "sys/health?standbyok=abc", None),
+    ("GET", "sys/health?standbyok=t&activecode=299", None),
+    ("GET", "sys/health?activecode=299&activecode=201", None),
     # HEAD is for sys/health only: elsewhere it would read (and record) what it never sends.
     ("HEAD", f"secret/data/{P}", None),
     ("HEAD", "sys/mounts", None),
@@ -518,8 +526,10 @@ def test_loosely_typed_bodies_match(openbao):
         # one with characters OpenBao replaces.
         lookup = f"{base}/v1/auth/token/lookup-self"
         steps.append(requests.get(lookup, headers=plain).json()["data"]["display_name"])
-        for name in (None, "", "ci", "My CI job!"):
-            asked = {"ttl": "1h"} if name is None else {"ttl": "1h", "display_name": name}
+        for name, orphan in ((None, False), ("", False), ("ci", False), ("My CI job!", False), ("ci", True)):
+            asked = {"ttl": "1h", "no_parent": orphan}
+            if name is not None:
+                asked["display_name"] = name
             named = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json=asked)).json()
             got = requests.get(lookup, headers={"X-Vault-Token": named["auth"]["client_token"]}).json()
             steps.append(got["data"]["display_name"])
