@@ -447,7 +447,7 @@ impl Store {
                 }
             }
         }
-        let pool = pool_options(backend, 8, 16)
+        let pool = pool_options(backend, sqlite_readers(), 16)
             .connect(&connect_url)
             .await
             .map_err(db("connecting"))?;
@@ -475,6 +475,18 @@ impl Store {
             read_only: !create,
         })
     }
+}
+
+/// How many connections read a SQLite database: twice the cores, from 2 to 8. Each is a
+/// thread of its own (sqlx runs a SQLite connection on one) with its own page cache and
+/// parsed schema, and a read waits on the CPU far more than on the disk (the file's pages
+/// are in the operating system's cache), so more connections than that add memory, not
+/// reads. On two cores: four.
+fn sqlite_readers() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(cores.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .clamp(2, 8)
 }
 
 /// Pool settings: `sqlite` or `postgres` connections at most, and SQLite's pragmas on each.
