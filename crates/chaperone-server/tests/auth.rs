@@ -1137,7 +1137,8 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         (_, p) if p.starts_with("/api/v1/shares") => SHARERS,
         ("GET", "/v1/sys/health" | "/v1/sys/seal-status" | "/v1/sys/init" | "/v1/sys/leader")
         | ("POST" | "PUT", "/v1/auth/userpass/login/{user}")
-        | ("POST" | "PUT", "/v1/sys/wrapping/unwrap" | "/v1/sys/wrapping/lookup" | "/v1/sys/unseal") => {
+        | ("POST" | "PUT", "/v1/sys/wrapping/unwrap" | "/v1/sys/wrapping/lookup" | "/v1/sys/unseal")
+        | ("POST" | "PUT", "/v1/sys/init") => {
             return None;
         }
         ("POST" | "PUT", "/v1/sys/wrapping/wrap" | "/v1/sys/capabilities-self") => ALL,

@@ -220,6 +220,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         capabilities::capabilities_self,
     ));
     routes.extend(both("/v1/sys/unseal", None, On::System, sys::unseal));
+    routes.extend(both("/v1/sys/init", None, On::System, sys::init_write));
     routes.extend(both("/v1/sys/seal", Some(Seal), On::System, sys::seal));
     routes.extend(both(
         "/v1/sys/wrapping/unwrap",

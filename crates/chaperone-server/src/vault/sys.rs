@@ -164,6 +164,21 @@ pub(crate) async fn init(State(state): State<Arc<AppState>>) -> Result<Response,
     ))
 }
 
+/// `PUT|POST sys/init` (`bao operator init`): an initialised server says so in OpenBao's
+/// words, which init scripts look for. A server is not initialised over the API: its keys
+/// are made on its own machine by `chaperone init`, which writes the unseal shares where
+/// the operator says, so an uninitialised one says that instead. Both are 400, as OpenBao
+/// answers a second init.
+pub(crate) async fn init_write(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let status = state.seal_status().await?;
+    let message = if status.initialized {
+        "Vault is already initialized"
+    } else {
+        "this server is initialised on its own machine with `chaperone init`, not over the API"
+    };
+    Ok(errors(StatusCode::BAD_REQUEST, message))
+}
+
 /// The one secrets engine: Chaperone's secrets as KV version 2 at `secret/`.
 fn kv_mount() -> Value {
     json!({

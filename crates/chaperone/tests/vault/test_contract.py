@@ -172,6 +172,8 @@ STEPS = [
     ("HEAD", "sys/mounts", None),
     ("GET", "sys/seal-status", None),
     ("GET", "sys/init", None),
+    # A second init is refused in OpenBao's words, which init scripts look for.
+    ("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}),
     ("GET", f"sys/internal/ui/mounts/secret/{P}", None),
     ("GET", "nope/x", None),
     # Paths the KV v2 mount does not have, among them where Chaperone routes listings.
@@ -605,3 +607,13 @@ def test_capabilities_match(openbao):
     ours, theirs = seen
     assert ours == theirs
     assert theirs[-1] == {p: ["deny"] for p in ["secret/data/contract/cap", "secret/metadata/contract/"]}
+
+
+def test_a_second_init_is_refused_alike(openbao):
+    """`bao operator init` on an initialised server: scripts look for OpenBao's message."""
+    addr, _ = openbao
+    body = {"secret_shares": 1, "secret_threshold": 1}
+    ours = requests.put(f"{CHAPERONE}/v1/sys/init", json=body)
+    theirs = requests.put(f"{addr}/v1/sys/init", json=body)
+    assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json())
+    assert ours.headers["Content-Type"] == theirs.headers["Content-Type"]
