@@ -124,8 +124,8 @@ pub(crate) async fn authorize(
         .get::<MatchedPath>()
         .and_then(|m| table.find(request.method(), m.as_str()));
     let label = route.map(|route| crate::observe::RouteLabel(route.path));
-    let route_pattern = route.map(|route| route.path);
-    let action = route.and_then(|route| route.action);
+    // The route's pattern and action, for a handler's refusal (public routes have none).
+    let acted = route.and_then(|route| route.action.map(|action| (route.path, action)));
     // Kept for a refusal's ledger entry (a shared buffer: no copy on the hot path).
     let uri = request.uri().clone();
     let mut response = match check(&state, &table, request, &mut request_id).await {
@@ -137,16 +137,13 @@ pub(crate) async fn authorize(
             let mut response = next.run(request).await;
             // A handler's own refusal (approving one's own request, a role it may not
             // manage, ...) is a denial like the policy's, and is recorded as one.
-            if let (Some(action), Some(actor), Some(info), Some(Refused(code))) = (
-                action,
+            if let (Some((pattern, action)), Some(actor), Some(info), Some(Refused(code))) = (
+                acted,
                 &actor,
                 &info,
                 response.extensions().get::<Refused>().copied(),
             ) {
-                let resource = match route_pattern {
-                    Some(pattern) => route_resource(pattern, uri.path()),
-                    None => uri.path().to_owned(),
-                };
+                let resource = route_resource(pattern, uri.path());
                 let mut record = Record::new(action.as_str(), &resource, Outcome::Denied);
                 record.reasons.push(code.to_owned());
                 if let Err(error) = state.record(info, actor.clone(), record).await {
