@@ -2053,7 +2053,10 @@ fn scoped_tokens_end_themselves_and_vault_lookups_call_no_ended_token_valid() {
     );
     assert_eq!(
         (revoke.0, &revoke.1),
-        (400, &json!({ "errors": ["invalid accessor"] }))
+        (
+            400,
+            &json!({ "errors": ["1 error occurred:\n\t* invalid accessor\n\n"] })
+        )
     );
     // A token by value: refused, never a 204 that would say it was revoked, whether it is
     // someone else's live token or gone; an admin revoking one that is gone gets 204.

@@ -771,6 +771,34 @@ fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
         None,
     );
     assert_eq!(status, 403, "{body}");
+    // So is `null`, which Vault clients' Go decoding reads as 0.
+    let (status, body) = s.call(
+        "POST",
+        "/v1/secret/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "max_versions": null })),
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    // A body that names no setting changes nothing and records nothing, as in OpenBao.
+    let writes = |s: &common::Server| {
+        s.ledger()
+            .into_iter()
+            .filter(|e| e["action"] == "secret.metadata_write")
+            .count()
+    };
+    let before = writes(&s);
+    for body in [serde_json::json!({}), serde_json::json!({ "unknown": 1 })] {
+        let (status, answer) = s.call(
+            "POST",
+            "/v1/secret/metadata/acme/app/db",
+            Some(&cy_t),
+            Some(body),
+            None,
+        );
+        assert_eq!(status, 204, "{answer}");
+    }
+    assert_eq!(writes(&s), before);
     s.ok(
         "PUT",
         "/api/v1/secrets/metadata/acme/app/db",

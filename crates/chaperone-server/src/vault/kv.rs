@@ -385,10 +385,13 @@ pub(crate) async fn metadata(
 
 #[derive(Deserialize)]
 pub(crate) struct MetadataBody {
-    #[serde(default, deserialize_with = "weak::integer")]
-    max_versions: Option<u32>,
-    #[serde(default, deserialize_with = "weak::boolean")]
-    cas_required: Option<bool>,
+    /// `null` is 0 (the server's limit), as Go decodes it into the integer's zero value.
+    #[serde(default, deserialize_with = "weak::patched_integer")]
+    max_versions: Option<Option<u32>>,
+    /// `null` is `false`, likewise.
+    #[serde(default, deserialize_with = "weak::patched_boolean")]
+    cas_required: Option<Option<bool>>,
+    /// `null` is as absent, as OpenBao reads a duration.
     #[serde(default, deserialize_with = "weak::duration")]
     delete_version_after: Option<i64>,
     /// Null clears it, as `{}` does.
@@ -401,6 +404,16 @@ pub(crate) struct MetadataBody {
 }
 
 impl MetadataBody {
+    /// Whether the body names a setting at all, as OpenBao tells: a setting given as `null`
+    /// counts (but not `delete_version_after`, nor `cas`), unknown keys do not.
+    fn names_a_setting(&self) -> bool {
+        self.max_versions.is_some()
+            || self.cas_required.is_some()
+            || self.delete_version_after.is_some()
+            || self.custom_metadata.is_some()
+            || self.metadata_cas_required.is_some()
+    }
+
     /// What this body cannot have done, in Vault's words; `None` if it can.
     fn unsupported(&self) -> Option<&'static str> {
         if self.delete_version_after.is_some_and(|secs| secs != 0) {
@@ -457,9 +470,15 @@ pub(crate) async fn write_metadata(
     {
         return Ok(refused);
     }
+    // A body that names no setting (`{}`, or only keys OpenBao does not know) changes
+    // nothing, creates no metadata and counts no metadata version, as in OpenBao. Nothing
+    // is done, so nothing is recorded, as for a read of a secret that does not exist.
+    if !body.names_a_setting() {
+        return Ok(no_content());
+    }
     let update = MetadataUpdate {
-        max_versions: max_versions(body.max_versions)?,
-        cas_required: body.cas_required,
+        max_versions: max_versions(body.max_versions.map(|n| n.unwrap_or(0)))?,
+        cas_required: body.cas_required.map(|c| c.unwrap_or(false)),
         custom_metadata: body.custom_metadata.map(Option::unwrap_or_default),
     };
     apply_metadata(&state, &caller, &info, &path, &update).await?;
@@ -502,10 +521,13 @@ pub(crate) async fn patch_metadata(
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
     let checked = MetadataBody {
-        max_versions: None,
-        cas_required: None,
+        max_versions: body.max_versions,
+        cas_required: body.cas_required,
         delete_version_after: body.delete_version_after,
-        custom_metadata: None,
+        custom_metadata: body
+            .custom_metadata
+            .as_ref()
+            .map(|changes| changes.as_ref().map(|_| BTreeMap::new())),
         metadata_cas_required: body.metadata_cas_required,
         cas: body.cas,
     };
@@ -525,6 +547,10 @@ pub(crate) async fn patch_metadata(
         // OpenBao's answer has no body at all.
         return Ok(empty(StatusCode::NOT_FOUND));
     };
+    // As for a write, a patch that names no setting changes nothing.
+    if !checked.names_a_setting() {
+        return Ok(no_content());
+    }
     let custom_metadata = body.custom_metadata.map(|changes| {
         let Some(changes) = changes else {
             return BTreeMap::new();

@@ -202,6 +202,12 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         token::lookup_accessor,
     ));
     routes.extend(both(
+        "/v1/auth/token/renew-accessor",
+        Some(OwnTokens),
+        On::System,
+        token::renew_accessor,
+    ));
+    routes.extend(both(
         "/v1/auth/token/revoke-accessor",
         Some(OwnTokens),
         On::System,

@@ -589,7 +589,26 @@ pub(crate) async fn lookup_accessor(
     match managed_by_accessor(&state, &caller, &body.accessor, Purpose::Lookup).await? {
         Some(record) => Ok(describe(&state, &info, &record, "").await),
         None => Ok(refused(
-            errors(StatusCode::BAD_REQUEST, "invalid accessor"),
+            errors(StatusCode::BAD_REQUEST, INVALID_ACCESSOR),
+            BAD_TOKEN,
+        )),
+    }
+}
+
+/// `POST auth/token/renew-accessor` with `{"accessor": ...}` (`bao token renew -accessor`):
+/// `renew` for the token an accessor names, answered without the token itself
+/// (`client_token` empty), as in OpenBao. An accessor that names nothing the caller may
+/// look up gets `invalid accessor`, whether it exists or not, as for `lookup-accessor`.
+pub(crate) async fn renew_accessor(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(body): ApiJson<AccessorBody>,
+) -> Result<Response, ApiError> {
+    match managed_by_accessor(&state, &caller, &body.accessor, Purpose::Lookup).await? {
+        Some(record) => Ok(renewed(&state, &info, "", &record)),
+        None => Ok(refused(
+            errors(StatusCode::BAD_REQUEST, INVALID_ACCESSOR),
             BAD_TOKEN,
         )),
     }
@@ -672,11 +691,12 @@ fn no_such_accessor(caller: &Caller, info: &RequestInfo) -> Response {
         body["warnings"] = json!(["No token found with this accessor"]);
         return refused(reply(StatusCode::OK, &body), BAD_TOKEN);
     }
-    refused(
-        errors(StatusCode::BAD_REQUEST, "invalid accessor"),
-        BAD_TOKEN,
-    )
+    refused(errors(StatusCode::BAD_REQUEST, INVALID_ACCESSOR), BAD_TOKEN)
 }
+
+/// OpenBao's answer to an accessor it does not know, word for word (its errors come
+/// wrapped in a list of one).
+const INVALID_ACCESSOR: &str = "1 error occurred:\n\t* invalid accessor\n\n";
 
 /// The reason recorded when a token or accessor names nothing the caller may manage: one
 /// reason whether it exists or not, so that the caller's own ledger entries do not tell.

@@ -117,6 +117,13 @@ def test_token_create_and_wrapping():
     renewed = json.loads(bao("token", "renew", "-format=json", orphan["auth"]["client_token"]).stdout)
     assert renewed["auth"]["accessor"] == orphan["auth"]["accessor"]
     assert 0 < renewed["auth"]["lease_duration"] <= 5400
+    # `token renew -accessor` goes to `renew-accessor`, which never shows the token.
+    by_accessor = json.loads(
+        bao("token", "renew", "-format=json", "-accessor", orphan["auth"]["accessor"]).stdout
+    )
+    assert by_accessor["auth"]["accessor"] == orphan["auth"]["accessor"]
+    assert by_accessor["auth"]["client_token"] == ""
+    assert 0 < by_accessor["auth"]["lease_duration"] <= 5400
     bao("kv", "put", "secret/cli/wrapped", "k=v")
     wrapped = json.loads(bao("kv", "get", "-format=json", "-wrap-ttl=5m", "secret/cli/wrapped").stdout)
     assert wrapped["wrap_info"]["ttl"] == 300

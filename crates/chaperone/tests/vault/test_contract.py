@@ -271,6 +271,14 @@ def test_headers_and_token_edges_match(openbao):
             requests.post(
                 f"{base}/v1/auth/token/revoke-accessor", headers={"X-Vault-Token": token}, json={"accessor": "bogus"}
             ),
+            # Looking up or renewing an accessor that names no token is refused in OpenBao's
+            # words.
+            requests.post(
+                f"{base}/v1/auth/token/lookup-accessor", headers={"X-Vault-Token": token}, json={"accessor": "bogus"}
+            ),
+            requests.post(
+                f"{base}/v1/auth/token/renew-accessor", headers={"X-Vault-Token": token}, json={"accessor": "bogus"}
+            ),
             # A lookup naming no token looks up the caller's.
             requests.post(f"{base}/v1/auth/token/lookup", headers={"X-Vault-Token": token}, json={}),
             # Durations as numbers of seconds.
@@ -304,6 +312,56 @@ def test_metadata_patch_matches(openbao):
     ours, theirs = seen
     assert ours == theirs
     assert theirs[3] == {"owner": "ann", "tier": "1"}
+
+
+def test_metadata_writes_count_as_openbao_counts_them(openbao):
+    """A metadata write or patch that names no setting changes nothing; one that names a
+    setting counts a metadata version, even unchanged or null."""
+    writes = [
+        ("POST", {}),
+        ("POST", {"max_versions": 3, "cas_required": True, "custom_metadata": {"a": "b"}}),
+        ("POST", {"max_versions": 3}),
+        ("POST", {"unknown": 1}),
+        ("POST", {"max_versions": None}),
+        ("POST", {"cas_required": None}),
+        ("POST", {"delete_version_after": None}),
+        ("POST", {"delete_version_after": "0s"}),
+        ("POST", {"metadata_cas_required": False}),
+        ("PATCH", {}),
+        ("PATCH", {"unknown": 1}),
+        ("PATCH", {"cas_required": None}),
+        ("PATCH", {"custom_metadata": {"a": None}}),
+    ]
+    seen = []
+    for base, token in ((CHAPERONE, ADMIN), openbao):
+        plain = {"X-Vault-Token": token}
+        merge = {**plain, "Content-Type": "application/merge-patch+json"}
+        url = f"{base}/v1/secret/metadata/contract/counted"
+        requests.post(f"{base}/v1/secret/data/contract/counted", headers=plain, json={"data": {"a": "b"}})
+        states = []
+        for method, body in writes:
+            answer = requests.request(method, url, headers=merge if method == "PATCH" else plain, json=body)
+            data = requests.get(url, headers=plain).json()["data"]
+            states.append(
+                (
+                    method,
+                    body,
+                    answer.status_code,
+                    data["current_metadata_version"],
+                    data["max_versions"],
+                    data["cas_required"],
+                    data["custom_metadata"],
+                )
+            )
+        # An empty write makes no metadata where there was none.
+        empty = requests.post(f"{url}-new", headers=plain, json={})
+        after = requests.get(f"{url}-new", headers=plain)
+        states.append(("new", empty.status_code, after.status_code))
+        seen.append(states)
+    ours, theirs = seen
+    for mine, bao in zip(ours, theirs):
+        assert mine == bao
+    assert theirs[-1] == ("new", 204, 404)
 
 
 def test_token_trees_match(openbao):
