@@ -123,6 +123,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0018_person_reset.sql"),
         postgres: include_str!("../migrations/postgres/0018_person_reset.sql"),
     },
+    Migration {
+        version: 19,
+        name: "wrapped status",
+        sqlite: include_str!("../migrations/sqlite/0019_wrapped_status.sql"),
+        postgres: include_str!("../migrations/postgres/0019_wrapped_status.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

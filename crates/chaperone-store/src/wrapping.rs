@@ -27,10 +27,13 @@ pub struct WrappedRecord {
     /// The person who wrapped it; `None` for tokens of no person (and responses wrapped
     /// before this was kept).
     pub created_by: Option<String>,
+    /// The HTTP status the response had, handed back with it (200, or 404 for a Vault read
+    /// of a deleted version).
+    pub status: u16,
 }
 
 const COLUMNS: &str =
-    "token_hash, accessor, sealed, creation_path, created_at, expires_at, created_by";
+    "token_hash, accessor, sealed, creation_path, created_at, expires_at, created_by, status";
 
 fn from_row(row: &AnyRow) -> Result<WrappedRecord, StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("wrapped response: {e}"));
@@ -44,6 +47,9 @@ fn from_row(row: &AnyRow) -> Result<WrappedRecord, StoreError> {
         created_at: Timestamp::from_unix_nanos(row.try_get("created_at").map_err(corrupt)?),
         expires_at: Timestamp::from_unix_nanos(row.try_get("expires_at").map_err(corrupt)?),
         created_by: row.try_get("created_by").map_err(corrupt)?,
+        status: u16::try_from(row.try_get::<i64, _>("status").map_err(corrupt)?).map_err(|_| {
+            StoreError::Corrupt("a wrapped response's status is out of range".into())
+        })?,
     })
 }
 
@@ -58,7 +64,7 @@ impl Store {
         self.change(move |conn| {
             Box::pin(async move {
                 sqlx::query(&format!(
-                    "INSERT INTO wrapped_responses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    "INSERT INTO wrapped_responses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 ))
                 .bind(record.hash.as_bytes().to_vec())
                 .bind(&record.accessor)
@@ -67,6 +73,7 @@ impl Store {
                 .bind(record.created_at.unix_nanos())
                 .bind(record.expires_at.unix_nanos())
                 .bind(record.created_by.clone())
+                .bind(i64::from(record.status))
                 .execute(&mut *conn)
                 .await
                 .map_err(db("storing a wrapped response"))?;

@@ -2096,6 +2096,8 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
         created_at: t(0),
         expires_at: t(100),
         created_by: Some("per_wrapper".into()),
+        // A status other than 200 is kept (a wrapped read of a deleted version).
+        status: 404,
     };
     f.store
         .insert_wrapped(&record, &[event("wrap.create")])
@@ -2131,6 +2133,7 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
         created_at: t(0),
         expires_at: t(10),
         created_by: None,
+        status: 200,
     };
     f.store.insert_wrapped(&expired, &[]).await.unwrap();
     assert_eq!(f.store.wrapped(&late.hash(), t(10)).await.unwrap(), None);
@@ -2887,6 +2890,7 @@ async fn expired_wrapped_responses_are_purged(f: &Fixture) {
                     created_at: t(1),
                     expires_at: t(expires),
                     created_by: None,
+                    status: 200,
                 },
                 &[],
             )

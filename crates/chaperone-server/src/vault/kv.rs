@@ -108,13 +108,16 @@ pub(crate) async fn read(
                     &envelope(&info, json!({ "data": data, "metadata": metadata })),
                 )
             }
-            // Vault answers a deleted or destroyed version with 404 and the full envelope.
+            // Vault answers a deleted or destroyed version with 404 and the full envelope,
+            // and wraps that answer when asked to, as a success.
             Some(Found::Gone(stored)) => {
                 let metadata = version_metadata(&stored.meta, &stored.custom_metadata);
-                reply(
+                let mut response = reply(
                     StatusCode::NOT_FOUND,
                     &envelope(&info, json!({ "data": null, "metadata": metadata })),
-                )
+                );
+                response.extensions_mut().insert(super::WrappedWithStatus);
+                response
             }
             None => reply(StatusCode::NOT_FOUND, &json!({ "errors": [] })),
         },

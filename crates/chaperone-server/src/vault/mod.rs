@@ -49,6 +49,12 @@ const MAX_WRAPPED: usize = 32 * 1024 * 1024;
 #[derive(Clone, Copy)]
 struct Formatted;
 
+/// Marks an answer that is an error status with a full envelope, which OpenBao wraps as it
+/// wraps a success (a read of a deleted or destroyed version: 404, with its metadata); the
+/// status goes with the wrapping and comes back at unwrap.
+#[derive(Clone, Copy)]
+pub(crate) struct WrappedWithStatus;
+
 /// Every `/v1/` route, for the route table.
 pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
     use Action::*;
@@ -489,7 +495,8 @@ pub(crate) async fn compat(
             || route.starts_with("auth/userpass/login/"));
     if let Some(ttl) = wrap_ttl
         && wrappable
-        && response.status() == StatusCode::OK
+        && (response.status() == StatusCode::OK
+            || response.extensions().get::<WrappedWithStatus>().is_some())
         && response.extensions().get::<Formatted>().is_some()
     {
         return wrap_answer(&state, &route, ttl, response).await;
@@ -580,6 +587,7 @@ async fn wrap_answer(state: &AppState, route: &str, ttl: i64, response: Response
         .get::<Actor>()
         .cloned()
         .unwrap_or_default();
+    let status = response.status();
     let Some(info) = response.extensions().get::<RequestInfo>().cloned() else {
         return errors(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -590,7 +598,7 @@ async fn wrap_answer(state: &AppState, route: &str, ttl: i64, response: Response
         Ok(body) => body,
         Err(_) => return errors(StatusCode::BAD_REQUEST, "the answer is too large to wrap"),
     };
-    match wrapping::wrap(state, &info, actor, route, ttl, &body).await {
+    match wrapping::wrap(state, &info, actor, route, ttl, status, &body).await {
         Ok(response) => response,
         Err(e) => vault_error(e.status, e.code, &e.message, route),
     }

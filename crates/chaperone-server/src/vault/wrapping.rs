@@ -143,14 +143,15 @@ pub(crate) async fn expire(
     Ok(removed.len())
 }
 
-/// Wraps `body` (the answer of `creation_path`) for `ttl` seconds: stores it sealed, records
-/// `wrap.create`, and answers with `wrap_info` only.
+/// Wraps `body` (the answer of `creation_path`, with `status`) for `ttl` seconds: stores it
+/// sealed, records `wrap.create`, and answers with `wrap_info` only (200).
 pub(crate) async fn wrap(
     state: &AppState,
     info: &RequestInfo,
     actor: Actor,
     creation_path: &str,
     ttl: i64,
+    status: StatusCode,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let keyring = unsealed(state)?;
@@ -165,6 +166,7 @@ pub(crate) async fn wrap(
         created_at: now,
         expires_at: now.plus_secs(ttl),
         created_by: actor.person.clone(),
+        status: status.as_u16(),
     };
     let mut event = Record::new("wrap.create", creation_path, Outcome::Success);
     event
@@ -438,7 +440,15 @@ pub(crate) async fn unwrap(
             .keep_listed(&state, prefix, &mut answer)
             .await?;
     }
-    Ok(reply(StatusCode::OK, &answer))
+    // The status the answer had: a wrapped read of a deleted version unwraps as its 404.
+    let status = StatusCode::from_u16(record.status).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "integrity",
+            "a wrapped answer's status is no HTTP status",
+        )
+    })?;
+    Ok(reply(status, &answer))
 }
 
 /// `POST sys/wrapping/lookup`: when and where a wrapping token was made.

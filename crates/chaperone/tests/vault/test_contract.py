@@ -460,8 +460,31 @@ def test_wrapping_matches(openbao):
             headers={"X-Vault-Token": tok, "X-Vault-Wrap-TTL": "60"},
             json={"ttl": "1h"},
         )
-        answers.append([wrapped, lookup, first, second, listing, made])
-    names = ["wrapped read", "lookup", "unwrap", "unwrap again", "wrapped listing", "wrapped token"]
+        # A read of a deleted version (a 404 with its envelope) is wrapped, and unwraps as
+        # that 404.
+        requests.delete(f"{base}/v1/secret/data/contract/w", headers={"X-Vault-Token": tok})
+        gone = requests.get(
+            f"{base}/v1/secret/data/contract/w", headers={"X-Vault-Token": tok, "X-Vault-Wrap-TTL": "60"}
+        )
+        gone_unwrapped = requests.post(
+            f"{base}/v1/sys/wrapping/unwrap", headers={"X-Vault-Token": gone.json()["wrap_info"]["token"]}
+        )
+        # A secret that never existed is a bare 404, not wrapped.
+        missing = requests.get(
+            f"{base}/v1/secret/data/contract/never", headers={"X-Vault-Token": tok, "X-Vault-Wrap-TTL": "60"}
+        )
+        answers.append([wrapped, lookup, first, second, listing, made, gone, gone_unwrapped, missing])
+    names = [
+        "wrapped read",
+        "lookup",
+        "unwrap",
+        "unwrap again",
+        "wrapped listing",
+        "wrapped token",
+        "wrapped read of a deleted version",
+        "its unwrap",
+        "wrapped read of nothing",
+    ]
     for name, ours, theirs in zip(names, *answers):
         assert ours.status_code == theirs.status_code, f"{name}: {ours.status_code} vs {theirs.status_code}: {ours.text} / {theirs.text}"
         same_shape(ours.json(), theirs.json(), name)
