@@ -588,10 +588,7 @@ pub(crate) async fn lookup_accessor(
 ) -> Result<Response, ApiError> {
     match managed_by_accessor(&state, &caller, &body.accessor, Purpose::Lookup).await? {
         Some(record) => Ok(describe(&state, &info, &record, "").await),
-        None => Ok(refused(
-            errors(StatusCode::BAD_REQUEST, INVALID_ACCESSOR),
-            BAD_TOKEN,
-        )),
+        None => Ok(invalid_accessor()),
     }
 }
 
@@ -607,10 +604,7 @@ pub(crate) async fn renew_accessor(
 ) -> Result<Response, ApiError> {
     match managed_by_accessor(&state, &caller, &body.accessor, Purpose::Lookup).await? {
         Some(record) => Ok(renewed(&state, &info, "", &record)),
-        None => Ok(refused(
-            errors(StatusCode::BAD_REQUEST, INVALID_ACCESSOR),
-            BAD_TOKEN,
-        )),
+        None => Ok(invalid_accessor()),
     }
 }
 
@@ -691,12 +685,20 @@ fn no_such_accessor(caller: &Caller, info: &RequestInfo) -> Response {
         body["warnings"] = json!(["No token found with this accessor"]);
         return refused(reply(StatusCode::OK, &body), BAD_TOKEN);
     }
-    refused(errors(StatusCode::BAD_REQUEST, INVALID_ACCESSOR), BAD_TOKEN)
+    invalid_accessor()
 }
 
-/// OpenBao's answer to an accessor it does not know, word for word (its errors come
-/// wrapped in a list of one).
-const INVALID_ACCESSOR: &str = "1 error occurred:\n\t* invalid accessor\n\n";
+/// `invalid accessor` in OpenBao's words (its errors come wrapped in a list of one), recorded
+/// as `bad_token`.
+fn invalid_accessor() -> Response {
+    refused(
+        errors(
+            StatusCode::BAD_REQUEST,
+            "1 error occurred:\n\t* invalid accessor\n\n",
+        ),
+        BAD_TOKEN,
+    )
+}
 
 /// The reason recorded when a token or accessor names nothing the caller may manage: one
 /// reason whether it exists or not, so that the caller's own ledger entries do not tell.
