@@ -288,7 +288,7 @@ pub(crate) async fn delete_latest(
 #[derive(Deserialize)]
 pub(crate) struct VersionsBody {
     #[serde(default, deserialize_with = "weak::integers")]
-    versions: Vec<u64>,
+    versions: Vec<i64>,
 }
 
 /// `POST secret/delete/:path` with `{"versions": [...]}`.
@@ -299,8 +299,7 @@ pub(crate) async fn delete_versions(
     Path(path): Path<String>,
     ApiJson(body): ApiJson<VersionsBody>,
 ) -> Result<Response, ApiError> {
-    let versions = required(body.versions)?;
-    versions_change(&caller, &state, &info, &path, &versions, Change::Delete).await
+    listed_versions_change(&caller, &state, &info, &path, body.versions, Change::Delete).await
 }
 
 /// `POST secret/undelete/:path`.
@@ -311,8 +310,15 @@ pub(crate) async fn undelete_versions(
     Path(path): Path<String>,
     ApiJson(body): ApiJson<VersionsBody>,
 ) -> Result<Response, ApiError> {
-    let versions = required(body.versions)?;
-    versions_change(&caller, &state, &info, &path, &versions, Change::Undelete).await
+    listed_versions_change(
+        &caller,
+        &state,
+        &info,
+        &path,
+        body.versions,
+        Change::Undelete,
+    )
+    .await
 }
 
 /// `POST secret/destroy/:path`.
@@ -323,11 +329,48 @@ pub(crate) async fn destroy_versions(
     Path(path): Path<String>,
     ApiJson(body): ApiJson<VersionsBody>,
 ) -> Result<Response, ApiError> {
-    let versions = required(body.versions)?;
-    versions_change(&caller, &state, &info, &path, &versions, Change::Destroy).await
+    listed_versions_change(
+        &caller,
+        &state,
+        &info,
+        &path,
+        body.versions,
+        Change::Destroy,
+    )
+    .await
 }
 
-/// Vault answers 204 for version changes, also on a path with no secret.
+/// A change of the versions a body lists. As in OpenBao, a body that names no version is a
+/// 400, and one that names only negative numbers (no version that can exist) changes
+/// nothing: 204, not recorded.
+async fn listed_versions_change(
+    caller: &Caller,
+    state: &AppState,
+    info: &RequestInfo,
+    path: &str,
+    given: Vec<i64>,
+    kind: Change,
+) -> Result<Response, ApiError> {
+    if given.is_empty() {
+        // OpenBao's words, capital and all.
+        let message = match kind {
+            Change::Destroy => "no version number provided",
+            Change::Delete | Change::Undelete => "No version number provided",
+        };
+        return Ok(errors(StatusCode::BAD_REQUEST, message));
+    }
+    let versions: Vec<u64> = given
+        .into_iter()
+        .filter_map(|n| u64::try_from(n).ok())
+        .collect();
+    if versions.is_empty() {
+        return Ok(no_content());
+    }
+    versions_change(caller, state, info, path, &required(versions)?, kind).await
+}
+
+/// Vault answers 204 for version changes, also on a path with no secret; no versions is
+/// the current one.
 async fn versions_change(
     caller: &Caller,
     state: &AppState,

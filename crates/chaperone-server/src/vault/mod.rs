@@ -429,6 +429,17 @@ pub(crate) async fn compat(
             );
         }
     }
+    // A POST or PUT without a body is read as `{}`, as OpenBao reads it (`curl -X POST`
+    // without `-d`): a lookup then looks up the caller's token, a metadata write changes
+    // nothing, and a route that needs a field says which is missing.
+    if matches!(*request.method(), Method::POST | Method::PUT)
+        && axum::body::HttpBody::size_hint(request.body()).exact() == Some(0)
+    {
+        *request.body_mut() = axum::body::Body::from("{}");
+        request
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+    }
     // `secret/list/...` is where listings are routed after the rewrite below, not a path of
     // Vault's API: asked for directly, it is one more path the mount does not have, as in
     // OpenBao (and answered as such after the usual checks of the token).

@@ -61,17 +61,38 @@ pub(crate) async fn health(
     let Some(code) = code else {
         return Ok(reply(StatusCode::BAD_REQUEST, &json!({ "errors": [] })));
     };
-    let body = json!({
-        "initialized": status.initialized,
-        "sealed": status.sealed,
-        "standby": false,
-        "replication_performance_mode": "disabled",
-        "replication_dr_mode": "disabled",
-        "server_time_utc": state.clock.now().unix_secs(),
-        "version": VERSION,
-        "cluster_name": "chaperone",
-        "cluster_id": "",
-    });
+    // An informational code cannot end an answer: OpenBao's Go server sends it as an interim
+    // line and then the health with 200, which is what its clients see.
+    let code = if code.is_informational() {
+        StatusCode::OK
+    } else {
+        code
+    };
+    // A sealed OpenBao knows nothing of its cluster or replication, and reports itself as
+    // a standby; so does a sealed Chaperone, for dashboards that read these fields.
+    let body = if status.sealed {
+        json!({
+            "initialized": status.initialized,
+            "sealed": true,
+            "standby": true,
+            "replication_performance_mode": "unknown",
+            "replication_dr_mode": "unknown",
+            "server_time_utc": state.clock.now().unix_secs(),
+            "version": VERSION,
+        })
+    } else {
+        json!({
+            "initialized": status.initialized,
+            "sealed": false,
+            "standby": false,
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
+            "server_time_utc": state.clock.now().unix_secs(),
+            "version": VERSION,
+            "cluster_name": "chaperone",
+            "cluster_id": "",
+        })
+    };
     Ok(reply(code, &body))
 }
 

@@ -109,9 +109,9 @@ pub(crate) fn boolean_or_false<'de, D: Deserializer<'de>>(
 
 /// A list of integers (OpenBao's comma-separated integer slice): a list of integers,
 /// decimal strings or booleans (1 and 0), one integer, or one string of integers separated
-/// by commas. Negative numbers name nothing that exists and are dropped; null or absent is
-/// an empty list.
-pub(crate) fn integers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+/// by commas. Negative numbers are kept (they name nothing that exists, which the caller
+/// tells apart from naming nothing at all); null or absent is an empty list.
+pub(crate) fn integers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
     let bad = || D::Error::custom("expected integers");
     let all: Vec<i64> = match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Vec::new(),
@@ -131,10 +131,7 @@ pub(crate) fn integers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec
         Some(value @ Value::Number(_)) => vec![int(&value).ok_or_else(bad)?],
         Some(_) => return Err(bad()),
     };
-    Ok(all
-        .into_iter()
-        .filter_map(|n| u64::try_from(n).ok())
-        .collect())
+    Ok(all)
 }
 
 /// A list of strings: a list, or one string of items separated by commas (Vault's
@@ -239,7 +236,7 @@ mod tests {
         #[serde(default, deserialize_with = "boolean")]
         b: Option<bool>,
         #[serde(default, deserialize_with = "integers")]
-        versions: Vec<u64>,
+        versions: Vec<i64>,
         #[serde(default, deserialize_with = "strings")]
         policies: Option<Vec<String>>,
         #[serde(default, deserialize_with = "pairs")]
@@ -304,10 +301,10 @@ mod tests {
         );
         let b = body(json!({ "b": 0, "versions": [3, "4", true, -1], "meta": null })).unwrap();
         assert_eq!(b.b, Some(false));
-        assert_eq!(b.versions, [3, 4, 1]);
+        assert_eq!(b.versions, [3, 4, 1, -1]);
         assert_eq!(b.meta, Some(None));
         let b = body(json!({ "n": "+7", "versions": ["0", "-3", "10"] })).unwrap();
-        assert_eq!((b.n, b.versions), (Some(7), vec![0, 10]));
+        assert_eq!((b.n, b.versions), (Some(7), vec![0, -3, 10]));
         let b = body(json!({ "versions": 7, "meta": [] })).unwrap();
         assert_eq!(b.versions, [7]);
         assert_eq!(b.meta, Some(Some(BTreeMap::new())));

@@ -215,6 +215,25 @@ STEPS = [
     ("LIST", "secret/metadata/contract/p?after=zzz", None),
     ("LIST", "secret/metadata/contract/p?limit=0", None),
     ("LIST", "secret/metadata/contract/p?limit=abc", None),
+    # Versions: none named is a 400; only negative numbers (no version that can exist)
+    # change nothing.
+    ("POST", f"secret/delete/{P}", {"versions": []}),
+    ("POST", f"secret/destroy/{P}", {}),
+    ("POST", f"secret/delete/{P}", {"versions": [-1]}),
+    ("POST", f"secret/undelete/{P}", {"versions": "-1"}),
+    # A POST without a body is `{}`: a lookup looks up the caller, a metadata write does
+    # nothing.
+    ("POST", "auth/token/lookup", None),
+    ("POST", "secret/metadata/contract/nobody", None),
+    ("GET", "secret/metadata/contract/nobody", None),
+    # A token or accessor left empty is a 400, never a success.
+    ("POST", "auth/token/revoke", {"token": ""}),
+    ("POST", "auth/token/renew", {}),
+    ("POST", "auth/token/revoke-accessor", {"accessor": ""}),
+    ("POST", "auth/token/lookup-accessor", {}),
+    ("POST", "auth/token/renew-accessor", {"accessor": ""}),
+    # An informational status cannot end an answer: the health comes with 200.
+    ("GET", "sys/health?activecode=100", None),
     ("DELETE", f"secret/metadata/{P}", None),
     ("GET", f"secret/metadata/{P}", None),
 ]
@@ -616,6 +635,16 @@ def test_loosely_typed_bodies_match(openbao):
             named = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json=asked)).json()
             got = requests.get(lookup, headers={"X-Vault-Token": named["auth"]["client_token"]}).json()
             steps.append(got["data"]["display_name"])
+        # Booleans and increments that are not are refused; so is removing the only policy
+        # asked for, which would make a token that can do nothing (OpenBao makes one).
+        for bad in ({"renewable": "abc"}, {"no_default_policy": 5}):
+            status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", **bad}))
+        status(requests.post(f"{base}/v1/auth/token/renew-self", headers=plain, json={"increment": "abc"}))
+        # The root token has no lease to renew.
+        steps.append(requests.post(f"{base}/v1/auth/token/renew-self", headers=plain, json={"increment": "1h"}).json())
+        # Policy names are read trimmed and in any case.
+        made = status(requests.post(f"{base}/v1/auth/token/create", headers=plain, json={"ttl": "1h", "policies": [" Default"]}))
+        steps.append(made.json()["auth"]["policies"])
         # A made token's path; a TTL over a maximum is capped, with OpenBao's warning.
         child = made.json()["auth"]["client_token"]
         steps.append(requests.get(f"{base}/v1/auth/token/lookup-self", headers={"X-Vault-Token": child}).json()["data"]["path"])
