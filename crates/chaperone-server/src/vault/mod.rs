@@ -460,8 +460,14 @@ pub(crate) async fn compat(
         .get::<crate::observe::RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    // A list anywhere but under `metadata/` (left a `LIST` by `rewrite_list`).
-    let listed = request.method().as_str() == "LIST";
+    // The `bao kv` command OpenBao's warning names for a path the KV v2 mount does not have:
+    // `list` for a list anywhere but under `metadata/` (left a `LIST` by `rewrite_list`).
+    let kv_command = match request.method().as_str() {
+        "LIST" => "list",
+        "POST" | "PUT" => "put",
+        "DELETE" => "delete",
+        _ => "get",
+    };
     // OpenBao answers HEAD on `sys/health` only. Elsewhere it would run the GET (a secret
     // read, recorded as given) and send nothing: 405, before anything runs.
     if request.method() == Method::HEAD && route != "sys/health" {
@@ -531,15 +537,13 @@ pub(crate) async fn compat(
         && let Some(rest) = route.strip_prefix("secret/")
     {
         let warning = if matches!(rest, "data" | "metadata" | "delete") {
-            "Non-listing operations on the root of a K/V v2 mount are not supported."
-        } else if listed {
-            "Invalid path for a versioned K/V secrets engine. See the API docs for the \
-             appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv list' for \
-             this operation."
+            "Non-listing operations on the root of a K/V v2 mount are not supported.".to_owned()
         } else {
-            "Invalid path for a versioned K/V secrets engine. See the API docs for the \
-             appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv get' for \
-             this operation."
+            format!(
+                "Invalid path for a versioned K/V secrets engine. See the API docs for the \
+                 appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv \
+                 {kv_command}' for this operation."
+            )
         };
         let body = json!({
             "request_id": request_id, "lease_id": "", "renewable": false, "lease_duration": 0,
