@@ -865,6 +865,25 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
     assert_eq!(status, 200, "{body}");
     let accessor = body["wrap_info"]["accessor"].as_str().unwrap().to_owned();
     assert_eq!(wrapped_entries(), 1, "wrap.create");
+    let created = s.recorded("wrap.create", "secret/data/team/db");
+    assert!(created[0]["details"].get("status").is_none(), "{created:?}");
+    // A read of a deleted version is wrapped as its 404, and its entry says so.
+    common::write(&s, "team/gone", "deleted-Tx72");
+    s.ok("DELETE", "/v1/secret/data/team/gone", Some(&s.admin), None);
+    let (status, body) = get("/v1/secret/data/team/gone", Some(&s.admin));
+    assert_eq!(status, 200, "{body}");
+    let gone = s.recorded("wrap.create", "secret/data/team/gone");
+    assert_eq!(gone[0]["details"]["status"], 404, "{gone:?}");
+    let (status, unwrapped) = s.call(
+        "POST",
+        "/v1/sys/wrapping/unwrap",
+        None,
+        Some(serde_json::json!({ "token": body["wrap_info"]["token"] })),
+        None,
+    );
+    assert_eq!(status, 404, "{unwrapped}");
+    assert!(unwrapped["data"]["data"].is_null(), "{unwrapped}");
+    assert_eq!(wrapped_entries(), 3, "wrap.create and wrap.unwrap");
     let sweep = || s.runtime.block_on(s.state.sweep()).unwrap().wrapped_expired;
     assert_eq!(sweep(), 0, "not expired yet");
     s.clock.advance_secs(61);

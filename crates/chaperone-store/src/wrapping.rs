@@ -27,8 +27,8 @@ pub struct WrappedRecord {
     /// The person who wrapped it; `None` for tokens of no person (and responses wrapped
     /// before this was kept).
     pub created_by: Option<String>,
-    /// The HTTP status the response had, handed back with it (200, or 404 for a Vault read
-    /// of a deleted version).
+    /// The HTTP status the response had, handed back with it: 200, or 404 for a Vault read
+    /// of a deleted version (no other is read back).
     pub status: u16,
 }
 
@@ -47,9 +47,17 @@ fn from_row(row: &AnyRow) -> Result<WrappedRecord, StoreError> {
         created_at: Timestamp::from_unix_nanos(row.try_get("created_at").map_err(corrupt)?),
         expires_at: Timestamp::from_unix_nanos(row.try_get("expires_at").map_err(corrupt)?),
         created_by: row.try_get("created_by").map_err(corrupt)?,
-        status: u16::try_from(row.try_get::<i64, _>("status").map_err(corrupt)?).map_err(|_| {
-            StoreError::Corrupt("a wrapped response's status is out of range".into())
-        })?,
+        // Only the statuses a wrapping is made with: the column is outside the sealed
+        // answer, so no other value is taken from the database.
+        status: match row.try_get::<i64, _>("status").map_err(corrupt)? {
+            200 => 200,
+            404 => 404,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "a wrapped response's status is {other}, neither 200 nor 404"
+                )));
+            }
+        },
     })
 }
 

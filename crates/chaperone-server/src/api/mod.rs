@@ -1282,6 +1282,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }
         }
         let native = req.uri().path().starts_with("/api/");
+        let vault = req.uri().path().starts_with("/v1/");
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|rejection| match rejection {
@@ -1300,6 +1301,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "invalid_body",
                 "text may not contain NUL characters (\\u0000)",
             ));
+        }
+        // A Vault client's empty body (`curl -X POST` without `-d`, sent with a length of 0
+        // or chunked) is `{}`, as OpenBao reads it: a lookup then looks up the caller's
+        // token, a metadata write changes nothing, and a route that needs a field says which.
+        if vault && bytes.iter().all(u8::is_ascii_whitespace) {
+            return parse_body(b"{}").map(ApiJson);
         }
         parse_body(&bytes).map(ApiJson)
     }

@@ -451,7 +451,8 @@ pub(crate) struct MetadataBody {
 
 impl MetadataBody {
     /// Whether the body names a setting at all, as OpenBao tells: a setting given as `null`
-    /// counts (but not `delete_version_after`, nor `cas`), unknown keys do not.
+    /// counts (but not `delete_version_after` or `metadata_cas_required`, whose null is as
+    /// absent, nor `cas`), unknown keys do not.
     fn names_a_setting(&self) -> bool {
         self.max_versions.is_some()
             || self.cas_required.is_some()
@@ -522,11 +523,11 @@ pub(crate) async fn write_metadata(
     if !body.names_a_setting() {
         return Ok(no_content());
     }
-    let update = MetadataUpdate {
-        max_versions: max_versions(body.max_versions.map(|n| n.unwrap_or(0)))?,
-        cas_required: body.cas_required.map(|c| c.unwrap_or(false)),
-        custom_metadata: body.custom_metadata.map(Option::unwrap_or_default),
-    };
+    let update = metadata_update(
+        body.max_versions,
+        body.cas_required,
+        body.custom_metadata.map(Option::unwrap_or_default),
+    )?;
     apply_metadata(&state, &caller, &info, &path, &update).await?;
     Ok(no_content())
 }
@@ -545,12 +546,22 @@ fn empty_value(key: &str, value: &str) -> Option<Response> {
     })
 }
 
-/// A metadata body's `max_versions`: 0 returns to the server's default.
-fn max_versions(asked: Option<u32>) -> Result<Option<Option<MaxVersions>>, ApiError> {
-    Ok(match asked {
-        None => None,
-        Some(0) => Some(None),
-        Some(n) => Some(Some(MaxVersions::new(n)?)),
+/// The change a metadata write or patch asks for. `max_versions` 0 returns to the server's
+/// limit, and a `null` setting is its zero value, as Go decodes it: 0 for `max_versions`,
+/// `false` for `cas_required`.
+fn metadata_update(
+    max_versions: Option<Option<u32>>,
+    cas_required: Option<Option<bool>>,
+    custom_metadata: Option<BTreeMap<String, String>>,
+) -> Result<MetadataUpdate, ApiError> {
+    Ok(MetadataUpdate {
+        max_versions: match max_versions.map(Option::unwrap_or_default) {
+            None => None,
+            Some(0) => Some(None),
+            Some(n) => Some(Some(MaxVersions::new(n)?)),
+        },
+        cas_required: cas_required.map(Option::unwrap_or_default),
+        custom_metadata,
     })
 }
 
@@ -610,11 +621,7 @@ pub(crate) async fn patch_metadata(
         }
         merged
     });
-    let update = MetadataUpdate {
-        max_versions: max_versions(body.max_versions.map(|n| n.unwrap_or(0)))?,
-        cas_required: body.cas_required.map(|c| c.unwrap_or(false)),
-        custom_metadata,
-    };
+    let update = metadata_update(body.max_versions, body.cas_required, custom_metadata)?;
     apply_metadata(&state, &caller, &info, &path, &update).await?;
     Ok(no_content())
 }

@@ -429,17 +429,6 @@ pub(crate) async fn compat(
             );
         }
     }
-    // A POST or PUT without a body is read as `{}`, as OpenBao reads it (`curl -X POST`
-    // without `-d`): a lookup then looks up the caller's token, a metadata write changes
-    // nothing, and a route that needs a field says which is missing.
-    if matches!(*request.method(), Method::POST | Method::PUT)
-        && axum::body::HttpBody::size_hint(request.body()).exact() == Some(0)
-    {
-        *request.body_mut() = axum::body::Body::from("{}");
-        request
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
-    }
     // `secret/list/...` is where listings are routed after the rewrite below, not a path of
     // Vault's API: asked for directly, it is one more path the mount does not have, as in
     // OpenBao (and answered as such after the usual checks of the token).
@@ -465,6 +454,7 @@ pub(crate) async fn compat(
     let kv_command = match request.method().as_str() {
         "LIST" => "list",
         "POST" | "PUT" => "put",
+        "PATCH" => "patch",
         "DELETE" => "delete",
         _ => "get",
     };
@@ -502,8 +492,8 @@ pub(crate) async fn compat(
         );
     }
     let response = next.run(request).await;
-    // A successful answer with data is wrapped when asked (never the wrapping routes'
-    // own answers, apart from `wrap`), and only for a caller who proved who they are: a
+    // A successful answer with data is wrapped when asked, and so is one a handler marked
+    // `WrappedWithStatus` (never the wrapping routes' own answers, apart from `wrap`), and only for a caller who proved who they are: a
     // token, or the password of a successful login. Each wrapping is stored and recorded,
     // which an anonymous request must not cause. Open routes (`sys/health`,
     // `sys/seal-status`, `sys/init`) answer unwrapped, as OpenBao's do.

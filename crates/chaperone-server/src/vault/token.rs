@@ -433,10 +433,7 @@ pub(crate) async fn renew(
     Extension(info): Extension<RequestInfo>,
     ApiJson(Renewal { named: body, .. }): ApiJson<Renewal<TokenBody>>,
 ) -> Result<Response, ApiError> {
-    let token = match body.named() {
-        Ok(token) => token,
-        Err(missing) => return Ok(errors(StatusCode::BAD_REQUEST, missing)),
-    };
+    let token = body.named()?;
     match managed_by_token(&state, &caller, token, Purpose::Lookup).await? {
         Some(record) => Ok(renewed(&state, &info, token, &record)),
         None if caller.principal.role == Role::Admin => Ok(refused(
@@ -526,14 +523,20 @@ pub(crate) struct TokenBody {
     token: Zeroizing<String>,
 }
 
+/// `value`, or a 400 with OpenBao's words for it missing (the Vault layer answers a native
+/// error as `{"errors": [message]}`).
+fn named<'a>(value: &'a str, missing: &str) -> Result<&'a str, ApiError> {
+    match value {
+        "" => Err(ApiError::bad_request("invalid_request", missing)),
+        value => Ok(value),
+    }
+}
+
 impl TokenBody {
     /// The token named, or OpenBao's 400 for a body that names none: never a success for a
     /// script whose variable came out empty.
-    fn named(&self) -> Result<&str, &'static str> {
-        match self.token.as_str() {
-            "" => Err("missing token ID"),
-            token => Ok(token),
-        }
+    fn named(&self) -> Result<&str, ApiError> {
+        named(&self.token, "missing token ID")
     }
 }
 
@@ -552,11 +555,11 @@ pub(crate) struct AccessorBody {
 
 impl AccessorBody {
     /// The accessor named, or OpenBao's answer to a body that names none.
-    fn named(&self) -> Result<&str, &'static str> {
-        match self.accessor.as_str() {
-            "" => Err("1 error occurred:\n\t* missing accessor\n\n"),
-            accessor => Ok(accessor),
-        }
+    fn named(&self) -> Result<&str, ApiError> {
+        named(
+            &self.accessor,
+            "1 error occurred:\n\t* missing accessor\n\n",
+        )
     }
 }
 
@@ -658,10 +661,7 @@ pub(crate) async fn lookup_accessor(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<AccessorBody>,
 ) -> Result<Response, ApiError> {
-    let accessor = match body.named() {
-        Ok(accessor) => accessor,
-        Err(missing) => return Ok(errors(StatusCode::BAD_REQUEST, missing)),
-    };
+    let accessor = body.named()?;
     match managed_by_accessor(&state, &caller, accessor, Purpose::Lookup).await? {
         Some(record) => Ok(describe(&state, &info, &record, "").await),
         None => Ok(invalid_accessor()),
@@ -678,10 +678,7 @@ pub(crate) async fn renew_accessor(
     Extension(info): Extension<RequestInfo>,
     ApiJson(Renewal { named: body, .. }): ApiJson<Renewal<AccessorBody>>,
 ) -> Result<Response, ApiError> {
-    let accessor = match body.named() {
-        Ok(accessor) => accessor,
-        Err(missing) => return Ok(errors(StatusCode::BAD_REQUEST, missing)),
-    };
+    let accessor = body.named()?;
     match managed_by_accessor(&state, &caller, accessor, Purpose::Lookup).await? {
         Some(record) => Ok(renewed(&state, &info, "", &record)),
         None => Ok(invalid_accessor()),
@@ -695,10 +692,7 @@ pub(crate) async fn revoke_token(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response, ApiError> {
-    let token = match body.named() {
-        Ok(token) => token,
-        Err(missing) => return Ok(errors(StatusCode::BAD_REQUEST, missing)),
-    };
+    let token = body.named()?;
     match managed_by_token(&state, &caller, token, Purpose::Revoke).await? {
         Some(record) => {
             revoke(&state, &caller, &info, &record).await?;
@@ -726,10 +720,7 @@ pub(crate) async fn revoke_accessor(
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<AccessorBody>,
 ) -> Result<Response, ApiError> {
-    let accessor = match body.named() {
-        Ok(accessor) => accessor,
-        Err(missing) => return Ok(errors(StatusCode::BAD_REQUEST, missing)),
-    };
+    let accessor = body.named()?;
     if accessor.starts_with("wrap_") {
         let admin = caller.principal.role == Role::Admin;
         let me = caller.person_id.clone();

@@ -173,6 +173,12 @@ pub(crate) async fn wrap(
         .details
         .insert("accessor".into(), accessor.clone().into());
     event.details.insert("ttl".into(), ttl.into());
+    // A wrapped error (a read of a deleted version, 404) says so: no secret was handed out.
+    if status != StatusCode::OK {
+        event
+            .details
+            .insert("status".into(), status.as_u16().into());
+    }
     let event = state.event(info, actor, event);
     state.store.insert_wrapped(&record, &[event]).await?;
     let mut wrap_info = json!({

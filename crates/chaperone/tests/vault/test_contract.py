@@ -128,6 +128,8 @@ def same_shape(ours, theirs, where="$"):
 
 def call(addr, token, method, path, body=None):
     headers = {"X-Vault-Token": token} if token else {}
+    if method == "PATCH":
+        headers["Content-Type"] = "application/merge-patch+json"
     response = requests.request(method, f"{addr}/v1/{path}", headers=headers, json=body)
     parsed = response.json() if response.content else None
     return response.status_code, response.headers.get("Content-Type"), parsed
@@ -187,6 +189,7 @@ STEPS = [
     ("POST", "secret/foo", {"a": "b"}),
     ("PUT", "secret/foo", {"a": "b"}),
     ("DELETE", "secret/foo", None),
+    ("PATCH", "secret/foo", {"a": "b"}),
     ("GET", "secret/foo?list=true", None),
     ("GET", "sys/nope", None),
     ("GET", "auth/token/nope", None),
@@ -301,6 +304,8 @@ def test_headers_and_token_edges_match(openbao):
             requests.post(
                 f"{base}/v1/auth/token/renew-accessor", headers={"X-Vault-Token": token}, json={"accessor": "bogus"}
             ),
+            # An empty body, even sent chunked, is `{}`: the caller's token is looked up.
+            requests.post(f"{base}/v1/auth/token/lookup", headers={"X-Vault-Token": token}, data=iter([])),
             # A lookup naming no token looks up the caller's.
             requests.post(f"{base}/v1/auth/token/lookup", headers={"X-Vault-Token": token}, json={}),
             # Durations as numbers of seconds.
