@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-use crate::scan::{Report, Scanner, Search, TOO_MANY, is_binary, too_many};
+use crate::scan::{KNOWN_VALUE, Report, Scanner, Search, TOO_MANY, is_binary, too_many};
 
 /// Members read from one archive at most.
 pub(crate) const MAX_MEMBERS: usize = 100_000;
@@ -116,9 +116,9 @@ struct Budget {
     members: usize,
     /// Bytes it may inflate.
     max_expanded: u64,
-    /// Findings listed so far (without `too-many-findings`).
+    /// Findings listed so far, other than vault values (and `too-many-findings`).
     found: usize,
-    /// Vault values listed after the findings limit was reached.
+    /// Vault values listed so far, which have a limit of their own.
     vault_found: usize,
     /// Whether the findings limit was reached (and said so).
     stopped: bool,
@@ -173,15 +173,22 @@ impl Scanner {
         // Every finding carries its path: a member name of megabytes (a tar long name) would
         // be copied into each of up to a thousand findings. Names are cut at 1 KiB.
         let path = format!("{name}!{}", short_name(member));
+        // Vault values and the other findings are counted apart, as in a file
+        // ([`Scanner::scan_bytes`]): how often a vault value occurs changes nothing of the
+        // other findings listed.
         let room = self.max_findings.saturating_sub(budget.found);
+        let known_room = self.max_findings.saturating_sub(budget.vault_found);
         if room > 0 {
             let found = self.scan_limited(
                 &path,
                 &data,
                 room.min(self.max_findings_per_file),
+                known_room.min(self.max_findings_per_file),
                 Search::Everything,
             );
-            budget.found += found.iter().filter(|f| f.rule != TOO_MANY).count();
+            let known = found.iter().filter(|f| f.rule == KNOWN_VALUE).count();
+            budget.vault_found += known;
+            budget.found += found.iter().filter(|f| f.rule != TOO_MANY).count() - known;
             report.findings.extend(found);
             return Ok(true);
         }
@@ -192,11 +199,10 @@ impl Scanner {
             budget.stopped = true;
             report.findings.push(too_many(name, self.max_findings));
         }
-        let room = self.max_findings.saturating_sub(budget.vault_found);
-        if room == 0 {
+        if known_room == 0 {
             return Ok(false);
         }
-        let found = self.scan_limited(&path, &data, room, Search::VaultValues);
+        let found = self.scan_limited(&path, &data, 0, known_room, Search::VaultValues);
         budget.vault_found += found.iter().filter(|f| f.rule != TOO_MANY).count();
         report.findings.extend(found);
         Ok(true)

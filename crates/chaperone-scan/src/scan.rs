@@ -259,19 +259,29 @@ impl Scanner {
     }
 
     /// Findings in `data`, named `path`: at most [`Scanner::max_findings_per_file`], then one
-    /// [`TOO_MANY`] finding that says the file holds more. Vault values are looked for first,
-    /// so that padding a file with other findings cannot push them out of the list.
+    /// [`TOO_MANY`] finding that says the file holds more; and vault values, as many again
+    /// at most.
+    ///
+    /// Security decision: vault values and the other findings are limited apart. Padding a
+    /// file with other findings cannot push a vault value out of the list, and, the other
+    /// way round, how often a vault value occurs changes nothing of the other findings
+    /// listed, nor whether [`TOO_MANY`] is: a submitter who may not see where a vault value
+    /// is must not tell guesses apart by repeating each a different number of times among
+    /// findings of their own and counting what is listed.
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
-        self.scan_limited(path, data, self.max_findings_per_file, Search::Everything)
+        let limit = self.max_findings_per_file;
+        self.scan_limited(path, data, limit, limit, Search::Everything)
     }
 
-    /// [`Scanner::scan_bytes`] with `limit` findings at most, looking for what `search`
-    /// says.
+    /// [`Scanner::scan_bytes`] with `limit` findings at most and `known_limit` vault values,
+    /// looking for what `search` says. Vault values past `known_limit` are not listed and
+    /// nothing of the file's lines is shown then (the values not listed are not masked).
     pub(crate) fn scan_limited(
         &self,
         path: &str,
         data: &[u8],
         limit: usize,
+        known_limit: usize,
         search: Search,
     ) -> Vec<Finding> {
         let line_starts: Vec<usize> = std::iter::once(0).chain(memchr_lines(data)).collect();
@@ -281,12 +291,15 @@ impl Scanner {
                 .map_or(data.len(), |&next| next - 1)
         };
         let mut findings = Vec::new();
+        let mut known_found = Vec::new();
+        let mut known_more = false;
         // Spans to redact that belong to no finding of their own: the later lines of a vault
         // value that runs over several lines (a PEM key).
         let mut continued: Vec<(usize, Mask)> = Vec::new();
         if let Some((automaton, labels)) = &self.known {
             for hit in automaton.find_iter(data) {
-                if findings.len() > limit {
+                if known_found.len() >= known_limit {
+                    known_more = true;
                     break;
                 }
                 let (label, encoding) = &labels[hit.pattern().as_usize()];
@@ -306,7 +319,7 @@ impl Scanner {
                     ));
                     later += 1;
                 }
-                findings.push(Finding {
+                known_found.push(Finding {
                     path: path.to_owned(),
                     line: line + 1,
                     column: start + 1,
@@ -397,10 +410,12 @@ impl Scanner {
             }
         }
         let more = findings.len() > limit;
-        // A search for vault values alone did not look at the lines for anything else, and
-        // one that ran out of time may have stopped anywhere.
-        let hide_lines = more || !everything || self.out_of_time();
+        // A search for vault values alone did not look at the lines for anything else, one
+        // that ran out of time may have stopped anywhere, and vault values past their limit
+        // are not masked.
+        let hide_lines = more || known_more || !everything || self.out_of_time();
         findings.truncate(limit);
+        findings.append(&mut known_found);
         findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
         findings.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.rule == b.rule);
         // Each context shows its line with every value found on it redacted, not only its
@@ -1208,7 +1223,11 @@ mod tests {
         let mut data = b"536-22-8709 ".repeat(10_000);
         data.extend_from_slice(b"Vault-Secret-Zq81-Lm02\n");
         let found = scanner.scan_bytes("dump.txt", &data);
-        assert_eq!(found.len(), 51, "the limit, then one that says so");
+        assert_eq!(
+            found.len(),
+            52,
+            "the limit, the vault value besides, then one that says so"
+        );
         assert_eq!(found.last().unwrap().rule, TOO_MANY);
         assert_eq!(found.last().unwrap().severity, Severity::High);
         assert!(found.iter().any(|f| f.rule == KNOWN_VALUE));
@@ -1226,6 +1245,55 @@ mod tests {
                 .iter()
                 .all(|f| f.rule != TOO_MANY && !f.context.is_empty())
         );
+    }
+
+    #[test]
+    fn how_often_a_vault_value_occurs_changes_nothing_else_listed() {
+        let value: &[u8] = b"Vault-Secret-Zq81-Lm02";
+        let mut scanner = scanner().with_known_values(&[(value, "prod/db#password".to_owned())]);
+        scanner.max_findings_per_file = 50;
+        // A guess repeated some number of times, then more findings than the limit: what is
+        // listed besides vault values is the same whether and however often the guess is
+        // the stored value.
+        let others = |repeats: usize| {
+            let mut data = b"Vault-Secret-Zq81-Lm02\n".repeat(repeats);
+            data.extend_from_slice(&b"536-22-8709\n".repeat(60));
+            let found = scanner.scan_bytes("guesses.txt", &data);
+            let listed: Vec<(usize, String)> = found
+                .iter()
+                .filter(|f| f.rule != KNOWN_VALUE)
+                // The lines after the guesses, counted from there.
+                .map(|f| {
+                    let line = if f.rule == TOO_MANY {
+                        f.line
+                    } else {
+                        f.line - repeats
+                    };
+                    (line, f.rule.clone())
+                })
+                .collect();
+            let known = found.iter().filter(|f| f.rule == KNOWN_VALUE).count();
+            (listed, known)
+        };
+        let (none, known) = others(0);
+        assert_eq!(
+            (none.len(), known),
+            (51, 0),
+            "the limit, then one that says so"
+        );
+        for repeats in [1, 7, 49, 50, 51, 200] {
+            let (listed, known) = others(repeats);
+            assert_eq!(listed, none, "{repeats} copies");
+            assert_eq!(known, repeats.min(50), "{repeats} copies");
+        }
+        // Vault values past their own limit are not listed, and the lines they are on are
+        // not shown (they would not be masked).
+        let found = scanner.scan_bytes(
+            "many.txt",
+            &b"x Vault-Secret-Zq81-Lm02 536-22-8709\n".repeat(60),
+        );
+        assert_eq!(found.iter().filter(|f| f.rule == KNOWN_VALUE).count(), 50);
+        assert!(found.iter().all(|f| f.context.is_empty()), "{found:?}");
     }
 
     #[test]

@@ -2309,6 +2309,48 @@ fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
                { "path": "conf.env", "line": 4 }])
     );
 
+    // Nor do findings of the submitter's own tell: however often the value occurs among more
+    // findings than are listed, the same others are listed, and as many.
+    let padded = |name: &str, copies: usize| {
+        let mut text = format!("v={vault_value}\n").repeat(copies);
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..1_010 {
+            let token: String = (0..36)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    char::from(alphabet[(state >> 33) as usize % alphabet.len()])
+                })
+                .collect();
+            text.push_str(&format!("t{i}=ghp_{token}\n"));
+        }
+        let answer = submit(name, text.into_bytes());
+        let others = rules(&answer)
+            .into_iter()
+            .filter(|r| r != "known-value")
+            .collect::<Vec<_>>();
+        (others, answer["open_findings"].clone())
+    };
+    let (none, open) = padded("pad0.txt", 0);
+    assert!(
+        none.len() > 1_000,
+        "more than the limit, and one that says so: {}",
+        none.len()
+    );
+    for copies in [1, 7] {
+        let (listed, with_value) = padded(&format!("pad{copies}.txt"), copies);
+        assert!(
+            listed == none,
+            "{copies} copies: {} listed against {}",
+            listed.len(),
+            none.len()
+        );
+        // The vault value adds its one finding.
+        assert_eq!(with_value, open.as_u64().unwrap() + 1, "{copies} copies");
+    }
+
     // A file that cannot be scanned is not taken for clean.
     let mut binary = b"\0\0\0\0".to_vec();
     binary.extend_from_slice(format!("\nDB={vault_value}\n").as_bytes());
