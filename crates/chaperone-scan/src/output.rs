@@ -5,16 +5,24 @@ use serde_json::{Value, json};
 use crate::rules::{RuleSet, Severity};
 use crate::scan::Report;
 
-/// `text` for a terminal: control characters (an escape sequence in a scanned file or a
-/// member's name could move the cursor and overwrite findings on screen) are written as
-/// Rust escapes (`\u{1b}`).
+/// `text` for a terminal: control characters (an escape sequence in a scanned file, a
+/// member's name or a contractor's reason could move the cursor and overwrite what is on
+/// screen, a line break could forge a row of a list) and text direction controls (which
+/// reorder what is shown) are written as Rust escapes (`\u{1b}`, `\n`, `\u{202e}`).
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            )
+    };
+    if !text.chars().any(hidden) {
         return text.into();
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if hidden(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()

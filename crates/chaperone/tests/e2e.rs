@@ -642,7 +642,8 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
             "--duration",
             "1h",
             "--reason",
-            "deploy the billing fix",
+            // A line break is kept; lists print it escaped, so it cannot forge a row.
+            "deploy the billing fix\nreq_0000  pending  carol  acme/app  read",
         ],
         "",
     ));
@@ -676,9 +677,27 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         .expect("the request id");
     let withdrawn = ok(carol(&["request", "cancel", &extra_id], ""));
     assert!(withdrawn.contains("Withdrew"), "{withdrawn}");
+    // An escape sequence, which could overwrite what an approver's list shows, is refused.
+    let escaped = fails(carol(
+        &[
+            "request",
+            "create",
+            "team",
+            "--capabilities",
+            "read,write",
+            "--duration",
+            "1h",
+            "--reason",
+            "\u{1b}[50G\u{1b}[Kacme/app/docs  read",
+        ],
+        "",
+    ));
+    assert!(escaped.contains("control characters"), "{escaped}");
     let pending = ok(server.cli(&admin, &["request", "list", "--status", "pending"], ""));
     assert!(
-        pending.contains(&request) && pending.contains("deploy the billing fix"),
+        pending.contains(&request)
+            && pending.contains("deploy the billing fix\\nreq_0000  pending")
+            && !pending.lines().any(|line| line.starts_with("req_0000")),
         "{pending}"
     );
     // The initial admin token made carol's account (it was handed her enrolment code), so

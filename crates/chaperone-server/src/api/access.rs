@@ -140,6 +140,7 @@ async fn pending_request(
     if reason.trim().is_empty() {
         return Err(invalid("say why you need the access in `reason`"));
     }
+    super::check_text("reason", reason, MAX_TEXT)?;
     if capabilities.is_empty() {
         return Err(invalid("ask for at least one capability"));
     }
@@ -363,6 +364,18 @@ pub(crate) struct DecisionRequest {
     comment: Option<String>,
 }
 
+impl DecisionRequest {
+    fn check(&self) -> Result<(), ApiError> {
+        match &self.comment {
+            Some(comment) => super::check_text("comment", comment, MAX_TEXT),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The longest reason, comment or note (characters).
+const MAX_TEXT: usize = 2_000;
+
 async fn decidable(
     state: &AppState,
     caller: &Caller,
@@ -530,6 +543,7 @@ pub(crate) async fn approve_request(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<AccessRequest>, ApiError> {
+    req.check()?;
     let (record, mut request) = decidable(&state, &caller, &id, true).await?;
     let me = actor_id(&caller);
     // Security decision: a request that needs several approvals is approved by named
@@ -731,6 +745,7 @@ pub(crate) async fn deny_request(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<AccessRequest>, ApiError> {
+    req.check()?;
     let (record, mut request) = decidable(&state, &caller, &id, false).await?;
     let now = state.clock.now();
     request.status = "denied".into();
@@ -984,6 +999,7 @@ pub(crate) async fn break_glass(
     if body.reason.trim().is_empty() {
         return Err(invalid("break-glass needs a `reason`"));
     }
+    super::check_text("reason", &body.reason, MAX_TEXT)?;
     let capabilities = parse_capabilities(&body.capabilities)?;
     let prefix = grant_prefix(&body.prefix)?;
     let ttl = duration(&body.ttl)?;
@@ -1200,6 +1216,7 @@ pub(crate) async fn review_grant(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<GrantReview>,
 ) -> Result<StatusCode, ApiError> {
+    super::check_text("note", &req.note, MAX_TEXT)?;
     let grant = state
         .store
         .grant(&id)
@@ -1482,6 +1499,9 @@ pub(crate) async fn decide_item(
 ) -> Result<Json<Campaign>, ApiError> {
     if !["certify", "revoke"].contains(&req.decision.as_str()) {
         return Err(invalid("decide certify or revoke"));
+    }
+    if let Some(note) = &req.note {
+        super::check_text("note", note, MAX_TEXT)?;
     }
     let record = state
         .store

@@ -667,6 +667,8 @@ pub(crate) async fn mint_token(
         parent,
         meta,
     } = minting;
+    // A token's name is shown in others' lists (an admin's `token list`).
+    super::check_text("name", name, 200)?;
     if ttl > state.settings.auth.max_token_ttl_secs {
         return Err(ApiError::bad_request(
             "invalid_request",

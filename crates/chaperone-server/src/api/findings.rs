@@ -192,6 +192,9 @@ pub(crate) async fn update_finding(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<FindingUpdate>,
 ) -> Result<Json<Finding>, ApiError> {
+    if let Some(note) = &req.note {
+        super::check_text("note", note, 2_000)?;
+    }
     let record = visible(&state, &caller, &id).await?;
     let mut finding: Finding = body(&record)?;
     let manager = matches!(caller.principal.role, Role::Admin | Role::Security);

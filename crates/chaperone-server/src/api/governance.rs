@@ -890,6 +890,7 @@ pub(crate) async fn terminate_agreement(
     if req.reason.trim().is_empty() {
         return Err(invalid("give a `reason`"));
     }
+    super::check_text("reason", &req.reason, 2_000)?;
     let record = state
         .store
         .record("agreement", &id)
@@ -1116,6 +1117,7 @@ pub(crate) async fn revoke_evidence(
     if req.reason.trim().is_empty() {
         return Err(invalid("give a `reason`"));
     }
+    super::check_text("reason", &req.reason, 2_000)?;
     let record = state
         .store
         .record("evidence", &id)

@@ -994,6 +994,42 @@ fn is_share_content(path: &str) -> bool {
         .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
+/// Checks free text a person writes for others to read (a reason, a comment, a note, a
+/// label, a signed statement): at most `max` characters, and no control characters but line
+/// breaks and tabs, nor bidirectional controls.
+///
+/// Security decision: such text reaches other people's terminals (the CLI's lists), pages
+/// and mail. An escape sequence in it could move the cursor and overwrite what a list
+/// shows (a request for `destroy` on one path shown as one for `read` on another), and a
+/// direction override could reorder it. It is refused rather than stored, so that no
+/// client has to be trusted to make it harmless. Line breaks stay (a reason typed in a
+/// text box); the CLI prints them escaped, one item per line.
+pub(crate) fn check_text(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
+    if text.chars().count() > max {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("`{field}` is at most {max} characters"),
+        ));
+    }
+    let hidden = |c: char| {
+        (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            || matches!(
+                c,
+                '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            )
+    };
+    if text.chars().any(hidden) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "`{field}` may not contain control characters (such as terminal escape \
+                 sequences) or text direction controls"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Lowercase hex SHA-256 of `bytes` (documents, policy texts, link tokens, deliverables).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -1353,6 +1389,33 @@ fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text_keeps_line_breaks_and_refuses_what_would_disguise_it() {
+        for fine in [
+            "migrate the billing database",
+            "line one\r\nline two\tand a tab",
+            "ünïcödé, 日本語, emoji 🔑",
+        ] {
+            assert!(check_text("reason", fine, 100).is_ok(), "{fine:?}");
+        }
+        for (refused, why) in [
+            ("\u{1b}[2Kread the notes", "control characters"),
+            ("bell\u{7}", "control characters"),
+            ("c1 \u{9b}31m", "control characters"),
+            ("\u{202e}daer", "direction"),
+            ("\u{2066}isolate\u{2069}", "direction"),
+            (&"x".repeat(101), "at most 100 characters"),
+        ] {
+            let error = check_text("reason", refused, 100).unwrap_err();
+            assert!(
+                error.message.contains(why),
+                "{refused:?}: {}",
+                error.message
+            );
+            assert!(!error.message.contains(refused), "the text is not quoted");
+        }
+    }
 
     #[test]
     fn every_route_is_in_the_openapi_document() {

@@ -193,6 +193,7 @@ async fn offboard(
     if req.reason.trim().is_empty() {
         return Err(invalid("give a `reason`"));
     }
+    super::check_text("reason", &req.reason, 2_000)?;
     // Everything the request says is checked before anything is cut: a bad value must not
     // leave access cut with no report, findings or attestation.
     let rotate_within = duration(req.rotate_within.as_deref().unwrap_or("7d"))?;
@@ -1009,6 +1010,8 @@ pub(crate) async fn submit_attestation(
     if req.statement.trim().is_empty() || req.statement.len() > 4000 {
         return Err(invalid("the statement is 1 to 4000 characters"));
     }
+    super::check_text("name", &req.name, 200)?;
+    super::check_text("statement", &req.statement, 4000)?;
     let now = state.clock.now();
     let client_ip = info.client_ip.map(|ip| ip.to_string());
     let canonical = json!({

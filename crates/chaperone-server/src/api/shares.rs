@@ -120,6 +120,7 @@ pub(crate) async fn create_share(
     if req.label.trim().is_empty() || req.label.len() > 200 {
         return Err(invalid("give a label of 1 to 200 characters"));
     }
+    super::check_text("label", &req.label, 200)?;
     if req.size == 0 || req.size > MAX_SEALED_BYTES {
         return Err(invalid("a share carries at most 25 MiB"));
     }
@@ -662,6 +663,7 @@ pub(crate) async fn create_secret_request(
     if req.note.trim().is_empty() || req.note.len() > 500 {
         return Err(invalid("say what you ask for in 1 to 500 characters"));
     }
+    super::check_text("note", &req.note, 500)?;
     let ttl = match &req.expires {
         Some(text) => parse_duration(text).map_err(invalid)?,
         None => 72 * 3600,

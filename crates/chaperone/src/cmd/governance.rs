@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs, Method, query_value};
 
-fn str_of(value: &Value) -> &str {
-    value.as_str().unwrap_or("-")
+/// A text field of an answer, for a terminal, `-` when it has none (see [`super::shown`]).
+fn str_of(value: &Value) -> std::borrow::Cow<'_, str> {
+    super::shown(value, "-")
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
@@ -1253,7 +1254,7 @@ pub(crate) fn finding(command: FindingCommand) -> anyhow::Result<()> {
                     str_of(&f["severity"]),
                     &str_of(&f["due"])[..10.min(str_of(&f["due"]).len())],
                     // Titles name archive members, which the submitter chose.
-                    chaperone_scan::output::printable(str_of(&f["title"]))
+                    str_of(&f["title"])
                 );
             }
         }

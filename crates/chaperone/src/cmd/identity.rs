@@ -327,7 +327,7 @@ pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         "Enrolled {}. Add this account to your authenticator app:\n",
         str_of(&answer["person"])
     );
-    println!("{}", qr(uri)?);
+    println!("{}", qr(&uri)?);
     println!("  {uri}");
     println!("  secret: {}\n", str_of(&answer["totp_secret"]));
     println!("Recovery codes (each works once; keep them offline):");
@@ -371,7 +371,7 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
     // A login presents no token: a session saved for another server must not reach this one.
     let client = Client::new(&client_args).without_token();
     let answer = client.call(Method::Post, "auth/login", Some(&body))?;
-    let token = Zeroizing::new(str_of(&answer["token"]).to_owned());
+    let token = Zeroizing::new(answer["token"].as_str().unwrap_or_default().to_owned());
     let path = session::write("token", &token)?;
     session::write("addr", client.base())?;
     println!(
@@ -497,8 +497,9 @@ fn first_line_of_stdin() -> anyhow::Result<Zeroizing<String>> {
     Ok(trimmed)
 }
 
-fn str_of(value: &Value) -> &str {
-    value.as_str().unwrap_or_default()
+/// A text field of an answer, for a terminal (see [`super::shown`]).
+fn str_of(value: &Value) -> std::borrow::Cow<'_, str> {
+    super::shown(value, "")
 }
 
 /// The QR code of `text` in terminal block characters.

@@ -817,11 +817,12 @@ fn search(args: &SearchArgs) -> anyhow::Result<()> {
 
 /// One line per entry: index, time, outcome, action, resource, actor.
 fn summary(entry: &Value) -> String {
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let s = |v: &Value| super::shown(v, "-").into_owned();
     let actor = &entry["actor"];
     let who: HashMap<&str, String> = ["person", "vendor", "token"]
         .into_iter()
-        .filter_map(|k| actor[k].as_str().map(|v| (k, v.to_owned())))
+        .filter(|k| actor[*k].is_string())
+        .map(|k| (k, super::shown(&actor[k], "-").into_owned()))
         .collect();
     let mut who_text = who.get("person").cloned().unwrap_or_else(|| "-".into());
     if let Some(v) = who.get("vendor") {

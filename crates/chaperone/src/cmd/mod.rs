@@ -11,6 +11,17 @@ pub(crate) mod secret;
 pub(crate) mod server;
 pub(crate) mod share;
 
+/// A text field of a server's answer, for a terminal (`missing` when it has none). Other
+/// people write much of what is listed (a contractor's reason or note, a share's label), so
+/// control characters and text direction controls are escaped: an escape sequence cannot
+/// overwrite what a list shows, nor a line break forge a row of it.
+pub(crate) fn shown<'a>(
+    value: &'a serde_json::Value,
+    missing: &'a str,
+) -> std::borrow::Cow<'a, str> {
+    chaperone_scan::output::printable(value.as_str().unwrap_or(missing))
+}
+
 /// Asks for a secret on the terminal, without echo. Without a terminal the error says
 /// which other way `hint` gives (a flag, an environment variable), not the operating
 /// system's "No such device or address".

@@ -194,12 +194,12 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
             for s in answer.as_array().into_iter().flatten() {
                 println!(
                     "{}  {:<8} {}/{} views  until {}  {}",
-                    s["id"].as_str().unwrap_or("-"),
-                    s["state"].as_str().unwrap_or("-"),
+                    super::shown(&s["id"], "-"),
+                    super::shown(&s["state"], "-"),
                     s["views"],
                     s["max_views"],
-                    s["expires_time"].as_str().unwrap_or("-"),
-                    s["label"].as_str().unwrap_or("")
+                    super::shown(&s["expires_time"], "-"),
+                    super::shown(&s["label"], "")
                 );
             }
         }
@@ -209,11 +209,11 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
             for r in answer.as_array().into_iter().flatten() {
                 println!(
                     "{}  {:<8} {:<30} until {}  {}",
-                    r["id"].as_str().unwrap_or("-"),
-                    r["status"].as_str().unwrap_or("-"),
-                    r["path"].as_str().unwrap_or("-"),
-                    r["expires_time"].as_str().unwrap_or("-"),
-                    r["note"].as_str().unwrap_or("")
+                    super::shown(&r["id"], "-"),
+                    super::shown(&r["status"], "-"),
+                    super::shown(&r["path"], "-"),
+                    super::shown(&r["expires_time"], "-"),
+                    super::shown(&r["note"], "")
                 );
             }
         }
