@@ -933,6 +933,16 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
     );
     write(&s, "acme/app/api", "app-api-Jm38");
     write(&s, "acme/ci/token", "ci-token-Rt20");
+    // An auditor reads findings but does not change them: named as a secret's owner (as a
+    // contractor under a write grant could name one), they are not given its finding.
+    let aud = s.person("aud", "auditor", None);
+    let sam = s.person("sam", "security", None);
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/ci/token",
+        Some(&s.admin),
+        Some(json!({ "custom_metadata": { "owner": "aud" } })),
+    );
     write(&s, "beta/app/db", "beta-db-Ws61");
     write(&s, "ops/root", "ops-root-Pq45");
     let grant = |who: &str, prefix: &str| {
@@ -1053,6 +1063,15 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
     let mine = s.ok("GET", "/api/v1/findings", Some(&ann_t), None);
     assert_eq!(mine.as_array().unwrap().len(), 1);
     assert_eq!(mine[0]["id"], db_finding["id"]);
+    let aud_id = s.ok("GET", "/api/v1/auth/self", Some(&s.login(&aud)), None)["person_id"].clone();
+    assert!(
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["owner"] != aud_id),
+        "{findings}"
+    );
     // The owner is told what to rotate, in one notification.
     let told = s.ok("GET", "/api/v1/notifications", Some(&ann_t), None);
     let rotation: Vec<&Value> = told
@@ -1063,6 +1082,25 @@ fn offboarding_a_vendor_cuts_access_and_reports_exactly_its_blast_radius() {
         .collect();
     assert_eq!(rotation.len(), 1, "{told}");
     assert_eq!(rotation[0]["details"]["paths"], json!(["acme/app/db"]));
+    // acme has no owner, so security owns the rest, and hears of ann's secret too: whoever
+    // may write a secret's metadata could have named its owner.
+    let sam_t = s.login(&sam);
+    let sam_id = s.ok("GET", "/api/v1/auth/self", Some(&sam_t), None)["person_id"].clone();
+    let told = s.ok("GET", "/api/v1/notifications", Some(&sam_t), None);
+    let mut paths: Vec<&str> = told
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "rotation_due" && n["to"] == json!([sam_id]))
+        .flat_map(|n| n["details"]["paths"].as_array().unwrap())
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        ["acme/app/api", "acme/app/db", "acme/ci/token"],
+        "{told}"
+    );
     // `secret stale` shows the three as exposed; a new version rotates one.
     let stale = s.ok("GET", "/api/v1/secrets/stale", Some(&s.admin), None);
     assert_eq!(stale.as_array().unwrap().len(), 3, "{stale}");

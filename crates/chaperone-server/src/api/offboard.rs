@@ -386,7 +386,17 @@ async fn offboard(
             r if r >= 10 => "medium",
             _ => "low",
         };
-        let owner = secret_owner(state, &path).await?.or(vendor_owner.clone());
+        let named = secret_owner(state, &path).await?;
+        // The metadata may name the owner, but whoever could write it (a contractor under a
+        // write grant) could name someone of their choosing: the vendor's owner (or
+        // security) hears of the secret too.
+        if named.is_some() && named != vendor_owner {
+            to_rotate
+                .entry(vendor_owner.clone())
+                .or_default()
+                .push(path.clone());
+        }
+        let owner = named.or(vendor_owner.clone());
         to_rotate
             .entry(owner.clone())
             .or_default()
@@ -643,18 +653,25 @@ async fn secret_owner(state: &AppState, path: &str) -> Result<Option<String>, Ap
         return Ok(None);
     };
     match meta.custom_metadata.get("owner") {
-        // A disabled owner cannot act on the finding, and a contractor (who may write the
-        // metadata under a grant) cannot see findings: the vendor's owner gets it instead.
-        Some(name) => Ok(state
-            .store
-            .person(name)
-            .await?
-            .filter(|p| {
-                p.disabled_at.is_none()
-                    && p.vendor_id.is_none()
-                    && p.role != chaperone_core::policy::Role::Contractor.as_str()
-            })
-            .map(|p| p.id)),
+        // Only someone who can act on the finding owns it: not a disabled account or one past
+        // its end date, not a contractor (who may write the metadata under a grant, and sees
+        // no findings), not an auditor (who reads findings but does not change them). Anyone
+        // else named: the vendor's owner gets it instead.
+        Some(name) => {
+            let now = state.clock.now();
+            Ok(state
+                .store
+                .person(name)
+                .await?
+                .filter(|p| {
+                    p.disabled_at.is_none()
+                        && p.ends_at.is_none_or(|end| end > now)
+                        && p.vendor_id.is_none()
+                        && p.role != chaperone_core::policy::Role::Contractor.as_str()
+                        && p.role != chaperone_core::policy::Role::Auditor.as_str()
+                })
+                .map(|p| p.id))
+        }
         None => Ok(None),
     }
 }
