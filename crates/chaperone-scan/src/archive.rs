@@ -199,8 +199,12 @@ impl Scanner {
             budget.stopped = true;
             report.findings.push(too_many(name, self.max_findings));
         }
+        // Past both limits the walk goes on without searching (members are still read and
+        // counted as unscannable, binary or too large): where it stopped would otherwise
+        // depend on how often a vault value occurred, and the members counted after it
+        // would tell that to the submitter.
         if known_room == 0 {
-            return Ok(false);
+            return Ok(true);
         }
         let found = self.scan_limited(&path, &data, 0, known_room, Search::VaultValues);
         budget.vault_found += found.iter().filter(|f| f.rule != TOO_MANY).count();
@@ -867,6 +871,50 @@ mod tests {
             report.findings[14].context.is_empty(),
             "a member searched for vault values alone shows no line"
         );
+    }
+
+    #[test]
+    fn how_often_a_vault_value_occurs_does_not_decide_where_an_archive_stops() {
+        // Findings of one's own past the limit, then guesses, each many times, each followed
+        // by a binary member: the binaries counted must not say which guess ran the vault
+        // values' budget out.
+        let upload = |stored_first: bool| {
+            let mut buffer = std::io::Cursor::new(Vec::new());
+            let mut zip = zip::ZipWriter::new(&mut buffer);
+            let options = zip::write::SimpleFileOptions::default();
+            zip.start_file("own.csv", options).unwrap();
+            zip.write_all(&b"536-22-8709\n".repeat(20)).unwrap();
+            let guesses: [&[u8]; 2] = if stored_first {
+                [b"Vault-Secret-Zq81-Lm02", b"Guess-Secret-Zq81-Lm07"]
+            } else {
+                [b"Guess-Secret-Zq81-Lm07", b"Vault-Secret-Zq81-Lm02"]
+            };
+            for (i, guess) in guesses.iter().enumerate() {
+                zip.start_file(format!("guess{i}.txt"), options).unwrap();
+                let mut line = guess.to_vec();
+                line.push(b'\n');
+                zip.write_all(&line.repeat(30)).unwrap();
+                zip.start_file(format!("blob{i}.bin"), options).unwrap();
+                zip.write_all(b"\0\0\0\0binary").unwrap();
+            }
+            zip.finish().unwrap();
+            let mut scanner = Scanner::new(RuleSet::builtin().unwrap()).with_known_values(&[(
+                b"Vault-Secret-Zq81-Lm02".as_slice(),
+                "prod/db#password".to_owned(),
+            )]);
+            scanner.max_findings = 12;
+            let report = scanner
+                .scan_upload("data.zip", &buffer.into_inner())
+                .unwrap();
+            let others = report
+                .findings
+                .iter()
+                .filter(|f| f.rule != crate::scan::KNOWN_VALUE)
+                .count();
+            (report.skipped_binary, report.files_scanned, others)
+        };
+        assert_eq!(upload(true), upload(false));
+        assert_eq!(upload(true).0, 2, "both binaries are counted");
     }
 
     #[test]

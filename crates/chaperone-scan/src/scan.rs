@@ -447,6 +447,14 @@ impl Scanner {
         for finding in &mut findings {
             let start = line_starts[finding.line - 1];
             let end = line_end(finding.line - 1);
+            // Vault values past their limit are not masked, and any match could be one of
+            // them: nothing of it is shown but its length, nor hashed into a fingerprint.
+            if known_more && finding.known.is_none() {
+                finding.redacted =
+                    redact_known(&data[start + finding.column - 1..start + finding.end]);
+                finding.fingerprint = fingerprint(&finding.rule, path, KNOWN_VALUE.as_bytes());
+                continue;
+            }
             let first = spans.partition_point(|&(line, _)| line < finding.line);
             let on_line: Vec<Mask> = spans[first..]
                 .iter()
@@ -1294,6 +1302,25 @@ mod tests {
         );
         assert_eq!(found.iter().filter(|f| f.rule == KNOWN_VALUE).count(), 50);
         assert!(found.iter().all(|f| f.context.is_empty()), "{found:?}");
+        // A finding of another rule that is a vault value past the limit shows its length
+        // only, as the vault value would.
+        let token: &[u8] = b"ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo";
+        let mut tokens =
+            super::tests::scanner().with_known_values(&[(token, "ci/github#token".to_owned())]);
+        tokens.max_findings_per_file = 50;
+        let found = tokens.scan_bytes(
+            "tokens.env",
+            &b"GH=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo\n".repeat(60),
+        );
+        let others: Vec<&Finding> = found
+            .iter()
+            .filter(|f| f.rule != KNOWN_VALUE && f.rule != TOO_MANY)
+            .collect();
+        assert!(!others.is_empty(), "{found:?}");
+        assert!(
+            others.iter().all(|f| f.redacted.starts_with("****(")),
+            "{others:?}"
+        );
     }
 
     #[test]
