@@ -5,24 +5,46 @@ use serde_json::{Value, json};
 use crate::rules::{RuleSet, Severity};
 use crate::scan::Report;
 
-/// `text` for a terminal: control characters (an escape sequence in a scanned file, a
-/// member's name or a contractor's reason could move the cursor and overwrite what is on
-/// screen, a line break could forge a row of a list) and text direction controls (which
-/// reorder what is shown) are written as Rust escapes (`\u{1b}`, `\n`, `\u{202e}`).
+/// Whether `c` changes how text is shown rather than showing: a control character (an
+/// escape sequence moves the cursor and overwrites what is on screen; a line break can
+/// forge a row of a list), a text direction control (which reorders what is shown), a
+/// line or paragraph separator, or an invisible character (zero-width spaces and joiners,
+/// the soft hyphen, tag characters) that makes two texts look alike.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
+}
+
+/// `text` for a terminal, on one line: every [`is_hidden`] character is written as a Rust
+/// escape (`\u{1b}`, `\n`, `\u{202e}`), so that what a file, a member's name or another
+/// person wrote cannot change what else is shown.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-            )
-    };
-    if !text.chars().any(hidden) {
+    escaped(text, is_hidden)
+}
+
+/// [`printable`] for text of several lines (a policy's text): line breaks and tabs stay.
+pub fn printable_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped(text, |c| is_hidden(c) && !matches!(c, '\n' | '\t'))
+}
+
+fn escaped(text: &str, hide: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&hide) {
         return text.into();
     }
     text.chars()
         .map(|c| {
-            if hidden(c) {
+            if hide(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -157,6 +179,7 @@ pub fn sarif(report: &Report, rules: &RuleSet) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{is_hidden, printable, printable_lines};
     use crate::{RuleSet, Scanner};
 
     #[test]
@@ -170,6 +193,28 @@ mod tests {
         let text = super::human(&report);
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
         assert!(text.contains("a\\u{1b}[2Jb.env"), "{text}");
+    }
+
+    #[test]
+    fn what_changes_how_text_is_shown_is_escaped() {
+        for hidden in [
+            "\u{1b}[2K",
+            "\n",
+            "\u{202e}",
+            "\u{200b}",
+            "\u{2028}",
+            "\u{feff}",
+            "\u{e0041}",
+        ] {
+            let shown = printable(hidden);
+            assert!(!shown.chars().any(is_hidden), "{hidden:?} -> {shown:?}");
+        }
+        assert_eq!(printable("plain, ünïcödé 日本"), "plain, ünïcödé 日本");
+        // A policy's lines stay; what would change them does not.
+        assert_eq!(
+            printable_lines("one\n\ttwo\u{1b}[2K"),
+            "one\n\ttwo\\u{1b}[2K"
+        );
     }
 
     #[test]

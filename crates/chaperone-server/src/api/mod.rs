@@ -995,8 +995,9 @@ fn is_share_content(path: &str) -> bool {
 }
 
 /// Checks free text a person writes for others to read (a reason, a comment, a note, a
-/// label, a signed statement): at most `max` characters, and no control characters but line
-/// breaks and tabs, nor bidirectional controls.
+/// label, a signed statement): at most `max` characters, and none of the characters that
+/// change how text is shown (`chaperone_scan::output::is_hidden`: control characters,
+/// direction controls, invisible ones) but line breaks and tabs.
 ///
 /// Security decision: such text reaches other people's terminals (the CLI's lists), pages
 /// and mail. An escape sequence in it could move the cursor and overwrite what a list
@@ -1011,19 +1012,13 @@ pub(crate) fn check_text(field: &str, text: &str, max: usize) -> Result<(), ApiE
             format!("`{field}` is at most {max} characters"),
         ));
     }
-    let hidden = |c: char| {
-        (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-            || matches!(
-                c,
-                '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-            )
-    };
+    let hidden = |c: char| chaperone_scan::output::is_hidden(c) && !matches!(c, '\n' | '\r' | '\t');
     if text.chars().any(hidden) {
         return Err(ApiError::bad_request(
             "invalid_request",
             format!(
                 "`{field}` may not contain control characters (such as terminal escape \
-                 sequences) or text direction controls"
+                 sequences), text direction controls or invisible characters"
             ),
         ));
     }

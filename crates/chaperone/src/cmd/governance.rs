@@ -526,7 +526,7 @@ pub(crate) fn evidence(command: EvidenceCommand) -> anyhow::Result<()> {
                     str_of(&e["kind"]),
                     str_of(&e["status"]),
                     str_of(&e["expires"]),
-                    e["issuer"].as_str().unwrap_or("")
+                    super::shown(&e["issuer"], "")
                 );
             }
         }
@@ -627,7 +627,7 @@ pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 "{} (version {})\n\n{}",
                 str_of(&policy["title"]),
                 policy["version"],
-                str_of(&policy["text"])
+                chaperone_scan::output::printable_lines(policy["text"].as_str().unwrap_or("-"))
             );
         }
         PolicyCommand::Acknowledge {

@@ -149,9 +149,19 @@ pub(crate) fn run(command: SecretCommand) -> anyhow::Result<()> {
                 println!("created  {}", answer["created_time"].as_str().unwrap_or(""));
                 println!();
                 if let Some(data) = answer["data"].as_object() {
+                    // For a person at a terminal: whoever may write the secret (a contractor
+                    // under a grant, a request link's holder) chose its keys and values, so
+                    // what would change how they are shown is escaped; a value's lines stay.
+                    // `--field` prints a value exactly.
                     let width = data.keys().map(String::len).max().unwrap_or(0);
                     for (key, value) in data {
-                        println!("{key:width$}  {}", value.as_str().unwrap_or_default());
+                        println!(
+                            "{:width$}  {}",
+                            chaperone_scan::output::printable(key),
+                            chaperone_scan::output::printable_lines(
+                                value.as_str().unwrap_or_default()
+                            )
+                        );
                     }
                 }
             }

@@ -416,7 +416,12 @@ fn receive(
                 )
             });
         }
-        eprintln!("Wrote {} ({} bytes).", target.display(), content.len());
+        // The name is the sender's choice.
+        eprintln!(
+            "Wrote {} ({} bytes).",
+            chaperone_scan::output::printable(&target.display().to_string()),
+            content.len()
+        );
     } else {
         match out_file.take() {
             Some((target, mut written)) => {
