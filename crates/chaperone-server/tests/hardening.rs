@@ -803,8 +803,72 @@ fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
         "PUT",
         "/api/v1/secrets/metadata/acme/app/db",
         Some(&cy_t),
-        Some(serde_json::json!({ "custom_metadata": { "owner": "cy" } })),
+        Some(serde_json::json!({ "custom_metadata": { "team": "cy" } })),
     );
+    // The `owner` key is named by staff (it decides who owns the secret's rotation finding
+    // when the vendor is offboarded): a vendor's person may not set, change or remove it,
+    // on either API, and the refusal is recorded.
+    let owner_refusals = |s: &Server| {
+        s.ledger()
+            .into_iter()
+            .filter(|e| {
+                e["action"] == "secret.metadata_write"
+                    && e["outcome"] == "denied"
+                    && e["reasons"] == serde_json::json!(["not_permitted"])
+            })
+            .count()
+    };
+    let before = owner_refusals(&s);
+    let (status, body) = s.call(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "custom_metadata": { "team": "cy", "owner": "aud" } })),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_permitted")),
+        "{body}"
+    );
+    let (status, body) = s.call(
+        "POST",
+        "/v1/secret/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "custom_metadata": { "owner": "aud" } })),
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(owner_refusals(&s), before + 2);
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "custom_metadata": { "team": "cy", "owner": "ann" } })),
+    );
+    // Sent as it is, or left out of a merge patch, it is no change.
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "custom_metadata": { "team": "cy", "owner": "ann" } })),
+    );
+    let (status, body) = s.call(
+        "PATCH",
+        "/v1/secret/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "custom_metadata": { "tier": "1" } })),
+        None,
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = s.call(
+        "PATCH",
+        "/v1/secret/metadata/acme/app/db",
+        Some(&cy_t),
+        Some(serde_json::json!({ "custom_metadata": { "owner": null } })),
+        None,
+    );
+    assert_eq!(status, 403, "removing it is changing it: {body}");
     common::write(&s, "acme/app/db", "v4-Pq84");
     let meta = s.ok(
         "GET",
@@ -813,7 +877,8 @@ fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
         None,
     );
     assert_eq!(meta["versions"].as_array().unwrap().len(), 4, "{meta}");
-    assert_eq!(meta["custom_metadata"]["owner"], "cy", "{meta}");
+    assert_eq!(meta["custom_metadata"]["owner"], "ann", "{meta}");
+    assert_eq!(meta["custom_metadata"]["tier"], "1", "{meta}");
     // Allowed to destroy there, the same request sets the limit.
     s.ok(
         "DELETE",

@@ -386,17 +386,10 @@ async fn offboard(
             r if r >= 10 => "medium",
             _ => "low",
         };
-        let named = secret_owner(state, &path).await?;
-        // The metadata may name the owner, but whoever could write it (a contractor under a
-        // write grant) could name someone of their choosing: the vendor's owner (or
-        // security) hears of the secret too.
-        if named.is_some() && named != vendor_owner {
-            to_rotate
-                .entry(vendor_owner.clone())
-                .or_default()
-                .push(path.clone());
-        }
-        let owner = named.or(vendor_owner.clone());
+        let due = now.plus_secs(rotate_within);
+        let owner = secret_owner(state, &path, due)
+            .await?
+            .or(vendor_owner.clone());
         to_rotate
             .entry(owner.clone())
             .or_default()
@@ -409,7 +402,7 @@ async fn offboard(
                 subject: path.clone(),
                 vendor_id: owning_vendor.as_ref().map(|v| v.id.clone()),
                 owner,
-                due: now.plus_secs(rotate_within),
+                due,
                 details: json!({
                     "offboarding_id": id,
                     "versions_read": read,
@@ -644,34 +637,36 @@ async fn blast_radius(state: &AppState, people: &[PersonRecord]) -> Result<Blast
     Ok(blast)
 }
 
-/// The owner of a secret: the person its `owner` custom metadata names, if any.
-async fn secret_owner(state: &AppState, path: &str) -> Result<Option<String>, ApiError> {
+/// The owner of a secret: the person its `owner` custom metadata names (only staff name
+/// it: `secrets::apply_metadata`), if they can act on its finding until `due`.
+async fn secret_owner(
+    state: &AppState,
+    path: &str,
+    due: chaperone_core::Timestamp,
+) -> Result<Option<String>, ApiError> {
     let Ok(path) = SecretPath::parse(path) else {
         return Ok(None);
     };
     let Some(meta) = state.store.metadata(&path).await? else {
         return Ok(None);
     };
-    match meta.custom_metadata.get("owner") {
-        // Only someone who can act on the finding owns it: not a disabled account or one past
-        // its end date, not a contractor (who may write the metadata under a grant, and sees
-        // no findings), not an auditor (who reads findings but does not change them). Anyone
-        // else named: the vendor's owner gets it instead.
-        Some(name) => {
-            let now = state.clock.now();
-            Ok(state
-                .store
-                .person(name)
-                .await?
-                .filter(|p| {
-                    p.disabled_at.is_none()
-                        && p.ends_at.is_none_or(|end| end > now)
-                        && p.vendor_id.is_none()
-                        && p.role != chaperone_core::policy::Role::Contractor.as_str()
-                        && p.role != chaperone_core::policy::Role::Auditor.as_str()
-                })
-                .map(|p| p.id))
-        }
+    match meta.custom_metadata.get(super::secrets::OWNER_KEY) {
+        // Only someone who can act on the finding owns it: not a disabled account or one that
+        // ends before the finding is due, not a contractor (who sees no findings), not an
+        // auditor (who reads findings but does not change them). Anyone else named: the
+        // vendor's owner gets it instead.
+        Some(name) => Ok(state
+            .store
+            .person(name)
+            .await?
+            .filter(|p| {
+                p.disabled_at.is_none()
+                    && p.ends_at.is_none_or(|end| end > due)
+                    && p.vendor_id.is_none()
+                    && p.role != chaperone_core::policy::Role::Contractor.as_str()
+                    && p.role != chaperone_core::policy::Role::Auditor.as_str()
+            })
+            .map(|p| p.id)),
         None => Ok(None),
     }
 }

@@ -440,6 +440,9 @@ pub(crate) async fn update_metadata(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The custom metadata key naming a secret's owner.
+pub(crate) const OWNER_KEY: &str = "owner";
+
 /// Changes a secret's own settings, recorded in the same transaction.
 pub(crate) async fn apply_metadata(
     state: &AppState,
@@ -460,13 +463,31 @@ pub(crate) async fn apply_metadata(
     // be lowered later (or differ on another node).
     let applied =
         |limit: Option<MaxVersions>| limit.unwrap_or(state.settings.kv.max_versions).get();
+    let current = match (update.max_versions, &update.custom_metadata) {
+        (None, None) => None,
+        _ => state.store.metadata(path).await?,
+    };
+    // Security decision: the `owner` key names who owns the secret's rotation finding when
+    // a vendor is offboarded (docs/handoff.md). A vendor's people may write metadata under a
+    // write grant, so they may not set, change or remove it: a contractor could otherwise
+    // hand their own vendor's findings to someone of their choosing.
+    if caller.principal.vendor.is_some()
+        && let Some(custom) = &update.custom_metadata
+        && custom.get(OWNER_KEY)
+            != current
+                .as_ref()
+                .and_then(|m| m.custom_metadata.get(OWNER_KEY))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+            "a secret's `owner` metadata is named by staff: send it as it is, or leave it out \
+             of a merge patch",
+        ));
+    }
     let lowered = match update.max_versions {
         Some(asked) => {
-            let current = state
-                .store
-                .metadata(path)
-                .await?
-                .and_then(|m| m.max_versions);
+            let current = current.as_ref().and_then(|m| m.max_versions);
             (asked.is_none() && current.is_some()) || applied(asked) < applied(current)
         }
         None => false,
