@@ -24,7 +24,8 @@ pub(crate) enum UserCommand {
         vendor: Option<String>,
         #[arg(long)]
         email: Option<String>,
-        /// The account's end date (2027-03-31): past it, the account acts no more.
+        /// When the account ends: a date (2027-03-31, which ends it as that day begins,
+        /// midnight UTC) or an RFC 3339 instant; from then on, the account acts no more.
         #[arg(long)]
         ends: Option<String>,
         /// Print JSON.
