@@ -2269,6 +2269,16 @@ fn nobody_approves_through_an_account_whose_code_they_were_handed() {
     let sock_t = s.login(&sock);
     let own = ask(&ada_t);
     assert_eq!(approve(&own, &sock_t), (403, "created_approver".into()));
+    // Nor does an approver made by an admin ada made: ada may hold both accounts.
+    let ade = s.person_made_by(&ada_t, "ade", "admin", None, None);
+    let ade_t = s.login(&ade);
+    let sock2 = s.person_made_by(&ade_t, "sock2", "approver", None, None);
+    let sock2_t = s.login(&sock2);
+    assert_eq!(approve(&own, &sock2_t), (403, "created_approver".into()));
+    // And the other way round: sock2 asks, and neither ada nor ade approves.
+    let theirs = ask(&sock2_t);
+    assert_eq!(approve(&theirs, &ada_t), (403, "created_requester".into()));
+    assert_eq!(approve(&theirs, &ade_t), (403, "created_requester".into()));
     // An approver nobody involved made does.
     let ann = s.person("ann", "approver", None);
     let ann_t = s.login(&ann);

@@ -428,8 +428,11 @@ async fn decidable(
     }
     // Whoever created the requester's account, or reset its credentials, was handed its
     // enrolment code, and may hold it: their approval would be an approval of their own
-    // request.
-    let handed_code = requester.as_ref().map(code_holders).unwrap_or_default();
+    // request. So may whoever holds the code of an account up that chain.
+    let handed_code = match &requester {
+        Some(person) => code_holders_upstream(state, person).await?,
+        None => Vec::new(),
+    };
     if approving && handed_code.contains(&me) {
         return Err(forbidden(
             "created_requester",
@@ -443,11 +446,11 @@ async fn decidable(
         Some(id) => state.store.person(id).await?,
         None => None,
     };
-    if approving
-        && approver
-            .as_ref()
-            .is_some_and(|p| code_holders(p).contains(&request.person_id))
-    {
+    let approver_holders = match &approver {
+        Some(person) => code_holders_upstream(state, person).await?,
+        None => Vec::new(),
+    };
+    if approving && approver_holders.contains(&request.person_id) {
         return Err(forbidden(
             "created_approver",
             "the requester created your account or reset its credentials: another approver \
@@ -522,10 +525,12 @@ async fn decidable(
                     && request.approvals_needed < 2
             }
         };
-        let made_by_requester = people
-            .iter()
-            .find(|p| p.id == a.by)
-            .is_some_and(|p| code_holders(p).contains(&request.person_id));
+        let made_by_requester = match people.iter().find(|p| p.id == a.by) {
+            Some(p) => code_holders_upstream(state, p)
+                .await?
+                .contains(&request.person_id),
+            None => false,
+        };
         if may_approve && !handed_code.contains(&a.by) && !made_by_requester {
             kept.push(a);
         }
@@ -783,23 +788,55 @@ pub(crate) async fn deny_request(
 }
 
 /// Whether one of `actor` and the account of `person_id` was handed the other's enrolment
-/// code (created or reset it): each may then be the other.
+/// code (created or reset it, or an account up its chain: [`code_holders_upstream`]): each
+/// may then be the other.
 async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Result<bool, ApiError> {
     let made_by = |id: &str, maker: &str| {
         let id = id.to_owned();
         let maker = maker.to_owned();
         async move {
-            Ok::<_, ApiError>(
-                state
-                    .store
-                    .person(&id)
+            Ok::<_, ApiError>(match state.store.person(&id).await? {
+                Some(person) => code_holders_upstream(state, &person)
                     .await?
-                    .is_some_and(|p| code_holders(&p).contains(&maker)),
-            )
+                    .contains(&maker),
+                None => false,
+            })
         }
     };
     Ok(made_by(person_id, actor).await? || made_by(actor, person_id).await?)
 }
+
+/// [`code_holders`] of `person`'s account, and of every account up its chain of creators
+/// and resetters: whoever may hold an account may hold the accounts it created, so an
+/// admin who made a second admin who made two approvers may be all three. The initial
+/// admin token (`root`) counts where it made an account itself, not through the accounts
+/// it made (every chain starts there; it approves one-approval requests only). At most
+/// [`MAX_CHAIN`] accounts are followed.
+pub(crate) async fn code_holders_upstream(
+    state: &AppState,
+    person: &chaperone_store::PersonRecord,
+) -> Result<Vec<String>, ApiError> {
+    let mut holders = code_holders(person);
+    let mut next = 0;
+    while next < holders.len() && holders.len() < MAX_CHAIN {
+        let id = holders[next].clone();
+        next += 1;
+        if id == super::governance::ROOT_ACTOR {
+            continue;
+        }
+        if let Some(up) = state.store.person(&id).await? {
+            for holder in code_holders(&up) {
+                if holder != super::governance::ROOT_ACTOR && !holders.contains(&holder) {
+                    holders.push(holder);
+                }
+            }
+        }
+    }
+    Ok(holders)
+}
+
+/// Accounts followed up a chain of creators at most.
+const MAX_CHAIN: usize = 64;
 
 /// Who was handed the enrolment code of `person`'s account, and may hold it: its creator and
 /// whoever last reset its credentials.
@@ -807,7 +844,7 @@ async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Resu
 /// An account with no creator on record was made by the initial admin token (or before
 /// creators were kept): the token is taken for its creator, so it approves none of its
 /// requests either.
-pub(crate) fn code_holders(person: &chaperone_store::PersonRecord) -> Vec<String> {
+fn code_holders(person: &chaperone_store::PersonRecord) -> Vec<String> {
     let creator = person
         .created_by
         .clone()
