@@ -579,6 +579,57 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
     s.assert_no_secret_logged();
 }
 
+/// A reset answers a stolen password or authenticator: the links made with it end with the
+/// account's sessions, and stay ended once the person enrols again.
+#[test]
+fn a_reset_ends_the_links_its_account_made() {
+    let s = Server::start();
+    let mo = s.person("mo", "member", None);
+    let mo_t = s.login(&mo);
+    let (share, key) = share_text(&s, &mo_t, "shared-before-reset-Vb51", json!({}));
+    let link = s.ok(
+        "POST",
+        "/api/v1/secret-requests/team/planted",
+        Some(&mo_t),
+        Some(json!({ "note": "the deploy key" })),
+    );
+    let token = link["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/r#")
+        .to_owned();
+    let reset = s.ok("POST", "/api/v1/people/mo/reset", Some(&s.admin), None);
+    s.remember(reset["enrolment_code"].as_str().unwrap());
+    assert_eq!(open(&s, &share, &key, None, None).0, 404);
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/request-links/submit",
+        None,
+        Some(json!({ "token": token, "data": { "key": "planted-Vb52" } })),
+        None,
+    );
+    assert_eq!(status, 404);
+    assert_eq!(
+        s.call(
+            "GET",
+            "/api/v1/secrets/data/team/planted",
+            Some(&s.admin),
+            None,
+            None
+        )
+        .0,
+        404,
+        "nothing was written"
+    );
+    let entry = s.recorded("person.reset", "mo");
+    assert_eq!(entry[0]["details"]["links_ended"], 2, "{entry:?}");
+    assert_eq!(
+        s.recorded("share.revoke", &share)[0]["details"]["why"],
+        "reset"
+    );
+    s.assert_no_secret_logged();
+}
+
 #[test]
 fn a_request_link_is_listed_for_its_maker_and_revoked_at_once() {
     let s = Server::start();

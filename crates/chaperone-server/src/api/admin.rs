@@ -266,7 +266,8 @@ async fn managed_person(
 #[utoipa::path(post, path = "/api/v1/people/{name}/reset", params(("name" = String, Path)), responses((status = 200, body = AddPersonResponse), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Resets a person's credentials, for a lost password or authenticator: their password,
 /// TOTP secret and recovery codes are cleared, every session and API token they hold is
-/// revoked with the answers they wrapped, their pending requests are closed, their lockout
+/// revoked with the answers they wrapped, the share links and request links they made end,
+/// their pending requests are closed, their lockout
 /// is lifted, and a new one-time enrolment code is returned (earlier unused codes end).
 /// Grants stay. The person, security and the admins are told (never the code), so a reset
 /// nobody asked for is seen.
@@ -324,6 +325,11 @@ pub(crate) async fn reset_person(
         let code = recovery_codes(1).pop().expect("one code");
         let expires = now.plus_secs(state.settings.auth.enrolment_ttl_secs);
         let wrapped = state.store.wrapped_by(&person.id, now).await?;
+        // The links they made end too: a reset answers a stolen password or authenticator,
+        // and whoever held it could have made share links, or request links that write into
+        // the vault under the account's grants.
+        let (link_ops, link_events, links_ended) =
+            super::shares::end_links_of(&state, &info, &caller, &person.id, "reset", now).await?;
         let event = change_event(
             &state,
             &info,
@@ -335,6 +341,7 @@ pub(crate) async fn reset_person(
                 ("enrolment_expires_time", expires.to_rfc3339().into()),
                 ("requests_closed", closed.len().into()),
                 ("wrappings_revoked", wrapped.into()),
+                ("links_ended", links_ended.into()),
             ],
         );
         let people = state.store.list_people().await?;
@@ -376,7 +383,10 @@ pub(crate) async fn reset_person(
             ),
         ];
         ops.extend(closed);
-        match state.store.apply(ops, vec![event]).await {
+        ops.extend(link_ops);
+        let mut events = vec![event];
+        events.extend(link_events);
+        match state.store.apply(ops, events).await {
             // Disabled or granted meanwhile: looked at again.
             Err(StoreError::Conflict(_)) if attempt < 3 => continue,
             other => other?,

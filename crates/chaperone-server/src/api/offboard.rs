@@ -240,7 +240,8 @@ async fn offboard(
     let mut grants_revoked = 0;
     let mut requests_closed = 0;
     let mut wrappings_revoked = Vec::new();
-    let mut shares_to_destroy = Vec::new();
+    let mut link_ops = Vec::new();
+    let mut link_events = Vec::new();
     for person in &people {
         // Always, even if they were disabled when read: someone may enable them before this
         // change commits (a disabled account stays as it is).
@@ -273,22 +274,11 @@ async fn offboard(
         });
         // The links they made stop working: share links lose their content, request links
         // close.
-        for share in state.store.shares(Some(&person.id)).await? {
-            if share.destroyed.is_none() {
-                shares_to_destroy.push(share.id);
-            }
-        }
-        for record in state
-            .store
-            .records("secret_request", Some(&person.id))
-            .await?
-        {
-            let mut link: super::shares::SecretRequest = body(&record)?;
-            if link.status == "open" {
-                link.status = "revoked".into();
-                ops.push(Op::Put(revise(&record, &link, now)));
-            }
-        }
+        let (ops_, events_, _) =
+            super::shares::end_links_of(state, info, caller, &person.id, "offboarding", now)
+                .await?;
+        link_ops.extend(ops_);
+        link_events.extend(events_);
     }
     let names: Vec<String> = people.iter().map(|p| p.name.clone()).collect();
     let action = if vendor.is_some() {
@@ -311,24 +301,11 @@ async fn offboard(
             ("reason", req.reason.clone().into()),
         ],
     );
-    // Their share links lose their content in the same change as the access cut, so none
-    // can be opened in between.
+    // Their links end in the same change as the access cut, so none can be opened in
+    // between.
     let mut events = vec![event];
-    for share in shares_to_destroy {
-        events.push(change_event(
-            state,
-            info,
-            caller,
-            "share.revoke",
-            &share,
-            [("why", "offboarding".into())],
-        ));
-        ops.push(Op::DestroyShare {
-            id: share,
-            why: "revoked".into(),
-            at: now,
-        });
-    }
+    events.extend(link_events);
+    ops.extend(link_ops);
     state.store.apply(ops, events).await?;
     tracing::warn!(by = %caller.token_id, %subject, people = names.len(), "offboarded");
 

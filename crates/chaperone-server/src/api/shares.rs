@@ -586,6 +586,51 @@ pub(crate) async fn open_share(
     }
 }
 
+/// The changes that end every link `person_id` made, for a change that ends what they hold
+/// (an offboarding, a reset of their credentials): their share links lose their content,
+/// each recorded as `share.revoke` with `why`, and their open request-a-secret links are
+/// revoked. Also the number of links ended.
+pub(crate) async fn end_links_of(
+    state: &AppState,
+    info: &RequestInfo,
+    caller: &Caller,
+    person_id: &str,
+    why: &str,
+    now: Timestamp,
+) -> Result<(Vec<Op>, Vec<chaperone_ledger::entry::Event>, usize), ApiError> {
+    let (mut ops, mut events) = (Vec::new(), Vec::new());
+    for share in state.store.shares(Some(person_id)).await? {
+        if share.destroyed.is_none() {
+            events.push(change_event(
+                state,
+                info,
+                caller,
+                "share.revoke",
+                &share.id,
+                [("why", why.into())],
+            ));
+            ops.push(Op::DestroyShare {
+                id: share.id,
+                why: "revoked".into(),
+                at: now,
+            });
+        }
+    }
+    for record in state
+        .store
+        .records("secret_request", Some(person_id))
+        .await?
+    {
+        let mut link: SecretRequest = body(&record)?;
+        if link.status == "open" {
+            link.status = "revoked".into();
+            ops.push(Op::Put(revise(&record, &link, now)));
+        }
+    }
+    let ended = ops.len();
+    Ok((ops, events, ended))
+}
+
 /// Destroys the content of expired shares; how many.
 pub(crate) async fn expire_shares(state: &AppState) -> Result<usize, ApiError> {
     let now = state.clock.now();
