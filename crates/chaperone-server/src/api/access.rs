@@ -810,22 +810,23 @@ async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Resu
 /// and resetters: whoever may hold an account may hold the accounts it created, so an
 /// admin who made a second admin who made two approvers may be all three. The initial
 /// admin token (`root`) counts where it made an account itself, not through the accounts
-/// it made (every chain starts there; it approves one-approval requests only). At most
-/// [`MAX_CHAIN`] accounts are followed.
+/// it made (every chain starts there; it approves one-approval requests only). The whole
+/// chain is followed, however long (each account once).
 pub(crate) async fn code_holders_upstream(
     state: &AppState,
     person: &chaperone_store::PersonRecord,
 ) -> Result<Vec<String>, ApiError> {
+    let people = state.store.list_people().await?;
     let mut holders = code_holders(person);
     let mut next = 0;
-    while next < holders.len() && holders.len() < MAX_CHAIN {
+    while next < holders.len() {
         let id = holders[next].clone();
         next += 1;
         if id == super::governance::ROOT_ACTOR {
             continue;
         }
-        if let Some(up) = state.store.person(&id).await? {
-            for holder in code_holders(&up) {
+        if let Some(up) = people.iter().find(|p| p.id == id) {
+            for holder in code_holders(up) {
                 if holder != super::governance::ROOT_ACTOR && !holders.contains(&holder) {
                     holders.push(holder);
                 }
@@ -834,9 +835,6 @@ pub(crate) async fn code_holders_upstream(
     }
     Ok(holders)
 }
-
-/// Accounts followed up a chain of creators at most.
-const MAX_CHAIN: usize = 64;
 
 /// Who was handed the enrolment code of `person`'s account, and may hold it: its creator and
 /// whoever last reset its credentials.

@@ -391,6 +391,13 @@ pub(crate) async fn reset_person(
             Err(StoreError::Conflict(_)) if attempt < 3 => continue,
             other => other?,
         }
+        // A link made while the reset ran (read before, committed before it) is ended by one
+        // more pass: the change revoked every token of theirs, so no link is made after it.
+        let (late_ops, late_events, _) =
+            super::shares::end_links_of(&state, &info, &caller, &person.id, "reset", now).await?;
+        if !late_ops.is_empty() {
+            state.store.apply(late_ops, late_events).await?;
+        }
         tracing::warn!(by = %caller.token_id, person = %person.name, "credentials reset; their tokens revoked");
         return Ok(Json(AddPersonResponse {
             id: person.id,
