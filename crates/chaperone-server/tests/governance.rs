@@ -2311,6 +2311,29 @@ fn nobody_approves_through_an_account_whose_code_they_were_handed() {
         ),
         (403, "self_review".into())
     );
+    // Nor is a break-glass grant ada made (to someone else) reviewed by an account she made.
+    let made_by_ada = s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&ada_t),
+        Some(
+            json!({ "person": "dee", "prefix": "ops", "capabilities": ["read"],
+                     "ttl": "4h", "reason": "incident 15" }),
+        ),
+    );
+    assert_eq!(
+        error(
+            &s,
+            "POST",
+            &format!(
+                "/api/v1/grants/{}/review",
+                made_by_ada["id"].as_str().unwrap()
+            ),
+            &sock_sec_t,
+            Some(json!({ "note": "fine" })),
+        ),
+        (403, "self_review".into())
+    );
 }
 
 /// A disabled account loses its grants (enabling it again brings none back), gets no
@@ -3514,6 +3537,13 @@ fn the_watch_raises_each_anomaly_once_to_security() {
     let close = json!({ "status": "risk_accepted", "note": "expected" });
     assert_eq!(
         error(&s, "POST", &path, &ada_t, Some(close.clone())),
+        (403, "self_review".into())
+    );
+    // Nor by an account ada made: she may hold it.
+    let ada_sec = s.person_made_by(&ada_t, "ada-sec", "security", None, None);
+    let ada_sec_t = s.login(&ada_sec);
+    assert_eq!(
+        error(&s, "POST", &path, &ada_sec_t, Some(close.clone())),
         (403, "self_review".into())
     );
     let sam_t = s.login(&sam);

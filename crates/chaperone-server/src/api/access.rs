@@ -787,10 +787,28 @@ pub(crate) async fn deny_request(
     Ok(Json(request))
 }
 
+/// Whether `me` may be one of `ids` (people, or `root`): one of them, or holding one of their
+/// accounts or held by it through the chain of creators ([`created_account`]). For a
+/// review, which is a second look by someone else.
+async fn same_party(state: &AppState, me: &str, ids: &[String]) -> Result<bool, ApiError> {
+    for id in ids {
+        if id == me
+            || (id != super::governance::ROOT_ACTOR && created_account(state, id, me).await?)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Whether one of `actor` and the account of `person_id` was handed the other's enrolment
 /// code (created or reset it, or an account up its chain: [`code_holders_upstream`]): each
 /// may then be the other.
-async fn created_account(state: &AppState, person_id: &str, actor: &str) -> Result<bool, ApiError> {
+pub(crate) async fn created_account(
+    state: &AppState,
+    person_id: &str,
+    actor: &str,
+) -> Result<bool, ApiError> {
     let made_by = |id: &str, maker: &str| {
         let id = id.to_owned();
         let maker = maker.to_owned();
@@ -1259,14 +1277,17 @@ pub(crate) async fn review_grant(
         .filter(|g| g.break_glass)
         .ok_or_else(|| ApiError::not_found("no such break-glass grant"))?;
     let me = actor_id(&caller);
-    if grant.created_by == me
-        || grant.person_id == me
-        || created_account(&state, &grant.person_id, &me).await?
+    if same_party(
+        &state,
+        &me,
+        &[grant.created_by.clone(), grant.person_id.clone()],
+    )
+    .await?
     {
         return Err(forbidden(
             "self_review",
             "a break-glass grant is reviewed by someone other than who made or holds it, or \
-             created the holder's account",
+             created the maker's or holder's account",
         ));
     }
     if grant.reviewed.is_some() {
@@ -1580,7 +1601,7 @@ pub(crate) async fn decide_item(
     let holder = if item.kind == "grant" {
         match state.store.grant(&item.subject).await? {
             Some(grant) => {
-                if granted_by(&state, &grant).await?.contains(&me) {
+                if same_party(&state, &me, &granted_by(&state, &grant).await?).await? {
                     return Err(forbidden(
                         "self_review",
                         "nobody reviews a grant they made or approved",

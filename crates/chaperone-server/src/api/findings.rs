@@ -271,10 +271,19 @@ pub(crate) async fn update_finding(
             ROOT_ACTOR
         }
     });
+    // Nor by whoever holds (or is held by) the subject's account through the chain of
+    // creators: they may be the same person.
+    let me = actor_id(&caller);
+    let related = match subject {
+        Some(id) if id != ROOT_ACTOR && id != me => {
+            super::access::created_account(&state, id, &me).await?
+        }
+        _ => false,
+    };
     if closing
         && status != finding.status
         && finding.source == "anomaly"
-        && subject == Some(actor_id(&caller).as_str())
+        && (subject == Some(me.as_str()) || related)
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
