@@ -495,6 +495,8 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
     };
     assert_eq!(submit("sk_live_outsider_Tq71"), 204);
     assert_eq!(submit("sk_live_second_try"), 404, "the link works once");
+    let links = s.ok("GET", "/api/v1/request-links", Some(&s.admin), None);
+    assert_eq!(links[0]["status"], "used", "{links}");
     let read = s.ok(
         "GET",
         "/api/v1/secrets/data/partners/stripe/api",
@@ -547,6 +549,8 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
         None,
     );
     assert_eq!(read["data"]["password"], "written-meanwhile-Ux02");
+    let links = s.ok("GET", "/api/v1/request-links", Some(&ops_t), None);
+    assert_eq!(links[0]["status"], "open", "given back: {links}");
     let link = s.ok(
         "POST",
         "/api/v1/secret-requests/team/other-key",

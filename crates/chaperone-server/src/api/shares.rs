@@ -622,7 +622,9 @@ pub(crate) async fn end_links_of(
         .await?
     {
         let mut link: SecretRequest = body(&record)?;
-        if link.status == "open" {
+        // A link being submitted is ended too: its write may still land (it was asked for
+        // before this change), but a failed one no longer gives the link back.
+        if link.status == "open" || link.status == CLAIMED {
             link.status = "revoked".into();
             ops.push(Op::Put(revise(&record, &link, now)));
         }
@@ -776,9 +778,13 @@ pub(crate) struct RequestLinkInfo {
     note: String,
     created_by: String,
     expires_time: String,
-    /// open, used, revoked or expired.
+    /// open, claimed (a submission is being written), used, revoked or expired.
     status: String,
 }
+
+/// The status of a request link while a submission through it is written: no other
+/// submission opens it, and whatever ends the link's maker's links ends it too.
+const CLAIMED: &str = "claimed";
 
 /// The public id of a link stored under `key` (its token's SHA-256).
 fn link_id(key: &str) -> &str {
@@ -848,7 +854,7 @@ pub(crate) async fn revoke_request_link(
     let (Some((record, mut request)), None) = (found.pop(), found.pop()) else {
         return Err(ApiError::not_found("no such request link of yours"));
     };
-    if request.status != "open" {
+    if request.status != "open" && request.status != CLAIMED {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_open",
@@ -1027,8 +1033,10 @@ pub(crate) async fn submit_secret_request(
         // Claim the link first (a racing second submission fails on the revision), then write;
         // if the write fails, the claim is given back, so the secret is never lost with the
         // link. The write records `secret.write`; `secret_request.submit` follows it.
+        // Both the give-back and the final `used` revise the claim: a link revoked meanwhile
+        // (by its maker, a reset or an offboarding) stays revoked.
         let now = state.clock.now();
-        request.status = "used".into();
+        request.status = CLAIMED.into();
         let claimed = revise(&record, &request, now);
         state
             .store
@@ -1053,7 +1061,19 @@ pub(crate) async fn submit_secret_request(
         )
         .await;
         let written = match written {
-            Ok(written) => written.meta,
+            Ok(written) => {
+                request.status = "used".into();
+                let done = revise(&claimed, &request, state.clock.now());
+                match state.store.apply(vec![Op::Put(done)], Vec::new()).await {
+                    Ok(_) | Err(chaperone_store::StoreError::Conflict(_)) => {}
+                    // The value is written and recorded; the link stays claimed, which no
+                    // submission opens.
+                    Err(error) => {
+                        tracing::warn!(%error, "a used request link could not be marked used");
+                    }
+                }
+                written.meta
+            }
             Err(error) => {
                 request.status = "open".into();
                 let _ = state
