@@ -591,6 +591,13 @@ fn a_reset_ends_the_links_its_account_made() {
     let mo = s.person("mo", "member", None);
     let mo_t = s.login(&mo);
     let (share, key) = share_text(&s, &mo_t, "shared-before-reset-Vb51", json!({}));
+    let (lapsed, _) = share_text(
+        &s,
+        &mo_t,
+        "lapsed-before-reset-Vb50",
+        json!({"expires": "10m"}),
+    );
+    s.clock.advance_secs(15 * 60);
     let link = s.ok(
         "POST",
         "/api/v1/secret-requests/team/planted",
@@ -631,6 +638,9 @@ fn a_reset_ends_the_links_its_account_made() {
         s.recorded("share.revoke", &share)[0]["details"]["why"],
         "reset"
     );
+    // A share that had run out was not alive to end: it expired, as the sweep records it.
+    assert!(s.recorded("share.revoke", &lapsed).is_empty());
+    assert_eq!(s.recorded("share.expire", &lapsed).len(), 1);
     s.assert_no_secret_logged();
 }
 

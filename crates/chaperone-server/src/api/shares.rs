@@ -404,14 +404,20 @@ async fn live_share(state: &AppState, id: &str, proof: &str) -> Result<ShareReco
     Ok(share)
 }
 
-/// Destroys an expired share's content, recorded as `share.expire`; the answer to give.
-async fn expire(state: &AppState, id: &str, now: Timestamp) -> Result<ApiError, ApiError> {
+/// The ledger entry of a share destroyed because it expired: the server's doing, whoever
+/// came by.
+fn expire_event(state: &AppState, id: &str) -> chaperone_ledger::entry::Event {
     let info = RequestInfo::new(None, Some("chaperone".into()));
-    let event = state.event(
+    state.event(
         &info,
         Actor::default(),
         LedgerRecord::new("share.expire", id, Outcome::Success),
-    );
+    )
+}
+
+/// Destroys an expired share's content, recorded as `share.expire`; the answer to give.
+async fn expire(state: &AppState, id: &str, now: Timestamp) -> Result<ApiError, ApiError> {
+    let event = expire_event(state, id);
     state
         .store
         .destroy_share(id, "expired", now, &[event])
@@ -599,8 +605,21 @@ pub(crate) async fn end_links_of(
     now: Timestamp,
 ) -> Result<(Vec<Op>, Vec<chaperone_ledger::entry::Event>, usize), ApiError> {
     let (mut ops, mut events) = (Vec::new(), Vec::new());
+    let mut ended = 0;
     for share in state.store.shares(Some(person_id)).await? {
-        if share.destroyed.is_none() {
+        if share.destroyed.is_some() {
+            continue;
+        }
+        if share.expires_at <= now {
+            // Ended already, by its own end: destroyed as the sweep would, and recorded so.
+            events.push(expire_event(state, &share.id));
+            ops.push(Op::DestroyShare {
+                id: share.id,
+                why: "expired".into(),
+                at: now,
+            });
+        } else {
+            ended += 1;
             events.push(change_event(
                 state,
                 info,
@@ -624,12 +643,13 @@ pub(crate) async fn end_links_of(
         let mut link: SecretRequest = body(&record)?;
         // A link being submitted is ended too: its write may still land (it was asked for
         // before this change), but a failed one no longer gives the link back.
-        if link.status == "open" || link.status == CLAIMED {
+        let live = link.status == "open" && link.expires_nanos > now.unix_nanos();
+        if live || link.status == CLAIMED {
             link.status = "revoked".into();
             ops.push(Op::Put(revise(&record, &link, now)));
+            ended += 1;
         }
     }
-    let ended = ops.len();
     Ok((ops, events, ended))
 }
 
@@ -667,7 +687,7 @@ pub(crate) struct SecretRequest {
     pub(crate) expires_time: String,
     #[schema(value_type = i64)]
     pub(crate) expires_nanos: i64,
-    /// open or used.
+    /// open, claimed (a submission is being written), used or revoked.
     pub(crate) status: String,
     /// The path's version when the link was made (0: none): the outsider's write must come
     /// next, so a leaked link cannot overwrite a secret someone wrote since.
