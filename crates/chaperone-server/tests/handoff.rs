@@ -638,6 +638,9 @@ fn a_reset_ends_the_links_its_account_made() {
         s.recorded("share.revoke", &share)[0]["details"]["why"],
         "reset"
     );
+    let revoked = s.recorded("secret_request.revoke", "team/planted");
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["details"]["why"], "reset");
     // A share that had run out was not alive to end: it expired, as the sweep records it.
     assert!(s.recorded("share.revoke", &lapsed).is_empty());
     assert_eq!(s.recorded("share.expire", &lapsed).len(), 1);

@@ -595,7 +595,8 @@ pub(crate) async fn open_share(
 /// The changes that end every link `person_id` made, for a change that ends what they hold
 /// (an offboarding, a reset of their credentials): their share links lose their content,
 /// each recorded as `share.revoke` with `why`, and their open request-a-secret links are
-/// revoked. Also the number of links ended.
+/// revoked, each recorded as `secret_request.revoke` with `why`. Also the number of links
+/// ended.
 pub(crate) async fn end_links_of(
     state: &AppState,
     info: &RequestInfo,
@@ -645,6 +646,14 @@ pub(crate) async fn end_links_of(
         // before this change), but a failed one no longer gives the link back.
         let live = link.status == "open" && link.expires_nanos > now.unix_nanos();
         if live || link.status == CLAIMED {
+            events.push(change_event(
+                state,
+                info,
+                caller,
+                "secret_request.revoke",
+                &link.path,
+                [("id", link_id(&record.id).into()), ("why", why.into())],
+            ));
             link.status = "revoked".into();
             ops.push(Op::Put(revise(&record, &link, now)));
             ended += 1;
