@@ -387,25 +387,36 @@ pub(crate) async fn compat(
     // Chaperone has one tree, the root namespace: a client aimed at another namespace is
     // told it does not exist, as OpenBao tells it, rather than served the root's secrets.
     // As in OpenBao, the seal status and leader are the server's whatever the namespace
-    // (`bao status` works with `BAO_NAMESPACE` set), health and init are refused in one,
-    // and a sealed server says so first.
+    // (`bao status` works with `BAO_NAMESPACE` set), health, init and unseal are refused
+    // with any namespace named, the root's too, and a sealed server says so first.
     if let Some(namespace) = request.headers().get("x-vault-namespace") {
-        let name = namespace.to_str().unwrap_or("?").trim().trim_matches('/');
+        let given = namespace.to_str().unwrap_or("?").trim();
+        let name = given.trim_matches('/');
+        let path = request.uri().path();
+        if !given.is_empty() && matches!(path, "/v1/sys/health" | "/v1/sys/init" | "/v1/sys/unseal")
+        {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                "operation unavailable in namespaces",
+            );
+        }
         if !(name.is_empty() || name == "root") {
-            match request.uri().path() {
+            match path {
                 "/v1/sys/seal-status" | "/v1/sys/leader" => {}
-                "/v1/sys/health" | "/v1/sys/init" | "/v1/sys/unseal" => {
-                    return errors(
-                        StatusCode::BAD_REQUEST,
-                        "operation unavailable in namespaces",
-                    );
-                }
                 _ if state.keyring().is_none() => {
                     return errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed");
                 }
                 _ => return errors(StatusCode::NOT_FOUND, "namespace not found"),
             }
         }
+    }
+    // Sealing a sealed server has nothing to do: OpenBao answers 204 whoever asks (the seal
+    // status tells anyone the server is sealed), and a sealed server has no tokens to check.
+    if state.keyring().is_none()
+        && matches!(*request.method(), Method::PUT | Method::POST)
+        && request.uri().path() == "/v1/sys/seal"
+    {
+        return no_content();
     }
     // A PATCH is a JSON merge patch or nothing, as OpenBao has it, before any token is
     // looked at: a client that sends another type learns so instead of a different patch.

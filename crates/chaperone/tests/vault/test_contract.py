@@ -673,9 +673,13 @@ def test_loosely_typed_bodies_match(openbao):
         ).json()
         steps.append(wrapped["wrap_info"]["ttl"])
         # Another namespace: the seal status is the server's; health and init are refused.
-        for path in ("sys/seal-status", "sys/leader", "sys/health", "sys/init", "sys/mounts"):
-            status(requests.get(f"{base}/v1/{path}", headers={**plain, "X-Vault-Namespace": "ns1"}))
-        status(requests.put(f"{base}/v1/sys/unseal", headers={"X-Vault-Namespace": "ns1"}, json={"reset": True}))
+        # The root namespace named is the root for every other route, not for these.
+        for namespace in ("ns1", "root", "/"):
+            for path in ("sys/seal-status", "sys/leader", "sys/health", "sys/init", "sys/mounts"):
+                status(requests.get(f"{base}/v1/{path}", headers={**plain, "X-Vault-Namespace": namespace}))
+            status(
+                requests.put(f"{base}/v1/sys/unseal", headers={"X-Vault-Namespace": namespace}, json={"reset": True})
+            )
         # Unsealed: a reset is refused, and a body with neither a key nor a reset.
         for body in ({"reset": True}, {}):
             refused = status(requests.put(f"{base}/v1/sys/unseal", json=body))

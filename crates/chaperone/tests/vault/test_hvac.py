@@ -355,3 +355,7 @@ def test_zz_a_sealed_server_answers_503(client):
     assert (health["sealed"], health["standby"], health["replication_dr_mode"]) == (True, True, "unknown")
     assert "cluster_name" not in health and "cluster_id" not in health
     assert requests.get(f"{ADDR}/v1/sys/health?sealedcode=200").status_code == 200
+    # Sealing a sealed server is nothing to do, and OpenBao says so with 204 whoever asks.
+    for method in (requests.put, requests.post):
+        assert method(f"{ADDR}/v1/sys/seal").status_code == 204
+    assert client.sys.read_seal_status()["sealed"] is True
