@@ -62,11 +62,6 @@ impl Role {
             Role::Auditor => "auditor",
         }
     }
-
-    /// Whether MFA is required by default for this role.
-    pub fn mfa_required_by_default(self) -> bool {
-        matches!(self, Role::Admin | Role::Security | Role::Contractor)
-    }
 }
 
 impl fmt::Display for Role {

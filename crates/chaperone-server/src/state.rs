@@ -102,10 +102,10 @@ pub struct AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
-            mfa_roles: Role::ALL
-                .into_iter()
-                .filter(|r| r.mfa_required_by_default())
-                .collect(),
+            // Security decision: every role needs its TOTP code at login. Each one reaches
+            // something worth a phished password: members and auditors read secrets or the
+            // ledger, and approvers hand out contractors' access.
+            mfa_roles: Role::ALL.to_vec(),
             lockout_threshold: 10,
             lockout_window_secs: 15 * 60,
             failure_delay_ms: 250,

@@ -171,7 +171,7 @@ fn login_needs_the_second_factor_and_each_code_works_once() {
 
 #[test]
 fn failures_lock_accounts_and_addresses_without_revealing_accounts() {
-    let s = Server::start();
+    let s = Server::start_password_only();
     let ada = s.person("ada", "member", None);
     let login = |user: &str, password: &str, from: &str| {
         s.call(
@@ -504,7 +504,7 @@ fn network_allowlists_apply_to_logins_and_tokens() {
 
 #[test]
 fn confidential_reads_need_step_up_and_scoped_tokens_carry_scope() {
-    let s = Server::start();
+    let s = Server::start_password_only();
     let m = s.person("max", "member", None);
     s.ok(
         "PUT",
@@ -1616,7 +1616,7 @@ fn a_password_alone_does_not_forgive_wrong_totp_codes() {
     // person, and such a login must not wipe them, or knowing the password would allow
     // guessing the second factor forever. Each request comes from a new address, so only
     // the person's count can lock.
-    let s = Server::start();
+    let s = Server::start_password_only();
     let mia = s.person("mia", "member", None);
     let mut address = 0;
     // Attempts are told apart by their time: the test clock moves a second between them.

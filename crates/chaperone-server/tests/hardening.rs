@@ -967,6 +967,7 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
         .method("POST")
         .uri(format!("{}/v1/auth/userpass/login/mo", s.addr))
         .header("X-Vault-Wrap-TTL", "5m0s")
+        .header("X-Vault-MFA", s.code(&mo, 0))
         .header("Content-Type", "application/json")
         .body(serde_json::json!({ "password": mo.password }).to_string())
         .unwrap();

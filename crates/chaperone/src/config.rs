@@ -179,7 +179,7 @@ pub(crate) const KEYS: &[(&str, &str, &str)] = &[
     (
         "mfa_roles",
         "CHAPERONE_MFA_ROLES",
-        "roles that need TOTP at login (default admin,security,contractor)",
+        "roles that need TOTP at login (default: every role)",
     ),
     (
         "dangerously_allow_contractors_without_mfa",

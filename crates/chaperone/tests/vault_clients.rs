@@ -22,7 +22,7 @@ fn vault_clients_and_openbao_agree_with_chaperone() {
     // Enrolled, never logged in: their TOTP codes are unused, for the userpass logins.
     let (dave_password, dave_totp) =
         enrol(&server.addr, &admin, "dave", "contractor", Some("acme"));
-    let (erin_password, _) = enrol(&server.addr, &admin, "erin", "member", None);
+    let (erin_password, erin_totp) = enrol(&server.addr, &admin, "erin", "member", None);
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vault");
     let bao = python.with_file_name("bao");
     let output = Command::new(&python)
@@ -37,6 +37,7 @@ fn vault_clients_and_openbao_agree_with_chaperone() {
         .env("CHAPERONE_MFA_TOTP_SECRET", &dave_totp)
         .env("CHAPERONE_MEMBER_USER", "erin")
         .env("CHAPERONE_MEMBER_PASSWORD", &erin_password)
+        .env("CHAPERONE_MEMBER_TOTP_SECRET", &erin_totp)
         .env_remove("VAULT_TOKEN")
         .output()
         .expect("run pytest");

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use chaperone_core::policy::Role;
 use chaperone_core::{Clock, Timestamp};
 use chaperone_crypto::UnsealKey;
 use chaperone_crypto::token::ApiToken;
@@ -75,6 +76,14 @@ pub(crate) struct Server {
 impl Server {
     pub(crate) fn start() -> Self {
         Self::start_with(|_| {})
+    }
+
+    /// Starts a server on which members, approvers and auditors log in with their password
+    /// alone (`mfa_roles = admin,security,contractor`), as a deployment may choose.
+    pub(crate) fn start_password_only() -> Self {
+        Self::start_with(|settings| {
+            settings.auth.mfa_roles = vec![Role::Admin, Role::Security, Role::Contractor];
+        })
     }
 
     /// Starts a server whose settings `configure` may change first.

@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 
+from otp import totp
+
 ADDR = os.environ["VAULT_ADDR"]
 ADMIN = os.environ["CHAPERONE_ADMIN_TOKEN"]
 BAO = os.environ["BAO_BIN"]
@@ -133,10 +135,12 @@ def test_token_create_and_wrapping():
 
 def test_login_with_userpass():
     user, password = os.environ["CHAPERONE_MEMBER_USER"], os.environ["CHAPERONE_MEMBER_PASSWORD"]
-    result = bao(
-        "login", "-method=userpass", "-format=json", "-no-store", f"username={user}", f"password={password}",
-        token="",
-    )
+    login = ("login", "-method=userpass", "-format=json", "-no-store", f"username={user}", f"password={password}")
+    # Every role needs its TOTP code at login by default: `-mfa` sends it as X-Vault-MFA.
+    refused = bao(*login, token="", check=False)
+    assert refused.returncode != 0 and "X-Vault-MFA" in refused.stderr, refused.stderr
+    secret = os.environ["CHAPERONE_MEMBER_TOTP_SECRET"]
+    result = bao(*login[:1], f"-mfa=totp:{totp(secret)}", *login[1:], token="")
     auth = json.loads(result.stdout)["auth"]
     assert auth["metadata"] == {"username": user}
     looked = json.loads(bao("token", "lookup", "-format=json", token=auth["client_token"]).stdout)
