@@ -3839,3 +3839,77 @@ fn email_addresses_are_checked_when_saved() {
         "{body}"
     );
 }
+
+/// Staff write what approvers, auditors and contractors read: a profile, an agreement's
+/// title, evidence, a policy. None of it may carry a terminal escape or hidden text.
+#[test]
+fn text_others_read_refuses_control_and_hidden_characters() {
+    let s = Server::start();
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme", "status": "active", "legal_name": "Acme GmbH" })),
+    );
+    let refused = |method: &str, path: &str, body: Value, field: &str| {
+        let (status, answer) = s.call(method, path, Some(&s.admin), Some(body), None);
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("`{field}`")),
+            "{answer}"
+        );
+    };
+    refused(
+        "PUT",
+        "/api/v1/vendors/acme",
+        json!({ "legal_name": "Acme\u{1b}[2J GmbH" }),
+        "legal_name",
+    );
+    refused(
+        "PUT",
+        "/api/v1/vendors/acme",
+        json!({ "contacts": [{ "name": "Ada\u{202e}nimda" }] }),
+        "contacts",
+    );
+    refused(
+        "PUT",
+        "/api/v1/vendors/acme",
+        json!({ "functions": ["backups\u{200b}"] }),
+        "functions",
+    );
+    refused(
+        "POST",
+        "/api/v1/vendors/acme/agreements",
+        json!({ "kind": "nda", "title": "NDA\u{1b}]8;;https://evil.example\u{7}" }),
+        "title",
+    );
+    refused(
+        "POST",
+        "/api/v1/vendors/acme/evidence",
+        json!({ "kind": "iso27001", "issuer": "TÜV\u{9b}2J", "expires": "2030-01-01" }),
+        "issuer",
+    );
+    refused(
+        "POST",
+        "/api/v1/policies",
+        json!({ "name": "acceptable-use", "title": "Use", "text": "Be kind.\u{1b}[8m hidden" }),
+        "text",
+    );
+    // Nothing was changed or made.
+    let vendor = s.ok("GET", "/api/v1/vendors/acme", Some(&s.admin), None);
+    assert_eq!(vendor["legal_name"], "Acme GmbH");
+    assert!(vendor.get("contacts").is_none(), "{vendor}");
+    let policies = s.ok("GET", "/api/v1/policies", Some(&s.admin), None);
+    assert!(policies.as_array().unwrap().is_empty(), "{policies}");
+    // A policy keeps its lines and tabs, and other scripts are text like any other.
+    s.ok(
+        "POST",
+        "/api/v1/policies",
+        Some(&s.admin),
+        Some(json!({ "name": "acceptable-use", "title": "Nutzung",
+                     "text": "1. Be kind.\r\n\t2. Sei freundlich: äöü, 日本語.\n" })),
+    );
+}

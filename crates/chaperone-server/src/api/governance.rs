@@ -229,7 +229,45 @@ pub(crate) struct VendorInfo {
     created_time: String,
 }
 
+/// Checks free text written by staff that others read (`super::check_text`), if given.
+fn check_optional(field: &str, text: Option<&str>, max: usize) -> Result<(), ApiError> {
+    text.map_or(Ok(()), |t| super::check_text(field, t, max))
+}
+
+/// The longest name, title or place in a vendor's profile, an agreement, evidence or a
+/// policy's title.
+const MAX_SHORT_TEXT: usize = 200;
+
+/// The longest policy text, in characters (a long acceptable-use policy is some 30,000).
+const MAX_POLICY_TEXT: usize = 200_000;
+
 impl VendorRequest {
+    /// Refuses control and invisible characters, and over-long values, in every text field
+    /// people other than its writer read (approvers, auditors, the vendor's contacts).
+    fn check_texts(&self) -> Result<(), ApiError> {
+        check_optional("legal_name", self.legal_name.as_deref(), MAX_SHORT_TEXT)?;
+        check_optional("reason", self.reason.as_deref(), 2_000)?;
+        for (key, value) in self.identifiers.iter().flatten() {
+            super::check_text("identifiers", key, MAX_SHORT_TEXT)?;
+            super::check_text("identifiers", value, MAX_SHORT_TEXT)?;
+        }
+        for contact in self.contacts.iter().flatten() {
+            super::check_text("contacts", &contact.name, MAX_SHORT_TEXT)?;
+            check_optional("contacts", contact.role.as_deref(), MAX_SHORT_TEXT)?;
+        }
+        for (field, values) in [
+            ("processing_locations", &self.processing_locations),
+            ("storage_locations", &self.storage_locations),
+            ("functions", &self.functions),
+            ("protocols", &self.protocols),
+        ] {
+            for value in values.iter().flatten() {
+                super::check_text(field, value, MAX_SHORT_TEXT)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Applies the profile fields given to `profile`.
     async fn apply_to(
         &self,
@@ -237,6 +275,7 @@ impl VendorRequest {
         vendor_id: Option<&str>,
         profile: &mut VendorProfile,
     ) -> Result<(), ApiError> {
+        self.check_texts()?;
         if let Some(v) = &self.legal_name {
             profile.legal_name = Some(v.clone()).filter(|v| !v.is_empty());
         }
@@ -672,6 +711,7 @@ pub(crate) struct Clauses {
 
 impl Clauses {
     fn validate(&self) -> Result<(), ApiError> {
+        check_optional("escrow", self.escrow.as_deref(), 2_000)?;
         if let Some(ip) = &self.ip_ownership
             && !["client", "vendor", "shared"].contains(&ip.as_str())
         {
@@ -801,6 +841,7 @@ pub(crate) async fn add_agreement(
 ) -> Result<Json<AgreementInfo>, ApiError> {
     let vendor = vendor_named(&state, &name).await?;
     req.clauses.validate()?;
+    check_optional("title", req.title.as_deref(), MAX_SHORT_TEXT)?;
     let agreement = Agreement {
         vendor_id: vendor.id.clone(),
         kind: parse(&req.kind)?,
@@ -1041,6 +1082,7 @@ pub(crate) async fn add_evidence(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<EvidenceRequest>,
 ) -> Result<Json<EvidenceInfo>, ApiError> {
+    check_optional("issuer", req.issuer.as_deref(), MAX_SHORT_TEXT)?;
     let vendor = vendor_named(&state, &name).await?;
     let evidence = Evidence {
         vendor_id: vendor.id.clone(),
@@ -1419,6 +1461,10 @@ pub(crate) async fn publish_policy(
     if req.title.trim().is_empty() || req.text.trim().is_empty() {
         return Err(invalid("a policy has a title and a text"));
     }
+    // A text keeps its lines and tabs; nothing else that a terminal or a reader's eye would
+    // take for something other than what it is.
+    super::check_text("title", &req.title, MAX_SHORT_TEXT)?;
+    super::check_text("text", &req.text, MAX_POLICY_TEXT)?;
     let existing = policies(&state).await?;
     let version = existing
         .get(&req.name)
