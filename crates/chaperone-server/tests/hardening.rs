@@ -805,6 +805,42 @@ fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
         Some(&cy_t),
         Some(serde_json::json!({ "custom_metadata": { "team": "cy" } })),
     );
+    // Staff read what a vendor's person writes here: no terminal escapes or hidden text,
+    // in a key or a value, on either API.
+    for (method, path, labels) in [
+        (
+            "PUT",
+            "/api/v1/secrets/metadata/acme/app/db",
+            serde_json::json!({ "team": "cy\u{1b}[2J" }),
+        ),
+        (
+            "POST",
+            "/v1/secret/metadata/acme/app/db",
+            serde_json::json!({ "te\u{200b}am": "cy" }),
+        ),
+        (
+            "PATCH",
+            "/v1/secret/metadata/acme/app/db",
+            serde_json::json!({ "team": "\u{202e}yc" }),
+        ),
+    ] {
+        let (status, body) = s.call(
+            method,
+            path,
+            Some(&cy_t),
+            Some(serde_json::json!({ "custom_metadata": labels })),
+            None,
+        );
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert!(body.to_string().contains("custom_metadata"), "{body}");
+    }
+    let meta = s.ok(
+        "GET",
+        "/api/v1/secrets/metadata/acme/app/db",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(meta["custom_metadata"], serde_json::json!({ "team": "cy" }));
     // The `owner` key is named by staff (it decides who owns the secret's rotation finding
     // when the vendor is offboarded): a vendor's person may not set, change or remove it,
     // on either API, and the refusal is recorded.

@@ -1025,6 +1025,19 @@ pub(crate) fn check_text(field: &str, text: &str, max: usize) -> Result<(), ApiE
     Ok(())
 }
 
+/// [`check_text`] for each key and value of a map of labels (a secret's custom metadata, a
+/// token's `meta`): whoever may write them is often not who reads them. Their lengths are
+/// bounded apart (`chaperone_core::secret::check_custom_metadata`).
+pub(crate) fn check_labels(
+    field: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    labels.iter().try_for_each(|(key, value)| {
+        check_text(field, key, usize::MAX)?;
+        check_text(field, value, usize::MAX)
+    })
+}
+
 /// Lowercase hex SHA-256 of `bytes` (documents, policy texts, link tokens, deliverables).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

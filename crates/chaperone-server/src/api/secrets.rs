@@ -453,6 +453,7 @@ pub(crate) async fn apply_metadata(
 ) -> Result<(), ApiError> {
     if let Some(metadata) = &update.custom_metadata {
         chaperone_core::secret::check_custom_metadata(metadata)?;
+        super::check_labels("custom_metadata", metadata)?;
     }
     // A lower limit destroys the versions past it at the next write: whoever lowers it must
     // be allowed to destroy versions there, or a write grant would erase history at once.

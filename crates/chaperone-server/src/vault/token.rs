@@ -372,6 +372,7 @@ async fn create_token(
     // Vault's limits on key/value labels, as for a secret's custom metadata.
     chaperone_core::secret::check_custom_metadata(&meta)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("meta: {e}")))?;
+    crate::api::check_labels("meta", &meta)?;
     // `policies: ["default"]` asks for OpenBao's default policy: a token that can only look
     // itself up, renew and revoke itself. That is a scoped token with no rules, never one
     // with its creator's permissions (which is what no `policies` at all asks for).
