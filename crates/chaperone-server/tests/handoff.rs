@@ -2463,3 +2463,106 @@ fn a_deliverable_counts_a_vault_secret_once_and_holds_what_was_not_scanned() {
     assert_eq!(answer["status"], "accepted", "{answer}");
     s.assert_no_secret_logged();
 }
+
+/// A request link acts for its maker through the token it was made with: revoking that
+/// token (the answer to a stolen one) ends the link, while another link of the same person
+/// lives on; a token that merely expires leaves its links their own lifetime.
+#[test]
+fn revoking_the_token_a_request_link_was_made_with_ends_the_link() {
+    let s = Server::start();
+    let ops = s.person("ops", "member", None);
+    let session = s.login(&ops);
+    let minted = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&session),
+        Some(json!({ "ttl": "1h" })),
+    );
+    let api_token = minted["token"].as_str().unwrap().to_owned();
+    s.remember(&api_token);
+    let link_with = |token: &str, path: &str| {
+        let link = s.ok(
+            "POST",
+            &format!("/api/v1/secret-requests/{path}"),
+            Some(token),
+            Some(json!({ "note": "the deploy key", "expires": "30d" })),
+        );
+        link["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/r#")
+            .to_owned()
+    };
+    let stolen = link_with(&api_token, "team/stolen");
+    let expiring = link_with(&api_token, "team/expiring");
+    let kept = link_with(&session, "team/kept");
+    let submit = |token: &str| {
+        s.call(
+            "POST",
+            "/api/v1/request-links/submit",
+            None,
+            Some(json!({ "token": token, "data": { "key": "from-outside-Rk40" } })),
+            None,
+        )
+        .0
+    };
+    // The token runs out: its links keep their own end.
+    s.clock.advance_secs(3601);
+    assert_eq!(submit(&expiring), 204);
+    let session = s.login(&ops);
+    // A token revoked (by its holder or an admin) takes its links with it.
+    let other = s.ok(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&session),
+        Some(json!({ "ttl": "1h" })),
+    );
+    let other_token = other["token"].as_str().unwrap().to_owned();
+    s.remember(&other_token);
+    let planted = link_with(&other_token, "team/planted");
+    let (status, _) = s.call(
+        "DELETE",
+        &format!("/api/v1/auth/tokens/{}", other["id"].as_str().unwrap()),
+        Some(&s.admin),
+        None,
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(submit(&planted), 404);
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/request-links/info",
+        None,
+        Some(json!({ "token": planted })),
+        None,
+    );
+    assert_eq!(status, 404, "the page shows a dead link");
+    assert_eq!(
+        s.call(
+            "GET",
+            "/api/v1/secrets/data/team/planted",
+            Some(&s.admin),
+            None,
+            None
+        )
+        .0,
+        404,
+        "nothing was written"
+    );
+    let listed = s.ok("GET", "/api/v1/request-links", Some(&session), None);
+    let status_of = |path: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["path"] == path)
+            .map(|l| l["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status_of("team/planted").as_deref(), Some("revoked"));
+    assert_eq!(status_of("team/expiring").as_deref(), Some("used"));
+    assert_eq!(status_of("team/stolen").as_deref(), Some("open"));
+    // The session that made a link is not the API token: the link lives while it does.
+    assert_eq!(submit(&kept), 204);
+    assert_eq!(submit(&stolen), 204);
+    s.assert_no_secret_logged();
+}

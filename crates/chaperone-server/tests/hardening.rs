@@ -997,28 +997,37 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
         serde_json::json!([accessor])
     );
 
-    // A login proves who asks with its password: its answer is wrapped when asked.
+    // A login proves who asks with its password: its answer is wrapped when asked, and the
+    // wrapping is the person's (recorded so, and deleted when their access ends).
     let mo = s.person("mo", "member", None);
-    let request = ureq::http::Request::builder()
-        .method("POST")
-        .uri(format!("{}/v1/auth/userpass/login/mo", s.addr))
-        .header("X-Vault-Wrap-TTL", "5m0s")
-        .header("X-Vault-MFA", s.code(&mo, 0))
-        .header("Content-Type", "application/json")
-        .body(serde_json::json!({ "password": mo.password }).to_string())
-        .unwrap();
-    let mut answer = s.agent.run(request).unwrap();
-    assert_eq!(answer.status().as_u16(), 200);
-    let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+    let wrapped_login = || {
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/v1/auth/userpass/login/mo", s.addr))
+            .header("X-Vault-Wrap-TTL", "5m0s")
+            .header("X-Vault-MFA", s.code(&mo, 0))
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({ "password": mo.password }).to_string())
+            .unwrap();
+        let mut answer = s.agent.run(request).unwrap();
+        assert_eq!(answer.status().as_u16(), 200);
+        // The next login must use a later step: codes are accepted once.
+        s.clock.advance_secs(30);
+        answer.body_mut().read_json::<serde_json::Value>().unwrap()
+    };
+    let unwrap = |body: &serde_json::Value| {
+        s.call(
+            "POST",
+            "/v1/sys/wrapping/unwrap",
+            None,
+            Some(serde_json::json!({ "token": body["wrap_info"]["token"] })),
+            None,
+        )
+    };
+    let body = wrapped_login();
     assert!(body["auth"].is_null(), "{body}");
     assert_eq!(body["wrap_info"]["ttl"], 300, "{body}");
-    let (status, unwrapped) = s.call(
-        "POST",
-        "/v1/sys/wrapping/unwrap",
-        None,
-        Some(serde_json::json!({ "token": body["wrap_info"]["token"] })),
-        None,
-    );
+    let (status, unwrapped) = unwrap(&body);
     assert_eq!(status, 200, "{unwrapped}");
     assert!(
         unwrapped["auth"]["client_token"]
@@ -1026,6 +1035,12 @@ fn only_a_token_holder_has_answers_wrapped_and_unopened_wrappings_expire() {
             .unwrap()
             .starts_with("chp_")
     );
+    let made = s.recorded("wrap.create", "auth/userpass/login/mo");
+    assert!(made[0]["actor"]["person"].as_str().is_some(), "{made:?}");
+    let unopened = wrapped_login();
+    s.ok("POST", "/api/v1/people/mo/disable", Some(&s.admin), None);
+    let (status, refused) = unwrap(&unopened);
+    assert_eq!(status, 400, "deleted with the account's access: {refused}");
 
     // A wrap TTL that does not parse is refused before the read: nothing is read or
     // recorded as given.

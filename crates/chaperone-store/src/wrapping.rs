@@ -62,15 +62,27 @@ fn from_row(row: &AnyRow) -> Result<WrappedRecord, StoreError> {
 }
 
 impl Store {
-    /// Stores a wrapped response, with its events, in one transaction.
+    /// Stores a wrapped response, with its events, in one transaction, only while the token
+    /// whose request it answers (`made_with`) is live ([`StoreError::Conflict`] otherwise):
+    /// an answer wrapped just before a reset, a disable or an offboarding revoked its maker's
+    /// tokens (and deleted the wrappings it saw) is not stored after it.
     pub async fn insert_wrapped(
         &self,
         record: &WrappedRecord,
         events: &[Event],
+        made_with: Option<&str>,
     ) -> Result<(), StoreError> {
         let (record, events) = (record.clone(), events.to_vec());
+        let made_with = made_with.map(str::to_owned);
         self.change(move |conn| {
             Box::pin(async move {
+                if let Some(id) = &made_with
+                    && !crate::keyring::token_live(conn, id).await?
+                {
+                    return Err(StoreError::Conflict(
+                        "the token that asked for it is revoked".into(),
+                    ));
+                }
                 sqlx::query(&format!(
                     "INSERT INTO wrapped_responses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 ))

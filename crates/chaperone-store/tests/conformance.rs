@@ -2099,8 +2099,18 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
         // A status other than 200 is kept (a wrapped read of a deleted version).
         status: 404,
     };
+    // Stored only while the token whose request it answers is live (none here by that id).
+    let refused = f
+        .store
+        .insert_wrapped(&record, &[event("wrap.create")], Some("tok_gone"))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(f.store.wrapped(&token.hash(), t(1)).await.unwrap(), None);
     f.store
-        .insert_wrapped(&record, &[event("wrap.create")])
+        .insert_wrapped(&record, &[event("wrap.create")], None)
         .await
         .unwrap();
     assert_eq!(
@@ -2135,7 +2145,7 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
         created_by: None,
         status: 200,
     };
-    f.store.insert_wrapped(&expired, &[]).await.unwrap();
+    f.store.insert_wrapped(&expired, &[], None).await.unwrap();
     assert_eq!(f.store.wrapped(&late.hash(), t(10)).await.unwrap(), None);
     let taken = f
         .store
@@ -2893,6 +2903,7 @@ async fn expired_wrapped_responses_are_purged(f: &Fixture) {
                     status: 200,
                 },
                 &[],
+                None,
             )
             .await
             .unwrap();

@@ -231,20 +231,20 @@ pub(crate) async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    Ok(Json(
-        perform_login(&state, &info, peer, &headers, body).await?,
-    ))
+    let (response, _) = perform_login(&state, &info, peer, &headers, body).await?;
+    Ok(Json(response))
 }
 
 /// A login through either API: checked, recorded (success or failure) and, on success, the
-/// session stored in the same transaction as its entry.
+/// session stored in the same transaction as its entry. Also who logged in, as the ledger
+/// names them, with the new session.
 pub(crate) async fn perform_login(
     state: &AppState,
     info: &RequestInfo,
     peer: SocketAddr,
     headers: &HeaderMap,
     body: LoginRequest,
-) -> Result<LoginResponse, ApiError> {
+) -> Result<(LoginResponse, Actor), ApiError> {
     let user = body.user.clone();
     let (error, wrong) = match login_inner(state, peer, headers, body).await {
         Ok(session) => {
@@ -258,7 +258,7 @@ pub(crate) async fn perform_login(
             record
                 .details
                 .insert("second_factor".into(), session.second_factor.into());
-            let event = state.event(info, actor, record);
+            let event = state.event(info, actor.clone(), record);
             // Stored only if the password verified is still the account's: a reset that
             // committed meanwhile revoked every session, and this one must not outlive it.
             let decided_on = DecidedOn::Password(person.password_hash.clone().unwrap_or_default());
@@ -269,7 +269,7 @@ pub(crate) async fn perform_login(
             {
                 Ok(()) => {
                     tracing::info!(person = %person.name, token = %session.record.id, "logged in");
-                    return Ok(session.response);
+                    return Ok((session.response, actor));
                 }
                 Err(e) => (ApiError::from(e), None),
             }

@@ -701,6 +701,10 @@ pub(crate) struct SecretRequest {
     /// The path's version when the link was made (0: none): the outsider's write must come
     /// next, so a leaked link cannot overwrite a secret someone wrote since.
     pub(crate) after_version: u64,
+    /// The token the link was made with (none on links made before it was kept). Revoking
+    /// it ends the link: a stolen token, once revoked, leaves no way to write behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) made_with: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -766,6 +770,7 @@ pub(crate) async fn create_secret_request(
         expires_nanos: expires.unix_nanos(),
         status: "open".into(),
         after_version,
+        made_with: Some(caller.token_id.clone()),
     };
     let event = change_event(
         &state,
@@ -778,16 +783,21 @@ pub(crate) async fn create_secret_request(
             ("expires_time", expires.to_rfc3339().into()),
         ],
     );
+    // Stored only while the maker's token is live: a reset or a disable that revoked it
+    // meanwhile (and ended the links it saw) leaves none made after it.
     state
         .store
         .apply(
-            vec![Op::Put(new_record(
-                "secret_request",
-                token_key(&token),
-                Some(request.created_by.clone()),
-                &request,
-                now,
-            ))],
+            vec![
+                Op::RequireLiveToken(caller.token_id.clone()),
+                Op::Put(new_record(
+                    "secret_request",
+                    token_key(&token),
+                    Some(request.created_by.clone()),
+                    &request,
+                    now,
+                )),
+            ],
             vec![event],
         )
         .await?;
@@ -814,6 +824,20 @@ pub(crate) struct RequestLinkInfo {
 /// The status of a request link while a submission through it is written: no other
 /// submission opens it, and whatever ends the link's maker's links ends it too.
 const CLAIMED: &str = "claimed";
+
+/// Whether the token a request link was made with was revoked (an admin's revocation, a
+/// logout, a disable or a reset revoking it) or is gone: the link ended with it. A token that
+/// merely expired leaves the link its own lifetime.
+async fn maker_token_revoked(state: &AppState, request: &SecretRequest) -> Result<bool, ApiError> {
+    let Some(id) = &request.made_with else {
+        return Ok(false);
+    };
+    Ok(state
+        .store
+        .token_by_id(id)
+        .await?
+        .is_none_or(|token| token.revoked_at.is_some()))
+}
 
 /// The public id of a link stored under `key` (its token's SHA-256).
 fn link_id(key: &str) -> &str {
@@ -846,22 +870,26 @@ pub(crate) async fn list_request_links(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<RequestLinkInfo>>, ApiError> {
     let now = state.clock.now().unix_nanos();
-    let mut links: Vec<RequestLinkInfo> = request_links(&state, &caller)
-        .await?
-        .into_iter()
-        .map(|(record, r)| RequestLinkInfo {
+    let mut links = Vec::new();
+    for (record, r) in request_links(&state, &caller).await? {
+        let status = if r.status != "open" {
+            r.status.clone()
+        } else if r.expires_nanos <= now {
+            "expired".into()
+        } else if maker_token_revoked(&state, &r).await? {
+            "revoked".into()
+        } else {
+            r.status.clone()
+        };
+        links.push(RequestLinkInfo {
             id: link_id(&record.id).to_owned(),
-            status: if r.status == "open" && r.expires_nanos <= now {
-                "expired".into()
-            } else {
-                r.status
-            },
+            status,
             path: r.path,
             note: r.note,
             created_by: r.created_by,
             expires_time: r.expires_time,
-        })
-        .collect();
+        });
+    }
     links.sort_by(|a, b| b.expires_time.cmp(&a.expires_time));
     Ok(Json(links))
 }
@@ -931,7 +959,10 @@ async fn open_request(
         .await?
         .ok_or_else(gone)?;
     let request: SecretRequest = body(&record)?;
-    if request.status != "open" || request.expires_nanos <= state.clock.now().unix_nanos() {
+    if request.status != "open"
+        || request.expires_nanos <= state.clock.now().unix_nanos()
+        || maker_token_revoked(state, &request).await?
+    {
         return Err(gone());
     }
     Ok((record, request))

@@ -810,8 +810,8 @@ pub(crate) async fn userpass_login(
         totp,
         recovery_code: None,
     };
-    let login = match perform_login(&state, &info, peer, &headers, request).await {
-        Ok(login) => login,
+    let (login, actor) = match perform_login(&state, &info, peer, &headers, request).await {
+        Ok(done) => done,
         Err(e) if e.code == "mfa_required" => {
             return Ok(errors(
                 StatusCode::BAD_REQUEST,
@@ -838,7 +838,11 @@ pub(crate) async fn userpass_login(
         &login.role,
         record.created_at.unix_secs(),
     );
-    Ok(auth_reply(&info, auth, &[]))
+    // The answer is the person's: wrapped, it is theirs (deleted with their other wrappings
+    // when their access ends) and stored only while this session is live.
+    let mut response = auth_reply(&info, auth, &[]);
+    response.extensions_mut().insert(actor);
+    Ok(response)
 }
 
 #[cfg(test)]

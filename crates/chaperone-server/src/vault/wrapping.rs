@@ -180,7 +180,11 @@ pub(crate) async fn wrap(
             .insert("status".into(), status.as_u16().into());
     }
     let event = state.event(info, actor, event);
-    state.store.insert_wrapped(&record, &[event]).await?;
+    let made_with = event.actor.token.clone();
+    state
+        .store
+        .insert_wrapped(&record, &[event], made_with.as_deref())
+        .await?;
     let mut wrap_info = json!({
         "token": token.expose(),
         "accessor": accessor,
