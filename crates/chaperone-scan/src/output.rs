@@ -9,19 +9,29 @@ use crate::scan::Report;
 /// escape sequence moves the cursor and overwrites what is on screen; a line break can
 /// forge a row of a list), a text direction control (which reorders what is shown), a
 /// line or paragraph separator, or an invisible character (zero-width spaces and joiners,
-/// the soft hyphen, tag characters) that makes two texts look alike.
+/// the soft hyphen, Hangul fillers, invisible operators, tag characters) that makes two
+/// texts look alike. Variation selectors stay: emoji need them, and they change a
+/// character's look, not which characters are shown.
 pub fn is_hidden(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{00ad}'
+                | '\u{034f}'
                 | '\u{061c}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{17b4}'
+                | '\u{17b5}'
                 | '\u{180e}'
                 | '\u{200b}'..='\u{200f}'
                 | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
                 | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{1d173}'..='\u{1d17a}'
                 | '\u{e0000}'..='\u{e007f}'
         )
 }
@@ -205,11 +215,22 @@ mod tests {
             "\u{2028}",
             "\u{feff}",
             "\u{e0041}",
+            "\u{034f}",
+            "\u{3164}",
+            "\u{ffa0}",
+            "\u{fffa}",
+            "\u{206b}",
         ] {
+            assert!(hidden.chars().any(is_hidden), "{hidden:?}");
             let shown = printable(hidden);
             assert!(!shown.chars().any(is_hidden), "{hidden:?} -> {shown:?}");
         }
         assert_eq!(printable("plain, ünïcödé 日本"), "plain, ünïcödé 日本");
+        // Emoji keep their variation selectors.
+        assert_eq!(
+            printable("thanks \u{2764}\u{fe0f}"),
+            "thanks \u{2764}\u{fe0f}"
+        );
         // A policy's lines stay; what would change them does not.
         assert_eq!(
             printable_lines("one\n\ttwo\u{1b}[2K"),

@@ -2566,3 +2566,52 @@ fn revoking_the_token_a_request_link_was_made_with_ends_the_link() {
     assert_eq!(submit(&stolen), 204);
     s.assert_no_secret_logged();
 }
+
+/// The submitter names an archive's members and writes its files: a name or a line that
+/// would reorder or overwrite what staff read (a direction control, an escape sequence)
+/// reaches a finding escaped.
+#[test]
+fn member_names_and_lines_in_findings_are_shown_as_they_are() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let sam = s.person("sam", "security", None);
+    let (cy_t, sam_t) = (s.login(&cy), s.login(&sam));
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file(
+        "config/\u{202e}txt.emdaer\u{202c}.env",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    std::io::Write::write_all(
+        &mut zip,
+        b"GITHUB=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo \x1b[2K\xe2\x80\xae\n",
+    )
+    .unwrap();
+    let archive = zip.finish().unwrap().into_inner();
+    let answer = deliver(&s, &cy_t, "rel.zip", "", archive);
+    let findings = s.ok(
+        "GET",
+        "/api/v1/findings?source=deliverable",
+        Some(&sam_t),
+        None,
+    );
+    let found = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["details"]["deliverable_id"] == answer["id"])
+        .unwrap();
+    let shown = found.to_string();
+    assert!(
+        !shown.contains('\u{202e}') && !shown.contains('\u{1b}'),
+        "{shown}"
+    );
+    assert!(
+        found["title"]
+            .as_str()
+            .unwrap()
+            .contains("config/\\u{202e}txt.emdaer\\u{202c}.env"),
+        "{found}"
+    );
+}

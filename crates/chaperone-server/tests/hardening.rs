@@ -186,18 +186,22 @@ fn every_answer_carries_the_security_headers() {
         assert!(refused.starts_with("HTTP/1.1 415"), "{refused}");
     }
     // Whatever its type, a browser's request from another site is refused, on the
-    // Vault-compatible login and unseal too; a browser too old to say so by
-    // `Sec-Fetch-Site` is known by its `Origin`.
+    // Vault-compatible login, unseal and unwrapping too; a browser too old to say so by
+    // `Sec-Fetch-Site` is known by its `Origin`. HTTP authentication a browser adds on its
+    // own for a proxy in front (`Basic`) is no token.
     let cases = [
         ("/api/v1/auth/login", r#"{"user":"nobody","password":"x"}"#),
         ("/v1/auth/userpass/login/nobody", r#"{"password":"x"}"#),
         ("/v1/sys/unseal", r#"{"reset":true}"#),
+        ("/v1/sys/wrapping/unwrap", r#"{"token":"chp_x"}"#),
+        ("/v1/sys/wrapping/lookup", r#"{"token":"chp_x"}"#),
     ];
     for ((path, body), from) in cases.iter().flat_map(|case| {
         [
             "Sec-Fetch-Site: cross-site\r\n",
+            "Sec-Fetch-Site: cross-site\r\nAuthorization: Basic dXNlcjpwYXNz\r\n",
             "Origin: https://elsewhere.example\r\n",
-            "Origin: null\r\n",
+            "Origin: null\r\nAuthorization: Negotiate YII=\r\n",
         ]
         .map(|from| (case, from))
     }) {

@@ -493,7 +493,8 @@ pub(crate) async fn submit(
                 "line": f.line,
                 "rule": f.rule,
                 "description": f.description,
-                "shown": f.redacted,
+                // The file's text around the match, written by the submitter: escaped too.
+                "shown": chaperone_scan::output::printable(&f.redacted),
                 // No fingerprint: it is an unkeyed hash of the value (for CLI baselines),
                 // which would let whoever reads findings confirm a guess of a short value
                 // (an identity number, a card number) offline, and the server never uses it.
@@ -613,9 +614,12 @@ const MAX_PLACES: usize = 100;
 /// The rule of the finding that says part of a deliverable was not scanned.
 const UNSCANNED: &str = "unscanned-content";
 
-/// The member path without the upload's name (`a.zip!src/x` → `src/x`).
+/// The member path without the upload's name (`a.zip!src/x` → `src/x`), with what would
+/// change how it is shown escaped: the submitter named the members, and staff read these
+/// names in findings (a direction control could make `a.env` show as another file).
 fn member(path: &str) -> String {
-    path.split_once('!').map_or(path, |(_, m)| m).to_owned()
+    let member = path.split_once('!').map_or(path, |(_, m)| m);
+    chaperone_scan::output::printable(member).into_owned()
 }
 
 async fn findings_of(

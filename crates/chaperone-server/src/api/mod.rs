@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter};
 use chaperone_core::policy::Action;
@@ -1262,6 +1262,69 @@ pub(crate) fn upload_slot(
         .map_err(|_| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message.to_owned()))
 }
 
+/// Refuses a request without a token that a page of another site could have made a
+/// visitor's browser send.
+///
+/// Security decision: a page on any site can make a visitor's browser send a "simple"
+/// cross-origin POST (text/plain or no type, no preflight), and the browser adds what it
+/// holds for this server on its own: cookies (none here) and HTTP authentication (`Basic`,
+/// `Negotiate`) for a proxy in front. For a request that carries no token (a login, an
+/// unseal share, a share link's proof, a wrapping token in the body) that would let any page
+/// reset unseal progress, spend an account's lockout attempts or use up a wrapping through
+/// the browsers of the people who visit it. So such a request is refused when the browser
+/// says it comes from another site (`Sec-Fetch-Site`, which every current browser sends and
+/// no other client does), and on the native routes it must also say it is JSON, which a page
+/// elsewhere cannot do without the server's CORS consent, never given. Only a token counts
+/// as one: `Authorization: Bearer` or `X-Vault-Token`, headers a page elsewhere cannot set
+/// without that consent either; the Vault-compatible routes keep Vault's leniency on content
+/// types for its clients.
+pub(crate) fn refuse_cross_site(headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..7))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "));
+    if bearer || headers.contains_key("x-vault-token") {
+        return Ok(());
+    }
+    // A browser too old to send `Sec-Fetch-Site` still names the page's origin in `Origin` on
+    // a cross-origin POST: one that is not this server's host is elsewhere (checked only
+    // then, so that a proxy that rewrites `Host` does not lock out current browsers).
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let foreign_origin = fetch_site.is_none()
+        && headers
+            .get(axum::http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|origin| {
+                let host = headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|v| v.to_str().ok());
+                origin.split_once("://").map(|(_, rest)| rest) != host
+            });
+    let elsewhere =
+        foreign_origin || fetch_site.is_some_and(|v| !matches!(v, "same-origin" | "none"));
+    if elsewhere {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "requests from pages of other sites are refused",
+        ));
+    }
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if path.starts_with("/api/") && !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON, with Content-Type: application/json",
+        ));
+    }
+    Ok(())
+}
+
 /// A JSON request body, with rejections in the API's error format.
 ///
 /// serde's messages for a wrong type or value quote the offending value (`invalid type:
@@ -1273,58 +1336,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // Security decision: a page on any site can make a visitor's browser send a
-        // "simple" cross-origin POST (text/plain or no type, no preflight). For a request
-        // that carries no credentials (a login, an unseal share, a share link's proof) that
-        // would let any page reset unseal progress or spend an account's lockout attempts
-        // through the browsers of the people who visit it. So such a request is refused
-        // when the browser says it comes from another site (`Sec-Fetch-Site`, which every
-        // current browser sends and no other client does), and on the native routes it
-        // must also say it is JSON, which a page elsewhere cannot do without the server's
-        // CORS consent, never given. Requests with a token are out of a page's reach
-        // anyway, and the Vault-compatible routes keep Vault's leniency on content types
-        // for its clients.
-        let headers = req.headers();
-        let credentials = headers.contains_key(axum::http::header::AUTHORIZATION)
-            || headers.contains_key("x-vault-token");
-        if !credentials {
-            // A browser too old to send `Sec-Fetch-Site` still names the page's origin in
-            // `Origin` on a cross-origin POST: one that is not this server's host is
-            // elsewhere (checked only then, so that a proxy that rewrites `Host` does not
-            // lock out current browsers).
-            let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-            let foreign_origin = fetch_site.is_none()
-                && headers
-                    .get(axum::http::header::ORIGIN)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|origin| {
-                        let host = headers
-                            .get(axum::http::header::HOST)
-                            .and_then(|v| v.to_str().ok());
-                        origin.split_once("://").map(|(_, rest)| rest) != host
-                    });
-            let elsewhere =
-                foreign_origin || fetch_site.is_some_and(|v| !matches!(v, "same-origin" | "none"));
-            if elsewhere {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "cross_site",
-                    "requests from pages of other sites are refused",
-                ));
-            }
-            let json = headers
-                .get(axum::http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(';').next())
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-            if req.uri().path().starts_with("/api/") && !json {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the body as JSON, with Content-Type: application/json",
-                ));
-            }
-        }
+        refuse_cross_site(req.headers(), req.uri().path())?;
         let native = req.uri().path().starts_with("/api/");
         let vault = req.uri().path().starts_with("/v1/");
         let bytes = axum::body::Bytes::from_request(req, state)
