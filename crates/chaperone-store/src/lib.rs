@@ -497,7 +497,22 @@ fn sqlite_readers() -> u32 {
         .clamp(2, 8)
 }
 
-/// Pool settings: `sqlite` or `postgres` connections at most, and SQLite's pragmas on each.
+/// Security decision: every node's changes take the ledger head's row lock, so a node that
+/// stops in the middle of a transaction (a paused virtual machine, a process stopped, a
+/// network cut between it and PostgreSQL) would hold it, and stall every other node's
+/// writes, logins, reads and seals, until PostgreSQL noticed the connection gone (TCP
+/// keepalive: hours). A transaction idle for 10 s is ended by PostgreSQL, which releases
+/// its locks (no change of ours waits that long between two statements: a batch runs its
+/// statements back to back); and a lock is waited for 15 s at most, so a request fails
+/// instead of hanging past its own timeout. The stopped node's change is rolled back, and
+/// its callers are told it failed.
+pub const POSTGRES_SESSION: &[&str] = &[
+    "SET idle_in_transaction_session_timeout = '10s'",
+    "SET lock_timeout = '15s'",
+];
+
+/// Pool settings: `sqlite` or `postgres` connections at most, and each connection's session
+/// settings (SQLite's pragmas, PostgreSQL's timeouts).
 fn pool_options(backend: Backend, sqlite: u32, postgres: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(match backend {
@@ -511,10 +526,12 @@ fn pool_options(backend: Backend, sqlite: u32, postgres: u32) -> AnyPoolOptions 
         .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                if backend == Backend::Sqlite {
-                    for pragma in SQLITE_PRAGMAS {
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    }
+                let settings = match backend {
+                    Backend::Sqlite => SQLITE_PRAGMAS.as_slice(),
+                    Backend::Postgres => POSTGRES_SESSION,
+                };
+                for setting in settings {
+                    sqlx::query(setting).execute(&mut *conn).await?;
                 }
                 Ok(())
             })

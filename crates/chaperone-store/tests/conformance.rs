@@ -150,6 +150,56 @@ async fn nodes_append_together_under_a_serializable_default() {
     b.close().await;
 }
 
+/// A node that stops inside a transaction holding the ledger head (a paused machine) stalls
+/// the others for a bounded time: a lock is waited for at most `lock_timeout`, and the
+/// stopped node's transaction, idle past `idle_in_transaction_session_timeout`, is ended by
+/// PostgreSQL, which releases the lock.
+#[tokio::test]
+async fn a_node_stopped_in_a_transaction_stalls_the_others_only_for_a_while() {
+    use sqlx::Connection;
+    if postgres().await.is_none() {
+        return;
+    }
+    let raw = empty_postgres_url().await.unwrap();
+    let store = Store::connect(&DatabaseUrl::parse(&raw).unwrap())
+        .await
+        .unwrap();
+    let hold = |settings: &'static [&'static str]| {
+        let raw = raw.clone();
+        async move {
+            let mut conn = sqlx::AnyConnection::connect(&raw).await.unwrap();
+            for setting in settings {
+                sqlx::query(setting).execute(&mut conn).await.unwrap();
+            }
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("SELECT size FROM ledger_head WHERE id = 1 FOR UPDATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn
+        }
+    };
+    // A holder that never lets go (no timeouts of its own): the append gives up on the lock
+    // instead of waiting as long as the holder lives.
+    let mut stuck = hold(&[]).await;
+    let refused = store.append_events(vec![event("node.write")]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    sqlx::query("ROLLBACK").execute(&mut stuck).await.unwrap();
+    // A node of ours stopped with the lock: PostgreSQL ends its transaction, and the append
+    // goes through.
+    let mut stopped = hold(chaperone_store::POSTGRES_SESSION).await;
+    store
+        .append_events(vec![event("node.write")])
+        .await
+        .expect("the stopped node's lock is released");
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut stopped).await.is_err(),
+        "the stopped node's session was ended"
+    );
+    assert_eq!(store.ledger_size().await.unwrap(), 1);
+    store.close().await;
+}
+
 fn random16() -> [u8; 16] {
     let mut b = [0u8; 16];
     chaperone_crypto::random_bytes(&mut b);

@@ -125,8 +125,22 @@ pub(crate) async fn seal(
     Extension(info): Extension<RequestInfo>,
 ) -> Result<StatusCode, ApiError> {
     let record = Record::new("sys.seal", "", Outcome::Success);
-    let recorded = state.record(&info, caller.actor(), record).await;
-    // Sealing protects; it happens even if its entry could not be written.
+    // Sealing protects; it happens even if its entry could not be written, and without
+    // waiting past a few seconds for it (a database that stalls must not keep the keys in
+    // memory until the request times out and the seal never happens).
+    let recorded = match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.record(&info, caller.actor(), record),
+    )
+    .await
+    {
+        Ok(recorded) => recorded,
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_recorded",
+            "the server is sealed, but the database did not take the seal's ledger entry in              time",
+        )),
+    };
     state.seal();
     tracing::warn!(token = %caller.token_id, "sealed through the API");
     recorded?;
