@@ -148,6 +148,17 @@ pub(crate) async fn check(store: &Store) -> Result<(), StoreError> {
     }
 }
 
+/// Lifts the session's `lock_timeout` for one migration transaction: a node started while
+/// another applies a long migration waits for it to commit (on the migration's row), rather
+/// than failing to start.
+async fn wait_for_locks(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+    sqlx::query("SET LOCAL lock_timeout = 0")
+        .execute(&mut **tx)
+        .await
+        .map_err(db("starting a migration"))?;
+    Ok(())
+}
+
 /// The PostgreSQL advisory lock under which the migrations table is created.
 const CREATE_LOCK: i64 = 0x6368_6170_6572_6f6e; // "chaperon"
 
@@ -158,6 +169,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
         .await
         .map_err(db("starting a migration"))?;
     if store.backend == Backend::Postgres {
+        wait_for_locks(&mut tx).await?;
         // Nodes started together on an empty database would each find no table and create
         // it, and all but one would fail on PostgreSQL's catalogue (`CREATE TABLE IF NOT
         // EXISTS` is not safe against itself): they take turns, until this commit.
@@ -193,6 +205,9 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
             .begin()
             .await
             .map_err(db("starting a migration"))?;
+        if store.backend == Backend::Postgres {
+            wait_for_locks(&mut tx).await?;
+        }
         let claimed = sqlx::query(
             "INSERT INTO chaperone_migrations (version, name) VALUES ($1, $2) \
              ON CONFLICT (version) DO NOTHING",
