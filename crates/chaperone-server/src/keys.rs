@@ -606,7 +606,9 @@ async fn complete(state: &AppState) -> Result<(), PassError> {
 /// Other nodes seal under the older KEK until their next poll (each second) sees the new
 /// generation, and their requests that took it before may write for as long as a request
 /// lasts (`request_timeout`, 60 s by default). With SQLite one process serves the database,
-/// and its own requests are tracked (`retired_in_use`), so there is nothing to wait for.
+/// and its own requests are tracked (`retired_in_use`), so there is nothing to wait for. A
+/// node that writes later still (paused through the rotation) is refused by the store once
+/// the generation is complete (`chaperone_store`'s `sealed_under_current`).
 fn cluster_grace(state: &AppState) -> std::time::Duration {
     match state.store.backend() {
         chaperone_store::Backend::Sqlite => std::time::Duration::ZERO,

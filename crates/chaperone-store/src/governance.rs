@@ -598,6 +598,7 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
             }
         }
         Op::PutDocument(doc) => {
+            crate::keys::sealed_under_current(conn, &doc.sealed).await?;
             sqlx::query(
                 "INSERT INTO documents (id, owner, name, media_type, size, sha256, sealed, \
                  created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

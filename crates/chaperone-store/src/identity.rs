@@ -970,13 +970,15 @@ async fn complete_enrolment_in(
     let Some(person_id) = person_id else {
         return Ok(None);
     };
+    let totp_secret = seal_totp(&person_id);
+    crate::keys::sealed_under_current(conn, &totp_secret).await?;
     sqlx::query(
         "UPDATE people SET password_hash = $2, totp_secret = $3, totp_last_step = NULL \
          WHERE id = $1",
     )
     .bind(&person_id)
     .bind(password_hash)
-    .bind(seal_totp(&person_id))
+    .bind(totp_secret)
     .execute(&mut *conn)
     .await
     .map_err(db("storing credentials"))?;

@@ -12,6 +12,36 @@ use sqlx::Row as _;
 
 use crate::{Backend, SealConfig, Store, StoreError, db};
 
+/// Refuses (`StoreError::Conflict`) to store `blob` under a key-encryption-key generation
+/// older than one already recorded complete (every blob re-wrapped under it or later).
+///
+/// Security decision: a node sealing under the generation before a rotation may be paused
+/// (a suspended virtual machine, a stopped process) past the rotation's wait for other nodes
+/// and write afterwards, leaving a key under a generation the operator was told is retired.
+/// On PostgreSQL every change that stores a blob the keyring sealed checks it in its own
+/// transaction; a write refused so is answered as a conflict, to be sent again. Before the
+/// rotation is complete, an older blob is still stored: the re-wrapping pass takes it. With
+/// SQLite one process serves the database, and the rotation waits for its own requests.
+pub(crate) async fn sealed_under_current(
+    conn: &mut crate::conn::Conn<'_>,
+    blob: &[u8],
+) -> Result<(), StoreError> {
+    if matches!(conn, crate::conn::Conn::Sqlite(_)) {
+        return Ok(());
+    }
+    let done: Option<i64> =
+        sqlx::query_scalar("SELECT rewrapped_generation FROM keyring WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading the key generation"))?;
+    if done.is_some_and(|done| i64::from(chaperone_crypto::generation_of(blob)) < done) {
+        return Err(StoreError::Conflict(
+            "the key-encryption key was rotated while this request ran: send it again".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A kind of sealed blob, by where it is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SealedKind {

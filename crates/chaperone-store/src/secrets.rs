@@ -408,6 +408,7 @@ async fn put_version_in(
         secret_id: head.id,
         version,
     });
+    crate::keys::sealed_under_current(conn, &sealed.wrapped_key).await?;
     sqlx::query(
         "INSERT INTO secret_versions (secret_id, version, created_at, wrapped_key, ciphertext) \
          VALUES ($1, $2, $3, $4, $5)",

@@ -83,6 +83,7 @@ impl Store {
                         "the token that asked for it is revoked".into(),
                     ));
                 }
+                crate::keys::sealed_under_current(conn, &record.sealed).await?;
                 sqlx::query(&format!(
                     "INSERT INTO wrapped_responses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 ))

@@ -267,7 +267,56 @@ conformance!(
     cached_reads_follow_every_change,
     failed_attempts_keep_the_caches_and_old_ones_go,
     expired_wrapped_responses_are_purged,
+    a_key_under_a_retired_generation_is_not_stored,
 );
+
+/// Once a key-encryption-key generation is recorded complete, a blob sealed under an older
+/// one (by a PostgreSQL node paused through the rotation) is refused; before, it is stored
+/// for the re-wrapping pass to take. SQLite's one process needs no such check.
+async fn a_key_under_a_retired_generation_is_not_stored(f: &Fixture) {
+    let record = KeyringRecord {
+        kek_generation: 0,
+        rewrapped_generation: 0,
+        wrapped_root_key: RootKey::generate().wrap(&UnsealKey::generate()),
+        seal: SealConfig::Shamir {
+            shares: 1,
+            threshold: 1,
+        },
+        created_at: t(1),
+        share_digests: vec![format!("{:064x}", 1)],
+    };
+    let admin = api_token("tok_admin", "initial admin", "admin");
+    f.store
+        .initialize(&record, &admin, ("log.example/k", b"seed"), &[])
+        .await
+        .unwrap();
+    let rotated = path("rotated");
+    let write = |n: i64| {
+        f.store.put_version(
+            &rotated,
+            Cas::None,
+            KvSettings::default(),
+            t(n),
+            &[],
+            seal(f, b"under generation 0"),
+        )
+    };
+    // Rotating: still stored, for the pass to re-wrap.
+    assert_eq!(f.store.start_kek_generation(0, &[]).await.unwrap(), 1);
+    write(2).await.unwrap();
+    assert!(f.store.finish_kek_generation(1, &[]).await.unwrap());
+    let late = write(3).await;
+    match f.url.backend() {
+        chaperone_store::Backend::Postgres => {
+            assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+            let stored = f.store.metadata(&rotated).await.unwrap().unwrap();
+            assert_eq!(stored.current_version, 1, "nothing was written");
+        }
+        chaperone_store::Backend::Sqlite => {
+            late.unwrap();
+        }
+    }
+}
 
 fn path(p: &str) -> SecretPath {
     SecretPath::parse(p).unwrap()
