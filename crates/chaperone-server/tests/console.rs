@@ -88,7 +88,14 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
     assert!(listed.contains(reason), "{listed}");
     assert_eq!(browser.count("#injected"), 0, "the reason became markup");
     browser.type_into("input.comment", "for the key rotation");
+    // The level asks a fresh second factor of its readers, and so of its approvers: past
+    // the step-up window, the console asks for a code, then approves.
+    s.clock.advance_secs(16 * 60);
     browser.click("button.approve");
+    browser.wait_text("#step-up", "Approving access to ops/deploy");
+    assert!(s.recorded("access.approve", "ops/deploy").is_empty());
+    browser.type_into("#step-up-code", &s.code(&ann, 0));
+    browser.click("#step-up button[type=submit]");
     browser.wait_text("#message", "Approved: cy has read, list on ops/deploy.");
     sign_out(&browser);
 

@@ -3913,3 +3913,84 @@ fn text_others_read_refuses_control_and_hidden_characters() {
                      "text": "1. Be kind.\r\n\t2. Sei freundlich: äöü, 日本語.\n" })),
     );
 }
+
+/// Access to a level that asks a fresh second factor of its readers asks one of its
+/// approvers too: a session hours old (or taken) does not hand it out; a denial needs none.
+#[test]
+fn approving_access_to_a_step_up_level_needs_a_fresh_code() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let ann = s.person("ann", "approver", None);
+    let (cy_t, ann_t) = (s.login(&cy), s.login(&ann));
+    let mut stepped = s
+        .ok("GET", "/api/v1/levels", Some(&s.admin), None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "internal")
+        .unwrap()
+        .clone();
+    stepped["name"] = json!("stepped");
+    stepped["rank"] = json!(6);
+    stepped["step_up"] = json!(true);
+    s.ok(
+        "PUT",
+        "/api/v1/levels/stepped",
+        Some(&s.admin),
+        Some(stepped),
+    );
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "acme/keys", "level": "stepped" })),
+    );
+    let ask = |prefix: &str| -> String {
+        let asked = s.ok(
+            "POST",
+            "/api/v1/requests",
+            Some(&cy_t),
+            Some(json!({ "prefix": prefix, "capabilities": ["read"],
+                         "reason": "release", "duration": "1d" })),
+        );
+        asked["id"].as_str().unwrap().to_owned()
+    };
+    let decide = |id: &str, verb: &str| {
+        s.call(
+            "POST",
+            &format!("/api/v1/requests/{id}/{verb}"),
+            Some(&ann_t),
+            Some(json!({})),
+            None,
+        )
+    };
+    let (keys, plain, denied) = (ask("acme/keys"), ask("acme/app"), ask("acme/keys/ci"));
+    // The login's code is 16 minutes old: past the step-up window, within the session's.
+    s.clock.advance_secs(16 * 60);
+    let (status, body) = decide(&keys, "approve");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("step_up_required")),
+        "{body}"
+    );
+    let refused: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "access.approve" && e["outcome"] == "denied")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["reasons"], json!(["step_up_required"]));
+    // A level without step-up, and a denial, need no code.
+    assert_eq!(decide(&plain, "approve").0, 200);
+    assert_eq!(decide(&denied, "deny").0, 200);
+    s.ok(
+        "POST",
+        "/api/v1/auth/verify",
+        Some(&ann_t),
+        Some(json!({ "totp": s.code(&ann, 0) })),
+    );
+    let (status, body) = decide(&keys, "approve");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "approved");
+}

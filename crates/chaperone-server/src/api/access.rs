@@ -506,6 +506,20 @@ async fn decidable(
             ),
         ));
     }
+    // Security decision: handing out access to a level that asks a fresh second factor of
+    // whoever reads there asks one of whoever approves it too. A session taken from an
+    // approver's machine, or a login hours ago, would otherwise let it give the reading
+    // away. A denial needs nothing more.
+    if approving && current.step_up && !super::auth::may_mint(state, caller) {
+        return Err(forbidden(
+            "step_up_required",
+            format!(
+                "approving access at level {} needs a recent TOTP code: run `chaperone verify \
+                 --totp CODE` (the console asks for it)",
+                current.name
+            ),
+        ));
+    }
     // Earlier approvals count only while their authors still may approve: still active
     // (not disabled, not past their end date), of a role the level names.
     let people = state.store.list_people().await?;

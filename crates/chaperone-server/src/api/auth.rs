@@ -630,9 +630,10 @@ pub(crate) struct Minting<'a> {
     pub(crate) meta: std::collections::BTreeMap<String, String>,
 }
 
-/// Whether `caller` may mint a token now. A person's token needs a recent TOTP
-/// verification: a token (scoped ones skip step-up) must not be obtainable with a password
-/// alone. Tokens of no person (the initial admin token's) have no second factor to ask for.
+/// Whether `caller` verified a TOTP code recently enough to mint a token, or to approve
+/// access to a level with step-up. A person's token needs a recent TOTP verification: a
+/// token (scoped ones skip step-up) must not be obtainable with a password alone. Tokens of
+/// no person (the initial admin token's) have no second factor to ask for.
 pub(crate) fn may_mint(state: &AppState, caller: &Caller) -> bool {
     let window = state
         .settings

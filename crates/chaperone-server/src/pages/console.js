@@ -345,9 +345,19 @@ function decide(request, reload) {
   }
   if (!APPROVER_ROLES.includes(session.role)) return null;
   const comment = el('input', { class: 'comment', placeholder: 'comment', 'aria-label': 'comment' });
+  const box = el('span', { class: 'decide' }, comment);
   const act = (verb, button) => guard(async () => {
-    const answer = await api('POST', '/api/v1/requests/' + encodeURIComponent(request.id) + '/' + verb,
-      { comment: comment.value || null });
+    let answer;
+    try {
+      answer = await api('POST', '/api/v1/requests/' + encodeURIComponent(request.id) + '/' + verb,
+        { comment: comment.value || null });
+    } catch (e) {
+      // Access to a level with step-up is handed out only after a fresh code.
+      if (e instanceof ApiError && e.code === 'step_up_required' && !box.querySelector('#step-up')) {
+        return stepUp(box, 'Approving access to ' + request.prefix, 'approve', () => act(verb, button));
+      }
+      throw e;
+    }
     await reload();
     notice(verb === 'approve'
       ? (answer.status === 'approved'
@@ -355,9 +365,10 @@ function decide(request, reload) {
         : 'Your approval is recorded; ' + answer.approvals.length + ' of ' + answer.approvals_needed + ' given.')
       : 'Denied.');
   }, button);
-  return el('span', { class: 'decide' }, comment,
+  box.append(
     el('button', { type: 'button', class: 'approve', text: 'Approve', onclick: (e) => act('approve', e.target) }),
     el('button', { type: 'button', class: 'deny', text: 'Deny', onclick: (e) => act('deny', e.target) }));
+  return box;
 }
 
 function askForm(reload) {
@@ -445,7 +456,9 @@ async function readSecret(path, box) {
   try {
     secret = await api('GET', '/api/v1/secrets/data/' + encodePath(path));
   } catch (e) {
-    if (e instanceof ApiError && e.code === 'step_up_required') return stepUp(path, box);
+    if (e instanceof ApiError && e.code === 'step_up_required') {
+      return stepUp(box, 'Reading ' + path, 'read', () => readSecret(path, box));
+    }
     throw e;
   }
   const fields = Object.entries(secret.data).map(([name, value]) =>
@@ -469,16 +482,17 @@ document.addEventListener('visibilitychange', () => {
   if (document.hidden && shown && !shown.querySelector('#step-up')) shown.replaceChildren();
 });
 
-// A level that asks for a fresh second factor: verify a TOTP code on this session, then read.
-function stepUp(path, box) {
+// A level that asks for a fresh second factor (to read there, or to approve access to it):
+// verify a TOTP code on this session, then `retry` what needed it.
+function stepUp(box, what, verb, retry) {
   const code = el('input', { id: 'step-up-code', inputmode: 'numeric', autocomplete: 'one-time-code' });
-  const verify = el('button', { type: 'submit', text: 'Verify and read' });
+  const verify = el('button', { type: 'submit', text: 'Verify and ' + verb });
   const form = el('form', { id: 'step-up' },
-    el('p', { text: 'Reading ' + path + ' needs a fresh second factor: enter the current code from ' +
+    el('p', { text: what + ' needs a fresh second factor: enter the current code from ' +
       'your authenticator app.' }),
     el('label', {}, 'TOTP code', code),
     verify, ' ',
-    el('button', { type: 'button', text: 'Cancel', onclick: () => box.replaceChildren() }));
+    el('button', { type: 'button', text: 'Cancel', onclick: () => form.remove() }));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     guard(async () => {
@@ -487,7 +501,8 @@ function stepUp(path, box) {
       } finally {
         code.value = '';
       }
-      await readSecret(path, box);
+      form.remove();
+      await retry();
     }, verify);
   });
   box.append(form);
