@@ -3932,7 +3932,7 @@ fn approving_access_to_a_step_up_level_needs_a_fresh_code() {
         .unwrap()
         .clone();
     stepped["name"] = json!("stepped");
-    stepped["rank"] = json!(6);
+    stepped["rank"] = json!(15);
     stepped["step_up"] = json!(true);
     s.ok(
         "PUT",
@@ -3993,4 +3993,21 @@ fn approving_access_to_a_step_up_level_needs_a_fresh_code() {
     let (status, body) = decide(&keys, "approve");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "approved");
+    // A prefix classified stricter after a request was filed: approvers see the request held
+    // to the level it has now, as their approval will hold it.
+    let later = ask("acme/later");
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "acme/later", "level": "stepped" })),
+    );
+    let pending = s.ok("GET", "/api/v1/requests?status=pending", Some(&ann_t), None);
+    let shown = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == later.as_str())
+        .unwrap();
+    assert_eq!(shown["level"], "stepped", "{shown}");
 }

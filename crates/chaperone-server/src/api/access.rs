@@ -348,10 +348,19 @@ pub(crate) async fn list_requests(
                 .ok_or_else(|| invalid("only a person has requests"))?,
         )
     };
+    // A pending request is shown held to its level as it is now, as an approval will hold
+    // it: an approver sees the level and approvals it needs today.
+    let levels = levels(&state).await?;
+    let classifications = state.store.classifications().await?;
     let mut out = Vec::new();
     for record in state.store.records("request", owner.as_deref()).await? {
-        let request: AccessRequest = body(&record)?;
+        let mut request: AccessRequest = body(&record)?;
         if query.status.as_deref().is_none_or(|s| s == request.status) {
+            if request.status == "pending"
+                && let Ok(current) = strictest_under(&levels, &classifications, &request.prefix)
+            {
+                held_to(&mut request, &levels, &current);
+            }
             out.push(as_seen_by(&caller, request));
         }
     }
@@ -375,6 +384,19 @@ impl DecisionRequest {
 
 /// The longest reason, comment or note (characters).
 const MAX_TEXT: usize = 2_000;
+
+/// Holds a pending request to its prefix's level as it is now (`current`): a stricter level
+/// than the one it was filed at, or more approvals, and the approver roles the level names
+/// now (roles taken off a level since the request was filed approve it no more).
+fn held_to(request: &mut AccessRequest, levels: &[LevelPolicy], current: &LevelPolicy) {
+    if current.approvals > request.approvals_needed
+        || current.rank > level_rank(levels, &request.level)
+    {
+        request.approvals_needed = request.approvals_needed.max(current.approvals);
+        request.level.clone_from(&current.name);
+    }
+    request.approver_roles.clone_from(&current.approver_roles);
+}
 
 async fn decidable(
     state: &AppState,
@@ -477,15 +499,7 @@ async fn decidable(
         )
         .refusal());
     }
-    if current.approvals > request.approvals_needed
-        || current.rank > level_rank(&levels, &request.level)
-    {
-        request.approvals_needed = request.approvals_needed.max(current.approvals);
-        request.level.clone_from(&current.name);
-    }
-    // Who may approve is the level's say as it is now: roles taken off a level since the
-    // request was filed approve it no more.
-    request.approver_roles.clone_from(&current.approver_roles);
+    held_to(&mut request, &levels, &current);
     if request.approver_roles.is_empty() {
         if approving {
             return Err(levels_disagree(&request.prefix).refusal());
