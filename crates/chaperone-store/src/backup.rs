@@ -271,6 +271,13 @@ async fn begin_snapshot(conn: &mut sqlx::AnyConnection) -> Result<(String, u64),
         .execute(&mut *conn)
         .await
         .map_err(db("starting the snapshot"))?;
+    // The snapshot stays open, idle, while pg_dump reads through it, for as long as the dump
+    // takes: the session's limit on idle transactions (`POSTGRES_SESSION`) does not apply.
+    // It holds no lock that others' changes wait for.
+    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("starting the snapshot"))?;
     let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut *conn)
         .await

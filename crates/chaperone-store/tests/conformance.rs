@@ -200,6 +200,21 @@ async fn a_node_stopped_in_a_transaction_stalls_the_others_only_for_a_while() {
     store.close().await;
 }
 
+/// A backup's snapshot stays open, idle, while pg_dump reads through it: the sessions' limit
+/// on idle transactions does not end it.
+#[tokio::test]
+async fn a_backup_snapshot_outlives_the_idle_transaction_limit() {
+    let Some(f) = postgres().await else {
+        return;
+    };
+    let snapshot = f.store.export_snapshot().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    snapshot
+        .finish()
+        .await
+        .expect("the snapshot was still open");
+}
+
 fn random16() -> [u8; 16] {
     let mut b = [0u8; 16];
     chaperone_crypto::random_bytes(&mut b);
