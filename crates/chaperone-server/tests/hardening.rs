@@ -202,6 +202,8 @@ fn every_answer_carries_the_security_headers() {
             "Sec-Fetch-Site: cross-site\r\nAuthorization: Basic dXNlcjpwYXNz\r\n",
             "Origin: https://elsewhere.example\r\n",
             "Origin: null\r\nAuthorization: Negotiate YII=\r\n",
+            // A gateway in front may add a token of its own to whatever the browser sends.
+            "Sec-Fetch-Site: cross-site\r\nAuthorization: Bearer chp_gateway\r\n",
         ]
         .map(|from| (case, from))
     }) {
@@ -213,6 +215,21 @@ fn every_answer_carries_the_security_headers() {
             "{refused}"
         );
     }
+    // A request with no body is held to the same: a gateway passing an admin's token on does
+    // not let a page elsewhere seal the server through the admin's browser.
+    let refused = post(
+        "/api/v1/sys/seal",
+        &format!(
+            "Sec-Fetch-Site: cross-site\r\nAuthorization: Bearer {}\r\n",
+            s.admin
+        ),
+        "",
+    );
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert_eq!(
+        s.ok("GET", "/api/v1/sys/seal-status", None, None)["sealed"],
+        false
+    );
     // From the server's own origin (its console), an old browser is let through.
     let allowed = post(
         "/api/v1/sys/unseal",

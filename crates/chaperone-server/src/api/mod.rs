@@ -951,7 +951,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                     .get(axum::http::header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<usize>().ok());
+                let elsewhere = !matches!(
+                    *request.method(),
+                    Method::GET | Method::HEAD | Method::OPTIONS
+                ) && from_elsewhere(request.headers());
                 async move {
+                    if elsewhere {
+                        return cross_site().into_response();
+                    }
                     if declared.is_some_and(|n| n > limit) {
                         return body_too_large().into_response();
                     }
@@ -1262,34 +1269,23 @@ pub(crate) fn upload_slot(
         .map_err(|_| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message.to_owned()))
 }
 
-/// Refuses a request without a token that a page of another site could have made a
-/// visitor's browser send.
+/// Whether a browser says the request comes from a page of another site.
 ///
 /// Security decision: a page on any site can make a visitor's browser send a "simple"
-/// cross-origin POST (text/plain or no type, no preflight), and the browser adds what it
-/// holds for this server on its own: cookies (none here) and HTTP authentication (`Basic`,
-/// `Negotiate`) for a proxy in front. For a request that carries no token (a login, an
-/// unseal share, a share link's proof, a wrapping token in the body) that would let any page
-/// reset unseal progress, spend an account's lockout attempts or use up a wrapping through
-/// the browsers of the people who visit it. So such a request is refused when the browser
-/// says it comes from another site (`Sec-Fetch-Site`, which every current browser sends and
-/// no other client does), and on the native routes it must also say it is JSON, which a page
-/// elsewhere cannot do without the server's CORS consent, never given. Only a token counts
-/// as one: `Authorization: Bearer` or `X-Vault-Token`, headers a page elsewhere cannot set
-/// without that consent either; the Vault-compatible routes keep Vault's leniency on content
-/// types for its clients.
-pub(crate) fn refuse_cross_site(headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.get(..7))
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "));
-    if bearer || headers.contains_key("x-vault-token") {
-        return Ok(());
-    }
-    // A browser too old to send `Sec-Fetch-Site` still names the page's origin in `Origin` on
-    // a cross-origin POST: one that is not this server's host is elsewhere (checked only
-    // then, so that a proxy that rewrites `Host` does not lock out current browsers).
+/// cross-origin POST (a form: text/plain or no type, no preflight), and the browser adds
+/// what it holds for this server on its own: cookies (none here) and HTTP authentication
+/// (`Basic`, `Negotiate`) for a proxy in front, which may also pass a token of its own on
+/// (`Authorization: Bearer`). That would let any page seal the server, reset unseal
+/// progress, spend an account's lockout attempts or use up a wrapping through the browsers
+/// of the people who visit it. So every request but a GET, HEAD or OPTIONS that the browser
+/// says comes from another site (`Sec-Fetch-Site`, which every current browser sends and no
+/// other client does) is refused before anything else looks at it, token or not: a page
+/// elsewhere can send a token header only after a CORS preflight, never granted, so nothing
+/// legitimate is refused. A browser too old to send `Sec-Fetch-Site` still names the page's
+/// origin in `Origin` on a cross-origin POST: one that is not this server's host is
+/// elsewhere (checked only then, so that a proxy that rewrites `Host` does not lock out
+/// current browsers).
+pub(crate) fn from_elsewhere(headers: &HeaderMap) -> bool {
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     let foreign_origin = fetch_site.is_none()
         && headers
@@ -1301,14 +1297,30 @@ pub(crate) fn refuse_cross_site(headers: &HeaderMap, path: &str) -> Result<(), A
                     .and_then(|v| v.to_str().ok());
                 origin.split_once("://").map(|(_, rest)| rest) != host
             });
-    let elsewhere =
-        foreign_origin || fetch_site.is_some_and(|v| !matches!(v, "same-origin" | "none"));
-    if elsewhere {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            "requests from pages of other sites are refused",
-        ));
+    foreign_origin || fetch_site.is_some_and(|v| !matches!(v, "same-origin" | "none"))
+}
+
+fn cross_site() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "cross_site",
+        "requests from pages of other sites are refused",
+    )
+}
+
+/// On the native routes, a body sent without a token must say it is JSON, which a page
+/// elsewhere cannot do without the server's CORS consent, never given (a belt to
+/// [`from_elsewhere`]'s braces, for clients that send neither header). A token
+/// (`Authorization: Bearer`, `X-Vault-Token`) lifts this: the CLI sends some bodies as bytes.
+/// The Vault-compatible routes keep Vault's leniency on content types for its clients.
+fn require_json(headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..7))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "));
+    if bearer || headers.contains_key("x-vault-token") {
+        return Ok(());
     }
     let json = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -1336,7 +1348,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        refuse_cross_site(req.headers(), req.uri().path())?;
+        require_json(req.headers(), req.uri().path())?;
         let native = req.uri().path().starts_with("/api/");
         let vault = req.uri().path().starts_with("/v1/");
         let bytes = axum::body::Bytes::from_request(req, state)

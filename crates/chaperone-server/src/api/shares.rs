@@ -22,7 +22,7 @@ use chaperone_core::policy::{Action, Role};
 use chaperone_core::{Cas, SecretPath, Timestamp, parse_duration};
 use chaperone_crypto::password::{Password, hash_password, verify_password};
 use chaperone_ledger::entry::{Actor, Outcome};
-use chaperone_store::{Op, Opened, ShareRecord, StoreError};
+use chaperone_store::{Op, Opened, ShareRecord, StoreError, TokenKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -608,33 +608,24 @@ pub(crate) async fn end_links_of(
     let (mut ops, mut events) = (Vec::new(), Vec::new());
     let mut ended = 0;
     for share in state.store.shares(Some(person_id)).await? {
-        if share.destroyed.is_some() {
+        // One that ran out is not alive to end: the sweep destroys it as expired.
+        if share.destroyed.is_some() || share.expires_at <= now {
             continue;
         }
-        if share.expires_at <= now {
-            // Ended already, by its own end: destroyed as the sweep would, and recorded so.
-            events.push(expire_event(state, &share.id));
-            ops.push(Op::DestroyShare {
-                id: share.id,
-                why: "expired".into(),
-                at: now,
-            });
-        } else {
-            ended += 1;
-            events.push(change_event(
-                state,
-                info,
-                caller,
-                "share.revoke",
-                &share.id,
-                [("why", why.into())],
-            ));
-            ops.push(Op::DestroyShare {
-                id: share.id,
-                why: "revoked".into(),
-                at: now,
-            });
-        }
+        ended += 1;
+        events.push(change_event(
+            state,
+            info,
+            caller,
+            "share.revoke",
+            &share.id,
+            [("why", why.into())],
+        ));
+        ops.push(Op::DestroyShare {
+            id: share.id,
+            why: "revoked".into(),
+            at: now,
+        });
     }
     for record in state
         .store
@@ -643,9 +634,9 @@ pub(crate) async fn end_links_of(
     {
         let mut link: SecretRequest = body(&record)?;
         // A link being submitted is ended too: its write may still land (it was asked for
-        // before this change), but a failed one no longer gives the link back.
-        let live = link.status == "open" && link.expires_nanos > now.unix_nanos();
-        if live || link.status == CLAIMED {
+        // before this change), but a failed one no longer gives the link back. One that
+        // ended already (ran out, or its token was revoked) is left as it is.
+        if matches!(link_state(state, &link, now).await?, "open" | CLAIMED) {
             events.push(change_event(
                 state,
                 info,
@@ -701,8 +692,11 @@ pub(crate) struct SecretRequest {
     /// The path's version when the link was made (0: none): the outsider's write must come
     /// next, so a leaked link cannot overwrite a secret someone wrote since.
     pub(crate) after_version: u64,
-    /// The token the link was made with (none on links made before it was kept). Revoking
-    /// it ends the link: a stolen token, once revoked, leaves no way to write behind it.
+    /// The API token the link was made with (none for a login session, and on links made
+    /// before it was kept). Revoking it ends the link: a stolen API token, once revoked,
+    /// leaves no way to write behind it. A session ends every day and at each logout, which
+    /// must not end the links its person made; a stolen session is answered by a reset,
+    /// which ends them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) made_with: Option<String>,
 }
@@ -770,7 +764,7 @@ pub(crate) async fn create_secret_request(
         expires_nanos: expires.unix_nanos(),
         status: "open".into(),
         after_version,
-        made_with: Some(caller.token_id.clone()),
+        made_with: (caller.kind == TokenKind::Api).then(|| caller.token_id.clone()),
     };
     let event = change_event(
         &state,
@@ -825,18 +819,34 @@ pub(crate) struct RequestLinkInfo {
 /// submission opens it, and whatever ends the link's maker's links ends it too.
 const CLAIMED: &str = "claimed";
 
-/// Whether the token a request link was made with was revoked (an admin's revocation, a
-/// logout, a disable or a reset revoking it) or is gone: the link ended with it. A token that
-/// merely expired leaves the link its own lifetime.
-async fn maker_token_revoked(state: &AppState, request: &SecretRequest) -> Result<bool, ApiError> {
-    let Some(id) = &request.made_with else {
-        return Ok(false);
+/// A request link's state as of `now`: `open` or `claimed` while it may still be used,
+/// else `expired` (it ran out), `revoked` (revoked, or the API token it was made with was:
+/// see [`SecretRequest::made_with`]) or `used`.
+async fn link_state(
+    state: &AppState,
+    link: &SecretRequest,
+    now: Timestamp,
+) -> Result<&'static str, ApiError> {
+    let stored = match link.status.as_str() {
+        "open" => "open",
+        CLAIMED => CLAIMED,
+        "used" => return Ok("used"),
+        _ => return Ok("revoked"),
     };
-    Ok(state
-        .store
-        .token_by_id(id)
-        .await?
-        .is_none_or(|token| token.revoked_at.is_some()))
+    if link.expires_nanos <= now.unix_nanos() {
+        return Ok("expired");
+    }
+    if let Some(id) = &link.made_with {
+        let revoked = state
+            .store
+            .token_by_id(id)
+            .await?
+            .is_none_or(|token| token.revoked_at.is_some());
+        if revoked {
+            return Ok("revoked");
+        }
+    }
+    Ok(stored)
 }
 
 /// The public id of a link stored under `key` (its token's SHA-256).
@@ -869,18 +879,10 @@ pub(crate) async fn list_request_links(
     caller: Caller,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<RequestLinkInfo>>, ApiError> {
-    let now = state.clock.now().unix_nanos();
+    let now = state.clock.now();
     let mut links = Vec::new();
     for (record, r) in request_links(&state, &caller).await? {
-        let status = if r.status != "open" {
-            r.status.clone()
-        } else if r.expires_nanos <= now {
-            "expired".into()
-        } else if maker_token_revoked(&state, &r).await? {
-            "revoked".into()
-        } else {
-            r.status.clone()
-        };
+        let status = link_state(&state, &r, now).await?.to_owned();
         links.push(RequestLinkInfo {
             id: link_id(&record.id).to_owned(),
             status,
@@ -911,14 +913,15 @@ pub(crate) async fn revoke_request_link(
     let (Some((record, mut request)), None) = (found.pop(), found.pop()) else {
         return Err(ApiError::not_found("no such request link of yours"));
     };
-    if request.status != "open" && request.status != CLAIMED {
+    let now = state.clock.now();
+    let current = link_state(&state, &request, now).await?;
+    if !matches!(current, "open" | CLAIMED) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_open",
-            format!("the link is {}", request.status),
+            format!("the link is {current}"),
         ));
     }
-    let now = state.clock.now();
     request.status = "revoked".into();
     let event = change_event(
         &state,
@@ -959,10 +962,7 @@ async fn open_request(
         .await?
         .ok_or_else(gone)?;
     let request: SecretRequest = body(&record)?;
-    if request.status != "open"
-        || request.expires_nanos <= state.clock.now().unix_nanos()
-        || maker_token_revoked(state, &request).await?
-    {
+    if link_state(state, &request, state.clock.now()).await? != "open" {
         return Err(gone());
     }
     Ok((record, request))
@@ -1098,9 +1098,17 @@ pub(crate) async fn submit_secret_request(
         let now = state.clock.now();
         request.status = CLAIMED.into();
         let claimed = revise(&record, &request, now);
+        // Claimed only while the API token it was made with is live: a revocation that
+        // committed since the link was looked at ends it here.
+        let mut claim: Vec<Op> = request
+            .made_with
+            .iter()
+            .map(|id| Op::RequireLiveToken(id.clone()))
+            .collect();
+        claim.push(Op::Put(claimed.clone()));
         state
             .store
-            .apply(vec![Op::Put(claimed.clone())], Vec::new())
+            .apply(claim, Vec::new())
             .await
             .map_err(|e| match e {
                 chaperone_store::StoreError::Conflict(_) => gone(),

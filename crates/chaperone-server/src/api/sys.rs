@@ -138,7 +138,8 @@ pub(crate) async fn seal(
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_recorded",
-            "the server is sealed, but the database did not take the seal's ledger entry in              time",
+            "the server is sealed, but the database did not take the seal's ledger entry in \
+             time (it may still be written)",
         )),
     };
     state.seal();

@@ -233,8 +233,8 @@ pub(crate) struct TokenBody {
 
 /// The wrapping token: `{"token": ...}` in the body, else the request's token header.
 ///
-/// A token in the body is no credential a page elsewhere could not send: such a request must
-/// pass `api::refuse_cross_site` (a cross-site form would otherwise use up a wrapping).
+/// A token in the body is no credential a page elsewhere could not send: a browser's
+/// request from another site is refused before it gets here (`api::from_elsewhere`).
 fn wrapping_token(headers: &HeaderMap, body: &[u8]) -> Option<Zeroizing<String>> {
     let from_body = serde_json::from_slice::<TokenBody>(body)
         .ok()
@@ -397,7 +397,6 @@ pub(crate) async fn unwrap(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let keyring = unsealed(&state)?;
-    crate::api::refuse_cross_site(&headers, "/v1/sys/wrapping/unwrap")?;
     // No token at all is refused as OpenBao refuses it (403); a token that names nothing is
     // a 400, below.
     let Some(token) = wrapping_token(&headers, &body) else {
@@ -474,7 +473,6 @@ pub(crate) async fn lookup(
 ) -> Result<Response, ApiError> {
     // Sealed, the server answers nothing about what it holds, as OpenBao does (503).
     unsealed(&state)?;
-    crate::api::refuse_cross_site(&headers, "/v1/sys/wrapping/lookup")?;
     let Some(token) = wrapping_token(&headers, &body) else {
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
