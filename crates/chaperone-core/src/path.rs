@@ -39,6 +39,26 @@ pub enum PathError {
     /// A character outside the allowed set.
     #[error("the path contains {0:?}; allowed are letters, digits, `.`, `_`, `-` and `/`")]
     BadCharacter(char),
+    /// A segment shaped like a Chaperone token.
+    #[error("a path segment looks like a Chaperone token; tokens never go in a path")]
+    LooksLikeToken,
+}
+
+/// How a Chaperone bearer token begins (`chaperone_crypto::token::TOKEN_PREFIX`), and how
+/// many characters follow it at least.
+const TOKEN_PREFIX: &str = "chp_";
+const TOKEN_BODY_LEN: usize = 43;
+
+/// Whether `segment` is shaped like a Chaperone token.
+///
+/// Security decision: a path is kept for ever, in the ledger and in listings, whoever asks for
+/// it and whether or not it exists. A token pasted where a path belongs (`bao kv get
+/// secret/$TOKEN`) would be kept with it, so such a path is refused before anything looks it
+/// up or records it.
+pub fn looks_like_token(segment: &str) -> bool {
+    segment
+        .strip_prefix(TOKEN_PREFIX)
+        .is_some_and(|body| body.len() >= TOKEN_BODY_LEN)
 }
 
 /// A validated secret path.
@@ -67,6 +87,7 @@ impl SecretPath {
                 "." => return Err(PathError::DotSegment(".")),
                 ".." => return Err(PathError::DotSegment("..")),
                 s if s.len() > MAX_SEGMENT_LEN => return Err(PathError::SegmentTooLong(s.len())),
+                s if looks_like_token(s) => return Err(PathError::LooksLikeToken),
                 _ => {}
             }
         }
@@ -175,6 +196,13 @@ mod tests {
             SecretPath::parse(&deep).unwrap_err(),
             PathError::TooDeep(33)
         );
+        // A token pasted where a path belongs; a name that merely starts alike is a name.
+        let token = format!("team/chp_{}", "A1b2_C3d4-".repeat(5));
+        assert_eq!(
+            SecretPath::parse(&token).unwrap_err(),
+            PathError::LooksLikeToken
+        );
+        assert!(SecretPath::parse("team/chp_notes").is_ok());
     }
 
     #[test]

@@ -1126,6 +1126,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_token_is_never_a_secret_path() {
+        // The path rules know a token's shape without depending on the crypto crate.
+        for _ in 0..16 {
+            let token = chaperone_crypto::token::ApiToken::generate();
+            assert!(chaperone_core::path::looks_like_token(token.expose()));
+            assert!(SecretPath::parse(&format!("team/{}", token.expose())).is_err());
+        }
+    }
+
+    #[test]
     fn a_refused_request_path_keeps_ids_and_names_never_tokens_or_odd_text() {
         let long = format!("/api/v1/vendors/{}", "a".repeat(65));
         let cases = [

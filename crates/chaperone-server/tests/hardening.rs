@@ -1479,3 +1479,34 @@ fn an_unknown_vault_route_answers_as_openbao_and_records_a_refused_token() {
         serde_json::json!(["unauthenticated"])
     );
 }
+
+/// A token pasted where a secret path belongs (`bao kv get secret/$TOKEN`) is refused as a
+/// path and never written to the ledger, whoever asks and on either API.
+#[test]
+fn a_token_in_a_secret_path_never_reaches_the_ledger() {
+    let s = Server::start();
+    let mo = s.person("mo", "member", None);
+    let mo_t = s.login(&mo);
+    let pasted = s.login(&s.person("ann", "member", None));
+    for (path, token) in [
+        (format!("/v1/secret/data/{pasted}"), Some(mo_t.as_str())),
+        (format!("/v1/secret/metadata/team/{pasted}"), None),
+        (
+            format!("/api/v1/secrets/data/team/{pasted}"),
+            Some(mo_t.as_str()),
+        ),
+        (
+            format!("/api/v1/secrets/data/{pasted}"),
+            Some("chp_unknown"),
+        ),
+    ] {
+        let (status, body) = s.call("GET", &path, token, None, None);
+        assert!(
+            matches!(status, 400 | 401 | 403 | 404),
+            "{path}: {status} {body}"
+        );
+        assert!(!body.to_string().contains(&pasted), "{body}");
+    }
+    let ledger = serde_json::to_string(&s.ledger()).unwrap();
+    assert!(!ledger.contains(&pasted[4..]), "a token reached the ledger");
+}
