@@ -125,7 +125,7 @@ pub(crate) async fn authorize(
         .and_then(|m| table.find(request.method(), m.as_str()));
     let label = route.map(|route| crate::observe::RouteLabel(route.path));
     // The route's pattern and action, for a handler's refusal (public routes have none).
-    let acted = route.and_then(|route| route.action.map(|action| (route.path, action)));
+    let acted = route.and_then(|route| route.action.map(|action| (route, action)));
     // Kept for a refusal's ledger entry (a shared buffer: no copy on the hot path).
     let uri = request.uri().clone();
     let mut response = match check(&state, &table, request, &mut request_id).await {
@@ -137,13 +137,19 @@ pub(crate) async fn authorize(
             let mut response = next.run(request).await;
             // A handler's own refusal (approving one's own request, a role it may not
             // manage, ...) is a denial like the policy's, and is recorded as one.
-            if let (Some((pattern, action)), Some(actor), Some(info), Some(Refused(code))) = (
+            if let (Some((route, action)), Some(actor), Some(info), Some(Refused(code))) = (
                 acted,
                 &actor,
                 &info,
                 response.extensions().get::<Refused>().copied(),
             ) {
-                let resource = route_resource(pattern, uri.path());
+                // As the policy's own denials name it: a secret route's path, else the route.
+                let raw = route
+                    .path
+                    .split_once('{')
+                    .and_then(|(prefix, _)| uri.path().strip_prefix(prefix));
+                let resource = named_resource(route, raw)
+                    .unwrap_or_else(|| route_resource(route.path, uri.path()));
                 let mut record = Record::new(action.as_str(), &resource, Outcome::Denied);
                 record.reasons.push(code.to_owned());
                 if let Err(error) = state.record(info, actor.clone(), record).await {
@@ -288,16 +294,22 @@ async fn refused_resource(route: &crate::api::RouteSpec, parts: &mut Parts) -> S
             .and_then(|params| params.iter().next().map(|(_, v)| v.to_owned())),
         On::System => None,
     };
-    let named = match (route.on, raw) {
-        (On::Secret, Some(raw)) => SecretPath::parse(&raw).ok().map(|p| p.as_str().to_owned()),
-        (On::Listing, Some(raw)) => chaperone_core::SecretPrefix::parse(&raw)
+    named_resource(route, raw.as_deref())
+        .unwrap_or_else(|| route_resource(route.path, parts.uri.path()))
+}
+
+/// A secret route's resource, as its ledger entries name it: the secret path (or listing
+/// prefix) given as `raw`, if it is one.
+fn named_resource(route: &crate::api::RouteSpec, raw: Option<&str>) -> Option<String> {
+    match (route.on, raw) {
+        (On::Secret, Some(raw)) => SecretPath::parse(raw).ok().map(|p| p.as_str().to_owned()),
+        (On::Listing, Some(raw)) => chaperone_core::SecretPrefix::parse(raw)
             .ok()
             .map(|p| p.as_str().to_owned()),
         // The root listing, whose route has no parameter.
         (On::Listing, None) if !route.path.contains('{') => Some(String::new()),
         _ => None,
-    };
-    named.unwrap_or_else(|| route_resource(route.path, parts.uri.path()))
+    }
 }
 
 /// The request's path as a ledger resource: the route's `pattern` with each parameter

@@ -869,9 +869,11 @@ fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
         s.ledger()
             .into_iter()
             .filter(|e| {
+                // Named by the secret's path, as the policy's own denials there are.
                 e["action"] == "secret.metadata_write"
                     && e["outcome"] == "denied"
                     && e["reasons"] == serde_json::json!(["not_permitted"])
+                    && e["resource"] == "acme/app/db"
             })
             .count()
     };
@@ -1509,4 +1511,71 @@ fn a_token_in_a_secret_path_never_reaches_the_ledger() {
     }
     let ledger = serde_json::to_string(&s.ledger()).unwrap();
     assert!(!ledger.contains(&pasted[4..]), "a token reached the ledger");
+}
+
+/// `username` in a token's labels is how a login's token names its user: a token made by one
+/// person may not name another there.
+#[test]
+fn a_token_names_only_its_maker_as_its_user() {
+    let s = Server::start();
+    let mo = s.person("mo", "member", None);
+    s.person("mary", "member", None);
+    let mo_t = s.login(&mo);
+    let create = |meta: serde_json::Value| {
+        s.call(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&mo_t),
+            Some(serde_json::json!({ "meta": meta, "ttl": "1h" })),
+            None,
+        )
+    };
+    let (status, body) = create(serde_json::json!({ "username": "mary" }));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = create(serde_json::json!({ "username": "mo", "job": "ci" }));
+    assert_eq!(status, 200, "{body}");
+    s.remember(body["auth"]["client_token"].as_str().unwrap());
+}
+
+/// A read through a percent-encoded path is wrapped under the path it read, where the unwrap
+/// checks it again, and recorded so.
+#[test]
+fn a_wrapped_read_through_an_encoded_path_names_the_path_it_read() {
+    let s = Server::start();
+    common::write(&s, "team/app/db", "encoded-path-Kq27");
+    let request = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}/v1/secret/data/team/app%2Fdb", s.addr))
+        .header("X-Vault-Token", &s.admin)
+        .header("X-Vault-Wrap-TTL", "300")
+        .body(())
+        .unwrap();
+    let mut answer = s.agent.run(request).unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+    assert_eq!(
+        body["wrap_info"]["creation_path"], "secret/data/team/app/db",
+        "{body}"
+    );
+    assert_eq!(
+        s.recorded("wrap.create", "secret/data/team/app/db").len(),
+        1
+    );
+    // Whoever unwraps with a token of their own is named with what they received.
+    let mo = s.person("mo", "member", None);
+    let mo_t = s.login(&mo);
+    let (status, unwrapped) = s.call(
+        "POST",
+        "/v1/sys/wrapping/unwrap",
+        Some(&mo_t),
+        Some(serde_json::json!({ "token": body["wrap_info"]["token"] })),
+        None,
+    );
+    assert_eq!(status, 200, "{unwrapped}");
+    assert_eq!(unwrapped["data"]["data"]["password"], "encoded-path-Kq27");
+    let taken = s.recorded("wrap.unwrap", "secret/data/team/app/db");
+    assert_eq!(taken.len(), 1);
+    let me = s.ok("GET", "/api/v1/auth/self", Some(&mo_t), None);
+    assert_eq!(taken[0]["actor"]["person"], me["person_id"], "{taken:?}");
+    assert!(taken[0]["actor"]["person"].is_string(), "{taken:?}");
 }

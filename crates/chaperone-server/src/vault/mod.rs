@@ -454,7 +454,13 @@ pub(crate) async fn compat(
     if rewrite_list(&mut request).is_err() {
         return reply(StatusCode::BAD_REQUEST, &json!({ "errors": [] }));
     }
-    let route = request.uri().path()["/v1/".len()..].to_owned();
+    // The route as the handlers saw it: percent-decoded, as axum decodes path parameters, so
+    // that a wrapping made through `acme/app%2Fdb` names `acme/app/db` (where it is checked
+    // again at unwrap) and its ledger entries name the path the reads do.
+    let raw = &request.uri().path()["/v1/".len()..];
+    let route = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_or_else(|_| raw.to_owned(), |decoded| decoded.into_owned());
     let request_id = request
         .extensions()
         .get::<crate::observe::RequestId>()

@@ -373,6 +373,20 @@ async fn create_token(
     chaperone_core::secret::check_custom_metadata(&meta)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("meta: {e}")))?;
     crate::api::check_labels("meta", &meta)?;
+    // A login's token names its user in `username` (`labels`), and a service may take it for
+    // who is calling: a token made by one person may not name another there.
+    if let Some(named) = meta.get("username") {
+        let own = match &caller.person_id {
+            Some(id) => state.store.person(id).await?.map(|p| p.name),
+            None => None,
+        };
+        if own.as_deref() != Some(named.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "meta: `username` names who logged in; a token may carry only its maker's",
+            ));
+        }
+    }
     // `policies: ["default"]` asks for OpenBao's default policy: a token that can only look
     // itself up, renew and revoke itself. That is a scoped token with no rules, never one
     // with its creator's permissions (which is what no `policies` at all asks for).

@@ -389,6 +389,38 @@ fn listed_prefix(creation_path: &str) -> Option<&str> {
     creation_path.strip_prefix("secret/list/")
 }
 
+/// Who unwraps, for the ledger: the owner of the token the request carries besides the
+/// wrapping token in its body (a live one), else no one. Unwrapping needs no token of one's
+/// own, as in OpenBao, but whoever shows one is named with what they received.
+async fn unwrapper(
+    state: &AppState,
+    headers: &HeaderMap,
+    wrapping: &str,
+    now: chaperone_core::Timestamp,
+) -> Result<Actor, ApiError> {
+    let Some(own) = presented_token(headers).filter(|t| t.as_str() != wrapping) else {
+        return Ok(Actor::default());
+    };
+    let hash = ApiToken::from_presented(&own).hash();
+    let Some(record) = state
+        .store
+        .token_by_hash(&hash)
+        .await?
+        .filter(|r| r.is_live(now))
+    else {
+        return Ok(Actor::default());
+    };
+    let vendor = match &record.person_id {
+        Some(id) => state.store.person(id).await?.and_then(|p| p.vendor_id),
+        None => None,
+    };
+    Ok(Actor {
+        person: record.person_id,
+        vendor,
+        token: Some(record.id),
+    })
+}
+
 /// `POST sys/wrapping/unwrap`: the wrapped answer, once.
 pub(crate) async fn unwrap(
     State(state): State<Arc<AppState>>,
@@ -414,6 +446,7 @@ pub(crate) async fn unwrap(
     let refusal = refused.clone();
     let recorder = Arc::clone(&state);
     let request = info.clone();
+    let unwrapper = unwrapper(&state, &headers, &token, now).await?;
     let taken = state
         .store
         .take_wrapped(&hash, now, move |record| {
@@ -424,7 +457,7 @@ pub(crate) async fn unwrap(
             event
                 .details
                 .insert("accessor".into(), record.accessor.clone().into());
-            vec![recorder.event(&request, Actor::default(), event)]
+            vec![recorder.event(&request, unwrapper, event)]
         })
         .await?;
     let Some(record) = taken else {
