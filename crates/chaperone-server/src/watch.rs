@@ -238,31 +238,52 @@ impl WatchState {
         let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
         let ip = entry["client_ip"].as_str();
 
-        // The right password with a wrong second factor, from a network the person has not
-        // been seen acting from: someone else may hold the password. (From a known network it
-        // is most likely the person's own typing; failures count for bursts either way.)
+        // The right password with a wrong second factor, or refused for something else (no
+        // second factor given, a network outside the account's allowlist, the account not
+        // active), from a network the person has not been seen acting from: someone else may
+        // hold the password. (From a known network it is most likely the person's own
+        // typing; failures count for bursts either way.)
+        let wrong = entry["details"]["wrong"]
+            .as_str()
+            .filter(|w| matches!(*w, "totp" | "recovery_code"));
+        let password_right = entry["details"]["password"] == "right";
         if action == "auth.login"
             && !success
-            && let Some(wrong @ ("totp" | "recovery_code")) = entry["details"]["wrong"].as_str()
+            && (wrong.is_some() || password_right)
             && let (Some(person), Some(net)) = (person, ip.and_then(network))
             && self
                 .networks
                 .get(person)
                 .is_some_and(|known| !known.is_empty() && !known.contains(&net))
         {
+            let refused = entry["reasons"][0].as_str().unwrap_or_default();
+            let (title, details) = match wrong {
+                Some(wrong) => (
+                    format!(
+                        "{}'s password was given from a new network, {net}, with a wrong \
+                         second factor",
+                        name(person)
+                    ),
+                    json!({ "network": net, "wrong": wrong, "person_id": person }),
+                ),
+                None => (
+                    format!(
+                        "{}'s password was given from a new network, {net}, and the login was \
+                         refused ({refused})",
+                        name(person)
+                    ),
+                    json!({ "network": net, "refused": refused, "person_id": person }),
+                ),
+            };
             alerts.push(Alert {
                 key: format!("password-known/{person}/{net}"),
                 kind: "password_known",
                 severity: "high",
-                title: format!(
-                    "{}'s password was given from a new network, {net}, with a wrong second \
-                     factor",
-                    name(person)
-                ),
+                title,
                 subject: name(person),
                 vendor_id: vendor.clone(),
                 seq,
-                details: json!({ "network": net, "wrong": wrong, "person_id": person }),
+                details,
             });
         }
         // Wrong step-up codes (a stolen session guessing the second factor) and enrolment
@@ -715,6 +736,17 @@ mod tests {
                 )],
                 "{wrong}"
             );
+        }
+        // The right password refused for something else (no code sent, a network outside the
+        // account's allowlist): the password is known just the same.
+        for (seq, refused) in [(7, "mfa_required"), (8, "network_not_allowed")] {
+            let mut entry = login("denied", "192.0.2.4", None);
+            entry["details"]["password"] = json!("right");
+            entry["reasons"] = json!([refused]);
+            let alerts = state.learn(&settings, seq, &entry, &names);
+            assert_eq!(alerts.len(), 1, "{refused}");
+            assert_eq!(alerts[0].kind, "password_known");
+            assert_eq!(alerts[0].details["refused"], refused);
         }
     }
 

@@ -2279,3 +2279,33 @@ fn sessions_end_after_half_an_hour_unused_and_api_tokens_do_not() {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "session_idle", "{body}");
 }
+
+/// A login refused after its password was verified right says so in its entry (for the
+/// anomaly watch: the password is known to whoever sent it); a wrong password does not.
+#[test]
+fn a_refused_login_records_whether_its_password_was_right() {
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    let login = |password: &str| {
+        s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": "ann", "password": password })),
+            Some("198.51.100.4"),
+        )
+        .0
+    };
+    assert_eq!(login(&ann.password), 401, "no code: mfa_required");
+    assert_eq!(login("not-her-password-1"), 401);
+    let entries: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "auth.login" && e["resource"] == "ann")
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0]["reasons"], json!(["mfa_required"]));
+    assert_eq!(entries[0]["details"]["password"], "right");
+    assert_eq!(entries[1]["details"]["wrong"], "password");
+    assert!(entries[1]["details"].get("password").is_none());
+}

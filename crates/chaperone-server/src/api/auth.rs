@@ -77,12 +77,32 @@ struct Session {
 /// either way; the lockout bounds how many passwords can be tried.
 struct Refusal {
     error: ApiError,
+    /// The factor that was wrong (`password`, `totp`, `recovery_code`), recorded.
     wrong: Option<&'static str>,
+    /// Whether the password was right (the login was refused for something else: a second
+    /// factor missing, the account or network): recorded, so that the anomaly watch hears
+    /// of a right password from a network the person was not seen acting from.
+    password_right: bool,
 }
 
 impl From<ApiError> for Refusal {
     fn from(error: ApiError) -> Self {
-        Self { error, wrong: None }
+        Self {
+            error,
+            wrong: None,
+            password_right: false,
+        }
+    }
+}
+
+impl Refusal {
+    /// A refusal after the password was verified right.
+    fn after_password(error: ApiError) -> Self {
+        Self {
+            error,
+            wrong: None,
+            password_right: true,
+        }
     }
 }
 
@@ -127,25 +147,24 @@ async fn login_inner(
         return Err(Refusal {
             error: state.fail(&attempt, "invalid user name or password").await,
             wrong: Some("password"),
+            password_right: false,
         });
     };
     let standing = state.standing(&person).await?;
     if standing.person == Standing::Inactive || standing.vendor == Some(Standing::Inactive) {
         // The password was right, so saying why is no help to a guesser.
-        return Err(ApiError::new(
+        return Err(Refusal::after_password(ApiError::new(
             StatusCode::FORBIDDEN,
             "account_inactive",
             "the account or its vendor is not active",
-        )
-        .into());
+        )));
     }
     if !network_allowed(&standing.networks, ip) {
-        return Err(ApiError::new(
+        return Err(Refusal::after_password(ApiError::new(
             StatusCode::FORBIDDEN,
             "network_not_allowed",
             "logins from this network are not allowed for the account",
-        )
-        .into());
+        )));
     }
     let role: Role = person
         .role
@@ -161,6 +180,7 @@ async fn login_inner(
                     .fail(&attempt, "the TOTP code is wrong or was already used")
                     .await,
                 wrong: Some("totp"),
+                password_right: false,
             });
         }
         verified_at = Some(now);
@@ -176,17 +196,17 @@ async fn login_inner(
                     .fail(&attempt, "the recovery code is wrong or was already used")
                     .await,
                 wrong: Some("recovery_code"),
+                password_right: false,
             });
         }
         tracing::warn!(person = %person.name, "logged in with a recovery code");
         second_factor = "recovery_code";
     } else if state.settings.auth.mfa_roles.contains(&role) {
-        return Err(ApiError::new(
+        return Err(Refusal::after_password(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "mfa_required",
             "this account needs a TOTP code (or a recovery code) to log in",
-        )
-        .into());
+        )));
     }
     // Without a second factor, only an account that has none proved everything.
     let proven_all = second_factor != "none" || person.totp_secret.is_none();
@@ -246,7 +266,7 @@ pub(crate) async fn perform_login(
     body: LoginRequest,
 ) -> Result<(LoginResponse, Actor), ApiError> {
     let user = body.user.clone();
-    let (error, wrong) = match login_inner(state, peer, headers, body).await {
+    let (error, wrong, password_right) = match login_inner(state, peer, headers, body).await {
         Ok(session) => {
             let person = &session.person;
             let actor = Actor {
@@ -271,10 +291,10 @@ pub(crate) async fn perform_login(
                     tracing::info!(person = %person.name, token = %session.record.id, "logged in");
                     return Ok((session.response, actor));
                 }
-                Err(e) => (ApiError::from(e), None),
+                Err(e) => (ApiError::from(e), None, false),
             }
         }
-        Err(refusal) => (refusal.error, refusal.wrong),
+        Err(refusal) => (refusal.error, refusal.wrong, refusal.password_right),
     };
     if error.status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(error);
@@ -296,6 +316,9 @@ pub(crate) async fn perform_login(
     record.reasons.push(error.code.to_owned());
     if let Some(wrong) = wrong {
         record.details.insert("wrong".into(), wrong.into());
+    }
+    if password_right {
+        record.details.insert("password".into(), "right".into());
     }
     state.record(info, actor, record).await?;
     Err(error)
