@@ -203,6 +203,33 @@ struct Alert {
     details: Value,
 }
 
+/// Alerts in turns, one per subject a turn, each subject's in the order raised: a subject
+/// with many alerts (someone who made them on purpose, from many networks) does not take the
+/// places of others' under the per-sweep cap.
+fn by_turns(alerts: Vec<Alert>) -> Vec<Alert> {
+    let mut queues: Vec<std::collections::VecDeque<Alert>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for alert in alerts {
+        let at = *index.entry(alert.subject.clone()).or_insert_with(|| {
+            queues.push(std::collections::VecDeque::new());
+            queues.len() - 1
+        });
+        queues[at].push_back(alert);
+    }
+    let mut turns = Vec::new();
+    while queues.iter().any(|q| !q.is_empty()) {
+        turns.extend(
+            queues
+                .iter_mut()
+                .filter_map(std::collections::VecDeque::pop_front),
+        );
+    }
+    turns
+}
+
+/// Subjects an overflow alert names at most.
+const MAX_NAMED: usize = 20;
+
 /// The network an address is counted in: its /24 (IPv4) or /64 (IPv6).
 fn network(ip: &str) -> Option<String> {
     Some(match ip.parse::<IpAddr>().ok()?.to_canonical() {
@@ -517,20 +544,24 @@ impl AppState {
         // and the watch would never get past these entries.
         let mut queued = HashSet::new();
         let mut raising = Vec::new();
-        // By kind: what was not raised one by one.
+        // By kind: what was not raised one by one; and whom it was about (a few names).
         let mut not_raised: std::collections::BTreeMap<&'static str, usize> = Default::default();
+        let mut not_raised_about = std::collections::BTreeSet::new();
         // Failed-login bursts last: anyone can cause them without an account, and they must
         // not take the places of alerts about what accounts did (a new network, off-hours
         // or unusual reads).
         let (bursts, others): (Vec<Alert>, Vec<Alert>) =
             alerts.into_iter().partition(|a| a.kind == "login_burst");
-        for alert in others.into_iter().chain(bursts) {
+        for alert in by_turns(others).into_iter().chain(by_turns(bursts)) {
             if !queued.insert(alert.key.clone()) {
                 continue;
             }
             // Past the cap, nothing more is looked up: counted, not raised.
             if raising.len() >= settings.alerts_per_sweep {
                 *not_raised.entry(alert.kind).or_default() += 1;
+                if not_raised_about.len() < MAX_NAMED {
+                    not_raised_about.insert(alert.subject.clone());
+                }
                 continue;
             }
             if self.store.record("anomaly", &alert.key).await?.is_none() {
@@ -559,6 +590,7 @@ impl AppState {
                 details: json!({
                     "not_raised": not_raised_total,
                     "not_raised_by_kind": not_raised,
+                    "not_raised_about": not_raised_about,
                     "read_late": late,
                     "from_seq": first,
                     "to_seq": end,
@@ -748,6 +780,30 @@ mod tests {
             assert_eq!(alerts[0].kind, "password_known");
             assert_eq!(alerts[0].details["refused"], refused);
         }
+    }
+
+    #[test]
+    fn alerts_take_turns_by_subject() {
+        let alert = |subject: &str, n: u64| Alert {
+            key: format!("{subject}/{n}"),
+            kind: "new_network",
+            severity: "medium",
+            title: String::new(),
+            subject: subject.to_owned(),
+            vendor_id: None,
+            seq: n,
+            details: Value::Null,
+        };
+        // One person's flood comes first in the ledger; another's alert still comes second.
+        let mut alerts: Vec<Alert> = (0..5).map(|n| alert("dave", n)).collect();
+        alerts.extend([alert("carol", 5), alert("erin", 6), alert("carol", 7)]);
+        let keys: Vec<String> = by_turns(alerts).into_iter().map(|a| a.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "dave/0", "carol/5", "erin/6", "dave/1", "carol/7", "dave/2", "dave/3", "dave/4"
+            ]
+        );
     }
 
     #[test]
