@@ -177,7 +177,15 @@ struct WatchState {
     recent_reads: BTreeMap<String, RecentReads>,
     /// Networks each person was seen from, oldest first.
     networks: BTreeMap<String, Vec<String>>,
+    /// For a token of no person made by another such token (the initial admin token's
+    /// children, theirs, ...): the first of the chain, which is watched for all of them.
+    #[serde(default)]
+    token_roots: BTreeMap<String, String>,
 }
+
+/// Tokens of no person whose chain is remembered at most (they are few: automation the
+/// initial admin token set up); past it, a new one is watched on its own.
+const MAX_TOKEN_ROOTS: usize = 10_000;
 
 /// One person's secret reads within the last hour.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -364,12 +372,29 @@ impl WatchState {
             }
             return alerts;
         }
-        // Who acted: the person, or the token for a token of no person (the initial admin
-        // token and the tokens it made), which is watched the same way.
+        // Who acted: the person, or for a token of no person the first token of its chain
+        // (the initial admin token, for the tokens it made and theirs), watched the same way:
+        // a fresh child token is no fresh start for the read count or the networks.
         let token = entry["actor"]["token"].as_str();
+        if success
+            && action == "token.create"
+            && person.is_none()
+            && let (Some(maker), Some(made)) = (token, entry["resource"].as_str())
+            && self.token_roots.len() < MAX_TOKEN_ROOTS
+        {
+            let root = self
+                .token_roots
+                .get(maker)
+                .cloned()
+                .unwrap_or_else(|| maker.to_owned());
+            self.token_roots.insert(made.to_owned(), root);
+        }
+        let token = token.map(|t| self.token_roots.get(t).map_or(t, String::as_str));
         let Some(person) = person.or(token).filter(|_| success) else {
             return alerts;
         };
+        let person = person.to_owned();
+        let person = person.as_str();
 
         // Networks: learnt from every success, an alert once a person has a history.
         if let Some(net) = ip.and_then(network) {
@@ -780,6 +805,64 @@ mod tests {
             assert_eq!(alerts[0].kind, "password_known");
             assert_eq!(alerts[0].details["refused"], refused);
         }
+    }
+
+    #[test]
+    fn tokens_of_no_person_are_watched_by_the_first_of_their_chain() {
+        let settings = WatchSettings {
+            reads_per_hour: 3,
+            business_hours: None,
+            ..WatchSettings::default()
+        };
+        let names = HashMap::new();
+        let mut state = WatchState::default();
+        let entry = |token: &str, action: &str, resource: &str, ip: &str| {
+            json!({ "time": "2027-01-15T10:00:00Z", "action": action, "outcome": "success",
+                    "actor": { "token": token }, "resource": resource, "client_ip": ip })
+        };
+        let mut seq = 0;
+        let mut learn = |state: &mut WatchState, e: Value| {
+            seq += 1;
+            state
+                .learn(&settings, seq, &e, &names)
+                .into_iter()
+                .map(|a| a.kind)
+                .collect::<Vec<_>>()
+        };
+        learn(
+            &mut state,
+            entry("tok_root", "secret.read", "a", "203.0.113.1"),
+        );
+        learn(
+            &mut state,
+            entry("tok_root", "token.create", "tok_child", "203.0.113.1"),
+        );
+        learn(
+            &mut state,
+            entry("tok_child", "token.create", "tok_grand", "203.0.113.1"),
+        );
+        assert!(
+            learn(
+                &mut state,
+                entry("tok_child", "secret.read", "a", "203.0.113.1")
+            )
+            .is_empty()
+        );
+        assert!(
+            learn(
+                &mut state,
+                entry("tok_grand", "secret.read", "a", "203.0.113.1")
+            )
+            .is_empty()
+        );
+        // The fourth read of the chain within the hour, and a network new to all of it.
+        assert_eq!(
+            learn(
+                &mut state,
+                entry("tok_grand", "secret.read", "a", "198.51.100.1")
+            ),
+            ["new_network", "unusual_volume"]
+        );
     }
 
     #[test]
