@@ -72,7 +72,7 @@ fn login_needs_the_second_factor_and_each_code_works_once() {
     assert_eq!(
         refused,
         [
-            (json!(["mfa_required"]), json!({})),
+            (json!(["mfa_required"]), json!({ "password": "right" })),
             wrong("totp"),
             wrong("totp"),
             wrong("recovery_code"),
