@@ -7,6 +7,7 @@
 //! asks `chaperone_core::policy::decide`. Handlers only run after an allow; a route missing
 //! from the table is refused (fail closed).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -217,7 +218,11 @@ async fn check(
         Ok(caller) => caller,
         Err(BadCredential { error, actor }) => {
             // Refused credentials are recorded; a sealed server has nothing to record with.
-            if error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN {
+            if (error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN)
+                && state
+                    .anonymous_refusals
+                    .admit(state, &actor, info.client_ip)
+            {
                 let resource = refused_resource(route, &mut parts).await;
                 let mut record = Record::new(action.as_str(), &resource, Outcome::Denied);
                 record.reasons.push(error.code.to_owned());
@@ -389,13 +394,114 @@ pub(crate) async fn check_unknown_route(
     match authenticate_known(state, &parts.headers, peer(&parts)).await {
         Ok(_) => Ok(()),
         Err(BadCredential { error, actor }) => {
-            if error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN {
+            if (error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::FORBIDDEN)
+                && state
+                    .anonymous_refusals
+                    .admit(state, &actor, info.client_ip)
+            {
                 let mut record = Record::new("route.unknown", "/v1/", Outcome::Denied);
                 record.reasons.push(error.code.to_owned());
                 state.record(&info, actor, record).await?;
             }
             Err(error)
         }
+    }
+}
+
+/// Refusals of requests that showed no credential the server knows (no token, or a token it
+/// never made), recorded up to a budget.
+///
+/// Security decision: such a request costs its sender nothing, and the ledger keeps its
+/// entry for ever: without a bound, anyone could grow the database as fast as the server
+/// answers and bury the entries that matter among theirs. So each address (an IPv6 client's
+/// /64) has 20 such entries a minute, and all addresses together 200, on each node; past
+/// them a refusal is counted instead, and the sweep records what it counted in one
+/// `auth.suppressed` entry (how many, since when, and the addresses with the most). A
+/// refusal of a token the server knows (revoked, expired, of an offboarded person) names
+/// someone, and is always recorded.
+#[derive(Debug, Default)]
+pub(crate) struct AnonymousRefusals(std::sync::Mutex<RefusalWindow>);
+
+#[derive(Debug, Default)]
+struct RefusalWindow {
+    /// The minute (Unix seconds / 60) the counts below are for.
+    minute: u64,
+    /// Refusals recorded this minute, in all and by address (at most [`REFUSALS_PER_NODE`]
+    /// addresses).
+    recorded: u32,
+    by_address: HashMap<String, u32>,
+    /// Refusals counted and not recorded since the sweep last took them, by address (at most
+    /// [`SUPPRESSED_ADDRESSES`], then one count for the others), and since when.
+    suppressed: HashMap<String, u64>,
+    since: Option<Timestamp>,
+}
+
+const REFUSALS_PER_ADDRESS: u32 = 20;
+const REFUSALS_PER_NODE: u32 = 200;
+const SUPPRESSED_ADDRESSES: usize = 10_000;
+/// Where refusals from addresses past [`SUPPRESSED_ADDRESSES`] are counted.
+const OTHER_ADDRESSES: &str = "other addresses";
+
+/// What the sweep records of the refusals not recorded one by one.
+pub(crate) struct Suppressed {
+    pub(crate) since: Timestamp,
+    pub(crate) by_address: Vec<(String, u64)>,
+}
+
+impl AnonymousRefusals {
+    /// Whether a refusal of `actor` from `ip` is recorded: always for someone the server
+    /// knows, within the budget for anyone else (and counted when not).
+    pub(crate) fn admit(&self, state: &AppState, actor: &Actor, ip: Option<IpAddr>) -> bool {
+        if actor.person.is_some() || actor.token.is_some() {
+            return true;
+        }
+        let now = state.clock.now();
+        let address = ip.map_or_else(
+            || "unknown".to_owned(),
+            |ip| {
+                crate::api::auth::ip_subject(ip)
+                    .trim_start_matches("ip:")
+                    .to_owned()
+            },
+        );
+        let mut window = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let minute = now.unix_secs().div_euclid(60);
+        if window.minute != minute {
+            window.minute = minute;
+            window.recorded = 0;
+            window.by_address.clear();
+        }
+        let mine = window.by_address.get(&address).copied().unwrap_or(0);
+        if window.recorded < REFUSALS_PER_NODE && mine < REFUSALS_PER_ADDRESS {
+            window.recorded += 1;
+            *window.by_address.entry(address).or_default() += 1;
+            return true;
+        }
+        window.since.get_or_insert(now);
+        let key = if window.suppressed.len() < SUPPRESSED_ADDRESSES
+            || window.suppressed.contains_key(&address)
+        {
+            address
+        } else {
+            OTHER_ADDRESSES.to_owned()
+        };
+        *window.suppressed.entry(key).or_default() += 1;
+        false
+    }
+
+    /// The refusals counted and not recorded since the last call, most first.
+    pub(crate) fn take(&self) -> Option<Suppressed> {
+        let mut window = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let since = window.since.take()?;
+        let mut by_address: Vec<(String, u64)> = window.suppressed.drain().collect();
+        by_address.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Some(Suppressed { since, by_address })
     }
 }
 

@@ -589,7 +589,22 @@ async fn complete(state: &AppState) -> Result<(), PassError> {
         if rewrapped == 0 && clean {
             let grace = cluster_grace(state);
             if started.elapsed() >= grace {
-                return finish(state, target).await;
+                finish(state, target).await?;
+                // On PostgreSQL a write that checked the generation before it was recorded
+                // complete may have landed behind the last pass; none can land after it (the
+                // store refuses them, `sealed_under_current`). One more walk takes those.
+                if cluster_grace(state) > std::time::Duration::ZERO {
+                    let late = pass(state, &keyring, target).await?;
+                    if late > 0 {
+                        tracing::warn!(
+                            generation = target,
+                            late,
+                            "re-wrapped keys written under the older generation as it ended"
+                        );
+                    }
+                    state.rewrap.update(|p| p.running = false);
+                }
+                return Ok(());
             }
             // Other nodes may still write under the older KEK: wait them out, then one more
             // pass must find nothing too.

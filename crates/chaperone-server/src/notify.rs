@@ -281,6 +281,9 @@ pub struct SweepReport {
     pub wrapped_expired: usize,
     /// Failed login attempts older than the lockout window, forgotten.
     pub failures_forgotten: u64,
+    /// Refusals of requests without a known credential counted and not recorded one by one
+    /// since the last sweep, now recorded in one `auth.suppressed` entry.
+    pub refusals_suppressed: u64,
     /// Anomaly alerts raised (see `watch`).
     pub anomalies: usize,
     /// Whether a periodic report was sent.
@@ -302,6 +305,41 @@ fn system_event(
 }
 
 impl AppState {
+    /// Records, in one `auth.suppressed` entry, the refusals of requests without a known
+    /// credential that were counted and not recorded one by one since the last sweep
+    /// (`auth::AnonymousRefusals`): how many, since when, and the 20 addresses with the most.
+    async fn record_suppressed(&self, info: &RequestInfo, now: Timestamp) -> Result<u64, ApiError> {
+        let Some(suppressed) = self.anonymous_refusals.take() else {
+            return Ok(0);
+        };
+        let total: u64 = suppressed.by_address.iter().map(|(_, n)| n).sum();
+        let most: Vec<Value> = suppressed
+            .by_address
+            .iter()
+            .take(20)
+            .map(|(address, n)| json!({ "address": address, "refusals": n }))
+            .collect();
+        let mut record = LedgerRecord::new("auth.suppressed", "", Outcome::Denied);
+        record.details.insert("refusals".into(), total.into());
+        record
+            .details
+            .insert("since".into(), suppressed.since.to_rfc3339().into());
+        record
+            .details
+            .insert("until".into(), now.to_rfc3339().into());
+        record
+            .details
+            .insert("addresses".into(), suppressed.by_address.len().into());
+        record.details.insert("most".into(), most.into());
+        record.reasons.push("unauthenticated".into());
+        self.record(info, Actor::default(), record).await?;
+        tracing::warn!(
+            refusals = total,
+            "refusals without a known credential past the budget"
+        );
+        Ok(total)
+    }
+
     /// Whether a review item's grant is still in force (not revoked, not expired), or its
     /// account still enabled.
     async fn review_item_in_force(
@@ -380,6 +418,7 @@ impl AppState {
             .store
             .prune_auth_failures(now.plus_secs(-self.settings.auth.lockout_window_secs))
             .await?;
+        report.refusals_suppressed = self.record_suppressed(&info, now).await?;
         report.anomalies = self.watch(now).await?;
         report.report_sent = self.send_report(now).await?;
         Ok(report)
@@ -444,6 +483,16 @@ impl AppState {
                 .iter()
                 .filter(|g| g.expires_at > now)
                 .count();
+            // And the links they made, as with `user disable`.
+            let (link_ops, link_events, links_ended) = crate::api::shares::end_links_of(
+                self,
+                info,
+                &Actor::default(),
+                &person.id,
+                "disable",
+                now,
+            )
+            .await?;
             let event = {
                 let mut event = event;
                 event
@@ -452,6 +501,9 @@ impl AppState {
                 event
                     .details
                     .insert("grants_revoked".into(), grants_revoked.into());
+                event
+                    .details
+                    .insert("links_ended".into(), links_ended.into());
                 event
             };
             let mut ops = vec![
@@ -470,10 +522,22 @@ impl AppState {
                 },
             ];
             ops.extend(closed);
-            let applied = self.store.apply(ops, vec![event]).await;
+            ops.extend(link_ops);
+            let mut events = vec![event];
+            events.extend(link_events);
+            let applied = self.store.apply(ops, events).await;
             if skip_conflict(applied)? {
                 continue;
             }
+            crate::api::shares::end_late_links_of(
+                self,
+                info,
+                &Actor::default(),
+                &person.id,
+                "disable",
+                now,
+            )
+            .await;
             tracing::warn!(person = %person.name, why, "account disabled");
             disabled += 1;
         }

@@ -163,6 +163,9 @@ pub struct AppState {
     /// arriving together record it once (see `auth::note_session_use`).
     pub(crate) session_marks:
         std::sync::Mutex<std::collections::HashMap<String, chaperone_core::Timestamp>>,
+    /// Refusals of requests that showed no credential the server knows, recorded up to a
+    /// budget (see `auth::AnonymousRefusals`).
+    pub(crate) anonymous_refusals: crate::auth::AnonymousRefusals,
 }
 
 /// What a person's compliance facts are read for: the person, their vendor when the level
@@ -281,6 +284,7 @@ impl AppState {
                 std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             )),
             session_marks: std::sync::Mutex::default(),
+            anonymous_refusals: crate::auth::AnonymousRefusals::default(),
         }
     }
 

@@ -178,9 +178,10 @@ struct WatchState {
     /// Networks each person was seen from, oldest first.
     networks: BTreeMap<String, Vec<String>>,
     /// For a token of no person made by another such token (the initial admin token's
-    /// children, theirs, ...): the first of the chain, which is watched for all of them.
+    /// children, theirs, ...): the first of the chain, which is watched for all of them, and
+    /// until when the token works (Unix seconds; forgotten then).
     #[serde(default)]
-    token_roots: BTreeMap<String, String>,
+    token_roots: BTreeMap<String, (String, i64)>,
 }
 
 /// Tokens of no person whose chain is remembered at most (they are few: automation the
@@ -385,11 +386,15 @@ impl WatchState {
             let root = self
                 .token_roots
                 .get(maker)
-                .cloned()
-                .unwrap_or_else(|| maker.to_owned());
-            self.token_roots.insert(made.to_owned(), root);
+                .map_or_else(|| maker.to_owned(), |(root, _)| root.clone());
+            // Every token expires; one that does not say when is kept a day.
+            let until = entry["details"]["expires_time"]
+                .as_str()
+                .and_then(|t| parse_date(t).ok())
+                .map_or(secs + 86_400, |t| t.unix_nanos().div_euclid(1_000_000_000));
+            self.token_roots.insert(made.to_owned(), (root, until));
         }
-        let token = token.map(|t| self.token_roots.get(t).map_or(t, String::as_str));
+        let token = token.map(|t| self.token_roots.get(t).map_or(t, |(root, _)| root.as_str()));
         let Some(person) = person.or(token).filter(|_| success) else {
             return alerts;
         };
@@ -494,6 +499,8 @@ impl WatchState {
                 .back()
                 .is_some_and(|&t| t > secs - VOLUME_WINDOW_SECS)
         });
+        // A token past its end acts no more: its chain need not be remembered.
+        self.token_roots.retain(|_, (_, until)| *until > secs);
     }
 }
 

@@ -3914,6 +3914,17 @@ fn text_others_read_refuses_control_and_hidden_characters() {
     );
 }
 
+/// The `internal` level as the server has it, to copy.
+fn stepped_level(s: &Server) -> Value {
+    s.ok("GET", "/api/v1/levels", Some(&s.admin), None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "internal")
+        .unwrap()
+        .clone()
+}
+
 /// Access to a level that asks a fresh second factor of its readers asks one of its
 /// approvers too: a session hours old (or taken) does not hand it out; a denial needs none.
 #[test]
@@ -3923,14 +3934,7 @@ fn approving_access_to_a_step_up_level_needs_a_fresh_code() {
     let cy = s.person("cy", "contractor", Some("acme"));
     let ann = s.person("ann", "approver", None);
     let (cy_t, ann_t) = (s.login(&cy), s.login(&ann));
-    let mut stepped = s
-        .ok("GET", "/api/v1/levels", Some(&s.admin), None)
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "internal")
-        .unwrap()
-        .clone();
+    let mut stepped = stepped_level(&s);
     stepped["name"] = json!("stepped");
     stepped["rank"] = json!(15);
     stepped["step_up"] = json!(true);
@@ -3965,9 +3969,43 @@ fn approving_access_to_a_step_up_level_needs_a_fresh_code() {
             None,
         )
     };
+    // A folder whose highest level has no step-up, over a folder whose level has: approving
+    // access to the whole of it asks a code too.
+    let mut top = stepped_level(&s);
+    top["name"] = json!("top");
+    top["rank"] = json!(25);
+    top["step_up"] = json!(false);
+    s.ok("PUT", "/api/v1/levels/top", Some(&s.admin), Some(top));
+    for (prefix, level) in [("acme/merge", "top"), ("acme/merge/deep", "stepped")] {
+        s.ok(
+            "PUT",
+            "/api/v1/classifications",
+            Some(&s.admin),
+            Some(json!({ "prefix": prefix, "level": level })),
+        );
+    }
+    let ada = s.person("ada", "admin", None);
+    let ada_t = s.login(&ada);
     let (keys, plain, denied) = (ask("acme/keys"), ask("acme/app"), ask("acme/keys/ci"));
+    let merged = ask("acme/merge");
     // The login's code is 16 minutes old: past the step-up window, within the session's.
     s.clock.advance_secs(16 * 60);
+    assert_eq!(decide(&merged, "approve").0, 403);
+    // A break-glass grant there is handed out after a fresh code too.
+    let glass = json!({ "person": "cy", "prefix": "acme/keys", "capabilities": ["read"],
+                        "ttl": "1d", "reason": "incident 7" });
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/grants",
+        Some(&ada_t),
+        Some(glass.clone()),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("step_up_required")),
+        "{body}"
+    );
     let (status, body) = decide(&keys, "approve");
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -3977,7 +4015,11 @@ fn approving_access_to_a_step_up_level_needs_a_fresh_code() {
     let refused: Vec<Value> = s
         .ledger()
         .into_iter()
-        .filter(|e| e["action"] == "access.approve" && e["outcome"] == "denied")
+        .filter(|e| {
+            e["action"] == "access.approve"
+                && e["outcome"] == "denied"
+                && e["resource"] == format!("/api/v1/requests/{keys}/approve")
+        })
         .collect();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0]["reasons"], json!(["step_up_required"]));
@@ -3993,6 +4035,14 @@ fn approving_access_to_a_step_up_level_needs_a_fresh_code() {
     let (status, body) = decide(&keys, "approve");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "approved");
+    assert_eq!(decide(&merged, "approve").0, 200);
+    s.ok(
+        "POST",
+        "/api/v1/auth/verify",
+        Some(&ada_t),
+        Some(json!({ "totp": s.code(&ada, 0) })),
+    );
+    s.ok("POST", "/api/v1/grants", Some(&ada_t), Some(glass));
     // A prefix classified stricter after a request was filed: approvers see the request held
     // to the level it has now, as their approval will hold it.
     let later = ask("acme/later");

@@ -233,18 +233,19 @@ fn a_share_link_works_only_while_its_maker_may_act() {
     let ann_t = s.login(&ann);
     let (id, key) = share_text(&s, &ann_t, "maker-bound-Qw83", json!({ "views": 5 }));
     assert_eq!(open(&s, &id, &key, None, None).0, 200);
-    // Disabled (not offboarded): the link is gone meanwhile, and uses up no view.
-    s.ok("POST", "/api/v1/people/ann/disable", Some(&s.admin), None);
-    assert_eq!(open(&s, &id, &key, None, None).0, 404);
-    s.ok("POST", "/api/v1/people/ann/enable", Some(&s.admin), None);
-    assert_eq!(open(&s, &id, &key, None, None).0, 200);
     let info = s.ok(
         "POST",
         &format!("/api/v1/shares/{id}/info"),
         None,
         Some(json!({ "proof": share::open_proof(&key, &id) })),
     );
-    assert_eq!(info["views_left"], 3, "{info}");
+    assert_eq!(info["views_left"], 4, "{info}");
+    // Disabled (not offboarded): the link ends with the account, as its grants do, and
+    // enabling it again brings it back no more than them.
+    s.ok("POST", "/api/v1/people/ann/disable", Some(&s.admin), None);
+    assert_eq!(open(&s, &id, &key, None, None).0, 404);
+    s.ok("POST", "/api/v1/people/ann/enable", Some(&s.admin), None);
+    assert_eq!(open(&s, &id, &key, None, None).0, 404);
 }
 
 #[test]
@@ -2648,5 +2649,47 @@ fn member_names_and_lines_in_findings_are_shown_as_they_are() {
             .unwrap()
             .contains("\\u{202e}h\\u{1b}[2Ks.lla"),
         "{code}"
+    );
+}
+
+/// Disabling an account ends the links it made, as it ends its grants: enabling it again
+/// brings none back.
+#[test]
+fn disabling_an_account_ends_the_links_it_made() {
+    let s = Server::start();
+    let mo = s.person("mo", "member", None);
+    let mo_t = s.login(&mo);
+    let (share, key) = share_text(&s, &mo_t, "shared-before-disable-Wd41", json!({}));
+    let link = s.ok(
+        "POST",
+        "/api/v1/secret-requests/team/planted",
+        Some(&mo_t),
+        Some(json!({ "note": "the deploy key" })),
+    );
+    let token = link["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/r#")
+        .to_owned();
+    s.ok("POST", "/api/v1/people/mo/disable", Some(&s.admin), None);
+    s.ok("POST", "/api/v1/people/mo/enable", Some(&s.admin), None);
+    assert_eq!(open(&s, &share, &key, None, None).0, 404);
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/request-links/submit",
+        None,
+        Some(json!({ "token": token, "data": { "key": "planted-Wd42" } })),
+        None,
+    );
+    assert_eq!(status, 404);
+    let entry = s.recorded("person.disable", "mo");
+    assert_eq!(entry[0]["details"]["links_ended"], 2, "{entry:?}");
+    assert_eq!(
+        s.recorded("share.revoke", &share)[0]["details"]["why"],
+        "disable"
+    );
+    assert_eq!(
+        s.recorded("secret_request.revoke", "team/planted")[0]["details"]["why"],
+        "disable"
     );
 }

@@ -230,6 +230,22 @@ fn every_answer_carries_the_security_headers() {
         s.ok("GET", "/api/v1/sys/seal-status", None, None)["sealed"],
         false
     );
+    // Nor have its images read secrets in the admin's name; the pages may be linked to.
+    for from in ["cross-site", "same-site"] {
+        let refused = raw(
+            &s,
+            &format!(
+                "GET /api/v1/secrets/data/team/x HTTP/1.1\r\nHost: x\r\nSec-Fetch-Site: {from}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                s.admin
+            ),
+        );
+        assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    }
+    let page = raw(
+        &s,
+        "GET /ui HTTP/1.1\r\nHost: x\r\nSec-Fetch-Site: cross-site\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("HTTP/1.1 200"), "{}", &page[..60]);
     // From the server's own origin (its console), an old browser is let through.
     let allowed = post(
         "/api/v1/sys/unseal",
@@ -1578,4 +1594,55 @@ fn a_wrapped_read_through_an_encoded_path_names_the_path_it_read() {
     let me = s.ok("GET", "/api/v1/auth/self", Some(&mo_t), None);
     assert_eq!(taken[0]["actor"]["person"], me["person_id"], "{taken:?}");
     assert!(taken[0]["actor"]["person"].is_string(), "{taken:?}");
+}
+
+/// Refusals of requests that show no credential the server knows cost their sender nothing:
+/// they are recorded up to a budget per address and minute, and what is past it is counted
+/// and recorded in one entry by the sweep.
+#[test]
+fn refusals_without_a_known_credential_are_recorded_up_to_a_budget() {
+    let s = Server::start();
+    let refused = |from: &str, n: usize| {
+        for i in 0..n {
+            let (status, _) = s.call(
+                "GET",
+                &format!("/v1/secret/data/flood/x{i}"),
+                None,
+                None,
+                Some(from),
+            );
+            assert_eq!(status, 403);
+        }
+    };
+    let recorded = || {
+        s.ledger()
+            .iter()
+            .filter(|e| e["action"] == "secret.read" && e["outcome"] == "denied")
+            .count()
+    };
+    refused("198.51.100.9", 30);
+    assert_eq!(recorded(), 20, "twenty an address a minute");
+    refused("203.0.113.7", 1);
+    assert_eq!(recorded(), 21, "another address has its own");
+    let report = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(report.refusals_suppressed, 10);
+    let summary: Vec<serde_json::Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "auth.suppressed")
+        .collect();
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    assert_eq!(summary[0]["details"]["refusals"], 10);
+    assert_eq!(summary[0]["details"]["most"][0]["address"], "198.51.100.9");
+    assert_eq!(
+        s.runtime
+            .block_on(s.state.sweep())
+            .unwrap()
+            .refusals_suppressed,
+        0
+    );
+    // The next minute, the budget is back.
+    s.clock.advance_secs(60);
+    refused("198.51.100.9", 1);
+    assert_eq!(recorded(), 22);
 }

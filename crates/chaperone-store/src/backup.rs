@@ -272,9 +272,10 @@ async fn begin_snapshot(conn: &mut sqlx::AnyConnection) -> Result<(String, u64),
         .await
         .map_err(db("starting the snapshot"))?;
     // The snapshot stays open, idle, while pg_dump reads through it, for as long as the dump
-    // takes: the session's limit on idle transactions (`POSTGRES_SESSION`) does not apply.
-    // It holds no lock that others' changes wait for.
-    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+    // takes: the session's limit on idle transactions (`POSTGRES_SESSION`) is raised to six
+    // hours. Rows changed meanwhile wait for nothing; a schema change (an upgrade's
+    // migration) waits for the dump, and a backup stopped halfway lets go after that time.
+    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = '6h'")
         .execute(&mut *conn)
         .await
         .map_err(db("starting the snapshot"))?;

@@ -19,9 +19,12 @@ use crate::{Backend, SealConfig, Store, StoreError, db};
 /// (a suspended virtual machine, a stopped process) past the rotation's wait for other nodes
 /// and write afterwards, leaving a key under a generation the operator was told is retired.
 /// On PostgreSQL every change that stores a blob the keyring sealed checks it in its own
-/// transaction; a write refused so is answered as a conflict, to be sent again. Before the
-/// rotation is complete, an older blob is still stored: the re-wrapping pass takes it. With
-/// SQLite one process serves the database, and the rotation waits for its own requests.
+/// transaction, holding the keyring row shared until it commits: recording the generation
+/// complete waits for the writes that checked before it, and the server's rotation walks
+/// the blobs once more after it, for what those wrote. A write refused so is answered as a
+/// conflict, to be sent again. Before the rotation is complete, an older blob is still
+/// stored: the re-wrapping pass takes it. With SQLite one process serves the database, and
+/// the rotation waits for its own requests.
 pub(crate) async fn sealed_under_current(
     conn: &mut crate::conn::Conn<'_>,
     blob: &[u8],
@@ -30,7 +33,7 @@ pub(crate) async fn sealed_under_current(
         return Ok(());
     }
     let done: Option<i64> =
-        sqlx::query_scalar("SELECT rewrapped_generation FROM keyring WHERE id = 1")
+        sqlx::query_scalar("SELECT rewrapped_generation FROM keyring WHERE id = 1 FOR SHARE")
             .fetch_optional(&mut *conn)
             .await
             .map_err(db("reading the key generation"))?;

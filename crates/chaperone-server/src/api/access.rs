@@ -1109,6 +1109,14 @@ pub(crate) async fn break_glass(
     if ttl > level.max_grant_secs {
         return Err(too_long(&level));
     }
+    // As for an approval: access to a level with step-up is handed out after a fresh code.
+    if level.step_up && !super::auth::may_mint(&state, &caller) {
+        return Err(forbidden(
+            "step_up_required",
+            "a break-glass grant to a level with step-up needs a recent TOTP code: run \
+             `chaperone verify --totp CODE`",
+        ));
+    }
     let now = state.clock.now();
     let grant = GrantRecord {
         id: new_id("gra"),

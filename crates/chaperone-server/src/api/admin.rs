@@ -329,7 +329,8 @@ pub(crate) async fn reset_person(
         // and whoever held it could have made share links, or request links that write into
         // the vault under the account's grants.
         let (link_ops, link_events, links_ended) =
-            super::shares::end_links_of(&state, &info, &caller, &person.id, "reset", now).await?;
+            super::shares::end_links_of(&state, &info, &caller.actor(), &person.id, "reset", now)
+                .await?;
         let event = change_event(
             &state,
             &info,
@@ -391,29 +392,10 @@ pub(crate) async fn reset_person(
             Err(StoreError::Conflict(_)) if attempt < 3 => continue,
             other => other?,
         }
-        // A link made while the reset ran (read before, committed before it) is ended by one
-        // more pass: the change revoked every token of theirs, so no link is made after it.
-        // The reset is done: whatever this pass meets (a link moving on its own, from
-        // claimed to used, in the meantime) is tried again, and never withholds the code.
-        for _ in 0..3 {
-            let pass = async {
-                let (ops, events, _) =
-                    super::shares::end_links_of(&state, &info, &caller, &person.id, "reset", now)
-                        .await?;
-                if !ops.is_empty() {
-                    state.store.apply(ops, events).await?;
-                }
-                Ok::<_, ApiError>(())
-            };
-            match pass.await {
-                Ok(()) => break,
-                Err(error) if error.status == StatusCode::CONFLICT => {}
-                Err(error) => {
-                    tracing::error!(code = error.code, person = %person.name, "ending links after a reset failed");
-                    break;
-                }
-            }
-        }
+        // A link made while the reset ran is ended by one more pass; the reset is done, and
+        // this never withholds the code.
+        super::shares::end_late_links_of(&state, &info, &caller.actor(), &person.id, "reset", now)
+            .await;
         tracing::warn!(by = %caller.token_id, person = %person.name, "credentials reset; their tokens revoked");
         return Ok(Json(AddPersonResponse {
             id: person.id,
@@ -459,6 +441,11 @@ pub(crate) async fn disable_person(
             .iter()
             .filter(|g| g.expires_at > now)
             .count();
+        // The links they made end with the account, as its grants do: enabling it again
+        // brings none back.
+        let (link_ops, link_events, links_ended) =
+            super::shares::end_links_of(&state, &info, &caller.actor(), &id, "disable", now)
+                .await?;
         let event = change_event(
             &state,
             &info,
@@ -470,6 +457,7 @@ pub(crate) async fn disable_person(
                 ("requests_closed", closed.len().into()),
                 ("grants_revoked", grants.into()),
                 ("wrappings_revoked", wrapped.into()),
+                ("links_ended", links_ended.into()),
             ],
         );
         let mut ops = vec![
@@ -487,10 +475,22 @@ pub(crate) async fn disable_person(
             },
         ];
         ops.extend(closed);
-        match state.store.apply(ops, vec![event]).await {
+        ops.extend(link_ops);
+        let mut events = vec![event];
+        events.extend(link_events);
+        match state.store.apply(ops, events).await {
             Err(StoreError::Conflict(_)) if attempt < 3 => {}
             other => {
                 other?;
+                super::shares::end_late_links_of(
+                    &state,
+                    &info,
+                    &caller.actor(),
+                    &id,
+                    "disable",
+                    state.clock.now(),
+                )
+                .await;
                 break;
             }
         }

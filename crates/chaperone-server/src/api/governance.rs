@@ -1723,6 +1723,9 @@ pub(crate) fn strictest_under(
     for level in &reached {
         held.approvals = held.approvals.max(level.approvals);
         held.max_grant_secs = held.max_grant_secs.min(level.max_grant_secs);
+        // Approving access to a folder that reaches a level with step-up asks a fresh code,
+        // whichever level ranks highest.
+        held.step_up |= level.step_up;
         held.approver_roles
             .retain(|role| level.approver_roles.contains(role));
     }

@@ -951,10 +951,16 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                     .get(axum::http::header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<usize>().ok());
-                let elsewhere = !matches!(
-                    *request.method(),
-                    Method::GET | Method::HEAD | Method::OPTIONS
-                ) && from_elsewhere(request.headers());
+                // The API is never a page: a browser's request to it from another site (an
+                // image or a link there, with a token a gateway adds) is refused whatever its
+                // method; the pages themselves may be linked to from anywhere.
+                let path = request.uri().path();
+                let api = path.starts_with("/api/") || path.starts_with("/v1/");
+                let elsewhere =
+                    (api || !matches!(
+                        *request.method(),
+                        Method::GET | Method::HEAD | Method::OPTIONS
+                    )) && from_elsewhere(request.headers());
                 async move {
                     if elsewhere {
                         return cross_site().into_response();
@@ -1277,11 +1283,12 @@ pub(crate) fn upload_slot(
 /// (`Basic`, `Negotiate`) for a proxy in front, which may also pass a token of its own on
 /// (`Authorization: Bearer`). That would let any page seal the server, reset unseal
 /// progress, spend an account's lockout attempts or use up a wrapping through the browsers
-/// of the people who visit it. So every request but a GET, HEAD or OPTIONS that the browser
-/// says comes from another site (`Sec-Fetch-Site`, which every current browser sends and no
-/// other client does) is refused before anything else looks at it, token or not: a page
-/// elsewhere can send a token header only after a CORS preflight, never granted, so nothing
-/// legitimate is refused. A browser too old to send `Sec-Fetch-Site` still names the page's
+/// of the people who visit it (and, through a gateway that adds a token, have a page's images
+/// read secrets in someone's name). So every request to the API (`/api/`, `/v1/`), and every
+/// other one but a GET, HEAD or OPTIONS, that the browser says comes from another site
+/// (`Sec-Fetch-Site`, which every current browser sends and no other client does) is refused
+/// before anything else looks at it, token or not: a page elsewhere can send a token header
+/// only after a CORS preflight, never granted, so nothing legitimate is refused. A browser too old to send `Sec-Fetch-Site` still names the page's
 /// origin in `Origin` on a cross-origin POST: one that is not this server's host is
 /// elsewhere (checked only then, so that a proxy that rewrites `Host` does not lock out
 /// current browsers).

@@ -274,9 +274,15 @@ async fn offboard(
         });
         // The links they made stop working: share links lose their content, request links
         // close.
-        let (ops_, events_, _) =
-            super::shares::end_links_of(state, info, caller, &person.id, "offboarding", now)
-                .await?;
+        let (ops_, events_, _) = super::shares::end_links_of(
+            state,
+            info,
+            &caller.actor(),
+            &person.id,
+            "offboarding",
+            now,
+        )
+        .await?;
         link_ops.extend(ops_);
         link_events.extend(events_);
     }
@@ -307,6 +313,18 @@ async fn offboard(
     events.extend(link_events);
     ops.extend(link_ops);
     state.store.apply(ops, events).await?;
+    // A link made while the change ran (read before, committed before it) goes too.
+    for person in &people {
+        super::shares::end_late_links_of(
+            state,
+            info,
+            &caller.actor(),
+            &person.id,
+            "offboarding",
+            state.clock.now(),
+        )
+        .await;
+    }
     tracing::warn!(by = %caller.token_id, %subject, people = names.len(), "offboarded");
 
     // 2. The blast radius, and a rotation finding per secret.

@@ -600,12 +600,20 @@ pub(crate) async fn open_share(
 pub(crate) async fn end_links_of(
     state: &AppState,
     info: &RequestInfo,
-    caller: &Caller,
+    actor: &Actor,
     person_id: &str,
     why: &str,
     now: Timestamp,
 ) -> Result<(Vec<Op>, Vec<chaperone_ledger::entry::Event>, usize), ApiError> {
     let (mut ops, mut events) = (Vec::new(), Vec::new());
+    let ended_event = |action: &str, resource: &str, details: Vec<(&str, serde_json::Value)>| {
+        let mut record = LedgerRecord::new(action, resource, Outcome::Success);
+        record.details = details
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect();
+        state.event(info, actor.clone(), record)
+    };
     let mut ended = 0;
     for share in state.store.shares(Some(person_id)).await? {
         // One that ran out is not alive to end: the sweep destroys it as expired.
@@ -613,13 +621,10 @@ pub(crate) async fn end_links_of(
             continue;
         }
         ended += 1;
-        events.push(change_event(
-            state,
-            info,
-            caller,
+        events.push(ended_event(
             "share.revoke",
             &share.id,
-            [("why", why.into())],
+            vec![("why", why.into())],
         ));
         ops.push(Op::DestroyShare {
             id: share.id,
@@ -637,13 +642,10 @@ pub(crate) async fn end_links_of(
         // before this change), but a failed one no longer gives the link back. One that
         // ended already (ran out, or its token was revoked) is left as it is.
         if matches!(link_state(state, &link, now).await?, "open" | CLAIMED) {
-            events.push(change_event(
-                state,
-                info,
-                caller,
+            events.push(ended_event(
                 "secret_request.revoke",
                 &link.path,
-                [("id", link_id(&record.id).into()), ("why", why.into())],
+                vec![("id", link_id(&record.id).into()), ("why", why.into())],
             ));
             link.status = "revoked".into();
             ops.push(Op::Put(revise(&record, &link, now)));
@@ -651,6 +653,38 @@ pub(crate) async fn end_links_of(
         }
     }
     Ok((ops, events, ended))
+}
+
+/// One more pass of [`end_links_of`] after the change that ended `person_id`'s access (and
+/// revoked their tokens) committed: a link made while that change ran (read before it,
+/// committed before it) is ended too, and none is made after it. The change is done, so a
+/// failure here is retried (a link moving on its own meanwhile, from claimed to used) and
+/// then logged, never answered.
+pub(crate) async fn end_late_links_of(
+    state: &AppState,
+    info: &RequestInfo,
+    actor: &Actor,
+    person_id: &str,
+    why: &str,
+    now: Timestamp,
+) {
+    for attempt in 1..=3 {
+        let pass = async {
+            let (ops, events, _) = end_links_of(state, info, actor, person_id, why, now).await?;
+            if !ops.is_empty() {
+                state.store.apply(ops, events).await?;
+            }
+            Ok::<_, ApiError>(())
+        };
+        match pass.await {
+            Ok(()) => return,
+            Err(error) if error.status == StatusCode::CONFLICT && attempt < 3 => {}
+            Err(error) => {
+                tracing::error!(code = error.code, person = %person_id, why, "ending the links a person made while their access ended failed: run `chaperone share requests` and revoke what is open");
+                return;
+            }
+        }
+    }
 }
 
 /// Destroys the content of expired shares; how many.

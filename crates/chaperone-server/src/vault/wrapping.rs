@@ -389,42 +389,36 @@ fn listed_prefix(creation_path: &str) -> Option<&str> {
     creation_path.strip_prefix("secret/list/")
 }
 
-/// Who unwraps, for the ledger: the owner of the token the request carries besides the
-/// wrapping token in its body (a live one), else no one. Unwrapping needs no token of one's
-/// own, as in OpenBao, but whoever shows one is named with what they received.
+/// Who unwraps, for the ledger: whoever the token the request carries besides the wrapping
+/// token in its body authenticates, as any route would (live, its session not idle, its
+/// parent live, an active account acting from an allowed network), else no one. Unwrapping
+/// needs no token of one's own, as in OpenBao, but whoever shows one is named with what
+/// they received.
 async fn unwrapper(
     state: &AppState,
     headers: &HeaderMap,
     wrapping: &str,
-    now: chaperone_core::Timestamp,
-) -> Result<Actor, ApiError> {
-    let Some(own) = presented_token(headers).filter(|t| t.as_str() != wrapping) else {
-        return Ok(Actor::default());
-    };
-    let hash = ApiToken::from_presented(&own).hash();
-    let Some(record) = state
-        .store
-        .token_by_hash(&hash)
-        .await?
-        .filter(|r| r.is_live(now))
-    else {
-        return Ok(Actor::default());
-    };
-    let vendor = match &record.person_id {
-        Some(id) => state.store.person(id).await?.and_then(|p| p.vendor_id),
-        None => None,
-    };
-    Ok(Actor {
-        person: record.person_id,
-        vendor,
-        token: Some(record.id),
-    })
+    peer: std::net::IpAddr,
+) -> Actor {
+    if presented_token(headers).is_none_or(|own| own.as_str() == wrapping) {
+        return Actor::default();
+    }
+    match crate::auth::authenticate_known(state, headers, Some(peer)).await {
+        Ok(caller)
+            if caller.principal.network_allowed
+                && caller.principal.person == chaperone_core::policy::Standing::Active =>
+        {
+            caller.actor()
+        }
+        _ => Actor::default(),
+    }
 }
 
 /// `POST sys/wrapping/unwrap`: the wrapped answer, once.
 pub(crate) async fn unwrap(
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -446,7 +440,7 @@ pub(crate) async fn unwrap(
     let refusal = refused.clone();
     let recorder = Arc::clone(&state);
     let request = info.clone();
-    let unwrapper = unwrapper(&state, &headers, &token, now).await?;
+    let unwrapper = unwrapper(&state, &headers, &token, peer.ip()).await;
     let taken = state
         .store
         .take_wrapped(&hash, now, move |record| {
