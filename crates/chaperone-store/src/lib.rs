@@ -39,7 +39,7 @@ pub use keyring::{DecidedOn, KeyringRecord, SealConfig, TokenKind, TokenRecord};
 pub use keys::{SealedItem, SealedKey, SealedKind};
 pub use lock::{DatabaseLock, lock_path};
 pub use secrets::{KvSettings, MetadataUpdate, StoredVersion, WrittenVersion};
-pub use shares::{Opened, ShareRecord};
+pub use shares::{Opened, SHARE_QUOTA, ShareRecord};
 pub use wrapping::WrappedRecord;
 
 /// Why a store operation failed.

@@ -110,20 +110,33 @@ pub enum Opened {
     Expired,
 }
 
+/// How the conflict of a share over its creator's quota begins (see [`Store::insert_share`]).
+pub const SHARE_QUOTA: &str = "live shares would hold more than the limit";
+
 impl Store {
-    /// Adds a share without content, recording `events` with it. With `limit`, fails with
-    /// [`StoreError::Conflict`] when its creator's live shares (not destroyed, not expired
-    /// at its creation) would hold more than `limit` bytes with it: checked in the change,
-    /// so concurrent creations cannot pass it together.
+    /// Adds a share without content, recording `events` with it, made by the token
+    /// `made_with`, which must still be live. With `limit`, fails with
+    /// [`StoreError::Conflict`] (starting [`SHARE_QUOTA`]) when its creator's live shares
+    /// (not destroyed, not expired at its creation) would hold more than `limit` bytes with
+    /// it: checked in the change, so concurrent creations cannot pass it together.
     pub async fn insert_share(
         &self,
         share: &ShareRecord,
         limit: Option<i64>,
+        made_with: &str,
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let (share, events) = (share.clone(), events.to_vec());
+        let (share, events, made_with) = (share.clone(), events.to_vec(), made_with.to_owned());
         self.change(move |conn| {
             Box::pin(async move {
+                // Stored only while the token that asked for it is live: a disable, a reset
+                // or an offboarding that revoked it (and ended the links it saw) leaves none
+                // made after it.
+                if !crate::keyring::token_live(conn, &made_with).await? {
+                    return Err(StoreError::Conflict(
+                        "the token that asked for it is revoked".into(),
+                    ));
+                }
                 if let Some(limit) = limit {
                     let kept: i64 = sqlx::query_scalar(
                         "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM shares \
@@ -136,7 +149,7 @@ impl Store {
                     .map_err(db("reading the size of live shares"))?;
                     if kept.saturating_add(share.size) > limit {
                         return Err(StoreError::Conflict(format!(
-                            "live shares would hold more than {limit} bytes"
+                            "{SHARE_QUOTA} ({limit} bytes)"
                         )));
                     }
                 }

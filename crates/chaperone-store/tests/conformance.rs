@@ -2666,10 +2666,22 @@ fn share_record(id: &str, views: i64, expires: i64) -> ShareRecord {
 }
 
 async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) {
+    // A share is made only with a live token.
+    let maker = api_token("tok_sharer", "sharer", "member");
+    f.store.insert_token(&maker, &[]).await.unwrap();
+    let refused = f
+        .store
+        .insert_share(&share_record("shr_0", 2, 100), None, "tok_none", &[])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
     f.store
         .insert_share(
             &share_record("shr_1", 2, 100),
             None,
+            "tok_sharer",
             &[event("share.create")],
         )
         .await
@@ -2748,7 +2760,7 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
     // destroys it.
     for id in ["shr_2", "shr_3"] {
         f.store
-            .insert_share(&share_record(id, 1, 10), None, &[])
+            .insert_share(&share_record(id, 1, 10), None, "tok_sharer", &[])
             .await
             .unwrap();
         f.store
@@ -2798,16 +2810,16 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
     };
     for id in ["shr_4", "shr_5"] {
         f.store
-            .insert_share(&live(id, 10), Some(25), &[])
+            .insert_share(&live(id, 10), Some(25), "tok_sharer", &[])
             .await
             .unwrap();
     }
     let refused = f
         .store
-        .insert_share(&live("shr_6", 10), Some(25), &[])
+        .insert_share(&live("shr_6", 10), Some(25), "tok_sharer", &[])
         .await;
     assert!(
-        matches!(refused, Err(StoreError::Conflict(_))),
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.starts_with(chaperone_store::SHARE_QUOTA)),
         "{refused:?}"
     );
     assert_eq!(f.store.share("shr_6").await.unwrap(), None);
@@ -2816,7 +2828,7 @@ async fn shares_are_opened_a_counted_number_of_times_and_destroyed(f: &Fixture) 
         .await
         .unwrap();
     f.store
-        .insert_share(&live("shr_6", 10), Some(25), &[])
+        .insert_share(&live("shr_6", 10), Some(25), "tok_sharer", &[])
         .await
         .unwrap();
 }

@@ -193,10 +193,15 @@ pub(crate) async fn create_share(
     // keeps at once is bounded, so no account can fill the database's disk.
     match state
         .store
-        .insert_share(&share, Some(MAX_LIVE_SHARE_BYTES), &[event])
+        .insert_share(
+            &share,
+            Some(MAX_LIVE_SHARE_BYTES),
+            &caller.token_id,
+            &[event],
+        )
         .await
     {
-        Err(StoreError::Conflict(_)) => {
+        Err(StoreError::Conflict(message)) if message.starts_with(chaperone_store::SHARE_QUOTA) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "share_quota",
