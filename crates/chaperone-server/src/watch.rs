@@ -322,17 +322,20 @@ impl WatchState {
                 details,
             });
         }
-        // Wrong step-up codes (a stolen session guessing the second factor) and enrolment
-        // codes count with wrong passwords.
-        if matches!(action, "auth.login" | "auth.verify" | "auth.enroll")
+        // Wrong step-up codes (a stolen session guessing the second factor), enrolment codes
+        // and share links' passphrases count with wrong passwords.
+        let passphrase = action == "share.open" && entry["reasons"][0] == "wrong_passphrase";
+        if (matches!(action, "auth.login" | "auth.verify" | "auth.enroll") || passphrase)
             && !success
             && settings.login_burst > 0
         {
             let resource = entry["resource"].as_str().unwrap_or_default();
             // Names that belong to no account are one subject: each made-up name is a new
             // resource (a MAC of the name), and anyone could otherwise raise a high alert,
-            // and notify security, for every ten requests.
-            let account = if person.is_some() {
+            // and notify security, for every ten requests. A share link is one by its id.
+            let account = if passphrase {
+                format!("share link {resource}")
+            } else if person.is_some() {
                 format!("account {resource}")
             } else {
                 "accounts that do not exist".to_owned()
@@ -359,8 +362,8 @@ impl WatchState {
                         kind: "login_burst",
                         severity: "high",
                         title: format!(
-                            "{} failed logins, step-up or enrolment codes within 10 minutes \
-                             for {subject}",
+                            "{} failed logins, step-up or enrolment codes or share passphrases \
+                             within 10 minutes for {subject}",
                             times.len()
                         ),
                         subject,
@@ -870,6 +873,28 @@ mod tests {
             ),
             ["new_network", "unusual_volume"]
         );
+    }
+
+    #[test]
+    fn guessing_a_share_links_passphrase_is_a_burst() {
+        let settings = WatchSettings {
+            business_hours: None,
+            ..WatchSettings::default()
+        };
+        let names = HashMap::new();
+        let mut state = WatchState::default();
+        let mut raised = Vec::new();
+        for n in 0..settings.login_burst {
+            // From a new address each time: only the link counts them together.
+            let entry = json!({ "time": "2027-01-15T10:00:00Z", "action": "share.open",
+                                "outcome": "denied", "reasons": ["wrong_passphrase"],
+                                "resource": "shr_1", "client_ip": format!("198.51.100.{n}"),
+                                "actor": {} });
+            raised.extend(state.learn(&settings, u64::from(n), &entry, &names));
+        }
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].kind, "login_burst");
+        assert_eq!(raised[0].subject, "share link shr_1");
     }
 
     #[test]
