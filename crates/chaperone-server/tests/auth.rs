@@ -1579,6 +1579,20 @@ fn checkpoints_are_signed_and_proofs_verify_against_them() {
     let own = s.ok("GET", "/api/v1/ledger/entries?start=0", Some(&cleo), None);
     let own = own.as_array().unwrap();
     assert!(own.iter().all(|e| e["actor"]["person"] == cleo_id.as_str()));
+    // Without where they came from: a token taken from them learns nothing of their networks.
+    assert!(
+        own.iter()
+            .all(|e| e.get("client_ip").is_none() && e.get("user_agent").is_none())
+    );
+    let searched = s.ok("GET", "/api/v1/ledger/search", Some(&cleo), None);
+    assert!(!searched["entries"].as_array().unwrap().is_empty());
+    assert!(
+        searched["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e.get("client_ip").is_none())
+    );
     let theirs = all
         .as_array()
         .unwrap()

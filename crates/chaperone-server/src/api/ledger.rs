@@ -405,10 +405,25 @@ pub(crate) async fn entries(
         let entry: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::from(StoreError::Corrupt(format!("ledger entry: {e}"))))?;
         if !own_only || entry["actor"]["person"].as_str() == caller.person_id.as_deref() {
-            out.push(entry);
+            out.push(shown(entry, own_only));
         }
     }
     Ok(Json(out))
+}
+
+/// An entry as a caller reads it: whole, or for a contractor (who reads only their own)
+/// without where it came from.
+///
+/// Security decision: a token taken from a contractor would otherwise learn the networks
+/// they act from (and their client), and act from there, past the watch's `new_network`.
+/// Their own entries still say what they did and when; the tiles, which only auditors and
+/// staff read, keep every byte for verification.
+fn shown(mut entry: serde_json::Value, own_only: bool) -> serde_json::Value {
+    if own_only && let Some(fields) = entry.as_object_mut() {
+        fields.remove("client_ip");
+        fields.remove("user_agent");
+    }
+    entry
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -516,7 +531,7 @@ pub(crate) async fn search(
                 && q.since.as_deref().is_none_or(|s| time.as_str() >= s)
                 && q.until.as_deref().is_none_or(|u| time.as_str() < u);
             if keep {
-                out.push(entry);
+                out.push(shown(entry, own_only));
                 if out.len() == limit {
                     return Ok(Json(SearchResponse {
                         entries: out,
