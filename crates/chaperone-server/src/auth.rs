@@ -492,6 +492,20 @@ impl AnonymousRefusals {
         false
     }
 
+    /// Puts back what [`AnonymousRefusals::take`] took, when it could not be recorded: it is
+    /// recorded with the next ones.
+    pub(crate) fn restore(&self, taken: Suppressed) {
+        let mut window = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let since = window.since.map_or(taken.since, |s| s.min(taken.since));
+        window.since = Some(since);
+        for (address, n) in taken.by_address {
+            *window.suppressed.entry(address).or_default() += n;
+        }
+    }
+
     /// The refusals counted and not recorded since the last call, most first.
     pub(crate) fn take(&self) -> Option<Suppressed> {
         let mut window = self

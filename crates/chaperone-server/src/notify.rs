@@ -332,7 +332,10 @@ impl AppState {
             .insert("addresses".into(), suppressed.by_address.len().into());
         record.details.insert("most".into(), most.into());
         record.reasons.push("unauthenticated".into());
-        self.record(info, Actor::default(), record).await?;
+        if let Err(error) = self.record(info, Actor::default(), record).await {
+            self.anonymous_refusals.restore(suppressed);
+            return Err(error);
+        }
         tracing::warn!(
             refusals = total,
             "refusals without a known credential past the budget"
