@@ -89,6 +89,21 @@ fn share_text(s: &Server, token: &str, text: &str, extra: Value) -> (String, Sha
     (id, key)
 }
 
+/// Makes a request-a-secret link for `path` with `token`; the link's token (after `/r#`).
+fn request_link(s: &Server, token: &str, path: &str, body: Value) -> String {
+    let link = s.ok(
+        "POST",
+        &format!("/api/v1/secret-requests/{path}"),
+        Some(token),
+        Some(body),
+    );
+    link["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/r#")
+        .to_owned()
+}
+
 fn database_bytes(s: &Server) -> Vec<u8> {
     let mut all = Vec::new();
     for file in ["t.db", "t.db-wal"] {
@@ -408,17 +423,7 @@ fn a_sealed_server_answers_no_link() {
     let ann_t = s.login(&ann);
     let secret = "sealed-away-Pw35";
     let (id, key) = share_text(&s, &ann_t, secret, json!({}));
-    let asked = s.ok(
-        "POST",
-        "/api/v1/secret-requests/partners/x/api",
-        Some(&s.admin),
-        Some(json!({ "note": "the key" })),
-    );
-    let token = asked["path"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("/r#")
-        .to_owned();
+    let token = request_link(&s, &s.admin, "partners/x/api", json!({ "note": "the key" }));
     s.ok("POST", "/api/v1/sys/seal", Some(&s.admin.clone()), None);
 
     assert_eq!(open(&s, &id, &key, None, None).0, 503);
@@ -513,17 +518,12 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
     // new attempt only if the write can happen, and it dies with its maker's account.
     let ops = s.person("ops", "member", None);
     let ops_t = s.login(&ops);
-    let link = s.ok(
-        "POST",
-        "/api/v1/secret-requests/team/deploy-key",
-        Some(&ops_t),
-        Some(json!({ "note": "the deploy key" })),
+    let pinned = request_link(
+        &s,
+        &ops_t,
+        "team/deploy-key",
+        json!({ "note": "the deploy key" }),
     );
-    let pinned = link["path"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("/r#")
-        .to_owned();
     let shown = s.ok(
         "POST",
         "/api/v1/request-links/info",
@@ -552,17 +552,12 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
     assert_eq!(read["data"]["password"], "written-meanwhile-Ux02");
     let links = s.ok("GET", "/api/v1/request-links", Some(&ops_t), None);
     assert_eq!(links[0]["status"], "open", "given back: {links}");
-    let link = s.ok(
-        "POST",
-        "/api/v1/secret-requests/team/other-key",
-        Some(&ops_t),
-        Some(json!({ "note": "another key" })),
+    let orphan = request_link(
+        &s,
+        &ops_t,
+        "team/other-key",
+        json!({ "note": "another key" }),
     );
-    let orphan = link["path"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("/r#")
-        .to_owned();
     s.ok("POST", "/api/v1/people/ops/disable", Some(&s.admin), None);
     assert_eq!(
         s.call(
@@ -599,17 +594,12 @@ fn a_reset_ends_the_links_its_account_made() {
         json!({"expires": "10m"}),
     );
     s.clock.advance_secs(15 * 60);
-    let link = s.ok(
-        "POST",
-        "/api/v1/secret-requests/team/planted",
-        Some(&mo_t),
-        Some(json!({ "note": "the deploy key" })),
+    let token = request_link(
+        &s,
+        &mo_t,
+        "team/planted",
+        json!({ "note": "the deploy key" }),
     );
-    let token = link["path"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("/r#")
-        .to_owned();
     let reset = s.ok("POST", "/api/v1/people/mo/reset", Some(&s.admin), None);
     s.remember(reset["enrolment_code"].as_str().unwrap());
     assert_eq!(open(&s, &share, &key, None, None).0, 404);
@@ -656,17 +646,12 @@ fn a_request_link_is_listed_for_its_maker_and_revoked_at_once() {
     let ann_t = s.login(&ann);
     let bo = s.person("bo", "member", None);
     let bo_t = s.login(&bo);
-    let link = s.ok(
-        "POST",
-        "/api/v1/secret-requests/team/deploy-key",
-        Some(&ann_t),
-        Some(json!({ "note": "the deploy key" })),
+    let token = request_link(
+        &s,
+        &ann_t,
+        "team/deploy-key",
+        json!({ "note": "the deploy key" }),
     );
-    let token = link["path"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("/r#")
-        .to_owned();
     let mine = s.ok("GET", "/api/v1/request-links", Some(&ann_t), None);
     assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
     assert_eq!(
@@ -736,17 +721,12 @@ fn a_request_link_writes_only_while_its_maker_still_may() {
             .to_owned()
     };
     let id = grant("1h");
-    let link = s.ok(
-        "POST",
-        "/api/v1/secret-requests/acme/app/deploy-key",
-        Some(&cy_t),
-        Some(json!({ "note": "the deploy key" })),
+    let token = request_link(
+        &s,
+        &cy_t,
+        "acme/app/deploy-key",
+        json!({ "note": "the deploy key" }),
     );
-    let token = link["path"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("/r#")
-        .to_owned();
     // The page says a vendor's person asks, not the business.
     let shown = s.ok(
         "POST",
@@ -2483,17 +2463,12 @@ fn revoking_the_token_a_request_link_was_made_with_ends_the_link() {
     let api_token = minted["token"].as_str().unwrap().to_owned();
     s.remember(&api_token);
     let link_with = |token: &str, path: &str| {
-        let link = s.ok(
-            "POST",
-            &format!("/api/v1/secret-requests/{path}"),
-            Some(token),
-            Some(json!({ "note": "the deploy key", "expires": "30d" })),
-        );
-        link["path"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("/r#")
-            .to_owned()
+        request_link(
+            &s,
+            token,
+            path,
+            json!({ "note": "the deploy key", "expires": "30d" }),
+        )
     };
     let stolen = link_with(&api_token, "team/stolen");
     let expiring = link_with(&api_token, "team/expiring");
@@ -2660,17 +2635,12 @@ fn disabling_an_account_ends_the_links_it_made() {
     let mo = s.person("mo", "member", None);
     let mo_t = s.login(&mo);
     let (share, key) = share_text(&s, &mo_t, "shared-before-disable-Wd41", json!({}));
-    let link = s.ok(
-        "POST",
-        "/api/v1/secret-requests/team/planted",
-        Some(&mo_t),
-        Some(json!({ "note": "the deploy key" })),
+    let token = request_link(
+        &s,
+        &mo_t,
+        "team/planted",
+        json!({ "note": "the deploy key" }),
     );
-    let token = link["path"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("/r#")
-        .to_owned();
     s.ok("POST", "/api/v1/people/mo/disable", Some(&s.admin), None);
     s.ok("POST", "/api/v1/people/mo/enable", Some(&s.admin), None);
     assert_eq!(open(&s, &share, &key, None, None).0, 404);

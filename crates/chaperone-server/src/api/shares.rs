@@ -409,12 +409,11 @@ async fn live_share(state: &AppState, id: &str, proof: &str) -> Result<ShareReco
     Ok(share)
 }
 
-/// The ledger entry of a share destroyed because it expired: the server's doing, whoever
-/// came by.
-fn expire_event(state: &AppState, id: &str) -> chaperone_ledger::entry::Event {
-    let info = RequestInfo::new(None, Some("chaperone".into()));
+/// The ledger entry of a share destroyed because it expired: the server's doing (`info`
+/// names which part of it), whoever came by.
+fn expire_event(state: &AppState, info: &RequestInfo, id: &str) -> chaperone_ledger::entry::Event {
     state.event(
-        &info,
+        info,
         Actor::default(),
         LedgerRecord::new("share.expire", id, Outcome::Success),
     )
@@ -422,7 +421,7 @@ fn expire_event(state: &AppState, id: &str) -> chaperone_ledger::entry::Event {
 
 /// Destroys an expired share's content, recorded as `share.expire`; the answer to give.
 async fn expire(state: &AppState, id: &str, now: Timestamp) -> Result<ApiError, ApiError> {
-    let event = expire_event(state, id);
+    let event = expire_event(state, &RequestInfo::new(None, Some("chaperone".into())), id);
     state
         .store
         .destroy_share(id, "expired", now, &[event])
@@ -698,11 +697,7 @@ pub(crate) async fn expire_shares(state: &AppState) -> Result<usize, ApiError> {
     let info = RequestInfo::new(None, Some("chaperone-sweep".into()));
     let mut destroyed = 0;
     for id in state.store.expired_shares(now).await? {
-        let event = state.event(
-            &info,
-            Actor::default(),
-            LedgerRecord::new("share.expire", &id, Outcome::Success),
-        );
+        let event = expire_event(state, &info, &id);
         if state
             .store
             .destroy_share(&id, "expired", now, &[event])
