@@ -304,8 +304,16 @@ async fn refused_resource(route: &crate::api::RouteSpec, parts: &mut Parts) -> S
 }
 
 /// A secret route's resource, as its ledger entries name it: the secret path (or listing
-/// prefix) given as `raw`, if it is one.
+/// prefix) given as `raw`, percent-decoded, if it is one.
 fn named_resource(route: &crate::api::RouteSpec, raw: Option<&str>) -> Option<String> {
+    // Handlers act on the path decoded (axum's `Path`, the Vault router), so a refusal
+    // names what a success through the same URL would have.
+    let decoded = match raw.map(|raw| percent_encoding::percent_decode_str(raw).decode_utf8()) {
+        Some(Ok(decoded)) => Some(decoded),
+        Some(Err(_)) => return None,
+        None => None,
+    };
+    let raw = decoded.as_deref();
     match (route.on, raw) {
         (On::Secret, Some(raw)) => SecretPath::parse(raw).ok().map(|p| p.as_str().to_owned()),
         (On::Listing, Some(raw)) => chaperone_core::SecretPrefix::parse(raw)

@@ -82,6 +82,9 @@ pub async fn serve_with(
     checkpoints.abort();
     sweep.abort();
     rewrap.abort();
+    if let Err(error) = state.record_suppressed_at_exit().await {
+        tracing::warn!(error = %error.message, "the refusals past the budget were not recorded");
+    }
     // Every acknowledged change is committed already; the last checkpoint makes the
     // ledger's final size signed and visible to auditors.
     if state.keyring().is_some()

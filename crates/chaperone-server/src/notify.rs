@@ -305,6 +305,13 @@ fn system_event(
 }
 
 impl AppState {
+    /// Records the refusals counted since the last sweep as it would, when the server stops:
+    /// they are in memory only, and would be lost with the process.
+    pub(crate) async fn record_suppressed_at_exit(&self) -> Result<u64, ApiError> {
+        let info = RequestInfo::new(None, Some("chaperone-shutdown".into()));
+        self.record_suppressed(&info, self.clock.now()).await
+    }
+
     /// Records, in one `auth.suppressed` entry, the refusals of requests without a known
     /// credential that were counted and not recorded one by one since the last sweep
     /// (`auth::AnonymousRefusals`): how many, since when, and the 20 addresses with the most.

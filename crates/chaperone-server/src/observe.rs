@@ -22,6 +22,7 @@ use serde::Serialize;
 use tracing::Instrument as _;
 
 use crate::AppState;
+use chaperone_store::LedgerStall;
 
 /// The route template a request matched, put on the response by the authorisation layer.
 #[derive(Clone, Copy, Debug)]
@@ -391,15 +392,30 @@ async fn exposition(state: &AppState) -> Response {
 pub(crate) struct Ready {
     /// Whether this server can serve requests now.
     ready: bool,
-    /// Why not, when not: `sealed`, `not_initialized`, `database_unreachable`.
+    /// Why not, when not: `sealed`, `not_initialized`, `database_unreachable`,
+    /// `ledger_stalled` (a ledger commit has run for 5 s or more: every request that records
+    /// anything waits for it), `ledger_stopped`.
     reasons: Vec<&'static str>,
 }
 
-/// Whether the server can serve: unsealed and its database answering. 503 otherwise, so a
-/// load balancer takes it out of rotation.
+/// How long a ledger batch may run before the server is not ready. A batch commits in
+/// milliseconds; one that runs for seconds waits on a lock another node holds (bounded by
+/// PostgreSQL's `lock_timeout`) or on a disk that does not answer.
+const LEDGER_STALLED_AFTER: Duration = Duration::from_secs(5);
+
+/// Whether the server can serve: unsealed, its database answering and its ledger
+/// committing. 503 otherwise, so a load balancer takes it out of rotation.
 #[utoipa::path(get, path = "/api/v1/ready", responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let mut reasons = Vec::new();
+    match state.store.ledger_committing(LEDGER_STALLED_AFTER) {
+        Ok(()) => {}
+        Err(LedgerStall::Stopped) => reasons.push("ledger_stopped"),
+        Err(LedgerStall::Stalled(running)) => {
+            tracing::warn!(seconds = running.as_secs(), "a ledger commit is stalled");
+            reasons.push("ledger_stalled");
+        }
+    }
     if state.store.ping().await.is_err() {
         reasons.push("database_unreachable");
     } else if state.keyring().is_none() {

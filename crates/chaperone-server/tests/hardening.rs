@@ -500,11 +500,57 @@ fn readiness_follows_the_seal_and_the_database() {
     let (status, _) = s.call("GET", "/api/v1/ready", None, None, None);
     assert_eq!(status, 200);
 
-    // The database goes away: not ready.
+    // The database goes away, and the ledger committer with it: not ready.
     s.runtime.block_on(s.state.store().close());
     let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
     assert_eq!(status, 503);
-    assert_eq!(body["reasons"], serde_json::json!(["database_unreachable"]));
+    assert_eq!(
+        body["reasons"],
+        serde_json::json!(["ledger_stopped", "database_unreachable"])
+    );
+}
+
+/// A ledger commit that does not end (here another process holds SQLite's write lock, as a
+/// stalled node holds the ledger's row lock on PostgreSQL) holds up every request that
+/// records anything: the server is not ready until it ends.
+#[test]
+fn readiness_follows_the_ledger_committer() {
+    let s = Server::start();
+    let db = rusqlite::Connection::open(s._dir.path().join("t.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::scope(|scope| {
+        let write = scope.spawn(|| {
+            s.call(
+                "POST",
+                "/v1/secret/data/team/stalled",
+                Some(&s.admin),
+                Some(serde_json::json!({ "data": { "k": "stalled-Vq31" } })),
+                None,
+            )
+        });
+        // The committer waits up to SQLite's busy timeout (10 s); readiness gives up on it
+        // after 5 s.
+        let mut stalled = None;
+        for _ in 0..150 {
+            let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
+            if status == 503 {
+                stalled = Some(body);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let body = stalled.expect("not ready while the commit is stalled");
+        assert_eq!(body["reasons"], serde_json::json!(["ledger_stalled"]));
+        db.execute_batch("ROLLBACK").unwrap();
+        let (status, body) = write.join().unwrap();
+        assert_eq!(status, 200, "the write waited, and landed: {body}");
+    });
+    let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
+    assert_eq!(
+        (status, body["ready"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
 }
 
 #[test]
@@ -914,7 +960,16 @@ fn a_version_limit_that_prunes_history_needs_the_destroy_capability() {
         None,
     );
     assert_eq!(status, 403, "{body}");
-    assert_eq!(owner_refusals(&s), before + 2);
+    // Through a percent-encoded path, named by the path it would have written.
+    let (status, body) = s.call(
+        "POST",
+        "/v1/secret/metadata/acme/app%2Fdb",
+        Some(&cy_t),
+        Some(serde_json::json!({ "custom_metadata": { "owner": "aud" } })),
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(owner_refusals(&s), before + 3);
     s.ok(
         "PUT",
         "/api/v1/secrets/metadata/acme/app/db",
@@ -1645,4 +1700,15 @@ fn refusals_without_a_known_credential_are_recorded_up_to_a_budget() {
     s.clock.advance_secs(60);
     refused("198.51.100.9", 1);
     assert_eq!(recorded(), 22);
+    // What is counted when the server stops is recorded then, not lost with the process.
+    refused("198.51.100.9", 22);
+    assert_eq!(recorded(), 41);
+    s.shut_down();
+    let summary: Vec<serde_json::Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "auth.suppressed")
+        .collect();
+    assert_eq!(summary.len(), 2, "{summary:?}");
+    assert_eq!(summary[1]["details"]["refusals"], 3, "{summary:?}");
 }

@@ -63,6 +63,15 @@ struct Job {
     reply: oneshot::Sender<Result<u64, StoreError>>,
 }
 
+/// Why the ledger committer cannot take a change now ([`Store::ledger_committing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerStall {
+    /// It has stopped: every change fails.
+    Stopped,
+    /// Its batch has been running this long.
+    Stalled(std::time::Duration),
+}
+
 /// The handle to a store's committer.
 pub(crate) struct Committer {
     jobs: mpsc::Sender<Job>,
@@ -83,6 +92,8 @@ struct Written {
     /// The size and root a batch whose commit's outcome is unknown would have reached: the
     /// database may hold it.
     unknown: Option<(u64, Hash)>,
+    /// When the batch running now started, for readiness ([`Committer::busy_for`]).
+    running_since: Option<std::time::Instant>,
 }
 
 impl Written {
@@ -198,6 +209,19 @@ impl Committer {
                 written,
             },
         )
+    }
+
+    /// How long the batch running now has been running; `None` when none is. Every
+    /// request that records or changes anything waits for its batch, so a long one (a lock
+    /// held by a stalled node, a disk that does not answer) is the server not serving.
+    pub(crate) fn busy_for(&self) -> Option<std::time::Duration> {
+        let written = self.written.lock().expect("unpoisoned");
+        written.running_since.map(|since| since.elapsed())
+    }
+
+    /// Whether the committer has stopped: every later change fails.
+    pub(crate) fn has_stopped(&self) -> bool {
+        self.jobs.is_closed()
     }
 
     /// Commits what is queued, then stops and closes the committer's connection (with
@@ -406,6 +430,7 @@ async fn run(
         let mut current = edge.take();
         let moved = Arc::clone(&cache);
         let record = Arc::clone(&written);
+        written.lock().expect("unpoisoned").running_since = Some(std::time::Instant::now());
         let task = tokio::spawn(async move {
             let outcome = commit_batch(
                 &mut taken,
@@ -417,7 +442,9 @@ async fn run(
             .await;
             (taken, current, outcome)
         });
-        match task.await {
+        let ended = task.await;
+        written.lock().expect("unpoisoned").running_since = None;
+        match ended {
             Ok((back, next, outcome)) => {
                 writer = back;
                 edge = next;
@@ -515,10 +542,11 @@ async fn commit_batch(
         Ok(next) => {
             // Published before anyone is answered: a caller that waited for this batch
             // reads a head that holds it.
-            *written.lock().expect("unpoisoned") = Written {
-                head: attempted.or_else(|| Some((next.size(), next.root()))),
-                unknown: None,
-            };
+            {
+                let mut written = written.lock().expect("unpoisoned");
+                written.head = attempted.or_else(|| Some((next.size(), next.root())));
+                written.unknown = None;
+            }
             *edge = Some(next);
             for (reply, first) in pending {
                 let _ = reply.send(Ok(first));
@@ -980,6 +1008,18 @@ impl Store {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Whether this server's ledger committer can take a change now: `Err` with why not
+    /// when it has stopped, or when the batch it runs has run for `stalled_after` or more.
+    pub fn ledger_committing(&self, stalled_after: std::time::Duration) -> Result<(), LedgerStall> {
+        if self.committer.has_stopped() {
+            return Err(LedgerStall::Stopped);
+        }
+        match self.committer.busy_for() {
+            Some(running) if running >= stalled_after => Err(LedgerStall::Stalled(running)),
+            _ => Ok(()),
+        }
+    }
+
     /// The number of entries.
     pub async fn ledger_size(&self) -> Result<u64, StoreError> {
         let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
@@ -1225,6 +1265,7 @@ mod tests {
         let mut written = Written {
             head: Some((100, root(1))),
             unknown: Some((110, root(2))),
+            running_since: None,
         };
         // A batch of unknown outcome found in the database becomes the head...
         assert_eq!(written.check(110, true).unwrap(), Some((110, root(2))));

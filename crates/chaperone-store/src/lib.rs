@@ -37,6 +37,7 @@ pub use governance::{DocumentRecord, Op, Record};
 pub use identity::{GrantRecord, PersonRecord, VendorRecord};
 pub use keyring::{DecidedOn, KeyringRecord, SealConfig, TokenKind, TokenRecord};
 pub use keys::{SealedItem, SealedKey, SealedKind};
+pub use ledger::LedgerStall;
 pub use lock::{DatabaseLock, lock_path};
 pub use secrets::{KvSettings, MetadataUpdate, StoredVersion, WrittenVersion};
 pub use shares::{Opened, SHARE_QUOTA, ShareRecord};

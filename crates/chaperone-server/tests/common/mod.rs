@@ -68,6 +68,9 @@ pub(crate) struct Server {
     pub(crate) key: UnsealKey,
     pub(crate) runtime: tokio::runtime::Runtime,
     pub(crate) agent: ureq::Agent,
+    /// Ends the server as a signal does ([`Server::shut_down`]).
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    served: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
     /// Values that must never be logged.
     pub(crate) secrets: Mutex<Vec<String>>,
     pub(crate) _dir: tempfile::TempDir,
@@ -117,7 +120,8 @@ impl Server {
         let mut settings = settings;
         configure(&mut settings);
         let url = DatabaseUrl::sqlite_file(&dir.path().join("t.db"));
-        let (state, addr) = runtime.block_on(async {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (state, addr, served) = runtime.block_on(async {
             let store = Store::connect(&url).await.unwrap();
             chaperone_server::initialize(
                 &store,
@@ -133,13 +137,15 @@ impl Server {
             state.unseal_with_key(&key).await.unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr: SocketAddr = listener.local_addr().unwrap();
-            tokio::spawn(chaperone_server::serve_with(
+            let served = tokio::spawn(chaperone_server::serve_with(
                 listener,
                 state.clone(),
                 options,
-                std::future::pending(),
+                async move {
+                    let _ = stopped.await;
+                },
             ));
-            (state, addr)
+            (state, addr, served)
         });
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -155,7 +161,20 @@ impl Server {
             key,
             runtime,
             agent,
+            stop: Mutex::new(Some(stop)),
+            served: Mutex::new(Some(served)),
             _dir: dir,
+        }
+    }
+
+    /// Stops the server as `up` does on a signal, and waits until it has finished
+    /// (the state stays, to look at what it left).
+    pub(crate) fn shut_down(&self) {
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.lock().unwrap().take() {
+            self.runtime.block_on(served).unwrap().unwrap();
         }
     }
 
