@@ -213,6 +213,23 @@ fn failures_lock_accounts_and_addresses_without_revealing_accounts() {
     }
     assert_eq!(login("ada", &ada.password, "203.0.113.5").0, 429);
     assert_eq!(login("ghost", "wrong-password-123", "203.0.113.5").0, 429);
+    // Attempts past the lockout add nothing: they are not counted as failures (the lockout
+    // still lifts a window after the attempts that reached it), and their refusals are
+    // recorded within the address's budget of 20 a minute, the rest counted for the
+    // sweep's summary.
+    let locked = || {
+        s.ledger()
+            .iter()
+            .filter(|e| e["action"] == "auth.login" && e["reasons"] == json!(["locked"]))
+            .count()
+    };
+    assert_eq!(locked(), 3, "ada's, and two from the locked address");
+    for _ in 0..40 {
+        assert_eq!(login("ghost", "wrong-password-123", "203.0.113.5").0, 429);
+    }
+    assert_eq!(locked(), 3 + 18, "twenty from the address this minute");
+    let report = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(report.refusals_suppressed, 22);
     // The lockout lifts by itself after the window.
     s.clock.advance_secs(16 * 60);
     assert_eq!(login("ada", &ada.password, "203.0.113.5").0, 200);

@@ -129,6 +129,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0019_wrapped_status.sql"),
         postgres: include_str!("../migrations/postgres/0019_wrapped_status.sql"),
     },
+    Migration {
+        version: 20,
+        name: "wrapped quota",
+        sqlite: include_str!("../migrations/sqlite/0020_wrapped_quota.sql"),
+        postgres: include_str!("../migrations/postgres/0020_wrapped_quota.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

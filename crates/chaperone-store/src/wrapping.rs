@@ -61,16 +61,33 @@ fn from_row(row: &AnyRow) -> Result<WrappedRecord, StoreError> {
     })
 }
 
+/// How the conflict of a wrapped response over its maker's quota begins (see
+/// [`Store::insert_wrapped`]).
+pub const WRAP_QUOTA: &str = "live wrapped responses would be more than the limit";
+
+/// The most one maker's live wrapped responses may be: how many, and their sealed bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrapQuota {
+    /// Live wrapped responses, this one included.
+    pub count: i64,
+    /// Their sealed bytes, this one's included.
+    pub bytes: i64,
+}
+
 impl Store {
     /// Stores a wrapped response, with its events, in one transaction, only while the token
     /// whose request it answers (`made_with`) is live ([`StoreError::Conflict`] otherwise):
     /// an answer wrapped just before a reset, a disable or an offboarding revoked its maker's
-    /// tokens (and deleted the wrappings it saw) is not stored after it.
+    /// tokens (and deleted the wrappings it saw) is not stored after it. With `quota`, fails
+    /// with [`StoreError::Conflict`] (starting [`WRAP_QUOTA`]) when its maker's live wrapped
+    /// responses (`created_by`, or all of those of no person together) would pass it with
+    /// this one: checked in the change, so concurrent wraps cannot pass it together.
     pub async fn insert_wrapped(
         &self,
         record: &WrappedRecord,
         events: &[Event],
         made_with: Option<&str>,
+        quota: Option<WrapQuota>,
     ) -> Result<(), StoreError> {
         let (record, events) = (record.clone(), events.to_vec());
         let made_with = made_with.map(str::to_owned);
@@ -82,6 +99,31 @@ impl Store {
                     return Err(StoreError::Conflict(
                         "the token that asked for it is revoked".into(),
                     ));
+                }
+                if let Some(quota) = quota {
+                    let row = sqlx::query(
+                        "SELECT CAST(COUNT(*) AS BIGINT) AS n, \
+                         CAST(COALESCE(SUM(LENGTH(sealed)), 0) AS BIGINT) AS bytes \
+                         FROM wrapped_responses \
+                         WHERE (created_by = $1 OR ($1 IS NULL AND created_by IS NULL)) \
+                         AND expires_at > $2",
+                    )
+                    .bind(record.created_by.clone())
+                    .bind(record.created_at.unix_nanos())
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db("reading the live wrapped responses"))?;
+                    let kept: i64 = row.try_get("n").map_err(db("counting wrapped responses"))?;
+                    let bytes: i64 = row
+                        .try_get("bytes")
+                        .map_err(db("counting wrapped responses"))?;
+                    let size = i64::try_from(record.sealed.len()).unwrap_or(i64::MAX);
+                    if kept >= quota.count || bytes.saturating_add(size) > quota.bytes {
+                        return Err(StoreError::Conflict(format!(
+                            "{WRAP_QUOTA} ({} responses, {} bytes)",
+                            quota.count, quota.bytes
+                        )));
+                    }
                 }
                 crate::keys::sealed_under_current(conn, &record.sealed).await?;
                 sqlx::query(&format!(

@@ -282,6 +282,7 @@ conformance!(
     cached_reads_follow_every_change,
     failed_attempts_keep_the_caches_and_old_ones_go,
     expired_wrapped_responses_are_purged,
+    wrapped_responses_are_held_to_their_makers_quota,
     a_key_under_a_retired_generation_is_not_stored,
 );
 
@@ -2216,7 +2217,7 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
     // Stored only while the token whose request it answers is live (none here by that id).
     let refused = f
         .store
-        .insert_wrapped(&record, &[event("wrap.create")], Some("tok_gone"))
+        .insert_wrapped(&record, &[event("wrap.create")], Some("tok_gone"), None)
         .await;
     assert!(
         matches!(refused, Err(StoreError::Conflict(_))),
@@ -2224,7 +2225,7 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
     );
     assert_eq!(f.store.wrapped(&token.hash(), t(1)).await.unwrap(), None);
     f.store
-        .insert_wrapped(&record, &[event("wrap.create")], None)
+        .insert_wrapped(&record, &[event("wrap.create")], None, None)
         .await
         .unwrap();
     assert_eq!(
@@ -2259,7 +2260,10 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
         created_by: None,
         status: 200,
     };
-    f.store.insert_wrapped(&expired, &[], None).await.unwrap();
+    f.store
+        .insert_wrapped(&expired, &[], None, None)
+        .await
+        .unwrap();
     assert_eq!(f.store.wrapped(&late.hash(), t(10)).await.unwrap(), None);
     let taken = f
         .store
@@ -3008,6 +3012,49 @@ async fn failed_attempts_keep_the_caches_and_old_ones_go(f: &Fixture) {
     }
 }
 
+/// A maker's live wrapped responses are held to a count and a size: those of another
+/// maker, and expired ones, do not count; the tokens of no person share one quota.
+async fn wrapped_responses_are_held_to_their_makers_quota(f: &Fixture) {
+    use chaperone_crypto::token::ApiToken;
+    use chaperone_store::{WRAP_QUOTA, WrapQuota, WrappedRecord};
+    let quota = Some(WrapQuota {
+        count: 3,
+        bytes: 100,
+    });
+    let made = std::sync::atomic::AtomicU32::new(0);
+    let wrap = |by: Option<&str>, size: usize, expires: i64| WrappedRecord {
+        hash: ApiToken::generate().hash(),
+        accessor: format!(
+            "wrap_q{}",
+            made.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
+        sealed: vec![7; size],
+        creation_path: "secret/data/x".into(),
+        created_at: t(10),
+        expires_at: t(expires),
+        created_by: by.map(str::to_owned),
+        status: 200,
+    };
+    let insert = |record: WrappedRecord| async move {
+        f.store.insert_wrapped(&record, &[], None, quota).await
+    };
+    let over = |result: Result<(), StoreError>| matches!(&result, Err(StoreError::Conflict(m)) if m.starts_with(WRAP_QUOTA));
+    // One expired, which does not count.
+    insert(wrap(Some("per_a"), 90, 5)).await.unwrap();
+    insert(wrap(Some("per_a"), 40, 100)).await.unwrap();
+    insert(wrap(Some("per_a"), 40, 100)).await.unwrap();
+    assert!(over(insert(wrap(Some("per_a"), 21, 100)).await), "bytes");
+    insert(wrap(Some("per_a"), 20, 100)).await.unwrap();
+    assert!(over(insert(wrap(Some("per_a"), 1, 100)).await), "count");
+    // Another person's, and the tokens of no person, have their own.
+    for _ in 0..3 {
+        insert(wrap(Some("per_b"), 30, 100)).await.unwrap();
+        insert(wrap(None, 30, 100)).await.unwrap();
+    }
+    assert!(over(insert(wrap(None, 1, 100)).await));
+    assert!(over(insert(wrap(Some("per_b"), 1, 100)).await));
+}
+
 /// Wrapped responses past their expiry are removed in bounds, with their events; the
 /// unexpired stay.
 async fn expired_wrapped_responses_are_purged(f: &Fixture) {
@@ -3029,6 +3076,7 @@ async fn expired_wrapped_responses_are_purged(f: &Fixture) {
                     status: 200,
                 },
                 &[],
+                None,
                 None,
             )
             .await

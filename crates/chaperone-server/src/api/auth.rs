@@ -299,6 +299,17 @@ pub(crate) async fn perform_login(
     if error.status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(error);
     }
+    // An attempt refused by the lockout checked no credential and costs its sender nothing:
+    // like a request with no credential, it is recorded within its address's budget (the
+    // first ones show the burst to the watch), and the rest counted (`auth.suppressed`).
+    if error.code == "locked"
+        && !state
+            .anonymous_refusals
+            .admit(state, &Actor::default(), info.client_ip)
+    {
+        state.metrics.login_failed();
+        return Err(error);
+    }
     // The resource is the account when it exists, else a MAC of the name: a password typed
     // into the user field must not reach the ledger.
     let keyring = unsealed(state)?;
@@ -918,21 +929,34 @@ pub(crate) struct Attempt {
 impl AppState {
     /// Counts an attempt for every subject; 429 when any subject is past the threshold
     /// within the window (the refused attempt still counts).
+    ///
+    /// An attempt on a subject already past the threshold is refused without being counted:
+    /// the lockout holds until the window has passed over the attempts that reached it, and
+    /// whoever keeps trying while locked gets no more guesses a window than the threshold
+    /// either way, while adding nothing to the database.
     pub(crate) async fn begin_attempt(&self, subjects: Vec<String>) -> Result<Attempt, ApiError> {
         let auth = &self.settings.auth;
         let at = self.clock.now();
-        self.store.record_auth_failure(&subjects, at).await?;
         let since = at.plus_secs(-auth.lockout_window_secs);
+        let locked = || {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "locked",
+                "too many failed attempts; try again later or ask an administrator to unlock the account",
+            )
+        };
+        for subject in &subjects {
+            if self.store.auth_failures_since(subject, since).await? > auth.lockout_threshold {
+                return Err(locked());
+            }
+        }
+        self.store.record_auth_failure(&subjects, at).await?;
         let mut failures = 0;
         for subject in &subjects {
             failures = failures.max(self.store.auth_failures_since(subject, since).await?);
         }
         if failures > auth.lockout_threshold {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "locked",
-                "too many failed attempts; try again later or ask an administrator to unlock the account",
-            ));
+            return Err(locked());
         }
         Ok(Attempt {
             subjects,

@@ -554,7 +554,14 @@ pub(crate) async fn open_share(
         let attempt = match state.begin_attempt(subjects).await {
             Ok(attempt) => attempt,
             Err(locked) => {
-                refuse("locked", actor.clone()).await?;
+                // As for logins: refusals by the lockout within the address's budget.
+                if locked.code == "locked"
+                    && state
+                        .anonymous_refusals
+                        .admit(&state, &Actor::default(), info.client_ip)
+                {
+                    refuse("locked", actor.clone()).await?;
+                }
                 return Err(locked);
             }
         };

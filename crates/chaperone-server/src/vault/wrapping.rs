@@ -17,7 +17,7 @@ use chaperone_core::SecretPath;
 use chaperone_core::policy::Decision;
 use chaperone_crypto::token::ApiToken;
 use chaperone_ledger::entry::{Actor, Outcome};
-use chaperone_store::WrappedRecord;
+use chaperone_store::{StoreError, WrapQuota, WrappedRecord};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
@@ -120,6 +120,20 @@ pub(crate) fn duration(text: &str) -> Result<i64, String> {
     i64::try_from(secs).map_err(|_| bad())
 }
 
+/// The most one person's live wrapped responses (not unwrapped, not expired) may be, and
+/// hold; the tokens of no person share one such quota.
+///
+/// Security decision: a wrapped response is kept until it is unwrapped or its TTL ends (up
+/// to the longest token TTL), and any token may wrap (a contractor's included), so without
+/// a bound one account could fill the database's disk; and every request, reads included,
+/// needs a ledger entry written to that disk. A wrapping hands one answer to one system or
+/// person: ten thousand waiting at once, or 256 MiB (as for share links), is far past what
+/// that needs.
+const WRAP_QUOTA: WrapQuota = WrapQuota {
+    count: 10_000,
+    bytes: 256 * 1024 * 1024,
+};
+
 /// Wrapped responses removed by one sweep at most; the next sweep takes the rest.
 const EXPIRE_PER_SWEEP: u32 = 500;
 
@@ -181,10 +195,20 @@ pub(crate) async fn wrap(
     }
     let event = state.event(info, actor, event);
     let made_with = event.actor.token.clone();
-    state
+    match state
         .store
-        .insert_wrapped(&record, &[event], made_with.as_deref())
-        .await?;
+        .insert_wrapped(&record, &[event], made_with.as_deref(), Some(WRAP_QUOTA))
+        .await
+    {
+        Err(StoreError::Conflict(message)) if message.starts_with(chaperone_store::WRAP_QUOTA) => {
+            return Err(ApiError::bad_request(
+                "wrap_quota",
+                "your live wrapped responses would be more than 10,000 or hold more than 256 \
+                 MiB: unwrap them, or wrap for a shorter time",
+            ));
+        }
+        other => other?,
+    }
     let mut wrap_info = json!({
         "token": token.expose(),
         "accessor": accessor,
