@@ -155,6 +155,9 @@ pub struct AppState {
     pub(crate) share_upload_slots: Arc<tokio::sync::Semaphore>,
     /// The tokens uploading a share's content now: one upload per token at a time.
     pub(crate) share_uploaders: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The bytes of request bodies over `api::SMALL_BODY` being read or handled at once,
+    /// apart from uploads (which have slots of their own); see `api::body_budget`.
+    pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
     /// Argon2 runs (password and passphrase hashes and checks) at once: one per core, at most
     /// eight. Each
     /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
@@ -266,6 +269,7 @@ impl AppState {
 impl AppState {
     /// A sealed server over `store`. It loads the keyring from the store on first use.
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let body_budget = crate::api::body_budget_bytes(settings.max_request_bytes);
         Self {
             store,
             clock,
@@ -280,6 +284,7 @@ impl AppState {
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             share_upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             share_uploaders: std::sync::Mutex::default(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget)),
             password_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             )),

@@ -1712,3 +1712,73 @@ fn refusals_without_a_known_credential_are_recorded_up_to_a_budget() {
     assert_eq!(summary.len(), 2, "{summary:?}");
     assert_eq!(summary[1]["details"]["refusals"], 3, "{summary:?}");
 }
+
+/// Bodies read before anyone is known are small, and large bodies are read within a budget
+/// of bytes: clients sending large bodies slowly on many connections hold a bounded amount
+/// of memory, and are answered `busy` past it while small requests go on.
+#[test]
+fn request_bodies_are_held_to_a_budget() {
+    let s = Server::start();
+    // A route anyone may call takes 16 KiB at most.
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(serde_json::json!({ "user": "ada", "password": "x".repeat(20 * 1024) })),
+        None,
+    );
+    assert_eq!(status, 413, "{body}");
+    // Sixty-four writes of 1 MiB whose bodies have not arrived hold the whole budget.
+    let head = format!(
+        "POST /v1/secret/data/team/large HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Vault-Token: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        s.admin,
+        1024 * 1024
+    );
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut stream = TcpStream::connect(host_port(&s)).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        held.push(stream);
+    }
+    // The server takes each body's share as it starts to read it: wait until all are taken.
+    let mut refused = String::new();
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(host_port(&s)).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = stream.read(&mut buf)
+            && n > 0
+        {
+            refused = String::from_utf8_lossy(&buf[..n]).into_owned();
+            break;
+        }
+        held.push(stream);
+    }
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("large request bodies"), "{refused}");
+    // Small bodies go on.
+    common::write(&s, "team/small", "small-body-Hx82");
+    // Once the held bodies are gone, a large one is read again.
+    drop(held);
+    let value = "v".repeat(100 * 1024);
+    let mut read = 0;
+    for _ in 0..100 {
+        let (status, _) = s.call(
+            "POST",
+            "/v1/secret/data/team/large",
+            Some(&s.admin),
+            Some(serde_json::json!({ "data": { "k": value } })),
+            None,
+        );
+        read = status;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(read, 200);
+}

@@ -721,7 +721,7 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(
             M::POST,
-            "/api/v1/request-links/submit",
+            REQUEST_SUBMIT,
             None,
             On::System,
             shares::submit_secret_request,
@@ -920,10 +920,33 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .iter()
         .zip(handlers)
         .fold(Router::new(), |router, (spec, handler)| {
-            // Share links carry files up to 25 MiB; every other body keeps the server's limit.
+            // Share links carry files up to 25 MiB, read in upload slots of their own. Routes
+            // anyone may call take small bodies, but for the secret a request link brings.
+            // Every other body keeps the server's limit, and one over `SMALL_BODY` is read
+            // within the body budget.
             let handler = match large_body(spec.path) {
                 Some(max) => handler.layer(DefaultBodyLimit::max(max)),
-                None => handler,
+                None if spec.action.is_none() && spec.path != REQUEST_SUBMIT => {
+                    handler.layer(DefaultBodyLimit::max(SMALL_BODY))
+                }
+                None => {
+                    let budget = Arc::clone(&state.body_budget);
+                    handler.layer(axum::middleware::from_fn(
+                        move |request: Request, next: axum::middleware::Next| {
+                            let permit = body_budget(&budget, request.headers(), limit);
+                            async move {
+                                match permit {
+                                    Ok(permit) => {
+                                        let response = next.run(request).await;
+                                        drop(permit);
+                                        response
+                                    }
+                                    Err(error) => error.into_response(),
+                                }
+                            }
+                        },
+                    ))
+                }
             };
             router.route(spec.path, handler)
         });
@@ -989,6 +1012,63 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 
 /// The route that takes a share link's sealed content.
 const SHARE_CONTENT: &str = "/api/v1/shares/{id}/content";
+/// The route that takes the secret a request link asks for, from anyone holding the link.
+const REQUEST_SUBMIT: &str = "/api/v1/request-links/submit";
+
+/// The largest body of a route anyone may call without a token (logins, enrolment,
+/// unsealing, unwrapping, share passphrases, attestations), and the size up to which any
+/// body is read without the body budget.
+///
+/// Security decision: such a body is read before anyone is known, and a client may send it
+/// slowly, holding it for the request timeout: 16 KiB (a password, a code, a token, a signed
+/// statement) times the connection limit (4,096) bounds what anonymous clients hold at about
+/// 64 MiB. Larger bodies (up to `max_request_bytes`) come with a token, or with a request
+/// link, and are read within [`body_budget`].
+pub(crate) const SMALL_BODY: usize = 16 * 1024;
+
+/// The bytes of bodies over [`SMALL_BODY`] read or handled at once: 64 MiB, or four of the
+/// largest, whichever is more (at most 4 GiB, what one body's permits can count).
+pub(crate) fn body_budget_bytes(max_request_bytes: usize) -> usize {
+    let most = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
+    (64 * 1024 * 1024)
+        .max(max_request_bytes.saturating_mul(4))
+        .min(most)
+}
+
+/// Takes a request's body size from `budget` before its body is read: the declared length,
+/// or `limit` when the body comes in chunks. A body of [`SMALL_BODY`] or less takes nothing.
+/// None left is `429 busy`: without the budget, clients sending bodies of up to
+/// `max_request_bytes` slowly on every connection they may open would hold gigabytes.
+fn body_budget(
+    budget: &Arc<tokio::sync::Semaphore>,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let size = match declared {
+        Some(n) => n.min(limit),
+        None if headers.contains_key(axum::http::header::TRANSFER_ENCODING) => limit,
+        None => 0,
+    };
+    if size <= SMALL_BODY {
+        return Ok(None);
+    }
+    let permits = u32::try_from(size).unwrap_or(u32::MAX);
+    Arc::clone(budget)
+        .try_acquire_many_owned(permits)
+        .map(Some)
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "the server is reading as many large request bodies as it takes at once; \
+                 try again shortly",
+            )
+        })
+}
 /// The route that takes deliverables.
 const DELIVERABLES: &str = "/api/v1/deliverables";
 
