@@ -121,6 +121,9 @@ impl Default for AuthSettings {
     }
 }
 
+/// Argon2 runs running or waiting, per slot (a core): about two seconds of waiting at most.
+const PASSWORD_QUEUE_PER_SLOT: usize = 32;
+
 /// Deliverables read or waiting for the scan at once; more are answered 429.
 pub(crate) const MAX_QUEUED_UPLOADS: usize = 4;
 
@@ -162,6 +165,8 @@ pub struct AppState {
     /// eight. Each
     /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
     pub(crate) password_slots: Arc<tokio::sync::Semaphore>,
+    /// Argon2 runs running or waiting for a slot: [`PASSWORD_QUEUE_PER_SLOT`] a slot.
+    pub(crate) password_queue: Arc<tokio::sync::Semaphore>,
     /// When this process last recorded each session's use in the store, so that requests
     /// arriving together record it once (see `auth::note_session_use`).
     pub(crate) session_marks:
@@ -250,6 +255,16 @@ impl AppState {
                 "the password check did not run; try again",
             )
         };
+        // The queue is bounded too: past it, a burst of guesses from many addresses would
+        // make every login wait for minutes, past the request timeout. Refused at once,
+        // a caller can try again shortly.
+        let Ok(_queued) = Arc::clone(&self.password_queue).try_acquire_owned() else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "the server is checking as many passwords as it takes at once; try again shortly",
+            ));
+        };
         // The slot goes with the work: a request that times out or is dropped while its
         // hash runs does not free a slot the hash still uses.
         let slot = Arc::clone(&self.password_slots)
@@ -270,6 +285,7 @@ impl AppState {
     /// A sealed server over `store`. It loads the keyring from the store on first use.
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         let body_budget = crate::api::body_budget_bytes(settings.max_request_bytes);
+        let password_slots = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         Self {
             store,
             clock,
@@ -285,8 +301,9 @@ impl AppState {
             share_upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             share_uploaders: std::sync::Mutex::default(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget)),
-            password_slots: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            password_slots: Arc::new(tokio::sync::Semaphore::new(password_slots)),
+            password_queue: Arc::new(tokio::sync::Semaphore::new(
+                password_slots * PASSWORD_QUEUE_PER_SLOT,
             )),
             session_marks: std::sync::Mutex::default(),
             anonymous_refusals: crate::auth::AnonymousRefusals::default(),

@@ -2340,3 +2340,67 @@ fn a_refused_login_records_whether_its_password_was_right() {
     assert_eq!(entries[1]["details"]["wrong"], "password");
     assert!(entries[1]["details"].get("password").is_none());
 }
+
+/// Password checks wait for each other in a bounded queue: a burst of logins from many
+/// addresses is answered `busy` past it at once, instead of making every login wait past
+/// the request timeout, and a login refused so does not count against its account or
+/// address.
+#[test]
+fn a_burst_of_logins_past_the_password_queue_is_answered_busy() {
+    let s = Server::start_password_only();
+    let ada = s.person("ada", "member", None);
+    let statuses: Vec<(u16, String, String)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..160)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || {
+                    let from = format!("198.51.{}.{}", 100 + i / 200, 1 + i % 200);
+                    let (status, body) = s.call(
+                        "POST",
+                        "/api/v1/auth/login",
+                        None,
+                        Some(json!({ "user": format!("nobody{i}"), "password": "wrong-password-123" })),
+                        Some(&from),
+                    );
+                    (
+                        status,
+                        body["error"]["code"].as_str().unwrap_or_default().to_owned(),
+                        from,
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let busy: Vec<&(u16, String, String)> =
+        statuses.iter().filter(|(_, code, _)| code == "busy").collect();
+    assert!(!busy.is_empty(), "{statuses:?}");
+    for (status, code, _) in &statuses {
+        assert!(
+            (*status, code.as_str()) == (401, "invalid_credentials")
+                || (*status, code.as_str()) == (429, "busy"),
+            "{status} {code}"
+        );
+    }
+    // The refused attempt checked nothing and is not counted: nine more wrong passwords from
+    // that address do not reach the lockout of ten, and the right one then logs in.
+    let from = busy[0].2.clone();
+    for _ in 0..9 {
+        let (status, _) = s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": "ghost", "password": "wrong-password-123" })),
+            Some(&from),
+        );
+        assert_eq!(status, 401);
+    }
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({ "user": "ada", "password": ada.password })),
+        Some(&from),
+    );
+    assert_eq!(status, 200, "{body}");
+}

@@ -364,6 +364,21 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     );
     assert_eq!(open(&s, &mine, &key, None, None).0, 403);
     assert_eq!(open(&s, &mine, &key, Some(&ann_t), None).0, 403);
+    // Refusals of callers nobody knows are recorded within the address's budget (20 a
+    // minute); those of a known caller always.
+    let refusals = || {
+        s.ledger()
+            .iter()
+            .filter(|e| e["action"] == "share.open" && e["reasons"] == json!(["not_recipient"]))
+            .count()
+    };
+    assert_eq!(refusals(), 2);
+    for _ in 0..30 {
+        assert_eq!(open(&s, &mine, &key, None, None).0, 403);
+    }
+    assert_eq!(refusals(), 21);
+    assert_eq!(open(&s, &mine, &key, Some(&ann_t), None).0, 403);
+    assert_eq!(refusals(), 22);
     let (status, sealed) = open(&s, &mine, &key, Some(&cy_t), None);
     assert_eq!(status, 200);
     assert_eq!(

@@ -141,7 +141,7 @@ async fn login_inner(
         .unwrap_or(dummy_password_hash());
     let hash = hash.to_owned();
     let password_ok = state
-        .password_work(move || verify_password(&password, &hash))
+        .password_work_for(&attempt, move || verify_password(&password, &hash))
         .await?;
     let Some(person) = person.filter(|p| password_ok && p.password_hash.is_some()) else {
         return Err(Refusal {
@@ -299,10 +299,11 @@ pub(crate) async fn perform_login(
     if error.status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(error);
     }
-    // An attempt refused by the lockout checked no credential and costs its sender nothing:
+    // An attempt refused by the lockout (or with every password check slot taken) checked
+    // no credential and costs its sender nothing:
     // like a request with no credential, it is recorded within its address's budget (the
     // first ones show the burst to the watch), and the rest counted (`auth.suppressed`).
-    if error.code == "locked"
+    if matches!(error.code, "locked" | "busy")
         && !state
             .anonymous_refusals
             .admit(state, &Actor::default(), info.client_ip)
@@ -382,7 +383,7 @@ pub(crate) async fn enroll(
     check_new_password(&password)
         .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
     let phc = state
-        .password_work(move || hash_password(&password))
+        .password_work_for(&attempt, move || hash_password(&password))
         .await?;
     let secret = TotpSecret::generate();
     let codes = password::recovery_codes(10);
@@ -977,6 +978,31 @@ impl AppState {
         tokio::time::sleep(Duration::from_millis(delay)).await;
         tracing::info!(failures = attempt.failures, "authentication failed");
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+    }
+
+    /// The attempt checked nothing (the server was too busy to): it does not count, so that
+    /// someone retrying while others flood the server does not lock themselves out.
+    pub(crate) async fn withdraw(&self, attempt: &Attempt) -> Result<(), ApiError> {
+        self.store
+            .forget_auth_failure(&attempt.subjects, attempt.at)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `work` in [`AppState::password_work`] for `attempt`; when it cannot run now, the
+    /// attempt is withdrawn and the error returned.
+    pub(crate) async fn password_work_for<T: Send + 'static>(
+        &self,
+        attempt: &Attempt,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        match self.password_work(work).await {
+            Ok(out) => Ok(out),
+            Err(error) => {
+                self.withdraw(attempt).await?;
+                Err(error)
+            }
+        }
     }
 
     /// The attempt succeeded: it no longer counts. The account's earlier failures are

@@ -479,6 +479,14 @@ pub(crate) async fn open_share(
         let info = &info;
         let id = &id;
         async move {
+            // A refusal of a caller the server does not know costs its sender nothing: it is
+            // recorded within the address's budget, as a refused token is.
+            if !state
+                .anonymous_refusals
+                .admit(state, &actor, info.client_ip)
+            {
+                return Ok(());
+            }
             let mut record = LedgerRecord::new("share.open", id, Outcome::Denied);
             record.reasons.push(reason.to_owned());
             state.record(info, actor, record).await
@@ -569,7 +577,9 @@ pub(crate) async fn open_share(
         let hash = hash.clone();
         // A check that did not run (its task panicked) is an error, not a wrong guess.
         let right = state
-            .password_work(move || verify_password(&Password::new(given), &hash))
+            .password_work_for(&attempt, move || {
+                verify_password(&Password::new(given), &hash)
+            })
             .await?;
         if !right {
             refuse("wrong_passphrase", actor.clone()).await?;
