@@ -394,7 +394,9 @@ pub(crate) struct Ready {
     ready: bool,
     /// Why not, when not: `sealed`, `not_initialized`, `database_unreachable`,
     /// `ledger_stalled` (a ledger commit has run for 5 s or more: every request that records
-    /// anything waits for it), `ledger_stopped`.
+    /// anything waits for it), `ledger_failing` (a commit failed in the last 5 s: a full
+    /// disk, an I/O error), `database_moved` (the SQLite database or its lock file is no
+    /// longer the file this server opened: restart it), `ledger_stopped`.
     reasons: Vec<&'static str>,
 }
 
@@ -411,6 +413,8 @@ pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ledger_committing(LEDGER_STALLED_AFTER) {
         Ok(()) => {}
         Err(LedgerStall::Stopped) => reasons.push("ledger_stopped"),
+        Err(LedgerStall::Moved) => reasons.push("database_moved"),
+        Err(LedgerStall::Failing) => reasons.push("ledger_failing"),
         Err(LedgerStall::Stalled(running)) => {
             tracing::warn!(seconds = running.as_secs(), "a ledger commit is stalled");
             reasons.push("ledger_stalled");

@@ -2372,8 +2372,10 @@ fn a_burst_of_logins_past_the_password_queue_is_answered_busy() {
             .collect();
         runs.into_iter().map(|r| r.join().unwrap()).collect()
     });
-    let busy: Vec<&(u16, String, String)> =
-        statuses.iter().filter(|(_, code, _)| code == "busy").collect();
+    let busy: Vec<&(u16, String, String)> = statuses
+        .iter()
+        .filter(|(_, code, _)| code == "busy")
+        .collect();
     assert!(!busy.is_empty(), "{statuses:?}");
     for (status, code, _) in &statuses {
         assert!(

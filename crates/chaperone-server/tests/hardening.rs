@@ -1782,3 +1782,44 @@ fn request_bodies_are_held_to_a_budget() {
     }
     assert_eq!(read, 200);
 }
+
+/// A database file moved, replaced or deleted under the running server (or its lock file,
+/// which lets another server start on the path) takes no more writes: each would be lost
+/// with the file. Readiness says so.
+#[test]
+fn a_database_moved_under_the_server_takes_no_more_writes() {
+    for moved in ["t.db", "t.db.lock"] {
+        let s = Server::start();
+        common::write(&s, "team/before", "before-Tq55");
+        let path = s._dir.path().join(moved);
+        std::fs::rename(&path, s._dir.path().join("aside")).unwrap();
+        let (status, body) = s.call(
+            "POST",
+            "/v1/secret/data/team/after",
+            Some(&s.admin),
+            Some(serde_json::json!({ "data": { "k": "after-Tq55" } })),
+            None,
+        );
+        assert!(status >= 500, "{moved}: {status} {body}");
+        let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
+        assert_eq!(status, 503, "{moved}: {body}");
+        assert_eq!(
+            body["reasons"],
+            serde_json::json!(["database_moved"]),
+            "{moved}"
+        );
+        // Put back, it is the same file again, but another server may have opened the path
+        // meanwhile: this one writes nothing more until it is restarted.
+        std::fs::rename(s._dir.path().join("aside"), &path).unwrap();
+        let (status, _) = s.call("GET", "/api/v1/ready", None, None, None);
+        assert_eq!(status, 503, "{moved}");
+        let (status, _) = s.call(
+            "POST",
+            "/v1/secret/data/team/after",
+            Some(&s.admin),
+            Some(serde_json::json!({ "data": { "k": "after-Tq55" } })),
+            None,
+        );
+        assert!(status >= 500, "{moved}: {status}");
+    }
+}

@@ -70,6 +70,10 @@ pub enum LedgerStall {
     Stopped,
     /// Its batch has been running this long.
     Stalled(std::time::Duration),
+    /// Its last batch failed, a moment ago.
+    Failing,
+    /// The database file, or its lock file, is no longer the one it opened.
+    Moved,
 }
 
 /// The handle to a store's committer.
@@ -94,6 +98,12 @@ struct Written {
     unknown: Option<(u64, Hash)>,
     /// When the batch running now started, for readiness ([`Committer::busy_for`]).
     running_since: Option<std::time::Instant>,
+    /// When the last batch failed, if none succeeded since (for readiness).
+    failed_at: Option<std::time::Instant>,
+    /// Why the database file or its lock file is no longer the one this server opened:
+    /// every batch fails from then on, even if the file is put back (another server may
+    /// have opened the path meanwhile).
+    moved: Option<String>,
 }
 
 impl Written {
@@ -147,10 +157,12 @@ impl Committer {
     /// Starts the committer for SQLite on a thread of its own, with its own connection to
     /// the database at `path` (see [`crate::conn`]): every statement of a batch runs where
     /// the committer is, with no hand-off to another thread, and the thread may block on
-    /// SQLite (and on its fsync) without holding up the server's runtime.
+    /// SQLite (and on its fsync) without holding up the server's runtime. `locked`: this
+    /// process holds the database's lock file (checked with the database before each batch).
     pub(crate) async fn start_sqlite(
         path: PathBuf,
         cache: Arc<crate::cache::Cache>,
+        locked: bool,
     ) -> Result<Arc<Self>, StoreError> {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let (handle, control) = Self::handle(jobs);
@@ -177,10 +189,18 @@ impl Committer {
                         return;
                     }
                 };
+                let files = match Opened::of(&path, locked) {
+                    Ok(files) => files,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
                 let _ = opened.send(Ok(()));
                 let writer = Writer::Sqlite {
                     path,
                     conn: Some(conn),
+                    opened: files,
                 };
                 runtime.block_on(run(writer, rx, cache, control));
             })
@@ -224,6 +244,16 @@ impl Committer {
         self.jobs.is_closed()
     }
 
+    /// Whether the files under the database path are no longer those this server opened,
+    /// and how long ago the last batch failed (none succeeding since).
+    fn failures(&self) -> (bool, Option<std::time::Duration>) {
+        let written = self.written.lock().expect("unpoisoned");
+        (
+            written.moved.is_some(),
+            written.failed_at.map(|at| at.elapsed()),
+        )
+    }
+
     /// Commits what is queued, then stops and closes the committer's connection (with
     /// SQLite, so that the last connection to close folds the write-ahead log into the
     /// database file). Later changes fail with [`StoreError::LedgerWrite`].
@@ -255,7 +285,64 @@ enum Writer {
     Sqlite {
         path: PathBuf,
         conn: Option<rusqlite::Connection>,
+        /// The database file and its lock file as the server opened them.
+        opened: Opened,
     },
+}
+
+/// The files a SQLite server opened: the database and its lock file, each as its path and
+/// the (device, inode) it named then.
+#[derive(Clone, Debug)]
+struct Opened(Vec<(PathBuf, (u64, u64))>);
+
+impl Opened {
+    /// The database at `database`, and its lock file when this process holds the lock.
+    fn of(database: &Path, locked: bool) -> Result<Self, StoreError> {
+        let mut files = Vec::new();
+        let lock = locked.then(|| crate::lock_path(database));
+        for path in std::iter::once(database.to_path_buf()).chain(lock) {
+            let identity = identity(&path)
+                .map_err(|e| StoreError::LedgerWrite(format!("reading {}: {e}", path.display())))?;
+            files.push((path, identity));
+        }
+        Ok(Self(files))
+    }
+
+    /// Checks that each path still names the file it named when the server opened it.
+    ///
+    /// Security decision: a database file deleted, moved or replaced under a running server
+    /// (its directory removed, a restore by hand, the lock file deleted) still takes this
+    /// connection's writes, into a file nobody will open again, while another server may
+    /// start on the path: every write acknowledged from then on would be lost. One `stat`
+    /// of each file before each batch (microseconds) refuses the batch instead.
+    fn check(&self) -> Result<(), String> {
+        for (path, opened) in &self.0 {
+            match identity(path) {
+                Ok(now) if now == *opened => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "{} is no longer the file this server opened (replaced or moved); \
+                         nothing more is written: stop this server and start it again",
+                        path.display()
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{} is gone ({e}); nothing more is written: stop this server and \
+                         start it again",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
 }
 
 impl Writer {
@@ -263,9 +350,10 @@ impl Writer {
     fn fallback(&self) -> Self {
         match self {
             Writer::Pool(pool) => Writer::Pool(pool.clone()),
-            Writer::Sqlite { path, .. } => Writer::Sqlite {
+            Writer::Sqlite { path, opened, .. } => Writer::Sqlite {
                 path: path.clone(),
                 conn: None,
+                opened: opened.clone(),
             },
         }
     }
@@ -315,7 +403,7 @@ impl<'w> Tx<'w> {
                 read_committed(&mut tx).await?;
                 Ok(Tx::Pool(Some(tx)))
             }
-            Writer::Sqlite { path, conn } => {
+            Writer::Sqlite { path, conn, .. } => {
                 // A connection a failed rollback left inside a transaction is replaced.
                 if conn.as_ref().is_none_or(|c| !c.is_autocommit()) {
                     *conn = None;
@@ -474,7 +562,20 @@ async fn commit_batch(
     let alone = matches!(writer, Writer::Sqlite { .. });
     // The size and root this batch would reach, for a commit whose outcome is unknown.
     let mut attempted = None;
+    let moved = match &*writer {
+        Writer::Sqlite { opened, .. } => {
+            let mut written = written.lock().expect("unpoisoned");
+            if written.moved.is_none() {
+                written.moved = opened.check().err();
+            }
+            written.moved.clone()
+        }
+        Writer::Pool(_) => None,
+    };
     let outcome = async {
+        if let Some(why) = moved {
+            return Err(StoreError::LedgerWrite(why));
+        }
         let mut tx = Tx::begin(writer).await?;
         let mut conn = tx.conn();
         let size: i64 =
@@ -546,6 +647,7 @@ async fn commit_batch(
                 let mut written = written.lock().expect("unpoisoned");
                 written.head = attempted.or_else(|| Some((next.size(), next.root())));
                 written.unknown = None;
+                written.failed_at = None;
             }
             *edge = Some(next);
             for (reply, first) in pending {
@@ -558,8 +660,12 @@ async fn commit_batch(
             *edge = None;
             let message = e.to_string();
             let unknown = matches!(e, StoreError::CommitUnknown(_));
-            if unknown && attempted.is_some() {
-                written.lock().expect("unpoisoned").unknown = attempted;
+            {
+                let mut written = written.lock().expect("unpoisoned");
+                if unknown && attempted.is_some() {
+                    written.unknown = attempted;
+                }
+                written.failed_at = Some(std::time::Instant::now());
             }
             let unanswered = pending
                 .into_iter()
@@ -1009,10 +1115,22 @@ impl Store {
     }
 
     /// Whether this server's ledger committer can take a change now: `Err` with why not
-    /// when it has stopped, or when the batch it runs has run for `stalled_after` or more.
+    /// when it has stopped, when its database file is no longer the one it opened, when its
+    /// last batch failed less than `stalled_after` ago (a full disk, an I/O error; it is
+    /// ready again after that, so that traffic comes back to try once the cause is gone),
+    /// or when the batch it runs has run for `stalled_after` or more.
     pub fn ledger_committing(&self, stalled_after: std::time::Duration) -> Result<(), LedgerStall> {
         if self.committer.has_stopped() {
             return Err(LedgerStall::Stopped);
+        }
+        let (moved, failed) = self.committer.failures();
+        if moved {
+            return Err(LedgerStall::Moved);
+        }
+        if let Some(ago) = failed
+            && ago < stalled_after
+        {
+            return Err(LedgerStall::Failing);
         }
         match self.committer.busy_for() {
             Some(running) if running >= stalled_after => Err(LedgerStall::Stalled(running)),
@@ -1266,6 +1384,8 @@ mod tests {
             head: Some((100, root(1))),
             unknown: Some((110, root(2))),
             running_since: None,
+            failed_at: None,
+            moved: None,
         };
         // A batch of unknown outcome found in the database becomes the head...
         assert_eq!(written.check(110, true).unwrap(), Some((110, root(2))));

@@ -467,7 +467,8 @@ impl Store {
                     .connect(&connect_url)
                     .await
                     .map_err(db("connecting the writer"))?,
-                ledger::Committer::start_sqlite(path.to_owned(), cache.clone()).await?,
+                ledger::Committer::start_sqlite(path.to_owned(), cache.clone(), lock.is_some())
+                    .await?,
             ),
             None => (
                 pool.clone(),
