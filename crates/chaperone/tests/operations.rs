@@ -573,6 +573,27 @@ fn backup_during_writes(source: &str, target: &str) {
     if target.starts_with("postgres") {
         a_database_the_restorer_cannot_read_is_not_empty(&out, key);
     }
+    // Forced, twice in the same second: each replaced database is kept, under a name of its
+    // own.
+    if let Some(path) = target.strip_prefix("sqlite://") {
+        let dir = std::path::Path::new(path).parent().unwrap();
+        let kept = || {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().into_string().unwrap();
+                    name.contains(".replaced-")
+                        && !name.ends_with("-wal")
+                        && !name.ends_with("-shm")
+                })
+                .count()
+        };
+        let kept_before = kept();
+        ok(restore(&["--force"]));
+        ok(restore(&["--force"]));
+        assert_eq!(kept(), kept_before + 2);
+    }
 
     // The restored database opens with the same shares and holds every acknowledged write
     // from before the backup, and none made after it finished.
@@ -794,6 +815,19 @@ fn a_tampered_backup_is_refused_and_the_target_left_alone() {
         leftovers.iter().all(|name| name == "chaperone.db.lock"),
         "no staging file left behind: {leftovers:?}"
     );
+
+    // A backup without its manifest (one that was killed) is named as incomplete, and no
+    // backup leaves its work directory behind.
+    std::fs::remove_file(&manifest_path).unwrap();
+    let error = fails(restore(&key));
+    assert!(error.contains("not a complete backup"), "{error}");
+    let partial: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|name| name.contains(".partial-"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
 
     // Without a key there is no restore at all.
     let error = fails(run_cli(

@@ -177,11 +177,47 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
              admin token (and CHAPERONE_ADDR to the server)"
         );
     }
-    create_new_dir(&args.out)?;
-    let result = runtime()?.block_on(take_backup(&args, &url, &client));
+    // Written beside, under a name of its own, and given its name once its manifest is
+    // written: a backup that fails, or is killed, leaves nothing under that name to be
+    // mistaken for a backup.
+    if args.out.exists() {
+        bail!(
+            "{} exists; a backup goes into a new directory",
+            args.out.display()
+        );
+    }
+    let name = args
+        .out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the backup directory needs a name")?;
+    let partial = args
+        .out
+        .with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    create_new_dir(&partial)?;
+    let result = runtime()?
+        .block_on(take_backup(&partial, &url, &client))
+        .and_then(|manifest| {
+            if args.out.exists() {
+                bail!(
+                    "{} was made while the backup ran; the backup is not put there",
+                    args.out.display()
+                );
+            }
+            std::fs::rename(&partial, &args.out)
+                .with_context(|| format!("cannot name the backup {}", args.out.display()))?;
+            let parent = args
+                .out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync {}", parent.display()))?;
+            Ok(manifest)
+        });
     if result.is_err() {
-        // Nothing half-written is left to be mistaken for a backup.
-        let _ = std::fs::remove_dir_all(&args.out);
+        let _ = std::fs::remove_dir_all(&partial);
     }
     let manifest = result?;
     println!(
@@ -202,18 +238,14 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn take_backup(
-    args: &BackupArgs,
-    url: &DatabaseUrl,
-    client: &Client,
-) -> anyhow::Result<Manifest> {
+async fn take_backup(out: &Path, url: &DatabaseUrl, client: &Client) -> anyhow::Result<Manifest> {
     let store = Store::connect_existing(url)
         .await
         .with_context(|| format!("cannot open {}", url.redacted()))?;
     let (snapshot_name, ledger) = match store.backend() {
         Backend::Sqlite => {
             let name = "chaperone.db";
-            let path = args.out.join(name);
+            let path = out.join(name);
             create_private_file(&path)?;
             store.snapshot_into(&path).await?;
             // The copy is read through its own store, as a restore will read it.
@@ -226,13 +258,13 @@ async fn take_backup(
             let state = ledger_state(&copy, size, facts).await;
             copy.close().await;
             for suffix in ["-wal", "-shm"] {
-                let _ = std::fs::remove_file(args.out.join(format!("{name}{suffix}")));
+                let _ = std::fs::remove_file(out.join(format!("{name}{suffix}")));
             }
             (name, state?)
         }
         Backend::Postgres => {
             let name = "chaperone.pgdump";
-            let path = args.out.join(name);
+            let path = out.join(name);
             create_private_file(&path)?;
             let mut snapshot = store.export_snapshot().await?;
             let size = snapshot.ledger_size;
@@ -259,7 +291,7 @@ async fn take_backup(
         }
     };
     store.close().await;
-    let (sha256, bytes) = sha256_file(&args.out.join(snapshot_name))?;
+    let (sha256, bytes) = sha256_file(&out.join(snapshot_name))?;
     let backend = backend_name(url.backend());
     let answer = client
         .call(
@@ -291,7 +323,7 @@ async fn take_backup(
         },
     };
     let text = serde_json::to_string_pretty(&manifest)? + "\n";
-    crate::cmd::server::write_private(&args.out.join(MANIFEST), text.as_bytes())?;
+    crate::cmd::server::write_private(&out.join(MANIFEST), text.as_bytes())?;
     Ok(manifest)
 }
 
@@ -387,6 +419,13 @@ fn open_backup_file(path: &Path) -> anyhow::Result<std::fs::File> {
 const MAX_MANIFEST: u64 = 1024 * 1024;
 
 pub(crate) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    if args.backup.is_dir() && !args.backup.join(MANIFEST).exists() {
+        bail!(
+            "{} has no {MANIFEST}: it is not a complete backup (`chaperone backup` writes the \
+             manifest last)",
+            args.backup.display()
+        );
+    }
     let mut text = String::new();
     std::io::Read::read_to_string(
         &mut std::io::Read::take(open_backup_file(&args.backup.join(MANIFEST))?, MAX_MANIFEST),
@@ -527,13 +566,28 @@ async fn restore_sqlite(
         .iter()
         .any(|suffix| beside(suffix).exists())
     {
-        let stamp = chaperone_server::SystemClock.now().unix_secs();
+        // A name no earlier restore used (two in one second would share the time), and a
+        // move that fails rather than replace a file of that name.
+        let secs = chaperone_server::SystemClock.now().unix_secs();
+        let taken = |stamp: &str| {
+            ["", "-wal", "-shm"].iter().any(|suffix| {
+                Path::new(&format!("{}.replaced-{stamp}{suffix}", target.display())).exists()
+            })
+        };
+        let stamp = (0..)
+            .map(|n: u32| match n {
+                0 => secs.to_string(),
+                n => format!("{secs}-{n}"),
+            })
+            .find(|stamp| !taken(stamp))
+            .expect("a free name");
         for suffix in ["", "-wal", "-shm"] {
             let from = beside(suffix);
             if from.exists() {
                 let to = format!("{}.replaced-{stamp}{suffix}", target.display());
-                std::fs::rename(&from, &to)
-                    .with_context(|| format!("cannot move {} aside", from.display()))?;
+                std::fs::hard_link(&from, &to)
+                    .and_then(|()| std::fs::remove_file(&from))
+                    .with_context(|| format!("cannot move {} aside to {to}", from.display()))?;
             }
         }
         println!(
@@ -543,6 +597,10 @@ async fn restore_sqlite(
     }
     std::fs::rename(&staging, target)
         .with_context(|| format!("cannot move the restored database to {}", target.display()))?;
+    // The renames are durable only once the directory is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))?;
     remove_staging();
     report(manifest, statement, &target.display().to_string());
     println!(
