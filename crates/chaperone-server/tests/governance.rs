@@ -4061,3 +4061,64 @@ fn approving_access_to_a_step_up_level_needs_a_fresh_code() {
         .unwrap();
     assert_eq!(shown["level"], "stepped", "{shown}");
 }
+
+/// An attestation link mailed to the vendor's contacts is theirs alone: the answer to
+/// whoever offboarded (or replaced the link) does not carry its token, and the mailed one
+/// signs.
+#[test]
+fn a_mailed_attestation_link_is_not_shown_to_the_offboarder() {
+    let (relay, mails) = smtp_relay(2);
+    let s = Server::start_with(|settings| {
+        mail_through(settings, relay);
+        settings.notify.public_url = Some("https://chaperone.example".into());
+    });
+    s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme", "status": "active",
+                     "contacts": [{ "name": "Ada", "email": "ada@acme.example" }] })),
+    );
+    let report = s.ok(
+        "POST",
+        "/api/v1/vendors/acme/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "contract ended", "attest_within": "10d" })),
+    );
+    assert_eq!(
+        report["attestation"]["mailed_to"],
+        json!(["ada@acme.example"])
+    );
+    assert_eq!(report["attestation"]["path"], "/a#…", "{report}");
+    let mail = mails.recv().unwrap();
+    let mailed_token = |mail: &str| {
+        let at = mail
+            .find("https://chaperone.example/a#")
+            .expect("the link is mailed");
+        mail[at + "https://chaperone.example/a#".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect::<String>()
+    };
+    let first = mailed_token(&mail);
+    assert!(first.len() > 20, "{mail}");
+    // Replaced (lost in the contact's mailbox): mailed again, and not shown either.
+    let second = s.ok(
+        "POST",
+        "/api/v1/vendors/acme/attestation",
+        Some(&s.admin),
+        Some(json!({})),
+    );
+    assert_eq!(second["path"], "/a#…", "{second}");
+    let token = mailed_token(&mails.recv().unwrap());
+    assert_ne!(token, first);
+    s.remember(&token);
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/attestations/info",
+        None,
+        Some(json!({ "token": token })),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+}

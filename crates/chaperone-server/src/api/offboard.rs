@@ -65,12 +65,33 @@ pub(crate) struct Exposure {
 /// The attestation link handed to the vendor's contact.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct AttestationLink {
-    /// `/a#<token>`: the token is shown once, here (after `#`, which browsers never send);
-    /// the server keeps only its SHA-256.
+    /// `/a#<token>`: the token is shown once, here (after `#`, which browsers never send),
+    /// unless the link was mailed to the vendor's contacts (then `/a#…`); the server keeps
+    /// only its SHA-256.
     pub(crate) path: String,
     pub(crate) due: String,
     /// Contacts it was mailed to (when mail and `public_url` are configured).
     pub(crate) mailed_to: Vec<String>,
+}
+
+/// How a link's path reads where its token is not shown (the stored report, and the answer
+/// once the link was mailed).
+const HIDDEN_LINK: &str = "/a#…";
+
+impl AttestationLink {
+    /// The link as answered once mailed to `to`: when any contact received it, its token is
+    /// not handed to whoever offboarded too.
+    ///
+    /// Security decision: the attestation is the vendor's word that it returned or destroyed
+    /// the data. Whoever holds the token can sign it; once the vendor's contact has it, no one
+    /// on the business's side needs it (a lost link is replaced, `reissue_attestation`).
+    fn mailed(mut self, to: Vec<String>) -> Self {
+        if !to.is_empty() {
+            self.path = HIDDEN_LINK.into();
+        }
+        self.mailed_to = to;
+        self
+    }
 }
 
 /// What an offboarding did and found.
@@ -465,7 +486,7 @@ async fn offboard(
     // The stored report never holds the attestation token.
     let mut stored = report.clone();
     if let Some(link) = &mut stored.attestation {
-        link.path = "/a#…".into();
+        link.path = HIDDEN_LINK.into();
     }
     ops.push(Op::Put(new_record(
         "offboarding",
@@ -510,9 +531,7 @@ async fn offboard(
     if let (Some(vendor), Some(link)) = (&vendor, &report.attestation) {
         let mailed = mail_attestation(state, vendor, link).await;
         let mut report = report;
-        if let Some(a) = &mut report.attestation {
-            a.mailed_to = mailed;
-        }
+        report.attestation = report.attestation.map(|a| a.mailed(mailed));
         return Ok(report);
     }
     Ok(report)
@@ -863,13 +882,13 @@ pub(crate) async fn reissue_attestation(
         }
         other => other?,
     }
-    let mut link = AttestationLink {
+    let link = AttestationLink {
         path: format!("/a#{token}"),
         due: renewed.due,
         mailed_to: Vec::new(),
     };
-    link.mailed_to = mail_attestation(&state, &vendor, &link).await;
-    Ok(Json(link))
+    let mailed = mail_attestation(&state, &vendor, &link).await;
+    Ok(Json(link.mailed(mailed)))
 }
 
 /// Mails the attestation link to the vendor's contacts; the addresses it reached.

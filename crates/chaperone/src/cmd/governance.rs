@@ -1149,26 +1149,31 @@ fn print_attestation_link(client: &Client, name: &str, link: &Value) {
     let Some(path) = link["path"].as_str() else {
         return;
     };
-    println!(
-        "Attestation link for {name}'s contact (due {}): {}{path}",
-        str_of(&link["due"]),
-        client.base()
-    );
     let mailed: Vec<&str> = link["mailed_to"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    if mailed.is_empty() {
+    if !mailed.is_empty() {
+        // The server hands the token to the vendor's contacts alone once mailed.
         println!(
-            "It was not mailed (no mail relay or public_url set, no contact address, or the \
-             relay refused: see the server's log). Send it to the vendor yourself: it is shown \
-             only now, and works once."
+            "Attestation link for {name}'s contact (due {}): mailed to {}; only they hold it.",
+            str_of(&link["due"]),
+            mailed.join(", ")
         );
-    } else {
-        println!("Mailed to {}.", mailed.join(", "));
+        return;
     }
+    println!(
+        "Attestation link for {name}'s contact (due {}): {}{path}",
+        str_of(&link["due"]),
+        client.base()
+    );
+    println!(
+        "It was not mailed (no mail relay or public_url set, no contact address, or the relay \
+         refused: see the server's log). Send it to the vendor yourself: it is shown only now, \
+         and works once."
+    );
 }
 
 pub(crate) fn print_report(report: &Value) {
