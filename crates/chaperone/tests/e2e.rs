@@ -598,11 +598,18 @@ fn people_enrol_log_in_with_totp_and_see_only_their_grants() {
         &format!("{password}\n"),
     ));
     assert!(err.contains("mfa_required"), "{err}");
+    // The code from stdin too, after the password: neither is in the process list.
     let out = ok(carol(
-        &["login", "carol", "--password-stdin", "--totp", &totp],
-        &format!("{password}\n"),
+        &["login", "carol", "--password-stdin", "--totp", "-"],
+        &format!("{password}\n{totp}\n"),
     ));
     assert!(out.contains("Logged in as carol (contractor)"), "{out}");
+    // A step-up code, read from stdin when it is no terminal.
+    let out = ok(carol(
+        &["verify"],
+        &format!("{}\n", common::totp_steps_ahead(&secret, 1)),
+    ));
+    assert!(out.contains("Verified"), "{out}");
     #[cfg(unix)]
     assert_eq!(mode(&home.join("chaperone/token")), 0o600);
     // The saved session goes only to the server it was saved for, and nothing goes over
@@ -852,7 +859,13 @@ fn share_links_are_sealed_and_opened_by_the_cli() {
     let link = link.trim().to_owned();
     assert!(link.contains("/s/shr_") && link.contains('#'), "{link}");
     // Anyone with the link opens it once, without an account.
-    let opened = ok(run_cli(&server.addr, "", &["share", "open", &link], ""));
+    // The link from stdin, which is no terminal here: its key stays out of the process list.
+    let opened = ok(run_cli(
+        &server.addr,
+        "",
+        &["share", "open"],
+        &format!("{link}\n"),
+    ));
     assert_eq!(opened, value);
     let again = fails(run_cli(&server.addr, "", &["share", "open", &link], ""));
     assert!(again.contains("used up"), "{again}");

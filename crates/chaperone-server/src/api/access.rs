@@ -1114,7 +1114,7 @@ pub(crate) async fn break_glass(
         return Err(forbidden(
             "step_up_required",
             "a break-glass grant to a level with step-up needs a recent TOTP code: run \
-             `chaperone verify --totp CODE`",
+             `chaperone verify`",
         ));
     }
     let now = state.clock.now();

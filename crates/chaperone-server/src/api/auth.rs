@@ -718,7 +718,7 @@ pub(crate) async fn mint_token(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "step_up_required",
-            "creating a token needs a recent TOTP verification: run `chaperone verify --totp CODE`",
+            "creating a token needs a recent TOTP verification: run `chaperone verify`",
         ));
     }
     let person = match &caller.person_id {

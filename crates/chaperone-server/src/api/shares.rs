@@ -547,7 +547,7 @@ pub(crate) async fn open_share(
                 StatusCode::FORBIDDEN,
                 "step_up_required",
                 "opening a link shared with you needs a recent TOTP code: run `chaperone \
-                 verify --totp CODE`, or open the link in a browser (it asks for the code)",
+                 verify`, or open the link in a browser (it asks for the code)",
             ));
         }
     }

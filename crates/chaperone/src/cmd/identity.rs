@@ -1,7 +1,7 @@
 //! People and access: `user`, `enroll`, `login`, `logout`, `verify`, `token`, `grant`,
 //! `vendor` and `classify`.
 
-use std::io::{BufRead as _, IsTerminal as _};
+use std::io::IsTerminal as _;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
@@ -115,7 +115,9 @@ pub(crate) struct LoginArgs {
     /// Read the password from the first line of stdin instead of prompting.
     #[arg(long)]
     password_stdin: bool,
-    /// The current TOTP code (prompted when needed and stdin is a terminal).
+    /// The current TOTP code (prompted when needed and stdin is a terminal); `-` reads it
+    /// from stdin (after the password's line with --password-stdin), out of the process
+    /// list.
     #[arg(long)]
     totp: Option<String>,
     #[command(flatten)]
@@ -125,9 +127,10 @@ pub(crate) struct LoginArgs {
 /// `chaperone verify`.
 #[derive(Args, Debug)]
 pub(crate) struct VerifyArgs {
-    /// The current TOTP code.
+    /// The current TOTP code; prompted for on a terminal, else read from the first line of
+    /// stdin (as with `-`), out of the process list.
     #[arg(long)]
-    totp: String,
+    totp: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -358,7 +361,7 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
         )?
     };
     let totp = match args.totp {
-        Some(code) => Some(code),
+        Some(code) => Some(totp_code(&code)?.to_string()),
         None if std::io::stdin().is_terminal() => {
             let code = super::prompt_secret("TOTP code (empty if none): ", "use --totp CODE")?;
             (!code.trim().is_empty()).then(|| code.trim().to_owned())
@@ -408,7 +411,14 @@ pub(crate) fn logout(args: ClientArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let body = json!({ "totp": args.totp.trim() });
+    let code = match &args.totp {
+        Some(code) => totp_code(code)?,
+        None if std::io::stdin().is_terminal() => {
+            super::prompt_secret("TOTP code: ", "give the code on stdin")?
+        }
+        None => super::line_of_stdin("TOTP code")?,
+    };
+    let body = json!({ "totp": code.trim() });
     Client::authenticated(&args.client)?.call(Method::Post, "auth/verify", Some(&body))?;
     println!(
         "Verified: for the server's step-up window (15 minutes unless configured otherwise), \
@@ -486,16 +496,17 @@ fn parse_scope(text: &str) -> anyhow::Result<Value> {
 }
 
 fn first_line_of_stdin() -> anyhow::Result<Zeroizing<String>> {
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from stdin")?;
-    let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
-    if trimmed.is_empty() {
-        bail!("no password on stdin");
+    super::line_of_stdin("password")
+}
+
+/// A TOTP code given as `--totp`: `-` reads it from the next line of stdin, which no other
+/// user of the machine sees (a code on the command line is in the process list until it
+/// is used).
+fn totp_code(given: &str) -> anyhow::Result<Zeroizing<String>> {
+    if given == "-" {
+        return super::line_of_stdin("TOTP code");
     }
-    Ok(trimmed)
+    Ok(Zeroizing::new(given.trim().to_owned()))
 }
 
 /// A text field of an answer, for a terminal (see [`super::shown`]).

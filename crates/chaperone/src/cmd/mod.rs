@@ -25,6 +25,23 @@ pub(crate) fn shown<'a>(
 /// Asks for a secret on the terminal, without echo. Without a terminal the error says
 /// which other way `hint` gives (a flag, an environment variable), not the operating
 /// system's "No such device or address".
+/// The next line of stdin, which must hold `what` (stdin's buffer is shared, so a second
+/// call reads the second line). For secrets a script hands over without putting them in the
+/// process list.
+pub(crate) fn line_of_stdin(what: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use std::io::BufRead as _;
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| anyhow::anyhow!("reading the {what} from stdin: {e}"))?;
+    let trimmed = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    if trimmed.is_empty() {
+        anyhow::bail!("no {what} on stdin");
+    }
+    Ok(trimmed)
+}
+
 pub(crate) fn prompt_secret(
     prompt: &str,
     hint: &str,

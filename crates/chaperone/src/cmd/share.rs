@@ -1,7 +1,7 @@
 //! `chaperone share ...`: one-time links. The content is sealed here, under a key that only
 //! the printed link carries (after `#`); the server stores ciphertext it cannot open.
 
-use std::io::Read;
+use std::io::{IsTerminal as _, Read};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -51,8 +51,9 @@ pub(crate) enum ShareCommand {
     },
     /// Open a link: text goes to standard output, a file to --out (or its own name).
     Open {
-        /// The link; asked for when not given, so that its key stays out of the shell's
-        /// history and the process list.
+        /// The link; asked for when not given (read from stdin when it is no terminal, or
+        /// given as `-`), so that its key stays out of the shell's history and the process
+        /// list.
         url: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
@@ -184,8 +185,12 @@ pub(crate) fn run(command: ShareCommand) -> anyhow::Result<()> {
             ca_cert,
         } => {
             let url = match url {
+                Some(url) if url == "-" => super::line_of_stdin("link")?,
                 Some(url) => Zeroizing::new(url),
-                None => super::prompt_secret("Link: ", "give the link as an argument")?,
+                None if std::io::stdin().is_terminal() => {
+                    super::prompt_secret("Link: ", "give the link on stdin")?
+                }
+                None => super::line_of_stdin("link")?,
             };
             open(&url, out, with_passphrase, ca_cert)?;
         }

@@ -383,6 +383,12 @@ pub(crate) fn enrol(
 
 /// The current TOTP code for a base32 secret.
 pub(crate) fn totp_now(secret: &str) -> String {
+    totp_steps_ahead(secret, 0)
+}
+
+/// The TOTP code `ahead` steps after the current one (the server takes one step of skew, and
+/// a later code after an earlier one was used).
+pub(crate) fn totp_steps_ahead(secret: &str, ahead: u64) -> String {
     let secret = chaperone_crypto::totp::TotpSecret::from_base32(secret).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -390,7 +396,7 @@ pub(crate) fn totp_now(secret: &str) -> String {
         .as_secs();
     format!(
         "{:06}",
-        chaperone_crypto::totp::code_at(&secret, chaperone_crypto::totp::step_at(now), 6)
+        chaperone_crypto::totp::code_at(&secret, chaperone_crypto::totp::step_at(now) + ahead, 6)
     )
 }
 
