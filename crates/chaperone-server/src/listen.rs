@@ -100,6 +100,7 @@ pub(crate) async fn run(
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let per_address = Arc::new(PerAddress::default());
     let mut refusals = Refusals::default();
+    let (mut accept_failures, mut last_accept_warning) = (0u64, None::<Instant>);
     let options = Arc::new(options);
     tokio::pin!(shutdown);
     loop {
@@ -109,8 +110,17 @@ pub(crate) async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
+                    // Out of file descriptors and the like: back off instead of spinning,
+                    // and say so at most once a second.
+                    accept_failures += 1;
+                    let now = Instant::now();
+                    if last_accept_warning
+                        .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+                    {
+                        tracing::warn!(%error, failures = accept_failures, "accept failed");
+                        last_accept_warning = Some(now);
+                        accept_failures = 0;
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

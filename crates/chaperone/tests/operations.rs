@@ -1443,3 +1443,36 @@ fn init_refuses_a_bad_split_before_it_creates_the_database() {
     assert!(error.contains("threshold 1"), "{error}");
     assert!(!db.exists(), "nothing was created");
 }
+
+/// A limit of open files that cannot hold `max_connections` lowers it, and the log says so:
+/// past the limit, `accept` and the database's own files would fail for everyone.
+#[test]
+fn a_small_limit_of_open_files_lowers_max_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 300 && exec \"$0\" up --data data --listen 127.0.0.1:0")
+        .arg(BIN)
+        .current_dir(dir.path())
+        .env("CHAPERONE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let listening = lines.any(|line| line.unwrap().starts_with("Listening on"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(listening, "{}", std::fs::read_to_string(&log_path).unwrap());
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logged.contains("the limit of open files holds fewer connections than max_connections"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("44"),
+        "300 files less 256 kept aside: {logged}"
+    );
+}

@@ -519,8 +519,61 @@ fn serve_options(
     if let Some((cert, key)) = tls {
         options.tls = Some(Arc::new(TlsCertificate::load(cert, key)?));
     }
+    options.max_connections = fit_open_files(options.max_connections);
     reload_on_hangup(options.tls.clone());
     Ok(options)
+}
+
+/// File descriptors kept for what is not a client connection: the database and its
+/// journal, the SQLite readers or the PostgreSQL pool, the lock, logs, webhook and mail
+/// connections.
+#[cfg(unix)]
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the process's soft limit of open files to its hard limit, and returns
+/// `max_connections`, lowered (with a warning) if the limit cannot hold that many
+/// connections and [`RESERVED_FILES`].
+///
+/// Security decision: at the limit, `accept` fails and the database cannot open a file, so
+/// whoever holds enough idle connections stops every other client (the common soft limit is
+/// 1,024, under the default of 4,096 connections). Connections past what the limit holds
+/// are refused by the server's own count instead, which `max_connections_per_address` then
+/// shares out.
+#[cfg(unix)]
+fn fit_open_files(max_connections: usize) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    let soft = match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => limit.maximum,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the limit of open files");
+            limit.current
+        }
+    };
+    let Some(soft) = soft else {
+        return max_connections;
+    };
+    let fits = usize::try_from(soft.saturating_sub(RESERVED_FILES).max(16)).unwrap_or(usize::MAX);
+    if max_connections > fits {
+        tracing::warn!(
+            max_connections,
+            open_files = soft,
+            lowered_to = fits,
+            "the limit of open files holds fewer connections than max_connections: raise it \
+             (LimitNOFILE= for systemd, ulimit -n)"
+        );
+        return fits;
+    }
+    max_connections
+}
+
+#[cfg(not(unix))]
+fn fit_open_files(max_connections: usize) -> usize {
+    max_connections
 }
 
 /// SIGHUP reloads the TLS certificate. It is caught even without TLS, so that a SIGHUP sent
