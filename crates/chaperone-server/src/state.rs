@@ -156,8 +156,10 @@ pub struct AppState {
     /// Share contents being read or stored, at most [`MAX_QUEUED_UPLOADS`] (25 MiB each):
     /// a slot is taken before the body is read, apart from deliverables' slots.
     pub(crate) share_upload_slots: Arc<tokio::sync::Semaphore>,
-    /// The tokens uploading a share's content now: one upload per token at a time.
+    /// Who is uploading a share's content now: one upload an uploader (`api::Uploading`).
     pub(crate) share_uploaders: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Who is uploading a deliverable now: one upload an uploader (`api::Uploading`).
+    pub(crate) deliverable_uploaders: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The bytes of request bodies over `api::SMALL_BODY` being read or handled at once,
     /// apart from uploads (which have slots of their own); see `api::body_budget`.
     pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
@@ -300,6 +302,7 @@ impl AppState {
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             share_upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             share_uploaders: std::sync::Mutex::default(),
+            deliverable_uploaders: std::sync::Mutex::default(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget)),
             password_slots: Arc::new(tokio::sync::Semaphore::new(password_slots)),
             password_queue: Arc::new(tokio::sync::Semaphore::new(

@@ -1823,3 +1823,66 @@ fn a_database_moved_under_the_server_takes_no_more_writes() {
         assert!(status >= 500, "{moved}: {status}");
     }
 }
+
+/// A vendor's people upload one deliverable at a time: one of them sending slowly holds
+/// one of the few upload slots, not all of them.
+#[test]
+fn one_upload_at_a_time_per_vendor() {
+    let s = Server::start();
+    common::vendor(&s, "acme");
+    common::vendor(&s, "beta");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    let di = s.person("di", "contractor", Some("acme"));
+    let di_t = s.login(&di);
+    let bo = s.person("bo", "contractor", Some("beta"));
+    let bo_t = s.login(&bo);
+    // Cy's upload, whose body does not come.
+    let mut slow = TcpStream::connect(host_port(&s)).unwrap();
+    slow.write_all(
+        format!(
+            "POST /api/v1/deliverables?name=big.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: Bearer {cy_t}\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: 1000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let upload = |token: &str| {
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/api/v1/deliverables?name=notes.txt", s.addr))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/octet-stream")
+            .body(b"release notes".to_vec())
+            .unwrap();
+        let mut answer = s.agent.run(request).unwrap();
+        let status = answer.status().as_u16();
+        (status, answer.body_mut().read_to_string().unwrap())
+    };
+    // Until the server has taken cy's upload, di's may pass: wait for the refusal.
+    let mut refused = None;
+    for _ in 0..100 {
+        let (status, body) = upload(&di_t);
+        if status == 429 {
+            refused = Some(body);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = refused.expect("di's upload waits for cy's");
+    assert!(body.contains("another upload of yours"), "{body}");
+    // Another vendor's person uploads meanwhile.
+    let (status, body) = upload(&bo_t);
+    assert_eq!(status, 200, "{body}");
+    drop(slow);
+    let mut passed = false;
+    for _ in 0..100 {
+        if upload(&di_t).0 == 200 {
+            passed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(passed, "once cy's upload is gone, di uploads");
+}

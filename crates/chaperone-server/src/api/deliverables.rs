@@ -335,7 +335,8 @@ pub(crate) async fn submit(
     body: axum::body::Body,
 ) -> Result<Json<DeliverableView>, ApiError> {
     // A slot before the body is read (it is held until the answer): uploads waiting for
-    // the scan hold at most `MAX_QUEUED_UPLOADS` bodies in memory.
+    // the scan hold at most `MAX_QUEUED_UPLOADS` bodies in memory, one an uploader.
+    let _mine = super::Uploading::start(&state.deliverable_uploaders, &caller)?;
     let slot = super::upload_slot(
         &state.upload_slots,
         "other deliverables are being scanned; try again in a minute",

@@ -1355,6 +1355,53 @@ pub(crate) fn upload_slot(
         .map_err(|_| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message.to_owned()))
 }
 
+/// An upload in progress by one uploader: a vendor (its people together), else a person,
+/// else a token of no person. Ends when dropped.
+///
+/// Security decision: uploads hold their bodies for as long as the client takes to send
+/// them (up to the request timeout) in a few slots shared by everyone; without this, one
+/// contractor (or a vendor's few) sending slowly on several connections would hold every
+/// slot, and nobody else could upload.
+pub(crate) struct Uploading<'a> {
+    uploading: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    who: String,
+}
+
+impl<'a> Uploading<'a> {
+    /// Starts `caller`'s upload, or `429 busy` while one of theirs is in progress.
+    pub(crate) fn start(
+        uploading: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+        caller: &crate::auth::Caller,
+    ) -> Result<Self, ApiError> {
+        let who = match (&caller.vendor_id, &caller.person_id) {
+            (Some(vendor), _) => format!("vendor:{vendor}"),
+            (None, Some(person)) => format!("person:{person}"),
+            (None, None) => format!("token:{}", caller.token_id),
+        };
+        let mut set = uploading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !set.insert(who.clone()) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "another upload of yours (or of your company's) is in progress; send one at a \
+                 time",
+            ));
+        }
+        Ok(Self { uploading, who })
+    }
+}
+
+impl Drop for Uploading<'_> {
+    fn drop(&mut self) {
+        self.uploading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.who);
+    }
+}
+
 /// Whether a browser says the request comes from a page of another site.
 ///
 /// Security decision: a page on any site can make a visitor's browser send a "simple"

@@ -241,8 +241,9 @@ pub(crate) async fn put_share_content(
     }
     // Slots before the body is read (held until the answer): share uploads hold at most
     // `MAX_QUEUED_UPLOADS` bodies in memory at once, apart from deliverables', and one
-    // token uploads one at a time, so one session stalling uploads holds one slot.
-    let _mine = Uploading::start(&state.share_uploaders, &caller.token_id)?;
+    // uploader (a vendor's people together) uploads one at a time, so one stalling its
+    // uploads holds one slot.
+    let _mine = super::Uploading::start(&state.share_uploaders, &caller)?;
     let _slot = super::upload_slot(
         &state.share_upload_slots,
         "other share contents are being uploaded; try again in a moment",
@@ -275,44 +276,6 @@ pub(crate) async fn put_share_content(
         ));
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A token's share upload in progress; ends when dropped.
-struct Uploading<'a> {
-    uploading: &'a std::sync::Mutex<std::collections::HashSet<String>>,
-    who: String,
-}
-
-impl<'a> Uploading<'a> {
-    /// Starts `who`'s upload, or `429 busy` while one of theirs is in progress.
-    fn start(
-        uploading: &'a std::sync::Mutex<std::collections::HashSet<String>>,
-        who: &str,
-    ) -> Result<Self, ApiError> {
-        let mut set = uploading
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !set.insert(who.to_owned()) {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "busy",
-                "another upload with this token is in progress; send one at a time",
-            ));
-        }
-        Ok(Self {
-            uploading,
-            who: who.to_owned(),
-        })
-    }
-}
-
-impl Drop for Uploading<'_> {
-    fn drop(&mut self) {
-        self.uploading
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.who);
-    }
 }
 
 #[utoipa::path(get, path = "/api/v1/shares", responses((status = 200, body = Vec<ShareInfo>), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
