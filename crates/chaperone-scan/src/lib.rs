@@ -12,7 +12,9 @@
 //! - `archive`: zip, tar and tar.gz members, scanned as files (`a.zip!dir/file`) within
 //!   limits against zip bombs.
 //!
-//! A finding never holds the secret: only a redacted form and a 64-bit fingerprint.
+//! A finding never holds the secret: only its length and a 64-bit fingerprint (a hash of
+//! rule, path and value, for baselines; it confirms a guessed weak value, so reports and
+//! baselines are as private as the code).
 
 mod archive;
 pub mod baseline;

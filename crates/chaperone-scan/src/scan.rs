@@ -326,7 +326,7 @@ impl Scanner {
                     rule: KNOWN_VALUE.to_owned(),
                     description: encoding.description().to_owned(),
                     severity: Severity::Critical,
-                    redacted: redact_known(&data[from..to]),
+                    redacted: redact(&data[from..to]),
                     context: String::new(),
                     fingerprint: fingerprint(KNOWN_VALUE, path, label.as_bytes()),
                     end: to.min(line_end(line)) - line_starts[line],
@@ -450,8 +450,7 @@ impl Scanner {
             // Vault values past their limit are not masked, and any match could be one of
             // them: nothing of it is shown but its length, nor hashed into a fingerprint.
             if known_more && finding.known.is_none() {
-                finding.redacted =
-                    redact_known(&data[start + finding.column - 1..start + finding.end]);
+                finding.redacted = redact(&data[start + finding.column - 1..start + finding.end]);
                 finding.fingerprint = fingerprint(&finding.rule, path, KNOWN_VALUE.as_bytes());
                 continue;
             }
@@ -473,7 +472,7 @@ impl Scanner {
                 finding.fingerprint = fingerprint(&finding.rule, path, KNOWN_VALUE.as_bytes());
                 if finding.mask {
                     finding.redacted =
-                        redact_known(&data[start + finding.column - 1..start + finding.end]);
+                        redact(&data[start + finding.column - 1..start + finding.end]);
                 }
             }
             if hide_lines {
@@ -811,20 +810,15 @@ fn encodings(value: &[u8]) -> Vec<(Zeroizing<Vec<u8>>, Encoding)> {
     out
 }
 
-/// A value from the vault, redacted to its length only: the people who look at findings
-/// need not be able to read the secret, and four characters of it would narrow a guess.
-fn redact_known(value: &[u8]) -> String {
-    format!("****({} chars)", value.len())
-}
-
-/// The first four characters and the length: enough to recognise a secret one holds,
-/// useless to anyone who does not.
+/// A secret redacted to its length only.
+///
+/// Security decision: findings are read by people who need not be able to read the
+/// secret (reviewers, the vendor's owner), and end up in baselines and SARIF uploads. The
+/// finding's file, line and column lead whoever holds the secret to it; its first characters
+/// would narrow a guess of a password-like value (`Summ…` of `Summer2024!`), and a provider's
+/// fixed prefix (`AKIA`, `ghp_`) is named by the rule anyway.
 pub fn redact(secret: &[u8]) -> String {
-    if secret.len() < 12 {
-        return format!("****({} chars)", secret.len());
-    }
-    let head = String::from_utf8_lossy(&secret[..4]);
-    format!("{head}****({} chars)", secret.len())
+    format!("****({} chars)", secret.len())
 }
 
 /// Whether `path` names documentation (Markdown, reStructuredText, AsciiDoc, plain text).
@@ -849,8 +843,8 @@ fn shorten(code: &[u8]) -> String {
     out
 }
 
-/// A span of a line to redact: a secret found there, or a value from the vault, of which
-/// not even the first characters are shown ([`redact_known`]).
+/// A span of a line to redact ([`redact`]): a secret found there, or a value from the vault
+/// (`known`, which wins where spans overlap).
 #[derive(Clone, Copy, Debug)]
 struct Mask {
     start: usize,
@@ -891,7 +885,7 @@ fn context(line: &[u8], start: usize, end: usize, redacted: &[Mask]) -> String {
     for Mask {
         start: a,
         end: b,
-        known,
+        known: _,
     } in spans
     {
         if b <= at || a >= to {
@@ -901,11 +895,7 @@ fn context(line: &[u8], start: usize, end: usize, redacted: &[Mask]) -> String {
             out.push_str(&String::from_utf8_lossy(&line[at..a]));
         }
         // A span cut by the window is still redacted whole.
-        out.push_str(&if known {
-            redact_known(&line[a..b])
-        } else {
-            redact(&line[a..b])
-        });
+        out.push_str(&redact(&line[a..b]));
         at = b;
     }
     if at < to {
@@ -917,8 +907,9 @@ fn context(line: &[u8], start: usize, end: usize, redacted: &[Mask]) -> String {
     out.trim().to_owned()
 }
 
-/// FNV-1a 64 of the rule, the path and the secret: stable across runs for baselines, and
-/// too short to help anyone guess the secret.
+/// FNV-1a 64 of the rule, the path and the secret: stable across runs for baselines. It is
+/// no secret's keeper: anyone holding it can check a guess of a weak value offline, which
+/// is why the server keeps none and scanner.md says to keep baselines private.
 pub fn fingerprint(rule: &str, path: &str, secret: &[u8]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in [rule.as_bytes(), path.as_bytes(), secret] {
@@ -1391,11 +1382,9 @@ mod tests {
         assert_eq!((f.line, f.column), (2, 16));
         let shown = serde_json::to_string(f).unwrap();
         assert!(!shown.contains(secret), "{shown}");
-        assert!(
-            f.context.starts_with("const token = \"ghp_****"),
-            "{}",
-            f.context
-        );
+        // Not even its first characters.
+        assert_eq!(f.context, "const token = \"****(40 chars)\";");
+        assert_eq!(f.redacted, "****(40 chars)");
     }
 
     #[test]
