@@ -212,6 +212,44 @@ struct Alert {
     details: Value,
 }
 
+/// Failed-login bursts from more addresses than this in one sweep are raised as one alert.
+const ADDRESS_BURSTS: usize = 3;
+
+/// `bursts` with those of addresses merged into one alert when there are more than
+/// [`ADDRESS_BURSTS`]: guessing spread over many addresses (anyone can send it, without an
+/// account) is one event for security to look at, not one finding and notification per
+/// address. Bursts on accounts and share links stay one by one.
+fn merge_address_bursts(bursts: Vec<Alert>) -> Vec<Alert> {
+    let (addresses, mut merged): (Vec<Alert>, Vec<Alert>) = bursts
+        .into_iter()
+        .partition(|a| a.subject.starts_with("address "));
+    if addresses.len() <= ADDRESS_BURSTS {
+        merged.extend(addresses);
+        return merged;
+    }
+    let named: Vec<&str> = addresses
+        .iter()
+        .take(MAX_NAMED)
+        .map(|a| a.subject.trim_start_matches("address "))
+        .collect();
+    let first = addresses[0].seq;
+    merged.push(Alert {
+        key: format!("login-burst/addresses/{first}"),
+        kind: "login_burst",
+        severity: "high",
+        title: format!(
+            "failed logins, step-up or enrolment codes or share passphrases in bursts from {} \
+             addresses",
+            addresses.len()
+        ),
+        subject: "many addresses".into(),
+        vendor_id: None,
+        seq: first,
+        details: json!({ "addresses": addresses.len(), "named": named }),
+    });
+    merged
+}
+
 /// Alerts in turns, one per subject a turn, each subject's in the order raised: a subject
 /// with many alerts (someone who made them on purpose, from many networks) does not take the
 /// places of others' under the per-sweep cap.
@@ -587,6 +625,7 @@ impl AppState {
         // or unusual reads).
         let (bursts, others): (Vec<Alert>, Vec<Alert>) =
             alerts.into_iter().partition(|a| a.kind == "login_burst");
+        let bursts = merge_address_bursts(bursts);
         for alert in by_turns(others).into_iter().chain(by_turns(bursts)) {
             if !queued.insert(alert.key.clone()) {
                 continue;
@@ -895,6 +934,38 @@ mod tests {
         assert_eq!(raised.len(), 1);
         assert_eq!(raised[0].kind, "login_burst");
         assert_eq!(raised[0].subject, "share link shr_1");
+    }
+
+    #[test]
+    fn bursts_from_many_addresses_are_one_alert() {
+        let burst = |subject: String, seq: u64| Alert {
+            key: format!("login-burst/{subject}/{seq}"),
+            kind: "login_burst",
+            severity: "high",
+            title: String::new(),
+            subject,
+            vendor_id: None,
+            seq,
+            details: Value::Null,
+        };
+        // A few addresses, and an account: one by one.
+        let few: Vec<Alert> = (0..3)
+            .map(|n| burst(format!("address 198.51.100.{n}"), n))
+            .chain([burst("account ada".into(), 9)])
+            .collect();
+        assert_eq!(merge_address_bursts(few).len(), 4);
+        // Fifty addresses: one alert naming twenty of them, and the account's own.
+        let many: Vec<Alert> = (0..50)
+            .map(|n| burst(format!("address 198.51.100.{n}"), 10 + n))
+            .chain([burst("account ada".into(), 99)])
+            .collect();
+        let merged = merge_address_bursts(many);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].subject, "account ada");
+        assert_eq!(merged[1].subject, "many addresses");
+        assert_eq!(merged[1].details["addresses"], 50);
+        assert_eq!(merged[1].details["named"].as_array().unwrap().len(), 20);
+        assert_eq!(merged[1].key, "login-burst/addresses/10");
     }
 
     #[test]
