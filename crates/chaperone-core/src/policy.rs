@@ -452,7 +452,7 @@ impl Reason {
                  has: ask for access again"
             }
             Reason::StepUpRequired => {
-                "this path needs a recent TOTP verification: run `chaperone verify --totp CODE`"
+                "this path needs a recent TOTP verification: run `chaperone verify`"
             }
             Reason::NetworkNotAllowed => {
                 "requests from this network are not allowed for the account"

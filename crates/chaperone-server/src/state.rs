@@ -163,6 +163,9 @@ pub struct AppState {
     /// The bytes of request bodies over `api::SMALL_BODY` being read or handled at once,
     /// apart from uploads (which have slots of their own); see `api::body_budget`.
     pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
+    /// The same for request links' submissions, whose bodies are read before anyone is
+    /// known: whoever fills it holds up no other route.
+    pub(crate) submit_budget: Arc<tokio::sync::Semaphore>,
     /// Argon2 runs (password and passphrase hashes and checks) at once: one per core, at most
     /// eight. Each
     /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
@@ -304,6 +307,7 @@ impl AppState {
             share_uploaders: std::sync::Mutex::default(),
             deliverable_uploaders: std::sync::Mutex::default(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget)),
+            submit_budget: Arc::new(tokio::sync::Semaphore::new(body_budget / 4)),
             password_slots: Arc::new(tokio::sync::Semaphore::new(password_slots)),
             password_queue: Arc::new(tokio::sync::Semaphore::new(
                 password_slots * PASSWORD_QUEUE_PER_SLOT,

@@ -1793,6 +1793,14 @@ fn a_database_moved_under_the_server_takes_no_more_writes() {
         common::write(&s, "team/before", "before-Tq55");
         let path = s._dir.path().join(moved);
         std::fs::rename(&path, s._dir.path().join("aside")).unwrap();
+        // Readiness says so before any write fails on it.
+        let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
+        assert_eq!(status, 503, "{moved}: {body}");
+        assert_eq!(
+            body["reasons"],
+            serde_json::json!(["database_moved"]),
+            "{moved}"
+        );
         let (status, body) = s.call(
             "POST",
             "/v1/secret/data/team/after",
@@ -1801,13 +1809,6 @@ fn a_database_moved_under_the_server_takes_no_more_writes() {
             None,
         );
         assert!(status >= 500, "{moved}: {status} {body}");
-        let (status, body) = s.call("GET", "/api/v1/ready", None, None, None);
-        assert_eq!(status, 503, "{moved}: {body}");
-        assert_eq!(
-            body["reasons"],
-            serde_json::json!(["database_moved"]),
-            "{moved}"
-        );
         // Put back, it is the same file again, but another server may have opened the path
         // meanwhile: this one writes nothing more until it is restarted.
         std::fs::rename(s._dir.path().join("aside"), &path).unwrap();

@@ -744,17 +744,28 @@ impl Store {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    /// Forgets the attempts recorded for `subjects` at `at` (an attempt that succeeded).
+    /// Forgets the attempt recorded for each of `subjects` at `at` (an attempt that
+    /// succeeded, or checked nothing): one row each, so that another attempt recorded at the
+    /// same instant (a coarse clock, a burst) still counts.
     pub async fn forget_auth_failure(
         &self,
         subjects: &[String],
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let subjects = subjects.to_vec();
+        // The table has no key: SQLite's rowid or PostgreSQL's ctid names one row.
+        let row = match self.backend {
+            crate::Backend::Sqlite => "rowid",
+            crate::Backend::Postgres => "ctid",
+        };
+        let statement = format!(
+            "DELETE FROM auth_failures WHERE {row} = (SELECT {row} FROM auth_failures \
+             WHERE subject = $1 AND at = $2 LIMIT 1)"
+        );
         self.write_uncached(move |conn| {
             Box::pin(async move {
                 for subject in subjects {
-                    sqlx::query("DELETE FROM auth_failures WHERE subject = $1 AND at = $2")
+                    sqlx::query(&statement)
                         .bind(subject)
                         .bind(at.unix_nanos())
                         .execute(&mut *conn)

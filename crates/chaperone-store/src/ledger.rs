@@ -85,6 +85,8 @@ pub(crate) struct Committer {
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
     /// What the committer wrote.
     written: Arc<Mutex<Written>>,
+    /// With SQLite, the files it opened, checked by readiness too ([`Store::ledger_committing`]).
+    opened: Option<Opened>,
 }
 
 /// What the committer wrote, kept across failed batches.
@@ -149,7 +151,7 @@ impl Committer {
     /// dropped.
     pub(crate) fn start(writer: AnyPool, cache: Arc<crate::cache::Cache>) -> Arc<Self> {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let (handle, control) = Self::handle(jobs);
+        let (handle, control) = Self::handle(jobs, None);
         tokio::spawn(run(Writer::Pool(writer), rx, cache, control));
         handle
     }
@@ -164,8 +166,9 @@ impl Committer {
         cache: Arc<crate::cache::Cache>,
         locked: bool,
     ) -> Result<Arc<Self>, StoreError> {
+        let files = Opened::of(&path, locked)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let (handle, control) = Self::handle(jobs);
+        let (handle, control) = Self::handle(jobs, Some(files.clone()));
         let (opened, started) = oneshot::channel::<Result<(), StoreError>>();
         let not_started =
             |why: String| StoreError::LedgerWrite(format!("starting the committer: {why}"));
@@ -189,13 +192,6 @@ impl Committer {
                         return;
                     }
                 };
-                let files = match Opened::of(&path, locked) {
-                    Ok(files) => files,
-                    Err(e) => {
-                        let _ = opened.send(Err(e));
-                        return;
-                    }
-                };
                 let _ = opened.send(Ok(()));
                 let writer = Writer::Sqlite {
                     path,
@@ -211,7 +207,7 @@ impl Committer {
         Ok(handle)
     }
 
-    fn handle(jobs: mpsc::Sender<Job>) -> (Arc<Self>, Control) {
+    fn handle(jobs: mpsc::Sender<Job>, opened: Option<Opened>) -> (Arc<Self>, Control) {
         let (stop, stop_rx) = oneshot::channel();
         let (stopped_tx, stopped) = oneshot::channel();
         let written = Arc::new(Mutex::new(Written::default()));
@@ -220,6 +216,7 @@ impl Committer {
             stop: Mutex::new(Some(stop)),
             stopped: Mutex::new(Some(stopped)),
             written: Arc::clone(&written),
+            opened,
         });
         (
             handle,
@@ -246,8 +243,16 @@ impl Committer {
 
     /// Whether the files under the database path are no longer those this server opened,
     /// and how long ago the last batch failed (none succeeding since).
+    ///
+    /// The files are looked at here too, so that a node whose database went away says so
+    /// before a write fails on it; every batch from then on fails.
     fn failures(&self) -> (bool, Option<std::time::Duration>) {
-        let written = self.written.lock().expect("unpoisoned");
+        let mut written = self.written.lock().expect("unpoisoned");
+        if written.moved.is_none()
+            && let Some(opened) = &self.opened
+        {
+            written.moved = opened.check().err();
+        }
         (
             written.moved.is_some(),
             written.failed_at.map(|at| at.elapsed()),
@@ -541,6 +546,7 @@ async fn run(
                 }
             }
             Err(e) => {
+                written.lock().expect("unpoisoned").failed_at = Some(std::time::Instant::now());
                 tracing::error!(error = %e, "a ledger batch panicked; nothing of it was stored")
             }
         }

@@ -79,9 +79,11 @@ impl Store {
     /// whose request it answers (`made_with`) is live ([`StoreError::Conflict`] otherwise):
     /// an answer wrapped just before a reset, a disable or an offboarding revoked its maker's
     /// tokens (and deleted the wrappings it saw) is not stored after it. With `quota`, fails
-    /// with [`StoreError::Conflict`] (starting [`WRAP_QUOTA`]) when its maker's live wrapped
+    /// with [`StoreError::Conflict`] (starting [`WRAP_QUOTA`]) when its maker's stored wrapped
     /// responses (`created_by`, or all of those of no person together) would pass it with
-    /// this one: checked in the change, so concurrent wraps cannot pass it together.
+    /// this one: checked in the change, so concurrent wraps cannot pass it together. Expired
+    /// responses count until the sweep removes them: they take the disk until then, and
+    /// wraps of a second's TTL would otherwise pass any quota.
     pub async fn insert_wrapped(
         &self,
         record: &WrappedRecord,
@@ -105,11 +107,9 @@ impl Store {
                         "SELECT CAST(COUNT(*) AS BIGINT) AS n, \
                          CAST(COALESCE(SUM(LENGTH(sealed)), 0) AS BIGINT) AS bytes \
                          FROM wrapped_responses \
-                         WHERE (created_by = $1 OR ($1 IS NULL AND created_by IS NULL)) \
-                         AND expires_at > $2",
+                         WHERE (created_by = $1 OR ($1 IS NULL AND created_by IS NULL))",
                     )
                     .bind(record.created_by.clone())
-                    .bind(record.created_at.unix_nanos())
                     .fetch_one(&mut *conn)
                     .await
                     .map_err(db("reading the live wrapped responses"))?;

@@ -2985,6 +2985,16 @@ async fn failed_attempts_keep_the_caches_and_old_ones_go(f: &Fixture) {
     let subjects = vec!["user:mallory".to_owned()];
     f.store.record_auth_failure(&subjects, t(1)).await.unwrap();
     f.store.record_auth_failure(&subjects, t(5)).await.unwrap();
+    // Two attempts at one instant: forgetting one leaves the other counted.
+    f.store.record_auth_failure(&subjects, t(5)).await.unwrap();
+    f.store.forget_auth_failure(&subjects, t(5)).await.unwrap();
+    assert_eq!(
+        f.store
+            .auth_failures_since("user:mallory", t(0))
+            .await
+            .unwrap(),
+        2
+    );
     f.store.forget_auth_failure(&subjects, t(5)).await.unwrap();
     f.store.record_auth_failure(&subjects, t(6)).await.unwrap();
     assert_eq!(f.store.data_generation(), data);
@@ -3012,8 +3022,9 @@ async fn failed_attempts_keep_the_caches_and_old_ones_go(f: &Fixture) {
     }
 }
 
-/// A maker's live wrapped responses are held to a count and a size: those of another
-/// maker, and expired ones, do not count; the tokens of no person share one quota.
+/// A maker's stored wrapped responses are held to a count and a size: those of another
+/// maker do not count, expired ones do until they are removed; the tokens of no person
+/// share one quota.
 async fn wrapped_responses_are_held_to_their_makers_quota(f: &Fixture) {
     use chaperone_crypto::token::ApiToken;
     use chaperone_store::{WRAP_QUOTA, WrapQuota, WrappedRecord};
@@ -3039,13 +3050,17 @@ async fn wrapped_responses_are_held_to_their_makers_quota(f: &Fixture) {
         f.store.insert_wrapped(&record, &[], None, quota).await
     };
     let over = |result: Result<(), StoreError>| matches!(&result, Err(StoreError::Conflict(m)) if m.starts_with(WRAP_QUOTA));
-    // One expired, which does not count.
-    insert(wrap(Some("per_a"), 90, 5)).await.unwrap();
     insert(wrap(Some("per_a"), 40, 100)).await.unwrap();
     insert(wrap(Some("per_a"), 40, 100)).await.unwrap();
     assert!(over(insert(wrap(Some("per_a"), 21, 100)).await), "bytes");
-    insert(wrap(Some("per_a"), 20, 100)).await.unwrap();
+    // Expired, it counts until the sweep removes it.
+    insert(wrap(Some("per_a"), 20, 11)).await.unwrap();
     assert!(over(insert(wrap(Some("per_a"), 1, 100)).await), "count");
+    f.store
+        .purge_expired_wrapped(t(12), 10, |_| Vec::new())
+        .await
+        .unwrap();
+    insert(wrap(Some("per_a"), 20, 100)).await.unwrap();
     // Another person's, and the tokens of no person, have their own.
     for _ in 0..3 {
         insert(wrap(Some("per_b"), 30, 100)).await.unwrap();

@@ -528,8 +528,8 @@ async fn decidable(
         return Err(forbidden(
             "step_up_required",
             format!(
-                "approving access at level {} needs a recent TOTP code: run `chaperone verify \
-                 --totp CODE` (the console asks for it)",
+                "approving access at level {} needs a recent TOTP code: run `chaperone verify` \
+                 (the console asks for it)",
                 current.name
             ),
         ));

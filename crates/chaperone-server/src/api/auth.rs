@@ -929,7 +929,7 @@ pub(crate) struct Attempt {
 
 impl AppState {
     /// Counts an attempt for every subject; 429 when any subject is past the threshold
-    /// within the window (the refused attempt still counts).
+    /// within the window, counting this one (attempts sent together all count).
     ///
     /// An attempt on a subject already past the threshold is refused without being counted:
     /// the lockout holds until the window has passed over the attempts that reached it, and

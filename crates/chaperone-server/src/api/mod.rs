@@ -926,27 +926,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             // within the body budget.
             let handler = match large_body(spec.path) {
                 Some(max) => handler.layer(DefaultBodyLimit::max(max)),
-                None if spec.action.is_none() && spec.path != REQUEST_SUBMIT => {
-                    handler.layer(DefaultBodyLimit::max(SMALL_BODY))
+                // Read before anyone is known: a budget of its own, which whoever fills
+                // it takes from request links alone.
+                None if spec.path == REQUEST_SUBMIT => {
+                    within_budget(handler, &state.submit_budget, limit)
                 }
-                None => {
-                    let budget = Arc::clone(&state.body_budget);
-                    handler.layer(axum::middleware::from_fn(
-                        move |request: Request, next: axum::middleware::Next| {
-                            let permit = body_budget(&budget, request.headers(), limit);
-                            async move {
-                                match permit {
-                                    Ok(permit) => {
-                                        let response = next.run(request).await;
-                                        drop(permit);
-                                        response
-                                    }
-                                    Err(error) => error.into_response(),
-                                }
-                            }
-                        },
-                    ))
-                }
+                None if spec.action.is_none() => handler.layer(DefaultBodyLimit::max(SMALL_BODY)),
+                // No handler of a GET or HEAD reads a body: none is buffered to count.
+                None if matches!(spec.method, Method::GET | Method::HEAD) => handler,
+                None => within_budget(handler, &state.body_budget, limit),
             };
             router.route(spec.path, handler)
         });
@@ -1027,12 +1015,37 @@ const REQUEST_SUBMIT: &str = "/api/v1/request-links/submit";
 pub(crate) const SMALL_BODY: usize = 16 * 1024;
 
 /// The bytes of bodies over [`SMALL_BODY`] read or handled at once: 64 MiB, or four of the
-/// largest, whichever is more (at most 4 GiB, what one body's permits can count).
+/// largest, whichever is more (at most 4 GiB, what one body's permits can count). Request
+/// links' submissions, read before anyone is known, have a quarter of that of their own.
 pub(crate) fn body_budget_bytes(max_request_bytes: usize) -> usize {
     let most = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
     (64 * 1024 * 1024)
         .max(max_request_bytes.saturating_mul(4))
         .min(most)
+}
+
+/// `handler` with its body taken from `budget` ([`body_budget`]) for as long as it runs.
+fn within_budget(
+    handler: MethodRouter<Arc<AppState>>,
+    budget: &Arc<tokio::sync::Semaphore>,
+    limit: usize,
+) -> MethodRouter<Arc<AppState>> {
+    let budget = Arc::clone(budget);
+    handler.layer(axum::middleware::from_fn(
+        move |request: Request, next: axum::middleware::Next| {
+            let permit = body_budget(&budget, request.headers(), limit);
+            async move {
+                match permit {
+                    Ok(permit) => {
+                        let response = next.run(request).await;
+                        drop(permit);
+                        response
+                    }
+                    Err(error) => error.into_response(),
+                }
+            }
+        },
+    ))
 }
 
 /// Takes a request's body size from `budget` before its body is read: the declared length,

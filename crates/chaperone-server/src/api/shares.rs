@@ -525,12 +525,8 @@ pub(crate) async fn open_share(
         let attempt = match state.begin_attempt(subjects).await {
             Ok(attempt) => attempt,
             Err(locked) => {
-                // As for logins: refusals by the lockout within the address's budget.
-                if locked.code == "locked"
-                    && state
-                        .anonymous_refusals
-                        .admit(&state, &Actor::default(), info.client_ip)
-                {
+                // Recorded within the address's budget when nobody known asked (`refuse`).
+                if locked.code == "locked" {
                     refuse("locked", actor.clone()).await?;
                 }
                 return Err(locked);

@@ -120,8 +120,8 @@ pub(crate) fn duration(text: &str) -> Result<i64, String> {
     i64::try_from(secs).map_err(|_| bad())
 }
 
-/// The most one person's live wrapped responses (not unwrapped, not expired) may be, and
-/// hold; the tokens of no person share one such quota.
+/// The most one person's stored wrapped responses (not unwrapped, not yet removed by the
+/// sweep) may be, and hold; the tokens of no person share one such quota.
 ///
 /// Security decision: a wrapped response is kept until it is unwrapped or its TTL ends (up
 /// to the longest token TTL), and any token may wrap (a contractor's included), so without
@@ -134,27 +134,37 @@ const WRAP_QUOTA: WrapQuota = WrapQuota {
     bytes: 256 * 1024 * 1024,
 };
 
-/// Wrapped responses removed by one sweep at most; the next sweep takes the rest.
-const EXPIRE_PER_SWEEP: u32 = 500;
+/// Wrapped responses removed by one change (one `wrap.expire` entry) at most.
+const EXPIRE_PER_CHANGE: u32 = 500;
+/// Changes of [`EXPIRE_PER_CHANGE`] one sweep makes at most; the next sweep takes the rest.
+const EXPIRE_CHANGES_PER_SWEEP: usize = 40;
 
 /// Removes wrapped responses that expired unopened (by the sweep), recording
 /// `wrap.expire` with their accessors; returns how many. Without it, wrapped responses
-/// nobody unwraps would stay stored, sealed, for good.
+/// nobody unwraps would stay stored, sealed, for good (and count against their maker's
+/// quota, see [`WRAP_QUOTA`]).
 pub(crate) async fn expire(
     state: &AppState,
     info: &RequestInfo,
     now: chaperone_core::Timestamp,
 ) -> Result<usize, ApiError> {
-    let record = Record::new("wrap.expire", "sys/wrapping", Outcome::Success);
-    let mut event = state.event(info, Actor::default(), record);
-    let removed = state
-        .store
-        .purge_expired_wrapped(now, EXPIRE_PER_SWEEP, move |accessors| {
-            event.details.insert("accessors".into(), json!(accessors));
-            vec![event]
-        })
-        .await?;
-    Ok(removed.len())
+    let mut total = 0;
+    for _ in 0..EXPIRE_CHANGES_PER_SWEEP {
+        let record = Record::new("wrap.expire", "sys/wrapping", Outcome::Success);
+        let mut event = state.event(info, Actor::default(), record);
+        let removed = state
+            .store
+            .purge_expired_wrapped(now, EXPIRE_PER_CHANGE, move |accessors| {
+                event.details.insert("accessors".into(), json!(accessors));
+                vec![event]
+            })
+            .await?;
+        total += removed.len();
+        if removed.len() < EXPIRE_PER_CHANGE as usize {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 /// Wraps `body` (the answer of `creation_path`, with `status`) for `ttl` seconds: stores it

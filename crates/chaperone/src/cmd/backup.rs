@@ -206,14 +206,7 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
             }
             std::fs::rename(&partial, &args.out)
                 .with_context(|| format!("cannot name the backup {}", args.out.display()))?;
-            let parent = args
-                .out
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            std::fs::File::open(parent)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot sync {}", parent.display()))?;
+            sync_dir_of(&args.out)?;
             Ok(manifest)
         });
     if result.is_err() {
@@ -598,9 +591,7 @@ async fn restore_sqlite(
     std::fs::rename(&staging, target)
         .with_context(|| format!("cannot move the restored database to {}", target.display()))?;
     // The renames are durable only once the directory is.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))?;
+    sync_dir_of(target)?;
     remove_staging();
     report(manifest, statement, &target.display().to_string());
     println!(
@@ -821,6 +812,18 @@ fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
 
 /// Creates `path` as a new directory, mode 0700; an existing path is refused, so a backup
 /// never lands in a directory someone else prepared.
+/// Syncs the directory holding `path` (`.` for a bare name): a rename into it is durable
+/// only then.
+fn sync_dir_of(path: &Path) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
+}
+
 fn create_new_dir(path: &Path) -> anyhow::Result<()> {
     // Its parents are made as needed (private too); the backup directory itself must be
     // new.

@@ -363,7 +363,10 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
     let totp = match args.totp {
         Some(code) => Some(totp_code(&code)?.to_string()),
         None if std::io::stdin().is_terminal() => {
-            let code = super::prompt_secret("TOTP code (empty if none): ", "use --totp CODE")?;
+            let code = super::prompt_secret(
+                "TOTP code (empty if none): ",
+                "use --totp - and give the code on stdin after the password",
+            )?;
             (!code.trim().is_empty()).then(|| code.trim().to_owned())
         }
         None => None,

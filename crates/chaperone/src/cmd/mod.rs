@@ -22,9 +22,6 @@ pub(crate) fn shown<'a>(
     chaperone_scan::output::printable(value.as_str().unwrap_or(missing))
 }
 
-/// Asks for a secret on the terminal, without echo. Without a terminal the error says
-/// which other way `hint` gives (a flag, an environment variable), not the operating
-/// system's "No such device or address".
 /// The next line of stdin, which must hold `what` (stdin's buffer is shared, so a second
 /// call reads the second line). For secrets a script hands over without putting them in the
 /// process list.
@@ -42,6 +39,9 @@ pub(crate) fn line_of_stdin(what: &str) -> anyhow::Result<zeroize::Zeroizing<Str
     Ok(trimmed)
 }
 
+/// Asks for a secret on the terminal, without echo. Without a terminal the error says
+/// which other way `hint` gives (a flag, an environment variable), not the operating
+/// system's "No such device or address".
 pub(crate) fn prompt_secret(
     prompt: &str,
     hint: &str,

@@ -543,12 +543,15 @@ const RESERVED_FILES: u64 = 256;
 fn fit_open_files(max_connections: usize) -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
+    // An unlimited hard limit (macOS's default) is no soft limit the kernel takes: ask for a
+    // million, far past any `max_connections` worth serving.
+    let wanted = limit.maximum.unwrap_or(1 << 20);
     let raised = Rlimit {
-        current: limit.maximum,
+        current: Some(wanted),
         maximum: limit.maximum,
     };
     let soft = match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => limit.maximum,
+        Ok(()) => Some(wanted),
         Err(error) => {
             tracing::warn!(%error, "cannot raise the limit of open files");
             limit.current
