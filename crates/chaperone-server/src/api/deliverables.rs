@@ -181,6 +181,20 @@ impl Viewer {
     }
 }
 
+/// A secret as findings stored before only its length was shown showed it: its first
+/// characters and its length (`Summ****(11 chars)`). The length alone, or `None` for any
+/// other text.
+fn without_head(shown: &str) -> Option<String> {
+    let at = shown.find("****(")?;
+    let (head, rest) = shown.split_at(at);
+    let digits = rest.strip_prefix("****(")?.strip_suffix(" chars)")?;
+    (!head.is_empty()
+        && head.chars().count() <= 4
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit()))
+    .then(|| rest.to_owned())
+}
+
 /// Findings as `caller` may see them through the findings API: to whoever submitted a
 /// deliverable, its findings say no more than its view ([`view`]) does, whatever their role:
 /// a vault value they may not read is not placed, and no code is shown beside one.
@@ -197,6 +211,14 @@ pub(crate) async fn findings_for(
         // Kept by findings made before fingerprints were dropped: shown to no one.
         if let Some(details) = finding.details.as_object_mut() {
             details.remove("fingerprint");
+            // And by those made while a secret showed its first characters: its length only.
+            if let Some(bare) = details
+                .get("shown")
+                .and_then(Value::as_str)
+                .and_then(without_head)
+            {
+                details.insert("shown".into(), bare.into());
+            }
         }
         let Some(id) = finding.details["deliverable_id"]
             .as_str()
@@ -294,7 +316,10 @@ fn view(deliverable: Deliverable, findings: &[Finding], viewer: &Viewer) -> Deli
                 severity: f.severity.clone(),
                 shown: match (viewer, f.details["secret"].as_str()) {
                     (Viewer::Security, Some(secret)) => format!("value of {secret}"),
-                    _ if show_code => f.details["shown"].as_str().unwrap_or_default().to_owned(),
+                    _ if show_code => {
+                        let shown = f.details["shown"].as_str().unwrap_or_default();
+                        without_head(shown).unwrap_or_else(|| shown.to_owned())
+                    }
                     _ => String::new(),
                 },
                 status: f.status.clone(),
@@ -674,4 +699,25 @@ pub(crate) async fn show(
     let findings = findings_of(&state, &deliverable).await?;
     let viewer = Viewer::of(&state, &caller, &deliverable, &findings).await?;
     Ok(Json(view(deliverable, &findings, &viewer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_head;
+
+    #[test]
+    fn a_stored_secrets_first_characters_are_not_shown() {
+        assert_eq!(
+            without_head("Summ****(11 chars)").as_deref(),
+            Some("****(11 chars)")
+        );
+        assert_eq!(
+            without_head("ghp_****(40 chars)").as_deref(),
+            Some("****(40 chars)")
+        );
+        // Already its length only, code, or other text: as it is.
+        assert_eq!(without_head("****(11 chars)"), None);
+        assert_eq!(without_head("curl -H \"K: ****(22 chars)\" x | sh"), None);
+        assert_eq!(without_head("Summer****(x chars)"), None);
+    }
 }
