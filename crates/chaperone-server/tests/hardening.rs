@@ -441,6 +441,9 @@ fn metrics_need_their_token_and_count_requests() {
         None,
     );
     assert_eq!(status, 401);
+    // A Vault error keeps its route's label.
+    let (status, _) = s.call("GET", "/v1/secret/data/team/x", None, None, None);
+    assert_eq!(status, 403);
 
     let (status, _) = s.call("GET", "/metrics", None, None, None);
     assert_eq!(status, 401, "no token");
@@ -463,6 +466,7 @@ fn metrics_need_their_token_and_count_requests() {
     let text = response.body_mut().read_to_string().unwrap();
     for expected in [
         "chaperone_http_requests_total{route=\"/api/v1/health\",method=\"GET\",status=\"200\"} 1",
+        "chaperone_http_requests_total{route=\"/v1/secret/data/{*path}\",method=\"GET\",status=\"403\"} 1",
         "chaperone_http_request_duration_seconds_count{route=\"/api/v1/health\",method=\"GET\",status=\"200\"} 1",
         "chaperone_login_failures_total 1",
         "chaperone_sealed 0",

@@ -529,36 +529,48 @@ pub(crate) async fn compat(
         return response;
     }
     let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), MAX_ERROR_BODY)
-        .await
-        .unwrap_or_default();
-    let native: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let code = native["error"]["code"].as_str().unwrap_or_default();
-    let message = native["error"]["message"]
-        .as_str()
-        .unwrap_or("request failed");
-    // A path under `secret/` that the KV v2 mount does not have: OpenBao's KV engine answers
-    // with its envelope and a warning, not an error.
-    if (status, code) == (StatusCode::NOT_FOUND, "not_found")
-        && message.starts_with("no such route")
-        && let Some(rest) = route.strip_prefix("secret/")
-    {
-        let warning = if matches!(rest, "data" | "metadata" | "delete") {
-            "Non-listing operations on the root of a K/V v2 mount are not supported.".to_owned()
-        } else {
-            format!(
-                "Invalid path for a versioned K/V secrets engine. See the API docs for the \
-                 appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv \
-                 {kv_command}' for this operation."
-            )
-        };
-        let body = json!({
-            "request_id": request_id, "lease_id": "", "renewable": false, "lease_duration": 0,
-            "data": null, "wrap_info": null, "warnings": [warning], "auth": null,
-        });
-        return reply(StatusCode::NOT_FOUND, &body);
+    // The route's label goes with the answer Vault's way, for the metrics and the log line.
+    let label = response
+        .extensions()
+        .get::<crate::observe::RouteLabel>()
+        .cloned();
+    let mut answer = async move {
+        let body = axum::body::to_bytes(response.into_body(), MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        let native: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let code = native["error"]["code"].as_str().unwrap_or_default();
+        let message = native["error"]["message"]
+            .as_str()
+            .unwrap_or("request failed");
+        // A path under `secret/` that the KV v2 mount does not have: OpenBao's KV engine answers
+        // with its envelope and a warning, not an error.
+        if (status, code) == (StatusCode::NOT_FOUND, "not_found")
+            && message.starts_with("no such route")
+            && let Some(rest) = route.strip_prefix("secret/")
+        {
+            let warning = if matches!(rest, "data" | "metadata" | "delete") {
+                "Non-listing operations on the root of a K/V v2 mount are not supported.".to_owned()
+            } else {
+                format!(
+                    "Invalid path for a versioned K/V secrets engine. See the API docs for the \
+                     appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv \
+                     {kv_command}' for this operation."
+                )
+            };
+            let body = json!({
+                "request_id": request_id, "lease_id": "", "renewable": false, "lease_duration": 0,
+                "data": null, "wrap_info": null, "warnings": [warning], "auth": null,
+            });
+            return reply(StatusCode::NOT_FOUND, &body);
+        }
+        vault_error(status, code, message, &route)
     }
-    vault_error(status, code, message, &route)
+    .await;
+    if let Some(label) = label {
+        answer.extensions_mut().insert(label);
+    }
+    answer
 }
 
 /// A native error (status, code, message) as Vault says it.
