@@ -2410,3 +2410,51 @@ fn a_burst_of_logins_past_the_password_queue_is_answered_busy() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+/// A login whose client hangs up while it is checked runs to its end: its attempt is never
+/// counted towards a lockout without its ledger entry.
+#[test]
+fn a_login_its_client_abandons_is_counted_and_recorded_or_neither() {
+    use std::io::Write as _;
+    let s = Server::start_password_only();
+    s.person("fay", "member", None);
+    let from = "198.51.100.77";
+    let body = json!({ "user": "fay", "password": "wrong-password-123" }).to_string();
+    let request = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: {from}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let host = s.addr.trim_start_matches("http://").to_owned();
+    for wait_ms in [0, 2, 5, 10, 20, 40] {
+        let mut stream = std::net::TcpStream::connect(&host).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        drop(stream);
+    }
+    let counted = || {
+        s.runtime
+            .block_on(s.state.store().auth_failures_since(
+                &format!("ip:{from}"),
+                chaperone_core::Timestamp::from_unix_nanos(0),
+            ))
+            .unwrap()
+    };
+    let recorded = || {
+        s.ledger()
+            .iter()
+            .filter(|e| e["action"] == "auth.login" && e["client_ip"] == from)
+            .count() as u64
+    };
+    // Settled once both stop moving.
+    let mut last = (u64::MAX, u64::MAX);
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = (counted(), recorded());
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert_eq!(last.0, last.1, "attempts counted, and recorded");
+}

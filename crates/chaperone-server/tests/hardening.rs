@@ -1792,7 +1792,7 @@ fn request_bodies_are_held_to_a_budget() {
 /// with the file. Readiness says so.
 #[test]
 fn a_database_moved_under_the_server_takes_no_more_writes() {
-    for moved in ["t.db", "t.db.lock"] {
+    for moved in ["t.db", "t.db-wal", "t.db.lock"] {
         let s = Server::start();
         common::write(&s, "team/before", "before-Tq55");
         let path = s._dir.path().join(moved);

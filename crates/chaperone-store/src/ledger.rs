@@ -301,11 +301,27 @@ enum Writer {
 struct Opened(Vec<(PathBuf, (u64, u64))>);
 
 impl Opened {
-    /// The database at `database`, and its lock file when this process holds the lock.
+    /// The database at `database`, its write-ahead log and shared-memory index (which the
+    /// store's open connections have made), and its lock file when this process holds the
+    /// lock.
+    ///
+    /// The log holds every commit since the last checkpoint: deleted under the server, the
+    /// connections write on into the unlinked file, and a crash then loses every write since.
+    /// SQLite removes it only when the last connection closes, which the server's own never
+    /// all do while it runs.
     fn of(database: &Path, locked: bool) -> Result<Self, StoreError> {
         let mut files = Vec::new();
+        let beside = |suffix: &str| {
+            let mut name = database.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let journal = [beside("-wal"), beside("-shm")];
         let lock = locked.then(|| crate::lock_path(database));
-        for path in std::iter::once(database.to_path_buf()).chain(lock) {
+        for path in std::iter::once(database.to_path_buf())
+            .chain(journal)
+            .chain(lock)
+        {
             let identity = identity(&path)
                 .map_err(|e| StoreError::LedgerWrite(format!("reading {}: {e}", path.display())))?;
             files.push((path, identity));

@@ -258,7 +258,30 @@ pub(crate) async fn login(
 /// A login through either API: checked, recorded (success or failure) and, on success, the
 /// session stored in the same transaction as its entry. Also who logged in, as the ledger
 /// names them, with the new session.
+///
+/// It runs to its end in a task of its own: an attempt is counted before it is checked, and
+/// a client that hangs up meanwhile (which drops the request's handler) must not leave an
+/// attempt counted, towards a lockout, with no ledger entry to show for it.
 pub(crate) async fn perform_login(
+    state: &Arc<AppState>,
+    info: &RequestInfo,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: LoginRequest,
+) -> Result<(LoginResponse, Actor), ApiError> {
+    let (state, info, headers) = (Arc::clone(state), info.clone(), headers.clone());
+    tokio::spawn(async move { login_to_the_end(&state, &info, peer, &headers, body).await })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the login did not run to its end; try again",
+            )
+        })?
+}
+
+async fn login_to_the_end(
     state: &AppState,
     info: &RequestInfo,
     peer: SocketAddr,
