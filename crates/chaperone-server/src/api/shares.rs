@@ -435,6 +435,26 @@ pub(crate) async fn open_share(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<OpenShare>,
 ) -> Result<Response, ApiError> {
+    // To its end in a task of its own: a passphrase guess is counted before it is checked,
+    // and a client that hangs up meanwhile must not leave it counted without its entry.
+    tokio::spawn(open_share_to_the_end(state, info, headers, id, req))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "opening the link did not run to its end; try again",
+            )
+        })?
+}
+
+async fn open_share_to_the_end(
+    state: Arc<AppState>,
+    info: RequestInfo,
+    headers: HeaderMap,
+    id: String,
+    req: OpenShare,
+) -> Result<Response, ApiError> {
     let share = live_share(&state, &id, &req.proof).await?;
     let mut actor = Actor::default();
     let refuse = |reason: &'static str, actor: Actor| {
