@@ -162,10 +162,10 @@ pub struct AppState {
     pub(crate) deliverable_uploaders: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The bytes of request bodies over `api::SMALL_BODY` being read or handled at once,
     /// apart from uploads (which have slots of their own); see `api::body_budget`.
-    pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
+    pub(crate) body_budget: Arc<crate::api::BodyBudget>,
     /// The same for request links' submissions, whose bodies are read before anyone is
     /// known: whoever fills it holds up no other route.
-    pub(crate) submit_budget: Arc<tokio::sync::Semaphore>,
+    pub(crate) submit_budget: Arc<crate::api::BodyBudget>,
     /// Argon2 runs (password and passphrase hashes and checks) at once: one per core, at most
     /// eight. Each
     /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
@@ -289,7 +289,8 @@ impl AppState {
 impl AppState {
     /// A sealed server over `store`. It loads the keyring from the store on first use.
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        let body_budget = crate::api::body_budget_bytes(settings.max_request_bytes);
+        let largest = settings.max_request_bytes;
+        let body_budget = crate::api::body_budget_bytes(largest);
         let password_slots = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         Self {
             store,
@@ -306,8 +307,8 @@ impl AppState {
             share_upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_UPLOADS)),
             share_uploaders: std::sync::Mutex::default(),
             deliverable_uploaders: std::sync::Mutex::default(),
-            body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget)),
-            submit_budget: Arc::new(tokio::sync::Semaphore::new(body_budget / 4)),
+            body_budget: crate::api::BodyBudget::new(body_budget, largest),
+            submit_budget: crate::api::BodyBudget::new(body_budget / 4, largest),
             password_slots: Arc::new(tokio::sync::Semaphore::new(password_slots)),
             password_queue: Arc::new(tokio::sync::Semaphore::new(
                 password_slots * PASSWORD_QUEUE_PER_SLOT,

@@ -1718,8 +1718,9 @@ fn refusals_without_a_known_credential_are_recorded_up_to_a_budget() {
 }
 
 /// Bodies read before anyone is known are small, and large bodies are read within a budget
-/// of bytes: clients sending large bodies slowly on many connections hold a bounded amount
-/// of memory, and are answered `busy` past it while small requests go on.
+/// of bytes, of which one sender may hold a quarter: clients sending large bodies slowly on
+/// many connections hold a bounded amount of memory, are answered `busy` past it, and one
+/// sender cannot take it from the others; small requests go on.
 #[test]
 fn request_bodies_are_held_to_a_budget() {
     let s = Server::start();
@@ -1732,36 +1733,51 @@ fn request_bodies_are_held_to_a_budget() {
         None,
     );
     assert_eq!(status, 413, "{body}");
-    // Sixty-four writes of 1 MiB whose bodies have not arrived hold the whole budget.
-    let head = format!(
-        "POST /v1/secret/data/team/large HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Vault-Token: {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        s.admin,
-        1024 * 1024
-    );
+    // Writes of 1 MiB whose bodies have not arrived: each takes its share as the server
+    // starts to read it.
+    let head = |token: &str, path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Vault-Token: {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            1024 * 1024
+        )
+    };
     let mut held = Vec::new();
-    for _ in 0..64 {
-        let mut stream = TcpStream::connect(host_port(&s)).unwrap();
-        stream.write_all(head.as_bytes()).unwrap();
-        held.push(stream);
-    }
-    // The server takes each body's share as it starts to read it: wait until all are taken.
-    let mut refused = String::new();
-    for _ in 0..100 {
-        let mut stream = TcpStream::connect(host_port(&s)).unwrap();
-        stream.write_all(head.as_bytes()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut buf = [0u8; 4096];
-        if let Ok(n) = stream.read(&mut buf)
-            && n > 0
-        {
-            refused = String::from_utf8_lossy(&buf[..n]).into_owned();
-            break;
+    // Holds bodies until one is refused; the refusal.
+    let mut hold_until_refused = |token: &str, path: &str| {
+        for _ in 0..100 {
+            let mut stream = TcpStream::connect(host_port(&s)).unwrap();
+            stream.write_all(head(token, path).as_bytes()).unwrap();
+            // A body not yet taken when this gives up waiting is taken, or refused, later:
+            // either way, the loop goes on until one is refused.
+            stream
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = stream.read(&mut buf)
+                && n > 0
+            {
+                return String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+            held.push(stream);
         }
-        held.push(stream);
+        panic!("no body was refused");
+    };
+    // One sender holds a quarter of the 64 MiB at most.
+    let refused = hold_until_refused(&s.admin, "/v1/secret/data/team/large");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("as one sender may"), "{refused}");
+    // Three more senders take the rest, and then nobody sends a large body.
+    let mut senders = Vec::new();
+    for name in ["m1", "m2", "m3", "m4"] {
+        let person = s.person(name, "member", None);
+        senders.push(s.login(&person));
     }
+    for token in &senders[..3] {
+        let refused = hold_until_refused(token, "/v1/sys/wrapping/wrap");
+        assert!(refused.contains("as one sender may"), "{refused}");
+    }
+    let refused = hold_until_refused(&senders[3], "/v1/sys/wrapping/wrap");
     assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
     assert!(refused.contains("large request bodies"), "{refused}");
     // Small bodies go on.

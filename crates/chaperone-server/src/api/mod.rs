@@ -1027,13 +1027,23 @@ pub(crate) fn body_budget_bytes(max_request_bytes: usize) -> usize {
 /// `handler` with its body taken from `budget` ([`body_budget`]) for as long as it runs.
 fn within_budget(
     handler: MethodRouter<Arc<AppState>>,
-    budget: &Arc<tokio::sync::Semaphore>,
+    budget: &Arc<BodyBudget>,
     limit: usize,
 ) -> MethodRouter<Arc<AppState>> {
     let budget = Arc::clone(budget);
     handler.layer(axum::middleware::from_fn(
         move |request: Request, next: axum::middleware::Next| {
-            let permit = body_budget(&budget, request.headers(), limit);
+            // Who sends it: known by their token (the authorisation layer ran), else by their
+            // address (a request link's submission).
+            let who = match request.extensions().get::<crate::auth::Caller>() {
+                Some(caller) => sender(caller),
+                None => request
+                    .extensions()
+                    .get::<crate::record::RequestInfo>()
+                    .and_then(|info| info.client_ip)
+                    .map_or_else(|| "address:unknown".to_owned(), auth::ip_subject),
+            };
+            let permit = body_budget(&budget, who, request.headers(), limit);
             async move {
                 match permit {
                     Ok(permit) => {
@@ -1053,10 +1063,11 @@ fn within_budget(
 /// None left is `429 busy`: without the budget, clients sending bodies of up to
 /// `max_request_bytes` slowly on every connection they may open would hold gigabytes.
 fn body_budget(
-    budget: &Arc<tokio::sync::Semaphore>,
+    budget: &Arc<BodyBudget>,
+    who: String,
     headers: &HeaderMap,
     limit: usize,
-) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+) -> Result<Option<BodyPermit>, ApiError> {
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -1069,18 +1080,89 @@ fn body_budget(
     if size <= SMALL_BODY {
         return Ok(None);
     }
-    let permits = u32::try_from(size).unwrap_or(u32::MAX);
-    Arc::clone(budget)
-        .try_acquire_many_owned(permits)
-        .map(Some)
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "busy",
-                "the server is reading as many large request bodies as it takes at once; \
-                 try again shortly",
-            )
+    budget.take(who, size).map(Some)
+}
+
+/// Bytes of request bodies being read or handled at once, in all and by each sender.
+///
+/// Security decision: a body is charged as declared, before it arrives (what it would take
+/// if sent), and a sender may send it as slowly as the request timeout allows; so one sender
+/// (anyone holding a token, or an address where no token is asked) may hold a quarter of the
+/// budget at most, or one largest body, and cannot take the rest from everyone else.
+#[derive(Debug)]
+pub(crate) struct BodyBudget {
+    total: Arc<tokio::sync::Semaphore>,
+    held: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    share: usize,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes` in all, of which a sender may hold a quarter, or `largest`.
+    pub(crate) fn new(bytes: usize, largest: usize) -> Arc<Self> {
+        Arc::new(Self {
+            total: Arc::new(tokio::sync::Semaphore::new(bytes)),
+            held: std::sync::Mutex::default(),
+            share: (bytes / 4).max(largest),
         })
+    }
+
+    /// `size` bytes for `who`, or `429 busy` when they or everyone hold too much already.
+    fn take(self: &Arc<Self>, who: String, size: usize) -> Result<BodyPermit, ApiError> {
+        let busy = |message: &str| {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message.to_owned())
+        };
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = held.get(&who).copied().unwrap_or(0);
+        if mine.saturating_add(size) > self.share {
+            return Err(busy(
+                "your requests are sending as many large bodies at once as one sender may; \
+                 try again when they are done",
+            ));
+        }
+        let permits = u32::try_from(size).unwrap_or(u32::MAX);
+        let permit = Arc::clone(&self.total)
+            .try_acquire_many_owned(permits)
+            .map_err(|_| {
+                busy(
+                    "the server is reading as many large request bodies as it takes at once; \
+                     try again shortly",
+                )
+            })?;
+        *held.entry(who.clone()).or_default() += size;
+        Ok(BodyPermit {
+            budget: Arc::clone(self),
+            who,
+            size,
+            _permit: permit,
+        })
+    }
+}
+
+/// A body's share of a [`BodyBudget`], given back when dropped.
+pub(crate) struct BodyPermit {
+    budget: Arc<BodyBudget>,
+    who: String,
+    size: usize,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        let mut held = self
+            .budget
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mine) = held.get_mut(&self.who) {
+            *mine = mine.saturating_sub(self.size);
+            if *mine == 0 {
+                held.remove(&self.who);
+            }
+        }
+    }
 }
 /// The route that takes deliverables.
 const DELIVERABLES: &str = "/api/v1/deliverables";
@@ -1368,8 +1450,17 @@ pub(crate) fn upload_slot(
         .map_err(|_| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message.to_owned()))
 }
 
-/// An upload in progress by one uploader: a vendor (its people together), else a person,
-/// else a token of no person. Ends when dropped.
+/// Who sends a request, for what one sender may hold at once: a vendor (its people
+/// together), else a person, else a token of no person.
+fn sender(caller: &crate::auth::Caller) -> String {
+    match (&caller.vendor_id, &caller.person_id) {
+        (Some(vendor), _) => format!("vendor:{vendor}"),
+        (None, Some(person)) => format!("person:{person}"),
+        (None, None) => format!("token:{}", caller.token_id),
+    }
+}
+
+/// An upload in progress by one uploader ([`sender`]). Ends when dropped.
 ///
 /// Security decision: uploads hold their bodies for as long as the client takes to send
 /// them (up to the request timeout) in a few slots shared by everyone; without this, one
@@ -1386,11 +1477,7 @@ impl<'a> Uploading<'a> {
         uploading: &'a std::sync::Mutex<std::collections::HashSet<String>>,
         caller: &crate::auth::Caller,
     ) -> Result<Self, ApiError> {
-        let who = match (&caller.vendor_id, &caller.person_id) {
-            (Some(vendor), _) => format!("vendor:{vendor}"),
-            (None, Some(person)) => format!("person:{person}"),
-            (None, None) => format!("token:{}", caller.token_id),
-        };
+        let who = sender(caller);
         let mut set = uploading
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
