@@ -82,6 +82,11 @@ pub async fn serve_with(
     checkpoints.abort();
     sweep.abort();
     rewrap.abort();
+    // Logins and other attempts running to their end record before the last entries.
+    state
+        .unfinished
+        .wait(std::time::Duration::from_secs(30))
+        .await;
     if let Err(error) = state.record_suppressed_at_exit().await {
         tracing::warn!(error = %error.message, "the refusals past the budget were not recorded");
     }

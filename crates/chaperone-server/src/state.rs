@@ -121,6 +121,55 @@ impl Default for AuthSettings {
     }
 }
 
+/// Work that runs to its end whatever becomes of its request ([`crate::api::to_the_end`]):
+/// how much is running, so that a server stopping waits for it before its last entries and
+/// checkpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Unfinished {
+    running: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// One piece of [`Unfinished`] work; done when dropped.
+pub(crate) struct Running(Arc<Unfinished>);
+
+impl Unfinished {
+    pub(crate) fn enter(self: &Arc<Self>) -> Running {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(Arc::clone(self))
+    }
+
+    /// Waits until nothing is running, or `limit` has passed.
+    pub(crate) async fn wait(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self
+            .0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.done.notify_waiters();
+        }
+    }
+}
+
 /// Argon2 runs running or waiting, per slot (a core): about two seconds of waiting at most.
 const PASSWORD_QUEUE_PER_SLOT: usize = 32;
 
@@ -170,6 +219,8 @@ pub struct AppState {
     /// eight. Each
     /// takes 19 MiB and tens of milliseconds of CPU; see [`AppState::password_work`].
     pub(crate) password_slots: Arc<tokio::sync::Semaphore>,
+    /// Work running to its end whatever becomes of its request.
+    pub(crate) unfinished: Arc<Unfinished>,
     /// Argon2 runs running or waiting for a slot: [`PASSWORD_QUEUE_PER_SLOT`] a slot.
     pub(crate) password_queue: Arc<tokio::sync::Semaphore>,
     /// When this process last recorded each session's use in the store, so that requests
@@ -310,6 +361,7 @@ impl AppState {
             body_budget: crate::api::BodyBudget::new(body_budget, largest),
             submit_budget: crate::api::BodyBudget::new(body_budget / 4, largest),
             password_slots: Arc::new(tokio::sync::Semaphore::new(password_slots)),
+            unfinished: Arc::default(),
             password_queue: Arc::new(tokio::sync::Semaphore::new(
                 password_slots * PASSWORD_QUEUE_PER_SLOT,
             )),

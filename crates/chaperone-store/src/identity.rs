@@ -754,13 +754,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let subjects = subjects.to_vec();
         // The table has no key: SQLite's rowid or PostgreSQL's ctid names one row.
-        let row = match self.backend {
-            crate::Backend::Sqlite => "rowid",
-            crate::Backend::Postgres => "ctid",
+        // On PostgreSQL, two forgets at once take two rows, not the same one twice.
+        let (row, lock) = match self.backend {
+            crate::Backend::Sqlite => ("rowid", ""),
+            crate::Backend::Postgres => ("ctid", " FOR UPDATE SKIP LOCKED"),
         };
         let statement = format!(
             "DELETE FROM auth_failures WHERE {row} = (SELECT {row} FROM auth_failures \
-             WHERE subject = $1 AND at = $2 LIMIT 1)"
+             WHERE subject = $1 AND at = $2 LIMIT 1{lock})"
         );
         self.write_uncached(move |conn| {
             Box::pin(async move {

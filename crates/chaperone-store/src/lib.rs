@@ -522,6 +522,10 @@ fn pool_options(backend: Backend, sqlite: u32, postgres: u32) -> AnyPoolOptions 
             Backend::Postgres => postgres,
         })
         .acquire_timeout(Duration::from_secs(30))
+        // One SQLite connection always open: SQLite deletes the write-ahead log when the
+        // last connection to a database closes, and the ledger committer takes a log that
+        // is no longer the one it opened for the database moved (`ledger::Opened`).
+        .min_connections(u32::from(backend == Backend::Sqlite))
         // A pooled PostgreSQL connection is pinged before use, since the server may have
         // closed it. A SQLite connection is a file this process holds open: the ping would
         // only add a round trip to sqlx's worker thread in front of every query.

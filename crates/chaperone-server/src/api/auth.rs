@@ -259,9 +259,7 @@ pub(crate) async fn login(
 /// session stored in the same transaction as its entry. Also who logged in, as the ledger
 /// names them, with the new session.
 ///
-/// It runs to its end in a task of its own: an attempt is counted before it is checked, and
-/// a client that hangs up meanwhile (which drops the request's handler) must not leave an
-/// attempt counted, towards a lockout, with no ledger entry to show for it.
+/// It runs to its end ([`super::to_the_end`]).
 pub(crate) async fn perform_login(
     state: &Arc<AppState>,
     info: &RequestInfo,
@@ -269,16 +267,11 @@ pub(crate) async fn perform_login(
     headers: &HeaderMap,
     body: LoginRequest,
 ) -> Result<(LoginResponse, Actor), ApiError> {
-    let (state, info, headers) = (Arc::clone(state), info.clone(), headers.clone());
-    tokio::spawn(async move { login_to_the_end(&state, &info, peer, &headers, body).await })
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the login did not run to its end; try again",
-            )
-        })?
+    let (task_state, info, headers) = (Arc::clone(state), info.clone(), headers.clone());
+    super::to_the_end(state, "the login", async move {
+        login_to_the_end(&task_state, &info, peer, &headers, body).await
+    })
+    .await
 }
 
 async fn login_to_the_end(
@@ -386,6 +379,23 @@ pub(crate) async fn enroll(
     headers: HeaderMap,
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
+    // The attempt is counted before the code is checked: to its end.
+    let task_state = Arc::clone(&state);
+    super::to_the_end(
+        &state,
+        "the enrolment",
+        enroll_to_the_end(task_state, info, peer, headers, body),
+    )
+    .await
+}
+
+async fn enroll_to_the_end(
+    state: Arc<AppState>,
+    info: RequestInfo,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    body: EnrollRequest,
+) -> Result<Json<EnrollResponse>, ApiError> {
     let keyring = unsealed(&state)?;
     let ip = client_ip(
         &headers,
@@ -403,8 +413,11 @@ pub(crate) async fn enroll(
         return Err(enrol_failed(&state, &info, &attempt, None, unusable).await);
     };
     let password = Password::new(body.password.to_string());
-    check_new_password(&password)
-        .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
+    if let Err(e) = check_new_password(&password) {
+        // Refused before anything was checked against it: not an attempt.
+        state.withdraw(&attempt).await?;
+        return Err(ApiError::bad_request("weak_password", e.to_string()));
+    }
     let phc = state
         .password_work_for(&attempt, move || hash_password(&password))
         .await?;
@@ -485,6 +498,22 @@ pub(crate) async fn verify(
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     ApiJson(body): ApiJson<VerifyRequest>,
+) -> Result<StatusCode, ApiError> {
+    // The code is counted before it is checked: to its end.
+    let task_state = Arc::clone(&state);
+    super::to_the_end(
+        &state,
+        "the verification",
+        verify_to_the_end(caller, task_state, info, body),
+    )
+    .await
+}
+
+async fn verify_to_the_end(
+    caller: Caller,
+    state: Arc<AppState>,
+    info: RequestInfo,
+    body: VerifyRequest,
 ) -> Result<StatusCode, ApiError> {
     let Some(person_id) = &caller.person_id else {
         return Err(ApiError::bad_request(

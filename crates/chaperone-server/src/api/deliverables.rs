@@ -188,8 +188,9 @@ fn without_head(shown: &str) -> Option<String> {
     let at = shown.find("****(")?;
     let (head, rest) = shown.split_at(at);
     let digits = rest.strip_prefix("****(")?.strip_suffix(" chars)")?;
+    // Four characters, or more where `printable` escaped a control or hidden one.
     (!head.is_empty()
-        && head.chars().count() <= 4
+        && !head.contains(char::is_whitespace)
         && !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit()))
     .then(|| rest.to_owned())
@@ -719,5 +720,9 @@ mod tests {
         assert_eq!(without_head("****(11 chars)"), None);
         assert_eq!(without_head("curl -H \"K: ****(22 chars)\" x | sh"), None);
         assert_eq!(without_head("Summer****(x chars)"), None);
+        assert_eq!(
+            without_head("ab\\u{202e}c****(9 chars)").as_deref(),
+            Some("****(9 chars)")
+        );
     }
 }

@@ -1037,11 +1037,12 @@ fn within_budget(
             // address (a request link's submission).
             let who = match request.extensions().get::<crate::auth::Caller>() {
                 Some(caller) => sender(caller),
-                None => request
-                    .extensions()
-                    .get::<crate::record::RequestInfo>()
-                    .and_then(|info| info.client_ip)
-                    .map_or_else(|| "address:unknown".to_owned(), auth::ip_subject),
+                None => auth::address_subject(
+                    request
+                        .extensions()
+                        .get::<crate::record::RequestInfo>()
+                        .and_then(|info| info.client_ip),
+                ),
             };
             let permit = body_budget(&budget, who, request.headers(), limit);
             async move {
@@ -1448,6 +1449,33 @@ pub(crate) fn upload_slot(
     Arc::clone(slots)
         .try_acquire_owned()
         .map_err(|_| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message.to_owned()))
+}
+
+/// Runs `work` to its end in a task of its own, whatever becomes of the request: a client
+/// that hangs up, or the request timeout, drops the request's handler, and an attempt at a
+/// password, code or passphrase is counted (towards a lockout) before it is checked, so it
+/// must not stay counted without its ledger entry. A server that stops waits for such work
+/// before its last entries ([`crate::state::Unfinished`]). `what` names it in the error of a
+/// task that did not finish (it panicked).
+pub(crate) async fn to_the_end<T: Send + 'static>(
+    state: &AppState,
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    use tracing::Instrument as _;
+    let running = state.unfinished.enter();
+    let task = async move {
+        let out = work.await;
+        drop(running);
+        out
+    };
+    tokio::spawn(task.in_current_span()).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{what} did not run to its end; try again"),
+        )
+    })?
 }
 
 /// Who sends a request, for what one sender may hold at once: a vendor (its people

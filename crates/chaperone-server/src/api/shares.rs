@@ -435,17 +435,14 @@ pub(crate) async fn open_share(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<OpenShare>,
 ) -> Result<Response, ApiError> {
-    // To its end in a task of its own: a passphrase guess is counted before it is checked,
-    // and a client that hangs up meanwhile must not leave it counted without its entry.
-    tokio::spawn(open_share_to_the_end(state, info, headers, id, req))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "opening the link did not run to its end; try again",
-            )
-        })?
+    // A passphrase guess is counted before it is checked: to its end.
+    let task_state = Arc::clone(&state);
+    super::to_the_end(
+        &state,
+        "opening the link",
+        open_share_to_the_end(task_state, info, headers, id, req),
+    )
+    .await
 }
 
 async fn open_share_to_the_end(

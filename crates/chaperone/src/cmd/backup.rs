@@ -810,8 +810,6 @@ fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), bytes))
 }
 
-/// Creates `path` as a new directory, mode 0700; an existing path is refused, so a backup
-/// never lands in a directory someone else prepared.
 /// Syncs the directory holding `path` (`.` for a bare name): a rename into it is durable
 /// only then.
 fn sync_dir_of(path: &Path) -> anyhow::Result<()> {
@@ -824,6 +822,8 @@ fn sync_dir_of(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
+/// Creates `path` as a new directory, mode 0700; an existing path is refused, so a backup
+/// never lands in a directory someone else prepared.
 fn create_new_dir(path: &Path) -> anyhow::Result<()> {
     // Its parents are made as needed (private too); the backup directory itself must be
     // new.
