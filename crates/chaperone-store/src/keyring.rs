@@ -214,7 +214,7 @@ impl Store {
                             ));
                         }
                     }
-                    DecidedOn::Token(id) => {
+                    DecidedOn::Token(id) | DecidedOn::TokenAtMost { by: id, .. } => {
                         if !token_live(conn, id).await? {
                             return Err(StoreError::Conflict(
                                 "the token that asked for it is revoked".into(),
@@ -222,6 +222,25 @@ impl Store {
                         }
                     }
                     DecidedOn::Nothing => {}
+                }
+                if let (DecidedOn::TokenAtMost { live, .. }, Some(person)) =
+                    (&decided_on, &token.person_id)
+                {
+                    let held: i64 = sqlx::query_scalar(
+                        "SELECT CAST(COUNT(*) AS BIGINT) FROM tokens WHERE person_id = $1 \
+                         AND kind = 'api' AND revoked_at IS NULL \
+                         AND (expires_at IS NULL OR expires_at > $2)",
+                    )
+                    .bind(person)
+                    .bind(token.created_at.unix_nanos())
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db("counting a person's tokens"))?;
+                    if held >= *live {
+                        return Err(StoreError::Conflict(format!(
+                            "{TOKEN_QUOTA} ({live} live tokens)"
+                        )));
+                    }
                 }
                 insert_token_in(conn, &token).await?;
                 Ok(((), events))
@@ -418,6 +437,9 @@ pub(crate) fn digests_column(digests: &[String]) -> Option<String> {
         .then(|| serde_json::to_string(digests).expect("a string list always serialises"))
 }
 
+/// How the conflict of a token over its person's quota begins ([`DecidedOn::TokenAtMost`]).
+pub const TOKEN_QUOTA: &str = "the person's live tokens would be more than the limit";
+
 /// What a new token was decided on (see [`Store::insert_token_decided`]).
 #[derive(Clone, Debug)]
 pub enum DecidedOn {
@@ -425,6 +447,15 @@ pub enum DecidedOn {
     Password(String),
     /// A request authenticated by this token (its id).
     Token(String),
+    /// A request authenticated by the token `by`, for a person who may hold `live` API
+    /// tokens that are not revoked or expired, this one included ([`StoreError::Conflict`]
+    /// starting [`TOKEN_QUOTA`] past it, checked in the change).
+    TokenAtMost {
+        /// The id of the token that made the request.
+        by: String,
+        /// The most live API tokens the person may hold.
+        live: i64,
+    },
     /// Nothing to check again.
     Nothing,
 }

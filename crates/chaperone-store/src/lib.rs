@@ -35,7 +35,7 @@ use sqlx::any::AnyPoolOptions;
 pub use backup::{AuditError, PgSnapshot, postgres_clear, postgres_has_tables};
 pub use governance::{DocumentRecord, Op, Record};
 pub use identity::{GrantRecord, PersonRecord, VendorRecord};
-pub use keyring::{DecidedOn, KeyringRecord, SealConfig, TokenKind, TokenRecord};
+pub use keyring::{DecidedOn, KeyringRecord, SealConfig, TOKEN_QUOTA, TokenKind, TokenRecord};
 pub use keys::{SealedItem, SealedKey, SealedKind};
 pub use ledger::LedgerStall;
 pub use lock::{DatabaseLock, lock_path};

@@ -135,6 +135,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0020_wrapped_quota.sql"),
         postgres: include_str!("../migrations/postgres/0020_wrapped_quota.sql"),
     },
+    Migration {
+        version: 21,
+        name: "tokens by person",
+        sqlite: include_str!("../migrations/sqlite/0021_tokens_by_person.sql"),
+        postgres: include_str!("../migrations/postgres/0021_tokens_by_person.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

@@ -283,6 +283,7 @@ conformance!(
     failed_attempts_keep_the_caches_and_old_ones_go,
     expired_wrapped_responses_are_purged,
     wrapped_responses_are_held_to_their_makers_quota,
+    a_persons_live_tokens_are_bounded,
     a_key_under_a_retired_generation_is_not_stored,
 );
 
@@ -1301,6 +1302,54 @@ async fn grants_classifications_and_failures(f: &Fixture) {
             .unwrap(),
         3
     );
+}
+
+/// A person holds a bounded number of live API tokens made by requests: revoked and
+/// expired ones, sessions and other people's do not count.
+async fn a_persons_live_tokens_are_bounded(f: &Fixture) {
+    f.store
+        .insert_person(&person_record("pq", None), &[4u8; 32], t(100), &[])
+        .await
+        .unwrap();
+    let session = TokenRecord {
+        expires_at: Some(t(100)),
+        person_id: Some("pq".into()),
+        kind: TokenKind::Session,
+        ..api_token("tok_qs", "login", "member")
+    };
+    f.store.insert_token(&session, &[]).await.unwrap();
+    let made = |id: &str, expires: i64| {
+        let store = f.store.clone();
+        let token = TokenRecord {
+            created_at: t(10),
+            expires_at: Some(t(expires)),
+            person_id: Some("pq".into()),
+            ..api_token(id, "job", "member")
+        };
+        async move {
+            store
+                .insert_token_decided(
+                    &token,
+                    &[],
+                    DecidedOn::TokenAtMost {
+                        by: "tok_qs".into(),
+                        live: 2,
+                    },
+                )
+                .await
+        }
+    };
+    let over = |result: Result<(), StoreError>| matches!(&result, Err(StoreError::Conflict(m)) if m.starts_with(chaperone_store::TOKEN_QUOTA));
+    // An expired one does not count.
+    made("tok_q0", 5).await.unwrap();
+    made("tok_q1", 100).await.unwrap();
+    made("tok_q2", 100).await.unwrap();
+    assert!(over(made("tok_q3", 100).await));
+    f.store
+        .revoke_token("tok_q2", t(11), revoke_event)
+        .await
+        .unwrap();
+    made("tok_q3", 100).await.unwrap();
 }
 
 async fn tokens_of_people(f: &Fixture) {

@@ -255,6 +255,15 @@ pub(crate) async fn login(
     Ok(Json(response))
 }
 
+/// The most API tokens (Vault child tokens included) a person may hold that are not revoked
+/// or expired.
+///
+/// Security decision: every token is a row, a cache entry once used and a ledger entry, and
+/// a token holder makes them as fast as the server answers (a contractor made ten thousand
+/// in ten seconds): bounded per person. Sessions are not counted: each needs a login with
+/// a fresh TOTP code.
+const MAX_LIVE_TOKENS: i64 = 1_000;
+
 /// A login through either API: checked, recorded (success or failure) and, on success, the
 /// session stored in the same transaction as its entry. Also who logged in, as the ledger
 /// names them, with the new session.
@@ -799,11 +808,28 @@ pub(crate) async fn mint_token(
     event.details = token_details(&record);
     let event = state.event(info, caller.actor(), event);
     // Stored only while the token that asked for it is live: one revoked meanwhile (by a
-    // reset, a disable, a logout) makes nothing.
-    state
+    // reset, a disable, a logout) makes nothing. A person's live tokens are bounded.
+    let decided_on = DecidedOn::TokenAtMost {
+        by: caller.token_id.clone(),
+        live: MAX_LIVE_TOKENS,
+    };
+    match state
         .store
-        .insert_token_decided(&record, &[event], DecidedOn::Token(caller.token_id.clone()))
-        .await?;
+        .insert_token_decided(&record, &[event], decided_on)
+        .await
+    {
+        Err(chaperone_store::StoreError::Conflict(message))
+            if message.starts_with(chaperone_store::TOKEN_QUOTA) =>
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "token_quota",
+                "you hold 1,000 live tokens (API tokens and Vault child tokens): revoke some \
+                 first, or make them shorter-lived",
+            ));
+        }
+        other => other?,
+    }
     tracing::info!(by = %caller.token_id, token = %record.id, "token created");
     Ok((token, record))
 }
