@@ -1858,17 +1858,6 @@ fn one_upload_at_a_time_per_vendor() {
     let di_t = s.login(&di);
     let bo = s.person("bo", "contractor", Some("beta"));
     let bo_t = s.login(&bo);
-    // Cy's upload, whose body does not come.
-    let mut slow = TcpStream::connect(host_port(&s)).unwrap();
-    slow.write_all(
-        format!(
-            "POST /api/v1/deliverables?name=big.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-             Authorization: Bearer {cy_t}\r\nContent-Type: application/octet-stream\r\n\
-             Content-Length: 1000000\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
     let upload = |token: &str| {
         let request = ureq::http::Request::builder()
             .method("POST")
@@ -1881,15 +1870,33 @@ fn one_upload_at_a_time_per_vendor() {
         let status = answer.status().as_u16();
         (status, answer.body_mut().read_to_string().unwrap())
     };
-    // Until the server has taken cy's upload, di's may pass: wait for the refusal.
+    // Cy's upload, whose body does not come. While di's own is in flight, cy's may be the
+    // one refused (one at a time): then cy starts again.
+    let head = format!(
+        "POST /api/v1/deliverables?name=big.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: Bearer {cy_t}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: 1000000\r\n\r\n"
+    );
     let mut refused = None;
-    for _ in 0..100 {
+    let mut slow = None;
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(host_port(&s)).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+            continue; // cy's was answered (refused): again
+        }
         let (status, body) = upload(&di_t);
         if status == 429 {
             refused = Some(body);
+            slow = Some(stream);
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Di's went through before cy's was taken: again.
     }
     let body = refused.expect("di's upload waits for cy's");
     assert!(body.contains("another upload of yours"), "{body}");
