@@ -428,6 +428,9 @@ impl AppState {
             .store
             .prune_auth_failures(now.plus_secs(-self.settings.auth.lockout_window_secs))
             .await?;
+        self.store
+            .prune_login_networks(now.plus_secs(-crate::api::auth::FAMILIAR_FOR_SECS))
+            .await?;
         report.refusals_suppressed = self.record_suppressed(&info, now).await?;
         report.anomalies = self.watch(now).await?;
         report.report_sent = self.send_report(now).await?;

@@ -6,6 +6,7 @@
 
 mod common;
 
+use chaperone_crypto::totp::TotpSecret;
 use chaperone_server::route_table;
 use common::{Server, error};
 use serde_json::{Value, json};
@@ -235,6 +236,89 @@ fn failures_lock_accounts_and_addresses_without_revealing_accounts() {
     // The lockout lifts by itself a window after the failures that reached it.
     s.clock.advance_secs(6 * 60);
     assert_eq!(login("ada", &ada.password, "203.0.113.5").0, 200);
+    s.assert_no_secret_logged();
+}
+
+/// An account's failures from the networks it logs in from count apart from the rest:
+/// whoever knows its name cannot lock its owner out where they usually log in.
+#[test]
+fn guesses_from_elsewhere_do_not_lock_the_owner_out_where_they_log_in() {
+    let s = Server::start();
+    let ada = s.person("ada", "member", None);
+    let login = |password: &str, totp: Option<String>, from: &str| {
+        let (status, body) = s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": "ada", "password": password, "totp": totp })),
+            Some(from),
+        );
+        if status == 200 {
+            s.remember(body["token"].as_str().unwrap());
+            // Codes are accepted once a step.
+            s.clock.advance_secs(30);
+        }
+        (status, body["error"]["code"].clone())
+    };
+    let right = |from: &str| login(&ada.password, Some(s.code(&ada, 0)), from);
+    let wrong = |from: &str| login("wrong-password-123", None, from);
+    // Ada logs in from her office and from home.
+    assert_eq!(right("192.0.2.10").0, 200);
+    assert_eq!(right("2001:db8:1:2::7").0, 200);
+    // A right password without its code does not make a network familiar.
+    assert_eq!(
+        login(&ada.password, None, "203.0.113.7"),
+        (401, json!("mfa_required"))
+    );
+    // Nine wrong passwords from elsewhere (ten failures with the attempt without a code)
+    // lock the account everywhere else...
+    for i in 1..=9 {
+        assert_eq!(wrong(&format!("198.51.100.{i}")).0, 401);
+    }
+    assert_eq!(right("198.51.100.50"), (429, json!("locked")));
+    // ...but not where she logs in (her home /64 included).
+    assert_eq!(right("192.0.2.10").0, 200);
+    assert_eq!(right("2001:db8:1:2::99").0, 200);
+    assert_eq!(right("203.0.113.7"), (429, json!("locked")));
+    // Guesses from her networks have their own bucket, locked the same way: six from one
+    // and four from the other (neither address reaches its own limit).
+    for _ in 0..6 {
+        assert_eq!(wrong("192.0.2.10").0, 401);
+    }
+    for _ in 0..4 {
+        assert_eq!(wrong("2001:db8:1:2::7").0, 401);
+    }
+    assert_eq!(right("192.0.2.10"), (429, json!("locked")));
+    // An unlock lifts both.
+    s.ok("POST", "/api/v1/people/ada/unlock", Some(&s.admin), None);
+    assert_eq!(right("198.51.100.50").0, 200);
+    assert_eq!(right("192.0.2.10").0, 200);
+
+    // A reset forgets the networks the account logged in from: whoever used the old
+    // credentials may have logged in from theirs.
+    let reset = s.ok("POST", "/api/v1/people/ada/reset", Some(&s.admin), None);
+    let code = reset["enrolment_code"].as_str().unwrap().to_owned();
+    s.remember(&code);
+    let password = "new-password-Lk29vQ";
+    s.remember(password);
+    let enrolled = s.ok(
+        "POST",
+        "/api/v1/auth/enroll",
+        None,
+        Some(json!({ "code": code, "password": password })),
+    );
+    let ada = common::Person {
+        password: password.to_owned(),
+        totp: TotpSecret::from_base32(enrolled["totp_secret"].as_str().unwrap()).unwrap(),
+        ..ada
+    };
+    for i in 1..=10 {
+        assert_eq!(wrong(&format!("198.51.100.{i}")).0, 401);
+    }
+    assert_eq!(
+        login(&ada.password, Some(s.code(&ada, 0)), "192.0.2.10"),
+        (429, json!("locked"))
+    );
     s.assert_no_secret_logged();
 }
 
@@ -1702,7 +1786,8 @@ fn wrong_passwords_for_a_name_do_not_lock_its_signed_in_owner_out_of_step_up() {
     let s = Server::start();
     let sam = s.person("sam", "security", None);
     let session = s.login(&sam);
-    // Anyone who knows the name can lock its logins...
+    // Anyone who knows the name can lock its logins from networks it does not log in
+    // from...
     for attempt in 0..12 {
         let (status, _) = s.call(
             "POST",
@@ -1718,7 +1803,7 @@ fn wrong_passwords_for_a_name_do_not_lock_its_signed_in_owner_out_of_step_up() {
         "/api/v1/auth/login",
         None,
         Some(json!({ "user": "sam", "password": sam.password, "totp": s.code(&sam, 0) })),
-        None,
+        Some("198.51.100.77"),
     );
     assert_eq!(status, 429);
     // ...but not the step-up of a session already open: only that session's own wrong

@@ -177,6 +177,8 @@ pub enum Op {
     },
     /// Forgets the failed attempts counted against these lockout subjects.
     ForgetFailures(Vec<String>),
+    /// Forgets the networks the account of this lockout subject logged in from.
+    ForgetLoginNetworks(String),
     /// Fails the change ([`StoreError::Conflict`]) unless the token is live: what a request
     /// authenticated by it adds is not stored after the token was revoked (by a reset, a
     /// disable) in a change that committed meanwhile.
@@ -537,6 +539,9 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
         }
         Op::ForgetFailures(subjects) => {
             crate::identity::forget_failures(conn, subjects).await?;
+        }
+        Op::ForgetLoginNetworks(subject) => {
+            crate::identity::forget_login_networks(conn, subject).await?;
         }
         Op::RequireLiveToken(id) => {
             if !crate::keyring::token_live(conn, id).await? {

@@ -812,6 +812,79 @@ impl Store {
         .await
     }
 
+    /// Whether the account of lockout subject `subject` completed a login from `network`
+    /// at or after `since`.
+    pub async fn login_network_known(
+        &self,
+        subject: &str,
+        network: &str,
+        since: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT at FROM login_networks WHERE subject = $1 AND network = $2 AND at >= $3",
+        )
+        .bind(subject)
+        .bind(network)
+        .bind(since.unix_nanos())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading an account's networks"))?;
+        Ok(found.is_some())
+    }
+
+    /// Remembers that the account of lockout subject `subject` completed a login from
+    /// `network` at `at`; the account keeps its `MAX_LOGIN_NETWORKS` most recent networks.
+    pub async fn remember_login_network(
+        &self,
+        subject: &str,
+        network: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (subject, network) = (subject.to_owned(), network.to_owned());
+        self.write_uncached(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO login_networks (subject, network, at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (subject, network) DO UPDATE SET at = excluded.at",
+                )
+                .bind(&subject)
+                .bind(&network)
+                .bind(at.unix_nanos())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("remembering a login network"))?;
+                sqlx::query(
+                    "DELETE FROM login_networks WHERE subject = $1 AND network NOT IN \
+                     (SELECT network FROM login_networks WHERE subject = $1 \
+                      ORDER BY at DESC, network LIMIT $2)",
+                )
+                .bind(&subject)
+                .bind(MAX_LOGIN_NETWORKS)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("forgetting old login networks"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Forgets the login networks last used before `before`.
+    pub async fn prune_login_networks(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write_uncached(move |conn| {
+            Box::pin(async move {
+                let removed = sqlx::query("DELETE FROM login_networks WHERE at < $1")
+                    .bind(before.unix_nanos())
+                    .execute(conn)
+                    .await
+                    .map_err(db("forgetting old login networks"))?
+                    .rows_affected();
+                Ok(removed)
+            })
+        })
+        .await
+    }
+
     /// An administrator lifting a lockout: forgets the failures of `subjects` and records
     /// `events`. `false` (and nothing recorded) if there were none to forget.
     pub async fn lift_lockout(
@@ -828,6 +901,23 @@ impl Store {
         })
         .await
     }
+}
+
+/// The most networks an account keeps as those it logs in from.
+const MAX_LOGIN_NETWORKS: i64 = 32;
+
+/// Forgets the networks the account of lockout subject `subject` logged in from (its
+/// credentials were reset: whoever used them before may have logged in from theirs).
+pub(crate) async fn forget_login_networks(
+    conn: &mut Conn<'_>,
+    subject: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM login_networks WHERE subject = $1")
+        .bind(subject)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("forgetting login networks"))?;
+    Ok(())
 }
 
 /// Forgets the failed attempts counted against `subjects`; whether there were any.

@@ -141,6 +141,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0021_tokens_by_person.sql"),
         postgres: include_str!("../migrations/postgres/0021_tokens_by_person.sql"),
     },
+    Migration {
+        version: 22,
+        name: "login networks",
+        sqlite: include_str!("../migrations/sqlite/0022_login_networks.sql"),
+        postgres: include_str!("../migrations/postgres/0022_login_networks.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

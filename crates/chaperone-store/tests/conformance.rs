@@ -284,6 +284,7 @@ conformance!(
     expired_wrapped_responses_are_purged,
     wrapped_responses_are_held_to_their_makers_quota,
     a_persons_live_tokens_are_bounded,
+    an_account_keeps_its_recent_login_networks,
     a_key_under_a_retired_generation_is_not_stored,
 );
 
@@ -1302,6 +1303,58 @@ async fn grants_classifications_and_failures(f: &Fixture) {
             .unwrap(),
         3
     );
+}
+
+/// An account's login networks: remembered (again: the newest time), the 32 most recent
+/// kept, old ones pruned, and forgotten by a reset's op.
+async fn an_account_keeps_its_recent_login_networks(f: &Fixture) {
+    let known = |network: &str, since: i64| {
+        let network = network.to_owned();
+        async move {
+            f.store
+                .login_network_known("account:ada", &network, t(since))
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..40 {
+        f.store
+            .remember_login_network("account:ada", &format!("ip:10.0.0.{i}"), t(i))
+            .await
+            .unwrap();
+    }
+    f.store
+        .remember_login_network("account:bo", "ip:10.0.0.1", t(1))
+        .await
+        .unwrap();
+    // The 32 most recent of ada's.
+    assert!(!known("ip:10.0.0.7", 0).await);
+    assert!(known("ip:10.0.0.8", 0).await);
+    assert!(known("ip:10.0.0.39", 0).await);
+    assert!(!known("ip:10.0.0.40", 0).await);
+    // Seen again, a network is as recent as its last login.
+    f.store
+        .remember_login_network("account:ada", "ip:10.0.0.8", t(50))
+        .await
+        .unwrap();
+    assert!(known("ip:10.0.0.8", 45).await);
+    assert!(!known("ip:10.0.0.9", 45).await);
+    // Pruned by age, every account's.
+    assert_eq!(f.store.prune_login_networks(t(20)).await.unwrap(), 12);
+    assert!(!known("ip:10.0.0.19", 0).await);
+    assert!(known("ip:10.0.0.20", 0).await);
+    assert!(
+        !f.store
+            .login_network_known("account:bo", "ip:10.0.0.1", t(0))
+            .await
+            .unwrap()
+    );
+    f.store
+        .apply(vec![Op::ForgetLoginNetworks("account:ada".into())], vec![])
+        .await
+        .unwrap();
+    assert!(!known("ip:10.0.0.8", 0).await);
+    assert!(!known("ip:10.0.0.39", 0).await);
 }
 
 /// A person holds a bounded number of live API tokens made by requests: revoked and

@@ -367,10 +367,13 @@ pub(crate) async fn reset_person(
                 person_id: person.id.clone(),
                 at: now,
             },
-            Op::ForgetFailures(vec![
-                super::auth::account_subject(&keyring, &person.name),
-                super::auth::step_up_subject(&person.id),
-            ]),
+            Op::ForgetFailures(
+                super::auth::account_subjects(&keyring, &person.name)
+                    .into_iter()
+                    .chain([super::auth::step_up_subject(&person.id)])
+                    .collect(),
+            ),
+            Op::ForgetLoginNetworks(super::auth::account_subject(&keyring, &person.name)),
             crate::notify::notification(
                 "credentials_reset",
                 &to,
@@ -542,10 +545,10 @@ pub(crate) async fn unlock_person(
     if state
         .store
         .lift_lockout(
-            &[
-                super::auth::account_subject(&keyring, &name),
-                super::auth::step_up_subject(&id),
-            ],
+            &super::auth::account_subjects(&keyring, &name)
+                .into_iter()
+                .chain([super::auth::step_up_subject(&id)])
+                .collect::<Vec<_>>(),
             &[event],
         )
         .await?

@@ -66,6 +66,9 @@ struct Session {
     record: TokenRecord,
     second_factor: &'static str,
     response: LoginResponse,
+    /// The account's lockout subject and the network it logged in from with every factor
+    /// it has, to remember as familiar ([`login_subjects`]).
+    network: Option<(String, String)>,
 }
 
 /// A refused login, and which credential was wrong when one was. The answer's code is
@@ -126,9 +129,8 @@ async fn login_inner(
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
-    let attempt = state
-        .begin_attempt(subjects(&keyring, &body.user, ip))
-        .await?;
+    let (subjects, network) = login_subjects(state, &keyring, &body.user, ip).await?;
+    let attempt = state.begin_attempt(subjects).await?;
     let password = Password::new(body.password.to_string());
     let person = state
         .store
@@ -211,6 +213,10 @@ async fn login_inner(
     // Without a second factor, only an account that has none proved everything.
     let proven_all = second_factor != "none" || person.totp_secret.is_none();
     state.succeed(&attempt, proven_all).await?;
+    // Remembered once the session is stored (a reset committed meanwhile forgot them).
+    let network = network
+        .filter(|_| proven_all)
+        .map(|network| (account_subject(&keyring, &person.name), network));
     let ttl = state.settings.auth.session_ttl_secs;
     let (token, record) = new_token(
         &person.name,
@@ -237,6 +243,7 @@ async fn login_inner(
         record,
         second_factor,
         response,
+        network,
     })
 }
 
@@ -313,6 +320,15 @@ async fn login_to_the_end(
                 .await
             {
                 Ok(()) => {
+                    // The login stands without it: the network stays unfamiliar.
+                    if let Some((account, network)) = &session.network
+                        && let Err(error) = state
+                            .store
+                            .remember_login_network(account, network, state.clock.now())
+                            .await
+                    {
+                        tracing::warn!(%error, "could not remember the login's network");
+                    }
                     tracing::info!(person = %person.name, token = %session.record.id, "logged in");
                     return Ok((session.response, actor));
                 }
@@ -960,8 +976,57 @@ fn unsealed(state: &AppState) -> Result<Arc<chaperone_crypto::Keyring>, ApiError
     state.keyring().ok_or_else(ApiError::sealed)
 }
 
-fn subjects(keyring: &Keyring, user: &str, ip: Option<IpAddr>) -> Vec<String> {
-    vec![account_subject(keyring, user), address_subject(ip)]
+/// How long a network an account completed a login from stays familiar to it.
+pub(crate) const FAMILIAR_FOR_SECS: i64 = 90 * 86_400;
+
+/// The lockout subjects of a login to `user` from `ip`: the account's and the address's.
+/// Also the account's network, to remember if the login proves every factor.
+///
+/// Security decision: an account's failed logins are counted in two buckets, one for the
+/// networks (the address, or the /64 for IPv6) it completed a login from with every factor
+/// it has in the last 90 days, and one for every other network. Guesses from elsewhere lock
+/// only the second, so whoever knows an account's name cannot lock its owner out where they
+/// usually log in. The price: a guesser gets the threshold a window in each bucket, and in
+/// the familiar one only from a network the owner logged in from; each address has its own
+/// counter besides. A network becomes familiar only through a login with the password and
+/// the second factor, and a credentials reset forgets the account's networks. The lookup
+/// is the same query for a name that is no account.
+async fn login_subjects(
+    state: &AppState,
+    keyring: &Keyring,
+    user: &str,
+    ip: Option<IpAddr>,
+) -> Result<(Vec<String>, Option<String>), ApiError> {
+    let account = account_subject(keyring, user);
+    let network = ip.map(ip_subject);
+    let familiar = match &network {
+        Some(network) => {
+            let since = state.clock.now().plus_secs(-FAMILIAR_FOR_SECS);
+            state
+                .store
+                .login_network_known(&account, network, since)
+                .await?
+        }
+        None => false,
+    };
+    let account = if familiar {
+        familiar_subject(&account)
+    } else {
+        account
+    };
+    Ok((vec![account, address_subject(ip)], network))
+}
+
+/// The lockout subject of an account's failures from the networks it logs in from, given
+/// its subject for every other network (see [`login_subjects`]).
+pub(crate) fn familiar_subject(account: &str) -> String {
+    format!("{account}/familiar")
+}
+
+/// The lockout subjects of an account: from networks it logs in from, and from the rest.
+pub(crate) fn account_subjects(keyring: &Keyring, user: &str) -> [String; 2] {
+    let account = account_subject(keyring, user);
+    [familiar_subject(&account), account]
 }
 
 /// The lockout subject of a person's step-up codes (see `verify`).
