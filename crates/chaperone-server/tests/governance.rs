@@ -701,8 +701,12 @@ fn terminating_a_vendor_revokes_its_peoples_grants_and_wrapped_answers() {
 fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
     let s = Server::start();
     vendor(&s, "acme");
-    let sam = s.person("sam", "security", None);
-    let ann = s.person("ann", "approver", None);
+    // The accounts the initial admin token made itself (ada) review nothing it did: whoever
+    // holds the token was handed their enrolment codes. Sam and ann are ada's.
+    let ada = s.person("ada", "admin", None);
+    let ada_t = s.login(&ada);
+    let sam = s.person_made_by(&ada_t, "sam", "security", None, None);
+    let ann = s.person_made_by(&ada_t, "ann", "approver", None, None);
     let cy = s.person("cy", "contractor", Some("acme"));
     let cz = s.person("cz", "contractor", Some("acme"));
     let sam_t = s.login(&sam);
@@ -747,6 +751,7 @@ fn reviews_revoke_what_nobody_decided_and_break_glass_is_flagged() {
         )
     };
     assert_eq!(review(&s.admin), (403, "self_review".into()));
+    assert_eq!(review(&ada_t), (403, "self_review".into()));
     s.ok(
         "POST",
         &format!("/api/v1/grants/{grant_id}/review"),
