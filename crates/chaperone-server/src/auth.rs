@@ -593,7 +593,8 @@ pub(crate) fn presented_token(headers: &HeaderMap) -> Option<zeroize::Zeroizing<
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
     let vault = headers.get(VAULT_TOKEN).and_then(|h| h.to_str().ok());
     // `X-Vault-Token` first, as OpenBao reads them: a gateway in front may add its own
     // `Authorization: Bearer` to every request.

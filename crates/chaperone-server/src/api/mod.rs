@@ -1645,7 +1645,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// Reads a JSON request body. A value of the wrong type is named by its field (`options.cas`,
 /// `versions[1]`) and position, never quoted: serde's own message would repeat the value,
 /// and a value in the wrong place may be a secret.
-fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut reader = serde_json::Deserializer::from_slice(bytes);
     let parsed = match serde_path_to_error::deserialize(&mut reader) {
         Ok(value) => reader

@@ -384,6 +384,13 @@ pub(crate) async fn compat(
     if !request.uri().path().starts_with("/v1/") {
         return next.run(request).await;
     }
+    // A path with `//`, `.` or `..` segments is sent to its clean form, as OpenBao's HTTP
+    // server sends it (307, the method kept), before anything else: nothing runs, and the
+    // client asks again for the path every check then sees. The clean form of a `/v1/` path
+    // is a path on this server (never `//host`).
+    if let Some(clean) = cleaned(request.uri().path()) {
+        return redirect(&request, &clean);
+    }
     // Chaperone has one tree, the root namespace: a client aimed at another namespace is
     // told it does not exist, as OpenBao tells it, rather than served the root's secrets.
     // As in OpenBao, the seal status and leader are the server's whatever the namespace
@@ -475,9 +482,31 @@ pub(crate) async fn compat(
         "DELETE" => "delete",
         _ => "get",
     };
+    // Methods OpenBao has no operation for are refused by its HTTP server, with no message;
+    // `OPTIONS` is an operation only its own backends have (its status routes refuse it as
+    // any other method they do not take).
+    let method = request.method().as_str();
+    let status_route = STATUS_ROUTES.contains(&route.as_str());
+    if !matches!(
+        method,
+        "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "LIST" | "HEAD" | "OPTIONS"
+    ) || (method == "OPTIONS" && status_route)
+    {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, &json!({ "errors": [] }));
+    }
+    if method == "OPTIONS" {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "cannot handle internal-only request operation",
+        );
+    }
     // OpenBao answers HEAD on `sys/health` only. Elsewhere it would run the GET (a secret
-    // read, recorded as given) and send nothing: 405, before anything runs.
+    // read, recorded as given) and send nothing: 405, before anything runs; 404 where no
+    // route is (the KV mount takes every path under it).
     if request.method() == Method::HEAD && route != "sys/health" {
+        if !(route == "secret" || route.starts_with("secret/") || is_route(&route)) {
+            return empty(StatusCode::NOT_FOUND);
+        }
         return errors(
             StatusCode::METHOD_NOT_ALLOWED,
             "1 error occurred:\n\t* unsupported operation\n\n",
@@ -547,7 +576,9 @@ pub(crate) async fn compat(
         // with its envelope and a warning, not an error.
         if (status, code) == (StatusCode::NOT_FOUND, "not_found")
             && message.starts_with("no such route")
-            && let Some(rest) = route.strip_prefix("secret/")
+            && let Some(rest) = route
+                .strip_prefix("secret/")
+                .or((route == "secret").then_some(""))
         {
             let warning = if matches!(rest, "data" | "metadata" | "delete") {
                 "Non-listing operations on the root of a K/V v2 mount are not supported.".to_owned()
@@ -588,6 +619,14 @@ fn vault_error(status: StatusCode, code: &str, message: &str, route: &str) -> Re
             &json!({ "errors": ["permission denied", message] }),
         ),
         (_, "sealed") => errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed"),
+        // OpenBao's status routes are its HTTP server's own, which say nothing more; the
+        // userpass backend says it without the error list around it.
+        (_, "method_not_allowed") if STATUS_ROUTES.contains(&route) => {
+            reply(StatusCode::METHOD_NOT_ALLOWED, &json!({ "errors": [] }))
+        }
+        (_, "method_not_allowed") if route.starts_with("auth/userpass/") => {
+            errors(StatusCode::METHOD_NOT_ALLOWED, "unsupported operation")
+        }
         (_, "method_not_allowed") => errors(
             StatusCode::METHOD_NOT_ALLOWED,
             "1 error occurred:\n\t* unsupported operation\n\n",
@@ -636,6 +675,97 @@ async fn wrap_answer(state: &AppState, route: &str, ttl: i64, response: Response
         Ok(response) => response,
         Err(e) => vault_error(e.status, e.code, &e.message, route),
     }
+}
+
+/// The routes OpenBao's HTTP server answers itself, outside its backends.
+const STATUS_ROUTES: [&str; 6] = [
+    "sys/health",
+    "sys/seal-status",
+    "sys/init",
+    "sys/leader",
+    "sys/seal",
+    "sys/unseal",
+];
+
+/// Whether `route` (a `/v1/` path without the prefix) is one of the routes served here, for
+/// some method.
+fn is_route(route: &str) -> bool {
+    static PATTERNS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        routes()
+            .into_iter()
+            .map(|(spec, _)| &spec.path["/v1/".len()..])
+            .collect()
+    });
+    PATTERNS.iter().any(|pattern| {
+        let mut given = route.split('/');
+        for part in pattern.split('/') {
+            if part.starts_with("{*") {
+                return given.next().is_some_and(|s| !s.is_empty());
+            }
+            match given.next() {
+                Some(segment) if part.starts_with('{') => {
+                    if segment.is_empty() {
+                        return false;
+                    }
+                }
+                Some(segment) if segment == part => {}
+                _ => return false,
+            }
+        }
+        given.next().is_none()
+    })
+}
+
+/// The clean form of `path` when it differs (Go's `path.Clean`, keeping a final `/`, as
+/// OpenBao's HTTP server cleans paths): no empty, `.` or `..` segments.
+fn cleaned(path: &str) -> Option<String> {
+    let mut kept: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                kept.pop();
+            }
+            _ => kept.push(segment),
+        }
+    }
+    let mut clean = format!("/{}", kept.join("/"));
+    if path.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    (clean != path).then_some(clean)
+}
+
+/// OpenBao's redirect to `path` (the query kept): 307, so that the client repeats its
+/// method and body; a GET or HEAD also gets Go's short HTML body.
+fn redirect(request: &Request, path: &str) -> Response {
+    let location = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let Ok(value) = HeaderValue::from_str(&location) else {
+        return reply(StatusCode::BAD_REQUEST, &json!({ "errors": [] }));
+    };
+    let mut response = if matches!(*request.method(), Method::GET | Method::HEAD) {
+        let escaped = location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;");
+        let mut response =
+            format!("<a href=\"{escaped}\">Temporary Redirect</a>.\n\n").into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        response
+    } else {
+        ().into_response()
+    };
+    *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    response.headers_mut().insert(header::LOCATION, value);
+    response
 }
 
 /// The route listings are served at (see [`rewrite_list`]).

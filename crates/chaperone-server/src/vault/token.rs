@@ -174,12 +174,15 @@ fn duration_field<'de, D: serde::Deserializer<'de>>(
 
 #[derive(Deserialize, Default)]
 pub(crate) struct CreateBody {
-    /// `lease` is its old name, which older scripts still send.
-    #[serde(default, alias = "lease", deserialize_with = "duration_field")]
+    #[serde(default, deserialize_with = "duration_field")]
     ttl: Option<String>,
+    /// `ttl`'s old name, which older scripts still send: read when `ttl` is not given.
+    #[serde(default, deserialize_with = "duration_field")]
+    lease: Option<String>,
+    #[serde(default, deserialize_with = "super::weak::text")]
     display_name: Option<String>,
     #[serde(default, deserialize_with = "super::weak::integer")]
-    num_uses: Option<u64>,
+    num_uses: Option<i64>,
     #[serde(default, deserialize_with = "super::weak::strings")]
     policies: Option<Vec<String>>,
     #[serde(default, deserialize_with = "duration_field")]
@@ -197,8 +200,9 @@ pub(crate) struct CreateBody {
     renewable: Option<bool>,
     #[serde(default, deserialize_with = "super::weak::boolean")]
     no_default_policy: Option<bool>,
-    /// Labels, shown by lookups (`meta`) and in the `auth` block (`metadata`).
-    #[serde(default, deserialize_with = "super::weak::pairs")]
+    /// Labels, shown by lookups (`meta`) and in the `auth` block (`metadata`); also given as
+    /// `"k=v"` or `["k=v"]`, as OpenBao reads key-value pairs.
+    #[serde(default, deserialize_with = "super::weak::key_value_pairs")]
     meta: Option<Option<std::collections::BTreeMap<String, String>>>,
 }
 
@@ -298,13 +302,19 @@ async fn create_token(
     body: &[u8],
     orphan: bool,
 ) -> Result<Response, ApiError> {
-    // An empty body asks for the defaults.
-    let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
+    // An empty body (or `null`) asks for the defaults. A field of the wrong type is named,
+    // its value never repeated.
+    let body: CreateBody = if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         CreateBody::default()
     } else {
-        serde_json::from_slice(body)
-            .map_err(|_| ApiError::bad_request("invalid_body", "the body is not a token request"))?
+        crate::api::parse_body(body)?
     };
+    if body.num_uses.is_some_and(|n| n < 0) {
+        return Ok(errors(
+            StatusCode::BAD_REQUEST,
+            "number of uses cannot be negative",
+        ));
+    }
     if let Some(message) = body.unsupported() {
         return Ok(errors(StatusCode::BAD_REQUEST, message));
     }
@@ -313,7 +323,7 @@ async fn create_token(
         Some(text) => duration(text).map_err(|e| ApiError::bad_request("invalid_request", e)),
         None => Ok(0),
     };
-    let mut ttl = match seconds(body.ttl.as_deref())? {
+    let mut ttl = match seconds(body.ttl.as_deref().or(body.lease.as_deref()))? {
         0 => state.settings.auth.max_token_ttl_secs,
         ttl => ttl,
     };

@@ -189,6 +189,42 @@ pub(crate) fn pairs<'de, D: Deserializer<'de>>(
     }
 }
 
+/// [`pairs`], also given as one `"k=v"` or a list of them, as OpenBao reads a token's
+/// `meta` (the value is what follows the first `=`, commas and spaces included). An item
+/// without `=` is refused in OpenBao's words.
+pub(crate) fn key_value_pairs<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<BTreeMap<String, String>>>, D::Error> {
+    let items = match Value::deserialize(deserializer)? {
+        Value::String(text) => vec![Value::String(text)],
+        Value::Array(items) if !items.is_empty() => items,
+        other => return pairs(other).map_err(D::Error::custom),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            item.as_str()
+                .and_then(|pair| pair.split_once('='))
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .ok_or_else(|| D::Error::custom(format!("invalid key pair at index {index}")))
+        })
+        .collect::<Result<_, _>>()
+        .map(|map| Some(Some(map)))
+}
+
+/// Text as OpenBao's weak decoding reads it: a number is its digits, a boolean `1` or `0`,
+/// null unset.
+pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Bool(b)) => Ok(Some(if b { "1" } else { "0" }.to_owned())),
+        Some(_) => Err(D::Error::custom("expected text")),
+    }
+}
+
 /// [`integer`] in a merge patch: absent is `None`, null `Some(None)` (reset the setting).
 pub(crate) fn patched_integer<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
