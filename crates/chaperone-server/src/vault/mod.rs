@@ -504,6 +504,9 @@ pub(crate) async fn compat(
     // read, recorded as given) and send nothing: 405, before anything runs; 404 where no
     // route is (the KV mount takes every path under it).
     if request.method() == Method::HEAD && route != "sys/health" {
+        if state.keyring().is_none() {
+            return empty(StatusCode::SERVICE_UNAVAILABLE);
+        }
         if !(route == "secret" || route.starts_with("secret/") || is_route(&route)) {
             return empty(StatusCode::NOT_FOUND);
         }

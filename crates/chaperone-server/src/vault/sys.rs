@@ -98,8 +98,12 @@ pub(crate) async fn health(
 
 /// `GET sys/leader`, which `bao status` and `vault status` call after the seal status:
 /// Chaperone has no leader election (every node on one PostgreSQL serves reads and
-/// writes), so there is no HA mode to report. Open, as in OpenBao.
-pub(crate) async fn leader() -> Response {
+/// writes), so there is no HA mode to report. Open, as in OpenBao, which answers it only
+/// unsealed (`bao status` asks only then).
+pub(crate) async fn leader(State(state): State<Arc<AppState>>) -> Response {
+    if state.keyring().is_none() {
+        return errors(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed");
+    }
     reply(StatusCode::OK, &json!({ "ha_enabled": false }))
 }
 
@@ -110,7 +114,7 @@ pub(crate) async fn seal_status(State(state): State<Arc<AppState>>) -> Result<Re
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgresql",
     };
-    let body = json!({
+    let mut body = json!({
         "type": "shamir",
         "initialized": status.initialized,
         "sealed": status.sealed,
@@ -126,6 +130,13 @@ pub(crate) async fn seal_status(State(state): State<Arc<AppState>>) -> Result<Re
         "cluster_id": "",
         "storage_type": storage,
     });
+    // A sealed OpenBao knows nothing of its cluster.
+    if status.sealed
+        && let Some(fields) = body.as_object_mut()
+    {
+        fields.remove("cluster_name");
+        fields.remove("cluster_id");
+    }
     Ok(reply(StatusCode::OK, &body))
 }
 

@@ -332,7 +332,13 @@ def test_zz_a_sealed_server_answers_503(client):
     # Nothing is said about wrappings either.
     response = requests.post(f"{ADDR}/v1/sys/wrapping/lookup", json={"token": "chp_x"})
     assert (response.status_code, response.json()) == (503, {"errors": ["Vault is sealed"]})
-    assert client.sys.read_seal_status()["sealed"] is True
+    status = client.sys.read_seal_status()
+    assert status["sealed"] is True
+    # As a sealed OpenBao answers: no cluster in the seal status, no leader, and HEAD 503.
+    assert "cluster_name" not in status and "cluster_id" not in status
+    leader = requests.get(f"{ADDR}/v1/sys/leader")
+    assert (leader.status_code, leader.json()) == (503, {"errors": ["Vault is sealed"]})
+    assert requests.head(f"{ADDR}/v1/secret/data/hvac/app", headers={"X-Vault-Token": ADMIN}).status_code == 503
     sealed = requests.get(f"{ADDR}/v1/sys/health")
     assert sealed.status_code == 503
     # As a sealed OpenBao says it: a standby that knows nothing of its cluster.
