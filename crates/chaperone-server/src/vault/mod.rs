@@ -822,3 +822,48 @@ fn rewrite_list(request: &mut Request) -> Result<(), ()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned_as_go_cleans_them_and_stay_on_this_server() {
+        for (given, clean) in [
+            ("/v1//secret/data/a", Some("/v1/secret/data/a")),
+            ("/v1/sys/health//", Some("/v1/sys/health/")),
+            ("/v1/secret/data/a/./b", Some("/v1/secret/data/a/b")),
+            ("/v1/secret/data/a/..", Some("/v1/secret/data")),
+            ("/v1/../../x", Some("/x")),
+            ("/v1/..//..//", Some("/")),
+            ("/v1/secret/metadata/", None),
+            ("/v1/sys/health", None),
+            ("/v1/secret/data/a%2F%2Fb", None),
+        ] {
+            assert_eq!(cleaned(given).as_deref(), clean, "{given}");
+        }
+    }
+
+    #[test]
+    fn routes_are_known_by_their_patterns() {
+        for known in [
+            "sys/mounts",
+            "auth/token/lookup-self",
+            "auth/userpass/login/x",
+            "sys/internal/ui/mounts/secret/a/b",
+            "secret/data/a/b",
+        ] {
+            assert!(is_route(known), "{known}");
+        }
+        for unknown in [
+            "sys/nope",
+            "auth/token/nope",
+            "auth/userpass/login",
+            "auth/userpass/login/x/y",
+            "sys/internal/ui/mounts",
+            "nope/x",
+        ] {
+            assert!(!is_route(unknown), "{unknown}");
+        }
+    }
+}
