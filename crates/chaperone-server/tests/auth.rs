@@ -239,6 +239,60 @@ fn failures_lock_accounts_and_addresses_without_revealing_accounts() {
     s.assert_no_secret_logged();
 }
 
+/// An address's lockout says so, and an administrator lifts it (an account's lockout
+/// stays).
+#[test]
+fn an_address_lockout_is_named_and_lifted_by_an_administrator() {
+    let s = Server::start_password_only();
+    let ada = s.person("ada", "member", None);
+    let login = |user: &str, password: &str| {
+        s.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "user": user, "password": password })),
+            Some("203.0.113.5"),
+        )
+    };
+    for i in 0..10 {
+        assert_eq!(login(&format!("ghost{i}"), "wrong-password-123").0, 401);
+    }
+    let (status, body) = login("ada", &ada.password);
+    assert_eq!(status, 429);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("from this address (203.0.113.5)") && message.contains("--ip"),
+        "{message}"
+    );
+    let unlock = |address: &str| {
+        s.call(
+            "POST",
+            "/api/v1/auth/unlock-address",
+            Some(&s.admin),
+            Some(json!({ "address": address })),
+            None,
+        )
+    };
+    assert_eq!(unlock("not an address").0, 400);
+    assert_eq!(unlock(" 203.0.113.5 ").0, 204);
+    assert_eq!(login("ada", &ada.password).0, 200);
+    // Recorded once: a second unlock had nothing to lift.
+    assert_eq!(unlock("203.0.113.5").0, 204);
+    assert_eq!(s.recorded("address.unlock", "203.0.113.5").len(), 1);
+    // A contractor may not.
+    common::vendor(&s, "acme");
+    let cy = s.person("cy", "contractor", Some("acme"));
+    let cy_t = s.login(&cy);
+    let (status, _) = s.call(
+        "POST",
+        "/api/v1/auth/unlock-address",
+        Some(&cy_t),
+        Some(json!({ "address": "203.0.113.5" })),
+        None,
+    );
+    assert_eq!(status, 403);
+}
+
 /// An account's failures from the networks it logs in from count apart from the rest:
 /// whoever knows its name cannot lock its owner out where they usually log in.
 #[test]
@@ -1267,6 +1321,7 @@ fn expected(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("POST", "/api/v1/grants") => ADMIN,
         // On a member's account: security resets contractors and auditors only.
         ("POST", "/api/v1/people/{name}/reset") => ADMIN,
+        ("POST", "/api/v1/auth/unlock-address") => SECURITY,
         ("GET", p)
             if p.starts_with("/api/v1/vendors")
                 || p.starts_with("/api/v1/documents")

@@ -560,6 +560,39 @@ pub(crate) async fn unlock_person(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct UnlockAddressRequest {
+    /// The client address whose lockout to lift (an IPv6 address lifts its /64).
+    address: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/unlock-address", request_body = UnlockAddressRequest, responses((status = 204), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
+/// Lifts the lockout of a client address, which every login, enrolment and share
+/// passphrase from it counts towards (one guesser behind an office's address locks every
+/// colleague out). Recorded only if there were failures to forget; the accounts' own
+/// lockouts stay.
+pub(crate) async fn unlock_address(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Extension(info): Extension<RequestInfo>,
+    ApiJson(req): ApiJson<UnlockAddressRequest>,
+) -> Result<StatusCode, ApiError> {
+    let ip: std::net::IpAddr = req.address.trim().parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_request",
+            "`address` must be an IP address such as 203.0.113.5 or 2001:db8::1",
+        )
+    })?;
+    let subject = super::auth::ip_subject(ip);
+    let address = subject.trim_start_matches("ip:").to_owned();
+    let event = change_event(&state, &info, &caller, "address.unlock", &address, []);
+    if state.store.lift_lockout(&[subject], &[event]).await? {
+        tracing::info!(by = %caller.token_id, %address, "address unlocked");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NetworksRequest {
     networks: Vec<String>,
 }

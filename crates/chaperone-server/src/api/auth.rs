@@ -1082,25 +1082,37 @@ impl AppState {
         let auth = &self.settings.auth;
         let at = self.clock.now();
         let since = at.plus_secs(-auth.lockout_window_secs);
-        let locked = || {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "locked",
-                "too many failed attempts; try again later or ask an administrator to unlock the account",
-            )
+        // Which counter is past the threshold is said: an address's lockout is lifted
+        // differently from an account's, and whoever is refused learns only that their own
+        // address, or the name they gave, had too many failures.
+        let locked = |subject: &str| {
+            let message = match subject.strip_prefix("ip:") {
+                Some(address) => format!(
+                    "too many failed attempts from this address ({address}); try again later \
+                     or ask an administrator to lift it (chaperone user unlock --ip)"
+                ),
+                None => "too many failed attempts; try again later or ask an administrator \
+                         to unlock the account"
+                    .to_owned(),
+            };
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked", message)
         };
         for subject in &subjects {
             if self.store.auth_failures_since(subject, since).await? > auth.lockout_threshold {
-                return Err(locked());
+                return Err(locked(subject));
             }
         }
         self.store.record_auth_failure(&subjects, at).await?;
         let mut failures = 0;
+        let mut worst = "";
         for subject in &subjects {
-            failures = failures.max(self.store.auth_failures_since(subject, since).await?);
+            let count = self.store.auth_failures_since(subject, since).await?;
+            if count > failures {
+                (failures, worst) = (count, subject.as_str());
+            }
         }
         if failures > auth.lockout_threshold {
-            return Err(locked());
+            return Err(locked(worst));
         }
         Ok(Attempt {
             subjects,

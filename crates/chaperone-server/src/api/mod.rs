@@ -350,6 +350,13 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         route(
             M::POST,
+            "/api/v1/auth/unlock-address",
+            Some(ManagePeople),
+            On::System,
+            admin::unlock_address,
+        ),
+        route(
+            M::POST,
             "/api/v1/people/{name}/reset",
             Some(ManagePeople),
             On::System,
@@ -1305,6 +1312,7 @@ pub(crate) fn not_found_response() -> axum::response::Response {
         admin::disable_person,
         admin::enable_person,
         admin::unlock_person,
+        admin::unlock_address,
         admin::reset_person,
         admin::set_person_networks,
         governance::add_vendor,

@@ -63,9 +63,14 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Lift a login lockout.
+    /// Lift a login lockout: a person's, or with `--ip` a client address's (every login
+    /// from an address counts towards its own lockout).
+    #[command(group = clap::ArgGroup::new("whose").required(true).args(["name", "ip"]))]
     Unlock {
-        name: String,
+        name: Option<String>,
+        /// The client address to unlock (an IPv6 address unlocks its /64).
+        #[arg(long)]
+        ip: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -273,13 +278,17 @@ pub(crate) fn user(command: UserCommand) -> anyhow::Result<()> {
             )?;
             println!("Enabled {name}.");
         }
-        UserCommand::Unlock { name, client } => {
-            Client::authenticated(&client)?.call(
-                Method::Post,
-                &format!("people/{name}/unlock"),
-                None,
-            )?;
-            println!("Unlocked {name}.");
+        UserCommand::Unlock { name, ip, client } => {
+            let client = Client::authenticated(&client)?;
+            if let Some(name) = name {
+                client.call(Method::Post, &format!("people/{name}/unlock"), None)?;
+                println!("Unlocked {name}.");
+            }
+            if let Some(ip) = ip {
+                let body = json!({ "address": ip });
+                client.call(Method::Post, "auth/unlock-address", Some(&body))?;
+                println!("Unlocked logins from {ip}.");
+            }
         }
         UserCommand::Networks {
             name,
