@@ -452,7 +452,9 @@ impl Reason {
                  has: ask for access again"
             }
             Reason::StepUpRequired => {
-                "this path needs a recent TOTP verification: run `chaperone verify`"
+                "this path needs a recent TOTP verification: run `chaperone verify` in a \
+                 login session (the initial admin token and other tokens of no person have \
+                 none: log in as a person)"
             }
             Reason::NetworkNotAllowed => {
                 "requests from this network are not allowed for the account"

@@ -83,6 +83,9 @@ impl TlogProof {
 
     /// Parses a file.
     pub fn parse(text: &str) -> Result<Self, TlogProofError> {
+        if text.trim().is_empty() {
+            return Err(TlogProofError::Malformed("the file is empty"));
+        }
         let (head, checkpoint) = text.split_once("\n\n").ok_or(TlogProofError::Malformed(
             "no blank line before the checkpoint",
         ))?;
@@ -213,6 +216,11 @@ mod tests {
         assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "));
         let parsed = TlogProof::parse(&text).unwrap();
         assert_eq!(parsed, proof);
+        // An empty file (a failed `prove` redirected into it) says so.
+        assert_eq!(
+            TlogProof::parse("\n"),
+            Err(TlogProofError::Malformed("the file is empty"))
+        );
         let key = [signer.verifier()];
         assert_eq!(parsed.verify(&key, None).unwrap().size, 7);
         parsed.verify(&key, Some(&entries[5])).unwrap();

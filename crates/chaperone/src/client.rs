@@ -212,6 +212,10 @@ impl Client {
         } else if text.contains("certificate") {
             "the server's TLS certificate is not trusted; for a private CA or a self-signed \
              certificate, pass --ca-cert FILE or set CHAPERONE_CACERT"
+        } else if self.base.starts_with("http://") && text.contains("invalid HTTP version") {
+            // A TLS server answers a plain request with a TLS record, not an HTTP status line.
+            "the server speaks HTTPS: use an https:// address (for `chaperone up --tls`, the \
+             CHAPERONE_ADDR and CHAPERONE_CACERT it prints)"
         } else {
             "is the server running?"
         };

@@ -214,6 +214,10 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
                 token_path.display()
             )?;
         }
+        // The CLI's default address is 127.0.0.1:8420; any other is said (with TLS, below).
+        if options.tls.is_none() && addr.to_string() != "127.0.0.1:8420" {
+            writeln!(out, "  export CHAPERONE_ADDR=http://{addr}")?;
+        }
         writeln!(
             out,
             "  chaperone secret put team/db password=-   # reads the value from stdin"
