@@ -141,12 +141,14 @@ impl AppState {
                 )
                 .into());
             }
+            // A well-formed share of another split (another server's, or one a rekey that
+            // changed the threshold retired): foreign, and logged as such.
             SealConfig::Shamir { threshold, .. } if share.threshold() != threshold => {
-                return Err(CryptoError::InvalidShare(format!(
-                    "this share belongs to a split with threshold {}, the server needs {threshold}",
+                return Err(SealError::ForeignShare(format!(
+                    "invalid share: this share belongs to a split with threshold {}, the \
+                     server needs {threshold}",
                     share.threshold()
-                ))
-                .into());
+                )));
             }
             SealConfig::Shamir { .. } => {}
         }

@@ -168,7 +168,9 @@ fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read()
     assert_eq!(status, 409);
     assert_eq!(
         refused["error"]["message"],
-        "access at level regulated now lasts at most 7 days: deny this request and ask again"
+        "access at level regulated lasts at most 7 days, less than this request asks for (the \
+         level may have changed since, or its vendor's people are not told it when filing): \
+         deny it and ask again"
     );
     // The operation's own refusals are denials in the ledger, 409s as well as 403s, with
     // the request's path, never the route's pattern.

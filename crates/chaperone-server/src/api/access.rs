@@ -492,7 +492,9 @@ async fn decidable(
             StatusCode::CONFLICT,
             "policy_changed",
             format!(
-                "access at level {} now lasts at most {} days: deny this request and ask again",
+                "access at level {} lasts at most {} days, less than this request asks for \
+                 (the level may have changed since, or its vendor's people are not told it when \
+                 filing): deny it and ask again",
                 current.name,
                 current.max_grant_secs / 86_400
             ),

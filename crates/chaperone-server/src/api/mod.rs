@@ -1244,7 +1244,8 @@ fn body_too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        "the request body is larger than the server accepts",
+        "the request body is larger than this route accepts (16 KiB on routes anyone may \
+         call; elsewhere the server's max_request_bytes, 1 MiB unless configured)",
     )
 }
 
