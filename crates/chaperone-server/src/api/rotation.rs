@@ -183,13 +183,16 @@ async fn current(state: &AppState, path: &str) -> Result<Option<(u64, Timestamp)
 /// credential of a version kept from before `exposed_at` is still in it ([`changed`]). A new
 /// version that keeps an exposed credential (a change to another field, the same value
 /// written again, an older value put back) is no rotation. Security decision: when the
-/// current version or the one current at `exposed_at` cannot be opened (deleted, destroyed),
-/// it is not judged rotated; a person closes the finding instead.
+/// current version, the one current at `exposed_at`, or one the finding names as read, held
+/// or written by whoever was offboarded (`named`) cannot be opened (deleted, destroyed,
+/// pruned by `max_versions`), it is not judged rotated; a person closes the finding instead.
+/// Otherwise a value put back after the exposed version was pruned would pass for new.
 async fn rotated_since(
     state: &AppState,
     keyring: &chaperone_crypto::Keyring,
     path: &str,
     exposed_at: Timestamp,
+    named: &[u64],
 ) -> Result<Option<(u64, Timestamp)>, ApiError> {
     let Ok(path) = SecretPath::parse(path) else {
         return Ok(None);
@@ -244,11 +247,15 @@ async fn rotated_since(
     if open(then).await?.is_none() {
         return Ok(None);
     }
+    exposed.extend(named.iter().copied().filter(|&v| v != now.version));
+    exposed.sort_unstable();
+    exposed.dedup();
     for version in exposed {
-        if let Some(old) = open(version).await?
-            && !changed(&old, &new)
-        {
-            return Ok(None);
+        match open(version).await? {
+            Some(old) if !changed(&old, &new) => return Ok(None),
+            Some(_) => {}
+            None if named.contains(&version) => return Ok(None),
+            None => {}
         }
     }
     Ok(Some((now.version, now.created_at)))
@@ -334,8 +341,14 @@ pub(crate) async fn resolve_rotated(state: &AppState, now: Timestamp) -> Result<
         let exposed_at = finding.details["exposed_at"]
             .as_i64()
             .map_or(record.created_at, Timestamp::from_unix_nanos);
+        let named: Vec<u64> = ["versions_read", "versions_held", "versions_written"]
+            .iter()
+            .filter_map(|key| finding.details[*key].as_array())
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect();
         let Some((version, at)) =
-            rotated_since(state, &keyring, &finding.subject, exposed_at).await?
+            rotated_since(state, &keyring, &finding.subject, exposed_at, &named).await?
         else {
             continue;
         };
