@@ -204,6 +204,14 @@ impl Client {
     /// The error for a request that got no answer, with a hint at the likely cause.
     fn unreachable(&self, error: &ureq::Error) -> anyhow::Error {
         let text = error.to_string();
+        // Never sent: a name given on the command line (a secret path, a person) holds a
+        // character no URL carries.
+        if text.contains("invalid uri") {
+            return anyhow!(
+                "invalid name or path: it holds a character a URL cannot carry (secret paths \
+                 are letters, digits, `.`, `_`, `-` and `/`)"
+            );
+        }
         let hint = if text.contains("CaUsedAsEndEntity") {
             "the server's certificate is marked as a CA (basicConstraints CA:TRUE, OpenSSL's \
              default for `req -x509`), which TLS refuses as a server's own certificate: make it \

@@ -269,7 +269,7 @@ fn level_rank(levels: &[LevelPolicy], name: &str) -> u32 {
         .map_or(u32::MAX, |l| l.rank)
 }
 
-fn human_duration(secs: i64) -> String {
+pub(crate) fn human_duration(secs: i64) -> String {
     if secs % 86_400 == 0 {
         format!("{}d", secs / 86_400)
     } else if secs % 3600 == 0 {

@@ -786,8 +786,8 @@ pub(crate) async fn mint_token(
         return Err(ApiError::bad_request(
             "invalid_request",
             format!(
-                "ttl is longer than the {} s the server allows",
-                state.settings.auth.max_token_ttl_secs
+                "ttl is longer than the {} an API token may live",
+                super::access::human_duration(state.settings.auth.max_token_ttl_secs)
             ),
         ));
     }

@@ -839,7 +839,7 @@ pub(crate) async fn userpass_login(
         Err(e) if e.code == "mfa_required" => {
             return Ok(errors(
                 StatusCode::BAD_REQUEST,
-                "this account needs a TOTP code: send it in the X-Vault-MFA header",
+                "this account needs a TOTP code: send it in the X-Vault-MFA header (`bao login -mfa=CODE`)",
             ));
         }
         Err(e) if e.status == StatusCode::UNAUTHORIZED => {
