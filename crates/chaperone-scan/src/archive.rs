@@ -286,10 +286,8 @@ impl Scanner {
                         end: data_start.saturating_add(member.compressed_size()),
                         crc: member.crc32(),
                     });
-                    rest.comments.extend_from_slice(member.comment().as_bytes());
-                    let extra = member.extra_data().unwrap_or_default();
-                    rest.unknown_extra |= !known_extra_fields(extra);
-                    rest.extras.extend_from_slice(extra);
+                    rest.add_comment(member.comment().as_bytes(), self.max_file_size);
+                    rest.add_extra(member.extra_data().unwrap_or_default(), self.max_file_size);
                     // A member marked as a symbolic link is scanned too: unzip tools that
                     // ignore the mark write it out as a regular file. So is a "directory"
                     // with content (a name ending in `/` and data), which other readers
@@ -304,7 +302,7 @@ impl Scanner {
                     }
                 }
                 if complete {
-                    rest.comments.extend_from_slice(zip.comment());
+                    rest.add_comment(zip.comment(), self.max_file_size);
                     let directory = zip.central_directory_start();
                     let mut source = zip.into_inner();
                     self.scan_zip_rest(
@@ -446,6 +444,66 @@ struct Rest {
     unknown_extra: bool,
 }
 
+impl Rest {
+    /// Adds a header's extra fields: searched while they fit in `limit` bytes in all, and
+    /// unscanned (as unknown) past it.
+    fn add_extra(&mut self, extra: &[u8], limit: u64) {
+        self.unknown_extra |= !known_extra_fields(extra);
+        if (self.extras.len() + extra.len()) as u64 > limit {
+            self.unknown_extra = true;
+        } else {
+            self.extras.extend_from_slice(extra);
+        }
+    }
+
+    /// Adds a comment: searched while the comments fit in `limit` bytes in all.
+    fn add_comment(&mut self, comment: &[u8], limit: u64) {
+        if (self.comments.len() + comment.len()) as u64 > limit {
+            self.unknown_extra = true;
+        } else {
+            self.comments.extend_from_slice(comment);
+        }
+    }
+}
+
+/// How many bytes the deflate stream at `start` takes, read within `declared`; `None` when
+/// it does not end there (the reader then failed on it, or read all of it).
+fn deflate_length<R: Read + Seek>(
+    source: &mut R,
+    start: u64,
+    declared: u64,
+) -> std::io::Result<Option<u64>> {
+    source.seek(std::io::SeekFrom::Start(start))?;
+    let mut inflater = flate2::Decompress::new(false);
+    let (mut input, mut output) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    let mut left = declared;
+    while left > 0 {
+        let n = source
+            .by_ref()
+            .take(left.min(input.len() as u64))
+            .read(&mut input)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        left -= n as u64;
+        let mut used = 0;
+        while used < n {
+            let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+            let status = inflater
+                .decompress(&input[used..n], &mut output, flate2::FlushDecompress::None)
+                .map_err(std::io::Error::other)?;
+            if status == flate2::Status::StreamEnd {
+                return Ok(Some(inflater.total_in()));
+            }
+            if inflater.total_in() == before_in && inflater.total_out() == before_out {
+                return Ok(None);
+            }
+            used += (inflater.total_in() - before_in) as usize;
+        }
+    }
+    Ok(None)
+}
+
 /// Extra fields a zip writer puts in headers (ZIP64 sizes, times, owners, NTFS times, a
 /// Unicode path, the JAR marker, alignment padding), each at most this long. Any other field,
 /// or a longer one, is content the scan does not read.
@@ -496,15 +554,35 @@ impl Scanner {
         use std::io::SeekFrom;
         spans.sort_by_key(|span| span.start);
         let mut outside: Vec<(u64, u64)> = Vec::new();
+        // Members whose headers or data overlap (several listed entries on one header), or
+        // whose local header says another size than the directory: what lies where is not
+        // what one reader or the other sees.
+        let mut overlapping = false;
         let mut at = 0;
         for (i, span) in spans.iter().enumerate() {
+            if self.out_of_time() {
+                report.out_of_time = true;
+                return Ok(());
+            }
+            if span.start < at || spans[..i].last().is_some_and(|p| p.start == span.start) {
+                overlapping = true;
+                at = at.max(span.end);
+                continue;
+            }
             if span.start > at {
                 outside.push((at, span.start));
             }
-            // The local header's own extra fields.
             let mut head = [0u8; 30];
             source.seek(SeekFrom::Start(span.start))?;
             source.read_exact(&mut head)?;
+            let flags = u16::from_le_bytes([head[6], head[7]]);
+            let method = u16::from_le_bytes([head[8], head[9]]);
+            let local_size = u32::from_le_bytes([head[18], head[19], head[20], head[21]]);
+            let declared = span.end.saturating_sub(span.data_start);
+            if flags & 8 == 0 && local_size != u32::MAX && u64::from(local_size) != declared {
+                overlapping = true;
+            }
+            // The local header's own extra fields, within the scanner's per-file limit.
             let name_len = u64::from(u16::from_le_bytes([head[26], head[27]]));
             let extra_len = u16::from_le_bytes([head[28], head[29]]);
             if extra_len > 0 && span.start + 30 + name_len + u64::from(extra_len) <= span.data_start
@@ -512,13 +590,19 @@ impl Scanner {
                 let mut extra = vec![0u8; usize::from(extra_len)];
                 source.seek(SeekFrom::Start(span.start + 30 + name_len))?;
                 source.read_exact(&mut extra)?;
-                rest.unknown_extra |= !known_extra_fields(&extra);
-                rest.extras.extend_from_slice(&extra);
+                rest.add_extra(&extra, self.max_file_size);
+            }
+            // A deflated member ends where its stream does: bytes after it, up to the size
+            // the directory declares, are read by no one here and are outside.
+            let mut end = span.end;
+            if method == 8
+                && let Some(length) = deflate_length(source, span.data_start, declared)?
+            {
+                end = span.data_start + length;
             }
             // A data descriptor may follow the data: the CRC (after a signature or not) and
             // the sizes, 4 or 8 bytes each, up to where the next header starts.
             let next = spans.get(i + 1).map_or(directory, |s| s.start);
-            let mut end = span.end;
             if next > end && next - end <= 24 {
                 let mut tail = vec![0u8; (next - end) as usize];
                 source.seek(SeekFrom::Start(end))?;
@@ -527,7 +611,7 @@ impl Scanner {
                 let signed = tail.starts_with(&[0x50, 0x4b, 0x07, 0x08]);
                 let descriptor = match (signed, tail.len()) {
                     (true, 16 | 24) => tail[4..8] == crc,
-                    (false, 12 | 16) => tail[..4] == crc,
+                    (false, 12 | 20) => tail[..4] == crc,
                     _ => false,
                 };
                 if descriptor {
@@ -538,6 +622,9 @@ impl Scanner {
         }
         if directory > at {
             outside.push((at, directory));
+        }
+        if overlapping {
+            report.skipped_binary += 1;
         }
         if rest.unknown_extra {
             report.skipped_binary += 1;
@@ -847,6 +934,45 @@ mod tests {
         assert_eq!(report.skipped_binary, 1);
         assert_eq!(report.findings[0].path, "d.zip!(extra fields)");
         assert_eq!(report.findings[0].known.as_deref(), Some("acme/app/db"));
+    }
+
+    #[test]
+    fn zip_entries_that_share_or_stretch_a_header_count_as_unscanned() {
+        let scanner = Scanner::new(RuleSet::builtin().unwrap());
+        // Thousands of listed entries on one local header: read once (its extra fields could
+        // be 64 KiB each time), and the archive says what it is.
+        let owner = [0x75, 0x78, 11, 0, 1, 4, 0xe8, 3, 0, 0, 4, 0xe8, 3, 0, 0];
+        let zip = handmade_zip(b"", &[("x", b"")], false, &owner, b"");
+        let central = zip
+            .windows(4)
+            .position(|w| w == [0x50, 0x4b, 0x01, 0x02])
+            .unwrap();
+        let fixed = &zip[central..central + 46];
+        let mut shared = zip[..central].to_vec();
+        let count: u16 = 5_000;
+        for i in 0..count {
+            // Names differ: the reader keeps one entry of a name.
+            let mut copy = fixed.to_vec();
+            copy[28..30].copy_from_slice(&4u16.to_le_bytes());
+            shared.extend_from_slice(&copy);
+            shared.extend_from_slice(format!("{i:04}").as_bytes());
+        }
+        let size = (shared.len() - central) as u32;
+        shared.extend_from_slice(&[0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0]);
+        shared.extend_from_slice(&count.to_le_bytes());
+        shared.extend_from_slice(&count.to_le_bytes());
+        shared.extend_from_slice(&size.to_le_bytes());
+        shared.extend_from_slice(&(central as u32).to_le_bytes());
+        shared.extend_from_slice(&[0, 0]);
+        let report = scanner.scan_upload("d.zip", &shared).unwrap();
+        assert!(report.skipped_binary >= 1, "{report:?}");
+
+        // A directory that declares more data than the local header does: the difference
+        // may be an entry only a reader of local headers sees.
+        let mut stretched = handmade_zip(b"", &[("a.txt", b"nothing here\n")], false, b"", b"");
+        stretched[18] = 10;
+        let report = scanner.scan_upload("d.zip", &stretched).unwrap();
+        assert!(report.skipped_binary >= 1, "{report:?}");
     }
 
     #[test]

@@ -652,7 +652,9 @@ pub(crate) async fn lineage(
                 .await?
                 .ok_or_else(|| unauthenticated("invalid token"))?;
             if !parent.is_live(now) {
-                return Err(unauthenticated("the token was revoked or has expired"));
+                return Err(unauthenticated(
+                    "the token was revoked or has expired: log in again (`chaperone login`) or use another token",
+                ));
             }
             if parent.kind == TokenKind::Session && idle_since(state, &parent, now).is_none() {
                 return Err(idle("the session this token was made from"));
@@ -778,7 +780,9 @@ pub(crate) async fn authenticate_known(
             }
         }
         return Err(BadCredential {
-            error: unauthenticated("the token was revoked or has expired"),
+            error: unauthenticated(
+                "the token was revoked or has expired: log in again (`chaperone login`) or use another token",
+            ),
             actor: owner(vendor),
         });
     }

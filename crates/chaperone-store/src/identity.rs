@@ -833,23 +833,29 @@ impl Store {
     }
 
     /// Remembers that the account of lockout subject `subject` completed a login from
-    /// `network` at `at`; the account keeps its `MAX_LOGIN_NETWORKS` most recent networks.
+    /// `network` at `at`, with the session `session` (nothing if the session was revoked
+    /// meanwhile: a reset that revoked it also forgot the account's networks); the account
+    /// keeps its `MAX_LOGIN_NETWORKS` most recent networks.
     pub async fn remember_login_network(
         &self,
         subject: &str,
         network: &str,
+        session: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let (subject, network) = (subject.to_owned(), network.to_owned());
+        let (subject, network, session) =
+            (subject.to_owned(), network.to_owned(), session.to_owned());
         self.write_uncached(move |conn| {
             Box::pin(async move {
                 sqlx::query(
-                    "INSERT INTO login_networks (subject, network, at) VALUES ($1, $2, $3) \
+                    "INSERT INTO login_networks (subject, network, at) SELECT $1, $2, $3 \
+                     WHERE EXISTS (SELECT 1 FROM tokens WHERE id = $4 AND revoked_at IS NULL) \
                      ON CONFLICT (subject, network) DO UPDATE SET at = excluded.at",
                 )
                 .bind(&subject)
                 .bind(&network)
                 .bind(at.unix_nanos())
+                .bind(&session)
                 .execute(&mut *conn)
                 .await
                 .map_err(db("remembering a login network"))?;

@@ -1308,6 +1308,21 @@ async fn grants_classifications_and_failures(f: &Fixture) {
 /// An account's login networks: remembered (again: the newest time), the 32 most recent
 /// kept, old ones pruned, and forgotten by a reset's op.
 async fn an_account_keeps_its_recent_login_networks(f: &Fixture) {
+    // Remembered only with a session that is live.
+    f.store
+        .remember_login_network("account:ada", "ip:10.9.9.9", "tok_none", t(1))
+        .await
+        .unwrap();
+    assert!(
+        !f.store
+            .login_network_known("account:ada", "ip:10.9.9.9", t(0))
+            .await
+            .unwrap()
+    );
+    f.store
+        .insert_token(&api_token("tok_s", "login", "member"), &[])
+        .await
+        .unwrap();
     let known = |network: &str, since: i64| {
         let network = network.to_owned();
         async move {
@@ -1319,12 +1334,12 @@ async fn an_account_keeps_its_recent_login_networks(f: &Fixture) {
     };
     for i in 0..40 {
         f.store
-            .remember_login_network("account:ada", &format!("ip:10.0.0.{i}"), t(i))
+            .remember_login_network("account:ada", &format!("ip:10.0.0.{i}"), "tok_s", t(i))
             .await
             .unwrap();
     }
     f.store
-        .remember_login_network("account:bo", "ip:10.0.0.1", t(1))
+        .remember_login_network("account:bo", "ip:10.0.0.1", "tok_s", t(1))
         .await
         .unwrap();
     // The 32 most recent of ada's.
@@ -1334,7 +1349,7 @@ async fn an_account_keeps_its_recent_login_networks(f: &Fixture) {
     assert!(!known("ip:10.0.0.40", 0).await);
     // Seen again, a network is as recent as its last login.
     f.store
-        .remember_login_network("account:ada", "ip:10.0.0.8", t(50))
+        .remember_login_network("account:ada", "ip:10.0.0.8", "tok_s", t(50))
         .await
         .unwrap();
     assert!(known("ip:10.0.0.8", 45).await);

@@ -843,6 +843,10 @@ pub(crate) async fn created_account(
         let id = id.to_owned();
         let maker = maker.to_owned();
         async move {
+            // `root` is the initial admin token, never a person (not one named `root`).
+            if id == super::governance::ROOT_ACTOR {
+                return Ok(false);
+            }
             Ok::<_, ApiError>(match state.store.person(&id).await? {
                 Some(person) => code_holders_upstream(state, &person)
                     .await?

@@ -566,9 +566,8 @@ pub(crate) struct UnlockAddressRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/unlock-address", request_body = UnlockAddressRequest, responses((status = 204), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
-/// Lifts the lockout of a client address, which every login, enrolment and share
-/// passphrase from it counts towards (one guesser behind an office's address locks every
-/// colleague out). Recorded only if there were failures to forget; the accounts' own
+/// Lifts the lockout of a client address, which every login and enrolment from it counts
+/// towards (one guesser behind an office's address locks every colleague out). Recorded only if there were failures to forget; the accounts' own
 /// lockouts stay.
 pub(crate) async fn unlock_address(
     caller: Caller,

@@ -324,7 +324,12 @@ async fn login_to_the_end(
                     if let Some((account, network)) = &session.network
                         && let Err(error) = state
                             .store
-                            .remember_login_network(account, network, state.clock.now())
+                            .remember_login_network(
+                                account,
+                                network,
+                                &session.record.id,
+                                state.clock.now(),
+                            )
                             .await
                     {
                         tracing::warn!(%error, "could not remember the login's network");
@@ -990,7 +995,10 @@ pub(crate) const FAMILIAR_FOR_SECS: i64 = 90 * 86_400;
 /// the familiar one only from a network the owner logged in from; each address has its own
 /// counter besides. A network becomes familiar only through a login with the password and
 /// the second factor, and a credentials reset forgets the account's networks. The lookup
-/// is the same query for a name that is no account.
+/// is the same query for a name that is no account. What it tells: once the account is
+/// locked for other networks, whoever can send from a network learns by one attempt whether
+/// the owner logged in from it (401 against 429), which sending from it mostly tells them
+/// already.
 async fn login_subjects(
     state: &AppState,
     keyring: &Keyring,
@@ -1087,13 +1095,19 @@ impl AppState {
         // address, or the name they gave, had too many failures.
         let locked = |subject: &str| {
             let message = match subject.strip_prefix("ip:") {
+                Some("unknown") => "too many failed attempts from clients whose address is \
+                                    unknown; try again later"
+                    .to_owned(),
                 Some(address) => format!(
                     "too many failed attempts from this address ({address}); try again later \
                      or ask an administrator to lift it (chaperone user unlock --ip)"
                 ),
-                None => "too many failed attempts; try again later or ask an administrator \
-                         to unlock the account"
-                    .to_owned(),
+                None if subject.starts_with("account:") || subject.starts_with("step-up:") => {
+                    "too many failed attempts; try \
+                     again later or ask an administrator to unlock the account"
+                        .to_owned()
+                }
+                None => "too many failed attempts; try again later".to_owned(),
             };
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked", message)
         };

@@ -389,6 +389,11 @@ pub(crate) async fn compat(
     // client asks again for the path every check then sees. The clean form of a `/v1/` path
     // is a path on this server (never `//host`).
     if let Some(clean) = cleaned(request.uri().path()) {
+        // Only to a path of this API, and never with a `\`, which browsers read as `/`
+        // (`/\host` is another site to them).
+        if !clean.starts_with("/v1/") || clean.contains('\\') {
+            return reply(StatusCode::NOT_FOUND, &json!({ "errors": [] }));
+        }
         return redirect(&request, &clean);
     }
     // Chaperone has one tree, the root namespace: a client aimed at another namespace is

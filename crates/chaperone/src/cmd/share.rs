@@ -304,11 +304,13 @@ fn content(
             .and_then(|n| n.to_str())
             .unwrap_or("file")
             .to_owned();
+        // The file's name goes inside the encrypted content, for the recipient; the label
+        // the server stores and records does not name it (a name can say what the file is).
         return Ok((
             json!({ "type": "file", "name": name, "media_type": "application/octet-stream" }),
             bytes,
             "file".into(),
-            format!("file {name}"),
+            "a file".to_owned(),
         ));
     }
     if text_stdin {
