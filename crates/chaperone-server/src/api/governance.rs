@@ -563,8 +563,9 @@ pub(crate) async fn update_vendor(
                     StatusCode::CONFLICT,
                     "offboard_first",
                     format!(
-                        "a {from} vendor is ended by offboarding it (`chaperone vendor offboard \
-                         {}`), which cuts its people's access and reports what they could reach",
+                        "a vendor that is {from} is ended by offboarding it (`chaperone vendor \
+                         offboard {}`), which cuts its people's access and reports what they could \
+                         reach",
                         vendor.name
                     ),
                 ));

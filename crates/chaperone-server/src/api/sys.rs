@@ -82,7 +82,7 @@ pub(crate) async fn give_share(
         // resets keeps a server sealed, so each is in the log for operators to see. Not in
         // the ledger: an anonymous caller could fill it.
         state.reset_unseal();
-        tracing::warn!(client = ?info.client_ip, "unseal progress reset");
+        tracing::warn!(client = %shown_ip(info.client_ip), "unseal progress reset");
         return Ok(state.seal_status().await?);
     }
     let share = share
@@ -103,7 +103,7 @@ pub(crate) async fn give_share(
             // recorded: anyone can make one up (its checksum is public), and the ledger must
             // not grow at an anonymous caller's will. A mistyped share is neither.
             if matches!(e, SealError::ForeignShare(_)) {
-                tracing::warn!(client = ?info.client_ip, "an unseal share that is not one of this server's was refused");
+                tracing::warn!(client = %shown_ip(info.client_ip), "an unseal share that is not one of this server's was refused");
             }
             let error = ApiError::from(e);
             if error.code == "wrong_shares" {
@@ -146,4 +146,9 @@ pub(crate) async fn seal(
     tracing::warn!(token = %caller.token_id, "sealed through the API");
     recorded?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A client address for a log line: the address, or `unknown`.
+fn shown_ip(ip: Option<std::net::IpAddr>) -> String {
+    ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }

@@ -824,7 +824,13 @@ fn summary(entry: &Value) -> String {
         .filter(|k| actor[*k].is_string())
         .map(|k| (k, super::shown(&actor[k], "-").into_owned()))
         .collect();
-    let mut who_text = who.get("person").cloned().unwrap_or_else(|| "-".into());
+    // A person, else the token that acted (the initial admin token's, or a request link's
+    // `secret-request:ID`), else nobody known.
+    let mut who_text = who
+        .get("person")
+        .cloned()
+        .or_else(|| who.get("token").map(|t| format!("token {t}")))
+        .unwrap_or_else(|| "-".into());
     if let Some(v) = who.get("vendor") {
         who_text.push_str(&format!(" ({v})"));
     }
@@ -856,6 +862,26 @@ fn summary(entry: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_names_the_token_when_no_person_acted() {
+        let entry = |actor: Value| {
+            serde_json::json!({ "seq": 7, "time": "2026-11-28T10:00:00Z", "outcome": "success",
+                                "action": "secret.write", "resource": "acme/db", "actor": actor })
+        };
+        let line = summary(&entry(
+            serde_json::json!({ "token": "secret-request:req_1" }),
+        ));
+        assert!(line.contains("token secret-request:req_1"), "{line}");
+        let line = summary(&entry(
+            serde_json::json!({ "person": "per_1", "vendor": "ven_1", "token": "tok_1" }),
+        ));
+        assert!(
+            line.contains("per_1 (ven_1)") && !line.contains("tok_1"),
+            "{line}"
+        );
+        assert!(summary(&entry(serde_json::json!({}))).contains(" -  "));
+    }
 
     #[test]
     fn two_log_names_never_share_a_file_name() {
