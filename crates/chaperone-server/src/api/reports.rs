@@ -405,7 +405,17 @@ impl AppState {
             return Ok(false);
         }
         let end = Timestamp::from_unix_nanos(period * every * 1_000_000_000);
-        let report = self.report(end.plus_secs(-every), end).await?;
+        // From when the server was initialised, if it was during the period; a period that
+        // ended before is not reported (its counts would all be zero, and its dates would
+        // say the server watched a week it did not exist in).
+        let initialised = self.store.keyring().await?.map(|k| k.created_at);
+        if initialised.is_some_and(|at| at >= end) {
+            let ops = vec![Op::Put(new_record("report", key, None, &json!({}), now))];
+            skip_conflict(self.store.apply(ops, Vec::new()).await)?;
+            return Ok(false);
+        }
+        let start = initialised.map_or(end.plus_secs(-every), |at| at.max(end.plus_secs(-every)));
+        let report = self.report(start, end).await?;
         let transferred: u64 = report.data_transfers.iter().map(|t| t.total).sum();
         let changed: u64 = report.provisioning.counts.values().sum();
         let anomalies: u64 = report.anomalies.values().sum();
@@ -418,7 +428,7 @@ impl AppState {
         let subject = format!(
             "report {} to {}: {} failed logins, {transferred} transfers, {changed} provisioning \
              changes, {anomalies} anomalies, {} vendors short of a level",
-            date(end.plus_secs(-every)),
+            date(start),
             date(end),
             report.failed_logins.total,
             short.len()
