@@ -167,6 +167,50 @@ fn quick_start_tour_survives_a_restart_and_stores_no_plaintext() {
         "{history}"
     );
 
+    // Metadata: keys set and removed one by one, the others kept.
+    ok(server.cli(
+        token,
+        &[
+            "secret",
+            "metadata",
+            "team/db",
+            "--set",
+            "owner=ann",
+            "--set",
+            "team=payments",
+        ],
+        "",
+    ));
+    ok(server.cli(
+        token,
+        &[
+            "secret",
+            "metadata",
+            "team/db",
+            "--unset",
+            "team",
+            "--max-versions",
+            "5",
+        ],
+        "",
+    ));
+    let meta: serde_json::Value =
+        serde_json::from_str(&get(&["secret", "metadata", "team/db"])).unwrap();
+    assert_eq!(
+        meta["custom_metadata"],
+        serde_json::json!({ "owner": "ann" })
+    );
+    assert_eq!(meta["max_versions"], 5);
+    let err = fails(server.cli(
+        token,
+        &["secret", "metadata", "team/db", "--set", "Hunter2Secret"],
+        "",
+    ));
+    assert!(
+        err.contains("--set 1 ") && !err.contains("Hunter2"),
+        "{err}"
+    );
+
     // Bad input gets a clear error.
     let err = fails(server.cli(token, &["secret", "get", "team/../db"], ""));
     assert!(

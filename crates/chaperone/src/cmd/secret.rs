@@ -84,6 +84,25 @@ pub(crate) enum SecretCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show a secret's metadata, or change it: `--set owner=ann` names who rotates it after
+    /// an offboarding (custom metadata is not secret: listings and reads show it).
+    Metadata {
+        path: String,
+        /// Set a custom metadata key (`key=value`; repeat for several).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Remove a custom metadata key (repeat for several).
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+        /// Versions to keep (0: the server's default).
+        #[arg(long)]
+        max_versions: Option<u32>,
+        /// Whether every write must name the version it replaces (check-and-set).
+        #[arg(long)]
+        cas_required: Option<bool>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show a secret's versions and their states.
     History {
         path: String,
@@ -247,6 +266,50 @@ pub(crate) fn run(command: SecretCommand) -> anyhow::Result<()> {
                 Some(&serde_json::json!({ "max_age": max_age })),
             )?;
             println!("{path} must be rotated every {max_age}.");
+        }
+        SecretCommand::Metadata {
+            path,
+            set,
+            unset,
+            max_versions,
+            cas_required,
+            client,
+        } => {
+            let client = Client::authenticated(&client)?;
+            let route = format!("secrets/metadata/{path}");
+            let current = client.call(Method::Get, &route, None)?;
+            if set.is_empty()
+                && unset.is_empty()
+                && max_versions.is_none()
+                && cas_required.is_none()
+            {
+                println!("{}", serde_json::to_string_pretty(&current)?);
+                return Ok(());
+            }
+            let mut body = json!({});
+            if !set.is_empty() || !unset.is_empty() {
+                // The server replaces custom metadata whole: the keys not named are kept.
+                let mut custom: BTreeMap<String, String> =
+                    serde_json::from_value(current["custom_metadata"].clone()).unwrap_or_default();
+                for (index, pair) in set.iter().enumerate() {
+                    let Some((key, value)) = pair.split_once('=') else {
+                        bail!("--set {} (counting from 1) must be key=value", index + 1);
+                    };
+                    custom.insert(key.to_owned(), value.to_owned());
+                }
+                for key in &unset {
+                    custom.remove(key);
+                }
+                body["custom_metadata"] = json!(custom);
+            }
+            if let Some(max) = max_versions {
+                body["max_versions"] = json!(max);
+            }
+            if let Some(cas) = cas_required {
+                body["cas_required"] = json!(cas);
+            }
+            client.call(Method::Put, &route, Some(&body))?;
+            println!("Updated the metadata of {path}.");
         }
         SecretCommand::History {
             path,
