@@ -2877,6 +2877,61 @@ fn listings_and_classifications_follow_the_gate_and_the_grants() {
     assert_eq!(all.as_array().unwrap().len(), 2);
 }
 
+/// A request is announced to the approvers who may decide it: not to whoever created the
+/// requester's account.
+#[test]
+fn a_request_is_announced_only_to_approvers_who_may_decide_it() {
+    let s = Server::start();
+    vendor(&s, "acme");
+    let ada = s.person("ada", "admin", None);
+    let ada_t = s.login(&ada);
+    let ann = s.person("ann", "approver", None);
+    let ann_t = s.login(&ann);
+    let cy = s.person_made_by(&ada_t, "cy", "contractor", Some("acme"), None);
+    let cy_t = s.login(&cy);
+    let request = s.ok(
+        "POST",
+        "/api/v1/requests",
+        Some(&cy_t),
+        Some(
+            json!({ "prefix": "acme/app", "capabilities": ["read"], "reason": "release",
+                     "duration": "1d" }),
+        ),
+    );
+    let id = request["id"].as_str().unwrap().to_owned();
+    let people = s.ok("GET", "/api/v1/people", Some(&s.admin), None);
+    let id_of = |name: &str| {
+        people
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["id"]
+            .clone()
+    };
+    let notes = s.ok("GET", "/api/v1/notifications", Some(&s.admin), None);
+    let note = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "access_request" && n["details"]["request_id"] == id.as_str())
+        .unwrap();
+    let to = note["to"].as_array().unwrap();
+    assert!(to.contains(&id_of("ann")), "{note}");
+    assert!(
+        !to.contains(&id_of("ada")),
+        "ada made cy's account and may not approve: {note}"
+    );
+    // Ann sees it among her own.
+    let hers = s.ok("GET", "/api/v1/notifications", Some(&ann_t), None);
+    assert!(
+        hers.as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["details"]["request_id"] == id.as_str())
+    );
+}
+
 #[test]
 fn a_wide_request_is_held_to_every_level_it_reaches() {
     let s = Server::start();

@@ -188,11 +188,14 @@ async fn submit(
     level: &LevelPolicy,
 ) -> Result<(), ApiError> {
     let now = state.clock.now();
-    let to: Vec<String> = approvers(state, level, &request.person_id)
-        .await?
-        .into_iter()
-        .map(|p| p.id)
-        .collect();
+    // Only those who may decide it: not whoever created the requester's account or whose
+    // account the requester created (`created_requester`, `created_approver`).
+    let mut to = Vec::new();
+    for approver in approvers(state, level, &request.person_id).await? {
+        if !created_account(state, &request.person_id, &approver.id).await? {
+            to.push(approver.id);
+        }
+    }
     let action = if request.extends.is_some() {
         "access.extend_request"
     } else {

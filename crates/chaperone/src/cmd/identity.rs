@@ -433,7 +433,7 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let body = json!({ "totp": code.trim() });
     Client::authenticated(&args.client)?.call(Method::Post, "auth/verify", Some(&body))?;
     println!(
-        "Verified: for the server's step-up window (15 minutes unless configured otherwise), \
+        "Verified: for the server's step-up window (`step_up_window`, 15 minutes by default), \
          this session may read paths that ask for a recent code."
     );
     Ok(())
