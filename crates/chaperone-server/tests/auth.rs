@@ -927,6 +927,27 @@ fn grants_limit_contractors_to_their_paths_and_listings() {
         403
     );
     let grant = s.ok("POST", "/api/v1/grants", Some(&s.admin), Some(json!({ "person": "cy", "prefix": "acme/app", "capabilities": ["read", "list"], "ttl": "1h", "reason": "incident 7" })));
+    // Grants name their holder, in every view.
+    assert_eq!(grant["person"], "cy", "{grant}");
+    let mine = s.ok("GET", "/api/v1/auth/grants", Some(&token), None);
+    assert_eq!(mine[0]["id"], grant["id"], "{mine}");
+    assert_eq!(mine[0]["person"], "cy", "{mine}");
+    for query in ["", "?flagged=true", "?person=cy"] {
+        let listed = s.ok(
+            "GET",
+            &format!("/api/v1/grants{query}"),
+            Some(&s.admin),
+            None,
+        );
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["id"] == grant["id"] && g["person"] == "cy"),
+            "{query}: {listed}"
+        );
+    }
     assert_eq!(
         s.ok(
             "GET",

@@ -911,8 +911,31 @@ fn a_lost_attestation_link_is_replaced() {
             .attestations_overdue,
         0
     );
+    // The vendor's record shows the one link that works, pending, then what was signed.
+    let shown = |s: &Server| s.ok("GET", "/api/v1/vendors/acme", Some(&s.admin), None);
+    let attestations = shown(&s)["attestations"].clone();
+    assert_eq!(
+        attestations.as_array().map(Vec::len),
+        Some(1),
+        "{attestations}"
+    );
+    assert_eq!(attestations[0]["status"], "pending", "{attestations}");
     let (status, signed) = sign(&third);
     assert_eq!(status, 200, "{signed}");
+    let attestations = shown(&s)["attestations"].clone();
+    assert_eq!(attestations[0]["status"], "submitted", "{attestations}");
+    assert_eq!(
+        attestations[0]["signed"]["action"], "destroyed",
+        "{attestations}"
+    );
+    assert_eq!(
+        attestations[0]["signed"]["sha256"], signed["sha256"],
+        "{attestations}"
+    );
+    assert!(
+        !attestations.to_string().contains(&third),
+        "a link token in the vendor's record"
+    );
 
     // Nothing to replace once signed, nor for a vendor never offboarded; a bad deadline
     // changes nothing.

@@ -10,6 +10,7 @@
 //! `chaperone_store::governance`), so two approvals at the same moment both count or one
 //! is refused with 409, and an approval never races a denial into a grant.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -1035,6 +1036,8 @@ pub(crate) async fn cancel_request(
 pub(crate) struct GrantInfo {
     id: String,
     person_id: String,
+    /// The holder's name.
+    person: String,
     prefix: String,
     capabilities: Vec<String>,
     expires_time: String,
@@ -1047,13 +1050,15 @@ pub(crate) struct GrantInfo {
     revoked: bool,
 }
 
-impl From<GrantRecord> for GrantInfo {
-    fn from(g: GrantRecord) -> Self {
+impl GrantInfo {
+    /// `g` as answered, held by the person named `person`.
+    fn new(g: GrantRecord, person: String) -> Self {
         Self {
             needs_review: g.break_glass && g.reviewed.is_none(),
             revoked: g.revoked_at.is_some(),
             id: g.id,
             person_id: g.person_id,
+            person,
             prefix: g.prefix,
             capabilities: g.capabilities,
             expires_time: g.expires_at.to_rfc3339(),
@@ -1168,7 +1173,7 @@ pub(crate) async fn break_glass(
         .apply(vec![Op::InsertGrant(grant.clone()), note], vec![event])
         .await?;
     tracing::warn!(by = %caller.token_id, grant = %grant.id, person = %person.name, prefix = %grant.prefix, "break-glass grant");
-    Ok(Json(grant.into()))
+    Ok(Json(GrantInfo::new(grant, person.name)))
 }
 
 #[derive(Deserialize)]
@@ -1185,10 +1190,6 @@ pub(crate) async fn list_grants(
     Query(query): Query<GrantQuery>,
 ) -> Result<Json<Vec<GrantInfo>>, ApiError> {
     let now = state.clock.now();
-    if query.flagged == Some(true) && query.person.is_none() {
-        let flagged = state.store.unreviewed_break_glass().await?;
-        return Ok(Json(flagged.into_iter().map(Into::into).collect()));
-    }
     let grants = match &query.person {
         Some(name) => {
             let person = state
@@ -1204,13 +1205,24 @@ pub(crate) async fn list_grants(
                 .filter(|g| g.expires_at > now)
                 .collect()
         }
+        None if query.flagged == Some(true) => state.store.unreviewed_break_glass().await?,
         None => state.store.active_grants(now).await?,
     };
+    let names: HashMap<String, String> = state
+        .store
+        .list_people()
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect();
     Ok(Json(
         grants
             .into_iter()
             .filter(|g| query.flagged != Some(true) || (g.break_glass && g.reviewed.is_none()))
-            .map(Into::into)
+            .map(|g| {
+                let person = names.get(&g.person_id).cloned().unwrap_or_default();
+                GrantInfo::new(g, person)
+            })
             .collect(),
     ))
 }
@@ -1226,6 +1238,12 @@ pub(crate) async fn my_grants(
         return Ok(Json(Vec::new()));
     };
     let now = state.clock.now();
+    let name = state
+        .store
+        .acting_person(person_id)
+        .await?
+        .map(|p| p.name)
+        .unwrap_or_default();
     Ok(Json(
         state
             .store
@@ -1233,7 +1251,7 @@ pub(crate) async fn my_grants(
             .await?
             .into_iter()
             .filter(|g| g.expires_at > now)
-            .map(Into::into)
+            .map(|g| GrantInfo::new(g, name.clone()))
             .collect(),
     ))
 }

@@ -478,6 +478,8 @@ pub(crate) struct VendorDetail {
     vendor: VendorInfo,
     agreements: Vec<AgreementInfo>,
     evidence: Vec<EvidenceInfo>,
+    /// Its attestations of return or destruction of data, pending or signed.
+    attestations: Vec<super::offboard::Attestation>,
     history: Vec<StatusChange>,
 }
 
@@ -506,10 +508,12 @@ pub(crate) async fn show_vendor(
         .iter()
         .map(body)
         .collect::<Result<_, _>>()?;
+    let attestations = super::offboard::current_attestations(&state, &vendor.id).await?;
     Ok(Json(VendorDetail {
         vendor: vendor_info(&state, vendor).await?,
         agreements,
         evidence,
+        attestations,
         history,
     }))
 }

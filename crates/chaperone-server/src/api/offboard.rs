@@ -711,15 +711,38 @@ async fn open_exposure(
     Ok(None)
 }
 
+/// The vendor's attestations, each with its record.
+async fn attestations_of(
+    state: &AppState,
+    vendor_id: &str,
+) -> Result<Vec<(chaperone_store::Record, Attestation)>, ApiError> {
+    let mut all = Vec::new();
+    for record in state.store.records("attestation", Some(vendor_id)).await? {
+        let attestation = body(&record)?;
+        all.push((record, attestation));
+    }
+    Ok(all)
+}
+
+/// The vendor's attestations pending or signed (not those replaced by a new link), the
+/// earliest due first: what `vendors/{name}` shows.
+pub(crate) async fn current_attestations(
+    state: &AppState,
+    vendor_id: &str,
+) -> Result<Vec<Attestation>, ApiError> {
+    let mut current: Vec<Attestation> = attestations_of(state, vendor_id)
+        .await?
+        .into_iter()
+        .map(|(_, a)| a)
+        .filter(|a| matches!(a.status.as_str(), "pending" | "submitted"))
+        .collect();
+    current.sort_by_key(|a| a.due_nanos);
+    Ok(current)
+}
+
 /// Whether `vendor` already has an attestation link pending or signed.
 async fn attestation_exists(state: &AppState, vendor_id: &str) -> Result<bool, ApiError> {
-    for record in state.store.records("attestation", Some(vendor_id)).await? {
-        let attestation: Attestation = body(&record)?;
-        if matches!(attestation.status.as_str(), "pending" | "submitted") {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(!current_attestations(state, vendor_id).await?.is_empty())
 }
 
 async fn attestation_link(
@@ -813,8 +836,7 @@ pub(crate) async fn reissue_attestation(
     }
     let mut pending = None;
     let mut signed = false;
-    for record in state.store.records("attestation", Some(&vendor.id)).await? {
-        let attestation: Attestation = body(&record)?;
+    for (record, attestation) in attestations_of(&state, &vendor.id).await? {
         match attestation.status.as_str() {
             "pending" => pending = Some((record, attestation)),
             "submitted" => signed = true,

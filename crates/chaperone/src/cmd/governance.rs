@@ -984,7 +984,7 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
                 println!(
                     "{}  {}  {}  {}  until {}{}",
                     str_of(&g["id"]),
-                    str_of(&g["person_id"]),
+                    str_of(&g["person"]),
                     str_of(&g["prefix"]),
                     joined(&g["capabilities"]),
                     str_of(&g["expires_time"]),
