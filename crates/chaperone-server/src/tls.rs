@@ -103,6 +103,18 @@ impl TlsCertificate {
             .unwrap_or_default()
     }
 
+    /// Whether the leaf certificate in use is marked as a CA (basicConstraints `CA:TRUE`,
+    /// OpenSSL's default for `req -x509`). Clients that verify as the Web PKI asks (the
+    /// `chaperone` CLI, browsers) refuse such a certificate as a server's own; OpenSSL's
+    /// clients accept it. The server still serves it, and says so when it loads it.
+    pub fn leaf_is_ca(&self) -> bool {
+        self.resolver
+            .current()
+            .cert
+            .first()
+            .is_some_and(|der| marked_ca(der))
+    }
+
     pub(crate) fn config(&self) -> Arc<ServerConfig> {
         Arc::clone(&self.config)
     }
@@ -115,6 +127,72 @@ fn fingerprint(der: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// One DER element: its tag, its contents and what follows it. Only what certificates use:
+/// one-byte tags, definite lengths of up to four bytes.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let length = rest[..count]
+            .iter()
+            .fold(0usize, |n, &b| (n << 8) | usize::from(b));
+        (length, &rest[count..])
+    };
+    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+}
+
+/// The elements inside a constructed element's contents.
+fn der_children(mut contents: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    std::iter::from_fn(move || {
+        let (tag, value, rest) = der_element(contents)?;
+        contents = rest;
+        Some((tag, value))
+    })
+}
+
+/// Whether a DER certificate carries basicConstraints with `cA` true. A certificate that
+/// cannot be read so is not called a CA: this only decides a warning.
+fn marked_ca(der: &[u8]) -> bool {
+    const SEQUENCE: u8 = 0x30;
+    const EXTENSIONS: u8 = 0xa3; // [3] EXPLICIT, in TBSCertificate
+    const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13]; // 2.5.29.19
+    let Some((SEQUENCE, certificate, _)) = der_element(der) else {
+        return false;
+    };
+    let Some((SEQUENCE, tbs)) = der_children(certificate).next() else {
+        return false;
+    };
+    let Some((_, extensions)) = der_children(tbs).find(|(tag, _)| *tag == EXTENSIONS) else {
+        return false;
+    };
+    let Some((SEQUENCE, extensions)) = der_children(extensions).next() else {
+        return false;
+    };
+    der_children(extensions)
+        .filter(|(tag, _)| *tag == SEQUENCE)
+        .any(|(_, extension)| {
+            let mut fields = der_children(extension);
+            if fields.next() != Some((0x06, BASIC_CONSTRAINTS)) {
+                return false;
+            }
+            // critical BOOLEAN DEFAULT FALSE, then the OCTET STRING holding the value.
+            let Some((_, value)) = fields.find(|(tag, _)| *tag == 0x04) else {
+                return false;
+            };
+            let Some((SEQUENCE, constraints, _)) = der_element(value) else {
+                return false;
+            };
+            // cA BOOLEAN DEFAULT FALSE: present and not zero means a CA.
+            matches!(der_children(constraints).next(), Some((0x01, [flag])) if *flag != 0)
+        })
 }
 
 fn load_pair(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
@@ -237,6 +315,7 @@ mod tests {
         ensure_self_signed(&cert, &key).unwrap();
         tls.reload().unwrap();
         assert_ne!(tls.fingerprint(), first);
+        assert!(!tls.leaf_is_ca(), "the generated certificate is no CA");
 
         // A key that does not match its certificate is refused, and the current pair stays.
         let current = tls.fingerprint();
@@ -260,5 +339,28 @@ mod tests {
             error.contains("tls.key") && !error.contains("c2VjcmV0"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_leaf_marked_as_a_ca_is_told_apart() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let made = |is_ca: rcgen::IsCa| {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            params.is_ca = is_ca;
+            params.self_signed(&key).unwrap().der().to_vec()
+        };
+        let ca = made(rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained));
+        assert!(marked_ca(&ca));
+        assert!(marked_ca(&made(rcgen::IsCa::Ca(
+            rcgen::BasicConstraints::Constrained(0)
+        ))));
+        assert!(!marked_ca(&made(rcgen::IsCa::ExplicitNoCa)));
+        assert!(!marked_ca(&made(rcgen::IsCa::NoCa)));
+        // Truncated or garbage input is read as no CA, without a panic.
+        for cut in 0..ca.len() {
+            let _ = marked_ca(&ca[..cut]);
+        }
+        assert!(!marked_ca(b"not a certificate"));
+        assert!(!marked_ca(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]));
     }
 }

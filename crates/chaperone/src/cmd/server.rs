@@ -515,13 +515,27 @@ fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Says so when the certificate is marked as a CA, which the CLI and browsers refuse.
+fn warn_if_ca(certificate: &TlsCertificate) {
+    if certificate.leaf_is_ca() {
+        tracing::warn!(
+            fingerprint = %certificate.fingerprint(),
+            "the TLS certificate is marked as a CA (basicConstraints CA:TRUE, OpenSSL's default \
+             for `req -x509`): the chaperone CLI and browsers refuse it as a server's own \
+             certificate; make it again with `-addext basicConstraints=critical,CA:FALSE`"
+        );
+    }
+}
+
 /// Loads the TLS certificate, if any, into `options`, and reloads it on every SIGHUP.
 fn serve_options(
     mut options: ServeOptions,
     tls: Option<&(PathBuf, PathBuf)>,
 ) -> anyhow::Result<ServeOptions> {
     if let Some((cert, key)) = tls {
-        options.tls = Some(Arc::new(TlsCertificate::load(cert, key)?));
+        let certificate = TlsCertificate::load(cert, key)?;
+        warn_if_ca(&certificate);
+        options.tls = Some(Arc::new(certificate));
     }
     options.max_connections = fit_open_files(options.max_connections);
     reload_on_hangup(options.tls.clone());
@@ -599,10 +613,13 @@ fn reload_on_hangup(certificate: Option<Arc<TlsCertificate>>) {
                 continue;
             };
             match certificate.reload() {
-                Ok(()) => tracing::info!(
-                    fingerprint = %certificate.fingerprint(),
-                    "TLS certificate reloaded"
-                ),
+                Ok(()) => {
+                    tracing::info!(
+                        fingerprint = %certificate.fingerprint(),
+                        "TLS certificate reloaded"
+                    );
+                    warn_if_ca(certificate);
+                }
                 Err(error) => tracing::error!(
                     %error,
                     "TLS certificate not reloaded; the current one stays in use"
