@@ -1031,3 +1031,92 @@ fn share_links_are_sealed_and_opened_by_the_cli() {
     ));
     assert!(refused.contains("before"), "{refused}");
 }
+
+/// `chaperone enroll` at a terminal asks for a code from the authenticator just set up and
+/// checks it, so a wrong secret shows before the first login. Run in a pseudo-terminal
+/// (`script`, util-linux), as a person types it.
+#[test]
+fn enrolment_at_a_terminal_checks_the_authenticator() {
+    use std::io::Read as _;
+    use std::sync::{Arc, Mutex};
+    if Command::new("script").arg("--version").output().is_err() {
+        // util-linux's `script` is part of every Debian system; say it when it is not.
+        panic!("`script` (util-linux) is needed to run the CLI in a pseudo-terminal");
+    }
+    let (dir, server) = Server::up();
+    let admin = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let admin = admin.trim();
+    let added = ok(server.cli(
+        admin,
+        &["user", "add", "tia", "--role", "member", "--json"],
+        "",
+    ));
+    let added: serde_json::Value = serde_json::from_str(&added).unwrap();
+    let code = added["enrolment_code"].as_str().unwrap().to_owned();
+
+    let mut child = Command::new("script")
+        .args(["-qefc", &format!("{BIN} enroll {code}"), "/dev/null"])
+        .env("CHAPERONE_ADDR", &server.addr)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let output = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                output
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        })
+    };
+    // Waits until the terminal shows `text` `times` times in all, then returns all it shows.
+    let shown = |text: &str, times: usize| {
+        for _ in 0..600 {
+            let seen = output.lock().unwrap().clone();
+            if seen.matches(text).count() >= times {
+                return seen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "the terminal never showed {text:?}: {}",
+            output.lock().unwrap()
+        );
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let mut typed = |line: &str| {
+        stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    shown("New password", 1);
+    typed("tia-password-Lk20vQ");
+    shown("Again", 1);
+    typed("tia-password-Lk20vQ");
+    let screen = shown("type the code it shows now", 1);
+    let secret = screen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret: "))
+        .expect("the secret is shown")
+        .trim()
+        .to_owned();
+    // A wrong code is told, and asked again; the right one is confirmed.
+    typed("12345x");
+    shown("does not match", 1);
+    shown("type the code it shows now", 2);
+    typed(&common::totp_now(&secret));
+    let screen = shown("The authenticator's code matches.", 1);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{screen}");
+    assert!(!screen.contains("not confirmed"), "{screen}");
+}

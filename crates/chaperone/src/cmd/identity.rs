@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal as _;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -347,6 +347,48 @@ pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
     for code in answer["recovery_codes"].as_array().into_iter().flatten() {
         println!("  {}", str_of(code));
     }
+    if !args.password_stdin && std::io::stdin().is_terminal() {
+        check_authenticator(&str_of(&answer["totp_secret"]))?;
+    }
+    Ok(())
+}
+
+/// Asks, at a terminal, for a code from the authenticator just set up and checks it here
+/// against the secret the server returned, so a mistyped secret or a wrong clock shows now
+/// rather than at the first login. Nothing is sent: the server checks codes at login.
+fn check_authenticator(secret: &str) -> anyhow::Result<()> {
+    use chaperone_crypto::totp;
+    let secret = totp::TotpSecret::from_base32(secret)
+        .map_err(|_| anyhow!("the server answered a TOTP secret that is not base32"))?;
+    println!();
+    for _ in 0..3 {
+        let Some(code) = super::prompt_secret_or_end(
+            "To check the authenticator, type the code it shows now (Enter to skip): ",
+            "the check is skipped",
+        )?
+        else {
+            return Ok(());
+        };
+        if code.trim().is_empty() {
+            println!("Not checked.");
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if totp::verify(&secret, &code, now, None).is_some() {
+            println!("The authenticator's code matches.");
+            return Ok(());
+        }
+        eprintln!(
+            "That code does not match this computer's clock: check that the account above \
+             was added (or the secret typed) whole, and that the device's clock is right."
+        );
+    }
+    eprintln!(
+        "The authenticator is not confirmed. The enrolment is done: if its codes never work \
+         at login, log in with a recovery code and ask an administrator to reset the account."
+    );
     Ok(())
 }
 
