@@ -614,6 +614,43 @@ fn a_value_of_the_wrong_type_is_named_by_its_field_and_never_quoted() {
 }
 
 #[test]
+fn a_bad_path_or_query_is_answered_in_the_api_error_format() {
+    let s = Server::start();
+    // (path, the words the message must hold, the native code)
+    for (path, words, code) in [
+        ("/api/v1/grants?flagged=maybe", "flagged", "invalid_query"),
+        (
+            "/api/v1/findings?status=open&status=new",
+            "duplicate field `status`",
+            "invalid_query",
+        ),
+        (
+            "/api/v1/ledger/proof/inclusion?index=x&size=1",
+            "index",
+            "invalid_query",
+        ),
+        ("/api/v1/vendors/%FF", "UTF-8", "invalid_path"),
+    ] {
+        let (status, body) = s.call("GET", path, Some(&s.admin), None, None);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{path}: {body}");
+    }
+    // The Vault API answers Vault's way, with the same words.
+    let (status, body) = s.call(
+        "GET",
+        "/v1/secret/data/team/db?version=1&version=2",
+        Some(&s.admin),
+        None,
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    let message = body["errors"][0].as_str().unwrap_or_default();
+    assert!(message.contains("duplicate field `version`"), "{body}");
+}
+
+#[test]
 fn a_version_change_names_a_bounded_list_of_versions() {
     let s = Server::start();
     common::write(&s, "team/db", "v1-Rk31");

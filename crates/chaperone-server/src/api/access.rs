@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chaperone_core::Timestamp;
@@ -31,6 +31,7 @@ use super::governance::{
     actor_id, body, duration, grant_prefix, levels, levels_disagree, new_record, revise,
     strictest_under,
 };
+use super::{ApiPath, ApiQuery};
 use crate::auth::{Caller, parse_capabilities};
 use crate::notify::notification;
 use crate::record::RequestInfo;
@@ -340,7 +341,7 @@ fn is_approver_role(caller: &Caller) -> bool {
 pub(crate) async fn list_requests(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Query(query): Query<RequestQuery>,
+    ApiQuery(query): ApiQuery<RequestQuery>,
 ) -> Result<Json<Vec<AccessRequest>>, ApiError> {
     let owner = if is_approver_role(&caller) && caller.vendor_id.is_none() {
         None
@@ -579,7 +580,7 @@ pub(crate) async fn approve_request(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     req.check()?;
@@ -781,7 +782,7 @@ pub(crate) async fn deny_request(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     req.check()?;
@@ -992,7 +993,7 @@ pub(crate) async fn cancel_request(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     let record = state
         .store
@@ -1187,7 +1188,7 @@ pub(crate) struct GrantQuery {
 /// Active grants: of one person, or all; or break-glass grants awaiting review.
 pub(crate) async fn list_grants(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<GrantQuery>,
+    ApiQuery(query): ApiQuery<GrantQuery>,
 ) -> Result<Json<Vec<GrantInfo>>, ApiError> {
     let now = state.clock.now();
     let grants = match &query.person {
@@ -1262,7 +1263,7 @@ pub(crate) async fn revoke_grant(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let event = change_event(&state, &info, &caller, "grant.revoke", &id, []);
     if !state
@@ -1290,7 +1291,7 @@ pub(crate) async fn extend_grant(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ExtendRequest>,
 ) -> Result<Json<AccessRequest>, ApiError> {
     let person = caller_person(&state, &caller).await?;
@@ -1329,7 +1330,7 @@ pub(crate) async fn review_grant(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<GrantReview>,
 ) -> Result<StatusCode, ApiError> {
     super::check_text("note", &req.note, MAX_TEXT)?;
@@ -1542,7 +1543,7 @@ pub(crate) async fn list_campaigns(
 /// One review campaign with its items.
 pub(crate) async fn show_campaign(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Campaign>, ApiError> {
     let record = state
         .store
@@ -1613,7 +1614,7 @@ pub(crate) async fn decide_item(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path((id, item_id)): Path<(String, String)>,
+    ApiPath((id, item_id)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<ItemDecision>,
 ) -> Result<Json<Campaign>, ApiError> {
     if !["certify", "revoke"].contains(&req.decision.as_str()) {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chaperone_core::SecretPath;
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ApiJson;
+use super::ApiPath;
 use super::auth::new_id;
 use super::governance::{actor_id, exists, or_exists};
 use crate::auth::Caller;
@@ -275,7 +276,7 @@ pub(crate) async fn reset_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<AddPersonResponse>, ApiError> {
     let keyring = state.keyring().ok_or_else(ApiError::sealed)?;
     // Security decision: whoever resets an account holds its new enrolment code, and so the
@@ -419,7 +420,7 @@ pub(crate) async fn disable_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let (id, name) = managed_person(&state, &caller, &name).await?;
     // The pending requests are counted before the change, which closes every one pending as
@@ -508,7 +509,7 @@ pub(crate) async fn enable_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let (id, name) = managed_person(&state, &caller, &name).await?;
     let event = change_event(
@@ -530,7 +531,7 @@ pub(crate) async fn unlock_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let (id, name) = managed_person(&state, &caller, &name).await?;
     let keyring = state.keyring().ok_or_else(ApiError::sealed)?;
@@ -602,7 +603,7 @@ pub(crate) async fn set_person_networks(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<NetworksRequest>,
 ) -> Result<StatusCode, ApiError> {
     let networks = normalise_networks(&body.networks)?;
@@ -691,7 +692,7 @@ pub(crate) async fn remove_classification(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(prefix): Path<String>,
+    ApiPath(prefix): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let trimmed = prefix.trim_end_matches('/');
     let event = change_event(&state, &info, &caller, "classification.remove", trimmed, []);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use chaperone_core::policy::{Role, Standing};
 use chaperone_core::{Timestamp, parse_duration};
@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::ApiJson;
+use super::ApiPath;
 use crate::auth::{Caller, RuleBody, client_ip, network_allowed};
 use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
@@ -861,7 +862,7 @@ pub(crate) async fn revoke_token(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let token = state.store.token_by_id(&id).await?;
     let Some(token) = token.filter(|t| may_manage_token(&caller, t)) else {

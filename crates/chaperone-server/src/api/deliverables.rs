@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chaperone_core::SecretPath;
@@ -35,6 +35,7 @@ use super::admin::change_event;
 use super::auth::new_id;
 use super::findings::{Finding, NewFinding, new_finding};
 use super::governance::{actor_id, body, new_record, vendor_named};
+use super::{ApiPath, ApiQuery};
 use crate::auth::Caller;
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
@@ -357,7 +358,7 @@ pub(crate) async fn submit(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Query(query): Query<SubmitQuery>,
+    ApiQuery(query): ApiQuery<SubmitQuery>,
     body: axum::body::Body,
 ) -> Result<Json<DeliverableView>, ApiError> {
     // A slot before the body is read (it is held until the answer): uploads waiting for
@@ -688,7 +689,7 @@ pub(crate) async fn list(
 pub(crate) async fn show(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DeliverableView>, ApiError> {
     let record = state
         .store

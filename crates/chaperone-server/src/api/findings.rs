@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chaperone_core::Timestamp;
@@ -21,6 +21,7 @@ use super::ApiJson;
 use super::admin::change_event;
 use super::auth::new_id;
 use super::governance::{ROOT_ACTOR, actor_id, body, new_record, revise};
+use super::{ApiPath, ApiQuery};
 use crate::auth::Caller;
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
@@ -126,7 +127,7 @@ pub(crate) struct FindingQuery {
 pub(crate) async fn list_findings(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Query(query): Query<FindingQuery>,
+    ApiQuery(query): ApiQuery<FindingQuery>,
 ) -> Result<Json<Vec<Finding>>, ApiError> {
     let owner = if sees_all(&caller) {
         None
@@ -163,7 +164,7 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Record, 
 pub(crate) async fn show_finding(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Finding>, ApiError> {
     let finding = body(&visible(&state, &caller, &id).await?)?;
     let mut shown = super::deliverables::findings_for(&state, &caller, vec![finding]).await?;
@@ -189,7 +190,7 @@ pub(crate) async fn update_finding(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<FindingUpdate>,
 ) -> Result<Json<Finding>, ApiError> {
     if let Some(note) = &req.note {

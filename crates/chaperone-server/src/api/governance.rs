@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use super::ApiJson;
 use super::admin::{change_event, normalise_networks, validate_name};
 use super::auth::new_id;
+use super::{ApiPath, ApiQuery};
 use crate::auth::Caller;
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
@@ -487,7 +488,7 @@ pub(crate) struct VendorDetail {
 /// Shows a vendor with its agreements and evidence (statuses as of now) and its history.
 pub(crate) async fn show_vendor(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<VendorDetail>, ApiError> {
     let vendor = vendor_named(&state, &name).await?;
     let now = state.clock.now();
@@ -526,7 +527,7 @@ pub(crate) async fn update_vendor(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<VendorRequest>,
 ) -> Result<Json<VendorInfo>, ApiError> {
     if body.name.is_some() {
@@ -841,7 +842,7 @@ pub(crate) async fn add_agreement(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<AgreementRequest>,
 ) -> Result<Json<AgreementInfo>, ApiError> {
     let vendor = vendor_named(&state, &name).await?;
@@ -903,7 +904,7 @@ pub(crate) async fn add_agreement(
 /// A vendor's agreements, with their statuses as of now.
 pub(crate) async fn list_agreements(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<AgreementInfo>>, ApiError> {
     let vendor = vendor_named(&state, &name).await?;
     let now = state.clock.now();
@@ -930,7 +931,7 @@ pub(crate) async fn terminate_agreement(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<TerminateRequest>,
 ) -> Result<Json<AgreementInfo>, ApiError> {
     if req.reason.trim().is_empty() {
@@ -1084,7 +1085,7 @@ pub(crate) async fn add_evidence(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<EvidenceRequest>,
 ) -> Result<Json<EvidenceInfo>, ApiError> {
     check_optional("issuer", req.issuer.as_deref(), MAX_SHORT_TEXT)?;
@@ -1138,7 +1139,7 @@ pub(crate) async fn add_evidence(
 /// A vendor's evidence, with statuses as of now.
 pub(crate) async fn list_evidence(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<EvidenceInfo>>, ApiError> {
     let vendor = vendor_named(&state, &name).await?;
     let now = state.clock.now();
@@ -1158,7 +1159,7 @@ pub(crate) async fn revoke_evidence(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<TerminateRequest>,
 ) -> Result<Json<EvidenceInfo>, ApiError> {
     if req.reason.trim().is_empty() {
@@ -1240,8 +1241,8 @@ pub(crate) async fn put_document(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
-    Query(query): Query<DocumentQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DocumentQuery>,
     headers: HeaderMap,
     content: Bytes,
 ) -> Result<Json<DocumentRef>, ApiError> {
@@ -1323,7 +1324,7 @@ pub(crate) async fn get_document(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let keyring = super::secrets::unsealed(&state)?;
     let record = document_owner(&state, &id).await?;
@@ -1535,7 +1536,7 @@ pub(crate) async fn acknowledge_policy(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<AcknowledgeRequest>,
 ) -> Result<Json<Acknowledgement>, ApiError> {
     let person_id = caller
@@ -1654,7 +1655,7 @@ pub(crate) async fn put_level(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(level): ApiJson<LevelPolicy>,
 ) -> Result<Json<LevelPolicy>, ApiError> {
     if level.name != name {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine as _;
@@ -22,6 +22,7 @@ use chaperone_store::StoreError;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::{ApiPath, ApiQuery};
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
@@ -272,7 +273,7 @@ pub(crate) async fn checkpoint(
 pub(crate) async fn tile(
     _caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = TileId::parse(&format!("tile/{path}"))
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
@@ -343,7 +344,7 @@ fn proof_error(e: merkle::ProofError) -> ApiError {
 pub(crate) async fn inclusion(
     _caller: Caller,
     State(state): State<Arc<AppState>>,
-    Query(q): Query<InclusionQuery>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<ProofResponse>, ApiError> {
     check_size(&state, q.size).await?;
     let needed = merkle::nodes_needed(|r| merkle::inclusion_proof(q.index, q.size, r));
@@ -359,7 +360,7 @@ pub(crate) async fn inclusion(
 pub(crate) async fn consistency(
     _caller: Caller,
     State(state): State<Arc<AppState>>,
-    Query(q): Query<ConsistencyQuery>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ProofResponse>, ApiError> {
     check_size(&state, q.new).await?;
     let needed = merkle::nodes_needed(|r| merkle::consistency_proof(q.old, q.new, r));
@@ -392,7 +393,7 @@ pub(crate) struct EntriesQuery {
 pub(crate) async fn entries(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Query(q): Query<EntriesQuery>,
+    ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let end = q
         .end
@@ -461,7 +462,7 @@ pub(crate) struct SearchResponse {
 pub(crate) async fn search(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Query(q): Query<SearchQuery>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     const CHUNK: u64 = 4096;
     // Entries scanned per request, matching or not: bounds the cost of one call; `next`

@@ -21,8 +21,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::handler::Handler;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter};
@@ -1606,6 +1607,45 @@ fn require_json(headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Path parameters (`axum::extract::Path`), with rejections in the API's error format
+/// (axum's own are plain text): a segment that is not UTF-8 is 400 `invalid_path`.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            // A route whose pattern does not give the handler its parameters: a bug here.
+            Err(rejection) if rejection.status().is_server_error() => {
+                tracing::error!(%rejection, "path parameters");
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not read this route's parameters",
+                ))
+            }
+            Err(rejection) => Err(ApiError::bad_request("invalid_path", rejection.body_text())),
+        }
+    }
+}
+
+/// Query parameters (`axum::extract::Query`), with rejections in the API's error format: a
+/// parameter given twice or of the wrong type is 400 `invalid_query`, naming it.
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+    }
 }
 
 /// A JSON request body, with rejections in the API's error format.

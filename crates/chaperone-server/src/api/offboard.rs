@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chaperone_core::governance::{VendorStatus, date};
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ApiJson;
+use super::ApiPath;
 use super::admin::change_event;
 use super::auth::new_id;
 use super::findings::{Finding, NewFinding, new_finding};
@@ -152,7 +153,7 @@ pub(crate) async fn offboard_vendor(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<OffboardRequest>,
 ) -> Result<Json<OffboardReport>, ApiError> {
     let vendor = vendor_named(&state, &name).await?;
@@ -174,7 +175,7 @@ pub(crate) async fn offboard_person(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<OffboardRequest>,
 ) -> Result<Json<OffboardReport>, ApiError> {
     let person = state
@@ -826,7 +827,7 @@ pub(crate) async fn reissue_attestation(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<ReissueRequest>,
 ) -> Result<Json<AttestationLink>, ApiError> {
     let vendor = vendor_named(&state, &name).await?;

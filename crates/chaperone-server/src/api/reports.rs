@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chaperone_core::Timestamp;
 use chaperone_core::governance::{Compliance, date, gate, parse_date};
 use chaperone_store::Op;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::ApiQuery;
 use super::governance::{agreements_of, evidence_of, levels, new_record};
 use crate::notify::{notification, security_or_admins, skip_conflict};
 use crate::{ApiError, AppState};
@@ -452,7 +453,7 @@ impl AppState {
 /// anomalies from the ledger, and each vendor's compliance now.
 pub(crate) async fn report(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<ReportQuery>,
+    ApiQuery(query): ApiQuery<ReportQuery>,
 ) -> Result<Json<Report>, ApiError> {
     let parse = |text: Option<&str>| {
         text.map(parse_date)

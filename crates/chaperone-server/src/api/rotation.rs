@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use chaperone_core::{SecretPath, Timestamp, parse_duration};
 use chaperone_store::Op;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ApiJson;
+use super::ApiPath;
 use super::admin::change_event;
 use super::findings::Finding;
 use super::governance::{body, new_record, revise};
@@ -47,7 +48,7 @@ pub(crate) async fn set_policy(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(req): ApiJson<RotationRequest>,
 ) -> Result<Json<RotationPolicy>, ApiError> {
     let path = SecretPath::parse(&path)?;

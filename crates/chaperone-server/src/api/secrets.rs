@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chaperone_core::policy::visible_in_listing;
 use chaperone_core::{
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiJson;
+use super::{ApiPath, ApiQuery};
 use crate::auth::Caller;
 use crate::record::{Record, RequestInfo};
 use crate::{ApiError, AppState};
@@ -127,7 +128,7 @@ pub(crate) async fn write_post(
     caller: Caller,
     state: State<Arc<AppState>>,
     info: Extension<RequestInfo>,
-    path: Path<String>,
+    path: ApiPath<String>,
     body: ApiJson<WriteRequest>,
 ) -> Result<Json<WriteResponse>, ApiError> {
     write(caller, state, info, path, body).await
@@ -144,7 +145,7 @@ pub(crate) async fn write(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<WriteRequest>,
 ) -> Result<Json<WriteResponse>, ApiError> {
     let path = SecretPath::parse(&path)?;
@@ -203,8 +204,8 @@ pub(crate) async fn read(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
-    Query(query): Query<ReadQuery>,
+    ApiPath(path): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Json<ReadResponse>, ApiError> {
     let path = SecretPath::parse(&path)?;
     let version = query.version.filter(|&v| v > 0);
@@ -309,7 +310,7 @@ pub(crate) async fn delete_latest(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     change(&caller, &state, &info, &path, &[], Change::Delete).await
 }
@@ -322,7 +323,7 @@ pub(crate) async fn delete_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<VersionsRequest>,
 ) -> Result<StatusCode, ApiError> {
     change(
@@ -344,7 +345,7 @@ pub(crate) async fn undelete_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<VersionsRequest>,
 ) -> Result<StatusCode, ApiError> {
     change(
@@ -366,7 +367,7 @@ pub(crate) async fn destroy_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<VersionsRequest>,
 ) -> Result<StatusCode, ApiError> {
     change(
@@ -388,7 +389,7 @@ pub(crate) async fn metadata(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Result<Json<MetadataResponse>, ApiError> {
     let path = SecretPath::parse(&path)?;
     let meta = state
@@ -422,7 +423,7 @@ pub(crate) async fn update_metadata(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<MetadataRequest>,
 ) -> Result<StatusCode, ApiError> {
     let path = SecretPath::parse(&path)?;
@@ -538,7 +539,7 @@ pub(crate) async fn delete_secret(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let path = SecretPath::parse(&path)?;
     if !delete_all(&state, &caller, &info, &path).await? {
@@ -571,7 +572,7 @@ pub(crate) async fn list(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(prefix): Path<String>,
+    ApiPath(prefix): ApiPath<String>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let prefix = SecretPrefix::parse(&prefix)?;
     list_visible(&caller, &state, &info, &prefix).await

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ApiJson;
+use super::ApiPath;
 use super::admin::change_event;
 use super::auth::new_id;
 use super::governance::{actor_id, body, new_record, revise};
@@ -221,7 +222,7 @@ pub(crate) async fn put_share_content(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
@@ -303,7 +304,7 @@ pub(crate) async fn revoke_share(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let share = state.store.share(&id).await?.ok_or_else(gone)?;
     let manager = matches!(caller.principal.role, Role::Admin | Role::Security);
@@ -404,7 +405,7 @@ pub(crate) struct ShareProof {
 /// opening is a separate step.
 pub(crate) async fn share_info(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ShareProof>,
 ) -> Result<Json<ShareTeaser>, ApiError> {
     let share = live_share(&state, &id, &req.proof).await?;
@@ -432,7 +433,7 @@ pub(crate) async fn open_share(
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<OpenShare>,
 ) -> Result<Response, ApiError> {
     // A passphrase guess is counted before it is checked: to its end.
@@ -757,7 +758,7 @@ pub(crate) async fn create_secret_request(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(req): ApiJson<NewSecretRequest>,
 ) -> Result<Json<SecretRequestLink>, ApiError> {
     let path = SecretPath::parse(&path)?;
@@ -930,7 +931,7 @@ pub(crate) async fn revoke_request_link(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut found: Vec<_> = request_links(&state, &caller)
         .await?

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chaperone_core::{Cas, MaxVersions, SecretPath, SecretPrefix, VersionMeta};
@@ -19,6 +19,7 @@ use crate::api::secrets::{
     Change, Found, apply_metadata, change, decrypt, delete_all as delete_all_versions,
     list_visible, read_value, record_metadata_read, required, unsealed, write_version,
 };
+use crate::api::{ApiPath, ApiQuery};
 use crate::auth::Caller;
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
@@ -88,8 +89,8 @@ pub(crate) async fn read(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
-    Query(query): Query<VersionQuery>,
+    ApiPath(path): ApiPath<String>,
+    ApiQuery(query): ApiQuery<VersionQuery>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
     // As OpenBao reads it: empty, zero or negative is the current version.
@@ -148,7 +149,7 @@ pub(crate) async fn write(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<WriteBody>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
@@ -195,7 +196,7 @@ pub(crate) async fn patch(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<WriteBody>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
@@ -280,7 +281,7 @@ pub(crate) async fn delete_latest(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     versions_change(&caller, &state, &info, &path, &[], Change::Delete).await
 }
@@ -296,7 +297,7 @@ pub(crate) async fn delete_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<VersionsBody>,
 ) -> Result<Response, ApiError> {
     listed_versions_change(&caller, &state, &info, &path, body.versions, Change::Delete).await
@@ -307,7 +308,7 @@ pub(crate) async fn undelete_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<VersionsBody>,
 ) -> Result<Response, ApiError> {
     listed_versions_change(
@@ -326,7 +327,7 @@ pub(crate) async fn destroy_versions(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<VersionsBody>,
 ) -> Result<Response, ApiError> {
     listed_versions_change(
@@ -391,7 +392,7 @@ pub(crate) async fn metadata(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
     let Some(meta) = state.store.metadata(&path).await? else {
@@ -501,7 +502,7 @@ pub(crate) async fn write_metadata(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<MetadataBody>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
@@ -573,7 +574,7 @@ pub(crate) async fn patch_metadata(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
     ApiJson(body): ApiJson<MetadataPatch>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
@@ -631,7 +632,7 @@ pub(crate) async fn delete_all(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let path = SecretPath::parse(&path)?;
     delete_all_versions(&state, &caller, &info, &path).await?;
@@ -651,8 +652,8 @@ pub(crate) async fn list(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Path(prefix): Path<String>,
-    Query(page): Query<ListPage>,
+    ApiPath(prefix): ApiPath<String>,
+    ApiQuery(page): ApiQuery<ListPage>,
 ) -> Result<Response, ApiError> {
     let prefix = SecretPrefix::parse(&prefix)?;
     list_keys(&caller, &state, &info, &prefix, page).await
@@ -663,7 +664,7 @@ pub(crate) async fn list_root(
     caller: Caller,
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
-    Query(page): Query<ListPage>,
+    ApiQuery(page): ApiQuery<ListPage>,
 ) -> Result<Response, ApiError> {
     list_keys(&caller, &state, &info, &SecretPrefix::default(), page).await
 }

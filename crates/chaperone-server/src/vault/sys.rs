@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chaperone_store::Backend;
 use serde_json::{Map, Value, json};
 
 use super::{MOUNT, envelope, envelope_flat, errors, reply};
+use crate::api::{ApiPath, ApiQuery};
 use crate::auth::Caller;
 use crate::record::RequestInfo;
 use crate::{ApiError, AppState};
@@ -45,7 +46,7 @@ fn status_override(query: &[(String, String)], key: &str, default: u16) -> Optio
 /// counts.
 pub(crate) async fn health(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<Vec<(String, String)>>,
+    ApiQuery(query): ApiQuery<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let status = state.seal_status().await?;
     let valid = ["uninitcode", "sealedcode", "standbycode", "activecode"]
@@ -290,7 +291,7 @@ pub(crate) async fn auth(_caller: Caller, Extension(info): Extension<RequestInfo
 pub(crate) async fn ui_mount(
     _caller: Caller,
     Extension(info): Extension<RequestInfo>,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Response {
     let under_secret = format!("{}/", path.trim_end_matches('/')).starts_with(MOUNT);
     if !under_secret {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chaperone_core::policy::Role;
@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use super::wrapping::duration;
 use super::{envelope, errors, no_content, refused, reply};
 use crate::api::ApiJson;
+use crate::api::ApiPath;
 use crate::api::auth::{
     LoginRequest, Minting, may_manage_token, may_orphan, mint_token, perform_login, revoke,
 };
@@ -820,7 +821,7 @@ pub(crate) async fn userpass_login(
     State(state): State<Arc<AppState>>,
     Extension(info): Extension<RequestInfo>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(user): Path<String>,
+    ApiPath(user): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UserpassBody>,
 ) -> Result<Response, ApiError> {
