@@ -1372,6 +1372,76 @@ fn a_wrapped_read_of_a_step_up_path_is_not_asked_for_step_up_again() {
     assert_eq!(body["data"]["data"]["password"], "stepped-up-Wk70");
 }
 
+#[test]
+fn a_wrapped_value_is_not_handed_out_once_its_version_is_deleted_or_destroyed() {
+    let s = Server::start();
+    let unwrap = |token: &serde_json::Value| {
+        s.call(
+            "POST",
+            "/v1/sys/wrapping/unwrap",
+            None,
+            Some(serde_json::json!({ "token": token })),
+            None,
+        )
+    };
+    common::write(&s, "team/db", "first-value-Qe31");
+    common::write(&s, "team/api", "api-value-Ho22");
+    common::write(&s, "team/old", "old-value-Ty09");
+    let db = common::wrapped_read(&s, &s.admin, "team/db")["token"].clone();
+    let api = common::wrapped_read(&s, &s.admin, "team/api")["token"].clone();
+    let old = common::wrapped_read(&s, &s.admin, "team/old")["token"].clone();
+    let kept = common::wrapped_read(&s, &s.admin, "team/db")["token"].clone();
+    // A newer version leaves the older one readable, and its wrapping too.
+    common::write(&s, "team/db", "second-value-Lp48");
+    let (status, body) = unwrap(&kept);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["data"]["password"], "first-value-Qe31");
+
+    s.ok(
+        "POST",
+        "/api/v1/secrets/destroy/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "versions": [1] })),
+    );
+    s.ok(
+        "POST",
+        "/api/v1/secrets/delete/team/api",
+        Some(&s.admin),
+        Some(serde_json::json!({ "versions": [1] })),
+    );
+    s.ok(
+        "DELETE",
+        "/api/v1/secrets/metadata/team/old",
+        Some(&s.admin),
+        None,
+    );
+    for (token, path, reason) in [
+        (&db, "secret/data/team/db", "version_destroyed"),
+        (&api, "secret/data/team/api", "version_deleted"),
+        (&old, "secret/data/team/old", "version_gone"),
+    ] {
+        let (status, body) = unwrap(token);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(!body.to_string().contains("value-"), "{path}: {body}");
+        let ledger = s.ledger();
+        let refused = ledger
+            .iter()
+            .rfind(|e| e["action"] == "wrap.unwrap" && e["resource"] == path)
+            .unwrap();
+        assert_eq!(refused["outcome"], "denied", "{refused}");
+        assert_eq!(refused["reasons"], serde_json::json!([reason]), "{refused}");
+        // Consumed: an undelete does not bring it back.
+        assert_eq!(unwrap(token).0, 400);
+    }
+    s.ok(
+        "POST",
+        "/api/v1/secrets/undelete/team/api",
+        Some(&s.admin),
+        Some(serde_json::json!({ "versions": [1] })),
+    );
+    assert_eq!(unwrap(&api).0, 400);
+}
+
 /// `LIST secret/metadata/{folder}` answered wrapped; the wrapping token.
 fn wrapped_listing(s: &Server, token: &str, folder: &str) -> String {
     common::wrapped(s, token, &format!("secret/metadata/{folder}?list=true"))["token"]

@@ -346,6 +346,49 @@ async fn maker_refusal(
     Ok((!decision.allowed).then_some(decision))
 }
 
+/// Why an unwrap hands nothing out.
+#[derive(Clone)]
+enum Refusal {
+    /// The maker could not make the read now.
+    Maker(Decision),
+    /// The version a wrapped read holds is no longer readable: `version_deleted`,
+    /// `version_destroyed`, or `version_gone` (pruned, or the secret deleted).
+    Version(&'static str),
+}
+
+/// For a wrapped KV read that handed out a value: whether that version is still readable.
+/// Security decision: a wrapped value is a read made later, so a version deleted or
+/// destroyed since is not handed out (OpenBao hands it out; here destroy means the value is
+/// gone, from wrappings too). A later undelete does not bring back the wrapping, which was
+/// consumed by the refused attempt.
+async fn version_gone(
+    state: &AppState,
+    record: &WrappedRecord,
+    answer: &Value,
+) -> Result<Option<&'static str>, ApiError> {
+    let Some(path) = record.creation_path.strip_prefix("secret/data/") else {
+        return Ok(None);
+    };
+    // A wrapped 404 (a read of a deleted version) holds no value.
+    let Some(version) = answer["data"]["metadata"]["version"].as_u64() else {
+        return Ok(None);
+    };
+    if record.status != 200 || answer["data"]["data"].is_null() {
+        return Ok(None);
+    }
+    let Ok(path) = SecretPath::parse(path) else {
+        return Ok(Some("version_gone"));
+    };
+    Ok(
+        match state.store.read_version(&path, Some(version)).await? {
+            None => Some("version_gone"),
+            Some(stored) if stored.meta.destroyed() => Some("version_destroyed"),
+            Some(stored) if stored.meta.deletion_time().is_some() => Some("version_deleted"),
+            Some(_) => None,
+        },
+    )
+}
+
 /// What a listing would show a wrapping's maker now.
 struct MakerView {
     principal: chaperone_core::policy::Principal,
@@ -470,7 +513,21 @@ pub(crate) async fn unwrap(
     let Some(found) = state.store.wrapped(&hash, now).await? else {
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
-    let refused = maker_refusal(&state, &found, info.client_ip).await?;
+    // Opened before it is taken, to see which version a wrapped read holds.
+    let plain = keyring.open_field(PURPOSE, &found.accessor, &found.sealed)?;
+    let mut answer: Value = serde_json::from_slice(plain.expose()).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "integrity",
+            "a wrapped answer decrypted to something that is not JSON",
+        )
+    })?;
+    let refused = match maker_refusal(&state, &found, info.client_ip).await? {
+        Some(decision) => Some(Refusal::Maker(decision)),
+        None => version_gone(&state, &found, &answer)
+            .await?
+            .map(Refusal::Version),
+    };
     let refusal = refused.clone();
     let recorder = Arc::clone(&state);
     let request = info.clone();
@@ -479,7 +536,15 @@ pub(crate) async fn unwrap(
         .store
         .take_wrapped(&hash, now, move |record| {
             let mut event = match &refusal {
-                Some(decision) => Record::denied("wrap.unwrap", &record.creation_path, decision),
+                Some(Refusal::Maker(decision)) => {
+                    Record::denied("wrap.unwrap", &record.creation_path, decision)
+                }
+                Some(Refusal::Version(code)) => {
+                    let mut event =
+                        Record::new("wrap.unwrap", &record.creation_path, Outcome::Denied);
+                    event.reasons.push((*code).to_owned());
+                    event
+                }
                 None => Record::new("wrap.unwrap", &record.creation_path, Outcome::Success),
             };
             event
@@ -491,19 +556,12 @@ pub(crate) async fn unwrap(
     let Some(record) = taken else {
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
-    // A wrapping its maker could no longer read is dead: taken (so it cannot be tried
-    // again), recorded as denied, and answered as one that does not exist.
+    // A wrapping its maker could no longer read, or of a version deleted or destroyed since,
+    // is dead: taken (so it cannot be tried again), recorded as denied, and answered as one
+    // that does not exist.
     if refused.is_some() {
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     }
-    let plain = keyring.open_field(PURPOSE, &record.accessor, &record.sealed)?;
-    let mut answer: Value = serde_json::from_slice(plain.expose()).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "integrity",
-            "a wrapped answer decrypted to something that is not JSON",
-        )
-    })?;
     if let (Some(prefix), Some(maker)) = (
         listed_prefix(&record.creation_path),
         record.created_by.as_deref(),
