@@ -1587,6 +1587,63 @@ fn a_secret_shared_with_an_offboarded_person_is_in_the_blast_radius() {
 }
 
 #[test]
+fn a_share_names_as_its_source_only_a_version_its_maker_may_read() {
+    let s = Server::start();
+    write(&s, "team/db", "team-db-Hw40");
+    write(&s, "fin/key", "fin-key-Uy71");
+    s.ok(
+        "PUT",
+        "/api/v1/classifications",
+        Some(&s.admin),
+        Some(json!({ "prefix": "fin", "level": "regulated" })),
+    );
+    let ann = s.person("ann", "member", None);
+    let ann_t = s.login(&ann);
+    let create = |source: &str| {
+        s.call(
+            "POST",
+            "/api/v1/shares",
+            Some(&ann_t),
+            Some(json!({ "label": "t", "size": 41, "source": source })),
+            None,
+        )
+    };
+    assert_eq!(create("text").0, 200);
+    assert_eq!(create("file").0, 200);
+    assert_eq!(create("secret:team/db@1").0, 200);
+    // A secret the maker cannot read is refused, and the refusal recorded.
+    assert_eq!(
+        error(&s, "GET", "/api/v1/secrets/data/fin/key", &ann_t, None).0,
+        403
+    );
+    let (status, body) = create("secret:fin/key@1");
+    assert_eq!(status, 403, "{body}");
+    let refused = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "secret.read" && e["resource"] == "fin/key")
+        .count();
+    assert_eq!(refused, 2, "the read and the share each recorded");
+    // A version that does not exist, and what no secret path is, are refused.
+    assert_eq!(create("secret:team/db@7").0, 404);
+    for bad in [
+        "secret:../../etc@7",
+        "secret:team/db\u{1b}[2J@1",
+        "secret:team/db",
+        "secret:team/db@0",
+        "secret:team/db@x",
+        "elsewhere",
+        "",
+    ] {
+        let (status, body) = create(bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{bad}: {body}");
+    }
+    let long = format!("secret:{}@1", "a/".repeat(50_000));
+    assert_eq!(create(&long).0, 400);
+}
+
+#[test]
 fn offboarding_checks_first_and_its_findings_reach_someone_who_can_act() {
     let s = Server::start();
     vendor(&s, "acme");

@@ -26,8 +26,7 @@ use chaperone_store::{Op, Opened, ShareRecord, StoreError, TokenKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::ApiJson;
-use super::ApiPath;
+use super::{ApiJson, ApiPath};
 use super::admin::change_event;
 use super::auth::new_id;
 use super::governance::{actor_id, body, new_record, revise};
@@ -110,6 +109,52 @@ impl From<ShareRecord> for ShareInfo {
     }
 }
 
+/// Holds a share's `source` to what its maker could have put in it: `text`, `file`, or
+/// `secret:PATH@VERSION` of a version that exists and that the maker may read now.
+/// Security decision: the offboarding report trusts this claim (a contractor who opened the
+/// link saw that version, and it is to be rotated), so a maker may not name a secret they
+/// cannot read (which would open rotation findings for it) nor a path that does not exist.
+/// A refused read is recorded as the request layer records it. The server cannot see what
+/// the ciphertext holds: a maker who leaves `source` out shares what they read unnamed.
+async fn check_source(
+    state: &AppState,
+    caller: &Caller,
+    info: &RequestInfo,
+    source: &str,
+) -> Result<(), ApiError> {
+    let malformed =
+        || invalid("source is `text`, `file` or `secret:PATH@VERSION` (as `secret:team/db@3`)");
+    if matches!(source, "text" | "file") {
+        return Ok(());
+    }
+    let (path, version) = source
+        .strip_prefix("secret:")
+        .and_then(|s| s.rsplit_once('@'))
+        .ok_or_else(malformed)?;
+    let version: u64 = version
+        .parse()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(malformed)?;
+    let path = SecretPath::parse(path).map_err(|_| malformed())?;
+    state
+        .require_also(
+            caller,
+            info,
+            Action::SecretRead,
+            &path,
+            "a share's source is a secret you may read",
+        )
+        .await?;
+    if state.store.read_version(&path, Some(version)).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "{} has no version {version} to share",
+            path.as_str()
+        )));
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, path = "/api/v1/shares", request_body = NewShare, responses((status = 200, body = ShareInfo), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)), security(("bearer" = [])))]
 /// Creates a share link; its ciphertext follows with `PUT /api/v1/shares/{id}/content`.
 pub(crate) async fn create_share(
@@ -136,6 +181,9 @@ pub(crate) async fn create_share(
     let views = req.views.unwrap_or(1);
     if !(1..=100).contains(&views) {
         return Err(invalid("views is 1 to 100"));
+    }
+    if let Some(source) = &req.source {
+        check_source(&state, &caller, &info, source).await?;
     }
     let passphrase_hash = match &req.passphrase {
         Some(p) if p.chars().count() < 8 => {
