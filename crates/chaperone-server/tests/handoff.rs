@@ -227,8 +227,8 @@ fn share_links_hold_only_ciphertext_open_once_and_lock_out_guessing() {
             .iter()
             .filter(|(a, o)| a == "share.open" && o == "denied")
             .count(),
-        11,
-        "ten wrong passphrases and one refused while locked"
+        12,
+        "ten wrong passphrases, one refused while locked and one after the link was used"
     );
     assert_eq!(
         outcomes
@@ -316,6 +316,7 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     s.clock.advance_secs(2 * 3600);
     let ann_t = s.login(&ann);
     assert_eq!(open(&s, &expiring, &ekey, None, None).0, 404);
+    let expiring_opened = expiring.clone();
     let report = s.runtime.block_on(s.state.sweep()).unwrap();
     assert_eq!(
         report.shares_expired, 0,
@@ -376,9 +377,10 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     for _ in 0..30 {
         assert_eq!(open(&s, &mine, &key, None, None).0, 403);
     }
-    assert_eq!(refusals(), 21);
+    // (The refused open of the revoked link above took one of the 20.)
+    assert_eq!(refusals(), 20);
     assert_eq!(open(&s, &mine, &key, Some(&ann_t), None).0, 403);
-    assert_eq!(refusals(), 22);
+    assert_eq!(refusals(), 21);
     let (status, sealed) = open(&s, &mine, &key, Some(&cy_t), None);
     assert_eq!(status, 200);
     assert_eq!(
@@ -429,6 +431,35 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     // A second view is allowed (views: 2), then none.
     assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 200);
     assert_eq!(open(&s, &mine, &key, Some(&cy_t), None).0, 404);
+
+    // Whoever holds the key of a link that no longer opens is recorded (a recipient who
+    // finds it used leaves a trace beside the open that used it); a wrong key is not.
+    let refused_open = |id: &str| -> Vec<Value> {
+        s.ledger()
+            .into_iter()
+            .filter(|e| {
+                e["action"] == "share.open" && e["resource"] == id && e["outcome"] == "denied"
+            })
+            .collect()
+    };
+    let used = refused_open(&mine);
+    let used = used.last().unwrap();
+    assert_eq!(used["reasons"], json!(["used"]), "{used}");
+    let cy_id = s.ok("GET", "/api/v1/auth/self", Some(&cy_t), None)["person_id"].clone();
+    assert_eq!(used["actor"]["person"], cy_id, "{used}");
+    assert_eq!(
+        refused_open(&revoked).last().unwrap()["reasons"],
+        json!(["revoked"])
+    );
+    assert_eq!(
+        refused_open(&expiring_opened).last().unwrap()["reasons"],
+        json!(["expired"])
+    );
+    let before = s.ledger().len();
+    let wrong = ShareKey::generate();
+    assert_eq!(open(&s, &mine, &wrong, Some(&cy_t), None).0, 404);
+    assert_eq!(open(&s, &revoked, &wrong, None, None).0, 404);
+    assert_eq!(s.ledger().len(), before, "a wrong key leaves no entry");
 }
 
 #[test]

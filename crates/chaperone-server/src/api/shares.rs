@@ -26,10 +26,10 @@ use chaperone_store::{Op, Opened, ShareRecord, StoreError, TokenKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{ApiJson, ApiPath};
 use super::admin::change_event;
 use super::auth::new_id;
 use super::governance::{actor_id, body, new_record, revise};
+use super::{ApiJson, ApiPath};
 use crate::auth::Caller;
 use crate::record::{Record as LedgerRecord, RequestInfo};
 use crate::{ApiError, AppState};
@@ -146,7 +146,12 @@ async fn check_source(
             "a share's source is a secret you may read",
         )
         .await?;
-    if state.store.read_version(&path, Some(version)).await?.is_none() {
+    if state
+        .store
+        .read_version(&path, Some(version))
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found(format!(
             "{} has no version {version} to share",
             path.as_str()
@@ -389,22 +394,43 @@ fn proof_hash(proof: &str) -> String {
 /// A share that can be opened by whoever holds its key (shown by `proof`); an expired one
 /// is destroyed on the spot. Without the right proof the link is answered as gone.
 async fn live_share(state: &AppState, id: &str, proof: &str) -> Result<ShareRecord, ApiError> {
+    share_for(state, id, proof).await?.map_err(|_| gone())
+}
+
+/// [`live_share`], telling apart why a link does not open: `Err(None)` for a link unknown or
+/// not shown its key, `Err(Some(why))` for a link its key opened once but no longer does
+/// (`used`, `expired`, `revoked`, or `maker_inactive`): only the holder of a link's key
+/// learns, and records, that it is spent.
+async fn share_for(
+    state: &AppState,
+    id: &str,
+    proof: &str,
+) -> Result<Result<ShareRecord, Option<String>>, ApiError> {
     // A sealed server hands nothing out, links included: sealing is the stop for everything
     // that gives data away, whoever asks and whatever the server can decrypt.
     super::secrets::unsealed(state)?;
-    let share = state.store.share(id).await?.ok_or_else(gone)?;
+    let Some(share) = state.store.share(id).await? else {
+        return Ok(Err(None));
+    };
     let given = proof_hash(proof);
-    if !share.has_content
+    if share.proof_hash.is_empty()
         || !bool::from(subtle::ConstantTimeEq::ct_eq(
             given.as_bytes(),
             share.proof_hash.as_bytes(),
         ))
     {
-        return Err(gone());
+        return Ok(Err(None));
+    }
+    if let Some((_, why)) = &share.destroyed {
+        return Ok(Err(Some(why.clone())));
+    }
+    if !share.has_content {
+        return Ok(Err(None));
     }
     let now = state.clock.now();
     if share.expires_at <= now {
-        return Err(expire(state, id, now).await?);
+        expire(state, id, now).await?;
+        return Ok(Err(Some("expired".into())));
     }
     // A link hands out what its maker shared only while the maker may act (as request
     // links and wrapped Vault answers do): disabled, past their end date, or of a vendor no
@@ -415,10 +441,10 @@ async fn live_share(state: &AppState, id: &str, proof: &str) -> Result<ShareReco
             None => false,
         };
         if !active {
-            return Err(gone());
+            return Ok(Err(Some("maker_inactive".into())));
         }
     }
-    Ok(share)
+    Ok(Ok(share))
 }
 
 /// The ledger entry of a share destroyed because it expired: the server's doing (`info`
@@ -501,9 +527,9 @@ async fn open_share_to_the_end(
     id: String,
     req: OpenShare,
 ) -> Result<Response, ApiError> {
-    let share = live_share(&state, &id, &req.proof).await?;
     let mut actor = Actor::default();
-    let refuse = |reason: &'static str, actor: Actor| {
+    let refuse = |reason: &str, actor: Actor| {
+        let reason = reason.to_owned();
         let state = &state;
         let info = &info;
         let id = &id;
@@ -517,9 +543,29 @@ async fn open_share_to_the_end(
                 return Ok(());
             }
             let mut record = LedgerRecord::new("share.open", id, Outcome::Denied);
-            record.reasons.push(reason.to_owned());
+            record.reasons.push(reason);
             state.record(info, actor, record).await
         }
+    };
+    let share = match share_for(&state, &id, &req.proof).await? {
+        Ok(share) => share,
+        // Its key, on a link that no longer opens: recorded, so that a recipient who finds
+        // their link already used leaves a trace beside the open that used it.
+        Err(Some(why)) => {
+            let caller = if crate::auth::presented_token(&headers).is_some() {
+                crate::auth::authenticate(&state, &headers, info.client_ip)
+                    .await
+                    .ok()
+            } else {
+                None
+            };
+            if let Some(c) = &caller {
+                actor = c.actor();
+            }
+            refuse(&why, actor).await?;
+            return Err(gone());
+        }
+        Err(None) => return Err(gone()),
     };
     if let Some(recipient) = &share.restricted_to {
         // A token that does not authenticate is no caller; a storage error or a sealed
