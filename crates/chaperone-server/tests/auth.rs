@@ -167,6 +167,31 @@ fn login_needs_the_second_factor_and_each_code_works_once() {
             .unwrap()
             .contains("made-up-code")
     );
+    // Guessing codes from one address locks the address; an enrolment refused so is
+    // recorded too (within the address's budget), as a refused login is.
+    let guess = || {
+        s.call(
+            "POST",
+            "/api/v1/auth/enroll",
+            None,
+            Some(json!({ "code": "guessed-code-Wd81", "password": "long-enough-Jq7xPz" })),
+            Some("203.0.113.9"),
+        )
+        .0
+    };
+    let tries = (1..=100).take_while(|_| guess() != 429).count();
+    assert!(tries < 100, "the address was never locked");
+    let locked: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "auth.enroll"
+                && e["outcome"] == "denied"
+                && e["reasons"] == json!(["locked"])
+        })
+        .collect();
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    assert_eq!(locked[0]["client_ip"], "203.0.113.9");
     s.assert_no_secret_logged();
 }
 

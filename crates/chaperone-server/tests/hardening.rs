@@ -1712,11 +1712,77 @@ fn a_token_names_only_its_maker_as_its_user() {
             None,
         )
     };
+    let denials = || {
+        s.ledger()
+            .into_iter()
+            .filter(|e| e["outcome"] == "denied")
+            .collect::<Vec<_>>()
+    };
+    let before = denials().len();
     let (status, body) = create(serde_json::json!({ "username": "mary" }));
     assert_eq!(status, 400, "{body}");
+    // An attempt to pass for someone else is recorded, as a refusal.
+    let refused = denials();
+    assert_eq!(refused.len(), before + 1, "{refused:?}");
+    assert_eq!(
+        refused.last().unwrap()["reasons"],
+        serde_json::json!(["invalid_request"])
+    );
     let (status, body) = create(serde_json::json!({ "username": "mo", "job": "ci" }));
     assert_eq!(status, 200, "{body}");
     s.remember(body["auth"]["client_token"].as_str().unwrap());
+}
+
+/// A person's live tokens are bounded; a refusal at the bound, and a try at revoking someone
+/// else's token, are recorded.
+#[test]
+fn token_refusals_are_recorded() {
+    let s = Server::start();
+    let mo = s.person("mo", "member", None);
+    let mary = s.person("mary", "member", None);
+    let mo_t = s.login(&mo);
+    let mary_t = s.login(&mary);
+    let refused = |code: &str| {
+        s.ledger()
+            .into_iter()
+            .filter(|e| e["outcome"] == "denied" && e["reasons"] == serde_json::json!([code]))
+            .count()
+    };
+    // Someone else's token is "no such token", and the try is recorded.
+    let mary_self = s.ok("GET", "/api/v1/auth/self", Some(&mary_t), None);
+    let mary_token = mary_self["token_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        common::error(
+            &s,
+            "DELETE",
+            &format!("/api/v1/auth/tokens/{mary_token}"),
+            &mo_t,
+            None
+        ),
+        (404, "not_found".into())
+    );
+    assert_eq!(refused("not_found"), 1);
+    s.ok("GET", "/api/v1/auth/self", Some(&mary_t), None);
+    // The 1,000th live API token is the last (sessions are not counted).
+    for _ in 0..1000 {
+        s.ok(
+            "POST",
+            "/api/v1/auth/tokens",
+            Some(&mo_t),
+            Some(serde_json::json!({ "name": "ci", "ttl": "1h" })),
+        );
+    }
+    assert_eq!(
+        common::error(
+            &s,
+            "POST",
+            "/api/v1/auth/tokens",
+            &mo_t,
+            Some(serde_json::json!({ "name": "ci", "ttl": "1h" }))
+        ),
+        (409, "token_quota".into())
+    );
+    assert_eq!(refused("token_quota"), 1);
 }
 
 /// A read through a percent-encoded path is wrapped under the path it read, where the unwrap

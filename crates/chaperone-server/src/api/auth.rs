@@ -433,7 +433,23 @@ async fn enroll_to_the_end(
         Some(peer.ip()),
         &state.settings.auth.trusted_proxies,
     );
-    let attempt = state.begin_attempt(vec![address_subject(ip)]).await?;
+    let attempt = match state.begin_attempt(vec![address_subject(ip)]).await {
+        Ok(attempt) => attempt,
+        Err(error) => {
+            // Refused by the address's lockout without a look at the code: recorded as a
+            // refused login is, within the address's budget, and counted past it.
+            if error.code == "locked"
+                && state
+                    .anonymous_refusals
+                    .admit(&state, &Actor::default(), info.client_ip)
+            {
+                let mut record = Record::new("auth.enroll", "", Outcome::Denied);
+                record.reasons.push("locked".into());
+                state.record(&info, Actor::default(), record).await?;
+            }
+            return Err(error);
+        }
+    };
     let now = state.clock.now();
     let code = code_hash(&body.code);
     let unusable = "the enrolment code is unknown, used or expired";
@@ -848,7 +864,8 @@ pub(crate) async fn mint_token(
                 "token_quota",
                 "you hold 1,000 live tokens (API tokens and Vault child tokens): revoke some \
                  first, or make them shorter-lived",
-            ));
+            )
+            .refusal());
         }
         other => other?,
     }
@@ -866,7 +883,8 @@ pub(crate) async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     let token = state.store.token_by_id(&id).await?;
     let Some(token) = token.filter(|t| may_manage_token(&caller, t)) else {
-        return Err(ApiError::not_found("no such token"));
+        // Someone else's token (or none): answered alike, and recorded as refused.
+        return Err(ApiError::not_found("no such token").refusal());
     };
     revoke(&state, &caller, &info, &token).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -392,10 +392,12 @@ async fn create_token(
             None => None,
         };
         if own.as_deref() != Some(named.as_str()) {
+            // An attempt to pass for someone else, not a mistyped field: recorded.
             return Err(ApiError::bad_request(
                 "invalid_request",
                 "meta: `username` names who logged in; a token may carry only its maker's",
-            ));
+            )
+            .refusal());
         }
     }
     // `policies: ["default"]` asks for OpenBao's default policy: a token that can only look
