@@ -312,6 +312,45 @@ impl WatchState {
         let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
         let ip = entry["client_ip"].as_str();
 
+        // A one-time link (a share link, or a Vault wrapping token) presented with its key
+        // after it was used: whoever used it first may not be whom it was meant for. Once
+        // per link.
+        if !success
+            && entry["reasons"] == json!(["used"])
+            && matches!(action, "share.open" | "wrap.unwrap")
+        {
+            let (link, what) = if action == "share.open" {
+                (entry["resource"].as_str().unwrap_or_default(), "share link")
+            } else {
+                (
+                    entry["details"]["accessor"].as_str().unwrap_or_default(),
+                    "Vault wrapping token",
+                )
+            };
+            let by = person.map_or_else(
+                || {
+                    ip.map_or_else(
+                        || "an unknown address".to_owned(),
+                        |ip| format!("address {ip}"),
+                    )
+                },
+                name,
+            );
+            alerts.push(Alert {
+                key: format!("link-reused/{link}"),
+                kind: "link_reused",
+                severity: "high",
+                title: format!(
+                    "{what} {link} was presented by {by} after it was used: whoever used it \
+                     first may not be its recipient"
+                ),
+                subject: by,
+                vendor_id: vendor.clone(),
+                seq,
+                details: json!({ "link": link, "action": action, "client_ip": ip }),
+            });
+        }
+
         // The right password with a wrong second factor, or refused for something else (no
         // second factor given, a network outside the account's allowlist, the account not
         // active), from a network the person has not been seen acting from: someone else may

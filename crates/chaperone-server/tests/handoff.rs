@@ -460,6 +460,17 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     assert_eq!(open(&s, &mine, &wrong, Some(&cy_t), None).0, 404);
     assert_eq!(open(&s, &revoked, &wrong, None, None).0, 404);
     assert_eq!(s.ledger().len(), before, "a wrong key leaves no entry");
+    // A used link opened again with its key is an anomaly; a revoked or expired one is not.
+    s.runtime.block_on(s.state.sweep()).unwrap();
+    let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&s.admin), None);
+    let reused: Vec<&Value> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["details"]["kind"] == "link_reused")
+        .collect();
+    assert_eq!(reused.len(), 1, "{found}");
+    assert_eq!(reused[0]["details"]["link"], mine.as_str());
 }
 
 #[test]

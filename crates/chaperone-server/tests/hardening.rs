@@ -1442,6 +1442,82 @@ fn a_wrapped_value_is_not_handed_out_once_its_version_is_deleted_or_destroyed() 
     assert_eq!(unwrap(&api).0, 400);
 }
 
+/// A wrapping token presented after it was unwrapped (or revoked) is recorded, and the
+/// watch raises `link_reused` once for a used one: the recipient of a wrapping someone else
+/// unwrapped first leaves a trace, where a token never made leaves none.
+#[test]
+fn a_wrapping_presented_after_it_was_used_is_recorded_and_raised() {
+    let s = Server::start();
+    common::write(&s, "team/db", "intercepted-Vx52");
+    let sam = s.person("sam", "security", None);
+    let max = s.person("max", "member", None);
+    let max_t = s.login(&max);
+    let unwrap = |token: &serde_json::Value, bearer: Option<&str>| {
+        s.call(
+            "POST",
+            "/v1/sys/wrapping/unwrap",
+            bearer,
+            Some(serde_json::json!({ "token": token })),
+            None,
+        )
+        .0
+    };
+    let refused = || -> Vec<serde_json::Value> {
+        s.ledger()
+            .into_iter()
+            .filter(|e| e["action"] == "wrap.unwrap" && e["outcome"] == "denied")
+            .collect()
+    };
+    let wrapping = common::wrapped_read(&s, &s.admin, "team/db");
+    let (token, accessor) = (wrapping["token"].clone(), wrapping["accessor"].clone());
+    // Someone else unwraps it first; the recipient, logged in, finds it spent.
+    assert_eq!(unwrap(&token, None), 200);
+    assert_eq!(unwrap(&token, Some(&max_t)), 400);
+    let spent = refused();
+    assert_eq!(spent.len(), 1, "{spent:?}");
+    assert_eq!(spent[0]["reasons"], serde_json::json!(["used"]));
+    assert_eq!(spent[0]["details"]["accessor"], accessor);
+    assert!(spent[0]["actor"]["person"].is_string(), "{}", spent[0]);
+    assert!(spent[0]["details"]["spent_time"].is_string());
+    // Revoked: recorded as such, and no alert.
+    let revoked = common::wrapped_read(&s, &s.admin, "team/db");
+    s.ok(
+        "POST",
+        "/v1/auth/token/revoke-accessor",
+        Some(&s.admin),
+        Some(serde_json::json!({ "accessor": revoked["accessor"] })),
+    );
+    assert_eq!(unwrap(&revoked["token"], None), 400);
+    assert_eq!(
+        refused().last().unwrap()["reasons"],
+        serde_json::json!(["revoked"])
+    );
+    // A token never made is answered alike, and not recorded.
+    let before = s.ledger().len();
+    assert_eq!(
+        unwrap(
+            &serde_json::json!("chp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            None
+        ),
+        400
+    );
+    assert_eq!(s.ledger().len(), before);
+
+    let raised = s.runtime.block_on(s.state.sweep()).unwrap().anomalies;
+    assert_eq!(raised, 1);
+    let sam_t = s.login(&sam);
+    let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&sam_t), None);
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["details"]["kind"], "link_reused");
+    assert_eq!(found[0]["details"]["link"], accessor);
+    assert!(
+        found[0]["title"].as_str().unwrap().contains("max"),
+        "{}",
+        found[0]
+    );
+}
+
 /// `LIST secret/metadata/{folder}` answered wrapped; the wrapping token.
 fn wrapped_listing(s: &Server, token: &str, folder: &str) -> String {
     common::wrapped(s, token, &format!("secret/metadata/{folder}?list=true"))["token"]

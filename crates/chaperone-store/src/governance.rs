@@ -496,11 +496,7 @@ async fn apply_one(conn: &mut Conn<'_>, op: &Op) -> Result<(), StoreError> {
             .map_err(db("revoking a person's tokens"))?;
             // Answers the person wrapped are tokens of theirs too: an unwrap racing this
             // change either took its answer before it or finds nothing after it.
-            sqlx::query("DELETE FROM wrapped_responses WHERE created_by = $1")
-                .bind(person_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(db("revoking a person's wrapped answers"))?;
+            crate::wrapping::revoke_wrapped_by(conn, person_id, *at).await?;
         }
         Op::ResetCredentials {
             person_id,

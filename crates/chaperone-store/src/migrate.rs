@@ -147,6 +147,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0022_login_networks.sql"),
         postgres: include_str!("../migrations/postgres/0022_login_networks.sql"),
     },
+    Migration {
+        version: 23,
+        name: "spent wrappings",
+        sqlite: include_str!("../migrations/sqlite/0023_spent_wrappings.sql"),
+        postgres: include_str!("../migrations/postgres/0023_spent_wrappings.sql"),
+    },
 ];
 
 /// Checks that the database's schema is exactly the one this binary knows.

@@ -7,6 +7,7 @@ use chaperone_ledger::entry::Event;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::conn::Conn;
 use crate::{Store, StoreError, db};
 
 /// A wrapped response, sealed by the caller.
@@ -72,6 +73,71 @@ pub struct WrapQuota {
     pub count: i64,
     /// Their sealed bytes, this one's included.
     pub bytes: i64,
+}
+
+/// What is kept of a wrapping once it was unwrapped, revoked or refused, until it would have
+/// expired: enough to tell a later unwrap with its token from one with a token never made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpentWrapping {
+    /// The wrapping token's public id.
+    pub accessor: String,
+    /// The API path whose response was wrapped.
+    pub creation_path: String,
+    /// `used` (unwrapped), `revoked` (by its accessor, or with its maker's tokens) or
+    /// `refused` (an unwrap refused because its maker could no longer read it).
+    pub why: String,
+    /// When.
+    pub spent_at: Timestamp,
+}
+
+/// Keeps the token hash of `record`, spent for `why` at `at`, until it would have expired.
+pub(crate) async fn spend(
+    conn: &mut Conn<'_>,
+    record: &WrappedRecord,
+    why: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO spent_wrappings \
+         (token_hash, accessor, creation_path, why, spent_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_hash) DO NOTHING",
+    )
+    .bind(record.hash.as_bytes().to_vec())
+    .bind(&record.accessor)
+    .bind(&record.creation_path)
+    .bind(why)
+    .bind(at.unix_nanos())
+    .bind(record.expires_at.unix_nanos())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("keeping a spent wrapping"))?;
+    Ok(())
+}
+
+/// Deletes the wrappings of `person_id` not yet expired at `at`, keeping each as revoked.
+pub(crate) async fn revoke_wrapped_by(
+    conn: &mut Conn<'_>,
+    person_id: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO spent_wrappings \
+         (token_hash, accessor, creation_path, why, spent_at, expires_at) \
+         SELECT token_hash, accessor, creation_path, 'revoked', $2, expires_at \
+         FROM wrapped_responses WHERE created_by = $1 AND expires_at > $2 \
+         ON CONFLICT (token_hash) DO NOTHING",
+    )
+    .bind(person_id)
+    .bind(at.unix_nanos())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("keeping a person's revoked wrapped answers"))?;
+    sqlx::query("DELETE FROM wrapped_responses WHERE created_by = $1")
+        .bind(person_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("revoking a person's wrapped answers"))?;
+    Ok(())
 }
 
 impl Store {
@@ -165,6 +231,32 @@ impl Store {
             .filter(|r| r.expires_at > now))
     }
 
+    /// What is kept of the spent wrapping of this token, if it was spent and would not have
+    /// expired yet.
+    pub async fn spent_wrapping(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<SpentWrapping>, StoreError> {
+        let row = sqlx::query(
+            "SELECT accessor, creation_path, why, spent_at FROM spent_wrappings \
+             WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(hash.as_bytes().to_vec())
+        .bind(now.unix_nanos())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading a spent wrapping"))?;
+        let Some(row) = row else { return Ok(None) };
+        let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("spent wrapping: {e}"));
+        Ok(Some(SpentWrapping {
+            accessor: row.try_get("accessor").map_err(corrupt)?,
+            creation_path: row.try_get("creation_path").map_err(corrupt)?,
+            why: row.try_get("why").map_err(corrupt)?,
+            spent_at: Timestamp::from_unix_nanos(row.try_get("spent_at").map_err(corrupt)?),
+        }))
+    }
+
     /// The accessors of the unexpired answers `person_id` wrapped, oldest first (what
     /// [`crate::Op::RevokeTokensOf`] deletes with their tokens).
     pub async fn wrapped_by(
@@ -199,17 +291,30 @@ impl Store {
         events_for: impl FnOnce(&[String]) -> Vec<Event> + Send + 'static,
     ) -> Result<Vec<String>, StoreError> {
         // Most sweeps find none: they commit nothing (a commit empties the caches).
-        let any: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM wrapped_responses WHERE expires_at <= $1 LIMIT 1")
-                .bind(now.unix_nanos())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("reading expired wrapped responses"))?;
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM wrapped_responses WHERE expires_at <= $1 \
+             UNION ALL SELECT 1 FROM spent_wrappings WHERE expires_at <= $1 LIMIT 1",
+        )
+        .bind(now.unix_nanos())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("reading expired wrapped responses"))?;
         if any.is_none() {
             return Ok(Vec::new());
         }
         self.change(move |conn| {
             Box::pin(async move {
+                // What was kept of spent ones goes when they would have expired.
+                sqlx::query(
+                    "DELETE FROM spent_wrappings WHERE token_hash IN \
+                     (SELECT token_hash FROM spent_wrappings WHERE expires_at <= $1 \
+                      ORDER BY expires_at LIMIT $2)",
+                )
+                .bind(now.unix_nanos())
+                .bind(i64::from(limit))
+                .execute(&mut *conn)
+                .await
+                .map_err(db("removing expired spent wrappings"))?;
                 let accessors: Vec<String> = sqlx::query_scalar(
                     "DELETE FROM wrapped_responses WHERE token_hash IN \
                      (SELECT token_hash FROM wrapped_responses WHERE expires_at <= $1 \
@@ -265,6 +370,7 @@ impl Store {
                     .execute(&mut *conn)
                     .await
                     .map_err(db("revoking a wrapped response"))?;
+                spend(conn, &record, "revoked", now).await?;
                 Ok((Some(record), events))
             })
         })
@@ -272,12 +378,14 @@ impl Store {
     }
 
     /// Takes the wrapped response of this token: deletes it and returns it, once, with the
-    /// events `events_for` makes for it committed in the same transaction. `None` (and
-    /// nothing recorded) if there is none or it expired (an expired one is deleted too).
+    /// events `events_for` makes for it committed in the same transaction, and keeps it as
+    /// spent for `why` ([`SpentWrapping`]). `None` (and nothing recorded) if there is none or
+    /// it expired (an expired one is deleted too).
     pub async fn take_wrapped(
         &self,
         hash: &TokenHash,
         now: Timestamp,
+        why: &'static str,
         events_for: impl FnOnce(&WrappedRecord) -> Vec<Event> + Send + 'static,
     ) -> Result<Option<WrappedRecord>, StoreError> {
         let hash = hash.as_bytes().to_vec();
@@ -294,6 +402,9 @@ impl Store {
                     .map(|r| from_row(&r))
                     .transpose()?
                     .filter(|r| r.expires_at > now);
+                if let Some(record) = &record {
+                    spend(conn, record, why, now).await?;
+                }
                 let events = record.as_ref().map(events_for).unwrap_or_default();
                 Ok((record, events))
             })

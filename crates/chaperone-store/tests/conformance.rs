@@ -2350,9 +2350,13 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
         Some(record.clone())
     );
     let before = f.store.ledger_size().await.unwrap();
+    assert_eq!(
+        f.store.spent_wrapping(&token.hash(), t(1)).await.unwrap(),
+        None
+    );
     let taken = f
         .store
-        .take_wrapped(&token.hash(), t(2), |_| vec![event("wrap.unwrap")])
+        .take_wrapped(&token.hash(), t(2), "used", |_| vec![event("wrap.unwrap")])
         .await
         .unwrap();
     assert_eq!(taken, Some(record));
@@ -2360,11 +2364,58 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
     // Once only, and nothing recorded for a miss.
     let again = f
         .store
-        .take_wrapped(&token.hash(), t(3), |_| vec![event("wrap.unwrap")])
+        .take_wrapped(&token.hash(), t(3), "used", |_| vec![event("wrap.unwrap")])
         .await
         .unwrap();
     assert_eq!(again, None);
     assert_eq!(f.store.ledger_size().await.unwrap(), before + 1);
+    // What is kept of it tells its token from one never made, until it would have expired,
+    // when the sweep's purge removes it.
+    let spent = f.store.spent_wrapping(&token.hash(), t(3)).await.unwrap();
+    let spent = spent.expect("kept as spent");
+    assert_eq!(
+        (
+            spent.accessor.as_str(),
+            spent.creation_path.as_str(),
+            spent.why.as_str()
+        ),
+        ("wrap_1", "secret/data/x", "used")
+    );
+    assert_eq!(spent.spent_at, t(2));
+    assert_eq!(
+        f.store.spent_wrapping(&token.hash(), t(100)).await.unwrap(),
+        None
+    );
+    f.store
+        .purge_expired_wrapped(t(100), 100, |_| Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.spent_wrapping(&token.hash(), t(99)).await.unwrap(),
+        None
+    );
+    // Revoked by its accessor, or with its maker's tokens: kept as revoked.
+    let revoked = ApiToken::generate();
+    let by_accessor = WrappedRecord {
+        hash: revoked.hash(),
+        accessor: "wrap_3".into(),
+        sealed: vec![5],
+        creation_path: "sys/wrapping/wrap".into(),
+        created_at: t(0),
+        expires_at: t(100),
+        created_by: None,
+        status: 200,
+    };
+    f.store
+        .insert_wrapped(&by_accessor, &[], None, None)
+        .await
+        .unwrap();
+    f.store
+        .revoke_wrapped("wrap_3", t(4), |_| Some(Vec::new()))
+        .await
+        .unwrap();
+    let spent = f.store.spent_wrapping(&revoked.hash(), t(5)).await.unwrap();
+    assert_eq!(spent.map(|s| s.why), Some("revoked".into()));
     // An expired one is neither shown nor handed out.
     let late = ApiToken::generate();
     let expired = WrappedRecord {
@@ -2384,10 +2435,14 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
     assert_eq!(f.store.wrapped(&late.hash(), t(10)).await.unwrap(), None);
     let taken = f
         .store
-        .take_wrapped(&late.hash(), t(11), |_| vec![event("wrap.unwrap")])
+        .take_wrapped(&late.hash(), t(11), "used", |_| vec![event("wrap.unwrap")])
         .await
         .unwrap();
     assert_eq!(taken, None);
+    assert_eq!(
+        f.store.spent_wrapping(&late.hash(), t(11)).await.unwrap(),
+        None
+    );
 }
 
 /// Two stores on one database (two server nodes on PostgreSQL, two processes on SQLite)

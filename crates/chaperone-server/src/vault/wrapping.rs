@@ -511,6 +511,26 @@ pub(crate) async fn unwrap(
     let hash = ApiToken::from_presented(&token).hash();
     let now = state.clock.now();
     let Some(found) = state.store.wrapped(&hash, now).await? else {
+        // A token that was a wrapping once, spent since: whoever presents it is recorded (the
+        // recipient of a wrapping someone else unwrapped first leaves a trace, and the watch
+        // raises `link_reused`). A token never made is answered alike, and not recorded.
+        if let Some(spent) = state.store.spent_wrapping(&hash, now).await? {
+            let actor = unwrapper(&state, &headers, &token, peer.ip()).await;
+            if state
+                .anonymous_refusals
+                .admit(&state, &actor, info.client_ip)
+            {
+                let mut event = Record::new("wrap.unwrap", &spent.creation_path, Outcome::Denied);
+                event.reasons.push(spent.why.clone());
+                event
+                    .details
+                    .insert("accessor".into(), spent.accessor.clone().into());
+                event
+                    .details
+                    .insert("spent_time".into(), spent.spent_at.to_rfc3339().into());
+                state.record(&info, actor, event).await?;
+            }
+        }
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
     // Opened before it is taken, to see which version a wrapped read holds.
@@ -529,12 +549,13 @@ pub(crate) async fn unwrap(
             .map(Refusal::Version),
     };
     let refusal = refused.clone();
+    let spent_as = if refused.is_some() { "refused" } else { "used" };
     let recorder = Arc::clone(&state);
     let request = info.clone();
     let unwrapper = unwrapper(&state, &headers, &token, peer.ip()).await;
     let taken = state
         .store
-        .take_wrapped(&hash, now, move |record| {
+        .take_wrapped(&hash, now, spent_as, move |record| {
             let mut event = match &refusal {
                 Some(Refusal::Maker(decision)) => {
                     Record::denied("wrap.unwrap", &record.creation_path, decision)
