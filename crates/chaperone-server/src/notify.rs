@@ -172,6 +172,25 @@ fn retry_after(failures: u32) -> i64 {
 }
 
 /// The change that queues a notification.
+/// The longest subject, in characters: what a mail client or chat shows as a title.
+const MAX_SUBJECT: usize = 300;
+
+/// `text` as one line: line breaks and other control characters as spaces, at most
+/// [`MAX_SUBJECT`] characters. A subject is shown as the server's own words (a mail's
+/// subject and first line, a webhook's title): text someone typed never starts a line of it.
+fn one_line(text: &str) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_SUBJECT)
+        .collect();
+    if text.chars().count() > MAX_SUBJECT {
+        line.pop();
+        line.push('…');
+    }
+    line
+}
+
 pub(crate) fn notification(
     kind: &str,
     to: &[String],
@@ -184,7 +203,7 @@ pub(crate) fn notification(
         id: id.clone(),
         kind: kind.to_owned(),
         to: to.to_vec(),
-        subject: subject.to_owned(),
+        subject: one_line(subject),
         details,
         created_time: now.to_rfc3339(),
         delivered_time: None,
@@ -1022,6 +1041,15 @@ pub(crate) async fn background(state: Arc<AppState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subject_is_one_line_of_bounded_length() {
+        assert_eq!(one_line("a\r\nb\tc\u{1b}[2Jd"), "a  b c [2Jd");
+        let long = one_line(&"x".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_SUBJECT);
+        assert!(long.ends_with('…'));
+        assert_eq!(one_line(&"y".repeat(MAX_SUBJECT)), "y".repeat(MAX_SUBJECT));
+    }
 
     #[test]
     fn a_claim_holds_a_notification_until_it_runs_out() {

@@ -2216,9 +2216,13 @@ fn notifications_are_mailed_through_the_smtp_relay() {
         "{transcript}"
     );
     assert!(
-        transcript.contains(
-            "Subject: cy asks for read on acme/app for 1d (line one  Bcc: evil@example.net)"
-        ),
+        transcript.contains("Subject: cy asks for read on acme/app for 1d\r\n"),
+        "{transcript}"
+    );
+    // The reason the requester typed is in the details, quoted as a JSON string: it can
+    // neither start a line of the mail nor pass for the server's words.
+    assert!(
+        transcript.contains(r#""reason": "line one\r\nBcc: evil@example.net""#),
         "{transcript}"
     );
     // The text a requester typed cannot start a header line.

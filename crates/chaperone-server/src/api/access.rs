@@ -206,15 +206,17 @@ async fn submit(
     let note = notification(
         "access_request",
         &to,
+        // The reason is the requester's own text: in the details, where it is shown quoted
+        // (mail and webhooks carry them as JSON), never in the subject, which mail and chat
+        // tools show as the server's own words.
         &format!(
-            "{} asks for {} on {} for {} ({})",
+            "{} asks for {} on {} for {}",
             request.person,
             request.capabilities.join(", "),
             request.prefix,
             human_duration(request.duration_secs),
-            request.reason
         ),
-        json!({ "request_id": request.id, "level": request.level }),
+        json!({ "request_id": request.id, "level": request.level, "reason": request.reason }),
         now,
     );
     let event = change_event(
@@ -1161,11 +1163,8 @@ pub(crate) async fn break_glass(
     let note = notification(
         "break_glass",
         &security,
-        &format!(
-            "break-glass grant to {} on {}: {}",
-            person.name, grant.prefix, body.reason
-        ),
-        json!({ "grant_id": grant.id }),
+        &format!("break-glass grant to {} on {}", person.name, grant.prefix),
+        json!({ "grant_id": grant.id, "reason": body.reason }),
         now,
     );
     let event = grant_event(&state, &info, &caller, &grant, Vec::new());
