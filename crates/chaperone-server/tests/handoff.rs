@@ -462,7 +462,12 @@ fn shares_expire_are_revoked_and_can_be_for_one_person() {
     assert_eq!(s.ledger().len(), before, "a wrong key leaves no entry");
     // A used link opened again with its key is an anomaly; a revoked or expired one is not.
     s.runtime.block_on(s.state.sweep()).unwrap();
-    let found = s.ok("GET", "/api/v1/findings?source=anomaly", Some(&s.admin), None);
+    let found = s.ok(
+        "GET",
+        "/api/v1/findings?source=anomaly",
+        Some(&s.admin),
+        None,
+    );
     let reused: Vec<&Value> = found
         .as_array()
         .unwrap()
@@ -546,6 +551,23 @@ fn a_request_link_lets_an_outsider_write_one_secret_once() {
         "{shown}"
     );
     s.remember("sk_live_outsider_Tq71");
+    // A field name that would change how a reader's terminal shows the secret is refused,
+    // and the link stays usable.
+    for name in [
+        "api_key\u{1b}]8;;http://evil.example/\u{7}x",
+        "key\r\nother",
+        "yek\u{202e}",
+    ] {
+        let (status, body) = s.call(
+            "POST",
+            "/api/v1/request-links/submit",
+            None,
+            Some(json!({ "token": token, "data": { name: "sk_live_outsider_Tq71" } })),
+            None,
+        );
+        assert_eq!(status, 400, "{name:?}: {body}");
+        assert!(!body.to_string().contains("sk_live"), "{body}");
+    }
     let submit = |value: &str| {
         s.call(
             "POST",

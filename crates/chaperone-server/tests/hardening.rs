@@ -651,6 +651,60 @@ fn a_bad_path_or_query_is_answered_in_the_api_error_format() {
 }
 
 #[test]
+fn a_field_name_that_changes_how_text_is_shown_is_refused_on_every_write() {
+    let s = Server::start();
+    let bad = "user\u{1b}[8m";
+    let (status, body) = s.call(
+        "PUT",
+        "/api/v1/secrets/data/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "data": { bad: "v" } })),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    for (method, body) in [
+        ("POST", serde_json::json!({ "data": { "x\u{9b}2J": "v" } })),
+        (
+            "POST",
+            serde_json::json!({ "data": { "a\tb": { "nested": 1 } } }),
+        ),
+    ] {
+        let (status, answer) = s.call(
+            method,
+            "/v1/secret/data/team/db",
+            Some(&s.admin),
+            Some(body),
+            None,
+        );
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["errors"][0].as_str().unwrap().contains("field name"),
+            "{answer}"
+        );
+    }
+    s.ok(
+        "PUT",
+        "/api/v1/secrets/data/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "data": { "pässwort": "v", "db.host": "h" } })),
+    );
+    let (status, answer) = s.call(
+        "PATCH",
+        "/v1/secret/data/team/db",
+        Some(&s.admin),
+        Some(serde_json::json!({ "data": { "new\u{202e}": "v" } })),
+        None,
+    );
+    assert_eq!(status, 400, "{answer}");
+    let read = s.ok("GET", "/api/v1/secrets/data/team/db", Some(&s.admin), None);
+    assert_eq!(read["version"], 1, "nothing refused was written: {read}");
+}
+
+#[test]
 fn a_version_change_names_a_bounded_list_of_versions() {
     let s = Server::start();
     common::write(&s, "team/db", "v1-Rk31");

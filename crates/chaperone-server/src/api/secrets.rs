@@ -162,6 +162,31 @@ pub(crate) async fn write(
     }))
 }
 
+/// Refuses a secret whose field names hold characters that change how text is shown
+/// (as [`super::check_text`] does, line breaks and tabs included). Security decision: field names are shown as they are to whoever
+/// reads the secret (`vault kv get`'s table, `chaperone secret get`, the console, scanner
+/// findings naming `path#field`), and who writes them is often not who reads them (a request
+/// link's submitter has no account). The values are not looked at (a value is the secret,
+/// any bytes), and the names are read without the values being copied.
+fn check_field_names(plaintext: &[u8]) -> Result<(), ApiError> {
+    let names: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+        serde_json::from_slice(plaintext).map_err(|_| {
+            ApiError::bad_request("invalid_body", "a secret's data is a JSON object")
+        })?;
+    // Not even line breaks or tabs, which a reason may hold: a name is one cell of a table.
+    if names
+        .keys()
+        .any(|name| name.chars().any(chaperone_scan::output::is_hidden))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "a field name may not contain control characters (such as line breaks or \
+             terminal escape sequences), text direction controls or invisible characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `plaintext` (a JSON object's bytes) as a new version of `path`, recorded in the
 /// same transaction; shared by the native and the Vault-compatible API.
 pub(crate) async fn write_version(
@@ -172,6 +197,7 @@ pub(crate) async fn write_version(
     cas: Cas,
     plaintext: zeroize::Zeroizing<Vec<u8>>,
 ) -> Result<WrittenVersion, ApiError> {
+    check_field_names(&plaintext)?;
     let keyring = unsealed(state)?;
     let now = state.clock.now();
     let mut record = Record::new("secret.write", path.as_str(), Outcome::Success);
