@@ -67,15 +67,25 @@ fn open(
 
 /// Creates a text share as `token`, sealed here; its id and key.
 fn share_text(s: &Server, token: &str, text: &str, extra: Value) -> (String, ShareKey) {
-    let header = br#"{"type":"text"}"#;
-    let mut body = json!({ "label": "db password", "size": 33 + header.len() + text.len() });
+    share_content(s, token, br#"{"type":"text"}"#, text.as_bytes(), extra)
+}
+
+/// Creates a share of `content` under `header` as `token`, sealed here; its id and key.
+fn share_content(
+    s: &Server,
+    token: &str,
+    header: &[u8],
+    content: &[u8],
+    extra: Value,
+) -> (String, ShareKey) {
+    let mut body = json!({ "label": "db password", "size": 33 + header.len() + content.len() });
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
     let created = s.ok("POST", "/api/v1/shares", Some(token), Some(body));
     let id = created["id"].as_str().unwrap().to_owned();
     let key = ShareKey::generate();
-    let sealed = share::seal(&key, &id, header, text.as_bytes());
+    let sealed = share::seal(&key, &id, header, content);
     let path = format!("/api/v1/shares/{id}/content");
     // Without the key's proof the upload is refused, before its body is read. (Sent with no
     // body: the server answers and closes without reading one, and a client still writing
@@ -1915,6 +1925,18 @@ fn a_browser_opens_a_share_link_and_reads_the_secret_from_the_page() {
     assert_eq!(browser.text("#secret"), secret);
     // Opened once: the link is used up.
     assert_eq!(open(&s, &id, &key, None, None).0, 404);
+
+    // A file's name is shown without the characters that would disguise it: a right-to-left
+    // override would show `invoice_<RLO>fdp.exe` as `invoice_exe.pdf`.
+    let header = json!({ "type": "file", "name": "invoice_\u{202e}fdp.exe",
+                         "media_type": "application/octet-stream" })
+    .to_string();
+    let (id, key) = share_content(&s, &ann_t, header.as_bytes(), b"MZ", json!({}));
+    browser.go(&format!("{}/s/{id}#{}", s.addr, key.to_fragment().as_str()));
+    browser.click("#reveal");
+    browser.wait_text("#download", "Download invoice__fdp.exe");
+    let saved = browser.run("return document.querySelector('#download').download;");
+    assert_eq!(saved, "invoice__fdp.exe");
 }
 
 #[test]

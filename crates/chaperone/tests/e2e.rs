@@ -941,6 +941,15 @@ fn share_links_are_sealed_and_opened_by_the_cli() {
         ],
         "",
     ));
+    // A name that would show as another (a right-to-left override) is refused.
+    let disguised = dir.path().join("invoice_\u{202e}fdp.exe");
+    std::fs::write(&disguised, b"MZ").unwrap();
+    let refused = fails(server.cli(
+        token,
+        &["share", "create", "--file", disguised.to_str().unwrap()],
+        "",
+    ));
+    assert!(refused.contains("rename the file"), "{refused}");
     let out = dir.path().join("received.bin");
     std::fs::write(&out, b"already here").unwrap();
     // A target that exists is refused before the link is opened: no view is used up, and

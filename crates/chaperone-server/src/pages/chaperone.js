@@ -187,8 +187,12 @@ async function openShare(id, keyText, proof, meta, reveal) {
     const blob = new Blob([result.content], { type: 'application/octet-stream' });
     const link = $('#download');
     link.href = URL.createObjectURL(blob);
-    link.download = result.header.name || 'download';
-    link.textContent = 'Download ' + (result.header.name || 'the file');
+    // The name is the sender's: control, direction and invisible characters (a
+    // right-to-left override shows `invoice_\u202efdp.exe` as `invoice_exe.pdf`) are shown
+    // and saved as `_`.
+    const name = (result.header.name || '').replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, '_');
+    link.download = name || 'download';
+    link.textContent = 'Download ' + (name || 'the file');
     // One download: the content leaves this page's memory a minute after the click.
     link.addEventListener('click', () => setTimeout(() => {
       URL.revokeObjectURL(link.href);

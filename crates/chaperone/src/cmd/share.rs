@@ -304,6 +304,14 @@ fn content(
             .and_then(|n| n.to_str())
             .unwrap_or("file")
             .to_owned();
+        // The recipient sees the name: one that shows as something else (a right-to-left
+        // override makes `invoice_<RLO>fdp.exe` read `invoice_exe.pdf`) is refused.
+        if name.chars().any(chaperone_scan::output::is_hidden) {
+            bail!(
+                "the file's name holds control, text direction or invisible characters, which \
+                 would show it as another name: rename the file first"
+            );
+        }
         // The file's name goes inside the encrypted content, for the recipient; the label
         // the server stores and records does not name it (a name can say what the file is).
         return Ok((
