@@ -114,6 +114,24 @@ fn security_severity(severity: Severity) -> &'static str {
     }
 }
 
+/// A scanned file's path as a relative URI reference (RFC 3986), as SARIF's `uri` is read:
+/// `/` (and `\` from Windows) separates segments, and every byte but the unreserved ones is
+/// percent-encoded. Names come from whoever made the files: read as a URI, a file named
+/// `main%2Ers` is `main.rs` and `a#b` is `a`, so a viewer would show another file's alert.
+fn uri_reference(path: &str) -> String {
+    let mut uri = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        match byte {
+            b'\\' | b'/' => uri.push('/'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                uri.push(char::from(byte));
+            }
+            other => uri.push_str(&format!("%{other:02X}")),
+        }
+    }
+    uri
+}
+
 /// SARIF 2.1.0: one run, the rules that fired as the driver's rules, one result per finding
 /// with its location and a partial fingerprint.
 pub fn sarif(report: &Report, rules: &RuleSet) -> String {
@@ -161,7 +179,7 @@ pub fn sarif(report: &Report, rules: &RuleSet) -> String {
                 "message": { "text": format!("{}: {}", f.description, f.redacted) },
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": { "uri": f.path.replace('\\', "/") },
+                        "artifactLocation": { "uri": uri_reference(&f.path) },
                         "region": { "startLine": f.line, "startColumn": f.column },
                     }
                 }],
@@ -236,6 +254,16 @@ mod tests {
             printable_lines("one\n\ttwo\u{1b}[2K"),
             "one\n\ttwo\\u{1b}[2K"
         );
+    }
+
+    #[test]
+    fn a_path_is_a_uri_reference_that_names_only_its_own_file() {
+        assert_eq!(super::uri_reference("src/main.rs"), "src/main.rs");
+        assert_eq!(super::uri_reference("src\\win.rs"), "src/win.rs");
+        assert_eq!(super::uri_reference("src/main%2Ers"), "src/main%252Ers");
+        assert_eq!(super::uri_reference("a b%20c#d.txt"), "a%20b%2520c%23d.txt");
+        assert_eq!(super::uri_reference("C:x?y"), "C%3Ax%3Fy");
+        assert_eq!(super::uri_reference("é\u{202e}"), "%C3%A9%E2%80%AE");
     }
 
     #[test]
