@@ -45,6 +45,27 @@ fn regulated_access_follows_approvals_and_the_vendors_compliance_at_every_read()
     );
     assert_eq!(created["status"], "prospect");
     assert_eq!(created["country"], "DE");
+    // The owner is kept by id and shown by name too.
+    assert_eq!(created["owner_name"], "sam", "{created}");
+    assert!(
+        created["owner"].as_str().unwrap().starts_with("per_"),
+        "{created}"
+    );
+    // A sub-processor names its parent, and the parent lists it.
+    let sub = s.ok(
+        "POST",
+        "/api/v1/vendors",
+        Some(&s.admin),
+        Some(json!({ "name": "acme-hosting", "parent": "acme" })),
+    );
+    assert_eq!(sub["parent"], created["id"], "{sub}");
+    assert_eq!(sub["parent_name"], "acme", "{sub}");
+    let parent = s.ok("GET", "/api/v1/vendors/acme", Some(&s.admin), None);
+    assert_eq!(
+        parent["sub_processors"],
+        json!(["acme-hosting"]),
+        "{parent}"
+    );
     let refused = s.call(
         "PUT",
         "/api/v1/vendors/acme",

@@ -225,6 +225,12 @@ pub(crate) struct VendorInfo {
     allowed_networks: Vec<String>,
     #[serde(flatten)]
     profile: VendorProfile,
+    /// The owner's name (`owner` is their id), while the account exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_name: Option<String>,
+    /// The parent vendor's name (`parent` is its id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_name: Option<String>,
     /// Vendors that name this one as their parent.
     sub_processors: Vec<String>,
     created_time: String,
@@ -357,15 +363,24 @@ impl VendorRequest {
 async fn vendor_info(state: &AppState, vendor: VendorRecord) -> Result<VendorInfo, ApiError> {
     let profile: VendorProfile = serde_json::from_value(vendor.profile.clone())
         .map_err(|e| StoreError::Corrupt(format!("vendor profile: {e}")))?;
-    let sub_processors = state
-        .store
-        .vendors()
-        .await?
+    let vendors = state.store.vendors().await?;
+    let parent_name = profile
+        .parent
+        .as_ref()
+        .and_then(|id| vendors.iter().find(|v| &v.id == id))
+        .map(|v| v.name.clone());
+    let sub_processors = vendors
         .into_iter()
         .filter(|v| v.profile.get("parent").and_then(Value::as_str) == Some(vendor.id.as_str()))
         .map(|v| v.name)
         .collect();
+    let owner_name = match &profile.owner {
+        Some(id) => state.store.acting_person(id).await?.map(|p| p.name),
+        None => None,
+    };
     Ok(VendorInfo {
+        owner_name,
+        parent_name,
         id: vendor.id,
         name: vendor.name,
         status: vendor.status,
