@@ -171,7 +171,6 @@ fn retry_after(failures: u32) -> i64 {
     (FIRST_RETRY_SECS << doublings).min(LAST_RETRY_SECS)
 }
 
-/// The change that queues a notification.
 /// The longest subject, in characters: what a mail client or chat shows as a title.
 const MAX_SUBJECT: usize = 300;
 
@@ -191,6 +190,7 @@ fn one_line(text: &str) -> String {
     line
 }
 
+/// The change that queues a notification.
 pub(crate) fn notification(
     kind: &str,
     to: &[String],

@@ -1007,6 +1007,10 @@ fn a_lost_attestation_link_is_replaced() {
         "{attestations}"
     );
     assert!(
+        attestations[0]["signed"]["client_ip"].is_null(),
+        "{attestations}"
+    );
+    assert!(
         !attestations.to_string().contains(&third),
         "a link token in the vendor's record"
     );

@@ -1469,6 +1469,10 @@ fn a_wrapped_value_is_not_handed_out_once_its_version_is_deleted_or_destroyed() 
         Some(&s.admin),
         None,
     );
+    // Deleted whole and written again, its versions count from 1 again: the wrapped v1 is
+    // still gone.
+    s.clock.advance_secs(1);
+    common::write(&s, "team/old", "new-value-Ty10");
     for (token, path, reason) in [
         (&db, "secret/data/team/db", "version_destroyed"),
         (&api, "secret/data/team/api", "version_deleted"),
@@ -1740,10 +1744,20 @@ fn a_wrapping_is_not_handed_out_once_its_maker_may_no_longer_act() {
     s.ok("POST", "/api/v1/people/cy/disable", Some(&s.admin), None);
     s.ok("POST", "/api/v1/people/cy/enable", Some(&s.admin), None);
     assert_eq!(unwrap(&by_contractor).0, 400);
+    // Deleted with the tokens: nothing was left to take, and the try is recorded as one of
+    // a revoked wrapping.
+    assert_eq!(unwraps(), before + 1);
+    let last = s
+        .ledger()
+        .into_iter()
+        .rfind(|e| e["action"] == "wrap.unwrap")
+        .unwrap();
     assert_eq!(
-        unwraps(),
-        before,
-        "deleted with the tokens: nothing was left to take (and record)"
+        (&last["outcome"], &last["reasons"]),
+        (
+            &serde_json::json!("denied"),
+            &serde_json::json!(["revoked"])
+        )
     );
     // The disable's entry names the one answer still waiting.
     let disabled = s.recorded("person.disable", "cy");

@@ -524,7 +524,14 @@ pub(crate) async fn show_vendor(
         .iter()
         .map(body)
         .collect::<Result<_, _>>()?;
-    let attestations = super::offboard::current_attestations(&state, &vendor.id).await?;
+    // The signer's address is in the ledger, for those who may read it; approvers, who read
+    // governance but not the ledger, are not shown it here.
+    let mut attestations = super::offboard::current_attestations(&state, &vendor.id).await?;
+    for attestation in &mut attestations {
+        if let Some(signed) = &mut attestation.signed {
+            signed.client_ip = None;
+        }
+    }
     Ok(Json(VendorDetail {
         vendor: vendor_info(&state, vendor).await?,
         agreements,

@@ -379,9 +379,15 @@ async fn version_gone(
     let Ok(path) = SecretPath::parse(path) else {
         return Ok(Some("version_gone"));
     };
+    // The version is the one read only if it was written when the answer says: a secret
+    // deleted whole and written again numbers its versions from 1 again.
+    let written = answer["data"]["metadata"]["created_time"].as_str();
     Ok(
         match state.store.read_version(&path, Some(version)).await? {
             None => Some("version_gone"),
+            Some(stored) if written != Some(stored.meta.created_at.to_rfc3339().as_str()) => {
+                Some("version_gone")
+            }
             Some(stored) if stored.meta.destroyed() => Some("version_destroyed"),
             Some(stored) if stored.meta.deletion_time().is_some() => Some("version_deleted"),
             Some(_) => None,
@@ -491,6 +497,38 @@ async fn unwrapper(
     }
 }
 
+/// A token that was a wrapping once, spent since: whoever presents it is recorded (the
+/// recipient of a wrapping someone else unwrapped first leaves a trace, and the watch raises
+/// `link_reused`). A token never made is answered alike, and not recorded.
+async fn record_spent(
+    state: &AppState,
+    info: &RequestInfo,
+    headers: &HeaderMap,
+    token: &str,
+    peer: std::net::IpAddr,
+    hash: &chaperone_crypto::token::TokenHash,
+) -> Result<(), ApiError> {
+    let Some(spent) = state.store.spent_wrapping(hash, state.clock.now()).await? else {
+        return Ok(());
+    };
+    let actor = unwrapper(state, headers, token, peer).await;
+    if !state
+        .anonymous_refusals
+        .admit(state, &actor, info.client_ip)
+    {
+        return Ok(());
+    }
+    let mut event = Record::new("wrap.unwrap", &spent.creation_path, Outcome::Denied);
+    event.reasons.push(spent.why.clone());
+    event
+        .details
+        .insert("accessor".into(), spent.accessor.clone().into());
+    event
+        .details
+        .insert("spent_time".into(), spent.spent_at.to_rfc3339().into());
+    state.record(info, actor, event).await
+}
+
 /// `POST sys/wrapping/unwrap`: the wrapped answer, once.
 pub(crate) async fn unwrap(
     State(state): State<Arc<AppState>>,
@@ -511,26 +549,7 @@ pub(crate) async fn unwrap(
     let hash = ApiToken::from_presented(&token).hash();
     let now = state.clock.now();
     let Some(found) = state.store.wrapped(&hash, now).await? else {
-        // A token that was a wrapping once, spent since: whoever presents it is recorded (the
-        // recipient of a wrapping someone else unwrapped first leaves a trace, and the watch
-        // raises `link_reused`). A token never made is answered alike, and not recorded.
-        if let Some(spent) = state.store.spent_wrapping(&hash, now).await? {
-            let actor = unwrapper(&state, &headers, &token, peer.ip()).await;
-            if state
-                .anonymous_refusals
-                .admit(&state, &actor, info.client_ip)
-            {
-                let mut event = Record::new("wrap.unwrap", &spent.creation_path, Outcome::Denied);
-                event.reasons.push(spent.why.clone());
-                event
-                    .details
-                    .insert("accessor".into(), spent.accessor.clone().into());
-                event
-                    .details
-                    .insert("spent_time".into(), spent.spent_at.to_rfc3339().into());
-                state.record(&info, actor, event).await?;
-            }
-        }
+        record_spent(&state, &info, &headers, &token, peer.ip(), &hash).await?;
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
     // Opened before it is taken, to see which version a wrapped read holds.
@@ -575,6 +594,8 @@ pub(crate) async fn unwrap(
         })
         .await?;
     let Some(record) = taken else {
+        // Taken by a racing unwrap since it was looked at: spent now, and recorded so.
+        record_spent(&state, &info, &headers, &token, peer.ip(), &hash).await?;
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     };
     // A wrapping its maker could no longer read, or of a version deleted or destroyed since,

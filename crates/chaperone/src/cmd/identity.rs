@@ -347,8 +347,12 @@ pub(crate) fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
     for code in answer["recovery_codes"].as_array().into_iter().flatten() {
         println!("  {}", str_of(code));
     }
-    if !args.password_stdin && std::io::stdin().is_terminal() {
-        check_authenticator(&str_of(&answer["totp_secret"]))?;
+    // The enrolment is done: a check that cannot run is a warning, not a failure.
+    if !args.password_stdin
+        && std::io::stdin().is_terminal()
+        && let Err(error) = check_authenticator(&str_of(&answer["totp_secret"]))
+    {
+        eprintln!("The authenticator was not checked ({error}); the enrolment is done.");
     }
     Ok(())
 }
