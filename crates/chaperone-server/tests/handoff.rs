@@ -251,6 +251,42 @@ fn share_links_hold_only_ciphertext_open_once_and_lock_out_guessing() {
     assert!(!ledger_text.contains(&fragment) && !ledger_text.contains("correct horse"));
 }
 
+/// Opens racing for a link's one view: one gets it, and every other is recorded, whether it
+/// lost before the open that used it or after.
+#[test]
+fn every_open_that_loses_the_race_for_a_link_is_recorded() {
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    let ann_t = s.login(&ann);
+    let (id, key) = share_text(&s, &ann_t, "raced-for-Wq19", json!({}));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let opens: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| open(&s, &id, &key, None, None).0))
+            .collect();
+        opens.into_iter().map(|o| o.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 404).count(),
+        7,
+        "{statuses:?}"
+    );
+    let refused: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["action"] == "share.open" && e["outcome"] == "denied")
+        .collect();
+    assert_eq!(refused.len(), 7, "{refused:?}");
+    assert!(
+        refused.iter().all(|e| e["reasons"] == json!(["used"])),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn a_share_link_works_only_while_its_maker_may_act() {
     let s = Server::start();

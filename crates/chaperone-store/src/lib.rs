@@ -41,7 +41,7 @@ pub use ledger::LedgerStall;
 pub use lock::{DatabaseLock, lock_path};
 pub use secrets::{KvSettings, MetadataUpdate, StoredVersion, WrittenVersion};
 pub use shares::{Opened, SHARE_QUOTA, ShareRecord};
-pub use wrapping::{SpentWrapping, WRAP_QUOTA, WrapQuota, WrappedRecord};
+pub use wrapping::{HeldVersion, SpentWrapping, VersionGone, WRAP_QUOTA, WrapQuota, WrappedRecord};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -90,6 +90,74 @@ pub struct SpentWrapping {
     pub spent_at: Timestamp,
 }
 
+/// The version of a secret a wrapped read handed out: handed out again only while it is
+/// still readable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldVersion {
+    /// The secret's path.
+    pub path: String,
+    /// The version number.
+    pub version: u64,
+    /// When that version was written, as the answer says: a secret deleted whole and written
+    /// again numbers its versions from 1 again.
+    pub created_at: Timestamp,
+}
+
+/// Why a [`HeldVersion`] is no longer readable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionGone {
+    /// Soft-deleted.
+    Deleted,
+    /// Destroyed.
+    Destroyed,
+    /// Pruned, the secret deleted, or written again since.
+    Gone,
+}
+
+impl VersionGone {
+    /// The reason code recorded for it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Deleted => "version_deleted",
+            Self::Destroyed => "version_destroyed",
+            Self::Gone => "version_gone",
+        }
+    }
+}
+
+/// Whether `held` is still readable, read in the transaction.
+async fn version_gone(
+    conn: &mut Conn<'_>,
+    held: &HeldVersion,
+) -> Result<Option<VersionGone>, StoreError> {
+    let row = sqlx::query(
+        "SELECT v.created_at, v.deleted_at, v.destroyed_at \
+         FROM secrets s JOIN secret_versions v ON v.secret_id = s.id \
+         WHERE s.path = $1 AND v.version = $2",
+    )
+    .bind(&held.path)
+    .bind(i64::try_from(held.version).unwrap_or(i64::MAX))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("reading a wrapped version's state"))?;
+    let Some(row) = row else {
+        return Ok(Some(VersionGone::Gone));
+    };
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("version row: {e}"));
+    let created: i64 = row.try_get("created_at").map_err(corrupt)?;
+    let deleted: Option<i64> = row.try_get("deleted_at").map_err(corrupt)?;
+    let destroyed: Option<i64> = row.try_get("destroyed_at").map_err(corrupt)?;
+    Ok(if created != held.created_at.unix_nanos() {
+        Some(VersionGone::Gone)
+    } else if destroyed.is_some() {
+        Some(VersionGone::Destroyed)
+    } else if deleted.is_some() {
+        Some(VersionGone::Deleted)
+    } else {
+        None
+    })
+}
+
 /// Keeps the token hash of `record`, spent for `why` at `at`, until it would have expired.
 pub(crate) async fn spend(
     conn: &mut Conn<'_>,
@@ -379,15 +447,19 @@ impl Store {
 
     /// Takes the wrapped response of this token: deletes it and returns it, once, with the
     /// events `events_for` makes for it committed in the same transaction, and keeps it as
-    /// spent for `why` ([`SpentWrapping`]). `None` (and nothing recorded) if there is none or
-    /// it expired (an expired one is deleted too).
+    /// spent ([`SpentWrapping`]: `used`, or `refused` when `refused` is given or the version
+    /// `holds` names is no longer readable). `events_for` is told why the version is not
+    /// ([`VersionGone`]), checked in the transaction, so that a delete or destroy committed
+    /// before it (on any node) is seen. `None` (and nothing recorded) if there is none or it
+    /// expired (an expired one is deleted too).
     pub async fn take_wrapped(
         &self,
         hash: &TokenHash,
         now: Timestamp,
-        why: &'static str,
-        events_for: impl FnOnce(&WrappedRecord) -> Vec<Event> + Send + 'static,
-    ) -> Result<Option<WrappedRecord>, StoreError> {
+        refused: bool,
+        holds: Option<HeldVersion>,
+        events_for: impl FnOnce(&WrappedRecord, Option<VersionGone>) -> Vec<Event> + Send + 'static,
+    ) -> Result<Option<(WrappedRecord, Option<VersionGone>)>, StoreError> {
         let hash = hash.as_bytes().to_vec();
         self.change(move |conn| {
             Box::pin(async move {
@@ -398,15 +470,25 @@ impl Store {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(db("taking a wrapped response"))?;
-                let record = row
+                let Some(record) = row
                     .map(|r| from_row(&r))
                     .transpose()?
-                    .filter(|r| r.expires_at > now);
-                if let Some(record) = &record {
-                    spend(conn, record, why, now).await?;
-                }
-                let events = record.as_ref().map(events_for).unwrap_or_default();
-                Ok((record, events))
+                    .filter(|r| r.expires_at > now)
+                else {
+                    return Ok((None, Vec::new()));
+                };
+                let gone = match &holds {
+                    Some(held) => version_gone(conn, held).await?,
+                    None => None,
+                };
+                let why = if refused || gone.is_some() {
+                    "refused"
+                } else {
+                    "used"
+                };
+                spend(conn, &record, why, now).await?;
+                let events = events_for(&record, gone);
+                Ok((Some((record, gone)), events))
             })
         })
         .await

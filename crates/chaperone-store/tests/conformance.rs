@@ -2356,15 +2356,19 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
     );
     let taken = f
         .store
-        .take_wrapped(&token.hash(), t(2), "used", |_| vec![event("wrap.unwrap")])
+        .take_wrapped(&token.hash(), t(2), false, None, |_, _| {
+            vec![event("wrap.unwrap")]
+        })
         .await
         .unwrap();
-    assert_eq!(taken, Some(record));
+    assert_eq!(taken, Some((record, None)));
     assert_eq!(f.store.ledger_size().await.unwrap(), before + 1);
     // Once only, and nothing recorded for a miss.
     let again = f
         .store
-        .take_wrapped(&token.hash(), t(3), "used", |_| vec![event("wrap.unwrap")])
+        .take_wrapped(&token.hash(), t(3), false, None, |_, _| {
+            vec![event("wrap.unwrap")]
+        })
         .await
         .unwrap();
     assert_eq!(again, None);
@@ -2435,13 +2439,104 @@ async fn wrapped_responses_are_taken_once(f: &Fixture) {
     assert_eq!(f.store.wrapped(&late.hash(), t(10)).await.unwrap(), None);
     let taken = f
         .store
-        .take_wrapped(&late.hash(), t(11), "used", |_| vec![event("wrap.unwrap")])
+        .take_wrapped(&late.hash(), t(11), false, None, |_, _| {
+            vec![event("wrap.unwrap")]
+        })
         .await
         .unwrap();
     assert_eq!(taken, None);
     assert_eq!(
         f.store.spent_wrapping(&late.hash(), t(11)).await.unwrap(),
         None
+    );
+
+    // A wrapped read is handed out only while the version it holds is readable, as the
+    // change that takes it sees it: destroyed, deleted, or written again after the secret was
+    // deleted whole, it is taken as refused, and `events_for` is told why.
+    use chaperone_store::{HeldVersion, VersionGone};
+    put(f, "wrapped/db", "v1", Cas::None).await.unwrap();
+    put(f, "wrapped/api", "v1", Cas::None).await.unwrap();
+    let written = |p: &str| {
+        let p = path(p);
+        let store = f.store.clone();
+        async move {
+            store
+                .read_version(&p, Some(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .meta
+                .created_at
+        }
+    };
+    let take = |held: HeldVersion| {
+        let token = ApiToken::generate();
+        let record = WrappedRecord {
+            hash: token.hash(),
+            accessor: format!("wrap_{}_{}", held.path, held.created_at.unix_nanos()),
+            sealed: vec![9],
+            creation_path: format!("secret/data/{}", held.path),
+            created_at: t(0),
+            expires_at: t(100),
+            created_by: None,
+            status: 200,
+        };
+        let store = f.store.clone();
+        async move {
+            store
+                .insert_wrapped(&record, &[], None, None)
+                .await
+                .unwrap();
+            let taken = store
+                .take_wrapped(&token.hash(), t(20), false, Some(held), |_, gone| {
+                    vec![event(gone.map_or("wrap.unwrap", VersionGone::code))]
+                })
+                .await
+                .unwrap()
+                .expect("taken");
+            let spent = store
+                .spent_wrapping(&token.hash(), t(21))
+                .await
+                .unwrap()
+                .unwrap();
+            (taken.1, spent.why)
+        }
+    };
+    let held = |p: &str, created_at| HeldVersion {
+        path: p.into(),
+        version: 1,
+        created_at,
+    };
+    let db_written = written("wrapped/db").await;
+    assert_eq!(
+        take(held("wrapped/db", db_written)).await,
+        (None, "used".into())
+    );
+    f.store
+        .destroy_versions(&path("wrapped/db"), &[1], t(12), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        take(held("wrapped/db", db_written)).await,
+        (Some(VersionGone::Destroyed), "refused".into())
+    );
+    let api_written = written("wrapped/api").await;
+    f.store
+        .delete_versions(&path("wrapped/api"), &[1], t(12), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        take(held("wrapped/api", api_written)).await.0,
+        Some(VersionGone::Deleted)
+    );
+    assert_eq!(
+        take(held("wrapped/api", t(5))).await.0,
+        Some(VersionGone::Gone),
+        "another write's version 1"
+    );
+    assert_eq!(
+        take(held("wrapped/none", t(1))).await.0,
+        Some(VersionGone::Gone)
     );
 }
 

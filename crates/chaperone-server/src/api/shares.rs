@@ -668,6 +668,7 @@ async fn open_share_to_the_end(
     record
         .details
         .insert("max_views".to_owned(), share.max_views.into());
+    let actor_for_refusal = actor.clone();
     let event = state.event(&info, actor, record);
     match state.store.open_share(&id, now, &[event]).await? {
         Opened::Content { ciphertext, .. } => Ok((
@@ -678,7 +679,18 @@ async fn open_share_to_the_end(
             ciphertext,
         )
             .into_response()),
-        Opened::Gone => Err(gone()),
+        Opened::Gone => {
+            // Used up (or revoked) by a racing open since it was looked at: whoever holds its
+            // key is recorded, as after it.
+            let why = state
+                .store
+                .share(&id)
+                .await?
+                .and_then(|s| s.destroyed.map(|(_, why)| why))
+                .unwrap_or_else(|| "used".into());
+            refuse(&why, actor_for_refusal).await?;
+            Err(gone())
+        }
         // It expired while the passphrase was checked.
         Opened::Expired => Err(expire(&state, &id, now).await?),
     }

@@ -346,53 +346,42 @@ async fn maker_refusal(
     Ok((!decision.allowed).then_some(decision))
 }
 
-/// Why an unwrap hands nothing out.
-#[derive(Clone)]
-enum Refusal {
-    /// The maker could not make the read now.
-    Maker(Decision),
-    /// The version a wrapped read holds is no longer readable: `version_deleted`,
-    /// `version_destroyed`, or `version_gone` (pruned, or the secret deleted).
-    Version(&'static str),
-}
-
-/// For a wrapped KV read that handed out a value: whether that version is still readable.
-/// Security decision: a wrapped value is a read made later, so a version deleted or
-/// destroyed since is not handed out (OpenBao hands it out; here destroy means the value is
-/// gone, from wrappings too). A later undelete does not bring back the wrapping, which was
-/// consumed by the refused attempt.
-async fn version_gone(
-    state: &AppState,
+/// For a wrapped KV read that handed out a value: the version it holds, which is handed out
+/// again only while it is still readable (checked in the change that takes the wrapping,
+/// `Store::take_wrapped`, so that a delete or destroy committed first on any node is seen).
+/// Security decision: a wrapped value is a read made later, so a version deleted or destroyed
+/// since is not handed out (OpenBao hands it out; here destroy means the value is gone, from
+/// wrappings too). A later undelete does not bring back the wrapping, which was consumed by
+/// the refused attempt. An answer that does not say which version it holds is refused.
+fn held_version(
     record: &WrappedRecord,
     answer: &Value,
-) -> Result<Option<&'static str>, ApiError> {
+) -> Result<Option<chaperone_store::HeldVersion>, ApiError> {
     let Some(path) = record.creation_path.strip_prefix("secret/data/") else {
         return Ok(None);
     };
     // A wrapped 404 (a read of a deleted version) holds no value.
-    let Some(version) = answer["data"]["metadata"]["version"].as_u64() else {
-        return Ok(None);
-    };
     if record.status != 200 || answer["data"]["data"].is_null() {
         return Ok(None);
     }
-    let Ok(path) = SecretPath::parse(path) else {
-        return Ok(Some("version_gone"));
+    let metadata = &answer["data"]["metadata"];
+    let held = metadata["version"].as_u64().zip(
+        metadata["created_time"]
+            .as_str()
+            .and_then(|t| chaperone_core::governance::parse_date(t).ok()),
+    );
+    let Some((version, created_at)) = held else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "integrity",
+            "a wrapped read does not say which version it holds",
+        ));
     };
-    // The version is the one read only if it was written when the answer says: a secret
-    // deleted whole and written again numbers its versions from 1 again.
-    let written = answer["data"]["metadata"]["created_time"].as_str();
-    Ok(
-        match state.store.read_version(&path, Some(version)).await? {
-            None => Some("version_gone"),
-            Some(stored) if written != Some(stored.meta.created_at.to_rfc3339().as_str()) => {
-                Some("version_gone")
-            }
-            Some(stored) if stored.meta.destroyed() => Some("version_destroyed"),
-            Some(stored) if stored.meta.deletion_time().is_some() => Some("version_deleted"),
-            Some(_) => None,
-        },
-    )
+    Ok(Some(chaperone_store::HeldVersion {
+        path: path.to_owned(),
+        version,
+        created_at,
+    }))
 }
 
 /// What a listing would show a wrapping's maker now.
@@ -561,31 +550,26 @@ pub(crate) async fn unwrap(
             "a wrapped answer decrypted to something that is not JSON",
         )
     })?;
-    let refused = match maker_refusal(&state, &found, info.client_ip).await? {
-        Some(decision) => Some(Refusal::Maker(decision)),
-        None => version_gone(&state, &found, &answer)
-            .await?
-            .map(Refusal::Version),
-    };
+    let held = held_version(&found, &answer)?;
+    let refused = maker_refusal(&state, &found, info.client_ip).await?;
     let refusal = refused.clone();
-    let spent_as = if refused.is_some() { "refused" } else { "used" };
     let recorder = Arc::clone(&state);
     let request = info.clone();
     let unwrapper = unwrapper(&state, &headers, &token, peer.ip()).await;
     let taken = state
         .store
-        .take_wrapped(&hash, now, spent_as, move |record| {
-            let mut event = match &refusal {
-                Some(Refusal::Maker(decision)) => {
+        .take_wrapped(&hash, now, refused.is_some(), held, move |record, gone| {
+            let mut event = match (&refusal, gone) {
+                (Some(decision), _) => {
                     Record::denied("wrap.unwrap", &record.creation_path, decision)
                 }
-                Some(Refusal::Version(code)) => {
+                (None, Some(gone)) => {
                     let mut event =
                         Record::new("wrap.unwrap", &record.creation_path, Outcome::Denied);
-                    event.reasons.push((*code).to_owned());
+                    event.reasons.push(gone.code().to_owned());
                     event
                 }
-                None => Record::new("wrap.unwrap", &record.creation_path, Outcome::Success),
+                (None, None) => Record::new("wrap.unwrap", &record.creation_path, Outcome::Success),
             };
             event
                 .details
@@ -593,7 +577,7 @@ pub(crate) async fn unwrap(
             vec![recorder.event(&request, unwrapper, event)]
         })
         .await?;
-    let Some(record) = taken else {
+    let Some((record, gone)) = taken else {
         // Taken by a racing unwrap since it was looked at: spent now, and recorded so.
         record_spent(&state, &info, &headers, &token, peer.ip(), &hash).await?;
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
@@ -601,7 +585,7 @@ pub(crate) async fn unwrap(
     // A wrapping its maker could no longer read, or of a version deleted or destroyed since,
     // is dead: taken (so it cannot be tried again), recorded as denied, and answered as one
     // that does not exist.
-    if refused.is_some() {
+    if refused.is_some() || gone.is_some() {
         return Ok(errors(StatusCode::BAD_REQUEST, INVALID));
     }
     if let (Some(prefix), Some(maker)) = (
