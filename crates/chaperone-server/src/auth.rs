@@ -442,7 +442,13 @@ struct RefusalWindow {
     /// [`SUPPRESSED_ADDRESSES`], then one count for the others), and since when.
     suppressed: HashMap<String, u64>,
     since: Option<Timestamp>,
+    /// One-time links (share ids, wrapping accessors) a refusal as used was recorded for on
+    /// this node, whatever the budget (at most [`SPENT_LINKS`], then forgotten together).
+    spent_links: std::collections::HashSet<String>,
 }
+
+/// How many spent links [`AnonymousRefusals::admit_spent`] remembers.
+const SPENT_LINKS: usize = 10_000;
 
 const REFUSALS_PER_ADDRESS: u32 = 20;
 const REFUSALS_PER_NODE: u32 = 200;
@@ -498,6 +504,33 @@ impl AnonymousRefusals {
         };
         *window.suppressed.entry(key).or_default() += 1;
         false
+    }
+
+    /// [`AnonymousRefusals::admit`], except that the first refusal on this node of a
+    /// one-time link used by someone else (`link`: a share id, a wrapping token's accessor) is
+    /// recorded past the budget: it is the trace of a link that may have been intercepted,
+    /// which the watch raises (`link_reused`), and only whoever holds the link's key can cause
+    /// it, once per link.
+    pub(crate) fn admit_spent(
+        &self,
+        state: &AppState,
+        actor: &Actor,
+        ip: Option<IpAddr>,
+        link: &str,
+    ) -> bool {
+        {
+            let mut window = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if window.spent_links.len() >= SPENT_LINKS {
+                window.spent_links.clear();
+            }
+            if window.spent_links.insert(link.to_owned()) {
+                return true;
+            }
+        }
+        self.admit(state, actor, ip)
     }
 
     /// Puts back what [`AnonymousRefusals::take`] took, when it could not be recorded: it is

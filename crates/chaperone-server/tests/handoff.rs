@@ -287,6 +287,39 @@ fn every_open_that_loses_the_race_for_a_link_is_recorded() {
     );
 }
 
+/// The first refusal of a used link on a node is recorded even past the address's budget of
+/// anonymous refusals, so the watch sees every link someone else used first.
+#[test]
+fn a_used_link_is_recorded_once_past_the_refusal_budget() {
+    let s = Server::start();
+    let ann = s.person("ann", "member", None);
+    let ann_t = s.login(&ann);
+    let (used, key) = share_text(&s, &ann_t, "used-up-Hq31", json!({}));
+    assert_eq!(open(&s, &used, &key, None, None).0, 200);
+    // The address's 20 anonymous refusals for this minute go to a link for someone else.
+    let (other, other_key) =
+        share_text(&s, &ann_t, "for-nobody-Hq32", json!({ "recipient": "ann" }));
+    for _ in 0..25 {
+        assert_eq!(open(&s, &other, &other_key, None, None).0, 403);
+    }
+    let refused = |id: &str| {
+        s.ledger()
+            .into_iter()
+            .filter(|e| {
+                e["action"] == "share.open" && e["resource"] == id && e["outcome"] == "denied"
+            })
+            .count()
+    };
+    assert_eq!(refused(&other), 20);
+    assert_eq!(open(&s, &used, &key, None, None).0, 404);
+    assert_eq!(open(&s, &used, &key, None, None).0, 404);
+    assert_eq!(
+        refused(&used),
+        1,
+        "the first past the budget, and only the first"
+    );
+}
+
 #[test]
 fn a_share_link_works_only_while_its_maker_may_act() {
     let s = Server::start();

@@ -501,10 +501,16 @@ async fn record_spent(
         return Ok(());
     };
     let actor = unwrapper(state, headers, token, peer).await;
-    if !state
-        .anonymous_refusals
-        .admit(state, &actor, info.client_ip)
-    {
+    let admitted = if spent.why == "used" {
+        state
+            .anonymous_refusals
+            .admit_spent(state, &actor, info.client_ip, &spent.accessor)
+    } else {
+        state
+            .anonymous_refusals
+            .admit(state, &actor, info.client_ip)
+    };
+    if !admitted {
         return Ok(());
     }
     let mut event = Record::new("wrap.unwrap", &spent.creation_path, Outcome::Denied);
