@@ -57,8 +57,11 @@ pub(crate) async fn layer(
     // The ledger already records every request that matters, with this id; the access line
     // is for debugging (`chaperone_server::observe=debug`), except for server errors.
     let ms = elapsed.as_secs_f64() * 1000.0;
+    // A status probe's 503 (sealed, database unreachable) is its answer, not a failure: a load
+    // balancer asking every few seconds would otherwise flood the warnings.
+    let probe = matches!(route, "/api/v1/ready" | "/v1/sys/health");
     span.in_scope(|| {
-        if status >= 500 {
+        if status >= 500 && !probe {
             tracing::warn!(method, route, status, ms, "request");
         } else {
             tracing::debug!(method, route, status, ms, "request");
@@ -284,7 +287,7 @@ pub(crate) async fn render(state: &AppState) -> String {
         "gauge",
         u8::from(sealed),
     );
-    let database_up = state.store.ping().await.is_ok();
+    let database_up = database_answers(state).await;
     gauge(
         &mut out,
         "chaperone_database_up",
@@ -405,6 +408,21 @@ pub(crate) struct Ready {
 /// PostgreSQL's `lock_timeout`) or on a disk that does not answer.
 const LEDGER_STALLED_AFTER: Duration = Duration::from_secs(5);
 
+/// How long readiness and a metrics scrape wait for the database. A database that does not
+/// answer (a host gone, a network cut) would otherwise hold them for the pool's connect
+/// timeout (30 s), past a load balancer's probe timeout and Prometheus' scrape timeout (10
+/// s), which would then see a timeout instead of `database_unreachable` and
+/// `chaperone_database_up 0`.
+const DATABASE_ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+/// Whether the database answers a query within [`DATABASE_ANSWER_WITHIN`].
+async fn database_answers(state: &AppState) -> bool {
+    matches!(
+        tokio::time::timeout(DATABASE_ANSWER_WITHIN, state.store.ping()).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Whether the server can serve: unsealed, its database answering and its ledger
 /// committing. 503 otherwise, so a load balancer takes it out of rotation.
 #[utoipa::path(get, path = "/api/v1/ready", responses((status = 200, body = Ready), (status = 503, body = Ready)))]
@@ -420,7 +438,7 @@ pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
             reasons.push("ledger_stalled");
         }
     }
-    if state.store.ping().await.is_err() {
+    if !database_answers(&state).await {
         reasons.push("database_unreachable");
     } else if state.keyring().is_none() {
         match state.seal_status().await {

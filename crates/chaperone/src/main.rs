@@ -96,6 +96,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    end_quietly_when_stdout_closes();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => cmd::server::up(args),
@@ -147,6 +148,26 @@ fn main() -> ExitCode {
 /// Where `chaperone up` keeps its data by default.
 fn default_data_dir() -> PathBuf {
     PathBuf::from("chaperone-data")
+}
+
+/// A reader that stops early (`chaperone restore ... | head -1`) closes standard output, and
+/// the next `println!` panics. The command then ends there, as Unix tools do (exit status
+/// 141, as for SIGPIPE), rather than with a panic message and a backtrace. Everything it did
+/// before that point is done: what it printed last only described it.
+fn end_quietly_when_stdout_closes() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
 }
 
 #[cfg(test)]

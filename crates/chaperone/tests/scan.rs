@@ -216,3 +216,42 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     );
     assert!(!sarif.contains(SECRET));
 }
+
+/// A reader that stops early (`| head`) ends the command quietly, as Unix tools end: exit
+/// status 141, and no panic or backtrace on standard error.
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    // Tokens of 36 letters and digits, from a fixed pseudo-random sequence.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        char::from(ALPHABET[(state % 62) as usize])
+    };
+    let lines: String = (0..20_000)
+        .map(|_| {
+            format!(
+                "GITHUB_TOKEN=ghp_{}\n",
+                (0..36).map(|_| next()).collect::<String>()
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("keys.env"), lines).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["scan", dir.path().to_str().unwrap(), "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // Standard output is closed here, with most of the report unread.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
