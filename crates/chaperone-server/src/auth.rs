@@ -443,7 +443,7 @@ struct RefusalWindow {
     suppressed: HashMap<String, u64>,
     since: Option<Timestamp>,
     /// One-time links (share ids, wrapping accessors) a refusal as used was recorded for on
-    /// this node, whatever the budget (at most [`SPENT_LINKS`], then forgotten together).
+    /// this node, whatever the budget (at most [`SPENT_LINKS`]).
     spent_links: std::collections::HashSet<String>,
 }
 
@@ -510,7 +510,9 @@ impl AnonymousRefusals {
     /// one-time link used by someone else (`link`: a share id, a wrapping token's accessor) is
     /// recorded past the budget: it is the trace of a link that may have been intercepted,
     /// which the watch raises (`link_reused`), and only whoever holds the link's key can cause
-    /// it, once per link.
+    /// it. At most [`SPENT_LINKS`] links a node's lifetime are so recorded (the set is never
+    /// emptied: emptying it would let whoever holds that many used links record without
+    /// bound); past them, the budget applies to all.
     pub(crate) fn admit_spent(
         &self,
         state: &AppState,
@@ -523,10 +525,8 @@ impl AnonymousRefusals {
                 .0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if window.spent_links.len() >= SPENT_LINKS {
-                window.spent_links.clear();
-            }
-            if window.spent_links.insert(link.to_owned()) {
+            if window.spent_links.len() < SPENT_LINKS && window.spent_links.insert(link.to_owned())
+            {
                 return true;
             }
         }

@@ -57,9 +57,10 @@ pub(crate) async fn layer(
     // The ledger already records every request that matters, with this id; the access line
     // is for debugging (`chaperone_server::observe=debug`), except for server errors.
     let ms = elapsed.as_secs_f64() * 1000.0;
-    // A status probe's 503 (sealed, database unreachable) is its answer, not a failure: a load
-    // balancer asking every few seconds would otherwise flood the warnings.
-    let probe = matches!(route, "/api/v1/ready" | "/v1/sys/health");
+    // A status probe's 503 (sealed, database unreachable) or `sys/health`'s 501 (not
+    // initialised) is its answer, not a failure: a load balancer asking every few seconds would
+    // otherwise flood the warnings. Other 5xx answers of probes are failures, logged so.
+    let probe = matches!(route, "/api/v1/ready" | "/v1/sys/health") && matches!(status, 501 | 503);
     span.in_scope(|| {
         if status >= 500 && !probe {
             tracing::warn!(method, route, status, ms, "request");

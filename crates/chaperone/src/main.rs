@@ -96,8 +96,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    end_quietly_when_stdout_closes();
     let cli = Cli::parse();
+    // Not for the server, whose output goes on while it runs: there a closed stdout stays a
+    // panic, logged.
+    if !matches!(cli.command, Command::Up(_) | Command::Server(_)) {
+        end_quietly_when_stdout_closes();
+    }
     let result = match cli.command {
         Command::Up(args) => cmd::server::up(args),
         Command::Backup(args) => cmd::backup::backup(args),
@@ -152,8 +156,9 @@ fn default_data_dir() -> PathBuf {
 
 /// A reader that stops early (`chaperone restore ... | head -1`) closes standard output, and
 /// the next `println!` panics. The command then ends there, as Unix tools do (exit status
-/// 141, as for SIGPIPE), rather than with a panic message and a backtrace. Everything it did
-/// before that point is done: what it printed last only described it.
+/// 141, as for SIGPIPE), with one line on standard error rather than a panic message and a
+/// backtrace. Commands print what they did once it is done, so what is left unprinted only
+/// describes it.
 fn end_quietly_when_stdout_closes() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -164,6 +169,7 @@ fn end_quietly_when_stdout_closes() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            eprintln!("chaperone: standard output was closed; stopped there");
             std::process::exit(141);
         }
         default_hook(info);

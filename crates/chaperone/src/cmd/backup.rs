@@ -555,6 +555,7 @@ async fn restore_sqlite(
     // left without its database: SQLite would replay it onto the restored file, which would
     // then no longer be the one verified.
     let beside = |suffix: &str| PathBuf::from(format!("{}{suffix}", target.display()));
+    let mut kept_as = None;
     if ["", "-wal", "-shm"]
         .iter()
         .any(|suffix| beside(suffix).exists())
@@ -583,16 +584,17 @@ async fn restore_sqlite(
                     .with_context(|| format!("cannot move {} aside to {to}", from.display()))?;
             }
         }
-        println!(
-            "What it replaced was kept as {}.replaced-{stamp}*.",
-            target.display()
-        );
+        kept_as = Some(format!("{}.replaced-{stamp}*", target.display()));
     }
     std::fs::rename(&staging, target)
         .with_context(|| format!("cannot move the restored database to {}", target.display()))?;
     // The renames are durable only once the directory is.
     sync_dir_of(target)?;
     remove_staging();
+    // Said once the restore is in place: output a reader may stop taking comes last.
+    if let Some(kept) = kept_as {
+        println!("What it replaced was kept as {kept}.");
+    }
     report(manifest, statement, &target.display().to_string());
     println!(
         "Start the server on it with its unseal key (for `chaperone up`, copy unseal.key into \
