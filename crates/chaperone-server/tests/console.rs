@@ -237,3 +237,33 @@ fn a_request_is_asked_approved_and_used_through_the_console() {
     sign_out(&browser);
     s.assert_no_secret_logged();
 }
+
+/// The console keeps a session the server may still hold when the server cannot answer
+/// (sealed, here), and ends it when the account is disabled; a refusal of the Secrets tab
+/// other than a read-only grant's is shown as it is.
+#[test]
+fn the_console_keeps_a_live_session_through_an_outage_and_ends_a_disabled_one() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let s = Server::start();
+    let mo = s.person("mo", "member", None);
+    sign_in(&s, &browser, &mo);
+
+    // Sealed: a reload cannot ask who the session is, and keeps it.
+    s.ok("POST", "/api/v1/sys/seal", Some(&s.admin), None);
+    browser.go(&format!("{}/ui", s.addr));
+    browser.wait_text("#error", "Your session is kept");
+    let kept = browser.run("return sessionStorage.length;");
+    assert_eq!(kept, json!(1));
+    s.unseal();
+    browser.click("#retry");
+    browser.wait_text("#who", "Signed in as mo");
+
+    // Disabled: the next call ends the session in the page, and says why.
+    s.ok("POST", "/api/v1/people/mo/disable", Some(&s.admin), None);
+    browser.click("#tab-secrets");
+    browser.wait_text("#signin-box .small", "Your account is not active");
+    let kept = browser.run("return sessionStorage.length;");
+    assert_eq!(kept, json!(0));
+}

@@ -94,7 +94,8 @@ async function errorOf(response) {
 }
 
 // One API call with the session's token; the parsed answer, or an ApiError. A 401 means
-// the session is over (signed out elsewhere, idle, expired, account disabled).
+// the session is over (signed out elsewhere, idle, expired), and so does a 403
+// `person_inactive` (the account disabled or past its end date: its sessions are revoked).
 async function api(method, path, body) {
   const headers = { Authorization: 'Bearer ' + session.token };
   const init = { method, headers, credentials: 'omit', cache: 'no-store' };
@@ -108,6 +109,8 @@ async function api(method, path, body) {
     // A wrong step-up code is a 401 too, and the session lives on.
     if (response.status === 401 && error.code !== 'invalid_credentials') {
       end('Your session has ended (' + error.message + '). Sign in again.');
+    } else if (response.status === 403 && error.code === 'person_inactive') {
+      end('Your account is not active (' + error.message + '). Ask an administrator.');
     }
     throw new ApiError(response.status, error.code, error.message);
   }
@@ -226,9 +229,23 @@ async function start() {
   try {
     me = await api('GET', '/api/v1/auth/self');
   } catch (e) {
-    if (session) end('The server could not be reached: ' + e.message);
+    // Ended by `api` when the server said the session is over. Otherwise (sealed,
+    // restarting, unreachable) the session may still be live on the server: it is kept, so
+    // that it can still be used and signed out, and the page tries again when asked.
+    if (!session) return;
+    $('#signin-box').hidden = true;
+    $('#console-box').hidden = true;
+    showError('The server could not be reached (' + e.message.replace(/\.$/, '') +
+      '). Your session is kept.');
+    const retry = el('button', { type: 'button', id: 'retry', text: 'Try again' });
+    retry.addEventListener('click', () => {
+      showError('');
+      start().catch((error) => end('Something went wrong: ' + error.message));
+    }, { once: true });
+    $('#error').append(' ', retry);
     return;
   }
+  showError('');
   session.role = me.role;
   session.person = me.person || session.person;
   session.person_id = me.person_id;
@@ -434,8 +451,9 @@ async function secretsView(view, prefix) {
   try {
     listing = await api('GET', '/api/v1/secrets/list' + (prefix ? '/' + encodePath(prefix) : ''));
   } catch (e) {
-    // A grant to read without listing: the path can still be read by name.
-    if (!(e instanceof ApiError && e.status === 403)) throw e;
+    // A grant to read without listing: the path can still be read by name. Any other
+    // refusal (a suspended vendor, the compliance gate) is shown as it is.
+    if (!(e instanceof ApiError && e.status === 403 && e.code === 'not_permitted')) throw e;
     listing = { keys: [] };
   }
   const rows = listing.keys.map((key) => [key.endsWith('/')
