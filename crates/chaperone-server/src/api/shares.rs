@@ -49,8 +49,12 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 fn gone() -> ApiError {
-    // One answer for unknown, used up, expired and revoked: a link reveals nothing more.
-    ApiError::not_found("this link has expired, was used up or was revoked")
+    // One answer for unknown, used up, expired and revoked: a link reveals nothing more. A
+    // link its holder never used may have been used by someone else: they are asked to say so.
+    ApiError::not_found(
+        "this link has expired, was used up or was revoked: if you did not use it yourself, \
+         tell whoever sent it to you",
+    )
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

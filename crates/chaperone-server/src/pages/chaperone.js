@@ -125,7 +125,7 @@ async function sharePage() {
     return fail('This link is damaged: its key cannot be read.');
   }
   const info = await postJson('/api/v1/shares/' + encodeURIComponent(id) + '/info', { proof });
-  if (!info.ok) return fail(await errorOf(info, 'This link has expired, was used up or was revoked.'));
+  if (!info.ok) return fail(await errorOf(info, 'This link has expired, was used up or was revoked: if you did not use it yourself, tell whoever sent it to you.'));
   const meta = await info.json();
   $('#label').textContent = meta.label;
   $('#pass-row').hidden = !meta.needs_passphrase;
