@@ -506,9 +506,10 @@ impl AnonymousRefusals {
         false
     }
 
-    /// [`AnonymousRefusals::admit`], except that the first refusal on this node of a
-    /// one-time link used by someone else (`link`: a share id, a wrapping token's accessor) is
-    /// recorded past the budget: it is the trace of a link that may have been intercepted,
+    /// [`AnonymousRefusals::admit`] for a refused use of a one-time link (`link`: a share id,
+    /// a wrapping token's accessor) that no longer works for `why`, except that the first
+    /// refusal on this node of one used by someone else (`why` is `used`) is recorded past
+    /// the budget: it is the trace of a link that may have been intercepted,
     /// which the watch raises (`link_reused`), and only whoever holds the link's key can cause
     /// it. At most [`SPENT_LINKS`] links a node's lifetime are so recorded (the set is never
     /// emptied: emptying it would let whoever holds that many used links record without
@@ -519,8 +520,9 @@ impl AnonymousRefusals {
         actor: &Actor,
         ip: Option<IpAddr>,
         link: &str,
+        why: &str,
     ) -> bool {
-        {
+        if why == "used" {
             let mut window = self
                 .0
                 .lock()

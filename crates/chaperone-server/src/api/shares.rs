@@ -541,16 +541,10 @@ async fn open_share_to_the_end(
             // A refusal of a caller the server does not know costs its sender nothing: it is
             // recorded within the address's budget, as a refused token is (the first of a used
             // link on this node past it: `admit_spent`).
-            let admitted = if reason == "used" {
-                state
-                    .anonymous_refusals
-                    .admit_spent(state, &actor, info.client_ip, id)
-            } else {
-                state
-                    .anonymous_refusals
-                    .admit(state, &actor, info.client_ip)
-            };
-            if !admitted {
+            if !state
+                .anonymous_refusals
+                .admit_spent(state, &actor, info.client_ip, id, &reason)
+            {
                 return Ok(());
             }
             let mut record = LedgerRecord::new("share.open", id, Outcome::Denied);

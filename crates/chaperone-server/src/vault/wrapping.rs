@@ -501,16 +501,13 @@ async fn record_spent(
         return Ok(());
     };
     let actor = unwrapper(state, headers, token, peer).await;
-    let admitted = if spent.why == "used" {
-        state
-            .anonymous_refusals
-            .admit_spent(state, &actor, info.client_ip, &spent.accessor)
-    } else {
-        state
-            .anonymous_refusals
-            .admit(state, &actor, info.client_ip)
-    };
-    if !admitted {
+    if !state.anonymous_refusals.admit_spent(
+        state,
+        &actor,
+        info.client_ip,
+        &spent.accessor,
+        &spent.why,
+    ) {
         return Ok(());
     }
     let mut event = Record::new("wrap.unwrap", &spent.creation_path, Outcome::Denied);
